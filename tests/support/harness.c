@@ -1,0 +1,363 @@
+/* Test harness implementation: see harness.h. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int fd;
+    pthread_t th;
+} rt_stream;
+
+struct rt_proc {
+    pid_t pid;
+    int in_fd;
+    int exited, status;
+    rt_stream out, err;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+long long rt_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void rt_sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+char *rt_tmpdir(void) {
+    const char *base = getenv("TMPDIR");
+    char tmpl[512];
+    snprintf(tmpl, sizeof tmpl, "%s/routerd-test-XXXXXX", base && *base ? base : "/tmp");
+    char *d = mkdtemp(tmpl);
+    return d ? strdup(d) : NULL;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void rt_rmtree(const char *dir) {
+    if (dir) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *rt_write_file(const char *dir, const char *name, const char *text) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(n);
+    snprintf(path, n, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        free(path);
+        return NULL;
+    }
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+int rt_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static void *reader(void *arg) {
+    rt_proc *p = arg;
+    rt_stream *s = NULL;
+    /* arg is the proc; the stream is found by comparing thread ids. */
+    pthread_mutex_lock(&p->mu);
+    s = pthread_equal(pthread_self(), p->out.th) ? &p->out : &p->err;
+    pthread_mutex_unlock(&p->mu);
+    char chunk[8192];
+    for (;;) {
+        ssize_t n = read(s->fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        pthread_mutex_lock(&p->mu);
+        if (s->len + (size_t)n + 1 > s->cap) {
+            size_t cap = s->cap ? s->cap : 65536;
+            while (cap < s->len + (size_t)n + 1)
+                cap *= 2;
+            s->buf = realloc(s->buf, cap);
+            s->cap = cap;
+        }
+        memcpy(s->buf + s->len, chunk, (size_t)n);
+        s->len += (size_t)n;
+        s->buf[s->len] = 0;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    return NULL;
+}
+
+rt_proc *rt_spawn(const char *const *argv, const char *const *env_extra) {
+    int in[2], out[2], err[2];
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) return NULL;
+    size_t n = 0, m = 0;
+    while (environ[n])
+        n++;
+    while (env_extra && env_extra[m])
+        m++;
+    char **env = calloc(n + m + 1, sizeof *env);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int overridden = 0;
+        for (size_t j = 0; j < m; j++) {
+            const char *eq = strchr(env_extra[j], '=');
+            size_t kl = eq ? (size_t)(eq - env_extra[j]) : strlen(env_extra[j]);
+            if (strncmp(environ[i], env_extra[j], kl) == 0 && environ[i][kl] == '=') overridden = 1;
+        }
+        if (!overridden) env[k++] = environ[i];
+    }
+    for (size_t j = 0; j < m; j++)
+        env[k++] = (char *)env_extra[j];
+    env[k] = NULL;
+
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    rt_proc *p = calloc(1, sizeof *p);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    int rc = posix_spawn(&p->pid, argv[0], &fa, NULL, (char *const *)argv, env);
+    posix_spawn_file_actions_destroy(&fa);
+    free(env);
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    if (rc != 0) {
+        close(in[1]);
+        close(out[0]);
+        close(err[0]);
+        free(p);
+        errno = rc;
+        return NULL;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    p->in_fd = in[1];
+    p->out.fd = out[0];
+    p->err.fd = err[0];
+    pthread_mutex_lock(&p->mu);
+    pthread_create(&p->out.th, NULL, reader, p);
+    pthread_create(&p->err.th, NULL, reader, p);
+    pthread_mutex_unlock(&p->mu);
+    return p;
+}
+
+rt_proc *rt_start(const char *manifest, const char *const *extra_args,
+                  const char *const *env_extra) {
+    const char *argv[64];
+    size_t n = 0;
+    argv[n++] = ROUTERD_BIN;
+    argv[n++] = "-c";
+    argv[n++] = manifest;
+    for (size_t i = 0; extra_args && extra_args[i] && n < 63; i++)
+        argv[n++] = extra_args[i];
+    argv[n] = NULL;
+    return rt_spawn(argv, env_extra);
+}
+
+int rt_pid(rt_proc *p) {
+    return (int)p->pid;
+}
+
+int rt_write(rt_proc *p, const char *text) {
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t n = write(p->in_fd, text + off, len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+void rt_close_stdin(rt_proc *p) {
+    if (p->in_fd >= 0) close(p->in_fd);
+    p->in_fd = -1;
+}
+
+void rt_signal(rt_proc *p, int sig) {
+    if (!p->exited) kill(p->pid, sig);
+}
+
+int rt_wait(rt_proc *p, int timeout_ms) {
+    long long end = rt_now_ms() + timeout_ms;
+    while (!p->exited) {
+        int st;
+        pid_t r = waitpid(p->pid, &st, WNOHANG);
+        if (r == p->pid) {
+            p->exited = 1;
+            p->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            break;
+        }
+        if (rt_now_ms() >= end) return -1;
+        rt_sleep_ms(10);
+    }
+    /* Let the readers collect the last output. */
+    pthread_join(p->out.th, NULL);
+    pthread_join(p->err.th, NULL);
+    p->out.th = p->err.th = 0;
+    return p->status;
+}
+
+const char *rt_stdout(rt_proc *p) {
+    return p->out.buf ? p->out.buf : "";
+}
+
+const char *rt_stderr(rt_proc *p) {
+    return p->err.buf ? p->err.buf : "";
+}
+
+static int wait_in(rt_proc *p, rt_stream *s, const char *needle, int timeout_ms) {
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&p->mu);
+    int found = 0;
+    for (;;) {
+        if (s->buf && strstr(s->buf, needle)) {
+            found = 1;
+            break;
+        }
+        if (pthread_cond_timedwait(&p->cv, &p->mu, &dl) == ETIMEDOUT) {
+            found = s->buf && strstr(s->buf, needle);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return found;
+}
+
+int rt_wait_stdout(rt_proc *p, const char *needle, int timeout_ms) {
+    return wait_in(p, &p->out, needle, timeout_ms);
+}
+
+int rt_wait_stderr(rt_proc *p, const char *needle, int timeout_ms) {
+    return wait_in(p, &p->err, needle, timeout_ms);
+}
+
+static int count_lines(const rt_stream *s) {
+    int n = 0;
+    for (size_t i = 0; i < s->len; i++)
+        n += s->buf[i] == '\n';
+    return n;
+}
+
+int rt_wait_stdout_lines(rt_proc *p, int n, int timeout_ms) {
+    long long end = rt_now_ms() + timeout_ms;
+    int have;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        have = count_lines(&p->out);
+        pthread_mutex_unlock(&p->mu);
+        if (have >= n || rt_now_ms() >= end) return have;
+        rt_sleep_ms(10);
+    }
+}
+
+void rt_free(rt_proc *p) {
+    if (!p) return;
+    if (!p->exited) {
+        kill(p->pid, SIGKILL);
+        rt_wait(p, 5000);
+    } else if (p->out.th) {
+        pthread_join(p->out.th, NULL);
+        pthread_join(p->err.th, NULL);
+    }
+    rt_close_stdin(p);
+    close(p->out.fd);
+    close(p->err.fd);
+    free(p->out.buf);
+    free(p->err.buf);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}
+
+typedef struct {
+    char *buf;
+    size_t len;
+} rt_buf;
+
+static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud) {
+    rt_buf *b = ud;
+    size_t n = size * nmemb;
+    b->buf = realloc(b->buf, b->len + n + 1);
+    memcpy(b->buf + b->len, ptr, n);
+    b->len += n;
+    b->buf[b->len] = 0;
+    return n;
+}
+
+long rt_http(const char *method, const char *url, const char *body, const char *const *headers,
+             char **resp_body) {
+    CURL *c = curl_easy_init();
+    if (!c) return -1;
+    rt_buf b = {0};
+    struct curl_slist *hl = NULL;
+    for (size_t i = 0; headers && headers[i]; i++)
+        hl = curl_slist_append(hl, headers[i]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    if (hl) curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    long status = -1;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    if (resp_body)
+        *resp_body = b.buf ? b.buf : strdup("");
+    else
+        free(b.buf);
+    return status;
+}
+
+int rt_wait_http(const char *url, long status, int timeout_ms) {
+    long long end = rt_now_ms() + timeout_ms;
+    while (rt_now_ms() < end) {
+        if (rt_http("GET", url, NULL, NULL, NULL) == status) return 1;
+        rt_sleep_ms(50);
+    }
+    return 0;
+}

@@ -1,0 +1,51 @@
+/* Test harness: temp dirs, free ports, the routerd process, HTTP probes. */
+#ifndef ROUTERD_TEST_HARNESS_H
+#define ROUTERD_TEST_HARNESS_H
+
+#include <stddef.h>
+
+typedef struct rt_proc rt_proc;
+
+/* A fresh directory under $TMPDIR (or /tmp); removed by rt_rmtree(). */
+char *rt_tmpdir(void);
+void rt_rmtree(const char *dir);
+/* Writes text to dir/name and returns the malloc()ed path. */
+char *rt_write_file(const char *dir, const char *name, const char *text);
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int rt_free_port(void);
+
+/* Starts argv[0] (a path) with pipes on stdin/stdout/stderr. env_extra is a
+ * NULL-terminated list of NAME=VALUE added to the environment (or NULL). */
+rt_proc *rt_spawn(const char *const *argv, const char *const *env_extra);
+/* Starts the built routerd with "-c manifest" followed by extra args. */
+rt_proc *rt_start(const char *manifest, const char *const *extra_args, const char *const *env_extra);
+
+int rt_pid(rt_proc *p);
+int rt_write(rt_proc *p, const char *text); /* to stdin; 0 on success */
+void rt_close_stdin(rt_proc *p);
+void rt_signal(rt_proc *p, int sig);
+/* Waits for exit: exit code, 128+signal when killed, -1 on timeout. */
+int rt_wait(rt_proc *p, int timeout_ms);
+/* Snapshots of everything read so far (NUL-terminated, owned by p). */
+const char *rt_stdout(rt_proc *p);
+const char *rt_stderr(rt_proc *p);
+/* Waits until stdout (or stderr) contains needle; 1 found, 0 timeout. */
+int rt_wait_stdout(rt_proc *p, const char *needle, int timeout_ms);
+int rt_wait_stderr(rt_proc *p, const char *needle, int timeout_ms);
+/* Waits until stdout has at least n lines; returns the count reached. */
+int rt_wait_stdout_lines(rt_proc *p, int n, int timeout_ms);
+/* Kills (SIGKILL) if still running, reaps and frees. */
+void rt_free(rt_proc *p);
+
+/* HTTP GET/POST on loopback: returns the status (or -1) and a malloc()ed body. */
+long rt_http(const char *method, const char *url, const char *body, const char *const *headers,
+             char **resp_body);
+/* Polls url until it answers `status`; 1 on success, 0 on timeout. */
+int rt_wait_http(const char *url, long status, int timeout_ms);
+
+/* Sleep helper. */
+void rt_sleep_ms(int ms);
+/* Monotonic milliseconds. */
+long long rt_now_ms(void);
+
+#endif
