@@ -412,7 +412,9 @@ typedef struct rd_ops {
     void (*ack)(void *self, int64_t watermark);
 
     /* Sink (event required). event() runs on the sink's dispatcher thread
-     * and should return quickly. flush() runs at drain. */
+     * and should return quickly. flush() runs on that same thread after the
+     * events queued before it: on SIGHUP (reopen log files there) and at
+     * drain (send what is batched). */
     void (*event)(void *self, const rd_event *ev);
     rd_status (*flush)(void *self, rd_error *err);
 } rd_ops;
