@@ -20,7 +20,7 @@ static char *dir;
 
 typedef struct {
     const char *name;
-    const char *body;  /* appended after BASE */
+    const char *body;    /* appended after BASE */
     const char *want[4]; /* substrings of the one stderr line */
     const char *const *env;
 } bad_case;
@@ -28,7 +28,7 @@ typedef struct {
 static int setup(void **state) {
     (void)state;
     dir = rt_tmpdir();
-    rt_write_file(dir, "notso.so", "this is not a shared object\n");
+    free(rt_write_file(dir, "notso.so", "this is not a shared object\n"));
     return dir ? 0 : -1;
 }
 
@@ -67,7 +67,6 @@ static void run_case(const bad_case *c, const char *mode) {
     rt_free(p);
     free(path);
 }
-
 
 static const bad_case cases[] = {
     {"unknown_key",
@@ -158,8 +157,10 @@ static const bad_case cases[] = {
      {"unknown section kind 'backnd'", "did you mean 'backend'?"},
      NULL},
     {"no_persona", "[backend.mock]\nplugin = mock\n", {"no [persona.NAME] section"}, NULL},
-    {"mock_refuses", "[backend.mock]\nplugin = mock\nmode = script\n[persona.p]\nbackend = mock\nchats = *\n",
-     {"[backend.mock]", "mode = script needs script = FILE"}, NULL},
+    {"mock_refuses",
+     "[backend.mock]\nplugin = mock\nmode = script\n[persona.p]\nbackend = mock\nchats = *\n",
+     {"[backend.mock]", "mode = script needs script = FILE"},
+     NULL},
 };
 
 static void test_each_case_check_config(void **state) {
@@ -246,8 +247,8 @@ static void test_env_file(void **state) {
                   "[persona.p]\nbackend = mock\nchats = *\n",
              dir);
     char *path = rt_write_file(dir, "envfile.ini", text);
-    char *envf = rt_write_file(dir, "test.env",
-                               "# comment\nexport ROUTERD_T_PREFIX=\"from file: \"\n\n");
+    char *envf =
+        rt_write_file(dir, "test.env", "# comment\nexport ROUTERD_T_PREFIX=\"from file: \"\n\n");
     const char *args[] = {"--env-file", envf, NULL};
     rt_proc *p = rt_start(path, args, NULL);
     rt_write(p, "hello\n");
