@@ -29,7 +29,7 @@
  * Minimal backend (see plugins/backend_mock for a complete one):
  *
  *   static const rd_option opts[] = {
- *       {"prefix", RD_OPT_STRING, 0, "echo: ", "text put before the echo"},
+ *       {.key = "prefix", .type = RD_OPT_STRING, .def = "echo: ", .help = "put first"},
  *       {0}};
  *   static const rd_host *H;
  *   static rd_status create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *e) {

@@ -16,3 +16,8 @@ add_dependencies(test_core_console ${ROUTERD_BAD_PLUGINS})
 routerd_integration_test(test_core_manifest_errors SOURCES integration/test_core_manifest_errors.c TIMEOUT 120)
 target_compile_definitions(test_core_manifest_errors PRIVATE ROUTERD_BAD_PLUGIN_DIR="${ROUTERD_BAD_PLUGIN_DIR}")
 add_dependencies(test_core_manifest_errors ${ROUTERD_BAD_PLUGINS})
+
+# A plugin built out of tree against the installed header and pkg-config file.
+add_test(NAME test_core_out_of_tree
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_core_out_of_tree.sh ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_core_out_of_tree PROPERTIES LABELS integration TIMEOUT 120)
