@@ -203,7 +203,22 @@ static void runq_push_locked(chat *c) {
 }
 
 static void finish_locked_ack(rd_ctx *tr, int64_t update_id) {
-    if (wm_done(&tr->wm, update_id) && tr->ops->ack) tr->ops->ack(tr->self, wm_get(&tr->wm));
+    if (wm_done(&tr->wm, update_id) && tr->ops->ack && !tr->closed)
+        tr->ops->ack(tr->self, wm_get(&tr->wm));
+}
+
+void router_close_transports(void) {
+    pthread_mutex_lock(&R.mu);
+    for (size_t i = 0; i < R.ntr; i++)
+        R.tr[i]->closed = true;
+    pthread_mutex_unlock(&R.mu);
+}
+
+static bool transport_closed(rd_ctx *tr) {
+    pthread_mutex_lock(&R.mu);
+    bool c = tr->closed;
+    pthread_mutex_unlock(&R.mu);
+    return c;
 }
 
 /* Marks an update handled without a job (rejections, skips). */
@@ -399,8 +414,9 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
         } else {
             series_add(tr->m_rejected_ratelimit, 1);
             series_add(p->m_rl_hits, 1);
-            log_msg(tr->name, RD_LOG_INFO, "chat %s over its rate limit: update %" PRId64 " dropped",
-                    j->hash, in->update_id);
+            log_msg(tr->name, RD_LOG_INFO,
+                    "chat %s over its rate limit: update %" PRId64 " dropped", j->hash,
+                    in->update_id);
         }
         char status[48];
         snprintf(status, sizeof status, "rejected:%s", reject);
@@ -446,6 +462,10 @@ static void send_text(job *j, const char *text, uint32_t flags) {
     if (out.edit_of) out.flags |= RD_OUT_FINAL_EDIT;
     rd_error err = {0};
     j->t_sstart_ns = wall_ns();
+    if (transport_closed(j->tr)) { /* too late: the update stays unacknowledged */
+        j->status = "abandoned";
+        return;
+    }
     rd_status st = j->tr->ops->send(j->tr->self, &out, &err);
     j->t_send_ns = wall_ns();
     if (st != RD_OK) {

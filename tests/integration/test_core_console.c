@@ -163,6 +163,25 @@ static void test_second_signal(void **state) {
     free(m);
 }
 
+/* Past drain_timeout_s the router leaves anyway, without answering. */
+static void test_drain_timeout(void **state) {
+    (void)state;
+    char *m = manifest("drain_to", 0, "drain_timeout_s = 1\n",
+                       "[backend.mock]\nplugin = mock\nlatency_ms = 20000\n"
+                       "[persona.p]\nbackend = mock\nchats = *\n");
+    rt_proc *p = rt_start(m, NULL, NULL);
+    rt_write(p, "slow\n");
+    rt_sleep_ms(300);
+    long long t0 = rt_now_ms();
+    rt_signal(p, SIGTERM);
+    assert_int_equal(rt_wait(p, 10000), 0);
+    assert_true(rt_now_ms() - t0 < 5000);
+    assert_string_equal(rt_stdout(p), "");
+    assert_non_null(strstr(rt_stderr(p), "drain timeout: 1 message(s) still in flight"));
+    rt_free(p);
+    free(m);
+}
+
 static void test_health_endpoints(void **state) {
     (void)state;
     int port = rt_free_port();
@@ -342,6 +361,7 @@ int main(void) {
         cmocka_unit_test(test_order_three_chats),
         cmocka_unit_test(test_sigterm_drain),
         cmocka_unit_test(test_second_signal),
+        cmocka_unit_test(test_drain_timeout),
         cmocka_unit_test(test_health_endpoints),
         cmocka_unit_test(test_admin_port_taken),
         cmocka_unit_test(test_allowlist),
