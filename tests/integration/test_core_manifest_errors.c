@@ -284,6 +284,27 @@ static void test_print_config_redacts(void **state) {
     free(path);
 }
 
+/* Two files that both claim to be the mock backend. */
+static void test_duplicate_plugin_name(void **state) {
+    (void)state;
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "cp %s/backend_mock.so %s/copy_of_mock.so", ROUTERD_PLUGIN_DIR, dir);
+    assert_int_equal(system(cmd), 0);
+    char text[2048];
+    snprintf(text, sizeof text,
+             BASE "[backend.a]\nplugin = mock\n[backend.b]\nplugin = %s/copy_of_mock.so\n"
+                  "[persona.p]\nbackend = a\nchats = *\n",
+             dir, dir);
+    char *path = rt_write_file(dir, "dup.ini", text);
+    const char *args[] = {"--check-config", NULL};
+    rt_proc *p = rt_start(path, args, NULL);
+    assert_int_equal(rt_wait(p, 20000), 78);
+    assert_non_null(strstr(rt_stderr(p), "[backend.b] plugin"));
+    assert_non_null(strstr(rt_stderr(p), "a backend plugin named 'mock' is already loaded"));
+    rt_free(p);
+    free(path);
+}
+
 static void test_usage_errors(void **state) {
     (void)state;
     const char *argv1[] = {ROUTERD_BIN, "--bogus", NULL};
@@ -313,6 +334,7 @@ int main(void) {
         cmocka_unit_test(test_each_case_check_config), cmocka_unit_test(test_run_fails_like_check),
         cmocka_unit_test(test_pinned_hash_matches),    cmocka_unit_test(test_env_file),
         cmocka_unit_test(test_print_config_redacts),   cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_duplicate_plugin_name),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
