@@ -320,6 +320,33 @@ static void test_mock_seed_deterministic(void **state) {
     free(m);
 }
 
+/* Completion later from another thread (RD_PENDING): 1,000 replies of
+ * 1.5 s each are in flight at once with only 4 workers. */
+static void test_async_many_in_flight(void **state) {
+    (void)state;
+    char *m = manifest("async", 0, "rate_limit_per_minute = 0\nworkers = 4\nqueue_depth = 2000\n",
+                       "[backend.mock]\nplugin = mock\nprefix = \"\"\nasync = true\n"
+                       "latency_ms = 1500\n[persona.p]\nbackend = mock\nchats = *\n");
+    rt_proc *p = rt_start(m, NULL, NULL);
+    char line[64];
+    long long t0 = rt_now_ms();
+    for (int i = 0; i < 1000; i++) {
+        snprintf(line, sizeof line, "@%d m%d\n", 1000 + i, i);
+        rt_write(p, line);
+    }
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 30000), 0);
+    /* Serially on 4 workers this would take over 6 minutes. */
+    assert_true(rt_now_ms() - t0 < 10000);
+    assert_int_equal(count(rt_stdout(p), "\n"), 1000);
+    for (int i = 0; i < 1000; i += 97) {
+        snprintf(line, sizeof line, "@%d m%d\n", 1000 + i, i);
+        assert_non_null(strstr(rt_stdout(p), line));
+    }
+    rt_free(p);
+    free(m);
+}
+
 static void test_persona_switch_persists(void **state) {
     (void)state;
     const char *rest = "[backend.a]\nplugin = mock\nprefix = \"A:\"\n"
@@ -368,6 +395,7 @@ int main(void) {
         cmocka_unit_test(test_rate_limit),
         cmocka_unit_test(test_failure_notice),
         cmocka_unit_test(test_mock_seed_deterministic),
+        cmocka_unit_test(test_async_many_in_flight),
         cmocka_unit_test(test_persona_switch_persists),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
