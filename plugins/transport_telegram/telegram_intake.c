@@ -669,7 +669,13 @@ static void poll_once(tg *t, int *attempt) {
     case TG_C_ABORTED:
         break;
     }
-    if (call.cls == TG_C_OK && *attempt == 0) t->h->ready(t->ctx, 1, NULL);
+    if (call.cls == TG_C_OK && *attempt == 0) {
+        t->h->ready(t->ctx, 1, NULL);
+        /* Short polls (timeout = 0) or a server that ignores the timeout:
+         * do not hammer it with empty polls. */
+        int64_t took = tg_now(t) - t0;
+        if (cJSON_GetArraySize(call.resp.result) == 0 && took < 200) wait = 200 - took;
+    }
     tg_call_free(&call);
     if (wait > 0) tg_sleep(t, wait, &t->quiescing);
 }

@@ -8,3 +8,12 @@ routerd_unit_test(test_telegram_split SOURCES ${TG_DIR}/unit/test_telegram_split
                   LIBS transport_telegram_obj)
 routerd_unit_test(test_telegram_throttle SOURCES ${TG_DIR}/unit/test_telegram_throttle.c
                   LIBS transport_telegram_obj)
+
+# The plugin in-process against the fake Bot API server and a fake host.
+foreach(t intake send webhook)
+  if(EXISTS ${TG_DIR}/unit/test_telegram_${t}.c)
+    routerd_unit_test(test_telegram_${t}
+                      SOURCES ${TG_DIR}/unit/test_telegram_${t}.c ${TG_DIR}/unit/test_telegram_host.c
+                      LIBS transport_telegram_obj TIMEOUT 120)
+  endif()
+endforeach()

@@ -609,6 +609,15 @@ void th_ack_all(void *self) {
     if (w >= 0) routerd_plugin_v1.ops->ack(self, w);
 }
 
+void th_ack_upto(void *self, int64_t upto) {
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < nrecs; i++)
+        if (recs[i].m.id <= upto) recs[i].handled = 1;
+    int64_t w = watermark_locked();
+    pthread_mutex_unlock(&mu);
+    if (w >= 0) routerd_plugin_v1.ops->ack(self, w);
+}
+
 /* ------------------------------------------------------------------------ */
 /* State store                                                               */
 
@@ -759,6 +768,48 @@ size_t th_kv_count(const char *prefix) {
         n += strncmp(kv[i].key, prefix, pl) == 0;
     pthread_mutex_unlock(&mu);
     return n;
+}
+
+static kv_row *snap;
+static size_t nsnap;
+
+static void rows_free(kv_row *r, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(r[i].key);
+        free(r[i].val);
+    }
+    free(r);
+}
+
+static kv_row *rows_copy(const kv_row *src, size_t n) {
+    kv_row *r = calloc(n + 1, sizeof *r);
+    for (size_t i = 0; i < n; i++) {
+        r[i].key = strdup(src[i].key);
+        r[i].val = malloc(src[i].len + 1);
+        memcpy(r[i].val, src[i].val, src[i].len + 1);
+        r[i].len = src[i].len;
+    }
+    return r;
+}
+
+void th_kv_snapshot(void) {
+    pthread_mutex_lock(&mu);
+    rows_free(snap, nsnap);
+    snap = rows_copy(kv, nkv);
+    nsnap = nkv;
+    pthread_mutex_unlock(&mu);
+}
+
+void th_kv_restore(void) {
+    pthread_mutex_lock(&mu);
+    rows_free(kv, nkv);
+    kv = rows_copy(snap, nsnap);
+    nkv = capkv = nsnap;
+    if (!capkv) {
+        free(kv);
+        kv = NULL;
+    }
+    pthread_mutex_unlock(&mu);
 }
 
 void th_kv_fail(int on) {

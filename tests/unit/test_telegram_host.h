@@ -56,6 +56,12 @@ void th_echo_start(void *self, const char *prefix);
 void th_echo_stop(void);
 /* Marks everything handled and acks. */
 void th_ack_all(void *self);
+/* Marks records with id <= upto handled and acks. */
+void th_ack_upto(void *self, int64_t upto);
+/* Saves / restores the whole state store (a crash leaves the store as it
+ * was at the instant of the kill). */
+void th_kv_snapshot(void);
+void th_kv_restore(void);
 
 int th_ready(void);
 int th_log_has(const char *needle);
