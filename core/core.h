@@ -1,0 +1,209 @@
+/* Internal interfaces of the routerd core. Not installed. */
+#ifndef ROUTERD_CORE_H
+#define ROUTERD_CORE_H
+
+#include <routerd/plugin.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#define EX_OK_ 0
+#define EX_USAGE_ 64
+#define EX_CONFIG_ 78
+
+/* ---- util.c ------------------------------------------------------------ */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *str_trim(char *s);
+int64_t mono_ms(void);
+int64_t wall_ns(void);
+void sha256_hex(const void *data, size_t len, char out[65]);
+void hmac_sha256_hex(const void *key, size_t klen, const void *data, size_t len, char out[65]);
+void random_bytes(void *buf, size_t n);
+void random_hex(char *out, size_t nbytes); /* writes 2*nbytes hex + NUL */
+uint64_t rand_u64(void);
+size_t levenshtein(const char *a, const char *b);
+/* Parses a decimal int64 with nothing else but blanks; 0 on success. */
+int parse_i64(const char *s, int64_t *out);
+/* Splits a comma list into a NULL-terminated array of trimmed, non-empty
+ * strings (one allocation per string plus the array). */
+char **split_list(const char *s);
+void free_list(char **l);
+
+/* ---- log.c ------------------------------------------------------------- */
+void log_init(void);
+void log_set_level(rd_log_level lvl);
+/* Once sinks with RD_PF_LOGS run, the text log goes quiet. */
+void log_set_text(bool on);
+void log_msg(const char *source, rd_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void log_vmsg(const char *source, rd_log_level lvl, const char *fmt, va_list ap);
+#define LOGE(...) log_msg("core", RD_LOG_ERROR, __VA_ARGS__)
+#define LOGW(...) log_msg("core", RD_LOG_WARN, __VA_ARGS__)
+#define LOGI(...) log_msg("core", RD_LOG_INFO, __VA_ARGS__)
+#define LOGD(...) log_msg("core", RD_LOG_DEBUG, __VA_ARGS__)
+void log_reopen(void);
+/* Secrets: every registered value is replaced by *** in logs and errors. */
+void secret_add(const char *value);
+size_t redact(const char *src, char *dst, size_t dstsz);
+char *redact_dup(const char *src);
+
+/* ---- env.c ------------------------------------------------------------- */
+/* Expands ${VAR} and ${VAR:-default}. Returns malloc()ed text, or NULL with
+ * *bad set to the malloc()ed name of the undefined variable (or a syntax
+ * message starting with a space). */
+char *env_expand(const char *in, char **bad);
+/* Loads a dotenv file into the environment (existing variables win).
+ * Returns 0, or -1 with a message in err. */
+int dotenv_load(const char *path, char *err, size_t errsz);
+/* Parses one dotenv line; returns 1 with key/value set (malloc()ed), 0 for
+ * blank/comment, -1 on a syntax error. */
+int dotenv_parse_line(const char *line, char **key, char **val);
+
+/* ---- manifest.c -------------------------------------------------------- */
+typedef struct mf_kv {
+    char *key, *raw, *val; /* raw as written, val expanded */
+    int line;
+    bool used;
+} mf_kv;
+
+typedef struct mf_section {
+    char *name; /* "backend.helper" */
+    char *kind; /* "backend" */
+    char *inst; /* "helper" (empty for router) */
+    int line;
+    mf_kv *kv;
+    size_t nkv;
+} mf_section;
+
+typedef struct manifest {
+    char *path;
+    mf_section *sec;
+    size_t nsec;
+    char sha256[65]; /* of the file bytes */
+} manifest;
+
+/* Parses and expands. On error returns NULL with a one-line message. */
+manifest *manifest_load(const char *path, char *err, size_t errsz);
+manifest *manifest_parse_string(const char *name, const char *text, char *err, size_t errsz);
+void manifest_free(manifest *m);
+mf_section *manifest_section(manifest *m, const char *name);
+mf_kv *section_get(mf_section *s, const char *key);
+
+/* ---- schema.c ---------------------------------------------------------- */
+typedef struct cfg_val {
+    const rd_option *opt;
+    bool set;  /* written in the manifest */
+    bool have; /* set or defaulted */
+    char *str;
+    int64_t i;
+    double d;
+    char **list;
+} cfg_val;
+
+typedef struct cfg_set {
+    cfg_val *v;
+    size_t n;
+} cfg_set;
+
+/* Validates section s against the options (NULL-key terminated) plus any
+ * extra reserved keys. Unknown keys get a did-you-mean. On error: -1 and a
+ * message "file:line: [section] key: problem". */
+int schema_apply(const manifest *m, mf_section *s, const rd_option *opts,
+                 const char *const *reserved, cfg_set *out, char *err, size_t errsz);
+void cfg_free(cfg_set *c);
+cfg_val *cfg_find(cfg_set *c, const char *key);
+/* Best suggestion among candidate keys, or NULL. */
+const char *suggest(const char *key, const char *const *cands, size_t n);
+const char *opt_type_name(rd_opt_type t);
+
+/* ---- loader.c ---------------------------------------------------------- */
+typedef struct plugin_so {
+    char *path;
+    void *dl;
+    const rd_plugin *desc;
+} plugin_so;
+
+/* Loads (or finds in the cache) a plugin by name or path. Checks ABI,
+ * sizes, kind and ops. On error NULL with a message. */
+plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or_path, char *err,
+                       size_t errsz);
+void plugins_unload_all(void);
+const char *kind_name(rd_kind k);
+/* Lists plugins found in dir (sorted), for --list-plugins. */
+int plugin_list(const char *plugin_dir, bool markdown, FILE *out);
+
+/* ---- store.c ----------------------------------------------------------- */
+typedef struct store store;
+store *store_open(const char *dir, bool sync_full, char *err, size_t errsz);
+void store_close(store *s);
+rd_status store_get(store *s, const char *ns, const char *key, char **val, size_t *len);
+rd_status store_put(store *s, const char *ns, const char *key, const void *val, size_t len);
+rd_status store_del(store *s, const char *ns, const char *key);
+rd_status store_txn(store *s, const char *ns, const rd_kv_op *ops, size_t n);
+rd_status store_scan(store *s, const char *ns, const char *prefix, rd_kv_visit_fn fn, void *arg);
+
+/* ---- metrics.c --------------------------------------------------------- */
+rd_metric *metric_family(rd_metric_type type, const char *name, const char *help,
+                         const char *const *labels, const double *buckets, size_t nb);
+rd_series *metric_series(rd_metric *m, const char *const *values);
+void series_add(rd_series *s, double v);
+void series_set(rd_series *s, double v);
+void series_observe(rd_series *s, double v);
+double series_value(rd_series *s);
+uint64_t series_count(rd_series *s);
+void metrics_visit(rd_metric_visit_fn fn, void *arg);
+void metrics_free_all(void);
+
+/* ---- watermark.c ------------------------------------------------------- */
+/* Tracks which update ids are handled; the watermark is the highest id
+ * below which every id seen is handled. Not thread-safe by itself. */
+typedef struct watermark {
+    int64_t *ids;
+    unsigned char *done;
+    size_t head, len, cap; /* ring of pending ids, ascending */
+    int64_t wm;            /* -1 before anything */
+    int64_t max_seen;
+} watermark;
+void wm_init(watermark *w);
+void wm_free(watermark *w);
+/* 0 = added as pending, 1 = duplicate (handled or pending). */
+int wm_add(watermark *w, int64_t id);
+/* Marks id handled; returns true when the watermark moved. */
+bool wm_done(watermark *w, int64_t id);
+int64_t wm_get(const watermark *w);
+/* Forgets a pending id (it was refused and will come again). */
+void wm_remove(watermark *w, int64_t id);
+size_t wm_pending(const watermark *w);
+
+/* ---- ratelimit.c ------------------------------------------------------- */
+typedef struct bucket {
+    double tokens;
+    int64_t last_ms;
+    bool noticed; /* one notice per exhaustion */
+} bucket;
+/* Takes one token at now_ms with `per_minute` capacity and refill.
+ * Returns 1 allowed, 0 denied (send a notice), -1 denied (already noticed).
+ * per_minute <= 0 always allows. */
+int bucket_take(bucket *b, int per_minute, int64_t now_ms);
+bool bucket_full(const bucket *b, int per_minute, int64_t now_ms);
+
+/* ---- chatqueue.c ------------------------------------------------------- */
+/* Intrusive FIFO used per chat. */
+typedef struct qnode {
+    struct qnode *next;
+} qnode;
+typedef struct fifo {
+    qnode *head, *tail;
+    size_t len;
+} fifo;
+void fifo_push(fifo *f, qnode *n);
+qnode *fifo_pop(fifo *f);
+
+#endif

@@ -1,0 +1,221 @@
+/* The host API table handed to plugins. */
+#include "build_info.h"
+#include "router.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+rd_ctx *ctx_new(rd_kind kind, const char *name, const char *inst) {
+    rd_ctx *c = xcalloc(1, sizeof *c);
+    c->kind = kind;
+    c->name = xstrdup(name);
+    c->inst = xstrdup(inst);
+    wm_init(&c->wm);
+    return c;
+}
+
+void ctx_free(rd_ctx *c) {
+    if (!c) return;
+    cfg_free(&c->cfg);
+    wm_free(&c->wm);
+    free(c->allow);
+    free(c->name);
+    free(c->inst);
+    free(c);
+}
+
+static void h_vlog(rd_ctx *ctx, rd_log_level lvl, const char *fmt, va_list ap) {
+    if (lvl > RD_LOG_ERROR) lvl = RD_LOG_ERROR;
+    log_vmsg(ctx ? ctx->name : "plugin", lvl, fmt, ap);
+}
+
+static void h_log(rd_ctx *ctx, rd_log_level lvl, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    h_vlog(ctx, lvl, fmt, ap);
+    va_end(ap);
+}
+
+static cfg_val *val(rd_ctx *ctx, const char *key) {
+    cfg_val *v = cfg_find(&ctx->cfg, key);
+    return v && v->have ? v : NULL;
+}
+
+static const char *h_cfg_str(rd_ctx *ctx, const char *key) {
+    cfg_val *v = val(ctx, key);
+    return v ? v->str : NULL;
+}
+
+static int64_t h_cfg_int(rd_ctx *ctx, const char *key) {
+    cfg_val *v = val(ctx, key);
+    return v ? v->i : 0;
+}
+
+static int h_cfg_bool(rd_ctx *ctx, const char *key) {
+    cfg_val *v = val(ctx, key);
+    return v ? (int)v->i : 0;
+}
+
+static double h_cfg_double(rd_ctx *ctx, const char *key) {
+    cfg_val *v = val(ctx, key);
+    return v ? v->d : 0;
+}
+
+static const char *const *h_cfg_list(rd_ctx *ctx, const char *key) {
+    static const char *const empty[] = {NULL};
+    cfg_val *v = val(ctx, key);
+    if (!v) return empty;
+    if (!v->list) v->list = split_list(v->str);
+    return (const char *const *)v->list;
+}
+
+static int h_cfg_isset(rd_ctx *ctx, const char *key) {
+    cfg_val *v = cfg_find(&ctx->cfg, key);
+    return v && v->set;
+}
+
+static const char *h_info(rd_ctx *ctx, const char *what) {
+    if (!strcmp(what, "env")) return R.env;
+    if (!strcmp(what, "version")) return ROUTERD_VERSION;
+    if (!strcmp(what, "build_sha")) return ROUTERD_BUILD_SHA;
+    if (!strcmp(what, "instance")) return ctx ? ctx->inst : NULL;
+    if (!strcmp(what, "kind")) return ctx ? kind_name(ctx->kind) : NULL;
+    if (!strcmp(what, "manifest_sha256")) return R.mf ? R.mf->sha256 : NULL;
+    if (!strcmp(what, "state_dir")) return R.state_dir;
+    if (!strcmp(what, "admin_listen")) return R.admin_listen;
+    return NULL;
+}
+
+static int64_t h_now_ms(void) {
+    return mono_ms();
+}
+
+static int64_t h_wall_ns(void) {
+    return wall_ns();
+}
+
+static rd_metric *h_metric(rd_ctx *ctx, rd_metric_type type, const char *name, const char *help,
+                           const char *const *labels, const double *buckets, size_t nb) {
+    (void)ctx;
+    return metric_family(type, name, help, labels, buckets, nb);
+}
+
+static void h_metrics_visit(rd_ctx *ctx, rd_metric_visit_fn fn, void *arg) {
+    (void)ctx;
+    metrics_visit(fn, arg);
+}
+
+static void h_ready(rd_ctx *ctx, int ok, const char *reason) {
+    if (!ctx) return;
+    snprintf(ctx->ready_reason, sizeof ctx->ready_reason, "%s", reason ? reason : "");
+    int was = atomic_exchange(&ctx->ready, ok ? 1 : 0);
+    if (was != (ok ? 1 : 0))
+        log_msg(ctx->name, ok ? RD_LOG_INFO : RD_LOG_WARN, "%s%s%s", ok ? "ready" : "not ready",
+                reason && *reason ? ": " : "", reason ? reason : "");
+}
+
+static rd_status h_submit(rd_ctx *ctx, const rd_inbound *in) {
+    if (!ctx || ctx->kind != RD_KIND_TRANSPORT || !in) return RD_E_INTERNAL;
+    return router_submit(ctx, in);
+}
+
+static void h_skip(rd_ctx *ctx, int64_t id, const char *why) {
+    if (ctx && ctx->kind == RD_KIND_TRANSPORT) router_skip(ctx, id, why);
+}
+
+static int64_t h_watermark(rd_ctx *ctx) {
+    return ctx ? router_watermark(ctx) : -1;
+}
+
+static void h_request_stop(rd_ctx *ctx) {
+    (void)ctx;
+    atomic_store(&R.stop_requested, true);
+}
+
+static int h_stopping(rd_ctx *ctx) {
+    (void)ctx;
+    return atomic_load(&R.draining);
+}
+
+static int h_cancelled(rd_reply *r) {
+    (void)r;
+    return atomic_load(&R.hard_stop);
+}
+
+static rd_status h_kv_get(rd_ctx *ctx, const char *key, char **v, size_t *len) {
+    return store_get(R.st, ctx->name, key, v, len);
+}
+
+static rd_status h_kv_put(rd_ctx *ctx, const char *key, const void *v, size_t len) {
+    return store_put(R.st, ctx->name, key, v, len);
+}
+
+static rd_status h_kv_del(rd_ctx *ctx, const char *key) {
+    return store_del(R.st, ctx->name, key);
+}
+
+static rd_status h_kv_txn(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
+    return store_txn(R.st, ctx->name, ops, n);
+}
+
+static rd_status h_kv_scan(rd_ctx *ctx, const char *prefix, rd_kv_visit_fn fn, void *arg) {
+    return store_scan(R.st, ctx->name, prefix, fn, arg);
+}
+
+static size_t h_redact(rd_ctx *ctx, const char *src, char *dst, size_t dstsz) {
+    (void)ctx;
+    return redact(src, dst, dstsz);
+}
+
+static void h_error(rd_error *err, rd_status code, const char *klass, const char *fmt, ...) {
+    if (!err) return;
+    err->code = code;
+    snprintf(err->klass, sizeof err->klass, "%s", klass ? klass : "");
+    char raw[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    redact(raw, err->msg, sizeof err->msg);
+}
+
+const rd_host host_api = {
+    .size = sizeof(rd_host),
+    .abi_minor = RD_ABI_MINOR,
+    .log = h_log,
+    .vlog = h_vlog,
+    .cfg_str = h_cfg_str,
+    .cfg_int = h_cfg_int,
+    .cfg_bool = h_cfg_bool,
+    .cfg_double = h_cfg_double,
+    .cfg_list = h_cfg_list,
+    .cfg_isset = h_cfg_isset,
+    .info = h_info,
+    .now_ms = h_now_ms,
+    .wall_ns = h_wall_ns,
+    .metric = h_metric,
+    .series = metric_series,
+    .add = series_add,
+    .set = series_set,
+    .observe = series_observe,
+    .metrics_visit = h_metrics_visit,
+    .http_route = http_add_route,
+    .ready = h_ready,
+    .submit = h_submit,
+    .skip = h_skip,
+    .watermark = h_watermark,
+    .request_stop = h_request_stop,
+    .stopping = h_stopping,
+    .reply_append = router_reply_append,
+    .reply_progress = router_reply_progress,
+    .complete = router_complete,
+    .cancelled = h_cancelled,
+    .kv_get = h_kv_get,
+    .kv_put = h_kv_put,
+    .kv_del = h_kv_del,
+    .kv_txn = h_kv_txn,
+    .kv_scan = h_kv_scan,
+    .redact = h_redact,
+    .error = h_error,
+};

@@ -1,0 +1,235 @@
+/* Plugin loading: dlopen, descriptor checks, cache by path. */
+#include "core.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static plugin_so **cache;
+static size_t ncache;
+
+const char *kind_name(rd_kind k) {
+    switch (k) {
+    case RD_KIND_TRANSPORT:
+        return "transport";
+    case RD_KIND_BACKEND:
+        return "backend";
+    case RD_KIND_SINK:
+        return "sink";
+    }
+    return "unknown";
+}
+
+/* Checks everything the host relies on; returns a problem or NULL. */
+static const char *check_desc(const rd_plugin *d, rd_kind want, char *tmp, size_t tmpsz) {
+    if (d->abi_major != RD_ABI_MAJOR) {
+        snprintf(tmp, tmpsz, "built for plugin ABI %u.x, this routerd speaks %d.x (rebuild it)",
+                 d->abi_major, RD_ABI_MAJOR);
+        return tmp;
+    }
+    if (d->abi_minor > RD_ABI_MINOR) {
+        snprintf(tmp, tmpsz, "needs plugin ABI 1.%u, this routerd speaks 1.%d (upgrade routerd)",
+                 d->abi_minor, RD_ABI_MINOR);
+        return tmp;
+    }
+    if (d->size < offsetof(rd_plugin, reserved)) return "descriptor is too small";
+    if (!d->name || !*d->name) return "descriptor has no name";
+    if (!d->ops || d->ops->size < offsetof(rd_ops, flush) + sizeof(void *))
+        return "ops table missing or too small";
+    if (d->size >= sizeof(rd_plugin))
+        for (size_t i = 0; i < 4; i++)
+            if (d->reserved[i]) return "reserved descriptor fields must be NULL";
+    if (want && d->kind != want) {
+        snprintf(tmp, tmpsz, "is a %s plugin, not a %s", kind_name(d->kind), kind_name(want));
+        return tmp;
+    }
+    const rd_ops *o = d->ops;
+    if (!o->create) return "ops.create is missing";
+    if (d->kind == RD_KIND_BACKEND && !o->handle) return "backend without ops.handle";
+    if (d->kind == RD_KIND_TRANSPORT && !o->send) return "transport without ops.send";
+    if (d->kind == RD_KIND_SINK && !o->event) return "sink without ops.event";
+    if (d->kind < RD_KIND_TRANSPORT || d->kind > RD_KIND_SINK) return "unknown plugin kind";
+    for (const rd_option *opt = d->options; opt && opt->key; opt++) {
+        if (opt->type < RD_OPT_STRING || opt->type > RD_OPT_LIST) {
+            snprintf(tmp, tmpsz, "option '%s' has an unknown type", opt->key);
+            return tmp;
+        }
+        if (opt->type == RD_OPT_ENUM && !opt->choices) {
+            snprintf(tmp, tmpsz, "enum option '%s' has no choices", opt->key);
+            return tmp;
+        }
+    }
+    return NULL;
+}
+
+static plugin_so *open_path(const char *path, rd_kind want, char *err, size_t errsz) {
+    char real[4096];
+    if (!realpath(path, real)) {
+        snprintf(err, errsz, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    for (size_t i = 0; i < ncache; i++)
+        if (!strcmp(cache[i]->path, real)) {
+            char tmp[256];
+            const char *p = check_desc(cache[i]->desc, want, tmp, sizeof tmp);
+            if (p) {
+                snprintf(err, errsz, "%s: %s", path, p);
+                return NULL;
+            }
+            return cache[i];
+        }
+    dlerror();
+    void *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        const char *e = dlerror();
+        snprintf(err, errsz, "%s: cannot load plugin: %s", path, e ? e : "unknown error");
+        return NULL;
+    }
+    const rd_plugin *d = dlsym(dl, RD_PLUGIN_SYMBOL);
+    if (!d) {
+        snprintf(err, errsz,
+                 "%s: not a routerd ABI %d plugin (no symbol %s; built for another ABI major?)",
+                 path, RD_ABI_MAJOR, RD_PLUGIN_SYMBOL);
+        dlclose(dl);
+        return NULL;
+    }
+    char tmp[256];
+    const char *p = check_desc(d, want, tmp, sizeof tmp);
+    if (p) {
+        snprintf(err, errsz, "%s: plugin '%s' refused: %s", path, d->name ? d->name : "?", p);
+        dlclose(dl);
+        return NULL;
+    }
+    for (size_t i = 0; i < ncache; i++)
+        if (cache[i]->desc->kind == d->kind && !strcmp(cache[i]->desc->name, d->name)) {
+            snprintf(err, errsz, "%s: a %s plugin named '%s' is already loaded from %s", path,
+                     kind_name(d->kind), d->name, cache[i]->path);
+            dlclose(dl);
+            return NULL;
+        }
+    plugin_so *so = xcalloc(1, sizeof *so);
+    so->path = xstrdup(real);
+    so->dl = dl;
+    so->desc = d;
+    cache = xrealloc(cache, (ncache + 1) * sizeof *cache);
+    cache[ncache++] = so;
+    return so;
+}
+
+plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or_path, char *err,
+                       size_t errsz) {
+    if (strchr(name_or_path, '/')) return open_path(name_or_path, kind, err, errsz);
+    for (const char *c = name_or_path; *c; c++)
+        if (!(*c == '_' || *c == '-' || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'))) {
+            snprintf(err, errsz, "'%s' is not a plugin name (lowercase letters, digits, _ -)",
+                     name_or_path);
+            return NULL;
+        }
+    char *path = xasprintf("%s/%s_%s.so", plugin_dir, kind_name(kind), name_or_path);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(err, errsz, "no %s plugin '%s' (looked for %s)", kind_name(kind), name_or_path,
+                 path);
+        free(path);
+        return NULL;
+    }
+    plugin_so *so = open_path(path, kind, err, errsz);
+    if (so && strcmp(so->desc->name, name_or_path)) {
+        snprintf(err, errsz, "%s: declares name '%s', expected '%s'", path, so->desc->name,
+                 name_or_path);
+        so = NULL;
+    }
+    free(path);
+    return so;
+}
+
+void plugins_unload_all(void) {
+    for (size_t i = 0; i < ncache; i++) {
+        /* Plugins are never unloaded while the process runs; at exit the
+         * handles are closed so leak checkers see a clean state. */
+        dlclose(cache[i]->dl);
+        free(cache[i]->path);
+        free(cache[i]);
+    }
+    free(cache);
+    cache = NULL;
+    ncache = 0;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void print_plugin(const rd_plugin *d, bool md, FILE *out) {
+    if (md) {
+        fprintf(out, "### %s `%s` (%s)\n\n%s\n\n", kind_name(d->kind), d->name, d->version,
+                d->summary ? d->summary : "");
+        fprintf(out, "| key | type | default | required | secret | description |\n");
+        fprintf(out, "| --- | --- | --- | --- | --- | --- |\n");
+        fprintf(out, "| `plugin` | string | | yes | | `%s` or a path to the .so |\n", d->name);
+        if (d->kind == RD_KIND_TRANSPORT)
+            fprintf(out, "| `allowlist` | list | | | | chat ids allowed; empty = everyone |\n");
+    } else {
+        fprintf(out, "%s %s %s: %s\n", kind_name(d->kind), d->name, d->version,
+                d->summary ? d->summary : "");
+    }
+    for (const rd_option *o = d->options; o && o->key; o++) {
+        char type[160];
+        if (o->type == RD_OPT_ENUM) {
+            int off = snprintf(type, sizeof type, md ? "one of" : "enum:");
+            for (size_t i = 0; o->choices[i] && off > 0 && (size_t)off < sizeof type; i++)
+                off += snprintf(type + off, sizeof type - (size_t)off, "%s%s", i ? "|" : " ",
+                                o->choices[i]);
+        } else {
+            snprintf(type, sizeof type, "%s", opt_type_name(o->type));
+        }
+        if (md)
+            fprintf(out, "| `%s` | %s | %s%s%s | %s | %s | %s |\n", o->key, type,
+                    o->def && *o->def ? "`" : "", o->def ? o->def : "",
+                    o->def && *o->def ? "`" : "", o->flags & RD_OPT_REQUIRED ? "yes" : "",
+                    o->flags & RD_OPT_SECRET ? "yes" : "", o->help ? o->help : "");
+        else
+            fprintf(out, "    %-22s %-14s%s%s%s%s  %s\n", o->key, type,
+                    o->flags & RD_OPT_REQUIRED ? " required" : "",
+                    o->flags & RD_OPT_SECRET ? " secret" : "", o->def ? " default=" : "",
+                    o->def ? o->def : "", o->help ? o->help : "");
+    }
+    fputc('\n', out);
+}
+
+int plugin_list(const char *plugin_dir, bool markdown, FILE *out) {
+    DIR *dir = opendir(plugin_dir);
+    if (!dir) {
+        fprintf(stderr, "routerd: %s: %s\n", plugin_dir, strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir))) {
+        size_t l = strlen(e->d_name);
+        if (l > 3 && !strcmp(e->d_name + l - 3, ".so")) {
+            names = xrealloc(names, (n + 1) * sizeof *names);
+            names[n++] = xasprintf("%s/%s", plugin_dir, e->d_name);
+        }
+    }
+    closedir(dir);
+    qsort(names, n, sizeof *names, cmp_str);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        char err[512];
+        plugin_so *so = open_path(names[i], 0, err, sizeof err);
+        if (so)
+            print_plugin(so->desc, markdown, out);
+        else {
+            fprintf(stderr, "routerd: %s\n", err);
+            bad++;
+        }
+        free(names[i]);
+    }
+    free(names);
+    return bad ? -1 : 0;
+}

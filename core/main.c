@@ -1,0 +1,418 @@
+/* routerd: command line, start-up and the drain on SIGTERM. */
+#include "build_info.h"
+#include "router.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int config_build(const char *path, const char *plugin_dir_override, char *err, size_t errsz);
+void config_print(FILE *out);
+void config_free(void);
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "Usage: routerd -c FILE [options]\n"
+            "Routes chat messages from transports to AI agent backends through plugins.\n\n"
+            "  -c, --config FILE     manifest to load (default: $ROUTERD_CONFIG)\n"
+            "  -e, --env-file FILE   read KEY=value lines into the environment first\n"
+            "                        (variables already set win); may be repeated\n"
+            "      --check-config    validate everything, print the persona-map and\n"
+            "                        allowlist SHA-256, exit 0 (valid) or 78 (invalid)\n"
+            "      --print-config    print the effective configuration, secrets redacted\n"
+            "      --list-plugins    describe the plugins in the plugin directory\n"
+            "      --markdown        with --list-plugins: a Markdown reference\n"
+            "      --plugin-dir DIR  look plugins up in DIR (overrides the manifest)\n"
+            "  -V, --version         print version and build, then exit\n"
+            "  -h, --help            this text\n\n"
+            "Signals: SIGTERM/SIGINT drain (a second one exits at once), SIGHUP reopens logs.\n"
+            "Exit codes: 0 clean stop, 1 runtime failure, 64 bad usage, 78 bad configuration.\n");
+}
+
+static const char *const core_round_trip_labels[] = {NULL};
+
+static void register_core_metrics(void) {
+    R.m_queue_depth =
+        metric_series(metric_family(RD_METRIC_GAUGE, "routerd_queue_depth",
+                                    "Messages queued and waiting for a worker.", NULL, NULL, 0),
+                      core_round_trip_labels);
+    R.m_inflight = metric_series(metric_family(RD_METRIC_GAUGE, "routerd_inflight",
+                                               "Messages being handled by a backend or transport.",
+                                               NULL, NULL, 0),
+                                 core_round_trip_labels);
+    R.m_workers = metric_series(metric_family(RD_METRIC_GAUGE, "routerd_worker_threads",
+                                              "Worker threads currently started.", NULL, NULL, 0),
+                                core_round_trip_labels);
+    R.m_round_trip = metric_series(
+        metric_family(RD_METRIC_HISTOGRAM, "routerd_round_trip_seconds",
+                      "Time from receiving a message to its reply being sent.", NULL, NULL, 0),
+        core_round_trip_labels);
+    R.m_uptime = metric_series(metric_family(RD_METRIC_GAUGE, "routerd_uptime_seconds",
+                                             "Seconds since routerd started.", NULL, NULL, 0),
+                               core_round_trip_labels);
+    R.m_ready = metric_series(
+        metric_family(RD_METRIC_GAUGE, "routerd_ready",
+                      "1 when every transport and backend finished its handshake.", NULL, NULL, 0),
+        core_round_trip_labels);
+    const char *bi[] = {ROUTERD_VERSION, ROUTERD_BUILD_SHA, R.mf->sha256};
+    series_set(metric_series(metric_family(RD_METRIC_GAUGE, "routerd_build_info",
+                                           "Build and manifest identity; always 1.",
+                                           (const char *const[]){"version", "build_sha",
+                                                                 "manifest_sha256", NULL},
+                                           NULL, 0),
+                             bi),
+               1);
+    R.m_backend_fail =
+        metric_family(RD_METRIC_COUNTER, "routerd_backend_failures_total",
+                      "Backend calls that failed, by backend and classification.",
+                      (const char *const[]){"backend", "classification", NULL}, NULL, 0);
+    rd_metric *rl = metric_family(RD_METRIC_COUNTER, "routerd_rate_limit_hits_total",
+                                  "Messages refused by a rate limit, by persona.",
+                                  (const char *const[]){"persona", NULL}, NULL, 0);
+    rd_metric *rej = metric_family(RD_METRIC_COUNTER, "routerd_messages_rejected_total",
+                                   "Messages not forwarded, by transport and reason.",
+                                   (const char *const[]){"transport", "reason", NULL}, NULL, 0);
+    rd_metric *rx = metric_family(RD_METRIC_COUNTER, "routerd_messages_received_total",
+                                  "Messages accepted for routing, by transport and persona.",
+                                  (const char *const[]){"transport", "persona", NULL}, NULL, 0);
+    rd_metric *tx = metric_family(RD_METRIC_COUNTER, "routerd_messages_replied_total",
+                                  "Messages answered (reply or notice), by transport and persona.",
+                                  (const char *const[]){"transport", "persona", NULL}, NULL, 0);
+    rd_metric *bl = metric_family(RD_METRIC_HISTOGRAM, "routerd_backend_latency_seconds",
+                                  "Time spent in the backend per message.",
+                                  (const char *const[]){"backend", NULL}, NULL, 0);
+    for (size_t i = 0; i < R.ntr; i++) {
+        rd_ctx *t = R.tr[i];
+        t->m_rejected_allowlist = metric_series(rej, (const char *const[]){t->inst, "allowlist"});
+        t->m_rejected_nopersona = metric_series(rej, (const char *const[]){t->inst, "no_persona"});
+        t->m_rejected_ratelimit =
+            metric_series(rej, (const char *const[]){t->inst, "rate_limited"});
+    }
+    for (size_t i = 0; i < R.nctx; i++)
+        if (R.ctx[i]->kind == RD_KIND_BACKEND)
+            R.ctx[i]->m_latency = metric_series(bl, (const char *const[]){R.ctx[i]->inst});
+    for (size_t i = 0; i < R.npersonas; i++) {
+        persona *p = &R.personas[i];
+        p->m_rl_hits = metric_series(rl, (const char *const[]){p->tag});
+        p->m_received = xcalloc(R.ntr, sizeof *p->m_received);
+        p->m_replied = xcalloc(R.ntr, sizeof *p->m_replied);
+        for (size_t t = 0; t < R.ntr; t++) {
+            p->m_received[t] = metric_series(rx, (const char *const[]){R.tr[t]->inst, p->tag});
+            p->m_replied[t] = metric_series(tx, (const char *const[]){R.tr[t]->inst, p->tag});
+        }
+    }
+}
+
+/* The chat hash key: configured, or generated once and kept. */
+static void load_hash_key(void) {
+    cfg_val *k = cfg_find(&R.cfg, "chat_hash_key");
+    if (k->have && *k->str) {
+        snprintf(R.hash_key, sizeof R.hash_key, "%s", k->str);
+        return;
+    }
+    char *v = NULL;
+    if (store_get(R.st, "core", "chat_hash_key", &v, NULL) == RD_OK && strlen(v) == 64) {
+        snprintf(R.hash_key, sizeof R.hash_key, "%s", v);
+    } else {
+        random_hex(R.hash_key, 32);
+        store_put(R.st, "core", "chat_hash_key", R.hash_key, 64);
+    }
+    free(v);
+    secret_add(R.hash_key);
+}
+
+static int create_all(char *err, size_t errsz) {
+    for (size_t i = 0; i < R.nctx; i++) {
+        rd_ctx *c = R.ctx[i];
+        rd_error e = {0};
+        rd_status st = c->ops->create(&host_api, c, &c->self, &e);
+        if (st != RD_OK) {
+            snprintf(err, errsz, "%s:%d: [%s] %s", R.mf->path,
+                     manifest_section(R.mf, c->name)->line, c->name,
+                     e.msg[0] ? e.msg : "plugin refused its configuration");
+            return -1;
+        }
+        c->created = true;
+    }
+    return 0;
+}
+
+static void destroy_all(void) {
+    for (size_t i = R.nctx; i-- > 0;) {
+        rd_ctx *c = R.ctx[i];
+        if (c->created && c->ops->destroy) c->ops->destroy(c->self);
+        c->created = false;
+    }
+}
+
+static int start_kind(rd_kind kind, char *err, size_t errsz, rd_status *code) {
+    for (size_t i = 0; i < R.nctx; i++) {
+        rd_ctx *c = R.ctx[i];
+        if (c->kind != kind) continue;
+        rd_error e = {0};
+        rd_status st = c->ops->start ? c->ops->start(c->self, &e) : RD_OK;
+        if (st != RD_OK) {
+            snprintf(err, errsz, "[%s] cannot start: %s", c->name,
+                     e.msg[0] ? e.msg : "plugin start failed");
+            *code = st;
+            return -1;
+        }
+        c->started = true;
+        if (!c->ops->start && kind != RD_KIND_SINK) atomic_store(&c->ready, 1);
+    }
+    return 0;
+}
+
+static void stop_kind(rd_kind kind) {
+    for (size_t i = R.nctx; i-- > 0;) {
+        rd_ctx *c = R.ctx[i];
+        if (c->kind == kind && c->started && c->ops->stop) c->ops->stop(c->self);
+        if (c->kind == kind) c->started = false;
+    }
+}
+
+static void flush_sinks(void) {
+    sinks_flush(5000);
+}
+
+static bool all_ready(void) {
+    for (size_t i = 0; i < R.nctx; i++)
+        if (R.ctx[i]->kind != RD_KIND_SINK && !atomic_load(&R.ctx[i]->ready)) return false;
+    return true;
+}
+
+static int wait_signal(sigset_t *set, int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    int sig = sigtimedwait(set, NULL, &ts);
+    return sig < 0 ? 0 : sig;
+}
+
+static int run(void) {
+    char err[1024];
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    /* Blocked before any thread starts, so only the main loop sees them. */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    R.start_ms = mono_ms();
+    atomic_store(&R.heartbeat_ms, mono_ms());
+    bool sync_full = cfg_find(&R.cfg, "state_sync")->i == 0;
+    R.st = store_open(R.state_dir, sync_full, err, sizeof err);
+    if (!R.st) {
+        fprintf(stderr, "routerd: %s\n", err);
+        return EX_CONFIG_;
+    }
+    load_hash_key();
+    register_core_metrics();
+    router_init(err, sizeof err);
+    int rc = 0;
+    rd_status code = RD_OK;
+    if (create_all(err, sizeof err)) {
+        fprintf(stderr, "routerd: %s\n", err);
+        rc = EX_CONFIG_;
+        goto out;
+    }
+    if (http_start(R.admin_listen, err, sizeof err)) {
+        fprintf(stderr, "routerd: %s\n", err);
+        rc = EX_CONFIG_;
+        goto out;
+    }
+    sinks_start();
+    if (start_kind(RD_KIND_SINK, err, sizeof err, &code) ||
+        start_kind(RD_KIND_BACKEND, err, sizeof err, &code) ||
+        start_kind(RD_KIND_TRANSPORT, err, sizeof err, &code)) {
+        LOGE("%s", err);
+        fprintf(stderr, "routerd: %s\n", err);
+        rc = code == RD_E_CONFIG ? EX_CONFIG_ : 1;
+        atomic_store(&R.draining, true);
+        goto stop;
+    }
+    for (size_t i = 0; i < R.nctx; i++)
+        if (R.ctx[i]->kind == RD_KIND_SINK && (R.ctx[i]->desc->flags & RD_PF_LOGS))
+            log_set_text(false);
+    LOGI("routerd %s (%s) started: env=%s, %zu plugin instance(s), admin %s", ROUTERD_VERSION,
+         ROUTERD_BUILD_SHA, R.env, R.nctx, R.admin_listen);
+
+    int64_t last_sweep = mono_ms();
+    int sig = 0;
+    while (!atomic_load(&R.stop_requested)) {
+        sig = wait_signal(&set, 200);
+        atomic_store(&R.heartbeat_ms, mono_ms());
+        series_set(R.m_uptime, (double)(mono_ms() - R.start_ms) / 1000.0);
+        series_set(R.m_ready, all_ready() && !atomic_load(&R.draining));
+        if (sig == SIGHUP) {
+            LOGI("SIGHUP: reopening logs");
+            log_reopen();
+            flush_sinks();
+        } else if (sig) {
+            break;
+        }
+        if (mono_ms() - last_sweep > 10000) {
+            router_sweep();
+            last_sweep = mono_ms();
+        }
+    }
+    LOGI("%s: draining (grace %d s)", sig ? strsignal(sig) : "end of input", R.drain_timeout_s);
+
+stop:
+    atomic_store(&R.draining, true);
+    series_set(R.m_ready, 0);
+    for (size_t i = R.nctx; i-- > 0;)
+        if (R.ctx[i]->kind == RD_KIND_TRANSPORT && R.ctx[i]->started && R.ctx[i]->ops->quiesce)
+            R.ctx[i]->ops->quiesce(R.ctx[i]->self);
+    int64_t deadline = mono_ms() + (int64_t)R.drain_timeout_s * 1000;
+    bool idle = false;
+    while (!(idle = router_wait_idle(deadline)) && mono_ms() < deadline) {
+        atomic_store(&R.heartbeat_ms, mono_ms());
+        int s2 = wait_signal(&set, 0);
+        if (s2 == SIGTERM || s2 == SIGINT) {
+            fprintf(stderr, "routerd: second %s: exiting at once\n", strsignal(s2));
+            _exit(128 + s2);
+        }
+    }
+    if (!idle) {
+        atomic_store(&R.hard_stop, true);
+        LOGW("drain timeout: %zu message(s) still in flight; they stay unacknowledged and will "
+             "be delivered again",
+             R.inflight + R.waiting);
+        /* Workers are still inside backends: close the transports to them,
+         * let the transports persist what is acknowledged, and leave
+         * without tearing the rest down. */
+        router_close_transports();
+        stop_kind(RD_KIND_TRANSPORT);
+        flush_sinks();
+        sinks_stop();
+        fflush(NULL);
+        _exit(rc);
+    }
+    stop_kind(RD_KIND_TRANSPORT);
+    router_stop_workers(mono_ms() + 5000);
+    stop_kind(RD_KIND_BACKEND);
+    LOGI("drained: all messages answered");
+    flush_sinks();
+    sinks_stop();
+    stop_kind(RD_KIND_SINK);
+    log_set_text(true);
+out:
+    http_stop();
+    destroy_all();
+    router_fini();
+    store_close(R.st);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    enum { O_CHECK = 256, O_PRINT, O_LIST, O_MD, O_PDIR };
+    static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                             {"env-file", required_argument, NULL, 'e'},
+                                             {"check-config", no_argument, NULL, O_CHECK},
+                                             {"print-config", no_argument, NULL, O_PRINT},
+                                             {"list-plugins", no_argument, NULL, O_LIST},
+                                             {"markdown", no_argument, NULL, O_MD},
+                                             {"plugin-dir", required_argument, NULL, O_PDIR},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {0, 0, 0, 0}};
+    const char *config = getenv("ROUTERD_CONFIG");
+    const char *plugin_dir = NULL;
+    bool check = false, print = false, list = false, md = false;
+    char err[1024];
+    log_init();
+    int o;
+    while ((o = getopt_long(argc, argv, "c:e:Vh", longopts, NULL)) != -1) {
+        switch (o) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'e':
+            if (dotenv_load(optarg, err, sizeof err)) {
+                fprintf(stderr, "routerd: %s\n", err);
+                return EX_CONFIG_;
+            }
+            break;
+        case O_CHECK:
+            check = true;
+            break;
+        case O_PRINT:
+            print = true;
+            break;
+        case O_LIST:
+            list = true;
+            break;
+        case O_MD:
+            md = true;
+            break;
+        case O_PDIR:
+            plugin_dir = optarg;
+            break;
+        case 'V':
+            printf("routerd %s (build %s, plugin ABI %d.%d)\n", ROUTERD_VERSION, ROUTERD_BUILD_SHA,
+                   RD_ABI_MAJOR, RD_ABI_MINOR);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EX_USAGE_;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "routerd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return EX_USAGE_;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc;
+    if (list && !config) {
+        char *dir = NULL;
+        if (!plugin_dir) {
+            /* Reuse the manifest-less default lookup. */
+            if (config_build("/dev/null", NULL, err, sizeof err) && R.plugin_dir)
+                dir = xstrdup(R.plugin_dir);
+            config_free();
+        }
+        rc = plugin_list(plugin_dir ? plugin_dir : dir, md, stdout) ? 1 : 0;
+        free(dir);
+        plugins_unload_all();
+        curl_global_cleanup();
+        return rc;
+    }
+    if (!config) {
+        fprintf(stderr, "routerd: no manifest given (use -c FILE or set ROUTERD_CONFIG)\n");
+        usage(stderr);
+        return EX_USAGE_;
+    }
+    if (config_build(config, plugin_dir, err, sizeof err)) {
+        fprintf(stderr, "routerd: %s\n", err);
+        rc = EX_CONFIG_;
+    } else if (list) {
+        rc = plugin_list(R.plugin_dir, md, stdout) ? 1 : 0;
+    } else if (print) {
+        config_print(stdout);
+        rc = 0;
+    } else if (check) {
+        rc = create_all(err, sizeof err) ? EX_CONFIG_ : 0;
+        destroy_all();
+        if (rc)
+            fprintf(stderr, "routerd: %s\n", err);
+        else
+            printf("configuration OK: %s\npersona_map_sha256 = %s\nallowlist_sha256 = %s\n", config,
+                   R.persona_sha, R.allow_sha);
+    } else {
+        rc = run();
+    }
+    config_free();
+    metrics_free_all();
+    plugins_unload_all();
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,758 @@
+/* Routing engine: allowlist -> persona -> rate limit -> per-chat FIFO ->
+ * worker pool -> backend -> transport -> acknowledge.
+ *
+ * One mutex guards the chat table, the run queue and the watermarks; it is
+ * held only for O(1) bookkeeping, never across a plugin call or I/O. A chat
+ * with queued work sits at most once in the run queue and is owned by one
+ * worker at a time, which gives per-chat order and cross-chat parallelism. */
+#include "router.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+router R;
+
+struct chat {
+    chat *hnext;
+    qnode runq; /* link in R.runq */
+    int tr_index;
+    int64_t id;
+    fifo q;
+    bool busy, in_runq;
+    bucket rl;
+    int64_t last_ms;
+};
+
+/* ---- chat table (chained hash, grows at load 1) ------------------------ */
+static chat **tab;
+static size_t tab_size, tab_count;
+
+/* Persona overrides set with /persona: chat id -> persona index. */
+typedef struct ovr {
+    struct ovr *next;
+    int64_t chat_id;
+    int idx;
+} ovr;
+static ovr **otab;
+static size_t otab_size = 1024;
+
+/* Manifest chat -> persona map. */
+static ovr **mtab;
+static size_t mtab_size = 1024;
+
+static uint64_t mix(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+
+static size_t chat_slot(int tr, int64_t id, size_t size) {
+    return mix((uint64_t)id ^ ((uint64_t)tr << 56)) & (size - 1);
+}
+
+static void tab_grow(void) {
+    size_t ns = tab_size ? tab_size * 2 : 1024;
+    chat **nt = xcalloc(ns, sizeof *nt);
+    for (size_t i = 0; i < tab_size; i++) {
+        chat *c = tab[i];
+        while (c) {
+            chat *n = c->hnext;
+            size_t s = chat_slot(c->tr_index, c->id, ns);
+            c->hnext = nt[s];
+            nt[s] = c;
+            c = n;
+        }
+    }
+    free(tab);
+    tab = nt;
+    tab_size = ns;
+}
+
+static chat *chat_get(int tr, int64_t id) {
+    if (tab_count >= tab_size) tab_grow();
+    size_t s = chat_slot(tr, id, tab_size);
+    for (chat *c = tab[s]; c; c = c->hnext)
+        if (c->id == id && c->tr_index == tr) return c;
+    chat *c = xcalloc(1, sizeof *c);
+    c->tr_index = tr;
+    c->id = id;
+    c->hnext = tab[s];
+    tab[s] = c;
+    tab_count++;
+    return c;
+}
+
+static ovr *map_find(ovr **t, size_t size, int64_t id) {
+    for (ovr *o = t[mix((uint64_t)id) & (size - 1)]; o; o = o->next)
+        if (o->chat_id == id) return o;
+    return NULL;
+}
+
+static void map_set(ovr **t, size_t size, int64_t id, int idx) {
+    ovr *o = map_find(t, size, id);
+    if (!o) {
+        o = xcalloc(1, sizeof *o);
+        o->chat_id = id;
+        size_t s = mix((uint64_t)id) & (size - 1);
+        o->next = t[s];
+        t[s] = o;
+    }
+    o->idx = idx;
+}
+
+static void map_free(ovr **t, size_t size) {
+    for (size_t i = 0; t && i < size; i++) {
+        ovr *o = t[i];
+        while (o) {
+            ovr *n = o->next;
+            free(o);
+            o = n;
+        }
+    }
+    free(t);
+}
+
+void chat_hash(int64_t chat_id, char out[17]) {
+    char num[24], full[65];
+    int n = snprintf(num, sizeof num, "%" PRId64, chat_id);
+    hmac_sha256_hex(R.hash_key, strlen(R.hash_key), num, (size_t)n, full);
+    memcpy(out, full, 16);
+    out[16] = 0;
+}
+
+static int persona_index(const char *tag) {
+    for (size_t i = 0; i < R.npersonas; i++)
+        if (!strcmp(R.personas[i].tag, tag)) return (int)i;
+    return -1;
+}
+
+static int load_override(void *arg, const char *key, const void *val, size_t len) {
+    (void)arg, (void)len;
+    int64_t id;
+    int idx = persona_index(val);
+    if (!parse_i64(key + 8, &id) && idx >= 0 && R.personas[idx].selectable)
+        map_set(otab, otab_size, id, idx);
+    return 0;
+}
+
+int router_init(char *err, size_t errsz) {
+    (void)err, (void)errsz;
+    pthread_mutex_init(&R.mu, NULL);
+    pthread_cond_init(&R.work_cv, NULL);
+    pthread_cond_init(&R.idle_cv, NULL);
+    otab = xcalloc(otab_size, sizeof *otab);
+    mtab = xcalloc(mtab_size, sizeof *mtab);
+    for (size_t i = 0; i < R.npersonas; i++)
+        for (char **c = R.personas[i].chats; c && *c; c++) {
+            int64_t id;
+            if (!parse_i64(*c, &id)) map_set(mtab, mtab_size, id, (int)i);
+        }
+    if (R.persona_cmd) store_scan(R.st, "core", "persona:", load_override, NULL);
+    tab_grow();
+    return 0;
+}
+
+void router_fini(void) {
+    for (size_t i = 0; i < tab_size; i++) {
+        chat *c = tab[i];
+        while (c) {
+            chat *n = c->hnext;
+            qnode *q;
+            while ((q = fifo_pop(&c->q))) {
+                job *j = (job *)q;
+                free(j->reply.buf);
+                pthread_mutex_destroy(&j->reply.mu);
+                free(j);
+            }
+            free(c);
+            c = n;
+        }
+    }
+    free(tab);
+    tab = NULL;
+    tab_size = tab_count = 0;
+    map_free(otab, otab_size);
+    map_free(mtab, mtab_size);
+    otab = mtab = NULL;
+}
+
+/* ---- workers ------------------------------------------------------------ */
+static void *worker_main(void *arg);
+
+static void runq_push_locked(chat *c) {
+    c->in_runq = true;
+    fifo_push(&R.runq, &c->runq);
+    if (R.idle_threads > 0) {
+        pthread_cond_signal(&R.work_cv);
+    } else if (R.nthreads < R.max_workers) {
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        /* Small stacks keep hundreds of blocked backend calls cheap. */
+        pthread_attr_setstacksize(&a, 512 * 1024);
+        pthread_t th;
+        if (pthread_create(&th, &a, worker_main, NULL) == 0) {
+            R.nthreads++;
+            series_set(R.m_workers, R.nthreads);
+        }
+        pthread_attr_destroy(&a);
+    }
+}
+
+static void finish_locked_ack(rd_ctx *tr, int64_t update_id) {
+    if (wm_done(&tr->wm, update_id) && tr->ops->ack && !tr->closed)
+        tr->ops->ack(tr->self, wm_get(&tr->wm));
+}
+
+void router_close_transports(void) {
+    pthread_mutex_lock(&R.mu);
+    for (size_t i = 0; i < R.ntr; i++)
+        R.tr[i]->closed = true;
+    pthread_mutex_unlock(&R.mu);
+}
+
+static bool transport_closed(rd_ctx *tr) {
+    pthread_mutex_lock(&R.mu);
+    bool c = tr->closed;
+    pthread_mutex_unlock(&R.mu);
+    return c;
+}
+
+/* Marks an update handled without a job (rejections, skips). */
+static void handled_now_locked(rd_ctx *tr, int64_t update_id) {
+    if (wm_add(&tr->wm, update_id) == 0) finish_locked_ack(tr, update_id);
+}
+
+void router_skip(rd_ctx *tr, int64_t update_id, const char *why) {
+    pthread_mutex_lock(&R.mu);
+    handled_now_locked(tr, update_id);
+    pthread_mutex_unlock(&R.mu);
+    log_msg(tr->name, RD_LOG_DEBUG, "update %" PRId64 " skipped: %s", update_id, why ? why : "");
+}
+
+int64_t router_watermark(rd_ctx *tr) {
+    pthread_mutex_lock(&R.mu);
+    int64_t w = wm_get(&tr->wm);
+    pthread_mutex_unlock(&R.mu);
+    return w;
+}
+
+static void fill_event(rd_event *ev, const job *j, rd_event_type type, rd_log_level lvl) {
+    memset(ev, 0, sizeof *ev);
+    ev->size = sizeof *ev;
+    ev->type = type;
+    ev->level = lvl;
+    ev->ts_ns = wall_ns();
+    ev->source = "core";
+    ev->correlation_id = j->corr;
+    ev->chat_id_hash = j->hash;
+    ev->persona = j->p ? j->p->tag : NULL;
+    ev->transport = j->tr->inst;
+    ev->backend = j->p && j->p->backend ? j->p->backend->inst : NULL;
+    ev->status = j->status;
+    ev->failure_class = j->klass[0] ? j->klass : NULL;
+    ev->update_id = j->update_id;
+    ev->t_received_ns = j->t_recv_ns;
+    ev->t_routed_ns = j->t_route_ns;
+    ev->t_backend_start_ns = j->t_bstart_ns;
+    ev->t_backend_end_ns = j->t_bend_ns;
+    ev->t_send_start_ns = j->t_sstart_ns;
+    ev->t_send_end_ns = j->t_send_ns;
+    ev->trace_id = j->corr;
+    ev->span_id = j->span;
+    ev->backend_span_id = j->t_bstart_ns ? j->bspan : NULL;
+    if (j->t_send_ns) ev->latency_ms = (double)(j->t_send_ns - j->t_recv_ns) / 1e6;
+}
+
+static void reject_event(const job *j, const char *status, const char *why) {
+    rd_event ev;
+    fill_event(&ev, j, RD_EV_REJECTED, RD_LOG_INFO);
+    ev.status = status;
+    ev.msg = why;
+    ev.latency_ms = (double)(wall_ns() - j->t_recv_ns) / 1e6;
+    emit_event(&ev);
+}
+
+static job *job_new(rd_ctx *tr, const rd_inbound *in) {
+    size_t tl = in->text ? in->text_len : 0;
+    size_t ml = in->meta && RD_HAS(in, meta) ? strlen(in->meta) + 1 : 0;
+    job *j = xcalloc(1, sizeof *j + tl + 1 + ml);
+    j->kind = JOB_MSG;
+    j->tr = tr;
+    j->update_id = in->update_id;
+    j->chat_id = in->chat_id;
+    j->user_id = in->user_id;
+    j->message_id = in->message_id;
+    j->thread_id = in->thread_id;
+    j->flags = in->flags;
+    j->text = (char *)(j + 1);
+    if (tl) memcpy(j->text, in->text, tl);
+    j->text[tl] = 0;
+    j->text_len = tl;
+    if (ml) {
+        j->meta = j->text + tl + 1;
+        memcpy(j->meta, in->meta, ml);
+    }
+    j->t_recv_ns = wall_ns();
+    j->t_recv_ms = mono_ms();
+    random_hex(j->corr, 16);
+    random_hex(j->span, 8);
+    random_hex(j->bspan, 8);
+    snprintf(j->traceparent, sizeof j->traceparent, "00-%s-%s-01", j->corr, j->bspan);
+    chat_hash(in->chat_id, j->hash);
+    j->reply.job = j;
+    pthread_mutex_init(&j->reply.mu, NULL);
+    return j;
+}
+
+static void job_free(job *j) {
+    free(j->reply.buf);
+    pthread_mutex_destroy(&j->reply.mu);
+    free(j);
+}
+
+static bool allowed(const rd_ctx *tr, int64_t id) {
+    if (!tr->allow) return true;
+    size_t lo = 0, hi = tr->nallow;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (tr->allow[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < tr->nallow && tr->allow[lo] == id;
+}
+
+static persona *resolve_locked(int64_t chat_id) {
+    ovr *o = map_find(otab, otab_size, chat_id);
+    if (o) return &R.personas[o->idx];
+    o = map_find(mtab, mtab_size, chat_id);
+    if (o) return &R.personas[o->idx];
+    return R.default_persona;
+}
+
+static int tr_index(const rd_ctx *tr) {
+    for (size_t i = 0; i < R.ntr; i++)
+        if (R.tr[i] == tr) return (int)i;
+    return 0;
+}
+
+rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
+    if (atomic_load(&R.draining)) return RD_E_FULL;
+    job *j = job_new(tr, in);
+    j->tr_index = tr_index(tr);
+    const char *reject = NULL;
+    int rl = 1;
+    pthread_mutex_lock(&R.mu);
+    if (wm_add(&tr->wm, in->update_id) == 1) {
+        pthread_mutex_unlock(&R.mu);
+        job_free(j);
+        return RD_E_DUPLICATE;
+    }
+    if (!allowed(tr, in->chat_id)) {
+        reject = "allowlist";
+    } else if (!(j->p = resolve_locked(in->chat_id))) {
+        reject = "no_persona";
+    } else {
+        chat *c = chat_get(j->tr_index, in->chat_id);
+        size_t cap = R.chat_queue_depth > 0 ? (size_t)R.chat_queue_depth : (size_t)R.queue_depth;
+        if (R.waiting >= (size_t)R.queue_depth || c->q.len >= cap) {
+            /* Back-pressure: forget the id so the retry is not a duplicate. */
+            wm_remove(&tr->wm, in->update_id);
+            pthread_mutex_unlock(&R.mu);
+            job_free(j);
+            return RD_E_FULL;
+        }
+        int64_t now = mono_ms();
+        rl = bucket_take(&c->rl, j->p->chat_limit, now);
+        if (rl == 1 && j->p->total_limit > 0)
+            rl = bucket_take(&j->p->total, j->p->total_limit, now);
+        if (rl == 0) { /* first refusal in this window: queue one polite notice */
+            j->kind = JOB_NOTICE;
+            rl = 1;
+            j->status = "rate_limited";
+            series_add(j->p->m_rl_hits, 1);
+        }
+        if (rl == 1) {
+            j->c = c;
+            j->t_route_ns = wall_ns();
+            c->last_ms = now;
+            fifo_push(&c->q, &j->q);
+            R.waiting++;
+            if (!c->busy && !c->in_runq) runq_push_locked(c);
+            series_set(R.m_queue_depth, (double)R.waiting);
+        } else {
+            reject = "rate_limited";
+        }
+    }
+    /* Once queued, a worker may finish and free j at any moment: keep what
+     * the event needs. */
+    bool notice = j->kind == JOB_NOTICE;
+    persona *p = j->p;
+    job snap;
+    memcpy(snap.corr, j->corr, sizeof snap.corr);
+    memcpy(snap.hash, j->hash, sizeof snap.hash);
+    memcpy(snap.span, j->span, sizeof snap.span);
+    snap.t_recv_ns = j->t_recv_ns;
+    if (reject) finish_locked_ack(tr, in->update_id);
+    pthread_mutex_unlock(&R.mu);
+
+    if (reject) {
+        if (!strcmp(reject, "allowlist")) {
+            series_add(tr->m_rejected_allowlist, 1);
+            log_msg(tr->name, RD_LOG_INFO, "chat %s not in allowlist: update %" PRId64 " dropped",
+                    j->hash, in->update_id);
+        } else if (!strcmp(reject, "no_persona")) {
+            series_add(tr->m_rejected_nopersona, 1);
+            log_msg(tr->name, RD_LOG_WARN,
+                    "chat %s has no persona (add chats = * to one): update %" PRId64 " dropped",
+                    j->hash, in->update_id);
+        } else {
+            series_add(tr->m_rejected_ratelimit, 1);
+            series_add(p->m_rl_hits, 1);
+            log_msg(tr->name, RD_LOG_INFO,
+                    "chat %s over its rate limit: update %" PRId64 " dropped", j->hash,
+                    in->update_id);
+        }
+        char status[48];
+        snprintf(status, sizeof status, "rejected:%s", reject);
+        reject_event(j, status, reject);
+        job_free(j);
+        return RD_OK;
+    }
+    if (notice)
+        log_msg(tr->name, RD_LOG_INFO, "chat %s over its rate limit: notice queued", snap.hash);
+    rd_event ev = {.size = sizeof ev,
+                   .type = RD_EV_RECEIVED,
+                   .level = RD_LOG_DEBUG,
+                   .ts_ns = wall_ns(),
+                   .source = "core",
+                   .correlation_id = snap.corr,
+                   .chat_id_hash = snap.hash,
+                   .persona = p->tag,
+                   .transport = tr->inst,
+                   .backend = p->backend->inst,
+                   .status = "received",
+                   .update_id = in->update_id,
+                   .t_received_ns = snap.t_recv_ns,
+                   .trace_id = snap.corr,
+                   .span_id = snap.span};
+    emit_event(&ev);
+    series_add(p->m_received[tr_index(tr)], 1);
+    return RD_OK;
+}
+
+/* ---- processing ---------------------------------------------------------- */
+static void job_finish(job *j);
+
+static void send_text(job *j, const char *text, uint32_t flags) {
+    rd_outbound out = {.size = sizeof out,
+                       .chat_id = j->chat_id,
+                       .thread_id = j->thread_id,
+                       .reply_to = j->message_id,
+                       .text = text,
+                       .text_len = strlen(text),
+                       .flags = flags,
+                       .correlation_id = j->corr,
+                       .edit_of = j->reply.progress_id};
+    if (out.edit_of) out.flags |= RD_OUT_FINAL_EDIT;
+    rd_error err = {0};
+    j->t_sstart_ns = wall_ns();
+    if (transport_closed(j->tr)) { /* too late: the update stays unacknowledged */
+        j->status = "abandoned";
+        return;
+    }
+    rd_status st = j->tr->ops->send(j->tr->self, &out, &err);
+    j->t_send_ns = wall_ns();
+    if (st != RD_OK) {
+        log_msg(j->tr->name, RD_LOG_ERROR, "correlation %s: reply to chat %s not delivered: %s",
+                j->corr, j->hash, err.msg[0] ? err.msg : "send failed");
+        rd_event ev;
+        fill_event(&ev, j, RD_EV_SEND_FAILED, RD_LOG_ERROR);
+        ev.status = "send_failed";
+        ev.msg = err.msg;
+        emit_event(&ev);
+        j->status = "send_failed";
+    }
+}
+
+static void persona_command(job *j) {
+    const char *arg = j->text + strlen("/persona");
+    if (*arg == '@') arg += strcspn(arg, " \t");
+    while (*arg == ' ' || *arg == '\t')
+        arg++;
+    char *name = xstrndup(arg, strcspn(arg, " \t\r\n"));
+    char list[1024];
+    size_t off = 0;
+    list[0] = 0;
+    for (size_t i = 0; i < R.npersonas && off < sizeof list; i++) {
+        persona *p = &R.personas[i];
+        if (!p->selectable) continue;
+        off += (size_t)snprintf(list + off, sizeof list - off, "%s%s%s%s%s", off ? "\n" : "",
+                                p == j->p ? "* " : "- ", p->tag, p->description ? ": " : "",
+                                p->description ? p->description : "");
+    }
+    char *reply;
+    if (!*name) {
+        reply = xasprintf("Current persona: %s\nAvailable:\n%s\nSwitch with /persona NAME.",
+                          j->p->tag, list);
+    } else {
+        int idx = persona_index(name);
+        if (idx < 0 || !R.personas[idx].selectable) {
+            reply = xasprintf("Unknown persona '%s'. Available:\n%s", name, list);
+        } else {
+            char key[40];
+            snprintf(key, sizeof key, "persona:%" PRId64, j->chat_id);
+            store_put(R.st, "core", key, name, strlen(name));
+            pthread_mutex_lock(&R.mu);
+            map_set(otab, otab_size, j->chat_id, idx);
+            pthread_mutex_unlock(&R.mu);
+            reply = xasprintf("Persona switched to %s.", name);
+        }
+    }
+    j->status = "ok";
+    send_text(j, reply, 0);
+    free(reply);
+    free(name);
+}
+
+static bool is_persona_cmd(const job *j) {
+    if (!R.persona_cmd || strncmp(j->text, "/persona", 8)) return false;
+    char c = j->text[8];
+    return c == 0 || c == ' ' || c == '@' || c == '\t' || c == '\n';
+}
+
+/* After the backend answered (directly or via complete()). */
+static void after_backend(job *j, rd_status st, const rd_error *err) {
+    rd_ctx *be = j->p->backend;
+    j->t_bend_ns = wall_ns();
+    if (j->tr->ops->activity) {
+        rd_outbound w = {.size = sizeof w, .chat_id = j->chat_id, .thread_id = j->thread_id};
+        j->tr->ops->activity(j->tr->self, &w, 0);
+    }
+    series_observe(be->m_latency, (double)(j->t_bend_ns - j->t_bstart_ns) / 1e9);
+    if (st == RD_OK && j->reply.len == 0) {
+        st = RD_E_FATAL;
+        snprintf(j->klass, sizeof j->klass, "empty");
+        log_msg(be->name, RD_LOG_WARN, "correlation %s: backend returned an empty reply", j->corr);
+    }
+    if (st == RD_OK) {
+        j->status = "ok";
+        send_text(j, j->reply.buf, 0);
+    } else {
+        if (err && err->klass[0]) snprintf(j->klass, sizeof j->klass, "%s", err->klass);
+        if (!j->klass[0])
+            snprintf(j->klass, sizeof j->klass, "%s",
+                     st == RD_E_TIMEOUT                           ? "timeout"
+                     : st == RD_E_RETRY || st == RD_E_UNAVAILABLE ? "transient"
+                                                                  : "fatal");
+        const char *lv[] = {be->inst, j->klass};
+        series_add(metric_series(R.m_backend_fail, lv), 1);
+        log_msg(be->name, RD_LOG_WARN, "correlation %s: backend failed (%s): %s", j->corr, j->klass,
+                err && err->msg[0] ? err->msg : "no detail");
+        j->status = "failed";
+        send_text(j, j->reply.len ? j->reply.buf : R.failure_notice, RD_OUT_NOTICE);
+    }
+    job_finish(j);
+}
+
+static void process(job *j) {
+    if (j->kind == JOB_NOTICE) {
+        send_text(j, R.rate_limit_notice, RD_OUT_NOTICE);
+        job_finish(j);
+        return;
+    }
+    if (is_persona_cmd(j)) {
+        persona_command(j);
+        job_finish(j);
+        return;
+    }
+    if (R.persona_cmd) {
+        /* A /persona switch queued before this message applies to it. */
+        pthread_mutex_lock(&R.mu);
+        persona *now = resolve_locked(j->chat_id);
+        pthread_mutex_unlock(&R.mu);
+        if (now) j->p = now;
+    }
+    rd_ctx *be = j->p->backend;
+    rd_request rq = {.size = sizeof rq,
+                     .chat_id = j->chat_id,
+                     .user_id = j->user_id,
+                     .message_id = j->message_id,
+                     .text = j->text,
+                     .text_len = j->text_len,
+                     .persona = j->p->tag,
+                     .correlation_id = j->corr,
+                     .traceparent = j->traceparent,
+                     .deadline_ms = R.request_timeout_s > 0
+                                        ? mono_ms() + (int64_t)R.request_timeout_s * 1000
+                                        : 0,
+                     .meta = j->meta,
+                     .flags = j->flags,
+                     .update_id = j->update_id};
+    if (j->tr->ops->activity) {
+        rd_outbound w = {.size = sizeof w, .chat_id = j->chat_id, .thread_id = j->thread_id};
+        j->tr->ops->activity(j->tr->self, &w, 1);
+    }
+    rd_error err = {0};
+    j->t_bstart_ns = wall_ns();
+    rd_status st = be->ops->handle(be->self, &rq, &j->reply, &err);
+    if (st == RD_PENDING) return; /* router_complete() takes it from here */
+    after_backend(j, st, &err);
+}
+
+void router_reply_append(rd_reply *r, const char *text, size_t len) {
+    if (!r || !text) return;
+    pthread_mutex_lock(&r->mu);
+    if (r->len + len + 1 > r->cap) {
+        r->cap = (r->len + len + 1) * 2;
+        r->buf = xrealloc(r->buf, r->cap);
+    }
+    memcpy(r->buf + r->len, text, len);
+    r->len += len;
+    r->buf[r->len] = 0;
+    pthread_mutex_unlock(&r->mu);
+}
+
+void router_reply_progress(rd_reply *r, const char *text, size_t len) {
+    job *j = r ? r->job : NULL;
+    if (!j || !j->tr->ops->progress || !text) return;
+    char *copy = xstrndup(text, len);
+    rd_outbound out = {.size = sizeof out,
+                       .chat_id = j->chat_id,
+                       .thread_id = j->thread_id,
+                       .reply_to = j->message_id,
+                       .text = copy,
+                       .text_len = len,
+                       .correlation_id = j->corr,
+                       .edit_of = r->progress_id};
+    rd_error err = {0};
+    int64_t id = r->progress_id;
+    if (j->tr->ops->progress(j->tr->self, &out, &id, &err) == RD_OK) r->progress_id = id;
+    free(copy);
+}
+
+void router_complete(rd_reply *r, rd_status st, const rd_error *err) {
+    if (r && r->job) after_backend(r->job, st, err);
+}
+
+static void job_finish(job *j) {
+    rd_ctx *tr = j->tr;
+    chat *c = j->c;
+    double rt = (double)(wall_ns() - j->t_recv_ns) / 1e9;
+    if (!j->t_send_ns) j->t_send_ns = wall_ns();
+    rd_event ev;
+    fill_event(&ev, j, RD_EV_REPLIED,
+               j->status && !strcmp(j->status, "ok") ? RD_LOG_INFO : RD_LOG_WARN);
+    if (!ev.status) ev.status = "ok";
+    emit_event(&ev);
+    series_observe(R.m_round_trip, rt);
+    series_add(j->p->m_replied[j->tr_index], 1);
+
+    pthread_mutex_lock(&R.mu);
+    finish_locked_ack(tr, j->update_id);
+    c->busy = false;
+    c->last_ms = mono_ms();
+    R.inflight--;
+    if (c->q.len && !c->in_runq) runq_push_locked(c);
+    series_set(R.m_inflight, (double)R.inflight);
+    if (R.waiting == 0 && R.inflight == 0) pthread_cond_broadcast(&R.idle_cv);
+    pthread_mutex_unlock(&R.mu);
+    job_free(j);
+}
+
+static void *worker_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&R.mu);
+    for (;;) {
+        qnode *n = NULL;
+        while (!R.shutdown && !(n = fifo_pop(&R.runq))) {
+            R.idle_threads++;
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += 30;
+            int rc = pthread_cond_timedwait(&R.work_cv, &R.mu, &dl);
+            R.idle_threads--;
+            /* Idle for 30 s: give the memory back, keep two warm. */
+            if (rc != 0 && R.nthreads > 2 && !R.runq.len) goto out;
+        }
+        if (!n) break;
+        chat *c = (chat *)((char *)n - offsetof(chat, runq));
+        c->in_runq = false;
+        job *j = (job *)fifo_pop(&c->q);
+        if (!j) continue;
+        c->busy = true;
+        R.waiting--;
+        R.inflight++;
+        series_set(R.m_queue_depth, (double)R.waiting);
+        series_set(R.m_inflight, (double)R.inflight);
+        pthread_mutex_unlock(&R.mu);
+        process(j);
+        pthread_mutex_lock(&R.mu);
+    }
+out:
+    R.nthreads--;
+    series_set(R.m_workers, R.nthreads);
+    pthread_cond_broadcast(&R.idle_cv);
+    pthread_mutex_unlock(&R.mu);
+    return NULL;
+}
+
+bool router_wait_idle(int64_t deadline_ms) {
+    /* Waits at most 200 ms so the caller can keep watching for signals. */
+    pthread_mutex_lock(&R.mu);
+    int64_t left = deadline_ms - mono_ms();
+    if ((R.waiting || R.inflight) && left > 0) {
+        if (left > 200) left = 200;
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += left * 1000000L;
+        dl.tv_sec += dl.tv_nsec / 1000000000L;
+        dl.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&R.idle_cv, &R.mu, &dl);
+    }
+    bool idle = !R.waiting && !R.inflight;
+    pthread_mutex_unlock(&R.mu);
+    return idle;
+}
+
+void router_stop_workers(int64_t deadline_ms) {
+    pthread_mutex_lock(&R.mu);
+    R.shutdown = true;
+    pthread_cond_broadcast(&R.work_cv);
+    while (R.nthreads > 0 && mono_ms() < deadline_ms) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += 50 * 1000000L;
+        dl.tv_sec += dl.tv_nsec / 1000000000L;
+        dl.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&R.idle_cv, &R.mu, &dl);
+    }
+    pthread_mutex_unlock(&R.mu);
+}
+
+/* Frees chats that are idle, empty and whose rate bucket is full again, so
+ * memory follows active chats, not every chat ever seen. */
+void router_sweep(void) {
+    int64_t now = mono_ms();
+    pthread_mutex_lock(&R.mu);
+    for (size_t i = 0; i < tab_size; i++) {
+        chat **pp = &tab[i];
+        while (*pp) {
+            chat *c = *pp;
+            if (!c->busy && !c->in_runq && !c->q.len && now - c->last_ms > 60000 &&
+                bucket_full(&c->rl, R.rate_limit, now)) {
+                *pp = c->hnext;
+                free(c);
+                tab_count--;
+            } else {
+                pp = &c->hnext;
+            }
+        }
+    }
+    pthread_mutex_unlock(&R.mu);
+}

@@ -1,0 +1,150 @@
+/* Router state shared by main.c, host.c, router.c, events.c and http.c. */
+#ifndef ROUTERD_ROUTER_H
+#define ROUTERD_ROUTER_H
+
+#include "core.h"
+
+struct rd_ctx {
+    rd_kind kind;
+    char *name; /* "backend.helper" */
+    char *inst; /* "helper" */
+    plugin_so *so;
+    const rd_plugin *desc;
+    const rd_ops *ops;
+    cfg_set cfg;
+    void *self;
+    bool created, started;
+    atomic_int ready;
+    char ready_reason[160];
+    /* transport */
+    watermark wm;   /* under R.mu */
+    bool closed;    /* under R.mu: stopped after a drain timeout */
+    int64_t *allow; /* sorted; NULL = everyone */
+    size_t nallow;
+    rd_series *m_rejected_allowlist, *m_rejected_nopersona, *m_rejected_ratelimit;
+    /* backend */
+    rd_series *m_latency;
+    /* sink */
+    struct sinkq *q;
+    rd_series *m_dropped;
+};
+
+typedef struct persona {
+    char *tag;
+    rd_ctx *backend;
+    char **chats; /* as written */
+    bool is_default, selectable;
+    int chat_limit;  /* per chat per minute (router default unless set) */
+    int total_limit; /* whole persona per minute, 0 = off */
+    bucket total;
+    rd_series *m_rl_hits;
+    rd_series **m_received, **m_replied; /* per transport */
+    char *description;
+} persona;
+
+typedef struct chat chat;
+
+typedef enum { JOB_MSG = 0, JOB_NOTICE } job_kind;
+
+struct rd_reply {
+    struct job *job;
+    char *buf;
+    size_t len, cap;
+    int64_t progress_id;
+    int64_t last_progress_ms;
+    pthread_mutex_t mu; /* progress and complete may come from other threads */
+};
+
+typedef struct job {
+    qnode q;
+    job_kind kind;
+    chat *c;
+    rd_ctx *tr;
+    persona *p;
+    int tr_index;
+    int64_t update_id, chat_id, user_id, message_id, thread_id;
+    uint32_t flags;
+    char *text;
+    size_t text_len;
+    char *meta;
+    char corr[33], span[17], bspan[17], traceparent[56], hash[17];
+    int64_t t_recv_ns, t_route_ns, t_bstart_ns, t_bend_ns, t_sstart_ns, t_send_ns;
+    int64_t t_recv_ms;
+    const char *status;
+    char klass[24];
+    struct rd_reply reply;
+} job;
+
+typedef struct router {
+    /* [router] */
+    const char *env, *admin_listen, *state_dir, *plugin_dir;
+    int queue_depth, chat_queue_depth, drain_timeout_s, rate_limit, max_workers;
+    int request_timeout_s;
+    const char *failure_notice, *rate_limit_notice;
+    cfg_set cfg;
+    manifest *mf;
+    char persona_sha[65], allow_sha[65];
+    char hash_key[65];
+
+    rd_ctx **ctx; /* in manifest order */
+    size_t nctx;
+    rd_ctx **tr;
+    size_t ntr;
+    persona *personas;
+    size_t npersonas;
+    persona *default_persona;
+    bool persona_cmd;
+    store *st;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv, idle_cv;
+    size_t waiting, inflight;
+    fifo runq;
+    int nthreads, idle_threads;
+    bool shutdown;
+    atomic_bool draining, hard_stop, stop_requested;
+    atomic_llong heartbeat_ms;
+    int64_t start_ms;
+
+    rd_series *m_queue_depth, *m_inflight, *m_round_trip, *m_uptime, *m_ready, *m_workers;
+    rd_metric *m_backend_fail;
+} router;
+
+extern router R;
+
+/* host.c */
+extern const rd_host host_api;
+rd_ctx *ctx_new(rd_kind kind, const char *name, const char *inst);
+void ctx_free(rd_ctx *c);
+
+/* router.c */
+int router_init(char *err, size_t errsz);
+void router_fini(void);
+rd_status router_submit(rd_ctx *tr, const rd_inbound *in);
+void router_skip(rd_ctx *tr, int64_t update_id, const char *why);
+int64_t router_watermark(rd_ctx *tr);
+void router_reply_append(rd_reply *r, const char *text, size_t len);
+void router_reply_progress(rd_reply *r, const char *text, size_t len);
+void router_complete(rd_reply *r, rd_status st, const rd_error *err);
+/* Waits until nothing is queued or in flight, or the deadline; true if idle. */
+bool router_wait_idle(int64_t deadline_ms);
+void router_stop_workers(int64_t deadline_ms);
+void router_sweep(void);
+/* After a drain timeout: no more send/ack calls reach the transports. */
+void router_close_transports(void);
+void chat_hash(int64_t chat_id, char out[17]);
+
+/* events.c */
+void sinks_start(void);
+void sinks_stop(void);
+void sinks_flush(int timeout_ms);
+void emit_event(const rd_event *ev);
+void router_log_event(const char *source, rd_log_level lvl, const char *msg);
+
+/* http.c */
+int http_start(const char *listen, char *err, size_t errsz);
+void http_stop(void);
+rd_status http_add_route(rd_ctx *ctx, const char *method, const char *path, rd_http_fn fn,
+                         void *arg);
+
+#endif

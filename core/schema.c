@@ -1,0 +1,200 @@
+/* Validates a manifest section against a plugin's option schema. */
+#include "core.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *opt_type_name(rd_opt_type t) {
+    switch (t) {
+    case RD_OPT_STRING:
+        return "string";
+    case RD_OPT_INT:
+        return "int";
+    case RD_OPT_BOOL:
+        return "bool";
+    case RD_OPT_DOUBLE:
+        return "number";
+    case RD_OPT_ENUM:
+        return "enum";
+    case RD_OPT_LIST:
+        return "list";
+    }
+    return "?";
+}
+
+const char *suggest(const char *key, const char *const *cands, size_t n) {
+    const char *best = NULL;
+    size_t bestd = (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = levenshtein(key, cands[i]);
+        if (d < bestd) {
+            bestd = d;
+            best = cands[i];
+        }
+    }
+    size_t len = strlen(key);
+    size_t limit = len <= 4 ? 1 : len <= 8 ? 2 : 3;
+    if (best && bestd <= limit) return best;
+    /* A prefix match also counts: "time" for "timeout_s". */
+    for (size_t i = 0; i < n && len >= 3; i++)
+        if (!strncmp(cands[i], key, len)) return cands[i];
+    return NULL;
+}
+
+static int parse_bool(const char *s, bool *out) {
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcasecmp(s, yes[i])) return *out = true, 0;
+        if (!strcasecmp(s, no[i])) return *out = false, 0;
+    }
+    return -1;
+}
+
+static bool bounded(const rd_option *o) {
+    return o->min <= o->max && !(o->min == 0 && o->max == 0);
+}
+
+/* Converts text to the typed value; returns NULL or a problem text. */
+static const char *convert(const rd_option *o, const char *text, cfg_val *v, char *tmp,
+                           size_t tmpsz) {
+    free(v->str);
+    free_list(v->list);
+    v->list = NULL;
+    v->str = xstrdup(text);
+    switch (o->type) {
+    case RD_OPT_STRING:
+        break;
+    case RD_OPT_INT: {
+        int64_t i;
+        if (parse_i64(text, &i)) return "expected an integer";
+        if (bounded(o) && (i < o->min || i > o->max)) {
+            snprintf(tmp, tmpsz, "%lld is out of range [%.0f, %.0f]", (long long)i, o->min, o->max);
+            return tmp;
+        }
+        v->i = i;
+        v->d = (double)i;
+        break;
+    }
+    case RD_OPT_DOUBLE: {
+        char *end;
+        errno = 0;
+        double d = strtod(text, &end);
+        while (isspace((unsigned char)*end))
+            end++;
+        if (errno || end == text || *end || !isfinite(d)) return "expected a number";
+        if (bounded(o) && (d < o->min || d > o->max)) {
+            snprintf(tmp, tmpsz, "%g is out of range [%g, %g]", d, o->min, o->max);
+            return tmp;
+        }
+        v->d = d;
+        v->i = (int64_t)d;
+        break;
+    }
+    case RD_OPT_BOOL: {
+        bool b;
+        if (parse_bool(text, &b)) return "expected true or false";
+        v->i = b;
+        v->d = b;
+        break;
+    }
+    case RD_OPT_ENUM: {
+        size_t n = 0;
+        for (; o->choices && o->choices[n]; n++) {
+            if (!strcmp(o->choices[n], text)) {
+                v->i = (int64_t)n;
+                return NULL;
+            }
+        }
+        int off = snprintf(tmp, tmpsz, "'%s' is not one of:", text);
+        for (size_t i = 0; i < n && off > 0 && (size_t)off < tmpsz; i++)
+            off += snprintf(tmp + off, tmpsz - (size_t)off, " %s", o->choices[i]);
+        const char *s = suggest(text, o->choices, n);
+        if (s && off > 0 && (size_t)off < tmpsz)
+            snprintf(tmp + off, tmpsz - (size_t)off, " (did you mean '%s'?)", s);
+        return tmp;
+    }
+    case RD_OPT_LIST:
+        v->list = split_list(text);
+        break;
+    }
+    return NULL;
+}
+
+cfg_val *cfg_find(cfg_set *c, const char *key) {
+    for (size_t i = 0; c && i < c->n; i++)
+        if (!strcmp(c->v[i].opt->key, key)) return &c->v[i];
+    return NULL;
+}
+
+void cfg_free(cfg_set *c) {
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->v[i].str);
+        free_list(c->v[i].list);
+    }
+    free(c->v);
+    c->v = NULL;
+    c->n = 0;
+}
+
+int schema_apply(const manifest *m, mf_section *s, const rd_option *opts,
+                 const char *const *reserved, cfg_set *out, char *err, size_t errsz) {
+    size_t n = 0;
+    while (opts && opts[n].key)
+        n++;
+    out->v = xcalloc(n, sizeof *out->v);
+    out->n = n;
+    char tmp[256];
+    for (size_t i = 0; i < n; i++) {
+        const rd_option *o = &opts[i];
+        cfg_val *v = &out->v[i];
+        v->opt = o;
+        mf_kv *kv = section_get(s, o->key);
+        const char *text = kv ? kv->val : o->def;
+        if (kv) kv->used = true;
+        if (!text) {
+            if (o->flags & RD_OPT_REQUIRED) {
+                snprintf(err, errsz, "%s:%d: [%s] missing required key '%s' (%s)", m->path, s->line,
+                         s->name, o->key, o->help ? o->help : opt_type_name(o->type));
+                return -1;
+            }
+            continue;
+        }
+        if (kv && (o->flags & RD_OPT_SECRET)) secret_add(kv->val);
+        if (kv && (o->flags & RD_OPT_REQUIRED) && !*kv->val) {
+            snprintf(err, errsz, "%s:%d: [%s] %s: required key is empty%s", m->path, kv->line,
+                     s->name, o->key, strchr(kv->raw, '$') ? " (check the environment)" : "");
+            return -1;
+        }
+        const char *problem = convert(o, text, v, tmp, sizeof tmp);
+        if (problem) {
+            snprintf(err, errsz, "%s:%d: [%s] %s: %s%s", m->path, kv ? kv->line : s->line, s->name,
+                     o->key, problem, kv ? "" : " (in the plugin's default)");
+            return -1;
+        }
+        v->set = kv != NULL;
+        v->have = true;
+    }
+    for (size_t j = 0; j < s->nkv; j++) {
+        mf_kv *kv = &s->kv[j];
+        bool ok = kv->used;
+        for (size_t r = 0; !ok && reserved && reserved[r]; r++)
+            ok = !strcmp(reserved[r], kv->key);
+        if (ok) continue;
+        const char **cands = xcalloc(n + 8, sizeof *cands);
+        size_t nc = 0;
+        for (size_t i = 0; i < n; i++)
+            cands[nc++] = opts[i].key;
+        for (size_t r = 0; reserved && reserved[r]; r++)
+            cands[nc++] = reserved[r];
+        const char *sug = suggest(kv->key, cands, nc);
+        snprintf(err, errsz, "%s:%d: [%s] unknown key '%s'%s%s%s", m->path, kv->line, s->name,
+                 kv->key, sug ? " (did you mean '" : "", sug ? sug : "", sug ? "'?)" : "");
+        free(cands);
+        return -1;
+    }
+    return 0;
+}

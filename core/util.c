@@ -1,0 +1,195 @@
+/* Small helpers shared by the core. */
+#include "core.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static void oom(void) {
+    fputs("routerd: out of memory\n", stderr);
+    abort();
+}
+
+void *xmalloc(size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) oom();
+    return p;
+}
+
+void *xcalloc(size_t n, size_t m) {
+    void *p = calloc(n ? n : 1, m ? m : 1);
+    if (!p) oom();
+    return p;
+}
+
+void *xrealloc(void *p, size_t n) {
+    p = realloc(p, n ? n : 1);
+    if (!p) oom();
+    return p;
+}
+
+char *xstrdup(const char *s) {
+    return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n) {
+    char *d = xmalloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+char *xasprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) oom();
+    va_end(ap);
+    return s;
+}
+
+char *str_trim(char *s) {
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = 0;
+    return s;
+}
+
+int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t wall_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void hex(const unsigned char *in, size_t n, char *out) {
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[in[i] >> 4];
+        out[2 * i + 1] = d[in[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+void sha256_hex(const void *data, size_t len, char out[65]) {
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    hex(md, 32, out);
+}
+
+void hmac_sha256_hex(const void *key, size_t klen, const void *data, size_t len, char out[65]) {
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    HMAC(EVP_sha256(), key, (int)klen, data, len, md, &mdlen);
+    hex(md, 32, out);
+}
+
+void random_bytes(void *buf, size_t n) {
+    if (RAND_bytes(buf, (int)n) != 1) {
+        /* The kernel is the fallback; it does not fail for small reads. */
+        if (getrandom(buf, n, 0) != (ssize_t)n) abort();
+    }
+}
+
+void random_hex(char *out, size_t nbytes) {
+    unsigned char b[64];
+    if (nbytes > sizeof b) nbytes = sizeof b;
+    random_bytes(b, nbytes);
+    hex(b, nbytes, out);
+}
+
+/* Fast per-thread generator for ids and jitter; seeded from the CSPRNG. */
+uint64_t rand_u64(void) {
+    static _Thread_local uint64_t s;
+    if (!s) {
+        random_bytes(&s, sizeof s);
+        s |= 1;
+    }
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s * 0x2545F4914F6CDD1DULL;
+}
+
+size_t levenshtein(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64) return (size_t)-1;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t prev = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cur = row[j];
+            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            size_t best = prev + cost;
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            prev = cur;
+        }
+    }
+    return row[lb];
+}
+
+int parse_i64(const char *s, int64_t *out) {
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!*s) return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s) return -1;
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end) return -1;
+    *out = v;
+    return 0;
+}
+
+char **split_list(const char *s) {
+    size_t cap = 4, n = 0;
+    char **l = xcalloc(cap + 1, sizeof *l);
+    const char *p = s ? s : "";
+    while (*p) {
+        const char *c = strchr(p, ',');
+        size_t len = c ? (size_t)(c - p) : strlen(p);
+        char *item = xstrndup(p, len);
+        char *t = str_trim(item);
+        if (*t) {
+            if (n == cap) {
+                cap *= 2;
+                l = xrealloc(l, (cap + 1) * sizeof *l);
+            }
+            l[n++] = xstrdup(t);
+        }
+        free(item);
+        if (!c) break;
+        p = c + 1;
+    }
+    l[n] = NULL;
+    return l;
+}
+
+void free_list(char **l) {
+    if (!l) return;
+    for (char **p = l; *p; p++)
+        free(*p);
+    free(l);
+}
