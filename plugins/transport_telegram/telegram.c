@@ -488,9 +488,11 @@ static void tg_ack(void *self, int64_t watermark) {
     int64_t cur = atomic_load(&t->acked);
     while (watermark > cur && !atomic_compare_exchange_weak(&t->acked, &cur, watermark)) {
     }
-    /* Submits waiting on back-pressure may go now; the loop ticks at 100 ms
-     * anyway, so a signal without the lock is enough. */
+    /* Wake the intake thread to store the watermark and to submit what
+     * waits on back-pressure. It ticks every 100 ms anyway, so a signal
+     * without the lock is enough; both calls return at once. */
     pthread_cond_signal(&t->wake_cv);
+    if (t->multi && !atomic_load(&t->quiescing)) curl_multi_wakeup(t->multi);
 }
 
 static void tg_destroy(void *self) {

@@ -118,8 +118,9 @@ typedef struct tg {
     size_t recent_pos;
     int replayed;
     int webhook_set;
-    atomic_llong acked; /* watermark from ack() */
-    int64_t persisted;  /* watermark written to the store */
+    atomic_llong acked;   /* watermark from ack() */
+    int64_t persisted;    /* watermark written to the store */
+    int64_t persisted_ms; /* when it was last written */
     char stored_api_base[512];
     int64_t stored_bot_id;
 
@@ -179,7 +180,7 @@ void *tg_main_loop(void *arg);
 void tg_intake_stop(tg *t);
 void tg_intake_free(tg *t);
 void tg_webhook(void *arg, const rd_http_req *req, rd_http_resp *resp);
-void tg_persist_acks(tg *t);
+void tg_persist_acks(tg *t, int force);
 
 /* telegram_send.c */
 rd_status tg_send(void *self, const rd_outbound *out, rd_error *err);

@@ -184,9 +184,14 @@ static char *meta_json(tg *t) {
     return s;
 }
 
-void tg_persist_acks(tg *t) {
+void tg_persist_acks(tg *t, int force) {
     int64_t w = atomic_load(&t->acked);
     if (w <= t->persisted) return;
+    /* Each write is a synced transaction: at most fifty a second, which
+     * bounds what a kill -9 re-sends to ~20 ms of replies. */
+    int64_t now = tg_now(t);
+    if (!force && now - t->persisted_ms < 20) return;
+    t->persisted_ms = now;
     int64_t prev = t->persisted;
     t->persisted = w;
     char end[40], wend[40];
@@ -603,7 +608,7 @@ static void poll_once(tg *t, int *attempt) {
             break;
         }
         curl_multi_poll(t->multi, NULL, 0, 100, NULL);
-        tg_persist_acks(t);
+        tg_persist_acks(t, 0);
         if (atomic_load(&t->quiescing)) {
             aborted = 1;
             break;
@@ -716,7 +721,7 @@ void *tg_main_loop(void *arg) {
     if (!atomic_load(&t->quiescing)) t->h->ready(t->ctx, 1, NULL);
     attempt = 0;
     while (!atomic_load(&t->quiescing)) {
-        tg_persist_acks(t);
+        tg_persist_acks(t, 0);
         pthread_mutex_lock(&t->in_mu);
         drain_locked(t);
         int blocked = t->head != NULL;
@@ -734,14 +739,14 @@ void *tg_main_loop(void *arg) {
     /* Draining: the core still finishes work and acks; keep the watermark
      * stored so a crash now re-sends as little as possible. */
     while (!atomic_load(&t->closing)) {
-        tg_persist_acks(t);
+        tg_persist_acks(t, 0);
         tg_sleep(t, 100, &t->closing);
     }
     return NULL;
 }
 
 void tg_intake_stop(tg *t) {
-    tg_persist_acks(t);
+    tg_persist_acks(t, 1);
     if (t->c.mode == TG_MODE_LONGPOLL && t->c.confirm_on_stop && atomic_load(&t->have_me)) {
         pthread_mutex_lock(&t->in_mu);
         int64_t offset = t->tg_offset;

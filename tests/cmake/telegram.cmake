@@ -17,3 +17,12 @@ foreach(t intake send webhook)
                       LIBS transport_telegram_obj TIMEOUT 120)
   endif()
 endforeach()
+
+# The real binary with the telegram plugin against the fake Bot API server.
+foreach(t burst faults webhook)
+  if(EXISTS ${TG_DIR}/integration/test_telegram_${t}.c)
+    routerd_integration_test(test_telegram_e2e_${t}
+                             SOURCES ${TG_DIR}/integration/test_telegram_${t}.c TIMEOUT 180)
+    add_dependencies(test_telegram_e2e_${t} transport_telegram backend_mock)
+  endif()
+endforeach()
