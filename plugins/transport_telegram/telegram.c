@@ -449,6 +449,13 @@ static rd_status tg_start(void *self, rd_error *err) {
     }
     st = tg_get_me(t, t->c.start_timeout_ms, err);
     if (st == RD_E_CONFIG) return st;
+    if (st != RD_OK)
+        t->h->log(t->ctx, RD_LOG_WARN, "%s; continuing the handshake in the background", err->msg);
+    /* A refused setWebhook (bad URL, ...) is a configuration error. */
+    if (st == RD_OK && t->c.mode == TG_MODE_WEBHOOK && t->c.webhook_url &&
+        tg_start_webhook(t, err) == RD_E_CONFIG)
+        return RD_E_CONFIG;
+    memset(err, 0, sizeof *err);
     atomic_store(&t->started, 1);
     if (pthread_create(&t->main_th, NULL, tg_main_loop, t) != 0) {
         t->h->error(err, RD_E_INTERNAL, "fatal", "cannot start the intake thread");
@@ -456,12 +463,12 @@ static rd_status tg_start(void *self, rd_error *err) {
     }
     t->main_running = 1;
     if (pthread_create(&t->typing_th, NULL, tg_typing_loop, t) == 0) t->typing_running = 1;
-    t->h->log(t->ctx, RD_LOG_INFO, "%s mode, api_base %s%s",
-              t->c.mode == TG_MODE_WEBHOOK ? "webhook" : "long-poll", t->c.api_base,
-              t->c.mode == TG_MODE_WEBHOOK ? "" : "");
     if (t->c.mode == TG_MODE_WEBHOOK)
-        t->h->log(t->ctx, RD_LOG_INFO, "webhook route POST %s on the admin server",
-                  t->c.webhook_path);
+        t->h->log(t->ctx, RD_LOG_INFO, "webhook mode: POST %s on the admin server, api_base %s",
+                  t->c.webhook_path, t->c.api_base);
+    else
+        t->h->log(t->ctx, RD_LOG_INFO, "long-poll mode (timeout %lld s), api_base %s",
+                  (long long)t->c.poll_timeout_s, t->c.api_base);
     return RD_OK;
 }
 

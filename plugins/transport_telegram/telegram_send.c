@@ -18,6 +18,8 @@ typedef struct chat_state {
     uint64_t edit_hash;  /* text it shows */
 } chat_state;
 
+#define TYPING_DELAY_MS 400
+
 typedef struct typing_ent {
     int64_t chat, thread;
     int64_t next_ms;
@@ -472,7 +474,9 @@ void tg_activity(void *self, const rd_outbound *where, int active) {
         if (e) {
             e->chat = chat;
             e->thread = where->thread_id;
-            if (e->refs++ == 0) e->next_ms = 0;
+            /* Fast answers need no indicator, and one sent just after the
+             * reply would show "typing" for 5 s after the answer. */
+            if (e->refs++ == 0) e->next_ms = tg_now(t) + TYPING_DELAY_MS;
         }
         t->typ_gen++;
         pthread_cond_broadcast(&t->typ_cv);
@@ -513,6 +517,10 @@ void *tg_typing_loop(void *arg) {
         unsigned gen = t->typ_gen;
         pthread_mutex_unlock(&t->typ_mu);
         for (size_t i = 0; i < a->n && !atomic_load(&t->closing); i++) {
+            pthread_mutex_lock(&t->typ_mu);
+            int still = tg_map_get(t->typing, a->batch[i].chat) != NULL;
+            pthread_mutex_unlock(&t->typ_mu);
+            if (!still) continue;
             /* Best effort: one attempt, short timeout, never blocks a reply. */
             char body[160];
             if (a->batch[i].thread)

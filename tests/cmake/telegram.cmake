@@ -26,3 +26,16 @@ foreach(t burst faults webhook)
     add_dependencies(test_telegram_e2e_${t} transport_telegram backend_mock)
   endif()
 endforeach()
+
+# Fuzz targets: parsers compiled into the target itself so a libFuzzer
+# build (-DROUTERD_FUZZ=ON) instruments them too.
+set(TG_PLUGIN_DIR ${CMAKE_SOURCE_DIR}/plugins/transport_telegram)
+foreach(f update text)
+  routerd_fuzz_target(fuzz_telegram_${f}
+                      SOURCES ${TG_DIR}/fuzz/fuzz_telegram_${f}.c ${TG_PLUGIN_DIR}/telegram_parse.c
+                      LIBS PkgConfig::CJSON PkgConfig::CRYPTO)
+  target_include_directories(fuzz_telegram_${f} PRIVATE ${TG_PLUGIN_DIR})
+  if(TARGET fuzz_telegram_${f}_fuzzer)
+    target_include_directories(fuzz_telegram_${f}_fuzzer PRIVATE ${TG_PLUGIN_DIR})
+  endif()
+endforeach()

@@ -293,6 +293,7 @@ static void test_fetch_faults(void **state) {
     ftg_fail(F, "getUpdates", FTG_FAULT_502_HTML, 0, 1);
     ftg_fail(F, "getUpdates", FTG_FAULT_409, 0, 1);
     ftg_fail(F, "getUpdates", FTG_FAULT_429, 1, 1);
+    ftg_fail(F, "getUpdates", FTG_FAULT_SLOW, 300, 1);
     for (int i = 0; i < 6; i++)
         ftg_add_text(F, 7, "through the storm");
     long long t0 = th_now_ms();

@@ -322,8 +322,16 @@ static void test_typing(void **state) {
     th_cfg("typing_interval_ms", "1000");
     launch();
     rd_outbound w = {.size = sizeof w, .chat_id = 42, .thread_id = 5};
+    /* A reply within the first 400 ms needs no indicator. */
     th_ops()->activity(S, &w, 1);
-    assert_int_equal(ftg_wait_count(F, "sendChatAction", 1, 500), 1);
+    th_sleep_ms(100);
+    th_ops()->activity(S, &w, 0);
+    th_sleep_ms(600);
+    assert_int_equal(ftg_count(F, "sendChatAction", 0), 0);
+    long long t0 = th_now_ms();
+    th_ops()->activity(S, &w, 1);
+    assert_int_equal(ftg_wait_count(F, "sendChatAction", 1, 1000), 1);
+    assert_true(th_now_ms() - t0 >= 350);
     assert_int_equal(ftg_wait_count(F, "sendChatAction", 2, 1500), 2);
     th_ops()->activity(S, &w, 0);
     th_sleep_ms(100);
@@ -340,6 +348,20 @@ static void test_typing(void **state) {
     th_ops()->activity(S, &w, 1);
     assert_int_equal(send_text(42, 0, 0, "reply", 0, 0, NULL), RD_OK);
     th_ops()->activity(S, &w, 0);
+}
+
+static void test_slow_answer(void **state) {
+    (void)state;
+    th_cfg("request_timeout_s", "1");
+    launch();
+    /* The server takes longer than our timeout: we time out and send again
+     * (at least once delivery: the slow one may have gone through too). */
+    ftg_fail(F, "sendMessage", FTG_FAULT_SLOW, 1500, 1);
+    long long t0 = th_now_ms();
+    assert_int_equal(send_text(42, 0, 0, "slowly", 0, 0, NULL), RD_OK);
+    assert_true(th_now_ms() - t0 >= 1000);
+    assert_true(ftg_wait_count(F, "sendMessage", 1, 3000) >= 1);
+    assert_int_equal(th_metric("routerd_telegram_retries_total", "network", NULL), 1);
 }
 
 typedef struct sender {
@@ -401,6 +423,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_progress_edits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_typing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pacing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_answer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -278,6 +278,14 @@ static void test_delete_on_stop_and_config(void **state) {
     th_cfg("secret_token", "bad secret!");
     assert_null(th_launch(&st, &err));
     assert_int_equal(st, RD_E_CONFIG);
+    /* Telegram refusing setWebhook (bad URL, ...) is a configuration error. */
+    th_cfg("secret_token", HOOK_SECRET);
+    th_cfg("webhook_url", "https://bot.example.invalid/tg");
+    ftg_fail(F, "setWebhook", FTG_FAULT_403, 0, 1);
+    memset(&err, 0, sizeof err);
+    assert_null(th_launch(&st, &err));
+    assert_int_equal(st, RD_E_CONFIG);
+    assert_non_null(strstr(err.msg, "setWebhook"));
 }
 
 static void test_longpoll_removes_webhook(void **state) {
