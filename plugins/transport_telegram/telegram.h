@@ -46,6 +46,12 @@ typedef struct tg_item {
     struct tg_item *next;
 } tg_item;
 
+/* An update replayed from the journal, to recognise it if fetched again. */
+typedef struct tg_replay_key {
+    int64_t tg_id, chat_id, message_id;
+    int kind;
+} tg_replay_key;
+
 typedef struct tg_buf {
     char *p;
     size_t len, cap;
@@ -116,7 +122,8 @@ typedef struct tg {
     tg_map *recent;      /* webhook dedupe: tg update_id -> state */
     int64_t *recent_ring;
     size_t recent_pos;
-    int replayed;
+    tg_replay_key *replay; /* replayed while the offset was unknown */
+    size_t nreplay;
     int webhook_set;
     atomic_llong acked;   /* watermark from ack() */
     int64_t persisted;    /* watermark written to the store */

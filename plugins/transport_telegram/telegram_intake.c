@@ -318,6 +318,15 @@ rd_status tg_intake_load(tg *t, rd_error *err) {
                     t->tail = it;
                     t->npending++;
                     if (t->c.mode == TG_MODE_WEBHOOK) recent_set(t, it->tg_id, RECENT_PENDING);
+                    if (!t->tg_offset && t->c.mode == TG_MODE_LONGPOLL) {
+                        tg_replay_key *nk =
+                            realloc(t->replay, (t->nreplay + 1) * sizeof *t->replay);
+                        if (nk) {
+                            t->replay = nk;
+                            t->replay[t->nreplay++] = (tg_replay_key){
+                                it->tg_id, it->u.chat_id, it->u.message_id, (int)it->u.kind};
+                        }
+                    }
                     replay++;
                 } else {
                     tg_update_free(&up);
@@ -468,6 +477,21 @@ rd_status tg_start_webhook(tg *t, rd_error *err) {
 /* ------------------------------------------------------------------------ */
 /* Long polling                                                              */
 
+/* Whether this update was replayed from the journal at start (polling
+ * without a known offset may bring it back). Intake thread only. */
+static int is_replayed(tg *t, const cJSON *raw) {
+    tg_update u;
+    if (tg_update_parse(raw, &u) != 0) return 0;
+    int found = 0;
+    for (size_t i = 0; i < t->nreplay && !found; i++) {
+        const tg_replay_key *k = &t->replay[i];
+        found = k->tg_id == u.update_id && k->kind == (int)u.kind && k->chat_id == u.chat_id &&
+                k->message_id == u.message_id;
+    }
+    tg_update_free(&u);
+    return found;
+}
+
 typedef struct batch_ent {
     int64_t id;
     const cJSON *u;
@@ -501,13 +525,37 @@ static int handle_batch(tg *t, const cJSON *result) {
         v[n++].u = e;
     }
     qsort(v, n, sizeof *v, by_id);
-    /* Duplicates inside one reply would be a server bug; keep one. */
+    int64_t max_id = n ? v[n - 1].id : 0;
+    /* Duplicates inside one reply would be a server bug; keep one. Polling
+     * without a known offset can also bring back updates replayed from the
+     * journal: the same update (id, chat, message) is taken once. */
     size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (m == 0 || v[i].id != v[m - 1].id) v[m++] = v[i];
+    for (size_t i = 0; i < n; i++) {
+        if (m > 0 && v[i].id == v[m - 1].id) continue;
+        if (t->nreplay && is_replayed(t, v[i].u)) {
+            t->h->log(t->ctx, RD_LOG_INFO, "update %lld is already journaled; taken once",
+                      (long long)v[i].id);
+            continue;
+        }
+        v[m++] = v[i];
+    }
     n = m;
     if (n == 0) {
         free(v);
+        if (max_id <= 0) return 0;
+        /* All known already: still move the offset past them. */
+        pthread_mutex_lock(&t->in_mu);
+        int64_t prev = t->tg_offset;
+        if (max_id + 1 > t->tg_offset) t->tg_offset = max_id + 1;
+        pthread_mutex_unlock(&t->in_mu);
+        char *meta = meta_json(t);
+        rd_kv_op op = {.op = RD_KV_PUT, .key = META_KEY, .val = meta, .val_len = strlen(meta)};
+        if (!meta || t->h->kv_txn(t->ctx, &op, 1) != RD_OK) {
+            pthread_mutex_lock(&t->in_mu);
+            t->tg_offset = prev;
+            pthread_mutex_unlock(&t->in_mu);
+        }
+        free(meta);
         return 0;
     }
     pthread_mutex_lock(&t->in_mu);
@@ -544,7 +592,7 @@ static int handle_batch(tg *t, const cJSON *result) {
             (rd_kv_op){.op = RD_KV_PUT, .key = keys[k], .val = raw[k], .val_len = strlen(raw[k])};
     }
     int64_t prev_offset = t->tg_offset;
-    if (k == n) t->tg_offset = v[n - 1].id + 1;
+    if (k == n) t->tg_offset = max_id + 1;
     pthread_mutex_unlock(&t->in_mu);
     char *meta = k == n ? meta_json(t) : NULL;
     rd_status st = RD_E_INTERNAL;
@@ -614,9 +662,9 @@ static void poll_once(tg *t, int *attempt) {
             break;
         }
     }
-    /* An exchange that lasted a second surely reached the server, which
-     * confirmed everything below its offset on arrival. */
-    if (!aborted || tg_now(t) - t0 >= 1000) t->offset_sent = offset;
+    /* A poll held for a second surely reached the server, which confirmed
+     * everything below its offset on arrival. */
+    if (aborted && tg_now(t) - t0 >= 1000) t->offset_sent = offset;
     call.cc = CURLE_OK;
     if (!aborted) {
         int q;
@@ -634,6 +682,7 @@ static void poll_once(tg *t, int *attempt) {
     tg_classify(t, "getUpdates", &buf, &call);
     free(buf.p);
     int64_t wait = 0;
+    if (call.cls == TG_C_OK) t->offset_sent = offset;
     switch (call.cls) {
     case TG_C_OK:
         if (handle_batch(t, call.resp.result) == 0)
@@ -679,7 +728,13 @@ static void poll_once(tg *t, int *attempt) {
         /* Short polls (timeout = 0) or a server that ignores the timeout:
          * do not hammer it with empty polls. */
         int64_t took = tg_now(t) - t0;
-        if (cJSON_GetArraySize(call.resp.result) == 0 && took < 200) wait = 200 - took;
+        if (cJSON_GetArraySize(call.resp.result) == 0) {
+            if (took < 200) wait = 200 - took;
+            /* The backlog is through: replayed updates cannot come back. */
+            free(t->replay);
+            t->replay = NULL;
+            t->nreplay = 0;
+        }
     }
     tg_call_free(&call);
     if (wait > 0) tg_sleep(t, wait, &t->quiescing);
@@ -782,6 +837,8 @@ void tg_intake_stop(tg *t) {
 void tg_intake_free(tg *t) {
     while (t->head)
         item_pop(t);
+    free(t->replay);
+    t->replay = NULL;
 }
 
 /* ------------------------------------------------------------------------ */

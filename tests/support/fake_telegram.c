@@ -779,6 +779,12 @@ void ftg_fail(ftg *f, const char *method, ftg_fault kind, int arg, int count) {
     pthread_mutex_unlock(&f->mu);
 }
 
+void ftg_clear_faults(ftg *f) {
+    pthread_mutex_lock(&f->mu);
+    f->nfaults = 0;
+    pthread_mutex_unlock(&f->mu);
+}
+
 void ftg_chat_error(ftg *f, int64_t chat_id, int code, const char *description,
                     int64_t migrate_to) {
     pthread_mutex_lock(&f->mu);

@@ -45,6 +45,8 @@ void ftg_set_max_hold(ftg *f, int ms);
 /* The next `count` requests of method (NULL = any method) fail with fault.
  * Entries apply in the order added. */
 void ftg_fail(ftg *f, const char *method, ftg_fault fault, int arg, int count);
+/* Forgets faults not yet used. */
+void ftg_clear_faults(ftg *f);
 /* Every sendMessage / editMessageText to chat_id fails with code and
  * description (migrate_to != 0 adds parameters.migrate_to_chat_id). */
 void ftg_chat_error(ftg *f, int64_t chat_id, int code, const char *description, int64_t migrate_to);

@@ -382,6 +382,34 @@ static void test_api_base_change(void **state) {
     th_shutdown(self);
 }
 
+static void test_refetch_after_base_change(void **state) {
+    (void)state;
+    void *self = launch();
+    assert_true(wait_until(one_poll_held, 5000));
+    /* The batch is journaled, but no later poll reaches the server to
+     * confirm it (a crash right after journaling, say). */
+    ftg_fail(F, "getUpdates", FTG_FAULT_DROP, 0, 100000);
+    for (int i = 0; i < 3; i++)
+        ftg_add_text(F, 8, "twice?");
+    assert_int_equal(th_wait_submitted(3, 5000), 3);
+    th_shutdown(self);
+    assert_int_equal(ftg_unconfirmed(F), 3);
+    ftg_clear_faults(F);
+    /* Same server, other spelling: the offset is not trusted, the server
+     * sends the three again, and they are taken once. */
+    char base[128];
+    snprintf(base, sizeof base, "http://localhost:%s", strrchr(ftg_base(F), ':') + 1);
+    th_cfg("api_base", base);
+    th_new_run();
+    self = launch();
+    assert_int_equal(th_wait_submitted(3, 5000), 3);
+    assert_true(wait_until(no_unconfirmed, 5000));
+    th_sleep_ms(300);
+    assert_int_equal(th_submitted(), 3);
+    assert_true(th_log_has("already journaled"));
+    th_shutdown(self);
+}
+
 static void test_journal_failure(void **state) {
     (void)state;
     void *self = launch();
@@ -429,6 +457,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_fetch_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_id_space_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_api_base_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refetch_after_base_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_journal_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_confirm_on_stop, setup, teardown),
     };
