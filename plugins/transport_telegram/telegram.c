@@ -163,6 +163,9 @@ void tg_wake(tg *t) {
     pthread_mutex_lock(&t->typ_mu);
     pthread_cond_broadcast(&t->typ_cv);
     pthread_mutex_unlock(&t->typ_mu);
+    pthread_mutex_lock(&t->in_mu);
+    pthread_cond_broadcast(&t->in_cv);
+    pthread_mutex_unlock(&t->in_mu);
     if (t->multi) curl_multi_wakeup(t->multi);
 }
 
@@ -483,6 +486,8 @@ static void tg_stop(void *self) {
     atomic_store(&t->quiescing, 1);
     atomic_store(&t->closing, 1);
     tg_wake(t);
+    while (atomic_load(&t->hooks_active) > 0)
+        tg_sleep(t, 1, NULL);
     if (t->main_running) pthread_join(t->main_th, NULL);
     if (t->typing_running) pthread_join(t->typing_th, NULL);
     t->main_running = t->typing_running = 0;

@@ -96,7 +96,8 @@ typedef struct tg {
 
     /* Lifecycle. */
     atomic_int quiescing, closing, started;
-    atomic_int final_call; /* the last requests at stop() must not be aborted */
+    atomic_int final_call;   /* the last requests at stop() must not be aborted */
+    atomic_int hooks_active; /* webhook requests being handled */
     pthread_t main_th, typing_th;
     int main_running, typing_running;
     pthread_mutex_t wake_mu;

@@ -855,8 +855,25 @@ static void answer(tg *t, rd_http_resp *resp, int status, int retry_after, const
     tg_count(t, t->m_webhook, label, NULL, 1);
 }
 
+static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp);
+
 void tg_webhook(void *arg, const rd_http_req *req, rd_http_resp *resp) {
     tg *t = arg;
+    /* stop() waits for handlers in flight, and none starts after it: no
+     * host call happens once stop() returned. */
+    atomic_fetch_add(&t->hooks_active, 1);
+    if (atomic_load(&t->closing)) {
+        resp->status = 503;
+        resp->retry_after_s = 1;
+        resp->body = strdup("stopping\n");
+        resp->body_len = resp->body ? strlen(resp->body) : 0;
+    } else {
+        webhook(t, req, resp);
+    }
+    atomic_fetch_sub(&t->hooks_active, 1);
+}
+
+static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
     const char *secret = req->header ? req->header(req, "X-Telegram-Bot-Api-Secret-Token") : NULL;
     if (!secret || !tg_secret_equal(secret, t->c.secret_token)) {
         answer(t, resp, 401, 0, "unauthorized\n");

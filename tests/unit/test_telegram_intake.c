@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "fake_telegram.h"
+#include "harness.h"
 #include "test_telegram_host.h"
 
 #define TOKEN "123456:AAtestSecretPart-xyz"
@@ -446,8 +447,47 @@ static void test_confirm_on_stop(void **state) {
     assert_int_equal(ftg_unconfirmed(F), 0);
 }
 
+/* The fake behaves like the server for other clients too: numbers as
+ * strings (python-telegram-bot 13), query-string parameters, offsets. */
+static void test_fake_server_semantics(void **state) {
+    (void)state;
+    int64_t a = ftg_add_text(F, 1, "one");
+    ftg_add_text(F, 1, "two");
+    ftg_add_text(F, 1, "three");
+    char url[256], body[128], *resp = NULL;
+    snprintf(url, sizeof url, "%s/bot%s/getUpdates", ftg_base(F), TOKEN);
+    const char *const json[] = {"Content-Type: application/json", NULL};
+    snprintf(body, sizeof body, "{\"offset\":\"%lld\",\"limit\":\"1\",\"timeout\":\"0\"}",
+             (long long)(a + 1));
+    assert_int_equal(rt_http("POST", url, body, json, &resp), 200);
+    /* Below the offset is confirmed; at most `limit` served. */
+    assert_null(strstr(resp, "\"one\""));
+    assert_non_null(strstr(resp, "\"two\""));
+    assert_null(strstr(resp, "\"three\""));
+    free(resp);
+    assert_int_equal(ftg_unconfirmed(F), 2);
+    snprintf(url, sizeof url, "%s/bot%s/getUpdates?offset=-1", ftg_base(F), TOKEN);
+    assert_int_equal(rt_http("GET", url, NULL, NULL, &resp), 200);
+    assert_non_null(strstr(resp, "\"three\""));
+    free(resp);
+    assert_int_equal(ftg_unconfirmed(F), 1);
+    snprintf(url, sizeof url, "%s/bot%s/sendMessage", ftg_base(F), TOKEN);
+    assert_int_equal(rt_http("POST", url, "{\"chat_id\":\"55\",\"text\":\"hi\"}", json, &resp),
+                     200);
+    free(resp);
+    snprintf(url, sizeof url, "%s/bot1:wrong/getMe", ftg_base(F));
+    assert_int_equal(rt_http("GET", url, NULL, NULL, &resp), 401);
+    free(resp);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, 1);
+    assert_int_equal(r[0].chat_id, 55);
+    ftg_recs_free(r, n);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fake_server_semantics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handshake_and_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_token_and_base, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_cuts_long_poll, setup, teardown),
