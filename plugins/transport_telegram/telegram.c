@@ -407,6 +407,7 @@ static rd_status tg_create(const rd_host *host, rd_ctx *ctx, void **self, rd_err
     pthread_mutex_init(&t->out_mu, NULL);
     pthread_mutex_init(&t->typ_mu, NULL);
     pthread_mutex_init(&t->series_mu, NULL);
+    pthread_mutex_init(&t->rep_mu, NULL);
     atomic_init(&t->acked, -1);
     t->persisted = -1;
     t->last_seq = -1;
@@ -423,8 +424,9 @@ static rd_status tg_create(const rd_host *host, rd_ctx *ctx, void **self, rd_err
     t->chats = tg_map_new();
     t->typing = tg_map_new();
     t->recent = tg_map_new();
+    t->rep_keys = tg_map_new();
     t->recent_ring = calloc(8192, sizeof *t->recent_ring);
-    if (!t->thr || !t->chats || !t->typing || !t->recent || !t->recent_ring) {
+    if (!t->thr || !t->chats || !t->typing || !t->recent || !t->recent_ring || !t->rep_keys) {
         tg_destroy(t);
         *self = NULL;
         host->error(err, RD_E_INTERNAL, "fatal", "out of memory");
@@ -535,6 +537,7 @@ static void tg_destroy(void *self) {
     pthread_mutex_destroy(&t->out_mu);
     pthread_mutex_destroy(&t->typ_mu);
     pthread_mutex_destroy(&t->series_mu);
+    pthread_mutex_destroy(&t->rep_mu);
     pthread_cond_destroy(&t->wake_cv);
     pthread_cond_destroy(&t->typ_cv);
     pthread_cond_destroy(&t->in_cv);

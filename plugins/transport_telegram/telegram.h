@@ -132,6 +132,14 @@ typedef struct tg {
     char stored_api_base[512];
     int64_t stored_bot_id;
 
+    /* Answered updates above the watermark (see telegram_intake.c). */
+    pthread_mutex_t rep_mu;
+    tg_map *rep_keys; /* mix(chat, message) -> tg_rep_node list, oldest first */
+    size_t nrep_nodes;
+    int64_t rep_swept_ms;
+    int64_t *rep_done; /* answered seqs not yet stored */
+    size_t nrep_done, caprep_done;
+
     /* Sending. */
     pthread_mutex_t out_mu; /* throttle, per-chat edit state, migrations, channels */
     tg_throttle *thr;
@@ -189,6 +197,10 @@ void tg_intake_stop(tg *t);
 void tg_intake_free(tg *t);
 void tg_webhook(void *arg, const rd_http_req *req, rd_http_resp *resp);
 void tg_persist_acks(tg *t, int force);
+/* An update went to the core as seq; its reply quotes (chat, message). */
+void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq);
+/* The reply quoting (chat, message) went out (or failed for good). */
+void tg_replied_mark(tg *t, int64_t chat, int64_t message);
 
 /* telegram_send.c */
 rd_status tg_send(void *self, const rd_outbound *out, rd_error *err);

@@ -60,6 +60,124 @@ static void recent_forget(tg *t, int64_t id) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Answered updates                                                          */
+/*
+ * The core acknowledges a contiguous watermark: one slow chat holds it back
+ * while others are answered. To keep a kill -9 from answering those again,
+ * the transport notes which updates it delivered a reply for (send() quotes
+ * the user's message, which maps back to the update) and stores them as
+ * r/<seq> beside the watermark; the replay at start skips them. If the
+ * mapping ever picks the wrong update of a message (an edit and its
+ * original share the message id), it takes the oldest one, so the worst case
+ * is a reply sent twice, never one lost.
+ */
+
+typedef struct tg_rep_node {
+    int64_t chat, message, seq;
+    struct tg_rep_node *next;
+} tg_rep_node;
+
+static int64_t rep_key(int64_t chat, int64_t message) {
+    return (int64_t)((uint64_t)chat * 0x9E3779B97F4A7C15ULL ^ (uint64_t)message);
+}
+
+void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq) {
+    if (!message) return;
+    tg_rep_node *n = calloc(1, sizeof *n);
+    if (!n) return;
+    n->chat = chat;
+    n->message = message;
+    n->seq = seq;
+    int64_t k = rep_key(chat, message);
+    pthread_mutex_lock(&t->rep_mu);
+    tg_rep_node *head = tg_map_get(t->rep_keys, k);
+    if (!head) {
+        if (tg_map_put(t->rep_keys, k, n) != 0) {
+            free(n);
+            n = NULL;
+        }
+    } else {
+        while (head->next)
+            head = head->next;
+        head->next = n;
+    }
+    if (n) t->nrep_nodes++;
+    pthread_mutex_unlock(&t->rep_mu);
+}
+
+void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
+    if (!message) return;
+    int64_t k = rep_key(chat, message);
+    pthread_mutex_lock(&t->rep_mu);
+    tg_rep_node *head = tg_map_get(t->rep_keys, k), *prev = NULL, *n = head;
+    while (n && !(n->chat == chat && n->message == message)) {
+        prev = n;
+        n = n->next;
+    }
+    if (n) {
+        if (prev)
+            prev->next = n->next;
+        else if (n->next)
+            tg_map_put(t->rep_keys, k, n->next);
+        else
+            tg_map_del(t->rep_keys, k);
+        t->nrep_nodes--;
+        if (t->nrep_done == t->caprep_done) {
+            size_t cap = t->caprep_done ? t->caprep_done * 2 : 256;
+            int64_t *v = realloc(t->rep_done, cap * sizeof *v);
+            if (v) {
+                t->rep_done = v;
+                t->caprep_done = cap;
+            }
+        }
+        if (t->nrep_done < t->caprep_done) t->rep_done[t->nrep_done++] = n->seq;
+        free(n);
+    }
+    pthread_mutex_unlock(&t->rep_mu);
+}
+
+/* Drops registrations at or below the watermark (updates the core handled
+ * without a reply: rejections). rep_mu held. */
+typedef struct rep_sweep {
+    int64_t w;
+    size_t freed;
+} rep_sweep;
+
+static int rep_stale(void *arg, int64_t key, void *val) {
+    (void)key;
+    rep_sweep *a = arg;
+    tg_rep_node *head = val;
+    for (tg_rep_node *p = head; p->next;) {
+        if (p->next->seq <= a->w) {
+            tg_rep_node *d = p->next;
+            p->next = d->next;
+            free(d);
+            a->freed++;
+        } else {
+            p = p->next;
+        }
+    }
+    if (head->seq > a->w) return 0;
+    a->freed++;
+    if (!head->next) {
+        free(head);
+        return 1;
+    }
+    /* The map keeps pointing at head: move the next node into it. */
+    tg_rep_node *d = head->next;
+    *head = *d;
+    free(d);
+    return 0;
+}
+
+static void rep_free_all(void *val) {
+    for (tg_rep_node *n = val, *next; n; n = next) {
+        next = n->next;
+        free(n);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* Pending items, under in_mu                                                */
 
 static tg_item *item_new(tg *t, int64_t tg_id) {
@@ -133,6 +251,7 @@ static rd_status submit_item(tg *t, tg_item *it) {
     rd_status st = t->h->submit(t->ctx, &in);
     free(meta);
     free(r.text);
+    if (st == RD_OK) tg_replied_register(t, it->u.chat_id, it->u.message_id, it->seq);
     if (st == RD_OK || st == RD_E_DUPLICATE || st == RD_E_FULL) return st;
     /* Anything else is a refusal the core will not change its mind about:
      * mark it handled so the watermark moves on. */
@@ -184,24 +303,65 @@ static char *meta_json(tg *t) {
     return s;
 }
 
+static void rep_put_back(tg *t, const int64_t *seqs, size_t n) {
+    pthread_mutex_lock(&t->rep_mu);
+    for (size_t i = 0; i < n; i++) {
+        if (t->nrep_done == t->caprep_done) {
+            size_t cap = t->caprep_done ? t->caprep_done * 2 : 256;
+            int64_t *v = realloc(t->rep_done, cap * sizeof *v);
+            if (!v) break;
+            t->rep_done = v;
+            t->caprep_done = cap;
+        }
+        t->rep_done[t->nrep_done++] = seqs[i];
+    }
+    pthread_mutex_unlock(&t->rep_mu);
+}
+
 void tg_persist_acks(tg *t, int force) {
     int64_t w = atomic_load(&t->acked);
-    if (w <= t->persisted) return;
+    pthread_mutex_lock(&t->rep_mu);
+    size_t pending = t->nrep_done;
+    pthread_mutex_unlock(&t->rep_mu);
+    if (w <= t->persisted && !pending) return;
     /* Each write is a synced transaction: at most fifty a second, which
      * bounds what a kill -9 re-sends to ~20 ms of replies. */
     int64_t now = tg_now(t);
     if (!force && now - t->persisted_ms < 20) return;
     t->persisted_ms = now;
     int64_t prev = t->persisted;
-    t->persisted = w;
-    char end[40], wend[40];
+    if (w > t->persisted) t->persisted = w;
+    w = t->persisted;
+
+    pthread_mutex_lock(&t->rep_mu);
+    int64_t *done = t->rep_done;
+    size_t nd = t->nrep_done;
+    t->rep_done = NULL;
+    t->nrep_done = t->caprep_done = 0;
+    if (t->nrep_nodes > 256 && now - t->rep_swept_ms > 1000) {
+        rep_sweep a = {.w = w, .freed = 0};
+        tg_map_sweep(t->rep_keys, rep_stale, &a);
+        t->nrep_nodes -= a.freed;
+        t->rep_swept_ms = now;
+    }
+    pthread_mutex_unlock(&t->rep_mu);
+
+    char end[40], wend[40], rend[40];
     jkey(end, sizeof end, w + 1);
+    snprintf(rend, sizeof rend, "r/%019lld", (long long)(w + 1 < 0 ? 0 : w + 1));
     char *meta = meta_json(t);
-    rd_kv_op ops[3] = {
-        {.op = RD_KV_DEL_RANGE, .key = "j/", .key_end = end},
-        {.op = RD_KV_PUT, .key = META_KEY, .val = meta, .val_len = meta ? strlen(meta) : 0},
-    };
-    size_t n = meta ? 2 : 1;
+    rd_kv_op *ops = calloc(nd + 4, sizeof *ops);
+    char(*rk)[40] = calloc(nd + 1, sizeof *rk);
+    size_t n = 0;
+    if (!ops || !rk || !meta) goto fail;
+    ops[n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "j/", .key_end = end};
+    ops[n++] = (rd_kv_op){.op = RD_KV_PUT, .key = META_KEY, .val = meta, .val_len = strlen(meta)};
+    ops[n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "r/", .key_end = rend};
+    for (size_t i = 0; i < nd; i++) {
+        if (done[i] <= w) continue; /* the watermark covers it */
+        snprintf(rk[i], sizeof rk[i], "r/%019lld", (long long)done[i]);
+        ops[n++] = (rd_kv_op){.op = RD_KV_PUT, .key = rk[i], .val = "1", .val_len = 1};
+    }
     if (t->c.mode == TG_MODE_WEBHOOK) {
         pthread_mutex_lock(&t->in_mu);
         int64_t newest = t->recent_ring[(t->recent_pos + RECENT_CAP - 1) % RECENT_CAP];
@@ -211,12 +371,17 @@ void tg_persist_acks(tg *t, int force) {
             ops[n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "w/", .key_end = wend};
         }
     }
-    if (t->h->kv_txn(t->ctx, ops, n) != RD_OK) {
-        t->persisted = prev; /* try again on the next tick */
-        t->h->log(t->ctx, RD_LOG_WARN, "cannot record the handled watermark %lld in the store",
-                  (long long)w);
-    }
+    if (t->h->kv_txn(t->ctx, ops, n) == RD_OK) goto out;
+fail:
+    t->persisted = prev; /* try again on the next tick */
+    rep_put_back(t, done, nd);
+    t->h->log(t->ctx, RD_LOG_WARN, "cannot record the handled watermark %lld in the store",
+              (long long)w);
+out:
+    free(rk);
+    free(ops);
     free(meta);
+    free(done);
 }
 
 typedef struct scan_row {
@@ -251,6 +416,42 @@ static int scan_cb(void *arg, const char *key, const void *val, size_t len) {
     *a->tail = r;
     a->tail = &r->next;
     a->n++;
+    return 0;
+}
+
+typedef struct rep_acc {
+    int64_t *v; /* ascending: the scan is in key order */
+    size_t n, cap;
+} rep_acc;
+
+static int rep_scan_cb(void *arg, const char *key, const void *val, size_t len) {
+    (void)val, (void)len;
+    rep_acc *a = arg;
+    if (strncmp(key, "r/", 2) != 0) return 0;
+    char *end = NULL;
+    long long seq = strtoll(key + 2, &end, 10);
+    if (!end || *end) return 0;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 64;
+        int64_t *v = realloc(a->v, cap * sizeof *v);
+        if (!v) return 1;
+        a->v = v;
+        a->cap = cap;
+    }
+    a->v[a->n++] = seq;
+    return 0;
+}
+
+static int rep_has(const rep_acc *a, int64_t seq) {
+    size_t lo = 0, hi = a->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (a->v[mid] == seq) return 1;
+        if (a->v[mid] < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return 0;
 }
 
@@ -293,15 +494,23 @@ rd_status tg_intake_load(tg *t, rd_error *err) {
     t->persisted = handled;
     atomic_store(&t->acked, handled);
 
+    rep_acc ra = {0};
+    h->kv_scan(t->ctx, "r/", rep_scan_cb, &ra);
     scan_acc acc = {.head = NULL, .tail = &acc.head};
     if (h->kv_scan(t->ctx, "j/", scan_cb, &acc) != RD_OK)
         h->log(t->ctx, RD_LOG_WARN, "cannot read the update journal");
-    size_t replay = 0, dropped = 0;
+    size_t replay = 0, dropped = 0, answered = 0;
     int64_t maxseq = -1;
     for (scan_row *r = acc.head, *nx; r; r = nx) {
         nx = r->next;
         if (r->seq > maxseq) maxseq = r->seq;
-        if (r->seq > handled && same_bot) {
+        if (r->seq > handled && same_bot && rep_has(&ra, r->seq)) {
+            /* Answered before a crash: its reply went out already. */
+            char k[40];
+            jkey(k, sizeof k, r->seq);
+            h->kv_del(t->ctx, k);
+            answered++;
+        } else if (r->seq > handled && same_bot) {
             cJSON *u = tg_json_parse(r->raw, r->len);
             tg_update up;
             if (u && tg_update_parse(u, &up) == 0) {
@@ -357,6 +566,18 @@ rd_status tg_intake_load(tg *t, rd_error *err) {
         rd_kv_op op = {.op = RD_KV_DEL_RANGE, .key = "j/", .key_end = end};
         h->kv_txn(t->ctx, &op, 1);
     }
+    if (ra.n) {
+        char end[40];
+        snprintf(end, sizeof end, "r/%019lld", (long long)(INT64_MAX / 2));
+        rd_kv_op op = {.op = RD_KV_DEL_RANGE, .key = "r/", .key_end = end};
+        h->kv_txn(t->ctx, &op, 1);
+        if (ra.v[ra.n - 1] > maxseq) maxseq = ra.v[ra.n - 1];
+    }
+    free(ra.v);
+    if (answered)
+        h->log(t->ctx, RD_LOG_INFO,
+               "%zu journaled updates were answered before the last stop; not sent again",
+               answered);
     last = last > maxseq ? last : maxseq;
     last = last > handled ? last : handled;
     t->last_seq = last;
@@ -839,6 +1060,10 @@ void tg_intake_free(tg *t) {
         item_pop(t);
     free(t->replay);
     t->replay = NULL;
+    if (t->rep_keys) tg_map_free(t->rep_keys, rep_free_all);
+    t->rep_keys = NULL;
+    free(t->rep_done);
+    t->rep_done = NULL;
 }
 
 /* ------------------------------------------------------------------------ */

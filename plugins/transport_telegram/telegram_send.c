@@ -380,6 +380,10 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
     chat_state *s = state_of(t, chat, 0);
     if (s) s->edit_msg = 0;
     pthread_mutex_unlock(&t->out_mu);
+    /* Delivered, or never deliverable: a crash now must not send it again.
+     * (The watermark covers it too, but only once everything before it is
+     * done.) */
+    if (st == RD_OK || st == RD_E_FATAL) tg_replied_mark(t, out->chat_id, out->reply_to);
     free(ch);
     free(text);
     return st;

@@ -184,10 +184,10 @@ static void test_burst_with_kill9(void **state) {
     tally t;
     count_replies(&t);
     fprintf(stderr, "kill -9: %d answered before, %d replayed twice\n", mid.answered, t.duplicates);
-    /* Nothing lost. Duplicates are bounded by what was in flight: the core
-     * acknowledges a contiguous watermark, so up to a queue (256) of
-     * replies above the oldest queued message, plus ~20 ms of acks not yet
-     * stored, can come again. */
+    /* Nothing lost. Duplicates are bounded by what was in flight: replies
+     * being sent at the kill plus ~20 ms of replies not yet stored (at
+     * thousands of messages a second); the bound here is generous for slow
+     * CI disks. */
     assert_int_equal(t.answered, TOTAL);
     assert_true(t.duplicates <= 2 * 256);
     assert_int_equal(t.foreign, 0);
