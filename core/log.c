@@ -79,7 +79,7 @@ void log_vmsg(const char *source, rd_log_level lvl, const char *fmt, va_list ap)
     char raw[2048], msg[2048];
     vsnprintf(raw, sizeof raw, fmt, ap);
     redact(raw, msg, sizeof msg);
-    bool to_text = atomic_load(&text_on) || lvl >= RD_LOG_ERROR;
+    bool to_text = atomic_load(&text_on);
     if (to_text) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
