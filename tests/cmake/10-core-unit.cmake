@@ -7,3 +7,7 @@ endforeach()
 # config_build loads the console and mock plugins from build/plugins.
 add_dependencies(test_core_config transport_console backend_mock)
 
+foreach(f manifest dotenv env)
+  routerd_fuzz_target(fuzz_core_${f} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_core_${f}.c
+                      LIBS routerd_core)
+endforeach()
