@@ -283,10 +283,14 @@ stop:
         LOGW("drain timeout: %zu message(s) still in flight; they stay unacknowledged and will "
              "be delivered again",
              R.inflight + R.waiting);
+        /* Workers are still inside backends: close the transports to them,
+         * let the transports persist what is acknowledged, and leave
+         * without tearing the rest down. */
+        router_close_transports();
+        stop_kind(RD_KIND_TRANSPORT);
         flush_sinks();
         sinks_stop();
         fflush(NULL);
-        /* Workers are still inside plugins: tearing those down is unsafe. */
         _exit(rc);
     }
     stop_kind(RD_KIND_TRANSPORT);

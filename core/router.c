@@ -203,7 +203,22 @@ static void runq_push_locked(chat *c) {
 }
 
 static void finish_locked_ack(rd_ctx *tr, int64_t update_id) {
-    if (wm_done(&tr->wm, update_id) && tr->ops->ack) tr->ops->ack(tr->self, wm_get(&tr->wm));
+    if (wm_done(&tr->wm, update_id) && tr->ops->ack && !tr->closed)
+        tr->ops->ack(tr->self, wm_get(&tr->wm));
+}
+
+void router_close_transports(void) {
+    pthread_mutex_lock(&R.mu);
+    for (size_t i = 0; i < R.ntr; i++)
+        R.tr[i]->closed = true;
+    pthread_mutex_unlock(&R.mu);
+}
+
+static bool transport_closed(rd_ctx *tr) {
+    pthread_mutex_lock(&R.mu);
+    bool c = tr->closed;
+    pthread_mutex_unlock(&R.mu);
+    return c;
 }
 
 /* Marks an update handled without a job (rejections, skips). */
@@ -374,10 +389,18 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
             reject = "rate_limited";
         }
     }
+    /* Once queued, a worker may finish and free j at any moment: keep what
+     * the event needs. */
+    bool notice = j->kind == JOB_NOTICE;
+    persona *p = j->p;
+    job snap;
+    memcpy(snap.corr, j->corr, sizeof snap.corr);
+    memcpy(snap.hash, j->hash, sizeof snap.hash);
+    memcpy(snap.span, j->span, sizeof snap.span);
+    snap.t_recv_ns = j->t_recv_ns;
     if (reject) finish_locked_ack(tr, in->update_id);
     pthread_mutex_unlock(&R.mu);
 
-    series_add(tr->m_rejected_allowlist, 0); /* keep the series visible at zero */
     if (reject) {
         if (!strcmp(reject, "allowlist")) {
             series_add(tr->m_rejected_allowlist, 1);
@@ -390,7 +413,7 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
                     j->hash, in->update_id);
         } else {
             series_add(tr->m_rejected_ratelimit, 1);
-            series_add(j->p->m_rl_hits, 1);
+            series_add(p->m_rl_hits, 1);
             log_msg(tr->name, RD_LOG_INFO,
                     "chat %s over its rate limit: update %" PRId64 " dropped", j->hash,
                     in->update_id);
@@ -401,13 +424,25 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
         job_free(j);
         return RD_OK;
     }
-    if (j->kind == JOB_NOTICE)
-        log_msg(tr->name, RD_LOG_INFO, "chat %s over its rate limit: notice queued", j->hash);
-    rd_event ev;
-    fill_event(&ev, j, RD_EV_RECEIVED, RD_LOG_DEBUG);
-    ev.status = "received";
+    if (notice)
+        log_msg(tr->name, RD_LOG_INFO, "chat %s over its rate limit: notice queued", snap.hash);
+    rd_event ev = {.size = sizeof ev,
+                   .type = RD_EV_RECEIVED,
+                   .level = RD_LOG_DEBUG,
+                   .ts_ns = wall_ns(),
+                   .source = "core",
+                   .correlation_id = snap.corr,
+                   .chat_id_hash = snap.hash,
+                   .persona = p->tag,
+                   .transport = tr->inst,
+                   .backend = p->backend->inst,
+                   .status = "received",
+                   .update_id = in->update_id,
+                   .t_received_ns = snap.t_recv_ns,
+                   .trace_id = snap.corr,
+                   .span_id = snap.span};
     emit_event(&ev);
-    series_add(j->p->m_received[j->tr_index], 1);
+    series_add(p->m_received[tr_index(tr)], 1);
     return RD_OK;
 }
 
@@ -427,6 +462,10 @@ static void send_text(job *j, const char *text, uint32_t flags) {
     if (out.edit_of) out.flags |= RD_OUT_FINAL_EDIT;
     rd_error err = {0};
     j->t_sstart_ns = wall_ns();
+    if (transport_closed(j->tr)) { /* too late: the update stays unacknowledged */
+        j->status = "abandoned";
+        return;
+    }
     rd_status st = j->tr->ops->send(j->tr->self, &out, &err);
     j->t_send_ns = wall_ns();
     if (st != RD_OK) {
@@ -531,6 +570,13 @@ static void process(job *j) {
         persona_command(j);
         job_finish(j);
         return;
+    }
+    if (R.persona_cmd) {
+        /* A /persona switch queued before this message applies to it. */
+        pthread_mutex_lock(&R.mu);
+        persona *now = resolve_locked(j->chat_id);
+        pthread_mutex_unlock(&R.mu);
+        if (now) j->p = now;
     }
     rd_ctx *be = j->p->backend;
     rd_request rq = {.size = sizeof rq,

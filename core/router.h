@@ -18,6 +18,7 @@ struct rd_ctx {
     char ready_reason[160];
     /* transport */
     watermark wm;   /* under R.mu */
+    bool closed;    /* under R.mu: stopped after a drain timeout */
     int64_t *allow; /* sorted; NULL = everyone */
     size_t nallow;
     rd_series *m_rejected_allowlist, *m_rejected_nopersona, *m_rejected_ratelimit;
@@ -129,6 +130,8 @@ void router_complete(rd_reply *r, rd_status st, const rd_error *err);
 bool router_wait_idle(int64_t deadline_ms);
 void router_stop_workers(int64_t deadline_ms);
 void router_sweep(void);
+/* After a drain timeout: no more send/ack calls reach the transports. */
+void router_close_transports(void);
 void chat_hash(int64_t chat_id, char out[17]);
 
 /* events.c */

@@ -29,7 +29,7 @@
  * Minimal backend (see plugins/backend_mock for a complete one):
  *
  *   static const rd_option opts[] = {
- *       {"prefix", RD_OPT_STRING, 0, "echo: ", "text put before the echo"},
+ *       {.key = "prefix", .type = RD_OPT_STRING, .def = "echo: ", .help = "put first"},
  *       {0}};
  *   static const rd_host *H;
  *   static rd_status create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *e) {
@@ -405,7 +405,8 @@ typedef struct rd_ops {
      * progress() shows partial text: returns a message id to edit next time
      * in *msg_id (0 keeps sending new). activity(active) brackets backend
      * work (typing indicators). ack() tells the transport that every update
-     * up to and including `watermark` is handled; it must not block. */
+     * up to and including `watermark` is handled; it runs under the host's
+     * routing lock: it must not block nor call submit/skip/watermark. */
     rd_status (*send)(void *self, const rd_outbound *out, rd_error *err);
     rd_status (*progress)(void *self, const rd_outbound *out, int64_t *msg_id, rd_error *err);
     void (*activity)(void *self, const rd_outbound *where, int active);

@@ -5,6 +5,7 @@
 #include <routerd/plugin.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <regex.h>
 #include <stdio.h>
@@ -17,9 +18,24 @@ typedef struct {
     char *reply;
 } rule;
 
+/* A reply held back until its latency has passed (async mode). */
+typedef struct {
+    int64_t due_ms;
+    rd_reply *rp;
+    rd_status st;
+    rd_error err;
+} delayed;
+
 typedef struct {
     const rd_host *h;
     rd_ctx *ctx;
+    int async;
+    pthread_t timer;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    delayed *heap; /* min-heap on due_ms */
+    size_t nheap, capheap;
+    int stopping, timer_started;
     int mode; /* 0 echo, 1 fixed, 2 script */
     const char *prefix, *reply;
     rule *rules;
@@ -50,6 +66,10 @@ static const rd_option opts[] = {
     {"fail_protocol", RD_OPT_DOUBLE, 0, "0", "share of messages failing as protocol", 0, 1, NULL},
     {"seed", RD_OPT_INT, 0, "0", "seed of the injected latency and failures (0 = random)", 0, 0,
      NULL},
+    {"async", RD_OPT_BOOL, 0, "false",
+     "wait out the latency on one timer thread instead of a worker (RD_PENDING), so thousands "
+     "of slow replies can be in flight",
+     0, 0, NULL},
     {0},
 };
 
@@ -110,6 +130,9 @@ static int load_script(mock *m, const char *path, rd_error *err) {
 
 static void m_destroy(void *self) {
     mock *m = self;
+    free(m->heap);
+    pthread_mutex_destroy(&m->mu);
+    pthread_cond_destroy(&m->cv);
     for (size_t i = 0; i < m->nrules; i++) {
         regfree(&m->rules[i].re);
         free(m->rules[i].reply);
@@ -124,6 +147,9 @@ static rd_status m_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     if (!m) return RD_E_INTERNAL;
     m->h = h;
     m->ctx = ctx;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    m->async = h->cfg_bool(ctx, "async");
     const char *mode = h->cfg_str(ctx, "mode");
     m->mode = !strcmp(mode, "fixed") ? 1 : !strcmp(mode, "script") ? 2 : 0;
     m->prefix = h->cfg_str(ctx, "prefix");
@@ -164,11 +190,83 @@ static rd_status m_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     return RD_OK;
 }
 
+static void heap_push(mock *m, delayed d) {
+    if (m->nheap == m->capheap) {
+        m->capheap = m->capheap ? m->capheap * 2 : 64;
+        m->heap = realloc(m->heap, m->capheap * sizeof *m->heap);
+    }
+    size_t i = m->nheap++;
+    while (i && m->heap[(i - 1) / 2].due_ms > d.due_ms) {
+        m->heap[i] = m->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    m->heap[i] = d;
+}
+
+static delayed heap_pop(mock *m) {
+    delayed top = m->heap[0], last = m->heap[--m->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m->nheap) break;
+        if (c + 1 < m->nheap && m->heap[c + 1].due_ms < m->heap[c].due_ms) c++;
+        if (m->heap[c].due_ms >= last.due_ms) break;
+        m->heap[i] = m->heap[c];
+        i = c;
+    }
+    if (m->nheap) m->heap[i] = last;
+    return top;
+}
+
+/* Completes held replies when they are due. */
+static void *timer_main(void *arg) {
+    mock *m = arg;
+    pthread_mutex_lock(&m->mu);
+    while (!(m->stopping && !m->nheap)) {
+        int64_t now = m->h->now_ms();
+        if (m->nheap && m->heap[0].due_ms <= now) {
+            delayed d = heap_pop(m);
+            pthread_mutex_unlock(&m->mu);
+            m->h->complete(d.rp, d.st, &d.err);
+            pthread_mutex_lock(&m->mu);
+            continue;
+        }
+        int64_t wait = m->nheap ? m->heap[0].due_ms - now : 1000;
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += (long)(wait % 1000) * 1000000L;
+        dl.tv_sec += wait / 1000 + dl.tv_nsec / 1000000000L;
+        dl.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&m->cv, &m->mu, &dl);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
 static rd_status m_start(void *self, rd_error *err) {
     mock *m = self;
-    (void)err;
+    if (m->async) {
+        if (pthread_create(&m->timer, NULL, timer_main, m)) {
+            m->h->error(err, RD_E_INTERNAL, "fatal", "cannot start the timer thread");
+            return RD_E_INTERNAL;
+        }
+        m->timer_started = 1;
+    }
     m->h->ready(m->ctx, 1, NULL);
     return RD_OK;
+}
+
+/* Held replies are all delivered before the thread ends: the router only
+ * stops backends once nothing is in flight. */
+static void m_stop(void *self) {
+    mock *m = self;
+    if (!m->timer_started) return;
+    pthread_mutex_lock(&m->mu);
+    m->stopping = 1;
+    pthread_cond_signal(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    pthread_join(m->timer, NULL);
+    m->timer_started = 0;
 }
 
 /* splitmix64: a good 64-bit mix for deriving decisions from the seed. */
@@ -205,14 +303,8 @@ static void append_subst(mock *m, rd_reply *rp, const char *tmpl, const rd_reque
     m->h->reply_append(rp, p, strlen(p));
 }
 
-static rd_status m_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
-    mock *m = self;
-    uint64_t r = mix(m->seed ^ mix((uint64_t)rq->chat_id) ^ mix((uint64_t)rq->update_id << 1));
-    if (m->lat_max > 0) {
-        int64_t span = m->lat_max - m->lat_min;
-        int64_t ms = m->lat_min + (span ? (int64_t)(unit(mix(r)) * (double)(span + 1)) : 0);
-        wait_ms(m, rp, ms, rq->deadline_ms);
-    }
+/* Decides the outcome and writes the reply text; the delay is separate. */
+static rd_status answer(mock *m, uint64_t r, const rd_request *rq, rd_reply *rp, rd_error *err) {
     double u = unit(r), acc = 0;
     for (int i = 0; i < 4; i++) {
         acc += m->p[i];
@@ -241,10 +333,32 @@ static rd_status m_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
     return RD_OK;
 }
 
+static rd_status m_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
+    mock *m = self;
+    uint64_t r = mix(m->seed ^ mix((uint64_t)rq->chat_id) ^ mix((uint64_t)rq->update_id << 1));
+    int64_t delay = 0;
+    if (m->lat_max > 0) {
+        int64_t span = m->lat_max - m->lat_min;
+        delay = m->lat_min + (span ? (int64_t)(unit(mix(r)) * (double)(span + 1)) : 0);
+    }
+    if (m->async && delay > 0) {
+        delayed d = {.due_ms = m->h->now_ms() + delay, .rp = rp};
+        d.st = answer(m, r, rq, rp, &d.err);
+        pthread_mutex_lock(&m->mu);
+        heap_push(m, d);
+        pthread_cond_signal(&m->cv);
+        pthread_mutex_unlock(&m->mu);
+        return RD_PENDING;
+    }
+    if (delay > 0) wait_ms(m, rp, delay, rq->deadline_ms);
+    return answer(m, r, rq, rp, err);
+}
+
 static const rd_ops ops = {
     .size = sizeof(rd_ops),
     .create = m_create,
     .start = m_start,
+    .stop = m_stop,
     .destroy = m_destroy,
     .handle = m_handle,
 };

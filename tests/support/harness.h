@@ -18,7 +18,8 @@ int rt_free_port(void);
  * NULL-terminated list of NAME=VALUE added to the environment (or NULL). */
 rt_proc *rt_spawn(const char *const *argv, const char *const *env_extra);
 /* Starts the built routerd with "-c manifest" followed by extra args. */
-rt_proc *rt_start(const char *manifest, const char *const *extra_args, const char *const *env_extra);
+rt_proc *rt_start(const char *manifest, const char *const *extra_args,
+                  const char *const *env_extra);
 
 int rt_pid(rt_proc *p);
 int rt_write(rt_proc *p, const char *text); /* to stdin; 0 on success */

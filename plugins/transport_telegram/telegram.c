@@ -1,0 +1,563 @@
+/*
+ * telegram transport: Telegram Bot API by long polling or webhook.
+ *
+ * This file holds the descriptor, the option schema, configuration and the
+ * lifecycle. Intake (getUpdates, journal, webhook) is in telegram_intake.c,
+ * replies (sendMessage, edits, chat actions, pacing) in telegram_send.c, the
+ * HTTP client in telegram_api.c and the pure parsers in telegram_parse.c.
+ */
+#include "telegram.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const mode_choices[] = {"longpoll", "webhook", NULL};
+static const char *const group_choices[] = {"mention", "all", NULL};
+static const char *const parse_choices[] = {"none", "HTML", "MarkdownV2", NULL};
+
+static const rd_option opts[] = {
+    {"token", RD_OPT_STRING, RD_OPT_REQUIRED | RD_OPT_SECRET, NULL,
+     "bot token from @BotFather, <bot id>:<secret>", 0, 0, NULL},
+    {"api_base", RD_OPT_STRING, 0, "https://api.telegram.org",
+     "Bot API base URL: the cloud API, a local Bot API server or a test fake", 0, 0, NULL},
+    {"mode", RD_OPT_ENUM, 0, "longpoll", "longpoll (getUpdates) or webhook", 0, 0, mode_choices},
+    {"timeout", RD_OPT_INT, 0, "30", "long-poll timeout, seconds (0 = short polls)", 0, 50, NULL},
+    {"limit", RD_OPT_INT, 0, "100", "updates per getUpdates call", 1, 100, NULL},
+    {"allowed_updates", RD_OPT_LIST, 0, NULL,
+     "update types to ask for; default message, edited_message (+ channel posts when enabled)", 0,
+     0, NULL},
+    {"group_mode", RD_OPT_ENUM, 0, "mention",
+     "groups: answer only when addressed (mention, reply, command) or all messages", 0, 0,
+     group_choices},
+    {"channel_posts", RD_OPT_BOOL, 0, "false", "forward channel posts", 0, 0, NULL},
+    {"edited_messages", RD_OPT_BOOL, 0, "true", "forward edited messages as new requests", 0, 0,
+     NULL},
+    {"parse_mode", RD_OPT_ENUM, 0, "none", "reply markup: none (plain text), HTML or MarkdownV2", 0,
+     0, parse_choices},
+    {"escape_replies", RD_OPT_BOOL, 0, "false",
+     "escape reply text for parse_mode so it shows literally (notices are always escaped)", 0, 0,
+     NULL},
+    {"reply_to_message", RD_OPT_BOOL, 0, "true", "replies quote the user's message", 0, 0, NULL},
+    {"max_message_length", RD_OPT_INT, 0, "4096", "UTF-16 code units per message before splitting",
+     16, 4096, NULL},
+    {"throttle", RD_OPT_BOOL, 0, "on",
+     "pace outbound messages; off for a local Bot API server, tests and benchmarks", 0, 0, NULL},
+    {"throttle_chat_interval_ms", RD_OPT_INT, 0, "1000", "minimum gap between messages to a chat",
+     0, 600000, NULL},
+    {"throttle_group_per_minute", RD_OPT_INT, 0, "20",
+     "messages per minute to one group (0 = no cap)", 0, 100000, NULL},
+    {"throttle_global_per_s", RD_OPT_INT, 0, "30", "messages per second overall (0 = no cap)", 0,
+     100000, NULL},
+    {"edit_interval_ms", RD_OPT_INT, 0, "1000", "minimum gap between progress edits in a chat", 0,
+     600000, NULL},
+    {"typing", RD_OPT_BOOL, 0, "true", "show \"typing\" while the backend works", 0, 0, NULL},
+    {"typing_interval_ms", RD_OPT_INT, 0, "4000", "chat action refresh period", 1000, 60000, NULL},
+    {"request_timeout_s", RD_OPT_INT, 0, "30", "timeout of one API request (not the long poll)", 1,
+     600, NULL},
+    {"retry_base_ms", RD_OPT_INT, 0, "500", "first back-off after a 5xx or network error", 10,
+     600000, NULL},
+    {"retry_max_ms", RD_OPT_INT, 0, "30000", "back-off cap", 10, 3600000, NULL},
+    {"send_retry_budget_s", RD_OPT_INT, 0, "300", "give up delivering one reply after this long", 1,
+     86400, NULL},
+    {"start_timeout_s", RD_OPT_INT, 0, "15",
+     "how long start waits for getMe before continuing in the background", 1, 600, NULL},
+    {"confirm_on_stop", RD_OPT_BOOL, 0, "true",
+     "longpoll: confirm fetched updates with a short getUpdates at stop", 0, 0, NULL},
+    {"delete_webhook", RD_OPT_BOOL, 0, "true",
+     "longpoll: call deleteWebhook at start (getUpdates answers 409 while a webhook is set)", 0, 0,
+     NULL},
+    {"webhook_path", RD_OPT_STRING, 0, NULL,
+     "webhook: admin-server path Telegram posts to; default /telegram/<instance>", 0, 0, NULL},
+    {"webhook_url", RD_OPT_STRING, 0, NULL,
+     "webhook: public HTTPS URL for setWebhook at start; empty = leave the webhook as it is", 0, 0,
+     NULL},
+    {"secret_token", RD_OPT_STRING, RD_OPT_SECRET, NULL,
+     "webhook: X-Telegram-Bot-Api-Secret-Token value (1-256 of A-Z a-z 0-9 _ -); required", 0, 0,
+     NULL},
+    {"max_connections", RD_OPT_INT, 0, "40", "webhook: setWebhook max_connections", 1, 100000,
+     NULL},
+    {"drop_pending_updates", RD_OPT_BOOL, 0, "false",
+     "webhook: setWebhook drops the backlog (loses messages; off by default)", 0, 0, NULL},
+    {"delete_webhook_on_stop", RD_OPT_BOOL, 0, "false",
+     "webhook: call deleteWebhook at stop (Telegram then keeps updates until the next start)", 0, 0,
+     NULL},
+    {0},
+};
+
+/* ------------------------------------------------------------------------ */
+/* Metrics helpers                                                           */
+
+struct tg_series_cache {
+    rd_metric *m;
+    char a[48], b[48];
+    rd_series *s;
+    tg_series_cache *next;
+};
+
+static rd_series *series_of(tg *t, rd_metric *m, const char *a, const char *b) {
+    if (!m) return NULL;
+    a = a ? a : "";
+    b = b ? b : "";
+    pthread_mutex_lock(&t->series_mu);
+    tg_series_cache *c = t->series;
+    for (; c; c = c->next)
+        if (c->m == m && !strcmp(c->a, a) && !strcmp(c->b, b)) break;
+    if (!c && (c = calloc(1, sizeof *c))) {
+        c->m = m;
+        snprintf(c->a, sizeof c->a, "%s", a);
+        snprintf(c->b, sizeof c->b, "%s", b);
+        const char *vals[2] = {c->a, c->b};
+        c->s = t->h->series(m, vals);
+        c->next = t->series;
+        t->series = c;
+    }
+    pthread_mutex_unlock(&t->series_mu);
+    return c ? c->s : NULL;
+}
+
+void tg_count(tg *t, rd_metric *m, const char *a, const char *b, double v) {
+    rd_series *s = series_of(t, m, a, b);
+    if (s) t->h->add(s, v);
+}
+
+void tg_gauge(tg *t, rd_metric *m, double v) {
+    rd_series *s = series_of(t, m, NULL, NULL);
+    if (s) t->h->set(s, v);
+}
+
+void tg_observe(tg *t, rd_metric *m, const char *a, double v) {
+    rd_series *s = series_of(t, m, a, NULL);
+    if (s) t->h->observe(s, v);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Time                                                                      */
+
+int64_t tg_now(tg *t) {
+    return t->h->now_ms();
+}
+
+int tg_sleep(tg *t, int64_t ms, atomic_int *flag) {
+    if (flag && atomic_load(flag)) return 1;
+    if (ms <= 0) return 0;
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += ms / 1000;
+    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&t->wake_mu);
+    while (!(flag && atomic_load(flag))) {
+        if (pthread_cond_timedwait(&t->wake_cv, &t->wake_mu, &dl) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&t->wake_mu);
+    return flag && atomic_load(flag);
+}
+
+void tg_wake(tg *t) {
+    pthread_mutex_lock(&t->wake_mu);
+    pthread_cond_broadcast(&t->wake_cv);
+    pthread_mutex_unlock(&t->wake_mu);
+    pthread_mutex_lock(&t->typ_mu);
+    pthread_cond_broadcast(&t->typ_cv);
+    pthread_mutex_unlock(&t->typ_mu);
+    pthread_mutex_lock(&t->in_mu);
+    pthread_cond_broadcast(&t->in_cv);
+    pthread_mutex_unlock(&t->in_mu);
+    if (t->multi) curl_multi_wakeup(t->multi);
+}
+
+int64_t tg_backoff(tg *t, int attempt) {
+    /* Exponential from retry_base_ms, capped, with jitter in [d/2, d]. */
+    int64_t d = t->c.retry_base_ms;
+    for (int i = 0; i < attempt && d < t->c.retry_max_ms; i++)
+        d *= 2;
+    if (d > t->c.retry_max_ms) d = t->c.retry_max_ms;
+    uint64_t x = (uint64_t)t->h->wall_ns() ^ ((uint64_t)(uintptr_t)&d << 7);
+    x ^= x >> 29;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 32;
+    int64_t half = d / 2;
+    return half + (half > 0 ? (int64_t)(x % (uint64_t)(half + 1)) : 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                             */
+
+static char *dup_or_null(const char *s) {
+    return s && *s ? strdup(s) : NULL;
+}
+
+static int valid_secret_token(const char *s) {
+    size_t n = strlen(s);
+    if (n < 1 || n > 256) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int valid_token(const char *s, int64_t *bot_id) {
+    const char *colon = strchr(s, ':');
+    if (!colon || colon == s || !colon[1] || strlen(s) > 200) return 0;
+    int64_t id = 0;
+    for (const char *p = s; p < colon; p++) {
+        if (*p < '0' || *p > '9' || id > INT64_MAX / 10 - 10) return 0;
+        id = id * 10 + (*p - '0');
+    }
+    /* The token goes into a URL path: refuse anything that would need
+     * escaping there. */
+    for (const char *p = colon + 1; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == ':'))
+            return 0;
+    }
+    *bot_id = id;
+    return 1;
+}
+
+static char *allowed_updates_json(tg *t) {
+    cJSON *arr = cJSON_CreateArray();
+    const char *const *list = t->h->cfg_isset(t->ctx, "allowed_updates")
+                                  ? t->h->cfg_list(t->ctx, "allowed_updates")
+                                  : NULL;
+    if (list) {
+        for (size_t i = 0; list[i]; i++)
+            if (*list[i]) cJSON_AddItemToArray(arr, cJSON_CreateString(list[i]));
+    } else {
+        cJSON_AddItemToArray(arr, cJSON_CreateString("message"));
+        if (t->c.edited_messages) cJSON_AddItemToArray(arr, cJSON_CreateString("edited_message"));
+        if (t->c.channel_posts) {
+            cJSON_AddItemToArray(arr, cJSON_CreateString("channel_post"));
+            if (t->c.edited_messages)
+                cJSON_AddItemToArray(arr, cJSON_CreateString("edited_channel_post"));
+        }
+    }
+    char *s = cJSON_PrintUnformatted(arr);
+    cJSON_Delete(arr);
+    return s;
+}
+
+static rd_status read_config(tg *t, rd_error *err) {
+    const rd_host *h = t->h;
+    rd_ctx *x = t->ctx;
+    tg_cfg *c = &t->c;
+    const char *token = h->cfg_str(x, "token");
+    if (!token || !valid_token(token, &t->token_bot_id)) {
+        h->error(err, RD_E_CONFIG, "fatal",
+                 "token: not a bot token (expected <bot id>:<secret> as given by @BotFather)");
+        return RD_E_CONFIG;
+    }
+    c->token = strdup(token);
+    const char *base = h->cfg_str(x, "api_base");
+    if (!base || (strncmp(base, "http://", 7) && strncmp(base, "https://", 8))) {
+        h->error(err, RD_E_CONFIG, "fatal", "api_base: must start with http:// or https://");
+        return RD_E_CONFIG;
+    }
+    c->api_base = strdup(base);
+    size_t bl = strlen(c->api_base);
+    while (bl > 8 && c->api_base[bl - 1] == '/')
+        c->api_base[--bl] = 0;
+    const char *mode = h->cfg_str(x, "mode");
+    c->mode = mode && !strcmp(mode, "webhook") ? TG_MODE_WEBHOOK : TG_MODE_LONGPOLL;
+    c->poll_timeout_s = h->cfg_int(x, "timeout");
+    c->limit = h->cfg_int(x, "limit");
+    const char *gm = h->cfg_str(x, "group_mode");
+    c->group_all = gm && !strcmp(gm, "all");
+    c->channel_posts = h->cfg_bool(x, "channel_posts");
+    c->edited_messages = h->cfg_bool(x, "edited_messages");
+    const char *pm = h->cfg_str(x, "parse_mode");
+    c->parse_mode = !pm                         ? TG_PM_NONE
+                    : !strcmp(pm, "HTML")       ? TG_PM_HTML
+                    : !strcmp(pm, "MarkdownV2") ? TG_PM_MDV2
+                                                : TG_PM_NONE;
+    c->escape_replies = h->cfg_bool(x, "escape_replies");
+    c->reply_to_message = h->cfg_bool(x, "reply_to_message");
+    c->max_units = h->cfg_int(x, "max_message_length");
+    if (c->max_units < 16 || c->max_units > 4096) c->max_units = 4096;
+    c->throttle = h->cfg_bool(x, "throttle");
+    c->throttle_cfg.chat_interval_ms = h->cfg_int(x, "throttle_chat_interval_ms");
+    c->throttle_cfg.group_per_minute = (int)h->cfg_int(x, "throttle_group_per_minute");
+    c->throttle_cfg.global_per_s = (int)h->cfg_int(x, "throttle_global_per_s");
+    c->edit_interval_ms = h->cfg_int(x, "edit_interval_ms");
+    c->typing = h->cfg_bool(x, "typing");
+    c->typing_interval_ms = h->cfg_int(x, "typing_interval_ms");
+    c->request_timeout_ms = h->cfg_int(x, "request_timeout_s") * 1000;
+    c->retry_base_ms = h->cfg_int(x, "retry_base_ms");
+    c->retry_max_ms = h->cfg_int(x, "retry_max_ms");
+    if (c->retry_max_ms < c->retry_base_ms) c->retry_max_ms = c->retry_base_ms;
+    c->send_budget_ms = h->cfg_int(x, "send_retry_budget_s") * 1000;
+    c->start_timeout_ms = h->cfg_int(x, "start_timeout_s") * 1000;
+    c->confirm_on_stop = h->cfg_bool(x, "confirm_on_stop");
+    c->delete_webhook = h->cfg_bool(x, "delete_webhook");
+    c->webhook_url = dup_or_null(h->cfg_str(x, "webhook_url"));
+    c->secret_token = dup_or_null(h->cfg_str(x, "secret_token"));
+    c->max_connections = h->cfg_int(x, "max_connections");
+    c->drop_pending_updates = h->cfg_bool(x, "drop_pending_updates");
+    c->delete_webhook_on_stop = h->cfg_bool(x, "delete_webhook_on_stop");
+    const char *wp = h->cfg_str(x, "webhook_path");
+    if (wp && *wp) {
+        if (wp[0] != '/') {
+            h->error(err, RD_E_CONFIG, "fatal", "webhook_path: must start with '/'");
+            return RD_E_CONFIG;
+        }
+        c->webhook_path = strdup(wp);
+    } else {
+        char buf[128];
+        snprintf(buf, sizeof buf, "/telegram/%s", t->instance);
+        c->webhook_path = strdup(buf);
+    }
+    if (c->mode == TG_MODE_WEBHOOK) {
+        if (!c->secret_token) {
+            h->error(err, RD_E_CONFIG, "fatal",
+                     "secret_token: required in webhook mode (anyone could post updates "
+                     "otherwise)");
+            return RD_E_CONFIG;
+        }
+        if (!valid_secret_token(c->secret_token)) {
+            h->error(err, RD_E_CONFIG, "fatal",
+                     "secret_token: 1-256 characters from A-Z a-z 0-9 _ - (Telegram's rule)");
+            return RD_E_CONFIG;
+        }
+        if (c->webhook_url && strncmp(c->webhook_url, "http://", 7) &&
+            strncmp(c->webhook_url, "https://", 8)) {
+            h->error(err, RD_E_CONFIG, "fatal", "webhook_url: must be an http(s) URL");
+            return RD_E_CONFIG;
+        }
+    }
+    c->allowed_updates_json = allowed_updates_json(t);
+    size_t n = strlen(c->api_base) + strlen(c->token) + 8;
+    t->url_prefix = malloc(n);
+    snprintf(t->url_prefix, n, "%s/bot%s/", c->api_base, c->token);
+    return RD_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                 */
+
+static void make_metrics(tg *t) {
+    const rd_host *h = t->h;
+    static const char *const l_method_code[] = {"method", "code", NULL};
+    static const char *const l_kind[] = {"kind", NULL};
+    static const char *const l_reason[] = {"reason", NULL};
+    static const char *const l_method[] = {"method", NULL};
+    static const char *const l_status[] = {"status", NULL};
+    static const char *const l_none[] = {NULL};
+    static const double wait_b[] = {0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60};
+    static const double api_b[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    t->m_api_err = h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_api_errors_total",
+                             "Failed Bot API requests by method and code (HTTP status, "
+                             "network, malformed)",
+                             l_method_code, NULL, 0);
+    t->m_updates = h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_updates_total",
+                             "Updates received from Telegram by kind", l_kind, NULL, 0);
+    t->m_ignored = h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_updates_ignored_total",
+                             "Updates acknowledged without routing, by reason", l_reason, NULL, 0);
+    t->m_sent = h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_messages_sent_total",
+                          "Messages sent or edited, by method", l_method, NULL, 0);
+    t->m_send_fail = h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_send_failures_total",
+                               "Replies that could not be delivered, by reason", l_reason, NULL, 0);
+    t->m_retries = h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_retries_total",
+                             "Bot API requests retried, by reason", l_reason, NULL, 0);
+    t->m_throttle_wait =
+        h->metric(t->ctx, RD_METRIC_HISTOGRAM, "routerd_telegram_throttle_wait_seconds",
+                  "Time a message waited for the outbound pacing", l_none, wait_b,
+                  sizeof wait_b / sizeof wait_b[0]);
+    t->m_pending = h->metric(t->ctx, RD_METRIC_GAUGE, "routerd_telegram_pending_updates",
+                             "Journaled updates not yet accepted by the router", l_none, NULL, 0);
+    t->m_webhook = h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_webhook_requests_total",
+                             "Webhook requests by HTTP status answered", l_status, NULL, 0);
+    t->m_resets =
+        h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_id_space_resets_total",
+                  "Times update ids went backwards (new Bot API server or bot)", l_none, NULL, 0);
+    t->m_api_seconds =
+        h->metric(t->ctx, RD_METRIC_HISTOGRAM, "routerd_telegram_api_request_seconds",
+                  "Bot API request latency (long polls excluded)", l_method, api_b,
+                  sizeof api_b / sizeof api_b[0]);
+}
+
+static void tg_destroy(void *self);
+
+static rd_status tg_create(const rd_host *host, rd_ctx *ctx, void **self, rd_error *err) {
+    tg *t = calloc(1, sizeof *t);
+    if (!t) {
+        host->error(err, RD_E_INTERNAL, "fatal", "out of memory");
+        return RD_E_INTERNAL;
+    }
+    t->h = host;
+    t->ctx = ctx;
+    const char *inst = host->info(ctx, "instance");
+    snprintf(t->instance, sizeof t->instance, "%s", inst && *inst ? inst : "telegram");
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->wake_cv, &ca);
+    pthread_cond_init(&t->typ_cv, &ca);
+    pthread_cond_init(&t->in_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&t->wake_mu, NULL);
+    pthread_mutex_init(&t->pool_mu, NULL);
+    pthread_mutex_init(&t->in_mu, NULL);
+    pthread_mutex_init(&t->out_mu, NULL);
+    pthread_mutex_init(&t->typ_mu, NULL);
+    pthread_mutex_init(&t->series_mu, NULL);
+    pthread_mutex_init(&t->rep_mu, NULL);
+    atomic_init(&t->acked, -1);
+    t->persisted = -1;
+    t->last_seq = -1;
+    *self = t;
+    rd_status st = read_config(t, err);
+    if (st != RD_OK) {
+        tg_destroy(t);
+        *self = NULL;
+        return st;
+    }
+    tg_throttle_cfg tc = t->c.throttle_cfg;
+    if (!t->c.throttle) memset(&tc, 0, sizeof tc);
+    t->thr = tg_throttle_new(&tc);
+    t->chats = tg_map_new();
+    t->typing = tg_map_new();
+    t->recent = tg_map_new();
+    t->rep_keys = tg_map_new();
+    t->recent_ring = calloc(8192, sizeof *t->recent_ring);
+    if (!t->thr || !t->chats || !t->typing || !t->recent || !t->recent_ring || !t->rep_keys) {
+        tg_destroy(t);
+        *self = NULL;
+        host->error(err, RD_E_INTERNAL, "fatal", "out of memory");
+        return RD_E_INTERNAL;
+    }
+    make_metrics(t);
+    return RD_OK;
+}
+
+static rd_status tg_start(void *self, rd_error *err) {
+    tg *t = self;
+    if (tg_api_init(t) != 0) {
+        t->h->error(err, RD_E_INTERNAL, "fatal", "cannot set up libcurl");
+        return RD_E_INTERNAL;
+    }
+    rd_status st = tg_intake_load(t, err);
+    if (st != RD_OK) return st;
+    if (t->c.mode == TG_MODE_WEBHOOK) {
+        st = t->h->http_route(t->ctx, "POST", t->c.webhook_path, tg_webhook, t);
+        if (st != RD_OK) {
+            t->h->error(err, RD_E_CONFIG, "fatal", "webhook_path: cannot register POST %s",
+                        t->c.webhook_path);
+            return RD_E_CONFIG;
+        }
+    }
+    st = tg_get_me(t, t->c.start_timeout_ms, err);
+    if (st == RD_E_CONFIG) return st;
+    if (st != RD_OK)
+        t->h->log(t->ctx, RD_LOG_WARN, "%s; continuing the handshake in the background", err->msg);
+    /* A refused setWebhook (bad URL, ...) is a configuration error. */
+    if (st == RD_OK && t->c.mode == TG_MODE_WEBHOOK && t->c.webhook_url &&
+        tg_start_webhook(t, err) == RD_E_CONFIG)
+        return RD_E_CONFIG;
+    memset(err, 0, sizeof *err);
+    atomic_store(&t->started, 1);
+    if (pthread_create(&t->main_th, NULL, tg_main_loop, t) != 0) {
+        t->h->error(err, RD_E_INTERNAL, "fatal", "cannot start the intake thread");
+        return RD_E_INTERNAL;
+    }
+    t->main_running = 1;
+    if (pthread_create(&t->typing_th, NULL, tg_typing_loop, t) == 0) t->typing_running = 1;
+    if (t->c.mode == TG_MODE_WEBHOOK)
+        t->h->log(t->ctx, RD_LOG_INFO, "webhook mode: POST %s on the admin server, api_base %s",
+                  t->c.webhook_path, t->c.api_base);
+    else
+        t->h->log(t->ctx, RD_LOG_INFO, "long-poll mode (timeout %lld s), api_base %s",
+                  (long long)t->c.poll_timeout_s, t->c.api_base);
+    return RD_OK;
+}
+
+static void tg_quiesce(void *self) {
+    tg *t = self;
+    atomic_store(&t->quiescing, 1);
+    tg_wake(t);
+}
+
+static void tg_stop(void *self) {
+    tg *t = self;
+    atomic_store(&t->quiescing, 1);
+    atomic_store(&t->closing, 1);
+    tg_wake(t);
+    while (atomic_load(&t->hooks_active) > 0)
+        tg_sleep(t, 1, NULL);
+    if (t->main_running) pthread_join(t->main_th, NULL);
+    if (t->typing_running) pthread_join(t->typing_th, NULL);
+    t->main_running = t->typing_running = 0;
+    if (atomic_load(&t->started)) tg_intake_stop(t);
+    atomic_store(&t->started, 0);
+}
+
+static void tg_ack(void *self, int64_t watermark) {
+    tg *t = self;
+    int64_t cur = atomic_load(&t->acked);
+    while (watermark > cur && !atomic_compare_exchange_weak(&t->acked, &cur, watermark)) {
+    }
+    /* Wake the intake thread to store the watermark and to submit what
+     * waits on back-pressure. It ticks every 100 ms anyway, so a signal
+     * without the lock is enough; both calls return at once. */
+    pthread_cond_signal(&t->wake_cv);
+    if (t->multi && !atomic_load(&t->quiescing)) curl_multi_wakeup(t->multi);
+}
+
+static void tg_destroy(void *self) {
+    tg *t = self;
+    if (!t) return;
+    tg_intake_free(t);
+    tg_send_free(t);
+    tg_api_cleanup(t);
+    tg_throttle_free(t->thr);
+    tg_map_free(t->chats, free);
+    tg_map_free(t->typing, free);
+    tg_map_free(t->recent, NULL);
+    free(t->recent_ring);
+    for (tg_series_cache *c = t->series, *n; c; c = n) {
+        n = c->next;
+        free(c);
+    }
+    free(t->c.token);
+    free(t->c.api_base);
+    free(t->c.allowed_updates_json);
+    free(t->c.webhook_path);
+    free(t->c.webhook_url);
+    free(t->c.secret_token);
+    free(t->url_prefix);
+    pthread_mutex_destroy(&t->wake_mu);
+    pthread_mutex_destroy(&t->pool_mu);
+    pthread_mutex_destroy(&t->in_mu);
+    pthread_mutex_destroy(&t->out_mu);
+    pthread_mutex_destroy(&t->typ_mu);
+    pthread_mutex_destroy(&t->series_mu);
+    pthread_mutex_destroy(&t->rep_mu);
+    pthread_cond_destroy(&t->wake_cv);
+    pthread_cond_destroy(&t->typ_cv);
+    pthread_cond_destroy(&t->in_cv);
+    free(t);
+}
+
+static const rd_ops ops = {
+    .size = sizeof ops,
+    .create = tg_create,
+    .start = tg_start,
+    .quiesce = tg_quiesce,
+    .stop = tg_stop,
+    .destroy = tg_destroy,
+    .send = tg_send,
+    .progress = tg_progress,
+    .activity = tg_activity,
+    .ack = tg_ack,
+};
+
+RD_PLUGIN_DEFINE(.kind = RD_KIND_TRANSPORT, .name = "telegram", .version = "1.0.0",
+                 .summary = "Telegram Bot API: long polling or webhook, journaled intake, paced "
+                            "replies",
+                 .options = opts, .ops = &ops);

@@ -1,0 +1,213 @@
+/* Internal declarations of the telegram transport plugin. */
+#ifndef TELEGRAM_H
+#define TELEGRAM_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <routerd/plugin.h>
+
+#include "telegram_parse.h"
+#include "telegram_throttle.h"
+
+enum { TG_MODE_LONGPOLL = 0, TG_MODE_WEBHOOK = 1 };
+enum { TG_PM_NONE = 0, TG_PM_HTML, TG_PM_MDV2 };
+
+typedef struct tg_cfg {
+    char *token;
+    char *api_base; /* without trailing '/' */
+    int mode;
+    int64_t poll_timeout_s, limit;
+    char *allowed_updates_json; /* JSON array text */
+    int group_all, channel_posts, edited_messages;
+    int parse_mode, escape_replies, reply_to_message;
+    int64_t max_units;
+    int throttle;
+    tg_throttle_cfg throttle_cfg;
+    int64_t edit_interval_ms;
+    int typing;
+    int64_t typing_interval_ms;
+    int64_t request_timeout_ms, retry_base_ms, retry_max_ms, send_budget_ms, start_timeout_ms;
+    int confirm_on_stop, delete_webhook;
+    char *webhook_path, *webhook_url, *secret_token;
+    int64_t max_connections;
+    int drop_pending_updates, delete_webhook_on_stop;
+} tg_cfg;
+
+/* An update between fetch and submit, in seq order. */
+enum { TG_ITEM_RESERVED = 0, TG_ITEM_READY, TG_ITEM_DEAD };
+typedef struct tg_item {
+    int64_t seq;   /* id given to the core */
+    int64_t tg_id; /* Telegram update_id */
+    int state;
+    tg_update u;
+    struct tg_item *next;
+} tg_item;
+
+/* An update replayed from the journal, to recognise it if fetched again. */
+typedef struct tg_replay_key {
+    int64_t tg_id, chat_id, message_id;
+    int kind;
+} tg_replay_key;
+
+typedef struct tg_buf {
+    char *p;
+    size_t len, cap;
+} tg_buf;
+
+/* Outcome of one HTTP exchange with the Bot API. */
+typedef enum {
+    TG_C_OK = 0,
+    TG_C_RETRY_AFTER, /* 429: wait wait_ms */
+    TG_C_TRANSIENT,   /* network, 5xx, non-JSON proxy page: back off */
+    TG_C_CONFLICT,    /* 409 */
+    TG_C_PERMANENT,   /* other 4xx */
+    TG_C_UNPARSED,    /* HTTP 200 with a body that is no Bot API envelope */
+    TG_C_ABORTED,     /* stopped by us */
+} tg_class;
+
+typedef struct tg_call {
+    tg_class cls;
+    long http;
+    CURLcode cc;
+    tg_resp resp; /* valid when parsed */
+    int parsed;
+    int64_t wait_ms; /* RETRY_AFTER */
+    char code[16];   /* metric label: "429", "500", "network", "malformed" */
+    char detail[320];
+} tg_call;
+
+typedef struct tg_series_cache tg_series_cache;
+
+typedef struct tg {
+    const rd_host *h;
+    rd_ctx *ctx;
+    tg_cfg c;
+    char instance[64];
+    char *url_prefix; /* <api_base>/bot<token>/ */
+    int64_t token_bot_id;
+
+    /* Identity from getMe. */
+    atomic_int have_me;
+    int64_t bot_id;
+    char bot_username[64];
+
+    /* Lifecycle. */
+    atomic_int quiescing, closing, started;
+    atomic_int final_call;   /* the last requests at stop() must not be aborted */
+    atomic_int hooks_active; /* webhook requests being handled */
+    pthread_t main_th, typing_th;
+    int main_running, typing_running;
+    pthread_mutex_t wake_mu;
+    pthread_cond_t wake_cv;
+
+    /* HTTP. */
+    struct curl_slist *json_hdr;
+    pthread_mutex_t pool_mu;
+    CURL *pool[16];
+    int npool;
+    CURLM *multi;
+    CURL *poll_easy;
+
+    /* Intake (poll thread and webhook handlers). */
+    pthread_mutex_t in_mu;
+    pthread_cond_t in_cv; /* an item left the RESERVED state */
+    tg_item *head, *tail;
+    size_t npending;
+    int64_t last_seq;
+    int64_t tg_offset;   /* next getUpdates offset; 0 = unknown */
+    int64_t offset_sent; /* offset of the last poll that surely reached the server */
+    int full;            /* the core said RD_E_FULL */
+    tg_map *recent;      /* webhook dedupe: tg update_id -> state */
+    int64_t *recent_ring;
+    size_t recent_pos;
+    tg_replay_key *replay; /* replayed while the offset was unknown */
+    size_t nreplay;
+    int webhook_set;
+    atomic_llong acked;   /* watermark from ack() */
+    int64_t persisted;    /* watermark written to the store */
+    int64_t persisted_ms; /* when it was last written */
+    char stored_api_base[512];
+    int64_t stored_bot_id;
+
+    /* Answered updates above the watermark (see telegram_intake.c). */
+    pthread_mutex_t rep_mu;
+    tg_map *rep_keys; /* mix(chat, message) -> tg_rep_node list, oldest first */
+    size_t nrep_nodes;
+    int64_t rep_swept_ms;
+    int64_t *rep_done; /* answered seqs not yet stored */
+    size_t nrep_done, caprep_done;
+
+    /* Sending. */
+    pthread_mutex_t out_mu; /* throttle, per-chat edit state, migrations, channels */
+    tg_throttle *thr;
+    tg_map *chats;
+
+    /* Typing indicators. */
+    pthread_mutex_t typ_mu;
+    pthread_cond_t typ_cv;
+    tg_map *typing;
+    unsigned typ_gen; /* bumped when a chat starts typing */
+
+    /* Metrics. */
+    rd_metric *m_api_err, *m_updates, *m_ignored, *m_sent, *m_send_fail, *m_retries,
+        *m_throttle_wait, *m_pending, *m_webhook, *m_resets, *m_api_seconds;
+    tg_series_cache *series;
+    pthread_mutex_t series_mu;
+} tg;
+
+/* telegram.c */
+void tg_count(tg *t, rd_metric *m, const char *a, const char *b, double v);
+void tg_gauge(tg *t, rd_metric *m, double v);
+void tg_observe(tg *t, rd_metric *m, const char *a, double v);
+int64_t tg_now(tg *t);
+/* Sleeps up to ms; returns early (nonzero) once the flag is set. */
+int tg_sleep(tg *t, int64_t ms, atomic_int *flag);
+void tg_wake(tg *t);
+int64_t tg_backoff(tg *t, int attempt);
+
+/* telegram_api.c */
+int tg_api_init(tg *t);
+void tg_api_cleanup(tg *t);
+/* One request (no retry). body is JSON. timeout_ms bounds the exchange. */
+void tg_api_once(tg *t, CURL *c, const char *method, const char *body, int64_t timeout_ms,
+                 tg_call *out);
+void tg_call_free(tg_call *call);
+/* Whether the error description contains needle (case-insensitive). */
+int tg_desc_has(const tg_call *call, const char *needle);
+CURL *tg_easy_get(tg *t);
+void tg_easy_put(tg *t, CURL *c);
+/* Sets up c for method/body and returns the header list to free. */
+void tg_easy_setup(tg *t, CURL *c, const char *method, const char *body, int64_t timeout_ms,
+                   tg_buf *buf, tg_call *out);
+void tg_classify(tg *t, const char *method, tg_buf *buf, tg_call *out);
+/* Retries 429 (and waits), 5xx and network errors with capped jittered
+ * back-off until deadline_ms (monotonic); returns with the last outcome. */
+void tg_api_call(tg *t, const char *method, const char *body, int64_t chat_id, int64_t deadline_ms,
+                 tg_call *out);
+
+/* telegram_intake.c */
+rd_status tg_intake_load(tg *t, rd_error *err);
+rd_status tg_get_me(tg *t, int64_t budget_ms, rd_error *err);
+rd_status tg_start_webhook(tg *t, rd_error *err);
+void *tg_main_loop(void *arg);
+void tg_intake_stop(tg *t);
+void tg_intake_free(tg *t);
+void tg_webhook(void *arg, const rd_http_req *req, rd_http_resp *resp);
+void tg_persist_acks(tg *t, int force);
+/* An update went to the core as seq; its reply quotes (chat, message). */
+void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq);
+/* The reply quoting (chat, message) went out (or failed for good). */
+void tg_replied_mark(tg *t, int64_t chat, int64_t message);
+
+/* telegram_send.c */
+rd_status tg_send(void *self, const rd_outbound *out, rd_error *err);
+rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_error *err);
+void tg_activity(void *self, const rd_outbound *where, int active);
+void *tg_typing_loop(void *arg);
+void tg_note_chat(tg *t, int64_t chat_id, tg_chat_type type);
+void tg_send_free(tg *t);
+
+#endif

@@ -1,0 +1,685 @@
+/* Pure helpers of the telegram transport; see telegram_parse.h. */
+#include "telegram_parse.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <routerd/plugin.h>
+
+/* ------------------------------------------------------------------------ */
+/* JSON                                                                      */
+
+/* Copies text, quoting integer literals of more than 15 digits (outside
+ * strings). Returns NULL when nothing needs quoting. */
+static char *quote_big_ints(const char *s, size_t len, size_t *out_len) {
+    char *out = NULL;
+    size_t o = 0, copied = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < len;) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\')
+                i += 2;
+            else {
+                if (c == '"') in_str = 0;
+                i++;
+            }
+            continue;
+        }
+        if (c == '"') {
+            in_str = 1;
+            i++;
+            continue;
+        }
+        if (c != '-' && !(c >= '0' && c <= '9')) {
+            i++;
+            continue;
+        }
+        size_t b = i, digits = 0;
+        int integral = 1;
+        while (i < len && (s[i] == '-' || s[i] == '+' || s[i] == '.' || s[i] == 'e' ||
+                           s[i] == 'E' || (s[i] >= '0' && s[i] <= '9'))) {
+            if (s[i] >= '0' && s[i] <= '9')
+                digits++;
+            else if (s[i] != '-' || i != b)
+                integral = 0;
+            i++;
+        }
+        if (!integral || digits <= 15) continue;
+        if (!out) {
+            /* Worst case every token gains two quotes. */
+            out = malloc(len + len + 1);
+            if (!out) return NULL;
+        }
+        memcpy(out + o, s + copied, b - copied);
+        o += b - copied;
+        out[o++] = '"';
+        memcpy(out + o, s + b, i - b);
+        o += i - b;
+        out[o++] = '"';
+        copied = i;
+    }
+    if (!out) return NULL;
+    memcpy(out + o, s + copied, len - copied);
+    o += len - copied;
+    out[o] = 0;
+    *out_len = o;
+    return out;
+}
+
+cJSON *tg_json_parse(const char *text, size_t len) {
+    if (!text) return NULL;
+    size_t qlen = 0;
+    char *q = quote_big_ints(text, len, &qlen);
+    cJSON *root = q ? cJSON_ParseWithLength(q, qlen) : cJSON_ParseWithLength(text, len);
+    free(q);
+    return root;
+}
+
+int tg_json_i64_value(const cJSON *item, int64_t *out) {
+    if (!item) return 0;
+    if (cJSON_IsNumber(item)) {
+        double d = item->valuedouble;
+        if (!(d >= -9007199254740992.0 && d <= 9007199254740992.0)) return 0; /* NaN too */
+        if ((double)(int64_t)d != d) return 0;
+        *out = (int64_t)d;
+        return 1;
+    }
+    if (cJSON_IsString(item) && item->valuestring) {
+        const char *s = item->valuestring;
+        if (!*s || !(isdigit((unsigned char)*s) || (*s == '-' && isdigit((unsigned char)s[1]))))
+            return 0;
+        errno = 0;
+        char *end = NULL;
+        long long v = strtoll(s, &end, 10);
+        if (errno || !end || *end) return 0;
+        *out = (int64_t)v;
+        return 1;
+    }
+    return 0;
+}
+
+int tg_json_i64(const cJSON *obj, const char *key, int64_t *out) {
+    return cJSON_IsObject(obj) &&
+           tg_json_i64_value(cJSON_GetObjectItemCaseSensitive(obj, key), out);
+}
+
+static const char *json_str(const cJSON *obj, const char *key) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+static int json_true(const cJSON *obj, const char *key) {
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(obj, key));
+}
+
+/* Copies at most dstsz-1 bytes of a UTF-8 string, cutting at a character
+ * boundary. */
+static void copy_utf8(char *dst, size_t dstsz, const char *src) {
+    size_t n = src ? strlen(src) : 0;
+    if (n >= dstsz) {
+        n = dstsz - 1;
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+            n--;
+    }
+    if (n) memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
+int tg_resp_parse(const char *body, size_t len, tg_resp *r) {
+    memset(r, 0, sizeof *r);
+    cJSON *root = tg_json_parse(body, len);
+    const cJSON *ok = cJSON_GetObjectItemCaseSensitive(root, "ok");
+    if (!cJSON_IsObject(root) || !cJSON_IsBool(ok)) {
+        cJSON_Delete(root);
+        return -1;
+    }
+    r->root = root;
+    r->ok = cJSON_IsTrue(ok);
+    r->result = cJSON_GetObjectItemCaseSensitive(root, "result");
+    tg_json_i64(root, "error_code", &r->error_code);
+    copy_utf8(r->description, sizeof r->description, json_str(root, "description"));
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "parameters");
+    if (cJSON_IsObject(p)) {
+        tg_json_i64(p, "retry_after", &r->retry_after);
+        tg_json_i64(p, "migrate_to_chat_id", &r->migrate_to);
+    }
+    if (r->retry_after < 0) r->retry_after = 0;
+    return 0;
+}
+
+void tg_resp_free(tg_resp *r) {
+    cJSON_Delete(r->root);
+    memset(r, 0, sizeof *r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Updates                                                                   */
+
+static const char *const kind_names[TG_UPD__COUNT] = {"message", "edited_message", "channel_post",
+                                                      "edited_channel_post", "other"};
+
+const char *tg_kind_name(tg_kind k) {
+    return k >= 0 && k < TG_UPD__COUNT ? kind_names[k] : "other";
+}
+
+const char *tg_chat_type_name(tg_chat_type t) {
+    switch (t) {
+    case TG_CHAT_PRIVATE:
+        return "private";
+    case TG_CHAT_GROUP:
+        return "group";
+    case TG_CHAT_SUPERGROUP:
+        return "supergroup";
+    case TG_CHAT_CHANNEL:
+        return "channel";
+    default:
+        return "unknown";
+    }
+}
+
+static tg_chat_type chat_type_of(const char *s) {
+    if (!s) return TG_CHAT_UNKNOWN;
+    if (!strcmp(s, "private")) return TG_CHAT_PRIVATE;
+    if (!strcmp(s, "group")) return TG_CHAT_GROUP;
+    if (!strcmp(s, "supergroup")) return TG_CHAT_SUPERGROUP;
+    if (!strcmp(s, "channel")) return TG_CHAT_CHANNEL;
+    return TG_CHAT_UNKNOWN;
+}
+
+static void parse_message(const cJSON *m, tg_update *out) {
+    const cJSON *chat = cJSON_GetObjectItemCaseSensitive(m, "chat");
+    if (!cJSON_IsObject(m) || !tg_json_i64(chat, "id", &out->chat_id) || out->chat_id == 0) {
+        out->invalid = 1;
+        out->chat_id = 0;
+        return;
+    }
+    out->chat_type = chat_type_of(json_str(chat, "type"));
+    const cJSON *from = cJSON_GetObjectItemCaseSensitive(m, "from");
+    if (!tg_json_i64(from, "id", &out->user_id))
+        tg_json_i64(cJSON_GetObjectItemCaseSensitive(m, "sender_chat"), "id", &out->user_id);
+    if (cJSON_IsObject(from)) {
+        out->from_is_bot = json_true(from, "is_bot");
+        copy_utf8(out->username, sizeof out->username, json_str(from, "username"));
+        copy_utf8(out->first_name, sizeof out->first_name, json_str(from, "first_name"));
+        copy_utf8(out->language, sizeof out->language, json_str(from, "language_code"));
+    }
+    tg_json_i64(m, "message_id", &out->message_id);
+    /* Thread ids of plain replies are not topics; copying them gives
+     * "message thread not found". */
+    if (json_true(m, "is_topic_message")) tg_json_i64(m, "message_thread_id", &out->thread_id);
+    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(m, "reply_to_message");
+    tg_json_i64(cJSON_GetObjectItemCaseSensitive(rt, "from"), "id", &out->reply_to_user_id);
+    const char *text = json_str(m, "text");
+    if (!text) {
+        text = json_str(m, "caption");
+        out->is_caption = text != NULL;
+    }
+    if (text) {
+        out->text_len = strlen(text);
+        out->text = malloc(out->text_len + 1);
+        if (out->text)
+            memcpy(out->text, text, out->text_len + 1);
+        else
+            out->text_len = 0;
+    }
+}
+
+int tg_update_parse(const cJSON *u, tg_update *out) {
+    memset(out, 0, sizeof *out);
+    if (!cJSON_IsObject(u) || !tg_json_i64(u, "update_id", &out->update_id)) return -1;
+    out->kind = TG_UPD_OTHER;
+    const cJSON *payload = NULL;
+    for (const cJSON *c = u->child; c; c = c->next) {
+        if (!c->string || !strcmp(c->string, "update_id")) continue;
+        payload = c;
+        break;
+    }
+    if (!payload) {
+        strcpy(out->payload, "empty");
+        return 0;
+    }
+    copy_utf8(out->payload, sizeof out->payload, payload->string);
+    for (int k = 0; k < TG_UPD_OTHER; k++) {
+        if (!strcmp(payload->string, kind_names[k])) {
+            out->kind = (tg_kind)k;
+            parse_message(payload, out);
+            break;
+        }
+    }
+    return 0;
+}
+
+void tg_update_free(tg_update *u) {
+    free(u->text);
+    u->text = NULL;
+    u->text_len = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Addressing                                                                */
+
+static int is_word(unsigned char c) {
+    return isalnum(c) || c == '_';
+}
+
+/* Length of "@username" at t[i] when it is a whole-word mention, else 0. */
+static size_t mention_at(const char *t, size_t len, size_t i, const char *user, size_t ulen) {
+    if (t[i] != '@' || i + 1 + ulen > len) return 0;
+    if (i > 0 && is_word((unsigned char)t[i - 1])) return 0;
+    if (strncasecmp(t + i + 1, user, ulen) != 0) return 0;
+    if (i + 1 + ulen < len && is_word((unsigned char)t[i + 1 + ulen])) return 0;
+    return 1 + ulen;
+}
+
+int tg_mentions(const char *text, size_t len, const char *username) {
+    size_t ulen = username ? strlen(username) : 0;
+    if (!text || !ulen) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (mention_at(text, len, i, username, ulen)) return 1;
+    return 0;
+}
+
+static int is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Removes whole-word @user mentions and tidies the spacing around them;
+ * writes into out (capacity >= len + 1) and returns the new length. */
+static size_t strip_mentions(const char *t, size_t len, const char *user, char *out) {
+    size_t ulen = user ? strlen(user) : 0, o = 0;
+    for (size_t i = 0; i < len;) {
+        size_t m = ulen ? mention_at(t, len, i, user, ulen) : 0;
+        if (!m) {
+            out[o++] = t[i++];
+            continue;
+        }
+        size_t j = i + m;
+        size_t lead = 0;
+        while (lead < o && is_space(out[lead]))
+            lead++;
+        if (lead == o) {
+            /* "@bot, question" / "@bot: question" -> "question" */
+            if (j < len && (t[j] == ',' || t[j] == ':')) j++;
+            while (j < len && is_space(t[j]))
+                j++;
+        } else if (o > 0 && out[o - 1] == ' ') {
+            if (j < len && t[j] == ' ')
+                j++;
+            else if (j < len && strchr(",.!?:;", t[j]))
+                o--;
+        }
+        i = j;
+    }
+    size_t b = 0;
+    while (b < o && is_space(out[b]))
+        b++;
+    while (o > b && is_space(out[o - 1]))
+        o--;
+    memmove(out, out + b, o - b);
+    return o - b;
+}
+
+/* Parses a leading "/command[@target]". Returns 0 when text is no command;
+ * otherwise sets *at (offset of '@' or 0) and *tlen (target length). */
+static int parse_command(const char *t, size_t len, size_t *at, size_t *tlen) {
+    *at = 0;
+    *tlen = 0;
+    if (len < 2 || t[0] != '/' || !is_word((unsigned char)t[1])) return 0;
+    size_t i = 1;
+    while (i < len && is_word((unsigned char)t[i]))
+        i++;
+    if (i < len && t[i] == '@') {
+        size_t j = i + 1;
+        while (j < len && is_word((unsigned char)t[j]))
+            j++;
+        if (j > i + 1) {
+            *at = i;
+            *tlen = j - i - 1;
+        }
+    }
+    return 1;
+}
+
+const char *tg_route(const tg_update *u, const tg_route_cfg *c, tg_routed *out) {
+    memset(out, 0, sizeof *out);
+    if (u->kind == TG_UPD_OTHER) return "unsupported";
+    if (u->invalid) return "invalid";
+    if ((u->kind == TG_UPD_CHANNEL_POST || u->kind == TG_UPD_EDITED_CHANNEL_POST) &&
+        !c->channel_posts)
+        return "channel_posts_off";
+    int edited = u->kind == TG_UPD_EDITED_MESSAGE || u->kind == TG_UPD_EDITED_CHANNEL_POST;
+    if (edited && !c->edited_messages) return "edits_off";
+    if (c->bot_id && u->user_id == c->bot_id) return "own_message";
+    if (!u->text || tg_is_blank(u->text, u->text_len)) return "no_text";
+
+    const char *t = u->text;
+    size_t len = u->text_len;
+    int group = u->chat_type != TG_CHAT_PRIVATE;
+    const char *bot = c->bot_username && *c->bot_username ? c->bot_username : NULL;
+    size_t blen = bot ? strlen(bot) : 0;
+
+    size_t at, tlen;
+    int command = parse_command(t, len, &at, &tlen);
+    int for_us = 0;
+    if (command && at) {
+        if (!bot || tlen != blen || strncasecmp(t + at + 1, bot, blen) != 0)
+            return "other_bot_command";
+        for_us = 1;
+    }
+    int addressed = !group || c->group_all || command ||
+                    (c->bot_id && u->reply_to_user_id == c->bot_id) ||
+                    (bot && tg_mentions(t, len, bot));
+    if (!addressed) return "not_addressed";
+
+    char *buf = malloc(len + 1);
+    if (!buf) return "no_memory";
+    size_t n;
+    if (for_us) {
+        /* "/cmd@bot args" -> "/cmd args" */
+        memcpy(buf, t, at);
+        memcpy(buf + at, t + at + 1 + tlen, len - at - 1 - tlen);
+        n = len - 1 - tlen;
+    } else {
+        memcpy(buf, t, len);
+        n = len;
+    }
+    if (group && bot) {
+        char *tmp = malloc(n + 1);
+        if (!tmp) {
+            free(buf);
+            return "no_memory";
+        }
+        size_t m = strip_mentions(buf, n, bot, tmp);
+        if (m > 0) {
+            memcpy(buf, tmp, m);
+            n = m;
+        } /* a bare "@bot" keeps its text rather than becoming empty */
+        free(tmp);
+    }
+    buf[n] = 0;
+    out->text = buf;
+    out->len = n;
+    out->flags =
+        (group ? RD_MSG_GROUP : 0) | (edited ? RD_MSG_EDITED : 0) | (command ? RD_MSG_COMMAND : 0);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* UTF-8 / UTF-16                                                            */
+
+/* Decodes the code point at s[i]: returns its byte length and sets *cp, or
+ * returns 1 with *cp = -1 for an invalid byte. */
+static size_t u8_next(const unsigned char *s, size_t len, size_t i, int32_t *cp) {
+    unsigned char c = s[i];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t n;
+    int32_t v;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        v = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        v = c & 0x0F;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F; /* no UTF-16 surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        v = c & 0x07;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        *cp = -1;
+        return 1;
+    }
+    if (i + n > len) {
+        *cp = -1;
+        return 1;
+    }
+    for (size_t k = 1; k < n; k++) {
+        unsigned char d = s[i + k];
+        if (d < (k == 1 ? lo : 0x80) || d > (k == 1 ? hi : 0xBF)) {
+            *cp = -1;
+            return 1;
+        }
+        v = (v << 6) | (d & 0x3F);
+    }
+    *cp = v;
+    return n;
+}
+
+static size_t cp_units(int32_t cp) {
+    return cp >= 0x10000 ? 2 : 1;
+}
+
+char *tg_utf8_sanitize(const char *s, size_t len, size_t *out_len) {
+    const unsigned char *u = (const unsigned char *)s;
+    /* Each invalid byte grows to 3 bytes at most. */
+    char *out = malloc(len * 3 + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        int32_t cp;
+        size_t n = u8_next(u, len, i, &cp);
+        if (cp <= 0) {
+            memcpy(out + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+        } else {
+            memcpy(out + o, s + i, n);
+            o += n;
+        }
+        i += n;
+    }
+    out[o] = 0;
+    if (out_len) *out_len = o;
+    return out;
+}
+
+size_t tg_utf16_len(const char *s, size_t len) {
+    size_t units = 0;
+    for (size_t i = 0; i < len;) {
+        int32_t cp;
+        i += u8_next((const unsigned char *)s, len, i, &cp);
+        units += cp_units(cp);
+    }
+    return units;
+}
+
+int tg_is_blank(const char *s, size_t len) {
+    for (size_t i = 0; i < len; i++)
+        if (!is_space(s[i])) return 0;
+    return 1;
+}
+
+/* Code points that attach to the one before (no grapheme break before
+ * them): combining marks, variation selectors, ZWJ, emoji modifiers, tags. */
+static int is_extend(int32_t cp) {
+    return (cp >= 0x0300 && cp <= 0x036F) || (cp >= 0x1AB0 && cp <= 0x1AFF) ||
+           (cp >= 0x1DC0 && cp <= 0x1DFF) || (cp >= 0x20D0 && cp <= 0x20FF) ||
+           (cp >= 0xFE00 && cp <= 0xFE0F) || (cp >= 0xFE20 && cp <= 0xFE2F) || cp == 0x200D ||
+           (cp >= 0x1F3FB && cp <= 0x1F3FF) || (cp >= 0xE0020 && cp <= 0xE007F) ||
+           (cp >= 0xE0100 && cp <= 0xE01EF);
+}
+
+static int is_regional(int32_t cp) {
+    return cp >= 0x1F1E6 && cp <= 0x1F1FF;
+}
+
+/* Start of the code point that ends just before byte p (p > 0). */
+static size_t u8_prev(const unsigned char *s, size_t len, size_t p, int32_t *cp) {
+    size_t b = p - 1, k = 0;
+    while (b > 0 && k < 3 && (s[b] & 0xC0) == 0x80) {
+        b--;
+        k++;
+    }
+    size_t n = u8_next(s, len, b, cp);
+    if (b + n != p) {
+        *cp = -1;
+        return p - 1;
+    }
+    return b;
+}
+
+/* Whether cutting between the code points around byte p keeps grapheme
+ * clusters whole (approximation of UAX #29 for emoji and marks). */
+static int cluster_boundary(const unsigned char *s, size_t len, size_t start, size_t p) {
+    if (p <= start || p >= len) return 1;
+    int32_t a, b;
+    size_t pa = u8_prev(s, len, p, &a);
+    u8_next(s, len, p, &b);
+    if (a == '\r' && b == '\n') return 0;
+    if (is_extend(b) || a == 0x200D) return 0;
+    if (is_regional(a) && is_regional(b)) {
+        /* Flags are pairs: break only after an even run of indicators. */
+        size_t run = 1;
+        while (pa > start) {
+            int32_t x;
+            size_t q = u8_prev(s, len, pa, &x);
+            if (!is_regional(x)) break;
+            run++;
+            pa = q;
+        }
+        return run % 2 == 0;
+    }
+    return 1;
+}
+
+size_t tg_split(const char *text, size_t len, size_t max_units, tg_chunk **out) {
+    *out = NULL;
+    if (!text || len == 0) return 0;
+    if (max_units < 2) max_units = 2;
+    const unsigned char *s = (const unsigned char *)text;
+    size_t cap = 4, n = 0;
+    tg_chunk *v = malloc(cap * sizeof *v);
+    if (!v) return 0;
+    size_t start = 0;
+    while (start < len) {
+        size_t i = start, units = 0;
+        size_t para = 0, line = 0, sent = 0, space = 0;
+        size_t min_units = max_units / 2;
+        int32_t prev = -1;
+        while (i < len) {
+            int32_t cp;
+            size_t nb = u8_next(s, len, i, &cp);
+            size_t u = cp_units(cp);
+            if (units + u > max_units) break;
+            units += u;
+            i += nb;
+            if (units >= min_units) {
+                if (cp == '\n') {
+                    line = i;
+                    if (prev == '\n') para = i;
+                }
+                if ((cp == ' ' && (prev == '.' || prev == '!' || prev == '?')) || cp == 0x3002 ||
+                    cp == 0xFF01 || cp == 0xFF1F || cp == 0xFF0E)
+                    sent = i;
+                if (cp == ' ' || cp == '\t' || cp == 0x3000) space = i;
+            }
+            prev = cp;
+        }
+        size_t end;
+        if (i >= len) {
+            end = len;
+        } else if (para) {
+            end = para;
+        } else if (line) {
+            end = line;
+        } else if (sent) {
+            end = sent;
+        } else if (space) {
+            end = space;
+        } else {
+            end = i;
+            for (int k = 0; k < 32 && end > start && !cluster_boundary(s, len, start, end); k++) {
+                int32_t cp;
+                end = u8_prev(s, len, end, &cp);
+            }
+            if (end <= start) end = i;
+        }
+        if (end <= start) {
+            /* One code point wider than the limit: take it anyway. */
+            int32_t cp;
+            end = start + u8_next(s, len, start, &cp);
+        }
+        if (n == cap) {
+            cap *= 2;
+            tg_chunk *nv = realloc(v, cap * sizeof *v);
+            if (!nv) {
+                free(v);
+                return 0;
+            }
+            v = nv;
+        }
+        v[n].off = start;
+        v[n].len = end - start;
+        n++;
+        start = end;
+    }
+    *out = v;
+    return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Escaping                                                                  */
+
+char *tg_escape_markdown_v2(const char *s, size_t len, size_t *out_len) {
+    char *out = malloc(len * 2 + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (strchr("_*[]()~`>#+-=|{}.!\\", s[i]) && s[i]) out[o++] = '\\';
+        out[o++] = s[i];
+    }
+    out[o] = 0;
+    if (out_len) *out_len = o;
+    return out;
+}
+
+char *tg_escape_html(const char *s, size_t len, size_t *out_len) {
+    char *out = malloc(len * 6 + 1);
+    if (!out) return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *rep = NULL;
+        switch (s[i]) {
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        default:
+            out[o++] = s[i];
+            continue;
+        }
+        size_t rl = strlen(rep);
+        memcpy(out + o, rep, rl);
+        o += rl;
+    }
+    out[o] = 0;
+    if (out_len) *out_len = o;
+    return out;
+}
+
+int tg_secret_equal(const char *a, const char *b) {
+    /* Hash first so neither the content nor the length leaks by timing. */
+    unsigned char ha[SHA256_DIGEST_LENGTH], hb[SHA256_DIGEST_LENGTH];
+    if (!a || !b) return 0;
+    SHA256((const unsigned char *)a, strlen(a), ha);
+    SHA256((const unsigned char *)b, strlen(b), hb);
+    return CRYPTO_memcmp(ha, hb, sizeof ha) == 0;
+}

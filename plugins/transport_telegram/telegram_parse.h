@@ -1,0 +1,143 @@
+/*
+ * Pure helpers of the telegram transport: Bot API JSON, updates, addressing
+ * in groups, UTF-16 aware splitting, markup escaping. No host, no I/O, no
+ * globals, so unit tests and fuzzers call them directly.
+ */
+#ifndef TELEGRAM_PARSE_H
+#define TELEGRAM_PARSE_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------ */
+/* JSON with exact 64-bit integers                                           */
+
+/* Parses JSON like cJSON_ParseWithLength, but integer literals too long to
+ * be exact as a double (more than 15 digits) are turned into strings first,
+ * so tg_json_i64() reads them exactly. NULL on a syntax error. */
+cJSON *tg_json_parse(const char *text, size_t len);
+
+/* Reads an integer from a number (integral, |v| <= 2^53) or a string of
+ * decimal digits (any int64). Returns 1 and sets *out, or 0. */
+int tg_json_i64_value(const cJSON *item, int64_t *out);
+int tg_json_i64(const cJSON *obj, const char *key, int64_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Bot API response envelope                                                 */
+
+typedef struct tg_resp {
+    int ok;             /* "ok": true */
+    int64_t error_code; /* 0 when absent */
+    char description[256];
+    int64_t retry_after; /* parameters.retry_after, seconds; 0 = none */
+    int64_t migrate_to;  /* parameters.migrate_to_chat_id; 0 = none */
+    cJSON *root;         /* owned */
+    const cJSON *result; /* borrowed from root; NULL when absent */
+} tg_resp;
+
+/* 0 when body is a Bot API envelope (an object with a boolean "ok"),
+ * -1 otherwise (r is then empty and needs no free). */
+int tg_resp_parse(const char *body, size_t len, tg_resp *r);
+void tg_resp_free(tg_resp *r);
+
+/* ------------------------------------------------------------------------ */
+/* Updates                                                                   */
+
+typedef enum {
+    TG_UPD_MESSAGE = 0,
+    TG_UPD_EDITED_MESSAGE,
+    TG_UPD_CHANNEL_POST,
+    TG_UPD_EDITED_CHANNEL_POST,
+    TG_UPD_OTHER, /* any other payload: acknowledged and counted */
+    TG_UPD__COUNT
+} tg_kind;
+
+typedef enum {
+    TG_CHAT_UNKNOWN = 0,
+    TG_CHAT_PRIVATE,
+    TG_CHAT_GROUP,
+    TG_CHAT_SUPERGROUP,
+    TG_CHAT_CHANNEL,
+} tg_chat_type;
+
+typedef struct tg_update {
+    int64_t update_id;
+    tg_kind kind;
+    int invalid;      /* message-like payload without a usable chat */
+    char payload[32]; /* payload key, e.g. "callback_query" */
+    int64_t chat_id;  /* message-like kinds only */
+    tg_chat_type chat_type;
+    int64_t user_id; /* from.id, else sender_chat.id, else 0 */
+    int from_is_bot;
+    int64_t message_id;
+    int64_t thread_id;        /* only for topic messages (is_topic_message) */
+    int64_t reply_to_user_id; /* from.id of the message replied to; 0 = none */
+    char *text;               /* malloc()ed text or caption; NULL = none */
+    size_t text_len;
+    int is_caption;
+    char username[40];   /* from.username (may be empty) */
+    char first_name[72]; /* from.first_name, cut at a character boundary */
+    char language[16];   /* from.language_code */
+} tg_update;
+
+/* Reads one update object. Returns 0 (kind may be TG_UPD_OTHER or invalid
+ * set) or -1 when it is not an update at all (no integer update_id). */
+int tg_update_parse(const cJSON *u, tg_update *out);
+void tg_update_free(tg_update *u);
+const char *tg_kind_name(tg_kind k);
+const char *tg_chat_type_name(tg_chat_type t);
+
+/* ------------------------------------------------------------------------ */
+/* Addressing: which updates go to the router, with what text                */
+
+typedef struct tg_route_cfg {
+    const char *bot_username; /* without '@'; may be NULL before getMe */
+    int64_t bot_id;
+    int group_all;       /* group_mode = all */
+    int channel_posts;   /* forward channel posts */
+    int edited_messages; /* forward edits */
+} tg_route_cfg;
+
+typedef struct tg_routed {
+    char *text; /* malloc()ed, mention / @botname suffix stripped */
+    size_t len;
+    uint32_t flags; /* RD_MSG_* */
+} tg_routed;
+
+/* NULL when the update should be submitted (out filled, caller frees
+ * out->text), otherwise a static reason for host->skip(). */
+const char *tg_route(const tg_update *u, const tg_route_cfg *c, tg_routed *out);
+
+/* Whether text mentions @username as a whole word (case-insensitive). */
+int tg_mentions(const char *text, size_t len, const char *username);
+
+/* ------------------------------------------------------------------------ */
+/* Text: UTF-8 repair, UTF-16 lengths, splitting, escaping                   */
+
+/* A copy with invalid UTF-8 and NUL bytes replaced by U+FFFD. */
+char *tg_utf8_sanitize(const char *s, size_t len, size_t *out_len);
+/* UTF-16 code units of UTF-8 text (invalid bytes count one each). */
+size_t tg_utf16_len(const char *s, size_t len);
+/* Whether the text is empty or only whitespace (Telegram rejects it). */
+int tg_is_blank(const char *s, size_t len);
+
+typedef struct tg_chunk {
+    size_t off, len; /* byte range in the input */
+} tg_chunk;
+
+/* Cuts text into chunks of at most max_units UTF-16 code units each,
+ * preferring paragraph, line, sentence and word boundaries and never cutting
+ * a UTF-8 sequence or a surrogate pair (nor, where avoidable, a grapheme
+ * cluster). The chunks cover the input exactly, in order. Returns the count
+ * and a malloc()ed array in *out (NULL and 0 for empty text). */
+size_t tg_split(const char *text, size_t len, size_t max_units, tg_chunk **out);
+
+/* Escapes plain text for parse_mode MarkdownV2 / HTML. malloc()ed. */
+char *tg_escape_markdown_v2(const char *s, size_t len, size_t *out_len);
+char *tg_escape_html(const char *s, size_t len, size_t *out_len);
+
+/* Constant-time comparison of two NUL-free strings of any length. */
+int tg_secret_equal(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,562 @@
+/*
+ * Replies: sendMessage (split by UTF-16 units), editMessageText for
+ * progressive replies, sendChatAction "typing", outbound pacing, and the
+ * handling of Telegram's permanent errors (migration, markup, threads).
+ */
+#include "telegram.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct chat_state {
+    int64_t migrated_to; /* group upgraded to this supergroup; 0 = none */
+    int is_channel;      /* no chat actions in channels */
+    int64_t edit_msg;    /* message shown by progress() */
+    int64_t edit_ms;     /* when it was last edited */
+    uint64_t edit_hash;  /* text it shows */
+} chat_state;
+
+#define TYPING_DELAY_MS 400
+
+typedef struct typing_ent {
+    int64_t chat, thread;
+    int64_t next_ms;
+    int refs;
+} typing_ent;
+
+static uint64_t text_hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h ^ n;
+}
+
+/* Caller holds out_mu. */
+static chat_state *state_of(tg *t, int64_t chat, int create) {
+    chat_state *s = tg_map_get(t->chats, chat);
+    if (!s && create && (s = calloc(1, sizeof *s)) && tg_map_put(t->chats, chat, s) != 0) {
+        free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+static int64_t resolve_chat(tg *t, int64_t chat) {
+    pthread_mutex_lock(&t->out_mu);
+    for (int hop = 0; hop < 4; hop++) {
+        chat_state *s = state_of(t, chat, 0);
+        if (!s || !s->migrated_to) break;
+        chat = s->migrated_to;
+    }
+    pthread_mutex_unlock(&t->out_mu);
+    return chat;
+}
+
+void tg_note_chat(tg *t, int64_t chat_id, tg_chat_type type) {
+    pthread_mutex_lock(&t->out_mu);
+    chat_state *s = state_of(t, chat_id, 1);
+    if (s) s->is_channel = type == TG_CHAT_CHANNEL;
+    pthread_mutex_unlock(&t->out_mu);
+}
+
+/* Waits for this chat's slot and then the global one. With may_skip it
+ * returns 1 instead of waiting when the chat is busy (progress edits: the
+ * next one carries newer text anyway). */
+static int pace(tg *t, int64_t chat, int may_skip) {
+    int64_t now = tg_now(t), t0 = now;
+    pthread_mutex_lock(&t->out_mu);
+    int64_t at = tg_throttle_chat_peek(t->thr, chat, now);
+    if (may_skip && at > now + 20) {
+        pthread_mutex_unlock(&t->out_mu);
+        return 1;
+    }
+    at = tg_throttle_chat(t->thr, chat, now);
+    pthread_mutex_unlock(&t->out_mu);
+    if (at > now && tg_sleep(t, at - now, &t->closing)) return 1;
+    now = tg_now(t);
+    pthread_mutex_lock(&t->out_mu);
+    at = tg_throttle_global(t->thr, now);
+    pthread_mutex_unlock(&t->out_mu);
+    if (at > now && tg_sleep(t, at - now, &t->closing)) return 1;
+    if (t->c.throttle) tg_observe(t, t->m_throttle_wait, NULL, (double)(tg_now(t) - t0) / 1000.0);
+    return 0;
+}
+
+static void add_i64(cJSON *o, const char *key, int64_t v) {
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)v);
+    cJSON_AddRawToObject(o, key, num);
+}
+
+static const char *pm_name(int pm) {
+    return pm == TG_PM_HTML ? "HTML" : pm == TG_PM_MDV2 ? "MarkdownV2" : NULL;
+}
+
+static char *message_body(int64_t chat, int64_t edit_id, int64_t thread, int64_t reply_to,
+                          const char *text, int pm) {
+    cJSON *o = cJSON_CreateObject();
+    add_i64(o, "chat_id", chat);
+    if (edit_id) add_i64(o, "message_id", edit_id);
+    cJSON_AddStringToObject(o, "text", text);
+    if (pm_name(pm)) cJSON_AddStringToObject(o, "parse_mode", pm_name(pm));
+    if (!edit_id && thread) add_i64(o, "message_thread_id", thread);
+    if (!edit_id && reply_to) {
+        cJSON *rp = cJSON_AddObjectToObject(o, "reply_parameters");
+        add_i64(rp, "message_id", reply_to);
+        /* The user may have deleted the message meanwhile. */
+        cJSON_AddBoolToObject(rp, "allow_sending_without_reply", 1);
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* The text as sent: escaped for parse_mode when it must show literally. */
+static char *format_text(tg *t, const char *s, size_t n, int literal, int *pm) {
+    *pm = t->c.parse_mode;
+    if (*pm == TG_PM_NONE || !literal) {
+        char *c = malloc(n + 1);
+        if (c) {
+            memcpy(c, s, n);
+            c[n] = 0;
+        }
+        return c;
+    }
+    return *pm == TG_PM_HTML ? tg_escape_html(s, n, NULL) : tg_escape_markdown_v2(s, n, NULL);
+}
+
+static void remember_migration(tg *t, int64_t from, int64_t to) {
+    pthread_mutex_lock(&t->out_mu);
+    chat_state *s = state_of(t, from, 1);
+    if (s) s->migrated_to = to;
+    pthread_mutex_unlock(&t->out_mu);
+    t->h->log(t->ctx, RD_LOG_WARN,
+              "a group was upgraded to supergroup %lld; replies follow it. Its messages now "
+              "arrive with that chat id: add it to allowlist and persona chats",
+              (long long)to);
+}
+
+static rd_status fail(tg *t, rd_error *err, const char *method, tg_call *call, const char *cid) {
+    rd_status st;
+    const char *reason;
+    if (call->cls == TG_C_PERMANENT) {
+        st = RD_E_FATAL;
+        reason = call->code;
+    } else if (call->cls == TG_C_ABORTED) {
+        st = RD_E_RETRY;
+        reason = "aborted";
+    } else {
+        st = RD_E_RETRY;
+        reason = "retries_exhausted";
+    }
+    tg_count(t, t->m_send_fail, reason, NULL, 1);
+    t->h->log(t->ctx, st == RD_E_FATAL ? RD_LOG_ERROR : RD_LOG_WARN, "%s failed%s%s: %s%s", method,
+              cid ? " for " : "", cid ? cid : "", call->detail,
+              st == RD_E_FATAL ? " (permanent, not retried)" : "");
+    t->h->error(err, st, st == RD_E_FATAL ? "fatal" : "transient", "telegram %s: %s", method,
+                call->detail);
+    return st;
+}
+
+typedef struct send_args {
+    int64_t chat, thread, reply_to;
+    const char *text; /* raw chunk */
+    size_t len;
+    int literal; /* escape for parse_mode */
+    int plain;   /* never use parse_mode (partial progress text) */
+    int64_t deadline;
+    const char *cid;
+} send_args;
+
+/* sendMessage with the fallbacks Telegram's 400s call for. */
+static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
+    int pm;
+    char *text = format_text(t, a->text, a->len, a->literal, &pm);
+    if (a->plain && pm != TG_PM_NONE) {
+        free(text);
+        text = format_text(t, a->text, a->len, 0, &pm);
+        pm = TG_PM_NONE;
+    }
+    int64_t chat = a->chat, thread = a->thread, reply_to = a->reply_to;
+    int migrated = 0;
+    rd_status st = RD_E_INTERNAL;
+    for (int round = 0; round < 5 && text; round++) {
+        char *body = message_body(chat, 0, thread, reply_to, text, pm);
+        if (!body || pace(t, chat, 0)) {
+            free(body);
+            tg_call c = {.cls = TG_C_ABORTED};
+            snprintf(c.detail, sizeof c.detail, "aborted at shutdown");
+            st = fail(t, err, "sendMessage", &c, a->cid);
+            break;
+        }
+        tg_call call;
+        tg_api_call(t, "sendMessage", body, chat, a->deadline, &call);
+        free(body);
+        if (call.cls == TG_C_OK || call.cls == TG_C_UNPARSED) {
+            /* HTTP 200 with an unreadable body: Telegram took it; sending
+             * again would duplicate the message. */
+            if (call.cls == TG_C_UNPARSED)
+                t->h->log(t->ctx, RD_LOG_WARN, "sendMessage: %s; counted as delivered",
+                          call.detail);
+            int64_t id = 0;
+            if (call.parsed) tg_json_i64(call.resp.result, "message_id", &id);
+            if (msg_id) *msg_id = id;
+            tg_count(t, t->m_sent, "sendMessage", NULL, 1);
+            tg_call_free(&call);
+            st = RD_OK;
+            break;
+        }
+        if (call.cls == TG_C_PERMANENT) {
+            if (call.parsed && call.resp.migrate_to && !migrated) {
+                remember_migration(t, chat, call.resp.migrate_to);
+                chat = call.resp.migrate_to;
+                migrated = 1;
+                tg_call_free(&call);
+                continue;
+            }
+            if (pm != TG_PM_NONE && tg_desc_has(&call, "can't parse entities")) {
+                t->h->log(t->ctx, RD_LOG_WARN,
+                          "sendMessage: %s; sending this part as plain text instead", call.detail);
+                free(text);
+                text = format_text(t, a->text, a->len, 0, &pm);
+                pm = TG_PM_NONE;
+                tg_call_free(&call);
+                continue;
+            }
+            if (thread && tg_desc_has(&call, "thread not found")) {
+                thread = 0;
+                tg_call_free(&call);
+                continue;
+            }
+            if (reply_to && tg_desc_has(&call, "replied not found")) {
+                reply_to = 0;
+                tg_call_free(&call);
+                continue;
+            }
+        }
+        st = fail(t, err, "sendMessage", &call, a->cid);
+        tg_call_free(&call);
+        break;
+    }
+    free(text);
+    return st;
+}
+
+enum { EDIT_FINAL = 0, EDIT_PROGRESS = 1 };
+
+/* editMessageText. FINAL waits for pacing and retries; PROGRESS is best
+ * effort and may skip. "message is not modified" counts as success. */
+static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_t n, int literal,
+                          int how, int64_t deadline, const char *cid, rd_error *err) {
+    int pm;
+    char *text = format_text(t, s, n, literal, &pm);
+    if (how == EDIT_PROGRESS && pm != TG_PM_NONE) {
+        free(text);
+        text = format_text(t, s, n, 0, &pm);
+        pm = TG_PM_NONE;
+    }
+    if (!text) {
+        t->h->error(err, RD_E_INTERNAL, "fatal", "out of memory");
+        return RD_E_INTERNAL;
+    }
+    rd_status st = RD_OK;
+    for (int round = 0; round < 2; round++) {
+        if (pace(t, chat, how == EDIT_PROGRESS)) {
+            free(text);
+            return how == EDIT_PROGRESS ? RD_OK : RD_E_RETRY;
+        }
+        char *body = message_body(chat, msg, 0, 0, text, pm);
+        tg_call call;
+        if (how == EDIT_PROGRESS) {
+            CURL *c = tg_easy_get(t);
+            memset(&call, 0, sizeof call);
+            call.cls = TG_C_TRANSIENT;
+            if (c) tg_api_once(t, c, "editMessageText", body, t->c.request_timeout_ms, &call);
+            tg_easy_put(t, c);
+            if (call.cls == TG_C_RETRY_AFTER) {
+                pthread_mutex_lock(&t->out_mu);
+                tg_throttle_hold(t->thr, chat, tg_now(t) + call.wait_ms);
+                pthread_mutex_unlock(&t->out_mu);
+            }
+        } else {
+            tg_api_call(t, "editMessageText", body, chat, deadline, &call);
+        }
+        free(body);
+        if (call.cls == TG_C_OK || call.cls == TG_C_UNPARSED ||
+            tg_desc_has(&call, "message is not modified")) {
+            tg_count(t, t->m_sent, "editMessageText", NULL, 1);
+            tg_call_free(&call);
+            st = RD_OK;
+            break;
+        }
+        if (call.cls == TG_C_PERMANENT && pm != TG_PM_NONE &&
+            tg_desc_has(&call, "can't parse entities")) {
+            free(text);
+            text = format_text(t, s, n, 0, &pm);
+            pm = TG_PM_NONE;
+            tg_call_free(&call);
+            if (!text) return RD_E_INTERNAL;
+            continue;
+        }
+        if (how == EDIT_PROGRESS) {
+            t->h->log(t->ctx, RD_LOG_DEBUG, "progress edit skipped: %s", call.detail);
+            st = RD_OK;
+        } else {
+            t->h->log(t->ctx, RD_LOG_WARN, "editMessageText%s%s: %s; sending a new message",
+                      cid ? " for " : "", cid ? cid : "", call.detail);
+            st = call.cls == TG_C_PERMANENT ? RD_E_FATAL : RD_E_RETRY;
+            t->h->error(err, st, "transient", "editMessageText: %s", call.detail);
+        }
+        tg_call_free(&call);
+        break;
+    }
+    free(text);
+    return st;
+}
+
+rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
+    tg *t = self;
+    int64_t deadline = tg_now(t) + t->c.send_budget_ms;
+    int64_t chat = resolve_chat(t, out->chat_id);
+    size_t len = 0;
+    char *text = tg_utf8_sanitize(out->text ? out->text : "", out->text ? out->text_len : 0, &len);
+    if (!text) {
+        t->h->error(err, RD_E_INTERNAL, "fatal", "out of memory");
+        return RD_E_INTERNAL;
+    }
+    if (tg_is_blank(text, len)) {
+        free(text);
+        t->h->error(err, RD_E_FATAL, "fatal", "telegram: empty reply text (Telegram rejects it)");
+        return RD_E_FATAL;
+    }
+    tg_chunk *ch = NULL;
+    size_t n = tg_split(text, len, (size_t)t->c.max_units, &ch);
+    int literal = (out->flags & RD_OUT_NOTICE) || t->c.escape_replies;
+    int64_t edit = out->edit_of;
+    uint64_t shown = 0;
+    if (edit) {
+        pthread_mutex_lock(&t->out_mu);
+        chat_state *s = state_of(t, chat, 0);
+        if (s && s->edit_msg == edit) shown = s->edit_hash;
+        pthread_mutex_unlock(&t->out_mu);
+    }
+    rd_status st = RD_OK;
+    int sent = 0;
+    for (size_t i = 0; i < n && st == RD_OK; i++) {
+        const char *p = text + ch[i].off;
+        size_t l = ch[i].len;
+        if (tg_is_blank(p, l)) continue;
+        if (edit) {
+            int64_t m = edit;
+            edit = 0;
+            /* The progress message already shows exactly this. */
+            if (t->c.parse_mode == TG_PM_NONE && shown && shown == text_hash(p, l)) {
+                sent = 1;
+                continue;
+            }
+            rd_error e2 = {0};
+            if (edit_one(t, chat, m, p, l, literal, EDIT_FINAL, deadline, out->correlation_id,
+                         &e2) == RD_OK) {
+                sent = 1;
+                continue;
+            }
+        }
+        send_args a = {.chat = chat,
+                       .thread = out->thread_id,
+                       .reply_to = !sent && t->c.reply_to_message ? out->reply_to : 0,
+                       .text = p,
+                       .len = l,
+                       .literal = literal,
+                       .deadline = deadline,
+                       .cid = out->correlation_id};
+        st = send_one(t, &a, NULL, err);
+        if (st == RD_OK) sent = 1;
+    }
+    pthread_mutex_lock(&t->out_mu);
+    chat_state *s = state_of(t, chat, 0);
+    if (s) s->edit_msg = 0;
+    pthread_mutex_unlock(&t->out_mu);
+    /* Delivered, or never deliverable: a crash now must not send it again.
+     * (The watermark covers it too, but only once everything before it is
+     * done.) */
+    if (st == RD_OK || st == RD_E_FATAL) tg_replied_mark(t, out->chat_id, out->reply_to);
+    free(ch);
+    free(text);
+    return st;
+}
+
+rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_error *err) {
+    tg *t = self;
+    *msg_id = out->edit_of;
+    if (!out->text) return RD_OK;
+    int64_t chat = resolve_chat(t, out->chat_id);
+    /* Only the head that fits one message is shown while streaming; a
+     * message of max units has at most 3 bytes per unit. */
+    size_t cap = (size_t)t->c.max_units * 3 + 3;
+    size_t len = 0;
+    char *text = tg_utf8_sanitize(out->text, out->text_len < cap ? out->text_len : cap, &len);
+    if (!text) return RD_OK;
+    tg_chunk *ch = NULL;
+    size_t n = tg_split(text, len, (size_t)t->c.max_units, &ch);
+    size_t hl = n ? ch[0].len : 0;
+    free(ch);
+    if (!hl || tg_is_blank(text, hl)) {
+        free(text);
+        return RD_OK;
+    }
+    uint64_t h = text_hash(text, hl);
+    rd_status st = RD_OK;
+    if (!out->edit_of) {
+        send_args a = {.chat = chat,
+                       .thread = out->thread_id,
+                       .reply_to = t->c.reply_to_message ? out->reply_to : 0,
+                       .text = text,
+                       .len = hl,
+                       .plain = 1,
+                       .deadline = tg_now(t) + t->c.send_budget_ms,
+                       .cid = out->correlation_id};
+        int64_t id = 0;
+        st = send_one(t, &a, &id, err);
+        if (st == RD_OK && id) {
+            *msg_id = id;
+            pthread_mutex_lock(&t->out_mu);
+            chat_state *s = state_of(t, chat, 1);
+            if (s) {
+                s->edit_msg = id;
+                s->edit_hash = h;
+                s->edit_ms = tg_now(t);
+            }
+            pthread_mutex_unlock(&t->out_mu);
+        }
+        free(text);
+        return st;
+    }
+    int64_t now = tg_now(t);
+    pthread_mutex_lock(&t->out_mu);
+    chat_state *s = state_of(t, chat, 1);
+    int skip = !s || (s->edit_msg == out->edit_of &&
+                      (s->edit_hash == h || now - s->edit_ms < t->c.edit_interval_ms));
+    pthread_mutex_unlock(&t->out_mu);
+    if (!skip) {
+        edit_one(t, chat, out->edit_of, text, hl, 0, EDIT_PROGRESS, 0, out->correlation_id, err);
+        pthread_mutex_lock(&t->out_mu);
+        s = state_of(t, chat, 1);
+        if (s) {
+            s->edit_msg = out->edit_of;
+            s->edit_hash = h;
+            s->edit_ms = tg_now(t);
+        }
+        pthread_mutex_unlock(&t->out_mu);
+    }
+    free(text);
+    return RD_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Typing indicators                                                         */
+
+void tg_activity(void *self, const rd_outbound *where, int active) {
+    tg *t = self;
+    if (!t->c.typing || !where) return;
+    int64_t chat = resolve_chat(t, where->chat_id);
+    pthread_mutex_lock(&t->out_mu);
+    chat_state *s = state_of(t, chat, 0);
+    int channel = s && s->is_channel;
+    pthread_mutex_unlock(&t->out_mu);
+    if (channel) return;
+    pthread_mutex_lock(&t->typ_mu);
+    typing_ent *e = tg_map_get(t->typing, chat);
+    if (active) {
+        if (!e && (e = calloc(1, sizeof *e)) && tg_map_put(t->typing, chat, e) != 0) {
+            free(e);
+            e = NULL;
+        }
+        if (e) {
+            e->chat = chat;
+            e->thread = where->thread_id;
+            /* Fast answers need no indicator, and one sent just after the
+             * reply would show "typing" for 5 s after the answer. */
+            if (e->refs++ == 0) e->next_ms = tg_now(t) + TYPING_DELAY_MS;
+        }
+        t->typ_gen++;
+        pthread_cond_broadcast(&t->typ_cv);
+    } else if (e && --e->refs <= 0) {
+        free(tg_map_del(t->typing, chat));
+    }
+    pthread_mutex_unlock(&t->typ_mu);
+}
+
+typedef struct due_acc {
+    int64_t now, interval, next;
+    typing_ent batch[64];
+    size_t n;
+} due_acc;
+
+static int collect_due(void *arg, int64_t key, void *val) {
+    (void)key;
+    due_acc *a = arg;
+    typing_ent *e = val;
+    if (e->next_ms <= a->now && a->n < sizeof a->batch / sizeof a->batch[0]) {
+        a->batch[a->n++] = *e;
+        e->next_ms = a->now + a->interval;
+    }
+    if (e->next_ms < a->next) a->next = e->next_ms;
+    return 0;
+}
+
+void *tg_typing_loop(void *arg) {
+    tg *t = arg;
+    while (!atomic_load(&t->closing)) {
+        due_acc *a = calloc(1, sizeof *a);
+        if (!a) break;
+        a->now = tg_now(t);
+        a->interval = t->c.typing_interval_ms;
+        a->next = a->now + 1000;
+        pthread_mutex_lock(&t->typ_mu);
+        tg_map_sweep(t->typing, collect_due, a);
+        unsigned gen = t->typ_gen;
+        pthread_mutex_unlock(&t->typ_mu);
+        for (size_t i = 0; i < a->n && !atomic_load(&t->closing); i++) {
+            pthread_mutex_lock(&t->typ_mu);
+            int still = tg_map_get(t->typing, a->batch[i].chat) != NULL;
+            pthread_mutex_unlock(&t->typ_mu);
+            if (!still) continue;
+            /* Best effort: one attempt, short timeout, never blocks a reply. */
+            char body[160];
+            if (a->batch[i].thread)
+                snprintf(body, sizeof body,
+                         "{\"chat_id\":%lld,\"action\":\"typing\",\"message_thread_id\":%lld}",
+                         (long long)a->batch[i].chat, (long long)a->batch[i].thread);
+            else
+                snprintf(body, sizeof body, "{\"chat_id\":%lld,\"action\":\"typing\"}",
+                         (long long)a->batch[i].chat);
+            CURL *c = tg_easy_get(t);
+            if (!c) continue;
+            tg_call call;
+            tg_api_once(t, c, "sendChatAction", body, 5000, &call);
+            tg_call_free(&call);
+            tg_easy_put(t, c);
+        }
+        int64_t wait = a->next - tg_now(t);
+        free(a);
+        if (wait <= 0) continue;
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_sec += wait / 1000;
+        dl.tv_nsec += (long)(wait % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+        pthread_mutex_lock(&t->typ_mu);
+        if (!atomic_load(&t->closing) && gen == t->typ_gen)
+            pthread_cond_timedwait(&t->typ_cv, &t->typ_mu, &dl);
+        pthread_mutex_unlock(&t->typ_mu);
+    }
+    return NULL;
+}
+
+void tg_send_free(tg *t) {
+    (void)t;
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages routerd needs to build and test, if any
+# are missing. Usage: scripts/deps.sh [--test]
+set -euo pipefail
+
+pkgs=(gcc make cmake pkg-config git ca-certificates
+      libcurl4-openssl-dev libcjson-dev libinih-dev libmicrohttpd-dev
+      libssl-dev libsqlite3-dev libcmocka-dev)
+if [[ "${1:-}" == "--test" ]]; then
+    # promtool and a Prometheus server for the metrics tests, valgrind and
+    # clang-format for CI checks, node for the OTLP and A2A interop checks.
+    pkgs+=(prometheus valgrind clang-format curl)
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "routerd: installing ${missing[*]}" >&2
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || { echo "routerd: run as root or install: ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+# The prometheus package starts a service on install; policy-rc.d keeps it off.
+if [[ " ${missing[*]} " == *" prometheus "* && ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

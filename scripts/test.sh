@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds routerd and runs every test: unit (cmocka), integration (real
+# binary against fake Telegram / A2A / OTLP servers on 127.0.0.1), fuzz
+# corpus replays and the packaging checks.
+# Usage: scripts/test.sh [--sanitize] [ctest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=build
+opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+if [[ "${1:-}" == "--sanitize" ]]; then
+    shift
+    dir=build-asan
+    opts=(-DCMAKE_BUILD_TYPE=Debug -DROUTERD_SANITIZE=ON)
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
+scripts/deps.sh --test
+cmake -S . -B "$dir" "${opts[@]}" >/dev/null
+cmake --build "$dir" -j"$(nproc)"
+ctest --test-dir "$dir" --output-on-failure -j2 "$@"

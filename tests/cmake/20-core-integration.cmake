@@ -1,0 +1,23 @@
+# Broken plugins the loader must refuse, each with its own message.
+set(ROUTERD_BAD_PLUGIN_DIR ${CMAKE_BINARY_DIR}/bad_plugins)
+foreach(bad wrong_major no_symbol no_handle newer_minor reserved_set)
+  add_library(bad_${bad} MODULE ${CMAKE_CURRENT_SOURCE_DIR}/integration/bad_plugins/${bad}.c)
+  target_include_directories(bad_${bad} PRIVATE ${CMAKE_SOURCE_DIR}/include)
+  set_target_properties(bad_${bad} PROPERTIES PREFIX "" OUTPUT_NAME ${bad}
+                        LIBRARY_OUTPUT_DIRECTORY ${ROUTERD_BAD_PLUGIN_DIR}
+                        C_VISIBILITY_PRESET hidden)
+  list(APPEND ROUTERD_BAD_PLUGINS bad_${bad})
+endforeach()
+
+routerd_integration_test(test_core_console SOURCES integration/test_core_console.c TIMEOUT 240)
+target_compile_definitions(test_core_console PRIVATE ROUTERD_BAD_PLUGIN_DIR="${ROUTERD_BAD_PLUGIN_DIR}")
+add_dependencies(test_core_console ${ROUTERD_BAD_PLUGINS})
+
+routerd_integration_test(test_core_manifest_errors SOURCES integration/test_core_manifest_errors.c TIMEOUT 120)
+target_compile_definitions(test_core_manifest_errors PRIVATE ROUTERD_BAD_PLUGIN_DIR="${ROUTERD_BAD_PLUGIN_DIR}")
+add_dependencies(test_core_manifest_errors ${ROUTERD_BAD_PLUGINS})
+
+# A plugin built out of tree against the installed header and pkg-config file.
+add_test(NAME test_core_out_of_tree
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_core_out_of_tree.sh ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_core_out_of_tree PROPERTIES LABELS integration TIMEOUT 120)

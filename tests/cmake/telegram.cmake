@@ -1,0 +1,41 @@
+# Tests of the telegram transport (plugins/transport_telegram).
+set(TG_DIR ${CMAKE_CURRENT_SOURCE_DIR})
+
+# Pure parsers, splitter, pacing: no host, no network.
+routerd_unit_test(test_telegram_parse SOURCES ${TG_DIR}/unit/test_telegram_parse.c
+                  LIBS transport_telegram_obj)
+routerd_unit_test(test_telegram_split SOURCES ${TG_DIR}/unit/test_telegram_split.c
+                  LIBS transport_telegram_obj)
+routerd_unit_test(test_telegram_throttle SOURCES ${TG_DIR}/unit/test_telegram_throttle.c
+                  LIBS transport_telegram_obj)
+
+# The plugin in-process against the fake Bot API server and a fake host.
+foreach(t intake send webhook)
+  if(EXISTS ${TG_DIR}/unit/test_telegram_${t}.c)
+    routerd_unit_test(test_telegram_${t}
+                      SOURCES ${TG_DIR}/unit/test_telegram_${t}.c ${TG_DIR}/unit/test_telegram_host.c
+                      LIBS transport_telegram_obj TIMEOUT 120)
+  endif()
+endforeach()
+
+# The real binary with the telegram plugin against the fake Bot API server.
+foreach(t burst faults webhook)
+  if(EXISTS ${TG_DIR}/integration/test_telegram_${t}.c)
+    routerd_integration_test(test_telegram_e2e_${t}
+                             SOURCES ${TG_DIR}/integration/test_telegram_${t}.c TIMEOUT 180)
+    add_dependencies(test_telegram_e2e_${t} transport_telegram backend_mock)
+  endif()
+endforeach()
+
+# Fuzz targets: parsers compiled into the target itself so a libFuzzer
+# build (-DROUTERD_FUZZ=ON) instruments them too.
+set(TG_PLUGIN_DIR ${CMAKE_SOURCE_DIR}/plugins/transport_telegram)
+foreach(f update text)
+  routerd_fuzz_target(fuzz_telegram_${f}
+                      SOURCES ${TG_DIR}/fuzz/fuzz_telegram_${f}.c ${TG_PLUGIN_DIR}/telegram_parse.c
+                      LIBS PkgConfig::CJSON PkgConfig::CRYPTO)
+  target_include_directories(fuzz_telegram_${f} PRIVATE ${TG_PLUGIN_DIR})
+  if(TARGET fuzz_telegram_${f}_fuzzer)
+    target_include_directories(fuzz_telegram_${f}_fuzzer PRIVATE ${TG_PLUGIN_DIR})
+  endif()
+endforeach()

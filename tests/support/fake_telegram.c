@@ -1,0 +1,985 @@
+/* Fake Telegram Bot API server: see fake_telegram.h. */
+#include "fake_telegram.h"
+
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct upd {
+    int64_t id;
+    char *json;
+} upd;
+
+typedef struct fault {
+    char method[32]; /* "" = any */
+    ftg_fault kind;
+    int arg, left;
+} fault;
+
+typedef struct chat_err {
+    int64_t chat;
+    int code;
+    char desc[200];
+    int64_t migrate_to;
+} chat_err;
+
+typedef struct stored_msg {
+    int64_t chat, id;
+    char *text;
+} stored_msg;
+
+struct ftg {
+    struct MHD_Daemon *d;
+    int port;
+    char base[64];
+    char token[256];
+    int64_t bot_id;
+    char bot_username[64];
+    int max_hold_ms;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopping;
+
+    upd *q;
+    size_t nq, capq;
+    int64_t next_id;
+    int64_t confirmed; /* highest offset seen */
+    int polls;         /* held right now */
+    unsigned poll_gen;
+    int64_t next_msg_id;
+
+    fault *faults;
+    size_t nfaults;
+    chat_err *cerr;
+    size_t ncerr;
+    stored_msg *msgs;
+    size_t nmsgs, capmsgs;
+
+    ftg_rec *recs;
+    size_t nrecs, caprecs;
+
+    char webhook_url[512];
+    char webhook_secret[300];
+};
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+
+static int get_i64(const cJSON *o, const char *key, int64_t *out) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsNumber(it)) {
+        *out = (int64_t)it->valuedouble;
+        return 1;
+    }
+    if (cJSON_IsString(it) && it->valuestring[0]) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(it->valuestring, &end, 10);
+        if (errno || *end) return 0;
+        *out = v;
+        return 1;
+    }
+    return 0;
+}
+
+static const char *get_str(const cJSON *o, const char *key) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+/* UTF-16 length of UTF-8 text, or -1 when it is not valid UTF-8. */
+static long utf16_len(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    long n = 0;
+    while (*p) {
+        unsigned char c = *p;
+        int len;
+        unsigned cp;
+        if (c < 0x80) {
+            len = 1;
+            cp = c;
+        } else if ((c & 0xE0) == 0xC0 && c >= 0xC2) {
+            len = 2;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0 && c <= 0xF4) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return -1;
+        }
+        for (int i = 1; i < len; i++) {
+            if ((p[i] & 0xC0) != 0x80) return -1;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((cp >= 0xD800 && cp <= 0xDFFF) || (len == 3 && cp < 0x800) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return -1;
+        n += cp >= 0x10000 ? 2 : 1;
+        p += len;
+    }
+    return n;
+}
+
+static int blank(const char *s) {
+    for (; *s; s++)
+        if (!strchr(" \t\r\n\v\f", *s)) return 0;
+    return 1;
+}
+
+/* MarkdownV2 as the fake understands it: every reserved character escaped
+ * (no entities). Returns the first offending character or 0. */
+static char mdv2_bad(const char *s) {
+    for (; *s; s++) {
+        if (*s == '\\') {
+            if (!s[1]) return '\\';
+            s++;
+            continue;
+        }
+        if (strchr("_*[]()~`>#+-=|{}.!", *s)) return *s;
+    }
+    return 0;
+}
+
+static int html_bad(const char *s) {
+    static const char *const ok[] = {"<b>",     "</b>",   "<i>",    "</i>",  "<code>",
+                                     "</code>", "<pre>",  "</pre>", "&amp;", "&lt;",
+                                     "&gt;",    "&quot;", NULL};
+    for (; *s; s++) {
+        if (*s != '<' && *s != '&') continue;
+        int good = 0;
+        for (int i = 0; ok[i]; i++)
+            if (!strncmp(s, ok[i], strlen(ok[i]))) good = 1;
+        if (!good) return 1;
+    }
+    return 0;
+}
+
+static char *err_json(int code, const char *desc, int retry_after, int64_t migrate_to) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ok", 0);
+    cJSON_AddNumberToObject(o, "error_code", code);
+    cJSON_AddStringToObject(o, "description", desc);
+    if (retry_after || migrate_to) {
+        cJSON *p = cJSON_AddObjectToObject(o, "parameters");
+        if (retry_after) cJSON_AddNumberToObject(p, "retry_after", retry_after);
+        if (migrate_to) {
+            char num[32];
+            snprintf(num, sizeof num, "%lld", (long long)migrate_to);
+            cJSON_AddRawToObject(p, "migrate_to_chat_id", num);
+        }
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static char *ok_json(cJSON *result, const char *description) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ok", 1);
+    cJSON_AddItemToObject(o, "result", result ? result : cJSON_CreateTrue());
+    if (description) cJSON_AddStringToObject(o, "description", description);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Replies                                                                   */
+
+typedef struct reply {
+    int status;
+    char *body;
+    int retry_after; /* header */
+    int drop, cut, html;
+} reply;
+
+static void set_err(reply *r, int code, const char *desc, int retry_after, int64_t migrate_to) {
+    r->status = code;
+    r->body = err_json(code, desc, retry_after, migrate_to);
+    if (code == 429) r->retry_after = retry_after;
+}
+
+static void record(ftg *f, const char *method, int status, const cJSON *p, const char *body,
+                   int64_t message_id) {
+    if (f->nrecs == f->caprecs) {
+        f->caprecs = f->caprecs ? f->caprecs * 2 : 256;
+        f->recs = realloc(f->recs, f->caprecs * sizeof *f->recs);
+    }
+    ftg_rec *r = &f->recs[f->nrecs++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->method, sizeof r->method, "%s", method);
+    r->status = status;
+    r->t_ms = mono_ms();
+    r->message_id = message_id;
+    r->body = strdup(body ? body : "");
+    if (!p) return;
+    get_i64(p, "chat_id", &r->chat_id);
+    get_i64(p, "message_thread_id", &r->thread_id);
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(p, "reply_parameters");
+    if (cJSON_IsString(rp)) {
+        /* Form encoding sends nested objects as JSON strings. */
+        cJSON *x = cJSON_Parse(rp->valuestring);
+        get_i64(x, "message_id", &r->reply_to);
+        r->allow_without_reply =
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "allow_sending_without_reply"));
+        cJSON_Delete(x);
+    } else if (cJSON_IsObject(rp)) {
+        get_i64(rp, "message_id", &r->reply_to);
+        r->allow_without_reply =
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(rp, "allow_sending_without_reply"));
+    } else {
+        get_i64(p, "reply_to_message_id", &r->reply_to);
+        r->allow_without_reply =
+            cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "allow_sending_without_reply"));
+    }
+    const char *text = get_str(p, "text");
+    if (text) r->text = strdup(text);
+    const char *pm = get_str(p, "parse_mode");
+    if (pm) r->parse_mode = strdup(pm);
+}
+
+static stored_msg *find_msg(ftg *f, int64_t chat, int64_t id) {
+    for (size_t i = 0; i < f->nmsgs; i++)
+        if (f->msgs[i].chat == chat && f->msgs[i].id == id) return &f->msgs[i];
+    return NULL;
+}
+
+static const chat_err *find_chat_err(ftg *f, int64_t chat) {
+    for (size_t i = 0; i < f->ncerr; i++)
+        if (f->cerr[i].chat == chat) return &f->cerr[i];
+    return NULL;
+}
+
+/* Checks text and parse_mode the way the server does; 0 ok. */
+static int check_text(const cJSON *p, reply *r) {
+    const char *text = get_str(p, "text");
+    if (!text || blank(text)) {
+        set_err(r, 400, "Bad Request: message text is empty", 0, 0);
+        return -1;
+    }
+    long units = utf16_len(text);
+    if (units < 0) {
+        set_err(r, 400, "Bad Request: strings must be encoded in UTF-8", 0, 0);
+        return -1;
+    }
+    const char *pm = get_str(p, "parse_mode");
+    if (pm && !strcasecmp(pm, "MarkdownV2")) {
+        char bad = mdv2_bad(text);
+        if (bad) {
+            char d[200];
+            snprintf(d, sizeof d,
+                     "Bad Request: can't parse entities: Character '%c' is reserved and must be "
+                     "escaped with the preceding '\\'",
+                     bad);
+            set_err(r, 400, d, 0, 0);
+            return -1;
+        }
+    } else if (pm && !strcasecmp(pm, "HTML") && html_bad(text)) {
+        set_err(r, 400, "Bad Request: can't parse entities: Unsupported start tag", 0, 0);
+        return -1;
+    }
+    /* Entities parsing removes escapes; the limit applies after it. The
+     * fake only sees escaped text, so it checks raw length without markup. */
+    if (!pm && units > 4096) {
+        set_err(r, 400, "Bad Request: message is too long", 0, 0);
+        return -1;
+    }
+    return 0;
+}
+
+static cJSON *message_obj(int64_t chat, int64_t id, const char *text) {
+    cJSON *m = cJSON_CreateObject();
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)id);
+    cJSON_AddRawToObject(m, "message_id", num);
+    cJSON_AddNumberToObject(m, "date", (double)time(NULL));
+    cJSON *c = cJSON_AddObjectToObject(m, "chat");
+    snprintf(num, sizeof num, "%lld", (long long)chat);
+    cJSON_AddRawToObject(c, "id", num);
+    cJSON_AddStringToObject(c, "type", chat > 0 ? "private" : "supergroup");
+    cJSON_AddStringToObject(m, "text", text);
+    return m;
+}
+
+static void do_send(ftg *f, const cJSON *p, const char *body, reply *r) {
+    int64_t chat = 0;
+    if (!get_i64(p, "chat_id", &chat)) {
+        set_err(r, 400, "Bad Request: chat not found", 0, 0);
+        record(f, "sendMessage", r->status, p, body, 0);
+        return;
+    }
+    const chat_err *ce = find_chat_err(f, chat);
+    if (ce) {
+        set_err(r, ce->code, ce->desc, 0, ce->migrate_to);
+    } else if (check_text(p, r) == 0) {
+        int64_t id = ++f->next_msg_id;
+        const char *text = get_str(p, "text");
+        if (f->nmsgs == f->capmsgs) {
+            f->capmsgs = f->capmsgs ? f->capmsgs * 2 : 256;
+            f->msgs = realloc(f->msgs, f->capmsgs * sizeof *f->msgs);
+        }
+        f->msgs[f->nmsgs++] = (stored_msg){chat, id, strdup(text)};
+        r->status = 200;
+        r->body = ok_json(message_obj(chat, id, text), NULL);
+        record(f, "sendMessage", 200, p, body, id);
+        return;
+    }
+    record(f, "sendMessage", r->status, p, body, 0);
+}
+
+static void do_edit(ftg *f, const cJSON *p, const char *body, reply *r) {
+    int64_t chat = 0, id = 0;
+    get_i64(p, "chat_id", &chat);
+    get_i64(p, "message_id", &id);
+    const chat_err *ce = find_chat_err(f, chat);
+    stored_msg *m = find_msg(f, chat, id);
+    if (ce) {
+        set_err(r, ce->code, ce->desc, 0, ce->migrate_to);
+    } else if (!m) {
+        set_err(r, 400, "Bad Request: message to edit not found", 0, 0);
+    } else if (check_text(p, r) == 0) {
+        const char *text = get_str(p, "text");
+        if (!strcmp(text, m->text)) {
+            set_err(r, 400,
+                    "Bad Request: message is not modified: specified new message content and "
+                    "reply markup are exactly the same as a current content and reply markup of "
+                    "the message",
+                    0, 0);
+        } else {
+            free(m->text);
+            m->text = strdup(text);
+            r->status = 200;
+            r->body = ok_json(message_obj(chat, id, text), NULL);
+        }
+    }
+    record(f, "editMessageText", r->status, p, body, id);
+}
+
+static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
+    int64_t offset = 0, limit = 100, timeout = 0;
+    int has_offset = get_i64(p, "offset", &offset);
+    get_i64(p, "limit", &limit);
+    get_i64(p, "timeout", &timeout);
+    if (limit < 1) limit = 1;
+    if (limit > 100) limit = 100;
+    if (timeout < 0) timeout = 0;
+    if (timeout > 50) timeout = 50;
+    record(f, "getUpdates", 200, p, body, 0);
+    size_t rec = f->nrecs - 1;
+    if (f->webhook_url[0]) {
+        set_err(r, 409,
+                "Conflict: can't use getUpdates method while webhook is active; use "
+                "deleteWebhook to delete the webhook first",
+                0, 0);
+        f->recs[rec].status = 409;
+        return;
+    }
+    unsigned gen = ++f->poll_gen;
+    pthread_cond_broadcast(&f->cv);
+    if (has_offset && offset > f->next_id + 10) {
+        /* The real server treats an offset far past its queue as invalid
+         * and answers from the head (an id-space change). */
+        has_offset = 0;
+    }
+    if (has_offset && offset > 0) {
+        if (offset > f->confirmed) f->confirmed = offset;
+        size_t k = 0;
+        for (size_t i = 0; i < f->nq; i++) {
+            if (f->q[i].id < offset)
+                free(f->q[i].json);
+            else
+                f->q[k++] = f->q[i];
+        }
+        f->nq = k;
+    } else if (has_offset && offset < 0) {
+        size_t keep = (size_t)(-offset);
+        if (f->nq > keep) {
+            size_t drop = f->nq - keep;
+            for (size_t i = 0; i < drop; i++)
+                free(f->q[i].json);
+            memmove(f->q, f->q + drop, keep * sizeof *f->q);
+            f->nq = keep;
+        }
+    }
+    long long hold = timeout * 1000;
+    if (f->max_hold_ms >= 0 && hold > f->max_hold_ms) hold = f->max_hold_ms;
+    long long end = mono_ms() + hold;
+    f->polls++;
+    while (f->nq == 0 && !f->stopping && mono_ms() < end && gen == f->poll_gen) {
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        long long left = end - mono_ms();
+        if (left > 100) left = 100;
+        dl.tv_sec += left / 1000;
+        dl.tv_nsec += (left % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&f->cv, &f->mu, &dl);
+    }
+    f->polls--;
+    if (gen != f->poll_gen) {
+        set_err(r, 409,
+                "Conflict: terminated by other getUpdates request; make sure that only one bot "
+                "instance is running",
+                0, 0);
+        f->recs[rec].status = 409;
+        return;
+    }
+    size_t n = f->nq < (size_t)limit ? f->nq : (size_t)limit;
+    size_t cap = 64;
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(f->q[i].json) + 1;
+    char *out = malloc(cap);
+    size_t o = (size_t)sprintf(out, "{\"ok\":true,\"result\":[");
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)sprintf(out + o, "%s%s", i ? "," : "", f->q[i].json);
+    sprintf(out + o, "]}");
+    r->status = 200;
+    r->body = out;
+}
+
+/* Handles one request (f->mu held). */
+static void dispatch(ftg *f, const char *method, cJSON *p, const char *body, reply *r) {
+    if (!strcasecmp(method, "getMe")) {
+        cJSON *u = cJSON_CreateObject();
+        char num[32];
+        snprintf(num, sizeof num, "%lld", (long long)f->bot_id);
+        cJSON_AddRawToObject(u, "id", num);
+        cJSON_AddBoolToObject(u, "is_bot", 1);
+        cJSON_AddStringToObject(u, "first_name", "Test Bot");
+        cJSON_AddStringToObject(u, "username", f->bot_username);
+        cJSON_AddBoolToObject(u, "can_join_groups", 1);
+        cJSON_AddBoolToObject(u, "can_read_all_group_messages", 0);
+        cJSON_AddBoolToObject(u, "supports_inline_queries", 0);
+        r->status = 200;
+        r->body = ok_json(u, NULL);
+        record(f, "getMe", 200, p, body, 0);
+    } else if (!strcasecmp(method, "getUpdates")) {
+        do_get_updates(f, p, body, r);
+    } else if (!strcasecmp(method, "sendMessage")) {
+        do_send(f, p, body, r);
+    } else if (!strcasecmp(method, "editMessageText")) {
+        do_edit(f, p, body, r);
+    } else if (!strcasecmp(method, "sendChatAction")) {
+        r->status = 200;
+        r->body = ok_json(NULL, NULL);
+        record(f, "sendChatAction", 200, p, body, 0);
+    } else if (!strcasecmp(method, "setWebhook")) {
+        const char *url = get_str(p, "url");
+        const char *sec = get_str(p, "secret_token");
+        snprintf(f->webhook_url, sizeof f->webhook_url, "%s", url ? url : "");
+        snprintf(f->webhook_secret, sizeof f->webhook_secret, "%s", sec ? sec : "");
+        r->status = 200;
+        r->body = ok_json(NULL, url && *url ? "Webhook was set" : "Webhook was deleted");
+        record(f, "setWebhook", 200, p, body, 0);
+    } else if (!strcasecmp(method, "deleteWebhook")) {
+        int had = f->webhook_url[0] != 0;
+        f->webhook_url[0] = f->webhook_secret[0] = 0;
+        r->status = 200;
+        r->body = ok_json(NULL, had ? "Webhook was deleted" : "Webhook is already deleted");
+        record(f, "deleteWebhook", 200, p, body, 0);
+    } else if (!strcasecmp(method, "getWebhookInfo")) {
+        cJSON *w = cJSON_CreateObject();
+        cJSON_AddStringToObject(w, "url", f->webhook_url);
+        cJSON_AddNumberToObject(w, "pending_update_count", (double)f->nq);
+        r->status = 200;
+        r->body = ok_json(w, NULL);
+        record(f, "getWebhookInfo", 200, p, body, 0);
+    } else {
+        set_err(r, 404, "Not Found: method not found", 0, 0);
+        record(f, method, 404, p, body, 0);
+    }
+}
+
+/* Takes the first matching fault, if any (f->mu held). */
+static int take_fault(ftg *f, const char *method, int *arg) {
+    for (size_t i = 0; i < f->nfaults; i++) {
+        fault *x = &f->faults[i];
+        if (x->left <= 0) continue;
+        if (x->method[0] && strcasecmp(x->method, method)) continue;
+        x->left--;
+        *arg = x->arg;
+        return x->kind;
+    }
+    return 0;
+}
+
+static void apply_fault(ftg *f, int kind, int arg, const char *method, const cJSON *p,
+                        const char *body, reply *r) {
+    switch (kind) {
+    case FTG_FAULT_429: {
+        char d[64];
+        snprintf(d, sizeof d, "Too Many Requests: retry after %d", arg);
+        set_err(r, 429, d, arg, 0);
+        break;
+    }
+    case FTG_FAULT_500:
+        set_err(r, 500, "Internal Server Error: restart", 0, 0);
+        break;
+    case FTG_FAULT_502_HTML:
+        r->status = 502;
+        r->html = 1;
+        r->body = strdup("<html><body><h1>502 Bad Gateway</h1></body></html>");
+        break;
+    case FTG_FAULT_409:
+        set_err(r, 409,
+                "Conflict: terminated by other getUpdates request; make sure that only one bot "
+                "instance is running",
+                0, 0);
+        break;
+    case FTG_FAULT_401:
+        set_err(r, 401, "Unauthorized", 0, 0);
+        break;
+    case FTG_FAULT_403:
+        set_err(r, 403, "Forbidden: bot was blocked by the user", 0, 0);
+        break;
+    case FTG_FAULT_MALFORMED:
+        r->status = 200;
+        r->body = strdup("{\"ok\":tru<<garbage");
+        break;
+    case FTG_FAULT_DROP:
+        r->drop = 1;
+        break;
+    default:
+        break;
+    }
+    record(f, method, r->drop ? 0 : r->status, p, body, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* HTTP plumbing                                                             */
+
+typedef struct conn_state {
+    char *buf;
+    size_t len;
+} conn_state;
+
+typedef struct cut_state {
+    char *body;
+    size_t len, sent_limit;
+} cut_state;
+
+static ssize_t cut_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    cut_state *c = cls;
+    if (pos >= c->sent_limit) return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = c->sent_limit - (size_t)pos;
+    if (n > max) n = max;
+    memcpy(buf, c->body + pos, n);
+    return (ssize_t)n;
+}
+
+static void cut_free(void *cls) {
+    cut_state *c = cls;
+    free(c->body);
+    free(c);
+}
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value) {
+    (void)kind;
+    cJSON *p = cls;
+    if (key && !cJSON_GetObjectItemCaseSensitive(p, key))
+        cJSON_AddStringToObject(p, key, value ? value : "");
+    return MHD_YES;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *http_method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls) {
+    (void)version, (void)http_method;
+    ftg *f = cls;
+    conn_state *cs = *con_cls;
+    if (!cs) {
+        cs = calloc(1, sizeof *cs);
+        *con_cls = cs;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        cs->buf = realloc(cs->buf, cs->len + *upload_size + 1);
+        memcpy(cs->buf + cs->len, upload, *upload_size);
+        cs->len += *upload_size;
+        cs->buf[cs->len] = 0;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    const char *body = cs->buf ? cs->buf : "";
+    reply r = {0};
+    char method[64] = "";
+    size_t tl = strlen(f->token);
+    if (strncmp(url, "/bot", 4) || strncmp(url + 4, f->token, tl) || url[4 + tl] != '/') {
+        set_err(&r, strncmp(url, "/bot", 4) ? 404 : 401,
+                strncmp(url, "/bot", 4) ? "Not Found" : "Unauthorized", 0, 0);
+    } else {
+        snprintf(method, sizeof method, "%s", url + 5 + tl);
+        cJSON *p = cJSON_Parse(body);
+        if (!cJSON_IsObject(p)) {
+            cJSON_Delete(p);
+            p = cJSON_CreateObject();
+        }
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_arg, p);
+        pthread_mutex_lock(&f->mu);
+        int arg = 0;
+        int kind = take_fault(f, method, &arg);
+        pthread_mutex_unlock(&f->mu);
+        if (kind == FTG_FAULT_SLOW) {
+            usleep((useconds_t)arg * 1000);
+            kind = 0;
+        }
+        pthread_mutex_lock(&f->mu);
+        if (kind && kind != FTG_FAULT_TRUNCATED && kind != FTG_FAULT_CUT) {
+            apply_fault(f, kind, arg, method, p, body, &r);
+        } else {
+            dispatch(f, method, p, body, &r);
+            if (kind == FTG_FAULT_TRUNCATED && r.body) {
+                r.body[strlen(r.body) / 2] = 0;
+                r.status = 200;
+            } else if (kind == FTG_FAULT_CUT) {
+                r.cut = 1;
+            }
+        }
+        pthread_mutex_unlock(&f->mu);
+        cJSON_Delete(p);
+    }
+    if (r.drop) {
+        free(r.body);
+        return MHD_NO;
+    }
+    struct MHD_Response *resp;
+    if (r.cut && r.body) {
+        cut_state *c = calloc(1, sizeof *c);
+        c->body = r.body;
+        c->len = strlen(r.body);
+        c->sent_limit = c->len / 2;
+        resp = MHD_create_response_from_callback(c->len, 4096, cut_reader, c, cut_free);
+        r.body = NULL;
+    } else {
+        char *b = r.body ? r.body : strdup("");
+        resp = MHD_create_response_from_buffer(strlen(b), b, MHD_RESPMEM_MUST_FREE);
+        r.body = NULL;
+    }
+    MHD_add_response_header(resp, "Content-Type", r.html ? "text/html" : "application/json");
+    if (r.retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", r.retry_after);
+        MHD_add_response_header(resp, "Retry-After", ra);
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)(r.status ? r.status : 500), resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe) {
+    (void)cls, (void)conn, (void)toe;
+    conn_state *cs = *con_cls;
+    if (cs) {
+        free(cs->buf);
+        free(cs);
+    }
+    *con_cls = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Public API                                                                */
+
+ftg *ftg_start(const char *token) {
+    ftg *f = calloc(1, sizeof *f);
+    snprintf(f->token, sizeof f->token, "%s", token);
+    f->bot_id = strtoll(token, NULL, 10);
+    snprintf(f->bot_username, sizeof f->bot_username, "routerd_test_bot");
+    f->next_id = 100000;
+    f->next_msg_id = 1000;
+    f->max_hold_ms = -1;
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+                            NULL, NULL, handler, f, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, f,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+    if (!f->d) {
+        free(f);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT);
+    f->port = di ? di->port : 0;
+    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%d", f->port);
+    return f;
+}
+
+void ftg_stop(ftg *f) {
+    if (!f) return;
+    pthread_mutex_lock(&f->mu);
+    f->stopping = 1;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    MHD_stop_daemon(f->d);
+    for (size_t i = 0; i < f->nq; i++)
+        free(f->q[i].json);
+    free(f->q);
+    for (size_t i = 0; i < f->nmsgs; i++)
+        free(f->msgs[i].text);
+    free(f->msgs);
+    ftg_recs_free(f->recs, f->nrecs);
+    free(f->faults);
+    free(f->cerr);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    free(f);
+}
+
+const char *ftg_base(ftg *f) {
+    return f->base;
+}
+
+void ftg_set_bot(ftg *f, int64_t id, const char *username) {
+    pthread_mutex_lock(&f->mu);
+    f->bot_id = id;
+    snprintf(f->bot_username, sizeof f->bot_username, "%s", username);
+    pthread_mutex_unlock(&f->mu);
+}
+
+void ftg_set_max_hold(ftg *f, int ms) {
+    pthread_mutex_lock(&f->mu);
+    f->max_hold_ms = ms;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void ftg_fail(ftg *f, const char *method, ftg_fault kind, int arg, int count) {
+    pthread_mutex_lock(&f->mu);
+    f->faults = realloc(f->faults, (f->nfaults + 1) * sizeof *f->faults);
+    fault *x = &f->faults[f->nfaults++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->method, sizeof x->method, "%s", method ? method : "");
+    x->kind = kind;
+    x->arg = arg;
+    x->left = count;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void ftg_clear_faults(ftg *f) {
+    pthread_mutex_lock(&f->mu);
+    f->nfaults = 0;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void ftg_chat_error(ftg *f, int64_t chat_id, int code, const char *description,
+                    int64_t migrate_to) {
+    pthread_mutex_lock(&f->mu);
+    f->cerr = realloc(f->cerr, (f->ncerr + 1) * sizeof *f->cerr);
+    chat_err *c = &f->cerr[f->ncerr++];
+    c->chat = chat_id;
+    c->code = code;
+    snprintf(c->desc, sizeof c->desc, "%s", description);
+    c->migrate_to = migrate_to;
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Builds the update JSON; f->mu held. */
+static char *build_locked(ftg *f, const ftg_msg *m, int64_t *id_out) {
+    int64_t id = f->next_id++;
+    cJSON *o = cJSON_CreateObject();
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)id);
+    cJSON_AddRawToObject(o, "update_id", num);
+    cJSON *msg = cJSON_AddObjectToObject(o, m->kind ? m->kind : "message");
+    int64_t mid = m->message_id ? m->message_id : ++f->next_msg_id;
+    snprintf(num, sizeof num, "%lld", (long long)mid);
+    cJSON_AddRawToObject(msg, "message_id", num);
+    const char *ctype = m->chat_type ? m->chat_type : m->chat_id > 0 ? "private" : "supergroup";
+    int channel = !strcmp(ctype, "channel");
+    if (!channel) {
+        cJSON *from = cJSON_AddObjectToObject(msg, "from");
+        int64_t uid = m->user_id ? m->user_id : m->chat_id > 0 ? m->chat_id : 1000;
+        snprintf(num, sizeof num, "%lld", (long long)uid);
+        cJSON_AddRawToObject(from, "id", num);
+        cJSON_AddBoolToObject(from, "is_bot", 0);
+        cJSON_AddStringToObject(from, "first_name", "Tester");
+        if (m->username) cJSON_AddStringToObject(from, "username", m->username);
+        cJSON_AddStringToObject(from, "language_code", "en");
+    }
+    cJSON *chat = cJSON_AddObjectToObject(msg, "chat");
+    snprintf(num, sizeof num, "%lld", (long long)m->chat_id);
+    cJSON_AddRawToObject(chat, "id", num);
+    cJSON_AddStringToObject(chat, "type", ctype);
+    if (m->chat_id < 0) cJSON_AddStringToObject(chat, "title", "Test group");
+    cJSON_AddNumberToObject(msg, "date", (double)time(NULL));
+    if (m->kind && strstr(m->kind, "edited"))
+        cJSON_AddNumberToObject(msg, "edit_date", (double)time(NULL));
+    if (m->thread_id) {
+        snprintf(num, sizeof num, "%lld", (long long)m->thread_id);
+        cJSON_AddRawToObject(msg, "message_thread_id", num);
+        cJSON_AddBoolToObject(msg, "is_topic_message", 1);
+    }
+    if (m->reply_to_user_id) {
+        cJSON *rt = cJSON_AddObjectToObject(msg, "reply_to_message");
+        cJSON_AddNumberToObject(rt, "message_id", 1);
+        cJSON *rf = cJSON_AddObjectToObject(rt, "from");
+        snprintf(num, sizeof num, "%lld", (long long)m->reply_to_user_id);
+        cJSON_AddRawToObject(rf, "id", num);
+        cJSON_AddBoolToObject(rf, "is_bot", m->reply_to_user_id == f->bot_id);
+        cJSON_AddStringToObject(rf, "first_name", "Someone");
+        cJSON *rc = cJSON_AddObjectToObject(rt, "chat");
+        snprintf(num, sizeof num, "%lld", (long long)m->chat_id);
+        cJSON_AddRawToObject(rc, "id", num);
+        cJSON_AddStringToObject(rc, "type", ctype);
+        cJSON_AddNumberToObject(rt, "date", (double)time(NULL));
+        cJSON_AddStringToObject(rt, "text", "earlier");
+    }
+    if (m->caption)
+        cJSON_AddStringToObject(msg, "caption", m->caption);
+    else if (m->text)
+        cJSON_AddStringToObject(msg, "text", m->text);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (id_out) *id_out = id;
+    return s;
+}
+
+static void push_locked(ftg *f, int64_t id, char *json) {
+    if (f->nq == f->capq) {
+        f->capq = f->capq ? f->capq * 2 : 256;
+        f->q = realloc(f->q, f->capq * sizeof *f->q);
+    }
+    f->q[f->nq++] = (upd){id, json};
+    pthread_cond_broadcast(&f->cv);
+}
+
+int64_t ftg_add_message(ftg *f, const ftg_msg *m) {
+    pthread_mutex_lock(&f->mu);
+    int64_t id;
+    char *s = build_locked(f, m, &id);
+    push_locked(f, id, s);
+    pthread_mutex_unlock(&f->mu);
+    return id;
+}
+
+int64_t ftg_add_text(ftg *f, int64_t chat_id, const char *text) {
+    ftg_msg m = {.chat_id = chat_id, .text = text};
+    return ftg_add_message(f, &m);
+}
+
+int64_t ftg_add_raw(ftg *f, const char *payload) {
+    pthread_mutex_lock(&f->mu);
+    int64_t id = f->next_id++;
+    size_t n = strlen(payload) + 64;
+    char *s = malloc(n);
+    snprintf(s, n, "{\"update_id\":%lld,%s}", (long long)id, payload);
+    push_locked(f, id, s);
+    pthread_mutex_unlock(&f->mu);
+    return id;
+}
+
+char *ftg_build_update(ftg *f, const ftg_msg *m, int64_t *update_id) {
+    pthread_mutex_lock(&f->mu);
+    char *s = build_locked(f, m, update_id);
+    pthread_mutex_unlock(&f->mu);
+    return s;
+}
+
+void ftg_set_next_update_id(ftg *f, int64_t id) {
+    pthread_mutex_lock(&f->mu);
+    f->next_id = id;
+    pthread_mutex_unlock(&f->mu);
+}
+
+size_t ftg_unconfirmed(ftg *f) {
+    pthread_mutex_lock(&f->mu);
+    size_t n = f->nq;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+int64_t ftg_confirmed_offset(ftg *f) {
+    pthread_mutex_lock(&f->mu);
+    int64_t v = f->confirmed;
+    pthread_mutex_unlock(&f->mu);
+    return v;
+}
+
+int ftg_polls_active(ftg *f) {
+    pthread_mutex_lock(&f->mu);
+    int v = f->polls;
+    pthread_mutex_unlock(&f->mu);
+    return v;
+}
+
+static int match(const ftg_rec *r, const char *method, int ok_only) {
+    return (!method || !strcasecmp(r->method, method)) && (!ok_only || r->status == 200);
+}
+
+size_t ftg_records(ftg *f, const char *method, int ok_only, ftg_rec **out) {
+    pthread_mutex_lock(&f->mu);
+    size_t n = 0;
+    for (size_t i = 0; i < f->nrecs; i++)
+        n += match(&f->recs[i], method, ok_only);
+    ftg_rec *v = calloc(n ? n : 1, sizeof *v);
+    size_t k = 0;
+    for (size_t i = 0; i < f->nrecs; i++) {
+        const ftg_rec *r = &f->recs[i];
+        if (!match(r, method, ok_only)) continue;
+        v[k] = *r;
+        v[k].text = r->text ? strdup(r->text) : NULL;
+        v[k].parse_mode = r->parse_mode ? strdup(r->parse_mode) : NULL;
+        v[k].body = r->body ? strdup(r->body) : NULL;
+        k++;
+    }
+    pthread_mutex_unlock(&f->mu);
+    *out = v;
+    return n;
+}
+
+void ftg_recs_free(ftg_rec *r, size_t n) {
+    for (size_t i = 0; r && i < n; i++) {
+        free(r[i].text);
+        free(r[i].parse_mode);
+        free(r[i].body);
+    }
+    free(r);
+}
+
+size_t ftg_count(ftg *f, const char *method, int ok_only) {
+    pthread_mutex_lock(&f->mu);
+    size_t n = 0;
+    for (size_t i = 0; i < f->nrecs; i++)
+        n += match(&f->recs[i], method, ok_only);
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+size_t ftg_wait_count(ftg *f, const char *method, size_t n, int timeout_ms) {
+    long long end = mono_ms() + timeout_ms;
+    size_t have;
+    while ((have = ftg_count(f, method, 1)) < n && mono_ms() < end)
+        usleep(5000);
+    return have;
+}
+
+void ftg_webhook_info(ftg *f, char *url, size_t un, char *secret, size_t sn) {
+    pthread_mutex_lock(&f->mu);
+    if (url) snprintf(url, un, "%s", f->webhook_url);
+    if (secret) snprintf(secret, sn, "%s", f->webhook_secret);
+    pthread_mutex_unlock(&f->mu);
+}

@@ -1,0 +1,113 @@
+/*
+ * A fake Telegram Bot API server for tests: libmicrohttpd on 127.0.0.1,
+ * in-process. It keeps an update queue with getUpdates offset semantics
+ * (an offset confirms and deletes every update below it; unconfirmed ones
+ * are served again; at most `limit` per call; long polls are held until an
+ * update arrives or the timeout passes; a newer poll ends an older one with
+ * 409), answers sendMessage / editMessageText / sendChatAction / getMe /
+ * setWebhook / deleteWebhook like the real server (UTF-16 length limit,
+ * "message is not modified", reply and thread fields), accepts numbers as
+ * strings, fails on demand, and records every request.
+ */
+#ifndef FAKE_TELEGRAM_H
+#define FAKE_TELEGRAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ftg ftg;
+
+typedef enum {
+    FTG_FAULT_429 = 1,   /* 429 + parameters.retry_after = arg s + Retry-After header */
+    FTG_FAULT_500,       /* 500 Internal Server Error (JSON) */
+    FTG_FAULT_502_HTML,  /* 502 with an HTML proxy page */
+    FTG_FAULT_409,       /* 409 Conflict: terminated by other getUpdates request */
+    FTG_FAULT_401,       /* 401 Unauthorized */
+    FTG_FAULT_403,       /* 403 Forbidden: bot was blocked by the user */
+    FTG_FAULT_SLOW,      /* wait arg ms, then answer normally */
+    FTG_FAULT_MALFORMED, /* HTTP 200, body is not JSON */
+    FTG_FAULT_TRUNCATED, /* HTTP 200, the real JSON answer cut in half */
+    FTG_FAULT_CUT,       /* the connection closes before Content-Length bytes */
+    FTG_FAULT_DROP,      /* the connection closes without any answer */
+} ftg_fault;
+
+/* Starts on 127.0.0.1 (ephemeral port). token is what /bot<token>/ must
+ * carry; others get 401. Bot identity defaults to id = token prefix,
+ * username "routerd_test_bot". */
+ftg *ftg_start(const char *token);
+void ftg_stop(ftg *f);
+const char *ftg_base(ftg *f); /* "http://127.0.0.1:PORT" */
+void ftg_set_bot(ftg *f, int64_t id, const char *username);
+/* Answers getUpdates with timeout > 0 by holding at most this long (ms;
+ * default: the requested timeout). */
+void ftg_set_max_hold(ftg *f, int ms);
+
+/* The next `count` requests of method (NULL = any method) fail with fault.
+ * Entries apply in the order added. */
+void ftg_fail(ftg *f, const char *method, ftg_fault fault, int arg, int count);
+/* Forgets faults not yet used. */
+void ftg_clear_faults(ftg *f);
+/* Every sendMessage / editMessageText to chat_id fails with code and
+ * description (migrate_to != 0 adds parameters.migrate_to_chat_id). */
+void ftg_chat_error(ftg *f, int64_t chat_id, int code, const char *description, int64_t migrate_to);
+
+/* ------------------------------------------------------------------------ */
+/* Updates                                                                   */
+
+typedef struct ftg_msg {
+    int64_t chat_id;       /* > 0 private, < 0 group */
+    const char *chat_type; /* default: "private" or "supergroup" by sign */
+    int64_t user_id;       /* default: chat_id when private, else 1000 */
+    const char *username;
+    const char *text;
+    const char *caption;      /* instead of text */
+    int64_t thread_id;        /* topic message when nonzero */
+    int64_t reply_to_user_id; /* adds reply_to_message from this user */
+    const char *kind;         /* "message" (default), "edited_message", "channel_post" */
+    int64_t message_id;       /* default: per-chat counter */
+} ftg_msg;
+
+/* Queues an update; returns its update_id. */
+int64_t ftg_add_message(ftg *f, const ftg_msg *m);
+int64_t ftg_add_text(ftg *f, int64_t chat_id, const char *text);
+/* Queues {"update_id":N, <payload>}; payload like "\"callback_query\":{...}". */
+int64_t ftg_add_raw(ftg *f, const char *payload);
+/* Builds an update JSON (malloc) with a fresh update_id without queueing
+ * it, for posting to a webhook. */
+char *ftg_build_update(ftg *f, const ftg_msg *m, int64_t *update_id);
+/* Ids of later updates start here (an id-space reset). */
+void ftg_set_next_update_id(ftg *f, int64_t id);
+size_t ftg_unconfirmed(ftg *f);
+/* The highest offset a getUpdates call carried (0 = none yet). */
+int64_t ftg_confirmed_offset(ftg *f);
+int ftg_polls_active(ftg *f);
+
+/* ------------------------------------------------------------------------ */
+/* What the bot sent                                                         */
+
+typedef struct ftg_rec {
+    char method[32];
+    int status; /* HTTP status answered */
+    int64_t chat_id;
+    int64_t message_id; /* sendMessage: assigned; editMessageText: edited */
+    int64_t reply_to;   /* reply_parameters.message_id or reply_to_message_id */
+    int allow_without_reply;
+    int64_t thread_id;
+    char *text;
+    char *parse_mode;
+    char *body;     /* the request body as received */
+    long long t_ms; /* monotonic ms at arrival */
+} ftg_rec;
+
+/* Copies of the records of method (NULL = all) in arrival order; only
+ * those answered 200 when ok_only. Free with ftg_recs_free. */
+size_t ftg_records(ftg *f, const char *method, int ok_only, ftg_rec **out);
+void ftg_recs_free(ftg_rec *r, size_t n);
+/* Requests of method answered 200 (ok_only) or in total. */
+size_t ftg_count(ftg *f, const char *method, int ok_only);
+/* Waits until ftg_count(method, 1) >= n; returns the count reached. */
+size_t ftg_wait_count(ftg *f, const char *method, size_t n, int timeout_ms);
+/* The webhook URL / secret set by setWebhook ("" when none). */
+void ftg_webhook_info(ftg *f, char *url, size_t un, char *secret, size_t sn);
+
+#endif

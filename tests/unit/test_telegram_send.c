@@ -1,0 +1,429 @@
+/*
+ * In-process tests of the telegram transport's replies against the fake
+ * Bot API server: reply fields, splitting, retries (429, 5xx, dropped
+ * connections), permanent errors, migration, markup, progress edits,
+ * typing indicators, pacing.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "fake_telegram.h"
+#include "telegram_parse.h"
+#include "test_telegram_host.h"
+
+#define TOKEN "123456:AAtestSecretPart-xyz"
+#define SECRET "AAtestSecretPart-xyz"
+
+static ftg *F;
+static void *S;
+
+static int setup(void **state) {
+    (void)state;
+    F = ftg_start(TOKEN);
+    assert_non_null(F);
+    th_reset();
+    th_cfg("token", TOKEN);
+    th_cfg("api_base", ftg_base(F));
+    th_cfg("timeout", "5");
+    th_cfg("throttle", "off");
+    th_cfg("typing", "false");
+    th_cfg("retry_base_ms", "20");
+    th_cfg("retry_max_ms", "200");
+    S = NULL;
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    th_shutdown(S);
+    S = NULL;
+    assert_false(th_leaked(SECRET));
+    ftg_stop(F);
+    F = NULL;
+    return 0;
+}
+
+static void launch(void) {
+    rd_status st;
+    rd_error err = {0};
+    S = th_launch(&st, &err);
+    if (!S) fprintf(stderr, "launch failed: %d %s\n", st, err.msg);
+    assert_non_null(S);
+}
+
+static rd_status send_text(int64_t chat, int64_t reply_to, int64_t thread, const char *text,
+                           uint32_t flags, int64_t edit_of, rd_error *err) {
+    rd_outbound out = {.size = sizeof out,
+                       .chat_id = chat,
+                       .thread_id = thread,
+                       .reply_to = reply_to,
+                       .text = text,
+                       .text_len = strlen(text),
+                       .flags = flags,
+                       .correlation_id = "cid-1",
+                       .edit_of = edit_of};
+    rd_error e = {0};
+    return th_ops()->send(S, &out, err ? err : &e);
+}
+
+static void test_reply_fields(void **state) {
+    (void)state;
+    launch();
+    assert_int_equal(send_text(42, 7, 3, "hi there", 0, 0, NULL), RD_OK);
+    assert_int_equal(send_text(-1001234567890123, 0, 0, "big id", 0, 0, NULL), RD_OK);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, 2);
+    assert_int_equal(r[0].chat_id, 42);
+    assert_int_equal(r[0].reply_to, 7);
+    assert_true(r[0].allow_without_reply);
+    assert_int_equal(r[0].thread_id, 3);
+    assert_string_equal(r[0].text, "hi there");
+    /* Ids beyond 2^53 travel exactly (the fake parses strings exactly). */
+    assert_non_null(strstr(r[1].body, "\"chat_id\":-1001234567890123"));
+    assert_int_equal(r[1].reply_to, 0);
+    assert_null(strstr(r[1].body, "reply_parameters"));
+    ftg_recs_free(r, n);
+    assert_int_equal(th_metric("routerd_telegram_messages_sent_total", "sendMessage", NULL), 2);
+
+    /* Blank text is refused without a call; invalid UTF-8 is repaired. */
+    rd_error err = {0};
+    assert_int_equal(send_text(42, 0, 0, " \n ", 0, 0, &err), RD_E_FATAL);
+    assert_int_equal(send_text(42, 0, 0, "bad \xC3( byte", 0, 0, NULL), RD_OK);
+    n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, 3);
+    assert_string_equal(r[2].text, "bad \xEF\xBF\xBD( byte");
+    ftg_recs_free(r, n);
+}
+
+static char *long_text(size_t *chars) {
+    /* 10,000 characters: Latin, CJK, emoji (surrogate pairs), combining. */
+    static const char *const unit[] = {"Hello world, this is routerd. ",
+                                       "你好，世界。这是测试。",
+                                       "😀🎉👍🏽 ",
+                                       "e\xCC\x81t\xC3\xA9 ",
+                                       "\n",
+                                       "\n\n"};
+    static const size_t unit_chars[] = {30, 11, 5, 6, 1, 2};
+    size_t cap = 64 * 1024, len = 0, k = 0, c = 0;
+    char *text = malloc(cap);
+    while (c < 10000) {
+        size_t i = (k * 7 + k / 3) % 6;
+        k++;
+        strcpy(text + len, unit[i]);
+        len += strlen(unit[i]);
+        c += unit_chars[i];
+    }
+    text[len] = 0;
+    *chars = c;
+    return text;
+}
+
+static void test_long_reply_split(void **state) {
+    (void)state;
+    launch();
+    size_t chars;
+    char *text = long_text(&chars);
+    assert_true(chars >= 10000);
+    assert_int_equal(send_text(42, 5, 0, text, 0, 0, NULL), RD_OK);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 0, &r);
+    assert_true(n >= 3);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* The fake answered 200: within 4096 UTF-16 units, valid UTF-8. */
+        assert_int_equal(r[i].status, 200);
+        assert_true(tg_utf16_len(r[i].text, strlen(r[i].text)) <= 4096);
+        assert_int_equal(r[i].reply_to, i == 0 ? 5 : 0);
+        total += strlen(r[i].text);
+    }
+    char *joined = calloc(1, total + 1);
+    for (size_t i = 0; i < n; i++)
+        strcat(joined, r[i].text);
+    assert_string_equal(joined, text);
+    free(joined);
+    ftg_recs_free(r, n);
+    free(text);
+}
+
+static void test_retry_429(void **state) {
+    (void)state;
+    launch();
+    ftg_fail(F, "sendMessage", FTG_FAULT_429, 1, 1);
+    long long t0 = th_now_ms();
+    assert_int_equal(send_text(42, 0, 0, "after the wait", 0, 0, NULL), RD_OK);
+    long long dt = th_now_ms() - t0;
+    assert_true(dt >= 1000);
+    assert_true(dt < 3000);
+    assert_int_equal(ftg_count(F, "sendMessage", 1), 1);
+    assert_int_equal(ftg_count(F, "sendMessage", 0), 2);
+    assert_int_equal(th_metric("routerd_telegram_retries_total", "429", NULL), 1);
+    assert_int_equal(th_metric("routerd_telegram_api_errors_total", "sendMessage", "429"), 1);
+}
+
+static void test_retry_5xx_and_drops(void **state) {
+    (void)state;
+    launch();
+    ftg_fail(F, "sendMessage", FTG_FAULT_500, 0, 2);
+    /* curl itself retries once when a reused connection dies without an
+     * answer; the second drop is on a fresh connection and ours to retry. */
+    ftg_fail(F, "sendMessage", FTG_FAULT_DROP, 0, 2);
+    ftg_fail(F, "sendMessage", FTG_FAULT_502_HTML, 0, 1);
+    assert_int_equal(send_text(42, 0, 0, "persist", 0, 0, NULL), RD_OK);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, 1);
+    assert_string_equal(r[0].text, "persist");
+    ftg_recs_free(r, n);
+    assert_int_equal(th_metric("routerd_telegram_retries_total", "5xx", NULL), 3);
+    assert_int_equal(th_metric("routerd_telegram_retries_total", "network", NULL), 1);
+    /* A 200 whose body is cut counts as delivered: resending would
+     * duplicate the message. */
+    ftg_fail(F, "sendMessage", FTG_FAULT_TRUNCATED, 0, 1);
+    assert_int_equal(send_text(42, 0, 0, "once only", 0, 0, NULL), RD_OK);
+    assert_int_equal(ftg_count(F, "sendMessage", 0), 7);
+}
+
+static void test_permanent_errors(void **state) {
+    (void)state;
+    th_cfg("send_retry_budget_s", "2");
+    launch();
+    ftg_chat_error(F, 666, 403, "Forbidden: bot was blocked by the user", 0);
+    rd_error err = {0};
+    assert_int_equal(send_text(666, 0, 0, "anyone?", 0, 0, &err), RD_E_FATAL);
+    assert_non_null(strstr(err.msg, "blocked"));
+    assert_int_equal(ftg_count(F, "sendMessage", 0), 1); /* not retried */
+    assert_int_equal(th_metric("routerd_telegram_send_failures_total", "403", NULL), 1);
+    ftg_chat_error(F, 667, 400, "Bad Request: chat not found", 0);
+    assert_int_equal(send_text(667, 0, 0, "anyone?", 0, 0, &err), RD_E_FATAL);
+    assert_int_equal(ftg_count(F, "sendMessage", 0), 2);
+    /* Transient errors past the retry budget come back as RD_E_RETRY. */
+    ftg_fail(F, "sendMessage", FTG_FAULT_500, 0, 1000);
+    long long t0 = th_now_ms();
+    assert_int_equal(send_text(42, 0, 0, "budget", 0, 0, &err), RD_E_RETRY);
+    assert_true(th_now_ms() - t0 < 4000);
+    assert_true(th_log_has("retry budget"));
+}
+
+static void test_migration(void **state) {
+    (void)state;
+    launch();
+    ftg_chat_error(F, -500, 400, "Bad Request: group chat was upgraded to a supergroup chat",
+                   -1001234567890);
+    assert_int_equal(send_text(-500, 0, 0, "to the supergroup", 0, 0, NULL), RD_OK);
+    assert_int_equal(send_text(-500, 0, 0, "again", 0, 0, NULL), RD_OK);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 0, &r);
+    assert_int_equal(n, 3); /* one refused, then two straight to the new id */
+    assert_int_equal(r[0].chat_id, -500);
+    assert_int_equal(r[1].chat_id, -1001234567890);
+    assert_int_equal(r[2].chat_id, -1001234567890);
+    assert_int_equal(r[2].status, 200);
+    ftg_recs_free(r, n);
+    assert_true(th_log_has("allowlist"));
+}
+
+static void test_markup(void **state) {
+    (void)state;
+    th_cfg("parse_mode", "MarkdownV2");
+    launch();
+    /* Agent text is markup; when Telegram cannot parse it, plain text. */
+    assert_int_equal(send_text(42, 0, 0, "Costs 3.50 - done!", 0, 0, NULL), RD_OK);
+    /* Notices are escaped to show literally. */
+    assert_int_equal(send_text(42, 0, 0, "Sorry (try again).", RD_OUT_NOTICE, 0, NULL), RD_OK);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 0, &r);
+    assert_int_equal(n, 3);
+    assert_int_equal(r[0].status, 400);
+    assert_int_equal(r[1].status, 200);
+    assert_null(r[1].parse_mode);
+    assert_string_equal(r[1].text, "Costs 3.50 - done!");
+    assert_int_equal(r[2].status, 200);
+    assert_string_equal(r[2].parse_mode, "MarkdownV2");
+    assert_string_equal(r[2].text, "Sorry \\(try again\\)\\.");
+    ftg_recs_free(r, n);
+    th_shutdown(S);
+    S = NULL;
+
+    th_cfg("parse_mode", "HTML");
+    th_cfg("escape_replies", "true");
+    launch();
+    assert_int_equal(send_text(42, 0, 0, "a <b> & c", 0, 0, NULL), RD_OK);
+    n = ftg_records(F, "sendMessage", 0, &r);
+    assert_int_equal(r[n - 1].status, 200);
+    assert_string_equal(r[n - 1].text, "a &lt;b&gt; &amp; c");
+    assert_string_equal(r[n - 1].parse_mode, "HTML");
+    ftg_recs_free(r, n);
+}
+
+static rd_status progress(int64_t chat, const char *text, int64_t edit_of, int64_t *id) {
+    rd_outbound out = {.size = sizeof out,
+                       .chat_id = chat,
+                       .reply_to = 11,
+                       .text = text,
+                       .text_len = strlen(text),
+                       .edit_of = edit_of};
+    rd_error err = {0};
+    return th_ops()->progress(S, &out, id, &err);
+}
+
+static void test_progress_edits(void **state) {
+    (void)state;
+    th_cfg("edit_interval_ms", "300");
+    launch();
+    int64_t id = 0;
+    assert_int_equal(progress(42, "Thinking", 0, &id), RD_OK);
+    assert_true(id > 0);
+    assert_int_equal(ftg_count(F, "sendMessage", 1), 1);
+    int64_t id2 = 0;
+    /* Too soon: skipped, same message kept. */
+    assert_int_equal(progress(42, "Thinking.", id, &id2), RD_OK);
+    assert_int_equal(id2, id);
+    assert_int_equal(ftg_count(F, "editMessageText", 0), 0);
+    th_sleep_ms(350);
+    assert_int_equal(progress(42, "Thinking..", id, &id2), RD_OK);
+    assert_int_equal(ftg_count(F, "editMessageText", 1), 1);
+    th_sleep_ms(350);
+    /* Identical text: no call at all. */
+    assert_int_equal(progress(42, "Thinking..", id, &id2), RD_OK);
+    assert_int_equal(ftg_count(F, "editMessageText", 0), 1);
+    /* The final reply replaces the progress message. */
+    assert_int_equal(send_text(42, 11, 0, "The answer is 42.", RD_OUT_FINAL_EDIT, id, NULL), RD_OK);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "editMessageText", 1, &r);
+    assert_int_equal(n, 2);
+    assert_int_equal(r[1].message_id, id);
+    assert_string_equal(r[1].text, "The answer is 42.");
+    ftg_recs_free(r, n);
+    assert_int_equal(ftg_count(F, "sendMessage", 0), 1);
+    /* A final text equal to what is shown needs no edit; "not modified"
+     * from the server counts as success too. */
+    int64_t id3 = 0;
+    assert_int_equal(progress(43, "Same", 0, &id3), RD_OK);
+    assert_int_equal(send_text(43, 0, 0, "Same", RD_OUT_FINAL_EDIT, id3, NULL), RD_OK);
+    assert_int_equal(ftg_count(F, "editMessageText", 0), 2);
+    assert_int_equal(ftg_count(F, "sendMessage", 0), 2);
+    /* An edit of a message that is gone falls back to a new message. */
+    assert_int_equal(send_text(44, 0, 0, "fresh", RD_OUT_FINAL_EDIT, 999999, NULL), RD_OK);
+    assert_int_equal(ftg_count(F, "sendMessage", 1), 3);
+}
+
+static void test_typing(void **state) {
+    (void)state;
+    th_cfg("typing", "true");
+    th_cfg("typing_interval_ms", "1000");
+    launch();
+    rd_outbound w = {.size = sizeof w, .chat_id = 42, .thread_id = 5};
+    /* A reply within the first 400 ms needs no indicator. */
+    th_ops()->activity(S, &w, 1);
+    th_sleep_ms(100);
+    th_ops()->activity(S, &w, 0);
+    th_sleep_ms(600);
+    assert_int_equal(ftg_count(F, "sendChatAction", 0), 0);
+    long long t0 = th_now_ms();
+    th_ops()->activity(S, &w, 1);
+    assert_int_equal(ftg_wait_count(F, "sendChatAction", 1, 1000), 1);
+    assert_true(th_now_ms() - t0 >= 350);
+    assert_int_equal(ftg_wait_count(F, "sendChatAction", 2, 1500), 2);
+    th_ops()->activity(S, &w, 0);
+    th_sleep_ms(100);
+    size_t n = ftg_count(F, "sendChatAction", 1);
+    th_sleep_ms(1200);
+    assert_int_equal(ftg_count(F, "sendChatAction", 1), n);
+    ftg_rec *r;
+    n = ftg_records(F, "sendChatAction", 1, &r);
+    assert_non_null(strstr(r[0].body, "\"action\":\"typing\""));
+    assert_int_equal(r[0].thread_id, 5);
+    ftg_recs_free(r, n);
+    /* A failing chat action never fails anything else. */
+    ftg_fail(F, "sendChatAction", FTG_FAULT_500, 0, 10);
+    th_ops()->activity(S, &w, 1);
+    assert_int_equal(send_text(42, 0, 0, "reply", 0, 0, NULL), RD_OK);
+    th_ops()->activity(S, &w, 0);
+}
+
+static void test_slow_answer(void **state) {
+    (void)state;
+    th_cfg("request_timeout_s", "1");
+    launch();
+    /* The server takes longer than our timeout: we time out and send again
+     * (at least once delivery: the slow one may have gone through too). */
+    ftg_fail(F, "sendMessage", FTG_FAULT_SLOW, 1500, 1);
+    long long t0 = th_now_ms();
+    assert_int_equal(send_text(42, 0, 0, "slowly", 0, 0, NULL), RD_OK);
+    assert_true(th_now_ms() - t0 >= 1000);
+    assert_true(ftg_wait_count(F, "sendMessage", 1, 3000) >= 1);
+    assert_int_equal(th_metric("routerd_telegram_retries_total", "network", NULL), 1);
+}
+
+typedef struct sender {
+    int64_t chat;
+    int count;
+} sender;
+
+static void *send_many(void *arg) {
+    sender *s = arg;
+    for (int i = 0; i < s->count; i++) {
+        char t[32];
+        snprintf(t, sizeof t, "m%d", i);
+        send_text(s->chat, 0, 0, t, 0, 0, NULL);
+    }
+    return NULL;
+}
+
+static void test_pacing(void **state) {
+    (void)state;
+    th_cfg("throttle", "on");
+    th_cfg("throttle_chat_interval_ms", "250");
+    th_cfg("throttle_group_per_minute", "3");
+    launch();
+    sender a = {42, 3}, b = {43, 3};
+    pthread_t ta, tb;
+    long long t0 = th_now_ms();
+    pthread_create(&ta, NULL, send_many, &a);
+    pthread_create(&tb, NULL, send_many, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    long long dt = th_now_ms() - t0;
+    /* Two chats in parallel: ~2 intervals, not 5. */
+    assert_true(dt >= 450 && dt < 1200);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, 6);
+    long long last42 = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].chat_id != 42) continue;
+        if (last42 >= 0) assert_true(r[i].t_ms - last42 >= 240);
+        last42 = r[i].t_ms;
+    }
+    ftg_recs_free(r, n);
+    /* A group gets at most 3 per minute here: the 4th would wait. */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(send_text(-77, 0, 0, "g", 0, 0, NULL), RD_OK);
+    assert_true(th_metric("routerd_telegram_throttle_wait_seconds", NULL, NULL) > 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_reply_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_reply_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_429, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_5xx_and_drops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_permanent_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_markup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_progress_edits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_typing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pacing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_answer, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
