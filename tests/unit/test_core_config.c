@@ -228,6 +228,19 @@ static void missing_plugin_key_and_unknown_plugin(void **state) {
     /* The right name but the wrong kind. */
     e = build_err(ROUTER "\n[transport.main]\nplugin = mock\n" BACKEND PERSONA);
     assert_contains(e, "no transport plugin 'mock'");
+    reset(NULL);
+    e = build_err(ROUTER "\n[transport.main]\nplugin = Console\n" BACKEND PERSONA);
+    assert_contains(e, "'Console' is not a plugin name");
+    reset(NULL);
+    /* A path to the .so works too, and its kind is checked. */
+    if (build(ROUTER "\n[transport.main]\nplugin = " ROUTERD_PLUGIN_DIR
+                     "/transport_console.so\n" BACKEND PERSONA))
+        fail_msg("plugin path refused: %s", err);
+    assert_string_equal(R.tr[0]->desc->name, "console");
+    reset(NULL);
+    e = build_err(ROUTER "\n[transport.main]\nplugin = " ROUTERD_PLUGIN_DIR
+                         "/backend_mock.so\n" BACKEND PERSONA);
+    assert_contains(e, "is a backend plugin, not a transport");
 }
 
 static void persona_missing_backend(void **state) {

@@ -107,15 +107,17 @@ static void expand_syntax_errors(void **state) {
     free(bad);
 }
 
-/* Parses one dotenv line that must give key=val. */
+/* Parses one dotenv line that must give key=val (frees before failing). */
 static void line_is(const char *line, const char *key, const char *val) {
     char *k = NULL, *v = NULL;
     int r = dotenv_parse_line(line, &k, &v);
-    if (r != 1) fail_msg("dotenv_parse_line(\"%s\") = %d", line, r);
-    assert_string_equal(k, key);
-    assert_string_equal(v, val);
+    char got[512];
+    snprintf(got, sizeof got, "rc %d, key \"%s\", value \"%s\"", r, k ? k : "(null)",
+             v ? v : "(null)");
+    bool ok = r == 1 && !strcmp(k, key) && !strcmp(v, val);
     free(k);
     free(v);
+    if (!ok) fail_msg("dotenv_parse_line(\"%s\"): %s; want \"%s\" = \"%s\"", line, got, key, val);
 }
 
 static void line_rc(const char *line, int want) {

@@ -392,6 +392,12 @@ static void load_from_file(void **state) {
     assert_string_equal(m->path, path);
     assert_string_equal(section_get(&m->sec[0], "env")->val, "file");
     manifest_free(m);
+    /* A NUL byte means this is not the text file it should be. */
+    FILE *f = fopen(path, "wb");
+    fwrite("[router]\n\0env = x\n", 1, 18, f);
+    fclose(f);
+    assert_null(manifest_load(path, err, sizeof err));
+    assert_contains(err, "not a text file");
     unlink(path);
     assert_null(manifest_load(path, err, sizeof err));
     assert_contains(err, path);
