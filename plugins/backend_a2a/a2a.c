@@ -1,0 +1,1314 @@
+/* a2a backend: relays chat messages to an A2A agent over JSON-RPC, in the
+ * 1.0 or the 0.2/0.3 dialect, keeps one conversation (contextId) per chat
+ * and persona in the state store, follows tasks by polling or streaming,
+ * and classifies every failure (transient, fatal, timeout, protocol).
+ *
+ * Threads: handle() runs on host workers, concurrently for different chats.
+ * Per-instance state after start() is the discovered agent (behind a mutex,
+ * copied out per call), two atomics learned from the agent, and the curl
+ * handle pool. A background thread discovers the agent card until it
+ * succeeds, and again when a call finds the agent moved or gone. */
+#include <routerd/plugin.h>
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "a2a_http.h"
+#include "a2a_parse.h"
+
+/* ---- configuration ------------------------------------------------------ */
+
+static const char *const dialects[] = {"auto", "1.0", "0.3", NULL};
+
+static const rd_option opts[] = {
+    {"url", RD_OPT_STRING, RD_OPT_REQUIRED, NULL,
+     "agent base URL; the card is read from <url>/.well-known/agent-card.json", 0, 0, NULL},
+    {"card_url", RD_OPT_STRING, 0, NULL,
+     "full agent card URL instead of the well-known paths; 'none' skips discovery and posts "
+     "JSON-RPC to url",
+     0, 0, NULL},
+    {"rpc_url", RD_OPT_STRING, 0, NULL,
+     "JSON-RPC endpoint to use instead of the one the card names (agents behind proxies)", 0, 0,
+     NULL},
+    {"dialect", RD_OPT_ENUM, 0, "auto",
+     "protocol version: auto (from the card, falling back once on 'method not found'), 1.0 or "
+     "0.3",
+     0, 0, dialects},
+    {"token", RD_OPT_STRING, RD_OPT_SECRET, NULL, "bearer token: sent as Authorization: Bearer", 0,
+     0, NULL},
+    {"api_key_header", RD_OPT_STRING, 0, NULL, "header that carries api_key (e.g. X-API-Key)", 0, 0,
+     NULL},
+    {"api_key", RD_OPT_STRING, RD_OPT_SECRET, NULL, "API key sent in api_key_header", 0, 0, NULL},
+    {"stream", RD_OPT_BOOL, 0, "false",
+     "use message/stream (SSE) when the card says the agent can stream", 0, 0, NULL},
+    {"blocking", RD_OPT_BOOL, 0, "false",
+     "ask the agent to answer only when the task is done; false sends non-blocking and polls "
+     "the task, so a timeout never loses it",
+     0, 0, NULL},
+    {"timeout_s", RD_OPT_INT, 0, "120",
+     "time for one message, polling included; also bounded by the router's request_timeout_s", 1,
+     86400, NULL},
+    {"connect_timeout_s", RD_OPT_INT, 0, "10", "TCP/TLS connect timeout", 1, 600, NULL},
+    {"http_timeout_s", RD_OPT_INT, 0, "30",
+     "limit of one non-streaming HTTP exchange (card, non-blocking send, poll)", 1, 3600, NULL},
+    {"max_response_bytes", RD_OPT_INT, 0, "4194304",
+     "larger bodies (or stream events) are a protocol failure", 1024, 1073741824, NULL},
+    {"retries", RD_OPT_INT, 0, "3", "retries of a transient failure within the deadline", 0, 20,
+     NULL},
+    {"retry_base_ms", RD_OPT_INT, 0, "250", "first retry delay; doubles, with jitter", 1, 600000,
+     NULL},
+    {"retry_max_ms", RD_OPT_INT, 0, "5000", "longest retry delay (Retry-After included)", 1,
+     3600000, NULL},
+    {"poll_interval_ms", RD_OPT_INT, 0, "250", "first tasks/get delay; grows by half each time", 1,
+     600000, NULL},
+    {"poll_max_interval_ms", RD_OPT_INT, 0, "3000", "longest delay between tasks/get", 1, 3600000,
+     NULL},
+    {"cancel_timeout_ms", RD_OPT_INT, 0, "3000",
+     "time given to tasks/cancel after the deadline passed", 100, 600000, NULL},
+    {"discovery_retry_max_s", RD_OPT_INT, 0, "30",
+     "longest pause between agent card attempts while the agent is not reachable", 1, 3600, NULL},
+    {"progress", RD_OPT_BOOL, 0, "false",
+     "show partial answers while a task streams or is polled (host->reply_progress)", 0, 0, NULL},
+    {"progress_interval_ms", RD_OPT_INT, 0, "1500", "least time between two partial answers", 100,
+     600000, NULL},
+    {"accepted_output_modes", RD_OPT_LIST, 0, NULL,
+     "media types sent as acceptedOutputModes (empty: anything)", 0, 0, NULL},
+    {"new_command", RD_OPT_STRING, 0, "/new",
+     "message that starts a fresh conversation (empty: none)", 0, 0, NULL},
+    {"new_reply", RD_OPT_STRING, 0, "Started a new conversation.", "answer to new_command", 0, 0,
+     NULL},
+    {"failure_notice", RD_OPT_STRING, 0,
+     "Sorry, the agent could not answer right now. Please try again later.",
+     "what the user sees when the agent call fails", 0, 0, NULL},
+    {"timeout_notice", RD_OPT_STRING, 0,
+     "Sorry, the agent took too long to answer. Please try again later.",
+     "what the user sees when the deadline passes", 0, 0, NULL},
+    {"task_failed_notice", RD_OPT_STRING, 0, "The agent could not complete this request.",
+     "shown when the agent's task failed, was rejected or canceled (its reason follows)", 0, 0,
+     NULL},
+    {"input_required_notice", RD_OPT_STRING, 0, "The agent needs more information to continue.",
+     "shown when the agent asks for input without saying what", 0, 0, NULL},
+    {"auth_required_notice", RD_OPT_STRING, 0,
+     "The agent needs authorization before it can continue.",
+     "shown when the agent's task waits for authorization", 0, 0, NULL},
+    {"empty_reply", RD_OPT_STRING, 0, "The agent finished without a text answer.",
+     "shown when the agent answered with no text", 0, 0, NULL},
+    {0},
+};
+
+/* ---- instance ----------------------------------------------------------- */
+
+enum {
+    OUT_MESSAGE,
+    OUT_COMPLETED,
+    OUT_INPUT,
+    OUT_AUTH,
+    OUT_FAILED,
+    OUT_REJECTED,
+    OUT_CANCELED,
+    OUT_N
+};
+static const char *const outcome_names[OUT_N] = {
+    "message", "completed", "input_required", "auth_required", "failed", "rejected", "canceled"};
+
+typedef struct a2a {
+    const rd_host *h;
+    rd_ctx *ctx;
+    const char *inst;
+    char *base; /* url without trailing '/' */
+    const char *card_url;
+    int no_card;
+    const char *rpc_url;
+    a2a_dialect forced;
+    int stream, blocking, progress;
+    int64_t timeout_ms, connect_ms, http_ms, retry_base_ms, retry_max_ms, poll_ms, poll_max_ms,
+        cancel_ms, disc_max_ms, progress_ms;
+    int retries;
+    size_t max_bytes;
+    const char *const *modes;
+    const char *new_cmd, *new_reply, *failure_notice, *timeout_notice, *failed_notice,
+        *input_notice, *auth_notice, *empty_reply;
+    char *auth_hdr, *key_hdr; /* "Authorization: Bearer ...", "X-API-Key: ..." */
+    a2a_http *http;
+
+    /* The discovered agent. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    a2a_card card;
+    int have_card;
+    int busy;          /* a discovery is running */
+    uint64_t attempts; /* discoveries finished */
+    int64_t last_fail_ms;
+    int kick, stopping;
+    a2a_class disc_class;
+    char disc_err[320];
+    pthread_t th;
+    int th_started;
+
+    atomic_int learned;   /* dialect learned from a -32601 fallback, 0 = none */
+    atomic_int no_stream; /* the agent refused streams with -32004 */
+    atomic_ulong rpc_seq;
+    atomic_int stop_flag;
+
+    rd_series *fail[5]; /* by a2a_class */
+    rd_series *retries_s, *fallback_s, *outcome_s[OUT_N];
+} a2a;
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int64_t now_ms(a2a *a) {
+    return a->h->now_ms();
+}
+
+static void count(a2a *a, rd_series *s) {
+    if (s) a->h->add(s, 1);
+}
+
+static char *xstrdup0(const char *s) {
+    return s ? strdup(s) : NULL;
+}
+
+static int empty(const char *s) {
+    return !s || !*s;
+}
+
+/* Sleeps up to ms in slices, returning early on a hard stop. */
+static void nap(a2a *a, rd_reply *rp, int64_t ms) {
+    while (ms > 0) {
+        if (rp && a->h->cancelled(rp)) return;
+        if (atomic_load(&a->stop_flag) && !rp) return;
+        int64_t s = ms < 100 ? ms : 100;
+        struct timespec ts = {0, (long)s * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= s;
+    }
+}
+
+static uint64_t mix(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* ---- discovery ---------------------------------------------------------- */
+
+static struct curl_slist *common_headers(a2a *a, int v10) {
+    struct curl_slist *l = NULL;
+    l = curl_slist_append(l, "Expect:");
+    if (v10) l = curl_slist_append(l, "A2A-Version: 1.0");
+    if (a->auth_hdr) l = curl_slist_append(l, a->auth_hdr);
+    if (a->key_hdr) l = curl_slist_append(l, a->key_hdr);
+    return l;
+}
+
+static int abort_on_stop(void *arg) {
+    a2a *a = arg;
+    return atomic_load(&a->stop_flag);
+}
+
+/* Fetches and parses the card. 0 on success; else cls and err say why,
+ * naming the URL. */
+static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, char *err,
+                      size_t errsz) {
+    char *urls[2] = {NULL, NULL};
+    int n = 0;
+    if (a->card_url) {
+        urls[n++] = strdup(a->card_url);
+    } else {
+        if (asprintf(&urls[0], "%s/.well-known/agent-card.json", a->base) < 0) urls[0] = NULL;
+        if (asprintf(&urls[1], "%s/.well-known/agent.json", a->base) < 0) urls[1] = NULL;
+        n = 2;
+    }
+    int rc = -1;
+    char first[200] = "";
+    for (int i = 0; i < n; i++) {
+        if (!urls[i]) continue;
+        int64_t left = deadline - now_ms(a);
+        if (left <= 0) {
+            *cls = A2A_C_TIMEOUT;
+            snprintf(err, errsz, "agent card %s: no time left", urls[i]);
+            break;
+        }
+        struct curl_slist *hd = common_headers(a, a->forced != A2A_D_V03);
+        hd = curl_slist_append(hd, "Accept: application/json");
+        a2a_http_req rq = {.url = urls[i],
+                           .headers = hd,
+                           .connect_timeout_ms = (long)a->connect_ms,
+                           .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
+                           .max_bytes = a->max_bytes,
+                           .abort_fn = abort_on_stop,
+                           .abort_arg = a};
+        a2a_http_resp rs;
+        int hr = a2a_http_do(a->http, &rq, &rs);
+        curl_slist_free_all(hd);
+        if (hr != 0) {
+            if (rs.too_big) {
+                *cls = A2A_C_PROTOCOL;
+                snprintf(err, errsz, "agent card %s: larger than max_response_bytes", urls[i]);
+            } else {
+                *cls = rs.cc == CURLE_OPERATION_TIMEDOUT ? A2A_C_TIMEOUT : A2A_C_TRANSIENT;
+                snprintf(err, errsz, "agent card %s: %s", urls[i],
+                         rs.errbuf[0] ? rs.errbuf : curl_easy_strerror(rs.cc));
+            }
+            a2a_http_resp_free(&rs);
+            break;
+        }
+        if (rs.status == 404 || rs.status == 410 || rs.status == 405) {
+            /* try the older well-known path next */
+            if (i + 1 < n) {
+                snprintf(first, sizeof first, "%s (HTTP %ld) or ", urls[i], rs.status);
+                a2a_http_resp_free(&rs);
+                continue;
+            }
+            *cls = A2A_C_FATAL;
+            snprintf(err, errsz, "no agent card at %s%s (HTTP %ld)", first, urls[i], rs.status);
+            a2a_http_resp_free(&rs);
+            break;
+        }
+        if (rs.status != 200) {
+            *cls = a2a_classify_http(rs.status);
+            snprintf(err, errsz, "agent card %s: HTTP %ld%s%s", urls[i], rs.status,
+                     rs.status == 401 || rs.status == 403 ? " (check token / api_key)" : "",
+                     rs.www_auth[0] ? ", WWW-Authenticate: " : "");
+            if (rs.www_auth[0]) strncat(err, rs.www_auth, errsz - strlen(err) - 1);
+            a2a_http_resp_free(&rs);
+            break;
+        }
+        char why[200];
+        if (a2a_card_parse(rs.body, rs.len, urls[i], card, why, sizeof why)) {
+            *cls = !strcmp(why, "not JSON") ? A2A_C_PROTOCOL : A2A_C_FATAL;
+            snprintf(err, errsz, "invalid agent card at %s: %s", urls[i], why);
+            a2a_card_free(card);
+            a2a_http_resp_free(&rs);
+            break;
+        }
+        a2a_http_resp_free(&rs);
+        rc = 0;
+        snprintf(err, errsz, "%s", urls[i]); /* where it came from, for the log */
+        break;
+    }
+    free(urls[0]);
+    free(urls[1]);
+    return rc;
+}
+
+/* Says clearly when the card's security does not match the configuration. */
+static void check_card(a2a *a, const a2a_card *c) {
+    const rd_host *h = a->h;
+    int have_key = a->key_hdr != NULL, have_token = a->auth_hdr != NULL;
+    if (c->auth_required && !have_key && !have_token)
+        h->log(a->ctx, RD_LOG_WARN,
+               "the agent card requires authentication (%s) but neither token nor api_key is "
+               "configured; calls will likely fail with HTTP 401",
+               c->auth_bearer   ? "bearer"
+               : c->apikey_name ? "API key"
+               : c->auth_oauth  ? "OAuth2"
+                                : "a scheme");
+    if (c->apikey_name && c->apikey_in && strcasecmp(c->apikey_in, "header"))
+        h->log(a->ctx, RD_LOG_WARN,
+               "the agent card wants its API key in the %s parameter '%s'; only headers are "
+               "supported (api_key_header)",
+               c->apikey_in, c->apikey_name);
+    else if (c->apikey_name && have_key && a->key_hdr &&
+             strncasecmp(a->key_hdr, c->apikey_name, strlen(c->apikey_name)))
+        h->log(a->ctx, RD_LOG_WARN,
+               "the agent card names the API key header '%s' but api_key_header differs",
+               c->apikey_name);
+    if (have_token && !c->auth_bearer && !c->auth_oauth && (c->apikey_name || c->auth_basic))
+        h->log(a->ctx, RD_LOG_WARN,
+               "a bearer token is configured but the agent card declares no bearer scheme");
+    if (have_key && !c->apikey_name && (c->auth_bearer || c->auth_oauth) && !have_token)
+        h->log(a->ctx, RD_LOG_WARN,
+               "an API key is configured but the agent card asks for a bearer token (token)");
+    if (c->auth_mtls && !c->auth_bearer && !c->apikey_name && !c->auth_oauth)
+        h->log(a->ctx, RD_LOG_WARN, "the agent card asks for mutual TLS, which is not supported");
+    if (!c->text_input)
+        h->log(a->ctx, RD_LOG_WARN,
+               "the agent card's defaultInputModes accept no text; messages are sent as text");
+}
+
+/* Runs one discovery unless another is running (then waits for it).
+ * Returns 1 when a card is available afterwards. Never holds the mutex
+ * across I/O. */
+static int discover(a2a *a, int64_t deadline, int force) {
+    pthread_mutex_lock(&a->mu);
+    uint64_t seen = a->attempts;
+    while (a->busy && !a->stopping) {
+        int64_t left = deadline - now_ms(a);
+        if (left <= 0) break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t ns = ts.tv_nsec + (left % 1000) * 1000000;
+        ts.tv_sec += left / 1000 + ns / 1000000000;
+        ts.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+    }
+    /* Someone else just tried, or a failure is fresh: use their result. */
+    if (a->busy || a->stopping || a->attempts != seen || (!force && a->have_card) ||
+        (a->last_fail_ms && now_ms(a) - a->last_fail_ms < 1000)) {
+        int ok = a->have_card;
+        pthread_mutex_unlock(&a->mu);
+        return ok;
+    }
+    a->busy = 1;
+    pthread_mutex_unlock(&a->mu);
+
+    a2a_card card;
+    memset(&card, 0, sizeof card);
+    a2a_class cls = A2A_C_TRANSIENT;
+    char msg[320];
+    int rc = fetch_card(a, deadline, &card, &cls, msg, sizeof msg);
+
+    pthread_mutex_lock(&a->mu);
+    int was = a->have_card;
+    int changed = 0;
+    if (rc == 0) {
+        changed = !was || !a->card.url_v10 != !card.url_v10 || !a->card.url_v03 != !card.url_v03 ||
+                  (card.url_v10 && strcmp(card.url_v10, a->card.url_v10)) ||
+                  (card.url_v03 && strcmp(card.url_v03, a->card.url_v03));
+        a2a_card_free(&a->card);
+        a->card = card;
+        a->have_card = 1;
+        a->last_fail_ms = 0;
+        a->disc_err[0] = 0;
+    } else {
+        /* Keep a card we had: the agent may come back at the same place. */
+        a->disc_class = cls;
+        snprintf(a->disc_err, sizeof a->disc_err, "%s", msg);
+        a->last_fail_ms = now_ms(a);
+    }
+    a->busy = 0;
+    a->attempts++;
+    int ok = a->have_card;
+    a2a_card snap = {0};
+    if (rc == 0 && changed) {
+        snap.name = xstrdup0(a->card.name);
+        snap.url_v10 = xstrdup0(a->card.url_v10);
+        snap.url_v03 = xstrdup0(a->card.url_v03);
+        snap.preferred = a->card.preferred;
+        snap.streaming = a->card.streaming;
+        snap.auth_required = a->card.auth_required;
+        snap.auth_bearer = a->card.auth_bearer;
+        snap.auth_basic = a->card.auth_basic;
+        snap.auth_oauth = a->card.auth_oauth;
+        snap.auth_mtls = a->card.auth_mtls;
+        snap.text_input = a->card.text_input;
+        snap.apikey_name = xstrdup0(a->card.apikey_name);
+        snap.apikey_in = xstrdup0(a->card.apikey_in);
+    }
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+
+    if (rc == 0) {
+        if (changed) {
+            a->h->log(a->ctx, RD_LOG_INFO, "agent card %s: '%s', JSON-RPC %s%s%s%s, streaming %s",
+                      msg, snap.name ? snap.name : "?", snap.url_v10 ? "1.0 at " : "",
+                      snap.url_v10 ? snap.url_v10 : "",
+                      snap.url_v03 ? (snap.url_v10 ? ", 0.3 at " : "0.3 at ") : "",
+                      snap.url_v03 ? snap.url_v03 : "", snap.streaming ? "yes" : "no");
+            check_card(a, &snap);
+            a2a_card_free(&snap);
+        }
+        a->h->ready(a->ctx, 1, NULL);
+    } else {
+        a->h->log(a->ctx, RD_LOG_WARN, "agent discovery failed (%s): %s", a2a_class_name(cls), msg);
+        a->h->ready(a->ctx, 0, msg);
+    }
+    return ok && rc == 0 ? 1 : ok;
+}
+
+static void *discovery_main(void *arg) {
+    a2a *a = arg;
+    int64_t pause = 500;
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        int need = !a->have_card || a->kick || a->disc_err[0];
+        a->kick = 0;
+        int stop = a->stopping;
+        pthread_mutex_unlock(&a->mu);
+        if (stop) break;
+        int ok = 1;
+        if (need) {
+            ok = discover(a, now_ms(a) + a->http_ms * 2, 1);
+            pthread_mutex_lock(&a->mu);
+            ok = ok && !a->disc_err[0];
+            pthread_mutex_unlock(&a->mu);
+        }
+        pthread_mutex_lock(&a->mu);
+        if (ok) {
+            pause = 500;
+            while (!a->kick && !a->stopping)
+                pthread_cond_wait(&a->cv, &a->mu);
+        } else if (!a->stopping && !a->kick) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t ns = ts.tv_nsec + (pause % 1000) * 1000000;
+            ts.tv_sec += pause / 1000 + ns / 1000000000;
+            ts.tv_nsec = ns % 1000000000;
+            pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+            pause = pause * 2 > a->disc_max_ms ? a->disc_max_ms : pause * 2;
+        }
+        pthread_mutex_unlock(&a->mu);
+    }
+    return NULL;
+}
+
+/* Asks the discovery thread to look at the agent again. */
+static void kick_discovery(a2a *a) {
+    pthread_mutex_lock(&a->mu);
+    a->kick = 1;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* ---- per-call view of the agent ----------------------------------------- */
+
+typedef struct {
+    char *url;
+    char *tenant;
+    a2a_dialect d;
+    int streaming;
+} agent_view;
+
+static a2a_dialect other(a2a_dialect d) {
+    return d == A2A_D_V10 ? A2A_D_V03 : A2A_D_V10;
+}
+
+static int view_get(a2a *a, agent_view *v) {
+    memset(v, 0, sizeof *v);
+    pthread_mutex_lock(&a->mu);
+    if (!a->have_card) {
+        pthread_mutex_unlock(&a->mu);
+        return -1;
+    }
+    a2a_dialect d = a->forced;
+    if (!d) d = (a2a_dialect)atomic_load(&a->learned);
+    if (!d) d = a->card.preferred ? a->card.preferred : A2A_D_V10;
+    const char *u10 = a->card.url_v10, *u03 = a->card.url_v03;
+    const char *url = d == A2A_D_V10 ? (u10 ? u10 : u03) : (u03 ? u03 : u10);
+    if (a->rpc_url) url = a->rpc_url;
+    v->url = xstrdup0(url ? url : a->base);
+    v->tenant = d == A2A_D_V10 && u10 ? xstrdup0(a->card.tenant) : NULL;
+    v->d = d;
+    v->streaming = a->card.streaming && !atomic_load(&a->no_stream);
+    pthread_mutex_unlock(&a->mu);
+    return v->url ? 0 : -1;
+}
+
+static void view_free(agent_view *v) {
+    free(v->url);
+    free(v->tenant);
+    memset(v, 0, sizeof *v);
+}
+
+/* ---- one call ----------------------------------------------------------- */
+
+typedef struct {
+    a2a_class cls;
+    int has_rpc, rpc_code;
+    long http;
+    int conn_fail; /* no HTTP answer at all */
+    int dropped;   /* a stream ended before the task settled */
+    long retry_after_s;
+    char msg[300];
+} outcome;
+
+typedef struct {
+    a2a *a;
+    const rd_request *rq;
+    rd_reply *rp;
+    int64_t deadline;
+    char msg_id[64];
+    char key[128]; /* state store key of the conversation */
+    char *ctx_id;  /* conversation */
+    char *task_id; /* interrupted task to continue */
+    char *saved_ctx, *saved_task;
+    uint64_t rnd;
+    int64_t last_progress_ms;
+    size_t last_progress_len;
+} call;
+
+typedef struct {
+    call *c;
+    a2a_track *t;
+    const char *rpc_id;
+    outcome *o;
+    int error_seen;
+} sse_ctx;
+
+static void progress(call *c, const a2a_track *t, int force);
+
+static int on_event(void *arg, const char *event, const char *data, size_t len) {
+    sse_ctx *s = arg;
+    a2a_rpc r;
+    char why[160];
+    if (a2a_rpc_parse(data, len, s->rpc_id, &r, why, sizeof why)) {
+        s->o->cls = A2A_C_PROTOCOL;
+        snprintf(s->o->msg, sizeof s->o->msg, "stream event: %s", why);
+        s->error_seen = 1;
+        return 1;
+    }
+    if (r.is_error || !strcmp(event, "error")) {
+        s->o->has_rpc = 1;
+        s->o->rpc_code = r.is_error ? r.code : A2A_ERR_INTERNAL;
+        s->o->cls = a2a_classify_rpc(s->o->rpc_code);
+        snprintf(s->o->msg, sizeof s->o->msg, "stream error %d (%s): %.160s", s->o->rpc_code,
+                 a2a_rpc_code_name(s->o->rpc_code), r.message ? r.message : "");
+        s->error_seen = 1;
+        a2a_rpc_free(&r);
+        return 1;
+    }
+    a2a_track_apply(s->t, &r.res);
+    a2a_rpc_free(&r);
+    progress(s->c, s->t, 0);
+    return a2a_track_done(s->t);
+}
+
+static int call_aborted(void *arg) {
+    call *c = arg;
+    return c->a->h->cancelled(c->rp);
+}
+
+/* One JSON-RPC exchange; results are folded into t. */
+static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const char *rpc_id,
+                a2a_track *t, outcome *o) {
+    a2a *a = c->a;
+    memset(o, 0, sizeof *o);
+    int64_t left = c->deadline - now_ms(a);
+    if (op == A2A_OP_CANCEL) left = a->cancel_ms;
+    if (left <= 0) {
+        o->cls = A2A_C_TIMEOUT;
+        snprintf(o->msg, sizeof o->msg, "deadline passed before %s", a2a_method(v->d, op));
+        return;
+    }
+    int stream = op == A2A_OP_STREAM || op == A2A_OP_SUBSCRIBE;
+    int64_t limit = left;
+    if (!stream && !(op == A2A_OP_SEND && a->blocking) && a->http_ms < limit) limit = a->http_ms;
+
+    struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10);
+    hd = curl_slist_append(hd, "Content-Type: application/json");
+    hd = curl_slist_append(hd, stream ? "Accept: text/event-stream" : "Accept: application/json");
+    if (c->rq->traceparent && *c->rq->traceparent) {
+        char tp[128];
+        snprintf(tp, sizeof tp, "traceparent: %s", c->rq->traceparent);
+        hd = curl_slist_append(hd, tp);
+    }
+    sse_ctx sc = {.c = c, .t = t, .rpc_id = rpc_id, .o = o};
+    a2a_http_req rq = {.url = v->url,
+                       .body = body,
+                       .headers = hd,
+                       .connect_timeout_ms = (long)a->connect_ms,
+                       .timeout_ms = (long)limit,
+                       .max_bytes = a->max_bytes,
+                       .sse_fn = stream ? on_event : NULL,
+                       .sse_arg = &sc,
+                       .abort_fn = call_aborted,
+                       .abort_arg = c};
+    a2a_http_resp rs;
+    size_t before = t->updates;
+    int hr = a2a_http_do(a->http, &rq, &rs);
+    curl_slist_free_all(hd);
+    const char *m = a2a_method(v->d, op);
+
+    if (sc.error_seen) {
+        /* An error event ended the stream; a task it left behind is polled. */
+        if (t->task_id && o->cls == A2A_C_TRANSIENT) o->dropped = 1;
+    } else if (rs.too_big) {
+        o->cls = A2A_C_PROTOCOL;
+        snprintf(o->msg, sizeof o->msg, "%s: response larger than max_response_bytes (%zu)", m,
+                 a->max_bytes);
+    } else if (rs.aborted) {
+        o->cls = A2A_C_TRANSIENT;
+        snprintf(o->msg, sizeof o->msg, "%s: abandoned (router stopping)", m);
+    } else if (hr != 0) {
+        if (rs.cc == CURLE_OPERATION_TIMEDOUT)
+            o->cls = now_ms(a) >= c->deadline - 20 ? A2A_C_TIMEOUT : A2A_C_TRANSIENT;
+        else
+            o->cls = A2A_C_TRANSIENT;
+        o->conn_fail = rs.status == 0 && rs.cc != CURLE_OPERATION_TIMEDOUT;
+        if (rs.is_sse && t->updates > before) o->dropped = 1;
+        snprintf(o->msg, sizeof o->msg, "%s %.150s: %.120s", m, v->url,
+                 rs.errbuf[0] ? rs.errbuf : curl_easy_strerror(rs.cc));
+    } else if (rs.status < 200 || rs.status > 299) {
+        o->http = rs.status;
+        o->retry_after_s = rs.retry_after_s;
+        a2a_rpc r;
+        if (rs.status != 401 && rs.status != 403 && rs.body &&
+            !a2a_rpc_parse(rs.body, rs.len, NULL, &r, NULL, 0) && r.is_error) {
+            /* a JSON-RPC error carried with an HTTP error status */
+            o->has_rpc = 1;
+            o->rpc_code = r.code;
+            o->cls = a2a_classify_rpc(r.code);
+            snprintf(o->msg, sizeof o->msg, "%s: HTTP %ld, error %d (%s): %.120s", m, rs.status,
+                     r.code, a2a_rpc_code_name(r.code), r.message ? r.message : "");
+            a2a_rpc_free(&r);
+        } else {
+            o->cls = a2a_classify_http(rs.status);
+            snprintf(o->msg, sizeof o->msg, "%s %.150s: HTTP %ld%s%s%.80s", m, v->url, rs.status,
+                     rs.status == 401 || rs.status == 403 ? " (check token / api_key)" : "",
+                     rs.www_auth[0] ? ", WWW-Authenticate: " : "", rs.www_auth);
+        }
+    } else if (rs.is_sse) {
+        if (!a2a_track_done(t)) {
+            o->cls = A2A_C_TRANSIENT;
+            o->dropped = 1;
+            snprintf(o->msg, sizeof o->msg, "%s: stream ended before the task settled (%s)", m,
+                     a2a_state_name(t->state));
+        }
+    } else {
+        a2a_rpc r;
+        char why[160];
+        if (a2a_rpc_parse(rs.body, rs.len, rpc_id, &r, why, sizeof why)) {
+            o->cls = A2A_C_PROTOCOL;
+            snprintf(o->msg, sizeof o->msg, "%s: %.120s (Content-Type %.60s, %zu bytes)", m, why,
+                     rs.ctype[0] ? rs.ctype : "none", rs.len);
+        } else if (r.is_error) {
+            o->has_rpc = 1;
+            o->rpc_code = r.code;
+            o->cls = a2a_classify_rpc(r.code);
+            snprintf(o->msg, sizeof o->msg, "%s: error %d (%s): %.160s", m, r.code,
+                     a2a_rpc_code_name(r.code), r.message ? r.message : "");
+            a2a_rpc_free(&r);
+        } else {
+            a2a_track_apply(t, &r.res);
+            a2a_rpc_free(&r);
+        }
+    }
+    a2a_http_resp_free(&rs);
+}
+
+/* ---- conversation state ------------------------------------------------- */
+
+static void conv_load(call *c) {
+    a2a *a = c->a;
+    char *val = NULL;
+    size_t len = 0;
+    if (a->h->kv_get(a->ctx, c->key, &val, &len) != RD_OK || !val) return;
+    cJSON *j = cJSON_ParseWithLength(val, len);
+    free(val);
+    if (!j) return;
+    const cJSON *cx = cJSON_GetObjectItemCaseSensitive(j, "context");
+    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(j, "task");
+    if (cJSON_IsString(cx) && *cx->valuestring) c->ctx_id = strdup(cx->valuestring);
+    if (cJSON_IsString(tk) && *tk->valuestring) c->task_id = strdup(tk->valuestring);
+    cJSON_Delete(j);
+    c->saved_ctx = xstrdup0(c->ctx_id);
+    c->saved_task = xstrdup0(c->task_id);
+}
+
+static int same(const char *x, const char *y) {
+    return (empty(x) && empty(y)) || (x && y && !strcmp(x, y));
+}
+
+/* Writes the conversation when it changed. */
+static void conv_save(call *c) {
+    a2a *a = c->a;
+    if (same(c->ctx_id, c->saved_ctx) && same(c->task_id, c->saved_task)) return;
+    rd_status st;
+    if (empty(c->ctx_id) && empty(c->task_id)) {
+        st = a->h->kv_del(a->ctx, c->key);
+    } else {
+        cJSON *j = cJSON_CreateObject();
+        if (!empty(c->ctx_id)) cJSON_AddStringToObject(j, "context", c->ctx_id);
+        if (!empty(c->task_id)) cJSON_AddStringToObject(j, "task", c->task_id);
+        char *s = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+        st = s ? a->h->kv_put(a->ctx, c->key, s, strlen(s)) : RD_E_INTERNAL;
+        free(s);
+    }
+    if (st != RD_OK && st != RD_E_FATAL)
+        a->h->log(a->ctx, RD_LOG_WARN, "correlation %s: cannot save the conversation state",
+                  c->rq->correlation_id ? c->rq->correlation_id : "-");
+    free(c->saved_ctx);
+    free(c->saved_task);
+    c->saved_ctx = xstrdup0(c->ctx_id);
+    c->saved_task = xstrdup0(c->task_id);
+}
+
+static void set_id(char **dst, const char *src) {
+    if (same(*dst, src)) return;
+    free(*dst);
+    *dst = empty(src) ? NULL : strdup(src);
+}
+
+/* Adopts the context the agent assigned, saving it at once so that even a
+ * later timeout keeps the conversation. */
+static void note_context(call *c, const a2a_track *t) {
+    if (!empty(t->context_id) && !same(t->context_id, c->ctx_id)) {
+        set_id(&c->ctx_id, t->context_id);
+        conv_save(c);
+    }
+}
+
+/* ---- replies and failures ----------------------------------------------- */
+
+static void progress(call *c, const a2a_track *t, int force) {
+    a2a *a = c->a;
+    if (!a->progress || t->narts == 0) return;
+    int64_t now = now_ms(a);
+    if (!force && now - c->last_progress_ms < a->progress_ms) return;
+    char *txt = a2a_track_artifact_text(t);
+    size_t len = txt ? strlen(txt) : 0;
+    if (len > c->last_progress_len) {
+        a->h->reply_progress(c->rp, txt, len);
+        c->last_progress_len = len;
+        c->last_progress_ms = now;
+    }
+    free(txt);
+}
+
+static rd_status fail(call *c, const outcome *o, rd_error *err) {
+    a2a *a = c->a;
+    a2a_class cls = o->cls == A2A_C_OK ? A2A_C_FATAL : o->cls;
+    count(a, a->fail[cls]);
+    a->h->log(a->ctx, RD_LOG_WARN, "correlation %s: a2a failure, classification=%s: %s",
+              c->rq->correlation_id ? c->rq->correlation_id : "-", a2a_class_name(cls), o->msg);
+    const char *notice = cls == A2A_C_TIMEOUT ? a->timeout_notice : a->failure_notice;
+    if (!empty(notice)) a->h->reply_append(c->rp, notice, strlen(notice));
+    rd_status st = cls == A2A_C_TRANSIENT ? RD_E_RETRY
+                   : cls == A2A_C_TIMEOUT ? RD_E_TIMEOUT
+                                          : RD_E_FATAL;
+    a->h->error(err, st, a2a_class_name(cls), "%s", o->msg);
+    return st;
+}
+
+static void append(call *c, const char *s) {
+    if (!empty(s)) c->a->h->reply_append(c->rp, s, strlen(s));
+}
+
+/* The user-visible answer for a settled exchange; updates the
+ * conversation (a task id is kept only while the task is interrupted). */
+static rd_status settle(call *c, const a2a_track *t) {
+    a2a *a = c->a;
+    note_context(c, t);
+    int out;
+    if (t->got_message) {
+        out = OUT_MESSAGE;
+        set_id(&c->task_id, NULL);
+        append(c, empty(t->message_text) ? a->empty_reply : t->message_text);
+    } else {
+        char *arts = a2a_track_artifact_text(t);
+        const char *best = !empty(arts)             ? arts
+                           : !empty(t->status_text) ? t->status_text
+                                                    : t->history_text;
+        switch (t->state) {
+        case A2A_TS_INPUT_REQUIRED:
+        case A2A_TS_AUTH_REQUIRED: {
+            int input = t->state == A2A_TS_INPUT_REQUIRED;
+            out = input ? OUT_INPUT : OUT_AUTH;
+            set_id(&c->task_id, t->task_id);
+            const char *q = !empty(t->status_text) ? t->status_text : best;
+            append(c, !empty(q) ? q : input ? a->input_notice : a->auth_notice);
+            break;
+        }
+        case A2A_TS_FAILED:
+        case A2A_TS_REJECTED:
+        case A2A_TS_CANCELED:
+            out = t->state == A2A_TS_FAILED     ? OUT_FAILED
+                  : t->state == A2A_TS_REJECTED ? OUT_REJECTED
+                                                : OUT_CANCELED;
+            set_id(&c->task_id, NULL);
+            append(c, a->failed_notice);
+            if (!empty(t->status_text)) {
+                if (!empty(a->failed_notice)) append(c, "\n");
+                append(c, t->status_text);
+            }
+            a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: task %s %s",
+                      c->rq->correlation_id ? c->rq->correlation_id : "-",
+                      t->task_id ? t->task_id : "?", a2a_state_name(t->state));
+            break;
+        default: /* completed */
+            out = OUT_COMPLETED;
+            set_id(&c->task_id, NULL);
+            append(c, !empty(best) ? best : a->empty_reply);
+            break;
+        }
+        free(arts);
+    }
+    conv_save(c);
+    count(a, a->outcome_s[out]);
+    return RD_OK;
+}
+
+/* ---- following a task --------------------------------------------------- */
+
+static void next_rpc_id(call *c, char *buf, size_t sz) {
+    unsigned long n = atomic_fetch_add(&c->a->rpc_seq, 1) + 1;
+    snprintf(buf, sz, "rd-%lu", n);
+}
+
+static void cancel_task(call *c, const agent_view *v, const char *task_id) {
+    char id[32];
+    next_rpc_id(c, id, sizeof id);
+    char *body = a2a_build_task_op(v->d, A2A_OP_CANCEL, id, task_id, v->tenant);
+    a2a_track t = {0};
+    outcome o;
+    rpc(c, v, A2A_OP_CANCEL, body, id, &t, &o);
+    free(body);
+    c->a->h->log(c->a->ctx, RD_LOG_INFO, "correlation %s: canceled task %s at the deadline%s%s",
+                 c->rq->correlation_id ? c->rq->correlation_id : "-", task_id, o.cls ? ": " : "",
+                 o.cls ? o.msg : "");
+    a2a_track_free(&t);
+}
+
+/* Waits for a task to settle: re-attaches to its stream when streaming,
+ * otherwise polls tasks/get with growing pauses. On the deadline the task
+ * is canceled. Transient poll failures are retried until the deadline. */
+static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, outcome *o) {
+    a2a *a = c->a;
+    int resubscribe = streamed && v->streaming ? 2 : 0;
+    int64_t pause = a->poll_ms;
+    int fails = 0;
+    memset(o, 0, sizeof *o);
+    while (!a2a_track_done(t)) {
+        note_context(c, t);
+        if (a->h->cancelled(c->rp)) {
+            o->cls = A2A_C_TRANSIENT;
+            snprintf(o->msg, sizeof o->msg, "abandoned (router stopping)");
+            return;
+        }
+        int64_t left = c->deadline - now_ms(a);
+        if (left <= 0) {
+            cancel_task(c, v, t->task_id);
+            set_id(&c->task_id, NULL);
+            conv_save(c);
+            o->cls = A2A_C_TIMEOUT;
+            snprintf(o->msg, sizeof o->msg, "task %s still %s at the deadline", t->task_id,
+                     a2a_state_name(t->state));
+            return;
+        }
+        char id[32];
+        next_rpc_id(c, id, sizeof id);
+        if (resubscribe > 0) {
+            resubscribe--;
+            char *body = a2a_build_task_op(v->d, A2A_OP_SUBSCRIBE, id, t->task_id, v->tenant);
+            rpc(c, v, A2A_OP_SUBSCRIBE, body, id, t, o);
+            free(body);
+            if (o->cls == A2A_C_OK || o->cls == A2A_C_TIMEOUT) continue;
+            a->h->log(a->ctx, RD_LOG_DEBUG, "correlation %s: re-attaching failed: %s",
+                      c->rq->correlation_id ? c->rq->correlation_id : "-", o->msg);
+            if (o->has_rpc || o->http) resubscribe = 0; /* poll from now on */
+            continue;
+        }
+        nap(a, c->rp, pause < left ? pause : left);
+        pause = pause * 3 / 2 > a->poll_max_ms ? a->poll_max_ms : pause * 3 / 2;
+        if (now_ms(a) >= c->deadline) continue;
+        char *body = a2a_build_task_op(v->d, A2A_OP_GET, id, t->task_id, v->tenant);
+        rpc(c, v, A2A_OP_GET, body, id, t, o);
+        free(body);
+        if (o->cls == A2A_C_OK) {
+            fails = 0;
+            progress(c, t, 0);
+            continue;
+        }
+        if (o->cls == A2A_C_TIMEOUT) continue; /* the loop cancels */
+        if (o->cls != A2A_C_TRANSIENT) return;
+        fails++;
+        count(a, a->retries_s);
+        a->h->log(a->ctx, RD_LOG_DEBUG, "correlation %s: polling failed (%d): %s",
+                  c->rq->correlation_id ? c->rq->correlation_id : "-", fails, o->msg);
+    }
+    memset(o, 0, sizeof *o);
+}
+
+/* ---- the exchange ------------------------------------------------------- */
+
+static int64_t backoff(call *c, int attempt, long retry_after_s) {
+    a2a *a = c->a;
+    int64_t d = a->retry_base_ms;
+    for (int i = 0; i < attempt && d < a->retry_max_ms; i++)
+        d *= 2;
+    if (d > a->retry_max_ms) d = a->retry_max_ms;
+    c->rnd = mix(c->rnd + 0x9e3779b97f4a7c15ULL);
+    d = d / 2 + (int64_t)(c->rnd % (uint64_t)(d / 2 + 1)); /* jitter */
+    if (retry_after_s > 0) {
+        int64_t ra = retry_after_s * 1000;
+        if (ra > d) d = ra < a->retry_max_ms ? ra : a->retry_max_ms;
+    }
+    return d;
+}
+
+static rd_status exchange(call *c, rd_error *err) {
+    a2a *a = c->a;
+    int switched = 0, dropped_task = 0, rediscovered = 0, attempt = 0, no_stream = 0;
+    outcome o;
+    for (;;) {
+        agent_view v;
+        if (view_get(a, &v)) {
+            memset(&o, 0, sizeof o);
+            pthread_mutex_lock(&a->mu);
+            o.cls = a->disc_class ? a->disc_class : A2A_C_TRANSIENT;
+            snprintf(o.msg, sizeof o.msg, "agent not discovered: %.270s",
+                     a->disc_err[0] ? a->disc_err : "no card yet");
+            pthread_mutex_unlock(&a->mu);
+            return fail(c, &o, err);
+        }
+        int use_stream =
+            a->stream && (v.streaming || a->no_card) && !no_stream && !atomic_load(&a->no_stream);
+        char id[32];
+        next_rpc_id(c, id, sizeof id);
+        a2a_send s = {.text = c->rq->text,
+                      .message_id = c->msg_id,
+                      .context_id = c->ctx_id,
+                      .task_id = c->task_id,
+                      .tenant = v.tenant,
+                      .return_immediately = !a->blocking,
+                      .accepted_output_modes = a->modes};
+        char *body = a2a_build_send(v.d, use_stream, id, &s);
+        a2a_track t = {0};
+        rpc(c, &v, use_stream ? A2A_OP_STREAM : A2A_OP_SEND, body, id, &t, &o);
+        free(body);
+        /* A task that exists is followed, even if its stream broke. */
+        int followed = 0;
+        if (t.task_id && !t.got_message && (o.cls == A2A_C_OK || o.dropped)) {
+            if (!a2a_track_done(&t)) {
+                followed = 1;
+                follow(c, &v, &t, use_stream, &o);
+            }
+            if (o.cls == A2A_C_OK) {
+                rd_status st = settle(c, &t);
+                a2a_track_free(&t);
+                view_free(&v);
+                return st;
+            }
+        } else if (o.cls == A2A_C_OK) {
+            if (!t.got_message && !a2a_track_done(&t)) {
+                o.cls = A2A_C_PROTOCOL;
+                snprintf(o.msg, sizeof o.msg, "%s: a task without an id",
+                         a2a_method(v.d, use_stream ? A2A_OP_STREAM : A2A_OP_SEND));
+            } else {
+                rd_status st = settle(c, &t);
+                a2a_track_free(&t);
+                view_free(&v);
+                return st;
+            }
+        }
+        a2a_dialect vd = v.d;
+        note_context(c, &t);
+        a2a_track_free(&t);
+        view_free(&v);
+        /* A task we followed failed for good (or timed out): no resend. */
+        if (followed) return fail(c, &o, err);
+
+        /* Recoverable protocol situations first. */
+        if (o.has_rpc) {
+            int code = o.rpc_code;
+            if ((code == A2A_ERR_METHOD_NOT_FOUND || code == A2A_ERR_VERSION_NOT_SUPPORTED) &&
+                !a->forced && !switched) {
+                switched = 1;
+                a2a_dialect to = other(vd);
+                atomic_store(&a->learned, (int)to);
+                count(a, a->fallback_s);
+                a->h->log(a->ctx, RD_LOG_INFO,
+                          "the agent answered %d to A2A %s; speaking %s to it from now on", code,
+                          a2a_dialect_name(vd), a2a_dialect_name(to));
+                continue;
+            }
+            if ((code == A2A_ERR_TASK_NOT_FOUND || code == A2A_ERR_UNSUPPORTED_OPERATION ||
+                 code == A2A_ERR_INVALID_PARAMS) &&
+                c->task_id && !dropped_task) {
+                /* The task we meant to continue is gone or finished: start a
+                 * new one in the same conversation. */
+                dropped_task = 1;
+                a->h->log(a->ctx, RD_LOG_INFO,
+                          "correlation %s: task %s cannot continue (%d); resending as a new task",
+                          c->rq->correlation_id ? c->rq->correlation_id : "-", c->task_id, code);
+                set_id(&c->task_id, NULL);
+                conv_save(c);
+                continue;
+            }
+            if (code == A2A_ERR_UNSUPPORTED_OPERATION && use_stream && !no_stream) {
+                no_stream = 1;
+                atomic_store(&a->no_stream, 1);
+                a->h->log(a->ctx, RD_LOG_INFO, "the agent refused streaming; using send + poll");
+                continue;
+            }
+        }
+        if ((o.http == 404 || o.conn_fail) && !rediscovered && !a->no_card) {
+            rediscovered = 1;
+            int64_t dl = now_ms(a) + a->http_ms;
+            discover(a, dl < c->deadline ? dl : c->deadline, 1);
+            kick_discovery(a);
+            if (o.http == 404) continue;
+        }
+        if (o.cls == A2A_C_TRANSIENT && attempt < a->retries) {
+            int64_t d = backoff(c, attempt, o.retry_after_s);
+            if (now_ms(a) + d < c->deadline) {
+                attempt++;
+                count(a, a->retries_s);
+                a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: retry %d in %" PRId64 " ms: %s",
+                          c->rq->correlation_id ? c->rq->correlation_id : "-", attempt, d, o.msg);
+                nap(a, c->rp, d);
+                if (!a->h->cancelled(c->rp)) continue;
+            }
+        }
+        return fail(c, &o, err);
+    }
+}
+
+/* ---- the backend API ---------------------------------------------------- */
+
+static int is_command(const char *text, const char *cmd) {
+    if (empty(cmd) || !text) return 0;
+    size_t n = strlen(cmd);
+    while (*text == ' ')
+        text++;
+    if (strncmp(text, cmd, n)) return 0;
+    char e = text[n];
+    return e == 0 || e == ' ' || e == '@' || e == '\n' || e == '\t';
+}
+
+static void message_id(const char *corr, char *out, size_t sz) {
+    size_t n = corr ? strlen(corr) : 0;
+    int hex = n == 32;
+    for (size_t i = 0; hex && i < n; i++)
+        hex = isxdigit((unsigned char)corr[i]) != 0;
+    if (hex)
+        snprintf(out, sz, "%.8s-%.4s-%.4s-%.4s-%.12s", corr, corr + 8, corr + 12, corr + 16,
+                 corr + 20);
+    else if (n)
+        snprintf(out, sz, "%s", corr);
+    else
+        snprintf(out, sz, "rd-%llx", (unsigned long long)mix((uint64_t)time(NULL)));
+}
+
+static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
+    a2a *a = self;
+    call c = {.a = a, .rq = rq, .rp = rp};
+    int64_t now = now_ms(a);
+    c.deadline = now + a->timeout_ms;
+    if (rq->deadline_ms > 0 && rq->deadline_ms < c.deadline) c.deadline = rq->deadline_ms;
+    message_id(rq->correlation_id, c.msg_id, sizeof c.msg_id);
+    c.rnd = mix((uint64_t)now ^ (uint64_t)rq->chat_id ^ ((uint64_t)rq->update_id << 20));
+    snprintf(c.key, sizeof c.key, "conv:%" PRId64 ":%.80s", rq->chat_id,
+             rq->persona ? rq->persona : "");
+    conv_load(&c);
+
+    rd_status st;
+    if (is_command(rq->text, a->new_cmd)) {
+        if (c.task_id) {
+            agent_view v;
+            if (!view_get(a, &v)) {
+                cancel_task(&c, &v, c.task_id);
+                view_free(&v);
+            }
+        }
+        set_id(&c.ctx_id, NULL);
+        set_id(&c.task_id, NULL);
+        conv_save(&c);
+        append(&c, a->new_reply);
+        st = RD_OK;
+    } else {
+        pthread_mutex_lock(&a->mu);
+        int have = a->have_card;
+        pthread_mutex_unlock(&a->mu);
+        if (!have) {
+            int64_t dl = now + a->http_ms;
+            discover(a, dl < c.deadline ? dl : c.deadline, 0);
+        }
+        st = exchange(&c, err);
+    }
+    free(c.ctx_id);
+    free(c.task_id);
+    free(c.saved_ctx);
+    free(c.saved_task);
+    return st;
+}
+
+static int http_url(const char *u) {
+    return u && (!strncasecmp(u, "http://", 7) || !strncasecmp(u, "https://", 8));
+}
+
+static void a_destroy(void *self) {
+    a2a *a = self;
+    if (!a) return;
+    a2a_http_free(a->http);
+    a2a_card_free(&a->card);
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
+    free(a->base);
+    free(a->auth_hdr);
+    free(a->key_hdr);
+    free(a);
+}
+
+static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
+    a2a *a = calloc(1, sizeof *a);
+    if (!a) return RD_E_INTERNAL;
+    a->h = h;
+    a->ctx = ctx;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    *self = a;
+    const char *inst = h->info(ctx, "instance");
+    a->inst = inst ? inst : "a2a";
+
+    const char *url = h->cfg_str(ctx, "url");
+    if (!http_url(url)) {
+        h->error(err, RD_E_CONFIG, "fatal", "url must be an http:// or https:// URL");
+        goto bad;
+    }
+    a->base = strdup(url);
+    size_t n = strlen(a->base);
+    while (n > 8 && a->base[n - 1] == '/')
+        a->base[--n] = 0;
+    const char *cu = h->cfg_str(ctx, "card_url");
+    if (!empty(cu) && !strcasecmp(cu, "none")) {
+        a->no_card = 1;
+    } else if (!empty(cu)) {
+        if (!http_url(cu)) {
+            h->error(err, RD_E_CONFIG, "fatal", "card_url must be an http(s) URL or 'none'");
+            goto bad;
+        }
+        a->card_url = cu;
+    }
+    const char *ru = h->cfg_str(ctx, "rpc_url");
+    if (!empty(ru)) {
+        if (!http_url(ru)) {
+            h->error(err, RD_E_CONFIG, "fatal", "rpc_url must be an http(s) URL");
+            goto bad;
+        }
+        a->rpc_url = ru;
+    }
+    int64_t d = h->cfg_int(ctx, "dialect");
+    a->forced = d == 1 ? A2A_D_V10 : d == 2 ? A2A_D_V03 : A2A_D_UNKNOWN;
+    const char *tok = h->cfg_str(ctx, "token");
+    if (!empty(tok) && asprintf(&a->auth_hdr, "Authorization: Bearer %s", tok) < 0)
+        a->auth_hdr = NULL;
+    const char *kh = h->cfg_str(ctx, "api_key_header"), *kv = h->cfg_str(ctx, "api_key");
+    if (empty(kh) != empty(kv)) {
+        h->error(err, RD_E_CONFIG, "fatal", "api_key and api_key_header go together");
+        goto bad;
+    }
+    if (!empty(kh)) {
+        for (const char *p = kh; *p; p++)
+            if (*p <= ' ' || *p == ':' || *p == 127) {
+                h->error(err, RD_E_CONFIG, "fatal", "api_key_header is not a header name");
+                goto bad;
+            }
+        if (asprintf(&a->key_hdr, "%s: %s", kh, kv) < 0) a->key_hdr = NULL;
+    }
+    a->stream = h->cfg_bool(ctx, "stream");
+    a->blocking = h->cfg_bool(ctx, "blocking");
+    a->progress = h->cfg_bool(ctx, "progress");
+    a->timeout_ms = h->cfg_int(ctx, "timeout_s") * 1000;
+    a->connect_ms = h->cfg_int(ctx, "connect_timeout_s") * 1000;
+    a->http_ms = h->cfg_int(ctx, "http_timeout_s") * 1000;
+    a->max_bytes = (size_t)h->cfg_int(ctx, "max_response_bytes");
+    a->retries = (int)h->cfg_int(ctx, "retries");
+    a->retry_base_ms = h->cfg_int(ctx, "retry_base_ms");
+    a->retry_max_ms = h->cfg_int(ctx, "retry_max_ms");
+    a->poll_ms = h->cfg_int(ctx, "poll_interval_ms");
+    a->poll_max_ms = h->cfg_int(ctx, "poll_max_interval_ms");
+    if (a->poll_max_ms < a->poll_ms) a->poll_max_ms = a->poll_ms;
+    if (a->retry_max_ms < a->retry_base_ms) a->retry_max_ms = a->retry_base_ms;
+    a->cancel_ms = h->cfg_int(ctx, "cancel_timeout_ms");
+    a->disc_max_ms = h->cfg_int(ctx, "discovery_retry_max_s") * 1000;
+    a->progress_ms = h->cfg_int(ctx, "progress_interval_ms");
+    const char *const *modes = h->cfg_list(ctx, "accepted_output_modes");
+    a->modes = modes && modes[0] ? modes : NULL;
+    a->new_cmd = h->cfg_str(ctx, "new_command");
+    a->new_reply = h->cfg_str(ctx, "new_reply");
+    a->failure_notice = h->cfg_str(ctx, "failure_notice");
+    a->timeout_notice = h->cfg_str(ctx, "timeout_notice");
+    a->failed_notice = h->cfg_str(ctx, "task_failed_notice");
+    a->input_notice = h->cfg_str(ctx, "input_required_notice");
+    a->auth_notice = h->cfg_str(ctx, "auth_required_notice");
+    a->empty_reply = h->cfg_str(ctx, "empty_reply");
+
+    a->http = a2a_http_new(512);
+    if (!a->http) {
+        h->error(err, RD_E_INTERNAL, "fatal", "cannot set up HTTP");
+        goto bad;
+    }
+
+    static const char *const fl[] = {"backend", "classification", NULL};
+    rd_metric *mf = h->metric(ctx, RD_METRIC_COUNTER, "routerd_a2a_failures_total",
+                              "A2A agent calls that failed, by classification", fl, NULL, 0);
+    for (int i = A2A_C_TRANSIENT; i <= A2A_C_PROTOCOL; i++) {
+        const char *lv[] = {a->inst, a2a_class_name((a2a_class)i)};
+        a->fail[i] = mf ? h->series(mf, lv) : NULL;
+    }
+    a->fail[A2A_C_OK] = a->fail[A2A_C_FATAL];
+    static const char *const bl[] = {"backend", NULL};
+    rd_metric *mr = h->metric(ctx, RD_METRIC_COUNTER, "routerd_a2a_retries_total",
+                              "A2A calls repeated after a transient failure", bl, NULL, 0);
+    const char *lv1[] = {a->inst};
+    a->retries_s = mr ? h->series(mr, lv1) : NULL;
+    rd_metric *mfb =
+        h->metric(ctx, RD_METRIC_COUNTER, "routerd_a2a_dialect_fallbacks_total",
+                  "switches between A2A 1.0 and 0.3 after 'method not found'", bl, NULL, 0);
+    a->fallback_s = mfb ? h->series(mfb, lv1) : NULL;
+    static const char *const ol[] = {"backend", "outcome", NULL};
+    rd_metric *mo = h->metric(ctx, RD_METRIC_COUNTER, "routerd_a2a_replies_total",
+                              "A2A answers relayed, by what the agent answered", ol, NULL, 0);
+    for (int i = 0; i < OUT_N; i++) {
+        const char *lv[] = {a->inst, outcome_names[i]};
+        a->outcome_s[i] = mo ? h->series(mo, lv) : NULL;
+    }
+    return RD_OK;
+bad:
+    a_destroy(a);
+    *self = NULL;
+    return RD_E_CONFIG;
+}
+
+static rd_status a_start(void *self, rd_error *err) {
+    a2a *a = self;
+    if (a->no_card) {
+        pthread_mutex_lock(&a->mu);
+        a->card.url_v10 = strdup(a->rpc_url ? a->rpc_url : a->base);
+        a->card.url_v03 = strdup(a->card.url_v10);
+        a->card.preferred = a->forced ? a->forced : A2A_D_V10;
+        a->card.streaming = 1; /* unknown: try, and fall back on -32004 */
+        a->have_card = 1;
+        pthread_mutex_unlock(&a->mu);
+        a->h->log(a->ctx, RD_LOG_INFO, "no agent card (card_url = none): JSON-RPC at %s, %s",
+                  a->card.url_v10, a->forced ? a2a_dialect_name(a->forced) : "1.0 first");
+        a->h->ready(a->ctx, 1, NULL);
+        return RD_OK;
+    }
+    a->h->ready(a->ctx, 0, "discovering the agent card");
+    if (pthread_create(&a->th, NULL, discovery_main, a)) {
+        a->h->error(err, RD_E_INTERNAL, "fatal", "cannot start the discovery thread");
+        return RD_E_INTERNAL;
+    }
+    a->th_started = 1;
+    return RD_OK;
+}
+
+static void a_stop(void *self) {
+    a2a *a = self;
+    atomic_store(&a->stop_flag, 1);
+    pthread_mutex_lock(&a->mu);
+    a->stopping = 1;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    if (a->th_started) pthread_join(a->th, NULL);
+    a->th_started = 0;
+}
+
+static const rd_ops ops = {
+    .size = sizeof(rd_ops),
+    .create = a_create,
+    .start = a_start,
+    .stop = a_stop,
+    .destroy = a_destroy,
+    .handle = a_handle,
+};
+
+RD_PLUGIN_DEFINE(.kind = RD_KIND_BACKEND, .name = "a2a", .version = "1.0.0",
+                 .summary = "A2A agent over JSON-RPC (1.0 and 0.3): conversations, tasks, streams",
+                 .options = opts, .ops = &ops);

@@ -1,0 +1,815 @@
+/* See a2a_parse.h. Parsing is lenient on purpose: agents in the wild mix
+ * 0.3 and 1.0 shapes, leak internal oneof wrappers and omit defaults. */
+#include "a2a_parse.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- small helpers ------------------------------------------------------ */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n) {
+    if (!s || !n) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t c = b->cap ? b->cap : 64;
+        while (c < b->len + n + 1)
+            c *= 2;
+        char *p = realloc(b->p, c);
+        if (!p) return;
+        b->p = p;
+        b->cap = c;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+}
+
+static void sb_str(sbuf *b, const char *s) {
+    if (s) sb_add(b, s, strlen(s));
+}
+
+static char *xstrdup(const char *s) {
+    return s ? strdup(s) : NULL;
+}
+
+static void seterr(char *err, size_t errsz, const char *fmt, ...) {
+    if (!err || !errsz) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+}
+
+static const cJSON *obj(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+    return cJSON_IsObject(v) ? v : NULL;
+}
+
+static const cJSON *arr(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+    return cJSON_IsArray(v) ? v : NULL;
+}
+
+static const char *str(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+    return cJSON_IsString(v) && v->valuestring ? v->valuestring : NULL;
+}
+
+/* A non-empty string member, or NULL (ProtoJSON "" means absent). */
+static const char *nstr(const cJSON *o, const char *k) {
+    const char *s = str(o, k);
+    return s && *s ? s : NULL;
+}
+
+static int flag(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, k) : NULL;
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+    if (cJSON_IsString(v) && v->valuestring) return !strcasecmp(v->valuestring, "true");
+    return 0;
+}
+
+static int has(const cJSON *o, const char *k) {
+    return cJSON_IsObject(o) && cJSON_GetObjectItemCaseSensitive(o, k) != NULL;
+}
+
+/* ---- names -------------------------------------------------------------- */
+
+const char *a2a_dialect_name(a2a_dialect d) {
+    return d == A2A_D_V10 ? "1.0" : d == A2A_D_V03 ? "0.3" : "auto";
+}
+
+static const char *const state_names[] = {
+    "none",          "unknown",   "submitted", "working",  "input-required",
+    "auth-required", "completed", "failed",    "canceled", "rejected",
+};
+
+a2a_state a2a_state_parse(const char *s) {
+    if (!s || !*s) return A2A_TS_UNKNOWN;
+    if (!strncasecmp(s, "TASK_STATE_", 11)) s += 11;
+    char norm[32];
+    size_t n = 0;
+    for (; *s && n < sizeof norm - 1; s++)
+        norm[n++] = *s == '_' ? '-' : (char)tolower((unsigned char)*s);
+    norm[n] = 0;
+    if (!strcmp(norm, "cancelled")) return A2A_TS_CANCELED;
+    for (int i = A2A_TS_SUBMITTED; i <= A2A_TS_REJECTED; i++)
+        if (!strcmp(norm, state_names[i])) return (a2a_state)i;
+    return A2A_TS_UNKNOWN;
+}
+
+const char *a2a_state_name(a2a_state s) {
+    return (unsigned)s <= A2A_TS_REJECTED ? state_names[s] : "unknown";
+}
+
+int a2a_state_terminal(a2a_state s) {
+    return s == A2A_TS_COMPLETED || s == A2A_TS_FAILED || s == A2A_TS_CANCELED ||
+           s == A2A_TS_REJECTED;
+}
+
+int a2a_state_interrupted(a2a_state s) {
+    return s == A2A_TS_INPUT_REQUIRED || s == A2A_TS_AUTH_REQUIRED;
+}
+
+/* ---- classification ----------------------------------------------------- */
+
+const char *a2a_class_name(a2a_class c) {
+    switch (c) {
+    case A2A_C_OK:
+        return "ok";
+    case A2A_C_TRANSIENT:
+        return "transient";
+    case A2A_C_FATAL:
+        return "fatal";
+    case A2A_C_TIMEOUT:
+        return "timeout";
+    case A2A_C_PROTOCOL:
+        return "protocol";
+    }
+    return "fatal";
+}
+
+a2a_class a2a_classify_rpc(int code) {
+    switch (code) {
+    case A2A_ERR_PARSE:
+    case A2A_ERR_INVALID_REQUEST:
+    case A2A_ERR_METHOD_NOT_FOUND:
+    case A2A_ERR_INVALID_PARAMS:
+        return A2A_C_FATAL;
+    case A2A_ERR_INTERNAL:
+        return A2A_C_TRANSIENT;
+    default:
+        break;
+    }
+    if (code <= -32001 && code >= -32009) return A2A_C_FATAL; /* A2A-defined errors */
+    return A2A_C_TRANSIENT; /* server-defined: like an internal error */
+}
+
+a2a_class a2a_classify_http(long status) {
+    if (status == 0) return A2A_C_TRANSIENT;
+    if (status == 408 || status == 425 || status == 429 || status >= 500) return A2A_C_TRANSIENT;
+    if (status >= 400) return A2A_C_FATAL;
+    return A2A_C_PROTOCOL; /* 1xx/2xx/3xx that could not be used */
+}
+
+const char *a2a_rpc_code_name(int code) {
+    switch (code) {
+    case A2A_ERR_PARSE:
+        return "parse error";
+    case A2A_ERR_INVALID_REQUEST:
+        return "invalid request";
+    case A2A_ERR_METHOD_NOT_FOUND:
+        return "method not found";
+    case A2A_ERR_INVALID_PARAMS:
+        return "invalid params";
+    case A2A_ERR_INTERNAL:
+        return "internal error";
+    case A2A_ERR_TASK_NOT_FOUND:
+        return "task not found";
+    case A2A_ERR_TASK_NOT_CANCELABLE:
+        return "task not cancelable";
+    case A2A_ERR_PUSH_NOT_SUPPORTED:
+        return "push notifications not supported";
+    case A2A_ERR_UNSUPPORTED_OPERATION:
+        return "unsupported operation";
+    case A2A_ERR_CONTENT_TYPE:
+        return "content type not supported";
+    case A2A_ERR_INVALID_AGENT_RESPONSE:
+        return "invalid agent response";
+    case A2A_ERR_EXTENDED_CARD:
+        return "extended card not configured";
+    case A2A_ERR_EXTENSION_REQUIRED:
+        return "extension support required";
+    case A2A_ERR_VERSION_NOT_SUPPORTED:
+        return "version not supported";
+    default:
+        return "server error";
+    }
+}
+
+/* ---- URLs --------------------------------------------------------------- */
+
+char *a2a_url_resolve(const char *base, const char *ref) {
+    if (!ref || !*ref) return xstrdup(base);
+    if (!base || strstr(ref, "://")) return xstrdup(ref);
+    const char *sep = strstr(base, "://");
+    sbuf b = {0};
+    if (ref[0] == '/' && ref[1] == '/') {
+        /* scheme-relative */
+        if (sep) sb_add(&b, base, (size_t)(sep - base) + 1);
+        sb_str(&b, ref);
+        return b.p;
+    }
+    const char *auth = sep ? sep + 3 : base;
+    const char *path = auth + strcspn(auth, "/?#");
+    if (ref[0] == '/') {
+        sb_add(&b, base, (size_t)(path - base));
+        sb_str(&b, ref);
+        return b.p;
+    }
+    /* relative path: replace the last segment of base's path */
+    size_t plen = strcspn(path, "?#");
+    const char *last = NULL;
+    for (const char *p = path; p < path + plen; p++)
+        if (*p == '/') last = p;
+    if (last) {
+        sb_add(&b, base, (size_t)(last - base) + 1);
+    } else {
+        sb_add(&b, base, (size_t)(path - base));
+        sb_add(&b, "/", 1);
+    }
+    sb_str(&b, ref);
+    return b.p;
+}
+
+/* ---- agent card --------------------------------------------------------- */
+
+void a2a_card_free(a2a_card *c) {
+    if (!c) return;
+    free(c->name);
+    free(c->url_v10);
+    free(c->tenant);
+    free(c->url_v03);
+    free(c->apikey_name);
+    free(c->apikey_in);
+    memset(c, 0, sizeof *c);
+}
+
+static int is_jsonrpc(const char *binding) {
+    return binding && (!strcasecmp(binding, "JSONRPC") || !strcasecmp(binding, "JSON-RPC") ||
+                       !strcasecmp(binding, "JSON_RPC"));
+}
+
+/* One security scheme, in any of the shapes seen: 0.3 {type,...}, 1.0
+ * {httpAuthSecurityScheme:{...}}, or a leaked {scheme:{$case,value}}. */
+static void card_scheme(a2a_card *c, const cJSON *s) {
+    const cJSON *wrap = obj(s, "scheme");
+    const char *kase = str(wrap, "$case");
+    if (kase) {
+        const cJSON *v = obj(wrap, "value");
+        cJSON *tmp = cJSON_CreateObject();
+        if (!tmp) return;
+        cJSON_AddItemReferenceToObject(tmp, kase, (cJSON *)(v ? v : wrap));
+        card_scheme(c, tmp);
+        cJSON_Delete(tmp);
+        return;
+    }
+    const char *type = str(s, "type");
+    const cJSON *h = obj(s, "httpAuthSecurityScheme");
+    const cJSON *k = obj(s, "apiKeySecurityScheme");
+    if (h || (type && !strcasecmp(type, "http"))) {
+        const char *scheme = str(h ? h : s, "scheme");
+        if (scheme && !strcasecmp(scheme, "basic"))
+            c->auth_basic = 1;
+        else
+            c->auth_bearer = 1;
+    } else if (k || (type && !strcasecmp(type, "apiKey"))) {
+        const char *name = str(k ? k : s, "name");
+        const char *in = str(k ? k : s, k ? "location" : "in");
+        if (!in) in = str(k ? k : s, "in");
+        if (!c->apikey_name && name) {
+            c->apikey_name = strdup(name);
+            c->apikey_in = strdup(in ? in : "header");
+        }
+    } else if (obj(s, "oauth2SecurityScheme") || obj(s, "openIdConnectSecurityScheme") ||
+               (type && (!strcasecmp(type, "oauth2") || !strcasecmp(type, "openIdConnect")))) {
+        c->auth_oauth = 1;
+    } else if (obj(s, "mtlsSecurityScheme") || (type && !strcasecmp(type, "mutualTLS"))) {
+        c->auth_mtls = 1;
+    }
+}
+
+static int requirements_listed(const cJSON *root) {
+    const cJSON *r = arr(root, "securityRequirements");
+    if (!r) r = arr(root, "security");
+    if (!r) return -1; /* not said */
+    const cJSON *e;
+    cJSON_ArrayForEach(e, r) {
+        /* {} (anonymous allowed) as an alternative makes auth optional */
+        if (cJSON_IsObject(e) && !e->child) return 0;
+        const cJSON *schemes = obj(e, "schemes");
+        if (schemes && !schemes->child) return 0;
+    }
+    return cJSON_GetArraySize(r) > 0;
+}
+
+int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card *out, char *err,
+                   size_t errsz) {
+    memset(out, 0, sizeof *out);
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root) {
+        seterr(err, errsz, "not JSON");
+        return -1;
+    }
+    if (!cJSON_IsObject(root)) {
+        seterr(err, errsz, "not a JSON object");
+        cJSON_Delete(root);
+        return -1;
+    }
+    out->name = xstrdup(str(root, "name"));
+
+    /* 1.0: supportedInterfaces in preference order. */
+    const cJSON *ifs = arr(root, "supportedInterfaces"), *e;
+    cJSON_ArrayForEach(e, ifs) {
+        const char *binding = str(e, "protocolBinding");
+        if (!binding) binding = str(e, "transport");
+        const char *url = str(e, "url");
+        if (!is_jsonrpc(binding)) {
+            if (binding) out->other_bindings = 1;
+            continue;
+        }
+        if (!url) continue;
+        const char *ver = str(e, "protocolVersion");
+        int v03 = ver && ver[0] == '0';
+        if (v03 && !out->url_v03) {
+            out->url_v03 = a2a_url_resolve(card_url, url);
+        } else if (!v03 && !out->url_v10) {
+            out->url_v10 = a2a_url_resolve(card_url, url);
+            out->tenant = xstrdup(nstr(e, "tenant"));
+        }
+    }
+    /* 0.2/0.3: url + preferredTransport, additionalInterfaces. */
+    const char *top = nstr(root, "url");
+    const char *pref = str(root, "preferredTransport");
+    const char *pv = str(root, "protocolVersion");
+    int top_v10 = pv && pv[0] == '1';
+    if (top && (!pref || is_jsonrpc(pref))) {
+        char **slot = top_v10 && !ifs ? &out->url_v10 : &out->url_v03;
+        if (!*slot) *slot = a2a_url_resolve(card_url, top);
+    } else if (top) {
+        out->other_bindings = 1;
+    }
+    cJSON_ArrayForEach(e, arr(root, "additionalInterfaces")) {
+        const char *t = str(e, "transport");
+        const char *url = str(e, "url");
+        if (!is_jsonrpc(t)) {
+            if (t) out->other_bindings = 1;
+            continue;
+        }
+        if (url && !out->url_v03) out->url_v03 = a2a_url_resolve(card_url, url);
+    }
+    out->preferred = out->url_v10 ? A2A_D_V10 : out->url_v03 ? A2A_D_V03 : A2A_D_UNKNOWN;
+
+    out->streaming = flag(obj(root, "capabilities"), "streaming");
+
+    const cJSON *modes = arr(root, "defaultInputModes");
+    out->text_input = 1;
+    if (modes && cJSON_GetArraySize(modes) > 0) {
+        out->text_input = 0;
+        cJSON_ArrayForEach(e, modes) {
+            const char *m = cJSON_IsString(e) ? e->valuestring : NULL;
+            if (m && (!strncasecmp(m, "text", 4) || !strcmp(m, "*/*") || !strcmp(m, "*")))
+                out->text_input = 1;
+        }
+    }
+
+    const cJSON *schemes = obj(root, "securitySchemes");
+    int nschemes = 0;
+    for (const cJSON *s = schemes ? schemes->child : NULL; s; s = s->next) {
+        if (!cJSON_IsObject(s)) continue;
+        nschemes++;
+        card_scheme(out, s);
+    }
+    int req = requirements_listed(root);
+    out->auth_required = req > 0 || (req < 0 && nschemes > 0);
+    cJSON_Delete(root);
+
+    if (out->preferred == A2A_D_UNKNOWN) {
+        seterr(err, errsz, "%s",
+               out->other_bindings ? "the agent offers no JSON-RPC interface (only REST or gRPC)"
+                                   : "no JSON-RPC interface URL (url / supportedInterfaces)");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static const char *const methods[2][5] = {
+    {"SendMessage", "SendStreamingMessage", "GetTask", "CancelTask", "SubscribeToTask"},
+    {"message/send", "message/stream", "tasks/get", "tasks/cancel", "tasks/resubscribe"},
+};
+
+const char *a2a_method(a2a_dialect d, a2a_op op) {
+    if ((unsigned)op > A2A_OP_SUBSCRIBE) return NULL;
+    return methods[d == A2A_D_V03 ? 1 : 0][op];
+}
+
+static cJSON *envelope(a2a_dialect d, a2a_op op, const char *rpc_id, cJSON **params) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
+    cJSON_AddStringToObject(r, "id", rpc_id ? rpc_id : "1");
+    cJSON_AddStringToObject(r, "method", a2a_method(d, op));
+    *params = cJSON_AddObjectToObject(r, "params");
+    return r;
+}
+
+static char *finish(cJSON *r) {
+    char *s = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+char *a2a_build_send(a2a_dialect d, int stream, const char *rpc_id, const a2a_send *s) {
+    cJSON *params;
+    cJSON *r = envelope(d, stream ? A2A_OP_STREAM : A2A_OP_SEND, rpc_id, &params);
+    int v03 = d == A2A_D_V03;
+    if (!v03 && s->tenant && *s->tenant) cJSON_AddStringToObject(params, "tenant", s->tenant);
+    cJSON *m = cJSON_AddObjectToObject(params, "message");
+    if (v03) cJSON_AddStringToObject(m, "kind", "message");
+    cJSON_AddStringToObject(m, "role", v03 ? "user" : "ROLE_USER");
+    cJSON_AddStringToObject(m, "messageId", s->message_id ? s->message_id : "");
+    if (s->context_id && *s->context_id) cJSON_AddStringToObject(m, "contextId", s->context_id);
+    if (s->task_id && *s->task_id) cJSON_AddStringToObject(m, "taskId", s->task_id);
+    cJSON *parts = cJSON_AddArrayToObject(m, "parts");
+    cJSON *p = cJSON_CreateObject();
+    if (v03) cJSON_AddStringToObject(p, "kind", "text");
+    cJSON_AddStringToObject(p, "text", s->text ? s->text : "");
+    cJSON_AddItemToArray(parts, p);
+
+    size_t nmodes = 0;
+    while (s->accepted_output_modes && s->accepted_output_modes[nmodes])
+        nmodes++;
+    if (v03) {
+        /* 0.2 requires acceptedOutputModes; empty means "anything". */
+        cJSON *cfg = cJSON_AddObjectToObject(params, "configuration");
+        cJSON *modes = cJSON_AddArrayToObject(cfg, "acceptedOutputModes");
+        for (size_t i = 0; i < nmodes; i++)
+            cJSON_AddItemToArray(modes, cJSON_CreateString(s->accepted_output_modes[i]));
+        if (!stream) cJSON_AddBoolToObject(cfg, "blocking", !s->return_immediately);
+    } else if (nmodes || (s->return_immediately && !stream)) {
+        cJSON *cfg = cJSON_AddObjectToObject(params, "configuration");
+        if (nmodes) {
+            cJSON *modes = cJSON_AddArrayToObject(cfg, "acceptedOutputModes");
+            for (size_t i = 0; i < nmodes; i++)
+                cJSON_AddItemToArray(modes, cJSON_CreateString(s->accepted_output_modes[i]));
+        }
+        if (s->return_immediately && !stream) cJSON_AddBoolToObject(cfg, "returnImmediately", 1);
+    }
+    return finish(r);
+}
+
+char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char *task_id,
+                        const char *tenant) {
+    if (op < A2A_OP_GET || op > A2A_OP_SUBSCRIBE) return NULL;
+    cJSON *params;
+    cJSON *r = envelope(d, op, rpc_id, &params);
+    if (d != A2A_D_V03 && tenant && *tenant) cJSON_AddStringToObject(params, "tenant", tenant);
+    cJSON_AddStringToObject(params, "id", task_id ? task_id : "");
+    return finish(r);
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+/* Text of a parts array: text parts concatenated (streamed chunks are
+ * stored as extra parts of one artifact, so no separator), file parts as
+ * "name: url" lines. Data and raw parts are not shown to users. */
+static char *parts_text(const cJSON *parts) {
+    sbuf b = {0};
+    const cJSON *p;
+    cJSON_ArrayForEach(p, parts) {
+        if (!cJSON_IsObject(p)) continue;
+        const char *kind = str(p, "kind");
+        const char *text = str(p, "text");
+        if (text && (!kind || !strcmp(kind, "text"))) {
+            sb_str(&b, text);
+            continue;
+        }
+        const cJSON *file = obj(p, "file");
+        const char *url = file ? str(file, "uri") : nstr(p, "url");
+        const char *name = file ? str(file, "name") : nstr(p, "filename");
+        if (url && *url) {
+            if (b.len && b.p[b.len - 1] != '\n') sb_add(&b, "\n", 1);
+            if (name && *name) {
+                sb_str(&b, name);
+                sb_add(&b, ": ", 2);
+            }
+            sb_str(&b, url);
+        }
+    }
+    if (!b.p) b.p = strdup("");
+    return b.p;
+}
+
+static int is_agent(const char *role) {
+    return !role || !strcasecmp(role, "agent") || !strcasecmp(role, "ROLE_AGENT");
+}
+
+static void parse_message(const cJSON *m, a2a_result *r) {
+    r->kind = A2A_R_MESSAGE;
+    r->text = parts_text(arr(m, "parts"));
+    r->context_id = xstrdup(nstr(m, "contextId"));
+    r->task_id = xstrdup(nstr(m, "taskId"));
+    r->agent_role = is_agent(str(m, "role"));
+}
+
+static void parse_status(const cJSON *st, a2a_result *r) {
+    r->state = a2a_state_parse(str(st, "state"));
+    const cJSON *m = obj(st, "message");
+    if (m) {
+        char *t = parts_text(arr(m, "parts"));
+        if (t && *t)
+            r->status_text = t;
+        else
+            free(t);
+    }
+}
+
+static void parse_artifact(const cJSON *a, a2a_artifact *out) {
+    out->id = strdup(nstr(a, "artifactId") ? nstr(a, "artifactId") : "");
+    out->text = parts_text(arr(a, "parts"));
+}
+
+static void parse_task(const cJSON *t, a2a_result *r) {
+    r->kind = A2A_R_TASK;
+    r->task_id = xstrdup(nstr(t, "id"));
+    r->context_id = xstrdup(nstr(t, "contextId"));
+    parse_status(obj(t, "status"), r);
+    if (r->state == A2A_TS_NONE) r->state = A2A_TS_UNKNOWN;
+    const cJSON *arts = arr(t, "artifacts"), *a;
+    int n = cJSON_GetArraySize(arts);
+    if (n > 0) {
+        r->arts = calloc((size_t)n, sizeof *r->arts);
+        cJSON_ArrayForEach(a, arts) {
+            if (cJSON_IsObject(a) && r->arts) parse_artifact(a, &r->arts[r->narts++]);
+        }
+    }
+    const cJSON *h = arr(t, "history");
+    for (int i = cJSON_GetArraySize(h) - 1; i >= 0; i--) {
+        const cJSON *m = cJSON_GetArrayItem(h, i);
+        const char *role = str(m, "role");
+        if (cJSON_IsObject(m) && role && is_agent(role)) {
+            char *txt = parts_text(arr(m, "parts"));
+            if (txt && *txt) {
+                r->history_text = txt;
+                break;
+            }
+            free(txt);
+        }
+    }
+}
+
+static void parse_status_update(const cJSON *u, a2a_result *r) {
+    r->kind = A2A_R_STATUS;
+    r->task_id = xstrdup(nstr(u, "taskId"));
+    r->context_id = xstrdup(nstr(u, "contextId"));
+    parse_status(obj(u, "status"), r);
+    if (r->state == A2A_TS_NONE) r->state = A2A_TS_UNKNOWN;
+    r->final = flag(u, "final");
+}
+
+static void parse_artifact_update(const cJSON *u, a2a_result *r) {
+    r->kind = A2A_R_ARTIFACT;
+    r->task_id = xstrdup(nstr(u, "taskId"));
+    r->context_id = xstrdup(nstr(u, "contextId"));
+    const cJSON *a = obj(u, "artifact");
+    r->arts = calloc(1, sizeof *r->arts);
+    if (r->arts) {
+        parse_artifact(a, &r->arts[0]);
+        r->narts = 1;
+    }
+    r->append = flag(u, "append");
+    r->last_chunk = flag(u, "lastChunk");
+}
+
+/* Discriminates on 0.3 `kind`, then the 1.0 wrapper key, then on shape. */
+static int parse_result(const cJSON *res, a2a_result *r) {
+    if (!cJSON_IsObject(res)) return -1;
+    const char *kind = str(res, "kind");
+    if (kind) {
+        if (!strcmp(kind, "message")) return parse_message(res, r), 0;
+        if (!strcmp(kind, "task")) return parse_task(res, r), 0;
+        if (!strcmp(kind, "status-update")) return parse_status_update(res, r), 0;
+        if (!strcmp(kind, "artifact-update")) return parse_artifact_update(res, r), 0;
+        return -1;
+    }
+    const cJSON *w;
+    if ((w = obj(res, "task"))) return parse_task(w, r), 0;
+    if ((w = obj(res, "message"))) return parse_message(w, r), 0;
+    if ((w = obj(res, "statusUpdate"))) return parse_status_update(w, r), 0;
+    if ((w = obj(res, "artifactUpdate"))) return parse_artifact_update(w, r), 0;
+    if (has(res, "id") && has(res, "status")) return parse_task(res, r), 0;
+    if (has(res, "parts") || has(res, "role")) return parse_message(res, r), 0;
+    if (has(res, "artifact")) return parse_artifact_update(res, r), 0;
+    if (has(res, "status")) return parse_status_update(res, r), 0;
+    return -1;
+}
+
+void a2a_result_free(a2a_result *r) {
+    if (!r) return;
+    free(r->task_id);
+    free(r->context_id);
+    free(r->status_text);
+    free(r->text);
+    for (size_t i = 0; i < r->narts; i++) {
+        free(r->arts[i].id);
+        free(r->arts[i].text);
+    }
+    free(r->arts);
+    free(r->history_text);
+    memset(r, 0, sizeof *r);
+}
+
+void a2a_rpc_free(a2a_rpc *r) {
+    if (!r) return;
+    free(r->message);
+    free(r->reason);
+    a2a_result_free(&r->res);
+    memset(r, 0, sizeof *r);
+}
+
+int a2a_rpc_parse(const char *json, size_t len, const char *expect_id, a2a_rpc *out, char *err,
+                  size_t errsz) {
+    memset(out, 0, sizeof *out);
+    cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
+    if (!root) {
+        seterr(err, errsz, "response is not JSON");
+        return -1;
+    }
+    int rc = -1;
+    if (!cJSON_IsObject(root)) {
+        seterr(err, errsz, "response is not a JSON object");
+        goto out;
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
+    if (expect_id && id && !cJSON_IsNull(id)) {
+        char num[64];
+        const char *got = NULL;
+        if (cJSON_IsString(id)) {
+            got = id->valuestring;
+        } else if (cJSON_IsNumber(id)) {
+            snprintf(num, sizeof num, "%.17g", id->valuedouble);
+            got = num;
+        }
+        if (!got || strcmp(got, expect_id)) {
+            seterr(err, errsz, "JSON-RPC id mismatch");
+            goto out;
+        }
+    }
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+    if (e && !cJSON_IsNull(e)) {
+        if (!cJSON_IsObject(e)) {
+            seterr(err, errsz, "JSON-RPC error is not an object");
+            goto out;
+        }
+        const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
+        out->is_error = 1;
+        out->code = cJSON_IsNumber(code) ? (int)code->valuedouble : A2A_ERR_INTERNAL;
+        out->message = xstrdup(str(e, "message"));
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(e, "data"), *d;
+        if (cJSON_IsArray(data)) {
+            cJSON_ArrayForEach(d, data) {
+                const char *reason = str(d, "reason");
+                if (reason) {
+                    out->reason = strdup(reason);
+                    break;
+                }
+            }
+        }
+        rc = 0;
+        goto out;
+    }
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "result");
+    if (!res) {
+        seterr(err, errsz, "neither result nor error in the response");
+        goto out;
+    }
+    if (parse_result(res, &out->res)) {
+        a2a_result_free(&out->res);
+        seterr(err, errsz, "unrecognised result shape");
+        goto out;
+    }
+    rc = 0;
+out:
+    cJSON_Delete(root);
+    if (rc) a2a_rpc_free(out);
+    return rc;
+}
+
+/* ---- tracking ----------------------------------------------------------- */
+
+static void set_str(char **dst, const char *src) {
+    if (!src) return;
+    char *c = strdup(src);
+    if (!c) return;
+    free(*dst);
+    *dst = c;
+}
+
+static void arts_clear(a2a_track *t) {
+    for (size_t i = 0; i < t->narts; i++) {
+        free(t->arts[i].id);
+        free(t->arts[i].text);
+    }
+    free(t->arts);
+    t->arts = NULL;
+    t->narts = 0;
+}
+
+static void art_upsert(a2a_track *t, const a2a_artifact *a, int append) {
+    const char *id = a->id ? a->id : "";
+    for (size_t i = 0; i < t->narts; i++) {
+        if (strcmp(t->arts[i].id, id)) continue;
+        if (append) {
+            size_t l1 = strlen(t->arts[i].text), l2 = strlen(a->text ? a->text : "");
+            char *n = realloc(t->arts[i].text, l1 + l2 + 1);
+            if (!n) return;
+            memcpy(n + l1, a->text ? a->text : "", l2 + 1);
+            t->arts[i].text = n;
+        } else {
+            set_str(&t->arts[i].text, a->text ? a->text : "");
+        }
+        return;
+    }
+    a2a_artifact *n = realloc(t->arts, (t->narts + 1) * sizeof *n);
+    if (!n) return;
+    t->arts = n;
+    n[t->narts].id = strdup(id);
+    n[t->narts].text = strdup(a->text ? a->text : "");
+    if (!n[t->narts].id || !n[t->narts].text) {
+        free(n[t->narts].id);
+        free(n[t->narts].text);
+        return;
+    }
+    t->narts++;
+}
+
+void a2a_track_apply(a2a_track *t, const a2a_result *r) {
+    t->updates++;
+    switch (r->kind) {
+    case A2A_R_MESSAGE:
+        if (t->task_id && r->task_id && !strcmp(t->task_id, r->task_id)) {
+            /* an agent message inside a task: the latest thing it said */
+            if (r->agent_role && r->text && *r->text) set_str(&t->history_text, r->text);
+            break;
+        }
+        t->got_message = 1;
+        t->ended = 1;
+        set_str(&t->message_text, r->text ? r->text : "");
+        set_str(&t->context_id, r->context_id);
+        break;
+    case A2A_R_TASK:
+        set_str(&t->task_id, r->task_id);
+        set_str(&t->context_id, r->context_id);
+        t->state = r->state;
+        free(t->status_text);
+        t->status_text = r->status_text ? strdup(r->status_text) : NULL;
+        arts_clear(t);
+        for (size_t i = 0; i < r->narts; i++)
+            art_upsert(t, &r->arts[i], 0);
+        if (r->history_text) set_str(&t->history_text, r->history_text);
+        break;
+    case A2A_R_STATUS:
+        if (!t->task_id) set_str(&t->task_id, r->task_id);
+        if (!t->context_id) set_str(&t->context_id, r->context_id);
+        t->state = r->state;
+        free(t->status_text);
+        t->status_text = r->status_text ? strdup(r->status_text) : NULL;
+        if (r->final) t->ended = 1;
+        break;
+    case A2A_R_ARTIFACT:
+        if (!t->task_id) set_str(&t->task_id, r->task_id);
+        if (!t->context_id) set_str(&t->context_id, r->context_id);
+        for (size_t i = 0; i < r->narts; i++)
+            art_upsert(t, &r->arts[i], r->append);
+        break;
+    case A2A_R_NONE:
+        t->updates--;
+        break;
+    }
+}
+
+void a2a_track_free(a2a_track *t) {
+    if (!t) return;
+    free(t->task_id);
+    free(t->context_id);
+    free(t->status_text);
+    arts_clear(t);
+    free(t->history_text);
+    free(t->message_text);
+    memset(t, 0, sizeof *t);
+}
+
+char *a2a_track_artifact_text(const a2a_track *t) {
+    sbuf b = {0};
+    for (size_t i = 0; i < t->narts; i++) {
+        const char *s = t->arts[i].text;
+        if (!s || !*s) continue;
+        if (b.len) sb_add(&b, "\n", 1);
+        sb_str(&b, s);
+    }
+    return b.p;
+}
+
+int a2a_track_done(const a2a_track *t) {
+    return t->got_message || t->ended || a2a_state_terminal(t->state) ||
+           a2a_state_interrupted(t->state);
+}

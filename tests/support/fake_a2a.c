@@ -1,0 +1,1002 @@
+/* See fake_a2a.h. Written from the A2A specification (1.0 proto and 0.3
+ * types); one thread per connection so slow answers and streams can block. */
+#include "fake_a2a.h"
+
+#include <cjson/cJSON.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+enum { K_MESSAGE, K_TASK, K_ASK, K_FAIL, K_REJECT, K_HANG, K_DROP, K_STREAMERR };
+enum { S_SUBMITTED, S_WORKING, S_INPUT, S_COMPLETED, S_FAILED, S_REJECTED, S_CANCELED };
+
+typedef struct task {
+    char id[32], ctx[96];
+    int kind;
+    long long done_at; /* K_TASK, K_DROP, K_STREAMERR: completed from then on */
+    int answered;      /* K_ASK: the follow-up came */
+    int canceled;
+    char answer[300];
+    struct task *next;
+} task;
+
+typedef struct attempt {
+    char msg_id[96];
+    int n;
+    struct attempt *next;
+} attempt;
+
+struct fa2a {
+    struct MHD_Daemon *d;
+    fa2a_opts o;
+    char url[64];
+    int port;
+    pthread_mutex_t mu;
+    fa_req *reqs;
+    int nreq, capreq;
+    int card_fetches;
+    task *tasks;
+    attempt *attempts;
+    int next_ctx, next_task;
+    atomic_int stopping;
+};
+
+typedef struct {
+    char *body;
+    size_t len;
+} conn;
+
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleeps ms, waking early when the fake stops. */
+static void pause_ms(fa2a *f, long long ms) {
+    while (ms > 0 && !atomic_load(&f->stopping)) {
+        long long s = ms < 20 ? ms : 20;
+        struct timespec ts = {0, (long)s * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= s;
+    }
+}
+
+/* ---- shapes ------------------------------------------------------------- */
+
+static const char *state_str(int v10, int s) {
+    static const char *const v03[] = {"submitted", "working",  "input-required", "completed",
+                                      "failed",    "rejected", "canceled"};
+    static const char *const v1[] = {"TASK_STATE_SUBMITTED",      "TASK_STATE_WORKING",
+                                     "TASK_STATE_INPUT_REQUIRED", "TASK_STATE_COMPLETED",
+                                     "TASK_STATE_FAILED",         "TASK_STATE_REJECTED",
+                                     "TASK_STATE_CANCELED"};
+    return v10 ? v1[s] : v03[s];
+}
+
+static cJSON *text_part(int v10, const char *text) {
+    cJSON *p = cJSON_CreateObject();
+    if (!v10) cJSON_AddStringToObject(p, "kind", "text");
+    cJSON_AddStringToObject(p, "text", text);
+    return p;
+}
+
+static cJSON *message(int v10, const char *text, const char *ctx, const char *task_id) {
+    static atomic_int seq;
+    char id[32];
+    snprintf(id, sizeof id, "agent-msg-%d", atomic_fetch_add(&seq, 1) + 1);
+    cJSON *m = cJSON_CreateObject();
+    if (!v10) cJSON_AddStringToObject(m, "kind", "message");
+    cJSON_AddStringToObject(m, "messageId", id);
+    cJSON_AddStringToObject(m, "role", v10 ? "ROLE_AGENT" : "agent");
+    if (ctx) cJSON_AddStringToObject(m, "contextId", ctx);
+    if (task_id) cJSON_AddStringToObject(m, "taskId", task_id);
+    cJSON *parts = cJSON_AddArrayToObject(m, "parts");
+    cJSON_AddItemToArray(parts, text_part(v10, text));
+    return m;
+}
+
+static int task_state(const task *t, long long now) {
+    if (t->canceled) return S_CANCELED;
+    switch (t->kind) {
+    case K_ASK:
+        return t->answered ? S_COMPLETED : S_INPUT;
+    case K_FAIL:
+        return S_FAILED;
+    case K_REJECT:
+        return S_REJECTED;
+    case K_HANG:
+        return S_WORKING;
+    default:
+        return now >= t->done_at ? S_COMPLETED : S_WORKING;
+    }
+}
+
+static int terminal(int s) {
+    return s == S_COMPLETED || s == S_FAILED || s == S_REJECTED || s == S_CANCELED;
+}
+
+static cJSON *status(int v10, const task *t, int s) {
+    cJSON *st = cJSON_CreateObject();
+    cJSON_AddStringToObject(st, "state", state_str(v10, s));
+    const char *note = s == S_INPUT      ? "What is your name?"
+                       : s == S_FAILED   ? "the tool crashed"
+                       : s == S_REJECTED ? "I will not do that"
+                                         : NULL;
+    if (note) cJSON_AddItemToObject(st, "message", message(v10, note, t->ctx, t->id));
+    cJSON_AddStringToObject(st, "timestamp", "2026-01-01T00:00:00Z");
+    return st;
+}
+
+static cJSON *artifact(int v10, const char *text) {
+    cJSON *a = cJSON_CreateObject();
+    cJSON_AddStringToObject(a, "artifactId", "answer");
+    cJSON_AddStringToObject(a, "name", "answer");
+    cJSON *parts = cJSON_AddArrayToObject(a, "parts");
+    cJSON_AddItemToArray(parts, text_part(v10, text));
+    return a;
+}
+
+static cJSON *task_json(int v10, const task *t, long long now) {
+    int s = task_state(t, now);
+    cJSON *j = cJSON_CreateObject();
+    if (!v10) cJSON_AddStringToObject(j, "kind", "task");
+    cJSON_AddStringToObject(j, "id", t->id);
+    cJSON_AddStringToObject(j, "contextId", t->ctx);
+    cJSON_AddItemToObject(j, "status", status(v10, t, s));
+    if (s == S_COMPLETED) {
+        cJSON *arts = cJSON_AddArrayToObject(j, "artifacts");
+        cJSON_AddItemToArray(arts, artifact(v10, t->answer));
+    }
+    return j;
+}
+
+static cJSON *wrap(int v10, const char *key, cJSON *inner) {
+    if (!v10) return inner;
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddItemToObject(w, key, inner);
+    return w;
+}
+
+static cJSON *status_update(int v10, const task *t, int s, int final) {
+    cJSON *u = cJSON_CreateObject();
+    if (!v10) cJSON_AddStringToObject(u, "kind", "status-update");
+    cJSON_AddStringToObject(u, "taskId", t->id);
+    cJSON_AddStringToObject(u, "contextId", t->ctx);
+    cJSON_AddItemToObject(u, "status", status(v10, t, s));
+    if (!v10) cJSON_AddBoolToObject(u, "final", final);
+    return wrap(v10, "statusUpdate", u);
+}
+
+static cJSON *artifact_update(int v10, const task *t, const char *text, int append, int last) {
+    cJSON *u = cJSON_CreateObject();
+    if (!v10) cJSON_AddStringToObject(u, "kind", "artifact-update");
+    cJSON_AddStringToObject(u, "taskId", t->id);
+    cJSON_AddStringToObject(u, "contextId", t->ctx);
+    cJSON_AddItemToObject(u, "artifact", artifact(v10, text));
+    if (append || !v10) cJSON_AddBoolToObject(u, "append", append);
+    if (last || !v10) cJSON_AddBoolToObject(u, "lastChunk", last);
+    return wrap(v10, "artifactUpdate", u);
+}
+
+static char *envelope(const cJSON *id, cJSON *result) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
+    cJSON_AddItemToObject(r, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(r, "result", result);
+    char *s = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+static char *error_body(int v10, const cJSON *id, int code, const char *msg) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
+    cJSON_AddItemToObject(r, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
+    cJSON *e = cJSON_AddObjectToObject(r, "error");
+    cJSON_AddNumberToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", msg);
+    if (v10) {
+        cJSON *data = cJSON_AddArrayToObject(e, "data");
+        cJSON *info = cJSON_CreateObject();
+        cJSON_AddStringToObject(info, "@type", "type.googleapis.com/google.rpc.ErrorInfo");
+        cJSON_AddStringToObject(info, "reason", code == -32001 ? "TASK_NOT_FOUND" : "ERROR");
+        cJSON_AddStringToObject(info, "domain", "a2a-protocol.org");
+        cJSON_AddItemToArray(data, info);
+    }
+    char *s = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return s;
+}
+
+/* ---- HTTP replies ------------------------------------------------------- */
+
+static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, const char *ctype,
+                                 char *body, size_t len) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(r, "Content-Type", ctype);
+    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"fake\"");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char *body) {
+    return send_body(c, status, "application/json", body, strlen(body));
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *ctype,
+                                 const char *text) {
+    return send_body(c, status, ctype, strdup(text), strlen(text));
+}
+
+/* A stream: pieces written one per reader call, with a pause between. */
+typedef struct {
+    fa2a *f;
+    char **piece;
+    size_t *plen;
+    int n, cap, i;
+    size_t off;
+    int drop;   /* end with a broken connection */
+    task *held; /* hang: hold the stream open while this task works */
+    cJSON *id;  /* JSON-RPC id every event echoes */
+} stream;
+
+static stream *stream_new(fa2a *f, const cJSON *id) {
+    stream *s = calloc(1, sizeof *s);
+    s->f = f;
+    s->id = id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull();
+    return s;
+}
+
+static void piece(stream *s, const char *p, size_t n) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 32;
+        s->piece = realloc(s->piece, (size_t)s->cap * sizeof *s->piece);
+        s->plen = realloc(s->plen, (size_t)s->cap * sizeof *s->plen);
+    }
+    s->piece[s->n] = malloc(n ? n : 1);
+    memcpy(s->piece[s->n], p, n);
+    s->plen[s->n++] = n;
+}
+
+/* Adds one event in one of several awkward framings. */
+static void event(stream *s, const char *name, cJSON *payload, int style) {
+    if (!cJSON_GetObjectItem(payload, "jsonrpc")) {
+        cJSON *env = cJSON_CreateObject();
+        cJSON_AddStringToObject(env, "jsonrpc", "2.0");
+        cJSON_AddItemToObject(env, "id", cJSON_Duplicate(s->id, 1));
+        cJSON_AddItemToObject(env, "result", payload);
+        payload = env;
+    }
+    char *json = style == 3 ? cJSON_Print(payload) : cJSON_PrintUnformatted(payload);
+    cJSON_Delete(payload);
+    size_t cap = strlen(json) * 2 + 128;
+    char *ev = malloc(cap);
+    size_t n = 0;
+    const char *nl = style == 2 ? "\r\n" : "\n";
+    if (style == 4) n += (size_t)snprintf(ev + n, cap - n, ": keep-alive\n\n:another comment\n");
+    if (name) n += (size_t)snprintf(ev + n, cap - n, "event: %s%s", name, nl);
+    if (style == 3) {
+        /* pretty JSON: one data: line per line (and one without the space) */
+        int first = 1;
+        for (char *line = strtok(json, "\n"); line; line = strtok(NULL, "\n")) {
+            n += (size_t)snprintf(ev + n, cap - n, first ? "data:%s\n" : "data: %s\n", line);
+            first = 0;
+        }
+    } else {
+        n += (size_t)snprintf(ev + n, cap - n, "data: %s%s", json, nl);
+    }
+    n += (size_t)snprintf(ev + n, cap - n, "%s", nl);
+    free(json);
+    switch (style) {
+    case 1: /* the first bytes one by one */
+        for (size_t i = 0; i < n; i++) {
+            if (i < 16) {
+                piece(s, ev + i, 1);
+            } else {
+                piece(s, ev + i, n - i);
+                break;
+            }
+        }
+        break;
+    case 2: { /* CRLF, cut between every CR and its LF */
+        size_t start = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (ev[i] == '\r') {
+                piece(s, ev + start, i + 1 - start);
+                start = i + 1;
+            }
+        }
+        if (start < n) piece(s, ev + start, n - start);
+        break;
+    }
+    case 4: /* 7-byte pieces */
+        for (size_t i = 0; i < n; i += 7)
+            piece(s, ev + i, n - i < 7 ? n - i : 7);
+        break;
+    default:
+        piece(s, ev, n);
+    }
+    free(ev);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    stream *s = cls;
+    if (s->i >= s->n) {
+        if (s->held) {
+            /* hang: keep the stream open and silent while the task works */
+            while (!atomic_load(&s->f->stopping)) {
+                pthread_mutex_lock(&s->f->mu);
+                int canceled = s->held->canceled;
+                pthread_mutex_unlock(&s->f->mu);
+                if (canceled) break;
+                pause_ms(s->f, 20);
+            }
+        }
+        return s->drop ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+    }
+    int delay = s->f->o.chunk_delay_ms > 0 ? s->f->o.chunk_delay_ms : 5;
+    if (s->off == 0 && s->i > 0) pause_ms(s->f, delay);
+    size_t left = s->plen[s->i] - s->off;
+    size_t k = left < max ? left : max;
+    memcpy(buf, s->piece[s->i] + s->off, k);
+    s->off += k;
+    if (s->off == s->plen[s->i]) {
+        s->i++;
+        s->off = 0;
+    }
+    return (ssize_t)k;
+}
+
+static void stream_free(void *cls) {
+    stream *s = cls;
+    for (int i = 0; i < s->n; i++)
+        free(s->piece[i]);
+    free(s->piece);
+    free(s->plen);
+    cJSON_Delete(s->id);
+    free(s);
+}
+
+static enum MHD_Result send_stream(struct MHD_Connection *c, stream *s) {
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* ---- agent card --------------------------------------------------------- */
+
+static char *card_json(fa2a *f) {
+    const fa2a_opts *o = &f->o;
+    fa_dialect shape = o->card ? o->card : o->speaks;
+    char rpc[96];
+    snprintf(rpc, sizeof rpc, "%s/rpc", f->url);
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "name", "fake agent");
+    cJSON_AddStringToObject(c, "description", "scripted A2A agent for routerd tests");
+    cJSON_AddStringToObject(c, "version", "1.0.0");
+    if (o->card_mode == FA_CARD_NO_JSONRPC) {
+        cJSON *ifs = cJSON_AddArrayToObject(c, "supportedInterfaces");
+        cJSON *i = cJSON_CreateObject();
+        cJSON_AddStringToObject(i, "url", "127.0.0.1:1");
+        cJSON_AddStringToObject(i, "protocolBinding", "GRPC");
+        cJSON_AddStringToObject(i, "protocolVersion", "1.0");
+        cJSON_AddItemToArray(ifs, i);
+    } else {
+        if (shape == FA_V03 || shape == FA_BOTH) {
+            cJSON_AddStringToObject(c, "protocolVersion", "0.3.0");
+            cJSON_AddStringToObject(c, "url", rpc);
+            cJSON_AddStringToObject(c, "preferredTransport", "JSONRPC");
+        }
+        if (shape == FA_V10 || shape == FA_BOTH) {
+            cJSON *ifs = cJSON_AddArrayToObject(c, "supportedInterfaces");
+            for (int v = 0; v < (shape == FA_BOTH ? 2 : 1); v++) {
+                cJSON *i = cJSON_CreateObject();
+                /* the hybrid card uses a relative URL, as JS SDK samples do */
+                cJSON_AddStringToObject(i, "url", shape == FA_BOTH ? "/rpc" : rpc);
+                cJSON_AddStringToObject(i, "protocolBinding", "JSONRPC");
+                cJSON_AddStringToObject(i, "protocolVersion", v == 0 ? "1.0" : "0.3");
+                cJSON_AddItemToArray(ifs, i);
+            }
+        }
+    }
+    cJSON *caps = cJSON_AddObjectToObject(c, "capabilities");
+    cJSON_AddBoolToObject(caps, "streaming", o->streaming);
+    cJSON *in = cJSON_AddArrayToObject(c, "defaultInputModes");
+    cJSON_AddItemToArray(in, cJSON_CreateString("text/plain"));
+    cJSON *out = cJSON_AddArrayToObject(c, "defaultOutputModes");
+    cJSON_AddItemToArray(out, cJSON_CreateString("text/plain"));
+    cJSON_AddArrayToObject(c, "skills");
+    if (o->token || o->api_key_header) {
+        cJSON *ss = cJSON_AddObjectToObject(c, "securitySchemes");
+        int v10 = shape == FA_V10;
+        cJSON *req = cJSON_AddArrayToObject(c, v10 ? "securityRequirements" : "security");
+        cJSON *alt = cJSON_CreateObject();
+        cJSON_AddItemToArray(req, alt);
+        if (o->token) {
+            cJSON *s = cJSON_AddObjectToObject(ss, "bearer");
+            if (v10) {
+                cJSON_AddStringToObject(cJSON_AddObjectToObject(s, "httpAuthSecurityScheme"),
+                                        "scheme", "Bearer");
+                cJSON_AddArrayToObject(
+                    cJSON_AddObjectToObject(cJSON_AddObjectToObject(alt, "schemes"), "bearer"),
+                    "list");
+            } else {
+                cJSON_AddStringToObject(s, "type", "http");
+                cJSON_AddStringToObject(s, "scheme", "bearer");
+                cJSON_AddArrayToObject(alt, "bearer");
+            }
+        } else {
+            cJSON *s = cJSON_AddObjectToObject(ss, "apikey");
+            if (v10) {
+                cJSON *k = cJSON_AddObjectToObject(s, "apiKeySecurityScheme");
+                cJSON_AddStringToObject(k, "location", "header");
+                cJSON_AddStringToObject(k, "name", o->api_key_header);
+                cJSON_AddArrayToObject(
+                    cJSON_AddObjectToObject(cJSON_AddObjectToObject(alt, "schemes"), "apikey"),
+                    "list");
+            } else {
+                cJSON_AddStringToObject(s, "type", "apiKey");
+                cJSON_AddStringToObject(s, "in", "header");
+                cJSON_AddStringToObject(s, "name", o->api_key_header);
+                cJSON_AddArrayToObject(alt, "apikey");
+            }
+        }
+    }
+    char *s = cJSON_PrintUnformatted(c);
+    cJSON_Delete(c);
+    return s;
+}
+
+/* ---- JSON-RPC ----------------------------------------------------------- */
+
+static const char *const m10[] = {"SendMessage", "SendStreamingMessage", "GetTask", "CancelTask",
+                                  "SubscribeToTask"};
+static const char *const m03[] = {"message/send", "message/stream", "tasks/get", "tasks/cancel",
+                                  "tasks/resubscribe"};
+enum { OP_SEND, OP_STREAM, OP_GET, OP_CANCEL, OP_SUBSCRIBE };
+
+static void copy(char *dst, size_t sz, const char *src) {
+    snprintf(dst, sz, "%s", src ? src : "");
+}
+
+static const char *hdr(struct MHD_Connection *c, const char *name) {
+    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+static void record(fa2a *f, struct MHD_Connection *c, const char *method, const cJSON *req) {
+    fa_req r;
+    memset(&r, 0, sizeof r);
+    r.blocking = -1;
+    copy(r.method, sizeof r.method, method);
+    const cJSON *id = cJSON_GetObjectItem(req, "id");
+    if (cJSON_IsString(id)) copy(r.rpc_id, sizeof r.rpc_id, id->valuestring);
+    const cJSON *params = cJSON_GetObjectItem(req, "params");
+    const cJSON *m = cJSON_GetObjectItem(params, "message");
+    copy(r.message_id, sizeof r.message_id,
+         cJSON_GetStringValue(cJSON_GetObjectItem(m, "messageId")));
+    copy(r.context_id, sizeof r.context_id,
+         cJSON_GetStringValue(cJSON_GetObjectItem(m, "contextId")));
+    const char *tid = cJSON_GetStringValue(cJSON_GetObjectItem(m, "taskId"));
+    if (!tid) tid = cJSON_GetStringValue(cJSON_GetObjectItem(params, "id"));
+    copy(r.task_id, sizeof r.task_id, tid);
+    const cJSON *parts = cJSON_GetObjectItem(m, "parts");
+    copy(r.text, sizeof r.text,
+         cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(parts, 0), "text")));
+    const cJSON *cfg = cJSON_GetObjectItem(params, "configuration");
+    const cJSON *b = cJSON_GetObjectItem(cfg, "blocking");
+    const cJSON *ri = cJSON_GetObjectItem(cfg, "returnImmediately");
+    if (cJSON_IsBool(b)) r.blocking = cJSON_IsTrue(b);
+    if (cJSON_IsBool(ri)) r.blocking = !cJSON_IsTrue(ri);
+    copy(r.a2a_version, sizeof r.a2a_version, hdr(c, "A2A-Version"));
+    copy(r.traceparent, sizeof r.traceparent, hdr(c, "traceparent"));
+    copy(r.authorization, sizeof r.authorization, hdr(c, "Authorization"));
+    if (f->o.api_key_header) copy(r.api_key, sizeof r.api_key, hdr(c, f->o.api_key_header));
+    copy(r.accept, sizeof r.accept, hdr(c, "Accept"));
+    pthread_mutex_lock(&f->mu);
+    if (f->nreq == f->capreq) {
+        f->capreq = f->capreq ? f->capreq * 2 : 64;
+        f->reqs = realloc(f->reqs, (size_t)f->capreq * sizeof *f->reqs);
+    }
+    f->reqs[f->nreq++] = r;
+    pthread_mutex_unlock(&f->mu);
+}
+
+static task *find_task(fa2a *f, const char *id) {
+    for (task *t = f->tasks; t; t = t->next)
+        if (id && !strcmp(t->id, id)) return t;
+    return NULL;
+}
+
+static task *new_task(fa2a *f, int kind, const char *ctx, long long work_ms, const char *answer) {
+    task *t = calloc(1, sizeof *t);
+    snprintf(t->id, sizeof t->id, "task-%d", ++f->next_task);
+    copy(t->ctx, sizeof t->ctx, ctx);
+    t->kind = kind;
+    t->done_at = mono_ms() + work_ms;
+    copy(t->answer, sizeof t->answer, answer);
+    t->next = f->tasks;
+    f->tasks = t;
+    return t;
+}
+
+/* Builds the stream of a task from its current state to its end. */
+static void task_stream(fa2a *f, stream *s, int v10, task *t, int fresh) {
+    pthread_mutex_lock(&f->mu);
+    task snap = *t;
+    pthread_mutex_unlock(&f->mu);
+    long long now = mono_ms();
+    if (fresh) {
+        /* the task as created: submitted */
+        task sub = snap;
+        sub.done_at = now + 1000000;
+        cJSON *tj = task_json(v10, &sub, now);
+        cJSON_ReplaceItemInObject(cJSON_GetObjectItem(tj, "status"), "state",
+                                  cJSON_CreateString(state_str(v10, S_SUBMITTED)));
+        event(s, NULL, wrap(v10, "task", tj), 1);
+    } else {
+        event(s, NULL, wrap(v10, "task", task_json(v10, &snap, now)), 0);
+    }
+    int st = task_state(&snap, now);
+    if (st == S_INPUT || snap.kind == K_FAIL || snap.kind == K_REJECT) {
+        event(s, NULL, status_update(v10, &snap, st, 1), 2);
+        return;
+    }
+    if (terminal(st) && !fresh) return;
+    event(s, NULL, status_update(v10, &snap, S_WORKING, 0), 4);
+    if (snap.kind == K_HANG) {
+        s->held = t;
+        return;
+    }
+    if (snap.kind == K_DROP && fresh) {
+        s->drop = 1;
+        return;
+    }
+    if (snap.kind == K_STREAMERR && fresh) {
+        char *e = error_body(v10, s->id, -32603, "internal error while streaming");
+        cJSON *ej = cJSON_Parse(e);
+        free(e);
+        event(s, "error", ej, 0);
+        return;
+    }
+    /* the answer in three chunks */
+    size_t n = strlen(snap.answer), a = n / 3, b = 2 * n / 3;
+    char p1[300], p2[300], p3[300];
+    snprintf(p1, sizeof p1, "%.*s", (int)a, snap.answer);
+    snprintf(p2, sizeof p2, "%.*s", (int)(b - a), snap.answer + a);
+    snprintf(p3, sizeof p3, "%s", snap.answer + b);
+    event(s, NULL, artifact_update(v10, &snap, p1, 0, 0), 3);
+    event(s, NULL, artifact_update(v10, &snap, p2, 1, 0), 2);
+    event(s, NULL, artifact_update(v10, &snap, p3, 1, 1), 0);
+    pthread_mutex_lock(&f->mu);
+    t->done_at = now; /* completed once the stream says so */
+    task done = *t;
+    pthread_mutex_unlock(&f->mu);
+    event(s, NULL, status_update(v10, &done, S_COMPLETED, 1), 4);
+}
+
+static char *arg_after(const char *text, const char *word) {
+    size_t n = strlen(word);
+    if (strncmp(text, word, n) || (text[n] && text[n] != ' ')) return NULL;
+    return (char *)(text[n] ? text + n + 1 : text + n);
+}
+
+static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, size_t len) {
+    cJSON *req = cJSON_ParseWithLength(body, len);
+    if (!req) return send_json(c, 200, error_body(0, NULL, -32700, "Parse error"));
+    const cJSON *id = cJSON_GetObjectItem(req, "id");
+    const char *method = cJSON_GetStringValue(cJSON_GetObjectItem(req, "method"));
+    int op = -1, v10 = 0;
+    for (int i = 0; method && i < 5; i++) {
+        if (!strcmp(method, m10[i])) op = i, v10 = 1;
+        if (!strcmp(method, m03[i])) op = i, v10 = 0;
+    }
+    record(f, c, method, req);
+    enum MHD_Result ret;
+    int speaks = f->o.speaks ? f->o.speaks : FA_BOTH;
+    const char *ver = hdr(c, "A2A-Version");
+    const char *ctype = hdr(c, "Content-Type");
+    if (!ctype || strncasecmp(ctype, "application/json", 16)) {
+        ret = send_json(c, 200, error_body(v10, id, -32005, "Content type not supported"));
+    } else if (op < 0 || (v10 && !(speaks & FA_V10)) || (!v10 && !(speaks & FA_V03))) {
+        ret = send_json(c, 200, error_body(v10, id, -32601, "Method not found"));
+    } else if (v10 && speaks == FA_V10 && (!ver || strcmp(ver, "1.0"))) {
+        ret = send_json(c, 200, error_body(v10, id, -32009, "Version not supported"));
+    } else {
+        const cJSON *params = cJSON_GetObjectItem(req, "params");
+        long long now = mono_ms();
+        if (op == OP_GET || op == OP_CANCEL || op == OP_SUBSCRIBE) {
+            const char *tid = cJSON_GetStringValue(cJSON_GetObjectItem(params, "id"));
+            pthread_mutex_lock(&f->mu);
+            task *t = find_task(f, tid);
+            char *out = NULL;
+            int stream_it = 0;
+            if (!t) {
+                out = error_body(v10, id, -32001, "Task not found");
+            } else if (op == OP_CANCEL && terminal(task_state(t, now))) {
+                out = error_body(v10, id, -32002, "Task cannot be canceled");
+            } else if (op == OP_SUBSCRIBE) {
+                stream_it = 1;
+            } else {
+                if (op == OP_CANCEL) t->canceled = 1;
+                out = envelope(id, task_json(v10, t, now));
+            }
+            pthread_mutex_unlock(&f->mu);
+            if (stream_it) {
+                /* re-attach: the current task, then wait for its end */
+                stream *s = stream_new(f, id);
+                long long until;
+                pthread_mutex_lock(&f->mu);
+                until = t->done_at;
+                pthread_mutex_unlock(&f->mu);
+                pause_ms(f, until - mono_ms());
+                task_stream(f, s, v10, t, 0);
+                ret = send_stream(c, s);
+            } else {
+                ret = send_json(c, 200, out);
+            }
+            cJSON_Delete(req);
+            return ret;
+        }
+        /* send / stream */
+        const cJSON *m = cJSON_GetObjectItem(params, "message");
+        const char *text = cJSON_GetStringValue(
+            cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(m, "parts"), 0), "text"));
+        const char *ctx_in = cJSON_GetStringValue(cJSON_GetObjectItem(m, "contextId"));
+        const char *tid = cJSON_GetStringValue(cJSON_GetObjectItem(m, "taskId"));
+        const char *msg_id = cJSON_GetStringValue(cJSON_GetObjectItem(m, "messageId"));
+        const char *role = cJSON_GetStringValue(cJSON_GetObjectItem(m, "role"));
+        const cJSON *cfg = cJSON_GetObjectItem(params, "configuration");
+        int blocking = v10 ? !cJSON_IsTrue(cJSON_GetObjectItem(cfg, "returnImmediately"))
+                           : !cJSON_IsFalse(cJSON_GetObjectItem(cfg, "blocking"));
+        int streaming = op == OP_STREAM;
+        if (!text) text = "";
+        if (!msg_id || !*msg_id || !role || strcmp(role, v10 ? "ROLE_USER" : "user") ||
+            (!v10 && !cJSON_IsString(cJSON_GetObjectItem(m, "kind")))) {
+            ret = send_json(c, 200, error_body(v10, id, -32602, "Invalid params"));
+            cJSON_Delete(req);
+            return ret;
+        }
+        char ctx[96];
+        char *a;
+        pthread_mutex_lock(&f->mu);
+        if (ctx_in && *ctx_in)
+            copy(ctx, sizeof ctx, ctx_in);
+        else
+            snprintf(ctx, sizeof ctx, "ctx-%d", ++f->next_ctx);
+        pthread_mutex_unlock(&f->mu);
+
+        if (tid && *tid) {
+            pthread_mutex_lock(&f->mu);
+            task *t = find_task(f, tid);
+            char *out = NULL;
+            if (!t) {
+                out = error_body(v10, id, -32001, "Task not found");
+            } else if (terminal(task_state(t, now))) {
+                out = error_body(v10, id, -32004, "Task is in a terminal state");
+            } else if (t->kind == K_ASK) {
+                t->answered = 1;
+                snprintf(t->answer, sizeof t->answer, "Hello, %s!", text);
+            }
+            task snap = t ? *t : (task){0};
+            pthread_mutex_unlock(&f->mu);
+            if (out) {
+                ret = send_json(c, 200, out);
+            } else if (streaming) {
+                stream *s = stream_new(f, id);
+                event(s, NULL, wrap(v10, "task", task_json(v10, &snap, now)), 0);
+                ret = send_stream(c, s);
+            } else {
+                ret =
+                    send_json(c, 200, envelope(id, wrap(v10, "task", task_json(v10, &snap, now))));
+            }
+            cJSON_Delete(req);
+            return ret;
+        }
+
+        char answer[300];
+        snprintf(answer, sizeof answer, "done: %s", text);
+        int kind = -1;
+        long long work = 300;
+        if ((a = arg_after(text, "task"))) {
+            kind = K_TASK;
+            if (*a) work = atoll(a);
+        } else if (arg_after(text, "ask")) {
+            kind = K_ASK;
+        } else if (arg_after(text, "fail")) {
+            kind = K_FAIL;
+        } else if (arg_after(text, "reject")) {
+            kind = K_REJECT;
+        } else if (arg_after(text, "hang")) {
+            kind = K_HANG;
+        } else if (arg_after(text, "drop")) {
+            kind = streaming ? K_DROP : K_TASK;
+            snprintf(answer, sizeof answer, "after drop");
+        } else if (arg_after(text, "streamerr")) {
+            kind = streaming ? K_STREAMERR : K_TASK;
+            snprintf(answer, sizeof answer, "after error");
+        }
+        if (kind >= 0) {
+            pthread_mutex_lock(&f->mu);
+            task *t = new_task(f, kind, ctx, work, answer);
+            pthread_mutex_unlock(&f->mu);
+            if (streaming) {
+                stream *s = stream_new(f, id);
+                task_stream(f, s, v10, t, 1);
+                ret = send_stream(c, s);
+            } else {
+                if (blocking) {
+                    /* wait for the task to settle, as a blocking send must */
+                    for (;;) {
+                        pthread_mutex_lock(&f->mu);
+                        int st = task_state(t, mono_ms());
+                        pthread_mutex_unlock(&f->mu);
+                        if (terminal(st) || st == S_INPUT || atomic_load(&f->stopping)) break;
+                        pause_ms(f, 10);
+                    }
+                }
+                pthread_mutex_lock(&f->mu);
+                cJSON *tj = task_json(v10, t, mono_ms());
+                pthread_mutex_unlock(&f->mu);
+                if (!blocking && kind == K_TASK)
+                    cJSON_ReplaceItemInObject(cJSON_GetObjectItem(tj, "status"), "state",
+                                              cJSON_CreateString(state_str(v10, S_SUBMITTED)));
+                ret = send_json(c, 200, envelope(id, wrap(v10, "task", tj)));
+            }
+            cJSON_Delete(req);
+            return ret;
+        }
+
+        /* answers that are not tasks */
+        char reply[400];
+        snprintf(reply, sizeof reply, "echo: %s", text);
+        if ((a = arg_after(text, "rpcerr"))) {
+            ret = send_json(c, 200, error_body(v10, id, atoi(a), "scripted error"));
+        } else if ((a = arg_after(text, "http"))) {
+            int st = atoi(a);
+            ret = send_text(c, (unsigned)st, "text/html",
+                            "<html><body><h1>Bad Gateway</h1>{\"not\":\"json-rpc\"}</body></html>");
+        } else if (arg_after(text, "malformed")) {
+            ret =
+                send_text(c, 200, "application/json", "{\"jsonrpc\":\"2.0\",\"result\":{\"kind\":");
+        } else if (arg_after(text, "big") || (arg_after(text, "bigevent") && !streaming)) {
+            size_t n = 2u << 20;
+            char *big = malloc(n + 1);
+            memset(big, 'x', n);
+            big[n] = 0;
+            char *out = envelope(id, wrap(v10, "message", message(v10, big, ctx, NULL)));
+            free(big);
+            ret = send_json(c, 200, out);
+        } else if (arg_after(text, "bigevent")) {
+            size_t n = 2u << 20;
+            char *big = malloc(n + 1);
+            memset(big, 'y', n);
+            big[n] = 0;
+            stream *s = stream_new(f, id);
+            cJSON *env = cJSON_CreateObject();
+            cJSON_AddStringToObject(env, "jsonrpc", "2.0");
+            cJSON_AddItemToObject(env, "id", cJSON_Duplicate(id, 1));
+            cJSON_AddItemToObject(env, "result",
+                                  wrap(v10, "message", message(v10, big, ctx, NULL)));
+            free(big);
+            event(s, NULL, env, 0);
+            ret = send_stream(c, s);
+        } else if ((a = arg_after(text, "flaky"))) {
+            int n = atoi(a), seen;
+            pthread_mutex_lock(&f->mu);
+            attempt *at = f->attempts;
+            while (at && strcmp(at->msg_id, msg_id))
+                at = at->next;
+            if (!at) {
+                at = calloc(1, sizeof *at);
+                copy(at->msg_id, sizeof at->msg_id, msg_id);
+                at->next = f->attempts;
+                f->attempts = at;
+            }
+            seen = ++at->n;
+            pthread_mutex_unlock(&f->mu);
+            if (seen <= n) {
+                ret = send_text(c, 503, "text/plain", "temporarily overloaded");
+            } else {
+                snprintf(reply, sizeof reply, "recovered after %d", n);
+                goto plain;
+            }
+        } else {
+            if ((a = arg_after(text, "slow"))) {
+                pause_ms(f, atoll(a));
+                snprintf(reply, sizeof reply, "slow done");
+            } else if (arg_after(text, "ctx")) {
+                snprintf(reply, sizeof reply, "ctx=%s task=%s", ctx_in && *ctx_in ? ctx_in : "none",
+                         tid && *tid ? tid : "none");
+            }
+        plain:
+            if (streaming) {
+                stream *s = stream_new(f, id);
+                cJSON *env = cJSON_CreateObject();
+                cJSON_AddStringToObject(env, "jsonrpc", "2.0");
+                cJSON_AddItemToObject(env, "id", cJSON_Duplicate(id, 1));
+                cJSON_AddItemToObject(env, "result",
+                                      wrap(v10, "message", message(v10, reply, ctx, NULL)));
+                event(s, NULL, env, 1);
+                ret = send_stream(c, s);
+            } else {
+                ret = send_json(c, 200,
+                                envelope(id, wrap(v10, "message", message(v10, reply, ctx, NULL))));
+            }
+        }
+    }
+    cJSON_Delete(req);
+    return ret;
+}
+
+/* ---- MHD plumbing ------------------------------------------------------- */
+
+static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *url,
+                              const char *method, const char *version, const char *up,
+                              size_t *up_size, void **ptr) {
+    fa2a *f = cls;
+    (void)version;
+    conn *cs = *ptr;
+    if (!cs) {
+        *ptr = calloc(1, sizeof *cs);
+        return MHD_YES;
+    }
+    if (*up_size) {
+        cs->body = realloc(cs->body, cs->len + *up_size + 1);
+        memcpy(cs->body + cs->len, up, *up_size);
+        cs->len += *up_size;
+        cs->body[cs->len] = 0;
+        *up_size = 0;
+        return MHD_YES;
+    }
+    if (!strcmp(method, "GET")) {
+        int new_path = !strcmp(url, "/.well-known/agent-card.json");
+        int old_path = !strcmp(url, "/.well-known/agent.json");
+        if (!new_path && !old_path) return send_text(c, 404, "text/plain", "not found");
+        pthread_mutex_lock(&f->mu);
+        f->card_fetches++;
+        pthread_mutex_unlock(&f->mu);
+        fa_card mode = f->o.card_mode;
+        if (mode == FA_CARD_NONE || (mode == FA_CARD_OLD && new_path) ||
+            (mode != FA_CARD_OLD && old_path))
+            return send_text(c, 404, "text/plain", "not found");
+        if (mode == FA_CARD_INVALID)
+            return send_text(c, 200, "application/json", "<html>this is not a card</html>");
+        return send_json(c, 200, card_json(f));
+    }
+    if (strcmp(method, "POST")) return send_text(c, 405, "text/plain", "method not allowed");
+    if (f->o.token) {
+        const char *auth = hdr(c, "Authorization");
+        char want[256];
+        snprintf(want, sizeof want, "Bearer %s", f->o.token);
+        if (!auth || strcmp(auth, want)) {
+            cJSON *req = cJSON_ParseWithLength(cs->body ? cs->body : "", cs->len);
+            record(f, c, req ? cJSON_GetStringValue(cJSON_GetObjectItem(req, "method")) : "?", req);
+            cJSON_Delete(req);
+            return send_text(c, 401, "application/json", "{\"error\":\"unauthorized\"}");
+        }
+    }
+    if (f->o.api_key_header) {
+        const char *k = hdr(c, f->o.api_key_header);
+        if (!k || strcmp(k, f->o.api_key)) return send_text(c, 403, "text/plain", "forbidden");
+    }
+    if (strcmp(url, "/rpc")) return send_text(c, 404, "text/plain", "no such endpoint");
+    return rpc(f, c, cs->body ? cs->body : "", cs->len);
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **ptr,
+                    enum MHD_RequestTerminationCode t) {
+    (void)cls, (void)c, (void)t;
+    conn *cs = *ptr;
+    if (cs) free(cs->body);
+    free(cs);
+    *ptr = NULL;
+}
+
+fa2a *fa2a_start(const fa2a_opts *o) {
+    fa2a *f = calloc(1, sizeof *f);
+    if (o) f->o = *o;
+    if (!f->o.speaks) f->o.speaks = FA_BOTH;
+    pthread_mutex_init(&f->mu, NULL);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)f->o.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    f->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
+                            NULL, NULL, on_req, f, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)1000, MHD_OPTION_END);
+    if (!f->d) {
+        pthread_mutex_destroy(&f->mu);
+        free(f);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT);
+    f->port = i->port;
+    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d", f->port);
+    return f;
+}
+
+void fa2a_stop(fa2a *f) {
+    if (!f) return;
+    atomic_store(&f->stopping, 1);
+    MHD_stop_daemon(f->d);
+    while (f->tasks) {
+        task *t = f->tasks;
+        f->tasks = t->next;
+        free(t);
+    }
+    while (f->attempts) {
+        attempt *a = f->attempts;
+        f->attempts = a->next;
+        free(a);
+    }
+    free(f->reqs);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+}
+
+const char *fa2a_url(fa2a *f) {
+    return f->url;
+}
+
+int fa2a_port(fa2a *f) {
+    return f->port;
+}
+
+int fa2a_count(fa2a *f, const char *method) {
+    pthread_mutex_lock(&f->mu);
+    int n = 0;
+    for (int i = 0; i < f->nreq; i++)
+        if (!method || !strcmp(f->reqs[i].method, method)) n++;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+int fa2a_req(fa2a *f, int i, fa_req *out) {
+    pthread_mutex_lock(&f->mu);
+    int ok = i >= 0 && i < f->nreq;
+    if (ok) *out = f->reqs[i];
+    pthread_mutex_unlock(&f->mu);
+    return ok ? 0 : -1;
+}
+
+int fa2a_last(fa2a *f, const char *method, fa_req *out) {
+    pthread_mutex_lock(&f->mu);
+    int rc = -1;
+    for (int i = f->nreq - 1; i >= 0; i--) {
+        if (!method || !strcmp(f->reqs[i].method, method)) {
+            *out = f->reqs[i];
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+    return rc;
+}
+
+int fa2a_card_fetches(fa2a *f) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->card_fetches;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+void fa2a_clear(fa2a *f) {
+    pthread_mutex_lock(&f->mu);
+    f->nreq = 0;
+    pthread_mutex_unlock(&f->mu);
+}

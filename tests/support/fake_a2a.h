@@ -1,0 +1,102 @@
+/*
+ * A fake A2A agent for tests: libmicrohttpd on 127.0.0.1, in-process, one
+ * thread per connection. It serves an agent card and answers JSON-RPC in
+ * A2A 1.0 (SendMessage, GetTask, ..., ProtoJSON) and/or 0.3 (message/send,
+ * tasks/get, ..., `kind`), answering a method of the other dialect with
+ * -32601 as real servers do. What it answers is scripted by the first word
+ * of the user's message:
+ *
+ *   (anything else)  a Message "echo: <text>"
+ *   ctx              a Message "ctx=<contextId received|none> task=<taskId|none>"
+ *   task [ms]        a Task that is working for ms (default 300), then
+ *                    completed with the artifact "done: <text>"
+ *   ask              a Task in input-required asking "What is your name?";
+ *                    the next message on that task completes it with
+ *                    "Hello, <text>!"
+ *   fail / reject    a Task failed ("the tool crashed") / rejected
+ *                    ("I will not do that")
+ *   hang             a Task working until canceled
+ *   rpcerr <code>    a JSON-RPC error with that code (HTTP 200)
+ *   http <status>    that HTTP status with an HTML body
+ *   flaky <n>        HTTP 503 for the first n attempts of one messageId,
+ *                    then a Message "recovered after <n>"
+ *   slow <ms>        waits ms, then answers a Message
+ *   big              a Message of 2 MiB of text
+ *   malformed        HTTP 200 with a body that is not JSON
+ *   bigevent         (streams) one SSE event of 2 MiB
+ *   drop             (streams) the stream breaks after "working"; the task
+ *                    completes with "after drop" shortly after
+ *   streamerr        (streams) an `event: error` frame (-32603) after
+ *                    "working"; the task completes with "after error"
+ *
+ * Streams (message/stream, SendStreamingMessage) send the task, a working
+ * status, artifact chunks "Hel" "lo, " "world" (append, lastChunk) and the
+ * final status, split at awkward byte boundaries: byte by byte, CR|LF
+ * across writes, CRLF line endings, comment lines, multi-line data.
+ * A plain message over a stream is one event.
+ */
+#ifndef FAKE_A2A_H
+#define FAKE_A2A_H
+
+#include <stddef.h>
+
+typedef struct fa2a fa2a;
+
+typedef enum {
+    FA_V10 = 1,  /* 1.0 methods only (requires A2A-Version: 1.0) */
+    FA_V03 = 2,  /* 0.2/0.3 methods only */
+    FA_BOTH = 3, /* both, like the JS SDK with legacy compat on */
+} fa_dialect;
+
+typedef enum {
+    FA_CARD_NEW = 0,    /* /.well-known/agent-card.json */
+    FA_CARD_OLD,        /* only /.well-known/agent.json (0.2 agents) */
+    FA_CARD_NONE,       /* 404 on both */
+    FA_CARD_INVALID,    /* agent-card.json is not JSON */
+    FA_CARD_NO_JSONRPC, /* the card offers gRPC only */
+} fa_card;
+
+typedef struct fa2a_opts {
+    fa_dialect speaks; /* methods accepted; default FA_BOTH */
+    fa_dialect card;   /* card shape: V10 supportedInterfaces, V03 url/preferredTransport,
+                          BOTH a hybrid listing both; default = speaks */
+    fa_card card_mode;
+    int streaming;                        /* capabilities.streaming */
+    const char *token;                    /* required bearer token; NULL = none */
+    const char *api_key_header, *api_key; /* required API key header; NULL = none */
+    int port;                             /* 0 = ephemeral */
+    int chunk_delay_ms;                   /* pause between stream writes; default 5 */
+} fa2a_opts;
+
+/* One request as received. */
+typedef struct fa_req {
+    char method[48];
+    char rpc_id[48];
+    char message_id[96];
+    char context_id[96];
+    char task_id[96];
+    char text[256];
+    char a2a_version[16];
+    char traceparent[96];
+    char authorization[160];
+    char api_key[160];
+    char accept[64];
+    int blocking; /* 1 blocking, 0 non-blocking, -1 not said */
+} fa_req;
+
+fa2a *fa2a_start(const fa2a_opts *o);
+void fa2a_stop(fa2a *f);
+const char *fa2a_url(fa2a *f); /* "http://127.0.0.1:PORT" */
+int fa2a_port(fa2a *f);
+
+/* Number of JSON-RPC requests so far (all methods, or method only). */
+int fa2a_count(fa2a *f, const char *method);
+/* Copies request i (0-based, arrival order); 0 on success. */
+int fa2a_req(fa2a *f, int i, fa_req *out);
+/* The last request of method (NULL = any); 0 on success. */
+int fa2a_last(fa2a *f, const char *method, fa_req *out);
+int fa2a_card_fetches(fa2a *f);
+/* Forgets recorded requests. */
+void fa2a_clear(fa2a *f);
+
+#endif

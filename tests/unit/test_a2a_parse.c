@@ -1,0 +1,540 @@
+/* Pure A2A code: request bodies in both dialects, responses and stream
+ * events in both shapes, cards (0.3, 1.0, hybrid, leaked oneof wrappers,
+ * relative URLs, security), task tracking and failure classification. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "a2a_parse.h"
+
+static const char *gs(const cJSON *o, const char *path) {
+    /* "a.b.c" (array index as a number) */
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    const cJSON *cur = o;
+    for (char *save = NULL, *t = strtok_r(buf, ".", &save); t; t = strtok_r(NULL, ".", &save)) {
+        if (cJSON_IsArray(cur))
+            cur = cJSON_GetArrayItem(cur, atoi(t));
+        else
+            cur = cJSON_GetObjectItemCaseSensitive(cur, t);
+        if (!cur) return NULL;
+    }
+    if (cJSON_IsString(cur)) return cur->valuestring;
+    if (cJSON_IsTrue(cur)) return "true";
+    if (cJSON_IsFalse(cur)) return "false";
+    return cur ? "<other>" : NULL;
+}
+
+static void test_build_send_v10(void **state) {
+    (void)state;
+    const char *modes[] = {"text/plain", NULL};
+    a2a_send s = {.text = "hi \"there\"",
+                  .message_id = "m-1",
+                  .context_id = "ctx-9",
+                  .task_id = "t-3",
+                  .tenant = "acme",
+                  .return_immediately = 1,
+                  .accepted_output_modes = modes};
+    char *body = a2a_build_send(A2A_D_V10, 0, "rd-1", &s);
+    cJSON *j = cJSON_Parse(body);
+    assert_non_null(j);
+    assert_string_equal(gs(j, "jsonrpc"), "2.0");
+    assert_string_equal(gs(j, "id"), "rd-1");
+    assert_string_equal(gs(j, "method"), "SendMessage");
+    assert_string_equal(gs(j, "params.tenant"), "acme");
+    assert_string_equal(gs(j, "params.message.role"), "ROLE_USER");
+    assert_string_equal(gs(j, "params.message.messageId"), "m-1");
+    assert_string_equal(gs(j, "params.message.contextId"), "ctx-9");
+    assert_string_equal(gs(j, "params.message.taskId"), "t-3");
+    assert_string_equal(gs(j, "params.message.parts.0.text"), "hi \"there\"");
+    assert_null(gs(j, "params.message.kind"));
+    assert_null(gs(j, "params.message.parts.0.kind"));
+    assert_string_equal(gs(j, "params.configuration.returnImmediately"), "true");
+    assert_string_equal(gs(j, "params.configuration.acceptedOutputModes.0"), "text/plain");
+    cJSON_Delete(j);
+    free(body);
+
+    /* streaming, no context: no ids, no returnImmediately */
+    a2a_send s2 = {.text = "x", .message_id = "m-2", .return_immediately = 1};
+    body = a2a_build_send(A2A_D_V10, 1, "rd-2", &s2);
+    j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "method"), "SendStreamingMessage");
+    assert_null(gs(j, "params.message.contextId"));
+    assert_null(gs(j, "params.message.taskId"));
+    assert_null(gs(j, "params.configuration"));
+    assert_null(gs(j, "params.tenant"));
+    cJSON_Delete(j);
+    free(body);
+}
+
+static void test_build_send_v03(void **state) {
+    (void)state;
+    a2a_send s = {.text = "hello", .message_id = "m-1", .context_id = "c", .tenant = "ignored"};
+    char *body = a2a_build_send(A2A_D_V03, 0, "rd-7", &s);
+    cJSON *j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "method"), "message/send");
+    assert_string_equal(gs(j, "params.message.kind"), "message");
+    assert_string_equal(gs(j, "params.message.role"), "user");
+    assert_string_equal(gs(j, "params.message.parts.0.kind"), "text");
+    assert_string_equal(gs(j, "params.message.parts.0.text"), "hello");
+    assert_string_equal(gs(j, "params.message.contextId"), "c");
+    assert_null(gs(j, "params.tenant"));
+    /* 0.2 requires acceptedOutputModes; blocking is explicit */
+    assert_non_null(gs(j, "params.configuration.acceptedOutputModes"));
+    assert_string_equal(gs(j, "params.configuration.blocking"), "true");
+    cJSON_Delete(j);
+    free(body);
+    s.return_immediately = 1;
+    body = a2a_build_send(A2A_D_V03, 0, "rd-8", &s);
+    j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "params.configuration.blocking"), "false");
+    cJSON_Delete(j);
+    free(body);
+    body = a2a_build_send(A2A_D_V03, 1, "rd-9", &s);
+    j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "method"), "message/stream");
+    cJSON_Delete(j);
+    free(body);
+}
+
+static void test_build_task_ops(void **state) {
+    (void)state;
+    struct {
+        a2a_dialect d;
+        a2a_op op;
+        const char *method;
+    } cases[] = {
+        {A2A_D_V10, A2A_OP_GET, "GetTask"},
+        {A2A_D_V10, A2A_OP_CANCEL, "CancelTask"},
+        {A2A_D_V10, A2A_OP_SUBSCRIBE, "SubscribeToTask"},
+        {A2A_D_V03, A2A_OP_GET, "tasks/get"},
+        {A2A_D_V03, A2A_OP_CANCEL, "tasks/cancel"},
+        {A2A_D_V03, A2A_OP_SUBSCRIBE, "tasks/resubscribe"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *b = a2a_build_task_op(cases[i].d, cases[i].op, "x", "task-1", "ten");
+        cJSON *j = cJSON_Parse(b);
+        assert_string_equal(gs(j, "method"), cases[i].method);
+        assert_string_equal(gs(j, "params.id"), "task-1");
+        if (cases[i].d == A2A_D_V10)
+            assert_string_equal(gs(j, "params.tenant"), "ten");
+        else
+            assert_null(gs(j, "params.tenant"));
+        cJSON_Delete(j);
+        free(b);
+    }
+    assert_null(a2a_build_task_op(A2A_D_V10, A2A_OP_SEND, "x", "t", NULL));
+}
+
+static void parse_ok(const char *json, const char *id, a2a_rpc *r) {
+    char err[128] = "";
+    int rc = a2a_rpc_parse(json, strlen(json), id, r, err, sizeof err);
+    if (rc) fail_msg("parse failed: %s: %s", err, json);
+}
+
+static void test_message_both_shapes(void **state) {
+    (void)state;
+    a2a_rpc r;
+    parse_ok(
+        "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{\"kind\":\"message\",\"messageId\":\"m\","
+        "\"role\":\"agent\",\"contextId\":\"c1\",\"parts\":[{\"kind\":\"text\",\"text\":\"Hel\"},"
+        "{\"kind\":\"data\",\"data\":{\"x\":1}},{\"kind\":\"text\",\"text\":\"lo\"}]}}",
+        "a", &r);
+    assert_int_equal(r.res.kind, A2A_R_MESSAGE);
+    assert_string_equal(r.res.text, "Hello");
+    assert_string_equal(r.res.context_id, "c1");
+    assert_true(r.res.agent_role);
+    a2a_rpc_free(&r);
+    parse_ok(
+        "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{\"message\":{\"messageId\":\"m\","
+        "\"role\":\"ROLE_AGENT\",\"contextId\":\"c2\",\"parts\":[{\"text\":\"hi\",\"mediaType\":"
+        "\"text/plain\"},{\"url\":\"https://x/f.pdf\",\"filename\":\"f.pdf\"}]}}}",
+        "a", &r);
+    assert_int_equal(r.res.kind, A2A_R_MESSAGE);
+    assert_string_equal(r.res.text, "hi\nf.pdf: https://x/f.pdf");
+    assert_string_equal(r.res.context_id, "c2");
+    a2a_rpc_free(&r);
+    /* 0.3 file part */
+    parse_ok("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"kind\":\"message\",\"role\":\"agent\","
+             "\"parts\":[{\"kind\":\"file\",\"file\":{\"uri\":\"https://y\",\"name\":\"n\"}}]}}",
+             "1", &r);
+    assert_string_equal(r.res.text, "n: https://y");
+    a2a_rpc_free(&r);
+}
+
+static void test_task_both_shapes(void **state) {
+    (void)state;
+    a2a_rpc r;
+    parse_ok("{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{\"kind\":\"task\",\"id\":\"t1\","
+             "\"contextId\":\"c\",\"status\":{\"state\":\"input-required\",\"message\":{\"kind\":"
+             "\"message\",\"role\":\"agent\",\"parts\":[{\"kind\":\"text\",\"text\":\"Name?\"}]}},"
+             "\"history\":[{\"role\":\"user\",\"parts\":[{\"text\":\"u\"}]},{\"role\":\"agent\","
+             "\"parts\":[{\"text\":\"h\"}]}]}}",
+             "a", &r);
+    assert_int_equal(r.res.kind, A2A_R_TASK);
+    assert_string_equal(r.res.task_id, "t1");
+    assert_int_equal(r.res.state, A2A_TS_INPUT_REQUIRED);
+    assert_string_equal(r.res.status_text, "Name?");
+    assert_string_equal(r.res.history_text, "h");
+    a2a_rpc_free(&r);
+    /* 1.0 SendMessage wrapper */
+    parse_ok("{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{\"task\":{\"id\":\"t2\",\"contextId\":"
+             "\"c\",\"status\":{\"state\":\"TASK_STATE_COMPLETED\"},\"artifacts\":[{\"artifactId\":"
+             "\"a1\",\"parts\":[{\"text\":\"one\"}]},{\"artifactId\":\"a2\",\"parts\":[{\"text\":"
+             "\"two\"}]}]}}}",
+             "a", &r);
+    assert_int_equal(r.res.kind, A2A_R_TASK);
+    assert_int_equal(r.res.state, A2A_TS_COMPLETED);
+    assert_int_equal(r.res.narts, 2);
+    assert_string_equal(r.res.arts[1].text, "two");
+    a2a_rpc_free(&r);
+    /* 1.0 GetTask: a bare Task, no kind, no wrapper */
+    parse_ok("{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{\"id\":\"t3\",\"status\":{\"state\":"
+             "\"TASK_STATE_WORKING\"}}}",
+             "a", &r);
+    assert_int_equal(r.res.kind, A2A_R_TASK);
+    assert_int_equal(r.res.state, A2A_TS_WORKING);
+    a2a_rpc_free(&r);
+}
+
+static void test_stream_events(void **state) {
+    (void)state;
+    a2a_rpc r;
+    parse_ok("{\"jsonrpc\":\"2.0\",\"id\":\"s\",\"result\":{\"kind\":\"status-update\",\"taskId\":"
+             "\"t\",\"contextId\":\"c\",\"status\":{\"state\":\"completed\"},\"final\":true}}",
+             "s", &r);
+    assert_int_equal(r.res.kind, A2A_R_STATUS);
+    assert_true(r.res.final);
+    assert_int_equal(r.res.state, A2A_TS_COMPLETED);
+    a2a_rpc_free(&r);
+    parse_ok("{\"jsonrpc\":\"2.0\",\"id\":\"s\",\"result\":{\"statusUpdate\":{\"taskId\":\"t\","
+             "\"contextId\":\"c\",\"status\":{\"state\":\"TASK_STATE_WORKING\"}}}}",
+             "s", &r);
+    assert_int_equal(r.res.kind, A2A_R_STATUS);
+    assert_false(r.res.final);
+    a2a_rpc_free(&r);
+    parse_ok("{\"jsonrpc\":\"2.0\",\"id\":\"s\",\"result\":{\"artifactUpdate\":{\"taskId\":\"t\","
+             "\"artifact\":{\"artifactId\":\"a\",\"parts\":[{\"text\":\"x\"}]},\"append\":true,"
+             "\"lastChunk\":true}}}",
+             "s", &r);
+    assert_int_equal(r.res.kind, A2A_R_ARTIFACT);
+    assert_true(r.res.append);
+    assert_true(r.res.last_chunk);
+    assert_string_equal(r.res.arts[0].id, "a");
+    a2a_rpc_free(&r);
+    parse_ok(
+        "{\"jsonrpc\":\"2.0\",\"id\":\"s\",\"result\":{\"kind\":\"artifact-update\",\"taskId\":"
+        "\"t\",\"artifact\":{\"artifactId\":\"a\",\"parts\":[{\"kind\":\"text\",\"text\":\"y\"}]}}"
+        "}",
+        "s", &r);
+    assert_int_equal(r.res.kind, A2A_R_ARTIFACT);
+    assert_false(r.res.append); /* omitted = false */
+    a2a_rpc_free(&r);
+}
+
+static void test_errors_and_protocol(void **state) {
+    (void)state;
+    a2a_rpc r;
+    parse_ok("{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"error\":{\"code\":-32001,\"message\":\"nope\","
+             "\"data\":[{\"@type\":\"type.googleapis.com/google.rpc.ErrorInfo\",\"reason\":"
+             "\"TASK_NOT_FOUND\"}]}}",
+             "a", &r);
+    assert_true(r.is_error);
+    assert_int_equal(r.code, -32001);
+    assert_string_equal(r.reason, "TASK_NOT_FOUND");
+    a2a_rpc_free(&r);
+    /* null id on errors is accepted (parse errors) */
+    parse_ok("{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":\"x\"}}", "a",
+             &r);
+    assert_int_equal(r.code, -32700);
+    a2a_rpc_free(&r);
+    const char *bad[] = {
+        "",
+        "not json",
+        "[1,2]",
+        "{\"jsonrpc\":\"2.0\",\"id\":\"a\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":\"b\",\"result\":{\"kind\":\"message\",\"parts\":[]}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{\"kind\":\"mystery\"}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{\"foo\":1}}",
+        "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"error\":\"boom\"}",
+        "{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{\"kind\":",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char err[128] = "";
+        assert_int_equal(a2a_rpc_parse(bad[i], strlen(bad[i]), "a", &r, err, sizeof err), -1);
+        assert_true(err[0] != 0);
+    }
+    /* numeric ids compare as text */
+    parse_ok("{\"jsonrpc\":\"2.0\",\"id\":42,\"result\":{\"role\":\"agent\",\"parts\":[]}}", "42",
+             &r);
+    a2a_rpc_free(&r);
+}
+
+static void test_states(void **state) {
+    (void)state;
+    assert_int_equal(a2a_state_parse("working"), A2A_TS_WORKING);
+    assert_int_equal(a2a_state_parse("TASK_STATE_INPUT_REQUIRED"), A2A_TS_INPUT_REQUIRED);
+    assert_int_equal(a2a_state_parse("input_required"), A2A_TS_INPUT_REQUIRED);
+    assert_int_equal(a2a_state_parse("AUTH-REQUIRED"), A2A_TS_AUTH_REQUIRED);
+    assert_int_equal(a2a_state_parse("cancelled"), A2A_TS_CANCELED);
+    assert_int_equal(a2a_state_parse("TASK_STATE_UNSPECIFIED"), A2A_TS_UNKNOWN);
+    assert_int_equal(a2a_state_parse("unknown"), A2A_TS_UNKNOWN);
+    assert_int_equal(a2a_state_parse(NULL), A2A_TS_UNKNOWN);
+    assert_true(a2a_state_terminal(A2A_TS_REJECTED));
+    assert_false(a2a_state_terminal(A2A_TS_INPUT_REQUIRED));
+    assert_true(a2a_state_interrupted(A2A_TS_AUTH_REQUIRED));
+    assert_string_equal(a2a_state_name(A2A_TS_INPUT_REQUIRED), "input-required");
+}
+
+static void test_classification(void **state) {
+    (void)state;
+    assert_int_equal(a2a_classify_rpc(-32700), A2A_C_FATAL);
+    assert_int_equal(a2a_classify_rpc(-32600), A2A_C_FATAL);
+    assert_int_equal(a2a_classify_rpc(-32601), A2A_C_FATAL);
+    assert_int_equal(a2a_classify_rpc(-32602), A2A_C_FATAL);
+    assert_int_equal(a2a_classify_rpc(-32603), A2A_C_TRANSIENT);
+    for (int c = -32009; c <= -32001; c++)
+        assert_int_equal(a2a_classify_rpc(c), A2A_C_FATAL);
+    assert_int_equal(a2a_classify_rpc(-32050), A2A_C_TRANSIENT);
+    assert_int_equal(a2a_classify_rpc(-32099), A2A_C_TRANSIENT);
+    assert_int_equal(a2a_classify_rpc(7), A2A_C_TRANSIENT);
+    assert_int_equal(a2a_classify_http(401), A2A_C_FATAL);
+    assert_int_equal(a2a_classify_http(403), A2A_C_FATAL);
+    assert_int_equal(a2a_classify_http(404), A2A_C_FATAL);
+    assert_int_equal(a2a_classify_http(408), A2A_C_TRANSIENT);
+    assert_int_equal(a2a_classify_http(429), A2A_C_TRANSIENT);
+    assert_int_equal(a2a_classify_http(500), A2A_C_TRANSIENT);
+    assert_int_equal(a2a_classify_http(503), A2A_C_TRANSIENT);
+    assert_int_equal(a2a_classify_http(0), A2A_C_TRANSIENT);
+    assert_string_equal(a2a_class_name(A2A_C_PROTOCOL), "protocol");
+    assert_string_equal(a2a_class_name(A2A_C_TIMEOUT), "timeout");
+    assert_string_equal(a2a_rpc_code_name(-32601), "method not found");
+}
+
+static void test_urls(void **state) {
+    (void)state;
+    struct {
+        const char *base, *ref, *want;
+    } c[] = {
+        {"http://h:1/.well-known/agent-card.json", "/rpc", "http://h:1/rpc"},
+        {"http://h:1/a/.well-known/agent-card.json", "rpc", "http://h:1/a/.well-known/rpc"},
+        {"http://h:1/x", "https://other/y", "https://other/y"},
+        {"https://h/x", "//cdn/z", "https://cdn/z"},
+        {"http://h:1", "rpc", "http://h:1/rpc"},
+        {"http://h:1/p?q=/x", "/r", "http://h:1/r"},
+        {"http://h:1/x", "", "http://h:1/x"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char *u = a2a_url_resolve(c[i].base, c[i].ref);
+        assert_string_equal(u, c[i].want);
+        free(u);
+    }
+}
+
+static int card(const char *json, a2a_card *c) {
+    char err[200] = "";
+    int rc = a2a_card_parse(json, strlen(json), "http://a:9/.well-known/agent-card.json", c, err,
+                            sizeof err);
+    if (rc) print_message("card error: %s\n", err);
+    return rc;
+}
+
+static void test_card_v03(void **state) {
+    (void)state;
+    a2a_card c;
+    assert_int_equal(
+        card("{\"protocolVersion\":\"0.3.0\",\"name\":\"n\",\"url\":\"http://a:9/rpc\","
+             "\"preferredTransport\":\"JSONRPC\",\"capabilities\":{\"streaming\":true},"
+             "\"defaultInputModes\":[\"text\"],\"securitySchemes\":{\"b\":{\"type\":\"http\","
+             "\"scheme\":\"bearer\"}},\"security\":[{\"b\":[]}],\"skills\":[]}",
+             &c),
+        0);
+    assert_int_equal(c.preferred, A2A_D_V03);
+    assert_string_equal(c.url_v03, "http://a:9/rpc");
+    assert_null(c.url_v10);
+    assert_true(c.streaming);
+    assert_true(c.text_input);
+    assert_true(c.auth_required);
+    assert_true(c.auth_bearer);
+    assert_string_equal(c.name, "n");
+    a2a_card_free(&c);
+    /* 0.2: no preferredTransport; JSON-RPC in additionalInterfaces when the
+     * main URL is gRPC; no security */
+    assert_int_equal(card("{\"url\":\"http://a:9/rpc\"}", &c), 0);
+    assert_string_equal(c.url_v03, "http://a:9/rpc");
+    assert_false(c.streaming);
+    assert_false(c.auth_required);
+    a2a_card_free(&c);
+    assert_int_equal(card("{\"url\":\"grpc://a:9\",\"preferredTransport\":\"GRPC\","
+                          "\"additionalInterfaces\":[{\"url\":\"http://a:9/j\",\"transport\":"
+                          "\"JSONRPC\"}],\"defaultInputModes\":[\"image/png\"]}",
+                          &c),
+                     0);
+    assert_string_equal(c.url_v03, "http://a:9/j");
+    assert_false(c.text_input);
+    a2a_card_free(&c);
+}
+
+static void test_card_v10_and_hybrid(void **state) {
+    (void)state;
+    a2a_card c;
+    assert_int_equal(
+        card(
+            "{\"name\":\"n\",\"supportedInterfaces\":[{\"url\":\"http://a:9/"
+            "g\",\"protocolBinding\":"
+            "\"GRPC\",\"protocolVersion\":\"1.0\"},{\"url\":\"http://a:9/j\",\"protocolBinding\":"
+            "\"JSONRPC\",\"protocolVersion\":\"1.0\",\"tenant\":\"t1\"}],\"capabilities\":{},"
+            "\"securitySchemes\":{\"k\":{\"apiKeySecurityScheme\":{\"location\":\"header\","
+            "\"name\":\"X-Key\"}}},\"securityRequirements\":[{\"schemes\":{\"k\":{\"list\":[]}}}]}",
+            &c),
+        0);
+    assert_int_equal(c.preferred, A2A_D_V10);
+    assert_string_equal(c.url_v10, "http://a:9/j");
+    assert_string_equal(c.tenant, "t1");
+    assert_true(c.other_bindings);
+    assert_string_equal(c.apikey_name, "X-Key");
+    assert_string_equal(c.apikey_in, "header");
+    assert_true(c.auth_required);
+    a2a_card_free(&c);
+    /* hybrid from a dual server: relative URLs, both versions */
+    assert_int_equal(
+        card("{\"protocolVersion\":\"0.3.0\",\"url\":\"http://a:9/old\",\"preferredTransport\":"
+             "\"JSONRPC\",\"supportedInterfaces\":[{\"url\":\"/rpc\",\"protocolBinding\":"
+             "\"JSONRPC\",\"protocolVersion\":\"1.0\"},{\"url\":\"/rpc03\",\"protocolBinding\":"
+             "\"JSONRPC\",\"protocolVersion\":\"0.3\"}]}",
+             &c),
+        0);
+    assert_int_equal(c.preferred, A2A_D_V10);
+    assert_string_equal(c.url_v10, "http://a:9/rpc");
+    assert_string_equal(c.url_v03, "http://a:9/rpc03");
+    a2a_card_free(&c);
+    /* JS 1.3.0 leaks {scheme:{$case,value}}; an empty alternative makes auth optional */
+    assert_int_equal(
+        card("{\"supportedInterfaces\":[{\"url\":\"/j\",\"protocolBinding\":\"JSONRPC\"}],"
+             "\"securitySchemes\":{\"b\":{\"scheme\":{\"$case\":\"httpAuthSecurityScheme\","
+             "\"value\":{\"scheme\":\"Bearer\"}}}},\"securityRequirements\":[{}]}",
+             &c),
+        0);
+    assert_true(c.auth_bearer);
+    assert_false(c.auth_required);
+    assert_string_equal(c.url_v10, "http://a:9/j");
+    a2a_card_free(&c);
+}
+
+static void test_card_errors(void **state) {
+    (void)state;
+    a2a_card c;
+    char err[200];
+    const char *gr = "{\"supportedInterfaces\":[{\"url\":\"x\",\"protocolBinding\":\"GRPC\"}]}";
+    assert_int_equal(a2a_card_parse(gr, strlen(gr), "http://a/c", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no JSON-RPC"));
+    assert_int_equal(a2a_card_parse("<html>", 6, "http://a/c", &c, err, sizeof err), -1);
+    assert_string_equal(err, "not JSON");
+    assert_int_equal(a2a_card_parse("{}", 2, "http://a/c", &c, err, sizeof err), -1);
+    assert_int_equal(a2a_card_parse("[]", 2, "http://a/c", &c, err, sizeof err), -1);
+}
+
+static a2a_result res_of(const char *json) {
+    a2a_rpc r;
+    parse_ok(json, NULL, &r);
+    a2a_result out = r.res;
+    memset(&r.res, 0, sizeof r.res);
+    a2a_rpc_free(&r);
+    return out;
+}
+
+static void apply(a2a_track *t, const char *json) {
+    a2a_result r = res_of(json);
+    a2a_track_apply(t, &r);
+    a2a_result_free(&r);
+}
+
+static void test_track_stream_assembly(void **state) {
+    (void)state;
+    a2a_track t = {0};
+    apply(&t, "{\"id\":1,\"result\":{\"kind\":\"task\",\"id\":\"t\",\"contextId\":\"c\","
+              "\"status\":{\"state\":\"submitted\"}}}");
+    assert_false(a2a_track_done(&t));
+    apply(&t, "{\"id\":1,\"result\":{\"kind\":\"status-update\",\"taskId\":\"t\",\"status\":"
+              "{\"state\":\"working\",\"message\":{\"role\":\"agent\",\"parts\":[{\"kind\":"
+              "\"text\",\"text\":\"thinking\"}]}},\"final\":false}}");
+    assert_string_equal(t.status_text, "thinking");
+    apply(&t, "{\"id\":1,\"result\":{\"kind\":\"artifact-update\",\"taskId\":\"t\",\"artifact\":"
+              "{\"artifactId\":\"a\",\"parts\":[{\"kind\":\"text\",\"text\":\"Hel\"}]}}}");
+    apply(&t, "{\"id\":1,\"result\":{\"kind\":\"artifact-update\",\"taskId\":\"t\",\"artifact\":"
+              "{\"artifactId\":\"b\",\"parts\":[{\"kind\":\"text\",\"text\":\"other\"}]}}}");
+    apply(&t,
+          "{\"id\":1,\"result\":{\"kind\":\"artifact-update\",\"taskId\":\"t\",\"append\":true,"
+          "\"artifact\":{\"artifactId\":\"a\",\"parts\":[{\"kind\":\"text\",\"text\":\"lo\"}]}}}");
+    char *txt = a2a_track_artifact_text(&t);
+    assert_string_equal(txt, "Hello\nother");
+    free(txt);
+    /* a replacing (non-append) update */
+    apply(&t, "{\"id\":1,\"result\":{\"kind\":\"artifact-update\",\"taskId\":\"t\",\"artifact\":"
+              "{\"artifactId\":\"b\",\"parts\":[{\"kind\":\"text\",\"text\":\"B\"}]}}}");
+    txt = a2a_track_artifact_text(&t);
+    assert_string_equal(txt, "Hello\nB");
+    free(txt);
+    assert_false(a2a_track_done(&t));
+    apply(&t, "{\"id\":1,\"result\":{\"kind\":\"status-update\",\"taskId\":\"t\",\"status\":"
+              "{\"state\":\"completed\"},\"final\":true}}");
+    assert_true(a2a_track_done(&t));
+    assert_null(t.status_text);
+    assert_string_equal(t.context_id, "c");
+    a2a_track_free(&t);
+
+    /* 1.0: no final flag; done on an interrupted state */
+    apply(&t, "{\"id\":1,\"result\":{\"task\":{\"id\":\"t\",\"status\":{\"state\":"
+              "\"TASK_STATE_WORKING\"}}}}");
+    apply(&t, "{\"id\":1,\"result\":{\"statusUpdate\":{\"taskId\":\"t\",\"status\":{\"state\":"
+              "\"TASK_STATE_INPUT_REQUIRED\"}}}}");
+    assert_true(a2a_track_done(&t));
+    a2a_track_free(&t);
+
+    /* a plain message ends it */
+    apply(&t, "{\"id\":1,\"result\":{\"message\":{\"role\":\"ROLE_AGENT\",\"contextId\":\"k\","
+              "\"parts\":[{\"text\":\"m\"}]}}}");
+    assert_true(t.got_message);
+    assert_true(a2a_track_done(&t));
+    assert_string_equal(t.message_text, "m");
+    assert_string_equal(t.context_id, "k");
+    a2a_track_free(&t);
+
+    /* a Task snapshot replaces artifacts */
+    apply(&t, "{\"id\":1,\"result\":{\"kind\":\"artifact-update\",\"taskId\":\"t\",\"artifact\":"
+              "{\"artifactId\":\"a\",\"parts\":[{\"kind\":\"text\",\"text\":\"old\"}]}}}");
+    apply(&t, "{\"id\":1,\"result\":{\"kind\":\"task\",\"id\":\"t\",\"status\":{\"state\":"
+              "\"completed\"},\"artifacts\":[{\"artifactId\":\"a\",\"parts\":[{\"kind\":\"text\","
+              "\"text\":\"new\"}]}]}}");
+    txt = a2a_track_artifact_text(&t);
+    assert_string_equal(txt, "new");
+    free(txt);
+    a2a_track_free(&t);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_build_send_v10),
+        cmocka_unit_test(test_build_send_v03),
+        cmocka_unit_test(test_build_task_ops),
+        cmocka_unit_test(test_message_both_shapes),
+        cmocka_unit_test(test_task_both_shapes),
+        cmocka_unit_test(test_stream_events),
+        cmocka_unit_test(test_errors_and_protocol),
+        cmocka_unit_test(test_states),
+        cmocka_unit_test(test_classification),
+        cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_card_v03),
+        cmocka_unit_test(test_card_v10_and_hybrid),
+        cmocka_unit_test(test_card_errors),
+        cmocka_unit_test(test_track_stream_assembly),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
