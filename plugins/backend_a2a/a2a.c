@@ -486,7 +486,8 @@ static a2a_dialect other(a2a_dialect d) {
     return d == A2A_D_V10 ? A2A_D_V03 : A2A_D_V10;
 }
 
-static int view_get(a2a *a, agent_view *v) {
+/* trial: a dialect this call tries after 'method not found' (0 = none). */
+static int view_get(a2a *a, agent_view *v, a2a_dialect trial) {
     memset(v, 0, sizeof *v);
     pthread_mutex_lock(&a->mu);
     if (!a->have_card) {
@@ -494,6 +495,7 @@ static int view_get(a2a *a, agent_view *v) {
         return -1;
     }
     a2a_dialect d = a->forced;
+    if (!d) d = trial;
     if (!d) d = (a2a_dialect)atomic_load(&a->learned);
     if (!d) d = a->card.preferred ? a->card.preferred : A2A_D_V10;
     const char *u10 = a->card.url_v10, *u03 = a->card.url_v03;
@@ -940,13 +942,23 @@ static int64_t backoff(call *c, int attempt, long retry_after_s) {
     return d;
 }
 
+/* A dialect that worked after a fallback is used for this agent from now
+ * on; one that did not is never remembered. */
+static void learn(a2a *a, a2a_dialect trial) {
+    if (!trial || atomic_exchange(&a->learned, (int)trial) == (int)trial) return;
+    count(a, a->fallback_s);
+    a->h->log(a->ctx, RD_LOG_INFO, "the agent speaks A2A %s; using it from now on",
+              a2a_dialect_name(trial));
+}
+
 static rd_status exchange(call *c, rd_error *err) {
     a2a *a = c->a;
     int switched = 0, dropped_task = 0, rediscovered = 0, attempt = 0, no_stream = 0;
+    a2a_dialect trial = A2A_D_UNKNOWN;
     outcome o;
     for (;;) {
         agent_view v;
-        if (view_get(a, &v)) {
+        if (view_get(a, &v, trial)) {
             memset(&o, 0, sizeof o);
             pthread_mutex_lock(&a->mu);
             o.cls = a->disc_class ? a->disc_class : A2A_C_TRANSIENT;
@@ -978,6 +990,7 @@ static rd_status exchange(call *c, rd_error *err) {
                 follow(c, &v, &t, use_stream, &o);
             }
             if (o.cls == A2A_C_OK) {
+                learn(a, trial);
                 rd_status st = settle(c, &t);
                 a2a_track_free(&t);
                 view_free(&v);
@@ -989,6 +1002,7 @@ static rd_status exchange(call *c, rd_error *err) {
                 snprintf(o.msg, sizeof o.msg, "%s: a task without an id",
                          a2a_method(v.d, use_stream ? A2A_OP_STREAM : A2A_OP_SEND));
             } else {
+                learn(a, trial);
                 rd_status st = settle(c, &t);
                 a2a_track_free(&t);
                 view_free(&v);
@@ -1008,12 +1022,9 @@ static rd_status exchange(call *c, rd_error *err) {
             if ((code == A2A_ERR_METHOD_NOT_FOUND || code == A2A_ERR_VERSION_NOT_SUPPORTED) &&
                 !a->forced && !switched) {
                 switched = 1;
-                a2a_dialect to = other(vd);
-                atomic_store(&a->learned, (int)to);
-                count(a, a->fallback_s);
-                a->h->log(a->ctx, RD_LOG_INFO,
-                          "the agent answered %d to A2A %s; speaking %s to it from now on", code,
-                          a2a_dialect_name(vd), a2a_dialect_name(to));
+                trial = other(vd);
+                a->h->log(a->ctx, RD_LOG_INFO, "the agent answered %d to A2A %s; trying %s", code,
+                          a2a_dialect_name(vd), a2a_dialect_name(trial));
                 continue;
             }
             if ((code == A2A_ERR_TASK_NOT_FOUND || code == A2A_ERR_UNSUPPORTED_OPERATION ||
@@ -1100,7 +1111,7 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
     if (is_command(rq->text, a->new_cmd)) {
         if (c.task_id) {
             agent_view v;
-            if (!view_get(a, &v)) {
+            if (!view_get(a, &v, 0)) {
                 cancel_task(&c, &v, c.task_id);
                 view_free(&v);
             }

@@ -34,6 +34,7 @@ typedef struct series {
 
 struct rd_metric {
     char name[96];
+    int nlabels;
     struct rd_metric *next;
 };
 
@@ -238,9 +239,11 @@ static int64_t h_wall_ns(void) {
 
 static rd_metric *h_metric(rd_ctx *ctx, rd_metric_type t, const char *name, const char *help,
                            const char *const *labels, const double *b, size_t nb) {
-    (void)ctx, (void)t, (void)help, (void)labels, (void)b, (void)nb;
+    (void)ctx, (void)t, (void)help, (void)b, (void)nb;
     rd_metric *m = calloc(1, sizeof *m);
     snprintf(m->name, sizeof m->name, "%s", name);
+    while (labels && labels[m->nlabels])
+        m->nlabels++;
     pthread_mutex_lock(&mu);
     m->next = families;
     families = m;
@@ -250,11 +253,9 @@ static rd_metric *h_metric(rd_ctx *ctx, rd_metric_type t, const char *name, cons
 
 static rd_series *h_series(rd_metric *m, const char *const *values) {
     char labels[256] = "";
-    for (int i = 0; values && values[i] && i < 4; i++) {
+    for (int i = 0; values && i < m->nlabels; i++) {
         strncat(labels, "|", sizeof labels - strlen(labels) - 1);
         strncat(labels, values[i], sizeof labels - strlen(labels) - 1);
-        /* families here have at most 2 labels */
-        if (i == 1) break;
     }
     pthread_mutex_lock(&mu);
     series *s;

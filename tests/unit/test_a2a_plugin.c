@@ -1,0 +1,604 @@
+/* The a2a backend in-process, with a fake host, against the fake agent in
+ * both dialects: discovery, messages, tasks, input-required, streams,
+ * conversations, every failure class with its metric and notice, retries
+ * with a stable messageId, deadlines with cancel, auth, dialect fallback. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fake_a2a.h"
+#include "harness.h"
+#include "test_a2a_host.h"
+
+static fa2a *agent;
+static void *be;
+
+static const char *const FAILS = "routerd_a2a_failures_total";
+
+/* Starts the fake agent and the plugin; cfg is "key=value" pairs. */
+static void up(fa2a_opts o, const char *const *cfg) {
+    ah_reset();
+    agent = fa2a_start(&o);
+    assert_non_null(agent);
+    ah_cfg("url", fa2a_url(agent));
+    ah_cfg("retry_base_ms", "20");
+    ah_cfg("retry_max_ms", "100");
+    ah_cfg("poll_interval_ms", "30");
+    ah_cfg("poll_max_interval_ms", "100");
+    for (int i = 0; cfg && cfg[i]; i += 2)
+        ah_cfg(cfg[i], cfg[i + 1]);
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    if (!be) fail_msg("launch failed: %s", err.msg);
+}
+
+static void down(void) {
+    ah_shutdown(be);
+    be = NULL;
+    fa2a_stop(agent);
+    agent = NULL;
+}
+
+static double failures(const char *klass) {
+    const char *v[] = {klass, NULL};
+    return ah_metric(FAILS, v);
+}
+
+/* Calls and checks an OK reply. */
+static void expect_reply(int64_t chat, const char *text, const char *want) {
+    ah_result r = ah_call(be, chat, text, 20000, NULL);
+    if (r.st != RD_OK) fail_msg("'%s': status %d (%s: %s)", text, r.st, r.err.klass, r.err.msg);
+    assert_string_equal(r.text, want);
+    ah_result_free(&r);
+}
+
+/* Calls and checks a failure: its class, notice and metric. */
+static void expect_fail(int64_t chat, const char *text, int64_t deadline, const char *klass,
+                        const char *notice) {
+    double before = failures(klass);
+    ah_result r = ah_call(be, chat, text, deadline, NULL);
+    if (r.st == RD_OK) fail_msg("'%s' succeeded: %s", text, r.text);
+    assert_string_equal(r.err.klass, klass);
+    assert_string_equal(r.text, notice);
+    assert_true(strlen(r.err.msg) > 0);
+    assert_null(strchr(r.text, '{')); /* never raw JSON to users */
+    assert_true(failures(klass) == before + 1);
+    ah_result_free(&r);
+}
+
+static const char *FAILURE = "Sorry, the agent could not answer right now. Please try again later.";
+static const char *TIMEOUT = "Sorry, the agent took too long to answer. Please try again later.";
+
+static void test_message_v10(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    assert_true(ah_wait_ready(1, 5000));
+    ah_result r = ah_call(be, 7, "hello there", 20000,
+                          "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_int_equal(r.st, RD_OK);
+    assert_string_equal(r.text, "echo: hello there");
+    ah_result_free(&r);
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, NULL, &q), 0);
+    assert_string_equal(q.method, "SendMessage");
+    assert_string_equal(q.a2a_version, "1.0");
+    assert_string_equal(q.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    assert_string_equal(q.text, "hello there");
+    assert_string_equal(q.context_id, ""); /* the agent assigns it */
+    /* messageId: the correlation id in UUID form */
+    assert_int_equal(strlen(q.message_id), 36);
+    assert_int_equal(q.message_id[8], '-');
+    assert_string_equal(q.accept, "application/json");
+    /* the agent's contextId is kept for the chat and persona */
+    char *kv = ah_kv("conv:7:helper");
+    assert_non_null(kv);
+    assert_non_null(strstr(kv, "\"ctx-1\""));
+    free(kv);
+    const char *v[] = {"message", NULL};
+    assert_true(ah_metric("routerd_a2a_replies_total", v) == 1);
+    down();
+}
+
+static void test_message_v03_old_card(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V03, .card_mode = FA_CARD_OLD}, NULL);
+    assert_true(ah_wait_ready(1, 5000));
+    expect_reply(1, "hi", "echo: hi");
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, NULL, &q), 0);
+    assert_string_equal(q.method, "message/send");
+    assert_string_equal(q.a2a_version, "");     /* 0.3 requests carry no 1.0 header */
+    assert_true(fa2a_card_fetches(agent) >= 2); /* agent-card.json 404, then agent.json */
+    down();
+}
+
+/* Conversations: the context goes on every later message of that chat;
+ * two chats never share one. */
+static void test_conversation_per_chat(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_BOTH}, NULL);
+    expect_reply(10, "ctx", "ctx=none task=none");
+    expect_reply(10, "ctx", "ctx=ctx-1 task=none");
+    expect_reply(11, "ctx", "ctx=none task=none");
+    expect_reply(11, "ctx", "ctx=ctx-2 task=none");
+    expect_reply(10, "ctx", "ctx=ctx-1 task=none");
+    /* a new plugin instance (a restart) reads it back from the store */
+    ah_shutdown(be);
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    assert_non_null(be);
+    expect_reply(10, "ctx", "ctx=ctx-1 task=none");
+    /* /new starts over */
+    expect_reply(10, "/new", "Started a new conversation.");
+    char *kv = ah_kv("conv:10:helper");
+    assert_null(kv);
+    expect_reply(10, "ctx", "ctx=none task=none");
+    expect_reply(10, "/new@routerd_bot", "Started a new conversation.");
+    down();
+}
+
+static void test_task_polled_both_dialects(void **state) {
+    (void)state;
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        up((fa2a_opts){.speaks = (fa_dialect)d}, NULL);
+        expect_reply(3, "task 200", "done: task 200");
+        const char *get = d == FA_V10 ? "GetTask" : "tasks/get";
+        assert_true(fa2a_count(agent, get) >= 1);
+        fa_req q;
+        assert_int_equal(fa2a_req(agent, 0, &q), 0);
+        assert_int_equal(q.blocking, 0); /* non-blocking send, then polling */
+        const char *v[] = {"completed", NULL};
+        assert_true(ah_metric("routerd_a2a_replies_total", v) == 1);
+        char *kv = ah_kv("conv:3:helper");
+        assert_null(strstr(kv, "task")); /* a finished task is not kept */
+        free(kv);
+        down();
+    }
+}
+
+static void test_blocking_send(void **state) {
+    (void)state;
+    const char *cfg[] = {"blocking", "true", NULL};
+    up((fa2a_opts){.speaks = FA_V10}, cfg);
+    expect_reply(3, "task 100", "done: task 100");
+    assert_int_equal(fa2a_count(agent, "GetTask"), 0);
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, "SendMessage", &q), 0);
+    assert_int_not_equal(q.blocking, 0); /* 1.0: blocking is the default, not said */
+    down();
+}
+
+static void test_input_required(void **state) {
+    (void)state;
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        up((fa2a_opts){.speaks = (fa_dialect)d}, NULL);
+        expect_reply(4, "ask", "What is your name?");
+        char *kv = ah_kv("conv:4:helper");
+        assert_non_null(strstr(kv, "\"task\":\"task-1\""));
+        free(kv);
+        expect_reply(4, "Bob", "Hello, Bob!");
+        fa_req q;
+        assert_int_equal(fa2a_last(agent, NULL, &q), 0);
+        assert_string_equal(q.task_id, "task-1");
+        assert_string_equal(q.context_id, "ctx-1");
+        kv = ah_kv("conv:4:helper");
+        assert_null(strstr(kv, "task-1"));
+        free(kv);
+        /* the next message starts a new task in the same context */
+        expect_reply(4, "ctx", "ctx=ctx-1 task=none");
+        down();
+    }
+}
+
+/* A stored task the agent forgot (-32001) or finished (-32004): dropped,
+ * and the message is resent in the same context. */
+static void test_stale_task_resent(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    ah_kv_put("conv:5:helper", "{\"context\":\"ctx-77\",\"task\":\"task-404\"}");
+    expect_reply(5, "ctx", "ctx=ctx-77 task=none");
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 2);
+    /* a completed task */
+    expect_reply(6, "ask", "What is your name?");
+    expect_reply(6, "Ann", "Hello, Ann!");
+    ah_kv_put("conv:6:helper", "{\"context\":\"ctx-2\",\"task\":\"task-1\"}");
+    expect_reply(6, "ctx", "ctx=ctx-2 task=none");
+    char *kv = ah_kv("conv:6:helper");
+    assert_null(strstr(kv, "task-1"));
+    free(kv);
+    down();
+}
+
+static void test_task_failed_rejected(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V03}, NULL);
+    expect_reply(1, "fail", "The agent could not complete this request.\nthe tool crashed");
+    expect_reply(1, "reject", "The agent could not complete this request.\nI will not do that");
+    assert_true(failures(NULL) == 0);
+    const char *v[] = {"rejected", NULL};
+    assert_true(ah_metric("routerd_a2a_replies_total", v) == 1);
+    down();
+}
+
+static void test_rpc_error_classes(void **state) {
+    (void)state;
+    const char *cfg[] = {"retries", "2", NULL};
+    up((fa2a_opts){.speaks = FA_V10}, cfg);
+    expect_fail(1, "rpcerr -32603", 20000, "transient", FAILURE);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 3); /* 1 + 2 retries */
+    fa2a_clear(agent);
+    expect_fail(1, "rpcerr -32050", 20000, "transient", FAILURE);
+    fa2a_clear(agent);
+    expect_fail(1, "rpcerr -32602", 20000, "fatal", FAILURE);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1); /* no retry */
+    fa2a_clear(agent);
+    expect_fail(1, "rpcerr -32004", 20000, "fatal", FAILURE);
+    expect_fail(1, "rpcerr -32006", 20000, "fatal", FAILURE);
+    expect_fail(1, "rpcerr -32600", 20000, "fatal", FAILURE);
+    fa2a_clear(agent);
+    /* method not found: one switch to 0.3, then fatal */
+    expect_fail(1, "rpcerr -32601", 20000, "fatal", FAILURE);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
+    assert_true(ah_logged("classification=fatal"));
+    down();
+}
+
+static void test_http_failures(void **state) {
+    (void)state;
+    const char *cfg[] = {"retries", "1", NULL};
+    up((fa2a_opts){.speaks = FA_BOTH}, cfg);
+    expect_fail(1, "http 503", 20000, "transient", FAILURE);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 2);
+    expect_fail(1, "http 429", 20000, "transient", FAILURE);
+    expect_fail(1, "http 401", 20000, "fatal", FAILURE);
+    expect_fail(1, "http 403", 20000, "fatal", FAILURE);
+    int cards = fa2a_card_fetches(agent);
+    expect_fail(1, "http 404", 20000, "fatal", FAILURE);
+    assert_true(fa2a_card_fetches(agent) > cards); /* re-discovered first */
+    expect_fail(1, "malformed", 20000, "protocol", FAILURE);
+    down();
+}
+
+static void test_oversized(void **state) {
+    (void)state;
+    const char *cfg[] = {"max_response_bytes", "1048576", "stream", "true", NULL};
+    up((fa2a_opts){.speaks = FA_V03, .streaming = 1}, cfg);
+    expect_fail(1, "big", 20000, "protocol", FAILURE);
+    expect_fail(1, "bigevent", 20000, "protocol", FAILURE);
+    expect_reply(1, "still fine", "echo: still fine");
+    down();
+}
+
+/* Transient failures are retried with the same messageId. */
+static void test_flaky_same_message_id(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    expect_reply(2, "flaky 2", "recovered after 2");
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 3);
+    fa_req a, b, c;
+    fa2a_req(agent, 0, &a);
+    fa2a_req(agent, 1, &b);
+    fa2a_req(agent, 2, &c);
+    assert_string_equal(a.message_id, b.message_id);
+    assert_string_equal(b.message_id, c.message_id);
+    assert_string_not_equal(a.rpc_id, b.rpc_id);
+    const char *v[] = {"agent", NULL};
+    assert_true(ah_metric("routerd_a2a_retries_total", v) == 2);
+    /* a later message gets a new id */
+    expect_reply(2, "next", "echo: next");
+    fa2a_req(agent, 3, &b);
+    assert_string_not_equal(a.message_id, b.message_id);
+    down();
+}
+
+static void test_deadlines(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    long long t0 = rt_now_ms();
+    expect_fail(1, "slow 5000", 700, "timeout", TIMEOUT);
+    assert_true(rt_now_ms() - t0 < 3000);
+    /* a task still working at the deadline is canceled */
+    expect_fail(2, "hang", 600, "timeout", TIMEOUT);
+    assert_int_equal(fa2a_count(agent, "CancelTask"), 1);
+    char *kv = ah_kv("conv:2:helper");
+    assert_non_null(kv);
+    assert_null(strstr(kv, "task")); /* context kept, task dropped */
+    assert_non_null(strstr(kv, "ctx-"));
+    free(kv);
+    /* timeout_s bounds it too */
+    ah_shutdown(be);
+    ah_cfg("timeout_s", "1");
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    t0 = rt_now_ms();
+    expect_fail(3, "hang", 0, "timeout", TIMEOUT);
+    assert_true(rt_now_ms() - t0 < 4000);
+    down();
+}
+
+static void test_streams(void **state) {
+    (void)state;
+    const char *cfg[] = {"stream", "true", "progress", "true", "progress_interval_ms", "100", NULL};
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        up((fa2a_opts){.speaks = (fa_dialect)d, .streaming = 1, .chunk_delay_ms = 2}, cfg);
+        const char *sm = d == FA_V10 ? "SendStreamingMessage" : "message/stream";
+        ah_result r = ah_call(be, 1, "task", 20000, NULL);
+        assert_int_equal(r.st, RD_OK);
+        assert_string_equal(r.text, "done: task");
+        assert_true(r.progress >= 1); /* partial answers were offered */
+        ah_result_free(&r);
+        fa_req q;
+        assert_int_equal(fa2a_last(agent, sm, &q), 0);
+        assert_string_equal(q.accept, "text/event-stream");
+        assert_int_equal(fa2a_count(agent, d == FA_V10 ? "GetTask" : "tasks/get"), 0);
+        expect_reply(1, "plain words", "echo: plain words");
+        expect_reply(1, "ask", "What is your name?");
+        expect_reply(1, "Zoe", "Hello, Zoe!");
+        expect_reply(1, "fail", "The agent could not complete this request.\nthe tool crashed");
+        /* broken stream: re-attach (or poll) and get the answer */
+        expect_reply(1, "drop", "after drop");
+        /* an error event mid-stream: the task is polled */
+        expect_reply(1, "streamerr", "after error");
+        /* an error before the stream: a JSON body */
+        expect_fail(1, "rpcerr -32602", 20000, "fatal", FAILURE);
+        down();
+    }
+}
+
+/* A card without streaming: stream = true still sends + polls. */
+static void test_stream_not_capable(void **state) {
+    (void)state;
+    const char *cfg[] = {"stream", "true", NULL};
+    up((fa2a_opts){.speaks = FA_V03, .streaming = 0}, cfg);
+    expect_reply(1, "task", "done: task");
+    assert_int_equal(fa2a_count(agent, "message/stream"), 0);
+    down();
+}
+
+/* The card says 1.0, the agent speaks 0.3: one -32601, then 0.3 for good. */
+static void test_dialect_fallback(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V03, .card = FA_V10}, NULL);
+    expect_reply(1, "one", "echo: one");
+    expect_reply(1, "two", "echo: two");
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
+    assert_int_equal(fa2a_count(agent, "message/send"), 2);
+    const char *v[] = {"agent", NULL};
+    assert_true(ah_metric("routerd_a2a_dialect_fallbacks_total", v) == 1);
+    down();
+    /* forced: no fallback */
+    const char *cfg[] = {"dialect", "1.0", NULL};
+    up((fa2a_opts){.speaks = FA_V03, .card = FA_V03}, cfg);
+    expect_fail(1, "one", 20000, "fatal", FAILURE);
+    assert_int_equal(fa2a_count(agent, "message/send"), 0);
+    down();
+    /* hybrid card with relative URLs: 1.0 preferred */
+    up((fa2a_opts){.speaks = FA_BOTH, .card = FA_BOTH}, NULL);
+    expect_reply(1, "x", "echo: x");
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
+    down();
+}
+
+static void test_card_problems(void **state) {
+    (void)state;
+    char why[512];
+    up((fa2a_opts){.card_mode = FA_CARD_NONE}, NULL);
+    assert_true(ah_wait_ready(0, 3000));
+    ah_result r = ah_call(be, 1, "hi", 5000, NULL);
+    assert_int_not_equal(r.st, RD_OK);
+    assert_string_equal(r.err.klass, "fatal");
+    assert_non_null(strstr(r.err.msg, "/.well-known/agent-card.json"));
+    assert_non_null(strstr(r.err.msg, "/.well-known/agent.json"));
+    assert_string_equal(r.text, FAILURE);
+    ah_result_free(&r);
+    for (int i = 0; i < 100; i++) {
+        ah_ready(why, sizeof why);
+        if (strstr(why, fa2a_url(agent))) break;
+        rt_sleep_ms(20);
+    }
+    assert_non_null(strstr(why, fa2a_url(agent)));
+    down();
+
+    up((fa2a_opts){.card_mode = FA_CARD_INVALID}, NULL);
+    for (int i = 0; i < 100 && !ah_logged("invalid agent card"); i++)
+        rt_sleep_ms(20);
+    assert_true(ah_logged("invalid agent card at http://127.0.0.1:"));
+    assert_int_equal(ah_ready(NULL, 0), 0);
+    down();
+
+    up((fa2a_opts){.card_mode = FA_CARD_NO_JSONRPC}, NULL);
+    for (int i = 0; i < 100 && !ah_logged("no JSON-RPC"); i++)
+        rt_sleep_ms(20);
+    assert_true(ah_logged("no JSON-RPC interface"));
+    down();
+
+    /* card_url = none: straight to JSON-RPC at url */
+    ah_reset();
+    agent = fa2a_start(&(fa2a_opts){.speaks = FA_V03, .card_mode = FA_CARD_NONE});
+    char rpc[128];
+    snprintf(rpc, sizeof rpc, "%s/rpc", fa2a_url(agent));
+    ah_cfg("url", rpc);
+    ah_cfg("card_url", "none");
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    assert_int_equal(ah_ready(NULL, 0), 1);
+    expect_reply(1, "hi", "echo: hi"); /* 1.0 first, -32601, then 0.3 */
+    assert_int_equal(fa2a_card_fetches(agent), 0);
+    down();
+}
+
+/* An agent that starts after the router: discovery retries until it can. */
+static void test_late_agent(void **state) {
+    (void)state;
+    ah_reset();
+    int port = rt_free_port();
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    ah_cfg("url", url);
+    ah_cfg("connect_timeout_s", "1");
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    assert_non_null(be);
+    char why[512] = "";
+    for (int i = 0; i < 150 && !strstr(why, url); i++) {
+        rt_sleep_ms(20);
+        assert_int_equal(ah_ready(why, sizeof why), 0);
+    }
+    assert_non_null(strstr(why, url));
+    /* a message now fails as transient, naming the card URL */
+    ah_result r = ah_call(be, 1, "early", 3000, NULL);
+    assert_string_equal(r.err.klass, "transient");
+    ah_result_free(&r);
+    agent = fa2a_start(&(fa2a_opts){.speaks = FA_V10, .port = port});
+    assert_non_null(agent);
+    assert_true(ah_wait_ready(1, 8000));
+    expect_reply(1, "late", "echo: late");
+    down();
+}
+
+/* The agent moves: a connection failure re-discovers the card. */
+static void test_agent_restarts(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    expect_reply(1, "a", "echo: a");
+    int port = fa2a_port(agent);
+    fa2a_stop(agent);
+    ah_result r = ah_call(be, 1, "down", 2000, NULL);
+    assert_string_equal(r.err.klass, "transient");
+    ah_result_free(&r);
+    assert_true(ah_wait_ready(0, 3000));
+    agent = fa2a_start(&(fa2a_opts){.speaks = FA_V03, .port = port});
+    assert_non_null(agent);
+    assert_true(ah_wait_ready(1, 8000));
+    expect_reply(1, "b", "echo: b");
+    down();
+}
+
+static void test_auth(void **state) {
+    (void)state;
+    const char *cfg[] = {"token", "s3cret", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .token = "s3cret"}, cfg);
+    expect_reply(1, "hi", "echo: hi");
+    fa_req q;
+    fa2a_last(agent, NULL, &q);
+    assert_string_equal(q.authorization, "Bearer s3cret");
+    assert_false(ah_logged("s3cret"));
+    down();
+    /* the wrong token: fatal, and the card's requirement is checked */
+    const char *bad[] = {"token", "wrong", NULL};
+    up((fa2a_opts){.speaks = FA_V03, .token = "right"}, bad);
+    expect_fail(1, "hi", 20000, "fatal", FAILURE);
+    down();
+    up((fa2a_opts){.speaks = FA_V03, .token = "right"}, NULL);
+    assert_true(ah_wait_ready(1, 5000));
+    assert_true(ah_logged("requires authentication"));
+    down();
+    const char *key[] = {"api_key_header", "X-API-Key", "api_key", "k3y", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .api_key_header = "X-API-Key", .api_key = "k3y"}, key);
+    expect_reply(1, "hi", "echo: hi");
+    fa2a_last(agent, NULL, &q);
+    assert_string_equal(q.api_key, "k3y");
+    assert_false(ah_logged("names the API key header"));
+    down();
+    const char *other[] = {"api_key_header", "X-Other", "api_key", "k3y", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .api_key_header = "X-API-Key", .api_key = "k3y"}, other);
+    assert_true(ah_wait_ready(1, 5000));
+    assert_true(ah_logged("names the API key header 'X-API-Key'"));
+    down();
+}
+
+static void test_bad_config(void **state) {
+    (void)state;
+    const char *cases[][4] = {
+        {"url", "ftp://x", NULL, NULL},
+        {"url", "http://x", "card_url", "file:///etc/passwd"},
+        {"url", "http://x", "api_key", "k"},
+        {"url", "http://x", "rpc_url", "nope"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ah_reset();
+        ah_cfg(cases[i][0], cases[i][1]);
+        if (cases[i][2]) ah_cfg(cases[i][2], cases[i][3]);
+        rd_status st;
+        rd_error err;
+        assert_null(ah_launch(&st, &err));
+        assert_int_equal(st, RD_E_CONFIG);
+        assert_true(strlen(err.msg) > 0);
+    }
+}
+
+typedef struct {
+    int chat;
+    int ok;
+} par;
+
+static void *par_main(void *arg) {
+    par *p = arg;
+    char text[32], want[48];
+    snprintf(text, sizeof text, "%s %d", p->chat % 2 ? "task 100" : "m", p->chat);
+    snprintf(want, sizeof want, p->chat % 2 ? "done: %s" : "echo: %s", text);
+    ah_result r = ah_call(be, p->chat, text, 20000, NULL);
+    p->ok = r.st == RD_OK && !strcmp(r.text, want);
+    ah_result_free(&r);
+    return NULL;
+}
+
+/* Many chats at once, messages and polled tasks mixed. */
+static void test_concurrent_chats(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    enum { N = 64 };
+    pthread_t th[N];
+    par p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = (par){.chat = 100 + i};
+        pthread_create(&th[i], NULL, par_main, &p[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_true(p[i].ok);
+    }
+    down();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_message_v10),
+        cmocka_unit_test(test_message_v03_old_card),
+        cmocka_unit_test(test_conversation_per_chat),
+        cmocka_unit_test(test_task_polled_both_dialects),
+        cmocka_unit_test(test_blocking_send),
+        cmocka_unit_test(test_input_required),
+        cmocka_unit_test(test_stale_task_resent),
+        cmocka_unit_test(test_task_failed_rejected),
+        cmocka_unit_test(test_rpc_error_classes),
+        cmocka_unit_test(test_http_failures),
+        cmocka_unit_test(test_oversized),
+        cmocka_unit_test(test_flaky_same_message_id),
+        cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_streams),
+        cmocka_unit_test(test_stream_not_capable),
+        cmocka_unit_test(test_dialect_fallback),
+        cmocka_unit_test(test_card_problems),
+        cmocka_unit_test(test_late_agent),
+        cmocka_unit_test(test_agent_restarts),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_concurrent_chats),
+    };
+    if (getenv("A2A_TEST")) cmocka_set_test_filter(getenv("A2A_TEST"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
