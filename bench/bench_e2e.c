@@ -98,8 +98,8 @@ static int throughput(int n, int chats) {
                (kids.ru_utime.tv_usec + kids.ru_stime.tv_usec) / 1e6;
     double f = self.ru_utime.tv_sec + self.ru_stime.tv_sec +
                (self.ru_utime.tv_usec + self.ru_stime.tv_usec) / 1e6;
-    printf("  CPU: routerd %.2f s (%.0f messages per routerd CPU-second), fake servers %.2f s\n",
-           r, r > 0 ? got / r : 0.0, f);
+    printf("  CPU: routerd %.2f s (%.0f messages per routerd CPU-second), fake servers %.2f s\n", r,
+           r > 0 ? got / r : 0.0, f);
     bench_agent_stop(ag);
     ftg_stop(tg);
     return rc || got != (size_t)n;
