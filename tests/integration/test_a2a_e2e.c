@@ -46,7 +46,7 @@ static char *manifest(const char *name, int port, const char *url, const char *e
              "rate_limit_per_minute = 0\n"
              "[transport.console]\nplugin = console\n"
              "[backend.agent]\nplugin = a2a\nurl = %s\ntoken = " TOKEN "\n"
-             "timeout_s = 20\nconnect_timeout_s = 2\npoll_interval_ms = 20\n%s\n"
+             "connect_timeout_s = 2\npoll_interval_ms = 20\n%s\n"
              "[persona.p]\nbackend = agent\nchats = *\n",
              listen, dir, name, url, extra ? extra : "");
     char fname[128];
