@@ -298,12 +298,16 @@ static int discover(a2a *a, CURL *c) {
             continue;
         }
         if (r.status != 200 || r.oversize) {
-            a->h->log(a->ctx, RD_LOG_ERROR, "agent card %s: %s", safe,
-                      r.oversize ? "too large" : "unexpected HTTP status");
-            if (r.status)
-                a->h->log(a->ctx, RD_LOG_ERROR, "agent card %s: HTTP %ld", safe, r.status);
+            int later = r.status >= 500 || r.status == 429;
+            if (r.oversize)
+                a->h->log(a->ctx, RD_LOG_ERROR, "invalid agent card at %s: larger than %lld bytes",
+                          safe, (long long)a->max_bytes);
+            else
+                a->h->log(a->ctx, later ? RD_LOG_WARN : RD_LOG_ERROR,
+                          "%s agent card at %s: HTTP %ld", later ? "unavailable" : "invalid", safe,
+                          r.status);
             http_free(&r);
-            return r.status >= 500 || r.status == 429 ? -1 : -2;
+            return later ? -1 : -2;
         }
         a2a_card card;
         int rc = a2a_card_parse(r.body ? r.body : "", r.len, &card, why, sizeof why);
@@ -532,7 +536,7 @@ typedef struct {
     char msg_id[64];
     char *ctx_id, *task_id;
     const char *klass;
-    char why[200];
+    char why[400];
 } call;
 
 static void fail(call *c, const char *klass, const char *fmt, const char *detail) {

@@ -526,7 +526,7 @@ static enum MHD_Result serve_rpc(fa *f, struct MHD_Connection *c, const char *ur
         task *t = new_task(f, ctx, !strcmp(text, "ask") ? 1 : !strcmp(text, "fail") ? 3 : 0);
         if (t) {
             t->polls = 2;
-            cp(t->answer, sizeof t->answer, text + 5);
+            cp(t->answer, sizeof t->answer, strncmp(text, "task:", 5) ? "" : text + 5);
             out = rpc_result(id, wrap(v10, "task", task_json(v10, t)));
         } else {
             out = rpc_error(id, -32603, "too many tasks");
