@@ -63,6 +63,8 @@ typedef enum {
 
 typedef struct {
     a2a_kind kind;
+    int id_kind; /* response id: 0 absent or null, 1 number (id), 2 other */
+    long id;
     int code;         /* A2A_R_ERROR */
     char errmsg[160]; /* A2A_R_ERROR, sanitised, short */
     char *context_id, *task_id;

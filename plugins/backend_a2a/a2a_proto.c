@@ -291,6 +291,13 @@ void a2a_parse_response(const char *json, size_t len, a2a_result *r) {
     memset(r, 0, sizeof *r);
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!cJSON_IsObject(root)) goto out;
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
+    if (cJSON_IsNumber(id)) {
+        r->id_kind = 1;
+        r->id = (long)id->valuedouble;
+    } else if (id && !cJSON_IsNull(id)) {
+        r->id_kind = 2;
+    }
     const cJSON *err = cJSON_GetObjectItemCaseSensitive(root, "error");
     if (cJSON_IsObject(err)) {
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(err, "code");

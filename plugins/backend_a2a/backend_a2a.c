@@ -151,6 +151,8 @@ typedef struct {
     a2a_sse parser;
     event_fn on_event;
     void *event_arg;
+    const int *done; /* set by on_event once the stream said all */
+    int finished;
     size_t total;
 } xfer;
 
@@ -184,6 +186,10 @@ static size_t on_write(char *p, size_t sz, size_t nm, void *ud) {
             x->oversize = 1;
             return 0;
         }
+        if (x->done && *x->done) {
+            x->finished = 1; /* do not wait for the agent to close */
+            return 0;
+        }
     } else {
         buf_add(&x->body, p, n);
     }
@@ -200,7 +206,7 @@ static int on_xfer(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_o
  * on_event set, an event-stream answer is fed to it as it arrives. */
 static void http_do(a2a *a, CURL *c, const char *url, const char *body, int v10,
                     const char *traceparent, int64_t deadline, event_fn on_event, void *arg,
-                    http_res *r) {
+                    const int *done, http_res *r) {
     memset(r, 0, sizeof *r);
     struct curl_slist *hd = NULL;
     char line[512];
@@ -220,7 +226,7 @@ static void http_do(a2a *a, CURL *c, const char *url, const char *body, int v10,
         hd = curl_slist_append(hd, line);
     }
     hd = curl_slist_append(hd, "Expect:");
-    xfer x = {.a = a, .c = c, .on_event = on_event, .event_arg = arg};
+    xfer x = {.a = a, .c = c, .on_event = on_event, .event_arg = arg, .done = done};
     int64_t left = deadline - now_ms(a);
     if (left < 1) left = 1;
     curl_easy_reset(c);
@@ -247,6 +253,7 @@ static void http_do(a2a *a, CURL *c, const char *url, const char *body, int v10,
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->err);
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)a->max_bytes);
     r->cc = curl_easy_perform(c);
+    if (r->cc == CURLE_WRITE_ERROR && x.finished) r->cc = CURLE_OK;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
     curl_slist_free_all(hd);
     r->sse = x.sse;
@@ -284,7 +291,7 @@ static int discover(a2a *a, CURL *c) {
         if (!url) return -1;
         a->h->redact(a->ctx, url, safe, sizeof safe);
         http_res r;
-        http_do(a, c, url, NULL, 1, NULL, now_ms(a) + a->connect_ms + 10000, NULL, NULL, &r);
+        http_do(a, c, url, NULL, 1, NULL, now_ms(a) + a->connect_ms + 10000, NULL, NULL, NULL, &r);
         free(url);
         if (r.cc != CURLE_OK && !r.oversize) {
             char e[256];
@@ -351,6 +358,7 @@ static void *disc_main(void *arg) {
         if (rc == 0) {
             a->need_discover = 0;
             wait = 250;
+            pthread_cond_broadcast(&a->cv); /* messages waiting for the card */
             continue;
         }
         struct timespec ts;
@@ -391,7 +399,7 @@ typedef struct {
     char *task_id, *context_id;
     char *text;        /* message text or artifacts text */
     char *status_text; /* status.message */
-    int final, events;
+    int final, events, done;
     /* streaming artifacts */
     struct art {
         char *id;
@@ -515,6 +523,10 @@ static void on_event(void *arg, const char *event, const char *data, size_t len)
         absorb(o, &r);
     }
     a2a_result_free(&r);
+    /* The stream said all: a message, an error, a final or settled task. */
+    if (o->kind == A2A_R_MESSAGE || o->kind == A2A_R_ERROR || o->kind == A2A_R_INVALID ||
+        (o->kind == A2A_R_TASK && (o->final || !a2a_state_active(o->state))))
+        o->done = 1;
     /* Partial text at most once a second. */
     int64_t t = now_ms(o->a);
     if (o->narts && o->rp && t - o->last_progress >= 1000) {
@@ -577,7 +589,7 @@ enum { X_OK, X_TRANSIENT, X_FAIL, X_RPC };
 
 /* Sends one JSON-RPC request (send, stream, get or cancel) and fills o.
  * Returns X_OK with o filled, X_RPC with o->code set, or a failure. */
-static int exchange(call *c, const char *body, int stream, int dialect, outcome *o) {
+static int exchange(call *c, const char *body, long id, int stream, int dialect, outcome *o) {
     a2a *a = c->a;
     pthread_mutex_lock(&a->mu);
     char *url = strdup(a->have_card ? a->card.rpc_url : a->base_url);
@@ -592,7 +604,7 @@ static int exchange(call *c, const char *body, int stream, int dialect, outcome 
     o->rp = c->rp;
     http_res r;
     http_do(a, h, url, body, dialect == A2A_V10, c->rq->traceparent, c->deadline,
-            stream ? on_event : NULL, o, &r);
+            stream ? on_event : NULL, o, &o->done, &r);
     free(url);
     int ret = X_OK;
     char e[256];
@@ -633,6 +645,9 @@ static int exchange(call *c, const char *body, int stream, int dialect, outcome 
         if (res.kind == A2A_R_INVALID) {
             fail(c, "protocol", "invalid agent response%s", NULL);
             ret = X_FAIL;
+        } else if (res.id_kind == 2 || (res.id_kind == 1 && res.id != id)) {
+            fail(c, "protocol", "response id does not match the request%s", NULL);
+            ret = X_FAIL;
         } else {
             absorb(o, &res);
             ret = o->kind == A2A_R_ERROR ? X_RPC : X_OK;
@@ -650,14 +665,15 @@ static long next_id(a2a *a) {
 
 /* Best-effort cancel of a task we give up on. */
 static void cancel_task(call *c, int dialect, const char *tenant) {
-    char *body = a2a_build_task_op(dialect, 1, next_id(c->a), c->task_id, tenant);
+    long id = next_id(c->a);
+    char *body = a2a_build_task_op(dialect, 1, id, c->task_id, tenant);
     int64_t keep = c->deadline;
     c->deadline = now_ms(c->a) + 2000;
     outcome o = {0};
     const char *k = c->klass;
     char why[sizeof c->why];
     memcpy(why, c->why, sizeof why);
-    exchange(c, body, 0, dialect, &o);
+    exchange(c, body, id, 0, dialect, &o);
     c->klass = k;
     memcpy(c->why, why, sizeof why);
     out_free(&o);
@@ -675,9 +691,10 @@ static int poll_task(call *c, int dialect, const char *tenant, outcome *o) {
         nap(a, c->rp, wait < left ? wait : left);
         if (now_ms(a) >= c->deadline) break;
         wait = wait * 3 / 2 > 5000 ? 5000 : wait * 3 / 2;
-        char *body = a2a_build_task_op(dialect, 0, next_id(a), c->task_id, tenant);
+        long id = next_id(a);
+        char *body = a2a_build_task_op(dialect, 0, id, c->task_id, tenant);
         outcome p = {0};
-        int x = exchange(c, body, 0, dialect, &p);
+        int x = exchange(c, body, id, 0, dialect, &p);
         free(body);
         if (x == X_TRANSIENT) {
             out_free(&p);
@@ -760,7 +777,22 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
     c.ctx_id = kv_str(a, c.kctx);
     c.task_id = kv_str(a, c.ktask);
 
+    /* No card yet: ask the discovery thread to try now and wait a little. */
     pthread_mutex_lock(&a->mu);
+    int64_t until = now_ms(a) + a->connect_ms + 2000;
+    if (until > c.deadline) until = c.deadline;
+    if (!a->have_card && now_ms(a) - a->last_rediscover_ms > 1000) {
+        a->last_rediscover_ms = now_ms(a);
+        a->need_discover = 1;
+        pthread_cond_broadcast(&a->cv);
+    }
+    while (!a->have_card && !a->stopping && now_ms(a) < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+    }
     int have = a->have_card;
     pthread_mutex_unlock(&a->mu);
     if (!have) {
@@ -791,7 +823,7 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
                       .tenant = tenant};
         char *body = a2a_build_send(&s);
         out_free(&o);
-        int x = body ? exchange(&c, body, stream, dialect, &o) : X_FAIL;
+        int x = body ? exchange(&c, body, s.id, stream, dialect, &o) : X_FAIL;
         free(body);
         if (!body) fail(&c, "transient", "out of memory%s", NULL);
 
@@ -838,6 +870,14 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
                 c.klass = "timeout";
         }
         if (x != X_OK) {
+            if (!strcmp(c.klass, "timeout") && o.kind == A2A_R_TASK && o.task_id &&
+                a2a_state_active(o.state)) {
+                free(c.task_id);
+                c.task_id = strdup(o.task_id);
+                cancel_task(&c, dialect, tenant); /* a cut-off stream leaves it running */
+                free(c.task_id);
+                c.task_id = NULL;
+            }
             free(tenant);
             st = finish_fail(&c, err);
             break;

@@ -236,6 +236,56 @@ static void test_context_restart(void **state) {
     fa_stop(f);
 }
 
+/* The agent lost the pending task (restarted): -32001, the taskId is
+ * dropped and the message goes out again as a new task in the same
+ * context. */
+static void test_task_lost(void **state) {
+    (void)state;
+    fa *f = fa_start(FA_CARD_V03, FA_SPEAK_V03, 0);
+    char *m = manifest("lost", 0, fa_base(f), NULL);
+    const char *in1[] = {"ask\n", NULL};
+    const char *out1[] = {"What is your name?\n", NULL};
+    rt_proc *p = run(m, in1, out1);
+    rt_free(p);
+    free(m);
+    fa_stop(f);
+    f = fa_start(FA_CARD_V03, FA_SPEAK_V03, 0); /* no tasks, another port */
+    m = manifest("lost", 0, fa_base(f), NULL);
+    const char *in2[] = {"Bob\n", "again\n", NULL};
+    const char *out2[] = {"echo: Bob\n", "echo: again\n", NULL};
+    p = run(m, in2, out2);
+    fa_req a = req_of(f, "message/send", 0), b = req_of(f, "message/send", 1),
+           c = req_of(f, "message/send", 2);
+    assert_string_equal(a.task_id, "task-1");
+    assert_string_equal(a.context_id, "ctx-1");
+    assert_string_equal(b.task_id, "");
+    assert_string_equal(b.context_id, "ctx-1");
+    assert_string_equal(b.text, "Bob");
+    assert_string_equal(c.task_id, "");
+    rt_free(p);
+    free(m);
+    fa_stop(f);
+}
+
+/* An API key goes in its header and never into the log. */
+static void test_api_key(void **state) {
+    (void)state;
+    fa *f = fa_start(FA_CARD_V10, FA_SPEAK_V10, 0);
+    char *m = manifest("apikey", 0, fa_base(f),
+                       "api_key_header = X-API-Key\napi_key = k-Very-Secret-42\n");
+    const char *in[] = {"key\n", NULL};
+    const char *out[] = {"echo: key\n", NULL};
+    rt_proc *p = run(m, in, out);
+    fa_req c, r = req_of(f, "SendMessage", 0);
+    assert_string_equal(r.api_key, "k-Very-Secret-42");
+    assert_int_equal(fa_get(f, 0, &c), 0); /* the card fetch carries it too */
+    assert_string_equal(c.api_key, "k-Very-Secret-42");
+    assert_null(strstr(rt_stderr(p), "k-Very-Secret-42"));
+    rt_free(p);
+    free(m);
+    fa_stop(f);
+}
+
 /* /new forgets the context. */
 static void test_new_command(void **state) {
     (void)state;
@@ -282,7 +332,8 @@ int main(void) {
         cmocka_unit_test(test_legacy_card_path), cmocka_unit_test(test_dialect_fallback),
         cmocka_unit_test(test_no_discovery),     cmocka_unit_test(test_task_polled),
         cmocka_unit_test(test_input_required),   cmocka_unit_test(test_context_restart),
-        cmocka_unit_test(test_new_command),      cmocka_unit_test(test_ready_after_card),
+        cmocka_unit_test(test_new_command),      cmocka_unit_test(test_task_lost),
+        cmocka_unit_test(test_api_key),          cmocka_unit_test(test_ready_after_card),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -113,6 +113,8 @@ static void test_failure_classes(void **state) {
         {"@21 flaky:1:0\n", "@21 recovered\n", NULL},
         {"@22 rpcerr:-32004\n", "@22 Agent trouble, try later.\n",
          "backend failed (fatal): agent error -32004"},
+        {"@24 badid\n", "@24 Agent trouble, try later.\n",
+         "backend failed (protocol): response id does not match"},
         {"@23 http:404\n", "@23 Agent trouble, try later.\n",
          "backend failed (fatal): agent answered HTTP 404"},
     };

@@ -124,6 +124,26 @@ static void test_stream_v03(void **state) {
     run_stream(0);
 }
 
+/* The agent keeps the connection open after the final event: the reply
+ * must not wait for it to close. */
+static void test_stream_final_without_close(void **state) {
+    (void)state;
+    for (int v10 = 0; v10 < 2; v10++) {
+        fa *f = fa_start(v10 ? FA_CARD_V10 : FA_CARD_V03, v10 ? FA_SPEAK_V10 : FA_SPEAK_V03, 1);
+        char *m = manifest(v10 ? "hold10" : "hold03", 0, fa_base(f), "stream = true\n");
+        rt_proc *p = rt_start(m, NULL, NULL);
+        long long t0 = rt_now_ms();
+        rt_write(p, "streamhold:quick answer\n");
+        assert_true(rt_wait_stdout(p, "quick answer\n", 10000));
+        assert_true(rt_now_ms() - t0 < 2500);
+        rt_close_stdin(p);
+        assert_int_equal(rt_wait(p, 20000), 0);
+        rt_free(p);
+        free(m);
+        fa_stop(f);
+    }
+}
+
 /* stream = true but the card does not stream: plain sends. */
 static void test_stream_not_offered(void **state) {
     (void)state;
@@ -144,6 +164,7 @@ int main(void) {
         cmocka_unit_test(test_stream_v10),
         cmocka_unit_test(test_stream_v03),
         cmocka_unit_test(test_stream_not_offered),
+        cmocka_unit_test(test_stream_final_without_close),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

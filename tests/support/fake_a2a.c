@@ -27,6 +27,7 @@ typedef struct {
 } flaky;
 
 struct fa {
+    int stopping;
     struct MHD_Daemon *d;
     char base[64];
     fa_card card;
@@ -196,12 +197,18 @@ typedef struct {
     char *text;
     size_t len, pos;
     unsigned seed;
-    int cut;
+    int cut, hold; /* hold: keep the connection open after the last event */
+    const int *stopping;
 } sse_gen;
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     sse_gen *g = cls;
+    if (g->pos >= g->len && g->hold) {
+        for (int i = 0; i < 300 && !*g->stopping; i++)
+            ms_sleep(10);
+        g->hold = 0;
+    }
     if (g->pos >= g->len)
         return g->cut ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
     g->seed = g->seed * 1103515245u + 12345u;
@@ -268,12 +275,15 @@ static void sse_event(sbuf *s, int k, const char *event, const cJSON *id, cJSON 
     free(j);
 }
 
-static enum MHD_Result reply_sse(struct MHD_Connection *c, sbuf *s, int cut) {
+static enum MHD_Result reply_sse(struct MHD_Connection *c, sbuf *s, int cut, int hold,
+                                 const int *stopping) {
     sse_gen *g = calloc(1, sizeof *g);
     g->text = s->b;
     g->len = s->n;
     g->seed = (unsigned)s->n;
     g->cut = cut;
+    g->hold = hold;
+    g->stopping = stopping;
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 256, sse_read, g, sse_free);
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
@@ -395,7 +405,13 @@ static int valid_message(int v10, const cJSON *m) {
 static enum MHD_Result serve_stream(fa *f, struct MHD_Connection *c, int v10, const cJSON *id,
                                     const char *text, const char *ctx) {
     sbuf s = {0};
-    int k = 0, cut = 0;
+    int k = 0, cut = 0, hold = 0;
+    char held[300];
+    if (!strncmp(text, "streamhold:", 11)) {
+        hold = 1;
+        snprintf(held, sizeof held, "stream:%s", text + 11);
+        text = held;
+    }
     pthread_mutex_lock(&f->mu);
     task t0 = {0};
     task *t = new_task(f, ctx, 0);
@@ -436,7 +452,7 @@ static enum MHD_Result serve_stream(fa *f, struct MHD_Connection *c, int v10, co
         free(s.b);
         return reply_json(c, rpc_error(id, -32602, "stream script unknown"));
     }
-    return reply_sse(c, &s, cut);
+    return reply_sse(c, &s, cut, hold, &f->stopping);
 }
 
 static enum MHD_Result serve_rpc(fa *f, struct MHD_Connection *c, const char *url, const char *body,
@@ -534,6 +550,10 @@ static enum MHD_Result serve_rpc(fa *f, struct MHD_Connection *c, const char *ur
         pthread_mutex_unlock(&f->mu);
     } else if (sscanf(text, "rpcerr:%d", &n) == 1) {
         out = rpc_error(id, n, "scripted error");
+    } else if (!strcmp(text, "badid")) {
+        cJSON *wrong = cJSON_CreateNumber(987654);
+        out = rpc_result(wrong, wrap(v10, "message", message(v10, "wrong id", ctx, NULL)));
+        cJSON_Delete(wrong);
     } else if (sscanf(text, "http:%d", &n) == 1) {
         cJSON_Delete(req);
         return reply(c, n, "text/plain", strdup("scripted failure"), 16);
@@ -639,6 +659,7 @@ fa *fa_start(fa_card card, int speak, int streaming) {
 
 void fa_stop(fa *f) {
     if (!f) return;
+    f->stopping = 1;
     MHD_stop_daemon(f->d);
     pthread_mutex_destroy(&f->mu);
     free(f->reqs);

@@ -24,6 +24,9 @@
  *   streamcut         (stream method) Task working, one chunk, then the
  *                     connection closes; tasks/get then has it completed
  *   streamerr         (stream method) `event: error` after the Task
+ *   streamhold:<text> (stream method) like stream:, then keeps the
+ *                     connection open for 3 s after the final event
+ *   badid             a Message under the wrong JSON-RPC id
  *
  * Every request is recorded.
  */
