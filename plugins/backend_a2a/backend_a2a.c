@@ -461,7 +461,9 @@ static void absorb(outcome *o, a2a_result *r) {
     case A2A_R_TASK:
         o->kind = A2A_R_TASK;
         o->state = r->state;
-        take(&o->status_text, &r->status_text);
+        free(o->status_text);
+        o->status_text = r->status_text;
+        r->status_text = NULL;
         if (r->text) {
             for (size_t i = 0; i < o->narts; i++) {
                 free(o->arts[i].id);
@@ -475,7 +477,9 @@ static void absorb(outcome *o, a2a_result *r) {
         if (o->kind != A2A_R_MESSAGE) o->kind = A2A_R_TASK;
         o->state = r->state;
         o->final |= r->final;
-        take(&o->status_text, &r->status_text);
+        free(o->status_text); /* a status without a message clears the old one */
+        o->status_text = r->status_text;
+        r->status_text = NULL;
         break;
     case A2A_R_ARTIFACT: {
         if (o->kind != A2A_R_MESSAGE) o->kind = A2A_R_TASK;
@@ -510,6 +514,7 @@ static void on_event(void *arg, const char *event, const char *data, size_t len)
     outcome *o = arg;
     a2a_result r;
     a2a_parse_response(data, len, &r);
+    a2a_kind ev_kind = r.kind;
     if (!strcmp(event, "error") && r.kind != A2A_R_ERROR) {
         a2a_result_free(&r);
         r.kind = A2A_R_ERROR;
@@ -523,9 +528,11 @@ static void on_event(void *arg, const char *event, const char *data, size_t len)
         absorb(o, &r);
     }
     a2a_result_free(&r);
-    /* The stream said all: a message, an error, a final or settled task. */
+    /* The stream said all: a message, an error, 0.3 final, or a status
+     * update to a settled state. A Task snapshot does not end it: on a
+     * continued task it still shows the old input-required state. */
     if (o->kind == A2A_R_MESSAGE || o->kind == A2A_R_ERROR || o->kind == A2A_R_INVALID ||
-        (o->kind == A2A_R_TASK && (o->final || !a2a_state_active(o->state))))
+        o->final || (ev_kind == A2A_R_STATUS && !a2a_state_active(o->state)))
         o->done = 1;
     /* Partial text at most once a second. */
     int64_t t = now_ms(o->a);

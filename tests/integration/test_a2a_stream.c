@@ -144,6 +144,25 @@ static void test_stream_final_without_close(void **state) {
     }
 }
 
+/* input-required over streams: the continuation's stream starts with the
+ * task snapshot still asking; the answer follows. */
+static void test_stream_input_required(void **state) {
+    (void)state;
+    for (int v10 = 0; v10 < 2; v10++) {
+        fa *f = fa_start(v10 ? FA_CARD_V10 : FA_CARD_V03, v10 ? FA_SPEAK_V10 : FA_SPEAK_V03, 1);
+        char *m = manifest(v10 ? "sask10" : "sask03", 0, fa_base(f), "stream = true\n");
+        const char *in[] = {"ask\n", "Ann\n", NULL};
+        const char *out[] = {"What is your name?\n", "Hello, Ann\n", NULL};
+        rt_proc *p = run(m, in, out);
+        assert_string_equal(rt_stdout(p), "What is your name?\nHello, Ann\n");
+        assert_string_equal(req_of(f, v10 ? "SendStreamingMessage" : "message/stream", 1).task_id,
+                            "task-1");
+        rt_free(p);
+        free(m);
+        fa_stop(f);
+    }
+}
+
 /* stream = true but the card does not stream: plain sends. */
 static void test_stream_not_offered(void **state) {
     (void)state;
@@ -165,6 +184,7 @@ int main(void) {
         cmocka_unit_test(test_stream_v03),
         cmocka_unit_test(test_stream_not_offered),
         cmocka_unit_test(test_stream_final_without_close),
+        cmocka_unit_test(test_stream_input_required),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

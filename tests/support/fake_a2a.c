@@ -522,6 +522,21 @@ static enum MHD_Result serve_rpc(fa *f, struct MHD_Connection *c, const char *ur
             out = rpc_error(id, -32004, "Task is in a terminal state");
         } else if (strcmp(t->ctx, ctx)) {
             out = rpc_error(id, -32602, "contextId does not match the task");
+        } else if (!strcmp(method, "SendStreamingMessage") || !strcmp(method, "message/stream")) {
+            /* Like the JS SDK: the snapshot (still input-required), then
+             * the answer and the final status. */
+            task t0 = *t;
+            t->state = 2;
+            snprintf(t->answer, sizeof t->answer, "Hello, %s", text);
+            pthread_mutex_unlock(&f->mu);
+            sbuf sb = {0};
+            sse_event(&sb, 0, NULL, id, wrap(v10, "task", task_json(v10, &t0)));
+            char hello[300];
+            snprintf(hello, sizeof hello, "Hello, %s", text);
+            sse_event(&sb, 1, NULL, id, artifact_update(v10, &t0, hello, 0, 1));
+            sse_event(&sb, 2, NULL, id, status_update(v10, &t0, 2, 1));
+            cJSON_Delete(req);
+            return reply_sse(c, &sb, 0, 0, &f->stopping);
         } else {
             t->state = 2;
             snprintf(t->answer, sizeof t->answer, "Hello, %s", text);
