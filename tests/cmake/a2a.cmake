@@ -34,3 +34,11 @@ foreach(f sse response)
     endif()
   endif()
 endforeach()
+
+# Interop with the official JS SDK (@a2a-js/sdk) in 1.0 and 0.3 mode. It
+# installs the pinned packages into the build dir with npm ci; without node,
+# npm or the registry it reports SKIP (exit 77) and says why.
+add_test(NAME test_a2a_interop
+         COMMAND sh ${A2A_T}/interop/run.sh ${A2A_T}/interop ${CMAKE_BINARY_DIR}/a2a-interop
+                 $<TARGET_FILE:routerd> ${ROUTERD_PLUGIN_OUTPUT_DIR})
+set_tests_properties(test_a2a_interop PROPERTIES LABELS interop SKIP_RETURN_CODE 77 TIMEOUT 300)
