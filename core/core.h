@@ -39,7 +39,8 @@ void free_list(char **l);
 /* ---- log.c ------------------------------------------------------------- */
 void log_init(void);
 void log_set_level(rd_log_level lvl);
-/* Once sinks with RD_PF_LOGS run, the text log goes quiet. */
+/* Once a sink with RD_PF_LOGS runs, the text log goes quiet: that sink
+ * writes every line, errors included. */
 void log_set_text(bool on);
 void log_msg(const char *source, rd_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -229,7 +229,7 @@ static int run(void) {
     if (start_kind(RD_KIND_SINK, err, sizeof err, &code) ||
         start_kind(RD_KIND_BACKEND, err, sizeof err, &code) ||
         start_kind(RD_KIND_TRANSPORT, err, sizeof err, &code)) {
-        LOGE("%s", err);
+        router_log_event("core", RD_LOG_ERROR, err); /* to the sinks; stderr gets one line */
         fprintf(stderr, "routerd: %s\n", err);
         rc = code == RD_E_CONFIG ? EX_CONFIG_ : 1;
         atomic_store(&R.draining, true);

@@ -21,3 +21,9 @@ add_dependencies(test_core_manifest_errors ${ROUTERD_BAD_PLUGINS})
 add_test(NAME test_core_out_of_tree
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_core_out_of_tree.sh ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
 set_tests_properties(test_core_out_of_tree PROPERTIES LABELS integration TIMEOUT 120)
+
+# conf.d/*.ini validate with the plugins built here; docs/plugins.md is current.
+add_test(NAME test_core_shipped_manifests
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_core_shipped_manifests.sh
+                 $<TARGET_FILE:routerd> ${CMAKE_SOURCE_DIR} ${ROUTERD_PLUGIN_OUTPUT_DIR})
+set_tests_properties(test_core_shipped_manifests PROPERTIES LABELS integration TIMEOUT 60)

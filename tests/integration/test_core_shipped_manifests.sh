@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The manifests shipped in conf.d/ pass --check-config with the plugins
+# built here, and docs/plugins.md matches the plugins' schemas.
+set -euo pipefail
+bin=$1
+src=$2
+plugins=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+export ROUTERD_STATE_DIR=$tmp/state ROUTERD_ADMIN_LISTEN=127.0.0.1:0
+export TELEGRAM_BOT_TOKEN=123456:test-token A2A_BASE_URL=http://127.0.0.1:9 A2A_TOKEN=t0ken
+export ROUTERD_CHAT_HASH_KEY=k3y-for-tests OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318
+for m in dev staging production; do
+    out=$("$bin" -c "$src/conf.d/$m.ini" --plugin-dir "$plugins" --check-config) || {
+        echo "conf.d/$m.ini failed --check-config"; exit 1; }
+    grep -q '^persona_map_sha256 = [0-9a-f]\{64\}$' <<<"$out" || { echo "$out"; exit 1; }
+    grep -q '^allowlist_sha256 = [0-9a-f]\{64\}$' <<<"$out" || { echo "$out"; exit 1; }
+    # Secrets from the environment never show in the printed configuration.
+    printed=$("$bin" -c "$src/conf.d/$m.ini" --plugin-dir "$plugins" --print-config)
+    for s in test-token t0ken k3y-for-tests; do
+        if grep -q -- "$s" <<<"$printed"; then echo "conf.d/$m.ini printed a secret"; exit 1; fi
+    done
+done
+"$bin" --list-plugins --markdown --plugin-dir "$plugins" >"$tmp/plugins.md"
+diff -u "$src/docs/plugins.md" "$tmp/plugins.md" || {
+    echo "docs/plugins.md is stale: cmake --build build --target docs"; exit 1; }
+echo "shipped manifests and plugin docs: ok"
