@@ -286,6 +286,47 @@ static void test_api_key(void **state) {
     fa_stop(f);
 }
 
+/* Many chats at once (concurrent handle() calls): every message answered,
+ * each chat keeps one context of its own. */
+static void test_many_chats(void **state) {
+    (void)state;
+    fa *f = fa_start(FA_CARD_V10, FA_SPEAK_V10, 0);
+    char *m = manifest("many", 0, fa_base(f), NULL);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    char line[64];
+    for (int k = 0; k < 5; k++)
+        for (int c = 0; c < 8; c++) {
+            snprintf(line, sizeof line, "@%d m%d-%d\n", 300 + c, c, k);
+            assert_int_equal(rt_write(p, line), 0);
+        }
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 30000), 0);
+    for (int k = 0; k < 5; k++)
+        for (int c = 0; c < 8; c++) {
+            snprintf(line, sizeof line, "@%d echo: m%d-%d\n", 300 + c, c, k);
+            assert_non_null(strstr(rt_stdout(p), line));
+        }
+    char ctx[8][64] = {{0}};
+    fa_req r;
+    for (int i = 0; fa_get(f, i, &r) == 0; i++) {
+        int c, k;
+        if (strcmp(r.method, "SendMessage") || sscanf(r.text, "m%d-%d", &c, &k) != 2) continue;
+        if (k == 0) {
+            assert_string_equal(r.context_id, "");
+        } else {
+            assert_true(r.context_id[0]);
+            if (!ctx[c][0]) snprintf(ctx[c], sizeof ctx[c], "%s", r.context_id);
+            assert_string_equal(r.context_id, ctx[c]);
+        }
+    }
+    for (int a = 0; a < 8; a++)
+        for (int b = a + 1; b < 8; b++)
+            assert_string_not_equal(ctx[a], ctx[b]);
+    rt_free(p);
+    free(m);
+    fa_stop(f);
+}
+
 /* /new forgets the context. */
 static void test_new_command(void **state) {
     (void)state;
@@ -333,7 +374,8 @@ int main(void) {
         cmocka_unit_test(test_no_discovery),     cmocka_unit_test(test_task_polled),
         cmocka_unit_test(test_input_required),   cmocka_unit_test(test_context_restart),
         cmocka_unit_test(test_new_command),      cmocka_unit_test(test_task_lost),
-        cmocka_unit_test(test_api_key),          cmocka_unit_test(test_ready_after_card),
+        cmocka_unit_test(test_api_key),          cmocka_unit_test(test_many_chats),
+        cmocka_unit_test(test_ready_after_card),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

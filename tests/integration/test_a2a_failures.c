@@ -115,6 +115,8 @@ static void test_failure_classes(void **state) {
          "backend failed (fatal): agent error -32004"},
         {"@24 badid\n", "@24 Agent trouble, try later.\n",
          "backend failed (protocol): response id does not match"},
+        {"@25 forever\n", "@25 Agent trouble, try later.\n",
+         "backend failed (timeout): task still running at the deadline"},
         {"@23 http:404\n", "@23 Agent trouble, try later.\n",
          "backend failed (fatal): agent answered HTTP 404"},
     };
@@ -147,6 +149,8 @@ static void test_failure_classes(void **state) {
     assert_int_equal(tries20, 3);
     assert_int_equal(tries12, 3);
     assert_int_equal(tries11, 1);
+    /* The task still running at the deadline was canceled. */
+    assert_int_equal(fa_count_method(f, "CancelTask"), 1);
     rt_free(p);
     free(m);
     fa_stop(f);

@@ -552,11 +552,12 @@ static enum MHD_Result serve_rpc(fa *f, struct MHD_Connection *c, const char *ur
         return ret;
     }
     int n = 0, st = 0;
-    if (!strncmp(text, "task:", 5) || !strcmp(text, "ask") || !strcmp(text, "fail")) {
+    if (!strncmp(text, "task:", 5) || !strcmp(text, "ask") || !strcmp(text, "fail") ||
+        !strcmp(text, "forever")) {
         pthread_mutex_lock(&f->mu);
         task *t = new_task(f, ctx, !strcmp(text, "ask") ? 1 : !strcmp(text, "fail") ? 3 : 0);
         if (t) {
-            t->polls = 2;
+            t->polls = strcmp(text, "forever") ? 2 : 1 << 30;
             cp(t->answer, sizeof t->answer, strncmp(text, "task:", 5) ? "" : text + 5);
             out = rpc_result(id, wrap(v10, "task", task_json(v10, t)));
         } else {

@@ -8,6 +8,7 @@
  *
  *   anything else     Message "echo: <text>"
  *   task:<text>       Task working; tasks/get completes it after 2 polls
+ *   forever           Task working that never ends (until canceled)
  *   ask               Task input-required "What is your name?"; the next
  *                     message on that taskId completes "Hello, <text>"
  *   fail              Task failed "I cannot do that."
