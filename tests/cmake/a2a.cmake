@@ -3,7 +3,7 @@ set(A2A_T ${CMAKE_CURRENT_SOURCE_DIR})
 set(A2A_PLUGIN_DIR ${CMAKE_SOURCE_DIR}/plugins/backend_a2a)
 
 # Pure parsers and builders: no host, no network.
-foreach(t sse proto)
+foreach(t sse proto plugin)
   if(EXISTS ${A2A_T}/unit/test_a2a_${t}.c)
     routerd_unit_test(test_a2a_${t} SOURCES ${A2A_T}/unit/test_a2a_${t}.c LIBS backend_a2a_obj
                       PkgConfig::CJSON PkgConfig::CURL)
