@@ -163,6 +163,7 @@ typedef struct {
     int oversize; /* body beyond max_response_bytes */
     char *body;   /* non-stream body, NUL-terminated */
     size_t len;
+    long retry_after_s; /* Retry-After header in seconds, 0 = none */
     char err[CURL_ERROR_SIZE];
 } http_res;
 
@@ -192,6 +193,20 @@ static size_t on_write(char *p, size_t sz, size_t nm, void *ud) {
         }
     } else {
         buf_add(&x->body, p, n);
+    }
+    return n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t nm, void *ud) {
+    http_res *r = ud;
+    size_t n = sz * nm;
+    if (n > 12 && !strncasecmp(p, "Retry-After:", 12)) {
+        char v[32];
+        size_t l = n - 12 < sizeof v - 1 ? n - 12 : sizeof v - 1;
+        memcpy(v, p + 12, l);
+        v[l] = 0;
+        long s = strtol(v, NULL, 10); /* HTTP dates are ignored */
+        if (s > 0) r->retry_after_s = s;
     }
     return n;
 }
@@ -241,6 +256,8 @@ static void http_do(a2a *a, CURL *c, const char *url, const char *body, int v10,
     }
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_xfer);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, a);
@@ -552,6 +569,7 @@ typedef struct {
     rd_reply *rp;
     int64_t deadline;
     char kctx[KEY_MAX], ktask[KEY_MAX];
+    long retry_after_s; /* from the last transient answer */
     char msg_id[64];
     char *ctx_id, *task_id;
     const char *klass;
@@ -630,6 +648,7 @@ static int exchange(call *c, const char *body, long id, int stream, int dialect,
         }
     } else if (r.status != 200) {
         const char *k = a2a_class_http(r.status);
+        c->retry_after_s = r.retry_after_s;
         snprintf(e, sizeof e, "%ld", r.status);
         fail(c, k, "agent answered HTTP %s", e);
         if (r.status == 404) rediscover(a);
@@ -866,15 +885,14 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
         }
         if (x == X_TRANSIENT) {
             int64_t b = backoff_ms(attempt);
+            if (c.retry_after_s > 0 && c.retry_after_s * 1000 > b) b = c.retry_after_s * 1000;
+            c.retry_after_s = 0;
             if (attempt < a->retries && now_ms(a) + b < c.deadline && !a->h->cancelled(rp)) {
                 attempt++;
                 nap(a, rp, b);
                 free(tenant);
                 continue;
             }
-            if (now_ms(a) + b >= c.deadline && attempt < a->retries &&
-                !strcmp(c.klass, "transient"))
-                c.klass = "timeout";
         }
         if (x != X_OK) {
             if (!strcmp(c.klass, "timeout") && o.kind == A2A_R_TASK && o.task_id &&

@@ -585,7 +585,13 @@ static enum MHD_Result serve_rpc(fa *f, struct MHD_Connection *c, const char *ur
         if (tries <= n) {
             if (st) {
                 cJSON_Delete(req);
-                return reply(c, st, "text/plain", strdup("try later"), 9);
+                struct MHD_Response *r =
+                    MHD_create_response_from_buffer(9, (void *)"try later", MHD_RESPMEM_PERSISTENT);
+                MHD_add_response_header(r, "Content-Type", "text/plain");
+                if (st == 429 || st == 503) MHD_add_response_header(r, "Retry-After", "1");
+                enum MHD_Result ret2 = MHD_queue_response(c, (unsigned)st, r);
+                MHD_destroy_response(r);
+                return ret2;
             }
             out = rpc_error(id, -32603, "internal error");
         } else {

@@ -15,7 +15,8 @@
  *   rpcerr:<code>     JSON-RPC error <code>
  *   http:<status>     that HTTP status, plain-text body
  *   flaky:<n>:<st>    HTTP <st> for the first n tries of that messageId
- *                     (-32603 when st is 0), then Message "recovered"
+ *                     (-32603 when st is 0; 429 and 503 carry
+ *                     Retry-After: 1), then Message "recovered"
  *   slow:<ms>         waits, then Message "slow done"
  *   big               a 2 MiB Message
  *   garbage           HTTP 200 with an HTML body

@@ -318,6 +318,11 @@ static void test_metrics_per_class(void **state) {
     assert_string_equal(err.klass, "protocol");
     assert_int_equal(ask(5, "big", &rp, &err), RD_E_FATAL);
     assert_string_equal(err.klass, "protocol");
+    /* Retry-After: 1 is honoured over the shorter back-off. */
+    long long t0 = mono_ms();
+    assert_int_equal(ask(7, "flaky:1:429", &rp, &err), RD_OK);
+    assert_string_equal(rp.buf, "recovered");
+    assert_true(mono_ms() - t0 >= 1000);
     assert_int_equal(ask(6, "fail", &rp, &err), RD_E_FATAL);
     assert_string_equal(rp.buf, "I cannot do that.");
     assert_true(failures("transient") == 1);
