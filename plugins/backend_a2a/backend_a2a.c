@@ -570,6 +570,7 @@ typedef struct {
     int64_t deadline;
     char kctx[KEY_MAX], ktask[KEY_MAX];
     long retry_after_s; /* from the last transient answer */
+    long http_status;   /* of the last non-200 answer */
     char msg_id[64];
     char *ctx_id, *task_id;
     const char *klass;
@@ -649,9 +650,9 @@ static int exchange(call *c, const char *body, long id, int stream, int dialect,
     } else if (r.status != 200) {
         const char *k = a2a_class_http(r.status);
         c->retry_after_s = r.retry_after_s;
+        c->http_status = r.status;
         snprintf(e, sizeof e, "%ld", r.status);
         fail(c, k, "agent answered HTTP %s", e);
-        if (r.status == 404) rediscover(a);
         ret = !strcmp(k, "transient") ? X_TRANSIENT : X_FAIL;
     } else if (r.sse) {
         /* A stream: done when it reached a final, terminal or interrupted
@@ -828,7 +829,7 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
         return finish_fail(&c, err);
     }
 
-    int switched = 0, dropped_task = 0, attempt = 0;
+    int switched = 0, dropped_task = 0, attempt = 0, refetched = 0;
     rd_status st = RD_OK;
     outcome o = {0};
     for (;;) {
@@ -890,6 +891,27 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
             if (attempt < a->retries && now_ms(a) + b < c.deadline && !a->h->cancelled(rp)) {
                 attempt++;
                 nap(a, rp, b);
+                free(tenant);
+                continue;
+            }
+        }
+        if (x == X_FAIL && c.http_status == 404 && !a->no_discovery && !refetched) {
+            /* The endpoint is gone: the agent may have moved. Fetch the
+             * card again now and resend if it names another endpoint. */
+            refetched = 1;
+            c.http_status = 0;
+            pthread_mutex_lock(&a->mu);
+            char *before = a->card.rpc_url ? strdup(a->card.rpc_url) : NULL;
+            pthread_mutex_unlock(&a->mu);
+            CURL *h = my_curl(a);
+            int moved = 0;
+            if (h && discover(a, h) == 0) {
+                pthread_mutex_lock(&a->mu);
+                moved = !before || strcmp(before, a->card.rpc_url);
+                pthread_mutex_unlock(&a->mu);
+            }
+            free(before);
+            if (moved) {
                 free(tenant);
                 continue;
             }

@@ -327,6 +327,33 @@ static void test_many_chats(void **state) {
     fa_stop(f);
 }
 
+/* The agent moved its endpoint: the old one answers 404, the card names
+ * the new one; the message is resent there, not lost. */
+static void test_endpoint_moved(void **state) {
+    (void)state;
+    fa *f = fa_start(FA_CARD_V10, FA_SPEAK_V10, 0);
+    fa *g = fa_start(FA_CARD_V10, FA_SPEAK_V10, 0);
+    char *m = manifest("moved", 0, fa_base(f), NULL);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    rt_write(p, "before\n");
+    assert_true(rt_wait_stdout(p, "echo: before\n", 10000));
+    char url[128];
+    snprintf(url, sizeof url, "%s/rpc", fa_base(g));
+    fa_set_endpoint(f, url);
+    fa_rpc_status(f, 404);
+    rt_write(p, "after\n");
+    assert_true(rt_wait_stdout(p, "echo: after\n", 10000));
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    assert_int_equal(fa_count_method(g, "SendMessage"), 1);
+    assert_string_equal(req_of(g, "SendMessage", 0).text, "after");
+    assert_string_equal(req_of(g, "SendMessage", 0).context_id, "ctx-1");
+    rt_free(p);
+    free(m);
+    fa_stop(f);
+    fa_stop(g);
+}
+
 /* /new forgets the context. */
 static void test_new_command(void **state) {
     (void)state;
@@ -375,7 +402,7 @@ int main(void) {
         cmocka_unit_test(test_input_required),   cmocka_unit_test(test_context_restart),
         cmocka_unit_test(test_new_command),      cmocka_unit_test(test_task_lost),
         cmocka_unit_test(test_api_key),          cmocka_unit_test(test_many_chats),
-        cmocka_unit_test(test_ready_after_card),
+        cmocka_unit_test(test_endpoint_moved),   cmocka_unit_test(test_ready_after_card),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

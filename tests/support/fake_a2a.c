@@ -31,7 +31,8 @@ struct fa {
     struct MHD_Daemon *d;
     char base[64];
     fa_card card;
-    int speak, streaming, card_status;
+    int speak, streaming, card_status, rpc_status;
+    char endpoint[128]; /* card's JSON-RPC URL; "" = <base>/rpc */
     pthread_mutex_t mu;
     fa_req *reqs;
     int nreqs;
@@ -350,8 +351,13 @@ static enum MHD_Result serve_card(fa *f, struct MHD_Connection *c, const char *u
         return reply(c, 404, "text/plain", strdup("not found"), 9);
     if (f->card == FA_CARD_INVALID)
         return reply(c, 200, "application/json", strdup("{\"name\": \"broken"), 16);
-    char rpc[96];
-    snprintf(rpc, sizeof rpc, "%s/rpc", f->base);
+    char rpc[128];
+    pthread_mutex_lock(&f->mu);
+    if (f->endpoint[0])
+        snprintf(rpc, sizeof rpc, "%s", f->endpoint);
+    else
+        snprintf(rpc, sizeof rpc, "%s/rpc", f->base);
+    pthread_mutex_unlock(&f->mu);
     cJSON *card = cJSON_CreateObject();
     cJSON_AddStringToObject(card, "name", "fake agent");
     cJSON_AddStringToObject(card, "description", "test double");
@@ -640,8 +646,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     if (!strcmp(method, "GET") && !strncmp(url, "/.well-known/", 13)) return serve_card(f, c, url);
-    if (!strcmp(method, "POST") && !strcmp(url, "/rpc"))
+    pthread_mutex_lock(&f->mu);
+    int rst = f->rpc_status;
+    pthread_mutex_unlock(&f->mu);
+    if (!strcmp(method, "POST") && !strcmp(url, "/rpc") && !rst)
         return serve_rpc(f, c, url, cs->body ? cs->body : "", cs->len);
+    if (rst) {
+        record(f, c, url, "", NULL);
+        return reply(c, rst, "text/plain", strdup("gone"), 4);
+    }
     record(f, c, url, "", NULL);
     return reply(c, 404, "text/plain", strdup("not found"), 9);
 }
@@ -695,6 +708,18 @@ const char *fa_base(fa *f) {
 void fa_card_status(fa *f, int status) {
     pthread_mutex_lock(&f->mu);
     f->card_status = status;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void fa_set_endpoint(fa *f, const char *rpc_url) {
+    pthread_mutex_lock(&f->mu);
+    snprintf(f->endpoint, sizeof f->endpoint, "%s", rpc_url ? rpc_url : "");
+    pthread_mutex_unlock(&f->mu);
+}
+
+void fa_rpc_status(fa *f, int status) {
+    pthread_mutex_lock(&f->mu);
+    f->rpc_status = status;
     pthread_mutex_unlock(&f->mu);
 }
 

@@ -69,6 +69,10 @@ void fa_stop(fa *f);
 const char *fa_base(fa *f); /* "http://127.0.0.1:PORT" */
 /* Answer card requests with this HTTP status (0 = normal). */
 void fa_card_status(fa *f, int status);
+/* The card names this JSON-RPC URL instead of <base>/rpc (NULL = back). */
+void fa_set_endpoint(fa *f, const char *rpc_url);
+/* Answer every POST with this HTTP status (0 = normal). */
+void fa_rpc_status(fa *f, int status);
 /* Requests recorded so far (copy). */
 int fa_count(fa *f);
 int fa_get(fa *f, int i, fa_req *out);
