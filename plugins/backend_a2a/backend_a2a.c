@@ -15,7 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
-#define KEY_MAX 96
+#define KEY_MAX 192
 
 typedef struct a2a {
     const rd_host *h;
@@ -400,7 +400,7 @@ static void rediscover(a2a *a) {
     if (t - a->last_rediscover_ms > 5000) {
         a->last_rediscover_ms = t;
         a->need_discover = 1;
-        pthread_cond_signal(&a->cv);
+        pthread_cond_broadcast(&a->cv);
     }
     pthread_mutex_unlock(&a->mu);
 }
