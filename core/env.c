@@ -135,7 +135,7 @@ int dotenv_parse_line(const char *line, char **key, char **val) {
     } else {
         const char *e = p;
         /* An unquoted value ends at " #" (inline comment) or the line end. */
-        while (*e && !(*e == '#' && e > p && isspace((unsigned char)e[-1])))
+        while (*e && !(*e == '#' && isspace((unsigned char)e[-1])))
             e++;
         while (e > p && isspace((unsigned char)e[-1]))
             e--;
@@ -152,6 +152,9 @@ int dotenv_load(const char *path, char *err, size_t errsz) {
         snprintf(err, errsz, "%s: cannot open env file: %s", path, strerror(errno));
         return -1;
     }
+    /* Parse everything first: a bad line leaves the environment untouched. */
+    char **keys = NULL, **vals = NULL;
+    size_t n = 0;
     char *line = NULL;
     size_t cap = 0;
     int lineno = 0, rc = 0;
@@ -166,12 +169,20 @@ int dotenv_load(const char *path, char *err, size_t errsz) {
             break;
         }
         if (r == 1) {
-            setenv(k, v, 0);
-            free(k);
-            free(v);
+            keys = xrealloc(keys, (n + 1) * sizeof *keys);
+            vals = xrealloc(vals, (n + 1) * sizeof *vals);
+            keys[n] = k;
+            vals[n++] = v;
         }
     }
     free(line);
     fclose(f);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0) setenv(keys[i], vals[i], 0);
+        free(keys[i]);
+        free(vals[i]);
+    }
+    free(keys);
+    free(vals);
     return rc;
 }

@@ -172,12 +172,14 @@ static void h_error(rd_error *err, rd_status code, const char *klass, const char
     if (!err) return;
     err->code = code;
     snprintf(err->klass, sizeof err->klass, "%s", klass ? klass : "");
-    char raw[sizeof err->msg];
+    /* Redact the whole text, then cut: a secret cut in two would not match. */
+    char *raw = NULL;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(raw, sizeof raw, fmt, ap);
+    int n = vasprintf(&raw, fmt, ap);
     va_end(ap);
-    redact(raw, err->msg, sizeof err->msg);
+    redact(n < 0 ? "" : raw, err->msg, sizeof err->msg);
+    if (n >= 0) free(raw);
 }
 
 const rd_host host_api = {

@@ -42,23 +42,32 @@ void secret_add(const char *value) {
     secrets[nsecrets++] = xstrdup(value);
 }
 
+/* Length of the longest secret starting at p (0 if none). */
+static size_t secret_at(const char *p) {
+    size_t best = 0;
+    for (size_t i = 0; i < nsecrets; i++) {
+        size_t n = strlen(secrets[i]);
+        if (n > best && !strncmp(p, secrets[i], n)) best = n;
+    }
+    return best;
+}
+
 size_t redact(const char *src, char *dst, size_t dstsz) {
     if (!dstsz) return 0;
     size_t o = 0;
     const char *p = src ? src : "";
     while (*p && o + 1 < dstsz) {
-        size_t hit = 0;
-        for (size_t i = 0; i < nsecrets; i++) {
-            size_t n = strlen(secrets[i]);
-            if (!strncmp(p, secrets[i], n)) {
-                hit = n;
-                break;
-            }
-        }
+        size_t hit = secret_at(p);
         if (hit) {
+            /* Mask over secrets that start inside this one and end later. */
+            const char *end = p + hit;
+            for (const char *q = p + 1; q < end; q++) {
+                size_t h = secret_at(q);
+                if (q + h > end) end = q + h;
+            }
             for (const char *m = "***"; *m && o + 1 < dstsz; m++)
                 dst[o++] = *m;
-            p += hit;
+            p = end;
         } else {
             dst[o++] = *p++;
         }
@@ -76,9 +85,11 @@ char *redact_dup(const char *src) {
 
 void log_vmsg(const char *source, rd_log_level lvl, const char *fmt, va_list ap) {
     if (lvl < min_level) return;
-    char raw[2048], msg[2048];
-    vsnprintf(raw, sizeof raw, fmt, ap);
+    /* Redact before cutting to length: a cut secret would not match. */
+    char *raw = NULL, msg[2048];
+    if (vasprintf(&raw, fmt, ap) < 0) return;
     redact(raw, msg, sizeof msg);
+    free(raw);
     bool to_text = atomic_load(&text_on);
     if (to_text) {
         struct timespec ts;

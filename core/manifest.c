@@ -95,8 +95,22 @@ static char *reader(char *str, int num, void *stream) {
     const char *line = ps->text;
     ps->text += len + (nl ? 1 : 0);
     ps->lineno++;
+    if (ps->lineno == 1 && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3))
+        line += 3, len -= 3; /* UTF-8 byte order mark */
     while (len && isspace((unsigned char)*line) && *line != '\n')
         line++, len--;
+    /* Inline comments: a ; after a blank, outside "double quotes". inih's
+     * own stripping would cut quoted values. */
+    bool quoted = false;
+    for (size_t i = 0; i < len && line[0] != ';' && line[0] != '#'; i++) {
+        if (line[i] == '"') quoted = !quoted;
+        if (!quoted && line[i] == ';' && i && isspace((unsigned char)line[i - 1])) {
+            while (i && isspace((unsigned char)line[i - 1]))
+                i--;
+            len = i;
+            break;
+        }
+    }
     if (len + 2 > (size_t)num) {
         fail(ps, "line longer than %d characters", num - 2);
         return NULL;
@@ -118,7 +132,8 @@ static char *reader(char *str, int num, void *stream) {
 static int handler(void *user, const char *section, const char *name, const char *value) {
     parse_state *ps = user;
     if (ps->failed) return 0;
-    if (!ps->cur || strcmp(ps->cur->name, section)) {
+    (void)section; /* inih's copy is untrimmed and capped in length */
+    if (!ps->cur) {
         fail(ps, "key '%s' outside of a section", name);
         return 0;
     }
@@ -165,6 +180,8 @@ manifest *manifest_parse_string(const char *name, const char *text, char *err, s
     ini_use_stack = false;
     ini_max_line = 16384;
     ini_stop_on_first_error = true;
+    ini_initial_alloc = 16384;
+    ini_allow_inline_comments = false;
     int rc = ini_parse_stream(reader, &ps, handler, &ps);
     if (!ps.failed && rc > 0) {
         ps.lineno = rc;

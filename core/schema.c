@@ -155,14 +155,12 @@ int schema_apply(const manifest *m, mf_section *s, const rd_option *opts,
         mf_kv *kv = section_get(s, o->key);
         const char *text = kv ? kv->val : o->def;
         if (kv) kv->used = true;
-        if (!text) {
-            if (o->flags & RD_OPT_REQUIRED) {
-                snprintf(err, errsz, "%s:%d: [%s] missing required key '%s' (%s)", m->path, s->line,
-                         s->name, o->key, o->help ? o->help : opt_type_name(o->type));
-                return -1;
-            }
-            continue;
+        if (!kv && (o->flags & RD_OPT_REQUIRED)) {
+            snprintf(err, errsz, "%s:%d: [%s] missing required key '%s' (%s)", m->path, s->line,
+                     s->name, o->key, o->help ? o->help : opt_type_name(o->type));
+            return -1;
         }
+        if (!text) continue;
         if (kv && (o->flags & RD_OPT_SECRET)) secret_add(kv->val);
         if (kv && (o->flags & RD_OPT_REQUIRED) && !*kv->val) {
             snprintf(err, errsz, "%s:%d: [%s] %s: required key is empty%s", m->path, kv->line,
@@ -184,7 +182,10 @@ int schema_apply(const manifest *m, mf_section *s, const rd_option *opts,
         for (size_t r = 0; !ok && reserved && reserved[r]; r++)
             ok = !strcmp(reserved[r], kv->key);
         if (ok) continue;
-        const char **cands = xcalloc(n + 8, sizeof *cands);
+        size_t nr = 0;
+        while (reserved && reserved[nr])
+            nr++;
+        const char **cands = xcalloc(n + nr, sizeof *cands);
         size_t nc = 0;
         for (size_t i = 0; i < n; i++)
             cands[nc++] = opts[i].key;

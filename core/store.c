@@ -35,10 +35,15 @@ store *store_open(const char *dir, bool sync_full, char *err, size_t errsz) {
         store_close(s);
         return NULL;
     }
-    sqlite3_busy_timeout(s->db, 5000);
-    char *sql = xasprintf("PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
+    sqlite3_busy_timeout(s->db, 2000);
+    /* Exclusive: routerd is the database's only user. It saves the file
+     * locks of every transaction, and a second routerd on the same
+     * state_dir fails at start instead of sharing the journal. */
+    char *sql = xasprintf("PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
+                          " PRAGMA synchronous=%s;"
+                          "BEGIN IMMEDIATE;" /* takes the lock now, not at the first write */
                           "CREATE TABLE IF NOT EXISTS kv(ns TEXT NOT NULL, k TEXT NOT NULL,"
-                          " v BLOB, PRIMARY KEY(ns, k)) WITHOUT ROWID;",
+                          " v BLOB, PRIMARY KEY(ns, k)) WITHOUT ROWID; COMMIT;",
                           sync_full ? "FULL" : "NORMAL");
     char *msg = NULL;
     rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
@@ -47,10 +52,18 @@ store *store_open(const char *dir, bool sync_full, char *err, size_t errsz) {
         rc = prep(s, &s->get, "SELECT v FROM kv WHERE ns=?1 AND k=?2") ||
              prep(s, &s->put, "INSERT OR REPLACE INTO kv(ns,k,v) VALUES(?1,?2,?3)") ||
              prep(s, &s->del, "DELETE FROM kv WHERE ns=?1 AND k=?2") ||
-             prep(s, &s->delr, "DELETE FROM kv WHERE ns=?1 AND k>=?2 AND k<?3") ||
+             prep(s, &s->delr, "DELETE FROM kv WHERE ns=?1 AND k>=?2 AND (?3 IS NULL OR k<?3)") ||
              prep(s, &s->scan, "SELECT k, v FROM kv WHERE ns=?1 AND k>=?2 ORDER BY k") ||
              prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
              prep(s, &s->rollback, "ROLLBACK");
+    if (rc == SQLITE_BUSY) {
+        snprintf(err, errsz, "state store %s is locked: another routerd uses state_dir %s", path,
+                 dir);
+        sqlite3_free(msg);
+        free(path);
+        store_close(s);
+        return NULL;
+    }
     if (rc != SQLITE_OK) {
         snprintf(err, errsz, "state store %s: %s", path, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
@@ -120,7 +133,7 @@ static int apply(store *s, const char *ns, const rd_kv_op *op) {
         st = s->delr;
         sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, op->key, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, op->key_end ? op->key_end : "", -1, SQLITE_STATIC);
+        if (op->key_end) sqlite3_bind_text(st, 3, op->key_end, -1, SQLITE_STATIC);
         break;
     default:
         return SQLITE_MISUSE;
@@ -143,7 +156,10 @@ rd_status store_txn(store *s, const char *ns, const rd_kv_op *ops, size_t n) {
         }
         if (rc != SQLITE_OK) step_reset(s->rollback);
     }
-    if (rc != SQLITE_OK) LOGE("state store: %s", sqlite3_errmsg(s->db));
+    if (rc == SQLITE_MISUSE)
+        LOGE("state store: invalid operation in a transaction; nothing applied");
+    else if (rc != SQLITE_OK)
+        LOGE("state store: %s", sqlite3_errmsg(s->db));
     pthread_mutex_unlock(&s->mu);
     return rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
 }

@@ -277,7 +277,7 @@ typedef struct rd_kv_op {
     const char *key; /* PUT/DEL: the key; DEL_RANGE: first key deleted (inclusive) */
     const void *val; /* PUT: value bytes */
     size_t val_len;
-    const char *key_end; /* DEL_RANGE: end key (exclusive) */
+    const char *key_end; /* DEL_RANGE: end key (exclusive); NULL = to the last key */
 } rd_kv_op;
 
 /* Called for each row of a scan, in key order; return nonzero to stop. */

@@ -77,7 +77,8 @@ static const rd_option opts[] = {
     {"discovery_retry_max_s", RD_OPT_INT, 0, "30",
      "longest pause between agent card attempts while the agent is not reachable", 1, 3600, NULL},
     {"progress", RD_OPT_BOOL, 0, "false",
-     "show partial answers while a task streams or is polled (host->reply_progress)", 0, 0, NULL},
+     "show the answer growing while a task streams or is polled (where the transport can)", 0, 0,
+     NULL},
     {"progress_interval_ms", RD_OPT_INT, 0, "1500", "least time between two partial answers", 100,
      600000, NULL},
     {"accepted_output_modes", RD_OPT_LIST, 0, NULL,
@@ -259,8 +260,8 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
                 snprintf(err, errsz, "agent card %s: larger than max_response_bytes", urls[i]);
             } else {
                 *cls = rs.cc == CURLE_OPERATION_TIMEDOUT ? A2A_C_TIMEOUT : A2A_C_TRANSIENT;
-                snprintf(err, errsz, "agent card %s: %s", urls[i],
-                         rs.errbuf[0] ? rs.errbuf : curl_easy_strerror(rs.cc));
+                /* curl's short text: stable, so repeats are recognised */
+                snprintf(err, errsz, "agent card %s: %s", urls[i], curl_easy_strerror(rs.cc));
             }
             a2a_http_resp_free(&rs);
             break;
@@ -342,7 +343,7 @@ static void check_card(a2a *a, const a2a_card *c) {
 /* Runs one discovery unless another is running (then waits for it).
  * Returns 1 when a card is available afterwards. Never holds the mutex
  * across I/O. */
-static int discover(a2a *a, int64_t deadline, int force) {
+static int discover(a2a *a, int64_t deadline, int force, int throttle) {
     pthread_mutex_lock(&a->mu);
     uint64_t seen = a->attempts;
     while (a->busy && !a->stopping) {
@@ -357,7 +358,7 @@ static int discover(a2a *a, int64_t deadline, int force) {
     }
     /* Someone else just tried, or a failure is fresh: use their result. */
     if (a->busy || a->stopping || a->attempts != seen || (!force && a->have_card) ||
-        (a->last_fail_ms && now_ms(a) - a->last_fail_ms < 1000)) {
+        (throttle && a->last_fail_ms && now_ms(a) - a->last_fail_ms < 1000)) {
         int ok = a->have_card;
         pthread_mutex_unlock(&a->mu);
         return ok;
@@ -373,7 +374,7 @@ static int discover(a2a *a, int64_t deadline, int force) {
 
     pthread_mutex_lock(&a->mu);
     int was = a->have_card;
-    int changed = 0;
+    int changed = 0, repeat = 0;
     if (rc == 0) {
         changed = !was || !a->card.url_v10 != !card.url_v10 || !a->card.url_v03 != !card.url_v03 ||
                   (card.url_v10 && strcmp(card.url_v10, a->card.url_v10)) ||
@@ -385,6 +386,7 @@ static int discover(a2a *a, int64_t deadline, int force) {
         a->disc_err[0] = 0;
     } else {
         /* Keep a card we had: the agent may come back at the same place. */
+        repeat = !strcmp(a->disc_err, msg);
         a->disc_class = cls;
         snprintf(a->disc_err, sizeof a->disc_err, "%s", msg);
         a->last_fail_ms = now_ms(a);
@@ -423,7 +425,9 @@ static int discover(a2a *a, int64_t deadline, int force) {
         }
         a->h->ready(a->ctx, 1, NULL);
     } else {
-        a->h->log(a->ctx, RD_LOG_WARN, "agent discovery failed (%s): %s", a2a_class_name(cls), msg);
+        /* The same failure again (an agent down for long) is not news. */
+        a->h->log(a->ctx, repeat ? RD_LOG_DEBUG : RD_LOG_WARN, "agent discovery failed (%s): %s",
+                  a2a_class_name(cls), msg);
         a->h->ready(a->ctx, 0, msg);
     }
     return ok && rc == 0 ? 1 : ok;
@@ -441,7 +445,7 @@ static void *discovery_main(void *arg) {
         if (stop) break;
         int ok = 1;
         if (need) {
-            ok = discover(a, now_ms(a) + a->http_ms * 2, 1);
+            ok = discover(a, now_ms(a) + a->http_ms * 2, 1, 0);
             pthread_mutex_lock(&a->mu);
             ok = ok && !a->disc_err[0];
             pthread_mutex_unlock(&a->mu);
@@ -538,6 +542,7 @@ typedef struct {
     char *task_id; /* interrupted task to continue */
     char *saved_ctx, *saved_task;
     uint64_t rnd;
+    int continuing; /* the message continues an interrupted task */
     int64_t last_progress_ms;
     size_t last_progress_len;
 } call;
@@ -548,6 +553,7 @@ typedef struct {
     const char *rpc_id;
     outcome *o;
     int error_seen;
+    int settled; /* a status update settled the task */
 } sse_ctx;
 
 static void progress(call *c, const a2a_track *t, int force);
@@ -572,10 +578,17 @@ static int on_event(void *arg, const char *event, const char *data, size_t len) 
         a2a_rpc_free(&r);
         return 1;
     }
+    a2a_kind kind = r.res.kind;
     a2a_track_apply(s->t, &r.res);
     a2a_rpc_free(&r);
     progress(s->c, s->t, 0);
-    return a2a_track_done(s->t);
+    /* Stop reading once the stream said all: a message, the 0.3 final
+     * flag, or a status update to a settled state. A Task snapshot does not
+     * end it: on a continued task it still shows the old input-required. */
+    int settled = kind == A2A_R_STATUS &&
+                  (a2a_state_terminal(s->t->state) || a2a_state_interrupted(s->t->state));
+    if (settled) s->settled = 1;
+    return s->t->got_message || s->t->ended || settled;
 }
 
 static int call_aborted(void *arg) {
@@ -597,7 +610,8 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
     }
     int stream = op == A2A_OP_STREAM || op == A2A_OP_SUBSCRIBE;
     int64_t limit = left;
-    if (!stream && !(op == A2A_OP_SEND && a->blocking) && a->http_ms < limit) limit = a->http_ms;
+    int blocking_send = op == A2A_OP_SEND && (a->blocking || c->continuing);
+    if (!stream && !blocking_send && a->http_ms < limit) limit = a->http_ms;
 
     struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10);
     hd = curl_slist_append(hd, "Content-Type: application/json");
@@ -663,7 +677,11 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
                      rs.www_auth[0] ? ", WWW-Authenticate: " : "", rs.www_auth);
         }
     } else if (rs.is_sse) {
-        if (!a2a_track_done(t)) {
+        /* A continued task's stream must show its new state, not only the
+         * snapshot it starts with. */
+        int stale =
+            op == A2A_OP_STREAM && c->continuing && !sc.settled && !t->got_message && !t->ended;
+        if (!a2a_track_done(t) || stale) {
             o->cls = A2A_C_TRANSIENT;
             o->dropped = 1;
             snprintf(o->msg, sizeof o->msg, "%s: stream ended before the task settled (%s)", m,
@@ -739,7 +757,11 @@ static void conv_save(call *c) {
     c->saved_task = xstrdup0(c->task_id);
 }
 
+/* Ids longer than this are not kept: a broken agent cannot bloat the store. */
+#define MAX_ID 512
+
 static void set_id(char **dst, const char *src) {
+    if (src && strlen(src) > MAX_ID) src = NULL;
     if (same(*dst, src)) return;
     free(*dst);
     *dst = empty(src) ? NULL : strdup(src);
@@ -748,7 +770,8 @@ static void set_id(char **dst, const char *src) {
 /* Adopts the context the agent assigned, saving it at once so that even a
  * later timeout keeps the conversation. */
 static void note_context(call *c, const a2a_track *t) {
-    if (!empty(t->context_id) && !same(t->context_id, c->ctx_id)) {
+    if (!empty(t->context_id) && strlen(t->context_id) <= MAX_ID &&
+        !same(t->context_id, c->ctx_id)) {
         set_id(&c->ctx_id, t->context_id);
         conv_save(c);
     }
@@ -775,14 +798,19 @@ static rd_status fail(call *c, const outcome *o, rd_error *err) {
     a2a *a = c->a;
     a2a_class cls = o->cls == A2A_C_OK ? A2A_C_FATAL : o->cls;
     count(a, a->fail[cls]);
+    /* The detail may quote the agent: keep it on one line. */
+    char msg[sizeof o->msg];
+    snprintf(msg, sizeof msg, "%s", o->msg);
+    for (char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
     a->h->log(a->ctx, RD_LOG_WARN, "correlation %s: a2a failure, classification=%s: %s",
-              c->rq->correlation_id ? c->rq->correlation_id : "-", a2a_class_name(cls), o->msg);
+              c->rq->correlation_id ? c->rq->correlation_id : "-", a2a_class_name(cls), msg);
     const char *notice = cls == A2A_C_TIMEOUT ? a->timeout_notice : a->failure_notice;
     if (!empty(notice)) a->h->reply_append(c->rp, notice, strlen(notice));
     rd_status st = cls == A2A_C_TRANSIENT ? RD_E_RETRY
                    : cls == A2A_C_TIMEOUT ? RD_E_TIMEOUT
                                           : RD_E_FATAL;
-    a->h->error(err, st, a2a_class_name(cls), "%s", o->msg);
+    a->h->error(err, st, a2a_class_name(cls), "%s", msg);
     return st;
 }
 
@@ -971,12 +999,15 @@ static rd_status exchange(call *c, rd_error *err) {
             a->stream && (v.streaming || a->no_card) && !no_stream && !atomic_load(&a->no_stream);
         char id[32];
         next_rpc_id(c, id, sizeof id);
+        /* A continuation is sent blocking: its task id is known already,
+         * and a non-blocking answer would show the task's old state. */
+        c->continuing = c->task_id != NULL;
         a2a_send s = {.text = c->rq->text,
                       .message_id = c->msg_id,
                       .context_id = c->ctx_id,
                       .task_id = c->task_id,
                       .tenant = v.tenant,
-                      .return_immediately = !a->blocking,
+                      .return_immediately = !a->blocking && !c->continuing,
                       .accepted_output_modes = a->modes};
         char *body = a2a_build_send(v.d, use_stream, id, &s);
         a2a_track t = {0};
@@ -1050,7 +1081,7 @@ static rd_status exchange(call *c, rd_error *err) {
         if ((o.http == 404 || o.conn_fail) && !rediscovered && !a->no_card) {
             rediscovered = 1;
             int64_t dl = now_ms(a) + a->http_ms;
-            discover(a, dl < c->deadline ? dl : c->deadline, 1);
+            discover(a, dl < c->deadline ? dl : c->deadline, 1, 1);
             kick_discovery(a);
             if (o.http == 404) continue;
         }
@@ -1127,7 +1158,7 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
         pthread_mutex_unlock(&a->mu);
         if (!have) {
             int64_t dl = now + a->http_ms;
-            discover(a, dl < c.deadline ? dl : c.deadline, 0);
+            discover(a, dl < c.deadline ? dl : c.deadline, 0, 1);
         }
         st = exchange(&c, err);
     }

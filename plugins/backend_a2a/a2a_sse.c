@@ -121,8 +121,9 @@ int a2a_sse_feed(a2a_sse *p, const char *buf, size_t n) {
             return A2A_SSE_OK;
         }
         int rc;
+        /* Any line longer than max fails, wherever the reads split it. */
+        if (p->llen + len > p->max) return p->failed = A2A_SSE_TOO_BIG;
         if (p->llen) {
-            if (p->llen + len > p->max) return p->failed = A2A_SSE_TOO_BIG;
             if (grow(&p->line, &p->lcap, p->llen + len + 1)) return p->failed = A2A_SSE_NOMEM;
             memcpy(p->line + p->llen, s, len);
             p->llen += len;

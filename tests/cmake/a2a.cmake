@@ -7,29 +7,30 @@ routerd_unit_test(test_a2a_sse SOURCES ${A2A_TDIR}/unit/test_a2a_sse.c LIBS back
 routerd_unit_test(test_a2a_parse SOURCES ${A2A_TDIR}/unit/test_a2a_parse.c LIBS backend_a2a_obj)
 
 # The plugin in-process with a fake host against the fake agent.
-if(EXISTS ${A2A_TDIR}/unit/test_a2a_plugin.c)
-  routerd_unit_test(test_a2a_plugin
-                    SOURCES ${A2A_TDIR}/unit/test_a2a_plugin.c ${A2A_TDIR}/unit/test_a2a_host.c
-                    LIBS backend_a2a_obj TIMEOUT 120)
-endif()
+routerd_unit_test(test_a2a_plugin
+                  SOURCES ${A2A_TDIR}/unit/test_a2a_plugin.c ${A2A_TDIR}/unit/test_a2a_host.c
+                  LIBS backend_a2a_obj TIMEOUT 120)
 
 # The real binary (console transport) against the fake agent.
-if(EXISTS ${A2A_TDIR}/integration/test_a2a_e2e.c)
-  routerd_integration_test(test_a2a_e2e SOURCES ${A2A_TDIR}/integration/test_a2a_e2e.c TIMEOUT 120)
-  add_dependencies(test_a2a_e2e backend_a2a)
-endif()
+foreach(t e2e)
+  if(EXISTS ${A2A_TDIR}/integration/test_a2a_${t}.c)
+    routerd_integration_test(test_a2a_${t} SOURCES ${A2A_TDIR}/integration/test_a2a_${t}.c
+                             TIMEOUT 120)
+    add_dependencies(test_a2a_${t} backend_a2a transport_console)
+  endif()
+endforeach()
 
-# Interoperability with agents built on the official A2A JS SDK. Skips
-# (exit 77) when node/npm or the packages are not available.
+# Interoperability with agents on the official A2A JS SDK (1.0 and 0.3
+# compat, plain and streaming). npm ci goes into the build dir once; without
+# node, npm or the registry the test reports SKIP (exit 77) and says why.
 add_test(NAME test_a2a_interop
-         COMMAND ${A2A_TDIR}/interop/run.sh $<TARGET_FILE:routerd> ${ROUTERD_PLUGIN_OUTPUT_DIR}
-                 ${CMAKE_BINARY_DIR}/a2a-interop)
-set_tests_properties(test_a2a_interop PROPERTIES LABELS integration TIMEOUT 240
-                     SKIP_RETURN_CODE 77)
+         COMMAND sh ${A2A_TDIR}/interop/run.sh ${A2A_TDIR}/interop ${CMAKE_BINARY_DIR}/a2a-interop
+                 $<TARGET_FILE:routerd> ${ROUTERD_PLUGIN_OUTPUT_DIR})
+set_tests_properties(test_a2a_interop PROPERTIES LABELS interop SKIP_RETURN_CODE 77 TIMEOUT 300)
 
 # Fuzz targets: the parsers compiled into each target, so a libFuzzer build
-# instruments them too.
-foreach(f sse rpc)
+# instruments them too. Corpora in tests/fuzz/corpus/<target>/.
+foreach(f sse response)
   routerd_fuzz_target(fuzz_a2a_${f}
                       SOURCES ${A2A_TDIR}/fuzz/fuzz_a2a_${f}.c ${A2A_PLUGIN_DIR}/a2a_parse.c
                               ${A2A_PLUGIN_DIR}/a2a_sse.c

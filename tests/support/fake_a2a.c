@@ -688,7 +688,11 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
                 out = error_body(v10, id, -32001, "Task not found");
             } else if (terminal(task_state(t, now))) {
                 out = error_body(v10, id, -32004, "Task is in a terminal state");
-            } else if (t->kind == K_ASK) {
+            }
+            /* Like the JS SDK: the answer starts from the task as it was
+             * (still input-required), then moves on. */
+            task before = t ? *t : (task){0};
+            if (!out && t->kind == K_ASK) {
                 t->answered = 1;
                 snprintf(t->answer, sizeof t->answer, "Hello, %s!", text);
             }
@@ -698,11 +702,14 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
                 ret = send_json(c, 200, out);
             } else if (streaming) {
                 stream *s = stream_new(f, id);
-                event(s, NULL, wrap(v10, "task", task_json(v10, &snap, now)), 0);
+                event(s, NULL, wrap(v10, "task", task_json(v10, &before, now)), 0);
+                event(s, NULL, artifact_update(v10, &snap, snap.answer, 0, 1), 2);
+                event(s, NULL, status_update(v10, &snap, task_state(&snap, now), 1), 0);
                 ret = send_stream(c, s);
             } else {
+                const task *shown = blocking ? &snap : &before;
                 ret =
-                    send_json(c, 200, envelope(id, wrap(v10, "task", task_json(v10, &snap, now))));
+                    send_json(c, 200, envelope(id, wrap(v10, "task", task_json(v10, shown, now))));
             }
             cJSON_Delete(req);
             return ret;

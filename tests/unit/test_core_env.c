@@ -237,6 +237,8 @@ static void dotenv_load_file(void **state) {
     snprintf(where, sizeof where, "%s:3:", path);
     assert_contains(e, where);
     assert_null(getenv("RT_DOT_AFTER"));
+    /* A bad file changes nothing, not even the lines before the bad one. */
+    assert_null(getenv("RT_DOT_BAD_OK"));
     free(path);
 
     path = rt_write_file(dir, "x", "");

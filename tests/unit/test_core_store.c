@@ -102,6 +102,14 @@ static void namespaces_isolated(void **state) {
     assert_int_equal(store_txn(f->st, "backend.a", &op, 1), RD_OK);
     expect(f->st, "backend.a", "j/1", NULL);
     expect(f->st, "backend.b", "j/1", "1");
+    /* No end key: from the first key to the last. */
+    store_put(f->st, "backend.b", "j/2", "2", 1);
+    store_put(f->st, "backend.b", "a", "a", 1);
+    rd_kv_op open_end = {.op = RD_KV_DEL_RANGE, .key = "j/"};
+    assert_int_equal(store_txn(f->st, "backend.b", &open_end, 1), RD_OK);
+    expect(f->st, "backend.b", "j/1", NULL);
+    expect(f->st, "backend.b", "j/2", NULL);
+    expect(f->st, "backend.b", "a", "a");
 }
 
 static void txn_applies_all(void **state) {

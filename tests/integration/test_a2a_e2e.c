@@ -1,0 +1,245 @@
+/*
+ * The real routerd (console transport) with the a2a backend against the
+ * fake agent: replies, tasks, input-required and streams as the user sees
+ * them; every failure class as a notice on stdout and a classification in
+ * the log; headers and secrets; contextId per chat across a restart;
+ * readiness while the agent is late.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "fake_a2a.h"
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOKEN "a2a-T0ken-never-logged"
+
+static char *dir;
+
+static int setup(void **state) {
+    (void)state;
+    dir = rt_tmpdir();
+    return dir ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    rt_rmtree(dir);
+    free(dir);
+    return 0;
+}
+
+/* A manifest: console in, the a2a backend at url with extra keys. */
+static char *manifest(const char *name, int admin_port, const char *url, const char *extra) {
+    char text[4096], listen[64];
+    if (admin_port)
+        snprintf(listen, sizeof listen, "127.0.0.1:%d", admin_port);
+    else
+        snprintf(listen, sizeof listen, "off");
+    snprintf(text, sizeof text,
+             "[router]\nenv = test\nadmin_listen = %s\nstate_dir = %s/state-%s\n"
+             "rate_limit_per_minute = 0\n"
+             "[transport.console]\nplugin = console\n"
+             "[backend.agent]\nplugin = a2a\nurl = %s\ntoken = " TOKEN "\n"
+             "connect_timeout_s = 2\npoll_interval_ms = 20\nretry_base_ms = 20\n%s\n"
+             "[persona.p]\nbackend = agent\nchats = *\n",
+             listen, dir, name, url, extra ? extra : "");
+    char fname[128];
+    snprintf(fname, sizeof fname, "%s.ini", name);
+    return rt_write_file(dir, fname, text);
+}
+
+/* Writes each line and waits for its answer (expect[i], whole lines),
+ * ends input, expects a clean exit and exactly the expected output. */
+static rt_proc *run(const char *m, const char *const *lines, const char *const *expect) {
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_non_null(p);
+    char want[8192] = "";
+    int nl = 0;
+    for (int i = 0; lines[i]; i++) {
+        assert_int_equal(rt_write(p, lines[i]), 0);
+        strncat(want, expect[i], sizeof want - strlen(want) - 1);
+        for (const char *c = expect[i]; *c; c++)
+            nl += *c == '\n';
+        if (rt_wait_stdout_lines(p, nl, 15000) < nl) {
+            fprintf(stderr, "stdout:\n%s\nstderr:\n%s\n", rt_stdout(p), rt_stderr(p));
+            fail_msg("no answer to '%s'", lines[i]);
+        }
+    }
+    rt_close_stdin(p);
+    int rc = rt_wait(p, 20000);
+    if (rc != 0 || strcmp(rt_stdout(p), want))
+        fprintf(stderr, "stdout:\n%s\nstderr:\n%s\n", rt_stdout(p), rt_stderr(p));
+    assert_int_equal(rc, 0);
+    assert_string_equal(rt_stdout(p), want);
+    return p;
+}
+
+static void test_replies_and_headers(void **state) {
+    (void)state;
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V10, .token = TOKEN});
+    char *m = manifest("replies", 0, fa2a_url(f), NULL);
+    const char *in[] = {"hello there\n", "task 150\n", "ask\n", "Bob\n", "@42 ctx\n", NULL};
+    const char *out[] = {"echo: hello there\n", "done: task 150\n", "What is your name?\n",
+                         "Hello, Bob!\n", "@42 ctx=none task=none\n"};
+    rt_proc *p = run(m, in, out);
+    fa_req r;
+    assert_int_equal(fa2a_req(f, 0, &r), 0);
+    assert_string_equal(r.method, "SendMessage");
+    assert_string_equal(r.a2a_version, "1.0");
+    assert_string_equal(r.authorization, "Bearer " TOKEN);
+    /* W3C traceparent: 00-<32 hex trace>-<16 hex span>-01 */
+    assert_int_equal(strlen(r.traceparent), 55);
+    assert_int_equal(strncmp(r.traceparent, "00-", 3), 0);
+    assert_int_equal(strlen(r.message_id), 36);
+    /* the answer to the question continued task-2 (task 150 was task-1) */
+    assert_int_equal(fa2a_last(f, "SendMessage", &r), 0);
+    assert_string_equal(r.context_id, "");
+    assert_int_equal(fa2a_req(f, fa2a_count(f, NULL) - 2, &r), 0);
+    assert_string_equal(r.task_id, "task-2");
+    assert_true(fa2a_count(f, "GetTask") >= 1);
+    assert_null(strstr(rt_stderr(p), TOKEN));
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
+static void test_failures_classified(void **state) {
+    (void)state;
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V03});
+    char *m = manifest("failures", 0, fa2a_url(f),
+                       "retries = 1\ntimeout_s = 1\nfailure_notice = The agent is unavailable.\n"
+                       "max_response_bytes = 1048576\n");
+    const char *in[] = {"rpcerr -32603\n", "rpcerr -32602\n", "malformed\n",
+                        "big\n",           "slow 3000\n",     "http 503\n",
+                        "fail\n",          "still here\n",    NULL};
+    const char *out[] = {"The agent is unavailable.\n",
+                         "The agent is unavailable.\n",
+                         "The agent is unavailable.\n",
+                         "The agent is unavailable.\n",
+                         "Sorry, the agent took too long to answer. Please try again later.\n",
+                         "The agent is unavailable.\n",
+                         "The agent could not complete this request.\nthe tool crashed\n",
+                         "echo: still here\n"};
+    rt_proc *p = run(m, in, out);
+    const char *err = rt_stderr(p);
+    /* the plugin's classification and the core's, for each class */
+    assert_non_null(strstr(err, "classification=transient: message/send: error -32603"));
+    assert_non_null(strstr(err, "classification=fatal: message/send: error -32602"));
+    assert_non_null(strstr(err, "classification=protocol"));
+    assert_non_null(strstr(err, "larger than max_response_bytes"));
+    assert_non_null(strstr(err, "classification=timeout"));
+    assert_non_null(strstr(err, "HTTP 503"));
+    assert_non_null(strstr(err, "backend failed (transient)"));
+    assert_non_null(strstr(err, "backend failed (fatal)"));
+    assert_non_null(strstr(err, "backend failed (protocol)"));
+    assert_non_null(strstr(err, "backend failed (timeout)"));
+    /* users never see raw agent output */
+    assert_null(strstr(rt_stdout(p), "{"));
+    assert_null(strstr(rt_stdout(p), "scripted error"));
+    /* -32603 and 503 were retried once with the same messageId */
+    fa_req a, b;
+    assert_int_equal(fa2a_req(f, 0, &a), 0);
+    assert_int_equal(fa2a_req(f, 1, &b), 0);
+    assert_string_equal(a.text, "rpcerr -32603");
+    assert_string_equal(b.text, "rpcerr -32603");
+    assert_string_equal(a.message_id, b.message_id);
+    assert_int_equal(fa2a_req(f, 2, &a), 0);
+    assert_string_equal(a.text, "rpcerr -32602"); /* fatal: not retried */
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
+/* contextId per chat, kept across a restart; /new starts over. */
+static void test_context_restart(void **state) {
+    (void)state;
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_BOTH});
+    char *m = manifest("restart", 0, fa2a_url(f), NULL);
+    const char *in1[] = {"ctx\n", "@2 ctx\n", "ctx\n", "@2 ctx\n", NULL};
+    const char *out1[] = {"ctx=none task=none\n", "@2 ctx=none task=none\n",
+                          "ctx=ctx-1 task=none\n", "@2 ctx=ctx-2 task=none\n"};
+    rt_proc *p = run(m, in1, out1);
+    rt_free(p);
+    const char *in2[] = {"ctx\n", "@2 ctx\n", "/new\n", "ctx\n", "@2 ctx\n", NULL};
+    const char *out2[] = {"ctx=ctx-1 task=none\n", "@2 ctx=ctx-2 task=none\n",
+                          "Started a new conversation.\n", "ctx=none task=none\n",
+                          "@2 ctx=ctx-2 task=none\n"};
+    p = run(m, in2, out2);
+    /* /new never reached the agent */
+    for (int i = 0, n = fa2a_count(f, NULL); i < n; i++) {
+        fa_req r;
+        fa2a_req(f, i, &r);
+        assert_string_not_equal(r.text, "/new");
+    }
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
+static void test_streams(void **state) {
+    (void)state;
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V03, .streaming = 1});
+    char *m = manifest("stream", 0, fa2a_url(f), "stream = true\n");
+    const char *in[] = {"task\n", "drop\n", "ask\n", "Ann\n", "plain\n", NULL};
+    const char *out[] = {"done: task\n", "after drop\n", "What is your name?\n", "Hello, Ann!\n",
+                         "echo: plain\n"};
+    rt_proc *p = run(m, in, out);
+    assert_int_equal(fa2a_count(f, "message/send"), 0);
+    assert_true(fa2a_count(f, "tasks/resubscribe") >= 1);
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
+/* The agent starts after the router: /healthz is 503 until the card is
+ * fetched, then 200, and messages go through. */
+static void test_late_agent_readiness(void **state) {
+    (void)state;
+    int admin = rt_free_port(), agent_port = rt_free_port();
+    char url[64], health[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", agent_port);
+    snprintf(health, sizeof health, "http://127.0.0.1:%d/healthz", admin);
+    char *m = manifest("late", admin, url, NULL);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_non_null(p);
+    assert_true(rt_wait_http(health, 503, 10000));
+    assert_true(rt_wait_stderr(p, "/.well-known/agent-card.json", 10000));
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V10, .port = agent_port});
+    assert_non_null(f);
+    assert_true(rt_wait_http(health, 200, 20000));
+    assert_int_equal(rt_write(p, "now\n"), 0);
+    assert_true(rt_wait_stdout(p, "echo: now\n", 10000));
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
+/* A bad configuration stops the start with a clear message (EX_CONFIG). */
+static void test_bad_config(void **state) {
+    (void)state;
+    char *m = manifest("badcfg", 0, "ftp://agent.example", NULL);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_int_equal(rt_wait(p, 10000), 78);
+    assert_non_null(strstr(rt_stderr(p), "url must be an http"));
+    rt_free(p);
+    free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_replies_and_headers),  cmocka_unit_test(test_failures_classified),
+        cmocka_unit_test(test_context_restart),      cmocka_unit_test(test_streams),
+        cmocka_unit_test(test_late_agent_readiness), cmocka_unit_test(test_bad_config),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
