@@ -1082,7 +1082,11 @@ static rd_status exchange(call *c, rd_error *err) {
             rediscovered = 1;
             int64_t dl = now_ms(a) + a->http_ms;
             discover(a, dl < c->deadline ? dl : c->deadline, 1, 1);
-            kick_discovery(a);
+            /* Still no fresh card: the discovery thread keeps trying. */
+            pthread_mutex_lock(&a->mu);
+            int failed = a->disc_err[0] != 0;
+            pthread_mutex_unlock(&a->mu);
+            if (failed) kick_discovery(a);
             if (o.http == 404) continue;
         }
         if (o.cls == A2A_C_TRANSIENT && attempt < a->retries) {

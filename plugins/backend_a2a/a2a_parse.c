@@ -386,6 +386,7 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
         seterr(err, errsz, "%s",
                out->other_bindings ? "the agent offers no JSON-RPC interface (only REST or gRPC)"
                                    : "no JSON-RPC interface URL (url / supportedInterfaces)");
+        a2a_card_free(out); /* nothing to free for the caller on failure */
         return -1;
     }
     return 0;

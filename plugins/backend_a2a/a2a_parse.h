@@ -96,7 +96,8 @@ typedef struct a2a_card {
 
 /* Parses a card fetched from card_url (relative interface URLs resolve
  * against it). Lenient: unknown fields are ignored, both 0.3 and 1.0 shapes
- * (and hybrids) are read. Returns 0, or -1 with a reason in err. */
+ * (and hybrids) are read. Returns 0, or -1 with a reason in err (and out
+ * empty, nothing to free). */
 int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card *out, char *err,
                    size_t errsz);
 void a2a_card_free(a2a_card *c);

@@ -15,8 +15,8 @@
 #include <strings.h>
 #include <time.h>
 
-enum { K_MESSAGE, K_TASK, K_ASK, K_FAIL, K_REJECT, K_HANG, K_DROP, K_STREAMERR };
-enum { S_SUBMITTED, S_WORKING, S_INPUT, S_COMPLETED, S_FAILED, S_REJECTED, S_CANCELED };
+enum { K_MESSAGE, K_TASK, K_ASK, K_FAIL, K_REJECT, K_HANG, K_DROP, K_STREAMERR, K_AUTH };
+enum { S_SUBMITTED, S_WORKING, S_INPUT, S_COMPLETED, S_FAILED, S_REJECTED, S_CANCELED, S_AUTH };
 
 typedef struct task {
     char id[32], ctx[96];
@@ -46,6 +46,7 @@ struct fa2a {
     task *tasks;
     attempt *attempts;
     int next_ctx, next_task;
+    char rpc_path[32];
     atomic_int stopping;
 };
 
@@ -74,11 +75,11 @@ static void pause_ms(fa2a *f, long long ms) {
 
 static const char *state_str(int v10, int s) {
     static const char *const v03[] = {"submitted", "working",  "input-required", "completed",
-                                      "failed",    "rejected", "canceled"};
+                                      "failed",    "rejected", "canceled",       "auth-required"};
     static const char *const v1[] = {"TASK_STATE_SUBMITTED",      "TASK_STATE_WORKING",
                                      "TASK_STATE_INPUT_REQUIRED", "TASK_STATE_COMPLETED",
                                      "TASK_STATE_FAILED",         "TASK_STATE_REJECTED",
-                                     "TASK_STATE_CANCELED"};
+                                     "TASK_STATE_CANCELED",       "TASK_STATE_AUTH_REQUIRED"};
     return v10 ? v1[s] : v03[s];
 }
 
@@ -109,6 +110,8 @@ static int task_state(const task *t, long long now) {
     switch (t->kind) {
     case K_ASK:
         return t->answered ? S_COMPLETED : S_INPUT;
+    case K_AUTH:
+        return t->answered ? S_COMPLETED : S_AUTH;
     case K_FAIL:
         return S_FAILED;
     case K_REJECT:
@@ -128,6 +131,7 @@ static cJSON *status(int v10, const task *t, int s) {
     cJSON *st = cJSON_CreateObject();
     cJSON_AddStringToObject(st, "state", state_str(v10, s));
     const char *note = s == S_INPUT      ? "What is your name?"
+                       : s == S_AUTH     ? "Please sign in at https://auth.example/login"
                        : s == S_FAILED   ? "the tool crashed"
                        : s == S_REJECTED ? "I will not do that"
                                          : NULL;
@@ -224,6 +228,7 @@ static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, cons
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(r, "Content-Type", ctype);
     if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"fake\"");
+    if (status == 429) MHD_add_response_header(r, "Retry-After", "1");
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
@@ -343,6 +348,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
                 pause_ms(s->f, 20);
             }
         }
+        if (!s->drop && s->f->o.linger_ms) pause_ms(s->f, s->f->o.linger_ms);
         return s->drop ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
     }
     int delay = s->f->o.chunk_delay_ms > 0 ? s->f->o.chunk_delay_ms : 5;
@@ -384,7 +390,11 @@ static char *card_json(fa2a *f) {
     const fa2a_opts *o = &f->o;
     fa_dialect shape = o->card ? o->card : o->speaks;
     char rpc[96];
-    snprintf(rpc, sizeof rpc, "%s/rpc", f->url);
+    char path[32];
+    pthread_mutex_lock(&f->mu);
+    snprintf(path, sizeof path, "%s", f->rpc_path);
+    pthread_mutex_unlock(&f->mu);
+    snprintf(rpc, sizeof rpc, "%s%s", f->url, path);
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "name", "fake agent");
     cJSON_AddStringToObject(c, "description", "scripted A2A agent for routerd tests");
@@ -407,7 +417,7 @@ static char *card_json(fa2a *f) {
             for (int v = 0; v < (shape == FA_BOTH ? 2 : 1); v++) {
                 cJSON *i = cJSON_CreateObject();
                 /* the hybrid card uses a relative URL, as JS SDK samples do */
-                cJSON_AddStringToObject(i, "url", shape == FA_BOTH ? "/rpc" : rpc);
+                cJSON_AddStringToObject(i, "url", shape == FA_BOTH ? path : rpc);
                 cJSON_AddStringToObject(i, "protocolBinding", "JSONRPC");
                 cJSON_AddStringToObject(i, "protocolVersion", v == 0 ? "1.0" : "0.3");
                 cJSON_AddItemToArray(ifs, i);
@@ -552,7 +562,7 @@ static void task_stream(fa2a *f, stream *s, int v10, task *t, int fresh) {
         event(s, NULL, wrap(v10, "task", task_json(v10, &snap, now)), 0);
     }
     int st = task_state(&snap, now);
-    if (st == S_INPUT || snap.kind == K_FAIL || snap.kind == K_REJECT) {
+    if (st == S_INPUT || st == S_AUTH || snap.kind == K_FAIL || snap.kind == K_REJECT) {
         event(s, NULL, status_update(v10, &snap, st, 1), 2);
         return;
     }
@@ -692,7 +702,7 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             /* Like the JS SDK: the answer starts from the task as it was
              * (still input-required), then moves on. */
             task before = t ? *t : (task){0};
-            if (!out && t->kind == K_ASK) {
+            if (!out && (t->kind == K_ASK || t->kind == K_AUTH)) {
                 t->answered = 1;
                 snprintf(t->answer, sizeof t->answer, "Hello, %s!", text);
             }
@@ -724,6 +734,8 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             if (*a) work = atoll(a);
         } else if (arg_after(text, "ask")) {
             kind = K_ASK;
+        } else if (arg_after(text, "authreq")) {
+            kind = K_AUTH;
         } else if (arg_after(text, "fail")) {
             kind = K_FAIL;
         } else if (arg_after(text, "reject")) {
@@ -752,7 +764,9 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
                         pthread_mutex_lock(&f->mu);
                         int st = task_state(t, mono_ms());
                         pthread_mutex_unlock(&f->mu);
-                        if (terminal(st) || st == S_INPUT || atomic_load(&f->stopping)) break;
+                        if (terminal(st) || st == S_INPUT || st == S_AUTH ||
+                            atomic_load(&f->stopping))
+                            break;
                         pause_ms(f, 10);
                     }
                 }
@@ -777,6 +791,11 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             int st = atoi(a);
             ret = send_text(c, (unsigned)st, "text/html",
                             "<html><body><h1>Bad Gateway</h1>{\"not\":\"json-rpc\"}</body></html>");
+        } else if (arg_after(text, "badid")) {
+            cJSON *other = cJSON_CreateString("not-your-id");
+            ret = send_json(c, 200,
+                            envelope(other, wrap(v10, "message", message(v10, "x", ctx, NULL))));
+            cJSON_Delete(other);
         } else if (arg_after(text, "malformed")) {
             ret =
                 send_text(c, 200, "application/json", "{\"jsonrpc\":\"2.0\",\"result\":{\"kind\":");
@@ -901,7 +920,10 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
         const char *k = hdr(c, f->o.api_key_header);
         if (!k || strcmp(k, f->o.api_key)) return send_text(c, 403, "text/plain", "forbidden");
     }
-    if (strcmp(url, "/rpc")) return send_text(c, 404, "text/plain", "no such endpoint");
+    pthread_mutex_lock(&f->mu);
+    int here = !strcmp(url, f->rpc_path);
+    pthread_mutex_unlock(&f->mu);
+    if (!here) return send_text(c, 404, "text/plain", "no such endpoint");
     return rpc(f, c, cs->body ? cs->body : "", cs->len);
 }
 
@@ -918,6 +940,7 @@ fa2a *fa2a_start(const fa2a_opts *o) {
     fa2a *f = calloc(1, sizeof *f);
     if (o) f->o = *o;
     if (!f->o.speaks) f->o.speaks = FA_BOTH;
+    snprintf(f->rpc_path, sizeof f->rpc_path, "/rpc");
     pthread_mutex_init(&f->mu, NULL);
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)f->o.port),
@@ -1000,6 +1023,12 @@ int fa2a_card_fetches(fa2a *f) {
     int n = f->card_fetches;
     pthread_mutex_unlock(&f->mu);
     return n;
+}
+
+void fa2a_move(fa2a *f, const char *path) {
+    pthread_mutex_lock(&f->mu);
+    snprintf(f->rpc_path, sizeof f->rpc_path, "%s", path);
+    pthread_mutex_unlock(&f->mu);
 }
 
 void fa2a_clear(fa2a *f) {

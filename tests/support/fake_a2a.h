@@ -12,17 +12,21 @@
  *                    completed with the artifact "done: <text>"
  *   ask              a Task in input-required asking "What is your name?";
  *                    the next message on that task completes it with
- *                    "Hello, <text>!"
+ *                    "Hello, <text>!" (its first answer still shows the
+ *                    old input-required state, as the JS SDK does)
+ *   authreq          the same in auth-required ("Please sign in at ...")
  *   fail / reject    a Task failed ("the tool crashed") / rejected
  *                    ("I will not do that")
  *   hang             a Task working until canceled
  *   rpcerr <code>    a JSON-RPC error with that code (HTTP 200)
- *   http <status>    that HTTP status with an HTML body
+ *   http <status>    that HTTP status with an HTML body (429 adds
+ *                    Retry-After: 1)
  *   flaky <n>        HTTP 503 for the first n attempts of one messageId,
  *                    then a Message "recovered after <n>"
  *   slow <ms>        waits ms, then answers a Message
  *   big              a Message of 2 MiB of text
  *   malformed        HTTP 200 with a body that is not JSON
+ *   badid            a Message under another JSON-RPC id
  *   bigevent         (streams) one SSE event of 2 MiB
  *   drop             (streams) the stream breaks after "working"; the task
  *                    completes with "after drop" shortly after
@@ -66,6 +70,7 @@ typedef struct fa2a_opts {
     const char *api_key_header, *api_key; /* required API key header; NULL = none */
     int port;                             /* 0 = ephemeral */
     int chunk_delay_ms;                   /* pause between stream writes; default 5 */
+    int linger_ms;                        /* keep a stream open this long after its last event */
 } fa2a_opts;
 
 /* One request as received. */
@@ -96,6 +101,9 @@ int fa2a_req(fa2a *f, int i, fa_req *out);
 /* The last request of method (NULL = any); 0 on success. */
 int fa2a_last(fa2a *f, const char *method, fa_req *out);
 int fa2a_card_fetches(fa2a *f);
+/* Moves the JSON-RPC endpoint (default "/rpc"): the card names the new
+ * path, the old one answers 404. */
+void fa2a_move(fa2a *f, const char *path);
 /* Forgets recorded requests. */
 void fa2a_clear(fa2a *f);
 

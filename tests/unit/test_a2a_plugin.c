@@ -219,6 +219,52 @@ static void test_stale_task_resent(void **state) {
     down();
 }
 
+static void test_auth_required(void **state) {
+    (void)state;
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        up((fa2a_opts){.speaks = (fa_dialect)d}, NULL);
+        expect_reply(4, "authreq", "Please sign in at https://auth.example/login");
+        char *kv = ah_kv("conv:4:helper");
+        assert_non_null(strstr(kv, "\"task\":\"task-1\""));
+        free(kv);
+        expect_reply(4, "signed in", "Hello, signed in!");
+        const char *v[] = {"auth_required", NULL};
+        assert_true(ah_metric("routerd_a2a_replies_total", v) == 1);
+        down();
+    }
+}
+
+/* The agent moved its endpoint: the old one answers 404, the card names the
+ * new one, and the message is resent there. */
+static void test_endpoint_moved(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    expect_reply(1, "before", "echo: before");
+    int cards = fa2a_card_fetches(agent);
+    fa2a_move(agent, "/v2/rpc");
+    expect_reply(1, "after", "echo: after");
+    assert_int_equal(fa2a_card_fetches(agent), cards + 1);
+    expect_reply(1, "again", "echo: again");
+    assert_int_equal(fa2a_card_fetches(agent), cards + 1);
+    assert_true(ah_logged("/v2/rpc"));
+    down();
+}
+
+/* A stream whose agent keeps the connection open after the last event:
+ * the answer does not wait for the close. */
+static void test_stream_final_without_close(void **state) {
+    (void)state;
+    const char *cfg[] = {"stream", "true", NULL};
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        up((fa2a_opts){.speaks = (fa_dialect)d, .streaming = 1, .linger_ms = 4000}, cfg);
+        long long t0 = rt_now_ms();
+        expect_reply(1, "task", "done: task");
+        expect_reply(1, "plain", "echo: plain");
+        assert_true(rt_now_ms() - t0 < 3000);
+        down();
+    }
+}
+
 static void test_task_failed_rejected(void **state) {
     (void)state;
     up((fa2a_opts){.speaks = FA_V03}, NULL);
@@ -266,6 +312,9 @@ static void test_http_failures(void **state) {
     expect_fail(1, "http 404", 20000, "fatal", FAILURE);
     assert_true(fa2a_card_fetches(agent) > cards); /* re-discovered first */
     expect_fail(1, "malformed", 20000, "protocol", FAILURE);
+    expect_fail(1, "badid", 20000, "protocol", FAILURE);
+    assert_true(ah_logged("JSON-RPC id mismatch"));
+    assert_true(ah_logged("HTTP 401 (check token / api_key), WWW-Authenticate: Bearer"));
     down();
 }
 
@@ -583,6 +632,9 @@ int main(void) {
         cmocka_unit_test(test_blocking_send),
         cmocka_unit_test(test_input_required),
         cmocka_unit_test(test_stale_task_resent),
+        cmocka_unit_test(test_auth_required),
+        cmocka_unit_test(test_endpoint_moved),
+        cmocka_unit_test(test_stream_final_without_close),
         cmocka_unit_test(test_task_failed_rejected),
         cmocka_unit_test(test_rpc_error_classes),
         cmocka_unit_test(test_http_failures),
