@@ -11,3 +11,43 @@ routerd_unit_test(test_sinks_jsonlog
 routerd_unit_test(test_sinks_otlp
                   SOURCES ${SK_DIR}/unit/test_sinks_otlp.c ${SK_DIR}/unit/test_sinks_host.c
                   LIBS sink_otlp_obj m)
+
+# The OTLP validator's npm packages (protobufjs, opentelemetry-proto files)
+# go into the build tree once; the node-based tests depend on this fixture.
+set(SK_NODE_DIR ${CMAKE_BINARY_DIR}/otlp-validator)
+add_test(NAME sinks_otlp_npm_ci
+         COMMAND ${CMAKE_COMMAND} -DSRC=${SK_DIR}/otlp -DDST=${SK_NODE_DIR}
+                 -P ${SK_DIR}/otlp/npm_ci.cmake)
+set_tests_properties(sinks_otlp_npm_ci PROPERTIES FIXTURES_SETUP sinks_node TIMEOUT 300
+                     LABELS integration)
+add_test(NAME test_sinks_otlp_validator COMMAND node --test ${SK_DIR}/otlp/selftest.js)
+set_tests_properties(test_sinks_otlp_validator PROPERTIES FIXTURES_REQUIRED sinks_node
+                     ENVIRONMENT NODE_PATH=${SK_NODE_DIR}/node_modules LABELS unit TIMEOUT 60)
+
+# The real binary with the sinks.
+set(SK_UTIL ${SK_DIR}/integration/test_sinks_util.c)
+routerd_integration_test(test_sinks_e2e_otlp
+                         SOURCES ${SK_DIR}/integration/test_sinks_otlp.c ${SK_UTIL} LIBS m
+                         TIMEOUT 180)
+add_dependencies(test_sinks_e2e_otlp sink_otlp sink_jsonlog sink_prometheus backend_mock
+                 transport_console)
+set_tests_properties(test_sinks_e2e_otlp PROPERTIES FIXTURES_REQUIRED sinks_node
+  ENVIRONMENT "NODE_PATH=${SK_NODE_DIR}/node_modules;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0")
+
+foreach(t prometheus logs)
+  if(EXISTS ${SK_DIR}/integration/test_sinks_${t}.c)
+    routerd_integration_test(test_sinks_e2e_${t}
+                             SOURCES ${SK_DIR}/integration/test_sinks_${t}.c ${SK_UTIL} LIBS m
+                             TIMEOUT 180)
+    add_dependencies(test_sinks_e2e_${t} sink_otlp sink_jsonlog sink_prometheus backend_mock
+                     transport_console transport_telegram)
+  endif()
+endforeach()
+if(TARGET test_sinks_e2e_prometheus)
+  # No prometheus binary: exit 77, reported as skipped.
+  set_tests_properties(test_sinks_e2e_prometheus PROPERTIES SKIP_RETURN_CODE 77)
+endif()
+if(TARGET test_sinks_e2e_logs)
+  set_tests_properties(test_sinks_e2e_logs PROPERTIES FIXTURES_REQUIRED sinks_node
+    ENVIRONMENT "NODE_PATH=${SK_NODE_DIR}/node_modules;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0")
+endif()
