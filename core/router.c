@@ -22,6 +22,7 @@ struct chat {
     bool busy, in_runq;
     bucket rl;
     int64_t last_ms;
+    char hash[17]; /* chat_id_hash, computed once per chat */
 };
 
 /* ---- chat table (chained hash, grows at load 1) ------------------------ */
@@ -276,6 +277,18 @@ static void reject_event(const job *j, const char *status, const char *why) {
     emit_event(&ev);
 }
 
+/* Trace and span ids: random, but they guard nothing, so the fast
+ * per-thread generator (seeded from the CSPRNG) serves. */
+static void ids_hex(char *out, int words) {
+    static const char d[] = "0123456789abcdef";
+    for (int w = 0; w < words; w++) {
+        uint64_t x = rand_u64();
+        for (int i = 0; i < 16; i++, x >>= 4)
+            out[w * 16 + i] = d[x & 15];
+    }
+    out[words * 16] = 0;
+}
+
 static job *job_new(rd_ctx *tr, const rd_inbound *in) {
     size_t tl = in->text ? in->text_len : 0;
     size_t ml = in->meta && RD_HAS(in, meta) ? strlen(in->meta) + 1 : 0;
@@ -298,11 +311,10 @@ static job *job_new(rd_ctx *tr, const rd_inbound *in) {
     }
     j->t_recv_ns = wall_ns();
     j->t_recv_ms = mono_ms();
-    random_hex(j->corr, 16);
-    random_hex(j->span, 8);
-    random_hex(j->bspan, 8);
+    ids_hex(j->corr, 2);
+    ids_hex(j->span, 1);
+    ids_hex(j->bspan, 1);
     snprintf(j->traceparent, sizeof j->traceparent, "00-%s-%s-01", j->corr, j->bspan);
-    chat_hash(in->chat_id, j->hash);
     j->reply.job = j;
     pthread_mutex_init(&j->reply.mu, NULL);
     return j;
@@ -359,6 +371,8 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
         reject = "no_persona";
     } else {
         chat *c = chat_get(j->tr_index, in->chat_id);
+        if (!c->hash[0]) chat_hash(in->chat_id, c->hash);
+        memcpy(j->hash, c->hash, sizeof j->hash);
         size_t cap = R.chat_queue_depth > 0 ? (size_t)R.chat_queue_depth : (size_t)R.queue_depth;
         if (R.waiting >= (size_t)R.queue_depth || c->q.len >= cap) {
             /* Back-pressure: forget the id so the retry is not a duplicate. */
@@ -400,6 +414,7 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
     snap.t_recv_ns = j->t_recv_ns;
     if (reject) finish_locked_ack(tr, in->update_id);
     pthread_mutex_unlock(&R.mu);
+    if (reject && !j->hash[0]) chat_hash(in->chat_id, j->hash);
 
     if (reject) {
         if (!strcmp(reject, "allowlist")) {

@@ -35,10 +35,15 @@ store *store_open(const char *dir, bool sync_full, char *err, size_t errsz) {
         store_close(s);
         return NULL;
     }
-    sqlite3_busy_timeout(s->db, 5000);
-    char *sql = xasprintf("PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;"
+    sqlite3_busy_timeout(s->db, 2000);
+    /* Exclusive: routerd is the database's only user. It saves the file
+     * locks of every transaction, and a second routerd on the same
+     * state_dir fails at start instead of sharing the journal. */
+    char *sql = xasprintf("PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
+                          " PRAGMA synchronous=%s;"
+                          "BEGIN IMMEDIATE;" /* takes the lock now, not at the first write */
                           "CREATE TABLE IF NOT EXISTS kv(ns TEXT NOT NULL, k TEXT NOT NULL,"
-                          " v BLOB, PRIMARY KEY(ns, k)) WITHOUT ROWID;",
+                          " v BLOB, PRIMARY KEY(ns, k)) WITHOUT ROWID; COMMIT;",
                           sync_full ? "FULL" : "NORMAL");
     char *msg = NULL;
     rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
@@ -51,6 +56,14 @@ store *store_open(const char *dir, bool sync_full, char *err, size_t errsz) {
              prep(s, &s->scan, "SELECT k, v FROM kv WHERE ns=?1 AND k>=?2 ORDER BY k") ||
              prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
              prep(s, &s->rollback, "ROLLBACK");
+    if (rc == SQLITE_BUSY) {
+        snprintf(err, errsz, "state store %s is locked: another routerd uses state_dir %s", path,
+                 dir);
+        sqlite3_free(msg);
+        free(path);
+        store_close(s);
+        return NULL;
+    }
     if (rc != SQLITE_OK) {
         snprintf(err, errsz, "state store %s: %s", path, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);

@@ -499,7 +499,7 @@ static void tg_stop(void *self) {
 
 static void tg_ack(void *self, int64_t watermark) {
     tg *t = self;
-    int64_t cur = atomic_load(&t->acked);
+    long long cur = atomic_load(&t->acked);
     while (watermark > cur && !atomic_compare_exchange_weak(&t->acked, &cur, watermark)) {
     }
     /* Wake the intake thread to store the watermark and to submit what

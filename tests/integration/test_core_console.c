@@ -216,10 +216,21 @@ static void test_admin_port_taken(void **state) {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
     assert_true(rt_wait_http(url, 200, 10000));
-    rt_proc *b = rt_start(m, NULL, NULL);
+    char *m2 = manifest("taken2", port, NULL,
+                        "[backend.mock]\nplugin = mock\n[persona.p]\nbackend = mock\nchats = *\n");
+    rt_proc *b = rt_start(m2, NULL, NULL);
     assert_int_equal(rt_wait(b, 10000), 78);
     assert_non_null(strstr(rt_stderr(b), "cannot listen"));
     rt_free(b);
+    free(m2);
+    /* The same state_dir is refused too: one router per journal. */
+    char *m3 = manifest("taken", 0, NULL,
+                        "[backend.mock]\nplugin = mock\n[persona.p]\nbackend = mock\nchats = *\n");
+    b = rt_start(m3, NULL, NULL);
+    assert_int_equal(rt_wait(b, 10000), 78);
+    assert_non_null(strstr(rt_stderr(b), "is locked: another routerd uses state_dir"));
+    rt_free(b);
+    free(m3);
     rt_close_stdin(a);
     assert_int_equal(rt_wait(a, 20000), 0);
     rt_free(a);

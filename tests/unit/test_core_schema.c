@@ -317,7 +317,7 @@ static void suggestions(void **state) {
     assert_string_equal(suggest("tokn", keys, 4), "token");
     assert_string_equal(suggest("TOKEN", keys, 4), "token");
     assert_string_equal(suggest("base_ulr", keys, 4), "base_url");
-    assert_string_equal(suggest("time", keys, 4), "timeout_s"); /* prefix */
+    assert_string_equal(suggest("time", keys, 4), "timeout_s");  /* prefix */
     assert_string_equal(suggest("wrokers", keys, 4), "workers"); /* a swap is one edit */
     assert_null(suggest("xyz", keys, 4));
     assert_null(suggest("anything", keys, 0));

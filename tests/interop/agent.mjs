@@ -1,0 +1,95 @@
+// A tiny A2A agent on the official JS SDK. Usage: node agent.mjs 1.0|0.3 PORT
+//   "ask"          -> input-required "What is your name?"; the answer
+//                     completes the task with "Hello, <answer>"
+//   "task <words>" -> a task streamed as artifact chunks, then completed
+//   anything else  -> a Message "echo: <text>"
+// In 0.3 mode the card lists only a 0.3 JSON-RPC interface and the SDK's
+// v0.3 compat layer answers.
+import express from 'express';
+import { randomUUID } from 'node:crypto';
+import { Role, TaskState } from '@a2a-js/sdk';
+import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore } from '@a2a-js/sdk/server';
+import { UserBuilder, agentCardHandler, jsonRpcHandler } from '@a2a-js/sdk/server/express';
+import { legacyAgentCardRouter } from '@a2a-js/sdk/compat/v0_3/server/express';
+
+const mode = process.argv[2];
+const port = Number(process.argv[3]);
+const base = `http://127.0.0.1:${port}`;
+
+const card = {
+  name: 'routerd interop agent',
+  description: 'echoes, asks, streams',
+  supportedInterfaces: [
+    { url: `${base}/rpc`, protocolBinding: 'JSONRPC', protocolVersion: mode, tenant: '' },
+  ],
+  provider: undefined,
+  version: '1.0.0',
+  capabilities: { streaming: true, pushNotifications: false, extensions: [], extendedAgentCard: false },
+  securitySchemes: {},
+  securityRequirements: [],
+  defaultInputModes: ['text/plain'],
+  defaultOutputModes: ['text/plain'],
+  skills: [
+    {
+      id: 'echo', name: 'echo', description: 'echoes', tags: ['echo'], examples: [],
+      inputModes: [], outputModes: [], securityRequirements: [],
+    },
+  ],
+  signatures: [],
+};
+
+const part = (t) => ({ content: { $case: 'text', value: t }, metadata: undefined, filename: '', mediaType: 'text/plain' });
+const textOf = (m) => (m?.parts ?? []).map((p) => (p.content?.$case === 'text' ? p.content.value : '')).join('');
+const message = (t, contextId, taskId = '') => ({
+  messageId: randomUUID(), contextId, taskId, role: Role.ROLE_AGENT, parts: [part(t)],
+  metadata: undefined, extensions: [], referenceTaskIds: [],
+});
+const status = (state, msg) => ({ state, message: msg, timestamp: new Date().toISOString() });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const executor = {
+  async execute(rc, bus) {
+    const text = textOf(rc.userMessage);
+    const { taskId, contextId } = rc;
+    const task = (state, msg) => ({
+      id: taskId, contextId, status: status(state, msg), artifacts: [], history: [], metadata: undefined,
+    });
+    const artifact = (t, append, lastChunk) => AgentEvent.artifactUpdate({
+      taskId, contextId, append, lastChunk, metadata: undefined,
+      artifact: { artifactId: 'answer', name: 'answer', description: '', parts: [part(t)], metadata: undefined, extensions: [] },
+    });
+    const update = (state, msg) => AgentEvent.statusUpdate({ taskId, contextId, status: status(state, msg), metadata: undefined });
+    if (rc.task) {
+      bus.publish(AgentEvent.task(rc.task));
+      bus.publish(artifact(`Hello, ${text}`, false, true));
+      bus.publish(update(TaskState.TASK_STATE_COMPLETED));
+    } else if (text === 'ask') {
+      bus.publish(AgentEvent.task(task(TaskState.TASK_STATE_INPUT_REQUIRED,
+        message('What is your name?', contextId, taskId))));
+    } else if (text.startsWith('task ')) {
+      bus.publish(AgentEvent.task(task(TaskState.TASK_STATE_SUBMITTED)));
+      bus.publish(update(TaskState.TASK_STATE_WORKING));
+      const words = text.slice(5).split(' ');
+      for (let i = 0; i < words.length; i++) {
+        await sleep(50);
+        bus.publish(artifact((i ? ' ' : '') + words[i], i > 0, i === words.length - 1));
+      }
+      bus.publish(update(TaskState.TASK_STATE_COMPLETED));
+    } else {
+      bus.publish(AgentEvent.message(message(`echo: ${text}`, contextId)));
+    }
+    bus.finished();
+  },
+  async cancelTask(taskId, bus) {
+    bus.finished();
+  },
+};
+
+const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), executor);
+const app = express();
+if (mode === '0.3') app.use('/.well-known/agent-card.json', legacyAgentCardRouter({ agentCardProvider: handler }));
+app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler }));
+app.use('/rpc', jsonRpcHandler({
+  requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat: { enabled: mode === '0.3' },
+}));
+app.listen(port, '127.0.0.1', () => console.log(`agent ${mode} listening on ${base}`));

@@ -1,0 +1,84 @@
+#!/bin/sh
+# Interop: routerd's a2a backend against tiny agents on the official
+# @a2a-js/sdk, in 1.0 and 0.3 mode, blocking and streaming.
+# Usage: run.sh SRC_DIR WORK_DIR ROUTERD PLUGIN_DIR
+# Exits 77 (skipped) when node/npm or the packages are not available.
+set -u
+src=$1 work=$2 routerd=$3 plugins=$4
+
+skip() { echo "SKIP: $*"; exit 77; }
+abs() { (cd "$(dirname "$1")" && echo "$(pwd)/$(basename "$1")"); }
+command -v node >/dev/null 2>&1 || skip "node not installed"
+command -v npm >/dev/null 2>&1 || skip "npm not installed"
+command -v curl >/dev/null 2>&1 || skip "curl not installed"
+src=$(abs "$src") routerd=$(abs "$routerd") plugins=$(abs "$plugins")
+
+mkdir -p "$work" || exit 1
+cp -p "$src/package.json" "$src/package-lock.json" "$src/agent.mjs" "$work/" || exit 1
+cd "$work" || exit 1
+if [ ! -d node_modules/@a2a-js/sdk ] || [ package-lock.json -nt node_modules/.stamp ]; then
+    timeout 180 npm ci --no-audit --no-fund --loglevel=error >npm.log 2>&1 ||
+        skip "npm ci failed (offline?): $(tail -n 3 npm.log | tr '\n' ' ')"
+    touch node_modules/.stamp
+fi
+
+free_port() {
+    node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+fail=0
+agent_pid=
+cleanup() { [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null; }
+trap cleanup EXIT
+
+for mode in 1.0 0.3; do
+    port=$(free_port)
+    node agent.mjs "$mode" "$port" >"agent-$mode.log" 2>&1 &
+    agent_pid=$!
+    i=0
+    until curl -fs "http://127.0.0.1:$port/.well-known/agent-card.json" >/dev/null; do
+        i=$((i + 1))
+        if [ $i -gt 100 ]; then
+            echo "FAIL: agent $mode did not start"; cat "agent-$mode.log"; exit 1
+        fi
+        sleep 0.1
+    done
+    for stream in false true; do
+        name="$mode-$stream"
+        rm -rf "state-$name"
+        cat >"$name.ini" <<INI
+[router]
+env = test
+admin_listen = off
+state_dir = $work/state-$name
+[transport.console]
+plugin = console
+[backend.agent]
+plugin = a2a
+url = http://127.0.0.1:$port
+stream = $stream
+timeout_s = 20
+poll_interval_ms = 50
+[persona.p]
+backend = agent
+chats = *
+INI
+        printf 'hello\ntask alpha beta gamma\nask\nBob\nafter\n@7 other chat\n' |
+            timeout 60 "$routerd" -c "$name.ini" --plugin-dir "$plugins" >"$name.out" 2>"$name.err"
+        rc=$?
+        expect=$(printf 'echo: hello\nalpha beta gamma\nWhat is your name?\nHello, Bob\necho: after\n@7 echo: other chat')
+        got=$(grep -v '^@7' "$name.out"; grep '^@7' "$name.out")
+        if [ $rc -ne 0 ] || [ "$got" != "$expect" ]; then
+            echo "FAIL: agent $mode, stream=$stream (exit $rc)"
+            echo "--- expected"; echo "$expect"; echo "--- got"; cat "$name.out"
+            echo "--- stderr"; cat "$name.err"
+            fail=1
+        else
+            echo "ok: agent $mode, stream=$stream"
+        fi
+    done
+    kill "$agent_pid" 2>/dev/null
+    wait "$agent_pid" 2>/dev/null
+    agent_pid=
+done
+exit $fail
