@@ -40,7 +40,7 @@ foreach(t prometheus logs)
                              SOURCES ${SK_DIR}/integration/test_sinks_${t}.c ${SK_UTIL} LIBS m
                              TIMEOUT 180)
     add_dependencies(test_sinks_e2e_${t} sink_otlp sink_jsonlog sink_prometheus backend_mock
-                     transport_console transport_telegram)
+                     transport_console transport_telegram backend_a2a)
   endif()
 endforeach()
 if(TARGET test_sinks_e2e_prometheus)

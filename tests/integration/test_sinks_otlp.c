@@ -240,8 +240,8 @@ static void test_hanging_collector(void **state) {
         free(body);
         body = NULL;
         assert_int_equal(rt_http("GET", url, NULL, NULL, &body), 200);
-        failed_exports =
-            sk_metric(body, "routerd_otlp_exports_total", (const char *const[]){"result=\"error\"", NULL});
+        failed_exports = sk_metric(body, "routerd_otlp_exports_total",
+                                   (const char *const[]){"result=\"error\"", NULL});
         if (failed_exports >= 1) break;
         rt_sleep_ms(100);
     }

@@ -211,7 +211,8 @@ static double prom_query(int port, const char *q) {
     if (rt_http("GET", url, NULL, NULL, &body) == 200 && body) {
         cJSON *o = cJSON_Parse(body);
         cJSON *res = cJSON_GetObjectItem(cJSON_GetObjectItem(o, "data"), "result");
-        cJSON *val = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 0), "value"), 1);
+        cJSON *val =
+            cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 0), "value"), 1);
         if (cJSON_IsString(val)) v = strtod(val->valuestring, NULL);
         cJSON_Delete(o);
     }
@@ -250,7 +251,8 @@ static double statsd_sum(int fd, const char *prefix, double *acc, int *gauges) {
     while ((n = recv(fd, buf, sizeof buf - 1, 0)) > 0) {
         buf[n] = 0;
         for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
-            if (!strncmp(l, prefix, strlen(prefix)) && strstr(l, "|c")) *acc += strtod(l + strlen(prefix), NULL);
+            if (!strncmp(l, prefix, strlen(prefix)) && strstr(l, "|c"))
+                *acc += strtod(l + strlen(prefix), NULL);
             if (strstr(l, "|g")) (*gauges)++;
         }
     }

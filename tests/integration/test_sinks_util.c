@@ -25,8 +25,10 @@ char *sk_slurp(const char *path) {
         len += n;
     }
     fclose(f);
-    if (!buf) buf = calloc(1, 1);
-    else buf[len] = 0;
+    if (!buf)
+        buf = calloc(1, 1);
+    else
+        buf[len] = 0;
     return buf;
 }
 
