@@ -403,6 +403,18 @@ static rd_status o_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     return RD_OK;
 }
 
+/* The URL without user:password@, for the log. */
+static void url_for_log(const char *url, char *out, size_t outsz) {
+    const char *host = strstr(url, "://");
+    host = host ? host + 3 : url;
+    size_t hostlen = strcspn(host, "/?#");
+    const char *at = memchr(host, '@', hostlen);
+    if (at)
+        snprintf(out, outsz, "%.*s***@%s", (int)(host - url), url, at + 1);
+    else
+        snprintf(out, outsz, "%s", url);
+}
+
 static rd_status o_start(void *self, rd_error *err) {
     otlp *o = self;
     o->hdrs = curl_slist_append(NULL, "Content-Type: application/json");
@@ -417,8 +429,9 @@ static rd_status o_start(void *self, rd_error *err) {
         o->hdrs = l;
     }
     if (o->conf.note[0]) o->h->log(o->ctx, RD_LOG_WARN, "%s", o->conf.note);
-    char url[512];
-    o->h->redact(o->ctx, o->conf.url, url, sizeof url);
+    char bare[512], url[512];
+    url_for_log(o->conf.url, bare, sizeof bare);
+    o->h->redact(o->ctx, bare, url, sizeof url);
     o->h->log(o->ctx, RD_LOG_INFO, "exporting traces to %s (sample ratio %g, failures always)", url,
               o->conf.ratio);
     pthread_mutex_lock(&o->mu);

@@ -51,3 +51,40 @@ if(TARGET test_sinks_e2e_logs)
   set_tests_properties(test_sinks_e2e_logs PROPERTIES FIXTURES_REQUIRED sinks_node
     ENVIRONMENT "NODE_PATH=${SK_NODE_DIR}/node_modules;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0")
 endif()
+
+# packaging/prometheus: alert rules checked and unit-tested by promtool, the
+# dashboard's queries parsed by promtool and its metrics documented.
+set(SK_PROM ${CMAKE_SOURCE_DIR}/packaging/prometheus)
+add_test(NAME test_sinks_prom_rules_check
+         COMMAND sh -c "command -v promtool >/dev/null || exit 77; promtool check rules routerd-alerts.yml"
+         WORKING_DIRECTORY ${SK_PROM})
+add_test(NAME test_sinks_prom_rules_unit
+         COMMAND sh -c "command -v promtool >/dev/null || exit 77; promtool test rules routerd-alerts.test.yml"
+         WORKING_DIRECTORY ${SK_PROM})
+add_test(NAME test_sinks_prom_dashboard
+         COMMAND node ${SK_PROM}/check-dashboard.js ${SK_PROM}/routerd-dashboard.json
+                 ${SK_PROM}/routerd-alerts.yml ${CMAKE_SOURCE_DIR}/docs/observability.md)
+set_tests_properties(test_sinks_prom_rules_check test_sinks_prom_rules_unit test_sinks_prom_dashboard
+                     PROPERTIES SKIP_RETURN_CODE 77 LABELS unit TIMEOUT 60)
+
+# Fuzz targets: the pure builders compiled into each target so a libFuzzer
+# build (-DROUTERD_FUZZ=ON) instruments them.
+set(SK_JL ${CMAKE_SOURCE_DIR}/plugins/sink_jsonlog)
+set(SK_OT ${CMAKE_SOURCE_DIR}/plugins/sink_otlp)
+set(SK_PR ${CMAKE_SOURCE_DIR}/plugins/sink_prometheus)
+routerd_fuzz_target(fuzz_sinks_jsonline
+                    SOURCES ${SK_DIR}/fuzz/fuzz_sinks_jsonline.c ${SK_JL}/jsonlog_line.c ${SK_JL}/sbuf.c
+                    LIBS PkgConfig::CJSON)
+routerd_fuzz_target(fuzz_sinks_otlp
+                    SOURCES ${SK_DIR}/fuzz/fuzz_sinks_otlp.c ${SK_OT}/otlp_json.c ${SK_JL}/sbuf.c
+                    LIBS PkgConfig::CJSON)
+routerd_fuzz_target(fuzz_sinks_prom
+                    SOURCES ${SK_DIR}/fuzz/fuzz_sinks_prom.c ${SK_PR}/prom_format.c
+                            ${SK_PR}/prom_process.c ${SK_JL}/sbuf.c)
+foreach(f jsonline otlp prom)
+  foreach(t fuzz_sinks_${f} fuzz_sinks_${f}_fuzzer)
+    if(TARGET ${t})
+      target_include_directories(${t} PRIVATE ${SK_JL} ${SK_OT} ${SK_PR})
+    endif()
+  endforeach()
+endforeach()

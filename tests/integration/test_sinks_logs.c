@@ -186,6 +186,15 @@ static void test_logs_spans_metrics_clean(void **state) {
     assert_true(sk_metric(metrics, "routerd_messages_rejected_total",
                           (const char *const[]){"reason=\"allowlist\"", NULL}) == 1);
     assert_true(sk_metric(metrics, "routerd_jsonlog_lines_total", NULL) > 0);
+    /* The full plugin set's exposition passes promtool's parser and lint. */
+    if (sk_have("promtool")) {
+        char *mf = rt_write_file(dir, "metrics.txt", metrics), cmd2[1200], *lint = NULL;
+        snprintf(cmd2, sizeof cmd2, "promtool check metrics < %s 2>&1", mf);
+        int prc = sk_run(cmd2, &lint);
+        if (prc != 0 || *lint) fail_msg("promtool check metrics: exit %d: %s", prc, lint);
+        free(lint);
+        free(mf);
+    }
 
     /* Spans valid; the agent's traceparent names the exported backend span. */
     char cmd[4096], *out = NULL;

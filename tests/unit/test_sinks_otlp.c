@@ -606,6 +606,21 @@ static void test_plugin_recovers(void **state) {
     p->ops->destroy(self);
 }
 
+/* Credentials in the endpoint URL stay out of the log. */
+static void test_plugin_url_userinfo_hidden(void **state) {
+    (void)state;
+    th_cfg("endpoint", "http://bob:pa55word-xyz@127.0.0.1:1");
+    const rd_plugin *p = th_plugin();
+    void *self = NULL;
+    rd_error err = {0};
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_OK);
+    assert_int_equal(p->ops->start(self, &err), RD_OK);
+    p->ops->stop(self);
+    p->ops->destroy(self);
+    assert_non_null(strstr(th_logs(), "http://***@127.0.0.1:1/v1/traces"));
+    assert_null(strstr(th_logs(), "pa55word"));
+}
+
 static void test_plugin_bad_endpoint(void **state) {
     (void)state;
     th_cfg("endpoint", "ftp://nope");
@@ -630,6 +645,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_plugin_sampling_and_send_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_dead_collector, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_recovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_url_userinfo_hidden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_bad_endpoint, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
