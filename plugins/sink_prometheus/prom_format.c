@@ -51,19 +51,10 @@ void prom_put_double(sbuf *b, double v) {
     sbuf_puts(b, tmp);
 }
 
-void prom_put_help(sbuf *b, const char *help) {
-    for (const char *p = help ? help : ""; *p; p++) {
-        if (*p == '\\')
-            sbuf_puts(b, "\\\\");
-        else if (*p == '\n')
-            sbuf_puts(b, "\\n");
-        else
-            sbuf_putc(b, *p);
-    }
-}
-
-void prom_put_label_value(sbuf *b, const char *v) {
-    const unsigned char *p = (const unsigned char *)(v ? v : "");
+/* Escapes backslash, line feed and (in label values) the double quote;
+ * invalid UTF-8 becomes U+FFFD, which Prometheus requires of both. */
+static void put_escaped(sbuf *b, const char *text, bool quote) {
+    const unsigned char *p = (const unsigned char *)(text ? text : "");
     size_t n = strlen((const char *)p);
     while (n) {
         if (*p >= 0x80) {
@@ -80,15 +71,23 @@ void prom_put_label_value(sbuf *b, const char *v) {
         }
         if (*p == '\\')
             sbuf_puts(b, "\\\\");
-        else if (*p == '"')
-            sbuf_puts(b, "\\\"");
         else if (*p == '\n')
             sbuf_puts(b, "\\n");
+        else if (quote && *p == '"')
+            sbuf_puts(b, "\\\"");
         else
             sbuf_putc(b, (char)*p);
         p++;
         n--;
     }
+}
+
+void prom_put_help(sbuf *b, const char *help) {
+    put_escaped(b, help, false);
+}
+
+void prom_put_label_value(sbuf *b, const char *v) {
+    put_escaped(b, v, true);
 }
 
 void prom_put_name(sbuf *b, const char *name, bool metric) {

@@ -27,7 +27,7 @@ char *prom_doc_render(prom_doc *d, size_t *len);
 /* Building blocks, exposed for tests. */
 /* Shortest text that reads back as the same double; NaN, +Inf, -Inf. */
 void prom_put_double(sbuf *b, double v);
-/* HELP text: backslash and line feed escaped. */
+/* HELP text: backslash and line feed escaped, invalid UTF-8 replaced. */
 void prom_put_help(sbuf *b, const char *help);
 /* Label value: backslash, double quote and line feed escaped; invalid
  * UTF-8 replaced by U+FFFD (Prometheus refuses invalid UTF-8). */

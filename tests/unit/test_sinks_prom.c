@@ -76,6 +76,9 @@ static void test_escaping(void **state) {
     prom_put_label_value(&b, "caf\xc3\xa9 \xff\xfe x\xe2\x82");
     assert_string_equal(b.p, "caf\xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd x\xef\xbf\xbd\xef\xbf\xbd");
     sbuf_reset(&b);
+    prom_put_help(&b, "bad \xba\xba help");
+    assert_string_equal(b.p, "bad \xef\xbf\xbd\xef\xbf\xbd help");
+    sbuf_reset(&b);
     prom_put_name(&b, "routerd:a-b.c", true);
     sbuf_putc(&b, ' ');
     prom_put_name(&b, "9x:y", false);
