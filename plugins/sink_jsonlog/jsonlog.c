@@ -222,6 +222,6 @@ static const rd_ops ops = {.size = sizeof ops,
                            .event = j_event,
                            .flush = j_flush};
 
-RD_PLUGIN_DEFINE(.kind = RD_KIND_SINK, .name = "jsonlog", .version = "1.0",
+RD_PLUGIN_DEFINE(.kind = RD_KIND_SINK, .name = "jsonlog", .version = "1.0.0",
                  .summary = "JSON log lines (one object per line) to a file or standard error",
                  .options = opts, .ops = &ops, .flags = RD_PF_LOGS);

@@ -78,8 +78,8 @@ static const rd_option opts[] = {
     {"batch_size", RD_OPT_INT, 0, "512", "most spans in one export request", 1, 100000, NULL},
     {"queue_size", RD_OPT_INT, 0, "2048", "most traces waiting for export; more are dropped", 1,
      1000000, NULL},
-    {"interval_ms", RD_OPT_INT, 0, "1000", "longest time a span waits before its batch is sent", 10,
-     60000, NULL},
+    {"interval_ms", RD_OPT_INT, 0, "1000", "longest time a trace waits before its batch is sent",
+     10, 60000, NULL},
     {"flush_timeout_ms", RD_OPT_INT, 0, "4000",
      "how long a flush (drain, SIGHUP) waits for the queue to be sent", 0, 60000, NULL},
     {0},
@@ -483,6 +483,6 @@ static const rd_ops ops = {.size = sizeof ops,
                            .event = o_event,
                            .flush = o_flush};
 
-RD_PLUGIN_DEFINE(.kind = RD_KIND_SINK, .name = "otlp", .version = "1.0",
+RD_PLUGIN_DEFINE(.kind = RD_KIND_SINK, .name = "otlp", .version = "1.0.0",
                  .summary = "one trace per message to an OpenTelemetry collector (OTLP/HTTP JSON)",
                  .options = opts, .ops = &ops);

@@ -264,6 +264,6 @@ static const rd_ops ops = {.size = sizeof ops,
                            .destroy = p_destroy,
                            .event = p_event};
 
-RD_PLUGIN_DEFINE(.kind = RD_KIND_SINK, .name = "prometheus", .version = "1.0",
+RD_PLUGIN_DEFINE(.kind = RD_KIND_SINK, .name = "prometheus", .version = "1.0.0",
                  .summary = "serves /metrics in the Prometheus text format, optional StatsD push",
                  .options = opts, .ops = &ops);
