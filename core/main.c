@@ -225,9 +225,16 @@ static int run(void) {
         rc = EX_CONFIG_;
         goto out;
     }
-    sinks_start();
-    if (start_kind(RD_KIND_SINK, err, sizeof err, &code) ||
-        start_kind(RD_KIND_BACKEND, err, sizeof err, &code) ||
+    /* Sinks first (start before their dispatchers, so event() never
+     * precedes start()), and a log sink takes over before anything else
+     * starts, so start-up lines come out in one format. */
+    if (start_kind(RD_KIND_SINK, err, sizeof err, &code) == 0) {
+        sinks_start();
+        for (size_t i = 0; i < R.nctx; i++)
+            if (R.ctx[i]->kind == RD_KIND_SINK && (R.ctx[i]->desc->flags & RD_PF_LOGS))
+                log_set_text(false);
+    }
+    if (code != RD_OK || start_kind(RD_KIND_BACKEND, err, sizeof err, &code) ||
         start_kind(RD_KIND_TRANSPORT, err, sizeof err, &code)) {
         router_log_event("core", RD_LOG_ERROR, err); /* to the sinks; stderr gets one line */
         fprintf(stderr, "routerd: %s\n", err);
@@ -235,9 +242,6 @@ static int run(void) {
         atomic_store(&R.draining, true);
         goto stop;
     }
-    for (size_t i = 0; i < R.nctx; i++)
-        if (R.ctx[i]->kind == RD_KIND_SINK && (R.ctx[i]->desc->flags & RD_PF_LOGS))
-            log_set_text(false);
     LOGI("routerd %s (%s) started: env=%s, %zu plugin instance(s), admin %s", ROUTERD_VERSION,
          ROUTERD_BUILD_SHA, R.env, R.nctx, R.admin_listen);
 

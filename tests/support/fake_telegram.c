@@ -881,6 +881,19 @@ int64_t ftg_add_text(ftg *f, int64_t chat_id, const char *text) {
     return ftg_add_message(f, &m);
 }
 
+int64_t ftg_add_texts(ftg *f, int64_t chat_id, const char *const *texts, size_t n) {
+    /* One lock for all: a held poll sees the whole batch at once. */
+    pthread_mutex_lock(&f->mu);
+    int64_t id = 0;
+    for (size_t i = 0; i < n; i++) {
+        ftg_msg m = {.chat_id = chat_id, .text = texts[i]};
+        char *s = build_locked(f, &m, &id);
+        push_locked(f, id, s);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return id;
+}
+
 int64_t ftg_add_raw(ftg *f, const char *payload) {
     pthread_mutex_lock(&f->mu);
     int64_t id = f->next_id++;

@@ -70,6 +70,9 @@ typedef struct ftg_msg {
 /* Queues an update; returns its update_id. */
 int64_t ftg_add_message(ftg *f, const ftg_msg *m);
 int64_t ftg_add_text(ftg *f, int64_t chat_id, const char *text);
+/* Queues n texts under one lock (a held poll answers with all of them);
+ * returns the last update_id. */
+int64_t ftg_add_texts(ftg *f, int64_t chat_id, const char *const *texts, size_t n);
 /* Queues {"update_id":N, <payload>}; payload like "\"callback_query\":{...}". */
 int64_t ftg_add_raw(ftg *f, const char *payload);
 /* Builds an update JSON (malloc) with a fresh update_id without queueing

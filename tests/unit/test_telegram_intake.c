@@ -439,8 +439,8 @@ static void test_refetch_after_base_change(void **state) {
     /* The batch is journaled, but no later poll reaches the server to
      * confirm it (a crash right after journaling, say). */
     ftg_fail(F, "getUpdates", FTG_FAULT_DROP, 0, 100000);
-    for (int i = 0; i < 3; i++)
-        ftg_add_text(F, 8, "twice?");
+    const char *const texts[] = {"twice?", "twice?", "twice?"};
+    ftg_add_texts(F, 8, texts, 3);
     assert_int_equal(th_wait_submitted(3, 5000), 3);
     th_shutdown(self);
     assert_int_equal(ftg_unconfirmed(F), 3);

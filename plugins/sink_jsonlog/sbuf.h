@@ -1,0 +1,34 @@
+/* A growable text buffer and JSON string escaping, shared by the sinks
+ * (sink_prometheus and sink_otlp compile this file too). */
+#ifndef ROUTERD_SINK_SBUF_H
+#define ROUTERD_SINK_SBUF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct sbuf {
+    char *p; /* NUL-terminated while not failed */
+    size_t len, cap;
+    bool failed; /* an allocation failed: the content is incomplete */
+} sbuf;
+
+void sbuf_free(sbuf *b);
+void sbuf_reset(sbuf *b);
+/* Hands the text over (malloc()ed, NUL-terminated); NULL if failed. */
+char *sbuf_take(sbuf *b, size_t *len);
+void sbuf_putc(sbuf *b, char c);
+void sbuf_putn(sbuf *b, const char *s, size_t n);
+void sbuf_puts(sbuf *b, const char *s);
+void sbuf_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid.
+ * Overlong forms, surrogates and code points above U+10FFFF are invalid. */
+size_t utf8_seq(const unsigned char *s, size_t n);
+
+/* Appends s as a quoted JSON string: control characters escaped, invalid
+ * UTF-8 replaced by U+FFFD, so the output is always valid JSON. NULL
+ * appends null. */
+void sbuf_json_str(sbuf *b, const char *s);
+void sbuf_json_strn(sbuf *b, const char *s, size_t n);
+
+#endif

@@ -1,0 +1,241 @@
+/*
+ * The full production plugin set end to end (telegram against the fake
+ * Bot API, a2a against the fake agent, prometheus + otlp + jsonlog) with
+ * secret-looking values and chat ids like 987654321: every JSON log line
+ * parses and carries the mandatory fields; the bot token, the A2A token,
+ * the OTLP header, the chat hash key and the raw chat ids appear in no
+ * log, span or metric; the span id the agent saw in traceparent is the
+ * exported backend span.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "fake_a2a.h"
+#include "fake_otlp.h"
+#include "fake_telegram.h"
+#include "harness.h"
+#include "test_sinks_util.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define BOT_SECRET "AAF-rtrd_s3cret-bot-Tok3n-x9q"
+#define TOKEN "987650001:" BOT_SECRET
+#define A2A_TOKEN "a2a-k3y-9f8e7d6c5b4a-secret"
+#define OTLP_TOKEN "otlp-b3arer-55aa66bb-secret"
+#define HASH_KEY "chat-hash-k3y-0123456789abcdef"
+
+static const char *const secrets[] = {BOT_SECRET, A2A_TOKEN, OTLP_TOKEN, HASH_KEY, NULL};
+static const char *const chat_ids[] = {"987654321",    "987654322", "987654323",
+                                       "555666777888", "123123123", NULL};
+
+static char *dir;
+static ftg *F;
+static fa *A;
+static fotlp *C;
+
+static int setup(void **state) {
+    (void)state;
+    dir = rt_tmpdir();
+    F = ftg_start(TOKEN);
+    A = fa_start(FA_CARD_V10, FA_SPEAK_V10, 0);
+    C = fotlp_start();
+    return dir && F && A && C ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    fotlp_stop(C);
+    fa_stop(A);
+    ftg_stop(F);
+    rt_rmtree(dir);
+    free(dir);
+    return 0;
+}
+
+static int count(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* No secret and no raw chat id in text (where names the text). */
+static void assert_clean(const char *where, const char *text) {
+    for (int i = 0; secrets[i]; i++)
+        if (strstr(text, secrets[i])) fail_msg("%s contains the secret %s", where, secrets[i]);
+    for (int i = 0; chat_ids[i]; i++)
+        if (sk_has_number(text, chat_ids[i]))
+            fail_msg("%s contains the raw chat id %s", where, chat_ids[i]);
+}
+
+static void test_logs_spans_metrics_clean(void **state) {
+    (void)state;
+    int port = rt_free_port();
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
+             "rate_limit_per_minute = 6\nchat_hash_key = ${HASH_KEY}\nlog_level = debug\n"
+             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+             "throttle = off\ntimeout = 2\ntyping = false\nretry_base_ms = 50\n"
+             "retry_max_ms = 200\n"
+             "allowlist = 987654321, 987654322, 987654323, 555666777888\n"
+             "[backend.agent]\nplugin = a2a\nurl = %s\ntoken = ${A2A_TOKEN}\n"
+             "[sink.metrics]\nplugin = prometheus\n"
+             "[sink.traces]\nplugin = otlp\nendpoint = %s\nsample_ratio = 1\n"
+             "headers = authorization=Bearer ${OTLP_TOKEN}\n"
+             "[sink.logs]\nplugin = jsonlog\npath = %s/routerd.log\nlevel = debug\n"
+             "[persona.helper]\nbackend = agent\nchats = *\n",
+             port, dir, ftg_base(F), fa_base(A), fotlp_base(C), dir);
+    char *m = rt_write_file(dir, "routerd.ini", text);
+    const char *const env[] = {"TG_TOKEN=" TOKEN, "A2A_TOKEN=" A2A_TOKEN, "OTLP_TOKEN=" OTLP_TOKEN,
+                               "HASH_KEY=" HASH_KEY, NULL};
+
+    /* Plain messages, one the agent fails, one reply Telegram refuses,
+     * a chat over its rate limit, a chat outside the allowlist, and text
+     * carrying the secrets themselves. */
+    for (int i = 0; i < 5; i++)
+        ftg_add_text(F, 987654321, i ? "hello" : "my token is " TOKEN " and id 987654321");
+    ftg_add_text(F, 987654322, "hi");
+    ftg_add_text(F, 987654322, "fail");
+    ftg_add_text(F, 987654322, "again " A2A_TOKEN);
+    ftg_chat_error(F, 987654323, 403, "Forbidden: bot was blocked by the user", 0);
+    ftg_add_text(F, 987654323, "one");
+    ftg_add_text(F, 987654323, "two");
+    for (int i = 0; i < 8; i++)
+        ftg_add_text(F, 555666777888, "burst");
+    ftg_add_text(F, 123123123, "stranger");
+    const int finals = 19; /* replied + rejected events expected */
+
+    rt_proc *p = rt_start(m, NULL, env);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/routerd.log", dir);
+    long long end = rt_now_ms() + 30000;
+    char *log = NULL;
+    int got = 0;
+    while (rt_now_ms() < end) {
+        free(log);
+        log = sk_slurp(path);
+        got = count(log, "\"event\":\"replied\"") + count(log, "\"event\":\"rejected\"");
+        if (got >= finals) break;
+        rt_sleep_ms(100);
+    }
+    if (got != finals)
+        fail_msg("%d of %d messages finished; stderr: %.2000s", got, finals, rt_stderr(p));
+    char url[128], *metrics = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    assert_int_equal(rt_http("GET", url, NULL, NULL, &metrics), 200);
+    rt_signal(p, SIGTERM);
+    assert_int_equal(rt_wait(p, 30000), 0);
+    free(log);
+    log = sk_slurp(path);
+
+    /* Every line is a JSON object with the mandatory fields. */
+    int lines = 0, seen[5] = {0};
+    const char *events[] = {"log", "received", "replied", "rejected", "send_failed"};
+    char *copy = strdup(log);
+    for (char *l = strtok(copy, "\n"); l; l = strtok(NULL, "\n")) {
+        char why[512];
+        cJSON *o = sk_log_line(l, "test", why, sizeof why);
+        if (!o) fail_msg("log line %d: %s", lines + 1, why);
+        const char *ev = cJSON_GetObjectItem(o, "event")->valuestring;
+        for (int i = 0; i < 5; i++)
+            seen[i] += !strcmp(ev, events[i]);
+        const char *sha = cJSON_GetObjectItem(o, "build_sha")->valuestring;
+        assert_true(strlen(sha) >= 7);
+        cJSON_Delete(o);
+        lines++;
+    }
+    free(copy);
+    assert_int_equal(count(log, "\n"), lines); /* no blank or partial lines */
+    for (int i = 0; i < 5; i++)
+        if (!seen[i]) fail_msg("no '%s' event in the log", events[i]);
+    assert_int_equal(seen[2] + seen[3], finals);
+    assert_non_null(strstr(log, "\"failure_class\":\"fatal\""));
+    assert_non_null(strstr(log, "\"status\":\"send_failed\""));
+    assert_non_null(strstr(log, "\"status\":\"rejected:allowlist\""));
+
+    /* Secrets and raw chat ids: nowhere. */
+    assert_clean("the JSON log", log);
+    assert_clean("standard error", rt_stderr(p));
+    assert_clean("/metrics", metrics);
+    char pdir[1024];
+    snprintf(pdir, sizeof pdir, "%s/payloads", dir);
+    mkdir(pdir, 0755);
+    int np = fotlp_write_bodies(C, pdir);
+    assert_true(np >= 1);
+    for (int i = 0; i < fotlp_count(C); i++) {
+        char *b = fotlp_body(C, i), where[64];
+        snprintf(where, sizeof where, "OTLP payload %d", i);
+        assert_clean(where, b);
+        free(b);
+        char *h = fotlp_header(C, i, "authorization");
+        assert_string_equal(h, "Bearer " OTLP_TOKEN); /* the secret did its job */
+        free(h);
+    }
+    /* The metrics the sinks and plugins register are there. */
+    assert_true(sk_metric(metrics, "routerd_a2a_failures_total", NULL) >= 1);
+    assert_true(sk_metric(metrics, "routerd_rate_limit_hits_total", NULL) >= 1);
+    assert_true(sk_metric(metrics, "routerd_messages_rejected_total",
+                          (const char *const[]){"reason=\"allowlist\"", NULL}) == 1);
+    assert_true(sk_metric(metrics, "routerd_jsonlog_lines_total", NULL) > 0);
+    /* The full plugin set's exposition passes promtool's parser and lint. */
+    if (sk_have("promtool")) {
+        char *mf = rt_write_file(dir, "metrics.txt", metrics), cmd2[1200], *lint = NULL;
+        snprintf(cmd2, sizeof cmd2, "promtool check metrics < %s 2>&1", mf);
+        int prc = sk_run(cmd2, &lint);
+        if (prc != 0 || *lint) fail_msg("promtool check metrics: exit %d: %s", prc, lint);
+        free(lint);
+        free(mf);
+    }
+
+    /* Spans valid; the agent's traceparent names the exported backend span. */
+    char cmd[4096], *out = NULL;
+    snprintf(cmd, sizeof cmd, "node %s --env test %s", sk_src("tests/otlp/validate.js"), pdir);
+    int rc = sk_run(cmd, &out);
+    cJSON *sum = cJSON_Parse(out);
+    if (rc != 0 || !sum) fail_msg("validator exit %d: %.3000s", rc, out ? out : "");
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(sum, "traces")), finals);
+    int matched = 0, rpc = 0;
+    for (int i = 0; i < fa_count(A); i++) {
+        fa_req r;
+        if (fa_get(A, i, &r) || !r.method[0]) continue;
+        rpc++;
+        assert_string_equal(r.authorization, "Bearer " A2A_TOKEN);
+        char trace[33] = "", span[17] = "";
+        if (sscanf(r.traceparent, "00-%32[0-9a-f]-%16[0-9a-f]-", trace, span) != 2)
+            fail_msg("request %d without traceparent: '%s'", i, r.traceparent);
+        cJSON *t;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItem(sum, "traces")) {
+            cJSON *bs = cJSON_GetObjectItem(t, "backend_span_id");
+            if (!strcmp(cJSON_GetObjectItem(t, "id")->valuestring, trace) && cJSON_IsString(bs) &&
+                !strcmp(bs->valuestring, span))
+                matched++;
+        }
+    }
+    assert_true(rpc >= 10);
+    assert_int_equal(matched, rpc);
+    print_message("%d log lines, %d OTLP payloads, %d agent calls matched to backend spans\n",
+                  lines, np, matched);
+    cJSON_Delete(sum);
+    free(out);
+    free(metrics);
+    free(log);
+    rt_free(p);
+    free(m);
+}
+
+int main(void) {
+    setenv("NODE_PATH", ROUTERD_BINARY_DIR "/otlp-validator/node_modules", 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_logs_spans_metrics_clean, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
