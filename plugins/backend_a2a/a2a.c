@@ -87,12 +87,11 @@ static const rd_option opts[] = {
      "message that starts a fresh conversation (empty: none)", 0, 0, NULL},
     {"new_reply", RD_OPT_STRING, 0, "Started a new conversation.", "answer to new_command", 0, 0,
      NULL},
-    {"failure_notice", RD_OPT_STRING, 0,
-     "Sorry, the agent could not answer right now. Please try again later.",
-     "what the user sees when the agent call fails", 0, 0, NULL},
-    {"timeout_notice", RD_OPT_STRING, 0,
-     "Sorry, the agent took too long to answer. Please try again later.",
-     "what the user sees when the deadline passes", 0, 0, NULL},
+    {"failure_notice", RD_OPT_STRING, 0, NULL,
+     "what the user sees when the agent call fails (empty: the router's failure_notice)", 0, 0,
+     NULL},
+    {"timeout_notice", RD_OPT_STRING, 0, NULL,
+     "what the user sees when the deadline passes (empty: failure_notice)", 0, 0, NULL},
     {"task_failed_notice", RD_OPT_STRING, 0, "The agent could not complete this request.",
      "shown when the agent's task failed, was rejected or canceled (its reason follows)", 0, 0,
      NULL},
@@ -805,7 +804,10 @@ static rd_status fail(call *c, const outcome *o, rd_error *err) {
         if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
     a->h->log(a->ctx, RD_LOG_WARN, "correlation %s: a2a failure, classification=%s: %s",
               c->rq->correlation_id ? c->rq->correlation_id : "-", a2a_class_name(cls), msg);
-    const char *notice = cls == A2A_C_TIMEOUT ? a->timeout_notice : a->failure_notice;
+    /* Nothing appended: the router sends its own failure_notice, the same
+     * text every backend's failures get. */
+    const char *notice =
+        cls == A2A_C_TIMEOUT && !empty(a->timeout_notice) ? a->timeout_notice : a->failure_notice;
     if (!empty(notice)) a->h->reply_append(c->rp, notice, strlen(notice));
     rd_status st = cls == A2A_C_TRANSIENT ? RD_E_RETRY
                    : cls == A2A_C_TIMEOUT ? RD_E_TIMEOUT
@@ -820,10 +822,11 @@ static void append(call *c, const char *s) {
 
 /* The user-visible answer for a settled exchange; updates the
  * conversation (a task id is kept only while the task is interrupted). */
-static rd_status settle(call *c, const a2a_track *t) {
+static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
     a2a *a = c->a;
     note_context(c, t);
     int out;
+    rd_status st = RD_OK;
     if (t->got_message) {
         out = OUT_MESSAGE;
         set_id(&c->task_id, NULL);
@@ -855,9 +858,16 @@ static rd_status settle(call *c, const a2a_track *t) {
                 if (!empty(a->failed_notice)) append(c, "\n");
                 append(c, t->status_text);
             }
-            a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: task %s %s",
+            /* The agent answered, but the request failed: a fatal failure
+             * (not retried), with the agent's reason as the notice. */
+            st = RD_E_FATAL;
+            count(a, a->fail[A2A_C_FATAL]);
+            a->h->log(a->ctx, RD_LOG_WARN,
+                      "correlation %s: a2a failure, classification=fatal: task %.100s %s",
                       c->rq->correlation_id ? c->rq->correlation_id : "-",
                       t->task_id ? t->task_id : "?", a2a_state_name(t->state));
+            a->h->error(err, RD_E_FATAL, "fatal", "the agent's task %.100s ended %s",
+                        t->task_id ? t->task_id : "?", a2a_state_name(t->state));
             break;
         default: /* completed */
             out = OUT_COMPLETED;
@@ -869,7 +879,7 @@ static rd_status settle(call *c, const a2a_track *t) {
     }
     conv_save(c);
     count(a, a->outcome_s[out]);
-    return RD_OK;
+    return st;
 }
 
 /* ---- following a task --------------------------------------------------- */
@@ -1022,7 +1032,7 @@ static rd_status exchange(call *c, rd_error *err) {
             }
             if (o.cls == A2A_C_OK) {
                 learn(a, trial);
-                rd_status st = settle(c, &t);
+                rd_status st = settle(c, &t, err);
                 a2a_track_free(&t);
                 view_free(&v);
                 return st;
@@ -1034,7 +1044,7 @@ static rd_status exchange(call *c, rd_error *err) {
                          a2a_method(v.d, use_stream ? A2A_OP_STREAM : A2A_OP_SEND));
             } else {
                 learn(a, trial);
-                rd_status st = settle(c, &t);
+                rd_status st = settle(c, &t, err);
                 a2a_track_free(&t);
                 view_free(&v);
                 return st;
@@ -1280,11 +1290,13 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         goto bad;
     }
 
-    static const char *const fl[] = {"backend", "classification", NULL};
+    /* The name and label of the design's a2a.failure_total{classification};
+     * per instance, the router's routerd_backend_failures_total has it. */
+    static const char *const fl[] = {"classification", NULL};
     rd_metric *mf = h->metric(ctx, RD_METRIC_COUNTER, "routerd_a2a_failures_total",
                               "A2A agent calls that failed, by classification", fl, NULL, 0);
     for (int i = A2A_C_TRANSIENT; i <= A2A_C_PROTOCOL; i++) {
-        const char *lv[] = {a->inst, a2a_class_name((a2a_class)i)};
+        const char *lv[] = {a2a_class_name((a2a_class)i)};
         a->fail[i] = mf ? h->series(mf, lv) : NULL;
     }
     a->fail[A2A_C_OK] = a->fail[A2A_C_FATAL];

@@ -116,6 +116,7 @@ static void test_failures_classified(void **state) {
     fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V03});
     char *m = manifest("failures", 0, fa2a_url(f),
                        "retries = 1\ntimeout_s = 1\nfailure_notice = The agent is unavailable.\n"
+                       "timeout_notice = The agent is too slow.\n"
                        "max_response_bytes = 1048576\n");
     const char *in[] = {"rpcerr -32603\n", "rpcerr -32602\n", "malformed\n",
                         "big\n",           "slow 3000\n",     "http 503\n",
@@ -124,7 +125,7 @@ static void test_failures_classified(void **state) {
                          "The agent is unavailable.\n",
                          "The agent is unavailable.\n",
                          "The agent is unavailable.\n",
-                         "Sorry, the agent took too long to answer. Please try again later.\n",
+                         "The agent is too slow.\n",
                          "The agent is unavailable.\n",
                          "The agent could not complete this request.\nthe tool crashed\n",
                          "echo: still here\n"};
@@ -188,9 +189,15 @@ static void test_streams(void **state) {
     (void)state;
     fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V03, .streaming = 1});
     char *m = manifest("stream", 0, fa2a_url(f), "stream = true\n");
-    const char *in[] = {"task\n", "drop\n", "ask\n", "Ann\n", "plain\n", NULL};
-    const char *out[] = {"done: task\n", "after drop\n", "What is your name?\n", "Hello, Ann!\n",
-                         "echo: plain\n"};
+    const char *in[] = {"task\n", "drop\n", "ask\n", "Ann\n", "plain\n", "rpcerr -32602\n", NULL};
+    /* no failure_notice of its own: the router's notice */
+    const char *out[] = {"done: task\n",
+                         "after drop\n",
+                         "What is your name?\n",
+                         "Hello, Ann!\n",
+                         "echo: plain\n",
+                         "Sorry, I could not get an answer right now. Please try again in a "
+                         "moment.\n"};
     rt_proc *p = run(m, in, out);
     assert_int_equal(fa2a_count(f, "message/send"), 0);
     assert_true(fa2a_count(f, "tasks/resubscribe") >= 1);

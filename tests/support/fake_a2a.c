@@ -1036,3 +1036,53 @@ void fa2a_clear(fa2a *f) {
     f->nreq = 0;
     pthread_mutex_unlock(&f->mu);
 }
+
+/* ---- the earlier fake's API --------------------------------------------- */
+
+fa *fa_start(int card, int speak, int streaming) {
+    fa2a_opts o = {.speaks = (fa_dialect)(speak ? speak : FA_BOTH), .streaming = streaming};
+    switch (card) {
+    case FA_CARD_V10:
+        o.card = FA_V10;
+        break;
+    case FA_CARD_V03:
+        o.card = FA_V03;
+        break;
+    case FA_CARD_LEGACY:
+        o.card = FA_V03;
+        o.card_mode = FA_CARD_OLD;
+        break;
+    case FA_CARD_HYBRID:
+        o.card = FA_BOTH;
+        break;
+    case FA_CARD_NO_RPC:
+        o.card_mode = FA_CARD_NO_JSONRPC;
+        break;
+    case FA_CARD_INVALID:
+        o.card_mode = FA_CARD_INVALID;
+        break;
+    default:
+        break;
+    }
+    return fa2a_start(&o);
+}
+
+void fa_stop(fa *f) {
+    fa2a_stop(f);
+}
+
+const char *fa_base(fa *f) {
+    return fa2a_url(f);
+}
+
+int fa_count(fa *f) {
+    return fa2a_count(f, NULL);
+}
+
+int fa_get(fa *f, int i, fa_req *out) {
+    return fa2a_req(f, i, out);
+}
+
+int fa_count_method(fa *f, const char *method) {
+    return fa2a_count(f, method);
+}

@@ -107,4 +107,26 @@ void fa2a_move(fa2a *f, const char *path);
 /* Forgets recorded requests. */
 void fa2a_clear(fa2a *f);
 
+/* ---- the API of the earlier fake, kept for other areas' tests ---------- */
+
+typedef struct fa2a fa;
+enum {
+    FA_CARD_V10 = 101, /* agent-card.json with supportedInterfaces (1.0) */
+    FA_CARD_V03,       /* agent-card.json, 0.3 url + preferredTransport */
+    FA_CARD_LEGACY,    /* only /.well-known/agent.json, 0.3 shape */
+    FA_CARD_HYBRID,    /* 0.3 top level plus supportedInterfaces */
+    FA_CARD_NO_RPC,    /* only a gRPC interface */
+};                     /* and FA_CARD_INVALID */
+#define FA_SPEAK_V10 FA_V10
+#define FA_SPEAK_V03 FA_V03
+
+/* card: FA_CARD_*; speak: FA_SPEAK_* (or both OR-ed). */
+fa *fa_start(int card, int speak, int streaming);
+void fa_stop(fa *f);
+const char *fa_base(fa *f);
+/* Recorded JSON-RPC requests, in order (card fetches are not recorded). */
+int fa_count(fa *f);
+int fa_get(fa *f, int i, fa_req *out);
+int fa_count_method(fa *f, const char *method);
+
 #endif

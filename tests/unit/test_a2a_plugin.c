@@ -22,6 +22,8 @@ static fa2a *agent;
 static void *be;
 
 static const char *const FAILS = "routerd_a2a_failures_total";
+static const char *FAILURE = "Sorry, the agent could not answer right now.";
+static const char *TIMEOUT = "Sorry, the agent took too long to answer.";
 
 /* Starts the fake agent and the plugin; cfg is "key=value" pairs. */
 static void up(fa2a_opts o, const char *const *cfg) {
@@ -33,6 +35,8 @@ static void up(fa2a_opts o, const char *const *cfg) {
     ah_cfg("retry_max_ms", "100");
     ah_cfg("poll_interval_ms", "30");
     ah_cfg("poll_max_interval_ms", "100");
+    ah_cfg("failure_notice", FAILURE);
+    ah_cfg("timeout_notice", TIMEOUT);
     for (int i = 0; cfg && cfg[i]; i += 2)
         ah_cfg(cfg[i], cfg[i + 1]);
     rd_status st;
@@ -74,9 +78,6 @@ static void expect_fail(int64_t chat, const char *text, int64_t deadline, const 
     assert_true(failures(klass) == before + 1);
     ah_result_free(&r);
 }
-
-static const char *FAILURE = "Sorry, the agent could not answer right now. Please try again later.";
-static const char *TIMEOUT = "Sorry, the agent took too long to answer. Please try again later.";
 
 static void test_message_v10(void **state) {
     (void)state;
@@ -268,9 +269,11 @@ static void test_stream_final_without_close(void **state) {
 static void test_task_failed_rejected(void **state) {
     (void)state;
     up((fa2a_opts){.speaks = FA_V03}, NULL);
-    expect_reply(1, "fail", "The agent could not complete this request.\nthe tool crashed");
-    expect_reply(1, "reject", "The agent could not complete this request.\nI will not do that");
-    assert_true(failures(NULL) == 0);
+    expect_fail(1, "fail", 20000, "fatal",
+                "The agent could not complete this request.\nthe tool crashed");
+    expect_fail(1, "reject", 20000, "fatal",
+                "The agent could not complete this request.\nI will not do that");
+    assert_int_equal(fa2a_count(agent, "message/send"), 2); /* not retried */
     const char *v[] = {"rejected", NULL};
     assert_true(ah_metric("routerd_a2a_replies_total", v) == 1);
     down();
@@ -394,7 +397,8 @@ static void test_streams(void **state) {
         expect_reply(1, "plain words", "echo: plain words");
         expect_reply(1, "ask", "What is your name?");
         expect_reply(1, "Zoe", "Hello, Zoe!");
-        expect_reply(1, "fail", "The agent could not complete this request.\nthe tool crashed");
+        expect_fail(1, "fail", 20000, "fatal",
+                    "The agent could not complete this request.\nthe tool crashed");
         /* broken stream: re-attach (or poll) and get the answer */
         expect_reply(1, "drop", "after drop");
         /* an error event mid-stream: the task is polled */
@@ -569,6 +573,22 @@ static void test_auth(void **state) {
     down();
 }
 
+/* Without notices configured the plugin appends nothing, so the router's
+ * own failure_notice reaches the user, as for every backend. */
+static void test_default_notice_is_the_routers(void **state) {
+    (void)state;
+    const char *cfg[] = {"failure_notice", "", "timeout_notice", "", NULL};
+    up((fa2a_opts){.speaks = FA_V10}, cfg);
+    expect_fail(1, "rpcerr -32602", 20000, "fatal", "");
+    expect_fail(1, "slow 3000", 500, "timeout", "");
+    down();
+    /* timeout_notice unset: failure_notice serves timeouts too */
+    const char *cfg2[] = {"failure_notice", "Agent trouble.", "timeout_notice", "", NULL};
+    up((fa2a_opts){.speaks = FA_V10}, cfg2);
+    expect_fail(1, "slow 3000", 500, "timeout", "Agent trouble.");
+    down();
+}
+
 static void test_bad_config(void **state) {
     (void)state;
     const char *cases[][4] = {
@@ -648,6 +668,7 @@ int main(void) {
         cmocka_unit_test(test_late_agent),
         cmocka_unit_test(test_agent_restarts),
         cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_default_notice_is_the_routers),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_concurrent_chats),
     };
