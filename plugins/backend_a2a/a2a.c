@@ -321,8 +321,9 @@ static void check_card(a2a *a, const a2a_card *c) {
                "the agent card wants its API key in the %s parameter '%s'; only headers are "
                "supported (api_key_header)",
                c->apikey_in, c->apikey_name);
-    else if (c->apikey_name && have_key && a->key_hdr &&
-             strncasecmp(a->key_hdr, c->apikey_name, strlen(c->apikey_name)))
+    else if (c->apikey_name && have_key &&
+             (strncasecmp(a->key_hdr, c->apikey_name, strlen(c->apikey_name)) ||
+              a->key_hdr[strlen(c->apikey_name)] != ':'))
         h->log(a->ctx, RD_LOG_WARN,
                "the agent card names the API key header '%s' but api_key_header differs",
                c->apikey_name);
@@ -409,6 +410,12 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
         snap.apikey_name = xstrdup0(a->card.apikey_name);
         snap.apikey_in = xstrdup0(a->card.apikey_in);
     }
+    /* Readiness under the lock, so two discoveries cannot report out of
+     * order; ready() is a quick host call. */
+    if (rc == 0)
+        a->h->ready(a->ctx, 1, NULL);
+    else
+        a->h->ready(a->ctx, 0, msg);
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);
 
@@ -422,14 +429,12 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
             check_card(a, &snap);
             a2a_card_free(&snap);
         }
-        a->h->ready(a->ctx, 1, NULL);
     } else {
         /* The same failure again (an agent down for long) is not news. */
         a->h->log(a->ctx, repeat ? RD_LOG_DEBUG : RD_LOG_WARN, "agent discovery failed (%s): %s",
                   a2a_class_name(cls), msg);
-        a->h->ready(a->ctx, 0, msg);
     }
-    return ok && rc == 0 ? 1 : ok;
+    return ok;
 }
 
 static void *discovery_main(void *arg) {
