@@ -24,6 +24,8 @@
 #define ROUTER_NOTICE "Sorry, I could not get an answer right now. Please try again in a moment."
 
 static char *dir;
+static const char *scrape_url; /* when set, run() fetches it before ending input */
+static char *scraped;
 
 static int setup(void **state) {
     (void)state;
@@ -75,6 +77,11 @@ static rt_proc *run(const char *m, const char *const *lines, const char *const *
             fail_msg("no answer to '%s'", lines[i]);
         }
     }
+    if (scrape_url) { /* the metrics while the router still runs */
+        free(scraped);
+        scraped = NULL;
+        assert_int_equal(rt_http("GET", scrape_url, NULL, NULL, &scraped), 200);
+    }
     rt_close_stdin(p);
     int rc = rt_wait(p, 20000);
     if (rc != 0 || strcmp(rt_stdout(p), want))
@@ -113,13 +120,26 @@ static void test_replies_and_headers(void **state) {
     fa2a_stop(f);
 }
 
+/* The value of one series in a Prometheus text exposition, or -1. */
+static double metric(const char *text, const char *series) {
+    size_t n = strlen(series);
+    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (!strncmp(l, series, n) && l[n] == ' ') return strtod(l + n + 1, NULL);
+    return -1;
+}
+
 static void test_failures_classified(void **state) {
     (void)state;
     fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V03});
-    char *m = manifest("failures", 0, fa2a_url(f),
+    int admin = rt_free_port();
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", admin);
+    char *m = manifest("failures", admin, fa2a_url(f),
                        "retries = 1\ntimeout_s = 1\nfailure_notice = The agent is unavailable.\n"
                        "timeout_notice = The agent is too slow.\n"
-                       "max_response_bytes = 1048576\n");
+                       "max_response_bytes = 1048576\n"
+                       "[sink.metrics]\nplugin = prometheus\n");
+    scrape_url = url;
     const char *in[] = {"rpcerr -32603\n", "rpcerr -32602\n", "malformed\n",
                         "big\n",           "slow 3000\n",     "http 503\n",
                         "fail\n",          "still here\n",    NULL};
@@ -132,6 +152,21 @@ static void test_failures_classified(void **state) {
                          "The agent could not complete this request.\nthe tool crashed\n",
                          "echo: still here\n"};
     rt_proc *p = run(m, in, out);
+    scrape_url = NULL;
+    /* the metric, per class: two each, one timeout */
+    const char *k[] = {"transient", "fatal", "protocol", "timeout"};
+    const double want[] = {2, 2, 2, 1};
+    for (int i = 0; i < 4; i++) {
+        char series[128];
+        snprintf(series, sizeof series, "routerd_a2a_failures_total{classification=\"%s\"}", k[i]);
+        if (metric(scraped, series) != want[i])
+            fail_msg("%s != %g in:\n%s", series, want[i], scraped);
+    }
+    assert_true(
+        metric(scraped, "routerd_a2a_replies_total{backend=\"agent\",outcome=\"failed\"}") == 1);
+    assert_true(metric(scraped, "routerd_a2a_retries_total{backend=\"agent\"}") == 2);
+    free(scraped);
+    scraped = NULL;
     const char *err = rt_stderr(p);
     /* the plugin's classification and the core's, for each class */
     assert_non_null(strstr(err, "classification=transient: message/send: error -32603"));
