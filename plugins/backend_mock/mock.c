@@ -49,6 +49,8 @@ typedef struct {
 static const char *const modes[] = {"echo", "fixed", "script", NULL};
 static const char *const klass[] = {"transient", "fatal", "timeout", "protocol"};
 
+#define A2A_KEY_HELP "a2a key, ignored here (swap plugin = a2a for mock in one line)"
+
 static const rd_option opts[] = {
     {"mode", RD_OPT_ENUM, 0, "echo", "echo the message, answer a fixed reply, or follow a script",
      0, 0, modes},
@@ -66,6 +68,40 @@ static const rd_option opts[] = {
     {"fail_protocol", RD_OPT_DOUBLE, 0, "0", "share of messages failing as protocol", 0, 1, NULL},
     {"seed", RD_OPT_INT, 0, "0", "seed of the injected latency and failures (0 = random)", 0, 0,
      NULL},
+    /* The a2a backend's keys, accepted and ignored, so that staging turns
+     * production's "plugin = a2a" into "plugin = mock" by changing that
+     * one line. A test keeps this list equal to a2a's schema. */
+    {"url", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"card_url", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"rpc_url", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"dialect", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"token", RD_OPT_STRING, RD_OPT_SECRET, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"api_key_header", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"api_key", RD_OPT_STRING, RD_OPT_SECRET, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"stream", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"blocking", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"timeout_s", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"connect_timeout_s", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"http_timeout_s", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"max_response_bytes", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"retries", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"retry_base_ms", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"retry_max_ms", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"poll_interval_ms", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"poll_max_interval_ms", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"cancel_timeout_ms", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"discovery_retry_max_s", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"progress", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"progress_interval_ms", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"accepted_output_modes", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"new_command", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"new_reply", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"failure_notice", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"timeout_notice", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"task_failed_notice", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"input_required_notice", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"auth_required_notice", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"empty_reply", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
     {"async", RD_OPT_BOOL, 0, "false",
      "wait out the latency on one timer thread instead of a worker (RD_PENDING), so thousands "
      "of slow replies can be in flight",

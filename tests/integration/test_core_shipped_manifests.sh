@@ -21,6 +21,18 @@ for m in dev staging production; do
         if grep -q -- "$s" <<<"$printed"; then echo "conf.d/$m.ini printed a secret"; exit 1; fi
     done
 done
+# Staging is production with "plugin = a2a" changed to "plugin = mock":
+# the mock accepts every a2a key, so that one line is the whole change.
+sed 's/^plugin = a2a$/plugin = mock/' "$src/conf.d/production.ini" >"$tmp/swapped.ini"
+grep -q '^plugin = mock$' "$tmp/swapped.ini"
+"$bin" -c "$tmp/swapped.ini" --plugin-dir "$plugins" --check-config >/dev/null || {
+    echo "production.ini with plugin = mock fails --check-config"; exit 1; }
+keys() { "$bin" --list-plugins --plugin-dir "$plugins" | sed -n "/^backend $1 /,/^\$/p" |
+    awk 'NR > 1 && NF { print $1 }' | sort; }
+[[ -n "$(keys a2a)" ]] || { echo "no a2a keys listed"; exit 1; }
+missing=$(comm -23 <(keys a2a) <(keys mock))
+[[ -z "$missing" ]] || { echo "mock does not accept these a2a keys: $missing"; exit 1; }
+
 "$bin" --list-plugins --markdown --plugin-dir "$plugins" >"$tmp/plugins.md"
 diff -u "$src/docs/plugins.md" "$tmp/plugins.md" || {
     echo "docs/plugins.md is stale: cmake --build build --target docs"; exit 1; }
