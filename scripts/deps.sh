@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages routerd needs to build and test, if any
-# are missing. Usage: scripts/deps.sh [--test]
+# are missing. Usage: scripts/deps.sh [--test [--ci]]
 set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config git ca-certificates
@@ -10,6 +10,8 @@ if [[ "${1:-}" == "--test" ]]; then
     # promtool and a Prometheus server for the metrics tests, valgrind and
     # clang-format for CI checks, node for the OTLP and A2A interop checks.
     pkgs+=(prometheus valgrind clang-format curl)
+    # clang and its sanitizer/libFuzzer runtime for the CI builds.
+    [[ "${2:-}" == "--ci" ]] && pkgs+=(clang libclang-rt-14-dev)
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
     command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi
