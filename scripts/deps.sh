@@ -11,7 +11,7 @@ if [[ "${1:-}" == "--test" ]]; then
     # clang-format for CI checks, node for the OTLP and A2A interop checks.
     pkgs+=(prometheus valgrind clang-format curl)
     # clang and its sanitizer/libFuzzer runtime for the CI builds.
-    [[ "${2:-}" == "--ci" ]] && pkgs+=(clang libclang-rt-14-dev)
+    if [[ "${2:-}" == "--ci" ]]; then pkgs+=(clang libclang-rt-14-dev); fi
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
     command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi
