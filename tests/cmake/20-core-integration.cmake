@@ -27,3 +27,9 @@ add_test(NAME test_core_shipped_manifests
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_core_shipped_manifests.sh
                  $<TARGET_FILE:routerd> ${CMAKE_SOURCE_DIR} ${ROUTERD_PLUGIN_OUTPUT_DIR})
 set_tests_properties(test_core_shipped_manifests PROPERTIES LABELS integration TIMEOUT 60)
+
+# Mock failure injection against the router's counters, through /metrics.
+if(TARGET sink_prometheus)
+  routerd_integration_test(test_core_mock_metrics SOURCES integration/test_core_mock_metrics.c TIMEOUT 60)
+  add_dependencies(test_core_mock_metrics backend_mock transport_console sink_prometheus)
+endif()
