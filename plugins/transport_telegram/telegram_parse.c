@@ -40,16 +40,14 @@ static char *quote_big_ints(const char *s, size_t len, size_t *out_len) {
             continue;
         }
         size_t b = i, digits = 0;
-        int integral = 1;
         while (i < len && (s[i] == '-' || s[i] == '+' || s[i] == '.' || s[i] == 'e' ||
                            s[i] == 'E' || (s[i] >= '0' && s[i] <= '9'))) {
-            if (s[i] >= '0' && s[i] <= '9')
-                digits++;
-            else if (s[i] != '-' || i != b)
-                integral = 0;
+            if (s[i] >= '0' && s[i] <= '9') digits++;
             i++;
         }
-        if (!integral || digits <= 15) continue;
+        /* Fractional ones too: a long fractional number would otherwise
+         * round to an integer id in a double and read as a valid id. */
+        if (digits <= 15) continue;
         if (!out) {
             /* Worst case every token gains two quotes. */
             out = malloc(len + len + 1);

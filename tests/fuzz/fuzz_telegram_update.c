@@ -49,17 +49,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cJSON *o = tg_json_parse(s, size);
     if (o) {
         one_update(o);
-        /* The journal stores updates re-printed: they must read back. */
+        /* The journal stores updates re-printed: they must read back. Only
+         * updates with a valid update_id are journaled (the rest are
+         * ignored at intake); a fractional id may print as an integer. */
         char *again = cJSON_PrintUnformatted(o);
-        if (again) {
+        int64_t a = 0, b = 0;
+        if (again && tg_json_i64(o, "update_id", &a)) {
             cJSON *o2 = tg_json_parse(again, strlen(again));
             if (!o2) __builtin_trap();
-            int64_t a = 0, b = 0;
-            if (tg_json_i64(o, "update_id", &a) != tg_json_i64(o2, "update_id", &b) || a != b)
-                __builtin_trap();
+            if (!tg_json_i64(o2, "update_id", &b) || a != b) __builtin_trap();
             cJSON_Delete(o2);
-            free(again);
         }
+        free(again);
         cJSON_Delete(o);
     }
     return 0;
