@@ -175,27 +175,19 @@ static void compute_hashes(void) {
         persona *p = ps[i];
         tprintf(&t, "persona %s backend %s selectable %d chats", p->tag, p->backend->inst,
                 p->selectable);
-        int64_t *ids;
-        size_t n;
-        const char *bad;
         if (p->is_default) tprintf(&t, " *");
-        char **only = xcalloc(1, sizeof(char *) * 1);
-        char **src = p->chats ? p->chats : only;
-        char **nums = xcalloc(1, sizeof(char *));
-        size_t nn = 0;
-        for (char **c = src; *c; c++)
-            if (strcmp(*c, "*")) {
-                nums = xrealloc(nums, (nn + 2) * sizeof *nums);
-                nums[nn++] = *c;
-                nums[nn] = NULL;
-            }
-        if (parse_ids(nums, &ids, &n, &bad) == 0) {
-            for (size_t k = 0; k < n; k++)
-                tprintf(&t, " %" PRId64, ids[k]);
-            free(ids);
-        }
-        free(nums);
-        free(only);
+        /* Entries were validated: each is * or a chat id. */
+        size_t n = 0;
+        for (char **c = p->chats; c && *c; c++)
+            n++;
+        int64_t *ids = xcalloc(n ? n : 1, sizeof *ids);
+        size_t nids = 0;
+        for (char **c = p->chats; c && *c; c++)
+            if (!parse_i64(*c, &ids[nids])) nids++;
+        qsort(ids, nids, sizeof *ids, cmp_i64);
+        for (size_t k = 0; k < nids; k++)
+            tprintf(&t, " %" PRId64, ids[k]);
+        free(ids);
         tprintf(&t, "\n");
     }
     free(ps);

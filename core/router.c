@@ -407,7 +407,10 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
      * the event needs. */
     bool notice = j->kind == JOB_NOTICE;
     persona *p = j->p;
-    job snap;
+    struct {
+        char corr[sizeof j->corr], hash[sizeof j->hash], span[sizeof j->span];
+        int64_t t_recv_ns;
+    } snap;
     memcpy(snap.corr, j->corr, sizeof snap.corr);
     memcpy(snap.hash, j->hash, sizeof snap.hash);
     memcpy(snap.span, j->span, sizeof snap.span);
