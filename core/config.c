@@ -21,6 +21,23 @@ const rd_option router_opts[] = {
      NULL},
     {"admin_listen", RD_OPT_STRING, 0, "127.0.0.1:9464",
      "admin HTTP server address HOST:PORT (port 0 picks one; off disables)", 0, 0, NULL},
+    {"admin_header_timeout_s", RD_OPT_INT, 0, "10",
+     "admin server: a connection must send complete request headers within this (a slow "
+     "sender is closed, however it trickles)",
+     1, 3600, NULL},
+    {"admin_request_timeout_s", RD_OPT_INT, 0, "30",
+     "admin server: a request must be received and answered within this after its headers", 1, 3600,
+     NULL},
+    {"admin_max_connections", RD_OPT_INT, 0, "256",
+     "admin server: open connections; past it the oldest one without a request is closed", 8, 60000,
+     NULL},
+    {"admin_max_connections_per_ip", RD_OPT_INT, 0, "32",
+     "admin server: open connections from one client address; past it that address's oldest one "
+     "without a request is closed",
+     2, 60000, NULL},
+    {"admin_max_body_bytes", RD_OPT_INT, 0, "1048576",
+     "admin server: largest request body (larger is refused with 413 from the headers)", 1024,
+     67108864, NULL},
     {"state_dir", RD_OPT_STRING, 0, "/var/lib/routerd",
      "directory of the state store (offsets, journal, conversation ids)", 0, 0, NULL},
     {"plugin_dir", RD_OPT_STRING, 0, NULL,
@@ -230,6 +247,11 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
     R.rate_limit = RINT("rate_limit_per_minute");
     R.max_workers = RINT("workers");
     R.request_timeout_s = RINT("request_timeout_s");
+    R.http.header_timeout_s = RINT("admin_header_timeout_s");
+    R.http.request_timeout_s = RINT("admin_request_timeout_s");
+    R.http.max_conns = RINT("admin_max_connections");
+    R.http.max_conns_per_ip = RINT("admin_max_connections_per_ip");
+    R.http.max_body = (size_t)cfg_find(&R.cfg, "admin_max_body_bytes")->i;
     R.failure_notice = RSTR("failure_notice");
     R.rate_limit_notice = RSTR("rate_limit_notice");
     log_set_level((rd_log_level)cfg_find(&R.cfg, "log_level")->i);

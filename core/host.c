@@ -220,4 +220,5 @@ const rd_host host_api = {
     .kv_scan = h_kv_scan,
     .redact = h_redact,
     .error = h_error,
+    .http_route_auth = http_add_route_auth,
 };

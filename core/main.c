@@ -220,7 +220,7 @@ static int run(void) {
         rc = EX_CONFIG_;
         goto out;
     }
-    if (http_start(R.admin_listen, err, sizeof err)) {
+    if (http_start(R.admin_listen, &R.http, err, sizeof err)) {
         fprintf(stderr, "routerd: %s\n", err);
         rc = EX_CONFIG_;
         goto out;
@@ -234,6 +234,7 @@ static int run(void) {
             if (R.ctx[i]->kind == RD_KIND_SINK && (R.ctx[i]->desc->flags & RD_PF_LOGS))
                 log_set_text(false);
     }
+    atomic_store(&R.phase, PHASE_STARTING);
     if (code != RD_OK || start_kind(RD_KIND_BACKEND, err, sizeof err, &code) ||
         start_kind(RD_KIND_TRANSPORT, err, sizeof err, &code)) {
         router_log_event("core", RD_LOG_ERROR, err); /* to the sinks; stderr gets one line */
@@ -245,6 +246,8 @@ static int run(void) {
     LOGI("routerd %s (%s) started: env=%s, %zu plugin instance(s), admin %s", ROUTERD_VERSION,
          ROUTERD_BUILD_SHA, R.env, R.nctx, R.admin_listen);
 
+    atomic_store(&R.heartbeat_ms, mono_ms());
+    atomic_store(&R.phase, PHASE_RUNNING);
     int64_t last_sweep = mono_ms();
     int sig = 0;
     while (!atomic_load(&R.stop_requested)) {
@@ -267,6 +270,8 @@ static int run(void) {
     LOGI("%s: draining (grace %d s)", sig ? strsignal(sig) : "end of input", R.drain_timeout_s);
 
 stop:
+    atomic_store(&R.heartbeat_ms, mono_ms());
+    atomic_store(&R.phase, PHASE_DRAINING);
     atomic_store(&R.draining, true);
     series_set(R.m_ready, 0);
     for (size_t i = R.nctx; i-- > 0;)

@@ -139,11 +139,62 @@ static int load_override(void *arg, const char *key, const void *val, size_t len
     return 0;
 }
 
+/* ---- liveness ------------------------------------------------------------ */
+static pthread_t wd_thread;
+static bool wd_on, wd_stop;
+static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wd_cv = PTHREAD_COND_INITIALIZER;
+
+/* Takes the global lock twice a second: a deadlock or a thread that keeps
+ * the lock shows up as a stale stamp, while a slow peer inside a plugin
+ * call (start() waiting for Telegram) does not. */
+static void *watchdog_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&wd_mu);
+    while (!wd_stop) {
+        pthread_mutex_unlock(&wd_mu);
+        pthread_mutex_lock(&R.mu);
+        pthread_mutex_unlock(&R.mu);
+        atomic_store(&R.watchdog_ms, mono_ms());
+        pthread_mutex_lock(&wd_mu);
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += 500 * 1000000L;
+        dl.tv_sec += dl.tv_nsec / 1000000000L;
+        dl.tv_nsec %= 1000000000L;
+        if (!wd_stop) pthread_cond_timedwait(&wd_cv, &wd_mu, &dl);
+    }
+    pthread_mutex_unlock(&wd_mu);
+    return NULL;
+}
+
+#define LIVE_STALE_MS 10000
+
+bool router_live(int64_t *age_ms, const char **phase) {
+    static const char *const names[] = {"init", "starting", "running", "draining"};
+    int ph = atomic_load(&R.phase);
+    int64_t now = mono_ms();
+    int64_t age = now - atomic_load(&R.watchdog_ms);
+    /* While plugins start, the main thread waits on peers by design (each
+     * start() is bounded by its own timeout); once the loop runs it must
+     * keep turning. */
+    if (ph == PHASE_RUNNING || ph == PHASE_DRAINING) {
+        int64_t ml = now - atomic_load(&R.heartbeat_ms);
+        if (ml > age) age = ml;
+    }
+    *age_ms = age;
+    *phase = names[ph >= 0 && ph <= PHASE_DRAINING ? ph : 0];
+    return age < LIVE_STALE_MS;
+}
+
 int router_init(char *err, size_t errsz) {
     (void)err, (void)errsz;
     pthread_mutex_init(&R.mu, NULL);
     pthread_cond_init(&R.work_cv, NULL);
     pthread_cond_init(&R.idle_cv, NULL);
+    atomic_store(&R.watchdog_ms, mono_ms());
+    wd_stop = false;
+    wd_on = pthread_create(&wd_thread, NULL, watchdog_main, NULL) == 0;
     otab = xcalloc(otab_size, sizeof *otab);
     mtab = xcalloc(mtab_size, sizeof *mtab);
     for (size_t i = 0; i < R.npersonas; i++)
@@ -157,6 +208,14 @@ int router_init(char *err, size_t errsz) {
 }
 
 void router_fini(void) {
+    if (wd_on) {
+        pthread_mutex_lock(&wd_mu);
+        wd_stop = true;
+        pthread_cond_signal(&wd_cv);
+        pthread_mutex_unlock(&wd_mu);
+        pthread_join(wd_thread, NULL);
+        wd_on = false;
+    }
     for (size_t i = 0; i < tab_size; i++) {
         chat *c = tab[i];
         while (c) {
@@ -504,6 +563,12 @@ static void persona_command(job *j) {
     while (*arg == ' ' || *arg == '\t')
         arg++;
     char *name = xstrndup(arg, strcspn(arg, " \t\r\n"));
+    /* The persona was resolved at intake; a switch queued before this
+     * command in the same chat has run since. */
+    pthread_mutex_lock(&R.mu);
+    persona *now = resolve_locked(j->chat_id);
+    pthread_mutex_unlock(&R.mu);
+    if (now) j->p = now;
     char list[1024];
     size_t off = 0;
     list[0] = 0;

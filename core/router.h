@@ -75,12 +75,22 @@ typedef struct job {
     struct rd_reply reply;
 } job;
 
+/* Admin server limits ([router] admin_* keys). */
+typedef struct http_limits {
+    int header_timeout_s, request_timeout_s;
+    int max_conns, max_conns_per_ip;
+    size_t max_body;
+} http_limits;
+
+typedef enum { PHASE_INIT = 0, PHASE_STARTING, PHASE_RUNNING, PHASE_DRAINING } run_phase;
+
 typedef struct router {
     /* [router] */
     const char *env, *admin_listen, *state_dir, *plugin_dir;
     int queue_depth, chat_queue_depth, drain_timeout_s, rate_limit, max_workers;
     int request_timeout_s;
     const char *failure_notice, *rate_limit_notice;
+    http_limits http;
     cfg_set cfg;
     manifest *mf;
     char persona_sha[65], allow_sha[65];
@@ -103,7 +113,9 @@ typedef struct router {
     int nthreads, idle_threads;
     bool shutdown;
     atomic_bool draining, hard_stop, stop_requested;
-    atomic_llong heartbeat_ms;
+    atomic_llong heartbeat_ms; /* main loop */
+    atomic_llong watchdog_ms;  /* watchdog thread, proves R.mu is not held forever */
+    atomic_int phase;          /* run_phase */
     int64_t start_ms;
 
     rd_series *m_queue_depth, *m_inflight, *m_round_trip, *m_uptime, *m_ready, *m_workers;
@@ -133,6 +145,10 @@ void router_sweep(void);
 /* After a drain timeout: no more send/ack calls reach the transports. */
 void router_close_transports(void);
 void chat_hash(int64_t chat_id, char out[17]);
+/* Liveness for /livez: the process is not wedged (the global lock is
+ * taken and released, the main loop turns once it runs). Fills the age of
+ * the staler clock and the phase name. */
+bool router_live(int64_t *age_ms, const char **phase);
 
 /* events.c */
 void sinks_start(void);
@@ -142,9 +158,18 @@ void emit_event(const rd_event *ev);
 void router_log_event(const char *source, rd_log_level lvl, const char *msg);
 
 /* http.c */
-int http_start(const char *listen, char *err, size_t errsz);
+struct sockaddr_storage;
+/* Parses admin_listen without side effects: 1 = off, 0 = ok (wildcard set
+ * when it names every interface), -1 = error in err. */
+int http_parse_listen(const char *listen, struct sockaddr_storage *ss, bool *wildcard, char *err,
+                      size_t errsz);
+int http_start(const char *listen, const http_limits *lim, char *err, size_t errsz);
 void http_stop(void);
 rd_status http_add_route(rd_ctx *ctx, const char *method, const char *path, rd_http_fn fn,
                          void *arg);
+rd_status http_add_route_auth(rd_ctx *ctx, const char *method, const char *path, const char *header,
+                              const char *secret, rd_http_fn fn, void *arg);
+/* Constant-time comparison of a presented secret with the expected one. */
+bool http_secret_equal(const char *given, const char *want);
 
 #endif

@@ -57,7 +57,7 @@ extern "C" {
 /* Major: bumped when a plugin must be rebuilt; the symbol name carries it. */
 #define RD_ABI_MAJOR 1
 /* Minor: bumped when members are appended to a struct. */
-#define RD_ABI_MINOR 0
+#define RD_ABI_MINOR 1
 
 #define RD_PLUGIN_SYMBOL "routerd_plugin_v1"
 
@@ -374,6 +374,17 @@ typedef struct rd_host {
     /* Fill err (code, classification, printf message). */
     void (*error)(rd_error *err, rd_status code, const char *klass, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+
+    /* ---- Added in ABI 1.1: check RD_HAS(host, member) before use. ---- */
+
+    /* Like http_route, for a route that requires header `header` to equal
+     * `secret` (compared in constant time). The host checks route, method,
+     * secret and Content-Length from the request headers and answers
+     * 404/405/401/413 before reading any body byte, so an unauthenticated
+     * upload costs no memory. Only in create()/start(); the strings are
+     * copied. The handler may still check the header itself. */
+    rd_status (*http_route_auth)(rd_ctx *ctx, const char *method, const char *path,
+                                 const char *header, const char *secret, rd_http_fn fn, void *arg);
 } rd_host;
 
 /* ------------------------------------------------------------------------ */

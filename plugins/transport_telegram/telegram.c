@@ -445,7 +445,12 @@ static rd_status tg_start(void *self, rd_error *err) {
     rd_status st = tg_intake_load(t, err);
     if (st != RD_OK) return st;
     if (t->c.mode == TG_MODE_WEBHOOK) {
-        st = t->h->http_route(t->ctx, "POST", t->c.webhook_path, tg_webhook, t);
+        /* The host refuses a wrong secret from the headers, before the body. */
+        st = RD_HAS(t->h, http_route_auth) && t->h->http_route_auth
+                 ? t->h->http_route_auth(t->ctx, "POST", t->c.webhook_path,
+                                         "X-Telegram-Bot-Api-Secret-Token", t->c.secret_token,
+                                         tg_webhook, t)
+                 : t->h->http_route(t->ctx, "POST", t->c.webhook_path, tg_webhook, t);
         if (st != RD_OK) {
             t->h->error(err, RD_E_CONFIG, "fatal", "webhook_path: cannot register POST %s",
                         t->c.webhook_path);

@@ -33,3 +33,9 @@ if(TARGET sink_prometheus)
   routerd_integration_test(test_core_mock_metrics SOURCES integration/test_core_mock_metrics.c TIMEOUT 60)
   add_dependencies(test_core_mock_metrics backend_mock transport_console sink_prometheus)
 endif()
+
+# The admin server under slow, oversized and unauthenticated clients.
+if(TARGET transport_telegram)
+  routerd_integration_test(test_core_admin SOURCES integration/test_core_admin.c TIMEOUT 240)
+  add_dependencies(test_core_admin transport_telegram backend_mock)
+endif()

@@ -1,0 +1,404 @@
+/*
+ * The admin server under hostile clients, with the real binary, the
+ * telegram transport in webhook mode against the fake Bot API and the mock
+ * backend: hundreds of connections trickling header bytes leave /livez,
+ * /healthz and the webhook answering; a slow sender is closed after
+ * admin_header_timeout_s however it trickles; unauthenticated 1 MiB uploads
+ * get 401/404/413 from their headers and cost no memory; a decoded %00
+ * matches no route; /livez stays 200 while Telegram does not answer getMe.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "fake_telegram.h"
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define TOKEN "626262:AAadminSecret-part_z"
+#define HOOK "adminHook-123_abc"
+
+static char *dir;
+static ftg *F;
+static const char *const env[] = {"TG_TOKEN=" TOKEN, "TG_HOOK=" HOOK, NULL};
+
+static int setup(void **state) {
+    (void)state;
+    dir = rt_tmpdir();
+    F = ftg_start(TOKEN);
+    return dir && F ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    ftg_stop(F);
+    rt_rmtree(dir);
+    free(dir);
+    return 0;
+}
+
+static rt_proc *start_router(int port, const char *router_extra, const char *tg_extra) {
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state-%d\n"
+             "rate_limit_per_minute = 0\n%s\n"
+             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+             "mode = webhook\nsecret_token = ${TG_HOOK}\n"
+             "webhook_url = https://bot.example.invalid/hook\nthrottle = off\ntyping = false\n%s\n"
+             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
+             "[persona.p]\nbackend = mock\nchats = *\n",
+             port, dir, port, router_extra ? router_extra : "", ftg_base(F),
+             tg_extra ? tg_extra : "");
+    char name[64];
+    snprintf(name, sizeof name, "r%d.ini", port);
+    char *m = rt_write_file(dir, name, text);
+    rt_proc *p = rt_start(m, NULL, env);
+    free(m);
+    return p;
+}
+
+static int dial(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads until the status line is complete: its code, 0 on EOF first, -1
+ * on timeout. */
+static int read_status(int fd, int timeout_ms) {
+    char buf[256];
+    size_t len = 0;
+    long long end = rt_now_ms() + timeout_ms;
+    while (len < sizeof buf - 1) {
+        int left = (int)(end - rt_now_ms());
+        if (left <= 0) return -1;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, left) <= 0) continue;
+        ssize_t n = read(fd, buf + len, sizeof buf - 1 - len);
+        if (n <= 0) return 0;
+        len += (size_t)n;
+        buf[len] = 0;
+        int code;
+        if (strstr(buf, "\r\n") && sscanf(buf, "HTTP/1.%*d %d", &code) == 1) return code;
+    }
+    return -1;
+}
+
+static int request(int port, const char *raw, int timeout_ms) {
+    int fd = dial(port);
+    if (fd < 0) return -2;
+    size_t len = strlen(raw), off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, raw + off, len - off);
+        if (n <= 0) break;
+        off += (size_t)n;
+    }
+    int st = read_status(fd, timeout_ms);
+    close(fd);
+    return st;
+}
+
+static int hook_post(int port, const char *secret, const char *body, int timeout_ms) {
+    char *raw = NULL;
+    if (asprintf(&raw,
+                 "POST /telegram/tg HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 "%s%s%sContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                 secret ? "X-Telegram-Bot-Api-Secret-Token: " : "", secret ? secret : "",
+                 secret ? "\r\n" : "", strlen(body), body) < 0)
+        return -3;
+    int st = request(port, raw, timeout_ms);
+    free(raw);
+    return st;
+}
+
+static int replies(const char *text) {
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    int k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += r[i].text && !strcmp(r[i].text, text);
+    ftg_recs_free(r, n);
+    return k;
+}
+
+static long vm_kib(int pid, const char *field) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    long v = -1;
+    size_t fl = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, field, fl) && line[fl] == ':') v = atol(line + fl + 1);
+    if (f) fclose(f);
+    return v;
+}
+
+#define NSLOW 600
+
+/* 600 connections (more than MHD's old cap of 512) send a partial request line and then one byte
+ * every 400 ms: probes and the webhook answer promptly all along, and every slow sender is closed
+ * within admin_header_timeout_s (+ slack) although each byte would reset an idle timer. */
+static void test_slow_clients(void **state) {
+    (void)state;
+    int port = rt_free_port();
+    rt_proc *p = start_router(port, "admin_header_timeout_s = 3\n", NULL);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+    assert_true(rt_wait_http(url, 200, 20000));
+
+    int fds[NSLOW];
+    long long opened[NSLOW], closed_at[NSLOW];
+    int nopen = 0;
+    for (int i = 0; i < NSLOW; i++) {
+        fds[i] = dial(port);
+        if (fds[i] < 0) continue;
+        fcntl(fds[i], F_SETFL, O_NONBLOCK);
+        if (write(fds[i], "GET /livez HTTP/1.1\r\nX-Slow: ", 29) < 0) {
+        }
+        opened[i] = rt_now_ms();
+        closed_at[i] = 0;
+        nopen++;
+    }
+    assert_true(nopen > NSLOW / 2);
+    long long t0 = rt_now_ms(), last_trickle = 0, worst = 0;
+    int probes = 0, hooks = 0;
+    while (rt_now_ms() - t0 < 8000) {
+        if (rt_now_ms() - last_trickle >= 400) {
+            last_trickle = rt_now_ms();
+            for (int i = 0; i < NSLOW; i++) {
+                if (fds[i] < 0 || closed_at[i]) continue;
+                char c;
+                ssize_t r = read(fds[i], &c, 1);
+                if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) ||
+                    write(fds[i], "a", 1) < 0)
+                    closed_at[i] = rt_now_ms();
+            }
+        }
+        long long a = rt_now_ms();
+        assert_int_equal(
+            request(port, "GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3000),
+            200);
+        assert_int_equal(
+            request(port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3000),
+            200);
+        char text[32];
+        snprintf(text, sizeof text, "slow%d", hooks);
+        ftg_msg m = {.chat_id = 500 + hooks, .text = text};
+        char *u = ftg_build_update(F, &m, NULL);
+        assert_int_equal(hook_post(port, HOOK, u, 3000), 200);
+        free(u);
+        hooks++;
+        if (rt_now_ms() - a > worst) worst = rt_now_ms() - a;
+        probes++;
+        rt_sleep_ms(100);
+    }
+    print_message("%d probe rounds, slowest %lld ms\n", probes, worst);
+    /* Every slow sender was closed, none later than the header timeout
+     * plus a generous margin. */
+    int closed = 0;
+    long long latest = 0;
+    for (int i = 0; i < NSLOW; i++) {
+        if (fds[i] < 0) continue;
+        if (closed_at[i]) {
+            closed++;
+            if (closed_at[i] - opened[i] > latest) latest = closed_at[i] - opened[i];
+        }
+        close(fds[i]);
+    }
+    print_message("%d/%d slow connections closed by the server, latest after %lld ms\n", closed,
+                  nopen, latest);
+    assert_int_equal(closed, nopen);
+    assert_true(latest < 3000 + 3000);
+    /* Every webhook update was answered once. */
+    for (int i = 0; i < hooks; i++) {
+        char want[40];
+        snprintf(want, sizeof want, "echo: slow%d", i);
+        long long end = rt_now_ms() + 10000;
+        while (!replies(want) && rt_now_ms() < end)
+            rt_sleep_ms(20);
+        assert_int_equal(replies(want), 1);
+    }
+    /* The refusals are counted by reason in the log. */
+    rt_signal(p, SIGTERM);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    assert_non_null(strstr(rt_stderr(p), "header_timeout"));
+    rt_free(p);
+}
+
+#define NUP 150
+#define BODY (1024 * 1024)
+
+/* Unauthenticated 1 MiB uploads: each is refused from its headers (401 for
+ * the webhook without the secret, 404 elsewhere, 413 when announced too
+ * large), before its body is sent, and the router's peak memory barely
+ * moves. */
+static void test_unauthenticated_uploads(void **state) {
+    (void)state;
+    int port = rt_free_port();
+    /* Limits high enough that all uploads are open at once. */
+    rt_proc *p = start_router(
+        port, "admin_max_connections = 1000\nadmin_max_connections_per_ip = 500\n", NULL);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+    assert_true(rt_wait_http(url, 200, 20000));
+    long hwm0 = vm_kib(rt_pid(p), "VmHWM");
+    assert_true(hwm0 > 0);
+    char *junk = malloc(BODY);
+    memset(junk, 'x', BODY);
+    int fds[NUP];
+    for (int i = 0; i < NUP; i++) {
+        char hdr[512];
+        snprintf(hdr, sizeof hdr,
+                 "POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Type: application/json\r\n"
+                 "Content-Length: %d\r\n\r\n",
+                 i % 3 == 2 ? "/nowhere" : "/telegram/tg",
+                 i % 3 == 1 ? "X-Telegram-Bot-Api-Secret-Token: wrong\r\n" : "", BODY);
+        fds[i] = dial(port);
+        assert_true(fds[i] >= 0);
+        assert_true(write(fds[i], hdr, strlen(hdr)) > 0);
+    }
+    /* The answers come without a body byte sent. */
+    for (int i = 0; i < NUP; i++)
+        assert_int_equal(read_status(fds[i], 3000), i % 3 == 2 ? 404 : 401);
+    /* Pushing the bodies anyway is not buffered. */
+    for (int i = 0; i < NUP; i++) {
+        fcntl(fds[i], F_SETFL, O_NONBLOCK);
+        size_t off = 0;
+        long long end = rt_now_ms() + 200;
+        while (off < BODY && rt_now_ms() < end) {
+            ssize_t n = write(fds[i], junk + off, BODY - off);
+            if (n > 0)
+                off += (size_t)n;
+            else if (n < 0 && errno != EAGAIN)
+                break;
+        }
+    }
+    rt_sleep_ms(500);
+    for (int i = 0; i < NUP; i++)
+        close(fds[i]);
+    long hwm1 = vm_kib(rt_pid(p), "VmHWM");
+    print_message("peak RSS %ld KiB -> %ld KiB\n", hwm0, hwm1);
+    assert_true(hwm1 - hwm0 < 32 * 1024);
+    free(junk);
+    /* Announced larger than admin_max_body_bytes, with the secret: 413
+     * at once; a hostile length: 400 or 413, never a crash. */
+    char raw[512];
+    snprintf(raw, sizeof raw,
+             "POST /telegram/tg HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: %s\r\n"
+             "Content-Length: 5000000\r\n\r\n",
+             HOOK);
+    assert_int_equal(request(port, raw, 3000), 413);
+    snprintf(raw, sizeof raw,
+             "POST /telegram/tg HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: %s\r\n"
+             "Content-Length: 99999999999999999999999999\r\n\r\n",
+             HOOK);
+    int st = request(port, raw, 3000);
+    assert_true(st == 400 || st == 413);
+    snprintf(raw, sizeof raw,
+             "POST /telegram/tg HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: %s\r\n"
+             "Content-Length: -5\r\n\r\n",
+             HOOK);
+    st = request(port, raw, 3000);
+    assert_true(st == 400 || st == 413);
+    assert_int_equal(
+        request(port, "GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3000), 200);
+    rt_signal(p, SIGTERM);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    rt_free(p);
+}
+
+/* A decoded %00 must not cut the path down to a route. */
+static void test_nul_in_path(void **state) {
+    (void)state;
+    int port = rt_free_port();
+    rt_proc *p = start_router(port, NULL, NULL);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+    assert_true(rt_wait_http(url, 200, 20000));
+    ftg_msg m = {.chat_id = 77, .text = "nul"};
+    char *u = ftg_build_update(F, &m, NULL);
+    char *raw = NULL;
+    assert_true(asprintf(&raw,
+                         "POST /telegram/tg%%00x HTTP/1.1\r\nHost: x\r\n"
+                         "X-Telegram-Bot-Api-Secret-Token: %s\r\nContent-Length: %zu\r\n"
+                         "Connection: close\r\n\r\n%s",
+                         HOOK, strlen(u), u) > 0);
+    assert_int_equal(request(port, raw, 3000), 404);
+    free(raw);
+    assert_int_equal(
+        request(port, "GET /livez%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3000), 404);
+    assert_int_equal(
+        request(port, "GET /live%7a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3000), 200);
+    rt_sleep_ms(500);
+    assert_int_equal(replies("echo: nul"), 0);
+    /* The same update on the real path goes through once. */
+    assert_int_equal(hook_post(port, HOOK, u, 3000), 200);
+    long long end = rt_now_ms() + 10000;
+    while (!replies("echo: nul") && rt_now_ms() < end)
+        rt_sleep_ms(20);
+    assert_int_equal(replies("echo: nul"), 1);
+    free(u);
+    rt_signal(p, SIGTERM);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    rt_free(p);
+}
+
+/* Telegram does not answer getMe for longer than the stale threshold of
+ * /livez (10 s): the router is starting, not wedged. */
+static void test_livez_during_slow_start(void **state) {
+    (void)state;
+    int port = rt_free_port();
+    ftg_fail(F, "getMe", FTG_FAULT_SLOW, 16000, 1);
+    rt_proc *p = start_router(port, NULL, "start_timeout_s = 14\n");
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/livez", port);
+    assert_true(rt_wait_http(url, 200, 5000));
+    long long t0 = rt_now_ms();
+    int n = 0;
+    while (rt_now_ms() - t0 < 12500) {
+        char *body = NULL;
+        long st = rt_http("GET", url, NULL, NULL, &body);
+        if (st != 200) print_message("livez %ld: %s\n", st, body ? body : "");
+        assert_int_equal(st, 200);
+        free(body);
+        n++;
+        rt_sleep_ms(500);
+    }
+    assert_true(n > 10);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+    assert_int_equal(rt_http("GET", url, NULL, NULL, NULL), 503);
+    rt_signal(p, SIGTERM);
+    assert_int_equal(rt_wait(p, 40000), 0);
+    rt_free(p);
+    ftg_clear_faults(F);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_slow_clients),
+        cmocka_unit_test(test_unauthenticated_uploads),
+        cmocka_unit_test(test_nul_in_path),
+        cmocka_unit_test(test_livez_during_slow_start),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
