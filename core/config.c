@@ -128,6 +128,10 @@ static char *default_plugin_dir(void) {
 
 static char *plugin_dir_buf;
 
+char *config_default_plugin_dir(void) {
+    return default_plugin_dir();
+}
+
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return x < y ? -1 : x > y;

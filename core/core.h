@@ -56,6 +56,10 @@ size_t redact(const char *src, char *dst, size_t dstsz);
 char *redact_dup(const char *src);
 
 /* ---- env.c ------------------------------------------------------------- */
+#define MANIFEST_MAX (1L << 20) /* bytes of a manifest */
+#define ENV_FILE_MAX (1L << 20) /* bytes of an --env-file */
+/* fopen() for a regular file of at most max bytes; NULL with a message. */
+FILE *open_text_file(const char *path, const char *what, long max, char *err, size_t errsz);
 /* Expands ${VAR} and ${VAR:-default}. Returns malloc()ed text, or NULL with
  * *bad set to the malloc()ed name of the undefined variable (or a syntax
  * message starting with a space). */

@@ -5,6 +5,28 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+FILE *open_text_file(const char *path, const char *what, long max, char *err, size_t errsz) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errsz, "%s: cannot open %s: %s", path, what, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    /* A device or FIFO (-c /dev/zero) would be read forever. */
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errsz, "%s: %s is not a regular file", path, what);
+        fclose(f);
+        return NULL;
+    }
+    if (st.st_size > max) {
+        snprintf(err, errsz, "%s: %s larger than %ld bytes", path, what, max);
+        fclose(f);
+        return NULL;
+    }
+    return f;
+}
 
 typedef struct {
     char *s;
@@ -55,8 +77,21 @@ char *env_expand(const char *in, char **bad) {
         size_t dlen = 0;
         if (q[0] == ':' && q[1] == '-') {
             def = q + 2;
-            const char *e = strchr(def, '}');
-            if (!e) {
+            /* The default ends at the brace that closes this ${, so it may
+             * hold ${B} or ${B:-c} itself. */
+            const char *e = def;
+            int depth = 0;
+            for (; *e; e++) {
+                if (e[0] == '$' && e[1] == '$') {
+                    e++;
+                } else if (e[0] == '$' && e[1] == '{') {
+                    depth++;
+                    e++;
+                } else if (*e == '}' && depth-- == 0) {
+                    break;
+                }
+            }
+            if (!*e) {
                 free(var);
                 *bad = xstrdup(" unterminated ${...}");
                 free(b.s);
@@ -75,7 +110,16 @@ char *env_expand(const char *in, char **bad) {
         if (v && (*v || !def)) {
             sb_putn(&b, v, strlen(v));
         } else if (def) {
-            sb_putn(&b, def, dlen);
+            char *raw = xstrndup(def, dlen);
+            char *dv = env_expand(raw, bad);
+            free(raw);
+            if (!dv) {
+                free(var);
+                free(b.s);
+                return NULL;
+            }
+            sb_putn(&b, dv, strlen(dv));
+            free(dv);
         } else {
             *bad = var;
             free(b.s);
@@ -147,19 +191,22 @@ int dotenv_parse_line(const char *line, char **key, char **val) {
 }
 
 int dotenv_load(const char *path, char *err, size_t errsz) {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errsz, "%s: cannot open env file: %s", path, strerror(errno));
-        return -1;
-    }
+    FILE *f = open_text_file(path, "env file", ENV_FILE_MAX, err, errsz);
+    if (!f) return -1;
     /* Parse everything first: a bad line leaves the environment untouched. */
     char **keys = NULL, **vals = NULL;
     size_t n = 0;
     char *line = NULL;
     size_t cap = 0;
     int lineno = 0, rc = 0;
-    while (getline(&line, &cap, f) > 0) {
+    ssize_t got;
+    while ((got = getline(&line, &cap, f)) > 0) {
         lineno++;
+        if (memchr(line, 0, (size_t)got)) {
+            snprintf(err, errsz, "%s:%d: contains a NUL byte (not a text file?)", path, lineno);
+            rc = -1;
+            break;
+        }
         line[strcspn(line, "\r\n")] = 0;
         char *k, *v;
         int r = dotenv_parse_line(line, &k, &v);

@@ -8,11 +8,58 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int config_build(const char *path, const char *plugin_dir_override, char *err, size_t errsz);
 void config_print(FILE *out);
 void config_free(void);
+char *config_default_plugin_dir(void);
+
+/* Drain timeout: work was still in flight and stays unacknowledged. */
+#define EX_DRAIN_TIMEOUT_ 75
+
+/* What start would refuse, checked without side effects (nothing created,
+ * bound or opened for writing), for --check-config. */
+static int check_runtime(char *err, size_t errsz) {
+    struct sockaddr_storage ss;
+    bool wildcard = false;
+    int r = http_parse_listen(R.admin_listen, &ss, &wildcard, err, errsz);
+    if (r < 0) return -1;
+    if (r == 0 && wildcard)
+        fprintf(stderr, "routerd: warning: admin_listen %s listens on every interface\n",
+                R.admin_listen);
+    struct stat st;
+    if (stat(R.state_dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            snprintf(err, errsz, "state_dir %s: not a directory", R.state_dir);
+            return -1;
+        }
+        if (access(R.state_dir, W_OK | X_OK) != 0) {
+            snprintf(err, errsz, "state_dir %s: not writable: %s", R.state_dir, strerror(errno));
+            return -1;
+        }
+    } else {
+        /* start creates it: its parent must take a new entry. */
+        char *parent = xstrdup(R.state_dir);
+        char *slash = strrchr(parent, '/');
+        if (slash == parent)
+            slash[1] = 0;
+        else if (slash)
+            *slash = 0;
+        else
+            snprintf(parent, strlen(parent) + 1, ".");
+        int ok = access(parent, W_OK | X_OK);
+        int e = errno;
+        if (ok != 0)
+            snprintf(err, errsz, "state_dir %s: cannot be created in %s: %s", R.state_dir, parent,
+                     strerror(e));
+        free(parent);
+        if (ok != 0) return -1;
+    }
+    return 0;
+}
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -30,7 +77,8 @@ static void usage(FILE *out) {
             "  -V, --version         print version and build, then exit\n"
             "  -h, --help            this text\n\n"
             "Signals: SIGTERM/SIGINT drain (a second one exits at once), SIGHUP reopens logs.\n"
-            "Exit codes: 0 clean stop, 1 runtime failure, 64 bad usage, 78 bad configuration.\n");
+            "Exit codes: 0 clean stop, 1 runtime failure, 64 bad usage, 75 drain timeout (work\n"
+            "left unacknowledged, delivered again after a restart), 78 bad configuration.\n");
 }
 
 static const char *const core_round_trip_labels[] = {NULL};
@@ -300,7 +348,7 @@ stop:
         flush_sinks();
         sinks_stop();
         fflush(NULL);
-        _exit(rc);
+        _exit(rc ? rc : EX_DRAIN_TIMEOUT_);
     }
     stop_kind(RD_KIND_TRANSPORT);
     router_stop_workers(mono_ms() + 5000);
@@ -383,12 +431,7 @@ int main(int argc, char **argv) {
     int rc;
     if (list && !config) {
         char *dir = NULL;
-        if (!plugin_dir) {
-            /* Reuse the manifest-less default lookup. */
-            if (config_build("/dev/null", NULL, err, sizeof err) && R.plugin_dir)
-                dir = xstrdup(R.plugin_dir);
-            config_free();
-        }
+        if (!plugin_dir) dir = config_default_plugin_dir();
         rc = plugin_list(plugin_dir ? plugin_dir : dir, md, stdout) ? 1 : 0;
         free(dir);
         plugins_unload_all();
@@ -409,7 +452,7 @@ int main(int argc, char **argv) {
         config_print(stdout);
         rc = 0;
     } else if (check) {
-        rc = create_all(err, sizeof err) ? EX_CONFIG_ : 0;
+        rc = check_runtime(err, sizeof err) || create_all(err, sizeof err) ? EX_CONFIG_ : 0;
         destroy_all();
         if (rc)
             fprintf(stderr, "routerd: %s\n", err);

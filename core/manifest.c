@@ -197,16 +197,19 @@ manifest *manifest_parse_string(const char *name, const char *text, char *err, s
 }
 
 manifest *manifest_load(const char *path, char *err, size_t errsz) {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errsz, "%s: cannot open manifest: %s", path, strerror(errno));
-        return NULL;
-    }
+    FILE *f = open_text_file(path, "manifest", MANIFEST_MAX, err, errsz);
+    if (!f) return NULL;
     size_t cap = 4096, len = 0;
     char *buf = xmalloc(cap);
     size_t n;
     while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
         len += n;
+        if (len > (size_t)MANIFEST_MAX) { /* grew since fstat */
+            snprintf(err, errsz, "%s: manifest larger than %ld bytes", path, MANIFEST_MAX);
+            free(buf);
+            fclose(f);
+            return NULL;
+        }
         if (len + 1 >= cap) buf = xrealloc(buf, cap *= 2);
     }
     buf[len] = 0;

@@ -29,11 +29,14 @@ if [[ $(id -u) -ne 0 ]]; then
     sudo="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
+# Another apt (unattended-upgrades, a parallel job) may hold the lock: wait
+# for it instead of failing (ROUTERD_APT_LOCK_TIMEOUT seconds, default 600).
+lock=(-o "DPkg::Lock::Timeout=${ROUTERD_APT_LOCK_TIMEOUT:-600}")
+$sudo apt-get "${lock[@]}" update -qq
 # The prometheus package starts a service on install; policy-rc.d keeps it off.
 if [[ " ${missing[*]} " == *" prometheus "* && ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
     $sudo chmod +x /usr/sbin/policy-rc.d
     trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
 fi
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+$sudo apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -158,6 +158,22 @@ static rd_status j_flush(void *self, rd_error *err) {
     return RD_OK;
 }
 
+/* NULL when path can be opened for appending (or created), else why not. */
+static const char *writable_path(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return "is a directory";
+        return access(path, W_OK) == 0 ? NULL : strerror(errno);
+    }
+    if (errno != ENOENT) return strerror(errno);
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir) return NULL;
+    const char *why = access(dir, W_OK | X_OK) == 0 ? NULL : strerror(errno);
+    free(dir);
+    return why;
+}
+
 static rd_status j_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
     jsonlog *j = calloc(1, sizeof *j);
     if (!j) return RD_E_INTERNAL;
@@ -169,6 +185,13 @@ static rd_status j_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     if (path && *path && strcmp(path, "-")) {
         j->path = strdup(path);
         if (!j->path) return RD_E_INTERNAL;
+        /* What start() would refuse, found without creating anything, so
+         * --check-config sees it too. */
+        const char *why = writable_path(j->path);
+        if (why) {
+            h->error(err, RD_E_CONFIG, "fatal", "path %s: %s", j->path, why);
+            return RD_E_CONFIG;
+        }
     }
     j->level = jl_level_parse(h->cfg_str(ctx, "level"));
     if (j->level < 0) {

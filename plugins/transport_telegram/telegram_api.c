@@ -221,8 +221,12 @@ void tg_api_call(tg *t, const char *method, const char *body, int64_t chat_id, i
             break;
         }
         if (tg_now(t) + wait > deadline_ms) {
-            t->h->log(t->ctx, RD_LOG_WARN, "%s: %s; giving up after %d attempts (retry budget)",
-                      method, out->detail, attempt + 1);
+            /* No time for another try in this call. Whether that is the
+             * end is the caller's decision (getMe is retried, a reply is
+             * reported undelivered), so the caller logs it, with the count. */
+            size_t dl = strlen(out->detail);
+            if (attempt > 0 && dl + 24 < sizeof out->detail)
+                snprintf(out->detail + dl, sizeof out->detail - dl, " (%d attempts)", attempt + 1);
             break;
         }
         t->h->log(t->ctx, out->cls == TG_C_RETRY_AFTER ? RD_LOG_INFO : RD_LOG_WARN,

@@ -971,8 +971,10 @@ void *tg_main_loop(void *arg) {
         rd_error e = {0};
         rd_status st = tg_get_me(t, 60000, &e);
         if (st == RD_OK) break;
+        if (atomic_load(&t->quiescing)) break; /* stopped, not failed: nothing to retry */
         int64_t wait = st == RD_E_CONFIG ? t->c.retry_max_ms : tg_backoff(t, attempt++);
-        t->h->log(t->ctx, st == RD_E_CONFIG ? RD_LOG_ERROR : RD_LOG_WARN, "%s; retrying", e.msg);
+        t->h->log(t->ctx, st == RD_E_CONFIG ? RD_LOG_ERROR : RD_LOG_WARN, "%s; retrying in %.1f s",
+                  e.msg, (double)wait / 1000);
         tg_sleep(t, wait, &t->quiescing);
     }
     if (t->c.mode == TG_MODE_WEBHOOK && t->c.webhook_url) {
@@ -985,6 +987,7 @@ void *tg_main_loop(void *arg) {
                 t->h->log(t->ctx, RD_LOG_INFO, "webhook set to the configured webhook_url");
                 break;
             }
+            if (atomic_load(&t->quiescing)) break; /* stopped, not failed */
             t->h->log(t->ctx, cls == TG_C_PERMANENT ? RD_LOG_ERROR : RD_LOG_WARN,
                       "setWebhook: %s; retrying", detail);
             tg_sleep(t, cls == TG_C_PERMANENT ? t->c.retry_max_ms : tg_backoff(t, attempt++),

@@ -39,3 +39,8 @@ if(TARGET transport_telegram)
   routerd_integration_test(test_core_admin SOURCES integration/test_core_admin.c TIMEOUT 240)
   add_dependencies(test_core_admin transport_telegram backend_mock)
 endif()
+
+# scripts/deps.sh waits for a busy apt lock (apt-get stubbed, nothing installed).
+add_test(NAME test_core_deps_lock
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_core_deps_lock.sh ${CMAKE_SOURCE_DIR})
+set_tests_properties(test_core_deps_lock PROPERTIES LABELS integration TIMEOUT 30)

@@ -393,12 +393,41 @@ static void test_livez_during_slow_start(void **state) {
     ftg_clear_faults(F);
 }
 
+/* Telegram answers getMe with 500 for good: the log may say "retrying"
+ * many times, but never "giving up" before a retry, and a shutdown is not
+ * reported as a failure to retry. */
+static void test_log_sequence_consistent(void **state) {
+    (void)state;
+    int port = rt_free_port();
+    ftg_fail(F, "getMe", FTG_FAULT_500, 0, 1000000);
+    rt_proc *p =
+        start_router(port, NULL, "start_timeout_s = 1\nretry_base_ms = 50\nretry_max_ms = 300\n");
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/livez", port);
+    assert_true(rt_wait_http(url, 200, 10000));
+    rt_sleep_ms(4000);
+    rt_signal(p, SIGTERM);
+    assert_int_equal(rt_wait(p, 30000), 0);
+    const char *err = rt_stderr(p);
+    assert_non_null(strstr(err, "retrying"));
+    const char *gave = strstr(err, "giving up");
+    if (gave) {
+        const char *eol = strchr(gave, '\n');
+        print_message("after a give-up: %.200s\n", eol ? eol : "");
+        assert_null(eol ? strstr(eol, "retrying") : NULL);
+    }
+    assert_null(strstr(err, "stopped; retrying"));
+    rt_free(p);
+    ftg_clear_faults(F);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slow_clients),
         cmocka_unit_test(test_unauthenticated_uploads),
         cmocka_unit_test(test_nul_in_path),
         cmocka_unit_test(test_livez_during_slow_start),
+        cmocka_unit_test(test_log_sequence_consistent),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

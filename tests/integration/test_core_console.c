@@ -174,7 +174,7 @@ static void test_drain_timeout(void **state) {
     rt_sleep_ms(300);
     long long t0 = rt_now_ms();
     rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 10000), 0);
+    assert_int_equal(rt_wait(p, 10000), 75); /* its own code: work left unacknowledged */
     assert_true(rt_now_ms() - t0 < 5000);
     assert_string_equal(rt_stdout(p), "");
     assert_non_null(strstr(rt_stderr(p), "drain timeout: 1 message(s) still in flight"));
