@@ -44,3 +44,7 @@ endif()
 add_test(NAME test_core_deps_lock
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_core_deps_lock.sh ${CMAKE_SOURCE_DIR})
 set_tests_properties(test_core_deps_lock PROPERTIES LABELS integration TIMEOUT 30)
+
+# Command order per chat, --check-config against start, hostile input files.
+routerd_integration_test(test_core_hardening SOURCES integration/test_core_hardening.c TIMEOUT 180)
+add_dependencies(test_core_hardening transport_console backend_mock sink_jsonlog)

@@ -256,6 +256,43 @@ static void dotenv_load_file(void **state) {
         unsetenv(vars[i]);
 }
 
+/* A default may itself use ${...}, nested to any depth. */
+static void expand_nested_defaults(void **state) {
+    (void)state;
+    expands_to("${RT_UNSET:-${RT_B}}", "beta");
+    expands_to("${RT_A:-${RT_B}}", "alpha");
+    expands_to("x${RT_UNSET:-${RT_EMPTY:-${RT_A}}}y", "xalphay");
+    expands_to("${RT_UNSET:-a${RT_B}b}", "abetab");
+    expands_to("${RT_UNSET:-${RT_UNSET:-lit}}", "lit");
+    expands_to("${RT_UNSET:-$${RT_B}}", "${RT_B}");
+    char *bad = expand_fails("${RT_UNSET:-${RT_UNSET}}");
+    assert_string_equal(bad, "RT_UNSET");
+    free(bad);
+    free(expand_fails("${RT_UNSET:-${RT_B}"));
+}
+
+/* A NUL in an env file is refused with file:line, not read as a cut line;
+ * a device is refused instead of read forever. */
+static void dotenv_refuses_nul_and_devices(void **state) {
+    (void)state;
+    char *dir = rt_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/nul.env", dir);
+    FILE *f = fopen(path, "w");
+    fwrite("RT_NUL_OK=1\nRT_NUL_CUT=abc\0def\n", 1, 31, f);
+    fclose(f);
+    char e[512];
+    unsetenv("RT_NUL_OK");
+    assert_int_equal(dotenv_load(path, e, sizeof e), -1);
+    assert_contains(e, "nul.env:2:");
+    assert_contains(e, "NUL");
+    assert_null(getenv("RT_NUL_OK")); /* nothing applied */
+    assert_int_equal(dotenv_load("/dev/zero", e, sizeof e), -1);
+    assert_contains(e, "not a regular file");
+    rt_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(expand_plain_variables),
@@ -271,6 +308,8 @@ int main(void) {
         cmocka_unit_test(dotenv_comment_after_blank_value),
         cmocka_unit_test(dotenv_bad_lines),
         cmocka_unit_test(dotenv_load_file),
+        cmocka_unit_test(expand_nested_defaults),
+        cmocka_unit_test(dotenv_refuses_nul_and_devices),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);
 }
