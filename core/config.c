@@ -54,6 +54,16 @@ const rd_option router_opts[] = {
      1000000, NULL},
     {"workers", RD_OPT_INT, 0, "256",
      "most backend calls in flight at once (worker threads, started on demand)", 1, 65536, NULL},
+    {"chat_idle_s", RD_OPT_INT, 0, "60",
+     "a chat with nothing queued is forgotten after this long idle (its rate-limit state with it)",
+     1, 86400, NULL},
+    {"persona_override_idle_days", RD_OPT_DOUBLE, 0, "180",
+     "a /persona choice unused this long is forgotten (the chat goes back to its manifest "
+     "persona; 0 = never)",
+     0, 36500, NULL},
+    {"persona_overrides_max", RD_OPT_INT, 0, "100000",
+     "most /persona choices kept; past it the least recently used is forgotten", 1, 100000000,
+     NULL},
     {"request_timeout_s", RD_OPT_INT, 0, "300", "deadline handed to backends (0 = none)", 0, 86400,
      NULL},
     {"failure_notice", RD_OPT_STRING, 0,
@@ -256,6 +266,9 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
     R.http.max_conns = RINT("admin_max_connections");
     R.http.max_conns_per_ip = RINT("admin_max_connections_per_ip");
     R.http.max_body = (size_t)cfg_find(&R.cfg, "admin_max_body_bytes")->i;
+    R.chat_idle_s = RINT("chat_idle_s");
+    R.max_overrides = RINT("persona_overrides_max");
+    R.override_idle_ms = (int64_t)(cfg_find(&R.cfg, "persona_override_idle_days")->d * 86400000.0);
     R.failure_notice = RSTR("failure_notice");
     R.rate_limit_notice = RSTR("rate_limit_notice");
     log_set_level((rd_log_level)cfg_find(&R.cfg, "log_level")->i);

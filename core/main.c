@@ -95,6 +95,18 @@ static void register_core_metrics(void) {
     R.m_workers = metric_series(metric_family(RD_METRIC_GAUGE, "routerd_worker_threads",
                                               "Worker threads currently started.", NULL, NULL, 0),
                                 core_round_trip_labels);
+    R.m_chats = metric_series(
+        metric_family(RD_METRIC_GAUGE, "routerd_chats",
+                      "Chats the router keeps state for (queued, running or recently active).",
+                      NULL, NULL, 0),
+        core_round_trip_labels);
+    R.m_chat_slots =
+        metric_series(metric_family(RD_METRIC_GAUGE, "routerd_chat_table_slots",
+                                    "Slots of the chat table (follows the chats).", NULL, NULL, 0),
+                      core_round_trip_labels);
+    R.m_overrides = metric_series(metric_family(RD_METRIC_GAUGE, "routerd_persona_overrides",
+                                                "/persona choices kept.", NULL, NULL, 0),
+                                  core_round_trip_labels);
     R.m_round_trip = metric_series(
         metric_family(RD_METRIC_HISTOGRAM, "routerd_round_trip_seconds",
                       "Time from receiving a message to its reply being sent.", NULL, NULL, 0),
@@ -310,7 +322,7 @@ static int run(void) {
         } else if (sig) {
             break;
         }
-        if (mono_ms() - last_sweep > 10000) {
+        if (mono_ms() - last_sweep >= 1000) { /* costs what it frees */
             router_sweep();
             last_sweep = mono_ms();
         }

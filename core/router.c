@@ -15,32 +15,46 @@ router R;
 
 struct chat {
     chat *hnext;
-    qnode runq; /* link in R.runq */
+    chat *iprev, *inext; /* idle list (oldest first) while nothing is queued or running */
+    qnode runq;          /* link in R.runq */
     int tr_index;
     int64_t id;
     fifo q;
-    bool busy, in_runq;
+    bool busy, in_runq, in_idle;
     bucket rl;
-    int64_t last_ms;
-    char hash[17]; /* chat_id_hash, computed once per chat */
+    int rl_limit;    /* per-minute limit the bucket was last used with */
+    int64_t last_ms; /* last message or rejection */
+    char hash[17];   /* chat_id_hash, computed once per chat */
 };
 
-/* ---- chat table (chained hash, grows at load 1) ------------------------ */
+/* ---- chat table ----------------------------------------------------------
+ * Chained hash that doubles at load 1 and halves below load 1/4, so its
+ * slot array follows the chats in memory. A chat with nothing queued or
+ * running sits on the idle list in order of last activity; the sweep frees
+ * from its head, so it costs what it frees, not the table size. */
+#define TAB_MIN 1024
 static chat **tab;
 static size_t tab_size, tab_count;
+static chat *idle_head, *idle_tail;
 
-/* Persona overrides set with /persona: chat id -> persona index. */
+/* Persona overrides set with /persona (chat id -> persona index), and the
+ * manifest's chat -> persona map. Both resize with their entries; overrides
+ * also keep a use order for expiry and the size bound. */
 typedef struct ovr {
-    struct ovr *next;
+    struct ovr *next;          /* bucket chain */
+    struct ovr *lprev, *lnext; /* use order, least recent first */
     int64_t chat_id;
     int idx;
+    int64_t used_ms;
 } ovr;
-static ovr **otab;
-static size_t otab_size = 1024;
-
-/* Manifest chat -> persona map. */
-static ovr **mtab;
-static size_t mtab_size = 1024;
+typedef struct idmap {
+    ovr **b;
+    size_t nb, n;
+    ovr *lru_head, *lru_tail;
+} idmap;
+#define MAP_MIN 64
+static idmap otab, mtab;
+static void overrides_bound(void);
 
 static uint64_t mix(uint64_t x) {
     x ^= x >> 33;
@@ -54,8 +68,7 @@ static size_t chat_slot(int tr, int64_t id, size_t size) {
     return mix((uint64_t)id ^ ((uint64_t)tr << 56)) & (size - 1);
 }
 
-static void tab_grow(void) {
-    size_t ns = tab_size ? tab_size * 2 : 1024;
+static void tab_resize(size_t ns) {
     chat **nt = xcalloc(ns, sizeof *nt);
     for (size_t i = 0; i < tab_size; i++) {
         chat *c = tab[i];
@@ -70,10 +83,38 @@ static void tab_grow(void) {
     free(tab);
     tab = nt;
     tab_size = ns;
+    series_set(R.m_chat_slots, (double)tab_size);
+}
+
+static void idle_unlink(chat *c) {
+    if (!c->in_idle) return;
+    if (c->iprev)
+        c->iprev->inext = c->inext;
+    else
+        idle_head = c->inext;
+    if (c->inext)
+        c->inext->iprev = c->iprev;
+    else
+        idle_tail = c->iprev;
+    c->iprev = c->inext = NULL;
+    c->in_idle = false;
+}
+
+/* (Re)queues c at the idle tail when nothing of it is queued or running. */
+static void idle_touch(chat *c) {
+    idle_unlink(c);
+    if (c->busy || c->in_runq || c->q.len) return;
+    c->iprev = idle_tail;
+    if (idle_tail)
+        idle_tail->inext = c;
+    else
+        idle_head = c;
+    idle_tail = c;
+    c->in_idle = true;
 }
 
 static chat *chat_get(int tr, int64_t id) {
-    if (tab_count >= tab_size) tab_grow();
+    if (tab_count >= tab_size) tab_resize(tab_size ? tab_size * 2 : TAB_MIN);
     size_t s = chat_slot(tr, id, tab_size);
     for (chat *c = tab[s]; c; c = c->hnext)
         if (c->id == id && c->tr_index == tr) return c;
@@ -86,34 +127,105 @@ static chat *chat_get(int tr, int64_t id) {
     return c;
 }
 
-static ovr *map_find(ovr **t, size_t size, int64_t id) {
-    for (ovr *o = t[mix((uint64_t)id) & (size - 1)]; o; o = o->next)
+static void chat_remove(chat *c) {
+    idle_unlink(c);
+    chat **pp = &tab[chat_slot(c->tr_index, c->id, tab_size)];
+    while (*pp && *pp != c)
+        pp = &(*pp)->hnext;
+    if (*pp) *pp = c->hnext;
+    tab_count--;
+    free(c);
+}
+
+static size_t map_slot(const idmap *m, int64_t id) {
+    return mix((uint64_t)id) & (m->nb - 1);
+}
+
+static void map_resize(idmap *m, size_t nb) {
+    ovr **nbk = xcalloc(nb, sizeof *nbk);
+    for (size_t i = 0; i < m->nb; i++) {
+        ovr *o = m->b[i];
+        while (o) {
+            ovr *n = o->next;
+            size_t s = mix((uint64_t)o->chat_id) & (nb - 1);
+            o->next = nbk[s];
+            nbk[s] = o;
+            o = n;
+        }
+    }
+    free(m->b);
+    m->b = nbk;
+    m->nb = nb;
+}
+
+static ovr *map_find(const idmap *m, int64_t id) {
+    if (!m->nb) return NULL;
+    for (ovr *o = m->b[map_slot(m, id)]; o; o = o->next)
         if (o->chat_id == id) return o;
     return NULL;
 }
 
-static void map_set(ovr **t, size_t size, int64_t id, int idx) {
-    ovr *o = map_find(t, size, id);
-    if (!o) {
-        o = xcalloc(1, sizeof *o);
-        o->chat_id = id;
-        size_t s = mix((uint64_t)id) & (size - 1);
-        o->next = t[s];
-        t[s] = o;
-    }
-    o->idx = idx;
+static void lru_unlink(idmap *m, ovr *o) {
+    if (o->lprev)
+        o->lprev->lnext = o->lnext;
+    else if (m->lru_head == o)
+        m->lru_head = o->lnext;
+    if (o->lnext)
+        o->lnext->lprev = o->lprev;
+    else if (m->lru_tail == o)
+        m->lru_tail = o->lprev;
+    o->lprev = o->lnext = NULL;
 }
 
-static void map_free(ovr **t, size_t size) {
-    for (size_t i = 0; t && i < size; i++) {
-        ovr *o = t[i];
+static void map_touch(idmap *m, ovr *o, int64_t now) {
+    o->used_ms = now;
+    if (m->lru_tail == o) return;
+    lru_unlink(m, o);
+    o->lprev = m->lru_tail;
+    if (m->lru_tail)
+        m->lru_tail->lnext = o;
+    else
+        m->lru_head = o;
+    m->lru_tail = o;
+}
+
+static void map_set(idmap *m, int64_t id, int idx) {
+    ovr *o = map_find(m, id);
+    if (!o) {
+        if (m->n >= m->nb) map_resize(m, m->nb ? m->nb * 2 : MAP_MIN);
+        o = xcalloc(1, sizeof *o);
+        o->chat_id = id;
+        size_t s = map_slot(m, id);
+        o->next = m->b[s];
+        m->b[s] = o;
+        m->n++;
+    }
+    o->idx = idx;
+    map_touch(m, o, mono_ms());
+}
+
+static void map_del(idmap *m, ovr *o) {
+    ovr **pp = &m->b[map_slot(m, o->chat_id)];
+    while (*pp && *pp != o)
+        pp = &(*pp)->next;
+    if (*pp) *pp = o->next;
+    lru_unlink(m, o);
+    m->n--;
+    free(o);
+    if (m->nb > MAP_MIN && m->n < m->nb / 4) map_resize(m, m->nb / 2);
+}
+
+static void map_free(idmap *m) {
+    for (size_t i = 0; m->b && i < m->nb; i++) {
+        ovr *o = m->b[i];
         while (o) {
             ovr *n = o->next;
             free(o);
             o = n;
         }
     }
-    free(t);
+    free(m->b);
+    memset(m, 0, sizeof *m);
 }
 
 void chat_hash(int64_t chat_id, char out[17]) {
@@ -134,8 +246,7 @@ static int load_override(void *arg, const char *key, const void *val, size_t len
     (void)arg, (void)len;
     int64_t id;
     int idx = persona_index(val);
-    if (!parse_i64(key + 8, &id) && idx >= 0 && R.personas[idx].selectable)
-        map_set(otab, otab_size, id, idx);
+    if (!parse_i64(key + 8, &id) && idx >= 0 && R.personas[idx].selectable) map_set(&otab, id, idx);
     return 0;
 }
 
@@ -195,15 +306,14 @@ int router_init(char *err, size_t errsz) {
     atomic_store(&R.watchdog_ms, mono_ms());
     wd_stop = false;
     wd_on = pthread_create(&wd_thread, NULL, watchdog_main, NULL) == 0;
-    otab = xcalloc(otab_size, sizeof *otab);
-    mtab = xcalloc(mtab_size, sizeof *mtab);
     for (size_t i = 0; i < R.npersonas; i++)
         for (char **c = R.personas[i].chats; c && *c; c++) {
             int64_t id;
-            if (!parse_i64(*c, &id)) map_set(mtab, mtab_size, id, (int)i);
+            if (!parse_i64(*c, &id)) map_set(&mtab, id, (int)i);
         }
     if (R.persona_cmd) store_scan(R.st, "core", "persona:", load_override, NULL);
-    tab_grow();
+    tab_resize(TAB_MIN);
+    if (otab.n > (size_t)R.max_overrides) overrides_bound();
     return 0;
 }
 
@@ -234,9 +344,9 @@ void router_fini(void) {
     free(tab);
     tab = NULL;
     tab_size = tab_count = 0;
-    map_free(otab, otab_size);
-    map_free(mtab, mtab_size);
-    otab = mtab = NULL;
+    idle_head = idle_tail = NULL;
+    map_free(&otab);
+    map_free(&mtab);
 }
 
 /* ---- workers ------------------------------------------------------------ */
@@ -398,12 +508,19 @@ static bool allowed(const rd_ctx *tr, int64_t id) {
     return lo < tr->nallow && tr->allow[lo] == id;
 }
 
+/* The persona the manifest gives a chat, ignoring /persona choices. */
+static persona *manifest_persona_locked(int64_t chat_id) {
+    ovr *o = map_find(&mtab, chat_id);
+    return o ? &R.personas[o->idx] : R.default_persona;
+}
+
 static persona *resolve_locked(int64_t chat_id) {
-    ovr *o = map_find(otab, otab_size, chat_id);
-    if (o) return &R.personas[o->idx];
-    o = map_find(mtab, mtab_size, chat_id);
-    if (o) return &R.personas[o->idx];
-    return R.default_persona;
+    ovr *o = map_find(&otab, chat_id);
+    if (o) {
+        map_touch(&otab, o, mono_ms());
+        return &R.personas[o->idx];
+    }
+    return manifest_persona_locked(chat_id);
 }
 
 static int tr_index(const rd_ctx *tr) {
@@ -436,11 +553,14 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
         if (R.waiting >= (size_t)R.queue_depth || c->q.len >= cap) {
             /* Back-pressure: forget the id so the retry is not a duplicate. */
             wm_remove(&tr->wm, in->update_id);
+            if (!c->last_ms) c->last_ms = mono_ms();
+            idle_touch(c); /* a new chat refused at once is still swept */
             pthread_mutex_unlock(&R.mu);
             job_free(j);
             return RD_E_FULL;
         }
         int64_t now = mono_ms();
+        c->rl_limit = j->p->chat_limit;
         rl = bucket_take(&c->rl, j->p->chat_limit, now);
         if (rl == 1 && j->p->total_limit > 0)
             rl = bucket_take(&j->p->total, j->p->total_limit, now);
@@ -455,11 +575,14 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
             j->t_route_ns = wall_ns();
             c->last_ms = now;
             fifo_push(&c->q, &j->q);
+            idle_unlink(c);
             R.waiting++;
             if (!c->busy && !c->in_runq) runq_push_locked(c);
             series_set(R.m_queue_depth, (double)R.waiting);
         } else {
             reject = "rate_limited";
+            c->last_ms = now;
+            idle_touch(c);
         }
     }
     /* Once queued, a worker may finish and free j at any moment: keep what
@@ -590,10 +713,20 @@ static void persona_command(job *j) {
         } else {
             char key[40];
             snprintf(key, sizeof key, "persona:%" PRId64, j->chat_id);
-            store_put(R.st, "core", key, name, strlen(name));
             pthread_mutex_lock(&R.mu);
-            map_set(otab, otab_size, j->chat_id, idx);
+            /* Back to what the manifest gives: no override to keep. */
+            bool plain = manifest_persona_locked(j->chat_id) == &R.personas[idx];
+            ovr *o = map_find(&otab, j->chat_id);
+            if (plain && o)
+                map_del(&otab, o);
+            else if (!plain)
+                map_set(&otab, j->chat_id, idx);
             pthread_mutex_unlock(&R.mu);
+            if (plain)
+                store_del(R.st, "core", key);
+            else
+                store_put(R.st, "core", key, name, strlen(name));
+            overrides_bound();
             reply = xasprintf("Persona switched to %s.", name);
         }
     }
@@ -742,6 +875,7 @@ static void job_finish(job *j) {
     c->last_ms = mono_ms();
     R.inflight--;
     if (c->q.len && !c->in_runq) runq_push_locked(c);
+    idle_touch(c);
     series_set(R.m_inflight, (double)R.inflight);
     if (R.waiting == 0 && R.inflight == 0) pthread_cond_broadcast(&R.idle_cv);
     pthread_mutex_unlock(&R.mu);
@@ -767,7 +901,10 @@ static void *worker_main(void *arg) {
         chat *c = (chat *)((char *)n - offsetof(chat, runq));
         c->in_runq = false;
         job *j = (job *)fifo_pop(&c->q);
-        if (!j) continue;
+        if (!j) {
+            idle_touch(c);
+            continue;
+        }
         c->busy = true;
         R.waiting--;
         R.inflight++;
@@ -818,24 +955,64 @@ void router_stop_workers(int64_t deadline_ms) {
     pthread_mutex_unlock(&R.mu);
 }
 
-/* Frees chats that are idle, empty and whose rate bucket is full again, so
- * memory follows active chats, not every chat ever seen. */
+/* Forgets chats idle longer than chat_idle_s whose rate bucket is full
+ * again, oldest first, and shrinks the table with them; expires /persona
+ * choices unused for persona_override_idle_days. Work is bounded per call
+ * so the lock is never held long. */
+#define SWEEP_BATCH 20000
+
+static void forget_overrides(int64_t *ids, size_t n, const char *why) {
+    for (size_t i = 0; i < n; i++) {
+        char key[40];
+        snprintf(key, sizeof key, "persona:%" PRId64, ids[i]);
+        store_del(R.st, "core", key);
+    }
+    if (n) LOGI("%zu /persona choice(s) forgotten (%s)", n, why);
+}
+
+/* Drops the least recently used overrides past persona_overrides_max. */
+static void overrides_bound(void) {
+    int64_t ids[256];
+    size_t n = 0;
+    pthread_mutex_lock(&R.mu);
+    while (otab.n > (size_t)R.max_overrides && n < 256) {
+        ids[n++] = otab.lru_head->chat_id;
+        map_del(&otab, otab.lru_head);
+    }
+    series_set(R.m_overrides, (double)otab.n);
+    pthread_mutex_unlock(&R.mu);
+    forget_overrides(ids, n, "persona_overrides_max reached");
+}
+
 void router_sweep(void) {
     int64_t now = mono_ms();
+    size_t freed = 0;
+    int64_t ids[256];
+    size_t nids = 0;
     pthread_mutex_lock(&R.mu);
-    for (size_t i = 0; i < tab_size; i++) {
-        chat **pp = &tab[i];
-        while (*pp) {
-            chat *c = *pp;
-            if (!c->busy && !c->in_runq && !c->q.len && now - c->last_ms > 60000 &&
-                bucket_full(&c->rl, R.rate_limit, now)) {
-                *pp = c->hnext;
-                free(c);
-                tab_count--;
-            } else {
-                pp = &c->hnext;
-            }
+    while (idle_head && freed < SWEEP_BATCH) {
+        chat *c = idle_head;
+        if (now - c->last_ms < (int64_t)R.chat_idle_s * 1000) break;
+        if (!bucket_full(&c->rl, c->rl_limit, now)) {
+            idle_touch(c); /* look again later */
+            c->last_ms = now;
+            continue;
         }
+        chat_remove(c);
+        freed++;
     }
+    size_t want = tab_size;
+    while (want > TAB_MIN && tab_count < want / 4)
+        want /= 2;
+    if (want != tab_size) tab_resize(want);
+    if (R.override_idle_ms > 0)
+        while (otab.lru_head && now - otab.lru_head->used_ms > R.override_idle_ms && nids < 256) {
+            ids[nids++] = otab.lru_head->chat_id;
+            map_del(&otab, otab.lru_head);
+        }
+    series_set(R.m_chats, (double)tab_count);
+    series_set(R.m_chat_slots, (double)tab_size);
+    series_set(R.m_overrides, (double)otab.n);
     pthread_mutex_unlock(&R.mu);
+    forget_overrides(ids, nids, "unused for persona_override_idle_days");
 }

@@ -91,6 +91,8 @@ typedef struct router {
     int request_timeout_s;
     const char *failure_notice, *rate_limit_notice;
     http_limits http;
+    int chat_idle_s, max_overrides;
+    int64_t override_idle_ms; /* 0 = never */
     cfg_set cfg;
     manifest *mf;
     char persona_sha[65], allow_sha[65];
@@ -119,6 +121,7 @@ typedef struct router {
     int64_t start_ms;
 
     rd_series *m_queue_depth, *m_inflight, *m_round_trip, *m_uptime, *m_ready, *m_workers;
+    rd_series *m_chats, *m_chat_slots, *m_overrides;
     rd_metric *m_backend_fail;
 } router;
 

@@ -48,3 +48,9 @@ set_tests_properties(test_core_deps_lock PROPERTIES LABELS integration TIMEOUT 3
 # Command order per chat, --check-config against start, hostile input files.
 routerd_integration_test(test_core_hardening SOURCES integration/test_core_hardening.c TIMEOUT 180)
 add_dependencies(test_core_hardening transport_console backend_mock sink_jsonlog)
+
+# Per-chat core state shrinks when chats go idle; /persona choices expire and are capped.
+if(TARGET sink_prometheus)
+  routerd_integration_test(test_core_growth SOURCES integration/test_core_growth.c TIMEOUT 300)
+  add_dependencies(test_core_growth backend_mock transport_console sink_prometheus)
+endif()
