@@ -54,3 +54,10 @@ if(TARGET sink_prometheus)
   routerd_integration_test(test_core_growth SOURCES integration/test_core_growth.c TIMEOUT 300)
   add_dependencies(test_core_growth backend_mock transport_console sink_prometheus)
 endif()
+
+# Chaos: a Telegram burst while hundreds of admin connections trickle and
+# unauthenticated uploads push; every message answered once, router ready.
+if(TARGET transport_telegram)
+  routerd_integration_test(test_core_chaos SOURCES integration/test_core_chaos.c TIMEOUT 240)
+  add_dependencies(test_core_chaos transport_telegram backend_mock)
+endif()
