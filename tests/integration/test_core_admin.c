@@ -345,10 +345,23 @@ static void test_nul_in_path(void **state) {
                          HOOK, strlen(u), u) > 0);
     assert_int_equal(request(port, raw, 3000), 404);
     free(raw);
+    int st;
     assert_int_equal(
         request(port, "GET /livez%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3000), 404);
     assert_int_equal(
         request(port, "GET /live%7a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3000), 200);
+    /* Hostile sizes from the headers: a path past 2048 bytes, headers
+     * past the connection's memory. */
+    char *lp = malloc(3100), *lh = malloc(40100);
+    snprintf(lp, 3100, "GET /%03000d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 7);
+    assert_int_equal(request(port, lp, 3000), 414);
+    snprintf(lh, 40100, "GET /livez HTTP/1.1\r\nHost: x\r\nX-Big: %040000d\r\n\r\n", 7);
+    st = request(port, lh, 3000);
+    assert_true(st == 431 || st == 413 || st == 400 || st == 0);
+    free(lp);
+    free(lh);
+    assert_int_equal(
+        request(port, "GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3000), 200);
     rt_sleep_ms(500);
     assert_int_equal(replies("echo: nul"), 0);
     /* The same update on the real path goes through once. */
