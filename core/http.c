@@ -458,7 +458,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = cs = xcalloc(1, sizeof *cs);
         return on_headers(c, url, method, cs);
     }
-    if (!cs->rt.fn) return MHD_YES; /* answered from the headers; body discarded */
+    if (!cs->rt.fn) { /* answered from the headers; a body is not kept */
+        *upload_size = 0;
+        return MHD_YES;
+    }
     if (*upload_size) {
         if (*upload_size > lim.max_body - cs->len) {
             /* Chunked or lying about its length: stop reading at once. */

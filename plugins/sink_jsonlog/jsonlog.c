@@ -190,6 +190,9 @@ static rd_status j_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         const char *why = writable_path(j->path);
         if (why) {
             h->error(err, RD_E_CONFIG, "fatal", "path %s: %s", j->path, why);
+            free(j->path);
+            free(j);
+            *self = NULL; /* the host does not destroy() what create() refused */
             return RD_E_CONFIG;
         }
     }

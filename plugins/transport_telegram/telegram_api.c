@@ -225,8 +225,10 @@ void tg_api_call(tg *t, const char *method, const char *body, int64_t chat_id, i
              * end is the caller's decision (getMe is retried, a reply is
              * reported undelivered), so the caller logs it, with the count. */
             size_t dl = strlen(out->detail);
-            if (attempt > 0 && dl + 24 < sizeof out->detail)
-                snprintf(out->detail + dl, sizeof out->detail - dl, " (%d attempts)", attempt + 1);
+            if (dl + 48 < sizeof out->detail)
+                snprintf(out->detail + dl, sizeof out->detail - dl,
+                         " (retry budget spent after %d attempt%s)", attempt + 1,
+                         attempt ? "s" : "");
             break;
         }
         t->h->log(t->ctx, out->cls == TG_C_RETRY_AFTER ? RD_LOG_INFO : RD_LOG_WARN,
