@@ -348,14 +348,16 @@ stop:
         }
     }
     if (!idle) {
+        /* Workers are still inside backends: close the transports to them
+         * first (a backend that sees the cancellation returns at once, and
+         * its reply must not go out unacknowledged), let the transports
+         * persist what is acknowledged, and leave without tearing the rest
+         * down. */
+        router_close_transports();
         atomic_store(&R.hard_stop, true);
         LOGW("drain timeout: %zu message(s) still in flight; they stay unacknowledged and will "
              "be delivered again",
              R.inflight + R.waiting);
-        /* Workers are still inside backends: close the transports to them,
-         * let the transports persist what is acknowledged, and leave
-         * without tearing the rest down. */
-        router_close_transports();
         stop_kind(RD_KIND_TRANSPORT);
         flush_sinks();
         sinks_stop();
