@@ -39,3 +39,9 @@ foreach(f update text)
     target_include_directories(fuzz_telegram_${f}_fuzzer PRIVATE ${TG_PLUGIN_DIR})
   endif()
 endforeach()
+
+# Chaos: bursts with hostile ids, a long 429 across a restart, a group
+# migration mid-conversation (real binary, long poll and webhook).
+routerd_integration_test(test_telegram_chaos SOURCES ${TG_DIR}/integration/test_telegram_chaos.c
+                         TIMEOUT 300)
+add_dependencies(test_telegram_chaos transport_telegram backend_mock)
