@@ -469,6 +469,51 @@ static void test_chat_cache_bound(void **state) {
     assert_true(th_log_has("chat_cache_max (16) reached"));
 }
 
+/* Migrations are bounded by migrations_max: the oldest go, in the store
+ * too. */
+static void test_migrations_bound(void **state) {
+    (void)state;
+    th_cfg("migrations_max", "16");
+    launch();
+    for (int i = 0; i < 20; i++) {
+        char p[256];
+        snprintf(p, sizeof p,
+                 "\"message\":{\"message_id\":3,\"chat\":{\"id\":%d,\"type\":\"group\"},"
+                 "\"date\":1,\"migrate_to_chat_id\":%lld}",
+                 -1000 - i, -1000000000000LL - i);
+        ftg_add_raw(F, p);
+    }
+    long long end = th_now_ms() + 5000;
+    while (th_skipped() < 20 && th_now_ms() < end)
+        th_sleep_ms(10);
+    assert_int_equal(th_skipped(), 20);
+    assert_int_equal(th_metric("routerd_telegram_tracked_chats", "migrations", NULL), 16);
+    assert_int_equal(th_kv_count("m/"), 16);
+    assert_null(th_kv_get("m/-1000"));
+    char *v = th_kv_get("m/-1019");
+    assert_non_null(v);
+    free(v);
+    assert_true(th_log_has("migrations_max (16) reached"));
+    /* After a restart the newest are still known. */
+    restart();
+    assert_int_equal(th_metric("routerd_telegram_tracked_chats", "migrations", NULL), 16);
+}
+
+/* A full outbox refuses further replies, counted and logged. */
+static void test_outbox_bound(void **state) {
+    (void)state;
+    th_cfg("send_retry_budget_s", "1");
+    th_cfg("outbox_max", "1");
+    launch();
+    ftg_flood(F, 0, 5000);
+    assert_int_equal(send_to(42, 0, "kept", "c-kept"), RD_OK);
+    assert_int_equal(send_to(43, 0, "no room", "c-noroom"), RD_E_RETRY);
+    assert_int_equal(th_kv_count("o/"), 1);
+    assert_int_equal(th_metric("routerd_telegram_outbox_total", "full", NULL), 1);
+    assert_true(th_log_has("cannot wait in the outbox: full"));
+    assert_int_equal(wait_delivered("kept", 10000), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_longpoll_extreme_ids, setup, teardown),
@@ -482,6 +527,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_migration_mid_conversation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_send_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_chat_cache_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrations_bound, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_bound, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
