@@ -155,19 +155,19 @@ static void test_chaos_longpoll(void **state) {
 
     /* 2. A 429 longer than the send budget, and a restart during the
      * wait: delivered once, after the wait. */
-    ftg_flood(F, 77, 4000);
+    ftg_flood(F, 77, 8000);
     ftg_add_text(F, 77, "flooded");
     long long end = rt_now_ms() + 10000;
     while (ftg_count(F, "sendMessage", 0) == ftg_count(F, "sendMessage", 1) && rt_now_ms() < end)
         rt_sleep_ms(20); /* the first refusal */
     ftg_add_text(F, 12, "meanwhile");
-    assert_int_equal(wait_reply("echo: meanwhile", 3000), 1);
+    assert_int_equal(wait_reply("echo: meanwhile", 6000), 1);
     rt_signal(p, SIGTERM);
     assert_int_equal(rt_wait(p, 20000), 0);
     rt_free(p);
     assert_int_equal(replies("echo: flooded", NULL, NULL), 0);
     p = start_ready(m, port);
-    assert_int_equal(wait_reply("echo: flooded", 15000), 1);
+    assert_int_equal(wait_reply("echo: flooded", 25000), 1);
     long long t = 0;
     replies("echo: flooded", NULL, &t);
     assert_true(t >= ftg_flood_end(F));
