@@ -102,7 +102,7 @@ static int by_order(const void *x, const void *y) {
 void tg_mig_load(tg *t) {
     mig_acc a = {0};
     t->h->kv_scan(t->ctx, "m/", scan_cb, &a);
-    qsort(a.v, a.n, sizeof *a.v, by_order);
+    if (a.n) qsort(a.v, a.n, sizeof *a.v, by_order);
     pthread_mutex_lock(&t->mig_mu);
     for (size_t i = 0; i < a.n; i++) {
         tg_mig *e = calloc(1, sizeof *e);
