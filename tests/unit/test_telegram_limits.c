@@ -347,6 +347,23 @@ static void test_outbox_restart(void **state) {
     assert_int_equal(th_kv_count("o/"), 0);
 }
 
+/* An outage longer than the budget: the reply waits in the outbox and goes
+ * out once Telegram answers again, once. */
+static void test_outbox_outage(void **state) {
+    (void)state;
+    th_cfg("send_retry_budget_s", "1");
+    launch();
+    ftg_fail(F, "sendMessage", FTG_FAULT_500, 0, 40);
+    long long t0 = th_now_ms();
+    assert_int_equal(send_to(42, 0, "after the outage", "c-outage"), RD_OK);
+    assert_true(th_now_ms() - t0 < 3000);
+    assert_int_equal(wait_delivered("after the outage", 20000), 1);
+    assert_true(wait_until(outbox_empty, 2000));
+    th_sleep_ms(300);
+    assert_int_equal(delivered("after the outage", NULL, NULL), 1);
+    assert_int_equal(ftg_count(F, "sendMessage", 0), 41);
+}
+
 /* What Telegram refuses past outbox_expiry_s is dropped, counted, logged. */
 static void test_outbox_expiry(void **state) {
     (void)state;
@@ -523,6 +540,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_error_code_labels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_long_429, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_outage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_mid_conversation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_send_error, setup, teardown),
