@@ -62,6 +62,23 @@ static const rd_option opts[] = {
     {"retry_max_ms", RD_OPT_INT, 0, "30000", "back-off cap", 10, 3600000, NULL},
     {"send_retry_budget_s", RD_OPT_INT, 0, "300", "give up delivering one reply after this long", 1,
      86400, NULL},
+    {"retry_after_max_s", RD_OPT_INT, 0, "86400",
+     "longest 429 retry_after honoured; longer ones are clamped and logged", 1, 604800, NULL},
+    {"outbox_expiry_s", RD_OPT_INT, 0, "86400",
+     "a reply Telegram keeps refusing (429 past the send budget, outage) waits in the state store "
+     "this long, then is dropped, counted and logged",
+     1, 2592000, NULL},
+    {"outbox_max", RD_OPT_INT, 0, "10000",
+     "most replies waiting in the outbox; past it a reply that cannot be sent is dropped (0 = no "
+     "outbox)",
+     0, 1000000, NULL},
+    {"chat_cache_max", RD_OPT_INT, 0, "50000",
+     "most chats whose progress message and chat kind are remembered; idle ones are forgotten "
+     "first",
+     16, 10000000, NULL},
+    {"migrations_max", RD_OPT_INT, 0, "100000",
+     "most group-to-supergroup migrations kept (store and memory); the oldest go first", 16,
+     10000000, NULL},
     {"start_timeout_s", RD_OPT_INT, 0, "15",
      "how long start waits for getMe before continuing in the background", 1, 600, NULL},
     {"confirm_on_stop", RD_OPT_BOOL, 0, "true",
@@ -123,6 +140,11 @@ void tg_count(tg *t, rd_metric *m, const char *a, const char *b, double v) {
     if (s) t->h->add(s, v);
 }
 
+void tg_gauge_l(tg *t, rd_metric *m, const char *a, double v) {
+    rd_series *s = series_of(t, m, a, NULL);
+    if (s) t->h->set(s, v);
+}
+
 void tg_gauge(tg *t, rd_metric *m, double v) {
     rd_series *s = series_of(t, m, NULL, NULL);
     if (s) t->h->set(s, v);
@@ -166,6 +188,9 @@ void tg_wake(tg *t) {
     pthread_mutex_lock(&t->in_mu);
     pthread_cond_broadcast(&t->in_cv);
     pthread_mutex_unlock(&t->in_mu);
+    pthread_mutex_lock(&t->ob_mu);
+    pthread_cond_broadcast(&t->ob_cv);
+    pthread_mutex_unlock(&t->ob_mu);
     if (t->multi) curl_multi_wakeup(t->multi);
 }
 
@@ -294,6 +319,11 @@ static rd_status read_config(tg *t, rd_error *err) {
     if (c->retry_max_ms < c->retry_base_ms) c->retry_max_ms = c->retry_base_ms;
     c->send_budget_ms = h->cfg_int(x, "send_retry_budget_s") * 1000;
     c->start_timeout_ms = h->cfg_int(x, "start_timeout_s") * 1000;
+    c->retry_after_max_s = tg_clamp(h->cfg_int(x, "retry_after_max_s"), 1, TG_RETRY_AFTER_MAX_S);
+    c->outbox_expiry_ms = tg_clamp(h->cfg_int(x, "outbox_expiry_s"), 1, 2592000) * 1000;
+    c->outbox_max = tg_clamp(h->cfg_int(x, "outbox_max"), 0, 1000000);
+    c->chat_cache_max = tg_clamp(h->cfg_int(x, "chat_cache_max"), 16, 10000000);
+    c->migrations_max = tg_clamp(h->cfg_int(x, "migrations_max"), 16, 10000000);
     c->confirm_on_stop = h->cfg_bool(x, "confirm_on_stop");
     c->delete_webhook = h->cfg_bool(x, "delete_webhook");
     c->webhook_url = dup_or_null(h->cfg_str(x, "webhook_url"));
@@ -376,6 +406,19 @@ static void make_metrics(tg *t) {
     t->m_resets =
         h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_id_space_resets_total",
                   "Times update ids went backwards (new Bot API server or bot)", l_none, NULL, 0);
+    static const char *const l_map[] = {"map", NULL};
+    static const char *const l_outcome[] = {"outcome", NULL};
+    t->m_tracked = h->metric(t->ctx, RD_METRIC_GAUGE, "routerd_telegram_tracked_chats",
+                             "Per-chat entries the transport keeps, by map (chats, migrations, "
+                             "outbox)",
+                             l_map, NULL, 0);
+    t->m_outbox = h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_outbox_total",
+                            "Replies through the outbox, by outcome (queued, delivered, expired, "
+                            "failed, full, store_failed)",
+                            l_outcome, NULL, 0);
+    t->m_outbox_expired =
+        h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_outbox_expired_total",
+                  "Replies dropped undelivered after outbox_expiry_s", l_none, NULL, 0);
     t->m_api_seconds =
         h->metric(t->ctx, RD_METRIC_HISTOGRAM, "routerd_telegram_api_request_seconds",
                   "Bot API request latency (long polls excluded)", l_method, api_b,
@@ -400,7 +443,10 @@ static rd_status tg_create(const rd_host *host, rd_ctx *ctx, void **self, rd_err
     pthread_cond_init(&t->wake_cv, &ca);
     pthread_cond_init(&t->typ_cv, &ca);
     pthread_cond_init(&t->in_cv, &ca);
+    pthread_cond_init(&t->ob_cv, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&t->mig_mu, NULL);
+    pthread_mutex_init(&t->ob_mu, NULL);
     pthread_mutex_init(&t->wake_mu, NULL);
     pthread_mutex_init(&t->pool_mu, NULL);
     pthread_mutex_init(&t->in_mu, NULL);
@@ -426,7 +472,11 @@ static rd_status tg_create(const rd_host *host, rd_ctx *ctx, void **self, rd_err
     t->recent = tg_map_new();
     t->rep_keys = tg_map_new();
     t->recent_ring = calloc(8192, sizeof *t->recent_ring);
-    if (!t->thr || !t->chats || !t->typing || !t->recent || !t->recent_ring || !t->rep_keys) {
+    t->mig_to = tg_map_new();
+    t->mig_from = tg_map_new();
+    t->ob_chats = tg_map_new();
+    if (!t->thr || !t->chats || !t->typing || !t->recent || !t->recent_ring || !t->rep_keys ||
+        !t->mig_to || !t->mig_from || !t->ob_chats) {
         tg_destroy(t);
         *self = NULL;
         host->error(err, RD_E_INTERNAL, "fatal", "out of memory");
@@ -444,6 +494,8 @@ static rd_status tg_start(void *self, rd_error *err) {
     }
     rd_status st = tg_intake_load(t, err);
     if (st != RD_OK) return st;
+    tg_mig_load(t);
+    tg_outbox_load(t);
     if (t->c.mode == TG_MODE_WEBHOOK) {
         /* The host refuses a wrong secret from the headers, before the body. */
         st = RD_HAS(t->h, http_route_auth) && t->h->http_route_auth
@@ -473,6 +525,7 @@ static rd_status tg_start(void *self, rd_error *err) {
     }
     t->main_running = 1;
     if (pthread_create(&t->typing_th, NULL, tg_typing_loop, t) == 0) t->typing_running = 1;
+    if (pthread_create(&t->ob_th, NULL, tg_outbox_loop, t) == 0) t->ob_running = 1;
     if (t->c.mode == TG_MODE_WEBHOOK)
         t->h->log(t->ctx, RD_LOG_INFO, "webhook mode: POST %s on the admin server, api_base %s",
                   t->c.webhook_path, t->c.api_base);
@@ -497,7 +550,8 @@ static void tg_stop(void *self) {
         tg_sleep(t, 1, NULL);
     if (t->main_running) pthread_join(t->main_th, NULL);
     if (t->typing_running) pthread_join(t->typing_th, NULL);
-    t->main_running = t->typing_running = 0;
+    if (t->ob_running) pthread_join(t->ob_th, NULL);
+    t->main_running = t->typing_running = t->ob_running = 0;
     if (atomic_load(&t->started)) tg_intake_stop(t);
     atomic_store(&t->started, 0);
 }
@@ -519,6 +573,8 @@ static void tg_destroy(void *self) {
     if (!t) return;
     tg_intake_free(t);
     tg_send_free(t);
+    tg_mig_free(t);
+    tg_outbox_free(t);
     tg_api_cleanup(t);
     tg_throttle_free(t->thr);
     tg_map_free(t->chats, free);
@@ -543,6 +599,9 @@ static void tg_destroy(void *self) {
     pthread_mutex_destroy(&t->typ_mu);
     pthread_mutex_destroy(&t->series_mu);
     pthread_mutex_destroy(&t->rep_mu);
+    pthread_mutex_destroy(&t->mig_mu);
+    pthread_mutex_destroy(&t->ob_mu);
+    pthread_cond_destroy(&t->ob_cv);
     pthread_cond_destroy(&t->wake_cv);
     pthread_cond_destroy(&t->typ_cv);
     pthread_cond_destroy(&t->in_cv);

@@ -30,6 +30,9 @@ typedef struct tg_cfg {
     int typing;
     int64_t typing_interval_ms;
     int64_t request_timeout_ms, retry_base_ms, retry_max_ms, send_budget_ms, start_timeout_ms;
+    int64_t retry_after_max_s;
+    int64_t outbox_expiry_ms, outbox_max;
+    int64_t chat_cache_max, migrations_max;
     int confirm_on_stop, delete_webhook;
     char *webhook_path, *webhook_url, *secret_token;
     int64_t max_connections;
@@ -74,12 +77,26 @@ typedef struct tg_call {
     CURLcode cc;
     tg_resp resp; /* valid when parsed */
     int parsed;
-    int64_t wait_ms; /* RETRY_AFTER */
-    char code[16];   /* metric label: "429", "500", "network", "malformed" */
+    int64_t wait_ms;           /* RETRY_AFTER, clamped to retry_after_max_s */
+    int64_t retry_after_max_s; /* the clamp, for the header callback */
+    char code[16];             /* metric label: "429", "500", "network", "malformed" */
     char detail[320];
 } tg_call;
 
 typedef struct tg_series_cache tg_series_cache;
+typedef struct tg_mig tg_mig;
+typedef struct tg_ob tg_ob;
+
+/* One reply to deliver (send() or the outbox). */
+typedef struct tg_reply {
+    int64_t chat; /* as the core names it (before migration) */
+    int64_t thread, reply_to, edit_of;
+    const char *text; /* sanitized UTF-8 */
+    size_t len;
+    int literal; /* escape for parse_mode */
+    const char *cid;
+    int64_t deadline; /* monotonic ms */
+} tg_reply;
 
 typedef struct tg {
     const rd_host *h;
@@ -126,9 +143,10 @@ typedef struct tg {
     tg_replay_key *replay; /* replayed while the offset was unknown */
     size_t nreplay;
     int webhook_set;
-    atomic_llong acked;   /* watermark from ack() */
-    int64_t persisted;    /* watermark written to the store */
-    int64_t persisted_ms; /* when it was last written */
+    atomic_llong acked;       /* watermark from ack() */
+    atomic_llong refused_ids; /* update ids out of range seen */
+    int64_t persisted;        /* watermark written to the store */
+    int64_t persisted_ms;     /* when it was last written */
     char stored_api_base[512];
     int64_t stored_bot_id;
 
@@ -143,7 +161,25 @@ typedef struct tg {
     /* Sending. */
     pthread_mutex_t out_mu; /* throttle, per-chat edit state, migrations, channels */
     tg_throttle *thr;
-    tg_map *chats;
+    tg_map *chats; /* chat -> chat_state, at most chat_cache_max */
+    int64_t chats_logged_ms;
+
+    /* Group migrations (telegram_migrate.c). */
+    pthread_mutex_t mig_mu;
+    tg_map *mig_to, *mig_from; /* old -> tg_mig, new -> tg_mig */
+    tg_mig *mig_head, *mig_tail;
+    size_t nmig;
+    int64_t mig_order;
+
+    /* Outbox (telegram_outbox.c). */
+    pthread_mutex_t ob_mu;
+    pthread_cond_t ob_cv;
+    tg_ob *ob_head, *ob_tail;
+    size_t nob;
+    int64_t ob_next;
+    tg_map *ob_chats; /* chat -> entries waiting (intptr_t) */
+    pthread_t ob_th;
+    int ob_running;
 
     /* Typing indicators. */
     pthread_mutex_t typ_mu;
@@ -153,7 +189,8 @@ typedef struct tg {
 
     /* Metrics. */
     rd_metric *m_api_err, *m_updates, *m_ignored, *m_sent, *m_send_fail, *m_retries,
-        *m_throttle_wait, *m_pending, *m_webhook, *m_resets, *m_api_seconds;
+        *m_throttle_wait, *m_pending, *m_webhook, *m_resets, *m_api_seconds, *m_tracked, *m_outbox,
+        *m_outbox_expired;
     tg_series_cache *series;
     pthread_mutex_t series_mu;
 } tg;
@@ -161,6 +198,7 @@ typedef struct tg {
 /* telegram.c */
 void tg_count(tg *t, rd_metric *m, const char *a, const char *b, double v);
 void tg_gauge(tg *t, rd_metric *m, double v);
+void tg_gauge_l(tg *t, rd_metric *m, const char *a, double v);
 void tg_observe(tg *t, rd_metric *m, const char *a, double v);
 int64_t tg_now(tg *t);
 /* Sleeps up to ms; returns early (nonzero) once the flag is set. */
@@ -202,7 +240,29 @@ void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq);
 /* The reply quoting (chat, message) went out (or failed for good). */
 void tg_replied_mark(tg *t, int64_t chat, int64_t message);
 
+/* telegram_migrate.c */
+void tg_mig_load(tg *t);
+void tg_mig_free(tg *t);
+/* The id to send to for a chat the core names (old -> new). */
+int64_t tg_mig_forward(tg *t, int64_t chat);
+/* The id the core knows for a chat Telegram names (new -> old). */
+int64_t tg_mig_back(tg *t, int64_t chat);
+/* Records (persists, logs once) that group `from` became `to`. */
+void tg_mig_record(tg *t, int64_t from, int64_t to, const char *how);
+
+/* telegram_outbox.c */
+void tg_outbox_load(tg *t);
+void tg_outbox_free(tg *t);
+int tg_outbox_has(tg *t, int64_t chat);
+/* Stores r for later delivery. after_refusal: Telegram just refused (the
+ * chat's hold says when to try again); else it only queues behind earlier
+ * entries. RD_OK, or an error (outbox full or off, store failing). */
+rd_status tg_outbox_put(tg *t, const tg_reply *r, int after_refusal, rd_error *err);
+void *tg_outbox_loop(void *arg);
+
 /* telegram_send.c */
+/* Sends r in chunks; *done = bytes delivered (a chunk boundary). */
+rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err);
 rd_status tg_send(void *self, const rd_outbound *out, rd_error *err);
 rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_error *err);
 void tg_activity(void *self, const rd_outbound *where, int active);

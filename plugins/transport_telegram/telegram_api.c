@@ -71,6 +71,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud) {
 
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
     tg_call *out = ud;
+    int64_t max_s = out->retry_after_max_s > 0 ? out->retry_after_max_s : 1;
     size_t n = size * nmemb;
     if (n > 12 && strncasecmp(ptr, "Retry-After:", 12) == 0) {
         char tmp[32];
@@ -78,7 +79,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
         memcpy(tmp, ptr + 12, m);
         tmp[m] = 0;
         long v = strtol(tmp, NULL, 10);
-        if (v > 0 && v < 86400) out->wait_ms = v * 1000;
+        if (v > 0) out->wait_ms = tg_secs_to_ms(v, max_s, NULL);
     }
     return n;
 }
@@ -91,6 +92,7 @@ static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, cu
 
 void tg_easy_setup(tg *t, CURL *c, const char *method, const char *body, int64_t timeout_ms,
                    tg_buf *buf, tg_call *out) {
+    out->retry_after_max_s = t->c.retry_after_max_s;
     char url[2048];
     snprintf(url, sizeof url, "%s%s", t->url_prefix, method);
     curl_easy_reset(c);
@@ -133,12 +135,18 @@ void tg_classify(tg *t, const char *method, tg_buf *buf, tg_call *out) {
             out->cls = TG_C_OK;
             return;
         }
-        snprintf(out->code, sizeof out->code, "%lld", (long long)code);
+        snprintf(out->code, sizeof out->code, "%s", tg_code_label(code));
         snprintf(out->detail, sizeof out->detail, "%lld %s", (long long)code,
                  r->description[0] ? r->description : "(no description)");
         if (code == 429) {
             out->cls = TG_C_RETRY_AFTER;
-            if (r->retry_after > 0) out->wait_ms = r->retry_after * 1000;
+            int clamped = 0;
+            if (r->retry_after > 0)
+                out->wait_ms = tg_secs_to_ms(r->retry_after, t->c.retry_after_max_s, &clamped);
+            if (clamped || r->retry_after_raw != r->retry_after)
+                t->h->log(t->ctx, RD_LOG_WARN,
+                          "%s: retry_after %lld s is out of range; waiting %lld s instead", method,
+                          (long long)r->retry_after_raw, (long long)(out->wait_ms / 1000));
             if (out->wait_ms <= 0) out->wait_ms = 1000;
         } else if (code >= 500 || code == 0) {
             out->cls = TG_C_TRANSIENT;
@@ -156,7 +164,7 @@ void tg_classify(tg *t, const char *method, tg_buf *buf, tg_call *out) {
                  buf->len);
     } else {
         /* Proxy pages (502/504 HTML) and the like. */
-        snprintf(out->code, sizeof out->code, "%ld", out->http);
+        snprintf(out->code, sizeof out->code, "%s", tg_code_label(out->http));
         snprintf(out->detail, sizeof out->detail, "HTTP %ld with a non-JSON body", out->http);
         if (out->http == 429) {
             out->cls = TG_C_RETRY_AFTER;

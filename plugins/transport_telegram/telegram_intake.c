@@ -180,11 +180,16 @@ static void rep_free_all(void *val) {
 /* ------------------------------------------------------------------------ */
 /* Pending items, under in_mu                                                */
 
+/* NULL when out of memory or when no id is left for the core (tg_id is
+ * checked by the callers; last_seq only grows by one per update). */
 static tg_item *item_new(tg *t, int64_t tg_id) {
+    int64_t next;
+    if (!tg_valid_update_id(tg_id) || !tg_add_ok(t->last_seq, 1, &next) || next > TG_SEQ_MAX)
+        return NULL;
     tg_item *it = calloc(1, sizeof *it);
     if (!it) return NULL;
     it->tg_id = tg_id;
-    it->seq = t->last_seq + 1 > tg_id ? t->last_seq + 1 : tg_id;
+    it->seq = next > tg_id ? next : tg_id;
     t->last_seq = it->seq;
     it->state = TG_ITEM_RESERVED;
     if (t->tail)
@@ -229,6 +234,10 @@ static rd_status submit_item(tg *t, tg_item *it) {
                        .group_all = t->c.group_all,
                        .channel_posts = t->c.channel_posts,
                        .edited_messages = t->c.edited_messages};
+    /* Group upgrades: remembered, and the new id speaks as the old one. */
+    if (it->u.migrate_to) tg_mig_record(t, it->u.chat_id, it->u.migrate_to, "service message");
+    if (it->u.migrate_from) tg_mig_record(t, it->u.migrate_from, it->u.chat_id, "service message");
+    int64_t chat = it->u.chat_id ? tg_mig_back(t, it->u.chat_id) : 0;
     tg_routed r;
     const char *why = tg_route(&it->u, &rc, &r);
     if (why) {
@@ -240,7 +249,7 @@ static rd_status submit_item(tg *t, tg_item *it) {
     char *meta = inbound_meta(it);
     rd_inbound in = {.size = sizeof in,
                      .update_id = it->seq,
-                     .chat_id = it->u.chat_id,
+                     .chat_id = chat,
                      .user_id = it->u.user_id,
                      .message_id = it->u.message_id,
                      .thread_id = it->u.thread_id,
@@ -251,7 +260,7 @@ static rd_status submit_item(tg *t, tg_item *it) {
     rd_status st = t->h->submit(t->ctx, &in);
     free(meta);
     free(r.text);
-    if (st == RD_OK) tg_replied_register(t, it->u.chat_id, it->u.message_id, it->seq);
+    if (st == RD_OK) tg_replied_register(t, chat, it->u.message_id, it->seq);
     if (st == RD_OK || st == RD_E_DUPLICATE || st == RD_E_FULL) return st;
     /* Anything else is a refusal the core will not change its mind about:
      * mark it handled so the watermark moves on. */
@@ -347,8 +356,9 @@ void tg_persist_acks(tg *t, int force) {
     pthread_mutex_unlock(&t->rep_mu);
 
     char end[40], wend[40], rend[40];
-    jkey(end, sizeof end, w + 1);
-    snprintf(rend, sizeof rend, "r/%019lld", (long long)(w + 1 < 0 ? 0 : w + 1));
+    int64_t w1 = w < TG_SEQ_MAX ? w + 1 : TG_SEQ_MAX; /* acks are our own seqs */
+    jkey(end, sizeof end, w1);
+    snprintf(rend, sizeof rend, "r/%019lld", (long long)(w1 < 0 ? 0 : w1));
     char *meta = meta_json(t);
     rd_kv_op *ops = calloc(nd + 4, sizeof *ops);
     char(*rk)[40] = calloc(nd + 1, sizeof *rk);
@@ -366,7 +376,7 @@ void tg_persist_acks(tg *t, int force) {
         pthread_mutex_lock(&t->in_mu);
         int64_t newest = t->recent_ring[(t->recent_pos + RECENT_CAP - 1) % RECENT_CAP];
         pthread_mutex_unlock(&t->in_mu);
-        if (newest > DEDUPE_WINDOW) {
+        if (tg_valid_update_id(newest) && newest > DEDUPE_WINDOW) {
             wkey(wend, sizeof wend, newest - DEDUPE_WINDOW);
             ops[n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "w/", .key_end = wend};
         }
@@ -400,8 +410,9 @@ static int scan_cb(void *arg, const char *key, const void *val, size_t len) {
     scan_acc *a = arg;
     if (strncmp(key, "j/", 2) != 0) return 0;
     char *end = NULL;
+    errno = 0;
     long long seq = strtoll(key + 2, &end, 10);
-    if (!end || *end) return 0;
+    if (errno || !end || *end || seq < 0 || seq > TG_SEQ_MAX) return 0;
     scan_row *r = calloc(1, sizeof *r);
     if (!r) return 1;
     r->seq = seq;
@@ -429,8 +440,9 @@ static int rep_scan_cb(void *arg, const char *key, const void *val, size_t len) 
     rep_acc *a = arg;
     if (strncmp(key, "r/", 2) != 0) return 0;
     char *end = NULL;
+    errno = 0;
     long long seq = strtoll(key + 2, &end, 10);
-    if (!end || *end) return 0;
+    if (errno || !end || *end || seq < 0 || seq > TG_SEQ_MAX) return 0;
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 64;
         int64_t *v = realloc(a->v, cap * sizeof *v);
@@ -477,6 +489,36 @@ rd_status tg_intake_load(tg *t, rd_error *err) {
         }
     }
     free(val);
+    /* Written by a build that let an extreme update_id through, or damaged:
+     * such values would overflow the sequence again. Rows past TG_SEQ_MAX
+     * are never read back; they go. */
+    char big[40];
+    jkey(big, sizeof big, TG_SEQ_MAX + 1);
+    rd_kv_op drop_big = {.op = RD_KV_DEL_RANGE, .key = big, .key_end = "j0"};
+    if (handled > TG_SEQ_MAX) {
+        /* Everything journaled was handled. */
+        h->log(t->ctx, RD_LOG_WARN,
+               "stored handled watermark %lld is out of range; the journal is cleared and the "
+               "sequence starts afresh",
+               (long long)handled);
+        drop_big.key = "j/";
+        rd_kv_op r = {.op = RD_KV_DEL_RANGE, .key = "r/", .key_end = "r0"};
+        h->kv_txn(t->ctx, &r, 1);
+        handled = last = -1;
+    }
+    h->kv_txn(t->ctx, &drop_big, 1);
+    if (handled < -1) handled = -1;
+    if (last < -1 || last > TG_SEQ_MAX) {
+        h->log(t->ctx, RD_LOG_WARN, "stored sequence %lld is out of range; continuing from %lld",
+               (long long)last, (long long)handled);
+        last = handled;
+    }
+    if (offset < 0 || offset > TG_ID_MAX + 1) {
+        h->log(t->ctx, RD_LOG_WARN,
+               "stored getUpdates offset %lld is out of range; polling starts without one",
+               (long long)offset);
+        offset = 0;
+    }
     t->stored_bot_id = bot_id;
     int same_bot = !bot_id || bot_id == t->token_bot_id;
     int same_server = !t->stored_api_base[0] || !strcmp(t->stored_api_base, t->c.api_base);
@@ -601,7 +643,7 @@ rd_status tg_get_me(tg *t, int64_t budget_ms, rd_error *err) {
             const cJSON *r = call.resp.result;
             int64_t id = 0;
             const cJSON *un = cJSON_GetObjectItemCaseSensitive(r, "username");
-            if (!tg_json_i64(r, "id", &id) || !cJSON_IsString(un)) {
+            if (!tg_json_i64(r, "id", &id) || !tg_valid_pos_id(id) || !cJSON_IsString(un)) {
                 tg_call_free(&call);
                 t->h->error(err, RD_E_UNAVAILABLE, "protocol", "getMe: result lacks id/username");
                 return RD_E_UNAVAILABLE;
@@ -713,6 +755,28 @@ static int is_replayed(tg *t, const cJSON *raw) {
     return found;
 }
 
+/* Logs a refused update id: the first time, then every 1000th, so a server
+ * repeating it cannot flood the log. */
+static void refuse_update_id(tg *t, const char *where, const cJSON *item) {
+    long long n = atomic_fetch_add(&t->refused_ids, 1);
+    char shown[40];
+    int64_t id;
+    if (tg_json_i64_value(item, &id))
+        snprintf(shown, sizeof shown, "%lld", (long long)id);
+    else if (cJSON_IsNumber(item))
+        snprintf(shown, sizeof shown, "%.6g", item->valuedouble);
+    else if (cJSON_IsString(item))
+        snprintf(shown, sizeof shown, "%.24s", item->valuestring);
+    else
+        snprintf(shown, sizeof shown, "(not a number)");
+    if (n % 1000 == 0)
+        t->h->log(t->ctx, RD_LOG_WARN,
+                  "%s: update_id %s is outside 0..%lld or not an integer; refused (%lld so far). "
+                  "Telegram's ids fit in 53 bits: is api_base a Bot API server?",
+                  where, shown, (long long)TG_ID_MAX, n + 1);
+    tg_count(t, t->m_ignored, "bad_update_id", NULL, 1);
+}
+
 typedef struct batch_ent {
     int64_t id;
     const cJSON *u;
@@ -723,8 +787,9 @@ static int by_id(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Journals one getUpdates result and queues it. Returns 0, or -1 when the
- * journal write failed (the offset then stays, so Telegram sends the batch
+/* Journals one getUpdates result and queues it. Returns 0, 1 when it held
+ * only refused updates (poll again after a pause), or -1 when the journal
+ * write failed (the offset then stays, so Telegram sends the batch
  * again). */
 static int handle_batch(tg *t, const cJSON *result) {
     if (!cJSON_IsArray(result)) {
@@ -736,11 +801,19 @@ static int handle_batch(tg *t, const cJSON *result) {
     if (total <= 0) return 0;
     batch_ent *v = calloc((size_t)total, sizeof *v);
     if (!v) return -1;
-    size_t n = 0;
+    size_t n = 0, refused = 0;
     for (const cJSON *e = result->child; e && n < (size_t)total; e = e->next) {
-        if (!tg_json_i64(e, "update_id", &v[n].id)) {
+        const cJSON *uid = cJSON_GetObjectItemCaseSensitive(e, "update_id");
+        if (!uid) {
             t->h->log(t->ctx, RD_LOG_WARN, "getUpdates: an element without update_id ignored");
             tg_count(t, t->m_ignored, "no_update_id", NULL, 1);
+            continue;
+        }
+        if (!tg_json_i64_value(uid, &v[n].id) || !tg_valid_update_id(v[n].id)) {
+            /* Cannot be confirmed (offset = id + 1) nor ordered: refused.
+             * A server that keeps sending it gets polled at a slower pace. */
+            refuse_update_id(t, "getUpdates", uid);
+            refused++;
             continue;
         }
         v[n++].u = e;
@@ -763,7 +836,7 @@ static int handle_batch(tg *t, const cJSON *result) {
     n = m;
     if (n == 0) {
         free(v);
-        if (max_id <= 0) return 0;
+        if (max_id <= 0) return refused ? 1 : 0;
         /* All known already: still move the offset past them. */
         pthread_mutex_lock(&t->in_mu);
         int64_t prev = t->tg_offset;
@@ -904,10 +977,14 @@ static void poll_once(tg *t, int *attempt) {
     free(buf.p);
     int64_t wait = 0;
     if (call.cls == TG_C_OK) t->offset_sent = offset;
+    int batch = 0;
     switch (call.cls) {
     case TG_C_OK:
-        if (handle_batch(t, call.resp.result) == 0)
+        batch = handle_batch(t, call.resp.result);
+        if (batch == 0)
             *attempt = 0;
+        else if (batch > 0)
+            wait = 1000; /* only refused updates: do not spin on them */
         else
             wait = tg_backoff(t, (*attempt)++);
         break;
@@ -1112,12 +1189,21 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
         return;
     }
     cJSON *root = tg_json_parse(req->body, req->body_len);
+    const cJSON *uid = cJSON_GetObjectItemCaseSensitive(root, "update_id");
     int64_t id = 0;
-    if (!root || !tg_json_i64(root, "update_id", &id)) {
+    if (!cJSON_IsObject(root) || !uid) {
         cJSON_Delete(root);
         t->h->log(t->ctx, RD_LOG_WARN, "webhook: the body is not a Telegram update (%zu bytes)",
                   req->body_len);
         answer(t, resp, 400, 0, "not an update\n");
+        return;
+    }
+    if (!tg_json_i64_value(uid, &id) || !tg_valid_update_id(id)) {
+        /* Never deliverable: answered 200 so the sender does not retry it
+         * forever, refused and logged. */
+        refuse_update_id(t, "webhook", uid);
+        cJSON_Delete(root);
+        answer(t, resp, 200, 0, "ignored: update_id out of range\n");
         return;
     }
     pthread_mutex_lock(&t->in_mu);

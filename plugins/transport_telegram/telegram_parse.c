@@ -11,6 +11,42 @@
 #include <routerd/plugin.h>
 
 /* ------------------------------------------------------------------------ */
+/* Integers                                                                  */
+
+int tg_valid_update_id(int64_t v) {
+    return v >= 0 && v <= TG_ID_MAX;
+}
+
+int tg_valid_chat_id(int64_t v) {
+    return v != 0 && v >= -TG_ID_MAX && v <= TG_ID_MAX;
+}
+
+int tg_valid_pos_id(int64_t v) {
+    return v > 0 && v <= TG_ID_MAX;
+}
+
+int64_t tg_secs_to_ms(int64_t s, int64_t max_s, int *clamped) {
+    int64_t c = tg_clamp(s, 0, max_s > 0 ? max_s : 0), ms = 0;
+    if (clamped) *clamped = c != s;
+    if (!tg_mul_ok(c, 1000, &ms)) ms = INT64_MAX / 2; /* max_s absurd: still bounded */
+    return ms;
+}
+
+const char *tg_code_label(int64_t code) {
+    static const struct {
+        int code;
+        const char *label;
+    } known[] = {{400, "400"}, {401, "401"}, {403, "403"}, {404, "404"},
+                 {409, "409"}, {413, "413"}, {420, "420"}, {429, "429"},
+                 {500, "500"}, {502, "502"}, {503, "503"}, {504, "504"}};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (code == known[i].code) return known[i].label;
+    if (code >= 400 && code <= 499) return "4xx";
+    if (code >= 500 && code <= 599) return "5xx";
+    return "other";
+}
+
+/* ------------------------------------------------------------------------ */
 /* JSON                                                                      */
 
 /* Copies text, quoting integer literals of more than 15 digits (outside
@@ -139,14 +175,20 @@ int tg_resp_parse(const char *body, size_t len, tg_resp *r) {
     r->root = root;
     r->ok = cJSON_IsTrue(ok);
     r->result = cJSON_GetObjectItemCaseSensitive(root, "result");
-    tg_json_i64(root, "error_code", &r->error_code);
+    /* An error code is an HTTP status; anything else reads as absent. */
+    if (tg_json_i64(root, "error_code", &r->error_code) &&
+        (r->error_code < 100 || r->error_code > 599))
+        r->error_code = 0;
     copy_utf8(r->description, sizeof r->description, json_str(root, "description"));
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "parameters");
     if (cJSON_IsObject(p)) {
-        tg_json_i64(p, "retry_after", &r->retry_after);
-        tg_json_i64(p, "migrate_to_chat_id", &r->migrate_to);
+        if (tg_json_i64(p, "retry_after", &r->retry_after_raw))
+            r->retry_after = tg_clamp(r->retry_after_raw, 0, TG_RETRY_AFTER_MAX_S);
+        /* Groups become supergroups, whose ids are negative. */
+        if (tg_json_i64(p, "migrate_to_chat_id", &r->migrate_to) &&
+            !(tg_valid_chat_id(r->migrate_to) && r->migrate_to < 0))
+            r->migrate_to = 0;
     }
-    if (r->retry_after < 0) r->retry_after = 0;
     return 0;
 }
 
@@ -191,7 +233,8 @@ static tg_chat_type chat_type_of(const char *s) {
 
 static void parse_message(const cJSON *m, tg_update *out) {
     const cJSON *chat = cJSON_GetObjectItemCaseSensitive(m, "chat");
-    if (!cJSON_IsObject(m) || !tg_json_i64(chat, "id", &out->chat_id) || out->chat_id == 0) {
+    if (!cJSON_IsObject(m) || !tg_json_i64(chat, "id", &out->chat_id) ||
+        !tg_valid_chat_id(out->chat_id)) {
         out->invalid = 1;
         out->chat_id = 0;
         return;
@@ -212,6 +255,21 @@ static void parse_message(const cJSON *m, tg_update *out) {
     if (json_true(m, "is_topic_message")) tg_json_i64(m, "message_thread_id", &out->thread_id);
     const cJSON *rt = cJSON_GetObjectItemCaseSensitive(m, "reply_to_message");
     tg_json_i64(cJSON_GetObjectItemCaseSensitive(rt, "from"), "id", &out->reply_to_user_id);
+    /* Out of range reads as none. */
+    if (!tg_valid_chat_id(out->user_id)) out->user_id = 0;
+    if (!tg_valid_pos_id(out->message_id)) out->message_id = 0;
+    if (!tg_valid_pos_id(out->thread_id)) out->thread_id = 0;
+    if (!tg_valid_chat_id(out->reply_to_user_id)) out->reply_to_user_id = 0;
+    /* Group -> supergroup service messages: both ids are groups (< 0) and
+     * differ. */
+    int64_t mig = 0;
+    if (tg_json_i64(m, "migrate_to_chat_id", &mig) && tg_valid_chat_id(mig) && mig < 0 &&
+        mig != out->chat_id && out->chat_id < 0)
+        out->migrate_to = mig;
+    mig = 0;
+    if (tg_json_i64(m, "migrate_from_chat_id", &mig) && tg_valid_chat_id(mig) && mig < 0 &&
+        mig != out->chat_id && out->chat_id < 0)
+        out->migrate_from = mig;
     const char *text = json_str(m, "text");
     if (!text) {
         text = json_str(m, "caption");
@@ -229,7 +287,11 @@ static void parse_message(const cJSON *m, tg_update *out) {
 
 int tg_update_parse(const cJSON *u, tg_update *out) {
     memset(out, 0, sizeof *out);
-    if (!cJSON_IsObject(u) || !tg_json_i64(u, "update_id", &out->update_id)) return -1;
+    if (!cJSON_IsObject(u) || !tg_json_i64(u, "update_id", &out->update_id) ||
+        !tg_valid_update_id(out->update_id)) {
+        out->update_id = 0;
+        return -1;
+    }
     out->kind = TG_UPD_OTHER;
     const cJSON *payload = NULL;
     for (const cJSON *c = u->child; c; c = c->next) {

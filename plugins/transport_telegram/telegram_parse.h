@@ -11,6 +11,45 @@
 #include <stdint.h>
 
 /* ------------------------------------------------------------------------ */
+/* Integers from the network                                                 */
+/*
+ * Every integer the Bot API sends fits in 53 bits (it promises ids that a
+ * double holds exactly), so anything beyond is refused: +1 on an update id
+ * and seconds-to-milliseconds on a delay then never overflow.
+ */
+
+#define TG_ID_MAX INT64_C(9007199254740991) /* 2^53 - 1 */
+/* Ids given to the core stay below this, with room for the +1s. */
+#define TG_SEQ_MAX (INT64_MAX / 4)
+/* Longest retry_after the parser keeps, seconds (a week); the manifest's
+ * retry_after_max_s clamps further. */
+#define TG_RETRY_AFTER_MAX_S INT64_C(604800)
+
+/* Checked arithmetic: 1 and the result in *out, or 0 on overflow. */
+static inline int tg_add_ok(int64_t a, int64_t b, int64_t *out) {
+    return !__builtin_add_overflow(a, b, out);
+}
+static inline int tg_mul_ok(int64_t a, int64_t b, int64_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline int64_t tg_clamp(int64_t v, int64_t lo, int64_t hi) {
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* update_id: 0 .. TG_ID_MAX. */
+int tg_valid_update_id(int64_t v);
+/* chat ids: nonzero, |v| <= TG_ID_MAX (groups and channels are negative). */
+int tg_valid_chat_id(int64_t v);
+/* message, thread and user ids: 1 .. TG_ID_MAX. */
+int tg_valid_pos_id(int64_t v);
+/* Seconds to milliseconds, clamped to [0, max_s]; *clamped set when the
+ * input was out of range. */
+int64_t tg_secs_to_ms(int64_t s, int64_t max_s, int *clamped);
+/* Metric label for a Bot API error code or HTTP status: one of a fixed set
+ * ("400", "429", "5xx"...), "other" for anything else. */
+const char *tg_code_label(int64_t code);
+
+/* ------------------------------------------------------------------------ */
 /* JSON with exact 64-bit integers                                           */
 
 /* Parses JSON like cJSON_ParseWithLength, but integer literals too long to
@@ -30,10 +69,13 @@ typedef struct tg_resp {
     int ok;             /* "ok": true */
     int64_t error_code; /* 0 when absent */
     char description[256];
-    int64_t retry_after; /* parameters.retry_after, seconds; 0 = none */
-    int64_t migrate_to;  /* parameters.migrate_to_chat_id; 0 = none */
-    cJSON *root;         /* owned */
-    const cJSON *result; /* borrowed from root; NULL when absent */
+    int64_t retry_after;     /* parameters.retry_after, seconds, clamped to
+                              * [0, TG_RETRY_AFTER_MAX_S]; 0 = none */
+    int64_t retry_after_raw; /* as sent (for the log when clamped) */
+    int64_t migrate_to;      /* parameters.migrate_to_chat_id (a valid
+                              * supergroup id); 0 = none */
+    cJSON *root;             /* owned */
+    const cJSON *result;     /* borrowed from root; NULL when absent */
 } tg_resp;
 
 /* 0 when body is a Bot API envelope (an object with a boolean "ok"),
@@ -73,6 +115,8 @@ typedef struct tg_update {
     int64_t message_id;
     int64_t thread_id;        /* only for topic messages (is_topic_message) */
     int64_t reply_to_user_id; /* from.id of the message replied to; 0 = none */
+    int64_t migrate_to;       /* service message: this group became that supergroup */
+    int64_t migrate_from;     /* service message: this supergroup was that group */
     char *text;               /* malloc()ed text or caption; NULL = none */
     size_t text_len;
     int is_caption;
@@ -82,7 +126,9 @@ typedef struct tg_update {
 } tg_update;
 
 /* Reads one update object. Returns 0 (kind may be TG_UPD_OTHER or invalid
- * set) or -1 when it is not an update at all (no integer update_id). */
+ * set) or -1 when it is not an update at all (no integer update_id, or one
+ * outside 0 .. TG_ID_MAX). Ids out of range read as 0 (none); a chat id out
+ * of range makes the update invalid. */
 int tg_update_parse(const cJSON *u, tg_update *out);
 void tg_update_free(tg_update *u);
 const char *tg_kind_name(tg_kind k);

@@ -10,13 +10,19 @@
 #include <string.h>
 #include <time.h>
 
+/* What the transport remembers of a chat: at most chat_cache_max of them;
+ * past that the idle ones are forgotten (the cost is one extra edit or one
+ * refused chat action, never a lost reply). */
 typedef struct chat_state {
-    int64_t migrated_to; /* group upgraded to this supergroup; 0 = none */
-    int is_channel;      /* no chat actions in channels */
-    int64_t edit_msg;    /* message shown by progress() */
-    int64_t edit_ms;     /* when it was last edited */
-    uint64_t edit_hash;  /* text it shows */
+    int is_channel;     /* no chat actions in channels */
+    int64_t edit_msg;   /* message shown by progress() */
+    int64_t edit_ms;    /* when it was last edited */
+    uint64_t edit_hash; /* text it shows */
+    int64_t used_ms;    /* last use, for eviction */
 } chat_state;
+
+/* Chats unused this long go first when the cache is full. */
+#define CHAT_IDLE_MS 60000
 
 #define TYPING_DELAY_MS 400
 
@@ -35,25 +41,58 @@ static uint64_t text_hash(const char *s, size_t n) {
     return h ^ n;
 }
 
+typedef struct evict_arg {
+    int64_t before;
+    size_t n;
+} evict_arg;
+
+static int evict_idle(void *arg, int64_t key, void *val) {
+    (void)key;
+    evict_arg *a = arg;
+    chat_state *s = val;
+    if (s->used_ms >= a->before) return 0;
+    free(s);
+    a->n++;
+    return 1;
+}
+
+/* Caller holds out_mu. Idle chats first; if the cache is still full, all
+ * but those used in the last second. */
+static void chats_evict(tg *t, int64_t now) {
+    evict_arg a = {.before = now - CHAT_IDLE_MS, .n = 0};
+    tg_map_sweep(t->chats, evict_idle, &a);
+    if (tg_map_count(t->chats) >= (size_t)t->c.chat_cache_max) {
+        a.before = now - 1000;
+        tg_map_sweep(t->chats, evict_idle, &a);
+    }
+    if (now - t->chats_logged_ms >= 60000) {
+        t->chats_logged_ms = now;
+        t->h->log(t->ctx, RD_LOG_INFO,
+                  "chat_cache_max (%lld) reached: %zu idle chats forgotten (their next reply may "
+                  "edit or announce once more)",
+                  (long long)t->c.chat_cache_max, a.n);
+    }
+    tg_gauge_l(t, t->m_tracked, "chats", (double)tg_map_count(t->chats));
+}
+
 /* Caller holds out_mu. */
 static chat_state *state_of(tg *t, int64_t chat, int create) {
     chat_state *s = tg_map_get(t->chats, chat);
-    if (!s && create && (s = calloc(1, sizeof *s)) && tg_map_put(t->chats, chat, s) != 0) {
+    int64_t now = tg_now(t);
+    if (s) {
+        s->used_ms = now;
+        return s;
+    }
+    if (!create) return NULL;
+    if (tg_map_count(t->chats) >= (size_t)t->c.chat_cache_max) chats_evict(t, now);
+    if (tg_map_count(t->chats) >= (size_t)t->c.chat_cache_max) return NULL;
+    if ((s = calloc(1, sizeof *s)) && tg_map_put(t->chats, chat, s) != 0) {
         free(s);
         s = NULL;
     }
+    if (s) s->used_ms = now;
+    tg_gauge_l(t, t->m_tracked, "chats", (double)tg_map_count(t->chats));
     return s;
-}
-
-static int64_t resolve_chat(tg *t, int64_t chat) {
-    pthread_mutex_lock(&t->out_mu);
-    for (int hop = 0; hop < 4; hop++) {
-        chat_state *s = state_of(t, chat, 0);
-        if (!s || !s->migrated_to) break;
-        chat = s->migrated_to;
-    }
-    pthread_mutex_unlock(&t->out_mu);
-    return chat;
 }
 
 void tg_note_chat(tg *t, int64_t chat_id, tg_chat_type type) {
@@ -129,17 +168,6 @@ static char *format_text(tg *t, const char *s, size_t n, int literal, int *pm) {
     return *pm == TG_PM_HTML ? tg_escape_html(s, n, NULL) : tg_escape_markdown_v2(s, n, NULL);
 }
 
-static void remember_migration(tg *t, int64_t from, int64_t to) {
-    pthread_mutex_lock(&t->out_mu);
-    chat_state *s = state_of(t, from, 1);
-    if (s) s->migrated_to = to;
-    pthread_mutex_unlock(&t->out_mu);
-    t->h->log(t->ctx, RD_LOG_WARN,
-              "a group was upgraded to supergroup %lld; replies follow it. Its messages now "
-              "arrive with that chat id: add it to allowlist and persona chats",
-              (long long)to);
-}
-
 static rd_status fail(tg *t, rd_error *err, const char *method, tg_call *call, const char *cid) {
     rd_status st;
     const char *reason;
@@ -203,7 +231,9 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
                 t->h->log(t->ctx, RD_LOG_WARN, "sendMessage: %s; counted as delivered",
                           call.detail);
             int64_t id = 0;
-            if (call.parsed) tg_json_i64(call.resp.result, "message_id", &id);
+            if (call.parsed &&
+                !(tg_json_i64(call.resp.result, "message_id", &id) && tg_valid_pos_id(id)))
+                id = 0; /* no progress edits to an id out of range */
             if (msg_id) *msg_id = id;
             tg_count(t, t->m_sent, "sendMessage", NULL, 1);
             tg_call_free(&call);
@@ -212,7 +242,7 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
         }
         if (call.cls == TG_C_PERMANENT) {
             if (call.parsed && call.resp.migrate_to && !migrated) {
-                remember_migration(t, chat, call.resp.migrate_to);
+                tg_mig_record(t, chat, call.resp.migrate_to, "sendMessage answered");
                 chat = call.resp.migrate_to;
                 migrated = 1;
                 tg_call_free(&call);
@@ -318,25 +348,14 @@ static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_
     return st;
 }
 
-rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
-    tg *t = self;
-    int64_t deadline = tg_now(t) + t->c.send_budget_ms;
-    int64_t chat = resolve_chat(t, out->chat_id);
-    size_t len = 0;
-    char *text = tg_utf8_sanitize(out->text ? out->text : "", out->text ? out->text_len : 0, &len);
-    if (!text) {
-        t->h->error(err, RD_E_INTERNAL, "fatal", "out of memory");
-        return RD_E_INTERNAL;
-    }
-    if (tg_is_blank(text, len)) {
-        free(text);
-        t->h->error(err, RD_E_FATAL, "fatal", "telegram: empty reply text (Telegram rejects it)");
-        return RD_E_FATAL;
-    }
+rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
+    int64_t chat = tg_mig_forward(t, r->chat);
+    const char *text = r->text;
+    size_t len = r->len;
+    *done = 0;
     tg_chunk *ch = NULL;
     size_t n = tg_split(text, len, (size_t)t->c.max_units, &ch);
-    int literal = (out->flags & RD_OUT_NOTICE) || t->c.escape_replies;
-    int64_t edit = out->edit_of;
+    int64_t edit = r->edit_of;
     uint64_t shown = 0;
     if (edit) {
         pthread_mutex_lock(&t->out_mu);
@@ -349,42 +368,97 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
     for (size_t i = 0; i < n && st == RD_OK; i++) {
         const char *p = text + ch[i].off;
         size_t l = ch[i].len;
-        if (tg_is_blank(p, l)) continue;
+        if (tg_is_blank(p, l)) {
+            *done = ch[i].off + l;
+            continue;
+        }
         if (edit) {
             int64_t m = edit;
             edit = 0;
             /* The progress message already shows exactly this. */
             if (t->c.parse_mode == TG_PM_NONE && shown && shown == text_hash(p, l)) {
                 sent = 1;
+                *done = ch[i].off + l;
                 continue;
             }
             rd_error e2 = {0};
-            if (edit_one(t, chat, m, p, l, literal, EDIT_FINAL, deadline, out->correlation_id,
-                         &e2) == RD_OK) {
+            if (edit_one(t, chat, m, p, l, r->literal, EDIT_FINAL, r->deadline, r->cid, &e2) ==
+                RD_OK) {
                 sent = 1;
+                *done = ch[i].off + l;
                 continue;
             }
         }
         send_args a = {.chat = chat,
-                       .thread = out->thread_id,
-                       .reply_to = !sent && t->c.reply_to_message ? out->reply_to : 0,
+                       .thread = r->thread,
+                       .reply_to = !sent && t->c.reply_to_message ? r->reply_to : 0,
                        .text = p,
                        .len = l,
-                       .literal = literal,
-                       .deadline = deadline,
-                       .cid = out->correlation_id};
+                       .literal = r->literal,
+                       .deadline = r->deadline,
+                       .cid = r->cid};
         st = send_one(t, &a, NULL, err);
-        if (st == RD_OK) sent = 1;
+        if (st == RD_OK) {
+            sent = 1;
+            *done = ch[i].off + l;
+        }
     }
     pthread_mutex_lock(&t->out_mu);
     chat_state *s = state_of(t, chat, 0);
     if (s) s->edit_msg = 0;
     pthread_mutex_unlock(&t->out_mu);
-    /* Delivered, or never deliverable: a crash now must not send it again.
-     * (The watermark covers it too, but only once everything before it is
-     * done.) */
-    if (st == RD_OK || st == RD_E_FATAL) tg_replied_mark(t, out->chat_id, out->reply_to);
     free(ch);
+    return st;
+}
+
+rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
+    tg *t = self;
+    size_t len = 0;
+    char *text = tg_utf8_sanitize(out->text ? out->text : "", out->text ? out->text_len : 0, &len);
+    if (!text) {
+        t->h->error(err, RD_E_INTERNAL, "fatal", "out of memory");
+        return RD_E_INTERNAL;
+    }
+    if (tg_is_blank(text, len)) {
+        free(text);
+        t->h->error(err, RD_E_FATAL, "fatal", "telegram: empty reply text (Telegram rejects it)");
+        return RD_E_FATAL;
+    }
+    tg_reply r = {.chat = out->chat_id,
+                  .thread = out->thread_id,
+                  .reply_to = out->reply_to,
+                  .edit_of = out->edit_of,
+                  .text = text,
+                  .len = len,
+                  .literal = (out->flags & RD_OUT_NOTICE) || t->c.escape_replies,
+                  .cid = out->correlation_id,
+                  .deadline = tg_now(t) + t->c.send_budget_ms};
+    rd_status st;
+    size_t done = 0;
+    /* Earlier replies to this chat wait in the outbox: this one queues
+     * behind them, so the chat keeps its order. */
+    if (tg_outbox_has(t, out->chat_id)) {
+        st = tg_outbox_put(t, &r, 0, err);
+    } else {
+        st = tg_deliver(t, &r, &done, err);
+        /* Telegram refused for longer than the budget (a long 429, an
+         * outage) or we are stopping: the rest waits in the store. */
+        if (st == RD_E_RETRY) {
+            tg_reply rest = r;
+            rest.text = text + done;
+            rest.len = len - done;
+            if (done) rest.reply_to = rest.edit_of = 0;
+            rd_error e2 = {0};
+            if (tg_outbox_put(t, &rest, 1, &e2) == RD_OK) {
+                st = RD_OK;
+                memset(err, 0, sizeof *err);
+            }
+        }
+    }
+    /* Delivered, queued durably, or never deliverable: a crash now must not
+     * send it again. (The watermark covers it too, but only once everything
+     * before it is done.) */
+    if (st == RD_OK || st == RD_E_FATAL) tg_replied_mark(t, out->chat_id, out->reply_to);
     free(text);
     return st;
 }
@@ -392,8 +466,9 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
 rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_error *err) {
     tg *t = self;
     *msg_id = out->edit_of;
-    if (!out->text) return RD_OK;
-    int64_t chat = resolve_chat(t, out->chat_id);
+    /* Partial text would overtake the replies waiting in the outbox. */
+    if (!out->text || tg_outbox_has(t, out->chat_id)) return RD_OK;
+    int64_t chat = tg_mig_forward(t, out->chat_id);
     /* Only the head that fits one message is shown while streaming; a
      * message of max units has at most 3 bytes per unit. */
     size_t cap = (size_t)t->c.max_units * 3 + 3;
@@ -462,7 +537,7 @@ rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_er
 void tg_activity(void *self, const rd_outbound *where, int active) {
     tg *t = self;
     if (!t->c.typing || !where) return;
-    int64_t chat = resolve_chat(t, where->chat_id);
+    int64_t chat = tg_mig_forward(t, where->chat_id);
     pthread_mutex_lock(&t->out_mu);
     chat_state *s = state_of(t, chat, 0);
     int channel = s && s->is_channel;

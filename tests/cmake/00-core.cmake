@@ -13,7 +13,10 @@ function(routerd_fuzz_target name)
     add_executable(${name}_fuzzer ${F_SOURCES})
     target_link_libraries(${name}_fuzzer PRIVATE ${F_LIBS})
     target_include_directories(${name}_fuzzer PRIVATE ${CMAKE_SOURCE_DIR}/include)
-    target_compile_options(${name}_fuzzer PRIVATE -fsanitize=fuzzer,address,undefined)
-    target_link_options(${name}_fuzzer PRIVATE -fsanitize=fuzzer,address,undefined)
+    # UBSan findings (overflow, shifts...) stop the run like a crash.
+    target_compile_options(${name}_fuzzer PRIVATE -fsanitize=fuzzer,address,undefined
+                           -fno-sanitize-recover=undefined)
+    target_link_options(${name}_fuzzer PRIVATE -fsanitize=fuzzer,address,undefined
+                        -fno-sanitize-recover=undefined)
   endif()
 endfunction()

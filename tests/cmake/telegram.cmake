@@ -10,7 +10,7 @@ routerd_unit_test(test_telegram_throttle SOURCES ${TG_DIR}/unit/test_telegram_th
                   LIBS transport_telegram_obj)
 
 # The plugin in-process against the fake Bot API server and a fake host.
-foreach(t intake send webhook)
+foreach(t intake send webhook limits)
   if(EXISTS ${TG_DIR}/unit/test_telegram_${t}.c)
     routerd_unit_test(test_telegram_${t}
                       SOURCES ${TG_DIR}/unit/test_telegram_${t}.c ${TG_DIR}/unit/test_telegram_host.c
@@ -39,3 +39,9 @@ foreach(f update text)
     target_include_directories(fuzz_telegram_${f}_fuzzer PRIVATE ${TG_PLUGIN_DIR})
   endif()
 endforeach()
+
+# Chaos: bursts with hostile ids, a long 429 across a restart, a group
+# migration mid-conversation (real binary, long poll and webhook).
+routerd_integration_test(test_telegram_chaos SOURCES ${TG_DIR}/integration/test_telegram_chaos.c
+                         TIMEOUT 300)
+add_dependencies(test_telegram_chaos transport_telegram backend_mock)

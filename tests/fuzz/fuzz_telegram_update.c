@@ -26,18 +26,79 @@ static void check_route(const tg_update *u) {
     }
 }
 
+/* No id that reaches the transport's arithmetic is out of range. */
+static void check_bounds(const tg_update *u) {
+    if (!tg_valid_update_id(u->update_id)) __builtin_trap();
+    if (u->chat_id ? !tg_valid_chat_id(u->chat_id) : !u->invalid && u->kind != TG_UPD_OTHER)
+        __builtin_trap();
+    if (u->user_id && !tg_valid_chat_id(u->user_id)) __builtin_trap();
+    if (u->message_id && !tg_valid_pos_id(u->message_id)) __builtin_trap();
+    if (u->thread_id && !tg_valid_pos_id(u->thread_id)) __builtin_trap();
+    if (u->reply_to_user_id && !tg_valid_chat_id(u->reply_to_user_id)) __builtin_trap();
+    for (int i = 0; i < 2; i++) {
+        int64_t m = i ? u->migrate_from : u->migrate_to;
+        if (m && (!tg_valid_chat_id(m) || m >= 0 || m == u->chat_id || u->chat_id >= 0))
+            __builtin_trap();
+    }
+    /* The intake's +1s stay in range. */
+    int64_t next;
+    if (!tg_add_ok(u->update_id, 1, &next) || next > TG_SEQ_MAX) __builtin_trap();
+}
+
+static void same_ids(const tg_update *a, const tg_update *b) {
+    if (a->update_id != b->update_id || a->chat_id != b->chat_id || a->user_id != b->user_id ||
+        a->message_id != b->message_id || a->thread_id != b->thread_id ||
+        a->migrate_to != b->migrate_to || a->migrate_from != b->migrate_from ||
+        a->kind != b->kind || a->invalid != b->invalid)
+        __builtin_trap();
+}
+
 static void one_update(const cJSON *u) {
     tg_update up;
     if (tg_update_parse(u, &up) != 0) return;
     if (up.text && strlen(up.text) != up.text_len) __builtin_trap();
+    check_bounds(&up);
     check_route(&up);
+    /* The journal keeps updates re-printed: every id reads back the same. */
+    char *again = cJSON_PrintUnformatted(u);
+    cJSON *u2 = again ? tg_json_parse(again, strlen(again)) : NULL;
+    tg_update up2;
+    if (again && (!u2 || tg_update_parse(u2, &up2) != 0)) __builtin_trap();
+    if (u2) {
+        same_ids(&up, &up2);
+        tg_update_free(&up2);
+    }
+    cJSON_Delete(u2);
+    free(again);
     tg_update_free(&up);
+}
+
+static int known_label(const char *l) {
+    static const char *const set[] = {"400", "401", "403", "404", "409", "413", "420",  "429",
+                                      "500", "502", "503", "504", "4xx", "5xx", "other"};
+    for (size_t i = 0; i < sizeof set / sizeof set[0]; i++)
+        if (!strcmp(l, set[i])) return 1;
+    return 0;
+}
+
+static void check_resp(const tg_resp *r) {
+    if (r->retry_after < 0 || r->retry_after > TG_RETRY_AFTER_MAX_S) __builtin_trap();
+    if (r->error_code && (r->error_code < 100 || r->error_code > 599)) __builtin_trap();
+    if (r->migrate_to && (!tg_valid_chat_id(r->migrate_to) || r->migrate_to >= 0)) __builtin_trap();
+    int clamped;
+    int64_t ms = tg_secs_to_ms(r->retry_after_raw, 3600, &clamped);
+    if (ms < 0 || ms > 3600 * 1000 || (ms / 1000 != r->retry_after_raw) != clamped)
+        __builtin_trap();
+    if (!known_label(tg_code_label(r->error_code)) ||
+        !known_label(tg_code_label(r->retry_after_raw)))
+        __builtin_trap();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *s = (const char *)data;
     tg_resp r;
     if (tg_resp_parse(s, size, &r) == 0) {
+        check_resp(&r);
         if (cJSON_IsArray(r.result))
             for (const cJSON *e = r.result->child; e; e = e->next)
                 one_update(e);

@@ -23,7 +23,10 @@ typedef struct fault {
     char method[32]; /* "" = any */
     ftg_fault kind;
     int arg, left;
+    char *body; /* FTG_FAULT_BODY */
 } fault;
+
+#define FTG_FAULT_BODY 1000
 
 typedef struct chat_err {
     int64_t chat;
@@ -70,6 +73,9 @@ struct ftg {
 
     char webhook_url[512];
     char webhook_secret[300];
+
+    int64_t flood_chat;
+    long long flood_end;
 };
 
 static long long mono_ms(void) {
@@ -510,16 +516,33 @@ static void dispatch(ftg *f, const char *method, cJSON *p, const char *body, rep
 }
 
 /* Takes the first matching fault, if any (f->mu held). */
-static int take_fault(ftg *f, const char *method, int *arg) {
+static int take_fault(ftg *f, const char *method, int *arg, const char **body) {
     for (size_t i = 0; i < f->nfaults; i++) {
         fault *x = &f->faults[i];
         if (x->left <= 0) continue;
         if (x->method[0] && strcasecmp(x->method, method)) continue;
         x->left--;
         *arg = x->arg;
+        *body = x->body;
         return x->kind;
     }
     return 0;
+}
+
+/* Flood control for sends (f->mu held): 1 when answered with a 429. */
+static int flooded(ftg *f, const char *method, const cJSON *p, const char *body, reply *r) {
+    if (strcasecmp(method, "sendMessage") && strcasecmp(method, "editMessageText")) return 0;
+    long long left = f->flood_end - mono_ms();
+    if (left <= 0) return 0;
+    int64_t chat = 0;
+    get_i64(p, "chat_id", &chat);
+    if (f->flood_chat && chat != f->flood_chat) return 0;
+    int secs = (int)((left + 999) / 1000);
+    char d[64];
+    snprintf(d, sizeof d, "Too Many Requests: retry after %d", secs);
+    set_err(r, 429, d, secs, 0);
+    record(f, method, 429, p, body, 0);
+    return 1;
 }
 
 static void apply_fault(ftg *f, int kind, int arg, const char *method, const cJSON *p,
@@ -637,14 +660,21 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_arg, p);
         pthread_mutex_lock(&f->mu);
         int arg = 0;
-        int kind = take_fault(f, method, &arg);
+        const char *fbody = NULL;
+        int kind = take_fault(f, method, &arg, &fbody);
         pthread_mutex_unlock(&f->mu);
         if (kind == FTG_FAULT_SLOW) {
             usleep((useconds_t)arg * 1000);
             kind = 0;
         }
         pthread_mutex_lock(&f->mu);
-        if (kind && kind != FTG_FAULT_TRUNCATED && kind != FTG_FAULT_CUT) {
+        if (kind == FTG_FAULT_BODY) {
+            r.status = arg;
+            r.body = strdup(fbody ? fbody : "");
+            record(f, method, arg, p, body, 0);
+        } else if (!kind && flooded(f, method, p, body, &r)) {
+            /* answered */
+        } else if (kind && kind != FTG_FAULT_TRUNCATED && kind != FTG_FAULT_CUT) {
             apply_fault(f, kind, arg, method, p, body, &r);
         } else {
             dispatch(f, method, p, body, &r);
@@ -743,6 +773,8 @@ void ftg_stop(ftg *f) {
         free(f->msgs[i].text);
     free(f->msgs);
     ftg_recs_free(f->recs, f->nrecs);
+    for (size_t i = 0; i < f->nfaults; i++)
+        free(f->faults[i].body);
     free(f->faults);
     free(f->cerr);
     pthread_mutex_destroy(&f->mu);
@@ -779,8 +811,31 @@ void ftg_fail(ftg *f, const char *method, ftg_fault kind, int arg, int count) {
     pthread_mutex_unlock(&f->mu);
 }
 
+void ftg_fail_body(ftg *f, const char *method, int status, const char *body, int count) {
+    ftg_fail(f, method, (ftg_fault)FTG_FAULT_BODY, status, count);
+    pthread_mutex_lock(&f->mu);
+    f->faults[f->nfaults - 1].body = strdup(body);
+    pthread_mutex_unlock(&f->mu);
+}
+
+void ftg_flood(ftg *f, int64_t chat_id, int ms) {
+    pthread_mutex_lock(&f->mu);
+    f->flood_chat = chat_id;
+    f->flood_end = mono_ms() + ms;
+    pthread_mutex_unlock(&f->mu);
+}
+
+long long ftg_flood_end(ftg *f) {
+    pthread_mutex_lock(&f->mu);
+    long long v = f->flood_end;
+    pthread_mutex_unlock(&f->mu);
+    return v;
+}
+
 void ftg_clear_faults(ftg *f) {
     pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < f->nfaults; i++)
+        free(f->faults[i].body);
     f->nfaults = 0;
     pthread_mutex_unlock(&f->mu);
 }
@@ -903,6 +958,17 @@ int64_t ftg_add_raw(ftg *f, const char *payload) {
     push_locked(f, id, s);
     pthread_mutex_unlock(&f->mu);
     return id;
+}
+
+void ftg_add_with_id(ftg *f, const char *id_text, const char *payload) {
+    pthread_mutex_lock(&f->mu);
+    size_t n = strlen(payload) + strlen(id_text) + 32;
+    char *s = malloc(n);
+    snprintf(s, n, "{\"update_id\":%s,%s}", id_text, payload);
+    /* Its queue position is what matters; the id stored is only used for
+     * offset confirmation, where an out-of-range id is never confirmed. */
+    push_locked(f, INT64_MAX, s);
+    pthread_mutex_unlock(&f->mu);
 }
 
 char *ftg_build_update(ftg *f, const ftg_msg *m, int64_t *update_id) {

@@ -45,6 +45,14 @@ void ftg_set_max_hold(ftg *f, int ms);
 /* The next `count` requests of method (NULL = any method) fail with fault.
  * Entries apply in the order added. */
 void ftg_fail(ftg *f, const char *method, ftg_fault fault, int arg, int count);
+/* The next `count` requests of method answer HTTP status with exactly this
+ * body (hostile numbers, odd error codes). */
+void ftg_fail_body(ftg *f, const char *method, int status, const char *body, int count);
+/* Flood control: until ms from now, every sendMessage / editMessageText to
+ * chat_id (0 = any chat) answers 429 with retry_after = the seconds left. */
+void ftg_flood(ftg *f, int64_t chat_id, int ms);
+/* When the flood ends (monotonic ms, as ftg_rec.t_ms). */
+long long ftg_flood_end(ftg *f);
 /* Forgets faults not yet used. */
 void ftg_clear_faults(ftg *f);
 /* Every sendMessage / editMessageText to chat_id fails with code and
@@ -75,6 +83,9 @@ int64_t ftg_add_text(ftg *f, int64_t chat_id, const char *text);
 int64_t ftg_add_texts(ftg *f, int64_t chat_id, const char *const *texts, size_t n);
 /* Queues {"update_id":N, <payload>}; payload like "\"callback_query\":{...}". */
 int64_t ftg_add_raw(ftg *f, const char *payload);
+/* Queues {"update_id":<id_text>, <payload>} verbatim (any number, even out
+ * of range), without touching the id counter. */
+void ftg_add_with_id(ftg *f, const char *id_text, const char *payload);
 /* Builds an update JSON (malloc) with a fresh update_id without queueing
  * it, for posting to a webhook. */
 char *ftg_build_update(ftg *f, const ftg_msg *m, int64_t *update_id);

@@ -770,6 +770,21 @@ size_t th_kv_count(const char *prefix) {
     return n;
 }
 
+void th_kv_set(const char *key, const char *val) {
+    pthread_mutex_lock(&mu);
+    kv_put_locked(key, val, strlen(val));
+    pthread_mutex_unlock(&mu);
+}
+
+char *th_kv_get(const char *key) {
+    pthread_mutex_lock(&mu);
+    int found;
+    size_t i = kv_find(key, &found);
+    char *v = found ? strdup(kv[i].val) : NULL;
+    pthread_mutex_unlock(&mu);
+    return v;
+}
+
 static kv_row *snap;
 static size_t nsnap;
 

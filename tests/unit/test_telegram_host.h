@@ -71,6 +71,10 @@ double th_metric(const char *name, const char *label1, const char *label2);
 /* Calls the plugin's route like the admin server would. */
 int th_http_post(const char *path, const char *secret, const char *body, int *retry_after);
 size_t th_kv_count(const char *prefix);
+/* Writes a row as an earlier run (or build) would have left it. */
+void th_kv_set(const char *key, const char *val);
+/* A copy of a row's value (malloc) or NULL. */
+char *th_kv_get(const char *key);
 void th_kv_fail(int on);
 
 long long th_now_ms(void);

@@ -198,6 +198,80 @@ static const char *route(tg_chat_type ct, const char *text, const tg_route_cfg *
     return why;
 }
 
+/* Integers from the network: refused or read as none out of range. */
+static void test_integer_bounds(void **state) {
+    (void)state;
+    tg_update u;
+    assert_int_equal(parse_update("{\"update_id\":9223372036854775807,\"message\":{}}", &u), -1);
+    assert_int_equal(parse_update("{\"update_id\":9007199254740992,\"message\":{}}", &u), -1);
+    assert_int_equal(parse_update("{\"update_id\":-1,\"message\":{}}", &u), -1);
+    assert_int_equal(parse_update("{\"update_id\":\"18446744073709551616\"}", &u), -1);
+    assert_int_equal(parse_update("{\"update_id\":9007199254740991,\"message\":{\"message_id\":"
+                                  "-3,\"chat\":{\"id\":-9007199254740991,\"type\":\"group\"},"
+                                  "\"from\":{\"id\":9223372036854775807},\"is_topic_message\":"
+                                  "true,\"message_thread_id\":0,\"text\":\"x\"}}",
+                                  &u),
+                     0);
+    assert_true(u.update_id == 9007199254740991LL);
+    assert_false(u.invalid);
+    assert_true(u.chat_id == -9007199254740991LL);
+    assert_int_equal(u.message_id, 0);
+    assert_int_equal(u.user_id, 0);
+    assert_int_equal(u.thread_id, 0);
+    tg_update_free(&u);
+    assert_int_equal(parse_update("{\"update_id\":1,\"message\":{\"chat\":{\"id\":"
+                                  "-9223372036854775808}}}",
+                                  &u),
+                     0);
+    assert_true(u.invalid);
+    tg_update_free(&u);
+    /* Migrations: only group -> another group id. */
+    assert_int_equal(parse_update("{\"update_id\":2,\"message\":{\"chat\":{\"id\":-5},"
+                                  "\"migrate_to_chat_id\":-100777}}",
+                                  &u),
+                     0);
+    assert_true(u.migrate_to == -100777);
+    tg_update_free(&u);
+    assert_int_equal(parse_update("{\"update_id\":2,\"message\":{\"chat\":{\"id\":-5},"
+                                  "\"migrate_to_chat_id\":100777,\"migrate_from_chat_id\":-5}}",
+                                  &u),
+                     0);
+    assert_int_equal(u.migrate_to, 0);
+    assert_int_equal(u.migrate_from, 0);
+    tg_update_free(&u);
+
+    tg_resp r;
+    const char *e = "{\"ok\":false,\"error_code\":9223372036854775807,\"description\":\"x\","
+                    "\"parameters\":{\"retry_after\":9223372036854775807,\"migrate_to_chat_id\":"
+                    "42}}";
+    assert_int_equal(tg_resp_parse(e, strlen(e), &r), 0);
+    assert_int_equal(r.error_code, 0);
+    assert_true(r.retry_after == TG_RETRY_AFTER_MAX_S);
+    assert_true(r.retry_after_raw == INT64_MAX);
+    assert_int_equal(r.migrate_to, 0);
+    tg_resp_free(&r);
+    e = "{\"ok\":false,\"error_code\":429,\"parameters\":{\"retry_after\":-5}}";
+    assert_int_equal(tg_resp_parse(e, strlen(e), &r), 0);
+    assert_int_equal(r.retry_after, 0);
+    tg_resp_free(&r);
+
+    int c = 0;
+    assert_true(tg_secs_to_ms(INT64_MAX, 3600, &c) == 3600000);
+    assert_true(c);
+    assert_true(tg_secs_to_ms(INT64_MIN, 3600, &c) == 0);
+    assert_true(c);
+    assert_true(tg_secs_to_ms(7, 3600, &c) == 7000);
+    assert_false(c);
+    int64_t out;
+    assert_false(tg_add_ok(INT64_MAX, 1, &out));
+    assert_false(tg_mul_ok(INT64_MAX / 999, 1000, &out));
+    assert_string_equal(tg_code_label(429), "429");
+    assert_string_equal(tg_code_label(418), "4xx");
+    assert_string_equal(tg_code_label(599), "5xx");
+    assert_string_equal(tg_code_label(INT64_MAX), "other");
+    assert_string_equal(tg_code_label(-400), "other");
+}
+
 static void test_addressing(void **state) {
     (void)state;
     char out[256];
@@ -361,6 +435,7 @@ int main(void) {
         cmocka_unit_test(test_update_shapes),  cmocka_unit_test(test_addressing),
         cmocka_unit_test(test_route_kinds),    cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_secret_compare), cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_integer_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
