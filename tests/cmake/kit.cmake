@@ -1,0 +1,13 @@
+# Deployment kit: checks made before start, supervisors, packaging
+# manifests and the operations scripts (tests/kit/).
+set(KIT_DIR ${CMAKE_CURRENT_SOURCE_DIR}/kit)
+set(KIT_ARGS $<TARGET_FILE:routerd> ${CMAKE_SOURCE_DIR} ${ROUTERD_PLUGIN_OUTPUT_DIR})
+
+add_test(NAME test_kit_verify COMMAND ${KIT_DIR}/test_kit_verify.sh ${KIT_ARGS})
+add_test(NAME test_kit_drift COMMAND ${KIT_DIR}/test_kit_drift.sh ${KIT_ARGS})
+set_tests_properties(test_kit_verify test_kit_drift PROPERTIES LABELS "integration;kit" TIMEOUT 120)
+
+# The notification protocol against a local AF_UNIX datagram socket.
+routerd_unit_test(test_kit_sdnotify SOURCES ${KIT_DIR}/test_kit_sdnotify.c LIBS routerd_core)
+add_dependencies(test_kit_sdnotify routerd transport_telegram backend_mock)
+set_tests_properties(test_kit_sdnotify PROPERTIES TIMEOUT 120)
