@@ -10,6 +10,11 @@ if [[ "${1:-}" == "--test" ]]; then
     # promtool and a Prometheus server for the metrics tests, valgrind and
     # clang-format for CI checks, node for the OTLP and A2A interop checks.
     pkgs+=(prometheus valgrind clang-format curl)
+    # The deployment kit's checks: systemd-analyze, strace for the unit's
+    # system call filter, runit for the runit scripts, python3-yaml for the
+    # Kubernetes manifests, openssl for the manifest signature, sqlite3 for
+    # the restore drill.
+    pkgs+=(systemd strace runit python3 python3-yaml openssl sqlite3 util-linux procps)
     # clang and its sanitizer/libFuzzer runtime for the CI builds.
     if [[ "${2:-}" == "--ci" ]]; then pkgs+=(clang libclang-rt-14-dev); fi
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)

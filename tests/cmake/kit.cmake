@@ -11,3 +11,11 @@ set_tests_properties(test_kit_verify test_kit_drift PROPERTIES LABELS "integrati
 routerd_unit_test(test_kit_sdnotify SOURCES ${KIT_DIR}/test_kit_sdnotify.c LIBS routerd_core)
 add_dependencies(test_kit_sdnotify routerd transport_telegram backend_mock)
 set_tests_properties(test_kit_sdnotify PROPERTIES TIMEOUT 120)
+
+# systemd-analyze verify / security and the unit's system call filter.
+add_test(NAME test_kit_systemd COMMAND ${KIT_DIR}/test_kit_systemd.sh ${KIT_ARGS})
+set_tests_properties(test_kit_systemd PROPERTIES LABELS "integration;kit" TIMEOUT 120
+                     SKIP_RETURN_CODE 77)
+if(ROUTERD_SANITIZE)
+  set_tests_properties(test_kit_systemd PROPERTIES ENVIRONMENT ROUTERD_SANITIZED=1)
+endif()
