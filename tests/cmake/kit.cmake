@@ -19,3 +19,15 @@ set_tests_properties(test_kit_systemd PROPERTIES LABELS "integration;kit" TIMEOU
 if(ROUTERD_SANITIZE)
   set_tests_properties(test_kit_systemd PROPERTIES ENVIRONMENT ROUTERD_SANITIZED=1)
 endif()
+
+# The fakes as a program for the scripts (smoke, soak, supervisors).
+add_executable(routerd_fakes ${KIT_DIR}/fakes_main.c)
+target_link_libraries(routerd_fakes PRIVATE routerd_test_support)
+set(KIT_FAKES $<TARGET_FILE:routerd_fakes>)
+
+# runit (runsv with packaging/runit) and the Procfile worker line.
+add_test(NAME test_kit_supervisors
+         COMMAND ${KIT_DIR}/test_kit_supervisors.sh ${KIT_ARGS} ${KIT_FAKES})
+set_tests_properties(test_kit_supervisors PROPERTIES LABELS "integration;kit" TIMEOUT 300)
+add_dependencies(routerd_fakes routerd transport_telegram backend_mock backend_a2a
+                 sink_prometheus sink_jsonlog sink_otlp)
