@@ -31,3 +31,7 @@ add_test(NAME test_kit_supervisors
 set_tests_properties(test_kit_supervisors PROPERTIES LABELS "integration;kit" TIMEOUT 300)
 add_dependencies(routerd_fakes routerd transport_telegram backend_mock backend_a2a
                  sink_prometheus sink_jsonlog sink_otlp)
+
+# packaging/kubernetes: structure, generated files, drift against conf.d/.
+add_test(NAME test_kit_k8s COMMAND ${KIT_DIR}/test_kit_k8s.sh ${KIT_ARGS})
+set_tests_properties(test_kit_k8s PROPERTIES LABELS "integration;kit" TIMEOUT 120)
