@@ -101,9 +101,19 @@ static void register_core_metrics(void) {
         t->m_rejected_ratelimit =
             metric_series(rej, (const char *const[]){t->inst, "rate_limited"});
     }
+    R.m_queue_wait = metric_series(
+        metric_family(RD_METRIC_HISTOGRAM, "routerd_queue_wait_seconds",
+                      "Time from a message being queued to a worker taking it.", NULL, NULL, 0),
+        core_round_trip_labels);
+    /* Every classification the router counts, at 0 from the start, so rates
+     * and alerts have a series before the first failure. */
+    static const char *const klasses[] = {"transient", "fatal", "timeout", "protocol", "empty"};
     for (size_t i = 0; i < R.nctx; i++)
-        if (R.ctx[i]->kind == RD_KIND_BACKEND)
+        if (R.ctx[i]->kind == RD_KIND_BACKEND) {
             R.ctx[i]->m_latency = metric_series(bl, (const char *const[]){R.ctx[i]->inst});
+            for (size_t k = 0; k < sizeof klasses / sizeof *klasses; k++)
+                metric_series(R.m_backend_fail, (const char *const[]){R.ctx[i]->inst, klasses[k]});
+        }
     for (size_t i = 0; i < R.npersonas; i++) {
         persona *p = &R.personas[i];
         p->m_rl_hits = metric_series(rl, (const char *const[]){p->tag});

@@ -108,6 +108,7 @@ typedef struct router {
 
     rd_series *m_queue_depth, *m_inflight, *m_round_trip, *m_uptime, *m_ready, *m_workers;
     rd_metric *m_backend_fail;
+    rd_series *m_queue_wait;
 } router;
 
 extern router R;

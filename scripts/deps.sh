@@ -9,7 +9,7 @@ pkgs=(gcc make cmake pkg-config git ca-certificates
 if [[ "${1:-}" == "--test" ]]; then
     # promtool and a Prometheus server for the metrics tests, valgrind and
     # clang-format for CI checks, node for the OTLP and A2A interop checks.
-    pkgs+=(prometheus valgrind clang-format curl)
+    pkgs+=(prometheus prometheus-alertmanager valgrind clang-format curl)
     # The deployment kit's checks: systemd-analyze, strace for the unit's
     # system call filter, runit for the runit scripts, python3-yaml for the
     # Kubernetes manifests, openssl for the manifest signature, sqlite3 for
@@ -35,8 +35,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-# The prometheus package starts a service on install; policy-rc.d keeps it off.
-if [[ " ${missing[*]} " == *" prometheus "* && ! -e /usr/sbin/policy-rc.d ]]; then
+# The prometheus packages start services on install; policy-rc.d keeps them off.
+if [[ " ${missing[*]} " == *" prometheus"* && ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
     $sudo chmod +x /usr/sbin/policy-rc.d
     trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT

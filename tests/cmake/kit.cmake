@@ -35,3 +35,8 @@ add_dependencies(routerd_fakes routerd transport_telegram backend_mock backend_a
 # packaging/kubernetes: structure, generated files, drift against conf.d/.
 add_test(NAME test_kit_k8s COMMAND ${KIT_DIR}/test_kit_k8s.sh ${KIT_ARGS})
 set_tests_properties(test_kit_k8s PROPERTIES LABELS "integration;kit" TIMEOUT 120)
+
+# Series the alerts and dashboard need exist at start; queue wait; the
+# Alertmanager example (amtool).
+add_test(NAME test_kit_metrics COMMAND ${KIT_DIR}/test_kit_metrics.sh ${KIT_ARGS} ${KIT_FAKES})
+set_tests_properties(test_kit_metrics PROPERTIES LABELS "integration;kit" TIMEOUT 180)
