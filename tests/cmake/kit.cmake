@@ -40,3 +40,7 @@ set_tests_properties(test_kit_k8s PROPERTIES LABELS "integration;kit" TIMEOUT 12
 # Alertmanager example (amtool).
 add_test(NAME test_kit_metrics COMMAND ${KIT_DIR}/test_kit_metrics.sh ${KIT_ARGS} ${KIT_FAKES})
 set_tests_properties(test_kit_metrics PROPERTIES LABELS "integration;kit" TIMEOUT 180)
+
+# scripts/smoke.sh against the fakes (pass, and the misses it must catch).
+add_test(NAME test_kit_smoke COMMAND ${KIT_DIR}/test_kit_smoke.sh ${KIT_ARGS} ${KIT_FAKES})
+set_tests_properties(test_kit_smoke PROPERTIES LABELS "integration;kit" TIMEOUT 240)
