@@ -33,7 +33,9 @@ while [[ $# -gt 0 ]]; do
     *) echo "smoke: unknown option $1" >&2; exit 64 ;;
     esac
 done
-[[ -n $driver ]] || driver="build/tests/routerd_fakes ${TELEGRAM_BOT_TOKEN:-123456:smoke-token}"
+[[ -n $driver ]] || driver=build/tests/routerd_fakes
+# The driver serves the bot token routerd is given.
+export TELEGRAM_BOT_TOKEN=${TELEGRAM_BOT_TOKEN:-123456:smoke-token}
 tmp=$(mktemp -d)
 misses=0
 pass() { echo "ok    $*"; }
@@ -60,7 +62,6 @@ drv() { echo "$*" >&"${DRV[1]}"; read -r -t 60 REPLY <&"${DRV[0]}"; }
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export ROUTERD_ADMIN_LISTEN=127.0.0.1:$port ROUTERD_STATE_DIR=$tmp/state
-export TELEGRAM_BOT_TOKEN=${TELEGRAM_BOT_TOKEN:-123456:smoke-token}
 export ROUTERD_CHAT_HASH_KEY=${ROUTERD_CHAT_HASH_KEY:-smoke-hash-key}
 export OTEL_EXPORTER_OTLP_ENDPOINT=${OTEL_EXPORTER_OTLP_ENDPOINT:-http://127.0.0.1:9}
 args=(-c "$manifest")

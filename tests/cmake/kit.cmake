@@ -44,3 +44,7 @@ set_tests_properties(test_kit_metrics PROPERTIES LABELS "integration;kit" TIMEOU
 # scripts/smoke.sh against the fakes (pass, and the misses it must catch).
 add_test(NAME test_kit_smoke COMMAND ${KIT_DIR}/test_kit_smoke.sh ${KIT_ARGS} ${KIT_FAKES})
 set_tests_properties(test_kit_smoke PROPERTIES LABELS "integration;kit" TIMEOUT 240)
+
+# scripts/soak.sh (a few seconds) and scripts/restore-drill.sh (timed).
+add_test(NAME test_kit_ops COMMAND ${KIT_DIR}/test_kit_ops.sh ${KIT_ARGS} ${KIT_FAKES})
+set_tests_properties(test_kit_ops PROPERTIES LABELS "integration;kit" TIMEOUT 240)

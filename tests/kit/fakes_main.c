@@ -8,7 +8,7 @@
  *   confirmed          offset routerd confirmed      -> offset N
  *   pending            updates not yet confirmed     -> pending N
  *   quit               stop (so does end of input)
- * Usage: routerd_fakes [BOT_TOKEN] */
+ * Usage: routerd_fakes [BOT_TOKEN]   (default: $TELEGRAM_BOT_TOKEN) */
 #include "fake_a2a.h"
 #include "fake_telegram.h"
 
@@ -29,7 +29,8 @@ static void print_text(const char *t) {
 }
 
 int main(int argc, char **argv) {
-    const char *token = argc > 1 ? argv[1] : "123456:smoke-token";
+    const char *env = getenv("TELEGRAM_BOT_TOKEN");
+    const char *token = argc > 1 ? argv[1] : env && *env ? env : "123456:smoke-token";
     ftg *tg = ftg_start(token);
     fa2a_opts o = {0};
     fa2a *ag = fa2a_start(&o);
