@@ -61,7 +61,7 @@ else
     deny=""
     for g in $(sed -n 's/^SystemCallFilter=~//p' "$unit_src"); do deny+=$(expand "$g")$'\n'; done
     allowed=$(comm -23 <(echo "$allow") <(echo "$deny" | sort -u))
-    port=$(( (RANDOM % 20000) + 30000 ))
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     cat >"$tmp/m.ini" <<INI
 [router]
 admin_listen = 127.0.0.1:$port
@@ -112,6 +112,10 @@ INI
     [[ $(wc -l <<<"$used") -gt 20 ]] || fail "trace looks empty: $(head "$tmp/trace")"
     bad=$(comm -23 <(echo "$used") <(echo "$allowed"))
     [[ -z "$bad" ]] || fail "system calls outside SystemCallFilter: $bad"
+    # ProcSubset=pid would hide the system-wide /proc files routerd reads.
+    sysproc=$(grep -oE '"/proc/[a-z][a-z_]*"' "$tmp/trace" | grep -v -e '"/proc/self"' -e thread-self | sort -u || true)
+    [[ -n "$sysproc" ]] && grep -q '^ProcSubset=pid' "$unit_src" &&
+        fail "ProcSubset=pid hides $sysproc, which routerd reads"
 fi
 
 [[ $fails -eq 0 ]] || { echo "$fails failure(s)"; exit 1; }

@@ -73,7 +73,7 @@ expect 78 "not a PEM public key" run --manifest-key "$m" --check-config
 expect 78 "No such file" run --manifest-key "$tmp/nope.pem" --check-config
 # Verified state in the start line and in routerd_build_info.
 if [[ -e "$plugins/sink_prometheus.so" ]]; then
-    port=$(( (RANDOM % 20000) + 30000 ))
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     sed -e "s/^admin_listen = .*/admin_listen = 127.0.0.1:$port/" "$tmp/orig.ini" >"$m"
     printf '[sink.metrics]\nplugin = prometheus\n' >>"$m"
     sign "$m" "$tmp/key.pem" >"$m.sig"
