@@ -94,11 +94,15 @@ while :; do
     (( elapsed_ms >= duration * 1000 )) && break
     # Catch up to the schedule: rate messages per second since the start.
     due=$(( elapsed_ms * rate / 1000 + 1 ))
-    while (( sent < due )); do
-        chat=$(( 1000 + sent % chats ))
-        drv send "$chat" "soak message $sent"
-        sent=$((sent + 1))
+    # Pipelined: all due commands first, then their acknowledgements.
+    batch=0
+    while (( sent + batch < due )); do
+        n=$((sent + batch))
+        echo "send $(( 1000 + n % chats )) soak message $n" >&"${DRV[1]}"
+        batch=$((batch + 1))
     done
+    for ((k = 0; k < batch; k++)); do read -r -t 60 REPLY <&"${DRV[0]}"; done
+    sent=$((sent + batch))
     if (( elapsed_ms >= next_report * 1000 )); then
         sample "$next_report"
         next_report=$((next_report + interval))
@@ -133,6 +137,6 @@ grep '^routerd_round_trip_seconds_bucket' <<<"$m" |
             }
         }
     }'
-echo "sent $sent, answered $answered, RSS ${rss_first:-?} -> max ${rss_max} KiB, exit $rc"
+echo "sent $sent ($((sent / (duration > 0 ? duration : 1))) msg/s achieved), answered $answered, RSS ${rss_first:-?} -> max ${rss_max} KiB, exit $rc"
 [[ $answered -ge $sent && $rc -eq 0 ]] || { echo "soak: FAIL"; exit 1; }
 echo "soak: PASS"

@@ -10,7 +10,7 @@ set_tests_properties(test_kit_verify test_kit_drift PROPERTIES LABELS "integrati
 # The notification protocol against a local AF_UNIX datagram socket.
 routerd_unit_test(test_kit_sdnotify SOURCES ${KIT_DIR}/test_kit_sdnotify.c LIBS routerd_core)
 add_dependencies(test_kit_sdnotify routerd transport_telegram backend_mock)
-set_tests_properties(test_kit_sdnotify PROPERTIES TIMEOUT 120)
+set_tests_properties(test_kit_sdnotify PROPERTIES TIMEOUT 120 LABELS "unit;kit")
 
 # systemd-analyze verify / security and the unit's system call filter.
 add_test(NAME test_kit_systemd COMMAND ${KIT_DIR}/test_kit_systemd.sh ${KIT_ARGS})
@@ -34,7 +34,7 @@ add_dependencies(routerd_fakes routerd transport_telegram backend_mock backend_a
 
 # packaging/kubernetes: structure, generated files, drift against conf.d/.
 add_test(NAME test_kit_k8s COMMAND ${KIT_DIR}/test_kit_k8s.sh ${KIT_ARGS})
-set_tests_properties(test_kit_k8s PROPERTIES LABELS "integration;kit" TIMEOUT 120)
+set_tests_properties(test_kit_k8s PROPERTIES LABELS "integration;kit" TIMEOUT 300)
 
 # Series the alerts and dashboard need exist at start; queue wait; the
 # Alertmanager example (amtool).
