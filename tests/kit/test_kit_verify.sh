@@ -40,6 +40,11 @@ expect 0 "^signature = verified$" env ROUTERD_MANIFEST_KEY="$tmp/pub.pem" "$bin"
 # The key as PEM text in the variable (a Kubernetes Secret).
 expect 0 "^signature = verified$" env ROUTERD_MANIFEST_KEY="$(cat "$tmp/pub.pem")" "$bin" -c "$m" \
     --plugin-dir "$plugins" --check-config
+# base64 wrapped at 76 columns (plain `base64`) and a trailing newline.
+openssl pkeyutl -sign -rawin -inkey "$tmp/key.pem" -in "$m" | base64 >"$tmp/wrapped.sig"
+cp "$m.sig" "$tmp/oneline.sig"; cp "$tmp/wrapped.sig" "$m.sig"
+expect 0 "^signature = verified$" run --manifest-key "$tmp/pub.pem" --check-config
+cp "$tmp/oneline.sig" "$m.sig"
 # Without a key nothing is required, and the state says so.
 expect 0 "^signature = unsigned$" run --check-config
 # Wrong key, changed byte, trailing newline added: refused.
