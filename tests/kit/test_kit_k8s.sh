@@ -30,6 +30,20 @@ out=$("$bin" -c "$src/packaging/kubernetes/overlays/staging/routerd.ini" \
     fail "staging and production ConfigMaps drift: $out"
 grep -q '^drift: 0.0 %' <<<"$out" || fail "staging/production drift: $out"
 
+# The ConfigMaps' manifests validate, with the environment the Deployment
+# gives them. The store keys come with the shared-store support; until
+# routerd knows them they are left out here (drop the sed once it does).
+export ROUTERD_ADMIN_LISTEN=127.0.0.1:0 ROUTERD_STATE_DIR=$tmp/state TELEGRAM_BOT_TOKEN=1:t
+export A2A_BASE_URL=http://127.0.0.1:9 ROUTERD_CHAT_HASH_KEY=k ROUTERD_STORE_URL=postgresql://x@127.0.0.1/x
+for env in staging production; do
+    ini=$src/packaging/kubernetes/overlays/$env/routerd.ini
+    if ! "$bin" -c "$ini" --plugin-dir "$plugins" --check-config >/dev/null 2>&1; then
+        grep -v '^store' "$ini" >"$tmp/$env.ini"
+        "$bin" -c "$tmp/$env.ini" --plugin-dir "$plugins" --check-config >/dev/null ||
+            fail "$env ConfigMap manifest invalid"
+    fi
+done
+
 # The checker rejects what it must (each on a fresh copy).
 mutate() { # name sed-expression file
     rm -rf "$tmp/src" && mkdir -p "$tmp/src/packaging" && cp -r "$src/packaging/kubernetes" \
