@@ -240,8 +240,9 @@ static void compute_hashes(void) {
     free(t.s);
 }
 
-static const char *const transport_reserved[] = {"plugin", "allowlist", NULL};
-static const char *const plugin_reserved[] = {"plugin", NULL};
+/* sha256 pins the plugin file (checked before it is loaded). */
+static const char *const transport_reserved[] = {"plugin", "allowlist", "sha256", NULL};
+static const char *const plugin_reserved[] = {"plugin", "sha256", NULL};
 
 int config_build(const char *path, const char *plugin_dir_override, char *err, size_t errsz) {
     manifest *m = manifest_load(path, err, errsz);
@@ -294,7 +295,15 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
                            "to its .so)",
                            s->name, s->kind);
         char perr[768];
-        plugin_so *so = plugin_load(R.plugin_dir, kind, pk->val, perr, sizeof perr);
+        mf_kv *pin = section_get(s, "sha256");
+        if (pin && (strlen(pin->val) != 64 || strspn(pin->val, "0123456789abcdefABCDEF") != 64))
+            return fail_at(err, errsz, m, pin->line,
+                           "[%s] sha256: '%s' is not a SHA-256 (64 hex digits; sha256sum FILE.so)",
+                           s->name, pin->val);
+        plugin_so *so =
+            plugin_load(R.plugin_dir, kind, pk->val, pin ? pin->val : NULL, perr, sizeof perr);
+        if (!so && pin && strstr(perr, "the manifest pins"))
+            return fail_at(err, errsz, m, pin->line, "[%s] sha256: %s", s->name, perr);
         if (!so) return fail_at(err, errsz, m, pk->line, "[%s] plugin: %s", s->name, perr);
         rd_ctx *c = ctx_new(kind, s->name, s->inst);
         c->so = so;

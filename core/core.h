@@ -96,6 +96,8 @@ typedef struct manifest {
 
 /* Parses and expands. On error returns NULL with a one-line message. */
 manifest *manifest_load(const char *path, char *err, size_t errsz);
+/* The same without ${VAR} expansion: val is the text as written. */
+manifest *manifest_load_raw(const char *path, char *err, size_t errsz);
 manifest *manifest_parse_string(const char *name, const char *text, char *err, size_t errsz);
 void manifest_free(manifest *m);
 mf_section *manifest_section(manifest *m, const char *name);
@@ -133,16 +135,42 @@ typedef struct plugin_so {
     char *path;
     void *dl;
     const rd_plugin *desc;
+    char sha256[65]; /* of the file, hashed before dlopen */
 } plugin_so;
 
-/* Loads (or finds in the cache) a plugin by name or path. Checks ABI,
+/* Loads (or finds in the cache) a plugin by name or path. Checks the
+ * folder's and file's permissions, the SHA-256 pin (hex, or NULL), ABI,
  * sizes, kind and ops. On error NULL with a message. */
-plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or_path, char *err,
-                       size_t errsz);
+plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or_path,
+                       const char *pin, char *err, size_t errsz);
 void plugins_unload_all(void);
 const char *kind_name(rd_kind k);
 /* Lists plugins found in dir (sorted), for --list-plugins. */
 int plugin_list(const char *plugin_dir, bool markdown, FILE *out);
+
+/* ---- verify.c --------------------------------------------------------- */
+int sha256_file_hex(const char *path, char out[65], char *err, size_t errsz);
+/* -1 with the path in err when path is writable by group or others. */
+int check_not_writable(const char *path, bool want_dir, char *err, size_t errsz);
+/* Verifies the Ed25519 signature of the manifest's bytes (base64 from
+ * $CONFIG_MANIFEST_SIGNATURE or PATH.sig) with key (a PEM file path or PEM
+ * text). sha_out receives the SHA-256 of the bytes verified. */
+int manifest_verify(const char *path, const char *key, char sha_out[65], char *err, size_t errsz);
+
+/* ---- diffcfg.c --------------------------------------------------------- */
+/* routerd -c A --diff-config B: exit 0, or 1 on drift above max_pct or a
+ * missing required key (78 when a manifest cannot be read). */
+int diff_config(const char *a, const char *b, double max_pct, const char *plugin_dir, FILE *out);
+
+/* ---- sdnotify.c -------------------------------------------------------- */
+/* systemd notification protocol on $NOTIFY_SOCKET; all calls are no-ops
+ * without it. */
+int sd_notify_init(void);
+int sd_notify_send(const char *msg);
+/* Keep-alive interval from $WATCHDOG_USEC/$WATCHDOG_PID: half the
+ * timeout in ms, 0 when no watchdog is asked for. */
+int64_t sd_watchdog_interval_ms(void);
+void sd_notify_close(void);
 
 /* ---- store.c ----------------------------------------------------------- */
 typedef struct store store;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 static plugin_so **cache;
@@ -65,7 +66,14 @@ static const char *check_desc(const rd_plugin *d, rd_kind want, char *tmp, size_
     return NULL;
 }
 
-static plugin_so *open_path(const char *path, rd_kind want, char *err, size_t errsz) {
+static int check_pin(const char *path, const char *have, const char *pin, char *err, size_t errsz) {
+    if (!pin || !strcasecmp(have, pin)) return 0;
+    snprintf(err, errsz, "%s: SHA-256 is %s, the manifest pins %s", path, have, pin);
+    return -1;
+}
+
+static plugin_so *open_path(const char *path, rd_kind want, const char *pin, char *err,
+                            size_t errsz) {
     char real[4096];
     if (!realpath(path, real)) {
         snprintf(err, errsz, "%s: %s", path, strerror(errno));
@@ -79,8 +87,19 @@ static plugin_so *open_path(const char *path, rd_kind want, char *err, size_t er
                 snprintf(err, errsz, "%s: %s", path, p);
                 return NULL;
             }
+            if (check_pin(path, cache[i]->sha256, pin, err, errsz)) return NULL;
             return cache[i];
         }
+    /* Before dlopen runs any of its code: who may write it, and is it the
+     * file the manifest pins? */
+    char folder[4096], sha[65];
+    snprintf(folder, sizeof folder, "%s", real);
+    char *slash = strrchr(folder, '/');
+    if (slash) *(slash == folder ? slash + 1 : slash) = 0;
+    if (check_not_writable(folder, true, err, errsz) ||
+        check_not_writable(real, false, err, errsz) || sha256_file_hex(real, sha, err, errsz) ||
+        check_pin(path, sha, pin, err, errsz))
+        return NULL;
     dlerror();
     void *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
@@ -114,14 +133,15 @@ static plugin_so *open_path(const char *path, rd_kind want, char *err, size_t er
     so->path = xstrdup(real);
     so->dl = dl;
     so->desc = d;
+    memcpy(so->sha256, sha, sizeof so->sha256);
     cache = xrealloc(cache, (ncache + 1) * sizeof *cache);
     cache[ncache++] = so;
     return so;
 }
 
-plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or_path, char *err,
-                       size_t errsz) {
-    if (strchr(name_or_path, '/')) return open_path(name_or_path, kind, err, errsz);
+plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or_path,
+                       const char *pin, char *err, size_t errsz) {
+    if (strchr(name_or_path, '/')) return open_path(name_or_path, kind, pin, err, errsz);
     for (const char *c = name_or_path; *c; c++)
         if (!(*c == '_' || *c == '-' || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9'))) {
             snprintf(err, errsz, "'%s' is not a plugin name (lowercase letters, digits, _ -)",
@@ -136,7 +156,7 @@ plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or
         free(path);
         return NULL;
     }
-    plugin_so *so = open_path(path, kind, err, errsz);
+    plugin_so *so = open_path(path, kind, pin, err, errsz);
     if (so && strcmp(so->desc->name, name_or_path)) {
         snprintf(err, errsz, "%s: declares name '%s', expected '%s'", path, so->desc->name,
                  name_or_path);
@@ -172,6 +192,8 @@ static void print_plugin(const rd_plugin *d, bool md, FILE *out) {
         fprintf(out, "| `plugin` | string | | yes | | `%s` or a path to the .so |\n", d->name);
         if (d->kind == RD_KIND_TRANSPORT)
             fprintf(out, "| `allowlist` | list | | | | chat ids allowed; empty = everyone |\n");
+        fprintf(out, "| `sha256` | string | | | | pin: the .so's SHA-256; any other file is "
+                     "refused before it is loaded |\n");
     } else {
         fprintf(out, "%s %s %s: %s\n", kind_name(d->kind), d->name, d->version,
                 d->summary ? d->summary : "");
@@ -221,7 +243,7 @@ int plugin_list(const char *plugin_dir, bool markdown, FILE *out) {
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
         char err[512];
-        plugin_so *so = open_path(names[i], 0, err, sizeof err);
+        plugin_so *so = open_path(names[i], 0, NULL, err, sizeof err);
         if (so)
             print_plugin(so->desc, markdown, out);
         else {

@@ -61,6 +61,9 @@ static int check_runtime(char *err, size_t errsz) {
     return 0;
 }
 
+/* "verified" once the manifest's signature checked out, else "unsigned". */
+static const char *sig_state = "unsigned";
+
 static void usage(FILE *out) {
     fprintf(out,
             "Usage: routerd -c FILE [options]\n"
@@ -74,6 +77,11 @@ static void usage(FILE *out) {
             "      --list-plugins    describe the plugins in the plugin directory\n"
             "      --markdown        with --list-plugins: a Markdown reference\n"
             "      --plugin-dir DIR  look plugins up in DIR (overrides the manifest)\n"
+            "      --manifest-key PEM  require an Ed25519 signature of the manifest by\n"
+            "                        this public key (default: $ROUTERD_MANIFEST_KEY); the\n"
+            "                        base64 signature is FILE.sig or $CONFIG_MANIFEST_SIGNATURE\n"
+            "      --diff-config B   compare the key sets of -c FILE and B, exit 1 on drift\n"
+            "      --max-drift PCT   with --diff-config: allowed drift in percent (default 5)\n"
             "  -V, --version         print version and build, then exit\n"
             "  -h, --help            this text\n\n"
             "Signals: SIGTERM/SIGINT drain (a second one exits at once), SIGHUP reopens logs.\n"
@@ -118,14 +126,15 @@ static void register_core_metrics(void) {
         metric_family(RD_METRIC_GAUGE, "routerd_ready",
                       "1 when every transport and backend finished its handshake.", NULL, NULL, 0),
         core_round_trip_labels);
-    const char *bi[] = {ROUTERD_VERSION, ROUTERD_BUILD_SHA, R.mf->sha256};
-    series_set(metric_series(metric_family(RD_METRIC_GAUGE, "routerd_build_info",
-                                           "Build and manifest identity; always 1.",
-                                           (const char *const[]){"version", "build_sha",
-                                                                 "manifest_sha256", NULL},
-                                           NULL, 0),
-                             bi),
-               1);
+    const char *bi[] = {ROUTERD_VERSION, ROUTERD_BUILD_SHA, R.mf->sha256, sig_state};
+    series_set(
+        metric_series(metric_family(RD_METRIC_GAUGE, "routerd_build_info",
+                                    "Build and manifest identity; always 1.",
+                                    (const char *const[]){"version", "build_sha", "manifest_sha256",
+                                                          "signature", NULL},
+                                    NULL, 0),
+                      bi),
+        1);
     R.m_backend_fail =
         metric_family(RD_METRIC_COUNTER, "routerd_backend_failures_total",
                       "Backend calls that failed, by backend and classification.",
@@ -152,9 +161,19 @@ static void register_core_metrics(void) {
         t->m_rejected_ratelimit =
             metric_series(rej, (const char *const[]){t->inst, "rate_limited"});
     }
+    R.m_queue_wait = metric_series(
+        metric_family(RD_METRIC_HISTOGRAM, "routerd_queue_wait_seconds",
+                      "Time from a message being queued to a worker taking it.", NULL, NULL, 0),
+        core_round_trip_labels);
+    /* Every classification the router counts, at 0 from the start, so rates
+     * and alerts have a series before the first failure. */
+    static const char *const klasses[] = {"transient", "fatal", "timeout", "protocol", "empty"};
     for (size_t i = 0; i < R.nctx; i++)
-        if (R.ctx[i]->kind == RD_KIND_BACKEND)
+        if (R.ctx[i]->kind == RD_KIND_BACKEND) {
             R.ctx[i]->m_latency = metric_series(bl, (const char *const[]){R.ctx[i]->inst});
+            for (size_t k = 0; k < sizeof klasses / sizeof *klasses; k++)
+                metric_series(R.m_backend_fail, (const char *const[]){R.ctx[i]->inst, klasses[k]});
+        }
     for (size_t i = 0; i < R.npersonas; i++) {
         persona *p = &R.personas[i];
         p->m_rl_hits = metric_series(rl, (const char *const[]){p->tag});
@@ -251,6 +270,13 @@ static int wait_signal(sigset_t *set, int ms) {
     return sig < 0 ? 0 : sig;
 }
 
+/* Keep-alives at half the watchdog timeout, only while the loop turns. */
+static void watchdog_tick(int64_t wd_ms, int64_t *last) {
+    if (!wd_ms || mono_ms() - *last < wd_ms) return;
+    sd_notify_send("WATCHDOG=1");
+    *last = mono_ms();
+}
+
 static int run(void) {
     char err[1024];
     sigset_t set;
@@ -264,6 +290,9 @@ static int run(void) {
 
     R.start_ms = mono_ms();
     atomic_store(&R.heartbeat_ms, mono_ms());
+    if (sd_notify_init() < 0) LOGW("NOTIFY_SOCKET is not a usable socket address; not notifying");
+    int64_t wd_ms = sd_watchdog_interval_ms(), wd_last = mono_ms();
+    if (wd_ms) sd_notify_send("WATCHDOG=1");
     bool sync_full = cfg_find(&R.cfg, "state_sync")->i == 0;
     R.st = store_open(R.state_dir, sync_full, err, sizeof err);
     if (!R.st) {
@@ -303,18 +332,31 @@ static int run(void) {
         atomic_store(&R.draining, true);
         goto stop;
     }
-    LOGI("routerd %s (%s) started: env=%s, %zu plugin instance(s), admin %s", ROUTERD_VERSION,
-         ROUTERD_BUILD_SHA, R.env, R.nctx, R.admin_listen);
+    LOGI("routerd %s (%s) started: env=%s, %zu plugin instance(s), admin %s, manifest sha256 %s "
+         "(signature %s)",
+         ROUTERD_VERSION, ROUTERD_BUILD_SHA, R.env, R.nctx, R.admin_listen, R.mf->sha256,
+         sig_state);
 
     atomic_store(&R.heartbeat_ms, mono_ms());
     atomic_store(&R.phase, PHASE_RUNNING);
     int64_t last_sweep = mono_ms();
     int sig = 0;
+    bool notified_ready = false;
     while (!atomic_load(&R.stop_requested)) {
-        sig = wait_signal(&set, 200);
+        sig = wait_signal(&set, wd_ms && wd_ms < 200 ? (int)wd_ms : 200);
         atomic_store(&R.heartbeat_ms, mono_ms());
+        watchdog_tick(wd_ms, &wd_last);
         series_set(R.m_uptime, (double)(mono_ms() - R.start_ms) / 1000.0);
-        series_set(R.m_ready, all_ready() && !atomic_load(&R.draining));
+        bool ready = all_ready() && !atomic_load(&R.draining);
+        series_set(R.m_ready, ready);
+        if (ready != notified_ready) {
+            /* READY=1 exactly when /healthz turns 200. */
+            char msg[160];
+            snprintf(msg, sizeof msg, "%sSTATUS=%s (env %s)", ready ? "READY=1\n" : "",
+                     ready ? "ready" : "handshake lost, not ready", R.env);
+            if (ready || notified_ready) sd_notify_send(msg);
+            notified_ready = ready;
+        }
         if (sig == SIGHUP) {
             LOGI("SIGHUP: reopening logs");
             log_reopen();
@@ -333,6 +375,7 @@ stop:
     atomic_store(&R.heartbeat_ms, mono_ms());
     atomic_store(&R.phase, PHASE_DRAINING);
     atomic_store(&R.draining, true);
+    sd_notify_send("STOPPING=1\nSTATUS=draining");
     series_set(R.m_ready, 0);
     for (size_t i = R.nctx; i-- > 0;)
         if (R.ctx[i]->kind == RD_KIND_TRANSPORT && R.ctx[i]->started && R.ctx[i]->ops->quiesce)
@@ -341,6 +384,7 @@ stop:
     bool idle = false;
     while (!(idle = router_wait_idle(deadline)) && mono_ms() < deadline) {
         atomic_store(&R.heartbeat_ms, mono_ms());
+        watchdog_tick(wd_ms, &wd_last);
         int s2 = wait_signal(&set, 0);
         if (s2 == SIGTERM || s2 == SIGINT) {
             fprintf(stderr, "routerd: second %s: exiting at once\n", strsignal(s2));
@@ -377,11 +421,12 @@ out:
     destroy_all();
     router_fini();
     store_close(R.st);
+    sd_notify_close();
     return rc;
 }
 
 int main(int argc, char **argv) {
-    enum { O_CHECK = 256, O_PRINT, O_LIST, O_MD, O_PDIR };
+    enum { O_CHECK = 256, O_PRINT, O_LIST, O_MD, O_PDIR, O_KEY, O_DIFF, O_DRIFT };
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"env-file", required_argument, NULL, 'e'},
                                              {"check-config", no_argument, NULL, O_CHECK},
@@ -389,11 +434,17 @@ int main(int argc, char **argv) {
                                              {"list-plugins", no_argument, NULL, O_LIST},
                                              {"markdown", no_argument, NULL, O_MD},
                                              {"plugin-dir", required_argument, NULL, O_PDIR},
+                                             {"manifest-key", required_argument, NULL, O_KEY},
+                                             {"diff-config", required_argument, NULL, O_DIFF},
+                                             {"max-drift", required_argument, NULL, O_DRIFT},
                                              {"version", no_argument, NULL, 'V'},
                                              {"help", no_argument, NULL, 'h'},
                                              {0, 0, 0, 0}};
     const char *config = getenv("ROUTERD_CONFIG");
     const char *plugin_dir = NULL;
+    const char *key = getenv("ROUTERD_MANIFEST_KEY");
+    const char *diff = NULL;
+    double max_drift = 5.0;
     bool check = false, print = false, list = false, md = false;
     char err[1024];
     log_init();
@@ -424,6 +475,21 @@ int main(int argc, char **argv) {
         case O_PDIR:
             plugin_dir = optarg;
             break;
+        case O_KEY:
+            key = optarg;
+            break;
+        case O_DIFF:
+            diff = optarg;
+            break;
+        case O_DRIFT: {
+            char *end = NULL;
+            max_drift = strtod(optarg, &end);
+            if (!end || end == optarg || *end || !(max_drift >= 0 && max_drift <= 100)) {
+                fprintf(stderr, "routerd: --max-drift: '%s' is not a percentage (0-100)\n", optarg);
+                return EX_USAGE_;
+            }
+            break;
+        }
         case 'V':
             printf("routerd %s (build %s, plugin ABI %d.%d)\n", ROUTERD_VERSION, ROUTERD_BUILD_SHA,
                    RD_ABI_MAJOR, RD_ABI_MINOR);
@@ -457,8 +523,34 @@ int main(int argc, char **argv) {
         usage(stderr);
         return EX_USAGE_;
     }
+    char signed_sha[65] = "";
+    if (key && *key) {
+        if (manifest_verify(config, key, signed_sha, err, sizeof err)) {
+            fprintf(stderr, "routerd: %s\n", err);
+            curl_global_cleanup();
+            return EX_CONFIG_;
+        }
+        sig_state = "verified";
+    }
+    if (diff) {
+        char *dir = NULL;
+        if (!plugin_dir) {
+            if (config_build("/dev/null", NULL, err, sizeof err) && R.plugin_dir)
+                dir = xstrdup(R.plugin_dir);
+            config_free();
+        }
+        rc = diff_config(config, diff, max_drift, plugin_dir ? plugin_dir : dir, stdout);
+        free(dir);
+        plugins_unload_all();
+        curl_global_cleanup();
+        return rc;
+    }
     if (config_build(config, plugin_dir, err, sizeof err)) {
         fprintf(stderr, "routerd: %s\n", err);
+        rc = EX_CONFIG_;
+    } else if (*signed_sha && strcmp(signed_sha, R.mf->sha256)) {
+        /* The file changed between the signature check and the parse. */
+        fprintf(stderr, "routerd: %s: manifest changed while it was being verified\n", config);
         rc = EX_CONFIG_;
     } else if (list) {
         rc = plugin_list(R.plugin_dir, md, stdout) ? 1 : 0;
@@ -471,8 +563,9 @@ int main(int argc, char **argv) {
         if (rc)
             fprintf(stderr, "routerd: %s\n", err);
         else
-            printf("configuration OK: %s\npersona_map_sha256 = %s\nallowlist_sha256 = %s\n", config,
-                   R.persona_sha, R.allow_sha);
+            printf("configuration OK: %s\npersona_map_sha256 = %s\nallowlist_sha256 = %s\n"
+                   "manifest_sha256 = %s\nsignature = %s\n",
+                   config, R.persona_sha, R.allow_sha, R.mf->sha256, sig_state);
     } else {
         rc = run();
     }

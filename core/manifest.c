@@ -16,6 +16,7 @@ typedef struct {
     char *err;
     size_t errsz;
     bool failed;
+    bool raw; /* keep ${VAR} unexpanded (key-set comparisons) */
 } parse_state;
 
 static void fail(parse_state *ps, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -155,7 +156,7 @@ static int handler(void *user, const char *section, const char *name, const char
         kv->raw = xstrdup(value);
     kv->line = ps->lineno;
     char *bad = NULL;
-    kv->val = env_expand(kv->raw, &bad);
+    kv->val = ps->raw ? xstrdup(kv->raw) : env_expand(kv->raw, &bad);
     if (!kv->val) {
         if (bad[0] == ' ')
             fail(ps, "[%s] %s:%s", section, name, bad);
@@ -170,11 +171,11 @@ static int handler(void *user, const char *section, const char *name, const char
     return 1;
 }
 
-manifest *manifest_parse_string(const char *name, const char *text, char *err, size_t errsz) {
+static manifest *parse(const char *name, const char *text, bool raw, char *err, size_t errsz) {
     manifest *m = xcalloc(1, sizeof *m);
     m->path = xstrdup(name);
     sha256_hex(text, strlen(text), m->sha256);
-    parse_state ps = {.text = text, .m = m, .err = err, .errsz = errsz};
+    parse_state ps = {.text = text, .m = m, .err = err, .errsz = errsz, .raw = raw};
     /* Debian's inih exposes its build options as globals. */
     ini_allow_multiline = false;
     ini_use_stack = false;
@@ -196,7 +197,11 @@ manifest *manifest_parse_string(const char *name, const char *text, char *err, s
     return m;
 }
 
-manifest *manifest_load(const char *path, char *err, size_t errsz) {
+manifest *manifest_parse_string(const char *name, const char *text, char *err, size_t errsz) {
+    return parse(name, text, false, err, errsz);
+}
+
+static manifest *load(const char *path, bool raw, char *err, size_t errsz) {
     FILE *f = open_text_file(path, "manifest", MANIFEST_MAX, err, errsz);
     if (!f) return NULL;
     size_t cap = 4096, len = 0;
@@ -219,9 +224,17 @@ manifest *manifest_load(const char *path, char *err, size_t errsz) {
         free(buf);
         return NULL;
     }
-    manifest *m = manifest_parse_string(path, buf, err, errsz);
+    manifest *m = parse(path, buf, raw, err, errsz);
     free(buf);
     return m;
+}
+
+manifest *manifest_load(const char *path, char *err, size_t errsz) {
+    return load(path, false, err, errsz);
+}
+
+manifest *manifest_load_raw(const char *path, char *err, size_t errsz) {
+    return load(path, true, err, errsz);
 }
 
 void manifest_free(manifest *m) {

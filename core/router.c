@@ -908,6 +908,8 @@ static void *worker_main(void *arg) {
         c->busy = true;
         R.waiting--;
         R.inflight++;
+        if (R.m_queue_wait)
+            series_observe(R.m_queue_wait, (double)(wall_ns() - j->t_route_ns) / 1e9);
         series_set(R.m_queue_depth, (double)R.waiting);
         series_set(R.m_inflight, (double)R.inflight);
         pthread_mutex_unlock(&R.mu);

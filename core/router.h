@@ -123,6 +123,7 @@ typedef struct router {
     rd_series *m_queue_depth, *m_inflight, *m_round_trip, *m_uptime, *m_ready, *m_workers;
     rd_series *m_chats, *m_chat_slots, *m_overrides;
     rd_metric *m_backend_fail;
+    rd_series *m_queue_wait;
 } router;
 
 extern router R;

@@ -9,7 +9,12 @@ pkgs=(gcc make cmake pkg-config git ca-certificates
 if [[ "${1:-}" == "--test" ]]; then
     # promtool and a Prometheus server for the metrics tests, valgrind and
     # clang-format for CI checks, node for the OTLP and A2A interop checks.
-    pkgs+=(prometheus valgrind clang-format curl)
+    pkgs+=(prometheus prometheus-alertmanager valgrind clang-format curl)
+    # The deployment kit's checks: systemd-analyze, strace for the unit's
+    # system call filter, runit for the runit scripts, python3-yaml for the
+    # Kubernetes manifests, openssl for the manifest signature, sqlite3 for
+    # the restore drill.
+    pkgs+=(systemd strace runit python3 python3-yaml openssl sqlite3 util-linux procps)
     # clang and its sanitizer/libFuzzer runtime for the CI builds.
     if [[ "${2:-}" == "--ci" ]]; then pkgs+=(clang libclang-rt-14-dev); fi
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
@@ -33,8 +38,8 @@ export DEBIAN_FRONTEND=noninteractive
 # for it instead of failing (ROUTERD_APT_LOCK_TIMEOUT seconds, default 600).
 lock=(-o "DPkg::Lock::Timeout=${ROUTERD_APT_LOCK_TIMEOUT:-600}")
 $sudo apt-get "${lock[@]}" update -qq
-# The prometheus package starts a service on install; policy-rc.d keeps it off.
-if [[ " ${missing[*]} " == *" prometheus "* && ! -e /usr/sbin/policy-rc.d ]]; then
+# The prometheus packages start services on install; policy-rc.d keeps them off.
+if [[ " ${missing[*]} " == *" prometheus"* && ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
     $sudo chmod +x /usr/sbin/policy-rc.d
     trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
