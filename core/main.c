@@ -14,6 +14,13 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
 void config_print(FILE *out);
 void config_free(void);
 
+/* Start-up errors may quote a plugin's or a peer's text: redacted too. */
+static void print_error(const char *err) {
+    char *shown = redact_dup(err);
+    fprintf(stderr, "routerd: %s\n", shown);
+    free(shown);
+}
+
 static void usage(FILE *out) {
     fprintf(out,
             "Usage: routerd -c FILE [options]\n"
@@ -207,7 +214,7 @@ static int run(void) {
     bool sync_full = cfg_find(&R.cfg, "state_sync")->i == 0;
     R.st = store_open(R.state_dir, sync_full, err, sizeof err);
     if (!R.st) {
-        fprintf(stderr, "routerd: %s\n", err);
+        print_error(err);
         return EX_CONFIG_;
     }
     load_hash_key();
@@ -216,12 +223,12 @@ static int run(void) {
     int rc = 0;
     rd_status code = RD_OK;
     if (create_all(err, sizeof err)) {
-        fprintf(stderr, "routerd: %s\n", err);
+        print_error(err);
         rc = EX_CONFIG_;
         goto out;
     }
     if (http_start(R.admin_listen, err, sizeof err)) {
-        fprintf(stderr, "routerd: %s\n", err);
+        print_error(err);
         rc = EX_CONFIG_;
         goto out;
     }
@@ -237,7 +244,7 @@ static int run(void) {
     if (code != RD_OK || start_kind(RD_KIND_BACKEND, err, sizeof err, &code) ||
         start_kind(RD_KIND_TRANSPORT, err, sizeof err, &code)) {
         router_log_event("core", RD_LOG_ERROR, err); /* to the sinks; stderr gets one line */
-        fprintf(stderr, "routerd: %s\n", err);
+        print_error(err);
         rc = code == RD_E_CONFIG ? EX_CONFIG_ : 1;
         atomic_store(&R.draining, true);
         goto stop;
@@ -338,7 +345,7 @@ int main(int argc, char **argv) {
             break;
         case 'e':
             if (dotenv_load(optarg, err, sizeof err)) {
-                fprintf(stderr, "routerd: %s\n", err);
+                print_error(err);
                 return EX_CONFIG_;
             }
             break;
@@ -396,7 +403,7 @@ int main(int argc, char **argv) {
         return EX_USAGE_;
     }
     if (config_build(config, plugin_dir, err, sizeof err)) {
-        fprintf(stderr, "routerd: %s\n", err);
+        print_error(err);
         rc = EX_CONFIG_;
     } else if (list) {
         rc = plugin_list(R.plugin_dir, md, stdout) ? 1 : 0;
@@ -407,7 +414,7 @@ int main(int argc, char **argv) {
         rc = create_all(err, sizeof err) ? EX_CONFIG_ : 0;
         destroy_all();
         if (rc)
-            fprintf(stderr, "routerd: %s\n", err);
+            print_error(err);
         else
             printf("configuration OK: %s\npersona_map_sha256 = %s\nallowlist_sha256 = %s\n", config,
                    R.persona_sha, R.allow_sha);

@@ -48,6 +48,7 @@ if(TARGET test_sinks_e2e_prometheus)
   set_tests_properties(test_sinks_e2e_prometheus PROPERTIES SKIP_RETURN_CODE 77)
 endif()
 if(TARGET test_sinks_e2e_logs)
+  target_link_libraries(test_sinks_e2e_logs PRIVATE PkgConfig::CRYPTO) # base64 in the secrets grep
   set_tests_properties(test_sinks_e2e_logs PROPERTIES FIXTURES_REQUIRED sinks_node
     ENVIRONMENT "NODE_PATH=${SK_NODE_DIR}/node_modules;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0")
 endif()
