@@ -29,7 +29,11 @@ typedef struct {
     sbuf line;
     char *red; /* redaction buffer */
     size_t redsz;
-    bool reported; /* an open/write problem was already told on stderr */
+    bool reopen_reported; /* a failed reopen was told on stderr */
+    bool failing;         /* lines are being lost: told once when it starts */
+    uint64_t lost;        /* lines lost in this episode */
+    bool need_nl;         /* a fragment could not be cut off: start a new line */
+    int open_errno;       /* why the file could not be opened */
     rd_series *lines, *errors;
 } jsonlog;
 
@@ -44,16 +48,14 @@ static const rd_option opts[] = {
     {0},
 };
 
+static bool put_whole(jsonlog *j, const char *p, size_t n, int *e);
+
 /* The sink's own trouble cannot go through host->log (its lines would come
  * back to this sink, or nowhere): one JSON line on standard error. */
-static void complain(jsonlog *j, const char *what, int e) {
-    if (j->reported) return;
-    j->reported = true;
-    char msg[512];
-    snprintf(msg, sizeof msg, "jsonlog: %s %s: %s", what, j->path ? j->path : "-", strerror(e));
+static void tell(jsonlog *j, rd_log_level lvl, const char *msg, bool to_file) {
     rd_event ev = {.size = sizeof ev,
                    .type = RD_EV_LOG,
-                   .level = RD_LOG_ERROR,
+                   .level = lvl,
                    .ts_ns = j->h->wall_ns(),
                    .source = "sink.jsonlog"};
     sbuf b = {0};
@@ -61,7 +63,35 @@ static void complain(jsonlog *j, const char *what, int e) {
     if (b.p && write(STDERR_FILENO, b.p, b.len) < 0) {
         /* nothing left to tell it to */
     }
+    int e;
+    /* The file shows where its gap is. */
+    if (b.p && to_file && j->fd >= 0 && j->fd != STDERR_FILENO) put_whole(j, b.p, b.len, &e);
     sbuf_free(&b);
+}
+
+static void complain(jsonlog *j, const char *what, int e) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "jsonlog: %s %s: %s", what, j->path ? j->path : "-", strerror(e));
+    tell(j, RD_LOG_ERROR, msg, false);
+}
+
+/* One report when lines start to be lost (disk full, file gone), one when
+ * they are written again: each episode is told, none line by line. */
+static void lose_line(jsonlog *j, const char *what, int e) {
+    j->h->add(j->errors, 1);
+    j->lost++;
+    if (j->failing) return;
+    j->failing = true;
+    j->lost = 1;
+    complain(j, what, e);
+}
+
+static void written_again(jsonlog *j) {
+    j->failing = false;
+    char msg[512];
+    snprintf(msg, sizeof msg, "jsonlog: writing to %s again; %llu line(s) were lost",
+             j->path ? j->path : "-", (unsigned long long)j->lost);
+    tell(j, RD_LOG_WARN, msg, true);
 }
 
 static int open_file(jsonlog *j) {
@@ -81,12 +111,14 @@ static void reopen(jsonlog *j) {
     if (!j->path) return;
     int fd = open_file(j);
     if (fd < 0) { /* keep the old file rather than lose lines */
-        complain(j, "cannot reopen", errno);
+        if (!j->reopen_reported) complain(j, "cannot reopen", errno);
+        j->reopen_reported = true;
         return;
     }
     if (j->fd >= 0 && j->fd != STDERR_FILENO) close(j->fd);
     j->fd = fd;
-    j->reported = false;
+    j->reopen_reported = false;
+    j->need_nl = false; /* a new file starts clean */
 }
 
 /* A rotation renamed or removed the file: follow the path. The file is
@@ -95,7 +127,7 @@ static void reopen(jsonlog *j) {
 static void check_rotation(jsonlog *j) {
     if (j->fd < 0) {
         j->fd = open_file(j);
-        if (j->fd < 0) complain(j, "cannot open", errno);
+        j->open_errno = errno;
         j->checked_ms = j->h->now_ms();
         return;
     }
@@ -107,23 +139,50 @@ static void check_rotation(jsonlog *j) {
     if (stat(j->path, &st) != 0 || st.st_dev != j->dev || st.st_ino != j->ino) reopen(j);
 }
 
-static void write_all(jsonlog *j, const char *p, size_t n) {
+static size_t write_some(int fd, const char *p, size_t n, int *e) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            *e = w < 0 ? errno : ENOSPC;
+            break;
+        }
+        done += (size_t)w;
+    }
+    return done;
+}
+
+/* Writes one line whole or not at all: a short write (disk full, file size
+ * limit) is cut off again, so the next line does not continue a fragment.
+ * Where a cut is impossible (a pipe), the next line starts on its own. */
+static bool put_whole(jsonlog *j, const char *p, size_t n, int *e) {
+    if (j->need_nl) {
+        if (write_some(j->fd, "\n", 1, e) != 1) return false;
+        j->need_nl = false;
+    }
+    size_t done = write_some(j->fd, p, n, e);
+    if (done == n) return true;
+    if (done) {
+        off_t end = lseek(j->fd, 0, SEEK_CUR), start = end - (off_t)done;
+        if (end < (off_t)done || ftruncate(j->fd, start) != 0 || lseek(j->fd, start, SEEK_SET) < 0)
+            j->need_nl = true;
+    }
+    return false;
+}
+
+static void write_line(jsonlog *j, const char *p, size_t n) {
+    int e = j->open_errno;
     if (j->fd < 0) {
-        j->h->add(j->errors, 1);
+        lose_line(j, "cannot open", e);
         return;
     }
-    while (n) {
-        ssize_t w = write(j->fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            complain(j, "cannot write", errno);
-            j->h->add(j->errors, 1);
-            return;
-        }
-        p += w;
-        n -= (size_t)w;
+    if (!put_whole(j, p, n, &e)) {
+        lose_line(j, "cannot write", e);
+        return;
     }
     j->h->add(j->lines, 1);
+    if (j->failing) written_again(j);
 }
 
 static const char *redacted(jsonlog *j, const char *msg) {
@@ -147,7 +206,7 @@ static void j_event(void *self, const rd_event *ev) {
     sbuf_reset(&j->line);
     jl_format(&j->line, ev, redacted(j, ev->msg), j->env, j->build_sha);
     if (j->line.failed) return;
-    write_all(j, j->line.p, j->line.len);
+    write_line(j, j->line.p, j->line.len);
     /* A big message once should not pin its buffer for ever. */
     if (j->line.cap > 65536) sbuf_free(&j->line);
 }
