@@ -77,7 +77,8 @@ routerd_fuzz_target(fuzz_sinks_jsonline
                     SOURCES ${SK_DIR}/fuzz/fuzz_sinks_jsonline.c ${SK_JL}/jsonlog_line.c ${SK_JL}/sbuf.c
                     LIBS PkgConfig::CJSON)
 routerd_fuzz_target(fuzz_sinks_otlp
-                    SOURCES ${SK_DIR}/fuzz/fuzz_sinks_otlp.c ${SK_OT}/otlp_json.c ${SK_JL}/sbuf.c
+                    SOURCES ${SK_DIR}/fuzz/fuzz_sinks_otlp.c ${SK_OT}/otlp_json.c ${SK_OT}/otlp_answer.c
+                            ${SK_JL}/sbuf.c
                     LIBS PkgConfig::CJSON)
 routerd_fuzz_target(fuzz_sinks_prom
                     SOURCES ${SK_DIR}/fuzz/fuzz_sinks_prom.c ${SK_PR}/prom_format.c
