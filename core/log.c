@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static rd_log_level min_level = RD_LOG_INFO;
 static atomic_bool text_on = true;
@@ -13,8 +14,11 @@ static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *level_name[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
+static bool on_tty;
+
 void log_init(void) {
     setvbuf(stderr, NULL, _IOLBF, 0);
+    on_tty = isatty(STDERR_FILENO);
 }
 
 void log_set_level(rd_log_level lvl) {
@@ -44,10 +48,15 @@ void log_vmsg(const char *source, rd_log_level lvl, const char *fmt, va_list ap)
         struct tm tm;
         gmtime_r(&ts.tv_sec, &tm);
         char when[32];
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
         pthread_mutex_lock(&log_mu);
-        fprintf(stderr, "%s.%03ldZ %-5s [%s] %s\n", when, ts.tv_nsec / 1000000, level_name[lvl],
-                source, msg);
+        if (on_tty) { /* a person reads it: the time of day is enough */
+            strftime(when, sizeof when, "%H:%M:%S", &tm);
+            fprintf(stderr, "%s %-5s [%s] %s\n", when, level_name[lvl], source, msg);
+        } else {
+            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+            fprintf(stderr, "%s.%03ldZ %-5s [%s] %s\n", when, ts.tv_nsec / 1000000, level_name[lvl],
+                    source, msg);
+        }
         pthread_mutex_unlock(&log_mu);
     }
     router_log_event(source, lvl, msg);

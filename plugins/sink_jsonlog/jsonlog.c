@@ -2,7 +2,9 @@
  * event, to a file or standard error. It takes over the core's text log
  * (RD_PF_LOGS). The file is reopened on every flush (the core flushes sinks
  * on SIGHUP and at drain) and when the path stops naming the open file
- * (renamed or deleted by a rotation), checked at most once a second. */
+ * (renamed or deleted by a rotation), checked at most once a second. With
+ * tty_path, a terminal on standard error gets short human-readable lines
+ * and the JSON lines go to that file. */
 #include <routerd/plugin.h>
 
 #include <errno.h>
@@ -27,6 +29,8 @@ typedef struct {
     bool events;
     const char *env, *build_sha;
     sbuf line;
+    bool human; /* short lines on the terminal (standard error), JSON to path */
+    sbuf hline;
     char *red; /* redaction buffer */
     size_t redsz;
     bool reopen_reported; /* a failed reopen was told on stderr */
@@ -42,6 +46,10 @@ static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
 static const rd_option opts[] = {
     {"path", RD_OPT_STRING, 0, "-", "file to append to; - is standard error", 0, 0, NULL},
     {"level", RD_OPT_ENUM, 0, "info", "lowest level written", 0, 0, levels},
+    {"tty_path", RD_OPT_STRING, 0, NULL,
+     "when path is - and standard error is a terminal: JSON lines go to this file, and the "
+     "terminal gets short human-readable lines",
+     0, 0, NULL},
     {"events", RD_OPT_BOOL, 0, "true",
      "also write one line per message event (received, replied, rejected, send_failed)", 0, 0,
      NULL},
@@ -58,11 +66,14 @@ static void tell(jsonlog *j, rd_log_level lvl, const char *msg, bool to_file) {
                    .level = lvl,
                    .ts_ns = j->h->wall_ns(),
                    .source = "sink.jsonlog"};
-    sbuf b = {0};
+    sbuf b = {0}, t = {0};
     jl_format(&b, &ev, msg, j->env, j->build_sha);
-    if (b.p && write(STDERR_FILENO, b.p, b.len) < 0) {
+    if (j->human) jl_human(&t, &ev, msg);
+    const sbuf *out = j->human ? &t : &b;
+    if (out->p && write(STDERR_FILENO, out->p, out->len) < 0) {
         /* nothing left to tell it to */
     }
+    sbuf_free(&t);
     int e;
     /* The file shows where its gap is. */
     if (b.p && to_file && j->fd >= 0 && j->fd != STDERR_FILENO) put_whole(j, b.p, b.len, &e);
@@ -203,8 +214,17 @@ static void j_event(void *self, const rd_event *ev) {
     if ((int)ev->level < j->level) return;
     if (ev->type != RD_EV_LOG && !j->events) return;
     check_rotation(j);
+    const char *msg = redacted(j, ev->msg);
+    if (j->human) {
+        sbuf_reset(&j->hline);
+        if (jl_human(&j->hline, ev, msg) && !j->hline.failed &&
+            write(STDERR_FILENO, j->hline.p, j->hline.len) < 0) {
+            /* the JSON line below still keeps it */
+        }
+        if (j->hline.cap > 65536) sbuf_free(&j->hline);
+    }
     sbuf_reset(&j->line);
-    jl_format(&j->line, ev, redacted(j, ev->msg), j->env, j->build_sha);
+    jl_format(&j->line, ev, msg, j->env, j->build_sha);
     if (j->line.failed) return;
     write_line(j, j->line.p, j->line.len);
     /* A big message once should not pin its buffer for ever. */
@@ -225,6 +245,12 @@ static rd_status j_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     j->ctx = ctx;
     j->fd = -1;
     const char *path = h->cfg_str(ctx, "path");
+    const char *tty_path = h->cfg_str(ctx, "tty_path");
+    /* A person at a terminal reads short lines; JSON goes to a file. */
+    if ((!path || !*path || !strcmp(path, "-")) && tty_path && *tty_path && isatty(STDERR_FILENO)) {
+        path = tty_path;
+        j->human = true;
+    }
     if (path && *path && strcmp(path, "-")) {
         j->path = strdup(path);
         if (!j->path) return RD_E_INTERNAL;
@@ -257,10 +283,16 @@ static rd_status j_start(void *self, rd_error *err) {
     if (!j->path) return RD_OK;
     int fd = open(j->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0) {
-        j->h->error(err, RD_E_CONFIG, "fatal", "path %s: %s", j->path, strerror(errno));
+        j->h->error(err, RD_E_CONFIG, "fatal", "%s %s: %s", j->human ? "tty_path" : "path", j->path,
+                    strerror(errno));
         return RD_E_CONFIG;
     }
     close(fd);
+    if (j->human) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "JSON log lines go to %s", j->path);
+        tell(j, RD_LOG_INFO, msg, false);
+    }
     return RD_OK;
 }
 
@@ -269,6 +301,7 @@ static void j_destroy(void *self) {
     if (!j) return;
     if (j->fd >= 0 && j->fd != STDERR_FILENO) close(j->fd);
     sbuf_free(&j->line);
+    sbuf_free(&j->hline);
     free(j->red);
     free(j->path);
     free(j);

@@ -21,6 +21,19 @@ for m in dev staging production; do
         if grep -q -- "$s" <<<"$printed"; then echo "conf.d/$m.ini printed a secret"; exit 1; fi
     done
 done
+# The dev console as the README shows it: a reply on standard output, JSON
+# log lines on standard error (not a terminal here), and /persona lists two
+# selectable personas with their descriptions and switches between them.
+out=$(printf 'hi\n/persona\n/persona parrot\nhi\n' |
+    "$bin" -c "$src/conf.d/dev.ini" --plugin-dir "$plugins" 2>"$tmp/dev.err") || {
+    cat "$tmp/dev.err"; echo "conf.d/dev.ini console session failed"; exit 1; }
+for want in 'echo: hi' '* default: echoes your message back' \
+            '- parrot: repeats what you say, like a parrot' 'parrot says: hi'; do
+    grep -qxF -- "$want" <<<"$out" || { echo "dev console: no line '$want' in:"; echo "$out"; exit 1; }
+done
+grep -q '"event":"replied"' "$tmp/dev.err" || { echo "dev console: no JSON log on stderr"; exit 1; }
+[[ ! -e $ROUTERD_STATE_DIR/routerd.log ]] || { echo "dev console: tty_path used without a tty"; exit 1; }
+
 # Staging is production with "plugin = a2a" changed to "plugin = mock":
 # the mock accepts every a2a key, so that one line is the whole change.
 sed 's/^plugin = a2a$/plugin = mock/' "$src/conf.d/production.ini" >"$tmp/swapped.ini"

@@ -429,6 +429,111 @@ static void test_plugin_disk_full_episodes(void **state) {
     free(text);
 }
 
+/* The terminal's short lines: time, level unless info, source, text; no
+ * control character survives; quiet events are left out. */
+static void test_human_lines(void **state) {
+    (void)state;
+    int64_t t = ns_of(2026, 11, 26, 17, 50, 7, 123);
+    rd_event ev = {
+        .size = sizeof ev, .type = RD_EV_LOG, .level = RD_LOG_INFO, .ts_ns = t, .source = "core"};
+    sbuf b = {0};
+    assert_true(jl_human(&b, &ev, "routerd started"));
+    assert_string_equal(b.p, "17:50:07 [core] routerd started\n");
+    sbuf_reset(&b);
+    ev.level = RD_LOG_WARN;
+    ev.source = "transport.tg";
+    assert_true(jl_human(&b, &ev, "bad\x1b[2Jtext\nnext\xc2\x9b!"));
+    assert_string_equal(b.p, "17:50:07 WARN [transport.tg] bad?[2Jtext?next?!\n");
+    sbuf_reset(&b);
+    rd_event rej = {.size = sizeof rej,
+                    .type = RD_EV_REJECTED,
+                    .level = RD_LOG_WARN,
+                    .ts_ns = t,
+                    .status = "rate_limited",
+                    .persona = "helper"};
+    assert_true(jl_human(&b, &rej, NULL));
+    assert_string_equal(b.p, "17:50:07 WARN [core] rejected rate_limited persona helper\n");
+    sbuf_reset(&b);
+    rd_event fail = {.size = sizeof fail,
+                     .type = RD_EV_REPLIED,
+                     .level = RD_LOG_WARN,
+                     .ts_ns = t,
+                     .status = "failed",
+                     .failure_class = "timeout"};
+    assert_true(jl_human(&b, &fail, NULL));
+    assert_string_equal(b.p, "17:50:07 WARN [core] replied failed (timeout)\n");
+    sbuf_reset(&b);
+    rd_event ok = {
+        .size = sizeof ok, .type = RD_EV_REPLIED, .level = RD_LOG_INFO, .ts_ns = t, .status = "ok"};
+    assert_false(jl_human(&b, &ok, NULL));
+    ok.type = RD_EV_RECEIVED;
+    assert_false(jl_human(&b, &ok, NULL));
+    assert_int_equal(b.len, 0);
+    sbuf_free(&b);
+}
+
+/* tty_path: with a terminal on standard error, it gets short lines and
+ * the JSON lines go to the file; without one, JSON stays on stderr. */
+static void test_plugin_tty(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/tty.log", dir);
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0) skip(); /* no pseudo-terminals here */
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    assert_true(slave >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(slave, 2);
+    th_cfg("path", "-");
+    th_cfg("tty_path", path);
+    const rd_plugin *p = th_plugin();
+    void *self = NULL;
+    rd_error err = {0};
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_OK);
+    assert_int_equal(p->ops->start(self, &err), RD_OK);
+    log_ev(p, self, RD_LOG_INFO, "hello terminal");
+    rd_event rep = {.size = sizeof rep,
+                    .type = RD_EV_REPLIED,
+                    .level = RD_LOG_INFO,
+                    .ts_ns = 1,
+                    .correlation_id = "c1",
+                    .status = "ok"};
+    p->ops->event(self, &rep);
+    p->ops->destroy(self);
+    dup2(saved, 2);
+    close(saved);
+    close(slave);
+    char term[4096] = "";
+    fcntl(master, F_SETFL, O_NONBLOCK);
+    ssize_t n = read(master, term, sizeof term - 1);
+    term[n > 0 ? n : 0] = 0;
+    close(master);
+    assert_non_null(strstr(term, " [core] hello terminal"));
+    assert_null(strchr(term, '{'));
+    char *text = slurp(path);
+    assert_non_null(text);
+    assert_int_equal(nlines(text), 2);
+    assert_non_null(strstr(text, "\"msg\":\"hello terminal\""));
+    assert_non_null(strstr(text, "\"event\":\"replied\""));
+    free(text);
+    assert_int_equal(unlink(path), 0);
+
+    /* Standard error not a terminal: JSON there, tty_path unused. */
+    capture_stderr();
+    self = NULL;
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_OK);
+    assert_int_equal(p->ops->start(self, &err), RD_OK);
+    log_ev(p, self, RD_LOG_INFO, "hello pipe");
+    p->ops->destroy(self);
+    char *errs = captured_stderr();
+    assert_non_null(strstr(errs, "\"msg\":\"hello pipe\""));
+    assert_int_equal(access(path, F_OK), -1);
+    free(errs);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc3339),
@@ -440,6 +545,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_plugin_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_bad_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_disk_full_episodes, setup, teardown),
+        cmocka_unit_test(test_human_lines),
+        cmocka_unit_test_setup_teardown(test_plugin_tty, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
