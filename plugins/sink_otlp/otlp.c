@@ -22,9 +22,6 @@
 
 /* Send failures remembered until the matching REPLIED event comes. */
 #define NFAIL 64
-/* Most of a collector's answer read; the rest is discarded. */
-#define ANSWER_MAX 65536
-
 /* Queue-full notes the exporter thread logs (event() runs on the sink's
  * dispatcher thread, whose own log lines reach no sink). */
 enum { NOTE_FULL = 1, NOTE_ROOM = 2 };
@@ -35,6 +32,7 @@ typedef struct {
     otlp_conf conf;
     const char *env, *version;
     int64_t batch_spans, queue_max, interval_ms, flush_ms;
+    int64_t retry_after_max_ms, answer_max; /* limits on what the collector says */
 
     pthread_mutex_t mu;
     pthread_cond_t cv, done_cv;
@@ -97,6 +95,12 @@ static const rd_option opts[] = {
      1000000, NULL},
     {"interval_ms", RD_OPT_INT, 0, "1000", "longest time a trace waits before its batch is sent",
      10, 60000, NULL},
+    {"retry_after_max_s", RD_OPT_INT, 0, "30",
+     "longest wait a collector's Retry-After may ask for; a longer one is cut to this", 0, 3600,
+     NULL},
+    {"response_max_bytes", RD_OPT_INT, 0, "65536",
+     "most bytes of a collector's answer read (partial success); the rest is discarded", 1024,
+     16777216, NULL},
     {"flush_timeout_ms", RD_OPT_INT, 0, "4000",
      "how long a flush (drain, SIGHUP) waits for the queue to be sent", 0, 60000, NULL},
     {0},
@@ -110,8 +114,8 @@ static void add(otlp *o, rd_series *s, double v) {
 
 static size_t keep_answer(char *p, size_t sz, size_t n, void *arg) {
     otlp *o = arg;
-    size_t len = sz * n, room = ANSWER_MAX - o->answer.len;
-    if (o->answer.len < ANSWER_MAX) sbuf_putn(&o->answer, p, len < room ? len : room);
+    size_t len = sz * n, max = (size_t)o->answer_max, room = max - o->answer.len;
+    if (o->answer.len < max) sbuf_putn(&o->answer, p, len < room ? len : room);
     return len;
 }
 
@@ -127,16 +131,15 @@ static size_t keep_header(char *p, size_t sz, size_t n, void *arg) {
     return len;
 }
 
-/* Retry-After as milliseconds from now, within OTLP_RETRY_AFTER_MAX_MS;
- * -1 when absent or unreadable. */
+/* Retry-After as milliseconds from now, within retry_after_max_s; -1 when
+ * absent or unreadable. */
 static int64_t retry_after_ms(otlp *o) {
     if (!o->retry_after[0]) return -1;
-    int64_t ms = otlp_retry_after_ms(o->retry_after);
+    int64_t max = o->retry_after_max_ms, ms = otlp_retry_after_ms(o->retry_after, max);
     if (ms >= 0) return ms;
     time_t when = curl_getdate(o->retry_after, NULL), now = time(NULL);
     if (when < 0 || when <= now) return when < 0 ? -1 : 0;
-    return when - now > OTLP_RETRY_AFTER_MAX_MS / 1000 ? OTLP_RETRY_AFTER_MAX_MS
-                                                       : (int64_t)(when - now) * 1000;
+    return when - now > max / 1000 ? max : (int64_t)(when - now) * 1000;
 }
 
 static int post(otlp *o, const char *body, size_t len, char *why, size_t whysz) {
@@ -234,7 +237,7 @@ static int export_batch(otlp *o, otlp_trace *list, int64_t spans) {
     }
     o->failures++;
     /* Back off 0.5 s doubling to 30 s, or longer when the collector asks
-     * (Retry-After, cut to 30 s); the queue absorbs what comes. */
+     * (Retry-After, cut to retry_after_max_s); the queue absorbs what comes. */
     o->backoff_ms = o->backoff_ms ? o->backoff_ms * 2 : 500;
     if (o->backoff_ms > 30000) o->backoff_ms = 30000;
     int64_t asked = retry_after_ms(o);
@@ -491,6 +494,8 @@ static rd_status o_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     o->queue_max = h->cfg_int(ctx, "queue_size");
     o->interval_ms = h->cfg_int(ctx, "interval_ms");
     o->flush_ms = h->cfg_int(ctx, "flush_timeout_ms");
+    o->retry_after_max_ms = h->cfg_int(ctx, "retry_after_max_s") * 1000;
+    o->answer_max = h->cfg_int(ctx, "response_max_bytes");
 
     const char *inst = h->info(ctx, "instance");
     const char *sink = inst ? inst : "otlp";

@@ -54,16 +54,16 @@ void otlp_answer_parse(const char *body, size_t len, int64_t spans, otlp_answer 
     cJSON_Delete(o);
 }
 
-int64_t otlp_retry_after_ms(const char *value) {
+int64_t otlp_retry_after_ms(const char *value, int64_t max_ms) {
     if (!value) return -1;
     while (*value == ' ' || *value == '\t')
         value++;
     size_t n = strspn(value, "0123456789");
     if (!n || strspn(value + n, " \t\r\n") != strlen(value + n)) return -1;
     /* Many digits are just "long": no need to read them all. */
-    if (n > 9) return OTLP_RETRY_AFTER_MAX_MS;
+    if (n > 9) return max_ms;
     int64_t s = 0;
     for (size_t i = 0; i < n; i++)
         s = s * 10 + (value[i] - '0');
-    return s * 1000 > OTLP_RETRY_AFTER_MAX_MS ? OTLP_RETRY_AFTER_MAX_MS : s * 1000;
+    return s * 1000 > max_ms ? max_ms : s * 1000;
 }

@@ -6,9 +6,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Longest Retry-After honoured; a longer one is cut to it. */
-#define OTLP_RETRY_AFTER_MAX_MS 30000
-
 typedef struct otlp_answer {
     int64_t rejected;  /* spans refused (partialSuccess.rejectedSpans), 0..spans sent */
     char message[256]; /* partialSuccess.errorMessage, printable ASCII only */
@@ -19,9 +16,8 @@ typedef struct otlp_answer {
  * spans. An empty or unparsable body means all were accepted. */
 void otlp_answer_parse(const char *body, size_t len, int64_t spans, otlp_answer *out);
 
-/* Retry-After in delta-seconds, as milliseconds cut to
- * OTLP_RETRY_AFTER_MAX_MS; -1 when absent or not a plain number (dates
- * are left to the caller). */
-int64_t otlp_retry_after_ms(const char *value);
+/* Retry-After in delta-seconds, as milliseconds cut to max_ms; -1 when
+ * absent or not a plain number (dates are left to the caller). */
+int64_t otlp_retry_after_ms(const char *value, int64_t max_ms);
 
 #endif

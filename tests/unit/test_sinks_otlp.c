@@ -684,17 +684,19 @@ static void test_answer_partial_success(void **state) {
 
 static void test_answer_retry_after(void **state) {
     (void)state;
-    assert_int_equal(otlp_retry_after_ms("5"), 5000);
-    assert_int_equal(otlp_retry_after_ms(" 2 \r\n"), 2000);
-    assert_int_equal(otlp_retry_after_ms("0"), 0);
-    assert_int_equal(otlp_retry_after_ms("30"), OTLP_RETRY_AFTER_MAX_MS);
-    assert_int_equal(otlp_retry_after_ms("120"), OTLP_RETRY_AFTER_MAX_MS);
-    assert_int_equal(otlp_retry_after_ms("9223372036854775808"), OTLP_RETRY_AFTER_MAX_MS);
-    assert_int_equal(otlp_retry_after_ms("99999999999999999999999999"), OTLP_RETRY_AFTER_MAX_MS);
+    assert_int_equal(otlp_retry_after_ms("5", 30000), 5000);
+    assert_int_equal(otlp_retry_after_ms(" 2 \r\n", 30000), 2000);
+    assert_int_equal(otlp_retry_after_ms("0", 30000), 0);
+    assert_int_equal(otlp_retry_after_ms("30", 30000), 30000);
+    assert_int_equal(otlp_retry_after_ms("120", 30000), 30000);
+    assert_int_equal(otlp_retry_after_ms("9223372036854775808", 30000), 30000);
+    assert_int_equal(otlp_retry_after_ms("99999999999999999999999999", 30000), 30000);
     const char *bad[] = {"-3", "1.5", "", " ", "5s", "0x10", "+4", NULL};
     for (int i = 0; bad[i]; i++)
-        if (otlp_retry_after_ms(bad[i]) != -1) fail_msg("Retry-After '%s' accepted", bad[i]);
-    assert_int_equal(otlp_retry_after_ms(NULL), -1);
+        if (otlp_retry_after_ms(bad[i], 30000) != -1) fail_msg("Retry-After '%s' accepted", bad[i]);
+    assert_int_equal(otlp_retry_after_ms(NULL, 30000), -1);
+    assert_int_equal(otlp_retry_after_ms("5", 2000), 2000);
+    assert_int_equal(otlp_retry_after_ms("5", 0), 0);
 }
 
 static int count_in(const char *hay, const char *needle) {
@@ -821,6 +823,32 @@ static void test_plugin_retry_after(void **state) {
     p->ops->destroy(self);
 }
 
+/* A hostile Retry-After (days) is cut to retry_after_max_s. */
+static void test_plugin_retry_after_capped(void **state) {
+    (void)state;
+    th_cfg("endpoint", fotlp_base(col));
+    th_cfg("interval_ms", "10");
+    th_cfg("retry_after_max_s", "1");
+    fotlp_set_status(col, 503);
+    fotlp_set_answer(col, NULL, "8640000");
+    const rd_plugin *p = th_plugin();
+    void *self = NULL;
+    rd_error err = {0};
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_OK);
+    assert_int_equal(p->ops->start(self, &err), RD_OK);
+    char tr[33], sp[17], bs[17];
+    rd_event ev = nth(1, tr, sp, bs, "ok");
+    p->ops->event(self, &ev);
+    assert_true(fotlp_wait_count(col, 1, 3000));
+    fotlp_set_status(col, 200);
+    fotlp_set_answer(col, NULL, NULL);
+    ev = nth(2, tr, sp, bs, "ok");
+    p->ops->event(self, &ev);
+    assert_true(fotlp_wait_count(col, 2, 6000));
+    p->ops->stop(self);
+    p->ops->destroy(self);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trace_ok),
@@ -835,6 +863,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_plugin_queue_full_episodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_partial_success, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_retry_after, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_retry_after_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_batches_and_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_sampling_and_send_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_dead_collector, setup, teardown),
