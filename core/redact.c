@@ -103,6 +103,8 @@ static void add_parts(const char *s, size_t n) {
     add_form(tail + w, tn - w, PART_MIN);
 }
 
+static int hexpair(const char *p);
+
 void secret_add(const char *value) {
     if (!value || strlen(value) < SECRET_MIN) return;
     for (size_t i = 0; i < nsecrets; i++)
@@ -117,6 +119,22 @@ void secret_add(const char *value) {
         if (k < n) add_parts(p, k);
         p += k;
         if (*p) p++;
+    }
+    /* Written percent-encoded (OTLP headers are), it travels decoded. */
+    if (strchr(value, '%')) {
+        char *d = xmalloc(n + 1), *o = d;
+        for (const char *p = value; *p; p++) {
+            int c = *p == '%' ? hexpair(p + 1) : -1;
+            if (c > 0) {
+                *o++ = (char)c;
+                p += 2;
+            } else {
+                *o++ = *p;
+            }
+        }
+        *o = 0;
+        if (strcmp(d, value)) secret_add(d);
+        free(d);
     }
 }
 

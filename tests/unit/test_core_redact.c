@@ -216,6 +216,15 @@ static void header_values(void **state) {
     assert_string_equal(red("authorization: Bearer x"), "authorization: Bearer x");
 }
 
+/* A secret written percent-encoded (OTLP headers are decoded before they
+ * are sent) is masked decoded as well. */
+static void encoded_in_manifest(void **state) {
+    (void)state;
+    secret_add("authorization=Bearer%20enc0ded-hdr-Tok3n");
+    assert_string_equal(red("got Bearer enc0ded-hdr-Tok3n back"), "got *** back");
+    assert_string_equal(red("got enc0ded-hdr-Tok3n back"), "got *** back");
+}
+
 /* Hostile text around secrets with '%' and '\' stays cheap and exact. */
 static void ambiguous_spellings(void **state) {
     (void)state;
@@ -307,6 +316,7 @@ int main(void) {
         cmocka_unit_test(secret_half),
         cmocka_unit_test(basic_auth_base64),
         cmocka_unit_test(header_values),
+        cmocka_unit_test(encoded_in_manifest),
         cmocka_unit_test(ambiguous_spellings),
         cmocka_unit_test(log_truncation_keeps_secret),
         cmocka_unit_test(error_truncation_keeps_secret),
