@@ -2,7 +2,6 @@
 #include "otlp_answer.h"
 
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,7 +10,7 @@
 static int64_t count_of(const cJSON *v) {
     if (cJSON_IsNumber(v)) {
         double d = v->valuedouble;
-        if (!(d >= 0) || d > 1e15 || d != floor(d)) return -1;
+        if (!(d >= 0) || d > 1e15 || d != (double)(int64_t)d) return -1;
         return (int64_t)d;
     }
     if (!cJSON_IsString(v)) return -1;
