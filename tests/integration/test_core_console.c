@@ -149,6 +149,8 @@ static void test_second_signal(void **state) {
                        "[backend.mock]\nplugin = mock\nlatency_ms = 20000\n"
                        "[persona.p]\nbackend = mock\nchats = *\n");
     rt_proc *p = rt_start(m, NULL, NULL);
+    /* Signals before start-up ends would kill it the default way. */
+    assert_true(rt_wait_stderr(p, "started", 20000));
     rt_write(p, "slow\n");
     rt_sleep_ms(500);
     long long t0 = rt_now_ms();
@@ -170,6 +172,7 @@ static void test_drain_timeout(void **state) {
                        "[backend.mock]\nplugin = mock\nlatency_ms = 20000\n"
                        "[persona.p]\nbackend = mock\nchats = *\n");
     rt_proc *p = rt_start(m, NULL, NULL);
+    assert_true(rt_wait_stderr(p, "started", 20000));
     rt_write(p, "slow\n");
     rt_sleep_ms(300);
     long long t0 = rt_now_ms();
