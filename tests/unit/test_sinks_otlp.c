@@ -801,7 +801,7 @@ static void test_plugin_retry_after(void **state) {
     th_cfg("endpoint", fotlp_base(col));
     th_cfg("interval_ms", "10");
     fotlp_set_status(col, 429);
-    fotlp_set_answer(col, NULL, "2");
+    fotlp_set_answer(col, NULL, "3");
     const rd_plugin *p = th_plugin();
     void *self = NULL;
     rd_error err = {0};
@@ -816,9 +816,9 @@ static void test_plugin_retry_after(void **state) {
     fotlp_set_answer(col, NULL, NULL);
     ev = nth(2, tr, sp, bs, "ok");
     p->ops->event(self, &ev);
-    assert_true(fotlp_wait_count(col, 2, 5000));
+    assert_true(fotlp_wait_count(col, 2, 10000));
     long long waited = rt_now_ms() - t0;
-    if (waited < 1500) fail_msg("sent again after %lld ms, before Retry-After: 2", waited);
+    if (waited < 1500) fail_msg("sent again after %lld ms, before Retry-After: 3", waited);
     p->ops->stop(self);
     p->ops->destroy(self);
 }
