@@ -266,6 +266,7 @@ static int run(void) {
         } else if (sig) {
             break;
         }
+        sinks_report();
         if (mono_ms() - last_sweep > 10000) {
             router_sweep();
             last_sweep = mono_ms();

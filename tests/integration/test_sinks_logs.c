@@ -21,11 +21,15 @@
 #include "harness.h"
 #include "test_sinks_util.h"
 
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -410,11 +414,89 @@ static void test_wire_spellings_clean(void **state) {
     free(m);
 }
 
+/* ---- a sink that cannot keep up ---------------------------------------------- */
+
+static atomic_int fifo_paused = 1;
+static atomic_bool fifo_quit;
+
+static void *fifo_reader(void *arg) {
+    int fd = *(int *)arg;
+    char buf[65536];
+    while (!atomic_load(&fifo_quit)) {
+        if (atomic_load(&fifo_paused) || read(fd, buf, sizeof buf) <= 0) rt_sleep_ms(2);
+    }
+    return NULL;
+}
+
+static void feed(rt_proc *p, int from, int n) {
+    char *text = malloc((size_t)n * 24), *o = text;
+    for (int i = from; i < from + n; i++)
+        o += sprintf(o, "@%d m%d\n", 1 + i % 50, i);
+    rt_write(p, text);
+    free(text);
+}
+
+static bool wait_count(rt_proc *p, const char *needle, int n, int timeout_ms) {
+    long long end = rt_now_ms() + timeout_ms;
+    while (count(rt_stderr(p), needle) < n && rt_now_ms() < end)
+        rt_sleep_ms(50);
+    return count(rt_stderr(p), needle) >= n;
+}
+
+/* The log sink writes to a pipe nobody reads, twice: its event queue
+ * overflows and each episode is reported once when it starts and once when
+ * the sink keeps up again, on standard error (the log sink cannot take its
+ * own note), never per dropped event. */
+static void test_sink_overflow_episodes(void **state) {
+    (void)state;
+    char fifo[1024];
+    snprintf(fifo, sizeof fifo, "%s/log.fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int fd = open(fifo, O_RDONLY | O_NONBLOCK);
+    assert_true(fd >= 0);
+    atomic_store(&fifo_paused, 1);
+    atomic_store(&fifo_quit, false);
+    pthread_t th;
+    pthread_create(&th, NULL, fifo_reader, &fd);
+    char text[2048];
+    snprintf(text, sizeof text,
+             "[router]\nenv = test\nadmin_listen = off\nstate_dir = %s/state\n"
+             "rate_limit_per_minute = 0\n"
+             "[transport.console]\nplugin = console\n"
+             "[backend.mock]\nplugin = mock\n"
+             "[sink.logs]\nplugin = jsonlog\npath = %s\nlevel = debug\n"
+             "[persona.p]\nbackend = mock\nchats = *\n",
+             dir, fifo);
+    char *m = rt_write_file(dir, "overflow.ini", text);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    for (int episode = 1; episode <= 2; episode++) {
+        atomic_store(&fifo_paused, 1);
+        rt_sleep_ms(300);
+        feed(p, episode * 100000, 6000);
+        if (!wait_count(p, "cannot keep up", episode, 60000))
+            fail_msg("episode %d not reported: %s", episode, rt_stderr(p));
+        atomic_store(&fifo_paused, 0);
+        if (!wait_count(p, "keeps up again", episode, 60000))
+            fail_msg("end of episode %d not reported: %s", episode, rt_stderr(p));
+    }
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 60000), 0);
+    assert_int_equal(count(rt_stderr(p), "cannot keep up"), 2);
+    assert_int_equal(count(rt_stderr(p), "keeps up again"), 2);
+    assert_non_null(strstr(rt_stderr(p), "[sink.logs] cannot keep up: its event queue (8192)"));
+    atomic_store(&fifo_quit, true);
+    pthread_join(th, NULL);
+    close(fd);
+    rt_free(p);
+    free(m);
+}
+
 int main(void) {
     setenv("NODE_PATH", ROUTERD_BINARY_DIR "/otlp-validator/node_modules", 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_logs_spans_metrics_clean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wire_spellings_clean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sink_overflow_episodes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
