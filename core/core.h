@@ -50,7 +50,8 @@ void log_vmsg(const char *source, rd_log_level lvl, const char *fmt, va_list ap)
 #define LOGI(...) log_msg("core", RD_LOG_INFO, __VA_ARGS__)
 #define LOGD(...) log_msg("core", RD_LOG_DEBUG, __VA_ARGS__)
 void log_reopen(void);
-/* Secrets: every registered value is replaced by *** in logs and errors. */
+/* Secrets: every registered value, in its wire spellings and parts, is
+ * replaced by *** in logs, events, metrics labels and errors (redact.c). */
 void secret_add(const char *value);
 size_t redact(const char *src, char *dst, size_t dstsz);
 char *redact_dup(const char *src);

@@ -3,6 +3,8 @@
  * router. */
 #include "router.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +16,11 @@ typedef struct sinkq {
     pthread_cond_t cv, drained;
     bool stop, busy;
     uint64_t queued, flushed; /* items ever queued / handled */
+    uint64_t dropped;         /* events refused because the queue was full */
     pthread_t th;
+    /* main thread only (sinks_report) */
+    uint64_t seen, episode_base;
+    bool dropping;
 } sinkq;
 
 static sinkq **queues;
@@ -118,6 +124,7 @@ void sinks_start(void) {
 static void push(sinkq *q, const rd_event *e) {
     pthread_mutex_lock(&q->mu);
     if ((q->len == q->cap && e) || q->stop) {
+        if (!q->stop) q->dropped++;
         pthread_mutex_unlock(&q->mu);
         series_add(q->ctx->m_dropped, 1);
         return;
@@ -145,6 +152,44 @@ void router_log_event(const char *source, rd_log_level lvl, const char *msg) {
                    .source = source,
                    .msg = msg};
     emit_event(&ev);
+}
+
+static void drop_note(sinkq *q, rd_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void drop_note(sinkq *q, rd_log_level lvl, const char *fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_msg(q->ctx->name, lvl, "%s", msg);
+    /* The log sink itself cannot take its own note while it is behind. */
+    if (q->ctx->desc->flags & RD_PF_LOGS) fprintf(stderr, "routerd: [%s] %s\n", q->ctx->name, msg);
+}
+
+/* Run by the main loop: a sink whose queue overflows is reported when it
+ * starts dropping events and when it keeps up again, not per event. */
+void sinks_report(void) {
+    for (size_t i = 0; i < nqueues; i++) {
+        sinkq *q = queues[i];
+        pthread_mutex_lock(&q->mu);
+        uint64_t d = q->dropped;
+        size_t len = q->len, cap = q->cap;
+        pthread_mutex_unlock(&q->mu);
+        if (!q->dropping && d > q->seen) {
+            q->dropping = true;
+            q->episode_base = q->seen;
+            drop_note(q, RD_LOG_WARN,
+                      "cannot keep up: its event queue (%zu) is full and events are dropped "
+                      "(routerd_events_dropped_total)",
+                      cap);
+        } else if (q->dropping && d == q->seen && len <= cap / 2) {
+            q->dropping = false;
+            drop_note(q, RD_LOG_INFO, "keeps up again; %llu event(s) were dropped",
+                      (unsigned long long)(d - q->episode_base));
+        }
+        q->seen = d;
+    }
 }
 
 /* Asks every sink to flush on its own thread (after what is queued) and

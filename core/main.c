@@ -64,6 +64,13 @@ static int check_runtime(char *err, size_t errsz) {
 /* "verified" once the manifest's signature checked out, else "unsigned". */
 static const char *sig_state = "unsigned";
 
+/* Start-up errors may quote a plugin's or a peer's text: redacted too. */
+static void print_error(const char *err) {
+    char *shown = redact_dup(err);
+    fprintf(stderr, "routerd: %s\n", shown);
+    free(shown);
+}
+
 static void usage(FILE *out) {
     fprintf(out,
             "Usage: routerd -c FILE [options]\n"
@@ -296,7 +303,7 @@ static int run(void) {
     bool sync_full = cfg_find(&R.cfg, "state_sync")->i == 0;
     R.st = store_open(R.state_dir, sync_full, err, sizeof err);
     if (!R.st) {
-        fprintf(stderr, "routerd: %s\n", err);
+        print_error(err);
         return EX_CONFIG_;
     }
     load_hash_key();
@@ -305,12 +312,12 @@ static int run(void) {
     int rc = 0;
     rd_status code = RD_OK;
     if (create_all(err, sizeof err)) {
-        fprintf(stderr, "routerd: %s\n", err);
+        print_error(err);
         rc = EX_CONFIG_;
         goto out;
     }
     if (http_start(R.admin_listen, &R.http, err, sizeof err)) {
-        fprintf(stderr, "routerd: %s\n", err);
+        print_error(err);
         rc = EX_CONFIG_;
         goto out;
     }
@@ -327,7 +334,7 @@ static int run(void) {
     if (code != RD_OK || start_kind(RD_KIND_BACKEND, err, sizeof err, &code) ||
         start_kind(RD_KIND_TRANSPORT, err, sizeof err, &code)) {
         router_log_event("core", RD_LOG_ERROR, err); /* to the sinks; stderr gets one line */
-        fprintf(stderr, "routerd: %s\n", err);
+        print_error(err);
         rc = code == RD_E_CONFIG ? EX_CONFIG_ : 1;
         atomic_store(&R.draining, true);
         goto stop;
@@ -364,6 +371,7 @@ static int run(void) {
         } else if (sig) {
             break;
         }
+        sinks_report();
         if (mono_ms() - last_sweep >= 1000) { /* costs what it frees */
             router_sweep();
             last_sweep = mono_ms();
@@ -456,7 +464,7 @@ int main(int argc, char **argv) {
             break;
         case 'e':
             if (dotenv_load(optarg, err, sizeof err)) {
-                fprintf(stderr, "routerd: %s\n", err);
+                print_error(err);
                 return EX_CONFIG_;
             }
             break;
@@ -546,7 +554,7 @@ int main(int argc, char **argv) {
         return rc;
     }
     if (config_build(config, plugin_dir, err, sizeof err)) {
-        fprintf(stderr, "routerd: %s\n", err);
+        print_error(err);
         rc = EX_CONFIG_;
     } else if (*signed_sha && strcmp(signed_sha, R.mf->sha256)) {
         /* The file changed between the signature check and the parse. */
@@ -561,7 +569,7 @@ int main(int argc, char **argv) {
         rc = check_runtime(err, sizeof err) || create_all(err, sizeof err) ? EX_CONFIG_ : 0;
         destroy_all();
         if (rc)
-            fprintf(stderr, "routerd: %s\n", err);
+            print_error(err);
         else
             printf("configuration OK: %s\npersona_map_sha256 = %s\nallowlist_sha256 = %s\n"
                    "manifest_sha256 = %s\nsignature = %s\n",

@@ -105,20 +105,23 @@ rd_metric *metric_family(rd_metric_type type, const char *name, const char *help
 
 rd_series *metric_series(rd_metric *m, const char *const *values) {
     if (!m) return NULL;
+    /* Label values may come from a peer's text: never a secret in them. */
+    char **red = xcalloc(m->nlabels + 1, sizeof *red);
+    for (size_t i = 0; i < m->nlabels; i++)
+        red[i] = redact_dup(values[i] ? values[i] : "");
     pthread_mutex_lock(&m->mu);
     rd_series *s;
     for (s = m->series; s; s = s->next) {
         size_t i = 0;
-        while (i < m->nlabels && !strcmp(s->values[i], values[i] ? values[i] : ""))
+        while (i < m->nlabels && !strcmp(s->values[i], red[i]))
             i++;
         if (i == m->nlabels) break;
     }
     if (!s) {
         s = xcalloc(1, sizeof *s);
         s->fam = m;
-        s->values = xcalloc(m->nlabels + 1, sizeof *s->values);
-        for (size_t i = 0; i < m->nlabels; i++)
-            s->values[i] = xstrdup(values[i] ? values[i] : "");
+        s->values = red;
+        red = NULL;
         if (m->type == RD_METRIC_HISTOGRAM) s->buckets = xcalloc(m->nb + 1, sizeof *s->buckets);
         /* Append so exposition order follows creation order. */
         rd_series **pp = &m->series;
@@ -127,6 +130,7 @@ rd_series *metric_series(rd_metric *m, const char *const *values) {
         *pp = s;
     }
     pthread_mutex_unlock(&m->mu);
+    if (red) free_list(red);
     return s;
 }
 

@@ -158,6 +158,8 @@ bool router_live(int64_t *age_ms, const char **phase);
 void sinks_start(void);
 void sinks_stop(void);
 void sinks_flush(int timeout_ms);
+/* Logs when a sink starts and stops dropping events (main loop). */
+void sinks_report(void);
 void emit_event(const rd_event *ev);
 void router_log_event(const char *source, rd_log_level lvl, const char *msg);
 

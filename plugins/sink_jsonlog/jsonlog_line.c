@@ -115,3 +115,53 @@ void jl_format(sbuf *b, const rd_event *ev, const char *msg, const char *env,
     opt_field(b, "span_id", ev->span_id);
     sbuf_puts(b, "}\n");
 }
+
+static void human_text(sbuf *b, const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
+        if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) { /* C1 control in UTF-8 */
+            sbuf_putc(b, '?');
+            p++;
+        } else {
+            sbuf_putc(b, *p < 0x20 || *p == 0x7f ? '?' : (char)*p);
+        }
+    }
+}
+
+bool jl_human(sbuf *b, const rd_event *ev, const char *msg) {
+    bool ok_reply = ev->type == RD_EV_REPLIED && ev->status && !strcmp(ev->status, "ok");
+    if (ev->type == RD_EV_RECEIVED || ok_reply) return false;
+    time_t sec = (time_t)(ev->ts_ns / 1000000000);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char when[16];
+    strftime(when, sizeof when, "%H:%M:%S", &tm);
+    sbuf_puts(b, when);
+    if (ev->level != RD_LOG_INFO) {
+        sbuf_putc(b, ' ');
+        for (const char *l = jl_level_name(ev->level); *l; l++)
+            sbuf_putc(b, (char)(*l - 32));
+    }
+    sbuf_puts(b, " [");
+    human_text(b, ev->source ? ev->source : "core");
+    sbuf_puts(b, "] ");
+    if (ev->type != RD_EV_LOG) {
+        sbuf_puts(b, jl_event_name(ev->type));
+        if (ev->status) {
+            sbuf_puts(b, " ");
+            human_text(b, ev->status);
+        }
+        if (ev->failure_class) {
+            sbuf_puts(b, " (");
+            human_text(b, ev->failure_class);
+            sbuf_puts(b, ")");
+        }
+        if (ev->persona) {
+            sbuf_puts(b, " persona ");
+            human_text(b, ev->persona);
+        }
+        if (msg && *msg) sbuf_puts(b, ": ");
+    }
+    human_text(b, msg);
+    sbuf_putc(b, '\n');
+    return true;
+}

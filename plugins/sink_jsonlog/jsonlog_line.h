@@ -4,6 +4,8 @@
 
 #include <routerd/plugin.h>
 
+#include <stdbool.h>
+
 #include "sbuf.h"
 
 /* "2026-11-26T17:50:00.123Z" (RFC 3339, UTC, milliseconds); out >= 32. */
@@ -21,5 +23,13 @@ int jl_level_parse(const char *s);
  * when present. */
 void jl_format(sbuf *b, const rd_event *ev, const char *msg, const char *env,
                const char *build_sha);
+
+/* Appends a short human-readable line for a terminal, ending in '\n':
+ * "15:04:05 [source] text" (the level after the time unless info). Log
+ * lines and the events that went wrong (rejected, send failed, a reply
+ * other than ok) are shown; returns false, appending nothing, for the
+ * rest. Control characters (also C1 and escapes) become '?', so a peer's
+ * text cannot drive the terminal. */
+bool jl_human(sbuf *b, const rd_event *ev, const char *msg);
 
 #endif

@@ -13,13 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
+#include "otlp_answer.h"
 #include "otlp_conf.h"
 #include "otlp_json.h"
 
 /* Send failures remembered until the matching REPLIED event comes. */
 #define NFAIL 64
+/* Queue-full notes the exporter thread logs (event() runs on the sink's
+ * dispatcher thread, whose own log lines reach no sink). */
+enum { NOTE_FULL = 1, NOTE_ROOM = 2 };
 
 typedef struct {
     const rd_host *h;
@@ -27,6 +32,7 @@ typedef struct {
     otlp_conf conf;
     const char *env, *version;
     int64_t batch_spans, queue_max, interval_ms, flush_ms;
+    int64_t retry_after_max_ms, answer_max; /* limits on what the collector says */
 
     pthread_mutex_t mu;
     pthread_cond_t cv, done_cv;
@@ -37,12 +43,20 @@ typedef struct {
     uint64_t flush_done; /* flushes completed */
     pthread_t th;
     bool started;
+    bool full;             /* dropping because the queue is full */
+    int64_t full_dropped;  /* spans dropped in this episode */
+    int notes;             /* NOTE_* waiting for the exporter to log */
+    bool room_first;       /* NOTE_ROOM belongs to an earlier episode than NOTE_FULL */
+    int64_t noted_dropped; /* for NOTE_ROOM */
 
     /* exporter thread only */
     CURL *curl;
     struct curl_slist *hdrs;
     int64_t backoff_ms, next_try_ms, failing_since_ms, last_warn_ms;
     uint64_t failures;
+    bool rejecting; /* the collector refuses part of each batch */
+    sbuf answer;
+    char retry_after[64];
 
     /* dispatcher thread only */
     struct {
@@ -51,7 +65,8 @@ typedef struct {
     } fail[NFAIL];
     size_t fail_next;
 
-    rd_series *exported, *drop_full, *drop_export, *drop_shutdown, *req_ok, *req_err;
+    rd_series *exported, *drop_full, *drop_export, *drop_shutdown, *drop_rejected, *req_ok,
+        *req_err;
 } otlp;
 
 static const rd_option opts[] = {
@@ -80,6 +95,12 @@ static const rd_option opts[] = {
      1000000, NULL},
     {"interval_ms", RD_OPT_INT, 0, "1000", "longest time a trace waits before its batch is sent",
      10, 60000, NULL},
+    {"retry_after_max_s", RD_OPT_INT, 0, "30",
+     "longest wait a collector's Retry-After may ask for; a longer one is cut to this", 0, 3600,
+     NULL},
+    {"response_max_bytes", RD_OPT_INT, 0, "65536",
+     "most bytes of a collector's answer read (partial success); the rest is discarded", 1024,
+     16777216, NULL},
     {"flush_timeout_ms", RD_OPT_INT, 0, "4000",
      "how long a flush (drain, SIGHUP) waits for the queue to be sent", 0, 60000, NULL},
     {0},
@@ -91,9 +112,34 @@ static void add(otlp *o, rd_series *s, double v) {
 
 /* ---- export ------------------------------------------------------------------ */
 
-static size_t discard(char *p, size_t sz, size_t n, void *arg) {
-    (void)p, (void)arg;
-    return sz * n;
+static size_t keep_answer(char *p, size_t sz, size_t n, void *arg) {
+    otlp *o = arg;
+    size_t len = sz * n, max = (size_t)o->answer_max, room = max - o->answer.len;
+    if (o->answer.len < max) sbuf_putn(&o->answer, p, len < room ? len : room);
+    return len;
+}
+
+static size_t keep_header(char *p, size_t sz, size_t n, void *arg) {
+    otlp *o = arg;
+    size_t len = sz * n;
+    if (len > 12 && !strncasecmp(p, "Retry-After:", 12)) {
+        size_t v = len - 12;
+        while (v && (p[12 + v - 1] == '\r' || p[12 + v - 1] == '\n'))
+            v--;
+        snprintf(o->retry_after, sizeof o->retry_after, "%.*s", (int)v, p + 12);
+    }
+    return len;
+}
+
+/* Retry-After as milliseconds from now, within retry_after_max_s; -1 when
+ * absent or unreadable. */
+static int64_t retry_after_ms(otlp *o) {
+    if (!o->retry_after[0]) return -1;
+    int64_t max = o->retry_after_max_ms, ms = otlp_retry_after_ms(o->retry_after, max);
+    if (ms >= 0) return ms;
+    time_t when = curl_getdate(o->retry_after, NULL), now = time(NULL);
+    if (when < 0 || when <= now) return when < 0 ? -1 : 0;
+    return when - now > max / 1000 ? max : (int64_t)(when - now) * 1000;
 }
 
 static int post(otlp *o, const char *body, size_t len, char *why, size_t whysz) {
@@ -113,7 +159,12 @@ static int post(otlp *o, const char *body, size_t len, char *why, size_t whysz) 
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)o->conf.timeout_ms);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)o->conf.timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_answer);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, o);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, keep_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, o);
+    sbuf_reset(&o->answer);
+    o->retry_after[0] = 0;
     curl_easy_setopt(c, CURLOPT_USERAGENT, "routerd-otlp/1.0");
     CURLcode rc = curl_easy_perform(c);
     if (rc != CURLE_OK) {
@@ -147,7 +198,24 @@ static int export_batch(otlp *o, otlp_trace *list, int64_t spans) {
     sbuf_free(&b);
     int64_t now = o->h->now_ms();
     if (rc == 0) {
-        add(o, o->exported, (double)spans);
+        otlp_answer a;
+        otlp_answer_parse(o->answer.failed ? NULL : o->answer.p, o->answer.len, spans, &a);
+        sbuf_reset(&o->answer);
+        if (a.bad[0]) o->h->log(o->ctx, RD_LOG_WARN, "collector answer: %s", a.bad);
+        add(o, o->exported, (double)(spans - a.rejected));
+        add(o, o->drop_rejected, (double)a.rejected);
+        /* Partial refusals: told when they start and when they stop. */
+        if (a.rejected && !o->rejecting) {
+            char red[512];
+            o->h->redact(o->ctx, a.message, red, sizeof red);
+            o->h->log(o->ctx, RD_LOG_WARN,
+                      "the collector refused %lld of %lld span(s)%s%s; further refusals are "
+                      "counted in routerd_otlp_spans_dropped_total{reason=\"rejected\"}",
+                      (long long)a.rejected, (long long)spans, red[0] ? ": " : "", red);
+        } else if (!a.rejected && o->rejecting) {
+            o->h->log(o->ctx, RD_LOG_INFO, "the collector accepts every span again");
+        }
+        o->rejecting = a.rejected > 0;
         o->h->add(o->req_ok, 1);
         if (o->failures)
             o->h->log(o->ctx, RD_LOG_INFO, "collector reachable again after %llu failed export(s)",
@@ -168,10 +236,13 @@ static int export_batch(otlp *o, otlp_trace *list, int64_t spans) {
         o->last_warn_ms = now;
     }
     o->failures++;
-    /* Back off 0.5 s doubling to 30 s; the queue absorbs what comes. */
+    /* Back off 0.5 s doubling to 30 s, or longer when the collector asks
+     * (Retry-After, cut to retry_after_max_s); the queue absorbs what comes. */
     o->backoff_ms = o->backoff_ms ? o->backoff_ms * 2 : 500;
     if (o->backoff_ms > 30000) o->backoff_ms = 30000;
-    o->next_try_ms = now + o->backoff_ms;
+    int64_t asked = retry_after_ms(o);
+    o->next_try_ms = now + (asked > o->backoff_ms ? asked : o->backoff_ms);
+    sbuf_reset(&o->answer);
     return -1;
 }
 
@@ -213,11 +284,36 @@ static void deadline_in(struct timespec *ts, int64_t ms) {
     ts->tv_nsec %= 1000000000L;
 }
 
+static void log_notes(otlp *o, int notes, bool room_first, int64_t dropped, int64_t queued) {
+    for (int pass = 0; pass < 2; pass++) {
+        bool room = (pass == 0) == room_first;
+        if (room && (notes & NOTE_ROOM))
+            o->h->log(o->ctx, RD_LOG_INFO,
+                      "export queue has room again; %lld span(s) were dropped while it was full",
+                      (long long)dropped);
+        if (!room && (notes & NOTE_FULL))
+            o->h->log(o->ctx, RD_LOG_WARN,
+                      "export queue full (%lld traces; queue_size): spans are dropped until the "
+                      "collector catches up",
+                      (long long)queued);
+    }
+}
+
 static void *exporter(void *arg) {
     otlp *o = arg;
     pthread_mutex_lock(&o->mu);
     int64_t oldest_ms = 0; /* when the queue stopped being empty */
     while (!o->stop) {
+        if (o->notes) {
+            int notes = o->notes;
+            bool room_first = o->room_first;
+            int64_t dropped = o->noted_dropped, queued = o->queue_max;
+            o->notes = 0;
+            pthread_mutex_unlock(&o->mu);
+            log_notes(o, notes, room_first, dropped, queued);
+            pthread_mutex_lock(&o->mu);
+            continue;
+        }
         int64_t now = o->h->now_ms();
         if (o->head && !oldest_ms) oldest_ms = now;
         bool full = o->queued * 5 >= o->batch_spans; /* a trace has up to 5 spans */
@@ -304,10 +400,26 @@ static void o_event(void *self, const rd_event *ev) {
     if (!t) return;
     pthread_mutex_lock(&o->mu);
     if (o->queued >= o->queue_max || o->stop) {
+        /* One note when an episode of drops starts, one when it ends. */
+        if (!o->stop && !o->full) {
+            o->full = true;
+            o->full_dropped = 0;
+            o->room_first = o->notes & NOTE_ROOM;
+            o->notes |= NOTE_FULL;
+            pthread_cond_signal(&o->cv);
+        }
+        if (!o->stop) o->full_dropped += t->nspans;
         pthread_mutex_unlock(&o->mu);
         add(o, o->drop_full, t->nspans);
         otlp_trace_free(t);
         return;
+    }
+    if (o->full) {
+        o->full = false;
+        if (o->notes & NOTE_FULL) o->room_first = false;
+        o->notes |= NOTE_ROOM;
+        o->noted_dropped = o->full_dropped;
+        pthread_cond_signal(&o->cv);
     }
     if (o->tail)
         o->tail->next = t;
@@ -382,6 +494,8 @@ static rd_status o_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     o->queue_max = h->cfg_int(ctx, "queue_size");
     o->interval_ms = h->cfg_int(ctx, "interval_ms");
     o->flush_ms = h->cfg_int(ctx, "flush_timeout_ms");
+    o->retry_after_max_ms = h->cfg_int(ctx, "retry_after_max_s") * 1000;
+    o->answer_max = h->cfg_int(ctx, "response_max_bytes");
 
     const char *inst = h->info(ctx, "instance");
     const char *sink = inst ? inst : "otlp";
@@ -390,11 +504,13 @@ static rd_status o_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
                                       (const char *const[]){"sink", NULL}, NULL, 0),
                             (const char *const[]){sink});
     rd_metric *dm = h->metric(ctx, RD_METRIC_COUNTER, "routerd_otlp_spans_dropped_total",
-                              "Spans lost: queue full, export failed, or left at shutdown.",
+                              "Spans lost: queue full, export failed, refused by the collector, "
+                              "or left at shutdown.",
                               (const char *const[]){"sink", "reason", NULL}, NULL, 0);
     o->drop_full = h->series(dm, (const char *const[]){sink, "queue_full"});
     o->drop_export = h->series(dm, (const char *const[]){sink, "export_failed"});
     o->drop_shutdown = h->series(dm, (const char *const[]){sink, "shutdown"});
+    o->drop_rejected = h->series(dm, (const char *const[]){sink, "rejected"});
     rd_metric *rm = h->metric(ctx, RD_METRIC_COUNTER, "routerd_otlp_exports_total",
                               "Export requests to the collector, by result.",
                               (const char *const[]){"sink", "result", NULL}, NULL, 0);
@@ -467,6 +583,7 @@ static void o_destroy(void *self) {
     for (size_t i = 0; i < NFAIL; i++)
         free(o->fail[i].msg);
     if (o->curl) curl_easy_cleanup(o->curl);
+    sbuf_free(&o->answer);
     curl_slist_free_all(o->hdrs);
     otlp_conf_free(&o->conf);
     pthread_mutex_destroy(&o->mu);

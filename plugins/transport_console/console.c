@@ -1,7 +1,9 @@
 /* console transport: each line of standard input is a message, replies go
  * to standard output. "@42 hello" comes from chat 42; other lines from
- * chat_id. At end of input the router drains and exits. For development
- * and tests. */
+ * chat_id. Empty and blank lines (also after "@42") are ignored; an "@N"
+ * that is not a 64-bit integer is refused with a warning, never read as
+ * another chat. At end of input the router drains and exits. For
+ * development and tests. */
 #include <routerd/plugin.h>
 
 #include <errno.h>
@@ -9,6 +11,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,21 +53,42 @@ static void sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
+static bool blank(const char *s) {
+    return s[strspn(s, " \t\r\f\v")] == 0;
+}
+
+/* "@N" then a blank or the end: the chat id prefix. Returns the text after
+ * it, or NULL when N is not a 64-bit integer. Lines not of that form (an
+ * "@name" mention) are text as they are. */
+static const char *chat_prefix(const char *line, int64_t *chat) {
+    const char *p = line + 1;
+    size_t digits = strspn(p + (*p == '-'), "0123456789");
+    const char *end = p + (*p == '-') + digits;
+    if (!digits || (*end && *end != ' ' && *end != '\t')) return line;
+    errno = 0;
+    long long v = strtoll(p, NULL, 10);
+    if (errno == ERANGE) return NULL;
+    *chat = v;
+    return *end ? end + 1 : end;
+}
+
 static void submit_line(console *c, char *line, int64_t id) {
     size_t len = strlen(line);
     while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
         line[--len] = 0;
     int64_t chat = c->chat_id;
-    char *text = line;
-    if (line[0] == '@') {
-        char *end;
-        long long v = strtoll(line + 1, &end, 10);
-        if (end != line + 1 && (*end == ' ' || *end == 0)) {
-            chat = v;
-            text = *end ? end + 1 : end;
-        }
+    const char *text = line[0] == '@' ? chat_prefix(line, &chat) : line;
+    if (!text) {
+        size_t n = strcspn(line, " \t");
+        c->h->log(c->ctx, RD_LOG_WARN,
+                  "line %lld not sent: '%.*s' is not a chat id (a 64-bit integer, as in @42 hi)",
+                  (long long)id, (int)(n > 40 ? 40 : n), line);
+        c->h->skip(c->ctx, id, "bad chat id");
+        return;
     }
-    if (!*text) {
+    /* Empty, blank, or a chat id alone: nothing to send, told the same way. */
+    if (blank(text)) {
+        c->h->log(c->ctx, RD_LOG_DEBUG, "line %lld ignored: no text", (long long)id);
         c->h->skip(c->ctx, id, "empty line");
         return;
     }

@@ -48,6 +48,7 @@ if(TARGET test_sinks_e2e_prometheus)
   set_tests_properties(test_sinks_e2e_prometheus PROPERTIES SKIP_RETURN_CODE 77)
 endif()
 if(TARGET test_sinks_e2e_logs)
+  target_link_libraries(test_sinks_e2e_logs PRIVATE PkgConfig::CRYPTO) # base64 in the secrets grep
   set_tests_properties(test_sinks_e2e_logs PROPERTIES FIXTURES_REQUIRED sinks_node
     ENVIRONMENT "NODE_PATH=${SK_NODE_DIR}/node_modules;ASAN_OPTIONS=detect_leaks=1:abort_on_error=0")
 endif()
@@ -76,7 +77,8 @@ routerd_fuzz_target(fuzz_sinks_jsonline
                     SOURCES ${SK_DIR}/fuzz/fuzz_sinks_jsonline.c ${SK_JL}/jsonlog_line.c ${SK_JL}/sbuf.c
                     LIBS PkgConfig::CJSON)
 routerd_fuzz_target(fuzz_sinks_otlp
-                    SOURCES ${SK_DIR}/fuzz/fuzz_sinks_otlp.c ${SK_OT}/otlp_json.c ${SK_JL}/sbuf.c
+                    SOURCES ${SK_DIR}/fuzz/fuzz_sinks_otlp.c ${SK_OT}/otlp_json.c ${SK_OT}/otlp_answer.c
+                            ${SK_JL}/sbuf.c
                     LIBS PkgConfig::CJSON)
 routerd_fuzz_target(fuzz_sinks_prom
                     SOURCES ${SK_DIR}/fuzz/fuzz_sinks_prom.c ${SK_PR}/prom_format.c

@@ -2,12 +2,15 @@
  * header byte (stage mask, event type), then NUL-separated fields (persona,
  * status, failure class, send error, key=value list). Invariants: the
  * request is JSON with exactly nspans spans, all in the trace, children
- * under the root; the list parser never keeps an empty key. */
+ * under the root; the list parser never keeps an empty key. The whole
+ * input read as a collector's answer: refused spans stay within the batch,
+ * Retry-After within its cap. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "otlp_answer.h"
 #include "otlp_json.h"
 
 static char *field(const uint8_t **p, const uint8_t *end) {
@@ -21,6 +24,15 @@ static char *field(const uint8_t **p, const uint8_t *end) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    otlp_answer a;
+    int64_t batch = size % 600;
+    otlp_answer_parse((const char *)data, size, batch, &a);
+    if (a.rejected < 0 || a.rejected > batch || strlen(a.message) >= sizeof a.message)
+        __builtin_trap();
+    char *ra = strndup((const char *)data, size);
+    int64_t ms = otlp_retry_after_ms(ra, 30000);
+    if (ms < -1 || ms > 30000) __builtin_trap();
+    free(ra);
     if (size < 2) return 0;
     uint8_t mask = data[0];
     const uint8_t *p = data + 2, *end = data + size;

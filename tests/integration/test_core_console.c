@@ -395,6 +395,41 @@ static void test_persona_switch_persists(void **state) {
     free(m);
 }
 
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Console input: empty, blank and "@42"-only lines are all ignored alike;
+ * an "@N" beyond 64 bits is refused with a warning instead of reaching
+ * another chat; "@name" is text. */
+static void test_console_input_rules(void **state) {
+    (void)state;
+    char *m = manifest("input", 0, "rate_limit_per_minute = 0\n",
+                       "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
+                       "[persona.p]\nbackend = mock\nchats = *\n");
+    rt_proc *p = rt_start(m, NULL, NULL);
+    rt_write(p, "\n   \n\t \n@42\n@42   \n@99999999999999999999 hi\n"
+                "@-99999999999999999999 x\n@9223372036854775807 max\n@-5 neg\n@name hi\n"
+                "hello\n \r\n");
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    char *out = strdup(rt_stdout(p)), *lines[16];
+    int n = 0;
+    for (char *l = strtok(out, "\n"); l && n < 16; l = strtok(NULL, "\n"))
+        lines[n++] = l;
+    qsort(lines, (size_t)n, sizeof *lines, cmp_str);
+    const char *want[] = {"@-5 echo: neg", "@9223372036854775807 echo: max", "echo: @name hi",
+                          "echo: hello"};
+    if (n != 4) fail_msg("%d replies: %s", n, rt_stdout(p));
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(lines[i], want[i]);
+    assert_int_equal(count(rt_stderr(p), "is not a chat id"), 2);
+    assert_non_null(strstr(rt_stderr(p), "'@99999999999999999999' is not a chat id"));
+    free(out);
+    rt_free(p);
+    free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_one_line),
@@ -410,6 +445,7 @@ int main(void) {
         cmocka_unit_test(test_mock_seed_deterministic),
         cmocka_unit_test(test_async_many_in_flight),
         cmocka_unit_test(test_persona_switch_persists),
+        cmocka_unit_test(test_console_input_rules),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -21,6 +21,34 @@ for m in dev staging production; do
         if grep -q -- "$s" <<<"$printed"; then echo "conf.d/$m.ini printed a secret"; exit 1; fi
     done
 done
+# The dev console as the README shows it: a reply on standard output, JSON
+# log lines on standard error (not a terminal here), and /persona lists two
+# selectable personas with their descriptions and switches between them.
+out=$(printf 'hi\n/persona\n/persona parrot\nhi\n' |
+    "$bin" -c "$src/conf.d/dev.ini" --plugin-dir "$plugins" 2>"$tmp/dev.err") || {
+    cat "$tmp/dev.err"; echo "conf.d/dev.ini console session failed"; exit 1; }
+for want in 'echo: hi' '* default: echoes your message back' \
+            '- parrot: repeats what you say, like a parrot' 'parrot says: hi'; do
+    grep -qxF -- "$want" <<<"$out" || { echo "dev console: no line '$want' in:"; echo "$out"; exit 1; }
+done
+grep -q '"event":"replied"' "$tmp/dev.err" || { echo "dev console: no JSON log on stderr"; exit 1; }
+[[ ! -e $ROUTERD_STATE_DIR/routerd.log ]] || { echo "dev console: tty_path used without a tty"; exit 1; }
+
+# On a terminal (script(1) gives it one): short lines there, JSON lines in
+# the state directory.
+if command -v script >/dev/null 2>&1; then
+    printf 'hi\n' >"$tmp/in"
+    term=$(ROUTERD_STATE_DIR=$tmp/tty script -qec \
+        "'$bin' -c '$src/conf.d/dev.ini' --plugin-dir '$plugins' <'$tmp/in'" /dev/null) || {
+        echo "$term"; echo "dev console on a terminal failed"; exit 1; }
+    grep -q '^echo: hi' <<<"$term" || { echo "$term"; echo "dev console: no reply on the terminal"; exit 1; }
+    grep -Eq '^[0-9]{2}:[0-9]{2}:[0-9]{2} \[core\] drained' <<<"$term" || {
+        echo "$term"; echo "dev console: no short log line on the terminal"; exit 1; }
+    if grep -q '"ts":' <<<"$term"; then echo "$term"; echo "dev console: JSON on the terminal"; exit 1; fi
+    grep -q '"event":"replied"' "$tmp/tty/routerd.log" || {
+        echo "dev console: no JSON lines in the state directory"; exit 1; }
+fi
+
 # Staging is production with "plugin = a2a" changed to "plugin = mock":
 # the mock accepts every a2a key, so that one line is the whole change.
 sed 's/^plugin = a2a$/plugin = mock/' "$src/conf.d/production.ini" >"$tmp/swapped.ini"

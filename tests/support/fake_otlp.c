@@ -24,6 +24,7 @@ struct fotlp {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int status, delay_ms;
+    char *answer, *retry_after; /* 2xx body; Retry-After of any answer */
     rec *recs;
     size_t n, cap;
 };
@@ -48,10 +49,12 @@ static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
-static enum MHD_Result reply(struct MHD_Connection *c, int status, const char *body) {
+static enum MHD_Result reply(struct MHD_Connection *c, int status, const char *body,
+                             const char *retry_after) {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(r, "Content-Type", "application/json");
+    if (retry_after) MHD_add_response_header(r, "Retry-After", retry_after);
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
@@ -113,10 +116,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         cs->body = NULL;
         pthread_cond_broadcast(&f->cv);
     }
+    char *answer = strdup(f->answer ? f->answer : "{}");
+    char *retry = f->retry_after ? strdup(f->retry_after) : NULL;
     pthread_mutex_unlock(&f->mu);
     free(headers);
     /* An empty ExportTraceServiceResponse means "all accepted". */
-    return reply(c, status, status / 100 == 2 ? "{}" : "{\"code\":14,\"message\":\"unavailable\"}");
+    enum MHD_Result ret = reply(
+        c, status, status / 100 == 2 ? answer : "{\"code\":14,\"message\":\"unavailable\"}", retry);
+    free(answer);
+    free(retry);
+    return ret;
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -160,6 +169,8 @@ void fotlp_stop(fotlp *f) {
         free(f->recs[i].body);
     }
     free(f->recs);
+    free(f->answer);
+    free(f->retry_after);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
     free(f);
@@ -172,6 +183,15 @@ const char *fotlp_base(fotlp *f) {
 void fotlp_set_status(fotlp *f, int status) {
     pthread_mutex_lock(&f->mu);
     f->status = status;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void fotlp_set_answer(fotlp *f, const char *body, const char *retry_after) {
+    pthread_mutex_lock(&f->mu);
+    free(f->answer);
+    free(f->retry_after);
+    f->answer = body ? strdup(body) : NULL;
+    f->retry_after = retry_after ? strdup(retry_after) : NULL;
     pthread_mutex_unlock(&f->mu);
 }
 

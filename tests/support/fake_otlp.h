@@ -18,6 +18,9 @@ const char *fotlp_base(fotlp *f); /* "http://127.0.0.1:PORT" */
 /* Answer accepted requests with this status (200 by default); a non-2xx
  * answer is still recorded. */
 void fotlp_set_status(fotlp *f, int status);
+/* Body of 2xx answers (default "{}", NULL restores it) and a Retry-After
+ * header for every answer (NULL = none). */
+void fotlp_set_answer(fotlp *f, const char *body, const char *retry_after);
 /* Hold each answer this long (ms). */
 void fotlp_set_delay(fotlp *f, int ms);
 /* Requests recorded so far (any path). */

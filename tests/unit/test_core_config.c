@@ -170,6 +170,12 @@ static void dev_manifest_from_repo(void **state) {
     assert_string_equal(R.env, "dev");
     assert_int_equal(R.rate_limit, 0);
     assert_non_null(R.default_persona);
+    /* The README's /persona works there: two selectable personas. */
+    assert_true(R.persona_cmd);
+    size_t selectable = 0;
+    for (size_t i = 0; i < R.npersonas; i++)
+        if (R.personas[i].selectable && R.personas[i].description) selectable++;
+    assert_int_equal(selectable, 2);
 }
 
 static void no_router_section_uses_defaults(void **state) {

@@ -225,12 +225,29 @@ static int free_all(void **state) {
     return 0;
 }
 
+/* A label value taken from a peer's text never exposes a secret, in any
+ * spelling, and the masked values share one series. */
+static void secret_label_values_masked(void **state) {
+    (void)state;
+    secret_add("55501:AAlabel-Secret-Half");
+    rd_metric *m = metric_family(RD_METRIC_COUNTER, "t_label_secret_total", "h",
+                                 (const char *const[]){"why", NULL}, NULL, 0);
+    rd_series *a = metric_series(m, (const char *const[]){"bad 55501%3AAAlabel-Secret-Half"});
+    rd_series *b = metric_series(m, (const char *const[]){"bad AAlabel-Secret-Half"});
+    assert_ptr_equal(a, b);
+    series_add(a, 2);
+    probe p = {.family = "t_label_secret_total", .label0 = "bad ***"};
+    metrics_visit(visit, &p);
+    assert_int_equal(p.calls, 1);
+    assert_true(p.value == 2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_family_on_reregister), cmocka_unit_test(shape_mismatch_is_null),
         cmocka_unit_test(series_by_label_values),    cmocka_unit_test(histogram_buckets),
         cmocka_unit_test(histogram_default_buckets), cmocka_unit_test(visit_order_and_values),
-        cmocka_unit_test(concurrent_adds),
+        cmocka_unit_test(concurrent_adds),           cmocka_unit_test(secret_label_values_masked),
     };
     return cmocka_run_group_tests(tests, NULL, free_all);
 }

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 static char out[512];
 
 static const char *red(const char *src) {
@@ -123,6 +125,122 @@ static void chained_overlap(void **state) {
     assert_int_equal(strspn(r + 1, "*"), n - 2);
 }
 
+/* leak must be gone from the redacted text, and something masked. */
+static void assert_masked(const char *text, const char *leak) {
+    const char *r = red(text);
+    if (strstr(r, leak)) fail_msg("\"%s\" leaked in \"%s\"", leak, r);
+    if (!strstr(r, "***")) fail_msg("nothing masked in \"%s\"", r);
+}
+
+/* A bot token in a URL, percent-encoded the ways clients do it. */
+static void url_encoded(void **state) {
+    (void)state;
+    secret_add("424242:AAHxyz-Enc_oded~tok");
+    assert_string_equal(red("GET /bot424242%3AAAHxyz-Enc_oded~tok/getMe"), "GET /bot***/getMe");
+    assert_string_equal(red("GET /bot424242%3aAAHxyz-Enc_oded~tok/getMe"), "GET /bot***/getMe");
+    /* Everything encoded, upper and lower hex mixed, and encoded twice. */
+    assert_string_equal(red("t=%34%32%34%32%34%32%3a%41%41%48xyz%2DEnc%5Foded%7etok&x=1"),
+                        "t=***&x=1");
+    assert_string_equal(red("u=424242%253AAAHxyz-Enc_oded~tok;"), "u=***;");
+    /* JSON-escaped, as a server echoes it inside a JSON string. */
+    assert_string_equal(red("{\"url\":\"\\/bot424242\\u003aAAHxyz-Enc_oded~tok\\/x\"}"),
+                        "{\"url\":\"\\/bot***\\/x\"}");
+    /* A near miss stays as it is. */
+    assert_string_equal(red("424242%3AAAHxyz-Enc_oded~to!"), "424242%3AAAHxyz-Enc_oded~to!");
+}
+
+static void plus_and_percent_for_space(void **state) {
+    (void)state;
+    secret_add("correct horse battery staple");
+    assert_string_equal(red("pw=correct+horse+battery+staple&a=b"), "pw=***&a=b");
+    assert_string_equal(red("pw=correct%20horse+battery%20staple"), "pw=***");
+    assert_string_equal(red("a+b c"), "a+b c");
+}
+
+/* The half after the colon travels alone (Telegram errors, logs of
+ * libraries that split the token). */
+static void secret_half(void **state) {
+    (void)state;
+    secret_add("777000:AAE_half-of-the-tok3n");
+    assert_string_equal(red("invalid token AAE_half-of-the-tok3n."), "invalid token ***.");
+    assert_string_equal(red("invalid token AAE_half-of-the-tok3n%21"), "invalid token ***%21");
+    /* The bot id before the colon is public: not masked alone. */
+    assert_string_equal(red("bot 777000 says hi"), "bot 777000 says hi");
+    /* A short tail is not masked alone, or common words would vanish. */
+    secret_add("user:pw12");
+    assert_string_equal(red("pw12 and user:pw12"), "pw12 and ***");
+}
+
+static void b64(const char *in, char *out) {
+    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)in, (int)strlen(in));
+}
+
+/* Basic auth: base64 of "user:password", whether the secret is the pair,
+ * the password alone (any user name, any alignment) or its URL alphabet. */
+static void basic_auth_base64(void **state) {
+    (void)state;
+    char enc[256], line[512];
+    secret_add("alice:Op3n-S3same-9");
+    b64("alice:Op3n-S3same-9", enc);
+    snprintf(line, sizeof line, "Authorization: Basic %s\r\nHost: x", enc);
+    assert_string_equal(red(line), "Authorization: Basic ***\r\nHost: x");
+
+    secret_add("pa55w0rd-only-Secret");
+    const char *users[] = {"bob", "carol", "dave1", "e", "ab", NULL};
+    for (int i = 0; users[i]; i++) {
+        char pair[128];
+        snprintf(pair, sizeof pair, "%s:pa55w0rd-only-Secret", users[i]);
+        b64(pair, enc);
+        snprintf(line, sizeof line, "auth [Basic %s] refused", enc);
+        assert_string_equal(red(line), "auth [Basic ***] refused");
+        /* Base64url, as in tokens and URLs. */
+        for (char *c = enc; *c; c++)
+            *c = *c == '+' ? '-' : *c == '/' ? '_' : *c;
+        snprintf(line, sizeof line, "?a=%s&b", enc);
+        assert_masked(line, enc);
+    }
+    /* base64 that does not contain a secret is left alone. */
+    b64("bob:not-a-secret-at-all", enc);
+    snprintf(line, sizeof line, "Basic %s", enc);
+    assert_string_equal(red(line), line);
+}
+
+/* A header list secret (OTLP headers): each value and each credential
+ * after its scheme are masked on their own. */
+static void header_values(void **state) {
+    (void)state;
+    secret_add("authorization=Bearer hdr-T0ken-abcdef123,x-api-key=K3y-0987654321");
+    assert_string_equal(red("401: Bearer hdr-T0ken-abcdef123 expired"), "401: *** expired");
+    assert_string_equal(red("token hdr-T0ken-abcdef123"), "token ***");
+    assert_string_equal(red("key K3y-0987654321!"), "key ***!");
+    assert_string_equal(red("authorization: Bearer x"), "authorization: Bearer x");
+}
+
+/* A secret written percent-encoded (OTLP headers are decoded before they
+ * are sent) is masked decoded as well. */
+static void encoded_in_manifest(void **state) {
+    (void)state;
+    secret_add("authorization=Bearer%20enc0ded-hdr-Tok3n");
+    assert_string_equal(red("got Bearer enc0ded-hdr-Tok3n back"), "got *** back");
+    assert_string_equal(red("got enc0ded-hdr-Tok3n back"), "got *** back");
+}
+
+/* Hostile text around secrets with '%' and '\' stays cheap and exact. */
+static void ambiguous_spellings(void **state) {
+    (void)state;
+    secret_add("pct%41%%\\x-secret");
+    assert_string_equal(red("a pct%41%%\\x-secret b"), "a *** b");
+    assert_string_equal(red("a pct%2541%25%25%5Cx-secret b"), "a *** b");
+    char *big = malloc(200001);
+    for (size_t i = 0; i < 200000; i++)
+        big[i] = "%25\\"[i % 4];
+    big[200000] = 0;
+    char *d = redact_dup(big);
+    assert_string_equal(d, big);
+    free(d);
+    free(big);
+}
+
 /* Runs log_msg with stderr captured; returns what was written. */
 static char *capture_log(const char *pad, const char *tail) {
     char path[] = "/tmp/rt-core-log-XXXXXX";
@@ -193,6 +311,13 @@ int main(void) {
         cmocka_unit_test(dup_variant),
         cmocka_unit_test(nested_secrets),
         cmocka_unit_test(chained_overlap),
+        cmocka_unit_test(url_encoded),
+        cmocka_unit_test(plus_and_percent_for_space),
+        cmocka_unit_test(secret_half),
+        cmocka_unit_test(basic_auth_base64),
+        cmocka_unit_test(header_values),
+        cmocka_unit_test(encoded_in_manifest),
+        cmocka_unit_test(ambiguous_spellings),
         cmocka_unit_test(log_truncation_keeps_secret),
         cmocka_unit_test(error_truncation_keeps_secret),
     };

@@ -1,6 +1,7 @@
 /* Unit tests: JSON log line builder (mandatory fields, hostile text,
  * timestamps) and the jsonlog plugin over a fake host (level filter,
- * redaction, reopen on rotation and on flush). */
+ * redaction, reopen on rotation and on flush, whole lines and one report
+ * per episode on a full disk). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,10 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -325,6 +330,218 @@ static void test_plugin_bad_path(void **state) {
     p->ops->destroy(self);
 }
 
+static int stderr_pipe[2] = {-1, -1}, saved_stderr = -1;
+
+static void capture_stderr(void) {
+    assert_int_equal(pipe(stderr_pipe), 0);
+    fcntl(stderr_pipe[0], F_SETFL, O_NONBLOCK);
+    fflush(stderr);
+    saved_stderr = dup(2);
+    dup2(stderr_pipe[1], 2);
+}
+
+/* Restores stderr and returns what was written to it (malloc). */
+static char *captured_stderr(void) {
+    fflush(stderr);
+    dup2(saved_stderr, 2);
+    close(saved_stderr);
+    close(stderr_pipe[1]);
+    char *b = calloc(1, 65537);
+    ssize_t n = read(stderr_pipe[0], b, 65536);
+    b[n > 0 ? n : 0] = 0;
+    close(stderr_pipe[0]);
+    return b;
+}
+
+static int count_of(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void set_fsize(rlim_t cur) {
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &rl), 0);
+    rl.rlim_cur = cur == RLIM_INFINITY ? rl.rlim_max : cur;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &rl), 0);
+}
+
+static off_t size_of(const char *path) {
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+/* A disk that fills and frees twice (simulated with the file size limit,
+ * which writes what fits and then fails, like ENOSPC): no fragment stays in
+ * the file, every line in it is whole, and each episode is reported once
+ * when it starts and once when lines are written again. */
+static void test_plugin_disk_full_episodes(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/full.log", dir);
+    th_cfg("path", path);
+    const rd_plugin *p = th_plugin();
+    void *self = NULL;
+    rd_error err = {0};
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_OK);
+    assert_int_equal(p->ops->start(self, &err), RD_OK);
+    signal(SIGXFSZ, SIG_IGN);
+    capture_stderr();
+    log_ev(p, self, RD_LOG_INFO, "line one");
+    off_t s1 = size_of(path);
+    set_fsize((rlim_t)s1 + 100); /* room for a fragment of the next line */
+    log_ev(p, self, RD_LOG_INFO, "lost A, a line longer than the room that is left on the disk");
+    log_ev(p, self, RD_LOG_INFO, "lost B");
+    log_ev(p, self, RD_LOG_INFO, "lost C");
+    off_t s2 = size_of(path);
+    set_fsize(RLIM_INFINITY);
+    log_ev(p, self, RD_LOG_INFO, "back one");
+    off_t s3 = size_of(path);
+    set_fsize((rlim_t)s3 + 30);
+    log_ev(p, self, RD_LOG_WARN, "lost D, in the second episode");
+    set_fsize(RLIM_INFINITY);
+    log_ev(p, self, RD_LOG_INFO, "back two");
+    char *errs = captured_stderr();
+    p->ops->destroy(self);
+
+    assert_int_equal(s2, s1); /* the fragment was cut off */
+    char *text = slurp(path);
+    assert_non_null(text);
+    int lines = 0;
+    for (char *l = text, *nl; (nl = strchr(l, '\n')); l = nl + 1, lines++)
+        cJSON_Delete(parse_line(l, (size_t)(nl - l + 1)));
+    assert_int_equal(strlen(text) > 0 && text[strlen(text) - 1] == '\n', 1);
+    assert_null(strstr(text, "lost A"));
+    assert_null(strstr(text, "lost D"));
+    assert_non_null(strstr(text, "line one"));
+    assert_non_null(strstr(text, "back one"));
+    assert_non_null(strstr(text, "back two"));
+    /* Lines, in the file: the three kept and a note per recovery. */
+    assert_int_equal(lines, 5);
+    assert_int_equal(count_of(text, "3 line(s) were lost"), 1);
+    assert_int_equal(count_of(text, "1 line(s) were lost"), 1);
+    /* Standard error: each episode's start and end, once each. */
+    assert_int_equal(count_of(errs, "jsonlog: cannot write"), 2);
+    assert_int_equal(count_of(errs, "again;"), 2);
+    assert_true(th_metric("routerd_jsonlog_write_errors_total", NULL) == 4);
+    assert_true(th_metric("routerd_jsonlog_lines_total", NULL) == 3);
+    free(errs);
+    free(text);
+}
+
+/* The terminal's short lines: time, level unless info, source, text; no
+ * control character survives; quiet events are left out. */
+static void test_human_lines(void **state) {
+    (void)state;
+    int64_t t = ns_of(2026, 11, 26, 17, 50, 7, 123);
+    rd_event ev = {
+        .size = sizeof ev, .type = RD_EV_LOG, .level = RD_LOG_INFO, .ts_ns = t, .source = "core"};
+    sbuf b = {0};
+    assert_true(jl_human(&b, &ev, "routerd started"));
+    assert_string_equal(b.p, "17:50:07 [core] routerd started\n");
+    sbuf_reset(&b);
+    ev.level = RD_LOG_WARN;
+    ev.source = "transport.tg";
+    assert_true(jl_human(&b, &ev, "bad\x1b[2Jtext\nnext\xc2\x9b!"));
+    assert_string_equal(b.p, "17:50:07 WARN [transport.tg] bad?[2Jtext?next?!\n");
+    sbuf_reset(&b);
+    rd_event rej = {.size = sizeof rej,
+                    .type = RD_EV_REJECTED,
+                    .level = RD_LOG_WARN,
+                    .ts_ns = t,
+                    .status = "rate_limited",
+                    .persona = "helper"};
+    assert_true(jl_human(&b, &rej, NULL));
+    assert_string_equal(b.p, "17:50:07 WARN [core] rejected rate_limited persona helper\n");
+    sbuf_reset(&b);
+    rd_event fail = {.size = sizeof fail,
+                     .type = RD_EV_REPLIED,
+                     .level = RD_LOG_WARN,
+                     .ts_ns = t,
+                     .status = "failed",
+                     .failure_class = "timeout"};
+    assert_true(jl_human(&b, &fail, NULL));
+    assert_string_equal(b.p, "17:50:07 WARN [core] replied failed (timeout)\n");
+    sbuf_reset(&b);
+    rd_event ok = {
+        .size = sizeof ok, .type = RD_EV_REPLIED, .level = RD_LOG_INFO, .ts_ns = t, .status = "ok"};
+    assert_false(jl_human(&b, &ok, NULL));
+    ok.type = RD_EV_RECEIVED;
+    assert_false(jl_human(&b, &ok, NULL));
+    assert_int_equal(b.len, 0);
+    sbuf_free(&b);
+}
+
+/* tty_path: with a terminal on standard error, it gets short lines and
+ * the JSON lines go to the file; without one, JSON stays on stderr. */
+static void test_plugin_tty(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/tty.log", dir);
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    if (master < 0) skip(); /* no pseudo-terminals here */
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    assert_true(slave >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(slave, 2);
+    th_cfg("path", "-");
+    th_cfg("tty_path", path);
+    const rd_plugin *p = th_plugin();
+    void *self = NULL;
+    rd_error err = {0};
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_OK);
+    assert_int_equal(p->ops->start(self, &err), RD_OK);
+    log_ev(p, self, RD_LOG_INFO, "hello terminal");
+    rd_event rep = {.size = sizeof rep,
+                    .type = RD_EV_REPLIED,
+                    .level = RD_LOG_INFO,
+                    .ts_ns = 1,
+                    .correlation_id = "c1",
+                    .status = "ok"};
+    p->ops->event(self, &rep);
+    p->ops->destroy(self);
+    dup2(saved, 2);
+    close(saved);
+    /* Read while the slave is still open: once it closes, reads fail. */
+    char term[4096] = "";
+    size_t got = 0;
+    for (int i = 0; i < 50 && !strstr(term, "hello terminal"); i++) {
+        struct pollfd pf = {.fd = master, .events = POLLIN};
+        if (poll(&pf, 1, 100) <= 0) continue;
+        ssize_t n = read(master, term + got, sizeof term - 1 - got);
+        if (n > 0) got += (size_t)n;
+        term[got] = 0;
+    }
+    close(slave);
+    close(master);
+    assert_non_null(strstr(term, " [core] hello terminal"));
+    assert_null(strchr(term, '{'));
+    char *text = slurp(path);
+    assert_non_null(text);
+    assert_int_equal(nlines(text), 2);
+    assert_non_null(strstr(text, "\"msg\":\"hello terminal\""));
+    assert_non_null(strstr(text, "\"event\":\"replied\""));
+    free(text);
+    assert_int_equal(unlink(path), 0);
+
+    /* Standard error not a terminal: JSON there, tty_path unused. */
+    capture_stderr();
+    self = NULL;
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_OK);
+    assert_int_equal(p->ops->start(self, &err), RD_OK);
+    log_ev(p, self, RD_LOG_INFO, "hello pipe");
+    p->ops->destroy(self);
+    char *errs = captured_stderr();
+    assert_non_null(strstr(errs, "\"msg\":\"hello pipe\""));
+    assert_int_equal(access(path, F_OK), -1);
+    free(errs);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc3339),
@@ -335,6 +552,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_plugin_file_filter_redact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_bad_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_disk_full_episodes, setup, teardown),
+        cmocka_unit_test(test_human_lines),
+        cmocka_unit_test_setup_teardown(test_plugin_tty, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

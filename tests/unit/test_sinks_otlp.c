@@ -16,6 +16,7 @@
 
 #include "fake_otlp.h"
 #include "harness.h"
+#include "otlp_answer.h"
 #include "otlp_conf.h"
 #include "otlp_json.h"
 #include "test_sinks_host.h"
@@ -632,6 +633,222 @@ static void test_plugin_bad_endpoint(void **state) {
     p->ops->destroy(self);
 }
 
+/* ---- the collector's answer, read as hostile input ------------------------- */
+
+static void test_answer_partial_success(void **state) {
+    (void)state;
+    otlp_answer a;
+    const char *ok =
+        "{\"partialSuccess\":{\"rejectedSpans\":\"3\",\"errorMessage\":\"bad\\u0007x\"}}";
+    otlp_answer_parse(ok, strlen(ok), 10, &a);
+    assert_int_equal(a.rejected, 3);
+    assert_string_equal(a.message, "bad?x");
+    assert_string_equal(a.bad, "");
+    const char *num = "{\"partialSuccess\":{\"rejectedSpans\":2}}";
+    otlp_answer_parse(num, strlen(num), 10, &a);
+    assert_int_equal(a.rejected, 2);
+    /* More than was sent: cut to the batch, and said so. */
+    const char *big = "{\"partialSuccess\":{\"rejectedSpans\":\"7\"}}";
+    otlp_answer_parse(big, strlen(big), 5, &a);
+    assert_int_equal(a.rejected, 5);
+    assert_non_null(strstr(a.bad, "more than the 5 sent"));
+    /* Negative, fractional, huge, beyond 64 bits, not a number: ignored. */
+    const char *bad[] = {"\"-1\"",
+                         "-1",
+                         "1.5",
+                         "1e300",
+                         "\"99999999999999999999\"",
+                         "\"18446744073709551617\"",
+                         "\"3x\"",
+                         "\"\"",
+                         "true",
+                         "{}",
+                         NULL};
+    for (int i = 0; bad[i]; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"partialSuccess\":{\"rejectedSpans\":%s}}", bad[i]);
+        otlp_answer_parse(body, strlen(body), 10, &a);
+        if (a.rejected != 0 || !a.bad[0])
+            fail_msg("rejectedSpans %s taken as %lld", bad[i], (long long)a.rejected);
+    }
+    /* Empty, unparsable and unrelated answers: everything accepted. */
+    const char *none[] = {"", "{}", "not json", "{\"partialSuccess\":null}", "[1,2]", NULL};
+    for (int i = 0; none[i]; i++) {
+        otlp_answer_parse(none[i], strlen(none[i]), 10, &a);
+        assert_int_equal(a.rejected, 0);
+        assert_string_equal(a.bad, "");
+    }
+    otlp_answer_parse(NULL, 0, 10, &a);
+    assert_int_equal(a.rejected, 0);
+}
+
+static void test_answer_retry_after(void **state) {
+    (void)state;
+    assert_int_equal(otlp_retry_after_ms("5", 30000), 5000);
+    assert_int_equal(otlp_retry_after_ms(" 2 \r\n", 30000), 2000);
+    assert_int_equal(otlp_retry_after_ms("0", 30000), 0);
+    assert_int_equal(otlp_retry_after_ms("30", 30000), 30000);
+    assert_int_equal(otlp_retry_after_ms("120", 30000), 30000);
+    assert_int_equal(otlp_retry_after_ms("9223372036854775808", 30000), 30000);
+    assert_int_equal(otlp_retry_after_ms("99999999999999999999999999", 30000), 30000);
+    const char *bad[] = {"-3", "1.5", "", " ", "5s", "0x10", "+4", NULL};
+    for (int i = 0; bad[i]; i++)
+        if (otlp_retry_after_ms(bad[i], 30000) != -1) fail_msg("Retry-After '%s' accepted", bad[i]);
+    assert_int_equal(otlp_retry_after_ms(NULL, 30000), -1);
+    assert_int_equal(otlp_retry_after_ms("5", 2000), 2000);
+    assert_int_equal(otlp_retry_after_ms("5", 0), 0);
+}
+
+static int count_in(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *q = hay; (q = strstr(q, needle)); q += strlen(needle))
+        n++;
+    return n;
+}
+
+static bool wait_logs(const char *needle, int n, int timeout_ms) {
+    long long end = rt_now_ms() + timeout_ms;
+    while (count_in(th_logs(), needle) < n && rt_now_ms() < end)
+        rt_sleep_ms(10);
+    return count_in(th_logs(), needle) >= n;
+}
+
+/* A dead collector fills the queue twice: each episode of drops is logged
+ * when it starts and when the queue has room again, not per span and not
+ * only in a metric. */
+static void test_plugin_queue_full_episodes(void **state) {
+    (void)state;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", rt_free_port());
+    th_cfg("endpoint", url);
+    th_cfg("queue_size", "3");
+    th_cfg("batch_size", "1");
+    th_cfg("interval_ms", "10");
+    th_cfg("timeout_ms", "300");
+    th_cfg("flush_timeout_ms", "3000");
+    const rd_plugin *p = th_plugin();
+    void *self = NULL;
+    rd_error err = {0};
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_OK);
+    assert_int_equal(p->ops->start(self, &err), RD_OK);
+    char tr[33], sp[17], bs[17];
+    int n = 0;
+    for (int episode = 1; episode <= 2; episode++) {
+        for (int i = 0; i < 50; i++) {
+            rd_event ev = nth(++n, tr, sp, bs, "ok");
+            p->ops->event(self, &ev);
+        }
+        assert_true(wait_logs("export queue full", episode, 5000));
+        p->ops->flush(self, &err); /* the dead collector's batch is dropped: room again */
+        rd_event ev = nth(++n, tr, sp, bs, "ok");
+        p->ops->event(self, &ev);
+        assert_true(wait_logs("export queue has room again", episode, 5000));
+    }
+    rt_sleep_ms(100);
+    const char *logs = th_logs();
+    assert_int_equal(count_in(logs, "export queue full"), 2);
+    assert_int_equal(count_in(logs, "has room again"), 2);
+    assert_true(th_metric("routerd_otlp_spans_dropped_total",
+                          (const char *const[]){"queue_full", NULL}) >= 2 * 40 * 5);
+    p->ops->stop(self);
+    p->ops->destroy(self);
+}
+
+/* Partial success: refused spans are counted as dropped, not exported, and
+ * told once; hostile counts never make the exported count negative. */
+static void test_plugin_partial_success(void **state) {
+    (void)state;
+    th_cfg("endpoint", fotlp_base(col));
+    th_cfg("interval_ms", "10");
+    fotlp_set_answer(col, "{\"partialSuccess\":{\"rejectedSpans\":\"2\",\"errorMessage\":\"x\"}}",
+                     NULL);
+    const rd_plugin *p = th_plugin();
+    void *self = NULL;
+    rd_error err = {0};
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_OK);
+    assert_int_equal(p->ops->start(self, &err), RD_OK);
+    char tr[33], sp[17], bs[17];
+    for (int i = 1; i <= 2; i++) {
+        rd_event ev = nth(i, tr, sp, bs, "ok");
+        p->ops->event(self, &ev);
+        assert_int_equal(p->ops->flush(self, &err), RD_OK);
+    }
+    fotlp_set_answer(col, "{\"partialSuccess\":{\"rejectedSpans\":\"99999999999999999999\"}}",
+                     NULL);
+    rd_event ev = nth(3, tr, sp, bs, "ok");
+    p->ops->event(self, &ev);
+    assert_int_equal(p->ops->flush(self, &err), RD_OK);
+    fotlp_set_answer(col, "{\"partialSuccess\":{\"rejectedSpans\":\"-5\"}}", NULL);
+    ev = nth(4, tr, sp, bs, "ok");
+    p->ops->event(self, &ev);
+    assert_int_equal(p->ops->flush(self, &err), RD_OK);
+    fotlp_set_answer(col, NULL, NULL);
+    p->ops->stop(self);
+    assert_true(th_metric("routerd_otlp_spans_dropped_total",
+                          (const char *const[]){"rejected", NULL}) == 4);
+    assert_true(th_metric("routerd_otlp_spans_exported_total", NULL) == 4 * 5 - 4);
+    const char *logs = th_logs();
+    assert_int_equal(count_in(logs, "the collector refused 2 of 5 span(s): x"), 1);
+    assert_int_equal(count_in(logs, "rejectedSpans is not a count"), 2);
+    assert_int_equal(count_in(logs, "accepts every span again"), 1);
+    p->ops->destroy(self);
+}
+
+/* Retry-After is honoured (longer than the first back-off of 0.5 s) and
+ * cut to 30 s whatever the collector says. */
+static void test_plugin_retry_after(void **state) {
+    (void)state;
+    th_cfg("endpoint", fotlp_base(col));
+    th_cfg("interval_ms", "10");
+    fotlp_set_status(col, 429);
+    fotlp_set_answer(col, NULL, "3");
+    const rd_plugin *p = th_plugin();
+    void *self = NULL;
+    rd_error err = {0};
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_OK);
+    assert_int_equal(p->ops->start(self, &err), RD_OK);
+    char tr[33], sp[17], bs[17];
+    rd_event ev = nth(1, tr, sp, bs, "ok");
+    p->ops->event(self, &ev);
+    assert_true(fotlp_wait_count(col, 1, 3000));
+    long long t0 = rt_now_ms();
+    fotlp_set_status(col, 200);
+    fotlp_set_answer(col, NULL, NULL);
+    ev = nth(2, tr, sp, bs, "ok");
+    p->ops->event(self, &ev);
+    assert_true(fotlp_wait_count(col, 2, 10000));
+    long long waited = rt_now_ms() - t0;
+    if (waited < 1500) fail_msg("sent again after %lld ms, before Retry-After: 3", waited);
+    p->ops->stop(self);
+    p->ops->destroy(self);
+}
+
+/* A hostile Retry-After (days) is cut to retry_after_max_s. */
+static void test_plugin_retry_after_capped(void **state) {
+    (void)state;
+    th_cfg("endpoint", fotlp_base(col));
+    th_cfg("interval_ms", "10");
+    th_cfg("retry_after_max_s", "1");
+    fotlp_set_status(col, 503);
+    fotlp_set_answer(col, NULL, "8640000");
+    const rd_plugin *p = th_plugin();
+    void *self = NULL;
+    rd_error err = {0};
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_OK);
+    assert_int_equal(p->ops->start(self, &err), RD_OK);
+    char tr[33], sp[17], bs[17];
+    rd_event ev = nth(1, tr, sp, bs, "ok");
+    p->ops->event(self, &ev);
+    assert_true(fotlp_wait_count(col, 1, 3000));
+    fotlp_set_status(col, 200);
+    fotlp_set_answer(col, NULL, NULL);
+    ev = nth(2, tr, sp, bs, "ok");
+    p->ops->event(self, &ev);
+    assert_true(fotlp_wait_count(col, 2, 6000));
+    p->ops->stop(self);
+    p->ops->destroy(self);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trace_ok),
@@ -641,6 +858,12 @@ int main(void) {
         cmocka_unit_test(test_ids_and_sampler),
         cmocka_unit_test(test_kv_parse),
         cmocka_unit_test(test_conf),
+        cmocka_unit_test(test_answer_partial_success),
+        cmocka_unit_test(test_answer_retry_after),
+        cmocka_unit_test_setup_teardown(test_plugin_queue_full_episodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_partial_success, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_retry_after, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_retry_after_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_batches_and_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_sampling_and_send_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_dead_collector, setup, teardown),
