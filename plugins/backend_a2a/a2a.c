@@ -28,6 +28,7 @@
 /* ---- configuration ------------------------------------------------------ */
 
 static const char *const dialects[] = {"auto", "1.0", "0.3", NULL};
+static const char *const id_modes[] = {"auto", "update", "random", NULL};
 
 static const rd_option opts[] = {
     {"url", RD_OPT_STRING, RD_OPT_REQUIRED, NULL,
@@ -54,16 +55,21 @@ static const rd_option opts[] = {
      "ask the agent to answer only when the task is done; false sends non-blocking and polls "
      "the task, so a timeout never loses it",
      0, 0, NULL},
-    {"timeout_s", RD_OPT_INT, 0, "120",
-     "time for one message, polling included; also bounded by the router's request_timeout_s", 1,
-     86400, NULL},
+    {"timeout_s", RD_OPT_INT, 0, "300",
+     "time for one message from its first send, polling and restarts included; also bounded by "
+     "the router's request_timeout_s; a task still running then is canceled",
+     1, 86400, NULL},
     {"connect_timeout_s", RD_OPT_INT, 0, "10", "TCP/TLS connect timeout", 1, 600, NULL},
     {"http_timeout_s", RD_OPT_INT, 0, "30",
-     "limit of one non-streaming HTTP exchange (card, non-blocking send, poll)", 1, 3600, NULL},
+     "limit of one card fetch, poll or cancel; a send waits up to timeout_s instead, since it may "
+     "have reached the agent",
+     1, 3600, NULL},
     {"max_response_bytes", RD_OPT_INT, 0, "4194304",
      "larger bodies (or stream events) are a protocol failure", 1024, 1073741824, NULL},
-    {"retries", RD_OPT_INT, 0, "3", "retries of a transient failure within the deadline", 0, 20,
-     NULL},
+    {"retries", RD_OPT_INT, 0, "3",
+     "retries of a send that provably did not reach the agent (connect/DNS/TLS failure) or "
+     "that it asked to repeat (408, 429, 503), and of polls",
+     0, 20, NULL},
     {"retry_base_ms", RD_OPT_INT, 0, "250", "first retry delay; doubles, with jitter", 1, 600000,
      NULL},
     {"retry_max_ms", RD_OPT_INT, 0, "5000", "longest retry delay (Retry-After included)", 1,
@@ -81,6 +87,32 @@ static const rd_option opts[] = {
      NULL},
     {"progress_interval_ms", RD_OPT_INT, 0, "1500", "least time between two partial answers", 100,
      600000, NULL},
+    {"message_ids", RD_OPT_ENUM, 0, "auto",
+     "messageId source: update (derived from the update, the same after a restart), random, or "
+     "auto (update when the transport re-delivers updates under the same id, as Telegram does)",
+     0, 0, id_modes},
+    {"resend_unknown", RD_OPT_BOOL, 0, "false",
+     "the agent deduplicates messageIds: a send whose outcome is unknown (timeout, cut "
+     "connection) may be sent again with the same messageId; otherwise it never is",
+     0, 0, NULL},
+    {"answer_retention_s", RD_OPT_INT, 0, "86400",
+     "how long each message's task id and answer are kept, so a re-delivered update resumes or "
+     "repeats them instead of running the agent again",
+     60, 2592000, NULL},
+    {"max_reply_bytes", RD_OPT_INT, 0, "4194304",
+     "largest answer assembled from streamed or polled artifacts; the rest is cut and "
+     "reply_cut_notice added",
+     1024, 1073741824, NULL},
+    {"reply_cut_notice", RD_OPT_STRING, 0, "[The answer was too long and was cut here.]",
+     "added to an answer cut at max_reply_bytes", 0, 0, NULL},
+    {"credential_origins", RD_OPT_LIST, 0, NULL,
+     "other origins (scheme://host:port) that may receive token / api_key; by default only the "
+     "origin of url (or card_url) and rpc_url do",
+     0, 0, NULL},
+    {"stream_retry_s", RD_OPT_INT, 0, "300",
+     "after an endpoint refused streaming, it is used with send + poll for this long before "
+     "streams are tried again",
+     1, 86400, NULL},
     {"accepted_output_modes", RD_OPT_LIST, 0, NULL,
      "media types sent as acceptedOutputModes (empty: anything)", 0, 0, NULL},
     {"new_command", RD_OPT_STRING, 0, "/new",
@@ -133,7 +165,13 @@ typedef struct a2a {
     int64_t timeout_ms, connect_ms, http_ms, retry_base_ms, retry_max_ms, poll_ms, poll_max_ms,
         cancel_ms, disc_max_ms, progress_ms;
     int retries;
-    size_t max_bytes;
+    size_t max_bytes, max_reply;
+    int id_mode, resend_unknown;
+    int64_t retention_s, stream_retry_ms;
+    const char *cut_notice;
+    char **cred_origins; /* origins that get credentials, NULL-terminated */
+    uint64_t boot;       /* random per process: ids that are not stable */
+    atomic_llong last_prune_ms;
     const char *const *modes;
     const char *new_cmd, *new_reply, *failure_notice, *timeout_notice, *failed_notice,
         *input_notice, *auth_notice, *empty_reply;
@@ -154,8 +192,10 @@ typedef struct a2a {
     pthread_t th;
     int th_started;
 
-    atomic_int learned;   /* dialect learned from a -32601 fallback, 0 = none */
-    atomic_int no_stream; /* the agent refused streams with -32004 */
+    atomic_int learned; /* dialect learned from a -32601 fallback, 0 = none */
+    /* An endpoint that refused streams (-32004), until when (under mu). */
+    char *nostream_url;
+    int64_t nostream_until_ms;
     atomic_ulong rpc_seq;
     atomic_int stop_flag;
 
@@ -202,14 +242,65 @@ static uint64_t mix(uint64_t x) {
     return x;
 }
 
+/* ---- credentials and origins ------------------------------------------- */
+
+/* "scheme://host:port" of an http(s) URL, lower case, default port filled
+ * in, userinfo dropped; "" when it is not one. */
+static void origin_of(const char *url, char *out, size_t sz) {
+    out[0] = 0;
+    if (!url) return;
+    const char *sep = strstr(url, "://");
+    if (!sep || sep - url > 5) return;
+    size_t sl = (size_t)(sep - url);
+    const char *auth = sep + 3;
+    size_t al = strcspn(auth, "/?#");
+    const char *at = memchr(auth, '@', al);
+    if (at) {
+        al -= (size_t)(at + 1 - auth);
+        auth = at + 1;
+    }
+    int https = sl == 5 && !strncasecmp(url, "https", 5);
+    if (!https && !(sl == 4 && !strncasecmp(url, "http", 4))) return;
+    /* a port after the last ':' (outside an IPv6 literal) */
+    const char *colon = NULL;
+    for (const char *p = auth; p < auth + al; p++) {
+        if (*p == ']') colon = NULL;
+        if (*p == ':') colon = p;
+    }
+    size_t hl = colon ? (size_t)(colon - auth) : al;
+    const char *port = colon ? colon + 1 : (https ? "443" : "80");
+    size_t pl = colon ? al - hl - 1 : strlen(port);
+    if (pl == 0) port = https ? "443" : "80", pl = strlen(port);
+    int n =
+        snprintf(out, sz, "%s://%.*s:%.*s", https ? "https" : "http", (int)hl, auth, (int)pl, port);
+    if (n < 0 || (size_t)n >= sz) {
+        out[0] = 0;
+        return;
+    }
+    for (char *p = out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+}
+
+/* True when url may receive the configured credentials. */
+static int creds_allowed(a2a *a, const char *url) {
+    char o[300];
+    origin_of(url, o, sizeof o);
+    if (!o[0]) return 0;
+    for (char **p = a->cred_origins; p && *p; p++)
+        if (!strcmp(*p, o)) return 1;
+    return 0;
+}
+
 /* ---- discovery ---------------------------------------------------------- */
 
-static struct curl_slist *common_headers(a2a *a, int v10) {
+static struct curl_slist *common_headers(a2a *a, int v10, const char *url) {
     struct curl_slist *l = NULL;
     l = curl_slist_append(l, "Expect:");
     if (v10) l = curl_slist_append(l, "A2A-Version: 1.0");
-    if (a->auth_hdr) l = curl_slist_append(l, a->auth_hdr);
-    if (a->key_hdr) l = curl_slist_append(l, a->key_hdr);
+    if ((a->auth_hdr || a->key_hdr) && creds_allowed(a, url)) {
+        if (a->auth_hdr) l = curl_slist_append(l, a->auth_hdr);
+        if (a->key_hdr) l = curl_slist_append(l, a->key_hdr);
+    }
     return l;
 }
 
@@ -241,7 +332,7 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             snprintf(err, errsz, "agent card %s: no time left", urls[i]);
             break;
         }
-        struct curl_slist *hd = common_headers(a, a->forced != A2A_D_V03);
+        struct curl_slist *hd = common_headers(a, a->forced != A2A_D_V03, urls[i]);
         hd = curl_slist_append(hd, "Accept: application/json");
         a2a_http_req rq = {.url = urls[i],
                            .headers = hd,
@@ -335,6 +426,13 @@ static void check_card(a2a *a, const a2a_card *c) {
                "an API key is configured but the agent card asks for a bearer token (token)");
     if (c->auth_mtls && !c->auth_bearer && !c->apikey_name && !c->auth_oauth)
         h->log(a->ctx, RD_LOG_WARN, "the agent card asks for mutual TLS, which is not supported");
+    const char *eps[] = {a->rpc_url ? NULL : c->url_v10, a->rpc_url ? NULL : c->url_v03};
+    for (int i = 0; i < 2 && (have_key || have_token); i++)
+        if (eps[i] && !creds_allowed(a, eps[i]))
+            h->log(a->ctx, RD_LOG_WARN,
+                   "the agent card names the endpoint %s on another origin; credentials are not "
+                   "sent there unless credential_origins lists it",
+                   eps[i]);
     if (!c->text_input)
         h->log(a->ctx, RD_LOG_WARN,
                "the agent card's defaultInputModes accept no text; messages are sent as text");
@@ -494,6 +592,24 @@ static a2a_dialect other(a2a_dialect d) {
     return d == A2A_D_V10 ? A2A_D_V03 : A2A_D_V10;
 }
 
+/* Under mu: url refused streams a short while ago. */
+static int stream_refused_locked(a2a *a, const char *url) {
+    if (!a->nostream_url || !url || strcmp(a->nostream_url, url)) return 0;
+    return now_ms(a) < a->nostream_until_ms;
+}
+
+/* Streams at url are not tried again for stream_retry_s. */
+static void refuse_stream(a2a *a, const char *url) {
+    pthread_mutex_lock(&a->mu);
+    free(a->nostream_url);
+    a->nostream_url = xstrdup0(url);
+    a->nostream_until_ms = now_ms(a) + a->stream_retry_ms;
+    pthread_mutex_unlock(&a->mu);
+    a->h->log(a->ctx, RD_LOG_INFO,
+              "the agent refused streaming at %s; using send + poll there for %" PRId64 " s",
+              url ? url : "?", a->stream_retry_ms / 1000);
+}
+
 /* trial: a dialect this call tries after 'method not found' (0 = none). */
 static int view_get(a2a *a, agent_view *v, a2a_dialect trial) {
     memset(v, 0, sizeof *v);
@@ -512,9 +628,21 @@ static int view_get(a2a *a, agent_view *v, a2a_dialect trial) {
     v->url = xstrdup0(url ? url : a->base);
     v->tenant = d == A2A_D_V10 && u10 ? xstrdup0(a->card.tenant) : NULL;
     v->d = d;
-    v->streaming = a->card.streaming && !atomic_load(&a->no_stream);
+    v->streaming = a->card.streaming && !stream_refused_locked(a, v->url);
     pthread_mutex_unlock(&a->mu);
     return v->url ? 0 : -1;
+}
+
+/* The view of an endpoint named by a stored task record. */
+static void view_for(a2a *a, agent_view *v, a2a_dialect d, const char *url) {
+    memset(v, 0, sizeof *v);
+    pthread_mutex_lock(&a->mu);
+    v->d = d ? d : a->card.preferred ? a->card.preferred : A2A_D_V10;
+    v->url = xstrdup0(url ? url : a->card.url_v10 ? a->card.url_v10 : a->base);
+    int same_url = a->card.url_v10 && v->url && !strcmp(a->card.url_v10, v->url);
+    v->tenant = v->d == A2A_D_V10 && same_url ? xstrdup0(a->card.tenant) : NULL;
+    v->streaming = a->have_card && a->card.streaming && !stream_refused_locked(a, v->url);
+    pthread_mutex_unlock(&a->mu);
 }
 
 static void view_free(agent_view *v) {
@@ -529,11 +657,17 @@ typedef struct {
     a2a_class cls;
     int has_rpc, rpc_code;
     long http;
-    int conn_fail; /* no HTTP answer at all */
-    int dropped;   /* a stream ended before the task settled */
+    int conn_fail;   /* no HTTP answer at all */
+    int not_sent;    /* provably never reached the agent (connect, DNS, TLS) */
+    int asked_retry; /* the agent said it did not take it: 408, 429, 503 */
+    int abandoned;   /* the router is stopping: leave the task running */
+    int dropped;     /* a stream ended before the task settled */
     long retry_after_s;
+    char rpc_text[160]; /* the agent's error message and reason (logs, heuristics) */
     char msg[300];
 } outcome;
+
+enum { REC_NONE, REC_SENT, REC_TASK, REC_DONE };
 
 typedef struct {
     a2a *a;
@@ -549,6 +683,18 @@ typedef struct {
     int continuing; /* the message continues an interrupted task */
     int64_t last_progress_ms;
     size_t last_progress_len;
+    /* Exactly-once record of this message (key msg:<messageId>), kept when
+     * the messageId is stable across restarts. */
+    int stable;
+    char rkey[96];
+    int rec;        /* REC_* as stored */
+    char *rec_task; /* task id stored */
+    a2a_dialect rec_d;
+    char *rec_url;
+    int64_t rec_t; /* wall-clock seconds of the first send */
+    char *out;     /* the reply as appended, for the record */
+    size_t outlen, outcap;
+    const agent_view *view; /* the endpoint of the exchange in progress */
 } call;
 
 typedef struct {
@@ -561,6 +707,7 @@ typedef struct {
 } sse_ctx;
 
 static void progress(call *c, const a2a_track *t, int force);
+static void note_task(call *c, const a2a_track *t);
 
 static int on_event(void *arg, const char *event, const char *data, size_t len) {
     sse_ctx *s = arg;
@@ -585,6 +732,7 @@ static int on_event(void *arg, const char *event, const char *data, size_t len) 
     a2a_kind kind = r.res.kind;
     a2a_track_apply(s->t, &r.res);
     a2a_rpc_free(&r);
+    note_task(s->c, s->t);
     progress(s->c, s->t, 0);
     /* Stop reading once the stream said all: a message, the 0.3 final
      * flag, or a status update to a settled state. A Task snapshot does not
@@ -614,10 +762,12 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
     }
     int stream = op == A2A_OP_STREAM || op == A2A_OP_SUBSCRIBE;
     int64_t limit = left;
-    int blocking_send = op == A2A_OP_SEND && (a->blocking || c->continuing);
-    if (!stream && !blocking_send && a->http_ms < limit) limit = a->http_ms;
+    /* A send may have reached the agent: it gets the whole deadline, since
+     * cutting it short would leave the outcome unknown (some agents answer
+     * a non-blocking send only when done). */
+    if (!stream && op != A2A_OP_SEND && a->http_ms < limit) limit = a->http_ms;
 
-    struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10);
+    struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10, v->url);
     hd = curl_slist_append(hd, "Content-Type: application/json");
     hd = curl_slist_append(hd, stream ? "Accept: text/event-stream" : "Accept: application/json");
     if (c->rq->traceparent && *c->rq->traceparent) {
@@ -645,12 +795,14 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
     if (sc.error_seen) {
         /* An error event ended the stream; a task it left behind is polled. */
         if (t->task_id && o->cls == A2A_C_TRANSIENT) o->dropped = 1;
+        if (o->has_rpc) snprintf(o->rpc_text, sizeof o->rpc_text, "%.150s", o->msg);
     } else if (rs.too_big) {
         o->cls = A2A_C_PROTOCOL;
         snprintf(o->msg, sizeof o->msg, "%s: response larger than max_response_bytes (%zu)", m,
                  a->max_bytes);
     } else if (rs.aborted) {
         o->cls = A2A_C_TRANSIENT;
+        o->abandoned = 1;
         snprintf(o->msg, sizeof o->msg, "%s: abandoned (router stopping)", m);
     } else if (hr != 0) {
         if (rs.cc == CURLE_OPERATION_TIMEDOUT)
@@ -658,12 +810,15 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
         else
             o->cls = A2A_C_TRANSIENT;
         o->conn_fail = rs.status == 0 && rs.cc != CURLE_OPERATION_TIMEDOUT;
+        /* Nothing of the request left: connect refused, DNS, TLS handshake. */
+        o->not_sent = !rs.req_sent;
         if (rs.is_sse && t->updates > before) o->dropped = 1;
         snprintf(o->msg, sizeof o->msg, "%s %.150s: %.120s", m, v->url,
                  rs.errbuf[0] ? rs.errbuf : curl_easy_strerror(rs.cc));
     } else if (rs.status < 200 || rs.status > 299) {
         o->http = rs.status;
         o->retry_after_s = rs.retry_after_s;
+        o->asked_retry = rs.status == 408 || rs.status == 429 || rs.status == 503;
         a2a_rpc r;
         if (rs.status != 401 && rs.status != 403 && rs.body &&
             !a2a_rpc_parse(rs.body, rs.len, NULL, &r, NULL, 0) && r.is_error) {
@@ -671,6 +826,8 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
             o->has_rpc = 1;
             o->rpc_code = r.code;
             o->cls = a2a_classify_rpc(r.code);
+            snprintf(o->rpc_text, sizeof o->rpc_text, "%.100s %.50s", r.message ? r.message : "",
+                     r.reason ? r.reason : "");
             snprintf(o->msg, sizeof o->msg, "%s: HTTP %ld, error %d (%s): %.120s", m, rs.status,
                      r.code, a2a_rpc_code_name(r.code), r.message ? r.message : "");
             a2a_rpc_free(&r);
@@ -702,6 +859,8 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
             o->has_rpc = 1;
             o->rpc_code = r.code;
             o->cls = a2a_classify_rpc(r.code);
+            snprintf(o->rpc_text, sizeof o->rpc_text, "%.100s %.50s", r.message ? r.message : "",
+                     r.reason ? r.reason : "");
             snprintf(o->msg, sizeof o->msg, "%s: error %d (%s): %.160s", m, r.code,
                      a2a_rpc_code_name(r.code), r.message ? r.message : "");
             a2a_rpc_free(&r);
@@ -781,6 +940,130 @@ static void note_context(call *c, const a2a_track *t) {
     }
 }
 
+/* ---- the exactly-once record -------------------------------------------- */
+
+static int64_t wall_s(a2a *a) {
+    return a->h->wall_ns() / 1000000000LL;
+}
+
+static const char *const rec_names[] = {"none", "sent", "task", "done"};
+
+static void rec_load(call *c) {
+    a2a *a = c->a;
+    char *val = NULL;
+    size_t len = 0;
+    if (!c->stable || a->h->kv_get(a->ctx, c->rkey, &val, &len) != RD_OK || !val) return;
+    cJSON *j = cJSON_ParseWithLength(val, len);
+    free(val);
+    if (!j) return;
+    const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "s"));
+    for (int i = REC_SENT; st && i <= REC_DONE; i++)
+        if (!strcmp(st, rec_names[i])) c->rec = i;
+    const char *tk = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "task"));
+    const char *url = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "url"));
+    const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "d"));
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
+    if (tk && *tk) c->rec_task = strdup(tk);
+    if (url && *url) c->rec_url = strdup(url);
+    c->rec_d = d && !strcmp(d, "0.3") ? A2A_D_V03 : d && !strcmp(d, "1.0") ? A2A_D_V10 : 0;
+    if (cJSON_IsNumber(t) && t->valuedouble > 0 && t->valuedouble < 1e12)
+        c->rec_t = (int64_t)t->valuedouble;
+    if (c->rec == REC_TASK && !c->rec_task) c->rec = REC_SENT;
+    cJSON_Delete(j);
+}
+
+/* Writes the record; REC_DONE carries the reply and the status. */
+static void rec_write(call *c, int state, const char *task, const agent_view *v, rd_status st,
+                      const char *klass) {
+    a2a *a = c->a;
+    if (!c->stable) return;
+    rd_status ws;
+    if (state == REC_NONE) {
+        ws = c->rec == REC_NONE ? RD_OK : a->h->kv_del(a->ctx, c->rkey);
+    } else {
+        if (!c->rec_t) c->rec_t = wall_s(a);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "s", rec_names[state]);
+        if (task) cJSON_AddStringToObject(j, "task", task);
+        if (v) cJSON_AddStringToObject(j, "d", a2a_dialect_name(v->d));
+        if (v && v->url) cJSON_AddStringToObject(j, "url", v->url);
+        cJSON_AddNumberToObject(j, "t", (double)c->rec_t);
+        if (state == REC_DONE) {
+            cJSON_AddNumberToObject(j, "st", st);
+            if (klass) cJSON_AddStringToObject(j, "k", klass);
+            cJSON_AddStringToObject(j, "reply", c->out ? c->out : "");
+        }
+        char *txt = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+        ws = txt ? a->h->kv_put(a->ctx, c->rkey, txt, strlen(txt)) : RD_E_INTERNAL;
+        free(txt);
+    }
+    if (ws != RD_OK && ws != RD_E_FATAL)
+        a->h->log(a->ctx, RD_LOG_WARN,
+                  "correlation %s: cannot record message %s as %s; a re-delivery may run it again",
+                  c->rq->correlation_id ? c->rq->correlation_id : "-", c->msg_id, rec_names[state]);
+    c->rec = state;
+    if (task != c->rec_task) {
+        free(c->rec_task);
+        c->rec_task = xstrdup0(task);
+    }
+}
+
+/* Stores the task id the moment the agent names it. */
+static void note_task(call *c, const a2a_track *t) {
+    if (!c->stable || !t->task_id || t->got_message || strlen(t->task_id) > 512) return;
+    if (c->rec == REC_TASK && c->rec_task && !strcmp(c->rec_task, t->task_id)) return;
+    if (c->rec == REC_DONE) return;
+    rec_write(c, REC_TASK, t->task_id, c->view, RD_OK, NULL);
+}
+
+typedef struct {
+    int64_t cutoff;
+    char **keys;
+    size_t n, cap;
+} prune_acc;
+
+static int prune_visit(void *arg, const char *key, const void *val, size_t len) {
+    prune_acc *p = arg;
+    cJSON *j = cJSON_ParseWithLength(val, len);
+    const cJSON *t = j ? cJSON_GetObjectItemCaseSensitive(j, "t") : NULL;
+    int old = !cJSON_IsNumber(t) || t->valuedouble < (double)p->cutoff;
+    cJSON_Delete(j);
+    if (!old) return 0;
+    if (p->n == p->cap) {
+        size_t nc = p->cap ? p->cap * 2 : 64;
+        char **k = realloc(p->keys, nc * sizeof *k);
+        if (!k) return 1;
+        p->keys = k;
+        p->cap = nc;
+    }
+    if ((p->keys[p->n] = strdup(key))) p->n++;
+    return p->n >= 100000; /* the rest next time */
+}
+
+/* Forgets records older than answer_retention_s, at most once an hour. */
+static void prune_records(a2a *a) {
+    int64_t now = now_ms(a);
+    long long last = atomic_load(&a->last_prune_ms);
+    if ((last && now - last < 3600000) || !a->h->kv_scan || !a->h->kv_txn) return;
+    if (!atomic_compare_exchange_strong(&a->last_prune_ms, &last, now ? now : 1)) return;
+    prune_acc p = {.cutoff = wall_s(a) - a->retention_s};
+    a->h->kv_scan(a->ctx, "msg:", prune_visit, &p);
+    for (size_t i = 0; i < p.n; i += 256) {
+        rd_kv_op ops[256];
+        size_t k = 0;
+        for (; k < 256 && i + k < p.n; k++)
+            ops[k] = (rd_kv_op){.op = RD_KV_DEL, .key = p.keys[i + k]};
+        a->h->kv_txn(a->ctx, ops, k);
+    }
+    if (p.n)
+        a->h->log(a->ctx, RD_LOG_DEBUG, "forgot %zu message record(s) older than %" PRId64 " s",
+                  p.n, a->retention_s);
+    for (size_t i = 0; i < p.n; i++)
+        free(p.keys[i]);
+    free(p.keys);
+}
+
 /* ---- replies and failures ----------------------------------------------- */
 
 static void progress(call *c, const a2a_track *t, int force) {
@@ -798,6 +1081,28 @@ static void progress(call *c, const a2a_track *t, int force) {
     free(txt);
 }
 
+/* Adds text to the reply (and to the copy the record keeps). */
+static void append_n(call *c, const char *s, size_t n) {
+    if (!s || !n) return;
+    c->a->h->reply_append(c->rp, s, n);
+    if (c->outlen + n + 1 > c->outcap) {
+        size_t cap = c->outcap ? c->outcap : 256;
+        while (cap < c->outlen + n + 1)
+            cap *= 2;
+        char *p = realloc(c->out, cap);
+        if (!p) return;
+        c->out = p;
+        c->outcap = cap;
+    }
+    memcpy(c->out + c->outlen, s, n);
+    c->outlen += n;
+    c->out[c->outlen] = 0;
+}
+
+static void append(call *c, const char *s) {
+    if (!empty(s)) append_n(c, s, strlen(s));
+}
+
 static rd_status fail(call *c, const outcome *o, rd_error *err) {
     a2a *a = c->a;
     a2a_class cls = o->cls == A2A_C_OK ? A2A_C_FATAL : o->cls;
@@ -813,16 +1118,16 @@ static rd_status fail(call *c, const outcome *o, rd_error *err) {
      * text every backend's failures get. */
     const char *notice =
         cls == A2A_C_TIMEOUT && !empty(a->timeout_notice) ? a->timeout_notice : a->failure_notice;
-    if (!empty(notice)) a->h->reply_append(c->rp, notice, strlen(notice));
+    append(c, notice);
     rd_status st = cls == A2A_C_TRANSIENT ? RD_E_RETRY
                    : cls == A2A_C_TIMEOUT ? RD_E_TIMEOUT
                                           : RD_E_FATAL;
     a->h->error(err, st, a2a_class_name(cls), "%s", msg);
+    /* Abandoned at a hard stop: the task keeps running and the re-delivered
+     * update resumes it. Otherwise the user has this answer for good. */
+    if (!o->abandoned && !a->h->cancelled(c->rp))
+        rec_write(c, REC_DONE, c->rec_task, c->view, st, a2a_class_name(cls));
     return st;
-}
-
-static void append(call *c, const char *s) {
-    if (!empty(s)) c->a->h->reply_append(c->rp, s, strlen(s));
 }
 
 /* The user-visible answer for a settled exchange; updates the
@@ -882,8 +1187,19 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
         }
         free(arts);
     }
+    if (t->cut) {
+        a->h->log(a->ctx, RD_LOG_WARN,
+                  "correlation %s: the agent's answer exceeded max_reply_bytes (%zu); cut",
+                  c->rq->correlation_id ? c->rq->correlation_id : "-", a->max_reply);
+        if (!empty(a->cut_notice)) {
+            append(c, "\n");
+            append(c, a->cut_notice);
+        }
+    }
     conv_save(c);
     count(a, a->outcome_s[out]);
+    rec_write(c, REC_DONE, t->task_id ? t->task_id : c->rec_task, c->view, st,
+              st == RD_OK ? NULL : "fatal");
     return st;
 }
 
@@ -910,7 +1226,8 @@ static void cancel_task(call *c, const agent_view *v, const char *task_id) {
 
 /* Waits for a task to settle: re-attaches to its stream when streaming,
  * otherwise polls tasks/get with growing pauses. On the deadline the task
- * is canceled. Transient poll failures are retried until the deadline. */
+ * is canceled. Transient poll failures are retried until the deadline. A
+ * hard stop leaves the task running (its id is in the record). */
 static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, outcome *o) {
     a2a *a = c->a;
     int resubscribe = streamed && v->streaming ? 2 : 0;
@@ -921,7 +1238,9 @@ static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, out
         note_context(c, t);
         if (a->h->cancelled(c->rp)) {
             o->cls = A2A_C_TRANSIENT;
-            snprintf(o->msg, sizeof o->msg, "abandoned (router stopping)");
+            o->abandoned = 1;
+            snprintf(o->msg, sizeof o->msg, "abandoned (router stopping); task %s left running",
+                     t->task_id);
             return;
         }
         int64_t left = c->deadline - now_ms(a);
@@ -941,9 +1260,11 @@ static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, out
             char *body = a2a_build_task_op(v->d, A2A_OP_SUBSCRIBE, id, t->task_id, v->tenant);
             rpc(c, v, A2A_OP_SUBSCRIBE, body, id, t, o);
             free(body);
+            if (o->abandoned) return;
             if (o->cls == A2A_C_OK || o->cls == A2A_C_TIMEOUT) continue;
             a->h->log(a->ctx, RD_LOG_DEBUG, "correlation %s: re-attaching failed: %s",
                       c->rq->correlation_id ? c->rq->correlation_id : "-", o->msg);
+            if (o->has_rpc && o->rpc_code == A2A_ERR_TASK_NOT_FOUND) return;
             if (o->has_rpc || o->http) resubscribe = 0; /* poll from now on */
             continue;
         }
@@ -953,6 +1274,7 @@ static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, out
         char *body = a2a_build_task_op(v->d, A2A_OP_GET, id, t->task_id, v->tenant);
         rpc(c, v, A2A_OP_GET, body, id, t, o);
         free(body);
+        if (o->abandoned) return;
         if (o->cls == A2A_C_OK) {
             fails = 0;
             progress(c, t, 0);
@@ -968,6 +1290,49 @@ static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, out
     memset(o, 0, sizeof *o);
 }
 
+/* Looks for the task a send may have created without our hearing of it:
+ * 1.0 ListTasks of the conversation, the task whose history holds our
+ * messageId. 1 found (t->task_id set), 0 not found or not possible. */
+static int recover(call *c, const agent_view *v, a2a_track *t) {
+    a2a *a = c->a;
+    if (v->d != A2A_D_V10) return 0;
+    int64_t left = c->deadline - now_ms(a);
+    if (left <= 0) return 0;
+    char id[32];
+    next_rpc_id(c, id, sizeof id);
+    char *body = a2a_build_list_tasks(id, c->ctx_id, v->tenant, 20);
+    if (!body) return 0;
+    struct curl_slist *hd = common_headers(a, 1, v->url);
+    hd = curl_slist_append(hd, "Content-Type: application/json");
+    hd = curl_slist_append(hd, "Accept: application/json");
+    a2a_http_req rq = {.url = v->url,
+                       .body = body,
+                       .headers = hd,
+                       .connect_timeout_ms = (long)a->connect_ms,
+                       .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
+                       .max_bytes = a->max_bytes,
+                       .abort_fn = call_aborted,
+                       .abort_arg = c};
+    a2a_http_resp rs;
+    int hr = a2a_http_do(a->http, &rq, &rs);
+    curl_slist_free_all(hd);
+    free(body);
+    char *task = NULL;
+    int code = 0, found = 0;
+    char why[120] = "";
+    if (hr == 0 && rs.status == 200 &&
+        a2a_list_find(rs.body, rs.len, id, c->msg_id, &task, &code, why, sizeof why) == 0) {
+        found = 1;
+        free(t->task_id);
+        t->task_id = task;
+    }
+    a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: looking for the task of message %s: %s%s",
+              c->rq->correlation_id ? c->rq->correlation_id : "-", c->msg_id,
+              found ? "found " : "not found", found ? t->task_id : "");
+    a2a_http_resp_free(&rs);
+    return found;
+}
+
 /* ---- the exchange ------------------------------------------------------- */
 
 static int64_t backoff(call *c, int attempt, long retry_after_s) {
@@ -979,7 +1344,8 @@ static int64_t backoff(call *c, int attempt, long retry_after_s) {
     c->rnd = mix(c->rnd + 0x9e3779b97f4a7c15ULL);
     d = d / 2 + (int64_t)(c->rnd % (uint64_t)(d / 2 + 1)); /* jitter */
     if (retry_after_s > 0) {
-        int64_t ra = retry_after_s * 1000;
+        /* clamped before the multiplication: a hostile value cannot wrap */
+        int64_t ra = (retry_after_s > 86400 ? 86400 : retry_after_s) * 1000;
         if (ra > d) d = ra < a->retry_max_ms ? ra : a->retry_max_ms;
     }
     return d;
@@ -994,9 +1360,32 @@ static void learn(a2a *a, a2a_dialect trial) {
               a2a_dialect_name(trial));
 }
 
+/* The agent refused the conversation id (it lost its state). */
+static int context_rejected(const call *c, const outcome *o) {
+    if (!o->has_rpc || empty(c->ctx_id) || !empty(c->task_id)) return 0;
+    if (o->rpc_code == A2A_ERR_METHOD_NOT_FOUND || o->rpc_code == A2A_ERR_VERSION_NOT_SUPPORTED ||
+        o->rpc_code == A2A_ERR_INTERNAL)
+        return 0;
+    return strcasestr(o->rpc_text, "context") != NULL;
+}
+
+/* A task known from the send (or recovered): follow it to its answer. */
+static rd_status finish_task(call *c, const agent_view *v, a2a_track *t, int streamed,
+                             a2a_dialect trial, rd_error *err) {
+    outcome o;
+    memset(&o, 0, sizeof o);
+    if (!a2a_track_done(t)) follow(c, v, t, streamed, &o);
+    if (o.cls == A2A_C_OK) {
+        learn(c->a, trial);
+        return settle(c, t, err);
+    }
+    note_context(c, t);
+    return fail(c, &o, err);
+}
+
 static rd_status exchange(call *c, rd_error *err) {
     a2a *a = c->a;
-    int switched = 0, dropped_task = 0, rediscovered = 0, attempt = 0, no_stream = 0;
+    int switched = 0, dropped_task = 0, rediscovered = 0, attempt = 0, no_stream = 0, healed = 0;
     a2a_dialect trial = A2A_D_UNKNOWN;
     outcome o;
     for (;;) {
@@ -1010,8 +1399,7 @@ static rd_status exchange(call *c, rd_error *err) {
             pthread_mutex_unlock(&a->mu);
             return fail(c, &o, err);
         }
-        int use_stream =
-            a->stream && (v.streaming || a->no_card) && !no_stream && !atomic_load(&a->no_stream);
+        int use_stream = a->stream && v.streaming && !no_stream;
         char id[32];
         next_rpc_id(c, id, sizeof id);
         /* A continuation is sent blocking: its task id is known already,
@@ -1025,24 +1413,24 @@ static rd_status exchange(call *c, rd_error *err) {
                       .return_immediately = !a->blocking && !c->continuing,
                       .accepted_output_modes = a->modes};
         char *body = a2a_build_send(v.d, use_stream, id, &s);
-        a2a_track t = {0};
+        a2a_track t = {.max_text = a->max_reply};
+        c->view = &v;
+        /* Recorded before it leaves: after a crash the re-delivered update
+         * knows this message may have reached the agent. */
+        if (c->rec != REC_SENT) rec_write(c, REC_SENT, NULL, &v, RD_OK, NULL);
         rpc(c, &v, use_stream ? A2A_OP_STREAM : A2A_OP_SEND, body, id, &t, &o);
         free(body);
+        note_task(c, &t);
         /* A task that exists is followed, even if its stream broke. */
-        int followed = 0;
         if (t.task_id && !t.got_message && (o.cls == A2A_C_OK || o.dropped)) {
-            if (!a2a_track_done(&t)) {
-                followed = 1;
-                follow(c, &v, &t, use_stream, &o);
-            }
-            if (o.cls == A2A_C_OK) {
-                learn(a, trial);
-                rd_status st = settle(c, &t, err);
-                a2a_track_free(&t);
-                view_free(&v);
-                return st;
-            }
-        } else if (o.cls == A2A_C_OK) {
+            rd_status st =
+                o.abandoned ? fail(c, &o, err) : finish_task(c, &v, &t, use_stream, trial, err);
+            a2a_track_free(&t);
+            c->view = NULL;
+            view_free(&v);
+            return st;
+        }
+        if (o.cls == A2A_C_OK) {
             if (!t.got_message && !a2a_track_done(&t)) {
                 o.cls = A2A_C_PROTOCOL;
                 snprintf(o.msg, sizeof o.msg, "%s: a task without an id",
@@ -1051,6 +1439,7 @@ static rd_status exchange(call *c, rd_error *err) {
                 learn(a, trial);
                 rd_status st = settle(c, &t, err);
                 a2a_track_free(&t);
+                c->view = NULL;
                 view_free(&v);
                 return st;
             }
@@ -1058,11 +1447,10 @@ static rd_status exchange(call *c, rd_error *err) {
         a2a_dialect vd = v.d;
         note_context(c, &t);
         a2a_track_free(&t);
-        view_free(&v);
-        /* A task we followed failed for good (or timed out): no resend. */
-        if (followed) return fail(c, &o, err);
 
-        /* Recoverable protocol situations first. */
+        /* The agent refused the message (a JSON-RPC error before any task):
+         * it did not run, so the recoverable cases may send it again. */
+        int resend = 0;
         if (o.has_rpc) {
             int code = o.rpc_code;
             if ((code == A2A_ERR_METHOD_NOT_FOUND || code == A2A_ERR_VERSION_NOT_SUPPORTED) &&
@@ -1071,11 +1459,10 @@ static rd_status exchange(call *c, rd_error *err) {
                 trial = other(vd);
                 a->h->log(a->ctx, RD_LOG_INFO, "the agent answered %d to A2A %s; trying %s", code,
                           a2a_dialect_name(vd), a2a_dialect_name(trial));
-                continue;
-            }
-            if ((code == A2A_ERR_TASK_NOT_FOUND || code == A2A_ERR_UNSUPPORTED_OPERATION ||
-                 code == A2A_ERR_INVALID_PARAMS) &&
-                c->task_id && !dropped_task) {
+                resend = 1;
+            } else if ((code == A2A_ERR_TASK_NOT_FOUND || code == A2A_ERR_UNSUPPORTED_OPERATION ||
+                        code == A2A_ERR_INVALID_PARAMS) &&
+                       c->task_id && !dropped_task) {
                 /* The task we meant to continue is gone or finished: start a
                  * new one in the same conversation. */
                 dropped_task = 1;
@@ -1084,16 +1471,29 @@ static rd_status exchange(call *c, rd_error *err) {
                           c->rq->correlation_id ? c->rq->correlation_id : "-", c->task_id, code);
                 set_id(&c->task_id, NULL);
                 conv_save(c);
-                continue;
-            }
-            if (code == A2A_ERR_UNSUPPORTED_OPERATION && use_stream && !no_stream) {
+                resend = 1;
+            } else if (context_rejected(c, &o) && !healed) {
+                /* The agent lost the conversation: start a new one rather
+                 * than failing every later message until /new. */
+                healed = 1;
+                a->h->log(a->ctx, RD_LOG_WARN,
+                          "correlation %s: the agent rejected contextId %s (%d: %.100s); "
+                          "starting a new conversation",
+                          c->rq->correlation_id ? c->rq->correlation_id : "-", c->ctx_id,
+                          o.rpc_code, o.rpc_text);
+                set_id(&c->ctx_id, NULL);
+                conv_save(c);
+                resend = 1;
+            } else if (code == A2A_ERR_UNSUPPORTED_OPERATION && use_stream && !no_stream) {
                 no_stream = 1;
-                atomic_store(&a->no_stream, 1);
-                a->h->log(a->ctx, RD_LOG_INFO, "the agent refused streaming; using send + poll");
-                continue;
+                refuse_stream(a, v.url);
+                resend = 1;
             }
         }
-        if ((o.http == 404 || o.conn_fail) && !rediscovered && !a->no_card) {
+        if (!resend && o.http == 404 && !rediscovered && !a->no_card) resend = 1;
+        if (!resend && (o.not_sent || o.asked_retry) && o.cls == A2A_C_TRANSIENT) resend = 2;
+
+        if ((o.http == 404 || (o.conn_fail && o.not_sent)) && !rediscovered && !a->no_card) {
             rediscovered = 1;
             int64_t dl = now_ms(a) + a->http_ms;
             discover(a, dl < c->deadline ? dl : c->deadline, 1, 1);
@@ -1102,21 +1502,125 @@ static rd_status exchange(call *c, rd_error *err) {
             int failed = a->disc_err[0] != 0;
             pthread_mutex_unlock(&a->mu);
             if (failed) kick_discovery(a);
-            if (o.http == 404) continue;
         }
-        if (o.cls == A2A_C_TRANSIENT && attempt < a->retries) {
+
+        /* Anything else may have reached the agent: a timeout, a cut
+         * connection, a 5xx from a gateway, an unreadable answer. */
+        int unknown = !resend && !o.has_rpc && !o.abandoned && !(o.http >= 400 && o.http < 500) &&
+                      o.cls != A2A_C_FATAL;
+        if (unknown) {
+            a2a_track rt = {.max_text = a->max_reply};
+            if (recover(c, &v, &rt)) {
+                note_task(c, &rt);
+                rd_status st = finish_task(c, &v, &rt, 0, trial, err);
+                a2a_track_free(&rt);
+                c->view = NULL;
+                view_free(&v);
+                return st;
+            }
+            a2a_track_free(&rt);
+            if (a->resend_unknown && o.cls == A2A_C_TRANSIENT) {
+                resend = 2;
+            } else {
+                a->h->log(a->ctx, RD_LOG_WARN,
+                          "correlation %s: message %s may have reached the agent (%s); not sent "
+                          "again",
+                          c->rq->correlation_id ? c->rq->correlation_id : "-", c->msg_id, o.msg);
+            }
+        }
+        c->view = NULL;
+        view_free(&v);
+        if (resend == 1) {
+            rec_write(c, REC_NONE, NULL, NULL, RD_OK, NULL);
+            continue;
+        }
+        if (resend == 2 && attempt < a->retries) {
             int64_t d = backoff(c, attempt, o.retry_after_s);
             if (now_ms(a) + d < c->deadline) {
                 attempt++;
                 count(a, a->retries_s);
                 a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: retry %d in %" PRId64 " ms: %s",
                           c->rq->correlation_id ? c->rq->correlation_id : "-", attempt, d, o.msg);
+                if (!unknown) rec_write(c, REC_NONE, NULL, NULL, RD_OK, NULL);
                 nap(a, c->rp, d);
                 if (!a->h->cancelled(c->rp)) continue;
             }
         }
         return fail(c, &o, err);
     }
+}
+
+/* A re-delivered update whose message has a record: answer from it,
+ * resume its task, or look for the task; never run it blindly again. */
+static rd_status redelivered(call *c, rd_error *err) {
+    a2a *a = c->a;
+    const char *corr = c->rq->correlation_id ? c->rq->correlation_id : "-";
+    if (c->rec == REC_DONE) {
+        char *val = NULL;
+        size_t len = 0;
+        rd_status st = RD_OK;
+        char klass[24] = "";
+        if (a->h->kv_get(a->ctx, c->rkey, &val, &len) == RD_OK && val) {
+            cJSON *j = cJSON_ParseWithLength(val, len);
+            const char *reply = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "reply"));
+            const cJSON *sj = cJSON_GetObjectItemCaseSensitive(j, "st");
+            const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "k"));
+            if (cJSON_IsNumber(sj) && sj->valuedouble <= 0 && sj->valuedouble >= RD_E_INTERNAL)
+                st = (rd_status)(int)sj->valuedouble;
+            if (k) snprintf(klass, sizeof klass, "%s", k);
+            if (reply) a->h->reply_append(c->rp, reply, strlen(reply));
+            cJSON_Delete(j);
+            free(val);
+        }
+        a->h->log(a->ctx, RD_LOG_INFO,
+                  "correlation %s: message %s was answered before; sending that answer again "
+                  "without running it",
+                  corr, c->msg_id);
+        if (st != RD_OK)
+            a->h->error(err, st, klass[0] ? klass : "fatal", "the earlier answer was a failure");
+        return st;
+    }
+    agent_view v;
+    view_for(a, &v, c->rec_d, c->rec_url);
+    c->view = &v;
+    /* The deadline runs from the first send, with one last look. */
+    int64_t now = now_ms(a);
+    int64_t dl = now + a->timeout_ms - (wall_s(a) - c->rec_t) * 1000;
+    if (!c->rec_t || dl > now + a->timeout_ms) dl = now + a->timeout_ms;
+    if (dl < now + 1000) dl = now + 1000;
+    if (c->rq->deadline_ms > 0 && c->rq->deadline_ms < dl) dl = c->rq->deadline_ms;
+    c->deadline = dl;
+    a2a_track t = {.max_text = a->max_reply};
+    rd_status st;
+    if (c->rec == REC_TASK) {
+        t.task_id = strdup(c->rec_task);
+        a->h->log(a->ctx, RD_LOG_INFO,
+                  "correlation %s: message %s is task %s already; resuming it instead of sending "
+                  "again",
+                  corr, c->msg_id, c->rec_task);
+        st = finish_task(c, &v, &t, a->stream, 0, err);
+    } else if (recover(c, &v, &t)) {
+        note_task(c, &t);
+        st = finish_task(c, &v, &t, a->stream, 0, err);
+    } else if (a->resend_unknown) {
+        c->view = NULL;
+        view_free(&v);
+        a2a_track_free(&t);
+        return exchange(c, err);
+    } else {
+        outcome o;
+        memset(&o, 0, sizeof o);
+        o.cls = A2A_C_FATAL;
+        snprintf(o.msg, sizeof o.msg,
+                 "message %s may have reached the agent before a restart and its task is not "
+                 "known; not sent again (resend_unknown = false)",
+                 c->msg_id);
+        st = fail(c, &o, err);
+    }
+    a2a_track_free(&t);
+    c->view = NULL;
+    view_free(&v);
+    return st;
 }
 
 /* ---- the backend API ---------------------------------------------------- */
@@ -1131,18 +1635,64 @@ static int is_command(const char *text, const char *cmd) {
     return e == 0 || e == ' ' || e == '@' || e == '\n' || e == '\t';
 }
 
-static void message_id(const char *corr, char *out, size_t sz) {
+static uint64_t fnv(uint64_t h, const char *s) {
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The update id the transport puts in its meta (e.g. telegram.update_id):
+ * its updates are re-delivered under the same id. */
+static int meta_update_id(const char *meta, char *out, size_t sz) {
+    out[0] = 0;
+    cJSON *j = meta ? cJSON_Parse(meta) : NULL;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, j) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "update_id");
+        if (cJSON_IsNumber(u) || cJSON_IsString(u)) {
+            char *txt = cJSON_IsString(u) ? strdup(u->valuestring) : cJSON_PrintUnformatted(u);
+            if (txt) snprintf(out, sz, "%s:%s", o->string ? o->string : "", txt);
+            free(txt);
+            break;
+        }
+    }
+    cJSON_Delete(j);
+    return out[0] != 0;
+}
+
+/* messageId: derived from the update when it is stable across restarts
+ * (the same update gets the same id, so agents can deduplicate and the
+ * record finds it), else from the correlation id. UUID-shaped. */
+static void message_id(a2a *a, call *c) {
+    const rd_request *rq = c->rq;
+    char uid[96];
+    int has_uid = meta_update_id(rq->meta, uid, sizeof uid);
+    c->stable = a->id_mode == 1 || (a->id_mode == 0 && has_uid);
+    const char *corr = rq->correlation_id;
     size_t n = corr ? strlen(corr) : 0;
     int hex = n == 32;
     for (size_t i = 0; hex && i < n; i++)
         hex = isxdigit((unsigned char)corr[i]) != 0;
-    if (hex)
-        snprintf(out, sz, "%.8s-%.4s-%.4s-%.4s-%.12s", corr, corr + 8, corr + 12, corr + 16,
-                 corr + 20);
-    else if (n)
-        snprintf(out, sz, "%s", corr);
-    else
-        snprintf(out, sz, "rd-%llx", (unsigned long long)mix((uint64_t)time(NULL)));
+    uint64_t hi, lo;
+    if (c->stable) {
+        uint64_t h = fnv(0xcbf29ce484222325ULL, a->inst);
+        h = fnv(h, uid);
+        hi = mix(h ^ mix((uint64_t)rq->chat_id));
+        hi = mix(hi ^ (uint64_t)rq->update_id);
+        lo = mix(hi ^ (uint64_t)rq->message_id ^ 0x9e3779b97f4a7c15ULL);
+    } else if (hex) {
+        snprintf(c->msg_id, sizeof c->msg_id, "%.8s-%.4s-%.4s-%.4s-%.12s", corr, corr + 8,
+                 corr + 12, corr + 16, corr + 20);
+        return;
+    } else {
+        hi = mix(a->boot ^ fnv(0xcbf29ce484222325ULL, corr) ^ (uint64_t)rq->update_id);
+        lo = mix(hi ^ (uint64_t)rq->chat_id ^ a->boot);
+    }
+    /* version 8 (custom), RFC 4122 variant */
+    snprintf(c->msg_id, sizeof c->msg_id, "%08llx-%04llx-8%03llx-%04llx-%012llx",
+             (unsigned long long)(hi >> 32), (unsigned long long)((hi >> 16) & 0xffff),
+             (unsigned long long)(hi & 0xfff), (unsigned long long)(0x8000 | ((lo >> 48) & 0x3fff)),
+             (unsigned long long)(lo & 0xffffffffffffULL));
 }
 
 static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
@@ -1151,11 +1701,13 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
     int64_t now = now_ms(a);
     c.deadline = now + a->timeout_ms;
     if (rq->deadline_ms > 0 && rq->deadline_ms < c.deadline) c.deadline = rq->deadline_ms;
-    message_id(rq->correlation_id, c.msg_id, sizeof c.msg_id);
+    message_id(a, &c);
+    snprintf(c.rkey, sizeof c.rkey, "msg:%s", c.msg_id);
     c.rnd = mix((uint64_t)now ^ (uint64_t)rq->chat_id ^ ((uint64_t)rq->update_id << 20));
     snprintf(c.key, sizeof c.key, "conv:%" PRId64 ":%.80s", rq->chat_id,
              rq->persona ? rq->persona : "");
     conv_load(&c);
+    if (c.stable) prune_records(a);
 
     rd_status st;
     if (is_command(rq->text, a->new_cmd)) {
@@ -1172,19 +1724,23 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
         append(&c, a->new_reply);
         st = RD_OK;
     } else {
+        rec_load(&c);
         pthread_mutex_lock(&a->mu);
         int have = a->have_card;
         pthread_mutex_unlock(&a->mu);
-        if (!have) {
+        if (!have && c.rec != REC_DONE) {
             int64_t dl = now + a->http_ms;
             discover(a, dl < c.deadline ? dl : c.deadline, 0, 1);
         }
-        st = exchange(&c, err);
+        st = c.rec != REC_NONE ? redelivered(&c, err) : exchange(&c, err);
     }
     free(c.ctx_id);
     free(c.task_id);
     free(c.saved_ctx);
     free(c.saved_task);
+    free(c.rec_task);
+    free(c.rec_url);
+    free(c.out);
     return st;
 }
 
@@ -1202,6 +1758,10 @@ static void a_destroy(void *self) {
     free(a->base);
     free(a->auth_hdr);
     free(a->key_hdr);
+    free(a->nostream_url);
+    for (char **p = a->cred_origins; p && *p; p++)
+        free(*p);
+    free(a->cred_origins);
     free(a);
 }
 
@@ -1246,6 +1806,15 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     int64_t d = h->cfg_int(ctx, "dialect");
     a->forced = d == 1 ? A2A_D_V10 : d == 2 ? A2A_D_V03 : A2A_D_UNKNOWN;
     const char *tok = h->cfg_str(ctx, "token");
+    /* A header value with CR or LF would smuggle headers of its own. */
+    const char *hv[] = {"token", "api_key", "api_key_header"};
+    for (size_t i = 0; i < 3; i++) {
+        const char *v = h->cfg_str(ctx, hv[i]);
+        if (v && strpbrk(v, "\r\n")) {
+            h->error(err, RD_E_CONFIG, "fatal", "%s contains a line break (CR or LF)", hv[i]);
+            goto bad;
+        }
+    }
     if (!empty(tok) && asprintf(&a->auth_hdr, "Authorization: Bearer %s", tok) < 0)
         a->auth_hdr = NULL;
     const char *kh = h->cfg_str(ctx, "api_key_header"), *kv = h->cfg_str(ctx, "api_key");
@@ -1288,6 +1857,37 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->input_notice = h->cfg_str(ctx, "input_required_notice");
     a->auth_notice = h->cfg_str(ctx, "auth_required_notice");
     a->empty_reply = h->cfg_str(ctx, "empty_reply");
+    a->id_mode = (int)h->cfg_int(ctx, "message_ids");
+    a->resend_unknown = h->cfg_bool(ctx, "resend_unknown");
+    a->retention_s = h->cfg_int(ctx, "answer_retention_s");
+    a->max_reply = (size_t)h->cfg_int(ctx, "max_reply_bytes");
+    a->cut_notice = h->cfg_str(ctx, "reply_cut_notice");
+    a->stream_retry_ms = h->cfg_int(ctx, "stream_retry_s") * 1000;
+    a->boot = mix((uint64_t)h->wall_ns() ^ ((uint64_t)(uintptr_t)a << 16));
+
+    /* Credentials go to the origin the operator named, nowhere else unless
+     * listed: a card cannot send them to another host. */
+    const char *const *co = h->cfg_list(ctx, "credential_origins");
+    size_t nco = 0;
+    while (co && co[nco])
+        nco++;
+    a->cred_origins = calloc(nco + 4, sizeof *a->cred_origins);
+    if (!a->cred_origins) goto bad;
+    size_t k = 0;
+    const char *own[] = {a->base, a->card_url, a->rpc_url};
+    for (size_t i = 0; i < 3 + nco; i++) {
+        const char *u = i < 3 ? own[i] : co[i - 3];
+        if (empty(u)) continue;
+        char o[300];
+        origin_of(u, o, sizeof o);
+        if (!o[0]) {
+            h->error(err, RD_E_CONFIG, "fatal",
+                     "credential_origins: '%s' is not an http(s) origin (scheme://host[:port])", u);
+            goto bad;
+        }
+        if (!(a->cred_origins[k] = strdup(o))) goto bad;
+        k++;
+    }
 
     a->http = a2a_http_new(512);
     if (!a->http) {

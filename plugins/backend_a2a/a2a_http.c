@@ -126,7 +126,14 @@ static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
             x->out->ctype[k] = (char)tolower((unsigned char)v[k]);
         x->out->ctype[k] = 0;
     } else if (nlen == 11 && !strncasecmp(b, "Retry-After", 11)) {
-        x->out->retry_after_s = strtol(v, NULL, 10);
+        /* delta-seconds only; hostile values are clamped, not trusted */
+        char num[24];
+        size_t k = vlen < sizeof num - 1 ? vlen : sizeof num - 1;
+        memcpy(num, v, k);
+        num[k] = 0;
+        char *e;
+        long long s = strtoll(num, &e, 10);
+        x->out->retry_after_s = e == num || *e || s < 0 ? 0 : s > 86400 ? 86400 : (long)s;
     } else if (nlen == 16 && !strncasecmp(b, "WWW-Authenticate", 16)) {
         size_t k = vlen < sizeof x->out->www_auth - 1 ? vlen : sizeof x->out->www_auth - 1;
         memcpy(x->out->www_auth, v, k);
@@ -230,6 +237,9 @@ int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out) {
     }
     out->cc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    long reqsz = 0;
+    curl_easy_getinfo(c, CURLINFO_REQUEST_SIZE, &reqsz);
+    out->req_sent = reqsz > 0 || out->status > 0;
     if (out->cc == CURLE_FILESIZE_EXCEEDED) out->too_big = 1;
     if (x.sse_init) {
         if (out->cc == CURLE_OK) {

@@ -468,6 +468,58 @@ char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char
     return finish(r);
 }
 
+char *a2a_build_list_tasks(const char *rpc_id, const char *context_id, const char *tenant,
+                           int history_length) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
+    cJSON_AddStringToObject(r, "id", rpc_id ? rpc_id : "1");
+    cJSON_AddStringToObject(r, "method", "ListTasks");
+    cJSON *params = cJSON_AddObjectToObject(r, "params");
+    if (tenant && *tenant) cJSON_AddStringToObject(params, "tenant", tenant);
+    if (context_id && *context_id) cJSON_AddStringToObject(params, "contextId", context_id);
+    cJSON_AddNumberToObject(params, "pageSize", 100);
+    cJSON_AddNumberToObject(params, "historyLength", history_length);
+    return finish(r);
+}
+
+int a2a_list_find(const char *json, size_t len, const char *expect_id, const char *message_id,
+                  char **task_id, int *code, char *err, size_t errsz) {
+    *task_id = NULL;
+    *code = 0;
+    a2a_rpc probe;
+    if (a2a_rpc_parse(json, len, expect_id, &probe, err, errsz) == 0 && probe.is_error) {
+        *code = probe.code;
+        seterr(err, errsz, "error %d", probe.code);
+        a2a_rpc_free(&probe);
+        return -1;
+    }
+    if (probe.res.kind) a2a_rpc_free(&probe);
+    cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "result");
+    const cJSON *tasks = arr(res, "tasks"), *t;
+    if (!tasks) {
+        seterr(err, errsz, "no tasks list in the ListTasks response");
+        cJSON_Delete(root);
+        return -1;
+    }
+    int rc = 1;
+    cJSON_ArrayForEach(t, tasks) {
+        const char *id = nstr(t, "id");
+        const cJSON *h = arr(t, "history"), *m;
+        cJSON_ArrayForEach(m, h) {
+            const char *mid = str(m, "messageId");
+            if (id && mid && message_id && !strcmp(mid, message_id)) {
+                *task_id = strdup(id);
+                rc = *task_id ? 0 : -1;
+                goto out;
+            }
+        }
+    }
+out:
+    cJSON_Delete(root);
+    return rc;
+}
+
 /* ---- responses ---------------------------------------------------------- */
 
 /* Text of a parts array: text parts concatenated (streamed chunks are
@@ -663,7 +715,12 @@ int a2a_rpc_parse(const char *json, size_t len, const char *expect_id, a2a_rpc *
         }
         const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
         out->is_error = 1;
-        out->code = cJSON_IsNumber(code) ? (int)code->valuedouble : A2A_ERR_INTERNAL;
+        /* A code outside int (or fractional) is hostile: an internal error. */
+        double cv = cJSON_IsNumber(code) ? code->valuedouble : 0;
+        out->code = cJSON_IsNumber(code) && cv >= -2147483648.0 && cv <= 2147483647.0 &&
+                            cv == (double)(int)cv
+                        ? (int)cv
+                        : A2A_ERR_INTERNAL;
         out->message = xstrdup(str(e, "message"));
         const cJSON *data = cJSON_GetObjectItemCaseSensitive(e, "data"), *d;
         if (cJSON_IsArray(data)) {
@@ -707,6 +764,7 @@ static void set_str(char **dst, const char *src) {
 
 static void arts_clear(a2a_track *t) {
     for (size_t i = 0; i < t->narts; i++) {
+        t->text_bytes -= t->arts[i].len <= t->text_bytes ? t->arts[i].len : t->text_bytes;
         free(t->arts[i].id);
         free(t->arts[i].text);
     }
@@ -715,32 +773,78 @@ static void arts_clear(a2a_track *t) {
     t->narts = 0;
 }
 
+/* How much of n more bytes the cap admits; marks the track cut. */
+static size_t admit(a2a_track *t, size_t n) {
+    if (!t->max_text) return n;
+    size_t room = t->text_bytes < t->max_text ? t->max_text - t->text_bytes : 0;
+    if (n > room) {
+        t->cut = 1;
+        return room;
+    }
+    return n;
+}
+
+/* Appends n bytes to an artifact's text, growing it geometrically. */
+static int art_add(a2a_track *t, a2a_artifact *x, const char *s, size_t n) {
+    n = admit(t, n);
+    if (x->len + n + 1 > x->cap) {
+        size_t c = x->cap ? x->cap : 64;
+        while (c < x->len + n + 1)
+            c *= 2;
+        char *p = realloc(x->text, c);
+        if (!p) return -1;
+        x->text = p;
+        x->cap = c;
+    }
+    if (n) memcpy(x->text + x->len, s, n);
+    x->len += n;
+    x->text[x->len] = 0;
+    t->text_bytes += n;
+    return 0;
+}
+
 static void art_upsert(a2a_track *t, const a2a_artifact *a, int append) {
     const char *id = a->id ? a->id : "";
+    const char *txt = a->text ? a->text : "";
+    size_t n = strlen(txt);
     for (size_t i = 0; i < t->narts; i++) {
-        if (strcmp(t->arts[i].id, id)) continue;
-        if (append) {
-            size_t l1 = strlen(t->arts[i].text), l2 = strlen(a->text ? a->text : "");
-            char *n = realloc(t->arts[i].text, l1 + l2 + 1);
-            if (!n) return;
-            memcpy(n + l1, a->text ? a->text : "", l2 + 1);
-            t->arts[i].text = n;
-        } else {
-            set_str(&t->arts[i].text, a->text ? a->text : "");
+        a2a_artifact *x = &t->arts[i];
+        if (strcmp(x->id, id)) continue;
+        if (!append) {
+            t->text_bytes -= x->len <= t->text_bytes ? x->len : t->text_bytes;
+            x->len = 0;
+            x->text[0] = 0;
         }
+        art_add(t, x, txt, n);
         return;
     }
-    a2a_artifact *n = realloc(t->arts, (t->narts + 1) * sizeof *n);
-    if (!n) return;
-    t->arts = n;
-    n[t->narts].id = strdup(id);
-    n[t->narts].text = strdup(a->text ? a->text : "");
-    if (!n[t->narts].id || !n[t->narts].text) {
-        free(n[t->narts].id);
-        free(n[t->narts].text);
+    if (t->narts >= A2A_MAX_ARTIFACTS) {
+        t->cut = 1;
         return;
     }
-    t->narts++;
+    a2a_artifact *nv = realloc(t->arts, (t->narts + 1) * sizeof *nv);
+    if (!nv) return;
+    t->arts = nv;
+    a2a_artifact x = {.id = strdup(id)};
+    if (!x.id || art_add(t, &x, txt, n)) {
+        free(x.id);
+        free(x.text);
+        return;
+    }
+    nv[t->narts++] = x;
+}
+
+/* A message's text under the cap. */
+static void set_capped(a2a_track *t, char **dst, const char *src) {
+    size_t n = strlen(src);
+    size_t k = admit(t, n);
+    char *c = malloc(k + 1);
+    if (!c) return;
+    memcpy(c, src, k);
+    c[k] = 0;
+    free(*dst);
+    *dst = c;
+    t->text_bytes += k;
 }
 
 void a2a_track_apply(a2a_track *t, const a2a_result *r) {
@@ -754,7 +858,7 @@ void a2a_track_apply(a2a_track *t, const a2a_result *r) {
         }
         t->got_message = 1;
         t->ended = 1;
-        set_str(&t->message_text, r->text ? r->text : "");
+        set_capped(t, &t->message_text, r->text ? r->text : "");
         set_str(&t->context_id, r->context_id);
         break;
     case A2A_R_TASK:
@@ -796,7 +900,9 @@ void a2a_track_free(a2a_track *t) {
     arts_clear(t);
     free(t->history_text);
     free(t->message_text);
+    size_t cap = t->max_text;
     memset(t, 0, sizeof *t);
+    t->max_text = cap;
 }
 
 char *a2a_track_artifact_text(const a2a_track *t) {

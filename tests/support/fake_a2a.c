@@ -15,7 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
-enum { K_MESSAGE, K_TASK, K_ASK, K_FAIL, K_REJECT, K_HANG, K_DROP, K_STREAMERR, K_AUTH };
+enum { K_MESSAGE, K_TASK, K_ASK, K_FAIL, K_REJECT, K_HANG, K_DROP, K_STREAMERR, K_AUTH, K_FLOOD };
 enum { S_SUBMITTED, S_WORKING, S_INPUT, S_COMPLETED, S_FAILED, S_REJECTED, S_CANCELED, S_AUTH };
 
 typedef struct task {
@@ -25,6 +25,8 @@ typedef struct task {
     int answered;      /* K_ASK: the follow-up came */
     int canceled;
     char answer[300];
+    char msg_id[96], text[256]; /* the user message that created it */
+    int flood;                  /* K_FLOOD: 1 KiB appends to stream */
     struct task *next;
 } task;
 
@@ -46,6 +48,8 @@ struct fa2a {
     task *tasks;
     attempt *attempts;
     int next_ctx, next_task;
+    attempt *execs;  /* executions per messageId */
+    int forget_mark; /* contexts ctx-1..ctx-<mark> are forgotten */
     char rpc_path[32];
     atomic_int stopping;
 };
@@ -532,6 +536,22 @@ static task *find_task(fa2a *f, const char *id) {
     return NULL;
 }
 
+/* One execution of the work a message asked for. */
+static void executed(fa2a *f, const char *msg_id) {
+    pthread_mutex_lock(&f->mu);
+    attempt *e = f->execs;
+    while (e && strcmp(e->msg_id, msg_id ? msg_id : ""))
+        e = e->next;
+    if (!e) {
+        e = calloc(1, sizeof *e);
+        copy(e->msg_id, sizeof e->msg_id, msg_id);
+        e->next = f->execs;
+        f->execs = e;
+    }
+    e->n++;
+    pthread_mutex_unlock(&f->mu);
+}
+
 static task *new_task(fa2a *f, int kind, const char *ctx, long long work_ms, const char *answer) {
     task *t = calloc(1, sizeof *t);
     snprintf(t->id, sizeof t->id, "task-%d", ++f->next_task);
@@ -583,6 +603,19 @@ static void task_stream(fa2a *f, stream *s, int v10, task *t, int fresh) {
         event(s, "error", ej, 0);
         return;
     }
+    if (snap.kind == K_FLOOD) {
+        char kb[1025];
+        memset(kb, 'z', 1024);
+        kb[1024] = 0;
+        for (int i = 0; i < snap.flood; i++)
+            event(s, NULL, artifact_update(v10, &snap, kb, i > 0, i == snap.flood - 1), 0);
+        pthread_mutex_lock(&f->mu);
+        t->done_at = now;
+        task fin = *t;
+        pthread_mutex_unlock(&f->mu);
+        event(s, NULL, status_update(v10, &fin, S_COMPLETED, 1), 0);
+        return;
+    }
     /* the answer in three chunks */
     size_t n = strlen(snap.answer), a = n / 3, b = 2 * n / 3;
     char p1[300], p2[300], p3[300];
@@ -605,11 +638,43 @@ static char *arg_after(const char *text, const char *word) {
     return (char *)(text[n] ? text + n + 1 : text + n);
 }
 
+/* 1.0 ListTasks: the tasks of a context, each with its history (the user
+ * message that created it). */
+static char *list_tasks(fa2a *f, const cJSON *id, const cJSON *params) {
+    const char *ctx = cJSON_GetStringValue(cJSON_GetObjectItem(params, "contextId"));
+    cJSON *res = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(res, "tasks");
+    long long now = mono_ms();
+    pthread_mutex_lock(&f->mu);
+    for (task *t = f->tasks; t; t = t->next) {
+        if (ctx && *ctx && strcmp(ctx, t->ctx)) continue;
+        cJSON *tj = task_json(1, t, now);
+        cJSON *h = cJSON_AddArrayToObject(tj, "history");
+        cJSON *um = cJSON_CreateObject();
+        cJSON_AddStringToObject(um, "messageId", t->msg_id);
+        cJSON_AddStringToObject(um, "role", "ROLE_USER");
+        cJSON_AddStringToObject(um, "contextId", t->ctx);
+        cJSON_AddStringToObject(um, "taskId", t->id);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(um, "parts"), text_part(1, t->text));
+        cJSON_AddItemToArray(h, um);
+        cJSON_AddItemToArray(arr, tj);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return envelope(id, res);
+}
+
 static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, size_t len) {
     cJSON *req = cJSON_ParseWithLength(body, len);
     if (!req) return send_json(c, 200, error_body(0, NULL, -32700, "Parse error"));
     const cJSON *id = cJSON_GetObjectItem(req, "id");
     const char *method = cJSON_GetStringValue(cJSON_GetObjectItem(req, "method"));
+    if (method && !strcmp(method, "ListTasks") && (f->o.speaks & FA_V10)) {
+        record(f, c, method, req);
+        enum MHD_Result lr =
+            send_json(c, 200, list_tasks(f, id, cJSON_GetObjectItem(req, "params")));
+        cJSON_Delete(req);
+        return lr;
+    }
     int op = -1, v10 = 0;
     for (int i = 0; method && i < 5; i++) {
         if (!strcmp(method, m10[i])) op = i, v10 = 1;
@@ -684,11 +749,19 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
         char ctx[96];
         char *a;
         pthread_mutex_lock(&f->mu);
+        int cn = 0, forgotten = ctx_in && sscanf(ctx_in, "ctx-%d", &cn) == 1 && cn >= 1 &&
+                                cn <= f->forget_mark;
         if (ctx_in && *ctx_in)
             copy(ctx, sizeof ctx, ctx_in);
         else
             snprintf(ctx, sizeof ctx, "ctx-%d", ++f->next_ctx);
         pthread_mutex_unlock(&f->mu);
+        if (forgotten) {
+            ret =
+                send_json(c, 200, error_body(v10, id, -32602, "Invalid params: unknown contextId"));
+            cJSON_Delete(req);
+            return ret;
+        }
 
         if (tid && *tid) {
             pthread_mutex_lock(&f->mu);
@@ -703,6 +776,9 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
              * (still input-required), then moves on. */
             task before = t ? *t : (task){0};
             if (!out && (t->kind == K_ASK || t->kind == K_AUTH)) {
+                pthread_mutex_unlock(&f->mu);
+                executed(f, msg_id);
+                pthread_mutex_lock(&f->mu);
                 t->answered = 1;
                 snprintf(t->answer, sizeof t->answer, "Hello, %s!", text);
             }
@@ -748,10 +824,21 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
         } else if (arg_after(text, "streamerr")) {
             kind = streaming ? K_STREAMERR : K_TASK;
             snprintf(answer, sizeof answer, "after error");
+        } else if ((a = arg_after(text, "flood")) && streaming) {
+            kind = K_FLOOD;
+        } else if ((a = arg_after(text, "slowtask"))) {
+            /* an agent that ignores non-blocking: answers when done */
+            kind = K_TASK;
+            work = *a ? atoll(a) : 300;
+            blocking = 1;
         }
         if (kind >= 0) {
+            executed(f, msg_id);
             pthread_mutex_lock(&f->mu);
             task *t = new_task(f, kind, ctx, work, answer);
+            copy(t->msg_id, sizeof t->msg_id, msg_id);
+            copy(t->text, sizeof t->text, text);
+            if (kind == K_FLOOD) t->flood = atoi(a);
             pthread_mutex_unlock(&f->mu);
             if (streaming) {
                 stream *s = stream_new(f, id);
@@ -786,20 +873,25 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
         char reply[400];
         snprintf(reply, sizeof reply, "echo: %s", text);
         if ((a = arg_after(text, "rpcerr"))) {
-            ret = send_json(c, 200, error_body(v10, id, atoi(a), "scripted error"));
+            int code = atoi(a);
+            /* an internal or server error: the work ran (and failed) */
+            if (code == -32603 || (code <= -32010 && code >= -32099)) executed(f, msg_id);
+            ret = send_json(c, 200, error_body(v10, id, code, "scripted error"));
         } else if ((a = arg_after(text, "http"))) {
             int st = atoi(a);
+            if (st >= 500 && st != 503) executed(f, msg_id); /* behind a gateway */
             ret = send_text(c, (unsigned)st, "text/html",
                             "<html><body><h1>Bad Gateway</h1>{\"not\":\"json-rpc\"}</body></html>");
-        } else if (arg_after(text, "badid")) {
+        } else if (arg_after(text, "badid") && (executed(f, msg_id), 1)) {
             cJSON *other = cJSON_CreateString("not-your-id");
             ret = send_json(c, 200,
                             envelope(other, wrap(v10, "message", message(v10, "x", ctx, NULL))));
             cJSON_Delete(other);
-        } else if (arg_after(text, "malformed")) {
+        } else if (arg_after(text, "malformed") && (executed(f, msg_id), 1)) {
             ret =
                 send_text(c, 200, "application/json", "{\"jsonrpc\":\"2.0\",\"result\":{\"kind\":");
-        } else if (arg_after(text, "big") || (arg_after(text, "bigevent") && !streaming)) {
+        } else if ((arg_after(text, "big") || (arg_after(text, "bigevent") && !streaming)) &&
+                   (executed(f, msg_id), 1)) {
             size_t n = 2u << 20;
             char *big = malloc(n + 1);
             memset(big, 'x', n);
@@ -807,7 +899,7 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             char *out = envelope(id, wrap(v10, "message", message(v10, big, ctx, NULL)));
             free(big);
             ret = send_json(c, 200, out);
-        } else if (arg_after(text, "bigevent")) {
+        } else if (arg_after(text, "bigevent") && (executed(f, msg_id), 1)) {
             size_t n = 2u << 20;
             char *big = malloc(n + 1);
             memset(big, 'y', n);
@@ -838,10 +930,12 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             if (seen <= n) {
                 ret = send_text(c, 503, "text/plain", "temporarily overloaded");
             } else {
+                executed(f, msg_id);
                 snprintf(reply, sizeof reply, "recovered after %d", n);
                 goto plain;
             }
         } else {
+            executed(f, msg_id);
             if ((a = arg_after(text, "slow"))) {
                 pause_ms(f, atoll(a));
                 snprintf(reply, sizeof reply, "slow done");
@@ -974,6 +1068,11 @@ void fa2a_stop(fa2a *f) {
         f->attempts = a->next;
         free(a);
     }
+    while (f->execs) {
+        attempt *a = f->execs;
+        f->execs = a->next;
+        free(a);
+    }
     free(f->reqs);
     pthread_mutex_destroy(&f->mu);
     free(f);
@@ -1028,6 +1127,32 @@ int fa2a_card_fetches(fa2a *f) {
 void fa2a_move(fa2a *f, const char *path) {
     pthread_mutex_lock(&f->mu);
     snprintf(f->rpc_path, sizeof f->rpc_path, "%s", path);
+    pthread_mutex_unlock(&f->mu);
+}
+
+int fa2a_executions(fa2a *f, const char *message_id) {
+    pthread_mutex_lock(&f->mu);
+    int n = 0;
+    for (attempt *e = f->execs; e; e = e->next) {
+        if (message_id && !strcmp(e->msg_id, message_id)) n = e->n;
+        if (!message_id && e->n > n) n = e->n;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+int fa2a_executed_messages(fa2a *f) {
+    pthread_mutex_lock(&f->mu);
+    int n = 0;
+    for (attempt *e = f->execs; e; e = e->next)
+        n++;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+void fa2a_forget_contexts(fa2a *f) {
+    pthread_mutex_lock(&f->mu);
+    f->forget_mark = f->next_ctx;
     pthread_mutex_unlock(&f->mu);
 }
 

@@ -24,10 +24,14 @@
  *   flaky <n>        HTTP 503 for the first n attempts of one messageId,
  *                    then a Message "recovered after <n>"
  *   slow <ms>        waits ms, then answers a Message
+ *   slowtask <ms>    a Task working for ms; even a non-blocking send is
+ *                    answered only when it is done (agents that ignore
+ *                    returnImmediately / blocking:false)
  *   big              a Message of 2 MiB of text
  *   malformed        HTTP 200 with a body that is not JSON
  *   badid            a Message under another JSON-RPC id
  *   bigevent         (streams) one SSE event of 2 MiB
+ *   flood <n>        (streams) a task streaming n appended 1 KiB chunks
  *   drop             (streams) the stream breaks after "working"; the task
  *                    completes with "after drop" shortly after
  *   streamerr        (streams) an `event: error` frame (-32603) after
@@ -38,6 +42,12 @@
  * final status, split at awkward byte boundaries: byte by byte, CR|LF
  * across writes, CRLF line endings, comment lines, multi-line data.
  * A plain message over a stream is one event.
+ *
+ * 1.0 ListTasks lists the tasks (of a contextId) with the user message
+ * that created each in its history. Every execution of a message's work
+ * (a task created, an answer produced, a handler error) is counted per
+ * messageId; refusals (dialect, validation, 503/429, unknown context) are
+ * not executions.
  */
 #ifndef FAKE_A2A_H
 #define FAKE_A2A_H
@@ -106,6 +116,14 @@ int fa2a_card_fetches(fa2a *f);
 void fa2a_move(fa2a *f, const char *path);
 /* Forgets recorded requests. */
 void fa2a_clear(fa2a *f);
+/* Executions of message_id's work; with NULL the highest count of any
+ * messageId (1 when every message ran exactly once). */
+int fa2a_executions(fa2a *f, const char *message_id);
+/* Distinct messageIds whose work ran. */
+int fa2a_executed_messages(fa2a *f);
+/* The agent loses every conversation so far: later sends naming one of
+ * those contextIds get -32602 "unknown contextId". */
+void fa2a_forget_contexts(fa2a *f);
 
 /* ---- the API of the earlier fake, kept for other areas' tests ---------- */
 
