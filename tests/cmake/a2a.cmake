@@ -20,6 +20,12 @@ foreach(t e2e)
   endif()
 endforeach()
 
+# Exactly-once across SIGTERM and kill -9: telegram transport, fake Bot API,
+# fake agent, restarts with re-delivered updates.
+routerd_integration_test(test_a2a_chaos SOURCES ${A2A_TDIR}/integration/test_a2a_chaos.c
+                         TIMEOUT 300)
+add_dependencies(test_a2a_chaos backend_a2a transport_telegram)
+
 # Interoperability with agents on the official A2A JS SDK (1.0 and 0.3
 # compat, plain and streaming). npm ci goes into the build dir once; without
 # node, npm or the registry the test reports SKIP (exit 77) and says why.

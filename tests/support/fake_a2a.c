@@ -254,9 +254,11 @@ typedef struct {
     size_t *plen;
     int n, cap, i;
     size_t off;
-    int drop;   /* end with a broken connection */
-    task *held; /* hang: hold the stream open while this task works */
-    cJSON *id;  /* JSON-RPC id every event echoes */
+    int drop;             /* end with a broken connection */
+    task *held;           /* hang: hold the stream open while this task works */
+    int wait_at;          /* before piece wait_at (when > 0), pause ... */
+    long long wait_until; /* ... until then: the task's work */
+    cJSON *id;            /* JSON-RPC id every event echoes */
 } stream;
 
 static stream *stream_new(fa2a *f, const cJSON *id) {
@@ -357,6 +359,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     }
     int delay = s->f->o.chunk_delay_ms > 0 ? s->f->o.chunk_delay_ms : 5;
     if (s->off == 0 && s->i > 0) pause_ms(s->f, delay);
+    if (s->off == 0 && s->wait_at > 0 && s->i == s->wait_at)
+        pause_ms(s->f, s->wait_until - mono_ms());
     size_t left = s->plen[s->i] - s->off;
     size_t k = left < max ? left : max;
     memcpy(buf, s->piece[s->i] + s->off, k);
@@ -616,6 +620,12 @@ static void task_stream(fa2a *f, stream *s, int v10, task *t, int fresh) {
         event(s, NULL, status_update(v10, &fin, S_COMPLETED, 1), 0);
         return;
     }
+    /* a long task: the answer comes once its work is done */
+    int waits = fresh && snap.kind == K_TASK && snap.done_at > now;
+    if (waits) {
+        s->wait_at = s->n;
+        s->wait_until = snap.done_at;
+    }
     /* the answer in three chunks */
     size_t n = strlen(snap.answer), a = n / 3, b = 2 * n / 3;
     char p1[300], p2[300], p3[300];
@@ -626,7 +636,7 @@ static void task_stream(fa2a *f, stream *s, int v10, task *t, int fresh) {
     event(s, NULL, artifact_update(v10, &snap, p2, 1, 0), 2);
     event(s, NULL, artifact_update(v10, &snap, p3, 1, 1), 0);
     pthread_mutex_lock(&f->mu);
-    t->done_at = now; /* completed once the stream says so */
+    if (!waits) t->done_at = now; /* completed once the stream says so */
     task done = *t;
     pthread_mutex_unlock(&f->mu);
     event(s, NULL, status_update(v10, &done, S_COMPLETED, 1), 4);
@@ -833,13 +843,21 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             blocking = 1;
         }
         if (kind >= 0) {
-            executed(f, msg_id);
             pthread_mutex_lock(&f->mu);
-            task *t = new_task(f, kind, ctx, work, answer);
-            copy(t->msg_id, sizeof t->msg_id, msg_id);
-            copy(t->text, sizeof t->text, text);
-            if (kind == K_FLOOD) t->flood = atoi(a);
-            pthread_mutex_unlock(&f->mu);
+            task *t = NULL;
+            if (f->o.dedup) /* a messageId seen before: the same task again */
+                for (task *x = f->tasks; x && !t; x = x->next)
+                    if (!strcmp(x->msg_id, msg_id)) t = x;
+            if (!t) {
+                t = new_task(f, kind, ctx, work, answer);
+                copy(t->msg_id, sizeof t->msg_id, msg_id);
+                copy(t->text, sizeof t->text, text);
+                if (kind == K_FLOOD) t->flood = atoi(a);
+                pthread_mutex_unlock(&f->mu);
+                executed(f, msg_id);
+            } else {
+                pthread_mutex_unlock(&f->mu);
+            }
             if (streaming) {
                 stream *s = stream_new(f, id);
                 task_stream(f, s, v10, t, 1);

@@ -81,6 +81,7 @@ typedef struct fa2a_opts {
     int port;                             /* 0 = ephemeral */
     int chunk_delay_ms;                   /* pause between stream writes; default 5 */
     int linger_ms;                        /* keep a stream open this long after its last event */
+    int dedup; /* a task-creating send with a known messageId returns that task again */
 } fa2a_opts;
 
 /* One request as received. */

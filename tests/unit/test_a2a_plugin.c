@@ -48,6 +48,9 @@ static void up(fa2a_opts o, const char *const *cfg) {
 static void down(void) {
     ah_shutdown(be);
     be = NULL;
+    /* exactly-once: no message's work ran twice, whatever the test did */
+    if (fa2a_executions(agent, NULL) > 1)
+        fail_msg("a message ran %d times", fa2a_executions(agent, NULL));
     fa2a_stop(agent);
     agent = NULL;
 }
@@ -826,7 +829,7 @@ static void test_unknown_send_recovered(void **state) {
     down();
     /* resend_unknown: an agent that deduplicates gets the same messageId */
     const char *cfg[] = {"resend_unknown", "true", NULL};
-    up((fa2a_opts){.speaks = FA_V03}, cfg);
+    up((fa2a_opts){.speaks = FA_V03, .dedup = 1}, cfg);
     pthread_create(&th, NULL, stop_later, (void *)(intptr_t)300);
     r = ah_call_update(be, 3, "slowtask 1000", 20000, NULL, 99);
     pthread_join(th, NULL);
