@@ -750,6 +750,11 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
                            : !cJSON_IsFalse(cJSON_GetObjectItem(cfg, "blocking"));
         int streaming = op == OP_STREAM;
         if (!text) text = "";
+        if (streaming && f->o.refuse_streams) {
+            ret = send_json(c, 200, error_body(v10, id, -32004, "Streaming is not supported"));
+            cJSON_Delete(req);
+            return ret;
+        }
         if (!msg_id || !*msg_id || !role || strcmp(role, v10 ? "ROLE_USER" : "user") ||
             (!v10 && !cJSON_IsString(cJSON_GetObjectItem(m, "kind")))) {
             ret = send_json(c, 200, error_body(v10, id, -32602, "Invalid params"));

@@ -81,7 +81,8 @@ typedef struct fa2a_opts {
     int port;                             /* 0 = ephemeral */
     int chunk_delay_ms;                   /* pause between stream writes; default 5 */
     int linger_ms;                        /* keep a stream open this long after its last event */
-    int dedup; /* a task-creating send with a known messageId returns that task again */
+    int dedup;          /* a task-creating send with a known messageId returns that task again */
+    int refuse_streams; /* the card says streaming, stream requests get -32004 */
 } fa2a_opts;
 
 /* One request as received. */

@@ -931,6 +931,24 @@ static void test_credentials_origin(void **state) {
     assert_non_null(strstr(err.msg, "line break"));
 }
 
+/* A refused stream turns streaming off for that endpoint only for a while
+ * (stream_retry_s), never for good. */
+static void test_stream_refusal_expires(void **state) {
+    (void)state;
+    const char *cfg[] = {"stream", "true", "stream_retry_s", "1", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .streaming = 1, .refuse_streams = 1}, cfg);
+    expect_reply(1, "one", "echo: one");
+    assert_int_equal(fa2a_count(agent, "SendStreamingMessage"), 1);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
+    expect_reply(2, "two", "echo: two"); /* another chat: no stream tried */
+    assert_int_equal(fa2a_count(agent, "SendStreamingMessage"), 1);
+    rt_sleep_ms(1200);
+    expect_reply(1, "three", "echo: three"); /* expired: tried again */
+    assert_int_equal(fa2a_count(agent, "SendStreamingMessage"), 2);
+    assert_true(ah_logged("using send + poll there for 1 s"));
+    down();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_send_outlives_http_timeout),
@@ -941,6 +959,7 @@ int main(void) {
         cmocka_unit_test(test_context_forgotten),
         cmocka_unit_test(test_reply_cap),
         cmocka_unit_test(test_credentials_origin),
+        cmocka_unit_test(test_stream_refusal_expires),
         cmocka_unit_test(test_message_v10),
         cmocka_unit_test(test_message_v03_old_card),
         cmocka_unit_test(test_conversation_per_chat),
