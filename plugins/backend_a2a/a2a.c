@@ -46,6 +46,21 @@ static const rd_option opts[] = {
      0, 0, dialects},
     {"token", RD_OPT_STRING, RD_OPT_SECRET, NULL, "bearer token: sent as Authorization: Bearer", 0,
      0, NULL},
+    {"oauth_client_id", RD_OPT_STRING, 0, NULL,
+     "OAuth 2.0 client credentials grant: client id (the access token is sent as a bearer "
+     "token, renewed before it expires and on HTTP 401)",
+     0, 0, NULL},
+    {"oauth_client_secret", RD_OPT_STRING, RD_OPT_SECRET, NULL,
+     "OAuth 2.0 client secret (sent to the token endpoint with HTTP Basic)", 0, 0, NULL},
+    {"oauth_token_url", RD_OPT_STRING, 0, NULL,
+     "OAuth 2.0 token endpoint (empty: the clientCredentials tokenUrl of the card's oauth2 "
+     "scheme, when it is on an origin allowed to see credentials)",
+     0, 0, NULL},
+    {"oauth_scopes", RD_OPT_LIST, 0, NULL, "scopes asked for (scope parameter)", 0, 0, NULL},
+    {"oauth_audience", RD_OPT_STRING, 0, NULL, "audience parameter, for servers that need one", 0,
+     0, NULL},
+    {"oauth_refresh_margin_s", RD_OPT_INT, 0, "60",
+     "an access token is renewed this long before it expires", 0, 3600, NULL},
     {"api_key_header", RD_OPT_STRING, 0, NULL, "header that carries api_key (e.g. X-API-Key)", 0, 0,
      NULL},
     {"api_key", RD_OPT_STRING, RD_OPT_SECRET, NULL, "API key sent in api_key_header", 0, 0, NULL},
@@ -170,7 +185,16 @@ typedef struct a2a {
     int64_t retention_s, stream_retry_ms;
     const char *cut_notice;
     char **cred_origins; /* origins that get credentials, NULL-terminated */
-    uint64_t boot;       /* random per process: ids that are not stable */
+    /* OAuth 2.0 client credentials: configuration, then the token (omu). */
+    const char *oauth_id, *oauth_secret, *oauth_url, *oauth_audience;
+    const char *const *oauth_scopes;
+    int64_t omargin_ms;
+    pthread_mutex_t omu;
+    pthread_cond_t ocv;
+    char *otoken;
+    int64_t oexp_ms, ofetched_ms;
+    int ofetching;
+    uint64_t boot; /* random per process: ids that are not stable */
     atomic_llong last_prune_ms;
     const char *const *modes;
     const char *new_cmd, *new_reply, *failure_notice, *timeout_notice, *failed_notice,
@@ -291,6 +315,211 @@ static int creds_allowed(a2a *a, const char *url) {
     return 0;
 }
 
+static int abort_on_stop(void *arg);
+
+/* ---- OAuth 2.0 client credentials --------------------------------------- */
+
+static void b64(const unsigned char *in, size_t n, char *out) {
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = t[v >> 18 & 63];
+        out[o++] = t[v >> 12 & 63];
+        out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? t[v & 63] : '=';
+    }
+    out[o] = 0;
+}
+
+/* application/x-www-form-urlencoded value, malloc()ed. */
+static char *form_esc(const char *s) {
+    char *e = curl_easy_escape(NULL, s ? s : "", 0);
+    char *r = e ? strdup(e) : NULL;
+    curl_free(e);
+    return r;
+}
+
+/* The token endpoint: the manifest's, else the card's when its origin may
+ * see the credentials. NULL when none. malloc()ed. */
+static char *token_url(a2a *a) {
+    if (!empty(a->oauth_url)) return strdup(a->oauth_url);
+    pthread_mutex_lock(&a->mu);
+    char *u = xstrdup0(a->card.oauth_token_url);
+    pthread_mutex_unlock(&a->mu);
+    if (u && !creds_allowed(a, u)) {
+        free(u);
+        u = NULL;
+    }
+    return u;
+}
+
+/* One client credentials grant (RFC 6749 4.4) with HTTP Basic client
+ * authentication. 0 and a token, or -1 and why (never a secret); *fatal
+ * when retrying cannot help. */
+static int oauth_fetch(a2a *a, int64_t deadline, char **tok, int64_t *exp_ms, int *fatal, char *why,
+                       size_t wsz) {
+    *tok = NULL;
+    *fatal = 0;
+    char *url = token_url(a);
+    if (!url) {
+        *fatal = 1;
+        snprintf(why, wsz,
+                 "no token endpoint (oauth_token_url, or a clientCredentials tokenUrl "
+                 "on the card's origin)");
+        return -1;
+    }
+    char *id = form_esc(a->oauth_id), *sec = form_esc(a->oauth_secret);
+    size_t n = (id ? strlen(id) : 0) + (sec ? strlen(sec) : 0) + 2;
+    char *pair = malloc(n), *enc = malloc(n * 4 / 3 + 8), *hdr = NULL;
+    char *body = NULL;
+    int rc = -1;
+    if (!id || !sec || !pair || !enc) goto out;
+    snprintf(pair, n, "%s:%s", id, sec);
+    b64((const unsigned char *)pair, strlen(pair), enc);
+    if (asprintf(&hdr, "Authorization: Basic %s", enc) < 0) hdr = NULL;
+    /* the body: grant, scopes (space separated), audience */
+    size_t cap = 64, len = 0;
+    body = malloc(cap);
+    if (!hdr || !body) goto out;
+    len = (size_t)snprintf(body, cap, "grant_type=client_credentials");
+    for (int part = 0; part < 2; part++) {
+        char *joined = NULL;
+        if (part == 0 && a->oauth_scopes && a->oauth_scopes[0]) {
+            size_t jl = 1;
+            for (const char *const *s = a->oauth_scopes; *s; s++)
+                jl += strlen(*s) + 1;
+            joined = calloc(1, jl);
+            for (const char *const *s = a->oauth_scopes; joined && *s; s++) {
+                if (s != a->oauth_scopes) strcat(joined, " ");
+                strcat(joined, *s);
+            }
+        } else if (part == 1 && !empty(a->oauth_audience)) {
+            joined = strdup(a->oauth_audience);
+        }
+        if (!joined) continue;
+        char *e = form_esc(joined);
+        free(joined);
+        if (!e) goto out;
+        size_t need = len + strlen(e) + 16;
+        if (need > cap) {
+            char *nb = realloc(body, need);
+            if (!nb) {
+                free(e);
+                goto out;
+            }
+            body = nb;
+            cap = need;
+        }
+        len += (size_t)snprintf(body + len, cap - len, "&%s=%s", part ? "audience" : "scope", e);
+        free(e);
+    }
+    int64_t left = deadline - now_ms(a);
+    if (left < 1000) left = 1000;
+    struct curl_slist *hd = NULL;
+    hd = curl_slist_append(hd, "Expect:");
+    hd = curl_slist_append(hd, "Content-Type: application/x-www-form-urlencoded");
+    hd = curl_slist_append(hd, "Accept: application/json");
+    hd = curl_slist_append(hd, hdr);
+    a2a_http_req rq = {.url = url,
+                       .body = body,
+                       .headers = hd,
+                       .connect_timeout_ms = (long)a->connect_ms,
+                       .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
+                       .max_bytes = 65536,
+                       .abort_fn = abort_on_stop,
+                       .abort_arg = a};
+    a2a_http_resp rs;
+    int hr = a2a_http_do(a->http, &rq, &rs);
+    curl_slist_free_all(hd);
+    cJSON *j = hr == 0 ? cJSON_ParseWithLength(rs.body, rs.len) : NULL;
+    const char *at = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "access_token"));
+    const char *tt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "token_type"));
+    const char *oe = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error"));
+    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
+    int usable = at && *at && strlen(at) <= 8192 && !strpbrk(at, "\r\n") &&
+                 (!tt || !strcasecmp(tt, "bearer"));
+    for (const char *p = at; usable && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) usable = 0;
+    if (hr != 0) {
+        snprintf(why, wsz, "token endpoint %s: %s", url,
+                 rs.errbuf[0] ? rs.errbuf : curl_easy_strerror(rs.cc));
+    } else if (rs.status != 200 || !usable) {
+        char e[64] = "";
+        for (size_t i = 0; oe && oe[i] && i < sizeof e - 1; i++)
+            e[i] = isalnum((unsigned char)oe[i]) || oe[i] == '_' ? oe[i] : '?';
+        snprintf(why, wsz, "token endpoint %s: HTTP %ld%s%s%s", url, rs.status, e[0] ? " (" : "", e,
+                 e[0]               ? ")"
+                 : rs.status == 200 ? ", no usable bearer access_token"
+                                    : "");
+        *fatal = rs.status >= 400 && rs.status < 500 && rs.status != 408 && rs.status != 429;
+    } else {
+        /* expires_in is hostile: 1 s .. 1 year; absent means an hour */
+        double s = cJSON_IsNumber(ei) ? ei->valuedouble : 3600;
+        if (!(s >= 1)) s = 1;
+        if (s > 31536000) s = 31536000;
+        *exp_ms = now_ms(a) + (int64_t)s * 1000;
+        *tok = strdup(at);
+        rc = *tok ? 0 : -1;
+    }
+    cJSON_Delete(j);
+    a2a_http_resp_free(&rs);
+out:
+    if (rc && !why[0]) snprintf(why, wsz, "token request: out of memory");
+    free(url);
+    free(id);
+    free(sec);
+    free(pair);
+    free(enc);
+    free(hdr);
+    free(body);
+    return rc;
+}
+
+/* "Authorization: Bearer <token>", renewed oauth_refresh_margin_s before
+ * expiry, or at once when the agent refused `stale` (401) and no other
+ * call renewed it since. One fetch at a time. NULL with why on failure. */
+static char *oauth_header(a2a *a, int64_t deadline, const char *stale, int *fatal, char *why,
+                          size_t wsz) {
+    why[0] = 0;
+    *fatal = 0;
+    pthread_mutex_lock(&a->omu);
+    while (a->ofetching)
+        pthread_cond_wait(&a->ocv, &a->omu);
+    int64_t now = now_ms(a);
+    int fresh = a->otoken && now < a->oexp_ms - a->omargin_ms;
+    int renew = stale && a->otoken && !strncmp(stale, "Authorization: Bearer ", 22) &&
+                !strcmp(stale + 22, a->otoken);
+    if (fresh && !renew) {
+        char *h = NULL;
+        if (asprintf(&h, "Authorization: Bearer %s", a->otoken) < 0) h = NULL;
+        pthread_mutex_unlock(&a->omu);
+        return h;
+    }
+    a->ofetching = 1;
+    pthread_mutex_unlock(&a->omu);
+    char *tok = NULL;
+    int64_t exp = 0;
+    int rc = oauth_fetch(a, deadline, &tok, &exp, fatal, why, wsz);
+    pthread_mutex_lock(&a->omu);
+    a->ofetching = 0;
+    char *h = NULL;
+    if (rc == 0) {
+        free(a->otoken);
+        a->otoken = tok;
+        a->oexp_ms = exp;
+        a->ofetched_ms = now_ms(a);
+        if (asprintf(&h, "Authorization: Bearer %s", tok) < 0) h = NULL;
+    }
+    pthread_cond_broadcast(&a->ocv);
+    pthread_mutex_unlock(&a->omu);
+    if (rc == 0)
+        a->h->log(a->ctx, RD_LOG_INFO, "OAuth access token %s; valid for %" PRId64 " s",
+                  renew ? "renewed" : "obtained", (exp - now_ms(a)) / 1000);
+    return h;
+}
+
 /* ---- discovery ---------------------------------------------------------- */
 
 static struct curl_slist *common_headers(a2a *a, int v10, const char *url) {
@@ -398,7 +627,7 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
 /* Says clearly when the card's security does not match the configuration. */
 static void check_card(a2a *a, const a2a_card *c) {
     const rd_host *h = a->h;
-    int have_key = a->key_hdr != NULL, have_token = a->auth_hdr != NULL;
+    int have_key = a->key_hdr != NULL, have_token = a->auth_hdr != NULL || a->oauth_id;
     if (c->auth_required && !have_key && !have_token)
         h->log(a->ctx, RD_LOG_WARN,
                "the agent card requires authentication (%s) but neither token nor api_key is "
@@ -507,6 +736,7 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
         snap.text_input = a->card.text_input;
         snap.apikey_name = xstrdup0(a->card.apikey_name);
         snap.apikey_in = xstrdup0(a->card.apikey_in);
+        snap.oauth_token_url = xstrdup0(a->card.oauth_token_url);
     }
     /* Readiness under the lock, so two discoveries cannot report out of
      * order; ready() is a quick host call. */
@@ -767,29 +997,59 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
      * a non-blocking send only when done). */
     if (!stream && op != A2A_OP_SEND && a->http_ms < limit) limit = a->http_ms;
 
-    struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10, v->url);
-    hd = curl_slist_append(hd, "Content-Type: application/json");
-    hd = curl_slist_append(hd, stream ? "Accept: text/event-stream" : "Accept: application/json");
-    if (c->rq->traceparent && *c->rq->traceparent) {
-        char tp[128];
-        snprintf(tp, sizeof tp, "traceparent: %s", c->rq->traceparent);
-        hd = curl_slist_append(hd, tp);
-    }
-    sse_ctx sc = {.c = c, .t = t, .rpc_id = rpc_id, .o = o};
-    a2a_http_req rq = {.url = v->url,
-                       .body = body,
-                       .headers = hd,
-                       .connect_timeout_ms = (long)a->connect_ms,
-                       .timeout_ms = (long)limit,
-                       .max_bytes = a->max_bytes,
-                       .sse_fn = stream ? on_event : NULL,
-                       .sse_arg = &sc,
-                       .abort_fn = call_aborted,
-                       .abort_arg = c};
+    int oauth = a->oauth_id && creds_allowed(a, v->url);
     a2a_http_resp rs;
     size_t before = t->updates;
-    int hr = a2a_http_do(a->http, &rq, &rs);
-    curl_slist_free_all(hd);
+    sse_ctx sc = {.c = c, .t = t, .rpc_id = rpc_id, .o = o};
+    int hr;
+    char *used = NULL; /* the Authorization header sent */
+    for (int renew = 0;; renew++) {
+        struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10, v->url);
+        hd = curl_slist_append(hd, "Content-Type: application/json");
+        hd = curl_slist_append(hd,
+                               stream ? "Accept: text/event-stream" : "Accept: application/json");
+        if (c->rq->traceparent && *c->rq->traceparent) {
+            char tp[128];
+            snprintf(tp, sizeof tp, "traceparent: %s", c->rq->traceparent);
+            hd = curl_slist_append(hd, tp);
+        }
+        if (oauth) {
+            char why[300];
+            int fatal;
+            char *ah = oauth_header(a, c->deadline, used, &fatal, why, sizeof why);
+            free(used);
+            used = ah;
+            if (!ah) {
+                curl_slist_free_all(hd);
+                /* nothing reached the agent */
+                o->cls = fatal ? A2A_C_FATAL : A2A_C_TRANSIENT;
+                o->not_sent = 1;
+                snprintf(o->msg, sizeof o->msg, "OAuth: %.280s", why);
+                return;
+            }
+            hd = curl_slist_append(hd, ah);
+        }
+        a2a_http_req rq = {.url = v->url,
+                           .body = body,
+                           .headers = hd,
+                           .connect_timeout_ms = (long)a->connect_ms,
+                           .timeout_ms = (long)limit,
+                           .max_bytes = a->max_bytes,
+                           .sse_fn = stream ? on_event : NULL,
+                           .sse_arg = &sc,
+                           .abort_fn = call_aborted,
+                           .abort_arg = c};
+        hr = a2a_http_do(a->http, &rq, &rs);
+        curl_slist_free_all(hd);
+        /* A 401 refused the request: renew the token once and repeat. */
+        if (oauth && renew == 0 && hr == 0 && rs.status == 401 && !sc.error_seen) {
+            a->h->log(a->ctx, RD_LOG_INFO, "the agent answered 401; renewing the OAuth token");
+            a2a_http_resp_free(&rs);
+            continue;
+        }
+        break;
+    }
+    free(used);
     const char *m = a2a_method(v->d, op);
 
     if (sc.error_seen) {
@@ -1305,6 +1565,13 @@ static int recover(call *c, const agent_view *v, a2a_track *t) {
     struct curl_slist *hd = common_headers(a, 1, v->url);
     hd = curl_slist_append(hd, "Content-Type: application/json");
     hd = curl_slist_append(hd, "Accept: application/json");
+    if (a->oauth_id && creds_allowed(a, v->url)) {
+        char why[300];
+        int fatal;
+        char *ah = oauth_header(a, c->deadline, NULL, &fatal, why, sizeof why);
+        if (ah) hd = curl_slist_append(hd, ah);
+        free(ah);
+    }
     a2a_http_req rq = {.url = v->url,
                        .body = body,
                        .headers = hd,
@@ -1755,6 +2022,9 @@ static void a_destroy(void *self) {
     a2a_card_free(&a->card);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->omu);
+    pthread_cond_destroy(&a->ocv);
+    free(a->otoken);
     free(a->base);
     free(a->auth_hdr);
     free(a->key_hdr);
@@ -1772,6 +2042,8 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->ctx = ctx;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
+    pthread_mutex_init(&a->omu, NULL);
+    pthread_cond_init(&a->ocv, NULL);
     *self = a;
     const char *inst = h->info(ctx, "instance");
     a->inst = inst ? inst : "a2a";
@@ -1807,8 +2079,8 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->forced = d == 1 ? A2A_D_V10 : d == 2 ? A2A_D_V03 : A2A_D_UNKNOWN;
     const char *tok = h->cfg_str(ctx, "token");
     /* A header value with CR or LF would smuggle headers of its own. */
-    const char *hv[] = {"token", "api_key", "api_key_header"};
-    for (size_t i = 0; i < 3; i++) {
+    const char *hv[] = {"token", "api_key", "api_key_header", "oauth_client_id"};
+    for (size_t i = 0; i < 4; i++) {
         const char *v = h->cfg_str(ctx, hv[i]);
         if (v && strpbrk(v, "\r\n")) {
             h->error(err, RD_E_CONFIG, "fatal", "%s contains a line break (CR or LF)", hv[i]);
@@ -1863,6 +2135,25 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->max_reply = (size_t)h->cfg_int(ctx, "max_reply_bytes");
     a->cut_notice = h->cfg_str(ctx, "reply_cut_notice");
     a->stream_retry_ms = h->cfg_int(ctx, "stream_retry_s") * 1000;
+    a->oauth_id = h->cfg_str(ctx, "oauth_client_id");
+    a->oauth_secret = h->cfg_str(ctx, "oauth_client_secret");
+    a->oauth_url = h->cfg_str(ctx, "oauth_token_url");
+    a->oauth_audience = h->cfg_str(ctx, "oauth_audience");
+    a->oauth_scopes = h->cfg_list(ctx, "oauth_scopes");
+    a->omargin_ms = h->cfg_int(ctx, "oauth_refresh_margin_s") * 1000;
+    if (empty(a->oauth_id)) a->oauth_id = NULL;
+    if ((a->oauth_id == NULL) != empty(a->oauth_secret)) {
+        h->error(err, RD_E_CONFIG, "fatal", "oauth_client_id and oauth_client_secret go together");
+        goto bad;
+    }
+    if (a->oauth_id && a->auth_hdr) {
+        h->error(err, RD_E_CONFIG, "fatal", "token and oauth_client_id exclude each other");
+        goto bad;
+    }
+    if (!empty(a->oauth_url) && !http_url(a->oauth_url)) {
+        h->error(err, RD_E_CONFIG, "fatal", "oauth_token_url must be an http(s) URL");
+        goto bad;
+    }
     a->boot = mix((uint64_t)h->wall_ns() ^ ((uint64_t)(uintptr_t)a << 16));
 
     /* Credentials go to the origin the operator named, nowhere else unless

@@ -240,6 +240,7 @@ void a2a_card_free(a2a_card *c) {
     free(c->url_v03);
     free(c->apikey_name);
     free(c->apikey_in);
+    free(c->oauth_token_url);
     memset(c, 0, sizeof *c);
 }
 
@@ -282,6 +283,10 @@ static void card_scheme(a2a_card *c, const cJSON *s) {
     } else if (obj(s, "oauth2SecurityScheme") || obj(s, "openIdConnectSecurityScheme") ||
                (type && (!strcasecmp(type, "oauth2") || !strcasecmp(type, "openIdConnect")))) {
         c->auth_oauth = 1;
+        const cJSON *o2 = obj(s, "oauth2SecurityScheme");
+        const cJSON *flows = obj(o2 ? o2 : s, "flows");
+        const char *tu = nstr(obj(flows, "clientCredentials"), "tokenUrl");
+        if (tu && !c->oauth_token_url) c->oauth_token_url = strdup(tu);
     } else if (obj(s, "mtlsSecurityScheme") || (type && !strcasecmp(type, "mutualTLS"))) {
         c->auth_mtls = 1;
     }

@@ -93,8 +93,9 @@ typedef struct a2a_card {
     int auth_basic;    /* an HTTP basic scheme */
     int auth_oauth;    /* oauth2 / openIdConnect */
     int auth_mtls;
-    char *apikey_name; /* first apiKey scheme: header/query/cookie name */
-    char *apikey_in;   /* "header", "query", "cookie" */
+    char *apikey_name;     /* first apiKey scheme: header/query/cookie name */
+    char *apikey_in;       /* "header", "query", "cookie" */
+    char *oauth_token_url; /* oauth2 clientCredentials flow tokenUrl, or NULL */
 } a2a_card;
 
 /* Parses a card fetched from card_url (relative interface URLs resolve

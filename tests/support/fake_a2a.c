@@ -50,6 +50,11 @@ struct fa2a {
     int next_ctx, next_task;
     attempt *execs;  /* executions per messageId */
     int forget_mark; /* contexts ctx-1..ctx-<mark> are forgotten */
+    /* OAuth: the one valid access token, its expiry, what was asked */
+    char tok[32];
+    long long tok_exp;
+    int tok_requests, tok_seq;
+    char last_scope[128], last_audience[128];
     char rpc_path[32];
     atomic_int stopping;
 };
@@ -439,7 +444,19 @@ static char *card_json(fa2a *f) {
     cJSON *out = cJSON_AddArrayToObject(c, "defaultOutputModes");
     cJSON_AddItemToArray(out, cJSON_CreateString("text/plain"));
     cJSON_AddArrayToObject(c, "skills");
-    if (o->token || o->api_key_header) {
+    if (o->oauth_client_id) {
+        int v10 = shape == FA_V10;
+        char tu[96];
+        snprintf(tu, sizeof tu, "%s/oauth/token", f->url);
+        cJSON *ss = cJSON_AddObjectToObject(c, "securitySchemes");
+        cJSON *s = cJSON_AddObjectToObject(ss, "oauth");
+        cJSON *flows = cJSON_AddObjectToObject(
+            v10 ? cJSON_AddObjectToObject(s, "oauth2SecurityScheme") : s, "flows");
+        if (!v10) cJSON_AddStringToObject(s, "type", "oauth2");
+        cJSON *cc = cJSON_AddObjectToObject(flows, "clientCredentials");
+        cJSON_AddStringToObject(cc, "tokenUrl", tu);
+        cJSON_AddObjectToObject(cc, "scopes");
+    } else if (o->token || o->api_key_header) {
         cJSON *ss = cJSON_AddObjectToObject(c, "securitySchemes");
         int v10 = shape == FA_V10;
         cJSON *req = cJSON_AddArrayToObject(c, v10 ? "securityRequirements" : "security");
@@ -986,6 +1003,75 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
     return ret;
 }
 
+/* ---- OAuth token endpoint ----------------------------------------------- */
+
+static void b64(const char *in, char *out) {
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(in), o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)(unsigned char)in[i] << 16 |
+                     (i + 1 < n ? (unsigned)(unsigned char)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? (unsigned char)in[i + 2] : 0);
+        out[o++] = t[v >> 18 & 63];
+        out[o++] = t[v >> 12 & 63];
+        out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? t[v & 63] : '=';
+    }
+    out[o] = 0;
+}
+
+/* The value of name in a form body, %XX and + decoded, into out. */
+static void form_value(const char *body, const char *name, char *out, size_t sz) {
+    out[0] = 0;
+    size_t nl = strlen(name);
+    for (const char *p = body; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, name, nl) || p[nl] != '=') continue;
+        size_t o = 0;
+        for (const char *q = p + nl + 1; *q && *q != '&' && o + 1 < sz; q++) {
+            if (*q == '+') {
+                out[o++] = ' ';
+            } else if (*q == '%' && q[1] && q[2]) {
+                char hx[3] = {q[1], q[2], 0};
+                out[o++] = (char)strtol(hx, NULL, 16);
+                q += 2;
+            } else {
+                out[o++] = *q;
+            }
+        }
+        out[o] = 0;
+        return;
+    }
+}
+
+static enum MHD_Result token_endpoint(fa2a *f, struct MHD_Connection *c, const conn *cs) {
+    char pair[256], want[400], grant[64];
+    snprintf(pair, sizeof pair, "%s:%s", f->o.oauth_client_id,
+             f->o.oauth_client_secret ? f->o.oauth_client_secret : "");
+    strcpy(want, "Basic ");
+    b64(pair, want + 6);
+    const char *auth = hdr(c, "Authorization");
+    const char *body = cs->body ? cs->body : "";
+    form_value(body, "grant_type", grant, sizeof grant);
+    pthread_mutex_lock(&f->mu);
+    f->tok_requests++;
+    form_value(body, "scope", f->last_scope, sizeof f->last_scope);
+    form_value(body, "audience", f->last_audience, sizeof f->last_audience);
+    pthread_mutex_unlock(&f->mu);
+    if (!auth || strcmp(auth, want))
+        return send_text(c, 401, "application/json", "{\"error\":\"invalid_client\"}");
+    if (strcmp(grant, "client_credentials"))
+        return send_text(c, 400, "application/json", "{\"error\":\"unsupported_grant_type\"}");
+    int ttl = f->o.token_ttl_s > 0 ? f->o.token_ttl_s : 3600;
+    char out[160];
+    pthread_mutex_lock(&f->mu);
+    snprintf(f->tok, sizeof f->tok, "tok-%d", ++f->tok_seq);
+    f->tok_exp = mono_ms() + ttl * 1000LL;
+    snprintf(out, sizeof out,
+             "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%d}", f->tok, ttl);
+    pthread_mutex_unlock(&f->mu);
+    return send_text(c, 200, "application/json", out);
+}
+
 /* ---- MHD plumbing ------------------------------------------------------- */
 
 static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *url,
@@ -1022,6 +1108,20 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
         return send_json(c, 200, card_json(f));
     }
     if (strcmp(method, "POST")) return send_text(c, 405, "text/plain", "method not allowed");
+    if (f->o.oauth_client_id && !strcmp(url, "/oauth/token")) return token_endpoint(f, c, cs);
+    if (f->o.oauth_client_id) {
+        const char *auth = hdr(c, "Authorization");
+        pthread_mutex_lock(&f->mu);
+        int ok = auth && f->tok[0] && !strncmp(auth, "Bearer ", 7) && !strcmp(auth + 7, f->tok) &&
+                 mono_ms() < f->tok_exp;
+        pthread_mutex_unlock(&f->mu);
+        if (!ok) {
+            cJSON *req = cJSON_ParseWithLength(cs->body ? cs->body : "", cs->len);
+            record(f, c, req ? cJSON_GetStringValue(cJSON_GetObjectItem(req, "method")) : "?", req);
+            cJSON_Delete(req);
+            return send_text(c, 401, "application/json", "{\"error\":\"invalid_token\"}");
+        }
+    }
     if (f->o.token) {
         const char *auth = hdr(c, "Authorization");
         char want[256];
@@ -1171,6 +1271,21 @@ int fa2a_executed_messages(fa2a *f) {
         n++;
     pthread_mutex_unlock(&f->mu);
     return n;
+}
+
+int fa2a_token_requests(fa2a *f, char *scope, size_t ssz, char *audience, size_t asz) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->tok_requests;
+    if (scope) snprintf(scope, ssz, "%s", f->last_scope);
+    if (audience) snprintf(audience, asz, "%s", f->last_audience);
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+void fa2a_revoke_token(fa2a *f) {
+    pthread_mutex_lock(&f->mu);
+    f->tok[0] = 0;
+    pthread_mutex_unlock(&f->mu);
 }
 
 void fa2a_forget_contexts(fa2a *f) {

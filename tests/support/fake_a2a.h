@@ -83,6 +83,11 @@ typedef struct fa2a_opts {
     int linger_ms;                        /* keep a stream open this long after its last event */
     int dedup;          /* a task-creating send with a known messageId returns that task again */
     int refuse_streams; /* the card says streaming, stream requests get -32004 */
+    /* OAuth 2.0 client credentials: POST /oauth/token (HTTP Basic client
+     * auth) issues tok-N valid token_ttl_s (default 3600); JSON-RPC then
+     * needs the latest valid token, else 401. The card declares the flow. */
+    const char *oauth_client_id, *oauth_client_secret;
+    int token_ttl_s;
 } fa2a_opts;
 
 /* One request as received. */
@@ -126,6 +131,10 @@ int fa2a_executed_messages(fa2a *f);
 /* The agent loses every conversation so far: later sends naming one of
  * those contextIds get -32602 "unknown contextId". */
 void fa2a_forget_contexts(fa2a *f);
+/* Token requests so far; the last scope and audience asked for. */
+int fa2a_token_requests(fa2a *f, char *scope, size_t ssz, char *audience, size_t asz);
+/* The current access token stops working (the next call gets 401). */
+void fa2a_revoke_token(fa2a *f);
 
 /* ---- the API of the earlier fake, kept for other areas' tests ---------- */
 

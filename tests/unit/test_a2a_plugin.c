@@ -949,6 +949,65 @@ static void test_stream_refusal_expires(void **state) {
     down();
 }
 
+/* OAuth 2.0 client credentials against the fake's token endpoint: the
+ * tokenUrl from the card, scopes and audience, one token for many calls,
+ * renewed before it expires and on 401; the secret is never logged. */
+static void test_oauth_client_credentials(void **state) {
+    (void)state;
+    const char *cfg[] = {"oauth_client_id",
+                         "router",
+                         "oauth_client_secret",
+                         "S3cr3t-oauth",
+                         "oauth_scopes",
+                         "agent.read, agent.write",
+                         "oauth_audience",
+                         "https://agent.example",
+                         "oauth_refresh_margin_s",
+                         "1",
+                         NULL};
+    up((fa2a_opts){.speaks = FA_V10,
+                   .oauth_client_id = "router",
+                   .oauth_client_secret = "S3cr3t-oauth",
+                   .token_ttl_s = 3},
+       cfg);
+    assert_true(ah_wait_ready(1, 5000));
+    expect_reply(1, "one", "echo: one");
+    expect_reply(1, "two", "echo: two");
+    char scope[128], aud[128];
+    assert_int_equal(fa2a_token_requests(agent, scope, sizeof scope, aud, sizeof aud), 1);
+    assert_string_equal(scope, "agent.read agent.write");
+    assert_string_equal(aud, "https://agent.example");
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, "SendMessage", &q), 0);
+    assert_string_equal(q.authorization, "Bearer tok-1");
+    /* within the margin of its expiry: renewed before use, no 401 seen */
+    rt_sleep_ms(2200);
+    int before = fa2a_count(agent, NULL);
+    expect_reply(1, "three", "echo: three");
+    assert_int_equal(fa2a_token_requests(agent, NULL, 0, NULL, 0), 2);
+    assert_int_equal(fa2a_count(agent, NULL), before + 1);
+    assert_int_equal(fa2a_last(agent, "SendMessage", &q), 0);
+    assert_string_equal(q.authorization, "Bearer tok-2");
+    /* revoked: the 401 renews it and the call is repeated once */
+    fa2a_revoke_token(agent);
+    expect_reply(1, "four", "echo: four");
+    assert_int_equal(fa2a_token_requests(agent, NULL, 0, NULL, 0), 3);
+    assert_int_equal(fa2a_executions(agent, NULL), 1);
+    assert_true(ah_logged("renewing the OAuth token"));
+    assert_false(ah_logged("S3cr3t-oauth"));
+    assert_false(ah_logged("tok-"));
+    down();
+    /* a wrong secret: a fatal failure naming the endpoint's answer */
+    const char *bad[] = {"oauth_client_id", "router", "oauth_client_secret", "wrong", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .oauth_client_id = "router", .oauth_client_secret = "right"},
+       bad);
+    expect_fail(1, "hi", 10000, "fatal", FAILURE);
+    assert_true(ah_logged("HTTP 401 (invalid_client)"));
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 0);
+    assert_false(ah_logged("wrong"));
+    down();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_send_outlives_http_timeout),
@@ -960,6 +1019,7 @@ int main(void) {
         cmocka_unit_test(test_reply_cap),
         cmocka_unit_test(test_credentials_origin),
         cmocka_unit_test(test_stream_refusal_expires),
+        cmocka_unit_test(test_oauth_client_credentials),
         cmocka_unit_test(test_message_v10),
         cmocka_unit_test(test_message_v03_old_card),
         cmocka_unit_test(test_conversation_per_chat),
