@@ -142,6 +142,11 @@ static const rd_option opts[] = {
     {"task_failed_notice", RD_OPT_STRING, 0, "The agent could not complete this request.",
      "shown when the agent's task failed, was rejected or canceled (its reason follows)", 0, 0,
      NULL},
+    {"auth_required_wait_s", RD_OPT_INT, 0, "0",
+     "when a task asks for authorization, show the request at once (as progress) and poll the "
+     "task this long for it to continue after an out-of-band sign-in; 0 answers with the request "
+     "at once",
+     0, 86400, NULL},
     {"input_required_notice", RD_OPT_STRING, 0, "The agent needs more information to continue.",
      "shown when the agent asks for input without saying what", 0, 0, NULL},
     {"auth_required_notice", RD_OPT_STRING, 0,
@@ -182,7 +187,7 @@ typedef struct a2a {
     int retries;
     size_t max_bytes, max_reply;
     int id_mode, resend_unknown;
-    int64_t retention_s, stream_retry_ms;
+    int64_t retention_s, stream_retry_ms, auth_wait_ms;
     const char *cut_notice;
     char **cred_origins; /* origins that get credentials, NULL-terminated */
     /* OAuth 2.0 client credentials: configuration, then the token (omu). */
@@ -1637,11 +1642,45 @@ static int context_rejected(const call *c, const outcome *o) {
 }
 
 /* A task known from the send (or recovered): follow it to its answer. */
+/* In-task authorization (spec 7.6.2): the user is shown the agent's
+ * request at once (as progress), and the task is polled while it waits, so
+ * an authorization done out of band continues it. Not canceled here: at
+ * the end of the wait the request is the answer and the task id is kept. */
+static void await_auth(call *c, const agent_view *v, a2a_track *t, outcome *o) {
+    a2a *a = c->a;
+    const char *note = !empty(t->status_text) ? t->status_text : a->auth_notice;
+    if (!empty(note)) a->h->reply_progress(c->rp, note, strlen(note));
+    int64_t until = now_ms(a) + a->auth_wait_ms;
+    if (until > c->deadline) until = c->deadline;
+    int64_t pause = a->poll_ms;
+    a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: task %s waits for authorization; polling it",
+              c->rq->correlation_id ? c->rq->correlation_id : "-", t->task_id);
+    while (t->state == A2A_TS_AUTH_REQUIRED && !t->got_message) {
+        int64_t left = until - now_ms(a);
+        if (left <= 0 || a->h->cancelled(c->rp)) break;
+        nap(a, c->rp, pause < left ? pause : left);
+        pause = pause * 3 / 2 > a->poll_max_ms ? a->poll_max_ms : pause * 3 / 2;
+        char id[32];
+        next_rpc_id(c, id, sizeof id);
+        char *body = a2a_build_task_op(v->d, A2A_OP_GET, id, t->task_id, v->tenant);
+        t->ended = 0; /* a 0.3 final flag on auth-required does not end it */
+        rpc(c, v, A2A_OP_GET, body, id, t, o);
+        free(body);
+        if (o->abandoned || (o->cls != A2A_C_OK && o->cls != A2A_C_TRANSIENT)) return;
+    }
+    memset(o, 0, sizeof *o);
+    if (t->state != A2A_TS_AUTH_REQUIRED) t->ended = 0;
+}
+
 static rd_status finish_task(call *c, const agent_view *v, a2a_track *t, int streamed,
                              a2a_dialect trial, rd_error *err) {
     outcome o;
     memset(&o, 0, sizeof o);
     if (!a2a_track_done(t)) follow(c, v, t, streamed, &o);
+    if (o.cls == A2A_C_OK && t->state == A2A_TS_AUTH_REQUIRED && c->a->auth_wait_ms > 0) {
+        await_auth(c, v, t, &o);
+        if (o.cls == A2A_C_OK && !a2a_track_done(t)) follow(c, v, t, 0, &o);
+    }
     if (o.cls == A2A_C_OK) {
         learn(c->a, trial);
         return settle(c, t, err);
@@ -2135,6 +2174,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->max_reply = (size_t)h->cfg_int(ctx, "max_reply_bytes");
     a->cut_notice = h->cfg_str(ctx, "reply_cut_notice");
     a->stream_retry_ms = h->cfg_int(ctx, "stream_retry_s") * 1000;
+    a->auth_wait_ms = h->cfg_int(ctx, "auth_required_wait_s") * 1000;
     a->oauth_id = h->cfg_str(ctx, "oauth_client_id");
     a->oauth_secret = h->cfg_str(ctx, "oauth_client_secret");
     a->oauth_url = h->cfg_str(ctx, "oauth_token_url");

@@ -131,6 +131,8 @@ int fa2a_executed_messages(fa2a *f);
 /* The agent loses every conversation so far: later sends naming one of
  * those contextIds get -32602 "unknown contextId". */
 void fa2a_forget_contexts(fa2a *f);
+/* Out-of-band sign-in: every auth-required task completes ("done: ..."). */
+void fa2a_authorize(fa2a *f);
 /* Token requests so far; the last scope and audience asked for. */
 int fa2a_token_requests(fa2a *f, char *scope, size_t ssz, char *audience, size_t asz);
 /* The current access token stops working (the next call gets 401). */

@@ -1008,6 +1008,34 @@ static void test_oauth_client_credentials(void **state) {
     down();
 }
 
+static void *authorize_later(void *arg) {
+    rt_sleep_ms((int)(intptr_t)arg);
+    fa2a_authorize(agent);
+    return NULL;
+}
+
+/* In-task authorization with auth_required_wait_s: the request is shown
+ * at once, the task is polled, and the sign-in done out of band lets it
+ * complete within the same message. */
+static void test_auth_required_continues(void **state) {
+    (void)state;
+    const char *cfg[] = {"auth_required_wait_s", "10", NULL};
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        up((fa2a_opts){.speaks = (fa_dialect)d}, cfg);
+        pthread_t th;
+        pthread_create(&th, NULL, authorize_later, (void *)(intptr_t)600);
+        ah_result r = ah_call(be, 1, "authreq", 20000, NULL);
+        pthread_join(th, NULL);
+        assert_int_equal(r.st, RD_OK);
+        assert_string_equal(r.text, "done: authreq");
+        assert_true(r.progress >= 1);
+        assert_non_null(strstr(r.last_progress, "Please sign in"));
+        ah_result_free(&r);
+        assert_true(fa2a_count(agent, d == FA_V10 ? "GetTask" : "tasks/get") >= 1);
+        down();
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_send_outlives_http_timeout),
@@ -1020,6 +1048,7 @@ int main(void) {
         cmocka_unit_test(test_credentials_origin),
         cmocka_unit_test(test_stream_refusal_expires),
         cmocka_unit_test(test_oauth_client_credentials),
+        cmocka_unit_test(test_auth_required_continues),
         cmocka_unit_test(test_message_v10),
         cmocka_unit_test(test_message_v03_old_card),
         cmocka_unit_test(test_conversation_per_chat),
