@@ -29,6 +29,7 @@
 
 static const char *const dialects[] = {"auto", "1.0", "0.3", NULL};
 static const char *const id_modes[] = {"auto", "update", "random", NULL};
+static const char *const ext_policies[] = {"refuse", "warn", NULL};
 
 static const rd_option opts[] = {
     {"url", RD_OPT_STRING, RD_OPT_REQUIRED, NULL,
@@ -124,6 +125,10 @@ static const rd_option opts[] = {
      "other origins (scheme://host:port) that may receive token / api_key; by default only the "
      "origin of url (or card_url) and rpc_url do",
      0, 0, NULL},
+    {"required_extensions", RD_OPT_ENUM, 0, "refuse",
+     "a card that marks an A2A extension required (none is supported): refuse it (the backend "
+     "stays not ready, naming the extension) or warn and use the agent anyway",
+     0, 0, ext_policies},
     {"stream_retry_s", RD_OPT_INT, 0, "300",
      "after an endpoint refused streaming, it is used with send + poll for this long before "
      "streams are tried again",
@@ -186,7 +191,7 @@ typedef struct a2a {
         cancel_ms, disc_max_ms, progress_ms;
     int retries;
     size_t max_bytes, max_reply;
-    int id_mode, resend_unknown;
+    int id_mode, resend_unknown, ext_warn;
     int64_t retention_s, stream_retry_ms, auth_wait_ms;
     const char *cut_notice;
     char **cred_origins; /* origins that get credentials, NULL-terminated */
@@ -620,6 +625,15 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             break;
         }
         a2a_http_resp_free(&rs);
+        if (card->required_ext && !a->ext_warn) {
+            *cls = A2A_C_FATAL;
+            snprintf(err, errsz,
+                     "the agent card at %s requires the extension %.150s, which routerd does not "
+                     "support (required_extensions = warn uses the agent anyway)",
+                     urls[i], card->required_ext);
+            a2a_card_free(card);
+            break;
+        }
         rc = 0;
         snprintf(err, errsz, "%s", urls[i]); /* where it came from, for the log */
         break;
@@ -667,6 +681,11 @@ static void check_card(a2a *a, const a2a_card *c) {
                    "the agent card names the endpoint %s on another origin; credentials are not "
                    "sent there unless credential_origins lists it",
                    eps[i]);
+    if (c->required_ext)
+        h->log(a->ctx, RD_LOG_ERROR,
+               "the agent card requires the extension %s, which routerd does not support; "
+               "requests may fail (-32008)",
+               c->required_ext);
     if (!c->text_input)
         h->log(a->ctx, RD_LOG_WARN,
                "the agent card's defaultInputModes accept no text; messages are sent as text");
@@ -742,6 +761,7 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
         snap.apikey_name = xstrdup0(a->card.apikey_name);
         snap.apikey_in = xstrdup0(a->card.apikey_in);
         snap.oauth_token_url = xstrdup0(a->card.oauth_token_url);
+        snap.required_ext = xstrdup0(a->card.required_ext);
     }
     /* Readiness under the lock, so two discoveries cannot report out of
      * order; ready() is a quick host call. */
@@ -2175,6 +2195,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->cut_notice = h->cfg_str(ctx, "reply_cut_notice");
     a->stream_retry_ms = h->cfg_int(ctx, "stream_retry_s") * 1000;
     a->auth_wait_ms = h->cfg_int(ctx, "auth_required_wait_s") * 1000;
+    a->ext_warn = h->cfg_int(ctx, "required_extensions") == 1;
     a->oauth_id = h->cfg_str(ctx, "oauth_client_id");
     a->oauth_secret = h->cfg_str(ctx, "oauth_client_secret");
     a->oauth_url = h->cfg_str(ctx, "oauth_token_url");

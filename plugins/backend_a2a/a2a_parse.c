@@ -241,6 +241,7 @@ void a2a_card_free(a2a_card *c) {
     free(c->apikey_name);
     free(c->apikey_in);
     free(c->oauth_token_url);
+    free(c->required_ext);
     memset(c, 0, sizeof *c);
 }
 
@@ -321,8 +322,10 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
     }
     out->name = xstrdup(str(root, "name"));
 
-    /* 1.0: supportedInterfaces in preference order. */
+    /* 1.0: supportedInterfaces in the agent's preference order: the first
+     * JSON-RPC entry decides the dialect. */
     const cJSON *ifs = arr(root, "supportedInterfaces"), *e;
+    a2a_dialect first = A2A_D_UNKNOWN;
     cJSON_ArrayForEach(e, ifs) {
         const char *binding = str(e, "protocolBinding");
         if (!binding) binding = str(e, "transport");
@@ -334,6 +337,7 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
         if (!url) continue;
         const char *ver = str(e, "protocolVersion");
         int v03 = ver && ver[0] == '0';
+        if (!first) first = v03 ? A2A_D_V03 : A2A_D_V10;
         if (v03 && !out->url_v03) {
             out->url_v03 = a2a_url_resolve(card_url, url);
         } else if (!v03 && !out->url_v10) {
@@ -361,9 +365,17 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
         }
         if (url && !out->url_v03) out->url_v03 = a2a_url_resolve(card_url, url);
     }
-    out->preferred = out->url_v10 ? A2A_D_V10 : out->url_v03 ? A2A_D_V03 : A2A_D_UNKNOWN;
+    out->preferred = first          ? first
+                     : out->url_v10 ? A2A_D_V10
+                     : out->url_v03 ? A2A_D_V03
+                                    : A2A_D_UNKNOWN;
 
     out->streaming = flag(obj(root, "capabilities"), "streaming");
+    /* Extensions the agent requires: none is supported by routerd. */
+    cJSON_ArrayForEach(e, arr(obj(root, "capabilities"), "extensions")) {
+        const char *uri = nstr(e, "uri");
+        if (uri && flag(e, "required") && !out->required_ext) out->required_ext = strdup(uri);
+    }
 
     const cJSON *modes = arr(root, "defaultInputModes");
     out->text_input = 1;
@@ -470,6 +482,9 @@ char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char
     cJSON *r = envelope(d, op, rpc_id, &params);
     if (d != A2A_D_V03 && tenant && *tenant) cJSON_AddStringToObject(params, "tenant", tenant);
     cJSON_AddStringToObject(params, "id", task_id ? task_id : "");
+    /* Polls ask for a short history: enough for an answer only found
+     * there, never the whole conversation. */
+    if (op == A2A_OP_GET) cJSON_AddNumberToObject(params, "historyLength", A2A_POLL_HISTORY);
     return finish(r);
 }
 
@@ -527,21 +542,66 @@ out:
 
 /* ---- responses ---------------------------------------------------------- */
 
+/* Structured data shown to users is cut here. */
+#define A2A_DATA_SHOWN 1000
+
+static void sb_line(sbuf *b) {
+    if (b->len && b->p[b->len - 1] != '\n') sb_add(b, "\n", 1);
+}
+
 /* Text of a parts array: text parts concatenated (streamed chunks are
  * stored as extra parts of one artifact, so no separator), file parts as
- * "name: url" lines. Data and raw parts are not shown to users. */
+ * "name: url" lines, data parts as compact JSON on their own line (cut at
+ * A2A_DATA_SHOWN bytes), inline files (raw / bytes) as a placeholder line
+ * with their name, media type and size. */
 static char *parts_text(const cJSON *parts) {
     sbuf b = {0};
     const cJSON *p;
+    int block = 0; /* the last part was a line of its own */
     cJSON_ArrayForEach(p, parts) {
         if (!cJSON_IsObject(p)) continue;
         const char *kind = str(p, "kind");
         const char *text = str(p, "text");
         if (text && (!kind || !strcmp(kind, "text"))) {
+            if (block && *text) sb_line(&b);
+            block = 0;
             sb_str(&b, text);
             continue;
         }
+        block = 1;
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(p, "data");
+        if (data && (!kind || !strcmp(kind, "data")) && !text) {
+            char *j = cJSON_PrintUnformatted(data);
+            if (j) {
+                size_t n = strlen(j);
+                sb_line(&b);
+                if (n > A2A_DATA_SHOWN) {
+                    /* cut on a UTF-8 boundary */
+                    size_t k = A2A_DATA_SHOWN;
+                    while (k > 0 && ((unsigned char)j[k] & 0xC0) == 0x80)
+                        k--;
+                    sb_add(&b, j, k);
+                    sb_str(&b, "...");
+                } else {
+                    sb_add(&b, j, n);
+                }
+                free(j);
+            }
+            continue;
+        }
         const cJSON *file = obj(p, "file");
+        const char *inline_b64 = file ? str(file, "bytes") : str(p, "raw");
+        if (inline_b64) {
+            const char *nm = file ? str(file, "name") : nstr(p, "filename");
+            const char *mt = file ? str(file, "mimeType") : nstr(p, "mediaType");
+            char line[300];
+            snprintf(line, sizeof line, "[file%s%.120s (%.60s, %zu bytes)]", nm && *nm ? ": " : "",
+                     nm ? nm : "", mt && *mt ? mt : "application/octet-stream",
+                     strlen(inline_b64) / 4 * 3);
+            sb_line(&b);
+            sb_str(&b, line);
+            continue;
+        }
         const char *url = file ? str(file, "uri") : nstr(p, "url");
         const char *name = file ? str(file, "name") : nstr(p, "filename");
         if (url && *url) {

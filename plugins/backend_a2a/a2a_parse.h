@@ -47,6 +47,9 @@ typedef enum {
 } a2a_class;
 
 const char *a2a_class_name(a2a_class c); /* "transient", "fatal", ... */
+/* historyLength sent with every poll (tasks/get, GetTask). */
+#define A2A_POLL_HISTORY 4
+
 /* Artifacts kept per task; more are ignored (and the reply marked cut). */
 #define A2A_MAX_ARTIFACTS 256
 
@@ -96,6 +99,7 @@ typedef struct a2a_card {
     char *apikey_name;     /* first apiKey scheme: header/query/cookie name */
     char *apikey_in;       /* "header", "query", "cookie" */
     char *oauth_token_url; /* oauth2 clientCredentials flow tokenUrl, or NULL */
+    char *required_ext;    /* URI of the first extension marked required, or NULL */
 } a2a_card;
 
 /* Parses a card fetched from card_url (relative interface URLs resolve

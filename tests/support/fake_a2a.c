@@ -439,6 +439,12 @@ static char *card_json(fa2a *f) {
     }
     cJSON *caps = cJSON_AddObjectToObject(c, "capabilities");
     cJSON_AddBoolToObject(caps, "streaming", o->streaming);
+    if (o->required_ext) {
+        cJSON *ext = cJSON_CreateObject();
+        cJSON_AddStringToObject(ext, "uri", o->required_ext);
+        cJSON_AddBoolToObject(ext, "required", 1);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(caps, "extensions"), ext);
+    }
     cJSON *in = cJSON_AddArrayToObject(c, "defaultInputModes");
     cJSON_AddItemToArray(in, cJSON_CreateString("text/plain"));
     cJSON *out = cJSON_AddArrayToObject(c, "defaultOutputModes");

@@ -88,6 +88,7 @@ typedef struct fa2a_opts {
      * needs the latest valid token, else 401. The card declares the flow. */
     const char *oauth_client_id, *oauth_client_secret;
     int token_ttl_s;
+    const char *required_ext; /* the card lists this extension as required */
 } fa2a_opts;
 
 /* One request as received. */

@@ -123,6 +123,11 @@ static void test_build_task_ops(void **state) {
         cJSON *j = cJSON_Parse(b);
         assert_string_equal(gs(j, "method"), cases[i].method);
         assert_string_equal(gs(j, "params.id"), "task-1");
+        const cJSON *hl = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "params"), "historyLength");
+        if (cases[i].op == A2A_OP_GET)
+            assert_int_equal((int)cJSON_GetNumberValue(hl), A2A_POLL_HISTORY);
+        else
+            assert_null(hl);
         if (cases[i].d == A2A_D_V10)
             assert_string_equal(gs(j, "params.tenant"), "ten");
         else
@@ -148,7 +153,7 @@ static void test_message_both_shapes(void **state) {
         "{\"kind\":\"data\",\"data\":{\"x\":1}},{\"kind\":\"text\",\"text\":\"lo\"}]}}",
         "a", &r);
     assert_int_equal(r.res.kind, A2A_R_MESSAGE);
-    assert_string_equal(r.res.text, "Hello");
+    assert_string_equal(r.res.text, "Hel\n{\"x\":1}\nlo"); /* data on its own line */
     assert_string_equal(r.res.context_id, "c1");
     assert_true(r.res.agent_role);
     a2a_rpc_free(&r);
@@ -626,6 +631,55 @@ static void test_list_tasks(void **state) {
     assert_int_equal(a2a_list_find("nope", 4, "rd-1", "m", &task, &code, NULL, 0), -1);
 }
 
+/* Data parts as compact JSON, inline files as a placeholder line. */
+static void test_data_and_raw_parts(void **state) {
+    (void)state;
+    a2a_rpc r;
+    parse_ok("{\"id\":1,\"result\":{\"kind\":\"message\",\"role\":\"agent\",\"parts\":["
+             "{\"kind\":\"text\",\"text\":\"Result:\"},"
+             "{\"kind\":\"data\",\"data\":{\"temp\":21.5,\"unit\":\"C\"}},"
+             "{\"kind\":\"file\",\"file\":{\"bytes\":\"aGVsbG8h\",\"name\":\"a.txt\","
+             "\"mimeType\":\"text/plain\"}}]}}",
+             NULL, &r);
+    assert_string_equal(
+        r.res.text, "Result:\n{\"temp\":21.5,\"unit\":\"C\"}\n[file: a.txt (text/plain, 6 bytes)]");
+    a2a_rpc_free(&r);
+    parse_ok("{\"id\":1,\"result\":{\"message\":{\"role\":\"ROLE_AGENT\",\"parts\":["
+             "{\"data\":[1,2,3]},{\"raw\":\"AAAA\",\"mediaType\":\"image/png\"}]}}}",
+             NULL, &r);
+    assert_string_equal(r.res.text, "[1,2,3]\n[file (image/png, 3 bytes)]");
+    a2a_rpc_free(&r);
+    /* large data is cut */
+    char big[4200];
+    int n = snprintf(big, sizeof big, "{\"id\":1,\"result\":{\"message\":{\"parts\":[{\"data\":\"");
+    memset(big + n, 'd', 3000);
+    snprintf(big + n + 3000, sizeof big - (size_t)n - 3000, "\"}]}}}");
+    parse_ok(big, NULL, &r);
+    assert_true(strlen(r.res.text) <= 1003 + 1);
+    assert_non_null(strstr(r.res.text, "..."));
+    a2a_rpc_free(&r);
+}
+
+/* The agent's order decides the dialect; required extensions are read. */
+static void test_card_order_and_extensions(void **state) {
+    (void)state;
+    const char *card =
+        "{\"name\":\"x\",\"supportedInterfaces\":["
+        "{\"url\":\"http://a/grpc\",\"protocolBinding\":\"GRPC\",\"protocolVersion\":\"1.0\"},"
+        "{\"url\":\"http://a/v03\",\"protocolBinding\":\"JSONRPC\",\"protocolVersion\":\"0.3\"},"
+        "{\"url\":\"http://a/v10\",\"protocolBinding\":\"JSONRPC\",\"protocolVersion\":\"1.0\"}],"
+        "\"capabilities\":{\"extensions\":[{\"uri\":\"https://ext/optional\"},"
+        "{\"uri\":\"https://ext/needed\",\"required\":true}]}}";
+    a2a_card c;
+    char err[128];
+    assert_int_equal(a2a_card_parse(card, strlen(card), "http://a/card", &c, err, sizeof err), 0);
+    assert_int_equal(c.preferred, A2A_D_V03);
+    assert_string_equal(c.url_v03, "http://a/v03");
+    assert_string_equal(c.url_v10, "http://a/v10");
+    assert_string_equal(c.required_ext, "https://ext/needed");
+    a2a_card_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_send_v10),
@@ -645,6 +699,8 @@ int main(void) {
         cmocka_unit_test(test_track_cap),
         cmocka_unit_test(test_hostile_error_codes),
         cmocka_unit_test(test_list_tasks),
+        cmocka_unit_test(test_data_and_raw_parts),
+        cmocka_unit_test(test_card_order_and_extensions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1036,6 +1036,24 @@ static void test_auth_required_continues(void **state) {
     }
 }
 
+/* A card requiring an extension routerd lacks: refused (not ready, the
+ * reason names it) by default; used with a loud log under warn. */
+static void test_required_extension(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10, .required_ext = "https://ext.example/needed"}, NULL);
+    rt_sleep_ms(500);
+    char why[300];
+    assert_int_equal(ah_ready(why, sizeof why), 0);
+    assert_non_null(strstr(why, "requires the extension https://ext.example/needed"));
+    down();
+    const char *cfg[] = {"required_extensions", "warn", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .required_ext = "https://ext.example/needed"}, cfg);
+    assert_true(ah_wait_ready(1, 5000));
+    expect_reply(1, "hi", "echo: hi");
+    assert_true(ah_logged("requires the extension https://ext.example/needed"));
+    down();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_send_outlives_http_timeout),
@@ -1049,6 +1067,7 @@ int main(void) {
         cmocka_unit_test(test_stream_refusal_expires),
         cmocka_unit_test(test_oauth_client_credentials),
         cmocka_unit_test(test_auth_required_continues),
+        cmocka_unit_test(test_required_extension),
         cmocka_unit_test(test_message_v10),
         cmocka_unit_test(test_message_v03_old_card),
         cmocka_unit_test(test_conversation_per_chat),
