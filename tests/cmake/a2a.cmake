@@ -34,6 +34,17 @@ add_test(NAME test_a2a_interop
                  $<TARGET_FILE:routerd> ${ROUTERD_PLUGIN_OUTPUT_DIR})
 set_tests_properties(test_a2a_interop PROPERTIES LABELS interop SKIP_RETURN_CODE 77 TIMEOUT 300)
 
+# Interop with two A2A servers independent of @a2a-js/sdk (VoltAgent and
+# reactive-agents, pinned in tests/interop/others/package-lock.json):
+# send, stream, a task past http_timeout_s, failures, one execution per
+# messageId. SKIP (exit 77) only without node or npm.
+add_test(NAME test_a2a_interop_others
+         COMMAND sh ${A2A_TDIR}/interop/others/run.sh ${A2A_TDIR}/interop/others
+                 ${CMAKE_BINARY_DIR}/a2a-interop-others $<TARGET_FILE:routerd>
+                 ${ROUTERD_PLUGIN_OUTPUT_DIR})
+set_tests_properties(test_a2a_interop_others PROPERTIES LABELS interop SKIP_RETURN_CODE 77
+                     TIMEOUT 900)
+
 # Fuzz targets: the parsers compiled into each target, so a libFuzzer build
 # instruments them too. Corpora in tests/fuzz/corpus/<target>/.
 foreach(f sse response)
