@@ -563,6 +563,7 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
     }
     int rc = -1;
     char first[200] = "";
+    char *final = NULL; /* where the card was found, after redirects */
     for (int i = 0; i < n; i++) {
         if (!urls[i]) continue;
         int64_t left = deadline - now_ms(a);
@@ -571,18 +572,55 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             snprintf(err, errsz, "agent card %s: no time left", urls[i]);
             break;
         }
-        struct curl_slist *hd = common_headers(a, a->forced != A2A_D_V03, urls[i]);
-        hd = curl_slist_append(hd, "Accept: application/json");
-        a2a_http_req rq = {.url = urls[i],
-                           .headers = hd,
-                           .connect_timeout_ms = (long)a->connect_ms,
-                           .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
-                           .max_bytes = a->max_bytes,
-                           .abort_fn = abort_on_stop,
-                           .abort_arg = a};
+        /* Redirects are followed by hand: within the card's origin (or to
+         * one listed in credential_origins), five at most, and each hop
+         * gets credentials only if its origin may see them. */
+        free(final);
+        final = strdup(urls[i]);
+        char redir[300] = "", o1[300];
+        origin_of(urls[i], o1, sizeof o1);
         a2a_http_resp rs;
-        int hr = a2a_http_do(a->http, &rq, &rs);
-        curl_slist_free_all(hd);
+        int hr;
+        for (int hops = 0;; hops++) {
+            struct curl_slist *hd = common_headers(a, a->forced != A2A_D_V03, final);
+            hd = curl_slist_append(hd, "Accept: application/json");
+            a2a_http_req rq = {.url = final,
+                               .headers = hd,
+                               .connect_timeout_ms = (long)a->connect_ms,
+                               .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
+                               .max_bytes = a->max_bytes,
+                               .abort_fn = abort_on_stop,
+                               .abort_arg = a};
+            hr = a2a_http_do(a->http, &rq, &rs);
+            curl_slist_free_all(hd);
+            long st = rs.status;
+            if (hr != 0 || !rs.location[0] ||
+                !(st == 301 || st == 302 || st == 303 || st == 307 || st == 308))
+                break;
+            char *next = a2a_url_resolve(final, rs.location);
+            char o2[300];
+            origin_of(next, o2, sizeof o2);
+            if (!next || !o2[0] || (strcmp(o1, o2) && !creds_allowed(a, next)) || hops >= 5) {
+                if (hops >= 5)
+                    snprintf(redir, sizeof redir, "more than 5 redirects");
+                else
+                    snprintf(redir, sizeof redir,
+                             "redirected to another origin (%.150s); list it in "
+                             "credential_origins to follow",
+                             next ? next : rs.location);
+                free(next);
+                break;
+            }
+            a2a_http_resp_free(&rs);
+            free(final);
+            final = next;
+        }
+        if (redir[0]) {
+            *cls = A2A_C_FATAL;
+            snprintf(err, errsz, "agent card %s: %s", urls[i], redir);
+            a2a_http_resp_free(&rs);
+            break;
+        }
         if (hr != 0) {
             if (rs.too_big) {
                 *cls = A2A_C_PROTOCOL;
@@ -617,7 +655,7 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             break;
         }
         char why[200];
-        if (a2a_card_parse(rs.body, rs.len, urls[i], card, why, sizeof why)) {
+        if (a2a_card_parse(rs.body, rs.len, final, card, why, sizeof why)) {
             *cls = !strcmp(why, "not JSON") ? A2A_C_PROTOCOL : A2A_C_FATAL;
             snprintf(err, errsz, "invalid agent card at %s: %s", urls[i], why);
             a2a_card_free(card);
@@ -635,11 +673,12 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             break;
         }
         rc = 0;
-        snprintf(err, errsz, "%s", urls[i]); /* where it came from, for the log */
+        snprintf(err, errsz, "%s", final); /* where it came from, for the log */
         break;
     }
     free(urls[0]);
     free(urls[1]);
+    free(final);
     return rc;
 }
 

@@ -108,6 +108,7 @@ static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
         if (len > 5 && !strncmp(b, "HTTP/", 5)) {
             x->out->ctype[0] = 0;
             x->out->www_auth[0] = 0;
+            x->out->location[0] = 0;
             x->out->retry_after_s = 0;
         }
         return len;
@@ -134,6 +135,11 @@ static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
         char *e;
         long long s = strtoll(num, &e, 10);
         x->out->retry_after_s = e == num || *e || s < 0 ? 0 : s > 86400 ? 86400 : (long)s;
+    } else if (nlen == 8 && !strncasecmp(b, "Location", 8)) {
+        if (vlen < sizeof x->out->location) {
+            memcpy(x->out->location, v, vlen);
+            x->out->location[vlen] = 0;
+        }
     } else if (nlen == 16 && !strncasecmp(b, "WWW-Authenticate", 16)) {
         size_t k = vlen < sizeof x->out->www_auth - 1 ? vlen : sizeof x->out->www_auth - 1;
         memcpy(x->out->www_auth, v, k);

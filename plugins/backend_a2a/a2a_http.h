@@ -44,6 +44,7 @@ typedef struct a2a_http_resp {
     long retry_after_s; /* 0..86400; a date or junk reads as 0 */
     int req_sent;       /* request bytes left for the peer: it may have acted */
     char www_auth[160];
+    char location[512]; /* Location header (redirects), "" when none or too long */
     char errbuf[CURL_ERROR_SIZE];
 } a2a_http_resp;
 

@@ -1101,6 +1101,14 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
     if (!strcmp(method, "GET")) {
         int new_path = !strcmp(url, "/.well-known/agent-card.json");
         int old_path = !strcmp(url, "/.well-known/agent.json");
+        if (f->o.card_redirect && new_path) {
+            struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+            MHD_add_response_header(r, "Location", f->o.card_redirect);
+            enum MHD_Result ret = MHD_queue_response(c, 301, r);
+            MHD_destroy_response(r);
+            return ret;
+        }
+        if (f->o.card_redirect && !strcmp(url, "/cards/agent.json")) new_path = 1;
         if (!new_path && !old_path) return send_text(c, 404, "text/plain", "not found");
         pthread_mutex_lock(&f->mu);
         f->card_fetches++;

@@ -89,6 +89,9 @@ typedef struct fa2a_opts {
     const char *oauth_client_id, *oauth_client_secret;
     int token_ttl_s;
     const char *required_ext; /* the card lists this extension as required */
+    /* agent-card.json answers 301 to this Location; /cards/agent.json
+     * serves the card */
+    const char *card_redirect;
 } fa2a_opts;
 
 /* One request as received. */

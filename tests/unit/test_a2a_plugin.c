@@ -1054,6 +1054,33 @@ static void test_required_extension(void **state) {
     down();
 }
 
+/* Card redirects: followed within the origin; to another origin only when
+ * credential_origins lists it. */
+static void test_card_redirects(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10, .card_redirect = "/cards/agent.json"}, NULL);
+    assert_true(ah_wait_ready(1, 5000));
+    expect_reply(1, "hi", "echo: hi");
+    down();
+    int port = rt_free_port();
+    char loc[96], origin[64];
+    snprintf(loc, sizeof loc, "http://localhost:%d/cards/agent.json", port);
+    snprintf(origin, sizeof origin, "http://localhost:%d", port);
+    for (int allow = 0; allow < 2; allow++) {
+        const char *cfg[] = {"credential_origins", allow ? origin : "", NULL};
+        up((fa2a_opts){.speaks = FA_V10, .port = port, .card_redirect = loc}, allow ? cfg : NULL);
+        if (allow) {
+            assert_true(ah_wait_ready(1, 5000));
+        } else {
+            rt_sleep_ms(500);
+            char why[300];
+            assert_int_equal(ah_ready(why, sizeof why), 0);
+            assert_non_null(strstr(why, "redirected to another origin"));
+        }
+        down();
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_send_outlives_http_timeout),
@@ -1068,6 +1095,7 @@ int main(void) {
         cmocka_unit_test(test_oauth_client_credentials),
         cmocka_unit_test(test_auth_required_continues),
         cmocka_unit_test(test_required_extension),
+        cmocka_unit_test(test_card_redirects),
         cmocka_unit_test(test_message_v10),
         cmocka_unit_test(test_message_v03_old_card),
         cmocka_unit_test(test_conversation_per_chat),
