@@ -96,6 +96,13 @@ static const rd_option opts[] = {
      NULL},
     {"cancel_timeout_ms", RD_OPT_INT, 0, "3000",
      "time given to tasks/cancel after the deadline passed", 100, 600000, NULL},
+    {"card_max_age_s", RD_OPT_INT, 0, "3600",
+     "longest time a card is used before it is read again (with If-None-Match); the card's "
+     "Cache-Control max-age shortens it",
+     60, 604800, NULL},
+    {"card_refresh_min_s", RD_OPT_INT, 0, "30",
+     "shortest time between two reads of an unchanged card, whatever its max-age says", 1, 86400,
+     NULL},
     {"discovery_retry_max_s", RD_OPT_INT, 0, "30",
      "longest pause between agent card attempts while the agent is not reachable", 1, 3600, NULL},
     {"progress", RD_OPT_BOOL, 0, "false",
@@ -227,6 +234,11 @@ typedef struct a2a {
     int th_started;
 
     atomic_int learned; /* dialect learned from a -32601 fallback, 0 = none */
+    /* Card freshness (under mu): its ETag, where it came from, and when
+     * it is read again. */
+    char card_etag[128];
+    char *card_from;
+    int64_t card_expires_ms, card_max_age_ms, card_min_ms;
     /* An endpoint that refused streams (-32004), until when (under mu). */
     char *nostream_url;
     int64_t nostream_until_ms;
@@ -550,8 +562,17 @@ static int abort_on_stop(void *arg) {
 
 /* Fetches and parses the card. 0 on success; else cls and err say why,
  * naming the URL. */
+/* Validators of a fetched card: ETag and max-age (-1 unknown); a 304 to
+ * If-None-Match sets unchanged and leaves card empty. */
+typedef struct {
+    const char *if_none_match, *if_url; /* what we have and where it came from */
+    int unchanged;
+    char etag[128];
+    long max_age;
+} card_cache;
+
 static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, char *err,
-                      size_t errsz) {
+                      size_t errsz, card_cache *cc) {
     char *urls[2] = {NULL, NULL};
     int n = 0;
     if (a->card_url) {
@@ -584,6 +605,12 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
         for (int hops = 0;; hops++) {
             struct curl_slist *hd = common_headers(a, a->forced != A2A_D_V03, final);
             hd = curl_slist_append(hd, "Accept: application/json");
+            if (cc->if_none_match && cc->if_none_match[0] && cc->if_url &&
+                !strcmp(cc->if_url, final)) {
+                char inm[160];
+                snprintf(inm, sizeof inm, "If-None-Match: %s", cc->if_none_match);
+                hd = curl_slist_append(hd, inm);
+            }
             a2a_http_req rq = {.url = final,
                                .headers = hd,
                                .connect_timeout_ms = (long)a->connect_ms,
@@ -633,6 +660,14 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             a2a_http_resp_free(&rs);
             break;
         }
+        if (rs.status == 304 && cc->if_none_match && cc->if_none_match[0]) {
+            cc->unchanged = 1;
+            cc->max_age = rs.max_age;
+            a2a_http_resp_free(&rs);
+            rc = 0;
+            snprintf(err, errsz, "%s", final);
+            break;
+        }
         if (rs.status == 404 || rs.status == 410 || rs.status == 405) {
             /* try the older well-known path next */
             if (i + 1 < n) {
@@ -672,6 +707,8 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             a2a_card_free(card);
             break;
         }
+        snprintf(cc->etag, sizeof cc->etag, "%s", rs.etag);
+        cc->max_age = rs.max_age;
         rc = 0;
         snprintf(err, errsz, "%s", final); /* where it came from, for the log */
         break;
@@ -760,12 +797,32 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
     memset(&card, 0, sizeof card);
     a2a_class cls = A2A_C_TRANSIENT;
     char msg[320];
-    int rc = fetch_card(a, deadline, &card, &cls, msg, sizeof msg);
+    pthread_mutex_lock(&a->mu);
+    char have_etag[128], *from = xstrdup0(a->card_from);
+    snprintf(have_etag, sizeof have_etag, "%s", a->have_card ? a->card_etag : "");
+    pthread_mutex_unlock(&a->mu);
+    card_cache cc = {.if_none_match = have_etag, .if_url = from, .max_age = -1};
+    int rc = fetch_card(a, deadline, &card, &cls, msg, sizeof msg, &cc);
+    free(from);
 
     pthread_mutex_lock(&a->mu);
     int was = a->have_card;
     int changed = 0, repeat = 0;
     if (rc == 0) {
+        /* Used until max-age (bounded by card_refresh_min_s and
+         * card_max_age_s), then read again with If-None-Match. */
+        int64_t age = a->card_max_age_ms;
+        if (cc.max_age >= 0 && cc.max_age * 1000 < age) age = cc.max_age * 1000;
+        if (age < a->card_min_ms) age = a->card_min_ms;
+        a->card_expires_ms = now_ms(a) + age;
+    }
+    if (rc == 0 && cc.unchanged) {
+        a->last_fail_ms = 0;
+        a->disc_err[0] = 0;
+    } else if (rc == 0) {
+        snprintf(a->card_etag, sizeof a->card_etag, "%s", cc.etag);
+        free(a->card_from);
+        a->card_from = strdup(msg);
         changed = !was || !a->card.url_v10 != !card.url_v10 || !a->card.url_v03 != !card.url_v03 ||
                   (card.url_v10 && strcmp(card.url_v10, a->card.url_v10)) ||
                   (card.url_v03 && strcmp(card.url_v03, a->card.url_v03));
@@ -834,7 +891,8 @@ static void *discovery_main(void *arg) {
     int64_t pause = 500;
     for (;;) {
         pthread_mutex_lock(&a->mu);
-        int need = !a->have_card || a->kick || a->disc_err[0];
+        int need = !a->have_card || a->kick || a->disc_err[0] ||
+                   (a->card_expires_ms && now_ms(a) >= a->card_expires_ms);
         a->kick = 0;
         int stop = a->stopping;
         pthread_mutex_unlock(&a->mu);
@@ -849,8 +907,21 @@ static void *discovery_main(void *arg) {
         pthread_mutex_lock(&a->mu);
         if (ok) {
             pause = 500;
-            while (!a->kick && !a->stopping)
-                pthread_cond_wait(&a->cv, &a->mu);
+            /* until kicked, or until the card is due to be read again */
+            while (!a->kick && !a->stopping) {
+                int64_t left = a->card_expires_ms - now_ms(a);
+                if (!a->card_expires_ms) {
+                    pthread_cond_wait(&a->cv, &a->mu);
+                    continue;
+                }
+                if (left <= 0) break;
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                int64_t ns = ts.tv_nsec + (left % 1000) * 1000000;
+                ts.tv_sec += left / 1000 + ns / 1000000000;
+                ts.tv_nsec = ns % 1000000000;
+                pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+            }
         } else if (!a->stopping && !a->kick) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -2127,6 +2198,7 @@ static void a_destroy(void *self) {
     free(a->auth_hdr);
     free(a->key_hdr);
     free(a->nostream_url);
+    free(a->card_from);
     for (char **p = a->cred_origins; p && *p; p++)
         free(*p);
     free(a->cred_origins);
@@ -2234,6 +2306,8 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->cut_notice = h->cfg_str(ctx, "reply_cut_notice");
     a->stream_retry_ms = h->cfg_int(ctx, "stream_retry_s") * 1000;
     a->auth_wait_ms = h->cfg_int(ctx, "auth_required_wait_s") * 1000;
+    a->card_max_age_ms = h->cfg_int(ctx, "card_max_age_s") * 1000;
+    a->card_min_ms = h->cfg_int(ctx, "card_refresh_min_s") * 1000;
     a->ext_warn = h->cfg_int(ctx, "required_extensions") == 1;
     a->oauth_id = h->cfg_str(ctx, "oauth_client_id");
     a->oauth_secret = h->cfg_str(ctx, "oauth_client_secret");

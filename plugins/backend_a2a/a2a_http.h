@@ -45,6 +45,8 @@ typedef struct a2a_http_resp {
     int req_sent;       /* request bytes left for the peer: it may have acted */
     char www_auth[160];
     char location[512]; /* Location header (redirects), "" when none or too long */
+    char etag[128];     /* ETag, "" when none or unusable */
+    long max_age;       /* Cache-Control max-age (0 for no-cache/no-store), -1 when not said */
     char errbuf[CURL_ERROR_SIZE];
 } a2a_http_resp;
 

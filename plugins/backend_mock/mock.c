@@ -116,6 +116,8 @@ static const rd_option opts[] = {
     {"stream_retry_s", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
     {"auth_required_wait_s", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
     {"required_extensions", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"card_max_age_s", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"card_refresh_min_s", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
     {"oauth_client_secret", RD_OPT_STRING, RD_OPT_SECRET, NULL, A2A_KEY_HELP, 0, 0, NULL},
     {"async", RD_OPT_BOOL, 0, "false",
      "wait out the latency on one timer thread instead of a worker (RD_PENDING), so thousands "

@@ -55,6 +55,7 @@ struct fa2a {
     long long tok_exp;
     int tok_requests, tok_seq;
     char last_scope[128], last_audience[128];
+    int card_version, not_modified; /* ETag "v<version>"; 304 answers */
     char rpc_path[32];
     atomic_int stopping;
 };
@@ -1119,7 +1120,32 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
             return send_text(c, 404, "text/plain", "not found");
         if (mode == FA_CARD_INVALID)
             return send_text(c, 200, "application/json", "<html>this is not a card</html>");
-        return send_json(c, 200, card_json(f));
+        char etag[32];
+        pthread_mutex_lock(&f->mu);
+        snprintf(etag, sizeof etag, "\"v%d\"", f->card_version);
+        pthread_mutex_unlock(&f->mu);
+        const char *inm = hdr(c, "If-None-Match");
+        int same = inm && !strcmp(inm, etag);
+        struct MHD_Response *r;
+        if (same) {
+            pthread_mutex_lock(&f->mu);
+            f->not_modified++;
+            pthread_mutex_unlock(&f->mu);
+            r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        } else {
+            char *body = card_json(f);
+            r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+            MHD_add_response_header(r, "Content-Type", "application/json");
+        }
+        MHD_add_response_header(r, "ETag", etag);
+        if (f->o.card_max_age > 0) {
+            char ccv[48];
+            snprintf(ccv, sizeof ccv, "public, max-age=%d", f->o.card_max_age);
+            MHD_add_response_header(r, "Cache-Control", ccv);
+        }
+        enum MHD_Result ret = MHD_queue_response(c, same ? 304 : 200, r);
+        MHD_destroy_response(r);
+        return ret;
     }
     if (strcmp(method, "POST")) return send_text(c, 405, "text/plain", "method not allowed");
     if (f->o.oauth_client_id && !strcmp(url, "/oauth/token")) return token_endpoint(f, c, cs);
@@ -1261,8 +1287,16 @@ int fa2a_card_fetches(fa2a *f) {
     return n;
 }
 
+int fa2a_card_not_modified(fa2a *f) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->not_modified;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
 void fa2a_move(fa2a *f, const char *path) {
     pthread_mutex_lock(&f->mu);
+    f->card_version++;
     snprintf(f->rpc_path, sizeof f->rpc_path, "%s", path);
     pthread_mutex_unlock(&f->mu);
 }

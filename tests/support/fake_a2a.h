@@ -92,6 +92,7 @@ typedef struct fa2a_opts {
     /* agent-card.json answers 301 to this Location; /cards/agent.json
      * serves the card */
     const char *card_redirect;
+    int card_max_age; /* > 0: Cache-Control: max-age on the card (which always has an ETag) */
 } fa2a_opts;
 
 /* One request as received. */
@@ -122,8 +123,10 @@ int fa2a_req(fa2a *f, int i, fa_req *out);
 /* The last request of method (NULL = any); 0 on success. */
 int fa2a_last(fa2a *f, const char *method, fa_req *out);
 int fa2a_card_fetches(fa2a *f);
+/* Card requests answered 304 (If-None-Match matched the ETag). */
+int fa2a_card_not_modified(fa2a *f);
 /* Moves the JSON-RPC endpoint (default "/rpc"): the card names the new
- * path, the old one answers 404. */
+ * path (and gets a new ETag), the old one answers 404. */
 void fa2a_move(fa2a *f, const char *path);
 /* Forgets recorded requests. */
 void fa2a_clear(fa2a *f);

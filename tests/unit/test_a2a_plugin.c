@@ -1081,6 +1081,29 @@ static void test_card_redirects(void **state) {
     }
 }
 
+/* Cache-Control max-age and ETag: the card is read again when it expires,
+ * with If-None-Match (304 keeps it), and a moved endpoint is picked up
+ * before any call fails. */
+static void test_card_refresh(void **state) {
+    (void)state;
+    const char *cfg[] = {"card_refresh_min_s", "1", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .card_max_age = 1}, cfg);
+    assert_true(ah_wait_ready(1, 5000));
+    long long end = rt_now_ms() + 8000;
+    while (fa2a_card_not_modified(agent) < 1 && rt_now_ms() < end)
+        rt_sleep_ms(50);
+    assert_true(fa2a_card_not_modified(agent) >= 1);
+    expect_reply(1, "hi", "echo: hi");
+    fa2a_move(agent, "/rpc2");
+    end = rt_now_ms() + 8000;
+    while (!ah_logged("/rpc2") && rt_now_ms() < end)
+        rt_sleep_ms(50);
+    assert_true(ah_logged("/rpc2"));
+    expect_reply(1, "moved", "echo: moved");
+    assert_int_equal(ah_ready(NULL, 0), 1);
+    down();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_send_outlives_http_timeout),
@@ -1096,6 +1119,7 @@ int main(void) {
         cmocka_unit_test(test_auth_required_continues),
         cmocka_unit_test(test_required_extension),
         cmocka_unit_test(test_card_redirects),
+        cmocka_unit_test(test_card_refresh),
         cmocka_unit_test(test_message_v10),
         cmocka_unit_test(test_message_v03_old_card),
         cmocka_unit_test(test_conversation_per_chat),
