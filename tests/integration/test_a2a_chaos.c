@@ -77,9 +77,12 @@ static void inject(void) {
         }
 }
 
+#define NOTICE "Sorry, I could not get an answer right now. Please try again in a moment."
+
 typedef struct {
     int seen[CHATS][PER_CHAT];
     int answered, duplicates, foreign;
+    int notices; /* the failure notice: a send cut by kill -9, never re-sent */
 } tally;
 
 static void count_replies(tally *t) {
@@ -88,6 +91,11 @@ static void count_replies(tally *t) {
     size_t n = ftg_records(F, "sendMessage", 1, &r);
     for (size_t i = 0; i < n; i++) {
         int c, k, ms;
+        if (r[i].text && !strcmp(r[i].text, NOTICE) && r[i].chat_id >= 2000 &&
+            r[i].chat_id < 2000 + CHATS) {
+            t->notices++;
+            continue;
+        }
         if (!r[i].text || sscanf(r[i].text, "done: task %d c%d-m%d", &ms, &c, &k) != 3 || c < 0 ||
             c >= CHATS || k < 0 || k >= PER_CHAT || r[i].chat_id != 2000 + c) {
             fprintf(stderr, "unexpected reply to %lld: %s\n", (long long)r[i].chat_id,
@@ -108,7 +116,7 @@ static int wait_answered(int n, int timeout_ms) {
     tally t;
     for (;;) {
         count_replies(&t);
-        if (t.answered >= n || rt_now_ms() >= end) return t.answered;
+        if (t.answered + t.notices >= n || rt_now_ms() >= end) return t.answered + t.notices;
         rt_sleep_ms(50);
     }
 }
@@ -153,10 +161,22 @@ static void round_trip(fa2a_opts o, const char *extra, int sig, int busy) {
     assert_int_equal(rt_wait(p, 30000), 0);
     tally t;
     count_replies(&t);
-    fprintf(stderr, "%s: %d answered before the restart, %d after, %d duplicates, %d sends\n",
-            sig == SIGTERM ? "SIGTERM" : "kill -9", mid.answered, got, t.duplicates, sends());
+    fprintf(stderr,
+            "%s: %d answered before the restart, %d after, %d duplicates, %d notices, %d sends\n",
+            sig == SIGTERM ? "SIGTERM" : "kill -9", mid.answered, got, t.duplicates, t.notices,
+            sends());
     if (got != TOTAL) fprintf(stderr, "stderr:\n%s\n", rt_stderr(p));
-    assert_int_equal(t.answered, TOTAL);
+    /* Each message got one answer. After kill -9 a 0.3 send cut between
+     * reaching the agent and its task id being stored has an unknown
+     * outcome: it is not sent again and gets the failure notice (1.0
+     * recovers it with ListTasks). */
+    if (sig == SIGTERM || o.speaks == FA_V10) {
+        assert_int_equal(t.answered, TOTAL);
+        assert_int_equal(t.notices, 0);
+    } else {
+        assert_int_equal(t.answered + t.notices, TOTAL);
+        assert_true(t.notices <= CHATS);
+    }
     assert_int_equal(t.foreign, 0);
     /* A clean stop repeats nothing. After kill -9 a reply being delivered
      * at the kill may go out twice (the design's bound: what was in
