@@ -28,6 +28,8 @@
 /* ---- configuration ------------------------------------------------------ */
 
 static const char *const dialects[] = {"auto", "1.0", "0.3", NULL};
+static const char *const id_modes[] = {"auto", "update", "random", NULL};
+static const char *const ext_policies[] = {"refuse", "warn", NULL};
 
 static const rd_option opts[] = {
     {"url", RD_OPT_STRING, RD_OPT_REQUIRED, NULL,
@@ -45,6 +47,21 @@ static const rd_option opts[] = {
      0, 0, dialects},
     {"token", RD_OPT_STRING, RD_OPT_SECRET, NULL, "bearer token: sent as Authorization: Bearer", 0,
      0, NULL},
+    {"oauth_client_id", RD_OPT_STRING, 0, NULL,
+     "OAuth 2.0 client credentials grant: client id (the access token is sent as a bearer "
+     "token, renewed before it expires and on HTTP 401)",
+     0, 0, NULL},
+    {"oauth_client_secret", RD_OPT_STRING, RD_OPT_SECRET, NULL,
+     "OAuth 2.0 client secret (sent to the token endpoint with HTTP Basic)", 0, 0, NULL},
+    {"oauth_token_url", RD_OPT_STRING, 0, NULL,
+     "OAuth 2.0 token endpoint (empty: the clientCredentials tokenUrl of the card's oauth2 "
+     "scheme, when it is on an origin allowed to see credentials)",
+     0, 0, NULL},
+    {"oauth_scopes", RD_OPT_LIST, 0, NULL, "scopes asked for (scope parameter)", 0, 0, NULL},
+    {"oauth_audience", RD_OPT_STRING, 0, NULL, "audience parameter, for servers that need one", 0,
+     0, NULL},
+    {"oauth_refresh_margin_s", RD_OPT_INT, 0, "60",
+     "an access token is renewed this long before it expires", 0, 3600, NULL},
     {"api_key_header", RD_OPT_STRING, 0, NULL, "header that carries api_key (e.g. X-API-Key)", 0, 0,
      NULL},
     {"api_key", RD_OPT_STRING, RD_OPT_SECRET, NULL, "API key sent in api_key_header", 0, 0, NULL},
@@ -54,16 +71,21 @@ static const rd_option opts[] = {
      "ask the agent to answer only when the task is done; false sends non-blocking and polls "
      "the task, so a timeout never loses it",
      0, 0, NULL},
-    {"timeout_s", RD_OPT_INT, 0, "120",
-     "time for one message, polling included; also bounded by the router's request_timeout_s", 1,
-     86400, NULL},
+    {"timeout_s", RD_OPT_INT, 0, "300",
+     "time for one message from its first send, polling and restarts included; also bounded by "
+     "the router's request_timeout_s; a task still running then is canceled",
+     1, 86400, NULL},
     {"connect_timeout_s", RD_OPT_INT, 0, "10", "TCP/TLS connect timeout", 1, 600, NULL},
     {"http_timeout_s", RD_OPT_INT, 0, "30",
-     "limit of one non-streaming HTTP exchange (card, non-blocking send, poll)", 1, 3600, NULL},
+     "limit of one card fetch, poll or cancel; a send waits up to timeout_s instead, since it may "
+     "have reached the agent",
+     1, 3600, NULL},
     {"max_response_bytes", RD_OPT_INT, 0, "4194304",
      "larger bodies (or stream events) are a protocol failure", 1024, 1073741824, NULL},
-    {"retries", RD_OPT_INT, 0, "3", "retries of a transient failure within the deadline", 0, 20,
-     NULL},
+    {"retries", RD_OPT_INT, 0, "3",
+     "retries of a send that provably did not reach the agent (connect/DNS/TLS failure) or "
+     "that it asked to repeat (408, 429, 503), and of polls",
+     0, 20, NULL},
     {"retry_base_ms", RD_OPT_INT, 0, "250", "first retry delay; doubles, with jitter", 1, 600000,
      NULL},
     {"retry_max_ms", RD_OPT_INT, 0, "5000", "longest retry delay (Retry-After included)", 1,
@@ -74,6 +96,13 @@ static const rd_option opts[] = {
      NULL},
     {"cancel_timeout_ms", RD_OPT_INT, 0, "3000",
      "time given to tasks/cancel after the deadline passed", 100, 600000, NULL},
+    {"card_max_age_s", RD_OPT_INT, 0, "3600",
+     "longest time a card is used before it is read again (with If-None-Match); the card's "
+     "Cache-Control max-age shortens it",
+     60, 604800, NULL},
+    {"card_refresh_min_s", RD_OPT_INT, 0, "30",
+     "shortest time between two reads of an unchanged card, whatever its max-age says", 1, 86400,
+     NULL},
     {"discovery_retry_max_s", RD_OPT_INT, 0, "30",
      "longest pause between agent card attempts while the agent is not reachable", 1, 3600, NULL},
     {"progress", RD_OPT_BOOL, 0, "false",
@@ -81,6 +110,36 @@ static const rd_option opts[] = {
      NULL},
     {"progress_interval_ms", RD_OPT_INT, 0, "1500", "least time between two partial answers", 100,
      600000, NULL},
+    {"message_ids", RD_OPT_ENUM, 0, "auto",
+     "messageId source: update (derived from the update, the same after a restart), random, or "
+     "auto (update when the transport re-delivers updates under the same id, as Telegram does)",
+     0, 0, id_modes},
+    {"resend_unknown", RD_OPT_BOOL, 0, "false",
+     "the agent deduplicates messageIds: a send whose outcome is unknown (timeout, cut "
+     "connection) may be sent again with the same messageId; otherwise it never is",
+     0, 0, NULL},
+    {"answer_retention_s", RD_OPT_INT, 0, "86400",
+     "how long each message's task id and answer are kept, so a re-delivered update resumes or "
+     "repeats them instead of running the agent again",
+     60, 2592000, NULL},
+    {"max_reply_bytes", RD_OPT_INT, 0, "4194304",
+     "largest answer assembled from streamed or polled artifacts; the rest is cut and "
+     "reply_cut_notice added",
+     1024, 1073741824, NULL},
+    {"reply_cut_notice", RD_OPT_STRING, 0, "[The answer was too long and was cut here.]",
+     "added to an answer cut at max_reply_bytes", 0, 0, NULL},
+    {"credential_origins", RD_OPT_LIST, 0, NULL,
+     "other origins (scheme://host:port) that may receive token / api_key; by default only the "
+     "origin of url (or card_url) and rpc_url do",
+     0, 0, NULL},
+    {"required_extensions", RD_OPT_ENUM, 0, "refuse",
+     "a card that marks an A2A extension required (none is supported): refuse it (the backend "
+     "stays not ready, naming the extension) or warn and use the agent anyway",
+     0, 0, ext_policies},
+    {"stream_retry_s", RD_OPT_INT, 0, "300",
+     "after an endpoint refused streaming, it is used with send + poll for this long before "
+     "streams are tried again",
+     1, 86400, NULL},
     {"accepted_output_modes", RD_OPT_LIST, 0, NULL,
      "media types sent as acceptedOutputModes (empty: anything)", 0, 0, NULL},
     {"new_command", RD_OPT_STRING, 0, "/new",
@@ -95,6 +154,11 @@ static const rd_option opts[] = {
     {"task_failed_notice", RD_OPT_STRING, 0, "The agent could not complete this request.",
      "shown when the agent's task failed, was rejected or canceled (its reason follows)", 0, 0,
      NULL},
+    {"auth_required_wait_s", RD_OPT_INT, 0, "0",
+     "when a task asks for authorization, show the request at once (as progress) and poll the "
+     "task this long for it to continue after an out-of-band sign-in; 0 answers with the request "
+     "at once",
+     0, 86400, NULL},
     {"input_required_notice", RD_OPT_STRING, 0, "The agent needs more information to continue.",
      "shown when the agent asks for input without saying what", 0, 0, NULL},
     {"auth_required_notice", RD_OPT_STRING, 0,
@@ -133,7 +197,22 @@ typedef struct a2a {
     int64_t timeout_ms, connect_ms, http_ms, retry_base_ms, retry_max_ms, poll_ms, poll_max_ms,
         cancel_ms, disc_max_ms, progress_ms;
     int retries;
-    size_t max_bytes;
+    size_t max_bytes, max_reply;
+    int id_mode, resend_unknown, ext_warn;
+    int64_t retention_s, stream_retry_ms, auth_wait_ms;
+    const char *cut_notice;
+    char **cred_origins; /* origins that get credentials, NULL-terminated */
+    /* OAuth 2.0 client credentials: configuration, then the token (omu). */
+    const char *oauth_id, *oauth_secret, *oauth_url, *oauth_audience;
+    const char *const *oauth_scopes;
+    int64_t omargin_ms;
+    pthread_mutex_t omu;
+    pthread_cond_t ocv;
+    char *otoken;
+    int64_t oexp_ms, ofetched_ms;
+    int ofetching;
+    uint64_t boot; /* random per process: ids that are not stable */
+    atomic_llong last_prune_ms;
     const char *const *modes;
     const char *new_cmd, *new_reply, *failure_notice, *timeout_notice, *failed_notice,
         *input_notice, *auth_notice, *empty_reply;
@@ -154,8 +233,15 @@ typedef struct a2a {
     pthread_t th;
     int th_started;
 
-    atomic_int learned;   /* dialect learned from a -32601 fallback, 0 = none */
-    atomic_int no_stream; /* the agent refused streams with -32004 */
+    atomic_int learned; /* dialect learned from a -32601 fallback, 0 = none */
+    /* Card freshness (under mu): its ETag, where it came from, and when
+     * it is read again. */
+    char card_etag[128];
+    char *card_from;
+    int64_t card_expires_ms, card_max_age_ms, card_min_ms;
+    /* An endpoint that refused streams (-32004), until when (under mu). */
+    char *nostream_url;
+    int64_t nostream_until_ms;
     atomic_ulong rpc_seq;
     atomic_int stop_flag;
 
@@ -202,14 +288,270 @@ static uint64_t mix(uint64_t x) {
     return x;
 }
 
+/* ---- credentials and origins ------------------------------------------- */
+
+/* "scheme://host:port" of an http(s) URL, lower case, default port filled
+ * in, userinfo dropped; "" when it is not one. */
+static void origin_of(const char *url, char *out, size_t sz) {
+    out[0] = 0;
+    if (!url) return;
+    const char *sep = strstr(url, "://");
+    if (!sep || sep - url > 5) return;
+    size_t sl = (size_t)(sep - url);
+    const char *auth = sep + 3;
+    size_t al = strcspn(auth, "/?#");
+    const char *at = memchr(auth, '@', al);
+    if (at) {
+        al -= (size_t)(at + 1 - auth);
+        auth = at + 1;
+    }
+    int https = sl == 5 && !strncasecmp(url, "https", 5);
+    if (!https && !(sl == 4 && !strncasecmp(url, "http", 4))) return;
+    /* a port after the last ':' (outside an IPv6 literal) */
+    const char *colon = NULL;
+    for (const char *p = auth; p < auth + al; p++) {
+        if (*p == ']') colon = NULL;
+        if (*p == ':') colon = p;
+    }
+    size_t hl = colon ? (size_t)(colon - auth) : al;
+    const char *port = colon ? colon + 1 : (https ? "443" : "80");
+    size_t pl = colon ? al - hl - 1 : strlen(port);
+    if (pl == 0) port = https ? "443" : "80", pl = strlen(port);
+    int n =
+        snprintf(out, sz, "%s://%.*s:%.*s", https ? "https" : "http", (int)hl, auth, (int)pl, port);
+    if (n < 0 || (size_t)n >= sz) {
+        out[0] = 0;
+        return;
+    }
+    for (char *p = out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+}
+
+/* True when url may receive the configured credentials. */
+static int creds_allowed(a2a *a, const char *url) {
+    char o[300];
+    origin_of(url, o, sizeof o);
+    if (!o[0]) return 0;
+    for (char **p = a->cred_origins; p && *p; p++)
+        if (!strcmp(*p, o)) return 1;
+    return 0;
+}
+
+static int abort_on_stop(void *arg);
+
+/* ---- OAuth 2.0 client credentials --------------------------------------- */
+
+static void b64(const unsigned char *in, size_t n, char *out) {
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = t[v >> 18 & 63];
+        out[o++] = t[v >> 12 & 63];
+        out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? t[v & 63] : '=';
+    }
+    out[o] = 0;
+}
+
+/* application/x-www-form-urlencoded value, malloc()ed. */
+static char *form_esc(const char *s) {
+    char *e = curl_easy_escape(NULL, s ? s : "", 0);
+    char *r = e ? strdup(e) : NULL;
+    curl_free(e);
+    return r;
+}
+
+/* The token endpoint: the manifest's, else the card's when its origin may
+ * see the credentials. NULL when none. malloc()ed. */
+static char *token_url(a2a *a) {
+    if (!empty(a->oauth_url)) return strdup(a->oauth_url);
+    pthread_mutex_lock(&a->mu);
+    char *u = xstrdup0(a->card.oauth_token_url);
+    pthread_mutex_unlock(&a->mu);
+    if (u && !creds_allowed(a, u)) {
+        free(u);
+        u = NULL;
+    }
+    return u;
+}
+
+/* One client credentials grant (RFC 6749 4.4) with HTTP Basic client
+ * authentication. 0 and a token, or -1 and why (never a secret); *fatal
+ * when retrying cannot help. */
+static int oauth_fetch(a2a *a, int64_t deadline, char **tok, int64_t *exp_ms, int *fatal, char *why,
+                       size_t wsz) {
+    *tok = NULL;
+    *fatal = 0;
+    char *url = token_url(a);
+    if (!url) {
+        *fatal = 1;
+        snprintf(why, wsz,
+                 "no token endpoint (oauth_token_url, or a clientCredentials tokenUrl "
+                 "on the card's origin)");
+        return -1;
+    }
+    char *id = form_esc(a->oauth_id), *sec = form_esc(a->oauth_secret);
+    size_t n = (id ? strlen(id) : 0) + (sec ? strlen(sec) : 0) + 2;
+    char *pair = malloc(n), *enc = malloc(n * 4 / 3 + 8), *hdr = NULL;
+    char *body = NULL;
+    int rc = -1;
+    if (!id || !sec || !pair || !enc) goto out;
+    snprintf(pair, n, "%s:%s", id, sec);
+    b64((const unsigned char *)pair, strlen(pair), enc);
+    if (asprintf(&hdr, "Authorization: Basic %s", enc) < 0) hdr = NULL;
+    /* the body: grant, scopes (space separated), audience */
+    size_t cap = 64, len = 0;
+    body = malloc(cap);
+    if (!hdr || !body) goto out;
+    len = (size_t)snprintf(body, cap, "grant_type=client_credentials");
+    for (int part = 0; part < 2; part++) {
+        char *joined = NULL;
+        if (part == 0 && a->oauth_scopes && a->oauth_scopes[0]) {
+            size_t jl = 1;
+            for (const char *const *s = a->oauth_scopes; *s; s++)
+                jl += strlen(*s) + 1;
+            joined = calloc(1, jl);
+            for (const char *const *s = a->oauth_scopes; joined && *s; s++) {
+                if (s != a->oauth_scopes) strcat(joined, " ");
+                strcat(joined, *s);
+            }
+        } else if (part == 1 && !empty(a->oauth_audience)) {
+            joined = strdup(a->oauth_audience);
+        }
+        if (!joined) continue;
+        char *e = form_esc(joined);
+        free(joined);
+        if (!e) goto out;
+        size_t need = len + strlen(e) + 16;
+        if (need > cap) {
+            char *nb = realloc(body, need);
+            if (!nb) {
+                free(e);
+                goto out;
+            }
+            body = nb;
+            cap = need;
+        }
+        len += (size_t)snprintf(body + len, cap - len, "&%s=%s", part ? "audience" : "scope", e);
+        free(e);
+    }
+    int64_t left = deadline - now_ms(a);
+    if (left < 1000) left = 1000;
+    struct curl_slist *hd = NULL;
+    hd = curl_slist_append(hd, "Expect:");
+    hd = curl_slist_append(hd, "Content-Type: application/x-www-form-urlencoded");
+    hd = curl_slist_append(hd, "Accept: application/json");
+    hd = curl_slist_append(hd, hdr);
+    a2a_http_req rq = {.url = url,
+                       .body = body,
+                       .headers = hd,
+                       .connect_timeout_ms = (long)a->connect_ms,
+                       .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
+                       .max_bytes = 65536,
+                       .abort_fn = abort_on_stop,
+                       .abort_arg = a};
+    a2a_http_resp rs;
+    int hr = a2a_http_do(a->http, &rq, &rs);
+    curl_slist_free_all(hd);
+    cJSON *j = hr == 0 ? cJSON_ParseWithLength(rs.body, rs.len) : NULL;
+    const char *at = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "access_token"));
+    const char *tt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "token_type"));
+    const char *oe = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "error"));
+    const cJSON *ei = cJSON_GetObjectItemCaseSensitive(j, "expires_in");
+    int usable = at && *at && strlen(at) <= 8192 && !strpbrk(at, "\r\n") &&
+                 (!tt || !strcasecmp(tt, "bearer"));
+    for (const char *p = at; usable && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) usable = 0;
+    if (hr != 0) {
+        snprintf(why, wsz, "token endpoint %s: %s", url,
+                 rs.errbuf[0] ? rs.errbuf : curl_easy_strerror(rs.cc));
+    } else if (rs.status != 200 || !usable) {
+        char e[64] = "";
+        for (size_t i = 0; oe && oe[i] && i < sizeof e - 1; i++)
+            e[i] = isalnum((unsigned char)oe[i]) || oe[i] == '_' ? oe[i] : '?';
+        snprintf(why, wsz, "token endpoint %s: HTTP %ld%s%s%s", url, rs.status, e[0] ? " (" : "", e,
+                 e[0]               ? ")"
+                 : rs.status == 200 ? ", no usable bearer access_token"
+                                    : "");
+        *fatal = rs.status >= 400 && rs.status < 500 && rs.status != 408 && rs.status != 429;
+    } else {
+        /* expires_in is hostile: 1 s .. 1 year; absent means an hour */
+        double s = cJSON_IsNumber(ei) ? ei->valuedouble : 3600;
+        if (!(s >= 1)) s = 1;
+        if (s > 31536000) s = 31536000;
+        *exp_ms = now_ms(a) + (int64_t)s * 1000;
+        *tok = strdup(at);
+        rc = *tok ? 0 : -1;
+    }
+    cJSON_Delete(j);
+    a2a_http_resp_free(&rs);
+out:
+    if (rc && !why[0]) snprintf(why, wsz, "token request: out of memory");
+    free(url);
+    free(id);
+    free(sec);
+    free(pair);
+    free(enc);
+    free(hdr);
+    free(body);
+    return rc;
+}
+
+/* "Authorization: Bearer <token>", renewed oauth_refresh_margin_s before
+ * expiry, or at once when the agent refused `stale` (401) and no other
+ * call renewed it since. One fetch at a time. NULL with why on failure. */
+static char *oauth_header(a2a *a, int64_t deadline, const char *stale, int *fatal, char *why,
+                          size_t wsz) {
+    why[0] = 0;
+    *fatal = 0;
+    pthread_mutex_lock(&a->omu);
+    while (a->ofetching)
+        pthread_cond_wait(&a->ocv, &a->omu);
+    int64_t now = now_ms(a);
+    int fresh = a->otoken && now < a->oexp_ms - a->omargin_ms;
+    int renew = stale && a->otoken && !strncmp(stale, "Authorization: Bearer ", 22) &&
+                !strcmp(stale + 22, a->otoken);
+    if (fresh && !renew) {
+        char *h = NULL;
+        if (asprintf(&h, "Authorization: Bearer %s", a->otoken) < 0) h = NULL;
+        pthread_mutex_unlock(&a->omu);
+        return h;
+    }
+    a->ofetching = 1;
+    pthread_mutex_unlock(&a->omu);
+    char *tok = NULL;
+    int64_t exp = 0;
+    int rc = oauth_fetch(a, deadline, &tok, &exp, fatal, why, wsz);
+    pthread_mutex_lock(&a->omu);
+    a->ofetching = 0;
+    char *h = NULL;
+    if (rc == 0) {
+        free(a->otoken);
+        a->otoken = tok;
+        a->oexp_ms = exp;
+        a->ofetched_ms = now_ms(a);
+        if (asprintf(&h, "Authorization: Bearer %s", tok) < 0) h = NULL;
+    }
+    pthread_cond_broadcast(&a->ocv);
+    pthread_mutex_unlock(&a->omu);
+    if (rc == 0)
+        a->h->log(a->ctx, RD_LOG_INFO, "OAuth access token %s; valid for %" PRId64 " s",
+                  renew ? "renewed" : "obtained", (exp - now_ms(a)) / 1000);
+    return h;
+}
+
 /* ---- discovery ---------------------------------------------------------- */
 
-static struct curl_slist *common_headers(a2a *a, int v10) {
+static struct curl_slist *common_headers(a2a *a, int v10, const char *url) {
     struct curl_slist *l = NULL;
     l = curl_slist_append(l, "Expect:");
     if (v10) l = curl_slist_append(l, "A2A-Version: 1.0");
-    if (a->auth_hdr) l = curl_slist_append(l, a->auth_hdr);
-    if (a->key_hdr) l = curl_slist_append(l, a->key_hdr);
+    if ((a->auth_hdr || a->key_hdr) && creds_allowed(a, url)) {
+        if (a->auth_hdr) l = curl_slist_append(l, a->auth_hdr);
+        if (a->key_hdr) l = curl_slist_append(l, a->key_hdr);
+    }
     return l;
 }
 
@@ -220,8 +562,17 @@ static int abort_on_stop(void *arg) {
 
 /* Fetches and parses the card. 0 on success; else cls and err say why,
  * naming the URL. */
+/* Validators of a fetched card: ETag and max-age (-1 unknown); a 304 to
+ * If-None-Match sets unchanged and leaves card empty. */
+typedef struct {
+    const char *if_none_match, *if_url; /* what we have and where it came from */
+    int unchanged;
+    char etag[128];
+    long max_age;
+} card_cache;
+
 static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, char *err,
-                      size_t errsz) {
+                      size_t errsz, card_cache *cc) {
     char *urls[2] = {NULL, NULL};
     int n = 0;
     if (a->card_url) {
@@ -233,6 +584,7 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
     }
     int rc = -1;
     char first[200] = "";
+    char *final = NULL; /* where the card was found, after redirects */
     for (int i = 0; i < n; i++) {
         if (!urls[i]) continue;
         int64_t left = deadline - now_ms(a);
@@ -241,18 +593,61 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             snprintf(err, errsz, "agent card %s: no time left", urls[i]);
             break;
         }
-        struct curl_slist *hd = common_headers(a, a->forced != A2A_D_V03);
-        hd = curl_slist_append(hd, "Accept: application/json");
-        a2a_http_req rq = {.url = urls[i],
-                           .headers = hd,
-                           .connect_timeout_ms = (long)a->connect_ms,
-                           .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
-                           .max_bytes = a->max_bytes,
-                           .abort_fn = abort_on_stop,
-                           .abort_arg = a};
+        /* Redirects are followed by hand: within the card's origin (or to
+         * one listed in credential_origins), five at most, and each hop
+         * gets credentials only if its origin may see them. */
+        free(final);
+        final = strdup(urls[i]);
+        char redir[300] = "", o1[300];
+        origin_of(urls[i], o1, sizeof o1);
         a2a_http_resp rs;
-        int hr = a2a_http_do(a->http, &rq, &rs);
-        curl_slist_free_all(hd);
+        int hr;
+        for (int hops = 0;; hops++) {
+            struct curl_slist *hd = common_headers(a, a->forced != A2A_D_V03, final);
+            hd = curl_slist_append(hd, "Accept: application/json");
+            if (cc->if_none_match && cc->if_none_match[0] && cc->if_url &&
+                !strcmp(cc->if_url, final)) {
+                char inm[160];
+                snprintf(inm, sizeof inm, "If-None-Match: %s", cc->if_none_match);
+                hd = curl_slist_append(hd, inm);
+            }
+            a2a_http_req rq = {.url = final,
+                               .headers = hd,
+                               .connect_timeout_ms = (long)a->connect_ms,
+                               .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
+                               .max_bytes = a->max_bytes,
+                               .abort_fn = abort_on_stop,
+                               .abort_arg = a};
+            hr = a2a_http_do(a->http, &rq, &rs);
+            curl_slist_free_all(hd);
+            long st = rs.status;
+            if (hr != 0 || !rs.location[0] ||
+                !(st == 301 || st == 302 || st == 303 || st == 307 || st == 308))
+                break;
+            char *next = a2a_url_resolve(final, rs.location);
+            char o2[300];
+            origin_of(next, o2, sizeof o2);
+            if (!next || !o2[0] || (strcmp(o1, o2) && !creds_allowed(a, next)) || hops >= 5) {
+                if (hops >= 5)
+                    snprintf(redir, sizeof redir, "more than 5 redirects");
+                else
+                    snprintf(redir, sizeof redir,
+                             "redirected to another origin (%.150s); list it in "
+                             "credential_origins to follow",
+                             next ? next : rs.location);
+                free(next);
+                break;
+            }
+            a2a_http_resp_free(&rs);
+            free(final);
+            final = next;
+        }
+        if (redir[0]) {
+            *cls = A2A_C_FATAL;
+            snprintf(err, errsz, "agent card %s: %s", urls[i], redir);
+            a2a_http_resp_free(&rs);
+            break;
+        }
         if (hr != 0) {
             if (rs.too_big) {
                 *cls = A2A_C_PROTOCOL;
@@ -263,6 +658,14 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
                 snprintf(err, errsz, "agent card %s: %s", urls[i], curl_easy_strerror(rs.cc));
             }
             a2a_http_resp_free(&rs);
+            break;
+        }
+        if (rs.status == 304 && cc->if_none_match && cc->if_none_match[0]) {
+            cc->unchanged = 1;
+            cc->max_age = rs.max_age;
+            a2a_http_resp_free(&rs);
+            rc = 0;
+            snprintf(err, errsz, "%s", final);
             break;
         }
         if (rs.status == 404 || rs.status == 410 || rs.status == 405) {
@@ -287,7 +690,7 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             break;
         }
         char why[200];
-        if (a2a_card_parse(rs.body, rs.len, urls[i], card, why, sizeof why)) {
+        if (a2a_card_parse(rs.body, rs.len, final, card, why, sizeof why)) {
             *cls = !strcmp(why, "not JSON") ? A2A_C_PROTOCOL : A2A_C_FATAL;
             snprintf(err, errsz, "invalid agent card at %s: %s", urls[i], why);
             a2a_card_free(card);
@@ -295,19 +698,31 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             break;
         }
         a2a_http_resp_free(&rs);
+        if (card->required_ext && !a->ext_warn) {
+            *cls = A2A_C_FATAL;
+            snprintf(err, errsz,
+                     "the agent card at %s requires the extension %.150s, which routerd does not "
+                     "support (required_extensions = warn uses the agent anyway)",
+                     urls[i], card->required_ext);
+            a2a_card_free(card);
+            break;
+        }
+        snprintf(cc->etag, sizeof cc->etag, "%s", rs.etag);
+        cc->max_age = rs.max_age;
         rc = 0;
-        snprintf(err, errsz, "%s", urls[i]); /* where it came from, for the log */
+        snprintf(err, errsz, "%s", final); /* where it came from, for the log */
         break;
     }
     free(urls[0]);
     free(urls[1]);
+    free(final);
     return rc;
 }
 
 /* Says clearly when the card's security does not match the configuration. */
 static void check_card(a2a *a, const a2a_card *c) {
     const rd_host *h = a->h;
-    int have_key = a->key_hdr != NULL, have_token = a->auth_hdr != NULL;
+    int have_key = a->key_hdr != NULL, have_token = a->auth_hdr != NULL || a->oauth_id;
     if (c->auth_required && !have_key && !have_token)
         h->log(a->ctx, RD_LOG_WARN,
                "the agent card requires authentication (%s) but neither token nor api_key is "
@@ -335,6 +750,18 @@ static void check_card(a2a *a, const a2a_card *c) {
                "an API key is configured but the agent card asks for a bearer token (token)");
     if (c->auth_mtls && !c->auth_bearer && !c->apikey_name && !c->auth_oauth)
         h->log(a->ctx, RD_LOG_WARN, "the agent card asks for mutual TLS, which is not supported");
+    const char *eps[] = {a->rpc_url ? NULL : c->url_v10, a->rpc_url ? NULL : c->url_v03};
+    for (int i = 0; i < 2 && (have_key || have_token); i++)
+        if (eps[i] && !creds_allowed(a, eps[i]))
+            h->log(a->ctx, RD_LOG_WARN,
+                   "the agent card names the endpoint %s on another origin; credentials are not "
+                   "sent there unless credential_origins lists it",
+                   eps[i]);
+    if (c->required_ext)
+        h->log(a->ctx, RD_LOG_ERROR,
+               "the agent card requires the extension %s, which routerd does not support; "
+               "requests may fail (-32008)",
+               c->required_ext);
     if (!c->text_input)
         h->log(a->ctx, RD_LOG_WARN,
                "the agent card's defaultInputModes accept no text; messages are sent as text");
@@ -370,12 +797,32 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
     memset(&card, 0, sizeof card);
     a2a_class cls = A2A_C_TRANSIENT;
     char msg[320];
-    int rc = fetch_card(a, deadline, &card, &cls, msg, sizeof msg);
+    pthread_mutex_lock(&a->mu);
+    char have_etag[128], *from = xstrdup0(a->card_from);
+    snprintf(have_etag, sizeof have_etag, "%s", a->have_card ? a->card_etag : "");
+    pthread_mutex_unlock(&a->mu);
+    card_cache cc = {.if_none_match = have_etag, .if_url = from, .max_age = -1};
+    int rc = fetch_card(a, deadline, &card, &cls, msg, sizeof msg, &cc);
+    free(from);
 
     pthread_mutex_lock(&a->mu);
     int was = a->have_card;
     int changed = 0, repeat = 0;
     if (rc == 0) {
+        /* Used until max-age (bounded by card_refresh_min_s and
+         * card_max_age_s), then read again with If-None-Match. */
+        int64_t age = a->card_max_age_ms;
+        if (cc.max_age >= 0 && cc.max_age * 1000 < age) age = cc.max_age * 1000;
+        if (age < a->card_min_ms) age = a->card_min_ms;
+        a->card_expires_ms = now_ms(a) + age;
+    }
+    if (rc == 0 && cc.unchanged) {
+        a->last_fail_ms = 0;
+        a->disc_err[0] = 0;
+    } else if (rc == 0) {
+        snprintf(a->card_etag, sizeof a->card_etag, "%s", cc.etag);
+        free(a->card_from);
+        a->card_from = strdup(msg);
         changed = !was || !a->card.url_v10 != !card.url_v10 || !a->card.url_v03 != !card.url_v03 ||
                   (card.url_v10 && strcmp(card.url_v10, a->card.url_v10)) ||
                   (card.url_v03 && strcmp(card.url_v03, a->card.url_v03));
@@ -409,6 +856,8 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
         snap.text_input = a->card.text_input;
         snap.apikey_name = xstrdup0(a->card.apikey_name);
         snap.apikey_in = xstrdup0(a->card.apikey_in);
+        snap.oauth_token_url = xstrdup0(a->card.oauth_token_url);
+        snap.required_ext = xstrdup0(a->card.required_ext);
     }
     /* Readiness under the lock, so two discoveries cannot report out of
      * order; ready() is a quick host call. */
@@ -442,7 +891,8 @@ static void *discovery_main(void *arg) {
     int64_t pause = 500;
     for (;;) {
         pthread_mutex_lock(&a->mu);
-        int need = !a->have_card || a->kick || a->disc_err[0];
+        int need = !a->have_card || a->kick || a->disc_err[0] ||
+                   (a->card_expires_ms && now_ms(a) >= a->card_expires_ms);
         a->kick = 0;
         int stop = a->stopping;
         pthread_mutex_unlock(&a->mu);
@@ -457,8 +907,21 @@ static void *discovery_main(void *arg) {
         pthread_mutex_lock(&a->mu);
         if (ok) {
             pause = 500;
-            while (!a->kick && !a->stopping)
-                pthread_cond_wait(&a->cv, &a->mu);
+            /* until kicked, or until the card is due to be read again */
+            while (!a->kick && !a->stopping) {
+                int64_t left = a->card_expires_ms - now_ms(a);
+                if (!a->card_expires_ms) {
+                    pthread_cond_wait(&a->cv, &a->mu);
+                    continue;
+                }
+                if (left <= 0) break;
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                int64_t ns = ts.tv_nsec + (left % 1000) * 1000000;
+                ts.tv_sec += left / 1000 + ns / 1000000000;
+                ts.tv_nsec = ns % 1000000000;
+                pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+            }
         } else if (!a->stopping && !a->kick) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -494,6 +957,24 @@ static a2a_dialect other(a2a_dialect d) {
     return d == A2A_D_V10 ? A2A_D_V03 : A2A_D_V10;
 }
 
+/* Under mu: url refused streams a short while ago. */
+static int stream_refused_locked(a2a *a, const char *url) {
+    if (!a->nostream_url || !url || strcmp(a->nostream_url, url)) return 0;
+    return now_ms(a) < a->nostream_until_ms;
+}
+
+/* Streams at url are not tried again for stream_retry_s. */
+static void refuse_stream(a2a *a, const char *url) {
+    pthread_mutex_lock(&a->mu);
+    free(a->nostream_url);
+    a->nostream_url = xstrdup0(url);
+    a->nostream_until_ms = now_ms(a) + a->stream_retry_ms;
+    pthread_mutex_unlock(&a->mu);
+    a->h->log(a->ctx, RD_LOG_INFO,
+              "the agent refused streaming at %s; using send + poll there for %" PRId64 " s",
+              url ? url : "?", a->stream_retry_ms / 1000);
+}
+
 /* trial: a dialect this call tries after 'method not found' (0 = none). */
 static int view_get(a2a *a, agent_view *v, a2a_dialect trial) {
     memset(v, 0, sizeof *v);
@@ -512,9 +993,21 @@ static int view_get(a2a *a, agent_view *v, a2a_dialect trial) {
     v->url = xstrdup0(url ? url : a->base);
     v->tenant = d == A2A_D_V10 && u10 ? xstrdup0(a->card.tenant) : NULL;
     v->d = d;
-    v->streaming = a->card.streaming && !atomic_load(&a->no_stream);
+    v->streaming = a->card.streaming && !stream_refused_locked(a, v->url);
     pthread_mutex_unlock(&a->mu);
     return v->url ? 0 : -1;
+}
+
+/* The view of an endpoint named by a stored task record. */
+static void view_for(a2a *a, agent_view *v, a2a_dialect d, const char *url) {
+    memset(v, 0, sizeof *v);
+    pthread_mutex_lock(&a->mu);
+    v->d = d ? d : a->card.preferred ? a->card.preferred : A2A_D_V10;
+    v->url = xstrdup0(url ? url : a->card.url_v10 ? a->card.url_v10 : a->base);
+    int same_url = a->card.url_v10 && v->url && !strcmp(a->card.url_v10, v->url);
+    v->tenant = v->d == A2A_D_V10 && same_url ? xstrdup0(a->card.tenant) : NULL;
+    v->streaming = a->have_card && a->card.streaming && !stream_refused_locked(a, v->url);
+    pthread_mutex_unlock(&a->mu);
 }
 
 static void view_free(agent_view *v) {
@@ -529,11 +1022,17 @@ typedef struct {
     a2a_class cls;
     int has_rpc, rpc_code;
     long http;
-    int conn_fail; /* no HTTP answer at all */
-    int dropped;   /* a stream ended before the task settled */
+    int conn_fail;   /* no HTTP answer at all */
+    int not_sent;    /* provably never reached the agent (connect, DNS, TLS) */
+    int asked_retry; /* the agent said it did not take it: 408, 429, 503 */
+    int abandoned;   /* the router is stopping: leave the task running */
+    int dropped;     /* a stream ended before the task settled */
     long retry_after_s;
+    char rpc_text[160]; /* the agent's error message and reason (logs, heuristics) */
     char msg[300];
 } outcome;
+
+enum { REC_NONE, REC_SENT, REC_TASK, REC_DONE };
 
 typedef struct {
     a2a *a;
@@ -549,6 +1048,18 @@ typedef struct {
     int continuing; /* the message continues an interrupted task */
     int64_t last_progress_ms;
     size_t last_progress_len;
+    /* Exactly-once record of this message (key msg:<messageId>), kept when
+     * the messageId is stable across restarts. */
+    int stable;
+    char rkey[96];
+    int rec;        /* REC_* as stored */
+    char *rec_task; /* task id stored */
+    a2a_dialect rec_d;
+    char *rec_url;
+    int64_t rec_t; /* wall-clock seconds of the first send */
+    char *out;     /* the reply as appended, for the record */
+    size_t outlen, outcap;
+    const agent_view *view; /* the endpoint of the exchange in progress */
 } call;
 
 typedef struct {
@@ -561,6 +1072,7 @@ typedef struct {
 } sse_ctx;
 
 static void progress(call *c, const a2a_track *t, int force);
+static void note_task(call *c, const a2a_track *t);
 
 static int on_event(void *arg, const char *event, const char *data, size_t len) {
     sse_ctx *s = arg;
@@ -585,6 +1097,7 @@ static int on_event(void *arg, const char *event, const char *data, size_t len) 
     a2a_kind kind = r.res.kind;
     a2a_track_apply(s->t, &r.res);
     a2a_rpc_free(&r);
+    note_task(s->c, s->t);
     progress(s->c, s->t, 0);
     /* Stop reading once the stream said all: a message, the 0.3 final
      * flag, or a status update to a settled state. A Task snapshot does not
@@ -614,43 +1127,77 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
     }
     int stream = op == A2A_OP_STREAM || op == A2A_OP_SUBSCRIBE;
     int64_t limit = left;
-    int blocking_send = op == A2A_OP_SEND && (a->blocking || c->continuing);
-    if (!stream && !blocking_send && a->http_ms < limit) limit = a->http_ms;
+    /* A send may have reached the agent: it gets the whole deadline, since
+     * cutting it short would leave the outcome unknown (some agents answer
+     * a non-blocking send only when done). */
+    if (!stream && op != A2A_OP_SEND && a->http_ms < limit) limit = a->http_ms;
 
-    struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10);
-    hd = curl_slist_append(hd, "Content-Type: application/json");
-    hd = curl_slist_append(hd, stream ? "Accept: text/event-stream" : "Accept: application/json");
-    if (c->rq->traceparent && *c->rq->traceparent) {
-        char tp[128];
-        snprintf(tp, sizeof tp, "traceparent: %s", c->rq->traceparent);
-        hd = curl_slist_append(hd, tp);
-    }
-    sse_ctx sc = {.c = c, .t = t, .rpc_id = rpc_id, .o = o};
-    a2a_http_req rq = {.url = v->url,
-                       .body = body,
-                       .headers = hd,
-                       .connect_timeout_ms = (long)a->connect_ms,
-                       .timeout_ms = (long)limit,
-                       .max_bytes = a->max_bytes,
-                       .sse_fn = stream ? on_event : NULL,
-                       .sse_arg = &sc,
-                       .abort_fn = call_aborted,
-                       .abort_arg = c};
+    int oauth = a->oauth_id && creds_allowed(a, v->url);
     a2a_http_resp rs;
     size_t before = t->updates;
-    int hr = a2a_http_do(a->http, &rq, &rs);
-    curl_slist_free_all(hd);
+    sse_ctx sc = {.c = c, .t = t, .rpc_id = rpc_id, .o = o};
+    int hr;
+    char *used = NULL; /* the Authorization header sent */
+    for (int renew = 0;; renew++) {
+        struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10, v->url);
+        hd = curl_slist_append(hd, "Content-Type: application/json");
+        hd = curl_slist_append(hd,
+                               stream ? "Accept: text/event-stream" : "Accept: application/json");
+        if (c->rq->traceparent && *c->rq->traceparent) {
+            char tp[128];
+            snprintf(tp, sizeof tp, "traceparent: %s", c->rq->traceparent);
+            hd = curl_slist_append(hd, tp);
+        }
+        if (oauth) {
+            char why[300];
+            int fatal;
+            char *ah = oauth_header(a, c->deadline, used, &fatal, why, sizeof why);
+            free(used);
+            used = ah;
+            if (!ah) {
+                curl_slist_free_all(hd);
+                /* nothing reached the agent */
+                o->cls = fatal ? A2A_C_FATAL : A2A_C_TRANSIENT;
+                o->not_sent = 1;
+                snprintf(o->msg, sizeof o->msg, "OAuth: %.280s", why);
+                return;
+            }
+            hd = curl_slist_append(hd, ah);
+        }
+        a2a_http_req rq = {.url = v->url,
+                           .body = body,
+                           .headers = hd,
+                           .connect_timeout_ms = (long)a->connect_ms,
+                           .timeout_ms = (long)limit,
+                           .max_bytes = a->max_bytes,
+                           .sse_fn = stream ? on_event : NULL,
+                           .sse_arg = &sc,
+                           .abort_fn = call_aborted,
+                           .abort_arg = c};
+        hr = a2a_http_do(a->http, &rq, &rs);
+        curl_slist_free_all(hd);
+        /* A 401 refused the request: renew the token once and repeat. */
+        if (oauth && renew == 0 && hr == 0 && rs.status == 401 && !sc.error_seen) {
+            a->h->log(a->ctx, RD_LOG_INFO, "the agent answered 401; renewing the OAuth token");
+            a2a_http_resp_free(&rs);
+            continue;
+        }
+        break;
+    }
+    free(used);
     const char *m = a2a_method(v->d, op);
 
     if (sc.error_seen) {
         /* An error event ended the stream; a task it left behind is polled. */
         if (t->task_id && o->cls == A2A_C_TRANSIENT) o->dropped = 1;
+        if (o->has_rpc) snprintf(o->rpc_text, sizeof o->rpc_text, "%.150s", o->msg);
     } else if (rs.too_big) {
         o->cls = A2A_C_PROTOCOL;
         snprintf(o->msg, sizeof o->msg, "%s: response larger than max_response_bytes (%zu)", m,
                  a->max_bytes);
     } else if (rs.aborted) {
         o->cls = A2A_C_TRANSIENT;
+        o->abandoned = 1;
         snprintf(o->msg, sizeof o->msg, "%s: abandoned (router stopping)", m);
     } else if (hr != 0) {
         if (rs.cc == CURLE_OPERATION_TIMEDOUT)
@@ -658,12 +1205,15 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
         else
             o->cls = A2A_C_TRANSIENT;
         o->conn_fail = rs.status == 0 && rs.cc != CURLE_OPERATION_TIMEDOUT;
+        /* Nothing of the request left: connect refused, DNS, TLS handshake. */
+        o->not_sent = !rs.req_sent;
         if (rs.is_sse && t->updates > before) o->dropped = 1;
         snprintf(o->msg, sizeof o->msg, "%s %.150s: %.120s", m, v->url,
                  rs.errbuf[0] ? rs.errbuf : curl_easy_strerror(rs.cc));
     } else if (rs.status < 200 || rs.status > 299) {
         o->http = rs.status;
         o->retry_after_s = rs.retry_after_s;
+        o->asked_retry = rs.status == 408 || rs.status == 429 || rs.status == 503;
         a2a_rpc r;
         if (rs.status != 401 && rs.status != 403 && rs.body &&
             !a2a_rpc_parse(rs.body, rs.len, NULL, &r, NULL, 0) && r.is_error) {
@@ -671,6 +1221,8 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
             o->has_rpc = 1;
             o->rpc_code = r.code;
             o->cls = a2a_classify_rpc(r.code);
+            snprintf(o->rpc_text, sizeof o->rpc_text, "%.100s %.50s", r.message ? r.message : "",
+                     r.reason ? r.reason : "");
             snprintf(o->msg, sizeof o->msg, "%s: HTTP %ld, error %d (%s): %.120s", m, rs.status,
                      r.code, a2a_rpc_code_name(r.code), r.message ? r.message : "");
             a2a_rpc_free(&r);
@@ -702,6 +1254,8 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
             o->has_rpc = 1;
             o->rpc_code = r.code;
             o->cls = a2a_classify_rpc(r.code);
+            snprintf(o->rpc_text, sizeof o->rpc_text, "%.100s %.50s", r.message ? r.message : "",
+                     r.reason ? r.reason : "");
             snprintf(o->msg, sizeof o->msg, "%s: error %d (%s): %.160s", m, r.code,
                      a2a_rpc_code_name(r.code), r.message ? r.message : "");
             a2a_rpc_free(&r);
@@ -781,6 +1335,130 @@ static void note_context(call *c, const a2a_track *t) {
     }
 }
 
+/* ---- the exactly-once record -------------------------------------------- */
+
+static int64_t wall_s(a2a *a) {
+    return a->h->wall_ns() / 1000000000LL;
+}
+
+static const char *const rec_names[] = {"none", "sent", "task", "done"};
+
+static void rec_load(call *c) {
+    a2a *a = c->a;
+    char *val = NULL;
+    size_t len = 0;
+    if (!c->stable || a->h->kv_get(a->ctx, c->rkey, &val, &len) != RD_OK || !val) return;
+    cJSON *j = cJSON_ParseWithLength(val, len);
+    free(val);
+    if (!j) return;
+    const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "s"));
+    for (int i = REC_SENT; st && i <= REC_DONE; i++)
+        if (!strcmp(st, rec_names[i])) c->rec = i;
+    const char *tk = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "task"));
+    const char *url = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "url"));
+    const char *d = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "d"));
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "t");
+    if (tk && *tk) c->rec_task = strdup(tk);
+    if (url && *url) c->rec_url = strdup(url);
+    c->rec_d = d && !strcmp(d, "0.3") ? A2A_D_V03 : d && !strcmp(d, "1.0") ? A2A_D_V10 : 0;
+    if (cJSON_IsNumber(t) && t->valuedouble > 0 && t->valuedouble < 1e12)
+        c->rec_t = (int64_t)t->valuedouble;
+    if (c->rec == REC_TASK && !c->rec_task) c->rec = REC_SENT;
+    cJSON_Delete(j);
+}
+
+/* Writes the record; REC_DONE carries the reply and the status. */
+static void rec_write(call *c, int state, const char *task, const agent_view *v, rd_status st,
+                      const char *klass) {
+    a2a *a = c->a;
+    if (!c->stable) return;
+    rd_status ws;
+    if (state == REC_NONE) {
+        ws = c->rec == REC_NONE ? RD_OK : a->h->kv_del(a->ctx, c->rkey);
+    } else {
+        if (!c->rec_t) c->rec_t = wall_s(a);
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "s", rec_names[state]);
+        if (task) cJSON_AddStringToObject(j, "task", task);
+        if (v) cJSON_AddStringToObject(j, "d", a2a_dialect_name(v->d));
+        if (v && v->url) cJSON_AddStringToObject(j, "url", v->url);
+        cJSON_AddNumberToObject(j, "t", (double)c->rec_t);
+        if (state == REC_DONE) {
+            cJSON_AddNumberToObject(j, "st", st);
+            if (klass) cJSON_AddStringToObject(j, "k", klass);
+            cJSON_AddStringToObject(j, "reply", c->out ? c->out : "");
+        }
+        char *txt = cJSON_PrintUnformatted(j);
+        cJSON_Delete(j);
+        ws = txt ? a->h->kv_put(a->ctx, c->rkey, txt, strlen(txt)) : RD_E_INTERNAL;
+        free(txt);
+    }
+    if (ws != RD_OK && ws != RD_E_FATAL)
+        a->h->log(a->ctx, RD_LOG_WARN,
+                  "correlation %s: cannot record message %s as %s; a re-delivery may run it again",
+                  c->rq->correlation_id ? c->rq->correlation_id : "-", c->msg_id, rec_names[state]);
+    c->rec = state;
+    if (task != c->rec_task) {
+        free(c->rec_task);
+        c->rec_task = xstrdup0(task);
+    }
+}
+
+/* Stores the task id the moment the agent names it. */
+static void note_task(call *c, const a2a_track *t) {
+    if (!c->stable || !t->task_id || t->got_message || strlen(t->task_id) > 512) return;
+    if (c->rec == REC_TASK && c->rec_task && !strcmp(c->rec_task, t->task_id)) return;
+    if (c->rec == REC_DONE) return;
+    rec_write(c, REC_TASK, t->task_id, c->view, RD_OK, NULL);
+}
+
+typedef struct {
+    int64_t cutoff;
+    char **keys;
+    size_t n, cap;
+} prune_acc;
+
+static int prune_visit(void *arg, const char *key, const void *val, size_t len) {
+    prune_acc *p = arg;
+    cJSON *j = cJSON_ParseWithLength(val, len);
+    const cJSON *t = j ? cJSON_GetObjectItemCaseSensitive(j, "t") : NULL;
+    int old = !cJSON_IsNumber(t) || t->valuedouble < (double)p->cutoff;
+    cJSON_Delete(j);
+    if (!old) return 0;
+    if (p->n == p->cap) {
+        size_t nc = p->cap ? p->cap * 2 : 64;
+        char **k = realloc(p->keys, nc * sizeof *k);
+        if (!k) return 1;
+        p->keys = k;
+        p->cap = nc;
+    }
+    if ((p->keys[p->n] = strdup(key))) p->n++;
+    return p->n >= 100000; /* the rest next time */
+}
+
+/* Forgets records older than answer_retention_s, at most once an hour. */
+static void prune_records(a2a *a) {
+    int64_t now = now_ms(a);
+    long long last = atomic_load(&a->last_prune_ms);
+    if ((last && now - last < 3600000) || !a->h->kv_scan || !a->h->kv_txn) return;
+    if (!atomic_compare_exchange_strong(&a->last_prune_ms, &last, now ? now : 1)) return;
+    prune_acc p = {.cutoff = wall_s(a) - a->retention_s};
+    a->h->kv_scan(a->ctx, "msg:", prune_visit, &p);
+    for (size_t i = 0; i < p.n; i += 256) {
+        rd_kv_op ops[256];
+        size_t k = 0;
+        for (; k < 256 && i + k < p.n; k++)
+            ops[k] = (rd_kv_op){.op = RD_KV_DEL, .key = p.keys[i + k]};
+        a->h->kv_txn(a->ctx, ops, k);
+    }
+    if (p.n)
+        a->h->log(a->ctx, RD_LOG_DEBUG, "forgot %zu message record(s) older than %" PRId64 " s",
+                  p.n, a->retention_s);
+    for (size_t i = 0; i < p.n; i++)
+        free(p.keys[i]);
+    free(p.keys);
+}
+
 /* ---- replies and failures ----------------------------------------------- */
 
 static void progress(call *c, const a2a_track *t, int force) {
@@ -798,6 +1476,28 @@ static void progress(call *c, const a2a_track *t, int force) {
     free(txt);
 }
 
+/* Adds text to the reply (and to the copy the record keeps). */
+static void append_n(call *c, const char *s, size_t n) {
+    if (!s || !n) return;
+    c->a->h->reply_append(c->rp, s, n);
+    if (c->outlen + n + 1 > c->outcap) {
+        size_t cap = c->outcap ? c->outcap : 256;
+        while (cap < c->outlen + n + 1)
+            cap *= 2;
+        char *p = realloc(c->out, cap);
+        if (!p) return;
+        c->out = p;
+        c->outcap = cap;
+    }
+    memcpy(c->out + c->outlen, s, n);
+    c->outlen += n;
+    c->out[c->outlen] = 0;
+}
+
+static void append(call *c, const char *s) {
+    if (!empty(s)) append_n(c, s, strlen(s));
+}
+
 static rd_status fail(call *c, const outcome *o, rd_error *err) {
     a2a *a = c->a;
     a2a_class cls = o->cls == A2A_C_OK ? A2A_C_FATAL : o->cls;
@@ -813,16 +1513,16 @@ static rd_status fail(call *c, const outcome *o, rd_error *err) {
      * text every backend's failures get. */
     const char *notice =
         cls == A2A_C_TIMEOUT && !empty(a->timeout_notice) ? a->timeout_notice : a->failure_notice;
-    if (!empty(notice)) a->h->reply_append(c->rp, notice, strlen(notice));
+    append(c, notice);
     rd_status st = cls == A2A_C_TRANSIENT ? RD_E_RETRY
                    : cls == A2A_C_TIMEOUT ? RD_E_TIMEOUT
                                           : RD_E_FATAL;
     a->h->error(err, st, a2a_class_name(cls), "%s", msg);
+    /* Abandoned at a hard stop: the task keeps running and the re-delivered
+     * update resumes it. Otherwise the user has this answer for good. */
+    if (!o->abandoned && !a->h->cancelled(c->rp))
+        rec_write(c, REC_DONE, c->rec_task, c->view, st, a2a_class_name(cls));
     return st;
-}
-
-static void append(call *c, const char *s) {
-    if (!empty(s)) c->a->h->reply_append(c->rp, s, strlen(s));
 }
 
 /* The user-visible answer for a settled exchange; updates the
@@ -882,8 +1582,19 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
         }
         free(arts);
     }
+    if (t->cut) {
+        a->h->log(a->ctx, RD_LOG_WARN,
+                  "correlation %s: the agent's answer exceeded max_reply_bytes (%zu); cut",
+                  c->rq->correlation_id ? c->rq->correlation_id : "-", a->max_reply);
+        if (!empty(a->cut_notice)) {
+            append(c, "\n");
+            append(c, a->cut_notice);
+        }
+    }
     conv_save(c);
     count(a, a->outcome_s[out]);
+    rec_write(c, REC_DONE, t->task_id ? t->task_id : c->rec_task, c->view, st,
+              st == RD_OK ? NULL : "fatal");
     return st;
 }
 
@@ -910,7 +1621,8 @@ static void cancel_task(call *c, const agent_view *v, const char *task_id) {
 
 /* Waits for a task to settle: re-attaches to its stream when streaming,
  * otherwise polls tasks/get with growing pauses. On the deadline the task
- * is canceled. Transient poll failures are retried until the deadline. */
+ * is canceled. Transient poll failures are retried until the deadline. A
+ * hard stop leaves the task running (its id is in the record). */
 static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, outcome *o) {
     a2a *a = c->a;
     int resubscribe = streamed && v->streaming ? 2 : 0;
@@ -921,7 +1633,9 @@ static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, out
         note_context(c, t);
         if (a->h->cancelled(c->rp)) {
             o->cls = A2A_C_TRANSIENT;
-            snprintf(o->msg, sizeof o->msg, "abandoned (router stopping)");
+            o->abandoned = 1;
+            snprintf(o->msg, sizeof o->msg, "abandoned (router stopping); task %s left running",
+                     t->task_id);
             return;
         }
         int64_t left = c->deadline - now_ms(a);
@@ -941,9 +1655,11 @@ static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, out
             char *body = a2a_build_task_op(v->d, A2A_OP_SUBSCRIBE, id, t->task_id, v->tenant);
             rpc(c, v, A2A_OP_SUBSCRIBE, body, id, t, o);
             free(body);
+            if (o->abandoned) return;
             if (o->cls == A2A_C_OK || o->cls == A2A_C_TIMEOUT) continue;
             a->h->log(a->ctx, RD_LOG_DEBUG, "correlation %s: re-attaching failed: %s",
                       c->rq->correlation_id ? c->rq->correlation_id : "-", o->msg);
+            if (o->has_rpc && o->rpc_code == A2A_ERR_TASK_NOT_FOUND) return;
             if (o->has_rpc || o->http) resubscribe = 0; /* poll from now on */
             continue;
         }
@@ -953,6 +1669,7 @@ static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, out
         char *body = a2a_build_task_op(v->d, A2A_OP_GET, id, t->task_id, v->tenant);
         rpc(c, v, A2A_OP_GET, body, id, t, o);
         free(body);
+        if (o->abandoned) return;
         if (o->cls == A2A_C_OK) {
             fails = 0;
             progress(c, t, 0);
@@ -968,6 +1685,56 @@ static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, out
     memset(o, 0, sizeof *o);
 }
 
+/* Looks for the task a send may have created without our hearing of it:
+ * 1.0 ListTasks of the conversation, the task whose history holds our
+ * messageId. 1 found (t->task_id set), 0 not found or not possible. */
+static int recover(call *c, const agent_view *v, a2a_track *t) {
+    a2a *a = c->a;
+    if (v->d != A2A_D_V10) return 0;
+    int64_t left = c->deadline - now_ms(a);
+    if (left <= 0) return 0;
+    char id[32];
+    next_rpc_id(c, id, sizeof id);
+    char *body = a2a_build_list_tasks(id, c->ctx_id, v->tenant, 20);
+    if (!body) return 0;
+    struct curl_slist *hd = common_headers(a, 1, v->url);
+    hd = curl_slist_append(hd, "Content-Type: application/json");
+    hd = curl_slist_append(hd, "Accept: application/json");
+    if (a->oauth_id && creds_allowed(a, v->url)) {
+        char why[300];
+        int fatal;
+        char *ah = oauth_header(a, c->deadline, NULL, &fatal, why, sizeof why);
+        if (ah) hd = curl_slist_append(hd, ah);
+        free(ah);
+    }
+    a2a_http_req rq = {.url = v->url,
+                       .body = body,
+                       .headers = hd,
+                       .connect_timeout_ms = (long)a->connect_ms,
+                       .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
+                       .max_bytes = a->max_bytes,
+                       .abort_fn = call_aborted,
+                       .abort_arg = c};
+    a2a_http_resp rs;
+    int hr = a2a_http_do(a->http, &rq, &rs);
+    curl_slist_free_all(hd);
+    free(body);
+    char *task = NULL;
+    int code = 0, found = 0;
+    char why[120] = "";
+    if (hr == 0 && rs.status == 200 &&
+        a2a_list_find(rs.body, rs.len, id, c->msg_id, &task, &code, why, sizeof why) == 0) {
+        found = 1;
+        free(t->task_id);
+        t->task_id = task;
+    }
+    a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: looking for the task of message %s: %s%s",
+              c->rq->correlation_id ? c->rq->correlation_id : "-", c->msg_id,
+              found ? "found " : "not found", found ? t->task_id : "");
+    a2a_http_resp_free(&rs);
+    return found;
+}
+
 /* ---- the exchange ------------------------------------------------------- */
 
 static int64_t backoff(call *c, int attempt, long retry_after_s) {
@@ -979,7 +1746,8 @@ static int64_t backoff(call *c, int attempt, long retry_after_s) {
     c->rnd = mix(c->rnd + 0x9e3779b97f4a7c15ULL);
     d = d / 2 + (int64_t)(c->rnd % (uint64_t)(d / 2 + 1)); /* jitter */
     if (retry_after_s > 0) {
-        int64_t ra = retry_after_s * 1000;
+        /* clamped before the multiplication: a hostile value cannot wrap */
+        int64_t ra = (retry_after_s > 86400 ? 86400 : retry_after_s) * 1000;
         if (ra > d) d = ra < a->retry_max_ms ? ra : a->retry_max_ms;
     }
     return d;
@@ -994,9 +1762,66 @@ static void learn(a2a *a, a2a_dialect trial) {
               a2a_dialect_name(trial));
 }
 
+/* The agent refused the conversation id (it lost its state). */
+static int context_rejected(const call *c, const outcome *o) {
+    if (!o->has_rpc || empty(c->ctx_id) || !empty(c->task_id)) return 0;
+    if (o->rpc_code == A2A_ERR_METHOD_NOT_FOUND || o->rpc_code == A2A_ERR_VERSION_NOT_SUPPORTED ||
+        o->rpc_code == A2A_ERR_INTERNAL)
+        return 0;
+    return strcasestr(o->rpc_text, "context") != NULL;
+}
+
+/* A task known from the send (or recovered): follow it to its answer. */
+/* In-task authorization (spec 7.6.2): the user is shown the agent's
+ * request at once (as progress), and the task is polled while it waits, so
+ * an authorization done out of band continues it. Not canceled here: at
+ * the end of the wait the request is the answer and the task id is kept. */
+static void await_auth(call *c, const agent_view *v, a2a_track *t, outcome *o) {
+    a2a *a = c->a;
+    const char *note = !empty(t->status_text) ? t->status_text : a->auth_notice;
+    if (!empty(note)) a->h->reply_progress(c->rp, note, strlen(note));
+    int64_t until = now_ms(a) + a->auth_wait_ms;
+    if (until > c->deadline) until = c->deadline;
+    int64_t pause = a->poll_ms;
+    a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: task %s waits for authorization; polling it",
+              c->rq->correlation_id ? c->rq->correlation_id : "-", t->task_id);
+    while (t->state == A2A_TS_AUTH_REQUIRED && !t->got_message) {
+        int64_t left = until - now_ms(a);
+        if (left <= 0 || a->h->cancelled(c->rp)) break;
+        nap(a, c->rp, pause < left ? pause : left);
+        pause = pause * 3 / 2 > a->poll_max_ms ? a->poll_max_ms : pause * 3 / 2;
+        char id[32];
+        next_rpc_id(c, id, sizeof id);
+        char *body = a2a_build_task_op(v->d, A2A_OP_GET, id, t->task_id, v->tenant);
+        t->ended = 0; /* a 0.3 final flag on auth-required does not end it */
+        rpc(c, v, A2A_OP_GET, body, id, t, o);
+        free(body);
+        if (o->abandoned || (o->cls != A2A_C_OK && o->cls != A2A_C_TRANSIENT)) return;
+    }
+    memset(o, 0, sizeof *o);
+    if (t->state != A2A_TS_AUTH_REQUIRED) t->ended = 0;
+}
+
+static rd_status finish_task(call *c, const agent_view *v, a2a_track *t, int streamed,
+                             a2a_dialect trial, rd_error *err) {
+    outcome o;
+    memset(&o, 0, sizeof o);
+    if (!a2a_track_done(t)) follow(c, v, t, streamed, &o);
+    if (o.cls == A2A_C_OK && t->state == A2A_TS_AUTH_REQUIRED && c->a->auth_wait_ms > 0) {
+        await_auth(c, v, t, &o);
+        if (o.cls == A2A_C_OK && !a2a_track_done(t)) follow(c, v, t, 0, &o);
+    }
+    if (o.cls == A2A_C_OK) {
+        learn(c->a, trial);
+        return settle(c, t, err);
+    }
+    note_context(c, t);
+    return fail(c, &o, err);
+}
+
 static rd_status exchange(call *c, rd_error *err) {
     a2a *a = c->a;
-    int switched = 0, dropped_task = 0, rediscovered = 0, attempt = 0, no_stream = 0;
+    int switched = 0, dropped_task = 0, rediscovered = 0, attempt = 0, no_stream = 0, healed = 0;
     a2a_dialect trial = A2A_D_UNKNOWN;
     outcome o;
     for (;;) {
@@ -1010,8 +1835,7 @@ static rd_status exchange(call *c, rd_error *err) {
             pthread_mutex_unlock(&a->mu);
             return fail(c, &o, err);
         }
-        int use_stream =
-            a->stream && (v.streaming || a->no_card) && !no_stream && !atomic_load(&a->no_stream);
+        int use_stream = a->stream && v.streaming && !no_stream;
         char id[32];
         next_rpc_id(c, id, sizeof id);
         /* A continuation is sent blocking: its task id is known already,
@@ -1025,24 +1849,24 @@ static rd_status exchange(call *c, rd_error *err) {
                       .return_immediately = !a->blocking && !c->continuing,
                       .accepted_output_modes = a->modes};
         char *body = a2a_build_send(v.d, use_stream, id, &s);
-        a2a_track t = {0};
+        a2a_track t = {.max_text = a->max_reply};
+        c->view = &v;
+        /* Recorded before it leaves: after a crash the re-delivered update
+         * knows this message may have reached the agent. */
+        if (c->rec != REC_SENT) rec_write(c, REC_SENT, NULL, &v, RD_OK, NULL);
         rpc(c, &v, use_stream ? A2A_OP_STREAM : A2A_OP_SEND, body, id, &t, &o);
         free(body);
+        note_task(c, &t);
         /* A task that exists is followed, even if its stream broke. */
-        int followed = 0;
         if (t.task_id && !t.got_message && (o.cls == A2A_C_OK || o.dropped)) {
-            if (!a2a_track_done(&t)) {
-                followed = 1;
-                follow(c, &v, &t, use_stream, &o);
-            }
-            if (o.cls == A2A_C_OK) {
-                learn(a, trial);
-                rd_status st = settle(c, &t, err);
-                a2a_track_free(&t);
-                view_free(&v);
-                return st;
-            }
-        } else if (o.cls == A2A_C_OK) {
+            rd_status st =
+                o.abandoned ? fail(c, &o, err) : finish_task(c, &v, &t, use_stream, trial, err);
+            a2a_track_free(&t);
+            c->view = NULL;
+            view_free(&v);
+            return st;
+        }
+        if (o.cls == A2A_C_OK) {
             if (!t.got_message && !a2a_track_done(&t)) {
                 o.cls = A2A_C_PROTOCOL;
                 snprintf(o.msg, sizeof o.msg, "%s: a task without an id",
@@ -1051,6 +1875,7 @@ static rd_status exchange(call *c, rd_error *err) {
                 learn(a, trial);
                 rd_status st = settle(c, &t, err);
                 a2a_track_free(&t);
+                c->view = NULL;
                 view_free(&v);
                 return st;
             }
@@ -1058,11 +1883,10 @@ static rd_status exchange(call *c, rd_error *err) {
         a2a_dialect vd = v.d;
         note_context(c, &t);
         a2a_track_free(&t);
-        view_free(&v);
-        /* A task we followed failed for good (or timed out): no resend. */
-        if (followed) return fail(c, &o, err);
 
-        /* Recoverable protocol situations first. */
+        /* The agent refused the message (a JSON-RPC error before any task):
+         * it did not run, so the recoverable cases may send it again. */
+        int resend = 0;
         if (o.has_rpc) {
             int code = o.rpc_code;
             if ((code == A2A_ERR_METHOD_NOT_FOUND || code == A2A_ERR_VERSION_NOT_SUPPORTED) &&
@@ -1071,11 +1895,10 @@ static rd_status exchange(call *c, rd_error *err) {
                 trial = other(vd);
                 a->h->log(a->ctx, RD_LOG_INFO, "the agent answered %d to A2A %s; trying %s", code,
                           a2a_dialect_name(vd), a2a_dialect_name(trial));
-                continue;
-            }
-            if ((code == A2A_ERR_TASK_NOT_FOUND || code == A2A_ERR_UNSUPPORTED_OPERATION ||
-                 code == A2A_ERR_INVALID_PARAMS) &&
-                c->task_id && !dropped_task) {
+                resend = 1;
+            } else if ((code == A2A_ERR_TASK_NOT_FOUND || code == A2A_ERR_UNSUPPORTED_OPERATION ||
+                        code == A2A_ERR_INVALID_PARAMS) &&
+                       c->task_id && !dropped_task) {
                 /* The task we meant to continue is gone or finished: start a
                  * new one in the same conversation. */
                 dropped_task = 1;
@@ -1084,16 +1907,29 @@ static rd_status exchange(call *c, rd_error *err) {
                           c->rq->correlation_id ? c->rq->correlation_id : "-", c->task_id, code);
                 set_id(&c->task_id, NULL);
                 conv_save(c);
-                continue;
-            }
-            if (code == A2A_ERR_UNSUPPORTED_OPERATION && use_stream && !no_stream) {
+                resend = 1;
+            } else if (context_rejected(c, &o) && !healed) {
+                /* The agent lost the conversation: start a new one rather
+                 * than failing every later message until /new. */
+                healed = 1;
+                a->h->log(a->ctx, RD_LOG_WARN,
+                          "correlation %s: the agent rejected contextId %s (%d: %.100s); "
+                          "starting a new conversation",
+                          c->rq->correlation_id ? c->rq->correlation_id : "-", c->ctx_id,
+                          o.rpc_code, o.rpc_text);
+                set_id(&c->ctx_id, NULL);
+                conv_save(c);
+                resend = 1;
+            } else if (code == A2A_ERR_UNSUPPORTED_OPERATION && use_stream && !no_stream) {
                 no_stream = 1;
-                atomic_store(&a->no_stream, 1);
-                a->h->log(a->ctx, RD_LOG_INFO, "the agent refused streaming; using send + poll");
-                continue;
+                refuse_stream(a, v.url);
+                resend = 1;
             }
         }
-        if ((o.http == 404 || o.conn_fail) && !rediscovered && !a->no_card) {
+        if (!resend && o.http == 404 && !rediscovered && !a->no_card) resend = 1;
+        if (!resend && (o.not_sent || o.asked_retry) && o.cls == A2A_C_TRANSIENT) resend = 2;
+
+        if ((o.http == 404 || (o.conn_fail && o.not_sent)) && !rediscovered && !a->no_card) {
             rediscovered = 1;
             int64_t dl = now_ms(a) + a->http_ms;
             discover(a, dl < c->deadline ? dl : c->deadline, 1, 1);
@@ -1102,21 +1938,125 @@ static rd_status exchange(call *c, rd_error *err) {
             int failed = a->disc_err[0] != 0;
             pthread_mutex_unlock(&a->mu);
             if (failed) kick_discovery(a);
-            if (o.http == 404) continue;
         }
-        if (o.cls == A2A_C_TRANSIENT && attempt < a->retries) {
+
+        /* Anything else may have reached the agent: a timeout, a cut
+         * connection, a 5xx from a gateway, an unreadable answer. */
+        int unknown = !resend && !o.has_rpc && !o.abandoned && !(o.http >= 400 && o.http < 500) &&
+                      o.cls != A2A_C_FATAL;
+        if (unknown) {
+            a2a_track rt = {.max_text = a->max_reply};
+            if (recover(c, &v, &rt)) {
+                note_task(c, &rt);
+                rd_status st = finish_task(c, &v, &rt, 0, trial, err);
+                a2a_track_free(&rt);
+                c->view = NULL;
+                view_free(&v);
+                return st;
+            }
+            a2a_track_free(&rt);
+            if (a->resend_unknown && o.cls == A2A_C_TRANSIENT) {
+                resend = 2;
+            } else {
+                a->h->log(a->ctx, RD_LOG_WARN,
+                          "correlation %s: message %s may have reached the agent (%s); not sent "
+                          "again",
+                          c->rq->correlation_id ? c->rq->correlation_id : "-", c->msg_id, o.msg);
+            }
+        }
+        c->view = NULL;
+        view_free(&v);
+        if (resend == 1) {
+            rec_write(c, REC_NONE, NULL, NULL, RD_OK, NULL);
+            continue;
+        }
+        if (resend == 2 && attempt < a->retries) {
             int64_t d = backoff(c, attempt, o.retry_after_s);
             if (now_ms(a) + d < c->deadline) {
                 attempt++;
                 count(a, a->retries_s);
                 a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: retry %d in %" PRId64 " ms: %s",
                           c->rq->correlation_id ? c->rq->correlation_id : "-", attempt, d, o.msg);
+                if (!unknown) rec_write(c, REC_NONE, NULL, NULL, RD_OK, NULL);
                 nap(a, c->rp, d);
                 if (!a->h->cancelled(c->rp)) continue;
             }
         }
         return fail(c, &o, err);
     }
+}
+
+/* A re-delivered update whose message has a record: answer from it,
+ * resume its task, or look for the task; never run it blindly again. */
+static rd_status redelivered(call *c, rd_error *err) {
+    a2a *a = c->a;
+    const char *corr = c->rq->correlation_id ? c->rq->correlation_id : "-";
+    if (c->rec == REC_DONE) {
+        char *val = NULL;
+        size_t len = 0;
+        rd_status st = RD_OK;
+        char klass[24] = "";
+        if (a->h->kv_get(a->ctx, c->rkey, &val, &len) == RD_OK && val) {
+            cJSON *j = cJSON_ParseWithLength(val, len);
+            const char *reply = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "reply"));
+            const cJSON *sj = cJSON_GetObjectItemCaseSensitive(j, "st");
+            const char *k = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "k"));
+            if (cJSON_IsNumber(sj) && sj->valuedouble <= 0 && sj->valuedouble >= RD_E_INTERNAL)
+                st = (rd_status)(int)sj->valuedouble;
+            if (k) snprintf(klass, sizeof klass, "%s", k);
+            if (reply) a->h->reply_append(c->rp, reply, strlen(reply));
+            cJSON_Delete(j);
+            free(val);
+        }
+        a->h->log(a->ctx, RD_LOG_INFO,
+                  "correlation %s: message %s was answered before; sending that answer again "
+                  "without running it",
+                  corr, c->msg_id);
+        if (st != RD_OK)
+            a->h->error(err, st, klass[0] ? klass : "fatal", "the earlier answer was a failure");
+        return st;
+    }
+    agent_view v;
+    view_for(a, &v, c->rec_d, c->rec_url);
+    c->view = &v;
+    /* The deadline runs from the first send, with one last look. */
+    int64_t now = now_ms(a);
+    int64_t dl = now + a->timeout_ms - (wall_s(a) - c->rec_t) * 1000;
+    if (!c->rec_t || dl > now + a->timeout_ms) dl = now + a->timeout_ms;
+    if (dl < now + 1000) dl = now + 1000;
+    if (c->rq->deadline_ms > 0 && c->rq->deadline_ms < dl) dl = c->rq->deadline_ms;
+    c->deadline = dl;
+    a2a_track t = {.max_text = a->max_reply};
+    rd_status st;
+    if (c->rec == REC_TASK) {
+        t.task_id = strdup(c->rec_task);
+        a->h->log(a->ctx, RD_LOG_INFO,
+                  "correlation %s: message %s is task %s already; resuming it instead of sending "
+                  "again",
+                  corr, c->msg_id, c->rec_task);
+        st = finish_task(c, &v, &t, a->stream, 0, err);
+    } else if (recover(c, &v, &t)) {
+        note_task(c, &t);
+        st = finish_task(c, &v, &t, a->stream, 0, err);
+    } else if (a->resend_unknown) {
+        c->view = NULL;
+        view_free(&v);
+        a2a_track_free(&t);
+        return exchange(c, err);
+    } else {
+        outcome o;
+        memset(&o, 0, sizeof o);
+        o.cls = A2A_C_FATAL;
+        snprintf(o.msg, sizeof o.msg,
+                 "message %s may have reached the agent before a restart and its task is not "
+                 "known; not sent again (resend_unknown = false)",
+                 c->msg_id);
+        st = fail(c, &o, err);
+    }
+    a2a_track_free(&t);
+    c->view = NULL;
+    view_free(&v);
+    return st;
 }
 
 /* ---- the backend API ---------------------------------------------------- */
@@ -1131,18 +2071,64 @@ static int is_command(const char *text, const char *cmd) {
     return e == 0 || e == ' ' || e == '@' || e == '\n' || e == '\t';
 }
 
-static void message_id(const char *corr, char *out, size_t sz) {
+static uint64_t fnv(uint64_t h, const char *s) {
+    for (; s && *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The update id the transport puts in its meta (e.g. telegram.update_id):
+ * its updates are re-delivered under the same id. */
+static int meta_update_id(const char *meta, char *out, size_t sz) {
+    out[0] = 0;
+    cJSON *j = meta ? cJSON_Parse(meta) : NULL;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, j) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "update_id");
+        if (cJSON_IsNumber(u) || cJSON_IsString(u)) {
+            char *txt = cJSON_IsString(u) ? strdup(u->valuestring) : cJSON_PrintUnformatted(u);
+            if (txt) snprintf(out, sz, "%s:%s", o->string ? o->string : "", txt);
+            free(txt);
+            break;
+        }
+    }
+    cJSON_Delete(j);
+    return out[0] != 0;
+}
+
+/* messageId: derived from the update when it is stable across restarts
+ * (the same update gets the same id, so agents can deduplicate and the
+ * record finds it), else from the correlation id. UUID-shaped. */
+static void message_id(a2a *a, call *c) {
+    const rd_request *rq = c->rq;
+    char uid[96];
+    int has_uid = meta_update_id(rq->meta, uid, sizeof uid);
+    c->stable = a->id_mode == 1 || (a->id_mode == 0 && has_uid);
+    const char *corr = rq->correlation_id;
     size_t n = corr ? strlen(corr) : 0;
     int hex = n == 32;
     for (size_t i = 0; hex && i < n; i++)
         hex = isxdigit((unsigned char)corr[i]) != 0;
-    if (hex)
-        snprintf(out, sz, "%.8s-%.4s-%.4s-%.4s-%.12s", corr, corr + 8, corr + 12, corr + 16,
-                 corr + 20);
-    else if (n)
-        snprintf(out, sz, "%s", corr);
-    else
-        snprintf(out, sz, "rd-%llx", (unsigned long long)mix((uint64_t)time(NULL)));
+    uint64_t hi, lo;
+    if (c->stable) {
+        uint64_t h = fnv(0xcbf29ce484222325ULL, a->inst);
+        h = fnv(h, uid);
+        hi = mix(h ^ mix((uint64_t)rq->chat_id));
+        hi = mix(hi ^ (uint64_t)rq->update_id);
+        lo = mix(hi ^ (uint64_t)rq->message_id ^ 0x9e3779b97f4a7c15ULL);
+    } else if (hex) {
+        snprintf(c->msg_id, sizeof c->msg_id, "%.8s-%.4s-%.4s-%.4s-%.12s", corr, corr + 8,
+                 corr + 12, corr + 16, corr + 20);
+        return;
+    } else {
+        hi = mix(a->boot ^ fnv(0xcbf29ce484222325ULL, corr) ^ (uint64_t)rq->update_id);
+        lo = mix(hi ^ (uint64_t)rq->chat_id ^ a->boot);
+    }
+    /* version 8 (custom), RFC 4122 variant */
+    snprintf(c->msg_id, sizeof c->msg_id, "%08llx-%04llx-8%03llx-%04llx-%012llx",
+             (unsigned long long)(hi >> 32), (unsigned long long)((hi >> 16) & 0xffff),
+             (unsigned long long)(hi & 0xfff), (unsigned long long)(0x8000 | ((lo >> 48) & 0x3fff)),
+             (unsigned long long)(lo & 0xffffffffffffULL));
 }
 
 static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
@@ -1151,11 +2137,13 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
     int64_t now = now_ms(a);
     c.deadline = now + a->timeout_ms;
     if (rq->deadline_ms > 0 && rq->deadline_ms < c.deadline) c.deadline = rq->deadline_ms;
-    message_id(rq->correlation_id, c.msg_id, sizeof c.msg_id);
+    message_id(a, &c);
+    snprintf(c.rkey, sizeof c.rkey, "msg:%s", c.msg_id);
     c.rnd = mix((uint64_t)now ^ (uint64_t)rq->chat_id ^ ((uint64_t)rq->update_id << 20));
     snprintf(c.key, sizeof c.key, "conv:%" PRId64 ":%.80s", rq->chat_id,
              rq->persona ? rq->persona : "");
     conv_load(&c);
+    if (c.stable) prune_records(a);
 
     rd_status st;
     if (is_command(rq->text, a->new_cmd)) {
@@ -1172,19 +2160,23 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
         append(&c, a->new_reply);
         st = RD_OK;
     } else {
+        rec_load(&c);
         pthread_mutex_lock(&a->mu);
         int have = a->have_card;
         pthread_mutex_unlock(&a->mu);
-        if (!have) {
+        if (!have && c.rec != REC_DONE) {
             int64_t dl = now + a->http_ms;
             discover(a, dl < c.deadline ? dl : c.deadline, 0, 1);
         }
-        st = exchange(&c, err);
+        st = c.rec != REC_NONE ? redelivered(&c, err) : exchange(&c, err);
     }
     free(c.ctx_id);
     free(c.task_id);
     free(c.saved_ctx);
     free(c.saved_task);
+    free(c.rec_task);
+    free(c.rec_url);
+    free(c.out);
     return st;
 }
 
@@ -1199,9 +2191,17 @@ static void a_destroy(void *self) {
     a2a_card_free(&a->card);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
+    pthread_mutex_destroy(&a->omu);
+    pthread_cond_destroy(&a->ocv);
+    free(a->otoken);
     free(a->base);
     free(a->auth_hdr);
     free(a->key_hdr);
+    free(a->nostream_url);
+    free(a->card_from);
+    for (char **p = a->cred_origins; p && *p; p++)
+        free(*p);
+    free(a->cred_origins);
     free(a);
 }
 
@@ -1212,6 +2212,8 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->ctx = ctx;
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
+    pthread_mutex_init(&a->omu, NULL);
+    pthread_cond_init(&a->ocv, NULL);
     *self = a;
     const char *inst = h->info(ctx, "instance");
     a->inst = inst ? inst : "a2a";
@@ -1246,6 +2248,15 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     int64_t d = h->cfg_int(ctx, "dialect");
     a->forced = d == 1 ? A2A_D_V10 : d == 2 ? A2A_D_V03 : A2A_D_UNKNOWN;
     const char *tok = h->cfg_str(ctx, "token");
+    /* A header value with CR or LF would smuggle headers of its own. */
+    const char *hv[] = {"token", "api_key", "api_key_header", "oauth_client_id"};
+    for (size_t i = 0; i < 4; i++) {
+        const char *v = h->cfg_str(ctx, hv[i]);
+        if (v && strpbrk(v, "\r\n")) {
+            h->error(err, RD_E_CONFIG, "fatal", "%s contains a line break (CR or LF)", hv[i]);
+            goto bad;
+        }
+    }
     if (!empty(tok) && asprintf(&a->auth_hdr, "Authorization: Bearer %s", tok) < 0)
         a->auth_hdr = NULL;
     const char *kh = h->cfg_str(ctx, "api_key_header"), *kv = h->cfg_str(ctx, "api_key");
@@ -1288,6 +2299,60 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->input_notice = h->cfg_str(ctx, "input_required_notice");
     a->auth_notice = h->cfg_str(ctx, "auth_required_notice");
     a->empty_reply = h->cfg_str(ctx, "empty_reply");
+    a->id_mode = (int)h->cfg_int(ctx, "message_ids");
+    a->resend_unknown = h->cfg_bool(ctx, "resend_unknown");
+    a->retention_s = h->cfg_int(ctx, "answer_retention_s");
+    a->max_reply = (size_t)h->cfg_int(ctx, "max_reply_bytes");
+    a->cut_notice = h->cfg_str(ctx, "reply_cut_notice");
+    a->stream_retry_ms = h->cfg_int(ctx, "stream_retry_s") * 1000;
+    a->auth_wait_ms = h->cfg_int(ctx, "auth_required_wait_s") * 1000;
+    a->card_max_age_ms = h->cfg_int(ctx, "card_max_age_s") * 1000;
+    a->card_min_ms = h->cfg_int(ctx, "card_refresh_min_s") * 1000;
+    a->ext_warn = h->cfg_int(ctx, "required_extensions") == 1;
+    a->oauth_id = h->cfg_str(ctx, "oauth_client_id");
+    a->oauth_secret = h->cfg_str(ctx, "oauth_client_secret");
+    a->oauth_url = h->cfg_str(ctx, "oauth_token_url");
+    a->oauth_audience = h->cfg_str(ctx, "oauth_audience");
+    a->oauth_scopes = h->cfg_list(ctx, "oauth_scopes");
+    a->omargin_ms = h->cfg_int(ctx, "oauth_refresh_margin_s") * 1000;
+    if (empty(a->oauth_id)) a->oauth_id = NULL;
+    if ((a->oauth_id == NULL) != empty(a->oauth_secret)) {
+        h->error(err, RD_E_CONFIG, "fatal", "oauth_client_id and oauth_client_secret go together");
+        goto bad;
+    }
+    if (a->oauth_id && a->auth_hdr) {
+        h->error(err, RD_E_CONFIG, "fatal", "token and oauth_client_id exclude each other");
+        goto bad;
+    }
+    if (!empty(a->oauth_url) && !http_url(a->oauth_url)) {
+        h->error(err, RD_E_CONFIG, "fatal", "oauth_token_url must be an http(s) URL");
+        goto bad;
+    }
+    a->boot = mix((uint64_t)h->wall_ns() ^ ((uint64_t)(uintptr_t)a << 16));
+
+    /* Credentials go to the origin the operator named, nowhere else unless
+     * listed: a card cannot send them to another host. */
+    const char *const *co = h->cfg_list(ctx, "credential_origins");
+    size_t nco = 0;
+    while (co && co[nco])
+        nco++;
+    a->cred_origins = calloc(nco + 4, sizeof *a->cred_origins);
+    if (!a->cred_origins) goto bad;
+    size_t k = 0;
+    const char *own[] = {a->base, a->card_url, a->rpc_url};
+    for (size_t i = 0; i < 3 + nco; i++) {
+        const char *u = i < 3 ? own[i] : co[i - 3];
+        if (empty(u)) continue;
+        char o[300];
+        origin_of(u, o, sizeof o);
+        if (!o[0]) {
+            h->error(err, RD_E_CONFIG, "fatal",
+                     "credential_origins: '%s' is not an http(s) origin (scheme://host[:port])", u);
+            goto bad;
+        }
+        if (!(a->cred_origins[k] = strdup(o))) goto bad;
+        k++;
+    }
 
     a->http = a2a_http_new(512);
     if (!a->http) {

@@ -108,6 +108,9 @@ static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
         if (len > 5 && !strncmp(b, "HTTP/", 5)) {
             x->out->ctype[0] = 0;
             x->out->www_auth[0] = 0;
+            x->out->location[0] = 0;
+            x->out->etag[0] = 0;
+            x->out->max_age = -1;
             x->out->retry_after_s = 0;
         }
         return len;
@@ -126,7 +129,44 @@ static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
             x->out->ctype[k] = (char)tolower((unsigned char)v[k]);
         x->out->ctype[k] = 0;
     } else if (nlen == 11 && !strncasecmp(b, "Retry-After", 11)) {
-        x->out->retry_after_s = strtol(v, NULL, 10);
+        /* delta-seconds only; hostile values are clamped, not trusted */
+        char num[24];
+        size_t k = vlen < sizeof num - 1 ? vlen : sizeof num - 1;
+        memcpy(num, v, k);
+        num[k] = 0;
+        char *e;
+        long long s = strtoll(num, &e, 10);
+        x->out->retry_after_s = e == num || *e || s < 0 ? 0 : s > 86400 ? 86400 : (long)s;
+    } else if (nlen == 4 && !strncasecmp(b, "ETag", 4)) {
+        int ok = vlen < sizeof x->out->etag;
+        for (size_t k = 0; ok && k < vlen; k++)
+            ok = (unsigned char)v[k] >= 0x20 && v[k] != 0x7f;
+        if (ok) {
+            memcpy(x->out->etag, v, vlen);
+            x->out->etag[vlen] = 0;
+        }
+    } else if (nlen == 13 && !strncasecmp(b, "Cache-Control", 13)) {
+        char cc[256];
+        size_t k = vlen < sizeof cc - 1 ? vlen : sizeof cc - 1;
+        for (size_t i = 0; i < k; i++)
+            cc[i] = (char)tolower((unsigned char)v[i]);
+        cc[k] = 0;
+        const char *m = strstr(cc, "max-age=");
+        if (strstr(cc, "no-store") || strstr(cc, "no-cache")) {
+            x->out->max_age = 0;
+        } else if (m) {
+            /* hostile: digits only, clamped to a year */
+            long long n = 0;
+            const char *d = m + 8;
+            for (; *d >= '0' && *d <= '9' && n <= 31536000; d++)
+                n = n * 10 + (*d - '0');
+            if (d > m + 8) x->out->max_age = n > 31536000 ? 31536000 : (long)n;
+        }
+    } else if (nlen == 8 && !strncasecmp(b, "Location", 8)) {
+        if (vlen < sizeof x->out->location) {
+            memcpy(x->out->location, v, vlen);
+            x->out->location[vlen] = 0;
+        }
     } else if (nlen == 16 && !strncasecmp(b, "WWW-Authenticate", 16)) {
         size_t k = vlen < sizeof x->out->www_auth - 1 ? vlen : sizeof x->out->www_auth - 1;
         memcpy(x->out->www_auth, v, k);
@@ -190,6 +230,7 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
 
 int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out) {
     memset(out, 0, sizeof *out);
+    out->max_age = -1;
     CURL *c = acquire(h);
     if (!c) {
         out->cc = CURLE_OUT_OF_MEMORY;
@@ -230,6 +271,9 @@ int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out) {
     }
     out->cc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    long reqsz = 0;
+    curl_easy_getinfo(c, CURLINFO_REQUEST_SIZE, &reqsz);
+    out->req_sent = reqsz > 0 || out->status > 0;
     if (out->cc == CURLE_FILESIZE_EXCEEDED) out->too_big = 1;
     if (x.sse_init) {
         if (out->cc == CURLE_OK) {

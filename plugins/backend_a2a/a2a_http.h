@@ -37,12 +37,16 @@ typedef struct a2a_http_resp {
     char ctype[128]; /* Content-Type, lower case, parameters cut */
     char *body;      /* NUL-terminated (non-SSE answers) */
     size_t len;
-    int too_big;     /* body or one SSE event exceeded max_bytes */
-    int is_sse;      /* the answer was an event stream */
-    int sse_stopped; /* the SSE callback ended the stream early (normal) */
-    int aborted;     /* abort_fn asked to stop */
-    long retry_after_s;
+    int too_big;        /* body or one SSE event exceeded max_bytes */
+    int is_sse;         /* the answer was an event stream */
+    int sse_stopped;    /* the SSE callback ended the stream early (normal) */
+    int aborted;        /* abort_fn asked to stop */
+    long retry_after_s; /* 0..86400; a date or junk reads as 0 */
+    int req_sent;       /* request bytes left for the peer: it may have acted */
     char www_auth[160];
+    char location[512]; /* Location header (redirects), "" when none or too long */
+    char etag[128];     /* ETag, "" when none or unusable */
+    long max_age;       /* Cache-Control max-age (0 for no-cache/no-store), -1 when not said */
     char errbuf[CURL_ERROR_SIZE];
 } a2a_http_resp;
 

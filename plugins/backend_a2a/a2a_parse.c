@@ -240,6 +240,8 @@ void a2a_card_free(a2a_card *c) {
     free(c->url_v03);
     free(c->apikey_name);
     free(c->apikey_in);
+    free(c->oauth_token_url);
+    free(c->required_ext);
     memset(c, 0, sizeof *c);
 }
 
@@ -282,6 +284,10 @@ static void card_scheme(a2a_card *c, const cJSON *s) {
     } else if (obj(s, "oauth2SecurityScheme") || obj(s, "openIdConnectSecurityScheme") ||
                (type && (!strcasecmp(type, "oauth2") || !strcasecmp(type, "openIdConnect")))) {
         c->auth_oauth = 1;
+        const cJSON *o2 = obj(s, "oauth2SecurityScheme");
+        const cJSON *flows = obj(o2 ? o2 : s, "flows");
+        const char *tu = nstr(obj(flows, "clientCredentials"), "tokenUrl");
+        if (tu && !c->oauth_token_url) c->oauth_token_url = strdup(tu);
     } else if (obj(s, "mtlsSecurityScheme") || (type && !strcasecmp(type, "mutualTLS"))) {
         c->auth_mtls = 1;
     }
@@ -316,8 +322,10 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
     }
     out->name = xstrdup(str(root, "name"));
 
-    /* 1.0: supportedInterfaces in preference order. */
+    /* 1.0: supportedInterfaces in the agent's preference order: the first
+     * JSON-RPC entry decides the dialect. */
     const cJSON *ifs = arr(root, "supportedInterfaces"), *e;
+    a2a_dialect first = A2A_D_UNKNOWN;
     cJSON_ArrayForEach(e, ifs) {
         const char *binding = str(e, "protocolBinding");
         if (!binding) binding = str(e, "transport");
@@ -329,6 +337,7 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
         if (!url) continue;
         const char *ver = str(e, "protocolVersion");
         int v03 = ver && ver[0] == '0';
+        if (!first) first = v03 ? A2A_D_V03 : A2A_D_V10;
         if (v03 && !out->url_v03) {
             out->url_v03 = a2a_url_resolve(card_url, url);
         } else if (!v03 && !out->url_v10) {
@@ -356,9 +365,17 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
         }
         if (url && !out->url_v03) out->url_v03 = a2a_url_resolve(card_url, url);
     }
-    out->preferred = out->url_v10 ? A2A_D_V10 : out->url_v03 ? A2A_D_V03 : A2A_D_UNKNOWN;
+    out->preferred = first          ? first
+                     : out->url_v10 ? A2A_D_V10
+                     : out->url_v03 ? A2A_D_V03
+                                    : A2A_D_UNKNOWN;
 
     out->streaming = flag(obj(root, "capabilities"), "streaming");
+    /* Extensions the agent requires: none is supported by routerd. */
+    cJSON_ArrayForEach(e, arr(obj(root, "capabilities"), "extensions")) {
+        const char *uri = nstr(e, "uri");
+        if (uri && flag(e, "required") && !out->required_ext) out->required_ext = strdup(uri);
+    }
 
     const cJSON *modes = arr(root, "defaultInputModes");
     out->text_input = 1;
@@ -465,26 +482,126 @@ char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char
     cJSON *r = envelope(d, op, rpc_id, &params);
     if (d != A2A_D_V03 && tenant && *tenant) cJSON_AddStringToObject(params, "tenant", tenant);
     cJSON_AddStringToObject(params, "id", task_id ? task_id : "");
+    /* Polls ask for a short history: enough for an answer only found
+     * there, never the whole conversation. */
+    if (op == A2A_OP_GET) cJSON_AddNumberToObject(params, "historyLength", A2A_POLL_HISTORY);
     return finish(r);
+}
+
+char *a2a_build_list_tasks(const char *rpc_id, const char *context_id, const char *tenant,
+                           int history_length) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
+    cJSON_AddStringToObject(r, "id", rpc_id ? rpc_id : "1");
+    cJSON_AddStringToObject(r, "method", "ListTasks");
+    cJSON *params = cJSON_AddObjectToObject(r, "params");
+    if (tenant && *tenant) cJSON_AddStringToObject(params, "tenant", tenant);
+    if (context_id && *context_id) cJSON_AddStringToObject(params, "contextId", context_id);
+    cJSON_AddNumberToObject(params, "pageSize", 100);
+    cJSON_AddNumberToObject(params, "historyLength", history_length);
+    return finish(r);
+}
+
+int a2a_list_find(const char *json, size_t len, const char *expect_id, const char *message_id,
+                  char **task_id, int *code, char *err, size_t errsz) {
+    *task_id = NULL;
+    *code = 0;
+    a2a_rpc probe;
+    if (a2a_rpc_parse(json, len, expect_id, &probe, err, errsz) == 0 && probe.is_error) {
+        *code = probe.code;
+        seterr(err, errsz, "error %d", probe.code);
+        a2a_rpc_free(&probe);
+        return -1;
+    }
+    if (probe.res.kind) a2a_rpc_free(&probe);
+    cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(root, "result");
+    const cJSON *tasks = arr(res, "tasks"), *t;
+    if (!tasks) {
+        seterr(err, errsz, "no tasks list in the ListTasks response");
+        cJSON_Delete(root);
+        return -1;
+    }
+    int rc = 1;
+    cJSON_ArrayForEach(t, tasks) {
+        const char *id = nstr(t, "id");
+        const cJSON *h = arr(t, "history"), *m;
+        cJSON_ArrayForEach(m, h) {
+            const char *mid = str(m, "messageId");
+            if (id && mid && message_id && !strcmp(mid, message_id)) {
+                *task_id = strdup(id);
+                rc = *task_id ? 0 : -1;
+                goto out;
+            }
+        }
+    }
+out:
+    cJSON_Delete(root);
+    return rc;
 }
 
 /* ---- responses ---------------------------------------------------------- */
 
+/* Structured data shown to users is cut here. */
+#define A2A_DATA_SHOWN 1000
+
+static void sb_line(sbuf *b) {
+    if (b->len && b->p[b->len - 1] != '\n') sb_add(b, "\n", 1);
+}
+
 /* Text of a parts array: text parts concatenated (streamed chunks are
  * stored as extra parts of one artifact, so no separator), file parts as
- * "name: url" lines. Data and raw parts are not shown to users. */
+ * "name: url" lines, data parts as compact JSON on their own line (cut at
+ * A2A_DATA_SHOWN bytes), inline files (raw / bytes) as a placeholder line
+ * with their name, media type and size. */
 static char *parts_text(const cJSON *parts) {
     sbuf b = {0};
     const cJSON *p;
+    int block = 0; /* the last part was a line of its own */
     cJSON_ArrayForEach(p, parts) {
         if (!cJSON_IsObject(p)) continue;
         const char *kind = str(p, "kind");
         const char *text = str(p, "text");
         if (text && (!kind || !strcmp(kind, "text"))) {
+            if (block && *text) sb_line(&b);
+            block = 0;
             sb_str(&b, text);
             continue;
         }
+        block = 1;
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(p, "data");
+        if (data && (!kind || !strcmp(kind, "data")) && !text) {
+            char *j = cJSON_PrintUnformatted(data);
+            if (j) {
+                size_t n = strlen(j);
+                sb_line(&b);
+                if (n > A2A_DATA_SHOWN) {
+                    /* cut on a UTF-8 boundary */
+                    size_t k = A2A_DATA_SHOWN;
+                    while (k > 0 && ((unsigned char)j[k] & 0xC0) == 0x80)
+                        k--;
+                    sb_add(&b, j, k);
+                    sb_str(&b, "...");
+                } else {
+                    sb_add(&b, j, n);
+                }
+                free(j);
+            }
+            continue;
+        }
         const cJSON *file = obj(p, "file");
+        const char *inline_b64 = file ? str(file, "bytes") : str(p, "raw");
+        if (inline_b64) {
+            const char *nm = file ? str(file, "name") : nstr(p, "filename");
+            const char *mt = file ? str(file, "mimeType") : nstr(p, "mediaType");
+            char line[300];
+            snprintf(line, sizeof line, "[file%s%.120s (%.60s, %zu bytes)]", nm && *nm ? ": " : "",
+                     nm ? nm : "", mt && *mt ? mt : "application/octet-stream",
+                     strlen(inline_b64) / 4 * 3);
+            sb_line(&b);
+            sb_str(&b, line);
+            continue;
+        }
         const char *url = file ? str(file, "uri") : nstr(p, "url");
         const char *name = file ? str(file, "name") : nstr(p, "filename");
         if (url && *url) {
@@ -663,7 +780,12 @@ int a2a_rpc_parse(const char *json, size_t len, const char *expect_id, a2a_rpc *
         }
         const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
         out->is_error = 1;
-        out->code = cJSON_IsNumber(code) ? (int)code->valuedouble : A2A_ERR_INTERNAL;
+        /* A code outside int (or fractional) is hostile: an internal error. */
+        double cv = cJSON_IsNumber(code) ? code->valuedouble : 0;
+        out->code = cJSON_IsNumber(code) && cv >= -2147483648.0 && cv <= 2147483647.0 &&
+                            cv == (double)(int)cv
+                        ? (int)cv
+                        : A2A_ERR_INTERNAL;
         out->message = xstrdup(str(e, "message"));
         const cJSON *data = cJSON_GetObjectItemCaseSensitive(e, "data"), *d;
         if (cJSON_IsArray(data)) {
@@ -707,6 +829,7 @@ static void set_str(char **dst, const char *src) {
 
 static void arts_clear(a2a_track *t) {
     for (size_t i = 0; i < t->narts; i++) {
+        t->text_bytes -= t->arts[i].len <= t->text_bytes ? t->arts[i].len : t->text_bytes;
         free(t->arts[i].id);
         free(t->arts[i].text);
     }
@@ -715,32 +838,78 @@ static void arts_clear(a2a_track *t) {
     t->narts = 0;
 }
 
+/* How much of n more bytes the cap admits; marks the track cut. */
+static size_t admit(a2a_track *t, size_t n) {
+    if (!t->max_text) return n;
+    size_t room = t->text_bytes < t->max_text ? t->max_text - t->text_bytes : 0;
+    if (n > room) {
+        t->cut = 1;
+        return room;
+    }
+    return n;
+}
+
+/* Appends n bytes to an artifact's text, growing it geometrically. */
+static int art_add(a2a_track *t, a2a_artifact *x, const char *s, size_t n) {
+    n = admit(t, n);
+    if (x->len + n + 1 > x->cap) {
+        size_t c = x->cap ? x->cap : 64;
+        while (c < x->len + n + 1)
+            c *= 2;
+        char *p = realloc(x->text, c);
+        if (!p) return -1;
+        x->text = p;
+        x->cap = c;
+    }
+    if (n) memcpy(x->text + x->len, s, n);
+    x->len += n;
+    x->text[x->len] = 0;
+    t->text_bytes += n;
+    return 0;
+}
+
 static void art_upsert(a2a_track *t, const a2a_artifact *a, int append) {
     const char *id = a->id ? a->id : "";
+    const char *txt = a->text ? a->text : "";
+    size_t n = strlen(txt);
     for (size_t i = 0; i < t->narts; i++) {
-        if (strcmp(t->arts[i].id, id)) continue;
-        if (append) {
-            size_t l1 = strlen(t->arts[i].text), l2 = strlen(a->text ? a->text : "");
-            char *n = realloc(t->arts[i].text, l1 + l2 + 1);
-            if (!n) return;
-            memcpy(n + l1, a->text ? a->text : "", l2 + 1);
-            t->arts[i].text = n;
-        } else {
-            set_str(&t->arts[i].text, a->text ? a->text : "");
+        a2a_artifact *x = &t->arts[i];
+        if (strcmp(x->id, id)) continue;
+        if (!append) {
+            t->text_bytes -= x->len <= t->text_bytes ? x->len : t->text_bytes;
+            x->len = 0;
+            x->text[0] = 0;
         }
+        art_add(t, x, txt, n);
         return;
     }
-    a2a_artifact *n = realloc(t->arts, (t->narts + 1) * sizeof *n);
-    if (!n) return;
-    t->arts = n;
-    n[t->narts].id = strdup(id);
-    n[t->narts].text = strdup(a->text ? a->text : "");
-    if (!n[t->narts].id || !n[t->narts].text) {
-        free(n[t->narts].id);
-        free(n[t->narts].text);
+    if (t->narts >= A2A_MAX_ARTIFACTS) {
+        t->cut = 1;
         return;
     }
-    t->narts++;
+    a2a_artifact *nv = realloc(t->arts, (t->narts + 1) * sizeof *nv);
+    if (!nv) return;
+    t->arts = nv;
+    a2a_artifact x = {.id = strdup(id)};
+    if (!x.id || art_add(t, &x, txt, n)) {
+        free(x.id);
+        free(x.text);
+        return;
+    }
+    nv[t->narts++] = x;
+}
+
+/* A message's text under the cap. */
+static void set_capped(a2a_track *t, char **dst, const char *src) {
+    size_t n = strlen(src);
+    size_t k = admit(t, n);
+    char *c = malloc(k + 1);
+    if (!c) return;
+    memcpy(c, src, k);
+    c[k] = 0;
+    free(*dst);
+    *dst = c;
+    t->text_bytes += k;
 }
 
 void a2a_track_apply(a2a_track *t, const a2a_result *r) {
@@ -754,7 +923,7 @@ void a2a_track_apply(a2a_track *t, const a2a_result *r) {
         }
         t->got_message = 1;
         t->ended = 1;
-        set_str(&t->message_text, r->text ? r->text : "");
+        set_capped(t, &t->message_text, r->text ? r->text : "");
         set_str(&t->context_id, r->context_id);
         break;
     case A2A_R_TASK:
@@ -796,7 +965,9 @@ void a2a_track_free(a2a_track *t) {
     arts_clear(t);
     free(t->history_text);
     free(t->message_text);
+    size_t cap = t->max_text;
     memset(t, 0, sizeof *t);
+    t->max_text = cap;
 }
 
 char *a2a_track_artifact_text(const a2a_track *t) {

@@ -47,6 +47,12 @@ typedef enum {
 } a2a_class;
 
 const char *a2a_class_name(a2a_class c); /* "transient", "fatal", ... */
+/* historyLength sent with every poll (tasks/get, GetTask). */
+#define A2A_POLL_HISTORY 4
+
+/* Artifacts kept per task; more are ignored (and the reply marked cut). */
+#define A2A_MAX_ARTIFACTS 256
+
 /* JSON-RPC error code: -32603 and server-defined codes are transient;
  * client errors and A2A's -32001..-32009 are fatal. */
 a2a_class a2a_classify_rpc(int code);
@@ -90,8 +96,10 @@ typedef struct a2a_card {
     int auth_basic;    /* an HTTP basic scheme */
     int auth_oauth;    /* oauth2 / openIdConnect */
     int auth_mtls;
-    char *apikey_name; /* first apiKey scheme: header/query/cookie name */
-    char *apikey_in;   /* "header", "query", "cookie" */
+    char *apikey_name;     /* first apiKey scheme: header/query/cookie name */
+    char *apikey_in;       /* "header", "query", "cookie" */
+    char *oauth_token_url; /* oauth2 clientCredentials flow tokenUrl, or NULL */
+    char *required_ext;    /* URI of the first extension marked required, or NULL */
 } a2a_card;
 
 /* Parses a card fetched from card_url (relative interface URLs resolve
@@ -129,6 +137,15 @@ typedef struct a2a_send {
 } a2a_send;
 
 /* JSON-RPC request texts (malloc()ed). */
+/* 1.0 ListTasks of a context (NULL = all), newest first, with a short
+ * history so the task that carries a messageId can be found. */
+char *a2a_build_list_tasks(const char *rpc_id, const char *context_id, const char *tenant,
+                           int history_length);
+/* Finds in a ListTasks response the task whose history holds a message
+ * with message_id. 0 found (*task_id malloc()ed), 1 not found, -1 not a
+ * usable response (err says why; JSON-RPC errors give *code). */
+int a2a_list_find(const char *json, size_t len, const char *expect_id, const char *message_id,
+                  char **task_id, int *code, char *err, size_t errsz);
 char *a2a_build_send(a2a_dialect d, int stream, const char *rpc_id, const a2a_send *s);
 char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char *task_id,
                         const char *tenant);
@@ -145,7 +162,8 @@ typedef enum {
 
 typedef struct a2a_artifact {
     char *id;
-    char *text; /* text of its parts, concatenated */
+    char *text;      /* text of its parts, concatenated */
+    size_t len, cap; /* in a track: length of text and its allocation */
 } a2a_artifact;
 
 typedef struct a2a_result {
@@ -192,6 +210,10 @@ typedef struct a2a_track {
     char *message_text;
     int ended;      /* 0.3 final flag or a message: the stream is over */
     size_t updates; /* results applied */
+    /* Reply cap: artifact and message text beyond max_text bytes in total
+     * (0 = no cap) is dropped and `cut` set; appends stay linear. */
+    size_t max_text, text_bytes;
+    int cut;
 } a2a_track;
 
 /* Folds a result into the track: a Task replaces the snapshot, status and

@@ -20,6 +20,12 @@ foreach(t e2e)
   endif()
 endforeach()
 
+# Exactly-once across SIGTERM and kill -9: telegram transport, fake Bot API,
+# fake agent, restarts with re-delivered updates.
+routerd_integration_test(test_a2a_chaos SOURCES ${A2A_TDIR}/integration/test_a2a_chaos.c
+                         TIMEOUT 300)
+add_dependencies(test_a2a_chaos backend_a2a transport_telegram)
+
 # Interoperability with agents on the official A2A JS SDK (1.0 and 0.3
 # compat, plain and streaming). npm ci goes into the build dir once; without
 # node, npm or the registry the test reports SKIP (exit 77) and says why.
@@ -27,6 +33,17 @@ add_test(NAME test_a2a_interop
          COMMAND sh ${A2A_TDIR}/interop/run.sh ${A2A_TDIR}/interop ${CMAKE_BINARY_DIR}/a2a-interop
                  $<TARGET_FILE:routerd> ${ROUTERD_PLUGIN_OUTPUT_DIR})
 set_tests_properties(test_a2a_interop PROPERTIES LABELS interop SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+# Interop with two A2A servers independent of @a2a-js/sdk (VoltAgent and
+# reactive-agents, pinned in tests/interop/others/package-lock.json):
+# send, stream, a task past http_timeout_s, failures, one execution per
+# messageId. SKIP (exit 77) only without node or npm.
+add_test(NAME test_a2a_interop_others
+         COMMAND sh ${A2A_TDIR}/interop/others/run.sh ${A2A_TDIR}/interop/others
+                 ${CMAKE_BINARY_DIR}/a2a-interop-others $<TARGET_FILE:routerd>
+                 ${ROUTERD_PLUGIN_OUTPUT_DIR})
+set_tests_properties(test_a2a_interop_others PROPERTIES LABELS interop SKIP_RETURN_CODE 77
+                     TIMEOUT 900)
 
 # Fuzz targets: the parsers compiled into each target, so a libFuzzer build
 # instruments them too. Corpora in tests/fuzz/corpus/<target>/.

@@ -15,7 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
-enum { K_MESSAGE, K_TASK, K_ASK, K_FAIL, K_REJECT, K_HANG, K_DROP, K_STREAMERR, K_AUTH };
+enum { K_MESSAGE, K_TASK, K_ASK, K_FAIL, K_REJECT, K_HANG, K_DROP, K_STREAMERR, K_AUTH, K_FLOOD };
 enum { S_SUBMITTED, S_WORKING, S_INPUT, S_COMPLETED, S_FAILED, S_REJECTED, S_CANCELED, S_AUTH };
 
 typedef struct task {
@@ -25,6 +25,8 @@ typedef struct task {
     int answered;      /* K_ASK: the follow-up came */
     int canceled;
     char answer[300];
+    char msg_id[96], text[256]; /* the user message that created it */
+    int flood;                  /* K_FLOOD: 1 KiB appends to stream */
     struct task *next;
 } task;
 
@@ -46,6 +48,14 @@ struct fa2a {
     task *tasks;
     attempt *attempts;
     int next_ctx, next_task;
+    attempt *execs;  /* executions per messageId */
+    int forget_mark; /* contexts ctx-1..ctx-<mark> are forgotten */
+    /* OAuth: the one valid access token, its expiry, what was asked */
+    char tok[32];
+    long long tok_exp;
+    int tok_requests, tok_seq;
+    char last_scope[128], last_audience[128];
+    int card_version, not_modified; /* ETag "v<version>"; 304 answers */
     char rpc_path[32];
     atomic_int stopping;
 };
@@ -250,9 +260,11 @@ typedef struct {
     size_t *plen;
     int n, cap, i;
     size_t off;
-    int drop;   /* end with a broken connection */
-    task *held; /* hang: hold the stream open while this task works */
-    cJSON *id;  /* JSON-RPC id every event echoes */
+    int drop;             /* end with a broken connection */
+    task *held;           /* hang: hold the stream open while this task works */
+    int wait_at;          /* before piece wait_at (when > 0), pause ... */
+    long long wait_until; /* ... until then: the task's work */
+    cJSON *id;            /* JSON-RPC id every event echoes */
 } stream;
 
 static stream *stream_new(fa2a *f, const cJSON *id) {
@@ -353,6 +365,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     }
     int delay = s->f->o.chunk_delay_ms > 0 ? s->f->o.chunk_delay_ms : 5;
     if (s->off == 0 && s->i > 0) pause_ms(s->f, delay);
+    if (s->off == 0 && s->wait_at > 0 && s->i == s->wait_at)
+        pause_ms(s->f, s->wait_until - mono_ms());
     size_t left = s->plen[s->i] - s->off;
     size_t k = left < max ? left : max;
     memcpy(buf, s->piece[s->i] + s->off, k);
@@ -426,12 +440,30 @@ static char *card_json(fa2a *f) {
     }
     cJSON *caps = cJSON_AddObjectToObject(c, "capabilities");
     cJSON_AddBoolToObject(caps, "streaming", o->streaming);
+    if (o->required_ext) {
+        cJSON *ext = cJSON_CreateObject();
+        cJSON_AddStringToObject(ext, "uri", o->required_ext);
+        cJSON_AddBoolToObject(ext, "required", 1);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(caps, "extensions"), ext);
+    }
     cJSON *in = cJSON_AddArrayToObject(c, "defaultInputModes");
     cJSON_AddItemToArray(in, cJSON_CreateString("text/plain"));
     cJSON *out = cJSON_AddArrayToObject(c, "defaultOutputModes");
     cJSON_AddItemToArray(out, cJSON_CreateString("text/plain"));
     cJSON_AddArrayToObject(c, "skills");
-    if (o->token || o->api_key_header) {
+    if (o->oauth_client_id) {
+        int v10 = shape == FA_V10;
+        char tu[96];
+        snprintf(tu, sizeof tu, "%s/oauth/token", f->url);
+        cJSON *ss = cJSON_AddObjectToObject(c, "securitySchemes");
+        cJSON *s = cJSON_AddObjectToObject(ss, "oauth");
+        cJSON *flows = cJSON_AddObjectToObject(
+            v10 ? cJSON_AddObjectToObject(s, "oauth2SecurityScheme") : s, "flows");
+        if (!v10) cJSON_AddStringToObject(s, "type", "oauth2");
+        cJSON *cc = cJSON_AddObjectToObject(flows, "clientCredentials");
+        cJSON_AddStringToObject(cc, "tokenUrl", tu);
+        cJSON_AddObjectToObject(cc, "scopes");
+    } else if (o->token || o->api_key_header) {
         cJSON *ss = cJSON_AddObjectToObject(c, "securitySchemes");
         int v10 = shape == FA_V10;
         cJSON *req = cJSON_AddArrayToObject(c, v10 ? "securityRequirements" : "security");
@@ -532,6 +564,22 @@ static task *find_task(fa2a *f, const char *id) {
     return NULL;
 }
 
+/* One execution of the work a message asked for. */
+static void executed(fa2a *f, const char *msg_id) {
+    pthread_mutex_lock(&f->mu);
+    attempt *e = f->execs;
+    while (e && strcmp(e->msg_id, msg_id ? msg_id : ""))
+        e = e->next;
+    if (!e) {
+        e = calloc(1, sizeof *e);
+        copy(e->msg_id, sizeof e->msg_id, msg_id);
+        e->next = f->execs;
+        f->execs = e;
+    }
+    e->n++;
+    pthread_mutex_unlock(&f->mu);
+}
+
 static task *new_task(fa2a *f, int kind, const char *ctx, long long work_ms, const char *answer) {
     task *t = calloc(1, sizeof *t);
     snprintf(t->id, sizeof t->id, "task-%d", ++f->next_task);
@@ -583,6 +631,25 @@ static void task_stream(fa2a *f, stream *s, int v10, task *t, int fresh) {
         event(s, "error", ej, 0);
         return;
     }
+    if (snap.kind == K_FLOOD) {
+        char kb[1025];
+        memset(kb, 'z', 1024);
+        kb[1024] = 0;
+        for (int i = 0; i < snap.flood; i++)
+            event(s, NULL, artifact_update(v10, &snap, kb, i > 0, i == snap.flood - 1), 0);
+        pthread_mutex_lock(&f->mu);
+        t->done_at = now;
+        task fin = *t;
+        pthread_mutex_unlock(&f->mu);
+        event(s, NULL, status_update(v10, &fin, S_COMPLETED, 1), 0);
+        return;
+    }
+    /* a long task: the answer comes once its work is done */
+    int waits = fresh && snap.kind == K_TASK && snap.done_at > now;
+    if (waits) {
+        s->wait_at = s->n;
+        s->wait_until = snap.done_at;
+    }
     /* the answer in three chunks */
     size_t n = strlen(snap.answer), a = n / 3, b = 2 * n / 3;
     char p1[300], p2[300], p3[300];
@@ -593,7 +660,7 @@ static void task_stream(fa2a *f, stream *s, int v10, task *t, int fresh) {
     event(s, NULL, artifact_update(v10, &snap, p2, 1, 0), 2);
     event(s, NULL, artifact_update(v10, &snap, p3, 1, 1), 0);
     pthread_mutex_lock(&f->mu);
-    t->done_at = now; /* completed once the stream says so */
+    if (!waits) t->done_at = now; /* completed once the stream says so */
     task done = *t;
     pthread_mutex_unlock(&f->mu);
     event(s, NULL, status_update(v10, &done, S_COMPLETED, 1), 4);
@@ -605,11 +672,43 @@ static char *arg_after(const char *text, const char *word) {
     return (char *)(text[n] ? text + n + 1 : text + n);
 }
 
+/* 1.0 ListTasks: the tasks of a context, each with its history (the user
+ * message that created it). */
+static char *list_tasks(fa2a *f, const cJSON *id, const cJSON *params) {
+    const char *ctx = cJSON_GetStringValue(cJSON_GetObjectItem(params, "contextId"));
+    cJSON *res = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(res, "tasks");
+    long long now = mono_ms();
+    pthread_mutex_lock(&f->mu);
+    for (task *t = f->tasks; t; t = t->next) {
+        if (ctx && *ctx && strcmp(ctx, t->ctx)) continue;
+        cJSON *tj = task_json(1, t, now);
+        cJSON *h = cJSON_AddArrayToObject(tj, "history");
+        cJSON *um = cJSON_CreateObject();
+        cJSON_AddStringToObject(um, "messageId", t->msg_id);
+        cJSON_AddStringToObject(um, "role", "ROLE_USER");
+        cJSON_AddStringToObject(um, "contextId", t->ctx);
+        cJSON_AddStringToObject(um, "taskId", t->id);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(um, "parts"), text_part(1, t->text));
+        cJSON_AddItemToArray(h, um);
+        cJSON_AddItemToArray(arr, tj);
+    }
+    pthread_mutex_unlock(&f->mu);
+    return envelope(id, res);
+}
+
 static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, size_t len) {
     cJSON *req = cJSON_ParseWithLength(body, len);
     if (!req) return send_json(c, 200, error_body(0, NULL, -32700, "Parse error"));
     const cJSON *id = cJSON_GetObjectItem(req, "id");
     const char *method = cJSON_GetStringValue(cJSON_GetObjectItem(req, "method"));
+    if (method && !strcmp(method, "ListTasks") && (f->o.speaks & FA_V10)) {
+        record(f, c, method, req);
+        enum MHD_Result lr =
+            send_json(c, 200, list_tasks(f, id, cJSON_GetObjectItem(req, "params")));
+        cJSON_Delete(req);
+        return lr;
+    }
     int op = -1, v10 = 0;
     for (int i = 0; method && i < 5; i++) {
         if (!strcmp(method, m10[i])) op = i, v10 = 1;
@@ -675,6 +774,11 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
                            : !cJSON_IsFalse(cJSON_GetObjectItem(cfg, "blocking"));
         int streaming = op == OP_STREAM;
         if (!text) text = "";
+        if (streaming && f->o.refuse_streams) {
+            ret = send_json(c, 200, error_body(v10, id, -32004, "Streaming is not supported"));
+            cJSON_Delete(req);
+            return ret;
+        }
         if (!msg_id || !*msg_id || !role || strcmp(role, v10 ? "ROLE_USER" : "user") ||
             (!v10 && !cJSON_IsString(cJSON_GetObjectItem(m, "kind")))) {
             ret = send_json(c, 200, error_body(v10, id, -32602, "Invalid params"));
@@ -684,11 +788,19 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
         char ctx[96];
         char *a;
         pthread_mutex_lock(&f->mu);
+        int cn = 0, forgotten = ctx_in && sscanf(ctx_in, "ctx-%d", &cn) == 1 && cn >= 1 &&
+                                cn <= f->forget_mark;
         if (ctx_in && *ctx_in)
             copy(ctx, sizeof ctx, ctx_in);
         else
             snprintf(ctx, sizeof ctx, "ctx-%d", ++f->next_ctx);
         pthread_mutex_unlock(&f->mu);
+        if (forgotten) {
+            ret =
+                send_json(c, 200, error_body(v10, id, -32602, "Invalid params: unknown contextId"));
+            cJSON_Delete(req);
+            return ret;
+        }
 
         if (tid && *tid) {
             pthread_mutex_lock(&f->mu);
@@ -703,6 +815,9 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
              * (still input-required), then moves on. */
             task before = t ? *t : (task){0};
             if (!out && (t->kind == K_ASK || t->kind == K_AUTH)) {
+                pthread_mutex_unlock(&f->mu);
+                executed(f, msg_id);
+                pthread_mutex_lock(&f->mu);
                 t->answered = 1;
                 snprintf(t->answer, sizeof t->answer, "Hello, %s!", text);
             }
@@ -748,11 +863,30 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
         } else if (arg_after(text, "streamerr")) {
             kind = streaming ? K_STREAMERR : K_TASK;
             snprintf(answer, sizeof answer, "after error");
+        } else if ((a = arg_after(text, "flood")) && streaming) {
+            kind = K_FLOOD;
+        } else if ((a = arg_after(text, "slowtask"))) {
+            /* an agent that ignores non-blocking: answers when done */
+            kind = K_TASK;
+            work = *a ? atoll(a) : 300;
+            blocking = 1;
         }
         if (kind >= 0) {
             pthread_mutex_lock(&f->mu);
-            task *t = new_task(f, kind, ctx, work, answer);
-            pthread_mutex_unlock(&f->mu);
+            task *t = NULL;
+            if (f->o.dedup) /* a messageId seen before: the same task again */
+                for (task *x = f->tasks; x && !t; x = x->next)
+                    if (!strcmp(x->msg_id, msg_id)) t = x;
+            if (!t) {
+                t = new_task(f, kind, ctx, work, answer);
+                copy(t->msg_id, sizeof t->msg_id, msg_id);
+                copy(t->text, sizeof t->text, text);
+                if (kind == K_FLOOD) t->flood = atoi(a);
+                pthread_mutex_unlock(&f->mu);
+                executed(f, msg_id);
+            } else {
+                pthread_mutex_unlock(&f->mu);
+            }
             if (streaming) {
                 stream *s = stream_new(f, id);
                 task_stream(f, s, v10, t, 1);
@@ -786,20 +920,25 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
         char reply[400];
         snprintf(reply, sizeof reply, "echo: %s", text);
         if ((a = arg_after(text, "rpcerr"))) {
-            ret = send_json(c, 200, error_body(v10, id, atoi(a), "scripted error"));
+            int code = atoi(a);
+            /* an internal or server error: the work ran (and failed) */
+            if (code == -32603 || (code <= -32010 && code >= -32099)) executed(f, msg_id);
+            ret = send_json(c, 200, error_body(v10, id, code, "scripted error"));
         } else if ((a = arg_after(text, "http"))) {
             int st = atoi(a);
+            if (st >= 500 && st != 503) executed(f, msg_id); /* behind a gateway */
             ret = send_text(c, (unsigned)st, "text/html",
                             "<html><body><h1>Bad Gateway</h1>{\"not\":\"json-rpc\"}</body></html>");
-        } else if (arg_after(text, "badid")) {
+        } else if (arg_after(text, "badid") && (executed(f, msg_id), 1)) {
             cJSON *other = cJSON_CreateString("not-your-id");
             ret = send_json(c, 200,
                             envelope(other, wrap(v10, "message", message(v10, "x", ctx, NULL))));
             cJSON_Delete(other);
-        } else if (arg_after(text, "malformed")) {
+        } else if (arg_after(text, "malformed") && (executed(f, msg_id), 1)) {
             ret =
                 send_text(c, 200, "application/json", "{\"jsonrpc\":\"2.0\",\"result\":{\"kind\":");
-        } else if (arg_after(text, "big") || (arg_after(text, "bigevent") && !streaming)) {
+        } else if ((arg_after(text, "big") || (arg_after(text, "bigevent") && !streaming)) &&
+                   (executed(f, msg_id), 1)) {
             size_t n = 2u << 20;
             char *big = malloc(n + 1);
             memset(big, 'x', n);
@@ -807,7 +946,7 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             char *out = envelope(id, wrap(v10, "message", message(v10, big, ctx, NULL)));
             free(big);
             ret = send_json(c, 200, out);
-        } else if (arg_after(text, "bigevent")) {
+        } else if (arg_after(text, "bigevent") && (executed(f, msg_id), 1)) {
             size_t n = 2u << 20;
             char *big = malloc(n + 1);
             memset(big, 'y', n);
@@ -838,10 +977,12 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             if (seen <= n) {
                 ret = send_text(c, 503, "text/plain", "temporarily overloaded");
             } else {
+                executed(f, msg_id);
                 snprintf(reply, sizeof reply, "recovered after %d", n);
                 goto plain;
             }
         } else {
+            executed(f, msg_id);
             if ((a = arg_after(text, "slow"))) {
                 pause_ms(f, atoll(a));
                 snprintf(reply, sizeof reply, "slow done");
@@ -869,6 +1010,75 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
     return ret;
 }
 
+/* ---- OAuth token endpoint ----------------------------------------------- */
+
+static void b64(const char *in, char *out) {
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(in), o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)(unsigned char)in[i] << 16 |
+                     (i + 1 < n ? (unsigned)(unsigned char)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? (unsigned char)in[i + 2] : 0);
+        out[o++] = t[v >> 18 & 63];
+        out[o++] = t[v >> 12 & 63];
+        out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? t[v & 63] : '=';
+    }
+    out[o] = 0;
+}
+
+/* The value of name in a form body, %XX and + decoded, into out. */
+static void form_value(const char *body, const char *name, char *out, size_t sz) {
+    out[0] = 0;
+    size_t nl = strlen(name);
+    for (const char *p = body; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, name, nl) || p[nl] != '=') continue;
+        size_t o = 0;
+        for (const char *q = p + nl + 1; *q && *q != '&' && o + 1 < sz; q++) {
+            if (*q == '+') {
+                out[o++] = ' ';
+            } else if (*q == '%' && q[1] && q[2]) {
+                char hx[3] = {q[1], q[2], 0};
+                out[o++] = (char)strtol(hx, NULL, 16);
+                q += 2;
+            } else {
+                out[o++] = *q;
+            }
+        }
+        out[o] = 0;
+        return;
+    }
+}
+
+static enum MHD_Result token_endpoint(fa2a *f, struct MHD_Connection *c, const conn *cs) {
+    char pair[256], want[400], grant[64];
+    snprintf(pair, sizeof pair, "%s:%s", f->o.oauth_client_id,
+             f->o.oauth_client_secret ? f->o.oauth_client_secret : "");
+    strcpy(want, "Basic ");
+    b64(pair, want + 6);
+    const char *auth = hdr(c, "Authorization");
+    const char *body = cs->body ? cs->body : "";
+    form_value(body, "grant_type", grant, sizeof grant);
+    pthread_mutex_lock(&f->mu);
+    f->tok_requests++;
+    form_value(body, "scope", f->last_scope, sizeof f->last_scope);
+    form_value(body, "audience", f->last_audience, sizeof f->last_audience);
+    pthread_mutex_unlock(&f->mu);
+    if (!auth || strcmp(auth, want))
+        return send_text(c, 401, "application/json", "{\"error\":\"invalid_client\"}");
+    if (strcmp(grant, "client_credentials"))
+        return send_text(c, 400, "application/json", "{\"error\":\"unsupported_grant_type\"}");
+    int ttl = f->o.token_ttl_s > 0 ? f->o.token_ttl_s : 3600;
+    char out[160];
+    pthread_mutex_lock(&f->mu);
+    snprintf(f->tok, sizeof f->tok, "tok-%d", ++f->tok_seq);
+    f->tok_exp = mono_ms() + ttl * 1000LL;
+    snprintf(out, sizeof out,
+             "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%d}", f->tok, ttl);
+    pthread_mutex_unlock(&f->mu);
+    return send_text(c, 200, "application/json", out);
+}
+
 /* ---- MHD plumbing ------------------------------------------------------- */
 
 static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *url,
@@ -892,6 +1102,14 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
     if (!strcmp(method, "GET")) {
         int new_path = !strcmp(url, "/.well-known/agent-card.json");
         int old_path = !strcmp(url, "/.well-known/agent.json");
+        if (f->o.card_redirect && new_path) {
+            struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+            MHD_add_response_header(r, "Location", f->o.card_redirect);
+            enum MHD_Result ret = MHD_queue_response(c, 301, r);
+            MHD_destroy_response(r);
+            return ret;
+        }
+        if (f->o.card_redirect && !strcmp(url, "/cards/agent.json")) new_path = 1;
         if (!new_path && !old_path) return send_text(c, 404, "text/plain", "not found");
         pthread_mutex_lock(&f->mu);
         f->card_fetches++;
@@ -902,9 +1120,48 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
             return send_text(c, 404, "text/plain", "not found");
         if (mode == FA_CARD_INVALID)
             return send_text(c, 200, "application/json", "<html>this is not a card</html>");
-        return send_json(c, 200, card_json(f));
+        char etag[32];
+        pthread_mutex_lock(&f->mu);
+        snprintf(etag, sizeof etag, "\"v%d\"", f->card_version);
+        pthread_mutex_unlock(&f->mu);
+        const char *inm = hdr(c, "If-None-Match");
+        int same = inm && !strcmp(inm, etag);
+        struct MHD_Response *r;
+        if (same) {
+            pthread_mutex_lock(&f->mu);
+            f->not_modified++;
+            pthread_mutex_unlock(&f->mu);
+            r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        } else {
+            char *body = card_json(f);
+            r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+            MHD_add_response_header(r, "Content-Type", "application/json");
+        }
+        MHD_add_response_header(r, "ETag", etag);
+        if (f->o.card_max_age > 0) {
+            char ccv[48];
+            snprintf(ccv, sizeof ccv, "public, max-age=%d", f->o.card_max_age);
+            MHD_add_response_header(r, "Cache-Control", ccv);
+        }
+        enum MHD_Result ret = MHD_queue_response(c, same ? 304 : 200, r);
+        MHD_destroy_response(r);
+        return ret;
     }
     if (strcmp(method, "POST")) return send_text(c, 405, "text/plain", "method not allowed");
+    if (f->o.oauth_client_id && !strcmp(url, "/oauth/token")) return token_endpoint(f, c, cs);
+    if (f->o.oauth_client_id) {
+        const char *auth = hdr(c, "Authorization");
+        pthread_mutex_lock(&f->mu);
+        int ok = auth && f->tok[0] && !strncmp(auth, "Bearer ", 7) && !strcmp(auth + 7, f->tok) &&
+                 mono_ms() < f->tok_exp;
+        pthread_mutex_unlock(&f->mu);
+        if (!ok) {
+            cJSON *req = cJSON_ParseWithLength(cs->body ? cs->body : "", cs->len);
+            record(f, c, req ? cJSON_GetStringValue(cJSON_GetObjectItem(req, "method")) : "?", req);
+            cJSON_Delete(req);
+            return send_text(c, 401, "application/json", "{\"error\":\"invalid_token\"}");
+        }
+    }
     if (f->o.token) {
         const char *auth = hdr(c, "Authorization");
         char want[256];
@@ -974,6 +1231,11 @@ void fa2a_stop(fa2a *f) {
         f->attempts = a->next;
         free(a);
     }
+    while (f->execs) {
+        attempt *a = f->execs;
+        f->execs = a->next;
+        free(a);
+    }
     free(f->reqs);
     pthread_mutex_destroy(&f->mu);
     free(f);
@@ -1025,9 +1287,65 @@ int fa2a_card_fetches(fa2a *f) {
     return n;
 }
 
+int fa2a_card_not_modified(fa2a *f) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->not_modified;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
 void fa2a_move(fa2a *f, const char *path) {
     pthread_mutex_lock(&f->mu);
+    f->card_version++;
     snprintf(f->rpc_path, sizeof f->rpc_path, "%s", path);
+    pthread_mutex_unlock(&f->mu);
+}
+
+int fa2a_executions(fa2a *f, const char *message_id) {
+    pthread_mutex_lock(&f->mu);
+    int n = 0;
+    for (attempt *e = f->execs; e; e = e->next) {
+        if (message_id && !strcmp(e->msg_id, message_id)) n = e->n;
+        if (!message_id && e->n > n) n = e->n;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+int fa2a_executed_messages(fa2a *f) {
+    pthread_mutex_lock(&f->mu);
+    int n = 0;
+    for (attempt *e = f->execs; e; e = e->next)
+        n++;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+int fa2a_token_requests(fa2a *f, char *scope, size_t ssz, char *audience, size_t asz) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->tok_requests;
+    if (scope) snprintf(scope, ssz, "%s", f->last_scope);
+    if (audience) snprintf(audience, asz, "%s", f->last_audience);
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+void fa2a_revoke_token(fa2a *f) {
+    pthread_mutex_lock(&f->mu);
+    f->tok[0] = 0;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void fa2a_authorize(fa2a *f) {
+    pthread_mutex_lock(&f->mu);
+    for (task *t = f->tasks; t; t = t->next)
+        if (t->kind == K_AUTH) t->answered = 1;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void fa2a_forget_contexts(fa2a *f) {
+    pthread_mutex_lock(&f->mu);
+    f->forget_mark = f->next_ctx;
     pthread_mutex_unlock(&f->mu);
 }
 

@@ -24,10 +24,14 @@
  *   flaky <n>        HTTP 503 for the first n attempts of one messageId,
  *                    then a Message "recovered after <n>"
  *   slow <ms>        waits ms, then answers a Message
+ *   slowtask <ms>    a Task working for ms; even a non-blocking send is
+ *                    answered only when it is done (agents that ignore
+ *                    returnImmediately / blocking:false)
  *   big              a Message of 2 MiB of text
  *   malformed        HTTP 200 with a body that is not JSON
  *   badid            a Message under another JSON-RPC id
  *   bigevent         (streams) one SSE event of 2 MiB
+ *   flood <n>        (streams) a task streaming n appended 1 KiB chunks
  *   drop             (streams) the stream breaks after "working"; the task
  *                    completes with "after drop" shortly after
  *   streamerr        (streams) an `event: error` frame (-32603) after
@@ -38,6 +42,12 @@
  * final status, split at awkward byte boundaries: byte by byte, CR|LF
  * across writes, CRLF line endings, comment lines, multi-line data.
  * A plain message over a stream is one event.
+ *
+ * 1.0 ListTasks lists the tasks (of a contextId) with the user message
+ * that created each in its history. Every execution of a message's work
+ * (a task created, an answer produced, a handler error) is counted per
+ * messageId; refusals (dialect, validation, 503/429, unknown context) are
+ * not executions.
  */
 #ifndef FAKE_A2A_H
 #define FAKE_A2A_H
@@ -71,6 +81,18 @@ typedef struct fa2a_opts {
     int port;                             /* 0 = ephemeral */
     int chunk_delay_ms;                   /* pause between stream writes; default 5 */
     int linger_ms;                        /* keep a stream open this long after its last event */
+    int dedup;          /* a task-creating send with a known messageId returns that task again */
+    int refuse_streams; /* the card says streaming, stream requests get -32004 */
+    /* OAuth 2.0 client credentials: POST /oauth/token (HTTP Basic client
+     * auth) issues tok-N valid token_ttl_s (default 3600); JSON-RPC then
+     * needs the latest valid token, else 401. The card declares the flow. */
+    const char *oauth_client_id, *oauth_client_secret;
+    int token_ttl_s;
+    const char *required_ext; /* the card lists this extension as required */
+    /* agent-card.json answers 301 to this Location; /cards/agent.json
+     * serves the card */
+    const char *card_redirect;
+    int card_max_age; /* > 0: Cache-Control: max-age on the card (which always has an ETag) */
 } fa2a_opts;
 
 /* One request as received. */
@@ -101,11 +123,27 @@ int fa2a_req(fa2a *f, int i, fa_req *out);
 /* The last request of method (NULL = any); 0 on success. */
 int fa2a_last(fa2a *f, const char *method, fa_req *out);
 int fa2a_card_fetches(fa2a *f);
+/* Card requests answered 304 (If-None-Match matched the ETag). */
+int fa2a_card_not_modified(fa2a *f);
 /* Moves the JSON-RPC endpoint (default "/rpc"): the card names the new
- * path, the old one answers 404. */
+ * path (and gets a new ETag), the old one answers 404. */
 void fa2a_move(fa2a *f, const char *path);
 /* Forgets recorded requests. */
 void fa2a_clear(fa2a *f);
+/* Executions of message_id's work; with NULL the highest count of any
+ * messageId (1 when every message ran exactly once). */
+int fa2a_executions(fa2a *f, const char *message_id);
+/* Distinct messageIds whose work ran. */
+int fa2a_executed_messages(fa2a *f);
+/* The agent loses every conversation so far: later sends naming one of
+ * those contextIds get -32602 "unknown contextId". */
+void fa2a_forget_contexts(fa2a *f);
+/* Out-of-band sign-in: every auth-required task completes ("done: ..."). */
+void fa2a_authorize(fa2a *f);
+/* Token requests so far; the last scope and audience asked for. */
+int fa2a_token_requests(fa2a *f, char *scope, size_t ssz, char *audience, size_t asz);
+/* The current access token stops working (the next call gets 401). */
+void fa2a_revoke_token(fa2a *f);
 
 /* ---- the API of the earlier fake, kept for other areas' tests ---------- */
 

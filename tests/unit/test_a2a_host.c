@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,9 +312,15 @@ static void h_reply_progress(rd_reply *r, const char *text, size_t len) {
     pthread_mutex_unlock(&r->mu);
 }
 
+static atomic_int hard_stop;
+
 static int h_cancelled(rd_reply *r) {
     (void)r;
-    return 0;
+    return atomic_load(&hard_stop);
+}
+
+void ah_hard_stop(int on) {
+    atomic_store(&hard_stop, on);
 }
 
 static rd_status h_kv_get(rd_ctx *ctx, const char *key, char **val, size_t *len) {
@@ -341,6 +348,46 @@ static rd_status h_kv_del(rd_ctx *ctx, const char *key) {
     (void)ctx;
     pthread_mutex_lock(&mu);
     kv_drop(&store, key);
+    pthread_mutex_unlock(&mu);
+    return RD_OK;
+}
+
+/* Unordered visit of a snapshot (keys copied, so fn may write). */
+static rd_status h_kv_scan(rd_ctx *ctx, const char *prefix, rd_kv_visit_fn fn, void *arg) {
+    (void)ctx;
+    size_t pl = strlen(prefix), n = 0, cap = 0;
+    kv *snap = NULL;
+    pthread_mutex_lock(&mu);
+    for (kv *e = store; e; e = e->next) {
+        if (strncmp(e->key, prefix, pl)) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            snap = realloc(snap, cap * sizeof *snap);
+        }
+        snap[n].key = strdup(e->key);
+        snap[n].val = malloc(e->len + 1);
+        memcpy(snap[n].val, e->val, e->len + 1);
+        snap[n].len = e->len;
+        n++;
+    }
+    pthread_mutex_unlock(&mu);
+    int stop = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!stop) stop = fn(arg, snap[i].key, snap[i].val, snap[i].len);
+        free(snap[i].key);
+        free(snap[i].val);
+    }
+    free(snap);
+    return RD_OK;
+}
+
+static rd_status h_kv_txn(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
+    (void)ctx;
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i].op == RD_KV_PUT) kv_set(&store, ops[i].key, ops[i].val, ops[i].val_len);
+        if (ops[i].op == RD_KV_DEL) kv_drop(&store, ops[i].key);
+    }
     pthread_mutex_unlock(&mu);
     return RD_OK;
 }
@@ -385,6 +432,8 @@ static const rd_host host = {
     .kv_get = h_kv_get,
     .kv_put = h_kv_put,
     .kv_del = h_kv_del,
+    .kv_txn = h_kv_txn,
+    .kv_scan = h_kv_scan,
     .redact = h_redact,
     .error = h_error,
 };
@@ -413,10 +462,21 @@ void ah_shutdown(void *self) {
 
 ah_result ah_call(void *self, int64_t chat, const char *text, int64_t deadline_ms,
                   const char *traceparent) {
+    return ah_call_update(self, chat, text, deadline_ms, traceparent, 0);
+}
+
+ah_result ah_call_update(void *self, int64_t chat, const char *text, int64_t deadline_ms,
+                         const char *traceparent, int64_t update_id) {
     char corr[40];
     pthread_mutex_lock(&mu);
     unsigned long n = ++corr_seq;
     pthread_mutex_unlock(&mu);
+    char meta[96] = "";
+    if (update_id) {
+        /* as the telegram transport says it: re-delivered under this id */
+        snprintf(meta, sizeof meta, "{\"telegram\":{\"update_id\":%lld}}", (long long)update_id);
+        n = (unsigned long)update_id;
+    }
     snprintf(corr, sizeof corr, "%032lx", 0xabc0000000UL + n);
     rd_request rq = {.size = sizeof rq,
                      .chat_id = chat,
@@ -428,6 +488,7 @@ ah_result ah_call(void *self, int64_t chat, const char *text, int64_t deadline_m
                      .correlation_id = corr,
                      .traceparent = traceparent,
                      .deadline_ms = deadline_ms ? h_now_ms() + deadline_ms : 0,
+                     .meta = meta[0] ? meta : NULL,
                      .update_id = (int64_t)n};
     struct rd_reply rp = {.mu = PTHREAD_MUTEX_INITIALIZER};
     ah_result r = {0};

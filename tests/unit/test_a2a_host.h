@@ -29,6 +29,12 @@ typedef struct ah_result {
 ah_result ah_call(void *self, int64_t chat, const char *text, int64_t deadline_ms,
                   const char *traceparent);
 void ah_result_free(ah_result *r);
+/* The same for a transport whose updates are re-delivered under the same
+ * id (meta names it): update_id != 0 gives a stable messageId. */
+ah_result ah_call_update(void *self, int64_t chat, const char *text, int64_t deadline_ms,
+                         const char *traceparent, int64_t update_id);
+/* Simulates the router's hard stop (drain timeout): cancelled() is true. */
+void ah_hard_stop(int on);
 
 /* Readiness as last reported, and its reason. */
 int ah_ready(char *reason, size_t sz);

@@ -123,6 +123,11 @@ static void test_build_task_ops(void **state) {
         cJSON *j = cJSON_Parse(b);
         assert_string_equal(gs(j, "method"), cases[i].method);
         assert_string_equal(gs(j, "params.id"), "task-1");
+        const cJSON *hl = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "params"), "historyLength");
+        if (cases[i].op == A2A_OP_GET)
+            assert_int_equal((int)cJSON_GetNumberValue(hl), A2A_POLL_HISTORY);
+        else
+            assert_null(hl);
         if (cases[i].d == A2A_D_V10)
             assert_string_equal(gs(j, "params.tenant"), "ten");
         else
@@ -148,7 +153,7 @@ static void test_message_both_shapes(void **state) {
         "{\"kind\":\"data\",\"data\":{\"x\":1}},{\"kind\":\"text\",\"text\":\"lo\"}]}}",
         "a", &r);
     assert_int_equal(r.res.kind, A2A_R_MESSAGE);
-    assert_string_equal(r.res.text, "Hello");
+    assert_string_equal(r.res.text, "Hel\n{\"x\":1}\nlo"); /* data on its own line */
     assert_string_equal(r.res.context_id, "c1");
     assert_true(r.res.agent_role);
     a2a_rpc_free(&r);
@@ -519,6 +524,162 @@ static void test_track_stream_assembly(void **state) {
     a2a_track_free(&t);
 }
 
+/* The reply cap: appends beyond max_text are dropped and the track marked
+ * cut; replacing an artifact gives its bytes back; 200,000 appends stay
+ * fast (linear). */
+static void test_track_cap(void **state) {
+    (void)state;
+    a2a_track t = {.max_text = 10};
+    apply(&t, "{\"id\":1,\"result\":{\"kind\":\"artifact-update\",\"taskId\":\"t\",\"artifact\":"
+              "{\"artifactId\":\"a\",\"parts\":[{\"kind\":\"text\",\"text\":\"12345678\"}]}}}");
+    assert_false(t.cut);
+    apply(
+        &t,
+        "{\"id\":1,\"result\":{\"kind\":\"artifact-update\",\"taskId\":\"t\",\"append\":true,"
+        "\"artifact\":{\"artifactId\":\"a\",\"parts\":[{\"kind\":\"text\",\"text\":\"9abc\"}]}}}");
+    assert_true(t.cut);
+    char *txt = a2a_track_artifact_text(&t);
+    assert_string_equal(txt, "123456789a");
+    free(txt);
+    /* a replacing update frees its old bytes under the cap */
+    apply(&t, "{\"id\":1,\"result\":{\"kind\":\"artifact-update\",\"taskId\":\"t\",\"artifact\":"
+              "{\"artifactId\":\"a\",\"parts\":[{\"kind\":\"text\",\"text\":\"xy\"}]}}}");
+    txt = a2a_track_artifact_text(&t);
+    assert_string_equal(txt, "xy");
+    free(txt);
+    a2a_track_free(&t);
+    assert_int_equal(t.max_text, 10); /* kept for the next exchange */
+    /* a message is capped too */
+    apply(&t, "{\"id\":1,\"result\":{\"message\":{\"role\":\"ROLE_AGENT\","
+              "\"parts\":[{\"text\":\"0123456789abcdef\"}]}}}");
+    assert_string_equal(t.message_text, "0123456789");
+    assert_true(t.cut);
+    a2a_track_free(&t);
+
+    /* many small appends: linear, so this takes milliseconds */
+    a2a_track big = {.max_text = 1u << 20};
+    a2a_result r = {.kind = A2A_R_ARTIFACT, .append = 1, .narts = 1};
+    a2a_artifact art = {.id = "a", .text = "0123456789"};
+    r.arts = &art;
+    for (int i = 0; i < 200000; i++)
+        a2a_track_apply(&big, &r);
+    assert_int_equal(big.arts[0].len, 1u << 20);
+    assert_int_equal(strlen(big.arts[0].text), 1u << 20);
+    assert_true(big.cut);
+    /* artifacts are bounded in number too */
+    a2a_track many = {0};
+    char id[16];
+    for (int i = 0; i < A2A_MAX_ARTIFACTS + 10; i++) {
+        snprintf(id, sizeof id, "x%d", i);
+        art.id = id;
+        r.append = 0;
+        a2a_track_apply(&many, &r);
+    }
+    assert_int_equal(many.narts, A2A_MAX_ARTIFACTS);
+    assert_true(many.cut);
+    a2a_track_free(&many);
+    a2a_track_free(&big);
+}
+
+/* JSON-RPC error codes outside int, fractional or huge, are internal
+ * errors, never undefined conversions. */
+static void test_hostile_error_codes(void **state) {
+    (void)state;
+    const char *codes[] = {"1e300", "-1e300", "2147483648", "-2147483649", "-32601.5", "\"x\""};
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
+        char body[160];
+        snprintf(body, sizeof body,
+                 "{\"jsonrpc\":\"2.0\",\"id\":\"1\",\"error\":{\"code\":%s,\"message\":\"m\"}}",
+                 codes[i]);
+        a2a_rpc r;
+        assert_int_equal(a2a_rpc_parse(body, strlen(body), "1", &r, NULL, 0), 0);
+        assert_true(r.is_error);
+        assert_int_equal(r.code, A2A_ERR_INTERNAL);
+        a2a_rpc_free(&r);
+    }
+    const char *ok = "{\"jsonrpc\":\"2.0\",\"id\":\"1\",\"error\":{\"code\":-2147483648}}";
+    a2a_rpc r;
+    assert_int_equal(a2a_rpc_parse(ok, strlen(ok), "1", &r, NULL, 0), 0);
+    assert_int_equal(r.code, -2147483647 - 1);
+    a2a_rpc_free(&r);
+}
+
+/* ListTasks: the task whose history holds our messageId. */
+static void test_list_tasks(void **state) {
+    (void)state;
+    char *b = a2a_build_list_tasks("rd-1", "ctx-9", "ten", 20);
+    cJSON *j = cJSON_Parse(b);
+    assert_string_equal(gs(j, "method"), "ListTasks");
+    assert_string_equal(gs(j, "params.contextId"), "ctx-9");
+    assert_string_equal(gs(j, "params.tenant"), "ten");
+    cJSON_Delete(j);
+    free(b);
+    const char *resp =
+        "{\"jsonrpc\":\"2.0\",\"id\":\"rd-1\",\"result\":{\"tasks\":["
+        "{\"id\":\"t1\",\"history\":[{\"messageId\":\"m-other\",\"role\":\"ROLE_USER\"}]},"
+        "{\"id\":\"t2\",\"history\":[{\"messageId\":\"m-mine\",\"role\":\"ROLE_USER\"}]}]}}";
+    char *task = NULL;
+    int code = 0;
+    assert_int_equal(a2a_list_find(resp, strlen(resp), "rd-1", "m-mine", &task, &code, NULL, 0), 0);
+    assert_string_equal(task, "t2");
+    free(task);
+    assert_int_equal(a2a_list_find(resp, strlen(resp), "rd-1", "m-none", &task, &code, NULL, 0), 1);
+    assert_null(task);
+    const char *err = "{\"jsonrpc\":\"2.0\",\"id\":\"rd-1\",\"error\":{\"code\":-32601}}";
+    assert_int_equal(a2a_list_find(err, strlen(err), "rd-1", "m", &task, &code, NULL, 0), -1);
+    assert_int_equal(code, -32601);
+    assert_int_equal(a2a_list_find("nope", 4, "rd-1", "m", &task, &code, NULL, 0), -1);
+}
+
+/* Data parts as compact JSON, inline files as a placeholder line. */
+static void test_data_and_raw_parts(void **state) {
+    (void)state;
+    a2a_rpc r;
+    parse_ok("{\"id\":1,\"result\":{\"kind\":\"message\",\"role\":\"agent\",\"parts\":["
+             "{\"kind\":\"text\",\"text\":\"Result:\"},"
+             "{\"kind\":\"data\",\"data\":{\"temp\":21.5,\"unit\":\"C\"}},"
+             "{\"kind\":\"file\",\"file\":{\"bytes\":\"aGVsbG8h\",\"name\":\"a.txt\","
+             "\"mimeType\":\"text/plain\"}}]}}",
+             NULL, &r);
+    assert_string_equal(
+        r.res.text, "Result:\n{\"temp\":21.5,\"unit\":\"C\"}\n[file: a.txt (text/plain, 6 bytes)]");
+    a2a_rpc_free(&r);
+    parse_ok("{\"id\":1,\"result\":{\"message\":{\"role\":\"ROLE_AGENT\",\"parts\":["
+             "{\"data\":[1,2,3]},{\"raw\":\"AAAA\",\"mediaType\":\"image/png\"}]}}}",
+             NULL, &r);
+    assert_string_equal(r.res.text, "[1,2,3]\n[file (image/png, 3 bytes)]");
+    a2a_rpc_free(&r);
+    /* large data is cut */
+    char big[4200];
+    int n = snprintf(big, sizeof big, "{\"id\":1,\"result\":{\"message\":{\"parts\":[{\"data\":\"");
+    memset(big + n, 'd', 3000);
+    snprintf(big + n + 3000, sizeof big - (size_t)n - 3000, "\"}]}}}");
+    parse_ok(big, NULL, &r);
+    assert_true(strlen(r.res.text) <= 1003 + 1);
+    assert_non_null(strstr(r.res.text, "..."));
+    a2a_rpc_free(&r);
+}
+
+/* The agent's order decides the dialect; required extensions are read. */
+static void test_card_order_and_extensions(void **state) {
+    (void)state;
+    const char *card =
+        "{\"name\":\"x\",\"supportedInterfaces\":["
+        "{\"url\":\"http://a/grpc\",\"protocolBinding\":\"GRPC\",\"protocolVersion\":\"1.0\"},"
+        "{\"url\":\"http://a/v03\",\"protocolBinding\":\"JSONRPC\",\"protocolVersion\":\"0.3\"},"
+        "{\"url\":\"http://a/v10\",\"protocolBinding\":\"JSONRPC\",\"protocolVersion\":\"1.0\"}],"
+        "\"capabilities\":{\"extensions\":[{\"uri\":\"https://ext/optional\"},"
+        "{\"uri\":\"https://ext/needed\",\"required\":true}]}}";
+    a2a_card c;
+    char err[128];
+    assert_int_equal(a2a_card_parse(card, strlen(card), "http://a/card", &c, err, sizeof err), 0);
+    assert_int_equal(c.preferred, A2A_D_V03);
+    assert_string_equal(c.url_v03, "http://a/v03");
+    assert_string_equal(c.url_v10, "http://a/v10");
+    assert_string_equal(c.required_ext, "https://ext/needed");
+    a2a_card_free(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_build_send_v10),
@@ -535,6 +696,11 @@ int main(void) {
         cmocka_unit_test(test_card_v10_and_hybrid),
         cmocka_unit_test(test_card_errors),
         cmocka_unit_test(test_track_stream_assembly),
+        cmocka_unit_test(test_track_cap),
+        cmocka_unit_test(test_hostile_error_codes),
+        cmocka_unit_test(test_list_tasks),
+        cmocka_unit_test(test_data_and_raw_parts),
+        cmocka_unit_test(test_card_order_and_extensions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,6 +48,9 @@ static void up(fa2a_opts o, const char *const *cfg) {
 static void down(void) {
     ah_shutdown(be);
     be = NULL;
+    /* exactly-once: no message's work ran twice, whatever the test did */
+    if (fa2a_executions(agent, NULL) > 1)
+        fail_msg("a message ran %d times", fa2a_executions(agent, NULL));
     fa2a_stop(agent);
     agent = NULL;
 }
@@ -283,8 +286,10 @@ static void test_rpc_error_classes(void **state) {
     (void)state;
     const char *cfg[] = {"retries", "2", NULL};
     up((fa2a_opts){.speaks = FA_V10}, cfg);
+    /* an internal error may come after the work ran: never sent again */
     expect_fail(1, "rpcerr -32603", 20000, "transient", FAILURE);
-    assert_int_equal(fa2a_count(agent, "SendMessage"), 3); /* 1 + 2 retries */
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
+    assert_int_equal(fa2a_executions(agent, NULL), 1);
     fa2a_clear(agent);
     expect_fail(1, "rpcerr -32050", 20000, "transient", FAILURE);
     fa2a_clear(agent);
@@ -643,8 +648,478 @@ static void test_concurrent_chats(void **state) {
     down();
 }
 
+/* ---- exactly-once ------------------------------------------------------- */
+
+/* A send that outlives http_timeout_s (an agent that answers a
+ * non-blocking send only when done) is waited for, never sent again. */
+static void test_send_outlives_http_timeout(void **state) {
+    (void)state;
+    const char *cfg[] = {"http_timeout_s", "1", NULL};
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        up((fa2a_opts){.speaks = (fa_dialect)d}, cfg);
+        expect_reply(1, "slowtask 2500", "done: slowtask 2500");
+        assert_int_equal(fa2a_count(agent, d == FA_V10 ? "SendMessage" : "message/send"), 1);
+        assert_int_equal(fa2a_executions(agent, NULL), 1);
+        down();
+    }
+}
+
+/* Failures after the request reached the agent are not retried; what
+ * provably never arrived, or what the agent asked to repeat, is. */
+static void test_unknown_outcome_not_resent(void **state) {
+    (void)state;
+    const char *cfg[] = {"retries", "3", NULL};
+    up((fa2a_opts){.speaks = FA_V03}, cfg);
+    expect_fail(1, "http 502", 20000, "transient", FAILURE);
+    expect_fail(1, "http 500", 20000, "transient", FAILURE);
+    expect_fail(1, "malformed", 20000, "protocol", FAILURE);
+    assert_int_equal(fa2a_count(agent, "message/send"), 3);
+    assert_true(ah_logged("may have reached the agent"));
+    fa2a_clear(agent);
+    expect_reply(1, "flaky 2", "recovered after 2"); /* 503: asked to repeat */
+    assert_int_equal(fa2a_count(agent, "message/send"), 3);
+    assert_int_equal(fa2a_executions(agent, NULL), 1);
+    down();
+    /* connection refused: never arrived, retried up to the limit */
+    ah_reset();
+    int port = rt_free_port();
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    ah_cfg("url", url);
+    ah_cfg("card_url", "none");
+    ah_cfg("dialect", "0.3");
+    ah_cfg("retries", "2");
+    ah_cfg("retry_base_ms", "20");
+    ah_cfg("failure_notice", FAILURE);
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    assert_non_null(be);
+    ah_result r = ah_call(be, 1, "hello", 10000, NULL);
+    assert_int_equal(r.st, RD_E_RETRY);
+    ah_result_free(&r);
+    const char *v[] = {"agent", NULL};
+    assert_true(ah_metric("routerd_a2a_retries_total", v) == 2);
+    ah_shutdown(be);
+    be = NULL;
+}
+
+/* The messageId of a re-delivered update is the same; its answer is
+ * repeated from the record without running the agent again. */
+static void test_redelivered_answer_repeated(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    ah_result r = ah_call_update(be, 5, "task 100", 20000, NULL, 777001);
+    assert_int_equal(r.st, RD_OK);
+    assert_string_equal(r.text, "done: task 100");
+    ah_result_free(&r);
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, "SendMessage", &q), 0);
+    char mid[96];
+    snprintf(mid, sizeof mid, "%s", q.message_id);
+    assert_int_equal(strlen(mid), 36);
+    /* a plugin restarted over the same store */
+    ah_shutdown(be);
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    r = ah_call_update(be, 5, "task 100", 20000, NULL, 777001);
+    assert_int_equal(r.st, RD_OK);
+    assert_string_equal(r.text, "done: task 100");
+    ah_result_free(&r);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
+    assert_int_equal(fa2a_executions(agent, mid), 1);
+    assert_true(ah_logged("was answered before"));
+    /* another update: another id */
+    r = ah_call_update(be, 5, "task 100", 20000, NULL, 777002);
+    ah_result_free(&r);
+    assert_int_equal(fa2a_last(agent, "SendMessage", &q), 0);
+    assert_string_not_equal(q.message_id, mid);
+    /* the same update seen by the console (no meta): a random id */
+    r = ah_call(be, 5, "hello", 20000, NULL);
+    ah_result_free(&r);
+    assert_int_equal(fa2a_last(agent, "SendMessage", &q), 0);
+    assert_int_equal(strlen(q.message_id), 36);
+    down();
+}
+
+static void *stop_later(void *arg) {
+    rt_sleep_ms((int)(intptr_t)arg);
+    ah_hard_stop(1);
+    return NULL;
+}
+
+/* A hard stop (drain timeout) while a task runs leaves it running; the
+ * re-delivered update after the restart resumes it: one execution, the
+ * answer once. */
+static void test_task_resumed_after_restart(void **state) {
+    (void)state;
+    const char *sub[] = {"false", "true"};
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        for (int strm = 0; strm < 2; strm++) {
+            const char *cfg[] = {"stream", sub[strm], NULL};
+            up((fa2a_opts){.speaks = (fa_dialect)d, .streaming = strm}, cfg);
+            pthread_t th;
+            pthread_create(&th, NULL, stop_later, (void *)(intptr_t)400);
+            ah_result r = ah_call_update(be, 9, "task 2500", 20000, NULL, 4242);
+            pthread_join(th, NULL);
+            assert_int_not_equal(r.st, RD_OK); /* abandoned */
+            ah_result_free(&r);
+            assert_int_equal(fa2a_count(agent, d == FA_V10 ? "CancelTask" : "tasks/cancel"), 0);
+            ah_shutdown(be);
+            ah_hard_stop(0);
+            rd_status st;
+            rd_error err;
+            be = ah_launch(&st, &err);
+            r = ah_call_update(be, 9, "task 2500", 20000, NULL, 4242);
+            if (r.st != RD_OK) fail_msg("resume: %s", r.err.msg);
+            assert_string_equal(r.text, "done: task 2500");
+            ah_result_free(&r);
+            const char *sm = d == FA_V10 ? (strm ? "SendStreamingMessage" : "SendMessage")
+                                         : (strm ? "message/stream" : "message/send");
+            assert_int_equal(fa2a_count(agent, sm), 1);
+            assert_int_equal(fa2a_executions(agent, NULL), 1);
+            assert_true(ah_logged("resuming it instead of sending again"));
+            down();
+        }
+    }
+}
+
+/* A send cut by a hard stop before the agent answered: after the restart
+ * the 1.0 task is found with ListTasks and followed; in 0.3 it cannot be
+ * found and the message is not sent again. */
+static void test_unknown_send_recovered(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    pthread_t th;
+    pthread_create(&th, NULL, stop_later, (void *)(intptr_t)300);
+    ah_result r = ah_call_update(be, 3, "slowtask 2500", 20000, NULL, 99);
+    pthread_join(th, NULL);
+    assert_int_not_equal(r.st, RD_OK);
+    ah_result_free(&r);
+    ah_shutdown(be);
+    ah_hard_stop(0);
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    r = ah_call_update(be, 3, "slowtask 2500", 20000, NULL, 99);
+    if (r.st != RD_OK) fail_msg("recover: %s", r.err.msg);
+    assert_string_equal(r.text, "done: slowtask 2500");
+    ah_result_free(&r);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
+    assert_int_equal(fa2a_count(agent, "ListTasks"), 1);
+    assert_int_equal(fa2a_executions(agent, NULL), 1);
+    down();
+
+    up((fa2a_opts){.speaks = FA_V03}, NULL);
+    pthread_create(&th, NULL, stop_later, (void *)(intptr_t)300);
+    r = ah_call_update(be, 3, "slowtask 1500", 20000, NULL, 99);
+    pthread_join(th, NULL);
+    ah_result_free(&r);
+    ah_shutdown(be);
+    ah_hard_stop(0);
+    be = ah_launch(&st, &err);
+    r = ah_call_update(be, 3, "slowtask 1500", 20000, NULL, 99);
+    assert_int_equal(r.st, RD_E_FATAL);
+    assert_string_equal(r.text, FAILURE);
+    ah_result_free(&r);
+    assert_int_equal(fa2a_count(agent, "message/send"), 1);
+    assert_int_equal(fa2a_executions(agent, NULL), 1);
+    assert_true(ah_logged("not sent again"));
+    down();
+    /* resend_unknown: an agent that deduplicates gets the same messageId */
+    const char *cfg[] = {"resend_unknown", "true", NULL};
+    up((fa2a_opts){.speaks = FA_V03, .dedup = 1}, cfg);
+    pthread_create(&th, NULL, stop_later, (void *)(intptr_t)300);
+    r = ah_call_update(be, 3, "slowtask 1000", 20000, NULL, 99);
+    pthread_join(th, NULL);
+    ah_result_free(&r);
+    ah_shutdown(be);
+    ah_hard_stop(0);
+    be = ah_launch(&st, &err);
+    r = ah_call_update(be, 3, "slowtask 1000", 20000, NULL, 99);
+    assert_int_equal(r.st, RD_OK);
+    ah_result_free(&r);
+    fa_req a, b;
+    assert_int_equal(fa2a_req(agent, 0, &a), 0);
+    assert_int_equal(fa2a_req(agent, 1, &b), 0);
+    assert_string_equal(a.message_id, b.message_id);
+    down();
+}
+
+/* ---- conversations that heal -------------------------------------------- */
+
+static void test_context_forgotten(void **state) {
+    (void)state;
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        up((fa2a_opts){.speaks = (fa_dialect)d}, NULL);
+        expect_reply(4, "ctx", "ctx=none task=none");
+        expect_reply(4, "ctx", "ctx=ctx-1 task=none");
+        fa2a_forget_contexts(agent);
+        /* the rejected id is dropped and the message sent once without it */
+        expect_reply(4, "ctx", "ctx=none task=none");
+        expect_reply(4, "ctx", "ctx=ctx-2 task=none");
+        assert_true(ah_logged("rejected contextId ctx-1"));
+        assert_int_equal(fa2a_executions(agent, NULL), 1);
+        down();
+    }
+}
+
+/* ---- limits ------------------------------------------------------------- */
+
+static void test_reply_cap(void **state) {
+    (void)state;
+    const char *cfg[] = {"stream", "true", "max_reply_bytes", "4096", NULL};
+    up((fa2a_opts){.speaks = FA_V03, .streaming = 1, .chunk_delay_ms = 1}, cfg);
+    ah_result r = ah_call(be, 1, "flood 40", 20000, NULL);
+    assert_int_equal(r.st, RD_OK);
+    const char *cut = "\n[The answer was too long and was cut here.]";
+    size_t n = strlen(r.text), cl = strlen(cut);
+    assert_int_equal(n, 4096 + cl);
+    assert_string_equal(r.text + 4096, cut);
+    ah_result_free(&r);
+    assert_true(ah_logged("exceeded max_reply_bytes"));
+    down();
+}
+
+/* Credentials go only to the card's origin unless allowed. */
+static void test_credentials_origin(void **state) {
+    (void)state;
+    fa2a_opts o = {.speaks = FA_V10, .token = "s3cret"};
+    agent = fa2a_start(&o);
+    char url[64], other[64];
+    /* the router knows the agent as localhost; the card names 127.0.0.1 */
+    snprintf(url, sizeof url, "http://localhost:%d", fa2a_port(agent));
+    snprintf(other, sizeof other, "http://127.0.0.1:%d", fa2a_port(agent));
+    for (int allow = 0; allow < 2; allow++) {
+        ah_reset();
+        ah_cfg("url", url);
+        ah_cfg("token", "s3cret");
+        ah_cfg("failure_notice", FAILURE);
+        if (allow) ah_cfg("credential_origins", other);
+        rd_status st;
+        rd_error err;
+        be = ah_launch(&st, &err);
+        assert_non_null(be);
+        assert_true(ah_wait_ready(1, 5000));
+        fa2a_clear(agent);
+        ah_result r = ah_call(be, 1, "hi", 10000, NULL);
+        fa_req q;
+        assert_int_equal(fa2a_last(agent, NULL, &q), 0);
+        if (allow) {
+            assert_int_equal(r.st, RD_OK);
+            assert_string_equal(q.authorization, "Bearer s3cret");
+        } else {
+            assert_int_equal(r.st, RD_E_FATAL);
+            assert_string_equal(q.authorization, "");
+            assert_true(ah_logged("on another origin"));
+        }
+        ah_result_free(&r);
+        ah_shutdown(be);
+        be = NULL;
+    }
+    fa2a_stop(agent);
+    agent = NULL;
+    /* header values with CR or LF are refused at start */
+    ah_reset();
+    ah_cfg("url", "http://127.0.0.1:1");
+    ah_cfg("token", "abc\r\nX-Evil: 1");
+    rd_status st;
+    rd_error err;
+    assert_null(ah_launch(&st, &err));
+    assert_int_equal(st, RD_E_CONFIG);
+    assert_non_null(strstr(err.msg, "line break"));
+}
+
+/* A refused stream turns streaming off for that endpoint only for a while
+ * (stream_retry_s), never for good. */
+static void test_stream_refusal_expires(void **state) {
+    (void)state;
+    const char *cfg[] = {"stream", "true", "stream_retry_s", "1", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .streaming = 1, .refuse_streams = 1}, cfg);
+    expect_reply(1, "one", "echo: one");
+    assert_int_equal(fa2a_count(agent, "SendStreamingMessage"), 1);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
+    expect_reply(2, "two", "echo: two"); /* another chat: no stream tried */
+    assert_int_equal(fa2a_count(agent, "SendStreamingMessage"), 1);
+    rt_sleep_ms(1200);
+    expect_reply(1, "three", "echo: three"); /* expired: tried again */
+    assert_int_equal(fa2a_count(agent, "SendStreamingMessage"), 2);
+    assert_true(ah_logged("using send + poll there for 1 s"));
+    down();
+}
+
+/* OAuth 2.0 client credentials against the fake's token endpoint: the
+ * tokenUrl from the card, scopes and audience, one token for many calls,
+ * renewed before it expires and on 401; the secret is never logged. */
+static void test_oauth_client_credentials(void **state) {
+    (void)state;
+    const char *cfg[] = {"oauth_client_id",
+                         "router",
+                         "oauth_client_secret",
+                         "S3cr3t-oauth",
+                         "oauth_scopes",
+                         "agent.read, agent.write",
+                         "oauth_audience",
+                         "https://agent.example",
+                         "oauth_refresh_margin_s",
+                         "1",
+                         NULL};
+    up((fa2a_opts){.speaks = FA_V10,
+                   .oauth_client_id = "router",
+                   .oauth_client_secret = "S3cr3t-oauth",
+                   .token_ttl_s = 3},
+       cfg);
+    assert_true(ah_wait_ready(1, 5000));
+    expect_reply(1, "one", "echo: one");
+    expect_reply(1, "two", "echo: two");
+    char scope[128], aud[128];
+    assert_int_equal(fa2a_token_requests(agent, scope, sizeof scope, aud, sizeof aud), 1);
+    assert_string_equal(scope, "agent.read agent.write");
+    assert_string_equal(aud, "https://agent.example");
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, "SendMessage", &q), 0);
+    assert_string_equal(q.authorization, "Bearer tok-1");
+    /* within the margin of its expiry: renewed before use, no 401 seen */
+    rt_sleep_ms(2200);
+    int before = fa2a_count(agent, NULL);
+    expect_reply(1, "three", "echo: three");
+    assert_int_equal(fa2a_token_requests(agent, NULL, 0, NULL, 0), 2);
+    assert_int_equal(fa2a_count(agent, NULL), before + 1);
+    assert_int_equal(fa2a_last(agent, "SendMessage", &q), 0);
+    assert_string_equal(q.authorization, "Bearer tok-2");
+    /* revoked: the 401 renews it and the call is repeated once */
+    fa2a_revoke_token(agent);
+    expect_reply(1, "four", "echo: four");
+    assert_int_equal(fa2a_token_requests(agent, NULL, 0, NULL, 0), 3);
+    assert_int_equal(fa2a_executions(agent, NULL), 1);
+    assert_true(ah_logged("renewing the OAuth token"));
+    assert_false(ah_logged("S3cr3t-oauth"));
+    assert_false(ah_logged("tok-"));
+    down();
+    /* a wrong secret: a fatal failure naming the endpoint's answer */
+    const char *bad[] = {"oauth_client_id", "router", "oauth_client_secret", "wrong", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .oauth_client_id = "router", .oauth_client_secret = "right"},
+       bad);
+    expect_fail(1, "hi", 10000, "fatal", FAILURE);
+    assert_true(ah_logged("HTTP 401 (invalid_client)"));
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 0);
+    assert_false(ah_logged("wrong"));
+    down();
+}
+
+static void *authorize_later(void *arg) {
+    rt_sleep_ms((int)(intptr_t)arg);
+    fa2a_authorize(agent);
+    return NULL;
+}
+
+/* In-task authorization with auth_required_wait_s: the request is shown
+ * at once, the task is polled, and the sign-in done out of band lets it
+ * complete within the same message. */
+static void test_auth_required_continues(void **state) {
+    (void)state;
+    const char *cfg[] = {"auth_required_wait_s", "10", NULL};
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        up((fa2a_opts){.speaks = (fa_dialect)d}, cfg);
+        pthread_t th;
+        pthread_create(&th, NULL, authorize_later, (void *)(intptr_t)600);
+        ah_result r = ah_call(be, 1, "authreq", 20000, NULL);
+        pthread_join(th, NULL);
+        assert_int_equal(r.st, RD_OK);
+        assert_string_equal(r.text, "done: authreq");
+        assert_true(r.progress >= 1);
+        assert_non_null(strstr(r.last_progress, "Please sign in"));
+        ah_result_free(&r);
+        assert_true(fa2a_count(agent, d == FA_V10 ? "GetTask" : "tasks/get") >= 1);
+        down();
+    }
+}
+
+/* A card requiring an extension routerd lacks: refused (not ready, the
+ * reason names it) by default; used with a loud log under warn. */
+static void test_required_extension(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10, .required_ext = "https://ext.example/needed"}, NULL);
+    rt_sleep_ms(500);
+    char why[300];
+    assert_int_equal(ah_ready(why, sizeof why), 0);
+    assert_non_null(strstr(why, "requires the extension https://ext.example/needed"));
+    down();
+    const char *cfg[] = {"required_extensions", "warn", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .required_ext = "https://ext.example/needed"}, cfg);
+    assert_true(ah_wait_ready(1, 5000));
+    expect_reply(1, "hi", "echo: hi");
+    assert_true(ah_logged("requires the extension https://ext.example/needed"));
+    down();
+}
+
+/* Card redirects: followed within the origin; to another origin only when
+ * credential_origins lists it. */
+static void test_card_redirects(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10, .card_redirect = "/cards/agent.json"}, NULL);
+    assert_true(ah_wait_ready(1, 5000));
+    expect_reply(1, "hi", "echo: hi");
+    down();
+    int port = rt_free_port();
+    char loc[96], origin[64];
+    snprintf(loc, sizeof loc, "http://localhost:%d/cards/agent.json", port);
+    snprintf(origin, sizeof origin, "http://localhost:%d", port);
+    for (int allow = 0; allow < 2; allow++) {
+        const char *cfg[] = {"credential_origins", allow ? origin : "", NULL};
+        up((fa2a_opts){.speaks = FA_V10, .port = port, .card_redirect = loc}, allow ? cfg : NULL);
+        if (allow) {
+            assert_true(ah_wait_ready(1, 5000));
+        } else {
+            rt_sleep_ms(500);
+            char why[300];
+            assert_int_equal(ah_ready(why, sizeof why), 0);
+            assert_non_null(strstr(why, "redirected to another origin"));
+        }
+        down();
+    }
+}
+
+/* Cache-Control max-age and ETag: the card is read again when it expires,
+ * with If-None-Match (304 keeps it), and a moved endpoint is picked up
+ * before any call fails. */
+static void test_card_refresh(void **state) {
+    (void)state;
+    const char *cfg[] = {"card_refresh_min_s", "1", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .card_max_age = 1}, cfg);
+    assert_true(ah_wait_ready(1, 5000));
+    long long end = rt_now_ms() + 8000;
+    while (fa2a_card_not_modified(agent) < 1 && rt_now_ms() < end)
+        rt_sleep_ms(50);
+    assert_true(fa2a_card_not_modified(agent) >= 1);
+    expect_reply(1, "hi", "echo: hi");
+    fa2a_move(agent, "/rpc2");
+    end = rt_now_ms() + 8000;
+    while (!ah_logged("/rpc2") && rt_now_ms() < end)
+        rt_sleep_ms(50);
+    assert_true(ah_logged("/rpc2"));
+    expect_reply(1, "moved", "echo: moved");
+    assert_int_equal(ah_ready(NULL, 0), 1);
+    down();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_send_outlives_http_timeout),
+        cmocka_unit_test(test_unknown_outcome_not_resent),
+        cmocka_unit_test(test_redelivered_answer_repeated),
+        cmocka_unit_test(test_task_resumed_after_restart),
+        cmocka_unit_test(test_unknown_send_recovered),
+        cmocka_unit_test(test_context_forgotten),
+        cmocka_unit_test(test_reply_cap),
+        cmocka_unit_test(test_credentials_origin),
+        cmocka_unit_test(test_stream_refusal_expires),
+        cmocka_unit_test(test_oauth_client_credentials),
+        cmocka_unit_test(test_auth_required_continues),
+        cmocka_unit_test(test_required_extension),
+        cmocka_unit_test(test_card_redirects),
+        cmocka_unit_test(test_card_refresh),
         cmocka_unit_test(test_message_v10),
         cmocka_unit_test(test_message_v03_old_card),
         cmocka_unit_test(test_conversation_per_chat),
