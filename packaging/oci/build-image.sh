@@ -18,7 +18,8 @@ multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 rm -rf "$work"
 fs=$work/rootfs
 blobs=$work/layout/blobs/sha256
-mkdir -p "$fs"/{etc,tmp,var/lib/routerd,usr/bin,usr/lib/"$multiarch",usr/lib64,usr/share/doc} "$blobs"
+# proc, sys and dev are mount points for the container runtime.
+mkdir -p "$fs"/{dev,etc,proc,sys,tmp,var/lib/routerd,usr/bin,usr/lib/"$multiarch",usr/lib64,usr/share/doc} "$blobs"
 ln -s usr/bin "$fs/bin"
 ln -s usr/lib "$fs/lib"
 ln -s usr/lib64 "$fs/lib64"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The fresh-machine check: apt installs the .deb (pulling its dependencies),
+# then `routerd -c /etc/routerd/staging.ini --check-config` with the example
+# env passes. It changes the system, so it runs only as root and only when
+# asked (CI=true, as .ci/run has, or ROUTERD_TEST_SYSTEM_INSTALL=1); the
+# package is purged afterwards. Exit 77 = skipped.
+set -euo pipefail
+src=$1 work=$2
+. "$(dirname "$0")/common.sh"
+if [[ $(id -u) -ne 0 || (${CI:-} != true && ${ROUTERD_TEST_SYSTEM_INSTALL:-} != 1) ]]; then
+    echo "skipped: needs root and CI=true or ROUTERD_TEST_SYSTEM_INSTALL=1"
+    exit 77
+fi
+v=$(kit_version "$src")
+deb=$work/a/dist/routerd_${v}_$(dpkg --print-architecture).deb
+[[ -f $deb ]] || fail "$deb missing (kit_package fixture)"
+if dpkg-query -W -f='${Status}' routerd 2>/dev/null | grep -q 'install ok installed'; then
+    echo "skipped: a routerd package is already installed here"
+    exit 77
+fi
+trap 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq routerd >/dev/null 2>&1 || true' EXIT
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null || fail "apt install $deb"
+[[ $(command -v routerd) == /usr/bin/routerd ]] || fail "routerd is not /usr/bin/routerd"
+out=$(cd / && routerd -c /etc/routerd/staging.ini --env-file /etc/routerd/routerd.env.example --check-config) ||
+    fail "routerd -c /etc/routerd/staging.ini --check-config failed"
+echo "$out"
+grep -q "^configuration OK: /etc/routerd/staging.ini" <<<"$out" || fail "no OK line"
+printed=$(cd / && routerd -c /etc/routerd/staging.ini --env-file /etc/routerd/routerd.env.example --print-config)
+grep -qx "; plugin_dir in use: /usr/lib/routerd" <<<"$printed" || fail "plugins not from /usr/lib/routerd"
+getent passwd routerd >/dev/null || fail "postinst did not create the routerd user"
+routerd --version
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq routerd >/dev/null || fail "apt purge"
+[[ ! -e /usr/bin/routerd && ! -e /etc/routerd/staging.ini ]] || fail "purge left files behind"
+trap - EXIT
+echo "fresh install: ok"
