@@ -1,8 +1,12 @@
 # Shared by the packaging tests: the source tree's build identity, so that
 # every package build in a test run (and a copy of the tree without .git)
 # gets the same SOURCE_DATE_EPOCH and build SHA.
-kit_identity() { # SRC
-    local src=$1
+kit_identity() { # SRC [WORK]: WORK/a/identity, written by the fixture, wins
+    local src=$1 work=${2:-}
+    if [[ -n $work && -f $work/a/identity ]]; then
+        # shellcheck disable=SC1091
+        . "$work/a/identity"
+    fi
     if [[ -z ${SOURCE_DATE_EPOCH:-} ]]; then
         SOURCE_DATE_EPOCH=$(git -C "$src" log -1 --format=%ct 2>/dev/null || echo 1700000000)
     fi

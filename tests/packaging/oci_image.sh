@@ -7,7 +7,7 @@
 set -euo pipefail
 src=$1 work=$2
 . "$(dirname "$0")/common.sh"
-kit_identity "$src"
+kit_identity "$src" "$work"
 v=$(kit_version "$src")
 image=$work/a/dist/routerd-$v-oci.tar
 [[ -f $image ]] || fail "$image missing (kit_package fixture)"

@@ -4,9 +4,12 @@
 set -euo pipefail
 src=$1 work=$2
 . "$(dirname "$0")/common.sh"
-kit_identity "$src"
 rm -rf "$work/a"
+kit_identity "$src"
 mkdir -p "$work/a"
+# The later tests build and check against this identity, even if the tree
+# changes meanwhile.
+printf 'SOURCE_DATE_EPOCH=%s\nROUTERD_BUILD_SHA=%s\n' "$SOURCE_DATE_EPOCH" "$ROUTERD_BUILD_SHA" >"$work/a/identity"
 "$src/scripts/package.sh" --no-deps --build "$work/a/build" --out "$work/a/dist" | tee "$work/a/package.out"
 v=$(kit_version "$src")
 for f in "routerd_${v}_$(dpkg --print-architecture).deb" "routerd-$v-oci.tar" "routerd-$v-oci.spdx.json"; do

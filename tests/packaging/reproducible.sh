@@ -5,7 +5,7 @@
 set -euo pipefail
 src=$1 work=$2
 . "$(dirname "$0")/common.sh"
-kit_identity "$src"
+kit_identity "$src" "$work"
 [[ -d $work/a/dist ]] || fail "$work/a/dist missing (kit_package fixture)"
 b=$work/b
 rm -rf "$b"
