@@ -32,17 +32,28 @@ cp "$root/usr/share/doc/routerd/copyright" "$fs/usr/share/doc/routerd/"
 
 # Host file -> image. Every file taken from the host is recorded with the
 # Debian package that owns it, for the SBOM.
-declare -A pkg_files=()
+declare -A pkg_files=() owners=()
+candidates() { # PATH -> the spellings dpkg may know it by (usrmerge)
+    printf '%s\n' "$1" "$(readlink -f "$1")" "${1#/usr}" "/usr$1"
+}
+lookup_owners() { # PATH... -> fills owners[] in one dpkg-query run
+    local line path pk
+    while IFS= read -r line; do
+        [[ $line == diversion* ]] && continue
+        path=${line##*: } pk=${line%: *}
+        pk=${pk%%,*}
+        owners[$path]=${pk%%:*}
+    done < <(for p in "$@"; do candidates "$p"; done | sort -u | xargs dpkg-query -S 2>/dev/null || true)
+}
 owner() {
-    local p=$1 c o
-    for c in "$p" "$(readlink -f "$p")" "${p#/usr}" "/usr$p"; do
-        o=$(dpkg-query -S "$c" 2>/dev/null | grep -v '^diversion' | head -1 | cut -d: -f1) || true
-        if [[ -n $o ]]; then
-            echo "$o"
+    local c
+    while read -r c; do
+        if [[ -n ${owners[$c]:-} ]]; then
+            echo "${owners[$c]}"
             return
         fi
-    done
-    echo "package.sh: no Debian package owns $p" >&2
+    done < <(candidates "$1")
+    echo "package.sh: no Debian package owns $1" >&2
     return 1
 }
 take() { # HOST_PATH IMAGE_PATH [PACKAGE]
@@ -56,6 +67,7 @@ take() { # HOST_PATH IMAGE_PATH [PACKAGE]
 mapfile -t elves < <(find "$fs/usr/bin" "$fs/usr/lib/routerd" -type f | sort)
 mapfile -t libs < <(for e in "${elves[@]}"; do ldd "$e"; done |
     awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u)
+lookup_owners "${libs[@]}" /usr/lib/os-release
 for l in "${libs[@]}"; do
     dest=/usr${l#/usr}
     take "$l" "$dest"

@@ -34,6 +34,16 @@ jq -e --arg v "$v" 'any(.packages[]; .name == "routerd" and .versionInfo == $v)'
 manifest=$tmp/l/blobs/sha256/$(jq -r '.manifests[0].digest' "$tmp/l/index.json" | cut -d: -f2)
 mkdir -p "$tmp/root"
 for d in $(jq -r '.layers[].digest' "$manifest"); do tar -C "$tmp/root" -xzf "$tmp/l/blobs/sha256/${d#sha256:}"; done
+# One dpkg-query run for every spelling of every path (usrmerge: /lib and
+# /usr/lib are the same folder, dpkg knows each file under one of them).
+(cd "$tmp/root" && find . -type f | sed 's|^\./||' | sort) >"$tmp/files"
+declare -A own=()
+while IFS= read -r line; do
+    [[ $line == diversion* ]] && continue
+    p=${line%: *}
+    own[${line##*: }]=${p%%[:,]*}
+done < <(while read -r f; do printf '/%s\n/%s\n%s\n' "$f" "${f#usr/}" "$(readlink -f "/$f")"; done <"$tmp/files" |
+    sort -u | xargs dpkg-query -S 2>/dev/null || true)
 n=0
 while read -r f; do
     case $f in
@@ -43,7 +53,8 @@ while read -r f; do
     *)
         pkg=
         for c in "/$f" "/${f#usr/}" "$(readlink -f "/$f")"; do
-            pkg=$(dpkg-query -S "$c" 2>/dev/null | grep -v '^diversion' | head -1 | cut -d: -f1) && [[ -n $pkg ]] && break
+            pkg=${own[$c]:-}
+            [[ -n $pkg ]] && break
         done
         [[ -n $pkg ]] || fail "/$f in the image belongs to no Debian package"
         ;;
@@ -53,7 +64,7 @@ while read -r f; do
         'any(.packages[]; .name == $p and .versionInfo == $v and (.comment | contains($f)))' "$sbom" >/dev/null ||
         fail "SBOM lacks $pkg $ver (for /$f)"
     n=$((n + 1))
-done < <(cd "$tmp/root" && find . -type f | sed 's|^\./||' | sort)
+done <"$tmp/files"
 [[ $n -gt 5 ]] || fail "only $n system files checked"
 for d in "$tmp"/root/usr/share/doc/*/; do
     p=$(basename "$d")
