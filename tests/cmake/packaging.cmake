@@ -1,6 +1,6 @@
 # Build and release kit: install layouts, the README's install recipe, the
 # .deb (lintian), the OCI image, its SBOM, reproducibility and the
-# fresh-machine install. Label: packaging.
+# fresh-machine install. Label: packaging (tests/packaging/).
 set(KIT_TESTS ${CMAKE_SOURCE_DIR}/tests/packaging)
 add_test(NAME kit_install COMMAND ${KIT_TESTS}/install.sh ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
 set_tests_properties(kit_install PROPERTIES LABELS packaging TIMEOUT 300)
