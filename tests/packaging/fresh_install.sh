@@ -38,7 +38,7 @@ if dpkg-query -W -f='${Status}' routerd 2>/dev/null | grep -q 'install ok instal
     exit 77
 fi
 trap 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq routerd >/dev/null 2>&1 || true' EXIT
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >/dev/null || fail "apt install $deb"
+DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$deb" >/dev/null || fail "apt install $deb"
 [[ $(command -v routerd) == /usr/bin/routerd ]] || fail "routerd is not /usr/bin/routerd"
 out=$(cd / && routerd -c /etc/routerd/staging.ini --env-file /etc/routerd/routerd.env.example --check-config) ||
     fail "routerd -c /etc/routerd/staging.ini --check-config failed"
@@ -48,7 +48,7 @@ printed=$(cd / && routerd -c /etc/routerd/staging.ini --env-file /etc/routerd/ro
 grep -qx "; plugin_dir in use: /usr/lib/routerd" <<<"$printed" || fail "plugins not from /usr/lib/routerd"
 getent passwd routerd >/dev/null || fail "postinst did not create the routerd user"
 routerd --version
-DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq routerd >/dev/null || fail "apt purge"
+DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 purge -y -qq routerd >/dev/null || fail "apt purge"
 [[ ! -e /usr/bin/routerd && ! -e /etc/routerd/staging.ini ]] || fail "purge left files behind"
 trap - EXIT
 echo "fresh install: ok"
