@@ -17,6 +17,7 @@ fi
 v=$(kit_version "$src")
 deb=$work/a/dist/routerd_${v}_$(dpkg --print-architecture).deb
 [[ -f $deb ]] || fail "$deb missing (kit_package fixture)"
+deb=$(realpath "$deb") # apt takes a local file only as a path with a slash
 if [[ ${ROUTERD_TEST_FRESH_ROOT:-} == 1 ]]; then
     command -v mmdebstrap >/dev/null || fail "ROUTERD_TEST_FRESH_ROOT=1 needs mmdebstrap"
     r=$(mktemp -d)
