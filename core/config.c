@@ -12,6 +12,9 @@
 #ifndef ROUTERD_DEFAULT_PLUGIN_DIR
 #define ROUTERD_DEFAULT_PLUGIN_DIR "/usr/local/lib/routerd"
 #endif
+#ifndef ROUTERD_PLUGIN_RELDIR
+#define ROUTERD_PLUGIN_RELDIR "../lib/routerd"
+#endif
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const sync_modes[] = {"full", "normal", NULL};
@@ -41,8 +44,8 @@ const rd_option router_opts[] = {
     {"state_dir", RD_OPT_STRING, 0, "/var/lib/routerd",
      "directory of the state store (offsets, journal, conversation ids)", 0, 0, NULL},
     {"plugin_dir", RD_OPT_STRING, 0, NULL,
-     "where plugin = NAME is looked up (default: plugins/ beside the binary, else the install "
-     "directory)",
+     "where plugin = NAME is looked up (default: plugins/ beside the binary in a build tree, "
+     "else lib/routerd beside the binary's bin/)",
      0, 0, NULL},
     {"queue_depth", RD_OPT_INT, 0, "256",
      "messages waiting for a worker before transports are told to back off", 1, 10000000, NULL},
@@ -113,6 +116,14 @@ static int fail_at(char *err, size_t errsz, const manifest *m, int line, const c
     return -1;
 }
 
+static bool is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The plugin folder that belongs to this executable: plugins/ in a build
+ * tree, else the install layout's folder relative to the binary (any
+ * prefix, any DESTDIR copy), else the configured install directory. */
 static char *default_plugin_dir(void) {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -122,14 +133,19 @@ static char *default_plugin_dir(void) {
         if (slash) {
             *slash = 0;
             char *dir = xasprintf("%s/plugins", exe);
-            struct stat st;
             char *probe = xasprintf("%s/CMakeCache.txt", exe);
+            struct stat st;
             /* Only a build tree gets the plugins/ beside the binary. */
-            if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && stat(probe, &st) == 0) {
-                free(probe);
-                return dir;
-            }
+            bool build_tree = is_dir(dir) && stat(probe, &st) == 0;
             free(probe);
+            if (build_tree) return dir;
+            free(dir);
+            dir = xasprintf("%s/%s", exe, ROUTERD_PLUGIN_RELDIR);
+            char real[PATH_MAX];
+            if (is_dir(dir) && realpath(dir, real)) {
+                free(dir);
+                return xstrdup(real);
+            }
             free(dir);
         }
     }

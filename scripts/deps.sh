@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages routerd needs to build and test, if any
-# are missing. Usage: scripts/deps.sh [--test [--ci]]
+# are missing. Usage: scripts/deps.sh [--test [--ci] | --package]
 set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config git ca-certificates
       libcurl4-openssl-dev libcjson-dev libinih-dev libmicrohttpd-dev
       libssl-dev libsqlite3-dev libcmocka-dev)
+# dpkg-dev (dpkg-buildflags, dpkg-shlibdeps) and jq build the .deb, the OCI
+# image and its SBOM (scripts/package.sh).
+pkgs+=(dpkg-dev jq xz-utils)
 if [[ "${1:-}" == "--test" ]]; then
+    # lintian checks the .deb in the packaging tests.
+    pkgs+=(lintian)
     # promtool and a Prometheus server for the metrics tests, valgrind and
     # clang-format for CI checks, node for the OTLP and A2A interop checks.
     pkgs+=(prometheus prometheus-alertmanager valgrind clang-format curl)

@@ -13,7 +13,7 @@ else
     what="${1:-60}s"
 fi
 command -v clang >/dev/null 2>&1 || { echo "fuzz: clang is needed" >&2; exit 1; }
-CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DROUTERD_FUZZ=ON >/dev/null
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DROUTERD_FUZZ=ON -DROUTERD_WERROR=ON >/dev/null
 targets=$(cmake --build build-fuzz --target help | sed -n 's/^\.\.\. \(.*_fuzzer\)$/\1/p')
 cmake --build build-fuzz -j"$(nproc)" --target $targets >/dev/null
 work=$(mktemp -d)

@@ -9,7 +9,7 @@ say() { echo "run-dev: $*" >&2; }
 say "checking the build dependencies (scripts/deps.sh)"
 scripts/deps.sh
 say "configuring build/ (cmake)"
-if ! out=$(cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo 2>&1); then
+if ! out=$(cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DROUTERD_WERROR=ON 2>&1); then
     echo "$out" >&2
     say "cmake failed"
     exit 1

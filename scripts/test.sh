@@ -6,11 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=build
-opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DROUTERD_WERROR=ON)
 if [[ "${1:-}" == "--sanitize" ]]; then
     shift
     dir=build-asan
-    opts=(-DCMAKE_BUILD_TYPE=Debug -DROUTERD_SANITIZE=ON)
+    opts=(-DCMAKE_BUILD_TYPE=Debug -DROUTERD_SANITIZE=ON -DROUTERD_WERROR=ON)
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 fi
 scripts/deps.sh --test

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@ typedef struct {
 } sbuf;
 
 static void sb_add(sbuf *b, const char *s, size_t n) {
-    if (!s || !n) return;
+    if (!s || !n || n > SIZE_MAX / 2 - b->len) return; /* no size_t wrap below */
     if (b->len + n + 1 > b->cap) {
         size_t c = b->cap ? b->cap : 64;
         while (c < b->len + n + 1)

@@ -8,7 +8,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 pc=$(find "$tmp/prefix" -name routerd-plugin.pc -printf '%h')
-cflags=$(PKG_CONFIG_PATH=$pc pkg-config --cflags routerd-plugin)
+cflags="$(PKG_CONFIG_PATH=$pc pkg-config --cflags routerd-plugin) $(PKG_CONFIG_PATH=$pc pkg-config --variable=plugin_cflags routerd-plugin)"
 plugindir=$(PKG_CONFIG_PATH=$pc pkg-config --variable=plugindir routerd-plugin)
 cc -std=c11 -Wall -Wextra -Werror -shared $cflags -o "$tmp/backend_hello.so" \
     "$src/docs/examples/backend_hello.c" -Wl,--no-undefined
