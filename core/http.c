@@ -1,4 +1,5 @@
 /* Admin HTTP server: /healthz, /livez and routes that plugins register. */
+#include "lease.h"
 #include "router.h"
 
 #include <arpa/inet.h>
@@ -71,9 +72,14 @@ static enum MHD_Result respond(struct MHD_Connection *c, int status, const char 
 static void healthz(struct MHD_Connection *c) {
     size_t cap = 256, off = 0;
     char *b = xmalloc(cap);
-    bool ok = !atomic_load(&R.draining);
-    off += (size_t)snprintf(b, cap, "{\"status\":\"%%s\",\"draining\":%s,\"plugins\":{",
-                            atomic_load(&R.draining) ? "true" : "false");
+    bool ok = !atomic_load(&R.draining) && store_healthy(R.st);
+    int role = lease_role(); /* a healthy standby is ready: it takes over at once */
+    off += (size_t)snprintf(b, cap,
+                            "{\"status\":\"%%s\",\"draining\":%s,\"role\":\"%s\","
+                            "\"store\":\"%s\",\"plugins\":{",
+                            atomic_load(&R.draining) ? "true" : "false",
+                            role == 0 ? "standby" : "active",
+                            store_healthy(R.st) ? "ok" : "unavailable");
     bool first = true;
     for (size_t i = 0; i < R.nctx; i++) {
         rd_ctx *x = R.ctx[i];

@@ -57,7 +57,7 @@ extern "C" {
 /* Major: bumped when a plugin must be rebuilt; the symbol name carries it. */
 #define RD_ABI_MAJOR 1
 /* Minor: bumped when members are appended to a struct. */
-#define RD_ABI_MINOR 0
+#define RD_ABI_MINOR 1
 
 #define RD_PLUGIN_SYMBOL "routerd_plugin_v1"
 
@@ -374,6 +374,19 @@ typedef struct rd_host {
     /* Fill err (code, classification, printf message). */
     void (*error)(rd_error *err, rd_status code, const char *klass, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+
+    /* ---- ABI 1.1 (check RD_HAS(host, lead)) ---- */
+
+    /* Leadership among replicas sharing the state store, for work only one
+     * of them may do (long polling a bot): key names the work ("bot id").
+     * Returns the current term (> 0) while this replica leads, 0 while
+     * another one does or the store is unreachable. A new term means the
+     * lead was lost in between: reload state from the store first. From
+     * the first call on, this instance's kv writes are fenced: they fail
+     * with RD_E_UNAVAILABLE unless it leads. Call before each poll and
+     * before confirming; cheap (no I/O after the first call). With the
+     * sqlite store (one process) it always leads. */
+    int64_t (*lead)(rd_ctx *ctx, const char *key);
 } rd_host;
 
 /* ------------------------------------------------------------------------ */
