@@ -319,6 +319,7 @@ static void rep_put_back(tg *t, const int64_t *seqs, size_t n) {
 }
 
 void tg_persist_acks(tg *t, int force) {
+    if (t->lead_key[0] && !t->term) return; /* a standby owns no watermark */
     int64_t w = atomic_load(&t->acked);
     pthread_mutex_lock(&t->rep_mu);
     size_t pending = t->nrep_done;
@@ -848,6 +849,38 @@ out:
     return rc;
 }
 
+/* Whether the term the state was loaded in is still current. */
+static int tg_term_current(tg *t) {
+    return !t->lead_key[0] || (t->term && t->h->lead(t->ctx, t->lead_key) == t->term);
+}
+
+/* Replicas: only the leader polls. A new term starts from what the store
+ * holds (another replica may have moved on); when the lead is lost, what
+ * was fetched but not submitted stays in the journal for the new leader. */
+static int tg_leading(tg *t) {
+    if (!t->lead_key[0]) return 1;
+    int64_t term = t->h->lead(t->ctx, t->lead_key);
+    if (term == t->term) return term > 0;
+    pthread_mutex_lock(&t->in_mu);
+    while (t->head)
+        item_pop(t);
+    free(t->replay);
+    t->replay = NULL;
+    t->nreplay = 0;
+    pthread_mutex_unlock(&t->in_mu);
+    t->term = 0;
+    if (!term) {
+        t->h->log(t->ctx, RD_LOG_INFO, "standing by: another replica polls this bot");
+        return 0;
+    }
+    rd_error e = {0};
+    t->offset_sent = -1;
+    if (tg_intake_load(t, &e) != RD_OK) return 0;
+    t->term = term;
+    t->h->log(t->ctx, RD_LOG_INFO, "active: polling this bot (term %lld)", (long long)term);
+    return 1;
+}
+
 /* One getUpdates exchange on the multi handle, so quiesce() can cut a
  * hanging long poll at once (curl_multi_wakeup). */
 static void poll_once(tg *t, int *attempt) {
@@ -878,7 +911,8 @@ static void poll_once(tg *t, int *attempt) {
         }
         curl_multi_poll(t->multi, NULL, 0, 100, NULL);
         tg_persist_acks(t, 0);
-        if (atomic_load(&t->quiescing)) {
+        /* Lead lost (store unreachable, lease gone): stop polling now. */
+        if (atomic_load(&t->quiescing) || !tg_term_current(t)) {
             aborted = 1;
             break;
         }
@@ -997,6 +1031,10 @@ void *tg_main_loop(void *arg) {
     if (!atomic_load(&t->quiescing)) t->h->ready(t->ctx, 1, NULL);
     attempt = 0;
     while (!atomic_load(&t->quiescing)) {
+        if (!tg_leading(t)) {
+            tg_sleep(t, 100, &t->quiescing);
+            continue;
+        }
         tg_persist_acks(t, 0);
         pthread_mutex_lock(&t->in_mu);
         drain_locked(t);
@@ -1023,7 +1061,8 @@ void *tg_main_loop(void *arg) {
 
 void tg_intake_stop(tg *t) {
     tg_persist_acks(t, 1);
-    if (t->c.mode == TG_MODE_LONGPOLL && t->c.confirm_on_stop && atomic_load(&t->have_me)) {
+    if (t->c.mode == TG_MODE_LONGPOLL && t->c.confirm_on_stop && atomic_load(&t->have_me) &&
+        tg_term_current(t)) {
         pthread_mutex_lock(&t->in_mu);
         int64_t offset = t->tg_offset;
         pthread_mutex_unlock(&t->in_mu);
