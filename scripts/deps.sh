@@ -10,6 +10,9 @@ if [[ "${1:-}" == "--test" ]]; then
     # promtool and a Prometheus server for the metrics tests, valgrind and
     # clang-format for CI checks, node for the OTLP and A2A interop checks.
     pkgs+=(prometheus valgrind clang-format curl)
+    # The postgresql store module (libpq) and a PostgreSQL server that the
+    # HA tests start themselves (tests/support/pg.sh).
+    pkgs+=(libpq-dev postgresql)
     # clang and its sanitizer/libFuzzer runtime for the CI builds.
     if [[ "${2:-}" == "--ci" ]]; then pkgs+=(clang libclang-rt-14-dev); fi
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
@@ -30,8 +33,10 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
-# The prometheus package starts a service on install; policy-rc.d keeps it off.
-if [[ " ${missing[*]} " == *" prometheus "* && ! -e /usr/sbin/policy-rc.d ]]; then
+# The prometheus and postgresql packages start services on install;
+# policy-rc.d keeps them off (the tests start their own PostgreSQL).
+if [[ (" ${missing[*]} " == *" prometheus "* || " ${missing[*]} " == *" postgresql "*) &&
+      ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
     $sudo chmod +x /usr/sbin/policy-rc.d
     trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
