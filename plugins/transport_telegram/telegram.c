@@ -442,9 +442,9 @@ static rd_status tg_start(void *self, rd_error *err) {
         t->h->error(err, RD_E_INTERNAL, "fatal", "cannot set up libcurl");
         return RD_E_INTERNAL;
     }
-    /* Long polling under a lease (replicas sharing a store): the state is
-     * loaded when this replica becomes the leader, not before. */
-    if (t->c.mode == TG_MODE_LONGPOLL && RD_HAS(t->h, lead) && t->h->lead)
+    /* Under a lease (replicas sharing a store) the state is loaded when
+     * this replica becomes the leader, not before. */
+    if (RD_HAS(t->h, lead) && t->h->lead)
         snprintf(t->lead_key, sizeof t->lead_key, "telegram:%lld", (long long)t->token_bot_id);
     rd_status st = t->lead_key[0] ? RD_OK : tg_intake_load(t, err);
     if (st != RD_OK) return st;
