@@ -34,6 +34,7 @@ static struct {
     rd_metric *m_leader;
     pthread_t th;
     bool running, stop;
+    int64_t unhealthy_at; /* mono ms the store was last seen unreachable */
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 void lease_init(int64_t lease_ms) {
@@ -149,13 +150,18 @@ static void *lease_loop(void *arg) {
     pthread_mutex_lock(&L.mu);
     while (!L.stop) {
         int64_t now = mono_ms();
+        if (!store_healthy(R.st)) L.unhealthy_at = now;
+        /* Back from a store outage, a standby waits one lease before
+         * taking over, so the leader of before (which renews as soon as
+         * it reconnects) keeps its term and nothing is replayed. */
+        bool may_take = !L.unhealthy_at || now - L.unhealthy_at >= L.lease_ms;
         for (size_t i = 0; i < L.n && !L.stop; i++) {
             lease *l = L.v[i];
             if (l->released) continue;
             /* Holders renew three times a lease; standbys try often, so a
              * released lease is taken within a fraction of a second. */
             int64_t every = l->held ? L.lease_ms / 3 : 200;
-            if (now - l->renewed_at >= every) attempt(l);
+            if ((l->held || may_take) && now - l->renewed_at >= every) attempt(l);
             series_set(l->gauge, current_term(l) > 0);
         }
         if (now - last_maint >= 2000) {

@@ -181,7 +181,7 @@ static bool conn_up(store_impl *s) {
     PQreset(s->c);
     if (PQstatus(s->c) != CONNECTION_OK) {
         s->retry_at_ms = now + s->backoff_ms;
-        s->backoff_ms = s->backoff_ms * 2 > 5000 ? 5000 : s->backoff_ms * 2;
+        s->backoff_ms = s->backoff_ms * 2 > 1000 ? 1000 : s->backoff_ms * 2;
         return false;
     }
     s->down = false;

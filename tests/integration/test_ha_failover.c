@@ -5,7 +5,8 @@
  * still waits in one. Exactly one replica polls; a kill -9 of the leader
  * hands over within lease_s + 2 s; a SIGTERM hands over in under a second
  * with no duplicate; a PostgreSQL restart mid-burst loses nothing and both
- * replicas come back by themselves.
+ * replicas come back by themselves. In webhook mode only the leader takes
+ * updates (standbys answer 503, a load balancer retries elsewhere).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 
 #define TOKEN "515151:AAhaSecret-part_y"
+#define HOOK "hook-secret-ha"
 #define CHATS 20
 #define PER_CHAT 30
 #define TOTAL (CHATS * PER_CHAT)
@@ -38,6 +40,7 @@ typedef struct rep {
 static char *dir;
 static ftg *F;
 static rep reps[3];
+static int webhook_mode;
 static char pg_env[1024];
 
 static void pg_cmd(const char *what) {
@@ -65,6 +68,7 @@ static int setup(void **state) {
     dir = rt_tmpdir();
     F = ftg_start(TOKEN);
     memset(reps, 0, sizeof reps);
+    webhook_mode = 0;
     return dir && F ? 0 : -1;
 }
 
@@ -81,7 +85,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-static const char *env[] = {"TG_TOKEN=" TOKEN, pg_env, NULL};
+static const char *env[] = {"TG_TOKEN=" TOKEN, "TG_HOOK=" HOOK, pg_env, NULL};
 
 static void start_rep(int i) {
     rep *r = &reps[i];
@@ -94,11 +98,14 @@ static void start_rep(int i) {
                  "queue_depth = %d\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
                  "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
                  "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
-                 "retry_max_ms = 500\n"
+                 "retry_max_ms = 500\n%s"
                  "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 5\n"
                  "[sink.prom]\nplugin = prometheus\nprocess_metrics = false\n"
                  "[persona.p]\nbackend = mock\nchats = *\n",
-                 r->port, dir, i, LEASE_S, QUEUE, ftg_base(F));
+                 r->port, dir, i, LEASE_S, QUEUE, ftg_base(F),
+                 webhook_mode ? "mode = webhook\nsecret_token = ${TG_HOOK}\n"
+                                "webhook_url = https://bot.example.invalid/hook\n"
+                              : "");
         snprintf(name, sizeof name, "r%d.ini", i);
         r->manifest = rt_write_file(dir, name, text);
     }
@@ -357,12 +364,98 @@ static void postgres_restart_mid_burst(void **state) {
     assert_int_equal(ftg_unconfirmed(F), 0);
 }
 
+static long post_hook(int i, const char *body) {
+    if (!reps[i].p) return -1;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/telegram/tg", reps[i].port);
+    const char *const h[] = {"Content-Type: application/json",
+                             "X-Telegram-Bot-Api-Secret-Token: " HOOK, NULL};
+    char *resp = NULL;
+    long st = rt_http("POST", url, body, h, &resp);
+    free(resp);
+    return st;
+}
+
+/* Like a load balancer in front of the replicas: round robin, and the
+ * next replica when one answers 503. Returns how many answered 200. */
+static int deliver(const char *body, int first, int *refused) {
+    int ok = 0;
+    for (int tries = 0; tries < 200 && !ok; tries++) {
+        int i = (first + tries) % 2;
+        long st = post_hook(i, body);
+        if (st == 200)
+            ok = 1;
+        else if (st == 503)
+            ++*refused;
+        if (!ok && tries % 2) rt_sleep_ms(50);
+    }
+    return ok;
+}
+
+static int replies_to(const char *text) {
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    int k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += r[i].text && !strcmp(r[i].text, text);
+    ftg_recs_free(r, n);
+    return k;
+}
+
+static void webhook_only_on_the_leader(void **state) {
+    (void)state;
+    webhook_mode = 1;
+    start_rep(0);
+    start_rep(1);
+    int a = wait_one_active(20000);
+    assert_true(a >= 0);
+    int refused = 0;
+    enum { N = 60 };
+    for (int k = 0; k < N; k++) {
+        char text[32];
+        snprintf(text, sizeof text, "h%d", k);
+        ftg_msg m = {.chat_id = 3000 + k % 5, .text = text};
+        char *u = ftg_build_update(F, &m, NULL);
+        /* Halfway, the leader is replaced: the standby takes over. */
+        if (k == N / 2) {
+            rt_signal(reps[a].p, SIGTERM);
+            assert_int_equal(rt_wait(reps[a].p, 30000), 0);
+            rt_free(reps[a].p);
+            reps[a].p = NULL;
+        }
+        assert_int_equal(deliver(u, k, &refused), 1);
+        free(u);
+    }
+    /* The standby refused what the load balancer sent it first. */
+    assert_true(refused >= N / 4);
+    for (int k = 0; k < N; k++) {
+        char want[32];
+        snprintf(want, sizeof want, "echo: h%d", k);
+        long long end = rt_now_ms() + 20000;
+        while (replies_to(want) < 1 && rt_now_ms() < end)
+            rt_sleep_ms(20);
+        assert_int_equal(replies_to(want), 1);
+    }
+    assert_int_equal(role(1 - a), 1);
+    /* Under a lease the webhook stays set when a replica stops. */
+    char wurl[256], wsec[64];
+    ftg_webhook_info(F, wurl, sizeof wurl, wsec, sizeof wsec);
+    assert_string_equal(wurl, "https://bot.example.invalid/hook");
+    stop_all();
+    for (int k = 0; k < N; k++) {
+        char want[32];
+        snprintf(want, sizeof want, "echo: h%d", k);
+        assert_int_equal(replies_to(want), 1);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(two_replicas_one_poller, setup, teardown),
         cmocka_unit_test_setup_teardown(kill9_leader_of_three, setup, teardown),
         cmocka_unit_test_setup_teardown(sigterm_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(postgres_restart_mid_burst, setup, teardown),
+        cmocka_unit_test_setup_teardown(webhook_only_on_the_leader, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
