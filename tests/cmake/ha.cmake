@@ -13,3 +13,7 @@ if(TARGET store_postgresql)
                        SKIP_RETURN_CODE 77 TIMEOUT 600
                        ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0")
 endif()
+
+# Store keys through the binary: secret store_url, missing url, file modes.
+routerd_integration_test(test_store_cli SOURCES integration/test_store_cli.c TIMEOUT 120)
+add_dependencies(test_store_cli transport_console backend_mock)
