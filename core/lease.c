@@ -66,9 +66,14 @@ static void attempt(lease *l) {
     if (l->released) return;
     bool was = l->held && mono_ms() < l->valid_until;
     if (rc == 1) {
-        if (!l->held || token != l->token)
+        if (!l->held || token != l->token) {
             log_msg(l->ctx->name, RD_LOG_INFO, "leader for %s (term %lld)", l->key,
                     (long long)token);
+            /* Chat state other replicas wrote while this one stood by. */
+            pthread_mutex_unlock(&L.mu);
+            router_reload_overrides();
+            pthread_mutex_lock(&L.mu);
+        }
         l->held = true;
         l->token = token;
         l->valid_until = t0 + L.lease_ms - margin();

@@ -133,6 +133,8 @@ void router_sweep(void);
 /* After a drain timeout: no more send/ack calls reach the transports. */
 void router_close_transports(void);
 void chat_hash(int64_t chat_id, char out[17]);
+/* Re-reads the /persona choices from the store (a replica's new term). */
+void router_reload_overrides(void);
 
 /* events.c */
 void sinks_start(void);

@@ -40,7 +40,7 @@ typedef struct rep {
 static char *dir;
 static ftg *F;
 static rep reps[3];
-static int webhook_mode;
+static int webhook_mode, two_personas;
 static char pg_env[1024];
 
 static void pg_cmd(const char *what) {
@@ -68,7 +68,7 @@ static int setup(void **state) {
     dir = rt_tmpdir();
     F = ftg_start(TOKEN);
     memset(reps, 0, sizeof reps);
-    webhook_mode = 0;
+    webhook_mode = two_personas = 0;
     return dir && F ? 0 : -1;
 }
 
@@ -101,10 +101,14 @@ static void start_rep(int i) {
                  "retry_max_ms = 500\n%s"
                  "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 5\n"
                  "[sink.prom]\nplugin = prometheus\nprocess_metrics = false\n"
-                 "[persona.p]\nbackend = mock\nchats = *\n",
+                 "[persona.p]\nbackend = mock\nchats = *\n%s",
                  r->port, dir, i, LEASE_S, QUEUE, ftg_base(F),
                  webhook_mode ? "mode = webhook\nsecret_token = ${TG_HOOK}\n"
                                 "webhook_url = https://bot.example.invalid/hook\n"
+                              : "",
+                 two_personas ? "selectable = true\n[backend.bee]\nplugin = mock\n"
+                                "prefix = \"bee: \"\n[persona.pb]\nbackend = bee\n"
+                                "selectable = true\n"
                               : "");
         snprintf(name, sizeof name, "r%d.ini", i);
         r->manifest = rt_write_file(dir, name, text);
@@ -449,6 +453,37 @@ static void webhook_only_on_the_leader(void **state) {
     }
 }
 
+static void wait_reply(const char *text) {
+    long long end = rt_now_ms() + 20000;
+    while (replies_to(text) < 1 && rt_now_ms() < end)
+        rt_sleep_ms(20);
+    if (replies_to(text) != 1) fail_msg("no single reply \"%s\"", text);
+}
+
+/* A /persona choice made on the leader holds on the replica that takes
+ * over, though that one started before the choice. */
+static void persona_choice_follows_the_handover(void **state) {
+    (void)state;
+    two_personas = 1;
+    start_rep(0);
+    start_rep(1);
+    int a = wait_one_active(20000);
+    assert_true(a >= 0);
+    ftg_add_text(F, 4000, "/persona pb");
+    wait_reply("Persona switched to pb.");
+    ftg_add_text(F, 4000, "x1");
+    wait_reply("bee: x1");
+    rt_signal(reps[a].p, SIGTERM);
+    assert_int_equal(rt_wait(reps[a].p, 30000), 0);
+    rt_free(reps[a].p);
+    reps[a].p = NULL;
+    assert_int_equal(wait_one_active(10000), 1 - a);
+    ftg_add_text(F, 4000, "x2");
+    wait_reply("bee: x2");
+    assert_int_equal(replies_to("echo: x2"), 0);
+    stop_all();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(two_replicas_one_poller, setup, teardown),
@@ -456,6 +491,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(sigterm_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(postgres_restart_mid_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(webhook_only_on_the_leader, setup, teardown),
+        cmocka_unit_test_setup_teardown(persona_choice_follows_the_handover, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
