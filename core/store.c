@@ -96,9 +96,7 @@ static int sl_migrate(store_impl *s, char **msg, bool *vacuum) {
     if (ver >= 2) return SQLITE_OK;
     int rc;
     if (!have_kv) {
-        /* auto_vacuum only takes effect before the first table. */
         rc = sqlite3_exec(s->db,
-                          "PRAGMA auto_vacuum=INCREMENTAL;"
                           "CREATE TABLE kv(ns TEXT NOT NULL, k TEXT NOT NULL, v BLOB,"
                           " t INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(ns, k)) WITHOUT ROWID;"
                           "PRAGMA user_version=2;",
@@ -151,7 +149,10 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     /* Exclusive: routerd is the database's only user. It saves the file
      * locks of every transaction, and a second routerd on the same
      * state_dir fails at start instead of sharing the journal. */
-    char *sql = xasprintf("PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
+    /* auto_vacuum first: a new database takes it only before WAL mode
+     * writes its header; an existing one ignores it (see sl_migrate). */
+    char *sql = xasprintf("PRAGMA auto_vacuum=INCREMENTAL;"
+                          " PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
                           " PRAGMA synchronous=%s; PRAGMA journal_size_limit=%lld;"
                           "BEGIN IMMEDIATE;", /* takes the lock now, not at the first write */
                           o->sync_full ? "FULL" : "NORMAL", (long long)o->wal_limit_b);

@@ -116,7 +116,7 @@ static const bad_case cases[] = {
     {"newer_minor",
      "[backend.bad]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/newer_minor.so\n"
      "[persona.p]\nbackend = bad\nchats = *\n",
-     {"needs plugin ABI 1.1"},
+     {"needs plugin ABI 1.2"}, /* RD_ABI_MINOR + 1 */
      NULL},
     {"reserved_set",
      "[backend.bad]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/reserved_set.so\n"

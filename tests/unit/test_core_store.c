@@ -17,6 +17,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -524,6 +525,84 @@ static void sqlite_disk_full_recovers(void **state) {
     free(logp);
 }
 
+static long long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* Deleted rows give their pages back to the file system (incremental
+ * vacuum and a truncating checkpoint in the hourly upkeep). */
+static void sqlite_vacuum_gives_space_back(void **state) {
+    if (pg_url()) skip();
+    fx *f = *state;
+    char *db = xasprintf("%s/state/routerd.db", f->dir);
+    char val[4096];
+    memset(val, 'v', sizeof val);
+    for (int b = 0; b < 20; b++) {
+        rd_kv_op ops[50];
+        char keys[50][32];
+        for (int i = 0; i < 50; i++) {
+            snprintf(keys[i], sizeof keys[i], "conv:%d:p", b * 50 + i);
+            ops[i] = (rd_kv_op){.op = RD_KV_PUT, .key = keys[i], .val = val, .val_len = sizeof val};
+        }
+        assert_int_equal(store_txn(f->st, "backend.a2a", ops, 50), RD_OK);
+    }
+    store_maintain(f->st, (int64_t)time(NULL) + 3700); /* everything into the database file */
+    long long full = file_size(db);
+    assert_true(full > 1000 * 4096);
+    rd_kv_op del = {.op = RD_KV_DEL_RANGE, .key = "conv:", .key_end = "conv;"};
+    assert_int_equal(store_txn(f->st, "backend.a2a", &del, 1), RD_OK);
+    store_maintain(f->st, (int64_t)time(NULL) + 2 * 3700);
+    long long after = file_size(db);
+    if (after > full / 4)
+        fail_msg("database file %lld bytes after deleting, %lld before", after, full);
+    char *wal = xasprintf("%s-wal", db);
+    assert_true(file_size(wal) <= 1 << 20); /* the WAL limit of open_store() */
+    free(wal);
+    free(db);
+}
+
+/* A database written before schema versions (kv without the time column,
+ * no auto-vacuum) is migrated in place and keeps its rows. */
+static void sqlite_migrates_old_schema(void **state) {
+    if (pg_url()) skip();
+    fx *f = *state;
+    store_close(f->st);
+    f->st = NULL;
+    char *db = xasprintf("%s/state/routerd.db", f->dir);
+    unlink(db);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h,
+                                  "PRAGMA journal_mode=WAL; CREATE TABLE kv(ns TEXT NOT NULL, k "
+                                  "TEXT NOT NULL, v BLOB, PRIMARY KEY(ns, k)) WITHOUT ROWID;"
+                                  "INSERT INTO kv VALUES('transport.tg','meta','old');",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    f->st = open_store(f, true);
+    expect(f->st, "transport.tg", "meta", "old");
+    assert_int_equal(store_put(f->st, "transport.tg", "meta", "new", 3), RD_OK);
+    store_close(f->st);
+    /* Opening again changes nothing (idempotent). */
+    f->st = open_store(f, true);
+    expect(f->st, "transport.tg", "meta", "new");
+    store_close(f->st);
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 2);
+    sqlite3_finalize(q);
+    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA auto_vacuum", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 2); /* incremental */
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+    f->st = open_store(f, true);
+    free(db);
+}
+
 static void *opener(void *arg) {
     char err[512] = "";
     store_opts o = {.lease_ms = 3000};
@@ -609,6 +688,8 @@ int main(void) {
         T(retention_forgets_idle_conversations),
         T(sqlite_file_modes),
         T(sqlite_disk_full_recovers),
+        T(sqlite_vacuum_gives_space_back),
+        T(sqlite_migrates_old_schema),
         T(pg_concurrent_migrations),
         T(pg_outage_recovers),
         cmocka_unit_test(open_errors),
