@@ -209,9 +209,28 @@ static int run(void) {
                      .retention_s = cfg_find(&R.cfg, "retention_days")->i * 86400,
                      .wal_limit_b = cfg_find(&R.cfg, "store_wal_limit_mb")->i << 20};
     const char *kind = cfg_find(&R.cfg, "store")->str;
-    bool shared = strcmp(kind, "sqlite") != 0;
-    R.st = store_open_with(kind, shared ? cfg_find(&R.cfg, "store_url")->str : R.state_dir,
-                           R.plugin_dir, &so, err, sizeof err);
+    bool shared = strcmp(kind, "sqlite") != 0, unreachable = false;
+    so.unreachable = &unreachable;
+    /* A shared store that does not answer yet (booting together with the
+     * database) is waited for, not a configuration error. */
+    int tries = 0;
+    for (;; tries++) {
+        unreachable = false;
+        R.st = store_open_with(kind, shared ? cfg_find(&R.cfg, "store_url")->str : R.state_dir,
+                               R.plugin_dir, &so, err, sizeof err);
+        if (R.st || !unreachable) break;
+        if (!tries) {
+            char red[1024];
+            redact(err, red, sizeof red);
+            LOGW("%s; waiting for it", red);
+        }
+        int s = wait_signal(&set, tries < 5 ? 1000 : 5000);
+        if (s == SIGTERM || s == SIGINT) {
+            LOGI("%s: stopped while waiting for the state store", strsignal(s));
+            return 0;
+        }
+    }
+    if (R.st && tries) LOGI("state store reached");
     if (!R.st) {
         char red[1024];
         redact(err, red, sizeof red);

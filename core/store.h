@@ -29,6 +29,7 @@ typedef struct store_opts {
     int64_t retention_s; /* conv: rows idle longer are deleted; 0 = keep */
     int64_t wal_limit_b; /* sqlite: journal_size_limit */
     void (*log)(rd_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+    bool *unreachable; /* out, may be NULL: open failed only because no server answered */
 } store_opts;
 
 typedef struct store_ops {

@@ -140,6 +140,19 @@ static store_impl *pg_open(const char *where, const store_opts *o, char *err, si
         snprintf(err, errsz, "store = postgresql needs store_url");
         return NULL;
     }
+    /* A malformed URL is a configuration error; a server that does not
+     * answer is not (the caller waits for it). */
+    char *perr = NULL;
+    PQconninfoOption *parsed = PQconninfoParse(where, &perr);
+    if (!parsed) {
+        snprintf(err, errsz, "store_url: %.200s", perr ? perr : "cannot be parsed");
+        size_t l = strlen(err);
+        while (l && err[l - 1] == '\n')
+            err[--l] = 0;
+        PQfreemem(perr);
+        return NULL;
+    }
+    PQconninfoFree(parsed);
     store_impl *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->o = *o;
@@ -152,6 +165,7 @@ static store_impl *pg_open(const char *where, const store_opts *o, char *err, si
         errtext(s->c, e, sizeof e);
         /* libpq names host and port, never the password. */
         snprintf(err, errsz, "store_url: cannot connect to PostgreSQL: %s", e);
+        if (o->unreachable) *o->unreachable = true;
         pg_close(s);
         return NULL;
     }
