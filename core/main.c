@@ -201,6 +201,7 @@ static int run(void) {
     /* Blocked before any thread starts, so only the main loop sees them. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a failed write, not death */
 
     R.start_ms = mono_ms();
     atomic_store(&R.heartbeat_ms, mono_ms());

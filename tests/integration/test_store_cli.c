@@ -139,11 +139,63 @@ static void sqlite_files_private(void **state) {
     free(m);
 }
 
+static void set_fsize(rt_proc *p, const char *limit) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "prlimit --pid %d --fsize=%s:", rt_pid(p), limit);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A disk that fills and frees (a file-size limit on the running process
+ * stands in for it): not ready while nothing can be committed, the cause
+ * logged once, ready again by itself. */
+static void disk_full_not_ready_then_back(void **state) {
+    (void)state;
+    int port = rt_free_port();
+    char extra[128];
+    snprintf(extra, sizeof extra, "admin_listen = 127.0.0.1:%d\n", port);
+    char text[2048];
+    snprintf(text, sizeof text,
+             "[router]\n%sstate_dir = %s/state\nrate_limit_per_minute = 0\n"
+             "[transport.console]\nplugin = console\n"
+             "[backend.mock]\nplugin = mock\n"
+             "[persona.p]\nbackend = mock\nchats = *\nselectable = true\n",
+             extra, dir);
+    char *m = rt_write_file(dir, "full.ini", text);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+    assert_true(rt_wait_http(url, 200, 20000));
+    set_fsize(p, "1024"); /* the soft limit only: raising it back needs no privilege */
+    /* /persona stores the choice: the commit fails. */
+    for (int i = 0; i < 3; i++)
+        rt_write(p, "/persona p\n");
+    assert_true(rt_wait_http(url, 503, 10000));
+    char *body = NULL;
+    assert_int_equal(rt_http("GET", url, NULL, NULL, &body), 503);
+    assert_non_null(strstr(body, "\"store\":\"unavailable\""));
+    free(body);
+    rt_sleep_ms(2500); /* probes fail meanwhile: still one line */
+    set_fsize(p, "unlimited");
+    assert_true(rt_wait_http(url, 200, 15000));
+    rt_write(p, "/persona p\n");
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    const char *err = rt_stderr(p);
+    const char *first = strstr(err, "cannot commit");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "cannot commit"));
+    assert_non_null(strstr(err, "File too large"));
+    assert_non_null(strstr(err, "commits succeed again"));
+    rt_free(p);
+    free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(store_url_is_secret, setup, teardown),
         cmocka_unit_test_setup_teardown(postgresql_needs_url, setup, teardown),
         cmocka_unit_test_setup_teardown(sqlite_files_private, setup, teardown),
+        cmocka_unit_test_setup_teardown(disk_full_not_ready_then_back, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
