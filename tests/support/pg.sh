@@ -59,7 +59,10 @@ stop) stop "$1" fast ;;
 kill) stop "$1" immediate ;;
 url) url "$1" ;;
 run)
-    top=$(mktemp -d "${TMPDIR:-/tmp}/routerd-pg.XXXXXX")
+    # As root the server runs as nobody, who must reach the directory:
+    # /tmp rather than a private $TMPDIR.
+    if [[ $(id -u) -eq 0 ]]; then base=/tmp; else base=${TMPDIR:-/tmp}; fi
+    top=$(mktemp -d "$base/routerd-pg.XXXXXX")
     chmod 755 "$top"
     dir="$top/pg"
     trap 'stop "$dir" immediate; rm -rf "$top"' EXIT
