@@ -339,9 +339,9 @@ stop:
     log_set_text(true);
 out:
     http_stop();
+    lease_stop(); /* before router_fini: a new term re-reads router state */
     destroy_all();
     router_fini();
-    lease_stop();
     store_close(R.st);
     return rc;
 }
