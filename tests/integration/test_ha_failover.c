@@ -210,7 +210,8 @@ static int wait_answered(int n, int timeout_ms) {
     }
 }
 
-/* Monotonic time of the first getUpdates that arrived after `after`. */
+/* Monotonic time of the first long poll (timeout = 5, not the short
+ * confirming call of a stopping leader) that arrived after `after`. */
 static long long first_poll_after(long long after, int timeout_ms) {
     long long end = rt_now_ms() + timeout_ms;
     do {
@@ -218,7 +219,7 @@ static long long first_poll_after(long long after, int timeout_ms) {
         size_t n = ftg_records(F, "getUpdates", 0, &r);
         long long t = -1;
         for (size_t i = 0; i < n && t < 0; i++)
-            if (r[i].t_ms > after) t = r[i].t_ms;
+            if (r[i].t_ms > after && r[i].body && strstr(r[i].body, "\"timeout\":5")) t = r[i].t_ms;
         ftg_recs_free(r, n);
         if (t >= 0) return t;
         rt_sleep_ms(20);
