@@ -40,8 +40,8 @@ struct store_impl {
     bool logged_fail;      /* this episode's failure was logged */
 };
 
-static int64_t now_s(void) {
-    return (int64_t)time(NULL);
+static int64_t wall_s(const store_impl *s) {
+    return s->o.now ? s->o.now() : (int64_t)time(NULL);
 }
 
 static int prep(store_impl *s, sqlite3_stmt **st, const char *sql) {
@@ -194,7 +194,7 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
         return NULL;
     }
     free(path);
-    s->last_deep = now_s();
+    s->last_deep = wall_s(s);
     return s;
 }
 
@@ -215,7 +215,7 @@ static rd_status sl_get(store_impl *s, const char *ns, const char *key, char **v
     sqlite3_bind_text(s->get, 2, key, -1, SQLITE_STATIC);
     rd_status st = RD_E_FATAL;
     bool touch = false;
-    int64_t now = now_s();
+    int64_t now = wall_s(s);
     if (sqlite3_step(s->get) == SQLITE_ROW) {
         int n = sqlite3_column_bytes(s->get, 0);
         const void *b = sqlite3_column_blob(s->get, 0);
@@ -310,7 +310,7 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
             return RD_E_INTERNAL;
         }
     pthread_mutex_lock(&s->mu);
-    int64_t now = now_s();
+    int64_t now = wall_s(s);
     int rc = n > 1 ? step_reset(s->begin) : SQLITE_DONE;
     rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     for (size_t i = 0; rc == SQLITE_OK && i < n; i++)
@@ -335,7 +335,7 @@ static rd_status sl_add(store_impl *s, const char *ns, const char *key, const vo
     sqlite3_bind_text(s->add, 1, ns, -1, SQLITE_STATIC);
     sqlite3_bind_text(s->add, 2, key, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s->add, 3, val ? val : "", (int)len, SQLITE_STATIC);
-    sqlite3_bind_int64(s->add, 4, now_s());
+    sqlite3_bind_int64(s->add, 4, wall_s(s));
     int rc = step_reset(s->add);
     bool added = rc == SQLITE_DONE && sqlite3_changes(s->db) > 0;
     char msg[256];

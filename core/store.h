@@ -29,7 +29,8 @@ typedef struct store_opts {
     int64_t retention_s; /* conv: rows idle longer are deleted; 0 = keep */
     int64_t wal_limit_b; /* sqlite: journal_size_limit */
     void (*log)(rd_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-    bool *unreachable; /* out, may be NULL: open failed only because no server answered */
+    bool *unreachable;    /* out, may be NULL: open failed only because no server answered */
+    int64_t (*now)(void); /* wall-clock seconds of writes; NULL = time() (simulations) */
 } store_opts;
 
 typedef struct store_ops {

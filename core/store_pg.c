@@ -43,6 +43,10 @@ struct store_impl {
     int64_t last_deep;   /* wall s of the last retention pass */
 };
 
+static int64_t wall_s(const store_impl *s) {
+    return s->o.now ? s->o.now() : (int64_t)time(NULL);
+}
+
 static int64_t mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -174,7 +178,7 @@ static store_impl *pg_open(const char *where, const store_opts *o, char *err, si
         return NULL;
     }
     atomic_init(&s->ok, true);
-    s->last_deep = (int64_t)time(NULL);
+    s->last_deep = wall_s(s);
     return s;
 }
 
@@ -235,7 +239,7 @@ static rd_status pg_get(store_impl *s, const char *ns, const char *key, char **v
     PGresult *r = run(s, "SELECT v, t FROM routerd_kv WHERE ns=$1 AND k=$2", 2, p, NULL, NULL, 1);
     rd_status st = RD_E_FATAL;
     bool touch = false;
-    int64_t now = (int64_t)time(NULL);
+    int64_t now = wall_s(s);
     if (!ok_res(r)) {
         after_error(s, r, "read");
         st = RD_E_UNAVAILABLE;
@@ -317,7 +321,7 @@ static rd_status pg_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
         return RD_E_UNAVAILABLE;
     }
     char ts[24];
-    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+    snprintf(ts, sizeof ts, "%lld", (long long)wall_s(s));
     bool block = n > 1 || f;
     rd_status st = RD_OK;
     if (block && !exec_ok(s->c, "BEGIN")) {
@@ -368,7 +372,7 @@ static rd_status pg_add(store_impl *s, const char *ns, const char *key, const vo
         return RD_E_UNAVAILABLE;
     }
     char ts[24];
-    snprintf(ts, sizeof ts, "%lld", (long long)time(NULL));
+    snprintf(ts, sizeof ts, "%lld", (long long)wall_s(s));
     const char *p[] = {ns, key, val ? val : "", ts};
     int l[] = {0, 0, (int)len, 0};
     int fmt[] = {0, 0, 1, 0};
