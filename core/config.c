@@ -18,6 +18,7 @@
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const sync_modes[] = {"full", "normal", NULL};
+static const char *const store_kinds[] = {"sqlite", "postgresql", NULL};
 
 const rd_option router_opts[] = {
     {"env", RD_OPT_STRING, 0, "dev", "deployment name carried by logs, spans and metrics", 0, 0,
@@ -82,6 +83,19 @@ const rd_option router_opts[] = {
     {"state_sync", RD_OPT_ENUM, 0, "full",
      "full: every commit survives power loss; normal: survives a crash of routerd", 0, 0,
      sync_modes},
+    {"store", RD_OPT_ENUM, 0, "sqlite",
+     "state store: sqlite (one machine, in state_dir) or postgresql (shared by replicas)", 0, 0,
+     store_kinds},
+    {"store_url", RD_OPT_STRING, RD_OPT_SECRET, NULL,
+     "store = postgresql: libpq URI or conninfo (postgresql://user:password@host/db)", 0, 0, NULL},
+    {"lease_s", RD_OPT_INT, 0, "10",
+     "leadership lease of a long-polling transport: a standby takes over a dead leader within "
+     "this (plus about 1 s)",
+     2, 3600, NULL},
+    {"retention_days", RD_OPT_INT, 0, "90",
+     "conversations idle longer than this are forgotten (0 = keep forever)", 0, 36500, NULL},
+    {"store_wal_limit_mb", RD_OPT_INT, 0, "64",
+     "sqlite: the WAL is truncated to this size after checkpoints", 1, 65536, NULL},
     {"persona_map_sha256", RD_OPT_STRING, 0, NULL,
      "pin: refuse to start unless the persona map hashes to this", 0, 0, NULL},
     {"allowlist_sha256", RD_OPT_STRING, 0, NULL,
@@ -286,6 +300,12 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
     R.chat_idle_s = RINT("chat_idle_s");
     R.max_overrides = RINT("persona_overrides_max");
     R.override_idle_ms = (int64_t)(cfg_find(&R.cfg, "persona_override_idle_days")->d * 86400000.0);
+    store_url_secrets(RSTR("store_url"));
+    if (cfg_find(&R.cfg, "store")->i == 1 && !(RSTR("store_url") && *RSTR("store_url"))) {
+        mf_kv *kv = rs ? section_get(rs, "store") : NULL;
+        return fail_at(err, errsz, m, kv ? kv->line : 0,
+                       "[router] store_url: required with store = postgresql");
+    }
     R.failure_notice = RSTR("failure_notice");
     R.rate_limit_notice = RSTR("rate_limit_notice");
     log_set_level((rd_log_level)cfg_find(&R.cfg, "log_level")->i);

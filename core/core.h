@@ -175,13 +175,34 @@ void sd_notify_close(void);
 
 /* ---- store.c ----------------------------------------------------------- */
 typedef struct store store;
+struct store_opts;
+struct store_fence;
+/* kind "sqlite" (where = state_dir) or the name of a module in
+ * module_dir/store/ (where = its connection string). */
+store *store_open_with(const char *kind, const char *where, const char *module_dir,
+                       const struct store_opts *o, char *err, size_t errsz);
+/* SQLite in dir with defaults (tests, tools). */
 store *store_open(const char *dir, bool sync_full, char *err, size_t errsz);
 void store_close(store *s);
+const char *store_kind(store *s);
 rd_status store_get(store *s, const char *ns, const char *key, char **val, size_t *len);
 rd_status store_put(store *s, const char *ns, const char *key, const void *val, size_t len);
 rd_status store_del(store *s, const char *ns, const char *key);
 rd_status store_txn(store *s, const char *ns, const rd_kv_op *ops, size_t n);
+rd_status store_txn_fenced(store *s, const char *ns, const rd_kv_op *ops, size_t n,
+                           const struct store_fence *f);
+/* Inserts unless present: RD_OK inserted, RD_E_DUPLICATE already there. */
+rd_status store_add(store *s, const char *ns, const char *key, const void *val, size_t len);
 rd_status store_scan(store *s, const char *ns, const char *prefix, rd_kv_visit_fn fn, void *arg);
+/* 1 held (token set), 0 held by another replica, -1 store unreachable. */
+int store_lease(store *s, const char *key, const char *holder, int64_t lease_ms, int64_t *token);
+void store_release(store *s, const char *key, const char *holder, int64_t token);
+/* Upkeep every few seconds (now = wall-clock seconds). */
+void store_maintain(store *s, int64_t now);
+/* False while the store cannot commit. */
+bool store_healthy(store *s);
+/* Registers the password inside a store_url (URI or conninfo) as a secret. */
+void store_url_secrets(const char *url);
 
 /* ---- metrics.c --------------------------------------------------------- */
 rd_metric *metric_family(rd_metric_type type, const char *name, const char *help,

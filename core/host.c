@@ -1,5 +1,6 @@
 /* The host API table handed to plugins. */
 #include "build_info.h"
+#include "lease.h"
 #include "router.h"
 
 #include <stdarg.h>
@@ -147,16 +148,28 @@ static rd_status h_kv_get(rd_ctx *ctx, const char *key, char **v, size_t *len) {
     return store_get(R.st, ctx->name, key, v, len);
 }
 
+/* Writes of an instance that asked for leadership commit only while it
+ * leads (checked again inside the store's transaction). */
+static rd_status kv_write(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
+    store_fence f;
+    char key[128];
+    bool fenced = false;
+    if (!lease_fence(ctx, &f, key, sizeof key, &fenced)) return RD_E_UNAVAILABLE;
+    return store_txn_fenced(R.st, ctx->name, ops, n, fenced ? &f : NULL);
+}
+
 static rd_status h_kv_put(rd_ctx *ctx, const char *key, const void *v, size_t len) {
-    return store_put(R.st, ctx->name, key, v, len);
+    rd_kv_op op = {.op = RD_KV_PUT, .key = key, .val = v, .val_len = len};
+    return kv_write(ctx, &op, 1);
 }
 
 static rd_status h_kv_del(rd_ctx *ctx, const char *key) {
-    return store_del(R.st, ctx->name, key);
+    rd_kv_op op = {.op = RD_KV_DEL, .key = key};
+    return kv_write(ctx, &op, 1);
 }
 
 static rd_status h_kv_txn(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
-    return store_txn(R.st, ctx->name, ops, n);
+    return kv_write(ctx, ops, n);
 }
 
 static rd_status h_kv_scan(rd_ctx *ctx, const char *prefix, rd_kv_visit_fn fn, void *arg) {
@@ -221,4 +234,5 @@ const rd_host host_api = {
     .redact = h_redact,
     .error = h_error,
     .http_route_auth = http_add_route_auth,
+    .lead = lease_lead,
 };

@@ -8,6 +8,7 @@
  * a request yet (so a probe always finds room), and decides route, method,
  * secret header and Content-Length from the headers, before any body byte
  * is read. */
+#include "lease.h"
 #include "router.h"
 
 #include <arpa/inet.h>
@@ -338,9 +339,14 @@ static enum MHD_Result respond_text(struct MHD_Connection *c, int status, const 
 static void healthz(struct MHD_Connection *c) {
     size_t cap = 256, off = 0;
     char *b = xmalloc(cap);
-    bool ok = !atomic_load(&R.draining);
-    off += (size_t)snprintf(b, cap, "{\"status\":\"%%s\",\"draining\":%s,\"plugins\":{",
-                            atomic_load(&R.draining) ? "true" : "false");
+    bool ok = !atomic_load(&R.draining) && store_healthy(R.st);
+    int role = lease_role(); /* a healthy standby is ready: it takes over at once */
+    off += (size_t)snprintf(b, cap,
+                            "{\"status\":\"%%s\",\"draining\":%s,\"role\":\"%s\","
+                            "\"store\":\"%s\",\"plugins\":{",
+                            atomic_load(&R.draining) ? "true" : "false",
+                            role == 0 ? "standby" : "active",
+                            store_healthy(R.st) ? "ok" : "unavailable");
     bool first = true;
     for (size_t i = 0; i < R.nctx; i++) {
         rd_ctx *x = R.ctx[i];

@@ -1,5 +1,6 @@
 /* routerd: command line, start-up and the drain on SIGTERM. */
 #include "build_info.h"
+#include "lease.h"
 #include "router.h"
 
 #include <curl/curl.h>
@@ -201,12 +202,11 @@ static void load_hash_key(void) {
         return;
     }
     char *v = NULL;
-    if (store_get(R.st, "core", "chat_hash_key", &v, NULL) == RD_OK && strlen(v) == 64) {
+    /* Insert-if-absent, then read: replicas starting together agree. */
+    random_hex(R.hash_key, 32);
+    store_add(R.st, "core", "chat_hash_key", R.hash_key, 64);
+    if (store_get(R.st, "core", "chat_hash_key", &v, NULL) == RD_OK && strlen(v) == 64)
         snprintf(R.hash_key, sizeof R.hash_key, "%s", v);
-    } else {
-        random_hex(R.hash_key, 32);
-        store_put(R.st, "core", "chat_hash_key", R.hash_key, 64);
-    }
     free(v);
     secret_add(R.hash_key);
 }
@@ -268,7 +268,7 @@ static void flush_sinks(void) {
 static bool all_ready(void) {
     for (size_t i = 0; i < R.nctx; i++)
         if (R.ctx[i]->kind != RD_KIND_SINK && !atomic_load(&R.ctx[i]->ready)) return false;
-    return true;
+    return store_healthy(R.st);
 }
 
 static int wait_signal(sigset_t *set, int ms) {
@@ -294,18 +294,46 @@ static int run(void) {
     /* Blocked before any thread starts, so only the main loop sees them. */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file-size limit is a failed write, not death */
 
     R.start_ms = mono_ms();
     atomic_store(&R.heartbeat_ms, mono_ms());
     if (sd_notify_init() < 0) LOGW("NOTIFY_SOCKET is not a usable socket address; not notifying");
     int64_t wd_ms = sd_watchdog_interval_ms(), wd_last = mono_ms();
     if (wd_ms) sd_notify_send("WATCHDOG=1");
-    bool sync_full = cfg_find(&R.cfg, "state_sync")->i == 0;
-    R.st = store_open(R.state_dir, sync_full, err, sizeof err);
+    store_opts so = {.sync_full = cfg_find(&R.cfg, "state_sync")->i == 0,
+                     .lease_ms = cfg_find(&R.cfg, "lease_s")->i * 1000,
+                     .retention_s = cfg_find(&R.cfg, "retention_days")->i * 86400,
+                     .wal_limit_b = cfg_find(&R.cfg, "store_wal_limit_mb")->i << 20};
+    const char *kind = cfg_find(&R.cfg, "store")->str;
+    bool shared = strcmp(kind, "sqlite") != 0, unreachable = false;
+    so.unreachable = &unreachable;
+    /* A shared store that does not answer yet (booting together with the
+     * database) is waited for, not a configuration error. */
+    int tries = 0;
+    for (;; tries++) {
+        unreachable = false;
+        R.st = store_open_with(kind, shared ? cfg_find(&R.cfg, "store_url")->str : R.state_dir,
+                               R.plugin_dir, &so, err, sizeof err);
+        if (R.st || !unreachable) break;
+        if (!tries) {
+            char red[1024];
+            redact(err, red, sizeof red);
+            LOGW("%s; waiting for it", red);
+        }
+        int s = wait_signal(&set, tries < 5 ? 1000 : 5000);
+        if (s == SIGTERM || s == SIGINT) {
+            LOGI("%s: stopped while waiting for the state store", strsignal(s));
+            return 0;
+        }
+    }
+    if (R.st && tries) LOGI("state store reached");
     if (!R.st) {
         print_error(err);
         return EX_CONFIG_;
     }
+    lease_init(so.lease_ms);
+    lease_start();
     load_hash_key();
     register_core_metrics();
     router_init(err, sizeof err);
@@ -411,12 +439,14 @@ stop:
              "be delivered again",
              R.inflight + R.waiting);
         stop_kind(RD_KIND_TRANSPORT);
+        lease_release_all();
         flush_sinks();
         sinks_stop();
         fflush(NULL);
         _exit(rc ? rc : EX_DRAIN_TIMEOUT_);
     }
     stop_kind(RD_KIND_TRANSPORT);
+    lease_release_all(); /* handover: the watermark is stored, a standby takes over now */
     router_stop_workers(mono_ms() + 5000);
     stop_kind(RD_KIND_BACKEND);
     LOGI("drained: all messages answered");
@@ -426,6 +456,7 @@ stop:
     log_set_text(true);
 out:
     http_stop();
+    lease_stop(); /* before router_fini: a new term re-reads router state */
     destroy_all();
     router_fini();
     store_close(R.st);

@@ -1018,3 +1018,16 @@ void router_sweep(void) {
     pthread_mutex_unlock(&R.mu);
     forget_overrides(ids, nids, "unused for persona_override_idle_days");
 }
+
+/* A replica that starts leading takes the /persona choices that other
+ * replicas stored meanwhile (the store is shared). */
+static int reload_override(void *arg, const char *key, const void *val, size_t len) {
+    pthread_mutex_lock(&R.mu);
+    load_override(arg, key, val, len);
+    pthread_mutex_unlock(&R.mu);
+    return 0;
+}
+
+void router_reload_overrides(void) {
+    if (R.persona_cmd) store_scan(R.st, "core", "persona:", reload_override, NULL);
+}

@@ -1,89 +1,201 @@
-/* State store: one SQLite database in WAL mode. SQLite gives crash-safe
- * transactions, ordered keys (journal scans and range deletes) and scales
- * to millions of rows without a server. */
+/* State store: one small interface (store.h) with two implementations.
+ *
+ * sqlite (default): one database in WAL mode in state_dir. SQLite gives
+ * crash-safe transactions, ordered keys (journal scans and range deletes)
+ * and scales to millions of rows without a server. One process only.
+ *
+ * postgresql: store/store_postgresql.so in the plugin directory, loaded on
+ * demand, shared by every replica. */
 #include "core.h"
+#include "store.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 struct store {
-    sqlite3 *db;
-    pthread_mutex_t mu; /* one connection; statements are reused */
-    sqlite3_stmt *get, *put, *del, *delr, *scan, *begin, *commit, *rollback;
+    const store_ops *ops;
+    store_impl *impl;
+    void *dl;
 };
 
-static int prep(store *s, sqlite3_stmt **st, const char *sql) {
+/* ------------------------------------------------------------------------ */
+/* sqlite                                                                    */
+
+struct store_impl {
+    sqlite3 *db;
+    pthread_mutex_t mu; /* one connection; statements are reused */
+    sqlite3_stmt *get, *put, *add, *touch, *del, *delr, *scan, *begin, *commit, *rollback;
+    store_opts o;
+    bool failing;          /* under mu: the last commit failed */
+    atomic_bool ok;        /* !failing, readable without the lock */
+    int64_t last_deep;     /* wall s of the last retention/vacuum/checkpoint */
+    int64_t last_fail_log; /* mono ms */
+    bool logged_fail;      /* this episode's failure was logged */
+};
+
+static int64_t wall_s(const store_impl *s) {
+    return s->o.now ? s->o.now() : (int64_t)time(NULL);
+}
+
+static int prep(store_impl *s, sqlite3_stmt **st, const char *sql) {
     return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
 }
 
-store *store_open(const char *dir, bool sync_full, char *err, size_t errsz) {
+static void sl_close(store_impl *s) {
+    if (!s) return;
+    sqlite3_stmt *all[] = {s->get,  s->put,  s->add,   s->touch,  s->del,
+                           s->delr, s->scan, s->begin, s->commit, s->rollback};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        sqlite3_finalize(all[i]);
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* The database and its WAL hold the chat hash key, message texts and
+ * conversation ids: owner only, whatever the umask. SQLite gives the WAL
+ * the database file's mode. */
+static int secure_file(const char *path, char *err, size_t errsz) {
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        snprintf(err, errsz, "state store %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_mode & 077)) {
+        if (fchmod(fd, 0600) == 0)
+            LOGW("state store %s was readable by others (mode %03o); now 0600", path,
+                 (unsigned)(st.st_mode & 0777));
+    }
+    close(fd);
+    return 0;
+}
+
+/* Versioned schema (PRAGMA user_version):
+ *   0 -> 1  kv(ns, k, v)                      (before versions were kept)
+ *   1 -> 2  kv.t: last write, for retention; incremental auto-vacuum */
+static int sl_migrate(store_impl *s, char **msg, bool *vacuum) {
+    sqlite3_stmt *q = NULL;
+    int ver = 0, have_kv = 0;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        ver = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM sqlite_master WHERE name='kv'", -1, &q, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        have_kv = 1;
+    sqlite3_finalize(q);
+    if (ver >= 2) return SQLITE_OK;
+    int rc;
+    if (!have_kv) {
+        rc = sqlite3_exec(s->db,
+                          "CREATE TABLE kv(ns TEXT NOT NULL, k TEXT NOT NULL, v BLOB,"
+                          " t INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(ns, k)) WITHOUT ROWID;"
+                          "PRAGMA user_version=2;",
+                          NULL, NULL, msg);
+    } else {
+        rc = sqlite3_exec(s->db,
+                          "ALTER TABLE kv ADD COLUMN t INTEGER NOT NULL DEFAULT 0;"
+                          "PRAGMA user_version=2;",
+                          NULL, NULL, msg);
+        *vacuum = true;
+    }
+    return rc;
+}
+
+static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size_t errsz) {
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errsz, "state_dir %s: cannot create: %s", dir, strerror(errno));
         return NULL;
     }
-    store *s = xcalloc(1, sizeof *s);
-    pthread_mutex_init(&s->mu, NULL);
+    struct stat dst;
+    if (stat(dir, &dst) == 0 && (dst.st_mode & 077))
+        LOGW("state_dir %s is accessible to group or others (mode %03o); chmod 700 it", dir,
+             (unsigned)(dst.st_mode & 0777));
     char *path = xasprintf("%s/routerd.db", dir);
+    if (secure_file(path, err, errsz)) {
+        free(path);
+        return NULL;
+    }
+    char *wal = xasprintf("%s-wal", path);
+    if (access(wal, F_OK) == 0 && secure_file(wal, err, errsz)) {
+        free(wal);
+        free(path);
+        return NULL;
+    }
+    free(wal);
+    store_impl *s = xcalloc(1, sizeof *s);
+    s->o = *o;
+    atomic_init(&s->ok, true);
+    pthread_mutex_init(&s->mu, NULL);
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errsz, "state store %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "open");
         free(path);
-        store_close(s);
+        sl_close(s);
         return NULL;
     }
     sqlite3_busy_timeout(s->db, 2000);
+    sqlite3_extended_result_codes(s->db, 1);
     /* Exclusive: routerd is the database's only user. It saves the file
      * locks of every transaction, and a second routerd on the same
      * state_dir fails at start instead of sharing the journal. */
-    char *sql = xasprintf("PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
-                          " PRAGMA synchronous=%s;"
-                          "BEGIN IMMEDIATE;" /* takes the lock now, not at the first write */
-                          "CREATE TABLE IF NOT EXISTS kv(ns TEXT NOT NULL, k TEXT NOT NULL,"
-                          " v BLOB, PRIMARY KEY(ns, k)) WITHOUT ROWID; COMMIT;",
-                          sync_full ? "FULL" : "NORMAL");
+    /* auto_vacuum first: a new database takes it only before WAL mode
+     * writes its header; an existing one ignores it (see sl_migrate). */
+    char *sql = xasprintf("PRAGMA auto_vacuum=INCREMENTAL;"
+                          " PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
+                          " PRAGMA synchronous=%s; PRAGMA journal_size_limit=%lld;"
+                          "BEGIN IMMEDIATE;", /* takes the lock now, not at the first write */
+                          o->sync_full ? "FULL" : "NORMAL", (long long)o->wal_limit_b);
     char *msg = NULL;
+    bool vacuum = false;
     rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
     free(sql);
+    if (rc == SQLITE_OK) rc = sl_migrate(s, &msg, &vacuum);
     if (rc == SQLITE_OK)
-        rc = prep(s, &s->get, "SELECT v FROM kv WHERE ns=?1 AND k=?2") ||
-             prep(s, &s->put, "INSERT OR REPLACE INTO kv(ns,k,v) VALUES(?1,?2,?3)") ||
+        rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, &msg);
+    else
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    /* An existing database switches to incremental vacuum by one VACUUM. */
+    if (rc == SQLITE_OK && vacuum)
+        rc = sqlite3_exec(s->db, "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+        rc = prep(s, &s->get, "SELECT v, t FROM kv WHERE ns=?1 AND k=?2") ||
+             prep(s, &s->put, "INSERT OR REPLACE INTO kv(ns,k,v,t) VALUES(?1,?2,?3,?4)") ||
+             prep(s, &s->add, "INSERT OR IGNORE INTO kv(ns,k,v,t) VALUES(?1,?2,?3,?4)") ||
+             prep(s, &s->touch, "UPDATE kv SET t=?3 WHERE ns=?1 AND k=?2") ||
              prep(s, &s->del, "DELETE FROM kv WHERE ns=?1 AND k=?2") ||
              prep(s, &s->delr, "DELETE FROM kv WHERE ns=?1 AND k>=?2 AND (?3 IS NULL OR k<?3)") ||
              prep(s, &s->scan, "SELECT k, v FROM kv WHERE ns=?1 AND k>=?2 ORDER BY k") ||
              prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
              prep(s, &s->rollback, "ROLLBACK");
-    if (rc == SQLITE_BUSY) {
+    if ((rc & 0xff) == SQLITE_BUSY) {
         snprintf(err, errsz, "state store %s is locked: another routerd uses state_dir %s", path,
                  dir);
         sqlite3_free(msg);
         free(path);
-        store_close(s);
+        sl_close(s);
         return NULL;
     }
     if (rc != SQLITE_OK) {
         snprintf(err, errsz, "state store %s: %s", path, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
         free(path);
-        store_close(s);
+        sl_close(s);
         return NULL;
     }
     free(path);
+    s->last_deep = wall_s(s);
     return s;
-}
-
-void store_close(store *s) {
-    if (!s) return;
-    sqlite3_stmt *all[] = {s->get,  s->put,   s->del,    s->delr,
-                           s->scan, s->begin, s->commit, s->rollback};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
-        sqlite3_finalize(all[i]);
-    sqlite3_close(s->db);
-    pthread_mutex_destroy(&s->mu);
-    free(s);
 }
 
 static int step_reset(sqlite3_stmt *st) {
@@ -93,12 +205,17 @@ static int step_reset(sqlite3_stmt *st) {
     return rc;
 }
 
-rd_status store_get(store *s, const char *ns, const char *key, char **val, size_t *len) {
-    if (!s) return RD_E_UNAVAILABLE; /* --check-config runs without a store */
+static bool is_conv(const char *key) {
+    return !strncmp(key, STORE_CONV_PREFIX, sizeof STORE_CONV_PREFIX - 1);
+}
+
+static rd_status sl_get(store_impl *s, const char *ns, const char *key, char **val, size_t *len) {
     pthread_mutex_lock(&s->mu);
     sqlite3_bind_text(s->get, 1, ns, -1, SQLITE_STATIC);
     sqlite3_bind_text(s->get, 2, key, -1, SQLITE_STATIC);
     rd_status st = RD_E_FATAL;
+    bool touch = false;
+    int64_t now = wall_s(s);
     if (sqlite3_step(s->get) == SQLITE_ROW) {
         int n = sqlite3_column_bytes(s->get, 0);
         const void *b = sqlite3_column_blob(s->get, 0);
@@ -108,14 +225,22 @@ rd_status store_get(store *s, const char *ns, const char *key, char **val, size_
         *val = v;
         if (len) *len = (size_t)n;
         st = RD_OK;
+        /* A conversation in use is not idle, even when its ids stay. */
+        touch = is_conv(key) && sqlite3_column_int64(s->get, 1) < now - STORE_TOUCH_S;
     }
     sqlite3_reset(s->get);
     sqlite3_clear_bindings(s->get);
+    if (touch) {
+        sqlite3_bind_text(s->touch, 1, ns, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s->touch, 2, key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s->touch, 3, now);
+        step_reset(s->touch);
+    }
     pthread_mutex_unlock(&s->mu);
     return st;
 }
 
-static int apply(store *s, const char *ns, const rd_kv_op *op) {
+static int apply(store_impl *s, const char *ns, const rd_kv_op *op, int64_t now) {
     sqlite3_stmt *st;
     switch (op->op) {
     case RD_KV_PUT:
@@ -123,6 +248,7 @@ static int apply(store *s, const char *ns, const rd_kv_op *op) {
         sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, op->key, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 3, op->val ? op->val : "", (int)op->val_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, now);
         break;
     case RD_KV_DEL:
         st = s->del;
@@ -142,46 +268,103 @@ static int apply(store *s, const char *ns, const rd_kv_op *op) {
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-rd_status store_txn(store *s, const char *ns, const rd_kv_op *ops, size_t n) {
-    if (!s) return RD_E_UNAVAILABLE; /* --check-config runs without a store */
+/* The operating system's reason behind an I/O error, when it is one of
+ * the space ones (errno may be stale otherwise). */
+static int sys_errno(sqlite3 *db, int e) {
+    int en = sqlite3_system_errno(db);
+    if (en) return en;
+    return e == ENOSPC || e == EFBIG || e == EDQUOT || e == EIO ? e : 0;
+}
+
+/* Notes the outcome of a commit (mu held). An episode's first failure is
+ * logged with its real cause; failures that come back within a minute
+ * (a disk that stays nearly full) belong to the same episode. */
+static void note_commit(store_impl *s, int rc, const char *msg, int en) {
+    if (rc == SQLITE_OK) {
+        if (s->failing && s->logged_fail) LOGI("state store: commits succeed again");
+        s->failing = s->logged_fail = false;
+        atomic_store(&s->ok, true);
+        return;
+    }
+    int64_t now = mono_ms();
+    if (!s->failing && (!s->last_fail_log || now - s->last_fail_log >= 60000)) {
+        LOGE("state store: cannot commit: %s (%s%s%s); not ready until a commit succeeds", msg,
+             sqlite3_errstr(rc), en ? ": " : "", en ? strerror(en) : "");
+        s->last_fail_log = now;
+        s->logged_fail = true;
+    }
+    s->failing = true;
+    atomic_store(&s->ok, false);
+    /* Disk full: a checkpoint moves the WAL into the database file and
+     * truncates it, which is often what frees the space. */
+    if ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR)
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+}
+
+static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size_t n,
+                        const store_fence *f) {
+    (void)f; /* one process: it always holds every lease */
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].op < RD_KV_PUT || ops[i].op > RD_KV_DEL_RANGE) {
+            LOGE("state store: invalid operation in a transaction; nothing applied");
+            return RD_E_INTERNAL;
+        }
     pthread_mutex_lock(&s->mu);
+    int64_t now = wall_s(s);
     int rc = n > 1 ? step_reset(s->begin) : SQLITE_DONE;
     rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     for (size_t i = 0; rc == SQLITE_OK && i < n; i++)
-        rc = apply(s, ns, &ops[i]);
-    if (n > 1) {
-        if (rc == SQLITE_OK) {
-            rc = step_reset(s->commit);
-            rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-        }
-        if (rc != SQLITE_OK) step_reset(s->rollback);
+        rc = apply(s, ns, &ops[i], now);
+    if (n > 1 && rc == SQLITE_OK) {
+        rc = step_reset(s->commit);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
     }
-    if (rc == SQLITE_MISUSE)
-        LOGE("state store: invalid operation in a transaction; nothing applied");
-    else if (rc != SQLITE_OK)
-        LOGE("state store: %s", sqlite3_errmsg(s->db));
+    /* The cause, before a rollback replaces the connection's message. */
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", rc == SQLITE_OK ? "" : sqlite3_errmsg(s->db));
+    int en = rc == SQLITE_OK ? 0 : sys_errno(s->db, errno);
+    if (n > 1 && rc != SQLITE_OK && !sqlite3_get_autocommit(s->db)) step_reset(s->rollback);
+    if (n) note_commit(s, rc, msg, en);
     pthread_mutex_unlock(&s->mu);
     return rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
 }
 
-rd_status store_put(store *s, const char *ns, const char *key, const void *val, size_t len) {
-    rd_kv_op op = {.op = RD_KV_PUT, .key = key, .val = val, .val_len = len};
-    return store_txn(s, ns, &op, 1);
+static rd_status sl_add(store_impl *s, const char *ns, const char *key, const void *val,
+                        size_t len) {
+    pthread_mutex_lock(&s->mu);
+    sqlite3_bind_text(s->add, 1, ns, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s->add, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s->add, 3, val ? val : "", (int)len, SQLITE_STATIC);
+    sqlite3_bind_int64(s->add, 4, wall_s(s));
+    int rc = step_reset(s->add);
+    bool added = rc == SQLITE_DONE && sqlite3_changes(s->db) > 0;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(s->db));
+    note_commit(s, rc == SQLITE_DONE ? SQLITE_OK : rc, msg, sys_errno(s->db, errno));
+    pthread_mutex_unlock(&s->mu);
+    if (rc != SQLITE_DONE) return RD_E_INTERNAL;
+    return added ? RD_OK : RD_E_DUPLICATE;
 }
 
-rd_status store_del(store *s, const char *ns, const char *key) {
-    rd_kv_op op = {.op = RD_KV_DEL, .key = key};
-    return store_txn(s, ns, &op, 1);
+typedef struct row {
+    char *k;
+    char *v;
+    size_t n;
+} row;
+
+static rd_status visit_rows(row *rows, size_t nrows, rd_kv_visit_fn fn, void *arg) {
+    bool stop = false;
+    for (size_t i = 0; i < nrows; i++) {
+        if (!stop && fn(arg, rows[i].k, rows[i].v, rows[i].n)) stop = true;
+        free(rows[i].k);
+        free(rows[i].v);
+    }
+    free(rows);
+    return RD_OK;
 }
 
-rd_status store_scan(store *s, const char *ns, const char *prefix, rd_kv_visit_fn fn, void *arg) {
-    if (!s) return RD_E_UNAVAILABLE; /* --check-config runs without a store */
-    /* Rows are copied out first so the callback may call back into the store. */
-    typedef struct {
-        char *k;
-        char *v;
-        size_t n;
-    } row;
+static rd_status sl_scan(store_impl *s, const char *ns, const char *prefix, rd_kv_visit_fn fn,
+                         void *arg) {
     row *rows = NULL;
     size_t nrows = 0, cap = 0;
     size_t plen = strlen(prefix);
@@ -203,12 +386,250 @@ rd_status store_scan(store *s, const char *ns, const char *prefix, rd_kv_visit_f
     sqlite3_reset(s->scan);
     sqlite3_clear_bindings(s->scan);
     pthread_mutex_unlock(&s->mu);
-    bool stop = false;
-    for (size_t i = 0; i < nrows; i++) {
-        if (!stop && fn(arg, rows[i].k, rows[i].v, rows[i].n)) stop = true;
-        free(rows[i].k);
-        free(rows[i].v);
+    return visit_rows(rows, nrows, fn, arg);
+}
+
+static int sl_lease(store_impl *s, const char *key, const char *holder, int64_t lease_ms,
+                    int64_t *token) {
+    (void)s, (void)key, (void)holder, (void)lease_ms;
+    *token = 1; /* the exclusive file lock already makes this process the only one */
+    return 1;
+}
+
+static void sl_release(store_impl *s, const char *key, const char *holder, int64_t token) {
+    (void)s, (void)key, (void)holder, (void)token;
+}
+
+static void sl_maintain(store_impl *s, int64_t now) {
+    pthread_mutex_lock(&s->mu);
+    if (s->failing) {
+        /* Nothing else may write while the disk is full: probe, so
+         * readiness comes back by itself once there is space. */
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        char *msg = NULL;
+        char *sql = xasprintf("INSERT OR REPLACE INTO kv(ns,k,v,t) VALUES('core','store_probe',"
+                              "'%lld',%lld)",
+                              (long long)now, (long long)now);
+        int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+        free(sql);
+        note_commit(s, rc, msg ? msg : sqlite3_errmsg(s->db), sys_errno(s->db, errno));
+        sqlite3_free(msg);
     }
-    free(rows);
-    return RD_OK;
+    if (!s->failing && now - s->last_deep >= 3600) {
+        s->last_deep = now;
+        if (s->o.retention_s > 0) {
+            sqlite3_stmt *q = NULL;
+            if (sqlite3_prepare_v2(s->db, "DELETE FROM kv WHERE k>=?1 AND k<?2 AND t<?3", -1, &q,
+                                   NULL) == SQLITE_OK) {
+                sqlite3_bind_text(q, 1, STORE_CONV_PREFIX, -1, SQLITE_STATIC);
+                sqlite3_bind_text(q, 2, STORE_CONV_END, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(q, 3, now - s->o.retention_s);
+                if (sqlite3_step(q) == SQLITE_DONE && sqlite3_changes(s->db) > 0)
+                    LOGI("state store: %d conversation(s) idle over %lld day(s) forgotten",
+                         sqlite3_changes(s->db), (long long)(s->o.retention_s / 86400));
+            }
+            sqlite3_finalize(q);
+        }
+        /* Give free pages back to the file system, and keep the WAL short. */
+        sqlite3_exec(s->db, "PRAGMA incremental_vacuum", NULL, NULL, NULL);
+        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+static bool sl_healthy(store_impl *s) {
+    return atomic_load(&s->ok);
+}
+
+static const store_ops sqlite_ops = {
+    .abi = STORE_ABI,
+    .name = "sqlite",
+    .open = sl_open,
+    .close = sl_close,
+    .get = sl_get,
+    .txn = sl_txn,
+    .add = sl_add,
+    .scan = sl_scan,
+    .lease = sl_lease,
+    .release = sl_release,
+    .maintain = sl_maintain,
+    .healthy = sl_healthy,
+};
+
+/* ------------------------------------------------------------------------ */
+/* The interface                                                             */
+
+static void store_log(rd_log_level lvl, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg("core", lvl, fmt, ap);
+    va_end(ap);
+}
+
+store *store_open_with(const char *kind, const char *where, const char *module_dir,
+                       const store_opts *o, char *err, size_t errsz) {
+    store_opts opts = *o;
+    if (!opts.log) opts.log = store_log;
+    store *s = xcalloc(1, sizeof *s);
+    if (!strcmp(kind, "sqlite")) {
+        s->ops = &sqlite_ops;
+    } else {
+        char *path = xasprintf("%s/store/store_%s.so", module_dir ? module_dir : ".", kind);
+        s->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (!s->dl) {
+            snprintf(err, errsz, "store = %s: cannot load %s: %s", kind, path, dlerror());
+            free(path);
+            free(s);
+            return NULL;
+        }
+        store_entry_fn entry = (store_entry_fn)(uintptr_t)dlsym(s->dl, STORE_SYMBOL);
+        s->ops = entry ? entry() : NULL;
+        if (!s->ops || s->ops->abi != STORE_ABI) {
+            snprintf(err, errsz, "store = %s: %s is not a routerd %d store module", kind, path,
+                     STORE_ABI);
+            free(path);
+            dlclose(s->dl);
+            free(s);
+            return NULL;
+        }
+        free(path);
+    }
+    s->impl = s->ops->open(where, &opts, err, errsz);
+    if (!s->impl) {
+        if (s->dl) dlclose(s->dl);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+store *store_open(const char *dir, bool sync_full, char *err, size_t errsz) {
+    store_opts o = {.sync_full = sync_full, .lease_ms = 10000, .wal_limit_b = 64 << 20};
+    return store_open_with("sqlite", dir, NULL, &o, err, errsz);
+}
+
+void store_close(store *s) {
+    if (!s) return;
+    s->ops->close(s->impl);
+    if (s->dl) dlclose(s->dl);
+    free(s);
+}
+
+const char *store_kind(store *s) {
+    return s ? s->ops->name : "none";
+}
+
+rd_status store_get(store *s, const char *ns, const char *key, char **val, size_t *len) {
+    if (!s) return RD_E_UNAVAILABLE; /* --check-config runs without a store */
+    return s->ops->get(s->impl, ns, key, val, len);
+}
+
+rd_status store_txn_fenced(store *s, const char *ns, const rd_kv_op *ops, size_t n,
+                           const store_fence *f) {
+    if (!s) return RD_E_UNAVAILABLE;
+    return s->ops->txn(s->impl, ns, ops, n, f);
+}
+
+rd_status store_txn(store *s, const char *ns, const rd_kv_op *ops, size_t n) {
+    return store_txn_fenced(s, ns, ops, n, NULL);
+}
+
+rd_status store_put(store *s, const char *ns, const char *key, const void *val, size_t len) {
+    rd_kv_op op = {.op = RD_KV_PUT, .key = key, .val = val, .val_len = len};
+    return store_txn(s, ns, &op, 1);
+}
+
+rd_status store_del(store *s, const char *ns, const char *key) {
+    rd_kv_op op = {.op = RD_KV_DEL, .key = key};
+    return store_txn(s, ns, &op, 1);
+}
+
+rd_status store_add(store *s, const char *ns, const char *key, const void *val, size_t len) {
+    if (!s) return RD_E_UNAVAILABLE;
+    return s->ops->add(s->impl, ns, key, val, len);
+}
+
+rd_status store_scan(store *s, const char *ns, const char *prefix, rd_kv_visit_fn fn, void *arg) {
+    if (!s) return RD_E_UNAVAILABLE;
+    return s->ops->scan(s->impl, ns, prefix, fn, arg);
+}
+
+int store_lease(store *s, const char *key, const char *holder, int64_t lease_ms, int64_t *token) {
+    if (!s) return -1;
+    return s->ops->lease(s->impl, key, holder, lease_ms, token);
+}
+
+void store_release(store *s, const char *key, const char *holder, int64_t token) {
+    if (s) s->ops->release(s->impl, key, holder, token);
+}
+
+void store_maintain(store *s, int64_t now) {
+    if (s) s->ops->maintain(s->impl, now);
+}
+
+bool store_healthy(store *s) {
+    return s && s->ops->healthy(s->impl);
+}
+
+static int hexval(int c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* Registers a password and, when it is percent-encoded, its decoded form. */
+static void add_password(const char *p, size_t n) {
+    if (!n) return;
+    char *raw = xstrndup(p, n), *dec = xmalloc(n + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int h, l;
+        if (raw[i] == '%' && i + 2 < n + 1 && (h = hexval(raw[i + 1])) >= 0 &&
+            (l = hexval(raw[i + 2])) >= 0) {
+            dec[o++] = (char)(h * 16 + l);
+            i += 2;
+        } else {
+            dec[o++] = raw[i];
+        }
+    }
+    dec[o] = 0;
+    secret_add(raw);
+    if (*dec && strcmp(dec, raw)) secret_add(dec);
+    free(raw);
+    free(dec);
+}
+
+void store_url_secrets(const char *url) {
+    if (!url) return;
+    const char *scheme = strstr(url, "://");
+    if (scheme) {
+        /* postgresql://user:password@host/db?password=... */
+        const char *auth = scheme + 3, *at = strchr(auth, '@'), *slash = strchr(auth, '/');
+        if (at && (!slash || at < slash)) {
+            const char *colon = memchr(auth, ':', (size_t)(at - auth));
+            if (colon) add_password(colon + 1, (size_t)(at - colon - 1));
+        }
+        for (const char *q = strstr(url, "password="); q; q = strstr(q + 1, "password=")) {
+            q += 9;
+            add_password(q, strcspn(q, "&"));
+        }
+        return;
+    }
+    /* conninfo: password=secret or password='se cret' */
+    for (const char *q = strstr(url, "password"); q; q = strstr(q + 1, "password")) {
+        const char *v = q + 8;
+        while (*v == ' ')
+            v++;
+        if (*v != '=') continue;
+        v++;
+        while (*v == ' ')
+            v++;
+        if (*v == '\'') {
+            v++;
+            add_password(v, strcspn(v, "'"));
+        } else {
+            add_password(v, strcspn(v, " "));
+        }
+    }
 }

@@ -9,6 +9,8 @@ pkgs=(gcc make cmake pkg-config git ca-certificates
 # dpkg-dev (dpkg-buildflags, dpkg-shlibdeps) and jq build the .deb, the OCI
 # image and its SBOM (scripts/package.sh).
 pkgs+=(dpkg-dev jq xz-utils)
+# libpq for the postgresql store module (store/store_postgresql.so).
+pkgs+=(libpq-dev)
 if [[ "${1:-}" == "--test" ]]; then
     # lintian checks the .deb in the packaging tests.
     pkgs+=(lintian)
@@ -20,6 +22,9 @@ if [[ "${1:-}" == "--test" ]]; then
     # Kubernetes manifests, openssl for the manifest signature, sqlite3 for
     # the restore drill.
     pkgs+=(systemd strace runit python3 python3-yaml openssl sqlite3 util-linux procps)
+    # A PostgreSQL server that the HA tests start themselves
+    # (tests/support/pg.sh).
+    pkgs+=(postgresql)
     # clang and its sanitizer/libFuzzer runtime for the CI builds.
     if [[ "${2:-}" == "--ci" ]]; then pkgs+=(clang libclang-rt-14-dev); fi
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
@@ -43,8 +48,10 @@ export DEBIAN_FRONTEND=noninteractive
 # for it instead of failing (ROUTERD_APT_LOCK_TIMEOUT seconds, default 600).
 lock=(-o "DPkg::Lock::Timeout=${ROUTERD_APT_LOCK_TIMEOUT:-600}")
 $sudo apt-get "${lock[@]}" update -qq
-# The prometheus packages start services on install; policy-rc.d keeps them off.
-if [[ " ${missing[*]} " == *" prometheus"* && ! -e /usr/sbin/policy-rc.d ]]; then
+# The prometheus and postgresql packages start services on install;
+# policy-rc.d keeps them off (the tests start their own PostgreSQL).
+if [[ (" ${missing[*]} " == *" prometheus"* || " ${missing[*]} " == *" postgresql "*) &&
+      ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
     $sudo chmod +x /usr/sbin/policy-rc.d
     trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT

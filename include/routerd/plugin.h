@@ -385,6 +385,17 @@ typedef struct rd_host {
      * copied. The handler may still check the header itself. */
     rd_status (*http_route_auth)(rd_ctx *ctx, const char *method, const char *path,
                                  const char *header, const char *secret, rd_http_fn fn, void *arg);
+
+    /* Leadership among replicas sharing the state store, for work only one
+     * of them may do (long polling a bot): key names the work ("bot id").
+     * Returns the current term (> 0) while this replica leads, 0 while
+     * another one does or the store is unreachable. A new term means the
+     * lead was lost in between: reload state from the store first. From
+     * the first call on, this instance's kv writes are fenced: they fail
+     * with RD_E_UNAVAILABLE unless it leads. Call before each poll and
+     * before confirming; cheap (no I/O after the first call). With the
+     * sqlite store (one process) it always leads. */
+    int64_t (*lead)(rd_ctx *ctx, const char *key);
 } rd_host;
 
 /* ------------------------------------------------------------------------ */

@@ -492,7 +492,11 @@ static rd_status tg_start(void *self, rd_error *err) {
         t->h->error(err, RD_E_INTERNAL, "fatal", "cannot set up libcurl");
         return RD_E_INTERNAL;
     }
-    rd_status st = tg_intake_load(t, err);
+    /* Under a lease (replicas sharing a store) the state is loaded when
+     * this replica becomes the leader, not before. */
+    if (RD_HAS(t->h, lead) && t->h->lead)
+        snprintf(t->lead_key, sizeof t->lead_key, "telegram:%lld", (long long)t->token_bot_id);
+    rd_status st = t->lead_key[0] ? RD_OK : tg_intake_load(t, err);
     if (st != RD_OK) return st;
     tg_mig_load(t);
     tg_outbox_load(t);

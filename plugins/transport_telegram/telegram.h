@@ -136,6 +136,9 @@ typedef struct tg {
     int64_t last_seq;
     int64_t tg_offset;   /* next getUpdates offset; 0 = unknown */
     int64_t offset_sent; /* offset of the last poll that surely reached the server */
+    char lead_key[48];   /* replicas: the lease this instance works under ("" = none) */
+    atomic_llong term;   /* the lease term the state was loaded in (0 = none yet) */
+    int lead_paused;     /* intake thread: the lead is not current, logged */
     int full;            /* the core said RD_E_FULL */
     tg_map *recent;      /* webhook dedupe: tg update_id -> state */
     int64_t *recent_ring;

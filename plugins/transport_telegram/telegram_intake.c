@@ -327,7 +327,63 @@ static void rep_put_back(tg *t, const int64_t *seqs, size_t n) {
     pthread_mutex_unlock(&t->rep_mu);
 }
 
+/* Whether the term the state was loaded in is still current. */
+static int tg_term_current(tg *t) {
+    int64_t term = atomic_load(&t->term);
+    return !t->lead_key[0] || (term && t->h->lead(t->ctx, t->lead_key) == term);
+}
+
+/* Replicas: only the leader polls (or takes webhooks). While the lead is
+ * not current (store unreachable, another replica leads) nothing is
+ * fetched or confirmed; the same term coming back resumes as it was. A new
+ * term starts from what the store holds: another replica may have moved
+ * on, and what was fetched here but not submitted is in the journal. */
+static int tg_leading(tg *t) {
+    if (!t->lead_key[0]) return 1;
+    int64_t term = t->h->lead(t->ctx, t->lead_key), mine = atomic_load(&t->term);
+    if (term == mine && term) {
+        if (t->lead_paused)
+            t->h->log(t->ctx, RD_LOG_INFO, "active again (term %lld)", (long long)term);
+        t->lead_paused = 0;
+        return 1;
+    }
+    if (!term) {
+        if (mine && !t->lead_paused)
+            t->h->log(t->ctx, RD_LOG_WARN,
+                      "not the leader any more (store unreachable or another replica leads): "
+                      "fetching and confirming nothing");
+        t->lead_paused = 1;
+        return 0;
+    }
+    if (mine && t->c.mode == TG_MODE_WEBHOOK) {
+        /* Webhook handlers may hold items of the old term: start afresh. */
+        t->h->log(t->ctx, RD_LOG_ERROR,
+                  "another replica led in between; restarting to rejoin as a standby");
+        atomic_store(&t->term, 0);
+        t->h->request_stop(t->ctx);
+        return 0;
+    }
+    atomic_store(&t->term, 0);
+    pthread_mutex_lock(&t->in_mu);
+    while (t->head)
+        item_pop(t);
+    free(t->replay);
+    t->replay = NULL;
+    t->nreplay = 0;
+    rd_error e = {0};
+    t->offset_sent = -1;
+    rd_status st = tg_intake_load(t, &e);
+    pthread_mutex_unlock(&t->in_mu);
+    if (st != RD_OK) return 0;
+    atomic_store(&t->term, term);
+    t->lead_paused = 0;
+    t->h->log(t->ctx, RD_LOG_INFO, "active: %s this bot (term %lld)",
+              t->c.mode == TG_MODE_WEBHOOK ? "taking webhooks for" : "polling", (long long)term);
+    return 1;
+}
+
 void tg_persist_acks(tg *t, int force) {
+    if (t->lead_key[0] && !tg_term_current(t)) return; /* a standby owns no watermark */
     int64_t w = atomic_load(&t->acked);
     pthread_mutex_lock(&t->rep_mu);
     size_t pending = t->nrep_done;
@@ -951,7 +1007,8 @@ static void poll_once(tg *t, int *attempt) {
         }
         curl_multi_poll(t->multi, NULL, 0, 100, NULL);
         tg_persist_acks(t, 0);
-        if (atomic_load(&t->quiescing)) {
+        /* Lead lost (store unreachable, lease gone): stop polling now. */
+        if (atomic_load(&t->quiescing) || !tg_term_current(t)) {
             aborted = 1;
             break;
         }
@@ -1077,6 +1134,10 @@ void *tg_main_loop(void *arg) {
     if (!atomic_load(&t->quiescing)) t->h->ready(t->ctx, 1, NULL);
     attempt = 0;
     while (!atomic_load(&t->quiescing)) {
+        if (!tg_leading(t)) {
+            tg_sleep(t, 100, &t->quiescing);
+            continue;
+        }
         tg_persist_acks(t, 0);
         pthread_mutex_lock(&t->in_mu);
         drain_locked(t);
@@ -1103,7 +1164,8 @@ void *tg_main_loop(void *arg) {
 
 void tg_intake_stop(tg *t) {
     tg_persist_acks(t, 1);
-    if (t->c.mode == TG_MODE_LONGPOLL && t->c.confirm_on_stop && atomic_load(&t->have_me)) {
+    if (t->c.mode == TG_MODE_LONGPOLL && t->c.confirm_on_stop && atomic_load(&t->have_me) &&
+        tg_term_current(t)) {
         pthread_mutex_lock(&t->in_mu);
         int64_t offset = t->tg_offset;
         pthread_mutex_unlock(&t->in_mu);
@@ -1128,7 +1190,9 @@ void tg_intake_stop(tg *t) {
             atomic_store(&t->final_call, 0);
         }
     }
-    if (t->c.mode == TG_MODE_WEBHOOK && t->c.delete_webhook_on_stop && atomic_load(&t->have_me)) {
+    /* Under a lease the other replicas keep using the webhook. */
+    if (t->c.mode == TG_MODE_WEBHOOK && t->c.delete_webhook_on_stop && atomic_load(&t->have_me) &&
+        !t->lead_key[0]) {
         atomic_store(&t->final_call, 1);
         delete_webhook(t, 5000);
         atomic_store(&t->final_call, 0);
@@ -1186,6 +1250,10 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
     }
     if (atomic_load(&t->quiescing) || !atomic_load(&t->have_me)) {
         answer(t, resp, 503, 1, "not ready\n");
+        return;
+    }
+    if (!tg_term_current(t)) { /* a standby: the leader takes webhooks */
+        answer(t, resp, 503, 1, "standby\n");
         return;
     }
     cJSON *root = tg_json_parse(req->body, req->body_len);

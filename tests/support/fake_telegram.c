@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +60,9 @@ struct ftg {
     int64_t confirmed; /* highest offset seen */
     int polls;         /* held right now */
     unsigned poll_gen;
+    int held_fds[64]; /* sockets of the long polls held right now */
+    int nheld;
+    int overlaps; /* long polls that arrived while another client's was held */
     int64_t next_msg_id;
 
     fault *faults;
@@ -216,6 +220,7 @@ typedef struct reply {
     char *body;
     int retry_after; /* header */
     int drop, cut, html;
+    int fd; /* the client's socket, to see whether it is still there */
 } reply;
 
 static void set_err(reply *r, int code, const char *desc, int retry_after, int64_t migrate_to) {
@@ -380,6 +385,14 @@ static void do_edit(ftg *f, const cJSON *p, const char *body, reply *r) {
     record(f, "editMessageText", r->status, p, body, id);
 }
 
+/* The client closed its end (it gave up, or was killed). */
+static int client_gone(int fd) {
+    if (fd < 0) return 0;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
 static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
     int64_t offset = 0, limit = 100, timeout = 0;
     int has_offset = get_i64(p, "offset", &offset);
@@ -399,6 +412,11 @@ static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
         f->recs[rec].status = 409;
         return;
     }
+    /* One bot, one poller: a long poll while another client still waits
+     * in one is what replicas must never do. */
+    if (timeout > 0)
+        for (int i = 0; i < f->nheld; i++)
+            if (f->held_fds[i] != r->fd && !client_gone(f->held_fds[i])) f->overlaps++;
     unsigned gen = ++f->poll_gen;
     pthread_cond_broadcast(&f->cv);
     if (has_offset && offset > f->next_id + 10) {
@@ -430,7 +448,10 @@ static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
     if (f->max_hold_ms >= 0 && hold > f->max_hold_ms) hold = f->max_hold_ms;
     long long end = mono_ms() + hold;
     f->polls++;
-    while (f->nq == 0 && !f->stopping && mono_ms() < end && gen == f->poll_gen) {
+    int slot = timeout > 0 && f->nheld < 64 ? f->nheld++ : -1;
+    if (slot >= 0) f->held_fds[slot] = r->fd;
+    while (f->nq == 0 && !f->stopping && mono_ms() < end && gen == f->poll_gen &&
+           !client_gone(r->fd)) {
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
         long long left = end - mono_ms();
@@ -441,6 +462,11 @@ static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
         pthread_cond_timedwait(&f->cv, &f->mu, &dl);
     }
     f->polls--;
+    for (int i = 0; i < f->nheld; i++)
+        if (f->held_fds[i] == r->fd) {
+            f->held_fds[i] = f->held_fds[--f->nheld];
+            break;
+        }
     if (gen != f->poll_gen) {
         set_err(r, 409,
                 "Conflict: terminated by other getUpdates request; make sure that only one bot "
@@ -645,6 +671,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     }
     const char *body = cs->buf ? cs->buf : "";
     reply r = {0};
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    r.fd = ci ? ci->connect_fd : -1;
     char method[64] = "";
     size_t tl = strlen(f->token);
     if (strncmp(url, "/bot", 4) || strncmp(url + 4, f->token, tl) || url[4 + tl] != '/') {
@@ -994,6 +1023,13 @@ size_t ftg_unconfirmed(ftg *f) {
 int64_t ftg_confirmed_offset(ftg *f) {
     pthread_mutex_lock(&f->mu);
     int64_t v = f->confirmed;
+    pthread_mutex_unlock(&f->mu);
+    return v;
+}
+
+int ftg_poll_overlaps(ftg *f) {
+    pthread_mutex_lock(&f->mu);
+    int v = f->overlaps;
     pthread_mutex_unlock(&f->mu);
     return v;
 }

@@ -95,6 +95,9 @@ size_t ftg_unconfirmed(ftg *f);
 /* The highest offset a getUpdates call carried (0 = none yet). */
 int64_t ftg_confirmed_offset(ftg *f);
 int ftg_polls_active(ftg *f);
+/* Long polls (timeout > 0) that arrived while another client was still
+ * waiting in one: two pollers of one bot at once. Should stay 0. */
+int ftg_poll_overlaps(ftg *f);
 
 /* ------------------------------------------------------------------------ */
 /* What the bot sent                                                         */

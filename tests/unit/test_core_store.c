@@ -1,5 +1,9 @@
-/* SQLite state store: get/put/del, atomic transactions, ordered prefix
- * scans, namespaces, persistence across reopen. */
+/* The state store, one suite for both implementations: get/put/del,
+ * atomic transactions, ordered prefix scans, namespaces, persistence across
+ * reopen, leases and fencing, retention. SQLite by default; PostgreSQL when
+ * run through tests/support/pg.sh (ROUTERD_TEST_PG_URL set). Plus what is
+ * particular to each: file modes and a full disk (SQLite), concurrent
+ * migrations and an outage (PostgreSQL). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,24 +13,60 @@
 
 #include "core.h"
 #include "harness.h"
+#include "store.h"
 
 #include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct {
     char *dir;
     store *st;
 } fx;
 
+static const char *pg_url(void) {
+    const char *u = getenv("ROUTERD_TEST_PG_URL");
+    return u && *u ? u : NULL;
+}
+
+static store *open_opts(fx *f, const store_opts *o, char *err, size_t errsz) {
+    if (pg_url()) return store_open_with("postgresql", pg_url(), ROUTERD_PLUGIN_DIR, o, err, errsz);
+    char *sub = xasprintf("%s/state", f->dir); /* store_open creates it */
+    store *st = store_open_with("sqlite", sub, NULL, o, err, errsz);
+    free(sub);
+    return st;
+}
+
+static store *open_store(fx *f, bool sync_full) {
+    char err[512] = "";
+    store_opts o = {.sync_full = sync_full, .lease_ms = 3000, .wal_limit_b = 1 << 20};
+    store *st = open_opts(f, &o, err, sizeof err);
+    if (!st) fail_msg("store open: %s", err);
+    return st;
+}
+
+/* PostgreSQL: every test starts from an empty database (the schema is
+ * created again, which runs the migrations each time). */
+static void pg_reset(void) {
+    char *cmd = xasprintf("psql -q -X '%s' -c 'DROP TABLE IF EXISTS routerd_kv, routerd_lease, "
+                          "routerd_schema' >/dev/null 2>&1",
+                          pg_url());
+    if (system(cmd) != 0) fail_msg("cannot reset the test database");
+    free(cmd);
+}
+
 static int setup(void **state) {
     fx *f = calloc(1, sizeof *f);
     f->dir = rt_tmpdir();
-    char err[256] = "";
-    char *sub = xasprintf("%s/state", f->dir); /* store_open creates it */
-    f->st = store_open(sub, true, err, sizeof err);
-    free(sub);
-    if (!f->st) fail_msg("store_open: %s", err);
+    if (pg_url()) pg_reset();
+    f->st = open_store(f, true);
     *state = f;
     return 0;
 }
@@ -241,11 +281,7 @@ static void reopen_persists(void **state) {
     assert_int_equal(store_txn(f->st, "transport.tg", ops, 2), RD_OK);
     store_put(f->st, "backend.a2a", "conv/42", "ctx-2", 5);
     store_close(f->st);
-    char err[256] = "";
-    char *sub = xasprintf("%s/state", f->dir);
-    f->st = store_open(sub, false, err, sizeof err);
-    free(sub);
-    if (!f->st) fail_msg("reopen: %s", err);
+    f->st = open_store(f, false);
     expect(f->st, "transport.tg", "offset", "100");
     expect(f->st, "transport.tg", "conv/42", "ctx-1");
     expect(f->st, "backend.a2a", "conv/42", "ctx-2");
@@ -293,11 +329,7 @@ static int count_rows(void *arg, const char *key, const void *val, size_t len) {
 static void concurrent_writers(void **state) {
     fx *f = *state;
     store_close(f->st);
-    char err[256] = "";
-    char *sub = xasprintf("%s/state", f->dir);
-    f->st = store_open(sub, false, err, sizeof err); /* normal sync keeps this quick */
-    free(sub);
-    assert_non_null(f->st);
+    f->st = open_store(f, false); /* normal sync keeps this quick */
     pthread_t t[4];
     worker_arg wa[4];
     for (int i = 0; i < 4; i++) {
@@ -323,6 +355,321 @@ static void concurrent_writers(void **state) {
     }
 }
 
+static void add_if_absent(void **state) {
+    fx *f = *state;
+    assert_int_equal(store_add(f->st, "core", "chat_hash_key", "first", 5), RD_OK);
+    assert_int_equal(store_add(f->st, "core", "chat_hash_key", "second", 6), RD_E_DUPLICATE);
+    expect(f->st, "core", "chat_hash_key", "first");
+}
+
+static void lease_and_fencing(void **state) {
+    fx *f = *state;
+    int64_t ta = 0, t2 = 0, tb = 0;
+    assert_int_equal(store_lease(f->st, "bot:1", "A", 3000, &ta), 1);
+    assert_true(ta > 0);
+    store_fence fa = {"bot:1", "A", ta};
+    rd_kv_op op = {.op = RD_KV_PUT, .key = "meta", .val = "a1", .val_len = 2};
+    assert_int_equal(store_txn_fenced(f->st, "transport.tg", &op, 1, &fa), RD_OK);
+    expect(f->st, "transport.tg", "meta", "a1");
+    if (!pg_url()) return; /* one process: it always leads */
+    store *b = open_store(f, false);
+    /* Held by A: B neither gets it nor writes under it. */
+    assert_int_equal(store_lease(b, "bot:1", "B", 3000, &tb), 0);
+    store_fence fb = {"bot:1", "B", ta};
+    rd_kv_op two[] = {{.op = RD_KV_PUT, .key = "meta", .val = "b1", .val_len = 2},
+                      {.op = RD_KV_DEL, .key = "other"}};
+    store_put(b, "transport.tg", "other", "o", 1);
+    assert_int_equal(store_txn_fenced(b, "transport.tg", two, 2, &fb), RD_E_UNAVAILABLE);
+    expect(f->st, "transport.tg", "meta", "a1");
+    expect(f->st, "transport.tg", "other", "o");
+    /* Renewal keeps the term. */
+    assert_int_equal(store_lease(f->st, "bot:1", "A", 3000, &t2), 1);
+    assert_int_equal(t2, ta);
+    /* Released: B takes over at once with a new token, A's writes fail. */
+    store_release(f->st, "bot:1", "A", ta);
+    assert_int_equal(store_lease(b, "bot:1", "B", 3000, &tb), 1);
+    assert_true(tb > ta);
+    fb.token = tb;
+    assert_int_equal(store_txn_fenced(b, "transport.tg", two, 2, &fb), RD_OK);
+    op.val = "a2";
+    assert_int_equal(store_txn_fenced(f->st, "transport.tg", &op, 1, &fa), RD_E_UNAVAILABLE);
+    expect(f->st, "transport.tg", "meta", "b1");
+    expect(f->st, "transport.tg", "other", NULL);
+    /* Expiry: B stops renewing; once its lease ran out A takes over. */
+    assert_int_equal(store_lease(f->st, "bot:1", "A", 3000, &t2), 0);
+    assert_int_equal(store_lease(b, "bot:1", "B", 300, &tb), 1);
+    rt_sleep_ms(600);
+    assert_int_equal(store_txn_fenced(b, "transport.tg", &op, 1, &fb), RD_E_UNAVAILABLE);
+    assert_int_equal(store_lease(f->st, "bot:1", "A", 3000, &t2), 1);
+    assert_true(t2 > tb);
+    /* Keys are independent. */
+    assert_int_equal(store_lease(b, "bot:2", "B", 3000, &tb), 1);
+    store_close(b);
+}
+
+static void retention_forgets_idle_conversations(void **state) {
+    fx *f = *state;
+    store_close(f->st);
+    char err[512] = "";
+    store_opts o = {.lease_ms = 3000, .retention_s = 90 * 86400, .wal_limit_b = 1 << 20};
+    f->st = open_opts(f, &o, err, sizeof err);
+    assert_non_null(f->st);
+    store_put(f->st, "backend.a2a", "conv:42:helper", "{\"context\":\"c\"}", 15);
+    store_put(f->st, "transport.tg", "meta", "m", 1);
+    store_put(f->st, "core", "chat_hash_key", "k", 1);
+    int64_t now = (int64_t)time(NULL);
+    store_maintain(f->st, now + 3700); /* idle for an hour: kept */
+    expect(f->st, "backend.a2a", "conv:42:helper", "{\"context\":\"c\"}");
+    store_maintain(f->st, now + 91 * 86400);
+    expect(f->st, "backend.a2a", "conv:42:helper", NULL);
+    /* Only conversations expire. */
+    expect(f->st, "transport.tg", "meta", "m");
+    expect(f->st, "core", "chat_hash_key", "k");
+}
+
+static void sqlite_file_modes(void **state) {
+    if (pg_url()) skip();
+    fx *f = *state;
+    mode_t old = umask(022);
+    store_close(f->st);
+    char *db = xasprintf("%s/state/routerd.db", f->dir);
+    char *wal = xasprintf("%s-wal", db);
+    /* A database left 0644 by an earlier version is tightened. */
+    assert_int_equal(chmod(db, 0644), 0);
+    f->st = open_store(f, true);
+    assert_int_equal(store_put(f->st, "ns", "k", "v", 1), RD_OK);
+    struct stat st;
+    assert_int_equal(stat(db, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(stat(wal, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    /* A fresh one too. */
+    store_close(f->st);
+    unlink(db);
+    unlink(wal);
+    f->st = open_store(f, true);
+    assert_int_equal(store_put(f->st, "ns", "k", "v", 1), RD_OK);
+    assert_int_equal(stat(db, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(stat(wal, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    umask(old);
+    free(db);
+    free(wal);
+}
+
+static int count_of(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static char *slurp(const char *path) {
+    FILE *fp = fopen(path, "r");
+    if (!fp) return xstrdup("");
+    char *b = xcalloc(1, 1 << 16);
+    size_t n = fread(b, 1, (1 << 16) - 1, fp);
+    b[n] = 0;
+    fclose(fp);
+    return b;
+}
+
+/* A disk that fills and frees (a file-size limit stands in for it): the
+ * cause is logged once, the store says it cannot commit, and it recovers
+ * by itself once writes fit again. */
+static void sqlite_disk_full_recovers(void **state) {
+    if (pg_url()) skip();
+    fx *f = *state;
+    char *logp = xasprintf("%s/stderr.log", f->dir);
+    fflush(stderr);
+    int saved = dup(2);
+    int lfd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(lfd, 2);
+    close(lfd);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = 512 * 1024;
+    setrlimit(RLIMIT_FSIZE, &lim);
+    char big[8192];
+    memset(big, 'x', sizeof big);
+    int failures = 0, i = 0;
+    for (; i < 400 && failures < 5; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "j/%06d", i);
+        if (store_put(f->st, "transport.tg", k, big, sizeof big) != RD_OK) failures++;
+    }
+    bool healthy_while_full = store_healthy(f->st);
+    setrlimit(RLIMIT_FSIZE, &old);
+    store_maintain(f->st, (int64_t)time(NULL)); /* space again: the probe succeeds */
+    bool healthy_after = store_healthy(f->st);
+    rd_status after = store_put(f->st, "transport.tg", "meta", "ok", 2);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char *log = slurp(logp);
+    assert_int_equal(failures, 5);
+    assert_false(healthy_while_full);
+    assert_true(healthy_after);
+    assert_int_equal(after, RD_OK);
+    expect(f->st, "transport.tg", "meta", "ok");
+    /* The cause once per episode, never the rollback's complaint. */
+    if (count_of(log, "cannot commit") != 1 || !strstr(log, "File too large"))
+        fail_msg("log:\n%s", log);
+    assert_null(strstr(log, "no transaction is active"));
+    assert_null(strstr(log, "cannot rollback"));
+    assert_int_equal(count_of(log, "commits succeed again"), 1);
+    free(log);
+    free(logp);
+}
+
+static long long file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* Deleted rows give their pages back to the file system (incremental
+ * vacuum and a truncating checkpoint in the hourly upkeep). */
+static void sqlite_vacuum_gives_space_back(void **state) {
+    if (pg_url()) skip();
+    fx *f = *state;
+    char *db = xasprintf("%s/state/routerd.db", f->dir);
+    char val[4096];
+    memset(val, 'v', sizeof val);
+    for (int b = 0; b < 20; b++) {
+        rd_kv_op ops[50];
+        char keys[50][32];
+        for (int i = 0; i < 50; i++) {
+            snprintf(keys[i], sizeof keys[i], "conv:%d:p", b * 50 + i);
+            ops[i] = (rd_kv_op){.op = RD_KV_PUT, .key = keys[i], .val = val, .val_len = sizeof val};
+        }
+        assert_int_equal(store_txn(f->st, "backend.a2a", ops, 50), RD_OK);
+    }
+    store_maintain(f->st, (int64_t)time(NULL) + 3700); /* everything into the database file */
+    long long full = file_size(db);
+    assert_true(full > 1000 * 4096);
+    rd_kv_op del = {.op = RD_KV_DEL_RANGE, .key = "conv:", .key_end = "conv;"};
+    assert_int_equal(store_txn(f->st, "backend.a2a", &del, 1), RD_OK);
+    store_maintain(f->st, (int64_t)time(NULL) + 2 * 3700);
+    long long after = file_size(db);
+    if (after > full / 4)
+        fail_msg("database file %lld bytes after deleting, %lld before", after, full);
+    char *wal = xasprintf("%s-wal", db);
+    assert_true(file_size(wal) <= 1 << 20); /* the WAL limit of open_store() */
+    free(wal);
+    free(db);
+}
+
+/* A database written before schema versions (kv without the time column,
+ * no auto-vacuum) is migrated in place and keeps its rows. */
+static void sqlite_migrates_old_schema(void **state) {
+    if (pg_url()) skip();
+    fx *f = *state;
+    store_close(f->st);
+    f->st = NULL;
+    char *db = xasprintf("%s/state/routerd.db", f->dir);
+    unlink(db);
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h,
+                                  "PRAGMA journal_mode=WAL; CREATE TABLE kv(ns TEXT NOT NULL, k "
+                                  "TEXT NOT NULL, v BLOB, PRIMARY KEY(ns, k)) WITHOUT ROWID;"
+                                  "INSERT INTO kv VALUES('transport.tg','meta','old');",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
+    f->st = open_store(f, true);
+    expect(f->st, "transport.tg", "meta", "old");
+    assert_int_equal(store_put(f->st, "transport.tg", "meta", "new", 3), RD_OK);
+    store_close(f->st);
+    /* Opening again changes nothing (idempotent). */
+    f->st = open_store(f, true);
+    expect(f->st, "transport.tg", "meta", "new");
+    store_close(f->st);
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 2);
+    sqlite3_finalize(q);
+    assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA auto_vacuum", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 2); /* incremental */
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+    f->st = open_store(f, true);
+    free(db);
+}
+
+static void *opener(void *arg) {
+    char err[512] = "";
+    store_opts o = {.lease_ms = 3000};
+    store *st =
+        store_open_with("postgresql", (const char *)arg, ROUTERD_PLUGIN_DIR, &o, err, sizeof err);
+    if (!st)
+        fprintf(stderr, "open: %s\n", err);
+    else if (store_put(st, "ns", "k", "v", 1) != RD_OK)
+        st = (store_close(st), NULL);
+    else
+        store_close(st);
+    return st ? NULL : (void *)1;
+}
+
+/* Replicas starting together on an empty database: the migration runs
+ * once under its advisory lock and every one of them opens. */
+static void pg_concurrent_migrations(void **state) {
+    if (!pg_url()) skip();
+    fx *f = *state;
+    store_close(f->st);
+    pg_reset();
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, opener, (void *)pg_url());
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        assert_null(r);
+    }
+    f->st = open_store(f, false);
+    expect(f->st, "ns", "k", "v");
+}
+
+static void pg_cmd(const char *what) {
+    char *cmd = xasprintf("'%s' %s '%s'", getenv("ROUTERD_TEST_PG_SH"), what,
+                          getenv("ROUTERD_TEST_PG_DIR"));
+    if (system(cmd) != 0) fail_msg("%s failed", cmd);
+    free(cmd);
+}
+
+/* The server goes away and comes back: calls fail fast meanwhile, the
+ * store says it is unhealthy, and the same handle works again after. */
+static void pg_outage_recovers(void **state) {
+    if (!pg_url() || !getenv("ROUTERD_TEST_PG_SH")) skip();
+    fx *f = *state;
+    assert_int_equal(store_put(f->st, "ns", "before", "1", 1), RD_OK);
+    pg_cmd("stop");
+    long long t0 = rt_now_ms();
+    assert_int_not_equal(store_put(f->st, "ns", "during", "1", 1), RD_OK);
+    char *v = NULL;
+    assert_int_equal(store_get(f->st, "ns", "before", &v, NULL), RD_E_UNAVAILABLE);
+    int64_t tok = 0;
+    assert_int_equal(store_lease(f->st, "bot:9", "A", 3000, &tok), -1);
+    assert_false(store_healthy(f->st));
+    assert_true(rt_now_ms() - t0 < 5000);
+    pg_cmd("start >/dev/null");
+    for (int i = 0; i < 100 && !store_healthy(f->st); i++) {
+        store_maintain(f->st, (int64_t)time(NULL));
+        rt_sleep_ms(100);
+    }
+    assert_true(store_healthy(f->st));
+    assert_int_equal(store_put(f->st, "ns", "after", "1", 1), RD_OK);
+    expect(f->st, "ns", "before", "1");
+    expect(f->st, "ns", "during", NULL);
+    expect(f->st, "ns", "after", "1");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -336,6 +683,15 @@ int main(void) {
         T(scan_prefix_with_sql_wildcards),
         T(reopen_persists),
         T(concurrent_writers),
+        T(add_if_absent),
+        T(lease_and_fencing),
+        T(retention_forgets_idle_conversations),
+        T(sqlite_file_modes),
+        T(sqlite_disk_full_recovers),
+        T(sqlite_vacuum_gives_space_back),
+        T(sqlite_migrates_old_schema),
+        T(pg_concurrent_migrations),
+        T(pg_outage_recovers),
         cmocka_unit_test(open_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,498 @@
+/*
+ * High availability: two or three routerd processes share one real
+ * PostgreSQL (started by tests/support/pg.sh) and poll one bot on the fake
+ * Bot API, which counts any long poll that arrives while another client
+ * still waits in one. Exactly one replica polls; a kill -9 of the leader
+ * hands over within lease_s + 2 s; a SIGTERM hands over in under a second
+ * with no duplicate; a PostgreSQL restart mid-burst loses nothing and both
+ * replicas come back by themselves. In webhook mode only the leader takes
+ * updates (standbys answer 503, a load balancer retries elsewhere).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "fake_telegram.h"
+#include "harness.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOKEN "515151:AAhaSecret-part_y"
+#define HOOK "hook-secret-ha"
+#define CHATS 20
+#define PER_CHAT 30
+#define TOTAL (CHATS * PER_CHAT)
+#define LEASE_S 2
+#define QUEUE 64
+
+typedef struct rep {
+    rt_proc *p;
+    int port;
+    char *manifest;
+} rep;
+
+static char *dir;
+static ftg *F;
+static rep reps[3];
+static int webhook_mode, two_personas;
+static char pg_env[1024];
+
+static void pg_cmd(const char *what) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' %s '%s' >/dev/null", getenv("ROUTERD_TEST_PG_SH"), what,
+             getenv("ROUTERD_TEST_PG_DIR"));
+    assert_int_equal(system(cmd), 0);
+}
+
+static int setup(void **state) {
+    (void)state;
+    const char *url = getenv("ROUTERD_TEST_PG_URL");
+    if (!url || !getenv("ROUTERD_TEST_PG_SH")) {
+        fprintf(stderr, "run through tests/support/pg.sh\n");
+        return -1;
+    }
+    snprintf(pg_env, sizeof pg_env, "PG_URL=%s", url);
+    /* Every test starts from an empty database. */
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "psql -q -X '%s' -c 'DROP TABLE IF EXISTS routerd_kv, routerd_lease, "
+             "routerd_schema' >/dev/null 2>&1",
+             url);
+    if (system(cmd) != 0) return -1;
+    dir = rt_tmpdir();
+    F = ftg_start(TOKEN);
+    memset(reps, 0, sizeof reps);
+    webhook_mode = two_personas = 0;
+    return dir && F ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        rt_free(reps[i].p);
+        free(reps[i].manifest);
+    }
+    memset(reps, 0, sizeof reps);
+    ftg_stop(F);
+    rt_rmtree(dir);
+    free(dir);
+    return 0;
+}
+
+static const char *env[] = {"TG_TOKEN=" TOKEN, "TG_HOOK=" HOOK, pg_env, NULL};
+
+static void start_rep(int i) {
+    rep *r = &reps[i];
+    if (!r->manifest) {
+        r->port = rt_free_port();
+        char text[4096], name[32];
+        snprintf(text, sizeof text,
+                 "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/r%d\n"
+                 "store = postgresql\nstore_url = ${PG_URL}\nlease_s = %d\n"
+                 "queue_depth = %d\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
+                 "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                 "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
+                 "retry_max_ms = 500\n%s"
+                 "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 5\n"
+                 "[sink.prom]\nplugin = prometheus\nprocess_metrics = false\n"
+                 "[persona.p]\nbackend = mock\nchats = *\n%s",
+                 r->port, dir, i, LEASE_S, QUEUE, ftg_base(F),
+                 webhook_mode ? "mode = webhook\nsecret_token = ${TG_HOOK}\n"
+                                "webhook_url = https://bot.example.invalid/hook\n"
+                              : "",
+                 two_personas ? "selectable = true\n[backend.bee]\nplugin = mock\n"
+                                "prefix = \"bee: \"\n[persona.pb]\nbackend = bee\n"
+                                "selectable = true\n"
+                              : "");
+        snprintf(name, sizeof name, "r%d.ini", i);
+        r->manifest = rt_write_file(dir, name, text);
+    }
+    r->p = rt_start(r->manifest, NULL, env);
+    assert_non_null(r->p);
+}
+
+/* 1 active, 0 standby (both ready), -1 not ready or not answering. */
+static int role(int i) {
+    if (!reps[i].p) return -1;
+    char url[128], *body = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", reps[i].port);
+    long st = rt_http("GET", url, NULL, NULL, &body);
+    int r = -1;
+    if (st == 200 && body && strstr(body, "\"role\":\"active\"")) r = 1;
+    if (st == 200 && body && strstr(body, "\"role\":\"standby\"")) r = 0;
+    free(body);
+    return r;
+}
+
+/* routerd_leader{transport="tg"} as the prometheus sink shows it. */
+static int leader_gauge(int i) {
+    char url[128], *body = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", reps[i].port);
+    int v = -1;
+    if (rt_http("GET", url, NULL, NULL, &body) == 200 && body) {
+        char *p = strstr(body, "routerd_leader{transport=\"tg\"} ");
+        if (p) v = atoi(p + strlen("routerd_leader{transport=\"tg\"} "));
+    }
+    free(body);
+    return v;
+}
+
+/* Waits until, among the running replicas, one is active and the others
+ * stand by, all ready; returns the active one or -1. */
+static int wait_one_active(int timeout_ms) {
+    long long end = rt_now_ms() + timeout_ms;
+    do {
+        int active = -1, n_active = 0, n_other = 0, n_run = 0;
+        for (int i = 0; i < 3; i++) {
+            if (!reps[i].p) continue;
+            n_run++;
+            int r = role(i);
+            if (r == 1) active = i, n_active++;
+            if (r == 0) n_other++;
+        }
+        if (n_active == 1 && n_active + n_other == n_run) return active;
+        rt_sleep_ms(100);
+    } while (rt_now_ms() < end);
+    return -1;
+}
+
+static void inject_burst(void) {
+    for (int k = 0; k < PER_CHAT; k++)
+        for (int c = 0; c < CHATS; c++) {
+            char text[64];
+            snprintf(text, sizeof text, "c%d-m%d", c, k);
+            ftg_add_text(F, 2000 + c, text);
+        }
+}
+
+typedef struct tally {
+    int seen[CHATS][PER_CHAT];
+    int order_ok, answered, duplicates, foreign;
+} tally;
+
+static void count_replies(tally *t) {
+    memset(t, 0, sizeof *t);
+    t->order_ok = 1;
+    int next[CHATS] = {0};
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    for (size_t i = 0; i < n; i++) {
+        int c, k;
+        if (!r[i].text || sscanf(r[i].text, "echo: c%d-m%d", &c, &k) != 2 || c < 0 || c >= CHATS ||
+            k < 0 || k >= PER_CHAT || r[i].chat_id != 2000 + c) {
+            t->foreign++;
+            continue;
+        }
+        if (t->seen[c][k]++) {
+            t->duplicates++;
+            continue;
+        }
+        t->answered++;
+        if (k != next[c]) t->order_ok = 0;
+        next[c] = k + 1;
+    }
+    ftg_recs_free(r, n);
+}
+
+static int wait_answered(int n, int timeout_ms) {
+    long long end = rt_now_ms() + timeout_ms;
+    tally t;
+    for (;;) {
+        count_replies(&t);
+        if (t.answered >= n || rt_now_ms() >= end) return t.answered;
+        rt_sleep_ms(50);
+    }
+}
+
+/* Monotonic time of the first long poll (timeout = 5, not the short
+ * confirming call of a stopping leader) that arrived after `after`. */
+static long long first_poll_after(long long after, int timeout_ms) {
+    long long end = rt_now_ms() + timeout_ms;
+    do {
+        ftg_rec *r;
+        size_t n = ftg_records(F, "getUpdates", 0, &r);
+        long long t = -1;
+        for (size_t i = 0; i < n && t < 0; i++)
+            if (r[i].t_ms > after && r[i].body && strstr(r[i].body, "\"timeout\":5")) t = r[i].t_ms;
+        ftg_recs_free(r, n);
+        if (t >= 0) return t;
+        rt_sleep_ms(20);
+    } while (rt_now_ms() < end);
+    return -1;
+}
+
+static void stop_all(void) {
+    for (int i = 0; i < 3; i++)
+        if (reps[i].p) rt_signal(reps[i].p, SIGTERM);
+    for (int i = 0; i < 3; i++)
+        if (reps[i].p) {
+            assert_int_equal(rt_wait(reps[i].p, 30000), 0);
+            assert_null(strstr(rt_stderr(reps[i].p), "AAhaSecret"));
+        }
+}
+
+static void two_replicas_one_poller(void **state) {
+    (void)state;
+    start_rep(0);
+    start_rep(1);
+    int a = wait_one_active(20000);
+    assert_true(a >= 0);
+    int s = 1 - a;
+    assert_int_equal(leader_gauge(a), 1);
+    assert_int_equal(leader_gauge(s), 0);
+    inject_burst();
+    assert_int_equal(wait_answered(TOTAL, 60000), TOTAL);
+    rt_sleep_ms(500);
+    /* The standby never polled: still the same roles, no overlap. */
+    assert_int_equal(role(a), 1);
+    assert_int_equal(role(s), 0);
+    stop_all();
+    tally t;
+    count_replies(&t);
+    assert_int_equal(t.answered, TOTAL);
+    assert_int_equal(t.duplicates, 0);
+    assert_int_equal(t.foreign, 0);
+    assert_true(t.order_ok);
+    assert_int_equal(ftg_poll_overlaps(F), 0);
+    assert_int_equal(ftg_unconfirmed(F), 0);
+}
+
+static void kill9_leader_of_three(void **state) {
+    (void)state;
+    for (int i = 0; i < 3; i++)
+        start_rep(i);
+    int a = wait_one_active(20000);
+    assert_true(a >= 0);
+    inject_burst();
+    assert_true(wait_answered(TOTAL / 3, 60000) >= TOTAL / 3);
+    long long t_kill = rt_now_ms();
+    rt_signal(reps[a].p, SIGKILL);
+    rt_wait(reps[a].p, 10000);
+    tally mid;
+    count_replies(&mid);
+    rt_free(reps[a].p);
+    reps[a].p = NULL;
+    long long t_poll = first_poll_after(t_kill, (LEASE_S + 10) * 1000);
+    assert_true(t_poll >= 0);
+    fprintf(stderr, "kill -9: %d answered before, a standby polled %lld ms after the kill\n",
+            mid.answered, t_poll - t_kill);
+    assert_true(t_poll - t_kill <= (LEASE_S + 2) * 1000);
+    assert_int_equal(wait_answered(TOTAL, 60000), TOTAL);
+    assert_true(wait_one_active(10000) >= 0);
+    rt_sleep_ms(500);
+    stop_all();
+    tally t;
+    count_replies(&t);
+    fprintf(stderr, "kill -9: %d replies sent twice\n", t.duplicates);
+    assert_int_equal(t.answered, TOTAL);
+    /* Duplicates: at most what was queued or in flight at the kill. */
+    assert_true(t.duplicates <= QUEUE + 100);
+    assert_int_equal(t.foreign, 0);
+    assert_true(t.order_ok);
+    assert_int_equal(ftg_poll_overlaps(F), 0);
+    assert_int_equal(ftg_unconfirmed(F), 0);
+}
+
+static void sigterm_hands_over(void **state) {
+    (void)state;
+    start_rep(0);
+    start_rep(1);
+    int a = wait_one_active(20000);
+    assert_true(a >= 0);
+    int s = 1 - a;
+    inject_burst();
+    assert_true(wait_answered(TOTAL / 3, 60000) >= TOTAL / 3);
+    rt_signal(reps[a].p, SIGTERM);
+    assert_int_equal(rt_wait(reps[a].p, 30000), 0);
+    long long t_exit = rt_now_ms();
+    assert_non_null(strstr(rt_stderr(reps[a].p), "released"));
+    rt_free(reps[a].p);
+    reps[a].p = NULL;
+    long long t_poll = first_poll_after(t_exit - 1000, 10000);
+    assert_true(t_poll >= 0);
+    fprintf(stderr, "SIGTERM: the standby polled %lld ms after the leader exited\n",
+            t_poll - t_exit);
+    /* The lease is released before exit, so the standby may even poll
+     * before the old leader's process is gone. */
+    assert_true(t_poll - t_exit < 1000);
+    assert_int_equal(wait_answered(TOTAL, 60000), TOTAL);
+    assert_int_equal(role(s), 1);
+    rt_sleep_ms(500);
+    stop_all();
+    tally t;
+    count_replies(&t);
+    assert_int_equal(t.answered, TOTAL);
+    assert_int_equal(t.duplicates, 0);
+    assert_int_equal(t.foreign, 0);
+    assert_true(t.order_ok);
+    assert_int_equal(ftg_poll_overlaps(F), 0);
+    assert_int_equal(ftg_unconfirmed(F), 0);
+}
+
+static void postgres_restart_mid_burst(void **state) {
+    (void)state;
+    start_rep(0);
+    start_rep(1);
+    assert_true(wait_one_active(20000) >= 0);
+    inject_burst();
+    assert_true(wait_answered(TOTAL / 4, 60000) >= TOTAL / 4);
+    pg_cmd("stop");
+    /* Both report not ready while the store is gone. */
+    long long end = rt_now_ms() + 10000;
+    while ((role(0) >= 0 || role(1) >= 0) && rt_now_ms() < end)
+        rt_sleep_ms(100);
+    assert_int_equal(role(0), -1);
+    assert_int_equal(role(1), -1);
+    tally during;
+    count_replies(&during);
+    rt_sleep_ms(1500);
+    pg_cmd("start");
+    /* Back by themselves: one active, one standby, everything answered. */
+    assert_true(wait_one_active(30000) >= 0);
+    assert_int_equal(wait_answered(TOTAL, 90000), TOTAL);
+    rt_sleep_ms(500);
+    stop_all();
+    tally t;
+    count_replies(&t);
+    fprintf(stderr, "PostgreSQL restart: %d answered during the outage, %d replies sent twice\n",
+            during.answered, t.duplicates);
+    assert_int_equal(t.answered, TOTAL);
+    assert_true(t.duplicates <= QUEUE + 100);
+    assert_int_equal(t.foreign, 0);
+    assert_int_equal(ftg_poll_overlaps(F), 0);
+    assert_int_equal(ftg_unconfirmed(F), 0);
+}
+
+static long post_hook(int i, const char *body) {
+    if (!reps[i].p) return -1;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/telegram/tg", reps[i].port);
+    const char *const h[] = {"Content-Type: application/json",
+                             "X-Telegram-Bot-Api-Secret-Token: " HOOK, NULL};
+    char *resp = NULL;
+    long st = rt_http("POST", url, body, h, &resp);
+    free(resp);
+    return st;
+}
+
+/* Like a load balancer in front of the replicas: round robin, and the
+ * next replica when one answers 503. Returns how many answered 200. */
+static int deliver(const char *body, int first, int *refused) {
+    int ok = 0;
+    for (int tries = 0; tries < 200 && !ok; tries++) {
+        int i = (first + tries) % 2;
+        long st = post_hook(i, body);
+        if (st == 200)
+            ok = 1;
+        else if (st == 503)
+            ++*refused;
+        if (!ok && tries % 2) rt_sleep_ms(50);
+    }
+    return ok;
+}
+
+static int replies_to(const char *text) {
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    int k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += r[i].text && !strcmp(r[i].text, text);
+    ftg_recs_free(r, n);
+    return k;
+}
+
+static void webhook_only_on_the_leader(void **state) {
+    (void)state;
+    webhook_mode = 1;
+    start_rep(0);
+    start_rep(1);
+    int a = wait_one_active(20000);
+    assert_true(a >= 0);
+    int refused = 0;
+    enum { N = 60 };
+    for (int k = 0; k < N; k++) {
+        char text[32];
+        snprintf(text, sizeof text, "h%d", k);
+        ftg_msg m = {.chat_id = 3000 + k % 5, .text = text};
+        char *u = ftg_build_update(F, &m, NULL);
+        /* Halfway, the leader is replaced: the standby takes over. */
+        if (k == N / 2) {
+            rt_signal(reps[a].p, SIGTERM);
+            assert_int_equal(rt_wait(reps[a].p, 30000), 0);
+            rt_free(reps[a].p);
+            reps[a].p = NULL;
+        }
+        assert_int_equal(deliver(u, k, &refused), 1);
+        free(u);
+    }
+    /* The standby refused what the load balancer sent it first. */
+    assert_true(refused >= N / 4);
+    for (int k = 0; k < N; k++) {
+        char want[32];
+        snprintf(want, sizeof want, "echo: h%d", k);
+        long long end = rt_now_ms() + 20000;
+        while (replies_to(want) < 1 && rt_now_ms() < end)
+            rt_sleep_ms(20);
+        assert_int_equal(replies_to(want), 1);
+    }
+    assert_int_equal(role(1 - a), 1);
+    /* Under a lease the webhook stays set when a replica stops. */
+    char wurl[256], wsec[64];
+    ftg_webhook_info(F, wurl, sizeof wurl, wsec, sizeof wsec);
+    assert_string_equal(wurl, "https://bot.example.invalid/hook");
+    stop_all();
+    for (int k = 0; k < N; k++) {
+        char want[32];
+        snprintf(want, sizeof want, "echo: h%d", k);
+        assert_int_equal(replies_to(want), 1);
+    }
+}
+
+static void wait_reply(const char *text) {
+    long long end = rt_now_ms() + 20000;
+    while (replies_to(text) < 1 && rt_now_ms() < end)
+        rt_sleep_ms(20);
+    if (replies_to(text) != 1) fail_msg("no single reply \"%s\"", text);
+}
+
+/* A /persona choice made on the leader holds on the replica that takes
+ * over, though that one started before the choice. */
+static void persona_choice_follows_the_handover(void **state) {
+    (void)state;
+    two_personas = 1;
+    start_rep(0);
+    start_rep(1);
+    int a = wait_one_active(20000);
+    assert_true(a >= 0);
+    ftg_add_text(F, 4000, "/persona pb");
+    wait_reply("Persona switched to pb.");
+    ftg_add_text(F, 4000, "x1");
+    wait_reply("bee: x1");
+    rt_signal(reps[a].p, SIGTERM);
+    assert_int_equal(rt_wait(reps[a].p, 30000), 0);
+    rt_free(reps[a].p);
+    reps[a].p = NULL;
+    assert_int_equal(wait_one_active(10000), 1 - a);
+    ftg_add_text(F, 4000, "x2");
+    wait_reply("bee: x2");
+    assert_int_equal(replies_to("echo: x2"), 0);
+    stop_all();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(two_replicas_one_poller, setup, teardown),
+        cmocka_unit_test_setup_teardown(kill9_leader_of_three, setup, teardown),
+        cmocka_unit_test_setup_teardown(sigterm_hands_over, setup, teardown),
+        cmocka_unit_test_setup_teardown(postgres_restart_mid_burst, setup, teardown),
+        cmocka_unit_test_setup_teardown(webhook_only_on_the_leader, setup, teardown),
+        cmocka_unit_test_setup_teardown(persona_choice_follows_the_handover, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
