@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages routerd needs to build and test, if any
-# are missing. Usage: scripts/deps.sh [--test [--ci] | --package]
+# are missing. Usage: scripts/deps.sh [--test [--ci]]
 set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config git ca-certificates
