@@ -158,7 +158,8 @@ static void disk_full_not_ready_then_back(void **state) {
              "[router]\n%sstate_dir = %s/state\nrate_limit_per_minute = 0\n"
              "[transport.console]\nplugin = console\n"
              "[backend.mock]\nplugin = mock\n"
-             "[persona.p]\nbackend = mock\nchats = *\nselectable = true\n",
+             "[persona.p]\nbackend = mock\nchats = *\nselectable = true\n"
+             "[persona.q]\nbackend = mock\nselectable = true\n",
              extra, dir);
     char *m = rt_write_file(dir, "full.ini", text);
     rt_proc *p = rt_start(m, NULL, NULL);
@@ -166,9 +167,10 @@ static void disk_full_not_ready_then_back(void **state) {
     snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
     assert_true(rt_wait_http(url, 200, 20000));
     set_fsize(p, "1024"); /* the soft limit only: raising it back needs no privilege */
-    /* /persona stores the choice: the commit fails. */
+    /* A /persona choice other than the manifest's is stored: the commit
+     * fails. */
     for (int i = 0; i < 3; i++)
-        rt_write(p, "/persona p\n");
+        rt_write(p, i % 2 ? "/persona p\n" : "/persona q\n");
     assert_true(rt_wait_http(url, 503, 10000));
     char *body = NULL;
     assert_int_equal(rt_http("GET", url, NULL, NULL, &body), 503);
@@ -177,7 +179,7 @@ static void disk_full_not_ready_then_back(void **state) {
     rt_sleep_ms(2500); /* probes fail meanwhile: still one line */
     set_fsize(p, "unlimited");
     assert_true(rt_wait_http(url, 200, 15000));
-    rt_write(p, "/persona p\n");
+    rt_write(p, "/persona q\n");
     rt_close_stdin(p);
     assert_int_equal(rt_wait(p, 20000), 0);
     const char *err = rt_stderr(p);
