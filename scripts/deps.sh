@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(gcc make cmake pkg-config git ca-certificates
       libcurl4-openssl-dev libcjson-dev libinih-dev libmicrohttpd-dev
-      libssl-dev libsqlite3-dev libcmocka-dev)
+      libssl-dev libsqlite3-dev libcmocka-dev libmd4c-dev)
 # dpkg-dev (dpkg-buildflags, dpkg-shlibdeps) and jq build the .deb, the OCI
 # image and its SBOM (scripts/package.sh).
 pkgs+=(dpkg-dev jq xz-utils)

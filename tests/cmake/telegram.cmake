@@ -6,6 +6,8 @@ routerd_unit_test(test_telegram_parse SOURCES ${TG_DIR}/unit/test_telegram_parse
                   LIBS transport_telegram_obj)
 routerd_unit_test(test_telegram_split SOURCES ${TG_DIR}/unit/test_telegram_split.c
                   LIBS transport_telegram_obj)
+routerd_unit_test(test_telegram_format SOURCES ${TG_DIR}/unit/test_telegram_format.c
+                  LIBS transport_telegram_obj TIMEOUT 120)
 routerd_unit_test(test_telegram_throttle SOURCES ${TG_DIR}/unit/test_telegram_throttle.c
                   LIBS transport_telegram_obj)
 
@@ -45,3 +47,14 @@ endforeach()
 routerd_integration_test(test_telegram_chaos SOURCES ${TG_DIR}/integration/test_telegram_chaos.c
                          TIMEOUT 300)
 add_dependencies(test_telegram_chaos transport_telegram backend_mock)
+# Markdown rendering and splitting, every part checked against Telegram's
+# entity rules (tests/support/tg_entity_check.c).
+routerd_fuzz_target(fuzz_telegram_format
+                    SOURCES ${TG_DIR}/fuzz/fuzz_telegram_format.c ${TG_PLUGIN_DIR}/telegram_format.c
+                            ${TG_PLUGIN_DIR}/telegram_parse.c ${TG_DIR}/support/tg_entity_check.c
+                    LIBS PkgConfig::CJSON PkgConfig::CRYPTO PkgConfig::MD4C)
+foreach(t fuzz_telegram_format fuzz_telegram_format_fuzzer)
+  if(TARGET ${t})
+    target_include_directories(${t} PRIVATE ${TG_PLUGIN_DIR} ${TG_DIR}/support)
+  endif()
+endforeach()
