@@ -698,13 +698,15 @@ static void persona_command(job *j) {
     for (size_t i = 0; i < R.npersonas && off < sizeof list; i++) {
         persona *p = &R.personas[i];
         if (!p->selectable) continue;
-        off += (size_t)snprintf(list + off, sizeof list - off, "%s%s%s%s%s", off ? "\n" : "",
-                                p == j->p ? "* " : "- ", p->tag, p->description ? ": " : "",
-                                p->description ? p->description : "");
+        /* A Markdown list (transports render it), readable as plain text. */
+        off +=
+            (size_t)snprintf(list + off, sizeof list - off, "%s- %s%s%s%s", off ? "\n" : "", p->tag,
+                             p->description ? ": " : "", p->description ? p->description : "",
+                             p == j->p ? " (current)" : "");
     }
     char *reply;
     if (!*name) {
-        reply = xasprintf("Current persona: %s\nAvailable:\n%s\nSwitch with /persona NAME.",
+        reply = xasprintf("Current persona: %s\nAvailable:\n%s\n\nSwitch with /persona NAME.",
                           j->p->tag, list);
     } else {
         int idx = persona_index(name);

@@ -17,6 +17,7 @@
 static const char *const mode_choices[] = {"longpoll", "webhook", NULL};
 static const char *const group_choices[] = {"mention", "all", NULL};
 static const char *const parse_choices[] = {"none", "HTML", "MarkdownV2", NULL};
+static const char *const format_choices[] = {"markdown", "plain", NULL};
 
 static const rd_option opts[] = {
     {"token", RD_OPT_STRING, RD_OPT_REQUIRED | RD_OPT_SECRET, NULL,
@@ -37,6 +38,12 @@ static const rd_option opts[] = {
      NULL},
     {"parse_mode", RD_OPT_ENUM, 0, "none", "reply markup: none (plain text), HTML or MarkdownV2", 0,
      0, parse_choices},
+    {"format", RD_OPT_ENUM, 0, "markdown",
+     "replies and notices: markdown (read as CommonMark, sent with Telegram entities) or plain "
+     "(sent as is); used when parse_mode = none",
+     0, 0, format_choices},
+    {"link_preview", RD_OPT_BOOL, 0, "on", "show a preview of the first link in a reply", 0, 0,
+     NULL},
     {"escape_replies", RD_OPT_BOOL, 0, "false",
      "escape reply text for parse_mode so it shows literally (notices are always escaped)", 0, 0,
      NULL},
@@ -303,6 +310,9 @@ static rd_status read_config(tg *t, rd_error *err) {
                     : !strcmp(pm, "MarkdownV2") ? TG_PM_MDV2
                                                 : TG_PM_NONE;
     c->escape_replies = h->cfg_bool(x, "escape_replies");
+    const char *fm = h->cfg_str(x, "format");
+    c->format_markdown = !fm || strcmp(fm, "plain") != 0;
+    c->link_preview = h->cfg_bool(x, "link_preview");
     c->reply_to_message = h->cfg_bool(x, "reply_to_message");
     c->max_units = h->cfg_int(x, "max_message_length");
     if (c->max_units < 16 || c->max_units > 4096) c->max_units = 4096;

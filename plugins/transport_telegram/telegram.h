@@ -37,6 +37,7 @@ typedef struct tg_cfg {
     char *webhook_path, *webhook_url, *secret_token;
     int64_t max_connections;
     int drop_pending_updates, delete_webhook_on_stop;
+    int format_markdown, link_preview; /* format = markdown; link_preview = on */
 } tg_cfg;
 
 /* An update between fetch and submit, in seq order. */
@@ -96,6 +97,7 @@ typedef struct tg_reply {
     int literal; /* escape for parse_mode */
     const char *cid;
     int64_t deadline; /* monotonic ms */
+    size_t skip;      /* parts of the rendered text already delivered */
 } tg_reply;
 
 typedef struct tg {
@@ -264,7 +266,8 @@ rd_status tg_outbox_put(tg *t, const tg_reply *r, int after_refusal, rd_error *e
 void *tg_outbox_loop(void *arg);
 
 /* telegram_send.c */
-/* Sends r in chunks; *done = bytes delivered (a chunk boundary). */
+/* Renders r (telegram_format.h) and sends its parts from r->skip on;
+ * *done = parts delivered so far, counting the skipped ones. */
 rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err);
 rd_status tg_send(void *self, const rd_outbound *out, rd_error *err);
 rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_error *err);

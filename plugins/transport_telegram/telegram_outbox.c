@@ -119,6 +119,9 @@ rd_status tg_outbox_put(tg *t, const tg_reply *r, int after_refusal, rd_error *e
     add_i64(o, "reply_to", r->reply_to);
     add_i64(o, "edit_of", r->edit_of);
     cJSON_AddBoolToObject(o, "literal", r->literal);
+    /* The text is kept whole (a Markdown tail cannot be rendered on its
+     * own); skip counts the parts already delivered. */
+    if (r->skip) add_i64(o, "skip", (int64_t)r->skip);
     cJSON_AddStringToObject(o, "cid", e->cid);
     add_i64(o, "not_before", e->not_before);
     add_i64(o, "expires", e->expires);
@@ -290,6 +293,8 @@ static void attempt(tg *t, tg_ob *e) {
     if (!tg_valid_pos_id(r.reply_to)) r.reply_to = 0;
     if (!tg_valid_pos_id(r.edit_of)) r.edit_of = 0;
     r.literal = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "literal"));
+    int64_t skip = 0;
+    if (tg_json_i64(o, "skip", &skip) && skip > 0 && skip < 1000000) r.skip = (size_t)skip;
     size_t len = 0;
     char *text = tg_utf8_sanitize(txt->valuestring, strlen(txt->valuestring), &len);
     r.text = text ? text : "";
@@ -305,9 +310,10 @@ static void attempt(tg *t, tg_ob *e) {
         t->h->log(t->ctx, RD_LOG_INFO, "outbox: reply %s delivered", e->cid);
         remove_row(t, e);
     } else if (st == RD_E_RETRY) {
-        if (done) {
-            /* Part went out: keep only the rest, without the quote. */
-            cJSON_ReplaceItemInObjectCaseSensitive(o, "text", cJSON_CreateString(r.text + done));
+        if (done > r.skip) {
+            /* Parts went out: skip them next time, without the quote. */
+            cJSON_DeleteItemFromObjectCaseSensitive(o, "skip");
+            cJSON_AddNumberToObject(o, "skip", (double)done);
             cJSON_ReplaceItemInObjectCaseSensitive(o, "reply_to", cJSON_CreateNumber(0));
             cJSON_ReplaceItemInObjectCaseSensitive(o, "edit_of", cJSON_CreateNumber(0));
             char *nv = cJSON_PrintUnformatted(o);

@@ -4,6 +4,7 @@
  * handling of Telegram's permanent errors (migration, markup, threads).
  */
 #include "telegram.h"
+#include "telegram_format.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,13 +136,17 @@ static const char *pm_name(int pm) {
     return pm == TG_PM_HTML ? "HTML" : pm == TG_PM_MDV2 ? "MarkdownV2" : NULL;
 }
 
-static char *message_body(int64_t chat, int64_t edit_id, int64_t thread, int64_t reply_to,
-                          const char *text, int pm) {
+/* ents: the text's entities as a JSON array (telegram_format.c), or NULL. */
+static char *message_body(tg *t, int64_t chat, int64_t edit_id, int64_t thread, int64_t reply_to,
+                          const char *text, int pm, const char *ents) {
     cJSON *o = cJSON_CreateObject();
     add_i64(o, "chat_id", chat);
     if (edit_id) add_i64(o, "message_id", edit_id);
     cJSON_AddStringToObject(o, "text", text);
     if (pm_name(pm)) cJSON_AddStringToObject(o, "parse_mode", pm_name(pm));
+    if (ents && pm == TG_PM_NONE) cJSON_AddRawToObject(o, "entities", ents);
+    if (!t->c.link_preview)
+        cJSON_AddBoolToObject(cJSON_AddObjectToObject(o, "link_preview_options"), "is_disabled", 1);
     if (!edit_id && thread) add_i64(o, "message_thread_id", thread);
     if (!edit_id && reply_to) {
         cJSON *rp = cJSON_AddObjectToObject(o, "reply_parameters");
@@ -194,8 +199,9 @@ typedef struct send_args {
     int64_t chat, thread, reply_to;
     const char *text; /* raw chunk */
     size_t len;
-    int literal; /* escape for parse_mode */
-    int plain;   /* never use parse_mode (partial progress text) */
+    int literal;      /* escape for parse_mode */
+    int plain;        /* never use parse_mode (partial progress text) */
+    const char *ents; /* entities JSON for the text, or NULL */
     int64_t deadline;
     const char *cid;
 } send_args;
@@ -210,10 +216,11 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
         pm = TG_PM_NONE;
     }
     int64_t chat = a->chat, thread = a->thread, reply_to = a->reply_to;
+    const char *ents = a->plain ? NULL : a->ents;
     int migrated = 0;
     rd_status st = RD_E_INTERNAL;
     for (int round = 0; round < 5 && text; round++) {
-        char *body = message_body(chat, 0, thread, reply_to, text, pm);
+        char *body = message_body(t, chat, 0, thread, reply_to, text, pm, ents);
         if (!body || pace(t, chat, 0)) {
             free(body);
             tg_call c = {.cls = TG_C_ABORTED};
@@ -257,6 +264,13 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
                 tg_call_free(&call);
                 continue;
             }
+            if (ents && (tg_desc_has(&call, "entit") || tg_desc_has(&call, "url"))) {
+                t->h->log(t->ctx, RD_LOG_WARN,
+                          "sendMessage: %s; sending this part without formatting", call.detail);
+                ents = NULL;
+                tg_call_free(&call);
+                continue;
+            }
             if (thread && tg_desc_has(&call, "thread not found")) {
                 thread = 0;
                 tg_call_free(&call);
@@ -281,7 +295,8 @@ enum { EDIT_FINAL = 0, EDIT_PROGRESS = 1 };
 /* editMessageText. FINAL waits for pacing and retries; PROGRESS is best
  * effort and may skip. "message is not modified" counts as success. */
 static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_t n, int literal,
-                          int how, int64_t deadline, const char *cid, rd_error *err) {
+                          const char *ents, int how, int64_t deadline, const char *cid,
+                          rd_error *err) {
     int pm;
     char *text = format_text(t, s, n, literal, &pm);
     if (how == EDIT_PROGRESS && pm != TG_PM_NONE) {
@@ -299,7 +314,7 @@ static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_
             free(text);
             return how == EDIT_PROGRESS ? RD_OK : RD_E_RETRY;
         }
-        char *body = message_body(chat, msg, 0, 0, text, pm);
+        char *body = message_body(t, chat, msg, 0, 0, text, pm, ents);
         tg_call call;
         if (how == EDIT_PROGRESS) {
             CURL *c = tg_easy_get(t);
@@ -322,6 +337,12 @@ static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_
             tg_call_free(&call);
             st = RD_OK;
             break;
+        }
+        if (call.cls == TG_C_PERMANENT && ents &&
+            (tg_desc_has(&call, "entit") || tg_desc_has(&call, "url"))) {
+            ents = NULL;
+            tg_call_free(&call);
+            continue;
         }
         if (call.cls == TG_C_PERMANENT && pm != TG_PM_NONE &&
             tg_desc_has(&call, "can't parse entities")) {
@@ -350,11 +371,12 @@ static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_
 
 rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
     int64_t chat = tg_mig_forward(t, r->chat);
-    const char *text = r->text;
-    size_t len = r->len;
-    *done = 0;
-    tg_chunk *ch = NULL;
-    size_t n = tg_split(text, len, (size_t)t->c.max_units, &ch);
+    /* Replies and notices alike: Markdown to entities unless a parse_mode
+     * or format = plain says otherwise. */
+    tg_part *ch = NULL;
+    size_t n = tg_format(r->text, r->len, t->c.format_markdown && t->c.parse_mode == TG_PM_NONE,
+                         (size_t)t->c.max_units, &ch);
+    *done = r->skip;
     int64_t edit = r->edit_of;
     uint64_t shown = 0;
     if (edit) {
@@ -365,27 +387,30 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
     }
     rd_status st = RD_OK;
     int sent = 0;
-    for (size_t i = 0; i < n && st == RD_OK; i++) {
-        const char *p = text + ch[i].off;
+    for (size_t i = r->skip; i < n && st == RD_OK; i++) {
+        const char *p = ch[i].text;
         size_t l = ch[i].len;
         if (tg_is_blank(p, l)) {
-            *done = ch[i].off + l;
+            *done = i + 1;
             continue;
         }
+        char *ents = tg_entities_json(&ch[i]);
         if (edit) {
             int64_t m = edit;
             edit = 0;
             /* The progress message already shows exactly this. */
-            if (t->c.parse_mode == TG_PM_NONE && shown && shown == text_hash(p, l)) {
+            if (t->c.parse_mode == TG_PM_NONE && !ents && shown && shown == text_hash(p, l)) {
                 sent = 1;
-                *done = ch[i].off + l;
+                *done = i + 1;
+                free(ents);
                 continue;
             }
             rd_error e2 = {0};
-            if (edit_one(t, chat, m, p, l, r->literal, EDIT_FINAL, r->deadline, r->cid, &e2) ==
-                RD_OK) {
+            if (edit_one(t, chat, m, p, l, r->literal, ents, EDIT_FINAL, r->deadline, r->cid,
+                         &e2) == RD_OK) {
                 sent = 1;
-                *done = ch[i].off + l;
+                *done = i + 1;
+                free(ents);
                 continue;
             }
         }
@@ -395,19 +420,21 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
                        .text = p,
                        .len = l,
                        .literal = r->literal,
+                       .ents = ents,
                        .deadline = r->deadline,
                        .cid = r->cid};
         st = send_one(t, &a, NULL, err);
+        free(ents);
         if (st == RD_OK) {
             sent = 1;
-            *done = ch[i].off + l;
+            *done = i + 1;
         }
     }
     pthread_mutex_lock(&t->out_mu);
     chat_state *s = state_of(t, chat, 0);
     if (s) s->edit_msg = 0;
     pthread_mutex_unlock(&t->out_mu);
-    free(ch);
+    tg_parts_free(ch, n);
     return st;
 }
 
@@ -445,8 +472,7 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
          * outage) or we are stopping: the rest waits in the store. */
         if (st == RD_E_RETRY) {
             tg_reply rest = r;
-            rest.text = text + done;
-            rest.len = len - done;
+            rest.skip = done;
             if (done) rest.reply_to = rest.edit_of = 0;
             rd_error e2 = {0};
             if (tg_outbox_put(t, &rest, 1, &e2) == RD_OK) {
@@ -517,7 +543,8 @@ rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_er
                       (s->edit_hash == h || now - s->edit_ms < t->c.edit_interval_ms));
     pthread_mutex_unlock(&t->out_mu);
     if (!skip) {
-        edit_one(t, chat, out->edit_of, text, hl, 0, EDIT_PROGRESS, 0, out->correlation_id, err);
+        edit_one(t, chat, out->edit_of, text, hl, 0, NULL, EDIT_PROGRESS, 0, out->correlation_id,
+                 err);
         pthread_mutex_lock(&t->out_mu);
         s = state_of(t, chat, 1);
         if (s) {

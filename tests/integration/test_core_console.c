@@ -376,7 +376,7 @@ static void test_persona_switch_persists(void **state) {
     const char *out = rt_stdout(p);
     assert_non_null(strstr(out, "A:one\n"));
     assert_non_null(strstr(out, "Current persona: alpha"));
-    assert_non_null(strstr(out, "* alpha: the first"));
+    assert_non_null(strstr(out, "- alpha: the first (current)"));
     assert_non_null(strstr(out, "- beta"));
     assert_null(strstr(out, "- hidden"));
     assert_non_null(strstr(out, "Unknown persona 'hidden'"));

@@ -81,7 +81,8 @@ static rt_proc *start_ready(const char *m, int port) {
 static void test_faults_survived(void **state) {
     (void)state;
     int port = rt_free_port();
-    char *m = manifest(port, "timeout = 1\n");
+    /* format = plain: the parts must join to the exact reply bytes. */
+    char *m = manifest(port, "timeout = 1\nformat = plain\n");
     rt_proc *p = start_ready(m, port);
 
     /* 429 with retry_after = 2: waits at least 2 s, then delivers. */

@@ -1,5 +1,6 @@
 /* Fake Telegram Bot API server: see fake_telegram.h. */
 #include "fake_telegram.h"
+#include "tg_entity_check.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
@@ -39,6 +40,7 @@ typedef struct chat_err {
 typedef struct stored_msg {
     int64_t chat, id;
     char *text;
+    char *ents; /* entities JSON; NULL = none */
 } stored_msg;
 
 struct ftg {
@@ -229,6 +231,14 @@ static void set_err(reply *r, int code, const char *desc, int retry_after, int64
     if (code == 429) r->retry_after = retry_after;
 }
 
+/* The "entities" parameter as JSON text (malloc), NULL when absent. Form
+ * encoding sends it as a JSON string. */
+static char *entities_text(const cJSON *p) {
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(p, "entities");
+    if (cJSON_IsString(e)) return strdup(e->valuestring);
+    return e ? cJSON_PrintUnformatted(e) : NULL;
+}
+
 static void record(ftg *f, const char *method, int status, const cJSON *p, const char *body,
                    int64_t message_id) {
     if (f->nrecs == f->caprecs) {
@@ -266,6 +276,12 @@ static void record(ftg *f, const char *method, int status, const cJSON *p, const
     if (text) r->text = strdup(text);
     const char *pm = get_str(p, "parse_mode");
     if (pm) r->parse_mode = strdup(pm);
+    r->entities = entities_text(p);
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(p, "link_preview_options");
+    cJSON *lpx = cJSON_IsString(lp) ? cJSON_Parse(lp->valuestring) : NULL;
+    r->link_preview_disabled =
+        cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(lpx ? lpx : lp, "is_disabled"));
+    cJSON_Delete(lpx);
 }
 
 static stored_msg *find_msg(ftg *f, int64_t chat, int64_t id) {
@@ -314,6 +330,16 @@ static int check_text(const cJSON *p, reply *r) {
         set_err(r, 400, "Bad Request: message is too long", 0, 0);
         return -1;
     }
+    /* Explicit entities: refused unless they follow Telegram's rules. */
+    char *ents = entities_text(p);
+    const char *why = ents ? tgc_check(text, strlen(text), ents, 4096) : NULL;
+    free(ents);
+    if (why) {
+        char d[200];
+        snprintf(d, sizeof d, "Bad Request: can't parse entities: %s", why);
+        set_err(r, 400, d, 0, 0);
+        return -1;
+    }
     return 0;
 }
 
@@ -348,7 +374,7 @@ static void do_send(ftg *f, const cJSON *p, const char *body, reply *r) {
             f->capmsgs = f->capmsgs ? f->capmsgs * 2 : 256;
             f->msgs = realloc(f->msgs, f->capmsgs * sizeof *f->msgs);
         }
-        f->msgs[f->nmsgs++] = (stored_msg){chat, id, strdup(text)};
+        f->msgs[f->nmsgs++] = (stored_msg){chat, id, strdup(text), entities_text(p)};
         r->status = 200;
         r->body = ok_json(message_obj(chat, id, text), NULL);
         record(f, "sendMessage", 200, p, body, id);
@@ -369,7 +395,10 @@ static void do_edit(ftg *f, const cJSON *p, const char *body, reply *r) {
         set_err(r, 400, "Bad Request: message to edit not found", 0, 0);
     } else if (check_text(p, r) == 0) {
         const char *text = get_str(p, "text");
-        if (!strcmp(text, m->text)) {
+        char *ents = entities_text(p);
+        int same_ents = (!ents && !m->ents) || (ents && m->ents && !strcmp(ents, m->ents));
+        if (!strcmp(text, m->text) && same_ents) {
+            free(ents);
             set_err(r, 400,
                     "Bad Request: message is not modified: specified new message content and "
                     "reply markup are exactly the same as a current content and reply markup of "
@@ -378,6 +407,8 @@ static void do_edit(ftg *f, const cJSON *p, const char *body, reply *r) {
         } else {
             free(m->text);
             m->text = strdup(text);
+            free(m->ents);
+            m->ents = ents;
             r->status = 200;
             r->body = ok_json(message_obj(chat, id, text), NULL);
         }
@@ -798,8 +829,10 @@ void ftg_stop(ftg *f) {
     for (size_t i = 0; i < f->nq; i++)
         free(f->q[i].json);
     free(f->q);
-    for (size_t i = 0; i < f->nmsgs; i++)
+    for (size_t i = 0; i < f->nmsgs; i++) {
         free(f->msgs[i].text);
+        free(f->msgs[i].ents);
+    }
     free(f->msgs);
     ftg_recs_free(f->recs, f->nrecs);
     for (size_t i = 0; i < f->nfaults; i++)
@@ -1058,6 +1091,7 @@ size_t ftg_records(ftg *f, const char *method, int ok_only, ftg_rec **out) {
         v[k] = *r;
         v[k].text = r->text ? strdup(r->text) : NULL;
         v[k].parse_mode = r->parse_mode ? strdup(r->parse_mode) : NULL;
+        v[k].entities = r->entities ? strdup(r->entities) : NULL;
         v[k].body = r->body ? strdup(r->body) : NULL;
         k++;
     }
@@ -1070,6 +1104,7 @@ void ftg_recs_free(ftg_rec *r, size_t n) {
     for (size_t i = 0; r && i < n; i++) {
         free(r[i].text);
         free(r[i].parse_mode);
+        free(r[i].entities);
         free(r[i].body);
     }
     free(r);

@@ -6,7 +6,8 @@
  * update arrives or the timeout passes; a newer poll ends an older one with
  * 409), answers sendMessage / editMessageText / sendChatAction / getMe /
  * setWebhook / deleteWebhook like the real server (UTF-16 length limit,
- * "message is not modified", reply and thread fields), accepts numbers as
+ * "message is not modified", reply and thread fields, explicit entities
+ * checked by tg_entity_check.h), accepts numbers as
  * strings, fails on demand, and records every request.
  */
 #ifndef FAKE_TELEGRAM_H
@@ -112,8 +113,10 @@ typedef struct ftg_rec {
     int64_t thread_id;
     char *text;
     char *parse_mode;
-    char *body;     /* the request body as received */
-    long long t_ms; /* monotonic ms at arrival */
+    char *body;                /* the request body as received */
+    long long t_ms;            /* monotonic ms at arrival */
+    char *entities;            /* the "entities" array as JSON text; NULL = none */
+    int link_preview_disabled; /* link_preview_options.is_disabled */
 } ftg_rec;
 
 /* Copies of the records of method (NULL = all) in arrival order; only

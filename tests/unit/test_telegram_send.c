@@ -129,6 +129,9 @@ static char *long_text(size_t *chars) {
 
 static void test_long_reply_split(void **state) {
     (void)state;
+    /* Plain: the parts must join to the exact text (formatted splitting is
+     * in test_formatted_split). */
+    th_cfg("format", "plain");
     launch();
     size_t chars;
     char *text = long_text(&chars);
