@@ -36,8 +36,9 @@ static const rd_option opts[] = {
     {"channel_posts", RD_OPT_BOOL, 0, "false", "forward channel posts", 0, 0, NULL},
     {"edited_messages", RD_OPT_BOOL, 0, "true", "forward edited messages as new requests", 0, 0,
      NULL},
-    {"parse_mode", RD_OPT_ENUM, 0, "none", "reply markup: none (plain text), HTML or MarkdownV2", 0,
-     0, parse_choices},
+    {"parse_mode", RD_OPT_ENUM, 0, "none",
+     "reply markup: none (entities per format), or HTML / MarkdownV2 for Telegram to parse", 0, 0,
+     parse_choices},
     {"format", RD_OPT_ENUM, 0, "markdown",
      "replies and notices: markdown (read as CommonMark, sent with Telegram entities) or plain "
      "(sent as is); used when parse_mode = none",
