@@ -631,6 +631,9 @@ static void apply_fault(ftg *f, int kind, int arg, const char *method, const cJS
     case FTG_FAULT_403:
         set_err(r, 403, "Forbidden: bot was blocked by the user", 0, 0);
         break;
+    case FTG_FAULT_ENTITIES:
+        set_err(r, 400, "Bad Request: can't parse entities: unsupported entity", 0, 0);
+        break;
     case FTG_FAULT_MALFORMED:
         r->status = 200;
         r->body = strdup("{\"ok\":tru<<garbage");

@@ -30,6 +30,7 @@ typedef enum {
     FTG_FAULT_TRUNCATED, /* HTTP 200, the real JSON answer cut in half */
     FTG_FAULT_CUT,       /* the connection closes before Content-Length bytes */
     FTG_FAULT_DROP,      /* the connection closes without any answer */
+    FTG_FAULT_ENTITIES,  /* 400 Bad Request: can't parse entities */
 } ftg_fault;
 
 /* Starts on 127.0.0.1 (ephemeral port). token is what /bot<token>/ must

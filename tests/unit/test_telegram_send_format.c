@@ -203,6 +203,24 @@ static void test_formatted_split(void **state) {
     free(md);
 }
 
+static void test_entities_refused_fallback(void **state) {
+    (void)state;
+    launch();
+    /* Telegram refusing a part's entities costs one more call, and the
+     * part still arrives, as plain rendered text. */
+    ftg_fail(F, "sendMessage", FTG_FAULT_ENTITIES, 0, 1);
+    assert_int_equal(send_text(42, "a **b** c", 0, 0), RD_OK);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 0, &r);
+    assert_int_equal(n, 2);
+    assert_int_equal(r[0].status, 400);
+    assert_string_equal(r[0].entities, "[{\"type\":\"bold\",\"offset\":2,\"length\":1}]");
+    assert_int_equal(r[1].status, 200);
+    assert_string_equal(r[1].text, "a b c");
+    assert_null(r[1].entities);
+    ftg_recs_free(r, n);
+}
+
 static void test_final_edit_formats(void **state) {
     (void)state;
     launch();
@@ -234,6 +252,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_plain_and_no_preview, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parse_mode_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_formatted_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entities_refused_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_final_edit_formats, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

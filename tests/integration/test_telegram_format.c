@@ -1,0 +1,132 @@
+/*
+ * The real routerd with the telegram transport against the fake Bot API
+ * server: an agent's Markdown reply, the router's failure notice and the
+ * /persona listing all arrive as text + entities the fake accepted.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "fake_telegram.h"
+#include "harness.h"
+#include "tg_entity_check.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOKEN "616161:AAformatSecret-part_z"
+
+static char *dir;
+static ftg *F;
+static const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
+
+static int setup(void **state) {
+    (void)state;
+    dir = rt_tmpdir();
+    F = ftg_start(TOKEN);
+    return dir && F ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    ftg_stop(F);
+    rt_rmtree(dir);
+    free(dir);
+    return 0;
+}
+
+/* Waits for a delivered message to chat; returns a copy of it (caller
+ * frees with ftg_recs_free(r, 1)) or NULL. */
+static ftg_rec *wait_sent(int64_t chat, size_t nth, int timeout_ms) {
+    long long end = rt_now_ms() + timeout_ms;
+    for (;;) {
+        ftg_rec *r;
+        size_t n = ftg_records(F, "sendMessage", 1, &r), k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (r[i].chat_id != chat || k++ != nth) continue;
+            ftg_rec *one = calloc(1, sizeof *one);
+            *one = r[i];
+            memset(&r[i], 0, sizeof r[i]); /* ownership moves to one */
+            ftg_recs_free(r, n);
+            return one;
+        }
+        ftg_recs_free(r, n);
+        if (rt_now_ms() >= end) return NULL;
+        rt_sleep_ms(20);
+    }
+}
+
+static void test_formatted_end_to_end(void **state) {
+    (void)state;
+    int port = rt_free_port();
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
+             "rate_limit_per_minute = 0\ndrain_timeout_s = 10\n"
+             "failure_notice = \"**Sorry**, try `/new`.\"\n"
+             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+             "throttle = off\ntyping = false\ntimeout = 1\nlink_preview = off\n"
+             "[backend.echo]\nplugin = mock\nprefix = \"echo: \"\n"
+             "[backend.broken]\nplugin = mock\nfail_fatal = 1\n"
+             "[persona.p]\nbackend = echo\nchats = 15\nselectable = true\n"
+             "description = \"the *echo* agent\"\n"
+             "[persona.b]\nbackend = broken\nchats = 16\n",
+             port, dir, ftg_base(F));
+    char *m = rt_write_file(dir, "routerd.ini", text);
+    rt_proc *p = rt_start(m, NULL, env);
+    assert_non_null(p);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+    assert_true(rt_wait_http(url, 200, 15000));
+
+    /* An agent reply. */
+    ftg_add_text(F, 15, "say **hi** with `code` and [a link](https://example.org/x)");
+    ftg_rec *r = wait_sent(15, 0, 10000);
+    assert_non_null(r);
+    assert_string_equal(r->text, "echo: say hi with code and a link");
+    assert_string_equal(r->entities, "[{\"type\":\"bold\",\"offset\":10,\"length\":2},"
+                                     "{\"type\":\"code\",\"offset\":18,\"length\":4},"
+                                     "{\"type\":\"text_link\",\"offset\":27,\"length\":6,"
+                                     "\"url\":\"https://example.org/x\"}]");
+    assert_null(r->parse_mode);
+    assert_true(r->link_preview_disabled);
+    ftg_recs_free(r, 1);
+
+    /* The router's failure notice. */
+    ftg_add_text(F, 16, "anything");
+    r = wait_sent(16, 0, 10000);
+    assert_non_null(r);
+    assert_string_equal(r->text, "Sorry, try /new.");
+    assert_string_equal(r->entities, "[{\"type\":\"bold\",\"offset\":0,\"length\":5},"
+                                     "{\"type\":\"code\",\"offset\":11,\"length\":4}]");
+    ftg_recs_free(r, 1);
+
+    /* The /persona listing: a list of personas, the description's
+     * Markdown rendered. */
+    ftg_add_text(F, 15, "/persona");
+    r = wait_sent(15, 1, 10000);
+    assert_non_null(r);
+    assert_string_equal(r->text, "Current persona: p\nAvailable:\n\n"
+                                 "\xE2\x80\xA2 p: the echo agent (current)\n\n"
+                                 "Switch with /persona NAME.");
+    assert_string_equal(r->entities, "[{\"type\":\"italic\",\"offset\":40,\"length\":4}]");
+    assert_null(tgc_check(r->text, strlen(r->text), r->entities, 4096));
+    ftg_recs_free(r, 1);
+
+    rt_signal(p, SIGTERM);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    rt_free(p);
+    free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_formatted_end_to_end, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
