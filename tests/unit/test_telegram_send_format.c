@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "fake_telegram.h"
+#include "telegram_format.h"
 #include "telegram_parse.h"
 #include "test_telegram_host.h"
 #include "tg_entity_check.h"
@@ -221,6 +222,46 @@ static void test_entities_refused_fallback(void **state) {
     ftg_recs_free(r, n);
 }
 
+/* An outage after the first part: the rest waits in the outbox and goes
+ * out later, each part once, with its own entities (the outbox keeps the
+ * Markdown whole and skips the parts already delivered). */
+static void test_outbox_keeps_parts(void **state) {
+    (void)state;
+    th_cfg("send_retry_budget_s", "1");
+    launch();
+    size_t cap = 64 * 1024, len = 0;
+    char *md = malloc(cap);
+    len += (size_t)snprintf(md + len, cap - len, "**Intro**\n\n```sh\n");
+    for (int i = 0; i < 800; i++)
+        len += (size_t)snprintf(md + len, cap - len, "echo line %03d \xF0\x9F\x98\x80\n", i);
+    len += (size_t)snprintf(md + len, cap - len, "```\n\n_done_");
+    tg_part *want = NULL;
+    size_t nw = tg_format(md, len, 1, 4096, &want);
+    assert_true(nw >= 3);
+    /* The first request succeeds, the next 30 fail. */
+    ftg_fail(F, "sendMessage", FTG_FAULT_SLOW, 0, 1);
+    ftg_fail(F, "sendMessage", FTG_FAULT_500, 0, 30);
+    assert_int_equal(send_text(42, md, 0, 0), RD_OK);
+    long long end = th_now_ms() + 20000;
+    while (ftg_count(F, "sendMessage", 1) < nw && th_now_ms() < end)
+        th_sleep_ms(50);
+    th_sleep_ms(300);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, nw);
+    for (size_t i = 0; i < n; i++) {
+        assert_string_equal(r[i].text, want[i].text);
+        char *j = tg_entities_json(&want[i]);
+        assert_non_null(r[i].entities);
+        assert_string_equal(r[i].entities, j);
+        free(j);
+        assert_int_equal(r[i].reply_to, i == 0 ? 9 : 0);
+    }
+    ftg_recs_free(r, n);
+    tg_parts_free(want, nw);
+    free(md);
+}
+
 static void test_final_edit_formats(void **state) {
     (void)state;
     launch();
@@ -253,6 +294,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_parse_mode_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_formatted_split, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entities_refused_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_keeps_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_final_edit_formats, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
