@@ -81,7 +81,7 @@ static void test_persona_commands_in_order(void **state) {
     const char *three = strstr(out, "A:three");
     if (!(a && sw && cur_b && two && sw2 && cur_a && three)) fail_msg("output:\n%s", out);
     assert_true(a < sw && sw < cur_b && cur_b < two && two < sw2 && sw2 < cur_a && cur_a < three);
-    assert_non_null(strstr(cur_b, "* beta"));
+    assert_non_null(strstr(cur_b, "- beta (current)"));
     rt_free(p);
     free(m);
 }
