@@ -95,9 +95,13 @@ static void put_spaces(rnd *r, size_t n) {
     }
 }
 
+/* Deeper lists are not indented further: the output stays linear in the
+ * input however deep the nesting. */
+#define INDENT_MAX 24
+
 static void newline(rnd *r) {
     put(r, "\n", 1);
-    put_spaces(r, r->indent);
+    put_spaces(r, r->indent < INDENT_MAX ? r->indent : INDENT_MAX);
 }
 
 /* Telegram drops '\r' and shows other control characters oddly; removing
@@ -255,7 +259,7 @@ static void block_sep(rnd *r) {
     }
     int tight = r->nlists && r->lists[r->nlists - 1].tight;
     put(r, tight ? "\n" : "\n\n", tight ? 1 : 2);
-    put_spaces(r, r->indent);
+    put_spaces(r, r->indent < INDENT_MAX ? r->indent : INDENT_MAX);
 }
 
 /* An MD_ATTRIBUTE as a string, entity references decoded. */
@@ -585,7 +589,9 @@ static int normalize(rnd *r) {
         if (!is_style(s->type) || s->b1 <= s->b0) continue;
         size_t pos = s->b0, end = s->b1;
         int cut = 0;
-        for (size_t j = 0; j < n; j++) {
+        /* Entities are made in document order (b0 never decreases), so
+         * those inside s follow it directly: linear in what s contains. */
+        for (size_t j = i + 1; j < n && r->ents[j].b0 < end; j++) {
             dent c = r->ents[j];
             if ((c.type != TG_ENT_CODE && c.type != TG_ENT_PRE) || c.b1 <= c.b0) continue;
             if (c.b0 < pos || c.b1 > end) continue; /* spans nest: inside or apart */
@@ -682,16 +688,17 @@ static int make_part(const rnd *r, size_t a, size_t b, tg_part *p) {
         k += w;
     }
     units[n] = u;
+    /* Sorted by start: nothing past b can reach into [a, b). */
     size_t cnt = 0;
-    for (size_t i = 0; i < r->nents; i++)
-        if (r->ents[i].b0 < b && r->ents[i].b1 > a) cnt++;
+    for (size_t i = 0; i < r->nents && r->ents[i].b0 < b; i++)
+        if (r->ents[i].b1 > a) cnt++;
     if (cnt && !(p->ents = calloc(cnt, sizeof *p->ents))) {
         free(units);
         return -1;
     }
-    for (size_t i = 0; i < r->nents; i++) {
+    for (size_t i = 0; i < r->nents && r->ents[i].b0 < b; i++) {
         const dent *d = &r->ents[i];
-        if (d->b0 >= b || d->b1 <= a) continue;
+        if (d->b1 <= a) continue;
         size_t c0 = d->b0 > a ? d->b0 : a, c1 = d->b1 < b ? d->b1 : b;
         tg_entity *e = &p->ents[p->nents];
         e->type = d->type;

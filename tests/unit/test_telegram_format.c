@@ -236,6 +236,40 @@ static void test_split_entities(void **state) {
     free(md);
 }
 
+/* Deep nesting cannot blow the output up: indentation stops growing, and
+ * bold around many code spans is cut in linear time. */
+static void test_bounded_output(void **state) {
+    (void)state;
+    size_t cap = 256 * 1024, len = 0;
+    char *md = malloc(cap);
+    for (int i = 0; i < 10000; i++)
+        len += (size_t)snprintf(md + len, cap - len, "- ");
+    len += (size_t)snprintf(md + len, cap - len, "x");
+    for (int i = 0; i < 10000; i++)
+        len += (size_t)snprintf(md + len, cap - len, "\ny");
+    tg_part *p = NULL;
+    size_t n = tg_format(md, len, 1, 4096, &p);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += p[i].len;
+    check_parts(p, n, 4096);
+    assert_true(total > 0);
+    assert_true(total < 30 * len);
+    tg_parts_free(p, n);
+    len = (size_t)snprintf(md, cap, "**");
+    for (int i = 0; i < 20000; i++)
+        len += (size_t)snprintf(md + len, cap - len, "a `b` ");
+    len += (size_t)snprintf(md + len, cap - len, "end**");
+    n = tg_format(md, len, 1, 4096, &p);
+    size_t ents = 0;
+    for (size_t i = 0; i < n; i++)
+        ents += p[i].nents;
+    check_parts(p, n, 4096);
+    assert_true(ents >= 40000);
+    tg_parts_free(p, n);
+    free(md);
+}
+
 /* Deterministic xorshift so failures reproduce. */
 static uint64_t rng_state;
 static uint32_t rnd(uint32_t n) {
@@ -378,7 +412,8 @@ int main(void) {
         cmocka_unit_test(test_code_blocks),      cmocka_unit_test(test_blocks),
         cmocka_unit_test(test_text_details),     cmocka_unit_test(test_plain),
         cmocka_unit_test(test_split_code_block), cmocka_unit_test(test_split_entities),
-        cmocka_unit_test(test_random_property),  cmocka_unit_test(test_checker),
+        cmocka_unit_test(test_bounded_output),   cmocka_unit_test(test_random_property),
+        cmocka_unit_test(test_checker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
