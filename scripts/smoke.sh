@@ -103,7 +103,10 @@ for chat in 4242 4343; do
     n_want=$(wc -l <<<"$want") n_have=$(grep -c . <<<"$have")
     if [[ $n_have -ne $n_want ]]; then miss "chat $chat: $n_have replies, want $n_want"; continue; fi
     if grep -q '^echo: ' <<<"$have"; then
-        [[ "$have" == "$(sed 's/^/echo: /' <<<"$want")" ]] && pass "chat $chat: replies in order" ||
+        # The telegram transport renders Markdown (format = markdown): the
+        # echoed *markdown* arrives as the word in italics, without stars.
+        [[ "$have" == "$(sed -e 's/^/echo: /' -e 's/\*\([^*]*\)\*/\1/g' <<<"$want")" ]] &&
+            pass "chat $chat: replies in order" ||
             miss "chat $chat: replies differ: $have"
     else
         pass "chat $chat: $n_have replies"

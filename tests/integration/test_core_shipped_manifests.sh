@@ -27,7 +27,7 @@ done
 out=$(printf 'hi\n/persona\n/persona parrot\nhi\n' |
     "$bin" -c "$src/conf.d/dev.ini" --plugin-dir "$plugins" 2>"$tmp/dev.err") || {
     cat "$tmp/dev.err"; echo "conf.d/dev.ini console session failed"; exit 1; }
-for want in 'echo: hi' '* default: echoes your message back' \
+for want in 'echo: hi' '- default: echoes your message back (current)' \
             '- parrot: repeats what you say, like a parrot' 'parrot says: hi'; do
     grep -qxF -- "$want" <<<"$out" || { echo "dev console: no line '$want' in:"; echo "$out"; exit 1; }
 done
