@@ -43,10 +43,11 @@ typedef struct list_lvl {
 
 /* What leave_span/leave_block must undo. */
 typedef struct frame {
-    long ent;      /* entity opened at enter, or -1 */
-    size_t start;  /* output length at enter */
-    size_t indent; /* indent added at enter (list items) */
-    char *src;     /* image source, shown when the alt text is empty */
+    int span, type; /* a span (MD_SPANTYPE) or a block (MD_BLOCKTYPE) */
+    long ent;       /* entity opened at enter, or -1 */
+    size_t start;   /* output length at enter */
+    size_t indent;  /* indent added at enter (list items) */
+    char *src;      /* image source, shown when the alt text is empty */
 } frame;
 
 typedef struct rnd {
@@ -225,7 +226,7 @@ static void ent_close(rnd *r, long i) {
     if (i >= 0 && (size_t)i < r->nents) r->ents[i].b1 = r->len;
 }
 
-static frame *push(rnd *r) {
+static frame *push(rnd *r, int span, int type) {
     if (r->nfr == r->capfr) {
         size_t cap = r->capfr ? r->capfr * 2 : 16;
         frame *f = realloc(r->fr, cap * sizeof *f);
@@ -237,6 +238,8 @@ static frame *push(rnd *r) {
         r->capfr = cap;
     }
     frame *f = &r->fr[r->nfr++];
+    f->span = span;
+    f->type = type;
     f->ent = -1;
     f->start = r->len;
     f->indent = 0;
@@ -323,7 +326,7 @@ static char *code_lang(const MD_ATTRIBUTE *a) {
 
 static int enter_block(MD_BLOCKTYPE type, void *detail, void *ud) {
     rnd *r = ud;
-    frame *f = push(r);
+    frame *f = push(r, 0, (int)type);
     if (!f) return -1;
     switch (type) {
     case MD_BLOCK_DOC:
@@ -427,9 +430,13 @@ static int enter_block(MD_BLOCKTYPE type, void *detail, void *ud) {
     return r->oom ? -1 : 0;
 }
 
+static void close_span(rnd *r, frame f);
+
 static int leave_block(MD_BLOCKTYPE type, void *detail, void *ud) {
     (void)detail;
     rnd *r = ud;
+    while (r->nfr && r->fr[r->nfr - 1].span)
+        close_span(r, pop(r));
     frame f = pop(r);
     switch (type) {
     case MD_BLOCK_QUOTE:
@@ -460,7 +467,7 @@ static int leave_block(MD_BLOCKTYPE type, void *detail, void *ud) {
 
 static int enter_span(MD_SPANTYPE type, void *detail, void *ud) {
     rnd *r = ud;
-    frame *f = push(r);
+    frame *f = push(r, 1, (int)type);
     if (!f) return -1;
     switch (type) {
     case MD_SPAN_EM:
@@ -500,15 +507,12 @@ static int enter_span(MD_SPANTYPE type, void *detail, void *ud) {
     return r->oom ? -1 : 0;
 }
 
-static int leave_span(MD_SPANTYPE type, void *detail, void *ud) {
-    (void)detail;
-    rnd *r = ud;
-    frame f = pop(r);
-    switch (type) {
+static void close_span(rnd *r, frame f) {
+    switch ((MD_SPANTYPE)f.type) {
     case MD_SPAN_EM:
     case MD_SPAN_STRONG:
     case MD_SPAN_DEL: {
-        int k = type == MD_SPAN_EM ? 0 : type == MD_SPAN_STRONG ? 1 : 2;
+        int k = f.type == MD_SPAN_EM ? 0 : f.type == MD_SPAN_STRONG ? 1 : 2;
         r->style_depth[k]--;
         break;
     }
@@ -526,6 +530,18 @@ static int leave_span(MD_SPANTYPE type, void *detail, void *ud) {
     }
     free(f.src);
     ent_close(r, f.ent);
+}
+
+/* md4c 0.4.8 may leave a span open at the end of its block (seen with
+ * links and strikethrough in malformed input) and report its end later, or
+ * never: a span is closed at the latest with its block, and an end that
+ * does not match the innermost open span is ignored, so entities always
+ * nest. */
+static int leave_span(MD_SPANTYPE type, void *detail, void *ud) {
+    (void)detail;
+    rnd *r = ud;
+    if (r->nfr && r->fr[r->nfr - 1].span && r->fr[r->nfr - 1].type == (int)type)
+        close_span(r, pop(r));
     return r->oom ? -1 : 0;
 }
 
