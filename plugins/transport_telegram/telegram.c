@@ -494,9 +494,14 @@ static rd_status tg_start(void *self, rd_error *err) {
     }
     /* Under a lease (replicas sharing a store) the state is loaded when
      * this replica becomes the leader, not before. */
-    if (RD_HAS(t->h, lead) && t->h->lead)
+    t->shared = tg_shared_enabled(t);
+    if (t->shared)
+        t->h->log(t->ctx, RD_LOG_INFO,
+                  "shared store: every replica takes webhooks, chats are claimed one replica "
+                  "at a time");
+    else if (RD_HAS(t->h, lead) && t->h->lead)
         snprintf(t->lead_key, sizeof t->lead_key, "telegram:%lld", (long long)t->token_bot_id);
-    rd_status st = t->lead_key[0] ? RD_OK : tg_intake_load(t, err);
+    rd_status st = t->lead_key[0] || t->shared ? RD_OK : tg_intake_load(t, err);
     if (st != RD_OK) return st;
     tg_mig_load(t);
     tg_outbox_load(t);
