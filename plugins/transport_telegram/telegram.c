@@ -401,6 +401,8 @@ static void make_metrics(tg *t) {
                   sizeof wait_b / sizeof wait_b[0]);
     t->m_pending = h->metric(t->ctx, RD_METRIC_GAUGE, "routerd_telegram_pending_updates",
                              "Journaled updates not yet accepted by the router", l_none, NULL, 0);
+    t->m_claims = h->metric(t->ctx, RD_METRIC_GAUGE, "routerd_telegram_chat_claims",
+                            "Chats this replica works on (webhook scale-out)", l_none, NULL, 0);
     t->m_webhook = h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_webhook_requests_total",
                              "Webhook requests by HTTP status answered", l_status, NULL, 0);
     t->m_resets =

@@ -171,6 +171,7 @@ typedef struct tg {
     tg_sh_item *sh_items; /* submitted, not yet recorded as handled */
     size_t nsh_items, capsh_items;
     int64_t sh_seq;
+    int sh_rescan; /* the last round claimed a chat: read again, claim none */
 
     /* Answered updates above the watermark (see telegram_intake.c). */
     pthread_mutex_t rep_mu;
@@ -212,7 +213,7 @@ typedef struct tg {
     /* Metrics. */
     rd_metric *m_api_err, *m_updates, *m_ignored, *m_sent, *m_send_fail, *m_retries,
         *m_throttle_wait, *m_pending, *m_webhook, *m_resets, *m_api_seconds, *m_tracked, *m_outbox,
-        *m_outbox_expired;
+        *m_outbox_expired, *m_claims;
     tg_series_cache *series;
     pthread_mutex_t series_mu;
 } tg;

@@ -1135,7 +1135,8 @@ void *tg_main_loop(void *arg) {
     if (!atomic_load(&t->quiescing)) t->h->ready(t->ctx, 1, NULL);
     attempt = 0;
     while (t->shared && !atomic_load(&t->quiescing)) {
-        if (!tg_shared_pump(t)) tg_sleep(t, 50, &t->quiescing);
+        /* Jitter, so that replicas take turns at claiming chats. */
+        if (!tg_shared_pump(t)) tg_sleep(t, 30 + t->h->wall_ns() / 1000 % 40, &t->quiescing);
     }
     while (!atomic_load(&t->quiescing)) {
         if (!tg_leading(t)) {

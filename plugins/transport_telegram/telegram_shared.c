@@ -250,6 +250,8 @@ int tg_shared_pump(tg *t) {
         t->sh_chats[i].seen = 0;
 
     int pushed_back = 0, again = 0;
+    /* This round only submits for the chat claimed in the last one. */
+    int rescan = t->sh_rescan;
     int64_t tried = INT64_MIN; /* rows of one chat are adjacent */
     for (size_t i = 0; i < a.n && !atomic_load(&t->quiescing); i++) {
         sh_row *r = &a.v[i];
@@ -257,7 +259,9 @@ int tg_shared_pump(tg *t) {
         if (c) c->seen = 1;
         if (pushed_back || item_inflight(t, r->chat, r->id)) continue;
         if (!c) {
-            if (tried == r->chat) continue;
+            /* One new chat per round: replicas pumping side by side then
+             * share the chats instead of the first one taking them all. */
+            if (tried == r->chat || again || rescan) continue;
             tried = r->chat;
             char ck[48];
             claim_key(ck, sizeof ck, r->chat);
@@ -308,6 +312,8 @@ int tg_shared_pump(tg *t) {
         }
         i++;
     }
+    tg_gauge(t, t->m_claims, (double)t->nsh_chats);
+    t->sh_rescan = again;
     return again;
 }
 
@@ -316,6 +322,7 @@ void tg_shared_stop(tg *t) {
     complete_handled(t);
     while (t->nsh_chats)
         release(t, t->nsh_chats - 1);
+    tg_gauge(t, t->m_claims, 0);
 }
 
 void tg_shared_free(tg *t) {

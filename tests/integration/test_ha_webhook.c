@@ -91,7 +91,8 @@ static void start_rep(int i) {
              "webhook_url = https://bot.example.invalid/hook\n"
              "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
              "retry_max_ms = 500\n"
-             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 30\n"
+             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 100\n"
+             "[sink.prom]\nplugin = prometheus\nprocess_metrics = false\n"
              "[persona.p]\nbackend = mock\nchats = *\n",
              r->port, dir, i, LEASE_S, QUEUE, ftg_base(F));
     snprintf(name, sizeof name, "r%d.ini", i);
@@ -202,22 +203,44 @@ static void stop_all(void) {
         }
 }
 
-/* Chats whose replies came from more than one replica's intake: counted
- * from the replicas' logs would need log parsing; the served counts and
- * the order check are what the test asserts. */
+/* routerd_telegram_chat_claims of replica i (-1 unknown). */
+static int claims(int i) {
+    char url[128], *body = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", reps[i].port);
+    int v = -1;
+    if (rt_http("GET", url, NULL, NULL, &body) == 200 && body) {
+        /* The sample line, not the # HELP / # TYPE lines. */
+        char *p = strstr(body, "\nrouterd_telegram_chat_claims");
+        char *eol = p ? strchr(p + 1, '\n') : NULL;
+        if (p && eol) {
+            *eol = 0;
+            char *sp = strrchr(p, ' ');
+            if (sp) v = atoi(sp + 1);
+        }
+    }
+    free(body);
+    return v;
+}
+
 static void three_replicas_round_robin(void **state) {
     (void)state;
     memset(served, 0, sizeof served);
+    int worked[NREP] = {0};
     for (int i = 0; i < NREP; i++)
         start_rep(i);
     build_updates();
     int n = 0;
-    for (int k = 0; k < PER_CHAT; k++)
+    for (int k = 0; k < PER_CHAT; k++) {
         for (int c = 0; c < CHATS; c++) {
             assert_int_equal(deliver(updates[c][k], n++ % NREP), 1);
             /* A redelivery to another replica: recognised, not answered twice. */
             if ((k + c) % 7 == 0) assert_int_equal(deliver(updates[c][k], n % NREP), 1);
         }
+        for (int i = 0; i < NREP; i++)
+            if (claims(i) > 0) worked[i] = 1;
+    }
+    /* Not only intake: the chats were worked on by more than one replica. */
+    assert_true(worked[0] + worked[1] + worked[2] >= 2);
     for (int i = 0; i < NREP; i++)
         assert_true(served[i] >= TOTAL / NREP);
     assert_int_equal(wait_answered(TOTAL, 60000), TOTAL);
@@ -242,18 +265,21 @@ static void kill9_one_of_three(void **state) {
     for (int i = 0; i < NREP; i++)
         start_rep(i);
     build_updates();
-    int n = 0, victim = 1;
+    int n = 0, victim = 1, killed = 0;
     for (int k = 0; k < PER_CHAT; k++) {
-        if (k == PER_CHAT / 2) {
-            /* Mid-burst: replies are still being worked on everywhere. */
+        /* From mid-burst on, as soon as the victim works on chats: the
+         * claims it dies with must expire for the others to carry on. */
+        if (k >= PER_CHAT / 2 && !killed && claims(victim) >= 1) {
             rt_signal(reps[victim].p, SIGKILL);
             rt_wait(reps[victim].p, 10000);
             rt_free(reps[victim].p);
             reps[victim].p = NULL;
+            killed = 1;
         }
         for (int c = 0; c < CHATS; c++)
             assert_int_equal(deliver(updates[c][k], n++ % NREP), 1);
     }
+    assert_true(killed);
     long long t0 = rt_now_ms();
     /* The dead replica's claims expire after lease_s; the others go on. */
     assert_int_equal(wait_answered(TOTAL, 60000), TOTAL);
