@@ -507,6 +507,12 @@ static rd_status tg_start(void *self, rd_error *err) {
     if (st != RD_OK) return st;
     tg_mig_load(t);
     tg_outbox_load(t);
+    if (t->shared) {
+        /* Replicas write outbox rows side by side: ids from the clock
+         * (microseconds), so two replicas never reuse one. */
+        int64_t base = t->h->wall_ns() / 1000;
+        if (base > t->ob_next) t->ob_next = base;
+    }
     if (t->c.mode == TG_MODE_WEBHOOK) {
         /* The host refuses a wrong secret from the headers, before the body. */
         st = RD_HAS(t->h, http_route_auth) && t->h->http_route_auth
