@@ -74,6 +74,14 @@ void tg_shared_webhook(tg *t, cJSON *root, int64_t id, rd_http_resp *resp) {
         tg_answer(t, resp, 500, 0, "cannot store\n");
         return;
     }
+    /* A redelivery racing with the original being recorded as handled
+     * between the two reads above: take the new row back. */
+    if (t->h->kv_get(t->ctx, dk, &v, &vl) == RD_OK) {
+        free(v);
+        t->h->kv_del(t->ctx, qk);
+        tg_answer(t, resp, 200, 0, "ok (duplicate)\n");
+        return;
+    }
     tg_count(t, t->m_updates, tg_kind_name(kind), NULL, 1);
     tg_answer(t, resp, 200, 0, "ok\n");
     tg_wake(t);
