@@ -5,7 +5,8 @@
  * and each chat's replies keep the order of its messages, though the
  * replicas share the chats; duplicates posted to other replicas are
  * recognised. A kill -9 of one replica mid-burst loses nothing: its chat
- * claims expire and the others carry on.
+ * claims expire and the others carry on. A SIGTERM hands its chats over
+ * with no duplicate.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -297,10 +298,44 @@ static void kill9_one_of_three(void **state) {
     free_updates();
 }
 
+/* A rolling update: SIGTERM of a replica holding chats hands them over at
+ * once (claims released at stop), with no reply sent twice. */
+static void sigterm_one_of_three(void **state) {
+    (void)state;
+    memset(served, 0, sizeof served);
+    for (int i = 0; i < NREP; i++)
+        start_rep(i);
+    build_updates();
+    int n = 0, victim = 2, stopped = 0;
+    for (int k = 0; k < PER_CHAT; k++) {
+        if (k >= PER_CHAT / 2 && !stopped && claims(victim) >= 1) {
+            rt_signal(reps[victim].p, SIGTERM);
+            assert_int_equal(rt_wait(reps[victim].p, 30000), 0);
+            rt_free(reps[victim].p);
+            reps[victim].p = NULL;
+            stopped = 1;
+        }
+        for (int c = 0; c < CHATS; c++)
+            assert_int_equal(deliver(updates[c][k], n++ % NREP), 1);
+    }
+    assert_true(stopped);
+    assert_int_equal(wait_answered(TOTAL, 60000), TOTAL);
+    rt_sleep_ms(1000);
+    stop_all();
+    tally t;
+    count_replies(&t);
+    assert_int_equal(t.answered, TOTAL);
+    assert_int_equal(t.duplicates, 0);
+    assert_int_equal(t.foreign, 0);
+    assert_true(t.order_ok);
+    free_updates();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(three_replicas_round_robin, setup, teardown),
         cmocka_unit_test_setup_teardown(kill9_one_of_three, setup, teardown),
+        cmocka_unit_test_setup_teardown(sigterm_one_of_three, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
