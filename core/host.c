@@ -85,6 +85,8 @@ static const char *h_info(rd_ctx *ctx, const char *what) {
     if (!strcmp(what, "manifest_sha256")) return R.mf ? R.mf->sha256 : NULL;
     if (!strcmp(what, "state_dir")) return R.state_dir;
     if (!strcmp(what, "admin_listen")) return R.admin_listen;
+    if (!strcmp(what, "lease_ms")) return lease_ms_info();
+    if (!strcmp(what, "store")) return R.st ? store_kind(R.st) : NULL;
     return NULL;
 }
 
@@ -172,6 +174,10 @@ static rd_status h_kv_txn(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
     return kv_write(ctx, ops, n);
 }
 
+static rd_status h_kv_add(rd_ctx *ctx, const char *key, const void *v, size_t len) {
+    return store_add(R.st, ctx->name, key, v, len);
+}
+
 static rd_status h_kv_scan(rd_ctx *ctx, const char *prefix, rd_kv_visit_fn fn, void *arg) {
     return store_scan(R.st, ctx->name, prefix, fn, arg);
 }
@@ -235,4 +241,6 @@ const rd_host host_api = {
     .error = h_error,
     .http_route_auth = http_add_route_auth,
     .lead = lease_lead,
+    .claim = lease_claim,
+    .kv_add = h_kv_add,
 };

@@ -35,10 +35,12 @@ static struct {
     pthread_t th;
     bool running, stop;
     int64_t unhealthy_at; /* mono ms the store was last seen unreachable */
+    char lease_ms_str[24];
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 void lease_init(int64_t lease_ms) {
     L.lease_ms = lease_ms > 0 ? lease_ms : 10000;
+    snprintf(L.lease_ms_str, sizeof L.lease_ms_str, "%lld", (long long)L.lease_ms);
     char host[64] = "";
     gethostname(host, sizeof host - 1);
     char rnd[17];
@@ -138,6 +140,23 @@ bool lease_fence(rd_ctx *ctx, store_fence *f, char *key, size_t keysz, bool *fen
     }
     pthread_mutex_unlock(&L.mu);
     return ok;
+}
+
+int64_t lease_claim(rd_ctx *ctx, const char *key, int64_t release) {
+    if (!ctx || !key || !*key) return -1;
+    char k[256];
+    snprintf(k, sizeof k, "claim:%s:%s", ctx->name, key);
+    if (release > 0) {
+        store_release(R.st, k, L.holder, release);
+        return 0;
+    }
+    int64_t token = 0;
+    int rc = store_lease(R.st, k, L.holder, L.lease_ms, &token);
+    return rc == 1 ? (token > 0 ? token : 1) : rc;
+}
+
+const char *lease_ms_info(void) {
+    return L.lease_ms_str[0] ? L.lease_ms_str : NULL;
 }
 
 int lease_role(void) {

@@ -306,7 +306,9 @@ typedef struct rd_host {
     int (*cfg_isset)(rd_ctx *ctx, const char *key); /* written in the manifest */
 
     /* Router facts: "env", "version", "build_sha", "instance", "kind",
-     * "manifest_sha256", "state_dir", "admin_listen". NULL if unknown. */
+     * "manifest_sha256", "state_dir", "admin_listen"; since ABI 1.1 also
+     * "store" (sqlite or postgresql) and "lease_ms" ([router] lease_s in
+     * ms). NULL if unknown. */
     const char *(*info)(rd_ctx *ctx, const char *what);
 
     /* Clock: monotonic milliseconds and wall-clock nanoseconds. */
@@ -396,6 +398,18 @@ typedef struct rd_host {
      * before confirming; cheap (no I/O after the first call). With the
      * sqlite store (one process) it always leads. */
     int64_t (*lead)(rd_ctx *ctx, const char *key);
+
+    /* Claims: expiring leases for work on one part of this instance's state
+     * that one replica at a time may do (a chat of a webhook bot). With
+     * release 0, acquires or renews `key` for this replica for [router]
+     * lease_s: the claim's token (> 0) while held, 0 when another replica
+     * holds it, -1 when the store cannot say. With release set to a token,
+     * gives that claim up (returns 0). A dead replica's claims expire after
+     * lease_s. Claims do not fence kv writes. Check RD_HAS first. */
+    int64_t (*claim)(rd_ctx *ctx, const char *key, int64_t release);
+    /* Inserts key unless it exists (in any replica): RD_OK inserted,
+     * RD_E_DUPLICATE kept as it was. Not fenced. Check RD_HAS first. */
+    rd_status (*kv_add)(rd_ctx *ctx, const char *key, const void *val, size_t len);
 } rd_host;
 
 /* ------------------------------------------------------------------------ */

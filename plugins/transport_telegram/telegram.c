@@ -412,6 +412,8 @@ static void make_metrics(tg *t) {
                   sizeof wait_b / sizeof wait_b[0]);
     t->m_pending = h->metric(t->ctx, RD_METRIC_GAUGE, "routerd_telegram_pending_updates",
                              "Journaled updates not yet accepted by the router", l_none, NULL, 0);
+    t->m_claims = h->metric(t->ctx, RD_METRIC_GAUGE, "routerd_telegram_chat_claims",
+                            "Chats this replica works on (webhook scale-out)", l_none, NULL, 0);
     t->m_webhook = h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_webhook_requests_total",
                              "Webhook requests by HTTP status answered", l_status, NULL, 0);
     t->m_resets =
@@ -505,12 +507,23 @@ static rd_status tg_start(void *self, rd_error *err) {
     }
     /* Under a lease (replicas sharing a store) the state is loaded when
      * this replica becomes the leader, not before. */
-    if (RD_HAS(t->h, lead) && t->h->lead)
+    t->shared = tg_shared_enabled(t);
+    if (t->shared)
+        t->h->log(t->ctx, RD_LOG_INFO,
+                  "shared store: every replica takes webhooks, chats are claimed one replica "
+                  "at a time");
+    else if (RD_HAS(t->h, lead) && t->h->lead)
         snprintf(t->lead_key, sizeof t->lead_key, "telegram:%lld", (long long)t->token_bot_id);
-    rd_status st = t->lead_key[0] ? RD_OK : tg_intake_load(t, err);
+    rd_status st = t->lead_key[0] || t->shared ? RD_OK : tg_intake_load(t, err);
     if (st != RD_OK) return st;
     tg_mig_load(t);
     tg_outbox_load(t);
+    if (t->shared) {
+        /* Replicas write outbox rows side by side: ids from the clock
+         * (microseconds), so two replicas never reuse one. */
+        int64_t base = t->h->wall_ns() / 1000;
+        if (base > t->ob_next) t->ob_next = base;
+    }
     if (t->c.mode == TG_MODE_WEBHOOK) {
         /* The host refuses a wrong secret from the headers, before the body. */
         st = RD_HAS(t->h, http_route_auth) && t->h->http_route_auth

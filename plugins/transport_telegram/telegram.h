@@ -100,6 +100,17 @@ typedef struct tg_reply {
     size_t skip;      /* parts of the rendered text already delivered */
 } tg_reply;
 
+/* Webhook scale-out (telegram_shared.c). */
+typedef struct tg_sh_chat {
+    int64_t chat, token, renewed_ms;
+    size_t inflight;
+    int seen;
+} tg_sh_chat;
+
+typedef struct tg_sh_item {
+    int64_t seq, chat, tg_id; /* seq -1: already handled */
+} tg_sh_item;
+
 typedef struct tg {
     const rd_host *h;
     rd_ctx *ctx;
@@ -155,6 +166,15 @@ typedef struct tg {
     char stored_api_base[512];
     int64_t stored_bot_id;
 
+    /* Webhook scale-out: every replica takes webhooks (telegram_shared.c). */
+    int shared;
+    tg_sh_chat *sh_chats; /* claimed chats */
+    size_t nsh_chats;
+    tg_sh_item *sh_items; /* submitted, not yet recorded as handled */
+    size_t nsh_items, capsh_items;
+    int64_t sh_seq;
+    int sh_rescan; /* the last round claimed a chat: read again, claim none */
+
     /* Answered updates above the watermark (see telegram_intake.c). */
     pthread_mutex_t rep_mu;
     tg_map *rep_keys; /* mix(chat, message) -> tg_rep_node list, oldest first */
@@ -195,10 +215,22 @@ typedef struct tg {
     /* Metrics. */
     rd_metric *m_api_err, *m_updates, *m_ignored, *m_sent, *m_send_fail, *m_retries,
         *m_throttle_wait, *m_pending, *m_webhook, *m_resets, *m_api_seconds, *m_tracked, *m_outbox,
-        *m_outbox_expired;
+        *m_outbox_expired, *m_claims;
     tg_series_cache *series;
     pthread_mutex_t series_mu;
 } tg;
+
+/* telegram_intake.c, for telegram_shared.c */
+rd_status tg_submit_item(tg *t, tg_item *it);
+void tg_answer(tg *t, rd_http_resp *resp, int status, int retry_after, const char *text);
+
+/* telegram_shared.c */
+int tg_shared_enabled(const tg *t);
+void tg_shared_webhook(tg *t, cJSON *root, int64_t id, rd_http_resp *resp);
+/* Returns nonzero when it should run again at once (a chat was claimed). */
+int tg_shared_pump(tg *t);
+void tg_shared_stop(tg *t);
+void tg_shared_free(tg *t);
 
 /* telegram.c */
 void tg_count(tg *t, rd_metric *m, const char *a, const char *b, double v);

@@ -228,7 +228,7 @@ static char *inbound_meta(const tg_item *it) {
 }
 
 /* Routes one update: skip() it or submit() it. */
-static rd_status submit_item(tg *t, tg_item *it) {
+rd_status tg_submit_item(tg *t, tg_item *it) {
     tg_route_cfg rc = {.bot_username = t->bot_username,
                        .bot_id = t->bot_id,
                        .group_all = t->c.group_all,
@@ -260,7 +260,8 @@ static rd_status submit_item(tg *t, tg_item *it) {
     rd_status st = t->h->submit(t->ctx, &in);
     free(meta);
     free(r.text);
-    if (st == RD_OK) tg_replied_register(t, chat, it->u.message_id, it->seq);
+    /* Shared webhooks record handled updates per update, not by watermark. */
+    if (st == RD_OK && !t->shared) tg_replied_register(t, chat, it->u.message_id, it->seq);
     if (st == RD_OK || st == RD_E_DUPLICATE || st == RD_E_FULL) return st;
     /* Anything else is a refusal the core will not change its mind about:
      * mark it handled so the watermark moves on. */
@@ -278,7 +279,7 @@ static void drain_locked(tg *t) {
         tg_item *it = t->head;
         if (it->state == TG_ITEM_READY) {
             if (atomic_load(&t->quiescing) || !atomic_load(&t->have_me)) return;
-            if (submit_item(t, it) == RD_E_FULL) {
+            if (tg_submit_item(t, it) == RD_E_FULL) {
                 t->full = 1;
                 return;
             }
@@ -1133,6 +1134,10 @@ void *tg_main_loop(void *arg) {
     }
     if (!atomic_load(&t->quiescing)) t->h->ready(t->ctx, 1, NULL);
     attempt = 0;
+    while (t->shared && !atomic_load(&t->quiescing)) {
+        /* Jitter, so that replicas take turns at claiming chats. */
+        if (!tg_shared_pump(t)) tg_sleep(t, 30 + t->h->wall_ns() / 1000 % 40, &t->quiescing);
+    }
     while (!atomic_load(&t->quiescing)) {
         if (!tg_leading(t)) {
             tg_sleep(t, 100, &t->quiescing);
@@ -1156,13 +1161,20 @@ void *tg_main_loop(void *arg) {
     /* Draining: the core still finishes work and acks; keep the watermark
      * stored so a crash now re-sends as little as possible. */
     while (!atomic_load(&t->closing)) {
-        tg_persist_acks(t, 0);
+        if (t->shared)
+            tg_shared_pump(t);
+        else
+            tg_persist_acks(t, 0);
         tg_sleep(t, 100, &t->closing);
     }
     return NULL;
 }
 
 void tg_intake_stop(tg *t) {
+    if (t->shared) { /* the other replicas keep using the webhook */
+        tg_shared_stop(t);
+        return;
+    }
     tg_persist_acks(t, 1);
     if (t->c.mode == TG_MODE_LONGPOLL && t->c.confirm_on_stop && atomic_load(&t->have_me) &&
         tg_term_current(t)) {
@@ -1200,6 +1212,7 @@ void tg_intake_stop(tg *t) {
 }
 
 void tg_intake_free(tg *t) {
+    tg_shared_free(t);
     while (t->head)
         item_pop(t);
     free(t->replay);
@@ -1213,7 +1226,7 @@ void tg_intake_free(tg *t) {
 /* ------------------------------------------------------------------------ */
 /* Webhook                                                                   */
 
-static void answer(tg *t, rd_http_resp *resp, int status, int retry_after, const char *text) {
+void tg_answer(tg *t, rd_http_resp *resp, int status, int retry_after, const char *text) {
     char label[8];
     resp->status = status;
     resp->content_type = "text/plain";
@@ -1245,15 +1258,15 @@ void tg_webhook(void *arg, const rd_http_req *req, rd_http_resp *resp) {
 static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
     const char *secret = req->header ? req->header(req, "X-Telegram-Bot-Api-Secret-Token") : NULL;
     if (!secret || !tg_secret_equal(secret, t->c.secret_token)) {
-        answer(t, resp, 401, 0, "unauthorized\n");
+        tg_answer(t, resp, 401, 0, "unauthorized\n");
         return;
     }
     if (atomic_load(&t->quiescing) || !atomic_load(&t->have_me)) {
-        answer(t, resp, 503, 1, "not ready\n");
+        tg_answer(t, resp, 503, 1, "not ready\n");
         return;
     }
-    if (!tg_term_current(t)) { /* a standby: the leader takes webhooks */
-        answer(t, resp, 503, 1, "standby\n");
+    if (!t->shared && !tg_term_current(t)) { /* a standby: the leader takes webhooks */
+        tg_answer(t, resp, 503, 1, "standby\n");
         return;
     }
     cJSON *root = tg_json_parse(req->body, req->body_len);
@@ -1263,7 +1276,7 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
         cJSON_Delete(root);
         t->h->log(t->ctx, RD_LOG_WARN, "webhook: the body is not a Telegram update (%zu bytes)",
                   req->body_len);
-        answer(t, resp, 400, 0, "not an update\n");
+        tg_answer(t, resp, 400, 0, "not an update\n");
         return;
     }
     if (!tg_json_i64_value(uid, &id) || !tg_valid_update_id(id)) {
@@ -1271,7 +1284,12 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
          * forever, refused and logged. */
         refuse_update_id(t, "webhook", uid);
         cJSON_Delete(root);
-        answer(t, resp, 200, 0, "ignored: update_id out of range\n");
+        tg_answer(t, resp, 200, 0, "ignored: update_id out of range\n");
+        return;
+    }
+    if (t->shared) {
+        tg_shared_webhook(t, root, id, resp);
+        cJSON_Delete(root);
         return;
     }
     pthread_mutex_lock(&t->in_mu);
@@ -1289,12 +1307,12 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
     }
     if (known == RECENT_SUBMITTED) {
         cJSON_Delete(root);
-        answer(t, resp, 200, 0, "ok (duplicate)\n");
+        tg_answer(t, resp, 200, 0, "ok (duplicate)\n");
         return;
     }
     if (known == RECENT_PENDING) {
         cJSON_Delete(root);
-        answer(t, resp, 429, 1, "queued; busy\n");
+        tg_answer(t, resp, 429, 1, "queued; busy\n");
         return;
     }
     pthread_mutex_lock(&t->in_mu);
@@ -1303,7 +1321,7 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
         /* Back-pressure: Telegram keeps the update and retries. */
         pthread_mutex_unlock(&t->in_mu);
         cJSON_Delete(root);
-        answer(t, resp, 429, 1, "busy\n");
+        tg_answer(t, resp, 429, 1, "busy\n");
         return;
     }
     tg_item *it = item_new(t, id);
@@ -1316,7 +1334,7 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
     pthread_mutex_unlock(&t->in_mu);
     if (!it) {
         cJSON_Delete(root);
-        answer(t, resp, 503, 1, "out of memory\n");
+        tg_answer(t, resp, 503, 1, "out of memory\n");
         return;
     }
     char *raw = cJSON_PrintUnformatted(root);
@@ -1353,12 +1371,12 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
     if (st != RD_OK) {
         t->h->log(t->ctx, RD_LOG_ERROR, "webhook: cannot journal update %lld; Telegram will retry",
                   (long long)id);
-        answer(t, resp, 500, 0, "cannot store\n");
+        tg_answer(t, resp, 500, 0, "cannot store\n");
         return;
     }
     tg_count(t, t->m_updates, tg_kind_name(kind), NULL, 1);
     if (now_state == RECENT_SUBMITTED)
-        answer(t, resp, 200, 0, "ok\n");
+        tg_answer(t, resp, 200, 0, "ok\n");
     else
-        answer(t, resp, 429, 1, "queued; busy\n"); /* journaled: the retry is a duplicate */
+        tg_answer(t, resp, 429, 1, "queued; busy\n"); /* journaled: the retry is a duplicate */
 }

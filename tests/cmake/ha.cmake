@@ -12,6 +12,17 @@ if(TARGET store_postgresql)
   set_tests_properties(test_ha_failover PROPERTIES LABELS "integration;postgresql"
                        SKIP_RETURN_CODE 77 TIMEOUT 600
                        ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0")
+
+  # Webhook scale-out: three replicas take webhooks, chats claimed per replica.
+  add_executable(test_ha_webhook integration/test_ha_webhook.c)
+  target_link_libraries(test_ha_webhook PRIVATE routerd_test_support)
+  add_dependencies(test_ha_webhook routerd store_postgresql transport_telegram backend_mock
+                   sink_prometheus)
+  add_test(NAME test_ha_webhook
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/support/pg.sh run $<TARGET_FILE:test_ha_webhook>)
+  set_tests_properties(test_ha_webhook PROPERTIES LABELS "integration;postgresql"
+                       SKIP_RETURN_CODE 77 TIMEOUT 600
+                       ENVIRONMENT "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0")
 endif()
 
 # Store keys through the binary: secret store_url, missing url, file modes.

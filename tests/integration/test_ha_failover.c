@@ -5,8 +5,8 @@
  * still waits in one. Exactly one replica polls; a kill -9 of the leader
  * hands over within lease_s + 2 s; a SIGTERM hands over in under a second
  * with no duplicate; a PostgreSQL restart mid-burst loses nothing and both
- * replicas come back by themselves. In webhook mode only the leader takes
- * updates (standbys answer 503, a load balancer retries elsewhere).
+ * replicas come back by themselves. Webhook mode, where every replica
+ * takes updates, is in test_ha_webhook.c.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,7 +24,6 @@
 #include <string.h>
 
 #define TOKEN "515151:AAhaSecret-part_y"
-#define HOOK "hook-secret-ha"
 #define CHATS 20
 #define PER_CHAT 30
 #define TOTAL (CHATS * PER_CHAT)
@@ -40,7 +39,7 @@ typedef struct rep {
 static char *dir;
 static ftg *F;
 static rep reps[3];
-static int webhook_mode, two_personas;
+static int two_personas;
 static char pg_env[1024];
 
 static void pg_cmd(const char *what) {
@@ -68,7 +67,7 @@ static int setup(void **state) {
     dir = rt_tmpdir();
     F = ftg_start(TOKEN);
     memset(reps, 0, sizeof reps);
-    webhook_mode = two_personas = 0;
+    two_personas = 0;
     return dir && F ? 0 : -1;
 }
 
@@ -85,7 +84,7 @@ static int teardown(void **state) {
     return 0;
 }
 
-static const char *env[] = {"TG_TOKEN=" TOKEN, "TG_HOOK=" HOOK, pg_env, NULL};
+static const char *env[] = {"TG_TOKEN=" TOKEN, pg_env, NULL};
 
 static void start_rep(int i) {
     rep *r = &reps[i];
@@ -98,14 +97,11 @@ static void start_rep(int i) {
                  "queue_depth = %d\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
                  "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
                  "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
-                 "retry_max_ms = 500\n%s"
+                 "retry_max_ms = 500\n"
                  "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 5\n"
                  "[sink.prom]\nplugin = prometheus\nprocess_metrics = false\n"
                  "[persona.p]\nbackend = mock\nchats = *\n%s",
                  r->port, dir, i, LEASE_S, QUEUE, ftg_base(F),
-                 webhook_mode ? "mode = webhook\nsecret_token = ${TG_HOOK}\n"
-                                "webhook_url = https://bot.example.invalid/hook\n"
-                              : "",
                  two_personas ? "selectable = true\n[backend.bee]\nplugin = mock\n"
                                 "prefix = \"bee: \"\n[persona.pb]\nbackend = bee\n"
                                 "selectable = true\n"
@@ -369,34 +365,6 @@ static void postgres_restart_mid_burst(void **state) {
     assert_int_equal(ftg_unconfirmed(F), 0);
 }
 
-static long post_hook(int i, const char *body) {
-    if (!reps[i].p) return -1;
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/telegram/tg", reps[i].port);
-    const char *const h[] = {"Content-Type: application/json",
-                             "X-Telegram-Bot-Api-Secret-Token: " HOOK, NULL};
-    char *resp = NULL;
-    long st = rt_http("POST", url, body, h, &resp);
-    free(resp);
-    return st;
-}
-
-/* Like a load balancer in front of the replicas: round robin, and the
- * next replica when one answers 503. Returns how many answered 200. */
-static int deliver(const char *body, int first, int *refused) {
-    int ok = 0;
-    for (int tries = 0; tries < 200 && !ok; tries++) {
-        int i = (first + tries) % 2;
-        long st = post_hook(i, body);
-        if (st == 200)
-            ok = 1;
-        else if (st == 503)
-            ++*refused;
-        if (!ok && tries % 2) rt_sleep_ms(50);
-    }
-    return ok;
-}
-
 static int replies_to(const char *text) {
     ftg_rec *r;
     size_t n = ftg_records(F, "sendMessage", 1, &r);
@@ -405,53 +373,6 @@ static int replies_to(const char *text) {
         k += r[i].text && !strcmp(r[i].text, text);
     ftg_recs_free(r, n);
     return k;
-}
-
-static void webhook_only_on_the_leader(void **state) {
-    (void)state;
-    webhook_mode = 1;
-    start_rep(0);
-    start_rep(1);
-    int a = wait_one_active(20000);
-    assert_true(a >= 0);
-    int refused = 0;
-    enum { N = 60 };
-    for (int k = 0; k < N; k++) {
-        char text[32];
-        snprintf(text, sizeof text, "h%d", k);
-        ftg_msg m = {.chat_id = 3000 + k % 5, .text = text};
-        char *u = ftg_build_update(F, &m, NULL);
-        /* Halfway, the leader is replaced: the standby takes over. */
-        if (k == N / 2) {
-            rt_signal(reps[a].p, SIGTERM);
-            assert_int_equal(rt_wait(reps[a].p, 30000), 0);
-            rt_free(reps[a].p);
-            reps[a].p = NULL;
-        }
-        assert_int_equal(deliver(u, k, &refused), 1);
-        free(u);
-    }
-    /* The standby refused what the load balancer sent it first. */
-    assert_true(refused >= N / 4);
-    for (int k = 0; k < N; k++) {
-        char want[32];
-        snprintf(want, sizeof want, "echo: h%d", k);
-        long long end = rt_now_ms() + 20000;
-        while (replies_to(want) < 1 && rt_now_ms() < end)
-            rt_sleep_ms(20);
-        assert_int_equal(replies_to(want), 1);
-    }
-    assert_int_equal(role(1 - a), 1);
-    /* Under a lease the webhook stays set when a replica stops. */
-    char wurl[256], wsec[64];
-    ftg_webhook_info(F, wurl, sizeof wurl, wsec, sizeof wsec);
-    assert_string_equal(wurl, "https://bot.example.invalid/hook");
-    stop_all();
-    for (int k = 0; k < N; k++) {
-        char want[32];
-        snprintf(want, sizeof want, "echo: h%d", k);
-        assert_int_equal(replies_to(want), 1);
-    }
 }
 
 static void wait_reply(const char *text) {
@@ -491,7 +412,6 @@ int main(void) {
         cmocka_unit_test_setup_teardown(kill9_leader_of_three, setup, teardown),
         cmocka_unit_test_setup_teardown(sigterm_hands_over, setup, teardown),
         cmocka_unit_test_setup_teardown(postgres_restart_mid_burst, setup, teardown),
-        cmocka_unit_test_setup_teardown(webhook_only_on_the_leader, setup, teardown),
         cmocka_unit_test_setup_teardown(persona_choice_follows_the_handover, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

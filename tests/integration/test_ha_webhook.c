@@ -1,0 +1,341 @@
+/*
+ * Webhook scale-out on a shared PostgreSQL store (started by
+ * tests/support/pg.sh): three routerd replicas all take webhooks, fed round
+ * robin like a load balancer would. Every update is answered exactly once
+ * and each chat's replies keep the order of its messages, though the
+ * replicas share the chats; duplicates posted to other replicas are
+ * recognised. A kill -9 of one replica mid-burst loses nothing: its chat
+ * claims expire and the others carry on. A SIGTERM hands its chats over
+ * with no duplicate.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "fake_telegram.h"
+#include "harness.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOKEN "626262:AAhaSecret-hook_z"
+#define HOOK "hook-secret-scale"
+#define NREP 3
+#define CHATS 6
+#define PER_CHAT 20
+#define TOTAL (CHATS * PER_CHAT)
+#define LEASE_S 2
+#define QUEUE 64
+
+typedef struct rep {
+    rt_proc *p;
+    int port;
+    char *manifest;
+} rep;
+
+static char *dir;
+static ftg *F;
+static rep reps[NREP];
+static char pg_env[1024];
+
+static int setup(void **state) {
+    (void)state;
+    const char *url = getenv("ROUTERD_TEST_PG_URL");
+    if (!url || !getenv("ROUTERD_TEST_PG_SH")) {
+        fprintf(stderr, "run through tests/support/pg.sh\n");
+        return -1;
+    }
+    snprintf(pg_env, sizeof pg_env, "PG_URL=%s", url);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "psql -q -X '%s' -c 'DROP TABLE IF EXISTS routerd_kv, routerd_lease, "
+             "routerd_schema' >/dev/null 2>&1",
+             url);
+    if (system(cmd) != 0) return -1;
+    dir = rt_tmpdir();
+    F = ftg_start(TOKEN);
+    memset(reps, 0, sizeof reps);
+    return dir && F ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    for (int i = 0; i < NREP; i++) {
+        rt_free(reps[i].p);
+        free(reps[i].manifest);
+    }
+    memset(reps, 0, sizeof reps);
+    ftg_stop(F);
+    rt_rmtree(dir);
+    free(dir);
+    return 0;
+}
+
+static const char *env[] = {"TG_TOKEN=" TOKEN, "TG_HOOK=" HOOK, pg_env, NULL};
+
+static void start_rep(int i) {
+    rep *r = &reps[i];
+    r->port = rt_free_port();
+    char text[4096], name[32];
+    /* latency_ms spreads the work: several chats are in flight at once. */
+    snprintf(text, sizeof text,
+             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/r%d\n"
+             "store = postgresql\nstore_url = ${PG_URL}\nlease_s = %d\n"
+             "queue_depth = %d\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
+             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+             "mode = webhook\nsecret_token = ${TG_HOOK}\n"
+             "webhook_url = https://bot.example.invalid/hook\n"
+             "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
+             "retry_max_ms = 500\n"
+             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 100\n"
+             "[sink.prom]\nplugin = prometheus\nprocess_metrics = false\n"
+             "[persona.p]\nbackend = mock\nchats = *\n",
+             r->port, dir, i, LEASE_S, QUEUE, ftg_base(F));
+    snprintf(name, sizeof name, "r%d.ini", i);
+    free(r->manifest);
+    r->manifest = rt_write_file(dir, name, text);
+    r->p = rt_start(r->manifest, NULL, env);
+    assert_non_null(r->p);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", r->port);
+    assert_true(rt_wait_http(url, 200, 20000));
+}
+
+static long post_hook(int i, const char *body) {
+    if (!reps[i].p) return -1;
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/telegram/tg", reps[i].port);
+    const char *const h[] = {"Content-Type: application/json",
+                             "X-Telegram-Bot-Api-Secret-Token: " HOOK, NULL};
+    char *resp = NULL;
+    long st = rt_http("POST", url, body, h, &resp);
+    free(resp);
+    return st;
+}
+
+static int served[NREP]; /* 200 answers per replica */
+
+/* A load balancer: round robin from `first`, the next replica when one
+ * fails. 1 once a replica answered 200. */
+static int deliver(const char *body, int first) {
+    for (int tries = 0; tries < 100; tries++) {
+        int i = (first + tries) % NREP;
+        if (post_hook(i, body) == 200) {
+            served[i]++;
+            return 1;
+        }
+        if (tries % NREP == NREP - 1) rt_sleep_ms(50);
+    }
+    return 0;
+}
+
+typedef struct tally {
+    int seen[CHATS][PER_CHAT];
+    int order_ok, answered, duplicates, foreign;
+} tally;
+
+static void count_replies(tally *t) {
+    memset(t, 0, sizeof *t);
+    t->order_ok = 1;
+    int next[CHATS] = {0};
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    for (size_t i = 0; i < n; i++) {
+        int c, k;
+        if (!r[i].text || sscanf(r[i].text, "echo: c%d-m%d", &c, &k) != 2 || c < 0 || c >= CHATS ||
+            k < 0 || k >= PER_CHAT || r[i].chat_id != 5000 + c) {
+            t->foreign++;
+            continue;
+        }
+        if (t->seen[c][k]++) {
+            t->duplicates++;
+            continue;
+        }
+        t->answered++;
+        if (k != next[c]) t->order_ok = 0;
+        next[c] = k + 1;
+    }
+    ftg_recs_free(r, n);
+}
+
+static int wait_answered(int n, int timeout_ms) {
+    long long end = rt_now_ms() + timeout_ms;
+    tally t;
+    for (;;) {
+        count_replies(&t);
+        if (t.answered >= n || rt_now_ms() >= end) return t.answered;
+        rt_sleep_ms(50);
+    }
+}
+
+static char *updates[CHATS][PER_CHAT];
+
+static void build_updates(void) {
+    for (int k = 0; k < PER_CHAT; k++)
+        for (int c = 0; c < CHATS; c++) {
+            char text[64];
+            snprintf(text, sizeof text, "c%d-m%d", c, k);
+            ftg_msg m = {.chat_id = 5000 + c, .text = text};
+            updates[c][k] = ftg_build_update(F, &m, NULL);
+            assert_non_null(updates[c][k]);
+        }
+}
+
+static void free_updates(void) {
+    for (int c = 0; c < CHATS; c++)
+        for (int k = 0; k < PER_CHAT; k++) {
+            free(updates[c][k]);
+            updates[c][k] = NULL;
+        }
+}
+
+static void stop_all(void) {
+    for (int i = 0; i < NREP; i++)
+        if (reps[i].p) rt_signal(reps[i].p, SIGTERM);
+    for (int i = 0; i < NREP; i++)
+        if (reps[i].p) {
+            assert_int_equal(rt_wait(reps[i].p, 30000), 0);
+            assert_null(strstr(rt_stderr(reps[i].p), "AAhaSecret"));
+        }
+}
+
+/* routerd_telegram_chat_claims of replica i (-1 unknown). */
+static int claims(int i) {
+    char url[128], *body = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", reps[i].port);
+    int v = -1;
+    if (rt_http("GET", url, NULL, NULL, &body) == 200 && body) {
+        /* The sample line, not the # HELP / # TYPE lines. */
+        char *p = strstr(body, "\nrouterd_telegram_chat_claims");
+        char *eol = p ? strchr(p + 1, '\n') : NULL;
+        if (p && eol) {
+            *eol = 0;
+            char *sp = strrchr(p, ' ');
+            if (sp) v = atoi(sp + 1);
+        }
+    }
+    free(body);
+    return v;
+}
+
+static void three_replicas_round_robin(void **state) {
+    (void)state;
+    memset(served, 0, sizeof served);
+    int worked[NREP] = {0};
+    for (int i = 0; i < NREP; i++)
+        start_rep(i);
+    build_updates();
+    int n = 0;
+    for (int k = 0; k < PER_CHAT; k++) {
+        for (int c = 0; c < CHATS; c++) {
+            assert_int_equal(deliver(updates[c][k], n++ % NREP), 1);
+            /* A redelivery to another replica: recognised, not answered twice. */
+            if ((k + c) % 7 == 0) assert_int_equal(deliver(updates[c][k], n % NREP), 1);
+        }
+        for (int i = 0; i < NREP; i++)
+            if (claims(i) > 0) worked[i] = 1;
+    }
+    /* Not only intake: the chats were worked on by more than one replica. */
+    assert_true(worked[0] + worked[1] + worked[2] >= 2);
+    for (int i = 0; i < NREP; i++)
+        assert_true(served[i] >= TOTAL / NREP);
+    assert_int_equal(wait_answered(TOTAL, 60000), TOTAL);
+    rt_sleep_ms(1000);
+    stop_all();
+    tally t;
+    count_replies(&t);
+    assert_int_equal(t.answered, TOTAL);
+    assert_int_equal(t.duplicates, 0);
+    assert_int_equal(t.foreign, 0);
+    assert_true(t.order_ok);
+    /* The webhook stays set for the others when a replica stops. */
+    char wurl[256], wsec[64];
+    ftg_webhook_info(F, wurl, sizeof wurl, wsec, sizeof wsec);
+    assert_string_equal(wurl, "https://bot.example.invalid/hook");
+    free_updates();
+}
+
+static void kill9_one_of_three(void **state) {
+    (void)state;
+    memset(served, 0, sizeof served);
+    for (int i = 0; i < NREP; i++)
+        start_rep(i);
+    build_updates();
+    int n = 0, victim = 1, killed = 0;
+    for (int k = 0; k < PER_CHAT; k++) {
+        /* From mid-burst on, as soon as the victim works on chats: the
+         * claims it dies with must expire for the others to carry on. */
+        if (k >= PER_CHAT / 2 && !killed && claims(victim) >= 1) {
+            rt_signal(reps[victim].p, SIGKILL);
+            rt_wait(reps[victim].p, 10000);
+            rt_free(reps[victim].p);
+            reps[victim].p = NULL;
+            killed = 1;
+        }
+        for (int c = 0; c < CHATS; c++)
+            assert_int_equal(deliver(updates[c][k], n++ % NREP), 1);
+    }
+    assert_true(killed);
+    long long t0 = rt_now_ms();
+    /* The dead replica's claims expire after lease_s; the others go on. */
+    assert_int_equal(wait_answered(TOTAL, 60000), TOTAL);
+    fprintf(stderr, "kill -9: everything answered %lld ms after the last post\n", rt_now_ms() - t0);
+    rt_sleep_ms(1000);
+    stop_all();
+    tally t;
+    count_replies(&t);
+    fprintf(stderr, "kill -9: %d replies sent twice\n", t.duplicates);
+    assert_int_equal(t.answered, TOTAL);
+    /* At most what the dead replica had in flight. */
+    assert_true(t.duplicates <= QUEUE);
+    assert_int_equal(t.foreign, 0);
+    assert_true(t.order_ok);
+    free_updates();
+}
+
+/* A rolling update: SIGTERM of a replica holding chats hands them over at
+ * once (claims released at stop), with no reply sent twice. */
+static void sigterm_one_of_three(void **state) {
+    (void)state;
+    memset(served, 0, sizeof served);
+    for (int i = 0; i < NREP; i++)
+        start_rep(i);
+    build_updates();
+    int n = 0, victim = 2, stopped = 0;
+    for (int k = 0; k < PER_CHAT; k++) {
+        if (k >= PER_CHAT / 2 && !stopped && claims(victim) >= 1) {
+            rt_signal(reps[victim].p, SIGTERM);
+            assert_int_equal(rt_wait(reps[victim].p, 30000), 0);
+            rt_free(reps[victim].p);
+            reps[victim].p = NULL;
+            stopped = 1;
+        }
+        for (int c = 0; c < CHATS; c++)
+            assert_int_equal(deliver(updates[c][k], n++ % NREP), 1);
+    }
+    assert_true(stopped);
+    assert_int_equal(wait_answered(TOTAL, 60000), TOTAL);
+    rt_sleep_ms(1000);
+    stop_all();
+    tally t;
+    count_replies(&t);
+    assert_int_equal(t.answered, TOTAL);
+    assert_int_equal(t.duplicates, 0);
+    assert_int_equal(t.foreign, 0);
+    assert_true(t.order_ok);
+    free_updates();
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(three_replicas_round_robin, setup, teardown),
+        cmocka_unit_test_setup_teardown(kill9_one_of_three, setup, teardown),
+        cmocka_unit_test_setup_teardown(sigterm_one_of_three, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
