@@ -1784,15 +1784,31 @@ static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, out
  * messageId. 1 found (t->task_id set), 0 not found or not possible. */
 static int recover(call *c, const agent_view *v, a2a_track *t) {
     a2a *a = c->a;
-    if (v->d != A2A_D_V10 || v->rest) return 0;
+    if (v->d != A2A_D_V10) return 0;
     int64_t left = c->deadline - now_ms(a);
     if (left <= 0) return 0;
     char id[32];
     next_rpc_id(c, id, sizeof id);
-    char *body = a2a_build_list_tasks(id, c->ctx_id, v->tenant, 20);
-    if (!body) return 0;
+    /* REST: GET <url>/tasks?contextId=... */
+    char *body = NULL, *url = NULL;
+    if (v->rest) {
+        char *path = a2a_rest_list_path(c->ctx_id, v->tenant, 20);
+        size_t ul = strlen(v->url);
+        while (ul && v->url[ul - 1] == '/')
+            ul--;
+        url = path ? malloc(ul + strlen(path) + 1) : NULL;
+        if (url) {
+            memcpy(url, v->url, ul);
+            strcpy(url + ul, path);
+        }
+        free(path);
+        if (!url) return 0;
+    } else {
+        body = a2a_build_list_tasks(id, c->ctx_id, v->tenant, 20);
+        if (!body) return 0;
+    }
     struct curl_slist *hd = common_headers(a, 1, v->url);
-    hd = curl_slist_append(hd, "Content-Type: application/json");
+    if (body) hd = curl_slist_append(hd, "Content-Type: application/json");
     hd = curl_slist_append(hd, "Accept: application/json");
     if (a->oauth_id && creds_allowed(a, v->url)) {
         char why[300];
@@ -1801,7 +1817,7 @@ static int recover(call *c, const agent_view *v, a2a_track *t) {
         if (ah) hd = curl_slist_append(hd, ah);
         free(ah);
     }
-    a2a_http_req rq = {.url = v->url,
+    a2a_http_req rq = {.url = url ? url : v->url,
                        .body = body,
                        .headers = hd,
                        .connect_timeout_ms = (long)a->connect_ms,
@@ -1813,11 +1829,15 @@ static int recover(call *c, const agent_view *v, a2a_track *t) {
     int hr = a2a_http_do(a->http, &rq, &rs);
     curl_slist_free_all(hd);
     free(body);
+    free(url);
     char *task = NULL;
     int code = 0, found = 0;
     char why[120] = "";
+    char *w = v->rest && hr == 0 && rs.status == 200 ? a2a_rest_wrap(rs.body ? rs.body : "", rs.len)
+                                                     : NULL;
     if (hr == 0 && rs.status == 200 &&
-        a2a_list_find(rs.body, rs.len, id, c->msg_id, &task, &code, why, sizeof why) == 0) {
+        a2a_list_find(w ? w : rs.body, w ? strlen(w) : rs.len, w ? NULL : id, c->msg_id, &task,
+                      &code, why, sizeof why) == 0) {
         found = 1;
         free(t->task_id);
         t->task_id = task;
@@ -1825,6 +1845,7 @@ static int recover(call *c, const agent_view *v, a2a_track *t) {
     a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: looking for the task of message %s: %s%s",
               c->rq->correlation_id ? c->rq->correlation_id : "-", c->msg_id,
               found ? "found " : "not found", found ? t->task_id : "");
+    free(w);
     a2a_http_resp_free(&rs);
     return found;
 }

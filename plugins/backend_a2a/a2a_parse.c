@@ -1066,6 +1066,20 @@ int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body) 
     return 0;
 }
 
+char *a2a_rest_list_path(const char *context_id, const char *tenant, int history_length) {
+    char p[1024] = "";
+    if (tenant && *tenant) {
+        strcat(p, "/");
+        seg(p, sizeof p, tenant);
+    }
+    snprintf(p + strlen(p), sizeof p - strlen(p), "/tasks?historyLength=%d", history_length);
+    if (context_id && *context_id && strlen(context_id) < 512) {
+        strcat(p, "&contextId=");
+        seg(p, sizeof p, context_id);
+    }
+    return strdup(p);
+}
+
 char *a2a_rest_wrap(const char *json, size_t len) {
     static const char pre[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"result\":";
     char *out = malloc(sizeof pre + len + 2);

@@ -157,6 +157,9 @@ char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char
  * *path (malloc()ed) goes after the interface URL; *body (malloc()ed, NULL
  * for a GET) is the ProtoJSON request. 0, or -1 on an unusable body. */
 int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body);
+/* The REST form of ListTasks (GET, path after the interface URL).
+ * malloc()ed. */
+char *a2a_rest_list_path(const char *context_id, const char *tenant, int history_length);
 /* Wraps a REST answer (a bare result or stream event) as a JSON-RPC
  * response, so a2a_rpc_parse reads it. malloc()ed. */
 char *a2a_rest_wrap(const char *json, size_t len);

@@ -1170,7 +1170,9 @@ static enum MHD_Result rest(fa2a *f, struct MHD_Connection *c, const char *url, 
     cJSON *params = NULL;
     char tid[128] = "";
     int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
-    if (post && !strcmp(p, "/message:send")) {
+    if (get && !strcmp(p, "/tasks")) {
+        rm = "ListTasks";
+    } else if (post && !strcmp(p, "/message:send")) {
         rm = "SendMessage";
     } else if (post && !strcmp(p, "/message:stream")) {
         rm = "SendStreamingMessage";
@@ -1190,6 +1192,10 @@ static enum MHD_Result rest(fa2a *f, struct MHD_Connection *c, const char *url, 
                              strdup("{\"error\":{\"code\":400,\"message\":\"bad JSON\"}}"),
                              strlen("{\"error\":{\"code\":400,\"message\":\"bad JSON\"}}"));
         }
+    } else if (!strcmp(rm, "ListTasks")) {
+        params = cJSON_CreateObject();
+        const char *cx = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "contextId");
+        if (cx) cJSON_AddStringToObject(params, "contextId", cx);
     } else {
         params = cJSON_CreateObject();
         cJSON_AddStringToObject(params, "id", tid);

@@ -1190,6 +1190,37 @@ static void test_rest_cancel_and_long_send(void **state) {
     down();
 }
 
+/* A REST send cut by a crash is found again with GET /tasks?contextId=
+ * after the restart, never sent twice. */
+static void test_rest_unknown_send_recovered(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10, .rest = 1}, NULL);
+    assert_true(ah_wait_ready(1, 5000));
+    pthread_t th;
+    pthread_create(&th, NULL, stop_later, (void *)(intptr_t)300);
+    ah_result r = ah_call_update(be, 3, "slowtask 2500", 20000, NULL, 99);
+    pthread_join(th, NULL);
+    assert_int_not_equal(r.st, RD_OK);
+    ah_result_free(&r);
+    ah_shutdown(be);
+    ah_hard_stop(0);
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    assert_true(ah_wait_ready(1, 5000));
+    r = ah_call_update(be, 3, "slowtask 2500", 20000, NULL, 99);
+    if (r.st != RD_OK) fail_msg("recover: %s", r.err.msg);
+    assert_string_equal(r.text, "done: slowtask 2500");
+    ah_result_free(&r);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
+    assert_int_equal(fa2a_count(agent, "ListTasks"), 1);
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, "ListTasks", &q), 0);
+    assert_string_equal(q.path, "GET /rest/tasks");
+    assert_int_equal(fa2a_executions(agent, NULL), 1);
+    down();
+}
+
 static void test_card_refresh(void **state) {
     (void)state;
     const char *cfg[] = {"card_refresh_min_s", "1", NULL};
@@ -1228,6 +1259,7 @@ int main(void) {
         cmocka_unit_test(test_card_refresh),
         cmocka_unit_test(test_rest_send_poll),
         cmocka_unit_test(test_rest_stream),
+        cmocka_unit_test(test_rest_unknown_send_recovered),
         cmocka_unit_test(test_rest_cancel_and_long_send),
         cmocka_unit_test(test_message_v10),
         cmocka_unit_test(test_message_v03_old_card),
