@@ -764,6 +764,11 @@ static void check_card(a2a *a, const a2a_card *c) {
                    "the agent card names the endpoint %s on another origin; credentials are not "
                    "sent there unless credential_origins lists it",
                    eps[i]);
+    if (a->binding == 1 && !c->url_v10 && !c->url_v03 && !a->rpc_url)
+        h->log(a->ctx, RD_LOG_ERROR,
+               "binding = jsonrpc but the agent card offers only HTTP+JSON (%s); requests go "
+               "to url",
+               c->url_rest ? c->url_rest : "?");
     if (c->required_ext)
         h->log(a->ctx, RD_LOG_ERROR,
                "the agent card requires the extension %s, which routerd does not support; "
