@@ -1023,7 +1023,12 @@ int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body) 
     }
     const char *tenant = nstr(params, "tenant");
     const char *id = nstr(params, "id");
-    char p[1024] = "";
+    /* bounded ids: even all percent-encoded, the path fits */
+    char p[4096] = "";
+    if (tenant && strlen(tenant) > 256) {
+        cJSON_Delete(r);
+        return -1;
+    }
     if (tenant) {
         strcat(p, "/");
         seg(p, sizeof p, tenant);
@@ -1067,7 +1072,8 @@ int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body) 
 }
 
 char *a2a_rest_list_path(const char *context_id, const char *tenant, int history_length) {
-    char p[1024] = "";
+    char p[4096] = "";
+    if (tenant && strlen(tenant) > 256) return NULL;
     if (tenant && *tenant) {
         strcat(p, "/");
         seg(p, sizeof p, tenant);

@@ -158,7 +158,9 @@ char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char
  * for a GET) is the ProtoJSON request. 0, or -1 on an unusable body. */
 int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body);
 /* The REST form of ListTasks (GET, path after the interface URL).
- * malloc()ed. */
+ * malloc()ed; NULL for a tenant over 256 bytes. A contextId over 512
+ * bytes is left out. Task ids over 512 bytes and tenants over 256 make
+ * a2a_rest_request fail. */
 char *a2a_rest_list_path(const char *context_id, const char *tenant, int history_length);
 /* Wraps a REST answer (a bare result or stream event) as a JSON-RPC
  * response, so a2a_rpc_parse reads it. malloc()ed. */

@@ -433,6 +433,23 @@ static void test_rest_binding(void **state) {
     assert_string_equal(body, "{}");
     free(path), free(body), free(rpc);
     assert_int_equal(a2a_rest_request(A2A_OP_GET, "not json", &path, &body), -1);
+    /* hostile lengths: refused, never a cut or overflowing path */
+    char big[700];
+    memset(big, '/', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    rpc = a2a_build_task_op(A2A_D_V10, A2A_OP_CANCEL, "4", big, NULL);
+    assert_int_equal(a2a_rest_request(A2A_OP_CANCEL, rpc, &path, &body), -1);
+    free(rpc);
+    big[300] = 0;
+    rpc = a2a_build_task_op(A2A_D_V10, A2A_OP_SUBSCRIBE, "5", big, big);
+    assert_int_equal(a2a_rest_request(A2A_OP_SUBSCRIBE, rpc, &path, &body), -1);
+    free(rpc);
+    assert_null(a2a_rest_list_path("c", big, 20));
+    big[256] = 0;
+    rpc = a2a_build_task_op(A2A_D_V10, A2A_OP_SUBSCRIBE, "6", big, big);
+    assert_int_equal(a2a_rest_request(A2A_OP_SUBSCRIBE, rpc, &path, &body), 0);
+    assert_true(strlen(path) == 1 + 256 * 3 + 7 + 256 * 3 + 10);
+    free(path), free(body), free(rpc);
     path = a2a_rest_list_path("c 1", NULL, 20);
     assert_string_equal(path, "/tasks?historyLength=20&contextId=c%201");
     free(path);
