@@ -28,6 +28,7 @@
 /* ---- configuration ------------------------------------------------------ */
 
 static const char *const dialects[] = {"auto", "1.0", "0.3", NULL};
+static const char *const bindings[] = {"auto", "jsonrpc", "rest", NULL};
 static const char *const id_modes[] = {"auto", "update", "random", NULL};
 static const char *const ext_policies[] = {"refuse", "warn", NULL};
 
@@ -41,6 +42,10 @@ static const rd_option opts[] = {
     {"rpc_url", RD_OPT_STRING, 0, NULL,
      "JSON-RPC endpoint to use instead of the one the card names (agents behind proxies)", 0, 0,
      NULL},
+    {"binding", RD_OPT_ENUM, 0, "auto",
+     "protocol binding: auto (JSON-RPC when the card offers it, else HTTP+JSON 1.0), jsonrpc or "
+     "rest (HTTP+JSON, A2A 1.0)",
+     0, 0, bindings},
     {"dialect", RD_OPT_ENUM, 0, "auto",
      "protocol version: auto (from the card, falling back once on 'method not found'), 1.0 or "
      "0.3",
@@ -193,6 +198,7 @@ typedef struct a2a {
     int no_card;
     const char *rpc_url;
     a2a_dialect forced;
+    int binding; /* 0 auto, 1 JSON-RPC, 2 REST */
     int stream, blocking, progress;
     int64_t timeout_ms, connect_ms, http_ms, retry_base_ms, retry_max_ms, poll_ms, poll_max_ms,
         cancel_ms, disc_max_ms, progress_ms;
@@ -750,13 +756,19 @@ static void check_card(a2a *a, const a2a_card *c) {
                "an API key is configured but the agent card asks for a bearer token (token)");
     if (c->auth_mtls && !c->auth_bearer && !c->apikey_name && !c->auth_oauth)
         h->log(a->ctx, RD_LOG_WARN, "the agent card asks for mutual TLS, which is not supported");
-    const char *eps[] = {a->rpc_url ? NULL : c->url_v10, a->rpc_url ? NULL : c->url_v03};
-    for (int i = 0; i < 2 && (have_key || have_token); i++)
+    const char *eps[] = {a->rpc_url ? NULL : c->url_v10, a->rpc_url ? NULL : c->url_v03,
+                         a->rpc_url ? NULL : c->url_rest};
+    for (int i = 0; i < 3 && (have_key || have_token); i++)
         if (eps[i] && !creds_allowed(a, eps[i]))
             h->log(a->ctx, RD_LOG_WARN,
                    "the agent card names the endpoint %s on another origin; credentials are not "
                    "sent there unless credential_origins lists it",
                    eps[i]);
+    if (a->binding == 1 && !c->url_v10 && !c->url_v03 && !a->rpc_url)
+        h->log(a->ctx, RD_LOG_ERROR,
+               "binding = jsonrpc but the agent card offers only HTTP+JSON (%s); requests go "
+               "to url",
+               c->url_rest ? c->url_rest : "?");
     if (c->required_ext)
         h->log(a->ctx, RD_LOG_ERROR,
                "the agent card requires the extension %s, which routerd does not support; "
@@ -825,7 +837,9 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
         a->card_from = strdup(msg);
         changed = !was || !a->card.url_v10 != !card.url_v10 || !a->card.url_v03 != !card.url_v03 ||
                   (card.url_v10 && strcmp(card.url_v10, a->card.url_v10)) ||
-                  (card.url_v03 && strcmp(card.url_v03, a->card.url_v03));
+                  (card.url_v03 && strcmp(card.url_v03, a->card.url_v03)) ||
+                  !a->card.url_rest != !card.url_rest ||
+                  (card.url_rest && strcmp(card.url_rest, a->card.url_rest));
         a2a_card_free(&a->card);
         a->card = card;
         a->have_card = 1;
@@ -846,6 +860,7 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
         snap.name = xstrdup0(a->card.name);
         snap.url_v10 = xstrdup0(a->card.url_v10);
         snap.url_v03 = xstrdup0(a->card.url_v03);
+        snap.url_rest = xstrdup0(a->card.url_rest);
         snap.preferred = a->card.preferred;
         snap.streaming = a->card.streaming;
         snap.auth_required = a->card.auth_required;
@@ -870,11 +885,13 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
 
     if (rc == 0) {
         if (changed) {
-            a->h->log(a->ctx, RD_LOG_INFO, "agent card %s: '%s', JSON-RPC %s%s%s%s, streaming %s",
-                      msg, snap.name ? snap.name : "?", snap.url_v10 ? "1.0 at " : "",
+            a->h->log(a->ctx, RD_LOG_INFO,
+                      "agent card %s: '%s', JSON-RPC %s%s%s%s, HTTP+JSON %s, streaming %s", msg,
+                      snap.name ? snap.name : "?", snap.url_v10 ? "1.0 at " : "",
                       snap.url_v10 ? snap.url_v10 : "",
                       snap.url_v03 ? (snap.url_v10 ? ", 0.3 at " : "0.3 at ") : "",
-                      snap.url_v03 ? snap.url_v03 : "", snap.streaming ? "yes" : "no");
+                      snap.url_v03 ? snap.url_v03 : "", snap.url_rest ? snap.url_rest : "none",
+                      snap.streaming ? "yes" : "no");
             check_card(a, &snap);
             a2a_card_free(&snap);
         }
@@ -951,6 +968,7 @@ typedef struct {
     char *tenant;
     a2a_dialect d;
     int streaming;
+    int rest; /* HTTP+JSON binding (1.0) instead of JSON-RPC */
 } agent_view;
 
 static a2a_dialect other(a2a_dialect d) {
@@ -989,9 +1007,17 @@ static int view_get(a2a *a, agent_view *v, a2a_dialect trial) {
     if (!d) d = a->card.preferred ? a->card.preferred : A2A_D_V10;
     const char *u10 = a->card.url_v10, *u03 = a->card.url_v03;
     const char *url = d == A2A_D_V10 ? (u10 ? u10 : u03) : (u03 ? u03 : u10);
+    /* REST when asked for, or when the card offers nothing else */
+    v->rest = a->binding == 2 || (a->binding == 0 && !url && a->card.url_rest);
+    if (v->rest) {
+        d = A2A_D_V10;
+        url = a->card.url_rest;
+    }
     if (a->rpc_url) url = a->rpc_url;
     v->url = xstrdup0(url ? url : a->base);
-    v->tenant = d == A2A_D_V10 && u10 ? xstrdup0(a->card.tenant) : NULL;
+    v->tenant = v->rest                 ? xstrdup0(a->card.tenant_rest)
+                : d == A2A_D_V10 && u10 ? xstrdup0(a->card.tenant)
+                                        : NULL;
     v->d = d;
     v->streaming = a->card.streaming && !stream_refused_locked(a, v->url);
     pthread_mutex_unlock(&a->mu);
@@ -1006,6 +1032,13 @@ static void view_for(a2a *a, agent_view *v, a2a_dialect d, const char *url) {
     v->url = xstrdup0(url ? url : a->card.url_v10 ? a->card.url_v10 : a->base);
     int same_url = a->card.url_v10 && v->url && !strcmp(a->card.url_v10, v->url);
     v->tenant = v->d == A2A_D_V10 && same_url ? xstrdup0(a->card.tenant) : NULL;
+    v->rest = a->binding == 2 ||
+              (a->binding == 0 && a->card.url_rest && v->url && !strcmp(a->card.url_rest, v->url));
+    if (v->rest) {
+        v->d = A2A_D_V10;
+        free(v->tenant);
+        v->tenant = xstrdup0(a->card.tenant_rest);
+    }
     v->streaming = a->have_card && a->card.streaming && !stream_refused_locked(a, v->url);
     pthread_mutex_unlock(&a->mu);
 }
@@ -1069,6 +1102,7 @@ typedef struct {
     outcome *o;
     int error_seen;
     int settled; /* a status update settled the task */
+    int rest;    /* events are bare REST results */
 } sse_ctx;
 
 static void progress(call *c, const a2a_track *t, int force);
@@ -1078,7 +1112,31 @@ static int on_event(void *arg, const char *event, const char *data, size_t len) 
     sse_ctx *s = arg;
     a2a_rpc r;
     char why[160];
-    if (a2a_rpc_parse(data, len, s->rpc_id, &r, why, sizeof why)) {
+    if (s->rest) {
+        int code;
+        char *m;
+        if (!a2a_rest_error(data, len, &code, &m) || !strcmp(event, "error")) {
+            if (!code) code = A2A_ERR_INTERNAL;
+            s->o->has_rpc = 1;
+            s->o->rpc_code = code;
+            s->o->cls = a2a_classify_rpc(code);
+            snprintf(s->o->msg, sizeof s->o->msg, "stream error %d (%s): %.160s", code,
+                     a2a_rpc_code_name(code), m ? m : "");
+            s->error_seen = 1;
+            free(m);
+            return 1;
+        }
+        char *w = a2a_rest_wrap(data, len);
+        int bad = !w || a2a_rpc_parse(w, strlen(w), NULL, &r, why, sizeof why);
+        if (!w) snprintf(why, sizeof why, "out of memory");
+        free(w);
+        if (bad) {
+            s->o->cls = A2A_C_PROTOCOL;
+            snprintf(s->o->msg, sizeof s->o->msg, "stream event: %s", why);
+            s->error_seen = 1;
+            return 1;
+        }
+    } else if (a2a_rpc_parse(data, len, s->rpc_id, &r, why, sizeof why)) {
         s->o->cls = A2A_C_PROTOCOL;
         snprintf(s->o->msg, sizeof s->o->msg, "stream event: %s", why);
         s->error_seen = 1;
@@ -1135,12 +1193,33 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
     int oauth = a->oauth_id && creds_allowed(a, v->url);
     a2a_http_resp rs;
     size_t before = t->updates;
-    sse_ctx sc = {.c = c, .t = t, .rpc_id = rpc_id, .o = o};
+    sse_ctx sc = {.c = c, .t = t, .rpc_id = rpc_id, .o = o, .rest = v->rest};
+    /* HTTP+JSON: the same call as a REST route under the interface URL */
+    char *rest_url = NULL, *rest_body = NULL;
+    if (v->rest) {
+        char *path;
+        if (a2a_rest_request(op, body, &path, &rest_body)) {
+            o->cls = A2A_C_PROTOCOL;
+            o->not_sent = 1;
+            snprintf(o->msg, sizeof o->msg, "%s: no REST form of this request",
+                     a2a_method(v->d, op));
+            return;
+        }
+        size_t ul = strlen(v->url);
+        while (ul && v->url[ul - 1] == '/')
+            ul--;
+        rest_url = malloc(ul + strlen(path) + 1);
+        memcpy(rest_url, v->url, ul);
+        strcpy(rest_url + ul, path);
+        free(path);
+        body = rest_body;
+    }
+    const char *url = rest_url ? rest_url : v->url;
     int hr;
     char *used = NULL; /* the Authorization header sent */
     for (int renew = 0;; renew++) {
         struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10, v->url);
-        hd = curl_slist_append(hd, "Content-Type: application/json");
+        if (body) hd = curl_slist_append(hd, "Content-Type: application/json");
         hd = curl_slist_append(hd,
                                stream ? "Accept: text/event-stream" : "Accept: application/json");
         if (c->rq->traceparent && *c->rq->traceparent) {
@@ -1160,11 +1239,13 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
                 o->cls = fatal ? A2A_C_FATAL : A2A_C_TRANSIENT;
                 o->not_sent = 1;
                 snprintf(o->msg, sizeof o->msg, "OAuth: %.280s", why);
+                free(rest_url);
+                free(rest_body);
                 return;
             }
             hd = curl_slist_append(hd, ah);
         }
-        a2a_http_req rq = {.url = v->url,
+        a2a_http_req rq = {.url = url,
                            .body = body,
                            .headers = hd,
                            .connect_timeout_ms = (long)a->connect_ms,
@@ -1215,8 +1296,19 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
         o->retry_after_s = rs.retry_after_s;
         o->asked_retry = rs.status == 408 || rs.status == 429 || rs.status == 503;
         a2a_rpc r;
-        if (rs.status != 401 && rs.status != 403 && rs.body &&
-            !a2a_rpc_parse(rs.body, rs.len, NULL, &r, NULL, 0) && r.is_error) {
+        int rcode;
+        char *rmsg;
+        if (v->rest && rs.body && !a2a_rest_error(rs.body, rs.len, &rcode, &rmsg)) {
+            /* an A2A error, carried as an HTTP status with its reason */
+            o->has_rpc = 1;
+            o->rpc_code = rcode;
+            o->cls = a2a_classify_rpc(rcode);
+            snprintf(o->rpc_text, sizeof o->rpc_text, "%.100s", rmsg ? rmsg : "");
+            snprintf(o->msg, sizeof o->msg, "%s: HTTP %ld, error %d (%s): %.120s", m, rs.status,
+                     rcode, a2a_rpc_code_name(rcode), rmsg ? rmsg : "");
+            free(rmsg);
+        } else if (!v->rest && rs.status != 401 && rs.status != 403 && rs.body &&
+                   !a2a_rpc_parse(rs.body, rs.len, NULL, &r, NULL, 0) && r.is_error) {
             /* a JSON-RPC error carried with an HTTP error status */
             o->has_rpc = 1;
             o->rpc_code = r.code;
@@ -1246,7 +1338,12 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
     } else {
         a2a_rpc r;
         char why[160];
-        if (a2a_rpc_parse(rs.body, rs.len, rpc_id, &r, why, sizeof why)) {
+        char *w = v->rest ? a2a_rest_wrap(rs.body ? rs.body : "", rs.len) : NULL;
+        int bad = v->rest ? !w || a2a_rpc_parse(w, strlen(w), NULL, &r, why, sizeof why)
+                          : a2a_rpc_parse(rs.body, rs.len, rpc_id, &r, why, sizeof why);
+        if (v->rest && !w) snprintf(why, sizeof why, "out of memory");
+        free(w);
+        if (bad) {
             o->cls = A2A_C_PROTOCOL;
             snprintf(o->msg, sizeof o->msg, "%s: %.120s (Content-Type %.60s, %zu bytes)", m, why,
                      rs.ctype[0] ? rs.ctype : "none", rs.len);
@@ -1265,6 +1362,8 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
         }
     }
     a2a_http_resp_free(&rs);
+    free(rest_url);
+    free(rest_body);
 }
 
 /* ---- conversation state ------------------------------------------------- */
@@ -1695,10 +1794,26 @@ static int recover(call *c, const agent_view *v, a2a_track *t) {
     if (left <= 0) return 0;
     char id[32];
     next_rpc_id(c, id, sizeof id);
-    char *body = a2a_build_list_tasks(id, c->ctx_id, v->tenant, 20);
-    if (!body) return 0;
+    /* REST: GET <url>/tasks?contextId=... */
+    char *body = NULL, *url = NULL;
+    if (v->rest) {
+        char *path = a2a_rest_list_path(c->ctx_id, v->tenant, 20);
+        size_t ul = strlen(v->url);
+        while (ul && v->url[ul - 1] == '/')
+            ul--;
+        url = path ? malloc(ul + strlen(path) + 1) : NULL;
+        if (url) {
+            memcpy(url, v->url, ul);
+            strcpy(url + ul, path);
+        }
+        free(path);
+        if (!url) return 0;
+    } else {
+        body = a2a_build_list_tasks(id, c->ctx_id, v->tenant, 20);
+        if (!body) return 0;
+    }
     struct curl_slist *hd = common_headers(a, 1, v->url);
-    hd = curl_slist_append(hd, "Content-Type: application/json");
+    if (body) hd = curl_slist_append(hd, "Content-Type: application/json");
     hd = curl_slist_append(hd, "Accept: application/json");
     if (a->oauth_id && creds_allowed(a, v->url)) {
         char why[300];
@@ -1707,7 +1822,7 @@ static int recover(call *c, const agent_view *v, a2a_track *t) {
         if (ah) hd = curl_slist_append(hd, ah);
         free(ah);
     }
-    a2a_http_req rq = {.url = v->url,
+    a2a_http_req rq = {.url = url ? url : v->url,
                        .body = body,
                        .headers = hd,
                        .connect_timeout_ms = (long)a->connect_ms,
@@ -1719,11 +1834,15 @@ static int recover(call *c, const agent_view *v, a2a_track *t) {
     int hr = a2a_http_do(a->http, &rq, &rs);
     curl_slist_free_all(hd);
     free(body);
+    free(url);
     char *task = NULL;
     int code = 0, found = 0;
     char why[120] = "";
+    char *w = v->rest && hr == 0 && rs.status == 200 ? a2a_rest_wrap(rs.body ? rs.body : "", rs.len)
+                                                     : NULL;
     if (hr == 0 && rs.status == 200 &&
-        a2a_list_find(rs.body, rs.len, id, c->msg_id, &task, &code, why, sizeof why) == 0) {
+        a2a_list_find(w ? w : rs.body, w ? strlen(w) : rs.len, w ? NULL : id, c->msg_id, &task,
+                      &code, why, sizeof why) == 0) {
         found = 1;
         free(t->task_id);
         t->task_id = task;
@@ -1731,6 +1850,7 @@ static int recover(call *c, const agent_view *v, a2a_track *t) {
     a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: looking for the task of message %s: %s%s",
               c->rq->correlation_id ? c->rq->correlation_id : "-", c->msg_id,
               found ? "found " : "not found", found ? t->task_id : "");
+    free(w);
     a2a_http_resp_free(&rs);
     return found;
 }
@@ -1890,7 +2010,7 @@ static rd_status exchange(call *c, rd_error *err) {
         if (o.has_rpc) {
             int code = o.rpc_code;
             if ((code == A2A_ERR_METHOD_NOT_FOUND || code == A2A_ERR_VERSION_NOT_SUPPORTED) &&
-                !a->forced && !switched) {
+                !a->forced && !switched && !v.rest) {
                 switched = 1;
                 trial = other(vd);
                 a->h->log(a->ctx, RD_LOG_INFO, "the agent answered %d to A2A %s; trying %s", code,
@@ -2247,6 +2367,11 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     }
     int64_t d = h->cfg_int(ctx, "dialect");
     a->forced = d == 1 ? A2A_D_V10 : d == 2 ? A2A_D_V03 : A2A_D_UNKNOWN;
+    a->binding = (int)h->cfg_int(ctx, "binding");
+    if (a->binding == 2 && a->forced == A2A_D_V03) {
+        h->error(err, RD_E_CONFIG, "fatal", "binding = rest speaks A2A 1.0 only; dialect = 0.3");
+        goto bad;
+    }
     const char *tok = h->cfg_str(ctx, "token");
     /* A header value with CR or LF would smuggle headers of its own. */
     const char *hv[] = {"token", "api_key", "api_key_header", "oauth_client_id"};

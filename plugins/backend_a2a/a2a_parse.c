@@ -239,6 +239,8 @@ void a2a_card_free(a2a_card *c) {
     free(c->url_v10);
     free(c->tenant);
     free(c->url_v03);
+    free(c->url_rest);
+    free(c->tenant_rest);
     free(c->apikey_name);
     free(c->apikey_in);
     free(c->oauth_token_url);
@@ -331,12 +333,18 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
         const char *binding = str(e, "protocolBinding");
         if (!binding) binding = str(e, "transport");
         const char *url = str(e, "url");
+        const char *ver = str(e, "protocolVersion");
         if (!is_jsonrpc(binding)) {
             if (binding) out->other_bindings = 1;
+            /* REST is used in 1.0 only: 0.3 REST has other shapes */
+            if (url && binding && !strcasecmp(binding, "HTTP+JSON") && !(ver && ver[0] == '0') &&
+                !out->url_rest) {
+                out->url_rest = a2a_url_resolve(card_url, url);
+                out->tenant_rest = xstrdup(nstr(e, "tenant"));
+            }
             continue;
         }
         if (!url) continue;
-        const char *ver = str(e, "protocolVersion");
         int v03 = ver && ver[0] == '0';
         if (!first) first = v03 ? A2A_D_V03 : A2A_D_V10;
         if (v03 && !out->url_v03) {
@@ -366,10 +374,11 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
         }
         if (url && !out->url_v03) out->url_v03 = a2a_url_resolve(card_url, url);
     }
-    out->preferred = first          ? first
-                     : out->url_v10 ? A2A_D_V10
-                     : out->url_v03 ? A2A_D_V03
-                                    : A2A_D_UNKNOWN;
+    out->preferred = first           ? first
+                     : out->url_v10  ? A2A_D_V10
+                     : out->url_v03  ? A2A_D_V03
+                     : out->url_rest ? A2A_D_V10
+                                     : A2A_D_UNKNOWN;
 
     out->streaming = flag(obj(root, "capabilities"), "streaming");
     /* Extensions the agent requires: none is supported by routerd. */
@@ -402,7 +411,8 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
 
     if (out->preferred == A2A_D_UNKNOWN) {
         seterr(err, errsz, "%s",
-               out->other_bindings ? "the agent offers no JSON-RPC interface (only REST or gRPC)"
+               out->other_bindings ? "the agent offers no JSON-RPC interface, nor a 1.0 HTTP+JSON "
+                                     "one (only gRPC or 0.3 REST)"
                                    : "no JSON-RPC interface URL (url / supportedInterfaces)");
         a2a_card_free(out); /* nothing to free for the caller on failure */
         return -1;
@@ -985,4 +995,140 @@ char *a2a_track_artifact_text(const a2a_track *t) {
 int a2a_track_done(const a2a_track *t) {
     return t->got_message || t->ended || a2a_state_terminal(t->state) ||
            a2a_state_interrupted(t->state);
+}
+
+/* ---- the HTTP+JSON (REST) binding --------------------------------------- */
+
+/* Appends s percent-encoded as one path segment (or query value). */
+static void seg(char *out, size_t sz, const char *s) {
+    size_t n = strlen(out);
+    for (; *s && n + 4 < sz; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            out[n++] = (char)ch;
+        } else {
+            n += (size_t)snprintf(out + n, sz - n, "%%%02X", ch);
+        }
+    }
+    out[n] = 0;
+}
+
+int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body) {
+    *path = *body = NULL;
+    cJSON *r = rpc_body ? cJSON_Parse(rpc_body) : NULL;
+    cJSON *params = cJSON_GetObjectItem(r, "params");
+    if (!cJSON_IsObject(params)) {
+        cJSON_Delete(r);
+        return -1;
+    }
+    const char *tenant = nstr(params, "tenant");
+    const char *id = nstr(params, "id");
+    /* bounded ids: even all percent-encoded, the path fits */
+    char p[4096] = "";
+    if (tenant && strlen(tenant) > 256) {
+        cJSON_Delete(r);
+        return -1;
+    }
+    if (tenant) {
+        strcat(p, "/");
+        seg(p, sizeof p, tenant);
+    }
+    int ok = 1;
+    switch (op) {
+    case A2A_OP_SEND:
+    case A2A_OP_STREAM:
+        strcat(p, op == A2A_OP_SEND ? "/message:send" : "/message:stream");
+        *body = cJSON_PrintUnformatted(params);
+        break;
+    case A2A_OP_GET:
+    case A2A_OP_CANCEL:
+    case A2A_OP_SUBSCRIBE:
+        if (!id || strlen(id) > 512) {
+            ok = 0;
+            break;
+        }
+        strcat(p, "/tasks/");
+        seg(p, sizeof p, id);
+        if (op == A2A_OP_GET) {
+            const cJSON *hl = cJSON_GetObjectItem(params, "historyLength");
+            if (cJSON_IsNumber(hl))
+                snprintf(p + strlen(p), sizeof p - strlen(p), "?historyLength=%d", hl->valueint);
+        } else {
+            strcat(p, op == A2A_OP_CANCEL ? ":cancel" : ":subscribe");
+            *body = strdup("{}");
+        }
+        break;
+    default:
+        ok = 0;
+    }
+    cJSON_Delete(r);
+    if (!ok) {
+        free(*body);
+        *body = NULL;
+        return -1;
+    }
+    *path = strdup(p);
+    return 0;
+}
+
+char *a2a_rest_list_path(const char *context_id, const char *tenant, int history_length) {
+    char p[4096] = "";
+    if (tenant && strlen(tenant) > 256) return NULL;
+    if (tenant && *tenant) {
+        strcat(p, "/");
+        seg(p, sizeof p, tenant);
+    }
+    snprintf(p + strlen(p), sizeof p - strlen(p), "/tasks?historyLength=%d", history_length);
+    if (context_id && *context_id && strlen(context_id) < 512) {
+        strcat(p, "&contextId=");
+        seg(p, sizeof p, context_id);
+    }
+    return strdup(p);
+}
+
+char *a2a_rest_wrap(const char *json, size_t len) {
+    static const char pre[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"result\":";
+    char *out = malloc(sizeof pre + len + 2);
+    if (!out) return NULL;
+    memcpy(out, pre, sizeof pre - 1);
+    memcpy(out + sizeof pre - 1, json, len);
+    memcpy(out + sizeof pre - 1 + len, "}", 2);
+    return out;
+}
+
+int a2a_rest_error(const char *json, size_t len, int *code, char **msg) {
+    static const struct {
+        const char *reason;
+        int code;
+    } map[] = {
+        {"TASK_NOT_FOUND", A2A_ERR_TASK_NOT_FOUND},
+        {"TASK_NOT_CANCELABLE", A2A_ERR_TASK_NOT_CANCELABLE},
+        {"PUSH_NOTIFICATION_NOT_SUPPORTED", A2A_ERR_PUSH_NOT_SUPPORTED},
+        {"UNSUPPORTED_OPERATION", A2A_ERR_UNSUPPORTED_OPERATION},
+        {"CONTENT_TYPE_NOT_SUPPORTED", A2A_ERR_CONTENT_TYPE},
+        {"INVALID_AGENT_RESPONSE", A2A_ERR_INVALID_AGENT_RESPONSE},
+        {"EXTENDED_AGENT_CARD_NOT_CONFIGURED", A2A_ERR_EXTENDED_CARD},
+        {"EXTENSION_SUPPORT_REQUIRED", A2A_ERR_EXTENSION_REQUIRED},
+        {"VERSION_NOT_SUPPORTED", A2A_ERR_VERSION_NOT_SUPPORTED},
+        {"INVALID_PARAMS", A2A_ERR_INVALID_PARAMS},
+    };
+    *code = 0;
+    *msg = NULL;
+    cJSON *r = json ? cJSON_ParseWithLength(json, len) : NULL;
+    const cJSON *e = cJSON_GetObjectItem(r, "error");
+    const cJSON *d;
+    int found = 0;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItem(e, "details")) {
+        const char *reason = nstr(d, "reason");
+        for (size_t i = 0; reason && !found && i < sizeof map / sizeof map[0]; i++) {
+            if (!strcmp(reason, map[i].reason)) {
+                *code = map[i].code;
+                found = 1;
+            }
+        }
+        if (found) break;
+    }
+    if (found) *msg = xstrdup(nstr(e, "message"));
+    cJSON_Delete(r);
+    return found ? 0 : -1;
 }

@@ -90,6 +90,8 @@ typedef struct a2a_card {
     int streaming;      /* capabilities.streaming */
     int text_input;     /* defaultInputModes accepts text (or is absent) */
     int other_bindings; /* interfaces offered that are not JSON-RPC */
+    char *url_rest;     /* first HTTP+JSON (REST) endpoint speaking 1.x, or NULL */
+    char *tenant_rest;  /* tenant of that interface, or NULL */
     /* Security, both card shapes. */
     int auth_required; /* requirements listed (or schemes without requirements) */
     int auth_bearer;   /* an HTTP bearer scheme */
@@ -149,6 +151,24 @@ int a2a_list_find(const char *json, size_t len, const char *expect_id, const cha
 char *a2a_build_send(a2a_dialect d, int stream, const char *rpc_id, const a2a_send *s);
 char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char *task_id,
                         const char *tenant);
+
+/* The HTTP+JSON (REST) binding, 1.0: the request for op, derived from the
+ * JSON-RPC body of the same call (a2a_build_send / a2a_build_task_op).
+ * *path (malloc()ed) goes after the interface URL; *body (malloc()ed, NULL
+ * for a GET) is the ProtoJSON request. 0, or -1 on an unusable body. */
+int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body);
+/* The REST form of ListTasks (GET, path after the interface URL).
+ * malloc()ed; NULL for a tenant over 256 bytes. A contextId over 512
+ * bytes is left out. Task ids over 512 bytes and tenants over 256 make
+ * a2a_rest_request fail. */
+char *a2a_rest_list_path(const char *context_id, const char *tenant, int history_length);
+/* Wraps a REST answer (a bare result or stream event) as a JSON-RPC
+ * response, so a2a_rpc_parse reads it. malloc()ed. */
+char *a2a_rest_wrap(const char *json, size_t len);
+/* A REST error body (google.rpc.Status with an A2A ErrorInfo reason): the
+ * JSON-RPC code the reason stands for. 0 with *code and *msg (malloc()ed,
+ * may be NULL) set; -1 when the body names no known A2A error. */
+int a2a_rest_error(const char *json, size_t len, int *code, char **msg);
 
 /* ---- responses ---------------------------------------------------------- */
 

@@ -74,6 +74,7 @@ static const rd_option opts[] = {
     {"url", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
     {"card_url", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
     {"rpc_url", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
+    {"binding", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
     {"dialect", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},
     {"token", RD_OPT_STRING, RD_OPT_SECRET, NULL, A2A_KEY_HELP, 0, 0, NULL},
     {"api_key_header", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL},

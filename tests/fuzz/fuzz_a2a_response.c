@@ -1,5 +1,7 @@
 /* JSON-RPC response and agent card parsing: arbitrary bytes as a response
- * (with and without an expected id) folded into a track, and as a card. */
+ * (with and without an expected id) folded into a track, and as a card;
+ * as a REST answer (wrapped, or read as an error) and as the JSON-RPC body
+ * a REST request is derived from. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,8 +32,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     a2a_card c;
     if (a2a_card_parse(s, size, "http://agent:1/a/.well-known/agent-card.json", &c, err,
                        sizeof err) == 0) {
-        if (!c.url_v10 && !c.url_v03) abort();
+        if (!c.url_v10 && !c.url_v03 && !c.url_rest) abort();
         a2a_card_free(&c);
+    }
+    char *w = a2a_rest_wrap(s, size);
+    a2a_rpc r;
+    if (w && a2a_rpc_parse(w, strlen(w), NULL, &r, err, sizeof err) == 0) a2a_rpc_free(&r);
+    free(w);
+    int code;
+    char *msg;
+    if (a2a_rest_error(s, size, &code, &msg) == 0) {
+        if (code > -32001 && code != A2A_ERR_INVALID_PARAMS) abort();
+        free(msg);
+    }
+    char *body = malloc(size + 1);
+    if (body) {
+        memcpy(body, s, size);
+        body[size] = 0;
+        for (int op = A2A_OP_SEND; op <= A2A_OP_SUBSCRIBE; op++) {
+            char *path, *rb;
+            if (a2a_rest_request((a2a_op)op, body, &path, &rb) == 0) {
+                if (path[0] != '/' && path[0] != 0) abort();
+                free(path);
+                free(rb);
+            }
+        }
+        free(body);
     }
     return 0;
 }

@@ -1,4 +1,4 @@
-// A tiny A2A agent on the official JS SDK. Usage: node agent.mjs 1.0|0.3|dual PORT
+// A tiny A2A agent on the official JS SDK. Usage: node agent.mjs 1.0|0.3|dual|rest PORT
 //   "ask"          -> input-required "What is your name?"; the answer
 //                     completes the task with "Hello, <answer>"
 //   "task <words>" -> a task streamed as artifact chunks, then completed
@@ -6,12 +6,13 @@
 //   anything else  -> a Message "echo: <text>"
 // In 0.3 mode the card lists only a 0.3 JSON-RPC interface and the SDK's
 // v0.3 compat layer answers; in dual mode the card lists both versions on
-// one endpoint and both are answered.
+// one endpoint and both are answered; in rest mode the card lists only a
+// 1.0 HTTP+JSON interface, served by the SDK's restHandler.
 import express from 'express';
 import { randomUUID } from 'node:crypto';
 import { Role, TaskState } from '@a2a-js/sdk';
 import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore } from '@a2a-js/sdk/server';
-import { UserBuilder, agentCardHandler, jsonRpcHandler } from '@a2a-js/sdk/server/express';
+import { UserBuilder, agentCardHandler, jsonRpcHandler, restHandler } from '@a2a-js/sdk/server/express';
 import { legacyAgentCardRouter } from '@a2a-js/sdk/compat/v0_3/server/express';
 
 const mode = process.argv[2];
@@ -21,8 +22,10 @@ const base = `http://127.0.0.1:${port}`;
 const card = {
   name: 'routerd interop agent',
   description: 'echoes, asks, streams',
-  supportedInterfaces: (mode === 'dual' ? ['1.0', '0.3'] : [mode]).map((v) => (
-    { url: `${base}/rpc`, protocolBinding: 'JSONRPC', protocolVersion: v, tenant: '' })),
+  supportedInterfaces: mode === 'rest'
+    ? [{ url: `${base}/rest`, protocolBinding: 'HTTP+JSON', protocolVersion: '1.0', tenant: '' }]
+    : (mode === 'dual' ? ['1.0', '0.3'] : [mode]).map((v) => (
+      { url: `${base}/rpc`, protocolBinding: 'JSONRPC', protocolVersion: v, tenant: '' })),
   provider: undefined,
   version: '1.0.0',
   capabilities: { streaming: true, pushNotifications: false, extensions: [], extendedAgentCard: false },
@@ -92,7 +95,7 @@ const executor = {
 
 const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), executor);
 const app = express();
-const legacy = mode !== '1.0';
+const legacy = mode === '0.3' || mode === 'dual';
 if (legacy) app.use('/.well-known/agent-card.json', legacyAgentCardRouter({ agentCardProvider: handler }));
 app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler }));
 // The version header of every call goes to the log, for run.sh to check.
@@ -100,4 +103,6 @@ app.use('/rpc', (req, res, next) => { console.log(`rpc A2A-Version=${req.get('A2
 app.use('/rpc', jsonRpcHandler({
   requestHandler: handler, userBuilder: UserBuilder.noAuthentication, legacyCompat: { enabled: legacy },
 }));
+app.use('/rest', (req, res, next) => { console.log(`rest ${req.method} ${req.path} A2A-Version=${req.get('A2A-Version') ?? 'none'}`); next(); });
+app.use('/rest', restHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
 app.listen(port, '127.0.0.1', () => console.log(`agent ${mode} listening on ${base}`));

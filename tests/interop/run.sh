@@ -2,7 +2,8 @@
 # Interop: routerd's a2a backend against tiny agents on the official
 # @a2a-js/sdk, in 1.0, 0.3 and dual mode, with send + poll and streaming:
 # plain messages, a task, a failed task, input-required and its answer,
-# a second chat. In dual mode routerd is forced to speak 0.3.
+# a second chat. In dual mode routerd is forced to speak 0.3; in rest mode
+# the agent offers only the 1.0 HTTP+JSON binding (the SDK's restHandler).
 # Usage: run.sh SRC_DIR WORK_DIR ROUTERD PLUGIN_DIR
 # Exits 77 (skipped) when node/npm or the packages are not available.
 set -u
@@ -33,7 +34,7 @@ agent_pid=
 cleanup() { [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null; }
 trap cleanup EXIT
 
-for mode in 1.0 0.3 dual; do
+for mode in 1.0 0.3 dual rest; do
     port=$(free_port)
     node agent.mjs "$mode" "$port" >"agent-$mode.log" 2>&1 &
     agent_pid=$!
@@ -85,8 +86,14 @@ INI
     agent_pid=
     # The dialect spoken: 1.0 calls carry A2A-Version: 1.0, 0.3 calls none.
     want=1.0
-    [ "$mode" = 1.0 ] || want=none
-    if grep '^rpc ' "agent-$mode.log" | grep -qv "A2A-Version=$want"; then
+    [ "$mode" = 1.0 ] || [ "$mode" = rest ] || want=none
+    if [ "$mode" = rest ] && { grep -q '^rpc ' "agent-$mode.log" ||
+        ! grep -q '^rest POST /message:send' "agent-$mode.log" ||
+        ! grep -q '^rest POST /message:stream' "agent-$mode.log"; }; then
+        echo "FAIL: agent rest was not called over REST"; cat "agent-$mode.log"
+        fail=1
+    fi
+    if grep '^rpc \|^rest ' "agent-$mode.log" | grep -qv "A2A-Version=$want"; then
         echo "FAIL: agent $mode saw calls in the wrong dialect"; grep '^rpc ' "agent-$mode.log" | sort | uniq -c
         fail=1
     fi

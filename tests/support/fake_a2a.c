@@ -60,6 +60,11 @@ struct fa2a {
     atomic_int stopping;
 };
 
+/* The request being answered came over the REST binding (set around
+ * rpc() on the connection's thread): replies lose the JSON-RPC envelope. */
+static _Thread_local int tl_rest;
+static _Thread_local const char *tl_path;
+
 typedef struct {
     char *body;
     size_t len;
@@ -244,7 +249,60 @@ static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, cons
     return ret;
 }
 
+static const char *const rest_reasons[] = {"TASK_NOT_FOUND",
+                                           "TASK_NOT_CANCELABLE",
+                                           "PUSH_NOTIFICATION_NOT_SUPPORTED",
+                                           "UNSUPPORTED_OPERATION",
+                                           "CONTENT_TYPE_NOT_SUPPORTED",
+                                           "INVALID_AGENT_RESPONSE",
+                                           "EXTENDED_AGENT_CARD_NOT_CONFIGURED",
+                                           "EXTENSION_SUPPORT_REQUIRED",
+                                           "VERSION_NOT_SUPPORTED"};
+
+/* A JSON-RPC error as the REST binding carries it: an HTTP status and a
+ * google.rpc.Status body with the A2A ErrorInfo reason. */
+static char *rest_error(const cJSON *err, unsigned *status) {
+    int code = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(err, "code"));
+    const char *msg = cJSON_GetStringValue(cJSON_GetObjectItem(err, "message"));
+    const char *reason = code <= -32001 && code >= -32009 ? rest_reasons[-32001 - code]
+                         : code == -32602                 ? "INVALID_PARAMS"
+                                                          : NULL;
+    *status = code == -32001 ? 404 : code == -32603 || code == -32006 ? 500 : 400;
+    if (code == -32601) *status = 501;
+    cJSON *r = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(r, "error");
+    cJSON_AddNumberToObject(e, "code", *status);
+    cJSON_AddStringToObject(e, "status",
+                            *status == 404   ? "NOT_FOUND"
+                            : *status == 500 ? "INTERNAL"
+                                             : "INVALID_ARGUMENT");
+    cJSON_AddStringToObject(e, "message", msg ? msg : "error");
+    cJSON *d = cJSON_AddArrayToObject(e, "details");
+    if (reason) {
+        cJSON *info = cJSON_CreateObject();
+        cJSON_AddStringToObject(info, "@type", "type.googleapis.com/google.rpc.ErrorInfo");
+        cJSON_AddStringToObject(info, "reason", reason);
+        cJSON_AddStringToObject(info, "domain", "a2a-protocol.org");
+        cJSON_AddItemToArray(d, info);
+    }
+    char *out = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return out;
+}
+
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char *body) {
+    cJSON *env = tl_rest && status == 200 ? cJSON_Parse(body) : NULL;
+    if (env && cJSON_GetObjectItem(env, "jsonrpc")) {
+        /* REST: the bare result, or the error as an HTTP status */
+        cJSON *res = cJSON_GetObjectItem(env, "result");
+        free(body);
+        if (res) {
+            body = cJSON_PrintUnformatted(res);
+        } else {
+            body = rest_error(cJSON_GetObjectItem(env, "error"), &status);
+        }
+    }
+    cJSON_Delete(env);
     return send_body(c, status, "application/json", body, strlen(body));
 }
 
@@ -265,12 +323,14 @@ typedef struct {
     int wait_at;          /* before piece wait_at (when > 0), pause ... */
     long long wait_until; /* ... until then: the task's work */
     cJSON *id;            /* JSON-RPC id every event echoes */
+    int rest;             /* REST binding: events without the envelope */
 } stream;
 
 static stream *stream_new(fa2a *f, const cJSON *id) {
     stream *s = calloc(1, sizeof *s);
     s->f = f;
     s->id = id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull();
+    s->rest = tl_rest;
     return s;
 }
 
@@ -287,7 +347,17 @@ static void piece(stream *s, const char *p, size_t n) {
 
 /* Adds one event in one of several awkward framings. */
 static void event(stream *s, const char *name, cJSON *payload, int style) {
-    if (!cJSON_GetObjectItem(payload, "jsonrpc")) {
+    if (s->rest && cJSON_GetObjectItem(payload, "result")) {
+        cJSON *res = cJSON_DetachItemFromObject(payload, "result");
+        cJSON_Delete(payload);
+        payload = res;
+    } else if (s->rest && cJSON_GetObjectItem(payload, "jsonrpc")) {
+        unsigned st;
+        char *e = rest_error(cJSON_GetObjectItem(payload, "error"), &st);
+        cJSON_Delete(payload);
+        payload = cJSON_Parse(e);
+        free(e);
+    } else if (!s->rest && !cJSON_GetObjectItem(payload, "jsonrpc")) {
         cJSON *env = cJSON_CreateObject();
         cJSON_AddStringToObject(env, "jsonrpc", "2.0");
         cJSON_AddItemToObject(env, "id", cJSON_Duplicate(s->id, 1));
@@ -413,7 +483,16 @@ static char *card_json(fa2a *f) {
     cJSON_AddStringToObject(c, "name", "fake agent");
     cJSON_AddStringToObject(c, "description", "scripted A2A agent for routerd tests");
     cJSON_AddStringToObject(c, "version", "1.0.0");
-    if (o->card_mode == FA_CARD_NO_JSONRPC) {
+    if (o->rest) {
+        char u[128];
+        snprintf(u, sizeof u, "%s/rest", f->url);
+        cJSON *ifs = cJSON_AddArrayToObject(c, "supportedInterfaces");
+        cJSON *i = cJSON_CreateObject();
+        cJSON_AddStringToObject(i, "url", u);
+        cJSON_AddStringToObject(i, "protocolBinding", "HTTP+JSON");
+        cJSON_AddStringToObject(i, "protocolVersion", "1.0");
+        cJSON_AddItemToArray(ifs, i);
+    } else if (o->card_mode == FA_CARD_NO_JSONRPC) {
         cJSON *ifs = cJSON_AddArrayToObject(c, "supportedInterfaces");
         cJSON *i = cJSON_CreateObject();
         cJSON_AddStringToObject(i, "url", "127.0.0.1:1");
@@ -549,6 +628,7 @@ static void record(fa2a *f, struct MHD_Connection *c, const char *method, const 
     copy(r.authorization, sizeof r.authorization, hdr(c, "Authorization"));
     if (f->o.api_key_header) copy(r.api_key, sizeof r.api_key, hdr(c, f->o.api_key_header));
     copy(r.accept, sizeof r.accept, hdr(c, "Accept"));
+    if (tl_path) copy(r.path, sizeof r.path, tl_path);
     pthread_mutex_lock(&f->mu);
     if (f->nreq == f->capreq) {
         f->capreq = f->capreq ? f->capreq * 2 : 64;
@@ -719,7 +799,7 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
     int speaks = f->o.speaks ? f->o.speaks : FA_BOTH;
     const char *ver = hdr(c, "A2A-Version");
     const char *ctype = hdr(c, "Content-Type");
-    if (!ctype || strncasecmp(ctype, "application/json", 16)) {
+    if (!(tl_rest && op >= 2) && (!ctype || strncasecmp(ctype, "application/json", 16))) {
         ret = send_json(c, 200, error_body(v10, id, -32005, "Content type not supported"));
     } else if (op < 0 || (v10 && !(speaks & FA_V10)) || (!v10 && !(speaks & FA_V03))) {
         ret = send_json(c, 200, error_body(v10, id, -32601, "Method not found"));
@@ -1081,6 +1161,65 @@ static enum MHD_Result token_endpoint(fa2a *f, struct MHD_Connection *c, const c
 
 /* ---- MHD plumbing ------------------------------------------------------- */
 
+/* The REST binding: the request becomes the JSON-RPC call it stands for,
+ * answered by rpc() in REST mode. */
+static enum MHD_Result rest(fa2a *f, struct MHD_Connection *c, const char *url, const char *method,
+                            const conn *cs) {
+    const char *p = url + 5; /* "/..." */
+    const char *rm = NULL;
+    cJSON *params = NULL;
+    char tid[128] = "";
+    int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    if (get && !strcmp(p, "/tasks")) {
+        rm = "ListTasks";
+    } else if (post && !strcmp(p, "/message:send")) {
+        rm = "SendMessage";
+    } else if (post && !strcmp(p, "/message:stream")) {
+        rm = "SendStreamingMessage";
+    } else if (!strncmp(p, "/tasks/", 7) && strlen(p + 7) < sizeof tid) {
+        snprintf(tid, sizeof tid, "%s", p + 7);
+        char *colon = strchr(tid, ':');
+        if (colon) *colon++ = 0;
+        if (get && !colon) rm = "GetTask";
+        if (post && colon && !strcmp(colon, "cancel")) rm = "CancelTask";
+        if (colon && !strcmp(colon, "subscribe")) rm = "SubscribeToTask";
+    }
+    if (!rm) return send_text(c, 404, "text/plain", "no such REST route");
+    if (!strcmp(rm, "SendMessage") || !strcmp(rm, "SendStreamingMessage")) {
+        params = cJSON_ParseWithLength(cs->body ? cs->body : "", cs->len);
+        if (!params) {
+            return send_body(c, 400, "application/json",
+                             strdup("{\"error\":{\"code\":400,\"message\":\"bad JSON\"}}"),
+                             strlen("{\"error\":{\"code\":400,\"message\":\"bad JSON\"}}"));
+        }
+    } else if (!strcmp(rm, "ListTasks")) {
+        params = cJSON_CreateObject();
+        const char *cx = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "contextId");
+        if (cx) cJSON_AddStringToObject(params, "contextId", cx);
+    } else {
+        params = cJSON_CreateObject();
+        cJSON_AddStringToObject(params, "id", tid);
+        const char *hl = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "historyLength");
+        if (hl) cJSON_AddNumberToObject(params, "historyLength", atoi(hl));
+    }
+    cJSON *req = cJSON_CreateObject();
+    cJSON_AddStringToObject(req, "jsonrpc", "2.0");
+    cJSON_AddStringToObject(req, "id", "rest");
+    cJSON_AddStringToObject(req, "method", rm);
+    cJSON_AddItemToObject(req, "params", params);
+    char *body = cJSON_PrintUnformatted(req);
+    cJSON_Delete(req);
+    char path[160];
+    snprintf(path, sizeof path, "%s %s", method, url);
+    tl_rest = 1;
+    tl_path = path;
+    enum MHD_Result r = rpc(f, c, body, strlen(body));
+    tl_rest = 0;
+    tl_path = NULL;
+    free(body);
+    return r;
+}
+
 static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *up,
                               size_t *up_size, void **ptr) {
@@ -1099,6 +1238,7 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
         *up_size = 0;
         return MHD_YES;
     }
+    if (f->o.rest && !strncmp(url, "/rest/", 6)) return rest(f, c, url, method, cs);
     if (!strcmp(method, "GET")) {
         int new_path = !strcmp(url, "/.well-known/agent-card.json");
         int old_path = !strcmp(url, "/.well-known/agent.json");

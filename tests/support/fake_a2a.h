@@ -93,6 +93,13 @@ typedef struct fa2a_opts {
      * serves the card */
     const char *card_redirect;
     int card_max_age; /* > 0: Cache-Control: max-age on the card (which always has an ETag) */
+    /* The card offers only the 1.0 HTTP+JSON binding at <url>/rest:
+     * POST /rest/message:send, /rest/message:stream, GET /rest/tasks/{id},
+     * POST /rest/tasks/{id}:cancel and :subscribe, answered with the bare
+     * ProtoJSON results (no JSON-RPC envelope) and errors as HTTP statuses
+     * with a google.rpc.Status body carrying the ErrorInfo reason. The
+     * scripts and records are those of the JSON-RPC methods. */
+    int rest;
 } fa2a_opts;
 
 /* One request as received. */
@@ -108,7 +115,8 @@ typedef struct fa_req {
     char authorization[160];
     char api_key[160];
     char accept[64];
-    int blocking; /* 1 blocking, 0 non-blocking, -1 not said */
+    int blocking;   /* 1 blocking, 0 non-blocking, -1 not said */
+    char path[160]; /* REST: "GET /rest/tasks/..."; "" for JSON-RPC */
 } fa_req;
 
 fa2a *fa2a_start(const fa2a_opts *o);

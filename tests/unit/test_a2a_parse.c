@@ -387,6 +387,103 @@ static void test_card_v03(void **state) {
     a2a_card_free(&c);
 }
 
+/* HTTP+JSON: a 1.0 REST interface is read (a 0.3 one is not: other
+ * shapes); requests map to routes; errors to their JSON-RPC codes. */
+static void test_rest_binding(void **state) {
+    (void)state;
+    a2a_card c;
+    assert_int_equal(
+        card("{\"name\":\"n\",\"supportedInterfaces\":[{\"url\":\"http://a:9/r03\","
+             "\"protocolBinding\":\"HTTP+JSON\",\"protocolVersion\":\"0.3\"},{\"url\":\"/r\","
+             "\"protocolBinding\":\"HTTP+JSON\",\"protocolVersion\":\"1.0\",\"tenant\":\"t 1\"}]}",
+             &c),
+        0);
+    assert_int_equal(c.preferred, A2A_D_V10);
+    assert_null(c.url_v10);
+    assert_null(c.url_v03);
+    assert_string_equal(c.url_rest, "http://a:9/r");
+    assert_string_equal(c.tenant_rest, "t 1");
+    a2a_card_free(&c);
+    /* only 0.3 REST: refused */
+    char err[160];
+    const char *j = "{\"url\":\"http://a/v1\",\"preferredTransport\":\"HTTP+JSON\"}";
+    assert_int_equal(a2a_card_parse(j, strlen(j), "http://a/c", &c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no JSON-RPC interface"));
+
+    a2a_send s = {.text = "hi",
+                  .message_id = "m1",
+                  .context_id = "c1",
+                  .tenant = "t 1",
+                  .return_immediately = 1};
+    char *rpc = a2a_build_send(A2A_D_V10, 0, "1", &s);
+    char *path, *body;
+    assert_int_equal(a2a_rest_request(A2A_OP_SEND, rpc, &path, &body), 0);
+    assert_string_equal(path, "/t%201/message:send");
+    assert_non_null(strstr(body, "\"messageId\":\"m1\""));
+    assert_null(strstr(body, "jsonrpc"));
+    free(path), free(body), free(rpc);
+    rpc = a2a_build_task_op(A2A_D_V10, A2A_OP_GET, "2", "task/1", NULL);
+    assert_int_equal(a2a_rest_request(A2A_OP_GET, rpc, &path, &body), 0);
+    assert_string_equal(path, "/tasks/task%2F1?historyLength=4");
+    assert_null(body);
+    free(path), free(rpc);
+    rpc = a2a_build_task_op(A2A_D_V10, A2A_OP_CANCEL, "3", "t9", NULL);
+    assert_int_equal(a2a_rest_request(A2A_OP_CANCEL, rpc, &path, &body), 0);
+    assert_string_equal(path, "/tasks/t9:cancel");
+    assert_string_equal(body, "{}");
+    free(path), free(body), free(rpc);
+    assert_int_equal(a2a_rest_request(A2A_OP_GET, "not json", &path, &body), -1);
+    /* hostile lengths: refused, never a cut or overflowing path */
+    char big[700];
+    memset(big, '/', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    rpc = a2a_build_task_op(A2A_D_V10, A2A_OP_CANCEL, "4", big, NULL);
+    assert_int_equal(a2a_rest_request(A2A_OP_CANCEL, rpc, &path, &body), -1);
+    free(rpc);
+    big[300] = 0;
+    rpc = a2a_build_task_op(A2A_D_V10, A2A_OP_SUBSCRIBE, "5", big, big);
+    assert_int_equal(a2a_rest_request(A2A_OP_SUBSCRIBE, rpc, &path, &body), -1);
+    free(rpc);
+    assert_null(a2a_rest_list_path("c", big, 20));
+    big[256] = 0;
+    rpc = a2a_build_task_op(A2A_D_V10, A2A_OP_SUBSCRIBE, "6", big, big);
+    assert_int_equal(a2a_rest_request(A2A_OP_SUBSCRIBE, rpc, &path, &body), 0);
+    assert_true(strlen(path) == 1 + 256 * 3 + 7 + 256 * 3 + 10);
+    free(path), free(body), free(rpc);
+    path = a2a_rest_list_path("c 1", NULL, 20);
+    assert_string_equal(path, "/tasks?historyLength=20&contextId=c%201");
+    free(path);
+
+    /* a bare result reads like a JSON-RPC one */
+    const char *task = "{\"task\":{\"id\":\"t1\",\"contextId\":\"c1\",\"status\":{\"state\":"
+                       "\"TASK_STATE_WORKING\"}}}";
+    char *w = a2a_rest_wrap(task, strlen(task));
+    a2a_rpc r;
+    assert_int_equal(a2a_rpc_parse(w, strlen(w), NULL, &r, err, sizeof err), 0);
+    assert_int_equal(r.res.kind, A2A_R_TASK);
+    assert_int_equal(r.res.state, A2A_TS_WORKING);
+    a2a_rpc_free(&r);
+    free(w);
+
+    int code;
+    char *msg;
+    const char *e = "{\"error\":{\"code\":404,\"status\":\"NOT_FOUND\",\"message\":\"gone\","
+                    "\"details\":[{\"@type\":\"x\",\"reason\":\"TASK_NOT_FOUND\"}]}}";
+    assert_int_equal(a2a_rest_error(e, strlen(e), &code, &msg), 0);
+    assert_int_equal(code, A2A_ERR_TASK_NOT_FOUND);
+    assert_string_equal(msg, "gone");
+    free(msg);
+    e = "{\"error\":{\"code\":400,\"details\":[{\"reason\":\"VERSION_NOT_SUPPORTED\"}]}}";
+    assert_int_equal(a2a_rest_error(e, strlen(e), &code, &msg), 0);
+    assert_int_equal(code, A2A_ERR_VERSION_NOT_SUPPORTED);
+    assert_null(msg);
+    /* no reason, a gateway page, nothing: not an A2A error */
+    e = "{\"error\":{\"code\":404,\"message\":\"no route\"}}";
+    assert_int_equal(a2a_rest_error(e, strlen(e), &code, &msg), -1);
+    assert_int_equal(a2a_rest_error("<html>", 6, &code, &msg), -1);
+    assert_int_equal(a2a_rest_error(NULL, 0, &code, &msg), -1);
+}
+
 static void test_card_v10_and_hybrid(void **state) {
     (void)state;
     a2a_card c;
@@ -694,6 +791,7 @@ int main(void) {
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_card_v03),
         cmocka_unit_test(test_card_v10_and_hybrid),
+        cmocka_unit_test(test_rest_binding),
         cmocka_unit_test(test_card_errors),
         cmocka_unit_test(test_track_stream_assembly),
         cmocka_unit_test(test_track_cap),

@@ -1084,6 +1084,143 @@ static void test_card_redirects(void **state) {
 /* Cache-Control max-age and ETag: the card is read again when it expires,
  * with If-None-Match (304 keeps it), and a moved endpoint is picked up
  * before any call fails. */
+/* HTTP+JSON binding: a card offering only REST is used over REST routes,
+ * with bare ProtoJSON bodies, polls by GET and errors read from their
+ * ErrorInfo reason. */
+static void test_rest_send_poll(void **state) {
+    (void)state;
+    const char *cfg[] = {"retries", "2", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .rest = 1}, cfg);
+    assert_true(ah_wait_ready(1, 5000));
+    assert_true(ah_logged("HTTP+JSON http://127.0.0.1:"));
+    expect_reply(1, "hello", "echo: hello");
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, NULL, &q), 0);
+    assert_string_equal(q.method, "SendMessage");
+    assert_string_equal(q.path, "POST /rest/message:send");
+    assert_string_equal(q.a2a_version, "1.0");
+    assert_string_equal(q.text, "hello");
+    assert_int_equal(q.blocking, 0);
+    /* the conversation goes on */
+    expect_reply(1, "ctx", "ctx=ctx-1 task=none");
+    /* a task: polled with GET /tasks/{id} */
+    expect_reply(1, "task 200", "done: task 200");
+    assert_true(fa2a_count(agent, "GetTask") >= 1);
+    assert_int_equal(fa2a_last(agent, "GetTask", &q), 0);
+    assert_int_equal(strncmp(q.path, "GET /rest/tasks/task-", 21), 0);
+    assert_string_equal(q.task_id, q.path + 16);
+    /* input-required and its answer on the same task */
+    expect_reply(1, "ask", "What is your name?");
+    expect_reply(1, "Zoe", "Hello, Zoe!");
+    expect_fail(1, "fail", 20000, "fatal",
+                "The agent could not complete this request.\nthe tool crashed");
+    /* failure classes: errors as HTTP statuses with a reason */
+    fa2a_clear(agent);
+    expect_fail(1, "rpcerr -32603", 20000, "transient", FAILURE);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1); /* may have run: not resent */
+    expect_fail(1, "rpcerr -32602", 20000, "fatal", FAILURE);
+    expect_fail(1, "rpcerr -32004", 20000, "fatal", FAILURE);
+    assert_true(ah_logged("HTTP 400, error -32004"));
+    fa2a_clear(agent);
+    /* a version refusal does not switch to 0.3: REST is 1.0 only */
+    expect_fail(1, "rpcerr -32009", 20000, "fatal", FAILURE);
+    assert_int_equal(fa2a_count(agent, NULL), 1);
+    expect_fail(1, "http 500", 20000, "transient", FAILURE);
+    expect_fail(1, "malformed", 20000, "protocol", FAILURE);
+    fa2a_clear(agent);
+    expect_reply(1, "flaky 2", "recovered after 2"); /* 503: asked to repeat */
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 3);
+    down();
+}
+
+/* Streams over REST: events are bare StreamResponses; a dropped stream is
+ * re-attached; an error event ends it. */
+static void test_rest_stream(void **state) {
+    (void)state;
+    const char *cfg[] = {"stream", "true", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .rest = 1, .streaming = 1, .chunk_delay_ms = 2}, cfg);
+    assert_true(ah_wait_ready(1, 5000));
+    expect_reply(1, "task", "done: task");
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, "SendStreamingMessage", &q), 0);
+    assert_string_equal(q.path, "POST /rest/message:stream");
+    assert_string_equal(q.accept, "text/event-stream");
+    assert_int_equal(fa2a_count(agent, "GetTask"), 0);
+    expect_reply(1, "plain words", "echo: plain words");
+    expect_reply(1, "drop", "after drop");
+    expect_reply(1, "streamerr", "after error");
+    expect_fail(1, "rpcerr -32602", 20000, "fatal", FAILURE);
+    down();
+}
+
+/* The deadline cancels a REST task with POST /tasks/{id}:cancel; a send
+ * that outlives http_timeout_s is waited for, never repeated. */
+static void test_rest_cancel_and_long_send(void **state) {
+    (void)state;
+    const char *cfg[] = {"http_timeout_s", "1", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .rest = 1}, cfg);
+    assert_true(ah_wait_ready(1, 5000));
+    expect_fail(2, "hang", 600, "timeout", TIMEOUT);
+    assert_int_equal(fa2a_count(agent, "CancelTask"), 1);
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, "CancelTask", &q), 0);
+    assert_int_equal(strncmp(q.path, "POST /rest/tasks/task-", 22), 0);
+    assert_non_null(strstr(q.path, ":cancel"));
+    expect_reply(1, "slowtask 2500", "done: slowtask 2500");
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 2);
+    assert_int_equal(fa2a_executions(agent, NULL), 1);
+    down();
+    /* binding = rest with card_url = none: REST routes under url */
+    fa2a_opts o = {.speaks = FA_V10, .rest = 1};
+    agent = fa2a_start(&o);
+    assert_non_null(agent);
+    ah_reset();
+    char url[96];
+    snprintf(url, sizeof url, "%s/rest/", fa2a_url(agent));
+    ah_cfg("url", url);
+    ah_cfg("card_url", "none");
+    ah_cfg("binding", "rest");
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    assert_non_null(be);
+    expect_reply(1, "hi", "echo: hi");
+    assert_int_equal(fa2a_last(agent, NULL, &q), 0);
+    assert_string_equal(q.path, "POST /rest/message:send");
+    down();
+}
+
+/* A REST send cut by a crash is found again with GET /tasks?contextId=
+ * after the restart, never sent twice. */
+static void test_rest_unknown_send_recovered(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10, .rest = 1}, NULL);
+    assert_true(ah_wait_ready(1, 5000));
+    pthread_t th;
+    pthread_create(&th, NULL, stop_later, (void *)(intptr_t)300);
+    ah_result r = ah_call_update(be, 3, "slowtask 2500", 20000, NULL, 99);
+    pthread_join(th, NULL);
+    assert_int_not_equal(r.st, RD_OK);
+    ah_result_free(&r);
+    ah_shutdown(be);
+    ah_hard_stop(0);
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    assert_true(ah_wait_ready(1, 5000));
+    r = ah_call_update(be, 3, "slowtask 2500", 20000, NULL, 99);
+    if (r.st != RD_OK) fail_msg("recover: %s", r.err.msg);
+    assert_string_equal(r.text, "done: slowtask 2500");
+    ah_result_free(&r);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
+    assert_int_equal(fa2a_count(agent, "ListTasks"), 1);
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, "ListTasks", &q), 0);
+    assert_string_equal(q.path, "GET /rest/tasks");
+    assert_int_equal(fa2a_executions(agent, NULL), 1);
+    down();
+}
+
 static void test_card_refresh(void **state) {
     (void)state;
     const char *cfg[] = {"card_refresh_min_s", "1", NULL};
@@ -1120,6 +1257,10 @@ int main(void) {
         cmocka_unit_test(test_required_extension),
         cmocka_unit_test(test_card_redirects),
         cmocka_unit_test(test_card_refresh),
+        cmocka_unit_test(test_rest_send_poll),
+        cmocka_unit_test(test_rest_stream),
+        cmocka_unit_test(test_rest_unknown_send_recovered),
+        cmocka_unit_test(test_rest_cancel_and_long_send),
         cmocka_unit_test(test_message_v10),
         cmocka_unit_test(test_message_v03_old_card),
         cmocka_unit_test(test_conversation_per_chat),
