@@ -517,8 +517,18 @@ static void pg_maintain(store_impl *s, int64_t now) {
     PGresult *r = PQexec(s->c, "SELECT 1");
     if (!ok_res(r)) after_error(s, r, "probe");
     PQclear(r);
-    if (!s->down && s->o.retention_s > 0 && now - s->last_deep >= 3600) {
+    bool hourly = !s->down && now - s->last_deep >= 3600;
+    if (hourly) {
         s->last_deep = now;
+        /* Chat claims (webhook mode) leave a row per chat ever claimed;
+         * their tokens fence nothing, so rows released or dead for a
+         * while go. Leader leases keep theirs: the token must only grow. */
+        r = PQexec(s->c, "DELETE FROM routerd_lease WHERE key LIKE 'claim:%' AND "
+                         "expires_at < now() - interval '10 minutes'");
+        if (!ok_res(r)) after_error(s, r, "claim cleanup");
+        PQclear(r);
+    }
+    if (hourly && s->o.retention_s > 0) {
         char cut[24];
         snprintf(cut, sizeof cut, "%lld", (long long)(now - s->o.retention_s));
         const char *p[] = {STORE_CONV_PREFIX, STORE_CONV_END, cut};

@@ -407,6 +407,35 @@ static void lease_and_fencing(void **state) {
     store_close(b);
 }
 
+/* PostgreSQL: released chat claims do not pile up (one row per chat ever
+ * claimed); a new claim after the cleanup starts a fresh row (token 1). */
+static void released_claims_cleaned(void **state) {
+    fx *f = *state;
+    if (!pg_url()) skip();
+    int64_t t = 0;
+    assert_int_equal(store_lease(f->st, "claim:tg:42", "A", 3000, &t), 1);
+    assert_int_equal(t, 1);
+    store_release(f->st, "claim:tg:42", "A", t);
+    store_maintain(f->st, (int64_t)time(NULL)); /* within the hour: kept */
+    assert_int_equal(store_lease(f->st, "claim:tg:42", "B", 3000, &t), 1);
+    assert_int_equal(t, 2);
+    store_release(f->st, "claim:tg:42", "B", t);
+    /* Leader leases are never removed, whatever their age. */
+    int64_t lt = 0;
+    assert_int_equal(store_lease(f->st, "bot:7", "A", 3000, &lt), 1);
+    store_release(f->st, "bot:7", "A", lt);
+    char *cmd = xasprintf("psql -q -X '%s' -c \"UPDATE routerd_lease SET expires_at = now() - "
+                          "interval '1 hour'\" >/dev/null 2>&1",
+                          pg_url());
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    store_maintain(f->st, (int64_t)time(NULL) + 3700);
+    assert_int_equal(store_lease(f->st, "claim:tg:42", "C", 3000, &t), 1);
+    assert_int_equal(t, 1);
+    assert_int_equal(store_lease(f->st, "bot:7", "C", 3000, &lt), 1);
+    assert_int_equal(lt, 2);
+}
+
 static void retention_forgets_idle_conversations(void **state) {
     fx *f = *state;
     store_close(f->st);
@@ -685,6 +714,7 @@ int main(void) {
         T(concurrent_writers),
         T(add_if_absent),
         T(lease_and_fencing),
+        T(released_claims_cleaned),
         T(retention_forgets_idle_conversations),
         T(sqlite_file_modes),
         T(sqlite_disk_full_recovers),
