@@ -134,43 +134,14 @@ static int deliver(const char *body, int first) {
     return 0;
 }
 
-typedef struct tally {
-    int seen[CHATS][PER_CHAT];
-    int order_ok, answered, duplicates, foreign;
-} tally;
+typedef ftg_tally tally;
 
 static void count_replies(tally *t) {
-    memset(t, 0, sizeof *t);
-    t->order_ok = 1;
-    int next[CHATS] = {0};
-    ftg_rec *r;
-    size_t n = ftg_records(F, "sendMessage", 1, &r);
-    for (size_t i = 0; i < n; i++) {
-        int c, k;
-        if (!r[i].text || sscanf(r[i].text, "echo: c%d-m%d", &c, &k) != 2 || c < 0 || c >= CHATS ||
-            k < 0 || k >= PER_CHAT || r[i].chat_id != 5000 + c) {
-            t->foreign++;
-            continue;
-        }
-        if (t->seen[c][k]++) {
-            t->duplicates++;
-            continue;
-        }
-        t->answered++;
-        if (k != next[c]) t->order_ok = 0;
-        next[c] = k + 1;
-    }
-    ftg_recs_free(r, n);
+    ftg_tally_echoes(F, 5000, CHATS, PER_CHAT, t);
 }
 
 static int wait_answered(int n, int timeout_ms) {
-    long long end = rt_now_ms() + timeout_ms;
-    tally t;
-    for (;;) {
-        count_replies(&t);
-        if (t.answered >= n || rt_now_ms() >= end) return t.answered;
-        rt_sleep_ms(50);
-    }
+    return ftg_wait_echoes(F, 5000, CHATS, PER_CHAT, n, timeout_ms);
 }
 
 static char *updates[CHATS][PER_CHAT];

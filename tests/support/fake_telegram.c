@@ -1130,6 +1130,44 @@ size_t ftg_wait_count(ftg *f, const char *method, size_t n, int timeout_ms) {
     return have;
 }
 
+void ftg_tally_echoes(ftg *f, int64_t base, int chats, int per_chat, ftg_tally *t) {
+    memset(t, 0, sizeof *t);
+    t->order_ok = 1;
+    unsigned char *seen = calloc((size_t)chats * (size_t)per_chat, 1);
+    int *next = calloc((size_t)chats, sizeof *next);
+    ftg_rec *r;
+    size_t n = ftg_records(f, "sendMessage", 1, &r);
+    for (size_t i = 0; i < n; i++) {
+        int c, k;
+        if (!r[i].text || sscanf(r[i].text, "echo: c%d-m%d", &c, &k) != 2 || c < 0 || c >= chats ||
+            k < 0 || k >= per_chat || r[i].chat_id != base + c) {
+            t->foreign++;
+            continue;
+        }
+        if (seen[c * per_chat + k]) {
+            t->duplicates++;
+            continue;
+        }
+        seen[c * per_chat + k] = 1;
+        t->answered++;
+        if (k != next[c]) t->order_ok = 0;
+        next[c] = k + 1;
+    }
+    ftg_recs_free(r, n);
+    free(next);
+    free(seen);
+}
+
+int ftg_wait_echoes(ftg *f, int64_t base, int chats, int per_chat, int n, int timeout_ms) {
+    long long end = mono_ms() + timeout_ms;
+    ftg_tally t;
+    for (;;) {
+        ftg_tally_echoes(f, base, chats, per_chat, &t);
+        if (t.answered >= n || mono_ms() >= end) return t.answered;
+        usleep(50000);
+    }
+}
+
 void ftg_webhook_info(ftg *f, char *url, size_t un, char *secret, size_t sn) {
     pthread_mutex_lock(&f->mu);
     if (url) snprintf(url, un, "%s", f->webhook_url);

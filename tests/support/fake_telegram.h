@@ -128,6 +128,16 @@ void ftg_recs_free(ftg_rec *r, size_t n);
 size_t ftg_count(ftg *f, const char *method, int ok_only);
 /* Waits until ftg_count(method, 1) >= n; returns the count reached. */
 size_t ftg_wait_count(ftg *f, const char *method, size_t n, int timeout_ms);
+/* The bot's replies to a burst of "c<C>-m<K>" messages from chats base + C
+ * (C < chats, K < per_chat) through an echoing backend: first replies
+ * counted once, repeats and other texts apart, and whether each chat's
+ * first replies came in K order. */
+typedef struct ftg_tally {
+    int answered, duplicates, foreign, order_ok;
+} ftg_tally;
+void ftg_tally_echoes(ftg *f, int64_t base, int chats, int per_chat, ftg_tally *t);
+/* Waits until n messages are answered; returns the count reached. */
+int ftg_wait_echoes(ftg *f, int64_t base, int chats, int per_chat, int n, int timeout_ms);
 /* The webhook URL / secret set by setWebhook ("" when none). */
 void ftg_webhook_info(ftg *f, char *url, size_t un, char *secret, size_t sn);
 
