@@ -1,5 +1,11 @@
 /* Fake host for the telegram transport tests; see test_telegram_host.h. */
 #include "test_telegram_host.h"
+#include "fake_telegram.h"
+
+#include <setjmp.h>
+#include <stddef.h>
+
+#include <cmocka.h>
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -974,4 +980,33 @@ long long th_shutdown_timed(void *self) {
 
 void th_shutdown(void *self) {
     if (self) th_shutdown_timed(self);
+}
+
+ftg *th_fake_api(const char *token, const char *timeout) {
+    ftg *f = ftg_start(token);
+    assert_non_null(f);
+    th_reset();
+    th_cfg("token", token);
+    th_cfg("api_base", ftg_base(f));
+    th_cfg("timeout", timeout);
+    th_cfg("throttle", "off");
+    th_cfg("typing", "false");
+    th_cfg("retry_base_ms", "20");
+    th_cfg("retry_max_ms", "200");
+    return f;
+}
+
+void th_fake_api_stop(ftg *f, void *self, const char *secret) {
+    th_shutdown(self);
+    assert_false(th_leaked(secret));
+    ftg_stop(f);
+}
+
+void *th_launch_ok(void) {
+    rd_status st;
+    rd_error err = {0};
+    void *self = th_launch(&st, &err);
+    if (!self) fprintf(stderr, "launch failed: %d %s\n", st, err.msg);
+    assert_non_null(self);
+    return self;
 }

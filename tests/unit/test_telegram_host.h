@@ -63,6 +63,17 @@ void th_ack_upto(void *self, int64_t upto);
 void th_kv_snapshot(void);
 void th_kv_restore(void);
 
+/* The send-path fixture: a fake Bot API for `token`, and the plugin's
+ * config reset and pointed at it with long-poll `timeout` seconds, no
+ * pacing, no typing and fast retries. */
+struct ftg;
+struct ftg *th_fake_api(const char *token, const char *timeout);
+/* Shuts the plugin down (self may be NULL), asserts that `secret` never
+ * reached a log line, and stops the fake Bot API. */
+void th_fake_api_stop(struct ftg *f, void *self, const char *secret);
+/* th_launch that must succeed. */
+void *th_launch_ok(void);
+
 int th_ready(void);
 int th_log_has(const char *needle);
 /* Whether any log line or error contained the raw token. */

@@ -27,36 +27,21 @@ static void *S;
 
 static int setup(void **state) {
     (void)state;
-    F = ftg_start(TOKEN);
-    assert_non_null(F);
-    th_reset();
-    th_cfg("token", TOKEN);
-    th_cfg("api_base", ftg_base(F));
-    th_cfg("timeout", "5");
-    th_cfg("throttle", "off");
-    th_cfg("typing", "false");
-    th_cfg("retry_base_ms", "20");
-    th_cfg("retry_max_ms", "200");
+    F = th_fake_api(TOKEN, "5");
     S = NULL;
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    th_shutdown(S);
+    th_fake_api_stop(F, S, SECRET);
     S = NULL;
-    assert_false(th_leaked(SECRET));
-    ftg_stop(F);
     F = NULL;
     return 0;
 }
 
 static void launch(void) {
-    rd_status st;
-    rd_error err = {0};
-    S = th_launch(&st, &err);
-    if (!S) fprintf(stderr, "launch failed: %d %s\n", st, err.msg);
-    assert_non_null(S);
+    S = th_launch_ok();
 }
 
 static rd_status send_text(int64_t chat, int64_t reply_to, int64_t thread, const char *text,
