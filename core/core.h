@@ -105,6 +105,8 @@ mf_section *manifest_section(manifest *m, const char *name);
 mf_kv *section_get(mf_section *s, const char *key);
 
 /* ---- schema.c ---------------------------------------------------------- */
+int parse_duration_ms(const char *s, int64_t *out);
+int check_http_url(const char *s);
 typedef struct cfg_val {
     const rd_option *opt;
     bool set;  /* written in the manifest */

@@ -21,6 +21,10 @@ const char *opt_type_name(rd_opt_type t) {
         return "enum";
     case RD_OPT_LIST:
         return "list";
+    case RD_OPT_DURATION:
+        return "duration";
+    case RD_OPT_URL:
+        return "url";
     }
     return "?";
 }
@@ -52,6 +56,44 @@ static int parse_bool(const char *s, bool *out) {
         if (!strcasecmp(s, no[i])) return *out = false, 0;
     }
     return -1;
+}
+
+/* "250ms", "30s", "5m", "2h", "1d"; a bare number is seconds. */
+int parse_duration_ms(const char *s, int64_t *out) {
+    while (isspace((unsigned char)*s))
+        s++;
+    if (!isdigit((unsigned char)*s)) return -1;
+    errno = 0;
+    char *end;
+    unsigned long long n = strtoull(s, &end, 10);
+    if (errno || n > (unsigned long long)INT64_MAX / 86400000) return -1;
+    int64_t unit = 1000;
+    if (!strncmp(end, "ms", 2))
+        unit = 1, end += 2;
+    else if (*end == 's')
+        unit = 1000, end++;
+    else if (*end == 'm')
+        unit = 60000, end++;
+    else if (*end == 'h')
+        unit = 3600000, end++;
+    else if (*end == 'd')
+        unit = 86400000, end++;
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end) return -1;
+    *out = (int64_t)n * unit;
+    return 0;
+}
+
+/* An absolute http(s) URL with a non-empty host and no blanks or controls. */
+int check_http_url(const char *s) {
+    const char *h = !strncasecmp(s, "http://", 7)    ? s + 7
+                    : !strncasecmp(s, "https://", 8) ? s + 8
+                                                     : NULL;
+    if (!h || !*h || *h == '/' || *h == ':' || *h == '?' || *h == '#') return -1;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f) return -1;
+    return 0;
 }
 
 static bool bounded(const rd_option *o) {
@@ -119,6 +161,22 @@ static const char *convert(const rd_option *o, const char *text, cfg_val *v, cha
     }
     case RD_OPT_LIST:
         v->list = split_list(text);
+        break;
+    case RD_OPT_DURATION: {
+        int64_t ms;
+        if (parse_duration_ms(text, &ms))
+            return "expected a duration such as 250ms, 30s, 5m, 2h or 1d (a bare number is "
+                   "seconds)";
+        if (bounded(o) && ((double)ms < o->min * 1000 || (double)ms > o->max * 1000)) {
+            snprintf(tmp, tmpsz, "%s is out of range [%.0fs, %.0fs]", text, o->min, o->max);
+            return tmp;
+        }
+        v->i = ms;
+        v->d = (double)ms / 1000;
+        break;
+    }
+    case RD_OPT_URL:
+        if (check_http_url(text)) return "expected an absolute http:// or https:// URL with a host";
         break;
     }
     return NULL;

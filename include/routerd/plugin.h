@@ -28,14 +28,20 @@
  *
  * Minimal backend (see plugins/backend_mock for a complete one):
  *
+ *   typedef struct { const char *prefix; } conf;
  *   static const rd_option opts[] = {
- *       {.key = "prefix", .type = RD_OPT_STRING, .def = "echo: ", .help = "put first"},
+ *       {.key = "prefix", .type = RD_OPT_STRING, .def = "echo: ", .help = "put first",
+ *        RD_BIND(conf, prefix)},
  *       {0}};
  *   static const rd_host *H;
  *   static rd_status create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *e) {
- *       H = h; *self = ctx; return RD_OK;
+ *       conf *c = calloc(1, sizeof *c);
+ *       H = h; *self = c;
+ *       return h->cfg_bind(ctx, c, sizeof *c, e);
  *   }
  *   static rd_status handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *e) {
+ *       conf *c = self;
+ *       H->reply_append(rp, c->prefix, strlen(c->prefix));
  *       H->reply_append(rp, rq->text, rq->text_len);
  *       return RD_OK;
  *   }
@@ -57,7 +63,7 @@ extern "C" {
 /* Major: bumped when a plugin must be rebuilt; the symbol name carries it. */
 #define RD_ABI_MAJOR 1
 /* Minor: bumped when members are appended to a struct. */
-#define RD_ABI_MINOR 1
+#define RD_ABI_MINOR 2
 
 #define RD_PLUGIN_SYMBOL "routerd_plugin_v1"
 
@@ -106,20 +112,49 @@ typedef enum {
     RD_OPT_DOUBLE, /* bounded by min/max when min <= max */
     RD_OPT_ENUM,   /* one of `choices` */
     RD_OPT_LIST,   /* comma separated strings */
+    /* Since ABI 1.2. */
+    RD_OPT_DURATION, /* "250ms", "30s", "5m", "2h", "1d"; a bare number is seconds.
+                        min/max bound it in seconds; bound as int64_t milliseconds */
+    RD_OPT_URL,      /* absolute http:// or https:// URL with a host, no whitespace */
 } rd_opt_type;
 
 #define RD_OPT_REQUIRED 0x1u /* must be present (a default does not count) */
 #define RD_OPT_SECRET 0x2u   /* redacted in --print-config, logs and errors */
 
+/* One configuration key. The host validates the manifest section against
+ * the array before create(): unknown keys, bad types, out-of-range values
+ * and missing required keys stop the start with the line that is wrong.
+ *
+ * Binding (since 1.2): a member declared with RD_BIND(conf_type, member)
+ * is written by host->cfg_bind() into the plugin's own config struct. The
+ * member's type follows the option type, and the loader refuses a plugin
+ * whose member size does not match:
+ *   STRING, URL  const char *          (host-owned, valid until destroy; NULL when
+ *                                        absent without default)
+ *   INT          int64_t
+ *   BOOL         int                   (0 or 1)
+ *   DOUBLE       double
+ *   ENUM         int                   (index into choices; -1 when absent without default)
+ *   LIST         const char *const *   (NULL-terminated, host-owned, never NULL)
+ *   DURATION     int64_t               (milliseconds)
+ * Absent keys without a default leave 0 / NULL except where noted. */
 typedef struct rd_option {
     const char *key;
     rd_opt_type type;
     uint32_t flags;
     const char *def;            /* default, written as a user would; NULL = none */
     const char *help;           /* one line, shown by --list-plugins */
-    double min, max;            /* INT/DOUBLE bounds; ignored when min > max or both 0 */
+    double min, max;            /* INT/DOUBLE/DURATION bounds; ignored when min > max or both 0 */
     const char *const *choices; /* ENUM: NULL-terminated */
-} rd_option;                    /* arrays end with {0} */
+    /* ---- Since 1.2; the host reads them only when the plugin's
+     * option_size covers them (arrays are walked with that stride). ---- */
+    size_t offset;     /* RD_BIND: where cfg_bind() writes the value */
+    uint32_t bind_len; /* RD_BIND: sizeof the member; 0 = not bound */
+} rd_option;           /* arrays end with an element whose key is NULL */
+
+/* Declares where cfg_bind() stores an option: {.key = "x", ..., RD_BIND(my_conf, x)} */
+#define RD_BIND(type, member)                                                                      \
+    .offset = offsetof(type, member), .bind_len = (uint32_t)sizeof(((type *)0)->member)
 
 /* ------------------------------------------------------------------------ */
 /* Messages crossing the boundary. All pointers are borrowed for the call. */
@@ -127,6 +162,22 @@ typedef struct rd_option {
 #define RD_MSG_EDITED 0x1u  /* an edit of an earlier message */
 #define RD_MSG_GROUP 0x2u   /* from a group or channel, not a private chat */
 #define RD_MSG_COMMAND 0x4u /* text starts with a bot command */
+#define RD_MSG_CHOICE 0x8u  /* a choice picked from an earlier reply's choices (a button) */
+
+/* A file travelling with a message (since 1.2). In rd_inbound and
+ * reply_attach() the host copies it; in rd_request and rd_outbound it is
+ * borrowed for the call. Either data/len or url is set. A url never carries
+ * a credential (no bot token, no signed secret): receivers may log it. */
+typedef struct rd_attachment {
+    uint32_t size;
+    const char *kind; /* "photo", "document", "voice", "audio", "video", "video_note",
+                         "sticker", "animation"; NULL = decide from mime */
+    const char *mime; /* "image/jpeg"; NULL = application/octet-stream */
+    const char *name; /* file name; NULL = none */
+    const void *data; /* the bytes, or NULL when only url is known */
+    size_t len;
+    const char *url; /* http(s) URL to fetch it from; NULL = none */
+} rd_attachment;
 
 /* What a transport hands to host->submit(). The host copies it. */
 typedef struct rd_inbound {
@@ -140,6 +191,9 @@ typedef struct rd_inbound {
     size_t text_len;
     uint32_t flags;   /* RD_MSG_* */
     const char *meta; /* optional NUL-terminated JSON object for the backend; NULL = none */
+    /* ---- Since 1.2 ---- */
+    const rd_attachment *const *attachments; /* nattachments pointers; copied by submit() */
+    size_t nattachments;
 } rd_inbound;
 
 /* What the host hands to a backend's handle(). */
@@ -148,7 +202,8 @@ typedef struct rd_request {
     int64_t chat_id;
     int64_t user_id;
     int64_t message_id;
-    const char *text; /* NUL-terminated */
+    const char *text; /* NUL-terminated, valid UTF-8 without NUL bytes (the host
+                         replaces invalid sequences with U+FFFD at submit()) */
     size_t text_len;
     const char *persona;        /* persona tag resolved for this chat */
     const char *correlation_id; /* stable for this update; also the messageId seed */
@@ -157,6 +212,10 @@ typedef struct rd_request {
     const char *meta;           /* the transport's meta JSON, or NULL */
     uint32_t flags;             /* RD_MSG_* */
     int64_t update_id;
+    /* ---- Since 1.2 ---- */
+    const char *transport; /* instance name of the transport the update came from */
+    const rd_attachment *const *attachments;
+    size_t nattachments;
 } rd_request;
 
 #define RD_OUT_NOTICE 0x1u     /* a failure or rate-limit notice, not an agent reply */
@@ -173,6 +232,11 @@ typedef struct rd_outbound {
     uint32_t flags; /* RD_OUT_* */
     const char *correlation_id;
     int64_t edit_of; /* message id returned by progress(); 0 = send new */
+    /* ---- Since 1.2 ---- */
+    int64_t update_id;                       /* the update this answers; -1 = none */
+    const rd_attachment *const *attachments; /* files to send with (or as) the reply */
+    size_t nattachments;
+    const char *const *choices; /* NULL-terminated answers to offer (buttons); NULL = none */
 } rd_outbound;
 
 /* ------------------------------------------------------------------------ */
@@ -296,8 +360,13 @@ typedef struct rd_host {
     void (*vlog)(rd_ctx *ctx, rd_log_level level, const char *fmt, va_list ap);
 
     /* Typed config of this instance, validated and defaulted. A key absent
-     * without default gives NULL / 0. cfg_list returns a NULL-terminated
-     * array owned by the host. */
+     * without default gives NULL / 0. Strings and lists are owned by the
+     * host and valid until destroy(). cfg_list returns a NULL-terminated
+     * array, never NULL. cfg_int on an ENUM gives the index of the choice
+     * (-1 when absent without default); cfg_int on a DURATION gives
+     * milliseconds. Asking for a key the plugin did not declare, or with the
+     * getter of another type, is a plugin bug: the host logs it and fails
+     * the start. Prefer cfg_bind() (1.2). */
     const char *(*cfg_str)(rd_ctx *ctx, const char *key);
     int64_t (*cfg_int)(rd_ctx *ctx, const char *key);
     int (*cfg_bool)(rd_ctx *ctx, const char *key);
@@ -410,6 +479,21 @@ typedef struct rd_host {
     /* Inserts key unless it exists (in any replica): RD_OK inserted,
      * RD_E_DUPLICATE kept as it was. Not fenced. Check RD_HAS first. */
     rd_status (*kv_add)(rd_ctx *ctx, const char *key, const void *val, size_t len);
+
+    /* ---- Added in ABI 1.2: check RD_HAS(host, member) before use. ---- */
+
+    /* Writes every option declared with RD_BIND into conf (conf_size bytes,
+     * the plugin's config struct), validated and defaulted. Call in
+     * create(). RD_OK, or RD_E_CONFIG with err filled when a binding lies
+     * outside conf_size. */
+    rd_status (*cfg_bind)(rd_ctx *ctx, void *conf, size_t conf_size, rd_error *err);
+    /* Adds a file to the reply (copied). RD_E_FULL past the host's
+     * [router] max_reply_attachments or max_attachment_bytes. */
+    rd_status (*reply_attach)(rd_reply *r, const rd_attachment *a);
+    /* Offers answers the user can pick (buttons); NULL-terminated, copied.
+     * A pick comes back as a request with RD_MSG_CHOICE and the text of
+     * the choice. */
+    void (*reply_choices)(rd_reply *r, const char *const *choices);
 } rd_host;
 
 /* ------------------------------------------------------------------------ */
@@ -456,8 +540,10 @@ typedef struct rd_ops {
     rd_status (*flush)(void *self, rd_error *err);
 } rd_ops;
 
-#define RD_PF_LOGS 0x1u   /* sink writes log lines: the host stops its own text log */
-#define RD_PF_SERIAL 0x2u /* never call handle()/send() concurrently */
+#define RD_PF_LOGS 0x1u /* sink writes log lines: the host stops its own text log */
+#define RD_PF_SERIAL                                                                               \
+    0x2u /* never call handle() (backend) or send() (transport) of this                            \
+            instance concurrently, even for different chats */
 
 typedef struct rd_plugin {
     uint32_t abi_major, abi_minor, size; /* filled by RD_PLUGIN_DEFINE */
@@ -469,6 +555,8 @@ typedef struct rd_plugin {
     const rd_ops *ops;
     uint32_t flags;          /* RD_PF_* */
     const void *reserved[4]; /* must be NULL */
+    /* ---- Since 1.2 ---- */
+    uint32_t option_size; /* sizeof(rd_option) the plugin was built with */
 } rd_plugin;
 
 #if defined(__GNUC__)
@@ -482,6 +570,7 @@ typedef struct rd_plugin {
     RD_EXPORT const rd_plugin routerd_plugin_v1 = {.abi_major = RD_ABI_MAJOR,                      \
                                                    .abi_minor = RD_ABI_MINOR,                      \
                                                    .size = sizeof(rd_plugin),                      \
+                                                   .option_size = sizeof(rd_option),               \
                                                    __VA_ARGS__}
 
 #ifdef __cplusplus

@@ -44,15 +44,15 @@ typedef struct {
 static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
 
 static const rd_option opts[] = {
-    {"path", RD_OPT_STRING, 0, "-", "file to append to; - is standard error", 0, 0, NULL},
-    {"level", RD_OPT_ENUM, 0, "info", "lowest level written", 0, 0, levels},
+    {"path", RD_OPT_STRING, 0, "-", "file to append to; - is standard error", 0, 0, NULL, 0, 0},
+    {"level", RD_OPT_ENUM, 0, "info", "lowest level written", 0, 0, levels, 0, 0},
     {"tty_path", RD_OPT_STRING, 0, NULL,
      "when path is - and standard error is a terminal: JSON lines go to this file, and the "
      "terminal gets short human-readable lines",
-     0, 0, NULL},
+     0, 0, NULL, 0, 0},
     {"events", RD_OPT_BOOL, 0, "true",
-     "also write one line per message event (received, replied, rejected, send_failed)", 0, 0,
-     NULL},
+     "also write one line per message event (received, replied, rejected, send_failed)", 0, 0, NULL,
+     0, 0},
     {0},
 };
 

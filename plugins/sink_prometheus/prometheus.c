@@ -40,16 +40,18 @@ typedef struct {
 } prom;
 
 static const rd_option opts[] = {
-    {"path", RD_OPT_STRING, 0, "/metrics", "admin server path of the exposition", 0, 0, NULL},
+    {"path", RD_OPT_STRING, 0, "/metrics", "admin server path of the exposition", 0, 0, NULL, 0, 0},
     {"process_metrics", RD_OPT_BOOL, 0, "true",
-     "add process_* metrics (CPU, memory, file descriptors, start time) from /proc", 0, 0, NULL},
+     "add process_* metrics (CPU, memory, file descriptors, start time) from /proc", 0, 0, NULL, 0,
+     0},
     {"statsd_address", RD_OPT_STRING, 0, NULL,
-     "push to a StatsD server at IP:PORT over UDP (unset = no push)", 0, 0, NULL},
-    {"statsd_interval_ms", RD_OPT_INT, 0, "10000", "time between StatsD pushes", 100, 3600000,
-     NULL},
-    {"statsd_prefix", RD_OPT_STRING, 0, "", "put before every StatsD metric name", 0, 0, NULL},
+     "push to a StatsD server at IP:PORT over UDP (unset = no push)", 0, 0, NULL, 0, 0},
+    {"statsd_interval_ms", RD_OPT_INT, 0, "10000", "time between StatsD pushes", 100, 3600000, NULL,
+     0, 0},
+    {"statsd_prefix", RD_OPT_STRING, 0, "", "put before every StatsD metric name", 0, 0, NULL, 0,
+     0},
     {"statsd_tags", RD_OPT_BOOL, 0, "true",
-     "labels as DogStatsD tags (|#label:value); false appends them to the name", 0, 0, NULL},
+     "labels as DogStatsD tags (|#label:value); false appends them to the name", 0, 0, NULL, 0, 0},
     {0},
 };
 

@@ -30,8 +30,9 @@ typedef struct {
 } console;
 
 static const rd_option opts[] = {
-    {"chat_id", RD_OPT_INT, 0, "1", "chat id of lines without an @N prefix", 0, 0, NULL},
-    {"input", RD_OPT_STRING, 0, "-", "file to read messages from; - is standard input", 0, 0, NULL},
+    {"chat_id", RD_OPT_INT, 0, "1", "chat id of lines without an @N prefix", 0, 0, NULL, 0, 0},
+    {"input", RD_OPT_STRING, 0, "-", "file to read messages from; - is standard input", 0, 0, NULL,
+     0, 0},
     {0},
 };
 

@@ -22,14 +22,14 @@
 static const char *const modes[] = {"fast", "slow", "auto", NULL};
 
 static const rd_option opts[] = {
-    {"name", RD_OPT_STRING, RD_OPT_REQUIRED, NULL, "who we are", 0, 0, NULL},
-    {"count", RD_OPT_INT, 0, "5", "how many", 1, 10, NULL},
-    {"offset", RD_OPT_INT, 0, NULL, "unbounded", 0, 0, NULL},
-    {"flag", RD_OPT_BOOL, 0, "false", "a switch", 0, 0, NULL},
-    {"ratio", RD_OPT_DOUBLE, 0, "0.5", "a share", 0, 1, NULL},
-    {"mode", RD_OPT_ENUM, 0, "fast", "speed", 0, 0, modes},
-    {"tags", RD_OPT_LIST, 0, NULL, "labels", 0, 0, NULL},
-    {"token", RD_OPT_STRING, RD_OPT_SECRET, NULL, "api token", 0, 0, NULL},
+    {"name", RD_OPT_STRING, RD_OPT_REQUIRED, NULL, "who we are", 0, 0, NULL, 0, 0},
+    {"count", RD_OPT_INT, 0, "5", "how many", 1, 10, NULL, 0, 0},
+    {"offset", RD_OPT_INT, 0, NULL, "unbounded", 0, 0, NULL, 0, 0},
+    {"flag", RD_OPT_BOOL, 0, "false", "a switch", 0, 0, NULL, 0, 0},
+    {"ratio", RD_OPT_DOUBLE, 0, "0.5", "a share", 0, 1, NULL, 0, 0},
+    {"mode", RD_OPT_ENUM, 0, "fast", "speed", 0, 0, modes, 0, 0},
+    {"tags", RD_OPT_LIST, 0, NULL, "labels", 0, 0, NULL, 0, 0},
+    {"token", RD_OPT_STRING, RD_OPT_SECRET, NULL, "api token", 0, 0, NULL, 0, 0},
     {0},
 };
 
@@ -233,8 +233,8 @@ static void required_missing(void **state) {
     const char *e = apply_err("count = 3\n");
     assert_string_equal(e, "t.ini:1: [backend.x] missing required key 'name' (who we are)");
     /* Without help text the type is named instead. */
-    static const rd_option o[] = {{"port", RD_OPT_INT, RD_OPT_REQUIRED, NULL, NULL, 0, 0, NULL},
-                                  {0}};
+    static const rd_option o[] = {
+        {"port", RD_OPT_INT, RD_OPT_REQUIRED, NULL, NULL, 0, 0, NULL, 0, 0}, {0}};
     assert_int_equal(apply_with("", o, NULL), -1);
     assert_string_equal(err, "t.ini:1: [backend.x] missing required key 'port' (int)");
 }
@@ -242,8 +242,8 @@ static void required_missing(void **state) {
 /* plugin.h: RD_OPT_REQUIRED "must be present (a default does not count)". */
 static void required_ignores_default(void **state) {
     (void)state;
-    static const rd_option o[] = {{"port", RD_OPT_INT, RD_OPT_REQUIRED, "80", "port", 0, 0, NULL},
-                                  {0}};
+    static const rd_option o[] = {
+        {"port", RD_OPT_INT, RD_OPT_REQUIRED, "80", "port", 0, 0, NULL, 0, 0}, {0}};
     assert_int_equal(apply_with("", o, NULL), -1);
     assert_contains(err, "missing required key 'port'");
     assert_int_equal(apply_with("port = 81\n", o, NULL), 0);
@@ -294,7 +294,7 @@ static void no_options(void **state) {
 
 static void bad_default_is_reported(void **state) {
     (void)state;
-    static const rd_option o[] = {{"n", RD_OPT_INT, 0, "ten", "a number", 0, 0, NULL}, {0}};
+    static const rd_option o[] = {{"n", RD_OPT_INT, 0, "ten", "a number", 0, 0, NULL, 0, 0}, {0}};
     assert_int_equal(apply_with("", o, NULL), -1);
     assert_contains(err, "t.ini:1: [backend.x] n: expected an integer");
     assert_contains(err, "default");
@@ -340,7 +340,7 @@ static void in_child(void (*fn)(void)) {
 static void many_reserved_child(void) {
     static const char *const many[] = {"r1", "r2", "r3",  "r4",  "r5",  "r6", "r7",
                                        "r8", "r9", "r10", "r11", "r12", NULL};
-    static const rd_option o[] = {{"key", RD_OPT_STRING, 0, NULL, NULL, 0, 0, NULL}, {0}};
+    static const rd_option o[] = {{"key", RD_OPT_STRING, 0, NULL, NULL, 0, 0, NULL, 0, 0}, {0}};
     char e[256];
     manifest *m = manifest_parse_string("t.ini", "[backend.x]\nr12 = 1\nr11x = 2\n", e, sizeof e);
     cfg_set c = {0};
