@@ -115,6 +115,21 @@ static const rd_option opts[] = {
     {"delete_webhook_on_stop", RD_OPT_BOOL, 0, "false",
      "webhook: call deleteWebhook at stop (Telegram then keeps updates until the next start)", 0, 0,
      NULL, 0, 0},
+    {"media", RD_OPT_BOOL, 0, "on",
+     "fetch photos, documents, voice notes, audio, video, stickers and pass them on as "
+     "attachments; "
+     "off answers them with unsupported_notice",
+     0, 0, NULL, 0, 0},
+    {"max_media_bytes", RD_OPT_INT, 0, "20971520",
+     "largest file fetched (20 MiB is the cloud Bot API's download limit); larger ones get "
+     "unsupported_notice",
+     1, 2097152000, NULL, 0, 0},
+    {"unsupported_notice", RD_OPT_STRING, 0, "Sorry, I can't take this kind of message.",
+     "reply to a message whose file cannot be handled (media off, too large, unsupported kind)", 0,
+     0, NULL, 0, 0},
+    {"album_wait_ms", RD_OPT_INT, 0, "1000",
+     "how long the first part of an album waits for the others before they go on as one message", 0,
+     10000, NULL, 0, 0},
     {0},
 };
 
@@ -378,6 +393,7 @@ static rd_status read_config(tg *t, rd_error *err) {
             return RD_E_CONFIG;
         }
     }
+    if (tg_media_config(t, err) != RD_OK) return RD_E_INTERNAL;
     c->allowed_updates_json = allowed_updates_json(t);
     size_t n = strlen(c->api_base) + strlen(c->token) + 8;
     t->url_prefix = malloc(n);
@@ -442,6 +458,7 @@ static void make_metrics(tg *t) {
         h->metric(t->ctx, RD_METRIC_HISTOGRAM, "routerd_telegram_api_request_seconds",
                   "Bot API request latency (long polls excluded)", l_method, api_b,
                   sizeof api_b / sizeof api_b[0]);
+    tg_media_metrics(t);
 }
 
 static void tg_destroy(void *self);
@@ -607,6 +624,7 @@ static void tg_destroy(void *self) {
     if (!t) return;
     tg_intake_free(t);
     tg_send_free(t);
+    tg_media_free(t);
     tg_mig_free(t);
     tg_outbox_free(t);
     tg_api_cleanup(t);

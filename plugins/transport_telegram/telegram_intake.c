@@ -257,7 +257,7 @@ rd_status tg_submit_item(tg *t, tg_item *it) {
                      .text_len = r.len,
                      .flags = r.flags,
                      .meta = meta};
-    rd_status st = t->h->submit(t->ctx, &in);
+    rd_status st = it->u.media ? tg_media_submit(t, it, &in) : t->h->submit(t->ctx, &in);
     free(meta);
     free(r.text);
     /* Shared webhooks record handled updates per update, not by watermark. */
@@ -275,12 +275,18 @@ rd_status tg_submit_item(tg *t, tg_item *it) {
 /* Submits ready items in seq order until the core pushes back. */
 static void drain_locked(tg *t) {
     t->full = 0;
+    t->album_hold = 0;
     while (t->head && t->head->state != TG_ITEM_RESERVED) {
         tg_item *it = t->head;
-        if (it->state == TG_ITEM_READY) {
+        if (it->state == TG_ITEM_ABSORBED) {
+            /* Its album went to the core with the first part. */
+            t->h->skip(t->ctx, it->seq, "album_part");
+            if (t->c.mode == TG_MODE_WEBHOOK) recent_set(t, it->tg_id, RECENT_SUBMITTED);
+        } else if (it->state == TG_ITEM_READY) {
             if (atomic_load(&t->quiescing) || !atomic_load(&t->have_me)) return;
             if (tg_submit_item(t, it) == RD_E_FULL) {
-                t->full = 1;
+                /* An album still arriving is no back-pressure: take its parts. */
+                t->full = !t->album_hold;
                 return;
             }
             if (t->c.mode == TG_MODE_WEBHOOK) recent_set(t, it->tg_id, RECENT_SUBMITTED);
@@ -987,15 +993,16 @@ static void poll_once(tg *t, int *attempt) {
     char body[1024];
     char off[48] = "";
     if (offset > 0) snprintf(off, sizeof off, "\"offset\":%lld,", (long long)offset);
+    /* An album waits for its parts: a short poll, so it goes on time. */
+    int64_t timeout_s = t->album_hold && t->c.poll_timeout_s > 1 ? 1 : t->c.poll_timeout_s;
     snprintf(body, sizeof body, "{%s\"limit\":%lld,\"timeout\":%lld,\"allowed_updates\":%s}", off,
-             (long long)t->c.limit, (long long)t->c.poll_timeout_s,
+             (long long)t->c.limit, (long long)timeout_s,
              t->c.allowed_updates_json ? t->c.allowed_updates_json : "[]");
     tg_buf buf = {0};
     tg_call call;
     memset(&call, 0, sizeof call);
     /* The server holds the request up to `timeout` s: allow for that. */
-    tg_easy_setup(t, t->poll_easy, "getUpdates", body, (t->c.poll_timeout_s + 15) * 1000, &buf,
-                  &call);
+    tg_easy_setup(t, t->poll_easy, "getUpdates", body, (timeout_s + 15) * 1000, &buf, &call);
     curl_multi_add_handle(t->multi, t->poll_easy);
     int64_t t0 = tg_now(t);
     int running = 1, aborted = 0;
@@ -1146,7 +1153,8 @@ void *tg_main_loop(void *arg) {
         tg_persist_acks(t, 0);
         pthread_mutex_lock(&t->in_mu);
         drain_locked(t);
-        int blocked = t->head != NULL;
+        /* An album waiting for its parts must not stop the polling. */
+        int blocked = t->head != NULL && !t->album_hold;
         size_t pending = t->npending;
         pthread_mutex_unlock(&t->in_mu);
         tg_gauge(t, t->m_pending, (double)pending);

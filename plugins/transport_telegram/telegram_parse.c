@@ -1,5 +1,6 @@
 /* Pure helpers of the telegram transport; see telegram_parse.h. */
 #include "telegram_parse.h"
+#include "telegram_attach.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -270,6 +271,7 @@ static void parse_message(const cJSON *m, tg_update *out) {
     if (tg_json_i64(m, "migrate_from_chat_id", &mig) && tg_valid_chat_id(mig) && mig < 0 &&
         mig != out->chat_id && out->chat_id < 0)
         out->migrate_from = mig;
+    out->media = tg_media_parse(m);
     const char *text = json_str(m, "text");
     if (!text) {
         text = json_str(m, "caption");
@@ -315,6 +317,8 @@ int tg_update_parse(const cJSON *u, tg_update *out) {
 }
 
 void tg_update_free(tg_update *u) {
+    free(u->media);
+    u->media = NULL;
     free(u->text);
     u->text = NULL;
     u->text_len = 0;
@@ -415,10 +419,11 @@ const char *tg_route(const tg_update *u, const tg_route_cfg *c, tg_routed *out) 
     int edited = u->kind == TG_UPD_EDITED_MESSAGE || u->kind == TG_UPD_EDITED_CHANNEL_POST;
     if (edited && !c->edited_messages) return "edits_off";
     if (c->bot_id && u->user_id == c->bot_id) return "own_message";
-    if (!u->text || tg_is_blank(u->text, u->text_len)) return "no_text";
+    /* A file without caption still goes on (telegram_media.c takes it). */
+    if ((!u->text || tg_is_blank(u->text, u->text_len)) && !u->media) return "no_text";
 
-    const char *t = u->text;
-    size_t len = u->text_len;
+    const char *t = u->text ? u->text : "";
+    size_t len = u->text ? u->text_len : 0;
     int group = u->chat_type != TG_CHAT_PRIVATE;
     const char *bot = c->bot_username && *c->bot_username ? c->bot_username : NULL;
     size_t blen = bot ? strlen(bot) : 0;

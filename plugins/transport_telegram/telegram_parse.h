@@ -123,6 +123,8 @@ typedef struct tg_update {
     char username[40];   /* from.username (may be empty) */
     char first_name[72]; /* from.first_name, cut at a character boundary */
     char language[16];   /* from.language_code */
+    /* The file it carries (telegram_attach.h); NULL = none. */
+    struct tg_media *media;
 } tg_update;
 
 /* Reads one update object. Returns 0 (kind may be TG_UPD_OTHER or invalid
