@@ -328,6 +328,10 @@ void tg_media_free(tg *t);
  * arriving, back-pressure); anything else: done (submitted or skipped). */
 rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in);
 
+/* The album parts submitted with head (up to max, into parts); rep_mu
+ * held. They count as answered when head is. */
+size_t tg_album_answered(tg *t, int64_t head, int64_t *parts, size_t max);
+
 /* telegram_media_out.c: files out */
 rd_status tg_media_send(tg *t, const rd_outbound *out, rd_error *err);
 

@@ -105,6 +105,18 @@ void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq) {
     pthread_mutex_unlock(&t->rep_mu);
 }
 
+/* Queues seq to be stored as answered; rep_mu held. */
+static void rep_done_push(tg *t, int64_t seq) {
+    if (t->nrep_done == t->caprep_done) {
+        size_t cap = t->caprep_done ? t->caprep_done * 2 : 256;
+        int64_t *v = realloc(t->rep_done, cap * sizeof *v);
+        if (!v) return;
+        t->rep_done = v;
+        t->caprep_done = cap;
+    }
+    t->rep_done[t->nrep_done++] = seq;
+}
+
 void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
     if (!message) return;
     int64_t k = rep_key(chat, message);
@@ -122,15 +134,12 @@ void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
         else
             tg_map_del(t->rep_keys, k);
         t->nrep_nodes--;
-        if (t->nrep_done == t->caprep_done) {
-            size_t cap = t->caprep_done ? t->caprep_done * 2 : 256;
-            int64_t *v = realloc(t->rep_done, cap * sizeof *v);
-            if (v) {
-                t->rep_done = v;
-                t->caprep_done = cap;
-            }
-        }
-        if (t->nrep_done < t->caprep_done) t->rep_done[t->nrep_done++] = n->seq;
+        rep_done_push(t, n->seq);
+        /* An album's other parts were answered with it. */
+        int64_t parts[16];
+        size_t np = tg_album_answered(t, n->seq, parts, 16);
+        for (size_t i = 0; i < np; i++)
+            rep_done_push(t, parts[i]);
         free(n);
     }
     pthread_mutex_unlock(&t->rep_mu);
@@ -321,16 +330,8 @@ static char *meta_json(tg *t) {
 
 static void rep_put_back(tg *t, const int64_t *seqs, size_t n) {
     pthread_mutex_lock(&t->rep_mu);
-    for (size_t i = 0; i < n; i++) {
-        if (t->nrep_done == t->caprep_done) {
-            size_t cap = t->caprep_done ? t->caprep_done * 2 : 256;
-            int64_t *v = realloc(t->rep_done, cap * sizeof *v);
-            if (!v) break;
-            t->rep_done = v;
-            t->caprep_done = cap;
-        }
-        t->rep_done[t->nrep_done++] = seqs[i];
-    }
+    for (size_t i = 0; i < n; i++)
+        rep_done_push(t, seqs[i]);
     pthread_mutex_unlock(&t->rep_mu);
 }
 

@@ -29,12 +29,22 @@
 #include <string.h>
 
 #define ALBUM_MAX 10 /* Telegram's album size */
+/* Recent albums remembered for the answered marks (older ones: a crash
+ * between their reply and the watermark may answer a part again). */
+#define ALBUM_RING 256
+
+typedef struct album_rec {
+    int64_t head, parts[ALBUM_MAX - 1];
+    size_t n;
+} album_rec;
 
 struct tg_media_state {
     int64_t head_seq; /* the update being worked on at the head */
     int64_t first_ms; /* when it reached the head */
     int attempts;
-    int64_t retry_at; /* monotonic ms of the next download attempt */
+    int64_t retry_at;           /* monotonic ms of the next download attempt */
+    album_rec ring[ALBUM_RING]; /* under rep_mu */
+    size_t ring_pos;
 };
 
 rd_status tg_media_config(tg *t, rd_error *err) {
@@ -112,7 +122,8 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud) {
 static int on_xfer(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
     (void)dt, (void)dn, (void)ut, (void)un;
     tg *t = ud;
-    return atomic_load(&t->closing) ? 1 : 0;
+    /* quiesce() must not wait for a download: the update stays journaled. */
+    return atomic_load(&t->closing) || atomic_load(&t->quiescing) ? 1 : 0;
 }
 
 /* Paths as Telegram gives them ("photos/file_1.jpg"): relative, no "..". */
@@ -228,6 +239,19 @@ static dl_res fetch(tg *t, const char *file_id, dl_buf *out, const char **reason
 
 /* ------------------------------------------------------------------------ */
 /* Submit                                                                    */
+
+size_t tg_album_answered(tg *t, int64_t head, int64_t *parts, size_t max) {
+    struct tg_media_state *ms = t->media;
+    for (size_t i = 0; ms && i < ALBUM_RING; i++) {
+        album_rec *a = &ms->ring[i];
+        if (a->head != head || !a->n) continue;
+        size_t n = a->n < max ? a->n : max;
+        memcpy(parts, a->parts, n * sizeof *parts);
+        a->n = 0;
+        return n;
+    }
+    return 0;
+}
 
 typedef struct part {
     tg_item *it;
@@ -415,9 +439,17 @@ rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in) {
         st = t->h->submit(t->ctx, &m);
         free(meta);
     }
-    if (st == RD_OK || st == RD_E_DUPLICATE)
-        for (size_t i = 1; i < n; i++)
+    if ((st == RD_OK || st == RD_E_DUPLICATE) && n > 1) {
+        pthread_mutex_lock(&t->rep_mu);
+        album_rec *a = &ms->ring[ms->ring_pos++ % ALBUM_RING];
+        a->head = it->seq;
+        a->n = 0;
+        for (size_t i = 1; i < n; i++) {
             p[i].it->state = TG_ITEM_ABSORBED;
+            a->parts[a->n++] = p[i].it->seq;
+        }
+        pthread_mutex_unlock(&t->rep_mu);
+    }
     for (size_t i = 0; i < n; i++)
         free(p[i].buf.p);
     if (st != RD_E_FULL) ms->head_seq = -1;

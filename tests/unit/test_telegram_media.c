@@ -341,6 +341,60 @@ static void test_album_crash_recollected(void **state) {
     th_msgs_free(m, k);
 }
 
+static int one_skip(void) {
+    return th_skipped() >= 1;
+}
+
+static void test_album_answered_not_again(void **state) {
+    (void)state;
+    add_file("g0", 400, 50, -1);
+    add_file("g1", 500, 51, -1);
+    S = th_launch_ok();
+    /* Chat 43 stays unanswered: it holds the watermark back. */
+    ftg_add_text(F, 43, "slow chat");
+    ftg_msg m0 = {.chat_id = 42,
+                  .message_id = 500,
+                  .media = "\"photo\":[{\"file_id\":\"g0\",\"file_unique_id\":\"u0\"}]",
+                  .caption = "pics",
+                  .media_group_id = "g"};
+    ftg_msg m1 = {.chat_id = 42,
+                  .message_id = 501,
+                  .media = "\"photo\":[{\"file_id\":\"g1\",\"file_unique_id\":\"u1\"}]",
+                  .media_group_id = "g"};
+    ftg_add_message(F, &m0);
+    ftg_add_message(F, &m1);
+    assert_int_equal(th_wait_submitted(2, 10000), 2);
+    long long end = th_now_ms() + 5000;
+    while (!one_skip() && th_now_ms() < end)
+        th_sleep_ms(5);
+    assert_int_equal(th_skipped(), 1);
+    /* The album is answered; then kill -9. */
+    rd_outbound out = {.size = sizeof out,
+                       .chat_id = 42,
+                       .reply_to = 500,
+                       .text = "nice pictures",
+                       .text_len = 13,
+                       .update_id = -1};
+    rd_error e = {0};
+    assert_int_equal(th_ops()->send(S, &out, &e), RD_OK);
+    end = th_now_ms() + 5000;
+    while (th_kv_count("r/") < 2 && th_now_ms() < end)
+        th_sleep_ms(10);
+    assert_int_equal(th_kv_count("r/"), 2); /* the album and its absorbed part */
+    th_kv_snapshot();
+    th_shutdown(S);
+    th_kv_restore();
+    th_new_run();
+    S = th_launch_ok();
+    assert_int_equal(th_wait_submitted(1, 10000), 1);
+    th_sleep_ms(1500); /* longer than album_wait_ms */
+    th_msg *m;
+    size_t k = th_msgs(&m, 0);
+    assert_int_equal(k, 1);
+    assert_int_equal(m[0].chat_id, 43);
+    th_msgs_free(m, k);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Out                                                                       */
 
@@ -498,6 +552,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_download_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_one_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_crash_recollected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_album_answered_not_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_each_kind_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_long_captions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_retry_and_outbox, setup, teardown),
