@@ -10,6 +10,8 @@ routerd_unit_test(test_telegram_format SOURCES ${TG_DIR}/unit/test_telegram_form
                   LIBS transport_telegram_obj TIMEOUT 120)
 routerd_unit_test(test_telegram_throttle SOURCES ${TG_DIR}/unit/test_telegram_throttle.c
                   LIBS transport_telegram_obj)
+routerd_unit_test(test_telegram_attach SOURCES ${TG_DIR}/unit/test_telegram_attach.c
+                  LIBS transport_telegram_obj)
 
 # The plugin in-process against the fake Bot API server and a fake host.
 foreach(t intake send send_format webhook limits media)
