@@ -1364,18 +1364,21 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
     pthread_cond_broadcast(&t->in_cv);
     drain_locked(t);
     int now_state = recent_get(t, id);
-    if (st == RD_OK && now_state == RECENT_PENDING && !t->full) {
+    if (st == RD_OK && now_state == RECENT_PENDING && !t->full && !t->album_hold) {
         /* Concurrent requests: an older one is still being journaled and
          * goes first. That takes milliseconds; wait for it a little. */
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
         dl.tv_sec += 2;
-        while (now_state == RECENT_PENDING && !t->full && !atomic_load(&t->quiescing)) {
+        while (now_state == RECENT_PENDING && !t->full && !t->album_hold &&
+               !atomic_load(&t->quiescing)) {
             if (pthread_cond_timedwait(&t->in_cv, &t->in_mu, &dl) == ETIMEDOUT) break;
             drain_locked(t);
             now_state = recent_get(t, id);
         }
     }
+    /* An album waiting for its parts: journaled, the intake thread goes on. */
+    int album = t->album_hold;
     pthread_mutex_unlock(&t->in_mu);
     if (st != RD_OK) {
         t->h->log(t->ctx, RD_LOG_ERROR, "webhook: cannot journal update %lld; Telegram will retry",
@@ -1384,7 +1387,7 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
         return;
     }
     tg_count(t, t->m_updates, tg_kind_name(kind), NULL, 1);
-    if (now_state == RECENT_SUBMITTED)
+    if (now_state == RECENT_SUBMITTED || album)
         tg_answer(t, resp, 200, 0, "ok\n");
     else
         tg_answer(t, resp, 429, 1, "queued; busy\n"); /* journaled: the retry is a duplicate */

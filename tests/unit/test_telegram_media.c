@@ -395,6 +395,39 @@ static void test_album_answered_not_again(void **state) {
     th_msgs_free(m, k);
 }
 
+static void test_album_webhook(void **state) {
+    (void)state;
+    th_cfg("mode", "webhook");
+    th_cfg("secret_token", "hooksecret");
+    add_file("w0", 300, 60, -1);
+    add_file("w1", 400, 61, -1);
+    S = th_launch_ok();
+    ftg_msg m0 = {.chat_id = 42,
+                  .media = "\"photo\":[{\"file_id\":\"w0\",\"file_unique_id\":\"u0\"}]",
+                  .caption = "hooked",
+                  .media_group_id = "wg"};
+    ftg_msg m1 = {.chat_id = 42,
+                  .media = "\"photo\":[{\"file_id\":\"w1\",\"file_unique_id\":\"u1\"}]",
+                  .media_group_id = "wg"};
+    char *u0 = ftg_build_update(F, &m0, NULL), *u1 = ftg_build_update(F, &m1, NULL);
+    /* Each part is answered at once (journaled), not held for the album. */
+    long long t0 = th_now_ms();
+    assert_int_equal(th_http_post("/telegram/main", "hooksecret", u0, NULL), 200);
+    assert_int_equal(th_http_post("/telegram/main", "hooksecret", u1, NULL), 200);
+    assert_true(th_now_ms() - t0 < 900);
+    free(u0);
+    free(u1);
+    assert_int_equal(th_wait_submitted(1, 10000), 1);
+    th_sleep_ms(300);
+    th_msg *m;
+    size_t k = th_msgs(&m, 1);
+    assert_int_equal(k, 2);
+    assert_int_equal(m[0].natt, 2);
+    assert_string_equal(m[0].text, "hooked");
+    assert_true(m[1].skipped);
+    th_msgs_free(m, k);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Out                                                                       */
 
@@ -553,6 +586,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_album_one_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_crash_recollected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_answered_not_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_album_webhook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_each_kind_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_long_captions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_retry_and_outbox, setup, teardown),
