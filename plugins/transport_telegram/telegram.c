@@ -7,6 +7,7 @@
  * HTTP client in telegram_api.c and the pure parsers in telegram_parse.c.
  */
 #include "telegram.h"
+#include "telegram_attach.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -245,15 +246,7 @@ static char *dup_or_null(const char *s) {
 }
 
 static int valid_secret_token(const char *s) {
-    size_t n = strlen(s);
-    if (n < 1 || n > 256) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return tg_chars_ok(s, 1, 256, "_-");
 }
 
 static int valid_token(const char *s, int64_t *bot_id) {

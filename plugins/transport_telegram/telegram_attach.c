@@ -24,17 +24,21 @@ static const char *json_str(const cJSON *o, const char *key) {
     return cJSON_IsString(it) ? it->valuestring : NULL;
 }
 
-/* file_ids are URL-safe base64 in practice; anything else is not one. */
-static int file_id_ok(const char *s) {
+int tg_chars_ok(const char *s, size_t min, size_t max, const char *extra) {
     size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n >= TG_FILE_ID_MAX) return 0;
+    if (n < min || n > max) return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
+              strchr(extra, c)))
             return 0;
     }
     return 1;
+}
+
+/* file_ids are URL-safe base64 in practice; anything else is not one. */
+static int file_id_ok(const char *s) {
+    return tg_chars_ok(s, 1, TG_FILE_ID_MAX - 1, "_-");
 }
 
 /* A number within [0, max]: 1 and *out set; absent: 1 and 0; else 0. */
@@ -48,20 +52,12 @@ static int bounded(const cJSON *o, const char *key, int64_t max, int64_t *out) {
 }
 
 int tg_mime_ok(const char *s) {
-    size_t n = s ? strlen(s) : 0;
-    if (n < 3 || n >= 128) return 0;
-    int slash = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '/') {
-            if (slash++ || i == 0 || i + 1 == n) return 0;
-            continue;
-        }
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              strchr("!#$&^_.+-", c)))
-            return 0;
-    }
-    return slash == 1;
+    const char *slash = s ? strchr(s, '/') : NULL;
+    if (!slash || slash == s || !slash[1] || strlen(s) >= 128) return 0;
+    char type[128];
+    memcpy(type, s, (size_t)(slash - s));
+    type[slash - s] = 0;
+    return tg_chars_ok(type, 1, 127, "!#$&^_.+-") && tg_chars_ok(slash + 1, 1, 127, "!#$&^_.+-");
 }
 
 /* A file name safe to show and to pass on: no path separators or control

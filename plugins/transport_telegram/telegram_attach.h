@@ -60,6 +60,9 @@ const char *tg_media_kind_name(tg_media_kind k);
  * else -1. */
 int tg_media_pick_photo(const tg_media *m, int64_t max_bytes);
 
+/* Whether s has min..max bytes, each a letter, a digit or one of extra. */
+int tg_chars_ok(const char *s, size_t min, size_t max, const char *extra);
+
 /* Whether s is a plausible MIME type ("type/subtype", token characters). */
 int tg_mime_ok(const char *s);
 

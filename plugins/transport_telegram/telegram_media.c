@@ -128,15 +128,7 @@ static int on_xfer(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_o
 
 /* Paths as Telegram gives them ("photos/file_1.jpg"): relative, no "..". */
 static int file_path_ok(const char *s) {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 512 || s[0] == '/' || strstr(s, "..")) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.' || c == '/'))
-            return 0;
-    }
-    return 1;
+    return tg_chars_ok(s, 1, 512, "_-./") && s[0] != '/' && !strstr(s, "..");
 }
 
 /* getFile then the download, at most max bytes. On DL_REFUSE *reason is a

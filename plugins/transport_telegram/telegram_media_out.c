@@ -158,6 +158,19 @@ static rd_status upload(tg *t, form_args *f, const char *cid, int64_t deadline, 
     return RD_E_FATAL;
 }
 
+/* The text part of out as a reply to deliver or keep. */
+static tg_reply text_reply(tg *t, const rd_outbound *out, const char *text, size_t len) {
+    return (tg_reply){.chat = out->chat_id,
+                      .thread = out->thread_id,
+                      .reply_to = out->reply_to,
+                      .edit_of = out->edit_of,
+                      .text = text,
+                      .len = len,
+                      .literal = (out->flags & RD_OUT_NOTICE) || t->c.escape_replies,
+                      .cid = out->correlation_id,
+                      .deadline = tg_now(t) + t->c.send_budget_ms};
+}
+
 /* What is left when files cannot go now: the text, if not yet sent, and a
  * line saying how many files were lost, through the outbox. */
 static rd_status keep_text(tg *t, const rd_outbound *out, const char *text, size_t len, size_t lost,
@@ -179,14 +192,8 @@ static rd_status keep_text(tg *t, const rd_outbound *out, const char *text, size
     }
     memcpy(all, text, len);
     memcpy(all + len, note, nl + 1);
-    tg_reply r = {.chat = out->chat_id,
-                  .thread = out->thread_id,
-                  .reply_to = out->reply_to,
-                  .text = all,
-                  .len = len + nl,
-                  .literal = (out->flags & RD_OUT_NOTICE) || t->c.escape_replies,
-                  .cid = out->correlation_id,
-                  .deadline = tg_now(t) + t->c.send_budget_ms};
+    tg_reply r = text_reply(t, out, all, len + nl);
+    r.edit_of = 0;
     rd_status st = tg_outbox_put(t, &r, 1, err);
     free(all);
     return st;
@@ -233,15 +240,8 @@ rd_status tg_media_send(tg *t, const rd_outbound *out, rd_error *err) {
     }
     int text_sent = blank;
     if (!blank && !as_caption) {
-        tg_reply r = {.chat = out->chat_id,
-                      .thread = out->thread_id,
-                      .reply_to = out->reply_to,
-                      .edit_of = out->edit_of,
-                      .text = text,
-                      .len = len,
-                      .literal = (out->flags & RD_OUT_NOTICE) || t->c.escape_replies,
-                      .cid = out->correlation_id,
-                      .deadline = deadline};
+        tg_reply r = text_reply(t, out, text, len);
+        r.deadline = deadline;
         size_t done = 0;
         st = tg_deliver(t, &r, &done, err);
         if (st == RD_E_RETRY) {
