@@ -33,6 +33,15 @@
  * between their reply and the watermark may answer a part again). */
 #define ALBUM_RING 256
 
+/* A part's file as fetched (or refused), kept until its message is
+ * submitted: back-pressure from the core does not fetch it again. */
+typedef struct fetched {
+    int64_t seq, tg_id; /* tg_id 0 = free slot */
+    unsigned char *data;
+    size_t len;
+    const char *refused; /* reason, or NULL */
+} fetched;
+
 typedef struct album_rec {
     int64_t head, parts[ALBUM_MAX - 1];
     size_t n;
@@ -42,7 +51,8 @@ struct tg_media_state {
     int64_t head_seq; /* the update being worked on at the head */
     int64_t first_ms; /* when it reached the head */
     int attempts;
-    int64_t retry_at;           /* monotonic ms of the next download attempt */
+    int64_t retry_at; /* monotonic ms of the next download attempt */
+    fetched cache[ALBUM_MAX];
     album_rec ring[ALBUM_RING]; /* under rep_mu */
     size_t ring_pos;
 };
@@ -78,7 +88,15 @@ void tg_media_metrics(tg *t) {
                      "Files fetched from Telegram and passed on, by kind", l_kind, NULL, 0);
 }
 
+static void cache_clear(struct tg_media_state *ms) {
+    for (size_t i = 0; i < ALBUM_MAX; i++) {
+        free(ms->cache[i].data);
+        memset(&ms->cache[i], 0, sizeof ms->cache[i]);
+    }
+}
+
 void tg_media_free(tg *t) {
+    if (t->media) cache_clear(t->media);
     free(t->c.media.notice);
     t->c.media.notice = NULL;
     free(t->media);
@@ -248,8 +266,7 @@ size_t tg_album_answered(tg *t, int64_t head, int64_t *parts, size_t max) {
 typedef struct part {
     tg_item *it;
     rd_attachment a;
-    dl_buf buf;
-    const char *refused; /* reason, or NULL */
+    fetched *f;
 } part;
 
 /* The album parts queued behind `it` (same chat, same media_group_id),
@@ -311,7 +328,7 @@ static char *meta_with_files(const rd_inbound *in, const part *p, size_t n) {
         const tg_media *m = p[i].it->u.media;
         cJSON *f = cJSON_CreateObject();
         cJSON_AddStringToObject(f, "kind", m->what);
-        if (p[i].refused) cJSON_AddStringToObject(f, "refused", p[i].refused);
+        if (p[i].f->refused) cJSON_AddStringToObject(f, "refused", p[i].f->refused);
         if (m->width) cJSON_AddNumberToObject(f, "width", (double)m->width);
         if (m->height) cJSON_AddNumberToObject(f, "height", (double)m->height);
         if (m->duration) cJSON_AddNumberToObject(f, "duration", (double)m->duration);
@@ -322,12 +339,14 @@ static char *meta_with_files(const rd_inbound *in, const part *p, size_t n) {
     return s;
 }
 
-/* Fetches part p; 0 done (fetched or refused), -1 try again later. */
-static int take(tg *t, part *p, int last_try) {
-    const tg_media *m = p->it->u.media;
+/* Fetches the file of item `it` into f (bytes, or the reason it is
+ * refused); 0 done, -1 try again later. */
+static int take(tg *t, const tg_item *it, fetched *f, int last_try) {
+    const tg_media *m = it->u.media;
     int64_t max = t->c.media.max_bytes;
     const char *file_id = m->file_id, *reason = NULL;
     char detail[320] = "";
+    dl_buf buf = {0};
     if (m->kind == TG_MK_UNSUPPORTED) {
         reason = "unsupported";
     } else if (!t->c.media.on) {
@@ -344,39 +363,51 @@ static int take(tg *t, part *p, int last_try) {
         reason = "too_large";
     }
     if (!reason) {
-        dl_res r = fetch(t, file_id, &p->buf, &reason, detail, sizeof detail);
+        dl_res r = fetch(t, file_id, &buf, &reason, detail, sizeof detail);
         if (r == DL_RETRY && !last_try) {
-            t->h->log(t->ctx, RD_LOG_WARN, "update %lld: %s; trying again", (long long)p->it->tg_id,
+            t->h->log(t->ctx, RD_LOG_WARN, "update %lld: %s; trying again", (long long)it->tg_id,
                       detail);
-            free(p->buf.p);
-            memset(&p->buf, 0, sizeof p->buf);
+            free(buf.p);
             return -1;
         }
         if (r == DL_RETRY) reason = "download_failed";
     }
+    f->seq = it->seq;
+    f->tg_id = it->tg_id + 1; /* nonzero: the slot is used */
     if (reason) {
-        free(p->buf.p);
-        memset(&p->buf, 0, sizeof p->buf);
-        p->refused = reason;
+        free(buf.p);
+        f->refused = reason;
         t->h->log(t->ctx, RD_LOG_WARN, "update %lld: %s not passed on (%s)%s%s",
-                  (long long)p->it->tg_id, m->what, reason, detail[0] ? ": " : "", detail);
+                  (long long)it->tg_id, m->what, reason, detail[0] ? ": " : "", detail);
         tg_count(t, t->m_media_refused, reason, NULL, 1);
         return 0;
     }
-    p->a = (rd_attachment){.size = sizeof p->a,
-                           .kind = tg_media_kind_name(m->kind),
-                           .mime = m->mime,
-                           .name = m->name,
-                           .data = p->buf.p ? (const void *)p->buf.p : (const void *)"",
-                           .len = p->buf.len};
+    f->data = buf.p;
+    f->len = buf.len;
     tg_count(t, t->m_media_in, tg_media_kind_name(m->kind), NULL, 1);
     return 0;
+}
+
+/* The cached fetch of it, or a free slot for it (NULL: none left). */
+static fetched *slot_of(struct tg_media_state *ms, const tg_item *it, int *have) {
+    fetched *free_slot = NULL;
+    for (size_t i = 0; i < ALBUM_MAX; i++) {
+        fetched *f = &ms->cache[i];
+        if (f->tg_id && f->seq == it->seq && f->tg_id == it->tg_id + 1) {
+            *have = 1;
+            return f;
+        }
+        if (!f->tg_id && !free_slot) free_slot = f;
+    }
+    *have = 0;
+    return free_slot;
 }
 
 rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in) {
     struct tg_media_state *ms = t->media;
     int64_t now = tg_now(t);
     if (ms->head_seq != it->seq) {
+        cache_clear(ms);
         ms->head_seq = it->seq;
         ms->first_ms = now;
         ms->attempts = 0;
@@ -392,19 +423,29 @@ rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in) {
     size_t n = collect(t, it, p);
     int last_try = now - ms->first_ms >= t->c.send_budget_ms;
     for (size_t i = 0; i < n; i++) {
-        if (take(t, &p[i], last_try) == 0) continue;
-        for (size_t k = 0; k < i; k++)
-            free(p[k].buf.p);
-        ms->retry_at = now + tg_backoff(t, ms->attempts++);
-        return RD_E_FULL;
+        int have;
+        p[i].f = slot_of(ms, p[i].it, &have);
+        if (have) continue;
+        if (!p[i].f || take(t, p[i].it, p[i].f, last_try) != 0) {
+            ms->retry_at = now + tg_backoff(t, ms->attempts++);
+            return RD_E_FULL;
+        }
     }
     const rd_attachment *atts[ALBUM_MAX];
     size_t na = 0, refused = 0;
     for (size_t i = 0; i < n; i++) {
-        if (p[i].refused)
+        const tg_media *m = p[i].it->u.media;
+        if (p[i].f->refused) {
             refused++;
-        else
-            atts[na++] = &p[i].a;
+            continue;
+        }
+        p[i].a = (rd_attachment){.size = sizeof p[i].a,
+                                 .kind = tg_media_kind_name(m->kind),
+                                 .mime = m->mime,
+                                 .name = m->name,
+                                 .data = p[i].f->data ? (const void *)p[i].f->data : "",
+                                 .len = p[i].f->len};
+        atts[na++] = &p[i].a;
     }
     /* An album's caption sits on one of its parts, not always the first. */
     const char *text = in->text;
@@ -414,10 +455,11 @@ rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in) {
         text = p[i].it->u.text;
         len = p[i].it->u.text_len;
     }
-    if (refused) notice(t, in->chat_id, it);
     rd_status st = RD_OK;
     if (na == 0 && tg_is_blank(text, len)) {
-        /* Nothing left to hand on: the notice was the answer. */
+        /* Nothing left to hand on: the notice is the answer, stored
+         * before the update counts as handled. */
+        notice(t, in->chat_id, it);
         t->h->skip(t->ctx, it->seq, "media_refused");
         tg_count(t, t->m_ignored, "media_refused", NULL, 1);
     } else {
@@ -442,8 +484,9 @@ rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in) {
         }
         pthread_mutex_unlock(&t->rep_mu);
     }
-    for (size_t i = 0; i < n; i++)
-        free(p[i].buf.p);
-    if (st != RD_E_FULL) ms->head_seq = -1;
+    if (st == RD_E_FULL) return st; /* the fetched files wait in the cache */
+    if (refused && (na || !tg_is_blank(text, len))) notice(t, in->chat_id, it);
+    cache_clear(ms);
+    ms->head_seq = -1;
     return st;
 }

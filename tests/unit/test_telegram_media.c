@@ -258,6 +258,27 @@ static void test_download_retry(void **state) {
     assert_int_equal(th_metric("routerd_telegram_media_refused_total", "unavailable", NULL), 1);
 }
 
+static void test_backpressure_fetches_once(void **state) {
+    (void)state;
+    add_file("bp", 2000, 70, -1);
+    S = th_launch_ok();
+    th_set_full(1);
+    add_media(42, "\"document\":{\"file_id\":\"bp\",\"file_unique_id\":\"u\"}", "wait", NULL);
+    long long end = th_now_ms() + 5000;
+    while (ftg_count(F, "download", 1) < 1 && th_now_ms() < end)
+        th_sleep_ms(10);
+    th_sleep_ms(600); /* several submit attempts against a full core */
+    assert_int_equal(th_submitted(), 0);
+    th_set_full(0);
+    assert_int_equal(th_wait_submitted(1, 5000), 1);
+    th_msg *m;
+    size_t k = th_msgs(&m, 0);
+    assert_true(same_bytes(&m[0].att[0], 2000, 70));
+    th_msgs_free(m, k);
+    assert_int_equal(ftg_count(F, "getFile", 0), 1);
+    assert_int_equal(ftg_count(F, "download", 0), 1);
+}
+
 static void test_album_one_message(void **state) {
     (void)state;
     for (unsigned i = 0; i < 3; i++) {
@@ -583,6 +604,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsupported_and_hostile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_download_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure_fetches_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_one_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_crash_recollected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_answered_not_again, setup, teardown),
