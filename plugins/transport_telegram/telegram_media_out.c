@@ -174,7 +174,7 @@ static tg_reply text_reply(tg *t, const rd_outbound *out, const char *text, size
 /* What is left when files cannot go now: the text, if not yet sent, and a
  * line saying how many files were lost, through the outbox. */
 static rd_status keep_text(tg *t, const rd_outbound *out, const char *text, size_t len, size_t lost,
-                           rd_error *err) {
+                           int after_refusal, rd_error *err) {
     tg_count(t, t->m_send_fail, "file_not_kept", NULL, (double)lost);
     t->h->log(t->ctx, RD_LOG_WARN,
               "%s%s: %zu file%s not delivered (Telegram refused for longer than the send budget, "
@@ -194,7 +194,7 @@ static rd_status keep_text(tg *t, const rd_outbound *out, const char *text, size
     memcpy(all + len, note, nl + 1);
     tg_reply r = text_reply(t, out, all, len + nl);
     r.edit_of = 0;
-    rd_status st = tg_outbox_put(t, &r, 1, err);
+    rd_status st = tg_outbox_put(t, &r, after_refusal, err);
     free(all);
     return st;
 }
@@ -226,7 +226,7 @@ rd_status tg_media_send(tg *t, const rd_outbound *out, rd_error *err) {
     int64_t deadline = tg_now(t) + t->c.send_budget_ms;
     if (tg_outbox_has(t, out->chat_id)) {
         /* Behind replies waiting in the outbox: the chat keeps its order. */
-        st = keep_text(t, out, text, blank ? 0 : len, n, err);
+        st = keep_text(t, out, text, blank ? 0 : len, n, 0, err);
         goto done;
     }
     /* The caption: the text when it fits one, formatted like a message. */
@@ -246,7 +246,7 @@ rd_status tg_media_send(tg *t, const rd_outbound *out, rd_error *err) {
         st = tg_deliver(t, &r, &done, err);
         if (st == RD_E_RETRY) {
             tg_parts_free(parts, np);
-            st = keep_text(t, out, text, len, n, err);
+            st = keep_text(t, out, text, len, n, 1, err);
             goto done;
         }
         text_sent = st == RD_OK;
@@ -279,7 +279,7 @@ rd_status tg_media_send(tg *t, const rd_outbound *out, rd_error *err) {
         if (s == RD_E_RETRY) {
             /* Out of budget: the caption (if not delivered) and a note wait. */
             st = keep_text(t, out, i == 0 && as_caption ? text : "", i == 0 && as_caption ? len : 0,
-                           n - i, err);
+                           n - i, 1, err);
             free(ents);
             tg_parts_free(parts, np);
             goto done;

@@ -286,7 +286,6 @@ static void test_album_one_message(void **state) {
         snprintf(id, sizeof id, "al%u", i);
         add_file(id, 800 + i * 100, 20 + i, -1);
     }
-    add_file("solo", 300, 30, -1);
     th_cfg("album_wait_ms", "2000"); /* slack for a loaded machine */
     S = th_launch_ok();
     /* Two parts now, the third in a later batch; another chat in between. */
