@@ -333,7 +333,9 @@ rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in);
 size_t tg_album_answered(tg *t, int64_t head, int64_t *parts, size_t max);
 
 /* telegram_media_out.c: files out */
-rd_status tg_media_send(tg *t, const rd_outbound *out, rd_error *err);
+/* Sends out's files (and its text, unless *text_rest comes back set: then
+ * the caller sends the text, as with choices to show as buttons). */
+rd_status tg_media_send(tg *t, const rd_outbound *out, int *text_rest, rd_error *err);
 
 /* telegram_send.c */
 /* Renders r (telegram_format.h) and sends its parts from r->skip on;

@@ -171,16 +171,20 @@ static tg_reply text_reply(tg *t, const rd_outbound *out, const char *text, size
                       .deadline = tg_now(t) + t->c.send_budget_ms};
 }
 
-/* What is left when files cannot go now: the text, if not yet sent, and a
- * line saying how many files were lost, through the outbox. */
-static rd_status keep_text(tg *t, const rd_outbound *out, const char *text, size_t len, size_t lost,
-                           int after_refusal, rd_error *err) {
+static void lost_files(tg *t, const rd_outbound *out, size_t lost) {
     tg_count(t, t->m_send_fail, "file_not_kept", NULL, (double)lost);
     t->h->log(t->ctx, RD_LOG_WARN,
               "%s%s: %zu file%s not delivered (Telegram refused for longer than the send budget, "
               "or replies wait in the outbox; files are not kept in the store)",
               out->correlation_id ? "reply " : "reply",
               out->correlation_id ? out->correlation_id : "", lost, lost == 1 ? "" : "s");
+}
+
+/* What is left when files cannot go now: the text, if not yet sent, and a
+ * line saying how many files were lost, through the outbox. */
+static rd_status keep_text(tg *t, const rd_outbound *out, const char *text, size_t len, size_t lost,
+                           int after_refusal, rd_error *err) {
+    lost_files(t, out, lost);
     char note[96];
     snprintf(note, sizeof note, "%s(%zu file%s could not be delivered.)", len ? "\n\n" : "", lost,
              lost == 1 ? "" : "s");
@@ -199,7 +203,11 @@ static rd_status keep_text(tg *t, const rd_outbound *out, const char *text, size
     return st;
 }
 
-rd_status tg_media_send(tg *t, const rd_outbound *out, rd_error *err) {
+rd_status tg_media_send(tg *t, const rd_outbound *out, int *text_rest, rd_error *err) {
+    /* With choices the text goes last, through the text path that shows
+     * them as buttons: only the files go here. */
+    int files_only = RD_HAS(out, choices) && out->choices && out->choices[0];
+    *text_rest = files_only;
     size_t len = 0;
     char *text = tg_utf8_sanitize(out->text ? out->text : "", out->text ? out->text_len : 0, &len);
     const rd_attachment **a = calloc(out->nattachments, sizeof *a);
@@ -216,9 +224,9 @@ rd_status tg_media_send(tg *t, const rd_outbound *out, rd_error *err) {
         a[n] = x;
         k[n++] = tg_out_kind_of(x->kind, x->mime, x->data ? x->len : 0);
     }
-    int blank = tg_is_blank(text, len);
+    int blank = files_only || tg_is_blank(text, len);
     rd_status st = RD_OK;
-    if (!n && blank) {
+    if (!n && blank && !files_only) {
         st = RD_E_FATAL;
         t->h->error(err, st, "fatal", "telegram: a reply without text nor a usable file");
         goto done;
@@ -226,7 +234,10 @@ rd_status tg_media_send(tg *t, const rd_outbound *out, rd_error *err) {
     int64_t deadline = tg_now(t) + t->c.send_budget_ms;
     if (tg_outbox_has(t, out->chat_id)) {
         /* Behind replies waiting in the outbox: the chat keeps its order. */
-        st = keep_text(t, out, text, blank ? 0 : len, n, 0, err);
+        if (files_only)
+            lost_files(t, out, n);
+        else
+            st = keep_text(t, out, text, blank ? 0 : len, n, 0, err);
         goto done;
     }
     /* The caption: the text when it fits one, formatted like a message. */
@@ -276,6 +287,10 @@ rd_status tg_media_send(tg *t, const rd_outbound *out, rd_error *err) {
         rd_error e = {0};
         rd_status s = upload(t, &f, out->correlation_id, deadline, &e);
         chat = f.chat;
+        if (s == RD_E_RETRY && files_only) {
+            lost_files(t, out, n - i);
+            break;
+        }
         if (s == RD_E_RETRY) {
             /* Out of budget: the caption (if not delivered) and a note wait. */
             st = keep_text(t, out, i == 0 && as_caption ? text : "", i == 0 && as_caption ? len : 0,
@@ -298,9 +313,12 @@ rd_status tg_media_send(tg *t, const rd_outbound *out, rd_error *err) {
     /* Some files (or the text) went out: a refused file is logged and
      * counted, the reply as a whole is delivered. */
     st = delivered || (text_sent && !blank) ? RD_OK : worst != RD_OK ? worst : st;
-    if (st == RD_OK) memset(err, 0, sizeof *err);
+    if (st == RD_OK || files_only) memset(err, 0, sizeof *err);
 done:
-    if (st == RD_OK || st == RD_E_FATAL) tg_replied_mark(t, out->chat_id, out->reply_to);
+    if (files_only)
+        st = RD_OK; /* the text path reports the reply */
+    else if (st == RD_OK || st == RD_E_FATAL)
+        tg_replied_mark(t, out->chat_id, out->reply_to);
     free(text);
     free(a);
     free(k);

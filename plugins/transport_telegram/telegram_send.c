@@ -440,7 +440,11 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
 
 rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
     tg *t = self;
-    if (RD_HAS(out, nattachments) && out->nattachments) return tg_media_send(t, out, err);
+    int text_rest = 0;
+    if (RD_HAS(out, nattachments) && out->nattachments) {
+        rd_status mst = tg_media_send(t, out, &text_rest, err);
+        if (!text_rest) return mst;
+    }
     size_t len = 0;
     char *text = tg_utf8_sanitize(out->text ? out->text : "", out->text ? out->text_len : 0, &len);
     if (!text) {

@@ -592,6 +592,36 @@ static void test_groups_and_long_captions(void **state) {
     free(b);
 }
 
+static void test_files_with_choices(void **state) {
+    (void)state;
+    S = th_launch_ok();
+    unsigned char *b = bytes(700, 8);
+    rd_attachment p1 = att(NULL, "image/png", "chart.png", b, 700);
+    const rd_attachment *one[] = {&p1};
+    static const char *const choices[] = {"yes", "no", NULL};
+    rd_outbound out = {.size = sizeof out,
+                       .chat_id = 42,
+                       .reply_to = 9,
+                       .text = "Keep it?",
+                       .text_len = 8,
+                       .update_id = -1,
+                       .attachments = one,
+                       .nattachments = 1,
+                       .choices = choices};
+    rd_error e = {0};
+    assert_int_equal(th_ops()->send(S, &out, &e), RD_OK);
+    /* The file first without caption, then the text (where the buttons go). */
+    ftg_rec *all, *x, *y;
+    size_t na = ftg_records(F, NULL, 1, &all);
+    last_two_sends(all, na, &x, &y);
+    assert_string_equal(x->method, "sendPhoto");
+    assert_null(x->text);
+    assert_string_equal(y->method, "sendMessage");
+    assert_string_equal(y->text, "Keep it?");
+    ftg_recs_free(all, na);
+    free(b);
+}
+
 static void test_upload_retry_and_outbox(void **state) {
     (void)state;
     th_cfg("send_retry_budget_s", "2");
@@ -627,6 +657,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_album_webhook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_each_kind_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_long_captions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_files_with_choices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_retry_and_outbox, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
