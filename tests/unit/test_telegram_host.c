@@ -379,8 +379,8 @@ static int full;
 static size_t wm_idx; /* records [0, wm_idx) are handled */
 static int stopping;
 
-static th_att *atts_copy(const th_att *src, size_t n) {
-    th_att *v = n ? calloc(n, sizeof *v) : NULL;
+static th_file *atts_copy(const th_file *src, size_t n) {
+    th_file *v = n ? calloc(n, sizeof *v) : NULL;
     for (size_t i = 0; i < n; i++) {
         v[i] = src[i];
         v[i].data = malloc(src[i].len + 1);
@@ -389,7 +389,7 @@ static th_att *atts_copy(const th_att *src, size_t n) {
     return v;
 }
 
-static void atts_free(th_att *a, size_t n) {
+static void atts_free(th_file *a, size_t n) {
     for (size_t i = 0; i < n; i++)
         free(a[i].data);
     free(a);
@@ -434,11 +434,11 @@ static rd_status h_submit(rd_ctx *ctx, const rd_inbound *in) {
     r->m.text = strndup(in->text, in->text_len);
     r->m.flags = in->flags;
     r->m.meta = in->meta ? strdup(in->meta) : NULL;
-    r->m.natt = in->nattachments;
-    r->m.att = in->nattachments ? calloc(in->nattachments, sizeof *r->m.att) : NULL;
+    r->m.nfiles = in->nattachments;
+    r->m.files = in->nattachments ? calloc(in->nattachments, sizeof *r->m.files) : NULL;
     for (size_t i = 0; i < in->nattachments; i++) {
         const rd_attachment *a = in->attachments[i];
-        th_att *x = &r->m.att[i];
+        th_file *x = &r->m.files[i];
         snprintf(x->kind, sizeof x->kind, "%s", a->kind ? a->kind : "");
         snprintf(x->mime, sizeof x->mime, "%s", a->mime ? a->mime : "");
         snprintf(x->name, sizeof x->name, "%s", a->name ? a->name : "");
@@ -511,7 +511,7 @@ size_t th_msgs(th_msg **out, int include_skipped) {
         v[k] = recs[i].m;
         v[k].text = recs[i].m.text ? strdup(recs[i].m.text) : NULL;
         v[k].meta = recs[i].m.meta ? strdup(recs[i].m.meta) : NULL;
-        v[k].att = atts_copy(recs[i].m.att, recs[i].m.natt);
+        v[k].files = atts_copy(recs[i].m.files, recs[i].m.nfiles);
         k++;
     }
     pthread_mutex_unlock(&mu);
@@ -523,7 +523,7 @@ void th_msgs_free(th_msg *m, size_t n) {
     for (size_t i = 0; i < n; i++) {
         free(m[i].text);
         free(m[i].meta);
-        atts_free(m[i].att, m[i].natt);
+        atts_free(m[i].files, m[i].nfiles);
     }
     free(m);
 }
@@ -937,7 +937,7 @@ void th_new_run(void) {
     for (size_t i = 0; i < nrecs; i++) {
         free(recs[i].m.text);
         free(recs[i].m.meta);
-        atts_free(recs[i].m.att, recs[i].m.natt);
+        atts_free(recs[i].m.files, recs[i].m.nfiles);
     }
     nrecs = 0;
     last_id = -1;

@@ -12,11 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct th_att {
+typedef struct th_file {
     char kind[16], mime[96], name[128];
     unsigned char *data;
     size_t len;
-} th_att;
+} th_file;
 
 typedef struct th_msg {
     int64_t id; /* update_id given to submit/skip */
@@ -26,8 +26,8 @@ typedef struct th_msg {
     char *meta;
     int skipped;
     char why[32];
-    th_att *att; /* copies of the attachments */
-    size_t natt;
+    th_file *files; /* copies of the attachments */
+    size_t nfiles;
 } th_msg;
 
 /* A fresh "machine": empty store, config, records. */

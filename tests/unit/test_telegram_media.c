@@ -64,9 +64,11 @@ static int64_t add_media(int64_t chat, const char *media, const char *caption, c
     return ftg_add_message(F, &m);
 }
 
-static int same_bytes(const th_att *a, size_t n, unsigned seed) {
+/* Whether a copied attachment (f: data, len) holds file n/seed. */
+#define same_bytes(f, n, seed) same_data((f)->data, (f)->len, n, seed)
+static int same_data(const unsigned char *data, size_t len, size_t n, unsigned seed) {
     unsigned char *b = bytes(n, seed);
-    int ok = a->len == n && memcmp(a->data, b, n) == 0;
+    int ok = len == n && memcmp(data, b, n) == 0;
     free(b);
     return ok;
 }
@@ -140,11 +142,11 @@ static void test_each_kind_in(void **state) {
     size_t k = th_msgs(&m, 0);
     assert_int_equal(k, n);
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(m[i].natt, 1);
-        assert_string_equal(m[i].att[0].kind, cases[i].kind);
-        assert_string_equal(m[i].att[0].mime, cases[i].mime);
-        assert_string_equal(m[i].att[0].name, cases[i].name);
-        assert_true(same_bytes(&m[i].att[0], cases[i].size, (unsigned)i));
+        assert_int_equal(m[i].nfiles, 1);
+        assert_string_equal(m[i].files[0].kind, cases[i].kind);
+        assert_string_equal(m[i].files[0].mime, cases[i].mime);
+        assert_string_equal(m[i].files[0].name, cases[i].name);
+        assert_true(same_bytes(&m[i].files[0], cases[i].size, (unsigned)i));
         assert_string_equal(m[i].text, cases[i].caption ? cases[i].caption : "");
         assert_non_null(strstr(m[i].meta, "\"files\":[{\"kind\""));
     }
@@ -209,7 +211,7 @@ static void test_too_large(void **state) {
     th_msg *m;
     size_t k = th_msgs(&m, 0);
     assert_string_equal(m[0].text, "caption stays");
-    assert_int_equal(m[0].natt, 0);
+    assert_int_equal(m[0].nfiles, 0);
     assert_non_null(strstr(m[0].meta, "\"refused\":\"too_large\""));
     th_msgs_free(m, k);
     assert_int_equal(th_metric("routerd_telegram_media_refused_total", "too_large", NULL), 3);
@@ -248,8 +250,8 @@ static void test_download_retry(void **state) {
     assert_int_equal(th_wait_submitted(1, 15000), 1);
     th_msg *m;
     size_t k = th_msgs(&m, 0);
-    assert_int_equal(m[0].natt, 1);
-    assert_true(same_bytes(&m[0].att[0], 1500, 5));
+    assert_int_equal(m[0].nfiles, 1);
+    assert_true(same_bytes(&m[0].files[0], 1500, 5));
     th_msgs_free(m, k);
     assert_int_equal(ftg_count(F, "download", 0), 3);
     /* A file Telegram no longer has: permanent, the notice. */
@@ -273,7 +275,7 @@ static void test_backpressure_fetches_once(void **state) {
     assert_int_equal(th_wait_submitted(1, 5000), 1);
     th_msg *m;
     size_t k = th_msgs(&m, 0);
-    assert_true(same_bytes(&m[0].att[0], 2000, 70));
+    assert_true(same_bytes(&m[0].files[0], 2000, 70));
     th_msgs_free(m, k);
     assert_int_equal(ftg_count(F, "getFile", 0), 1);
     assert_int_equal(ftg_count(F, "download", 0), 1);
@@ -313,12 +315,12 @@ static void test_album_one_message(void **state) {
     assert_int_equal(k, 5);
     assert_false(m[0].skipped);
     assert_int_equal(m[0].chat_id, 42);
-    assert_int_equal(m[0].natt, 3);
+    assert_int_equal(m[0].nfiles, 3);
     assert_string_equal(m[0].text, "the caption");
-    assert_true(same_bytes(&m[0].att[0], 800, 20));
-    assert_true(same_bytes(&m[0].att[1], 900, 21));
-    assert_true(same_bytes(&m[0].att[2], 1000, 22));
-    assert_string_equal(m[0].att[2].name, "notes.txt");
+    assert_true(same_bytes(&m[0].files[0], 800, 20));
+    assert_true(same_bytes(&m[0].files[1], 900, 21));
+    assert_true(same_bytes(&m[0].files[2], 1000, 22));
+    assert_string_equal(m[0].files[2].name, "notes.txt");
     assert_non_null(strstr(m[0].meta, "\"media_group_id\":\"album-1\""));
     int skipped = 0, other = 0;
     for (size_t i = 1; i < k; i++) {
@@ -357,7 +359,7 @@ static void test_album_crash_recollected(void **state) {
     th_msg *m;
     size_t k = th_msgs(&m, 0);
     assert_int_equal(k, 1);
-    assert_int_equal(m[0].natt, 2);
+    assert_int_equal(m[0].nfiles, 2);
     assert_string_equal(m[0].text, "crash");
     th_msgs_free(m, k);
 }
@@ -444,7 +446,7 @@ static void test_album_webhook(void **state) {
     th_msg *m;
     size_t k = th_msgs(&m, 1);
     assert_int_equal(k, 2);
-    assert_int_equal(m[0].natt, 2);
+    assert_int_equal(m[0].nfiles, 2);
     assert_string_equal(m[0].text, "hooked");
     assert_true(m[1].skipped);
     th_msgs_free(m, k);
