@@ -565,8 +565,9 @@ static void do_get_file(ftg *f, const cJSON *p, const char *body, reply *r) {
         cJSON_AddStringToObject(o, "file_id", x->id);
         snprintf(buf, sizeof buf, "u%s", x->id);
         cJSON_AddStringToObject(o, "file_unique_id", buf);
-        cJSON_AddNumberToObject(o, "file_size",
-                                (double)(x->claimed < 0 ? (long long)x->len : x->claimed));
+        if (x->claimed != -2)
+            cJSON_AddNumberToObject(o, "file_size",
+                                    (double)(x->claimed < 0 ? (long long)x->len : x->claimed));
         snprintf(buf, sizeof buf, "files/%s", x->id);
         cJSON_AddStringToObject(o, "file_path", buf);
         r->status = 200;
@@ -815,6 +816,26 @@ static void apply_fault(ftg *f, int kind, int arg, const char *method, const cJS
 /* ------------------------------------------------------------------------ */
 /* HTTP plumbing                                                             */
 
+typedef struct cut_state {
+    char *body;
+    size_t len, sent_limit;
+} cut_state;
+
+static ssize_t cut_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    cut_state *c = cls;
+    if (pos >= c->sent_limit) return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = c->sent_limit - (size_t)pos;
+    if (n > max) n = max;
+    memcpy(buf, c->body + pos, n);
+    return (ssize_t)n;
+}
+
+static void cut_free(void *cls) {
+    cut_state *c = cls;
+    free(c->body);
+    free(c);
+}
+
 typedef struct conn_state {
     char *buf;
     size_t len;
@@ -883,12 +904,23 @@ static void conn_free(conn_state *cs) {
     free(cs);
 }
 
+/* A body of unknown length (chunked), from a cut_state holding it whole. */
+static ssize_t chunk_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    cut_state *c = cls;
+    if (pos >= c->len) return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t n = c->len - (size_t)pos;
+    if (n > max) n = max;
+    memcpy(buf, c->body + pos, n);
+    return (ssize_t)n;
+}
+
 /* GET /file/bot<token>/files/<file_id> */
 static enum MHD_Result serve_file(ftg *f, struct MHD_Connection *conn, const char *url) {
     size_t tl = strlen(f->token);
     int status = 404;
     unsigned char *data = NULL;
     size_t len = 0;
+    int chunked = 0;
     pthread_mutex_lock(&f->mu);
     int arg = 0;
     const char *fbody = NULL;
@@ -900,6 +932,7 @@ static enum MHD_Result serve_file(ftg *f, struct MHD_Connection *conn, const cha
     } else if (!strncmp(url + 10 + tl, "files/", 6)) {
         ffile *x = find_file(f, url + 16 + tl);
         if (x) {
+            chunked = x->claimed == -2;
             status = 200;
             len = x->len;
             data = malloc(len + 1);
@@ -913,33 +946,20 @@ static enum MHD_Result serve_file(ftg *f, struct MHD_Connection *conn, const cha
         free(data);
         return MHD_NO;
     }
-    struct MHD_Response *resp =
-        data ? MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE)
-             : MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp;
+    if (data && chunked) {
+        cut_state *c = calloc(1, sizeof *c);
+        c->body = (char *)data;
+        c->len = c->sent_limit = len;
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, chunk_reader, c, cut_free);
+    } else {
+        resp = data ? MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE)
+                    : MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    }
     MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     return ret;
-}
-
-typedef struct cut_state {
-    char *body;
-    size_t len, sent_limit;
-} cut_state;
-
-static ssize_t cut_reader(void *cls, uint64_t pos, char *buf, size_t max) {
-    cut_state *c = cls;
-    if (pos >= c->sent_limit) return MHD_CONTENT_READER_END_WITH_ERROR;
-    size_t n = c->sent_limit - (size_t)pos;
-    if (n > max) n = max;
-    memcpy(buf, c->body + pos, n);
-    return (ssize_t)n;
-}
-
-static void cut_free(void *cls) {
-    cut_state *c = cls;
-    free(c->body);
-    free(c);
 }
 
 static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,

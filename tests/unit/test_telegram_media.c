@@ -193,6 +193,8 @@ static void test_too_large(void **state) {
     add_file("big2", 5000, 2, -1);
     /* 3: getFile says 500, the server sends 5000: cut at the cap. */
     add_file("big3", 5000, 3, 500);
+    /* 4: no size anywhere, chunked: the write callback cuts it. */
+    add_file("big4", 5000, 4, -2);
     S = th_launch_ok();
     add_media(42,
               "\"document\":{\"file_id\":\"big1\",\"file_unique_id\":\"u1\",\"file_size\":5000}",
@@ -216,6 +218,10 @@ static void test_too_large(void **state) {
     th_msgs_free(m, k);
     assert_int_equal(th_metric("routerd_telegram_media_refused_total", "too_large", NULL), 3);
     assert_true(th_log_has("over max_media_bytes 1000; cut"));
+    add_media(42, "\"audio\":{\"file_id\":\"big4\",\"file_unique_id\":\"u4\"}", NULL, NULL);
+    assert_int_equal(wait_notices(4), 4);
+    assert_int_equal(th_metric("routerd_telegram_media_refused_total", "too_large", NULL), 4);
+    assert_int_equal(th_submitted(), 1);
 }
 
 static void test_unsupported_and_hostile(void **state) {
