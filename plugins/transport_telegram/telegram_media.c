@@ -413,14 +413,15 @@ rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in) {
         ms->attempts = 0;
         ms->retry_at = 0;
     }
-    if (album_open(t, it, now)) {
+    part p[ALBUM_MAX];
+    memset(p, 0, sizeof p);
+    size_t n = collect(t, it, p);
+    /* Ten parts is a whole album: no need to wait for more. */
+    if (n < ALBUM_MAX && album_open(t, it, now)) {
         t->album_hold = 1;
         return RD_E_FULL;
     }
     if (now < ms->retry_at) return RD_E_FULL;
-    part p[ALBUM_MAX];
-    memset(p, 0, sizeof p);
-    size_t n = collect(t, it, p);
     int last_try = now - ms->first_ms >= t->c.send_budget_ms;
     for (size_t i = 0; i < n; i++) {
         int have;
