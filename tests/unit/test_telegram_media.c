@@ -630,6 +630,52 @@ static void test_files_with_choices(void **state) {
     free(b);
 }
 
+static void test_many_files_and_photo_fallback(void **state) {
+    (void)state;
+    S = th_launch_ok();
+    unsigned char *b = bytes(400, 9);
+    /* Twelve photos: ten in one album, then two. */
+    rd_attachment ph[12];
+    const rd_attachment *pp[12];
+    for (int i = 0; i < 12; i++) {
+        ph[i] = att(NULL, "image/jpeg", "p.jpg", b, 400);
+        pp[i] = &ph[i];
+    }
+    assert_int_equal(send_files(42, "twelve", pp, 12), RD_OK);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMediaGroup", 1, &r);
+    assert_int_equal(n, 2);
+    assert_int_equal(r[0].nparts, 10);
+    assert_int_equal(r[1].nparts, 2);
+    assert_non_null(strstr(r[0].media, "\"caption\":\"twelve\""));
+    assert_null(strstr(r[1].media, "caption"));
+    ftg_recs_free(r, n);
+    /* A photo Telegram will not take as a photo goes again as a document. */
+    ftg_fail_body(F, "sendPhoto", 400,
+                  "{\"ok\":false,\"error_code\":400,\"description\":\"Bad Request: "
+                  "PHOTO_INVALID_DIMENSIONS\"}",
+                  1);
+    const rd_attachment *one[] = {&ph[0]};
+    assert_int_equal(send_files(42, "odd", one, 1), RD_OK);
+    n = ftg_records(F, "sendDocument", 1, &r);
+    assert_int_equal(n, 1);
+    assert_string_equal(r[0].text, "odd");
+    assert_string_equal(r[0].parts[0].field, "document");
+    ftg_recs_free(r, n);
+    /* Refused for good (the chat is gone): not delivered, reported. */
+    ftg_chat_error(F, 77, 403, "Forbidden: bot was blocked by the user", 0);
+    rd_outbound out = {.size = sizeof out,
+                       .chat_id = 77,
+                       .text = "",
+                       .update_id = -1,
+                       .attachments = one,
+                       .nattachments = 1};
+    rd_error e = {0};
+    assert_int_equal(th_ops()->send(S, &out, &e), RD_E_FATAL);
+    assert_non_null(strstr(e.msg, "blocked"));
+    free(b);
+}
+
 static void test_upload_retry_and_outbox(void **state) {
     (void)state;
     th_cfg("send_retry_budget_s", "2");
@@ -666,6 +712,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_each_kind_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups_and_long_captions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_files_with_choices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_many_files_and_photo_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_retry_and_outbox, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
