@@ -34,7 +34,7 @@ a2a_http *a2a_http_new(size_t max_idle) {
     if (!h) return NULL;
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&h->share_mu[i], NULL);
-    int pool_ok = easy_pool_init(&h->pool, max_idle ? max_idle : 64) == 0;
+    easy_pool_init(&h->pool, max_idle ? max_idle : 64);
     h->share = curl_share_init();
     if (h->share) {
         curl_share_setopt(h->share, CURLSHOPT_LOCKFUNC, share_lock);
@@ -42,10 +42,6 @@ a2a_http *a2a_http_new(size_t max_idle) {
         curl_share_setopt(h->share, CURLSHOPT_USERDATA, h);
         curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
         curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    }
-    if (!pool_ok) {
-        a2a_http_free(h);
-        return NULL;
     }
     return h;
 }

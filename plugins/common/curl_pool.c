@@ -3,13 +3,9 @@
 
 #include <stdlib.h>
 
-int easy_pool_init(easy_pool *p, size_t max_idle) {
-    *p = (easy_pool){0};
-    p->idle = calloc(max_idle ? max_idle : 1, sizeof *p->idle);
-    if (!p->idle) return -1;
-    p->max = max_idle;
+void easy_pool_init(easy_pool *p, size_t max_idle) {
+    *p = (easy_pool){.max = max_idle, .ready = true};
     pthread_mutex_init(&p->mu, NULL);
-    return 0;
 }
 
 CURL *easy_pool_get(easy_pool *p) {
@@ -23,7 +19,8 @@ CURL *easy_pool_get(easy_pool *p) {
 void easy_pool_put(easy_pool *p, CURL *c) {
     if (!c) return;
     pthread_mutex_lock(&p->mu);
-    if (p->n < p->max) {
+    if (!p->idle && p->max) p->idle = calloc(p->max, sizeof *p->idle);
+    if (p->idle && p->n < p->max) {
         p->idle[p->n++] = c;
         c = NULL;
     }
@@ -32,7 +29,7 @@ void easy_pool_put(easy_pool *p, CURL *c) {
 }
 
 void easy_pool_destroy(easy_pool *p) {
-    if (!p->idle) return;
+    if (!p->ready) return;
     for (size_t i = 0; i < p->n; i++)
         curl_easy_cleanup(p->idle[i]);
     free(p->idle);

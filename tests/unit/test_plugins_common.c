@@ -108,7 +108,7 @@ static void url_http_only(void **state) {
 static void pool_reuses_last_returned(void **state) {
     (void)state;
     easy_pool p;
-    assert_int_equal(easy_pool_init(&p, 2), 0);
+    easy_pool_init(&p, 2);
     CURL *a = easy_pool_get(&p), *b = easy_pool_get(&p), *c = easy_pool_get(&p);
     assert_non_null(a);
     assert_non_null(b);
@@ -128,6 +128,11 @@ static void pool_reuses_last_returned(void **state) {
     curl_easy_cleanup(d);
     easy_pool_destroy(&p); /* the idle ones go with it (ASan sees leaks) */
     assert_null(p.idle);
+    assert_false(p.ready);
+    easy_pool_init(&p, 0); /* keeps nothing */
+    easy_pool_put(&p, easy_pool_get(&p));
+    assert_int_equal(p.n, 0);
+    easy_pool_destroy(&p);
     easy_pool zero = {0};
     easy_pool_destroy(&zero); /* never initialised: nothing to do */
 }
