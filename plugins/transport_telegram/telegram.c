@@ -467,7 +467,7 @@ static rd_status tg_create(const rd_host *host, rd_ctx *ctx, void **self, rd_err
     pthread_mutex_init(&t->mig_mu, NULL);
     pthread_mutex_init(&t->ob_mu, NULL);
     pthread_mutex_init(&t->wake_mu, NULL);
-    pthread_mutex_init(&t->pool_mu, NULL);
+    easy_pool_init(&t->pool, 16);
     pthread_mutex_init(&t->in_mu, NULL);
     pthread_mutex_init(&t->out_mu, NULL);
     pthread_mutex_init(&t->typ_mu, NULL);
@@ -627,7 +627,7 @@ static void tg_destroy(void *self) {
     free(t->c.secret_token);
     free(t->url_prefix);
     pthread_mutex_destroy(&t->wake_mu);
-    pthread_mutex_destroy(&t->pool_mu);
+    easy_pool_destroy(&t->pool);
     pthread_mutex_destroy(&t->in_mu);
     pthread_mutex_destroy(&t->out_mu);
     pthread_mutex_destroy(&t->typ_mu);
