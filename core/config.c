@@ -1,5 +1,6 @@
 /* Builds the router from a manifest: router keys, plugin instances,
  * personas, allowlists and the pinned hashes. */
+#include "config.h"
 #include "router.h"
 
 #include <inttypes.h>

@@ -1,5 +1,6 @@
 /* routerd: command line, start-up and the drain on SIGTERM. */
 #include "build_info.h"
+#include "config.h"
 #include "lease.h"
 #include "router.h"
 
@@ -12,11 +13,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-int config_build(const char *path, const char *plugin_dir_override, char *err, size_t errsz);
-void config_print(FILE *out);
-void config_free(void);
-char *config_default_plugin_dir(void);
 
 /* Drain timeout: work was still in flight and stays unacknowledged. */
 #define EX_DRAIN_TIMEOUT_ 75
