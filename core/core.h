@@ -251,8 +251,9 @@ typedef struct bucket {
 int bucket_take(bucket *b, int per_minute, int64_t now_ms);
 bool bucket_full(const bucket *b, int per_minute, int64_t now_ms);
 
-/* ---- chatqueue.c ------------------------------------------------------- */
-/* Intrusive FIFO used per chat. */
+/* ---- fifo.c ------------------------------------------------------------ */
+/* Intrusive FIFO: a chat's queued jobs, and the run queue of chats with
+ * work (router.c). Not thread-safe by itself. */
 typedef struct qnode {
     struct qnode *next;
 } qnode;
