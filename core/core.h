@@ -42,6 +42,10 @@ void log_set_level(rd_log_level lvl);
 /* Once a sink with RD_PF_LOGS runs, the text log goes quiet: that sink
  * writes every line, errors included. */
 void log_set_text(bool on);
+/* Every line that passes the level, redacted, also goes to fn (NULL: to
+ * nothing); the event fan-out sets it while sinks run. */
+typedef void (*log_hook_fn)(const char *source, rd_log_level lvl, const char *msg);
+void log_set_hook(log_hook_fn fn);
 void log_msg(const char *source, rd_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vmsg(const char *source, rd_log_level lvl, const char *fmt, va_list ap);
