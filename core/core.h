@@ -29,6 +29,9 @@ void random_bytes(void *buf, size_t n);
 void random_hex(char *out, size_t nbytes); /* writes 2*nbytes hex + NUL */
 uint64_t rand_u64(void);
 size_t levenshtein(const char *a, const char *b);
+/* The did-you-mean among n candidates (close in edits, or extended by
+ * key), or NULL. */
+const char *suggest(const char *key, const char *const *cands, size_t n);
 /* Parses a decimal int64 with nothing else but blanks; 0 on success. */
 int parse_i64(const char *s, int64_t *out);
 /* Splits a comma list into a NULL-terminated array of trimmed, non-empty
@@ -133,8 +136,6 @@ int schema_apply(const manifest *m, mf_section *s, const rd_option *opts,
                  const char *const *reserved, cfg_set *out, char *err, size_t errsz);
 void cfg_free(cfg_set *c);
 cfg_val *cfg_find(cfg_set *c, const char *key);
-/* Best suggestion among candidate keys, or NULL. */
-const char *suggest(const char *key, const char *const *cands, size_t n);
 const char *opt_type_name(rd_opt_type t);
 
 /* ---- loader.c ---------------------------------------------------------- */
