@@ -29,6 +29,8 @@ void random_bytes(void *buf, size_t n);
 void random_hex(char *out, size_t nbytes); /* writes 2*nbytes hex + NUL */
 uint64_t rand_u64(void);
 size_t levenshtein(const char *a, const char *b);
+/* Scrambles all 64 bits (MurmurHash3's finaliser), for table slots. */
+uint64_t mix64(uint64_t x);
 /* The did-you-mean among n candidates (close in edits, or extended by
  * key), or NULL. */
 const char *suggest(const char *key, const char *const *cands, size_t n);

@@ -152,6 +152,14 @@ size_t levenshtein(const char *a, const char *b) {
     return d[la][lb];
 }
 
+uint64_t mix64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+
 const char *suggest(const char *key, const char *const *cands, size_t n) {
     const char *best = NULL;
     size_t bestd = (size_t)-1;
