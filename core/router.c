@@ -369,6 +369,54 @@ static int tr_index(const rd_ctx *tr) {
     return 0;
 }
 
+/* What router_submit keeps of a queued job, which a worker may free. */
+typedef struct job_snap {
+    char corr[sizeof((job *)0)->corr], hash[sizeof((job *)0)->hash], span[sizeof((job *)0)->span];
+    int64_t t_recv_ns;
+} job_snap;
+
+/* Counts, logs and reports an update refused at admission. */
+static void report_reject(rd_ctx *tr, job *j, persona *p, const char *reject) {
+    if (!strcmp(reject, "allowlist")) {
+        series_add(tr->m_rejected_allowlist, 1);
+        log_msg(tr->name, RD_LOG_INFO, "chat %s not in allowlist: update %" PRId64 " dropped",
+                j->hash, j->update_id);
+    } else if (!strcmp(reject, "no_persona")) {
+        series_add(tr->m_rejected_nopersona, 1);
+        log_msg(tr->name, RD_LOG_WARN,
+                "chat %s has no persona (add chats = * to one): update %" PRId64 " dropped",
+                j->hash, j->update_id);
+    } else {
+        series_add(tr->m_rejected_ratelimit, 1);
+        series_add(p->m_rl_hits, 1);
+        log_msg(tr->name, RD_LOG_INFO, "chat %s over its rate limit: update %" PRId64 " dropped",
+                j->hash, j->update_id);
+    }
+    char status[48];
+    snprintf(status, sizeof status, "rejected:%s", reject);
+    reject_event(j, status, reject);
+}
+
+static void received_event(rd_ctx *tr, persona *p, const job_snap *snap, int64_t update_id) {
+    rd_event ev = {.size = sizeof ev,
+                   .type = RD_EV_RECEIVED,
+                   .level = RD_LOG_DEBUG,
+                   .ts_ns = wall_ns(),
+                   .source = "core",
+                   .correlation_id = snap->corr,
+                   .chat_id_hash = snap->hash,
+                   .persona = p->tag,
+                   .transport = tr->inst,
+                   .backend = p->backend->inst,
+                   .status = "received",
+                   .update_id = update_id,
+                   .t_received_ns = snap->t_recv_ns,
+                   .trace_id = snap->corr,
+                   .span_id = snap->span};
+    emit_event(&ev);
+    series_add(p->m_received[tr_index(tr)], 1);
+}
+
 rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
     if (atomic_load(&R.draining)) return RD_E_FULL;
     job *j = job_new(tr, in);
@@ -427,10 +475,7 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
      * the event needs. */
     bool notice = j->kind == JOB_NOTICE;
     persona *p = j->p;
-    struct {
-        char corr[sizeof j->corr], hash[sizeof j->hash], span[sizeof j->span];
-        int64_t t_recv_ns;
-    } snap;
+    job_snap snap;
     memcpy(snap.corr, j->corr, sizeof snap.corr);
     memcpy(snap.hash, j->hash, sizeof snap.hash);
     memcpy(snap.span, j->span, sizeof snap.span);
@@ -440,47 +485,13 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
     if (reject && !j->hash[0]) chat_hash(in->chat_id, j->hash);
 
     if (reject) {
-        if (!strcmp(reject, "allowlist")) {
-            series_add(tr->m_rejected_allowlist, 1);
-            log_msg(tr->name, RD_LOG_INFO, "chat %s not in allowlist: update %" PRId64 " dropped",
-                    j->hash, in->update_id);
-        } else if (!strcmp(reject, "no_persona")) {
-            series_add(tr->m_rejected_nopersona, 1);
-            log_msg(tr->name, RD_LOG_WARN,
-                    "chat %s has no persona (add chats = * to one): update %" PRId64 " dropped",
-                    j->hash, in->update_id);
-        } else {
-            series_add(tr->m_rejected_ratelimit, 1);
-            series_add(p->m_rl_hits, 1);
-            log_msg(tr->name, RD_LOG_INFO,
-                    "chat %s over its rate limit: update %" PRId64 " dropped", j->hash,
-                    in->update_id);
-        }
-        char status[48];
-        snprintf(status, sizeof status, "rejected:%s", reject);
-        reject_event(j, status, reject);
+        report_reject(tr, j, p, reject);
         job_free(j);
         return RD_OK;
     }
     if (notice)
         log_msg(tr->name, RD_LOG_INFO, "chat %s over its rate limit: notice queued", snap.hash);
-    rd_event ev = {.size = sizeof ev,
-                   .type = RD_EV_RECEIVED,
-                   .level = RD_LOG_DEBUG,
-                   .ts_ns = wall_ns(),
-                   .source = "core",
-                   .correlation_id = snap.corr,
-                   .chat_id_hash = snap.hash,
-                   .persona = p->tag,
-                   .transport = tr->inst,
-                   .backend = p->backend->inst,
-                   .status = "received",
-                   .update_id = in->update_id,
-                   .t_received_ns = snap.t_recv_ns,
-                   .trace_id = snap.corr,
-                   .span_id = snap.span};
-    emit_event(&ev);
-    series_add(p->m_received[tr_index(tr)], 1);
+    received_event(tr, p, &snap, in->update_id);
     return RD_OK;
 }
 
