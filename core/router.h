@@ -1,4 +1,5 @@
-/* Router state shared by main.c, host.c, router.c, events.c and http.c. */
+/* The router state R and the interfaces between the core files that run
+ * it (see docs/layout.md). */
 #ifndef ROUTERD_ROUTER_H
 #define ROUTERD_ROUTER_H
 
