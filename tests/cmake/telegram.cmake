@@ -37,7 +37,7 @@ set(TG_PLUGIN_DIR ${CMAKE_SOURCE_DIR}/plugins/transport_telegram)
 foreach(f update text)
   routerd_fuzz_target(fuzz_telegram_${f}
                       SOURCES ${TG_DIR}/fuzz/fuzz_telegram_${f}.c ${TG_PLUGIN_DIR}/telegram_parse.c
-                              ${TG_PLUGIN_DIR}/telegram_attach.c
+                              ${TG_PLUGIN_DIR}/telegram_attach.c ${TG_PLUGIN_DIR}/telegram_json.c
                       LIBS PkgConfig::CJSON PkgConfig::CRYPTO)
   target_include_directories(fuzz_telegram_${f} PRIVATE ${TG_PLUGIN_DIR})
   if(TARGET fuzz_telegram_${f}_fuzzer)
@@ -55,6 +55,7 @@ add_dependencies(test_telegram_chaos transport_telegram backend_mock)
 routerd_fuzz_target(fuzz_telegram_format
                     SOURCES ${TG_DIR}/fuzz/fuzz_telegram_format.c ${TG_PLUGIN_DIR}/telegram_format.c
                             ${TG_PLUGIN_DIR}/telegram_parse.c ${TG_PLUGIN_DIR}/telegram_attach.c
+                            ${TG_PLUGIN_DIR}/telegram_json.c
                             ${TG_DIR}/support/tg_entity_check.c
                     LIBS PkgConfig::CJSON PkgConfig::CRYPTO PkgConfig::MD4C)
 foreach(t fuzz_telegram_format fuzz_telegram_format_fuzzer)
