@@ -351,9 +351,9 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
         c->ops = so->desc->ops;
         R.ctx = xrealloc(R.ctx, (R.nctx + 1) * sizeof *R.ctx);
         R.ctx[R.nctx++] = c;
-        if (schema_apply(m, s, so->desc->options,
-                         kind == RD_KIND_TRANSPORT ? transport_reserved : plugin_reserved, &c->cfg,
-                         err, errsz))
+        if (schema_apply_sized(m, s, so->desc->options, plugin_option_size(so->desc),
+                               kind == RD_KIND_TRANSPORT ? transport_reserved : plugin_reserved,
+                               &c->cfg, err, errsz))
             return -1;
         if (kind == RD_KIND_BACKEND) nbackends++;
         if (kind == RD_KIND_TRANSPORT) {

@@ -26,6 +26,9 @@ void ctx_free(rd_ctx *c) {
     free(c);
 }
 
+static void h_error(rd_error *err, rd_status code, const char *klass, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 static void h_vlog(rd_ctx *ctx, rd_log_level lvl, const char *fmt, va_list ap) {
     if (lvl > RD_LOG_ERROR) lvl = RD_LOG_ERROR;
     log_vmsg(ctx ? ctx->name : "plugin", lvl, fmt, ap);
@@ -69,6 +72,19 @@ static const char *const *h_cfg_list(rd_ctx *ctx, const char *key) {
     if (!v) return empty;
     if (!v->list) v->list = split_list(v->str);
     return (const char *const *)v->list;
+}
+
+static rd_status h_cfg_bind(rd_ctx *ctx, void *conf, size_t conf_size, rd_error *err) {
+    char msg[256];
+    if (!ctx || !conf) {
+        h_error(err, RD_E_CONFIG, "fatal", "cfg_bind: no config struct");
+        return RD_E_CONFIG;
+    }
+    if (cfg_bind_set(&ctx->cfg, conf, conf_size, msg, sizeof msg)) {
+        h_error(err, RD_E_CONFIG, "fatal", "cfg_bind: %s (a plugin bug)", msg);
+        return RD_E_CONFIG;
+    }
+    return RD_OK;
 }
 
 static int h_cfg_isset(rd_ctx *ctx, const char *key) {
@@ -243,4 +259,5 @@ const rd_host host_api = {
     .lead = lease_lead,
     .claim = lease_claim,
     .kv_add = h_kv_add,
+    .cfg_bind = h_cfg_bind,
 };

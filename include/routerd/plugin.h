@@ -550,8 +550,8 @@ typedef struct rd_plugin {
     rd_kind kind;
     const char *name; /* must match the file name <kind>_<name>.so */
     const char *version;
-    const char *summary; /* one line */
-    const rd_option *options;
+    const char *summary;      /* one line */
+    const rd_option *options; /* ends with a NULL key; NULL = no keys */
     const rd_ops *ops;
     uint32_t flags;          /* RD_PF_* */
     const void *reserved[4]; /* must be NULL */
