@@ -14,6 +14,10 @@ struct rd_ctx {
     cfg_set cfg;
     void *self;
     bool created, started;
+    /* A config getter asked for an undeclared key or with the wrong type:
+     * the start fails after create()/start() (cfg_bug_msg: the first one). */
+    atomic_int cfg_bug;
+    char cfg_bug_msg[200];
     atomic_int ready;
     char ready_reason[160];
     /* transport */
