@@ -35,6 +35,13 @@ int parse_i64(const char *s, int64_t *out);
  * strings (one allocation per string plus the array). */
 char **split_list(const char *s);
 void free_list(char **l);
+/* Copies s[0..len) to out as valid UTF-8 without NUL bytes: a NUL and each
+ * maximal ill-formed subsequence (overlongs, surrogates, beyond U+10FFFF,
+ * truncated) become U+FFFD. out (NULL: only count) needs 3 * len + 1
+ * bytes; it is NUL-terminated. Returns the length written. */
+size_t utf8_clean(const char *s, size_t len, char *out);
+/* The same into a malloc()ed string; *out_len gets its length. */
+char *utf8_clean_dup(const char *s, size_t len, size_t *out_len);
 
 /* ---- log.c ------------------------------------------------------------- */
 void log_init(void);

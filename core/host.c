@@ -13,13 +13,27 @@ rd_ctx *ctx_new(rd_kind kind, const char *name, const char *inst) {
     c->name = xstrdup(name);
     c->inst = xstrdup(inst);
     wm_init(&c->wm);
+    pthread_mutex_init(&c->serial_mu, NULL);
     return c;
+}
+
+static bool serial(const rd_ctx *c) {
+    return c->desc && (c->desc->flags & RD_PF_SERIAL);
+}
+
+void ctx_serial_enter(rd_ctx *c) {
+    if (serial(c)) pthread_mutex_lock(&c->serial_mu);
+}
+
+void ctx_serial_leave(rd_ctx *c) {
+    if (serial(c)) pthread_mutex_unlock(&c->serial_mu);
 }
 
 void ctx_free(rd_ctx *c) {
     if (!c) return;
     cfg_free(&c->cfg);
     wm_free(&c->wm);
+    pthread_mutex_destroy(&c->serial_mu);
     free(c->allow);
     free(c->name);
     free(c->inst);

@@ -18,6 +18,8 @@ struct rd_ctx {
      * the start fails after create()/start() (cfg_bug_msg: the first one). */
     atomic_int cfg_bug;
     char cfg_bug_msg[200];
+    /* RD_PF_SERIAL: held around handle() / send() / progress() */
+    pthread_mutex_t serial_mu;
     atomic_int ready;
     char ready_reason[160];
     /* transport */
@@ -136,6 +138,10 @@ extern router R;
 extern const rd_host host_api;
 rd_ctx *ctx_new(rd_kind kind, const char *name, const char *inst);
 void ctx_free(rd_ctx *c);
+/* Brackets a handle(), send() or progress() call: one at a time for an
+ * instance whose plugin sets RD_PF_SERIAL, no-ops otherwise. */
+void ctx_serial_enter(rd_ctx *c);
+void ctx_serial_leave(rd_ctx *c);
 
 /* router.c */
 int router_init(char *err, size_t errsz);
