@@ -303,4 +303,6 @@ const rd_host host_api = {
     .claim = lease_claim,
     .kv_add = h_kv_add,
     .cfg_bind = h_cfg_bind,
+    .reply_attach = router_reply_attach,
+    .reply_choices = router_reply_choices,
 };

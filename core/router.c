@@ -317,6 +317,8 @@ int router_init(char *err, size_t errsz) {
     return 0;
 }
 
+static void job_free(job *j);
+
 void router_fini(void) {
     if (wd_on) {
         pthread_mutex_lock(&wd_mu);
@@ -331,12 +333,8 @@ void router_fini(void) {
         while (c) {
             chat *n = c->hnext;
             qnode *q;
-            while ((q = fifo_pop(&c->q))) {
-                job *j = (job *)q;
-                free(j->reply.buf);
-                pthread_mutex_destroy(&j->reply.mu);
-                free(j);
-            }
+            while ((q = fifo_pop(&c->q)))
+                job_free((job *)q);
             free(c);
             c = n;
         }
@@ -490,6 +488,9 @@ static job *job_new(rd_ctx *tr, const rd_inbound *in) {
 }
 
 static void job_free(job *j) {
+    att_free(&j->att);
+    att_free(&j->reply.att);
+    choices_free(j->reply.choices);
     free(j->reply.buf);
     pthread_mutex_destroy(&j->reply.mu);
     free(j);
@@ -532,6 +533,12 @@ static int tr_index(const rd_ctx *tr) {
 rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
     if (atomic_load(&R.draining)) return RD_E_FULL;
     job *j = job_new(tr, in);
+    char why[160];
+    if (att_copy_in(&j->att, in, why, sizeof why) != RD_OK) {
+        log_msg(tr->name, RD_LOG_ERROR, "update %" PRId64 " refused: %s", in->update_id, why);
+        job_free(j);
+        return RD_E_FATAL;
+    }
     j->tr_index = tr_index(tr);
     const char *reject = NULL;
     int rl = 1;
@@ -661,6 +668,11 @@ static void send_text(job *j, const char *text, uint32_t flags) {
                        .edit_of = j->reply.progress_id,
                        .update_id = j->update_id};
     if (out.edit_of) out.flags |= RD_OUT_FINAL_EDIT;
+    if (!(flags & RD_OUT_NOTICE)) { /* what the backend added goes with its answer */
+        out.attachments = (const rd_attachment *const *)j->reply.att.v;
+        out.nattachments = j->reply.att.n;
+        out.choices = (const char *const *)j->reply.choices;
+    }
     rd_error err = {0};
     j->t_sstart_ns = wall_ns();
     if (transport_closed(j->tr)) { /* too late: the update stays unacknowledged */
@@ -765,14 +777,14 @@ static void after_backend(job *j, rd_status st, const rd_error *err) {
         j->reply.buf = clean;
         j->reply.cap = j->reply.len + 1;
     }
-    if (st == RD_OK && j->reply.len == 0) {
+    if (st == RD_OK && j->reply.len == 0 && !j->reply.att.n) {
         st = RD_E_FATAL;
         snprintf(j->klass, sizeof j->klass, "empty");
         log_msg(be->name, RD_LOG_WARN, "correlation %s: backend returned an empty reply", j->corr);
     }
     if (st == RD_OK) {
         j->status = "ok";
-        send_text(j, j->reply.buf, 0);
+        send_text(j, j->reply.buf ? j->reply.buf : "", 0);
     } else {
         if (err && err->klass[0]) snprintf(j->klass, sizeof j->klass, "%s", err->klass);
         if (!j->klass[0])
@@ -824,7 +836,9 @@ static void process(job *j) {
                      .meta = j->meta,
                      .flags = j->flags,
                      .update_id = j->update_id,
-                     .transport = j->tr->inst};
+                     .transport = j->tr->inst,
+                     .attachments = (const rd_attachment *const *)j->att.v,
+                     .nattachments = j->att.n};
     if (j->tr->ops->activity) {
         rd_outbound w = {.size = sizeof w,
                          .chat_id = j->chat_id,
