@@ -546,9 +546,10 @@ typedef struct rd_ops {
 } rd_ops;
 
 #define RD_PF_LOGS 0x1u /* sink writes log lines: the host stops its own text log */
-#define RD_PF_SERIAL                                                                               \
-    0x2u /* never call handle() (backend) or send() (transport) of this                            \
-            instance concurrently, even for different chats */
+/* Never call handle() (backend) or send()/progress() (transport) of this
+ * instance concurrently, even for different chats. The completion of a
+ * handle() that returned RD_PENDING may overlap the next handle(). */
+#define RD_PF_SERIAL 0x2u
 
 typedef struct rd_plugin {
     uint32_t abi_major, abi_minor, size; /* filled by RD_PLUGIN_DEFINE */
