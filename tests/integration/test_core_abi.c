@@ -73,25 +73,35 @@ static char *run_probe(const char *name, const char *body) {
     return out;
 }
 
+/* Sends one line through the console and checks the whole answer. */
+static void console_answers(const char *name, const char *body, const char *line,
+                            const char *want) {
+    char *m = manifest(name, body);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    rt_write(p, line);
+    rt_close_stdin(p);
+    int rc = rt_wait(p, 20000);
+    if (rc != 0) fail_msg("%s: exit %d\nstderr:\n%s", name, rc, rt_stderr(p));
+    assert_string_equal(rt_stdout(p), want);
+    rt_free(p);
+    free(m);
+}
+
 static void old_layout_loads(void **state) {
     (void)state;
-    char *m = manifest("old", "[transport.console]\nplugin = console\n"
-                              "[backend.old]\nplugin = " PD "/backend_old_layout.so\n"
-                              "greeting = \"hi: \"\ntone = loud\ntimes = 2\n"
-                              "[persona.p]\nbackend = old\nchats = *\n");
-    rt_proc *p = rt_start(m, NULL, NULL);
-    rt_write(p, "x\n");
-    rt_close_stdin(p);
-    assert_int_equal(rt_wait(p, 20000), 0);
-    assert_string_equal(rt_stdout(p), "hi: xhi: x!\n");
-    rt_free(p);
+    console_answers("old",
+                    "[transport.console]\nplugin = console\n"
+                    "[backend.old]\nplugin = " PD "/backend_old_layout.so\n"
+                    "greeting = \"hi: \"\ntone = loud\ntimes = 2\n"
+                    "[persona.p]\nbackend = old\nchats = *\n",
+                    "x\n", "hi: xhi: x!\n");
     /* Its keys are checked with the old stride too. */
-    free(m);
-    m = manifest("old_bad", "[transport.console]\nplugin = console\n"
+    char *m =
+        manifest("old_bad", "[transport.console]\nplugin = console\n"
                             "[backend.old]\nplugin = " PD "/backend_old_layout.so\ntimes = 9\n"
                             "[persona.p]\nbackend = old\nchats = *\n");
     const char *args[] = {"--check-config", NULL};
-    p = rt_start(m, args, NULL);
+    rt_proc *p = rt_start(m, args, NULL);
     assert_int_equal(rt_wait(p, 20000), 78);
     assert_non_null(strstr(rt_stderr(p), "[backend.old] times: 9 is out of range [1, 3]"));
     rt_free(p);
@@ -123,17 +133,11 @@ static void undeclared_key_fails_start(void **state) {
         free(m);
     }
     /* The same plugin reading only what it declared starts. */
-    char *m = manifest("undeclared_never",
-                       "[transport.console]\nplugin = console\n"
-                       "[backend.bad]\nplugin = " PD "/backend_undeclared.so\nwhen = never\n"
-                       "[persona.p]\nbackend = bad\nchats = *\n");
-    rt_proc *p = rt_start(m, NULL, NULL);
-    rt_write(p, "ok\n");
-    rt_close_stdin(p);
-    assert_int_equal(rt_wait(p, 20000), 0);
-    assert_string_equal(rt_stdout(p), "ok\n");
-    rt_free(p);
-    free(m);
+    console_answers("undeclared_never",
+                    "[transport.console]\nplugin = console\n"
+                    "[backend.bad]\nplugin = " PD "/backend_undeclared.so\nwhen = never\n"
+                    "[persona.p]\nbackend = bad\nchats = *\n",
+                    "ok\n", "ok\n");
 }
 
 /* Each run pairs a serial plugin with a plain one: the serial side never

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "core.h"
+#include "option_v11.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -444,15 +445,6 @@ static void bind_wrong_size_refused(void **state) {
 
 /* An option array built with the 1.1 layout (no offset/bind_len) is
  * walked with its own stride and reads as unbound. */
-typedef struct {
-    const char *key;
-    rd_opt_type type;
-    uint32_t flags;
-    const char *def, *help;
-    double min, max;
-    const char *const *choices;
-} option_v11;
-
 static void old_layout_stride(void **state) {
     (void)state;
     assert_int_equal(sizeof(option_v11), RD_OPTION_SIZE_V1);

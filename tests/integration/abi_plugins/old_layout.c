@@ -5,14 +5,7 @@
 
 #include <string.h>
 
-typedef struct {
-    const char *key;
-    rd_opt_type type;
-    uint32_t flags;
-    const char *def, *help;
-    double min, max;
-    const char *const *choices;
-} option_v11;
+#include "option_v11.h"
 
 typedef struct {
     uint32_t abi_major, abi_minor, size;
