@@ -223,17 +223,16 @@ static void m_destroy(void *self) {
 }
 
 static rd_status m_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
+    if (!RD_HAS(h, cfg_bind)) {
+        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
+        return RD_E_CONFIG;
+    }
     mock *m = calloc(1, sizeof *m);
     if (!m) return RD_E_INTERNAL;
     m->h = h;
     m->ctx = ctx;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
-    if (!RD_HAS(h, cfg_bind)) {
-        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
-        m_destroy(m);
-        return RD_E_CONFIG;
-    }
     if (h->cfg_bind(ctx, &m->cf, sizeof m->cf, err) != RD_OK) {
         m_destroy(m);
         return RD_E_CONFIG;

@@ -263,19 +263,25 @@ static const char *writable_path(const char *path) {
     return why;
 }
 
+static void j_destroy(void *self);
+
 static rd_status j_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
+    if (!RD_HAS(h, cfg_bind)) {
+        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
+        return RD_E_CONFIG;
+    }
     jsonlog *j = calloc(1, sizeof *j);
     if (!j) return RD_E_INTERNAL;
     *self = j;
     j->h = h;
     j->ctx = ctx;
     j->fd = -1;
-    if (!RD_HAS(h, cfg_bind)) {
-        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
-        return RD_E_CONFIG;
-    }
     rd_status st = h->cfg_bind(ctx, &j->cf, sizeof j->cf, err);
-    if (st != RD_OK) return st;
+    if (st != RD_OK) {
+        j_destroy(j);
+        *self = NULL; /* the host does not destroy() what create() refused */
+        return st;
+    }
     const char *path = j->cf.path;
     const char *tty_path = j->cf.tty_path;
     /* A person at a terminal reads short lines; JSON goes to a file. */

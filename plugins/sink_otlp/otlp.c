@@ -477,7 +477,13 @@ static const char *env_get(const char *name) {
     return getenv(name);
 }
 
+static void o_destroy(void *self);
+
 static rd_status o_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
+    if (!RD_HAS(h, cfg_bind)) {
+        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
+        return RD_E_CONFIG;
+    }
     otlp *o = calloc(1, sizeof *o);
     if (!o) return RD_E_INTERNAL;
     *self = o;
@@ -488,12 +494,12 @@ static rd_status o_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     pthread_cond_init(&o->done_cv, NULL);
     o->env = h->info(ctx, "env");
     o->version = h->info(ctx, "version");
-    if (!RD_HAS(h, cfg_bind)) {
-        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
-        return RD_E_CONFIG;
-    }
     rd_status st = h->cfg_bind(ctx, &o->k, sizeof o->k, err);
-    if (st != RD_OK) return st;
+    if (st != RD_OK) {
+        o_destroy(o);
+        *self = NULL; /* the host does not destroy() what create() refused */
+        return st;
+    }
     /* Without a default, 0 is a value: whether the key was written decides. */
     otlp_manifest m = {.endpoint = o->k.endpoint,
                        .traces_endpoint = o->k.traces_endpoint,

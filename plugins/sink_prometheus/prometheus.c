@@ -176,7 +176,13 @@ static void *statsd_main(void *arg) {
 
 /* ---- plugin ops ---------------------------------------------------------------- */
 
+static void p_destroy(void *self);
+
 static rd_status p_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
+    if (!RD_HAS(h, cfg_bind)) {
+        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
+        return RD_E_CONFIG;
+    }
     prom *p = calloc(1, sizeof *p);
     if (!p) return RD_E_INTERNAL;
     p->h = h;
@@ -185,12 +191,12 @@ static rd_status p_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     *self = p;
-    if (!RD_HAS(h, cfg_bind)) {
-        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
-        return RD_E_CONFIG;
-    }
     rd_status st = h->cfg_bind(ctx, &p->cf, sizeof p->cf, err);
-    if (st != RD_OK) return st;
+    if (st != RD_OK) {
+        p_destroy(p);
+        *self = NULL; /* the host does not destroy() what create() refused */
+        return st;
+    }
     if (!p->cf.path || p->cf.path[0] != '/') {
         h->error(err, RD_E_CONFIG, "fatal", "path: must start with '/'");
         return RD_E_CONFIG;

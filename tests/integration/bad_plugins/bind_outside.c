@@ -16,7 +16,9 @@ static rd_status create(const rd_host *h, rd_ctx *c, void **self, rd_error *e) {
     conf *cf = calloc(1, sizeof *cf);
     *self = cf;
     /* Wrong on purpose: only the first member's size. */
-    return h->cfg_bind(c, cf, sizeof cf->name, e);
+    rd_status st = h->cfg_bind(c, cf, sizeof cf->name, e);
+    if (st != RD_OK) free(cf); /* the host does not destroy() what create() refused */
+    return st;
 }
 static void destroy(void *s) {
     free(s);
