@@ -11,6 +11,7 @@
 #include "router.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,6 +148,69 @@ static void lists_are_thread_safe(void **state) {
     assert_false(atomic_load(&ctx->cfg_bug));
 }
 
+/* reply_choices keeps at most RD_CHOICES_MAX choices of 1 to
+ * RD_CHOICE_MAX_BYTES bytes, as valid UTF-8. */
+static void choices_bounded(void **state) {
+    (void)state;
+    char long_one[RD_CHOICE_MAX_BYTES + 2];
+    memset(long_one, 'x', sizeof long_one - 1);
+    long_one[sizeof long_one - 1] = 0;
+    const char *in[16] = {"a", "", long_one, "b\xff"};
+    char names[12][4];
+    for (int i = 0; i < 12; i++) {
+        snprintf(names[i], sizeof names[i], "c%d", i);
+        in[4 + i] = i < 11 ? names[i] : NULL;
+    }
+    char **c = choices_copy(in, "test");
+    assert_non_null(c);
+    assert_string_equal(c[0], "a");
+    assert_string_equal(c[1], "b\xef\xbf\xbd");
+    assert_string_equal(c[2], "c0");
+    assert_string_equal(c[9], "c7");
+    assert_null(c[RD_CHOICES_MAX]);
+    choices_free(c);
+    const char *none[] = {"", NULL};
+    assert_null(choices_copy(none, "test"));
+    assert_null(choices_copy(NULL, "test"));
+}
+
+/* Attachments are deep copies; members beyond an element's size read as
+ * absent; the limits hold for the whole list. */
+static void attachments_copied_and_bounded(void **state) {
+    (void)state;
+    R.max_attachments = 3;
+    R.max_attachment_bytes = 10;
+    char data[8] = "1234567", name[] = "n.txt";
+    rd_attachment a = {
+        .size = sizeof a, .mime = "text/plain", .name = name, .data = data, .len = 7};
+    att_list l = {0};
+    char why[160];
+    assert_int_equal(att_add(&l, &a, why, sizeof why), RD_OK);
+    data[0] = 'X', name[0] = 'X';
+    assert_memory_equal(l.v[0]->data, "1234567", 7);
+    assert_string_equal(l.v[0]->name, "n.txt");
+    assert_null(l.v[0]->kind);
+    assert_null(l.v[0]->url);
+    /* 7 + 7 bytes > 10 */
+    assert_int_equal(att_add(&l, &a, why, sizeof why), RD_E_FULL);
+    assert_non_null(strstr(why, "max_attachment_bytes = 10"));
+    rd_attachment u = {.size = sizeof u, .url = "https://files.example/a"};
+    assert_int_equal(att_add(&l, &u, why, sizeof why), RD_OK);
+    assert_int_equal(att_add(&l, &u, why, sizeof why), RD_OK);
+    assert_int_equal(att_add(&l, &u, why, sizeof why), RD_E_FULL);
+    assert_non_null(strstr(why, "max_attachments = 3"));
+    assert_int_equal(l.n, 3);
+    assert_null(l.v[3]);
+    att_free(&l);
+    /* A sender whose struct ends before data and url: neither is there. */
+    rd_attachment old = u;
+    old.size = (uint32_t)offsetof(rd_attachment, data);
+    assert_int_equal(att_add(&l, &old, why, sizeof why), RD_E_FATAL);
+    assert_non_null(strstr(why, "neither data nor url"));
+    assert_int_equal(l.n, 0);
+    att_free(&l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(enum_and_duration, setup, teardown),
@@ -155,6 +219,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(wrong_getter_is_a_bug, setup, teardown),
         cmocka_unit_test_setup_teardown(each_wrong_getter, setup, teardown),
         cmocka_unit_test_setup_teardown(lists_are_thread_safe, setup, teardown),
+        cmocka_unit_test(choices_bounded),
+        cmocka_unit_test(attachments_copied_and_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
