@@ -16,7 +16,36 @@
 typedef struct {
     regex_t re;
     char *reply;
+    char **choices; /* from a trailing {choices: a|b}; NULL = the choices key */
 } rule;
+
+#define CHOICES_TAG "{choices:"
+
+/* Splits "a|b|c" into a NULL-terminated array (NULL when empty). */
+static char **split_choices(const char *s) {
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == '|';
+    char **out = calloc(n + 1, sizeof *out);
+    size_t k = 0;
+    while (*s == ' ')
+        s++;
+    for (const char *p = s; out && *p;) {
+        size_t len = strcspn(p, "|");
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (len) out[k++] = strndup(p, len);
+        p += strcspn(p, "|");
+        if (*p) p++;
+        while (*p == ' ')
+            p++;
+    }
+    if (out && !k) {
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
 
 /* A reply held back until its latency has passed (async mode). */
 typedef struct {
@@ -200,6 +229,17 @@ static int load_script(mock *m, const char *path, rd_error *err) {
             break;
         }
         r.reply = unescape(arrow + 4);
+        r.choices = NULL;
+        /* "REPLY {choices: a|b}": offer those choices with this reply. */
+        char *tag = r.reply ? strstr(r.reply, CHOICES_TAG) : NULL;
+        size_t rl = r.reply ? strlen(r.reply) : 0;
+        if (tag && rl && r.reply[rl - 1] == '}') {
+            r.reply[rl - 1] = 0;
+            r.choices = split_choices(tag + strlen(CHOICES_TAG));
+            while (tag > r.reply && tag[-1] == ' ')
+                tag--;
+            *tag = 0;
+        }
         m->rules = realloc(m->rules, (m->nrules + 1) * sizeof *m->rules);
         m->rules[m->nrules++] = r;
     }
@@ -215,6 +255,9 @@ static void m_destroy(void *self) {
     pthread_cond_destroy(&m->cv);
     for (size_t i = 0; i < m->nrules; i++) {
         regfree(&m->rules[i].re);
+        for (size_t k = 0; m->rules[i].choices && m->rules[i].choices[k]; k++)
+            free(m->rules[i].choices[k]);
+        free(m->rules[i].choices);
         free(m->rules[i].reply);
     }
     free(m->rules);
@@ -411,6 +454,8 @@ static rd_status answer(mock *m, uint64_t r, const rd_request *rq, rd_reply *rp,
         for (size_t i = 0; i < m->nrules; i++)
             if (regexec(&m->rules[i].re, rq->text, 0, NULL, 0) == 0) {
                 append_subst(m, rp, m->rules[i].reply, rq);
+                if (m->rules[i].choices)
+                    m->h->reply_choices(rp, (const char *const *)m->rules[i].choices);
                 return RD_OK;
             }
         __attribute__((fallthrough)); /* no rule matched: echo */

@@ -251,6 +251,33 @@ static void attachments_and_choices_round_trip(void **state) {
     free(f);
 }
 
+/* A script line offers its own choices; a pick goes through the script. */
+static void script_choices(void **state) {
+    (void)state;
+    char *script = rt_write_file(dir, "shop.txt",
+                                 "^order => Which size? {choices: small | medium|large}\n"
+                                 "^(small|medium|large)$ => A {text} one.\n");
+    char body[1024];
+    snprintf(body, sizeof body,
+             "[transport.console]\nplugin = console\n"
+             "[backend.mock]\nplugin = mock\nmode = script\nscript = %s\n"
+             "[persona.p]\nbackend = mock\nchats = *\n",
+             script);
+    char *m = manifest("script_choices", body);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    rt_write(p, "order\n");
+    assert_true(rt_wait_stdout(p, "[choices: 1) small 2) medium 3) large]\n", 20000));
+    rt_write(p, "#3\n");
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    assert_string_equal(rt_stdout(p), "Which size?\n"
+                                      "[choices: 1) small 2) medium 3) large]\n"
+                                      "A large one.\n");
+    rt_free(p);
+    free(m);
+    free(script);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(old_layout_loads),
@@ -259,6 +286,7 @@ int main(void) {
         cmocka_unit_test(hostile_text_arrives_valid),
         cmocka_unit_test(attachment_limits),
         cmocka_unit_test(attachments_and_choices_round_trip),
+        cmocka_unit_test(script_choices),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
