@@ -17,18 +17,6 @@ rd_ctx *ctx_new(rd_kind kind, const char *name, const char *inst) {
     return c;
 }
 
-static bool serial(const rd_ctx *c) {
-    return c->desc && (c->desc->flags & RD_PF_SERIAL);
-}
-
-void ctx_serial_enter(rd_ctx *c) {
-    if (serial(c)) pthread_mutex_lock(&c->serial_mu);
-}
-
-void ctx_serial_leave(rd_ctx *c) {
-    if (serial(c)) pthread_mutex_unlock(&c->serial_mu);
-}
-
 void ctx_free(rd_ctx *c) {
     if (!c) return;
     cfg_free(&c->cfg);

@@ -1,4 +1,5 @@
-/* Router state shared by main.c, host.c, router.c, events.c and http.c. */
+/* The router state R and the interfaces between the core files that run
+ * it (see docs/layout.md). */
 #ifndef ROUTERD_ROUTER_H
 #define ROUTERD_ROUTER_H
 
@@ -150,10 +151,6 @@ extern router R;
 extern const rd_host host_api;
 rd_ctx *ctx_new(rd_kind kind, const char *name, const char *inst);
 void ctx_free(rd_ctx *c);
-/* Brackets a handle(), send() or progress() call: one at a time for an
- * instance whose plugin sets RD_PF_SERIAL, no-ops otherwise. */
-void ctx_serial_enter(rd_ctx *c);
-void ctx_serial_leave(rd_ctx *c);
 
 /* router.c */
 int router_init(char *err, size_t errsz);
@@ -177,8 +174,6 @@ void chat_hash(int64_t chat_id, char out[17]);
  * taken and released, the main loop turns once it runs). Fills the age of
  * the staler clock and the phase name. */
 bool router_live(int64_t *age_ms, const char **phase);
-/* Re-reads the /persona choices from the store (a replica's new term). */
-void router_reload_overrides(void);
 
 /* attach.c. The limits are R.max_attachments and R.max_attachment_bytes. */
 /* Copies a into l: RD_E_FULL past the limits, RD_E_FATAL when malformed
