@@ -203,24 +203,24 @@ static void attachment_limits(void **state) {
     assert_int_equal(count(out, "attach=0,0,0,-6"), 2);
     assert_int_equal(count(out, "natt=3 text=rq"), 2);
     free(out);
-    /* Count: two files against a limit of one. */
-    out = run_probe("attach_count", "max_attachments = 1\n"
-                                    "[transport.tg]\nplugin = " PD "/transport_probe.so\n"
-                                    "messages = 1\nchats = 1\nfiles = 2\nhold_ms = 0\n"
-                                    "[backend.probe]\nplugin = " PD "/backend_probe.so\n"
-                                    "[persona.p]\nbackend = probe\nchats = *\n");
-    assert_non_null(strstr(out, "submit update=1 status=-5"));
-    assert_non_null(strstr(last_err, "more than [router] max_attachments = 1"));
-    free(out);
-    /* Bytes: 2 x 3 bytes of data against a 5-byte limit. */
-    out = run_probe("attach_bytes", "max_attachment_bytes = 5\n"
-                                    "[transport.tg]\nplugin = " PD "/transport_probe.so\n"
-                                    "messages = 1\nchats = 1\nfiles = 2\nhold_ms = 0\n"
-                                    "[backend.probe]\nplugin = " PD "/backend_probe.so\n"
-                                    "[persona.p]\nbackend = probe\nchats = *\n");
-    assert_non_null(strstr(out, "submit update=1 status=-5"));
-    assert_non_null(strstr(last_err, "max_attachment_bytes = 5"));
-    free(out);
+    /* Two files of 3 bytes against a limit of one file, then of 5 bytes. */
+    static const char *const limits[][2] = {
+        {"max_attachments = 1", "more than [router] max_attachments = 1"},
+        {"max_attachment_bytes = 5", "larger than [router] max_attachment_bytes = 5"}};
+    for (size_t i = 0; i < 2; i++) {
+        char body[1024], name[32];
+        snprintf(body, sizeof body,
+                 "%s\n[transport.tg]\nplugin = " PD "/transport_probe.so\n"
+                 "messages = 1\nchats = 1\nfiles = 2\nhold_ms = 0\n"
+                 "[backend.probe]\nplugin = " PD "/backend_probe.so\n"
+                 "[persona.p]\nbackend = probe\nchats = *\n",
+                 limits[i][0]);
+        snprintf(name, sizeof name, "attach_limit_%zu", i);
+        out = run_probe(name, body);
+        assert_non_null(strstr(out, "submit update=1 status=-5"));
+        assert_non_null(strstr(last_err, limits[i][1]));
+        free(out);
+    }
 }
 
 /* Through the mock and the console: a file in, the same file back, the
