@@ -249,7 +249,10 @@ static void record(ftg *f, const char *method, int status, const cJSON *p, const
     memset(r, 0, sizeof *r);
     snprintf(r->method, sizeof r->method, "%s", method);
     r->status = status;
-    r->t_ms = mono_ms();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r->t_us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    r->t_ms = r->t_us / 1000;
     r->message_id = message_id;
     r->body = strdup(body ? body : "");
     if (!p) return;
