@@ -33,6 +33,9 @@
 #define TOKEN "123456:bench-token"
 #define BASE_CHAT 1000
 #define WARM_CHAT 1
+/* routerd's defaults of workers and queue_depth, for both clients. */
+#define DEF_WORKERS 256
+#define DEF_QUEUE 256
 
 static char *dir;
 static int repeat = 1;
@@ -235,20 +238,20 @@ static char *manifest(ftg *tg, bench_agent *ag, int workers, int queue, int admi
                  "state_sync = %s\n%s\n"
                  "[transport.main]\nplugin = telegram\ntoken = " TOKEN "\napi_base = %s\n"
                  "throttle = %s\ntyping = %s\ntimeout = %s\nlimit = %s\n%s\n"
-                 "[backend.agent]\nplugin = a2a\nurl = %s\n"
+                 "[backend.agent]\nplugin = a2a\nurl = %s\n%s\n"
                  "[persona.p]\nbackend = agent\nchats = *\n%s",
                  admin_port > 0 ? admin : "off", dir, queue, workers, envor("BENCH_SYNC", "full"),
                  envor("BENCH_ROUTER", ""), ftg_base(tg), envor("BENCH_THROTTLE", "off"),
                  envor("BENCH_TYPING", "on"), envor("BENCH_POLL_TIMEOUT", "1"),
                  envor("BENCH_LIMIT", "100"), envor("BENCH_TELEGRAM", ""), bench_agent_url(ag),
-                 sinks) < 0)
+                 envor("BENCH_A2A", ""), sinks) < 0)
         return NULL;
     char *path = rt_write_file(dir, "bench.ini", text);
     free(text);
     return path;
 }
 
-/* BENCH_WRAP="valgrind --tool=memcheck ..." runs routerd under a tool. */
+/* BENCH_WRAP="valgrind --tool=memcheck ..." runs the client under a tool. */
 static rt_proc *spawn_wrapped(const char *bin, const char *const *args, const char *const *env) {
     const char *argv[64];
     int n = 0;
@@ -275,9 +278,7 @@ static int client_start(client *c, int minimal, ftg *tg, bench_agent *ag, int wo
         const char *args[] = {
             ftg_base(tg), bench_agent_url(ag), w, q, envor("BENCH_POLL_TIMEOUT", "1"), NULL};
         const char *env[] = {"BENCH_TOKEN=" TOKEN, NULL};
-        const char *argv[8] = {BENCH_MINIMAL_BIN};
-        memcpy(argv + 1, args, sizeof args);
-        c->p = rt_spawn(argv, env);
+        c->p = spawn_wrapped(BENCH_MINIMAL_BIN, args, env);
     } else {
         c->admin_port = strcmp(envor("BENCH_ADMIN", "on"), "off") ? rt_free_port() : 0;
         char state[1024];
@@ -391,13 +392,25 @@ static void show_bodies(ftg *tg, bench_agent *ag, const char *who) {
     }
 }
 
-/* BENCH_STRACE=FILE: strace -c -f attached for the measured phase. */
+/* A tool attached for the measured phase only, stopped with SIGINT:
+ * BENCH_STRACE=FILE runs strace -c -f -o FILE -p PID; BENCH_ATTACH="perf
+ * record -g -o FILE -p" runs that command with the pid appended. */
 static rt_proc *strace_start(int pid) {
-    const char *out = getenv("BENCH_STRACE");
-    if (!out || !*out) return NULL;
-    char ps[16];
+    char cmd[1024], ps[16];
+    const char *out = getenv("BENCH_STRACE"), *att = getenv("BENCH_ATTACH");
     snprintf(ps, sizeof ps, "%d", pid);
-    const char *argv[] = {"/usr/bin/strace", "-c", "-f", "-o", out, "-p", ps, NULL};
+    if (out && *out)
+        snprintf(cmd, sizeof cmd, "/usr/bin/strace -c -f -o %s -p", out);
+    else if (att && *att)
+        snprintf(cmd, sizeof cmd, "%s", att);
+    else
+        return NULL;
+    const char *argv[40];
+    int n = 0;
+    for (char *tok = strtok(cmd, " "); tok && n < 38; tok = strtok(NULL, " "))
+        argv[n++] = tok;
+    argv[n++] = ps;
+    argv[n] = NULL;
     rt_proc *s = rt_spawn(argv, NULL);
     rt_sleep_ms(500); /* attaching to every thread */
     return s;
@@ -423,7 +436,7 @@ static int run_burst(int minimal, const params *pa, metrics *m) {
     bench_agent *ag = bench_agent_start(0);
     client c;
     int rc = 1;
-    if (client_start(&c, minimal, tg, ag, 64, 4096) || warm_up(&c, tg)) goto out;
+    if (client_start(&c, minimal, tg, ag, DEF_WORKERS, DEF_QUEUE) || warm_up(&c, tg)) goto out;
     sampler sm;
     sampler_start(&sm, c.pid);
     rt_proc *st = strace_start(c.pid);
@@ -509,7 +522,7 @@ static int run_steady(int minimal, const params *pa, metrics *m) {
     long long *inj = calloc((size_t)n, sizeof *inj);
     client c;
     int rc = 1;
-    if (client_start(&c, minimal, tg, ag, 64, 4096) || warm_up(&c, tg)) goto out;
+    if (client_start(&c, minimal, tg, ag, DEF_WORKERS, DEF_QUEUE) || warm_up(&c, tg)) goto out;
     long rss0 = status_kb(c.pid, "VmRSS");
     sampler sm;
     sampler_start(&sm, c.pid);
@@ -578,7 +591,7 @@ static int run_start(int minimal, const params *pa, metrics *m) {
     client c;
     int rc = 1;
     long long t0 = now_us();
-    if (client_start(&c, minimal, tg, ag, 64, 256)) goto out;
+    if (client_start(&c, minimal, tg, ag, DEF_WORKERS, DEF_QUEUE)) goto out;
     double healthz_ms = -1;
     if (c.admin_port > 0) {
         char url[64];

@@ -43,8 +43,8 @@ static struct {
     chat *buckets[NBUCKETS];
     chat *ready_head, *ready_tail;
     long queued, queue_depth;
-    long nready; /* chats in the ready list */
-    int workers, max_workers, idle;
+    long nready;                              /* chats in the ready list */
+    int workers, max_workers, idle, starting; /* starting: created, not yet waiting */
     atomic_int stop;
     char *api, *agent;
     pthread_attr_t attr;
@@ -187,6 +187,7 @@ static void *worker(void *arg) {
     char send_url[1024];
     snprintf(send_url, sizeof send_url, "%s/sendMessage", G.api);
     pthread_mutex_lock(&G.mu);
+    G.starting--;
     for (;;) {
         while (!G.ready_head && !atomic_load(&G.stop)) {
             G.idle++;
@@ -247,11 +248,12 @@ static void take(const cJSON *u) {
     make_ready(c);
     if (G.idle > 0) pthread_cond_signal(&G.work);
     /* More chats ready than idle workers: one more worker. */
-    if (G.nready > G.idle && G.workers < G.max_workers) {
+    if (G.nready > G.idle + G.starting && G.workers < G.max_workers) {
         pthread_t th;
         if (pthread_create(&th, &G.attr, worker, NULL) == 0) {
             pthread_detach(th);
             G.workers++;
+            G.starting++;
         }
     }
 }
