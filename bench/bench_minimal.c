@@ -3,8 +3,9 @@
  * nothing else. It long-polls getUpdates (limit 100, the same timeout and
  * offset confirmation), posts the same JSON-RPC message/send body to the
  * agent and sends the answer with sendMessage, keeping per-chat order with
- * up to WORKERS calls in flight (threads started on demand, one keep-alive
- * connection per thread and peer). No journal, routing, retries, typing,
+ * up to WORKERS calls in flight (threads started on demand, a keep-alive
+ * agent connection per thread, Bot API connections pooled as routerd
+ * pools them). No journal, routing, retries, typing,
  * metrics or logs.
  *
  *   BENCH_TOKEN=<token> bench_minimal API_BASE AGENT_URL WORKERS QUEUE_DEPTH [POLL_TIMEOUT_S]
@@ -49,7 +50,28 @@ static struct {
     char *api, *agent;
     pthread_attr_t attr;
     atomic_long rpc_id;
+    pthread_mutex_t pool_mu; /* Bot API handles shared by the workers, as routerd does */
+    CURL *pool[16];
+    int npool;
 } G;
+
+static CURL *easy_get(void) {
+    CURL *c = NULL;
+    pthread_mutex_lock(&G.pool_mu);
+    if (G.npool > 0) c = G.pool[--G.npool];
+    pthread_mutex_unlock(&G.pool_mu);
+    return c ? c : curl_easy_init();
+}
+
+static void easy_put(CURL *c) {
+    pthread_mutex_lock(&G.pool_mu);
+    if (G.npool < (int)(sizeof G.pool / sizeof G.pool[0])) {
+        G.pool[G.npool++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&G.pool_mu);
+    if (c) curl_easy_cleanup(c);
+}
 
 typedef struct {
     char *buf;
@@ -159,8 +181,7 @@ static char *send_body(int64_t chat_id, int64_t reply_to, const char *text) {
     return s;
 }
 
-static void answer(CURL *ca, CURL *ct, struct curl_slist *hdr, const char *send_url, chat *c,
-                   const msg *m) {
+static void answer(CURL *ca, struct curl_slist *hdr, const char *send_url, chat *c, const msg *m) {
     /* Only this worker touches the chat while it is busy. */
     char *body = a2a_body(m, c->context);
     cJSON *r = post(ca, hdr, G.agent, body, 600000);
@@ -176,13 +197,15 @@ static void answer(CURL *ca, CURL *ct, struct curl_slist *hdr, const char *send_
     char *out =
         send_body(c->id, m->message_id, cJSON_IsString(text) ? text->valuestring : "no answer");
     cJSON_Delete(r);
+    CURL *ct = easy_get();
     cJSON_Delete(post(ct, hdr, send_url, out, 30000));
+    easy_put(ct);
     free(out);
 }
 
 static void *worker(void *arg) {
     (void)arg;
-    CURL *ca = curl_easy_init(), *ct = curl_easy_init();
+    CURL *ca = curl_easy_init();
     struct curl_slist *hdr = curl_slist_append(NULL, "Content-Type: application/json");
     char send_url[1024];
     snprintf(send_url, sizeof send_url, "%s/sendMessage", G.api);
@@ -205,7 +228,7 @@ static void *worker(void *arg) {
         c->head = m->next;
         if (!c->head) c->tail = NULL;
         pthread_mutex_unlock(&G.mu);
-        answer(ca, ct, hdr, send_url, c, m);
+        answer(ca, hdr, send_url, c, m);
         free(m->text);
         free(m);
         pthread_mutex_lock(&G.mu);
@@ -220,7 +243,6 @@ static void *worker(void *arg) {
     pthread_mutex_unlock(&G.mu);
     curl_slist_free_all(hdr);
     curl_easy_cleanup(ca);
-    curl_easy_cleanup(ct);
     return NULL;
 }
 
@@ -277,6 +299,7 @@ int main(int argc, char **argv) {
     long poll_timeout = argc > 5 ? atol(argv[5]) : 1;
     if (G.max_workers < 1 || G.queue_depth < 1) return 64;
     pthread_mutex_init(&G.mu, NULL);
+    pthread_mutex_init(&G.pool_mu, NULL);
     pthread_cond_init(&G.work, NULL);
     pthread_cond_init(&G.space, NULL);
     pthread_attr_init(&G.attr);
@@ -329,6 +352,8 @@ int main(int argc, char **argv) {
     pthread_mutex_unlock(&G.mu);
     curl_slist_free_all(hdr);
     curl_easy_cleanup(c);
+    while (G.npool > 0)
+        curl_easy_cleanup(G.pool[--G.npool]);
     curl_global_cleanup();
     free(G.api);
     return 0;
