@@ -38,6 +38,7 @@
 #define DEF_QUEUE 256
 
 static char *dir;
+static int keep_state; /* the next routerd start reuses the state directory */
 static int repeat = 1;
 static const char *clients = "both";
 
@@ -283,7 +284,7 @@ static int client_start(client *c, int minimal, ftg *tg, bench_agent *ag, int wo
         c->admin_port = strcmp(envor("BENCH_ADMIN", "on"), "off") ? rt_free_port() : 0;
         char state[1024];
         snprintf(state, sizeof state, "%s/state", dir);
-        rt_rmtree(state); /* every run starts with an empty journal */
+        if (!keep_state) rt_rmtree(state); /* every run starts with an empty journal */
         char *m = manifest(tg, ag, workers, queue, c->admin_port);
         if (!m) return -1;
         const char *args[] = {"-c", m, NULL};
@@ -619,6 +620,20 @@ static int run_start(int minimal, const params *pa, metrics *m) {
     put(m, "idle_threads", (double)status_kb(c.pid, "Threads"));
     int stop_rc = client_stop(&c, m);
     rc = check(tg, 1, 1, m) || stop_rc || poll_ms < 0;
+    /* A restart: the state store exists, as after a deployment's restart. */
+    size_t polls = ftg_count(tg, "getUpdates", 0);
+    keep_state = 1;
+    t0 = now_us();
+    int st = client_start(&c, minimal, tg, ag, DEF_WORKERS, DEF_QUEUE);
+    keep_state = 0;
+    if (st) goto out;
+    end = rt_now_ms() + 30000;
+    while (ftg_count(tg, "getUpdates", 0) <= polls && rt_now_ms() < end)
+        rt_sleep_ms(1);
+    nr = ftg_records(tg, "getUpdates", 0, &r);
+    put(m, "restart_first_poll_ms", nr > polls ? (double)(r[polls].t_us - t0) / 1000.0 : -1);
+    ftg_recs_free(r, nr);
+    rc |= client_stop(&c, NULL) != 0 || nr <= polls;
 out:
     if (c.p) client_stop(&c, NULL);
     bench_agent_stop(ag);
