@@ -424,6 +424,25 @@ static void strace_stop(rt_proc *s) {
     rt_free(s);
 }
 
+/* The measured phase: peaks sampled, a tool attached, counters at both ends. */
+typedef struct phase {
+    sampler sm;
+    rt_proc *tool;
+    snap a, b;
+} phase;
+
+static void phase_begin(phase *ph, int pid) {
+    sampler_start(&ph->sm, pid);
+    ph->tool = strace_start(pid);
+    take_snap(pid, &ph->a);
+}
+
+static void phase_end(phase *ph, int pid) {
+    take_snap(pid, &ph->b);
+    strace_stop(ph->tool);
+    sampler_stop(&ph->sm);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Scenarios                                                                 */
 
@@ -438,26 +457,21 @@ static int run_burst(int minimal, const params *pa, metrics *m) {
     client c;
     int rc = 1;
     if (client_start(&c, minimal, tg, ag, DEF_WORKERS, DEF_QUEUE) || warm_up(&c, tg)) goto out;
-    sampler sm;
-    sampler_start(&sm, c.pid);
-    rt_proc *st = strace_start(c.pid);
-    snap a, b;
-    take_snap(c.pid, &a);
+    phase ph;
+    phase_begin(&ph, c.pid);
     char text[64];
     for (int i = 0; i < n; i++) {
         text_of(text, sizeof text, i, chats);
         ftg_add_text(tg, BASE_CHAT + i % chats, text);
     }
     size_t got = wait_sends(tg, (size_t)n + 1, 600000);
-    take_snap(c.pid, &b);
-    strace_stop(st);
-    sampler_stop(&sm);
+    phase_end(&ph, c.pid);
     put(m, "n", n);
     put(m, "chats", chats);
-    phase_metrics(m, &a, &b, n);
-    put(m, "peak_rss_kib", (double)sm.peak_rss);
+    phase_metrics(m, &ph.a, &ph.b, n);
+    put(m, "peak_rss_kib", (double)ph.sm.peak_rss);
     put(m, "hwm_rss_kib", (double)status_kb(c.pid, "VmHWM"));
-    put(m, "threads_peak", (double)sm.peak_threads);
+    put(m, "threads_peak", (double)ph.sm.peak_threads);
     int stop_rc = client_stop(&c, m);
     rc = check(tg, n, chats, m) || stop_rc || got < (size_t)n + 1;
     if (getenv("BENCH_VERBOSE")) show_bodies(tg, ag, client_name(&c));
@@ -477,10 +491,8 @@ static int run_slow(int minimal, const params *pa, metrics *m) {
     int workers = chats + 16;
     if (client_start(&c, minimal, tg, ag, workers, chats + 256) || warm_up(&c, tg)) goto out;
     long rss0 = status_kb(c.pid, "VmRSS");
-    sampler sm;
-    sampler_start(&sm, c.pid);
-    snap a, b;
-    take_snap(c.pid, &a);
+    phase ph;
+    phase_begin(&ph, c.pid);
     char text[64];
     for (int i = 0; i < chats; i++) {
         text_of(text, sizeof text, i, chats);
@@ -488,18 +500,17 @@ static int run_slow(int minimal, const params *pa, metrics *m) {
     }
     long long last = now_us();
     size_t got = wait_sends(tg, (size_t)chats + 1, pa->within_s * 1000 + pa->delay_ms + 120000);
-    take_snap(c.pid, &b);
-    sampler_stop(&sm);
-    double after_ms = (double)(b.t_us - last) / 1000.0;
+    phase_end(&ph, c.pid);
+    double after_ms = (double)(ph.b.t_us - last) / 1000.0;
     put(m, "chats", chats);
     put(m, "delay_ms", pa->delay_ms);
     put(m, "answered_after_last_ms", after_ms);
     put(m, "within_target", after_ms <= pa->within_s * 1000.0);
     put(m, "agent_max_inflight", (double)bench_agent_max_inflight(ag));
-    put(m, "cpu_ms_per_msg", (b.cpu - a.cpu) / chats);
+    put(m, "cpu_ms_per_msg", (ph.b.cpu - ph.a.cpu) / chats);
     put(m, "rss_start_kib", (double)rss0);
-    put(m, "peak_rss_kib", (double)sm.peak_rss);
-    put(m, "threads_peak", (double)sm.peak_threads);
+    put(m, "peak_rss_kib", (double)ph.sm.peak_rss);
+    put(m, "threads_peak", (double)ph.sm.peak_threads);
     int stop_rc = client_stop(&c, m);
     rc = check(tg, chats, chats, m) || stop_rc || got < (size_t)chats + 1;
 out:
@@ -525,11 +536,8 @@ static int run_steady(int minimal, const params *pa, metrics *m) {
     int rc = 1;
     if (client_start(&c, minimal, tg, ag, DEF_WORKERS, DEF_QUEUE) || warm_up(&c, tg)) goto out;
     long rss0 = status_kb(c.pid, "VmRSS");
-    sampler sm;
-    sampler_start(&sm, c.pid);
-    rt_proc *st = strace_start(c.pid);
-    snap a, b;
-    take_snap(c.pid, &a);
+    phase ph;
+    phase_begin(&ph, c.pid);
     char text[64];
     long long t0 = now_us();
     for (int i = 0; i < n; i++) {
@@ -543,9 +551,7 @@ static int run_steady(int minimal, const params *pa, metrics *m) {
         ftg_add_text(tg, BASE_CHAT + i % chats, text);
     }
     size_t got = wait_sends(tg, (size_t)n + 1, 120000);
-    take_snap(c.pid, &b);
-    strace_stop(st);
-    sampler_stop(&sm);
+    phase_end(&ph, c.pid);
     long rss1 = status_kb(c.pid, "VmRSS");
     /* Router-added latency: reply arrival - injection - time at the agent. */
     ftg_rec *r;
@@ -566,14 +572,14 @@ static int run_steady(int minimal, const params *pa, metrics *m) {
     put(m, "seconds", pa->seconds);
     put(m, "chats", chats);
     put(m, "n", n);
-    phase_metrics(m, &a, &b, n);
+    phase_metrics(m, &ph.a, &ph.b, n);
     put(m, "added_p50_ms", nl ? lat[nl / 2] / 1000.0 : -1);
     put(m, "added_p99_ms", nl ? lat[nl * 99 / 100] / 1000.0 : -1);
     put(m, "added_max_ms", nl ? lat[nl - 1] / 1000.0 : -1);
     put(m, "rss_start_kib", (double)rss0);
     put(m, "rss_end_kib", (double)rss1);
-    put(m, "peak_rss_kib", (double)sm.peak_rss);
-    put(m, "threads_peak", (double)sm.peak_threads);
+    put(m, "peak_rss_kib", (double)ph.sm.peak_rss);
+    put(m, "threads_peak", (double)ph.sm.peak_threads);
     free(lat);
     int stop_rc = client_stop(&c, m);
     rc = check(tg, n, chats, m) || stop_rc || got < (size_t)n + 1;
