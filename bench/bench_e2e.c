@@ -76,7 +76,7 @@ static void print_metrics(const metrics *m) {
         if (v == (double)(long long)v && (v < 0 ? -v : v) < 1e15)
             printf(" %s=%lld", m->name[i], (long long)v);
         else
-            printf(" %s=%.4g", m->name[i], v);
+            printf(" %s=%.6g", m->name[i], v);
     }
 }
 
@@ -698,7 +698,7 @@ static int scenario(const char *name, scenario_fn fn, const params *pa) {
             double md, lo, hi;
             median_of(runs[minimal], k, m0->name[i], &md, &lo, &hi);
             med[minimal][i] = md;
-            if (k > 1) printf(" %s=%.4g [%.4g..%.4g]", m0->name[i], md, lo, hi);
+            if (k > 1) printf(" %s=%.6g [%.6g..%.6g]", m0->name[i], md, lo, hi);
         }
         if (k > 1) printf("\n");
     }

@@ -18,6 +18,7 @@ row() {
         "$(pick peak_rss_kib)" "$(pick load1)"
 }
 echo "burst $N messages over $C chats, routerd, medians of $K [min..max]"
+echo
 echo "| change | msgs/s | CPU ms/msg | voluntary switches/msg | disk bytes/msg | peak RSS KiB | load1 |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
 row "default" X=1
