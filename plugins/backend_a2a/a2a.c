@@ -135,6 +135,10 @@ static const rd_option opts[] = {
      1024, 1073741824, NULL, 0, 0},
     {"reply_cut_notice", RD_OPT_STRING, 0, "[The answer was too long and was cut here.]",
      "added to an answer cut at max_reply_bytes", 0, 0, NULL, 0, 0},
+    {"max_request_bytes", RD_OPT_INT, 0, "33554432",
+     "largest message sent to the agent, files (base64) included; a file that would pass it is "
+     "left out and the agent told so in the text",
+     65536, 1073741824, NULL, 0, 0},
     {"credential_origins", RD_OPT_LIST, 0, NULL,
      "other origins (scheme://host:port) that may receive token / api_key; by default only the "
      "origin of url (or card_url) and rpc_url do",
@@ -205,7 +209,7 @@ typedef struct a2a {
     int64_t timeout_ms, connect_ms, http_ms, retry_base_ms, retry_max_ms, poll_ms, poll_max_ms,
         cancel_ms, disc_max_ms, progress_ms;
     int retries;
-    size_t max_bytes, max_reply;
+    size_t max_bytes, max_reply, max_request;
     int id_mode, resend_unknown, ext_warn;
     int64_t retention_s, stream_retry_ms, auth_wait_ms;
     const char *cut_notice;
@@ -1577,10 +1581,9 @@ static void progress(call *c, const a2a_track *t, int force) {
     free(txt);
 }
 
-/* Adds text to the reply (and to the copy the record keeps). */
-static void append_n(call *c, const char *s, size_t n) {
+/* Adds text to the copy of the reply the record keeps. */
+static void record_n(call *c, const char *s, size_t n) {
     if (!s || !n) return;
-    c->a->h->reply_append(c->rp, s, n);
     if (c->outlen + n + 1 > c->outcap) {
         size_t cap = c->outcap ? c->outcap : 256;
         while (cap < c->outlen + n + 1)
@@ -1595,8 +1598,95 @@ static void append_n(call *c, const char *s, size_t n) {
     c->out[c->outlen] = 0;
 }
 
+/* Adds text to the reply (and to the copy the record keeps). */
+static void append_n(call *c, const char *s, size_t n) {
+    if (!s || !n) return;
+    c->a->h->reply_append(c->rp, s, n);
+    record_n(c, s, n);
+}
+
 static void append(call *c, const char *s) {
     if (!empty(s)) append_n(c, s, strlen(s));
+}
+
+/* The text line standing for a file where it cannot be attached (and
+ * in the record, which keeps text only). */
+static void file_line(const a2a_file *f, char *line, size_t sz) {
+    const char *nm = f->name ? f->name : "";
+    if (f->url)
+        snprintf(line, sz, "%.200s%s%.2000s", nm, *nm ? ": " : "", f->url);
+    else
+        snprintf(line, sz, "[file%s%.120s (%.60s, %zu bytes)]", *nm ? ": " : "", nm,
+                 f->mime ? f->mime : "application/octet-stream", f->len);
+}
+
+static int http_url(const char *u);
+
+/* Files go to the transport as attachments where the host takes them
+ * (ABI 1.2), else as lines of text; choices as buttons, else as a list. */
+static void emit_media(call *c, const a2a_media *m) {
+    const rd_host *h = c->a->h;
+    int can_attach = RD_HAS(h, reply_attach) && h->reply_attach;
+    for (size_t i = 0; m && i < m->nfiles; i++) {
+        const a2a_file *f = &m->files[i];
+        char line[2400];
+        file_line(f, line, sizeof line);
+        int attached = 0;
+        if (can_attach && (f->data || http_url(f->url))) {
+            rd_attachment at = {.size = sizeof at,
+                                .mime = f->mime,
+                                .name = f->name,
+                                .data = f->data,
+                                .len = f->data ? f->len : 0,
+                                .url = f->data ? NULL : f->url};
+            attached = h->reply_attach(c->rp, &at) == RD_OK;
+            if (!attached)
+                h->log(c->a->ctx, RD_LOG_WARN,
+                       "correlation %s: the router did not take the agent's file (%zu bytes); "
+                       "shown as text",
+                       c->rq->correlation_id ? c->rq->correlation_id : "-", f->len);
+        }
+        if (attached) {
+            if (c->outlen) record_n(c, "\n", 1);
+            record_n(c, line, strlen(line));
+        } else {
+            if (c->outlen) append(c, "\n");
+            append(c, line);
+        }
+    }
+    if (m && m->choices) {
+        if (RD_HAS(h, reply_choices) && h->reply_choices) {
+            h->reply_choices(c->rp, (const char *const *)m->choices);
+        } else {
+            for (size_t i = 0; m->choices[i]; i++) {
+                if (c->outlen) append(c, "\n");
+                append(c, "- ");
+                append(c, m->choices[i]);
+            }
+        }
+    }
+}
+
+/* The artifacts' text, then the files and choices of each. */
+static void emit_arts(call *c, const a2a_track *t, const char *text, const char *notice) {
+    int media = 0;
+    for (size_t i = 0; i < t->narts; i++)
+        media |= !a2a_media_empty(&t->arts[i].media);
+    if (!empty(text))
+        append(c, text);
+    else if (!media)
+        append(c, notice);
+    for (size_t i = 0; i < t->narts; i++)
+        emit_media(c, &t->arts[i].media);
+}
+
+/* Text with its files and choices; the notice when both are empty. */
+static void emit(call *c, const char *text, const a2a_media *m, const char *notice) {
+    if (!empty(text))
+        append(c, text);
+    else if (a2a_media_empty(m))
+        append(c, notice);
+    emit_media(c, m);
 }
 
 static rd_status fail(call *c, const outcome *o, rd_error *err) {
@@ -1636,20 +1726,26 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
     if (t->got_message) {
         out = OUT_MESSAGE;
         set_id(&c->task_id, NULL);
-        append(c, empty(t->message_text) ? a->empty_reply : t->message_text);
+        emit(c, t->message_text, &t->message_media, a->empty_reply);
     } else {
         char *arts = a2a_track_artifact_text(t);
-        const char *best = !empty(arts)             ? arts
-                           : !empty(t->status_text) ? t->status_text
-                                                    : t->history_text;
+        int arts_media = 0;
+        for (size_t i = 0; i < t->narts; i++)
+            arts_media |= !a2a_media_empty(&t->arts[i].media);
+        int has_status = !empty(t->status_text) || !a2a_media_empty(&t->status_media);
         switch (t->state) {
         case A2A_TS_INPUT_REQUIRED:
         case A2A_TS_AUTH_REQUIRED: {
             int input = t->state == A2A_TS_INPUT_REQUIRED;
             out = input ? OUT_INPUT : OUT_AUTH;
             set_id(&c->task_id, t->task_id);
-            const char *q = !empty(t->status_text) ? t->status_text : best;
-            append(c, !empty(q) ? q : input ? a->input_notice : a->auth_notice);
+            const char *notice = input ? a->input_notice : a->auth_notice;
+            if (has_status)
+                emit(c, t->status_text, &t->status_media, notice);
+            else if (!empty(arts) || arts_media)
+                emit_arts(c, t, arts, notice);
+            else
+                emit(c, t->history_text, &t->history_media, notice);
             break;
         }
         case A2A_TS_FAILED:
@@ -1678,7 +1774,12 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
         default: /* completed */
             out = OUT_COMPLETED;
             set_id(&c->task_id, NULL);
-            append(c, !empty(best) ? best : a->empty_reply);
+            if (!empty(arts) || arts_media)
+                emit_arts(c, t, arts, a->empty_reply);
+            else if (has_status)
+                emit(c, t->status_text, &t->status_media, a->empty_reply);
+            else
+                emit(c, t->history_text, &t->history_media, a->empty_reply);
             break;
         }
         free(arts);
@@ -1941,7 +2042,76 @@ static rd_status finish_task(call *c, const agent_view *v, a2a_track *t, int str
     return fail(c, &o, err);
 }
 
+/* The request's attachments as file parts (ABI 1.2), under
+ * max_request_bytes with the text: a file that does not fit is left out
+ * and named in *note (malloc()ed text for the agent), never cut. */
+static a2a_out_file *out_files(call *c, size_t *n, char **note) {
+    const rd_request *rq = c->rq;
+    *n = 0;
+    *note = NULL;
+    if (!RD_HAS(rq, nattachments) || !rq->attachments || !rq->nattachments) return NULL;
+    size_t max = rq->nattachments < A2A_MAX_FILES ? rq->nattachments : A2A_MAX_FILES;
+    a2a_out_file *v = calloc(max, sizeof *v);
+    if (!v) return NULL;
+    /* room for the envelope, ids and the text (escaped: up to 6 bytes each) */
+    size_t used = 4096 + (rq->text_len < c->a->max_request ? rq->text_len * 6 : c->a->max_request);
+    char buf[1024] = "";
+    size_t bl = 0;
+    for (size_t i = 0; i < rq->nattachments; i++) {
+        const rd_attachment *at = rq->attachments[i];
+        if (!at || !RD_HAS(at, url) || (!at->data && !at->url)) continue;
+        size_t cost = at->data ? (at->len / 3 + 1) * 4 : strlen(at->url);
+        cost += 512; /* names, media type, keys */
+        if (*n >= max || cost > c->a->max_request || used + cost > c->a->max_request) {
+            c->a->h->log(c->a->ctx, RD_LOG_WARN,
+                         "correlation %s: file %zu (%zu bytes) left out: over max_request_bytes "
+                         "(%zu) or more than %d files",
+                         rq->correlation_id ? rq->correlation_id : "-", i + 1, at->len,
+                         c->a->max_request, A2A_MAX_FILES);
+            if (bl < sizeof buf - 1)
+                bl += (size_t)snprintf(buf + bl, sizeof buf - bl,
+                                       "%s[file %.80s (%.60s, %zu bytes) not sent: too large]",
+                                       bl ? "\n" : "", at->name ? at->name : "unnamed",
+                                       at->mime ? at->mime : "application/octet-stream", at->len);
+            continue;
+        }
+        used += cost;
+        v[*n] = (a2a_out_file){.mime = at->mime,
+                               .name = at->name,
+                               .data = at->data,
+                               .len = at->data ? at->len : 0,
+                               .url = at->data ? NULL : at->url};
+        (*n)++;
+    }
+    if (buf[0]) {
+        size_t tl = rq->text ? strlen(rq->text) : 0;
+        *note = malloc(tl + strlen(buf) + 2);
+        if (*note)
+            snprintf(*note, tl + strlen(buf) + 2, "%s%s%s", tl ? rq->text : "", tl ? "\n" : "",
+                     buf);
+    }
+    if (!*n) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files, size_t nfiles,
+                               const char *note);
+
 static rd_status exchange(call *c, rd_error *err) {
+    size_t nfiles = 0;
+    char *note = NULL;
+    a2a_out_file *files = out_files(c, &nfiles, &note);
+    rd_status st = exchange_loop(c, err, files, nfiles, note);
+    free(files);
+    free(note);
+    return st;
+}
+
+static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files, size_t nfiles,
+                               const char *note) {
     a2a *a = c->a;
     int switched = 0, dropped_task = 0, rediscovered = 0, attempt = 0, no_stream = 0, healed = 0;
     a2a_dialect trial = A2A_D_UNKNOWN;
@@ -1963,7 +2133,9 @@ static rd_status exchange(call *c, rd_error *err) {
         /* A continuation is sent blocking: its task id is known already,
          * and a non-blocking answer would show the task's old state. */
         c->continuing = c->task_id != NULL;
-        a2a_send s = {.text = c->rq->text,
+        a2a_send s = {.text = note ? note : c->rq->text,
+                      .files = files,
+                      .nfiles = nfiles,
                       .message_id = c->msg_id,
                       .context_id = c->ctx_id,
                       .task_id = c->task_id,
@@ -2431,6 +2603,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->retention_s = h->cfg_int(ctx, "answer_retention_s");
     a->max_reply = (size_t)h->cfg_int(ctx, "max_reply_bytes");
     a->cut_notice = h->cfg_str(ctx, "reply_cut_notice");
+    a->max_request = (size_t)h->cfg_int(ctx, "max_request_bytes");
     a->stream_retry_ms = h->cfg_int(ctx, "stream_retry_s") * 1000;
     a->auth_wait_ms = h->cfg_int(ctx, "auth_required_wait_s") * 1000;
     a->card_max_age_ms = h->cfg_int(ctx, "card_max_age_s") * 1000;

@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -447,6 +448,29 @@ static char *finish(cJSON *r) {
     return s;
 }
 
+/* A file part: inline bytes as base64 (1.0 raw, 0.3 file.bytes), else the
+ * URL (1.0 url, 0.3 file.uri). */
+static cJSON *file_part(int v03, const a2a_out_file *f) {
+    cJSON *p = cJSON_CreateObject();
+    cJSON *dst = p;
+    if (v03) {
+        cJSON_AddStringToObject(p, "kind", "file");
+        dst = cJSON_AddObjectToObject(p, "file");
+    }
+    if (f->data) {
+        char *b64 =
+            f->len <= (size_t)INT32_MAX / 4 * 3 - 3 ? malloc((f->len + 2) / 3 * 4 + 1) : NULL;
+        if (b64) EVP_EncodeBlock((unsigned char *)b64, f->data, (int)f->len);
+        cJSON_AddStringToObject(dst, v03 ? "bytes" : "raw", b64 ? b64 : "");
+        free(b64);
+    } else {
+        cJSON_AddStringToObject(dst, v03 ? "uri" : "url", f->url ? f->url : "");
+    }
+    if (f->mime && *f->mime) cJSON_AddStringToObject(dst, v03 ? "mimeType" : "mediaType", f->mime);
+    if (f->name && *f->name) cJSON_AddStringToObject(dst, v03 ? "name" : "filename", f->name);
+    return p;
+}
+
 char *a2a_build_send(a2a_dialect d, int stream, const char *rpc_id, const a2a_send *s) {
     cJSON *params;
     cJSON *r = envelope(d, stream ? A2A_OP_STREAM : A2A_OP_SEND, rpc_id, &params);
@@ -459,10 +483,16 @@ char *a2a_build_send(a2a_dialect d, int stream, const char *rpc_id, const a2a_se
     if (s->context_id && *s->context_id) cJSON_AddStringToObject(m, "contextId", s->context_id);
     if (s->task_id && *s->task_id) cJSON_AddStringToObject(m, "taskId", s->task_id);
     cJSON *parts = cJSON_AddArrayToObject(m, "parts");
-    cJSON *p = cJSON_CreateObject();
-    if (v03) cJSON_AddStringToObject(p, "kind", "text");
-    cJSON_AddStringToObject(p, "text", s->text ? s->text : "");
-    cJSON_AddItemToArray(parts, p);
+    /* A file without caption goes without a text part (parts must not be
+     * empty, so a lone empty text stays). */
+    if ((s->text && *s->text) || !s->nfiles) {
+        cJSON *p = cJSON_CreateObject();
+        if (v03) cJSON_AddStringToObject(p, "kind", "text");
+        cJSON_AddStringToObject(p, "text", s->text ? s->text : "");
+        cJSON_AddItemToArray(parts, p);
+    }
+    for (size_t i = 0; i < s->nfiles; i++)
+        cJSON_AddItemToArray(parts, file_part(v03, &s->files[i]));
 
     size_t nmodes = 0;
     while (s->accepted_output_modes && s->accepted_output_modes[nmodes])
@@ -553,19 +583,142 @@ out:
 
 /* ---- responses ---------------------------------------------------------- */
 
-/* Structured data shown to users is cut here. */
-#define A2A_DATA_SHOWN 1000
-
 static void sb_line(sbuf *b) {
     if (b->len && b->p[b->len - 1] != '\n') sb_add(b, "\n", 1);
 }
 
+void a2a_media_free(a2a_media *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->nfiles; i++) {
+        free(m->files[i].name);
+        free(m->files[i].mime);
+        free(m->files[i].url);
+        free(m->files[i].data);
+    }
+    free(m->files);
+    for (size_t i = 0; m->choices && m->choices[i]; i++)
+        free(m->choices[i]);
+    free(m->choices);
+    memset(m, 0, sizeof *m);
+}
+
+int a2a_media_empty(const a2a_media *m) {
+    return !m || (!m->nfiles && !m->choices);
+}
+
+/* Decodes standard or URL-safe base64, whitespace and missing padding
+ * allowed. malloc()ed bytes in *out, or -1 when it is not base64. */
+static int b64_decode(const char *s, unsigned char **out, size_t *outlen) {
+    size_t n = strlen(s);
+    *out = NULL;
+    *outlen = 0;
+    if (n > (size_t)INT32_MAX - 4) return -1;
+    char *clean = malloc(n + 4);
+    if (!clean) return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t') continue;
+        clean[k++] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+    }
+    while (k % 4)
+        clean[k++] = '=';
+    size_t pad = 0;
+    while (pad < 2 && k > pad && clean[k - 1 - pad] == '=')
+        pad++;
+    unsigned char *buf = malloc(k / 4 * 3 + 1);
+    int r = buf ? EVP_DecodeBlock(buf, (const unsigned char *)clean, (int)k) : -1;
+    free(clean);
+    if (r < 0 || (size_t)r < pad) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *outlen = (size_t)r - pad; /* EVP_DecodeBlock counts padding as zero bytes */
+    return 0;
+}
+
+/* The choices of a data part {"choices": ["yes", "no"]}, or NULL. */
+static char **choices_of(const cJSON *data) {
+    const cJSON *list = arr(data, "choices"), *c;
+    if (!list) return NULL;
+    char **v = calloc(A2A_MAX_CHOICES + 1, sizeof *v);
+    size_t n = 0;
+    cJSON_ArrayForEach(c, list) {
+        if (!v || n >= A2A_MAX_CHOICES) break;
+        if (!cJSON_IsString(c) || !c->valuestring || !*c->valuestring) continue;
+        if (strlen(c->valuestring) > A2A_CHOICE_MAX) continue;
+        if (!(v[n] = strdup(c->valuestring))) break;
+        n++;
+    }
+    if (!n) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* A data part as a fenced JSON block: indented by two spaces, cut at a
+ * line end before A2A_DATA_SHOWN bytes. */
+static void data_block(sbuf *b, const cJSON *data) {
+    char *j = cJSON_Print(data);
+    if (!j) return;
+    sbuf o = {0};
+    /* cJSON indents with tabs and puts one after ':'; strings never hold
+     * a raw tab (it is escaped). */
+    for (const char *q = j; *q; q++) {
+        if (*q != '\t')
+            sb_add(&o, q, 1);
+        else if (q > j && q[-1] == ':')
+            sb_add(&o, " ", 1);
+        else
+            sb_add(&o, "  ", 2);
+    }
+    free(j);
+    sb_line(b);
+    sb_str(b, "```json\n");
+    if (o.len > A2A_DATA_SHOWN) {
+        size_t k = A2A_DATA_SHOWN;
+        while (k > A2A_DATA_SHOWN / 2 && o.p[k] != '\n')
+            k--;
+        if (o.p[k] != '\n') /* one long line: cut on a UTF-8 boundary */
+            for (k = A2A_DATA_SHOWN; k > 0 && ((unsigned char)o.p[k] & 0xC0) == 0x80; k--)
+                ;
+        sb_add(b, o.p, k);
+        sb_str(b, "\n...");
+    } else {
+        sb_add(b, o.p, o.len);
+    }
+    sb_str(b, "\n```");
+    free(o.p);
+}
+
+static void add_file(a2a_media *m, const cJSON *p, const cJSON *file, const char *b64,
+                     const char *url) {
+    if (m->nfiles >= A2A_MAX_FILES) return;
+    a2a_file *v = realloc(m->files, (m->nfiles + 1) * sizeof *v);
+    if (!v) return;
+    m->files = v;
+    a2a_file *f = &v[m->nfiles];
+    memset(f, 0, sizeof *f);
+    f->name = xstrdup(file ? nstr(file, "name") : nstr(p, "filename"));
+    f->mime = xstrdup(file ? nstr(file, "mimeType") : nstr(p, "mediaType"));
+    if (b64) {
+        if (b64_decode(b64, &f->data, &f->len)) {
+            f->dropped = 1;
+            f->len = strlen(b64) / 4 * 3;
+        }
+    } else {
+        f->url = xstrdup(url);
+    }
+    m->nfiles++;
+}
+
 /* Text of a parts array: text parts concatenated (streamed chunks are
- * stored as extra parts of one artifact, so no separator), file parts as
- * "name: url" lines, data parts as compact JSON on their own line (cut at
- * A2A_DATA_SHOWN bytes), inline files (raw / bytes) as a placeholder line
- * with their name, media type and size. */
-static char *parts_text(const cJSON *parts) {
+ * stored as extra parts of one artifact, so no separator), data parts as
+ * fenced JSON blocks (see data_block). File parts (1.0 raw / url, 0.3
+ * file.bytes / file.uri) and a data part holding choices go to m. */
+static char *parts_text(const cJSON *parts, a2a_media *m) {
     sbuf b = {0};
     const cJSON *p;
     int block = 0; /* the last part was a line of its own */
@@ -579,50 +732,21 @@ static char *parts_text(const cJSON *parts) {
             sb_str(&b, text);
             continue;
         }
-        block = 1;
         const cJSON *data = cJSON_GetObjectItemCaseSensitive(p, "data");
         if (data && (!kind || !strcmp(kind, "data")) && !text) {
-            char *j = cJSON_PrintUnformatted(data);
-            if (j) {
-                size_t n = strlen(j);
-                sb_line(&b);
-                if (n > A2A_DATA_SHOWN) {
-                    /* cut on a UTF-8 boundary */
-                    size_t k = A2A_DATA_SHOWN;
-                    while (k > 0 && ((unsigned char)j[k] & 0xC0) == 0x80)
-                        k--;
-                    sb_add(&b, j, k);
-                    sb_str(&b, "...");
-                } else {
-                    sb_add(&b, j, n);
-                }
-                free(j);
+            char **ch = m && !m->choices ? choices_of(data) : NULL;
+            if (ch) {
+                m->choices = ch;
+                continue;
             }
+            data_block(&b, data);
+            block = 1;
             continue;
         }
         const cJSON *file = obj(p, "file");
         const char *inline_b64 = file ? str(file, "bytes") : str(p, "raw");
-        if (inline_b64) {
-            const char *nm = file ? str(file, "name") : nstr(p, "filename");
-            const char *mt = file ? str(file, "mimeType") : nstr(p, "mediaType");
-            char line[300];
-            snprintf(line, sizeof line, "[file%s%.120s (%.60s, %zu bytes)]", nm && *nm ? ": " : "",
-                     nm ? nm : "", mt && *mt ? mt : "application/octet-stream",
-                     strlen(inline_b64) / 4 * 3);
-            sb_line(&b);
-            sb_str(&b, line);
-            continue;
-        }
-        const char *url = file ? str(file, "uri") : nstr(p, "url");
-        const char *name = file ? str(file, "name") : nstr(p, "filename");
-        if (url && *url) {
-            if (b.len && b.p[b.len - 1] != '\n') sb_add(&b, "\n", 1);
-            if (name && *name) {
-                sb_str(&b, name);
-                sb_add(&b, ": ", 2);
-            }
-            sb_str(&b, url);
-        }
+        const char *url = file ? nstr(file, "uri") : nstr(p, "url");
+        if (m && (inline_b64 || url)) add_file(m, p, file, inline_b64, url);
     }
     if (!b.p) b.p = strdup("");
     return b.p;
@@ -634,7 +758,7 @@ static int is_agent(const char *role) {
 
 static void parse_message(const cJSON *m, a2a_result *r) {
     r->kind = A2A_R_MESSAGE;
-    r->text = parts_text(arr(m, "parts"));
+    r->text = parts_text(arr(m, "parts"), &r->media);
     r->context_id = xstrdup(nstr(m, "contextId"));
     r->task_id = xstrdup(nstr(m, "taskId"));
     r->agent_role = is_agent(str(m, "role"));
@@ -644,7 +768,7 @@ static void parse_status(const cJSON *st, a2a_result *r) {
     r->state = a2a_state_parse(str(st, "state"));
     const cJSON *m = obj(st, "message");
     if (m) {
-        char *t = parts_text(arr(m, "parts"));
+        char *t = parts_text(arr(m, "parts"), &r->status_media);
         if (t && *t)
             r->status_text = t;
         else
@@ -654,7 +778,7 @@ static void parse_status(const cJSON *st, a2a_result *r) {
 
 static void parse_artifact(const cJSON *a, a2a_artifact *out) {
     out->id = strdup(nstr(a, "artifactId") ? nstr(a, "artifactId") : "");
-    out->text = parts_text(arr(a, "parts"));
+    out->text = parts_text(arr(a, "parts"), &out->media);
 }
 
 static void parse_task(const cJSON *t, a2a_result *r) {
@@ -676,12 +800,15 @@ static void parse_task(const cJSON *t, a2a_result *r) {
         const cJSON *m = cJSON_GetArrayItem(h, i);
         const char *role = str(m, "role");
         if (cJSON_IsObject(m) && role && is_agent(role)) {
-            char *txt = parts_text(arr(m, "parts"));
-            if (txt && *txt) {
+            a2a_media md = {0};
+            char *txt = parts_text(arr(m, "parts"), &md);
+            if ((txt && *txt) || !a2a_media_empty(&md)) {
                 r->history_text = txt;
+                r->history_media = md;
                 break;
             }
             free(txt);
+            a2a_media_free(&md);
         }
     }
 }
@@ -741,9 +868,13 @@ void a2a_result_free(a2a_result *r) {
     for (size_t i = 0; i < r->narts; i++) {
         free(r->arts[i].id);
         free(r->arts[i].text);
+        a2a_media_free(&r->arts[i].media);
     }
     free(r->arts);
     free(r->history_text);
+    a2a_media_free(&r->media);
+    a2a_media_free(&r->status_media);
+    a2a_media_free(&r->history_media);
     memset(r, 0, sizeof *r);
 }
 
@@ -838,8 +969,61 @@ static void set_str(char **dst, const char *src) {
     *dst = c;
 }
 
+/* Frees a media of the track, giving its inline bytes back to the cap. */
+static void media_drop(a2a_track *t, a2a_media *m) {
+    for (size_t i = 0; i < m->nfiles; i++)
+        if (m->files[i].data)
+            t->file_bytes -= m->files[i].len <= t->file_bytes ? m->files[i].len : t->file_bytes;
+    a2a_media_free(m);
+}
+
+/* Copies src's files onto dst's (inline bytes only while the track's
+ * files stay under max_text) and its choices over dst's. */
+static void media_add(a2a_track *t, a2a_media *dst, const a2a_media *src) {
+    for (size_t i = 0; i < src->nfiles && dst->nfiles < A2A_MAX_FILES; i++) {
+        const a2a_file *f = &src->files[i];
+        a2a_file *v = realloc(dst->files, (dst->nfiles + 1) * sizeof *v);
+        if (!v) return;
+        dst->files = v;
+        a2a_file *c = &v[dst->nfiles++];
+        memset(c, 0, sizeof *c);
+        c->name = xstrdup(f->name);
+        c->mime = xstrdup(f->mime);
+        c->url = xstrdup(f->url);
+        c->len = f->len;
+        c->dropped = f->dropped;
+        if (!f->data) continue;
+        size_t room = t->file_bytes < t->max_text ? t->max_text - t->file_bytes : 0;
+        if ((t->max_text && f->len > room) || !(c->data = malloc(f->len ? f->len : 1))) {
+            c->dropped = 1;
+            continue;
+        }
+        memcpy(c->data, f->data, f->len);
+        t->file_bytes += f->len;
+    }
+    if (src->choices) {
+        size_t n = 0;
+        while (src->choices[n])
+            n++;
+        char **v = calloc(n + 1, sizeof *v);
+        for (size_t i = 0; v && i < n; i++)
+            v[i] = strdup(src->choices[i]);
+        if (!v) return;
+        for (size_t i = 0; dst->choices && dst->choices[i]; i++)
+            free(dst->choices[i]);
+        free(dst->choices);
+        dst->choices = v;
+    }
+}
+
+static void media_set(a2a_track *t, a2a_media *dst, const a2a_media *src) {
+    media_drop(t, dst);
+    media_add(t, dst, src);
+}
+
 static void arts_clear(a2a_track *t) {
     for (size_t i = 0; i < t->narts; i++) {
+        media_drop(t, &t->arts[i].media);
         t->text_bytes -= t->arts[i].len <= t->text_bytes ? t->arts[i].len : t->text_bytes;
         free(t->arts[i].id);
         free(t->arts[i].text);
@@ -890,8 +1074,10 @@ static void art_upsert(a2a_track *t, const a2a_artifact *a, int append) {
             t->text_bytes -= x->len <= t->text_bytes ? x->len : t->text_bytes;
             x->len = 0;
             x->text[0] = 0;
+            media_drop(t, &x->media);
         }
         art_add(t, x, txt, n);
+        media_add(t, &x->media, &a->media);
         return;
     }
     if (t->narts >= A2A_MAX_ARTIFACTS) {
@@ -907,6 +1093,7 @@ static void art_upsert(a2a_track *t, const a2a_artifact *a, int append) {
         free(x.text);
         return;
     }
+    media_add(t, &x.media, &a->media);
     nv[t->narts++] = x;
 }
 
@@ -929,12 +1116,16 @@ void a2a_track_apply(a2a_track *t, const a2a_result *r) {
     case A2A_R_MESSAGE:
         if (t->task_id && r->task_id && !strcmp(t->task_id, r->task_id)) {
             /* an agent message inside a task: the latest thing it said */
-            if (r->agent_role && r->text && *r->text) set_str(&t->history_text, r->text);
+            if (r->agent_role && ((r->text && *r->text) || !a2a_media_empty(&r->media))) {
+                set_str(&t->history_text, r->text);
+                media_set(t, &t->history_media, &r->media);
+            }
             break;
         }
         t->got_message = 1;
         t->ended = 1;
         set_capped(t, &t->message_text, r->text ? r->text : "");
+        media_set(t, &t->message_media, &r->media);
         set_str(&t->context_id, r->context_id);
         break;
     case A2A_R_TASK:
@@ -943,10 +1134,14 @@ void a2a_track_apply(a2a_track *t, const a2a_result *r) {
         t->state = r->state;
         free(t->status_text);
         t->status_text = r->status_text ? strdup(r->status_text) : NULL;
+        media_set(t, &t->status_media, &r->status_media);
         arts_clear(t);
         for (size_t i = 0; i < r->narts; i++)
             art_upsert(t, &r->arts[i], 0);
-        if (r->history_text) set_str(&t->history_text, r->history_text);
+        if (r->history_text) {
+            set_str(&t->history_text, r->history_text);
+            media_set(t, &t->history_media, &r->history_media);
+        }
         break;
     case A2A_R_STATUS:
         if (!t->task_id) set_str(&t->task_id, r->task_id);
@@ -954,6 +1149,7 @@ void a2a_track_apply(a2a_track *t, const a2a_result *r) {
         t->state = r->state;
         free(t->status_text);
         t->status_text = r->status_text ? strdup(r->status_text) : NULL;
+        media_set(t, &t->status_media, &r->status_media);
         if (r->final) t->ended = 1;
         break;
     case A2A_R_ARTIFACT:
@@ -976,6 +1172,9 @@ void a2a_track_free(a2a_track *t) {
     arts_clear(t);
     free(t->history_text);
     free(t->message_text);
+    a2a_media_free(&t->message_media);
+    a2a_media_free(&t->status_media);
+    a2a_media_free(&t->history_media);
     size_t cap = t->max_text;
     memset(t, 0, sizeof *t);
     t->max_text = cap;

@@ -128,8 +128,18 @@ typedef enum {
 
 const char *a2a_method(a2a_dialect d, a2a_op op);
 
+/* A file sent with a message: inline bytes (sent base64) or a URL. */
+typedef struct a2a_out_file {
+    const char *mime, *name; /* NULL = none */
+    const void *data;        /* NULL: url only */
+    size_t len;
+    const char *url;
+} a2a_out_file;
+
 typedef struct a2a_send {
     const char *text;
+    const a2a_out_file *files; /* file parts after the text part */
+    size_t nfiles;
     const char *message_id;
     const char *context_id; /* NULL or "" = none */
     const char *task_id;    /* NULL or "" = none */
@@ -180,10 +190,39 @@ typedef enum {
     A2A_R_ARTIFACT, /* artifact update */
 } a2a_kind;
 
+/* Structured data shown to users: pretty JSON cut at this many bytes. */
+#define A2A_DATA_SHOWN 2000
+/* Files kept per parts list (message, status, artifact); more are ignored. */
+#define A2A_MAX_FILES 16
+/* Choices taken from a data part {"choices": [...]}: at most this many,
+ * each at most A2A_CHOICE_MAX bytes (longer or empty ones are skipped). */
+#define A2A_MAX_CHOICES 16
+#define A2A_CHOICE_MAX 128
+
+/* A file part of the agent's answer: decoded bytes, or a URL. */
+typedef struct a2a_file {
+    char *name, *mime; /* NULL = not given */
+    char *url;         /* the part's uri/url, or NULL */
+    unsigned char *data;
+    size_t len;  /* decoded length (also when data was dropped) */
+    int dropped; /* inline bytes not kept: invalid base64 or over the cap */
+} a2a_file;
+
+/* What a parts list carries besides text. */
+typedef struct a2a_media {
+    a2a_file *files;
+    size_t nfiles;
+    char **choices; /* NULL-terminated, or NULL */
+} a2a_media;
+
+void a2a_media_free(a2a_media *m);
+int a2a_media_empty(const a2a_media *m);
+
 typedef struct a2a_artifact {
     char *id;
     char *text;      /* text of its parts, concatenated */
     size_t len, cap; /* in a track: length of text and its allocation */
+    a2a_media media;
 } a2a_artifact;
 
 typedef struct a2a_result {
@@ -198,6 +237,8 @@ typedef struct a2a_result {
     size_t narts;
     int append, last_chunk; /* ARTIFACT */
     char *history_text;     /* TASK: text of the last agent message in history */
+    /* Files and choices beside text, status_text and history_text. */
+    a2a_media media, status_media, history_media;
 } a2a_result;
 
 typedef struct a2a_rpc {
@@ -234,6 +275,11 @@ typedef struct a2a_track {
      * (0 = no cap) is dropped and `cut` set; appends stay linear. */
     size_t max_text, text_bytes;
     int cut;
+    /* Files and choices beside message_text, status_text, history_text
+     * (artifacts carry their own). Inline file bytes beyond max_text in
+     * total are dropped (the file keeps its name and size). */
+    a2a_media message_media, status_media, history_media;
+    size_t file_bytes;
 } a2a_track;
 
 /* Folds a result into the track: a Task replaces the snapshot, status and

@@ -51,7 +51,7 @@ foreach(f sse response)
   routerd_fuzz_target(fuzz_a2a_${f}
                       SOURCES ${A2A_TDIR}/fuzz/fuzz_a2a_${f}.c ${A2A_PLUGIN_DIR}/a2a_parse.c
                               ${A2A_PLUGIN_DIR}/a2a_sse.c
-                      LIBS PkgConfig::CJSON)
+                      LIBS PkgConfig::CJSON PkgConfig::CRYPTO)
   target_include_directories(fuzz_a2a_${f} PRIVATE ${A2A_PLUGIN_DIR})
   if(TARGET fuzz_a2a_${f}_fuzzer)
     target_include_directories(fuzz_a2a_${f}_fuzzer PRIVATE ${A2A_PLUGIN_DIR})
