@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -27,6 +28,8 @@ typedef struct task {
     char answer[300];
     char msg_id[96], text[256]; /* the user message that created it */
     int flood;                  /* K_FLOOD: 1 KiB appends to stream */
+    int files;                  /* "filetask": the answer carries media_parts() */
+    int choose;                 /* "choose": the question offers choices */
     struct task *next;
 } task;
 
@@ -105,6 +108,33 @@ static cJSON *text_part(int v10, const char *text) {
     return p;
 }
 
+/* A file part with bytes ("hello file", hello.txt), a file part with a
+ * URL (report.pdf) and a data part {"total": 3}. */
+static void media_parts(int v10, cJSON *parts) {
+    cJSON *p = cJSON_CreateObject(), *d = p;
+    if (!v10) {
+        cJSON_AddStringToObject(p, "kind", "file");
+        d = cJSON_AddObjectToObject(p, "file");
+    }
+    cJSON_AddStringToObject(d, v10 ? "raw" : "bytes", "aGVsbG8gZmlsZQ==");
+    cJSON_AddStringToObject(d, v10 ? "mediaType" : "mimeType", "text/plain");
+    cJSON_AddStringToObject(d, v10 ? "filename" : "name", "hello.txt");
+    cJSON_AddItemToArray(parts, p);
+    p = cJSON_CreateObject(), d = p;
+    if (!v10) {
+        cJSON_AddStringToObject(p, "kind", "file");
+        d = cJSON_AddObjectToObject(p, "file");
+    }
+    cJSON_AddStringToObject(d, v10 ? "url" : "uri", "https://files.example/report.pdf");
+    cJSON_AddStringToObject(d, v10 ? "mediaType" : "mimeType", "application/pdf");
+    cJSON_AddStringToObject(d, v10 ? "filename" : "name", "report.pdf");
+    cJSON_AddItemToArray(parts, p);
+    p = cJSON_CreateObject();
+    if (!v10) cJSON_AddStringToObject(p, "kind", "data");
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(p, "data"), "total", 3);
+    cJSON_AddItemToArray(parts, p);
+}
+
 static cJSON *message(int v10, const char *text, const char *ctx, const char *task_id) {
     static atomic_int seq;
     char id[32];
@@ -150,7 +180,19 @@ static cJSON *status(int v10, const task *t, int s) {
                        : s == S_FAILED   ? "the tool crashed"
                        : s == S_REJECTED ? "I will not do that"
                                          : NULL;
-    if (note) cJSON_AddItemToObject(st, "message", message(v10, note, t->ctx, t->id));
+    if (s == S_INPUT && t->choose) note = "Proceed?";
+    if (note) {
+        cJSON *m = message(v10, note, t->ctx, t->id);
+        if (s == S_INPUT && t->choose) {
+            cJSON *p = cJSON_CreateObject();
+            if (!v10) cJSON_AddStringToObject(p, "kind", "data");
+            cJSON *ch = cJSON_AddArrayToObject(cJSON_AddObjectToObject(p, "data"), "choices");
+            cJSON_AddItemToArray(ch, cJSON_CreateString("yes"));
+            cJSON_AddItemToArray(ch, cJSON_CreateString("no"));
+            cJSON_AddItemToArray(cJSON_GetObjectItem(m, "parts"), p);
+        }
+        cJSON_AddItemToObject(st, "message", m);
+    }
     cJSON_AddStringToObject(st, "timestamp", "2026-01-01T00:00:00Z");
     return st;
 }
@@ -173,7 +215,9 @@ static cJSON *task_json(int v10, const task *t, long long now) {
     cJSON_AddItemToObject(j, "status", status(v10, t, s));
     if (s == S_COMPLETED) {
         cJSON *arts = cJSON_AddArrayToObject(j, "artifacts");
-        cJSON_AddItemToArray(arts, artifact(v10, t->answer));
+        cJSON *a = artifact(v10, t->answer);
+        if (t->files) media_parts(v10, cJSON_GetObjectItem(a, "parts"));
+        cJSON_AddItemToArray(arts, a);
     }
     return j;
 }
@@ -615,9 +659,32 @@ static void record(fa2a *f, struct MHD_Connection *c, const char *method, const 
     const char *tid = cJSON_GetStringValue(cJSON_GetObjectItem(m, "taskId"));
     if (!tid) tid = cJSON_GetStringValue(cJSON_GetObjectItem(params, "id"));
     copy(r.task_id, sizeof r.task_id, tid);
-    const cJSON *parts = cJSON_GetObjectItem(m, "parts");
+    const cJSON *parts = cJSON_GetObjectItem(m, "parts"), *p;
     copy(r.text, sizeof r.text,
          cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(parts, 0), "text")));
+    cJSON_ArrayForEach(p, parts) {
+        const cJSON *fp = cJSON_GetObjectItem(p, "file");
+        int v03 = fp != NULL;
+        const cJSON *d = v03 ? fp : p;
+        const char *b = cJSON_GetStringValue(cJSON_GetObjectItem(d, v03 ? "bytes" : "raw"));
+        const char *u = cJSON_GetStringValue(cJSON_GetObjectItem(d, v03 ? "uri" : "url"));
+        if (!b && !u) continue;
+        if (r.nfiles++) continue; /* the first file is recorded */
+        copy(r.file_name, sizeof r.file_name,
+             cJSON_GetStringValue(cJSON_GetObjectItem(d, v03 ? "name" : "filename")));
+        copy(r.file_mime, sizeof r.file_mime,
+             cJSON_GetStringValue(cJSON_GetObjectItem(d, v03 ? "mimeType" : "mediaType")));
+        copy(r.file_url, sizeof r.file_url, u);
+        size_t bl = b ? strlen(b) : 0;
+        if (b && bl % 4 == 0 && bl / 4 * 3 < sizeof r.file_data) {
+            int n =
+                EVP_DecodeBlock((unsigned char *)r.file_data, (const unsigned char *)b, (int)bl);
+            size_t pad = bl && b[bl - 1] == '=' ? (bl > 1 && b[bl - 2] == '=' ? 2 : 1) : 0;
+            r.file_len = n >= (int)pad ? n - (int)pad : -1;
+        } else if (b) {
+            r.file_len = -1; /* not base64, or too long to record */
+        }
+    }
     const cJSON *cfg = cJSON_GetObjectItem(params, "configuration");
     const cJSON *b = cJSON_GetObjectItem(cfg, "blocking");
     const cJSON *ri = cJSON_GetObjectItem(cfg, "returnImmediately");
@@ -738,7 +805,12 @@ static void task_stream(fa2a *f, stream *s, int v10, task *t, int fresh) {
     snprintf(p3, sizeof p3, "%s", snap.answer + b);
     event(s, NULL, artifact_update(v10, &snap, p1, 0, 0), 3);
     event(s, NULL, artifact_update(v10, &snap, p2, 1, 0), 2);
-    event(s, NULL, artifact_update(v10, &snap, p3, 1, 1), 0);
+    cJSON *last = artifact_update(v10, &snap, p3, 1, 1);
+    if (snap.files) {
+        cJSON *u = v10 ? cJSON_GetObjectItem(last, "artifactUpdate") : last;
+        media_parts(v10, cJSON_GetObjectItem(cJSON_GetObjectItem(u, "artifact"), "parts"));
+    }
+    event(s, NULL, last, 0);
     pthread_mutex_lock(&f->mu);
     if (!waits) t->done_at = now; /* completed once the stream says so */
     task done = *t;
@@ -922,13 +994,20 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
 
         char answer[300];
         snprintf(answer, sizeof answer, "done: %s", text);
-        int kind = -1;
+        int kind = -1, choose = 0, files = 0;
         long long work = 300;
         if ((a = arg_after(text, "task"))) {
             kind = K_TASK;
             if (*a) work = atoll(a);
         } else if (arg_after(text, "ask")) {
             kind = K_ASK;
+        } else if (arg_after(text, "choose")) {
+            kind = K_ASK;
+            choose = 1;
+        } else if ((a = arg_after(text, "filetask"))) {
+            kind = K_TASK;
+            files = 1;
+            if (*a) work = atoll(a);
         } else if (arg_after(text, "authreq")) {
             kind = K_AUTH;
         } else if (arg_after(text, "fail")) {
@@ -962,6 +1041,8 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
                 copy(t->msg_id, sizeof t->msg_id, msg_id);
                 copy(t->text, sizeof t->text, text);
                 if (kind == K_FLOOD) t->flood = atoi(a);
+                t->choose = choose;
+                t->files = files;
                 pthread_mutex_unlock(&f->mu);
                 executed(f, msg_id);
             } else {
@@ -998,6 +1079,7 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
 
         /* answers that are not tasks */
         char reply[400];
+        int with_files = 0;
         snprintf(reply, sizeof reply, "echo: %s", text);
         if ((a = arg_after(text, "rpcerr"))) {
             int code = atoi(a);
@@ -1069,20 +1151,23 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             } else if (arg_after(text, "ctx")) {
                 snprintf(reply, sizeof reply, "ctx=%s task=%s", ctx_in && *ctx_in ? ctx_in : "none",
                          tid && *tid ? tid : "none");
+            } else if (arg_after(text, "files")) {
+                snprintf(reply, sizeof reply, "here are files");
+                with_files = 1;
             }
-        plain:
+        plain:;
+            cJSON *msg = message(v10, reply, ctx, NULL);
+            if (with_files) media_parts(v10, cJSON_GetObjectItem(msg, "parts"));
             if (streaming) {
                 stream *s = stream_new(f, id);
                 cJSON *env = cJSON_CreateObject();
                 cJSON_AddStringToObject(env, "jsonrpc", "2.0");
                 cJSON_AddItemToObject(env, "id", cJSON_Duplicate(id, 1));
-                cJSON_AddItemToObject(env, "result",
-                                      wrap(v10, "message", message(v10, reply, ctx, NULL)));
+                cJSON_AddItemToObject(env, "result", wrap(v10, "message", msg));
                 event(s, NULL, env, 1);
                 ret = send_stream(c, s);
             } else {
-                ret = send_json(c, 200,
-                                envelope(id, wrap(v10, "message", message(v10, reply, ctx, NULL))));
+                ret = send_json(c, 200, envelope(id, wrap(v10, "message", msg)));
             }
         }
     }

@@ -10,6 +10,12 @@
  *   ctx              a Message "ctx=<contextId received|none> task=<taskId|none>"
  *   task [ms]        a Task that is working for ms (default 300), then
  *                    completed with the artifact "done: <text>"
+ *   files            a Message "here are files" with a file part (bytes
+ *                    "hello file", hello.txt, text/plain), a file part
+ *                    with a URL (report.pdf) and a data part {"total": 3}
+ *   filetask [ms]    a task like "task" whose artifact carries those parts
+ *   choose           like "ask", asking "Proceed?" with a data part
+ *                    {"choices": ["yes", "no"]}
  *   ask              a Task in input-required asking "What is your name?";
  *                    the next message on that task completes it with
  *                    "Hello, <text>!" (its first answer still shows the
@@ -117,6 +123,11 @@ typedef struct fa_req {
     char accept[64];
     int blocking;   /* 1 blocking, 0 non-blocking, -1 not said */
     char path[160]; /* REST: "GET /rest/tasks/..."; "" for JSON-RPC */
+    /* File parts of the message (either dialect); the first one's fields */
+    int nfiles;
+    char file_name[64], file_mime[64], file_url[160];
+    char file_data[256]; /* decoded bytes (file_len of them) */
+    int file_len;        /* -1: not base64 or too long to record */
 } fa_req;
 
 fa2a *fa2a_start(const fa2a_opts *o);
