@@ -3,6 +3,13 @@
 //                     completes the task with "Hello, <answer>"
 //   "task <words>" -> a task streamed as artifact chunks, then completed
 //   "fail"         -> a task that fails with "cannot do that"
+//   "file"         -> a Message "got <name> <media type> <length> <content>"
+//                     for each file part received, with a file part (bytes
+//                     "agent bytes", out.bin) and a data part {ok, n}
+//   "filetask"     -> a task whose artifact holds the text "report", that
+//                     file part and that data part
+//   "choose"       -> input-required "Proceed?" with a data part
+//                     {"choices": ["yes", "no"]}
 //   anything else  -> a Message "echo: <text>"
 // In 0.3 mode the card lists only a 0.3 JSON-RPC interface and the SDK's
 // v0.3 compat layer answers; in dual mode the card lists both versions on
@@ -43,6 +50,15 @@ const card = {
 };
 
 const part = (t) => ({ content: { $case: 'text', value: t }, metadata: undefined, filename: '', mediaType: 'text/plain' });
+const filePart = () => ({
+  content: { $case: 'raw', value: Buffer.from('agent bytes') }, metadata: undefined,
+  filename: 'out.bin', mediaType: 'application/octet-stream',
+});
+const dataPart = () => ({ content: { $case: 'data', value: { ok: true, n: 2 } }, metadata: undefined, filename: '', mediaType: '' });
+const filesOf = (m) => (m?.parts ?? []).filter((p) => p.content?.$case === 'raw' || p.content?.$case === 'url')
+  .map((p) => (p.content.$case === 'raw'
+    ? `got ${p.filename} ${p.mediaType} ${p.content.value.length} ${Buffer.from(p.content.value).toString()}`
+    : `got ${p.filename} ${p.mediaType} url ${p.content.value}`));
 const textOf = (m) => (m?.parts ?? []).map((p) => (p.content?.$case === 'text' ? p.content.value : '')).join('');
 const message = (t, contextId, taskId = '') => ({
   messageId: randomUUID(), contextId, taskId, role: Role.ROLE_AGENT, parts: [part(t)],
@@ -70,6 +86,25 @@ const executor = {
     } else if (text === 'ask') {
       bus.publish(AgentEvent.task(task(TaskState.TASK_STATE_INPUT_REQUIRED,
         message('What is your name?', contextId, taskId))));
+    } else if (text === 'file') {
+      const m = message(filesOf(rc.userMessage).join('\n') || 'no files', contextId);
+      m.parts.push(filePart(), dataPart());
+      bus.publish(AgentEvent.message(m));
+    } else if (text === 'filetask') {
+      bus.publish(AgentEvent.task(task(TaskState.TASK_STATE_SUBMITTED)));
+      await sleep(30);
+      bus.publish(AgentEvent.artifactUpdate({
+        taskId, contextId, append: false, lastChunk: true, metadata: undefined,
+        artifact: {
+          artifactId: 'report', name: 'report', description: '', metadata: undefined, extensions: [],
+          parts: [part('report'), filePart(), dataPart()],
+        },
+      }));
+      bus.publish(update(TaskState.TASK_STATE_COMPLETED));
+    } else if (text === 'choose') {
+      const m = message('Proceed?', contextId, taskId);
+      m.parts.push({ content: { $case: 'data', value: { choices: ['yes', 'no'] } }, metadata: undefined, filename: '', mediaType: '' });
+      bus.publish(AgentEvent.task(task(TaskState.TASK_STATE_INPUT_REQUIRED, m)));
     } else if (text === 'fail') {
       bus.publish(AgentEvent.task(task(TaskState.TASK_STATE_SUBMITTED)));
       await sleep(30);

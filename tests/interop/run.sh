@@ -4,10 +4,12 @@
 # plain messages, a task, a failed task, input-required and its answer,
 # a second chat. In dual mode routerd is forced to speak 0.3; in rest mode
 # the agent offers only the 1.0 HTTP+JSON binding (the SDK's restHandler).
-# Usage: run.sh SRC_DIR WORK_DIR ROUTERD PLUGIN_DIR
+# FILES_BIN (a2a_interop_files) then drives the plugin in-process against
+# each agent: a file part each way, a data part, choices and a pick.
+# Usage: run.sh SRC_DIR WORK_DIR ROUTERD PLUGIN_DIR [FILES_BIN]
 # Exits 77 (skipped) when node/npm or the packages are not available.
 set -u
-src=$1 work=$2 routerd=$3 plugins=$4
+src=$1 work=$2 routerd=$3 plugins=$4 files_bin=${5:-}
 
 skip() { echo "SKIP: $*"; exit 77; }
 abs() { (cd "$(dirname "$1")" && echo "$(pwd)/$(basename "$1")"); }
@@ -15,6 +17,7 @@ command -v node >/dev/null 2>&1 || skip "node not installed"
 command -v npm >/dev/null 2>&1 || skip "npm not installed"
 command -v curl >/dev/null 2>&1 || skip "curl not installed"
 src=$(abs "$src") routerd=$(abs "$routerd") plugins=$(abs "$plugins")
+[ -z "$files_bin" ] || files_bin=$(abs "$files_bin")
 
 mkdir -p "$work" || exit 1
 cp -p "$src/package.json" "$src/package-lock.json" "$src/agent.mjs" "$work/" || exit 1
@@ -79,6 +82,15 @@ INI
             fail=1
         else
             echo "ok: agent $mode, stream=$stream"
+        fi
+        if [ -n "$files_bin" ]; then
+            if timeout 60 "$files_bin" "http://127.0.0.1:$port" "$mode" "$stream" \
+                >"files-$name.out" 2>"files-$name.err"; then
+                cat "files-$name.out"
+            else
+                echo "FAIL: files with agent $mode, stream=$stream"; cat "files-$name.err"
+                fail=1
+            fi
         fi
     done
     kill "$agent_pid" 2>/dev/null
