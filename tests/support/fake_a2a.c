@@ -685,6 +685,8 @@ static void record(fa2a *f, struct MHD_Connection *c, const char *method, const 
             r.file_len = -1; /* not base64, or too long to record */
         }
     }
+    const cJSON *hl = cJSON_GetObjectItem(params, "historyLength");
+    r.history_length = cJSON_IsNumber(hl) ? hl->valueint : -1;
     const cJSON *cfg = cJSON_GetObjectItem(params, "configuration");
     const cJSON *b = cJSON_GetObjectItem(cfg, "blocking");
     const cJSON *ri = cJSON_GetObjectItem(cfg, "returnImmediately");

@@ -128,6 +128,7 @@ typedef struct fa_req {
     char file_name[64], file_mime[64], file_url[160];
     char file_data[256]; /* decoded bytes (file_len of them) */
     int file_len;        /* -1: not base64 or too long to record */
+    int history_length;  /* params.historyLength (REST: the query); -1 absent */
 } fa_req;
 
 fa2a *fa2a_start(const fa2a_opts *o);

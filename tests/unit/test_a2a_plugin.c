@@ -159,6 +159,8 @@ static void test_task_polled_both_dialects(void **state) {
         const char *get = d == FA_V10 ? "GetTask" : "tasks/get";
         assert_true(fa2a_count(agent, get) >= 1);
         fa_req q;
+        assert_int_equal(fa2a_last(agent, get, &q), 0);
+        assert_int_equal(q.history_length, 4); /* a short history on every poll */
         assert_int_equal(fa2a_req(agent, 0, &q), 0);
         assert_int_equal(q.blocking, 0); /* non-blocking send, then polling */
         const char *v[] = {"completed", NULL};
@@ -1108,6 +1110,7 @@ static void test_rest_send_poll(void **state) {
     assert_true(fa2a_count(agent, "GetTask") >= 1);
     assert_int_equal(fa2a_last(agent, "GetTask", &q), 0);
     assert_int_equal(strncmp(q.path, "GET /rest/tasks/task-", 21), 0);
+    assert_int_equal(q.history_length, 4);
     assert_string_equal(q.task_id, q.path + 16);
     /* input-required and its answer on the same task */
     expect_reply(1, "ask", "What is your name?");
