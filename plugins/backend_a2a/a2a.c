@@ -12,6 +12,8 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -135,6 +137,14 @@ static const rd_option opts[] = {
      1024, 1073741824, NULL, 0, 0},
     {"reply_cut_notice", RD_OPT_STRING, 0, "[The answer was too long and was cut here.]",
      "added to an answer cut at max_reply_bytes", 0, 0, NULL, 0, 0},
+    {"push_url", RD_OPT_STRING, 0, NULL,
+     "externally reachable base URL of the router's admin server (https://routerd.example/): "
+     "tasks of agents whose card allows push notifications register a webhook under it instead "
+     "of polling",
+     0, 0, NULL, 0, 0},
+    {"push_fallback_s", RD_OPT_INT, 0, "10",
+     "with a push registered, the task is still polled this often when no push comes", 1, 3600,
+     NULL, 0, 0},
     {"max_request_bytes", RD_OPT_INT, 0, "33554432",
      "largest message sent to the agent, files (base64) included; a file that would pass it is "
      "left out and the agent told so in the text",
@@ -256,6 +266,18 @@ typedef struct a2a {
     int64_t nostream_until_ms;
     atomic_ulong rpc_seq;
     atomic_int stop_flag;
+
+    /* Push notifications: the webhook URL given to agents (NULL = off),
+     * the bearer secret of its route (random per run), and the tasks
+     * waiting for a push (under pmu). */
+    char *push_url;
+    char push_bearer[65];
+    char push_auth[80]; /* "Bearer <push_bearer>" */
+    int64_t push_fallback_ms;
+    atomic_int push_refused; /* the agent refused a registration: poll */
+    pthread_mutex_t pmu;
+    struct push_wait *waits;
+    rd_series *push_s[3]; /* pushes: woke, refused, ignored */
 
     rd_series *fail[5]; /* by a2a_class */
     rd_series *retries_s, *fallback_s, *outcome_s[OUT_N];
@@ -975,6 +997,7 @@ typedef struct {
     a2a_dialect d;
     int streaming;
     int rest; /* HTTP+JSON binding (1.0) instead of JSON-RPC */
+    int push; /* the card allows push notifications */
 } agent_view;
 
 static a2a_dialect other(a2a_dialect d) {
@@ -1026,6 +1049,7 @@ static int view_get(a2a *a, agent_view *v, a2a_dialect trial) {
                                         : NULL;
     v->d = d;
     v->streaming = a->card.streaming && !stream_refused_locked(a, v->url);
+    v->push = a->have_card && a->card.push;
     pthread_mutex_unlock(&a->mu);
     return v->url ? 0 : -1;
 }
@@ -1046,6 +1070,7 @@ static void view_for(a2a *a, agent_view *v, a2a_dialect d, const char *url) {
         v->tenant = xstrdup0(a->card.tenant_rest);
     }
     v->streaming = a->have_card && a->card.streaming && !stream_refused_locked(a, v->url);
+    v->push = a->have_card && a->card.push;
     pthread_mutex_unlock(&a->mu);
 }
 
@@ -1825,10 +1850,181 @@ static void cancel_task(call *c, const agent_view *v, const char *task_id) {
  * otherwise polls tasks/get with growing pauses. On the deadline the task
  * is canceled. Transient poll failures are retried until the deadline. A
  * hard stop leaves the task running (its id is in the record). */
+/* ---- push notifications ------------------------------------------------ */
+
+typedef struct push_wait {
+    char task[520];
+    char token[33]; /* this task's X-A2A-Notification-Token, 32 hex */
+    int woken;
+    pthread_cond_t cv;
+    struct push_wait *next;
+} push_wait;
+
+/* nbytes (at most 32) random bytes as hex into out; -1 without entropy. */
+static int hex_random(char *out, size_t nbytes) {
+    unsigned char b[32];
+    if (nbytes > sizeof b || RAND_bytes(b, (int)nbytes) != 1) return -1;
+    for (size_t i = 0; i < nbytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    OPENSSL_cleanse(b, sizeof b);
+    return 0;
+}
+
+/* The webhook: the route already checked the run's bearer secret. A push
+ * only wakes the poller of the task it names (which then asks GetTask:
+ * the pushed body is never the answer); a token, when sent, must be that
+ * task's. */
+static void on_push(void *arg, const rd_http_req *req, rd_http_resp *resp) {
+    a2a *a = arg;
+    resp->content_type = "text/plain";
+    char *task = a2a_push_task_id(req->body, req->body_len);
+    if (!task) {
+        resp->status = 400;
+        count(a, a->push_s[2]);
+        return;
+    }
+    const char *tok = req->header ? req->header(req, "X-A2A-Notification-Token") : NULL;
+    int status = 200, outcome = 2;
+    pthread_mutex_lock(&a->pmu);
+    for (push_wait *w = a->waits; w; w = w->next) {
+        if (strcmp(w->task, task)) continue;
+        if (tok && (strlen(tok) != 32 || CRYPTO_memcmp(tok, w->token, 32))) {
+            status = 401;
+            outcome = 1;
+            break;
+        }
+        w->woken = 1;
+        pthread_cond_signal(&w->cv);
+        outcome = 0;
+    }
+    pthread_mutex_unlock(&a->pmu);
+    if (status == 401)
+        a->h->log(a->ctx, RD_LOG_WARN,
+                  "push notification for task %.100s refused: wrong X-A2A-Notification-Token",
+                  task);
+    count(a, a->push_s[outcome]);
+    free(task);
+    resp->status = status;
+}
+
+static void push_end(a2a *a, push_wait *pw) {
+    pthread_mutex_lock(&a->pmu);
+    for (push_wait **p = &a->waits; *p; p = &(*p)->next)
+        if (*p == pw) {
+            *p = pw->next;
+            break;
+        }
+    pthread_mutex_unlock(&a->pmu);
+    pthread_cond_destroy(&pw->cv);
+}
+
+/* Registers a push config for t's task; 1 when the agent took it (pw is
+ * then listed and must be ended with push_end). */
+static int push_start(call *c, const agent_view *v, const a2a_track *t, push_wait *pw) {
+    a2a *a = c->a;
+    if (!a->push_url || !v->push || v->rest || !t->task_id || atomic_load(&a->push_refused))
+        return 0;
+    if (strlen(t->task_id) >= sizeof pw->task) return 0;
+    memset(pw, 0, sizeof *pw);
+    snprintf(pw->task, sizeof pw->task, "%s", t->task_id);
+    if (hex_random(pw->token, 16)) return 0;
+    pthread_cond_init(&pw->cv, NULL);
+    /* listed before the agent knows the webhook, so no push is missed */
+    pthread_mutex_lock(&a->pmu);
+    pw->next = a->waits;
+    a->waits = pw;
+    pthread_mutex_unlock(&a->pmu);
+    char id[32];
+    next_rpc_id(c, id, sizeof id);
+    char *body =
+        a2a_build_push_set(v->d, id, t->task_id, v->tenant, a->push_url, pw->token, a->push_bearer);
+    struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10, v->url);
+    hd = curl_slist_append(hd, "Content-Type: application/json");
+    hd = curl_slist_append(hd, "Accept: application/json");
+    char *ah = NULL;
+    if (a->oauth_id && creds_allowed(a, v->url)) {
+        char why[300];
+        int fatal;
+        ah = oauth_header(a, c->deadline, NULL, &fatal, why, sizeof why);
+        if (ah) hd = curl_slist_append(hd, ah);
+    }
+    int64_t left = c->deadline - now_ms(a);
+    a2a_http_req rq = {.url = v->url,
+                       .body = body,
+                       .headers = hd,
+                       .connect_timeout_ms = (long)a->connect_ms,
+                       .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
+                       .max_bytes = 65536,
+                       .abort_fn = call_aborted,
+                       .abort_arg = c};
+    a2a_http_resp rs;
+    int ok = 0, refused = 0;
+    if (rq.timeout_ms > 0 && a2a_http_do(a->http, &rq, &rs) == 0) {
+        cJSON *j =
+            rs.status >= 200 && rs.status < 300 ? cJSON_ParseWithLength(rs.body, rs.len) : NULL;
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+        ok = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "result")) && !cJSON_IsObject(e);
+        refused = cJSON_IsObject(e) || (rs.status >= 400 && rs.status < 500);
+        cJSON_Delete(j);
+    }
+    if (rq.timeout_ms > 0) a2a_http_resp_free(&rs);
+    curl_slist_free_all(hd);
+    free(ah);
+    free(body);
+    const char *corr = c->rq->correlation_id ? c->rq->correlation_id : "-";
+    if (ok) {
+        a->h->log(a->ctx, RD_LOG_DEBUG, "correlation %s: task %s: push notifications registered",
+                  corr, t->task_id);
+        return 1;
+    }
+    if (refused) {
+        atomic_store(&a->push_refused, 1);
+        a->h->log(a->ctx, RD_LOG_WARN,
+                  "the agent refused a push notification config; its tasks are polled from now "
+                  "on");
+    }
+    push_end(a, pw);
+    return 0;
+}
+
+/* Waits up to ms for a push to the task (or a hard stop). */
+static void push_nap(call *c, push_wait *pw, int64_t ms) {
+    a2a *a = c->a;
+    int64_t until = now_ms(a) + ms;
+    pthread_mutex_lock(&a->pmu);
+    while (!pw->woken && !a->h->cancelled(c->rp)) {
+        int64_t left = until - now_ms(a);
+        if (left <= 0) break;
+        if (left > 100) left = 100; /* to see a hard stop */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)left * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&pw->cv, &a->pmu, &ts);
+    }
+    pw->woken = 0;
+    pthread_mutex_unlock(&a->pmu);
+}
+
+static void follow_loop(call *c, const agent_view *v, a2a_track *t, int streamed, outcome *o,
+                        push_wait *pw);
+
+/* Follows a task until it settles: re-attaching to its stream, or
+ * polling, woken by push notifications when they are registered. */
 static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, outcome *o) {
+    push_wait pw;
+    int resubscribe = streamed && v->streaming;
+    int pushed = !resubscribe && !a2a_track_done(t) && push_start(c, v, t, &pw);
+    follow_loop(c, v, t, streamed, o, pushed ? &pw : NULL);
+    if (pushed) push_end(c->a, &pw);
+}
+
+static void follow_loop(call *c, const agent_view *v, a2a_track *t, int streamed, outcome *o,
+                        push_wait *pw) {
     a2a *a = c->a;
     int resubscribe = streamed && v->streaming ? 2 : 0;
-    int64_t pause = a->poll_ms;
+    int64_t pause = pw ? 0 : a->poll_ms; /* one look right after registering */
     int fails = 0;
     memset(o, 0, sizeof *o);
     while (!a2a_track_done(t)) {
@@ -1865,8 +2061,13 @@ static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, out
             if (o->has_rpc || o->http) resubscribe = 0; /* poll from now on */
             continue;
         }
-        nap(a, c->rp, pause < left ? pause : left);
-        pause = pause * 3 / 2 > a->poll_max_ms ? a->poll_max_ms : pause * 3 / 2;
+        if (pw) {
+            push_nap(c, pw, pause < left ? pause : left);
+            pause = a->push_fallback_ms;
+        } else {
+            nap(a, c->rp, pause < left ? pause : left);
+            pause = pause * 3 / 2 > a->poll_max_ms ? a->poll_max_ms : pause * 3 / 2;
+        }
         if (now_ms(a) >= c->deadline) continue;
         char *body = a2a_build_task_op(v->d, A2A_OP_GET, id, t->task_id, v->tenant);
         rpc(c, v, A2A_OP_GET, body, id, t, o);
@@ -2487,6 +2688,10 @@ static void a_destroy(void *self) {
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->omu);
     pthread_cond_destroy(&a->ocv);
+    pthread_mutex_destroy(&a->pmu);
+    OPENSSL_cleanse(a->push_bearer, sizeof a->push_bearer);
+    OPENSSL_cleanse(a->push_auth, sizeof a->push_auth);
+    free(a->push_url);
     free(a->otoken);
     free(a->base);
     free(a->auth_hdr);
@@ -2499,6 +2704,53 @@ static void a_destroy(void *self) {
     free(a);
 }
 
+/* push_url: one webhook route per instance on the admin server, behind a
+ * bearer secret drawn for this run. -1 on a bad configuration. */
+static int push_setup(a2a *a, rd_error *err) {
+    const rd_host *h = a->h;
+    const char *pu = h->cfg_str(a->ctx, "push_url");
+    a->push_fallback_ms = h->cfg_int(a->ctx, "push_fallback_s") * 1000;
+    if (empty(pu)) return 0;
+    if (!http_url(pu) || strpbrk(pu, " \t\r\n?#")) {
+        h->error(err, RD_E_CONFIG, "fatal",
+                 "push_url must be an http(s) URL without query or fragment");
+        return -1;
+    }
+    for (const char *p = a->inst; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') {
+            h->error(err, RD_E_CONFIG, "fatal",
+                     "push_url: the instance name '%s' cannot be a URL path segment", a->inst);
+            return -1;
+        }
+    const char *admin = h->info(a->ctx, "admin_listen");
+    if (!RD_HAS(h, http_route_auth) || !h->http_route_auth || empty(admin) ||
+        !strcmp(admin, "off")) {
+        h->error(err, RD_E_CONFIG, "fatal",
+                 "push_url needs the admin server ([router] admin_listen) to take pushes");
+        return -1;
+    }
+    char path[200];
+    snprintf(path, sizeof path, "/a2a/%s/push", a->inst);
+    size_t n = strlen(pu);
+    while (n > 8 && pu[n - 1] == '/')
+        n--;
+    a->push_url = malloc(n + strlen(path) + 1);
+    if (!a->push_url) return -1;
+    memcpy(a->push_url, pu, n);
+    strcpy(a->push_url + n, path);
+    if (hex_random(a->push_bearer, 24)) {
+        h->error(err, RD_E_INTERNAL, "fatal", "push_url: no random bytes for the webhook secret");
+        return -1;
+    }
+    snprintf(a->push_auth, sizeof a->push_auth, "Bearer %s", a->push_bearer);
+    if (h->http_route_auth(a->ctx, "POST", path, "Authorization", a->push_auth, on_push, a) !=
+        RD_OK) {
+        h->error(err, RD_E_CONFIG, "fatal", "push_url: cannot register the route %s", path);
+        return -1;
+    }
+    return 0;
+}
+
 static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
     a2a *a = calloc(1, sizeof *a);
     if (!a) return RD_E_INTERNAL;
@@ -2508,6 +2760,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     pthread_cond_init(&a->cv, NULL);
     pthread_mutex_init(&a->omu, NULL);
     pthread_cond_init(&a->ocv, NULL);
+    pthread_mutex_init(&a->pmu, NULL);
     *self = a;
     const char *inst = h->info(ctx, "instance");
     a->inst = inst ? inst : "a2a";
@@ -2629,6 +2882,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         goto bad;
     }
     a->boot = mix((uint64_t)h->wall_ns() ^ ((uint64_t)(uintptr_t)a << 16));
+    if (push_setup(a, err)) goto bad;
 
     /* Credentials go to the origin the operator named, nowhere else unless
      * listed: a card cannot send them to another host. */
@@ -2675,6 +2929,16 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
                               "A2A calls repeated after a transient failure", bl, NULL, 0);
     const char *lv1[] = {a->inst};
     a->retries_s = mr ? h->series(mr, lv1) : NULL;
+    static const char *const pl[] = {"backend", "outcome", NULL};
+    rd_metric *mp = h->metric(ctx, RD_METRIC_COUNTER, "routerd_a2a_push_notifications_total",
+                              "push notifications received: woke a task, refused (wrong token), "
+                              "ignored (no task waits for it)",
+                              pl, NULL, 0);
+    static const char *const pn[] = {"woke", "refused", "ignored"};
+    for (int i = 0; i < 3; i++) {
+        const char *lv[] = {a->inst, pn[i]};
+        a->push_s[i] = mp ? h->series(mp, lv) : NULL;
+    }
     rd_metric *mfb =
         h->metric(ctx, RD_METRIC_COUNTER, "routerd_a2a_dialect_fallbacks_total",
                   "switches between A2A 1.0 and 0.3 after 'method not found'", bl, NULL, 0);

@@ -382,6 +382,7 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
                                      : A2A_D_UNKNOWN;
 
     out->streaming = flag(obj(root, "capabilities"), "streaming");
+    out->push = flag(obj(root, "capabilities"), "pushNotifications");
     /* Extensions the agent requires: none is supported by routerd. */
     cJSON_ArrayForEach(e, arr(obj(root, "capabilities"), "extensions")) {
         const char *uri = nstr(e, "uri");
@@ -527,6 +528,50 @@ char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char
      * there, never the whole conversation. */
     if (op == A2A_OP_GET) cJSON_AddNumberToObject(params, "historyLength", A2A_POLL_HISTORY);
     return finish(r);
+}
+
+char *a2a_build_push_set(a2a_dialect d, const char *rpc_id, const char *task_id, const char *tenant,
+                         const char *url, const char *token, const char *bearer) {
+    int v03 = d == A2A_D_V03;
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
+    cJSON_AddStringToObject(r, "id", rpc_id ? rpc_id : "1");
+    cJSON_AddStringToObject(
+        r, "method", v03 ? "tasks/pushNotificationConfig/set" : "CreateTaskPushNotificationConfig");
+    cJSON *params = cJSON_AddObjectToObject(r, "params");
+    if (!v03 && tenant && *tenant) cJSON_AddStringToObject(params, "tenant", tenant);
+    cJSON_AddStringToObject(params, "taskId", task_id ? task_id : "");
+    cJSON *cfg = v03 ? cJSON_AddObjectToObject(params, "pushNotificationConfig") : params;
+    cJSON_AddStringToObject(cfg, "url", url ? url : "");
+    cJSON_AddStringToObject(cfg, "token", token ? token : "");
+    cJSON *auth = cJSON_AddObjectToObject(cfg, "authentication");
+    if (v03)
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(auth, "schemes"), cJSON_CreateString("Bearer"));
+    else
+        cJSON_AddStringToObject(auth, "scheme", "Bearer");
+    cJSON_AddStringToObject(auth, "credentials", bearer ? bearer : "");
+    return finish(r);
+}
+
+char *a2a_push_task_id(const char *json, size_t len) {
+    cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
+    const cJSON *o = root;
+    const cJSON *res = obj(o, "result");
+    if (res) o = res;
+    const char *id = NULL, *w;
+    const cJSON *x;
+    if ((x = obj(o, "task")))
+        id = nstr(x, "id");
+    else if ((x = obj(o, "statusUpdate")) || (x = obj(o, "artifactUpdate")) ||
+             (x = obj(o, "message")))
+        id = nstr(x, "taskId");
+    else if ((w = str(o, "kind")) && !strcmp(w, "task"))
+        id = nstr(o, "id");
+    else if (!(id = nstr(o, "taskId")) && has(o, "status"))
+        id = nstr(o, "id");
+    char *r = id && strlen(id) <= 512 ? strdup(id) : NULL;
+    cJSON_Delete(root);
+    return r;
 }
 
 char *a2a_build_list_tasks(const char *rpc_id, const char *context_id, const char *tenant,

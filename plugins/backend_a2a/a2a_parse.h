@@ -88,6 +88,7 @@ typedef struct a2a_card {
     char *url_v03; /* JSON-RPC endpoint speaking 0.2/0.3, or NULL */
     a2a_dialect preferred;
     int streaming;      /* capabilities.streaming */
+    int push;           /* capabilities.pushNotifications */
     int text_input;     /* defaultInputModes accepts text (or is absent) */
     int other_bindings; /* interfaces offered that are not JSON-RPC */
     char *url_rest;     /* first HTTP+JSON (REST) endpoint speaking 1.x, or NULL */
@@ -161,6 +162,18 @@ int a2a_list_find(const char *json, size_t len, const char *expect_id, const cha
 char *a2a_build_send(a2a_dialect d, int stream, const char *rpc_id, const a2a_send *s);
 char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char *task_id,
                         const char *tenant);
+
+/* Registers a push notification config for a task: 1.0
+ * CreateTaskPushNotificationConfig {taskId, url, token, authentication:
+ * {scheme: "Bearer", credentials}}, 0.3 tasks/pushNotificationConfig/set
+ * {taskId, pushNotificationConfig: {url, token, authentication: {schemes:
+ * ["Bearer"], credentials}}}. malloc()ed. */
+char *a2a_build_push_set(a2a_dialect d, const char *rpc_id, const char *task_id, const char *tenant,
+                         const char *url, const char *token, const char *bearer);
+/* The task id a push notification body names: a 1.0 StreamResponse
+ * ({"task":{"id"}}, {"statusUpdate":{"taskId"}}, ...), a 0.3 Task or
+ * event, bare or as a JSON-RPC result. malloc()ed, or NULL. */
+char *a2a_push_task_id(const char *json, size_t len);
 
 /* The HTTP+JSON (REST) binding, 1.0: the request for op, derived from the
  * JSON-RPC body of the same call (a2a_build_send / a2a_build_task_op).

@@ -118,6 +118,8 @@ static const rd_option opts[] = {
     {"max_reply_bytes", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"reply_cut_notice", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"max_request_bytes", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
+    {"push_url", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
+    {"push_fallback_s", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"message_ids", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"resend_unknown", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"answer_retention_s", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},

@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -61,6 +62,8 @@ struct fa2a {
     int card_version, not_modified; /* ETag "v<version>"; 304 answers */
     char rpc_path[32];
     atomic_int stopping;
+    atomic_int pushers;               /* push threads running */
+    int pushes, push_ok, push_status; /* under mu */
 };
 
 /* The request being answered came over the REST binding (set around
@@ -563,6 +566,7 @@ static char *card_json(fa2a *f) {
     }
     cJSON *caps = cJSON_AddObjectToObject(c, "capabilities");
     cJSON_AddBoolToObject(caps, "streaming", o->streaming);
+    if (o->push) cJSON_AddBoolToObject(caps, "pushNotifications", 1);
     if (o->required_ext) {
         cJSON *ext = cJSON_CreateObject();
         cJSON_AddStringToObject(ext, "uri", o->required_ext);
@@ -851,6 +855,112 @@ static char *list_tasks(fa2a *f, const cJSON *id, const cJSON *params) {
     return envelope(id, res);
 }
 
+/* ---- push notifications ------------------------------------------------ */
+
+typedef struct {
+    fa2a *f;
+    int v10;
+    char task[32], url[256], token[128], auth[256];
+} pusher;
+
+static size_t discard(char *p, size_t n, size_t m, void *arg) {
+    (void)p, (void)arg;
+    return n * m;
+}
+
+/* Waits for the task to settle, then POSTs it to the webhook once. */
+static void *push_main(void *arg) {
+    pusher *pu = arg;
+    fa2a *f = pu->f;
+    cJSON *tj = NULL;
+    for (int i = 0; i < 3000 && !atomic_load(&f->stopping); i++) {
+        pthread_mutex_lock(&f->mu);
+        task *t = find_task(f, pu->task);
+        long long now = mono_ms();
+        int st = t ? task_state(t, now) : S_FAILED;
+        if (t && (terminal(st) || st == S_INPUT || st == S_AUTH)) tj = task_json(pu->v10, t, now);
+        pthread_mutex_unlock(&f->mu);
+        if (tj || !t) break;
+        pause_ms(f, 20);
+    }
+    if (tj) {
+        cJSON *w = wrap(pu->v10, "task", tj);
+        char *body = cJSON_PrintUnformatted(w);
+        cJSON_Delete(w);
+        CURL *cu = curl_easy_init();
+        struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+        char h1[300], h2[200];
+        snprintf(h1, sizeof h1, "Authorization: %s", pu->auth);
+        snprintf(h2, sizeof h2, "X-A2A-Notification-Token: %s",
+                 f->o.push_bad_token ? "0123456789abcdef0123456789abcdef" : pu->token);
+        hd = curl_slist_append(hd, h1);
+        hd = curl_slist_append(hd, h2);
+        curl_easy_setopt(cu, CURLOPT_URL, pu->url);
+        curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(cu, CURLOPT_HTTPHEADER, hd);
+        curl_easy_setopt(cu, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, discard);
+        curl_easy_setopt(cu, CURLOPT_NOSIGNAL, 1L);
+        long status = 0;
+        if (curl_easy_perform(cu) == CURLE_OK)
+            curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, &status);
+        curl_slist_free_all(hd);
+        curl_easy_cleanup(cu);
+        free(body);
+        pthread_mutex_lock(&f->mu);
+        f->pushes++;
+        f->push_status = (int)status;
+        if (status >= 200 && status < 300) f->push_ok++;
+        pthread_mutex_unlock(&f->mu);
+    }
+    atomic_fetch_sub(&f->pushers, 1);
+    free(pu);
+    return NULL;
+}
+
+/* CreateTaskPushNotificationConfig / tasks/pushNotificationConfig/set */
+static char *push_set(fa2a *f, const cJSON *id, const cJSON *params, int v10) {
+    const cJSON *cfg = v10 ? params : cJSON_GetObjectItem(params, "pushNotificationConfig");
+    const char *tid = cJSON_GetStringValue(cJSON_GetObjectItem(params, "taskId"));
+    const char *url = cJSON_GetStringValue(cJSON_GetObjectItem(cfg, "url"));
+    const cJSON *au = cJSON_GetObjectItem(cfg, "authentication");
+    const char *scheme =
+        v10 ? cJSON_GetStringValue(cJSON_GetObjectItem(au, "scheme"))
+            : cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItem(au, "schemes"), 0));
+    const char *cred = cJSON_GetStringValue(cJSON_GetObjectItem(au, "credentials"));
+    const char *tok = cJSON_GetStringValue(cJSON_GetObjectItem(cfg, "token"));
+    pthread_mutex_lock(&f->mu);
+    int known = tid && find_task(f, tid) != NULL;
+    pthread_mutex_unlock(&f->mu);
+    if (!known) return error_body(v10, id, -32001, "Task not found");
+    if (!url || strncmp(url, "http", 4)) return error_body(v10, id, -32602, "Invalid params");
+    pusher *pu = calloc(1, sizeof *pu);
+    pu->f = f;
+    pu->v10 = v10;
+    copy(pu->task, sizeof pu->task, tid);
+    copy(pu->url, sizeof pu->url, url);
+    copy(pu->token, sizeof pu->token, tok);
+    snprintf(pu->auth, sizeof pu->auth, "%s %s", scheme ? scheme : "", cred ? cred : "");
+    atomic_fetch_add(&f->pushers, 1);
+    pthread_t th;
+    if (pthread_create(&th, NULL, push_main, pu)) {
+        atomic_fetch_sub(&f->pushers, 1);
+        free(pu);
+    } else {
+        pthread_detach(th);
+    }
+    return envelope(id, cJSON_Duplicate(params, 1));
+}
+
+int fa2a_pushes(fa2a *f, int *delivered, int *last_status) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->pushes;
+    if (delivered) *delivered = f->push_ok;
+    if (last_status) *last_status = f->push_status;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
 static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, size_t len) {
     cJSON *req = cJSON_ParseWithLength(body, len);
     if (!req) return send_json(c, 200, error_body(0, NULL, -32700, "Parse error"));
@@ -862,6 +972,15 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             send_json(c, 200, list_tasks(f, id, cJSON_GetObjectItem(req, "params")));
         cJSON_Delete(req);
         return lr;
+    }
+    if (method && f->o.push &&
+        ((!strcmp(method, "CreateTaskPushNotificationConfig") && (f->o.speaks & FA_V10)) ||
+         (!strcmp(method, "tasks/pushNotificationConfig/set") && (f->o.speaks & FA_V03)))) {
+        record(f, c, method, req);
+        enum MHD_Result pr = send_json(
+            c, 200, push_set(f, id, cJSON_GetObjectItem(req, "params"), method[0] == 'C'));
+        cJSON_Delete(req);
+        return pr;
     }
     int op = -1, v10 = 0;
     for (int i = 0; method && i < 5; i++) {
@@ -1448,6 +1567,8 @@ void fa2a_stop(fa2a *f) {
     if (!f) return;
     atomic_store(&f->stopping, 1);
     MHD_stop_daemon(f->d);
+    while (atomic_load(&f->pushers) > 0) /* they end within their 5 s timeout */
+        nanosleep(&(struct timespec){0, 10000000L}, NULL);
     while (f->tasks) {
         task *t = f->tasks;
         f->tasks = t->next;

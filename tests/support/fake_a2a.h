@@ -106,6 +106,12 @@ typedef struct fa2a_opts {
      * with a google.rpc.Status body carrying the ErrorInfo reason. The
      * scripts and records are those of the JSON-RPC methods. */
     int rest;
+    /* The card allows push notifications; CreateTaskPushNotificationConfig
+     * (1.0) and tasks/pushNotificationConfig/set (0.3) are accepted, and
+     * once the task settles it is POSTed to the webhook (1.0 {"task":…},
+     * 0.3 the bare Task) with Authorization "<scheme> <credentials>" and
+     * X-A2A-Notification-Token: the token (a wrong one with push_bad_token). */
+    int push, push_bad_token;
 } fa2a_opts;
 
 /* One request as received. */
@@ -164,6 +170,10 @@ void fa2a_authorize(fa2a *f);
 int fa2a_token_requests(fa2a *f, char *scope, size_t ssz, char *audience, size_t asz);
 /* The current access token stops working (the next call gets 401). */
 void fa2a_revoke_token(fa2a *f);
+
+/* Pushes sent so far; *delivered those answered 2xx, *last_status the
+ * HTTP status of the last one (0: no answer). */
+int fa2a_pushes(fa2a *f, int *delivered, int *last_status);
 
 /* ---- the API of the earlier fake, kept for other areas' tests ---------- */
 
