@@ -785,8 +785,8 @@ static void check_card(a2a *a, const a2a_card *c) {
     if (c->auth_mtls && !c->auth_bearer && !c->apikey_name && !c->auth_oauth)
         h->log(a->ctx, RD_LOG_WARN, "the agent card asks for mutual TLS, which is not supported");
     const char *eps[] = {a->rpc_url ? NULL : c->url_v10, a->rpc_url ? NULL : c->url_v03,
-                         a->rpc_url ? NULL : c->url_rest};
-    for (int i = 0; i < 3 && (have_key || have_token); i++)
+                         a->rpc_url ? NULL : c->url_rest, a->rpc_url ? NULL : c->url_rest03};
+    for (int i = 0; i < 4 && (have_key || have_token); i++)
         if (eps[i] && !creds_allowed(a, eps[i]))
             h->log(a->ctx, RD_LOG_WARN,
                    "the agent card names the endpoint %s on another origin; credentials are not "
@@ -796,7 +796,9 @@ static void check_card(a2a *a, const a2a_card *c) {
         h->log(a->ctx, RD_LOG_ERROR,
                "binding = jsonrpc but the agent card offers only HTTP+JSON (%s); requests go "
                "to url",
-               c->url_rest ? c->url_rest : "?");
+               c->url_rest     ? c->url_rest
+               : c->url_rest03 ? c->url_rest03
+                               : "?");
     if (c->required_ext)
         h->log(a->ctx, RD_LOG_ERROR,
                "the agent card requires the extension %s, which routerd does not support; "
@@ -867,7 +869,9 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
                   (card.url_v10 && strcmp(card.url_v10, a->card.url_v10)) ||
                   (card.url_v03 && strcmp(card.url_v03, a->card.url_v03)) ||
                   !a->card.url_rest != !card.url_rest ||
-                  (card.url_rest && strcmp(card.url_rest, a->card.url_rest));
+                  (card.url_rest && strcmp(card.url_rest, a->card.url_rest)) ||
+                  !a->card.url_rest03 != !card.url_rest03 ||
+                  (card.url_rest03 && strcmp(card.url_rest03, a->card.url_rest03));
         a2a_card_free(&a->card);
         a->card = card;
         a->have_card = 1;
@@ -889,6 +893,7 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
         snap.url_v10 = xstrdup0(a->card.url_v10);
         snap.url_v03 = xstrdup0(a->card.url_v03);
         snap.url_rest = xstrdup0(a->card.url_rest);
+        snap.url_rest03 = xstrdup0(a->card.url_rest03);
         snap.preferred = a->card.preferred;
         snap.streaming = a->card.streaming;
         snap.auth_required = a->card.auth_required;
@@ -1036,11 +1041,14 @@ static int view_get(a2a *a, agent_view *v, a2a_dialect trial) {
     if (!d) d = a->card.preferred ? a->card.preferred : A2A_D_V10;
     const char *u10 = a->card.url_v10, *u03 = a->card.url_v03;
     const char *url = d == A2A_D_V10 ? (u10 ? u10 : u03) : (u03 ? u03 : u10);
-    /* REST when asked for, or when the card offers nothing else */
-    v->rest = a->binding == 2 || (a->binding == 0 && !url && a->card.url_rest);
+    /* REST when asked for, or when the card offers nothing else: 1.0
+     * unless only 0.3 is offered (or forced) */
+    const char *r10 = a->card.url_rest, *r03 = a->card.url_rest03;
+    v->rest = a->binding == 2 || (a->binding == 0 && !url && (r10 || r03));
     if (v->rest) {
-        d = A2A_D_V10;
-        url = a->card.url_rest;
+        d = a->forced == A2A_D_V03 || (!r10 && r03 && a->forced != A2A_D_V10) ? A2A_D_V03
+                                                                              : A2A_D_V10;
+        url = d == A2A_D_V03 ? r03 : r10;
     }
     if (a->rpc_url) url = a->rpc_url;
     v->url = xstrdup0(url ? url : a->base);
@@ -1062,12 +1070,14 @@ static void view_for(a2a *a, agent_view *v, a2a_dialect d, const char *url) {
     v->url = xstrdup0(url ? url : a->card.url_v10 ? a->card.url_v10 : a->base);
     int same_url = a->card.url_v10 && v->url && !strcmp(a->card.url_v10, v->url);
     v->tenant = v->d == A2A_D_V10 && same_url ? xstrdup0(a->card.tenant) : NULL;
+    int r03 = a->card.url_rest03 && v->url && !strcmp(a->card.url_rest03, v->url);
     v->rest = a->binding == 2 ||
-              (a->binding == 0 && a->card.url_rest && v->url && !strcmp(a->card.url_rest, v->url));
+              (a->binding == 0 &&
+               ((a->card.url_rest && v->url && !strcmp(a->card.url_rest, v->url)) || r03));
     if (v->rest) {
-        v->d = A2A_D_V10;
+        v->d = r03 || (d == A2A_D_V03 && a->binding == 2) ? A2A_D_V03 : A2A_D_V10;
         free(v->tenant);
-        v->tenant = xstrdup0(a->card.tenant_rest);
+        v->tenant = v->d == A2A_D_V10 ? xstrdup0(a->card.tenant_rest) : NULL;
     }
     v->streaming = a->have_card && a->card.streaming && !stream_refused_locked(a, v->url);
     v->push = a->have_card && a->card.push;
@@ -1134,10 +1144,20 @@ typedef struct {
     int error_seen;
     int settled; /* a status update settled the task */
     int rest;    /* events are bare REST results */
+    int rest03;  /* ... of the 0.3 binding (proto-named shapes) */
 } sse_ctx;
 
 static void progress(call *c, const a2a_track *t, int force);
 static void note_task(call *c, const a2a_track *t);
+
+/* A REST answer as a JSON-RPC response (0.3 shapes normalized first). */
+static char *rest_wrap(int v03, const char *body, size_t len) {
+    if (!v03) return a2a_rest_wrap(body, len);
+    char *n = a2a_rest03_normalize(body, len);
+    char *w = n ? a2a_rest_wrap(n, strlen(n)) : NULL;
+    free(n);
+    return w;
+}
 
 static int on_event(void *arg, const char *event, const char *data, size_t len) {
     sse_ctx *s = arg;
@@ -1157,7 +1177,7 @@ static int on_event(void *arg, const char *event, const char *data, size_t len) 
             free(m);
             return 1;
         }
-        char *w = a2a_rest_wrap(data, len);
+        char *w = rest_wrap(s->rest03, data, len);
         int bad = !w || a2a_rpc_parse(w, strlen(w), NULL, &r, why, sizeof why);
         if (!w) snprintf(why, sizeof why, "out of memory");
         free(w);
@@ -1224,12 +1244,18 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
     int oauth = a->oauth_id && creds_allowed(a, v->url);
     a2a_http_resp rs;
     size_t before = t->updates;
-    sse_ctx sc = {.c = c, .t = t, .rpc_id = rpc_id, .o = o, .rest = v->rest};
+    sse_ctx sc = {.c = c,
+                  .t = t,
+                  .rpc_id = rpc_id,
+                  .o = o,
+                  .rest = v->rest,
+                  .rest03 = v->rest && v->d == A2A_D_V03};
     /* HTTP+JSON: the same call as a REST route under the interface URL */
     char *rest_url = NULL, *rest_body = NULL;
     if (v->rest) {
         char *path;
-        if (a2a_rest_request(op, body, &path, &rest_body)) {
+        if ((v->d == A2A_D_V03 ? a2a_rest03_request : a2a_rest_request)(op, body, &path,
+                                                                        &rest_body)) {
             o->cls = A2A_C_PROTOCOL;
             o->not_sent = 1;
             snprintf(o->msg, sizeof o->msg, "%s: no REST form of this request",
@@ -1369,7 +1395,7 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
     } else {
         a2a_rpc r;
         char why[160];
-        char *w = v->rest ? a2a_rest_wrap(rs.body ? rs.body : "", rs.len) : NULL;
+        char *w = v->rest ? rest_wrap(v->d == A2A_D_V03, rs.body ? rs.body : "", rs.len) : NULL;
         int bad = v->rest ? !w || a2a_rpc_parse(w, strlen(w), NULL, &r, why, sizeof why)
                           : a2a_rpc_parse(rs.body, rs.len, rpc_id, &r, why, sizeof why);
         if (v->rest && !w) snprintf(why, sizeof why, "out of memory");
@@ -2795,10 +2821,6 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     int64_t d = h->cfg_int(ctx, "dialect");
     a->forced = d == 1 ? A2A_D_V10 : d == 2 ? A2A_D_V03 : A2A_D_UNKNOWN;
     a->binding = (int)h->cfg_int(ctx, "binding");
-    if (a->binding == 2 && a->forced == A2A_D_V03) {
-        h->error(err, RD_E_CONFIG, "fatal", "binding = rest speaks A2A 1.0 only; dialect = 0.3");
-        goto bad;
-    }
     const char *tok = h->cfg_str(ctx, "token");
     /* A header value with CR or LF would smuggle headers of its own. */
     const char *hv[] = {"token", "api_key", "api_key_header", "oauth_client_id"};

@@ -241,6 +241,7 @@ void a2a_card_free(a2a_card *c) {
     free(c->tenant);
     free(c->url_v03);
     free(c->url_rest);
+    free(c->url_rest03);
     free(c->tenant_rest);
     free(c->apikey_name);
     free(c->apikey_in);
@@ -337,11 +338,13 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
         const char *ver = str(e, "protocolVersion");
         if (!is_jsonrpc(binding)) {
             if (binding) out->other_bindings = 1;
-            /* REST is used in 1.0 only: 0.3 REST has other shapes */
-            if (url && binding && !strcasecmp(binding, "HTTP+JSON") && !(ver && ver[0] == '0') &&
-                !out->url_rest) {
-                out->url_rest = a2a_url_resolve(card_url, url);
-                out->tenant_rest = xstrdup(nstr(e, "tenant"));
+            if (url && binding && !strcasecmp(binding, "HTTP+JSON")) {
+                if (ver && ver[0] == '0') {
+                    if (!out->url_rest03) out->url_rest03 = a2a_url_resolve(card_url, url);
+                } else if (!out->url_rest) {
+                    out->url_rest = a2a_url_resolve(card_url, url);
+                    out->tenant_rest = xstrdup(nstr(e, "tenant"));
+                }
             }
             continue;
         }
@@ -365,21 +368,26 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
         if (!*slot) *slot = a2a_url_resolve(card_url, top);
     } else if (top) {
         out->other_bindings = 1;
+        if (!strcasecmp(pref, "HTTP+JSON") && !top_v10 && !out->url_rest03)
+            out->url_rest03 = a2a_url_resolve(card_url, top);
     }
     cJSON_ArrayForEach(e, arr(root, "additionalInterfaces")) {
         const char *t = str(e, "transport");
         const char *url = str(e, "url");
         if (!is_jsonrpc(t)) {
             if (t) out->other_bindings = 1;
+            if (t && url && !strcasecmp(t, "HTTP+JSON") && !out->url_rest03)
+                out->url_rest03 = a2a_url_resolve(card_url, url);
             continue;
         }
         if (url && !out->url_v03) out->url_v03 = a2a_url_resolve(card_url, url);
     }
-    out->preferred = first           ? first
-                     : out->url_v10  ? A2A_D_V10
-                     : out->url_v03  ? A2A_D_V03
-                     : out->url_rest ? A2A_D_V10
-                                     : A2A_D_UNKNOWN;
+    out->preferred = first             ? first
+                     : out->url_v10    ? A2A_D_V10
+                     : out->url_v03    ? A2A_D_V03
+                     : out->url_rest   ? A2A_D_V10
+                     : out->url_rest03 ? A2A_D_V03
+                                       : A2A_D_UNKNOWN;
 
     out->streaming = flag(obj(root, "capabilities"), "streaming");
     out->push = flag(obj(root, "capabilities"), "pushNotifications");
@@ -413,8 +421,8 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
 
     if (out->preferred == A2A_D_UNKNOWN) {
         seterr(err, errsz, "%s",
-               out->other_bindings ? "the agent offers no JSON-RPC interface, nor a 1.0 HTTP+JSON "
-                                     "one (only gRPC or 0.3 REST)"
+               out->other_bindings ? "the agent offers no JSON-RPC interface, nor an HTTP+JSON one "
+                                     "(only gRPC?)"
                                    : "no JSON-RPC interface URL (url / supportedInterfaces)");
         a2a_card_free(out); /* nothing to free for the caller on failure */
         return -1;
@@ -1315,6 +1323,152 @@ int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body) 
     return 0;
 }
 
+/* ---- the 0.3 HTTP+JSON binding ----------------------------------------- */
+
+/* A 0.3 JSON-RPC part as a 0.3 proto part. */
+static cJSON *part03_to_proto(const cJSON *p) {
+    cJSON *o = cJSON_CreateObject();
+    const char *text = str(p, "text");
+    const cJSON *f = obj(p, "file");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(p, "data");
+    if (text) {
+        cJSON_AddStringToObject(o, "text", text);
+    } else if (f) {
+        cJSON *fo = cJSON_AddObjectToObject(o, "file");
+        const char *b = str(f, "bytes"), *u = str(f, "uri"), *mt = str(f, "mimeType");
+        if (b) cJSON_AddStringToObject(fo, "fileWithBytes", b);
+        if (u) cJSON_AddStringToObject(fo, "fileWithUri", u);
+        if (mt) cJSON_AddStringToObject(fo, "mimeType", mt);
+    } else if (d) {
+        cJSON_AddItemToObject(cJSON_AddObjectToObject(o, "data"), "data", cJSON_Duplicate(d, 1));
+    }
+    return o;
+}
+
+int a2a_rest03_request(a2a_op op, const char *rpc_body, char **path, char **body) {
+    *path = *body = NULL;
+    cJSON *r = rpc_body ? cJSON_Parse(rpc_body) : NULL;
+    cJSON *params = cJSON_GetObjectItem(r, "params");
+    if (!cJSON_IsObject(params)) {
+        cJSON_Delete(r);
+        return -1;
+    }
+    char p[2048] = "/v1";
+    int ok = 1;
+    if (op == A2A_OP_SEND || op == A2A_OP_STREAM) {
+        strcat(p, op == A2A_OP_SEND ? "/message:send" : "/message:stream");
+        const cJSON *m = obj(params, "message"), *x;
+        cJSON *b = cJSON_CreateObject();
+        cJSON *rq = cJSON_AddObjectToObject(b, "request");
+        static const char *const ids[] = {"messageId", "contextId", "taskId"};
+        for (int i = 0; i < 3; i++)
+            if (nstr(m, ids[i])) cJSON_AddStringToObject(rq, ids[i], nstr(m, ids[i]));
+        cJSON_AddStringToObject(rq, "role", "ROLE_USER");
+        cJSON *content = cJSON_AddArrayToObject(rq, "content");
+        cJSON_ArrayForEach(x, arr(m, "parts")) cJSON_AddItemToArray(content, part03_to_proto(x));
+        const cJSON *cfg = obj(params, "configuration");
+        if (cfg) cJSON_AddItemToObject(b, "configuration", cJSON_Duplicate(cfg, 1));
+        *body = cJSON_PrintUnformatted(b);
+        cJSON_Delete(b);
+    } else if (op == A2A_OP_GET || op == A2A_OP_CANCEL || op == A2A_OP_SUBSCRIBE) {
+        const char *id = nstr(params, "id");
+        if (!id || strlen(id) > 512) {
+            ok = 0;
+        } else {
+            strcat(p, "/tasks/");
+            seg(p, sizeof p, id);
+            const cJSON *hl = cJSON_GetObjectItem(params, "historyLength");
+            if (op == A2A_OP_GET && cJSON_IsNumber(hl))
+                snprintf(p + strlen(p), sizeof p - strlen(p), "?historyLength=%d", hl->valueint);
+            if (op != A2A_OP_GET) {
+                strcat(p, op == A2A_OP_CANCEL ? ":cancel" : ":subscribe");
+                *body = strdup("{}");
+            }
+        }
+    } else {
+        ok = 0;
+    }
+    cJSON_Delete(r);
+    if (!ok) {
+        free(*body);
+        *body = NULL;
+        return -1;
+    }
+    *path = strdup(p);
+    return 0;
+}
+
+static void rename_item(cJSON *o, const char *from, const char *to) {
+    cJSON *x = cJSON_DetachItemFromObjectCaseSensitive(o, from);
+    if (x) {
+        cJSON_DeleteItemFromObjectCaseSensitive(o, to);
+        cJSON_AddItemToObject(o, to, x);
+    }
+}
+
+/* 0.3 proto parts -> 1.0 parts, in place. */
+static void norm03_parts(cJSON *parts) {
+    cJSON *p;
+    cJSON_ArrayForEach(p, parts) {
+        cJSON *f = cJSON_GetObjectItemCaseSensitive(p, "file");
+        cJSON *d = cJSON_GetObjectItemCaseSensitive(p, "data");
+        if (cJSON_IsObject(f)) {
+            cJSON *b = cJSON_DetachItemFromObjectCaseSensitive(f, "fileWithBytes");
+            cJSON *u = cJSON_DetachItemFromObjectCaseSensitive(f, "fileWithUri");
+            cJSON *mt = cJSON_DetachItemFromObjectCaseSensitive(f, "mimeType");
+            cJSON_DeleteItemFromObjectCaseSensitive(p, "file");
+            if (b) cJSON_AddItemToObject(p, "raw", b);
+            if (u) cJSON_AddItemToObject(p, "url", u);
+            if (mt) cJSON_AddItemToObject(p, "mediaType", mt);
+        } else if (cJSON_IsObject(d) && cJSON_GetObjectItemCaseSensitive(d, "data")) {
+            cJSON *inner = cJSON_DetachItemFromObjectCaseSensitive(d, "data");
+            cJSON_ReplaceItemInObjectCaseSensitive(p, "data", inner);
+        }
+    }
+}
+
+static void norm03_message(cJSON *m) {
+    if (!cJSON_IsObject(m)) return;
+    rename_item(m, "content", "parts");
+    norm03_parts(cJSON_GetObjectItemCaseSensitive(m, "parts"));
+}
+
+static void norm03_status(cJSON *st) {
+    if (!cJSON_IsObject(st)) return;
+    rename_item(st, "update", "message");
+    norm03_message(cJSON_GetObjectItemCaseSensitive(st, "message"));
+}
+
+static void norm03_task(cJSON *t) {
+    cJSON *x;
+    if (!cJSON_IsObject(t)) return;
+    norm03_status(cJSON_GetObjectItemCaseSensitive(t, "status"));
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(t, "artifacts"))
+        norm03_parts(cJSON_GetObjectItemCaseSensitive(x, "parts"));
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(t, "history")) norm03_message(x);
+}
+
+char *a2a_rest03_normalize(const char *json, size_t len) {
+    cJSON *r = json ? cJSON_ParseWithLength(json, len) : NULL;
+    if (!cJSON_IsObject(r)) {
+        cJSON_Delete(r);
+        return NULL;
+    }
+    rename_item(r, "msg", "message");
+    cJSON *x;
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "message"))) norm03_message(x);
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "task"))) norm03_task(x);
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "statusUpdate")))
+        norm03_status(cJSON_GetObjectItemCaseSensitive(x, "status"));
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "artifactUpdate")))
+        norm03_parts(cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(x, "artifact"), "parts"));
+    if (has(r, "id") && has(r, "status")) norm03_task(r); /* a bare Task (GetTask) */
+    char *out = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return out;
+}
+
 char *a2a_rest_list_path(const char *context_id, const char *tenant, int history_length) {
     char p[4096] = "";
     if (tenant && strlen(tenant) > 256) return NULL;
@@ -1359,6 +1513,14 @@ int a2a_rest_error(const char *json, size_t len, int *code, char **msg) {
     *code = 0;
     *msg = NULL;
     cJSON *r = json ? cJSON_ParseWithLength(json, len) : NULL;
+    const cJSON *c03 = cJSON_GetObjectItem(r, "code");
+    if (cJSON_IsNumber(c03) && c03->valuedouble <= -32000 && c03->valuedouble >= -32768) {
+        /* the 0.3 binding: the JSON-RPC error object itself */
+        *code = (int)c03->valuedouble;
+        *msg = xstrdup(str(r, "message"));
+        cJSON_Delete(r);
+        return 0;
+    }
     const cJSON *e = cJSON_GetObjectItem(r, "error");
     const cJSON *d;
     int found = 0;

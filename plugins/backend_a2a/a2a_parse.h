@@ -93,6 +93,7 @@ typedef struct a2a_card {
     int other_bindings; /* interfaces offered that are not JSON-RPC */
     char *url_rest;     /* first HTTP+JSON (REST) endpoint speaking 1.x, or NULL */
     char *tenant_rest;  /* tenant of that interface, or NULL */
+    char *url_rest03;   /* first HTTP+JSON (REST) endpoint speaking 0.x, or NULL */
     /* Security, both card shapes. */
     int auth_required; /* requirements listed (or schemes without requirements) */
     int auth_bearer;   /* an HTTP bearer scheme */
@@ -180,6 +181,19 @@ char *a2a_push_task_id(const char *json, size_t len);
  * *path (malloc()ed) goes after the interface URL; *body (malloc()ed, NULL
  * for a GET) is the ProtoJSON request. 0, or -1 on an unusable body. */
 int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body);
+/* The HTTP+JSON binding of 0.3 (proto-named shapes under /v1): the
+ * request for op from the 0.3 JSON-RPC body of the same call. A message
+ * becomes {"request": {messageId, contextId, taskId, role: ROLE_USER,
+ * content: [{text} | {file: {fileWithBytes | fileWithUri, mimeType}}]},
+ * "configuration": {blocking, acceptedOutputModes}} (0.3 REST parts carry
+ * no file name). 0, or -1 on an unusable body. */
+int a2a_rest03_request(a2a_op op, const char *rpc_body, char **path, char **body);
+/* A 0.3 REST answer (SendMessageResponse, Task or StreamResponse) in the
+ * 1.0 shapes a2a_rest_wrap + a2a_rpc_parse read: "msg" -> "message",
+ * "content" -> "parts", status "update" -> "message", file and data parts
+ * unwrapped. malloc()ed, NULL when not JSON. */
+char *a2a_rest03_normalize(const char *json, size_t len);
+
 /* The REST form of ListTasks (GET, path after the interface URL).
  * malloc()ed; NULL for a tenant over 256 bytes. A contextId over 512
  * bytes is left out. Task ids over 512 bytes and tenants over 256 make
@@ -188,8 +202,9 @@ char *a2a_rest_list_path(const char *context_id, const char *tenant, int history
 /* Wraps a REST answer (a bare result or stream event) as a JSON-RPC
  * response, so a2a_rpc_parse reads it. malloc()ed. */
 char *a2a_rest_wrap(const char *json, size_t len);
-/* A REST error body (google.rpc.Status with an A2A ErrorInfo reason): the
- * JSON-RPC code the reason stands for. 0 with *code and *msg (malloc()ed,
+/* A REST error body (google.rpc.Status with an A2A ErrorInfo reason, or
+ * the 0.3 binding's {"code": <JSON-RPC code>, "message"}): the JSON-RPC
+ * code it stands for. 0 with *code and *msg (malloc()ed,
  * may be NULL) set; -1 when the body names no known A2A error. */
 int a2a_rest_error(const char *json, size_t len, int *code, char **msg);
 

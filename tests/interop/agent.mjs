@@ -14,13 +14,14 @@
 // In 0.3 mode the card lists only a 0.3 JSON-RPC interface and the SDK's
 // v0.3 compat layer answers; in dual mode the card lists both versions on
 // one endpoint and both are answered; in rest mode the card lists only a
-// 1.0 HTTP+JSON interface, served by the SDK's restHandler.
+// 1.0 HTTP+JSON interface, served by the SDK's restHandler; in rest03 mode
+// only a 0.3 HTTP+JSON interface, served by the SDK's legacyRestRouter.
 import express from 'express';
 import { randomUUID } from 'node:crypto';
 import { Role, TaskState } from '@a2a-js/sdk';
 import { AgentEvent, DefaultRequestHandler, InMemoryTaskStore } from '@a2a-js/sdk/server';
 import { UserBuilder, agentCardHandler, jsonRpcHandler, restHandler } from '@a2a-js/sdk/server/express';
-import { legacyAgentCardRouter } from '@a2a-js/sdk/compat/v0_3/server/express';
+import { legacyAgentCardRouter, legacyRestRouter } from '@a2a-js/sdk/compat/v0_3/server/express';
 
 const mode = process.argv[2];
 const port = Number(process.argv[3]);
@@ -31,6 +32,8 @@ const card = {
   description: 'echoes, asks, streams',
   supportedInterfaces: mode === 'rest'
     ? [{ url: `${base}/rest`, protocolBinding: 'HTTP+JSON', protocolVersion: '1.0', tenant: '' }]
+    : mode === 'rest03'
+    ? [{ url: `${base}/rest03`, protocolBinding: 'HTTP+JSON', protocolVersion: '0.3', tenant: '' }]
     : (mode === 'dual' ? ['1.0', '0.3'] : [mode]).map((v) => (
       { url: `${base}/rpc`, protocolBinding: 'JSONRPC', protocolVersion: v, tenant: '' })),
   provider: undefined,
@@ -130,7 +133,7 @@ const executor = {
 
 const handler = new DefaultRequestHandler(card, new InMemoryTaskStore(), executor);
 const app = express();
-const legacy = mode === '0.3' || mode === 'dual';
+const legacy = mode === '0.3' || mode === 'dual' || mode === 'rest03';
 if (legacy) app.use('/.well-known/agent-card.json', legacyAgentCardRouter({ agentCardProvider: handler }));
 app.use('/.well-known/agent-card.json', agentCardHandler({ agentCardProvider: handler }));
 // The version header of every call goes to the log, for run.sh to check.
@@ -140,4 +143,6 @@ app.use('/rpc', jsonRpcHandler({
 }));
 app.use('/rest', (req, res, next) => { console.log(`rest ${req.method} ${req.path} A2A-Version=${req.get('A2A-Version') ?? 'none'}`); next(); });
 app.use('/rest', restHandler({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
+app.use('/rest03', (req, res, next) => { console.log(`rest03 ${req.method} ${req.path} A2A-Version=${req.get('A2A-Version') ?? 'none'}`); next(); });
+app.use('/rest03', legacyRestRouter({ requestHandler: handler, userBuilder: UserBuilder.noAuthentication }));
 app.listen(port, '127.0.0.1', () => console.log(`agent ${mode} listening on ${base}`));

@@ -3,7 +3,8 @@
 # @a2a-js/sdk, in 1.0, 0.3 and dual mode, with send + poll and streaming:
 # plain messages, a task, a failed task, input-required and its answer,
 # a second chat. In dual mode routerd is forced to speak 0.3; in rest mode
-# the agent offers only the 1.0 HTTP+JSON binding (the SDK's restHandler).
+# the agent offers only the 1.0 HTTP+JSON binding (the SDK's restHandler),
+# in rest03 mode only the 0.3 one (legacyRestRouter).
 # FILES_BIN (a2a_interop_files) then drives the plugin in-process against
 # each agent: a file part each way, a data part, choices and a pick.
 # Usage: run.sh SRC_DIR WORK_DIR ROUTERD PLUGIN_DIR [FILES_BIN]
@@ -37,7 +38,7 @@ agent_pid=
 cleanup() { [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null; }
 trap cleanup EXIT
 
-for mode in 1.0 0.3 dual rest; do
+for mode in 1.0 0.3 dual rest rest03; do
     port=$(free_port)
     node agent.mjs "$mode" "$port" >"agent-$mode.log" 2>&1 &
     agent_pid=$!
@@ -99,13 +100,20 @@ INI
     # The dialect spoken: 1.0 calls carry A2A-Version: 1.0, 0.3 calls none.
     want=1.0
     [ "$mode" = 1.0 ] || [ "$mode" = rest ] || want=none
+    if [ "$mode" = rest03 ] && { grep -q '^rpc \|^rest ' "agent-$mode.log" ||
+        ! grep -q '^rest03 POST /v1/message:send' "agent-$mode.log" ||
+        ! grep -q '^rest03 POST /v1/message:stream' "agent-$mode.log" ||
+        ! grep -q '^rest03 GET /v1/tasks/' "agent-$mode.log"; }; then
+        echo "FAIL: agent rest03 was not called over the 0.3 REST binding"; cat "agent-$mode.log"
+        fail=1
+    fi
     if [ "$mode" = rest ] && { grep -q '^rpc ' "agent-$mode.log" ||
         ! grep -q '^rest POST /message:send' "agent-$mode.log" ||
         ! grep -q '^rest POST /message:stream' "agent-$mode.log"; }; then
         echo "FAIL: agent rest was not called over REST"; cat "agent-$mode.log"
         fail=1
     fi
-    if grep '^rpc \|^rest ' "agent-$mode.log" | grep -qv "A2A-Version=$want"; then
+    if grep '^rpc \|^rest \|^rest03 ' "agent-$mode.log" | grep -qv "A2A-Version=$want"; then
         echo "FAIL: agent $mode saw calls in the wrong dialect"; grep '^rpc ' "agent-$mode.log" | sort | uniq -c
         fail=1
     fi

@@ -407,9 +407,16 @@ static void test_rest_binding(void **state) {
     assert_string_equal(c.url_rest, "http://a:9/r");
     assert_string_equal(c.tenant_rest, "t 1");
     a2a_card_free(&c);
-    /* only 0.3 REST: refused */
+    /* only 0.3 REST (a 0.3 card): spoken in 0.3 */
     char err[160];
-    const char *j = "{\"url\":\"http://a/v1\",\"preferredTransport\":\"HTTP+JSON\"}";
+    const char *j = "{\"url\":\"http://a/api\",\"preferredTransport\":\"HTTP+JSON\"}";
+    assert_int_equal(a2a_card_parse(j, strlen(j), "http://a/c", &c, err, sizeof err), 0);
+    assert_int_equal(c.preferred, A2A_D_V03);
+    assert_string_equal(c.url_rest03, "http://a/api");
+    assert_null(c.url_rest);
+    a2a_card_free(&c);
+    /* only gRPC: refused */
+    j = "{\"url\":\"http://a/g\",\"preferredTransport\":\"GRPC\"}";
     assert_int_equal(a2a_card_parse(j, strlen(j), "http://a/c", &c, err, sizeof err), -1);
     assert_non_null(strstr(err, "no JSON-RPC interface"));
 
@@ -907,6 +914,104 @@ static void test_build_send_files(void **state) {
     free(body);
 }
 
+/* The 0.3 HTTP+JSON binding: proto-named requests under /v1, answers
+ * normalized to the shapes the parser reads, {code, message} errors. */
+static void test_rest03_binding(void **state) {
+    (void)state;
+    a2a_out_file f = {.mime = "image/png", .name = "p.png", .data = "\x89PNG", .len = 4};
+    a2a_send s = {.text = "hi",
+                  .message_id = "m1",
+                  .context_id = "c1",
+                  .task_id = "t1",
+                  .files = &f,
+                  .nfiles = 1,
+                  .return_immediately = 1};
+    char *rpc = a2a_build_send(A2A_D_V03, 0, "1", &s);
+    char *path, *body;
+    assert_int_equal(a2a_rest03_request(A2A_OP_SEND, rpc, &path, &body), 0);
+    assert_string_equal(path, "/v1/message:send");
+    cJSON *j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "request.messageId"), "m1");
+    assert_string_equal(gs(j, "request.contextId"), "c1");
+    assert_string_equal(gs(j, "request.taskId"), "t1");
+    assert_string_equal(gs(j, "request.role"), "ROLE_USER");
+    assert_string_equal(gs(j, "request.content.0.text"), "hi");
+    assert_string_equal(gs(j, "request.content.1.file.fileWithBytes"), "iVBORw==");
+    assert_string_equal(gs(j, "request.content.1.file.mimeType"), "image/png");
+    assert_string_equal(gs(j, "configuration.blocking"), "false");
+    cJSON_Delete(j);
+    free(path);
+    free(body);
+    free(rpc);
+    rpc = a2a_build_task_op(A2A_D_V03, A2A_OP_GET, "2", "task/1", NULL);
+    assert_int_equal(a2a_rest03_request(A2A_OP_GET, rpc, &path, &body), 0);
+    assert_string_equal(path, "/v1/tasks/task%2F1?historyLength=4");
+    assert_null(body);
+    free(path);
+    free(rpc);
+    rpc = a2a_build_task_op(A2A_D_V03, A2A_OP_CANCEL, "3", "t", NULL);
+    assert_int_equal(a2a_rest03_request(A2A_OP_CANCEL, rpc, &path, &body), 0);
+    assert_string_equal(path, "/v1/tasks/t:cancel");
+    free(path);
+    free(body);
+    free(rpc);
+
+    /* answers: a message, a task with a status update, files and data */
+    const char *msg = "{\"msg\":{\"messageId\":\"a\",\"role\":\"ROLE_AGENT\",\"contextId\":\"c\","
+                      "\"content\":[{\"text\":\"Hi\"},{\"file\":{\"fileWithBytes\":\"aGk=\","
+                      "\"mimeType\":\"text/plain\"}},{\"data\":{\"data\":{\"k\":1}}}]}}";
+    char *n = a2a_rest03_normalize(msg, strlen(msg));
+    char *w = a2a_rest_wrap(n, strlen(n));
+    a2a_rpc r;
+    parse_ok(w, NULL, &r);
+    assert_int_equal(r.res.kind, A2A_R_MESSAGE);
+    assert_string_equal(r.res.text, "Hi\n```json\n{\n  \"k\": 1\n}\n```");
+    assert_int_equal(r.res.media.nfiles, 1);
+    assert_memory_equal(r.res.media.files[0].data, "hi", 2);
+    assert_string_equal(r.res.media.files[0].mime, "text/plain");
+    a2a_rpc_free(&r);
+    free(n);
+    free(w);
+    const char *task = "{\"id\":\"t\",\"contextId\":\"c\",\"status\":{\"state\":"
+                       "\"TASK_STATE_INPUT_REQUIRED\",\"update\":{\"role\":\"ROLE_AGENT\","
+                       "\"content\":[{\"text\":\"Name?\"}]}},\"artifacts\":[{\"artifactId\":"
+                       "\"x\",\"parts\":[{\"text\":\"part\"}]}]}";
+    n = a2a_rest03_normalize(task, strlen(task));
+    w = a2a_rest_wrap(n, strlen(n));
+    parse_ok(w, NULL, &r);
+    assert_int_equal(r.res.kind, A2A_R_TASK);
+    assert_int_equal(r.res.state, A2A_TS_INPUT_REQUIRED);
+    assert_string_equal(r.res.status_text, "Name?");
+    assert_string_equal(r.res.arts[0].text, "part");
+    a2a_rpc_free(&r);
+    free(n);
+    free(w);
+    const char *ev = "{\"statusUpdate\":{\"taskId\":\"t\",\"final\":true,\"status\":{\"state\":"
+                     "\"TASK_STATE_CANCELLED\",\"update\":{\"content\":[{\"text\":\"x\"}]}}}}";
+    n = a2a_rest03_normalize(ev, strlen(ev));
+    w = a2a_rest_wrap(n, strlen(n));
+    parse_ok(w, NULL, &r);
+    assert_int_equal(r.res.kind, A2A_R_STATUS);
+    assert_int_equal(r.res.state, A2A_TS_CANCELED);
+    assert_true(r.res.final);
+    assert_string_equal(r.res.status_text, "x");
+    a2a_rpc_free(&r);
+    free(n);
+    free(w);
+    assert_null(a2a_rest03_normalize("nope", 4));
+    /* errors: the JSON-RPC error object itself */
+    int code;
+    char *m;
+    const char *e = "{\"code\":-32001,\"message\":\"Task not found\"}";
+    assert_int_equal(a2a_rest_error(e, strlen(e), &code, &m), 0);
+    assert_int_equal(code, A2A_ERR_TASK_NOT_FOUND);
+    assert_string_equal(m, "Task not found");
+    free(m);
+    e = "{\"code\":200,\"message\":\"no\"}";
+    assert_int_equal(a2a_rest_error(e, strlen(e), &code, &m), -1);
+    free(m);
+}
+
 /* The agent's order decides the dialect; required extensions are read. */
 static void test_card_order_and_extensions(void **state) {
     (void)state;
@@ -950,6 +1055,7 @@ int main(void) {
         cmocka_unit_test(test_data_and_raw_parts),
         cmocka_unit_test(test_track_files),
         cmocka_unit_test(test_build_send_files),
+        cmocka_unit_test(test_rest03_binding),
         cmocka_unit_test(test_card_order_and_extensions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
