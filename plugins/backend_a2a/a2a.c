@@ -45,8 +45,8 @@ static const rd_option opts[] = {
      "JSON-RPC endpoint to use instead of the one the card names (agents behind proxies)", 0, 0,
      NULL, 0, 0},
     {"binding", RD_OPT_ENUM, 0, "auto",
-     "protocol binding: auto (JSON-RPC when the card offers it, else HTTP+JSON 1.0), jsonrpc or "
-     "rest (HTTP+JSON, A2A 1.0)",
+     "protocol binding: auto (JSON-RPC when the card offers it, else HTTP+JSON: 1.0 when offered, "
+     "else 0.3), jsonrpc or rest (HTTP+JSON; dialect = 0.3 picks the 0.3 binding)",
      0, 0, bindings, 0, 0},
     {"dialect", RD_OPT_ENUM, 0, "auto",
      "protocol version: auto (from the card, falling back once on 'method not found'), 1.0 or "

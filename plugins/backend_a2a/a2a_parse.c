@@ -1514,7 +1514,7 @@ int a2a_rest_error(const char *json, size_t len, int *code, char **msg) {
     *msg = NULL;
     cJSON *r = json ? cJSON_ParseWithLength(json, len) : NULL;
     const cJSON *c03 = cJSON_GetObjectItem(r, "code");
-    if (cJSON_IsNumber(c03) && c03->valuedouble <= -32000 && c03->valuedouble >= -32768) {
+    if (cJSON_IsNumber(c03) && c03->valuedouble <= -32001 && c03->valuedouble >= -32768) {
         /* the 0.3 binding: the JSON-RPC error object itself */
         *code = (int)c03->valuedouble;
         *msg = xstrdup(str(r, "message"));
