@@ -8,13 +8,15 @@
 //                     "agent bytes", out.bin) and a data part {ok, n}
 //   "filetask"     -> a task whose artifact holds the text "report", that
 //                     file part and that data part
+//   "wait <ms>"    -> a task working for ms, then completed "waited <ms>"
 //   "choose"       -> input-required "Proceed?" with a data part
 //                     {"choices": ["yes", "no"]}
 //   anything else  -> a Message "echo: <text>"
 // In 0.3 mode the card lists only a 0.3 JSON-RPC interface and the SDK's
 // v0.3 compat layer answers; in dual mode the card lists both versions on
 // one endpoint and both are answered; in rest mode the card lists only a
-// 1.0 HTTP+JSON interface, served by the SDK's restHandler; in rest03 mode
+// 1.0 HTTP+JSON interface, served by the SDK's restHandler; with "push" the
+// card allows push notifications (the SDK's default store and sender); in rest03 mode
 // only a 0.3 HTTP+JSON interface, served by the SDK's legacyRestRouter.
 import express from 'express';
 import { randomUUID } from 'node:crypto';
@@ -25,6 +27,7 @@ import { legacyAgentCardRouter, legacyRestRouter } from '@a2a-js/sdk/compat/v0_3
 
 const mode = process.argv[2];
 const port = Number(process.argv[3]);
+const push = process.argv[4] === 'push';
 const base = `http://127.0.0.1:${port}`;
 
 const card = {
@@ -38,7 +41,7 @@ const card = {
       { url: `${base}/rpc`, protocolBinding: 'JSONRPC', protocolVersion: v, tenant: '' })),
   provider: undefined,
   version: '1.0.0',
-  capabilities: { streaming: true, pushNotifications: false, extensions: [], extendedAgentCard: false },
+  capabilities: { streaming: true, pushNotifications: push, extensions: [], extendedAgentCard: false },
   securitySchemes: {},
   securityRequirements: [],
   defaultInputModes: ['text/plain'],
@@ -103,6 +106,12 @@ const executor = {
           parts: [part('report'), filePart(), dataPart()],
         },
       }));
+      bus.publish(update(TaskState.TASK_STATE_COMPLETED));
+    } else if (text.startsWith('wait ')) {
+      bus.publish(AgentEvent.task(task(TaskState.TASK_STATE_SUBMITTED)));
+      bus.publish(update(TaskState.TASK_STATE_WORKING));
+      await sleep(Number(text.slice(5)));
+      bus.publish(artifact(`waited ${text.slice(5)}`, false, true));
       bus.publish(update(TaskState.TASK_STATE_COMPLETED));
     } else if (text === 'choose') {
       const m = message('Proceed?', contextId, taskId);

@@ -118,4 +118,52 @@ INI
         fail=1
     fi
 done
+# Push notifications: the card allows them, routerd serves the webhook on
+# its admin server; a task of 1.5 s is answered through the push, long
+# before push_fallback_s (the run would time out on polling alone).
+for mode in 1.0 0.3; do
+    port=$(free_port) admin=$(free_port)
+    node agent.mjs "$mode" "$port" push >"agent-push-$mode.log" 2>&1 &
+    agent_pid=$!
+    i=0
+    until curl -fs "http://127.0.0.1:$port/.well-known/agent-card.json" >/dev/null; do
+        i=$((i + 1))
+        [ $i -gt 100 ] && { echo "FAIL: push agent $mode did not start"; exit 1; }
+        sleep 0.1
+    done
+    name="push-$mode"
+    rm -rf "state-$name"
+    cat >"$name.ini" <<INI
+[router]
+env = test
+admin_listen = 127.0.0.1:$admin
+state_dir = $work/state-$name
+[transport.console]
+plugin = console
+[backend.agent]
+plugin = a2a
+url = http://127.0.0.1:$port
+timeout_s = 60
+push_url = http://127.0.0.1:$admin/
+push_fallback_s = 300
+$([ "$mode" = 0.3 ] && echo "dialect = 0.3")
+[persona.p]
+backend = agent
+chats = *
+INI
+    printf 'wait 1500\nhello\n' |
+        timeout 30 "$routerd" -c "$name.ini" --plugin-dir "$plugins" >"$name.out" 2>"$name.err"
+    rc=$?
+    if [ $rc -ne 0 ] || [ "$(cat "$name.out")" != "$(printf 'waited 1500\necho: hello')" ] ||
+        ! grep -q 'Push notification sent' "agent-push-$mode.log"; then
+        echo "FAIL: push notifications with agent $mode (exit $rc)"
+        cat "$name.out" "$name.err" "agent-push-$mode.log"
+        fail=1
+    else
+        echo "ok: push notifications, agent $mode"
+    fi
+    kill "$agent_pid" 2>/dev/null
+    wait "$agent_pid" 2>/dev/null
+    agent_pid=
+done
 exit $fail
