@@ -1150,6 +1150,21 @@ typedef struct {
 static void progress(call *c, const a2a_track *t, int force);
 static void note_task(call *c, const a2a_track *t);
 
+/* A REST route under an interface URL (its trailing slashes dropped);
+ * malloc()ed, NULL when path is NULL or out of memory. */
+static char *route_url(const char *base, const char *path) {
+    if (!path) return NULL;
+    size_t ul = strlen(base);
+    while (ul && base[ul - 1] == '/')
+        ul--;
+    char *u = malloc(ul + strlen(path) + 1);
+    if (u) {
+        memcpy(u, base, ul);
+        strcpy(u + ul, path);
+    }
+    return u;
+}
+
 /* A REST answer as a JSON-RPC response (0.3 shapes normalized first). */
 static char *rest_wrap(int v03, const char *body, size_t len) {
     if (!v03) return a2a_rest_wrap(body, len);
@@ -1262,14 +1277,16 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
                      a2a_method(v->d, op));
             return;
         }
-        size_t ul = strlen(v->url);
-        while (ul && v->url[ul - 1] == '/')
-            ul--;
-        rest_url = malloc(ul + strlen(path) + 1);
-        memcpy(rest_url, v->url, ul);
-        strcpy(rest_url + ul, path);
+        rest_url = route_url(v->url, path);
         free(path);
         body = rest_body;
+        if (!rest_url) {
+            o->cls = A2A_C_TRANSIENT;
+            o->not_sent = 1;
+            snprintf(o->msg, sizeof o->msg, "%s: out of memory", a2a_method(v->d, op));
+            free(rest_body);
+            return;
+        }
     }
     const char *url = rest_url ? rest_url : v->url;
     int hr;
@@ -1948,8 +1965,7 @@ static void push_end(a2a *a, push_wait *pw) {
  * then listed and must be ended with push_end). */
 static int push_start(call *c, const agent_view *v, const a2a_track *t, push_wait *pw) {
     a2a *a = c->a;
-    if (!a->push_url || !v->push || v->rest || !t->task_id || atomic_load(&a->push_refused))
-        return 0;
+    if (!a->push_url || !v->push || !t->task_id || atomic_load(&a->push_refused)) return 0;
     if (strlen(t->task_id) >= sizeof pw->task) return 0;
     memset(pw, 0, sizeof *pw);
     snprintf(pw->task, sizeof pw->task, "%s", t->task_id);
@@ -1964,6 +1980,21 @@ static int push_start(call *c, const agent_view *v, const a2a_track *t, push_wai
     next_rpc_id(c, id, sizeof id);
     char *body =
         a2a_build_push_set(v->d, id, t->task_id, v->tenant, a->push_url, pw->token, a->push_bearer);
+    char *url = NULL; /* REST: the config goes to the task's route */
+    if (v->rest) {
+        char *path = NULL, *rb = NULL;
+        if (a2a_rest_push_request(v->d == A2A_D_V03, body, &path, &rb) == 0)
+            url = route_url(v->url, path);
+        free(path);
+        free(body);
+        body = rb;
+        if (!url || !body) {
+            free(url);
+            free(body);
+            push_end(a, pw);
+            return 0;
+        }
+    }
     struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10, v->url);
     hd = curl_slist_append(hd, "Content-Type: application/json");
     hd = curl_slist_append(hd, "Accept: application/json");
@@ -1975,7 +2006,7 @@ static int push_start(call *c, const agent_view *v, const a2a_track *t, push_wai
         if (ah) hd = curl_slist_append(hd, ah);
     }
     int64_t left = c->deadline - now_ms(a);
-    a2a_http_req rq = {.url = v->url,
+    a2a_http_req rq = {.url = url ? url : v->url,
                        .body = body,
                        .headers = hd,
                        .connect_timeout_ms = (long)a->connect_ms,
@@ -1989,7 +2020,10 @@ static int push_start(call *c, const agent_view *v, const a2a_track *t, push_wai
         cJSON *j =
             rs.status >= 200 && rs.status < 300 ? cJSON_ParseWithLength(rs.body, rs.len) : NULL;
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
-        ok = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "result")) && !cJSON_IsObject(e);
+        /* JSON-RPC: a result; REST: the config itself */
+        ok = (url ? cJSON_IsObject(j)
+                  : cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "result"))) &&
+             !cJSON_IsObject(e);
         refused = cJSON_IsObject(e) || (rs.status >= 400 && rs.status < 500);
         cJSON_Delete(j);
     }
@@ -1997,6 +2031,7 @@ static int push_start(call *c, const agent_view *v, const a2a_track *t, push_wai
     curl_slist_free_all(hd);
     free(ah);
     free(body);
+    free(url);
     const char *corr = c->rq->correlation_id ? c->rq->correlation_id : "-";
     if (ok) {
         a->h->log(a->ctx, RD_LOG_DEBUG, "correlation %s: task %s: push notifications registered",
@@ -2128,14 +2163,7 @@ static int recover(call *c, const agent_view *v, a2a_track *t) {
     char *body = NULL, *url = NULL;
     if (v->rest) {
         char *path = a2a_rest_list_path(c->ctx_id, v->tenant, 20);
-        size_t ul = strlen(v->url);
-        while (ul && v->url[ul - 1] == '/')
-            ul--;
-        url = path ? malloc(ul + strlen(path) + 1) : NULL;
-        if (url) {
-            memcpy(url, v->url, ul);
-            strcpy(url + ul, path);
-        }
+        url = route_url(v->url, path);
         free(path);
         if (!url) return 0;
     } else {

@@ -1469,6 +1469,45 @@ char *a2a_rest03_normalize(const char *json, size_t len) {
     return out;
 }
 
+int a2a_rest_push_request(int v03, const char *rpc_body, char **path, char **body) {
+    *path = *body = NULL;
+    cJSON *r = rpc_body ? cJSON_Parse(rpc_body) : NULL;
+    cJSON *params = cJSON_GetObjectItem(r, "params");
+    const char *id = nstr(params, "taskId");
+    const char *tenant = nstr(params, "tenant");
+    if (!id || strlen(id) > 512 || (tenant && strlen(tenant) > 256)) {
+        cJSON_Delete(r);
+        return -1;
+    }
+    char p[4096] = "";
+    if (v03) {
+        strcat(p, "/v1");
+    } else if (tenant) {
+        strcat(p, "/");
+        seg(p, sizeof p, tenant);
+    }
+    strcat(p, "/tasks/");
+    seg(p, sizeof p, id);
+    strcat(p, "/pushNotificationConfigs");
+    cJSON *b;
+    if (v03) {
+        b = cJSON_CreateObject();
+        char name[600];
+        snprintf(name, sizeof name, "tasks/%s/pushNotificationConfigs/", id);
+        cJSON_AddStringToObject(b, "name", name);
+        cJSON *cfg = cJSON_DetachItemFromObjectCaseSensitive(params, "pushNotificationConfig");
+        if (cfg) cJSON_AddItemToObject(b, "pushNotificationConfig", cfg);
+    } else {
+        b = cJSON_DetachItemFromObjectCaseSensitive(r, "params");
+        cJSON_DeleteItemFromObjectCaseSensitive(b, "tenant");
+    }
+    *body = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    cJSON_Delete(r);
+    *path = strdup(p);
+    return 0;
+}
+
 char *a2a_rest_list_path(const char *context_id, const char *tenant, int history_length) {
     char p[4096] = "";
     if (tenant && strlen(tenant) > 256) return NULL;

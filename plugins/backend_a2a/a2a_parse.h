@@ -171,6 +171,11 @@ char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char
  * ["Bearer"], credentials}}}. malloc()ed. */
 char *a2a_build_push_set(a2a_dialect d, const char *rpc_id, const char *task_id, const char *tenant,
                          const char *url, const char *token, const char *bearer);
+/* The REST form of a2a_build_push_set's body: 1.0 POST
+ * [/{tenant}]/tasks/{id}/pushNotificationConfigs with the config, 0.3
+ * (v03) POST /v1/tasks/{id}/pushNotificationConfigs with {name,
+ * pushNotificationConfig}. 0, or -1 on an unusable body. */
+int a2a_rest_push_request(int v03, const char *rpc_body, char **path, char **body);
 /* The task id a push notification body names: a 1.0 StreamResponse
  * ({"task":{"id"}}, {"statusUpdate":{"taskId"}}, ...), a 0.3 Task or
  * event, bare or as a JSON-RPC result. malloc()ed, or NULL. */

@@ -120,8 +120,9 @@ INI
 done
 # Push notifications: the card allows them, routerd serves the webhook on
 # its admin server; a task of 1.5 s is answered through the push, long
-# before push_fallback_s (the run would time out on polling alone).
-for mode in 1.0 0.3; do
+# before push_fallback_s (the run would time out on polling alone). Over
+# JSON-RPC in both dialects and over both REST bindings.
+for mode in 1.0 0.3 rest rest03; do
     port=$(free_port) admin=$(free_port)
     node agent.mjs "$mode" "$port" push >"agent-push-$mode.log" 2>&1 &
     agent_pid=$!

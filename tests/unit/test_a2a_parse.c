@@ -1012,6 +1012,72 @@ static void test_rest03_binding(void **state) {
     free(m);
 }
 
+/* Push configs in both dialects and both bindings; pushed bodies. */
+static void test_push_config(void **state) {
+    (void)state;
+    char *b = a2a_build_push_set(A2A_D_V10, "7", "t/1", "ten", "https://r.example/a2a/x/push",
+                                 "tok", "sec");
+    cJSON *j = cJSON_Parse(b);
+    assert_string_equal(gs(j, "method"), "CreateTaskPushNotificationConfig");
+    assert_string_equal(gs(j, "params.taskId"), "t/1");
+    assert_string_equal(gs(j, "params.tenant"), "ten");
+    assert_string_equal(gs(j, "params.url"), "https://r.example/a2a/x/push");
+    assert_string_equal(gs(j, "params.token"), "tok");
+    assert_string_equal(gs(j, "params.authentication.scheme"), "Bearer");
+    assert_string_equal(gs(j, "params.authentication.credentials"), "sec");
+    cJSON_Delete(j);
+    char *path, *body;
+    assert_int_equal(a2a_rest_push_request(0, b, &path, &body), 0);
+    assert_string_equal(path, "/ten/tasks/t%2F1/pushNotificationConfigs");
+    j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "url"), "https://r.example/a2a/x/push");
+    assert_string_equal(gs(j, "authentication.credentials"), "sec");
+    assert_null(gs(j, "tenant"));
+    cJSON_Delete(j);
+    free(path);
+    free(body);
+    free(b);
+
+    b = a2a_build_push_set(A2A_D_V03, "8", "t1", "ignored", "https://r/p", "tok", "sec");
+    j = cJSON_Parse(b);
+    assert_string_equal(gs(j, "method"), "tasks/pushNotificationConfig/set");
+    assert_null(gs(j, "params.tenant"));
+    assert_string_equal(gs(j, "params.pushNotificationConfig.url"), "https://r/p");
+    assert_string_equal(gs(j, "params.pushNotificationConfig.token"), "tok");
+    assert_string_equal(gs(j, "params.pushNotificationConfig.authentication.schemes.0"), "Bearer");
+    cJSON_Delete(j);
+    assert_int_equal(a2a_rest_push_request(1, b, &path, &body), 0);
+    assert_string_equal(path, "/v1/tasks/t1/pushNotificationConfigs");
+    j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "name"), "tasks/t1/pushNotificationConfigs/");
+    assert_string_equal(gs(j, "pushNotificationConfig.authentication.credentials"), "sec");
+    cJSON_Delete(j);
+    free(path);
+    free(body);
+    free(b);
+    assert_int_equal(a2a_rest_push_request(0, "{\"params\":{}}", &path, &body), -1);
+
+    /* the task a push names, every shape */
+    const char *const bodies[] = {
+        "{\"task\":{\"id\":\"A\",\"status\":{}}}",
+        "{\"statusUpdate\":{\"taskId\":\"A\"}}",
+        "{\"artifactUpdate\":{\"taskId\":\"A\"}}",
+        "{\"kind\":\"task\",\"id\":\"A\",\"status\":{}}",
+        "{\"kind\":\"status-update\",\"taskId\":\"A\"}",
+        "{\"id\":\"A\",\"status\":{\"state\":\"completed\"}}",
+        "{\"jsonrpc\":\"2.0\",\"result\":{\"task\":{\"id\":\"A\"}}}",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        char *id = a2a_push_task_id(bodies[i], strlen(bodies[i]));
+        assert_non_null(id);
+        assert_string_equal(id, "A");
+        free(id);
+    }
+    assert_null(a2a_push_task_id("{\"id\":\"A\"}", 10));
+    assert_null(a2a_push_task_id("[1]", 3));
+    assert_null(a2a_push_task_id(NULL, 0));
+}
+
 /* The agent's order decides the dialect; required extensions are read. */
 static void test_card_order_and_extensions(void **state) {
     (void)state;
@@ -1056,6 +1122,7 @@ int main(void) {
         cmocka_unit_test(test_track_files),
         cmocka_unit_test(test_build_send_files),
         cmocka_unit_test(test_rest03_binding),
+        cmocka_unit_test(test_push_config),
         cmocka_unit_test(test_card_order_and_extensions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
