@@ -1265,6 +1265,24 @@ static void seg(char *out, size_t sz, const char *s) {
     out[n] = 0;
 }
 
+/* Appends the route of a task operation (both bindings): /tasks/{id}
+ * with ?historyLength for a poll, :cancel or :subscribe with body {}. */
+static int task_route(char *p, size_t sz, a2a_op op, const char *id, const cJSON *params,
+                      char **body) {
+    if (!id || strlen(id) > 512) return -1;
+    strcat(p, "/tasks/");
+    seg(p, sz, id);
+    if (op == A2A_OP_GET) {
+        const cJSON *hl = cJSON_GetObjectItem(params, "historyLength");
+        if (cJSON_IsNumber(hl))
+            snprintf(p + strlen(p), sz - strlen(p), "?historyLength=%d", hl->valueint);
+    } else {
+        strcat(p, op == A2A_OP_CANCEL ? ":cancel" : ":subscribe");
+        *body = strdup("{}");
+    }
+    return 0;
+}
+
 int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body) {
     *path = *body = NULL;
     cJSON *r = rpc_body ? cJSON_Parse(rpc_body) : NULL;
@@ -1295,20 +1313,7 @@ int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body) 
     case A2A_OP_GET:
     case A2A_OP_CANCEL:
     case A2A_OP_SUBSCRIBE:
-        if (!id || strlen(id) > 512) {
-            ok = 0;
-            break;
-        }
-        strcat(p, "/tasks/");
-        seg(p, sizeof p, id);
-        if (op == A2A_OP_GET) {
-            const cJSON *hl = cJSON_GetObjectItem(params, "historyLength");
-            if (cJSON_IsNumber(hl))
-                snprintf(p + strlen(p), sizeof p - strlen(p), "?historyLength=%d", hl->valueint);
-        } else {
-            strcat(p, op == A2A_OP_CANCEL ? ":cancel" : ":subscribe");
-            *body = strdup("{}");
-        }
+        ok = task_route(p, sizeof p, op, id, params, body) == 0;
         break;
     default:
         ok = 0;
@@ -1371,20 +1376,7 @@ int a2a_rest03_request(a2a_op op, const char *rpc_body, char **path, char **body
         *body = cJSON_PrintUnformatted(b);
         cJSON_Delete(b);
     } else if (op == A2A_OP_GET || op == A2A_OP_CANCEL || op == A2A_OP_SUBSCRIBE) {
-        const char *id = nstr(params, "id");
-        if (!id || strlen(id) > 512) {
-            ok = 0;
-        } else {
-            strcat(p, "/tasks/");
-            seg(p, sizeof p, id);
-            const cJSON *hl = cJSON_GetObjectItem(params, "historyLength");
-            if (op == A2A_OP_GET && cJSON_IsNumber(hl))
-                snprintf(p + strlen(p), sizeof p - strlen(p), "?historyLength=%d", hl->valueint);
-            if (op != A2A_OP_GET) {
-                strcat(p, op == A2A_OP_CANCEL ? ":cancel" : ":subscribe");
-                *body = strdup("{}");
-            }
-        }
+        ok = task_route(p, sizeof p, op, nstr(params, "id"), params, body) == 0;
     } else {
         ok = 0;
     }

@@ -38,18 +38,23 @@ agent_pid=
 cleanup() { [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null; }
 trap cleanup EXIT
 
-for mode in 1.0 0.3 dual rest rest03; do
-    port=$(free_port)
-    node agent.mjs "$mode" "$port" >"agent-$mode.log" 2>&1 &
+# start_agent MODE PORT LOG [push]: the agent, once its card is served.
+start_agent() {
+    node agent.mjs "$1" "$2" $4 >"$3" 2>&1 &
     agent_pid=$!
     i=0
-    until curl -fs "http://127.0.0.1:$port/.well-known/agent-card.json" >/dev/null; do
+    until curl -fs "http://127.0.0.1:$2/.well-known/agent-card.json" >/dev/null; do
         i=$((i + 1))
         if [ $i -gt 100 ]; then
-            echo "FAIL: agent $mode did not start"; cat "agent-$mode.log"; exit 1
+            echo "FAIL: agent $1 did not start"; cat "$3"; exit 1
         fi
         sleep 0.1
     done
+}
+
+for mode in 1.0 0.3 dual rest rest03; do
+    port=$(free_port)
+    start_agent "$mode" "$port" "agent-$mode.log"
     for stream in false true; do
         name="$mode-$stream"
         rm -rf "state-$name"
@@ -124,14 +129,7 @@ done
 # JSON-RPC in both dialects and over both REST bindings.
 for mode in 1.0 0.3 rest rest03; do
     port=$(free_port) admin=$(free_port)
-    node agent.mjs "$mode" "$port" push >"agent-push-$mode.log" 2>&1 &
-    agent_pid=$!
-    i=0
-    until curl -fs "http://127.0.0.1:$port/.well-known/agent-card.json" >/dev/null; do
-        i=$((i + 1))
-        [ $i -gt 100 ] && { echo "FAIL: push agent $mode did not start"; exit 1; }
-        sleep 0.1
-    done
+    start_agent "$mode" "$port" "agent-push-$mode.log" push
     name="push-$mode"
     rm -rf "state-$name"
     cat >"$name.ini" <<INI
