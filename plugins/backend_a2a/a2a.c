@@ -1737,22 +1737,23 @@ static void emit_media(call *c, const a2a_media *m) {
 
 /* The artifacts' text, then the files and choices of each. */
 static void emit_arts(call *c, const a2a_track *t, const char *text, const char *notice) {
-    int media = 0;
+    int files = 0;
     for (size_t i = 0; i < t->narts; i++)
-        media |= !a2a_media_empty(&t->arts[i].media);
+        files |= t->arts[i].media.nfiles > 0;
     if (!empty(text))
         append(c, text);
-    else if (!media)
+    else if (!files)
         append(c, notice);
     for (size_t i = 0; i < t->narts; i++)
         emit_media(c, &t->arts[i].media);
 }
 
-/* Text with its files and choices; the notice when both are empty. */
+/* Text with its files and choices; the notice when there is neither
+ * text nor a file (buttons need a text to hang on). */
 static void emit(call *c, const char *text, const a2a_media *m, const char *notice) {
     if (!empty(text))
         append(c, text);
-    else if (a2a_media_empty(m))
+    else if (!m || !m->nfiles)
         append(c, notice);
     emit_media(c, m);
 }

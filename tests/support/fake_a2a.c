@@ -30,7 +30,7 @@ typedef struct task {
     char msg_id[96], text[256]; /* the user message that created it */
     int flood;                  /* K_FLOOD: 1 KiB appends to stream */
     int files;                  /* "filetask": the answer carries media_parts() */
-    int choose;                 /* "choose": the question offers choices */
+    int choose;                 /* "choose": the question offers choices (2: only them) */
     struct task *next;
 } task;
 
@@ -193,6 +193,7 @@ static cJSON *status(int v10, const task *t, int s) {
             cJSON_AddItemToArray(ch, cJSON_CreateString("yes"));
             cJSON_AddItemToArray(ch, cJSON_CreateString("no"));
             cJSON_AddItemToArray(cJSON_GetObjectItem(m, "parts"), p);
+            if (t->choose == 2) cJSON_DeleteItemFromArray(cJSON_GetObjectItem(m, "parts"), 0);
         }
         cJSON_AddItemToObject(st, "message", m);
     }
@@ -1122,9 +1123,9 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             if (*a) work = atoll(a);
         } else if (arg_after(text, "ask")) {
             kind = K_ASK;
-        } else if (arg_after(text, "choose")) {
+        } else if (arg_after(text, "choose") || arg_after(text, "chooseonly")) {
             kind = K_ASK;
-            choose = 1;
+            choose = arg_after(text, "choose") ? 1 : 2;
         } else if ((a = arg_after(text, "filetask"))) {
             kind = K_TASK;
             files = 1;

@@ -16,6 +16,7 @@
  *   filetask [ms]    a task like "task" whose artifact carries those parts
  *   choose           like "ask", asking "Proceed?" with a data part
  *                    {"choices": ["yes", "no"]}
+ *   chooseonly       the same with the data part alone (no text)
  *   ask              a Task in input-required asking "What is your name?";
  *                    the next message on that task completes it with
  *                    "Hello, <text>!" (its first answer still shows the

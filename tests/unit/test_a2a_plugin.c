@@ -1329,6 +1329,14 @@ static void test_choices(void **state) {
         assert_string_equal(q.text, "yes");
         down();
     }
+    /* choices without a question: the notice carries the buttons */
+    up((fa2a_opts){.speaks = FA_V03}, NULL);
+    ah_result r = ah_call(be, 9, "chooseonly", 20000, NULL);
+    assert_int_equal(r.st, RD_OK);
+    assert_string_equal(r.text, "The agent needs more information to continue.");
+    assert_string_equal(r.choices, "yes\nno\n");
+    ah_result_free(&r);
+    down();
     ah_no_media(1);
     up((fa2a_opts){.speaks = FA_V10}, NULL);
     expect_reply(9, "choose", "Proceed?\n- yes\n- no");
