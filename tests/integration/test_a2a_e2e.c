@@ -292,6 +292,21 @@ static void test_push_notifications(void **state) {
     rt_free(p);
     free(m);
 
+    /* an agent that refuses registrations is polled (once refused, not
+     * asked again) */
+    fa2a *g = fa2a_start(&(fa2a_opts){.speaks = FA_V03, .push = 1, .push_refuse = 1});
+    snprintf(extra, sizeof extra, "push_url = http://127.0.0.1:%d/\npush_fallback_s = 120\n", port);
+    m = manifest("push-refused", port, fa2a_url(g), extra);
+    const char *in2[] = {"task 200\n", "task 100\n", NULL};
+    const char *out2[] = {"done: task 200\n", "done: task 100\n"};
+    p = run(m, in2, out2);
+    assert_int_equal(fa2a_count(g, "tasks/pushNotificationConfig/set"), 1);
+    assert_true(fa2a_count(g, "tasks/get") >= 2);
+    assert_non_null(strstr(rt_stderr(p), "refused a push notification config"));
+    rt_free(p);
+    free(m);
+    fa2a_stop(g);
+
     /* the route itself: no bearer secret, no entry (nothing read) */
     snprintf(extra, sizeof extra, "push_url = http://127.0.0.1:%d/\n", port);
     m = manifest("push-route", port, fa2a_url(f), extra);

@@ -930,6 +930,8 @@ static char *push_set(fa2a *f, const cJSON *id, const cJSON *params, int v10) {
             : cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItem(au, "schemes"), 0));
     const char *cred = cJSON_GetStringValue(cJSON_GetObjectItem(au, "credentials"));
     const char *tok = cJSON_GetStringValue(cJSON_GetObjectItem(cfg, "token"));
+    if (f->o.push_refuse)
+        return error_body(v10, id, -32003, "Push notifications are not supported");
     pthread_mutex_lock(&f->mu);
     int known = tid && find_task(f, tid) != NULL;
     pthread_mutex_unlock(&f->mu);

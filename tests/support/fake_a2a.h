@@ -113,6 +113,7 @@ typedef struct fa2a_opts {
      * 0.3 the bare Task) with Authorization "<scheme> <credentials>" and
      * X-A2A-Notification-Token: the token (a wrong one with push_bad_token). */
     int push, push_bad_token;
+    int push_refuse; /* the card says push, registrations get -32003 */
 } fa2a_opts;
 
 /* One request as received. */
