@@ -40,7 +40,7 @@ trap cleanup EXIT
 
 # start_agent MODE PORT LOG [push]: the agent, once its card is served.
 start_agent() {
-    node agent.mjs "$1" "$2" $4 >"$3" 2>&1 &
+    node agent.mjs "$1" "$2" ${4:-} >"$3" 2>&1 &
     agent_pid=$!
     i=0
     until curl -fs "http://127.0.0.1:$2/.well-known/agent-card.json" >/dev/null; do
