@@ -1714,6 +1714,11 @@ static void emit_media(call *c, const a2a_media *m) {
                        "shown as text",
                        c->rq->correlation_id ? c->rq->correlation_id : "-", f->len);
         }
+        if (f->dropped)
+            h->log(c->a->ctx, RD_LOG_WARN,
+                   "correlation %s: the agent's file (%zu bytes) was invalid base64 or over "
+                   "max_reply_bytes; shown as text",
+                   c->rq->correlation_id ? c->rq->correlation_id : "-", f->len);
         if (attached) {
             if (c->outlen) record_n(c, "\n", 1);
             record_n(c, line, strlen(line));

@@ -1278,10 +1278,21 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             } else if (arg_after(text, "files")) {
                 snprintf(reply, sizeof reply, "here are files");
                 with_files = 1;
+            } else if (arg_after(text, "bigfile")) {
+                snprintf(reply, sizeof reply, "a big one");
+                with_files = 2;
             }
         plain:;
             cJSON *msg = message(v10, reply, ctx, NULL);
-            if (with_files) media_parts(v10, cJSON_GetObjectItem(msg, "parts"));
+            if (with_files == 1) media_parts(v10, cJSON_GetObjectItem(msg, "parts"));
+            if (with_files == 2) { /* 3000 bytes (base64 of 4000 A) */
+                static char zeros[4001];
+                memset(zeros, 'A', 4000);
+                cJSON *p = cJSON_CreateObject();
+                cJSON_AddStringToObject(p, "raw", zeros);
+                cJSON_AddStringToObject(p, "filename", "big.bin");
+                cJSON_AddItemToArray(cJSON_GetObjectItem(msg, "parts"), p);
+            }
             if (streaming) {
                 stream *s = stream_new(f, id);
                 cJSON *env = cJSON_CreateObject();

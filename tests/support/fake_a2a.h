@@ -14,6 +14,8 @@
  *                    "hello file", hello.txt, text/plain), a file part
  *                    with a URL (report.pdf) and a data part {"total": 3}
  *   filetask [ms]    a task like "task" whose artifact carries those parts
+ *   bigfile          a Message "a big one" with a 3000-byte file (big.bin,
+ *                    1.0 raw)
  *   choose           like "ask", asking "Proceed?" with a data part
  *                    {"choices": ["yes", "no"]}
  *   chooseonly       the same with the data part alone (no text)

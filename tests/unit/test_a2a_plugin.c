@@ -1307,6 +1307,21 @@ static void test_files_without_attach(void **state) {
     down();
 }
 
+/* A file beyond max_reply_bytes is not attached: a line of text, logged. */
+static void test_file_over_cap(void **state) {
+    (void)state;
+    const char *cfg[] = {"max_reply_bytes", "1024", NULL};
+    up((fa2a_opts){.speaks = FA_V10}, cfg);
+    ah_result r = ah_call(be, 12, "bigfile", 20000, NULL);
+    assert_int_equal(r.st, RD_OK);
+    assert_string_equal(r.text,
+                        "a big one\n[file: big.bin (application/octet-stream, 3000 bytes)]");
+    assert_null(r.files);
+    ah_result_free(&r);
+    assert_true(ah_logged("over max_reply_bytes; shown as text"));
+    down();
+}
+
 /* Choices of an input-required question become buttons; a pick
  * (RD_MSG_CHOICE) continues the task. Without reply_choices: a list. */
 static void test_choices(void **state) {
@@ -1456,6 +1471,7 @@ int main(void) {
         cmocka_unit_test(test_concurrent_chats),
         cmocka_unit_test(test_files_in_replies),
         cmocka_unit_test(test_files_without_attach),
+        cmocka_unit_test(test_file_over_cap),
         cmocka_unit_test(test_choices),
         cmocka_unit_test(test_attachments_sent),
     };
