@@ -1265,6 +1265,17 @@ static void seg(char *out, size_t sz, const char *s) {
     out[n] = 0;
 }
 
+/* The end of a REST request: *path set, or -1 with *body freed. */
+static int route_done(int ok, const char *p, char **path, char **body) {
+    if (!ok) {
+        free(*body);
+        *body = NULL;
+        return -1;
+    }
+    *path = strdup(p);
+    return 0;
+}
+
 /* Appends the route of a task operation (both bindings): /tasks/{id}
  * with ?historyLength for a poll, :cancel or :subscribe with body {}. */
 static int task_route(char *p, size_t sz, a2a_op op, const char *id, const cJSON *params,
@@ -1319,13 +1330,7 @@ int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body) 
         ok = 0;
     }
     cJSON_Delete(r);
-    if (!ok) {
-        free(*body);
-        *body = NULL;
-        return -1;
-    }
-    *path = strdup(p);
-    return 0;
+    return route_done(ok, p, path, body);
 }
 
 /* ---- the 0.3 HTTP+JSON binding ----------------------------------------- */
@@ -1381,13 +1386,7 @@ int a2a_rest03_request(a2a_op op, const char *rpc_body, char **path, char **body
         ok = 0;
     }
     cJSON_Delete(r);
-    if (!ok) {
-        free(*body);
-        *body = NULL;
-        return -1;
-    }
-    *path = strdup(p);
-    return 0;
+    return route_done(ok, p, path, body);
 }
 
 static void rename_item(cJSON *o, const char *from, const char *to) {

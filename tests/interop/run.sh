@@ -38,6 +38,27 @@ agent_pid=
 cleanup() { [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null; }
 trap cleanup EXIT
 
+# write_ini NAME ADMIN_LISTEN BACKEND_KEYS: NAME.ini, console in, the a2a
+# backend at the agent on $port, a fresh state dir.
+write_ini() {
+    rm -rf "state-$1"
+    cat >"$1.ini" <<INI
+[router]
+env = test
+admin_listen = $2
+state_dir = $work/state-$1
+[transport.console]
+plugin = console
+[backend.agent]
+plugin = a2a
+url = http://127.0.0.1:$port
+$3
+[persona.p]
+backend = agent
+chats = *
+INI
+}
+
 # start_agent MODE PORT LOG [push]: the agent, once its card is served.
 start_agent() {
     node agent.mjs "$1" "$2" ${4:-} >"$3" 2>&1 &
@@ -57,25 +78,10 @@ for mode in 1.0 0.3 dual rest rest03; do
     start_agent "$mode" "$port" "agent-$mode.log"
     for stream in false true; do
         name="$mode-$stream"
-        rm -rf "state-$name"
-        cat >"$name.ini" <<INI
-[router]
-env = test
-admin_listen = off
-state_dir = $work/state-$name
-[transport.console]
-plugin = console
-[backend.agent]
-plugin = a2a
-url = http://127.0.0.1:$port
-stream = $stream
+        write_ini "$name" off "stream = $stream
 timeout_s = 20
 poll_interval_ms = 50
-$([ "$mode" = dual ] && echo "dialect = 0.3")
-[persona.p]
-backend = agent
-chats = *
-INI
+$([ "$mode" = dual ] && echo "dialect = 0.3")"
         printf 'hello\ntask alpha beta gamma\nask\nBob\nafter\nfail\n@7 other chat\n' |
             timeout 60 "$routerd" -c "$name.ini" --plugin-dir "$plugins" >"$name.out" 2>"$name.err"
         rc=$?
@@ -131,25 +137,10 @@ for mode in 1.0 0.3 rest rest03; do
     port=$(free_port) admin=$(free_port)
     start_agent "$mode" "$port" "agent-push-$mode.log" push
     name="push-$mode"
-    rm -rf "state-$name"
-    cat >"$name.ini" <<INI
-[router]
-env = test
-admin_listen = 127.0.0.1:$admin
-state_dir = $work/state-$name
-[transport.console]
-plugin = console
-[backend.agent]
-plugin = a2a
-url = http://127.0.0.1:$port
-timeout_s = 60
+    write_ini "$name" "127.0.0.1:$admin" "timeout_s = 60
 push_url = http://127.0.0.1:$admin/
 push_fallback_s = 300
-$([ "$mode" = 0.3 ] && echo "dialect = 0.3")
-[persona.p]
-backend = agent
-chats = *
-INI
+$([ "$mode" = 0.3 ] && echo "dialect = 0.3")"
     printf 'wait 1500\nhello\n' |
         timeout 30 "$routerd" -c "$name.ini" --plugin-dir "$plugins" >"$name.out" 2>"$name.err"
     rc=$?
