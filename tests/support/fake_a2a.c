@@ -111,28 +111,26 @@ static cJSON *text_part(int v10, const char *text) {
     return p;
 }
 
-/* A file part with bytes ("hello file", hello.txt), a file part with a
- * URL (report.pdf) and a data part {"total": 3}. */
-static void media_parts(int v10, cJSON *parts) {
+/* A file part in either dialect: base64 bytes (url 0) or a URL. */
+static cJSON *file_part(int v10, const char *value, int url, const char *mime, const char *name) {
     cJSON *p = cJSON_CreateObject(), *d = p;
     if (!v10) {
         cJSON_AddStringToObject(p, "kind", "file");
         d = cJSON_AddObjectToObject(p, "file");
     }
-    cJSON_AddStringToObject(d, v10 ? "raw" : "bytes", "aGVsbG8gZmlsZQ==");
-    cJSON_AddStringToObject(d, v10 ? "mediaType" : "mimeType", "text/plain");
-    cJSON_AddStringToObject(d, v10 ? "filename" : "name", "hello.txt");
-    cJSON_AddItemToArray(parts, p);
-    p = cJSON_CreateObject(), d = p;
-    if (!v10) {
-        cJSON_AddStringToObject(p, "kind", "file");
-        d = cJSON_AddObjectToObject(p, "file");
-    }
-    cJSON_AddStringToObject(d, v10 ? "url" : "uri", "https://files.example/report.pdf");
-    cJSON_AddStringToObject(d, v10 ? "mediaType" : "mimeType", "application/pdf");
-    cJSON_AddStringToObject(d, v10 ? "filename" : "name", "report.pdf");
-    cJSON_AddItemToArray(parts, p);
-    p = cJSON_CreateObject();
+    cJSON_AddStringToObject(d, url ? (v10 ? "url" : "uri") : (v10 ? "raw" : "bytes"), value);
+    cJSON_AddStringToObject(d, v10 ? "mediaType" : "mimeType", mime);
+    cJSON_AddStringToObject(d, v10 ? "filename" : "name", name);
+    return p;
+}
+
+/* A file part with bytes ("hello file", hello.txt), a file part with a
+ * URL (report.pdf) and a data part {"total": 3}. */
+static void media_parts(int v10, cJSON *parts) {
+    cJSON_AddItemToArray(parts, file_part(v10, "aGVsbG8gZmlsZQ==", 0, "text/plain", "hello.txt"));
+    cJSON_AddItemToArray(parts, file_part(v10, "https://files.example/report.pdf", 1,
+                                          "application/pdf", "report.pdf"));
+    cJSON *p = cJSON_CreateObject();
     if (!v10) cJSON_AddStringToObject(p, "kind", "data");
     cJSON_AddNumberToObject(cJSON_AddObjectToObject(p, "data"), "total", 3);
     cJSON_AddItemToArray(parts, p);
