@@ -241,6 +241,44 @@ static void test_streams(void **state) {
     fa2a_stop(f);
 }
 
+/* Files and choices end to end: a file on a console line reaches the
+ * agent as a file part; the agent's file parts reach the console as
+ * attachments, its data part as a JSON block; its choices as choices, and
+ * a pick ("#1") continues the task. Both dialects. */
+static void test_files_and_choices(void **state) {
+    (void)state;
+    free(rt_write_file(dir, "note.txt", "hello from the console"));
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        fa2a *f = fa2a_start(&(fa2a_opts){.speaks = (fa_dialect)d});
+        char *m = manifest(d == FA_V10 ? "files10" : "files03", 0, fa2a_url(f), NULL);
+        char line[512];
+        snprintf(line, sizeof line, "look<file:%s/note.txt>\n", dir);
+        const char *in[] = {line, "files\n", "choose\n", "#1\n", NULL};
+        const char *out[] = {
+            "echo: look\n",
+            "here are files\n```json\n{\n  \"total\": 3\n}\n```\n"
+            "[file: hello.txt (text/plain, 10 bytes)]\n"
+            "[file: report.pdf (application/pdf, https://files.example/report.pdf)]\n",
+            "Proceed?\n[choices: 1) yes 2) no]\n", "Hello, yes!\n"};
+        rt_proc *p = run(m, in, out);
+        fa_req r;
+        assert_int_equal(fa2a_req(f, 0, &r), 0);
+        assert_string_equal(r.text, "look");
+        assert_int_equal(r.nfiles, 1);
+        assert_string_equal(r.file_name, "note.txt");
+        assert_string_equal(r.file_mime, "text/plain");
+        assert_int_equal(r.file_len, 22);
+        assert_memory_equal(r.file_data, "hello from the console", 22);
+        assert_int_equal(fa2a_last(f, NULL, &r), 0);
+        assert_string_equal(r.text, "yes");
+        assert_string_equal(r.task_id, "task-1");
+        rt_free(p);
+        free(m);
+        assert_int_equal(fa2a_executions(f, NULL), 1);
+        fa2a_stop(f);
+    }
+}
+
 /* Push notifications: the card allows them, push_url is set: each polled
  * task registers the webhook with its own token, the agent's push wakes
  * the poller (which asks GetTask), long before push_fallback_s. A push
@@ -368,7 +406,7 @@ int main(void) {
         cmocka_unit_test(test_replies_and_headers),  cmocka_unit_test(test_failures_classified),
         cmocka_unit_test(test_context_restart),      cmocka_unit_test(test_streams),
         cmocka_unit_test(test_late_agent_readiness), cmocka_unit_test(test_bad_config),
-        cmocka_unit_test(test_push_notifications),
+        cmocka_unit_test(test_push_notifications),   cmocka_unit_test(test_files_and_choices),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
