@@ -12,7 +12,7 @@ routerd_unit_test(test_telegram_throttle SOURCES ${TG_DIR}/unit/test_telegram_th
                   LIBS transport_telegram_obj)
 
 # The plugin in-process against the fake Bot API server and a fake host.
-foreach(t intake send send_format webhook limits)
+foreach(t intake send send_format webhook limits buttons)
   if(EXISTS ${TG_DIR}/unit/test_telegram_${t}.c)
     routerd_unit_test(test_telegram_${t}
                       SOURCES ${TG_DIR}/unit/test_telegram_${t}.c ${TG_DIR}/unit/test_telegram_host.c

@@ -138,7 +138,8 @@ static void test_handshake_and_routing(void **state) {
     /* getUpdates carried the configured parameters. */
     n = ftg_records(F, "getUpdates", 0, &r);
     assert_true(n >= 2);
-    assert_non_null(strstr(r[n - 1].body, "\"allowed_updates\":[\"message\",\"edited_message\"]"));
+    assert_non_null(strstr(
+        r[n - 1].body, "\"allowed_updates\":[\"message\",\"edited_message\",\"callback_query\"]"));
     assert_non_null(strstr(r[n - 1].body, "\"timeout\":5"));
     assert_non_null(strstr(r[n - 1].body, "\"offset\":"));
     ftg_recs_free(r, n);
