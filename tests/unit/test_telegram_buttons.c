@@ -197,6 +197,33 @@ static void test_labels_and_bounds(void **state) {
     ftg_recs_free(r, n);
 }
 
+/* A reply Telegram refuses for longer than the send budget waits in the
+ * outbox with its keyboard, and its buttons work once it is delivered. */
+static void test_keyboard_through_outbox(void **state) {
+    (void)state;
+    th_cfg("send_retry_budget_s", "1");
+    S = th_launch_ok();
+    ftg_flood(F, 42, 2500);
+    static const char *const choices[] = {"later", NULL};
+    assert_int_equal(send_choices(42, 3, "Delayed question", choices), RD_OK);
+    assert_int_equal(ftg_count(F, "sendMessage", 1), 0);
+    assert_int_equal(ftg_wait_count(F, "sendMessage", 1, 10000), 1);
+    int64_t msg;
+    cJSON *mk = last_keyboard(&msg);
+    assert_string_equal(button(mk, 0, "text"), "later");
+    ftg_add_callback(F, 42, 42, msg + 1, button(mk, 0, "callback_data"));
+    ftg_add_callback(F, 42, 42, msg, button(mk, 0, "callback_data"));
+    cJSON_Delete(mk);
+    assert_int_equal(wait_seen(2), 2);
+    th_msg *m;
+    size_t n = th_msgs(&m, 1);
+    /* The message id was recorded on delivery: only the real one counts. */
+    assert_string_equal(m[0].why, "callback_forged");
+    assert_false(m[1].skipped);
+    assert_string_equal(m[1].text, "later");
+    th_msgs_free(m, n);
+}
+
 static void test_forged_presses_refused(void **state) {
     (void)state;
     S = th_launch_ok();
@@ -489,6 +516,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_button_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_labels_and_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keyboard_through_outbox, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forged_presses_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expired_press_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_press_via_webhook, setup, teardown),
