@@ -382,7 +382,7 @@ void tg_buttons_shown(tg *t, const char *ref, int64_t msg_id) {
 static char *verify(tg *t, const tg_update *u, const char **why) {
     *why = "callback_forged";
     const char *d = u->cb_data;
-    if (strncmp(d, "b1.", 3)) return NULL;
+    if (strncmp(d, "b1.", 3) || d[3] < '0' || d[3] > '9') return NULL;
     char *end = NULL;
     long long exp = strtoll(d + 3, &end, 10);
     if (!end || *end != '.' || exp <= 0 || end - (d + 3) > 12) return NULL;
