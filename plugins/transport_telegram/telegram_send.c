@@ -219,10 +219,11 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
     }
     int64_t chat = a->chat, thread = a->thread, reply_to = a->reply_to;
     const char *ents = a->plain ? NULL : a->ents;
+    const char *markup = a->markup;
     int migrated = 0;
     rd_status st = RD_E_INTERNAL;
     for (int round = 0; round < 5 && text; round++) {
-        char *body = message_body(t, chat, 0, thread, reply_to, text, pm, ents, a->markup);
+        char *body = message_body(t, chat, 0, thread, reply_to, text, pm, ents, markup);
         if (!body || pace(t, chat, 0)) {
             free(body);
             tg_call c = {.cls = TG_C_ABORTED};
@@ -270,6 +271,14 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
                 t->h->log(t->ctx, RD_LOG_WARN,
                           "sendMessage: %s; sending this part without formatting", call.detail);
                 ents = NULL;
+                tg_call_free(&call);
+                continue;
+            }
+            if (markup && (tg_desc_has(&call, "button") || tg_desc_has(&call, "markup") ||
+                           tg_desc_has(&call, "keyboard"))) {
+                t->h->log(t->ctx, RD_LOG_WARN,
+                          "sendMessage: %s; sending this reply without its buttons", call.detail);
+                markup = NULL;
                 tg_call_free(&call);
                 continue;
             }

@@ -195,6 +195,18 @@ static void test_labels_and_bounds(void **state) {
     assert_null(r[n - 2].reply_markup);
     assert_non_null(r[n - 1].reply_markup);
     ftg_recs_free(r, n);
+
+    /* Telegram refusing the keyboard does not cost the reply. */
+    ftg_fail_body(F, "sendMessage", 400,
+                  "{\"ok\":false,\"error_code\":400,\"description\":\"Bad Request: "
+                  "BUTTON_DATA_INVALID\"}",
+                  1);
+    assert_int_equal(send_choices(42, 0, "still sent", two), RD_OK);
+    n = ftg_records(F, "sendMessage", 1, &r);
+    assert_string_equal(r[n - 1].text, "still sent");
+    assert_null(r[n - 1].reply_markup);
+    ftg_recs_free(r, n);
+    assert_true(th_log_has("without its buttons"));
 }
 
 /* A reply Telegram refuses for longer than the send budget waits in the
