@@ -51,7 +51,7 @@ struct tg_btn {
     size_t n;
     pthread_t th;
     int running;
-    int64_t swept_ms;
+    atomic_llong swept_ms; /* replies on several threads sweep */
     atomic_llong refused;
 };
 
@@ -269,8 +269,10 @@ void tg_buttons_free(tg *t) {
 /* Deletes the rows of expired choices, at most once a minute. */
 static void sweep(tg *t) {
     int64_t now = tg_now(t);
-    if (t->btn->swept_ms && now - t->btn->swept_ms < 60000) return;
-    t->btn->swept_ms = now;
+    long long last = atomic_load(&t->btn->swept_ms);
+    if ((last && now - last < 60000) ||
+        !atomic_compare_exchange_strong(&t->btn->swept_ms, &last, now))
+        return;
     char end[48];
     row_key(end, sizeof end, wall_s(t), "");
     rd_kv_op op = {.op = RD_KV_DEL_RANGE, .key = "b/", .key_end = end};
