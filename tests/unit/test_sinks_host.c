@@ -219,6 +219,61 @@ static int h_cfg_isset(rd_ctx *ctx, const char *key) {
     return h_cfg_str(ctx, key) != NULL;
 }
 
+/* cfg_bind over the key table, as the host converts (durations: a bare
+ * number is seconds). */
+static rd_status h_cfg_bind(rd_ctx *ctx, void *conf, size_t conf_size, rd_error *err) {
+    static const char *const empty[] = {NULL};
+    for (const rd_option *o = th_plugin()->options; o && o->key; o++) {
+        if (!o->bind_len) continue;
+        if (o->offset + o->bind_len > conf_size) {
+            snprintf(err->msg, sizeof err->msg, "option '%s' outside the config struct", o->key);
+            err->code = RD_E_CONFIG;
+            return RD_E_CONFIG;
+        }
+        const char *v = h_cfg_str(ctx, o->key);
+        char *at = (char *)conf + o->offset;
+        int64_t i = v ? strtoll(v, NULL, 10) : 0;
+        int b = h_cfg_bool(ctx, o->key);
+        double d = h_cfg_double(ctx, o->key);
+        const char *const *l = empty;
+        switch (o->type) {
+        case RD_OPT_STRING:
+        case RD_OPT_URL:
+            memcpy(at, &v, sizeof v);
+            break;
+        case RD_OPT_DURATION: {
+            char *end = NULL;
+            i = v ? strtoll(v, &end, 10) : 0;
+            i *= !end || !*end || *end == 's' ? 1000
+                 : !strcmp(end, "ms")         ? 1
+                 : *end == 'm'                ? 60000
+                                              : 3600000;
+            memcpy(at, &i, sizeof i);
+            break;
+        }
+        case RD_OPT_INT:
+            memcpy(at, &i, sizeof i);
+            break;
+        case RD_OPT_BOOL:
+            memcpy(at, &b, sizeof b);
+            break;
+        case RD_OPT_DOUBLE:
+            memcpy(at, &d, sizeof d);
+            break;
+        case RD_OPT_ENUM:
+            b = -1;
+            for (int k = 0; v && o->choices[k]; k++)
+                if (!strcmp(o->choices[k], v)) b = k;
+            memcpy(at, &b, sizeof b);
+            break;
+        case RD_OPT_LIST:
+            memcpy(at, &l, sizeof l);
+            break;
+        }
+    }
+    return RD_OK;
+}
+
 static const char *h_info(rd_ctx *ctx, const char *what) {
     (void)ctx;
     pthread_mutex_lock(&mu);
@@ -384,6 +439,7 @@ const rd_host th_host = {
     .cfg_bool = h_cfg_bool,
     .cfg_double = h_cfg_double,
     .cfg_isset = h_cfg_isset,
+    .cfg_bind = h_cfg_bind,
     .info = h_info,
     .now_ms = h_now_ms,
     .wall_ns = h_wall_ns,
