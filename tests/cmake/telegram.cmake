@@ -21,7 +21,7 @@ foreach(t intake send send_format webhook limits buttons)
 endforeach()
 
 # The real binary with the telegram plugin against the fake Bot API server.
-foreach(t burst faults format webhook)
+foreach(t burst faults format webhook buttons)
   if(EXISTS ${TG_DIR}/integration/test_telegram_${t}.c)
     routerd_integration_test(test_telegram_e2e_${t}
                              SOURCES ${TG_DIR}/integration/test_telegram_${t}.c TIMEOUT 180)
