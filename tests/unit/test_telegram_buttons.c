@@ -209,6 +209,25 @@ static void test_labels_and_bounds(void **state) {
     assert_true(th_log_has("without its buttons"));
 }
 
+/* Waits until the stored choices of a button know the message showing
+ * them (recorded just after the send returned). */
+static void wait_shown(const char *data) {
+    long long exp = 0;
+    char ref[16] = "";
+    assert_int_equal(sscanf(data, "b1.%lld.%8[A-Za-z0-9_-].", &exp, ref), 2);
+    char key[64];
+    snprintf(key, sizeof key, "b/%010lld/%s", exp, ref);
+    long long end = th_now_ms() + 10000;
+    for (;;) {
+        char *v = th_kv_get(key);
+        int shown = v && strstr(v, "\"msg\":");
+        free(v);
+        if (shown) return;
+        assert_true(th_now_ms() < end);
+        th_sleep_ms(10);
+    }
+}
+
 /* A reply Telegram refuses for longer than the send budget waits in the
  * outbox with its keyboard, and its buttons work once it is delivered. */
 static void test_keyboard_through_outbox(void **state) {
@@ -219,10 +238,11 @@ static void test_keyboard_through_outbox(void **state) {
     static const char *const choices[] = {"later", NULL};
     assert_int_equal(send_choices(42, 3, "Delayed question", choices), RD_OK);
     assert_int_equal(ftg_count(F, "sendMessage", 1), 0);
-    assert_int_equal(ftg_wait_count(F, "sendMessage", 1, 10000), 1);
+    assert_int_equal(ftg_wait_count(F, "sendMessage", 1, 20000), 1);
     int64_t msg;
     cJSON *mk = last_keyboard(&msg);
     assert_string_equal(button(mk, 0, "text"), "later");
+    wait_shown(button(mk, 0, "callback_data"));
     ftg_add_callback(F, 42, 42, msg + 1, button(mk, 0, "callback_data"));
     ftg_add_callback(F, 42, 42, msg, button(mk, 0, "callback_data"));
     cJSON_Delete(mk);
