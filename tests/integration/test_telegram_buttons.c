@@ -43,27 +43,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* The nth message delivered to chat (a copy; free with ftg_recs_free(r, 1))
- * or NULL after timeout_ms. */
-static ftg_rec *wait_sent(int64_t chat, size_t nth, int timeout_ms) {
-    long long end = rt_now_ms() + timeout_ms;
-    for (;;) {
-        ftg_rec *r;
-        size_t n = ftg_records(F, "sendMessage", 1, &r), k = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (r[i].chat_id != chat || k++ != nth) continue;
-            ftg_rec *one = calloc(1, sizeof *one);
-            *one = r[i];
-            memset(&r[i], 0, sizeof r[i]); /* ownership moves to one */
-            ftg_recs_free(r, n);
-            return one;
-        }
-        ftg_recs_free(r, n);
-        if (rt_now_ms() >= end) return NULL;
-        rt_sleep_ms(20);
-    }
-}
-
 /* callback_data of button i of a recorded keyboard (malloc). */
 static char *button_data(const ftg_rec *r, int i, const char *label) {
     assert_non_null(r->reply_markup);
@@ -107,7 +86,7 @@ static void test_buttons_end_to_end(void **state) {
 
     /* The backend's choices arrive as buttons. */
     ftg_add_text(F, 15, "Continue?");
-    ftg_rec *r = wait_sent(15, 0, 10000);
+    ftg_rec *r = ftg_wait_sent(F, 15, 0, 10000);
     assert_non_null(r);
     assert_string_equal(r->text, "echo: Continue?");
     int64_t msg = r->message_id;
@@ -126,7 +105,7 @@ static void test_buttons_end_to_end(void **state) {
 
     /* The real press reaches the backend as a choice. */
     ftg_add_callback(F, 15, 15, msg, no);
-    r = wait_sent(15, 1, 10000);
+    r = ftg_wait_sent(F, 15, 1, 10000);
     assert_non_null(r);
     assert_string_equal(r->text, "echo: picked: No");
     assert_int_equal(r->reply_to, msg);
@@ -134,13 +113,13 @@ static void test_buttons_end_to_end(void **state) {
     assert_int_equal(ftg_wait_count(F, "answerCallbackQuery", 3, 10000), 3);
     assert_int_equal(ftg_wait_count(F, "editMessageReplyMarkup", 1, 10000), 1);
     /* Nothing was answered for the refused presses. */
-    assert_null(wait_sent(16, 0, 300));
-    assert_null(wait_sent(15, 2, 300));
+    assert_null(ftg_wait_sent(F, 16, 0, 300));
+    assert_null(ftg_wait_sent(F, 15, 2, 300));
 
     /* An edit: the notice, not a second agent run. */
     ftg_msg e = {.chat_id = 15, .text = "Continue??", .kind = "edited_message", .message_id = 1};
     ftg_add_message(F, &e);
-    r = wait_sent(15, 2, 10000);
+    r = ftg_wait_sent(F, 15, 2, 10000);
     assert_non_null(r);
     assert_string_equal(r->text, "Edits aren't re-sent to the agent; send a new message instead.");
     ftg_recs_free(r, 1);

@@ -1194,6 +1194,25 @@ void ftg_recs_free(ftg_rec *r, size_t n) {
     free(r);
 }
 
+ftg_rec *ftg_wait_sent(ftg *f, int64_t chat, size_t nth, int timeout_ms) {
+    long long end = mono_ms() + timeout_ms;
+    for (;;) {
+        ftg_rec *r;
+        size_t n = ftg_records(f, "sendMessage", 1, &r), k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (r[i].chat_id != chat || k++ != nth) continue;
+            ftg_rec *one = calloc(1, sizeof *one);
+            *one = r[i];
+            memset(&r[i], 0, sizeof r[i]); /* ownership moves to one */
+            ftg_recs_free(r, n);
+            return one;
+        }
+        ftg_recs_free(r, n);
+        if (mono_ms() >= end) return NULL;
+        usleep(20000);
+    }
+}
+
 size_t ftg_count(ftg *f, const char *method, int ok_only) {
     pthread_mutex_lock(&f->mu);
     size_t n = 0;

@@ -132,6 +132,9 @@ typedef struct ftg_rec {
  * those answered 200 when ok_only. Free with ftg_recs_free. */
 size_t ftg_records(ftg *f, const char *method, int ok_only, ftg_rec **out);
 void ftg_recs_free(ftg_rec *r, size_t n);
+/* Waits for the nth message (from 0) delivered to chat by sendMessage;
+ * returns a copy (free with ftg_recs_free(r, 1)) or NULL after timeout_ms. */
+ftg_rec *ftg_wait_sent(ftg *f, int64_t chat, size_t nth, int timeout_ms);
 /* Requests of method answered 200 (ok_only) or in total. */
 size_t ftg_count(ftg *f, const char *method, int ok_only);
 /* Waits until ftg_count(method, 1) >= n; returns the count reached. */
