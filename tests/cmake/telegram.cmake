@@ -12,7 +12,7 @@ routerd_unit_test(test_telegram_throttle SOURCES ${TG_DIR}/unit/test_telegram_th
                   LIBS transport_telegram_obj)
 
 # The plugin in-process against the fake Bot API server and a fake host.
-foreach(t intake send send_format webhook limits)
+foreach(t intake send send_format webhook limits buttons)
   if(EXISTS ${TG_DIR}/unit/test_telegram_${t}.c)
     routerd_unit_test(test_telegram_${t}
                       SOURCES ${TG_DIR}/unit/test_telegram_${t}.c ${TG_DIR}/unit/test_telegram_host.c
@@ -21,7 +21,7 @@ foreach(t intake send send_format webhook limits)
 endforeach()
 
 # The real binary with the telegram plugin against the fake Bot API server.
-foreach(t burst faults format webhook)
+foreach(t burst faults format webhook buttons)
   if(EXISTS ${TG_DIR}/integration/test_telegram_${t}.c)
     routerd_integration_test(test_telegram_e2e_${t}
                              SOURCES ${TG_DIR}/integration/test_telegram_${t}.c TIMEOUT 180)

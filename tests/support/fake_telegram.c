@@ -280,6 +280,11 @@ static void record(ftg *f, const char *method, int status, const cJSON *p, const
     const char *pm = get_str(p, "parse_mode");
     if (pm) r->parse_mode = strdup(pm);
     r->entities = entities_text(p);
+    const cJSON *mk = cJSON_GetObjectItemCaseSensitive(p, "reply_markup");
+    if (cJSON_IsString(mk))
+        r->reply_markup = strdup(mk->valuestring);
+    else if (mk)
+        r->reply_markup = cJSON_PrintUnformatted(mk);
     const cJSON *lp = cJSON_GetObjectItemCaseSensitive(p, "link_preview_options");
     cJSON *lpx = cJSON_IsString(lp) ? cJSON_Parse(lp->valuestring) : NULL;
     r->link_preview_disabled =
@@ -522,6 +527,23 @@ static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
     r->body = out;
 }
 
+/* setMyCommands: 1-100 commands, names 1-32 of a-z 0-9 _, descriptions
+ * 1-256 bytes or more (the server counts characters). */
+static int commands_ok(const cJSON *p) {
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(p, "commands");
+    cJSON *parsed = cJSON_IsString(c) ? cJSON_Parse(c->valuestring) : NULL;
+    if (parsed) c = parsed;
+    int n = cJSON_GetArraySize(c), ok = cJSON_IsArray(c) && n <= 100;
+    for (const cJSON *e = ok ? c->child : NULL; e && ok; e = e->next) {
+        const char *name = get_str(e, "command"), *d = get_str(e, "description");
+        ok = name && d && strlen(name) >= 1 && strlen(name) <= 32 && *d;
+        for (const char *q = name; ok && *q; q++)
+            ok = (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_';
+    }
+    cJSON_Delete(parsed);
+    return ok;
+}
+
 /* Handles one request (f->mu held). */
 static void dispatch(ftg *f, const char *method, cJSON *p, const char *body, reply *r) {
     if (!strcasecmp(method, "getMe")) {
@@ -562,6 +584,27 @@ static void dispatch(ftg *f, const char *method, cJSON *p, const char *body, rep
         r->status = 200;
         r->body = ok_json(NULL, had ? "Webhook was deleted" : "Webhook is already deleted");
         record(f, "deleteWebhook", 200, p, body, 0);
+    } else if (!strcasecmp(method, "answerCallbackQuery")) {
+        const char *id = get_str(p, "callback_query_id");
+        if (id && *id) {
+            r->status = 200;
+            r->body = ok_json(cJSON_CreateTrue(), NULL);
+        } else {
+            set_err(r, 400, "Bad Request: query is too old and response timeout expired", 0, 0);
+        }
+        record(f, "answerCallbackQuery", r->status, p, body, 0);
+    } else if (!strcasecmp(method, "editMessageReplyMarkup")) {
+        r->status = 200;
+        r->body = ok_json(cJSON_CreateTrue(), NULL);
+        record(f, "editMessageReplyMarkup", 200, p, body, 0);
+    } else if (!strcasecmp(method, "setMyCommands")) {
+        if (commands_ok(p)) {
+            r->status = 200;
+            r->body = ok_json(cJSON_CreateTrue(), NULL);
+        } else {
+            set_err(r, 400, "Bad Request: BOT_COMMAND_INVALID", 0, 0);
+        }
+        record(f, "setMyCommands", r->status, p, body, 0);
     } else if (!strcasecmp(method, "getWebhookInfo")) {
         cJSON *w = cJSON_CreateObject();
         cJSON_AddStringToObject(w, "url", f->webhook_url);
@@ -1029,6 +1072,42 @@ int64_t ftg_add_raw(ftg *f, const char *payload) {
     return id;
 }
 
+int64_t ftg_add_callback(ftg *f, int64_t chat_id, int64_t user_id, int64_t message_id,
+                         const char *data) {
+    cJSON *cq = cJSON_CreateObject();
+    pthread_mutex_lock(&f->mu);
+    int64_t id = f->next_id;
+    pthread_mutex_unlock(&f->mu);
+    char num[48];
+    snprintf(num, sizeof num, "cq%lld", (long long)id);
+    cJSON_AddStringToObject(cq, "id", num);
+    cJSON *from = cJSON_AddObjectToObject(cq, "from");
+    snprintf(num, sizeof num, "%lld", (long long)user_id);
+    cJSON_AddRawToObject(from, "id", num);
+    cJSON_AddBoolToObject(from, "is_bot", 0);
+    cJSON_AddStringToObject(from, "first_name", "Tester");
+    cJSON *m = cJSON_AddObjectToObject(cq, "message");
+    snprintf(num, sizeof num, "%lld", (long long)message_id);
+    cJSON_AddRawToObject(m, "message_id", num);
+    cJSON *chat = cJSON_AddObjectToObject(m, "chat");
+    snprintf(num, sizeof num, "%lld", (long long)chat_id);
+    cJSON_AddRawToObject(chat, "id", num);
+    cJSON_AddStringToObject(chat, "type", chat_id > 0 ? "private" : "supergroup");
+    cJSON_AddNumberToObject(m, "date", 1700000000);
+    cJSON_AddStringToObject(m, "text", "a reply with buttons");
+    cJSON_AddStringToObject(cq, "chat_instance", "42");
+    if (data) cJSON_AddStringToObject(cq, "data", data);
+    char *js = cJSON_PrintUnformatted(cq);
+    cJSON_Delete(cq);
+    size_t n = strlen(js) + 32;
+    char *payload = malloc(n);
+    snprintf(payload, n, "\"callback_query\":%s", js);
+    free(js);
+    int64_t got = ftg_add_raw(f, payload);
+    free(payload);
+    return got;
+}
+
 void ftg_add_with_id(ftg *f, const char *id_text, const char *payload) {
     pthread_mutex_lock(&f->mu);
     size_t n = strlen(payload) + strlen(id_text) + 32;
@@ -1100,6 +1179,7 @@ size_t ftg_records(ftg *f, const char *method, int ok_only, ftg_rec **out) {
         v[k].parse_mode = r->parse_mode ? strdup(r->parse_mode) : NULL;
         v[k].entities = r->entities ? strdup(r->entities) : NULL;
         v[k].body = r->body ? strdup(r->body) : NULL;
+        v[k].reply_markup = r->reply_markup ? strdup(r->reply_markup) : NULL;
         k++;
     }
     pthread_mutex_unlock(&f->mu);
@@ -1113,8 +1193,28 @@ void ftg_recs_free(ftg_rec *r, size_t n) {
         free(r[i].parse_mode);
         free(r[i].entities);
         free(r[i].body);
+        free(r[i].reply_markup);
     }
     free(r);
+}
+
+ftg_rec *ftg_wait_sent(ftg *f, int64_t chat, size_t nth, int timeout_ms) {
+    long long end = mono_ms() + timeout_ms;
+    for (;;) {
+        ftg_rec *r;
+        size_t n = ftg_records(f, "sendMessage", 1, &r), k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (r[i].chat_id != chat || k++ != nth) continue;
+            ftg_rec *one = calloc(1, sizeof *one);
+            *one = r[i];
+            memset(&r[i], 0, sizeof r[i]); /* ownership moves to one */
+            ftg_recs_free(r, n);
+            return one;
+        }
+        ftg_recs_free(r, n);
+        if (mono_ms() >= end) return NULL;
+        usleep(20000);
+    }
 }
 
 size_t ftg_count(ftg *f, const char *method, int ok_only) {
