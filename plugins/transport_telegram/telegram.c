@@ -22,6 +22,7 @@ static const char *const mode_choices[] = {"longpoll", "webhook", NULL};
 static const char *const group_choices[] = {"mention", "all", NULL};
 static const char *const parse_choices[] = {"none", "HTML", "MarkdownV2", NULL};
 static const char *const format_choices[] = {"markdown", "plain", NULL};
+static const char *const edits_choices[] = {"ignore", "answer", "note", NULL};
 
 static const rd_option opts[] = {
     {"token", RD_OPT_STRING, RD_OPT_REQUIRED | RD_OPT_SECRET, NULL,
@@ -40,8 +41,31 @@ static const rd_option opts[] = {
      "groups: answer only when addressed (mention, reply, command) or all messages", 0, 0,
      group_choices, 0, 0},
     {"channel_posts", RD_OPT_BOOL, 0, "false", "forward channel posts", 0, 0, NULL, 0, 0},
-    {"edited_messages", RD_OPT_BOOL, 0, "true", "forward edited messages as new requests", 0, 0,
+    {"edited_messages", RD_OPT_BOOL, 0, NULL,
+     "older spelling of edits: true = answer, false = ignore (edits wins when both are set)", 0, 0,
      NULL, 0, 0},
+    {"edits", RD_OPT_ENUM, 0, "note",
+     "edited messages: ignore, answer (routed again, flagged as an edit) or note (edits_notice "
+     "in reply, the agent is not run)",
+     0, 0, edits_choices, 0, 0},
+    {"edits_notice", RD_OPT_STRING, 0,
+     "Edits aren't re-sent to the agent; send a new message instead.",
+     "edits = note: the reply to an edited message", 0, 0, NULL, 0, 0},
+    {"commands", RD_OPT_LIST, 0, NULL,
+     "bot commands registered with setMyCommands beside /new and /persona, as NAME: DESCRIPTION "
+     "(NAME 1-32 of a-z 0-9 _, no comma in DESCRIPTION)",
+     0, 0, NULL, 0, 0},
+    {"buttons_max", RD_OPT_INT, 0, "12",
+     "most buttons shown for the choices of one reply; further choices are left out", 1, 100, NULL,
+     0, 0},
+    {"button_label_max", RD_OPT_INT, 0, "64",
+     "characters of a choice shown on its button; longer labels are cut with an ellipsis (the "
+     "whole choice is still what a press sends)",
+     8, 256, NULL, 0, 0},
+    {"buttons_expiry_s", RD_OPT_INT, 0, "604800",
+     "a button press is accepted this long after the reply; then it is refused and its stored "
+     "choices deleted",
+     60, 31536000, NULL, 0, 0},
     {"parse_mode", RD_OPT_ENUM, 0, "none",
      "reply markup: none (entities per format), or HTML / MarkdownV2 for Telegram to parse", 0, 0,
      parse_choices, 0, 0},
@@ -275,6 +299,7 @@ static char *allowed_updates_json(tg *t) {
     } else {
         cJSON_AddItemToArray(arr, cJSON_CreateString("message"));
         if (t->c.edited_messages) cJSON_AddItemToArray(arr, cJSON_CreateString("edited_message"));
+        cJSON_AddItemToArray(arr, cJSON_CreateString("callback_query"));
         if (t->c.channel_posts) {
             cJSON_AddItemToArray(arr, cJSON_CreateString("channel_post"));
             if (t->c.edited_messages)
@@ -313,7 +338,23 @@ static rd_status read_config(tg *t, rd_error *err) {
     const char *gm = h->cfg_str(x, "group_mode");
     c->group_all = gm && !strcmp(gm, "all");
     c->channel_posts = h->cfg_bool(x, "channel_posts");
-    c->edited_messages = h->cfg_bool(x, "edited_messages");
+    /* edits, or its older boolean spelling when only that is written. */
+    const char *ed = h->cfg_str(x, "edits");
+    c->edits = !ed                     ? TG_EDITS_NOTE
+               : !strcmp(ed, "ignore") ? TG_EDITS_IGNORE
+               : !strcmp(ed, "answer") ? TG_EDITS_ANSWER
+                                       : TG_EDITS_NOTE;
+    if (!h->cfg_isset(x, "edits") && h->cfg_isset(x, "edited_messages"))
+        c->edits = h->cfg_bool(x, "edited_messages") ? TG_EDITS_ANSWER : TG_EDITS_IGNORE;
+    c->edited_messages = c->edits != TG_EDITS_IGNORE;
+    c->edits_notice = dup_or_null(h->cfg_str(x, "edits_notice"));
+    if (c->edits == TG_EDITS_NOTE && !c->edits_notice) {
+        h->error(err, RD_E_CONFIG, "fatal", "edits_notice: empty, but edits = note sends it");
+        return RD_E_CONFIG;
+    }
+    c->buttons_max = tg_clamp(h->cfg_int(x, "buttons_max"), 1, 100);
+    c->button_label_max = tg_clamp(h->cfg_int(x, "button_label_max"), 8, 256);
+    c->buttons_expiry_s = tg_clamp(h->cfg_int(x, "buttons_expiry_s"), 60, 31536000);
     const char *pm = h->cfg_str(x, "parse_mode");
     c->parse_mode = !pm                         ? TG_PM_NONE
                     : !strcmp(pm, "HTML")       ? TG_PM_HTML
@@ -382,6 +423,9 @@ static rd_status read_config(tg *t, rd_error *err) {
     }
     if (tg_media_config(t, err) != RD_OK) return RD_E_INTERNAL;
     c->allowed_updates_json = allowed_updates_json(t);
+    if (c->allowed_updates_json && !strstr(c->allowed_updates_json, "\"callback_query\""))
+        h->log(x, RD_LOG_WARN,
+               "allowed_updates lacks callback_query: presses of reply buttons will not arrive");
     size_t n = strlen(c->api_base) + strlen(c->token) + 8;
     t->url_prefix = malloc(n);
     snprintf(t->url_prefix, n, "%s/bot%s/", c->api_base, c->token);
@@ -506,6 +550,11 @@ static rd_status tg_create(const rd_host *host, rd_ctx *ctx, void **self, rd_err
         return RD_E_INTERNAL;
     }
     make_metrics(t);
+    if ((st = tg_cmds_create(t, err)) != RD_OK || (st = tg_buttons_create(t, err)) != RD_OK) {
+        tg_destroy(t);
+        *self = NULL;
+        return st;
+    }
     return RD_OK;
 }
 
@@ -564,6 +613,7 @@ static rd_status tg_start(void *self, rd_error *err) {
     t->main_running = 1;
     if (pthread_create(&t->typing_th, NULL, tg_typing_loop, t) == 0) t->typing_running = 1;
     if (pthread_create(&t->ob_th, NULL, tg_outbox_loop, t) == 0) t->ob_running = 1;
+    tg_buttons_start(t);
     if (t->c.mode == TG_MODE_WEBHOOK)
         t->h->log(t->ctx, RD_LOG_INFO, "webhook mode: POST %s on the admin server, api_base %s",
                   t->c.webhook_path, t->c.api_base);
@@ -590,6 +640,7 @@ static void tg_stop(void *self) {
     if (t->typing_running) pthread_join(t->typing_th, NULL);
     if (t->ob_running) pthread_join(t->ob_th, NULL);
     t->main_running = t->typing_running = t->ob_running = 0;
+    tg_buttons_stop(t);
     if (atomic_load(&t->started)) tg_intake_stop(t);
     atomic_store(&t->started, 0);
 }
@@ -612,6 +663,8 @@ static void tg_destroy(void *self) {
     tg_intake_free(t);
     tg_send_free(t);
     tg_media_free(t);
+    tg_buttons_free(t);
+    tg_cmds_free(t);
     tg_mig_free(t);
     tg_outbox_free(t);
     tg_api_cleanup(t);
@@ -630,6 +683,7 @@ static void tg_destroy(void *self) {
     free(t->c.webhook_path);
     free(t->c.webhook_url);
     free(t->c.secret_token);
+    free(t->c.edits_notice);
     free(t->url_prefix);
     pthread_mutex_destroy(&t->wake_mu);
     easy_pool_destroy(&t->pool);

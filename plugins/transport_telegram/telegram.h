@@ -48,7 +48,12 @@ typedef struct tg_cfg {
     int format_markdown, link_preview; /* format = markdown; link_preview = on */
     /* Files in (telegram_media.c). */
     tg_media_cfg media;
+    int edits; /* TG_EDITS_* */
+    char *edits_notice;
+    int64_t buttons_max, button_label_max, buttons_expiry_s;
 } tg_cfg;
+
+enum { TG_EDITS_IGNORE = 0, TG_EDITS_ANSWER, TG_EDITS_NOTE };
 
 /* An update between fetch and submit, in seq order. */
 /* ABSORBED: an album part submitted with the album's first part; it is
@@ -108,9 +113,14 @@ typedef struct tg_reply {
     size_t len;
     int literal; /* escape for parse_mode */
     const char *cid;
-    int64_t deadline; /* monotonic ms */
-    size_t skip;      /* parts of the rendered text already delivered */
+    int64_t deadline;    /* monotonic ms */
+    size_t skip;         /* parts of the rendered text already delivered */
+    const char *markup;  /* reply_markup JSON for the last part (buttons), or NULL */
+    const char *btn_ref; /* the buttons' record, told the id of the message showing them */
 } tg_reply;
+
+typedef struct tg_btn tg_btn;
+typedef struct tg_cmds tg_cmds;
 
 /* Webhook scale-out (telegram_shared.c). */
 typedef struct tg_sh_chat {
@@ -233,10 +243,14 @@ typedef struct tg {
     struct tg_media_state *media;
     int album_hold; /* intake: the head waits for the rest of an album */
     rd_metric *m_media_refused, *m_media_in;
+    tg_btn *btn;   /* buttons and side calls (telegram_buttons.c) */
+    tg_cmds *cmds; /* bot commands (telegram_commands.c) */
 } tg;
 
 /* telegram_intake.c, for telegram_shared.c */
 rd_status tg_submit_item(tg *t, tg_item *it);
+/* The meta JSON handed to the core with an update (malloc). */
+char *tg_inbound_meta(const tg_item *it);
 void tg_answer(tg *t, rd_http_resp *resp, int status, int retry_after, const char *text);
 
 /* telegram_shared.c */
@@ -335,6 +349,30 @@ size_t tg_album_answered(tg *t, int64_t head, int64_t *parts, size_t max);
 /* Sends out's files (and its text, unless *text_rest comes back set: then
  * the caller sends the text, as with choices to show as buttons). */
 rd_status tg_media_send(tg *t, const rd_outbound *out, int *text_rest, rd_error *err);
+/* telegram_buttons.c: inline keyboards for offered choices, button presses,
+ * and the calls made beside the intake (answerCallbackQuery, notices). */
+rd_status tg_buttons_create(tg *t, rd_error *err);
+rd_status tg_buttons_start(tg *t);
+void tg_buttons_stop(tg *t);
+void tg_buttons_free(tg *t);
+/* Stores the choices and returns the reply_markup JSON (malloc) and the
+ * record's ref in ref (>= 48 bytes); NULL when there are none or on error
+ * (the reply then goes without buttons, logged). chat: as sent to. */
+char *tg_buttons_markup(tg *t, int64_t chat, const char *const *choices, char *ref);
+/* The message showing the buttons of ref is msg_id. */
+void tg_buttons_shown(tg *t, const char *ref, int64_t msg_id);
+/* Handles a callback_query item (verify, answer, submit or skip). */
+rd_status tg_buttons_press(tg *t, tg_item *it, int64_t chat);
+/* Queues the edits notice in reply to an edited message (best effort). */
+void tg_edit_notice(tg *t, int64_t chat, int64_t thread, int64_t reply_to);
+
+/* telegram_commands.c */
+rd_status tg_cmds_create(tg *t, rd_error *err);
+void tg_cmds_free(tg *t);
+/* NULL-terminated names (no '/') this bot registers. */
+const char *const *tg_cmds_names(tg *t);
+/* The setMyCommands body (malloc). */
+char *tg_cmds_body(tg *t);
 
 /* telegram_send.c */
 /* Renders r (telegram_format.h) and sends its parts from r->skip on;

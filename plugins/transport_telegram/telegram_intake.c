@@ -219,7 +219,7 @@ static void item_pop(tg *t) {
     free(it);
 }
 
-static char *inbound_meta(const tg_item *it) {
+char *tg_inbound_meta(const tg_item *it) {
     cJSON *o = cJSON_CreateObject();
     cJSON *tgo = cJSON_AddObjectToObject(o, "telegram");
     char num[32];
@@ -242,20 +242,29 @@ rd_status tg_submit_item(tg *t, tg_item *it) {
                        .bot_id = t->bot_id,
                        .group_all = t->c.group_all,
                        .channel_posts = t->c.channel_posts,
-                       .edited_messages = t->c.edited_messages};
+                       .edited_messages = t->c.edited_messages,
+                       .commands = tg_cmds_names(t)};
     /* Group upgrades: remembered, and the new id speaks as the old one. */
     if (it->u.migrate_to) tg_mig_record(t, it->u.chat_id, it->u.migrate_to, "service message");
     if (it->u.migrate_from) tg_mig_record(t, it->u.migrate_from, it->u.chat_id, "service message");
     int64_t chat = it->u.chat_id ? tg_mig_back(t, it->u.chat_id) : 0;
+    if (it->u.kind == TG_UPD_CALLBACK_QUERY) return tg_buttons_press(t, it, chat);
     tg_routed r;
     const char *why = tg_route(&it->u, &rc, &r);
+    if (!why && (r.flags & RD_MSG_EDITED) && t->c.edits == TG_EDITS_NOTE) {
+        /* Answered with a notice (not in channels), the agent is not run again. */
+        if (it->u.kind == TG_UPD_EDITED_MESSAGE)
+            tg_edit_notice(t, chat, it->u.thread_id, it->u.message_id);
+        free(r.text);
+        why = "edit_noted";
+    }
     if (why) {
         t->h->skip(t->ctx, it->seq, why);
         tg_count(t, t->m_ignored, why, NULL, 1);
         return RD_OK;
     }
     if (it->u.chat_type == TG_CHAT_CHANNEL) tg_note_chat(t, it->u.chat_id, it->u.chat_type);
-    char *meta = inbound_meta(it);
+    char *meta = tg_inbound_meta(it);
     rd_inbound in = {.size = sizeof in,
                      .update_id = it->seq,
                      .chat_id = chat,

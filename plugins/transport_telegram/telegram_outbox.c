@@ -119,6 +119,8 @@ rd_status tg_outbox_put(tg *t, const tg_reply *r, int after_refusal, rd_error *e
     add_i64(o, "reply_to", r->reply_to);
     add_i64(o, "edit_of", r->edit_of);
     cJSON_AddBoolToObject(o, "literal", r->literal);
+    if (r->markup) cJSON_AddRawToObject(o, "markup", r->markup);
+    if (r->btn_ref) cJSON_AddStringToObject(o, "btn_ref", r->btn_ref);
     /* The text is kept whole (a Markdown tail cannot be rendered on its
      * own); skip counts the parts already delivered. */
     if (r->skip) add_i64(o, "skip", (int64_t)r->skip);
@@ -293,6 +295,12 @@ static void attempt(tg *t, tg_ob *e) {
     if (!tg_valid_pos_id(r.reply_to)) r.reply_to = 0;
     if (!tg_valid_pos_id(r.edit_of)) r.edit_of = 0;
     r.literal = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "literal"));
+    /* Buttons: the keyboard as it was built at send time. */
+    const cJSON *mk = cJSON_GetObjectItemCaseSensitive(o, "markup");
+    const cJSON *bref = cJSON_GetObjectItemCaseSensitive(o, "btn_ref");
+    char *markup = cJSON_IsObject(mk) ? cJSON_PrintUnformatted(mk) : NULL;
+    r.markup = markup;
+    r.btn_ref = markup && cJSON_IsString(bref) ? bref->valuestring : NULL;
     int64_t skip = 0;
     if (tg_json_i64(o, "skip", &skip) && skip > 0 && skip < 1000000) r.skip = (size_t)skip;
     size_t len = 0;
@@ -336,6 +344,7 @@ static void attempt(tg *t, tg_ob *e) {
                   e->cid, err.msg);
         remove_row(t, e);
     }
+    free(markup);
     free(text);
     cJSON_Delete(o);
 }

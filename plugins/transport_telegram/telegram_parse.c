@@ -105,8 +105,8 @@ void tg_resp_free(tg_resp *r) {
 /* ------------------------------------------------------------------------ */
 /* Updates                                                                   */
 
-static const char *const kind_names[TG_UPD__COUNT] = {"message", "edited_message", "channel_post",
-                                                      "edited_channel_post", "other"};
+static const char *const kind_names[TG_UPD__COUNT] = {
+    "message", "edited_message", "channel_post", "edited_channel_post", "callback_query", "other"};
 
 const char *tg_kind_name(tg_kind k) {
     return k >= 0 && k < TG_UPD__COUNT ? kind_names[k] : "other";
@@ -191,6 +191,37 @@ static void parse_message(const cJSON *m, tg_update *out) {
     }
 }
 
+/* Copies s when it fits dst whole (ids and data are not cut). */
+static void copy_whole(char *dst, size_t dstsz, const char *s) {
+    if (s && strlen(s) < dstsz) strcpy(dst, s);
+}
+
+/* A button press: who pressed, and the message (chat, id) holding the
+ * button. Its text is not the user's: none is kept. */
+static void parse_callback(const cJSON *cq, tg_update *out) {
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(cq, "message");
+    parse_message(msg, out);
+    free(out->text);
+    out->text = NULL;
+    out->text_len = 0;
+    out->is_caption = 0;
+    out->migrate_to = out->migrate_from = 0;
+    out->reply_to_user_id = 0;
+    const cJSON *from = cJSON_GetObjectItemCaseSensitive(cq, "from");
+    int64_t uid = 0;
+    out->user_id = tg_json_i64(from, "id", &uid) && tg_valid_chat_id(uid) ? uid : 0;
+    out->from_is_bot = json_true(from, "is_bot");
+    out->username[0] = out->first_name[0] = out->language[0] = 0;
+    if (cJSON_IsObject(from)) {
+        copy_utf8(out->username, sizeof out->username, json_str(from, "username"));
+        copy_utf8(out->first_name, sizeof out->first_name, json_str(from, "first_name"));
+        copy_utf8(out->language, sizeof out->language, json_str(from, "language_code"));
+    }
+    copy_whole(out->cb_id, sizeof out->cb_id, json_str(cq, "id"));
+    const char *data = json_str(cq, "data");
+    if (data && strlen(data) <= 64) copy_whole(out->cb_data, sizeof out->cb_data, data);
+}
+
 int tg_update_parse(const cJSON *u, tg_update *out) {
     memset(out, 0, sizeof *out);
     if (!cJSON_IsObject(u) || !tg_json_i64(u, "update_id", &out->update_id) ||
@@ -213,7 +244,10 @@ int tg_update_parse(const cJSON *u, tg_update *out) {
     for (int k = 0; k < TG_UPD_OTHER; k++) {
         if (!strcmp(payload->string, kind_names[k])) {
             out->kind = (tg_kind)k;
-            parse_message(payload, out);
+            if (k == TG_UPD_CALLBACK_QUERY)
+                parse_callback(payload, out);
+            else
+                parse_message(payload, out);
             break;
         }
     }
@@ -313,9 +347,21 @@ static int parse_command(const char *t, size_t len, size_t *at, size_t *tlen) {
     return 1;
 }
 
+/* Whether the command at the start of t is one registered for this bot
+ * (any, when the list is not known). */
+static int known_command(const char *t, size_t len, const tg_route_cfg *c) {
+    if (!c->commands) return 1;
+    size_t n = 1;
+    while (n < len && is_word((unsigned char)t[n]))
+        n++;
+    for (const char *const *k = c->commands; *k; k++)
+        if (strlen(*k) == n - 1 && !strncasecmp(*k, t + 1, n - 1)) return 1;
+    return 0;
+}
+
 const char *tg_route(const tg_update *u, const tg_route_cfg *c, tg_routed *out) {
     memset(out, 0, sizeof *out);
-    if (u->kind == TG_UPD_OTHER) return "unsupported";
+    if (u->kind == TG_UPD_OTHER || u->kind == TG_UPD_CALLBACK_QUERY) return "unsupported";
     if (u->invalid) return "invalid";
     if ((u->kind == TG_UPD_CHANNEL_POST || u->kind == TG_UPD_EDITED_CHANNEL_POST) &&
         !c->channel_posts)
@@ -340,7 +386,7 @@ const char *tg_route(const tg_update *u, const tg_route_cfg *c, tg_routed *out) 
             return "other_bot_command";
         for_us = 1;
     }
-    int addressed = !group || c->group_all || command ||
+    int addressed = !group || c->group_all || (command && (for_us || known_command(t, len, c))) ||
                     (c->bot_id && u->reply_to_user_id == c->bot_id) ||
                     (bot && tg_mentions(t, len, bot));
     if (!addressed) return "not_addressed";

@@ -91,7 +91,8 @@ typedef enum {
     TG_UPD_EDITED_MESSAGE,
     TG_UPD_CHANNEL_POST,
     TG_UPD_EDITED_CHANNEL_POST,
-    TG_UPD_OTHER, /* any other payload: acknowledged and counted */
+    TG_UPD_CALLBACK_QUERY, /* a button press: chat and message of the button's message */
+    TG_UPD_OTHER,          /* any other payload: acknowledged and counted */
     TG_UPD__COUNT
 } tg_kind;
 
@@ -125,6 +126,10 @@ typedef struct tg_update {
     char language[16];   /* from.language_code */
     /* The file it carries (telegram_attach.h); NULL = none. */
     struct tg_media *media;
+    /* callback_query: its id (for answerCallbackQuery) and data; empty
+     * when absent or longer than Telegram allows (64 bytes). */
+    char cb_id[72];
+    char cb_data[72];
 } tg_update;
 
 /* Reads one update object. Returns 0 (kind may be TG_UPD_OTHER or invalid
@@ -145,6 +150,9 @@ typedef struct tg_route_cfg {
     int group_all;       /* group_mode = all */
     int channel_posts;   /* forward channel posts */
     int edited_messages; /* forward edits */
+    /* Commands registered for this bot (names without '/', NULL-terminated);
+     * in groups a plain /cmd of another name is not addressed. NULL = any. */
+    const char *const *commands;
 } tg_route_cfg;
 
 typedef struct tg_routed {

@@ -134,7 +134,7 @@ static const char *pm_name(int pm) {
 
 /* ents: the text's entities as a JSON array (telegram_format.c), or NULL. */
 static char *message_body(tg *t, int64_t chat, int64_t edit_id, int64_t thread, int64_t reply_to,
-                          const char *text, int pm, const char *ents) {
+                          const char *text, int pm, const char *ents, const char *markup) {
     cJSON *o = cJSON_CreateObject();
     add_i64(o, "chat_id", chat);
     if (edit_id) add_i64(o, "message_id", edit_id);
@@ -150,6 +150,7 @@ static char *message_body(tg *t, int64_t chat, int64_t edit_id, int64_t thread, 
         /* The user may have deleted the message meanwhile. */
         cJSON_AddBoolToObject(rp, "allow_sending_without_reply", 1);
     }
+    if (markup) cJSON_AddRawToObject(o, "reply_markup", markup);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
@@ -195,9 +196,10 @@ typedef struct send_args {
     int64_t chat, thread, reply_to;
     const char *text; /* raw chunk */
     size_t len;
-    int literal;      /* escape for parse_mode */
-    int plain;        /* never use parse_mode (partial progress text) */
-    const char *ents; /* entities JSON for the text, or NULL */
+    int literal;        /* escape for parse_mode */
+    int plain;          /* never use parse_mode (partial progress text) */
+    const char *ents;   /* entities JSON for the text, or NULL */
+    const char *markup; /* reply_markup JSON, or NULL */
     int64_t deadline;
     const char *cid;
 } send_args;
@@ -213,10 +215,11 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
     }
     int64_t chat = a->chat, thread = a->thread, reply_to = a->reply_to;
     const char *ents = a->plain ? NULL : a->ents;
+    const char *markup = a->markup;
     int migrated = 0;
     rd_status st = RD_E_INTERNAL;
     for (int round = 0; round < 5 && text; round++) {
-        char *body = message_body(t, chat, 0, thread, reply_to, text, pm, ents);
+        char *body = message_body(t, chat, 0, thread, reply_to, text, pm, ents, markup);
         if (!body || pace(t, chat, 0)) {
             free(body);
             tg_call c = {.cls = TG_C_ABORTED};
@@ -267,6 +270,14 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
                 tg_call_free(&call);
                 continue;
             }
+            if (markup && (tg_desc_has(&call, "button") || tg_desc_has(&call, "markup") ||
+                           tg_desc_has(&call, "keyboard"))) {
+                t->h->log(t->ctx, RD_LOG_WARN,
+                          "sendMessage: %s; sending this reply without its buttons", call.detail);
+                markup = NULL;
+                tg_call_free(&call);
+                continue;
+            }
             if (thread && tg_desc_has(&call, "thread not found")) {
                 thread = 0;
                 tg_call_free(&call);
@@ -291,8 +302,8 @@ enum { EDIT_FINAL = 0, EDIT_PROGRESS = 1 };
 /* editMessageText. FINAL waits for pacing and retries; PROGRESS is best
  * effort and may skip. "message is not modified" counts as success. */
 static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_t n, int literal,
-                          const char *ents, int how, int64_t deadline, const char *cid,
-                          rd_error *err) {
+                          const char *ents, const char *markup, int how, int64_t deadline,
+                          const char *cid, rd_error *err) {
     int pm;
     char *text = format_text(t, s, n, literal, &pm);
     if (how == EDIT_PROGRESS && pm != TG_PM_NONE) {
@@ -310,7 +321,7 @@ static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_
             free(text);
             return how == EDIT_PROGRESS ? RD_OK : RD_E_RETRY;
         }
-        char *body = message_body(t, chat, msg, 0, 0, text, pm, ents);
+        char *body = message_body(t, chat, msg, 0, 0, text, pm, ents, markup);
         tg_call call;
         if (how == EDIT_PROGRESS) {
             CURL *c = tg_easy_get(t);
@@ -391,19 +402,23 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
             continue;
         }
         char *ents = tg_entities_json(&ch[i]);
+        /* Buttons go with the last part. */
+        const char *markup = i + 1 == n ? r->markup : NULL;
         if (edit) {
             int64_t m = edit;
             edit = 0;
             /* The progress message already shows exactly this. */
-            if (t->c.parse_mode == TG_PM_NONE && !ents && shown && shown == text_hash(p, l)) {
+            if (t->c.parse_mode == TG_PM_NONE && !ents && !markup && shown &&
+                shown == text_hash(p, l)) {
                 sent = 1;
                 *done = i + 1;
                 free(ents);
                 continue;
             }
             rd_error e2 = {0};
-            if (edit_one(t, chat, m, p, l, r->literal, ents, EDIT_FINAL, r->deadline, r->cid,
-                         &e2) == RD_OK) {
+            if (edit_one(t, chat, m, p, l, r->literal, ents, markup, EDIT_FINAL, r->deadline,
+                         r->cid, &e2) == RD_OK) {
+                if (markup) tg_buttons_shown(t, r->btn_ref, m);
                 sent = 1;
                 *done = i + 1;
                 free(ents);
@@ -417,10 +432,13 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
                        .len = l,
                        .literal = r->literal,
                        .ents = ents,
+                       .markup = markup,
                        .deadline = r->deadline,
                        .cid = r->cid};
-        st = send_one(t, &a, NULL, err);
+        int64_t id = 0;
+        st = send_one(t, &a, &id, err);
         free(ents);
+        if (st == RD_OK && markup) tg_buttons_shown(t, r->btn_ref, id);
         if (st == RD_OK) {
             sent = 1;
             *done = i + 1;
@@ -461,6 +479,12 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
                   .literal = (out->flags & RD_OUT_NOTICE) || t->c.escape_replies,
                   .cid = out->correlation_id,
                   .deadline = tg_now(t) + t->c.send_budget_ms};
+    char ref[48];
+    char *markup = RD_HAS(out, choices) && out->choices
+                       ? tg_buttons_markup(t, tg_mig_forward(t, out->chat_id), out->choices, ref)
+                       : NULL;
+    r.markup = markup;
+    r.btn_ref = markup ? ref : NULL;
     rd_status st;
     size_t done = 0;
     /* Earlier replies to this chat wait in the outbox: this one queues
@@ -486,6 +510,7 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
      * send it again. (The watermark covers it too, but only once everything
      * before it is done.) */
     if (st == RD_OK || st == RD_E_FATAL) tg_replied_mark(t, out->chat_id, out->reply_to);
+    free(markup);
     free(text);
     return st;
 }
@@ -544,8 +569,8 @@ rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_er
                       (s->edit_hash == h || now - s->edit_ms < t->c.edit_interval_ms));
     pthread_mutex_unlock(&t->out_mu);
     if (!skip) {
-        edit_one(t, chat, out->edit_of, text, hl, 0, NULL, EDIT_PROGRESS, 0, out->correlation_id,
-                 err);
+        edit_one(t, chat, out->edit_of, text, hl, 0, NULL, NULL, EDIT_PROGRESS, 0,
+                 out->correlation_id, err);
         pthread_mutex_lock(&t->out_mu);
         s = state_of(t, chat, 1);
         if (s) {

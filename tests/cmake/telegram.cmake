@@ -14,7 +14,7 @@ routerd_unit_test(test_telegram_attach SOURCES ${TG_DIR}/unit/test_telegram_atta
                   LIBS transport_telegram_obj)
 
 # The plugin in-process against the fake Bot API server and a fake host.
-foreach(t intake send send_format webhook limits media)
+foreach(t intake send send_format webhook limits media buttons)
   if(EXISTS ${TG_DIR}/unit/test_telegram_${t}.c)
     routerd_unit_test(test_telegram_${t}
                       SOURCES ${TG_DIR}/unit/test_telegram_${t}.c ${TG_DIR}/unit/test_telegram_host.c
@@ -23,7 +23,7 @@ foreach(t intake send send_format webhook limits media)
 endforeach()
 
 # The real binary with the telegram plugin against the fake Bot API server.
-foreach(t burst faults format webhook media)
+foreach(t burst faults format webhook media buttons)
   if(EXISTS ${TG_DIR}/integration/test_telegram_${t}.c)
     routerd_integration_test(test_telegram_e2e_${t}
                              SOURCES ${TG_DIR}/integration/test_telegram_${t}.c TIMEOUT 180)

@@ -40,27 +40,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-/* Waits for a delivered message to chat; returns a copy of it (caller
- * frees with ftg_recs_free(r, 1)) or NULL. */
-static ftg_rec *wait_sent(int64_t chat, size_t nth, int timeout_ms) {
-    long long end = rt_now_ms() + timeout_ms;
-    for (;;) {
-        ftg_rec *r;
-        size_t n = ftg_records(F, "sendMessage", 1, &r), k = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (r[i].chat_id != chat || k++ != nth) continue;
-            ftg_rec *one = calloc(1, sizeof *one);
-            *one = r[i];
-            memset(&r[i], 0, sizeof r[i]); /* ownership moves to one */
-            ftg_recs_free(r, n);
-            return one;
-        }
-        ftg_recs_free(r, n);
-        if (rt_now_ms() >= end) return NULL;
-        rt_sleep_ms(20);
-    }
-}
-
 static void test_formatted_end_to_end(void **state) {
     (void)state;
     int port = rt_free_port();
@@ -86,7 +65,7 @@ static void test_formatted_end_to_end(void **state) {
 
     /* An agent reply. */
     ftg_add_text(F, 15, "say **hi** with `code` and [a link](https://example.org/x)");
-    ftg_rec *r = wait_sent(15, 0, 10000);
+    ftg_rec *r = ftg_wait_sent(F, 15, 0, 10000);
     assert_non_null(r);
     assert_string_equal(r->text, "echo: say hi with code and a link");
     assert_string_equal(r->entities, "[{\"type\":\"bold\",\"offset\":10,\"length\":2},"
@@ -99,7 +78,7 @@ static void test_formatted_end_to_end(void **state) {
 
     /* The router's failure notice. */
     ftg_add_text(F, 16, "anything");
-    r = wait_sent(16, 0, 10000);
+    r = ftg_wait_sent(F, 16, 0, 10000);
     assert_non_null(r);
     assert_string_equal(r->text, "Sorry, try /new.");
     assert_string_equal(r->entities, "[{\"type\":\"bold\",\"offset\":0,\"length\":5},"
@@ -109,7 +88,7 @@ static void test_formatted_end_to_end(void **state) {
     /* The /persona listing: a list of personas, the description's
      * Markdown rendered. */
     ftg_add_text(F, 15, "/persona");
-    r = wait_sent(15, 1, 10000);
+    r = ftg_wait_sent(F, 15, 1, 10000);
     assert_non_null(r);
     assert_string_equal(r->text, "Current persona: p\nAvailable:\n\n"
                                  "\xE2\x80\xA2 p: the echo agent (current)\n\n"

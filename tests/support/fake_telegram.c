@@ -264,7 +264,10 @@ static void record(ftg *f, const char *method, int status, const cJSON *p, const
     memset(r, 0, sizeof *r);
     snprintf(r->method, sizeof r->method, "%s", method);
     r->status = status;
-    r->t_ms = mono_ms();
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r->t_us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    r->t_ms = r->t_us / 1000;
     r->message_id = message_id;
     r->body = strdup(body ? body : "");
     if (f->cur_nparts) {
@@ -304,6 +307,11 @@ static void record(ftg *f, const char *method, int status, const cJSON *p, const
     const char *pm = get_str(p, "parse_mode");
     if (pm) r->parse_mode = strdup(pm);
     r->entities = entities_text(p);
+    const cJSON *mk = cJSON_GetObjectItemCaseSensitive(p, "reply_markup");
+    if (cJSON_IsString(mk))
+        r->reply_markup = strdup(mk->valuestring);
+    else if (mk)
+        r->reply_markup = cJSON_PrintUnformatted(mk);
     const cJSON *lp = cJSON_GetObjectItemCaseSensitive(p, "link_preview_options");
     cJSON *lpx = cJSON_IsString(lp) ? cJSON_Parse(lp->valuestring) : NULL;
     r->link_preview_disabled =
@@ -681,6 +689,23 @@ static void do_send_file(ftg *f, const char *method, const cJSON *p, const char 
     record(f, method, r->status, p, body, 0);
 }
 
+/* setMyCommands: 1-100 commands, names 1-32 of a-z 0-9 _, descriptions
+ * 1-256 bytes or more (the server counts characters). */
+static int commands_ok(const cJSON *p) {
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(p, "commands");
+    cJSON *parsed = cJSON_IsString(c) ? cJSON_Parse(c->valuestring) : NULL;
+    if (parsed) c = parsed;
+    int n = cJSON_GetArraySize(c), ok = cJSON_IsArray(c) && n <= 100;
+    for (const cJSON *e = ok ? c->child : NULL; e && ok; e = e->next) {
+        const char *name = get_str(e, "command"), *d = get_str(e, "description");
+        ok = name && d && strlen(name) >= 1 && strlen(name) <= 32 && *d;
+        for (const char *q = name; ok && *q; q++)
+            ok = (*q >= 'a' && *q <= 'z') || (*q >= '0' && *q <= '9') || *q == '_';
+    }
+    cJSON_Delete(parsed);
+    return ok;
+}
+
 /* Handles one request (f->mu held). */
 static void dispatch(ftg *f, const char *method, cJSON *p, const char *body, reply *r) {
     if (!strcasecmp(method, "getMe")) {
@@ -725,6 +750,27 @@ static void dispatch(ftg *f, const char *method, cJSON *p, const char *body, rep
         r->status = 200;
         r->body = ok_json(NULL, had ? "Webhook was deleted" : "Webhook is already deleted");
         record(f, "deleteWebhook", 200, p, body, 0);
+    } else if (!strcasecmp(method, "answerCallbackQuery")) {
+        const char *id = get_str(p, "callback_query_id");
+        if (id && *id) {
+            r->status = 200;
+            r->body = ok_json(cJSON_CreateTrue(), NULL);
+        } else {
+            set_err(r, 400, "Bad Request: query is too old and response timeout expired", 0, 0);
+        }
+        record(f, "answerCallbackQuery", r->status, p, body, 0);
+    } else if (!strcasecmp(method, "editMessageReplyMarkup")) {
+        r->status = 200;
+        r->body = ok_json(cJSON_CreateTrue(), NULL);
+        record(f, "editMessageReplyMarkup", 200, p, body, 0);
+    } else if (!strcasecmp(method, "setMyCommands")) {
+        if (commands_ok(p)) {
+            r->status = 200;
+            r->body = ok_json(cJSON_CreateTrue(), NULL);
+        } else {
+            set_err(r, 400, "Bad Request: BOT_COMMAND_INVALID", 0, 0);
+        }
+        record(f, "setMyCommands", r->status, p, body, 0);
     } else if (!strcasecmp(method, "getWebhookInfo")) {
         cJSON *w = cJSON_CreateObject();
         cJSON_AddStringToObject(w, "url", f->webhook_url);
@@ -1115,10 +1161,11 @@ ftg *ftg_start(const char *token) {
     pthread_cond_init(&f->cv, &ca);
     pthread_condattr_destroy(&ca);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                            NULL, NULL, handler, f, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
-                            MHD_OPTION_NOTIFY_COMPLETED, completed, f,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+    /* poll(), not select(): benchmarks hold more than FD_SETSIZE sockets. */
+    f->d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL,
+        NULL, handler, f, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
+        completed, f, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
     if (!f->d) {
         free(f);
         return NULL;
@@ -1349,6 +1396,42 @@ int64_t ftg_add_raw(ftg *f, const char *payload) {
     return id;
 }
 
+int64_t ftg_add_callback(ftg *f, int64_t chat_id, int64_t user_id, int64_t message_id,
+                         const char *data) {
+    cJSON *cq = cJSON_CreateObject();
+    pthread_mutex_lock(&f->mu);
+    int64_t id = f->next_id;
+    pthread_mutex_unlock(&f->mu);
+    char num[48];
+    snprintf(num, sizeof num, "cq%lld", (long long)id);
+    cJSON_AddStringToObject(cq, "id", num);
+    cJSON *from = cJSON_AddObjectToObject(cq, "from");
+    snprintf(num, sizeof num, "%lld", (long long)user_id);
+    cJSON_AddRawToObject(from, "id", num);
+    cJSON_AddBoolToObject(from, "is_bot", 0);
+    cJSON_AddStringToObject(from, "first_name", "Tester");
+    cJSON *m = cJSON_AddObjectToObject(cq, "message");
+    snprintf(num, sizeof num, "%lld", (long long)message_id);
+    cJSON_AddRawToObject(m, "message_id", num);
+    cJSON *chat = cJSON_AddObjectToObject(m, "chat");
+    snprintf(num, sizeof num, "%lld", (long long)chat_id);
+    cJSON_AddRawToObject(chat, "id", num);
+    cJSON_AddStringToObject(chat, "type", chat_id > 0 ? "private" : "supergroup");
+    cJSON_AddNumberToObject(m, "date", 1700000000);
+    cJSON_AddStringToObject(m, "text", "a reply with buttons");
+    cJSON_AddStringToObject(cq, "chat_instance", "42");
+    if (data) cJSON_AddStringToObject(cq, "data", data);
+    char *js = cJSON_PrintUnformatted(cq);
+    cJSON_Delete(cq);
+    size_t n = strlen(js) + 32;
+    char *payload = malloc(n);
+    snprintf(payload, n, "\"callback_query\":%s", js);
+    free(js);
+    int64_t got = ftg_add_raw(f, payload);
+    free(payload);
+    return got;
+}
+
 void ftg_add_with_id(ftg *f, const char *id_text, const char *payload) {
     pthread_mutex_lock(&f->mu);
     size_t n = strlen(payload) + strlen(id_text) + 32;
@@ -1427,6 +1510,7 @@ size_t ftg_records(ftg *f, const char *method, int ok_only, ftg_rec **out) {
             v[k].parts[j].data = malloc(r->parts[j].len + 1);
             memcpy(v[k].parts[j].data, r->parts[j].data, r->parts[j].len);
         }
+        v[k].reply_markup = r->reply_markup ? strdup(r->reply_markup) : NULL;
         k++;
     }
     pthread_mutex_unlock(&f->mu);
@@ -1444,8 +1528,28 @@ void ftg_recs_free(ftg_rec *r, size_t n) {
         for (size_t j = 0; j < r[i].nparts; j++)
             free(r[i].parts[j].data);
         free(r[i].parts);
+        free(r[i].reply_markup);
     }
     free(r);
+}
+
+ftg_rec *ftg_wait_sent(ftg *f, int64_t chat, size_t nth, int timeout_ms) {
+    long long end = mono_ms() + timeout_ms;
+    for (;;) {
+        ftg_rec *r;
+        size_t n = ftg_records(f, "sendMessage", 1, &r), k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (r[i].chat_id != chat || k++ != nth) continue;
+            ftg_rec *one = calloc(1, sizeof *one);
+            *one = r[i];
+            memset(&r[i], 0, sizeof r[i]); /* ownership moves to one */
+            ftg_recs_free(r, n);
+            return one;
+        }
+        ftg_recs_free(r, n);
+        if (mono_ms() >= end) return NULL;
+        usleep(20000);
+    }
 }
 
 size_t ftg_count(ftg *f, const char *method, int ok_only) {

@@ -92,6 +92,13 @@ int64_t ftg_add_text(ftg *f, int64_t chat_id, const char *text);
 int64_t ftg_add_texts(ftg *f, int64_t chat_id, const char *const *texts, size_t n);
 /* Queues {"update_id":N, <payload>}; payload like "\"callback_query\":{...}". */
 int64_t ftg_add_raw(ftg *f, const char *payload);
+/* Queues a button press: a callback_query from user_id on message_id of
+ * chat_id carrying data; returns its update_id. The query id is
+ * "cq<update_id>". answerCallbackQuery, editMessageReplyMarkup and
+ * setMyCommands (commands checked like the server does) are answered and
+ * recorded. */
+int64_t ftg_add_callback(ftg *f, int64_t chat_id, int64_t user_id, int64_t message_id,
+                         const char *data);
 /* Queues {"update_id":<id_text>, <payload>} verbatim (any number, even out
  * of range), without touching the id counter. */
 void ftg_add_with_id(ftg *f, const char *id_text, const char *payload);
@@ -144,18 +151,23 @@ typedef struct ftg_rec {
     char *parse_mode;
     char *body;                /* the request body as received */
     long long t_ms;            /* monotonic ms at arrival */
+    long long t_us;            /* the same in microseconds (latency benchmarks) */
     char *entities;            /* the "entities" array as JSON text; NULL = none */
     int link_preview_disabled; /* link_preview_options.is_disabled */
     /* sendPhoto & co: text is the caption, entities caption_entities. */
     ftg_part *parts; /* uploaded files, in order */
     size_t nparts;
-    char *media; /* sendMediaGroup: the "media" field */
+    char *media;        /* sendMediaGroup: the "media" field */
+    char *reply_markup; /* "reply_markup" as JSON text (inline keyboards); NULL = none */
 } ftg_rec;
 
 /* Copies of the records of method (NULL = all) in arrival order; only
  * those answered 200 when ok_only. Free with ftg_recs_free. */
 size_t ftg_records(ftg *f, const char *method, int ok_only, ftg_rec **out);
 void ftg_recs_free(ftg_rec *r, size_t n);
+/* Waits for the nth message (from 0) delivered to chat by sendMessage;
+ * returns a copy (free with ftg_recs_free(r, 1)) or NULL after timeout_ms. */
+ftg_rec *ftg_wait_sent(ftg *f, int64_t chat, size_t nth, int timeout_ms);
 /* Requests of method answered 200 (ok_only) or in total. */
 size_t ftg_count(ftg *f, const char *method, int ok_only);
 /* Waits until ftg_count(method, 1) >= n; returns the count reached. */

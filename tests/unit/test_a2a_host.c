@@ -18,6 +18,7 @@ struct rd_reply {
     size_t len;
     int progress;
     char *last_progress;
+    char *files, *choices; /* ah_result.files / choices */
 };
 
 typedef struct kv {
@@ -312,6 +313,39 @@ static void h_reply_progress(rd_reply *r, const char *text, size_t len) {
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Appends a line to a malloc()ed log string. */
+static void cat_line(char **dst, const char *line) {
+    size_t o = *dst ? strlen(*dst) : 0, n = strlen(line);
+    *dst = realloc(*dst, o + n + 2);
+    memcpy(*dst + o, line, n);
+    (*dst)[o + n] = '\n';
+    (*dst)[o + n + 1] = 0;
+}
+
+static atomic_int no_media;
+
+void ah_no_media(int on) {
+    atomic_store(&no_media, on);
+}
+
+static rd_status h_reply_attach(rd_reply *r, const rd_attachment *a) {
+    char line[600];
+    snprintf(line, sizeof line, "%s|%s|%zu|%.*s|%s", a->name ? a->name : "-",
+             a->mime ? a->mime : "-", a->len, a->data ? (int)(a->len < 200 ? a->len : 200) : 1,
+             a->data ? (const char *)a->data : "-", a->url ? a->url : "-");
+    pthread_mutex_lock(&r->mu);
+    cat_line(&r->files, line);
+    pthread_mutex_unlock(&r->mu);
+    return RD_OK;
+}
+
+static void h_reply_choices(rd_reply *r, const char *const *choices) {
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; choices[i]; i++)
+        cat_line(&r->choices, choices[i]);
+    pthread_mutex_unlock(&r->mu);
+}
+
 static atomic_int hard_stop;
 
 static int h_cancelled(rd_reply *r) {
@@ -436,13 +470,21 @@ static const rd_host host = {
     .kv_scan = h_kv_scan,
     .redact = h_redact,
     .error = h_error,
+    .reply_attach = h_reply_attach,
+    .reply_choices = h_reply_choices,
 };
+
+/* The same host as of ABI 1.1: no reply_attach / reply_choices. */
+static rd_host host_11;
 
 void *ah_launch(rd_status *st, rd_error *err) {
     const rd_ops *ops = routerd_plugin_v1.ops;
     void *self = NULL;
     memset(err, 0, sizeof *err);
-    *st = ops->create(&host, (rd_ctx *)&host, &self, err);
+    host_11 = host;
+    host_11.size = (uint32_t)offsetof(rd_host, cfg_bind);
+    const rd_host *h = atomic_load(&no_media) ? &host_11 : &host;
+    *st = ops->create(h, (rd_ctx *)&host, &self, err);
     if (*st != RD_OK) return NULL;
     *st = ops->start(self, err);
     if (*st != RD_OK) {
@@ -465,8 +507,23 @@ ah_result ah_call(void *self, int64_t chat, const char *text, int64_t deadline_m
     return ah_call_update(self, chat, text, deadline_ms, traceparent, 0);
 }
 
+static ah_result call(void *self, int64_t chat, const char *text, int64_t deadline_ms,
+                      const char *traceparent, int64_t update_id, uint32_t flags,
+                      const rd_attachment *const *atts, size_t natts);
+
 ah_result ah_call_update(void *self, int64_t chat, const char *text, int64_t deadline_ms,
                          const char *traceparent, int64_t update_id) {
+    return call(self, chat, text, deadline_ms, traceparent, update_id, 0, NULL, 0);
+}
+
+ah_result ah_call_files(void *self, int64_t chat, const char *text, uint32_t flags,
+                        const rd_attachment *const *atts, size_t natts) {
+    return call(self, chat, text, 0, NULL, 0, flags, atts, natts);
+}
+
+static ah_result call(void *self, int64_t chat, const char *text, int64_t deadline_ms,
+                      const char *traceparent, int64_t update_id, uint32_t flags,
+                      const rd_attachment *const *atts, size_t natts) {
     char corr[40];
     pthread_mutex_lock(&mu);
     unsigned long n = ++corr_seq;
@@ -489,13 +546,19 @@ ah_result ah_call_update(void *self, int64_t chat, const char *text, int64_t dea
                      .traceparent = traceparent,
                      .deadline_ms = deadline_ms ? h_now_ms() + deadline_ms : 0,
                      .meta = meta[0] ? meta : NULL,
-                     .update_id = (int64_t)n};
+                     .flags = flags,
+                     .update_id = (int64_t)n,
+                     .transport = "console",
+                     .attachments = atts,
+                     .nattachments = natts};
     struct rd_reply rp = {.mu = PTHREAD_MUTEX_INITIALIZER};
     ah_result r = {0};
     r.st = routerd_plugin_v1.ops->handle(self, &rq, &rp, &r.err);
     r.text = rp.buf ? rp.buf : strdup("");
     r.progress = rp.progress;
     r.last_progress = rp.last_progress;
+    r.files = rp.files;
+    r.choices = rp.choices;
     pthread_mutex_destroy(&rp.mu);
     return r;
 }
@@ -503,6 +566,8 @@ ah_result ah_call_update(void *self, int64_t chat, const char *text, int64_t dea
 void ah_result_free(ah_result *r) {
     free(r->text);
     free(r->last_progress);
+    free(r->files);
+    free(r->choices);
     memset(r, 0, sizeof *r);
 }
 

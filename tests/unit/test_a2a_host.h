@@ -22,6 +22,9 @@ typedef struct ah_result {
     char *text;   /* reply text (malloc()ed) */
     int progress; /* reply_progress calls */
     char *last_progress;
+    /* ABI 1.2: one line per reply_attach "name|mime|len|data or -|url or -"
+     * (NULL = none), one line per choice offered (NULL = none) */
+    char *files, *choices;
 } ah_result;
 
 /* Calls handle() for chat with a fresh correlation id; deadline_ms is
@@ -33,6 +36,12 @@ void ah_result_free(ah_result *r);
  * id (meta names it): update_id != 0 gives a stable messageId. */
 ah_result ah_call_update(void *self, int64_t chat, const char *text, int64_t deadline_ms,
                          const char *traceparent, int64_t update_id);
+/* With text, flags and attachments (ABI 1.2). */
+ah_result ah_call_files(void *self, int64_t chat, const char *text, uint32_t flags,
+                        const rd_attachment *const *atts, size_t natts);
+/* Instances launched from now on get a 1.1 host (no reply_attach,
+ * reply_choices). */
+void ah_no_media(int on);
 /* Simulates the router's hard stop (drain timeout): cancelled() is true. */
 void ah_hard_stop(int on);
 

@@ -134,10 +134,16 @@ static int64_t h_now_ms(void) {
     return th_now_ms();
 }
 
+static _Atomic long long wall_skew_ms;
+
+void th_wall_advance_ms(long long ms) {
+    wall_skew_ms += ms;
+}
+
 static int64_t h_wall_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)wall_skew_ms * 1000000;
 }
 
 /* ------------------------------------------------------------------------ */

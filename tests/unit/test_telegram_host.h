@@ -97,6 +97,8 @@ char *th_kv_get(const char *key);
 void th_kv_fail(int on);
 
 long long th_now_ms(void);
+/* Moves the host's wall clock (wall_ns) forward; th_reset does not undo it. */
+void th_wall_advance_ms(long long ms);
 void th_sleep_ms(int ms);
 
 #endif

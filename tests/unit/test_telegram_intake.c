@@ -80,7 +80,7 @@ static void test_handshake_and_routing(void **state) {
     void *self = launch();
     th_echo_start(self, "echo: ");
     int64_t a = ftg_add_text(F, 42, "hello");
-    ftg_add_raw(F, "\"callback_query\":{\"id\":\"1\",\"data\":\"x\"}");
+    ftg_add_raw(F, "\"inline_query\":{\"id\":\"1\",\"query\":\"x\"}");
     ftg_add_text(F, -100500, "just chatting");
     ftg_msg g = {.chat_id = -100500, .user_id = 77, .text = "@routerd_test_bot what is 2+2?"};
     ftg_add_message(F, &g);
@@ -138,7 +138,8 @@ static void test_handshake_and_routing(void **state) {
     /* getUpdates carried the configured parameters. */
     n = ftg_records(F, "getUpdates", 0, &r);
     assert_true(n >= 2);
-    assert_non_null(strstr(r[n - 1].body, "\"allowed_updates\":[\"message\",\"edited_message\"]"));
+    assert_non_null(strstr(
+        r[n - 1].body, "\"allowed_updates\":[\"message\",\"edited_message\",\"callback_query\"]"));
     assert_non_null(strstr(r[n - 1].body, "\"timeout\":5"));
     assert_non_null(strstr(r[n - 1].body, "\"offset\":"));
     ftg_recs_free(r, n);

@@ -626,6 +626,8 @@ static void test_files_with_choices(void **state) {
     assert_null(x->text);
     assert_string_equal(y->method, "sendMessage");
     assert_string_equal(y->text, "Keep it?");
+    assert_non_null(y->reply_markup);
+    assert_non_null(strstr(y->reply_markup, "\"yes\""));
     ftg_recs_free(all, na);
     free(b);
 }

@@ -143,9 +143,37 @@ static void test_update_shapes(void **state) {
     assert_int_equal(u.user_id, -100555);
     tg_update_free(&u);
 
+    /* A press without its message has no chat to answer in. */
     assert_int_equal(parse_update("{\"update_id\":4,\"callback_query\":{\"id\":\"x\"}}", &u), 0);
-    assert_int_equal(u.kind, TG_UPD_OTHER);
+    assert_int_equal(u.kind, TG_UPD_CALLBACK_QUERY);
     assert_string_equal(u.payload, "callback_query");
+    assert_true(u.invalid);
+    assert_string_equal(u.cb_id, "x");
+    tg_update_free(&u);
+    assert_int_equal(
+        parse_update("{\"update_id\":4,\"callback_query\":{\"id\":\"77\",\"from\":{\"id\":5,"
+                     "\"username\":\"ann\"},\"message\":{\"message_id\":12,\"from\":{\"id\":9},"
+                     "\"chat\":{\"id\":-100,\"type\":\"supergroup\"},\"text\":\"pick\"},"
+                     "\"data\":\"b1.x\"}}",
+                     &u),
+        0);
+    assert_int_equal(u.kind, TG_UPD_CALLBACK_QUERY);
+    assert_false(u.invalid);
+    assert_int_equal(u.chat_id, -100);
+    assert_int_equal(u.user_id, 5); /* who pressed, not who wrote the message */
+    assert_int_equal(u.message_id, 12);
+    assert_null(u.text);
+    assert_string_equal(u.cb_id, "77");
+    assert_string_equal(u.cb_data, "b1.x");
+    assert_string_equal(u.username, "ann");
+    tg_update_free(&u);
+    /* Data longer than Telegram's 64 bytes is not kept. */
+    assert_int_equal(parse_update("{\"update_id\":4,\"callback_query\":{\"id\":\"1\",\"data\":"
+                                  "\"0123456789012345678901234567890123456789012345678901234567890"
+                                  "12345\",\"message\":{\"message_id\":1,\"chat\":{\"id\":3}}}}",
+                                  &u),
+                     0);
+    assert_string_equal(u.cb_data, "");
     tg_update_free(&u);
 
     assert_int_equal(parse_update("{\"update_id\":5,\"message\":{\"text\":\"no chat\"}}", &u), 0);
@@ -312,6 +340,23 @@ static void test_addressing(void **state) {
                         "other_bot_command");
     assert_null(route(TG_CHAT_PRIVATE, "/start@routerd_test_bot", NULL, out, &fl));
     assert_string_equal(out, "/start");
+    /* With the bot's registered commands known, a plain /cmd in a group is
+     * for this bot only when registered; addressed ones always are. */
+    static const char *const cmds[] = {"new", "persona", "help", NULL};
+    tg_route_cfg known = rcfg;
+    known.commands = cmds;
+    assert_null(route(TG_CHAT_SUPERGROUP, "/help me", &known, out, &fl));
+    assert_string_equal(out, "/help me");
+    assert_null(route(TG_CHAT_GROUP, "/Persona", &known, out, NULL));
+    assert_string_equal(route(TG_CHAT_SUPERGROUP, "/ask hi", &known, out, NULL), "not_addressed");
+    assert_string_equal(route(TG_CHAT_SUPERGROUP, "/helpme", &known, out, NULL), "not_addressed");
+    assert_null(route(TG_CHAT_SUPERGROUP, "/ask@routerd_test_bot hi", &known, out, NULL));
+    assert_string_equal(out, "/ask hi");
+    assert_string_equal(route(TG_CHAT_SUPERGROUP, "/help@other_bot", &known, out, NULL),
+                        "other_bot_command");
+    assert_null(route(TG_CHAT_PRIVATE, "/ask hi", &known, out, NULL));
+    /* A reply to the bot or a mention still addresses it. */
+    assert_null(route(TG_CHAT_SUPERGROUP, "/ask @routerd_test_bot hi", &known, out, NULL));
     /* group_mode = all: everything, mentions still stripped. */
     tg_route_cfg all = rcfg;
     all.group_all = 1;

@@ -83,7 +83,8 @@ static void test_secret_and_setwebhook(void **state) {
     assert_int_equal(n, 1);
     assert_non_null(strstr(r[0].body, "\"max_connections\":40"));
     assert_non_null(strstr(r[0].body, "\"drop_pending_updates\":false"));
-    assert_non_null(strstr(r[0].body, "\"allowed_updates\":[\"message\",\"edited_message\"]"));
+    assert_non_null(strstr(
+        r[0].body, "\"allowed_updates\":[\"message\",\"edited_message\",\"callback_query\"]"));
     ftg_recs_free(r, n);
 
     int64_t id;
