@@ -147,6 +147,9 @@ typedef struct plugin_so {
 plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or_path,
                        const char *pin, char *err, size_t errsz);
 void plugins_unload_all(void);
+/* The descriptor checks plugin_load() makes (want 0 = any kind): NULL, or
+ * the problem (possibly written into tmp). */
+const char *plugin_check_desc(const rd_plugin *d, rd_kind want, char *tmp, size_t tmpsz);
 const char *kind_name(rd_kind k);
 /* Lists plugins found in dir (sorted), for --list-plugins. */
 int plugin_list(const char *plugin_dir, bool markdown, FILE *out);

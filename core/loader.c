@@ -255,3 +255,7 @@ int plugin_list(const char *plugin_dir, bool markdown, FILE *out) {
     free(names);
     return bad ? -1 : 0;
 }
+
+const char *plugin_check_desc(const rd_plugin *d, rd_kind want, char *tmp, size_t tmpsz) {
+    return check_desc(d, want, tmp, tmpsz);
+}

@@ -8,8 +8,8 @@ routerd_unit_test(test_a2a_parse SOURCES ${A2A_TDIR}/unit/test_a2a_parse.c LIBS 
 
 # The plugin in-process with a fake host against the fake agent.
 routerd_unit_test(test_a2a_plugin
-                  SOURCES ${A2A_TDIR}/unit/test_a2a_plugin.c ${A2A_TDIR}/unit/test_a2a_host.c
-                  LIBS backend_a2a_obj TIMEOUT 120)
+                  SOURCES ${A2A_TDIR}/unit/test_a2a_plugin.c
+                  LIBS backend_a2a_obj routerd_fake_host TIMEOUT 120)
 
 # The real binary (console transport) against the fake agent.
 foreach(t e2e)
