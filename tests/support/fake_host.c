@@ -3,7 +3,10 @@
  * the plugin does is recorded in memory. */
 #include "core.h"
 
+/* The kit's API is all the library exports (built with hidden visibility). */
+#pragma GCC visibility push(default)
 #include <routerd/plugintest.h>
+#pragma GCC visibility pop
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -225,6 +228,12 @@ int rdpt_section(const char *text, char *err, size_t errsz) {
     char perr[512] = "";
     manifest *m = manifest_parse_string("manifest", full, perr, sizeof perr);
     free(full);
+    if (m && m->nsec != 1) {
+        snprintf(perr, sizeof perr, "manifest:%d: [%s] the text is one section's body",
+                 m->sec[1].line, m->sec[1].name);
+        manifest_free(m);
+        m = NULL;
+    }
     pthread_mutex_lock(&mu);
     pairs_clear(&cfg_text);
     cfg_ok = false;

@@ -1,0 +1,15 @@
+# The plugin test kit on plugins loaded by path: a probe backend built here,
+# the mock backend and the broken plugins of the loader tests.
+add_library(kit_backend_probe MODULE ${CMAKE_CURRENT_SOURCE_DIR}/unit/kit/backend_probe.c)
+target_include_directories(kit_backend_probe PRIVATE ${CMAKE_SOURCE_DIR}/include)
+target_link_libraries(kit_backend_probe PRIVATE Threads::Threads)
+set_target_properties(kit_backend_probe PROPERTIES PREFIX "" OUTPUT_NAME backend_probe
+                      LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/kit_plugins
+                      C_VISIBILITY_PRESET hidden)
+routerd_unit_test(test_plugintest SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_plugintest.c
+                  LIBS routerd_plugintest)
+target_compile_definitions(test_plugintest PRIVATE
+  PROBE_SO="${CMAKE_BINARY_DIR}/kit_plugins/backend_probe.so"
+  MOCK_SO="${ROUTERD_PLUGIN_OUTPUT_DIR}/backend_mock.so"
+  BAD_DIR="${CMAKE_BINARY_DIR}/bad_plugins")
+add_dependencies(test_plugintest kit_backend_probe backend_mock bad_no_handle bad_wrong_major)
