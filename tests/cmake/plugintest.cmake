@@ -13,3 +13,10 @@ target_compile_definitions(test_plugintest PRIVATE
   MOCK_SO="${ROUTERD_PLUGIN_OUTPUT_DIR}/backend_mock.so"
   BAD_DIR="${CMAKE_BINARY_DIR}/bad_plugins")
 add_dependencies(test_plugintest kit_backend_probe backend_mock bad_no_handle bad_wrong_major)
+
+# plugin_dir as a list of folders: a plugin loaded by name from the second.
+add_test(NAME test_core_plugin_dirs
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_core_plugin_dirs.sh
+                 $<TARGET_FILE:routerd> ${ROUTERD_PLUGIN_OUTPUT_DIR}
+                 $<TARGET_FILE:kit_backend_probe>)
+set_tests_properties(test_core_plugin_dirs PROPERTIES LABELS integration TIMEOUT 60)
