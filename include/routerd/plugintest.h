@@ -96,8 +96,9 @@ void rdpt_set_now_ms(int64_t ms);
 
 /* Validates the configuration, then create() and start(). The instance, or
  * NULL with *st and err saying why (a configuration error is RD_E_CONFIG
- * with the daemon's message; a getter asked for a key the plugin did not
- * declare fails it too). st and err may be NULL. */
+ * with the daemon's message; a config getter asked during create() or
+ * start() for a key the plugin did not declare, or with the getter of
+ * another type, fails it too, as in routerd). st and err may be NULL. */
 void *rdpt_start(rd_status *st, rd_error *err);
 /* quiesce(), stop() and destroy(); returns the milliseconds quiesce and
  * stop took. NULL is a no-op returning 0. */
@@ -159,8 +160,8 @@ typedef struct rdpt_reply {
  * when no backend is loaded or the completion never came. */
 int rdpt_call(void *self, const rdpt_request *rq, rdpt_reply *out);
 void rdpt_reply_free(rdpt_reply *r);
-/* Limits reply_attach() enforces (RD_E_FULL past them); defaults 10 and
- * 50 MiB like [router]. */
+/* Limits reply_attach() enforces (RD_E_FULL past them); defaults 10 files
+ * and 20 MiB like [router] max_attachments and max_attachment_bytes. */
 void rdpt_set_attach_limits(size_t max_files, size_t max_bytes);
 
 /* ------------------------------------------------------------------------ */

@@ -196,7 +196,8 @@ static int validate_locked(void) {
     }
     /* Lists are split now, so that getters never write. */
     for (size_t i = 0; rc == 0 && i < cfg.n; i++)
-        if (cfg.v[i].have && !cfg.v[i].list) cfg.v[i].list = split_list(cfg.v[i].str);
+        if (cfg.v[i].have && !cfg.v[i].list && cfg.v[i].opt->type == RD_OPT_LIST)
+            cfg.v[i].list = split_list(cfg.v[i].str);
     if (rc) {
         snprintf(cfg_err, sizeof cfg_err, "%s", err);
         retire_cfg_locked();
@@ -252,72 +253,73 @@ int rdpt_section(const char *text, char *err, size_t errsz) {
     return rdpt_check(err, errsz);
 }
 
-/* The value of a declared key; a plugin bug (logged, counted) otherwise. */
-static cfg_val *val(const char *getter, const char *key) {
+#define T(x) (1u << RD_OPT_##x)
+
+/* The declared option behind a getter call, with the types that getter
+ * serves (as routerd: anything else is a plugin bug, logged and counted). */
+static cfg_val *lookup(const char *getter, const char *key, unsigned types) {
     host_call(getter);
     pthread_mutex_lock(&mu);
     if (validate_locked()) {
         pthread_mutex_unlock(&mu);
-        misuse("%s('%s') with an invalid configuration: %s", getter, key ? key : "(null)", cfg_err);
+        misuse("%s(\"%s\") with an invalid configuration: %s", getter, key ? key : "(null)",
+               cfg_err);
         return NULL;
     }
     cfg_val *v = key ? cfg_find(&cfg, key) : NULL;
     pthread_mutex_unlock(&mu);
     if (!v) {
-        misuse("plugin bug: %s('%s'): the plugin declares no such option", getter,
+        misuse("plugin bug: %s(\"%s\"): the key is not declared in the plugin's options", getter,
                key ? key : "(null)");
         return NULL;
     }
-    return v->have ? v : NULL;
+    if (!(types & (1u << v->opt->type))) {
+        misuse("plugin bug: %s(\"%s\"): the key is a %s option", getter, key,
+               opt_type_name(v->opt->type));
+        return NULL;
+    }
+    return v;
 }
 
+/* The text as written (an ENUM's choice). */
 static const char *h_cfg_str(rd_ctx *ctx, const char *key) {
     (void)ctx;
-    cfg_val *v = val("cfg_str", key);
-    return v ? v->str : NULL;
+    cfg_val *v = lookup("cfg_str", key, T(STRING) | T(URL) | T(ENUM));
+    return v && v->have ? v->str : NULL;
 }
 
+/* An ENUM's index (-1 when absent), a DURATION in milliseconds. */
 static int64_t h_cfg_int(rd_ctx *ctx, const char *key) {
     (void)ctx;
-    cfg_val *v = val("cfg_int", key);
-    if (!v) {
-        const rd_option *o = NULL;
-        pthread_mutex_lock(&mu);
-        cfg_val *d = cfg_ok ? cfg_find(&cfg, key) : NULL;
-        if (d) o = d->opt;
-        pthread_mutex_unlock(&mu);
-        return o && o->type == RD_OPT_ENUM ? -1 : 0;
-    }
-    return v->i;
+    cfg_val *v = lookup("cfg_int", key, T(INT) | T(ENUM) | T(DURATION) | T(BOOL));
+    if (!v) return 0;
+    if (v->opt->type == RD_OPT_ENUM && !v->have) return -1;
+    return v->have ? v->i : 0;
 }
 
 static int h_cfg_bool(rd_ctx *ctx, const char *key) {
     (void)ctx;
-    cfg_val *v = val("cfg_bool", key);
-    return v ? (int)v->i : 0;
+    cfg_val *v = lookup("cfg_bool", key, T(BOOL));
+    return v && v->have ? (int)v->i : 0;
 }
 
 static double h_cfg_double(rd_ctx *ctx, const char *key) {
     (void)ctx;
-    cfg_val *v = val("cfg_double", key);
-    return v ? v->d : 0;
+    cfg_val *v = lookup("cfg_double", key, T(DOUBLE) | T(INT));
+    return v && v->have ? v->d : 0;
 }
 
 static const char *const *h_cfg_list(rd_ctx *ctx, const char *key) {
     (void)ctx;
     static const char *const empty[] = {NULL};
-    cfg_val *v = val("cfg_list", key);
-    return v && v->list ? (const char *const *)v->list : empty;
+    cfg_val *v = lookup("cfg_list", key, T(LIST));
+    return v && v->have && v->list ? (const char *const *)v->list : empty;
 }
 
 static int h_cfg_isset(rd_ctx *ctx, const char *key) {
     (void)ctx;
-    host_call("cfg_isset");
-    pthread_mutex_lock(&mu);
-    cfg_val *v = validate_locked() ? NULL : cfg_find(&cfg, key);
-    int set = v && v->set;
-    pthread_mutex_unlock(&mu);
-    return set;
+    cfg_val *v = lookup("cfg_isset", key, ~0u);
+    return v && v->set;
 }
 
 static rd_status h_cfg_bind(rd_ctx *ctx, void *conf, size_t conf_size, rd_error *err);
@@ -1117,7 +1119,7 @@ struct rd_reply {
     long long done_ms;
 };
 
-static size_t max_files = 10, max_bytes = 50u << 20;
+static size_t max_files = 10, max_bytes = 20u << 20;
 static struct rd_reply **abandoned; /* pending replies never completed in time */
 static size_t nabandoned;
 
@@ -1783,7 +1785,7 @@ void rdpt_reset(void) {
     misuse_first[0] = 0;
     pinned_now = 0;
     max_files = 10;
-    max_bytes = 50u << 20;
+    max_bytes = 20u << 20;
     pthread_mutex_unlock(&mu);
     pthread_once(&host_once, host_init);
     host = host_full;
@@ -1821,6 +1823,11 @@ void *rdpt_start(rd_status *st, rd_error *err) {
         h_error(err, s, "fatal", "%s", bug);
     }
     if (s == RD_OK && ops->start) s = ops->start(self, err);
+    if (s == RD_OK && rdpt_misuses(bug, sizeof bug) > bugs) {
+        if (ops->quiesce) ops->quiesce(self);
+        s = RD_E_CONFIG;
+        h_error(err, s, "fatal", "%s", bug);
+    }
     if (s != RD_OK) {
         if (ops->stop && self) ops->stop(self);
         if (ops->destroy) ops->destroy(self);

@@ -130,7 +130,7 @@ static void test_plugin_bugs(void **state) {
     rd_error e;
     assert_null(rdpt_start(&st, &e));
     assert_int_equal(st, RD_E_CONFIG);
-    assert_non_null(strstr(e.msg, "cfg_str('greting'): the plugin declares no such option"));
+    assert_non_null(strstr(e.msg, "cfg_str(\"greting\"): the key is not declared in the plugin"));
     assert_int_equal(rdpt_misuses(NULL, 0), 1);
 
     load(PROBE_SO);
