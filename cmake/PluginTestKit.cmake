@@ -34,3 +34,19 @@ install(TARGETS routerd_plugintest ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 configure_file(${CMAKE_SOURCE_DIR}/packaging/routerd-plugintest.pc.in
                ${CMAKE_BINARY_DIR}/routerd-plugintest.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/routerd-plugintest.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# find_package(routerd CONFIG) files, relocatable like the .pc files.
+include(CMakePackageConfigHelpers)
+file(STRINGS ${CMAKE_SOURCE_DIR}/include/routerd/plugin.h _abi REGEX "^#define RD_ABI_M(AJ|IN)OR ")
+string(REGEX REPLACE ".*RD_ABI_MAJOR ([0-9]+).*" "\\1" ROUTERD_ABI_MAJOR "${_abi}")
+string(REGEX REPLACE ".*RD_ABI_MINOR ([0-9]+).*" "\\1" ROUTERD_ABI_MINOR "${_abi}")
+set(ROUTERD_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/routerd)
+configure_package_config_file(${CMAKE_SOURCE_DIR}/cmake/routerd-config.cmake.in
+  ${CMAKE_BINARY_DIR}/routerd-config.cmake INSTALL_DESTINATION ${ROUTERD_CMAKE_DIR}
+  PATH_VARS CMAKE_INSTALL_INCLUDEDIR CMAKE_INSTALL_LIBDIR ROUTERD_PLUGIN_INSTALL_DIR)
+# A plugin built for 0.x runs on the same 0.x routerd (the ABI major is in
+# the symbol name; minors only grow).
+write_basic_package_version_file(${CMAKE_BINARY_DIR}/routerd-config-version.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${CMAKE_BINARY_DIR}/routerd-config.cmake ${CMAKE_BINARY_DIR}/routerd-config-version.cmake
+        DESTINATION ${ROUTERD_CMAKE_DIR})

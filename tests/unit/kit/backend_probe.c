@@ -1,5 +1,6 @@
 /* A backend for the plugin test kit's own tests: it uses each host call a
  * test wants to observe, chosen by the request text. */
+#define _POSIX_C_SOURCE 200809L
 #include <routerd/plugin.h>
 
 #include <pthread.h>
