@@ -1153,9 +1153,9 @@ static void h_reply_progress(rd_reply *r, const char *text, size_t len) {
 
 static rd_status h_reply_attach(rd_reply *r, const rd_attachment *a) {
     host_call("reply_attach");
-    if (!r || !a || (!a->data && !a->url)) {
-        misuse("plugin bug: reply_attach() without data or url");
-        return RD_E_INTERNAL;
+    if (!r || !a || (!a->data && !(a->url && *a->url))) {
+        add_log(RD_LOG_WARN, "reply_attach: an attachment has neither data nor url");
+        return RD_E_FATAL;
     }
     pthread_mutex_lock(&mu);
     if (r->nfiles >= max_files || r->bytes + a->len > max_bytes) {
@@ -1175,15 +1175,20 @@ static void h_reply_choices(rd_reply *r, const char *const *choices) {
     pthread_mutex_lock(&mu);
     free_list(r->choices);
     r->choices = NULL;
-    size_t n = 0;
-    while (choices && choices[n])
-        n++;
-    if (n) {
-        r->choices = xcalloc(n + 1, sizeof *r->choices);
-        for (size_t i = 0; i < n; i++)
-            r->choices[i] = xstrdup(choices[i]);
+    /* As routerd: at most 10 choices of 1 to 64 bytes, the rest dropped. */
+    size_t n = 0, dropped = 0;
+    for (size_t i = 0; choices && choices[i]; i++) {
+        size_t l = strlen(choices[i]);
+        if (!l || l > 64 || n == 10) {
+            dropped++;
+            continue;
+        }
+        if (!r->choices) r->choices = xcalloc(11, sizeof *r->choices);
+        r->choices[n++] = xstrdup(choices[i]);
     }
     pthread_mutex_unlock(&mu);
+    if (dropped)
+        add_log(RD_LOG_WARN, "reply_choices: choice(s) dropped (empty, too long or past 10)");
 }
 
 static void h_complete(rd_reply *r, rd_status st, const rd_error *err) {
