@@ -20,3 +20,12 @@ add_test(NAME test_core_plugin_dirs
                  $<TARGET_FILE:routerd> ${ROUTERD_PLUGIN_OUTPUT_DIR}
                  $<TARGET_FILE:kit_backend_probe>)
 set_tests_properties(test_core_plugin_dirs PROPERTIES LABELS integration TIMEOUT 60)
+
+# docs/plugin-guide.md as written, against routerd installed in a temporary
+# prefix (find_package and pkg-config builds, the kit's test, a reply).
+if(NOT ROUTERD_SANITIZE AND NOT ROUTERD_FUZZ)
+  add_test(NAME kit_plugin_guide
+           COMMAND ${CMAKE_SOURCE_DIR}/tests/packaging/plugin_guide.sh ${CMAKE_BINARY_DIR}
+                   ${CMAKE_SOURCE_DIR})
+  set_tests_properties(kit_plugin_guide PROPERTIES LABELS packaging TIMEOUT 300)
+endif()
