@@ -152,6 +152,11 @@ char *plugin_find(const char *plugin_dirs, const char *file);
 plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or_path,
                        const char *pin, char *err, size_t errsz);
 void plugins_unload_all(void);
+/* dlopen()s real (path as given, for messages) and checks its descriptor:
+ * the descriptor with *dl set, or NULL with a message. No cache, no file
+ * checks (plugin_load() adds those). */
+const rd_plugin *plugin_dlopen(const char *path, const char *real, rd_kind want, void **dl,
+                               char *err, size_t errsz);
 /* The descriptor checks plugin_load() makes (want 0 = any kind): NULL, or
  * the problem (possibly written into tmp). */
 const char *plugin_check_desc(const rd_plugin *d, rd_kind want, char *tmp, size_t tmpsz);

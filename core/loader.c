@@ -72,6 +72,32 @@ static int check_pin(const char *path, const char *have, const char *pin, char *
     return -1;
 }
 
+const rd_plugin *plugin_dlopen(const char *path, const char *real, rd_kind want, void **dl,
+                               char *err, size_t errsz) {
+    dlerror();
+    *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
+    if (!*dl) {
+        const char *e = dlerror();
+        snprintf(err, errsz, "%s: cannot load plugin: %s", path, e ? e : "unknown error");
+        return NULL;
+    }
+    const rd_plugin *d = dlsym(*dl, RD_PLUGIN_SYMBOL);
+    char tmp[256];
+    const char *p = d ? check_desc(d, want, tmp, sizeof tmp) : NULL;
+    if (!d)
+        snprintf(err, errsz,
+                 "%s: not a routerd ABI %d plugin (no symbol %s; built for another ABI major?)",
+                 path, RD_ABI_MAJOR, RD_PLUGIN_SYMBOL);
+    else if (p)
+        snprintf(err, errsz, "%s: plugin '%s' refused: %s", path, d->name ? d->name : "?", p);
+    if (!d || p) {
+        dlclose(*dl);
+        *dl = NULL;
+        return NULL;
+    }
+    return d;
+}
+
 static plugin_so *open_path(const char *path, rd_kind want, const char *pin, char *err,
                             size_t errsz) {
     char real[4096];
@@ -100,28 +126,9 @@ static plugin_so *open_path(const char *path, rd_kind want, const char *pin, cha
         check_not_writable(real, false, err, errsz) || sha256_file_hex(real, sha, err, errsz) ||
         check_pin(path, sha, pin, err, errsz))
         return NULL;
-    dlerror();
-    void *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
-    if (!dl) {
-        const char *e = dlerror();
-        snprintf(err, errsz, "%s: cannot load plugin: %s", path, e ? e : "unknown error");
-        return NULL;
-    }
-    const rd_plugin *d = dlsym(dl, RD_PLUGIN_SYMBOL);
-    if (!d) {
-        snprintf(err, errsz,
-                 "%s: not a routerd ABI %d plugin (no symbol %s; built for another ABI major?)",
-                 path, RD_ABI_MAJOR, RD_PLUGIN_SYMBOL);
-        dlclose(dl);
-        return NULL;
-    }
-    char tmp[256];
-    const char *p = check_desc(d, want, tmp, sizeof tmp);
-    if (p) {
-        snprintf(err, errsz, "%s: plugin '%s' refused: %s", path, d->name ? d->name : "?", p);
-        dlclose(dl);
-        return NULL;
-    }
+    void *dl;
+    const rd_plugin *d = plugin_dlopen(path, real, want, &dl, err, errsz);
+    if (!d) return NULL;
     for (size_t i = 0; i < ncache; i++)
         if (cache[i]->desc->kind == d->kind && !strcmp(cache[i]->desc->name, d->name)) {
             snprintf(err, errsz, "%s: a %s plugin named '%s' is already loaded from %s", path,

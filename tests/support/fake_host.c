@@ -9,6 +9,7 @@
 #pragma GCC visibility pop
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,9 +30,7 @@ static const rd_plugin *plugin;
 static void *plugin_dl;
 
 long long rdpt_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return mono_ms();
 }
 
 void rdpt_sleep_ms(int ms) {
@@ -1677,27 +1676,14 @@ int rdpt_use(const rd_plugin *desc, char *err, size_t errsz) {
 }
 
 int rdpt_load(const char *path, rd_kind want, char *err, size_t errsz) {
-    dlerror();
-    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!dl) {
-        const char *e = dlerror();
-        snprintf(err, errsz, "%s: cannot load plugin: %s", path, e ? e : "unknown error");
+    char real[4096];
+    if (!realpath(path, real)) {
+        snprintf(err, errsz, "%s: %s", path, strerror(errno));
         return -1;
     }
-    const rd_plugin *d = dlsym(dl, RD_PLUGIN_SYMBOL);
-    if (!d) {
-        snprintf(err, errsz, "%s: not a routerd ABI %d plugin (no symbol %s)", path, RD_ABI_MAJOR,
-                 RD_PLUGIN_SYMBOL);
-        dlclose(dl);
-        return -1;
-    }
-    char tmp[256];
-    const char *p = plugin_check_desc(d, want, tmp, sizeof tmp);
-    if (p) {
-        snprintf(err, errsz, "%s: plugin '%s' refused: %s", path, d->name ? d->name : "?", p);
-        dlclose(dl);
-        return -1;
-    }
+    void *dl;
+    const rd_plugin *d = plugin_dlopen(path, real, want, &dl, err, errsz);
+    if (!d) return -1;
     pthread_mutex_lock(&mu);
     void *old = plugin_dl;
     plugin = d;
