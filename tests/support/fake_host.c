@@ -1805,23 +1805,25 @@ void *rdpt_start(rd_status *st, rd_error *err) {
     pthread_mutex_unlock(&mu);
     const rd_ops *ops = plugin->ops;
     void *self = NULL;
+    /* As routerd: a failed create() is not destroyed, a failed start() is
+     * destroyed without stop(). */
     rd_status s = ops->create(rdpt_host(), &the_ctx, &self, err);
+    bool created = s == RD_OK, started = false;
     char bug[256];
     if (s == RD_OK && rdpt_misuses(bug, sizeof bug) > bugs) {
-        /* routerd refuses the start when create() asked for what it did
-         * not declare. */
         s = RD_E_CONFIG;
         h_error(err, s, "fatal", "%s", bug);
     }
     if (s == RD_OK && ops->start) s = ops->start(self, err);
+    started = s == RD_OK;
     if (s == RD_OK && rdpt_misuses(bug, sizeof bug) > bugs) {
-        if (ops->quiesce) ops->quiesce(self);
         s = RD_E_CONFIG;
         h_error(err, s, "fatal", "%s", bug);
     }
     if (s != RD_OK) {
-        if (ops->stop && self) ops->stop(self);
-        if (ops->destroy) ops->destroy(self);
+        if (started && ops->quiesce) ops->quiesce(self);
+        if (started && ops->stop) ops->stop(self);
+        if (created && ops->destroy) ops->destroy(self);
         self = NULL;
     }
     *st = s;
