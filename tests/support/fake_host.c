@@ -1229,6 +1229,25 @@ static void reply_free(struct rd_reply *r) {
     free(r);
 }
 
+/* mu held. What the reply holds, copied to the test's view of it. */
+static void reply_out(const struct rd_reply *r, rdpt_reply *out) {
+    free(out->text);
+    out->text = r->buf ? xstrdup(r->buf) : xstrdup("");
+    out->len = r->len;
+    out->progress = r->progress;
+    out->last_progress = r->last_progress ? xstrdup(r->last_progress) : NULL;
+    out->files = files_dup(r->files, r->nfiles);
+    out->nfiles = r->nfiles;
+    if (r->choices) {
+        size_t k = 0;
+        while (r->choices[k])
+            k++;
+        out->choices = xcalloc(k + 1, sizeof *out->choices);
+        for (size_t i = 0; i < k; i++)
+            out->choices[i] = xstrdup(r->choices[i]);
+    }
+}
+
 int rdpt_call(void *self, const rdpt_request *in, rdpt_reply *out) {
     memset(out, 0, sizeof *out);
     out->text = xstrdup("");
@@ -1285,21 +1304,7 @@ int rdpt_call(void *self, const rdpt_request *in, rdpt_reply *out) {
     out->elapsed_ms = end_ms - t0;
     if (in->deadline_ms && end_ms > t0 + in->deadline_ms)
         out->late_ms = end_ms - t0 - in->deadline_ms;
-    free(out->text);
-    out->text = r->buf ? xstrdup(r->buf) : xstrdup("");
-    out->len = r->len;
-    out->progress = r->progress;
-    out->last_progress = r->last_progress ? xstrdup(r->last_progress) : NULL;
-    out->files = files_dup(r->files, r->nfiles);
-    out->nfiles = r->nfiles;
-    if (r->choices) {
-        size_t k = 0;
-        while (r->choices[k])
-            k++;
-        out->choices = xcalloc(k + 1, sizeof *out->choices);
-        for (size_t i = 0; i < k; i++)
-            out->choices[i] = xstrdup(r->choices[i]);
-    }
+    reply_out(r, out);
     if (rc) {
         /* complete() may still come: the reply must outlive the call. */
         abandoned = xrealloc(abandoned, (nabandoned + 1) * sizeof *abandoned);
