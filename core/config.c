@@ -1,5 +1,6 @@
 /* Builds the router from a manifest: router keys, plugin instances,
  * personas, allowlists and the pinned hashes. */
+#include "config.h"
 #include "router.h"
 
 #include <inttypes.h>
@@ -301,6 +302,122 @@ static void compute_hashes(void) {
 static const char *const transport_reserved[] = {"plugin", "allowlist", "sha256", NULL};
 static const char *const plugin_reserved[] = {"plugin", "sha256", NULL};
 
+/* The transport's allowlist key, sorted into c->allow (none: everyone). */
+static int parse_allowlist(const manifest *m, mf_section *s, rd_ctx *c, char *err, size_t errsz) {
+    mf_kv *al = section_get(s, "allowlist");
+    if (al) {
+        char **l = split_list(al->val);
+        const char *bad = NULL;
+        if (l[0] && parse_ids(l, &c->allow, &c->nallow, &bad)) {
+            int r =
+                fail_at(err, errsz, m, al->line,
+                        "[%s] allowlist: '%s' is not a chat id (a 64-bit integer)", s->name, bad);
+            free_list(l);
+            return r;
+        }
+        free_list(l);
+    }
+    return 0;
+}
+
+/* Fills p from its [persona.NAME] section s: backend, chats (each chat
+ * and * mapped once across personas built so far), limits. */
+static int build_persona(const manifest *m, mf_section *s, persona *p, char *err, size_t errsz) {
+    cfg_set pc = {0};
+    if (schema_apply(m, s, persona_opts, NULL, &pc, err, errsz)) {
+        cfg_free(&pc);
+        return -1;
+    }
+    p->tag = xstrdup(s->inst);
+    const char *bname = cfg_find(&pc, "backend")->str;
+    mf_kv *bk = section_get(s, "backend");
+    for (size_t k = 0; k < R.nctx; k++)
+        if (R.ctx[k]->kind == RD_KIND_BACKEND && !strcmp(R.ctx[k]->inst, bname))
+            p->backend = R.ctx[k];
+    if (!p->backend) {
+        const char **names = xcalloc(R.nctx + 1, sizeof *names);
+        size_t nn = 0;
+        for (size_t k = 0; k < R.nctx; k++)
+            if (R.ctx[k]->kind == RD_KIND_BACKEND) names[nn++] = R.ctx[k]->inst;
+        const char *sug = suggest(bname, names, nn);
+        int r =
+            fail_at(err, errsz, m, bk->line, "[%s] backend: no [backend.%s] section%s%s%s", s->name,
+                    bname, sug ? " (did you mean '" : "", sug ? sug : "", sug ? "'?)" : "");
+        free(names);
+        cfg_free(&pc);
+        return r;
+    }
+    cfg_val *cv = cfg_find(&pc, "chats");
+    if (cv->have) {
+        p->chats = cv->list;
+        cv->list = NULL;
+    }
+    mf_kv *ck = section_get(s, "chats");
+    for (char **c = p->chats; c && *c; c++) {
+        int64_t id;
+        if (!strcmp(*c, "*")) {
+            if (R.default_persona) {
+                int r = fail_at(err, errsz, m, ck->line,
+                                "[%s] chats: * is already taken by [persona.%s]", s->name,
+                                R.default_persona->tag);
+                cfg_free(&pc);
+                return r;
+            }
+            p->is_default = true;
+            R.default_persona = p;
+        } else if (parse_i64(*c, &id)) {
+            int r =
+                fail_at(err, errsz, m, ck->line,
+                        "[%s] chats: '%s' is not a chat id (a 64-bit integer) or *", s->name, *c);
+            cfg_free(&pc);
+            return r;
+        } else {
+            for (size_t q = 0; q < (size_t)(p - R.personas); q++)
+                for (char **o = R.personas[q].chats; o && *o; o++) {
+                    int64_t oid;
+                    if (!parse_i64(*o, &oid) && oid == id) {
+                        int r = fail_at(err, errsz, m, ck->line,
+                                        "[%s] chats: chat %s is already mapped to "
+                                        "[persona.%s]",
+                                        s->name, *c, R.personas[q].tag);
+                        cfg_free(&pc);
+                        return r;
+                    }
+                }
+        }
+    }
+    p->selectable = cfg_find(&pc, "selectable")->i;
+    R.persona_cmd |= p->selectable;
+    cfg_val *d = cfg_find(&pc, "description");
+    p->description = d->have ? xstrdup(d->str) : NULL;
+    int cl = (int)cfg_find(&pc, "chat_rate_limit_per_minute")->i;
+    p->chat_limit = cl < 0 ? R.rate_limit : cl;
+    p->total_limit = (int)cfg_find(&pc, "rate_limit_per_minute")->i;
+    cfg_free(&pc);
+    return 0;
+}
+
+/* The persona map and allowlist pins of [router] against the hashes. */
+static int check_pins(const manifest *m, mf_section *rs, char *err, size_t errsz) {
+    cfg_val *pin = cfg_find(&R.cfg, "persona_map_sha256");
+    if (pin->have && strcasecmp(pin->str, R.persona_sha)) {
+        mf_kv *k = section_get(rs, "persona_map_sha256");
+        return fail_at(err, errsz, m, k ? k->line : 1,
+                       "[router] persona_map_sha256: the manifest pins %s but its personas hash "
+                       "to %s",
+                       pin->str, R.persona_sha);
+    }
+    pin = cfg_find(&R.cfg, "allowlist_sha256");
+    if (pin->have && strcasecmp(pin->str, R.allow_sha)) {
+        mf_kv *k = section_get(rs, "allowlist_sha256");
+        return fail_at(err, errsz, m, k ? k->line : 1,
+                       "[router] allowlist_sha256: the manifest pins %s but the allowlists hash "
+                       "to %s",
+                       pin->str, R.allow_sha);
+    }
+    return 0;
+}
+
 int config_build(const char *path, const char *plugin_dir_override, char *err, size_t errsz) {
     manifest *m = manifest_load(path, err, errsz);
     if (!m) return -1;
@@ -384,19 +501,7 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
         if (kind == RD_KIND_TRANSPORT) {
             R.tr = xrealloc(R.tr, (R.ntr + 1) * sizeof *R.tr);
             R.tr[R.ntr++] = c;
-            mf_kv *al = section_get(s, "allowlist");
-            if (al) {
-                char **l = split_list(al->val);
-                const char *bad = NULL;
-                if (l[0] && parse_ids(l, &c->allow, &c->nallow, &bad)) {
-                    int r = fail_at(err, errsz, m, al->line,
-                                    "[%s] allowlist: '%s' is not a chat id (a 64-bit integer)",
-                                    s->name, bad);
-                    free_list(l);
-                    return r;
-                }
-                free_list(l);
-            }
+            if (parse_allowlist(m, s, c, err, errsz)) return -1;
         }
     }
     if (!R.ntr)
@@ -416,97 +521,10 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
     for (size_t i = 0; i < m->nsec; i++) {
         mf_section *s = &m->sec[i];
         if (strcmp(s->kind, "persona")) continue;
-        cfg_set pc = {0};
-        if (schema_apply(m, s, persona_opts, NULL, &pc, err, errsz)) {
-            cfg_free(&pc);
-            return -1;
-        }
-        persona *p = &R.personas[pi++];
-        p->tag = xstrdup(s->inst);
-        const char *bname = cfg_find(&pc, "backend")->str;
-        mf_kv *bk = section_get(s, "backend");
-        for (size_t k = 0; k < R.nctx; k++)
-            if (R.ctx[k]->kind == RD_KIND_BACKEND && !strcmp(R.ctx[k]->inst, bname))
-                p->backend = R.ctx[k];
-        if (!p->backend) {
-            const char **names = xcalloc(R.nctx + 1, sizeof *names);
-            size_t nn = 0;
-            for (size_t k = 0; k < R.nctx; k++)
-                if (R.ctx[k]->kind == RD_KIND_BACKEND) names[nn++] = R.ctx[k]->inst;
-            const char *sug = suggest(bname, names, nn);
-            int r = fail_at(err, errsz, m, bk->line, "[%s] backend: no [backend.%s] section%s%s%s",
-                            s->name, bname, sug ? " (did you mean '" : "", sug ? sug : "",
-                            sug ? "'?)" : "");
-            free(names);
-            cfg_free(&pc);
-            return r;
-        }
-        cfg_val *cv = cfg_find(&pc, "chats");
-        if (cv->have) {
-            p->chats = cv->list;
-            cv->list = NULL;
-        }
-        mf_kv *ck = section_get(s, "chats");
-        for (char **c = p->chats; c && *c; c++) {
-            int64_t id;
-            if (!strcmp(*c, "*")) {
-                if (R.default_persona) {
-                    int r = fail_at(err, errsz, m, ck->line,
-                                    "[%s] chats: * is already taken by [persona.%s]", s->name,
-                                    R.default_persona->tag);
-                    cfg_free(&pc);
-                    return r;
-                }
-                p->is_default = true;
-                R.default_persona = p;
-            } else if (parse_i64(*c, &id)) {
-                int r = fail_at(err, errsz, m, ck->line,
-                                "[%s] chats: '%s' is not a chat id (a 64-bit integer) or *",
-                                s->name, *c);
-                cfg_free(&pc);
-                return r;
-            } else {
-                for (size_t q = 0; q + 1 < pi; q++)
-                    for (char **o = R.personas[q].chats; o && *o; o++) {
-                        int64_t oid;
-                        if (!parse_i64(*o, &oid) && oid == id) {
-                            int r = fail_at(err, errsz, m, ck->line,
-                                            "[%s] chats: chat %s is already mapped to "
-                                            "[persona.%s]",
-                                            s->name, *c, R.personas[q].tag);
-                            cfg_free(&pc);
-                            return r;
-                        }
-                    }
-            }
-        }
-        p->selectable = cfg_find(&pc, "selectable")->i;
-        R.persona_cmd |= p->selectable;
-        cfg_val *d = cfg_find(&pc, "description");
-        p->description = d->have ? xstrdup(d->str) : NULL;
-        int cl = (int)cfg_find(&pc, "chat_rate_limit_per_minute")->i;
-        p->chat_limit = cl < 0 ? R.rate_limit : cl;
-        p->total_limit = (int)cfg_find(&pc, "rate_limit_per_minute")->i;
-        cfg_free(&pc);
+        if (build_persona(m, s, &R.personas[pi++], err, errsz)) return -1;
     }
     compute_hashes();
-    cfg_val *pin = cfg_find(&R.cfg, "persona_map_sha256");
-    if (pin->have && strcasecmp(pin->str, R.persona_sha)) {
-        mf_kv *k = section_get(rs, "persona_map_sha256");
-        return fail_at(err, errsz, m, k ? k->line : 1,
-                       "[router] persona_map_sha256: the manifest pins %s but its personas hash "
-                       "to %s",
-                       pin->str, R.persona_sha);
-    }
-    pin = cfg_find(&R.cfg, "allowlist_sha256");
-    if (pin->have && strcasecmp(pin->str, R.allow_sha)) {
-        mf_kv *k = section_get(rs, "allowlist_sha256");
-        return fail_at(err, errsz, m, k ? k->line : 1,
-                       "[router] allowlist_sha256: the manifest pins %s but the allowlists hash "
-                       "to %s",
-                       pin->str, R.allow_sha);
-    }
-    return 0;
+    return check_pins(m, rs, err, errsz);
 }
 
 static void print_section(FILE *out, const char *name, cfg_set *c, const char *plugin,

@@ -29,6 +29,11 @@ void random_bytes(void *buf, size_t n);
 void random_hex(char *out, size_t nbytes); /* writes 2*nbytes hex + NUL */
 uint64_t rand_u64(void);
 size_t levenshtein(const char *a, const char *b);
+/* Scrambles all 64 bits (MurmurHash3's finaliser), for table slots. */
+uint64_t mix64(uint64_t x);
+/* The did-you-mean among n candidates (close in edits, or extended by
+ * key), or NULL. */
+const char *suggest(const char *key, const char *const *cands, size_t n);
 /* Parses a decimal int64 with nothing else but blanks; 0 on success. */
 int parse_i64(const char *s, int64_t *out);
 /* Splits a comma list into a NULL-terminated array of trimmed, non-empty
@@ -42,6 +47,10 @@ void log_set_level(rd_log_level lvl);
 /* Once a sink with RD_PF_LOGS runs, the text log goes quiet: that sink
  * writes every line, errors included. */
 void log_set_text(bool on);
+/* Every line that passes the level, redacted, also goes to fn (NULL: to
+ * nothing); the event fan-out sets it while sinks run. */
+typedef void (*log_hook_fn)(const char *source, rd_log_level lvl, const char *msg);
+void log_set_hook(log_hook_fn fn);
 void log_msg(const char *source, rd_log_level lvl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vmsg(const char *source, rd_log_level lvl, const char *fmt, va_list ap);
@@ -129,8 +138,6 @@ int schema_apply(const manifest *m, mf_section *s, const rd_option *opts,
                  const char *const *reserved, cfg_set *out, char *err, size_t errsz);
 void cfg_free(cfg_set *c);
 cfg_val *cfg_find(cfg_set *c, const char *key);
-/* Best suggestion among candidate keys, or NULL. */
-const char *suggest(const char *key, const char *const *cands, size_t n);
 const char *opt_type_name(rd_opt_type t);
 
 /* ---- loader.c ---------------------------------------------------------- */
@@ -265,8 +272,9 @@ typedef struct bucket {
 int bucket_take(bucket *b, int per_minute, int64_t now_ms);
 bool bucket_full(const bucket *b, int per_minute, int64_t now_ms);
 
-/* ---- chatqueue.c ------------------------------------------------------- */
-/* Intrusive FIFO used per chat. */
+/* ---- fifo.c ------------------------------------------------------------ */
+/* Intrusive FIFO: a chat's queued jobs, and the run queue of chats with
+ * work (router.c). Not thread-safe by itself. */
 typedef struct qnode {
     struct qnode *next;
 } qnode;

@@ -2,12 +2,11 @@
  * Compares the two manifests' key sets (section + key; values are never
  * read, so secrets cannot show), and checks that every key a plugin
  * requires is present in both. */
+#include "config.h"
 #include "core.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-extern const rd_option persona_opts[];
 
 static bool has_key(manifest *m, const char *sec, const char *key) {
     mf_section *s = manifest_section(m, sec);

@@ -119,6 +119,7 @@ void sinks_start(void) {
         queues[nqueues++] = q;
     }
     atomic_store(&running, nqueues > 0);
+    if (nqueues) log_set_hook(router_log_event);
 }
 
 static void push(sinkq *q, const rd_event *e) {
@@ -223,6 +224,7 @@ void sinks_flush(int timeout_ms) {
 /* Delivers what is queued, then joins the dispatchers. */
 void sinks_stop(void) {
     atomic_store(&running, false);
+    log_set_hook(NULL);
     for (size_t i = 0; i < nqueues; i++) {
         sinkq *q = queues[i];
         pthread_mutex_lock(&q->mu);

@@ -6,6 +6,7 @@
  * moment it was sent, is younger than the lease minus a margin: the lease
  * in the store (on the database clock) outlives what this process believes,
  * so a cut-off leader stops before anyone else may start. */
+#include "admission.h"
 #include "router.h"
 #include "store.h"
 
@@ -73,7 +74,7 @@ static void attempt(lease *l) {
                     (long long)token);
             /* Chat state other replicas wrote while this one stood by. */
             pthread_mutex_unlock(&L.mu);
-            router_reload_overrides();
+            admission_reload_overrides();
             pthread_mutex_lock(&L.mu);
         }
         l->held = true;

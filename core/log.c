@@ -1,6 +1,6 @@
-/* Text log on standard error, and log events to sinks (redact.c masks secrets). */
+/* Text log on standard error, and each line to the hook that feeds the
+ * sinks (events.c sets it; redact.c masks secrets). */
 #include "core.h"
-#include "router.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@ static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static const char *level_name[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 
 static bool on_tty;
+static _Atomic(log_hook_fn) hook;
 
 void log_init(void) {
     setvbuf(stderr, NULL, _IOLBF, 0);
@@ -27,6 +28,10 @@ void log_set_level(rd_log_level lvl) {
 
 void log_set_text(bool on) {
     atomic_store(&text_on, on);
+}
+
+void log_set_hook(log_hook_fn fn) {
+    atomic_store(&hook, fn);
 }
 
 void log_reopen(void) {
@@ -59,7 +64,8 @@ void log_vmsg(const char *source, rd_log_level lvl, const char *fmt, va_list ap)
         }
         pthread_mutex_unlock(&log_mu);
     }
-    router_log_event(source, lvl, msg);
+    log_hook_fn fn = atomic_load(&hook);
+    if (fn) fn(source, lvl, msg);
 }
 
 void log_msg(const char *source, rd_log_level lvl, const char *fmt, ...) {

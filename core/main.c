@@ -1,5 +1,6 @@
 /* routerd: command line, start-up and the drain on SIGTERM. */
 #include "build_info.h"
+#include "config.h"
 #include "lease.h"
 #include "router.h"
 
@@ -12,11 +13,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-int config_build(const char *path, const char *plugin_dir_override, char *err, size_t errsz);
-void config_print(FILE *out);
-void config_free(void);
-char *config_default_plugin_dir(void);
 
 /* Drain timeout: work was still in flight and stays unacknowledged. */
 #define EX_DRAIN_TIMEOUT_ 75
@@ -285,6 +281,131 @@ static void watchdog_tick(int64_t wd_ms, int64_t *last) {
     *last = mono_ms();
 }
 
+/* Opens the state store the manifest names. A shared store that does not
+ * answer yet (booting together with the database) is waited for, not a
+ * configuration error; SIGTERM or SIGINT meanwhile sets *stopped. NULL
+ * with a message in err when it cannot be opened. */
+static store *open_state_store(sigset_t *set, bool *stopped, char *err, size_t errsz) {
+    store_opts so = {.sync_full = cfg_find(&R.cfg, "state_sync")->i == 0,
+                     .lease_ms = cfg_find(&R.cfg, "lease_s")->i * 1000,
+                     .retention_s = cfg_find(&R.cfg, "retention_days")->i * 86400,
+                     .wal_limit_b = cfg_find(&R.cfg, "store_wal_limit_mb")->i << 20};
+    const char *kind = cfg_find(&R.cfg, "store")->str;
+    bool shared = strcmp(kind, "sqlite") != 0, unreachable = false;
+    so.unreachable = &unreachable;
+    store *st;
+    int tries = 0;
+    for (;; tries++) {
+        unreachable = false;
+        st = store_open_with(kind, shared ? cfg_find(&R.cfg, "store_url")->str : R.state_dir,
+                             R.plugin_dir, &so, err, errsz);
+        if (st || !unreachable) break;
+        if (!tries) {
+            char red[1024];
+            redact(err, red, sizeof red);
+            LOGW("%s; waiting for it", red);
+        }
+        int s = wait_signal(set, tries < 5 ? 1000 : 5000);
+        if (s == SIGTERM || s == SIGINT) {
+            LOGI("%s: stopped while waiting for the state store", strsignal(s));
+            *stopped = true;
+            return NULL;
+        }
+    }
+    if (st && tries) LOGI("state store reached");
+    return st;
+}
+
+/* Turns every 200 ms (less under a short watchdog) until a stop signal
+ * or a stop request: readiness, SIGHUP, sink reports, the sweep. Returns
+ * the signal, 0 for a stop request. */
+static int main_loop(sigset_t *set, int64_t wd_ms, int64_t *wd_last) {
+    int64_t last_sweep = mono_ms();
+    int sig = 0;
+    bool notified_ready = false;
+    while (!atomic_load(&R.stop_requested)) {
+        sig = wait_signal(set, wd_ms && wd_ms < 200 ? (int)wd_ms : 200);
+        atomic_store(&R.heartbeat_ms, mono_ms());
+        watchdog_tick(wd_ms, wd_last);
+        series_set(R.m_uptime, (double)(mono_ms() - R.start_ms) / 1000.0);
+        bool ready = all_ready() && !atomic_load(&R.draining);
+        series_set(R.m_ready, ready);
+        if (ready != notified_ready) {
+            /* READY=1 exactly when /healthz turns 200. */
+            char msg[160];
+            snprintf(msg, sizeof msg, "%sSTATUS=%s (env %s)", ready ? "READY=1\n" : "",
+                     ready ? "ready" : "handshake lost, not ready", R.env);
+            if (ready || notified_ready) sd_notify_send(msg);
+            notified_ready = ready;
+        }
+        if (sig == SIGHUP) {
+            LOGI("SIGHUP: reopening logs");
+            log_reopen();
+            flush_sinks();
+        } else if (sig) {
+            break;
+        }
+        sinks_report();
+        if (mono_ms() - last_sweep >= 1000) { /* costs what it frees */
+            router_sweep();
+            last_sweep = mono_ms();
+        }
+    }
+    return sig;
+}
+
+/* Quiesces the transports and waits up to drain_timeout_s for the work in
+ * flight, then stops the plugins in order. On a timeout, or a second
+ * signal, the process exits from here. */
+static void drain(sigset_t *set, int rc, int64_t wd_ms, int64_t *wd_last) {
+    atomic_store(&R.heartbeat_ms, mono_ms());
+    atomic_store(&R.phase, PHASE_DRAINING);
+    atomic_store(&R.draining, true);
+    sd_notify_send("STOPPING=1\nSTATUS=draining");
+    series_set(R.m_ready, 0);
+    for (size_t i = R.nctx; i-- > 0;)
+        if (R.ctx[i]->kind == RD_KIND_TRANSPORT && R.ctx[i]->started && R.ctx[i]->ops->quiesce)
+            R.ctx[i]->ops->quiesce(R.ctx[i]->self);
+    int64_t deadline = mono_ms() + (int64_t)R.drain_timeout_s * 1000;
+    bool idle = false;
+    while (!(idle = router_wait_idle(deadline)) && mono_ms() < deadline) {
+        atomic_store(&R.heartbeat_ms, mono_ms());
+        watchdog_tick(wd_ms, wd_last);
+        int s2 = wait_signal(set, 0);
+        if (s2 == SIGTERM || s2 == SIGINT) {
+            fprintf(stderr, "routerd: second %s: exiting at once\n", strsignal(s2));
+            _exit(128 + s2);
+        }
+    }
+    if (!idle) {
+        /* Workers are still inside backends: close the transports to them
+         * first (a backend that sees the cancellation returns at once, and
+         * its reply must not go out unacknowledged), let the transports
+         * persist what is acknowledged, and leave without tearing the rest
+         * down. */
+        router_close_transports();
+        atomic_store(&R.hard_stop, true);
+        LOGW("drain timeout: %zu message(s) still in flight; they stay unacknowledged and will "
+             "be delivered again",
+             R.inflight + R.waiting);
+        stop_kind(RD_KIND_TRANSPORT);
+        lease_release_all();
+        flush_sinks();
+        sinks_stop();
+        fflush(NULL);
+        _exit(rc ? rc : EX_DRAIN_TIMEOUT_);
+    }
+    stop_kind(RD_KIND_TRANSPORT);
+    lease_release_all(); /* handover: the watermark is stored, a standby takes over now */
+    router_stop_workers(mono_ms() + 5000);
+    stop_kind(RD_KIND_BACKEND);
+    LOGI("drained: all messages answered");
+    flush_sinks();
+    sinks_stop();
+    stop_kind(RD_KIND_SINK);
+    log_set_text(true);
+}
+
 static int run(void) {
     char err[1024];
     sigset_t set;
@@ -302,38 +423,14 @@ static int run(void) {
     if (sd_notify_init() < 0) LOGW("NOTIFY_SOCKET is not a usable socket address; not notifying");
     int64_t wd_ms = sd_watchdog_interval_ms(), wd_last = mono_ms();
     if (wd_ms) sd_notify_send("WATCHDOG=1");
-    store_opts so = {.sync_full = cfg_find(&R.cfg, "state_sync")->i == 0,
-                     .lease_ms = cfg_find(&R.cfg, "lease_s")->i * 1000,
-                     .retention_s = cfg_find(&R.cfg, "retention_days")->i * 86400,
-                     .wal_limit_b = cfg_find(&R.cfg, "store_wal_limit_mb")->i << 20};
-    const char *kind = cfg_find(&R.cfg, "store")->str;
-    bool shared = strcmp(kind, "sqlite") != 0, unreachable = false;
-    so.unreachable = &unreachable;
-    /* A shared store that does not answer yet (booting together with the
-     * database) is waited for, not a configuration error. */
-    int tries = 0;
-    for (;; tries++) {
-        unreachable = false;
-        R.st = store_open_with(kind, shared ? cfg_find(&R.cfg, "store_url")->str : R.state_dir,
-                               R.plugin_dir, &so, err, sizeof err);
-        if (R.st || !unreachable) break;
-        if (!tries) {
-            char red[1024];
-            redact(err, red, sizeof red);
-            LOGW("%s; waiting for it", red);
-        }
-        int s = wait_signal(&set, tries < 5 ? 1000 : 5000);
-        if (s == SIGTERM || s == SIGINT) {
-            LOGI("%s: stopped while waiting for the state store", strsignal(s));
-            return 0;
-        }
-    }
-    if (R.st && tries) LOGI("state store reached");
+    bool stopped = false;
+    R.st = open_state_store(&set, &stopped, err, sizeof err);
+    if (stopped) return 0;
     if (!R.st) {
         print_error(err);
         return EX_CONFIG_;
     }
-    lease_init(so.lease_ms);
+    lease_init(cfg_find(&R.cfg, "lease_s")->i * 1000);
     lease_start();
     load_hash_key();
     register_core_metrics();
@@ -375,86 +472,11 @@ static int run(void) {
 
     atomic_store(&R.heartbeat_ms, mono_ms());
     atomic_store(&R.phase, PHASE_RUNNING);
-    int64_t last_sweep = mono_ms();
-    int sig = 0;
-    bool notified_ready = false;
-    while (!atomic_load(&R.stop_requested)) {
-        sig = wait_signal(&set, wd_ms && wd_ms < 200 ? (int)wd_ms : 200);
-        atomic_store(&R.heartbeat_ms, mono_ms());
-        watchdog_tick(wd_ms, &wd_last);
-        series_set(R.m_uptime, (double)(mono_ms() - R.start_ms) / 1000.0);
-        bool ready = all_ready() && !atomic_load(&R.draining);
-        series_set(R.m_ready, ready);
-        if (ready != notified_ready) {
-            /* READY=1 exactly when /healthz turns 200. */
-            char msg[160];
-            snprintf(msg, sizeof msg, "%sSTATUS=%s (env %s)", ready ? "READY=1\n" : "",
-                     ready ? "ready" : "handshake lost, not ready", R.env);
-            if (ready || notified_ready) sd_notify_send(msg);
-            notified_ready = ready;
-        }
-        if (sig == SIGHUP) {
-            LOGI("SIGHUP: reopening logs");
-            log_reopen();
-            flush_sinks();
-        } else if (sig) {
-            break;
-        }
-        sinks_report();
-        if (mono_ms() - last_sweep >= 1000) { /* costs what it frees */
-            router_sweep();
-            last_sweep = mono_ms();
-        }
-    }
+    int sig = main_loop(&set, wd_ms, &wd_last);
     LOGI("%s: draining (grace %d s)", sig ? strsignal(sig) : "end of input", R.drain_timeout_s);
 
 stop:
-    atomic_store(&R.heartbeat_ms, mono_ms());
-    atomic_store(&R.phase, PHASE_DRAINING);
-    atomic_store(&R.draining, true);
-    sd_notify_send("STOPPING=1\nSTATUS=draining");
-    series_set(R.m_ready, 0);
-    for (size_t i = R.nctx; i-- > 0;)
-        if (R.ctx[i]->kind == RD_KIND_TRANSPORT && R.ctx[i]->started && R.ctx[i]->ops->quiesce)
-            R.ctx[i]->ops->quiesce(R.ctx[i]->self);
-    int64_t deadline = mono_ms() + (int64_t)R.drain_timeout_s * 1000;
-    bool idle = false;
-    while (!(idle = router_wait_idle(deadline)) && mono_ms() < deadline) {
-        atomic_store(&R.heartbeat_ms, mono_ms());
-        watchdog_tick(wd_ms, &wd_last);
-        int s2 = wait_signal(&set, 0);
-        if (s2 == SIGTERM || s2 == SIGINT) {
-            fprintf(stderr, "routerd: second %s: exiting at once\n", strsignal(s2));
-            _exit(128 + s2);
-        }
-    }
-    if (!idle) {
-        /* Workers are still inside backends: close the transports to them
-         * first (a backend that sees the cancellation returns at once, and
-         * its reply must not go out unacknowledged), let the transports
-         * persist what is acknowledged, and leave without tearing the rest
-         * down. */
-        router_close_transports();
-        atomic_store(&R.hard_stop, true);
-        LOGW("drain timeout: %zu message(s) still in flight; they stay unacknowledged and will "
-             "be delivered again",
-             R.inflight + R.waiting);
-        stop_kind(RD_KIND_TRANSPORT);
-        lease_release_all();
-        flush_sinks();
-        sinks_stop();
-        fflush(NULL);
-        _exit(rc ? rc : EX_DRAIN_TIMEOUT_);
-    }
-    stop_kind(RD_KIND_TRANSPORT);
-    lease_release_all(); /* handover: the watermark is stored, a standby takes over now */
-    router_stop_workers(mono_ms() + 5000);
-    stop_kind(RD_KIND_BACKEND);
-    LOGI("drained: all messages answered");
-    flush_sinks();
-    sinks_stop();
-    stop_kind(RD_KIND_SINK);
-    log_set_text(true);
+    drain(&set, rc, wd_ms, &wd_last);
 out:
     http_stop();
     lease_stop(); /* before router_fini: a new term re-reads router state */
@@ -465,7 +487,15 @@ out:
     return rc;
 }
 
-int main(int argc, char **argv) {
+typedef struct cli {
+    const char *config, *plugin_dir, *key, *diff;
+    double max_drift;
+    bool check, print, list, md;
+} cli;
+
+/* Reads the command line (and ROUTERD_CONFIG, ROUTERD_MANIFEST_KEY, an
+ * --env-file) into c. -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, cli *c) {
     enum { O_CHECK = 256, O_PRINT, O_LIST, O_MD, O_PDIR, O_KEY, O_DIFF, O_DRIFT };
     static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
                                              {"env-file", required_argument, NULL, 'e'},
@@ -480,19 +510,15 @@ int main(int argc, char **argv) {
                                              {"version", no_argument, NULL, 'V'},
                                              {"help", no_argument, NULL, 'h'},
                                              {0, 0, 0, 0}};
-    const char *config = getenv("ROUTERD_CONFIG");
-    const char *plugin_dir = NULL;
-    const char *key = getenv("ROUTERD_MANIFEST_KEY");
-    const char *diff = NULL;
-    double max_drift = 5.0;
-    bool check = false, print = false, list = false, md = false;
+    *c = (cli){.config = getenv("ROUTERD_CONFIG"),
+               .key = getenv("ROUTERD_MANIFEST_KEY"),
+               .max_drift = 5.0};
     char err[1024];
-    log_init();
     int o;
     while ((o = getopt_long(argc, argv, "c:e:Vh", longopts, NULL)) != -1) {
         switch (o) {
         case 'c':
-            config = optarg;
+            c->config = optarg;
             break;
         case 'e':
             if (dotenv_load(optarg, err, sizeof err)) {
@@ -501,30 +527,30 @@ int main(int argc, char **argv) {
             }
             break;
         case O_CHECK:
-            check = true;
+            c->check = true;
             break;
         case O_PRINT:
-            print = true;
+            c->print = true;
             break;
         case O_LIST:
-            list = true;
+            c->list = true;
             break;
         case O_MD:
-            md = true;
+            c->md = true;
             break;
         case O_PDIR:
-            plugin_dir = optarg;
+            c->plugin_dir = optarg;
             break;
         case O_KEY:
-            key = optarg;
+            c->key = optarg;
             break;
         case O_DIFF:
-            diff = optarg;
+            c->diff = optarg;
             break;
         case O_DRIFT: {
             char *end = NULL;
-            max_drift = strtod(optarg, &end);
-            if (!end || end == optarg || *end || !(max_drift >= 0 && max_drift <= 100)) {
+            c->max_drift = strtod(optarg, &end);
+            if (!end || end == optarg || *end || !(c->max_drift >= 0 && c->max_drift <= 100)) {
                 fprintf(stderr, "routerd: --max-drift: '%s' is not a percentage (0-100)\n", optarg);
                 return EX_USAGE_;
             }
@@ -547,8 +573,18 @@ int main(int argc, char **argv) {
         usage(stderr);
         return EX_USAGE_;
     }
+    return -1;
+}
+
+int main(int argc, char **argv) {
+    log_init();
+    cli c;
+    int rc = parse_args(argc, argv, &c);
+    if (rc >= 0) return rc;
+    const char *config = c.config, *plugin_dir = c.plugin_dir, *key = c.key;
+    bool list = c.list, md = c.md;
+    char err[1024];
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    int rc;
     if (list && !config) {
         char *dir = NULL;
         if (!plugin_dir) dir = config_default_plugin_dir();
@@ -572,14 +608,14 @@ int main(int argc, char **argv) {
         }
         sig_state = "verified";
     }
-    if (diff) {
+    if (c.diff) {
         char *dir = NULL;
         if (!plugin_dir) {
             if (config_build("/dev/null", NULL, err, sizeof err) && R.plugin_dir)
                 dir = xstrdup(R.plugin_dir);
             config_free();
         }
-        rc = diff_config(config, diff, max_drift, plugin_dir ? plugin_dir : dir, stdout);
+        rc = diff_config(config, c.diff, c.max_drift, plugin_dir ? plugin_dir : dir, stdout);
         free(dir);
         plugins_unload_all();
         curl_global_cleanup();
@@ -594,10 +630,10 @@ int main(int argc, char **argv) {
         rc = EX_CONFIG_;
     } else if (list) {
         rc = plugin_list(R.plugin_dir, md, stdout) ? 1 : 0;
-    } else if (print) {
+    } else if (c.print) {
         config_print(stdout);
         rc = 0;
-    } else if (check) {
+    } else if (c.check) {
         rc = check_runtime(err, sizeof err) || create_all(err, sizeof err) ? EX_CONFIG_ : 0;
         destroy_all();
         if (rc)

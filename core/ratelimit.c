@@ -33,22 +33,3 @@ bool bucket_full(const bucket *b, int per_minute, int64_t now_ms) {
     double t = b->tokens + (double)(now_ms - b->last_ms) * per_minute / 60000.0;
     return t >= per_minute;
 }
-
-void fifo_push(fifo *f, qnode *n) {
-    n->next = NULL;
-    if (f->tail)
-        f->tail->next = n;
-    else
-        f->head = n;
-    f->tail = n;
-    f->len++;
-}
-
-qnode *fifo_pop(fifo *f) {
-    qnode *n = f->head;
-    if (!n) return NULL;
-    f->head = n->next;
-    if (!f->head) f->tail = NULL;
-    f->len--;
-    return n;
-}

@@ -1,10 +1,17 @@
-/* Routing engine: allowlist -> persona -> rate limit -> per-chat FIFO ->
- * worker pool -> backend -> transport -> acknowledge.
+/* Routing engine: admission (allowlist -> persona -> rate limit, in
+ * admission.c) -> per-chat FIFO -> worker pool -> backend -> transport ->
+ * acknowledge.
  *
- * One mutex guards the chat table, the run queue and the watermarks; it is
- * held only for O(1) bookkeeping, never across a plugin call or I/O. A chat
- * with queued work sits at most once in the run queue and is owned by one
- * worker at a time, which gives per-chat order and cross-chat parallelism. */
+ * One mutex, R.mu, guards the chat table and its idle list, the run queue
+ * and its counters, each transport's watermark and closed flag, and the
+ * persona maps and buckets of admission.c. It is held for bookkeeping:
+ * constant work per message (at most starting a worker thread), plus table
+ * resizes and sweeps in bounded batches. No backend, send, progress or activity call and no store
+ * I/O runs under it; the one plugin call that does is a transport's ack() when its watermark moves
+ * (so acks arrive in order; ack must not block). A chat with queued work sits at most once in the
+ * run queue and is owned by one worker at a time, which gives per-chat order and cross-chat
+ * parallelism. */
+#include "admission.h"
 #include "router.h"
 
 #include <inttypes.h>
@@ -37,35 +44,8 @@ static chat **tab;
 static size_t tab_size, tab_count;
 static chat *idle_head, *idle_tail;
 
-/* Persona overrides set with /persona (chat id -> persona index), and the
- * manifest's chat -> persona map. Both resize with their entries; overrides
- * also keep a use order for expiry and the size bound. */
-typedef struct ovr {
-    struct ovr *next;          /* bucket chain */
-    struct ovr *lprev, *lnext; /* use order, least recent first */
-    int64_t chat_id;
-    int idx;
-    int64_t used_ms;
-} ovr;
-typedef struct idmap {
-    ovr **b;
-    size_t nb, n;
-    ovr *lru_head, *lru_tail;
-} idmap;
-#define MAP_MIN 64
-static idmap otab, mtab;
-static void overrides_bound(void);
-
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    return x ^ (x >> 33);
-}
-
 static size_t chat_slot(int tr, int64_t id, size_t size) {
-    return mix((uint64_t)id ^ ((uint64_t)tr << 56)) & (size - 1);
+    return mix64((uint64_t)id ^ ((uint64_t)tr << 56)) & (size - 1);
 }
 
 static void tab_resize(size_t ns) {
@@ -137,117 +117,12 @@ static void chat_remove(chat *c) {
     free(c);
 }
 
-static size_t map_slot(const idmap *m, int64_t id) {
-    return mix((uint64_t)id) & (m->nb - 1);
-}
-
-static void map_resize(idmap *m, size_t nb) {
-    ovr **nbk = xcalloc(nb, sizeof *nbk);
-    for (size_t i = 0; i < m->nb; i++) {
-        ovr *o = m->b[i];
-        while (o) {
-            ovr *n = o->next;
-            size_t s = mix((uint64_t)o->chat_id) & (nb - 1);
-            o->next = nbk[s];
-            nbk[s] = o;
-            o = n;
-        }
-    }
-    free(m->b);
-    m->b = nbk;
-    m->nb = nb;
-}
-
-static ovr *map_find(const idmap *m, int64_t id) {
-    if (!m->nb) return NULL;
-    for (ovr *o = m->b[map_slot(m, id)]; o; o = o->next)
-        if (o->chat_id == id) return o;
-    return NULL;
-}
-
-static void lru_unlink(idmap *m, ovr *o) {
-    if (o->lprev)
-        o->lprev->lnext = o->lnext;
-    else if (m->lru_head == o)
-        m->lru_head = o->lnext;
-    if (o->lnext)
-        o->lnext->lprev = o->lprev;
-    else if (m->lru_tail == o)
-        m->lru_tail = o->lprev;
-    o->lprev = o->lnext = NULL;
-}
-
-static void map_touch(idmap *m, ovr *o, int64_t now) {
-    o->used_ms = now;
-    if (m->lru_tail == o) return;
-    lru_unlink(m, o);
-    o->lprev = m->lru_tail;
-    if (m->lru_tail)
-        m->lru_tail->lnext = o;
-    else
-        m->lru_head = o;
-    m->lru_tail = o;
-}
-
-static void map_set(idmap *m, int64_t id, int idx) {
-    ovr *o = map_find(m, id);
-    if (!o) {
-        if (m->n >= m->nb) map_resize(m, m->nb ? m->nb * 2 : MAP_MIN);
-        o = xcalloc(1, sizeof *o);
-        o->chat_id = id;
-        size_t s = map_slot(m, id);
-        o->next = m->b[s];
-        m->b[s] = o;
-        m->n++;
-    }
-    o->idx = idx;
-    map_touch(m, o, mono_ms());
-}
-
-static void map_del(idmap *m, ovr *o) {
-    ovr **pp = &m->b[map_slot(m, o->chat_id)];
-    while (*pp && *pp != o)
-        pp = &(*pp)->next;
-    if (*pp) *pp = o->next;
-    lru_unlink(m, o);
-    m->n--;
-    free(o);
-    if (m->nb > MAP_MIN && m->n < m->nb / 4) map_resize(m, m->nb / 2);
-}
-
-static void map_free(idmap *m) {
-    for (size_t i = 0; m->b && i < m->nb; i++) {
-        ovr *o = m->b[i];
-        while (o) {
-            ovr *n = o->next;
-            free(o);
-            o = n;
-        }
-    }
-    free(m->b);
-    memset(m, 0, sizeof *m);
-}
-
 void chat_hash(int64_t chat_id, char out[17]) {
     char num[24], full[65];
     int n = snprintf(num, sizeof num, "%" PRId64, chat_id);
     hmac_sha256_hex(R.hash_key, strlen(R.hash_key), num, (size_t)n, full);
     memcpy(out, full, 16);
     out[16] = 0;
-}
-
-static int persona_index(const char *tag) {
-    for (size_t i = 0; i < R.npersonas; i++)
-        if (!strcmp(R.personas[i].tag, tag)) return (int)i;
-    return -1;
-}
-
-static int load_override(void *arg, const char *key, const void *val, size_t len) {
-    (void)arg, (void)len;
-    int64_t id;
-    int idx = persona_index(val);
-    if (!parse_i64(key + 8, &id) && idx >= 0 && R.personas[idx].selectable) map_set(&otab, id, idx);
-    return 0;
 }
 
 /* ---- liveness ------------------------------------------------------------ */
@@ -306,14 +181,8 @@ int router_init(char *err, size_t errsz) {
     atomic_store(&R.watchdog_ms, mono_ms());
     wd_stop = false;
     wd_on = pthread_create(&wd_thread, NULL, watchdog_main, NULL) == 0;
-    for (size_t i = 0; i < R.npersonas; i++)
-        for (char **c = R.personas[i].chats; c && *c; c++) {
-            int64_t id;
-            if (!parse_i64(*c, &id)) map_set(&mtab, id, (int)i);
-        }
-    if (R.persona_cmd) store_scan(R.st, "core", "persona:", load_override, NULL);
+    admission_init();
     tab_resize(TAB_MIN);
-    if (otab.n > (size_t)R.max_overrides) overrides_bound();
     return 0;
 }
 
@@ -345,8 +214,7 @@ void router_fini(void) {
     tab = NULL;
     tab_size = tab_count = 0;
     idle_head = idle_tail = NULL;
-    map_free(&otab);
-    map_free(&mtab);
+    admission_fini();
 }
 
 /* ---- workers ------------------------------------------------------------ */
@@ -495,38 +363,58 @@ static void job_free(job *j) {
     free(j);
 }
 
-static bool allowed(const rd_ctx *tr, int64_t id) {
-    if (!tr->allow) return true;
-    size_t lo = 0, hi = tr->nallow;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (tr->allow[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < tr->nallow && tr->allow[lo] == id;
-}
-
-/* The persona the manifest gives a chat, ignoring /persona choices. */
-static persona *manifest_persona_locked(int64_t chat_id) {
-    ovr *o = map_find(&mtab, chat_id);
-    return o ? &R.personas[o->idx] : R.default_persona;
-}
-
-static persona *resolve_locked(int64_t chat_id) {
-    ovr *o = map_find(&otab, chat_id);
-    if (o) {
-        map_touch(&otab, o, mono_ms());
-        return &R.personas[o->idx];
-    }
-    return manifest_persona_locked(chat_id);
-}
-
 static int tr_index(const rd_ctx *tr) {
     for (size_t i = 0; i < R.ntr; i++)
         if (R.tr[i] == tr) return (int)i;
     return 0;
+}
+
+/* What router_submit keeps of a queued job, which a worker may free. */
+typedef struct job_snap {
+    char corr[sizeof((job *)0)->corr], hash[sizeof((job *)0)->hash], span[sizeof((job *)0)->span];
+    int64_t t_recv_ns;
+} job_snap;
+
+/* Counts, logs and reports an update refused at admission. */
+static void report_reject(rd_ctx *tr, job *j, persona *p, const char *reject) {
+    if (!strcmp(reject, "allowlist")) {
+        series_add(tr->m_rejected_allowlist, 1);
+        log_msg(tr->name, RD_LOG_INFO, "chat %s not in allowlist: update %" PRId64 " dropped",
+                j->hash, j->update_id);
+    } else if (!strcmp(reject, "no_persona")) {
+        series_add(tr->m_rejected_nopersona, 1);
+        log_msg(tr->name, RD_LOG_WARN,
+                "chat %s has no persona (add chats = * to one): update %" PRId64 " dropped",
+                j->hash, j->update_id);
+    } else {
+        series_add(tr->m_rejected_ratelimit, 1);
+        series_add(p->m_rl_hits, 1);
+        log_msg(tr->name, RD_LOG_INFO, "chat %s over its rate limit: update %" PRId64 " dropped",
+                j->hash, j->update_id);
+    }
+    char status[48];
+    snprintf(status, sizeof status, "rejected:%s", reject);
+    reject_event(j, status, reject);
+}
+
+static void received_event(rd_ctx *tr, persona *p, const job_snap *snap, int64_t update_id) {
+    rd_event ev = {.size = sizeof ev,
+                   .type = RD_EV_RECEIVED,
+                   .level = RD_LOG_DEBUG,
+                   .ts_ns = wall_ns(),
+                   .source = "core",
+                   .correlation_id = snap->corr,
+                   .chat_id_hash = snap->hash,
+                   .persona = p->tag,
+                   .transport = tr->inst,
+                   .backend = p->backend->inst,
+                   .status = "received",
+                   .update_id = update_id,
+                   .t_received_ns = snap->t_recv_ns,
+                   .trace_id = snap->corr,
+                   .span_id = snap->span};
+    emit_event(&ev);
+    series_add(p->m_received[tr_index(tr)], 1);
 }
 
 rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
@@ -541,9 +429,9 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
         job_free(j);
         return RD_E_DUPLICATE;
     }
-    if (!allowed(tr, in->chat_id)) {
+    if (!admission_allowed(tr, in->chat_id)) {
         reject = "allowlist";
-    } else if (!(j->p = resolve_locked(in->chat_id))) {
+    } else if (!(j->p = admission_persona_locked(in->chat_id))) {
         reject = "no_persona";
     } else {
         chat *c = chat_get(j->tr_index, in->chat_id);
@@ -561,9 +449,7 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
         }
         int64_t now = mono_ms();
         c->rl_limit = j->p->chat_limit;
-        rl = bucket_take(&c->rl, j->p->chat_limit, now);
-        if (rl == 1 && j->p->total_limit > 0)
-            rl = bucket_take(&j->p->total, j->p->total_limit, now);
+        rl = admission_rate_locked(&c->rl, j->p, now);
         if (rl == 0) { /* first refusal in this window: queue one polite notice */
             j->kind = JOB_NOTICE;
             rl = 1;
@@ -589,10 +475,7 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
      * the event needs. */
     bool notice = j->kind == JOB_NOTICE;
     persona *p = j->p;
-    struct {
-        char corr[sizeof j->corr], hash[sizeof j->hash], span[sizeof j->span];
-        int64_t t_recv_ns;
-    } snap;
+    job_snap snap;
     memcpy(snap.corr, j->corr, sizeof snap.corr);
     memcpy(snap.hash, j->hash, sizeof snap.hash);
     memcpy(snap.span, j->span, sizeof snap.span);
@@ -602,47 +485,13 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
     if (reject && !j->hash[0]) chat_hash(in->chat_id, j->hash);
 
     if (reject) {
-        if (!strcmp(reject, "allowlist")) {
-            series_add(tr->m_rejected_allowlist, 1);
-            log_msg(tr->name, RD_LOG_INFO, "chat %s not in allowlist: update %" PRId64 " dropped",
-                    j->hash, in->update_id);
-        } else if (!strcmp(reject, "no_persona")) {
-            series_add(tr->m_rejected_nopersona, 1);
-            log_msg(tr->name, RD_LOG_WARN,
-                    "chat %s has no persona (add chats = * to one): update %" PRId64 " dropped",
-                    j->hash, in->update_id);
-        } else {
-            series_add(tr->m_rejected_ratelimit, 1);
-            series_add(p->m_rl_hits, 1);
-            log_msg(tr->name, RD_LOG_INFO,
-                    "chat %s over its rate limit: update %" PRId64 " dropped", j->hash,
-                    in->update_id);
-        }
-        char status[48];
-        snprintf(status, sizeof status, "rejected:%s", reject);
-        reject_event(j, status, reject);
+        report_reject(tr, j, p, reject);
         job_free(j);
         return RD_OK;
     }
     if (notice)
         log_msg(tr->name, RD_LOG_INFO, "chat %s over its rate limit: notice queued", snap.hash);
-    rd_event ev = {.size = sizeof ev,
-                   .type = RD_EV_RECEIVED,
-                   .level = RD_LOG_DEBUG,
-                   .ts_ns = wall_ns(),
-                   .source = "core",
-                   .correlation_id = snap.corr,
-                   .chat_id_hash = snap.hash,
-                   .persona = p->tag,
-                   .transport = tr->inst,
-                   .backend = p->backend->inst,
-                   .status = "received",
-                   .update_id = in->update_id,
-                   .t_received_ns = snap.t_recv_ns,
-                   .trace_id = snap.corr,
-                   .span_id = snap.span};
-    emit_event(&ev);
-    series_add(p->m_received[tr_index(tr)], 1);
+    received_event(tr, p, &snap, in->update_id);
     return RD_OK;
 }
 
@@ -678,70 +527,6 @@ static void send_text(job *j, const char *text, uint32_t flags) {
         emit_event(&ev);
         j->status = "send_failed";
     }
-}
-
-static void persona_command(job *j) {
-    const char *arg = j->text + strlen("/persona");
-    if (*arg == '@') arg += strcspn(arg, " \t");
-    while (*arg == ' ' || *arg == '\t')
-        arg++;
-    char *name = xstrndup(arg, strcspn(arg, " \t\r\n"));
-    /* The persona was resolved at intake; a switch queued before this
-     * command in the same chat has run since. */
-    pthread_mutex_lock(&R.mu);
-    persona *now = resolve_locked(j->chat_id);
-    pthread_mutex_unlock(&R.mu);
-    if (now) j->p = now;
-    char list[1024];
-    size_t off = 0;
-    list[0] = 0;
-    for (size_t i = 0; i < R.npersonas && off < sizeof list; i++) {
-        persona *p = &R.personas[i];
-        if (!p->selectable) continue;
-        /* A Markdown list (transports render it), readable as plain text. */
-        off +=
-            (size_t)snprintf(list + off, sizeof list - off, "%s- %s%s%s%s", off ? "\n" : "", p->tag,
-                             p->description ? ": " : "", p->description ? p->description : "",
-                             p == j->p ? " (current)" : "");
-    }
-    char *reply;
-    if (!*name) {
-        reply = xasprintf("Current persona: %s\nAvailable:\n%s\n\nSwitch with /persona NAME.",
-                          j->p->tag, list);
-    } else {
-        int idx = persona_index(name);
-        if (idx < 0 || !R.personas[idx].selectable) {
-            reply = xasprintf("Unknown persona '%s'. Available:\n%s", name, list);
-        } else {
-            char key[40];
-            snprintf(key, sizeof key, "persona:%" PRId64, j->chat_id);
-            pthread_mutex_lock(&R.mu);
-            /* Back to what the manifest gives: no override to keep. */
-            bool plain = manifest_persona_locked(j->chat_id) == &R.personas[idx];
-            ovr *o = map_find(&otab, j->chat_id);
-            if (plain && o)
-                map_del(&otab, o);
-            else if (!plain)
-                map_set(&otab, j->chat_id, idx);
-            pthread_mutex_unlock(&R.mu);
-            if (plain)
-                store_del(R.st, "core", key);
-            else
-                store_put(R.st, "core", key, name, strlen(name));
-            overrides_bound();
-            reply = xasprintf("Persona switched to %s.", name);
-        }
-    }
-    j->status = "ok";
-    send_text(j, reply, 0);
-    free(reply);
-    free(name);
-}
-
-static bool is_persona_cmd(const job *j) {
-    if (!R.persona_cmd || strncmp(j->text, "/persona", 8)) return false;
-    char c = j->text[8];
-    return c == 0 || c == ' ' || c == '@' || c == '\t' || c == '\n';
 }
 
 /* After the backend answered (directly or via complete()). */
@@ -784,15 +569,18 @@ static void process(job *j) {
         job_finish(j);
         return;
     }
-    if (is_persona_cmd(j)) {
-        persona_command(j);
+    if (admission_is_persona_cmd(j)) {
+        char *reply = admission_persona_command(j);
+        j->status = "ok";
+        send_text(j, reply, 0);
+        free(reply);
         job_finish(j);
         return;
     }
     if (R.persona_cmd) {
         /* A /persona switch queued before this message applies to it. */
         pthread_mutex_lock(&R.mu);
-        persona *now = resolve_locked(j->chat_id);
+        persona *now = admission_persona_locked(j->chat_id);
         pthread_mutex_unlock(&R.mu);
         if (now) j->p = now;
     }
@@ -960,39 +748,14 @@ void router_stop_workers(int64_t deadline_ms) {
 }
 
 /* Forgets chats idle longer than chat_idle_s whose rate bucket is full
- * again, oldest first, and shrinks the table with them; expires /persona
- * choices unused for persona_override_idle_days. Work is bounded per call
- * so the lock is never held long. */
+ * again, oldest first, and shrinks the table with them; then expires
+ * unused /persona choices (admission.c). Work is bounded per call so the
+ * lock is never held long. */
 #define SWEEP_BATCH 20000
-
-static void forget_overrides(int64_t *ids, size_t n, const char *why) {
-    for (size_t i = 0; i < n; i++) {
-        char key[40];
-        snprintf(key, sizeof key, "persona:%" PRId64, ids[i]);
-        store_del(R.st, "core", key);
-    }
-    if (n) LOGI("%zu /persona choice(s) forgotten (%s)", n, why);
-}
-
-/* Drops the least recently used overrides past persona_overrides_max. */
-static void overrides_bound(void) {
-    int64_t ids[256];
-    size_t n = 0;
-    pthread_mutex_lock(&R.mu);
-    while (otab.n > (size_t)R.max_overrides && n < 256) {
-        ids[n++] = otab.lru_head->chat_id;
-        map_del(&otab, otab.lru_head);
-    }
-    series_set(R.m_overrides, (double)otab.n);
-    pthread_mutex_unlock(&R.mu);
-    forget_overrides(ids, n, "persona_overrides_max reached");
-}
 
 void router_sweep(void) {
     int64_t now = mono_ms();
     size_t freed = 0;
-    int64_t ids[256];
-    size_t nids = 0;
     pthread_mutex_lock(&R.mu);
     while (idle_head && freed < SWEEP_BATCH) {
         chat *c = idle_head;
@@ -1009,27 +772,8 @@ void router_sweep(void) {
     while (want > TAB_MIN && tab_count < want / 4)
         want /= 2;
     if (want != tab_size) tab_resize(want);
-    if (R.override_idle_ms > 0)
-        while (otab.lru_head && now - otab.lru_head->used_ms > R.override_idle_ms && nids < 256) {
-            ids[nids++] = otab.lru_head->chat_id;
-            map_del(&otab, otab.lru_head);
-        }
     series_set(R.m_chats, (double)tab_count);
     series_set(R.m_chat_slots, (double)tab_size);
-    series_set(R.m_overrides, (double)otab.n);
     pthread_mutex_unlock(&R.mu);
-    forget_overrides(ids, nids, "unused for persona_override_idle_days");
-}
-
-/* A replica that starts leading takes the /persona choices that other
- * replicas stored meanwhile (the store is shared). */
-static int reload_override(void *arg, const char *key, const void *val, size_t len) {
-    pthread_mutex_lock(&R.mu);
-    load_override(arg, key, val, len);
-    pthread_mutex_unlock(&R.mu);
-    return 0;
-}
-
-void router_reload_overrides(void) {
-    if (R.persona_cmd) store_scan(R.st, "core", "persona:", reload_override, NULL);
+    admission_sweep(now);
 }

@@ -1,4 +1,5 @@
-/* Router state shared by main.c, host.c, router.c, events.c and http.c. */
+/* The router state R and the interfaces between the core files that run
+ * it (see docs/layout.md). */
 #ifndef ROUTERD_ROUTER_H
 #define ROUTERD_ROUTER_H
 
@@ -153,8 +154,6 @@ void chat_hash(int64_t chat_id, char out[17]);
  * taken and released, the main loop turns once it runs). Fills the age of
  * the staler clock and the phase name. */
 bool router_live(int64_t *age_ms, const char **phase);
-/* Re-reads the /persona choices from the store (a replica's new term). */
-void router_reload_overrides(void);
 
 /* events.c */
 void sinks_start(void);

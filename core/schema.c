@@ -29,25 +29,6 @@ const char *opt_type_name(rd_opt_type t) {
     return "?";
 }
 
-const char *suggest(const char *key, const char *const *cands, size_t n) {
-    const char *best = NULL;
-    size_t bestd = (size_t)-1;
-    for (size_t i = 0; i < n; i++) {
-        size_t d = levenshtein(key, cands[i]);
-        if (d < bestd) {
-            bestd = d;
-            best = cands[i];
-        }
-    }
-    size_t len = strlen(key);
-    size_t limit = len <= 4 ? 1 : len <= 8 ? 2 : 3;
-    if (best && bestd <= limit) return best;
-    /* A prefix match also counts: "time" for "timeout_s". */
-    for (size_t i = 0; i < n && len >= 3; i++)
-        if (!strncmp(cands[i], key, len)) return cands[i];
-    return NULL;
-}
-
 static int parse_bool(const char *s, bool *out) {
     static const char *const yes[] = {"true", "yes", "on", "1"};
     static const char *const no[] = {"false", "no", "off", "0"};

@@ -152,6 +152,33 @@ size_t levenshtein(const char *a, const char *b) {
     return d[la][lb];
 }
 
+uint64_t mix64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+
+const char *suggest(const char *key, const char *const *cands, size_t n) {
+    const char *best = NULL;
+    size_t bestd = (size_t)-1;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = levenshtein(key, cands[i]);
+        if (d < bestd) {
+            bestd = d;
+            best = cands[i];
+        }
+    }
+    size_t len = strlen(key);
+    size_t limit = len <= 4 ? 1 : len <= 8 ? 2 : 3;
+    if (best && bestd <= limit) return best;
+    /* A prefix match also counts: "time" for "timeout_s". */
+    for (size_t i = 0; i < n && len >= 3; i++)
+        if (!strncmp(cands[i], key, len)) return cands[i];
+    return NULL;
+}
+
 int parse_i64(const char *s, int64_t *out) {
     while (isspace((unsigned char)*s))
         s++;

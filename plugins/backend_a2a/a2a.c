@@ -24,6 +24,9 @@
 
 #include "a2a_http.h"
 #include "a2a_parse.h"
+#include "backoff.h"
+#include "hash_mix.h"
+#include "url_check.h"
 
 /* ---- configuration ------------------------------------------------------ */
 
@@ -285,15 +288,6 @@ static void nap(a2a *a, rd_reply *rp, int64_t ms) {
         nanosleep(&ts, NULL);
         ms -= s;
     }
-}
-
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
 }
 
 /* ---- credentials and origins ------------------------------------------- */
@@ -1861,12 +1855,8 @@ static int recover(call *c, const agent_view *v, a2a_track *t) {
 
 static int64_t backoff(call *c, int attempt, long retry_after_s) {
     a2a *a = c->a;
-    int64_t d = a->retry_base_ms;
-    for (int i = 0; i < attempt && d < a->retry_max_ms; i++)
-        d *= 2;
-    if (d > a->retry_max_ms) d = a->retry_max_ms;
-    c->rnd = mix(c->rnd + 0x9e3779b97f4a7c15ULL);
-    d = d / 2 + (int64_t)(c->rnd % (uint64_t)(d / 2 + 1)); /* jitter */
+    c->rnd = hash_mix64(c->rnd + 0x9e3779b97f4a7c15ULL);
+    int64_t d = backoff_jitter_ms(a->retry_base_ms, a->retry_max_ms, attempt, c->rnd);
     if (retry_after_s > 0) {
         /* clamped before the multiplication: a hostile value cannot wrap */
         int64_t ra = (retry_after_s > 86400 ? 86400 : retry_after_s) * 1000;
@@ -2193,12 +2183,6 @@ static int is_command(const char *text, const char *cmd) {
     return e == 0 || e == ' ' || e == '@' || e == '\n' || e == '\t';
 }
 
-static uint64_t fnv(uint64_t h, const char *s) {
-    for (; s && *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
-}
-
 /* The update id the transport puts in its meta (e.g. telegram.update_id):
  * its updates are re-delivered under the same id. */
 static int meta_update_id(const char *meta, char *out, size_t sz) {
@@ -2233,18 +2217,18 @@ static void message_id(a2a *a, call *c) {
         hex = isxdigit((unsigned char)corr[i]) != 0;
     uint64_t hi, lo;
     if (c->stable) {
-        uint64_t h = fnv(0xcbf29ce484222325ULL, a->inst);
-        h = fnv(h, uid);
-        hi = mix(h ^ mix((uint64_t)rq->chat_id));
-        hi = mix(hi ^ (uint64_t)rq->update_id);
-        lo = mix(hi ^ (uint64_t)rq->message_id ^ 0x9e3779b97f4a7c15ULL);
+        uint64_t h = hash_fnv1a(HASH_FNV1A_SEED, a->inst, strlen(a->inst));
+        h = hash_fnv1a(h, uid, strlen(uid));
+        hi = hash_mix64(h ^ hash_mix64((uint64_t)rq->chat_id));
+        hi = hash_mix64(hi ^ (uint64_t)rq->update_id);
+        lo = hash_mix64(hi ^ (uint64_t)rq->message_id ^ 0x9e3779b97f4a7c15ULL);
     } else if (hex) {
         snprintf(c->msg_id, sizeof c->msg_id, "%.8s-%.4s-%.4s-%.4s-%.12s", corr, corr + 8,
                  corr + 12, corr + 16, corr + 20);
         return;
     } else {
-        hi = mix(a->boot ^ fnv(0xcbf29ce484222325ULL, corr) ^ (uint64_t)rq->update_id);
-        lo = mix(hi ^ (uint64_t)rq->chat_id ^ a->boot);
+        hi = hash_mix64(a->boot ^ hash_fnv1a(HASH_FNV1A_SEED, corr, n) ^ (uint64_t)rq->update_id);
+        lo = hash_mix64(hi ^ (uint64_t)rq->chat_id ^ a->boot);
     }
     /* version 8 (custom), RFC 4122 variant */
     snprintf(c->msg_id, sizeof c->msg_id, "%08llx-%04llx-8%03llx-%04llx-%012llx",
@@ -2261,7 +2245,7 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
     if (rq->deadline_ms > 0 && rq->deadline_ms < c.deadline) c.deadline = rq->deadline_ms;
     message_id(a, &c);
     snprintf(c.rkey, sizeof c.rkey, "msg:%s", c.msg_id);
-    c.rnd = mix((uint64_t)now ^ (uint64_t)rq->chat_id ^ ((uint64_t)rq->update_id << 20));
+    c.rnd = hash_mix64((uint64_t)now ^ (uint64_t)rq->chat_id ^ ((uint64_t)rq->update_id << 20));
     snprintf(c.key, sizeof c.key, "conv:%" PRId64 ":%.80s", rq->chat_id,
              rq->persona ? rq->persona : "");
     conv_load(&c);
@@ -2302,10 +2286,6 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
     return st;
 }
 
-static int http_url(const char *u) {
-    return u && (!strncasecmp(u, "http://", 7) || !strncasecmp(u, "https://", 8));
-}
-
 static void a_destroy(void *self) {
     a2a *a = self;
     if (!a) return;
@@ -2341,7 +2321,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->inst = inst ? inst : "a2a";
 
     const char *url = h->cfg_str(ctx, "url");
-    if (!http_url(url)) {
+    if (!url_is_http(url)) {
         h->error(err, RD_E_CONFIG, "fatal", "url must be an http:// or https:// URL");
         goto bad;
     }
@@ -2353,7 +2333,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     if (!empty(cu) && !strcasecmp(cu, "none")) {
         a->no_card = 1;
     } else if (!empty(cu)) {
-        if (!http_url(cu)) {
+        if (!url_is_http(cu)) {
             h->error(err, RD_E_CONFIG, "fatal", "card_url must be an http(s) URL or 'none'");
             goto bad;
         }
@@ -2361,7 +2341,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     }
     const char *ru = h->cfg_str(ctx, "rpc_url");
     if (!empty(ru)) {
-        if (!http_url(ru)) {
+        if (!url_is_http(ru)) {
             h->error(err, RD_E_CONFIG, "fatal", "rpc_url must be an http(s) URL");
             goto bad;
         }
@@ -2451,11 +2431,11 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         h->error(err, RD_E_CONFIG, "fatal", "token and oauth_client_id exclude each other");
         goto bad;
     }
-    if (!empty(a->oauth_url) && !http_url(a->oauth_url)) {
+    if (!empty(a->oauth_url) && !url_is_http(a->oauth_url)) {
         h->error(err, RD_E_CONFIG, "fatal", "oauth_token_url must be an http(s) URL");
         goto bad;
     }
-    a->boot = mix((uint64_t)h->wall_ns() ^ ((uint64_t)(uintptr_t)a << 16));
+    a->boot = hash_mix64((uint64_t)h->wall_ns() ^ ((uint64_t)(uintptr_t)a << 16));
 
     /* Credentials go to the origin the operator named, nowhere else unless
      * listed: a card cannot send them to another host. */

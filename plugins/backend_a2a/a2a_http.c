@@ -1,9 +1,9 @@
-/* See a2a_http.h. Handles go back to a LIFO free list after each call, so
- * the most recently used one (with a warm connection) is picked first and a
- * burst of hundreds of calls costs one handle each, created once. curl's
- * easy handles must not be shared concurrently; the list mutex is only held
- * to push and pop, never across I/O. */
+/* See a2a_http.h. Handles go back to the pool (curl_pool.h) after each
+ * call, so the most recently used one (with a warm connection) is picked
+ * first and a burst of hundreds of calls costs one handle each, created
+ * once. */
 #include "a2a_http.h"
+#include "curl_pool.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -12,9 +12,7 @@
 #include <strings.h>
 
 struct a2a_http {
-    pthread_mutex_t mu;
-    CURL **idle;
-    size_t nidle, max_idle;
+    easy_pool pool;
     CURLSH *share;
     pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
 };
@@ -34,11 +32,9 @@ static void share_unlock(CURL *c, curl_lock_data d, void *arg) {
 a2a_http *a2a_http_new(size_t max_idle) {
     a2a_http *h = calloc(1, sizeof *h);
     if (!h) return NULL;
-    pthread_mutex_init(&h->mu, NULL);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&h->share_mu[i], NULL);
-    h->max_idle = max_idle ? max_idle : 64;
-    h->idle = calloc(h->max_idle, sizeof *h->idle);
+    easy_pool_init(&h->pool, max_idle ? max_idle : 64);
     h->share = curl_share_init();
     if (h->share) {
         curl_share_setopt(h->share, CURLSHOPT_LOCKFUNC, share_lock);
@@ -47,47 +43,29 @@ a2a_http *a2a_http_new(size_t max_idle) {
         curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
         curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     }
-    if (!h->idle) {
-        a2a_http_free(h);
-        return NULL;
-    }
     return h;
 }
 
 void a2a_http_free(a2a_http *h) {
     if (!h) return;
-    for (size_t i = 0; i < h->nidle; i++)
-        curl_easy_cleanup(h->idle[i]);
-    free(h->idle);
+    easy_pool_destroy(&h->pool);
     if (h->share) curl_share_cleanup(h->share);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_destroy(&h->share_mu[i]);
-    pthread_mutex_destroy(&h->mu);
     free(h);
 }
 
 static CURL *acquire(a2a_http *h) {
-    CURL *c = NULL;
-    pthread_mutex_lock(&h->mu);
-    if (h->nidle) c = h->idle[--h->nidle];
-    pthread_mutex_unlock(&h->mu);
-    if (c) {
-        curl_easy_reset(c); /* keeps live connections and caches */
-        return c;
-    }
-    return curl_easy_init();
+    CURL *c = easy_pool_get(&h->pool);
+    if (c) curl_easy_reset(c); /* keeps live connections and caches */
+    return c;
 }
 
 static void release(a2a_http *h, CURL *c, int keep) {
-    if (keep) {
-        pthread_mutex_lock(&h->mu);
-        if (h->nidle < h->max_idle) {
-            h->idle[h->nidle++] = c;
-            c = NULL;
-        }
-        pthread_mutex_unlock(&h->mu);
-    }
-    if (c) curl_easy_cleanup(c);
+    if (keep)
+        easy_pool_put(&h->pool, c);
+    else if (c)
+        curl_easy_cleanup(c);
 }
 
 typedef struct {

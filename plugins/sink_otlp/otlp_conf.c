@@ -1,10 +1,10 @@
 /* Exporter settings: manifest keys over OTEL_* variables over defaults. */
 #include "otlp_conf.h"
+#include "url_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static const char *nz(const char *s) {
     return s && *s ? s : NULL;
@@ -59,7 +59,7 @@ int otlp_conf_resolve(const otlp_manifest *m, otlp_getenv_fn get, otlp_conf *out
     else
         out->url = strdup("http://localhost:4318/v1/traces");
     if (!out->url) goto oom;
-    if (strncasecmp(out->url, "http://", 7) && strncasecmp(out->url, "https://", 8)) {
+    if (!url_is_http(out->url)) {
         snprintf(err, errsz, "endpoint: '%s' is not an http:// or https:// URL", out->url);
         otlp_conf_free(out);
         return -1;

@@ -7,6 +7,9 @@
  * HTTP client in telegram_api.c and the pure parsers in telegram_parse.c.
  */
 #include "telegram.h"
+#include "backoff.h"
+#include "hash_mix.h"
+#include "url_check.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -209,17 +212,9 @@ void tg_wake(tg *t) {
 }
 
 int64_t tg_backoff(tg *t, int attempt) {
-    /* Exponential from retry_base_ms, capped, with jitter in [d/2, d]. */
-    int64_t d = t->c.retry_base_ms;
-    for (int i = 0; i < attempt && d < t->c.retry_max_ms; i++)
-        d *= 2;
-    if (d > t->c.retry_max_ms) d = t->c.retry_max_ms;
-    uint64_t x = (uint64_t)t->h->wall_ns() ^ ((uint64_t)(uintptr_t)&d << 7);
-    x ^= x >> 29;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 32;
-    int64_t half = d / 2;
-    return half + (half > 0 ? (int64_t)(x % (uint64_t)(half + 1)) : 0);
+    /* The clock and a stack address seed the jitter. */
+    uint64_t x = hash_mix64((uint64_t)t->h->wall_ns() ^ ((uint64_t)(uintptr_t)&attempt << 7));
+    return backoff_jitter_ms(t->c.retry_base_ms, t->c.retry_max_ms, attempt, x);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -295,7 +290,7 @@ static rd_status read_config(tg *t, rd_error *err) {
     }
     c->token = strdup(token);
     const char *base = h->cfg_str(x, "api_base");
-    if (!base || (strncmp(base, "http://", 7) && strncmp(base, "https://", 8))) {
+    if (!url_is_http(base)) {
         h->error(err, RD_E_CONFIG, "fatal", "api_base: must start with http:// or https://");
         return RD_E_CONFIG;
     }
@@ -372,8 +367,7 @@ static rd_status read_config(tg *t, rd_error *err) {
                      "secret_token: 1-256 characters from A-Z a-z 0-9 _ - (Telegram's rule)");
             return RD_E_CONFIG;
         }
-        if (c->webhook_url && strncmp(c->webhook_url, "http://", 7) &&
-            strncmp(c->webhook_url, "https://", 8)) {
+        if (c->webhook_url && !url_is_http(c->webhook_url)) {
             h->error(err, RD_E_CONFIG, "fatal", "webhook_url: must be an http(s) URL");
             return RD_E_CONFIG;
         }
@@ -467,7 +461,7 @@ static rd_status tg_create(const rd_host *host, rd_ctx *ctx, void **self, rd_err
     pthread_mutex_init(&t->mig_mu, NULL);
     pthread_mutex_init(&t->ob_mu, NULL);
     pthread_mutex_init(&t->wake_mu, NULL);
-    pthread_mutex_init(&t->pool_mu, NULL);
+    easy_pool_init(&t->pool, 16);
     pthread_mutex_init(&t->in_mu, NULL);
     pthread_mutex_init(&t->out_mu, NULL);
     pthread_mutex_init(&t->typ_mu, NULL);
@@ -627,7 +621,7 @@ static void tg_destroy(void *self) {
     free(t->c.secret_token);
     free(t->url_prefix);
     pthread_mutex_destroy(&t->wake_mu);
-    pthread_mutex_destroy(&t->pool_mu);
+    easy_pool_destroy(&t->pool);
     pthread_mutex_destroy(&t->in_mu);
     pthread_mutex_destroy(&t->out_mu);
     pthread_mutex_destroy(&t->typ_mu);

@@ -9,6 +9,7 @@
 
 #include <routerd/plugin.h>
 
+#include "curl_pool.h"
 #include "telegram_parse.h"
 #include "telegram_throttle.h"
 
@@ -135,9 +136,7 @@ typedef struct tg {
 
     /* HTTP. */
     struct curl_slist *json_hdr;
-    pthread_mutex_t pool_mu;
-    CURL *pool[16];
-    int npool;
+    easy_pool pool;
     CURLM *multi;
     CURL *poll_easy;
 

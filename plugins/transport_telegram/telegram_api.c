@@ -19,9 +19,6 @@ int tg_api_init(tg *t) {
 }
 
 void tg_api_cleanup(tg *t) {
-    for (int i = 0; i < t->npool; i++)
-        curl_easy_cleanup(t->pool[i]);
-    t->npool = 0;
     if (t->poll_easy) curl_easy_cleanup(t->poll_easy);
     t->poll_easy = NULL;
     if (t->multi) curl_multi_cleanup(t->multi);
@@ -32,22 +29,11 @@ void tg_api_cleanup(tg *t) {
 
 /* Handles are reused so connections stay alive between requests. */
 CURL *tg_easy_get(tg *t) {
-    CURL *c = NULL;
-    pthread_mutex_lock(&t->pool_mu);
-    if (t->npool > 0) c = t->pool[--t->npool];
-    pthread_mutex_unlock(&t->pool_mu);
-    return c ? c : curl_easy_init();
+    return easy_pool_get(&t->pool);
 }
 
 void tg_easy_put(tg *t, CURL *c) {
-    if (!c) return;
-    pthread_mutex_lock(&t->pool_mu);
-    if (t->npool < (int)(sizeof t->pool / sizeof t->pool[0])) {
-        t->pool[t->npool++] = c;
-        c = NULL;
-    }
-    pthread_mutex_unlock(&t->pool_mu);
-    if (c) curl_easy_cleanup(c);
+    easy_pool_put(&t->pool, c);
 }
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud) {

@@ -5,6 +5,7 @@
  */
 #include "telegram.h"
 #include "telegram_format.h"
+#include "hash_mix.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,12 +35,7 @@ typedef struct typing_ent {
 } typing_ent;
 
 static uint64_t text_hash(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h ^ n;
+    return hash_fnv1a(HASH_FNV1A_SEED, s, n) ^ n;
 }
 
 typedef struct evict_arg {

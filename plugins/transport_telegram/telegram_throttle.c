@@ -1,5 +1,6 @@
 /* Outbound pacing and the int64 map; see telegram_throttle.h. */
 #include "telegram_throttle.h"
+#include "hash_mix.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,11 +20,7 @@ struct tg_map {
 };
 
 static size_t hash64(int64_t k, size_t nb) {
-    uint64_t x = (uint64_t)k;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return (size_t)(x & (nb - 1));
+    return (size_t)(hash_mix64((uint64_t)k) & (nb - 1));
 }
 
 tg_map *tg_map_new(void) {

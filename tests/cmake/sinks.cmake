@@ -71,22 +71,23 @@ set_tests_properties(test_sinks_prom_rules_check test_sinks_prom_rules_unit test
 # Fuzz targets: the pure builders compiled into each target so a libFuzzer
 # build (-DROUTERD_FUZZ=ON) instruments them.
 set(SK_JL ${CMAKE_SOURCE_DIR}/plugins/sink_jsonlog)
+set(SK_CO ${CMAKE_SOURCE_DIR}/plugins/common)
 set(SK_OT ${CMAKE_SOURCE_DIR}/plugins/sink_otlp)
 set(SK_PR ${CMAKE_SOURCE_DIR}/plugins/sink_prometheus)
 routerd_fuzz_target(fuzz_sinks_jsonline
-                    SOURCES ${SK_DIR}/fuzz/fuzz_sinks_jsonline.c ${SK_JL}/jsonlog_line.c ${SK_JL}/sbuf.c
+                    SOURCES ${SK_DIR}/fuzz/fuzz_sinks_jsonline.c ${SK_JL}/jsonlog_line.c ${SK_CO}/sbuf.c
                     LIBS PkgConfig::CJSON)
 routerd_fuzz_target(fuzz_sinks_otlp
                     SOURCES ${SK_DIR}/fuzz/fuzz_sinks_otlp.c ${SK_OT}/otlp_json.c ${SK_OT}/otlp_answer.c
-                            ${SK_JL}/sbuf.c
+                            ${SK_CO}/sbuf.c
                     LIBS PkgConfig::CJSON)
 routerd_fuzz_target(fuzz_sinks_prom
                     SOURCES ${SK_DIR}/fuzz/fuzz_sinks_prom.c ${SK_PR}/prom_format.c
-                            ${SK_PR}/prom_process.c ${SK_JL}/sbuf.c)
+                            ${SK_PR}/prom_process.c ${SK_CO}/sbuf.c)
 foreach(f jsonline otlp prom)
   foreach(t fuzz_sinks_${f} fuzz_sinks_${f}_fuzzer)
     if(TARGET ${t})
-      target_include_directories(${t} PRIVATE ${SK_JL} ${SK_OT} ${SK_PR})
+      target_include_directories(${t} PRIVATE ${SK_JL} ${SK_OT} ${SK_PR} ${SK_CO})
     endif()
   endforeach()
 endforeach()

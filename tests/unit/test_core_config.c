@@ -7,16 +7,12 @@
 
 #include <cmocka.h>
 
+#include "config.h"
 #include "harness.h"
 #include "router.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Defined in config.c; main.c declares them the same way. */
-int config_build(const char *path, const char *plugin_dir_override, char *err, size_t errsz);
-void config_print(FILE *out);
-void config_free(void);
 
 #define assert_contains(hay, needle)                                                               \
     do {                                                                                           \

@@ -1,4 +1,4 @@
-/* Growable buffer and JSON escaping for the sinks. */
+/* Growable buffer and JSON escaping; see sbuf.h. */
 #include "sbuf.h"
 
 #include <stdarg.h>

@@ -1,7 +1,7 @@
-/* A growable text buffer and JSON string escaping, shared by the sinks
- * (sink_prometheus and sink_otlp compile this file too). */
-#ifndef ROUTERD_SINK_SBUF_H
-#define ROUTERD_SINK_SBUF_H
+/* A growable text buffer and JSON string escaping, for plugins that build
+ * text (the sinks). */
+#ifndef ROUTERD_COMMON_SBUF_H
+#define ROUTERD_COMMON_SBUF_H
 
 #include <stdbool.h>
 #include <stddef.h>
