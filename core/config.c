@@ -105,6 +105,12 @@ const rd_option router_opts[] = {
      "pin: refuse to start unless the persona map hashes to this", 0, 0, NULL, 0, 0},
     {"allowlist_sha256", RD_OPT_STRING, 0, NULL,
      "pin: refuse to start unless the chat allowlists hash to this", 0, 0, NULL, 0, 0},
+    {"max_attachments", RD_OPT_INT, 0, "10",
+     "most files one message or one reply carries (a transport's message with more is refused)", 0,
+     1000, NULL, 0, 0},
+    {"max_attachment_bytes", RD_OPT_INT, 0, "20971520",
+     "bytes of the files one message or one reply carries, all together", 0, 2147483647, NULL, 0,
+     0},
     {0},
 };
 
@@ -436,6 +442,8 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
     R.rate_limit = RINT("rate_limit_per_minute");
     R.max_workers = RINT("workers");
     R.request_timeout_s = RINT("request_timeout_s");
+    R.max_attachments = (size_t)cfg_find(&R.cfg, "max_attachments")->i;
+    R.max_attachment_bytes = (size_t)cfg_find(&R.cfg, "max_attachment_bytes")->i;
     R.http.header_timeout_s = RINT("admin_header_timeout_s");
     R.http.request_timeout_s = RINT("admin_request_timeout_s");
     R.http.max_conns = RINT("admin_max_connections");
@@ -493,9 +501,9 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
         c->ops = so->desc->ops;
         R.ctx = xrealloc(R.ctx, (R.nctx + 1) * sizeof *R.ctx);
         R.ctx[R.nctx++] = c;
-        if (schema_apply(m, s, so->desc->options,
-                         kind == RD_KIND_TRANSPORT ? transport_reserved : plugin_reserved, &c->cfg,
-                         err, errsz))
+        if (schema_apply_sized(m, s, so->desc->options, plugin_option_size(so->desc),
+                               kind == RD_KIND_TRANSPORT ? transport_reserved : plugin_reserved,
+                               &c->cfg, err, errsz))
             return -1;
         if (kind == RD_KIND_BACKEND) nbackends++;
         if (kind == RD_KIND_TRANSPORT) {

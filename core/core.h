@@ -40,6 +40,13 @@ int parse_i64(const char *s, int64_t *out);
  * strings (one allocation per string plus the array). */
 char **split_list(const char *s);
 void free_list(char **l);
+/* Copies s[0..len) to out as valid UTF-8 without NUL bytes: a NUL and each
+ * maximal ill-formed subsequence (overlongs, surrogates, beyond U+10FFFF,
+ * truncated) become U+FFFD. out (NULL: only count) needs 3 * len + 1
+ * bytes; it is NUL-terminated. Returns the length written. */
+size_t utf8_clean(const char *s, size_t len, char *out);
+/* The same into a malloc()ed string; *out_len gets its length. */
+char *utf8_clean_dup(const char *s, size_t len, size_t *out_len);
 
 /* ---- log.c ------------------------------------------------------------- */
 void log_init(void);
@@ -129,13 +136,38 @@ typedef struct cfg_val {
 typedef struct cfg_set {
     cfg_val *v;
     size_t n;
+    rd_option *opts; /* the schema in this build's layout; v[i].opt points here */
 } cfg_set;
+
+/* Option arrays are walked with the element size the plugin was built
+ * with: rd_plugin.option_size when the descriptor is large enough to carry
+ * it, else the 1.0/1.1 layout, which ends before `offset`. Members beyond
+ * the plugin's element size read as 0. */
+#define RD_OPTION_SIZE_V1 offsetof(rd_option, offset)
+size_t plugin_option_size(const rd_plugin *d);
+/* The i-th element of an option array of the given element size. */
+const rd_option *opt_step(const rd_option *opts, size_t opt_size, size_t i);
+/* The i-th option of a plugin (i may reach the NULL-key terminator);
+ * only the 1.0 members (key .. choices) may be read through it. */
+const rd_option *opt_at(const rd_plugin *d, size_t i);
+/* Size of the member a bound option of type t writes (0 for an unknown type). */
+size_t bind_member_size(rd_opt_type t);
 
 /* Validates section s against the options (NULL-key terminated) plus any
  * extra reserved keys. Unknown keys get a did-you-mean. On error: -1 and a
- * message "file:line: [section] key: problem". */
+ * message "file:line: [section] key: problem". schema_apply() takes an
+ * array of this build's rd_option; schema_apply_sized() one of opt_size
+ * bytes per element (a plugin's: plugin_option_size()). */
 int schema_apply(const manifest *m, mf_section *s, const rd_option *opts,
                  const char *const *reserved, cfg_set *out, char *err, size_t errsz);
+int schema_apply_sized(const manifest *m, mf_section *s, const rd_option *opts, size_t opt_size,
+                       const char *const *reserved, cfg_set *out, char *err, size_t errsz);
+/* The core of host->cfg_bind(): writes every option of c declared with
+ * RD_BIND into conf (conf_size bytes), as rd_option documents (ENUM absent
+ * without default -1, LIST never NULL; strings and lists stay owned by c).
+ * Nothing is written unless every binding fits: -1 with a message naming
+ * the key in err when one lies outside conf_size or has the wrong size. */
+int cfg_bind_set(const cfg_set *c, void *conf, size_t conf_size, char *err, size_t errsz);
 void cfg_free(cfg_set *c);
 cfg_val *cfg_find(cfg_set *c, const char *key);
 const char *opt_type_name(rd_opt_type t);

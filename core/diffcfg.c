@@ -45,6 +45,7 @@ static int check_required(manifest *m, const char *plugin_dir, FILE *out) {
     for (size_t i = 0; i < m->nsec; i++) {
         mf_section *s = &m->sec[i];
         const rd_option *opts = NULL;
+        size_t osz = sizeof(rd_option);
         const char *what = NULL;
         if (!strcmp(s->kind, "persona")) {
             opts = persona_opts;
@@ -68,14 +69,17 @@ static int check_required(manifest *m, const char *plugin_dir, FILE *out) {
                 continue;
             }
             opts = so->desc->options;
+            osz = plugin_option_size(so->desc);
             what = so->desc->name;
         }
-        for (const rd_option *o = opts; o && o->key; o++)
+        for (size_t k = 0; opts && opt_step(opts, osz, k)->key; k++) {
+            const rd_option *o = opt_step(opts, osz, k);
             if ((o->flags & RD_OPT_REQUIRED) && !section_get(s, o->key)) {
                 fprintf(out, "%s: [%s] missing key '%s' required by %s\n", m->path, s->name, o->key,
                         what);
                 bad++;
             }
+        }
     }
     return bad;
 }

@@ -13,6 +13,7 @@ rd_ctx *ctx_new(rd_kind kind, const char *name, const char *inst) {
     c->name = xstrdup(name);
     c->inst = xstrdup(inst);
     wm_init(&c->wm);
+    pthread_mutex_init(&c->serial_mu, NULL);
     return c;
 }
 
@@ -20,11 +21,15 @@ void ctx_free(rd_ctx *c) {
     if (!c) return;
     cfg_free(&c->cfg);
     wm_free(&c->wm);
+    pthread_mutex_destroy(&c->serial_mu);
     free(c->allow);
     free(c->name);
     free(c->inst);
     free(c);
 }
+
+static void h_error(rd_error *err, rd_status code, const char *klass, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void h_vlog(rd_ctx *ctx, rd_log_level lvl, const char *fmt, va_list ap) {
     if (lvl > RD_LOG_ERROR) lvl = RD_LOG_ERROR;
@@ -38,41 +43,83 @@ static void h_log(rd_ctx *ctx, rd_log_level lvl, const char *fmt, ...) {
     va_end(ap);
 }
 
-static cfg_val *val(rd_ctx *ctx, const char *key) {
-    cfg_val *v = cfg_find(&ctx->cfg, key);
-    return v && v->have ? v : NULL;
+/* Getter misuse is a plugin bug: logged, and remembered so the start fails. */
+static void cfg_misuse(rd_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cfg_misuse(rd_ctx *ctx, const char *fmt, ...) {
+    char msg[sizeof ctx->cfg_bug_msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_msg(ctx->name, RD_LOG_ERROR, "plugin bug: %s", msg);
+    if (!atomic_exchange(&ctx->cfg_bug, 1)) memcpy(ctx->cfg_bug_msg, msg, sizeof ctx->cfg_bug_msg);
 }
 
+#define T(x) (1u << RD_OPT_##x)
+
+/* The declared option behind a getter call, or NULL (misuse, logged). */
+static cfg_val *lookup(rd_ctx *ctx, const char *key, const char *getter, unsigned types) {
+    if (!ctx) return NULL;
+    cfg_val *v = key ? cfg_find(&ctx->cfg, key) : NULL;
+    if (!v) {
+        cfg_misuse(ctx, "%s(\"%s\"): the key is not declared in the plugin's options", getter,
+                   key ? key : "(null)");
+        return NULL;
+    }
+    if (!(types & (1u << v->opt->type))) {
+        cfg_misuse(ctx, "%s(\"%s\"): the key is a %s option", getter, key,
+                   opt_type_name(v->opt->type));
+        return NULL;
+    }
+    return v;
+}
+
+/* The text as written (an ENUM's choice). */
 static const char *h_cfg_str(rd_ctx *ctx, const char *key) {
-    cfg_val *v = val(ctx, key);
-    return v ? v->str : NULL;
+    cfg_val *v = lookup(ctx, key, "cfg_str", T(STRING) | T(URL) | T(ENUM));
+    return v && v->have ? v->str : NULL;
 }
 
+/* An ENUM's index (-1 when absent), a DURATION in milliseconds. */
 static int64_t h_cfg_int(rd_ctx *ctx, const char *key) {
-    cfg_val *v = val(ctx, key);
-    return v ? v->i : 0;
+    cfg_val *v = lookup(ctx, key, "cfg_int", T(INT) | T(ENUM) | T(DURATION) | T(BOOL));
+    if (!v) return 0;
+    return v->have || v->opt->type == RD_OPT_ENUM ? v->i : 0;
 }
 
 static int h_cfg_bool(rd_ctx *ctx, const char *key) {
-    cfg_val *v = val(ctx, key);
-    return v ? (int)v->i : 0;
+    cfg_val *v = lookup(ctx, key, "cfg_bool", T(BOOL));
+    return v && v->have ? (int)v->i : 0;
 }
 
 static double h_cfg_double(rd_ctx *ctx, const char *key) {
-    cfg_val *v = val(ctx, key);
-    return v ? v->d : 0;
+    cfg_val *v = lookup(ctx, key, "cfg_double", T(DOUBLE) | T(INT));
+    return v && v->have ? v->d : 0;
 }
 
+/* Lists are split when the schema is applied: nothing is written here, so
+ * concurrent calls are safe. */
 static const char *const *h_cfg_list(rd_ctx *ctx, const char *key) {
     static const char *const empty[] = {NULL};
-    cfg_val *v = val(ctx, key);
-    if (!v) return empty;
-    if (!v->list) v->list = split_list(v->str);
-    return (const char *const *)v->list;
+    cfg_val *v = lookup(ctx, key, "cfg_list", T(LIST));
+    return v && v->list ? (const char *const *)v->list : empty;
+}
+
+static rd_status h_cfg_bind(rd_ctx *ctx, void *conf, size_t conf_size, rd_error *err) {
+    char msg[256];
+    if (!ctx || !conf) {
+        h_error(err, RD_E_CONFIG, "fatal", "cfg_bind: no config struct");
+        return RD_E_CONFIG;
+    }
+    if (cfg_bind_set(&ctx->cfg, conf, conf_size, msg, sizeof msg)) {
+        h_error(err, RD_E_CONFIG, "fatal", "cfg_bind: %s (a plugin bug)", msg);
+        return RD_E_CONFIG;
+    }
+    return RD_OK;
 }
 
 static int h_cfg_isset(rd_ctx *ctx, const char *key) {
-    cfg_val *v = cfg_find(&ctx->cfg, key);
+    cfg_val *v = lookup(ctx, key, "cfg_isset", ~0u);
     return v && v->set;
 }
 
@@ -243,4 +290,7 @@ const rd_host host_api = {
     .lead = lease_lead,
     .claim = lease_claim,
     .kv_add = h_kv_add,
+    .cfg_bind = h_cfg_bind,
+    .reply_attach = router_reply_attach,
+    .reply_choices = router_reply_choices,
 };

@@ -40,9 +40,15 @@ static const char *check_desc(const rd_plugin *d, rd_kind want, char *tmp, size_
     if (!d->name || !*d->name) return "descriptor has no name";
     if (!d->ops || d->ops->size < offsetof(rd_ops, flush) + sizeof(void *))
         return "ops table missing or too small";
-    if (d->size >= sizeof(rd_plugin))
+    if (RD_HAS(d, reserved))
         for (size_t i = 0; i < 4; i++)
             if (d->reserved[i]) return "reserved descriptor fields must be NULL";
+    size_t osz = plugin_option_size(d);
+    if (osz < RD_OPTION_SIZE_V1) {
+        snprintf(tmp, tmpsz, "option_size %zu is smaller than the ABI 1.0 rd_option (%zu bytes)",
+                 osz, (size_t)RD_OPTION_SIZE_V1);
+        return tmp;
+    }
     if (want && d->kind != want) {
         snprintf(tmp, tmpsz, "is a %s plugin, not a %s", kind_name(d->kind), kind_name(want));
         return tmp;
@@ -53,13 +59,29 @@ static const char *check_desc(const rd_plugin *d, rd_kind want, char *tmp, size_
     if (d->kind == RD_KIND_TRANSPORT && !o->send) return "transport without ops.send";
     if (d->kind == RD_KIND_SINK && !o->event) return "sink without ops.event";
     if (d->kind < RD_KIND_TRANSPORT || d->kind > RD_KIND_SINK) return "unknown plugin kind";
-    for (const rd_option *opt = d->options; opt && opt->key; opt++) {
-        if (opt->type < RD_OPT_STRING || opt->type > RD_OPT_LIST) {
+    /* options may be NULL: a plugin without keys. */
+    for (size_t i = 0; d->options && opt_at(d, i)->key; i++) {
+        const rd_option *opt = opt_at(d, i);
+        if (opt->type < RD_OPT_STRING || opt->type > RD_OPT_URL) {
             snprintf(tmp, tmpsz, "option '%s' has an unknown type", opt->key);
             return tmp;
         }
         if (opt->type == RD_OPT_ENUM && !opt->choices) {
             snprintf(tmp, tmpsz, "enum option '%s' has no choices", opt->key);
+            return tmp;
+        }
+        /* The binding members exist only when the element size covers them. */
+        if (osz < offsetof(rd_option, bind_len) + sizeof opt->bind_len || !opt->bind_len) continue;
+        size_t want = bind_member_size(opt->type);
+        if (opt->bind_len != want) {
+            snprintf(tmp, tmpsz,
+                     "option '%s' is bound to a %u-byte member, a %s option needs %zu bytes (%s)",
+                     opt->key, opt->bind_len, opt_type_name(opt->type), want,
+                     opt->type == RD_OPT_STRING || opt->type == RD_OPT_URL     ? "const char *"
+                     : opt->type == RD_OPT_INT || opt->type == RD_OPT_DURATION ? "int64_t"
+                     : opt->type == RD_OPT_DOUBLE                              ? "double"
+                     : opt->type == RD_OPT_LIST ? "const char *const *"
+                                                : "int");
             return tmp;
         }
     }
@@ -237,7 +259,8 @@ static void print_plugin(const rd_plugin *d, bool md, FILE *out) {
         fprintf(out, "%s %s %s: %s\n", kind_name(d->kind), d->name, d->version,
                 d->summary ? d->summary : "");
     }
-    for (const rd_option *o = d->options; o && o->key; o++) {
+    for (size_t oi = 0; d->options && opt_at(d, oi)->key; oi++) {
+        const rd_option *o = opt_at(d, oi);
         char type[160];
         if (o->type == RD_OPT_ENUM) {
             int off = snprintf(type, sizeof type, md ? "one of" : "enum:");

@@ -208,6 +208,15 @@ static void load_hash_key(void) {
     secret_add(R.hash_key);
 }
 
+/* A config getter misused during create()/start() fails the start. */
+static int cfg_misused(rd_ctx *c, char *err, size_t errsz) {
+    if (!atomic_load(&c->cfg_bug)) return 0;
+    snprintf(
+        err, errsz, "%s:%d: [%s] plugin '%s' reads its configuration wrongly (a plugin bug): %s",
+        R.mf->path, manifest_section(R.mf, c->name)->line, c->name, c->desc->name, c->cfg_bug_msg);
+    return -1;
+}
+
 static int create_all(char *err, size_t errsz) {
     for (size_t i = 0; i < R.nctx; i++) {
         rd_ctx *c = R.ctx[i];
@@ -220,6 +229,7 @@ static int create_all(char *err, size_t errsz) {
             return -1;
         }
         c->created = true;
+        if (cfg_misused(c, err, errsz)) return -1;
     }
     return 0;
 }
@@ -245,6 +255,10 @@ static int start_kind(rd_kind kind, char *err, size_t errsz, rd_status *code) {
             return -1;
         }
         c->started = true;
+        if (cfg_misused(c, err, errsz)) {
+            *code = RD_E_CONFIG;
+            return -1;
+        }
         if (!c->ops->start && kind != RD_KIND_SINK) atomic_store(&c->ready, 1);
     }
     return 0;

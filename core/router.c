@@ -186,6 +186,8 @@ int router_init(char *err, size_t errsz) {
     return 0;
 }
 
+static void job_free(job *j);
+
 void router_fini(void) {
     if (wd_on) {
         pthread_mutex_lock(&wd_mu);
@@ -200,12 +202,8 @@ void router_fini(void) {
         while (c) {
             chat *n = c->hnext;
             qnode *q;
-            while ((q = fifo_pop(&c->q))) {
-                job *j = (job *)q;
-                free(j->reply.buf);
-                pthread_mutex_destroy(&j->reply.mu);
-                free(j);
-            }
+            while ((q = fifo_pop(&c->q)))
+                job_free((job *)q);
             free(c);
             c = n;
         }
@@ -327,7 +325,8 @@ static void ids_hex(char *out, int words) {
 }
 
 static job *job_new(rd_ctx *tr, const rd_inbound *in) {
-    size_t tl = in->text ? in->text_len : 0;
+    /* Backends get valid UTF-8 without NUL, whatever the transport read. */
+    size_t tl = in->text ? utf8_clean(in->text, in->text_len, NULL) : 0;
     size_t ml = in->meta && RD_HAS(in, meta) ? strlen(in->meta) + 1 : 0;
     job *j = xcalloc(1, sizeof *j + tl + 1 + ml);
     j->kind = JOB_MSG;
@@ -339,8 +338,7 @@ static job *job_new(rd_ctx *tr, const rd_inbound *in) {
     j->thread_id = in->thread_id;
     j->flags = in->flags;
     j->text = (char *)(j + 1);
-    if (tl) memcpy(j->text, in->text, tl);
-    j->text[tl] = 0;
+    utf8_clean(in->text ? in->text : "", in->text ? in->text_len : 0, j->text);
     j->text_len = tl;
     if (ml) {
         j->meta = j->text + tl + 1;
@@ -358,6 +356,9 @@ static job *job_new(rd_ctx *tr, const rd_inbound *in) {
 }
 
 static void job_free(job *j) {
+    att_free(&j->att);
+    att_free(&j->reply.att);
+    choices_free(j->reply.choices);
     free(j->reply.buf);
     pthread_mutex_destroy(&j->reply.mu);
     free(j);
@@ -420,6 +421,12 @@ static void received_event(rd_ctx *tr, persona *p, const job_snap *snap, int64_t
 rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
     if (atomic_load(&R.draining)) return RD_E_FULL;
     job *j = job_new(tr, in);
+    char why[160];
+    if (att_copy_in(&j->att, in, why, sizeof why) != RD_OK) {
+        log_msg(tr->name, RD_LOG_ERROR, "update %" PRId64 " refused: %s", in->update_id, why);
+        job_free(j);
+        return RD_E_FATAL;
+    }
     j->tr_index = tr_index(tr);
     const char *reject = NULL;
     int rl = 1;
@@ -496,6 +503,20 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
 }
 
 /* ---- processing ---------------------------------------------------------- */
+/* Brackets a handle(), send() or progress() call: one at a time for an
+ * instance whose plugin sets RD_PF_SERIAL, no-ops otherwise. */
+static bool serial(const rd_ctx *c) {
+    return c->desc && (c->desc->flags & RD_PF_SERIAL);
+}
+
+static void ctx_serial_enter(rd_ctx *c) {
+    if (serial(c)) pthread_mutex_lock(&c->serial_mu);
+}
+
+static void ctx_serial_leave(rd_ctx *c) {
+    if (serial(c)) pthread_mutex_unlock(&c->serial_mu);
+}
+
 static void job_finish(job *j);
 
 static void send_text(job *j, const char *text, uint32_t flags) {
@@ -507,15 +528,23 @@ static void send_text(job *j, const char *text, uint32_t flags) {
                        .text_len = strlen(text),
                        .flags = flags,
                        .correlation_id = j->corr,
-                       .edit_of = j->reply.progress_id};
+                       .edit_of = j->reply.progress_id,
+                       .update_id = j->update_id};
     if (out.edit_of) out.flags |= RD_OUT_FINAL_EDIT;
+    if (!(flags & RD_OUT_NOTICE)) { /* what the backend added goes with its answer */
+        out.attachments = (const rd_attachment *const *)j->reply.att.v;
+        out.nattachments = j->reply.att.n;
+        out.choices = (const char *const *)j->reply.choices;
+    }
     rd_error err = {0};
     j->t_sstart_ns = wall_ns();
     if (transport_closed(j->tr)) { /* too late: the update stays unacknowledged */
         j->status = "abandoned";
         return;
     }
+    ctx_serial_enter(j->tr);
     rd_status st = j->tr->ops->send(j->tr->self, &out, &err);
+    ctx_serial_leave(j->tr);
     j->t_send_ns = wall_ns();
     if (st != RD_OK) {
         log_msg(j->tr->name, RD_LOG_ERROR, "correlation %s: reply to chat %s not delivered: %s",
@@ -534,18 +563,27 @@ static void after_backend(job *j, rd_status st, const rd_error *err) {
     rd_ctx *be = j->p->backend;
     j->t_bend_ns = wall_ns();
     if (j->tr->ops->activity) {
-        rd_outbound w = {.size = sizeof w, .chat_id = j->chat_id, .thread_id = j->thread_id};
+        rd_outbound w = {.size = sizeof w,
+                         .chat_id = j->chat_id,
+                         .thread_id = j->thread_id,
+                         .update_id = j->update_id};
         j->tr->ops->activity(j->tr->self, &w, 0);
     }
     series_observe(be->m_latency, (double)(j->t_bend_ns - j->t_bstart_ns) / 1e9);
-    if (st == RD_OK && j->reply.len == 0) {
+    if (j->reply.len) { /* transports get valid UTF-8 without NUL */
+        char *clean = utf8_clean_dup(j->reply.buf, j->reply.len, &j->reply.len);
+        free(j->reply.buf);
+        j->reply.buf = clean;
+        j->reply.cap = j->reply.len + 1;
+    }
+    if (st == RD_OK && j->reply.len == 0 && !j->reply.att.n) {
         st = RD_E_FATAL;
         snprintf(j->klass, sizeof j->klass, "empty");
         log_msg(be->name, RD_LOG_WARN, "correlation %s: backend returned an empty reply", j->corr);
     }
     if (st == RD_OK) {
         j->status = "ok";
-        send_text(j, j->reply.buf, 0);
+        send_text(j, j->reply.buf ? j->reply.buf : "", 0);
     } else {
         if (err && err->klass[0]) snprintf(j->klass, sizeof j->klass, "%s", err->klass);
         if (!j->klass[0])
@@ -599,14 +637,22 @@ static void process(job *j) {
                                         : 0,
                      .meta = j->meta,
                      .flags = j->flags,
-                     .update_id = j->update_id};
+                     .update_id = j->update_id,
+                     .transport = j->tr->inst,
+                     .attachments = (const rd_attachment *const *)j->att.v,
+                     .nattachments = j->att.n};
     if (j->tr->ops->activity) {
-        rd_outbound w = {.size = sizeof w, .chat_id = j->chat_id, .thread_id = j->thread_id};
+        rd_outbound w = {.size = sizeof w,
+                         .chat_id = j->chat_id,
+                         .thread_id = j->thread_id,
+                         .update_id = j->update_id};
         j->tr->ops->activity(j->tr->self, &w, 1);
     }
     rd_error err = {0};
     j->t_bstart_ns = wall_ns();
+    ctx_serial_enter(be);
     rd_status st = be->ops->handle(be->self, &rq, &j->reply, &err);
+    ctx_serial_leave(be);         /* an RD_PENDING completion may overlap the next call */
     if (st == RD_PENDING) return; /* router_complete() takes it from here */
     after_backend(j, st, &err);
 }
@@ -627,18 +673,22 @@ void router_reply_append(rd_reply *r, const char *text, size_t len) {
 void router_reply_progress(rd_reply *r, const char *text, size_t len) {
     job *j = r ? r->job : NULL;
     if (!j || !j->tr->ops->progress || !text) return;
-    char *copy = xstrndup(text, len);
+    size_t clen;
+    char *copy = utf8_clean_dup(text, len, &clen);
     rd_outbound out = {.size = sizeof out,
                        .chat_id = j->chat_id,
                        .thread_id = j->thread_id,
                        .reply_to = j->message_id,
                        .text = copy,
-                       .text_len = len,
+                       .text_len = clen,
                        .correlation_id = j->corr,
-                       .edit_of = r->progress_id};
+                       .edit_of = r->progress_id,
+                       .update_id = j->update_id};
     rd_error err = {0};
     int64_t id = r->progress_id;
+    ctx_serial_enter(j->tr);
     if (j->tr->ops->progress(j->tr->self, &out, &id, &err) == RD_OK) r->progress_id = id;
+    ctx_serial_leave(j->tr);
     free(copy);
 }
 

@@ -15,6 +15,12 @@ struct rd_ctx {
     cfg_set cfg;
     void *self;
     bool created, started;
+    /* A config getter asked for an undeclared key or with the wrong type:
+     * the start fails after create()/start() (cfg_bug_msg: the first one). */
+    atomic_int cfg_bug;
+    char cfg_bug_msg[200];
+    /* RD_PF_SERIAL: held around handle() / send() / progress() */
+    pthread_mutex_t serial_mu;
     atomic_int ready;
     char ready_reason[160];
     /* transport */
@@ -45,6 +51,14 @@ typedef struct persona {
 
 typedef struct chat chat;
 
+/* Attachments a message or reply carries (attach.c), NULL-terminated. */
+typedef struct att_list {
+    rd_attachment **v;
+    size_t n, bytes;
+} att_list;
+#define RD_CHOICES_MAX 10      /* reply_choices(): choices kept */
+#define RD_CHOICE_MAX_BYTES 64 /* reply_choices(): longest choice */
+
 typedef enum { JOB_MSG = 0, JOB_NOTICE } job_kind;
 
 struct rd_reply {
@@ -53,6 +67,8 @@ struct rd_reply {
     size_t len, cap;
     int64_t progress_id;
     int64_t last_progress_ms;
+    att_list att;       /* reply_attach() */
+    char **choices;     /* reply_choices(), NULL-terminated; NULL = none */
     pthread_mutex_t mu; /* progress and complete may come from other threads */
 };
 
@@ -68,6 +84,7 @@ typedef struct job {
     char *text;
     size_t text_len;
     char *meta;
+    att_list att; /* copied at submit() */
     char corr[33], span[17], bspan[17], traceparent[56], hash[17];
     int64_t t_recv_ns, t_route_ns, t_bstart_ns, t_bend_ns, t_sstart_ns, t_send_ns;
     int64_t t_recv_ms;
@@ -90,6 +107,7 @@ typedef struct router {
     const char *env, *admin_listen, *state_dir, *plugin_dir;
     int queue_depth, chat_queue_depth, drain_timeout_s, rate_limit, max_workers;
     int request_timeout_s;
+    size_t max_attachments, max_attachment_bytes; /* per message or reply */
     const char *failure_notice, *rate_limit_notice;
     http_limits http;
     int chat_idle_s, max_overrides;
@@ -143,6 +161,8 @@ int64_t router_watermark(rd_ctx *tr);
 void router_reply_append(rd_reply *r, const char *text, size_t len);
 void router_reply_progress(rd_reply *r, const char *text, size_t len);
 void router_complete(rd_reply *r, rd_status st, const rd_error *err);
+rd_status router_reply_attach(rd_reply *r, const rd_attachment *a); /* attach.c */
+void router_reply_choices(rd_reply *r, const char *const *choices);
 /* Waits until nothing is queued or in flight, or the deadline; true if idle. */
 bool router_wait_idle(int64_t deadline_ms);
 void router_stop_workers(int64_t deadline_ms);
@@ -154,6 +174,19 @@ void chat_hash(int64_t chat_id, char out[17]);
  * taken and released, the main loop turns once it runs). Fills the age of
  * the staler clock and the phase name. */
 bool router_live(int64_t *age_ms, const char **phase);
+
+/* attach.c. The limits are R.max_attachments and R.max_attachment_bytes. */
+/* Copies a into l: RD_E_FULL past the limits, RD_E_FATAL when malformed
+ * (no data nor url, oversized strings); why says which. */
+rd_status att_add(att_list *l, const rd_attachment *a, char *why, size_t whysz);
+/* Copies every attachment of in (RD_E_FATAL and nothing kept on a problem). */
+rd_status att_copy_in(att_list *l, const rd_inbound *in, char *why, size_t whysz);
+void att_free(att_list *l);
+/* Copies a NULL-terminated list of at most RD_CHOICES_MAX choices of at most
+ * RD_CHOICE_MAX_BYTES (others dropped with a warning from source); NULL
+ * when none is left. */
+char **choices_copy(const char *const *in, const char *source);
+void choices_free(char **c);
 
 /* events.c */
 void sinks_start(void);

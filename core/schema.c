@@ -163,6 +163,94 @@ static const char *convert(const rd_option *o, const char *text, cfg_val *v, cha
     return NULL;
 }
 
+size_t plugin_option_size(const rd_plugin *d) {
+    return RD_HAS(d, option_size) ? d->option_size : RD_OPTION_SIZE_V1;
+}
+
+const rd_option *opt_step(const rd_option *opts, size_t opt_size, size_t i) {
+    return (const rd_option *)(const void *)((const char *)opts + i * opt_size);
+}
+
+const rd_option *opt_at(const rd_plugin *d, size_t i) {
+    return opt_step(d->options, plugin_option_size(d), i);
+}
+
+size_t bind_member_size(rd_opt_type t) {
+    switch (t) {
+    case RD_OPT_STRING:
+    case RD_OPT_URL:
+        return sizeof(const char *);
+    case RD_OPT_INT:
+    case RD_OPT_DURATION:
+        return sizeof(int64_t);
+    case RD_OPT_BOOL:
+    case RD_OPT_ENUM:
+        return sizeof(int);
+    case RD_OPT_DOUBLE:
+        return sizeof(double);
+    case RD_OPT_LIST:
+        return sizeof(const char *const *);
+    }
+    return 0;
+}
+
+int cfg_bind_set(const cfg_set *c, void *conf, size_t conf_size, char *err, size_t errsz) {
+    static const char *const empty[] = {NULL};
+    for (size_t i = 0; i < c->n; i++) {
+        const rd_option *o = c->v[i].opt;
+        if (!o->bind_len) continue;
+        if (o->bind_len != bind_member_size(o->type)) {
+            snprintf(err, errsz, "option '%s': bound member is %u bytes, a %s needs %zu", o->key,
+                     o->bind_len, opt_type_name(o->type), bind_member_size(o->type));
+            return -1;
+        }
+        if (o->offset > conf_size || conf_size - o->offset < o->bind_len) {
+            snprintf(err, errsz,
+                     "option '%s': bound at offset %zu (%u bytes), outside the %zu-byte config "
+                     "struct handed to cfg_bind",
+                     o->key, o->offset, o->bind_len, conf_size);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        const cfg_val *v = &c->v[i];
+        const rd_option *o = v->opt;
+        if (!o->bind_len) continue;
+        char *at = (char *)conf + o->offset;
+        switch (o->type) {
+        case RD_OPT_STRING:
+        case RD_OPT_URL: {
+            const char *s = v->have ? v->str : NULL;
+            memcpy(at, &s, sizeof s);
+            break;
+        }
+        case RD_OPT_INT:
+        case RD_OPT_DURATION: {
+            int64_t x = v->have ? v->i : 0;
+            memcpy(at, &x, sizeof x);
+            break;
+        }
+        case RD_OPT_BOOL:
+        case RD_OPT_ENUM: {
+            int x = v->have ? (int)v->i : o->type == RD_OPT_ENUM ? -1 : 0;
+            memcpy(at, &x, sizeof x);
+            break;
+        }
+        case RD_OPT_DOUBLE: {
+            double d = v->have ? v->d : 0;
+            memcpy(at, &d, sizeof d);
+            break;
+        }
+        case RD_OPT_LIST: {
+            const char *const *l = v->list ? (const char *const *)v->list : empty;
+            memcpy(at, &l, sizeof l);
+            break;
+        }
+        }
+    }
+    return 0;
+}
+
 cfg_val *cfg_find(cfg_set *c, const char *key) {
     for (size_t i = 0; c && i < c->n; i++)
         if (!strcmp(c->v[i].opt->key, key)) return &c->v[i];
@@ -175,22 +263,36 @@ void cfg_free(cfg_set *c) {
         free_list(c->v[i].list);
     }
     free(c->v);
+    free(c->opts);
     c->v = NULL;
+    c->opts = NULL;
     c->n = 0;
 }
 
 int schema_apply(const manifest *m, mf_section *s, const rd_option *opts,
                  const char *const *reserved, cfg_set *out, char *err, size_t errsz) {
+    return schema_apply_sized(m, s, opts, sizeof(rd_option), reserved, out, err, errsz);
+}
+
+int schema_apply_sized(const manifest *m, mf_section *s, const rd_option *opts, size_t opt_size,
+                       const char *const *reserved, cfg_set *out, char *err, size_t errsz) {
     size_t n = 0;
-    while (opts && opts[n].key)
+    while (opts && opt_step(opts, opt_size, n)->key)
         n++;
+    /* A copy in this build's layout: members the plugin's element lacks
+     * are 0 (not bound). */
+    out->opts = xcalloc(n ? n : 1, sizeof *out->opts);
+    for (size_t i = 0; i < n; i++)
+        memcpy(&out->opts[i], opt_step(opts, opt_size, i),
+               opt_size < sizeof(rd_option) ? opt_size : sizeof(rd_option));
     out->v = xcalloc(n, sizeof *out->v);
     out->n = n;
     char tmp[256];
     for (size_t i = 0; i < n; i++) {
-        const rd_option *o = &opts[i];
+        const rd_option *o = &out->opts[i];
         cfg_val *v = &out->v[i];
         v->opt = o;
+        if (o->type == RD_OPT_ENUM) v->i = -1; /* absent without default */
         mf_kv *kv = section_get(s, o->key);
         const char *text = kv ? kv->val : o->def;
         if (kv) kv->used = true;
@@ -227,7 +329,7 @@ int schema_apply(const manifest *m, mf_section *s, const rd_option *opts,
         const char **cands = xcalloc(n + nr, sizeof *cands);
         size_t nc = 0;
         for (size_t i = 0; i < n; i++)
-            cands[nc++] = opts[i].key;
+            cands[nc++] = out->opts[i].key;
         for (size_t r = 0; reserved && reserved[r]; r++)
             cands[nc++] = reserved[r];
         const char *sug = suggest(kv->key, cands, nc);

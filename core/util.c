@@ -224,3 +224,52 @@ void free_list(char **l) {
         free(*p);
     free(l);
 }
+
+/* Length of the valid sequence at p (1..4), or 0 with *bad set to the
+ * length of its maximal ill-formed prefix (Unicode 15, section 3.9). */
+static size_t utf8_seq(const unsigned char *p, size_t left, size_t *bad) {
+    unsigned char c = p[0];
+    if (c >= 0x01 && c < 0x80) return 1;
+    size_t n = c >= 0xc2 && c <= 0xdf   ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
+    *bad = 1;
+    if (!n) return 0;
+    /* The second byte's range excludes overlongs, surrogates and > U+10FFFF. */
+    unsigned char lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    unsigned char hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+    for (size_t i = 1; i < n; i++) {
+        if (i >= left) return 0;
+        unsigned char b = p[i];
+        if (i == 1 ? b < lo || b > hi : b < 0x80 || b > 0xbf) return 0;
+        *bad = i + 1;
+    }
+    return n;
+}
+
+size_t utf8_clean(const char *s, size_t len, char *out) {
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    while (i < len) {
+        size_t bad = 0, n = utf8_seq(p + i, len - i, &bad);
+        if (n) {
+            if (out) memcpy(out + o, p + i, n);
+            o += n;
+            i += n;
+        } else {
+            if (out) memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i += bad;
+        }
+    }
+    if (out) out[o] = 0;
+    return o;
+}
+
+char *utf8_clean_dup(const char *s, size_t len, size_t *out_len) {
+    char *out = xmalloc(utf8_clean(s, len, NULL) + 1);
+    size_t n = utf8_clean(s, len, out);
+    if (out_len) *out_len = n;
+    return out;
+}

@@ -408,7 +408,10 @@ typedef struct rd_host {
 
     /* Transport intake. submit() copies the message and never blocks:
      * RD_OK queued, RD_E_FULL back-pressure (retry the same update later),
-     * RD_E_DUPLICATE already queued or handled. skip() marks an update
+     * RD_E_DUPLICATE already queued or handled, RD_E_FATAL refused for
+     * good (an attachment without data and url, more than [router]
+     * max_attachments or max_attachment_bytes; logged): answer or skip() it.
+     * The text reaches backends as valid UTF-8 without NUL bytes. skip() marks an update
      * handled without routing (ignored update kinds), so the watermark moves. */
     rd_status (*submit)(rd_ctx *ctx, const rd_inbound *in);
     void (*skip)(rd_ctx *ctx, int64_t update_id, const char *why);
@@ -488,11 +491,13 @@ typedef struct rd_host {
      * outside conf_size. */
     rd_status (*cfg_bind)(rd_ctx *ctx, void *conf, size_t conf_size, rd_error *err);
     /* Adds a file to the reply (copied). RD_E_FULL past the host's
-     * [router] max_reply_attachments or max_attachment_bytes. */
+     * [router] max_attachments or max_attachment_bytes (all of the reply's
+     * files together); RD_E_FATAL for one with neither data nor url. */
     rd_status (*reply_attach)(rd_reply *r, const rd_attachment *a);
-    /* Offers answers the user can pick (buttons); NULL-terminated, copied.
-     * A pick comes back as a request with RD_MSG_CHOICE and the text of
-     * the choice. */
+    /* Offers answers the user can pick (buttons); NULL-terminated, copied;
+     * a second call replaces the first. At most 10 choices of 1 to 64
+     * bytes are kept (others are dropped with a warning). A pick comes back
+     * as a request with RD_MSG_CHOICE and the text of the choice. */
     void (*reply_choices)(rd_reply *r, const char *const *choices);
 } rd_host;
 
@@ -541,17 +546,18 @@ typedef struct rd_ops {
 } rd_ops;
 
 #define RD_PF_LOGS 0x1u /* sink writes log lines: the host stops its own text log */
-#define RD_PF_SERIAL                                                                               \
-    0x2u /* never call handle() (backend) or send() (transport) of this                            \
-            instance concurrently, even for different chats */
+/* Never call handle() (backend) or send()/progress() (transport) of this
+ * instance concurrently, even for different chats. The completion of a
+ * handle() that returned RD_PENDING may overlap the next handle(). */
+#define RD_PF_SERIAL 0x2u
 
 typedef struct rd_plugin {
     uint32_t abi_major, abi_minor, size; /* filled by RD_PLUGIN_DEFINE */
     rd_kind kind;
     const char *name; /* must match the file name <kind>_<name>.so */
     const char *version;
-    const char *summary; /* one line */
-    const rd_option *options;
+    const char *summary;      /* one line */
+    const rd_option *options; /* ends with a NULL key; NULL = no keys */
     const rd_ops *ops;
     uint32_t flags;          /* RD_PF_* */
     const void *reserved[4]; /* must be NULL */

@@ -16,7 +16,36 @@
 typedef struct {
     regex_t re;
     char *reply;
+    char **choices; /* from a trailing {choices: a|b}; NULL = the choices key */
 } rule;
+
+#define CHOICES_TAG "{choices:"
+
+/* Splits "a|b|c" into a NULL-terminated array (NULL when empty). */
+static char **split_choices(const char *s) {
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == '|';
+    char **out = calloc(n + 1, sizeof *out);
+    size_t k = 0;
+    while (*s == ' ')
+        s++;
+    for (const char *p = s; out && *p;) {
+        size_t len = strcspn(p, "|");
+        while (len && p[len - 1] == ' ')
+            len--;
+        if (len) out[k++] = strndup(p, len);
+        p += strcspn(p, "|");
+        if (*p) p++;
+        while (*p == ' ')
+            p++;
+    }
+    if (out && !k) {
+        free(out);
+        out = NULL;
+    }
+    return out;
+}
 
 /* A reply held back until its latency has passed (async mode). */
 typedef struct {
@@ -26,18 +55,29 @@ typedef struct {
     rd_error err;
 } delayed;
 
+/* The mock's own keys, written by cfg_bind(). */
+typedef struct {
+    int mode; /* 0 echo, 1 fixed, 2 script */
+    const char *prefix, *reply, *script;
+    int64_t lat_min, lat_max;
+    double fail_transient, fail_fatal, fail_timeout, fail_protocol;
+    int64_t seed;
+    int async;
+    int attachments; /* 0 off, 1 echo */
+    const char *const *choices;
+} mock_conf;
+
 typedef struct {
     const rd_host *h;
     rd_ctx *ctx;
-    int async;
+    mock_conf cf;
     pthread_t timer;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     delayed *heap; /* min-heap on due_ms */
     size_t nheap, capheap;
     int stopping, timer_started;
-    int mode; /* 0 echo, 1 fixed, 2 script */
-    const char *prefix, *reply;
+    char *reply; /* cf.reply with its \n escapes turned into line breaks */
     rule *rules;
     size_t nrules;
     int64_t lat_min, lat_max;
@@ -47,33 +87,42 @@ typedef struct {
 } mock;
 
 static const char *const modes[] = {"echo", "fixed", "script", NULL};
+static const char *const att_modes[] = {"off", "echo", NULL};
 static const char *const klass[] = {"transient", "fatal", "timeout", "protocol"};
 
 #define A2A_KEY_HELP "a2a key, ignored here (swap plugin = a2a for mock in one line)"
 
 static const rd_option opts[] = {
     {"mode", RD_OPT_ENUM, 0, "echo", "echo the message, answer a fixed reply, or follow a script",
-     0, 0, modes, 0, 0},
-    {"prefix", RD_OPT_STRING, 0, "echo: ", "put before the echoed text (echo mode)", 0, 0, NULL, 0,
-     0},
+     0, 0, modes, RD_BIND(mock_conf, mode)},
+    {"prefix", RD_OPT_STRING, 0, "echo: ", "put before the echoed text (echo mode)", 0, 0, NULL,
+     RD_BIND(mock_conf, prefix)},
     {"reply", RD_OPT_STRING, 0, "OK", "the answer in fixed mode; \\n is a line break", 0, 0, NULL,
-     0, 0},
+     RD_BIND(mock_conf, reply)},
     {"script", RD_OPT_STRING, 0, NULL,
      "file of 'REGEX => REPLY' lines, first match wins, {text} is the message (script mode)", 0, 0,
-     NULL, 0, 0},
-    {"latency_ms", RD_OPT_INT, 0, "0", "delay before answering", 0, 3600000, NULL, 0, 0},
+     NULL, RD_BIND(mock_conf, script)},
+    {"latency_ms", RD_OPT_INT, 0, "0", "delay before answering", 0, 3600000, NULL,
+     RD_BIND(mock_conf, lat_min)},
     {"latency_max_ms", RD_OPT_INT, 0, "0",
      "if above latency_ms, the delay is uniform in [latency_ms, latency_max_ms]", 0, 3600000, NULL,
-     0, 0},
+     RD_BIND(mock_conf, lat_max)},
     {"fail_transient", RD_OPT_DOUBLE, 0, "0", "share of messages failing as transient", 0, 1, NULL,
-     0, 0},
-    {"fail_fatal", RD_OPT_DOUBLE, 0, "0", "share of messages failing as fatal", 0, 1, NULL, 0, 0},
-    {"fail_timeout", RD_OPT_DOUBLE, 0, "0", "share of messages failing as timeout", 0, 1, NULL, 0,
-     0},
-    {"fail_protocol", RD_OPT_DOUBLE, 0, "0", "share of messages failing as protocol", 0, 1, NULL, 0,
-     0},
+     RD_BIND(mock_conf, fail_transient)},
+    {"fail_fatal", RD_OPT_DOUBLE, 0, "0", "share of messages failing as fatal", 0, 1, NULL,
+     RD_BIND(mock_conf, fail_fatal)},
+    {"fail_timeout", RD_OPT_DOUBLE, 0, "0", "share of messages failing as timeout", 0, 1, NULL,
+     RD_BIND(mock_conf, fail_timeout)},
+    {"fail_protocol", RD_OPT_DOUBLE, 0, "0", "share of messages failing as protocol", 0, 1, NULL,
+     RD_BIND(mock_conf, fail_protocol)},
     {"seed", RD_OPT_INT, 0, "0", "seed of the injected latency and failures (0 = random)", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(mock_conf, seed)},
+    {"attachments", RD_OPT_ENUM, 0, "off",
+     "echo: send the message's attachments back with the reply", 0, 0, att_modes,
+     RD_BIND(mock_conf, attachments)},
+    {"choices", RD_OPT_LIST, 0, NULL,
+     "answers offered with every reply (buttons); a pick comes back as a choice message", 0, 0,
+     NULL, RD_BIND(mock_conf, choices)},
     /* The a2a backend's keys, accepted and ignored, so that staging turns
      * production's "plugin = a2a" into "plugin = mock" by changing that
      * one line. A test keeps this list equal to a2a's schema. */
@@ -129,7 +178,7 @@ static const rd_option opts[] = {
     {"async", RD_OPT_BOOL, 0, "false",
      "wait out the latency on one timer thread instead of a worker (RD_PENDING), so thousands "
      "of slow replies can be in flight",
-     0, 0, NULL, 0, 0},
+     0, 0, NULL, RD_BIND(mock_conf, async)},
     {0},
 };
 
@@ -180,6 +229,17 @@ static int load_script(mock *m, const char *path, rd_error *err) {
             break;
         }
         r.reply = unescape(arrow + 4);
+        r.choices = NULL;
+        /* "REPLY {choices: a|b}": offer those choices with this reply. */
+        char *tag = r.reply ? strstr(r.reply, CHOICES_TAG) : NULL;
+        size_t rl = r.reply ? strlen(r.reply) : 0;
+        if (tag && rl && r.reply[rl - 1] == '}') {
+            r.reply[rl - 1] = 0;
+            r.choices = split_choices(tag + strlen(CHOICES_TAG));
+            while (tag > r.reply && tag[-1] == ' ')
+                tag--;
+            *tag = 0;
+        }
         m->rules = realloc(m->rules, (m->nrules + 1) * sizeof *m->rules);
         m->rules[m->nrules++] = r;
     }
@@ -195,41 +255,48 @@ static void m_destroy(void *self) {
     pthread_cond_destroy(&m->cv);
     for (size_t i = 0; i < m->nrules; i++) {
         regfree(&m->rules[i].re);
+        for (size_t k = 0; m->rules[i].choices && m->rules[i].choices[k]; k++)
+            free(m->rules[i].choices[k]);
+        free(m->rules[i].choices);
         free(m->rules[i].reply);
     }
     free(m->rules);
-    free((char *)m->reply);
+    free(m->reply);
     free(m);
 }
 
 static rd_status m_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
+    if (!RD_HAS(h, cfg_bind)) {
+        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
+        return RD_E_CONFIG;
+    }
     mock *m = calloc(1, sizeof *m);
     if (!m) return RD_E_INTERNAL;
     m->h = h;
     m->ctx = ctx;
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
-    m->async = h->cfg_bool(ctx, "async");
-    const char *mode = h->cfg_str(ctx, "mode");
-    m->mode = !strcmp(mode, "fixed") ? 1 : !strcmp(mode, "script") ? 2 : 0;
-    m->prefix = h->cfg_str(ctx, "prefix");
-    m->reply = unescape(h->cfg_str(ctx, "reply"));
-    m->lat_min = h->cfg_int(ctx, "latency_ms");
-    m->lat_max = h->cfg_int(ctx, "latency_max_ms");
+    if (h->cfg_bind(ctx, &m->cf, sizeof m->cf, err) != RD_OK) {
+        m_destroy(m);
+        return RD_E_CONFIG;
+    }
+    m->reply = unescape(m->cf.reply);
+    m->lat_min = m->cf.lat_min;
+    m->lat_max = m->cf.lat_max;
     if (m->lat_max < m->lat_min) m->lat_max = m->lat_min;
-    m->p[0] = h->cfg_double(ctx, "fail_transient");
-    m->p[1] = h->cfg_double(ctx, "fail_fatal");
-    m->p[2] = h->cfg_double(ctx, "fail_timeout");
-    m->p[3] = h->cfg_double(ctx, "fail_protocol");
+    m->p[0] = m->cf.fail_transient;
+    m->p[1] = m->cf.fail_fatal;
+    m->p[2] = m->cf.fail_timeout;
+    m->p[3] = m->cf.fail_protocol;
     if (m->p[0] + m->p[1] + m->p[2] + m->p[3] > 1.0 + 1e-9) {
         h->error(err, RD_E_CONFIG, "fatal", "fail_* shares add up to more than 1");
         m_destroy(m);
         return RD_E_CONFIG;
     }
-    m->seed = (uint64_t)h->cfg_int(ctx, "seed");
+    m->seed = (uint64_t)m->cf.seed;
     if (!m->seed) m->seed = (uint64_t)h->wall_ns() | 1;
-    if (m->mode == 2) {
-        const char *path = h->cfg_str(ctx, "script");
+    if (m->cf.mode == 2) {
+        const char *path = m->cf.script;
         if (!path) {
             h->error(err, RD_E_CONFIG, "fatal", "mode = script needs script = FILE");
             m_destroy(m);
@@ -305,7 +372,7 @@ static void *timer_main(void *arg) {
 
 static rd_status m_start(void *self, rd_error *err) {
     mock *m = self;
-    if (m->async) {
+    if (m->cf.async) {
         if (pthread_create(&m->timer, NULL, timer_main, m)) {
             m->h->error(err, RD_E_INTERNAL, "fatal", "cannot start the timer thread");
             return RD_E_INTERNAL;
@@ -375,7 +442,11 @@ static rd_status answer(mock *m, uint64_t r, const rd_request *rq, rd_reply *rp,
             return codes[i];
         }
     }
-    switch (m->mode) {
+    if (m->cf.attachments && RD_HAS(rq, nattachments))
+        for (size_t i = 0; i < rq->nattachments; i++)
+            m->h->reply_attach(rp, rq->attachments[i]);
+    if (m->cf.choices[0]) m->h->reply_choices(rp, m->cf.choices);
+    switch (m->cf.mode) {
     case 1:
         m->h->reply_append(rp, m->reply, strlen(m->reply));
         break;
@@ -383,11 +454,14 @@ static rd_status answer(mock *m, uint64_t r, const rd_request *rq, rd_reply *rp,
         for (size_t i = 0; i < m->nrules; i++)
             if (regexec(&m->rules[i].re, rq->text, 0, NULL, 0) == 0) {
                 append_subst(m, rp, m->rules[i].reply, rq);
+                if (m->rules[i].choices)
+                    m->h->reply_choices(rp, (const char *const *)m->rules[i].choices);
                 return RD_OK;
             }
         __attribute__((fallthrough)); /* no rule matched: echo */
     default:
-        m->h->reply_append(rp, m->prefix, strlen(m->prefix));
+        m->h->reply_append(rp, m->cf.prefix, strlen(m->cf.prefix));
+        if (rq->flags & RD_MSG_CHOICE) m->h->reply_append(rp, "picked: ", 8);
         m->h->reply_append(rp, rq->text, rq->text_len);
     }
     return RD_OK;
@@ -401,7 +475,7 @@ static rd_status m_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
         int64_t span = m->lat_max - m->lat_min;
         delay = m->lat_min + (span ? (int64_t)(unit(mix(r)) * (double)(span + 1)) : 0);
     }
-    if (m->async && delay > 0) {
+    if (m->cf.async && delay > 0) {
         delayed d = {.due_ms = m->h->now_ms() + delay, .rp = rp};
         d.st = answer(m, r, rq, rp, &d.err);
         pthread_mutex_lock(&m->mu);

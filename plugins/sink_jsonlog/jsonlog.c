@@ -17,9 +17,17 @@
 
 #include "jsonlog_line.h"
 
+/* The keys, written by cfg_bind(). */
+typedef struct {
+    const char *path, *tty_path;
+    int level; /* index into levels: RD_LOG_* */
+    int events;
+} jsonlog_conf;
+
 typedef struct {
     const rd_host *h;
     rd_ctx *ctx;
+    jsonlog_conf cf;
     char *path; /* NULL = standard error */
     int fd;
     dev_t dev;
@@ -44,15 +52,17 @@ typedef struct {
 static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
 
 static const rd_option opts[] = {
-    {"path", RD_OPT_STRING, 0, "-", "file to append to; - is standard error", 0, 0, NULL, 0, 0},
-    {"level", RD_OPT_ENUM, 0, "info", "lowest level written", 0, 0, levels, 0, 0},
+    {"path", RD_OPT_STRING, 0, "-", "file to append to; - is standard error", 0, 0, NULL,
+     RD_BIND(jsonlog_conf, path)},
+    {"level", RD_OPT_ENUM, 0, "info", "lowest level written", 0, 0, levels,
+     RD_BIND(jsonlog_conf, level)},
     {"tty_path", RD_OPT_STRING, 0, NULL,
      "when path is - and standard error is a terminal: JSON lines go to this file, and the "
      "terminal gets short human-readable lines",
-     0, 0, NULL, 0, 0},
+     0, 0, NULL, RD_BIND(jsonlog_conf, tty_path)},
     {"events", RD_OPT_BOOL, 0, "true",
      "also write one line per message event (received, replied, rejected, send_failed)", 0, 0, NULL,
-     0, 0},
+     RD_BIND(jsonlog_conf, events)},
     {0},
 };
 
@@ -253,15 +263,27 @@ static const char *writable_path(const char *path) {
     return why;
 }
 
+static void j_destroy(void *self);
+
 static rd_status j_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
+    if (!RD_HAS(h, cfg_bind)) {
+        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
+        return RD_E_CONFIG;
+    }
     jsonlog *j = calloc(1, sizeof *j);
     if (!j) return RD_E_INTERNAL;
     *self = j;
     j->h = h;
     j->ctx = ctx;
     j->fd = -1;
-    const char *path = h->cfg_str(ctx, "path");
-    const char *tty_path = h->cfg_str(ctx, "tty_path");
+    rd_status st = h->cfg_bind(ctx, &j->cf, sizeof j->cf, err);
+    if (st != RD_OK) {
+        j_destroy(j);
+        *self = NULL; /* the host does not destroy() what create() refused */
+        return st;
+    }
+    const char *path = j->cf.path;
+    const char *tty_path = j->cf.tty_path;
     /* A person at a terminal reads short lines; JSON goes to a file. */
     if ((!path || !*path || !strcmp(path, "-")) && tty_path && *tty_path && isatty(STDERR_FILENO)) {
         path = tty_path;
@@ -281,12 +303,9 @@ static rd_status j_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
             return RD_E_CONFIG;
         }
     }
-    j->level = jl_level_parse(h->cfg_str(ctx, "level"));
-    if (j->level < 0) {
-        h->error(err, RD_E_CONFIG, "fatal", "level: expected debug, info, warn or error");
-        return RD_E_CONFIG;
-    }
-    j->events = h->cfg_bool(ctx, "events");
+    /* levels[] is in RD_LOG_* order */
+    j->level = j->cf.level;
+    j->events = j->cf.events;
     j->env = h->info(ctx, "env");
     j->build_sha = h->info(ctx, "build_sha");
     const char *inst = h->info(ctx, "instance");

@@ -26,9 +26,18 @@
  * dispatcher thread, whose own log lines reach no sink). */
 enum { NOTE_FULL = 1, NOTE_ROOM = 2 };
 
+/* The keys, written by cfg_bind(). */
+typedef struct {
+    const char *endpoint, *traces_endpoint, *headers, *service_name, *resource_attributes;
+    double sample_ratio;
+    int64_t timeout_ms, batch_size, queue_size, interval_ms, retry_after_max_ms, response_max_bytes,
+        flush_timeout_ms;
+} otlp_keys;
+
 typedef struct {
     const rd_host *h;
     rd_ctx *ctx;
+    otlp_keys k;
     otlp_conf conf;
     const char *env, *version;
     int64_t batch_spans, queue_max, interval_ms, flush_ms;
@@ -70,40 +79,45 @@ typedef struct {
 } otlp;
 
 static const rd_option opts[] = {
-    {"endpoint", RD_OPT_STRING, 0, NULL,
+    {"endpoint", RD_OPT_URL, 0, NULL,
      "collector base URL; /v1/traces is appended (default: OTEL_EXPORTER_OTLP_ENDPOINT, "
      "then http://localhost:4318)",
-     0, 0, NULL, 0, 0},
-    {"traces_endpoint", RD_OPT_STRING, 0, NULL,
-     "full traces URL, taken as it is (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)", 0, 0, NULL, 0,
-     0},
+     0, 0, NULL, RD_BIND(otlp_keys, endpoint)},
+    {"traces_endpoint", RD_OPT_URL, 0, NULL,
+     "full traces URL, taken as it is (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)", 0, 0, NULL,
+     RD_BIND(otlp_keys, traces_endpoint)},
     {"headers", RD_OPT_STRING, RD_OPT_SECRET, NULL,
      "extra HTTP headers 'name=value,name2=value2', added to OTEL_EXPORTER_OTLP_HEADERS", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(otlp_keys, headers)},
     {"sample_ratio", RD_OPT_DOUBLE, 0, NULL,
      "share of successful messages traced, by trace id; failures are always traced "
      "(default: OTEL_TRACES_SAMPLER_ARG, else 1)",
-     0, 1, NULL, 0, 0},
+     0, 1, NULL, RD_BIND(otlp_keys, sample_ratio)},
     {"service_name", RD_OPT_STRING, 0, NULL,
-     "service.name of the resource (default: OTEL_SERVICE_NAME, else routerd)", 0, 0, NULL, 0, 0},
+     "service.name of the resource (default: OTEL_SERVICE_NAME, else routerd)", 0, 0, NULL,
+     RD_BIND(otlp_keys, service_name)},
     {"resource_attributes", RD_OPT_STRING, 0, NULL,
-     "more resource attributes 'key=value,...', over OTEL_RESOURCE_ATTRIBUTES", 0, 0, NULL, 0, 0},
+     "more resource attributes 'key=value,...', over OTEL_RESOURCE_ATTRIBUTES", 0, 0, NULL,
+     RD_BIND(otlp_keys, resource_attributes)},
     {"timeout_ms", RD_OPT_INT, 0, NULL,
      "time limit of one export request (default: OTEL_EXPORTER_OTLP_TIMEOUT, else 5000)", 100,
-     60000, NULL, 0, 0},
-    {"batch_size", RD_OPT_INT, 0, "512", "most spans in one export request", 1, 100000, NULL, 0, 0},
+     60000, NULL, RD_BIND(otlp_keys, timeout_ms)},
+    {"batch_size", RD_OPT_INT, 0, "512", "most spans in one export request", 1, 100000, NULL,
+     RD_BIND(otlp_keys, batch_size)},
     {"queue_size", RD_OPT_INT, 0, "2048", "most traces waiting for export; more are dropped", 1,
-     1000000, NULL, 0, 0},
+     1000000, NULL, RD_BIND(otlp_keys, queue_size)},
     {"interval_ms", RD_OPT_INT, 0, "1000", "longest time a trace waits before its batch is sent",
-     10, 60000, NULL, 0, 0},
-    {"retry_after_max_s", RD_OPT_INT, 0, "30",
-     "longest wait a collector's Retry-After may ask for; a longer one is cut to this", 0, 3600,
-     NULL, 0, 0},
+     10, 60000, NULL, RD_BIND(otlp_keys, interval_ms)},
+    {"retry_after_max_s", RD_OPT_DURATION, 0, "30",
+     "longest wait a collector's Retry-After may ask for; a longer one is cut to this (a bare "
+     "number is seconds)",
+     0, 3600, NULL, RD_BIND(otlp_keys, retry_after_max_ms)},
     {"response_max_bytes", RD_OPT_INT, 0, "65536",
      "most bytes of a collector's answer read (partial success); the rest is discarded", 1024,
-     16777216, NULL, 0, 0},
+     16777216, NULL, RD_BIND(otlp_keys, response_max_bytes)},
     {"flush_timeout_ms", RD_OPT_INT, 0, "4000",
-     "how long a flush (drain, SIGHUP) waits for the queue to be sent", 0, 60000, NULL, 0, 0},
+     "how long a flush (drain, SIGHUP) waits for the queue to be sent", 0, 60000, NULL,
+     RD_BIND(otlp_keys, flush_timeout_ms)},
     {0},
 };
 
@@ -463,7 +477,13 @@ static const char *env_get(const char *name) {
     return getenv(name);
 }
 
+static void o_destroy(void *self);
+
 static rd_status o_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
+    if (!RD_HAS(h, cfg_bind)) {
+        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
+        return RD_E_CONFIG;
+    }
     otlp *o = calloc(1, sizeof *o);
     if (!o) return RD_E_INTERNAL;
     *self = o;
@@ -474,15 +494,22 @@ static rd_status o_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     pthread_cond_init(&o->done_cv, NULL);
     o->env = h->info(ctx, "env");
     o->version = h->info(ctx, "version");
-    otlp_manifest m = {.endpoint = h->cfg_str(ctx, "endpoint"),
-                       .traces_endpoint = h->cfg_str(ctx, "traces_endpoint"),
-                       .headers = h->cfg_str(ctx, "headers"),
-                       .service_name = h->cfg_str(ctx, "service_name"),
-                       .resource_attributes = h->cfg_str(ctx, "resource_attributes"),
+    rd_status st = h->cfg_bind(ctx, &o->k, sizeof o->k, err);
+    if (st != RD_OK) {
+        o_destroy(o);
+        *self = NULL; /* the host does not destroy() what create() refused */
+        return st;
+    }
+    /* Without a default, 0 is a value: whether the key was written decides. */
+    otlp_manifest m = {.endpoint = o->k.endpoint,
+                       .traces_endpoint = o->k.traces_endpoint,
+                       .headers = o->k.headers,
+                       .service_name = o->k.service_name,
+                       .resource_attributes = o->k.resource_attributes,
                        .ratio_set = h->cfg_isset(ctx, "sample_ratio"),
-                       .ratio = h->cfg_double(ctx, "sample_ratio"),
+                       .ratio = o->k.sample_ratio,
                        .timeout_set = h->cfg_isset(ctx, "timeout_ms"),
-                       .timeout_ms = h->cfg_int(ctx, "timeout_ms"),
+                       .timeout_ms = o->k.timeout_ms,
                        .env = o->env,
                        .version = o->version,
                        .build_sha = h->info(ctx, "build_sha")};
@@ -491,12 +518,12 @@ static rd_status o_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         h->error(err, RD_E_CONFIG, "fatal", "%s", msg);
         return RD_E_CONFIG;
     }
-    o->batch_spans = h->cfg_int(ctx, "batch_size");
-    o->queue_max = h->cfg_int(ctx, "queue_size");
-    o->interval_ms = h->cfg_int(ctx, "interval_ms");
-    o->flush_ms = h->cfg_int(ctx, "flush_timeout_ms");
-    o->retry_after_max_ms = h->cfg_int(ctx, "retry_after_max_s") * 1000;
-    o->answer_max = h->cfg_int(ctx, "response_max_bytes");
+    o->batch_spans = o->k.batch_size;
+    o->queue_max = o->k.queue_size;
+    o->interval_ms = o->k.interval_ms;
+    o->flush_ms = o->k.flush_timeout_ms;
+    o->retry_after_max_ms = o->k.retry_after_max_ms;
+    o->answer_max = o->k.response_max_bytes;
 
     const char *inst = h->info(ctx, "instance");
     const char *sink = inst ? inst : "otlp";

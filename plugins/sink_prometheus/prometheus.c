@@ -18,11 +18,20 @@
 #include "prom_process.h"
 #include "statsd.h"
 
+/* The keys, written by cfg_bind(). */
+typedef struct {
+    const char *path;
+    int process;
+    const char *statsd_address;
+    int64_t statsd_interval_ms;
+    const char *statsd_prefix;
+    int statsd_tags;
+} prom_conf;
+
 typedef struct {
     const rd_host *h;
     rd_ctx *ctx;
-    const char *path;
-    bool process;
+    prom_conf cf;
     atomic_bool stopped;
     atomic_int busy; /* scrapes inside the handler */
     rd_series *scrapes;
@@ -40,18 +49,21 @@ typedef struct {
 } prom;
 
 static const rd_option opts[] = {
-    {"path", RD_OPT_STRING, 0, "/metrics", "admin server path of the exposition", 0, 0, NULL, 0, 0},
+    {"path", RD_OPT_STRING, 0, "/metrics", "admin server path of the exposition", 0, 0, NULL,
+     RD_BIND(prom_conf, path)},
     {"process_metrics", RD_OPT_BOOL, 0, "true",
-     "add process_* metrics (CPU, memory, file descriptors, start time) from /proc", 0, 0, NULL, 0,
-     0},
+     "add process_* metrics (CPU, memory, file descriptors, start time) from /proc", 0, 0, NULL,
+     RD_BIND(prom_conf, process)},
     {"statsd_address", RD_OPT_STRING, 0, NULL,
-     "push to a StatsD server at IP:PORT over UDP (unset = no push)", 0, 0, NULL, 0, 0},
+     "push to a StatsD server at IP:PORT over UDP (unset = no push)", 0, 0, NULL,
+     RD_BIND(prom_conf, statsd_address)},
     {"statsd_interval_ms", RD_OPT_INT, 0, "10000", "time between StatsD pushes", 100, 3600000, NULL,
-     0, 0},
-    {"statsd_prefix", RD_OPT_STRING, 0, "", "put before every StatsD metric name", 0, 0, NULL, 0,
-     0},
+     RD_BIND(prom_conf, statsd_interval_ms)},
+    {"statsd_prefix", RD_OPT_STRING, 0, "", "put before every StatsD metric name", 0, 0, NULL,
+     RD_BIND(prom_conf, statsd_prefix)},
     {"statsd_tags", RD_OPT_BOOL, 0, "true",
-     "labels as DogStatsD tags (|#label:value); false appends them to the name", 0, 0, NULL, 0, 0},
+     "labels as DogStatsD tags (|#label:value); false appends them to the name", 0, 0, NULL,
+     RD_BIND(prom_conf, statsd_tags)},
     {0},
 };
 
@@ -73,7 +85,7 @@ static void scrape(void *arg, const rd_http_req *req, rd_http_resp *resp) {
     size_t len = 0;
     if (d) {
         p->h->metrics_visit(p->ctx, prom_doc_add, d);
-        if (p->process) {
+        if (p->cf.process) {
             proc_stats ps;
             proc_read_self(&ps);
             proc_add_metrics(d, &ps);
@@ -164,30 +176,40 @@ static void *statsd_main(void *arg) {
 
 /* ---- plugin ops ---------------------------------------------------------------- */
 
+static void p_destroy(void *self);
+
 static rd_status p_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
+    if (!RD_HAS(h, cfg_bind)) {
+        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
+        return RD_E_CONFIG;
+    }
     prom *p = calloc(1, sizeof *p);
     if (!p) return RD_E_INTERNAL;
     p->h = h;
     p->ctx = ctx;
     p->sock = -1;
-    p->path = h->cfg_str(ctx, "path");
-    p->process = h->cfg_bool(ctx, "process_metrics");
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     *self = p;
-    if (!p->path || p->path[0] != '/') {
+    rd_status st = h->cfg_bind(ctx, &p->cf, sizeof p->cf, err);
+    if (st != RD_OK) {
+        p_destroy(p);
+        *self = NULL; /* the host does not destroy() what create() refused */
+        return st;
+    }
+    if (!p->cf.path || p->cf.path[0] != '/') {
         h->error(err, RD_E_CONFIG, "fatal", "path: must start with '/'");
         return RD_E_CONFIG;
     }
-    const char *sa = h->cfg_str(ctx, "statsd_address");
+    const char *sa = p->cf.statsd_address;
     if (sa && *sa) {
         if (parse_addr(sa, &p->addr, &p->addrlen)) {
             h->error(err, RD_E_CONFIG, "fatal",
                      "statsd_address: '%s' is not IP:PORT (for example 127.0.0.1:8125)", sa);
             return RD_E_CONFIG;
         }
-        p->interval_ms = h->cfg_int(ctx, "statsd_interval_ms");
-        p->fmt = statsd_fmt_new(h->cfg_str(ctx, "statsd_prefix"), h->cfg_bool(ctx, "statsd_tags"));
+        p->interval_ms = p->cf.statsd_interval_ms;
+        p->fmt = statsd_fmt_new(p->cf.statsd_prefix, p->cf.statsd_tags);
         if (!p->fmt) return RD_E_INTERNAL;
     }
     const char *inst = h->info(ctx, "instance");
@@ -208,9 +230,9 @@ static rd_status p_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
 
 static rd_status p_start(void *self, rd_error *err) {
     prom *p = self;
-    rd_status st = p->h->http_route(p->ctx, "GET", p->path, scrape, p);
+    rd_status st = p->h->http_route(p->ctx, "GET", p->cf.path, scrape, p);
     if (st != RD_OK) {
-        p->h->error(err, st, "fatal", "cannot serve %s on the admin server", p->path);
+        p->h->error(err, st, "fatal", "cannot serve %s on the admin server", p->cf.path);
         return st;
     }
     if (p->fmt) {

@@ -2,8 +2,9 @@
  * to standard output. "@42 hello" comes from chat 42; other lines from
  * chat_id. Empty and blank lines (also after "@42") are ignored; an "@N"
  * that is not a 64-bit integer is refused with a warning, never read as
- * another chat. At end of input the router drains and exits. For
- * development and tests. */
+ * another chat. "<file:PATH>" in a line attaches that file; "#N" picks
+ * choice N of the last reply to that chat that offered choices. At end of
+ * input the router drains and exits. For development and tests. */
 #include <routerd/plugin.h>
 
 #include <errno.h>
@@ -15,36 +16,56 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#define FILE_MAX (64L << 20) /* bytes read for one <file:PATH> */
+#define FILES_MAX 16
+
+typedef struct {
+    int64_t chat_id;
+    const char *input;
+} console_conf;
 
 typedef struct {
     const rd_host *h;
     rd_ctx *ctx;
-    int64_t chat_id;
+    console_conf cf;
     int fd;
     volatile int quit;
     pthread_t th;
     int started;
     pthread_mutex_t out_mu;
+    /* under out_mu: the choices of the last reply that offered some */
+    int64_t choice_chat;
+    char **choices;
 } console;
 
 static const rd_option opts[] = {
-    {"chat_id", RD_OPT_INT, 0, "1", "chat id of lines without an @N prefix", 0, 0, NULL, 0, 0},
+    {"chat_id", RD_OPT_INT, 0, "1", "chat id of lines without an @N prefix", 0, 0, NULL,
+     RD_BIND(console_conf, chat_id)},
     {"input", RD_OPT_STRING, 0, "-", "file to read messages from; - is standard input", 0, 0, NULL,
-     0, 0},
+     RD_BIND(console_conf, input)},
     {0},
 };
 
 static rd_status c_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
+    if (!RD_HAS(h, cfg_bind)) {
+        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
+        return RD_E_CONFIG;
+    }
     console *c = calloc(1, sizeof *c);
     if (!c) return RD_E_INTERNAL;
     c->h = h;
     c->ctx = ctx;
-    c->chat_id = h->cfg_int(ctx, "chat_id");
     c->fd = -1;
+    if (h->cfg_bind(ctx, &c->cf, sizeof c->cf, err) != RD_OK) {
+        free(c);
+        return RD_E_CONFIG;
+    }
     pthread_mutex_init(&c->out_mu, NULL);
-    (void)err;
     *self = c;
     return RD_OK;
 }
@@ -73,12 +94,97 @@ static const char *chat_prefix(const char *line, int64_t *chat) {
     return *end ? end + 1 : end;
 }
 
+static void free_strs(char **l) {
+    for (size_t i = 0; l && l[i]; i++)
+        free(l[i]);
+    free(l);
+}
+
+/* A few common types; the rest is application/octet-stream. */
+static const char *mime_of(const char *path) {
+    static const char *const map[][2] = {{".txt", "text/plain"},       {".png", "image/png"},
+                                         {".jpg", "image/jpeg"},       {".jpeg", "image/jpeg"},
+                                         {".pdf", "application/pdf"},  {".ogg", "audio/ogg"},
+                                         {".json", "application/json"}};
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof map / sizeof *map; i++)
+        if (!strcasecmp(dot, map[i][0])) return map[i][1];
+    return NULL;
+}
+
+typedef struct {
+    rd_attachment a[FILES_MAX];
+    const rd_attachment *p[FILES_MAX];
+    char *data[FILES_MAX];
+    size_t n;
+} files;
+
+/* Reads the file into f; -1 with a warning when it cannot. */
+static int read_file(console *c, files *f, const char *path) {
+    if (f->n == FILES_MAX) {
+        c->h->log(c->ctx, RD_LOG_WARN, "more than %d <file:...> in one line", FILES_MAX);
+        return -1;
+    }
+    FILE *fp = fopen(path, "rb");
+    struct stat st;
+    if (!fp || fstat(fileno(fp), &st) || !S_ISREG(st.st_mode) || st.st_size > FILE_MAX) {
+        c->h->log(c->ctx, RD_LOG_WARN, "<file:%s>: %s", path,
+                  !fp ? strerror(errno) : "not a regular file of at most 64 MiB");
+        if (fp) fclose(fp);
+        return -1;
+    }
+    size_t len = (size_t)st.st_size;
+    char *d = malloc(len ? len : 1);
+    size_t got = d ? fread(d, 1, len, fp) : 0;
+    fclose(fp);
+    if (!d || got != len) {
+        free(d);
+        return -1;
+    }
+    const char *slash = strrchr(path, '/');
+    f->data[f->n] = d;
+    f->a[f->n] = (rd_attachment){.size = sizeof(rd_attachment),
+                                 .mime = mime_of(path),
+                                 .name = slash ? slash + 1 : path,
+                                 .data = d,
+                                 .len = len};
+    f->p[f->n] = &f->a[f->n];
+    f->n++;
+    return 0;
+}
+
+/* Moves every <file:PATH> out of text into f (text is edited in place). */
+static int take_files(console *c, char *text, files *f) {
+    char *at;
+    while ((at = strstr(text, "<file:"))) {
+        char *end = strchr(at, '>');
+        if (!end) break;
+        *end = 0;
+        if (read_file(c, f, at + 6)) return -1;
+        memmove(at, end + 1, strlen(end + 1) + 1);
+    }
+    return 0;
+}
+
+/* "#N" after the last choices offered to chat: that choice's text. */
+static char *picked(console *c, int64_t chat, const char *text) {
+    if (text[0] != '#' || !text[1] || strspn(text + 1, "0123456789") != strlen(text + 1))
+        return NULL;
+    long n = strtol(text + 1, NULL, 10);
+    char *out = NULL;
+    pthread_mutex_lock(&c->out_mu);
+    for (long i = 0; c->choices && c->choice_chat == chat && c->choices[i]; i++)
+        if (i + 1 == n) out = strdup(c->choices[i]);
+    pthread_mutex_unlock(&c->out_mu);
+    return out;
+}
+
 static void submit_line(console *c, char *line, int64_t id) {
     size_t len = strlen(line);
     while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
         line[--len] = 0;
-    int64_t chat = c->chat_id;
-    const char *text = line[0] == '@' ? chat_prefix(line, &chat) : line;
+    int64_t chat = c->cf.chat_id;
+    char *text = line[0] == '@' ? (char *)chat_prefix(line, &chat) : line;
     if (!text) {
         size_t n = strcspn(line, " \t");
         c->h->log(c->ctx, RD_LOG_WARN,
@@ -87,24 +193,38 @@ static void submit_line(console *c, char *line, int64_t id) {
         c->h->skip(c->ctx, id, "bad chat id");
         return;
     }
+    files f = {.n = 0};
+    if (take_files(c, text, &f)) {
+        c->h->skip(c->ctx, id, "unreadable file");
+        goto out;
+    }
     /* Empty, blank, or a chat id alone: nothing to send, told the same way. */
-    if (blank(text)) {
+    if (blank(text) && !f.n) {
         c->h->log(c->ctx, RD_LOG_DEBUG, "line %lld ignored: no text", (long long)id);
         c->h->skip(c->ctx, id, "empty line");
-        return;
+        goto out;
     }
+    char *choice = picked(c, chat, text);
     rd_inbound in = {.size = sizeof in,
                      .update_id = id,
                      .chat_id = chat,
                      .user_id = chat,
                      .message_id = id,
-                     .text = text,
-                     .text_len = strlen(text)};
+                     .text = choice ? choice : text,
+                     .text_len = strlen(choice ? choice : text),
+                     .flags = choice ? RD_MSG_CHOICE : 0,
+                     .attachments = f.n ? f.p : NULL,
+                     .nattachments = f.n};
     for (;;) {
         rd_status st = c->h->submit(c->ctx, &in);
-        if (st != RD_E_FULL || c->quit) return;
+        if (st == RD_E_FATAL) c->h->skip(c->ctx, id, "refused"); /* the host logged why */
+        if (st != RD_E_FULL || c->quit) break;
         sleep_ms(2); /* back-pressure: wait for the queue to drain */
     }
+    free(choice);
+out:
+    for (size_t i = 0; i < f.n; i++)
+        free(f.data[i]);
 }
 
 static void *reader(void *arg) {
@@ -143,7 +263,7 @@ static void *reader(void *arg) {
 
 static rd_status c_start(void *self, rd_error *err) {
     console *c = self;
-    const char *in = c->h->cfg_str(c->ctx, "input");
+    const char *in = c->cf.input;
     if (in && strcmp(in, "-")) {
         c->fd = open(in, O_RDONLY | O_CLOEXEC);
         if (c->fd < 0) {
@@ -178,6 +298,7 @@ static void c_stop(void *self) {
 
 static void c_destroy(void *self) {
     console *c = self;
+    free_strs(c->choices);
     pthread_mutex_destroy(&c->out_mu);
     free(c);
 }
@@ -185,10 +306,36 @@ static void c_destroy(void *self) {
 static rd_status c_send(void *self, const rd_outbound *out, rd_error *err) {
     console *c = self;
     (void)err;
+    bool v12 = RD_HAS(out, choices);
+    size_t natt = v12 && out->attachments ? out->nattachments : 0;
     pthread_mutex_lock(&c->out_mu);
-    if (out->chat_id != c->chat_id) printf("@%" PRId64 " ", out->chat_id);
+    if (out->chat_id != c->cf.chat_id) printf("@%" PRId64 " ", out->chat_id);
     fwrite(out->text, 1, out->text_len, stdout);
     fputc('\n', stdout);
+    for (size_t i = 0; i < natt; i++) {
+        const rd_attachment *a = out->attachments[i];
+        printf("[file: %s (%s, ", a->name ? a->name : "unnamed",
+               a->mime ? a->mime : "application/octet-stream");
+        if (a->data)
+            printf("%zu bytes)]\n", a->len);
+        else
+            printf("%s)]\n", a->url ? a->url : "no data");
+    }
+    if (v12 && out->choices && out->choices[0]) {
+        size_t n = 0;
+        while (out->choices[n])
+            n++;
+        char **copy = calloc(n + 1, sizeof *copy);
+        printf("[choices:");
+        for (size_t i = 0; i < n; i++) {
+            printf(" %zu) %s", i + 1, out->choices[i]);
+            if (copy) copy[i] = strdup(out->choices[i]);
+        }
+        printf("]\n");
+        free_strs(c->choices);
+        c->choices = copy;
+        c->choice_chat = out->chat_id;
+    }
     fflush(stdout);
     pthread_mutex_unlock(&c->out_mu);
     return RD_OK;

@@ -1,6 +1,6 @@
 # Broken plugins the loader must refuse, each with its own message.
 set(ROUTERD_BAD_PLUGIN_DIR ${CMAKE_BINARY_DIR}/bad_plugins)
-foreach(bad wrong_major no_symbol no_handle newer_minor reserved_set)
+foreach(bad wrong_major no_symbol no_handle newer_minor reserved_set bind_len bind_outside option_size)
   add_library(bad_${bad} MODULE ${CMAKE_CURRENT_SOURCE_DIR}/integration/bad_plugins/${bad}.c)
   target_include_directories(bad_${bad} PRIVATE ${CMAKE_SOURCE_DIR}/include)
   set_target_properties(bad_${bad} PROPERTIES PREFIX "" OUTPUT_NAME ${bad}
@@ -61,3 +61,30 @@ if(TARGET transport_telegram)
   routerd_integration_test(test_core_chaos SOURCES integration/test_core_chaos.c TIMEOUT 240)
   add_dependencies(test_core_chaos transport_telegram backend_mock)
 endif()
+
+# Plugins that check the ABI's promises from the plugin side: a 1.1-layout
+# plugin, a plugin reading an undeclared key, and probes (serial or not)
+# that check text, update ids, attachments and overlapping calls.
+set(ROUTERD_ABI_PLUGIN_DIR ${CMAKE_BINARY_DIR}/abi_plugins)
+function(routerd_abi_plugin target file source)
+  add_library(${target} MODULE ${CMAKE_CURRENT_SOURCE_DIR}/integration/abi_plugins/${source})
+  target_include_directories(${target} PRIVATE ${CMAKE_SOURCE_DIR}/include
+                             ${CMAKE_CURRENT_SOURCE_DIR}/support)
+  target_compile_definitions(${target} PRIVATE ${ARGN})
+  set_target_properties(${target} PROPERTIES PREFIX "" OUTPUT_NAME ${file}
+                        LIBRARY_OUTPUT_DIRECTORY ${ROUTERD_ABI_PLUGIN_DIR}
+                        C_VISIBILITY_PRESET hidden)
+  set(ROUTERD_ABI_PLUGINS ${ROUTERD_ABI_PLUGINS} ${target} PARENT_SCOPE)
+endfunction()
+routerd_abi_plugin(abi_old_layout backend_old_layout old_layout.c)
+routerd_abi_plugin(abi_undeclared backend_undeclared undeclared.c)
+routerd_abi_plugin(abi_probe_be backend_probe probe_backend.c PROBE_NAME="probe" PROBE_FLAGS=0)
+routerd_abi_plugin(abi_probe_be_serial backend_probe_serial probe_backend.c
+                   PROBE_NAME="probe_serial" PROBE_FLAGS=RD_PF_SERIAL)
+routerd_abi_plugin(abi_probe_tr transport_probe probe_transport.c PROBE_NAME="probe" PROBE_FLAGS=0)
+routerd_abi_plugin(abi_probe_tr_serial transport_probe_serial probe_transport.c
+                   PROBE_NAME="probe_serial" PROBE_FLAGS=RD_PF_SERIAL)
+
+routerd_integration_test(test_core_abi SOURCES integration/test_core_abi.c TIMEOUT 180)
+target_compile_definitions(test_core_abi PRIVATE ROUTERD_ABI_PLUGIN_DIR="${ROUTERD_ABI_PLUGIN_DIR}")
+add_dependencies(test_core_abi ${ROUTERD_ABI_PLUGINS} transport_console backend_mock)

@@ -116,7 +116,22 @@ static const bad_case cases[] = {
     {"newer_minor",
      "[backend.bad]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/newer_minor.so\n"
      "[persona.p]\nbackend = bad\nchats = *\n",
-     {"needs plugin ABI 1.2, this routerd speaks 1.1", "upgrade routerd"},
+     {"needs plugin ABI 1.3, this routerd speaks 1.2", "upgrade routerd"},
+     NULL},
+    {"bind_len",
+     "[backend.bad]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/bind_len.so\n"
+     "[persona.p]\nbackend = bad\nchats = *\n",
+     {"plugin 'bind_len' refused", "option 'count'", "4-byte member", "needs 8 bytes (int64_t)"},
+     NULL},
+    {"bind_outside",
+     "[backend.bad]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/bind_outside.so\n"
+     "[persona.p]\nbackend = bad\nchats = *\n",
+     {"[backend.bad]", "cfg_bind", "option 'count'", "outside the 8-byte config struct"},
+     NULL},
+    {"option_size",
+     "[backend.bad]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/option_size.so\n"
+     "[persona.p]\nbackend = bad\nchats = *\n",
+     {"plugin 'option_size' refused", "option_size 16 is smaller than the ABI 1.0 rd_option"},
      NULL},
     {"reserved_set",
      "[backend.bad]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/reserved_set.so\n"

@@ -188,9 +188,10 @@ static int validate_locked(void) {
             ms->kv[i].val = xstrdup(p ? p->val : "");
             ms->kv[i].raw = xstrdup(p ? p->val : "");
         }
-        rc = schema_apply(m, ms, plugin->options,
-                          plugin->kind == RD_KIND_TRANSPORT ? transport_reserved : plugin_reserved,
-                          &cfg, err, sizeof err);
+        rc = schema_apply_sized(m, ms, plugin->options, plugin_option_size(plugin),
+                                plugin->kind == RD_KIND_TRANSPORT ? transport_reserved
+                                                                  : plugin_reserved,
+                                &cfg, err, sizeof err);
         manifest_free(m);
     }
     /* Lists are split now, so that getters never write. */
@@ -865,7 +866,8 @@ static rd_status h_submit(rd_ctx *ctx, const rd_inbound *in) {
     r->m.user_id = in->user_id;
     r->m.message_id = in->message_id;
     r->m.thread_id = in->thread_id;
-    r->m.text = xstrndup(in->text ? in->text : "", in->text ? in->text_len : 0);
+    /* As routerd: valid UTF-8 without NUL bytes from here on. */
+    r->m.text = utf8_clean_dup(in->text ? in->text : "", in->text ? in->text_len : 0, NULL);
     r->m.flags = in->flags;
     r->m.meta = in->meta ? xstrdup(in->meta) : NULL;
     if (RD_HAS(in, nattachments) && in->attachments && in->nattachments) {
@@ -1112,7 +1114,8 @@ struct rd_reply {
     rdpt_file *files;
     size_t nfiles, bytes;
     char **choices;
-    int done; /* complete() called */
+    int done;       /* complete() called */
+    char *req_text; /* the request's text, kept as long as the reply */
     rd_status st;
     rd_error err;
     long long done_ms;
@@ -1222,6 +1225,7 @@ void rdpt_set_cancelled(int on) {
 }
 
 static void reply_free(struct rd_reply *r) {
+    free(r->req_text);
     free(r->buf);
     free(r->last_progress);
     files_free(r->files, r->nfiles);
@@ -1232,10 +1236,10 @@ static void reply_free(struct rd_reply *r) {
 /* mu held. What the reply holds, copied to the test's view of it. */
 static void reply_out(const struct rd_reply *r, rdpt_reply *out) {
     free(out->text);
-    out->text = r->buf ? xstrdup(r->buf) : xstrdup("");
-    out->len = r->len;
+    out->text = utf8_clean_dup(r->buf ? r->buf : "", r->len, &out->len);
     out->progress = r->progress;
-    out->last_progress = r->last_progress ? xstrdup(r->last_progress) : NULL;
+    out->last_progress =
+        r->last_progress ? utf8_clean_dup(r->last_progress, strlen(r->last_progress), NULL) : NULL;
     out->files = files_dup(r->files, r->nfiles);
     out->nfiles = r->nfiles;
     if (r->choices) {
@@ -1258,14 +1262,16 @@ int rdpt_call(void *self, const rdpt_request *in, rdpt_reply *out) {
     pthread_mutex_unlock(&mu);
     char corr[40];
     snprintf(corr, sizeof corr, "%032lx", 0xc0ffee0000UL + n);
-    const char *text = in->text ? in->text : "";
+    /* The text a backend gets from routerd: valid UTF-8 without NUL. */
+    size_t tlen;
+    char *text = utf8_clean_dup(in->text ? in->text : "", in->text ? strlen(in->text) : 0, &tlen);
     long long t0 = rdpt_now_ms();
     rd_request rq = {.size = sizeof rq,
                      .chat_id = in->chat_id,
                      .user_id = in->user_id,
                      .message_id = in->message_id,
                      .text = text,
-                     .text_len = strlen(text),
+                     .text_len = tlen,
                      .persona = in->persona ? in->persona : "default",
                      .correlation_id = in->correlation_id ? in->correlation_id : corr,
                      .traceparent = in->traceparent,
@@ -1277,6 +1283,7 @@ int rdpt_call(void *self, const rdpt_request *in, rdpt_reply *out) {
                      .attachments = in->attachments,
                      .nattachments = in->nattachments};
     struct rd_reply *r = xcalloc(1, sizeof *r);
+    r->req_text = text; /* the request stays valid until complete() */
     rd_status st = plugin->ops->handle(self, &rq, r, &out->err);
     long long end_ms = rdpt_now_ms();
     int rc = 0;
@@ -1653,11 +1660,22 @@ rd_ctx *rdpt_ctx(void) {
     return &the_ctx;
 }
 
-/* Until the core's binding lands: refuse, so no test passes by accident. */
+/* routerd's own binding over the validated section. */
 static rd_status h_cfg_bind(rd_ctx *ctx, void *conf, size_t conf_size, rd_error *err) {
-    (void)ctx, (void)conf, (void)conf_size;
+    (void)ctx;
     host_call("cfg_bind");
-    h_error(err, RD_E_CONFIG, "fatal", "cfg_bind is not implemented by this test host yet");
+    char msg[sizeof cfg_err];
+    pthread_mutex_lock(&mu);
+    int rc = validate_locked();
+    if (rc)
+        snprintf(msg, sizeof msg, "%s", cfg_err);
+    else if (!conf)
+        rc = -1, snprintf(msg, sizeof msg, "no config struct");
+    else
+        rc = cfg_bind_set(&cfg, conf, conf_size, msg, sizeof msg);
+    pthread_mutex_unlock(&mu);
+    if (!rc) return RD_OK;
+    h_error(err, RD_E_CONFIG, "fatal", "cfg_bind: %s (a plugin bug)", msg);
     return RD_E_CONFIG;
 }
 

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "core.h"
+#include "option_v11.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -357,6 +358,136 @@ static void many_reserved_keys(void **state) {
     in_child(many_reserved_child);
 }
 
+/* A plugin's config struct covering every bound type. */
+typedef struct {
+    const char *name;
+    int64_t count;
+    int flag;
+    double ratio;
+    int mode;
+    const char *const *tags;
+    int64_t wait_ms;
+    const char *url;
+    int unset_mode;
+} bconf;
+
+static const rd_option bound[] = {
+    {"name", RD_OPT_STRING, 0, NULL, "who", 0, 0, NULL, RD_BIND(bconf, name)},
+    {"count", RD_OPT_INT, 0, "5", "how many", 1, 10, NULL, RD_BIND(bconf, count)},
+    {"flag", RD_OPT_BOOL, 0, "false", "a switch", 0, 0, NULL, RD_BIND(bconf, flag)},
+    {"ratio", RD_OPT_DOUBLE, 0, "0.5", "a share", 0, 1, NULL, RD_BIND(bconf, ratio)},
+    {"mode", RD_OPT_ENUM, 0, "fast", "speed", 0, 0, modes, RD_BIND(bconf, mode)},
+    {"tags", RD_OPT_LIST, 0, NULL, "labels", 0, 0, NULL, RD_BIND(bconf, tags)},
+    {"wait", RD_OPT_DURATION, 0, "30", "a pause", 0, 3600, NULL, RD_BIND(bconf, wait_ms)},
+    {"url", RD_OPT_URL, 0, NULL, "where", 0, 0, NULL, RD_BIND(bconf, url)},
+    {"other_mode", RD_OPT_ENUM, 0, NULL, "no default", 0, 0, modes, RD_BIND(bconf, unset_mode)},
+    {"loose", RD_OPT_STRING, 0, "x", "not bound", 0, 0, NULL, 0, 0},
+    {0},
+};
+
+static void bind_every_type(void **state) {
+    (void)state;
+    if (apply_with("name = n\nflag = on\nmode = auto\nwait = 250ms\nurl = https://a.example/x\n",
+                   bound, NULL))
+        fail_msg("refused: %s", err);
+    bconf c;
+    memset(&c, 0x5a, sizeof c);
+    assert_int_equal(cfg_bind_set(&cs, &c, sizeof c, err, sizeof err), 0);
+    assert_string_equal(c.name, "n");
+    assert_int_equal(c.count, 5);
+    assert_int_equal(c.flag, 1);
+    assert_true(c.ratio == 0.5);
+    assert_int_equal(c.mode, 2);
+    assert_non_null(c.tags); /* absent list: empty, never NULL */
+    assert_null(c.tags[0]);
+    assert_int_equal(c.wait_ms, 250);
+    assert_string_equal(c.url, "https://a.example/x");
+    assert_int_equal(c.unset_mode, -1);
+    /* Defaults: a bare number is seconds; the strings are the set's own. */
+    if (apply_with("tags = a, b\n", bound, NULL)) fail_msg("refused: %s", err);
+    assert_int_equal(cfg_bind_set(&cs, &c, sizeof c, err, sizeof err), 0);
+    assert_null(c.name);
+    assert_null(c.url);
+    assert_int_equal(c.wait_ms, 30000);
+    assert_string_equal(c.tags[0], "a");
+    assert_string_equal(c.tags[1], "b");
+    assert_null(c.tags[2]);
+    assert_ptr_equal(c.tags, cfg_find(&cs, "tags")->list);
+}
+
+static void bind_outside_conf_refused(void **state) {
+    (void)state;
+    if (apply_with("name = n\n", bound, NULL)) fail_msg("refused: %s", err);
+    bconf c;
+    memset(&c, 0x5a, sizeof c);
+    size_t short_size = offsetof(bconf, unset_mode); /* the last member does not fit */
+    assert_int_equal(cfg_bind_set(&cs, &c, short_size, err, sizeof err), -1);
+    assert_contains(err, "option 'other_mode'");
+    assert_contains(err, "outside");
+    /* Nothing written when one binding is wrong. */
+    const char *poison;
+    memset(&poison, 0x5a, sizeof poison);
+    assert_ptr_equal(c.name, poison);
+}
+
+static void bind_wrong_size_refused(void **state) {
+    (void)state;
+    static const rd_option o[] = {
+        {"count", RD_OPT_INT, 0, "5", "how many", 0, 0, NULL, RD_BIND(bconf, flag)}, {0}};
+    if (apply_with("", o, NULL)) fail_msg("refused: %s", err);
+    bconf c = {0};
+    assert_int_equal(cfg_bind_set(&cs, &c, sizeof c, err, sizeof err), -1);
+    assert_contains(err, "option 'count'");
+    assert_contains(err, "needs 8");
+    assert_int_equal(bind_member_size(RD_OPT_LIST), sizeof(char **));
+    assert_int_equal(bind_member_size(RD_OPT_ENUM), sizeof(int));
+}
+
+/* An option array built with the 1.1 layout (no offset/bind_len) is
+ * walked with its own stride and reads as unbound. */
+static void old_layout_stride(void **state) {
+    (void)state;
+    assert_int_equal(sizeof(option_v11), RD_OPTION_SIZE_V1);
+    static const option_v11 o[] = {
+        {"alpha", RD_OPT_STRING, 0, "a", "first", 0, 0, NULL},
+        {"beta", RD_OPT_INT, 0, "2", "second", 0, 9, NULL},
+        {"gamma", RD_OPT_ENUM, 0, "slow", "third", 0, 0, modes},
+        {0},
+    };
+    cfg_free(&cs);
+    manifest_free(mf);
+    mf = manifest_parse_string("t.ini", "[backend.x]\nbeta = 7\n", err, sizeof err);
+    assert_non_null(mf);
+    assert_int_equal(schema_apply_sized(mf, &mf->sec[0], (const rd_option *)(const void *)o,
+                                        sizeof *o, NULL, &cs, err, sizeof err),
+                     0);
+    assert_int_equal(cs.n, 3);
+    assert_string_equal(cfg_find(&cs, "alpha")->str, "a");
+    assert_int_equal(cfg_find(&cs, "beta")->i, 7);
+    assert_int_equal(cfg_find(&cs, "gamma")->i, 1);
+    for (size_t i = 0; i < cs.n; i++)
+        assert_int_equal(cs.v[i].opt->bind_len, 0);
+    int dummy = 0;
+    assert_int_equal(cfg_bind_set(&cs, &dummy, sizeof dummy, err, sizeof err), 0);
+    /* The descriptor decides the stride: 1.1 descriptors end before option_size. */
+    rd_plugin d = {.size = (uint32_t)offsetof(rd_plugin, option_size), .option_size = 999};
+    assert_int_equal(plugin_option_size(&d), RD_OPTION_SIZE_V1);
+    d.size = sizeof d;
+    assert_int_equal(plugin_option_size(&d), 999);
+    d.options = (const rd_option *)(const void *)o;
+    d.option_size = sizeof *o;
+    assert_string_equal(opt_at(&d, 2)->key, "gamma");
+    assert_null(opt_at(&d, 3)->key);
+}
+
+static void absent_enum_is_minus_one(void **state) {
+    (void)state;
+    static const rd_option o[] = {{"m", RD_OPT_ENUM, 0, NULL, "", 0, 0, modes, 0, 0}, {0}};
+    if (apply_with("", o, NULL)) fail_msg("refused: %s", err);
+    assert_int_equal(cfg_find(&cs, "m")->i, -1);
+    assert_false(cfg_find(&cs, "m")->have);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(all_types, teardown),
@@ -376,6 +507,11 @@ int main(void) {
         cmocka_unit_test_teardown(secrets_are_registered, teardown),
         cmocka_unit_test(suggestions),
         cmocka_unit_test(many_reserved_keys),
+        cmocka_unit_test_teardown(bind_every_type, teardown),
+        cmocka_unit_test_teardown(bind_outside_conf_refused, teardown),
+        cmocka_unit_test_teardown(bind_wrong_size_refused, teardown),
+        cmocka_unit_test_teardown(old_layout_stride, teardown),
+        cmocka_unit_test_teardown(absent_enum_is_minus_one, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

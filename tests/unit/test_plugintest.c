@@ -47,6 +47,10 @@ static void test_schema_like_routerd(void **state) {
     assert_non_null(strstr(err, "expected true or false"));
     assert_int_equal(rdpt_section("level = medium\n", err, sizeof err), -1);
     assert_non_null(strstr(err, "'medium' is not one of: low high"));
+    assert_int_equal(rdpt_section("wait = 5x\n", err, sizeof err), -1);
+    assert_non_null(strstr(err, "expected a duration"));
+    assert_int_equal(rdpt_section("wait = 2m\n", err, sizeof err), -1);
+    assert_non_null(strstr(err, "out of range"));
     assert_int_equal(rdpt_section("[router]\n", err, sizeof err), -1);
     /* plugin and sha256 are the host's keys, accepted in any section. */
     assert_int_equal(rdpt_section("plugin = probe\nloud = ON ; shout\ntags =\n", err, sizeof err),
@@ -63,10 +67,14 @@ static void test_schema_like_routerd(void **state) {
     r = call(self, "level", 0); /* an absent enum without default is -1 */
     assert_string_equal(r.text, "0");
     rdpt_reply_free(&r);
+    r = call(self, "bound", 0); /* cfg_bind: the default duration, the absent enum */
+    assert_string_equal(r.text, "1000 -1");
+    rdpt_reply_free(&r);
     shutdown_clean(self);
 
     rdpt_set("tags", " a, b ,,c ");
     rdpt_set("level", "high");
+    rdpt_set("wait", "250ms");
     rdpt_set("greeting", "line\nbreak"); /* as ${VAR} could bring it */
     self = rdpt_start(&st, &e);
     assert_non_null(self);
@@ -75,6 +83,12 @@ static void test_schema_like_routerd(void **state) {
     rdpt_reply_free(&r);
     r = call(self, "level", 0);
     assert_string_equal(r.text, "2");
+    rdpt_reply_free(&r);
+    r = call(self, "bound", 0);
+    assert_string_equal(r.text, "250 1");
+    rdpt_reply_free(&r);
+    r = call(self, "caf\xc3 \xff", 0); /* routerd hands backends valid UTF-8 */
+    assert_string_equal(r.text, "line\nbreak THERE: caf\xef\xbf\xbd \xef\xbf\xbd");
     rdpt_reply_free(&r);
     r = call(self, "x", 0);
     assert_string_equal(r.text, "line\nbreak THERE: x"); /* loud stays set */

@@ -4,12 +4,19 @@
 #include <routerd/plugin.h>
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 typedef struct {
+    int64_t wait_ms; /* bound */
+    int level;       /* bound */
+} probe_conf;
+
+typedef struct {
     const rd_host *h;
+    probe_conf cf;
     rd_ctx *ctx;
     const char *greeting;
     int loud, late;
@@ -21,7 +28,17 @@ static const rd_option opts[] = {
     {.key = "greeting", .type = RD_OPT_STRING, .def = "hi", .help = "put first"},
     {.key = "loud", .type = RD_OPT_BOOL, .def = "false", .help = "upper-case the reply"},
     {.key = "tags", .type = RD_OPT_LIST, .help = "listed in the reply to 'tags'"},
-    {.key = "level", .type = RD_OPT_ENUM, .choices = levels, .help = "a choice"},
+    {.key = "level",
+     .type = RD_OPT_ENUM,
+     .choices = levels,
+     .help = "a choice",
+     RD_BIND(probe_conf, level)},
+    {.key = "wait",
+     .type = RD_OPT_DURATION,
+     .def = "1s",
+     .help = "a duration",
+     .max = 60,
+     RD_BIND(probe_conf, wait_ms)},
     {.key = "misread", .type = RD_OPT_BOOL, .def = "false", .help = "read an undeclared key"},
     {.key = "late", .type = RD_OPT_BOOL, .def = "false", .help = "log from destroy()"},
     {0}};
@@ -32,7 +49,6 @@ static void sleep_ms(int ms) {
 }
 
 static rd_status create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
-    (void)err;
     probe *p = calloc(1, sizeof *p);
     if (!p) return RD_E_INTERNAL;
     p->h = h;
@@ -42,7 +58,7 @@ static rd_status create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *er
     p->late = h->cfg_bool(ctx, "late");
     if (h->cfg_bool(ctx, "misread")) (void)h->cfg_str(ctx, "greting");
     *self = p;
-    return RD_OK;
+    return h->cfg_bind(ctx, &p->cf, sizeof p->cf, err);
 }
 
 typedef struct {
@@ -77,6 +93,12 @@ static rd_status handle(void *self, const rd_request *rq, rd_reply *rp, rd_error
         for (; *t; t++)
             h->reply_append(rp, *t, strlen(*t));
         h->reply_append(rp, ".", 1);
+        return RD_OK;
+    }
+    if (!strcmp(rq->text, "bound")) {
+        char n[64];
+        snprintf(n, sizeof n, "%lld %d", (long long)p->cf.wait_ms, p->cf.level);
+        h->reply_append(rp, n, strlen(n));
         return RD_OK;
     }
     if (!strcmp(rq->text, "level")) {
