@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The state stores side by side in one run: the throughput benchmark with
+# The state stores side by side in one run: routerd's burst benchmark with
 # SQLite (state_sync = full, then normal) and with PostgreSQL (a local
 # server that tests/support/pg.sh starts: unix socket, fsync off), plus
 # where PostgreSQL's share of the time goes: its server CPU and its
@@ -14,9 +14,9 @@ b="$build/bench/bench_e2e"
 [[ -x "$b" ]] || { echo "build $b first (cmake --build build --target bench_e2e)" >&2; exit 1; }
 
 echo "== sqlite, state_sync = full"
-"$b" throughput "$n" "$chats"
+"$b" --client routerd burst "$n" "$chats"
 echo "== sqlite, state_sync = normal"
-BENCH_ROUTER="state_sync = normal" "$b" throughput "$n" "$chats"
+BENCH_SYNC=normal "$b" --client routerd burst "$n" "$chats"
 echo "== postgresql (local server, unix socket, fsync off)"
 "$src/tests/support/pg.sh" run bash -c '
     q() { psql -X -At -F " " "$ROUTERD_TEST_PG_URL" -c "$1"; }
@@ -26,7 +26,7 @@ echo "== postgresql (local server, unix socket, fsync off)"
     read -r c0 w0 <<<"$(stats)"
     t0=$(cpu)
     BENCH_ROUTER="store = postgresql
-store_url = $ROUTERD_TEST_PG_URL" "$1" throughput "$2" "$3"
+store_url = $ROUTERD_TEST_PG_URL" "$1" --client routerd burst "$2" "$3"
     sleep 1.5 # statistics are flushed when the backend exits
     read -r c1 w1 <<<"$(stats)"
     t1=$(cpu)

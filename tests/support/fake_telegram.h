@@ -116,6 +116,7 @@ typedef struct ftg_rec {
     char *parse_mode;
     char *body;                /* the request body as received */
     long long t_ms;            /* monotonic ms at arrival */
+    long long t_us;            /* the same in microseconds (latency benchmarks) */
     char *entities;            /* the "entities" array as JSON text; NULL = none */
     int link_preview_disabled; /* link_preview_options.is_disabled */
 } ftg_rec;
