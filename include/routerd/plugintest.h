@@ -61,6 +61,12 @@ rd_ctx *rdpt_ctx(void);
  * -1 for a name not in that list. */
 int rdpt_offer(const char *call, int on);
 
+/* Presents the host table of ABI 1.minor (shorter: RD_HAS() finds the
+ * later calls absent), to test a plugin on an older routerd. Before
+ * rdpt_start(); rdpt_reset() restores the current one. 0, or -1 for a
+ * minor newer than this kit's. */
+int rdpt_set_host_minor(uint32_t minor);
+
 /* A fresh machine: configuration, store, records, logs, metrics, routes,
  * router facts and the clock forgotten (the plugin stays chosen). */
 void rdpt_reset(void);
@@ -90,6 +96,8 @@ void rdpt_info(const char *what, const char *value);
 void rdpt_secret(const char *value);
 /* Pins host->now_ms(); 0 returns to the monotonic clock. */
 void rdpt_set_now_ms(int64_t ms);
+/* Moves host->wall_ns() forward by ms (cumulative; rdpt_reset() keeps it). */
+void rdpt_wall_advance_ms(long long ms);
 
 /* ------------------------------------------------------------------------ */
 /* Lifecycle                                                                 */
@@ -134,7 +142,7 @@ typedef struct rdpt_request {
 } rdpt_request;
 
 typedef struct rdpt_file {
-    char *kind, *mime, *name, *url; /* NULL when not given */
+    char *kind, *mime, *name, *url; /* "" when not given */
     unsigned char *data;            /* NULL when not given */
     size_t len;
 } rdpt_file;

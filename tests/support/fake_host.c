@@ -364,8 +364,14 @@ static int64_t h_now_ms(void) {
     return n ? n : rdpt_now_ms();
 }
 
+static _Atomic long long wall_skew_ms;
+
+void rdpt_wall_advance_ms(long long ms) {
+    wall_skew_ms += ms;
+}
+
 static int64_t h_wall_ns(void) {
-    return wall_ns();
+    return wall_ns() + (int64_t)wall_skew_ms * 1000000;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -785,10 +791,10 @@ static size_t wm_idx; /* records [0, wm_idx) are handled */
 static void file_copy(rdpt_file *f, const rd_attachment *a) {
     memset(f, 0, sizeof *f);
     if (!a) return;
-    f->kind = a->kind ? xstrdup(a->kind) : NULL;
-    f->mime = a->mime ? xstrdup(a->mime) : NULL;
-    f->name = a->name ? xstrdup(a->name) : NULL;
-    f->url = a->url ? xstrdup(a->url) : NULL;
+    f->kind = xstrdup(a->kind ? a->kind : "");
+    f->mime = xstrdup(a->mime ? a->mime : "");
+    f->name = xstrdup(a->name ? a->name : "");
+    f->url = xstrdup(a->url ? a->url : "");
     if (a->data) {
         f->data = xmalloc(a->len + 1);
         memcpy(f->data, a->data, a->len);
@@ -1634,6 +1640,18 @@ static pthread_once_t host_once = PTHREAD_ONCE_INIT;
 
 static void host_init(void) {
     host = host_full;
+}
+
+/* The table as a host of ABI 1.minor has it: shorter, so RD_HAS() finds
+ * the later members absent. */
+int rdpt_set_host_minor(uint32_t minor) {
+    if (minor > RD_ABI_MINOR) return -1;
+    pthread_once(&host_once, host_init);
+    host.abi_minor = minor;
+    host.size = minor < 1   ? (uint32_t)offsetof(rd_host, http_route_auth)
+                : minor < 2 ? (uint32_t)offsetof(rd_host, cfg_bind)
+                            : (uint32_t)sizeof host;
+    return 0;
 }
 
 const rd_host *rdpt_host(void) {

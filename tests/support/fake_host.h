@@ -16,6 +16,7 @@
 /* ---- common ------------------------------------------------------------ */
 
 typedef rdpt_msg th_msg;
+typedef rdpt_file th_file;
 
 /* A fresh machine (empty store, config, records), instance "main", a
  * host without lead() (one process, no replicas). */
@@ -74,6 +75,8 @@ void th_kv_set(const char *key, const char *val);
 char *th_kv_get(const char *key);
 void th_kv_fail(int on);
 long long th_now_ms(void);
+/* Moves the host's wall clock (wall_ns) forward; th_reset does not undo it. */
+void th_wall_advance_ms(long long ms);
 void th_sleep_ms(int ms);
 
 /* The telegram send-path fixture: a fake Bot API for `token`, and the
@@ -99,7 +102,10 @@ typedef struct ah_result {
     char *text; /* reply text (malloc()ed) */
     int progress;
     char *last_progress;
-    rdpt_reply reply; /* everything else: files, choices, timing */
+    /* One line per reply_attach "name|mime|len|data or -|url or -" (data
+     * up to 200 bytes; NULL = none), one line per choice (NULL = none). */
+    char *files, *choices;
+    rdpt_reply reply; /* everything, with timing */
 } ah_result;
 
 /* handle() for chat with a fresh correlation id; deadline_ms relative (0 =
@@ -110,7 +116,13 @@ ah_result ah_call(void *self, int64_t chat, const char *text, int64_t deadline_m
  * telegram transport does): update_id != 0 gives a stable messageId. */
 ah_result ah_call_update(void *self, int64_t chat, const char *text, int64_t deadline_ms,
                          const char *traceparent, int64_t update_id);
+/* With text, flags and attachments (ABI 1.2). */
+ah_result ah_call_files(void *self, int64_t chat, const char *text, uint32_t flags,
+                        const rd_attachment *const *atts, size_t natts);
 void ah_result_free(ah_result *r);
+/* Instances launched from now on get a 1.1 host (no reply_attach,
+ * reply_choices); ah_reset does not undo it. */
+void ah_no_media(int on);
 void ah_hard_stop(int on);
 int ah_ready(char *reason, size_t sz);
 int ah_wait_ready(int want, int timeout_ms);

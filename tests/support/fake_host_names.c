@@ -188,6 +188,10 @@ long long th_now_ms(void) {
     return rdpt_now_ms();
 }
 
+void th_wall_advance_ms(long long ms) {
+    rdpt_wall_advance_ms(ms);
+}
+
 void th_sleep_ms(int ms) {
     rdpt_sleep_ms(ms);
 }
@@ -225,7 +229,14 @@ void ah_cfg(const char *key, const char *val) {
     rdpt_set(key, val);
 }
 
+static int no_media;
+
+void ah_no_media(int on) {
+    __atomic_store_n(&no_media, on, __ATOMIC_SEQ_CST);
+}
+
 void *ah_launch(rd_status *st, rd_error *err) {
+    rdpt_set_host_minor(__atomic_load_n(&no_media, __ATOMIC_SEQ_CST) ? 1 : RD_ABI_MINOR);
     return rdpt_start(st, err);
 }
 
@@ -241,8 +252,32 @@ ah_result ah_call(void *self, int64_t chat, const char *text, int64_t deadline_m
     return ah_call_update(self, chat, text, deadline_ms, traceparent, 0);
 }
 
+static ah_result call(void *self, int64_t chat, const char *text, int64_t deadline_ms,
+                      const char *traceparent, int64_t update_id, uint32_t flags,
+                      const rd_attachment *const *atts, size_t natts);
+
 ah_result ah_call_update(void *self, int64_t chat, const char *text, int64_t deadline_ms,
                          const char *traceparent, int64_t update_id) {
+    return call(self, chat, text, deadline_ms, traceparent, update_id, 0, NULL, 0);
+}
+
+ah_result ah_call_files(void *self, int64_t chat, const char *text, uint32_t flags,
+                        const rd_attachment *const *atts, size_t natts) {
+    return call(self, chat, text, 0, NULL, 0, flags, atts, natts);
+}
+
+/* Appends a line to a malloc()ed text. */
+static void cat_line(char **dst, const char *line) {
+    size_t o = *dst ? strlen(*dst) : 0, n = strlen(line);
+    *dst = realloc(*dst, o + n + 2);
+    memcpy(*dst + o, line, n);
+    (*dst)[o + n] = '\n';
+    (*dst)[o + n + 1] = 0;
+}
+
+static ah_result call(void *self, int64_t chat, const char *text, int64_t deadline_ms,
+                      const char *traceparent, int64_t update_id, uint32_t flags,
+                      const rd_attachment *const *atts, size_t natts) {
     static unsigned long seq;
     unsigned long n = __atomic_add_fetch(&seq, 1, __ATOMIC_SEQ_CST);
     char meta[96] = "", corr[40];
@@ -261,7 +296,10 @@ ah_result ah_call_update(void *self, int64_t chat, const char *text, int64_t dea
                        .correlation_id = corr,
                        .traceparent = traceparent,
                        .meta = meta[0] ? meta : NULL,
-                       .deadline_ms = deadline_ms};
+                       .flags = flags,
+                       .deadline_ms = deadline_ms,
+                       .attachments = atts,
+                       .nattachments = natts};
     ah_result r = {0};
     rdpt_call(self, &rq, &r.reply);
     r.st = r.reply.st;
@@ -269,11 +307,23 @@ ah_result ah_call_update(void *self, int64_t chat, const char *text, int64_t dea
     r.text = r.reply.text;
     r.progress = r.reply.progress;
     r.last_progress = r.reply.last_progress;
+    for (size_t i = 0; i < r.reply.nfiles; i++) {
+        const rdpt_file *f = &r.reply.files[i];
+        char line[600];
+        snprintf(line, sizeof line, "%s|%s|%zu|%.*s|%s", *f->name ? f->name : "-",
+                 *f->mime ? f->mime : "-", f->len, f->data ? (int)(f->len < 200 ? f->len : 200) : 1,
+                 f->data ? (const char *)f->data : "-", *f->url ? f->url : "-");
+        cat_line(&r.files, line);
+    }
+    for (size_t i = 0; r.reply.choices && r.reply.choices[i]; i++)
+        cat_line(&r.choices, r.reply.choices[i]);
     return r;
 }
 
 void ah_result_free(ah_result *r) {
     rdpt_reply_free(&r->reply);
+    free(r->files);
+    free(r->choices);
     memset(r, 0, sizeof *r);
 }
 

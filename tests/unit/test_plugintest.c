@@ -155,7 +155,13 @@ static void test_plugin_bugs(void **state) {
     assert_int_equal(rdpt_teardown_ok(err, sizeof err), -1);
     assert_non_null(strstr(err, "host->log after stop() returned"));
 
+    /* An older host: its table ends before the newer calls. */
+    assert_int_equal(rdpt_set_host_minor(1), 0);
+    assert_false(RD_HAS(rdpt_host(), cfg_bind));
+    assert_true(RD_HAS(rdpt_host(), kv_add));
+    assert_int_equal(rdpt_set_host_minor(RD_ABI_MINOR + 1), -1);
     rdpt_reset();
+    assert_true(RD_HAS(rdpt_host(), reply_choices));
     assert_int_equal(rdpt_load(BAD_DIR "/no_handle.so", 0, err, sizeof err), -1);
     assert_non_null(strstr(err, "backend without ops.handle"));
     assert_int_equal(rdpt_load(BAD_DIR "/wrong_major.so", 0, err, sizeof err), -1);
