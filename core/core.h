@@ -240,6 +240,9 @@ store *store_open_with(const char *kind, const char *where, const char *module_d
 store *store_open(const char *dir, bool sync_full, char *err, size_t errsz);
 void store_close(store *s);
 const char *store_kind(store *s);
+/* SQLite: transactions committed and write requests they carried (group
+ * commit: writers waiting together share one commit). Zero elsewhere. */
+void store_commit_counts(store *s, uint64_t *commits, uint64_t *writes);
 rd_status store_get(store *s, const char *ns, const char *key, char **val, size_t *len);
 rd_status store_put(store *s, const char *ns, const char *key, const void *val, size_t len);
 rd_status store_del(store *s, const char *ns, const char *key);

@@ -28,10 +28,27 @@ struct store {
 /* ------------------------------------------------------------------------ */
 /* sqlite                                                                    */
 
+/* A transaction waiting for the group commit (on its caller's stack). */
+typedef struct gc_req {
+    const char *ns;
+    const rd_kv_op *ops;
+    size_t n;
+    int rc;
+    bool done;
+    struct gc_req *next;
+} gc_req;
+
 struct store_impl {
     sqlite3 *db;
     pthread_mutex_t mu; /* one connection; statements are reused */
-    sqlite3_stmt *get, *put, *add, *touch, *del, *delr, *scan, *begin, *commit, *rollback;
+    sqlite3_stmt *get, *put, *add, *touch, *del, *delr, *scan, *begin, *commit, *rollback, *sp,
+        *sp_release, *sp_undo;
+    /* Group commit: writers queue here; the one at the head commits for
+     * everyone queued behind it, so concurrent writes share one fsync. */
+    pthread_mutex_t gmu;
+    pthread_cond_t gcv;
+    gc_req *ghead, *gtail;
+    atomic_uint_fast64_t commits, writes; /* for the batching ratio in tests and metrics */
     store_opts o;
     bool failing;          /* under mu: the last commit failed */
     atomic_bool ok;        /* !failing, readable without the lock */
@@ -50,12 +67,15 @@ static int prep(store_impl *s, sqlite3_stmt **st, const char *sql) {
 
 static void sl_close(store_impl *s) {
     if (!s) return;
-    sqlite3_stmt *all[] = {s->get,  s->put,  s->add,   s->touch,  s->del,
-                           s->delr, s->scan, s->begin, s->commit, s->rollback};
+    sqlite3_stmt *all[] = {s->get,  s->put,        s->add,    s->touch,  s->del,
+                           s->delr, s->scan,       s->begin,  s->commit, s->rollback,
+                           s->sp,   s->sp_release, s->sp_undo};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(s->db);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->gmu);
+    pthread_cond_destroy(&s->gcv);
     free(s);
 }
 
@@ -136,6 +156,8 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     s->o = *o;
     atomic_init(&s->ok, true);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->gmu, NULL);
+    pthread_cond_init(&s->gcv, NULL);
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -177,7 +199,8 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
              prep(s, &s->delr, "DELETE FROM kv WHERE ns=?1 AND k>=?2 AND (?3 IS NULL OR k<?3)") ||
              prep(s, &s->scan, "SELECT k, v FROM kv WHERE ns=?1 AND k>=?2 ORDER BY k") ||
              prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
-             prep(s, &s->rollback, "ROLLBACK");
+             prep(s, &s->rollback, "ROLLBACK") || prep(s, &s->sp, "SAVEPOINT w") ||
+             prep(s, &s->sp_release, "RELEASE w") || prep(s, &s->sp_undo, "ROLLBACK TO w");
     if ((rc & 0xff) == SQLITE_BUSY) {
         snprintf(err, errsz, "state store %s is locked: another routerd uses state_dir %s", path,
                  dir);
@@ -301,6 +324,58 @@ static void note_commit(store_impl *s, int rc, const char *msg, int en) {
         sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 }
 
+static int done_ok(int rc) {
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* One transaction for the requests from first to last (mu held). Each
+ * request runs in its own savepoint, so one that fails is undone alone;
+ * a failed COMMIT fails them all. */
+static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
+    int64_t now = wall_s(s);
+    bool single = first == last && first->n == 1;
+    int rc = single ? SQLITE_OK : done_ok(step_reset(s->begin));
+    char msg[256] = "";
+    int en = 0;
+    for (gc_req *r = first;; r = r->next) {
+        r->rc = rc;
+        if (rc == SQLITE_OK && !single) r->rc = done_ok(step_reset(s->sp));
+        for (size_t i = 0; r->rc == SQLITE_OK && i < r->n; i++)
+            r->rc = apply(s, r->ns, &r->ops[i], now);
+        if (r->rc != SQLITE_OK && !*msg) {
+            /* The cause, before a rollback replaces the connection's message. */
+            snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(s->db));
+            en = sys_errno(s->db, errno);
+        }
+        if (!single && rc == SQLITE_OK) {
+            if (r->rc != SQLITE_OK) step_reset(s->sp_undo);
+            int rel = done_ok(step_reset(s->sp_release));
+            if (r->rc == SQLITE_OK) r->rc = rel;
+        }
+        atomic_fetch_add(&s->writes, 1);
+        if (r == last) break;
+    }
+    if (!single && rc == SQLITE_OK) {
+        rc = done_ok(step_reset(s->commit));
+        if (rc != SQLITE_OK) {
+            snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(s->db));
+            en = sys_errno(s->db, errno);
+            for (gc_req *r = first;; r = r->next) {
+                r->rc = rc;
+                if (r == last) break;
+            }
+        }
+    }
+    if (!single && !sqlite3_get_autocommit(s->db)) step_reset(s->rollback);
+    atomic_fetch_add(&s->commits, 1);
+    int worst = SQLITE_OK;
+    for (gc_req *r = first;; r = r->next) {
+        if (r->rc != SQLITE_OK) worst = r->rc;
+        if (r == last) break;
+    }
+    note_commit(s, worst, msg, en);
+}
+
 static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size_t n,
                         const store_fence *f) {
     (void)f; /* one process: it always holds every lease */
@@ -309,24 +384,38 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
             LOGE("state store: invalid operation in a transaction; nothing applied");
             return RD_E_INTERNAL;
         }
-    pthread_mutex_lock(&s->mu);
-    int64_t now = wall_s(s);
-    int rc = n > 1 ? step_reset(s->begin) : SQLITE_DONE;
-    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-    for (size_t i = 0; rc == SQLITE_OK && i < n; i++)
-        rc = apply(s, ns, &ops[i], now);
-    if (n > 1 && rc == SQLITE_OK) {
-        rc = step_reset(s->commit);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    if (!n) return RD_OK;
+    gc_req me = {.ns = ns, .ops = ops, .n = n};
+    pthread_mutex_lock(&s->gmu);
+    if (s->gtail)
+        s->gtail->next = &me;
+    else
+        s->ghead = &me;
+    s->gtail = &me;
+    while (!me.done && s->ghead != &me)
+        pthread_cond_wait(&s->gcv, &s->gmu);
+    if (me.done) {
+        pthread_mutex_unlock(&s->gmu);
+        return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
     }
-    /* The cause, before a rollback replaces the connection's message. */
-    char msg[256];
-    snprintf(msg, sizeof msg, "%s", rc == SQLITE_OK ? "" : sqlite3_errmsg(s->db));
-    int en = rc == SQLITE_OK ? 0 : sys_errno(s->db, errno);
-    if (n > 1 && rc != SQLITE_OK && !sqlite3_get_autocommit(s->db)) step_reset(s->rollback);
-    if (n) note_commit(s, rc, msg, en);
+    /* At the head: commit everything queued so far in one go. Requests that
+     * arrive meanwhile wait for the next group. */
+    gc_req *last = s->gtail;
+    pthread_mutex_unlock(&s->gmu);
+    pthread_mutex_lock(&s->mu);
+    commit_group(s, &me, last);
     pthread_mutex_unlock(&s->mu);
-    return rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
+    pthread_mutex_lock(&s->gmu);
+    s->ghead = last->next;
+    if (!s->ghead) s->gtail = NULL;
+    for (gc_req *r = &me, *next;; r = next) {
+        next = r->next;
+        r->done = true;
+        if (r == last) break;
+    }
+    pthread_cond_broadcast(&s->gcv);
+    pthread_mutex_unlock(&s->gmu);
+    return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
 }
 
 static rd_status sl_add(store_impl *s, const char *ns, const char *key, const void *val,
@@ -521,6 +610,13 @@ void store_close(store *s) {
 
 const char *store_kind(store *s) {
     return s ? s->ops->name : "none";
+}
+
+void store_commit_counts(store *s, uint64_t *commits, uint64_t *writes) {
+    *commits = *writes = 0;
+    if (!s || s->ops != &sqlite_ops) return;
+    *commits = atomic_load(&s->impl->commits);
+    *writes = atomic_load(&s->impl->writes);
 }
 
 rd_status store_get(store *s, const char *ns, const char *key, char **val, size_t *len) {

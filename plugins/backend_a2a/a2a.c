@@ -12,6 +12,8 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -46,8 +48,8 @@ static const rd_option opts[] = {
      "JSON-RPC endpoint to use instead of the one the card names (agents behind proxies)", 0, 0,
      NULL, 0, 0},
     {"binding", RD_OPT_ENUM, 0, "auto",
-     "protocol binding: auto (JSON-RPC when the card offers it, else HTTP+JSON 1.0), jsonrpc or "
-     "rest (HTTP+JSON, A2A 1.0)",
+     "protocol binding: auto (JSON-RPC when the card offers it, else HTTP+JSON: 1.0 when offered, "
+     "else 0.3), jsonrpc or rest (HTTP+JSON; dialect = 0.3 picks the 0.3 binding)",
      0, 0, bindings, 0, 0},
     {"dialect", RD_OPT_ENUM, 0, "auto",
      "protocol version: auto (from the card, falling back once on 'method not found'), 1.0 or "
@@ -138,6 +140,18 @@ static const rd_option opts[] = {
      1024, 1073741824, NULL, 0, 0},
     {"reply_cut_notice", RD_OPT_STRING, 0, "[The answer was too long and was cut here.]",
      "added to an answer cut at max_reply_bytes", 0, 0, NULL, 0, 0},
+    {"push_url", RD_OPT_STRING, 0, NULL,
+     "externally reachable base URL of the router's admin server (https://routerd.example/): "
+     "tasks of agents whose card allows push notifications register a webhook under it instead "
+     "of polling",
+     0, 0, NULL, 0, 0},
+    {"push_fallback_s", RD_OPT_INT, 0, "10",
+     "with a push registered, the task is still polled this often when no push comes", 1, 3600,
+     NULL, 0, 0},
+    {"max_request_bytes", RD_OPT_INT, 0, "33554432",
+     "largest message sent to the agent, files (base64) included; a file that would pass it is "
+     "left out and the agent told so in the text",
+     65536, 1073741824, NULL, 0, 0},
     {"credential_origins", RD_OPT_LIST, 0, NULL,
      "other origins (scheme://host:port) that may receive token / api_key; by default only the "
      "origin of url (or card_url) and rpc_url do",
@@ -208,7 +222,7 @@ typedef struct a2a {
     int64_t timeout_ms, connect_ms, http_ms, retry_base_ms, retry_max_ms, poll_ms, poll_max_ms,
         cancel_ms, disc_max_ms, progress_ms;
     int retries;
-    size_t max_bytes, max_reply;
+    size_t max_bytes, max_reply, max_request;
     int id_mode, resend_unknown, ext_warn;
     int64_t retention_s, stream_retry_ms, auth_wait_ms;
     const char *cut_notice;
@@ -255,6 +269,18 @@ typedef struct a2a {
     int64_t nostream_until_ms;
     atomic_ulong rpc_seq;
     atomic_int stop_flag;
+
+    /* Push notifications: the webhook URL given to agents (NULL = off),
+     * the bearer secret of its route (random per run), and the tasks
+     * waiting for a push (under pmu). */
+    char *push_url;
+    char push_bearer[65];
+    char push_auth[80]; /* "Bearer <push_bearer>" */
+    int64_t push_fallback_ms;
+    atomic_int push_refused; /* the agent refused a registration: poll */
+    pthread_mutex_t pmu;
+    struct push_wait *waits;
+    rd_series *push_s[3]; /* pushes: woke, refused, ignored */
 
     rd_series *fail[5]; /* by a2a_class */
     rd_series *retries_s, *fallback_s, *outcome_s[OUT_N];
@@ -753,8 +779,8 @@ static void check_card(a2a *a, const a2a_card *c) {
     if (c->auth_mtls && !c->auth_bearer && !c->apikey_name && !c->auth_oauth)
         h->log(a->ctx, RD_LOG_WARN, "the agent card asks for mutual TLS, which is not supported");
     const char *eps[] = {a->rpc_url ? NULL : c->url_v10, a->rpc_url ? NULL : c->url_v03,
-                         a->rpc_url ? NULL : c->url_rest};
-    for (int i = 0; i < 3 && (have_key || have_token); i++)
+                         a->rpc_url ? NULL : c->url_rest, a->rpc_url ? NULL : c->url_rest03};
+    for (int i = 0; i < 4 && (have_key || have_token); i++)
         if (eps[i] && !creds_allowed(a, eps[i]))
             h->log(a->ctx, RD_LOG_WARN,
                    "the agent card names the endpoint %s on another origin; credentials are not "
@@ -764,7 +790,9 @@ static void check_card(a2a *a, const a2a_card *c) {
         h->log(a->ctx, RD_LOG_ERROR,
                "binding = jsonrpc but the agent card offers only HTTP+JSON (%s); requests go "
                "to url",
-               c->url_rest ? c->url_rest : "?");
+               c->url_rest     ? c->url_rest
+               : c->url_rest03 ? c->url_rest03
+                               : "?");
     if (c->required_ext)
         h->log(a->ctx, RD_LOG_ERROR,
                "the agent card requires the extension %s, which routerd does not support; "
@@ -835,7 +863,9 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
                   (card.url_v10 && strcmp(card.url_v10, a->card.url_v10)) ||
                   (card.url_v03 && strcmp(card.url_v03, a->card.url_v03)) ||
                   !a->card.url_rest != !card.url_rest ||
-                  (card.url_rest && strcmp(card.url_rest, a->card.url_rest));
+                  (card.url_rest && strcmp(card.url_rest, a->card.url_rest)) ||
+                  !a->card.url_rest03 != !card.url_rest03 ||
+                  (card.url_rest03 && strcmp(card.url_rest03, a->card.url_rest03));
         a2a_card_free(&a->card);
         a->card = card;
         a->have_card = 1;
@@ -857,6 +887,7 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
         snap.url_v10 = xstrdup0(a->card.url_v10);
         snap.url_v03 = xstrdup0(a->card.url_v03);
         snap.url_rest = xstrdup0(a->card.url_rest);
+        snap.url_rest03 = xstrdup0(a->card.url_rest03);
         snap.preferred = a->card.preferred;
         snap.streaming = a->card.streaming;
         snap.auth_required = a->card.auth_required;
@@ -965,6 +996,7 @@ typedef struct {
     a2a_dialect d;
     int streaming;
     int rest; /* HTTP+JSON binding (1.0) instead of JSON-RPC */
+    int push; /* the card allows push notifications */
 } agent_view;
 
 static a2a_dialect other(a2a_dialect d) {
@@ -1003,11 +1035,14 @@ static int view_get(a2a *a, agent_view *v, a2a_dialect trial) {
     if (!d) d = a->card.preferred ? a->card.preferred : A2A_D_V10;
     const char *u10 = a->card.url_v10, *u03 = a->card.url_v03;
     const char *url = d == A2A_D_V10 ? (u10 ? u10 : u03) : (u03 ? u03 : u10);
-    /* REST when asked for, or when the card offers nothing else */
-    v->rest = a->binding == 2 || (a->binding == 0 && !url && a->card.url_rest);
+    /* REST when asked for, or when the card offers nothing else: 1.0
+     * unless only 0.3 is offered (or forced) */
+    const char *r10 = a->card.url_rest, *r03 = a->card.url_rest03;
+    v->rest = a->binding == 2 || (a->binding == 0 && !url && (r10 || r03));
     if (v->rest) {
-        d = A2A_D_V10;
-        url = a->card.url_rest;
+        d = a->forced == A2A_D_V03 || (!r10 && r03 && a->forced != A2A_D_V10) ? A2A_D_V03
+                                                                              : A2A_D_V10;
+        url = d == A2A_D_V03 ? r03 : r10;
     }
     if (a->rpc_url) url = a->rpc_url;
     v->url = xstrdup0(url ? url : a->base);
@@ -1016,6 +1051,7 @@ static int view_get(a2a *a, agent_view *v, a2a_dialect trial) {
                                         : NULL;
     v->d = d;
     v->streaming = a->card.streaming && !stream_refused_locked(a, v->url);
+    v->push = a->have_card && a->card.push;
     pthread_mutex_unlock(&a->mu);
     return v->url ? 0 : -1;
 }
@@ -1028,14 +1064,17 @@ static void view_for(a2a *a, agent_view *v, a2a_dialect d, const char *url) {
     v->url = xstrdup0(url ? url : a->card.url_v10 ? a->card.url_v10 : a->base);
     int same_url = a->card.url_v10 && v->url && !strcmp(a->card.url_v10, v->url);
     v->tenant = v->d == A2A_D_V10 && same_url ? xstrdup0(a->card.tenant) : NULL;
+    int r03 = a->card.url_rest03 && v->url && !strcmp(a->card.url_rest03, v->url);
     v->rest = a->binding == 2 ||
-              (a->binding == 0 && a->card.url_rest && v->url && !strcmp(a->card.url_rest, v->url));
+              (a->binding == 0 &&
+               ((a->card.url_rest && v->url && !strcmp(a->card.url_rest, v->url)) || r03));
     if (v->rest) {
-        v->d = A2A_D_V10;
+        v->d = r03 || (d == A2A_D_V03 && a->binding == 2) ? A2A_D_V03 : A2A_D_V10;
         free(v->tenant);
-        v->tenant = xstrdup0(a->card.tenant_rest);
+        v->tenant = v->d == A2A_D_V10 ? xstrdup0(a->card.tenant_rest) : NULL;
     }
     v->streaming = a->have_card && a->card.streaming && !stream_refused_locked(a, v->url);
+    v->push = a->have_card && a->card.push;
     pthread_mutex_unlock(&a->mu);
 }
 
@@ -1099,10 +1138,35 @@ typedef struct {
     int error_seen;
     int settled; /* a status update settled the task */
     int rest;    /* events are bare REST results */
+    int rest03;  /* ... of the 0.3 binding (proto-named shapes) */
 } sse_ctx;
 
 static void progress(call *c, const a2a_track *t, int force);
 static void note_task(call *c, const a2a_track *t);
+
+/* A REST route under an interface URL (its trailing slashes dropped);
+ * malloc()ed, NULL when path is NULL or out of memory. */
+static char *route_url(const char *base, const char *path) {
+    if (!path) return NULL;
+    size_t ul = strlen(base);
+    while (ul && base[ul - 1] == '/')
+        ul--;
+    char *u = malloc(ul + strlen(path) + 1);
+    if (u) {
+        memcpy(u, base, ul);
+        strcpy(u + ul, path);
+    }
+    return u;
+}
+
+/* A REST answer as a JSON-RPC response (0.3 shapes normalized first). */
+static char *rest_wrap(int v03, const char *body, size_t len) {
+    if (!v03) return a2a_rest_wrap(body, len);
+    char *n = a2a_rest03_normalize(body, len);
+    char *w = n ? a2a_rest_wrap(n, strlen(n)) : NULL;
+    free(n);
+    return w;
+}
 
 static int on_event(void *arg, const char *event, const char *data, size_t len) {
     sse_ctx *s = arg;
@@ -1122,7 +1186,7 @@ static int on_event(void *arg, const char *event, const char *data, size_t len) 
             free(m);
             return 1;
         }
-        char *w = a2a_rest_wrap(data, len);
+        char *w = rest_wrap(s->rest03, data, len);
         int bad = !w || a2a_rpc_parse(w, strlen(w), NULL, &r, why, sizeof why);
         if (!w) snprintf(why, sizeof why, "out of memory");
         free(w);
@@ -1189,26 +1253,34 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
     int oauth = a->oauth_id && creds_allowed(a, v->url);
     a2a_http_resp rs;
     size_t before = t->updates;
-    sse_ctx sc = {.c = c, .t = t, .rpc_id = rpc_id, .o = o, .rest = v->rest};
+    sse_ctx sc = {.c = c,
+                  .t = t,
+                  .rpc_id = rpc_id,
+                  .o = o,
+                  .rest = v->rest,
+                  .rest03 = v->rest && v->d == A2A_D_V03};
     /* HTTP+JSON: the same call as a REST route under the interface URL */
     char *rest_url = NULL, *rest_body = NULL;
     if (v->rest) {
         char *path;
-        if (a2a_rest_request(op, body, &path, &rest_body)) {
+        if ((v->d == A2A_D_V03 ? a2a_rest03_request : a2a_rest_request)(op, body, &path,
+                                                                        &rest_body)) {
             o->cls = A2A_C_PROTOCOL;
             o->not_sent = 1;
             snprintf(o->msg, sizeof o->msg, "%s: no REST form of this request",
                      a2a_method(v->d, op));
             return;
         }
-        size_t ul = strlen(v->url);
-        while (ul && v->url[ul - 1] == '/')
-            ul--;
-        rest_url = malloc(ul + strlen(path) + 1);
-        memcpy(rest_url, v->url, ul);
-        strcpy(rest_url + ul, path);
+        rest_url = route_url(v->url, path);
         free(path);
         body = rest_body;
+        if (!rest_url) {
+            o->cls = A2A_C_TRANSIENT;
+            o->not_sent = 1;
+            snprintf(o->msg, sizeof o->msg, "%s: out of memory", a2a_method(v->d, op));
+            free(rest_body);
+            return;
+        }
     }
     const char *url = rest_url ? rest_url : v->url;
     int hr;
@@ -1334,7 +1406,7 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
     } else {
         a2a_rpc r;
         char why[160];
-        char *w = v->rest ? a2a_rest_wrap(rs.body ? rs.body : "", rs.len) : NULL;
+        char *w = v->rest ? rest_wrap(v->d == A2A_D_V03, rs.body ? rs.body : "", rs.len) : NULL;
         int bad = v->rest ? !w || a2a_rpc_parse(w, strlen(w), NULL, &r, why, sizeof why)
                           : a2a_rpc_parse(rs.body, rs.len, rpc_id, &r, why, sizeof why);
         if (v->rest && !w) snprintf(why, sizeof why, "out of memory");
@@ -1571,10 +1643,9 @@ static void progress(call *c, const a2a_track *t, int force) {
     free(txt);
 }
 
-/* Adds text to the reply (and to the copy the record keeps). */
-static void append_n(call *c, const char *s, size_t n) {
+/* Adds text to the copy of the reply the record keeps. */
+static void record_n(call *c, const char *s, size_t n) {
     if (!s || !n) return;
-    c->a->h->reply_append(c->rp, s, n);
     if (c->outlen + n + 1 > c->outcap) {
         size_t cap = c->outcap ? c->outcap : 256;
         while (cap < c->outlen + n + 1)
@@ -1589,8 +1660,99 @@ static void append_n(call *c, const char *s, size_t n) {
     c->out[c->outlen] = 0;
 }
 
+/* Adds text to the reply (and to the copy the record keeps). */
+static void append_n(call *c, const char *s, size_t n) {
+    if (!s || !n) return;
+    c->a->h->reply_append(c->rp, s, n);
+    record_n(c, s, n);
+}
+
 static void append(call *c, const char *s) {
     if (!empty(s)) append_n(c, s, strlen(s));
+}
+
+/* The text line standing for a file where it cannot be attached (and
+ * in the record, which keeps text only). */
+static void file_line(const a2a_file *f, char *line, size_t sz) {
+    const char *nm = f->name ? f->name : "";
+    if (f->url)
+        snprintf(line, sz, "%.200s%s%.2000s", nm, *nm ? ": " : "", f->url);
+    else
+        snprintf(line, sz, "[file%s%.120s (%.60s, %zu bytes)]", *nm ? ": " : "", nm,
+                 f->mime ? f->mime : "application/octet-stream", f->len);
+}
+
+/* Files go to the transport as attachments where the host takes them
+ * (ABI 1.2), else as lines of text; choices as buttons, else as a list. */
+static void emit_media(call *c, const a2a_media *m) {
+    const rd_host *h = c->a->h;
+    int can_attach = RD_HAS(h, reply_attach) && h->reply_attach;
+    for (size_t i = 0; m && i < m->nfiles; i++) {
+        const a2a_file *f = &m->files[i];
+        char line[2400];
+        file_line(f, line, sizeof line);
+        int attached = 0;
+        if (can_attach && (f->data || url_is_http(f->url))) {
+            rd_attachment at = {.size = sizeof at,
+                                .mime = f->mime,
+                                .name = f->name,
+                                .data = f->data,
+                                .len = f->data ? f->len : 0,
+                                .url = f->data ? NULL : f->url};
+            attached = h->reply_attach(c->rp, &at) == RD_OK;
+            if (!attached)
+                h->log(c->a->ctx, RD_LOG_WARN,
+                       "correlation %s: the router did not take the agent's file (%zu bytes); "
+                       "shown as text",
+                       c->rq->correlation_id ? c->rq->correlation_id : "-", f->len);
+        }
+        if (f->dropped)
+            h->log(c->a->ctx, RD_LOG_WARN,
+                   "correlation %s: the agent's file (%zu bytes) was invalid base64 or over "
+                   "max_reply_bytes; shown as text",
+                   c->rq->correlation_id ? c->rq->correlation_id : "-", f->len);
+        if (attached) {
+            if (c->outlen) record_n(c, "\n", 1);
+            record_n(c, line, strlen(line));
+        } else {
+            if (c->outlen) append(c, "\n");
+            append(c, line);
+        }
+    }
+    if (m && m->choices) {
+        if (RD_HAS(h, reply_choices) && h->reply_choices) {
+            h->reply_choices(c->rp, (const char *const *)m->choices);
+        } else {
+            for (size_t i = 0; m->choices[i]; i++) {
+                if (c->outlen) append(c, "\n");
+                append(c, "- ");
+                append(c, m->choices[i]);
+            }
+        }
+    }
+}
+
+/* The artifacts' text, then the files and choices of each. */
+static void emit_arts(call *c, const a2a_track *t, const char *text, const char *notice) {
+    int files = 0;
+    for (size_t i = 0; i < t->narts; i++)
+        files |= t->arts[i].media.nfiles > 0;
+    if (!empty(text))
+        append(c, text);
+    else if (!files)
+        append(c, notice);
+    for (size_t i = 0; i < t->narts; i++)
+        emit_media(c, &t->arts[i].media);
+}
+
+/* Text with its files and choices; the notice when there is neither
+ * text nor a file (buttons need a text to hang on). */
+static void emit(call *c, const char *text, const a2a_media *m, const char *notice) {
+    if (!empty(text))
+        append(c, text);
+    else if (!m || !m->nfiles)
+        append(c, notice);
+    emit_media(c, m);
 }
 
 static rd_status fail(call *c, const outcome *o, rd_error *err) {
@@ -1630,20 +1792,26 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
     if (t->got_message) {
         out = OUT_MESSAGE;
         set_id(&c->task_id, NULL);
-        append(c, empty(t->message_text) ? a->empty_reply : t->message_text);
+        emit(c, t->message_text, &t->message_media, a->empty_reply);
     } else {
         char *arts = a2a_track_artifact_text(t);
-        const char *best = !empty(arts)             ? arts
-                           : !empty(t->status_text) ? t->status_text
-                                                    : t->history_text;
+        int arts_media = 0;
+        for (size_t i = 0; i < t->narts; i++)
+            arts_media |= !a2a_media_empty(&t->arts[i].media);
+        int has_status = !empty(t->status_text) || !a2a_media_empty(&t->status_media);
         switch (t->state) {
         case A2A_TS_INPUT_REQUIRED:
         case A2A_TS_AUTH_REQUIRED: {
             int input = t->state == A2A_TS_INPUT_REQUIRED;
             out = input ? OUT_INPUT : OUT_AUTH;
             set_id(&c->task_id, t->task_id);
-            const char *q = !empty(t->status_text) ? t->status_text : best;
-            append(c, !empty(q) ? q : input ? a->input_notice : a->auth_notice);
+            const char *notice = input ? a->input_notice : a->auth_notice;
+            if (has_status)
+                emit(c, t->status_text, &t->status_media, notice);
+            else if (!empty(arts) || arts_media)
+                emit_arts(c, t, arts, notice);
+            else
+                emit(c, t->history_text, &t->history_media, notice);
             break;
         }
         case A2A_TS_FAILED:
@@ -1672,7 +1840,12 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
         default: /* completed */
             out = OUT_COMPLETED;
             set_id(&c->task_id, NULL);
-            append(c, !empty(best) ? best : a->empty_reply);
+            if (!empty(arts) || arts_media)
+                emit_arts(c, t, arts, a->empty_reply);
+            else if (has_status)
+                emit(c, t->status_text, &t->status_media, a->empty_reply);
+            else
+                emit(c, t->history_text, &t->history_media, a->empty_reply);
             break;
         }
         free(arts);
@@ -1718,10 +1891,199 @@ static void cancel_task(call *c, const agent_view *v, const char *task_id) {
  * otherwise polls tasks/get with growing pauses. On the deadline the task
  * is canceled. Transient poll failures are retried until the deadline. A
  * hard stop leaves the task running (its id is in the record). */
+/* ---- push notifications ------------------------------------------------ */
+
+typedef struct push_wait {
+    char task[520];
+    char token[33]; /* this task's X-A2A-Notification-Token, 32 hex */
+    int woken;
+    pthread_cond_t cv;
+    struct push_wait *next;
+} push_wait;
+
+/* nbytes (at most 32) random bytes as hex into out; -1 without entropy. */
+static int hex_random(char *out, size_t nbytes) {
+    unsigned char b[32];
+    if (nbytes > sizeof b || RAND_bytes(b, (int)nbytes) != 1) return -1;
+    for (size_t i = 0; i < nbytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
+    OPENSSL_cleanse(b, sizeof b);
+    return 0;
+}
+
+/* The webhook: the route already checked the run's bearer secret. A push
+ * only wakes the poller of the task it names (which then asks GetTask:
+ * the pushed body is never the answer); a token, when sent, must be that
+ * task's. */
+static void on_push(void *arg, const rd_http_req *req, rd_http_resp *resp) {
+    a2a *a = arg;
+    resp->content_type = "text/plain";
+    char *task = a2a_push_task_id(req->body, req->body_len);
+    if (!task) {
+        resp->status = 400;
+        count(a, a->push_s[2]);
+        return;
+    }
+    const char *tok = req->header ? req->header(req, "X-A2A-Notification-Token") : NULL;
+    int status = 200, outcome = 2;
+    pthread_mutex_lock(&a->pmu);
+    for (push_wait *w = a->waits; w; w = w->next) {
+        if (strcmp(w->task, task)) continue;
+        if (tok && (strlen(tok) != 32 || CRYPTO_memcmp(tok, w->token, 32))) {
+            status = 401;
+            outcome = 1;
+            break;
+        }
+        w->woken = 1;
+        pthread_cond_signal(&w->cv);
+        outcome = 0;
+    }
+    pthread_mutex_unlock(&a->pmu);
+    if (status == 401)
+        a->h->log(a->ctx, RD_LOG_WARN,
+                  "push notification for task %.100s refused: wrong X-A2A-Notification-Token",
+                  task);
+    count(a, a->push_s[outcome]);
+    free(task);
+    resp->status = status;
+}
+
+static void push_end(a2a *a, push_wait *pw) {
+    pthread_mutex_lock(&a->pmu);
+    for (push_wait **p = &a->waits; *p; p = &(*p)->next)
+        if (*p == pw) {
+            *p = pw->next;
+            break;
+        }
+    pthread_mutex_unlock(&a->pmu);
+    pthread_cond_destroy(&pw->cv);
+}
+
+/* Registers a push config for t's task; 1 when the agent took it (pw is
+ * then listed and must be ended with push_end). */
+static int push_start(call *c, const agent_view *v, const a2a_track *t, push_wait *pw) {
+    a2a *a = c->a;
+    if (!a->push_url || !v->push || !t->task_id || atomic_load(&a->push_refused)) return 0;
+    if (strlen(t->task_id) >= sizeof pw->task) return 0;
+    memset(pw, 0, sizeof *pw);
+    snprintf(pw->task, sizeof pw->task, "%s", t->task_id);
+    if (hex_random(pw->token, 16)) return 0;
+    pthread_cond_init(&pw->cv, NULL);
+    /* listed before the agent knows the webhook, so no push is missed */
+    pthread_mutex_lock(&a->pmu);
+    pw->next = a->waits;
+    a->waits = pw;
+    pthread_mutex_unlock(&a->pmu);
+    char id[32];
+    next_rpc_id(c, id, sizeof id);
+    char *body =
+        a2a_build_push_set(v->d, id, t->task_id, v->tenant, a->push_url, pw->token, a->push_bearer);
+    char *url = NULL; /* REST: the config goes to the task's route */
+    if (v->rest) {
+        char *path = NULL, *rb = NULL;
+        if (a2a_rest_push_request(v->d == A2A_D_V03, body, &path, &rb) == 0)
+            url = route_url(v->url, path);
+        free(path);
+        free(body);
+        body = rb;
+        if (!url || !body) {
+            free(url);
+            free(body);
+            push_end(a, pw);
+            return 0;
+        }
+    }
+    struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10, v->url);
+    hd = curl_slist_append(hd, "Content-Type: application/json");
+    hd = curl_slist_append(hd, "Accept: application/json");
+    char *ah = NULL;
+    if (a->oauth_id && creds_allowed(a, v->url)) {
+        char why[300];
+        int fatal;
+        ah = oauth_header(a, c->deadline, NULL, &fatal, why, sizeof why);
+        if (ah) hd = curl_slist_append(hd, ah);
+    }
+    int64_t left = c->deadline - now_ms(a);
+    a2a_http_req rq = {.url = url ? url : v->url,
+                       .body = body,
+                       .headers = hd,
+                       .connect_timeout_ms = (long)a->connect_ms,
+                       .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
+                       .max_bytes = 65536,
+                       .abort_fn = call_aborted,
+                       .abort_arg = c};
+    a2a_http_resp rs;
+    int ok = 0, refused = 0;
+    if (rq.timeout_ms > 0 && a2a_http_do(a->http, &rq, &rs) == 0) {
+        cJSON *j =
+            rs.status >= 200 && rs.status < 300 ? cJSON_ParseWithLength(rs.body, rs.len) : NULL;
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+        /* JSON-RPC: a result; REST: the config itself */
+        ok = (url ? cJSON_IsObject(j)
+                  : cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "result"))) &&
+             !cJSON_IsObject(e);
+        refused = cJSON_IsObject(e) || (rs.status >= 400 && rs.status < 500);
+        cJSON_Delete(j);
+    }
+    if (rq.timeout_ms > 0) a2a_http_resp_free(&rs);
+    curl_slist_free_all(hd);
+    free(ah);
+    free(body);
+    free(url);
+    const char *corr = c->rq->correlation_id ? c->rq->correlation_id : "-";
+    if (ok) {
+        a->h->log(a->ctx, RD_LOG_DEBUG, "correlation %s: task %s: push notifications registered",
+                  corr, t->task_id);
+        return 1;
+    }
+    if (refused) {
+        atomic_store(&a->push_refused, 1);
+        a->h->log(a->ctx, RD_LOG_WARN,
+                  "the agent refused a push notification config; its tasks are polled from now "
+                  "on");
+    }
+    push_end(a, pw);
+    return 0;
+}
+
+/* Waits up to ms for a push to the task (or a hard stop). */
+static void push_nap(call *c, push_wait *pw, int64_t ms) {
+    a2a *a = c->a;
+    int64_t until = now_ms(a) + ms;
+    pthread_mutex_lock(&a->pmu);
+    while (!pw->woken && !a->h->cancelled(c->rp)) {
+        int64_t left = until - now_ms(a);
+        if (left <= 0) break;
+        if (left > 100) left = 100; /* to see a hard stop */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)left * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&pw->cv, &a->pmu, &ts);
+    }
+    pw->woken = 0;
+    pthread_mutex_unlock(&a->pmu);
+}
+
+static void follow_loop(call *c, const agent_view *v, a2a_track *t, int streamed, outcome *o,
+                        push_wait *pw);
+
+/* Follows a task until it settles: re-attaching to its stream, or
+ * polling, woken by push notifications when they are registered. */
 static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, outcome *o) {
+    push_wait pw;
+    int resubscribe = streamed && v->streaming;
+    int pushed = !resubscribe && !a2a_track_done(t) && push_start(c, v, t, &pw);
+    follow_loop(c, v, t, streamed, o, pushed ? &pw : NULL);
+    if (pushed) push_end(c->a, &pw);
+}
+
+static void follow_loop(call *c, const agent_view *v, a2a_track *t, int streamed, outcome *o,
+                        push_wait *pw) {
     a2a *a = c->a;
     int resubscribe = streamed && v->streaming ? 2 : 0;
-    int64_t pause = a->poll_ms;
+    int64_t pause = pw ? 0 : a->poll_ms; /* one look right after registering */
     int fails = 0;
     memset(o, 0, sizeof *o);
     while (!a2a_track_done(t)) {
@@ -1758,8 +2120,13 @@ static void follow(call *c, const agent_view *v, a2a_track *t, int streamed, out
             if (o->has_rpc || o->http) resubscribe = 0; /* poll from now on */
             continue;
         }
-        nap(a, c->rp, pause < left ? pause : left);
-        pause = pause * 3 / 2 > a->poll_max_ms ? a->poll_max_ms : pause * 3 / 2;
+        if (pw) {
+            push_nap(c, pw, pause < left ? pause : left);
+            pause = a->push_fallback_ms;
+        } else {
+            nap(a, c->rp, pause < left ? pause : left);
+            pause = pause * 3 / 2 > a->poll_max_ms ? a->poll_max_ms : pause * 3 / 2;
+        }
         if (now_ms(a) >= c->deadline) continue;
         char *body = a2a_build_task_op(v->d, A2A_OP_GET, id, t->task_id, v->tenant);
         rpc(c, v, A2A_OP_GET, body, id, t, o);
@@ -1794,14 +2161,7 @@ static int recover(call *c, const agent_view *v, a2a_track *t) {
     char *body = NULL, *url = NULL;
     if (v->rest) {
         char *path = a2a_rest_list_path(c->ctx_id, v->tenant, 20);
-        size_t ul = strlen(v->url);
-        while (ul && v->url[ul - 1] == '/')
-            ul--;
-        url = path ? malloc(ul + strlen(path) + 1) : NULL;
-        if (url) {
-            memcpy(url, v->url, ul);
-            strcpy(url + ul, path);
-        }
+        url = route_url(v->url, path);
         free(path);
         if (!url) return 0;
     } else {
@@ -1931,7 +2291,76 @@ static rd_status finish_task(call *c, const agent_view *v, a2a_track *t, int str
     return fail(c, &o, err);
 }
 
+/* The request's attachments as file parts (ABI 1.2), under
+ * max_request_bytes with the text: a file that does not fit is left out
+ * and named in *note (malloc()ed text for the agent), never cut. */
+static a2a_out_file *out_files(call *c, size_t *n, char **note) {
+    const rd_request *rq = c->rq;
+    *n = 0;
+    *note = NULL;
+    if (!RD_HAS(rq, nattachments) || !rq->attachments || !rq->nattachments) return NULL;
+    size_t max = rq->nattachments < A2A_MAX_FILES ? rq->nattachments : A2A_MAX_FILES;
+    a2a_out_file *v = calloc(max, sizeof *v);
+    if (!v) return NULL;
+    /* room for the envelope, ids and the text (escaped: up to 6 bytes each) */
+    size_t used = 4096 + (rq->text_len < c->a->max_request ? rq->text_len * 6 : c->a->max_request);
+    char buf[1024] = "";
+    size_t bl = 0;
+    for (size_t i = 0; i < rq->nattachments; i++) {
+        const rd_attachment *at = rq->attachments[i];
+        if (!at || !RD_HAS(at, url) || (!at->data && !at->url)) continue;
+        size_t cost = at->data ? (at->len / 3 + 1) * 4 : strlen(at->url);
+        cost += 512; /* names, media type, keys */
+        if (*n >= max || cost > c->a->max_request || used + cost > c->a->max_request) {
+            c->a->h->log(c->a->ctx, RD_LOG_WARN,
+                         "correlation %s: file %zu (%zu bytes) left out: over max_request_bytes "
+                         "(%zu) or more than %d files",
+                         rq->correlation_id ? rq->correlation_id : "-", i + 1, at->len,
+                         c->a->max_request, A2A_MAX_FILES);
+            if (bl < sizeof buf - 1)
+                bl += (size_t)snprintf(buf + bl, sizeof buf - bl,
+                                       "%s[file %.80s (%.60s, %zu bytes) not sent: too large]",
+                                       bl ? "\n" : "", at->name ? at->name : "unnamed",
+                                       at->mime ? at->mime : "application/octet-stream", at->len);
+            continue;
+        }
+        used += cost;
+        v[*n] = (a2a_out_file){.mime = at->mime,
+                               .name = at->name,
+                               .data = at->data,
+                               .len = at->data ? at->len : 0,
+                               .url = at->data ? NULL : at->url};
+        (*n)++;
+    }
+    if (buf[0]) {
+        size_t tl = rq->text ? strlen(rq->text) : 0;
+        *note = malloc(tl + strlen(buf) + 2);
+        if (*note)
+            snprintf(*note, tl + strlen(buf) + 2, "%s%s%s", tl ? rq->text : "", tl ? "\n" : "",
+                     buf);
+    }
+    if (!*n) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files, size_t nfiles,
+                               const char *note);
+
 static rd_status exchange(call *c, rd_error *err) {
+    size_t nfiles = 0;
+    char *note = NULL;
+    a2a_out_file *files = out_files(c, &nfiles, &note);
+    rd_status st = exchange_loop(c, err, files, nfiles, note);
+    free(files);
+    free(note);
+    return st;
+}
+
+static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files, size_t nfiles,
+                               const char *note) {
     a2a *a = c->a;
     int switched = 0, dropped_task = 0, rediscovered = 0, attempt = 0, no_stream = 0, healed = 0;
     a2a_dialect trial = A2A_D_UNKNOWN;
@@ -1953,7 +2382,9 @@ static rd_status exchange(call *c, rd_error *err) {
         /* A continuation is sent blocking: its task id is known already,
          * and a non-blocking answer would show the task's old state. */
         c->continuing = c->task_id != NULL;
-        a2a_send s = {.text = c->rq->text,
+        a2a_send s = {.text = note ? note : c->rq->text,
+                      .files = files,
+                      .nfiles = nfiles,
                       .message_id = c->msg_id,
                       .context_id = c->ctx_id,
                       .task_id = c->task_id,
@@ -2295,6 +2726,10 @@ static void a_destroy(void *self) {
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->omu);
     pthread_cond_destroy(&a->ocv);
+    pthread_mutex_destroy(&a->pmu);
+    OPENSSL_cleanse(a->push_bearer, sizeof a->push_bearer);
+    OPENSSL_cleanse(a->push_auth, sizeof a->push_auth);
+    free(a->push_url);
     free(a->otoken);
     free(a->base);
     free(a->auth_hdr);
@@ -2307,6 +2742,53 @@ static void a_destroy(void *self) {
     free(a);
 }
 
+/* push_url: one webhook route per instance on the admin server, behind a
+ * bearer secret drawn for this run. -1 on a bad configuration. */
+static int push_setup(a2a *a, rd_error *err) {
+    const rd_host *h = a->h;
+    const char *pu = h->cfg_str(a->ctx, "push_url");
+    a->push_fallback_ms = h->cfg_int(a->ctx, "push_fallback_s") * 1000;
+    if (empty(pu)) return 0;
+    if (!url_is_http(pu) || strpbrk(pu, " \t\r\n?#")) {
+        h->error(err, RD_E_CONFIG, "fatal",
+                 "push_url must be an http(s) URL without query or fragment");
+        return -1;
+    }
+    for (const char *p = a->inst; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') {
+            h->error(err, RD_E_CONFIG, "fatal",
+                     "push_url: the instance name '%s' cannot be a URL path segment", a->inst);
+            return -1;
+        }
+    const char *admin = h->info(a->ctx, "admin_listen");
+    if (!RD_HAS(h, http_route_auth) || !h->http_route_auth || empty(admin) ||
+        !strcmp(admin, "off")) {
+        h->error(err, RD_E_CONFIG, "fatal",
+                 "push_url needs the admin server ([router] admin_listen) to take pushes");
+        return -1;
+    }
+    char path[200];
+    snprintf(path, sizeof path, "/a2a/%s/push", a->inst);
+    size_t n = strlen(pu);
+    while (n > 8 && pu[n - 1] == '/')
+        n--;
+    a->push_url = malloc(n + strlen(path) + 1);
+    if (!a->push_url) return -1;
+    memcpy(a->push_url, pu, n);
+    strcpy(a->push_url + n, path);
+    if (hex_random(a->push_bearer, 24)) {
+        h->error(err, RD_E_INTERNAL, "fatal", "push_url: no random bytes for the webhook secret");
+        return -1;
+    }
+    snprintf(a->push_auth, sizeof a->push_auth, "Bearer %s", a->push_bearer);
+    if (h->http_route_auth(a->ctx, "POST", path, "Authorization", a->push_auth, on_push, a) !=
+        RD_OK) {
+        h->error(err, RD_E_CONFIG, "fatal", "push_url: cannot register the route %s", path);
+        return -1;
+    }
+    return 0;
+}
+
 static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
     a2a *a = calloc(1, sizeof *a);
     if (!a) return RD_E_INTERNAL;
@@ -2316,6 +2798,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     pthread_cond_init(&a->cv, NULL);
     pthread_mutex_init(&a->omu, NULL);
     pthread_cond_init(&a->ocv, NULL);
+    pthread_mutex_init(&a->pmu, NULL);
     *self = a;
     const char *inst = h->info(ctx, "instance");
     a->inst = inst ? inst : "a2a";
@@ -2350,10 +2833,6 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     int64_t d = h->cfg_int(ctx, "dialect");
     a->forced = d == 1 ? A2A_D_V10 : d == 2 ? A2A_D_V03 : A2A_D_UNKNOWN;
     a->binding = (int)h->cfg_int(ctx, "binding");
-    if (a->binding == 2 && a->forced == A2A_D_V03) {
-        h->error(err, RD_E_CONFIG, "fatal", "binding = rest speaks A2A 1.0 only; dialect = 0.3");
-        goto bad;
-    }
     const char *tok = h->cfg_str(ctx, "token");
     /* A header value with CR or LF would smuggle headers of its own. */
     const char *hv[] = {"token", "api_key", "api_key_header", "oauth_client_id"};
@@ -2411,6 +2890,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->retention_s = h->cfg_int(ctx, "answer_retention_s");
     a->max_reply = (size_t)h->cfg_int(ctx, "max_reply_bytes");
     a->cut_notice = h->cfg_str(ctx, "reply_cut_notice");
+    a->max_request = (size_t)h->cfg_int(ctx, "max_request_bytes");
     a->stream_retry_ms = h->cfg_int(ctx, "stream_retry_s") * 1000;
     a->auth_wait_ms = h->cfg_int(ctx, "auth_required_wait_s") * 1000;
     a->card_max_age_ms = h->cfg_int(ctx, "card_max_age_s") * 1000;
@@ -2436,6 +2916,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         goto bad;
     }
     a->boot = hash_mix64((uint64_t)h->wall_ns() ^ ((uint64_t)(uintptr_t)a << 16));
+    if (push_setup(a, err)) goto bad;
 
     /* Credentials go to the origin the operator named, nowhere else unless
      * listed: a card cannot send them to another host. */
@@ -2482,6 +2963,16 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
                               "A2A calls repeated after a transient failure", bl, NULL, 0);
     const char *lv1[] = {a->inst};
     a->retries_s = mr ? h->series(mr, lv1) : NULL;
+    static const char *const pl[] = {"backend", "outcome", NULL};
+    rd_metric *mp = h->metric(ctx, RD_METRIC_COUNTER, "routerd_a2a_push_notifications_total",
+                              "push notifications received: woke a task, refused (wrong token), "
+                              "ignored (no task waits for it)",
+                              pl, NULL, 0);
+    static const char *const pn[] = {"woke", "refused", "ignored"};
+    for (int i = 0; i < 3; i++) {
+        const char *lv[] = {a->inst, pn[i]};
+        a->push_s[i] = mp ? h->series(mp, lv) : NULL;
+    }
     rd_metric *mfb =
         h->metric(ctx, RD_METRIC_COUNTER, "routerd_a2a_dialect_fallbacks_total",
                   "switches between A2A 1.0 and 0.3 after 'method not found'", bl, NULL, 0);

@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -240,6 +241,7 @@ void a2a_card_free(a2a_card *c) {
     free(c->tenant);
     free(c->url_v03);
     free(c->url_rest);
+    free(c->url_rest03);
     free(c->tenant_rest);
     free(c->apikey_name);
     free(c->apikey_in);
@@ -336,11 +338,13 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
         const char *ver = str(e, "protocolVersion");
         if (!is_jsonrpc(binding)) {
             if (binding) out->other_bindings = 1;
-            /* REST is used in 1.0 only: 0.3 REST has other shapes */
-            if (url && binding && !strcasecmp(binding, "HTTP+JSON") && !(ver && ver[0] == '0') &&
-                !out->url_rest) {
-                out->url_rest = a2a_url_resolve(card_url, url);
-                out->tenant_rest = xstrdup(nstr(e, "tenant"));
+            if (url && binding && !strcasecmp(binding, "HTTP+JSON")) {
+                if (ver && ver[0] == '0') {
+                    if (!out->url_rest03) out->url_rest03 = a2a_url_resolve(card_url, url);
+                } else if (!out->url_rest) {
+                    out->url_rest = a2a_url_resolve(card_url, url);
+                    out->tenant_rest = xstrdup(nstr(e, "tenant"));
+                }
             }
             continue;
         }
@@ -364,23 +368,29 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
         if (!*slot) *slot = a2a_url_resolve(card_url, top);
     } else if (top) {
         out->other_bindings = 1;
+        if (!strcasecmp(pref, "HTTP+JSON") && !top_v10 && !out->url_rest03)
+            out->url_rest03 = a2a_url_resolve(card_url, top);
     }
     cJSON_ArrayForEach(e, arr(root, "additionalInterfaces")) {
         const char *t = str(e, "transport");
         const char *url = str(e, "url");
         if (!is_jsonrpc(t)) {
             if (t) out->other_bindings = 1;
+            if (t && url && !strcasecmp(t, "HTTP+JSON") && !out->url_rest03)
+                out->url_rest03 = a2a_url_resolve(card_url, url);
             continue;
         }
         if (url && !out->url_v03) out->url_v03 = a2a_url_resolve(card_url, url);
     }
-    out->preferred = first           ? first
-                     : out->url_v10  ? A2A_D_V10
-                     : out->url_v03  ? A2A_D_V03
-                     : out->url_rest ? A2A_D_V10
-                                     : A2A_D_UNKNOWN;
+    out->preferred = first             ? first
+                     : out->url_v10    ? A2A_D_V10
+                     : out->url_v03    ? A2A_D_V03
+                     : out->url_rest   ? A2A_D_V10
+                     : out->url_rest03 ? A2A_D_V03
+                                       : A2A_D_UNKNOWN;
 
     out->streaming = flag(obj(root, "capabilities"), "streaming");
+    out->push = flag(obj(root, "capabilities"), "pushNotifications");
     /* Extensions the agent requires: none is supported by routerd. */
     cJSON_ArrayForEach(e, arr(obj(root, "capabilities"), "extensions")) {
         const char *uri = nstr(e, "uri");
@@ -411,8 +421,8 @@ int a2a_card_parse(const char *json, size_t len, const char *card_url, a2a_card 
 
     if (out->preferred == A2A_D_UNKNOWN) {
         seterr(err, errsz, "%s",
-               out->other_bindings ? "the agent offers no JSON-RPC interface, nor a 1.0 HTTP+JSON "
-                                     "one (only gRPC or 0.3 REST)"
+               out->other_bindings ? "the agent offers no JSON-RPC interface, nor an HTTP+JSON one "
+                                     "(only gRPC?)"
                                    : "no JSON-RPC interface URL (url / supportedInterfaces)");
         a2a_card_free(out); /* nothing to free for the caller on failure */
         return -1;
@@ -447,6 +457,29 @@ static char *finish(cJSON *r) {
     return s;
 }
 
+/* A file part: inline bytes as base64 (1.0 raw, 0.3 file.bytes), else the
+ * URL (1.0 url, 0.3 file.uri). */
+static cJSON *file_part(int v03, const a2a_out_file *f) {
+    cJSON *p = cJSON_CreateObject();
+    cJSON *dst = p;
+    if (v03) {
+        cJSON_AddStringToObject(p, "kind", "file");
+        dst = cJSON_AddObjectToObject(p, "file");
+    }
+    if (f->data) {
+        char *b64 =
+            f->len <= (size_t)INT32_MAX / 4 * 3 - 3 ? malloc((f->len + 2) / 3 * 4 + 1) : NULL;
+        if (b64) EVP_EncodeBlock((unsigned char *)b64, f->data, (int)f->len);
+        cJSON_AddStringToObject(dst, v03 ? "bytes" : "raw", b64 ? b64 : "");
+        free(b64);
+    } else {
+        cJSON_AddStringToObject(dst, v03 ? "uri" : "url", f->url ? f->url : "");
+    }
+    if (f->mime && *f->mime) cJSON_AddStringToObject(dst, v03 ? "mimeType" : "mediaType", f->mime);
+    if (f->name && *f->name) cJSON_AddStringToObject(dst, v03 ? "name" : "filename", f->name);
+    return p;
+}
+
 char *a2a_build_send(a2a_dialect d, int stream, const char *rpc_id, const a2a_send *s) {
     cJSON *params;
     cJSON *r = envelope(d, stream ? A2A_OP_STREAM : A2A_OP_SEND, rpc_id, &params);
@@ -459,10 +492,16 @@ char *a2a_build_send(a2a_dialect d, int stream, const char *rpc_id, const a2a_se
     if (s->context_id && *s->context_id) cJSON_AddStringToObject(m, "contextId", s->context_id);
     if (s->task_id && *s->task_id) cJSON_AddStringToObject(m, "taskId", s->task_id);
     cJSON *parts = cJSON_AddArrayToObject(m, "parts");
-    cJSON *p = cJSON_CreateObject();
-    if (v03) cJSON_AddStringToObject(p, "kind", "text");
-    cJSON_AddStringToObject(p, "text", s->text ? s->text : "");
-    cJSON_AddItemToArray(parts, p);
+    /* A file without caption goes without a text part (parts must not be
+     * empty, so a lone empty text stays). */
+    if ((s->text && *s->text) || !s->nfiles) {
+        cJSON *p = cJSON_CreateObject();
+        if (v03) cJSON_AddStringToObject(p, "kind", "text");
+        cJSON_AddStringToObject(p, "text", s->text ? s->text : "");
+        cJSON_AddItemToArray(parts, p);
+    }
+    for (size_t i = 0; i < s->nfiles; i++)
+        cJSON_AddItemToArray(parts, file_part(v03, &s->files[i]));
 
     size_t nmodes = 0;
     while (s->accepted_output_modes && s->accepted_output_modes[nmodes])
@@ -497,6 +536,50 @@ char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char
      * there, never the whole conversation. */
     if (op == A2A_OP_GET) cJSON_AddNumberToObject(params, "historyLength", A2A_POLL_HISTORY);
     return finish(r);
+}
+
+char *a2a_build_push_set(a2a_dialect d, const char *rpc_id, const char *task_id, const char *tenant,
+                         const char *url, const char *token, const char *bearer) {
+    int v03 = d == A2A_D_V03;
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "jsonrpc", "2.0");
+    cJSON_AddStringToObject(r, "id", rpc_id ? rpc_id : "1");
+    cJSON_AddStringToObject(
+        r, "method", v03 ? "tasks/pushNotificationConfig/set" : "CreateTaskPushNotificationConfig");
+    cJSON *params = cJSON_AddObjectToObject(r, "params");
+    if (!v03 && tenant && *tenant) cJSON_AddStringToObject(params, "tenant", tenant);
+    cJSON_AddStringToObject(params, "taskId", task_id ? task_id : "");
+    cJSON *cfg = v03 ? cJSON_AddObjectToObject(params, "pushNotificationConfig") : params;
+    cJSON_AddStringToObject(cfg, "url", url ? url : "");
+    cJSON_AddStringToObject(cfg, "token", token ? token : "");
+    cJSON *auth = cJSON_AddObjectToObject(cfg, "authentication");
+    if (v03)
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(auth, "schemes"), cJSON_CreateString("Bearer"));
+    else
+        cJSON_AddStringToObject(auth, "scheme", "Bearer");
+    cJSON_AddStringToObject(auth, "credentials", bearer ? bearer : "");
+    return finish(r);
+}
+
+char *a2a_push_task_id(const char *json, size_t len) {
+    cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
+    const cJSON *o = root;
+    const cJSON *res = obj(o, "result");
+    if (res) o = res;
+    const char *id = NULL, *w;
+    const cJSON *x;
+    if ((x = obj(o, "task")))
+        id = nstr(x, "id");
+    else if ((x = obj(o, "statusUpdate")) || (x = obj(o, "artifactUpdate")) ||
+             (x = obj(o, "message")))
+        id = nstr(x, "taskId");
+    else if ((w = str(o, "kind")) && !strcmp(w, "task"))
+        id = nstr(o, "id");
+    else if (!(id = nstr(o, "taskId")) && has(o, "status"))
+        id = nstr(o, "id");
+    char *r = id && strlen(id) <= 512 ? strdup(id) : NULL;
+    cJSON_Delete(root);
+    return r;
 }
 
 char *a2a_build_list_tasks(const char *rpc_id, const char *context_id, const char *tenant,
@@ -553,19 +636,142 @@ out:
 
 /* ---- responses ---------------------------------------------------------- */
 
-/* Structured data shown to users is cut here. */
-#define A2A_DATA_SHOWN 1000
-
 static void sb_line(sbuf *b) {
     if (b->len && b->p[b->len - 1] != '\n') sb_add(b, "\n", 1);
 }
 
+void a2a_media_free(a2a_media *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->nfiles; i++) {
+        free(m->files[i].name);
+        free(m->files[i].mime);
+        free(m->files[i].url);
+        free(m->files[i].data);
+    }
+    free(m->files);
+    for (size_t i = 0; m->choices && m->choices[i]; i++)
+        free(m->choices[i]);
+    free(m->choices);
+    memset(m, 0, sizeof *m);
+}
+
+int a2a_media_empty(const a2a_media *m) {
+    return !m || (!m->nfiles && !m->choices);
+}
+
+/* Decodes standard or URL-safe base64, whitespace and missing padding
+ * allowed. malloc()ed bytes in *out, or -1 when it is not base64. */
+static int b64_decode(const char *s, unsigned char **out, size_t *outlen) {
+    size_t n = strlen(s);
+    *out = NULL;
+    *outlen = 0;
+    if (n > (size_t)INT32_MAX - 4) return -1;
+    char *clean = malloc(n + 4);
+    if (!clean) return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t') continue;
+        clean[k++] = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+    }
+    while (k % 4)
+        clean[k++] = '=';
+    size_t pad = 0;
+    while (pad < 2 && k > pad && clean[k - 1 - pad] == '=')
+        pad++;
+    unsigned char *buf = malloc(k / 4 * 3 + 1);
+    int r = buf ? EVP_DecodeBlock(buf, (const unsigned char *)clean, (int)k) : -1;
+    free(clean);
+    if (r < 0 || (size_t)r < pad) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *outlen = (size_t)r - pad; /* EVP_DecodeBlock counts padding as zero bytes */
+    return 0;
+}
+
+/* The choices of a data part {"choices": ["yes", "no"]}, or NULL. */
+static char **choices_of(const cJSON *data) {
+    const cJSON *list = arr(data, "choices"), *c;
+    if (!list) return NULL;
+    char **v = calloc(A2A_MAX_CHOICES + 1, sizeof *v);
+    size_t n = 0;
+    cJSON_ArrayForEach(c, list) {
+        if (!v || n >= A2A_MAX_CHOICES) break;
+        if (!cJSON_IsString(c) || !c->valuestring || !*c->valuestring) continue;
+        if (strlen(c->valuestring) > A2A_CHOICE_MAX) continue;
+        if (!(v[n] = strdup(c->valuestring))) break;
+        n++;
+    }
+    if (!n) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* A data part as a fenced JSON block: indented by two spaces, cut at a
+ * line end before A2A_DATA_SHOWN bytes. */
+static void data_block(sbuf *b, const cJSON *data) {
+    char *j = cJSON_Print(data);
+    if (!j) return;
+    sbuf o = {0};
+    /* cJSON indents with tabs and puts one after ':'; strings never hold
+     * a raw tab (it is escaped). */
+    for (const char *q = j; *q; q++) {
+        if (*q != '\t')
+            sb_add(&o, q, 1);
+        else if (q > j && q[-1] == ':')
+            sb_add(&o, " ", 1);
+        else
+            sb_add(&o, "  ", 2);
+    }
+    free(j);
+    sb_line(b);
+    sb_str(b, "```json\n");
+    if (o.len > A2A_DATA_SHOWN) {
+        size_t k = A2A_DATA_SHOWN;
+        while (k > A2A_DATA_SHOWN / 2 && o.p[k] != '\n')
+            k--;
+        if (o.p[k] != '\n') /* one long line: cut on a UTF-8 boundary */
+            for (k = A2A_DATA_SHOWN; k > 0 && ((unsigned char)o.p[k] & 0xC0) == 0x80; k--)
+                ;
+        sb_add(b, o.p, k);
+        sb_str(b, "\n...");
+    } else {
+        sb_add(b, o.p, o.len);
+    }
+    sb_str(b, "\n```");
+    free(o.p);
+}
+
+static void add_file(a2a_media *m, const cJSON *p, const cJSON *file, const char *b64,
+                     const char *url) {
+    if (m->nfiles >= A2A_MAX_FILES) return;
+    a2a_file *v = realloc(m->files, (m->nfiles + 1) * sizeof *v);
+    if (!v) return;
+    m->files = v;
+    a2a_file *f = &v[m->nfiles];
+    memset(f, 0, sizeof *f);
+    f->name = xstrdup(file ? nstr(file, "name") : nstr(p, "filename"));
+    f->mime = xstrdup(file ? nstr(file, "mimeType") : nstr(p, "mediaType"));
+    if (b64) {
+        if (b64_decode(b64, &f->data, &f->len)) {
+            f->dropped = 1;
+            f->len = strlen(b64) / 4 * 3;
+        }
+    } else {
+        f->url = xstrdup(url);
+    }
+    m->nfiles++;
+}
+
 /* Text of a parts array: text parts concatenated (streamed chunks are
- * stored as extra parts of one artifact, so no separator), file parts as
- * "name: url" lines, data parts as compact JSON on their own line (cut at
- * A2A_DATA_SHOWN bytes), inline files (raw / bytes) as a placeholder line
- * with their name, media type and size. */
-static char *parts_text(const cJSON *parts) {
+ * stored as extra parts of one artifact, so no separator), data parts as
+ * fenced JSON blocks (see data_block). File parts (1.0 raw / url, 0.3
+ * file.bytes / file.uri) and a data part holding choices go to m. */
+static char *parts_text(const cJSON *parts, a2a_media *m) {
     sbuf b = {0};
     const cJSON *p;
     int block = 0; /* the last part was a line of its own */
@@ -579,50 +785,21 @@ static char *parts_text(const cJSON *parts) {
             sb_str(&b, text);
             continue;
         }
-        block = 1;
         const cJSON *data = cJSON_GetObjectItemCaseSensitive(p, "data");
         if (data && (!kind || !strcmp(kind, "data")) && !text) {
-            char *j = cJSON_PrintUnformatted(data);
-            if (j) {
-                size_t n = strlen(j);
-                sb_line(&b);
-                if (n > A2A_DATA_SHOWN) {
-                    /* cut on a UTF-8 boundary */
-                    size_t k = A2A_DATA_SHOWN;
-                    while (k > 0 && ((unsigned char)j[k] & 0xC0) == 0x80)
-                        k--;
-                    sb_add(&b, j, k);
-                    sb_str(&b, "...");
-                } else {
-                    sb_add(&b, j, n);
-                }
-                free(j);
+            char **ch = m && !m->choices ? choices_of(data) : NULL;
+            if (ch) {
+                m->choices = ch;
+                continue;
             }
+            data_block(&b, data);
+            block = 1;
             continue;
         }
         const cJSON *file = obj(p, "file");
         const char *inline_b64 = file ? str(file, "bytes") : str(p, "raw");
-        if (inline_b64) {
-            const char *nm = file ? str(file, "name") : nstr(p, "filename");
-            const char *mt = file ? str(file, "mimeType") : nstr(p, "mediaType");
-            char line[300];
-            snprintf(line, sizeof line, "[file%s%.120s (%.60s, %zu bytes)]", nm && *nm ? ": " : "",
-                     nm ? nm : "", mt && *mt ? mt : "application/octet-stream",
-                     strlen(inline_b64) / 4 * 3);
-            sb_line(&b);
-            sb_str(&b, line);
-            continue;
-        }
-        const char *url = file ? str(file, "uri") : nstr(p, "url");
-        const char *name = file ? str(file, "name") : nstr(p, "filename");
-        if (url && *url) {
-            if (b.len && b.p[b.len - 1] != '\n') sb_add(&b, "\n", 1);
-            if (name && *name) {
-                sb_str(&b, name);
-                sb_add(&b, ": ", 2);
-            }
-            sb_str(&b, url);
-        }
+        const char *url = file ? nstr(file, "uri") : nstr(p, "url");
+        if (m && (inline_b64 || url)) add_file(m, p, file, inline_b64, url);
     }
     if (!b.p) b.p = strdup("");
     return b.p;
@@ -634,7 +811,7 @@ static int is_agent(const char *role) {
 
 static void parse_message(const cJSON *m, a2a_result *r) {
     r->kind = A2A_R_MESSAGE;
-    r->text = parts_text(arr(m, "parts"));
+    r->text = parts_text(arr(m, "parts"), &r->media);
     r->context_id = xstrdup(nstr(m, "contextId"));
     r->task_id = xstrdup(nstr(m, "taskId"));
     r->agent_role = is_agent(str(m, "role"));
@@ -644,7 +821,7 @@ static void parse_status(const cJSON *st, a2a_result *r) {
     r->state = a2a_state_parse(str(st, "state"));
     const cJSON *m = obj(st, "message");
     if (m) {
-        char *t = parts_text(arr(m, "parts"));
+        char *t = parts_text(arr(m, "parts"), &r->status_media);
         if (t && *t)
             r->status_text = t;
         else
@@ -654,7 +831,7 @@ static void parse_status(const cJSON *st, a2a_result *r) {
 
 static void parse_artifact(const cJSON *a, a2a_artifact *out) {
     out->id = strdup(nstr(a, "artifactId") ? nstr(a, "artifactId") : "");
-    out->text = parts_text(arr(a, "parts"));
+    out->text = parts_text(arr(a, "parts"), &out->media);
 }
 
 static void parse_task(const cJSON *t, a2a_result *r) {
@@ -676,12 +853,15 @@ static void parse_task(const cJSON *t, a2a_result *r) {
         const cJSON *m = cJSON_GetArrayItem(h, i);
         const char *role = str(m, "role");
         if (cJSON_IsObject(m) && role && is_agent(role)) {
-            char *txt = parts_text(arr(m, "parts"));
-            if (txt && *txt) {
+            a2a_media md = {0};
+            char *txt = parts_text(arr(m, "parts"), &md);
+            if ((txt && *txt) || !a2a_media_empty(&md)) {
                 r->history_text = txt;
+                r->history_media = md;
                 break;
             }
             free(txt);
+            a2a_media_free(&md);
         }
     }
 }
@@ -741,9 +921,13 @@ void a2a_result_free(a2a_result *r) {
     for (size_t i = 0; i < r->narts; i++) {
         free(r->arts[i].id);
         free(r->arts[i].text);
+        a2a_media_free(&r->arts[i].media);
     }
     free(r->arts);
     free(r->history_text);
+    a2a_media_free(&r->media);
+    a2a_media_free(&r->status_media);
+    a2a_media_free(&r->history_media);
     memset(r, 0, sizeof *r);
 }
 
@@ -838,8 +1022,61 @@ static void set_str(char **dst, const char *src) {
     *dst = c;
 }
 
+/* Frees a media of the track, giving its inline bytes back to the cap. */
+static void media_drop(a2a_track *t, a2a_media *m) {
+    for (size_t i = 0; i < m->nfiles; i++)
+        if (m->files[i].data)
+            t->file_bytes -= m->files[i].len <= t->file_bytes ? m->files[i].len : t->file_bytes;
+    a2a_media_free(m);
+}
+
+/* Copies src's files onto dst's (inline bytes only while the track's
+ * files stay under max_text) and its choices over dst's. */
+static void media_add(a2a_track *t, a2a_media *dst, const a2a_media *src) {
+    for (size_t i = 0; i < src->nfiles && dst->nfiles < A2A_MAX_FILES; i++) {
+        const a2a_file *f = &src->files[i];
+        a2a_file *v = realloc(dst->files, (dst->nfiles + 1) * sizeof *v);
+        if (!v) return;
+        dst->files = v;
+        a2a_file *c = &v[dst->nfiles++];
+        memset(c, 0, sizeof *c);
+        c->name = xstrdup(f->name);
+        c->mime = xstrdup(f->mime);
+        c->url = xstrdup(f->url);
+        c->len = f->len;
+        c->dropped = f->dropped;
+        if (!f->data) continue;
+        size_t room = t->file_bytes < t->max_text ? t->max_text - t->file_bytes : 0;
+        if ((t->max_text && f->len > room) || !(c->data = malloc(f->len ? f->len : 1))) {
+            c->dropped = 1;
+            continue;
+        }
+        memcpy(c->data, f->data, f->len);
+        t->file_bytes += f->len;
+    }
+    if (src->choices) {
+        size_t n = 0;
+        while (src->choices[n])
+            n++;
+        char **v = calloc(n + 1, sizeof *v);
+        for (size_t i = 0; v && i < n; i++)
+            v[i] = strdup(src->choices[i]);
+        if (!v) return;
+        for (size_t i = 0; dst->choices && dst->choices[i]; i++)
+            free(dst->choices[i]);
+        free(dst->choices);
+        dst->choices = v;
+    }
+}
+
+static void media_set(a2a_track *t, a2a_media *dst, const a2a_media *src) {
+    media_drop(t, dst);
+    media_add(t, dst, src);
+}
+
 static void arts_clear(a2a_track *t) {
     for (size_t i = 0; i < t->narts; i++) {
+        media_drop(t, &t->arts[i].media);
         t->text_bytes -= t->arts[i].len <= t->text_bytes ? t->arts[i].len : t->text_bytes;
         free(t->arts[i].id);
         free(t->arts[i].text);
@@ -890,8 +1127,10 @@ static void art_upsert(a2a_track *t, const a2a_artifact *a, int append) {
             t->text_bytes -= x->len <= t->text_bytes ? x->len : t->text_bytes;
             x->len = 0;
             x->text[0] = 0;
+            media_drop(t, &x->media);
         }
         art_add(t, x, txt, n);
+        media_add(t, &x->media, &a->media);
         return;
     }
     if (t->narts >= A2A_MAX_ARTIFACTS) {
@@ -907,6 +1146,7 @@ static void art_upsert(a2a_track *t, const a2a_artifact *a, int append) {
         free(x.text);
         return;
     }
+    media_add(t, &x.media, &a->media);
     nv[t->narts++] = x;
 }
 
@@ -929,12 +1169,16 @@ void a2a_track_apply(a2a_track *t, const a2a_result *r) {
     case A2A_R_MESSAGE:
         if (t->task_id && r->task_id && !strcmp(t->task_id, r->task_id)) {
             /* an agent message inside a task: the latest thing it said */
-            if (r->agent_role && r->text && *r->text) set_str(&t->history_text, r->text);
+            if (r->agent_role && ((r->text && *r->text) || !a2a_media_empty(&r->media))) {
+                set_str(&t->history_text, r->text);
+                media_set(t, &t->history_media, &r->media);
+            }
             break;
         }
         t->got_message = 1;
         t->ended = 1;
         set_capped(t, &t->message_text, r->text ? r->text : "");
+        media_set(t, &t->message_media, &r->media);
         set_str(&t->context_id, r->context_id);
         break;
     case A2A_R_TASK:
@@ -943,10 +1187,14 @@ void a2a_track_apply(a2a_track *t, const a2a_result *r) {
         t->state = r->state;
         free(t->status_text);
         t->status_text = r->status_text ? strdup(r->status_text) : NULL;
+        media_set(t, &t->status_media, &r->status_media);
         arts_clear(t);
         for (size_t i = 0; i < r->narts; i++)
             art_upsert(t, &r->arts[i], 0);
-        if (r->history_text) set_str(&t->history_text, r->history_text);
+        if (r->history_text) {
+            set_str(&t->history_text, r->history_text);
+            media_set(t, &t->history_media, &r->history_media);
+        }
         break;
     case A2A_R_STATUS:
         if (!t->task_id) set_str(&t->task_id, r->task_id);
@@ -954,6 +1202,7 @@ void a2a_track_apply(a2a_track *t, const a2a_result *r) {
         t->state = r->state;
         free(t->status_text);
         t->status_text = r->status_text ? strdup(r->status_text) : NULL;
+        media_set(t, &t->status_media, &r->status_media);
         if (r->final) t->ended = 1;
         break;
     case A2A_R_ARTIFACT:
@@ -976,6 +1225,9 @@ void a2a_track_free(a2a_track *t) {
     arts_clear(t);
     free(t->history_text);
     free(t->message_text);
+    a2a_media_free(&t->message_media);
+    a2a_media_free(&t->status_media);
+    a2a_media_free(&t->history_media);
     size_t cap = t->max_text;
     memset(t, 0, sizeof *t);
     t->max_text = cap;
@@ -1013,6 +1265,35 @@ static void seg(char *out, size_t sz, const char *s) {
     out[n] = 0;
 }
 
+/* The end of a REST request: *path set, or -1 with *body freed. */
+static int route_done(int ok, const char *p, char **path, char **body) {
+    if (!ok) {
+        free(*body);
+        *body = NULL;
+        return -1;
+    }
+    *path = strdup(p);
+    return 0;
+}
+
+/* Appends the route of a task operation (both bindings): /tasks/{id}
+ * with ?historyLength for a poll, :cancel or :subscribe with body {}. */
+static int task_route(char *p, size_t sz, a2a_op op, const char *id, const cJSON *params,
+                      char **body) {
+    if (!id || strlen(id) > 512) return -1;
+    strcat(p, "/tasks/");
+    seg(p, sz, id);
+    if (op == A2A_OP_GET) {
+        const cJSON *hl = cJSON_GetObjectItem(params, "historyLength");
+        if (cJSON_IsNumber(hl))
+            snprintf(p + strlen(p), sz - strlen(p), "?historyLength=%d", hl->valueint);
+    } else {
+        strcat(p, op == A2A_OP_CANCEL ? ":cancel" : ":subscribe");
+        *body = strdup("{}");
+    }
+    return 0;
+}
+
 int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body) {
     *path = *body = NULL;
     cJSON *r = rpc_body ? cJSON_Parse(rpc_body) : NULL;
@@ -1043,30 +1324,177 @@ int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body) 
     case A2A_OP_GET:
     case A2A_OP_CANCEL:
     case A2A_OP_SUBSCRIBE:
-        if (!id || strlen(id) > 512) {
-            ok = 0;
-            break;
-        }
-        strcat(p, "/tasks/");
-        seg(p, sizeof p, id);
-        if (op == A2A_OP_GET) {
-            const cJSON *hl = cJSON_GetObjectItem(params, "historyLength");
-            if (cJSON_IsNumber(hl))
-                snprintf(p + strlen(p), sizeof p - strlen(p), "?historyLength=%d", hl->valueint);
-        } else {
-            strcat(p, op == A2A_OP_CANCEL ? ":cancel" : ":subscribe");
-            *body = strdup("{}");
-        }
+        ok = task_route(p, sizeof p, op, id, params, body) == 0;
         break;
     default:
         ok = 0;
     }
     cJSON_Delete(r);
-    if (!ok) {
-        free(*body);
-        *body = NULL;
+    return route_done(ok, p, path, body);
+}
+
+/* ---- the 0.3 HTTP+JSON binding ----------------------------------------- */
+
+/* A 0.3 JSON-RPC part as a 0.3 proto part. */
+static cJSON *part03_to_proto(const cJSON *p) {
+    cJSON *o = cJSON_CreateObject();
+    const char *text = str(p, "text");
+    const cJSON *f = obj(p, "file");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(p, "data");
+    if (text) {
+        cJSON_AddStringToObject(o, "text", text);
+    } else if (f) {
+        cJSON *fo = cJSON_AddObjectToObject(o, "file");
+        const char *b = str(f, "bytes"), *u = str(f, "uri"), *mt = str(f, "mimeType");
+        if (b) cJSON_AddStringToObject(fo, "fileWithBytes", b);
+        if (u) cJSON_AddStringToObject(fo, "fileWithUri", u);
+        if (mt) cJSON_AddStringToObject(fo, "mimeType", mt);
+    } else if (d) {
+        cJSON_AddItemToObject(cJSON_AddObjectToObject(o, "data"), "data", cJSON_Duplicate(d, 1));
+    }
+    return o;
+}
+
+int a2a_rest03_request(a2a_op op, const char *rpc_body, char **path, char **body) {
+    *path = *body = NULL;
+    cJSON *r = rpc_body ? cJSON_Parse(rpc_body) : NULL;
+    cJSON *params = cJSON_GetObjectItem(r, "params");
+    if (!cJSON_IsObject(params)) {
+        cJSON_Delete(r);
         return -1;
     }
+    char p[2048] = "/v1";
+    int ok = 1;
+    if (op == A2A_OP_SEND || op == A2A_OP_STREAM) {
+        strcat(p, op == A2A_OP_SEND ? "/message:send" : "/message:stream");
+        const cJSON *m = obj(params, "message"), *x;
+        cJSON *b = cJSON_CreateObject();
+        cJSON *rq = cJSON_AddObjectToObject(b, "request");
+        static const char *const ids[] = {"messageId", "contextId", "taskId"};
+        for (int i = 0; i < 3; i++)
+            if (nstr(m, ids[i])) cJSON_AddStringToObject(rq, ids[i], nstr(m, ids[i]));
+        cJSON_AddStringToObject(rq, "role", "ROLE_USER");
+        cJSON *content = cJSON_AddArrayToObject(rq, "content");
+        cJSON_ArrayForEach(x, arr(m, "parts")) cJSON_AddItemToArray(content, part03_to_proto(x));
+        const cJSON *cfg = obj(params, "configuration");
+        if (cfg) cJSON_AddItemToObject(b, "configuration", cJSON_Duplicate(cfg, 1));
+        *body = cJSON_PrintUnformatted(b);
+        cJSON_Delete(b);
+    } else if (op == A2A_OP_GET || op == A2A_OP_CANCEL || op == A2A_OP_SUBSCRIBE) {
+        ok = task_route(p, sizeof p, op, nstr(params, "id"), params, body) == 0;
+    } else {
+        ok = 0;
+    }
+    cJSON_Delete(r);
+    return route_done(ok, p, path, body);
+}
+
+static void rename_item(cJSON *o, const char *from, const char *to) {
+    cJSON *x = cJSON_DetachItemFromObjectCaseSensitive(o, from);
+    if (x) {
+        cJSON_DeleteItemFromObjectCaseSensitive(o, to);
+        cJSON_AddItemToObject(o, to, x);
+    }
+}
+
+/* 0.3 proto parts -> 1.0 parts, in place. */
+static void norm03_parts(cJSON *parts) {
+    cJSON *p;
+    cJSON_ArrayForEach(p, parts) {
+        cJSON *f = cJSON_GetObjectItemCaseSensitive(p, "file");
+        cJSON *d = cJSON_GetObjectItemCaseSensitive(p, "data");
+        if (cJSON_IsObject(f)) {
+            cJSON *b = cJSON_DetachItemFromObjectCaseSensitive(f, "fileWithBytes");
+            cJSON *u = cJSON_DetachItemFromObjectCaseSensitive(f, "fileWithUri");
+            cJSON *mt = cJSON_DetachItemFromObjectCaseSensitive(f, "mimeType");
+            cJSON_DeleteItemFromObjectCaseSensitive(p, "file");
+            if (b) cJSON_AddItemToObject(p, "raw", b);
+            if (u) cJSON_AddItemToObject(p, "url", u);
+            if (mt) cJSON_AddItemToObject(p, "mediaType", mt);
+        } else if (cJSON_IsObject(d) && cJSON_GetObjectItemCaseSensitive(d, "data")) {
+            cJSON *inner = cJSON_DetachItemFromObjectCaseSensitive(d, "data");
+            cJSON_ReplaceItemInObjectCaseSensitive(p, "data", inner);
+        }
+    }
+}
+
+static void norm03_message(cJSON *m) {
+    if (!cJSON_IsObject(m)) return;
+    rename_item(m, "content", "parts");
+    norm03_parts(cJSON_GetObjectItemCaseSensitive(m, "parts"));
+}
+
+static void norm03_status(cJSON *st) {
+    if (!cJSON_IsObject(st)) return;
+    rename_item(st, "update", "message");
+    norm03_message(cJSON_GetObjectItemCaseSensitive(st, "message"));
+}
+
+static void norm03_task(cJSON *t) {
+    cJSON *x;
+    if (!cJSON_IsObject(t)) return;
+    norm03_status(cJSON_GetObjectItemCaseSensitive(t, "status"));
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(t, "artifacts"))
+        norm03_parts(cJSON_GetObjectItemCaseSensitive(x, "parts"));
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(t, "history")) norm03_message(x);
+}
+
+char *a2a_rest03_normalize(const char *json, size_t len) {
+    cJSON *r = json ? cJSON_ParseWithLength(json, len) : NULL;
+    if (!cJSON_IsObject(r)) {
+        cJSON_Delete(r);
+        return NULL;
+    }
+    rename_item(r, "msg", "message");
+    cJSON *x;
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "message"))) norm03_message(x);
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "task"))) norm03_task(x);
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "statusUpdate")))
+        norm03_status(cJSON_GetObjectItemCaseSensitive(x, "status"));
+    if ((x = cJSON_GetObjectItemCaseSensitive(r, "artifactUpdate")))
+        norm03_parts(cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(x, "artifact"), "parts"));
+    if (has(r, "id") && has(r, "status")) norm03_task(r); /* a bare Task (GetTask) */
+    char *out = cJSON_PrintUnformatted(r);
+    cJSON_Delete(r);
+    return out;
+}
+
+int a2a_rest_push_request(int v03, const char *rpc_body, char **path, char **body) {
+    *path = *body = NULL;
+    cJSON *r = rpc_body ? cJSON_Parse(rpc_body) : NULL;
+    cJSON *params = cJSON_GetObjectItem(r, "params");
+    const char *id = nstr(params, "taskId");
+    const char *tenant = nstr(params, "tenant");
+    if (!id || strlen(id) > 512 || (tenant && strlen(tenant) > 256)) {
+        cJSON_Delete(r);
+        return -1;
+    }
+    char p[4096] = "";
+    if (v03) {
+        strcat(p, "/v1");
+    } else if (tenant) {
+        strcat(p, "/");
+        seg(p, sizeof p, tenant);
+    }
+    strcat(p, "/tasks/");
+    seg(p, sizeof p, id);
+    strcat(p, "/pushNotificationConfigs");
+    cJSON *b;
+    if (v03) {
+        b = cJSON_CreateObject();
+        char name[600];
+        snprintf(name, sizeof name, "tasks/%s/pushNotificationConfigs/", id);
+        cJSON_AddStringToObject(b, "name", name);
+        cJSON *cfg = cJSON_DetachItemFromObjectCaseSensitive(params, "pushNotificationConfig");
+        if (cfg) cJSON_AddItemToObject(b, "pushNotificationConfig", cfg);
+    } else {
+        b = cJSON_DetachItemFromObjectCaseSensitive(r, "params");
+        cJSON_DeleteItemFromObjectCaseSensitive(b, "tenant");
+    }
+    *body = cJSON_PrintUnformatted(b);
+    cJSON_Delete(b);
+    cJSON_Delete(r);
     *path = strdup(p);
     return 0;
 }
@@ -1115,6 +1543,14 @@ int a2a_rest_error(const char *json, size_t len, int *code, char **msg) {
     *code = 0;
     *msg = NULL;
     cJSON *r = json ? cJSON_ParseWithLength(json, len) : NULL;
+    const cJSON *c03 = cJSON_GetObjectItem(r, "code");
+    if (cJSON_IsNumber(c03) && c03->valuedouble <= -32001 && c03->valuedouble >= -32768) {
+        /* the 0.3 binding: the JSON-RPC error object itself */
+        *code = (int)c03->valuedouble;
+        *msg = xstrdup(str(r, "message"));
+        cJSON_Delete(r);
+        return 0;
+    }
     const cJSON *e = cJSON_GetObjectItem(r, "error");
     const cJSON *d;
     int found = 0;

@@ -88,10 +88,12 @@ typedef struct a2a_card {
     char *url_v03; /* JSON-RPC endpoint speaking 0.2/0.3, or NULL */
     a2a_dialect preferred;
     int streaming;      /* capabilities.streaming */
+    int push;           /* capabilities.pushNotifications */
     int text_input;     /* defaultInputModes accepts text (or is absent) */
     int other_bindings; /* interfaces offered that are not JSON-RPC */
     char *url_rest;     /* first HTTP+JSON (REST) endpoint speaking 1.x, or NULL */
     char *tenant_rest;  /* tenant of that interface, or NULL */
+    char *url_rest03;   /* first HTTP+JSON (REST) endpoint speaking 0.x, or NULL */
     /* Security, both card shapes. */
     int auth_required; /* requirements listed (or schemes without requirements) */
     int auth_bearer;   /* an HTTP bearer scheme */
@@ -128,8 +130,18 @@ typedef enum {
 
 const char *a2a_method(a2a_dialect d, a2a_op op);
 
+/* A file sent with a message: inline bytes (sent base64) or a URL. */
+typedef struct a2a_out_file {
+    const char *mime, *name; /* NULL = none */
+    const void *data;        /* NULL: url only */
+    size_t len;
+    const char *url;
+} a2a_out_file;
+
 typedef struct a2a_send {
     const char *text;
+    const a2a_out_file *files; /* file parts after the text part */
+    size_t nfiles;
     const char *message_id;
     const char *context_id; /* NULL or "" = none */
     const char *task_id;    /* NULL or "" = none */
@@ -152,11 +164,41 @@ char *a2a_build_send(a2a_dialect d, int stream, const char *rpc_id, const a2a_se
 char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char *task_id,
                         const char *tenant);
 
+/* Registers a push notification config for a task: 1.0
+ * CreateTaskPushNotificationConfig {taskId, url, token, authentication:
+ * {scheme: "Bearer", credentials}}, 0.3 tasks/pushNotificationConfig/set
+ * {taskId, pushNotificationConfig: {url, token, authentication: {schemes:
+ * ["Bearer"], credentials}}}. malloc()ed. */
+char *a2a_build_push_set(a2a_dialect d, const char *rpc_id, const char *task_id, const char *tenant,
+                         const char *url, const char *token, const char *bearer);
+/* The REST form of a2a_build_push_set's body: 1.0 POST
+ * [/{tenant}]/tasks/{id}/pushNotificationConfigs with the config, 0.3
+ * (v03) POST /v1/tasks/{id}/pushNotificationConfigs with {name,
+ * pushNotificationConfig}. 0, or -1 on an unusable body. */
+int a2a_rest_push_request(int v03, const char *rpc_body, char **path, char **body);
+/* The task id a push notification body names: a 1.0 StreamResponse
+ * ({"task":{"id"}}, {"statusUpdate":{"taskId"}}, ...), a 0.3 Task or
+ * event, bare or as a JSON-RPC result. malloc()ed, or NULL. */
+char *a2a_push_task_id(const char *json, size_t len);
+
 /* The HTTP+JSON (REST) binding, 1.0: the request for op, derived from the
  * JSON-RPC body of the same call (a2a_build_send / a2a_build_task_op).
  * *path (malloc()ed) goes after the interface URL; *body (malloc()ed, NULL
  * for a GET) is the ProtoJSON request. 0, or -1 on an unusable body. */
 int a2a_rest_request(a2a_op op, const char *rpc_body, char **path, char **body);
+/* The HTTP+JSON binding of 0.3 (proto-named shapes under /v1): the
+ * request for op from the 0.3 JSON-RPC body of the same call. A message
+ * becomes {"request": {messageId, contextId, taskId, role: ROLE_USER,
+ * content: [{text} | {file: {fileWithBytes | fileWithUri, mimeType}}]},
+ * "configuration": {blocking, acceptedOutputModes}} (0.3 REST parts carry
+ * no file name). 0, or -1 on an unusable body. */
+int a2a_rest03_request(a2a_op op, const char *rpc_body, char **path, char **body);
+/* A 0.3 REST answer (SendMessageResponse, Task or StreamResponse) in the
+ * 1.0 shapes a2a_rest_wrap + a2a_rpc_parse read: "msg" -> "message",
+ * "content" -> "parts", status "update" -> "message", file and data parts
+ * unwrapped. malloc()ed, NULL when not JSON. */
+char *a2a_rest03_normalize(const char *json, size_t len);
+
 /* The REST form of ListTasks (GET, path after the interface URL).
  * malloc()ed; NULL for a tenant over 256 bytes. A contextId over 512
  * bytes is left out. Task ids over 512 bytes and tenants over 256 make
@@ -165,8 +207,9 @@ char *a2a_rest_list_path(const char *context_id, const char *tenant, int history
 /* Wraps a REST answer (a bare result or stream event) as a JSON-RPC
  * response, so a2a_rpc_parse reads it. malloc()ed. */
 char *a2a_rest_wrap(const char *json, size_t len);
-/* A REST error body (google.rpc.Status with an A2A ErrorInfo reason): the
- * JSON-RPC code the reason stands for. 0 with *code and *msg (malloc()ed,
+/* A REST error body (google.rpc.Status with an A2A ErrorInfo reason, or
+ * the 0.3 binding's {"code": <JSON-RPC code>, "message"}): the JSON-RPC
+ * code it stands for. 0 with *code and *msg (malloc()ed,
  * may be NULL) set; -1 when the body names no known A2A error. */
 int a2a_rest_error(const char *json, size_t len, int *code, char **msg);
 
@@ -180,10 +223,39 @@ typedef enum {
     A2A_R_ARTIFACT, /* artifact update */
 } a2a_kind;
 
+/* Structured data shown to users: pretty JSON cut at this many bytes. */
+#define A2A_DATA_SHOWN 2000
+/* Files kept per parts list (message, status, artifact); more are ignored. */
+#define A2A_MAX_FILES 16
+/* Choices taken from a data part {"choices": [...]}: at most this many,
+ * each at most A2A_CHOICE_MAX bytes (longer or empty ones are skipped). */
+#define A2A_MAX_CHOICES 16
+#define A2A_CHOICE_MAX 128
+
+/* A file part of the agent's answer: decoded bytes, or a URL. */
+typedef struct a2a_file {
+    char *name, *mime; /* NULL = not given */
+    char *url;         /* the part's uri/url, or NULL */
+    unsigned char *data;
+    size_t len;  /* decoded length (also when data was dropped) */
+    int dropped; /* inline bytes not kept: invalid base64 or over the cap */
+} a2a_file;
+
+/* What a parts list carries besides text. */
+typedef struct a2a_media {
+    a2a_file *files;
+    size_t nfiles;
+    char **choices; /* NULL-terminated, or NULL */
+} a2a_media;
+
+void a2a_media_free(a2a_media *m);
+int a2a_media_empty(const a2a_media *m);
+
 typedef struct a2a_artifact {
     char *id;
     char *text;      /* text of its parts, concatenated */
     size_t len, cap; /* in a track: length of text and its allocation */
+    a2a_media media;
 } a2a_artifact;
 
 typedef struct a2a_result {
@@ -198,6 +270,8 @@ typedef struct a2a_result {
     size_t narts;
     int append, last_chunk; /* ARTIFACT */
     char *history_text;     /* TASK: text of the last agent message in history */
+    /* Files and choices beside text, status_text and history_text. */
+    a2a_media media, status_media, history_media;
 } a2a_result;
 
 typedef struct a2a_rpc {
@@ -234,6 +308,11 @@ typedef struct a2a_track {
      * (0 = no cap) is dropped and `cut` set; appends stay linear. */
     size_t max_text, text_bytes;
     int cut;
+    /* Files and choices beside message_text, status_text, history_text
+     * (artifacts carry their own). Inline file bytes beyond max_text in
+     * total are dropped (the file keeps its name and size). */
+    a2a_media message_media, status_media, history_media;
+    size_t file_bytes;
 } a2a_track;
 
 /* Folds a result into the track: a Task replaces the snapshot, status and

@@ -29,9 +29,14 @@ add_dependencies(test_a2a_chaos backend_a2a transport_telegram)
 # Interoperability with agents on the official A2A JS SDK (1.0 and 0.3
 # compat, plain and streaming). npm ci goes into the build dir once; without
 # node, npm or the registry the test reports SKIP (exit 77) and says why.
+# a2a_interop_files: the plugin in-process (fake host) against the same
+# agents, for what the console transport cannot carry: files and choices.
+add_executable(a2a_interop_files ${A2A_TDIR}/interop/files.c)
+target_link_libraries(a2a_interop_files PRIVATE backend_a2a_obj routerd_fake_host)
 add_test(NAME test_a2a_interop
          COMMAND sh ${A2A_TDIR}/interop/run.sh ${A2A_TDIR}/interop ${CMAKE_BINARY_DIR}/a2a-interop
-                 $<TARGET_FILE:routerd> ${ROUTERD_PLUGIN_OUTPUT_DIR})
+                 $<TARGET_FILE:routerd> ${ROUTERD_PLUGIN_OUTPUT_DIR}
+                 $<TARGET_FILE:a2a_interop_files>)
 set_tests_properties(test_a2a_interop PROPERTIES LABELS interop SKIP_RETURN_CODE 77 TIMEOUT 300)
 
 # Interop with two A2A servers independent of @a2a-js/sdk (VoltAgent and
@@ -51,7 +56,7 @@ foreach(f sse response)
   routerd_fuzz_target(fuzz_a2a_${f}
                       SOURCES ${A2A_TDIR}/fuzz/fuzz_a2a_${f}.c ${A2A_PLUGIN_DIR}/a2a_parse.c
                               ${A2A_PLUGIN_DIR}/a2a_sse.c
-                      LIBS PkgConfig::CJSON)
+                      LIBS PkgConfig::CJSON PkgConfig::CRYPTO)
   target_include_directories(fuzz_a2a_${f} PRIVATE ${A2A_PLUGIN_DIR})
   if(TARGET fuzz_a2a_${f}_fuzzer)
     target_include_directories(fuzz_a2a_${f}_fuzzer PRIVATE ${A2A_PLUGIN_DIR})

@@ -1,7 +1,8 @@
 /* JSON-RPC response and agent card parsing: arbitrary bytes as a response
  * (with and without an expected id) folded into a track, and as a card;
- * as a REST answer (wrapped, or read as an error) and as the JSON-RPC body
- * a REST request is derived from. */
+ * as a REST answer of either binding (wrapped, or read as an error), as a
+ * pushed notification, and as the JSON-RPC body a REST request is derived
+ * from. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,13 +33,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     a2a_card c;
     if (a2a_card_parse(s, size, "http://agent:1/a/.well-known/agent-card.json", &c, err,
                        sizeof err) == 0) {
-        if (!c.url_v10 && !c.url_v03 && !c.url_rest) abort();
+        if (!c.url_v10 && !c.url_v03 && !c.url_rest && !c.url_rest03) abort();
         a2a_card_free(&c);
     }
     char *w = a2a_rest_wrap(s, size);
     a2a_rpc r;
     if (w && a2a_rpc_parse(w, strlen(w), NULL, &r, err, sizeof err) == 0) a2a_rpc_free(&r);
     free(w);
+    char *n = a2a_rest03_normalize(s, size); /* the 0.3 binding's shapes */
+    w = n ? a2a_rest_wrap(n, strlen(n)) : NULL;
+    if (w && a2a_rpc_parse(w, strlen(w), NULL, &r, err, sizeof err) == 0) a2a_rpc_free(&r);
+    free(w);
+    free(n);
+    char *pt = a2a_push_task_id(s, size); /* a pushed body */
+    if (pt && strlen(pt) > 512) abort();
+    free(pt);
     int code;
     char *msg;
     if (a2a_rest_error(s, size, &code, &msg) == 0) {
@@ -53,6 +62,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             char *path, *rb;
             if (a2a_rest_request((a2a_op)op, body, &path, &rb) == 0) {
                 if (path[0] != '/' && path[0] != 0) abort();
+                free(path);
+                free(rb);
+            }
+            if (a2a_rest03_request((a2a_op)op, body, &path, &rb) == 0) {
+                if (strncmp(path, "/v1/", 4)) abort();
                 free(path);
                 free(rb);
             }

@@ -241,6 +241,129 @@ static void test_streams(void **state) {
     fa2a_stop(f);
 }
 
+/* Files and choices end to end: a file on a console line reaches the
+ * agent as a file part; the agent's file parts reach the console as
+ * attachments, its data part as a JSON block; its choices as choices, and
+ * a pick ("#1") continues the task. Both dialects. */
+static void test_files_and_choices(void **state) {
+    (void)state;
+    free(rt_write_file(dir, "note.txt", "hello from the console"));
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        fa2a *f = fa2a_start(&(fa2a_opts){.speaks = (fa_dialect)d});
+        char *m = manifest(d == FA_V10 ? "files10" : "files03", 0, fa2a_url(f), NULL);
+        char line[512];
+        snprintf(line, sizeof line, "look<file:%s/note.txt>\n", dir);
+        const char *in[] = {line, "files\n", "choose\n", "#1\n", NULL};
+        const char *out[] = {
+            "echo: look\n",
+            "here are files\n```json\n{\n  \"total\": 3\n}\n```\n"
+            "[file: hello.txt (text/plain, 10 bytes)]\n"
+            "[file: report.pdf (application/pdf, https://files.example/report.pdf)]\n",
+            "Proceed?\n[choices: 1) yes 2) no]\n", "Hello, yes!\n"};
+        rt_proc *p = run(m, in, out);
+        fa_req r;
+        assert_int_equal(fa2a_req(f, 0, &r), 0);
+        assert_string_equal(r.text, "look");
+        assert_int_equal(r.nfiles, 1);
+        assert_string_equal(r.file_name, "note.txt");
+        assert_string_equal(r.file_mime, "text/plain");
+        assert_int_equal(r.file_len, 22);
+        assert_memory_equal(r.file_data, "hello from the console", 22);
+        assert_int_equal(fa2a_last(f, NULL, &r), 0);
+        assert_string_equal(r.text, "yes");
+        assert_string_equal(r.task_id, "task-1");
+        rt_free(p);
+        free(m);
+        assert_int_equal(fa2a_executions(f, NULL), 1);
+        fa2a_stop(f);
+    }
+}
+
+/* Push notifications: the card allows them, push_url is set: each polled
+ * task registers the webhook with its own token, the agent's push wakes
+ * the poller (which asks GetTask), long before push_fallback_s. A push
+ * with a wrong token is refused and the task is still answered by the
+ * fallback poll; a push without the route's bearer secret is refused. */
+static void test_push_notifications(void **state) {
+    (void)state;
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        fa2a *f = fa2a_start(&(fa2a_opts){.speaks = (fa_dialect)d, .token = TOKEN, .push = 1});
+        int port = rt_free_port();
+        char extra[200];
+        snprintf(extra, sizeof extra, "push_url = http://127.0.0.1:%d/\npush_fallback_s = 120\n",
+                 port);
+        char *m = manifest("push", port, fa2a_url(f), extra);
+        const char *in[] = {"task 1200\n", NULL};
+        const char *out[] = {"done: task 1200\n"};
+        rt_proc *p = run(m, in, out); /* within 15 s: the push, not the 120 s poll */
+        const char *set =
+            d == FA_V10 ? "CreateTaskPushNotificationConfig" : "tasks/pushNotificationConfig/set";
+        assert_int_equal(fa2a_count(f, set), 1);
+        int delivered = 0, status = 0;
+        assert_int_equal(fa2a_pushes(f, &delivered, &status), 1);
+        assert_int_equal(delivered, 1);
+        assert_int_equal(status, 200);
+        /* one look after registering, one after the push */
+        int gets = fa2a_count(f, d == FA_V10 ? "GetTask" : "tasks/get");
+        assert_true(gets >= 1 && gets <= 3);
+        assert_null(strstr(rt_stderr(p), TOKEN));
+        rt_free(p);
+        free(m);
+        assert_int_equal(fa2a_executions(f, NULL), 1);
+        fa2a_stop(f);
+    }
+
+    /* a wrong per-task token: refused (401), answered by the fallback poll */
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V10, .push = 1, .push_bad_token = 1});
+    int port = rt_free_port();
+    char extra[200];
+    snprintf(extra, sizeof extra, "push_url = http://127.0.0.1:%d\npush_fallback_s = 3\n", port);
+    char *m = manifest("push-bad", port, fa2a_url(f), extra);
+    const char *in[] = {"task 300\n", NULL};
+    const char *out[] = {"done: task 300\n"};
+    rt_proc *p = run(m, in, out);
+    int delivered = -1, status = 0;
+    assert_int_equal(fa2a_pushes(f, &delivered, &status), 1);
+    assert_int_equal(delivered, 0);
+    assert_int_equal(status, 401);
+    assert_non_null(strstr(rt_stderr(p), "wrong X-A2A-Notification-Token"));
+    rt_free(p);
+    free(m);
+
+    /* an agent that refuses registrations is polled (once refused, not
+     * asked again) */
+    fa2a *g = fa2a_start(&(fa2a_opts){.speaks = FA_V03, .push = 1, .push_refuse = 1});
+    snprintf(extra, sizeof extra, "push_url = http://127.0.0.1:%d/\npush_fallback_s = 120\n", port);
+    m = manifest("push-refused", port, fa2a_url(g), extra);
+    const char *in2[] = {"task 200\n", "task 100\n", NULL};
+    const char *out2[] = {"done: task 200\n", "done: task 100\n"};
+    p = run(m, in2, out2);
+    assert_int_equal(fa2a_count(g, "tasks/pushNotificationConfig/set"), 1);
+    assert_true(fa2a_count(g, "tasks/get") >= 2);
+    assert_non_null(strstr(rt_stderr(p), "refused a push notification config"));
+    rt_free(p);
+    free(m);
+    fa2a_stop(g);
+
+    /* the route itself: no bearer secret, no entry (nothing read) */
+    snprintf(extra, sizeof extra, "push_url = http://127.0.0.1:%d/\n", port);
+    m = manifest("push-route", port, fa2a_url(f), extra);
+    p = rt_start(m, NULL, NULL);
+    assert_non_null(p);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+    rt_wait_http(url, 200, 10000);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/a2a/agent/push", port);
+    const char *hd[] = {"Content-Type: application/json", "Authorization: Bearer guessed", NULL};
+    assert_int_equal(rt_http("POST", url, "{\"task\":{\"id\":\"task-1\"}}", hd, NULL), 401);
+    assert_int_equal(rt_http("POST", url, "{}", NULL, NULL), 401);
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
 /* The agent starts after the router: /healthz is 503 until the card is
  * fetched, then 200, and messages go through. */
 static void test_late_agent_readiness(void **state) {
@@ -283,6 +406,7 @@ int main(void) {
         cmocka_unit_test(test_replies_and_headers),  cmocka_unit_test(test_failures_classified),
         cmocka_unit_test(test_context_restart),      cmocka_unit_test(test_streams),
         cmocka_unit_test(test_late_agent_readiness), cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_push_notifications),   cmocka_unit_test(test_files_and_choices),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,8 +4,10 @@
 
 #include <cjson/cJSON.h>
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -27,6 +29,8 @@ typedef struct task {
     char answer[300];
     char msg_id[96], text[256]; /* the user message that created it */
     int flood;                  /* K_FLOOD: 1 KiB appends to stream */
+    int files;                  /* "filetask": the answer carries media_parts() */
+    int choose;                 /* "choose": the question offers choices (2: only them) */
     struct task *next;
 } task;
 
@@ -58,6 +62,8 @@ struct fa2a {
     int card_version, not_modified; /* ETag "v<version>"; 304 answers */
     char rpc_path[32];
     atomic_int stopping;
+    atomic_int pushers;               /* push threads running */
+    int pushes, push_ok, push_status; /* under mu */
 };
 
 /* The request being answered came over the REST binding (set around
@@ -105,6 +111,31 @@ static cJSON *text_part(int v10, const char *text) {
     return p;
 }
 
+/* A file part in either dialect: base64 bytes (url 0) or a URL. */
+static cJSON *file_part(int v10, const char *value, int url, const char *mime, const char *name) {
+    cJSON *p = cJSON_CreateObject(), *d = p;
+    if (!v10) {
+        cJSON_AddStringToObject(p, "kind", "file");
+        d = cJSON_AddObjectToObject(p, "file");
+    }
+    cJSON_AddStringToObject(d, url ? (v10 ? "url" : "uri") : (v10 ? "raw" : "bytes"), value);
+    cJSON_AddStringToObject(d, v10 ? "mediaType" : "mimeType", mime);
+    cJSON_AddStringToObject(d, v10 ? "filename" : "name", name);
+    return p;
+}
+
+/* A file part with bytes ("hello file", hello.txt), a file part with a
+ * URL (report.pdf) and a data part {"total": 3}. */
+static void media_parts(int v10, cJSON *parts) {
+    cJSON_AddItemToArray(parts, file_part(v10, "aGVsbG8gZmlsZQ==", 0, "text/plain", "hello.txt"));
+    cJSON_AddItemToArray(parts, file_part(v10, "https://files.example/report.pdf", 1,
+                                          "application/pdf", "report.pdf"));
+    cJSON *p = cJSON_CreateObject();
+    if (!v10) cJSON_AddStringToObject(p, "kind", "data");
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(p, "data"), "total", 3);
+    cJSON_AddItemToArray(parts, p);
+}
+
 static cJSON *message(int v10, const char *text, const char *ctx, const char *task_id) {
     static atomic_int seq;
     char id[32];
@@ -150,7 +181,20 @@ static cJSON *status(int v10, const task *t, int s) {
                        : s == S_FAILED   ? "the tool crashed"
                        : s == S_REJECTED ? "I will not do that"
                                          : NULL;
-    if (note) cJSON_AddItemToObject(st, "message", message(v10, note, t->ctx, t->id));
+    if (s == S_INPUT && t->choose) note = "Proceed?";
+    if (note) {
+        cJSON *m = message(v10, note, t->ctx, t->id);
+        if (s == S_INPUT && t->choose) {
+            cJSON *p = cJSON_CreateObject();
+            if (!v10) cJSON_AddStringToObject(p, "kind", "data");
+            cJSON *ch = cJSON_AddArrayToObject(cJSON_AddObjectToObject(p, "data"), "choices");
+            cJSON_AddItemToArray(ch, cJSON_CreateString("yes"));
+            cJSON_AddItemToArray(ch, cJSON_CreateString("no"));
+            cJSON_AddItemToArray(cJSON_GetObjectItem(m, "parts"), p);
+            if (t->choose == 2) cJSON_DeleteItemFromArray(cJSON_GetObjectItem(m, "parts"), 0);
+        }
+        cJSON_AddItemToObject(st, "message", m);
+    }
     cJSON_AddStringToObject(st, "timestamp", "2026-01-01T00:00:00Z");
     return st;
 }
@@ -173,7 +217,9 @@ static cJSON *task_json(int v10, const task *t, long long now) {
     cJSON_AddItemToObject(j, "status", status(v10, t, s));
     if (s == S_COMPLETED) {
         cJSON *arts = cJSON_AddArrayToObject(j, "artifacts");
-        cJSON_AddItemToArray(arts, artifact(v10, t->answer));
+        cJSON *a = artifact(v10, t->answer);
+        if (t->files) media_parts(v10, cJSON_GetObjectItem(a, "parts"));
+        cJSON_AddItemToArray(arts, a);
     }
     return j;
 }
@@ -519,6 +565,7 @@ static char *card_json(fa2a *f) {
     }
     cJSON *caps = cJSON_AddObjectToObject(c, "capabilities");
     cJSON_AddBoolToObject(caps, "streaming", o->streaming);
+    if (o->push) cJSON_AddBoolToObject(caps, "pushNotifications", 1);
     if (o->required_ext) {
         cJSON *ext = cJSON_CreateObject();
         cJSON_AddStringToObject(ext, "uri", o->required_ext);
@@ -615,9 +662,34 @@ static void record(fa2a *f, struct MHD_Connection *c, const char *method, const 
     const char *tid = cJSON_GetStringValue(cJSON_GetObjectItem(m, "taskId"));
     if (!tid) tid = cJSON_GetStringValue(cJSON_GetObjectItem(params, "id"));
     copy(r.task_id, sizeof r.task_id, tid);
-    const cJSON *parts = cJSON_GetObjectItem(m, "parts");
+    const cJSON *parts = cJSON_GetObjectItem(m, "parts"), *p;
     copy(r.text, sizeof r.text,
          cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(parts, 0), "text")));
+    cJSON_ArrayForEach(p, parts) {
+        const cJSON *fp = cJSON_GetObjectItem(p, "file");
+        int v03 = fp != NULL;
+        const cJSON *d = v03 ? fp : p;
+        const char *b = cJSON_GetStringValue(cJSON_GetObjectItem(d, v03 ? "bytes" : "raw"));
+        const char *u = cJSON_GetStringValue(cJSON_GetObjectItem(d, v03 ? "uri" : "url"));
+        if (!b && !u) continue;
+        if (r.nfiles++) continue; /* the first file is recorded */
+        copy(r.file_name, sizeof r.file_name,
+             cJSON_GetStringValue(cJSON_GetObjectItem(d, v03 ? "name" : "filename")));
+        copy(r.file_mime, sizeof r.file_mime,
+             cJSON_GetStringValue(cJSON_GetObjectItem(d, v03 ? "mimeType" : "mediaType")));
+        copy(r.file_url, sizeof r.file_url, u);
+        size_t bl = b ? strlen(b) : 0;
+        if (b && bl % 4 == 0 && bl / 4 * 3 < sizeof r.file_data) {
+            int n =
+                EVP_DecodeBlock((unsigned char *)r.file_data, (const unsigned char *)b, (int)bl);
+            size_t pad = bl && b[bl - 1] == '=' ? (bl > 1 && b[bl - 2] == '=' ? 2 : 1) : 0;
+            r.file_len = n >= (int)pad ? n - (int)pad : -1;
+        } else if (b) {
+            r.file_len = -1; /* not base64, or too long to record */
+        }
+    }
+    const cJSON *hl = cJSON_GetObjectItem(params, "historyLength");
+    r.history_length = cJSON_IsNumber(hl) ? hl->valueint : -1;
     const cJSON *cfg = cJSON_GetObjectItem(params, "configuration");
     const cJSON *b = cJSON_GetObjectItem(cfg, "blocking");
     const cJSON *ri = cJSON_GetObjectItem(cfg, "returnImmediately");
@@ -738,7 +810,12 @@ static void task_stream(fa2a *f, stream *s, int v10, task *t, int fresh) {
     snprintf(p3, sizeof p3, "%s", snap.answer + b);
     event(s, NULL, artifact_update(v10, &snap, p1, 0, 0), 3);
     event(s, NULL, artifact_update(v10, &snap, p2, 1, 0), 2);
-    event(s, NULL, artifact_update(v10, &snap, p3, 1, 1), 0);
+    cJSON *last = artifact_update(v10, &snap, p3, 1, 1);
+    if (snap.files) {
+        cJSON *u = v10 ? cJSON_GetObjectItem(last, "artifactUpdate") : last;
+        media_parts(v10, cJSON_GetObjectItem(cJSON_GetObjectItem(u, "artifact"), "parts"));
+    }
+    event(s, NULL, last, 0);
     pthread_mutex_lock(&f->mu);
     if (!waits) t->done_at = now; /* completed once the stream says so */
     task done = *t;
@@ -777,6 +854,114 @@ static char *list_tasks(fa2a *f, const cJSON *id, const cJSON *params) {
     return envelope(id, res);
 }
 
+/* ---- push notifications ------------------------------------------------ */
+
+typedef struct {
+    fa2a *f;
+    int v10;
+    char task[32], url[256], token[128], auth[256];
+} pusher;
+
+static size_t discard(char *p, size_t n, size_t m, void *arg) {
+    (void)p, (void)arg;
+    return n * m;
+}
+
+/* Waits for the task to settle, then POSTs it to the webhook once. */
+static void *push_main(void *arg) {
+    pusher *pu = arg;
+    fa2a *f = pu->f;
+    cJSON *tj = NULL;
+    for (int i = 0; i < 3000 && !atomic_load(&f->stopping); i++) {
+        pthread_mutex_lock(&f->mu);
+        task *t = find_task(f, pu->task);
+        long long now = mono_ms();
+        int st = t ? task_state(t, now) : S_FAILED;
+        if (t && (terminal(st) || st == S_INPUT || st == S_AUTH)) tj = task_json(pu->v10, t, now);
+        pthread_mutex_unlock(&f->mu);
+        if (tj || !t) break;
+        pause_ms(f, 20);
+    }
+    if (tj) {
+        cJSON *w = wrap(pu->v10, "task", tj);
+        char *body = cJSON_PrintUnformatted(w);
+        cJSON_Delete(w);
+        CURL *cu = curl_easy_init();
+        struct curl_slist *hd = curl_slist_append(NULL, "Content-Type: application/json");
+        char h1[300], h2[200];
+        snprintf(h1, sizeof h1, "Authorization: %s", pu->auth);
+        snprintf(h2, sizeof h2, "X-A2A-Notification-Token: %s",
+                 f->o.push_bad_token ? "0123456789abcdef0123456789abcdef" : pu->token);
+        hd = curl_slist_append(hd, h1);
+        hd = curl_slist_append(hd, h2);
+        curl_easy_setopt(cu, CURLOPT_URL, pu->url);
+        curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(cu, CURLOPT_HTTPHEADER, hd);
+        curl_easy_setopt(cu, CURLOPT_TIMEOUT_MS, 5000L);
+        curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, discard);
+        curl_easy_setopt(cu, CURLOPT_NOSIGNAL, 1L);
+        long status = 0;
+        if (curl_easy_perform(cu) == CURLE_OK)
+            curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, &status);
+        curl_slist_free_all(hd);
+        curl_easy_cleanup(cu);
+        free(body);
+        pthread_mutex_lock(&f->mu);
+        f->pushes++;
+        f->push_status = (int)status;
+        if (status >= 200 && status < 300) f->push_ok++;
+        pthread_mutex_unlock(&f->mu);
+    }
+    atomic_fetch_sub(&f->pushers, 1);
+    free(pu);
+    return NULL;
+}
+
+/* CreateTaskPushNotificationConfig / tasks/pushNotificationConfig/set */
+static char *push_set(fa2a *f, const cJSON *id, const cJSON *params, int v10) {
+    const cJSON *cfg = v10 ? params : cJSON_GetObjectItem(params, "pushNotificationConfig");
+    const char *tid = cJSON_GetStringValue(cJSON_GetObjectItem(params, "taskId"));
+    const char *url = cJSON_GetStringValue(cJSON_GetObjectItem(cfg, "url"));
+    const cJSON *au = cJSON_GetObjectItem(cfg, "authentication");
+    const char *scheme =
+        v10 ? cJSON_GetStringValue(cJSON_GetObjectItem(au, "scheme"))
+            : cJSON_GetStringValue(cJSON_GetArrayItem(cJSON_GetObjectItem(au, "schemes"), 0));
+    const char *cred = cJSON_GetStringValue(cJSON_GetObjectItem(au, "credentials"));
+    const char *tok = cJSON_GetStringValue(cJSON_GetObjectItem(cfg, "token"));
+    if (f->o.push_refuse)
+        return error_body(v10, id, -32003, "Push notifications are not supported");
+    pthread_mutex_lock(&f->mu);
+    int known = tid && find_task(f, tid) != NULL;
+    pthread_mutex_unlock(&f->mu);
+    if (!known) return error_body(v10, id, -32001, "Task not found");
+    if (!url || strncmp(url, "http", 4)) return error_body(v10, id, -32602, "Invalid params");
+    pusher *pu = calloc(1, sizeof *pu);
+    pu->f = f;
+    pu->v10 = v10;
+    copy(pu->task, sizeof pu->task, tid);
+    copy(pu->url, sizeof pu->url, url);
+    copy(pu->token, sizeof pu->token, tok);
+    snprintf(pu->auth, sizeof pu->auth, "%s %s", scheme ? scheme : "", cred ? cred : "");
+    atomic_fetch_add(&f->pushers, 1);
+    pthread_t th;
+    if (pthread_create(&th, NULL, push_main, pu)) {
+        atomic_fetch_sub(&f->pushers, 1);
+        free(pu);
+    } else {
+        pthread_detach(th);
+    }
+    return envelope(id, cJSON_Duplicate(params, 1));
+}
+
+int fa2a_pushes(fa2a *f, int *delivered, int *last_status) {
+    pthread_mutex_lock(&f->mu);
+    int n = f->pushes;
+    if (delivered) *delivered = f->push_ok;
+    if (last_status) *last_status = f->push_status;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
 static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, size_t len) {
     cJSON *req = cJSON_ParseWithLength(body, len);
     if (!req) return send_json(c, 200, error_body(0, NULL, -32700, "Parse error"));
@@ -788,6 +973,15 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             send_json(c, 200, list_tasks(f, id, cJSON_GetObjectItem(req, "params")));
         cJSON_Delete(req);
         return lr;
+    }
+    if (method && f->o.push &&
+        ((!strcmp(method, "CreateTaskPushNotificationConfig") && (f->o.speaks & FA_V10)) ||
+         (!strcmp(method, "tasks/pushNotificationConfig/set") && (f->o.speaks & FA_V03)))) {
+        record(f, c, method, req);
+        enum MHD_Result pr = send_json(
+            c, 200, push_set(f, id, cJSON_GetObjectItem(req, "params"), method[0] == 'C'));
+        cJSON_Delete(req);
+        return pr;
     }
     int op = -1, v10 = 0;
     for (int i = 0; method && i < 5; i++) {
@@ -922,13 +1116,20 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
 
         char answer[300];
         snprintf(answer, sizeof answer, "done: %s", text);
-        int kind = -1;
+        int kind = -1, choose = 0, files = 0;
         long long work = 300;
         if ((a = arg_after(text, "task"))) {
             kind = K_TASK;
             if (*a) work = atoll(a);
         } else if (arg_after(text, "ask")) {
             kind = K_ASK;
+        } else if (arg_after(text, "choose") || arg_after(text, "chooseonly")) {
+            kind = K_ASK;
+            choose = arg_after(text, "choose") ? 1 : 2;
+        } else if ((a = arg_after(text, "filetask"))) {
+            kind = K_TASK;
+            files = 1;
+            if (*a) work = atoll(a);
         } else if (arg_after(text, "authreq")) {
             kind = K_AUTH;
         } else if (arg_after(text, "fail")) {
@@ -962,6 +1163,8 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
                 copy(t->msg_id, sizeof t->msg_id, msg_id);
                 copy(t->text, sizeof t->text, text);
                 if (kind == K_FLOOD) t->flood = atoi(a);
+                t->choose = choose;
+                t->files = files;
                 pthread_mutex_unlock(&f->mu);
                 executed(f, msg_id);
             } else {
@@ -998,6 +1201,7 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
 
         /* answers that are not tasks */
         char reply[400];
+        int with_files = 0;
         snprintf(reply, sizeof reply, "echo: %s", text);
         if ((a = arg_after(text, "rpcerr"))) {
             int code = atoi(a);
@@ -1069,20 +1273,34 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
             } else if (arg_after(text, "ctx")) {
                 snprintf(reply, sizeof reply, "ctx=%s task=%s", ctx_in && *ctx_in ? ctx_in : "none",
                          tid && *tid ? tid : "none");
+            } else if (arg_after(text, "files")) {
+                snprintf(reply, sizeof reply, "here are files");
+                with_files = 1;
+            } else if (arg_after(text, "bigfile")) {
+                snprintf(reply, sizeof reply, "a big one");
+                with_files = 2;
             }
-        plain:
+        plain:;
+            cJSON *msg = message(v10, reply, ctx, NULL);
+            if (with_files == 1) media_parts(v10, cJSON_GetObjectItem(msg, "parts"));
+            if (with_files == 2) { /* 3000 bytes (base64 of 4000 A) */
+                static char zeros[4001];
+                memset(zeros, 'A', 4000);
+                cJSON *p = cJSON_CreateObject();
+                cJSON_AddStringToObject(p, "raw", zeros);
+                cJSON_AddStringToObject(p, "filename", "big.bin");
+                cJSON_AddItemToArray(cJSON_GetObjectItem(msg, "parts"), p);
+            }
             if (streaming) {
                 stream *s = stream_new(f, id);
                 cJSON *env = cJSON_CreateObject();
                 cJSON_AddStringToObject(env, "jsonrpc", "2.0");
                 cJSON_AddItemToObject(env, "id", cJSON_Duplicate(id, 1));
-                cJSON_AddItemToObject(env, "result",
-                                      wrap(v10, "message", message(v10, reply, ctx, NULL)));
+                cJSON_AddItemToObject(env, "result", wrap(v10, "message", msg));
                 event(s, NULL, env, 1);
                 ret = send_stream(c, s);
             } else {
-                ret = send_json(c, 200,
-                                envelope(id, wrap(v10, "message", message(v10, reply, ctx, NULL))));
+                ret = send_json(c, 200, envelope(id, wrap(v10, "message", msg)));
             }
         }
     }
@@ -1361,6 +1579,8 @@ void fa2a_stop(fa2a *f) {
     if (!f) return;
     atomic_store(&f->stopping, 1);
     MHD_stop_daemon(f->d);
+    while (atomic_load(&f->pushers) > 0) /* they end within their 5 s timeout */
+        nanosleep(&(struct timespec){0, 10000000L}, NULL);
     while (f->tasks) {
         task *t = f->tasks;
         f->tasks = t->next;

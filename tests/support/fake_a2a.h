@@ -10,6 +10,15 @@
  *   ctx              a Message "ctx=<contextId received|none> task=<taskId|none>"
  *   task [ms]        a Task that is working for ms (default 300), then
  *                    completed with the artifact "done: <text>"
+ *   files            a Message "here are files" with a file part (bytes
+ *                    "hello file", hello.txt, text/plain), a file part
+ *                    with a URL (report.pdf) and a data part {"total": 3}
+ *   filetask [ms]    a task like "task" whose artifact carries those parts
+ *   bigfile          a Message "a big one" with a 3000-byte file (big.bin,
+ *                    1.0 raw)
+ *   choose           like "ask", asking "Proceed?" with a data part
+ *                    {"choices": ["yes", "no"]}
+ *   chooseonly       the same with the data part alone (no text)
  *   ask              a Task in input-required asking "What is your name?";
  *                    the next message on that task completes it with
  *                    "Hello, <text>!" (its first answer still shows the
@@ -100,6 +109,13 @@ typedef struct fa2a_opts {
      * with a google.rpc.Status body carrying the ErrorInfo reason. The
      * scripts and records are those of the JSON-RPC methods. */
     int rest;
+    /* The card allows push notifications; CreateTaskPushNotificationConfig
+     * (1.0) and tasks/pushNotificationConfig/set (0.3) are accepted, and
+     * once the task settles it is POSTed to the webhook (1.0 {"task":…},
+     * 0.3 the bare Task) with Authorization "<scheme> <credentials>" and
+     * X-A2A-Notification-Token: the token (a wrong one with push_bad_token). */
+    int push, push_bad_token;
+    int push_refuse; /* the card says push, registrations get -32003 */
 } fa2a_opts;
 
 /* One request as received. */
@@ -117,6 +133,12 @@ typedef struct fa_req {
     char accept[64];
     int blocking;   /* 1 blocking, 0 non-blocking, -1 not said */
     char path[160]; /* REST: "GET /rest/tasks/..."; "" for JSON-RPC */
+    /* File parts of the message (either dialect); the first one's fields */
+    int nfiles;
+    char file_name[64], file_mime[64], file_url[160];
+    char file_data[256]; /* decoded bytes (file_len of them) */
+    int file_len;        /* -1: not base64 or too long to record */
+    int history_length;  /* params.historyLength (REST: the query); -1 absent */
 } fa_req;
 
 fa2a *fa2a_start(const fa2a_opts *o);
@@ -152,6 +174,10 @@ void fa2a_authorize(fa2a *f);
 int fa2a_token_requests(fa2a *f, char *scope, size_t ssz, char *audience, size_t asz);
 /* The current access token stops working (the next call gets 401). */
 void fa2a_revoke_token(fa2a *f);
+
+/* Pushes sent so far; *delivered those answered 2xx, *last_status the
+ * HTTP status of the last one (0: no answer). */
+int fa2a_pushes(fa2a *f, int *delivered, int *last_status);
 
 /* ---- the API of the earlier fake, kept for other areas' tests ---------- */
 

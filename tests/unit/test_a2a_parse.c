@@ -153,7 +153,7 @@ static void test_message_both_shapes(void **state) {
         "{\"kind\":\"data\",\"data\":{\"x\":1}},{\"kind\":\"text\",\"text\":\"lo\"}]}}",
         "a", &r);
     assert_int_equal(r.res.kind, A2A_R_MESSAGE);
-    assert_string_equal(r.res.text, "Hel\n{\"x\":1}\nlo"); /* data on its own line */
+    assert_string_equal(r.res.text, "Hel\n```json\n{\n  \"x\": 1\n}\n```\nlo"); /* a block */
     assert_string_equal(r.res.context_id, "c1");
     assert_true(r.res.agent_role);
     a2a_rpc_free(&r);
@@ -163,14 +163,17 @@ static void test_message_both_shapes(void **state) {
         "\"text/plain\"},{\"url\":\"https://x/f.pdf\",\"filename\":\"f.pdf\"}]}}}",
         "a", &r);
     assert_int_equal(r.res.kind, A2A_R_MESSAGE);
-    assert_string_equal(r.res.text, "hi\nf.pdf: https://x/f.pdf");
+    assert_string_equal(r.res.text, "hi"); /* the file is in media */
+    assert_string_equal(r.res.media.files[0].url, "https://x/f.pdf");
+    assert_string_equal(r.res.media.files[0].name, "f.pdf");
     assert_string_equal(r.res.context_id, "c2");
     a2a_rpc_free(&r);
     /* 0.3 file part */
     parse_ok("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"kind\":\"message\",\"role\":\"agent\","
              "\"parts\":[{\"kind\":\"file\",\"file\":{\"uri\":\"https://y\",\"name\":\"n\"}}]}}",
              "1", &r);
-    assert_string_equal(r.res.text, "n: https://y");
+    assert_string_equal(r.res.text, "");
+    assert_string_equal(r.res.media.files[0].url, "https://y");
     a2a_rpc_free(&r);
 }
 
@@ -404,9 +407,16 @@ static void test_rest_binding(void **state) {
     assert_string_equal(c.url_rest, "http://a:9/r");
     assert_string_equal(c.tenant_rest, "t 1");
     a2a_card_free(&c);
-    /* only 0.3 REST: refused */
+    /* only 0.3 REST (a 0.3 card): spoken in 0.3 */
     char err[160];
-    const char *j = "{\"url\":\"http://a/v1\",\"preferredTransport\":\"HTTP+JSON\"}";
+    const char *j = "{\"url\":\"http://a/api\",\"preferredTransport\":\"HTTP+JSON\"}";
+    assert_int_equal(a2a_card_parse(j, strlen(j), "http://a/c", &c, err, sizeof err), 0);
+    assert_int_equal(c.preferred, A2A_D_V03);
+    assert_string_equal(c.url_rest03, "http://a/api");
+    assert_null(c.url_rest);
+    a2a_card_free(&c);
+    /* only gRPC: refused */
+    j = "{\"url\":\"http://a/g\",\"preferredTransport\":\"GRPC\"}";
     assert_int_equal(a2a_card_parse(j, strlen(j), "http://a/c", &c, err, sizeof err), -1);
     assert_non_null(strstr(err, "no JSON-RPC interface"));
 
@@ -732,29 +742,340 @@ static void test_list_tasks(void **state) {
 static void test_data_and_raw_parts(void **state) {
     (void)state;
     a2a_rpc r;
+    /* 0.3: data as a fenced, indented JSON block; file bytes decoded */
     parse_ok("{\"id\":1,\"result\":{\"kind\":\"message\",\"role\":\"agent\",\"parts\":["
              "{\"kind\":\"text\",\"text\":\"Result:\"},"
              "{\"kind\":\"data\",\"data\":{\"temp\":21.5,\"unit\":\"C\"}},"
              "{\"kind\":\"file\",\"file\":{\"bytes\":\"aGVsbG8h\",\"name\":\"a.txt\","
-             "\"mimeType\":\"text/plain\"}}]}}",
+             "\"mimeType\":\"text/plain\"}},"
+             "{\"kind\":\"file\",\"file\":{\"uri\":\"https://f.example/r.pdf\",\"name\":\"r.pdf\","
+             "\"mimeType\":\"application/pdf\"}},"
+             "{\"kind\":\"text\",\"text\":\"end\"}]}}",
              NULL, &r);
-    assert_string_equal(
-        r.res.text, "Result:\n{\"temp\":21.5,\"unit\":\"C\"}\n[file: a.txt (text/plain, 6 bytes)]");
+    assert_string_equal(r.res.text,
+                        "Result:\n```json\n{\n  \"temp\": 21.5,\n  \"unit\": \"C\"\n}\n```\nend");
+    assert_int_equal(r.res.media.nfiles, 2);
+    assert_int_equal(r.res.media.files[0].len, 6);
+    assert_memory_equal(r.res.media.files[0].data, "hello!", 6);
+    assert_string_equal(r.res.media.files[0].name, "a.txt");
+    assert_string_equal(r.res.media.files[0].mime, "text/plain");
+    assert_null(r.res.media.files[0].url);
+    assert_null(r.res.media.files[1].data);
+    assert_string_equal(r.res.media.files[1].url, "https://f.example/r.pdf");
+    assert_string_equal(r.res.media.files[1].mime, "application/pdf");
+    assert_null(r.res.media.choices);
     a2a_rpc_free(&r);
-    parse_ok("{\"id\":1,\"result\":{\"message\":{\"role\":\"ROLE_AGENT\",\"parts\":["
-             "{\"data\":[1,2,3]},{\"raw\":\"AAAA\",\"mediaType\":\"image/png\"}]}}}",
-             NULL, &r);
-    assert_string_equal(r.res.text, "[1,2,3]\n[file (image/png, 3 bytes)]");
+    /* 1.0: raw (padding missing, URL-safe alphabet), url, data of any type */
+    parse_ok(
+        "{\"id\":1,\"result\":{\"message\":{\"role\":\"ROLE_AGENT\",\"parts\":["
+        "{\"data\":[1,2]},{\"raw\":\"_-8\",\"mediaType\":\"image/png\",\"filename\":\"p.png\"},"
+        "{\"url\":\"https://f.example/x\",\"filename\":\"x\"},"
+        "{\"raw\":\"not base64!\",\"filename\":\"bad\"}]}}}",
+        NULL, &r);
+    assert_string_equal(r.res.text, "```json\n[1, 2]\n```");
+    assert_int_equal(r.res.media.nfiles, 3);
+    assert_int_equal(r.res.media.files[0].len, 2);
+    assert_memory_equal(r.res.media.files[0].data, "\xff\xef", 2);
+    assert_string_equal(r.res.media.files[0].name, "p.png");
+    assert_string_equal(r.res.media.files[1].url, "https://f.example/x");
+    assert_true(r.res.media.files[2].dropped);
+    assert_null(r.res.media.files[2].data);
     a2a_rpc_free(&r);
-    /* large data is cut */
-    char big[4200];
-    int n = snprintf(big, sizeof big, "{\"id\":1,\"result\":{\"message\":{\"parts\":[{\"data\":\"");
-    memset(big + n, 'd', 3000);
-    snprintf(big + n + 3000, sizeof big - (size_t)n - 3000, "\"}]}}}");
+    /* large data is cut at a line end before A2A_DATA_SHOWN, fence closed */
+    char big[8000];
+    int n = snprintf(big, sizeof big, "{\"id\":1,\"result\":{\"message\":{\"parts\":[{\"data\":[");
+    for (int i = 0; i < 600; i++)
+        n += snprintf(big + n, sizeof big - (size_t)n, "%s{\"k\":%d}", i ? "," : "", i);
+    snprintf(big + n, sizeof big - (size_t)n, "]}]}}}");
     parse_ok(big, NULL, &r);
-    assert_true(strlen(r.res.text) <= 1003 + 1);
-    assert_non_null(strstr(r.res.text, "..."));
+    size_t tl = strlen(r.res.text);
+    assert_true(tl <= A2A_DATA_SHOWN + 20);
+    assert_true(tl > A2A_DATA_SHOWN / 2);
+    assert_non_null(strstr(r.res.text, "\n...\n```")); /* cut at a line end */
+    assert_true(!strncmp(r.res.text, "```json\n[{\n", 10));
     a2a_rpc_free(&r);
+    /* one long line (numbers): cut inside it */
+    n = snprintf(big, sizeof big, "{\"id\":1,\"result\":{\"message\":{\"parts\":[{\"data\":[");
+    for (int i = 0; i < 600; i++)
+        n += snprintf(big + n, sizeof big - (size_t)n, "%s%d", i ? "," : "", i);
+    snprintf(big + n, sizeof big - (size_t)n, "]}]}}}");
+    parse_ok(big, NULL, &r);
+    assert_int_equal(strlen(r.res.text), 8 + A2A_DATA_SHOWN + 8);
+    assert_non_null(strstr(r.res.text, "\n...\n```"));
+    a2a_rpc_free(&r);
+    /* choices: a data part {"choices": [...]} is not shown as JSON */
+    parse_ok("{\"id\":1,\"result\":{\"kind\":\"task\",\"id\":\"t\",\"status\":{\"state\":"
+             "\"input-required\",\"message\":{\"kind\":\"message\",\"role\":\"agent\",\"parts\":["
+             "{\"kind\":\"text\",\"text\":\"Proceed?\"},"
+             "{\"kind\":\"data\",\"data\":{\"choices\":[\"yes\",\"\",7,\"no\"]}}]}}}}",
+             NULL, &r);
+    assert_string_equal(r.res.status_text, "Proceed?");
+    assert_non_null(r.res.status_media.choices);
+    assert_string_equal(r.res.status_media.choices[0], "yes");
+    assert_string_equal(r.res.status_media.choices[1], "no");
+    assert_null(r.res.status_media.choices[2]);
+    a2a_rpc_free(&r);
+    /* too many files: the rest ignored */
+    char many[4000];
+    n = snprintf(many, sizeof many, "{\"id\":1,\"result\":{\"message\":{\"parts\":[");
+    for (int i = 0; i < A2A_MAX_FILES + 5; i++)
+        n += snprintf(many + n, sizeof many - (size_t)n, "%s{\"raw\":\"AA==\"}", i ? "," : "");
+    snprintf(many + n, sizeof many - (size_t)n, "]}}}");
+    parse_ok(many, NULL, &r);
+    assert_int_equal(r.res.media.nfiles, A2A_MAX_FILES);
+    assert_int_equal(r.res.media.files[0].len, 1);
+    a2a_rpc_free(&r);
+}
+
+/* Files in a track: artifact appends add files, replacements drop them,
+ * inline bytes count against max_text. */
+static void test_track_files(void **state) {
+    (void)state;
+    a2a_track t = {.max_text = 10};
+    a2a_rpc r;
+    parse_ok("{\"id\":1,\"result\":{\"artifactUpdate\":{\"taskId\":\"t\",\"artifact\":{"
+             "\"artifactId\":\"a\",\"parts\":[{\"raw\":\"aGVsbG8h\",\"filename\":\"one\"}]}}}}",
+             NULL, &r);
+    a2a_track_apply(&t, &r.res);
+    a2a_rpc_free(&r);
+    assert_int_equal(t.narts, 1);
+    assert_int_equal(t.arts[0].media.nfiles, 1);
+    assert_int_equal(t.file_bytes, 6);
+    /* appended: 6 more bytes do not fit the cap of 10: kept as a name */
+    parse_ok("{\"id\":1,\"result\":{\"artifactUpdate\":{\"taskId\":\"t\",\"append\":true,"
+             "\"artifact\":{\"artifactId\":\"a\",\"parts\":[{\"raw\":\"aGVsbG8h\","
+             "\"filename\":\"two\"}]}}}}",
+             NULL, &r);
+    a2a_track_apply(&t, &r.res);
+    a2a_rpc_free(&r);
+    assert_int_equal(t.arts[0].media.nfiles, 2);
+    assert_true(t.arts[0].media.files[1].dropped);
+    assert_null(t.arts[0].media.files[1].data);
+    assert_int_equal(t.arts[0].media.files[1].len, 6);
+    assert_int_equal(t.file_bytes, 6);
+    /* replaced: the bytes are given back */
+    parse_ok("{\"id\":1,\"result\":{\"artifactUpdate\":{\"taskId\":\"t\",\"artifact\":{"
+             "\"artifactId\":\"a\",\"parts\":[{\"text\":\"x\"}]}}}}",
+             NULL, &r);
+    a2a_track_apply(&t, &r.res);
+    a2a_rpc_free(&r);
+    assert_int_equal(t.arts[0].media.nfiles, 0);
+    assert_int_equal(t.file_bytes, 0);
+    /* a message's files and a status's choices */
+    parse_ok("{\"id\":1,\"result\":{\"statusUpdate\":{\"taskId\":\"t\",\"status\":{\"state\":"
+             "\"TASK_STATE_INPUT_REQUIRED\",\"message\":{\"parts\":[{\"data\":{\"choices\":"
+             "[\"a\",\"b\"]}}]}}}}}",
+             NULL, &r);
+    a2a_track_apply(&t, &r.res);
+    a2a_rpc_free(&r);
+    assert_string_equal(t.status_media.choices[1], "b");
+    assert_null(t.status_text);
+    a2a_track_free(&t);
+    assert_int_equal(t.max_text, 10);
+}
+
+/* Files sent: 1.0 raw/url with mediaType and filename, 0.3 kind file with
+ * bytes/uri, mimeType and name; no text part for a file without caption;
+ * the REST body carries the same parts. */
+static void test_build_send_files(void **state) {
+    (void)state;
+    a2a_out_file f[2] = {{.mime = "image/jpeg", .name = "p.jpg", .data = "\xff\xd8\xff", .len = 3},
+                         {.mime = "text/plain", .url = "https://f.example/a.txt"}};
+    a2a_send s = {.text = "look", .message_id = "m", .files = f, .nfiles = 2};
+    char *body = a2a_build_send(A2A_D_V10, 0, "1", &s);
+    cJSON *j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "params.message.parts.0.text"), "look");
+    assert_string_equal(gs(j, "params.message.parts.1.raw"), "/9j/");
+    assert_string_equal(gs(j, "params.message.parts.1.mediaType"), "image/jpeg");
+    assert_string_equal(gs(j, "params.message.parts.1.filename"), "p.jpg");
+    assert_string_equal(gs(j, "params.message.parts.2.url"), "https://f.example/a.txt");
+    assert_null(gs(j, "params.message.parts.2.raw"));
+    cJSON_Delete(j);
+    char *path = NULL, *rest = NULL;
+    assert_int_equal(a2a_rest_request(A2A_OP_SEND, body, &path, &rest), 0);
+    j = cJSON_Parse(rest);
+    assert_string_equal(gs(j, "message.parts.1.raw"), "/9j/");
+    assert_string_equal(gs(j, "message.parts.1.filename"), "p.jpg");
+    cJSON_Delete(j);
+    free(path);
+    free(rest);
+    free(body);
+
+    s.text = "";
+    body = a2a_build_send(A2A_D_V03, 0, "1", &s);
+    j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "params.message.parts.0.kind"), "file");
+    assert_string_equal(gs(j, "params.message.parts.0.file.bytes"), "/9j/");
+    assert_string_equal(gs(j, "params.message.parts.0.file.mimeType"), "image/jpeg");
+    assert_string_equal(gs(j, "params.message.parts.0.file.name"), "p.jpg");
+    assert_string_equal(gs(j, "params.message.parts.1.file.uri"), "https://f.example/a.txt");
+    assert_null(gs(j, "params.message.parts.2.kind"));
+    cJSON_Delete(j);
+    free(body);
+}
+
+/* The 0.3 HTTP+JSON binding: proto-named requests under /v1, answers
+ * normalized to the shapes the parser reads, {code, message} errors. */
+static void test_rest03_binding(void **state) {
+    (void)state;
+    a2a_out_file f = {.mime = "image/png", .name = "p.png", .data = "\x89PNG", .len = 4};
+    a2a_send s = {.text = "hi",
+                  .message_id = "m1",
+                  .context_id = "c1",
+                  .task_id = "t1",
+                  .files = &f,
+                  .nfiles = 1,
+                  .return_immediately = 1};
+    char *rpc = a2a_build_send(A2A_D_V03, 0, "1", &s);
+    char *path, *body;
+    assert_int_equal(a2a_rest03_request(A2A_OP_SEND, rpc, &path, &body), 0);
+    assert_string_equal(path, "/v1/message:send");
+    cJSON *j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "request.messageId"), "m1");
+    assert_string_equal(gs(j, "request.contextId"), "c1");
+    assert_string_equal(gs(j, "request.taskId"), "t1");
+    assert_string_equal(gs(j, "request.role"), "ROLE_USER");
+    assert_string_equal(gs(j, "request.content.0.text"), "hi");
+    assert_string_equal(gs(j, "request.content.1.file.fileWithBytes"), "iVBORw==");
+    assert_string_equal(gs(j, "request.content.1.file.mimeType"), "image/png");
+    assert_string_equal(gs(j, "configuration.blocking"), "false");
+    cJSON_Delete(j);
+    free(path);
+    free(body);
+    free(rpc);
+    rpc = a2a_build_task_op(A2A_D_V03, A2A_OP_GET, "2", "task/1", NULL);
+    assert_int_equal(a2a_rest03_request(A2A_OP_GET, rpc, &path, &body), 0);
+    assert_string_equal(path, "/v1/tasks/task%2F1?historyLength=4");
+    assert_null(body);
+    free(path);
+    free(rpc);
+    rpc = a2a_build_task_op(A2A_D_V03, A2A_OP_CANCEL, "3", "t", NULL);
+    assert_int_equal(a2a_rest03_request(A2A_OP_CANCEL, rpc, &path, &body), 0);
+    assert_string_equal(path, "/v1/tasks/t:cancel");
+    free(path);
+    free(body);
+    free(rpc);
+
+    /* answers: a message, a task with a status update, files and data */
+    const char *msg = "{\"msg\":{\"messageId\":\"a\",\"role\":\"ROLE_AGENT\",\"contextId\":\"c\","
+                      "\"content\":[{\"text\":\"Hi\"},{\"file\":{\"fileWithBytes\":\"aGk=\","
+                      "\"mimeType\":\"text/plain\"}},{\"data\":{\"data\":{\"k\":1}}}]}}";
+    char *n = a2a_rest03_normalize(msg, strlen(msg));
+    char *w = a2a_rest_wrap(n, strlen(n));
+    a2a_rpc r;
+    parse_ok(w, NULL, &r);
+    assert_int_equal(r.res.kind, A2A_R_MESSAGE);
+    assert_string_equal(r.res.text, "Hi\n```json\n{\n  \"k\": 1\n}\n```");
+    assert_int_equal(r.res.media.nfiles, 1);
+    assert_memory_equal(r.res.media.files[0].data, "hi", 2);
+    assert_string_equal(r.res.media.files[0].mime, "text/plain");
+    a2a_rpc_free(&r);
+    free(n);
+    free(w);
+    const char *task = "{\"id\":\"t\",\"contextId\":\"c\",\"status\":{\"state\":"
+                       "\"TASK_STATE_INPUT_REQUIRED\",\"update\":{\"role\":\"ROLE_AGENT\","
+                       "\"content\":[{\"text\":\"Name?\"}]}},\"artifacts\":[{\"artifactId\":"
+                       "\"x\",\"parts\":[{\"text\":\"part\"}]}]}";
+    n = a2a_rest03_normalize(task, strlen(task));
+    w = a2a_rest_wrap(n, strlen(n));
+    parse_ok(w, NULL, &r);
+    assert_int_equal(r.res.kind, A2A_R_TASK);
+    assert_int_equal(r.res.state, A2A_TS_INPUT_REQUIRED);
+    assert_string_equal(r.res.status_text, "Name?");
+    assert_string_equal(r.res.arts[0].text, "part");
+    a2a_rpc_free(&r);
+    free(n);
+    free(w);
+    const char *ev = "{\"statusUpdate\":{\"taskId\":\"t\",\"final\":true,\"status\":{\"state\":"
+                     "\"TASK_STATE_CANCELLED\",\"update\":{\"content\":[{\"text\":\"x\"}]}}}}";
+    n = a2a_rest03_normalize(ev, strlen(ev));
+    w = a2a_rest_wrap(n, strlen(n));
+    parse_ok(w, NULL, &r);
+    assert_int_equal(r.res.kind, A2A_R_STATUS);
+    assert_int_equal(r.res.state, A2A_TS_CANCELED);
+    assert_true(r.res.final);
+    assert_string_equal(r.res.status_text, "x");
+    a2a_rpc_free(&r);
+    free(n);
+    free(w);
+    assert_null(a2a_rest03_normalize("nope", 4));
+    /* errors: the JSON-RPC error object itself */
+    int code;
+    char *m;
+    const char *e = "{\"code\":-32001,\"message\":\"Task not found\"}";
+    assert_int_equal(a2a_rest_error(e, strlen(e), &code, &m), 0);
+    assert_int_equal(code, A2A_ERR_TASK_NOT_FOUND);
+    assert_string_equal(m, "Task not found");
+    free(m);
+    e = "{\"code\":200,\"message\":\"no\"}";
+    assert_int_equal(a2a_rest_error(e, strlen(e), &code, &m), -1);
+    free(m);
+}
+
+/* Push configs in both dialects and both bindings; pushed bodies. */
+static void test_push_config(void **state) {
+    (void)state;
+    char *b = a2a_build_push_set(A2A_D_V10, "7", "t/1", "ten", "https://r.example/a2a/x/push",
+                                 "tok", "sec");
+    cJSON *j = cJSON_Parse(b);
+    assert_string_equal(gs(j, "method"), "CreateTaskPushNotificationConfig");
+    assert_string_equal(gs(j, "params.taskId"), "t/1");
+    assert_string_equal(gs(j, "params.tenant"), "ten");
+    assert_string_equal(gs(j, "params.url"), "https://r.example/a2a/x/push");
+    assert_string_equal(gs(j, "params.token"), "tok");
+    assert_string_equal(gs(j, "params.authentication.scheme"), "Bearer");
+    assert_string_equal(gs(j, "params.authentication.credentials"), "sec");
+    cJSON_Delete(j);
+    char *path, *body;
+    assert_int_equal(a2a_rest_push_request(0, b, &path, &body), 0);
+    assert_string_equal(path, "/ten/tasks/t%2F1/pushNotificationConfigs");
+    j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "url"), "https://r.example/a2a/x/push");
+    assert_string_equal(gs(j, "authentication.credentials"), "sec");
+    assert_null(gs(j, "tenant"));
+    cJSON_Delete(j);
+    free(path);
+    free(body);
+    free(b);
+
+    b = a2a_build_push_set(A2A_D_V03, "8", "t1", "ignored", "https://r/p", "tok", "sec");
+    j = cJSON_Parse(b);
+    assert_string_equal(gs(j, "method"), "tasks/pushNotificationConfig/set");
+    assert_null(gs(j, "params.tenant"));
+    assert_string_equal(gs(j, "params.pushNotificationConfig.url"), "https://r/p");
+    assert_string_equal(gs(j, "params.pushNotificationConfig.token"), "tok");
+    assert_string_equal(gs(j, "params.pushNotificationConfig.authentication.schemes.0"), "Bearer");
+    cJSON_Delete(j);
+    assert_int_equal(a2a_rest_push_request(1, b, &path, &body), 0);
+    assert_string_equal(path, "/v1/tasks/t1/pushNotificationConfigs");
+    j = cJSON_Parse(body);
+    assert_string_equal(gs(j, "name"), "tasks/t1/pushNotificationConfigs/");
+    assert_string_equal(gs(j, "pushNotificationConfig.authentication.credentials"), "sec");
+    cJSON_Delete(j);
+    free(path);
+    free(body);
+    free(b);
+    assert_int_equal(a2a_rest_push_request(0, "{\"params\":{}}", &path, &body), -1);
+
+    /* the task a push names, every shape */
+    const char *const bodies[] = {
+        "{\"task\":{\"id\":\"A\",\"status\":{}}}",
+        "{\"statusUpdate\":{\"taskId\":\"A\"}}",
+        "{\"artifactUpdate\":{\"taskId\":\"A\"}}",
+        "{\"kind\":\"task\",\"id\":\"A\",\"status\":{}}",
+        "{\"kind\":\"status-update\",\"taskId\":\"A\"}",
+        "{\"id\":\"A\",\"status\":{\"state\":\"completed\"}}",
+        "{\"jsonrpc\":\"2.0\",\"result\":{\"task\":{\"id\":\"A\"}}}",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        char *id = a2a_push_task_id(bodies[i], strlen(bodies[i]));
+        assert_non_null(id);
+        assert_string_equal(id, "A");
+        free(id);
+    }
+    assert_null(a2a_push_task_id("{\"id\":\"A\"}", 10));
+    assert_null(a2a_push_task_id("[1]", 3));
+    assert_null(a2a_push_task_id(NULL, 0));
 }
 
 /* The agent's order decides the dialect; required extensions are read. */
@@ -798,6 +1119,10 @@ int main(void) {
         cmocka_unit_test(test_hostile_error_codes),
         cmocka_unit_test(test_list_tasks),
         cmocka_unit_test(test_data_and_raw_parts),
+        cmocka_unit_test(test_track_files),
+        cmocka_unit_test(test_build_send_files),
+        cmocka_unit_test(test_rest03_binding),
+        cmocka_unit_test(test_push_config),
         cmocka_unit_test(test_card_order_and_extensions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

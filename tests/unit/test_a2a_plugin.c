@@ -159,6 +159,8 @@ static void test_task_polled_both_dialects(void **state) {
         const char *get = d == FA_V10 ? "GetTask" : "tasks/get";
         assert_true(fa2a_count(agent, get) >= 1);
         fa_req q;
+        assert_int_equal(fa2a_last(agent, get, &q), 0);
+        assert_int_equal(q.history_length, 4); /* a short history on every poll */
         assert_int_equal(fa2a_req(agent, 0, &q), 0);
         assert_int_equal(q.blocking, 0); /* non-blocking send, then polling */
         const char *v[] = {"completed", NULL};
@@ -1108,6 +1110,7 @@ static void test_rest_send_poll(void **state) {
     assert_true(fa2a_count(agent, "GetTask") >= 1);
     assert_int_equal(fa2a_last(agent, "GetTask", &q), 0);
     assert_int_equal(strncmp(q.path, "GET /rest/tasks/task-", 21), 0);
+    assert_int_equal(q.history_length, 4);
     assert_string_equal(q.task_id, q.path + 16);
     /* input-required and its answer on the same task */
     expect_reply(1, "ask", "What is your name?");
@@ -1241,6 +1244,185 @@ static void test_card_refresh(void **state) {
     down();
 }
 
+/* ---- files, data and choices (ABI 1.2) ---------------------------------- */
+
+static const char *const DATA_BLOCK = "```json\n{\n  \"total\": 3\n}\n```";
+static const char *const FILES =
+    "hello.txt|text/plain|10|hello file|-\n"
+    "report.pdf|application/pdf|0|-|https://files.example/report.pdf\n";
+
+/* Checks one answer carrying media_parts() of the fake agent. */
+static void expect_files(int64_t chat, const char *text, const char *want_text) {
+    ah_result r = ah_call(be, chat, text, 20000, NULL);
+    if (r.st != RD_OK) fail_msg("'%s': status %d (%s)", text, r.st, r.err.msg);
+    char want[300];
+    snprintf(want, sizeof want, "%s\n%s", want_text, DATA_BLOCK);
+    assert_string_equal(r.text, want);
+    assert_non_null(r.files);
+    assert_string_equal(r.files, FILES);
+    assert_null(r.choices);
+    ah_result_free(&r);
+}
+
+/* File parts reach the host as attachments (bytes decoded, URLs as
+ * URLs), data parts as a JSON block: messages, polled tasks, streams,
+ * both dialects and REST. */
+static void test_files_in_replies(void **state) {
+    (void)state;
+    for (int mode = 0; mode < 4; mode++) {
+        fa2a_opts o = {.speaks = mode == 1 ? FA_V03 : FA_V10, .streaming = 1};
+        if (mode == 3) o.rest = 1;
+        const char *cfg[] = {"stream", mode == 2 ? "true" : "false", NULL};
+        up(o, cfg);
+        expect_files(7, "files", "here are files");
+        expect_files(7, "filetask 50", "done: filetask 50");
+        down();
+    }
+}
+
+/* A host without reply_attach (ABI 1.1): files as lines of text; the
+ * record of a message answered keeps those lines for a re-delivery. */
+static void test_files_without_attach(void **state) {
+    (void)state;
+    ah_no_media(1);
+    up((fa2a_opts){.speaks = FA_V03}, NULL);
+    const char *want = "here are files\n```json\n{\n  \"total\": 3\n}\n```\n"
+                       "[file: hello.txt (text/plain, 10 bytes)]\n"
+                       "report.pdf: https://files.example/report.pdf";
+    expect_reply(8, "files", want);
+    down();
+    ah_no_media(0);
+    /* attached, and the re-delivered update repeats the record's lines */
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    ah_result r = ah_call_update(be, 8, "files", 20000, NULL, 501);
+    assert_int_equal(r.st, RD_OK);
+    assert_string_equal(r.files, FILES);
+    ah_result_free(&r);
+    r = ah_call_update(be, 8, "files", 20000, NULL, 501);
+    assert_int_equal(r.st, RD_OK);
+    assert_string_equal(r.text, want);
+    assert_null(r.files);
+    ah_result_free(&r);
+    assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
+    down();
+}
+
+/* A file beyond max_reply_bytes is not attached: a line of text, logged. */
+static void test_file_over_cap(void **state) {
+    (void)state;
+    const char *cfg[] = {"max_reply_bytes", "1024", NULL};
+    up((fa2a_opts){.speaks = FA_V10}, cfg);
+    ah_result r = ah_call(be, 12, "bigfile", 20000, NULL);
+    assert_int_equal(r.st, RD_OK);
+    assert_string_equal(r.text,
+                        "a big one\n[file: big.bin (application/octet-stream, 3000 bytes)]");
+    assert_null(r.files);
+    ah_result_free(&r);
+    assert_true(ah_logged("over max_reply_bytes; shown as text"));
+    down();
+}
+
+/* Choices of an input-required question become buttons; a pick
+ * (RD_MSG_CHOICE) continues the task. Without reply_choices: a list. */
+static void test_choices(void **state) {
+    (void)state;
+    for (int d = FA_V10; d <= FA_V03; d++) {
+        up((fa2a_opts){.speaks = (fa_dialect)d}, NULL);
+        ah_result r = ah_call(be, 9, "choose", 20000, NULL);
+        assert_int_equal(r.st, RD_OK);
+        assert_string_equal(r.text, "Proceed?");
+        assert_non_null(r.choices);
+        assert_string_equal(r.choices, "yes\nno\n");
+        ah_result_free(&r);
+        r = ah_call_files(be, 9, "yes", RD_MSG_CHOICE, NULL, 0);
+        assert_int_equal(r.st, RD_OK);
+        assert_string_equal(r.text, "Hello, yes!");
+        ah_result_free(&r);
+        fa_req q;
+        assert_int_equal(fa2a_last(agent, NULL, &q), 0);
+        assert_string_equal(q.task_id, "task-1");
+        assert_string_equal(q.text, "yes");
+        down();
+    }
+    /* choices without a question: the notice carries the buttons */
+    up((fa2a_opts){.speaks = FA_V03}, NULL);
+    ah_result r = ah_call(be, 9, "chooseonly", 20000, NULL);
+    assert_int_equal(r.st, RD_OK);
+    assert_string_equal(r.text, "The agent needs more information to continue.");
+    assert_string_equal(r.choices, "yes\nno\n");
+    ah_result_free(&r);
+    down();
+    ah_no_media(1);
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    expect_reply(9, "choose", "Proceed?\n- yes\n- no");
+    expect_reply(9, "no", "Hello, no!");
+    down();
+    ah_no_media(0);
+}
+
+/* Attachments of a request go as file parts (base64 bytes with media
+ * type and name, or a URL) in both dialects and over REST; one over
+ * max_request_bytes is left out and the agent told so. */
+static void test_attachments_sent(void **state) {
+    (void)state;
+    static const char jpeg[] = "\xff\xd8\xff\xe0JPEG";
+    rd_attachment photo = {.size = sizeof photo,
+                           .kind = "photo",
+                           .mime = "image/jpeg",
+                           .name = "p.jpg",
+                           .data = jpeg,
+                           .len = sizeof jpeg - 1};
+    rd_attachment link = {.size = sizeof link, .mime = "text/plain", .url = "https://x.example/a"};
+    const rd_attachment *one[] = {&photo};
+    const rd_attachment *two[] = {&link, &photo};
+    for (int mode = 0; mode < 3; mode++) {
+        fa2a_opts o = {.speaks = mode == 1 ? FA_V03 : FA_V10};
+        if (mode == 2) o.rest = 1;
+        up(o, NULL);
+        ah_result r = ah_call_files(be, 10, "look", 0, one, 1);
+        assert_int_equal(r.st, RD_OK);
+        assert_string_equal(r.text, "echo: look");
+        ah_result_free(&r);
+        fa_req q;
+        assert_int_equal(fa2a_last(agent, NULL, &q), 0);
+        assert_string_equal(q.text, "look");
+        assert_int_equal(q.nfiles, 1);
+        assert_string_equal(q.file_name, "p.jpg");
+        assert_string_equal(q.file_mime, "image/jpeg");
+        assert_int_equal(q.file_len, (int)sizeof jpeg - 1);
+        assert_memory_equal(q.file_data, jpeg, sizeof jpeg - 1);
+        /* no caption: the file alone; a URL stays a URL */
+        r = ah_call_files(be, 10, "", 0, two, 2);
+        assert_int_equal(r.st, RD_OK);
+        ah_result_free(&r);
+        assert_int_equal(fa2a_last(agent, NULL, &q), 0);
+        assert_int_equal(q.nfiles, 2);
+        assert_string_equal(q.file_url, "https://x.example/a");
+        assert_string_equal(q.text, "");
+        down();
+    }
+    /* too large for max_request_bytes: left out, named in the text */
+    const char *cfg[] = {"max_request_bytes", "65536", NULL};
+    up((fa2a_opts){.speaks = FA_V10}, cfg);
+    size_t n = 100000;
+    char *big = calloc(1, n);
+    rd_attachment huge = {
+        .size = sizeof huge, .mime = "video/mp4", .name = "v.mp4", .data = big, .len = n};
+    const rd_attachment *h1[] = {&huge, &photo};
+    ah_result r = ah_call_files(be, 11, "watch", 0, h1, 2);
+    assert_int_equal(r.st, RD_OK);
+    ah_result_free(&r);
+    free(big);
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, NULL, &q), 0);
+    assert_int_equal(q.nfiles, 1);
+    assert_string_equal(q.file_name, "p.jpg");
+    assert_string_equal(q.text,
+                        "watch\n[file v.mp4 (video/mp4, 100000 bytes) not sent: too large]");
+    assert_true(ah_logged("left out: over max_request_bytes"));
+    down();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_send_outlives_http_timeout),
@@ -1287,6 +1469,11 @@ int main(void) {
         cmocka_unit_test(test_default_notice_is_the_routers),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_concurrent_chats),
+        cmocka_unit_test(test_files_in_replies),
+        cmocka_unit_test(test_files_without_attach),
+        cmocka_unit_test(test_file_over_cap),
+        cmocka_unit_test(test_choices),
+        cmocka_unit_test(test_attachments_sent),
     };
     if (getenv("A2A_TEST")) cmocka_set_test_filter(getenv("A2A_TEST"));
     return cmocka_run_group_tests(tests, NULL, NULL);
