@@ -46,8 +46,9 @@ const rd_option router_opts[] = {
     {"state_dir", RD_OPT_STRING, 0, "/var/lib/routerd",
      "directory of the state store (offsets, journal, conversation ids)", 0, 0, NULL, 0, 0},
     {"plugin_dir", RD_OPT_STRING, 0, NULL,
-     "where plugin = NAME is looked up (default: plugins/ beside the binary in a build tree, "
-     "else lib/routerd beside the binary's bin/)",
+     "folders where plugin = NAME is looked up, comma-separated, the first that has the file "
+     "wins (default: plugins/ beside the binary in a build tree, else lib/routerd beside the "
+     "binary's bin/)",
      0, 0, NULL, 0, 0},
     {"queue_depth", RD_OPT_INT, 0, "256",
      "messages waiting for a worker before transports are told to back off", 1, 10000000, NULL, 0,
@@ -178,6 +179,28 @@ static char *default_plugin_dir(void) {
 }
 
 static char *plugin_dir_buf;
+
+/* Every folder of a configured plugin_dir list exists: a misspelt one
+ * would otherwise only show as a plugin not found. */
+static int check_plugin_dirs(const manifest *m, mf_section *rs, const char *override, char *err,
+                             size_t errsz) {
+    const char *list = override ? override : cfg_find(&R.cfg, "plugin_dir")->str;
+    char **dirs = split_list(list);
+    int rc = 0;
+    if (!dirs[0]) {
+        rc = -1;
+        snprintf(err, errsz, "plugin_dir: no folder given");
+    }
+    for (size_t i = 0; !rc && dirs[i]; i++) {
+        if (is_dir(dirs[i])) continue;
+        mf_kv *kv = rs && !override ? section_get(rs, "plugin_dir") : NULL;
+        rc = override ? (snprintf(err, errsz, "--plugin-dir: '%s' is not a folder", dirs[i]), -1)
+                      : fail_at(err, errsz, m, kv ? kv->line : 0,
+                                "[router] plugin_dir: '%s' is not a folder", dirs[i]);
+    }
+    free_list(dirs);
+    return rc;
+}
 
 char *config_default_plugin_dir(void) {
     return default_plugin_dir();
@@ -444,6 +467,8 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
         R.plugin_dir = RSTR("plugin_dir");
     else
         R.plugin_dir = plugin_dir_buf = default_plugin_dir();
+    if (R.plugin_dir != plugin_dir_buf && check_plugin_dirs(m, rs, plugin_dir_override, err, errsz))
+        return -1;
 
     size_t nbackends = 0;
     for (size_t i = 0; i < m->nsec; i++) {
@@ -540,7 +565,13 @@ static void print_section(FILE *out, const char *name, cfg_set *c, const char *p
 void config_print(FILE *out) {
     fprintf(out, "; effective configuration of %s (secrets shown as ***)\n", R.mf->path);
     print_section(out, "router", &R.cfg, NULL, NULL);
-    fprintf(out, "; plugin_dir in use: %s\n\n", R.plugin_dir);
+    /* The folders as searched, in order. */
+    char **dirs = split_list(R.plugin_dir);
+    fprintf(out, "; plugin_dir in use: ");
+    for (size_t i = 0; dirs[i]; i++)
+        fprintf(out, "%s%s", i ? "," : "", dirs[i]);
+    fprintf(out, "\n\n");
+    free_list(dirs);
     for (size_t i = 0; i < R.nctx; i++)
         print_section(out, R.ctx[i]->name, &R.ctx[i]->cfg, R.ctx[i]->desc->name, R.ctx[i]);
     for (size_t i = 0; i < R.npersonas; i++) {

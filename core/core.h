@@ -180,14 +180,28 @@ typedef struct plugin_so {
     char sha256[65]; /* of the file, hashed before dlopen */
 } plugin_so;
 
-/* Loads (or finds in the cache) a plugin by name or path. Checks the
- * folder's and file's permissions, the SHA-256 pin (hex, or NULL), ABI,
- * sizes, kind and ops. On error NULL with a message. */
+/* plugin_dir is a comma-separated list of folders, searched in order. */
+/* The path of file in the first folder of the list that has it (malloc()ed),
+ * or NULL. */
+char *plugin_find(const char *plugin_dirs, const char *file);
+/* Loads (or finds in the cache) a plugin by name (<kind>_<name>.so in the
+ * first folder that has it) or path. Checks the folder's and file's
+ * permissions, the SHA-256 pin (hex, or NULL), ABI, sizes, kind and ops.
+ * On error NULL with a message. */
 plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or_path,
                        const char *pin, char *err, size_t errsz);
 void plugins_unload_all(void);
+/* dlopen()s real (path as given, for messages) and checks its descriptor:
+ * the descriptor with *dl set, or NULL with a message. No cache, no file
+ * checks (plugin_load() adds those). */
+const rd_plugin *plugin_dlopen(const char *path, const char *real, rd_kind want, void **dl,
+                               char *err, size_t errsz);
+/* The descriptor checks plugin_load() makes (want 0 = any kind): NULL, or
+ * the problem (possibly written into tmp). */
+const char *plugin_check_desc(const rd_plugin *d, rd_kind want, char *tmp, size_t tmpsz);
 const char *kind_name(rd_kind k);
-/* Lists plugins found in dir (sorted), for --list-plugins. */
+/* Lists the plugins the folders of the list offer (sorted per folder; a
+ * name an earlier folder has is not listed again), for --list-plugins. */
 int plugin_list(const char *plugin_dir, bool markdown, FILE *out);
 
 /* ---- verify.c --------------------------------------------------------- */

@@ -94,6 +94,32 @@ static int check_pin(const char *path, const char *have, const char *pin, char *
     return -1;
 }
 
+const rd_plugin *plugin_dlopen(const char *path, const char *real, rd_kind want, void **dl,
+                               char *err, size_t errsz) {
+    dlerror();
+    *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
+    if (!*dl) {
+        const char *e = dlerror();
+        snprintf(err, errsz, "%s: cannot load plugin: %s", path, e ? e : "unknown error");
+        return NULL;
+    }
+    const rd_plugin *d = dlsym(*dl, RD_PLUGIN_SYMBOL);
+    char tmp[256];
+    const char *p = d ? check_desc(d, want, tmp, sizeof tmp) : NULL;
+    if (!d)
+        snprintf(err, errsz,
+                 "%s: not a routerd ABI %d plugin (no symbol %s; built for another ABI major?)",
+                 path, RD_ABI_MAJOR, RD_PLUGIN_SYMBOL);
+    else if (p)
+        snprintf(err, errsz, "%s: plugin '%s' refused: %s", path, d->name ? d->name : "?", p);
+    if (!d || p) {
+        dlclose(*dl);
+        *dl = NULL;
+        return NULL;
+    }
+    return d;
+}
+
 static plugin_so *open_path(const char *path, rd_kind want, const char *pin, char *err,
                             size_t errsz) {
     char real[4096];
@@ -122,28 +148,9 @@ static plugin_so *open_path(const char *path, rd_kind want, const char *pin, cha
         check_not_writable(real, false, err, errsz) || sha256_file_hex(real, sha, err, errsz) ||
         check_pin(path, sha, pin, err, errsz))
         return NULL;
-    dlerror();
-    void *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
-    if (!dl) {
-        const char *e = dlerror();
-        snprintf(err, errsz, "%s: cannot load plugin: %s", path, e ? e : "unknown error");
-        return NULL;
-    }
-    const rd_plugin *d = dlsym(dl, RD_PLUGIN_SYMBOL);
-    if (!d) {
-        snprintf(err, errsz,
-                 "%s: not a routerd ABI %d plugin (no symbol %s; built for another ABI major?)",
-                 path, RD_ABI_MAJOR, RD_PLUGIN_SYMBOL);
-        dlclose(dl);
-        return NULL;
-    }
-    char tmp[256];
-    const char *p = check_desc(d, want, tmp, sizeof tmp);
-    if (p) {
-        snprintf(err, errsz, "%s: plugin '%s' refused: %s", path, d->name ? d->name : "?", p);
-        dlclose(dl);
-        return NULL;
-    }
+    void *dl;
+    const rd_plugin *d = plugin_dlopen(path, real, want, &dl, err, errsz);
+    if (!d) return NULL;
     for (size_t i = 0; i < ncache; i++)
         if (cache[i]->desc->kind == d->kind && !strcmp(cache[i]->desc->name, d->name)) {
             snprintf(err, errsz, "%s: a %s plugin named '%s' is already loaded from %s", path,
@@ -161,6 +168,34 @@ static plugin_so *open_path(const char *path, rd_kind want, const char *pin, cha
     return so;
 }
 
+char *plugin_find(const char *plugin_dirs, const char *file) {
+    char **dirs = split_list(plugin_dirs ? plugin_dirs : "");
+    char *found = NULL;
+    struct stat st;
+    for (size_t i = 0; dirs[i] && !found; i++) {
+        char *path = xasprintf("%s/%s", dirs[i], file);
+        if (stat(path, &st) == 0)
+            found = path;
+        else
+            free(path);
+    }
+    free_list(dirs);
+    return found;
+}
+
+/* "D1/file, D2/file" for messages. */
+static char *looked_in(const char *plugin_dirs, const char *file) {
+    char **dirs = split_list(plugin_dirs ? plugin_dirs : "");
+    char *out = xstrdup("");
+    for (size_t i = 0; dirs[i]; i++) {
+        char *next = xasprintf("%s%s%s/%s", out, i ? ", " : "", dirs[i], file);
+        free(out);
+        out = next;
+    }
+    free_list(dirs);
+    return out;
+}
+
 plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or_path,
                        const char *pin, char *err, size_t errsz) {
     if (strchr(name_or_path, '/')) return open_path(name_or_path, kind, pin, err, errsz);
@@ -170,14 +205,18 @@ plugin_so *plugin_load(const char *plugin_dir, rd_kind kind, const char *name_or
                      name_or_path);
             return NULL;
         }
-    char *path = xasprintf("%s/%s_%s.so", plugin_dir, kind_name(kind), name_or_path);
-    struct stat st;
-    if (stat(path, &st) != 0) {
+    char *file = xasprintf("%s_%s.so", kind_name(kind), name_or_path);
+    /* The first folder of the list that has the file wins. */
+    char *path = plugin_find(plugin_dir, file);
+    if (!path) {
+        char *where = looked_in(plugin_dir, file);
         snprintf(err, errsz, "no %s plugin '%s' (looked for %s)", kind_name(kind), name_or_path,
-                 path);
-        free(path);
+                 *where ? where : file);
+        free(where);
+        free(file);
         return NULL;
     }
+    free(file);
     plugin_so *so = open_path(path, kind, pin, err, errsz);
     if (so && strcmp(so->desc->name, name_or_path)) {
         snprintf(err, errsz, "%s: declares name '%s', expected '%s'", path, so->desc->name,
@@ -245,31 +284,47 @@ static void print_plugin(const rd_plugin *d, bool md, FILE *out) {
     fputc('\n', out);
 }
 
-int plugin_list(const char *plugin_dir, bool markdown, FILE *out) {
-    DIR *dir = opendir(plugin_dir);
-    if (!dir) {
-        fprintf(stderr, "routerd: %s: %s\n", plugin_dir, strerror(errno));
+/* Appends dir's .so files whose names no earlier folder had. */
+static int list_dir(const char *dir, char ***names, size_t *n, size_t first) {
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "routerd: %s: %s\n", dir, strerror(errno));
         return -1;
     }
+    size_t before = *n;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l <= 3 || strcmp(e->d_name + l - 3, ".so")) continue;
+        bool shadowed = false;
+        for (size_t i = first; i < before && !shadowed; i++)
+            shadowed = !strcmp(strrchr((*names)[i], '/') + 1, e->d_name);
+        if (shadowed) continue;
+        *names = xrealloc(*names, (*n + 1) * sizeof **names);
+        (*names)[(*n)++] = xasprintf("%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    qsort(*names + before, *n - before, sizeof **names, cmp_str);
+    return 0;
+}
+
+int plugin_list(const char *plugin_dir, bool markdown, FILE *out) {
+    char **dirs = split_list(plugin_dir ? plugin_dir : "");
     char **names = NULL;
     size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir(dir))) {
-        size_t l = strlen(e->d_name);
-        if (l > 3 && !strcmp(e->d_name + l - 3, ".so")) {
-            names = xrealloc(names, (n + 1) * sizeof *names);
-            names[n++] = xasprintf("%s/%s", plugin_dir, e->d_name);
-        }
-    }
-    closedir(dir);
-    qsort(names, n, sizeof *names, cmp_str);
     int bad = 0;
+    for (size_t i = 0; dirs[i]; i++)
+        bad += list_dir(dirs[i], &names, &n, 0) != 0;
+    bool several = dirs[0] && dirs[1];
+    free_list(dirs);
     for (size_t i = 0; i < n; i++) {
         char err[512];
         plugin_so *so = open_path(names[i], 0, NULL, err, sizeof err);
-        if (so)
+        if (so) {
             print_plugin(so->desc, markdown, out);
-        else {
+            /* With several folders, say which one a name resolves to. */
+            if (several && !markdown) fprintf(out, "    (%s)\n\n", names[i]);
+        } else {
             fprintf(stderr, "routerd: %s\n", err);
             bad++;
         }
@@ -277,4 +332,8 @@ int plugin_list(const char *plugin_dir, bool markdown, FILE *out) {
     }
     free(names);
     return bad ? -1 : 0;
+}
+
+const char *plugin_check_desc(const rd_plugin *d, rd_kind want, char *tmp, size_t tmpsz) {
+    return check_desc(d, want, tmp, tmpsz);
 }

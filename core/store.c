@@ -563,7 +563,11 @@ store *store_open_with(const char *kind, const char *where, const char *module_d
     if (!strcmp(kind, "sqlite")) {
         s->ops = &sqlite_ops;
     } else {
-        char *path = xasprintf("%s/store/store_%s.so", module_dir ? module_dir : ".", kind);
+        /* module_dir is the plugin folder list: the first one with it. */
+        char *file = xasprintf("store/store_%s.so", kind);
+        char *path = plugin_find(module_dir ? module_dir : ".", file);
+        if (!path) path = xasprintf("%s/%s", module_dir ? module_dir : ".", file);
+        free(file);
         s->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
         if (!s->dl) {
             snprintf(err, errsz, "store = %s: cannot load %s: %s", kind, path, dlerror());

@@ -1220,9 +1220,11 @@ void tg_intake_stop(tg *t) {
             atomic_store(&t->final_call, 0);
         }
     }
-    /* Under a lease the other replicas keep using the webhook. */
+    /* Replicas sharing a postgresql store keep using the webhook; the
+     * sqlite store has one process, which leads, and may delete it. */
+    const char *store = t->h->info(t->ctx, "store");
     if (t->c.mode == TG_MODE_WEBHOOK && t->c.delete_webhook_on_stop && atomic_load(&t->have_me) &&
-        !t->lead_key[0]) {
+        !(store && !strcmp(store, "postgresql"))) {
         atomic_store(&t->final_call, 1);
         delete_webhook(t, 5000);
         atomic_store(&t->final_call, 0);

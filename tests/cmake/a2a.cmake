@@ -8,8 +8,8 @@ routerd_unit_test(test_a2a_parse SOURCES ${A2A_TDIR}/unit/test_a2a_parse.c LIBS 
 
 # The plugin in-process with a fake host against the fake agent.
 routerd_unit_test(test_a2a_plugin
-                  SOURCES ${A2A_TDIR}/unit/test_a2a_plugin.c ${A2A_TDIR}/unit/test_a2a_host.c
-                  LIBS backend_a2a_obj TIMEOUT 120)
+                  SOURCES ${A2A_TDIR}/unit/test_a2a_plugin.c
+                  LIBS backend_a2a_obj routerd_fake_host TIMEOUT 120)
 
 # The real binary (console transport) against the fake agent.
 foreach(t e2e)
@@ -31,9 +31,8 @@ add_dependencies(test_a2a_chaos backend_a2a transport_telegram)
 # node, npm or the registry the test reports SKIP (exit 77) and says why.
 # a2a_interop_files: the plugin in-process (fake host) against the same
 # agents, for what the console transport cannot carry: files and choices.
-add_executable(a2a_interop_files ${A2A_TDIR}/interop/files.c ${A2A_TDIR}/unit/test_a2a_host.c)
-target_include_directories(a2a_interop_files PRIVATE ${A2A_TDIR}/unit)
-target_link_libraries(a2a_interop_files PRIVATE backend_a2a_obj routerd_test_support)
+add_executable(a2a_interop_files ${A2A_TDIR}/interop/files.c)
+target_link_libraries(a2a_interop_files PRIVATE backend_a2a_obj routerd_fake_host)
 add_test(NAME test_a2a_interop
          COMMAND sh ${A2A_TDIR}/interop/run.sh ${A2A_TDIR}/interop ${CMAKE_BINARY_DIR}/a2a-interop
                  $<TARGET_FILE:routerd> ${ROUTERD_PLUGIN_OUTPUT_DIR}

@@ -6,11 +6,11 @@ set(SK_DIR ${CMAKE_CURRENT_SOURCE_DIR})
 routerd_unit_test(test_sinks_prom SOURCES ${SK_DIR}/unit/test_sinks_prom.c
                   LIBS sink_prometheus_obj)
 routerd_unit_test(test_sinks_jsonlog
-                  SOURCES ${SK_DIR}/unit/test_sinks_jsonlog.c ${SK_DIR}/unit/test_sinks_host.c
-                  LIBS sink_jsonlog_obj)
+                  SOURCES ${SK_DIR}/unit/test_sinks_jsonlog.c
+                  LIBS sink_jsonlog_obj routerd_fake_host)
 routerd_unit_test(test_sinks_otlp
-                  SOURCES ${SK_DIR}/unit/test_sinks_otlp.c ${SK_DIR}/unit/test_sinks_host.c
-                  LIBS sink_otlp_obj m)
+                  SOURCES ${SK_DIR}/unit/test_sinks_otlp.c
+                  LIBS sink_otlp_obj routerd_fake_host m)
 
 # The OTLP validator's npm packages (protobufjs, opentelemetry-proto files)
 # go into the build tree once; the node-based tests depend on this fixture.

@@ -17,8 +17,8 @@ routerd_unit_test(test_telegram_attach SOURCES ${TG_DIR}/unit/test_telegram_atta
 foreach(t intake send send_format webhook limits media buttons)
   if(EXISTS ${TG_DIR}/unit/test_telegram_${t}.c)
     routerd_unit_test(test_telegram_${t}
-                      SOURCES ${TG_DIR}/unit/test_telegram_${t}.c ${TG_DIR}/unit/test_telegram_host.c
-                      LIBS transport_telegram_obj TIMEOUT 120)
+                      SOURCES ${TG_DIR}/unit/test_telegram_${t}.c
+                      LIBS transport_telegram_obj routerd_fake_host TIMEOUT 120)
   endif()
 endforeach()
 

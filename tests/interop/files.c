@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "test_a2a_host.h"
+#include "fake_host.h"
 
 static int failed;
 

@@ -37,6 +37,10 @@ check() { # PREFIX_DIR ETC_DIR
         fail "pkg-config plugindir is not $want"
     [[ -f $(PKG_CONFIG_PATH=$pc pkg-config --variable=includedir routerd-plugin)/routerd/plugin.h ]] ||
         fail "pkg-config includedir has no routerd/plugin.h"
+    # The plugin test kit and the CMake package config come along.
+    [[ -f $(PKG_CONFIG_PATH=$pc pkg-config --variable=libdir routerd-plugintest)/librouterd-plugintest.a ]] ||
+        fail "pkg-config libdir of routerd-plugintest has no librouterd-plugintest.a"
+    [[ -n $(find "$p" -path '*/cmake/routerd/routerd-config.cmake') ]] || fail "routerd-config.cmake not installed"
     echo "ok: $bin"
 }
 

@@ -1,9 +1,7 @@
 /* Stand-in OTLP/HTTP collector: see fake_otlp.h. */
 #include "fake_otlp.h"
+#include "http_stub.h"
 
-#include <arpa/inet.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +17,7 @@ typedef struct rec {
 } rec;
 
 struct fotlp {
-    struct MHD_Daemon *d;
-    char base[64];
+    hs *srv;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int status, delay_ms;
@@ -29,64 +26,13 @@ struct fotlp {
     size_t n, cap;
 };
 
-typedef struct conn {
-    char *body;
-    size_t len;
-} conn;
-
-static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                  const char *value) {
-    (void)kind;
-    char **h = cls;
-    size_t old = *h ? strlen(*h) : 0, add = strlen(key) + strlen(value ? value : "") + 3;
-    char *n = realloc(*h, old + add + 1);
-    if (!n) return MHD_NO;
-    char *p = n + old;
-    for (const char *k = key; *k; k++)
-        *p++ = (char)((*k >= 'A' && *k <= 'Z') ? *k + 32 : *k);
-    sprintf(p, ": %s\n", value ? value : "");
-    *h = n;
-    return MHD_YES;
-}
-
-static enum MHD_Result reply(struct MHD_Connection *c, int status, const char *body,
-                             const char *retry_after) {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    if (retry_after) MHD_add_response_header(r, "Retry-After", retry_after);
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
-                               const char *method, const char *version, const char *upload,
-                               size_t *upload_size, void **con_cls) {
-    (void)version;
-    fotlp *f = cls;
-    conn *cs = *con_cls;
-    if (!cs) {
-        *con_cls = calloc(1, sizeof(conn));
-        return *con_cls ? MHD_YES : MHD_NO;
-    }
-    if (*upload_size) {
-        char *n = realloc(cs->body, cs->len + *upload_size + 1);
-        if (!n) return MHD_NO;
-        memcpy(n + cs->len, upload, *upload_size);
-        cs->body = n;
-        cs->len += *upload_size;
-        cs->body[cs->len] = 0;
-        *upload_size = 0;
-        return MHD_YES;
-    }
-    char *headers = NULL;
-    MHD_get_connection_values(c, MHD_HEADER_KIND, add_header, &headers);
-    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+static void handler(void *arg, const hs_req *rq, hs_resp *rs) {
+    fotlp *f = arg;
+    const char *ct = hs_header(rq, "Content-Type");
     int status;
     pthread_mutex_lock(&f->mu);
     int delay = f->delay_ms;
-    if (strcmp(method, "POST") || strcmp(url, "/v1/traces"))
+    if (strcmp(rq->method, "POST") || strcmp(rq->url, "/v1/traces"))
         status = 404;
     else if (!ct || strncasecmp(ct, "application/json", 16))
         status = 415;
@@ -97,6 +43,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
+    char *headers = hs_headers(rq);
     pthread_mutex_lock(&f->mu);
     if (f->n == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 64;
@@ -107,36 +54,24 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         }
     }
     if (f->n < f->cap) {
-        f->recs[f->n++] = (rec){.path = strdup(url),
-                                .headers = headers ? headers : strdup(""),
-                                .body = cs->body ? cs->body : strdup(""),
-                                .body_len = cs->len,
+        char *b = malloc(rq->body_len + 1);
+        if (b) memcpy(b, rq->body, rq->body_len + 1);
+        f->recs[f->n++] = (rec){.path = strdup(rq->url),
+                                .headers = headers,
+                                .body = b ? b : strdup(""),
+                                .body_len = b ? rq->body_len : 0,
                                 .status = status};
         headers = NULL;
-        cs->body = NULL;
         pthread_cond_broadcast(&f->cv);
     }
-    char *answer = strdup(f->answer ? f->answer : "{}");
-    char *retry = f->retry_after ? strdup(f->retry_after) : NULL;
+    /* An empty ExportTraceServiceResponse means "all accepted". */
+    rs->status = status;
+    rs->body = strdup(status / 100 != 2 ? "{\"code\":14,\"message\":\"unavailable\"}"
+                      : f->answer       ? f->answer
+                                        : "{}");
+    rs->retry_after = f->retry_after ? atoi(f->retry_after) : 0;
     pthread_mutex_unlock(&f->mu);
     free(headers);
-    /* An empty ExportTraceServiceResponse means "all accepted". */
-    enum MHD_Result ret = reply(
-        c, status, status / 100 == 2 ? answer : "{\"code\":14,\"message\":\"unavailable\"}", retry);
-    free(answer);
-    free(retry);
-    return ret;
-}
-
-static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
-                      enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)c, (void)toe;
-    conn *cs = *con_cls;
-    if (cs) {
-        free(cs->body);
-        free(cs);
-    }
-    *con_cls = NULL;
 }
 
 fotlp *fotlp_start(void) {
@@ -145,24 +80,17 @@ fotlp *fotlp_start(void) {
     f->status = 200;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    f->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                            NULL, NULL, handler, f, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
-                            MHD_OPTION_NOTIFY_COMPLETED, completed, f,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_END);
-    if (!f->d) {
+    f->srv = hs_start(handler, f, 60);
+    if (!f->srv) {
         free(f);
         return NULL;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT);
-    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%u", di ? di->port : 0);
     return f;
 }
 
 void fotlp_stop(fotlp *f) {
     if (!f) return;
-    MHD_stop_daemon(f->d);
+    hs_stop(f->srv);
     for (size_t i = 0; i < f->n; i++) {
         free(f->recs[i].path);
         free(f->recs[i].headers);
@@ -177,7 +105,7 @@ void fotlp_stop(fotlp *f) {
 }
 
 const char *fotlp_base(fotlp *f) {
-    return f->base;
+    return hs_base(f->srv);
 }
 
 void fotlp_set_status(fotlp *f, int status) {

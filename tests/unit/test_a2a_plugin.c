@@ -16,7 +16,7 @@
 
 #include "fake_a2a.h"
 #include "harness.h"
-#include "test_a2a_host.h"
+#include "fake_host.h"
 
 static fa2a *agent;
 static void *be;

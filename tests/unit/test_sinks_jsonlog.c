@@ -23,7 +23,7 @@
 
 #include "harness.h"
 #include "jsonlog_line.h"
-#include "test_sinks_host.h"
+#include "fake_host.h"
 
 static const char *const mandatory[] = {"ts",           "level",       "event",  "correlation_id",
                                         "chat_id_hash", "persona_tag", "status", "latency_ms",
@@ -270,7 +270,7 @@ static void test_plugin_file_filter_redact(void **state) {
     assert_non_null(strstr(text, "token is ***, keep it"));
     assert_non_null(strstr(text, "\"msg\":\"multi\\nline\""));
     assert_non_null(strstr(text, "\"env\":\"test\",\"build_sha\":\"deadbeef\""));
-    assert_true(th_metric("routerd_jsonlog_lines_total", NULL) == 3);
+    assert_true(rdpt_metric("routerd_jsonlog_lines_total", NULL) == 3);
     free(text);
     p->ops->destroy(self);
 }
@@ -425,8 +425,8 @@ static void test_plugin_disk_full_episodes(void **state) {
     /* Standard error: each episode's start and end, once each. */
     assert_int_equal(count_of(errs, "jsonlog: cannot write"), 2);
     assert_int_equal(count_of(errs, "again;"), 2);
-    assert_true(th_metric("routerd_jsonlog_write_errors_total", NULL) == 4);
-    assert_true(th_metric("routerd_jsonlog_lines_total", NULL) == 3);
+    assert_true(rdpt_metric("routerd_jsonlog_write_errors_total", NULL) == 4);
+    assert_true(rdpt_metric("routerd_jsonlog_lines_total", NULL) == 3);
     free(errs);
     free(text);
 }

@@ -19,7 +19,7 @@
 #include "otlp_answer.h"
 #include "otlp_conf.h"
 #include "otlp_json.h"
-#include "test_sinks_host.h"
+#include "fake_host.h"
 
 #define TRACE "0AF7651916CD43DD8448EB211C80319C"
 #define ROOT "b7ad6b7169203331"
@@ -467,8 +467,8 @@ static void test_plugin_batches_and_flush(void **state) {
     assert_true(fotlp_wait_count(col, 5, 5000));
     assert_int_equal(p->ops->flush(self, &err), RD_OK);
     assert_int_equal(count_spans(), 500);
-    assert_true(th_metric("routerd_otlp_spans_exported_total", NULL) == 500);
-    assert_true(th_metric("routerd_otlp_spans_dropped_total", NULL) == 0);
+    assert_true(rdpt_metric("routerd_otlp_spans_exported_total", NULL) == 500);
+    assert_true(rdpt_metric("routerd_otlp_spans_dropped_total", NULL) == 0);
     for (int i = 0; i < fotlp_count(col); i++) {
         char *h = fotlp_header(col, i, "authorization");
         assert_string_equal(h, "Bearer tok-123456");
@@ -563,12 +563,12 @@ static void test_plugin_dead_collector(void **state) {
     t0 = rt_now_ms();
     p->ops->stop(self);
     assert_true(rt_now_ms() - t0 < 1500);
-    double dropped = th_metric("routerd_otlp_spans_dropped_total", NULL);
-    assert_true(th_metric("routerd_otlp_spans_exported_total", NULL) == 0);
+    double dropped = rdpt_metric("routerd_otlp_spans_dropped_total", NULL);
+    assert_true(rdpt_metric("routerd_otlp_spans_exported_total", NULL) == 0);
     assert_true(dropped == 5000 * 5);
-    assert_true(th_metric("routerd_otlp_spans_dropped_total",
+    assert_true(rdpt_metric("routerd_otlp_spans_dropped_total",
                           (const char *const[]){"queue_full", NULL}) > 0);
-    assert_true(th_metric("routerd_otlp_exports_total", (const char *const[]){"error", NULL}) >= 1);
+    assert_true(rdpt_metric("routerd_otlp_exports_total", (const char *const[]){"error", NULL}) >= 1);
     /* One warning, not one per batch. */
     const char *logs = th_logs();
     int warns = 0;
@@ -598,8 +598,8 @@ static void test_plugin_recovers(void **state) {
     p->ops->event(self, &ev2);
     assert_true(fotlp_wait_count(col, 2, 5000));
     assert_int_equal(p->ops->flush(self, &err), RD_OK);
-    assert_true(th_metric("routerd_otlp_spans_exported_total", NULL) == 5);
-    assert_true(th_metric("routerd_otlp_spans_dropped_total",
+    assert_true(rdpt_metric("routerd_otlp_spans_exported_total", NULL) == 5);
+    assert_true(rdpt_metric("routerd_otlp_spans_dropped_total",
                           (const char *const[]){"export_failed", NULL}) == 5);
     assert_non_null(strstr(th_logs(), "HTTP 503"));
     assert_non_null(strstr(th_logs(), "reachable again"));
@@ -748,7 +748,7 @@ static void test_plugin_queue_full_episodes(void **state) {
     const char *logs = th_logs();
     assert_int_equal(count_in(logs, "export queue full"), 2);
     assert_int_equal(count_in(logs, "has room again"), 2);
-    assert_true(th_metric("routerd_otlp_spans_dropped_total",
+    assert_true(rdpt_metric("routerd_otlp_spans_dropped_total",
                           (const char *const[]){"queue_full", NULL}) >= 2 * 40 * 5);
     p->ops->stop(self);
     p->ops->destroy(self);
@@ -784,9 +784,9 @@ static void test_plugin_partial_success(void **state) {
     assert_int_equal(p->ops->flush(self, &err), RD_OK);
     fotlp_set_answer(col, NULL, NULL);
     p->ops->stop(self);
-    assert_true(th_metric("routerd_otlp_spans_dropped_total",
+    assert_true(rdpt_metric("routerd_otlp_spans_dropped_total",
                           (const char *const[]){"rejected", NULL}) == 4);
-    assert_true(th_metric("routerd_otlp_spans_exported_total", NULL) == 4 * 5 - 4);
+    assert_true(rdpt_metric("routerd_otlp_spans_exported_total", NULL) == 4 * 5 - 4);
     const char *logs = th_logs();
     assert_int_equal(count_in(logs, "the collector refused 2 of 5 span(s): x"), 1);
     assert_int_equal(count_in(logs, "rejectedSpans is not a count"), 2);

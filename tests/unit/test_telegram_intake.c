@@ -15,7 +15,7 @@
 
 #include "fake_telegram.h"
 #include "harness.h"
-#include "test_telegram_host.h"
+#include "fake_host.h"
 
 #define TOKEN "123456:AAtestSecretPart-xyz"
 #define SECRET "AAtestSecretPart-xyz"

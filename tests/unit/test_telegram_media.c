@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "fake_telegram.h"
-#include "test_telegram_host.h"
+#include "fake_host.h"
 
 #define TOKEN "123456:AAtestSecretPart-xyz"
 #define SECRET "AAtestSecretPart-xyz"

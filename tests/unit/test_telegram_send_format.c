@@ -18,7 +18,7 @@
 #include "fake_telegram.h"
 #include "telegram_format.h"
 #include "telegram_parse.h"
-#include "test_telegram_host.h"
+#include "fake_host.h"
 #include "tg_entity_check.h"
 
 #define TOKEN "123456:AAtestSecretPart-xyz"

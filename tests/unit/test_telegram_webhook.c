@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 #include "fake_telegram.h"
-#include "test_telegram_host.h"
+#include "fake_host.h"
 
 #define TOKEN "123456:AAtestSecretPart-xyz"
 #define SECRET "AAtestSecretPart-xyz"
@@ -106,7 +106,8 @@ static void test_secret_and_setwebhook(void **state) {
     th_msgs_free(m, n);
     assert_int_equal(th_http_post(PATH, HOOK_SECRET, "not json", NULL), 400);
     assert_int_equal(th_http_post(PATH, HOOK_SECRET, "{\"message\":{}}", NULL), 400);
-    assert_int_equal(th_metric("routerd_telegram_webhook_requests_total", "401", NULL), 3);
+    /* The host answered the three 401s before the plugin saw a byte. */
+    assert_int_equal(th_metric("routerd_telegram_webhook_requests_total", "401", NULL), 0);
     /* Long polling is not used in webhook mode. */
     assert_int_equal(ftg_count(F, "getUpdates", 0), 0);
 }

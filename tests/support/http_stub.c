@@ -1,0 +1,194 @@
+/* See http_stub.h. */
+#include "http_stub.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+struct hs {
+    struct MHD_Daemon *d;
+    hs_handler fn;
+    void *arg;
+    int port;
+    char base[64];
+};
+
+typedef struct body {
+    char *buf;
+    size_t len;
+} body;
+
+typedef struct cut {
+    char *body;
+    size_t len, limit;
+} cut;
+
+static ssize_t cut_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    cut *c = cls;
+    if (pos >= c->limit) return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t n = c->limit - (size_t)pos;
+    if (n > max) n = max;
+    memcpy(buf, c->body + pos, n);
+    return (ssize_t)n;
+}
+
+static void cut_free(void *cls) {
+    cut *c = cls;
+    free(c->body);
+    free(c);
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls) {
+    (void)version;
+    hs *s = cls;
+    body *b = *con_cls;
+    if (!b) {
+        *con_cls = calloc(1, sizeof *b);
+        return *con_cls ? MHD_YES : MHD_NO;
+    }
+    if (*upload_size) {
+        char *n = realloc(b->buf, b->len + *upload_size + 1);
+        if (!n) return MHD_NO;
+        memcpy(n + b->len, upload, *upload_size);
+        b->buf = n;
+        b->len += *upload_size;
+        b->buf[b->len] = 0;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    hs_req rq = {method, url, b->buf ? b->buf : "", b->len, conn};
+    hs_resp rs = {0};
+    s->fn(s->arg, &rq, &rs);
+    if (rs.drop) {
+        free(rs.body);
+        if (rs.custom) MHD_destroy_response(rs.custom);
+        return MHD_NO;
+    }
+    struct MHD_Response *r = rs.custom;
+    size_t len = rs.body ? strlen(rs.body) : 0;
+    if (r) {
+        free(rs.body);
+    } else if (rs.cut_at && rs.cut_at < len) {
+        cut *c = malloc(sizeof *c);
+        if (!c) return MHD_NO;
+        *c = (cut){rs.body, len, rs.cut_at};
+        r = MHD_create_response_from_callback(len, 4096, cut_reader, c, cut_free);
+    } else {
+        r = MHD_create_response_from_buffer(len, rs.body ? rs.body : (char *)"",
+                                            rs.body ? MHD_RESPMEM_MUST_FREE
+                                                    : MHD_RESPMEM_PERSISTENT);
+    }
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type",
+                            rs.content_type ? rs.content_type : "application/json");
+    if (rs.retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", rs.retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)(rs.status ? rs.status : 500), r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe) {
+    (void)cls, (void)conn, (void)toe;
+    body *b = *con_cls;
+    if (b) {
+        free(b->buf);
+        free(b);
+    }
+    *con_cls = NULL;
+}
+
+hs *hs_start(hs_handler fn, void *arg, unsigned timeout_s) {
+    hs *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->fn = fn;
+    s->arg = arg;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+                            NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+                            MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_END);
+    if (!s->d) {
+        free(s);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : 0;
+    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
+    return s;
+}
+
+void hs_stop(hs *s) {
+    if (!s) return;
+    MHD_stop_daemon(s->d);
+    free(s);
+}
+
+const char *hs_base(const hs *s) {
+    return s->base;
+}
+
+int hs_port(const hs *s) {
+    return s->port;
+}
+
+const char *hs_header(const hs_req *rq, const char *name) {
+    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+}
+
+static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value) {
+    (void)kind;
+    char **h = cls;
+    size_t old = *h ? strlen(*h) : 0, add = strlen(key) + strlen(value ? value : "") + 3;
+    char *n = realloc(*h, old + add + 1);
+    if (!n) return MHD_NO;
+    char *p = n + old;
+    for (const char *k = key; *k; k++)
+        *p++ = (char)((*k >= 'A' && *k <= 'Z') ? *k + 32 : *k);
+    sprintf(p, ": %s\n", value ? value : "");
+    *h = n;
+    return MHD_YES;
+}
+
+char *hs_headers(const hs_req *rq) {
+    char *h = NULL;
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, add_header, &h);
+    return h ? h : strdup("");
+}
+
+typedef struct arg_cb {
+    void (*fn)(void *arg, const char *key, const char *value);
+    void *arg;
+} arg_cb;
+
+static enum MHD_Result each_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value) {
+    (void)kind;
+    arg_cb *a = cls;
+    if (key) a->fn(a->arg, key, value ? value : "");
+    return MHD_YES;
+}
+
+void hs_args(const hs_req *rq, void (*fn)(void *arg, const char *key, const char *value),
+             void *arg) {
+    arg_cb a = {fn, arg};
+    MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, each_arg, &a);
+}
+
+int hs_fd(const hs_req *rq) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}

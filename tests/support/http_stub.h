@@ -1,0 +1,52 @@
+/*
+ * A small HTTP server for the test fakes: libmicrohttpd on 127.0.0.1 (an
+ * ephemeral port), a thread per connection, the request body collected,
+ * and one callback per request that fills a response. The fakes keep their
+ * protocol logic; the plumbing lives here once.
+ */
+#ifndef HTTP_STUB_H
+#define HTTP_STUB_H
+
+#include <stddef.h>
+
+struct MHD_Connection;
+struct MHD_Response;
+
+typedef struct hs_req {
+    const char *method, *url;
+    const char *body; /* the whole body, NUL-terminated ("" when none) */
+    size_t body_len;
+    struct MHD_Connection *conn; /* for what the helpers below do not cover */
+} hs_req;
+
+typedef struct hs_resp {
+    int status;                  /* 0 = 500 */
+    char *body;                  /* malloc()ed, taken by the stub; NULL = empty */
+    const char *content_type;    /* NULL = application/json */
+    int retry_after;             /* > 0 adds Retry-After */
+    size_t cut_at;               /* > 0: the connection breaks after this many body bytes */
+    int drop;                    /* close the connection without an answer */
+    struct MHD_Response *custom; /* made by the handler (a stream): queued instead of body */
+} hs_resp;
+
+typedef void (*hs_handler)(void *arg, const hs_req *rq, hs_resp *rs);
+typedef struct hs hs;
+
+/* NULL when the server cannot start. timeout_s closes idle connections. */
+hs *hs_start(hs_handler fn, void *arg, unsigned timeout_s);
+/* Stops accepting, waits for the connection threads, frees. */
+void hs_stop(hs *s);
+const char *hs_base(const hs *s); /* "http://127.0.0.1:PORT" */
+int hs_port(const hs *s);
+
+/* A request header (case-insensitive name) or NULL. */
+const char *hs_header(const hs_req *rq, const char *name);
+/* Every request header as "name: value\n" lines, names lowercased (malloc). */
+char *hs_headers(const hs_req *rq);
+/* Calls fn for each query argument of the URL. */
+void hs_args(const hs_req *rq, void (*fn)(void *arg, const char *key, const char *value),
+             void *arg);
+/* The connection's socket, or -1. */
+int hs_fd(const hs_req *rq);
+
+#endif
