@@ -1,12 +1,10 @@
 /* See fake_a2a.h. Written from the A2A specification (1.0 proto and 0.3
  * types); one thread per connection so slow answers and streams can block. */
 #include "fake_a2a.h"
+#include "http_stub.h"
 
 #include <cjson/cJSON.h>
-#include <arpa/inet.h>
 #include <curl/curl.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -41,7 +39,7 @@ typedef struct attempt {
 } attempt;
 
 struct fa2a {
-    struct MHD_Daemon *d;
+    hs *srv;
     fa2a_opts o;
     char url[64];
     int port;
@@ -71,9 +69,10 @@ struct fa2a {
 static _Thread_local int tl_rest;
 static _Thread_local const char *tl_path;
 
+/* The request being answered and its reply. */
 typedef struct {
-    char *body;
-    size_t len;
+    const hs_req *rq;
+    hs_resp *rs;
 } conn;
 
 static long long mono_ms(void) {
@@ -284,15 +283,15 @@ static char *error_body(int v10, const cJSON *id, int code, const char *msg) {
 
 /* ---- HTTP replies ------------------------------------------------------- */
 
-static enum MHD_Result send_body(struct MHD_Connection *c, unsigned status, const char *ctype,
-                                 char *body, size_t len) {
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    MHD_add_response_header(r, "Content-Type", ctype);
-    if (status == 401) MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"fake\"");
-    if (status == 429) MHD_add_response_header(r, "Retry-After", "1");
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
+static int send_body(conn *c, unsigned status, const char *ctype, char *body) {
+    c->rs->status = (int)status;
+    c->rs->content_type = ctype;
+    c->rs->body = body;
+    if (status == 401)
+        snprintf(c->rs->headers, sizeof c->rs->headers,
+                 "WWW-Authenticate: Bearer realm=\"fake\"\n");
+    if (status == 429) c->rs->retry_after = 1;
+    return 0;
 }
 
 static const char *const rest_reasons[] = {"TASK_NOT_FOUND",
@@ -336,7 +335,7 @@ static char *rest_error(const cJSON *err, unsigned *status) {
     return out;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char *body) {
+static int send_json(conn *c, unsigned status, char *body) {
     cJSON *env = tl_rest && status == 200 ? cJSON_Parse(body) : NULL;
     if (env && cJSON_GetObjectItem(env, "jsonrpc")) {
         /* REST: the bare result, or the error as an HTTP status */
@@ -349,12 +348,11 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, char
         }
     }
     cJSON_Delete(env);
-    return send_body(c, status, "application/json", body, strlen(body));
+    return send_body(c, status, "application/json", body);
 }
 
-static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *ctype,
-                                 const char *text) {
-    return send_body(c, status, ctype, strdup(text), strlen(text));
+static int send_text(conn *c, unsigned status, const char *ctype, const char *text) {
+    return send_body(c, status, ctype, strdup(text));
 }
 
 /* A stream: pieces written one per reader call, with a pause between. */
@@ -462,8 +460,7 @@ static void event(stream *s, const char *name, cJSON *payload, int style) {
     free(ev);
 }
 
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
-    (void)pos;
+static ssize_t stream_read(void *cls, char *buf, size_t max) {
     stream *s = cls;
     if (s->i >= s->n) {
         if (s->held) {
@@ -477,7 +474,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             }
         }
         if (!s->drop && s->f->o.linger_ms) pause_ms(s->f, s->f->o.linger_ms);
-        return s->drop ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+        return s->drop ? HS_BREAK : HS_END;
     }
     int delay = s->f->o.chunk_delay_ms > 0 ? s->f->o.chunk_delay_ms : 5;
     if (s->off == 0 && s->i > 0) pause_ms(s->f, delay);
@@ -504,14 +501,14 @@ static void stream_free(void *cls) {
     free(s);
 }
 
-static enum MHD_Result send_stream(struct MHD_Connection *c, stream *s) {
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
-    MHD_add_response_header(r, "Content-Type", "text/event-stream");
-    MHD_add_response_header(r, "Cache-Control", "no-cache");
-    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
-    MHD_destroy_response(r);
-    return ret;
+static int send_stream(conn *c, stream *s) {
+    c->rs->status = 200;
+    c->rs->content_type = "text/event-stream";
+    snprintf(c->rs->headers, sizeof c->rs->headers, "Cache-Control: no-cache\n");
+    c->rs->stream = stream_read;
+    c->rs->stream_free = stream_free;
+    c->rs->stream_arg = s;
+    return 0;
 }
 
 /* ---- agent card --------------------------------------------------------- */
@@ -642,11 +639,11 @@ static void copy(char *dst, size_t sz, const char *src) {
     snprintf(dst, sz, "%s", src ? src : "");
 }
 
-static const char *hdr(struct MHD_Connection *c, const char *name) {
-    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+static const char *hdr(conn *c, const char *name) {
+    return hs_header(c->rq, name);
 }
 
-static void record(fa2a *f, struct MHD_Connection *c, const char *method, const cJSON *req) {
+static void record(fa2a *f, conn *c, const char *method, const cJSON *req) {
     fa_req r;
     memset(&r, 0, sizeof r);
     r.blocking = -1;
@@ -962,15 +959,14 @@ int fa2a_pushes(fa2a *f, int *delivered, int *last_status) {
     return n;
 }
 
-static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, size_t len) {
+static int rpc(fa2a *f, conn *c, const char *body, size_t len) {
     cJSON *req = cJSON_ParseWithLength(body, len);
     if (!req) return send_json(c, 200, error_body(0, NULL, -32700, "Parse error"));
     const cJSON *id = cJSON_GetObjectItem(req, "id");
     const char *method = cJSON_GetStringValue(cJSON_GetObjectItem(req, "method"));
     if (method && !strcmp(method, "ListTasks") && (f->o.speaks & FA_V10)) {
         record(f, c, method, req);
-        enum MHD_Result lr =
-            send_json(c, 200, list_tasks(f, id, cJSON_GetObjectItem(req, "params")));
+        int lr = send_json(c, 200, list_tasks(f, id, cJSON_GetObjectItem(req, "params")));
         cJSON_Delete(req);
         return lr;
     }
@@ -978,8 +974,8 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
         ((!strcmp(method, "CreateTaskPushNotificationConfig") && (f->o.speaks & FA_V10)) ||
          (!strcmp(method, "tasks/pushNotificationConfig/set") && (f->o.speaks & FA_V03)))) {
         record(f, c, method, req);
-        enum MHD_Result pr = send_json(
-            c, 200, push_set(f, id, cJSON_GetObjectItem(req, "params"), method[0] == 'C'));
+        int pr = send_json(c, 200,
+                           push_set(f, id, cJSON_GetObjectItem(req, "params"), method[0] == 'C'));
         cJSON_Delete(req);
         return pr;
     }
@@ -989,7 +985,7 @@ static enum MHD_Result rpc(fa2a *f, struct MHD_Connection *c, const char *body, 
         if (!strcmp(method, m03[i])) op = i, v10 = 0;
     }
     record(f, c, method, req);
-    enum MHD_Result ret;
+    int ret;
     int speaks = f->o.speaks ? f->o.speaks : FA_BOTH;
     const char *ver = hdr(c, "A2A-Version");
     const char *ctype = hdr(c, "Content-Type");
@@ -1348,14 +1344,14 @@ static void form_value(const char *body, const char *name, char *out, size_t sz)
     }
 }
 
-static enum MHD_Result token_endpoint(fa2a *f, struct MHD_Connection *c, const conn *cs) {
+static int token_endpoint(fa2a *f, conn *c) {
     char pair[256], want[400], grant[64];
     snprintf(pair, sizeof pair, "%s:%s", f->o.oauth_client_id,
              f->o.oauth_client_secret ? f->o.oauth_client_secret : "");
     strcpy(want, "Basic ");
     b64(pair, want + 6);
     const char *auth = hdr(c, "Authorization");
-    const char *body = cs->body ? cs->body : "";
+    const char *body = c->rq->body;
     form_value(body, "grant_type", grant, sizeof grant);
     pthread_mutex_lock(&f->mu);
     f->tok_requests++;
@@ -1377,12 +1373,11 @@ static enum MHD_Result token_endpoint(fa2a *f, struct MHD_Connection *c, const c
     return send_text(c, 200, "application/json", out);
 }
 
-/* ---- MHD plumbing ------------------------------------------------------- */
+/* ---- routing ---------------------------------------------------------- */
 
 /* The REST binding: the request becomes the JSON-RPC call it stands for,
  * answered by rpc() in REST mode. */
-static enum MHD_Result rest(fa2a *f, struct MHD_Connection *c, const char *url, const char *method,
-                            const conn *cs) {
+static int rest(fa2a *f, conn *c, const char *url, const char *method) {
     const char *p = url + 5; /* "/..." */
     const char *rm = NULL;
     cJSON *params = NULL;
@@ -1404,20 +1399,19 @@ static enum MHD_Result rest(fa2a *f, struct MHD_Connection *c, const char *url, 
     }
     if (!rm) return send_text(c, 404, "text/plain", "no such REST route");
     if (!strcmp(rm, "SendMessage") || !strcmp(rm, "SendStreamingMessage")) {
-        params = cJSON_ParseWithLength(cs->body ? cs->body : "", cs->len);
+        params = cJSON_ParseWithLength(c->rq->body, c->rq->body_len);
         if (!params) {
-            return send_body(c, 400, "application/json",
-                             strdup("{\"error\":{\"code\":400,\"message\":\"bad JSON\"}}"),
-                             strlen("{\"error\":{\"code\":400,\"message\":\"bad JSON\"}}"));
+            return send_text(c, 400, "application/json",
+                             "{\"error\":{\"code\":400,\"message\":\"bad JSON\"}}");
         }
     } else if (!strcmp(rm, "ListTasks")) {
         params = cJSON_CreateObject();
-        const char *cx = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "contextId");
+        const char *cx = hs_arg(c->rq, "contextId");
         if (cx) cJSON_AddStringToObject(params, "contextId", cx);
     } else {
         params = cJSON_CreateObject();
         cJSON_AddStringToObject(params, "id", tid);
-        const char *hl = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "historyLength");
+        const char *hl = hs_arg(c->rq, "historyLength");
         if (hl) cJSON_AddNumberToObject(params, "historyLength", atoi(hl));
     }
     cJSON *req = cJSON_CreateObject();
@@ -1431,41 +1425,23 @@ static enum MHD_Result rest(fa2a *f, struct MHD_Connection *c, const char *url, 
     snprintf(path, sizeof path, "%s %s", method, url);
     tl_rest = 1;
     tl_path = path;
-    enum MHD_Result r = rpc(f, c, body, strlen(body));
+    int r = rpc(f, c, body, strlen(body));
     tl_rest = 0;
     tl_path = NULL;
     free(body);
     return r;
 }
 
-static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *url,
-                              const char *method, const char *version, const char *up,
-                              size_t *up_size, void **ptr) {
-    fa2a *f = cls;
-    (void)version;
-    conn *cs = *ptr;
-    if (!cs) {
-        *ptr = calloc(1, sizeof *cs);
-        return MHD_YES;
-    }
-    if (*up_size) {
-        cs->body = realloc(cs->body, cs->len + *up_size + 1);
-        memcpy(cs->body + cs->len, up, *up_size);
-        cs->len += *up_size;
-        cs->body[cs->len] = 0;
-        *up_size = 0;
-        return MHD_YES;
-    }
-    if (f->o.rest && !strncmp(url, "/rest/", 6)) return rest(f, c, url, method, cs);
+static int answer(fa2a *f, conn *c, const char *url, const char *method) {
+    if (f->o.rest && !strncmp(url, "/rest/", 6)) return rest(f, c, url, method);
     if (!strcmp(method, "GET")) {
         int new_path = !strcmp(url, "/.well-known/agent-card.json");
         int old_path = !strcmp(url, "/.well-known/agent.json");
         if (f->o.card_redirect && new_path) {
-            struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-            MHD_add_response_header(r, "Location", f->o.card_redirect);
-            enum MHD_Result ret = MHD_queue_response(c, 301, r);
-            MHD_destroy_response(r);
-            return ret;
+            c->rs->status = 301;
+            c->rs->content_type = "";
+            snprintf(c->rs->headers, sizeof c->rs->headers, "Location: %s\n", f->o.card_redirect);
+            return 0;
         }
         if (f->o.card_redirect && !strcmp(url, "/cards/agent.json")) new_path = 1;
         if (!new_path && !old_path) return send_text(c, 404, "text/plain", "not found");
@@ -1484,29 +1460,23 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
         pthread_mutex_unlock(&f->mu);
         const char *inm = hdr(c, "If-None-Match");
         int same = inm && !strcmp(inm, etag);
-        struct MHD_Response *r;
         if (same) {
             pthread_mutex_lock(&f->mu);
             f->not_modified++;
             pthread_mutex_unlock(&f->mu);
-            r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+            c->rs->content_type = "";
         } else {
-            char *body = card_json(f);
-            r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-            MHD_add_response_header(r, "Content-Type", "application/json");
+            c->rs->body = card_json(f);
         }
-        MHD_add_response_header(r, "ETag", etag);
-        if (f->o.card_max_age > 0) {
-            char ccv[48];
-            snprintf(ccv, sizeof ccv, "public, max-age=%d", f->o.card_max_age);
-            MHD_add_response_header(r, "Cache-Control", ccv);
-        }
-        enum MHD_Result ret = MHD_queue_response(c, same ? 304 : 200, r);
-        MHD_destroy_response(r);
-        return ret;
+        c->rs->status = same ? 304 : 200;
+        int n = snprintf(c->rs->headers, sizeof c->rs->headers, "ETag: %s\n", etag);
+        if (f->o.card_max_age > 0)
+            snprintf(c->rs->headers + n, sizeof c->rs->headers - (size_t)n,
+                     "Cache-Control: public, max-age=%d\n", f->o.card_max_age);
+        return 0;
     }
     if (strcmp(method, "POST")) return send_text(c, 405, "text/plain", "method not allowed");
-    if (f->o.oauth_client_id && !strcmp(url, "/oauth/token")) return token_endpoint(f, c, cs);
+    if (f->o.oauth_client_id && !strcmp(url, "/oauth/token")) return token_endpoint(f, c);
     if (f->o.oauth_client_id) {
         const char *auth = hdr(c, "Authorization");
         pthread_mutex_lock(&f->mu);
@@ -1514,7 +1484,7 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
                  mono_ms() < f->tok_exp;
         pthread_mutex_unlock(&f->mu);
         if (!ok) {
-            cJSON *req = cJSON_ParseWithLength(cs->body ? cs->body : "", cs->len);
+            cJSON *req = cJSON_ParseWithLength(c->rq->body, c->rq->body_len);
             record(f, c, req ? cJSON_GetStringValue(cJSON_GetObjectItem(req, "method")) : "?", req);
             cJSON_Delete(req);
             return send_text(c, 401, "application/json", "{\"error\":\"invalid_token\"}");
@@ -1525,7 +1495,7 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
         char want[256];
         snprintf(want, sizeof want, "Bearer %s", f->o.token);
         if (!auth || strcmp(auth, want)) {
-            cJSON *req = cJSON_ParseWithLength(cs->body ? cs->body : "", cs->len);
+            cJSON *req = cJSON_ParseWithLength(c->rq->body, c->rq->body_len);
             record(f, c, req ? cJSON_GetStringValue(cJSON_GetObjectItem(req, "method")) : "?", req);
             cJSON_Delete(req);
             return send_text(c, 401, "application/json", "{\"error\":\"unauthorized\"}");
@@ -1539,16 +1509,12 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
     int here = !strcmp(url, f->rpc_path);
     pthread_mutex_unlock(&f->mu);
     if (!here) return send_text(c, 404, "text/plain", "no such endpoint");
-    return rpc(f, c, cs->body ? cs->body : "", cs->len);
+    return rpc(f, c, c->rq->body, c->rq->body_len);
 }
 
-static void on_done(void *cls, struct MHD_Connection *c, void **ptr,
-                    enum MHD_RequestTerminationCode t) {
-    (void)cls, (void)c, (void)t;
-    conn *cs = *ptr;
-    if (cs) free(cs->body);
-    free(cs);
-    *ptr = NULL;
+static void on_req(void *arg, const hs_req *rq, hs_resp *rs) {
+    conn c = {rq, rs};
+    answer(arg, &c, rq->url, rq->method);
 }
 
 fa2a *fa2a_start(const fa2a_opts *o) {
@@ -1557,28 +1523,21 @@ fa2a *fa2a_start(const fa2a_opts *o) {
     if (!f->o.speaks) f->o.speaks = FA_BOTH;
     snprintf(f->rpc_path, sizeof f->rpc_path, "/rpc");
     pthread_mutex_init(&f->mu, NULL);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)f->o.port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    f->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
-                            NULL, NULL, on_req, f, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)1000, MHD_OPTION_END);
-    if (!f->d) {
+    f->srv = hs_start_port(on_req, f, 0, f->o.port);
+    if (!f->srv) {
         pthread_mutex_destroy(&f->mu);
         free(f);
         return NULL;
     }
-    const union MHD_DaemonInfo *i = MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT);
-    f->port = i->port;
-    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d", f->port);
+    f->port = hs_port(f->srv);
+    snprintf(f->url, sizeof f->url, "%s", hs_base(f->srv));
     return f;
 }
 
 void fa2a_stop(fa2a *f) {
     if (!f) return;
     atomic_store(&f->stopping, 1);
-    MHD_stop_daemon(f->d);
+    hs_stop(f->srv);
     while (atomic_load(&f->pushers) > 0) /* they end within their 5 s timeout */
         nanosleep(&(struct timespec){0, 10000000L}, NULL);
     while (f->tasks) {

@@ -43,6 +43,45 @@ static void cut_free(void *cls) {
     free(c);
 }
 
+typedef struct strm {
+    ssize_t (*fn)(void *arg, char *buf, size_t max);
+    void (*free_fn)(void *arg);
+    void *arg;
+} strm;
+
+static ssize_t strm_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    strm *st = cls;
+    ssize_t n = st->fn(st->arg, buf, max);
+    return n == HS_END     ? MHD_CONTENT_READER_END_OF_STREAM
+           : n == HS_BREAK ? MHD_CONTENT_READER_END_WITH_ERROR
+                           : n;
+}
+
+static void strm_free(void *cls) {
+    strm *st = cls;
+    if (st->free_fn) st->free_fn(st->arg);
+    free(st);
+}
+
+/* Adds the "Name: value\n" lines of h. */
+static void add_headers(struct MHD_Response *r, const char *h) {
+    while (*h) {
+        const char *end = strchr(h, '\n'), *colon = strchr(h, ':');
+        if (!end) end = h + strlen(h);
+        if (colon && colon < end) {
+            char name[128], value[512];
+            snprintf(name, sizeof name, "%.*s", (int)(colon - h), h);
+            colon++;
+            while (*colon == ' ')
+                colon++;
+            snprintf(value, sizeof value, "%.*s", (int)(end - colon), colon);
+            MHD_add_response_header(r, name, value);
+        }
+        h = *end ? end + 1 : end;
+    }
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **con_cls) {
@@ -69,12 +108,26 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     if (rs.drop) {
         free(rs.body);
         if (rs.custom) MHD_destroy_response(rs.custom);
+        if (rs.stream && rs.stream_free) rs.stream_free(rs.stream_arg);
         return MHD_NO;
     }
     struct MHD_Response *r = rs.custom;
     size_t len = rs.body ? strlen(rs.body) : 0;
     if (r) {
         free(rs.body);
+    } else if (rs.stream) {
+        free(rs.body);
+        strm *st = malloc(sizeof *st);
+        if (!st) {
+            if (rs.stream_free) rs.stream_free(rs.stream_arg);
+            return MHD_NO;
+        }
+        *st = (strm){rs.stream, rs.stream_free, rs.stream_arg};
+        r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, strm_reader, st, strm_free);
+        if (!r) {
+            strm_free(st);
+            return MHD_NO;
+        }
     } else if (rs.cut_at && rs.cut_at < len) {
         cut *c = malloc(sizeof *c);
         if (!c) return MHD_NO;
@@ -86,8 +139,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
                                                     : MHD_RESPMEM_PERSISTENT);
     }
     if (!r) return MHD_NO;
-    MHD_add_response_header(r, "Content-Type",
-                            rs.content_type ? rs.content_type : "application/json");
+    if (!rs.content_type || rs.content_type[0])
+        MHD_add_response_header(r, "Content-Type",
+                                rs.content_type ? rs.content_type : "application/json");
+    add_headers(r, rs.headers);
     if (rs.retry_after > 0) {
         char ra[16];
         snprintf(ra, sizeof ra, "%d", rs.retry_after);
@@ -110,15 +165,23 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 hs *hs_start(hs_handler fn, void *arg, unsigned timeout_s) {
+    return hs_start_port(fn, arg, timeout_s, 0);
+}
+
+hs *hs_start_port(hs_handler fn, void *arg, unsigned timeout_s, int port) {
+    if (port < 0 || port > 65535) return NULL;
     hs *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->fn = fn;
     s->arg = arg;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
-                            NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
-                            MHD_OPTION_NOTIFY_COMPLETED, completed, s,
-                            MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_END);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    s->d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
+                         NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
+                         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                         timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
     if (!s->d) {
         free(s);
         return NULL;
@@ -145,6 +208,10 @@ int hs_port(const hs *s) {
 
 const char *hs_header(const hs_req *rq, const char *name) {
     return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+}
+
+const char *hs_arg(const hs_req *rq, const char *name) {
+    return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
 static enum MHD_Result add_header(void *cls, enum MHD_ValueKind kind, const char *key,

@@ -8,6 +8,7 @@
 #define HTTP_STUB_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct MHD_Connection;
 struct MHD_Response;
@@ -22,18 +23,30 @@ typedef struct hs_req {
 typedef struct hs_resp {
     int status;                  /* 0 = 500 */
     char *body;                  /* malloc()ed, taken by the stub; NULL = empty */
-    const char *content_type;    /* NULL = application/json */
+    const char *content_type;    /* NULL = application/json, "" = none */
     int retry_after;             /* > 0 adds Retry-After */
     size_t cut_at;               /* > 0: the connection breaks after this many body bytes */
     int drop;                    /* close the connection without an answer */
-    struct MHD_Response *custom; /* made by the handler (a stream): queued instead of body */
+    struct MHD_Response *custom; /* made by the handler: queued instead of body */
+    char headers[512];           /* more headers, "Name: value\n" lines */
+    /* A body of unknown length written as it goes (instead of body): called
+     * on the connection's thread with room for max bytes; returns how many
+     * it wrote, HS_END or HS_BREAK (the connection breaks). stream_free
+     * (may be NULL) gets stream_arg when the response is done. */
+    ssize_t (*stream)(void *arg, char *buf, size_t max);
+    void (*stream_free)(void *arg);
+    void *stream_arg;
 } hs_resp;
+
+enum { HS_END = -1, HS_BREAK = -2 };
 
 typedef void (*hs_handler)(void *arg, const hs_req *rq, hs_resp *rs);
 typedef struct hs hs;
 
 /* NULL when the server cannot start. timeout_s closes idle connections. */
 hs *hs_start(hs_handler fn, void *arg, unsigned timeout_s);
+/* The same on a given port (0 = ephemeral). */
+hs *hs_start_port(hs_handler fn, void *arg, unsigned timeout_s, int port);
 /* Stops accepting, waits for the connection threads, frees. */
 void hs_stop(hs *s);
 const char *hs_base(const hs *s); /* "http://127.0.0.1:PORT" */
@@ -41,6 +54,8 @@ int hs_port(const hs *s);
 
 /* A request header (case-insensitive name) or NULL. */
 const char *hs_header(const hs_req *rq, const char *name);
+/* A query argument of the URL or NULL. */
+const char *hs_arg(const hs_req *rq, const char *name);
 /* Every request header as "name: value\n" lines, names lowercased (malloc). */
 char *hs_headers(const hs_req *rq);
 /* Calls fn for each query argument of the URL. */
