@@ -261,18 +261,16 @@ typedef struct a2a {
     const char *rpc_url;
     a2a_dialect forced;
     int binding; /* 0 auto, 1 JSON-RPC, 2 REST */
-    int stream, blocking, progress;
+    int stream, progress;
     int64_t timeout_ms, connect_ms, http_ms, retry_base_ms, retry_max_ms, poll_ms, poll_max_ms,
         cancel_ms, disc_max_ms, progress_ms;
     int retries;
     size_t max_bytes, max_reply, max_request;
-    int id_mode, resend_unknown, ext_warn;
-    int64_t retention_s, stream_retry_ms, auth_wait_ms;
-    const char *cut_notice;
+    int ext_warn;
+    int64_t stream_retry_ms, auth_wait_ms;
     char **cred_origins; /* origins that get credentials, NULL-terminated */
     /* OAuth 2.0 client credentials: configuration, then the token (omu). */
-    const char *oauth_id, *oauth_secret, *oauth_url, *oauth_audience;
-    const char *const *oauth_scopes;
+    const char *oauth_id, *oauth_url;
     int64_t omargin_ms;
     pthread_mutex_t omu;
     pthread_cond_t ocv;
@@ -282,8 +280,6 @@ typedef struct a2a {
     uint64_t boot; /* random per process: ids that are not stable */
     atomic_llong last_prune_ms;
     const char *const *modes;
-    const char *new_cmd, *new_reply, *failure_notice, *timeout_notice, *failed_notice,
-        *input_notice, *auth_notice, *empty_reply;
     char *auth_hdr, *key_hdr; /* "Authorization: Bearer ...", "X-API-Key: ..." */
     a2a_http *http;
 
@@ -463,7 +459,7 @@ static int oauth_fetch(a2a *a, int64_t deadline, char **tok, int64_t *exp_ms, in
                  "on the card's origin)");
         return -1;
     }
-    char *id = form_esc(a->oauth_id), *sec = form_esc(a->oauth_secret);
+    char *id = form_esc(a->oauth_id), *sec = form_esc(a->cf.oauth_client_secret);
     size_t n = (id ? strlen(id) : 0) + (sec ? strlen(sec) : 0) + 2;
     char *pair = malloc(n), *enc = malloc(n * 4 / 3 + 8), *hdr = NULL;
     char *body = NULL;
@@ -479,17 +475,17 @@ static int oauth_fetch(a2a *a, int64_t deadline, char **tok, int64_t *exp_ms, in
     len = (size_t)snprintf(body, cap, "grant_type=client_credentials");
     for (int part = 0; part < 2; part++) {
         char *joined = NULL;
-        if (part == 0 && a->oauth_scopes && a->oauth_scopes[0]) {
+        if (part == 0 && a->cf.oauth_scopes && a->cf.oauth_scopes[0]) {
             size_t jl = 1;
-            for (const char *const *s = a->oauth_scopes; *s; s++)
+            for (const char *const *s = a->cf.oauth_scopes; *s; s++)
                 jl += strlen(*s) + 1;
             joined = calloc(1, jl);
-            for (const char *const *s = a->oauth_scopes; joined && *s; s++) {
-                if (s != a->oauth_scopes) strcat(joined, " ");
+            for (const char *const *s = a->cf.oauth_scopes; joined && *s; s++) {
+                if (s != a->cf.oauth_scopes) strcat(joined, " ");
                 strcat(joined, *s);
             }
-        } else if (part == 1 && !empty(a->oauth_audience)) {
-            joined = strdup(a->oauth_audience);
+        } else if (part == 1 && !empty(a->cf.oauth_audience)) {
+            joined = strdup(a->cf.oauth_audience);
         }
         if (!joined) continue;
         char *e = form_esc(joined);
@@ -1652,7 +1648,7 @@ static void prune_records(a2a *a) {
     long long last = atomic_load(&a->last_prune_ms);
     if ((last && now - last < 3600000) || !a->h->kv_scan || !a->h->kv_txn) return;
     if (!atomic_compare_exchange_strong(&a->last_prune_ms, &last, now ? now : 1)) return;
-    prune_acc p = {.cutoff = wall_s(a) - a->retention_s};
+    prune_acc p = {.cutoff = wall_s(a) - a->cf.answer_retention_s};
     a->h->kv_scan(a->ctx, "msg:", prune_visit, &p);
     for (size_t i = 0; i < p.n; i += 256) {
         rd_kv_op ops[256];
@@ -1663,7 +1659,7 @@ static void prune_records(a2a *a) {
     }
     if (p.n)
         a->h->log(a->ctx, RD_LOG_DEBUG, "forgot %zu message record(s) older than %" PRId64 " s",
-                  p.n, a->retention_s);
+                  p.n, a->cf.answer_retention_s);
     for (size_t i = 0; i < p.n; i++)
         free(p.keys[i]);
     free(p.keys);
@@ -1811,8 +1807,9 @@ static rd_status fail(call *c, const outcome *o, rd_error *err) {
               c->rq->correlation_id ? c->rq->correlation_id : "-", a2a_class_name(cls), msg);
     /* Nothing appended: the router sends its own failure_notice, the same
      * text every backend's failures get. */
-    const char *notice =
-        cls == A2A_C_TIMEOUT && !empty(a->timeout_notice) ? a->timeout_notice : a->failure_notice;
+    const char *notice = cls == A2A_C_TIMEOUT && !empty(a->cf.timeout_notice)
+                             ? a->cf.timeout_notice
+                             : a->cf.failure_notice;
     append(c, notice);
     rd_status st = cls == A2A_C_TRANSIENT ? RD_E_RETRY
                    : cls == A2A_C_TIMEOUT ? RD_E_TIMEOUT
@@ -1835,7 +1832,7 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
     if (t->got_message) {
         out = OUT_MESSAGE;
         set_id(&c->task_id, NULL);
-        emit(c, t->message_text, &t->message_media, a->empty_reply);
+        emit(c, t->message_text, &t->message_media, a->cf.empty_reply);
     } else {
         char *arts = a2a_track_artifact_text(t);
         int arts_media = 0;
@@ -1848,7 +1845,7 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
             int input = t->state == A2A_TS_INPUT_REQUIRED;
             out = input ? OUT_INPUT : OUT_AUTH;
             set_id(&c->task_id, t->task_id);
-            const char *notice = input ? a->input_notice : a->auth_notice;
+            const char *notice = input ? a->cf.input_required_notice : a->cf.auth_required_notice;
             if (has_status)
                 emit(c, t->status_text, &t->status_media, notice);
             else if (!empty(arts) || arts_media)
@@ -1864,9 +1861,9 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
                   : t->state == A2A_TS_REJECTED ? OUT_REJECTED
                                                 : OUT_CANCELED;
             set_id(&c->task_id, NULL);
-            append(c, a->failed_notice);
+            append(c, a->cf.task_failed_notice);
             if (!empty(t->status_text)) {
-                if (!empty(a->failed_notice)) append(c, "\n");
+                if (!empty(a->cf.task_failed_notice)) append(c, "\n");
                 append(c, t->status_text);
             }
             /* The agent answered, but the request failed: a fatal failure
@@ -1884,11 +1881,11 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
             out = OUT_COMPLETED;
             set_id(&c->task_id, NULL);
             if (!empty(arts) || arts_media)
-                emit_arts(c, t, arts, a->empty_reply);
+                emit_arts(c, t, arts, a->cf.empty_reply);
             else if (has_status)
-                emit(c, t->status_text, &t->status_media, a->empty_reply);
+                emit(c, t->status_text, &t->status_media, a->cf.empty_reply);
             else
-                emit(c, t->history_text, &t->history_media, a->empty_reply);
+                emit(c, t->history_text, &t->history_media, a->cf.empty_reply);
             break;
         }
         free(arts);
@@ -1897,9 +1894,9 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
         a->h->log(a->ctx, RD_LOG_WARN,
                   "correlation %s: the agent's answer exceeded max_reply_bytes (%zu); cut",
                   c->rq->correlation_id ? c->rq->correlation_id : "-", a->max_reply);
-        if (!empty(a->cut_notice)) {
+        if (!empty(a->cf.reply_cut_notice)) {
             append(c, "\n");
-            append(c, a->cut_notice);
+            append(c, a->cf.reply_cut_notice);
         }
     }
     conv_save(c);
@@ -2293,7 +2290,7 @@ static int context_rejected(const call *c, const outcome *o) {
  * the end of the wait the request is the answer and the task id is kept. */
 static void await_auth(call *c, const agent_view *v, a2a_track *t, outcome *o) {
     a2a *a = c->a;
-    const char *note = !empty(t->status_text) ? t->status_text : a->auth_notice;
+    const char *note = !empty(t->status_text) ? t->status_text : a->cf.auth_required_notice;
     if (!empty(note)) a->h->reply_progress(c->rp, note, strlen(note));
     int64_t until = now_ms(a) + a->auth_wait_ms;
     if (until > c->deadline) until = c->deadline;
@@ -2432,7 +2429,7 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
                       .context_id = c->ctx_id,
                       .task_id = c->task_id,
                       .tenant = v.tenant,
-                      .return_immediately = !a->blocking && !c->continuing,
+                      .return_immediately = !a->cf.blocking && !c->continuing,
                       .accepted_output_modes = a->modes};
         char *body = a2a_build_send(v.d, use_stream, id, &s);
         a2a_track t = {.max_text = a->max_reply};
@@ -2541,7 +2538,7 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
                 return st;
             }
             a2a_track_free(&rt);
-            if (a->resend_unknown && o.cls == A2A_C_TRANSIENT) {
+            if (a->cf.resend_unknown && o.cls == A2A_C_TRANSIENT) {
                 resend = 2;
             } else {
                 a->h->log(a->ctx, RD_LOG_WARN,
@@ -2624,7 +2621,7 @@ static rd_status redelivered(call *c, rd_error *err) {
     } else if (recover(c, &v, &t)) {
         note_task(c, &t);
         st = finish_task(c, &v, &t, a->stream, 0, err);
-    } else if (a->resend_unknown) {
+    } else if (a->cf.resend_unknown) {
         c->view = NULL;
         view_free(&v);
         a2a_track_free(&t);
@@ -2683,7 +2680,7 @@ static void message_id(a2a *a, call *c) {
     const rd_request *rq = c->rq;
     char uid[96];
     int has_uid = meta_update_id(rq->meta, uid, sizeof uid);
-    c->stable = a->id_mode == 1 || (a->id_mode == 0 && has_uid);
+    c->stable = a->cf.message_ids == 1 || (a->cf.message_ids == 0 && has_uid);
     const char *corr = rq->correlation_id;
     size_t n = corr ? strlen(corr) : 0;
     int hex = n == 32;
@@ -2726,7 +2723,7 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
     if (c.stable) prune_records(a);
 
     rd_status st;
-    if (is_command(rq->text, a->new_cmd)) {
+    if (is_command(rq->text, a->cf.new_command)) {
         if (c.task_id) {
             agent_view v;
             if (!view_get(a, &v, 0)) {
@@ -2737,7 +2734,7 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
         set_id(&c.ctx_id, NULL);
         set_id(&c.task_id, NULL);
         conv_save(&c);
-        append(&c, a->new_reply);
+        append(&c, a->cf.new_reply);
         st = RD_OK;
     } else {
         rec_load(&c);
@@ -2908,7 +2905,6 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         if (asprintf(&a->key_hdr, "%s: %s", kh, kv) < 0) a->key_hdr = NULL;
     }
     a->stream = cf->stream;
-    a->blocking = cf->blocking;
     a->progress = cf->progress;
     a->timeout_ms = cf->timeout_s * 1000;
     a->connect_ms = cf->connect_timeout_s * 1000;
@@ -2926,19 +2922,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->progress_ms = cf->progress_interval_ms;
     const char *const *modes = cf->accepted_output_modes;
     a->modes = modes && modes[0] ? modes : NULL;
-    a->new_cmd = cf->new_command;
-    a->new_reply = cf->new_reply;
-    a->failure_notice = cf->failure_notice;
-    a->timeout_notice = cf->timeout_notice;
-    a->failed_notice = cf->task_failed_notice;
-    a->input_notice = cf->input_required_notice;
-    a->auth_notice = cf->auth_required_notice;
-    a->empty_reply = cf->empty_reply;
-    a->id_mode = cf->message_ids;
-    a->resend_unknown = cf->resend_unknown;
-    a->retention_s = cf->answer_retention_s;
     a->max_reply = (size_t)cf->max_reply_bytes;
-    a->cut_notice = cf->reply_cut_notice;
     a->max_request = (size_t)cf->max_request_bytes;
     a->stream_retry_ms = cf->stream_retry_s * 1000;
     a->auth_wait_ms = cf->auth_required_wait_s * 1000;
@@ -2946,13 +2930,10 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     a->card_min_ms = cf->card_refresh_min_s * 1000;
     a->ext_warn = cf->required_extensions == 1;
     a->oauth_id = cf->oauth_client_id;
-    a->oauth_secret = cf->oauth_client_secret;
     a->oauth_url = cf->oauth_token_url;
-    a->oauth_audience = cf->oauth_audience;
-    a->oauth_scopes = cf->oauth_scopes;
     a->omargin_ms = cf->oauth_refresh_margin_s * 1000;
     if (empty(a->oauth_id)) a->oauth_id = NULL;
-    if ((a->oauth_id == NULL) != empty(a->oauth_secret)) {
+    if ((a->oauth_id == NULL) != empty(cf->oauth_client_secret)) {
         h->error(err, RD_E_CONFIG, "fatal", "oauth_client_id and oauth_client_secret go together");
         goto bad;
     }
