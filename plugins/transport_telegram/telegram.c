@@ -9,6 +9,7 @@
 #include "telegram.h"
 #include "backoff.h"
 #include "hash_mix.h"
+#include "telegram_attach.h"
 #include "url_check.h"
 
 #include <errno.h>
@@ -142,6 +143,21 @@ static const rd_option opts[] = {
     {"delete_webhook_on_stop", RD_OPT_BOOL, 0, "false",
      "webhook: call deleteWebhook at stop (Telegram then keeps updates until the next start)", 0, 0,
      NULL, 0, 0},
+    {"media", RD_OPT_BOOL, 0, "on",
+     "fetch photos, documents, voice notes, audio, video, stickers and pass them on as "
+     "attachments; "
+     "off answers them with unsupported_notice",
+     0, 0, NULL, 0, 0},
+    {"max_media_bytes", RD_OPT_INT, 0, "20971520",
+     "largest file fetched (20 MiB is the cloud Bot API's download limit); larger ones get "
+     "unsupported_notice",
+     1, 2097152000, NULL, 0, 0},
+    {"unsupported_notice", RD_OPT_STRING, 0, "Sorry, I can't take this kind of message.",
+     "reply to a message whose file cannot be handled (media off, too large, unsupported kind)", 0,
+     0, NULL, 0, 0},
+    {"album_wait_ms", RD_OPT_INT, 0, "1000",
+     "how long the first part of an album waits for the others before they go on as one message", 0,
+     10000, NULL, 0, 0},
     {0},
 };
 
@@ -249,15 +265,7 @@ static char *dup_or_null(const char *s) {
 }
 
 static int valid_secret_token(const char *s) {
-    size_t n = strlen(s);
-    if (n < 1 || n > 256) return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return tg_chars_ok(s, 1, 256, "_-");
 }
 
 static int valid_token(const char *s, int64_t *bot_id) {
@@ -413,6 +421,7 @@ static rd_status read_config(tg *t, rd_error *err) {
             return RD_E_CONFIG;
         }
     }
+    if (tg_media_config(t, err) != RD_OK) return RD_E_INTERNAL;
     c->allowed_updates_json = allowed_updates_json(t);
     if (c->allowed_updates_json && !strstr(c->allowed_updates_json, "\"callback_query\""))
         h->log(x, RD_LOG_WARN,
@@ -480,6 +489,7 @@ static void make_metrics(tg *t) {
         h->metric(t->ctx, RD_METRIC_HISTOGRAM, "routerd_telegram_api_request_seconds",
                   "Bot API request latency (long polls excluded)", l_method, api_b,
                   sizeof api_b / sizeof api_b[0]);
+    tg_media_metrics(t);
 }
 
 static void tg_destroy(void *self);
@@ -652,6 +662,7 @@ static void tg_destroy(void *self) {
     if (!t) return;
     tg_intake_free(t);
     tg_send_free(t);
+    tg_media_free(t);
     tg_buttons_free(t);
     tg_cmds_free(t);
     tg_mig_free(t);

@@ -16,6 +16,13 @@
 enum { TG_MODE_LONGPOLL = 0, TG_MODE_WEBHOOK = 1 };
 enum { TG_PM_NONE = 0, TG_PM_HTML, TG_PM_MDV2 };
 
+typedef struct tg_media_cfg {
+    int on;                /* media = on */
+    int64_t max_bytes;     /* max_media_bytes */
+    int64_t album_wait_ms; /* album_wait_ms */
+    char *notice;          /* unsupported_notice */
+} tg_media_cfg;
+
 typedef struct tg_cfg {
     char *token;
     char *api_base; /* without trailing '/' */
@@ -39,7 +46,9 @@ typedef struct tg_cfg {
     int64_t max_connections;
     int drop_pending_updates, delete_webhook_on_stop;
     int format_markdown, link_preview; /* format = markdown; link_preview = on */
-    int edits;                         /* TG_EDITS_* */
+    /* Files in (telegram_media.c). */
+    tg_media_cfg media;
+    int edits; /* TG_EDITS_* */
     char *edits_notice;
     int64_t buttons_max, button_label_max, buttons_expiry_s;
 } tg_cfg;
@@ -47,7 +56,9 @@ typedef struct tg_cfg {
 enum { TG_EDITS_IGNORE = 0, TG_EDITS_ANSWER, TG_EDITS_NOTE };
 
 /* An update between fetch and submit, in seq order. */
-enum { TG_ITEM_RESERVED = 0, TG_ITEM_READY, TG_ITEM_DEAD };
+/* ABSORBED: an album part submitted with the album's first part; it is
+ * skipped when it reaches the head (telegram_media.c). */
+enum { TG_ITEM_RESERVED = 0, TG_ITEM_READY, TG_ITEM_DEAD, TG_ITEM_ABSORBED };
 typedef struct tg_item {
     int64_t seq;   /* id given to the core */
     int64_t tg_id; /* Telegram update_id */
@@ -228,6 +239,10 @@ typedef struct tg {
     tg_series_cache *series;
     pthread_mutex_t series_mu;
 
+    /* Files (telegram_media.c). */
+    struct tg_media_state *media;
+    int album_hold; /* intake: the head waits for the rest of an album */
+    rd_metric *m_media_refused, *m_media_in;
     tg_btn *btn;   /* buttons and side calls (telegram_buttons.c) */
     tg_cmds *cmds; /* bot commands (telegram_commands.c) */
 } tg;
@@ -276,6 +291,11 @@ void tg_classify(tg *t, const char *method, tg_buf *buf, tg_call *out);
  * back-off until deadline_ms (monotonic); returns with the last outcome. */
 void tg_api_call(tg *t, const char *method, const char *body, int64_t chat_id, int64_t deadline_ms,
                  tg_call *out);
+/* Builds a multipart body for one attempt (curl frees it after). */
+typedef curl_mime *(*tg_form_fn)(void *arg, CURL *c);
+/* tg_api_call with a multipart/form-data body from form (uploads). */
+void tg_api_call_form(tg *t, const char *method, const char *body, tg_form_fn form, void *arg,
+                      int64_t chat_id, int64_t deadline_ms, tg_call *out);
 
 /* telegram_intake.c */
 rd_status tg_intake_load(tg *t, rd_error *err);
@@ -311,6 +331,24 @@ int tg_outbox_has(tg *t, int64_t chat);
 rd_status tg_outbox_put(tg *t, const tg_reply *r, int after_refusal, rd_error *err);
 void *tg_outbox_loop(void *arg);
 
+/* telegram_media.c: files in */
+rd_status tg_media_config(tg *t, rd_error *err);
+void tg_media_metrics(tg *t);
+void tg_media_free(tg *t);
+/* Fetches the files of `it` (and of the album parts queued after it) and
+ * submits them as one message; in_mu held, from tg_submit_item() once it
+ * routed `it`. RD_E_FULL: not now (a download to retry, an album still
+ * arriving, back-pressure); anything else: done (submitted or skipped). */
+rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in);
+
+/* The album parts submitted with head (up to max, into parts); rep_mu
+ * held. They count as answered when head is. */
+size_t tg_album_answered(tg *t, int64_t head, int64_t *parts, size_t max);
+
+/* telegram_media_out.c: files out */
+/* Sends out's files (and its text, unless *text_rest comes back set: then
+ * the caller sends the text, as with choices to show as buttons). */
+rd_status tg_media_send(tg *t, const rd_outbound *out, int *text_rest, rd_error *err);
 /* telegram_buttons.c: inline keyboards for offered choices, button presses,
  * and the calls made beside the intake (answerCallbackQuery, notices). */
 rd_status tg_buttons_create(tg *t, rd_error *err);
@@ -341,6 +379,8 @@ char *tg_cmds_body(tg *t);
  * *done = parts delivered so far, counting the skipped ones. */
 rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err);
 rd_status tg_send(void *self, const rd_outbound *out, rd_error *err);
+/* Waits for the chat's and the global sending slot; nonzero when stopping. */
+int tg_pace(tg *t, int64_t chat);
 rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_error *err);
 void tg_activity(void *self, const rd_outbound *where, int active);
 void *tg_typing_loop(void *arg);

@@ -166,17 +166,31 @@ void tg_classify(tg *t, const char *method, tg_buf *buf, tg_call *out) {
     tg_count(t, t->m_api_err, method, out->code, 1);
 }
 
-void tg_api_once(tg *t, CURL *c, const char *method, const char *body, int64_t timeout_ms,
-                 tg_call *out) {
+static void api_once(tg *t, CURL *c, const char *method, const char *body, tg_form_fn form,
+                     void *arg, int64_t timeout_ms, tg_call *out) {
     memset(out, 0, sizeof *out);
     tg_buf buf = {0};
     tg_easy_setup(t, c, method, body, timeout_ms, &buf, out);
+    curl_mime *mime = NULL;
+    if (form) {
+        /* multipart/form-data: curl sets the type; keep only "Expect:". */
+        mime = form(arg, c);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->json_hdr->next);
+        curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+    }
     int64_t t0 = tg_now(t);
-    out->cc = curl_easy_perform(c);
+    out->cc = mime || !form ? curl_easy_perform(c) : CURLE_OUT_OF_MEMORY;
+    curl_easy_setopt(c, CURLOPT_MIMEPOST, NULL);
+    curl_mime_free(mime);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->http);
     tg_observe(t, t->m_api_seconds, method, (double)(tg_now(t) - t0) / 1000.0);
     tg_classify(t, method, &buf, out);
     free(buf.p);
+}
+
+void tg_api_once(tg *t, CURL *c, const char *method, const char *body, int64_t timeout_ms,
+                 tg_call *out) {
+    api_once(t, c, method, body, NULL, NULL, timeout_ms, out);
 }
 
 void tg_call_free(tg_call *call) {
@@ -186,6 +200,11 @@ void tg_call_free(tg_call *call) {
 
 void tg_api_call(tg *t, const char *method, const char *body, int64_t chat_id, int64_t deadline_ms,
                  tg_call *out) {
+    tg_api_call_form(t, method, body, NULL, NULL, chat_id, deadline_ms, out);
+}
+
+void tg_api_call_form(tg *t, const char *method, const char *body, tg_form_fn form, void *arg,
+                      int64_t chat_id, int64_t deadline_ms, tg_call *out) {
     CURL *c = tg_easy_get(t);
     if (!c) {
         memset(out, 0, sizeof *out);
@@ -197,7 +216,7 @@ void tg_api_call(tg *t, const char *method, const char *body, int64_t chat_id, i
         int64_t left = deadline_ms - tg_now(t);
         int64_t timeout = t->c.request_timeout_ms < left ? t->c.request_timeout_ms : left;
         if (timeout < 1000) timeout = 1000;
-        tg_api_once(t, c, method, body, timeout, out);
+        api_once(t, c, method, body, form, arg, timeout, out);
         int64_t wait;
         const char *why;
         if (out->cls == TG_C_RETRY_AFTER) {

@@ -105,6 +105,18 @@ void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq) {
     pthread_mutex_unlock(&t->rep_mu);
 }
 
+/* Queues seq to be stored as answered; rep_mu held. */
+static void rep_done_push(tg *t, int64_t seq) {
+    if (t->nrep_done == t->caprep_done) {
+        size_t cap = t->caprep_done ? t->caprep_done * 2 : 256;
+        int64_t *v = realloc(t->rep_done, cap * sizeof *v);
+        if (!v) return;
+        t->rep_done = v;
+        t->caprep_done = cap;
+    }
+    t->rep_done[t->nrep_done++] = seq;
+}
+
 void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
     if (!message) return;
     int64_t k = rep_key(chat, message);
@@ -122,15 +134,12 @@ void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
         else
             tg_map_del(t->rep_keys, k);
         t->nrep_nodes--;
-        if (t->nrep_done == t->caprep_done) {
-            size_t cap = t->caprep_done ? t->caprep_done * 2 : 256;
-            int64_t *v = realloc(t->rep_done, cap * sizeof *v);
-            if (v) {
-                t->rep_done = v;
-                t->caprep_done = cap;
-            }
-        }
-        if (t->nrep_done < t->caprep_done) t->rep_done[t->nrep_done++] = n->seq;
+        rep_done_push(t, n->seq);
+        /* An album's other parts were answered with it. */
+        int64_t parts[16];
+        size_t np = tg_album_answered(t, n->seq, parts, 16);
+        for (size_t i = 0; i < np; i++)
+            rep_done_push(t, parts[i]);
         free(n);
     }
     pthread_mutex_unlock(&t->rep_mu);
@@ -266,7 +275,7 @@ rd_status tg_submit_item(tg *t, tg_item *it) {
                      .text_len = r.len,
                      .flags = r.flags,
                      .meta = meta};
-    rd_status st = t->h->submit(t->ctx, &in);
+    rd_status st = it->u.media ? tg_media_submit(t, it, &in) : t->h->submit(t->ctx, &in);
     free(meta);
     free(r.text);
     /* Shared webhooks record handled updates per update, not by watermark. */
@@ -284,12 +293,18 @@ rd_status tg_submit_item(tg *t, tg_item *it) {
 /* Submits ready items in seq order until the core pushes back. */
 static void drain_locked(tg *t) {
     t->full = 0;
+    t->album_hold = 0;
     while (t->head && t->head->state != TG_ITEM_RESERVED) {
         tg_item *it = t->head;
-        if (it->state == TG_ITEM_READY) {
+        if (it->state == TG_ITEM_ABSORBED) {
+            /* Its album went to the core with the first part. */
+            t->h->skip(t->ctx, it->seq, "album_part");
+            if (t->c.mode == TG_MODE_WEBHOOK) recent_set(t, it->tg_id, RECENT_SUBMITTED);
+        } else if (it->state == TG_ITEM_READY) {
             if (atomic_load(&t->quiescing) || !atomic_load(&t->have_me)) return;
             if (tg_submit_item(t, it) == RD_E_FULL) {
-                t->full = 1;
+                /* An album still arriving is no back-pressure: take its parts. */
+                t->full = !t->album_hold;
                 return;
             }
             if (t->c.mode == TG_MODE_WEBHOOK) recent_set(t, it->tg_id, RECENT_SUBMITTED);
@@ -324,16 +339,8 @@ static char *meta_json(tg *t) {
 
 static void rep_put_back(tg *t, const int64_t *seqs, size_t n) {
     pthread_mutex_lock(&t->rep_mu);
-    for (size_t i = 0; i < n; i++) {
-        if (t->nrep_done == t->caprep_done) {
-            size_t cap = t->caprep_done ? t->caprep_done * 2 : 256;
-            int64_t *v = realloc(t->rep_done, cap * sizeof *v);
-            if (!v) break;
-            t->rep_done = v;
-            t->caprep_done = cap;
-        }
-        t->rep_done[t->nrep_done++] = seqs[i];
-    }
+    for (size_t i = 0; i < n; i++)
+        rep_done_push(t, seqs[i]);
     pthread_mutex_unlock(&t->rep_mu);
 }
 
@@ -996,15 +1003,16 @@ static void poll_once(tg *t, int *attempt) {
     char body[1024];
     char off[48] = "";
     if (offset > 0) snprintf(off, sizeof off, "\"offset\":%lld,", (long long)offset);
+    /* An album waits for its parts: a short poll, so it goes on time. */
+    int64_t timeout_s = t->album_hold && t->c.poll_timeout_s > 1 ? 1 : t->c.poll_timeout_s;
     snprintf(body, sizeof body, "{%s\"limit\":%lld,\"timeout\":%lld,\"allowed_updates\":%s}", off,
-             (long long)t->c.limit, (long long)t->c.poll_timeout_s,
+             (long long)t->c.limit, (long long)timeout_s,
              t->c.allowed_updates_json ? t->c.allowed_updates_json : "[]");
     tg_buf buf = {0};
     tg_call call;
     memset(&call, 0, sizeof call);
     /* The server holds the request up to `timeout` s: allow for that. */
-    tg_easy_setup(t, t->poll_easy, "getUpdates", body, (t->c.poll_timeout_s + 15) * 1000, &buf,
-                  &call);
+    tg_easy_setup(t, t->poll_easy, "getUpdates", body, (timeout_s + 15) * 1000, &buf, &call);
     curl_multi_add_handle(t->multi, t->poll_easy);
     int64_t t0 = tg_now(t);
     int running = 1, aborted = 0;
@@ -1155,7 +1163,8 @@ void *tg_main_loop(void *arg) {
         tg_persist_acks(t, 0);
         pthread_mutex_lock(&t->in_mu);
         drain_locked(t);
-        int blocked = t->head != NULL;
+        /* An album waiting for its parts must not stop the polling. */
+        int blocked = t->head != NULL && !t->album_hold;
         size_t pending = t->npending;
         pthread_mutex_unlock(&t->in_mu);
         tg_gauge(t, t->m_pending, (double)pending);
@@ -1366,18 +1375,21 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
     pthread_cond_broadcast(&t->in_cv);
     drain_locked(t);
     int now_state = recent_get(t, id);
-    if (st == RD_OK && now_state == RECENT_PENDING && !t->full) {
+    if (st == RD_OK && now_state == RECENT_PENDING && !t->full && !t->album_hold) {
         /* Concurrent requests: an older one is still being journaled and
          * goes first. That takes milliseconds; wait for it a little. */
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
         dl.tv_sec += 2;
-        while (now_state == RECENT_PENDING && !t->full && !atomic_load(&t->quiescing)) {
+        while (now_state == RECENT_PENDING && !t->full && !t->album_hold &&
+               !atomic_load(&t->quiescing)) {
             if (pthread_cond_timedwait(&t->in_cv, &t->in_mu, &dl) == ETIMEDOUT) break;
             drain_locked(t);
             now_state = recent_get(t, id);
         }
     }
+    /* An album waiting for its parts: journaled, the intake thread goes on. */
+    int album = t->album_hold;
     pthread_mutex_unlock(&t->in_mu);
     if (st != RD_OK) {
         t->h->log(t->ctx, RD_LOG_ERROR, "webhook: cannot journal update %lld; Telegram will retry",
@@ -1386,7 +1398,7 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
         return;
     }
     tg_count(t, t->m_updates, tg_kind_name(kind), NULL, 1);
-    if (now_state == RECENT_SUBMITTED)
+    if (now_state == RECENT_SUBMITTED || album)
         tg_answer(t, resp, 200, 0, "ok\n");
     else
         tg_answer(t, resp, 429, 1, "queued; busy\n"); /* journaled: the retry is a duplicate */

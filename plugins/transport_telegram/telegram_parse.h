@@ -124,6 +124,8 @@ typedef struct tg_update {
     char username[40];   /* from.username (may be empty) */
     char first_name[72]; /* from.first_name, cut at a character boundary */
     char language[16];   /* from.language_code */
+    /* The file it carries (telegram_attach.h); NULL = none. */
+    struct tg_media *media;
     /* callback_query: its id (for answerCallbackQuery) and data; empty
      * when absent or longer than Telegram allows (64 bytes). */
     char cb_id[72];

@@ -454,6 +454,11 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
 
 rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
     tg *t = self;
+    int text_rest = 0;
+    if (RD_HAS(out, nattachments) && out->nattachments) {
+        rd_status mst = tg_media_send(t, out, &text_rest, err);
+        if (!text_rest) return mst;
+    }
     size_t len = 0;
     char *text = tg_utf8_sanitize(out->text ? out->text : "", out->text ? out->text_len : 0, &len);
     if (!text) {
@@ -682,4 +687,8 @@ void *tg_typing_loop(void *arg) {
 
 void tg_send_free(tg *t) {
     (void)t;
+}
+
+int tg_pace(tg *t, int64_t chat) {
+    return pace(t, chat, 0);
 }

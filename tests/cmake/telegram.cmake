@@ -10,9 +10,11 @@ routerd_unit_test(test_telegram_format SOURCES ${TG_DIR}/unit/test_telegram_form
                   LIBS transport_telegram_obj TIMEOUT 120)
 routerd_unit_test(test_telegram_throttle SOURCES ${TG_DIR}/unit/test_telegram_throttle.c
                   LIBS transport_telegram_obj)
+routerd_unit_test(test_telegram_attach SOURCES ${TG_DIR}/unit/test_telegram_attach.c
+                  LIBS transport_telegram_obj)
 
 # The plugin in-process against the fake Bot API server and a fake host.
-foreach(t intake send send_format webhook limits buttons)
+foreach(t intake send send_format webhook limits media buttons)
   if(EXISTS ${TG_DIR}/unit/test_telegram_${t}.c)
     routerd_unit_test(test_telegram_${t}
                       SOURCES ${TG_DIR}/unit/test_telegram_${t}.c
@@ -21,7 +23,7 @@ foreach(t intake send send_format webhook limits buttons)
 endforeach()
 
 # The real binary with the telegram plugin against the fake Bot API server.
-foreach(t burst faults format webhook buttons)
+foreach(t burst faults format webhook media buttons)
   if(EXISTS ${TG_DIR}/integration/test_telegram_${t}.c)
     routerd_integration_test(test_telegram_e2e_${t}
                              SOURCES ${TG_DIR}/integration/test_telegram_${t}.c TIMEOUT 180)
@@ -35,6 +37,7 @@ set(TG_PLUGIN_DIR ${CMAKE_SOURCE_DIR}/plugins/transport_telegram)
 foreach(f update text)
   routerd_fuzz_target(fuzz_telegram_${f}
                       SOURCES ${TG_DIR}/fuzz/fuzz_telegram_${f}.c ${TG_PLUGIN_DIR}/telegram_parse.c
+                              ${TG_PLUGIN_DIR}/telegram_attach.c ${TG_PLUGIN_DIR}/telegram_json.c
                       LIBS PkgConfig::CJSON PkgConfig::CRYPTO)
   target_include_directories(fuzz_telegram_${f} PRIVATE ${TG_PLUGIN_DIR})
   if(TARGET fuzz_telegram_${f}_fuzzer)
@@ -51,7 +54,9 @@ add_dependencies(test_telegram_chaos transport_telegram backend_mock)
 # entity rules (tests/support/tg_entity_check.c).
 routerd_fuzz_target(fuzz_telegram_format
                     SOURCES ${TG_DIR}/fuzz/fuzz_telegram_format.c ${TG_PLUGIN_DIR}/telegram_format.c
-                            ${TG_PLUGIN_DIR}/telegram_parse.c ${TG_DIR}/support/tg_entity_check.c
+                            ${TG_PLUGIN_DIR}/telegram_parse.c ${TG_PLUGIN_DIR}/telegram_attach.c
+                            ${TG_PLUGIN_DIR}/telegram_json.c
+                            ${TG_DIR}/support/tg_entity_check.c
                     LIBS PkgConfig::CJSON PkgConfig::CRYPTO PkgConfig::MD4C)
 foreach(t fuzz_telegram_format fuzz_telegram_format_fuzzer)
   if(TARGET ${t})

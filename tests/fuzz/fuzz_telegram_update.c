@@ -7,6 +7,7 @@
 
 #include <routerd/plugin.h>
 
+#include "telegram_attach.h"
 #include "telegram_parse.h"
 
 static void check_route(const tg_update *u) {
@@ -19,11 +20,32 @@ static void check_route(const tg_update *u) {
         tg_routed r;
         const char *why = tg_route(u, &cfgs[i], &r);
         if (why) continue;
-        /* Routed text is never empty and never longer than the input. */
-        if (!r.text || r.len == 0 || r.len > u->text_len || strlen(r.text) != r.len)
+        /* Routed text is never longer than the input, and empty only for a
+         * file without caption. */
+        if (!r.text || (r.len == 0 && !u->media) || r.len > u->text_len || strlen(r.text) != r.len)
             __builtin_trap();
         free(r.text);
     }
+}
+
+/* A file's numbers are in range and its strings safe to pass on. */
+static void check_media(const tg_media *m) {
+    if (!m) return;
+    if (m->file_size < 0 || m->file_size > TG_FILE_SIZE_MAX || m->width < 0 || m->width > 100000 ||
+        m->height < 0 || m->height > 100000 || m->duration < 0)
+        __builtin_trap();
+    if (m->kind != TG_MK_UNSUPPORTED &&
+        (!tg_mime_ok(m->mime) || !m->name[0] || strchr(m->name, '/') || m->name[0] == '.'))
+        __builtin_trap();
+    if (m->kind != TG_MK_UNSUPPORTED && m->kind != TG_MK_PHOTO && !m->invalid &&
+        !tg_chars_ok(m->file_id, 1, TG_FILE_ID_MAX - 1, "_-"))
+        __builtin_trap();
+    for (size_t i = 0; i < m->nphoto; i++)
+        if (!tg_chars_ok(m->photo[i].file_id, 1, TG_FILE_ID_MAX - 1, "_-") ||
+            m->photo[i].file_size < 0 || m->photo[i].file_size > TG_FILE_SIZE_MAX)
+            __builtin_trap();
+    int best = tg_media_pick_photo(m, 1000);
+    if (best >= (int)m->nphoto || (best >= 0 && m->photo[best].file_size > 1000)) __builtin_trap();
 }
 
 /* No id that reaches the transport's arithmetic is out of range. */
@@ -58,6 +80,7 @@ static void one_update(const cJSON *u) {
     if (tg_update_parse(u, &up) != 0) return;
     if (up.text && strlen(up.text) != up.text_len) __builtin_trap();
     check_bounds(&up);
+    check_media(up.media);
     check_route(&up);
     /* The journal keeps updates re-printed: every id reads back the same. */
     char *again = cJSON_PrintUnformatted(u);

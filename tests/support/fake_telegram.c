@@ -37,6 +37,13 @@ typedef struct chat_err {
     int64_t migrate_to;
 } chat_err;
 
+typedef struct ffile {
+    char id[128];
+    unsigned char *data;
+    size_t len;
+    long long claimed;
+} ffile;
+
 typedef struct stored_msg {
     int64_t chat, id;
     char *text;
@@ -82,6 +89,13 @@ struct ftg {
 
     int64_t flood_chat;
     long long flood_end;
+
+    ffile *files;
+    size_t nfiles;
+    size_t bytes_served;
+    /* The uploads of the request being dispatched (mu held). */
+    const ftg_part *cur_parts;
+    size_t cur_nparts;
 };
 
 static long long mono_ms(void) {
@@ -235,6 +249,7 @@ static void set_err(reply *r, int code, const char *desc, int retry_after, int64
  * encoding sends it as a JSON string. */
 static char *entities_text(const cJSON *p) {
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(p, "entities");
+    if (!e) e = cJSON_GetObjectItemCaseSensitive(p, "caption_entities");
     if (cJSON_IsString(e)) return strdup(e->valuestring);
     return e ? cJSON_PrintUnformatted(e) : NULL;
 }
@@ -255,6 +270,15 @@ static void record(ftg *f, const char *method, int status, const cJSON *p, const
     r->t_ms = r->t_us / 1000;
     r->message_id = message_id;
     r->body = strdup(body ? body : "");
+    if (f->cur_nparts) {
+        r->parts = calloc(f->cur_nparts, sizeof *r->parts);
+        r->nparts = f->cur_nparts;
+        for (size_t i = 0; i < f->cur_nparts; i++) {
+            r->parts[i] = f->cur_parts[i];
+            r->parts[i].data = malloc(f->cur_parts[i].len + 1);
+            memcpy(r->parts[i].data, f->cur_parts[i].data, f->cur_parts[i].len);
+        }
+    }
     if (!p) return;
     get_i64(p, "chat_id", &r->chat_id);
     get_i64(p, "message_thread_id", &r->thread_id);
@@ -276,7 +300,10 @@ static void record(ftg *f, const char *method, int status, const cJSON *p, const
             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "allow_sending_without_reply"));
     }
     const char *text = get_str(p, "text");
+    if (!text) text = get_str(p, "caption");
     if (text) r->text = strdup(text);
+    const char *media = get_str(p, "media");
+    if (media) r->media = strdup(media);
     const char *pm = get_str(p, "parse_mode");
     if (pm) r->parse_mode = strdup(pm);
     r->entities = entities_text(p);
@@ -527,6 +554,141 @@ static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
     r->body = out;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Files                                                                     */
+
+static ffile *find_file(ftg *f, const char *id) {
+    for (size_t i = 0; id && i < f->nfiles; i++)
+        if (!strcmp(f->files[i].id, id)) return &f->files[i];
+    return NULL;
+}
+
+static void do_get_file(ftg *f, const cJSON *p, const char *body, reply *r) {
+    ffile *x = find_file(f, get_str(p, "file_id"));
+    if (!x) {
+        set_err(r, 400, "Bad Request: invalid file_id", 0, 0);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        char buf[160];
+        cJSON_AddStringToObject(o, "file_id", x->id);
+        snprintf(buf, sizeof buf, "u%s", x->id);
+        cJSON_AddStringToObject(o, "file_unique_id", buf);
+        if (x->claimed != -2)
+            cJSON_AddNumberToObject(o, "file_size",
+                                    (double)(x->claimed < 0 ? (long long)x->len : x->claimed));
+        snprintf(buf, sizeof buf, "files/%s", x->id);
+        cJSON_AddStringToObject(o, "file_path", buf);
+        r->status = 200;
+        r->body = ok_json(o, NULL);
+    }
+    record(f, "getFile", r->status, p, body, 0);
+}
+
+static const ftg_part *find_part(ftg *f, const char *field) {
+    for (size_t i = 0; i < f->cur_nparts; i++)
+        if (!strcmp(f->cur_parts[i].field, field)) return &f->cur_parts[i];
+    return NULL;
+}
+
+/* Caption rules: at most 1024 UTF-16 units, entities valid. 0 ok. */
+static int check_caption(const char *caption, const char *ents, reply *r) {
+    if (!caption) return 0;
+    long units = utf16_len(caption);
+    if (units < 0 || units > 1024) {
+        set_err(r, 400, "Bad Request: message caption is too long", 0, 0);
+        return -1;
+    }
+    const char *why = ents ? tgc_check(caption, strlen(caption), ents, 1024) : NULL;
+    if (why) {
+        char d[200];
+        snprintf(d, sizeof d, "Bad Request: can't parse entities: %s", why);
+        set_err(r, 400, d, 0, 0);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *file_field(const char *method) {
+    static const char *const m[][2] = {{"sendPhoto", "photo"}, {"sendDocument", "document"},
+                                       {"sendVoice", "voice"}, {"sendAudio", "audio"},
+                                       {"sendVideo", "video"}, {"sendAnimation", "animation"}};
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+        if (!strcasecmp(method, m[i][0])) return m[i][1];
+    return NULL;
+}
+
+/* One InputMedia list of sendMediaGroup; 0 ok. */
+static int check_group(ftg *f, const char *media, reply *r) {
+    cJSON *a = media ? cJSON_Parse(media) : NULL;
+    int n = cJSON_GetArraySize(a), docs = 0, audio = 0, visual = 0, bad = !cJSON_IsArray(a);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a) {
+        const char *type = get_str(it, "type"), *ref = get_str(it, "media");
+        if (!type || !ref) bad = 1;
+        if (type && !strcmp(type, "document"))
+            docs++;
+        else if (type && !strcmp(type, "audio"))
+            audio++;
+        else if (type && (!strcmp(type, "photo") || !strcmp(type, "video")))
+            visual++;
+        else
+            bad = 1;
+        if (ref && !strncmp(ref, "attach://", 9) && !find_part(f, ref + 9)) bad = 1;
+        const cJSON *ce = cJSON_GetObjectItemCaseSensitive(it, "caption_entities");
+        char *ents = ce ? cJSON_PrintUnformatted(ce) : NULL;
+        if (!bad && check_caption(get_str(it, "caption"), ents, r)) bad = 2;
+        free(ents);
+    }
+    cJSON_Delete(a);
+    if (bad == 2) return -1;
+    if (bad || n < 2 || n > 10 || (docs && docs != n) || (audio && audio != n)) {
+        set_err(r, 400, "Bad Request: wrong media group", 0, 0);
+        return -1;
+    }
+    return 0;
+}
+
+static void do_send_file(ftg *f, const char *method, const cJSON *p, const char *body, reply *r) {
+    int64_t chat = 0;
+    const char *field = file_field(method);
+    const char *caption = get_str(p, "caption");
+    char *ents = entities_text(p);
+    const chat_err *ce = get_i64(p, "chat_id", &chat) ? find_chat_err(f, chat) : NULL;
+    int group = !strcasecmp(method, "sendMediaGroup");
+    if (!chat) {
+        set_err(r, 400, "Bad Request: chat not found", 0, 0);
+    } else if (ce) {
+        set_err(r, ce->code, ce->desc, 0, ce->migrate_to);
+    } else if (!group && !find_part(f, field) && !get_str(p, field)) {
+        char d[96];
+        snprintf(d, sizeof d, "Bad Request: there is no %s in the request", field);
+        set_err(r, 400, d, 0, 0);
+    } else if (group ? check_group(f, get_str(p, "media"), r) == 0
+                     : check_caption(caption, ents, r) == 0) {
+        cJSON *media = group ? cJSON_Parse(get_str(p, "media")) : NULL;
+        int n = group ? cJSON_GetArraySize(media) : 1;
+        cJSON_Delete(media);
+        cJSON *res = group ? cJSON_CreateArray() : NULL;
+        int64_t first = 0;
+        for (int i = 0; i < n; i++) {
+            int64_t id = ++f->next_msg_id;
+            if (!first) first = id;
+            cJSON *m = message_obj(chat, id, caption && i == 0 ? caption : "");
+            if (group)
+                cJSON_AddItemToArray(res, m);
+            else
+                res = m;
+        }
+        r->status = 200;
+        r->body = ok_json(res, NULL);
+        free(ents);
+        record(f, method, 200, p, body, first);
+        return;
+    }
+    free(ents);
+    record(f, method, r->status, p, body, 0);
+}
+
 /* setMyCommands: 1-100 commands, names 1-32 of a-z 0-9 _, descriptions
  * 1-256 bytes or more (the server counts characters). */
 static int commands_ok(const cJSON *p) {
@@ -566,6 +728,10 @@ static void dispatch(ftg *f, const char *method, cJSON *p, const char *body, rep
         do_send(f, p, body, r);
     } else if (!strcasecmp(method, "editMessageText")) {
         do_edit(f, p, body, r);
+    } else if (!strcasecmp(method, "getFile")) {
+        do_get_file(f, p, body, r);
+    } else if (file_field(method) || !strcasecmp(method, "sendMediaGroup")) {
+        do_send_file(f, method, p, body, r);
     } else if (!strcasecmp(method, "sendChatAction")) {
         r->status = 200;
         r->body = ok_json(NULL, NULL);
@@ -696,11 +862,6 @@ static void apply_fault(ftg *f, int kind, int arg, const char *method, const cJS
 /* ------------------------------------------------------------------------ */
 /* HTTP plumbing                                                             */
 
-typedef struct conn_state {
-    char *buf;
-    size_t len;
-} conn_state;
-
 typedef struct cut_state {
     char *body;
     size_t len, sent_limit;
@@ -721,6 +882,132 @@ static void cut_free(void *cls) {
     free(c);
 }
 
+typedef struct conn_state {
+    char *buf;
+    size_t len;
+    /* multipart/form-data: fields go to form, files to parts */
+    struct MHD_PostProcessor *pp;
+    cJSON *form;
+    ftg_part *parts;
+    size_t nparts;
+    char cur_key[64];
+    int cur_file;
+    char *val; /* the text field being read */
+    size_t vlen;
+} conn_state;
+
+static void flush_field(conn_state *cs) {
+    if (cs->cur_key[0] && !cs->cur_file && !cJSON_GetObjectItemCaseSensitive(cs->form, cs->cur_key))
+        cJSON_AddStringToObject(cs->form, cs->cur_key, cs->val ? cs->val : "");
+    free(cs->val);
+    cs->val = NULL;
+    cs->vlen = 0;
+    cs->cur_key[0] = 0;
+}
+
+static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *filename, const char *content_type,
+                                 const char *transfer_encoding, const char *data, uint64_t off,
+                                 size_t size) {
+    (void)kind, (void)transfer_encoding;
+    conn_state *cs = cls;
+    if (!key) return MHD_YES;
+    if (off == 0) {
+        flush_field(cs);
+        snprintf(cs->cur_key, sizeof cs->cur_key, "%s", key);
+        cs->cur_file = filename != NULL;
+        if (filename) {
+            cs->parts = realloc(cs->parts, (cs->nparts + 1) * sizeof *cs->parts);
+            ftg_part *x = &cs->parts[cs->nparts++];
+            memset(x, 0, sizeof *x);
+            snprintf(x->field, sizeof x->field, "%s", key);
+            snprintf(x->filename, sizeof x->filename, "%s", filename);
+            snprintf(x->type, sizeof x->type, "%s", content_type ? content_type : "");
+        }
+    }
+    if (cs->cur_file) {
+        ftg_part *x = &cs->parts[cs->nparts - 1];
+        x->data = realloc(x->data, x->len + size + 1);
+        memcpy(x->data + x->len, data, size);
+        x->len += size;
+    } else {
+        cs->val = realloc(cs->val, cs->vlen + size + 1);
+        memcpy(cs->val + cs->vlen, data, size);
+        cs->vlen += size;
+        cs->val[cs->vlen] = 0;
+    }
+    return MHD_YES;
+}
+
+static void conn_free(conn_state *cs) {
+    if (cs->pp) MHD_destroy_post_processor(cs->pp);
+    cJSON_Delete(cs->form);
+    for (size_t i = 0; i < cs->nparts; i++)
+        free(cs->parts[i].data);
+    free(cs->parts);
+    free(cs->val);
+    free(cs->buf);
+    free(cs);
+}
+
+/* A body of unknown length (chunked), from a cut_state holding it whole. */
+static ssize_t chunk_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    cut_state *c = cls;
+    if (pos >= c->len) return MHD_CONTENT_READER_END_OF_STREAM;
+    size_t n = c->len - (size_t)pos;
+    if (n > max) n = max;
+    memcpy(buf, c->body + pos, n);
+    return (ssize_t)n;
+}
+
+/* GET /file/bot<token>/files/<file_id> */
+static enum MHD_Result serve_file(ftg *f, struct MHD_Connection *conn, const char *url) {
+    size_t tl = strlen(f->token);
+    int status = 404;
+    unsigned char *data = NULL;
+    size_t len = 0;
+    int chunked = 0;
+    pthread_mutex_lock(&f->mu);
+    int arg = 0;
+    const char *fbody = NULL;
+    int fault = take_fault(f, "download", &arg, &fbody);
+    if (strncmp(url + 9, f->token, tl) || url[9 + tl] != '/') {
+        status = 401;
+    } else if (fault == FTG_FAULT_500) {
+        status = 500;
+    } else if (!strncmp(url + 10 + tl, "files/", 6)) {
+        ffile *x = find_file(f, url + 16 + tl);
+        if (x) {
+            chunked = x->claimed == -2;
+            status = 200;
+            len = x->len;
+            data = malloc(len + 1);
+            memcpy(data, x->data, len);
+            f->bytes_served += len;
+        }
+    }
+    record(f, "download", status, NULL, "", 0);
+    pthread_mutex_unlock(&f->mu);
+    if (fault == FTG_FAULT_DROP) {
+        free(data);
+        return MHD_NO;
+    }
+    struct MHD_Response *resp;
+    if (data && chunked) {
+        cut_state *c = calloc(1, sizeof *c);
+        c->body = (char *)data;
+        c->len = c->sent_limit = len;
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, chunk_reader, c, cut_free);
+    } else {
+        resp = data ? MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE)
+                    : MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
                                const char *value) {
     (void)kind;
@@ -739,6 +1026,17 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     if (!cs) {
         cs = calloc(1, sizeof *cs);
         *con_cls = cs;
+        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+        if (ct && !strncasecmp(ct, "multipart/form-data", 19)) {
+            cs->form = cJSON_CreateObject();
+            cs->pp = MHD_create_post_processor(conn, 64 * 1024, post_iter, cs);
+        }
+        return MHD_YES;
+    }
+    if (!strncmp(url, "/file/bot", 9)) return serve_file(f, conn, url);
+    if (*upload_size && cs->pp) {
+        MHD_post_process(cs->pp, upload, *upload_size);
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size) {
@@ -761,7 +1059,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
                 strncmp(url, "/bot", 4) ? "Not Found" : "Unauthorized", 0, 0);
     } else {
         snprintf(method, sizeof method, "%s", url + 5 + tl);
-        cJSON *p = cJSON_Parse(body);
+        char *form_text = NULL;
+        if (cs->form) {
+            /* Recorded as the body: the text fields, as JSON. */
+            flush_field(cs);
+            form_text = cJSON_PrintUnformatted(cs->form);
+            body = form_text;
+        }
+        cJSON *p = cs->form ? cJSON_Duplicate(cs->form, 1) : cJSON_Parse(body);
         if (!cJSON_IsObject(p)) {
             cJSON_Delete(p);
             p = cJSON_CreateObject();
@@ -777,6 +1082,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
             kind = 0;
         }
         pthread_mutex_lock(&f->mu);
+        f->cur_parts = cs->parts;
+        f->cur_nparts = cs->nparts;
         if (kind == FTG_FAULT_BODY) {
             r.status = arg;
             r.body = strdup(fbody ? fbody : "");
@@ -794,8 +1101,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
                 r.cut = 1;
             }
         }
+        f->cur_parts = NULL;
+        f->cur_nparts = 0;
         pthread_mutex_unlock(&f->mu);
         cJSON_Delete(p);
+        free(form_text);
     }
     if (r.drop) {
         free(r.body);
@@ -829,10 +1139,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode toe) {
     (void)cls, (void)conn, (void)toe;
     conn_state *cs = *con_cls;
-    if (cs) {
-        free(cs->buf);
-        free(cs);
-    }
+    if (cs) conn_free(cs);
     *con_cls = NULL;
 }
 
@@ -889,6 +1196,9 @@ void ftg_stop(ftg *f) {
         free(f->faults[i].body);
     free(f->faults);
     free(f->cerr);
+    for (size_t i = 0; i < f->nfiles; i++)
+        free(f->files[i].data);
+    free(f->files);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
     free(f);
@@ -1014,6 +1324,20 @@ static char *build_locked(ftg *f, const ftg_msg *m, int64_t *id_out) {
         cJSON_AddStringToObject(rc, "type", ctype);
         cJSON_AddNumberToObject(rt, "date", (double)time(NULL));
         cJSON_AddStringToObject(rt, "text", "earlier");
+    }
+    if (m->media_group_id) cJSON_AddStringToObject(msg, "media_group_id", m->media_group_id);
+    if (m->media) {
+        size_t n = strlen(m->media) + 3;
+        char *wrap = malloc(n);
+        snprintf(wrap, n, "{%s}", m->media);
+        cJSON *x = cJSON_Parse(wrap);
+        free(wrap);
+        for (cJSON *c = x ? x->child : NULL; c;) {
+            cJSON *next = c->next;
+            cJSON_AddItemToObject(msg, c->string, cJSON_DetachItemViaPointer(x, c));
+            c = next;
+        }
+        cJSON_Delete(x);
     }
     if (m->caption)
         cJSON_AddStringToObject(msg, "caption", m->caption);
@@ -1179,6 +1503,13 @@ size_t ftg_records(ftg *f, const char *method, int ok_only, ftg_rec **out) {
         v[k].parse_mode = r->parse_mode ? strdup(r->parse_mode) : NULL;
         v[k].entities = r->entities ? strdup(r->entities) : NULL;
         v[k].body = r->body ? strdup(r->body) : NULL;
+        v[k].media = r->media ? strdup(r->media) : NULL;
+        v[k].parts = r->nparts ? calloc(r->nparts, sizeof *v[k].parts) : NULL;
+        for (size_t j = 0; j < r->nparts; j++) {
+            v[k].parts[j] = r->parts[j];
+            v[k].parts[j].data = malloc(r->parts[j].len + 1);
+            memcpy(v[k].parts[j].data, r->parts[j].data, r->parts[j].len);
+        }
         v[k].reply_markup = r->reply_markup ? strdup(r->reply_markup) : NULL;
         k++;
     }
@@ -1193,6 +1524,10 @@ void ftg_recs_free(ftg_rec *r, size_t n) {
         free(r[i].parse_mode);
         free(r[i].entities);
         free(r[i].body);
+        free(r[i].media);
+        for (size_t j = 0; j < r[i].nparts; j++)
+            free(r[i].parts[j].data);
+        free(r[i].parts);
         free(r[i].reply_markup);
     }
     free(r);
@@ -1277,4 +1612,25 @@ void ftg_webhook_info(ftg *f, char *url, size_t un, char *secret, size_t sn) {
     if (url) snprintf(url, un, "%s", f->webhook_url);
     if (secret) snprintf(secret, sn, "%s", f->webhook_secret);
     pthread_mutex_unlock(&f->mu);
+}
+
+void ftg_add_file(ftg *f, const char *file_id, const void *data, size_t len,
+                  long long claimed_size) {
+    pthread_mutex_lock(&f->mu);
+    f->files = realloc(f->files, (f->nfiles + 1) * sizeof *f->files);
+    ffile *x = &f->files[f->nfiles++];
+    memset(x, 0, sizeof *x);
+    snprintf(x->id, sizeof x->id, "%s", file_id);
+    x->data = malloc(len + 1);
+    memcpy(x->data, data, len);
+    x->len = len;
+    x->claimed = claimed_size;
+    pthread_mutex_unlock(&f->mu);
+}
+
+size_t ftg_bytes_served(ftg *f) {
+    pthread_mutex_lock(&f->mu);
+    size_t n = f->bytes_served;
+    pthread_mutex_unlock(&f->mu);
+    return n;
 }

@@ -6,6 +6,9 @@
  * update arrives or the timeout passes; a newer poll ends an older one with
  * 409), answers sendMessage / editMessageText / sendChatAction / getMe /
  * setWebhook / deleteWebhook like the real server (UTF-16 length limit,
+ * getFile and /file/bot<token>/ downloads, sendPhoto / sendDocument /
+ * sendVoice / sendAudio / sendVideo / sendAnimation / sendMediaGroup with
+ * multipart/form-data uploads,
  * "message is not modified", reply and thread fields, explicit entities
  * checked by tg_entity_check.h), accepts numbers as
  * strings, fails on demand, and records every request.
@@ -75,6 +78,10 @@ typedef struct ftg_msg {
     int64_t reply_to_user_id; /* adds reply_to_message from this user */
     const char *kind;         /* "message" (default), "edited_message", "channel_post" */
     int64_t message_id;       /* default: per-chat counter */
+    /* Files: raw JSON members added to the message, e.g.
+     * "\"voice\":{\"file_id\":\"v1\",\"mime_type\":\"audio/ogg\"}". */
+    const char *media;
+    const char *media_group_id;
 } ftg_msg;
 
 /* Queues an update; returns its update_id. */
@@ -111,6 +118,27 @@ int ftg_poll_overlaps(ftg *f);
 /* ------------------------------------------------------------------------ */
 /* What the bot sent                                                         */
 
+/* ------------------------------------------------------------------------ */
+/* Files                                                                     */
+
+/* A file getFile and the download route serve: file_path "files/<file_id>",
+ * getFile's file_size = claimed_size (-1: the true size; -2: none, and the
+ * download is chunked, without Content-Length). Downloads are recorded as
+ * method "download" (without the URL). */
+void ftg_add_file(ftg *f, const char *file_id, const void *data, size_t len,
+                  long long claimed_size);
+/* Bytes of downloads served so far (all files). */
+size_t ftg_bytes_served(ftg *f);
+
+/* One part of a multipart/form-data request with a file name (an upload). */
+typedef struct ftg_part {
+    char field[32]; /* form field: "photo", "file0", ... */
+    char filename[128];
+    char type[96]; /* Content-Type of the part */
+    unsigned char *data;
+    size_t len;
+} ftg_part;
+
 typedef struct ftg_rec {
     char method[32];
     int status; /* HTTP status answered */
@@ -126,7 +154,11 @@ typedef struct ftg_rec {
     long long t_us;            /* the same in microseconds (latency benchmarks) */
     char *entities;            /* the "entities" array as JSON text; NULL = none */
     int link_preview_disabled; /* link_preview_options.is_disabled */
-    char *reply_markup;        /* "reply_markup" as JSON text (inline keyboards); NULL = none */
+    /* sendPhoto & co: text is the caption, entities caption_entities. */
+    ftg_part *parts; /* uploaded files, in order */
+    size_t nparts;
+    char *media;        /* sendMediaGroup: the "media" field */
+    char *reply_markup; /* "reply_markup" as JSON text (inline keyboards); NULL = none */
 } ftg_rec;
 
 /* Copies of the records of method (NULL = all) in arrival order; only
