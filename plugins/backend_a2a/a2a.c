@@ -37,159 +37,201 @@ static const char *const bindings[] = {"auto", "jsonrpc", "rest", NULL};
 static const char *const id_modes[] = {"auto", "update", "random", NULL};
 static const char *const ext_policies[] = {"refuse", "warn", NULL};
 
+/* The keys, written by cfg_bind(); members are named after them. */
+typedef struct {
+    const char *url, *card_url, *rpc_url;
+    int binding, dialect; /* enum indexes */
+    const char *token, *oauth_client_id, *oauth_client_secret, *oauth_token_url;
+    const char *const *oauth_scopes;
+    const char *oauth_audience;
+    int64_t oauth_refresh_margin_s;
+    const char *api_key_header, *api_key;
+    int stream, blocking;
+    int64_t timeout_s, connect_timeout_s, http_timeout_s, max_response_bytes, retries,
+        retry_base_ms, retry_max_ms, poll_interval_ms, poll_max_interval_ms, cancel_timeout_ms,
+        card_max_age_s, card_refresh_min_s, discovery_retry_max_s;
+    int progress;
+    int64_t progress_interval_ms;
+    int message_ids; /* enum index */
+    int resend_unknown;
+    int64_t answer_retention_s, max_reply_bytes;
+    const char *reply_cut_notice, *push_url;
+    int64_t push_fallback_s, max_request_bytes;
+    const char *const *credential_origins;
+    int required_extensions; /* enum index */
+    int64_t stream_retry_s;
+    const char *const *accepted_output_modes;
+    const char *new_command, *new_reply, *failure_notice, *timeout_notice, *task_failed_notice;
+    int64_t auth_required_wait_s;
+    const char *input_required_notice, *auth_required_notice, *empty_reply;
+} a2a_conf;
+
 static const rd_option opts[] = {
     {"url", RD_OPT_STRING, RD_OPT_REQUIRED, NULL,
-     "agent base URL; the card is read from <url>/.well-known/agent-card.json", 0, 0, NULL, 0, 0},
+     "agent base URL; the card is read from <url>/.well-known/agent-card.json", 0, 0, NULL,
+     RD_BIND(a2a_conf, url)},
     {"card_url", RD_OPT_STRING, 0, NULL,
      "full agent card URL instead of the well-known paths; 'none' skips discovery and posts "
      "JSON-RPC to url",
-     0, 0, NULL, 0, 0},
+     0, 0, NULL, RD_BIND(a2a_conf, card_url)},
     {"rpc_url", RD_OPT_STRING, 0, NULL,
      "JSON-RPC endpoint to use instead of the one the card names (agents behind proxies)", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(a2a_conf, rpc_url)},
     {"binding", RD_OPT_ENUM, 0, "auto",
      "protocol binding: auto (JSON-RPC when the card offers it, else HTTP+JSON: 1.0 when offered, "
      "else 0.3), jsonrpc or rest (HTTP+JSON; dialect = 0.3 picks the 0.3 binding)",
-     0, 0, bindings, 0, 0},
+     0, 0, bindings, RD_BIND(a2a_conf, binding)},
     {"dialect", RD_OPT_ENUM, 0, "auto",
      "protocol version: auto (from the card, falling back once on 'method not found'), 1.0 or "
      "0.3",
-     0, 0, dialects, 0, 0},
+     0, 0, dialects, RD_BIND(a2a_conf, dialect)},
     {"token", RD_OPT_STRING, RD_OPT_SECRET, NULL, "bearer token: sent as Authorization: Bearer", 0,
-     0, NULL, 0, 0},
+     0, NULL, RD_BIND(a2a_conf, token)},
     {"oauth_client_id", RD_OPT_STRING, 0, NULL,
      "OAuth 2.0 client credentials grant: client id (the access token is sent as a bearer "
      "token, renewed before it expires and on HTTP 401)",
-     0, 0, NULL, 0, 0},
+     0, 0, NULL, RD_BIND(a2a_conf, oauth_client_id)},
     {"oauth_client_secret", RD_OPT_STRING, RD_OPT_SECRET, NULL,
-     "OAuth 2.0 client secret (sent to the token endpoint with HTTP Basic)", 0, 0, NULL, 0, 0},
+     "OAuth 2.0 client secret (sent to the token endpoint with HTTP Basic)", 0, 0, NULL,
+     RD_BIND(a2a_conf, oauth_client_secret)},
     {"oauth_token_url", RD_OPT_STRING, 0, NULL,
      "OAuth 2.0 token endpoint (empty: the clientCredentials tokenUrl of the card's oauth2 "
      "scheme, when it is on an origin allowed to see credentials)",
-     0, 0, NULL, 0, 0},
-    {"oauth_scopes", RD_OPT_LIST, 0, NULL, "scopes asked for (scope parameter)", 0, 0, NULL, 0, 0},
+     0, 0, NULL, RD_BIND(a2a_conf, oauth_token_url)},
+    {"oauth_scopes", RD_OPT_LIST, 0, NULL, "scopes asked for (scope parameter)", 0, 0, NULL,
+     RD_BIND(a2a_conf, oauth_scopes)},
     {"oauth_audience", RD_OPT_STRING, 0, NULL, "audience parameter, for servers that need one", 0,
-     0, NULL, 0, 0},
+     0, NULL, RD_BIND(a2a_conf, oauth_audience)},
     {"oauth_refresh_margin_s", RD_OPT_INT, 0, "60",
-     "an access token is renewed this long before it expires", 0, 3600, NULL, 0, 0},
+     "an access token is renewed this long before it expires", 0, 3600, NULL,
+     RD_BIND(a2a_conf, oauth_refresh_margin_s)},
     {"api_key_header", RD_OPT_STRING, 0, NULL, "header that carries api_key (e.g. X-API-Key)", 0, 0,
-     NULL, 0, 0},
-    {"api_key", RD_OPT_STRING, RD_OPT_SECRET, NULL, "API key sent in api_key_header", 0, 0, NULL, 0,
-     0},
+     NULL, RD_BIND(a2a_conf, api_key_header)},
+    {"api_key", RD_OPT_STRING, RD_OPT_SECRET, NULL, "API key sent in api_key_header", 0, 0, NULL,
+     RD_BIND(a2a_conf, api_key)},
     {"stream", RD_OPT_BOOL, 0, "false",
-     "use message/stream (SSE) when the card says the agent can stream", 0, 0, NULL, 0, 0},
+     "use message/stream (SSE) when the card says the agent can stream", 0, 0, NULL,
+     RD_BIND(a2a_conf, stream)},
     {"blocking", RD_OPT_BOOL, 0, "false",
      "ask the agent to answer only when the task is done; false sends non-blocking and polls "
      "the task, so a timeout never loses it",
-     0, 0, NULL, 0, 0},
+     0, 0, NULL, RD_BIND(a2a_conf, blocking)},
     {"timeout_s", RD_OPT_INT, 0, "300",
      "time for one message from its first send, polling and restarts included; also bounded by "
      "the router's request_timeout_s; a task still running then is canceled",
-     1, 86400, NULL, 0, 0},
-    {"connect_timeout_s", RD_OPT_INT, 0, "10", "TCP/TLS connect timeout", 1, 600, NULL, 0, 0},
+     1, 86400, NULL, RD_BIND(a2a_conf, timeout_s)},
+    {"connect_timeout_s", RD_OPT_INT, 0, "10", "TCP/TLS connect timeout", 1, 600, NULL,
+     RD_BIND(a2a_conf, connect_timeout_s)},
     {"http_timeout_s", RD_OPT_INT, 0, "30",
      "limit of one card fetch, poll or cancel; a send waits up to timeout_s instead, since it may "
      "have reached the agent",
-     1, 3600, NULL, 0, 0},
+     1, 3600, NULL, RD_BIND(a2a_conf, http_timeout_s)},
     {"max_response_bytes", RD_OPT_INT, 0, "4194304",
-     "larger bodies (or stream events) are a protocol failure", 1024, 1073741824, NULL, 0, 0},
+     "larger bodies (or stream events) are a protocol failure", 1024, 1073741824, NULL,
+     RD_BIND(a2a_conf, max_response_bytes)},
     {"retries", RD_OPT_INT, 0, "3",
      "retries of a send that provably did not reach the agent (connect/DNS/TLS failure) or "
      "that it asked to repeat (408, 429, 503), and of polls",
-     0, 20, NULL, 0, 0},
+     0, 20, NULL, RD_BIND(a2a_conf, retries)},
     {"retry_base_ms", RD_OPT_INT, 0, "250", "first retry delay; doubles, with jitter", 1, 600000,
-     NULL, 0, 0},
+     NULL, RD_BIND(a2a_conf, retry_base_ms)},
     {"retry_max_ms", RD_OPT_INT, 0, "5000", "longest retry delay (Retry-After included)", 1,
-     3600000, NULL, 0, 0},
+     3600000, NULL, RD_BIND(a2a_conf, retry_max_ms)},
     {"poll_interval_ms", RD_OPT_INT, 0, "250", "first tasks/get delay; grows by half each time", 1,
-     600000, NULL, 0, 0},
+     600000, NULL, RD_BIND(a2a_conf, poll_interval_ms)},
     {"poll_max_interval_ms", RD_OPT_INT, 0, "3000", "longest delay between tasks/get", 1, 3600000,
-     NULL, 0, 0},
+     NULL, RD_BIND(a2a_conf, poll_max_interval_ms)},
     {"cancel_timeout_ms", RD_OPT_INT, 0, "3000",
-     "time given to tasks/cancel after the deadline passed", 100, 600000, NULL, 0, 0},
+     "time given to tasks/cancel after the deadline passed", 100, 600000, NULL,
+     RD_BIND(a2a_conf, cancel_timeout_ms)},
     {"card_max_age_s", RD_OPT_INT, 0, "3600",
      "longest time a card is used before it is read again (with If-None-Match); the card's "
      "Cache-Control max-age shortens it",
-     60, 604800, NULL, 0, 0},
+     60, 604800, NULL, RD_BIND(a2a_conf, card_max_age_s)},
     {"card_refresh_min_s", RD_OPT_INT, 0, "30",
      "shortest time between two reads of an unchanged card, whatever its max-age says", 1, 86400,
-     NULL, 0, 0},
+     NULL, RD_BIND(a2a_conf, card_refresh_min_s)},
     {"discovery_retry_max_s", RD_OPT_INT, 0, "30",
-     "longest pause between agent card attempts while the agent is not reachable", 1, 3600, NULL, 0,
-     0},
+     "longest pause between agent card attempts while the agent is not reachable", 1, 3600, NULL,
+     RD_BIND(a2a_conf, discovery_retry_max_s)},
     {"progress", RD_OPT_BOOL, 0, "false",
      "show the answer growing while a task streams or is polled (where the transport can)", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(a2a_conf, progress)},
     {"progress_interval_ms", RD_OPT_INT, 0, "1500", "least time between two partial answers", 100,
-     600000, NULL, 0, 0},
+     600000, NULL, RD_BIND(a2a_conf, progress_interval_ms)},
     {"message_ids", RD_OPT_ENUM, 0, "auto",
      "messageId source: update (derived from the update, the same after a restart), random, or "
      "auto (update when the transport re-delivers updates under the same id, as Telegram does)",
-     0, 0, id_modes, 0, 0},
+     0, 0, id_modes, RD_BIND(a2a_conf, message_ids)},
     {"resend_unknown", RD_OPT_BOOL, 0, "false",
      "the agent deduplicates messageIds: a send whose outcome is unknown (timeout, cut "
      "connection) may be sent again with the same messageId; otherwise it never is",
-     0, 0, NULL, 0, 0},
+     0, 0, NULL, RD_BIND(a2a_conf, resend_unknown)},
     {"answer_retention_s", RD_OPT_INT, 0, "86400",
      "how long each message's task id and answer are kept, so a re-delivered update resumes or "
      "repeats them instead of running the agent again",
-     60, 2592000, NULL, 0, 0},
+     60, 2592000, NULL, RD_BIND(a2a_conf, answer_retention_s)},
     {"max_reply_bytes", RD_OPT_INT, 0, "4194304",
      "largest answer assembled from streamed or polled artifacts; the rest is cut and "
      "reply_cut_notice added",
-     1024, 1073741824, NULL, 0, 0},
+     1024, 1073741824, NULL, RD_BIND(a2a_conf, max_reply_bytes)},
     {"reply_cut_notice", RD_OPT_STRING, 0, "[The answer was too long and was cut here.]",
-     "added to an answer cut at max_reply_bytes", 0, 0, NULL, 0, 0},
+     "added to an answer cut at max_reply_bytes", 0, 0, NULL, RD_BIND(a2a_conf, reply_cut_notice)},
     {"push_url", RD_OPT_STRING, 0, NULL,
      "externally reachable base URL of the router's admin server (https://routerd.example/): "
      "tasks of agents whose card allows push notifications register a webhook under it instead "
      "of polling",
-     0, 0, NULL, 0, 0},
+     0, 0, NULL, RD_BIND(a2a_conf, push_url)},
     {"push_fallback_s", RD_OPT_INT, 0, "10",
      "with a push registered, the task is still polled this often when no push comes", 1, 3600,
-     NULL, 0, 0},
+     NULL, RD_BIND(a2a_conf, push_fallback_s)},
     {"max_request_bytes", RD_OPT_INT, 0, "33554432",
      "largest message sent to the agent, files (base64) included; a file that would pass it is "
      "left out and the agent told so in the text",
-     65536, 1073741824, NULL, 0, 0},
+     65536, 1073741824, NULL, RD_BIND(a2a_conf, max_request_bytes)},
     {"credential_origins", RD_OPT_LIST, 0, NULL,
      "other origins (scheme://host:port) that may receive token / api_key; by default only the "
      "origin of url (or card_url) and rpc_url do",
-     0, 0, NULL, 0, 0},
+     0, 0, NULL, RD_BIND(a2a_conf, credential_origins)},
     {"required_extensions", RD_OPT_ENUM, 0, "refuse",
      "a card that marks an A2A extension required (none is supported): refuse it (the backend "
      "stays not ready, naming the extension) or warn and use the agent anyway",
-     0, 0, ext_policies, 0, 0},
+     0, 0, ext_policies, RD_BIND(a2a_conf, required_extensions)},
     {"stream_retry_s", RD_OPT_INT, 0, "300",
      "after an endpoint refused streaming, it is used with send + poll for this long before "
      "streams are tried again",
-     1, 86400, NULL, 0, 0},
+     1, 86400, NULL, RD_BIND(a2a_conf, stream_retry_s)},
     {"accepted_output_modes", RD_OPT_LIST, 0, NULL,
-     "media types sent as acceptedOutputModes (empty: anything)", 0, 0, NULL, 0, 0},
+     "media types sent as acceptedOutputModes (empty: anything)", 0, 0, NULL,
+     RD_BIND(a2a_conf, accepted_output_modes)},
     {"new_command", RD_OPT_STRING, 0, "/new",
-     "message that starts a fresh conversation (empty: none)", 0, 0, NULL, 0, 0},
+     "message that starts a fresh conversation (empty: none)", 0, 0, NULL,
+     RD_BIND(a2a_conf, new_command)},
     {"new_reply", RD_OPT_STRING, 0, "Started a new conversation.", "answer to new_command", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(a2a_conf, new_reply)},
     {"failure_notice", RD_OPT_STRING, 0, NULL,
      "what the user sees when the agent call fails (empty: the router's failure_notice)", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(a2a_conf, failure_notice)},
     {"timeout_notice", RD_OPT_STRING, 0, NULL,
-     "what the user sees when the deadline passes (empty: failure_notice)", 0, 0, NULL, 0, 0},
+     "what the user sees when the deadline passes (empty: failure_notice)", 0, 0, NULL,
+     RD_BIND(a2a_conf, timeout_notice)},
     {"task_failed_notice", RD_OPT_STRING, 0, "The agent could not complete this request.",
      "shown when the agent's task failed, was rejected or canceled (its reason follows)", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(a2a_conf, task_failed_notice)},
     {"auth_required_wait_s", RD_OPT_INT, 0, "0",
      "when a task asks for authorization, show the request at once (as progress) and poll the "
      "task this long for it to continue after an out-of-band sign-in; 0 answers with the request "
      "at once",
-     0, 86400, NULL, 0, 0},
+     0, 86400, NULL, RD_BIND(a2a_conf, auth_required_wait_s)},
     {"input_required_notice", RD_OPT_STRING, 0, "The agent needs more information to continue.",
-     "shown when the agent asks for input without saying what", 0, 0, NULL, 0, 0},
+     "shown when the agent asks for input without saying what", 0, 0, NULL,
+     RD_BIND(a2a_conf, input_required_notice)},
     {"auth_required_notice", RD_OPT_STRING, 0,
      "The agent needs authorization before it can continue.",
-     "shown when the agent's task waits for authorization", 0, 0, NULL, 0, 0},
+     "shown when the agent's task waits for authorization", 0, 0, NULL,
+     RD_BIND(a2a_conf, auth_required_notice)},
     {"empty_reply", RD_OPT_STRING, 0, "The agent finished without a text answer.",
-     "shown when the agent answered with no text", 0, 0, NULL, 0, 0},
+     "shown when the agent answered with no text", 0, 0, NULL, RD_BIND(a2a_conf, empty_reply)},
     {0},
 };
 
@@ -211,6 +253,7 @@ static const char *const outcome_names[OUT_N] = {
 typedef struct a2a {
     const rd_host *h;
     rd_ctx *ctx;
+    a2a_conf cf;
     const char *inst;
     char *base; /* url without trailing '/' */
     const char *card_url;
@@ -218,18 +261,16 @@ typedef struct a2a {
     const char *rpc_url;
     a2a_dialect forced;
     int binding; /* 0 auto, 1 JSON-RPC, 2 REST */
-    int stream, blocking, progress;
+    int stream, progress;
     int64_t timeout_ms, connect_ms, http_ms, retry_base_ms, retry_max_ms, poll_ms, poll_max_ms,
         cancel_ms, disc_max_ms, progress_ms;
     int retries;
     size_t max_bytes, max_reply, max_request;
-    int id_mode, resend_unknown, ext_warn;
-    int64_t retention_s, stream_retry_ms, auth_wait_ms;
-    const char *cut_notice;
+    int ext_warn;
+    int64_t stream_retry_ms, auth_wait_ms;
     char **cred_origins; /* origins that get credentials, NULL-terminated */
     /* OAuth 2.0 client credentials: configuration, then the token (omu). */
-    const char *oauth_id, *oauth_secret, *oauth_url, *oauth_audience;
-    const char *const *oauth_scopes;
+    const char *oauth_id, *oauth_url;
     int64_t omargin_ms;
     pthread_mutex_t omu;
     pthread_cond_t ocv;
@@ -239,8 +280,6 @@ typedef struct a2a {
     uint64_t boot; /* random per process: ids that are not stable */
     atomic_llong last_prune_ms;
     const char *const *modes;
-    const char *new_cmd, *new_reply, *failure_notice, *timeout_notice, *failed_notice,
-        *input_notice, *auth_notice, *empty_reply;
     char *auth_hdr, *key_hdr; /* "Authorization: Bearer ...", "X-API-Key: ..." */
     a2a_http *http;
 
@@ -420,7 +459,7 @@ static int oauth_fetch(a2a *a, int64_t deadline, char **tok, int64_t *exp_ms, in
                  "on the card's origin)");
         return -1;
     }
-    char *id = form_esc(a->oauth_id), *sec = form_esc(a->oauth_secret);
+    char *id = form_esc(a->oauth_id), *sec = form_esc(a->cf.oauth_client_secret);
     size_t n = (id ? strlen(id) : 0) + (sec ? strlen(sec) : 0) + 2;
     char *pair = malloc(n), *enc = malloc(n * 4 / 3 + 8), *hdr = NULL;
     char *body = NULL;
@@ -436,17 +475,17 @@ static int oauth_fetch(a2a *a, int64_t deadline, char **tok, int64_t *exp_ms, in
     len = (size_t)snprintf(body, cap, "grant_type=client_credentials");
     for (int part = 0; part < 2; part++) {
         char *joined = NULL;
-        if (part == 0 && a->oauth_scopes && a->oauth_scopes[0]) {
+        if (part == 0 && a->cf.oauth_scopes && a->cf.oauth_scopes[0]) {
             size_t jl = 1;
-            for (const char *const *s = a->oauth_scopes; *s; s++)
+            for (const char *const *s = a->cf.oauth_scopes; *s; s++)
                 jl += strlen(*s) + 1;
             joined = calloc(1, jl);
-            for (const char *const *s = a->oauth_scopes; joined && *s; s++) {
-                if (s != a->oauth_scopes) strcat(joined, " ");
+            for (const char *const *s = a->cf.oauth_scopes; joined && *s; s++) {
+                if (s != a->cf.oauth_scopes) strcat(joined, " ");
                 strcat(joined, *s);
             }
-        } else if (part == 1 && !empty(a->oauth_audience)) {
-            joined = strdup(a->oauth_audience);
+        } else if (part == 1 && !empty(a->cf.oauth_audience)) {
+            joined = strdup(a->cf.oauth_audience);
         }
         if (!joined) continue;
         char *e = form_esc(joined);
@@ -1609,7 +1648,7 @@ static void prune_records(a2a *a) {
     long long last = atomic_load(&a->last_prune_ms);
     if ((last && now - last < 3600000) || !a->h->kv_scan || !a->h->kv_txn) return;
     if (!atomic_compare_exchange_strong(&a->last_prune_ms, &last, now ? now : 1)) return;
-    prune_acc p = {.cutoff = wall_s(a) - a->retention_s};
+    prune_acc p = {.cutoff = wall_s(a) - a->cf.answer_retention_s};
     a->h->kv_scan(a->ctx, "msg:", prune_visit, &p);
     for (size_t i = 0; i < p.n; i += 256) {
         rd_kv_op ops[256];
@@ -1620,7 +1659,7 @@ static void prune_records(a2a *a) {
     }
     if (p.n)
         a->h->log(a->ctx, RD_LOG_DEBUG, "forgot %zu message record(s) older than %" PRId64 " s",
-                  p.n, a->retention_s);
+                  p.n, a->cf.answer_retention_s);
     for (size_t i = 0; i < p.n; i++)
         free(p.keys[i]);
     free(p.keys);
@@ -1768,8 +1807,9 @@ static rd_status fail(call *c, const outcome *o, rd_error *err) {
               c->rq->correlation_id ? c->rq->correlation_id : "-", a2a_class_name(cls), msg);
     /* Nothing appended: the router sends its own failure_notice, the same
      * text every backend's failures get. */
-    const char *notice =
-        cls == A2A_C_TIMEOUT && !empty(a->timeout_notice) ? a->timeout_notice : a->failure_notice;
+    const char *notice = cls == A2A_C_TIMEOUT && !empty(a->cf.timeout_notice)
+                             ? a->cf.timeout_notice
+                             : a->cf.failure_notice;
     append(c, notice);
     rd_status st = cls == A2A_C_TRANSIENT ? RD_E_RETRY
                    : cls == A2A_C_TIMEOUT ? RD_E_TIMEOUT
@@ -1792,7 +1832,7 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
     if (t->got_message) {
         out = OUT_MESSAGE;
         set_id(&c->task_id, NULL);
-        emit(c, t->message_text, &t->message_media, a->empty_reply);
+        emit(c, t->message_text, &t->message_media, a->cf.empty_reply);
     } else {
         char *arts = a2a_track_artifact_text(t);
         int arts_media = 0;
@@ -1805,7 +1845,7 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
             int input = t->state == A2A_TS_INPUT_REQUIRED;
             out = input ? OUT_INPUT : OUT_AUTH;
             set_id(&c->task_id, t->task_id);
-            const char *notice = input ? a->input_notice : a->auth_notice;
+            const char *notice = input ? a->cf.input_required_notice : a->cf.auth_required_notice;
             if (has_status)
                 emit(c, t->status_text, &t->status_media, notice);
             else if (!empty(arts) || arts_media)
@@ -1821,9 +1861,9 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
                   : t->state == A2A_TS_REJECTED ? OUT_REJECTED
                                                 : OUT_CANCELED;
             set_id(&c->task_id, NULL);
-            append(c, a->failed_notice);
+            append(c, a->cf.task_failed_notice);
             if (!empty(t->status_text)) {
-                if (!empty(a->failed_notice)) append(c, "\n");
+                if (!empty(a->cf.task_failed_notice)) append(c, "\n");
                 append(c, t->status_text);
             }
             /* The agent answered, but the request failed: a fatal failure
@@ -1841,11 +1881,11 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
             out = OUT_COMPLETED;
             set_id(&c->task_id, NULL);
             if (!empty(arts) || arts_media)
-                emit_arts(c, t, arts, a->empty_reply);
+                emit_arts(c, t, arts, a->cf.empty_reply);
             else if (has_status)
-                emit(c, t->status_text, &t->status_media, a->empty_reply);
+                emit(c, t->status_text, &t->status_media, a->cf.empty_reply);
             else
-                emit(c, t->history_text, &t->history_media, a->empty_reply);
+                emit(c, t->history_text, &t->history_media, a->cf.empty_reply);
             break;
         }
         free(arts);
@@ -1854,9 +1894,9 @@ static rd_status settle(call *c, const a2a_track *t, rd_error *err) {
         a->h->log(a->ctx, RD_LOG_WARN,
                   "correlation %s: the agent's answer exceeded max_reply_bytes (%zu); cut",
                   c->rq->correlation_id ? c->rq->correlation_id : "-", a->max_reply);
-        if (!empty(a->cut_notice)) {
+        if (!empty(a->cf.reply_cut_notice)) {
             append(c, "\n");
-            append(c, a->cut_notice);
+            append(c, a->cf.reply_cut_notice);
         }
     }
     conv_save(c);
@@ -2250,7 +2290,7 @@ static int context_rejected(const call *c, const outcome *o) {
  * the end of the wait the request is the answer and the task id is kept. */
 static void await_auth(call *c, const agent_view *v, a2a_track *t, outcome *o) {
     a2a *a = c->a;
-    const char *note = !empty(t->status_text) ? t->status_text : a->auth_notice;
+    const char *note = !empty(t->status_text) ? t->status_text : a->cf.auth_required_notice;
     if (!empty(note)) a->h->reply_progress(c->rp, note, strlen(note));
     int64_t until = now_ms(a) + a->auth_wait_ms;
     if (until > c->deadline) until = c->deadline;
@@ -2389,7 +2429,7 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
                       .context_id = c->ctx_id,
                       .task_id = c->task_id,
                       .tenant = v.tenant,
-                      .return_immediately = !a->blocking && !c->continuing,
+                      .return_immediately = !a->cf.blocking && !c->continuing,
                       .accepted_output_modes = a->modes};
         char *body = a2a_build_send(v.d, use_stream, id, &s);
         a2a_track t = {.max_text = a->max_reply};
@@ -2498,7 +2538,7 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
                 return st;
             }
             a2a_track_free(&rt);
-            if (a->resend_unknown && o.cls == A2A_C_TRANSIENT) {
+            if (a->cf.resend_unknown && o.cls == A2A_C_TRANSIENT) {
                 resend = 2;
             } else {
                 a->h->log(a->ctx, RD_LOG_WARN,
@@ -2581,7 +2621,7 @@ static rd_status redelivered(call *c, rd_error *err) {
     } else if (recover(c, &v, &t)) {
         note_task(c, &t);
         st = finish_task(c, &v, &t, a->stream, 0, err);
-    } else if (a->resend_unknown) {
+    } else if (a->cf.resend_unknown) {
         c->view = NULL;
         view_free(&v);
         a2a_track_free(&t);
@@ -2640,7 +2680,7 @@ static void message_id(a2a *a, call *c) {
     const rd_request *rq = c->rq;
     char uid[96];
     int has_uid = meta_update_id(rq->meta, uid, sizeof uid);
-    c->stable = a->id_mode == 1 || (a->id_mode == 0 && has_uid);
+    c->stable = a->cf.message_ids == 1 || (a->cf.message_ids == 0 && has_uid);
     const char *corr = rq->correlation_id;
     size_t n = corr ? strlen(corr) : 0;
     int hex = n == 32;
@@ -2683,7 +2723,7 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
     if (c.stable) prune_records(a);
 
     rd_status st;
-    if (is_command(rq->text, a->new_cmd)) {
+    if (is_command(rq->text, a->cf.new_command)) {
         if (c.task_id) {
             agent_view v;
             if (!view_get(a, &v, 0)) {
@@ -2694,7 +2734,7 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
         set_id(&c.ctx_id, NULL);
         set_id(&c.task_id, NULL);
         conv_save(&c);
-        append(&c, a->new_reply);
+        append(&c, a->cf.new_reply);
         st = RD_OK;
     } else {
         rec_load(&c);
@@ -2746,8 +2786,8 @@ static void a_destroy(void *self) {
  * bearer secret drawn for this run. -1 on a bad configuration. */
 static int push_setup(a2a *a, rd_error *err) {
     const rd_host *h = a->h;
-    const char *pu = h->cfg_str(a->ctx, "push_url");
-    a->push_fallback_ms = h->cfg_int(a->ctx, "push_fallback_s") * 1000;
+    const char *pu = a->cf.push_url;
+    a->push_fallback_ms = a->cf.push_fallback_s * 1000;
     if (empty(pu)) return 0;
     if (!url_is_http(pu) || strpbrk(pu, " \t\r\n?#")) {
         h->error(err, RD_E_CONFIG, "fatal",
@@ -2790,6 +2830,10 @@ static int push_setup(a2a *a, rd_error *err) {
 }
 
 static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *err) {
+    if (!RD_HAS(h, cfg_bind)) {
+        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
+        return RD_E_CONFIG;
+    }
     a2a *a = calloc(1, sizeof *a);
     if (!a) return RD_E_INTERNAL;
     a->h = h;
@@ -2802,8 +2846,10 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     *self = a;
     const char *inst = h->info(ctx, "instance");
     a->inst = inst ? inst : "a2a";
+    if (h->cfg_bind(ctx, &a->cf, sizeof a->cf, err) != RD_OK) goto bad;
+    const a2a_conf *cf = &a->cf;
 
-    const char *url = h->cfg_str(ctx, "url");
+    const char *url = cf->url;
     if (!url_is_http(url)) {
         h->error(err, RD_E_CONFIG, "fatal", "url must be an http:// or https:// URL");
         goto bad;
@@ -2812,7 +2858,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     size_t n = strlen(a->base);
     while (n > 8 && a->base[n - 1] == '/')
         a->base[--n] = 0;
-    const char *cu = h->cfg_str(ctx, "card_url");
+    const char *cu = cf->card_url;
     if (!empty(cu) && !strcasecmp(cu, "none")) {
         a->no_card = 1;
     } else if (!empty(cu)) {
@@ -2822,7 +2868,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         }
         a->card_url = cu;
     }
-    const char *ru = h->cfg_str(ctx, "rpc_url");
+    const char *ru = cf->rpc_url;
     if (!empty(ru)) {
         if (!url_is_http(ru)) {
             h->error(err, RD_E_CONFIG, "fatal", "rpc_url must be an http(s) URL");
@@ -2830,22 +2876,22 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         }
         a->rpc_url = ru;
     }
-    int64_t d = h->cfg_int(ctx, "dialect");
+    int d = cf->dialect;
     a->forced = d == 1 ? A2A_D_V10 : d == 2 ? A2A_D_V03 : A2A_D_UNKNOWN;
-    a->binding = (int)h->cfg_int(ctx, "binding");
-    const char *tok = h->cfg_str(ctx, "token");
+    a->binding = cf->binding;
+    const char *tok = cf->token;
     /* A header value with CR or LF would smuggle headers of its own. */
-    const char *hv[] = {"token", "api_key", "api_key_header", "oauth_client_id"};
+    const char *hk[] = {"token", "api_key", "api_key_header", "oauth_client_id"};
+    const char *hv[] = {cf->token, cf->api_key, cf->api_key_header, cf->oauth_client_id};
     for (size_t i = 0; i < 4; i++) {
-        const char *v = h->cfg_str(ctx, hv[i]);
-        if (v && strpbrk(v, "\r\n")) {
-            h->error(err, RD_E_CONFIG, "fatal", "%s contains a line break (CR or LF)", hv[i]);
+        if (hv[i] && strpbrk(hv[i], "\r\n")) {
+            h->error(err, RD_E_CONFIG, "fatal", "%s contains a line break (CR or LF)", hk[i]);
             goto bad;
         }
     }
     if (!empty(tok) && asprintf(&a->auth_hdr, "Authorization: Bearer %s", tok) < 0)
         a->auth_hdr = NULL;
-    const char *kh = h->cfg_str(ctx, "api_key_header"), *kv = h->cfg_str(ctx, "api_key");
+    const char *kh = cf->api_key_header, *kv = cf->api_key;
     if (empty(kh) != empty(kv)) {
         h->error(err, RD_E_CONFIG, "fatal", "api_key and api_key_header go together");
         goto bad;
@@ -2858,52 +2904,36 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
             }
         if (asprintf(&a->key_hdr, "%s: %s", kh, kv) < 0) a->key_hdr = NULL;
     }
-    a->stream = h->cfg_bool(ctx, "stream");
-    a->blocking = h->cfg_bool(ctx, "blocking");
-    a->progress = h->cfg_bool(ctx, "progress");
-    a->timeout_ms = h->cfg_int(ctx, "timeout_s") * 1000;
-    a->connect_ms = h->cfg_int(ctx, "connect_timeout_s") * 1000;
-    a->http_ms = h->cfg_int(ctx, "http_timeout_s") * 1000;
-    a->max_bytes = (size_t)h->cfg_int(ctx, "max_response_bytes");
-    a->retries = (int)h->cfg_int(ctx, "retries");
-    a->retry_base_ms = h->cfg_int(ctx, "retry_base_ms");
-    a->retry_max_ms = h->cfg_int(ctx, "retry_max_ms");
-    a->poll_ms = h->cfg_int(ctx, "poll_interval_ms");
-    a->poll_max_ms = h->cfg_int(ctx, "poll_max_interval_ms");
+    a->stream = cf->stream;
+    a->progress = cf->progress;
+    a->timeout_ms = cf->timeout_s * 1000;
+    a->connect_ms = cf->connect_timeout_s * 1000;
+    a->http_ms = cf->http_timeout_s * 1000;
+    a->max_bytes = (size_t)cf->max_response_bytes;
+    a->retries = (int)cf->retries;
+    a->retry_base_ms = cf->retry_base_ms;
+    a->retry_max_ms = cf->retry_max_ms;
+    a->poll_ms = cf->poll_interval_ms;
+    a->poll_max_ms = cf->poll_max_interval_ms;
     if (a->poll_max_ms < a->poll_ms) a->poll_max_ms = a->poll_ms;
     if (a->retry_max_ms < a->retry_base_ms) a->retry_max_ms = a->retry_base_ms;
-    a->cancel_ms = h->cfg_int(ctx, "cancel_timeout_ms");
-    a->disc_max_ms = h->cfg_int(ctx, "discovery_retry_max_s") * 1000;
-    a->progress_ms = h->cfg_int(ctx, "progress_interval_ms");
-    const char *const *modes = h->cfg_list(ctx, "accepted_output_modes");
+    a->cancel_ms = cf->cancel_timeout_ms;
+    a->disc_max_ms = cf->discovery_retry_max_s * 1000;
+    a->progress_ms = cf->progress_interval_ms;
+    const char *const *modes = cf->accepted_output_modes;
     a->modes = modes && modes[0] ? modes : NULL;
-    a->new_cmd = h->cfg_str(ctx, "new_command");
-    a->new_reply = h->cfg_str(ctx, "new_reply");
-    a->failure_notice = h->cfg_str(ctx, "failure_notice");
-    a->timeout_notice = h->cfg_str(ctx, "timeout_notice");
-    a->failed_notice = h->cfg_str(ctx, "task_failed_notice");
-    a->input_notice = h->cfg_str(ctx, "input_required_notice");
-    a->auth_notice = h->cfg_str(ctx, "auth_required_notice");
-    a->empty_reply = h->cfg_str(ctx, "empty_reply");
-    a->id_mode = (int)h->cfg_int(ctx, "message_ids");
-    a->resend_unknown = h->cfg_bool(ctx, "resend_unknown");
-    a->retention_s = h->cfg_int(ctx, "answer_retention_s");
-    a->max_reply = (size_t)h->cfg_int(ctx, "max_reply_bytes");
-    a->cut_notice = h->cfg_str(ctx, "reply_cut_notice");
-    a->max_request = (size_t)h->cfg_int(ctx, "max_request_bytes");
-    a->stream_retry_ms = h->cfg_int(ctx, "stream_retry_s") * 1000;
-    a->auth_wait_ms = h->cfg_int(ctx, "auth_required_wait_s") * 1000;
-    a->card_max_age_ms = h->cfg_int(ctx, "card_max_age_s") * 1000;
-    a->card_min_ms = h->cfg_int(ctx, "card_refresh_min_s") * 1000;
-    a->ext_warn = h->cfg_int(ctx, "required_extensions") == 1;
-    a->oauth_id = h->cfg_str(ctx, "oauth_client_id");
-    a->oauth_secret = h->cfg_str(ctx, "oauth_client_secret");
-    a->oauth_url = h->cfg_str(ctx, "oauth_token_url");
-    a->oauth_audience = h->cfg_str(ctx, "oauth_audience");
-    a->oauth_scopes = h->cfg_list(ctx, "oauth_scopes");
-    a->omargin_ms = h->cfg_int(ctx, "oauth_refresh_margin_s") * 1000;
+    a->max_reply = (size_t)cf->max_reply_bytes;
+    a->max_request = (size_t)cf->max_request_bytes;
+    a->stream_retry_ms = cf->stream_retry_s * 1000;
+    a->auth_wait_ms = cf->auth_required_wait_s * 1000;
+    a->card_max_age_ms = cf->card_max_age_s * 1000;
+    a->card_min_ms = cf->card_refresh_min_s * 1000;
+    a->ext_warn = cf->required_extensions == 1;
+    a->oauth_id = cf->oauth_client_id;
+    a->oauth_url = cf->oauth_token_url;
+    a->omargin_ms = cf->oauth_refresh_margin_s * 1000;
     if (empty(a->oauth_id)) a->oauth_id = NULL;
-    if ((a->oauth_id == NULL) != empty(a->oauth_secret)) {
+    if ((a->oauth_id == NULL) != empty(cf->oauth_client_secret)) {
         h->error(err, RD_E_CONFIG, "fatal", "oauth_client_id and oauth_client_secret go together");
         goto bad;
     }
@@ -2920,7 +2950,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
 
     /* Credentials go to the origin the operator named, nowhere else unless
      * listed: a card cannot send them to another host. */
-    const char *const *co = h->cfg_list(ctx, "credential_origins");
+    const char *const *co = cf->credential_origins;
     size_t nco = 0;
     while (co && co[nco])
         nco++;

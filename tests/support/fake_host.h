@@ -120,8 +120,8 @@ ah_result ah_call_update(void *self, int64_t chat, const char *text, int64_t dea
 ah_result ah_call_files(void *self, int64_t chat, const char *text, uint32_t flags,
                         const rd_attachment *const *atts, size_t natts);
 void ah_result_free(ah_result *r);
-/* Instances launched from now on get a 1.1 host (no reply_attach,
- * reply_choices); ah_reset does not undo it. */
+/* Instances launched from now on get a host without reply_attach and
+ * reply_choices; ah_reset does not undo it. */
 void ah_no_media(int on);
 void ah_hard_stop(int on);
 int ah_ready(char *reason, size_t sz);

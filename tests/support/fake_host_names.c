@@ -236,7 +236,9 @@ void ah_no_media(int on) {
 }
 
 void *ah_launch(rd_status *st, rd_error *err) {
-    rdpt_set_host_minor(__atomic_load_n(&no_media, __ATOMIC_SEQ_CST) ? 1 : RD_ABI_MINOR);
+    int on = !__atomic_load_n(&no_media, __ATOMIC_SEQ_CST);
+    rdpt_offer("reply_attach", on);
+    rdpt_offer("reply_choices", on);
     return rdpt_start(st, err);
 }
 

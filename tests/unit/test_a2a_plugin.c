@@ -616,6 +616,24 @@ static void test_bad_config(void **state) {
     }
 }
 
+/* The keys are bound with cfg_bind: a host older than ABI 1.2 is refused
+ * at start, and a bound key reaches the instance. */
+static void test_needs_bind(void **state) {
+    (void)state;
+    ah_reset();
+    ah_cfg("url", "http://127.0.0.1:1");
+    rdpt_set_host_minor(1);
+    rd_status st;
+    rd_error err;
+    assert_null(ah_launch(&st, &err));
+    assert_int_equal(st, RD_E_CONFIG);
+    assert_non_null(strstr(err.msg, "ABI 1.2"));
+    rdpt_set_host_minor(RD_ABI_MINOR);
+    up((fa2a_opts){.speaks = FA_V10}, (const char *const[]){"new_reply", "Fresh start.", NULL});
+    expect_reply(5, "/new", "Fresh start.");
+    down();
+}
+
 typedef struct {
     int chat;
     int ok;
@@ -1280,7 +1298,7 @@ static void test_files_in_replies(void **state) {
     }
 }
 
-/* A host without reply_attach (ABI 1.1): files as lines of text; the
+/* A host without reply_attach: files as lines of text; the
  * record of a message answered keeps those lines for a re-delivery. */
 static void test_files_without_attach(void **state) {
     (void)state;
@@ -1471,6 +1489,7 @@ int main(void) {
         cmocka_unit_test(test_concurrent_chats),
         cmocka_unit_test(test_files_in_replies),
         cmocka_unit_test(test_files_without_attach),
+        cmocka_unit_test(test_needs_bind),
         cmocka_unit_test(test_file_over_cap),
         cmocka_unit_test(test_choices),
         cmocka_unit_test(test_attachments_sent),
