@@ -567,8 +567,9 @@ static void test_plugin_dead_collector(void **state) {
     assert_true(rdpt_metric("routerd_otlp_spans_exported_total", NULL) == 0);
     assert_true(dropped == 5000 * 5);
     assert_true(rdpt_metric("routerd_otlp_spans_dropped_total",
-                          (const char *const[]){"queue_full", NULL}) > 0);
-    assert_true(rdpt_metric("routerd_otlp_exports_total", (const char *const[]){"error", NULL}) >= 1);
+                            (const char *const[]){"queue_full", NULL}) > 0);
+    assert_true(rdpt_metric("routerd_otlp_exports_total", (const char *const[]){"error", NULL}) >=
+                1);
     /* One warning, not one per batch. */
     const char *logs = th_logs();
     int warns = 0;
@@ -600,7 +601,7 @@ static void test_plugin_recovers(void **state) {
     assert_int_equal(p->ops->flush(self, &err), RD_OK);
     assert_true(rdpt_metric("routerd_otlp_spans_exported_total", NULL) == 5);
     assert_true(rdpt_metric("routerd_otlp_spans_dropped_total",
-                          (const char *const[]){"export_failed", NULL}) == 5);
+                            (const char *const[]){"export_failed", NULL}) == 5);
     assert_non_null(strstr(th_logs(), "HTTP 503"));
     assert_non_null(strstr(th_logs(), "reachable again"));
     p->ops->stop(self);
@@ -749,7 +750,7 @@ static void test_plugin_queue_full_episodes(void **state) {
     assert_int_equal(count_in(logs, "export queue full"), 2);
     assert_int_equal(count_in(logs, "has room again"), 2);
     assert_true(rdpt_metric("routerd_otlp_spans_dropped_total",
-                          (const char *const[]){"queue_full", NULL}) >= 2 * 40 * 5);
+                            (const char *const[]){"queue_full", NULL}) >= 2 * 40 * 5);
     p->ops->stop(self);
     p->ops->destroy(self);
 }
@@ -785,7 +786,7 @@ static void test_plugin_partial_success(void **state) {
     fotlp_set_answer(col, NULL, NULL);
     p->ops->stop(self);
     assert_true(rdpt_metric("routerd_otlp_spans_dropped_total",
-                          (const char *const[]){"rejected", NULL}) == 4);
+                            (const char *const[]){"rejected", NULL}) == 4);
     assert_true(rdpt_metric("routerd_otlp_spans_exported_total", NULL) == 4 * 5 - 4);
     const char *logs = th_logs();
     assert_int_equal(count_in(logs, "the collector refused 2 of 5 span(s): x"), 1);
