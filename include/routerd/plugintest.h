@@ -68,7 +68,8 @@ int rdpt_offer(const char *call, int on);
 int rdpt_set_host_minor(uint32_t minor);
 
 /* A fresh machine: configuration, store, records, logs, metrics, routes,
- * router facts and the clock forgotten (the plugin stays chosen). */
+ * router facts and the clock forgotten (the plugin stays chosen). An
+ * instance a failed test left running is shut down first. */
 void rdpt_reset(void);
 /* A fresh process: records, routes, readiness and flags cleared, the
  * configuration and the state store kept (a restart). */
@@ -111,6 +112,9 @@ void *rdpt_start(rd_status *st, rd_error *err);
 /* quiesce(), stop() and destroy(); returns the milliseconds quiesce and
  * stop took. NULL is a no-op returning 0. */
 long long rdpt_shutdown(void *self);
+/* For a test that tore self down through the plugin's ops itself: without
+ * it, the next rdpt_reset() would shut self down again. */
+void rdpt_forget_instance(void *self);
 /* After rdpt_shutdown(): 0 when the teardown was clean (no host call after
  * stop() returned, no backend reply left pending), else -1 with what. */
 int rdpt_teardown_ok(char *err, size_t errsz);

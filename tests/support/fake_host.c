@@ -27,6 +27,10 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 
 static const rd_plugin *plugin;
+/* The instance rdpt_start() returned and rdpt_shutdown() has not yet
+ * taken: a test that fails half-way leaves it running, and the next
+ * rdpt_reset() shuts it down before it clears what its threads use. */
+static void *live;
 static void *plugin_dl;
 
 long long rdpt_now_ms(void) {
@@ -1766,6 +1770,10 @@ void rdpt_new_run(void) {
 }
 
 void rdpt_reset(void) {
+    if (live) {
+        fprintf(stderr, "rdpt: shutting down an instance a failed test left running\n");
+        rdpt_shutdown(live);
+    }
     rdpt_new_run();
     pthread_mutex_lock(&mu);
     rows_free(kv, nkv);
@@ -1868,11 +1876,17 @@ void *rdpt_start(rd_status *st, rd_error *err) {
         self = NULL;
     }
     *st = s;
+    live = self;
     return self;
+}
+
+void rdpt_forget_instance(void *self) {
+    if (self == live) live = NULL;
 }
 
 long long rdpt_shutdown(void *self) {
     if (!self || !plugin) return 0;
+    if (self == live) live = NULL;
     const rd_ops *ops = plugin->ops;
     rdpt_echo_stop();
     rdpt_set_stopping(1);

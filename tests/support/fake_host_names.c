@@ -244,6 +244,7 @@ void *ah_launch(rd_status *st, rd_error *err) {
 
 void ah_shutdown(void *self) {
     if (!self) return;
+    rdpt_forget_instance(self);
     const rd_ops *ops = rdpt_plugin()->ops;
     if (ops->stop) ops->stop(self);
     if (ops->destroy) ops->destroy(self);

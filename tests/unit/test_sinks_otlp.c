@@ -746,9 +746,13 @@ static void test_plugin_queue_full_episodes(void **state) {
         assert_true(wait_logs("export queue has room again", episode, 5000));
     }
     rt_sleep_ms(100);
+    /* A slow machine may let the exporter free a slot between two events
+     * and so split an episode; each start still has its end, and there
+     * are a few lines, not one per dropped span. */
     const char *logs = th_logs();
-    assert_int_equal(count_in(logs, "export queue full"), 2);
-    assert_int_equal(count_in(logs, "has room again"), 2);
+    int full = count_in(logs, "export queue full");
+    assert_true(full >= 2 && full <= 10);
+    assert_int_equal(count_in(logs, "has room again"), full);
     assert_true(rdpt_metric("routerd_otlp_spans_dropped_total",
                             (const char *const[]){"queue_full", NULL}) >= 2 * 40 * 5);
     p->ops->stop(self);
