@@ -20,8 +20,8 @@ if [[ "${1:-}" == "--test" ]]; then
     # The deployment kit's checks: systemd-analyze, strace for the unit's
     # system call filter, runit for the runit scripts, python3-yaml for the
     # Kubernetes manifests, openssl for the manifest signature, sqlite3 for
-    # the restore drill.
-    pkgs+=(systemd strace runit python3 python3-yaml openssl sqlite3 util-linux procps)
+    # the restore drill, groff for the man page check.
+    pkgs+=(systemd strace runit python3 python3-yaml openssl sqlite3 util-linux procps groff-base)
     # A PostgreSQL server that the HA tests start themselves
     # (tests/support/pg.sh).
     pkgs+=(postgresql)

@@ -76,6 +76,7 @@ install -m 0644 "$src/packaging/deb/copyright" "$doc/copyright"
     printf ' -- %s  %s\n' "$maintainer" "$(date -u -R -d "@$SOURCE_DATE_EPOCH")"
 } | gzip -9n >"$doc/changelog.gz"
 find "$doc" -name '*.md' -size +4k -exec gzip -9n {} +
+gzip -9n "$root"/usr/share/man/man8/routerd.8
 
 mkdir -p "$root/DEBIAN"
 for s in postinst postrm; do install -m 0755 "$src/packaging/deb/$s" "$root/DEBIAN/$s"; done

@@ -5,7 +5,9 @@ set(KIT_ARGS $<TARGET_FILE:routerd> ${CMAKE_SOURCE_DIR} ${ROUTERD_PLUGIN_OUTPUT_
 
 add_test(NAME test_kit_verify COMMAND ${KIT_DIR}/test_kit_verify.sh ${KIT_ARGS})
 add_test(NAME test_kit_drift COMMAND ${KIT_DIR}/test_kit_drift.sh ${KIT_ARGS})
-set_tests_properties(test_kit_verify test_kit_drift PROPERTIES LABELS "integration;kit" TIMEOUT 120)
+add_test(NAME test_kit_manpage COMMAND ${KIT_DIR}/test_kit_manpage.sh ${KIT_ARGS})
+set_tests_properties(test_kit_verify test_kit_drift test_kit_manpage PROPERTIES LABELS "integration;kit"
+                     TIMEOUT 120 SKIP_RETURN_CODE 77)
 
 # The notification protocol against a local AF_UNIX datagram socket.
 routerd_unit_test(test_kit_sdnotify SOURCES ${KIT_DIR}/test_kit_sdnotify.c LIBS routerd_core)

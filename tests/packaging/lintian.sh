@@ -16,6 +16,7 @@ out=$(lintian --fail-on error --tag-display-limit 0 "$deb" 2>&1) || {
     fail "lintian reports errors"
 }
 echo "$out"
+grep -q "no-manual-page" <<<"$out" && fail "lintian: no-manual-page"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -23,6 +24,7 @@ dpkg-deb -x "$deb" "$tmp/root"
 dpkg-deb -e "$deb" "$tmp/ctl"
 want=(usr/bin/routerd usr/include/routerd/plugin.h lib/systemd/system/routerd.service
       usr/lib/sysusers.d/routerd.conf usr/share/doc/routerd/copyright usr/share/doc/routerd/changelog.gz
+      usr/share/man/man8/routerd.8.gz
       etc/routerd/dev.ini etc/routerd/staging.ini etc/routerd/production.ini etc/routerd/routerd.env.example)
 for f in "${want[@]}"; do [[ -f $tmp/root/$f ]] || fail "the .deb lacks /$f"; done
 for so in "$work"/a/build/plugins/*.so; do
