@@ -14,6 +14,7 @@
 #include "telegram_throttle.h"
 
 enum { TG_MODE_LONGPOLL = 0, TG_MODE_WEBHOOK = 1 };
+#define TG_ALBUM_MAX 10 /* Telegram's album size */
 enum { TG_PM_NONE = 0, TG_PM_HTML, TG_PM_MDV2 };
 
 typedef struct tg_media_cfg {
@@ -195,13 +196,15 @@ typedef struct tg {
     int64_t sh_seq;
     int sh_rescan; /* the last round claimed a chat: read again, claim none */
 
-    /* Answered updates above the watermark (see telegram_intake.c). */
+    /* Answered updates above the watermark (telegram_answered.c). */
     pthread_mutex_t rep_mu;
     tg_map *rep_keys; /* mix(chat, message) -> tg_rep_node list, oldest first */
     size_t nrep_nodes;
     int64_t rep_swept_ms;
     int64_t *rep_done; /* answered seqs not yet stored */
     size_t nrep_done, caprep_done;
+    struct tg_rep_album *rep_albums; /* recent albums, a ring */
+    size_t rep_album_pos;
 
     /* Sending. */
     pthread_mutex_t out_mu; /* throttle, per-chat edit state, migrations, channels */
@@ -249,19 +252,18 @@ typedef struct tg {
 
 /* telegram_intake.c, for telegram_shared.c */
 rd_status tg_submit_item(tg *t, tg_item *it);
-/* The meta JSON handed to the core with an update (malloc). */
-char *tg_inbound_meta(const tg_item *it);
-void tg_answer(tg *t, rd_http_resp *resp, int status, int retry_after, const char *text);
 
 /* telegram_shared.c */
 int tg_shared_enabled(const tg *t);
-void tg_shared_webhook(tg *t, cJSON *root, int64_t id, rd_http_resp *resp);
+/* Journals a webhook update for the replicas; the HTTP status to answer
+ * with, its text in *text. */
+int tg_shared_webhook(tg *t, cJSON *root, int64_t id, const char **text);
 /* Returns nonzero when it should run again at once (a chat was claimed). */
 int tg_shared_pump(tg *t);
 void tg_shared_stop(tg *t);
 void tg_shared_free(tg *t);
 
-/* telegram.c */
+/* telegram_util.c */
 void tg_count(tg *t, rd_metric *m, const char *a, const char *b, double v);
 void tg_gauge(tg *t, rd_metric *m, double v);
 void tg_gauge_l(tg *t, rd_metric *m, const char *a, double v);
@@ -271,6 +273,7 @@ int64_t tg_now(tg *t);
 int tg_sleep(tg *t, int64_t ms, atomic_int *flag);
 void tg_wake(tg *t);
 int64_t tg_backoff(tg *t, int attempt);
+void tg_metrics_free(tg *t);
 
 /* telegram_api.c */
 int tg_api_init(tg *t);
@@ -305,11 +308,24 @@ void *tg_main_loop(void *arg);
 void tg_intake_stop(tg *t);
 void tg_intake_free(tg *t);
 void tg_webhook(void *arg, const rd_http_req *req, rd_http_resp *resp);
+void tg_answer(tg *t, rd_http_resp *resp, int status, int retry_after, const char *text);
 void tg_persist_acks(tg *t, int force);
+
+/* telegram_answered.c: updates answered above the watermark */
 /* An update went to the core as seq; its reply quotes (chat, message). */
 void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq);
 /* The reply quoting (chat, message) went out (or failed for good). */
 void tg_replied_mark(tg *t, int64_t chat, int64_t message);
+/* The album parts submitted with head: answered when head is. */
+void tg_replied_album(tg *t, int64_t head, const int64_t *parts, size_t n);
+/* Answered seqs waiting to be stored. */
+size_t tg_replied_pending(tg *t);
+/* Takes the answered seqs to store (malloc, *n of them) and forgets
+ * registrations at or below the watermark w now and then. */
+int64_t *tg_replied_take(tg *t, int64_t w, int64_t now, size_t *n);
+/* Seqs that could not be stored go back, for the next write. */
+void tg_replied_put_back(tg *t, const int64_t *seqs, size_t n);
+void tg_replied_free(tg *t);
 
 /* telegram_migrate.c */
 void tg_mig_load(tg *t);
@@ -341,10 +357,6 @@ void tg_media_free(tg *t);
  * arriving, back-pressure); anything else: done (submitted or skipped). */
 rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in);
 
-/* The album parts submitted with head (up to max, into parts); rep_mu
- * held. They count as answered when head is. */
-size_t tg_album_answered(tg *t, int64_t head, int64_t *parts, size_t max);
-
 /* telegram_media_out.c: files out */
 /* Sends out's files (and its text, unless *text_rest comes back set: then
  * the caller sends the text, as with choices to show as buttons). */
@@ -374,17 +386,24 @@ const char *const *tg_cmds_names(tg *t);
 /* The setMyCommands body (malloc). */
 char *tg_cmds_body(tg *t);
 
-/* telegram_send.c */
+/* telegram_deliver.c */
 /* Renders r (telegram_format.h) and sends its parts from r->skip on;
  * *done = parts delivered so far, counting the skipped ones. */
 rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err);
-rd_status tg_send(void *self, const rd_outbound *out, rd_error *err);
+/* Shows the head of out's partial text: a new message, or an edit of
+ * out->edit_of (*msg_id: the message showing it). */
+rd_status tg_deliver_progress(tg *t, const rd_outbound *out, int64_t *msg_id, rd_error *err);
 /* Waits for the chat's and the global sending slot; nonzero when stopping. */
 int tg_pace(tg *t, int64_t chat);
+void tg_note_chat(tg *t, int64_t chat_id, tg_chat_type type);
+/* Whether chat is known to be a channel (no chat actions there). */
+int tg_chat_is_channel(tg *t, int64_t chat);
+
+/* telegram_send.c */
+rd_status tg_send(void *self, const rd_outbound *out, rd_error *err);
 rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_error *err);
 void tg_activity(void *self, const rd_outbound *where, int active);
 void *tg_typing_loop(void *arg);
-void tg_note_chat(tg *t, int64_t chat_id, tg_chat_type type);
 void tg_send_free(tg *t);
 
 #endif

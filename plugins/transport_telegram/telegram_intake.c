@@ -60,133 +60,6 @@ static void recent_forget(tg *t, int64_t id) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Answered updates                                                          */
-/*
- * The core acknowledges a contiguous watermark: one slow chat holds it back
- * while others are answered. To keep a kill -9 from answering those again,
- * the transport notes which updates it delivered a reply for (send() quotes
- * the user's message, which maps back to the update) and stores them as
- * r/<seq> beside the watermark; the replay at start skips them. If the
- * mapping ever picks the wrong update of a message (an edit and its
- * original share the message id), it takes the oldest one, so the worst case
- * is a reply sent twice, never one lost.
- */
-
-typedef struct tg_rep_node {
-    int64_t chat, message, seq;
-    struct tg_rep_node *next;
-} tg_rep_node;
-
-static int64_t rep_key(int64_t chat, int64_t message) {
-    return (int64_t)((uint64_t)chat * 0x9E3779B97F4A7C15ULL ^ (uint64_t)message);
-}
-
-void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq) {
-    if (!message) return;
-    tg_rep_node *n = calloc(1, sizeof *n);
-    if (!n) return;
-    n->chat = chat;
-    n->message = message;
-    n->seq = seq;
-    int64_t k = rep_key(chat, message);
-    pthread_mutex_lock(&t->rep_mu);
-    tg_rep_node *head = tg_map_get(t->rep_keys, k);
-    if (!head) {
-        if (tg_map_put(t->rep_keys, k, n) != 0) {
-            free(n);
-            n = NULL;
-        }
-    } else {
-        while (head->next)
-            head = head->next;
-        head->next = n;
-    }
-    if (n) t->nrep_nodes++;
-    pthread_mutex_unlock(&t->rep_mu);
-}
-
-/* Queues seq to be stored as answered; rep_mu held. */
-static void rep_done_push(tg *t, int64_t seq) {
-    if (t->nrep_done == t->caprep_done) {
-        size_t cap = t->caprep_done ? t->caprep_done * 2 : 256;
-        int64_t *v = realloc(t->rep_done, cap * sizeof *v);
-        if (!v) return;
-        t->rep_done = v;
-        t->caprep_done = cap;
-    }
-    t->rep_done[t->nrep_done++] = seq;
-}
-
-void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
-    if (!message) return;
-    int64_t k = rep_key(chat, message);
-    pthread_mutex_lock(&t->rep_mu);
-    tg_rep_node *head = tg_map_get(t->rep_keys, k), *prev = NULL, *n = head;
-    while (n && !(n->chat == chat && n->message == message)) {
-        prev = n;
-        n = n->next;
-    }
-    if (n) {
-        if (prev)
-            prev->next = n->next;
-        else if (n->next)
-            tg_map_put(t->rep_keys, k, n->next);
-        else
-            tg_map_del(t->rep_keys, k);
-        t->nrep_nodes--;
-        rep_done_push(t, n->seq);
-        /* An album's other parts were answered with it. */
-        int64_t parts[16];
-        size_t np = tg_album_answered(t, n->seq, parts, 16);
-        for (size_t i = 0; i < np; i++)
-            rep_done_push(t, parts[i]);
-        free(n);
-    }
-    pthread_mutex_unlock(&t->rep_mu);
-}
-
-/* Drops registrations at or below the watermark (updates the core handled
- * without a reply: rejections). rep_mu held. */
-typedef struct rep_sweep {
-    int64_t w;
-    size_t freed;
-} rep_sweep;
-
-static int rep_stale(void *arg, int64_t key, void *val) {
-    (void)key;
-    rep_sweep *a = arg;
-    tg_rep_node *head = val;
-    for (tg_rep_node *p = head; p->next;) {
-        if (p->next->seq <= a->w) {
-            tg_rep_node *d = p->next;
-            p->next = d->next;
-            free(d);
-            a->freed++;
-        } else {
-            p = p->next;
-        }
-    }
-    if (head->seq > a->w) return 0;
-    a->freed++;
-    if (!head->next) {
-        free(head);
-        return 1;
-    }
-    /* The map keeps pointing at head: move the next node into it. */
-    tg_rep_node *d = head->next;
-    *head = *d;
-    free(d);
-    return 0;
-}
-
-static void rep_free_all(void *val) {
-    for (tg_rep_node *n = val, *next; n; n = next) {
-        next = n->next;
-        free(n);
-    }
-}
-
-/* ------------------------------------------------------------------------ */
 /* Pending items, under in_mu                                                */
 
 /* NULL when out of memory or when no id is left for the core (tg_id is
@@ -219,23 +92,6 @@ static void item_pop(tg *t) {
     free(it);
 }
 
-char *tg_inbound_meta(const tg_item *it) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON *tgo = cJSON_AddObjectToObject(o, "telegram");
-    char num[32];
-    snprintf(num, sizeof num, "%lld", (long long)it->tg_id);
-    cJSON_AddRawToObject(tgo, "update_id", num);
-    cJSON_AddStringToObject(tgo, "kind", tg_kind_name(it->u.kind));
-    cJSON_AddStringToObject(tgo, "chat_type", tg_chat_type_name(it->u.chat_type));
-    if (it->u.username[0]) cJSON_AddStringToObject(tgo, "username", it->u.username);
-    if (it->u.first_name[0]) cJSON_AddStringToObject(tgo, "first_name", it->u.first_name);
-    if (it->u.language[0]) cJSON_AddStringToObject(tgo, "language_code", it->u.language);
-    if (it->u.is_caption) cJSON_AddBoolToObject(tgo, "caption", 1);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
-}
-
 /* Routes one update: skip() it or submit() it. */
 rd_status tg_submit_item(tg *t, tg_item *it) {
     tg_route_cfg rc = {.bot_username = t->bot_username,
@@ -264,7 +120,7 @@ rd_status tg_submit_item(tg *t, tg_item *it) {
         return RD_OK;
     }
     if (it->u.chat_type == TG_CHAT_CHANNEL) tg_note_chat(t, it->u.chat_id, it->u.chat_type);
-    char *meta = tg_inbound_meta(it);
+    char *meta = tg_inbound_meta(&it->u, it->tg_id);
     rd_inbound in = {.size = sizeof in,
                      .update_id = it->seq,
                      .chat_id = chat,
@@ -337,13 +193,6 @@ static char *meta_json(tg *t) {
     return s;
 }
 
-static void rep_put_back(tg *t, const int64_t *seqs, size_t n) {
-    pthread_mutex_lock(&t->rep_mu);
-    for (size_t i = 0; i < n; i++)
-        rep_done_push(t, seqs[i]);
-    pthread_mutex_unlock(&t->rep_mu);
-}
-
 /* Whether the term the state was loaded in is still current. */
 static int tg_term_current(tg *t) {
     int64_t term = atomic_load(&t->term);
@@ -402,9 +251,7 @@ static int tg_leading(tg *t) {
 void tg_persist_acks(tg *t, int force) {
     if (t->lead_key[0] && !tg_term_current(t)) return; /* a standby owns no watermark */
     int64_t w = atomic_load(&t->acked);
-    pthread_mutex_lock(&t->rep_mu);
-    size_t pending = t->nrep_done;
-    pthread_mutex_unlock(&t->rep_mu);
+    size_t pending = tg_replied_pending(t);
     if (w <= t->persisted && !pending) return;
     /* Each write is a synced transaction: at most fifty a second, which
      * bounds what a kill -9 re-sends to ~20 ms of replies. */
@@ -415,18 +262,8 @@ void tg_persist_acks(tg *t, int force) {
     if (w > t->persisted) t->persisted = w;
     w = t->persisted;
 
-    pthread_mutex_lock(&t->rep_mu);
-    int64_t *done = t->rep_done;
-    size_t nd = t->nrep_done;
-    t->rep_done = NULL;
-    t->nrep_done = t->caprep_done = 0;
-    if (t->nrep_nodes > 256 && now - t->rep_swept_ms > 1000) {
-        rep_sweep a = {.w = w, .freed = 0};
-        tg_map_sweep(t->rep_keys, rep_stale, &a);
-        t->nrep_nodes -= a.freed;
-        t->rep_swept_ms = now;
-    }
-    pthread_mutex_unlock(&t->rep_mu);
+    size_t nd = 0;
+    int64_t *done = tg_replied_take(t, w, now, &nd);
 
     char end[40], wend[40], rend[40];
     int64_t w1 = w < TG_SEQ_MAX ? w + 1 : TG_SEQ_MAX; /* acks are our own seqs */
@@ -457,7 +294,7 @@ void tg_persist_acks(tg *t, int force) {
     if (t->h->kv_txn(t->ctx, ops, n) == RD_OK) goto out;
 fail:
     t->persisted = prev; /* try again on the next tick */
-    rep_put_back(t, done, nd);
+    tg_replied_put_back(t, done, nd);
     t->h->log(t->ctx, RD_LOG_WARN, "cannot record the handled watermark %lld in the store",
               (long long)w);
 out:
@@ -1237,10 +1074,7 @@ void tg_intake_free(tg *t) {
         item_pop(t);
     free(t->replay);
     t->replay = NULL;
-    if (t->rep_keys) tg_map_free(t->rep_keys, rep_free_all);
-    t->rep_keys = NULL;
-    free(t->rep_done);
-    t->rep_done = NULL;
+    tg_replied_free(t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1308,8 +1142,10 @@ static void webhook(tg *t, const rd_http_req *req, rd_http_resp *resp) {
         return;
     }
     if (t->shared) {
-        tg_shared_webhook(t, root, id, resp);
+        const char *text = "";
+        int status = tg_shared_webhook(t, root, id, &text);
         cJSON_Delete(root);
+        tg_answer(t, resp, status, 0, text);
         return;
     }
     pthread_mutex_lock(&t->in_mu);
