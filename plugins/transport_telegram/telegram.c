@@ -477,7 +477,7 @@ static rd_status tg_start(void *self, rd_error *err) {
                   "at a time");
     else if (RD_HAS(t->h, lead) && t->h->lead)
         snprintf(t->lead_key, sizeof t->lead_key, "telegram:%lld", (long long)t->token_bot_id);
-    rd_status st = t->lead_key[0] || t->shared ? RD_OK : tg_intake_load(t, err);
+    rd_status st = t->lead_key[0] || t->shared ? RD_OK : tg_journal_load(t, err);
     if (st != RD_OK) return st;
     tg_mig_load(t);
     tg_outbox_load(t);
