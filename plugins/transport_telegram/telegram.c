@@ -2,9 +2,10 @@
  * telegram transport: Telegram Bot API by long polling or webhook.
  *
  * This file holds the descriptor, the option schema, configuration and the
- * lifecycle. Intake (getUpdates, journal, webhook) is in telegram_intake.c,
- * replies (sendMessage, edits, chat actions, pacing) in telegram_send.c, the
- * HTTP client in telegram_api.c and the pure parsers in telegram_parse.c.
+ * lifecycle, on top of the other files (docs/layout.md shows the layers).
+ * Updates come in through telegram_poll.c (run by the intake thread of
+ * telegram_intake.c) or telegram_webhook.c; replies go out through
+ * telegram_send.c.
  */
 #include "telegram.h"
 #include "backoff.h"
