@@ -14,7 +14,6 @@
 #include "telegram_throttle.h"
 
 enum { TG_MODE_LONGPOLL = 0, TG_MODE_WEBHOOK = 1 };
-#define TG_ALBUM_MAX 10 /* Telegram's album size */
 enum { TG_PM_NONE = 0, TG_PM_HTML, TG_PM_MDV2 };
 
 typedef struct tg_media_cfg {
@@ -313,6 +312,7 @@ const char *const *tg_cmds_names(tg *t);
 char *tg_cmds_body(tg *t);
 
 /* telegram_answered.c: updates answered above the watermark */
+#define TG_ALBUM_MAX 10 /* Telegram's album size */
 /* An update went to the core as seq; its reply quotes (chat, message). */
 void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq);
 /* The reply quoting (chat, message) went out (or failed for good). */

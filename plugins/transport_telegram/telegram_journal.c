@@ -20,6 +20,9 @@
 /* Webhook dedupe index entries kept behind the newest update id. */
 #define DEDUPE_WINDOW 100000
 
+/* ------------------------------------------------------------------------ */
+/* Rows and the watermark                                                    */
+
 void tg_jkey(char *buf, size_t n, int64_t seq) {
     snprintf(buf, n, "j/%019lld", (long long)(seq < 0 ? 0 : seq));
 }
@@ -111,6 +114,9 @@ out:
     free(meta);
     free(done);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Loading at start                                                          */
 
 typedef struct scan_row {
     int64_t seq;
