@@ -195,13 +195,15 @@ typedef struct tg {
     int64_t sh_seq;
     int sh_rescan; /* the last round claimed a chat: read again, claim none */
 
-    /* Answered updates above the watermark (see telegram_intake.c). */
+    /* Answered updates above the watermark (telegram_answered.c). */
     pthread_mutex_t rep_mu;
     tg_map *rep_keys; /* mix(chat, message) -> tg_rep_node list, oldest first */
     size_t nrep_nodes;
     int64_t rep_swept_ms;
     int64_t *rep_done; /* answered seqs not yet stored */
     size_t nrep_done, caprep_done;
+    struct tg_rep_album *rep_albums; /* recent albums, a ring */
+    size_t rep_album_pos;
 
     /* Sending. */
     pthread_mutex_t out_mu; /* throttle, per-chat edit state, migrations, channels */
@@ -247,21 +249,14 @@ typedef struct tg {
     tg_cmds *cmds; /* bot commands (telegram_commands.c) */
 } tg;
 
-/* telegram_intake.c, for telegram_shared.c */
-rd_status tg_submit_item(tg *t, tg_item *it);
-/* The meta JSON handed to the core with an update (malloc). */
-char *tg_inbound_meta(const tg_item *it);
-void tg_answer(tg *t, rd_http_resp *resp, int status, int retry_after, const char *text);
+/*
+ * Functions by file, in the order the files build on each other: a file
+ * calls only the files listed before it (test_source_no_circles checks
+ * that no two files call each other). Replies: send -> deliver -> api;
+ * updates: poll or webhook -> journal -> queue -> the core.
+ */
 
-/* telegram_shared.c */
-int tg_shared_enabled(const tg *t);
-void tg_shared_webhook(tg *t, cJSON *root, int64_t id, rd_http_resp *resp);
-/* Returns nonzero when it should run again at once (a chat was claimed). */
-int tg_shared_pump(tg *t);
-void tg_shared_stop(tg *t);
-void tg_shared_free(tg *t);
-
-/* telegram.c */
+/* telegram_util.c */
 void tg_count(tg *t, rd_metric *m, const char *a, const char *b, double v);
 void tg_gauge(tg *t, rd_metric *m, double v);
 void tg_gauge_l(tg *t, rd_metric *m, const char *a, double v);
@@ -271,6 +266,7 @@ int64_t tg_now(tg *t);
 int tg_sleep(tg *t, int64_t ms, atomic_int *flag);
 void tg_wake(tg *t);
 int64_t tg_backoff(tg *t, int attempt);
+void tg_metrics_free(tg *t);
 
 /* telegram_api.c */
 int tg_api_init(tg *t);
@@ -297,20 +293,6 @@ typedef curl_mime *(*tg_form_fn)(void *arg, CURL *c);
 void tg_api_call_form(tg *t, const char *method, const char *body, tg_form_fn form, void *arg,
                       int64_t chat_id, int64_t deadline_ms, tg_call *out);
 
-/* telegram_intake.c */
-rd_status tg_intake_load(tg *t, rd_error *err);
-rd_status tg_get_me(tg *t, int64_t budget_ms, rd_error *err);
-rd_status tg_start_webhook(tg *t, rd_error *err);
-void *tg_main_loop(void *arg);
-void tg_intake_stop(tg *t);
-void tg_intake_free(tg *t);
-void tg_webhook(void *arg, const rd_http_req *req, rd_http_resp *resp);
-void tg_persist_acks(tg *t, int force);
-/* An update went to the core as seq; its reply quotes (chat, message). */
-void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq);
-/* The reply quoting (chat, message) went out (or failed for good). */
-void tg_replied_mark(tg *t, int64_t chat, int64_t message);
-
 /* telegram_migrate.c */
 void tg_mig_load(tg *t);
 void tg_mig_free(tg *t);
@@ -321,34 +303,31 @@ int64_t tg_mig_back(tg *t, int64_t chat);
 /* Records (persists, logs once) that group `from` became `to`. */
 void tg_mig_record(tg *t, int64_t from, int64_t to, const char *how);
 
-/* telegram_outbox.c */
-void tg_outbox_load(tg *t);
-void tg_outbox_free(tg *t);
-int tg_outbox_has(tg *t, int64_t chat);
-/* Stores r for later delivery. after_refusal: Telegram just refused (the
- * chat's hold says when to try again); else it only queues behind earlier
- * entries. RD_OK, or an error (outbox full or off, store failing). */
-rd_status tg_outbox_put(tg *t, const tg_reply *r, int after_refusal, rd_error *err);
-void *tg_outbox_loop(void *arg);
+/* telegram_commands.c */
+rd_status tg_cmds_create(tg *t, rd_error *err);
+void tg_cmds_free(tg *t);
+/* NULL-terminated names (no '/') this bot registers. */
+const char *const *tg_cmds_names(tg *t);
+/* The setMyCommands body (malloc). */
+char *tg_cmds_body(tg *t);
 
-/* telegram_media.c: files in */
-rd_status tg_media_config(tg *t, rd_error *err);
-void tg_media_metrics(tg *t);
-void tg_media_free(tg *t);
-/* Fetches the files of `it` (and of the album parts queued after it) and
- * submits them as one message; in_mu held, from tg_submit_item() once it
- * routed `it`. RD_E_FULL: not now (a download to retry, an album still
- * arriving, back-pressure); anything else: done (submitted or skipped). */
-rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in);
+/* telegram_answered.c: updates answered above the watermark */
+#define TG_ALBUM_MAX 10 /* Telegram's album size */
+/* An update went to the core as seq; its reply quotes (chat, message). */
+void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq);
+/* The reply quoting (chat, message) went out (or failed for good). */
+void tg_replied_mark(tg *t, int64_t chat, int64_t message);
+/* The album parts submitted with head: answered when head is. */
+void tg_replied_album(tg *t, int64_t head, const int64_t *parts, size_t n);
+/* Answered seqs waiting to be stored. */
+size_t tg_replied_pending(tg *t);
+/* Takes the answered seqs to store (malloc, *n of them) and forgets
+ * registrations at or below the watermark w now and then. */
+int64_t *tg_replied_take(tg *t, int64_t w, int64_t now, size_t *n);
+/* Seqs that could not be stored go back, for the next write. */
+void tg_replied_put_back(tg *t, const int64_t *seqs, size_t n);
+void tg_replied_free(tg *t);
 
-/* The album parts submitted with head (up to max, into parts); rep_mu
- * held. They count as answered when head is. */
-size_t tg_album_answered(tg *t, int64_t head, int64_t *parts, size_t max);
-
-/* telegram_media_out.c: files out */
-/* Sends out's files (and its text, unless *text_rest comes back set: then
- * the caller sends the text, as with choices to show as buttons). */
-rd_status tg_media_send(tg *t, const rd_outbound *out, int *text_rest, rd_error *err);
 /* telegram_buttons.c: inline keyboards for offered choices, button presses,
  * and the calls made beside the intake (answerCallbackQuery, notices). */
 rd_status tg_buttons_create(tg *t, rd_error *err);
@@ -366,25 +345,112 @@ rd_status tg_buttons_press(tg *t, tg_item *it, int64_t chat);
 /* Queues the edits notice in reply to an edited message (best effort). */
 void tg_edit_notice(tg *t, int64_t chat, int64_t thread, int64_t reply_to);
 
-/* telegram_commands.c */
-rd_status tg_cmds_create(tg *t, rd_error *err);
-void tg_cmds_free(tg *t);
-/* NULL-terminated names (no '/') this bot registers. */
-const char *const *tg_cmds_names(tg *t);
-/* The setMyCommands body (malloc). */
-char *tg_cmds_body(tg *t);
-
-/* telegram_send.c */
+/* telegram_deliver.c */
 /* Renders r (telegram_format.h) and sends its parts from r->skip on;
  * *done = parts delivered so far, counting the skipped ones. */
 rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err);
-rd_status tg_send(void *self, const rd_outbound *out, rd_error *err);
+/* Shows the head of out's partial text: a new message, or an edit of
+ * out->edit_of (*msg_id: the message showing it). */
+rd_status tg_deliver_progress(tg *t, const rd_outbound *out, int64_t *msg_id, rd_error *err);
 /* Waits for the chat's and the global sending slot; nonzero when stopping. */
 int tg_pace(tg *t, int64_t chat);
+void tg_note_chat(tg *t, int64_t chat_id, tg_chat_type type);
+/* Whether chat is known to be a channel (no chat actions there). */
+int tg_chat_is_channel(tg *t, int64_t chat);
+
+/* telegram_outbox.c */
+void tg_outbox_load(tg *t);
+void tg_outbox_free(tg *t);
+int tg_outbox_has(tg *t, int64_t chat);
+/* Stores r for later delivery. after_refusal: Telegram just refused (the
+ * chat's hold says when to try again); else it only queues behind earlier
+ * entries. RD_OK, or an error (outbox full or off, store failing). */
+rd_status tg_outbox_put(tg *t, const tg_reply *r, int after_refusal, rd_error *err);
+void *tg_outbox_loop(void *arg);
+
+/* telegram_media_out.c: files out */
+/* Sends out's files (and its text, unless *text_rest comes back set: then
+ * the caller sends the text, as with choices to show as buttons). */
+rd_status tg_media_send(tg *t, const rd_outbound *out, int *text_rest, rd_error *err);
+
+/* telegram_send.c */
+rd_status tg_send(void *self, const rd_outbound *out, rd_error *err);
 rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_error *err);
 void tg_activity(void *self, const rd_outbound *where, int active);
 void *tg_typing_loop(void *arg);
-void tg_note_chat(tg *t, int64_t chat_id, tg_chat_type type);
 void tg_send_free(tg *t);
+
+/* telegram_media.c: files in */
+rd_status tg_media_config(tg *t, rd_error *err);
+void tg_media_metrics(tg *t);
+void tg_media_free(tg *t);
+/* Fetches the files of `it` (and of the album parts queued after it) and
+ * submits them as one message; in_mu held, from tg_submit_item() once it
+ * routed `it`. RD_E_FULL: not now (a download to retry, an album still
+ * arriving, back-pressure); anything else: done (submitted or skipped). */
+rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in);
+
+/* telegram_queue.c: the intake queue, under in_mu */
+enum { TG_RECENT_PENDING = 1, TG_RECENT_SUBMITTED = 2 };
+/* Webhook dedupe: TG_RECENT_* of a recent update id, 0 if unknown. */
+int tg_recent_get(tg *t, int64_t id);
+void tg_recent_set(tg *t, int64_t id, int state);
+void tg_recent_forget(tg *t, int64_t id);
+/* The newest update id remembered. */
+int64_t tg_recent_newest(tg *t);
+/* Appends it at the tail. */
+void tg_queue_push(tg *t, tg_item *it);
+/* A reserved item for update tg_id with the next seq, queued. */
+tg_item *tg_item_new(tg *t, int64_t tg_id);
+void tg_queue_clear(tg *t);
+/* Routes one update: skip() it or submit() it. */
+rd_status tg_submit_item(tg *t, tg_item *it);
+/* Submits ready items in seq order until the core pushes back (t->full). */
+void tg_drain_locked(tg *t);
+/* Counts and logs (now and then) an update id that is out of range. */
+void tg_refuse_update_id(tg *t, const char *where, const cJSON *item);
+
+/* telegram_journal.c: intake state in the store */
+#define TG_META_KEY "meta"
+void tg_jkey(char *buf, size_t n, int64_t seq);
+void tg_wkey(char *buf, size_t n, int64_t tg_id);
+/* The meta row (malloc). */
+char *tg_meta_json(tg *t);
+/* Whether the lease term the state was loaded in is still current. */
+int tg_term_current(tg *t);
+/* Loads the meta row and queues the journaled updates not handled yet. */
+rd_status tg_journal_load(tg *t, rd_error *err);
+/* Stores the handled watermark and the answered marks; prunes the journal. */
+void tg_persist_acks(tg *t, int force);
+
+/* telegram_shared.c */
+int tg_shared_enabled(const tg *t);
+/* Journals a webhook update for the replicas; the HTTP status to answer
+ * with, its text in *text. */
+int tg_shared_webhook(tg *t, cJSON *root, int64_t id, const char **text);
+/* Returns nonzero when it should run again at once (a chat was claimed). */
+int tg_shared_pump(tg *t);
+void tg_shared_stop(tg *t);
+void tg_shared_free(tg *t);
+
+/* telegram_handshake.c */
+rd_status tg_get_me(tg *t, int64_t budget_ms, rd_error *err);
+/* Called from start(): a refused setWebhook is a configuration error. */
+rd_status tg_start_webhook(tg *t, rd_error *err);
+tg_class tg_set_webhook(tg *t, char *detail, size_t n);
+void tg_delete_webhook(tg *t, int64_t budget_ms);
+
+/* telegram_poll.c */
+/* One getUpdates exchange; *attempt counts failures for the back-off. */
+void tg_poll_once(tg *t, int *attempt);
+
+/* telegram_webhook.c */
+void tg_webhook(void *arg, const rd_http_req *req, rd_http_resp *resp);
+void tg_answer(tg *t, rd_http_resp *resp, int status, int retry_after, const char *text);
+
+/* telegram_intake.c */
+void *tg_main_loop(void *arg);
+void tg_intake_stop(tg *t);
+void tg_intake_free(tg *t);
 
 #endif

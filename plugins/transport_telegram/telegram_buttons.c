@@ -473,7 +473,7 @@ rd_status tg_buttons_press(tg *t, tg_item *it, int64_t chat) {
         tg_count(t, t->m_ignored, why, NULL, 1);
         return RD_OK;
     }
-    char *meta = tg_inbound_meta(it);
+    char *meta = tg_inbound_meta(u, it->tg_id);
     rd_inbound in = {.size = sizeof in,
                      .update_id = it->seq,
                      .chat_id = chat,

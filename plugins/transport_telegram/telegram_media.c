@@ -28,10 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ALBUM_MAX 10 /* Telegram's album size */
-/* Recent albums remembered for the answered marks (older ones: a crash
- * between their reply and the watermark may answer a part again). */
-#define ALBUM_RING 256
+#define ALBUM_MAX TG_ALBUM_MAX
 
 /* A part's file as fetched (or refused), kept until its message is
  * submitted: back-pressure from the core does not fetch it again. */
@@ -42,19 +39,12 @@ typedef struct fetched {
     const char *refused; /* reason, or NULL */
 } fetched;
 
-typedef struct album_rec {
-    int64_t head, parts[ALBUM_MAX - 1];
-    size_t n;
-} album_rec;
-
 struct tg_media_state {
     int64_t head_seq; /* the update being worked on at the head */
     int64_t first_ms; /* when it reached the head */
     int attempts;
     int64_t retry_at; /* monotonic ms of the next download attempt */
     fetched cache[ALBUM_MAX];
-    album_rec ring[ALBUM_RING]; /* under rep_mu */
-    size_t ring_pos;
 };
 
 rd_status tg_media_config(tg *t, rd_error *err) {
@@ -249,19 +239,6 @@ static dl_res fetch(tg *t, const char *file_id, dl_buf *out, const char **reason
 
 /* ------------------------------------------------------------------------ */
 /* Submit                                                                    */
-
-size_t tg_album_answered(tg *t, int64_t head, int64_t *parts, size_t max) {
-    struct tg_media_state *ms = t->media;
-    for (size_t i = 0; ms && i < ALBUM_RING; i++) {
-        album_rec *a = &ms->ring[i];
-        if (a->head != head || !a->n) continue;
-        size_t n = a->n < max ? a->n : max;
-        memcpy(parts, a->parts, n * sizeof *parts);
-        a->n = 0;
-        return n;
-    }
-    return 0;
-}
 
 typedef struct part {
     tg_item *it;
@@ -475,15 +452,13 @@ rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in) {
         free(meta);
     }
     if ((st == RD_OK || st == RD_E_DUPLICATE) && n > 1) {
-        pthread_mutex_lock(&t->rep_mu);
-        album_rec *a = &ms->ring[ms->ring_pos++ % ALBUM_RING];
-        a->head = it->seq;
-        a->n = 0;
+        /* The other parts are skipped at the head, answered with it. */
+        int64_t parts[ALBUM_MAX - 1];
         for (size_t i = 1; i < n; i++) {
             p[i].it->state = TG_ITEM_ABSORBED;
-            a->parts[a->n++] = p[i].it->seq;
+            parts[i - 1] = p[i].it->seq;
         }
-        pthread_mutex_unlock(&t->rep_mu);
+        tg_replied_album(t, it->seq, parts, n - 1);
     }
     if (st == RD_E_FULL) return st; /* the fetched files wait in the cache */
     if (refused && (na || !tg_is_blank(text, len))) notice(t, in->chat_id, it);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -422,6 +423,24 @@ const char *tg_route(const tg_update *u, const tg_route_cfg *c, tg_routed *out) 
     out->flags =
         (group ? RD_MSG_GROUP : 0) | (edited ? RD_MSG_EDITED : 0) | (command ? RD_MSG_COMMAND : 0);
     return NULL;
+}
+
+/* The meta names the Telegram update the core's id stands for. */
+char *tg_inbound_meta(const tg_update *u, int64_t update_id) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *tgo = cJSON_AddObjectToObject(o, "telegram");
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)update_id);
+    cJSON_AddRawToObject(tgo, "update_id", num);
+    cJSON_AddStringToObject(tgo, "kind", tg_kind_name(u->kind));
+    cJSON_AddStringToObject(tgo, "chat_type", tg_chat_type_name(u->chat_type));
+    if (u->username[0]) cJSON_AddStringToObject(tgo, "username", u->username);
+    if (u->first_name[0]) cJSON_AddStringToObject(tgo, "first_name", u->first_name);
+    if (u->language[0]) cJSON_AddStringToObject(tgo, "language_code", u->language);
+    if (u->is_caption) cJSON_AddBoolToObject(tgo, "caption", 1);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
 }
 
 /* ------------------------------------------------------------------------ */

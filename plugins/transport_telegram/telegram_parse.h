@@ -165,6 +165,9 @@ typedef struct tg_routed {
  * out->text), otherwise a static reason for host->skip(). */
 const char *tg_route(const tg_update *u, const tg_route_cfg *c, tg_routed *out);
 
+/* The meta JSON handed to the core with an update (malloc). */
+char *tg_inbound_meta(const tg_update *u, int64_t update_id);
+
 /* Whether text mentions @username as a whole word (case-insensitive). */
 int tg_mentions(const char *text, size_t len, const char *username);
 

@@ -43,15 +43,15 @@ int tg_shared_enabled(const tg *t) {
 /* ------------------------------------------------------------------------ */
 /* Webhook: into the shared journal once                                     */
 
-void tg_shared_webhook(tg *t, cJSON *root, int64_t id, rd_http_resp *resp) {
+int tg_shared_webhook(tg *t, cJSON *root, int64_t id, const char **text) {
     char dk[40];
     dkey(dk, sizeof dk, id);
     char *v = NULL;
     size_t vl = 0;
     if (t->h->kv_get(t->ctx, dk, &v, &vl) == RD_OK) {
         free(v);
-        tg_answer(t, resp, 200, 0, "ok (duplicate)\n");
-        return;
+        *text = "ok (duplicate)\n";
+        return 200;
     }
     tg_update u;
     memset(&u, 0, sizeof u);
@@ -65,26 +65,27 @@ void tg_shared_webhook(tg *t, cJSON *root, int64_t id, rd_http_resp *resp) {
     rd_status st = raw ? t->h->kv_add(t->ctx, qk, raw, strlen(raw)) : RD_E_INTERNAL;
     free(raw);
     if (st == RD_E_DUPLICATE) {
-        tg_answer(t, resp, 200, 0, "ok (duplicate)\n");
-        return;
+        *text = "ok (duplicate)\n";
+        return 200;
     }
     if (st != RD_OK) {
         t->h->log(t->ctx, RD_LOG_ERROR, "webhook: cannot journal update %lld; Telegram will retry",
                   (long long)id);
-        tg_answer(t, resp, 500, 0, "cannot store\n");
-        return;
+        *text = "cannot store\n";
+        return 500;
     }
     /* A redelivery racing with the original being recorded as handled
      * between the two reads above: take the new row back. */
     if (t->h->kv_get(t->ctx, dk, &v, &vl) == RD_OK) {
         free(v);
         t->h->kv_del(t->ctx, qk);
-        tg_answer(t, resp, 200, 0, "ok (duplicate)\n");
-        return;
+        *text = "ok (duplicate)\n";
+        return 200;
     }
     tg_count(t, t->m_updates, tg_kind_name(kind), NULL, 1);
-    tg_answer(t, resp, 200, 0, "ok\n");
     tg_wake(t);
+    *text = "ok\n";
+    return 200;
 }
 
 /* ------------------------------------------------------------------------ */

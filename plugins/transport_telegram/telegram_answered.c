@@ -1,0 +1,202 @@
+/*
+ * Answered updates: which updates above the handled watermark already got
+ * their reply.
+ *
+ * The core acknowledges a contiguous watermark: one slow chat holds it back
+ * while others are answered. To keep a kill -9 from answering those again,
+ * the transport notes which updates it delivered a reply for (send() quotes
+ * the user's message, which maps back to the update) and stores them as
+ * r/<seq> beside the watermark; the replay at start skips them. If the
+ * mapping ever picks the wrong update of a message (an edit and its
+ * original share the message id), it takes the oldest one, so the worst case
+ * is a reply sent twice, never one lost.
+ */
+#include "telegram.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct tg_rep_node {
+    int64_t chat, message, seq;
+    struct tg_rep_node *next;
+} tg_rep_node;
+
+static int64_t rep_key(int64_t chat, int64_t message) {
+    return (int64_t)((uint64_t)chat * 0x9E3779B97F4A7C15ULL ^ (uint64_t)message);
+}
+
+void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq) {
+    if (!message) return;
+    tg_rep_node *n = calloc(1, sizeof *n);
+    if (!n) return;
+    n->chat = chat;
+    n->message = message;
+    n->seq = seq;
+    int64_t k = rep_key(chat, message);
+    pthread_mutex_lock(&t->rep_mu);
+    tg_rep_node *head = tg_map_get(t->rep_keys, k);
+    if (!head) {
+        if (tg_map_put(t->rep_keys, k, n) != 0) {
+            free(n);
+            n = NULL;
+        }
+    } else {
+        while (head->next)
+            head = head->next;
+        head->next = n;
+    }
+    if (n) t->nrep_nodes++;
+    pthread_mutex_unlock(&t->rep_mu);
+}
+
+/* Queues seq to be stored as answered; rep_mu held. */
+static void rep_done_push(tg *t, int64_t seq) {
+    if (t->nrep_done == t->caprep_done) {
+        size_t cap = t->caprep_done ? t->caprep_done * 2 : 256;
+        int64_t *v = realloc(t->rep_done, cap * sizeof *v);
+        if (!v) return;
+        t->rep_done = v;
+        t->caprep_done = cap;
+    }
+    t->rep_done[t->nrep_done++] = seq;
+}
+
+/* Recent albums: the parts submitted with a head update count as answered
+ * when it is (older ones: a crash between their reply and the watermark may
+ * answer a part again). */
+#define ALBUM_RING 256
+
+struct tg_rep_album {
+    int64_t head, parts[TG_ALBUM_MAX - 1];
+    size_t n;
+};
+
+void tg_replied_album(tg *t, int64_t head, const int64_t *parts, size_t n) {
+    if (n > TG_ALBUM_MAX - 1) n = TG_ALBUM_MAX - 1;
+    pthread_mutex_lock(&t->rep_mu);
+    if (!t->rep_albums) t->rep_albums = calloc(ALBUM_RING, sizeof *t->rep_albums);
+    if (t->rep_albums) {
+        struct tg_rep_album *a = &t->rep_albums[t->rep_album_pos++ % ALBUM_RING];
+        a->head = head;
+        memcpy(a->parts, parts, n * sizeof *parts);
+        a->n = n;
+    }
+    pthread_mutex_unlock(&t->rep_mu);
+}
+
+/* Queues the parts submitted with head as answered; rep_mu held. */
+static void album_answered(tg *t, int64_t head) {
+    for (size_t i = 0; t->rep_albums && i < ALBUM_RING; i++) {
+        struct tg_rep_album *a = &t->rep_albums[i];
+        if (a->head != head || !a->n) continue;
+        for (size_t j = 0; j < a->n; j++)
+            rep_done_push(t, a->parts[j]);
+        a->n = 0;
+        return;
+    }
+}
+
+void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
+    if (!message) return;
+    int64_t k = rep_key(chat, message);
+    pthread_mutex_lock(&t->rep_mu);
+    tg_rep_node *head = tg_map_get(t->rep_keys, k), *prev = NULL, *n = head;
+    while (n && !(n->chat == chat && n->message == message)) {
+        prev = n;
+        n = n->next;
+    }
+    if (n) {
+        if (prev)
+            prev->next = n->next;
+        else if (n->next)
+            tg_map_put(t->rep_keys, k, n->next);
+        else
+            tg_map_del(t->rep_keys, k);
+        t->nrep_nodes--;
+        rep_done_push(t, n->seq);
+        /* An album's other parts were answered with it. */
+        album_answered(t, n->seq);
+        free(n);
+    }
+    pthread_mutex_unlock(&t->rep_mu);
+}
+
+/* Drops registrations at or below the watermark (updates the core handled
+ * without a reply: rejections). rep_mu held. */
+typedef struct rep_sweep {
+    int64_t w;
+    size_t freed;
+} rep_sweep;
+
+static int rep_stale(void *arg, int64_t key, void *val) {
+    (void)key;
+    rep_sweep *a = arg;
+    tg_rep_node *head = val;
+    for (tg_rep_node *p = head; p->next;) {
+        if (p->next->seq <= a->w) {
+            tg_rep_node *d = p->next;
+            p->next = d->next;
+            free(d);
+            a->freed++;
+        } else {
+            p = p->next;
+        }
+    }
+    if (head->seq > a->w) return 0;
+    a->freed++;
+    if (!head->next) {
+        free(head);
+        return 1;
+    }
+    /* The map keeps pointing at head: move the next node into it. */
+    tg_rep_node *d = head->next;
+    *head = *d;
+    free(d);
+    return 0;
+}
+
+static void rep_free_all(void *val) {
+    for (tg_rep_node *n = val, *next; n; n = next) {
+        next = n->next;
+        free(n);
+    }
+}
+
+size_t tg_replied_pending(tg *t) {
+    pthread_mutex_lock(&t->rep_mu);
+    size_t n = t->nrep_done;
+    pthread_mutex_unlock(&t->rep_mu);
+    return n;
+}
+
+int64_t *tg_replied_take(tg *t, int64_t w, int64_t now, size_t *n) {
+    pthread_mutex_lock(&t->rep_mu);
+    int64_t *done = t->rep_done;
+    *n = t->nrep_done;
+    t->rep_done = NULL;
+    t->nrep_done = t->caprep_done = 0;
+    if (t->nrep_nodes > 256 && now - t->rep_swept_ms > 1000) {
+        rep_sweep a = {.w = w, .freed = 0};
+        tg_map_sweep(t->rep_keys, rep_stale, &a);
+        t->nrep_nodes -= a.freed;
+        t->rep_swept_ms = now;
+    }
+    pthread_mutex_unlock(&t->rep_mu);
+    return done;
+}
+
+void tg_replied_put_back(tg *t, const int64_t *seqs, size_t n) {
+    pthread_mutex_lock(&t->rep_mu);
+    for (size_t i = 0; i < n; i++)
+        rep_done_push(t, seqs[i]);
+    pthread_mutex_unlock(&t->rep_mu);
+}
+
+void tg_replied_free(tg *t) {
+    if (t->rep_keys) tg_map_free(t->rep_keys, rep_free_all);
+    t->rep_keys = NULL;
+    free(t->rep_done);
+    t->rep_done = NULL;
+    free(t->rep_albums);
+    t->rep_albums = NULL;
+}

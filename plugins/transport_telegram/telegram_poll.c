@@ -1,0 +1,289 @@
+/*
+ * Long polling: one getUpdates at a time on the multi handle (quiesce()
+ * cuts it at once), each batch journaled and queued before the next poll
+ * confirms it, with back-off on errors and a pause on 429 and 409.
+ */
+#include "telegram.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Whether this update was replayed from the journal at start (polling
+ * without a known offset may bring it back). Intake thread only. */
+static int is_replayed(tg *t, const cJSON *raw) {
+    tg_update u;
+    if (tg_update_parse(raw, &u) != 0) return 0;
+    int found = 0;
+    for (size_t i = 0; i < t->nreplay && !found; i++) {
+        const tg_replay_key *k = &t->replay[i];
+        found = k->tg_id == u.update_id && k->kind == (int)u.kind && k->chat_id == u.chat_id &&
+                k->message_id == u.message_id;
+    }
+    tg_update_free(&u);
+    return found;
+}
+
+typedef struct batch_ent {
+    int64_t id;
+    const cJSON *u;
+} batch_ent;
+
+static int by_id(const void *a, const void *b) {
+    int64_t x = ((const batch_ent *)a)->id, y = ((const batch_ent *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
+/* Journals one getUpdates result and queues it. Returns 0, 1 when it held
+ * only refused updates (poll again after a pause), or -1 when the journal
+ * write failed (the offset then stays, so Telegram sends the batch
+ * again). */
+static int handle_batch(tg *t, const cJSON *result) {
+    if (!cJSON_IsArray(result)) {
+        t->h->log(t->ctx, RD_LOG_ERROR, "getUpdates: result is not an array; polling again");
+        tg_count(t, t->m_api_err, "getUpdates", "malformed", 1);
+        return -1;
+    }
+    int total = cJSON_GetArraySize(result);
+    if (total <= 0) return 0;
+    batch_ent *v = calloc((size_t)total, sizeof *v);
+    if (!v) return -1;
+    size_t n = 0, refused = 0;
+    for (const cJSON *e = result->child; e && n < (size_t)total; e = e->next) {
+        const cJSON *uid = cJSON_GetObjectItemCaseSensitive(e, "update_id");
+        if (!uid) {
+            t->h->log(t->ctx, RD_LOG_WARN, "getUpdates: an element without update_id ignored");
+            tg_count(t, t->m_ignored, "no_update_id", NULL, 1);
+            continue;
+        }
+        if (!tg_json_i64_value(uid, &v[n].id) || !tg_valid_update_id(v[n].id)) {
+            /* Cannot be confirmed (offset = id + 1) nor ordered: refused.
+             * A server that keeps sending it gets polled at a slower pace. */
+            tg_refuse_update_id(t, "getUpdates", uid);
+            refused++;
+            continue;
+        }
+        v[n++].u = e;
+    }
+    qsort(v, n, sizeof *v, by_id);
+    int64_t max_id = n ? v[n - 1].id : 0;
+    /* Duplicates inside one reply would be a server bug; keep one. Polling
+     * without a known offset can also bring back updates replayed from the
+     * journal: the same update (id, chat, message) is taken once. */
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m > 0 && v[i].id == v[m - 1].id) continue;
+        if (t->nreplay && is_replayed(t, v[i].u)) {
+            t->h->log(t->ctx, RD_LOG_INFO, "update %lld is already journaled; taken once",
+                      (long long)v[i].id);
+            continue;
+        }
+        v[m++] = v[i];
+    }
+    n = m;
+    if (n == 0) {
+        free(v);
+        if (max_id <= 0) return refused ? 1 : 0;
+        /* All known already: still move the offset past them. */
+        pthread_mutex_lock(&t->in_mu);
+        int64_t prev = t->tg_offset;
+        if (max_id + 1 > t->tg_offset) t->tg_offset = max_id + 1;
+        pthread_mutex_unlock(&t->in_mu);
+        char *meta = tg_meta_json(t);
+        rd_kv_op op = {.op = RD_KV_PUT, .key = TG_META_KEY, .val = meta, .val_len = strlen(meta)};
+        if (!meta || t->h->kv_txn(t->ctx, &op, 1) != RD_OK) {
+            pthread_mutex_lock(&t->in_mu);
+            t->tg_offset = prev;
+            pthread_mutex_unlock(&t->in_mu);
+        }
+        free(meta);
+        return 0;
+    }
+    pthread_mutex_lock(&t->in_mu);
+    int64_t offset = t->tg_offset;
+    pthread_mutex_unlock(&t->in_mu);
+    if (offset > 0 && v[0].id < offset) {
+        /* Telegram never returns ids below the offset it was given, unless
+         * it does not know that offset: another server or id space. Asking
+         * the same offset again would spin, so continue from its ids. */
+        t->h->log(t->ctx, RD_LOG_WARN,
+                  "getUpdates returned update %lld below the offset %lld: the Bot API server's "
+                  "update ids were reset (new server, or a long pause); continuing from its ids",
+                  (long long)v[0].id, (long long)offset);
+        tg_count(t, t->m_resets, NULL, NULL, 1);
+    }
+    tg_item **items = calloc(n, sizeof *items);
+    char **raw = calloc(n, sizeof *raw);
+    rd_kv_op *ops = calloc(n + 1, sizeof *ops);
+    char(*keys)[40] = calloc(n, sizeof *keys);
+    int rc = -1;
+    if (!items || !raw || !ops || !keys) goto out;
+    for (size_t i = 0; i < n; i++) {
+        raw[i] = cJSON_PrintUnformatted(v[i].u);
+        if (!raw[i]) goto out;
+    }
+    pthread_mutex_lock(&t->in_mu);
+    size_t k = 0;
+    for (; k < n; k++) {
+        items[k] = tg_item_new(t, v[k].id);
+        if (!items[k]) break;
+        tg_update_parse(v[k].u, &items[k]->u);
+        tg_jkey(keys[k], sizeof keys[k], items[k]->seq);
+        ops[k] =
+            (rd_kv_op){.op = RD_KV_PUT, .key = keys[k], .val = raw[k], .val_len = strlen(raw[k])};
+    }
+    int64_t prev_offset = t->tg_offset;
+    if (k == n) t->tg_offset = max_id + 1;
+    pthread_mutex_unlock(&t->in_mu);
+    char *meta = k == n ? tg_meta_json(t) : NULL;
+    rd_status st = RD_E_INTERNAL;
+    if (meta) {
+        ops[n] =
+            (rd_kv_op){.op = RD_KV_PUT, .key = TG_META_KEY, .val = meta, .val_len = strlen(meta)};
+        st = t->h->kv_txn(t->ctx, ops, n + 1);
+    }
+    free(meta);
+    pthread_mutex_lock(&t->in_mu);
+    for (size_t i = 0; i < k; i++) {
+        items[i]->state = st == RD_OK ? TG_ITEM_READY : TG_ITEM_DEAD;
+        if (st == RD_OK) tg_count(t, t->m_updates, tg_kind_name(items[i]->u.kind), NULL, 1);
+    }
+    if (st != RD_OK) t->tg_offset = prev_offset;
+    pthread_mutex_unlock(&t->in_mu);
+    if (st != RD_OK) {
+        t->h->log(t->ctx, RD_LOG_ERROR,
+                  "cannot journal %zu updates in the state store; they stay unconfirmed and are "
+                  "fetched again",
+                  n);
+        goto out;
+    }
+    rc = 0;
+out:
+    for (size_t i = 0; raw && i < n; i++)
+        free(raw[i]);
+    free(keys);
+    free(ops);
+    free(raw);
+    free(items);
+    free(v);
+    return rc;
+}
+
+/* One getUpdates exchange on the multi handle, so quiesce() can cut a
+ * hanging long poll at once (curl_multi_wakeup). */
+void tg_poll_once(tg *t, int *attempt) {
+    pthread_mutex_lock(&t->in_mu);
+    int64_t offset = t->tg_offset;
+    pthread_mutex_unlock(&t->in_mu);
+    char body[1024];
+    char off[48] = "";
+    if (offset > 0) snprintf(off, sizeof off, "\"offset\":%lld,", (long long)offset);
+    /* An album waits for its parts: a short poll, so it goes on time. */
+    int64_t timeout_s = t->album_hold && t->c.poll_timeout_s > 1 ? 1 : t->c.poll_timeout_s;
+    snprintf(body, sizeof body, "{%s\"limit\":%lld,\"timeout\":%lld,\"allowed_updates\":%s}", off,
+             (long long)t->c.limit, (long long)timeout_s,
+             t->c.allowed_updates_json ? t->c.allowed_updates_json : "[]");
+    tg_buf buf = {0};
+    tg_call call;
+    memset(&call, 0, sizeof call);
+    /* The server holds the request up to `timeout` s: allow for that. */
+    tg_easy_setup(t, t->poll_easy, "getUpdates", body, (timeout_s + 15) * 1000, &buf, &call);
+    curl_multi_add_handle(t->multi, t->poll_easy);
+    int64_t t0 = tg_now(t);
+    int running = 1, aborted = 0;
+    while (running) {
+        if (curl_multi_perform(t->multi, &running) != CURLM_OK) break;
+        if (!running) break;
+        if (atomic_load(&t->quiescing)) {
+            aborted = 1;
+            break;
+        }
+        curl_multi_poll(t->multi, NULL, 0, 100, NULL);
+        tg_persist_acks(t, 0);
+        /* Lead lost (store unreachable, lease gone): stop polling now. */
+        if (atomic_load(&t->quiescing) || !tg_term_current(t)) {
+            aborted = 1;
+            break;
+        }
+    }
+    /* A poll held for a second surely reached the server, which confirmed
+     * everything below its offset on arrival. */
+    if (aborted && tg_now(t) - t0 >= 1000) t->offset_sent = offset;
+    call.cc = CURLE_OK;
+    if (!aborted) {
+        int q;
+        CURLMsg *msg;
+        while ((msg = curl_multi_info_read(t->multi, &q)))
+            if (msg->msg == CURLMSG_DONE && msg->easy_handle == t->poll_easy)
+                call.cc = msg->data.result;
+    }
+    curl_multi_remove_handle(t->multi, t->poll_easy);
+    if (aborted) {
+        free(buf.p);
+        return;
+    }
+    curl_easy_getinfo(t->poll_easy, CURLINFO_RESPONSE_CODE, &call.http);
+    tg_classify(t, "getUpdates", &buf, &call);
+    free(buf.p);
+    int64_t wait = 0;
+    if (call.cls == TG_C_OK) t->offset_sent = offset;
+    int batch = 0;
+    switch (call.cls) {
+    case TG_C_OK:
+        batch = handle_batch(t, call.resp.result);
+        if (batch == 0)
+            *attempt = 0;
+        else if (batch > 0)
+            wait = 1000; /* only refused updates: do not spin on them */
+        else
+            wait = tg_backoff(t, (*attempt)++);
+        break;
+    case TG_C_RETRY_AFTER:
+        wait = call.wait_ms;
+        t->h->log(t->ctx, RD_LOG_WARN, "getUpdates: %s; waiting %.1f s", call.detail,
+                  (double)wait / 1000);
+        tg_count(t, t->m_retries, "429", NULL, 1);
+        break;
+    case TG_C_CONFLICT:
+        wait = tg_backoff(t, (*attempt)++);
+        if (wait < 1000) wait = 1000;
+        t->h->log(t->ctx, RD_LOG_WARN,
+                  "getUpdates: %s. Another process is polling with this token, or a webhook is "
+                  "set (use mode = webhook, or delete_webhook = true). Retrying in %.1f s",
+                  call.detail, (double)wait / 1000);
+        tg_count(t, t->m_retries, "409", NULL, 1);
+        break;
+    case TG_C_PERMANENT: {
+        int64_t code = call.parsed && call.resp.error_code ? call.resp.error_code : call.http;
+        wait = t->c.retry_max_ms;
+        t->h->log(t->ctx, RD_LOG_ERROR, "getUpdates: %s%s; retrying in %.1f s", call.detail,
+                  code == 401 ? " (the token was revoked?)" : "", (double)wait / 1000);
+        if (code == 401 || code == 404) t->h->ready(t->ctx, 0, "telegram: getUpdates refused");
+        break;
+    }
+    case TG_C_UNPARSED:
+    case TG_C_TRANSIENT:
+        wait = tg_backoff(t, (*attempt)++);
+        t->h->log(t->ctx, RD_LOG_ERROR, "getUpdates: %s; polling again in %.1f s", call.detail,
+                  (double)wait / 1000);
+        tg_count(t, t->m_retries, call.cc != CURLE_OK ? "network" : "5xx", NULL, 1);
+        break;
+    case TG_C_ABORTED:
+        break;
+    }
+    if (call.cls == TG_C_OK && *attempt == 0) {
+        t->h->ready(t->ctx, 1, NULL);
+        /* Short polls (timeout = 0) or a server that ignores the timeout:
+         * do not hammer it with empty polls. */
+        int64_t took = tg_now(t) - t0;
+        if (cJSON_GetArraySize(call.resp.result) == 0) {
+            if (took < 200) wait = 200 - took;
+            /* The backlog is through: replayed updates cannot come back. */
+            free(t->replay);
+            t->replay = NULL;
+            t->nreplay = 0;
+        }
+    }
+    tg_call_free(&call);
+    if (wait > 0) tg_sleep(t, wait, &t->quiescing);
+}

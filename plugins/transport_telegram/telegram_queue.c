@@ -1,0 +1,191 @@
+/*
+ * The intake queue: updates between fetch and submit, in seq order, under
+ * in_mu. Polling and the webhook reserve an item, journal it and mark it
+ * ready; the ready head goes to the core first (routed by tg_route(),
+ * button presses and files through their own files), so a chat keeps its
+ * order.
+ *
+ * The id handed to the core ("seq") is the Telegram update_id whenever ids
+ * go up, which is always the case for one bot on one server. When they go
+ * backwards (another Bot API server, a week-long pause, or a webhook
+ * delivering an older update late) seq continues at last_seq + 1 instead,
+ * because the core needs ids that increase.
+ */
+#include "telegram.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RECENT_CAP 8192
+
+/* ------------------------------------------------------------------------ */
+/* Recent update ids (webhook dedupe), under in_mu                           */
+
+int tg_recent_get(tg *t, int64_t id) {
+    return (int)(intptr_t)tg_map_get(t->recent, id);
+}
+
+void tg_recent_set(tg *t, int64_t id, int state) {
+    if (!tg_map_get(t->recent, id)) {
+        int64_t old = t->recent_ring[t->recent_pos];
+        if (old) tg_map_del(t->recent, old);
+        t->recent_ring[t->recent_pos] = id;
+        t->recent_pos = (t->recent_pos + 1) % RECENT_CAP;
+    }
+    tg_map_put(t->recent, id, (void *)(intptr_t)state);
+}
+
+void tg_recent_forget(tg *t, int64_t id) {
+    tg_map_del(t->recent, id);
+    for (size_t i = 0; i < RECENT_CAP; i++)
+        if (t->recent_ring[i] == id) t->recent_ring[i] = 0;
+}
+
+int64_t tg_recent_newest(tg *t) {
+    return t->recent_ring[(t->recent_pos + RECENT_CAP - 1) % RECENT_CAP];
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pending items, under in_mu                                                */
+
+void tg_queue_push(tg *t, tg_item *it) {
+    if (t->tail)
+        t->tail->next = it;
+    else
+        t->head = it;
+    t->tail = it;
+    t->npending++;
+}
+
+/* NULL when out of memory or when no id is left for the core (tg_id is
+ * checked by the callers; last_seq only grows by one per update). */
+tg_item *tg_item_new(tg *t, int64_t tg_id) {
+    int64_t next;
+    if (!tg_valid_update_id(tg_id) || !tg_add_ok(t->last_seq, 1, &next) || next > TG_SEQ_MAX)
+        return NULL;
+    tg_item *it = calloc(1, sizeof *it);
+    if (!it) return NULL;
+    it->tg_id = tg_id;
+    it->seq = next > tg_id ? next : tg_id;
+    t->last_seq = it->seq;
+    it->state = TG_ITEM_RESERVED;
+    tg_queue_push(t, it);
+    return it;
+}
+
+static void item_pop(tg *t) {
+    tg_item *it = t->head;
+    t->head = it->next;
+    if (!t->head) t->tail = NULL;
+    t->npending--;
+    tg_update_free(&it->u);
+    free(it);
+}
+
+void tg_queue_clear(tg *t) {
+    while (t->head)
+        item_pop(t);
+}
+
+/* Routes one update: skip() it or submit() it. */
+rd_status tg_submit_item(tg *t, tg_item *it) {
+    tg_route_cfg rc = {.bot_username = t->bot_username,
+                       .bot_id = t->bot_id,
+                       .group_all = t->c.group_all,
+                       .channel_posts = t->c.channel_posts,
+                       .edited_messages = t->c.edited_messages,
+                       .commands = tg_cmds_names(t)};
+    /* Group upgrades: remembered, and the new id speaks as the old one. */
+    if (it->u.migrate_to) tg_mig_record(t, it->u.chat_id, it->u.migrate_to, "service message");
+    if (it->u.migrate_from) tg_mig_record(t, it->u.migrate_from, it->u.chat_id, "service message");
+    int64_t chat = it->u.chat_id ? tg_mig_back(t, it->u.chat_id) : 0;
+    if (it->u.kind == TG_UPD_CALLBACK_QUERY) return tg_buttons_press(t, it, chat);
+    tg_routed r;
+    const char *why = tg_route(&it->u, &rc, &r);
+    if (!why && (r.flags & RD_MSG_EDITED) && t->c.edits == TG_EDITS_NOTE) {
+        /* Answered with a notice (not in channels), the agent is not run again. */
+        if (it->u.kind == TG_UPD_EDITED_MESSAGE)
+            tg_edit_notice(t, chat, it->u.thread_id, it->u.message_id);
+        free(r.text);
+        why = "edit_noted";
+    }
+    if (why) {
+        t->h->skip(t->ctx, it->seq, why);
+        tg_count(t, t->m_ignored, why, NULL, 1);
+        return RD_OK;
+    }
+    if (it->u.chat_type == TG_CHAT_CHANNEL) tg_note_chat(t, it->u.chat_id, it->u.chat_type);
+    char *meta = tg_inbound_meta(&it->u, it->tg_id);
+    rd_inbound in = {.size = sizeof in,
+                     .update_id = it->seq,
+                     .chat_id = chat,
+                     .user_id = it->u.user_id,
+                     .message_id = it->u.message_id,
+                     .thread_id = it->u.thread_id,
+                     .text = r.text,
+                     .text_len = r.len,
+                     .flags = r.flags,
+                     .meta = meta};
+    rd_status st = it->u.media ? tg_media_submit(t, it, &in) : t->h->submit(t->ctx, &in);
+    free(meta);
+    free(r.text);
+    /* Shared webhooks record handled updates per update, not by watermark. */
+    if (st == RD_OK && !t->shared) tg_replied_register(t, chat, it->u.message_id, it->seq);
+    if (st == RD_OK || st == RD_E_DUPLICATE || st == RD_E_FULL) return st;
+    /* Anything else is a refusal the core will not change its mind about:
+     * mark it handled so the watermark moves on. */
+    t->h->log(t->ctx, RD_LOG_ERROR, "update %lld: the router refused it (status %d); skipped",
+              (long long)it->tg_id, (int)st);
+    t->h->skip(t->ctx, it->seq, "refused");
+    tg_count(t, t->m_ignored, "refused", NULL, 1);
+    return RD_OK;
+}
+
+/* Submits ready items in seq order until the core pushes back. */
+void tg_drain_locked(tg *t) {
+    t->full = 0;
+    t->album_hold = 0;
+    while (t->head && t->head->state != TG_ITEM_RESERVED) {
+        tg_item *it = t->head;
+        if (it->state == TG_ITEM_ABSORBED) {
+            /* Its album went to the core with the first part. */
+            t->h->skip(t->ctx, it->seq, "album_part");
+            if (t->c.mode == TG_MODE_WEBHOOK) tg_recent_set(t, it->tg_id, TG_RECENT_SUBMITTED);
+        } else if (it->state == TG_ITEM_READY) {
+            if (atomic_load(&t->quiescing) || !atomic_load(&t->have_me)) return;
+            if (tg_submit_item(t, it) == RD_E_FULL) {
+                /* An album still arriving is no back-pressure: take its parts. */
+                t->full = !t->album_hold;
+                return;
+            }
+            if (t->c.mode == TG_MODE_WEBHOOK) tg_recent_set(t, it->tg_id, TG_RECENT_SUBMITTED);
+        }
+        item_pop(t);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Refused ids                                                               */
+
+/* Logs a refused update id: the first time, then every 1000th, so a server
+ * repeating it cannot flood the log. */
+void tg_refuse_update_id(tg *t, const char *where, const cJSON *item) {
+    long long n = atomic_fetch_add(&t->refused_ids, 1);
+    char shown[40];
+    int64_t id;
+    if (tg_json_i64_value(item, &id))
+        snprintf(shown, sizeof shown, "%lld", (long long)id);
+    else if (cJSON_IsNumber(item))
+        snprintf(shown, sizeof shown, "%.6g", item->valuedouble);
+    else if (cJSON_IsString(item))
+        snprintf(shown, sizeof shown, "%.24s", item->valuestring);
+    else
+        snprintf(shown, sizeof shown, "(not a number)");
+    if (n % 1000 == 0)
+        t->h->log(t->ctx, RD_LOG_WARN,
+                  "%s: update_id %s is outside 0..%lld or not an integer; refused (%lld so far). "
+                  "Telegram's ids fit in 53 bits: is api_base a Bot API server?",
+                  where, shown, (long long)TG_ID_MAX, n + 1);
+    tg_count(t, t->m_ignored, "bad_update_id", NULL, 1);
+}
