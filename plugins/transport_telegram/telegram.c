@@ -347,7 +347,7 @@ static rd_status read_config(tg *t, rd_error *err) {
     size_t bl = strlen(c->api_base);
     while (bl > 8 && c->api_base[bl - 1] == '/')
         c->api_base[--bl] = 0;
-    /* Choice indexes follow mode_choices, parse_choices, edits_choices. */
+    /* Enums are indexes into the *_choices arrays above. */
     c->mode = k->mode == 1 ? TG_MODE_WEBHOOK : TG_MODE_LONGPOLL;
     c->poll_timeout_s = k->timeout / 1000; /* getUpdates takes whole seconds */
     c->limit = k->limit;
