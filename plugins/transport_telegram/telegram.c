@@ -27,138 +27,150 @@ static const char *const edits_choices[] = {"ignore", "answer", "note", NULL};
 
 static const rd_option opts[] = {
     {"token", RD_OPT_STRING, RD_OPT_REQUIRED | RD_OPT_SECRET, NULL,
-     "bot token from @BotFather, <bot id>:<secret>", 0, 0, NULL, 0, 0},
-    {"api_base", RD_OPT_STRING, 0, "https://api.telegram.org",
-     "Bot API base URL: the cloud API, a local Bot API server or a test fake", 0, 0, NULL, 0, 0},
-    {"mode", RD_OPT_ENUM, 0, "longpoll", "longpoll (getUpdates) or webhook", 0, 0, mode_choices, 0,
-     0},
-    {"timeout", RD_OPT_INT, 0, "30", "long-poll timeout, seconds (0 = short polls)", 0, 50, NULL, 0,
-     0},
-    {"limit", RD_OPT_INT, 0, "100", "updates per getUpdates call", 1, 100, NULL, 0, 0},
+     "bot token from @BotFather, <bot id>:<secret>", 0, 0, NULL, RD_BIND(tg_keys, token)},
+    {"api_base", RD_OPT_URL, 0, "https://api.telegram.org",
+     "Bot API base URL: the cloud API, a local Bot API server or a test fake", 0, 0, NULL,
+     RD_BIND(tg_keys, api_base)},
+    {"mode", RD_OPT_ENUM, 0, "longpoll", "longpoll (getUpdates) or webhook", 0, 0, mode_choices,
+     RD_BIND(tg_keys, mode)},
+    {"timeout", RD_OPT_DURATION, 0, "30", "long-poll timeout, seconds (0 = short polls)", 0, 50,
+     NULL, RD_BIND(tg_keys, timeout)},
+    {"limit", RD_OPT_INT, 0, "100", "updates per getUpdates call", 1, 100, NULL,
+     RD_BIND(tg_keys, limit)},
     {"allowed_updates", RD_OPT_LIST, 0, NULL,
      "update types to ask for; default message, edited_message (+ channel posts when enabled)", 0,
-     0, NULL, 0, 0},
+     0, NULL, RD_BIND(tg_keys, allowed_updates)},
     {"group_mode", RD_OPT_ENUM, 0, "mention",
      "groups: answer only when addressed (mention, reply, command) or all messages", 0, 0,
-     group_choices, 0, 0},
-    {"channel_posts", RD_OPT_BOOL, 0, "false", "forward channel posts", 0, 0, NULL, 0, 0},
+     group_choices, RD_BIND(tg_keys, group_mode)},
+    {"channel_posts", RD_OPT_BOOL, 0, "false", "forward channel posts", 0, 0, NULL,
+     RD_BIND(tg_keys, channel_posts)},
     {"edited_messages", RD_OPT_BOOL, 0, NULL,
      "older spelling of edits: true = answer, false = ignore (edits wins when both are set)", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(tg_keys, edited_messages)},
     {"edits", RD_OPT_ENUM, 0, "note",
      "edited messages: ignore, answer (routed again, flagged as an edit) or note (edits_notice "
      "in reply, the agent is not run)",
-     0, 0, edits_choices, 0, 0},
+     0, 0, edits_choices, RD_BIND(tg_keys, edits)},
     {"edits_notice", RD_OPT_STRING, 0,
      "Edits aren't re-sent to the agent; send a new message instead.",
-     "edits = note: the reply to an edited message", 0, 0, NULL, 0, 0},
+     "edits = note: the reply to an edited message", 0, 0, NULL, RD_BIND(tg_keys, edits_notice)},
     {"commands", RD_OPT_LIST, 0, NULL,
      "bot commands registered with setMyCommands beside /new and /persona, as NAME: DESCRIPTION "
      "(NAME 1-32 of a-z 0-9 _, no comma in DESCRIPTION)",
-     0, 0, NULL, 0, 0},
+     0, 0, NULL, RD_BIND(tg_keys, commands)},
     {"buttons_max", RD_OPT_INT, 0, "12",
      "most buttons shown for the choices of one reply; further choices are left out", 1, 100, NULL,
-     0, 0},
+     RD_BIND(tg_keys, buttons_max)},
     {"button_label_max", RD_OPT_INT, 0, "64",
      "characters of a choice shown on its button; longer labels are cut with an ellipsis (the "
      "whole choice is still what a press sends)",
-     8, 256, NULL, 0, 0},
-    {"buttons_expiry_s", RD_OPT_INT, 0, "604800",
+     8, 256, NULL, RD_BIND(tg_keys, button_label_max)},
+    {"buttons_expiry_s", RD_OPT_DURATION, 0, "604800",
      "a button press is accepted this long after the reply; then it is refused and its stored "
      "choices deleted",
-     60, 31536000, NULL, 0, 0},
+     60, 31536000, NULL, RD_BIND(tg_keys, buttons_expiry_s)},
     {"parse_mode", RD_OPT_ENUM, 0, "none",
      "reply markup: none (entities per format), or HTML / MarkdownV2 for Telegram to parse", 0, 0,
-     parse_choices, 0, 0},
+     parse_choices, RD_BIND(tg_keys, parse_mode)},
     {"format", RD_OPT_ENUM, 0, "markdown",
      "replies and notices: markdown (read as CommonMark, sent with Telegram entities) or plain "
      "(sent as is); used when parse_mode = none",
-     0, 0, format_choices, 0, 0},
+     0, 0, format_choices, RD_BIND(tg_keys, format)},
     {"link_preview", RD_OPT_BOOL, 0, "on", "show a preview of the first link in a reply", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(tg_keys, link_preview)},
     {"escape_replies", RD_OPT_BOOL, 0, "false",
      "escape reply text for parse_mode so it shows literally (notices are always escaped)", 0, 0,
-     NULL, 0, 0},
-    {"reply_to_message", RD_OPT_BOOL, 0, "true", "replies quote the user's message", 0, 0, NULL, 0,
-     0},
+     NULL, RD_BIND(tg_keys, escape_replies)},
+    {"reply_to_message", RD_OPT_BOOL, 0, "true", "replies quote the user's message", 0, 0, NULL,
+     RD_BIND(tg_keys, reply_to_message)},
     {"max_message_length", RD_OPT_INT, 0, "4096", "UTF-16 code units per message before splitting",
-     16, 4096, NULL, 0, 0},
+     16, 4096, NULL, RD_BIND(tg_keys, max_message_length)},
     {"throttle", RD_OPT_BOOL, 0, "on",
-     "pace outbound messages; off for a local Bot API server, tests and benchmarks", 0, 0, NULL, 0,
-     0},
+     "pace outbound messages; off for a local Bot API server, tests and benchmarks", 0, 0, NULL,
+     RD_BIND(tg_keys, throttle)},
     {"throttle_chat_interval_ms", RD_OPT_INT, 0, "1000", "minimum gap between messages to a chat",
-     0, 600000, NULL, 0, 0},
+     0, 600000, NULL, RD_BIND(tg_keys, throttle_chat_interval_ms)},
     {"throttle_group_per_minute", RD_OPT_INT, 0, "20",
-     "messages per minute to one group (0 = no cap)", 0, 100000, NULL, 0, 0},
+     "messages per minute to one group (0 = no cap)", 0, 100000, NULL,
+     RD_BIND(tg_keys, throttle_group_per_minute)},
     {"throttle_global_per_s", RD_OPT_INT, 0, "30", "messages per second overall (0 = no cap)", 0,
-     100000, NULL, 0, 0},
+     100000, NULL, RD_BIND(tg_keys, throttle_global_per_s)},
     {"edit_interval_ms", RD_OPT_INT, 0, "1000", "minimum gap between progress edits in a chat", 0,
-     600000, NULL, 0, 0},
-    {"typing", RD_OPT_BOOL, 0, "true", "show \"typing\" while the backend works", 0, 0, NULL, 0, 0},
+     600000, NULL, RD_BIND(tg_keys, edit_interval_ms)},
+    {"typing", RD_OPT_BOOL, 0, "true", "show \"typing\" while the backend works", 0, 0, NULL,
+     RD_BIND(tg_keys, typing)},
     {"typing_interval_ms", RD_OPT_INT, 0, "4000", "chat action refresh period", 1000, 60000, NULL,
-     0, 0},
-    {"request_timeout_s", RD_OPT_INT, 0, "30", "timeout of one API request (not the long poll)", 1,
-     600, NULL, 0, 0},
+     RD_BIND(tg_keys, typing_interval_ms)},
+    {"request_timeout_s", RD_OPT_DURATION, 0, "30",
+     "timeout of one API request (not the long poll)", 1, 600, NULL,
+     RD_BIND(tg_keys, request_timeout_s)},
     {"retry_base_ms", RD_OPT_INT, 0, "500", "first back-off after a 5xx or network error", 10,
-     600000, NULL, 0, 0},
-    {"retry_max_ms", RD_OPT_INT, 0, "30000", "back-off cap", 10, 3600000, NULL, 0, 0},
-    {"send_retry_budget_s", RD_OPT_INT, 0, "300", "give up delivering one reply after this long", 1,
-     86400, NULL, 0, 0},
-    {"retry_after_max_s", RD_OPT_INT, 0, "86400",
-     "longest 429 retry_after honoured; longer ones are clamped and logged", 1, 604800, NULL, 0, 0},
-    {"outbox_expiry_s", RD_OPT_INT, 0, "86400",
+     600000, NULL, RD_BIND(tg_keys, retry_base_ms)},
+    {"retry_max_ms", RD_OPT_INT, 0, "30000", "back-off cap", 10, 3600000, NULL,
+     RD_BIND(tg_keys, retry_max_ms)},
+    {"send_retry_budget_s", RD_OPT_DURATION, 0, "300",
+     "give up delivering one reply after this long", 1, 86400, NULL,
+     RD_BIND(tg_keys, send_retry_budget_s)},
+    {"retry_after_max_s", RD_OPT_DURATION, 0, "86400",
+     "longest 429 retry_after honoured; longer ones are clamped and logged", 1, 604800, NULL,
+     RD_BIND(tg_keys, retry_after_max_s)},
+    {"outbox_expiry_s", RD_OPT_DURATION, 0, "86400",
      "a reply Telegram keeps refusing (429 past the send budget, outage) waits in the state store "
      "this long, then is dropped, counted and logged",
-     1, 2592000, NULL, 0, 0},
+     1, 2592000, NULL, RD_BIND(tg_keys, outbox_expiry_s)},
     {"outbox_max", RD_OPT_INT, 0, "10000",
      "most replies waiting in the outbox; past it a reply that cannot be sent is dropped (0 = no "
      "outbox)",
-     0, 1000000, NULL, 0, 0},
+     0, 1000000, NULL, RD_BIND(tg_keys, outbox_max)},
     {"chat_cache_max", RD_OPT_INT, 0, "50000",
      "most chats whose progress message and chat kind are remembered; idle ones are forgotten "
      "first",
-     16, 10000000, NULL, 0, 0},
+     16, 10000000, NULL, RD_BIND(tg_keys, chat_cache_max)},
     {"migrations_max", RD_OPT_INT, 0, "100000",
      "most group-to-supergroup migrations kept (store and memory); the oldest go first", 16,
-     10000000, NULL, 0, 0},
-    {"start_timeout_s", RD_OPT_INT, 0, "15",
-     "how long start waits for getMe before continuing in the background", 1, 600, NULL, 0, 0},
+     10000000, NULL, RD_BIND(tg_keys, migrations_max)},
+    {"start_timeout_s", RD_OPT_DURATION, 0, "15",
+     "how long start waits for getMe before continuing in the background", 1, 600, NULL,
+     RD_BIND(tg_keys, start_timeout_s)},
     {"confirm_on_stop", RD_OPT_BOOL, 0, "true",
-     "longpoll: confirm fetched updates with a short getUpdates at stop", 0, 0, NULL, 0, 0},
+     "longpoll: confirm fetched updates with a short getUpdates at stop", 0, 0, NULL,
+     RD_BIND(tg_keys, confirm_on_stop)},
     {"delete_webhook", RD_OPT_BOOL, 0, "true",
      "longpoll: call deleteWebhook at start (getUpdates answers 409 while a webhook is set)", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(tg_keys, delete_webhook)},
     {"webhook_path", RD_OPT_STRING, 0, NULL,
-     "webhook: admin-server path Telegram posts to; default /telegram/<instance>", 0, 0, NULL, 0,
-     0},
+     "webhook: admin-server path Telegram posts to; default /telegram/<instance>", 0, 0, NULL,
+     RD_BIND(tg_keys, webhook_path)},
     {"webhook_url", RD_OPT_STRING, 0, NULL,
      "webhook: public HTTPS URL for setWebhook at start; empty = leave the webhook as it is", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(tg_keys, webhook_url)},
     {"secret_token", RD_OPT_STRING, RD_OPT_SECRET, NULL,
      "webhook: X-Telegram-Bot-Api-Secret-Token value (1-256 of A-Z a-z 0-9 _ -); required", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(tg_keys, secret_token)},
     {"max_connections", RD_OPT_INT, 0, "40", "webhook: setWebhook max_connections", 1, 100000, NULL,
-     0, 0},
+     RD_BIND(tg_keys, max_connections)},
     {"drop_pending_updates", RD_OPT_BOOL, 0, "false",
-     "webhook: setWebhook drops the backlog (loses messages; off by default)", 0, 0, NULL, 0, 0},
+     "webhook: setWebhook drops the backlog (loses messages; off by default)", 0, 0, NULL,
+     RD_BIND(tg_keys, drop_pending_updates)},
     {"delete_webhook_on_stop", RD_OPT_BOOL, 0, "false",
      "webhook: call deleteWebhook at stop (Telegram then keeps updates until the next start)", 0, 0,
-     NULL, 0, 0},
+     NULL, RD_BIND(tg_keys, delete_webhook_on_stop)},
     {"media", RD_OPT_BOOL, 0, "on",
      "fetch photos, documents, voice notes, audio, video, stickers and pass them on as "
      "attachments; "
      "off answers them with unsupported_notice",
-     0, 0, NULL, 0, 0},
+     0, 0, NULL, RD_BIND(tg_keys, media)},
     {"max_media_bytes", RD_OPT_INT, 0, "20971520",
      "largest file fetched (20 MiB is the cloud Bot API's download limit); larger ones get "
      "unsupported_notice",
-     1, 2097152000, NULL, 0, 0},
+     1, 2097152000, NULL, RD_BIND(tg_keys, max_media_bytes)},
     {"unsupported_notice", RD_OPT_STRING, 0, "Sorry, I can't take this kind of message.",
      "reply to a message whose file cannot be handled (media off, too large, unsupported kind)", 0,
-     0, NULL, 0, 0},
+     0, NULL, RD_BIND(tg_keys, unsupported_notice)},
     {"album_wait_ms", RD_OPT_INT, 0, "1000",
      "how long the first part of an album waits for the others before they go on as one message", 0,
-     10000, NULL, 0, 0},
+     10000, NULL, RD_BIND(tg_keys, album_wait_ms)},
     {0},
 };
 
@@ -195,9 +207,10 @@ static int valid_token(const char *s, int64_t *bot_id) {
 
 static char *allowed_updates_json(tg *t) {
     cJSON *arr = cJSON_CreateArray();
-    const char *const *list = t->h->cfg_isset(t->ctx, "allowed_updates")
-                                  ? t->h->cfg_list(t->ctx, "allowed_updates")
-                                  : NULL;
+    /* Written empty asks Telegram for its own default: only an absent key
+     * gets ours. */
+    const char *const *list =
+        t->h->cfg_isset(t->ctx, "allowed_updates") ? t->c.k.allowed_updates : NULL;
     if (list) {
         for (size_t i = 0; list[i]; i++)
             if (*list[i]) cJSON_AddItemToArray(arr, cJSON_CreateString(list[i]));
@@ -220,84 +233,76 @@ static rd_status read_config(tg *t, rd_error *err) {
     const rd_host *h = t->h;
     rd_ctx *x = t->ctx;
     tg_cfg *c = &t->c;
-    const char *token = h->cfg_str(x, "token");
-    if (!token || !valid_token(token, &t->token_bot_id)) {
+    if (!RD_HAS(h, cfg_bind) || !h->cfg_bind) {
+        h->error(err, RD_E_CONFIG, "fatal", "needs a routerd speaking plugin ABI 1.2");
+        return RD_E_CONFIG;
+    }
+    rd_status st = h->cfg_bind(x, &c->k, sizeof c->k, err);
+    if (st != RD_OK) return st;
+    /* The schema checked types, bounds and choices; what is left here is
+     * what it cannot say. */
+    const tg_keys *k = &c->k;
+    if (!k->token || !valid_token(k->token, &t->token_bot_id)) {
         h->error(err, RD_E_CONFIG, "fatal",
                  "token: not a bot token (expected <bot id>:<secret> as given by @BotFather)");
         return RD_E_CONFIG;
     }
-    c->token = strdup(token);
-    const char *base = h->cfg_str(x, "api_base");
-    if (!url_is_http(base)) {
-        h->error(err, RD_E_CONFIG, "fatal", "api_base: must start with http:// or https://");
-        return RD_E_CONFIG;
-    }
-    c->api_base = strdup(base);
+    c->token = strdup(k->token);
+    c->api_base = strdup(k->api_base);
     size_t bl = strlen(c->api_base);
     while (bl > 8 && c->api_base[bl - 1] == '/')
         c->api_base[--bl] = 0;
-    const char *mode = h->cfg_str(x, "mode");
-    c->mode = mode && !strcmp(mode, "webhook") ? TG_MODE_WEBHOOK : TG_MODE_LONGPOLL;
-    c->poll_timeout_s = h->cfg_int(x, "timeout");
-    c->limit = h->cfg_int(x, "limit");
-    const char *gm = h->cfg_str(x, "group_mode");
-    c->group_all = gm && !strcmp(gm, "all");
-    c->channel_posts = h->cfg_bool(x, "channel_posts");
+    /* Enums are indexes into the *_choices arrays above. */
+    c->mode = k->mode == 1 ? TG_MODE_WEBHOOK : TG_MODE_LONGPOLL;
+    c->poll_timeout_s = k->timeout / 1000; /* getUpdates takes whole seconds */
+    c->limit = k->limit;
+    c->group_all = k->group_mode == 1;
+    c->channel_posts = k->channel_posts;
     /* edits, or its older boolean spelling when only that is written. */
-    const char *ed = h->cfg_str(x, "edits");
-    c->edits = !ed                     ? TG_EDITS_NOTE
-               : !strcmp(ed, "ignore") ? TG_EDITS_IGNORE
-               : !strcmp(ed, "answer") ? TG_EDITS_ANSWER
-                                       : TG_EDITS_NOTE;
+    c->edits = k->edits == 0 ? TG_EDITS_IGNORE : k->edits == 1 ? TG_EDITS_ANSWER : TG_EDITS_NOTE;
     if (!h->cfg_isset(x, "edits") && h->cfg_isset(x, "edited_messages"))
-        c->edits = h->cfg_bool(x, "edited_messages") ? TG_EDITS_ANSWER : TG_EDITS_IGNORE;
+        c->edits = k->edited_messages ? TG_EDITS_ANSWER : TG_EDITS_IGNORE;
     c->edited_messages = c->edits != TG_EDITS_IGNORE;
-    c->edits_notice = dup_or_null(h->cfg_str(x, "edits_notice"));
+    c->edits_notice = dup_or_null(k->edits_notice);
     if (c->edits == TG_EDITS_NOTE && !c->edits_notice) {
         h->error(err, RD_E_CONFIG, "fatal", "edits_notice: empty, but edits = note sends it");
         return RD_E_CONFIG;
     }
-    c->buttons_max = tg_clamp(h->cfg_int(x, "buttons_max"), 1, 100);
-    c->button_label_max = tg_clamp(h->cfg_int(x, "button_label_max"), 8, 256);
-    c->buttons_expiry_s = tg_clamp(h->cfg_int(x, "buttons_expiry_s"), 60, 31536000);
-    const char *pm = h->cfg_str(x, "parse_mode");
-    c->parse_mode = !pm                         ? TG_PM_NONE
-                    : !strcmp(pm, "HTML")       ? TG_PM_HTML
-                    : !strcmp(pm, "MarkdownV2") ? TG_PM_MDV2
-                                                : TG_PM_NONE;
-    c->escape_replies = h->cfg_bool(x, "escape_replies");
-    const char *fm = h->cfg_str(x, "format");
-    c->format_markdown = !fm || strcmp(fm, "plain") != 0;
-    c->link_preview = h->cfg_bool(x, "link_preview");
-    c->reply_to_message = h->cfg_bool(x, "reply_to_message");
-    c->max_units = h->cfg_int(x, "max_message_length");
-    if (c->max_units < 16 || c->max_units > 4096) c->max_units = 4096;
-    c->throttle = h->cfg_bool(x, "throttle");
-    c->throttle_cfg.chat_interval_ms = h->cfg_int(x, "throttle_chat_interval_ms");
-    c->throttle_cfg.group_per_minute = (int)h->cfg_int(x, "throttle_group_per_minute");
-    c->throttle_cfg.global_per_s = (int)h->cfg_int(x, "throttle_global_per_s");
-    c->edit_interval_ms = h->cfg_int(x, "edit_interval_ms");
-    c->typing = h->cfg_bool(x, "typing");
-    c->typing_interval_ms = h->cfg_int(x, "typing_interval_ms");
-    c->request_timeout_ms = h->cfg_int(x, "request_timeout_s") * 1000;
-    c->retry_base_ms = h->cfg_int(x, "retry_base_ms");
-    c->retry_max_ms = h->cfg_int(x, "retry_max_ms");
+    c->buttons_max = k->buttons_max;
+    c->button_label_max = k->button_label_max;
+    c->buttons_expiry_s = k->buttons_expiry_s / 1000;
+    c->parse_mode = k->parse_mode == 1 ? TG_PM_HTML : k->parse_mode == 2 ? TG_PM_MDV2 : TG_PM_NONE;
+    c->escape_replies = k->escape_replies;
+    c->format_markdown = k->format != 1; /* 1 = plain */
+    c->link_preview = k->link_preview;
+    c->reply_to_message = k->reply_to_message;
+    c->max_units = k->max_message_length;
+    c->throttle = k->throttle;
+    c->throttle_cfg.chat_interval_ms = k->throttle_chat_interval_ms;
+    c->throttle_cfg.group_per_minute = (int)k->throttle_group_per_minute;
+    c->throttle_cfg.global_per_s = (int)k->throttle_global_per_s;
+    c->edit_interval_ms = k->edit_interval_ms;
+    c->typing = k->typing;
+    c->typing_interval_ms = k->typing_interval_ms;
+    c->request_timeout_ms = k->request_timeout_s;
+    c->retry_base_ms = k->retry_base_ms;
+    c->retry_max_ms = k->retry_max_ms;
     if (c->retry_max_ms < c->retry_base_ms) c->retry_max_ms = c->retry_base_ms;
-    c->send_budget_ms = h->cfg_int(x, "send_retry_budget_s") * 1000;
-    c->start_timeout_ms = h->cfg_int(x, "start_timeout_s") * 1000;
-    c->retry_after_max_s = tg_clamp(h->cfg_int(x, "retry_after_max_s"), 1, TG_RETRY_AFTER_MAX_S);
-    c->outbox_expiry_ms = tg_clamp(h->cfg_int(x, "outbox_expiry_s"), 1, 2592000) * 1000;
-    c->outbox_max = tg_clamp(h->cfg_int(x, "outbox_max"), 0, 1000000);
-    c->chat_cache_max = tg_clamp(h->cfg_int(x, "chat_cache_max"), 16, 10000000);
-    c->migrations_max = tg_clamp(h->cfg_int(x, "migrations_max"), 16, 10000000);
-    c->confirm_on_stop = h->cfg_bool(x, "confirm_on_stop");
-    c->delete_webhook = h->cfg_bool(x, "delete_webhook");
-    c->webhook_url = dup_or_null(h->cfg_str(x, "webhook_url"));
-    c->secret_token = dup_or_null(h->cfg_str(x, "secret_token"));
-    c->max_connections = h->cfg_int(x, "max_connections");
-    c->drop_pending_updates = h->cfg_bool(x, "drop_pending_updates");
-    c->delete_webhook_on_stop = h->cfg_bool(x, "delete_webhook_on_stop");
-    const char *wp = h->cfg_str(x, "webhook_path");
+    c->send_budget_ms = k->send_retry_budget_s;
+    c->start_timeout_ms = k->start_timeout_s;
+    c->retry_after_max_s = k->retry_after_max_s / 1000;
+    c->outbox_expiry_ms = k->outbox_expiry_s;
+    c->outbox_max = k->outbox_max;
+    c->chat_cache_max = k->chat_cache_max;
+    c->migrations_max = k->migrations_max;
+    c->confirm_on_stop = k->confirm_on_stop;
+    c->delete_webhook = k->delete_webhook;
+    c->webhook_url = dup_or_null(k->webhook_url);
+    c->secret_token = dup_or_null(k->secret_token);
+    c->max_connections = k->max_connections;
+    c->drop_pending_updates = k->drop_pending_updates;
+    c->delete_webhook_on_stop = k->delete_webhook_on_stop;
+    const char *wp = k->webhook_path;
     if (wp && *wp) {
         if (wp[0] != '/') {
             h->error(err, RD_E_CONFIG, "fatal", "webhook_path: must start with '/'");
@@ -321,6 +326,8 @@ static rd_status read_config(tg *t, rd_error *err) {
                      "secret_token: 1-256 characters from A-Z a-z 0-9 _ - (Telegram's rule)");
             return RD_E_CONFIG;
         }
+        /* A string, not a URL option: empty is allowed (leave the webhook
+         * alone), and long polling ignores it. */
         if (c->webhook_url && !url_is_http(c->webhook_url)) {
             h->error(err, RD_E_CONFIG, "fatal", "webhook_url: must be an http(s) URL");
             return RD_E_CONFIG;

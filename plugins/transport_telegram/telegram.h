@@ -23,7 +23,38 @@ typedef struct tg_media_cfg {
     char *notice;          /* unsupported_notice */
 } tg_media_cfg;
 
+/* The manifest keys as cfg_bind() writes them (members named after the
+ * keys; strings and lists belong to the host). read_config() derives tg_cfg
+ * from it. Durations are milliseconds, enums indexes into their choices. */
+typedef struct tg_keys {
+    const char *token, *api_base;
+    int mode;
+    int64_t timeout, limit;
+    const char *const *allowed_updates;
+    int group_mode, channel_posts, edited_messages, edits;
+    const char *edits_notice;
+    const char *const *commands;
+    int64_t buttons_max, button_label_max, buttons_expiry_s;
+    int parse_mode, format, link_preview, escape_replies, reply_to_message;
+    int64_t max_message_length;
+    int throttle;
+    int64_t throttle_chat_interval_ms, throttle_group_per_minute, throttle_global_per_s,
+        edit_interval_ms;
+    int typing;
+    int64_t typing_interval_ms, request_timeout_s, retry_base_ms, retry_max_ms, send_retry_budget_s,
+        retry_after_max_s, outbox_expiry_s, outbox_max, chat_cache_max, migrations_max,
+        start_timeout_s;
+    int confirm_on_stop, delete_webhook;
+    const char *webhook_path, *webhook_url, *secret_token;
+    int64_t max_connections;
+    int drop_pending_updates, delete_webhook_on_stop, media;
+    int64_t max_media_bytes;
+    const char *unsupported_notice;
+    int64_t album_wait_ms;
+} tg_keys;
+
 typedef struct tg_cfg {
+    tg_keys k; /* as bound; the members below are what the code uses */
     char *token;
     char *api_base; /* without trailing '/' */
     int mode;

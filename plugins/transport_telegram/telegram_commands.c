@@ -89,8 +89,7 @@ rd_status tg_cmds_create(tg *t, rd_error *err) {
     t->cmds = c;
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
         if (put(c, builtin[i][0], strlen(builtin[i][0]), builtin[i][1]) < 0) goto oom;
-    const char *const *list =
-        t->h->cfg_isset(t->ctx, "commands") ? t->h->cfg_list(t->ctx, "commands") : NULL;
+    const char *const *list = t->c.k.commands; /* empty when absent */
     for (size_t i = 0; list && list[i]; i++) {
         const char *e = list[i], *desc;
         if (!*e) continue;

@@ -50,10 +50,11 @@ struct tg_media_state {
 rd_status tg_media_config(tg *t, rd_error *err) {
     const rd_host *h = t->h;
     tg_media_cfg *c = &t->c.media;
-    c->on = h->cfg_bool(t->ctx, "media");
-    c->max_bytes = tg_clamp(h->cfg_int(t->ctx, "max_media_bytes"), 1, TG_FILE_SIZE_MAX);
-    c->album_wait_ms = tg_clamp(h->cfg_int(t->ctx, "album_wait_ms"), 0, 10000);
-    const char *n = h->cfg_str(t->ctx, "unsupported_notice");
+    const tg_keys *k = &t->c.k; /* bound by read_config() */
+    c->on = k->media;
+    c->max_bytes = tg_clamp(k->max_media_bytes, 1, TG_FILE_SIZE_MAX);
+    c->album_wait_ms = k->album_wait_ms;
+    const char *n = k->unsupported_notice;
     c->notice = strdup(n && *n ? n : "Sorry, I can't take this kind of message.");
     t->media = calloc(1, sizeof *t->media);
     if (!c->notice || !t->media) {

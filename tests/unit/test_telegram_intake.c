@@ -174,6 +174,75 @@ static void test_bad_token_and_base(void **state) {
     assert_false(th_leaked("WrongSecret"));
 }
 
+/* key = val must stop the start with a configuration error naming `want`;
+ * then key is set back to `then` (NULL = removed). */
+static void refused_then(const char *key, const char *val, const char *want, const char *then) {
+    rd_status st;
+    rd_error err = {0};
+    th_cfg(key, val);
+    void *self = th_launch(&st, &err);
+    if (self) th_shutdown(self);
+    assert_null(self);
+    assert_int_equal(st, RD_E_CONFIG);
+    if (!strstr(err.msg, want)) fail_msg("%s = %s: '%s' lacks '%s'", key, val, err.msg, want);
+    th_cfg(key, then);
+}
+
+static void refused(const char *key, const char *val, const char *want) {
+    refused_then(key, val, want, NULL);
+}
+
+static int poll_with_timeout_2(void) {
+    ftg_rec *r;
+    size_t n = ftg_records(F, "getUpdates", 0, &r);
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++)
+        found = r[i].body && strstr(r[i].body, "\"timeout\":2") != NULL;
+    ftg_recs_free(r, n);
+    return found;
+}
+
+/* The keys are bound with cfg_bind (ABI 1.2): the schema refuses what the
+ * getters used to, with the daemon's messages, and the checks it cannot
+ * express still run after the bind. */
+static void test_config_keys_checked(void **state) {
+    (void)state;
+    refused("timout", "5", "unknown key 'timout' (did you mean 'timeout'?)");
+    refused("limit", "many", "limit: expected an integer");
+    refused("limit", "101", "limit: 101 is out of range [1, 100]");
+    refused("channel_posts", "maybe", "channel_posts: expected true or false");
+    refused("mode", "push", "mode: 'push' is not one of: longpoll webhook");
+    refused_then("timeout", "soon", "timeout: expected a duration", "5");
+    refused_then("timeout", "51", "timeout: 51 is out of range [0s, 50s]", "5");
+    refused("request_timeout_s", "500ms", "request_timeout_s: 500ms is out of range [1s, 600s]");
+    refused_then("retry_base_ms", "1s", "retry_base_ms: expected an integer", "20");
+    refused_then("api_base", "ftp://example.com",
+                 "api_base: expected an absolute http:// or https://", ftg_base(F));
+    /* Checks after the bind keep their messages. */
+    refused("webhook_path", "hook", "webhook_path: must start with '/'");
+    refused("edits_notice", "", "edits_notice: empty, but edits = note sends it");
+    th_cfg("mode", "webhook");
+    refused("secret_token", "bad secret!", "secret_token: 1-256 characters");
+    th_cfg("secret_token", "s3cret");
+    refused("webhook_url", "ftp://example.com/tg", "webhook_url: must be an http(s) URL");
+    th_cfg("secret_token", NULL);
+    refused("webhook_url", NULL, "secret_token: required in webhook mode");
+    th_cfg("mode", NULL);
+    /* The plugin binds its keys: a host older than ABI 1.2 is refused. */
+    rdpt_set_host_minor(1);
+    refused("limit", "10", "needs a routerd speaking plugin ABI 1.2");
+    rdpt_set_host_minor(RD_ABI_MINOR);
+
+    /* A bare number is still seconds (setup polls with timeout = 5); a
+     * written unit is read too. */
+    th_cfg("timeout", "2s");
+    th_cfg("request_timeout_s", "1m");
+    th_cfg("webhook_url", ""); /* empty is allowed: leave the webhook alone */
+    void *self = launch();
+    assert_true(wait_until(poll_with_timeout_2, 5000));
+    th_shutdown(self);
+}
+
 static void test_quiesce_cuts_long_poll(void **state) {
     (void)state;
     th_cfg("timeout", "30");
@@ -544,6 +613,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_fake_server_semantics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handshake_and_routing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_token_and_base, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_config_keys_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_cuts_long_poll, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_replays_unhandled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_loses_nothing, setup, teardown),
