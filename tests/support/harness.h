@@ -44,6 +44,51 @@ long rt_http(const char *method, const char *url, const char *body, const char *
 /* Polls url until it answers `status`; 1 on success, 0 on timeout. */
 int rt_wait_http(const char *url, long status, int timeout_ms);
 
+/* rt_start, then waits until http://127.0.0.1:port/healthz answers 200.
+ * NULL when it did not start or get ready in time (the process is killed
+ * and its stderr copied to the test's). */
+rt_proc *rt_start_ready(const char *manifest, const char *const *env_extra, int port,
+                        int timeout_ms);
+/* rt_write_file with the text formatted as printf does. */
+char *rt_write_filef(const char *dir, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------------------ */
+/* A fixture: what an integration test sets up around one routerd.         */
+
+typedef struct ftg ftg;
+
+typedef struct rt_fix {
+    char *dir;      /* a fresh directory, removed by rt_fix_free */
+    int port;       /* for admin_listen: free when the fixture was made */
+    ftg *tg;        /* the fake Bot API (rt_fix_new with a token), else NULL */
+    char *manifest; /* the last one rt_fix_manifest wrote */
+    rt_proc *p;     /* the last routerd rt_fix_start started */
+    char url[4][192];
+    unsigned next_url;
+} rt_fix;
+
+/* NULL on failure. tg_token non-NULL also starts the fake Bot API for it. */
+rt_fix *rt_fix_new(const char *tg_token);
+/* Kills the routerd if still running, stops the fakes, removes the
+ * directory, frees. NULL is a no-op. */
+void rt_fix_free(rt_fix *fx);
+/* Writes dir/routerd.ini: "[router]", "env = test", admin_listen on
+ * fx->port and state_dir = dir/state, then the rest formatted as printf
+ * does (more [router] keys first, then the other sections). Returns the
+ * path (owned by fx) or NULL. */
+const char *rt_fix_manifest(rt_fix *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Frees the previous process, starts routerd with fx->manifest and, when
+ * ready_ms > 0, waits that long for /healthz to answer 200. The process
+ * (owned by fx, also fx->p) or NULL when it did not start or get ready. */
+rt_proc *rt_fix_start(rt_fix *fx, const char *const *env_extra, int ready_ms);
+/* SIGTERM, then waits up to timeout_ms: the exit code as rt_wait. The
+ * process stays for its output until the next start or rt_fix_free. */
+int rt_fix_stop(rt_fix *fx, int timeout_ms);
+/* "http://127.0.0.1:<port><path>", in one of four buffers of fx that
+ * later calls reuse in turn. */
+const char *rt_fix_url(rt_fix *fx, const char *path);
+
 /* Sleep helper. */
 void rt_sleep_ms(int ms);
 /* Monotonic milliseconds. */
