@@ -460,3 +460,18 @@ const char *rt_fix_url(rt_fix *fx, const char *path) {
     snprintf(u, sizeof fx->url[0], "http://127.0.0.1:%d%s", fx->port, path);
     return u;
 }
+
+int rt_pg_reset(char *env, size_t n) {
+    const char *url = getenv("ROUTERD_TEST_PG_URL");
+    if (!url || !getenv("ROUTERD_TEST_PG_SH")) {
+        fprintf(stderr, "run through tests/support/pg.sh\n");
+        return -1;
+    }
+    snprintf(env, n, "PG_URL=%s", url);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "psql -q -X '%s' -c 'DROP TABLE IF EXISTS routerd_kv, routerd_lease, "
+             "routerd_schema' >/dev/null 2>&1",
+             url);
+    return system(cmd) == 0 ? 0 : -1;
+}

@@ -89,6 +89,12 @@ int rt_fix_stop(rt_fix *fx, int timeout_ms);
  * later calls reuse in turn. */
 const char *rt_fix_url(rt_fix *fx, const char *path);
 
+/* For tests run through tests/support/pg.sh: empties the database at
+ * $ROUTERD_TEST_PG_URL and writes "PG_URL=<url>" into env (for
+ * store_url = ${PG_URL}). 0, or -1 when not run through pg.sh or psql
+ * failed. */
+int rt_pg_reset(char *env, size_t n);
+
 /* Sleep helper. */
 void rt_sleep_ms(int ms);
 /* Monotonic milliseconds. */
