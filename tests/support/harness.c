@@ -425,18 +425,37 @@ void rt_fix_free(rt_fix *fx) {
     free(fx);
 }
 
+/* The manifest rt_manifest and rt_fix_manifest write; name NULL: the
+ * fixture's own (routerd.ini, state_dir = dir/state). */
+static char *vmanifest(const char *dir, const char *name, int admin_port, const char *fmt,
+                       va_list ap) {
+    char *rest = vfmt(fmt, ap);
+    if (!rest) return NULL;
+    char listen[32] = "off", file[160], state[160] = "state";
+    if (admin_port) snprintf(listen, sizeof listen, "127.0.0.1:%d", admin_port);
+    snprintf(file, sizeof file, "%s.ini", name ? name : "routerd");
+    if (name) snprintf(state, sizeof state, "state-%s", name);
+    char *path =
+        rt_write_filef(dir, file, "[router]\nenv = test\nadmin_listen = %s\nstate_dir = %s/%s\n%s",
+                       listen, dir, state, rest);
+    free(rest);
+    return path;
+}
+
+char *rt_manifest(const char *dir, const char *name, int admin_port, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *path = vmanifest(dir, name, admin_port, fmt, ap);
+    va_end(ap);
+    return path;
+}
+
 const char *rt_fix_manifest(rt_fix *fx, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    char *rest = vfmt(fmt, ap);
-    va_end(ap);
     free(fx->manifest);
-    fx->manifest = rest ? rt_write_filef(fx->dir, "routerd.ini",
-                                         "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\n"
-                                         "state_dir = %s/state\n%s",
-                                         fx->port, fx->dir, rest)
-                        : NULL;
-    free(rest);
+    fx->manifest = vmanifest(fx->dir, NULL, fx->port, fmt, ap);
+    va_end(ap);
     return fx->manifest;
 }
 

@@ -53,6 +53,13 @@ rt_proc *rt_start_ready(const char *manifest, const char *const *env_extra, int 
 char *rt_write_filef(const char *dir, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Writes dir/<name>.ini: "[router]", "env = test", admin_listen on
+ * 127.0.0.1:admin_port (0: off) and state_dir = dir/state-<name>, then the
+ * rest formatted as printf does (more [router] keys first, then the other
+ * sections). The malloc()ed path or NULL. */
+char *rt_manifest(const char *dir, const char *name, int admin_port, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* ------------------------------------------------------------------------ */
 /* A fixture: what an integration test sets up around one routerd.         */
 
@@ -73,10 +80,8 @@ rt_fix *rt_fix_new(const char *tg_token);
 /* Kills the routerd if still running, stops the fakes, removes the
  * directory, frees. NULL is a no-op. */
 void rt_fix_free(rt_fix *fx);
-/* Writes dir/routerd.ini: "[router]", "env = test", admin_listen on
- * fx->port and state_dir = dir/state, then the rest formatted as printf
- * does (more [router] keys first, then the other sections). Returns the
- * path (owned by fx) or NULL. */
+/* Writes dir/routerd.ini as rt_manifest does, with admin_listen on
+ * fx->port and state_dir = dir/state. The path (owned by fx) or NULL. */
 const char *rt_fix_manifest(rt_fix *fx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Frees the previous process, starts routerd with fx->manifest and, when
  * ready_ms > 0, waits that long for /healthz to answer 200. The process
