@@ -18,18 +18,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *dir;
+static rt_fix *fx;
 
 static int setup(void **state) {
     (void)state;
-    dir = rt_tmpdir();
-    return dir ? 0 : -1;
+    fx = rt_fix_new(NULL);
+    return fx ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
-    rt_rmtree(dir);
-    free(dir);
+    rt_fix_free(fx);
     return 0;
 }
 
@@ -59,18 +58,13 @@ static double wait_metric(int port, const char *series, double want, int timeout
 }
 
 static char *manifest(const char *name, int port, const char *router, const char *personas) {
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state-%s\n"
-             "rate_limit_per_minute = 0\nqueue_depth = 100000\n%s\n"
-             "[transport.console]\nplugin = console\n"
-             "[backend.a]\nplugin = mock\nprefix = \"A:\"\n"
-             "[backend.b]\nplugin = mock\nprefix = \"B:\"\n"
-             "[sink.metrics]\nplugin = prometheus\n%s",
-             port, dir, name, router, personas);
-    char f[64];
-    snprintf(f, sizeof f, "%s.ini", name);
-    return rt_write_file(dir, f, text);
+    return rt_manifest(fx->dir, name, port,
+                       "rate_limit_per_minute = 0\nqueue_depth = 100000\n%s\n"
+                       "[transport.console]\nplugin = console\n"
+                       "[backend.a]\nplugin = mock\nprefix = \"A:\"\n"
+                       "[backend.b]\nplugin = mock\nprefix = \"B:\"\n"
+                       "[sink.metrics]\nplugin = prometheus\n%s",
+                       router, personas);
 }
 
 #define NCHATS 100000
