@@ -1,5 +1,6 @@
 /* Test harness implementation: see harness.h. */
 #include "harness.h"
+#include "fake_otlp.h"
 #include "fake_telegram.h"
 
 #include <arpa/inet.h>
@@ -415,10 +416,16 @@ rt_fix *rt_fix_new(const char *tg_token) {
     return fx;
 }
 
+fotlp *rt_fix_otlp(rt_fix *fx) {
+    if (!fx->otlp) fx->otlp = fotlp_start();
+    return fx->otlp;
+}
+
 void rt_fix_free(rt_fix *fx) {
     if (!fx) return;
     rt_free(fx->p);
     ftg_stop(fx->tg);
+    fotlp_stop(fx->otlp);
     rt_rmtree(fx->dir);
     free(fx->dir);
     free(fx->manifest);

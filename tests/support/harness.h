@@ -64,11 +64,13 @@ char *rt_manifest(const char *dir, const char *name, int admin_port, const char 
 /* A fixture: what an integration test sets up around one routerd.         */
 
 typedef struct ftg ftg;
+typedef struct fotlp fotlp;
 
 typedef struct rt_fix {
     char *dir;      /* a fresh directory, removed by rt_fix_free */
     int port;       /* for admin_listen: free when the fixture was made */
     ftg *tg;        /* the fake Bot API (rt_fix_new with a token), else NULL */
+    fotlp *otlp;    /* the fake OTLP collector once rt_fix_otlp started it */
     char *manifest; /* the last one rt_fix_manifest wrote */
     rt_proc *p;     /* the last routerd rt_fix_start started */
     char url[4][192];
@@ -77,6 +79,8 @@ typedef struct rt_fix {
 
 /* NULL on failure. tg_token non-NULL also starts the fake Bot API for it. */
 rt_fix *rt_fix_new(const char *tg_token);
+/* Starts the fake OTLP collector (fx->otlp), stopped by rt_fix_free. */
+fotlp *rt_fix_otlp(rt_fix *fx);
 /* Kills the routerd if still running, stops the fakes, removes the
  * directory, frees. NULL is a no-op. */
 void rt_fix_free(rt_fix *fx);
