@@ -481,6 +481,28 @@ int rt_fix_stop(rt_fix *fx, int timeout_ms) {
     return rt_wait(fx->p, timeout_ms);
 }
 
+int rt_fix_setup(void **state) {
+    const rt_fix_spec *sp = *state;
+    rt_fix *fx = *sp->fx = rt_fix_new(sp->tg_token);
+    if (!fx) return -1;
+    if (sp->tg) *sp->tg = fx->tg;
+    if (sp->otlp && !(*sp->otlp = rt_fix_otlp(fx))) {
+        rt_fix_free(fx);
+        *sp->fx = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int rt_fix_teardown(void **state) {
+    const rt_fix_spec *sp = *state;
+    rt_fix_free(*sp->fx);
+    *sp->fx = NULL;
+    if (sp->tg) *sp->tg = NULL;
+    if (sp->otlp) *sp->otlp = NULL;
+    return 0;
+}
+
 const char *rt_fix_url(rt_fix *fx, const char *path) {
     char *u = fx->url[fx->next_url++ % 4];
     snprintf(u, sizeof fx->url[0], "http://127.0.0.1:%d%s", fx->port, path);

@@ -94,6 +94,21 @@ rt_proc *rt_fix_start(rt_fix *fx, const char *const *env_extra, int ready_ms);
 /* SIGTERM, then waits up to timeout_ms: the exit code as rt_wait. The
  * process stays for its output until the next start or rt_fix_free. */
 int rt_fix_stop(rt_fix *fx, int timeout_ms);
+/* cmocka set-up and tear-down around one fixture per test: the test's
+ * initial state is an rt_fix_spec; set-up makes the fixture (and the fakes
+ * asked for) and stores it and them where the spec points, tear-down frees
+ * it and clears them. RT_FIX_TEST(test, &spec) is the table entry. */
+typedef struct rt_fix_spec {
+    rt_fix **fx;
+    const char *tg_token; /* non-NULL: run the fake Bot API for this token */
+    ftg **tg;             /* where the fake Bot API goes, or NULL */
+    fotlp **otlp;         /* non-NULL: run the fake OTLP collector, stored here */
+} rt_fix_spec;
+int rt_fix_setup(void **state);
+int rt_fix_teardown(void **state);
+#define RT_FIX_TEST(test, spec)                                                                    \
+    cmocka_unit_test_prestate_setup_teardown(test, rt_fix_setup, rt_fix_teardown, spec)
+
 /* "http://127.0.0.1:<port><path>", in one of four buffers of fx that
  * later calls reuse in turn. */
 const char *rt_fix_url(rt_fix *fx, const char *path);
