@@ -27,17 +27,7 @@ static rt_fix *fx;
 static const char *scrape_url; /* when set, run() fetches it before ending input */
 static char *scraped;
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(NULL);
-    return fx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 /* A manifest: console in, the a2a backend at url with extra keys. */
 static char *manifest(const char *name, int admin_port, const char *url, const char *extra) {
@@ -393,10 +383,10 @@ static void test_bad_config(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_replies_and_headers),  cmocka_unit_test(test_failures_classified),
-        cmocka_unit_test(test_context_restart),      cmocka_unit_test(test_streams),
-        cmocka_unit_test(test_late_agent_readiness), cmocka_unit_test(test_bad_config),
-        cmocka_unit_test(test_push_notifications),   cmocka_unit_test(test_files_and_choices),
+        RT_FIX_TEST(test_replies_and_headers, &fix),  RT_FIX_TEST(test_failures_classified, &fix),
+        RT_FIX_TEST(test_context_restart, &fix),      RT_FIX_TEST(test_streams, &fix),
+        RT_FIX_TEST(test_late_agent_readiness, &fix), RT_FIX_TEST(test_bad_config, &fix),
+        RT_FIX_TEST(test_push_notifications, &fix),   RT_FIX_TEST(test_files_and_choices, &fix),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
