@@ -36,18 +36,7 @@ static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, "TG_HOOK=" HOOK, NULL};
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(TOKEN);
-    F = fx ? fx->tg : NULL;
-    return F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 /* Starts routerd on fx->port; ready_ms > 0 waits for /healthz. */
 static rt_proc *start_router(const char *router_extra, const char *tg_extra, int ready_ms) {
@@ -412,11 +401,11 @@ static void test_log_sequence_consistent(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_slow_clients, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unauthenticated_uploads, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_nul_in_path, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_livez_during_slow_start, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_log_sequence_consistent, setup, teardown),
+        RT_FIX_TEST(test_slow_clients, &fix),
+        RT_FIX_TEST(test_unauthenticated_uploads, &fix),
+        RT_FIX_TEST(test_nul_in_path, &fix),
+        RT_FIX_TEST(test_livez_during_slow_start, &fix),
+        RT_FIX_TEST(test_log_sequence_consistent, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
