@@ -40,18 +40,7 @@ static ftg *F;
 static int port;
 static atomic_bool stop_attack;
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(TOKEN);
-    F = fx ? fx->tg : NULL;
-    return F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 static int dial(void) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -212,6 +201,6 @@ static void test_core_chaos(void **state) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_core_chaos)};
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest tests[] = {RT_FIX_TEST(test_core_chaos, &fix)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
