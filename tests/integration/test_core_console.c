@@ -16,17 +16,7 @@
 
 static rt_fix *fx;
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(NULL);
-    return fx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 /* Writes a manifest: router keys, then the rest. */
 static char *manifest(const char *name, int port, const char *router_extra, const char *rest) {
@@ -419,20 +409,20 @@ static void test_console_input_rules(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_echo_one_line),
-        cmocka_unit_test(test_order_three_chats),
-        cmocka_unit_test(test_sigterm_drain),
-        cmocka_unit_test(test_second_signal),
-        cmocka_unit_test(test_drain_timeout),
-        cmocka_unit_test(test_health_endpoints),
-        cmocka_unit_test(test_admin_port_taken),
-        cmocka_unit_test(test_allowlist),
-        cmocka_unit_test(test_rate_limit),
-        cmocka_unit_test(test_failure_notice),
-        cmocka_unit_test(test_mock_seed_deterministic),
-        cmocka_unit_test(test_async_many_in_flight),
-        cmocka_unit_test(test_persona_switch_persists),
-        cmocka_unit_test(test_console_input_rules),
+        RT_FIX_TEST(test_echo_one_line, &fix),
+        RT_FIX_TEST(test_order_three_chats, &fix),
+        RT_FIX_TEST(test_sigterm_drain, &fix),
+        RT_FIX_TEST(test_second_signal, &fix),
+        RT_FIX_TEST(test_drain_timeout, &fix),
+        RT_FIX_TEST(test_health_endpoints, &fix),
+        RT_FIX_TEST(test_admin_port_taken, &fix),
+        RT_FIX_TEST(test_allowlist, &fix),
+        RT_FIX_TEST(test_rate_limit, &fix),
+        RT_FIX_TEST(test_failure_notice, &fix),
+        RT_FIX_TEST(test_mock_seed_deterministic, &fix),
+        RT_FIX_TEST(test_async_many_in_flight, &fix),
+        RT_FIX_TEST(test_persona_switch_persists, &fix),
+        RT_FIX_TEST(test_console_input_rules, &fix),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
