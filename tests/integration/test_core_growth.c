@@ -20,17 +20,7 @@
 
 static rt_fix *fx;
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(NULL);
-    return fx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 static double metric(int port, const char *series) {
     char url[128];
@@ -169,8 +159,8 @@ static void test_persona_overrides_expire_and_are_capped(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chats_shrink_when_idle),
-        cmocka_unit_test(test_persona_overrides_expire_and_are_capped),
+        RT_FIX_TEST(test_chats_shrink_when_idle, &fix),
+        RT_FIX_TEST(test_persona_overrides_expire_and_are_capped, &fix),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
