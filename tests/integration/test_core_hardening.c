@@ -21,17 +21,7 @@
 
 static rt_fix *fx;
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(NULL);
-    return fx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 static const char *const base_rest = "[transport.console]\nplugin = console\n"
                                      "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
@@ -190,10 +180,10 @@ static void test_hostile_input_files(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_persona_commands_in_order),
-        cmocka_unit_test(test_check_config_catches_start_failures),
-        cmocka_unit_test(test_wildcard_listen_warns),
-        cmocka_unit_test(test_hostile_input_files),
+        RT_FIX_TEST(test_persona_commands_in_order, &fix),
+        RT_FIX_TEST(test_check_config_catches_start_failures, &fix),
+        RT_FIX_TEST(test_wildcard_listen_warns, &fix),
+        RT_FIX_TEST(test_hostile_input_files, &fix),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }
