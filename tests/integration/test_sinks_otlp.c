@@ -30,18 +30,7 @@
 static rt_fix *fx;
 static fotlp *col;
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(NULL);
-    col = fx ? rt_fix_otlp(fx) : NULL;
-    return col ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .otlp = &col};
 
 /* Sampled at 0.25 iff the low 56 bits of the trace id are below 2^54,
  * i.e. the first of the last 14 hex digits is 0-3 (docs/observability.md). */
@@ -258,8 +247,8 @@ int main(void) {
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_sampling_and_schema, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hanging_collector, setup, teardown),
+        RT_FIX_TEST(test_sampling_and_schema, &fix),
+        RT_FIX_TEST(test_hanging_collector, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
