@@ -37,17 +37,7 @@
 
 static rt_fix *fx;
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(NULL);
-    return fx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 /* ---- exposition checks the text format leaves to the producer ------------ */
 
@@ -373,7 +363,7 @@ int main(void) {
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_scrape_under_load, setup, teardown),
+        RT_FIX_TEST(test_scrape_under_load, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
