@@ -25,17 +25,7 @@
 
 static rt_fix *fx;
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(NULL);
-    return fx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 static char *manifest(const char *router_extra) {
     return rt_write_filef(fx->dir, "routerd.ini",
@@ -186,10 +176,10 @@ static void disk_full_not_ready_then_back(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(store_url_is_secret, setup, teardown),
-        cmocka_unit_test_setup_teardown(postgresql_needs_url, setup, teardown),
-        cmocka_unit_test_setup_teardown(sqlite_files_private, setup, teardown),
-        cmocka_unit_test_setup_teardown(disk_full_not_ready_then_back, setup, teardown),
+        RT_FIX_TEST(store_url_is_secret, &fix),
+        RT_FIX_TEST(postgresql_needs_url, &fix),
+        RT_FIX_TEST(sqlite_files_private, &fix),
+        RT_FIX_TEST(disk_full_not_ready_then_back, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
