@@ -28,18 +28,7 @@
 static rt_fix *fx;
 static ftg *F;
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(TOKEN);
-    F = fx ? fx->tg : NULL;
-    return F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 static void manifest(void) {
     rt_fix_manifest(fx,
@@ -146,8 +135,8 @@ static void test_burst_with_kill9(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_burst_with_sigterm_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_burst_with_kill9, setup, teardown),
+        RT_FIX_TEST(test_burst_with_sigterm_restart, &fix),
+        RT_FIX_TEST(test_burst_with_kill9, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
