@@ -40,18 +40,7 @@ static const char *const extreme[] = {"9223372036854775807",
                                       "4.5"};
 #define NEXTREME (sizeof extreme / sizeof extreme[0])
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(TOKEN);
-    F = fx ? fx->tg : NULL;
-    return F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 static void manifest(const char *transport_extra) {
     rt_fix_manifest(
@@ -251,8 +240,8 @@ static void test_chaos_webhook(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_chaos_longpoll, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_chaos_webhook, setup, teardown),
+        RT_FIX_TEST(test_chaos_longpoll, &fix),
+        RT_FIX_TEST(test_chaos_webhook, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
