@@ -26,18 +26,7 @@ static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(TOKEN);
-    F = fx ? fx->tg : NULL;
-    return F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 static void manifest(const char *extra) {
     rt_fix_manifest(fx,
@@ -194,9 +183,9 @@ static void test_sigterm_cuts_long_poll(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_faults_survived, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_token_exits_78, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_cuts_long_poll, setup, teardown),
+        RT_FIX_TEST(test_faults_survived, &fix),
+        RT_FIX_TEST(test_bad_token_exits_78, &fix),
+        RT_FIX_TEST(test_sigterm_cuts_long_poll, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
