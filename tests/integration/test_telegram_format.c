@@ -25,18 +25,7 @@ static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(TOKEN);
-    F = fx ? fx->tg : NULL;
-    return F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 static void test_formatted_end_to_end(void **state) {
     (void)state;
@@ -93,7 +82,7 @@ static void test_formatted_end_to_end(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_formatted_end_to_end, setup, teardown),
+        RT_FIX_TEST(test_formatted_end_to_end, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
