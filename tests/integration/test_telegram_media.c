@@ -28,18 +28,7 @@ static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(TOKEN);
-    F = fx ? fx->tg : NULL;
-    return F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 static unsigned char *bytes(size_t n, unsigned seed) {
     unsigned char *b = malloc(n + 1);
@@ -170,7 +159,7 @@ static void test_files_round_trip(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_files_round_trip, setup, teardown),
+        RT_FIX_TEST(test_files_round_trip, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
