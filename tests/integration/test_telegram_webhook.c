@@ -26,18 +26,7 @@ static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, "TG_HOOK=" HOOK, NULL};
 
-static int setup(void **state) {
-    (void)state;
-    fx = rt_fix_new(TOKEN);
-    F = fx ? fx->tg : NULL;
-    return F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_fix_free(fx);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 static int replies(const char *text) {
     ftg_rec *r;
@@ -138,7 +127,7 @@ static void test_webhook_end_to_end(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_webhook_end_to_end, setup, teardown),
+        RT_FIX_TEST(test_webhook_end_to_end, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
