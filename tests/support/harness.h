@@ -94,6 +94,7 @@ rt_proc *rt_fix_start(rt_fix *fx, const char *const *env_extra, int ready_ms);
 /* SIGTERM, then waits up to timeout_ms: the exit code as rt_wait. The
  * process stays for its output until the next start or rt_fix_free. */
 int rt_fix_stop(rt_fix *fx, int timeout_ms);
+
 /* cmocka set-up and tear-down around one fixture per test: the test's
  * initial state is an rt_fix_spec; set-up makes the fixture (and the fakes
  * asked for) and stores it and them where the spec points, tear-down frees
