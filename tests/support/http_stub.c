@@ -149,7 +149,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         return MHD_YES;
     }
     if (*upload_size && b->pp) {
-        if (MHD_post_process(b->pp, upload, *upload_size) != MHD_YES) return MHD_NO;
+        /* A malformed body still gets an answer, from the parts read. */
+        MHD_post_process(b->pp, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
     }
