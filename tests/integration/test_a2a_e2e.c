@@ -23,41 +23,21 @@
 /* The router's default failure_notice. */
 #define ROUTER_NOTICE "Sorry, I could not get an answer right now. Please try again in a moment."
 
-static char *dir;
+static rt_fix *fx;
 static const char *scrape_url; /* when set, run() fetches it before ending input */
 static char *scraped;
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 /* A manifest: console in, the a2a backend at url with extra keys. */
 static char *manifest(const char *name, int admin_port, const char *url, const char *extra) {
-    char text[4096], listen[64];
-    if (admin_port)
-        snprintf(listen, sizeof listen, "127.0.0.1:%d", admin_port);
-    else
-        snprintf(listen, sizeof listen, "off");
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = %s\nstate_dir = %s/state-%s\n"
-             "rate_limit_per_minute = 0\n"
-             "[transport.console]\nplugin = console\n"
-             "[backend.agent]\nplugin = a2a\nurl = %s\ntoken = " TOKEN "\n"
-             "connect_timeout_s = 2\npoll_interval_ms = 20\nretry_base_ms = 20\n%s\n"
-             "[persona.p]\nbackend = agent\nchats = *\n",
-             listen, dir, name, url, extra ? extra : "");
-    char fname[128];
-    snprintf(fname, sizeof fname, "%s.ini", name);
-    return rt_write_file(dir, fname, text);
+    return rt_manifest(fx->dir, name, admin_port,
+                       "rate_limit_per_minute = 0\n"
+                       "[transport.console]\nplugin = console\n"
+                       "[backend.agent]\nplugin = a2a\nurl = %s\ntoken = " TOKEN "\n"
+                       "connect_timeout_s = 2\npoll_interval_ms = 20\nretry_base_ms = 20\n%s\n"
+                       "[persona.p]\nbackend = agent\nchats = *\n",
+                       url, extra ? extra : "");
 }
 
 /* Writes each line and waits for its answer (expect[i], whole lines),
@@ -247,12 +227,12 @@ static void test_streams(void **state) {
  * a pick ("#1") continues the task. Both dialects. */
 static void test_files_and_choices(void **state) {
     (void)state;
-    free(rt_write_file(dir, "note.txt", "hello from the console"));
+    free(rt_write_file(fx->dir, "note.txt", "hello from the console"));
     for (int d = FA_V10; d <= FA_V03; d++) {
         fa2a *f = fa2a_start(&(fa2a_opts){.speaks = (fa_dialect)d});
         char *m = manifest(d == FA_V10 ? "files10" : "files03", 0, fa2a_url(f), NULL);
         char line[512];
-        snprintf(line, sizeof line, "look<file:%s/note.txt>\n", dir);
+        snprintf(line, sizeof line, "look<file:%s/note.txt>\n", fx->dir);
         const char *in[] = {line, "files\n", "choose\n", "#1\n", NULL};
         const char *out[] = {
             "echo: look\n",
@@ -403,10 +383,10 @@ static void test_bad_config(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_replies_and_headers),  cmocka_unit_test(test_failures_classified),
-        cmocka_unit_test(test_context_restart),      cmocka_unit_test(test_streams),
-        cmocka_unit_test(test_late_agent_readiness), cmocka_unit_test(test_bad_config),
-        cmocka_unit_test(test_push_notifications),   cmocka_unit_test(test_files_and_choices),
+        RT_FIX_TEST(test_replies_and_headers, &fix),  RT_FIX_TEST(test_failures_classified, &fix),
+        RT_FIX_TEST(test_context_restart, &fix),      RT_FIX_TEST(test_streams, &fix),
+        RT_FIX_TEST(test_late_agent_readiness, &fix), RT_FIX_TEST(test_bad_config, &fix),
+        RT_FIX_TEST(test_push_notifications, &fix),   RT_FIX_TEST(test_files_and_choices, &fix),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,32 +17,24 @@
 
 #define PD ROUTERD_ABI_PLUGIN_DIR
 
-static char *dir;
+static rt_fix *fx;
 static char *last_err; /* stderr of the last run_probe() */
 
 static int setup(void **state) {
     (void)state;
-    dir = rt_tmpdir();
-    return dir ? 0 : -1;
+    fx = rt_fix_new(NULL);
+    return fx ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
-    rt_rmtree(dir);
-    free(dir);
+    rt_fix_free(fx);
     free(last_err);
     return 0;
 }
 
 static char *manifest(const char *name, const char *body) {
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = off\nstate_dir = %s/state-%s\n"
-             "rate_limit_per_minute = 0\n%s",
-             dir, name, body);
-    char fname[128];
-    snprintf(fname, sizeof fname, "%s.ini", name);
-    return rt_write_file(dir, fname, text);
+    return rt_manifest(fx->dir, name, 0, "rate_limit_per_minute = 0\n%s", body);
 }
 
 static int count(const char *hay, const char *needle) {
@@ -227,7 +219,7 @@ static void attachment_limits(void **state) {
  * mock's choices shown, and a pick coming back as a choice. */
 static void attachments_and_choices_round_trip(void **state) {
     (void)state;
-    char *f = rt_write_file(dir, "note.txt", "hello file");
+    char *f = rt_write_file(fx->dir, "note.txt", "hello file");
     char *m = manifest("round_trip", "[transport.console]\nplugin = console\n"
                                      "[backend.mock]\nplugin = mock\nattachments = echo\n"
                                      "choices = yes, no\n"
@@ -254,7 +246,7 @@ static void attachments_and_choices_round_trip(void **state) {
 /* A script line offers its own choices; a pick goes through the script. */
 static void script_choices(void **state) {
     (void)state;
-    char *script = rt_write_file(dir, "shop.txt",
+    char *script = rt_write_file(fx->dir, "shop.txt",
                                  "^order => Which size? {choices: small | medium|large}\n"
                                  "^(small|medium|large)$ => A {text} one.\n");
     char body[1024];

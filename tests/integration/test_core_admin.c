@@ -32,43 +32,24 @@
 #define TOKEN "626262:AAadminSecret-part_z"
 #define HOOK "adminHook-123_abc"
 
-static char *dir;
+static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, "TG_HOOK=" HOOK, NULL};
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
-    return dir && F ? 0 : -1;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
-static int teardown(void **state) {
-    (void)state;
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
-
-static rt_proc *start_router(int port, const char *router_extra, const char *tg_extra) {
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state-%d\n"
-             "rate_limit_per_minute = 0\n%s\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "mode = webhook\nsecret_token = ${TG_HOOK}\n"
-             "webhook_url = https://bot.example.invalid/hook\nthrottle = off\ntyping = false\n%s\n"
-             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
-             "[persona.p]\nbackend = mock\nchats = *\n",
-             port, dir, port, router_extra ? router_extra : "", ftg_base(F),
-             tg_extra ? tg_extra : "");
-    char name[64];
-    snprintf(name, sizeof name, "r%d.ini", port);
-    char *m = rt_write_file(dir, name, text);
-    rt_proc *p = rt_start(m, NULL, env);
-    free(m);
-    return p;
+/* Starts routerd on fx->port; ready_ms > 0 waits for /healthz. */
+static rt_proc *start_router(const char *router_extra, const char *tg_extra, int ready_ms) {
+    rt_fix_manifest(
+        fx,
+        "rate_limit_per_minute = 0\n%s\n"
+        "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+        "mode = webhook\nsecret_token = ${TG_HOOK}\n"
+        "webhook_url = https://bot.example.invalid/hook\nthrottle = off\ntyping = false\n%s\n"
+        "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
+        "[persona.p]\nbackend = mock\nchats = *\n",
+        router_extra ? router_extra : "", ftg_base(F), tg_extra ? tg_extra : "");
+    return rt_fix_start(fx, env, ready_ms);
 }
 
 static int dial(int port) {
@@ -160,11 +141,9 @@ static long vm_kib(int pid, const char *field) {
  * within admin_header_timeout_s (+ slack) although each byte would reset an idle timer. */
 static void test_slow_clients(void **state) {
     (void)state;
-    int port = rt_free_port();
-    rt_proc *p = start_router(port, "admin_header_timeout_s = 3\n", NULL);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 20000));
+    int port = fx->port;
+    rt_proc *p = start_router("admin_header_timeout_s = 3\n", NULL, 20000);
+    assert_non_null(p);
 
     int fds[NSLOW];
     long long opened[NSLOW], closed_at[NSLOW];
@@ -242,7 +221,6 @@ static void test_slow_clients(void **state) {
     rt_signal(p, SIGTERM);
     assert_int_equal(rt_wait(p, 20000), 0);
     assert_non_null(strstr(rt_stderr(p), "header_timeout"));
-    rt_free(p);
 }
 
 #define NUP 150
@@ -254,13 +232,11 @@ static void test_slow_clients(void **state) {
  * moves. */
 static void test_unauthenticated_uploads(void **state) {
     (void)state;
-    int port = rt_free_port();
+    int port = fx->port;
     /* Limits high enough that all uploads are open at once. */
-    rt_proc *p = start_router(
-        port, "admin_max_connections = 1000\nadmin_max_connections_per_ip = 500\n", NULL);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 20000));
+    rt_proc *p = start_router("admin_max_connections = 1000\nadmin_max_connections_per_ip = 500\n",
+                              NULL, 20000);
+    assert_non_null(p);
     long hwm0 = vm_kib(rt_pid(p), "VmHWM");
     assert_true(hwm0 > 0);
     char *junk = malloc(BODY);
@@ -324,17 +300,14 @@ static void test_unauthenticated_uploads(void **state) {
         request(port, "GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3000), 200);
     rt_signal(p, SIGTERM);
     assert_int_equal(rt_wait(p, 20000), 0);
-    rt_free(p);
 }
 
 /* A decoded %00 must not cut the path down to a route. */
 static void test_nul_in_path(void **state) {
     (void)state;
-    int port = rt_free_port();
-    rt_proc *p = start_router(port, NULL, NULL);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 20000));
+    int port = fx->port;
+    rt_proc *p = start_router(NULL, NULL, 20000);
+    assert_non_null(p);
     ftg_msg m = {.chat_id = 77, .text = "nul"};
     char *u = ftg_build_update(F, &m, NULL);
     char *raw = NULL;
@@ -373,18 +346,16 @@ static void test_nul_in_path(void **state) {
     free(u);
     rt_signal(p, SIGTERM);
     assert_int_equal(rt_wait(p, 20000), 0);
-    rt_free(p);
 }
 
 /* Telegram does not answer getMe for longer than the stale threshold of
  * /livez (10 s): the router is starting, not wedged. */
 static void test_livez_during_slow_start(void **state) {
     (void)state;
-    int port = rt_free_port();
     ftg_fail(F, "getMe", FTG_FAULT_SLOW, 16000, 1);
-    rt_proc *p = start_router(port, NULL, "start_timeout_s = 14\n");
+    rt_proc *p = start_router(NULL, "start_timeout_s = 14\n", 0);
     char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/livez", port);
+    snprintf(url, sizeof url, "%s", rt_fix_url(fx, "/livez"));
     assert_true(rt_wait_http(url, 200, 5000));
     long long t0 = rt_now_ms();
     int n = 0;
@@ -398,11 +369,9 @@ static void test_livez_during_slow_start(void **state) {
         rt_sleep_ms(500);
     }
     assert_true(n > 10);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_int_equal(rt_http("GET", url, NULL, NULL, NULL), 503);
+    assert_int_equal(rt_http("GET", rt_fix_url(fx, "/healthz"), NULL, NULL, NULL), 503);
     rt_signal(p, SIGTERM);
     assert_int_equal(rt_wait(p, 40000), 0);
-    rt_free(p);
     ftg_clear_faults(F);
 }
 
@@ -411,13 +380,10 @@ static void test_livez_during_slow_start(void **state) {
  * reported as a failure to retry. */
 static void test_log_sequence_consistent(void **state) {
     (void)state;
-    int port = rt_free_port();
     ftg_fail(F, "getMe", FTG_FAULT_500, 0, 1000000);
     rt_proc *p =
-        start_router(port, NULL, "start_timeout_s = 1\nretry_base_ms = 50\nretry_max_ms = 300\n");
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/livez", port);
-    assert_true(rt_wait_http(url, 200, 10000));
+        start_router(NULL, "start_timeout_s = 1\nretry_base_ms = 50\nretry_max_ms = 300\n", 0);
+    assert_true(rt_wait_http(rt_fix_url(fx, "/livez"), 200, 10000));
     rt_sleep_ms(4000);
     rt_signal(p, SIGTERM);
     assert_int_equal(rt_wait(p, 30000), 0);
@@ -430,17 +396,16 @@ static void test_log_sequence_consistent(void **state) {
         assert_null(eol ? strstr(eol, "retrying") : NULL);
     }
     assert_null(strstr(err, "stopped; retrying"));
-    rt_free(p);
     ftg_clear_faults(F);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slow_clients),
-        cmocka_unit_test(test_unauthenticated_uploads),
-        cmocka_unit_test(test_nul_in_path),
-        cmocka_unit_test(test_livez_during_slow_start),
-        cmocka_unit_test(test_log_sequence_consistent),
+        RT_FIX_TEST(test_slow_clients, &fix),
+        RT_FIX_TEST(test_unauthenticated_uploads, &fix),
+        RT_FIX_TEST(test_nul_in_path, &fix),
+        RT_FIX_TEST(test_livez_during_slow_start, &fix),
+        RT_FIX_TEST(test_log_sequence_consistent, &fix),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

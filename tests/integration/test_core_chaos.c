@@ -35,25 +35,12 @@
 #define NCHATS 40
 #define PER_CHAT 15
 
-static char *dir;
+static rt_fix *fx;
 static ftg *F;
 static int port;
 static atomic_bool stop_attack;
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
-    return dir && F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 static int dial(void) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -157,23 +144,17 @@ static void *attacker(void *arg) {
 
 static void test_core_chaos(void **state) {
     (void)state;
-    port = rt_free_port();
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
-             "rate_limit_per_minute = 0\nadmin_header_timeout_s = 2\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "timeout = 1\nthrottle = off\ntyping = false\n"
-             "[backend.mock]\nplugin = mock\nprefix = \"re: \"\nlatency_ms = 5\n"
-             "latency_max_ms = 40\nseed = 3\n"
-             "[persona.p]\nbackend = mock\nchats = *\n",
-             port, dir, ftg_base(F));
-    char *m = rt_write_file(dir, "chaos.ini", text);
+    port = fx->port;
+    rt_fix_manifest(fx,
+                    "rate_limit_per_minute = 0\nadmin_header_timeout_s = 2\n"
+                    "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                    "timeout = 1\nthrottle = off\ntyping = false\n"
+                    "[backend.mock]\nplugin = mock\nprefix = \"re: \"\nlatency_ms = 5\n"
+                    "latency_max_ms = 40\nseed = 3\n"
+                    "[persona.p]\nbackend = mock\nchats = *\n",
+                    ftg_base(F));
     const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
-    rt_proc *p = rt_start(m, NULL, env);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 20000));
+    assert_non_null(rt_fix_start(fx, env, 20000));
 
     atomic_store(&stop_attack, false);
     pthread_t th;
@@ -216,13 +197,10 @@ static void test_core_chaos(void **state) {
     assert_int_equal(probe("/livez"), 200);
     assert_int_equal(probe("/healthz"), 200);
     print_message("%zu replies, %d probe rounds under attack\n", want, probes);
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 30000), 0);
-    rt_free(p);
-    free(m);
+    assert_int_equal(rt_fix_stop(fx, 30000), 0);
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_core_chaos)};
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest tests[] = {RT_FIX_TEST(test_core_chaos, &fix)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

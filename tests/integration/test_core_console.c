@@ -14,35 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *dir;
+static rt_fix *fx;
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 /* Writes a manifest: router keys, then the rest. */
 static char *manifest(const char *name, int port, const char *router_extra, const char *rest) {
-    char text[8192], listen[64];
-    if (port)
-        snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
-    else
-        snprintf(listen, sizeof listen, "off");
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = %s\nstate_dir = %s/state-%s\n%s\n"
-             "[transport.console]\nplugin = console\n%s",
-             listen, dir, name, router_extra ? router_extra : "", rest);
-    char fname[128];
-    snprintf(fname, sizeof fname, "%s.ini", name);
-    return rt_write_file(dir, fname, text);
+    return rt_manifest(fx->dir, name, port, "%s\n[transport.console]\nplugin = console\n%s",
+                       router_extra ? router_extra : "", rest);
 }
 
 static int count(const char *hay, const char *needle) {
@@ -241,14 +220,12 @@ static void test_admin_port_taken(void **state) {
 
 static void test_allowlist(void **state) {
     (void)state;
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nadmin_listen = off\nstate_dir = %s/state-allow\n"
-             "[transport.console]\nplugin = console\nallowlist = 5, -100987\n"
-             "[backend.mock]\nplugin = mock\nprefix = \"\"\n"
-             "[persona.p]\nbackend = mock\nchats = *\n",
-             dir);
-    char *m = rt_write_file(dir, "allow.ini", text);
+    char *m = rt_write_filef(fx->dir, "allow.ini",
+                             "[router]\nadmin_listen = off\nstate_dir = %s/state-allow\n"
+                             "[transport.console]\nplugin = console\nallowlist = 5, -100987\n"
+                             "[backend.mock]\nplugin = mock\nprefix = \"\"\n"
+                             "[persona.p]\nbackend = mock\nchats = *\n",
+                             fx->dir);
     rt_proc *p = rt_start(m, NULL, NULL);
     rt_write(p, "@5 yes\n@6 no\n@-100987 group\n@987654321 other\n");
     rt_close_stdin(p);
@@ -432,20 +409,20 @@ static void test_console_input_rules(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_echo_one_line),
-        cmocka_unit_test(test_order_three_chats),
-        cmocka_unit_test(test_sigterm_drain),
-        cmocka_unit_test(test_second_signal),
-        cmocka_unit_test(test_drain_timeout),
-        cmocka_unit_test(test_health_endpoints),
-        cmocka_unit_test(test_admin_port_taken),
-        cmocka_unit_test(test_allowlist),
-        cmocka_unit_test(test_rate_limit),
-        cmocka_unit_test(test_failure_notice),
-        cmocka_unit_test(test_mock_seed_deterministic),
-        cmocka_unit_test(test_async_many_in_flight),
-        cmocka_unit_test(test_persona_switch_persists),
-        cmocka_unit_test(test_console_input_rules),
+        RT_FIX_TEST(test_echo_one_line, &fix),
+        RT_FIX_TEST(test_order_three_chats, &fix),
+        RT_FIX_TEST(test_sigterm_drain, &fix),
+        RT_FIX_TEST(test_second_signal, &fix),
+        RT_FIX_TEST(test_drain_timeout, &fix),
+        RT_FIX_TEST(test_health_endpoints, &fix),
+        RT_FIX_TEST(test_admin_port_taken, &fix),
+        RT_FIX_TEST(test_allowlist, &fix),
+        RT_FIX_TEST(test_rate_limit, &fix),
+        RT_FIX_TEST(test_failure_notice, &fix),
+        RT_FIX_TEST(test_mock_seed_deterministic, &fix),
+        RT_FIX_TEST(test_async_many_in_flight, &fix),
+        RT_FIX_TEST(test_persona_switch_persists, &fix),
+        RT_FIX_TEST(test_console_input_rules, &fix),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

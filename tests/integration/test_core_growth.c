@@ -18,20 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *dir;
+static rt_fix *fx;
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 static double metric(int port, const char *series) {
     char url[128];
@@ -59,18 +48,13 @@ static double wait_metric(int port, const char *series, double want, int timeout
 }
 
 static char *manifest(const char *name, int port, const char *router, const char *personas) {
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state-%s\n"
-             "rate_limit_per_minute = 0\nqueue_depth = 100000\n%s\n"
-             "[transport.console]\nplugin = console\n"
-             "[backend.a]\nplugin = mock\nprefix = \"A:\"\n"
-             "[backend.b]\nplugin = mock\nprefix = \"B:\"\n"
-             "[sink.metrics]\nplugin = prometheus\n%s",
-             port, dir, name, router, personas);
-    char f[64];
-    snprintf(f, sizeof f, "%s.ini", name);
-    return rt_write_file(dir, f, text);
+    return rt_manifest(fx->dir, name, port,
+                       "rate_limit_per_minute = 0\nqueue_depth = 100000\n%s\n"
+                       "[transport.console]\nplugin = console\n"
+                       "[backend.a]\nplugin = mock\nprefix = \"A:\"\n"
+                       "[backend.b]\nplugin = mock\nprefix = \"B:\"\n"
+                       "[sink.metrics]\nplugin = prometheus\n%s",
+                       router, personas);
 }
 
 #define NCHATS 100000
@@ -175,8 +159,8 @@ static void test_persona_overrides_expire_and_are_capped(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chats_shrink_when_idle),
-        cmocka_unit_test(test_persona_overrides_expire_and_are_capped),
+        RT_FIX_TEST(test_chats_shrink_when_idle, &fix),
+        RT_FIX_TEST(test_persona_overrides_expire_and_are_capped, &fix),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

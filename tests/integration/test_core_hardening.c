@@ -19,32 +19,19 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char *dir;
+static rt_fix *fx;
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 static const char *const base_rest = "[transport.console]\nplugin = console\n"
                                      "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
                                      "[persona.p]\nbackend = mock\nchats = *\n";
 
 static char *manifest(const char *name, const char *router, const char *rest) {
-    char text[8192];
-    snprintf(text, sizeof text, "[router]\nenv = test\nstate_dir = %s/state-%s\n%s\n%s", dir, name,
-             router, rest ? rest : base_rest);
     char fname[128];
     snprintf(fname, sizeof fname, "%s.ini", name);
-    return rt_write_file(dir, fname, text);
+    return rt_write_filef(fx->dir, fname, "[router]\nenv = test\nstate_dir = %s/state-%s\n%s\n%s",
+                          fx->dir, name, router, rest ? rest : base_rest);
 }
 
 /* Runs routerd with args; returns the exit code, stderr copied to err. */
@@ -90,7 +77,7 @@ static void test_persona_commands_in_order(void **state) {
  * the start both refuse it with 78 and the same reason. */
 static void test_check_config_catches_start_failures(void **state) {
     (void)state;
-    char *file = rt_write_file(dir, "plainfile", "x");
+    char *file = rt_write_file(fx->dir, "plainfile", "x");
     struct {
         const char *name, *router, *rest, *want;
     } cases[] = {
@@ -117,7 +104,7 @@ static void test_check_config_catches_start_failures(void **state) {
                      "[transport.console]\nplugin = console\n[backend.mock]\nplugin = mock\n"
                      "[persona.p]\nbackend = mock\nchats = *\n"
                      "[sink.logs]\nplugin = jsonlog\npath = %s\n",
-                     dir);
+                     fx->dir);
         char *m = manifest(cases[i].name, router,
                            !strcmp(cases[i].name, "logdir") ? rest : cases[i].rest);
         char err[4096];
@@ -171,7 +158,7 @@ static void test_hostile_input_files(void **state) {
     assert_non_null(strstr(err, "not a regular file"));
     assert_true(rt_now_ms() - t0 < 8000);
     char path[512];
-    snprintf(path, sizeof path, "%s/nul.env", dir);
+    snprintf(path, sizeof path, "%s/nul.env", fx->dir);
     FILE *f = fopen(path, "w");
     fwrite("A=1\nB=x\0y\n", 1, 10, f);
     fclose(f);
@@ -182,7 +169,7 @@ static void test_hostile_input_files(void **state) {
     char *big = malloc(2 << 20);
     memset(big, ';', (2 << 20) - 1);
     big[(2 << 20) - 1] = 0;
-    char *bm = rt_write_file(dir, "big.ini", big);
+    char *bm = rt_write_file(fx->dir, "big.ini", big);
     free(big);
     const char *bigc[] = {ROUTERD_BIN, "-c", bm, "--check-config", NULL};
     assert_int_equal(run(bigc, err, sizeof err, 10000), 78);
@@ -193,10 +180,10 @@ static void test_hostile_input_files(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_persona_commands_in_order),
-        cmocka_unit_test(test_check_config_catches_start_failures),
-        cmocka_unit_test(test_wildcard_listen_warns),
-        cmocka_unit_test(test_hostile_input_files),
+        RT_FIX_TEST(test_persona_commands_in_order, &fix),
+        RT_FIX_TEST(test_check_config_catches_start_failures, &fix),
+        RT_FIX_TEST(test_wildcard_listen_warns, &fix),
+        RT_FIX_TEST(test_hostile_input_files, &fix),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, NULL, NULL);
 }

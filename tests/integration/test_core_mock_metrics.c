@@ -27,28 +27,23 @@ static int count(const char *hay, const char *needle) {
 
 static void test_injected_equals_counted(void **state) {
     (void)state;
-    char *dir = rt_tmpdir();
-    int port = rt_free_port();
-    char text[2048];
-    snprintf(text, sizeof text,
-             "[router]\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
-             "rate_limit_per_minute = 0\nfailure_notice = FAIL\n"
-             "[transport.console]\nplugin = console\n"
-             "[backend.mock]\nplugin = mock\nprefix = \"\"\nfail_transient = 0.2\nseed = 42\n"
-             "[sink.metrics]\nplugin = prometheus\n"
-             "[persona.p]\nbackend = mock\nchats = *\n",
-             port, dir);
-    char *m = rt_write_file(dir, "metrics.ini", text);
-    rt_proc *p = rt_start(m, NULL, NULL);
+    rt_fix *fx = rt_fix_new(NULL);
+    assert_non_null(fx);
+    rt_fix_manifest(
+        fx, "rate_limit_per_minute = 0\nfailure_notice = FAIL\n"
+            "[transport.console]\nplugin = console\n"
+            "[backend.mock]\nplugin = mock\nprefix = \"\"\nfail_transient = 0.2\nseed = 42\n"
+            "[sink.metrics]\nplugin = prometheus\n"
+            "[persona.p]\nbackend = mock\nchats = *\n");
+    rt_proc *p = rt_fix_start(fx, NULL, 0);
     char line[64];
     for (int i = 0; i < 500; i++) {
         snprintf(line, sizeof line, "@%d m%d\n", 1 + i % 9, i);
         rt_write(p, line);
     }
     assert_int_equal(rt_wait_stdout_lines(p, 500, 30000), 500);
-    char url[128], *body = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
-    assert_int_equal(rt_http("GET", url, NULL, NULL, &body), 200);
+    char *body = NULL;
+    assert_int_equal(rt_http("GET", rt_fix_url(fx, "/metrics"), NULL, NULL, &body), 200);
     double counted = metric(
         body, "routerd_backend_failures_total{backend=\"mock\",classification=\"transient\"} ");
     double injected = metric(
@@ -65,10 +60,7 @@ static void test_injected_equals_counted(void **state) {
     free(body);
     rt_close_stdin(p);
     assert_int_equal(rt_wait(p, 20000), 0);
-    rt_free(p);
-    free(m);
-    rt_rmtree(dir);
-    free(dir);
+    rt_fix_free(fx);
 }
 
 int main(void) {

@@ -30,15 +30,9 @@
 #define LEASE_S 2
 #define QUEUE 64
 
-typedef struct rep {
-    rt_proc *p;
-    int port;
-    char *manifest;
-} rep;
-
-static char *dir;
+/* One fixture per replica; the first also runs the fake Bot API. */
+static rt_fix *reps[3];
 static ftg *F;
-static rep reps[3];
 static int two_personas;
 static char pg_env[1024];
 
@@ -51,74 +45,51 @@ static void pg_cmd(const char *what) {
 
 static int setup(void **state) {
     (void)state;
-    const char *url = getenv("ROUTERD_TEST_PG_URL");
-    if (!url || !getenv("ROUTERD_TEST_PG_SH")) {
-        fprintf(stderr, "run through tests/support/pg.sh\n");
-        return -1;
-    }
-    snprintf(pg_env, sizeof pg_env, "PG_URL=%s", url);
     /* Every test starts from an empty database. */
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd,
-             "psql -q -X '%s' -c 'DROP TABLE IF EXISTS routerd_kv, routerd_lease, "
-             "routerd_schema' >/dev/null 2>&1",
-             url);
-    if (system(cmd) != 0) return -1;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
-    memset(reps, 0, sizeof reps);
+    if (rt_pg_reset(pg_env, sizeof pg_env)) return -1;
     two_personas = 0;
-    return dir && F ? 0 : -1;
+    for (int i = 0; i < 3; i++)
+        if (!(reps[i] = rt_fix_new(i ? NULL : TOKEN))) return -1;
+    F = reps[0]->tg;
+    return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    for (int i = 0; i < 3; i++) {
-        rt_free(reps[i].p);
-        free(reps[i].manifest);
+    for (int i = 2; i >= 0; i--) {
+        rt_fix_free(reps[i]);
+        reps[i] = NULL;
     }
-    memset(reps, 0, sizeof reps);
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
     return 0;
 }
 
 static const char *env[] = {"TG_TOKEN=" TOKEN, pg_env, NULL};
 
 static void start_rep(int i) {
-    rep *r = &reps[i];
-    if (!r->manifest) {
-        r->port = rt_free_port();
-        char text[4096], name[32];
-        snprintf(text, sizeof text,
-                 "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/r%d\n"
-                 "store = postgresql\nstore_url = ${PG_URL}\nlease_s = %d\n"
-                 "queue_depth = %d\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
-                 "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-                 "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
-                 "retry_max_ms = 500\n"
-                 "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 5\n"
-                 "[sink.prom]\nplugin = prometheus\nprocess_metrics = false\n"
-                 "[persona.p]\nbackend = mock\nchats = *\n%s",
-                 r->port, dir, i, LEASE_S, QUEUE, ftg_base(F),
-                 two_personas ? "selectable = true\n[backend.bee]\nplugin = mock\n"
-                                "prefix = \"bee: \"\n[persona.pb]\nbackend = bee\n"
-                                "selectable = true\n"
-                              : "");
-        snprintf(name, sizeof name, "r%d.ini", i);
-        r->manifest = rt_write_file(dir, name, text);
-    }
-    r->p = rt_start(r->manifest, NULL, env);
-    assert_non_null(r->p);
+    rt_fix *r = reps[i];
+    if (!r->manifest)
+        rt_fix_manifest(r,
+                        "store = postgresql\nstore_url = ${PG_URL}\nlease_s = %d\n"
+                        "queue_depth = %d\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
+                        "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                        "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
+                        "retry_max_ms = 500\n"
+                        "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 5\n"
+                        "[sink.prom]\nplugin = prometheus\nprocess_metrics = false\n"
+                        "[persona.p]\nbackend = mock\nchats = *\n%s",
+                        LEASE_S, QUEUE, ftg_base(F),
+                        two_personas ? "selectable = true\n[backend.bee]\nplugin = mock\n"
+                                       "prefix = \"bee: \"\n[persona.pb]\nbackend = bee\n"
+                                       "selectable = true\n"
+                                     : "");
+    assert_non_null(rt_fix_start(r, env, 0));
 }
 
 /* 1 active, 0 standby (both ready), -1 not ready or not answering. */
 static int role(int i) {
-    if (!reps[i].p) return -1;
-    char url[128], *body = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", reps[i].port);
-    long st = rt_http("GET", url, NULL, NULL, &body);
+    if (!reps[i]->p) return -1;
+    char *body = NULL;
+    long st = rt_http("GET", rt_fix_url(reps[i], "/healthz"), NULL, NULL, &body);
     int r = -1;
     if (st == 200 && body && strstr(body, "\"role\":\"active\"")) r = 1;
     if (st == 200 && body && strstr(body, "\"role\":\"standby\"")) r = 0;
@@ -128,10 +99,9 @@ static int role(int i) {
 
 /* routerd_leader{transport="tg"} as the prometheus sink shows it. */
 static int leader_gauge(int i) {
-    char url[128], *body = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", reps[i].port);
+    char *body = NULL;
     int v = -1;
-    if (rt_http("GET", url, NULL, NULL, &body) == 200 && body) {
+    if (rt_http("GET", rt_fix_url(reps[i], "/metrics"), NULL, NULL, &body) == 200 && body) {
         char *p = strstr(body, "routerd_leader{transport=\"tg\"} ");
         if (p) v = atoi(p + strlen("routerd_leader{transport=\"tg\"} "));
     }
@@ -146,7 +116,7 @@ static int wait_one_active(int timeout_ms) {
     do {
         int active = -1, n_active = 0, n_other = 0, n_run = 0;
         for (int i = 0; i < 3; i++) {
-            if (!reps[i].p) continue;
+            if (!reps[i]->p) continue;
             n_run++;
             int r = role(i);
             if (r == 1) active = i, n_active++;
@@ -196,11 +166,11 @@ static long long first_poll_after(long long after, int timeout_ms) {
 
 static void stop_all(void) {
     for (int i = 0; i < 3; i++)
-        if (reps[i].p) rt_signal(reps[i].p, SIGTERM);
+        if (reps[i]->p) rt_signal(reps[i]->p, SIGTERM);
     for (int i = 0; i < 3; i++)
-        if (reps[i].p) {
-            assert_int_equal(rt_wait(reps[i].p, 30000), 0);
-            assert_null(strstr(rt_stderr(reps[i].p), "AAhaSecret"));
+        if (reps[i]->p) {
+            assert_int_equal(rt_wait(reps[i]->p, 30000), 0);
+            assert_null(strstr(rt_stderr(reps[i]->p), "AAhaSecret"));
         }
 }
 
@@ -239,12 +209,12 @@ static void kill9_leader_of_three(void **state) {
     inject_burst();
     assert_true(wait_answered(TOTAL / 3, 60000) >= TOTAL / 3);
     long long t_kill = rt_now_ms();
-    rt_signal(reps[a].p, SIGKILL);
-    rt_wait(reps[a].p, 10000);
+    rt_signal(reps[a]->p, SIGKILL);
+    rt_wait(reps[a]->p, 10000);
     tally mid;
     count_replies(&mid);
-    rt_free(reps[a].p);
-    reps[a].p = NULL;
+    rt_free(reps[a]->p);
+    reps[a]->p = NULL;
     long long t_poll = first_poll_after(t_kill, (LEASE_S + 10) * 1000);
     assert_true(t_poll >= 0);
     fprintf(stderr, "kill -9: %d answered before, a standby polled %lld ms after the kill\n",
@@ -275,12 +245,12 @@ static void sigterm_hands_over(void **state) {
     int s = 1 - a;
     inject_burst();
     assert_true(wait_answered(TOTAL / 3, 60000) >= TOTAL / 3);
-    rt_signal(reps[a].p, SIGTERM);
-    assert_int_equal(rt_wait(reps[a].p, 30000), 0);
+    rt_signal(reps[a]->p, SIGTERM);
+    assert_int_equal(rt_wait(reps[a]->p, 30000), 0);
     long long t_exit = rt_now_ms();
-    assert_non_null(strstr(rt_stderr(reps[a].p), "released"));
-    rt_free(reps[a].p);
-    reps[a].p = NULL;
+    assert_non_null(strstr(rt_stderr(reps[a]->p), "released"));
+    rt_free(reps[a]->p);
+    reps[a]->p = NULL;
     long long t_poll = first_poll_after(t_exit - 1000, 10000);
     assert_true(t_poll >= 0);
     fprintf(stderr, "SIGTERM: the standby polled %lld ms after the leader exited\n",
@@ -366,10 +336,10 @@ static void persona_choice_follows_the_handover(void **state) {
     wait_reply("Persona switched to pb.");
     ftg_add_text(F, 4000, "x1");
     wait_reply("bee: x1");
-    rt_signal(reps[a].p, SIGTERM);
-    assert_int_equal(rt_wait(reps[a].p, 30000), 0);
-    rt_free(reps[a].p);
-    reps[a].p = NULL;
+    rt_signal(reps[a]->p, SIGTERM);
+    assert_int_equal(rt_wait(reps[a]->p, 30000), 0);
+    rt_free(reps[a]->p);
+    reps[a]->p = NULL;
     assert_int_equal(wait_one_active(10000), 1 - a);
     ftg_add_text(F, 4000, "x2");
     wait_reply("bee: x2");

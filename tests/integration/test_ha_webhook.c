@@ -32,84 +32,52 @@
 #define LEASE_S 2
 #define QUEUE 64
 
-typedef struct rep {
-    rt_proc *p;
-    int port;
-    char *manifest;
-} rep;
-
-static char *dir;
+/* One fixture per replica; the first also runs the fake Bot API. */
+static rt_fix *reps[NREP];
 static ftg *F;
-static rep reps[NREP];
 static char pg_env[1024];
 
 static int setup(void **state) {
     (void)state;
-    const char *url = getenv("ROUTERD_TEST_PG_URL");
-    if (!url || !getenv("ROUTERD_TEST_PG_SH")) {
-        fprintf(stderr, "run through tests/support/pg.sh\n");
-        return -1;
-    }
-    snprintf(pg_env, sizeof pg_env, "PG_URL=%s", url);
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd,
-             "psql -q -X '%s' -c 'DROP TABLE IF EXISTS routerd_kv, routerd_lease, "
-             "routerd_schema' >/dev/null 2>&1",
-             url);
-    if (system(cmd) != 0) return -1;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
-    memset(reps, 0, sizeof reps);
-    return dir && F ? 0 : -1;
+    if (rt_pg_reset(pg_env, sizeof pg_env)) return -1;
+    for (int i = 0; i < NREP; i++)
+        if (!(reps[i] = rt_fix_new(i ? NULL : TOKEN))) return -1;
+    F = reps[0]->tg;
+    return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    for (int i = 0; i < NREP; i++) {
-        rt_free(reps[i].p);
-        free(reps[i].manifest);
+    for (int i = NREP - 1; i >= 0; i--) {
+        rt_fix_free(reps[i]);
+        reps[i] = NULL;
     }
-    memset(reps, 0, sizeof reps);
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
     return 0;
 }
 
 static const char *env[] = {"TG_TOKEN=" TOKEN, "TG_HOOK=" HOOK, pg_env, NULL};
 
 static void start_rep(int i) {
-    rep *r = &reps[i];
-    r->port = rt_free_port();
-    char text[4096], name[32];
+    rt_fix *r = reps[i];
     /* latency_ms spreads the work: several chats are in flight at once. */
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/r%d\n"
-             "store = postgresql\nstore_url = ${PG_URL}\nlease_s = %d\n"
-             "queue_depth = %d\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "mode = webhook\nsecret_token = ${TG_HOOK}\n"
-             "webhook_url = https://bot.example.invalid/hook\n"
-             "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
-             "retry_max_ms = 500\n"
-             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 100\n"
-             "[sink.prom]\nplugin = prometheus\nprocess_metrics = false\n"
-             "[persona.p]\nbackend = mock\nchats = *\n",
-             r->port, dir, i, LEASE_S, QUEUE, ftg_base(F));
-    snprintf(name, sizeof name, "r%d.ini", i);
-    free(r->manifest);
-    r->manifest = rt_write_file(dir, name, text);
-    r->p = rt_start(r->manifest, NULL, env);
-    assert_non_null(r->p);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", r->port);
-    assert_true(rt_wait_http(url, 200, 20000));
+    rt_fix_manifest(r,
+                    "store = postgresql\nstore_url = ${PG_URL}\nlease_s = %d\n"
+                    "queue_depth = %d\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
+                    "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                    "mode = webhook\nsecret_token = ${TG_HOOK}\n"
+                    "webhook_url = https://bot.example.invalid/hook\n"
+                    "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
+                    "retry_max_ms = 500\n"
+                    "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 100\n"
+                    "[sink.prom]\nplugin = prometheus\nprocess_metrics = false\n"
+                    "[persona.p]\nbackend = mock\nchats = *\n",
+                    LEASE_S, QUEUE, ftg_base(F));
+    assert_non_null(rt_fix_start(r, env, 20000));
 }
 
 static long post_hook(int i, const char *body) {
-    if (!reps[i].p) return -1;
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/telegram/tg", reps[i].port);
+    if (!reps[i]->p) return -1;
+    const char *url = rt_fix_url(reps[i], "/telegram/tg");
     const char *const h[] = {"Content-Type: application/json",
                              "X-Telegram-Bot-Api-Secret-Token: " HOOK, NULL};
     char *resp = NULL;
@@ -167,20 +135,19 @@ static void free_updates(void) {
 
 static void stop_all(void) {
     for (int i = 0; i < NREP; i++)
-        if (reps[i].p) rt_signal(reps[i].p, SIGTERM);
+        if (reps[i]->p) rt_signal(reps[i]->p, SIGTERM);
     for (int i = 0; i < NREP; i++)
-        if (reps[i].p) {
-            assert_int_equal(rt_wait(reps[i].p, 30000), 0);
-            assert_null(strstr(rt_stderr(reps[i].p), "AAhaSecret"));
+        if (reps[i]->p) {
+            assert_int_equal(rt_wait(reps[i]->p, 30000), 0);
+            assert_null(strstr(rt_stderr(reps[i]->p), "AAhaSecret"));
         }
 }
 
 /* routerd_telegram_chat_claims of replica i (-1 unknown). */
 static int claims(int i) {
-    char url[128], *body = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", reps[i].port);
+    char *body = NULL;
     int v = -1;
-    if (rt_http("GET", url, NULL, NULL, &body) == 200 && body) {
+    if (rt_http("GET", rt_fix_url(reps[i], "/metrics"), NULL, NULL, &body) == 200 && body) {
         /* The sample line, not the # HELP / # TYPE lines. */
         char *p = strstr(body, "\nrouterd_telegram_chat_claims");
         char *eol = p ? strchr(p + 1, '\n') : NULL;
@@ -242,10 +209,10 @@ static void kill9_one_of_three(void **state) {
         /* From mid-burst on, as soon as the victim works on chats: the
          * claims it dies with must expire for the others to carry on. */
         if (k >= PER_CHAT / 2 && !killed && claims(victim) >= 1) {
-            rt_signal(reps[victim].p, SIGKILL);
-            rt_wait(reps[victim].p, 10000);
-            rt_free(reps[victim].p);
-            reps[victim].p = NULL;
+            rt_signal(reps[victim]->p, SIGKILL);
+            rt_wait(reps[victim]->p, 10000);
+            rt_free(reps[victim]->p);
+            reps[victim]->p = NULL;
             killed = 1;
         }
         for (int c = 0; c < CHATS; c++)
@@ -280,10 +247,10 @@ static void sigterm_one_of_three(void **state) {
     int n = 0, victim = 2, stopped = 0;
     for (int k = 0; k < PER_CHAT; k++) {
         if (k >= PER_CHAT / 2 && !stopped && claims(victim) >= 1) {
-            rt_signal(reps[victim].p, SIGTERM);
-            assert_int_equal(rt_wait(reps[victim].p, 30000), 0);
-            rt_free(reps[victim].p);
-            reps[victim].p = NULL;
+            rt_signal(reps[victim]->p, SIGTERM);
+            assert_int_equal(rt_wait(reps[victim]->p, 30000), 0);
+            rt_free(reps[victim]->p);
+            reps[victim]->p = NULL;
             stopped = 1;
         }
         for (int c = 0; c < CHATS; c++)

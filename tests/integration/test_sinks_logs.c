@@ -43,27 +43,24 @@ static const char *const secrets[] = {BOT_SECRET, A2A_TOKEN, OTLP_TOKEN, HASH_KE
 static const char *const chat_ids[] = {"987654321",    "987654322", "987654323",
                                        "555666777888", "123123123", NULL};
 
-static char *dir;
+static rt_fix *fx;
 static ftg *F;
 static fa *A;
 static fotlp *C;
 
 static int setup(void **state) {
     (void)state;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
+    fx = rt_fix_new(TOKEN);
+    F = fx ? fx->tg : NULL;
+    C = fx ? rt_fix_otlp(fx) : NULL;
     A = fa_start(FA_CARD_V10, FA_SPEAK_V10, 0);
-    C = fotlp_start();
-    return dir && F && A && C ? 0 : -1;
+    return F && A && C ? 0 : -1;
 }
 
 static int teardown(void **state) {
     (void)state;
-    fotlp_stop(C);
+    rt_fix_free(fx);
     fa_stop(A);
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
     return 0;
 }
 
@@ -85,23 +82,19 @@ static void assert_clean(const char *where, const char *text) {
 
 static void test_logs_spans_metrics_clean(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
-             "rate_limit_per_minute = 6\nchat_hash_key = ${HASH_KEY}\nlog_level = debug\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "throttle = off\ntimeout = 2\ntyping = false\nretry_base_ms = 50\n"
-             "retry_max_ms = 200\n"
-             "allowlist = 987654321, 987654322, 987654323, 555666777888\n"
-             "[backend.agent]\nplugin = a2a\nurl = %s\ntoken = ${A2A_TOKEN}\n"
-             "[sink.metrics]\nplugin = prometheus\n"
-             "[sink.traces]\nplugin = otlp\nendpoint = %s\nsample_ratio = 1\n"
-             "headers = authorization=Bearer ${OTLP_TOKEN}\n"
-             "[sink.logs]\nplugin = jsonlog\npath = %s/routerd.log\nlevel = debug\n"
-             "[persona.helper]\nbackend = agent\nchats = *\n",
-             port, dir, ftg_base(F), fa_base(A), fotlp_base(C), dir);
-    char *m = rt_write_file(dir, "routerd.ini", text);
+    rt_fix_manifest(fx,
+                    "rate_limit_per_minute = 6\nchat_hash_key = ${HASH_KEY}\nlog_level = debug\n"
+                    "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                    "throttle = off\ntimeout = 2\ntyping = false\nretry_base_ms = 50\n"
+                    "retry_max_ms = 200\n"
+                    "allowlist = 987654321, 987654322, 987654323, 555666777888\n"
+                    "[backend.agent]\nplugin = a2a\nurl = %s\ntoken = ${A2A_TOKEN}\n"
+                    "[sink.metrics]\nplugin = prometheus\n"
+                    "[sink.traces]\nplugin = otlp\nendpoint = %s\nsample_ratio = 1\n"
+                    "headers = authorization=Bearer ${OTLP_TOKEN}\n"
+                    "[sink.logs]\nplugin = jsonlog\npath = %s/routerd.log\nlevel = debug\n"
+                    "[persona.helper]\nbackend = agent\nchats = *\n",
+                    ftg_base(F), fa_base(A), fotlp_base(C), fx->dir);
     const char *const env[] = {"TG_TOKEN=" TOKEN, "A2A_TOKEN=" A2A_TOKEN, "OTLP_TOKEN=" OTLP_TOKEN,
                                "HASH_KEY=" HASH_KEY, NULL};
 
@@ -121,9 +114,9 @@ static void test_logs_spans_metrics_clean(void **state) {
     ftg_add_text(F, 123123123, "stranger");
     const int finals = 19; /* replied + rejected events expected */
 
-    rt_proc *p = rt_start(m, NULL, env);
+    rt_proc *p = rt_fix_start(fx, env, 0);
     char path[1024];
-    snprintf(path, sizeof path, "%s/routerd.log", dir);
+    snprintf(path, sizeof path, "%s/routerd.log", fx->dir);
     long long end = rt_now_ms() + 30000;
     char *log = NULL;
     int got = 0;
@@ -136,8 +129,8 @@ static void test_logs_spans_metrics_clean(void **state) {
     }
     if (got != finals)
         fail_msg("%d of %d messages finished; stderr: %.2000s", got, finals, rt_stderr(p));
-    char url[128], *metrics = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    char *metrics = NULL;
+    const char *url = rt_fix_url(fx, "/metrics");
     assert_int_equal(rt_http("GET", url, NULL, NULL, &metrics), 200);
     rt_signal(p, SIGTERM);
     assert_int_equal(rt_wait(p, 30000), 0);
@@ -174,7 +167,7 @@ static void test_logs_spans_metrics_clean(void **state) {
     assert_clean("standard error", rt_stderr(p));
     assert_clean("/metrics", metrics);
     char pdir[1024];
-    snprintf(pdir, sizeof pdir, "%s/payloads", dir);
+    snprintf(pdir, sizeof pdir, "%s/payloads", fx->dir);
     mkdir(pdir, 0755);
     int np = fotlp_write_bodies(C, pdir);
     assert_true(np >= 1);
@@ -195,7 +188,7 @@ static void test_logs_spans_metrics_clean(void **state) {
     assert_true(sk_metric(metrics, "routerd_jsonlog_lines_total", NULL) > 0);
     /* The full plugin set's exposition passes promtool's parser and lint. */
     if (sk_have("promtool")) {
-        char *mf = rt_write_file(dir, "metrics.txt", metrics), cmd2[1200], *lint = NULL;
+        char *mf = rt_write_file(fx->dir, "metrics.txt", metrics), cmd2[1200], *lint = NULL;
         snprintf(cmd2, sizeof cmd2, "promtool check metrics < %s 2>&1", mf);
         int prc = sk_run(cmd2, &lint);
         if (prc != 0 || *lint) fail_msg("promtool check metrics: exit %d: %s", prc, lint);
@@ -235,8 +228,6 @@ static void test_logs_spans_metrics_clean(void **state) {
     free(out);
     free(metrics);
     free(log);
-    rt_free(p);
-    free(m);
 }
 
 /* ---- secrets in their wire spellings -------------------------------------- */
@@ -341,23 +332,19 @@ static void test_wire_spellings_clean(void **state) {
         "Unauthorized: authorization=Bearer+otlp%2Db3arer%2D55aa66bb%2Dsecret",
         "Bad Request: key %6d%6F%63%6b-k3y-9f8e7d6c5b4a-secret",
         NULL};
-    int port = rt_free_port();
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
-             "chat_hash_key = ${HASH_KEY}\nlog_level = debug\n"
-             "failure_notice = ask the admin: 987650001%%3AAAF-rtrd_s3cret-bot-Tok3n-x9q\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "throttle = off\ntimeout = 2\ntyping = false\nretry_base_ms = 50\n"
-             "retry_max_ms = 200\n"
-             "[backend.agent]\nplugin = mock\ntoken = ${MOCK_TOKEN}\n"
-             "[sink.metrics]\nplugin = prometheus\n"
-             "[sink.traces]\nplugin = otlp\nendpoint = %s\nsample_ratio = 1\n"
-             "headers = authorization=Bearer ${OTLP_TOKEN}\n"
-             "[sink.logs]\nplugin = jsonlog\npath = %s/routerd.log\nlevel = debug\n"
-             "[persona.helper]\nbackend = agent\nchats = *\n",
-             port, dir, ftg_base(F), fotlp_base(C), dir);
-    char *m = rt_write_file(dir, "routerd.ini", text);
+    rt_fix_manifest(fx,
+                    "chat_hash_key = ${HASH_KEY}\nlog_level = debug\n"
+                    "failure_notice = ask the admin: 987650001%%3AAAF-rtrd_s3cret-bot-Tok3n-x9q\n"
+                    "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                    "throttle = off\ntimeout = 2\ntyping = false\nretry_base_ms = 50\n"
+                    "retry_max_ms = 200\n"
+                    "[backend.agent]\nplugin = mock\ntoken = ${MOCK_TOKEN}\n"
+                    "[sink.metrics]\nplugin = prometheus\n"
+                    "[sink.traces]\nplugin = otlp\nendpoint = %s\nsample_ratio = 1\n"
+                    "headers = authorization=Bearer ${OTLP_TOKEN}\n"
+                    "[sink.logs]\nplugin = jsonlog\npath = %s/routerd.log\nlevel = debug\n"
+                    "[persona.helper]\nbackend = agent\nchats = *\n",
+                    ftg_base(F), fotlp_base(C), fx->dir);
     const char *const env[] = {"TG_TOKEN=" TOKEN, "MOCK_TOKEN=" MOCK_TOKEN,
                                "OTLP_TOKEN=" OTLP_TOKEN, "HASH_KEY=" HASH_KEY, NULL};
     int n = 0;
@@ -366,9 +353,9 @@ static void test_wire_spellings_clean(void **state) {
         ftg_add_text(F, 4100 + n, "hello");
     }
 
-    rt_proc *p = rt_start(m, NULL, env);
+    rt_proc *p = rt_fix_start(fx, env, 0);
     char path[1024];
-    snprintf(path, sizeof path, "%s/routerd.log", dir);
+    snprintf(path, sizeof path, "%s/routerd.log", fx->dir);
     long long end = rt_now_ms() + 30000;
     char *log = NULL;
     int got = 0;
@@ -380,8 +367,8 @@ static void test_wire_spellings_clean(void **state) {
         rt_sleep_ms(100);
     }
     if (got != n) fail_msg("%d of %d messages finished; stderr: %.2000s", got, n, rt_stderr(p));
-    char url[128], *metrics = NULL;
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    char *metrics = NULL;
+    const char *url = rt_fix_url(fx, "/metrics");
     assert_int_equal(rt_http("GET", url, NULL, NULL, &metrics), 200);
     rt_signal(p, SIGTERM);
     assert_int_equal(rt_wait(p, 30000), 0);
@@ -401,17 +388,15 @@ static void test_wire_spellings_clean(void **state) {
         assert_no_spelling(where, b);
         free(b);
     }
-    rt_free(p);
 
     const char *const args[] = {"--print-config", NULL};
-    p = rt_start(m, args, env);
+    p = rt_start(fx->manifest, args, env);
     assert_int_equal(rt_wait(p, 30000), 0);
     assert_non_null(strstr(rt_stdout(p), "failure_notice = ask the admin: ***"));
     assert_no_spelling("--print-config", rt_stdout(p));
     rt_free(p);
     free(metrics);
     free(log);
-    free(m);
 }
 
 /* ---- a sink that cannot keep up ---------------------------------------------- */
@@ -450,7 +435,7 @@ static bool wait_count(rt_proc *p, const char *needle, int n, int timeout_ms) {
 static void test_sink_overflow_episodes(void **state) {
     (void)state;
     char fifo[1024];
-    snprintf(fifo, sizeof fifo, "%s/log.fifo", dir);
+    snprintf(fifo, sizeof fifo, "%s/log.fifo", fx->dir);
     assert_int_equal(mkfifo(fifo, 0600), 0);
     int fd = open(fifo, O_RDONLY | O_NONBLOCK);
     assert_true(fd >= 0);
@@ -458,16 +443,13 @@ static void test_sink_overflow_episodes(void **state) {
     atomic_store(&fifo_quit, false);
     pthread_t th;
     pthread_create(&th, NULL, fifo_reader, &fd);
-    char text[2048];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = off\nstate_dir = %s/state\n"
-             "rate_limit_per_minute = 0\n"
-             "[transport.console]\nplugin = console\n"
-             "[backend.mock]\nplugin = mock\n"
-             "[sink.logs]\nplugin = jsonlog\npath = %s\nlevel = debug\n"
-             "[persona.p]\nbackend = mock\nchats = *\n",
-             dir, fifo);
-    char *m = rt_write_file(dir, "overflow.ini", text);
+    char *m = rt_manifest(fx->dir, "overflow", 0,
+                          "rate_limit_per_minute = 0\n"
+                          "[transport.console]\nplugin = console\n"
+                          "[backend.mock]\nplugin = mock\n"
+                          "[sink.logs]\nplugin = jsonlog\npath = %s\nlevel = debug\n"
+                          "[persona.p]\nbackend = mock\nchats = *\n",
+                          fifo);
     rt_proc *p = rt_start(m, NULL, NULL);
     for (int episode = 1; episode <= 2; episode++) {
         atomic_store(&fifo_paused, 1);

@@ -27,23 +27,10 @@
 #define MESSAGES 2000
 #define HEADER_SECRET "otlp-hdr-s3cr3t-7731"
 
-static char *dir;
+static rt_fix *fx;
 static fotlp *col;
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    col = fotlp_start();
-    return dir && col ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    fotlp_stop(col);
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .otlp = &col};
 
 /* Sampled at 0.25 iff the low 56 bits of the trace id are below 2^54,
  * i.e. the first of the last 14 hex digits is 0-3 (docs/observability.md). */
@@ -69,18 +56,16 @@ static msg *find(const char *corr) {
 
 static void test_sampling_and_schema(void **state) {
     (void)state;
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = off\nstate_dir = %s/state\n"
-             "rate_limit_per_minute = 0\nqueue_depth = 4096\n"
-             "[transport.console]\nplugin = console\n"
-             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nfail_fatal = 0.05\nseed = 1\n"
-             "[sink.traces]\nplugin = otlp\nendpoint = %s\nsample_ratio = 0.25\n"
-             "headers = authorization=Bearer " HEADER_SECRET "\nservice_name = routerd-test\n"
-             "[sink.logs]\nplugin = jsonlog\npath = %s/routerd.log\nlevel = info\n"
-             "[persona.helper]\nbackend = mock\nchats = *\n",
-             dir, fotlp_base(col), dir);
-    char *m = rt_write_file(dir, "otlp.ini", text);
+    char *m = rt_manifest(
+        fx->dir, "otlp", 0,
+        "rate_limit_per_minute = 0\nqueue_depth = 4096\n"
+        "[transport.console]\nplugin = console\n"
+        "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nfail_fatal = 0.05\nseed = 1\n"
+        "[sink.traces]\nplugin = otlp\nendpoint = %s\nsample_ratio = 0.25\n"
+        "headers = authorization=Bearer " HEADER_SECRET "\nservice_name = routerd-test\n"
+        "[sink.logs]\nplugin = jsonlog\npath = %s/routerd.log\nlevel = info\n"
+        "[persona.helper]\nbackend = mock\nchats = *\n",
+        fotlp_base(col), fx->dir);
     /* The standard variables complement the manifest (which wins). */
     const char *const env[] = {"OTEL_EXPORTER_OTLP_HEADERS=x-tenant=acme,authorization=from-env",
                                "OTEL_RESOURCE_ATTRIBUTES=team=chat%20ops",
@@ -97,7 +82,7 @@ static void test_sampling_and_schema(void **state) {
 
     /* The outcome of every message, from the JSON log. */
     char path[1024];
-    snprintf(path, sizeof path, "%s/routerd.log", dir);
+    snprintf(path, sizeof path, "%s/routerd.log", fx->dir);
     char *log = sk_slurp(path);
     assert_non_null(log);
     nmsgs = 0;
@@ -123,7 +108,7 @@ static void test_sampling_and_schema(void **state) {
 
     /* Every payload through the validator. */
     char pdir[1024];
-    snprintf(pdir, sizeof pdir, "%s/payloads", dir);
+    snprintf(pdir, sizeof pdir, "%s/payloads", fx->dir);
     mkdir(pdir, 0755);
     int npayloads = fotlp_write_bodies(col, pdir);
     assert_true(npayloads >= 1);
@@ -192,7 +177,7 @@ static void test_sampling_and_schema(void **state) {
         free(b);
     }
     /* The secret header value is not in any log. */
-    snprintf(path, sizeof path, "%s/routerd.log", dir);
+    snprintf(path, sizeof path, "%s/routerd.log", fx->dir);
     log = sk_slurp(path);
     assert_null(strstr(log, HEADER_SECRET));
     assert_null(strstr(rt_stderr(p), HEADER_SECRET));
@@ -207,22 +192,18 @@ static void test_sampling_and_schema(void **state) {
 static void test_hanging_collector(void **state) {
     (void)state;
     fotlp_set_delay(col, 3000);
-    int port = rt_free_port();
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state2\n"
-             "rate_limit_per_minute = 0\n"
-             "[transport.console]\nplugin = console\n"
-             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
-             "[sink.traces]\nplugin = otlp\nendpoint = %s\nqueue_size = 20\ntimeout_ms = 300\n"
-             "interval_ms = 50\nflush_timeout_ms = 1000\n"
-             "[sink.metrics]\nplugin = prometheus\n"
-             "[persona.helper]\nbackend = mock\nchats = *\n",
-             port, dir, fotlp_base(col));
-    char *m = rt_write_file(dir, "hang.ini", text);
-    rt_proc *p = rt_start(m, NULL, NULL);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    rt_fix_manifest(
+        fx,
+        "rate_limit_per_minute = 0\n"
+        "[transport.console]\nplugin = console\n"
+        "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
+        "[sink.traces]\nplugin = otlp\nendpoint = %s\nqueue_size = 20\ntimeout_ms = 300\n"
+        "interval_ms = 50\nflush_timeout_ms = 1000\n"
+        "[sink.metrics]\nplugin = prometheus\n"
+        "[persona.helper]\nbackend = mock\nchats = *\n",
+        fotlp_base(col));
+    rt_proc *p = rt_fix_start(fx, NULL, 0);
+    const char *url = rt_fix_url(fx, "/metrics");
     assert_true(rt_wait_http(url, 200, 10000));
     long long t0 = rt_now_ms();
     char line[64];
@@ -255,8 +236,6 @@ static void test_hanging_collector(void **state) {
     assert_int_equal(rt_wait(p, 20000), 0);
     /* flush waits at most flush_timeout_ms, then one request's timeout. */
     assert_true(rt_now_ms() - t0 < 6000);
-    rt_free(p);
-    free(m);
     fotlp_set_delay(col, 0);
 }
 
@@ -268,8 +247,8 @@ int main(void) {
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_sampling_and_schema, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hanging_collector, setup, teardown),
+        RT_FIX_TEST(test_sampling_and_schema, &fix),
+        RT_FIX_TEST(test_hanging_collector, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,7 @@
  * The real routerd with the prometheus sink under load: /metrics is
  * scraped continuously while 400 messages flow; every scrape is checked
  * for histogram consistency here and a sample of them by `promtool check
- * metrics`; a real Prometheus server (127.0.0.1, temp dir, 200 ms scrape
+ * metrics`; a real Prometheus server (127.0.0.1, temp fx->dir, 200 ms scrape
  * interval) scrapes routerd and its query API reports the round-trip
  * histogram's count equal to the messages sent. The StatsD push is read
  * back from a UDP socket. Exits 77 (skipped) when there is no prometheus
@@ -35,20 +35,9 @@
 #define MESSAGES 400
 #define KEEP 6 /* scrapes handed to promtool */
 
-static char *dir;
+static rt_fix *fx;
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 /* ---- exposition checks the text format leaves to the producer ------------ */
 
@@ -186,8 +175,8 @@ static void *scrape_loop(void *arg) {
 
 static int promtool_check(const char *text, char **out) {
     char path[1024], cmd[1200];
-    snprintf(path, sizeof path, "%s/scrape.txt", dir);
-    free(rt_write_file(dir, "scrape.txt", text));
+    snprintf(path, sizeof path, "%s/scrape.txt", fx->dir);
+    free(rt_write_file(fx->dir, "scrape.txt", text));
     snprintf(cmd, sizeof cmd, "promtool check metrics < %s 2>&1", path);
     return sk_run(cmd, out);
 }
@@ -265,35 +254,33 @@ static void test_scrape_under_load(void **state) {
     assert_int_equal(sk_run("command -v prometheus", &out), 0);
     snprintf(prom, sizeof prom, "%.*s", (int)strcspn(out, "\n"), out);
     free(out);
-    int port = rt_free_port(), pport = rt_free_port(), uport;
+    int port = fx->port, pport = rt_free_port(), uport;
     int ufd = udp_listen(&uport);
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
-             "rate_limit_per_minute = 0\n"
-             "[transport.console]\nplugin = console\n"
-             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 2\n"
-             "latency_max_ms = 40\nfail_transient = 0.05\nseed = 3\n"
-             "[sink.metrics]\nplugin = prometheus\nstatsd_address = 127.0.0.1:%d\n"
-             "statsd_interval_ms = 200\n"
-             "[persona.helper]\nbackend = mock\nchats = *\n",
-             port, dir, uport);
-    char *m = rt_write_file(dir, "prom.ini", text);
-    rt_proc *p = rt_start(m, NULL, NULL);
+    rt_fix_manifest(fx,
+                    "rate_limit_per_minute = 0\n"
+                    "[transport.console]\nplugin = console\n"
+                    "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 2\n"
+                    "latency_max_ms = 40\nfail_transient = 0.05\nseed = 3\n"
+                    "[sink.metrics]\nplugin = prometheus\nstatsd_address = 127.0.0.1:%d\n"
+                    "statsd_interval_ms = 200\n"
+                    "[persona.helper]\nbackend = mock\nchats = *\n",
+                    uport);
+    rt_proc *p = rt_fix_start(fx, NULL, 0);
     scraper s = {0};
     snprintf(s.url, sizeof s.url, "http://127.0.0.1:%d/metrics", port);
     assert_true(rt_wait_http(s.url, 200, 10000));
 
     /* A real Prometheus scraping routerd every 200 ms. */
+    char text[4096];
     snprintf(text, sizeof text,
              "global:\n  scrape_interval: 200ms\n  scrape_timeout: 200ms\n"
              "scrape_configs:\n  - job_name: routerd\n    static_configs:\n"
              "      - targets: ['127.0.0.1:%d']\n",
              port);
-    char *cfg = rt_write_file(dir, "prometheus.yml", text);
+    char *cfg = rt_write_file(fx->dir, "prometheus.yml", text);
     char a_cfg[1100], a_db[1100], a_listen[64];
     snprintf(a_cfg, sizeof a_cfg, "--config.file=%s", cfg);
-    snprintf(a_db, sizeof a_db, "--storage.tsdb.path=%s/tsdb", dir);
+    snprintf(a_db, sizeof a_db, "--storage.tsdb.path=%s/tsdb", fx->dir);
     snprintf(a_listen, sizeof a_listen, "--web.listen-address=127.0.0.1:%d", pport);
     const char *argv[] = {prom, a_cfg, a_db, a_listen, "--log.level=warn", NULL};
     rt_proc *pr = rt_spawn(argv, NULL);
@@ -363,9 +350,7 @@ static void test_scrape_under_load(void **state) {
     for (int i = 0; i < s.nkept; i++)
         free(s.kept[i]);
     rt_free(pr);
-    rt_free(p);
     free(cfg);
-    free(m);
 }
 
 int main(void) {
@@ -378,7 +363,7 @@ int main(void) {
         return 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_scrape_under_load, setup, teardown),
+        RT_FIX_TEST(test_scrape_under_load, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

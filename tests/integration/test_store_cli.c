@@ -23,30 +23,17 @@
 #define PW_ENC "Pa%24%24w0rd-xyz"
 #define PW_DEC "Pa$$w0rd-xyz"
 
-static char *dir;
+static rt_fix *fx;
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    return dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx};
 
 static char *manifest(const char *router_extra) {
-    char text[2048];
-    snprintf(text, sizeof text,
-             "[router]\nadmin_listen = off\nstate_dir = %s/state\n%s"
-             "[transport.console]\nplugin = console\n"
-             "[backend.mock]\nplugin = mock\n"
-             "[persona.p]\nbackend = mock\nchats = *\n",
-             dir, router_extra);
-    return rt_write_file(dir, "routerd.ini", text);
+    return rt_write_filef(fx->dir, "routerd.ini",
+                          "[router]\nadmin_listen = off\nstate_dir = %s/state\n%s"
+                          "[transport.console]\nplugin = console\n"
+                          "[backend.mock]\nplugin = mock\n"
+                          "[persona.p]\nbackend = mock\nchats = *\n",
+                          fx->dir, router_extra);
 }
 
 static int run(const char *m, const char *arg, rt_proc **out) {
@@ -117,7 +104,7 @@ static void postgresql_needs_url(void **state) {
 static void sqlite_files_private(void **state) {
     (void)state;
     char *sd = NULL;
-    assert_true(asprintf(&sd, "%s/state", dir) > 0);
+    assert_true(asprintf(&sd, "%s/state", fx->dir) > 0);
     assert_int_equal(mkdir(sd, 0755), 0);
     char *m = manifest("");
     rt_proc *p;
@@ -150,22 +137,17 @@ static void set_fsize(rt_proc *p, const char *limit) {
  * logged once, ready again by itself. */
 static void disk_full_not_ready_then_back(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char extra[128];
-    snprintf(extra, sizeof extra, "admin_listen = 127.0.0.1:%d\n", port);
-    char text[2048];
-    snprintf(text, sizeof text,
-             "[router]\n%sstate_dir = %s/state\nrate_limit_per_minute = 0\n"
-             "[transport.console]\nplugin = console\n"
-             "[backend.mock]\nplugin = mock\n"
-             "[persona.p]\nbackend = mock\nchats = *\nselectable = true\n"
-             "[persona.q]\nbackend = mock\nselectable = true\n",
-             extra, dir);
-    char *m = rt_write_file(dir, "full.ini", text);
-    rt_proc *p = rt_start(m, NULL, NULL);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 20000));
+    char *m = rt_write_filef(
+        fx->dir, "full.ini",
+        "[router]\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\nrate_limit_per_minute = 0\n"
+        "[transport.console]\nplugin = console\n"
+        "[backend.mock]\nplugin = mock\n"
+        "[persona.p]\nbackend = mock\nchats = *\nselectable = true\n"
+        "[persona.q]\nbackend = mock\nselectable = true\n",
+        fx->port, fx->dir);
+    rt_proc *p = rt_start_ready(m, NULL, fx->port, 20000);
+    assert_non_null(p);
+    const char *url = rt_fix_url(fx, "/healthz");
     set_fsize(p, "1024"); /* the soft limit only: raising it back needs no privilege */
     /* A /persona choice other than the manifest's is stored: the commit
      * fails. */
@@ -194,10 +176,10 @@ static void disk_full_not_ready_then_back(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(store_url_is_secret, setup, teardown),
-        cmocka_unit_test_setup_teardown(postgresql_needs_url, setup, teardown),
-        cmocka_unit_test_setup_teardown(sqlite_files_private, setup, teardown),
-        cmocka_unit_test_setup_teardown(disk_full_not_ready_then_back, setup, teardown),
+        RT_FIX_TEST(store_url_is_secret, &fix),
+        RT_FIX_TEST(postgresql_needs_url, &fix),
+        RT_FIX_TEST(sqlite_files_private, &fix),
+        RT_FIX_TEST(disk_full_not_ready_then_back, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

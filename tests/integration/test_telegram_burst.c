@@ -25,36 +25,20 @@
 #define PER_CHAT 40
 #define TOTAL (CHATS * PER_CHAT)
 
-static char *dir;
+static rt_fix *fx;
 static ftg *F;
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
-    return dir && F ? 0 : -1;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
-static int teardown(void **state) {
-    (void)state;
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
-
-static char *manifest(int port) {
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
-             "queue_depth = 256\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
-             "retry_max_ms = 500\n"
-             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
-             "[persona.p]\nbackend = mock\nchats = *\n",
-             port, dir, ftg_base(F));
-    return rt_write_file(dir, "routerd.ini", text);
+static void manifest(void) {
+    rt_fix_manifest(fx,
+                    "queue_depth = 256\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
+                    "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                    "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
+                    "retry_max_ms = 500\n"
+                    "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
+                    "[persona.p]\nbackend = mock\nchats = *\n",
+                    ftg_base(F));
 }
 
 static const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
@@ -82,27 +66,23 @@ static int wait_answered(int n, int timeout_ms) {
 
 static void test_burst_with_sigterm_restart(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char *m = manifest(port);
+    manifest();
     inject_burst();
     long long t0 = rt_now_ms();
-    rt_proc *p = rt_start(m, NULL, env);
+    rt_proc *p = rt_fix_start(fx, env, 0);
     assert_non_null(p);
     assert_true(wait_answered(TOTAL / 3, 30000) >= TOTAL / 3);
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 30000), 0);
+    assert_int_equal(rt_fix_stop(fx, 30000), 0);
     assert_null(strstr(rt_stderr(p), SECRET));
     tally mid;
     count_replies(&mid);
     assert_true(mid.answered < TOTAL); /* really stopped in the middle */
-    rt_free(p);
 
-    p = rt_start(m, NULL, env);
+    p = rt_fix_start(fx, env, 0);
     assert_non_null(p);
     assert_int_equal(wait_answered(TOTAL, 60000), TOTAL);
     rt_sleep_ms(500); /* anything extra would show up now */
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 30000), 0);
+    assert_int_equal(rt_fix_stop(fx, 30000), 0);
     assert_null(strstr(rt_stderr(p), SECRET));
     fprintf(stderr, "burst: %d answered before the restart, %d total in %lld ms\n", mid.answered,
             TOTAL, rt_now_ms() - t0);
@@ -114,42 +94,31 @@ static void test_burst_with_sigterm_restart(void **state) {
     assert_true(t.order_ok);
     /* Everything is confirmed to Telegram. */
     assert_int_equal(ftg_unconfirmed(F), 0);
-    rt_free(p);
 
     /* A third, clean start re-processes nothing. */
     size_t before = ftg_count(F, "sendMessage", 0);
-    p = rt_start(m, NULL, env);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 10000));
+    assert_non_null(rt_fix_start(fx, env, 10000));
     rt_sleep_ms(500);
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 30000), 0);
+    assert_int_equal(rt_fix_stop(fx, 30000), 0);
     assert_int_equal(ftg_count(F, "sendMessage", 0), before);
-    rt_free(p);
-    free(m);
 }
 
 static void test_burst_with_kill9(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char *m = manifest(port);
+    manifest();
     inject_burst();
-    rt_proc *p = rt_start(m, NULL, env);
+    rt_proc *p = rt_fix_start(fx, env, 0);
     assert_non_null(p);
     assert_true(wait_answered(TOTAL / 3, 30000) >= TOTAL / 3);
     rt_signal(p, SIGKILL);
     rt_wait(p, 10000);
     tally mid;
     count_replies(&mid);
-    rt_free(p);
 
-    p = rt_start(m, NULL, env);
-    assert_non_null(p);
+    assert_non_null(rt_fix_start(fx, env, 0));
     assert_int_equal(wait_answered(TOTAL, 60000), TOTAL);
     rt_sleep_ms(500);
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 30000), 0);
+    assert_int_equal(rt_fix_stop(fx, 30000), 0);
     tally t;
     count_replies(&t);
     fprintf(stderr, "kill -9: %d answered before, %d replayed twice\n", mid.answered, t.duplicates);
@@ -162,14 +131,12 @@ static void test_burst_with_kill9(void **state) {
     assert_int_equal(t.foreign, 0);
     assert_true(t.order_ok);
     assert_int_equal(ftg_unconfirmed(F), 0);
-    rt_free(p);
-    free(m);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_burst_with_sigterm_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_burst_with_kill9, setup, teardown),
+        RT_FIX_TEST(test_burst_with_sigterm_restart, &fix),
+        RT_FIX_TEST(test_burst_with_kill9, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,24 +24,11 @@
 
 #define TOKEN "717171:AAbuttonsSecret-part_q"
 
-static char *dir;
+static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
-    return dir && F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 /* callback_data of button i of a recorded keyboard (malloc). */
 static char *button_data(const ftg_rec *r, int i, const char *label) {
@@ -57,23 +44,16 @@ static char *button_data(const ftg_rec *r, int i, const char *label) {
 
 static void test_buttons_end_to_end(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
-             "rate_limit_per_minute = 0\ndrain_timeout_s = 10\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "throttle = off\ntyping = false\ntimeout = 1\n"
-             "commands = help: What I can do\n"
-             "[backend.echo]\nplugin = mock\nprefix = \"echo: \"\nchoices = Yes, No\n"
-             "[persona.p]\nbackend = echo\nchats = *\n",
-             port, dir, ftg_base(F));
-    char *m = rt_write_file(dir, "routerd.ini", text);
-    rt_proc *p = rt_start(m, NULL, env);
+    rt_fix_manifest(fx,
+                    "rate_limit_per_minute = 0\ndrain_timeout_s = 10\n"
+                    "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                    "throttle = off\ntyping = false\ntimeout = 1\n"
+                    "commands = help: What I can do\n"
+                    "[backend.echo]\nplugin = mock\nprefix = \"echo: \"\nchoices = Yes, No\n"
+                    "[persona.p]\nbackend = echo\nchats = *\n",
+                    ftg_base(F));
+    rt_proc *p = rt_fix_start(fx, env, 15000);
     assert_non_null(p);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 15000));
 
     /* Commands registered at start. */
     assert_int_equal(ftg_wait_count(F, "setMyCommands", 1, 10000), 1);
@@ -124,20 +104,17 @@ static void test_buttons_end_to_end(void **state) {
     assert_string_equal(r->text, "Edits aren't re-sent to the agent; send a new message instead.");
     ftg_recs_free(r, 1);
 
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 20000), 0);
+    assert_int_equal(rt_fix_stop(fx, 20000), 0);
     /* The bot token never reached the log. */
     assert_null(strstr(rt_stderr(p), "AAbuttonsSecret"));
     assert_null(strstr(rt_stdout(p), "AAbuttonsSecret"));
-    rt_free(p);
     free(no);
     free(yes);
-    free(m);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_buttons_end_to_end, setup, teardown),
+        RT_FIX_TEST(test_buttons_end_to_end, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

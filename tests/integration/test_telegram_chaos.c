@@ -27,7 +27,7 @@
 #define OLD_GROUP -500
 #define NEW_GROUP -1005005005005LL
 
-static char *dir;
+static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, "TG_HOOK=" HOOK, NULL};
 
@@ -40,55 +40,32 @@ static const char *const extreme[] = {"9223372036854775807",
                                       "4.5"};
 #define NEXTREME (sizeof extreme / sizeof extreme[0])
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
-    return dir && F ? 0 : -1;
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
+
+static void manifest(const char *transport_extra) {
+    rt_fix_manifest(
+        fx,
+        "rate_limit_per_minute = 0\ndrain_timeout_s = 10\n"
+        "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+        "throttle = off\ntyping = false\nretry_base_ms = 100\nretry_max_ms = 1000\n"
+        "timeout = 1\nsend_retry_budget_s = 1\ngroup_mode = all\n"
+        "allowlist = 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 77, %d\n%s"
+        "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
+        "[backend.alt]\nplugin = mock\nprefix = \"alt: \"\n"
+        "[persona.p]\nbackend = mock\nchats = *\nselectable = true\n"
+        "[persona.alt]\nbackend = alt\nselectable = true\ndescription = the other one\n",
+        ftg_base(F), OLD_GROUP, transport_extra);
 }
 
-static int teardown(void **state) {
-    (void)state;
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
-
-static char *manifest(const char *name, int port, const char *transport_extra) {
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state-%s\n"
-             "rate_limit_per_minute = 0\ndrain_timeout_s = 10\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "throttle = off\ntyping = false\nretry_base_ms = 100\nretry_max_ms = 1000\n"
-             "timeout = 1\nsend_retry_budget_s = 1\ngroup_mode = all\n"
-             "allowlist = 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 77, %d\n%s"
-             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
-             "[backend.alt]\nplugin = mock\nprefix = \"alt: \"\n"
-             "[persona.p]\nbackend = mock\nchats = *\nselectable = true\n"
-             "[persona.alt]\nbackend = alt\nselectable = true\ndescription = the other one\n",
-             port, dir, name, ftg_base(F), OLD_GROUP, transport_extra);
-    char file[64];
-    snprintf(file, sizeof file, "%s.ini", name);
-    return rt_write_file(dir, file, text);
-}
-
-static rt_proc *start_ready(const char *m, int port) {
-    rt_proc *p = rt_start(m, NULL, env);
+static rt_proc *start_ready(void) {
+    rt_proc *p = rt_fix_start(fx, env, 20000);
     assert_non_null(p);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 20000));
     return p;
 }
 
-static void assert_ready(rt_proc *p, int port) {
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 10000));
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/livez", port);
-    assert_true(rt_wait_http(url, 200, 10000));
+static void assert_ready(rt_proc *p) {
+    assert_true(rt_wait_http(rt_fix_url(fx, "/healthz"), 200, 10000));
+    assert_true(rt_wait_http(rt_fix_url(fx, "/livez"), 200, 10000));
     assert_int_equal(rt_wait(p, 0), -1); /* still running */
 }
 
@@ -131,9 +108,8 @@ static void check_burst(const char *prefix) {
 
 static void test_chaos_longpoll(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char *m = manifest("lp", port, "");
-    rt_proc *p = start_ready(m, port);
+    manifest("");
+    rt_proc *p = start_ready();
 
     /* 1. A burst over ten chats, salted with hostile update ids. */
     char text[64], payload[256];
@@ -151,7 +127,7 @@ static void test_chaos_longpoll(void **state) {
     }
     check_burst("b");
     assert_int_equal(wait_reply("echo: hostile 0", 0), 0);
-    assert_ready(p, port);
+    assert_ready(p);
 
     /* 2. A 429 longer than the send budget, and a restart during the
      * wait: delivered once, after the wait. */
@@ -162,16 +138,14 @@ static void test_chaos_longpoll(void **state) {
         rt_sleep_ms(20); /* the first refusal */
     ftg_add_text(F, 12, "meanwhile");
     assert_int_equal(wait_reply("echo: meanwhile", 6000), 1);
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 20000), 0);
-    rt_free(p);
+    assert_int_equal(rt_fix_stop(fx, 20000), 0);
     assert_int_equal(replies("echo: flooded", NULL, NULL), 0);
-    p = start_ready(m, port);
+    p = start_ready();
     assert_int_equal(wait_reply("echo: flooded", 25000), 1);
     long long t = 0;
     replies("echo: flooded", NULL, &t);
     assert_true(t >= ftg_flood_end(F));
-    assert_ready(p, port);
+    assert_ready(p);
 
     /* 3. The group is upgraded mid-conversation. The allowlist and the
      * /persona choice name only the old group. */
@@ -205,13 +179,10 @@ static void test_chaos_longpoll(void **state) {
     replies("alt: g3", &chat, NULL);
     assert_true(chat == NEW_GROUP);
     assert_non_null(strstr(rt_stderr(p), "was upgraded to supergroup"));
-    assert_ready(p, port);
+    assert_ready(p);
 
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 20000), 0);
+    assert_int_equal(rt_fix_stop(fx, 20000), 0);
     assert_null(strstr(rt_stderr(p), "AAchaosSecret"));
-    rt_free(p);
-    free(m);
 }
 
 static long post(const char *url, const char *body) {
@@ -225,11 +196,10 @@ static long post(const char *url, const char *body) {
 
 static void test_chaos_webhook(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char *m = manifest("wh", port, "mode = webhook\nsecret_token = ${TG_HOOK}\n");
-    rt_proc *p = start_ready(m, port);
+    manifest("mode = webhook\nsecret_token = ${TG_HOOK}\n");
+    rt_proc *p = start_ready();
     char hook[128];
-    snprintf(hook, sizeof hook, "http://127.0.0.1:%d/telegram/tg", port);
+    snprintf(hook, sizeof hook, "%s", rt_fix_url(fx, "/telegram/tg"));
 
     char text[64], body[512];
     char *again[8] = {0};
@@ -263,18 +233,15 @@ static void test_chaos_webhook(void **state) {
     }
     check_burst("w");
     assert_int_equal(wait_reply("echo: hostile 0", 0), 0);
-    assert_ready(p, port);
+    assert_ready(p);
 
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 20000), 0);
-    rt_free(p);
-    free(m);
+    assert_int_equal(rt_fix_stop(fx, 20000), 0);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_chaos_longpoll, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_chaos_webhook, setup, teardown),
+        RT_FIX_TEST(test_chaos_longpoll, &fix),
+        RT_FIX_TEST(test_chaos_webhook, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

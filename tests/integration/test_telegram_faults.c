@@ -22,36 +22,20 @@
 #define TOKEN "515151:AAfaultSecret-part_y"
 #define SECRET "AAfaultSecret-part_y"
 
-static char *dir;
+static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
-    return dir && F ? 0 : -1;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
-static int teardown(void **state) {
-    (void)state;
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
-
-static char *manifest(int port, const char *extra) {
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
-             "rate_limit_per_minute = 0\ndrain_timeout_s = 10\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "throttle = off\ntyping = false\nretry_base_ms = 100\nretry_max_ms = 1000\n%s"
-             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
-             "[persona.p]\nbackend = mock\nchats = *\n",
-             port, dir, ftg_base(F), extra ? extra : "");
-    return rt_write_file(dir, "routerd.ini", text);
+static void manifest(const char *extra) {
+    rt_fix_manifest(fx,
+                    "rate_limit_per_minute = 0\ndrain_timeout_s = 10\n"
+                    "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                    "throttle = off\ntyping = false\nretry_base_ms = 100\nretry_max_ms = 1000\n%s"
+                    "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
+                    "[persona.p]\nbackend = mock\nchats = *\n",
+                    ftg_base(F), extra ? extra : "");
 }
 
 /* Waits for a delivered reply with exactly this text; returns how many. */
@@ -69,21 +53,17 @@ static int wait_reply(const char *text, int timeout_ms) {
     }
 }
 
-static rt_proc *start_ready(const char *m, int port) {
-    rt_proc *p = rt_start(m, NULL, env);
+static rt_proc *start_ready(void) {
+    rt_proc *p = rt_fix_start(fx, env, 15000);
     assert_non_null(p);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 15000));
     return p;
 }
 
 static void test_faults_survived(void **state) {
     (void)state;
-    int port = rt_free_port();
     /* format = plain: the parts must join to the exact reply bytes. */
-    char *m = manifest(port, "timeout = 1\nformat = plain\n");
-    rt_proc *p = start_ready(m, port);
+    manifest("timeout = 1\nformat = plain\n");
+    rt_proc *p = start_ready();
 
     /* 429 with retry_after = 2: waits at least 2 s, then delivers. */
     ftg_fail(F, "sendMessage", FTG_FAULT_429, 2, 1);
@@ -172,50 +152,40 @@ static void test_faults_survived(void **state) {
     free(joined);
     free(text);
 
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 20000), 0);
+    assert_int_equal(rt_fix_stop(fx, 20000), 0);
     assert_null(strstr(rt_stderr(p), SECRET));
-    rt_free(p);
-    free(m);
 }
 
 static void test_bad_token_exits_78(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char *m = manifest(port, NULL);
+    manifest(NULL);
     static const char *const bad[] = {"TG_TOKEN=515151:WrongSecretValue", NULL};
-    rt_proc *p = rt_start(m, NULL, bad);
+    rt_proc *p = rt_fix_start(fx, bad, 0);
     assert_int_equal(rt_wait(p, 20000), 78);
     assert_non_null(strstr(rt_stderr(p), "401"));
     assert_null(strstr(rt_stderr(p), "WrongSecretValue"));
-    rt_free(p);
-    free(m);
 }
 
 static void test_sigterm_cuts_long_poll(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char *m = manifest(port, "timeout = 30\n");
-    rt_proc *p = start_ready(m, port);
+    manifest("timeout = 30\n");
+    start_ready();
     long long end = rt_now_ms() + 5000;
     while (ftg_polls_active(F) < 1 && rt_now_ms() < end)
         rt_sleep_ms(10);
     assert_int_equal(ftg_polls_active(F), 1);
     rt_sleep_ms(300);
     long long t0 = rt_now_ms();
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 10000), 0);
+    assert_int_equal(rt_fix_stop(fx, 10000), 0);
     /* Not 30 s: the poll is cancelled at once. */
     assert_true(rt_now_ms() - t0 < 2500);
-    rt_free(p);
-    free(m);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_faults_survived, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_token_exits_78, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_cuts_long_poll, setup, teardown),
+        RT_FIX_TEST(test_faults_survived, &fix),
+        RT_FIX_TEST(test_bad_token_exits_78, &fix),
+        RT_FIX_TEST(test_sigterm_cuts_long_poll, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

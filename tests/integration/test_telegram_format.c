@@ -21,47 +21,27 @@
 
 #define TOKEN "616161:AAformatSecret-part_z"
 
-static char *dir;
+static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
-    return dir && F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 static void test_formatted_end_to_end(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
-             "rate_limit_per_minute = 0\ndrain_timeout_s = 10\n"
-             "failure_notice = \"**Sorry**, try `/new`.\"\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "throttle = off\ntyping = false\ntimeout = 1\nlink_preview = off\n"
-             "[backend.echo]\nplugin = mock\nprefix = \"echo: \"\n"
-             "[backend.broken]\nplugin = mock\nfail_fatal = 1\n"
-             "[persona.p]\nbackend = echo\nchats = 15\nselectable = true\n"
-             "description = \"the *echo* agent\"\n"
-             "[persona.b]\nbackend = broken\nchats = 16\n",
-             port, dir, ftg_base(F));
-    char *m = rt_write_file(dir, "routerd.ini", text);
-    rt_proc *p = rt_start(m, NULL, env);
+    rt_fix_manifest(fx,
+                    "rate_limit_per_minute = 0\ndrain_timeout_s = 10\n"
+                    "failure_notice = \"**Sorry**, try `/new`.\"\n"
+                    "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                    "throttle = off\ntyping = false\ntimeout = 1\nlink_preview = off\n"
+                    "[backend.echo]\nplugin = mock\nprefix = \"echo: \"\n"
+                    "[backend.broken]\nplugin = mock\nfail_fatal = 1\n"
+                    "[persona.p]\nbackend = echo\nchats = 15\nselectable = true\n"
+                    "description = \"the *echo* agent\"\n"
+                    "[persona.b]\nbackend = broken\nchats = 16\n",
+                    ftg_base(F));
+    rt_proc *p = rt_fix_start(fx, env, 15000);
     assert_non_null(p);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 15000));
 
     /* An agent reply. */
     ftg_add_text(F, 15, "say **hi** with `code` and [a link](https://example.org/x)");
@@ -97,15 +77,12 @@ static void test_formatted_end_to_end(void **state) {
     assert_null(tgc_check(r->text, strlen(r->text), r->entities, 4096));
     ftg_recs_free(r, 1);
 
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 20000), 0);
-    rt_free(p);
-    free(m);
+    assert_int_equal(rt_fix_stop(fx, 20000), 0);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_formatted_end_to_end, setup, teardown),
+        RT_FIX_TEST(test_formatted_end_to_end, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

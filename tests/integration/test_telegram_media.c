@@ -24,24 +24,11 @@
 #define TOKEN "717171:AAmediaSecret-part_q"
 #define SECRET "AAmediaSecret-part_q"
 
-static char *dir;
+static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
-    return dir && F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 static unsigned char *bytes(size_t n, unsigned seed) {
     unsigned char *b = malloc(n + 1);
@@ -79,23 +66,16 @@ static void same_part(const ftg_part *p, size_t n, unsigned seed, const char *ty
 
 static void test_files_round_trip(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char text[4096];
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
-             "rate_limit_per_minute = 0\ndrain_timeout_s = 10\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "throttle = off\ntyping = false\ntimeout = 1\nmax_media_bytes = 100000\n"
-             "unsupported_notice = \"Too much for me.\"\n"
-             "[backend.echo]\nplugin = mock\nprefix = \"echo: \"\nattachments = echo\n"
-             "[persona.p]\nbackend = echo\nchats = 15\n",
-             port, dir, ftg_base(F));
-    char *m = rt_write_file(dir, "routerd.ini", text);
-    rt_proc *p = rt_start(m, NULL, env);
+    rt_fix_manifest(fx,
+                    "rate_limit_per_minute = 0\ndrain_timeout_s = 10\n"
+                    "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                    "throttle = off\ntyping = false\ntimeout = 1\nmax_media_bytes = 100000\n"
+                    "unsupported_notice = \"Too much for me.\"\n"
+                    "[backend.echo]\nplugin = mock\nprefix = \"echo: \"\nattachments = echo\n"
+                    "[persona.p]\nbackend = echo\nchats = 15\n",
+                    ftg_base(F));
+    rt_proc *p = rt_fix_start(fx, env, 15000);
     assert_non_null(p);
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    assert_true(rt_wait_http(url, 200, 15000));
 
     /* A voice note without caption: back as a voice note. */
     add_file("voice1", 3000, 1);
@@ -168,21 +148,18 @@ static void test_files_round_trip(void **state) {
     assert_true(noticed);
     assert_int_equal(ftg_count(F, "download", 0), downloads);
 
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 20000), 0);
+    assert_int_equal(rt_fix_stop(fx, 20000), 0);
     /* Nothing routerd printed holds the token or the file route. */
     assert_null(strstr(rt_stderr(p), SECRET));
     assert_null(strstr(rt_stdout(p), SECRET));
     assert_null(strstr(rt_stderr(p), "/file/bot"));
     assert_null(strstr(rt_stdout(p), "/file/bot"));
     assert_non_null(strstr(rt_stderr(p), "video not passed on (too_large)"));
-    rt_free(p);
-    free(m);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_files_round_trip, setup, teardown),
+        RT_FIX_TEST(test_files_round_trip, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,24 +22,11 @@
 #define TOKEN "626262:AAhookSecret-part_z"
 #define HOOK "hookSecret-123_abc"
 
-static char *dir;
+static rt_fix *fx;
 static ftg *F;
 static const char *const env[] = {"TG_TOKEN=" TOKEN, "TG_HOOK=" HOOK, NULL};
 
-static int setup(void **state) {
-    (void)state;
-    dir = rt_tmpdir();
-    F = ftg_start(TOKEN);
-    return dir && F ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    ftg_stop(F);
-    rt_rmtree(dir);
-    free(dir);
-    return 0;
-}
+static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 
 static int replies(const char *text) {
     ftg_rec *r;
@@ -68,25 +55,20 @@ static char *update(int64_t chat, const char *text) {
 
 static void test_webhook_end_to_end(void **state) {
     (void)state;
-    int port = rt_free_port();
-    char text[4096];
     /* One worker, one queue slot and a slow backend make back-pressure
      * easy to reach. */
-    snprintf(text, sizeof text,
-             "[router]\nenv = test\nadmin_listen = 127.0.0.1:%d\nstate_dir = %s/state\n"
-             "rate_limit_per_minute = 0\nqueue_depth = 1\nworkers = 1\ndrain_timeout_s = 10\n"
-             "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-             "mode = webhook\nsecret_token = ${TG_HOOK}\n"
-             "webhook_url = https://bot.example.invalid/hook\nthrottle = off\ntyping = false\n"
-             "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 700\n"
-             "[persona.p]\nbackend = mock\nchats = *\n",
-             port, dir, ftg_base(F));
-    char *m = rt_write_file(dir, "routerd.ini", text);
-    rt_proc *p = rt_start(m, NULL, env);
-    char url[128], hook[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
-    snprintf(hook, sizeof hook, "http://127.0.0.1:%d/telegram/tg", port);
-    assert_true(rt_wait_http(url, 200, 15000));
+    rt_fix_manifest(
+        fx,
+        "rate_limit_per_minute = 0\nqueue_depth = 1\nworkers = 1\ndrain_timeout_s = 10\n"
+        "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+        "mode = webhook\nsecret_token = ${TG_HOOK}\n"
+        "webhook_url = https://bot.example.invalid/hook\nthrottle = off\ntyping = false\n"
+        "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = 700\n"
+        "[persona.p]\nbackend = mock\nchats = *\n",
+        ftg_base(F));
+    rt_proc *p = rt_fix_start(fx, env, 15000);
+    assert_non_null(p);
+    const char *hook = rt_fix_url(fx, "/telegram/tg");
     char wurl[256], wsec[64];
     ftg_webhook_info(F, wurl, sizeof wurl, wsec, sizeof wsec);
     assert_string_equal(wurl, "https://bot.example.invalid/hook");
@@ -135,20 +117,17 @@ static void test_webhook_end_to_end(void **state) {
     assert_int_equal(replies("echo: w5"), 1);
     assert_int_equal(ftg_count(F, "getUpdates", 0), 0);
 
-    rt_signal(p, SIGTERM);
-    assert_int_equal(rt_wait(p, 20000), 0);
+    assert_int_equal(rt_fix_stop(fx, 20000), 0);
     assert_null(strstr(rt_stderr(p), HOOK));
     assert_null(strstr(rt_stderr(p), "AAhookSecret"));
-    rt_free(p);
     free(u1);
     for (int i = 0; i < 4; i++)
         free(u[i]);
-    free(m);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_webhook_end_to_end, setup, teardown),
+        RT_FIX_TEST(test_webhook_end_to_end, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

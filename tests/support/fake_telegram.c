@@ -1,18 +1,15 @@
 /* Fake Telegram Bot API server: see fake_telegram.h. */
 #include "fake_telegram.h"
+#include "http_stub.h"
 #include "tg_entity_check.h"
 
-#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,9 +48,7 @@ typedef struct stored_msg {
 } stored_msg;
 
 struct ftg {
-    struct MHD_Daemon *d;
-    int port;
-    char base[64];
+    hs *srv;
     char token[256];
     int64_t bot_id;
     char bot_username[64];
@@ -451,14 +446,6 @@ static void do_edit(ftg *f, const cJSON *p, const char *body, reply *r) {
     record(f, "editMessageText", r->status, p, body, id);
 }
 
-/* The client closed its end (it gave up, or was killed). */
-static int client_gone(int fd) {
-    if (fd < 0) return 0;
-    char c;
-    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
-}
-
 static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
     int64_t offset = 0, limit = 100, timeout = 0;
     int has_offset = get_i64(p, "offset", &offset);
@@ -482,7 +469,7 @@ static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
      * in one is what replicas must never do. */
     if (timeout > 0)
         for (int i = 0; i < f->nheld; i++)
-            if (f->held_fds[i] != r->fd && !client_gone(f->held_fds[i])) f->overlaps++;
+            if (f->held_fds[i] != r->fd && !hs_gone(f->held_fds[i])) f->overlaps++;
     unsigned gen = ++f->poll_gen;
     pthread_cond_broadcast(&f->cv);
     if (has_offset && offset > f->next_id + 10) {
@@ -516,8 +503,7 @@ static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
     f->polls++;
     int slot = timeout > 0 && f->nheld < 64 ? f->nheld++ : -1;
     if (slot >= 0) f->held_fds[slot] = r->fd;
-    while (f->nq == 0 && !f->stopping && mono_ms() < end && gen == f->poll_gen &&
-           !client_gone(r->fd)) {
+    while (f->nq == 0 && !f->stopping && mono_ms() < end && gen == f->poll_gen && !hs_gone(r->fd)) {
         struct timespec dl;
         clock_gettime(CLOCK_MONOTONIC, &dl);
         long long left = end - mono_ms();
@@ -860,113 +846,12 @@ static void apply_fault(ftg *f, int kind, int arg, const char *method, const cJS
 }
 
 /* ------------------------------------------------------------------------ */
-/* HTTP plumbing                                                             */
-
-typedef struct cut_state {
-    char *body;
-    size_t len, sent_limit;
-} cut_state;
-
-static ssize_t cut_reader(void *cls, uint64_t pos, char *buf, size_t max) {
-    cut_state *c = cls;
-    if (pos >= c->sent_limit) return MHD_CONTENT_READER_END_WITH_ERROR;
-    size_t n = c->sent_limit - (size_t)pos;
-    if (n > max) n = max;
-    memcpy(buf, c->body + pos, n);
-    return (ssize_t)n;
-}
-
-static void cut_free(void *cls) {
-    cut_state *c = cls;
-    free(c->body);
-    free(c);
-}
-
-typedef struct conn_state {
-    char *buf;
-    size_t len;
-    /* multipart/form-data: fields go to form, files to parts */
-    struct MHD_PostProcessor *pp;
-    cJSON *form;
-    ftg_part *parts;
-    size_t nparts;
-    char cur_key[64];
-    int cur_file;
-    char *val; /* the text field being read */
-    size_t vlen;
-} conn_state;
-
-static void flush_field(conn_state *cs) {
-    if (cs->cur_key[0] && !cs->cur_file && !cJSON_GetObjectItemCaseSensitive(cs->form, cs->cur_key))
-        cJSON_AddStringToObject(cs->form, cs->cur_key, cs->val ? cs->val : "");
-    free(cs->val);
-    cs->val = NULL;
-    cs->vlen = 0;
-    cs->cur_key[0] = 0;
-}
-
-static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char *key,
-                                 const char *filename, const char *content_type,
-                                 const char *transfer_encoding, const char *data, uint64_t off,
-                                 size_t size) {
-    (void)kind, (void)transfer_encoding;
-    conn_state *cs = cls;
-    if (!key) return MHD_YES;
-    if (off == 0) {
-        flush_field(cs);
-        snprintf(cs->cur_key, sizeof cs->cur_key, "%s", key);
-        cs->cur_file = filename != NULL;
-        if (filename) {
-            cs->parts = realloc(cs->parts, (cs->nparts + 1) * sizeof *cs->parts);
-            ftg_part *x = &cs->parts[cs->nparts++];
-            memset(x, 0, sizeof *x);
-            snprintf(x->field, sizeof x->field, "%s", key);
-            snprintf(x->filename, sizeof x->filename, "%s", filename);
-            snprintf(x->type, sizeof x->type, "%s", content_type ? content_type : "");
-        }
-    }
-    if (cs->cur_file) {
-        ftg_part *x = &cs->parts[cs->nparts - 1];
-        x->data = realloc(x->data, x->len + size + 1);
-        memcpy(x->data + x->len, data, size);
-        x->len += size;
-    } else {
-        cs->val = realloc(cs->val, cs->vlen + size + 1);
-        memcpy(cs->val + cs->vlen, data, size);
-        cs->vlen += size;
-        cs->val[cs->vlen] = 0;
-    }
-    return MHD_YES;
-}
-
-static void conn_free(conn_state *cs) {
-    if (cs->pp) MHD_destroy_post_processor(cs->pp);
-    cJSON_Delete(cs->form);
-    for (size_t i = 0; i < cs->nparts; i++)
-        free(cs->parts[i].data);
-    free(cs->parts);
-    free(cs->val);
-    free(cs->buf);
-    free(cs);
-}
-
-/* A body of unknown length (chunked), from a cut_state holding it whole. */
-static ssize_t chunk_reader(void *cls, uint64_t pos, char *buf, size_t max) {
-    cut_state *c = cls;
-    if (pos >= c->len) return MHD_CONTENT_READER_END_OF_STREAM;
-    size_t n = c->len - (size_t)pos;
-    if (n > max) n = max;
-    memcpy(buf, c->body + pos, n);
-    return (ssize_t)n;
-}
+/* HTTP plumbing (http_stub.h)                                               */
 
 /* GET /file/bot<token>/files/<file_id> */
-static enum MHD_Result serve_file(ftg *f, struct MHD_Connection *conn, const char *url) {
+static void serve_file(ftg *f, const char *url, hs_resp *rs) {
     size_t tl = strlen(f->token);
     int status = 404;
-    unsigned char *data = NULL;
-    size_t len = 0;
-    int chunked = 0;
     pthread_mutex_lock(&f->mu);
     int arg = 0;
     const char *fbody = NULL;
@@ -978,80 +863,60 @@ static enum MHD_Result serve_file(ftg *f, struct MHD_Connection *conn, const cha
     } else if (!strncmp(url + 10 + tl, "files/", 6)) {
         ffile *x = find_file(f, url + 16 + tl);
         if (x) {
-            chunked = x->claimed == -2;
             status = 200;
-            len = x->len;
-            data = malloc(len + 1);
-            memcpy(data, x->data, len);
-            f->bytes_served += len;
+            rs->chunked = x->claimed == -2;
+            rs->body = malloc(x->len + 1);
+            memcpy(rs->body, x->data, x->len);
+            rs->body[x->len] = 0;
+            rs->body_len = x->len;
+            f->bytes_served += x->len;
         }
     }
     record(f, "download", status, NULL, "", 0);
     pthread_mutex_unlock(&f->mu);
-    if (fault == FTG_FAULT_DROP) {
-        free(data);
-        return MHD_NO;
-    }
-    struct MHD_Response *resp;
-    if (data && chunked) {
-        cut_state *c = calloc(1, sizeof *c);
-        c->body = (char *)data;
-        c->len = c->sent_limit = len;
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, chunk_reader, c, cut_free);
-    } else {
-        resp = data ? MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE)
-                    : MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-    }
-    MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
-    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    rs->status = status;
+    rs->content_type = "application/octet-stream";
+    rs->drop = fault == FTG_FAULT_DROP;
 }
 
-static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                               const char *value) {
-    (void)kind;
-    cJSON *p = cls;
-    if (key && !cJSON_GetObjectItemCaseSensitive(p, key))
-        cJSON_AddStringToObject(p, key, value ? value : "");
-    return MHD_YES;
+static void add_arg(void *arg, const char *key, const char *value) {
+    cJSON *p = arg;
+    if (!cJSON_GetObjectItemCaseSensitive(p, key)) cJSON_AddStringToObject(p, key, value);
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
-                               const char *http_method, const char *version, const char *upload,
-                               size_t *upload_size, void **con_cls) {
-    (void)version, (void)http_method;
-    ftg *f = cls;
-    conn_state *cs = *con_cls;
-    if (!cs) {
-        cs = calloc(1, sizeof *cs);
-        *con_cls = cs;
-        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-        if (ct && !strncasecmp(ct, "multipart/form-data", 19)) {
-            cs->form = cJSON_CreateObject();
-            cs->pp = MHD_create_post_processor(conn, 64 * 1024, post_iter, cs);
+/* A multipart request's plain fields as a JSON object (the first of a
+ * name wins) and its uploads as parts (data borrowed from rq). */
+static cJSON *form_of(const hs_req *rq, ftg_part **parts, size_t *nparts) {
+    cJSON *form = cJSON_CreateObject();
+    *parts = calloc(rq->nparts ? rq->nparts : 1, sizeof **parts);
+    *nparts = 0;
+    for (size_t i = 0; i < rq->nparts; i++) {
+        const hs_part *x = &rq->parts[i];
+        if (!x->filename) {
+            if (!cJSON_GetObjectItemCaseSensitive(form, x->name))
+                cJSON_AddStringToObject(form, x->name, x->data);
+            continue;
         }
-        return MHD_YES;
+        ftg_part *y = &(*parts)[(*nparts)++];
+        snprintf(y->field, sizeof y->field, "%.31s", x->name);
+        snprintf(y->filename, sizeof y->filename, "%s", x->filename);
+        snprintf(y->type, sizeof y->type, "%s", x->content_type);
+        y->data = (unsigned char *)x->data;
+        y->len = x->len;
     }
-    if (!strncmp(url, "/file/bot", 9)) return serve_file(f, conn, url);
-    if (*upload_size && cs->pp) {
-        MHD_post_process(cs->pp, upload, *upload_size);
-        *upload_size = 0;
-        return MHD_YES;
+    return form;
+}
+
+static void on_req(void *arg, const hs_req *rq, hs_resp *rs) {
+    ftg *f = arg;
+    const char *url = rq->url;
+    if (!strncmp(url, "/file/bot", 9)) {
+        serve_file(f, url, rs);
+        return;
     }
-    if (*upload_size) {
-        cs->buf = realloc(cs->buf, cs->len + *upload_size + 1);
-        memcpy(cs->buf + cs->len, upload, *upload_size);
-        cs->len += *upload_size;
-        cs->buf[cs->len] = 0;
-        *upload_size = 0;
-        return MHD_YES;
-    }
-    const char *body = cs->buf ? cs->buf : "";
+    const char *body = rq->body;
     reply r = {0};
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    r.fd = ci ? ci->connect_fd : -1;
+    r.fd = hs_fd(rq);
     char method[64] = "";
     size_t tl = strlen(f->token);
     if (strncmp(url, "/bot", 4) || strncmp(url + 4, f->token, tl) || url[4 + tl] != '/') {
@@ -1059,19 +924,23 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
                 strncmp(url, "/bot", 4) ? "Not Found" : "Unauthorized", 0, 0);
     } else {
         snprintf(method, sizeof method, "%s", url + 5 + tl);
+        const char *ct = hs_header(rq, "Content-Type");
+        cJSON *form = NULL;
+        ftg_part *parts = NULL;
+        size_t nparts = 0;
         char *form_text = NULL;
-        if (cs->form) {
+        if (ct && !strncasecmp(ct, "multipart/form-data", 19)) {
             /* Recorded as the body: the text fields, as JSON. */
-            flush_field(cs);
-            form_text = cJSON_PrintUnformatted(cs->form);
+            form = form_of(rq, &parts, &nparts);
+            form_text = cJSON_PrintUnformatted(form);
             body = form_text;
         }
-        cJSON *p = cs->form ? cJSON_Duplicate(cs->form, 1) : cJSON_Parse(body);
+        cJSON *p = form ? form : cJSON_Parse(body);
         if (!cJSON_IsObject(p)) {
             cJSON_Delete(p);
             p = cJSON_CreateObject();
         }
-        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_arg, p);
+        hs_args(rq, add_arg, p);
         pthread_mutex_lock(&f->mu);
         int arg = 0;
         const char *fbody = NULL;
@@ -1082,8 +951,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
             kind = 0;
         }
         pthread_mutex_lock(&f->mu);
-        f->cur_parts = cs->parts;
-        f->cur_nparts = cs->nparts;
+        f->cur_parts = parts;
+        f->cur_nparts = nparts;
         if (kind == FTG_FAULT_BODY) {
             r.status = arg;
             r.body = strdup(fbody ? fbody : "");
@@ -1105,42 +974,20 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         f->cur_nparts = 0;
         pthread_mutex_unlock(&f->mu);
         cJSON_Delete(p);
+        free(parts);
         free(form_text);
     }
     if (r.drop) {
         free(r.body);
-        return MHD_NO;
+        rs->drop = 1;
+        return;
     }
-    struct MHD_Response *resp;
-    if (r.cut && r.body) {
-        cut_state *c = calloc(1, sizeof *c);
-        c->body = r.body;
-        c->len = strlen(r.body);
-        c->sent_limit = c->len / 2;
-        resp = MHD_create_response_from_callback(c->len, 4096, cut_reader, c, cut_free);
-        r.body = NULL;
-    } else {
-        char *b = r.body ? r.body : strdup("");
-        resp = MHD_create_response_from_buffer(strlen(b), b, MHD_RESPMEM_MUST_FREE);
-        r.body = NULL;
-    }
-    MHD_add_response_header(resp, "Content-Type", r.html ? "text/html" : "application/json");
-    if (r.retry_after > 0) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%d", r.retry_after);
-        MHD_add_response_header(resp, "Retry-After", ra);
-    }
-    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)(r.status ? r.status : 500), resp);
-    MHD_destroy_response(resp);
-    return ret;
-}
-
-static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                      enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)conn, (void)toe;
-    conn_state *cs = *con_cls;
-    if (cs) conn_free(cs);
-    *con_cls = NULL;
+    rs->status = r.status;
+    rs->body = r.body ? r.body : strdup("");
+    rs->content_type = r.html ? "text/html" : NULL;
+    rs->retry_after = r.retry_after;
+    /* The connection closes before Content-Length bytes. */
+    if (r.cut && r.body) rs->cut_at = strlen(r.body) / 2;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1160,19 +1007,13 @@ ftg *ftg_start(const char *token) {
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&f->cv, &ca);
     pthread_condattr_destroy(&ca);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    /* poll(), not select(): benchmarks hold more than FD_SETSIZE sockets. */
-    f->d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL,
-        NULL, handler, f, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
-        completed, f, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
-    if (!f->d) {
+    f->srv = hs_start(on_req, f, 120);
+    if (!f->srv) {
+        pthread_mutex_destroy(&f->mu);
+        pthread_cond_destroy(&f->cv);
         free(f);
         return NULL;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT);
-    f->port = di ? di->port : 0;
-    snprintf(f->base, sizeof f->base, "http://127.0.0.1:%d", f->port);
     return f;
 }
 
@@ -1182,7 +1023,7 @@ void ftg_stop(ftg *f) {
     f->stopping = 1;
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
-    MHD_stop_daemon(f->d);
+    hs_stop(f->srv);
     for (size_t i = 0; i < f->nq; i++)
         free(f->q[i].json);
     free(f->q);
@@ -1205,7 +1046,7 @@ void ftg_stop(ftg *f) {
 }
 
 const char *ftg_base(ftg *f) {
-    return f->base;
+    return hs_base(f->srv);
 }
 
 void ftg_set_bot(ftg *f, int64_t id, const char *username) {

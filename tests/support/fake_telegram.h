@@ -1,5 +1,5 @@
 /*
- * A fake Telegram Bot API server for tests: libmicrohttpd on 127.0.0.1,
+ * A fake Telegram Bot API server for tests: http_stub.h on 127.0.0.1,
  * in-process. It keeps an update queue with getUpdates offset semantics
  * (an offset confirms and deletes every update below it; unconfirmed ones
  * are served again; at most `limit` per call; long polls are held until an

@@ -1,5 +1,7 @@
 /* Test harness implementation: see harness.h. */
 #include "harness.h"
+#include "fake_otlp.h"
+#include "fake_telegram.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -11,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,10 +231,12 @@ int rt_wait(rt_proc *p, int timeout_ms) {
         if (rt_now_ms() >= end) return -1;
         rt_sleep_ms(10);
     }
-    /* Let the readers collect the last output. */
-    pthread_join(p->out.th, NULL);
-    pthread_join(p->err.th, NULL);
-    p->out.th = p->err.th = 0;
+    /* Let the readers collect the last output (once). */
+    if (p->out.th) {
+        pthread_join(p->out.th, NULL);
+        pthread_join(p->err.th, NULL);
+        p->out.th = p->err.th = 0;
+    }
     return p->status;
 }
 
@@ -360,4 +365,161 @@ int rt_wait_http(const char *url, long status, int timeout_ms) {
         rt_sleep_ms(50);
     }
     return 0;
+}
+
+/* printf into a malloc()ed string. */
+static char *vfmt(const char *fmt, va_list ap) {
+    va_list aq;
+    va_copy(aq, ap);
+    int n = vsnprintf(NULL, 0, fmt, aq);
+    va_end(aq);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s) vsnprintf(s, (size_t)n + 1, fmt, ap);
+    return s;
+}
+
+char *rt_write_filef(const char *dir, const char *name, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *text = vfmt(fmt, ap);
+    va_end(ap);
+    char *path = text ? rt_write_file(dir, name, text) : NULL;
+    free(text);
+    return path;
+}
+
+rt_proc *rt_start_ready(const char *manifest, const char *const *env_extra, int port,
+                        int timeout_ms) {
+    rt_proc *p = rt_start(manifest, NULL, env_extra);
+    if (!p) return NULL;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/healthz", port);
+    if (rt_wait_http(url, 200, timeout_ms)) return p;
+    rt_signal(p, SIGKILL);
+    rt_wait(p, 5000);
+    fprintf(stderr, "routerd (%s) not ready in %d ms; its stderr:\n%s\n", manifest, timeout_ms,
+            rt_stderr(p));
+    rt_free(p);
+    return NULL;
+}
+
+rt_fix *rt_fix_new(const char *tg_token) {
+    rt_fix *fx = calloc(1, sizeof *fx);
+    if (!fx) return NULL;
+    fx->dir = rt_tmpdir();
+    fx->port = rt_free_port();
+    if (tg_token) fx->tg = ftg_start(tg_token);
+    if (!fx->dir || fx->port < 0 || (tg_token && !fx->tg)) {
+        rt_fix_free(fx);
+        return NULL;
+    }
+    return fx;
+}
+
+fotlp *rt_fix_otlp(rt_fix *fx) {
+    if (!fx->otlp) fx->otlp = fotlp_start();
+    return fx->otlp;
+}
+
+void rt_fix_free(rt_fix *fx) {
+    if (!fx) return;
+    rt_free(fx->p);
+    ftg_stop(fx->tg);
+    fotlp_stop(fx->otlp);
+    rt_rmtree(fx->dir);
+    free(fx->dir);
+    free(fx->manifest);
+    free(fx);
+}
+
+/* The manifest rt_manifest and rt_fix_manifest write; name NULL: the
+ * fixture's own (routerd.ini, state_dir = dir/state). */
+static char *vmanifest(const char *dir, const char *name, int admin_port, const char *fmt,
+                       va_list ap) {
+    char *rest = vfmt(fmt, ap);
+    if (!rest) return NULL;
+    char listen[32] = "off", file[160], state[160] = "state";
+    if (admin_port) snprintf(listen, sizeof listen, "127.0.0.1:%d", admin_port);
+    snprintf(file, sizeof file, "%s.ini", name ? name : "routerd");
+    if (name) snprintf(state, sizeof state, "state-%s", name);
+    char *path =
+        rt_write_filef(dir, file, "[router]\nenv = test\nadmin_listen = %s\nstate_dir = %s/%s\n%s",
+                       listen, dir, state, rest);
+    free(rest);
+    return path;
+}
+
+char *rt_manifest(const char *dir, const char *name, int admin_port, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *path = vmanifest(dir, name, admin_port, fmt, ap);
+    va_end(ap);
+    return path;
+}
+
+const char *rt_fix_manifest(rt_fix *fx, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    free(fx->manifest);
+    fx->manifest = vmanifest(fx->dir, NULL, fx->port, fmt, ap);
+    va_end(ap);
+    return fx->manifest;
+}
+
+rt_proc *rt_fix_start(rt_fix *fx, const char *const *env_extra, int ready_ms) {
+    rt_free(fx->p);
+    fx->p = NULL;
+    if (!fx->manifest) return NULL;
+    fx->p = ready_ms > 0 ? rt_start_ready(fx->manifest, env_extra, fx->port, ready_ms)
+                         : rt_start(fx->manifest, NULL, env_extra);
+    return fx->p;
+}
+
+int rt_fix_stop(rt_fix *fx, int timeout_ms) {
+    if (!fx->p) return -1;
+    rt_signal(fx->p, SIGTERM);
+    return rt_wait(fx->p, timeout_ms);
+}
+
+int rt_fix_setup(void **state) {
+    const rt_fix_spec *sp = *state;
+    rt_fix *fx = *sp->fx = rt_fix_new(sp->tg_token);
+    if (!fx) return -1;
+    if (sp->tg) *sp->tg = fx->tg;
+    if (sp->otlp && !(*sp->otlp = rt_fix_otlp(fx))) {
+        rt_fix_free(fx);
+        *sp->fx = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int rt_fix_teardown(void **state) {
+    const rt_fix_spec *sp = *state;
+    rt_fix_free(*sp->fx);
+    *sp->fx = NULL;
+    if (sp->tg) *sp->tg = NULL;
+    if (sp->otlp) *sp->otlp = NULL;
+    return 0;
+}
+
+const char *rt_fix_url(rt_fix *fx, const char *path) {
+    char *u = fx->url[fx->next_url++ % 4];
+    snprintf(u, sizeof fx->url[0], "http://127.0.0.1:%d%s", fx->port, path);
+    return u;
+}
+
+int rt_pg_reset(char *env, size_t n) {
+    const char *url = getenv("ROUTERD_TEST_PG_URL");
+    if (!url || !getenv("ROUTERD_TEST_PG_SH")) {
+        fprintf(stderr, "run through tests/support/pg.sh\n");
+        return -1;
+    }
+    snprintf(env, n, "PG_URL=%s", url);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd,
+             "psql -q -X '%s' -c 'DROP TABLE IF EXISTS routerd_kv, routerd_lease, "
+             "routerd_schema' >/dev/null 2>&1",
+             url);
+    return system(cmd) == 0 ? 0 : -1;
 }

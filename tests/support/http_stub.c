@@ -2,12 +2,15 @@
 #include "http_stub.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 struct hs {
@@ -18,19 +21,67 @@ struct hs {
     char base[64];
 };
 
+/* One request's state: the raw body, or the parts of a multipart one. */
 typedef struct body {
     char *buf;
     size_t len;
+    struct MHD_PostProcessor *pp;
+    hs_part *parts;
+    size_t nparts;
 } body;
+
+static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *filename, const char *content_type,
+                               const char *transfer_encoding, const char *data, uint64_t off,
+                               size_t size) {
+    (void)kind, (void)transfer_encoding;
+    body *b = cls;
+    if (!key) return MHD_YES;
+    if (off == 0 || !b->nparts) {
+        hs_part *n = realloc(b->parts, (b->nparts + 1) * sizeof *n);
+        if (!n) return MHD_NO;
+        b->parts = n;
+        hs_part *x = &b->parts[b->nparts++];
+        memset(x, 0, sizeof *x);
+        snprintf(x->name, sizeof x->name, "%s", key);
+        x->filename = filename ? strdup(filename) : NULL;
+        x->content_type = strdup(content_type ? content_type : "");
+        x->data = calloc(1, 1);
+        if (!x->content_type || !x->data || (filename && !x->filename)) return MHD_NO;
+    }
+    hs_part *x = &b->parts[b->nparts - 1];
+    char *n = realloc(x->data, x->len + size + 1);
+    if (!n) return MHD_NO;
+    memcpy(n + x->len, data, size);
+    x->data = n;
+    x->len += size;
+    x->data[x->len] = 0;
+    return MHD_YES;
+}
+
+static void body_free(body *b) {
+    if (b->pp) MHD_destroy_post_processor(b->pp);
+    for (size_t i = 0; i < b->nparts; i++) {
+        free(b->parts[i].filename);
+        free(b->parts[i].content_type);
+        free(b->parts[i].data);
+    }
+    free(b->parts);
+    free(b->buf);
+    free(b);
+}
 
 typedef struct cut {
     char *body;
     size_t len, limit;
 } cut;
 
+/* limit < len: the connection breaks there; limit == len: a chunked body. */
 static ssize_t cut_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     cut *c = cls;
-    if (pos >= c->limit) return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (pos >= c->limit)
+        return c->limit < c->len ? MHD_CONTENT_READER_END_WITH_ERROR
+                                 : MHD_CONTENT_READER_END_OF_STREAM;
     size_t n = c->limit - (size_t)pos;
     if (n > max) n = max;
     memcpy(buf, c->body + pos, n);
@@ -89,8 +140,19 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     hs *s = cls;
     body *b = *con_cls;
     if (!b) {
-        *con_cls = calloc(1, sizeof *b);
-        return *con_cls ? MHD_YES : MHD_NO;
+        b = calloc(1, sizeof *b);
+        if (!b) return MHD_NO;
+        *con_cls = b;
+        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+        if (ct && !strncasecmp(ct, "multipart/form-data", 19))
+            b->pp = MHD_create_post_processor(conn, 64 * 1024, on_part, b);
+        return MHD_YES;
+    }
+    if (*upload_size && b->pp) {
+        /* A malformed body still gets an answer, from the parts read. */
+        MHD_post_process(b->pp, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
     }
     if (*upload_size) {
         char *n = realloc(b->buf, b->len + *upload_size + 1);
@@ -102,7 +164,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         *upload_size = 0;
         return MHD_YES;
     }
-    hs_req rq = {method, url, b->buf ? b->buf : "", b->len, conn};
+    hs_req rq = {method, url, b->buf ? b->buf : "", b->len, b->parts, b->nparts, conn};
     hs_resp rs = {0};
     s->fn(s->arg, &rq, &rs);
     if (rs.drop) {
@@ -112,7 +174,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         return MHD_NO;
     }
     struct MHD_Response *r = rs.custom;
-    size_t len = rs.body ? strlen(rs.body) : 0;
+    size_t len = !rs.body ? 0 : rs.body_len ? rs.body_len : strlen(rs.body);
     if (r) {
         free(rs.body);
     } else if (rs.stream) {
@@ -128,11 +190,19 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
             strm_free(st);
             return MHD_NO;
         }
-    } else if (rs.cut_at && rs.cut_at < len) {
+    } else if ((rs.cut_at && rs.cut_at < len) || (rs.chunked && rs.body)) {
         cut *c = malloc(sizeof *c);
-        if (!c) return MHD_NO;
-        *c = (cut){rs.body, len, rs.cut_at};
-        r = MHD_create_response_from_callback(len, 4096, cut_reader, c, cut_free);
+        if (!c) {
+            free(rs.body);
+            return MHD_NO;
+        }
+        *c = (cut){rs.body, len, rs.chunked ? len : rs.cut_at};
+        r = MHD_create_response_from_callback(rs.chunked ? MHD_SIZE_UNKNOWN : len, 4096, cut_reader,
+                                              c, cut_free);
+        if (!r) {
+            cut_free(c);
+            return MHD_NO;
+        }
     } else {
         r = MHD_create_response_from_buffer(len, rs.body ? rs.body : (char *)"",
                                             rs.body ? MHD_RESPMEM_MUST_FREE
@@ -157,10 +227,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                       enum MHD_RequestTerminationCode toe) {
     (void)cls, (void)conn, (void)toe;
     body *b = *con_cls;
-    if (b) {
-        free(b->buf);
-        free(b);
-    }
+    if (b) body_free(b);
     *con_cls = NULL;
 }
 
@@ -177,11 +244,11 @@ hs *hs_start_port(hs_handler fn, void *arg, unsigned timeout_s, int port) {
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    s->d =
-        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL,
-                         NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
-                         MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
-                         timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
+    s->d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL,
+        NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
+        completed, s, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)1000, MHD_OPTION_END);
     if (!s->d) {
         free(s);
         return NULL;
@@ -258,4 +325,11 @@ int hs_fd(const hs_req *rq) {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     return ci ? ci->connect_fd : -1;
+}
+
+int hs_gone(int fd) {
+    if (fd < 0) return 0;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
