@@ -1270,6 +1270,17 @@ static int call_aborted(void *arg) {
     return c->a->h->cancelled(c->rp);
 }
 
+static void rec_write(call *c, int state, const char *task, const agent_view *v, rd_status st,
+                      const char *klass);
+
+/* A send is recorded as the last thing before its request is written:
+ * after a crash the re-delivered update knows it may have reached the
+ * agent, and a send that failed to connect was never "sent". */
+static void record_sent(void *arg) {
+    call *c = arg;
+    if (c->rec != REC_SENT) rec_write(c, REC_SENT, NULL, c->view, RD_OK, NULL);
+}
+
 /* One JSON-RPC exchange; results are folded into t. */
 static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const char *rpc_id,
                 a2a_track *t, outcome *o) {
@@ -1361,7 +1372,10 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
                            .sse_fn = stream ? on_event : NULL,
                            .sse_arg = &sc,
                            .abort_fn = call_aborted,
-                           .abort_arg = c};
+                           .abort_arg = c,
+                           .before_send_fn =
+                               op == A2A_OP_SEND || op == A2A_OP_STREAM ? record_sent : NULL,
+                           .before_send_arg = c};
         hr = a2a_http_do(a->http, &rq, &rs);
         curl_slist_free_all(hd);
         /* A 401 refused the request: renew the token once and repeat. */
@@ -2452,9 +2466,7 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
             view_free(&v);
             return fail(c, &o, err);
         }
-        /* Recorded before it leaves: after a crash the re-delivered update
-         * knows this message may have reached the agent. */
-        if (c->rec != REC_SENT) rec_write(c, REC_SENT, NULL, &v, RD_OK, NULL);
+        /* rpc() records the send just before its request leaves */
         rpc(c, &v, use_stream ? A2A_OP_STREAM : A2A_OP_SEND, body, id, &t, &o);
         free(body);
         note_task(c, &t);
