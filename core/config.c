@@ -57,6 +57,10 @@ const rd_option router_opts[] = {
      10000000, NULL, 0, 0},
     {"drain_timeout_s", RD_OPT_INT, 0, "30",
      "grace period on SIGTERM for work in flight before exiting", 0, 86400, NULL, 0, 0},
+    {"drain_cancel_ms", RD_OPT_INT, 0, "2000",
+     "after drain_timeout_s passed: no queued message starts any more, and backend calls still "
+     "running get this long to see the cancellation and return before routerd exits",
+     0, 60000, NULL, 0, 0},
     {"rate_limit_per_minute", RD_OPT_INT, 0, "20", "messages per chat per minute (0 = off)", 0,
      1000000, NULL, 0, 0},
     {"workers", RD_OPT_INT, 0, "256",

@@ -402,6 +402,10 @@ static void drain(sigset_t *set, int rc, int64_t wd_ms, int64_t *wd_last) {
         LOGW("drain timeout: %zu message(s) still in flight; they stay unacknowledged and will "
              "be delivered again",
              R.inflight + R.waiting);
+        /* No queued message may start now (its backend would only record a
+         * send cut by the exit), and the calls still running get a moment
+         * to return and record what they leave running. */
+        router_stop_workers(mono_ms() + cfg_find(&R.cfg, "drain_cancel_ms")->i);
         stop_kind(RD_KIND_TRANSPORT);
         lease_release_all();
         flush_sinks();

@@ -1270,6 +1270,17 @@ static int call_aborted(void *arg) {
     return c->a->h->cancelled(c->rp);
 }
 
+static void rec_write(call *c, int state, const char *task, const agent_view *v, rd_status st,
+                      const char *klass);
+
+/* A send is recorded as the last thing before its request is written:
+ * after a crash the re-delivered update knows it may have reached the
+ * agent, and a send that failed to connect was never "sent". */
+static void record_sent(void *arg) {
+    call *c = arg;
+    if (c->rec != REC_SENT) rec_write(c, REC_SENT, NULL, c->view, RD_OK, NULL);
+}
+
 /* One JSON-RPC exchange; results are folded into t. */
 static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const char *rpc_id,
                 a2a_track *t, outcome *o) {
@@ -1361,7 +1372,10 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
                            .sse_fn = stream ? on_event : NULL,
                            .sse_arg = &sc,
                            .abort_fn = call_aborted,
-                           .abort_arg = c};
+                           .abort_arg = c,
+                           .before_send_fn =
+                               op == A2A_OP_SEND || op == A2A_OP_STREAM ? record_sent : NULL,
+                           .before_send_arg = c};
         hr = a2a_http_do(a->http, &rq, &rs);
         curl_slist_free_all(hd);
         /* A 401 refused the request: renew the token once and repeat. */
@@ -1386,7 +1400,10 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
     } else if (rs.aborted) {
         o->cls = A2A_C_TRANSIENT;
         o->abandoned = 1;
-        snprintf(o->msg, sizeof o->msg, "%s: abandoned (router stopping)", m);
+        /* cut before any byte of the request was written: never sent */
+        o->not_sent = !rs.req_sent;
+        snprintf(o->msg, sizeof o->msg, "%s: abandoned (router stopping)%s", m,
+                 o->not_sent ? " before the request left" : "");
     } else if (hr != 0) {
         if (rs.cc == CURLE_OPERATION_TIMEDOUT)
             o->cls = now_ms(a) >= c->deadline - 20 ? A2A_C_TIMEOUT : A2A_C_TRANSIENT;
@@ -2403,6 +2420,9 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
                                const char *note) {
     a2a *a = c->a;
     int switched = 0, dropped_task = 0, rediscovered = 0, attempt = 0, no_stream = 0, healed = 0;
+    /* An earlier send of this message (before a restart, or a retry of an
+     * unknown outcome) may have reached the agent: its record stays. */
+    int maybe_sent = c->rec != REC_NONE;
     a2a_dialect trial = A2A_D_UNKNOWN;
     outcome o;
     for (;;) {
@@ -2434,12 +2454,32 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
         char *body = a2a_build_send(v.d, use_stream, id, &s);
         a2a_track t = {.max_text = a->max_reply};
         c->view = &v;
-        /* Recorded before it leaves: after a crash the re-delivered update
-         * knows this message may have reached the agent. */
-        if (c->rec != REC_SENT) rec_write(c, REC_SENT, NULL, &v, RD_OK, NULL);
+        if (a->h->cancelled(c->rp)) {
+            /* A hard stop: nothing leaves, the update comes back after the
+             * restart and is sent then. */
+            free(body);
+            memset(&o, 0, sizeof o);
+            o.cls = A2A_C_TRANSIENT;
+            o.abandoned = 1;
+            snprintf(o.msg, sizeof o.msg, "abandoned before sending (router stopping)");
+            c->view = NULL;
+            view_free(&v);
+            return fail(c, &o, err);
+        }
+        /* rpc() records the send just before its request leaves */
         rpc(c, &v, use_stream ? A2A_OP_STREAM : A2A_OP_SEND, body, id, &t, &o);
         free(body);
         note_task(c, &t);
+        if (o.abandoned && !t.task_id) {
+            /* Cut by a hard stop before the agent named a task. A request
+             * that provably never left is not "sent": the re-delivered
+             * update sends it instead of giving up on an unknown outcome. */
+            if (o.not_sent && !maybe_sent) rec_write(c, REC_NONE, NULL, NULL, RD_OK, NULL);
+            a2a_track_free(&t);
+            c->view = NULL;
+            view_free(&v);
+            return fail(c, &o, err);
+        }
         /* A task that exists is followed, even if its stream broke. */
         if (t.task_id && !t.got_message && (o.cls == A2A_C_OK || o.dropped)) {
             rd_status st =
@@ -2540,6 +2580,7 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
             a2a_track_free(&rt);
             if (a->cf.resend_unknown && o.cls == A2A_C_TRANSIENT) {
                 resend = 2;
+                maybe_sent = 1;
             } else {
                 a->h->log(a->ctx, RD_LOG_WARN,
                           "correlation %s: message %s may have reached the agent (%s); not sent "
@@ -2551,6 +2592,7 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
         view_free(&v);
         if (resend == 1) {
             rec_write(c, REC_NONE, NULL, NULL, RD_OK, NULL);
+            maybe_sent = 0;
             continue;
         }
         if (resend == 2 && attempt < a->retries) {
@@ -2560,7 +2602,10 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
                 count(a, a->retries_s);
                 a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: retry %d in %" PRId64 " ms: %s",
                           c->rq->correlation_id ? c->rq->correlation_id : "-", attempt, d, o.msg);
-                if (!unknown) rec_write(c, REC_NONE, NULL, NULL, RD_OK, NULL);
+                if (!unknown) {
+                    rec_write(c, REC_NONE, NULL, NULL, RD_OK, NULL);
+                    maybe_sent = 0;
+                }
                 nap(a, c->rp, d);
                 if (!a->h->cancelled(c->rp)) continue;
             }
@@ -2710,6 +2755,12 @@ static void message_id(a2a *a, call *c) {
 
 static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
     a2a *a = self;
+    if (a->h->cancelled(rp)) {
+        /* A hard stop came first: nothing is recorded or sent; the update
+         * stays unacknowledged and is handled after the restart. */
+        a->h->error(err, RD_E_RETRY, "transient", "abandoned before it started (router stopping)");
+        return RD_E_RETRY;
+    }
     call c = {.a = a, .rq = rq, .rp = rp};
     int64_t now = now_ms(a);
     c.deadline = now + a->timeout_ms;

@@ -206,6 +206,19 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
     return 0;
 }
 
+/* The connection is up and nothing of the request is written yet: a stop
+ * seen now provably sends nothing. */
+static int on_prereq(void *arg, char *ip, char *lip, int port, int lport) {
+    (void)ip, (void)lip, (void)port, (void)lport;
+    xfer *x = arg;
+    if (x->rq->abort_fn && x->rq->abort_fn(x->rq->abort_arg)) {
+        x->out->aborted = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    if (x->rq->before_send_fn) x->rq->before_send_fn(x->rq->before_send_arg);
+    return CURL_PREREQFUNC_OK;
+}
+
 int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out) {
     memset(out, 0, sizeof *out);
     out->max_age = -1;
@@ -229,6 +242,8 @@ int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out) {
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
+    curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
+    curl_easy_setopt(c, CURLOPT_PREREQDATA, &x);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, rq->timeout_ms > 0 ? rq->timeout_ms : 0L);
     /* Streams can be silent for minutes (no heartbeats): no low-speed

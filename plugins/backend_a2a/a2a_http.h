@@ -29,6 +29,11 @@ typedef struct a2a_http_req {
     /* Polled about once a second; nonzero aborts the exchange. */
     int (*abort_fn)(void *arg);
     void *abort_arg;
+    /* Called once the connection is ready, just before the first byte of
+     * the request is written (again for a request repeated on another
+     * connection); abort_fn is asked first. */
+    void (*before_send_fn)(void *arg);
+    void *before_send_arg;
 } a2a_http_req;
 
 typedef struct a2a_http_resp {

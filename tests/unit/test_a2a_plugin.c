@@ -805,6 +805,32 @@ static void test_task_resumed_after_restart(void **state) {
     }
 }
 
+/* A call that begins after a hard stop records and sends nothing: the
+ * re-delivered update after the restart is sent then and answered (0.3,
+ * where a "sent" record would only give the failure notice). */
+static void test_hard_stop_before_send(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V03}, NULL);
+    ah_hard_stop(1);
+    ah_result r = ah_call_update(be, 4, "task 100", 20000, NULL, 515);
+    assert_int_equal(r.st, RD_E_RETRY);
+    ah_result_free(&r);
+    assert_int_equal(fa2a_count(agent, "message/send"), 0);
+    ah_shutdown(be);
+    ah_hard_stop(0);
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    r = ah_call_update(be, 4, "task 100", 20000, NULL, 515);
+    if (r.st != RD_OK) fail_msg("after the restart: %s", r.err.msg);
+    assert_string_equal(r.text, "done: task 100");
+    ah_result_free(&r);
+    assert_int_equal(fa2a_count(agent, "message/send"), 1);
+    assert_int_equal(fa2a_executions(agent, NULL), 1);
+    assert_false(ah_logged("not sent again"));
+    down();
+}
+
 /* A send cut by a hard stop before the agent answered: after the restart
  * the 1.0 task is found with ListTasks and followed; in 0.3 it cannot be
  * found and the message is not sent again. */
@@ -1447,6 +1473,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_outcome_not_resent),
         cmocka_unit_test(test_redelivered_answer_repeated),
         cmocka_unit_test(test_task_resumed_after_restart),
+        cmocka_unit_test(test_hard_stop_before_send),
         cmocka_unit_test(test_unknown_send_recovered),
         cmocka_unit_test(test_context_forgotten),
         cmocka_unit_test(test_reply_cap),
