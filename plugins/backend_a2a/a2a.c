@@ -1375,7 +1375,8 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
                            .abort_arg = c,
                            .before_send_fn =
                                op == A2A_OP_SEND || op == A2A_OP_STREAM ? record_sent : NULL,
-                           .before_send_arg = c};
+                           .before_send_arg = c,
+                           .no_repeat = op == A2A_OP_SEND || op == A2A_OP_STREAM};
         hr = a2a_http_do(a->http, &rq, &rs);
         curl_slist_free_all(hd);
         /* A 401 refused the request: renew the token once and repeat. */
@@ -1404,6 +1405,13 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
         o->not_sent = !rs.req_sent;
         snprintf(o->msg, sizeof o->msg, "%s: abandoned (router stopping)%s", m,
                  o->not_sent ? " before the request left" : "");
+    } else if (rs.repeat_refused) {
+        /* The outcome is unknown: recovered like a timed-out send. */
+        o->cls = A2A_C_TRANSIENT;
+        snprintf(o->msg, sizeof o->msg,
+                 "%s %.150s: the connection closed after the request was written; not repeating "
+                 "it (the agent may have acted on it)",
+                 m, v->url);
     } else if (hr != 0) {
         if (rs.cc == CURLE_OPERATION_TIMEDOUT)
             o->cls = now_ms(a) >= c->deadline - 20 ? A2A_C_TIMEOUT : A2A_C_TRANSIENT;

@@ -75,6 +75,7 @@ typedef struct {
     int decided; /* SSE or buffer, decided at the first body byte */
     a2a_sse sse;
     int sse_init;
+    int prereqs; /* connections the request was about to be written on */
 } xfer;
 
 static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
@@ -215,6 +216,10 @@ static int on_prereq(void *arg, char *ip, char *lip, int port, int lport) {
         x->out->aborted = 1;
         return CURL_PREREQFUNC_ABORT;
     }
+    if (++x->prereqs > 1 && x->rq->no_repeat) {
+        x->out->repeat_refused = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
     if (x->rq->before_send_fn) x->rq->before_send_fn(x->rq->before_send_arg);
     return CURL_PREREQFUNC_OK;
 }
@@ -266,7 +271,7 @@ int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out) {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
     long reqsz = 0;
     curl_easy_getinfo(c, CURLINFO_REQUEST_SIZE, &reqsz);
-    out->req_sent = reqsz > 0 || out->status > 0;
+    out->req_sent = reqsz > 0 || out->status > 0 || out->repeat_refused;
     if (out->cc == CURLE_FILESIZE_EXCEEDED) out->too_big = 1;
     if (x.sse_init) {
         if (out->cc == CURLE_OK) {

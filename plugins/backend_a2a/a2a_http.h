@@ -34,6 +34,10 @@ typedef struct a2a_http_req {
      * connection); abort_fn is asked first. */
     void (*before_send_fn)(void *arg);
     void *before_send_arg;
+    /* Not to be repeated: when a reused connection dies before any answer,
+     * curl writes the request again on a new one; the agent may already
+     * have acted on the first, so the exchange ends instead (repeat_refused). */
+    int no_repeat;
 } a2a_http_req;
 
 typedef struct a2a_http_resp {
@@ -48,6 +52,7 @@ typedef struct a2a_http_resp {
     int aborted;        /* abort_fn asked to stop */
     long retry_after_s; /* 0..86400; a date or junk reads as 0 */
     int req_sent;       /* request bytes left for the peer: it may have acted */
+    int repeat_refused; /* no_repeat: the connection died after the request left */
     char www_auth[160];
     char location[512]; /* Location header (redirects), "" when none or too long */
     char etag[128];     /* ETag, "" when none or unusable */

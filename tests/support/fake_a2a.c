@@ -1261,6 +1261,11 @@ static int rpc(fa2a *f, conn *c, const char *body, size_t len) {
                 snprintf(reply, sizeof reply, "recovered after %d", n);
                 goto plain;
             }
+        } else if (arg_after(text, "vanish")) {
+            /* The work runs, then the connection dies before any answer. */
+            executed(f, msg_id);
+            c->rs->drop = 1;
+            ret = 0;
         } else {
             executed(f, msg_id);
             if ((a = arg_after(text, "slow"))) {

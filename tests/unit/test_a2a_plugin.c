@@ -831,6 +831,36 @@ static void test_hard_stop_before_send(void **state) {
     down();
 }
 
+/* The connection dies after the request was written and before any
+ * answer: the agent may have run the work, so the send is not repeated,
+ * neither by curl (which silently repeats a request whose reused
+ * connection died) nor by the plugin; the user is told instead. */
+static void test_dead_connection_not_repeated(void **state) {
+    (void)state;
+    for (int v = 0; v < 2; v++) {
+        up((fa2a_opts){.speaks = v ? FA_V10 : FA_V03}, NULL);
+        assert_true(ah_wait_ready(1, 5000));
+        /* a first exchange leaves a kept-alive connection to reuse */
+        expect_reply(5, "hello", "echo: hello");
+        const char *send = v ? "SendMessage" : "message/send";
+        int before = fa2a_count(agent, send);
+        ah_result r = ah_call_update(be, 5, "vanish", 20000, NULL, 77);
+        /* Its outcome is unknown: the user is told, the send is not
+         * repeated on another connection nor later. */
+        assert_int_equal(r.st, RD_E_RETRY);
+        assert_string_equal(r.text, FAILURE);
+        ah_result_free(&r);
+        r = ah_call_update(be, 5, "vanish", 20000, NULL, 77);
+        assert_int_equal(r.st, RD_E_RETRY);
+        ah_result_free(&r);
+        assert_int_equal(fa2a_count(agent, send) - before, 1);
+        assert_int_equal(fa2a_executed_messages(agent), 2); /* hello, vanish */
+        assert_int_equal(fa2a_executions(agent, NULL), 1);  /* each once */
+        assert_true(ah_logged("not repeating"));
+        down();
+    }
+}
+
 /* A send cut by a hard stop before the agent answered: after the restart
  * the 1.0 task is found with ListTasks and followed; in 0.3 it cannot be
  * found and the message is not sent again. */
@@ -1474,6 +1504,7 @@ int main(void) {
         cmocka_unit_test(test_redelivered_answer_repeated),
         cmocka_unit_test(test_task_resumed_after_restart),
         cmocka_unit_test(test_hard_stop_before_send),
+        cmocka_unit_test(test_dead_connection_not_repeated),
         cmocka_unit_test(test_unknown_send_recovered),
         cmocka_unit_test(test_context_forgotten),
         cmocka_unit_test(test_reply_cap),
