@@ -35,6 +35,7 @@ typedef struct gc_req {
     size_t n;
     int rc;
     bool done;
+    pthread_cond_t cv; /* its caller waits here alone: a group wakes only its own */
     struct gc_req *next;
 } gc_req;
 
@@ -46,7 +47,6 @@ struct store_impl {
     /* Group commit: writers queue here; the one at the head commits for
      * everyone queued behind it, so concurrent writes share one fsync. */
     pthread_mutex_t gmu;
-    pthread_cond_t gcv;
     gc_req *ghead, *gtail;
     atomic_uint_fast64_t commits, writes; /* for the batching ratio in tests and metrics */
     store_opts o;
@@ -75,7 +75,6 @@ static void sl_close(store_impl *s) {
     sqlite3_close(s->db);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->gmu);
-    pthread_cond_destroy(&s->gcv);
     free(s);
 }
 
@@ -157,7 +156,6 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     atomic_init(&s->ok, true);
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->gmu, NULL);
-    pthread_cond_init(&s->gcv, NULL);
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -386,6 +384,7 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
         }
     if (!n) return RD_OK;
     gc_req me = {.ns = ns, .ops = ops, .n = n};
+    pthread_cond_init(&me.cv, NULL);
     pthread_mutex_lock(&s->gmu);
     if (s->gtail)
         s->gtail->next = &me;
@@ -393,9 +392,10 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
         s->ghead = &me;
     s->gtail = &me;
     while (!me.done && s->ghead != &me)
-        pthread_cond_wait(&s->gcv, &s->gmu);
+        pthread_cond_wait(&me.cv, &s->gmu);
     if (me.done) {
         pthread_mutex_unlock(&s->gmu);
+        pthread_cond_destroy(&me.cv);
         return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
     }
     /* At the head: commit everything queued so far in one go. Requests that
@@ -406,15 +406,18 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
     commit_group(s, &me, last);
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&s->gmu);
-    s->ghead = last->next;
-    if (!s->ghead) s->gtail = NULL;
-    for (gc_req *r = &me, *next;; r = next) {
+    gc_req *after = last->next;
+    s->ghead = after;
+    if (!after) s->gtail = NULL;
+    /* One wake-up per member of the group, and one for the next head. */
+    for (gc_req *r = me.next, *next; r && r != after; r = next) {
         next = r->next;
         r->done = true;
-        if (r == last) break;
+        pthread_cond_signal(&r->cv); /* r may return (and its stack go) once gmu is free */
     }
-    pthread_cond_broadcast(&s->gcv);
+    if (after) pthread_cond_signal(&after->cv);
     pthread_mutex_unlock(&s->gmu);
+    pthread_cond_destroy(&me.cv);
     return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
 }
 
