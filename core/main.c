@@ -96,7 +96,33 @@ static void usage(FILE *out) {
 
 static const char *const core_round_trip_labels[] = {NULL};
 
+/* The SQLite store's commits and the writes they carried (writes per
+ * commit is the group commit's batching), copied from its counters by the
+ * main loop. */
+static rd_series *m_store_commits, *m_store_writes;
+static uint64_t store_commits_seen, store_writes_seen;
+
+static void store_metrics_tick(void) {
+    uint64_t c, w;
+    store_commit_counts(R.st, &c, &w);
+    if (c > store_commits_seen) series_add(m_store_commits, (double)(c - store_commits_seen));
+    if (w > store_writes_seen) series_add(m_store_writes, (double)(w - store_writes_seen));
+    store_commits_seen = c;
+    store_writes_seen = w;
+}
+
 static void register_core_metrics(void) {
+    m_store_commits = metric_series(
+        metric_family(RD_METRIC_COUNTER, "routerd_store_commits_total",
+                      "SQLite state store: transactions committed (each one fsync with "
+                      "state_sync = full).",
+                      NULL, NULL, 0),
+        core_round_trip_labels);
+    m_store_writes = metric_series(
+        metric_family(RD_METRIC_COUNTER, "routerd_store_writes_total",
+                      "SQLite state store: write requests, several of which can share a commit.",
+                      NULL, NULL, 0),
+        core_round_trip_labels);
     R.m_queue_depth =
         metric_series(metric_family(RD_METRIC_GAUGE, "routerd_queue_depth",
                                     "Messages queued and waiting for a worker.", NULL, NULL, 0),
@@ -361,6 +387,7 @@ static int main_loop(sigset_t *set, int64_t wd_ms, int64_t *wd_last) {
             break;
         }
         sinks_report();
+        store_metrics_tick();
         if (mono_ms() - last_sweep >= 1000) { /* costs what it frees */
             router_sweep();
             last_sweep = mono_ms();

@@ -499,6 +499,8 @@ static rd_status sl_add(store_impl *s, const char *ns, const char *key, const vo
     sqlite3_bind_blob(s->add, 3, val ? val : "", (int)len, SQLITE_STATIC);
     sqlite3_bind_int64(s->add, 4, wall_s(s));
     int rc = step_reset(s->add);
+    atomic_fetch_add(&s->commits, 1); /* a transaction of its own */
+    atomic_fetch_add(&s->writes, 1);
     bool added = rc == SQLITE_DONE && sqlite3_changes(s->db) > 0;
     char msg[256];
     snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(s->db));

@@ -461,6 +461,49 @@ static void reads_beside_writes(void **state) {
     assert_int_equal(rows, 100);
 }
 
+static void *put_a(void *arg) {
+    store *st = arg;
+    return store_put(st, "ns", "a", "1", 1) == RD_OK ? NULL : (void *)1;
+}
+
+/* store_commit_delay_us: once writes come close together, a write alone
+ * at the head waits (bounded) for the next one and they share a commit; a
+ * write nobody joins still returns after the delay. */
+static void commit_delay_waits_for_a_companion(void **state) {
+    fx *f = *state;
+    if (strcmp(store_kind(f->st), "sqlite")) skip();
+    store_close(f->st);
+    char err[512] = "";
+    store_opts o = {.lease_ms = 3000, .wal_limit_b = 1 << 20, .commit_delay_us = 100000};
+    f->st = open_opts(f, &o, err, sizeof err);
+    assert_non_null(f->st);
+    /* Back-to-back writes teach it that writes come close together; each
+     * may wait for a companion that does not come. */
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(store_put(f->st, "ns", "warm", "x", 1), RD_OK);
+    uint64_t c0, w0, c1, w1;
+    store_commit_counts(f->st, &c0, &w0);
+    pthread_t t;
+    pthread_create(&t, NULL, put_a, f->st);
+    usleep(10000);
+    int64_t t0 = mono_ms();
+    assert_int_equal(store_put(f->st, "ns", "b", "2", 1), RD_OK);
+    void *r;
+    pthread_join(t, &r);
+    assert_null(r);
+    store_commit_counts(f->st, &c1, &w1);
+    assert_int_equal(w1 - w0, 2);
+    assert_int_equal(c1 - c0, 1); /* one commit for both */
+    assert_true(mono_ms() - t0 < 100 + 1000);
+    expect(f->st, "ns", "a", "1");
+    expect(f->st, "ns", "b", "2");
+    /* Alone: it waits at most the delay. */
+    t0 = mono_ms();
+    assert_int_equal(store_put(f->st, "ns", "c", "3", 1), RD_OK);
+    assert_true(mono_ms() - t0 < 100 + 2000);
+    expect(f->st, "ns", "c", "3");
+}
+
 static void add_if_absent(void **state) {
     fx *f = *state;
     assert_int_equal(store_add(f->st, "core", "chat_hash_key", "first", 5), RD_OK);
@@ -841,6 +884,7 @@ int main(void) {
         T(concurrent_writers),
         T(group_commit_shares_fsyncs),
         T(reads_beside_writes),
+        T(commit_delay_waits_for_a_companion),
         T(add_if_absent),
         T(lease_and_fencing),
         T(released_claims_cleaned),
