@@ -239,22 +239,21 @@ static void runq_push_locked(chat *c) {
 }
 
 static void finish_locked_ack(rd_ctx *tr, int64_t update_id) {
-    if (wm_done(&tr->wm, update_id) && tr->ops->ack && !tr->closed)
+    if (wm_done(&tr->wm, update_id) && tr->ops->ack && !atomic_load(&tr->closed))
         tr->ops->ack(tr->self, wm_get(&tr->wm));
 }
 
 void router_close_transports(void) {
     pthread_mutex_lock(&R.mu);
     for (size_t i = 0; i < R.ntr; i++)
-        R.tr[i]->closed = true;
+        atomic_store(&R.tr[i]->closed, true);
     pthread_mutex_unlock(&R.mu);
 }
 
+/* Checked before every send: a flag, not the router lock, so workers do
+ * not queue on R.mu for it. */
 static bool transport_closed(rd_ctx *tr) {
-    pthread_mutex_lock(&R.mu);
-    bool c = tr->closed;
-    pthread_mutex_unlock(&R.mu);
-    return c;
+    return atomic_load(&tr->closed);
 }
 
 /* Marks an update handled without a job (rejections, skips). */

@@ -12,6 +12,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <semaphore.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +36,12 @@ typedef struct gc_req {
     const rd_kv_op *ops;
     size_t n;
     int rc;
-    bool done;
-    pthread_cond_t cv; /* its caller waits here alone: a group wakes only its own */
+    int state;  /* GC_WAIT, then GC_HEAD or GC_DONE, set before wake is posted */
+    sem_t wake; /* posted once; safe to destroy as soon as its wait returns */
     struct gc_req *next;
 } gc_req;
+
+enum { GC_WAIT, GC_HEAD, GC_DONE };
 
 struct store_impl {
     sqlite3 *db;
@@ -434,7 +437,7 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
         }
     if (!n) return RD_OK;
     gc_req me = {.ns = ns, .ops = ops, .n = n};
-    pthread_cond_init(&me.cv, NULL);
+    sem_init(&me.wake, 0, 0);
     int64_t t = mono_us();
     pthread_mutex_lock(&s->gmu);
     int64_t gap = t - s->last_arrival_us;
@@ -445,13 +448,20 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
     else
         s->ghead = &me;
     s->gtail = &me;
-    if (s->gathering && s->ghead != &me) pthread_cond_signal(&s->ghead->cv); /* a companion */
-    while (!me.done && s->ghead != &me)
-        pthread_cond_wait(&me.cv, &s->gmu);
-    if (me.done) {
+    if (s->ghead != &me) {
+        if (s->gathering) { /* the head waits for a companion: here is one */
+            s->gathering = false;
+            sem_post(&s->ghead->wake); /* under gmu: the head cannot be gone */
+        }
         pthread_mutex_unlock(&s->gmu);
-        pthread_cond_destroy(&me.cv);
-        return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
+        /* Woken once: the group it was in committed, or it heads the next. */
+        while (sem_wait(&me.wake) != 0)
+            ;
+        if (me.state == GC_DONE) {
+            sem_destroy(&me.wake);
+            return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
+        }
+        pthread_mutex_lock(&s->gmu);
     }
     /* Alone at the head while writes come faster than the delay (a steady
      * low rate, where groups would be of one): wait, bounded, for the next
@@ -464,8 +474,10 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
         dl.tv_sec += dl.tv_nsec / 1000000000L;
         dl.tv_nsec %= 1000000000L;
         s->gathering = true;
-        while (s->gtail == &me)
-            if (pthread_cond_timedwait(&me.cv, &s->gmu, &dl) != 0) break;
+        pthread_mutex_unlock(&s->gmu);
+        while (sem_timedwait(&me.wake, &dl) != 0 && errno == EINTR)
+            ;
+        pthread_mutex_lock(&s->gmu);
         s->gathering = false;
     }
     /* At the head: commit everything queued so far in one go. Requests that
@@ -479,15 +491,21 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
     gc_req *after = last->next;
     s->ghead = after;
     if (!after) s->gtail = NULL;
-    /* One wake-up per member of the group, and one for the next head. */
-    for (gc_req *r = me.next, *next; r && r != after; r = next) {
-        next = r->next;
-        r->done = true;
-        pthread_cond_signal(&r->cv); /* r may return (and its stack go) once gmu is free */
-    }
-    if (after) pthread_cond_signal(&after->cv);
     pthread_mutex_unlock(&s->gmu);
-    pthread_cond_destroy(&me.cv);
+    /* One wake-up per member of the group and one for the next head, after
+     * gmu is free so they do not wake only to wait for it. The members'
+     * links no longer change: arrivals append after `after`, or start a
+     * new queue. */
+    for (gc_req *r = me.next, *next; r != after; r = next) {
+        next = r->next; /* before the post: r may return at once */
+        r->state = GC_DONE;
+        sem_post(&r->wake);
+    }
+    if (after) {
+        after->state = GC_HEAD;
+        sem_post(&after->wake);
+    }
+    sem_destroy(&me.wake);
     return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
 }
 
