@@ -377,7 +377,7 @@ static void phase_metrics(metrics *m, const snap *a, const snap *b, int n) {
     put(m, "ivcsw_per_msg", (double)(b->invol - a->invol) / n);
     put(m, "vfs_rw_syscalls_per_msg", (double)(b->syscr - a->syscr + b->syscw - a->syscw) / n);
     put(m, "disk_write_bytes_per_msg", (double)(b->wbytes - a->wbytes) / n);
-    if (a->commits >= 0 && b->commits >= 0) {
+    if (a->commits >= 0 && b->writes > a->writes) { /* SQLite only */
         put(m, "store_commits_per_msg", (b->commits - a->commits) / n);
         put(m, "store_writes_per_msg", (b->writes - a->writes) / n);
     }
