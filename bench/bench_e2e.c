@@ -159,6 +159,7 @@ typedef struct snap {
     double cpu;
     long vol, invol;
     long long wbytes, syscr, syscw;
+    double commits, writes; /* routerd's store counters from /metrics; -1 = none */
 } snap;
 
 static long long now_us(void) {
@@ -168,7 +169,7 @@ static long long now_us(void) {
 }
 
 static void take_snap(int pid, snap *s) {
-    s->t_us = now_us();
+    s->t_us = now_us(); /* commits and writes: store_counts() */
     s->cpu = cpu_ms(pid);
     ctxsw(pid, &s->vol, &s->invol);
     s->wbytes = io_field(pid, "write_bytes");
@@ -376,6 +377,10 @@ static void phase_metrics(metrics *m, const snap *a, const snap *b, int n) {
     put(m, "ivcsw_per_msg", (double)(b->invol - a->invol) / n);
     put(m, "vfs_rw_syscalls_per_msg", (double)(b->syscr - a->syscr + b->syscw - a->syscw) / n);
     put(m, "disk_write_bytes_per_msg", (double)(b->wbytes - a->wbytes) / n);
+    if (a->commits >= 0 && b->writes > a->writes) { /* SQLite only */
+        put(m, "store_commits_per_msg", (b->commits - a->commits) / n);
+        put(m, "store_writes_per_msg", (b->writes - a->writes) / n);
+    }
 }
 
 /* BENCH_VERBOSE=1: one body of each call, to compare the two clients. */
@@ -429,9 +434,34 @@ typedef struct phase {
     sampler sm;
     rt_proc *tool;
     snap a, b;
+    int admin_port; /* routerd's: its store counters are read from /metrics */
 } phase;
 
-static void phase_begin(phase *ph, int pid) {
+static double metric_value(const char *text, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, name, n) && p[n] == ' ') return atof(p + n + 1);
+    return -1;
+}
+
+/* The store counters, read after the main loop has copied them (every
+ * 200 ms), outside the timed part of the phase. */
+static void store_counts(int port, snap *s) {
+    s->commits = s->writes = -1;
+    if (port <= 0) return;
+    rt_sleep_ms(300);
+    char url[64], *body = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/metrics", port);
+    if (rt_http("GET", url, NULL, NULL, &body) == 200 && body) {
+        s->commits = metric_value(body, "routerd_store_commits_total");
+        s->writes = metric_value(body, "routerd_store_writes_total");
+    }
+    free(body);
+}
+
+static void phase_begin(phase *ph, int pid, int admin_port) {
+    ph->admin_port = admin_port;
+    store_counts(admin_port, &ph->a);
     sampler_start(&ph->sm, pid);
     ph->tool = strace_start(pid);
     take_snap(pid, &ph->a);
@@ -441,6 +471,7 @@ static void phase_end(phase *ph, int pid) {
     take_snap(pid, &ph->b);
     strace_stop(ph->tool);
     sampler_stop(&ph->sm);
+    store_counts(ph->admin_port, &ph->b);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -458,7 +489,7 @@ static int run_burst(int minimal, const params *pa, metrics *m) {
     int rc = 1;
     if (client_start(&c, minimal, tg, ag, DEF_WORKERS, DEF_QUEUE) || warm_up(&c, tg)) goto out;
     phase ph;
-    phase_begin(&ph, c.pid);
+    phase_begin(&ph, c.pid, c.minimal ? 0 : c.admin_port);
     char text[64];
     for (int i = 0; i < n; i++) {
         text_of(text, sizeof text, i, chats);
@@ -492,7 +523,7 @@ static int run_slow(int minimal, const params *pa, metrics *m) {
     if (client_start(&c, minimal, tg, ag, workers, chats + 256) || warm_up(&c, tg)) goto out;
     long rss0 = status_kb(c.pid, "VmRSS");
     phase ph;
-    phase_begin(&ph, c.pid);
+    phase_begin(&ph, c.pid, c.minimal ? 0 : c.admin_port);
     char text[64];
     for (int i = 0; i < chats; i++) {
         text_of(text, sizeof text, i, chats);
@@ -537,7 +568,7 @@ static int run_steady(int minimal, const params *pa, metrics *m) {
     if (client_start(&c, minimal, tg, ag, DEF_WORKERS, DEF_QUEUE) || warm_up(&c, tg)) goto out;
     long rss0 = status_kb(c.pid, "VmRSS");
     phase ph;
-    phase_begin(&ph, c.pid);
+    phase_begin(&ph, c.pid, c.minimal ? 0 : c.admin_port);
     char text[64];
     long long t0 = now_us();
     for (int i = 0; i < n; i++) {

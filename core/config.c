@@ -105,6 +105,10 @@ const rd_option router_opts[] = {
      "conversations idle longer than this are forgotten (0 = keep forever)", 0, 36500, NULL, 0, 0},
     {"store_wal_limit_mb", RD_OPT_INT, 0, "64",
      "sqlite: the WAL is truncated to this size after checkpoints", 1, 65536, NULL, 0, 0},
+    {"store_commit_delay_us", RD_OPT_INT, 0, "0",
+     "sqlite: a write that would commit alone waits up to this long for another to share its "
+     "fsync, only while writes come closer together than that (0 = never waits)",
+     0, 10000, NULL, 0, 0},
     {"persona_map_sha256", RD_OPT_STRING, 0, NULL,
      "pin: refuse to start unless the persona map hashes to this", 0, 0, NULL, 0, 0},
     {"allowlist_sha256", RD_OPT_STRING, 0, NULL,

@@ -1,6 +1,10 @@
 /* Event fan-out: each sink instance has a bounded queue and one dispatcher
  * thread, so a slow sink drops (and counts) events instead of slowing the
- * router. */
+ * router. The dispatcher takes events in batches: after a batch it lets
+ * SINK_BATCH_MS pass before it looks again, and producers wake it only
+ * when it sleeps with an empty queue, so a steady trickle of messages
+ * costs a sink at most one wake-up per SINK_BATCH_MS, not one per event.
+ * A flush or a stop wakes it at once. */
 #include "router.h"
 
 #include <stdarg.h>
@@ -15,6 +19,8 @@ typedef struct sinkq {
     pthread_mutex_t mu;
     pthread_cond_t cv, drained;
     bool stop, busy;
+    bool parked;              /* the dispatcher waits for an event: the next push wakes it */
+    int marks;                /* flush markers queued: they end a batch pause */
     uint64_t queued, flushed; /* items ever queued / handled */
     uint64_t dropped;         /* events refused because the queue was full */
     pthread_t th;
@@ -27,6 +33,12 @@ static sinkq **queues;
 static size_t nqueues;
 static atomic_bool running;
 static _Thread_local bool in_dispatch;
+
+/* How long events may wait for the next batch; short beside what sinks do
+ * with them (scrapes, log lines, exports every few seconds). */
+#define SINK_BATCH_MS 10
+/* Events handed to the sink per lock hold. */
+#define SINK_BATCH_MAX 256
 
 static size_t slen(const char *s) {
     return s ? strlen(s) + 1 : 0;
@@ -69,28 +81,56 @@ static rd_event *ev_copy(const rd_event *e) {
 static void *dispatch(void *arg) {
     sinkq *q = arg;
     in_dispatch = true;
+    rd_event *batch[SINK_BATCH_MAX];
     pthread_mutex_lock(&q->mu);
     for (;;) {
-        while (!q->len && !q->stop)
+        while (!q->len && !q->stop) {
+            q->parked = true;
             pthread_cond_wait(&q->cv, &q->mu);
+            q->parked = false;
+        }
         if (!q->len && q->stop) break;
-        rd_event *e = q->ring[q->head];
-        q->head = (q->head + 1) % q->cap;
-        q->len--;
+        size_t n = 0;
+        bool mark = false;
+        while (q->len && n < SINK_BATCH_MAX) {
+            rd_event *e = q->ring[q->head];
+            q->head = (q->head + 1) % q->cap;
+            q->len--;
+            batch[n++] = e;
+            if (!e) {
+                mark = true;
+                q->marks--;
+                break; /* what comes after a flush marker waits for it */
+            }
+        }
         q->busy = true;
         pthread_mutex_unlock(&q->mu);
-        if (e) {
-            q->ctx->ops->event(q->ctx->self, e);
-            free(e);
-        } else if (q->ctx->ops->flush) { /* a flush marker */
-            rd_error err = {0};
-            if (q->ctx->ops->flush(q->ctx->self, &err) != RD_OK)
-                log_msg(q->ctx->name, RD_LOG_WARN, "flush failed: %s", err.msg);
+        for (size_t i = 0; i < n; i++) {
+            rd_event *e = batch[i];
+            if (e) {
+                q->ctx->ops->event(q->ctx->self, e);
+                free(e);
+            } else if (q->ctx->ops->flush) { /* a flush marker */
+                rd_error err = {0};
+                if (q->ctx->ops->flush(q->ctx->self, &err) != RD_OK)
+                    log_msg(q->ctx->name, RD_LOG_WARN, "flush failed: %s", err.msg);
+            }
         }
         pthread_mutex_lock(&q->mu);
         q->busy = false;
-        q->flushed++;
+        q->flushed += n;
         pthread_cond_broadcast(&q->drained);
+        /* A short queue after a batch: let more gather before the next one.
+         * A full batch, a flush, a stop or a filling queue go on at once. */
+        if (n < SINK_BATCH_MAX && !mark && !q->stop && !q->marks && q->len < q->cap / 2) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_nsec += SINK_BATCH_MS * 1000000L;
+            dl.tv_sec += dl.tv_nsec / 1000000000L;
+            dl.tv_nsec %= 1000000000L;
+            while (!q->stop && !q->marks && q->len < q->cap / 2)
+                if (pthread_cond_timedwait(&q->cv, &q->mu, &dl) != 0) break;
+        }
     }
     pthread_mutex_unlock(&q->mu);
     return NULL;
@@ -133,7 +173,10 @@ static void push(sinkq *q, const rd_event *e) {
     q->ring[(q->head + q->len) % q->cap] = e ? ev_copy(e) : NULL;
     q->len++;
     q->queued++;
-    pthread_cond_signal(&q->cv);
+    if (!e) q->marks++;
+    /* A pausing dispatcher comes back by itself; a marker or a queue half
+     * full ends its pause. */
+    if (q->parked || !e || q->len == q->cap / 2) pthread_cond_signal(&q->cv);
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -201,6 +244,7 @@ void sinks_flush(int timeout_ms) {
         sinkq *q = queues[i];
         pthread_mutex_lock(&q->mu);
         if (q->len == q->cap) { /* make room: the marker must get in */
+            if (!q->ring[q->head]) q->marks--;
             free(q->ring[q->head]);
             q->head = (q->head + 1) % q->cap;
             q->len--;

@@ -218,11 +218,18 @@ void router_fini(void) {
 /* ---- workers ------------------------------------------------------------ */
 static void *worker_main(void *arg);
 
-static void runq_push_locked(chat *c) {
+/* The job a worker thread is processing: when that job finishes on its own
+ * worker, the worker looks at the run queue again right after. */
+static _Thread_local const struct job *carrying;
+
+/* Queues c to run. True when an idle worker should be woken: the caller
+ * signals R.work_cv after releasing R.mu, so the worker does not wake only
+ * to wait for the lock. */
+static bool runq_push_locked(chat *c) {
     c->in_runq = true;
     fifo_push(&R.runq, &c->runq);
     if (R.idle_threads > 0) {
-        pthread_cond_signal(&R.work_cv);
+        return true;
     } else if (R.nthreads < R.max_workers) {
         pthread_attr_t a;
         pthread_attr_init(&a);
@@ -236,25 +243,25 @@ static void runq_push_locked(chat *c) {
         }
         pthread_attr_destroy(&a);
     }
+    return false;
 }
 
 static void finish_locked_ack(rd_ctx *tr, int64_t update_id) {
-    if (wm_done(&tr->wm, update_id) && tr->ops->ack && !tr->closed)
+    if (wm_done(&tr->wm, update_id) && tr->ops->ack && !atomic_load(&tr->closed))
         tr->ops->ack(tr->self, wm_get(&tr->wm));
 }
 
 void router_close_transports(void) {
     pthread_mutex_lock(&R.mu);
     for (size_t i = 0; i < R.ntr; i++)
-        R.tr[i]->closed = true;
+        atomic_store(&R.tr[i]->closed, true);
     pthread_mutex_unlock(&R.mu);
 }
 
+/* Checked before every send: a flag, not the router lock, so workers do
+ * not queue on R.mu for it. */
 static bool transport_closed(rd_ctx *tr) {
-    pthread_mutex_lock(&R.mu);
-    bool c = tr->closed;
-    pthread_mutex_unlock(&R.mu);
-    return c;
+    return atomic_load(&tr->closed);
 }
 
 /* Marks an update handled without a job (rejections, skips). */
@@ -430,6 +437,7 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
     j->tr_index = tr_index(tr);
     const char *reject = NULL;
     int rl = 1;
+    bool wake = false;
     pthread_mutex_lock(&R.mu);
     if (wm_add(&tr->wm, in->update_id) == 1) {
         pthread_mutex_unlock(&R.mu);
@@ -470,7 +478,7 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
             fifo_push(&c->q, &j->q);
             idle_unlink(c);
             R.waiting++;
-            if (!c->busy && !c->in_runq) runq_push_locked(c);
+            if (!c->busy && !c->in_runq) wake = runq_push_locked(c);
             series_set(R.m_queue_depth, (double)R.waiting);
         } else {
             reject = "rate_limited";
@@ -489,6 +497,7 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
     snap.t_recv_ns = j->t_recv_ns;
     if (reject) finish_locked_ack(tr, in->update_id);
     pthread_mutex_unlock(&R.mu);
+    if (wake) pthread_cond_signal(&R.work_cv);
     if (reject && !j->hash[0]) chat_hash(in->chat_id, j->hash);
 
     if (reject) {
@@ -714,11 +723,14 @@ static void job_finish(job *j) {
     c->busy = false;
     c->last_ms = mono_ms();
     R.inflight--;
-    if (c->q.len && !c->in_runq) runq_push_locked(c);
+    /* The chat's next message: the worker that carried j takes from the run
+     * queue next anyway; a completion elsewhere (RD_PENDING) wakes one. */
+    bool wake = c->q.len && !c->in_runq && runq_push_locked(c) && carrying != j;
     idle_touch(c);
     series_set(R.m_inflight, (double)R.inflight);
     if (R.waiting == 0 && R.inflight == 0) pthread_cond_broadcast(&R.idle_cv);
     pthread_mutex_unlock(&R.mu);
+    if (wake) pthread_cond_signal(&R.work_cv);
     job_free(j);
 }
 
@@ -753,7 +765,9 @@ static void *worker_main(void *arg) {
         series_set(R.m_queue_depth, (double)R.waiting);
         series_set(R.m_inflight, (double)R.inflight);
         pthread_mutex_unlock(&R.mu);
+        carrying = j;
         process(j);
+        carrying = NULL;
         pthread_mutex_lock(&R.mu);
     }
 out:

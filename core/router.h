@@ -24,9 +24,9 @@ struct rd_ctx {
     atomic_int ready;
     char ready_reason[160];
     /* transport */
-    watermark wm;   /* under R.mu */
-    bool closed;    /* under R.mu: stopped after a drain timeout */
-    int64_t *allow; /* sorted; NULL = everyone */
+    watermark wm;       /* under R.mu */
+    atomic_bool closed; /* set under R.mu (stopped after a drain timeout); read without it */
+    int64_t *allow;     /* sorted; NULL = everyone */
     size_t nallow;
     rd_series *m_rejected_allowlist, *m_rejected_nopersona, *m_rejected_ratelimit;
     /* backend */

@@ -12,9 +12,11 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <semaphore.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,20 +36,32 @@ typedef struct gc_req {
     const rd_kv_op *ops;
     size_t n;
     int rc;
-    bool done;
+    int state;  /* GC_WAIT, then GC_HEAD or GC_DONE, set before wake is posted */
+    sem_t wake; /* posted once; safe to destroy as soon as its wait returns */
     struct gc_req *next;
 } gc_req;
 
+enum { GC_WAIT, GC_HEAD, GC_DONE };
+
 struct store_impl {
     sqlite3 *db;
-    pthread_mutex_t mu; /* one connection; statements are reused */
-    sqlite3_stmt *get, *put, *add, *touch, *del, *delr, *scan, *begin, *commit, *rollback, *sp,
-        *sp_release, *sp_undo;
+    pthread_mutex_t mu; /* the writing connection; statements are reused */
+    sqlite3_stmt *put, *add, *touch, *del, *delr, *begin, *commit, *rollback, *sp, *sp_release,
+        *sp_undo;
+    /* Reads have a connection of their own: in WAL mode they see the last
+     * commit without waiting for a commit (and its fsync) in progress. */
+    sqlite3 *rdb;
+    pthread_mutex_t rmu;
+    sqlite3_stmt *get, *scan;
+    int lockfd; /* flock()ed for the store's life: one routerd per state_dir */
     /* Group commit: writers queue here; the one at the head commits for
      * everyone queued behind it, so concurrent writes share one fsync. */
     pthread_mutex_t gmu;
-    pthread_cond_t gcv;
     gc_req *ghead, *gtail;
+    /* Adaptive batching (o.commit_delay_us): the mean gap between writes,
+     * and whether the head is waiting for a companion. */
+    int64_t last_arrival_us, gap_us;
+    bool gathering;
     atomic_uint_fast64_t commits, writes; /* for the batching ratio in tests and metrics */
     store_opts o;
     bool failing;          /* under mu: the last commit failed */
@@ -57,12 +71,22 @@ struct store_impl {
     bool logged_fail;      /* this episode's failure was logged */
 };
 
+static int64_t mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int64_t wall_s(const store_impl *s) {
     return s->o.now ? s->o.now() : (int64_t)time(NULL);
 }
 
 static int prep(store_impl *s, sqlite3_stmt **st, const char *sql) {
     return sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
+}
+
+static int prep_read(store_impl *s, sqlite3_stmt **st, const char *sql) {
+    return sqlite3_prepare_v3(s->rdb, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
 }
 
 static void sl_close(store_impl *s) {
@@ -72,10 +96,12 @@ static void sl_close(store_impl *s) {
                            s->sp,   s->sp_release, s->sp_undo};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
+    sqlite3_close(s->rdb);
     sqlite3_close(s->db);
+    if (s->lockfd >= 0) close(s->lockfd);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->rmu);
     pthread_mutex_destroy(&s->gmu);
-    pthread_cond_destroy(&s->gcv);
     free(s);
 }
 
@@ -145,19 +171,35 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
         free(path);
         return NULL;
     }
-    char *wal = xasprintf("%s-wal", path);
-    if (access(wal, F_OK) == 0 && secure_file(wal, err, errsz)) {
-        free(wal);
-        free(path);
-        return NULL;
+    for (int i = 0; i < 2; i++) {
+        char *side = xasprintf("%s-%s", path, i ? "shm" : "wal");
+        int bad = access(side, F_OK) == 0 && secure_file(side, err, errsz);
+        free(side);
+        if (bad) {
+            free(path);
+            return NULL;
+        }
     }
-    free(wal);
     store_impl *s = xcalloc(1, sizeof *s);
     s->o = *o;
     atomic_init(&s->ok, true);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->rmu, NULL);
     pthread_mutex_init(&s->gmu, NULL);
-    pthread_cond_init(&s->gcv, NULL);
+    s->gap_us = 1000000; /* no waiting until writes are seen to come close together */
+    /* routerd is the database's only user: a second routerd on the same
+     * state_dir fails at start instead of sharing the journal. */
+    s->lockfd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (s->lockfd < 0 || flock(s->lockfd, LOCK_EX | LOCK_NB) != 0) {
+        if (s->lockfd >= 0 && errno == EWOULDBLOCK)
+            snprintf(err, errsz, "state store %s is locked: another routerd uses state_dir %s",
+                     path, dir);
+        else
+            snprintf(err, errsz, "state store %s: %s", path, strerror(errno));
+        free(path);
+        sl_close(s);
+        return NULL;
+    }
     int rc = sqlite3_open_v2(
         path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
@@ -168,13 +210,12 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     }
     sqlite3_busy_timeout(s->db, 2000);
     sqlite3_extended_result_codes(s->db, 1);
-    /* Exclusive: routerd is the database's only user. It saves the file
-     * locks of every transaction, and a second routerd on the same
-     * state_dir fails at start instead of sharing the journal. */
     /* auto_vacuum first: a new database takes it only before WAL mode
-     * writes its header; an existing one ignores it (see sl_migrate). */
+     * writes its header; an existing one ignores it (see sl_migrate).
+     * Normal locking (not exclusive), so the read connection can read
+     * beside the writer; the flock above keeps other processes out. */
     char *sql = xasprintf("PRAGMA auto_vacuum=INCREMENTAL;"
-                          " PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL;"
+                          " PRAGMA journal_mode=WAL;"
                           " PRAGMA synchronous=%s; PRAGMA journal_size_limit=%lld;"
                           "BEGIN IMMEDIATE;", /* takes the lock now, not at the first write */
                           o->sync_full ? "FULL" : "NORMAL", (long long)o->wal_limit_b);
@@ -190,14 +231,22 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     /* An existing database switches to incremental vacuum by one VACUUM. */
     if (rc == SQLITE_OK && vacuum)
         rc = sqlite3_exec(s->db, "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", NULL, NULL, &msg);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK) msg = sqlite3_mprintf("read connection: %s", sqlite3_errmsg(s->rdb));
+    }
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(s->rdb, 2000);
+        rc = prep_read(s, &s->get, "SELECT v, t FROM kv WHERE ns=?1 AND k=?2") ||
+             prep_read(s, &s->scan, "SELECT k, v FROM kv WHERE ns=?1 AND k>=?2 ORDER BY k");
+        if (rc != SQLITE_OK) msg = sqlite3_mprintf("%s", sqlite3_errmsg(s->rdb));
+    }
     if (rc == SQLITE_OK)
-        rc = prep(s, &s->get, "SELECT v, t FROM kv WHERE ns=?1 AND k=?2") ||
-             prep(s, &s->put, "INSERT OR REPLACE INTO kv(ns,k,v,t) VALUES(?1,?2,?3,?4)") ||
+        rc = prep(s, &s->put, "INSERT OR REPLACE INTO kv(ns,k,v,t) VALUES(?1,?2,?3,?4)") ||
              prep(s, &s->add, "INSERT OR IGNORE INTO kv(ns,k,v,t) VALUES(?1,?2,?3,?4)") ||
              prep(s, &s->touch, "UPDATE kv SET t=?3 WHERE ns=?1 AND k=?2") ||
              prep(s, &s->del, "DELETE FROM kv WHERE ns=?1 AND k=?2") ||
              prep(s, &s->delr, "DELETE FROM kv WHERE ns=?1 AND k>=?2 AND (?3 IS NULL OR k<?3)") ||
-             prep(s, &s->scan, "SELECT k, v FROM kv WHERE ns=?1 AND k>=?2 ORDER BY k") ||
              prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
              prep(s, &s->rollback, "ROLLBACK") || prep(s, &s->sp, "SAVEPOINT w") ||
              prep(s, &s->sp_release, "RELEASE w") || prep(s, &s->sp_undo, "ROLLBACK TO w");
@@ -233,7 +282,7 @@ static bool is_conv(const char *key) {
 }
 
 static rd_status sl_get(store_impl *s, const char *ns, const char *key, char **val, size_t *len) {
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->rmu);
     sqlite3_bind_text(s->get, 1, ns, -1, SQLITE_STATIC);
     sqlite3_bind_text(s->get, 2, key, -1, SQLITE_STATIC);
     rd_status st = RD_E_FATAL;
@@ -253,13 +302,15 @@ static rd_status sl_get(store_impl *s, const char *ns, const char *key, char **v
     }
     sqlite3_reset(s->get);
     sqlite3_clear_bindings(s->get);
-    if (touch) {
+    pthread_mutex_unlock(&s->rmu);
+    if (touch) { /* at most once an hour per conversation */
+        pthread_mutex_lock(&s->mu);
         sqlite3_bind_text(s->touch, 1, ns, -1, SQLITE_STATIC);
         sqlite3_bind_text(s->touch, 2, key, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s->touch, 3, now);
         step_reset(s->touch);
+        pthread_mutex_unlock(&s->mu);
     }
-    pthread_mutex_unlock(&s->mu);
     return st;
 }
 
@@ -386,17 +437,48 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
         }
     if (!n) return RD_OK;
     gc_req me = {.ns = ns, .ops = ops, .n = n};
+    sem_init(&me.wake, 0, 0);
+    int64_t t = mono_us();
     pthread_mutex_lock(&s->gmu);
+    int64_t gap = t - s->last_arrival_us;
+    s->gap_us += ((gap < 1000000 ? gap : 1000000) - s->gap_us) / 8;
+    s->last_arrival_us = t;
     if (s->gtail)
         s->gtail->next = &me;
     else
         s->ghead = &me;
     s->gtail = &me;
-    while (!me.done && s->ghead != &me)
-        pthread_cond_wait(&s->gcv, &s->gmu);
-    if (me.done) {
+    if (s->ghead != &me) {
+        if (s->gathering) { /* the head waits for a companion: here is one */
+            s->gathering = false;
+            sem_post(&s->ghead->wake); /* under gmu: the head cannot be gone */
+        }
         pthread_mutex_unlock(&s->gmu);
-        return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
+        /* Woken once: the group it was in committed, or it heads the next. */
+        while (sem_wait(&me.wake) != 0)
+            ;
+        if (me.state == GC_DONE) {
+            sem_destroy(&me.wake);
+            return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
+        }
+        pthread_mutex_lock(&s->gmu);
+    }
+    /* Alone at the head while writes come faster than the delay (a steady
+     * low rate, where groups would be of one): wait, bounded, for the next
+     * writer to share this commit. */
+    int64_t delay = s->o.commit_delay_us;
+    if (delay > 0 && s->gtail == &me && s->gap_us < delay) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += (long)delay * 1000L;
+        dl.tv_sec += dl.tv_nsec / 1000000000L;
+        dl.tv_nsec %= 1000000000L;
+        s->gathering = true;
+        pthread_mutex_unlock(&s->gmu);
+        while (sem_timedwait(&me.wake, &dl) != 0 && errno == EINTR)
+            ;
+        pthread_mutex_lock(&s->gmu);
+        s->gathering = false;
     }
     /* At the head: commit everything queued so far in one go. Requests that
      * arrive meanwhile wait for the next group. */
@@ -406,15 +488,24 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
     commit_group(s, &me, last);
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&s->gmu);
-    s->ghead = last->next;
-    if (!s->ghead) s->gtail = NULL;
-    for (gc_req *r = &me, *next;; r = next) {
-        next = r->next;
-        r->done = true;
-        if (r == last) break;
-    }
-    pthread_cond_broadcast(&s->gcv);
+    gc_req *after = last->next;
+    s->ghead = after;
+    if (!after) s->gtail = NULL;
     pthread_mutex_unlock(&s->gmu);
+    /* One wake-up per member of the group and one for the next head, after
+     * gmu is free so they do not wake only to wait for it. The members'
+     * links no longer change: arrivals append after `after`, or start a
+     * new queue. */
+    for (gc_req *r = me.next, *next; r != after; r = next) {
+        next = r->next; /* before the post: r may return at once */
+        r->state = GC_DONE;
+        sem_post(&r->wake);
+    }
+    if (after) {
+        after->state = GC_HEAD;
+        sem_post(&after->wake);
+    }
+    sem_destroy(&me.wake);
     return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
 }
 
@@ -426,6 +517,8 @@ static rd_status sl_add(store_impl *s, const char *ns, const char *key, const vo
     sqlite3_bind_blob(s->add, 3, val ? val : "", (int)len, SQLITE_STATIC);
     sqlite3_bind_int64(s->add, 4, wall_s(s));
     int rc = step_reset(s->add);
+    atomic_fetch_add(&s->commits, 1); /* a transaction of its own */
+    atomic_fetch_add(&s->writes, 1);
     bool added = rc == SQLITE_DONE && sqlite3_changes(s->db) > 0;
     char msg[256];
     snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(s->db));
@@ -457,7 +550,7 @@ static rd_status sl_scan(store_impl *s, const char *ns, const char *prefix, rd_k
     row *rows = NULL;
     size_t nrows = 0, cap = 0;
     size_t plen = strlen(prefix);
-    pthread_mutex_lock(&s->mu);
+    pthread_mutex_lock(&s->rmu);
     sqlite3_bind_text(s->scan, 1, ns, -1, SQLITE_STATIC);
     sqlite3_bind_text(s->scan, 2, prefix, -1, SQLITE_STATIC);
     while (sqlite3_step(s->scan) == SQLITE_ROW) {
@@ -474,7 +567,7 @@ static rd_status sl_scan(store_impl *s, const char *ns, const char *prefix, rd_k
     }
     sqlite3_reset(s->scan);
     sqlite3_clear_bindings(s->scan);
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&s->rmu);
     return visit_rows(rows, nrows, fn, arg);
 }
 

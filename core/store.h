@@ -28,6 +28,10 @@ typedef struct store_opts {
     int64_t lease_ms;    /* lease length; bounds network timeouts */
     int64_t retention_s; /* conv: rows idle longer are deleted; 0 = keep */
     int64_t wal_limit_b; /* sqlite: journal_size_limit */
+    /* sqlite: a writer that would commit alone waits up to this long for
+     * another to share its fsync, only while writes arrive closer together
+     * than that (0 = never waits) */
+    int64_t commit_delay_us;
     void (*log)(rd_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
     bool *unreachable;    /* out, may be NULL: open failed only because no server answered */
     int64_t (*now)(void); /* wall-clock seconds of writes; NULL = time() (simulations) */

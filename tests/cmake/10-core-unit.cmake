@@ -1,6 +1,6 @@
 # Unit tests and fuzz targets of the core itself (manifest, env, schema,
-# rate limit, queues, watermark, redaction, metrics, store, config).
-foreach(t manifest env schema ratelimit queue watermark redact metrics store config host utf8)
+# rate limit, queues, watermark, redaction, metrics, store, config, sink events).
+foreach(t manifest env schema ratelimit queue watermark redact metrics store config host utf8 events)
   routerd_unit_test(test_core_${t} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_core_${t}.c
                     LIBS routerd_core)
 endforeach()

@@ -392,6 +392,118 @@ static void group_commit_shares_fsyncs(void **state) {
     assert_int_equal(rows, 200);
 }
 
+/* Each writer reads its own row right after its commit returns (reads
+ * have their own connection), while a reader scans beside them and never
+ * sees a row count go down. */
+static void *write_then_read(void *arg) {
+    worker_arg *w = arg;
+    char ns[16], key[16], val[16];
+    snprintf(ns, sizeof ns, "w%d", w->id);
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "k%04d", i);
+        snprintf(val, sizeof val, "%d", i * w->id);
+        if (store_put(w->st, ns, key, val, strlen(val)) != RD_OK) return (void *)1;
+        char *got = NULL;
+        size_t len = 0;
+        if (store_get(w->st, ns, key, &got, &len) != RD_OK || len != strlen(val) ||
+            memcmp(got, val, len)) {
+            free(got);
+            return (void *)2;
+        }
+        free(got);
+    }
+    return NULL;
+}
+
+typedef struct {
+    store *st;
+    atomic_bool stop;
+    int regressions, scans;
+} scan_arg;
+
+static void *scanner(void *arg) {
+    scan_arg *a = arg;
+    int last = 0;
+    while (!atomic_load(&a->stop)) {
+        int rows = 0;
+        store_scan(a->st, "w1", "k", count_rows, &rows);
+        if (rows < last) a->regressions++;
+        last = rows;
+        a->scans++;
+    }
+    return NULL;
+}
+
+static void reads_beside_writes(void **state) {
+    fx *f = *state;
+    store_close(f->st);
+    f->st = open_store(f, true);
+    scan_arg sa = {.st = f->st};
+    pthread_t sc;
+    pthread_create(&sc, NULL, scanner, &sa);
+    pthread_t t[4];
+    worker_arg wa[4];
+    for (int i = 0; i < 4; i++) {
+        wa[i] = (worker_arg){f->st, i + 1};
+        pthread_create(&t[i], NULL, write_then_read, &wa[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        assert_null(r);
+    }
+    atomic_store(&sa.stop, true);
+    pthread_join(sc, NULL);
+    assert_int_equal(sa.regressions, 0);
+    assert_true(sa.scans > 0);
+    int rows = 0;
+    store_scan(f->st, "w4", "k", count_rows, &rows);
+    assert_int_equal(rows, 100);
+}
+
+static void *put_a(void *arg) {
+    store *st = arg;
+    return store_put(st, "ns", "a", "1", 1) == RD_OK ? NULL : (void *)1;
+}
+
+/* store_commit_delay_us: once writes come close together, a write alone
+ * at the head waits (bounded) for the next one and they share a commit; a
+ * write nobody joins still returns after the delay. */
+static void commit_delay_waits_for_a_companion(void **state) {
+    fx *f = *state;
+    if (strcmp(store_kind(f->st), "sqlite")) skip();
+    store_close(f->st);
+    char err[512] = "";
+    store_opts o = {.lease_ms = 3000, .wal_limit_b = 1 << 20, .commit_delay_us = 100000};
+    f->st = open_opts(f, &o, err, sizeof err);
+    assert_non_null(f->st);
+    /* Back-to-back writes teach it that writes come close together; each
+     * may wait for a companion that does not come. */
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(store_put(f->st, "ns", "warm", "x", 1), RD_OK);
+    uint64_t c0, w0, c1, w1;
+    store_commit_counts(f->st, &c0, &w0);
+    pthread_t t;
+    pthread_create(&t, NULL, put_a, f->st);
+    usleep(10000);
+    int64_t t0 = mono_ms();
+    assert_int_equal(store_put(f->st, "ns", "b", "2", 1), RD_OK);
+    void *r;
+    pthread_join(t, &r);
+    assert_null(r);
+    store_commit_counts(f->st, &c1, &w1);
+    assert_int_equal(w1 - w0, 2);
+    assert_int_equal(c1 - c0, 1); /* one commit for both */
+    assert_true(mono_ms() - t0 < 100 + 1000);
+    expect(f->st, "ns", "a", "1");
+    expect(f->st, "ns", "b", "2");
+    /* Alone: it waits at most the delay. */
+    t0 = mono_ms();
+    assert_int_equal(store_put(f->st, "ns", "c", "3", 1), RD_OK);
+    assert_true(mono_ms() - t0 < 100 + 2000);
+    expect(f->st, "ns", "c", "3");
+}
+
 static void add_if_absent(void **state) {
     fx *f = *state;
     assert_int_equal(store_add(f->st, "core", "chat_hash_key", "first", 5), RD_OK);
@@ -519,9 +631,30 @@ static void sqlite_file_modes(void **state) {
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(stat(wal, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
+    /* The shared-memory index of the read connection as well. */
+    char *shm = xasprintf("%s-shm", db);
+    assert_int_equal(stat(shm, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    free(shm);
     umask(old);
     free(db);
     free(wal);
+}
+
+/* A second store on the same state_dir (a second routerd) is refused
+ * while the first is open, and opens once it is closed. */
+static void sqlite_second_open_refused(void **state) {
+    if (pg_url()) skip();
+    fx *f = *state;
+    char err[512] = "";
+    store_opts o = {.sync_full = true, .lease_ms = 3000, .wal_limit_b = 1 << 20};
+    assert_null(open_opts(f, &o, err, sizeof err));
+    assert_non_null(strstr(err, "is locked: another routerd uses state_dir"));
+    assert_int_equal(store_put(f->st, "ns", "k", "v", 1), RD_OK);
+    store_close(f->st);
+    f->st = open_opts(f, &o, err, sizeof err);
+    assert_non_null(f->st);
+    expect(f->st, "ns", "k", "v");
 }
 
 static int count_of(const char *hay, const char *needle) {
@@ -750,11 +883,14 @@ int main(void) {
         T(reopen_persists),
         T(concurrent_writers),
         T(group_commit_shares_fsyncs),
+        T(reads_beside_writes),
+        T(commit_delay_waits_for_a_companion),
         T(add_if_absent),
         T(lease_and_fencing),
         T(released_claims_cleaned),
         T(retention_forgets_idle_conversations),
         T(sqlite_file_modes),
+        T(sqlite_second_open_refused),
         T(sqlite_disk_full_recovers),
         T(sqlite_vacuum_gives_space_back),
         T(sqlite_migrates_old_schema),
