@@ -65,6 +65,7 @@ struct store_impl {
     atomic_uint_fast64_t commits, writes; /* for the batching ratio in tests and metrics */
     store_opts o;
     bool failing;          /* under mu: the last commit failed */
+    sqlite3_int64 changes; /* under mu: rows written when the last commit was noted */
     atomic_bool ok;        /* !failing, readable without the lock */
     int64_t last_deep;     /* wall s of the last retention/vacuum/checkpoint */
     int64_t last_fail_log; /* mono ms */
@@ -354,7 +355,12 @@ static int sys_errno(sqlite3 *db, int e) {
  * logged with its real cause; failures that come back within a minute
  * (a disk that stays nearly full) belong to the same episode. */
 static void note_commit(store_impl *s, int rc, const char *msg, int en) {
+    sqlite3_int64 ch = sqlite3_total_changes64(s->db);
+    bool wrote = ch != s->changes;
+    s->changes = ch;
     if (rc == SQLITE_OK) {
+        /* A commit that wrote nothing needs no space: it proves nothing. */
+        if (s->failing && !wrote) return;
         if (s->failing && s->logged_fail) LOGI("state store: commits succeed again");
         s->failing = s->logged_fail = false;
         atomic_store(&s->ok, true);

@@ -701,6 +701,10 @@ static void sqlite_disk_full_recovers(void **state) {
         if (store_put(f->st, "transport.tg", k, big, sizeof big) != RD_OK) failures++;
     }
     bool healthy_while_full = store_healthy(f->st);
+    /* A commit that writes nothing (a key deleted that was not there)
+     * succeeds even now, and proves nothing about space. */
+    rd_status noop = store_del(f->st, "transport.tg", "never-written");
+    bool healthy_after_noop = store_healthy(f->st);
     setrlimit(RLIMIT_FSIZE, &old);
     store_maintain(f->st, (int64_t)time(NULL)); /* space again: the probe succeeds */
     bool healthy_after = store_healthy(f->st);
@@ -711,6 +715,8 @@ static void sqlite_disk_full_recovers(void **state) {
     char *log = slurp(logp);
     assert_int_equal(failures, 5);
     assert_false(healthy_while_full);
+    assert_int_equal(noop, RD_OK);
+    assert_false(healthy_after_noop);
     assert_true(healthy_after);
     assert_int_equal(after, RD_OK);
     expect(f->st, "transport.tg", "meta", "ok");
