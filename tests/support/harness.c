@@ -84,15 +84,46 @@ char *rt_write_file(const char *dir, const char *name, const char *text) {
     return path;
 }
 
-int rt_free_port(void) {
+/* A port the kernel hands out with bind(port 0) is in the ephemeral range,
+ * where any outgoing connection of a parallel test may take it before the
+ * daemon binds it. Ports are drawn below that range instead, at random. */
+static int ephemeral_low(void) {
+    int lo = 32768, hi;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%d %d", &lo, &hi) != 2) lo = 32768;
+        fclose(f);
+    }
+    return lo;
+}
+
+static int bind_ok(int port, int *got) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd < 0) return 0;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)port)};
     socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
+    int ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+             getsockname(fd, (struct sockaddr *)&a, &len) == 0;
+    if (ok) *got = ntohs(a.sin_port);
     close(fd);
+    return ok;
+}
+
+int rt_free_port(void) {
+    static unsigned seed;
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    int lo = ephemeral_low(), port = -1;
+    pthread_mutex_lock(&mu);
+    if (!seed) seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
+    for (int i = 0; lo > 12000 && i < 64; i++) {
+        int p = 10000 + (int)(rand_r(&seed) % (unsigned)(lo - 10000));
+        if (bind_ok(p, &port)) break;
+        port = -1;
+    }
+    pthread_mutex_unlock(&mu);
+    if (port < 0 && !bind_ok(0, &port)) port = -1;
     return port;
 }
 
