@@ -287,6 +287,35 @@ static void test_backpressure_fetches_once(void **state) {
     assert_int_equal(ftg_count(F, "download", 0), 1);
 }
 
+/* Stopping does not wait for a download: the update stays journaled and
+ * its file is fetched again after the restart. */
+static void test_stop_during_slow_download(void **state) {
+    (void)state;
+    add_file("slow", 3000, 80, -1);
+    ftg_fail(F, "download", FTG_FAULT_SLOW, 4000, 1);
+    S = th_launch_ok();
+    add_media(42, "\"document\":{\"file_id\":\"slow\",\"file_unique_id\":\"u\"}", "slow one", NULL);
+    long long end = th_now_ms() + 5000;
+    while (ftg_count(F, "getFile", 0) < 1 && th_now_ms() < end)
+        th_sleep_ms(10);
+    assert_int_equal(ftg_count(F, "getFile", 0), 1);
+    th_sleep_ms(300); /* the download is under way, the server holds it */
+    assert_true(th_shutdown_timed(S) < 2500);
+    S = NULL;
+    assert_int_equal(th_submitted(), 0);
+    assert_int_equal(th_kv_count("j/"), 1);
+    th_new_run();
+    S = th_launch_ok();
+    assert_int_equal(th_wait_submitted(1, 10000), 1);
+    th_msg *m;
+    size_t k = th_msgs(&m, 0);
+    assert_int_equal(k, 1);
+    assert_string_equal(m[0].text, "slow one");
+    assert_int_equal(m[0].nfiles, 1);
+    assert_true(same_bytes(&m[0].files[0], 3000, 80));
+    th_msgs_free(m, k);
+}
+
 static void test_album_one_message(void **state) {
     (void)state;
     for (unsigned i = 0; i < 3; i++) {
@@ -707,6 +736,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_unsupported_and_hostile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_download_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_fetches_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_during_slow_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_one_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_crash_recollected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_answered_not_again, setup, teardown),
