@@ -23,10 +23,6 @@
 /* ------------------------------------------------------------------------ */
 /* Rows and the watermark                                                    */
 
-void tg_jkey(char *buf, size_t n, int64_t seq) {
-    snprintf(buf, n, "j/%019lld", (long long)(seq < 0 ? 0 : seq));
-}
-
 void tg_wkey(char *buf, size_t n, int64_t tg_id) {
     snprintf(buf, n, "w/%019lld", (long long)(tg_id < 0 ? 0 : tg_id));
 }

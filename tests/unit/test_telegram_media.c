@@ -316,6 +316,82 @@ static void test_stop_during_slow_download(void **state) {
     th_msgs_free(m, k);
 }
 
+/* Chat 42's photo downloads slowly; chat 43 sends text right after it,
+ * then 42 sends text. Returns when 43's text is in, checking it did not
+ * wait for the download. */
+static int64_t slow_photo_then_texts(void) {
+    add_file("pa", 2500, 90, -1);
+    ftg_fail(F, "download", FTG_FAULT_SLOW, 2500, 1);
+    S = th_launch_ok();
+    long long t0 = th_now_ms();
+    add_media(42, "\"photo\":[{\"file_id\":\"pa\",\"file_unique_id\":\"u\",\"width\":9}]",
+              "A photo", NULL);
+    ftg_add_text(F, 43, "B text");
+    ftg_add_text(F, 42, "A text");
+    assert_int_equal(th_wait_submitted(1, 2000), 1);
+    assert_true(th_now_ms() - t0 < 2000);
+    th_msg *m;
+    size_t k = th_msgs(&m, 1);
+    assert_int_equal(k, 1);
+    assert_int_equal(m[0].chat_id, 43);
+    assert_string_equal(m[0].text, "B text");
+    int64_t id = m[0].id;
+    th_msgs_free(m, k);
+    return id;
+}
+
+/* The chat's own messages: the photo with its file, then the text. */
+static void check_chat_42(const th_msg *m) {
+    assert_int_equal(m[0].chat_id, 42);
+    assert_string_equal(m[0].text, "A photo");
+    assert_int_equal(m[0].nfiles, 1);
+    assert_true(same_bytes(&m[0].files[0], 2500, 90));
+    assert_int_equal(m[1].chat_id, 42);
+    assert_string_equal(m[1].text, "A text");
+    assert_int_equal(m[1].nfiles, 0);
+}
+
+static void test_slow_download_holds_its_chat_only(void **state) {
+    (void)state;
+    slow_photo_then_texts();
+    assert_int_equal(th_wait_submitted(3, 10000), 3);
+    th_sleep_ms(200);
+    th_msg *m;
+    size_t k = th_msgs(&m, 1);
+    assert_int_equal(k, 3); /* nothing lost, nothing twice */
+    check_chat_42(m + 1);
+    th_msgs_free(m, k);
+    assert_int_equal(ftg_count(F, "download", 0), 1);
+    assert_int_equal(th_violations(), 0);
+}
+
+/* The other chat's update handled and acknowledged while the photo is
+ * still downloading, then kill -9: the held updates are still journaled
+ * and come back, the handled one does not. */
+static void test_slow_download_crash_keeps_held(void **state) {
+    (void)state;
+    int64_t id = slow_photo_then_texts();
+    th_ack_upto(S, id);
+    long long end = th_now_ms() + 5000;
+    while (th_kv_count("j/") > 2 && th_now_ms() < end)
+        th_sleep_ms(10);
+    assert_int_equal(th_kv_count("j/"), 2);
+    th_kv_snapshot();
+    th_shutdown(S);
+    th_kv_restore();
+    th_new_run();
+    S = th_launch_ok();
+    assert_int_equal(th_wait_submitted(2, 10000), 2);
+    th_sleep_ms(200);
+    th_msg *m;
+    size_t k = th_msgs(&m, 1);
+    assert_int_equal(k, 2);
+    check_chat_42(m);
+    assert_true(m[0].id > id);
+    th_msgs_free(m, k);
+    assert_int_equal(th_violations(), 0);
+}
+
 static void test_album_one_message(void **state) {
     (void)state;
     for (unsigned i = 0; i < 3; i++) {
@@ -345,32 +421,28 @@ static void test_album_one_message(void **state) {
     th_sleep_ms(200);
     th_msg *m;
     size_t k = th_msgs(&m, 1);
-    /* In order: the album (one message, three files), the other chat, the two
-     * absorbed parts skipped after the album, then the chat's next text. */
+    /* The other chat does not wait for the album; then the album (one
+     * message, three files), its two absorbed parts skipped, then the
+     * chat's next text. */
     assert_int_equal(k, 5);
     assert_false(m[0].skipped);
-    assert_int_equal(m[0].chat_id, 42);
-    assert_int_equal(m[0].nfiles, 3);
-    assert_string_equal(m[0].text, "the caption");
-    assert_true(same_bytes(&m[0].files[0], 800, 20));
-    assert_true(same_bytes(&m[0].files[1], 900, 21));
-    assert_true(same_bytes(&m[0].files[2], 1000, 22));
-    assert_string_equal(m[0].files[2].name, "notes.txt");
-    assert_non_null(strstr(m[0].meta, "\"media_group_id\":\"album-1\""));
-    int skipped = 0, other = 0;
-    for (size_t i = 1; i < k; i++) {
-        if (m[i].skipped) {
-            skipped++;
-            assert_string_equal(m[i].why, "album_part");
-        } else if (m[i].chat_id == 43) {
-            other++;
-        } else {
-            assert_string_equal(m[i].text, "after the album");
-            assert_int_equal(skipped, 2); /* the album's parts went first */
-        }
+    assert_int_equal(m[0].chat_id, 43);
+    assert_false(m[1].skipped);
+    assert_int_equal(m[1].chat_id, 42);
+    assert_int_equal(m[1].nfiles, 3);
+    assert_string_equal(m[1].text, "the caption");
+    assert_true(same_bytes(&m[1].files[0], 800, 20));
+    assert_true(same_bytes(&m[1].files[1], 900, 21));
+    assert_true(same_bytes(&m[1].files[2], 1000, 22));
+    assert_string_equal(m[1].files[2].name, "notes.txt");
+    assert_non_null(strstr(m[1].meta, "\"media_group_id\":\"album-1\""));
+    for (size_t i = 2; i < 4; i++) {
+        assert_true(m[i].skipped);
+        assert_string_equal(m[i].why, "album_part");
     }
-    assert_int_equal(skipped, 2);
-    assert_int_equal(other, 1);
+    assert_false(m[4].skipped);
+    assert_int_equal(m[4].chat_id, 42);
+    assert_string_equal(m[4].text, "after the album");
     th_msgs_free(m, k);
     assert_int_equal(th_violations(), 0);
 }
@@ -737,6 +809,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_download_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure_fetches_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_during_slow_download, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_download_holds_its_chat_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_download_crash_keeps_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_one_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_crash_recollected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_answered_not_again, setup, teardown),
