@@ -4,18 +4,22 @@
  * <api_base>/file/bot<token>/<file_path>) and handed to the core as
  * attachments of the message, the caption as its text.
  *
- * This runs on the intake path for the update at the head of the queue, so
- * a chat's order holds: a download that fails transiently leaves the update
- * at the head and is tried again with the usual back-off; what cannot be
- * handled (media off, too large, an unsupported kind, a file Telegram will
- * not give) gets the unsupported_notice reply, a log line and a count.
+ * Downloads run on the fetcher thread (tg_fetch_loop in telegram_queue.c)
+ * through tg_media_take(), outside in_mu, and the file waits on its queued
+ * item. Until it is there tg_media_ready() says no and the intake holds
+ * back that chat only (telegram_queue.c); other chats go on. A download
+ * that fails transiently is tried again with the usual back-off; what
+ * cannot be handled (media off, too large, an unsupported kind, a file
+ * Telegram will not give) gets the unsupported_notice reply, a log line
+ * and a count. With a shared store there is no fetcher: files are fetched
+ * inline when the update is submitted, as one claimed chat at a time.
  *
  * Albums: parts sharing a media_group_id arrive as separate updates. The
- * first part waits at the head up to album_wait_ms for the others, then
- * goes to the core as one message with every part's file; the other parts
- * are marked absorbed and skipped when they reach the head, after that
- * submit. A crash before then leaves all parts in the journal, and the
- * album is collected again.
+ * first part waits up to album_wait_ms for the others (holding back its
+ * chat), then goes to the core as one message with every part's file; the
+ * other parts are marked absorbed and skipped when the intake reaches
+ * them, after that submit. A crash before then leaves all parts in the
+ * journal, and the album is collected again.
  *
  * The file URL holds the bot token: it is built in a local buffer for
  * libcurl only, never logged, stored or handed on (attachments carry the

@@ -1,9 +1,11 @@
 /*
  * The intake queue: updates between fetch and submit, in seq order, under
  * in_mu. Polling and the webhook reserve an item, journal it and mark it
- * ready; the ready head goes to the core first (routed by tg_route(),
+ * ready; ready items go to the core in seq order (routed by tg_route(),
  * button presses and files through their own files), so a chat keeps its
- * order.
+ * order. A message whose files the fetcher thread has not fetched yet
+ * holds back its own chat only; updates of other chats pass it, after the
+ * held chat's updates moved behind them (move_held()).
  *
  * The id handed to the core ("seq") is the Telegram update_id whenever ids
  * go up, which is always the case for one bot on one server. When they go
