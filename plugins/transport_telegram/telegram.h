@@ -100,6 +100,7 @@ typedef struct tg_file {
     const char *refused; /* reason, or NULL */
     int attempts;
     int64_t first_ms, retry_at; /* monotonic ms */
+    int wanted;                 /* an album's first part waits for it */
 } tg_file;
 typedef struct tg_item {
     int64_t seq;   /* id given to the core */

@@ -401,9 +401,14 @@ int tg_media_ready(tg *t, tg_item *it) {
         t->album_hold = 1;
         return 0;
     }
-    for (size_t i = 0; i < n; i++)
-        if (p[i].it->file.state != TG_F_DONE) return 0;
-    return 1;
+    int ready = 1;
+    for (size_t i = 0; i < n; i++) {
+        /* A part routed on its own might be skipped (no caption in a
+         * group): the fetcher takes it for the album all the same. */
+        p[i].it->file.wanted = 1;
+        ready &= p[i].it->file.state == TG_F_DONE;
+    }
+    return ready;
 }
 
 rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in) {

@@ -331,7 +331,7 @@ void *tg_fetch_loop(void *arg) {
         int64_t now = tg_now(t);
         tg_item *x = t->head;
         while (x && !(x->state == TG_ITEM_READY && x->file.state == TG_F_NONE &&
-                      now >= x->file.retry_at && wants_files(t, x)))
+                      now >= x->file.retry_at && (x->file.wanted || wants_files(t, x))))
             x = x->next;
         if (!x || !atomic_load(&t->have_me)) {
             pthread_mutex_unlock(&t->in_mu);

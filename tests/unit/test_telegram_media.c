@@ -447,6 +447,27 @@ static void test_album_one_message(void **state) {
     assert_int_equal(th_violations(), 0);
 }
 
+/* In a group (group_mode = mention) only the captioned part is addressed
+ * to the bot; the other parts' files are fetched for the album all the
+ * same. */
+static void test_album_group_parts_fetched(void **state) {
+    (void)state;
+    add_file("gp0", 600, 60, -1);
+    add_file("gp1", 700, 61, -1);
+    S = th_launch_ok();
+    add_media(-100, "\"photo\":[{\"file_id\":\"gp0\",\"file_unique_id\":\"u0\"}]",
+              "@routerd_test_bot look", "al-g");
+    add_media(-100, "\"photo\":[{\"file_id\":\"gp1\",\"file_unique_id\":\"u1\"}]", NULL, "al-g");
+    assert_int_equal(th_wait_submitted(1, 10000), 1);
+    th_msg *m;
+    size_t k = th_msgs(&m, 0);
+    assert_int_equal(k, 1);
+    assert_int_equal(m[0].nfiles, 2);
+    assert_true(same_bytes(&m[0].files[0], 600, 60));
+    assert_true(same_bytes(&m[0].files[1], 700, 61));
+    th_msgs_free(m, k);
+}
+
 static void test_album_crash_recollected(void **state) {
     (void)state;
     add_file("c0", 400, 40, -1);
@@ -812,6 +833,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_slow_download_holds_its_chat_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_download_crash_keeps_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_one_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_album_group_parts_fetched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_crash_recollected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_answered_not_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_webhook, setup, teardown),
