@@ -447,6 +447,44 @@ static void test_album_one_message(void **state) {
     assert_int_equal(th_violations(), 0);
 }
 
+/* Webhook mode: the photo's request is answered at once (journaled), the
+ * other chat's update goes to the core during the download, and the
+ * chat's own text waits for its photo. */
+static void test_slow_download_webhook(void **state) {
+    (void)state;
+    th_cfg("mode", "webhook");
+    th_cfg("secret_token", "hooksecret");
+    add_file("wh", 2500, 90, -1); /* as check_chat_42() expects */
+    ftg_fail(F, "download", FTG_FAULT_SLOW, 2500, 1);
+    S = th_launch_ok();
+    ftg_msg a = {.chat_id = 42,
+                 .media = "\"photo\":[{\"file_id\":\"wh\",\"file_unique_id\":\"u\"}]",
+                 .caption = "A photo"};
+    ftg_msg b = {.chat_id = 43, .text = "B text"};
+    ftg_msg a2 = {.chat_id = 42, .text = "A text"};
+    char *ua = ftg_build_update(F, &a, NULL), *ub = ftg_build_update(F, &b, NULL),
+         *ua2 = ftg_build_update(F, &a2, NULL);
+    long long t0 = th_now_ms();
+    assert_int_equal(th_http_post("/telegram/main", "hooksecret", ua, NULL), 200);
+    assert_int_equal(th_http_post("/telegram/main", "hooksecret", ub, NULL), 200);
+    assert_int_equal(th_http_post("/telegram/main", "hooksecret", ua2, NULL), 200);
+    assert_true(th_now_ms() - t0 < 2000);
+    free(ua);
+    free(ub);
+    free(ua2);
+    assert_int_equal(th_wait_submitted(1, 2000), 1);
+    assert_true(th_now_ms() - t0 < 2000);
+    assert_int_equal(th_wait_submitted(3, 10000), 3);
+    th_sleep_ms(200);
+    th_msg *m;
+    size_t k = th_msgs(&m, 1);
+    assert_int_equal(k, 3);
+    assert_string_equal(m[0].text, "B text");
+    check_chat_42(m + 1);
+    th_msgs_free(m, k);
+    assert_int_equal(th_violations(), 0);
+}
+
 /* In a group (group_mode = mention) only the captioned part is addressed
  * to the bot; the other parts' files are fetched for the album all the
  * same. */
@@ -833,6 +871,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_slow_download_holds_its_chat_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_download_crash_keeps_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_one_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_download_webhook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_group_parts_fetched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_crash_recollected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_answered_not_again, setup, teardown),
