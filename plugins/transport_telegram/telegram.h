@@ -110,6 +110,7 @@ typedef struct tg_item {
     tg_file file;
     int64_t seen_ms; /* when the intake first tried it (album window) */
     int orphan;      /* left the queue while BUSY: the fetcher frees it */
+    int replayed;    /* from the journal at start: a backend may know its seq */
     struct tg_item *next;
 } tg_item;
 

@@ -282,6 +282,7 @@ rd_status tg_journal_load(tg *t, rd_error *err) {
                     it->tg_id = up.update_id;
                     it->u = up;
                     it->state = TG_ITEM_READY;
+                    it->replayed = 1;
                     tg_queue_push(t, it);
                     if (t->c.mode == TG_MODE_WEBHOOK)
                         tg_recent_set(t, it->tg_id, TG_RECENT_PENDING);

@@ -186,12 +186,17 @@ static int is_held(tg *t, const tg_item *x, const int64_t *hold, size_t nhold) {
  * rows with them in one transaction: what goes to the core next is then
  * below them, so the core's watermark cannot pass them before they are
  * submitted. 0 when that is not possible now (an update being journaled,
- * the store failing). */
+ * the store failing) or not safe: an update replayed from the journal may
+ * have reached a backend before the restart, under its seq (a2a derives
+ * its messageId and exactly-once record from it), so its seq never changes
+ * and its chat is not passed until it is submitted. */
 static int move_held(tg *t, tg_item *stop, const int64_t *hold, size_t nhold) {
     size_t n = 0;
     for (tg_item *x = t->head; x; x = x->next) {
         if (x->state == TG_ITEM_RESERVED) return 0; /* its seq would end up above ours */
-        n += x != stop && is_held(t, x, hold, nhold);
+        int h = x != stop && is_held(t, x, hold, nhold);
+        if (h && x->replayed) return 0;
+        n += h;
     }
     int64_t last;
     if (!tg_add_ok(t->last_seq, (int64_t)n, &last) || last > TG_SEQ_MAX) return 0;

@@ -392,6 +392,47 @@ static void test_slow_download_crash_keeps_held(void **state) {
     assert_int_equal(th_violations(), 0);
 }
 
+/* A restart replays a chat's photo and text that reached the core before
+ * it; the photo now downloads slowly. The replayed text keeps its id (a
+ * backend may know it: a2a's messageId and exactly-once record), so the
+ * other chat is not let past it this time. */
+static void test_replayed_ids_kept(void **state) {
+    (void)state;
+    add_file("pb", 2000, 91, -1);
+    S = th_launch_ok();
+    add_media(42, "\"photo\":[{\"file_id\":\"pb\",\"file_unique_id\":\"u\",\"width\":9}]",
+              "A photo", NULL);
+    ftg_add_text(F, 42, "A text");
+    assert_int_equal(th_wait_submitted(2, 5000), 2);
+    th_msg *m;
+    size_t k = th_msgs(&m, 1);
+    assert_int_equal(k, 2);
+    int64_t id1 = m[0].id, id2 = m[1].id;
+    th_msgs_free(m, k);
+    /* a crash: nothing acknowledged */
+    th_kv_snapshot();
+    th_shutdown(S);
+    th_kv_restore();
+    th_new_run();
+    ftg_fail(F, "download", FTG_FAULT_SLOW, 1500, 1);
+    S = th_launch_ok();
+    ftg_add_text(F, 43, "B text");
+    assert_int_equal(th_wait_submitted(3, 10000), 3);
+    th_sleep_ms(200);
+    k = th_msgs(&m, 1);
+    assert_int_equal(k, 3);
+    int seen = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (m[i].chat_id != 42) continue;
+        assert_int_equal(m[i].id, seen ? id2 : id1);
+        assert_string_equal(m[i].text, seen ? "A text" : "A photo");
+        seen++;
+    }
+    assert_int_equal(seen, 2);
+    th_msgs_free(m, k);
+    assert_int_equal(th_violations(), 0);
+}
+
 static void test_album_one_message(void **state) {
     (void)state;
     for (unsigned i = 0; i < 3; i++) {
@@ -870,6 +911,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_stop_during_slow_download, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_download_holds_its_chat_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_download_crash_keeps_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replayed_ids_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_one_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_download_webhook, setup, teardown),
         cmocka_unit_test_setup_teardown(test_album_group_parts_fetched, setup, teardown),
