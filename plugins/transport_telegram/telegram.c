@@ -517,6 +517,12 @@ static rd_status tg_start(void *self, rd_error *err) {
         tg_start_webhook(t, err) == RD_E_CONFIG)
         return RD_E_CONFIG;
     memset(err, 0, sizeof *err);
+    /* With a shared store files are fetched inline (telegram_media.c). */
+    if (!t->shared && pthread_create(&t->fetch_th, NULL, tg_fetch_loop, t) != 0) {
+        t->h->error(err, RD_E_INTERNAL, "fatal", "cannot start the file fetcher thread");
+        return RD_E_INTERNAL;
+    }
+    t->fetch_running = !t->shared;
     atomic_store(&t->started, 1);
     if (pthread_create(&t->main_th, NULL, tg_main_loop, t) != 0) {
         t->h->error(err, RD_E_INTERNAL, "fatal", "cannot start the intake thread");
@@ -551,7 +557,8 @@ static void tg_stop(void *self) {
     if (t->main_running) pthread_join(t->main_th, NULL);
     if (t->typing_running) pthread_join(t->typing_th, NULL);
     if (t->ob_running) pthread_join(t->ob_th, NULL);
-    t->main_running = t->typing_running = t->ob_running = 0;
+    if (t->fetch_running) pthread_join(t->fetch_th, NULL);
+    t->main_running = t->typing_running = t->ob_running = t->fetch_running = 0;
     tg_buttons_stop(t);
     if (atomic_load(&t->started)) tg_intake_stop(t);
     atomic_store(&t->started, 0);

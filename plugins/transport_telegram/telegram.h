@@ -90,11 +90,27 @@ enum { TG_EDITS_IGNORE = 0, TG_EDITS_ANSWER, TG_EDITS_NOTE };
 /* ABSORBED: an album part submitted with the album's first part; it is
  * skipped when it reaches the head (telegram_media.c). */
 enum { TG_ITEM_RESERVED = 0, TG_ITEM_READY, TG_ITEM_DEAD, TG_ITEM_ABSORBED };
+/* A message's file as fetched (or refused), kept until it is submitted:
+ * back-pressure from the core does not fetch it again. */
+enum { TG_F_NONE = 0, TG_F_BUSY, TG_F_DONE };
+typedef struct tg_file {
+    int state; /* TG_F_*: BUSY while the fetcher downloads it */
+    unsigned char *data;
+    size_t len;
+    const char *refused; /* reason, or NULL */
+    int attempts;
+    int64_t first_ms, retry_at; /* monotonic ms */
+    int wanted;                 /* an album's first part waits for it */
+} tg_file;
 typedef struct tg_item {
     int64_t seq;   /* id given to the core */
     int64_t tg_id; /* Telegram update_id */
     int state;
     tg_update u;
+    tg_file file;
+    int64_t seen_ms; /* when the intake first tried it (album window) */
+    int orphan;      /* left the queue while BUSY: the fetcher frees it */
+    int replayed;    /* from the journal at start: a backend may know its seq */
     struct tg_item *next;
 } tg_item;
 
@@ -181,8 +197,8 @@ typedef struct tg {
     atomic_int quiescing, closing, started;
     atomic_int final_call;   /* the last requests at stop() must not be aborted */
     atomic_int hooks_active; /* webhook requests being handled */
-    pthread_t main_th, typing_th;
-    int main_running, typing_running;
+    pthread_t main_th, typing_th, fetch_th;
+    int main_running, typing_running, fetch_running;
     pthread_mutex_t wake_mu;
     pthread_cond_t wake_cv;
 
@@ -274,7 +290,7 @@ typedef struct tg {
 
     /* Files (telegram_media.c). */
     struct tg_media_state *media;
-    int album_hold; /* intake: the head waits for the rest of an album */
+    int album_hold; /* intake: an update waits for its files or the rest of its album */
     rd_metric *m_media_refused, *m_media_in;
     tg_btn *btn;   /* buttons and side calls (telegram_buttons.c) */
     tg_cmds *cmds; /* bot commands (telegram_commands.c) */
@@ -415,13 +431,21 @@ void tg_send_free(tg *t);
 rd_status tg_media_config(tg *t, rd_error *err);
 void tg_media_metrics(tg *t);
 void tg_media_free(tg *t);
-/* Fetches the files of `it` (and of the album parts queued after it) and
- * submits them as one message; in_mu held, from tg_submit_item() once it
- * routed `it`. RD_E_FULL: not now (a download to retry, an album still
- * arriving, back-pressure); anything else: done (submitted or skipped). */
+/* Fetches the file of a queued item into f, without in_mu (the fetcher
+ * thread); 0 done (bytes or a refusal), -1 try again later. */
+int tg_media_take(tg *t, const tg_item *it, tg_file *f);
+/* Whether the files of `it` and of its album parts are fetched and the
+ * album is complete; in_mu held. Always 1 with a shared store (files are
+ * fetched inline there). */
+int tg_media_ready(tg *t, tg_item *it);
+/* Submits `it` with its files (and the album parts queued after it) as one
+ * message; in_mu held, from tg_submit_item() once it routed `it`.
+ * RD_E_FULL: not now (a download to retry inline, back-pressure);
+ * anything else: done (submitted or skipped). */
 rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in);
 
 /* telegram_queue.c: the intake queue, under in_mu */
+void tg_jkey(char *buf, size_t n, int64_t seq);
 enum { TG_RECENT_PENDING = 1, TG_RECENT_SUBMITTED = 2 };
 /* Webhook dedupe: TG_RECENT_* of a recent update id, 0 if unknown. */
 int tg_recent_get(tg *t, int64_t id);
@@ -434,8 +458,11 @@ void tg_queue_push(tg *t, tg_item *it);
 /* A reserved item for update tg_id with the next seq, queued. */
 tg_item *tg_item_new(tg *t, int64_t tg_id);
 void tg_queue_clear(tg *t);
-/* Routes one update: skip() it or submit() it. */
+/* Routes one update: skip() it or submit() it; RD_E_RETRY: its files or
+ * album parts are not there yet. */
 rd_status tg_submit_item(tg *t, tg_item *it);
+/* The fetcher thread: downloads the files of queued messages. */
+void *tg_fetch_loop(void *arg);
 /* Submits ready items in seq order until the core pushes back (t->full). */
 void tg_drain_locked(tg *t);
 /* Counts and logs (now and then) an update id that is out of range. */
@@ -443,7 +470,6 @@ void tg_refuse_update_id(tg *t, const char *where, const cJSON *item);
 
 /* telegram_journal.c: intake state in the store */
 #define TG_META_KEY "meta"
-void tg_jkey(char *buf, size_t n, int64_t seq);
 void tg_wkey(char *buf, size_t n, int64_t tg_id);
 /* The meta row (malloc). */
 char *tg_meta_json(tg *t);

@@ -109,8 +109,10 @@ void *tg_main_loop(void *arg) {
         tg_persist_acks(t, 0);
         pthread_mutex_lock(&t->in_mu);
         tg_drain_locked(t);
-        /* An album waiting for its parts must not stop the polling. */
-        int blocked = t->head != NULL && !t->album_hold;
+        /* Files being fetched or an album waiting for its parts must not
+         * stop the polling; the core pushing back does, and so does a
+         * queue as long as the webhook's limit. */
+        int blocked = t->full || t->npending >= 1024 || (t->head != NULL && !t->album_hold);
         size_t pending = t->npending;
         pthread_mutex_unlock(&t->in_mu);
         tg_gauge(t, t->m_pending, (double)pending);

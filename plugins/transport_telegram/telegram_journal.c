@@ -23,10 +23,6 @@
 /* ------------------------------------------------------------------------ */
 /* Rows and the watermark                                                    */
 
-void tg_jkey(char *buf, size_t n, int64_t seq) {
-    snprintf(buf, n, "j/%019lld", (long long)(seq < 0 ? 0 : seq));
-}
-
 void tg_wkey(char *buf, size_t n, int64_t tg_id) {
     snprintf(buf, n, "w/%019lld", (long long)(tg_id < 0 ? 0 : tg_id));
 }
@@ -286,6 +282,7 @@ rd_status tg_journal_load(tg *t, rd_error *err) {
                     it->tg_id = up.update_id;
                     it->u = up;
                     it->state = TG_ITEM_READY;
+                    it->replayed = 1;
                     tg_queue_push(t, it);
                     if (t->c.mode == TG_MODE_WEBHOOK)
                         tg_recent_set(t, it->tg_id, TG_RECENT_PENDING);

@@ -4,18 +4,22 @@
  * <api_base>/file/bot<token>/<file_path>) and handed to the core as
  * attachments of the message, the caption as its text.
  *
- * This runs on the intake path for the update at the head of the queue, so
- * a chat's order holds: a download that fails transiently leaves the update
- * at the head and is tried again with the usual back-off; what cannot be
- * handled (media off, too large, an unsupported kind, a file Telegram will
- * not give) gets the unsupported_notice reply, a log line and a count.
+ * Downloads run on the fetcher thread (tg_fetch_loop in telegram_queue.c)
+ * through tg_media_take(), outside in_mu, and the file waits on its queued
+ * item. Until it is there tg_media_ready() says no and the intake holds
+ * back that chat only (telegram_queue.c); other chats go on. A download
+ * that fails transiently is tried again with the usual back-off; what
+ * cannot be handled (media off, too large, an unsupported kind, a file
+ * Telegram will not give) gets the unsupported_notice reply, a log line
+ * and a count. With a shared store there is no fetcher: files are fetched
+ * inline when the update is submitted, as one claimed chat at a time.
  *
  * Albums: parts sharing a media_group_id arrive as separate updates. The
- * first part waits at the head up to album_wait_ms for the others, then
- * goes to the core as one message with every part's file; the other parts
- * are marked absorbed and skipped when they reach the head, after that
- * submit. A crash before then leaves all parts in the journal, and the
- * album is collected again.
+ * first part waits up to album_wait_ms for the others (holding back its
+ * chat), then goes to the core as one message with every part's file; the
+ * other parts are marked absorbed and skipped when the intake reaches
+ * them, after that submit. A crash before then leaves all parts in the
+ * journal, and the album is collected again.
  *
  * The file URL holds the bot token: it is built in a local buffer for
  * libcurl only, never logged, stored or handed on (attachments carry the
@@ -30,17 +34,15 @@
 
 #define ALBUM_MAX TG_ALBUM_MAX
 
-/* A part's file as fetched (or refused), kept until its message is
- * submitted: back-pressure from the core does not fetch it again. */
+/* With a shared store the files are fetched inline, when the update is
+ * submitted: a part's file waits here until its message is. */
 typedef struct fetched {
     int64_t seq, tg_id; /* tg_id 0 = free slot */
-    unsigned char *data;
-    size_t len;
-    const char *refused; /* reason, or NULL */
+    tg_file f;
 } fetched;
 
 struct tg_media_state {
-    int64_t head_seq; /* the update being worked on at the head */
+    int64_t head_seq; /* the update being worked on inline */
     int64_t first_ms; /* when it reached the head */
     int attempts;
     int64_t retry_at; /* monotonic ms of the next download attempt */
@@ -81,7 +83,7 @@ void tg_media_metrics(tg *t) {
 
 static void cache_clear(struct tg_media_state *ms) {
     for (size_t i = 0; i < ALBUM_MAX; i++) {
-        free(ms->cache[i].data);
+        free(ms->cache[i].f.data);
         memset(&ms->cache[i], 0, sizeof ms->cache[i]);
     }
 }
@@ -244,7 +246,7 @@ static dl_res fetch(tg *t, const char *file_id, dl_buf *out, const char **reason
 typedef struct part {
     tg_item *it;
     rd_attachment a;
-    fetched *f;
+    tg_file *f;
 } part;
 
 /* The album parts queued behind `it` (same chat, same media_group_id),
@@ -266,7 +268,7 @@ static size_t collect(tg *t, tg_item *it, part *p) {
  * journaled, or the window since the first part is open. */
 static int album_open(tg *t, tg_item *it, int64_t now) {
     if (!it->u.media->group[0] || t->shared) return 0;
-    if (now - t->media->first_ms < t->c.media.album_wait_ms) return 1;
+    if (now - it->seen_ms < t->c.media.album_wait_ms) return 1;
     for (tg_item *x = it->next; x; x = x->next)
         if (x->state == TG_ITEM_RESERVED) return 1;
     return 0;
@@ -319,7 +321,7 @@ static char *meta_with_files(const rd_inbound *in, const part *p, size_t n) {
 
 /* Fetches the file of item `it` into f (bytes, or the reason it is
  * refused); 0 done, -1 try again later. */
-static int take(tg *t, const tg_item *it, fetched *f, int last_try) {
+static int take(tg *t, const tg_item *it, tg_file *f, int last_try) {
     const tg_media *m = it->u.media;
     int64_t max = t->c.media.max_bytes;
     const char *file_id = m->file_id, *reason = NULL;
@@ -350,8 +352,7 @@ static int take(tg *t, const tg_item *it, fetched *f, int last_try) {
         }
         if (r == DL_RETRY) reason = "download_failed";
     }
-    f->seq = it->seq;
-    f->tg_id = it->tg_id + 1; /* nonzero: the slot is used */
+    f->state = TG_F_DONE;
     if (reason) {
         free(buf.p);
         f->refused = reason;
@@ -366,19 +367,48 @@ static int take(tg *t, const tg_item *it, fetched *f, int last_try) {
     return 0;
 }
 
+int tg_media_take(tg *t, const tg_item *it, tg_file *f) {
+    int last_try = tg_now(t) - f->first_ms >= t->c.send_budget_ms;
+    return take(t, it, f, last_try);
+}
+
 /* The cached fetch of it, or a free slot for it (NULL: none left). */
-static fetched *slot_of(struct tg_media_state *ms, const tg_item *it, int *have) {
+static tg_file *slot_of(struct tg_media_state *ms, const tg_item *it, int *have) {
     fetched *free_slot = NULL;
     for (size_t i = 0; i < ALBUM_MAX; i++) {
         fetched *f = &ms->cache[i];
         if (f->tg_id && f->seq == it->seq && f->tg_id == it->tg_id + 1) {
-            *have = 1;
-            return f;
+            *have = f->f.state == TG_F_DONE; /* else a fetch to try again */
+            return &f->f;
         }
         if (!f->tg_id && !free_slot) free_slot = f;
     }
     *have = 0;
-    return free_slot;
+    if (!free_slot) return NULL;
+    free_slot->seq = it->seq;
+    free_slot->tg_id = it->tg_id + 1; /* nonzero: the slot is used */
+    return &free_slot->f;
+}
+
+int tg_media_ready(tg *t, tg_item *it) {
+    if (t->shared) return 1;
+    int64_t now = tg_now(t);
+    if (!it->seen_ms) it->seen_ms = now;
+    part p[ALBUM_MAX];
+    size_t n = collect(t, it, p);
+    /* Ten parts is a whole album: no need to wait for more. */
+    if (n < ALBUM_MAX && album_open(t, it, now)) {
+        t->album_hold = 1;
+        return 0;
+    }
+    int ready = 1;
+    for (size_t i = 0; i < n; i++) {
+        /* A part routed on its own might be skipped (no caption in a
+         * group): the fetcher takes it for the album all the same. */
+        p[i].it->file.wanted = 1;
+        ready &= p[i].it->file.state == TG_F_DONE;
+    }
+    return ready;
 }
 
 rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in) {
@@ -394,15 +424,14 @@ rd_status tg_media_submit(tg *t, tg_item *it, rd_inbound *in) {
     part p[ALBUM_MAX];
     memset(p, 0, sizeof p);
     size_t n = collect(t, it, p);
-    /* Ten parts is a whole album: no need to wait for more. */
-    if (n < ALBUM_MAX && album_open(t, it, now)) {
-        t->album_hold = 1;
-        return RD_E_FULL;
-    }
-    if (now < ms->retry_at) return RD_E_FULL;
     int last_try = now - ms->first_ms >= t->c.send_budget_ms;
     for (size_t i = 0; i < n; i++) {
         int have;
+        if (p[i].it->file.state == TG_F_DONE) { /* fetched ahead (tg_fetch_loop) */
+            p[i].f = &p[i].it->file;
+            continue;
+        }
+        if (now < ms->retry_at) return RD_E_FULL;
         p[i].f = slot_of(ms, p[i].it, &have);
         if (have) continue;
         if (!p[i].f || take(t, p[i].it, p[i].f, last_try) != 0) {

@@ -1,9 +1,11 @@
 /*
  * The intake queue: updates between fetch and submit, in seq order, under
  * in_mu. Polling and the webhook reserve an item, journal it and mark it
- * ready; the ready head goes to the core first (routed by tg_route(),
+ * ready; ready items go to the core in seq order (routed by tg_route(),
  * button presses and files through their own files), so a chat keeps its
- * order.
+ * order. A message whose files the fetcher thread has not fetched yet
+ * holds back its own chat only; updates of other chats pass it, after the
+ * held chat's updates moved behind them (move_held()).
  *
  * The id handed to the core ("seq") is the Telegram update_id whenever ids
  * go up, which is always the case for one bot on one server. When they go
@@ -74,18 +76,34 @@ tg_item *tg_item_new(tg *t, int64_t tg_id) {
     return it;
 }
 
-static void item_pop(tg *t) {
-    tg_item *it = t->head;
-    t->head = it->next;
-    if (!t->head) t->tail = NULL;
-    t->npending--;
+void tg_jkey(char *buf, size_t n, int64_t seq) {
+    snprintf(buf, n, "j/%019lld", (long long)(seq < 0 ? 0 : seq));
+}
+
+static void item_free(tg_item *it) {
+    if (it->file.state == TG_F_BUSY) {
+        it->orphan = 1; /* the fetcher still reads it */
+        return;
+    }
     tg_update_free(&it->u);
+    free(it->file.data);
     free(it);
+}
+
+/* Takes it (after prev, NULL at the head) out of the queue. */
+static void item_unlink(tg *t, tg_item *prev, tg_item *it) {
+    if (prev)
+        prev->next = it->next;
+    else
+        t->head = it->next;
+    if (t->tail == it) t->tail = prev;
+    t->npending--;
+    item_free(it);
 }
 
 void tg_queue_clear(tg *t) {
     while (t->head)
-        item_pop(t);
+        item_unlink(t, NULL, t->head);
 }
 
 /* Routes one update: skip() it or submit() it. */
@@ -127,6 +145,11 @@ rd_status tg_submit_item(tg *t, tg_item *it) {
                      .text_len = r.len,
                      .flags = r.flags,
                      .meta = meta};
+    if (it->u.media && !tg_media_ready(t, it)) {
+        free(meta);
+        free(r.text);
+        return RD_E_RETRY;
+    }
     rd_status st = it->u.media ? tg_media_submit(t, it, &in) : t->h->submit(t->ctx, &in);
     free(meta);
     free(r.text);
@@ -142,27 +165,205 @@ rd_status tg_submit_item(tg *t, tg_item *it) {
     return RD_OK;
 }
 
-/* Submits ready items in seq order until the core pushes back. */
+/* Chats with an update waiting for its files, at most this many at once
+ * (more wait in line behind the head). */
+#define HELD_MAX 64
+
+static int held(const int64_t *v, size_t n, int64_t chat) {
+    for (size_t i = 0; i < n; i++)
+        if (v[i] == chat) return 1;
+    return 0;
+}
+
+/* Whether x waits behind an update of its chat (passed over). */
+static int is_held(tg *t, const tg_item *x, const int64_t *hold, size_t nhold) {
+    return x->state == TG_ITEM_READY && x->u.chat_id &&
+           held(hold, nhold, tg_mig_back(t, x->u.chat_id));
+}
+
+/* The held chats' updates (all before `stop`, passed over, and theirs
+ * after it) move to the tail in their order with new seqs, their journal
+ * rows with them in one transaction: what goes to the core next is then
+ * below them, so the core's watermark cannot pass them before they are
+ * submitted. 0 when that is not possible now (an update being journaled,
+ * the store failing) or not safe: an update replayed from the journal may
+ * have reached a backend before the restart, under its seq (a2a derives
+ * its messageId and exactly-once record from it), so its seq never changes
+ * and its chat is not passed until it is submitted. */
+static int move_held(tg *t, tg_item *stop, const int64_t *hold, size_t nhold) {
+    size_t n = 0;
+    for (tg_item *x = t->head; x; x = x->next) {
+        if (x->state == TG_ITEM_RESERVED) return 0; /* its seq would end up above ours */
+        int h = x != stop && is_held(t, x, hold, nhold);
+        if (h && x->replayed) return 0;
+        n += h;
+    }
+    int64_t last;
+    if (!tg_add_ok(t->last_seq, (int64_t)n, &last) || last > TG_SEQ_MAX) return 0;
+    tg_item **v = calloc(n, sizeof *v);
+    rd_kv_op *ops = calloc(2 * n, sizeof *ops);
+    char(*keys)[40] = calloc(2 * n, sizeof *keys);
+    char **vals = calloc(n, sizeof *vals);
+    int ok = v && ops && keys && vals;
+    size_t i = 0;
+    for (tg_item *x = t->head; ok && x; x = x->next) {
+        if (x == stop || !is_held(t, x, hold, nhold)) continue;
+        size_t len = 0;
+        v[i] = x;
+        tg_jkey(keys[2 * i], sizeof keys[2 * i], x->seq);
+        tg_jkey(keys[2 * i + 1], sizeof keys[2 * i + 1], t->last_seq + 1 + (int64_t)i);
+        ok = t->h->kv_get(t->ctx, keys[2 * i], &vals[i], &len) == RD_OK && vals[i];
+        ops[2 * i] = (rd_kv_op){.op = RD_KV_DEL, .key = keys[2 * i]};
+        ops[2 * i + 1] =
+            (rd_kv_op){.op = RD_KV_PUT, .key = keys[2 * i + 1], .val = vals[i], .val_len = len};
+        i++;
+    }
+    if (ok) ok = t->h->kv_txn(t->ctx, ops, 2 * n) == RD_OK;
+    for (i = 0; vals && i < n; i++)
+        free(vals[i]);
+    free(vals);
+    free(keys);
+    free(ops);
+    if (!ok) {
+        free(v);
+        return 0;
+    }
+    /* Unlink them, then append them in order. */
+    tg_item *prev = NULL;
+    for (tg_item *x = t->head, *nx; x; x = nx) {
+        nx = x->next;
+        if (x != stop && is_held(t, x, hold, nhold)) {
+            if (prev)
+                prev->next = nx;
+            else
+                t->head = nx;
+        } else {
+            prev = x;
+        }
+    }
+    t->tail = prev;
+    for (i = 0; i < n; i++) {
+        v[i]->seq = ++t->last_seq;
+        v[i]->next = NULL;
+        if (t->tail)
+            t->tail->next = v[i];
+        else
+            t->head = v[i];
+        t->tail = v[i];
+    }
+    free(v);
+    return 1;
+}
+
+/* Submits ready items in seq order until the core pushes back. An update
+ * whose files are still being fetched (or whose album is still arriving)
+ * holds back its own chat only: the other chats' updates pass it. */
 void tg_drain_locked(tg *t) {
     t->full = 0;
     t->album_hold = 0;
-    while (t->head && t->head->state != TG_ITEM_RESERVED) {
-        tg_item *it = t->head;
+    int64_t hold[HELD_MAX];
+    size_t nhold = 0;
+    tg_item *prev = NULL, *it = t->head;
+    while (it && it->state != TG_ITEM_RESERVED) {
+        tg_item *next = it->next;
+        if (it->state == TG_ITEM_DEAD) {
+            item_unlink(t, prev, it);
+            it = next;
+            continue;
+        }
+        if (is_held(t, it, hold, nhold)) {
+            prev = it; /* after the update its chat waits for */
+            it = next;
+            continue;
+        }
+        if (prev) {
+            /* it goes before updates passed over: they move behind it. */
+            if (!move_held(t, it, hold, nhold)) return;
+            prev = NULL;
+            next = it->next;
+        }
         if (it->state == TG_ITEM_ABSORBED) {
             /* Its album went to the core with the first part. */
             t->h->skip(t->ctx, it->seq, "album_part");
             if (t->c.mode == TG_MODE_WEBHOOK) tg_recent_set(t, it->tg_id, TG_RECENT_SUBMITTED);
         } else if (it->state == TG_ITEM_READY) {
             if (atomic_load(&t->quiescing) || !atomic_load(&t->have_me)) return;
-            if (tg_submit_item(t, it) == RD_E_FULL) {
-                /* An album still arriving is no back-pressure: take its parts. */
-                t->full = !t->album_hold;
+            rd_status st = tg_submit_item(t, it);
+            if (st == RD_E_FULL) {
+                t->full = 1;
                 return;
+            }
+            if (st == RD_E_RETRY) {
+                /* Waiting for files is no back-pressure: the rest goes on. */
+                t->album_hold = 1;
+                if (!it->u.chat_id || nhold == HELD_MAX) return;
+                hold[nhold++] = tg_mig_back(t, it->u.chat_id);
+                prev = it;
+                it = next;
+                continue;
             }
             if (t->c.mode == TG_MODE_WEBHOOK) tg_recent_set(t, it->tg_id, TG_RECENT_SUBMITTED);
         }
-        item_pop(t);
+        item_unlink(t, NULL, it);
+        it = next;
     }
+}
+
+/* Whether a queued update goes to the core with files to fetch (routing
+ * as tg_submit_item() does, without its side effects). */
+static int wants_files(tg *t, tg_item *it) {
+    if (!it->u.media || it->u.kind == TG_UPD_CALLBACK_QUERY) return 0;
+    tg_route_cfg rc = {.bot_username = t->bot_username,
+                       .bot_id = t->bot_id,
+                       .group_all = t->c.group_all,
+                       .channel_posts = t->c.channel_posts,
+                       .edited_messages = t->c.edited_messages,
+                       .commands = tg_cmds_names(t)};
+    tg_routed r;
+    const char *why = tg_route(&it->u, &rc, &r);
+    if (why) return 0;
+    free(r.text);
+    return !((r.flags & RD_MSG_EDITED) && t->c.edits == TG_EDITS_NOTE);
+}
+
+/* One download at a time, oldest update first, outside in_mu: the intake
+ * goes on meanwhile. quiesce() aborts a download (the update stays
+ * journaled and is fetched again after a restart). */
+void *tg_fetch_loop(void *arg) {
+    tg *t = arg;
+    pthread_mutex_lock(&t->in_mu);
+    while (!atomic_load(&t->quiescing)) {
+        int64_t now = tg_now(t);
+        tg_item *x = t->head;
+        while (x && !(x->state == TG_ITEM_READY && x->file.state == TG_F_NONE &&
+                      now >= x->file.retry_at && (x->file.wanted || wants_files(t, x))))
+            x = x->next;
+        if (!x || !atomic_load(&t->have_me)) {
+            pthread_mutex_unlock(&t->in_mu);
+            tg_sleep(t, 50, &t->quiescing);
+            pthread_mutex_lock(&t->in_mu);
+            continue;
+        }
+        x->file.state = TG_F_BUSY;
+        if (!x->file.first_ms) x->file.first_ms = now;
+        tg_file f = x->file;
+        pthread_mutex_unlock(&t->in_mu);
+        int r = tg_media_take(t, x, &f);
+        pthread_mutex_lock(&t->in_mu);
+        x->file.state = TG_F_NONE;
+        if (x->orphan) {
+            free(f.data);
+            item_free(x);
+            continue;
+        }
+        if (r == 0) {
+            x->file = f;
+        } else {
+            x->file.retry_at = tg_now(t) + tg_backoff(t, x->file.attempts++);
+        }
+    }
+    pthread_mutex_unlock(&t->in_mu);
+    return NULL;
 }
 
 /* ------------------------------------------------------------------------ */

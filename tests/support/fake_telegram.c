@@ -856,6 +856,12 @@ static void serve_file(ftg *f, const char *url, hs_resp *rs) {
     int arg = 0;
     const char *fbody = NULL;
     int fault = take_fault(f, "download", &arg, &fbody);
+    if (fault == FTG_FAULT_SLOW) {
+        /* A slow file server: other requests go on meanwhile. */
+        pthread_mutex_unlock(&f->mu);
+        usleep((useconds_t)arg * 1000);
+        pthread_mutex_lock(&f->mu);
+    }
     if (strncmp(url + 9, f->token, tl) || url[9 + tl] != '/') {
         status = 401;
     } else if (fault == FTG_FAULT_500) {

@@ -124,7 +124,8 @@ int ftg_poll_overlaps(ftg *f);
 /* A file getFile and the download route serve: file_path "files/<file_id>",
  * getFile's file_size = claimed_size (-1: the true size; -2: none, and the
  * download is chunked, without Content-Length). Downloads are recorded as
- * method "download" (without the URL). */
+ * method "download" (without the URL); ftg_fail(f, "download", ...) takes
+ * FTG_FAULT_500, FTG_FAULT_DROP and FTG_FAULT_SLOW (a slow file server). */
 void ftg_add_file(ftg *f, const char *file_id, const void *data, size_t len,
                   long long claimed_size);
 /* Bytes of downloads served so far (all files). */
