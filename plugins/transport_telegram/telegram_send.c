@@ -11,6 +11,7 @@
 #include <time.h>
 
 #define TYPING_DELAY_MS 400
+#define TYPING_SLACK_MS 100
 
 typedef struct typing_ent {
     int64_t chat, thread;
@@ -109,10 +110,16 @@ void tg_activity(void *self, const rd_outbound *where, int active) {
             e->thread = where->thread_id;
             /* Fast answers need no indicator, and one sent just after the
              * reply would show "typing" for 5 s after the answer. */
-            if (e->refs++ == 0) e->next_ms = tg_now(t) + TYPING_DELAY_MS;
+            if (e->refs++ == 0) {
+                e->next_ms = tg_now(t) + TYPING_DELAY_MS;
+                /* A loop already due to wake before this one is due (up to
+                 * TYPING_SLACK_MS late) will find it: no wake-up now. */
+                if (!t->typ_wake_at || e->next_ms + TYPING_SLACK_MS < t->typ_wake_at) {
+                    t->typ_gen++;
+                    pthread_cond_broadcast(&t->typ_cv);
+                }
+            }
         }
-        t->typ_gen++;
-        pthread_cond_broadcast(&t->typ_cv);
     } else if (e && --e->refs <= 0) {
         free(tg_map_del(t->typing, chat));
     }
@@ -179,8 +186,11 @@ void *tg_typing_loop(void *arg) {
         dl.tv_nsec += (long)(wait % 1000) * 1000000L;
         if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
         pthread_mutex_lock(&t->typ_mu);
-        if (!atomic_load(&t->closing) && gen == t->typ_gen)
+        if (!atomic_load(&t->closing) && gen == t->typ_gen) {
+            t->typ_wake_at = tg_now(t) + wait;
             pthread_cond_timedwait(&t->typ_cv, &t->typ_mu, &dl);
+        }
+        t->typ_wake_at = 0;
         pthread_mutex_unlock(&t->typ_mu);
     }
     return NULL;
