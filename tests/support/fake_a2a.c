@@ -419,7 +419,8 @@ static void event(stream *s, const char *name, cJSON *payload, int style) {
     if (style == 3) {
         /* pretty JSON: one data: line per line (and one without the space) */
         int first = 1;
-        for (char *line = strtok(json, "\n"); line; line = strtok(NULL, "\n")) {
+        char *save = NULL; /* strtok_r: streams are written on several threads at once */
+        for (char *line = strtok_r(json, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             n += (size_t)snprintf(ev + n, cap - n, first ? "data:%s\n" : "data: %s\n", line);
             first = 0;
         }
