@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <routerd/plugin.h>
 
@@ -310,6 +311,9 @@ void tg_gauge(tg *t, rd_metric *m, double v);
 void tg_gauge_l(tg *t, rd_metric *m, const char *a, double v);
 void tg_observe(tg *t, rd_metric *m, const char *a, double v);
 int64_t tg_now(tg *t);
+/* The CLOCK_MONOTONIC time ms from now, for pthread_cond_timedwait (the
+ * plugin's condition variables run on that clock). */
+struct timespec tg_deadline(int64_t ms);
 /* Sleeps up to ms; returns early (nonzero) once the flag is set. */
 int tg_sleep(tg *t, int64_t ms, atomic_int *flag);
 void tg_wake(tg *t);

@@ -188,10 +188,7 @@ static void *side_loop(void *arg) {
         }
         pthread_mutex_lock(&b->mu);
         if (!b->head && !atomic_load(&t->closing)) {
-            struct timespec dl;
-            clock_gettime(CLOCK_MONOTONIC, &dl);
-            dl.tv_nsec += 200 * 1000000L;
-            if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+            struct timespec dl = tg_deadline(200);
             pthread_cond_timedwait(&b->cv, &b->mu, &dl);
         }
         side_call *c = b->head;

@@ -359,11 +359,7 @@ void *tg_outbox_loop(void *arg) {
         if (what == PICK_NONE) {
             int64_t wait = tg_clamp(next - now, 10, 60000);
             if (!atomic_load(&t->have_me)) wait = 200;
-            struct timespec dl;
-            clock_gettime(CLOCK_MONOTONIC, &dl);
-            dl.tv_sec += wait / 1000;
-            dl.tv_nsec += (long)(wait % 1000) * 1000000L;
-            if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+            struct timespec dl = tg_deadline(wait);
             if (!atomic_load(&t->closing)) pthread_cond_timedwait(&t->ob_cv, &t->ob_mu, &dl);
             pthread_mutex_unlock(&t->ob_mu);
             continue;

@@ -106,14 +106,19 @@ void tg_queue_clear(tg *t) {
         item_unlink(t, NULL, t->head);
 }
 
+/* What tg_route() needs to know of this bot. */
+static tg_route_cfg route_cfg(tg *t) {
+    return (tg_route_cfg){.bot_username = t->bot_username,
+                          .bot_id = t->bot_id,
+                          .group_all = t->c.group_all,
+                          .channel_posts = t->c.channel_posts,
+                          .edited_messages = t->c.edited_messages,
+                          .commands = tg_cmds_names(t)};
+}
+
 /* Routes one update: skip() it or submit() it. */
 rd_status tg_submit_item(tg *t, tg_item *it) {
-    tg_route_cfg rc = {.bot_username = t->bot_username,
-                       .bot_id = t->bot_id,
-                       .group_all = t->c.group_all,
-                       .channel_posts = t->c.channel_posts,
-                       .edited_messages = t->c.edited_messages,
-                       .commands = tg_cmds_names(t)};
+    tg_route_cfg rc = route_cfg(t);
     /* Group upgrades: remembered, and the new id speaks as the old one. */
     if (it->u.migrate_to) tg_mig_record(t, it->u.chat_id, it->u.migrate_to, "service message");
     if (it->u.migrate_from) tg_mig_record(t, it->u.migrate_from, it->u.chat_id, "service message");
@@ -313,12 +318,7 @@ void tg_drain_locked(tg *t) {
  * as tg_submit_item() does, without its side effects). */
 static int wants_files(tg *t, tg_item *it) {
     if (!it->u.media || it->u.kind == TG_UPD_CALLBACK_QUERY) return 0;
-    tg_route_cfg rc = {.bot_username = t->bot_username,
-                       .bot_id = t->bot_id,
-                       .group_all = t->c.group_all,
-                       .channel_posts = t->c.channel_posts,
-                       .edited_messages = t->c.edited_messages,
-                       .commands = tg_cmds_names(t)};
+    tg_route_cfg rc = route_cfg(t);
     tg_routed r;
     const char *why = tg_route(&it->u, &rc, &r);
     if (why) return 0;

@@ -180,11 +180,7 @@ void *tg_typing_loop(void *arg) {
         int64_t wait = a->next - tg_now(t);
         free(a);
         if (wait <= 0) continue;
-        struct timespec dl;
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += wait / 1000;
-        dl.tv_nsec += (long)(wait % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+        struct timespec dl = tg_deadline(wait);
         pthread_mutex_lock(&t->typ_mu);
         if (!atomic_load(&t->closing) && gen == t->typ_gen) {
             t->typ_wake_at = tg_now(t) + wait;

@@ -80,14 +80,19 @@ int64_t tg_now(tg *t) {
     return t->h->now_ms();
 }
 
-int tg_sleep(tg *t, int64_t ms, atomic_int *flag) {
-    if (flag && atomic_load(flag)) return 1;
-    if (ms <= 0) return 0;
+struct timespec tg_deadline(int64_t ms) {
     struct timespec dl;
     clock_gettime(CLOCK_MONOTONIC, &dl);
     dl.tv_sec += ms / 1000;
     dl.tv_nsec += (long)(ms % 1000) * 1000000L;
     if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+    return dl;
+}
+
+int tg_sleep(tg *t, int64_t ms, atomic_int *flag) {
+    if (flag && atomic_load(flag)) return 1;
+    if (ms <= 0) return 0;
+    struct timespec dl = tg_deadline(ms);
     pthread_mutex_lock(&t->wake_mu);
     while (!(flag && atomic_load(flag))) {
         if (pthread_cond_timedwait(&t->wake_cv, &t->wake_mu, &dl) == ETIMEDOUT) break;
