@@ -20,6 +20,8 @@ const char *kind_name(rd_kind k) {
         return "backend";
     case RD_KIND_SINK:
         return "sink";
+    case RD_KIND_INBOUND:
+        return "inbound";
     }
     return "unknown";
 }

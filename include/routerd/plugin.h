@@ -12,6 +12,9 @@
  *   transport  receives chat messages (host->submit) and sends replies (send)
  *   backend    turns one request into one reply (handle); may block
  *   sink       observes events (event) and the metrics registry
+ *   inbound    (1.3) takes work from outside on its own listener, asks
+ *              people in chats (host->deliver) and takes their answers
+ *              before routing (intercept)
  *
  * Threading:
  *   create/start/quiesce/stop/destroy run on the main thread, one at a time;
@@ -63,7 +66,7 @@ extern "C" {
 /* Major: bumped when a plugin must be rebuilt; the symbol name carries it. */
 #define RD_ABI_MAJOR 1
 /* Minor: bumped when members are appended to a struct. */
-#define RD_ABI_MINOR 2
+#define RD_ABI_MINOR 3
 
 #define RD_PLUGIN_SYMBOL "routerd_plugin_v1"
 
@@ -79,6 +82,7 @@ typedef enum {
     RD_KIND_TRANSPORT = 1,
     RD_KIND_BACKEND = 2,
     RD_KIND_SINK = 3,
+    RD_KIND_INBOUND = 4, /* since 1.3; manifest sections [inbound.NAME] */
 } rd_kind;
 
 typedef enum {
@@ -194,6 +198,9 @@ typedef struct rd_inbound {
     /* ---- Since 1.2 ---- */
     const rd_attachment *const *attachments; /* nattachments pointers; copied by submit() */
     size_t nattachments;
+    /* ---- Since 1.3 ---- */
+    int64_t reply_to; /* the message this one answers: the one it quotes, or the one whose
+                         button was pressed (RD_MSG_CHOICE); 0 = none */
 } rd_inbound;
 
 /* What the host hands to a backend's handle(). */
@@ -216,10 +223,15 @@ typedef struct rd_request {
     const char *transport; /* instance name of the transport the update came from */
     const rd_attachment *const *attachments;
     size_t nattachments;
+    /* ---- Since 1.3 ---- */
+    int64_t reply_to; /* rd_inbound.reply_to */
 } rd_request;
 
 #define RD_OUT_NOTICE 0x1u     /* a failure or rate-limit notice, not an agent reply */
 #define RD_OUT_FINAL_EDIT 0x2u /* edit_of is set: replace the progressive message */
+#define RD_OUT_QUESTION                                                                            \
+    0x4u /* (1.3) waits for the person's answer: the transport may ask for a                       \
+            reply (Telegram: force_reply when there are no choices) */
 
 /* What the host hands to a transport's send()/progress()/activity(). */
 typedef struct rd_outbound {
@@ -237,6 +249,9 @@ typedef struct rd_outbound {
     const rd_attachment *const *attachments; /* files to send with (or as) the reply */
     size_t nattachments;
     const char *const *choices; /* NULL-terminated answers to offer (buttons); NULL = none */
+    /* ---- Since 1.3 ---- */
+    int64_t *sent_id; /* when not NULL, send() stores the id of the last message it sent (the
+                         one carrying the choices), for answers that quote it; 0 = unknown */
 } rd_outbound;
 
 /* ------------------------------------------------------------------------ */
@@ -499,6 +514,22 @@ typedef struct rd_host {
      * bytes are kept (others are dropped with a warning). A pick comes back
      * as a request with RD_MSG_CHOICE and the text of the choice. */
     void (*reply_choices)(rd_reply *r, const char *const *choices);
+
+    /* ---- Added in ABI 1.3: check RD_HAS(host, member) before use. ---- */
+
+    /* Sends out (text, attachments, choices, RD_OUT_QUESTION) into chat
+     * out->chat_id of the transport instance named `transport`, in that
+     * chat's order: queued behind the messages already routed to it, run
+     * by a worker like a reply. Waits until the transport's send()
+     * returned, at most timeout_ms (0 = [router] request_timeout_s).
+     * *sent_id (may be NULL) gets the id of the last message sent, 0 when
+     * the transport does not tell. RD_E_UNAVAILABLE when the transport is
+     * unknown or the router drains, RD_E_TIMEOUT when the wait ran out
+     * (the send may still happen), else send()'s status with err filled.
+     * Any thread, but not from a handle()/send()/intercept() of that
+     * chat: it would wait for itself. */
+    rd_status (*deliver)(rd_ctx *ctx, const char *transport, const rd_outbound *out,
+                         int64_t timeout_ms, int64_t *sent_id, rd_error *err);
 } rd_host;
 
 /* ------------------------------------------------------------------------ */
@@ -543,6 +574,15 @@ typedef struct rd_ops {
      * drain (send what is batched). */
     void (*event)(void *self, const rd_event *ev);
     rd_status (*flush)(void *self, rd_error *err);
+
+    /* ---- Since 1.3 ---- */
+    /* Inbound (required). Offered every message admitted for a persona
+     * (allowlist, persona, rate limit passed) before its backend, on the
+     * worker carrying that chat, so in chat order. Return 1 when the
+     * message is this instance's (an answer it waits for): the host counts
+     * it handled and calls no backend, so store what it needs first.
+     * Return 0 to let it route on. Must not block for long. */
+    int (*intercept)(void *self, const rd_request *rq);
 } rd_ops;
 
 #define RD_PF_LOGS 0x1u /* sink writes log lines: the host stops its own text log */
