@@ -229,9 +229,9 @@ typedef struct rd_request {
 
 #define RD_OUT_NOTICE 0x1u     /* a failure or rate-limit notice, not an agent reply */
 #define RD_OUT_FINAL_EDIT 0x2u /* edit_of is set: replace the progressive message */
-#define RD_OUT_QUESTION                                                                            \
-    0x4u /* (1.3) waits for the person's answer: the transport may ask for a                       \
-            reply (Telegram: force_reply when there are no choices) */
+/* (1.3) A question waiting for the person's answer: the transport may ask
+ * for a reply (Telegram: force_reply when there are no choices). */
+#define RD_OUT_QUESTION 0x4u
 
 /* What the host hands to a transport's send()/progress()/activity(). */
 typedef struct rd_outbound {
