@@ -3,9 +3,8 @@
  *
  * This file holds the descriptor, the option schema, configuration and the
  * lifecycle, on top of the other files (docs/layout.md shows the layers).
- * Updates come in through telegram_poll.c (run by the intake thread of
- * telegram_intake.c) or telegram_webhook.c; replies go out through
- * telegram_send.c.
+ * Updates come in through telegram_poll.c or telegram_webhook.c; replies
+ * go out through telegram_send.c. Threads are named tg-* (top -H, perf).
  */
 #include "telegram.h"
 #include "backoff.h"
@@ -523,14 +522,22 @@ static rd_status tg_start(void *self, rd_error *err) {
         return RD_E_INTERNAL;
     }
     t->fetch_running = !t->shared;
+    if (t->fetch_running) pthread_setname_np(t->fetch_th, "tg-fetch");
     atomic_store(&t->started, 1);
     if (pthread_create(&t->main_th, NULL, tg_main_loop, t) != 0) {
         t->h->error(err, RD_E_INTERNAL, "fatal", "cannot start the intake thread");
         return RD_E_INTERNAL;
     }
     t->main_running = 1;
-    if (pthread_create(&t->typing_th, NULL, tg_typing_loop, t) == 0) t->typing_running = 1;
-    if (pthread_create(&t->ob_th, NULL, tg_outbox_loop, t) == 0) t->ob_running = 1;
+    pthread_setname_np(t->main_th, "tg-intake");
+    if (pthread_create(&t->typing_th, NULL, tg_typing_loop, t) == 0) {
+        t->typing_running = 1;
+        pthread_setname_np(t->typing_th, "tg-typing");
+    }
+    if (pthread_create(&t->ob_th, NULL, tg_outbox_loop, t) == 0) {
+        t->ob_running = 1;
+        pthread_setname_np(t->ob_th, "tg-outbox");
+    }
     tg_buttons_start(t);
     if (t->c.mode == TG_MODE_WEBHOOK)
         t->h->log(t->ctx, RD_LOG_INFO, "webhook mode: POST %s on the admin server, api_base %s",

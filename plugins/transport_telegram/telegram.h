@@ -281,7 +281,8 @@ typedef struct tg {
     pthread_cond_t typ_cv;
     tg_map *typing;
     unsigned typ_gen;    /* bumped when a chat starts typing */
-    int64_t typ_wake_at; /* when the waiting typing loop wakes; 0 = it is not waiting */
+    int64_t typ_wake_at; /* when the waiting typing loop wakes; 0 = it is not waiting,
+                           INT64_MAX = idle until woken */
 
     /* Metrics. */
     rd_metric *m_api_err, *m_updates, *m_ignored, *m_sent, *m_send_fail, *m_retries,

@@ -231,7 +231,10 @@ rd_status tg_buttons_create(tg *t, rd_error *err) {
 
 rd_status tg_buttons_start(tg *t) {
     load_key(t);
-    if (pthread_create(&t->btn->th, NULL, side_loop, t) == 0) t->btn->running = 1;
+    if (pthread_create(&t->btn->th, NULL, side_loop, t) == 0) {
+        t->btn->running = 1;
+        pthread_setname_np(t->btn->th, "tg-buttons");
+    }
     return RD_OK;
 }
 

@@ -130,12 +130,14 @@ typedef struct due_acc {
     int64_t now, interval, next;
     typing_ent batch[64];
     size_t n;
+    bool any; /* a chat is waiting for its indicator */
 } due_acc;
 
 static int collect_due(void *arg, int64_t key, void *val) {
     (void)key;
     due_acc *a = arg;
     typing_ent *e = val;
+    a->any = true;
     if (e->next_ms <= a->now && a->n < sizeof a->batch / sizeof a->batch[0]) {
         a->batch[a->n++] = *e;
         e->next_ms = a->now + a->interval;
@@ -177,14 +179,19 @@ void *tg_typing_loop(void *arg) {
             tg_call_free(&call);
             tg_easy_put(t, c);
         }
+        bool idle = !a->any;
         int64_t wait = a->next - tg_now(t);
         free(a);
-        if (wait <= 0) continue;
-        struct timespec dl = tg_deadline(wait);
+        if (wait <= 0 && !idle) continue;
+        struct timespec dl = tg_deadline(wait > 0 ? wait : 1);
         pthread_mutex_lock(&t->typ_mu);
         if (!atomic_load(&t->closing) && gen == t->typ_gen) {
-            t->typ_wake_at = tg_now(t) + wait;
-            pthread_cond_timedwait(&t->typ_cv, &t->typ_mu, &dl);
+            /* No chat waiting: sleep until activity() or stop wakes it. */
+            t->typ_wake_at = idle ? INT64_MAX : tg_now(t) + wait;
+            if (idle)
+                pthread_cond_wait(&t->typ_cv, &t->typ_mu);
+            else
+                pthread_cond_timedwait(&t->typ_cv, &t->typ_mu, &dl);
         }
         t->typ_wake_at = 0;
         pthread_mutex_unlock(&t->typ_mu);

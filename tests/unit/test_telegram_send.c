@@ -4,6 +4,7 @@
  * connections), permanent errors, migration, markup, progress edits,
  * typing indicators, pacing.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -340,6 +341,54 @@ static void test_typing(void **state) {
     th_ops()->activity(S, &w, 0);
 }
 
+/* Voluntary context switches of this process's thread named `name`, -1
+ * when there is none. */
+static long thread_wakeups(const char *name) {
+    char path[300], buf[256];
+    long out = -1;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    for (struct dirent *de; out < 0 && (de = readdir(d));) {
+        if (de->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        int match = fgets(buf, sizeof buf, f) && !strncmp(buf, name, strlen(name)) &&
+                    buf[strlen(name)] == '\n';
+        fclose(f);
+        if (!match) continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", de->d_name);
+        if (!(f = fopen(path, "r"))) continue;
+        while (fgets(buf, sizeof buf, f))
+            if (sscanf(buf, "voluntary_ctxt_switches: %ld", &out) == 1) break;
+        fclose(f);
+    }
+    closedir(d);
+    return out;
+}
+
+/* With no chat waiting for its indicator the typing thread sleeps until
+ * activity() wakes it: no periodic wake-ups on an idle router. */
+static void test_typing_idle(void **state) {
+    (void)state;
+    th_cfg("typing", "true");
+    th_cfg("typing_interval_ms", "1000");
+    launch();
+    rd_outbound w = {.size = sizeof w, .chat_id = 42};
+    th_ops()->activity(S, &w, 1);
+    assert_int_equal(ftg_wait_count(F, "sendChatAction", 1, 1500), 1);
+    th_ops()->activity(S, &w, 0);
+    th_sleep_ms(1200); /* the wait computed while the chat was active ends */
+    long before = thread_wakeups("tg-typing");
+    assert_true(before >= 0);
+    th_sleep_ms(2500);
+    assert_int_equal(thread_wakeups("tg-typing"), before);
+    /* And it still wakes for the next chat. */
+    th_ops()->activity(S, &w, 1);
+    assert_int_equal(ftg_wait_count(F, "sendChatAction", 2, 1500), 2);
+    th_ops()->activity(S, &w, 0);
+}
+
 static void test_slow_answer(void **state) {
     (void)state;
     th_cfg("request_timeout_s", "1");
@@ -416,6 +465,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_markup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress_edits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_typing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_typing_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pacing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_answer, setup, teardown),
     };
