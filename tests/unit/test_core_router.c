@@ -298,6 +298,26 @@ static void held_until_inbound_started(void **state) {
     assert_int_equal(last_reply_to, 0);
 }
 
+/* A start that failed before the inbound instances ran: the held messages
+ * are neither routed nor acknowledged (the transport offers them again). */
+static void held_dropped_after_failed_start(void **state) {
+    (void)state;
+    router_stop_workers(mono_ms() + 5000);
+    router_fini();
+    R.shutdown = false;
+    char e[64];
+    router_init(e, sizeof e);
+    reset_log();
+    int64_t acked = last_ack;
+    submit(6, 19, "never", 0, 0);
+    router_drop_parked();
+    assert_true(router_wait_idle(mono_ms() + 1000));
+    sleep_ms(50);
+    assert_string_equal(log_, "");
+    assert_int_equal(last_ack, acked);
+    router_open_inbound();
+}
+
 static void abi_13_layout(void **state) {
     (void)state;
     assert_int_equal(RD_ABI_MINOR, 3);
@@ -347,9 +367,13 @@ static void abi_13_layout(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(deliver_in_chat_order),      cmocka_unit_test(deliver_refused),
-        cmocka_unit_test(deliver_waiter_gone),        cmocka_unit_test(intercept_takes),
-        cmocka_unit_test(held_until_inbound_started), cmocka_unit_test(abi_13_layout),
+        cmocka_unit_test(deliver_in_chat_order),
+        cmocka_unit_test(deliver_refused),
+        cmocka_unit_test(deliver_waiter_gone),
+        cmocka_unit_test(intercept_takes),
+        cmocka_unit_test(held_until_inbound_started),
+        cmocka_unit_test(held_dropped_after_failed_start),
+        cmocka_unit_test(abi_13_layout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
