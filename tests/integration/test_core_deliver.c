@@ -128,7 +128,7 @@ static void test_deliver_intercept_order(void **state) {
      * order, and nothing writes to the caller afterwards. */
     ftg_add_text(F, 15, "slow one");
     assert_true(rt_wait_stdout(p, "text=slow one", 10000));
-    command("q3 tg 15 100 0 late note");
+    command("q3 tg 15 1 0 late note");
     assert_true(rt_wait_stdout(p, "deliver q3 ", 10000));
     assert_int_equal(field(p, "deliver q3 ", "status="), -3);
     expect_sent(15, 3, "echo: slow one", NULL);
@@ -197,7 +197,7 @@ static void test_drain(void **state) {
     ftg_add_text(F, 20, "busy");
     assert_true(rt_wait_stdout(p, "text=busy", 10000));
     command("d1 tg 20 0 0 queued note");
-    assert_true(rt_wait_stdout(p, "command d1", 5000));
+    assert_true(rt_wait_stdout(p, "calling d1", 5000));
     rt_sleep_ms(200); /* queued behind "busy" by now */
     rt_signal(p, SIGTERM);
     assert_true(rt_wait_stdout(p, "quiesced", 5000));

@@ -89,6 +89,7 @@ static void run(probe *p, char *line) {
                        .correlation_id = tag};
     int64_t sent = -1;
     rd_error err = {0};
+    say("calling %s\n", tag);
     rd_status st = p->h->deliver(p->ctx, transport, &out, timeout, &sent, &err);
     if (st == RD_OK && question) {
         char key[40];
