@@ -1,6 +1,7 @@
 # Broken plugins the loader must refuse, each with its own message.
 set(ROUTERD_BAD_PLUGIN_DIR ${CMAKE_BINARY_DIR}/bad_plugins)
-foreach(bad wrong_major no_symbol no_handle newer_minor reserved_set bind_len bind_outside option_size)
+foreach(bad wrong_major no_symbol no_handle newer_minor reserved_set bind_len bind_outside option_size
+            inbound_no_intercept inbound_old_ops)
   add_library(bad_${bad} MODULE ${CMAKE_CURRENT_SOURCE_DIR}/integration/bad_plugins/${bad}.c)
   target_include_directories(bad_${bad} PRIVATE ${CMAKE_SOURCE_DIR}/include)
   set_target_properties(bad_${bad} PROPERTIES PREFIX "" OUTPUT_NAME ${bad}
@@ -88,3 +89,13 @@ routerd_abi_plugin(abi_probe_tr_serial transport_probe_serial probe_transport.c
 routerd_integration_test(test_core_abi SOURCES integration/test_core_abi.c TIMEOUT 180)
 target_compile_definitions(test_core_abi PRIVATE ROUTERD_ABI_PLUGIN_DIR="${ROUTERD_ABI_PLUGIN_DIR}")
 add_dependencies(test_core_abi ${ROUTERD_ABI_PLUGINS} transport_console backend_mock)
+
+# ABI 1.3: an inbound instance delivering into chats and taking answers,
+# through the real binary against the fake Bot API and the console.
+routerd_abi_plugin(abi_inbound_probe inbound_probe inbound_probe.c)
+if(TARGET transport_telegram AND TARGET sink_jsonlog)
+  routerd_integration_test(test_core_deliver SOURCES integration/test_core_deliver.c TIMEOUT 180)
+  target_compile_definitions(test_core_deliver PRIVATE ROUTERD_ABI_PLUGIN_DIR="${ROUTERD_ABI_PLUGIN_DIR}")
+  add_dependencies(test_core_deliver abi_inbound_probe transport_telegram transport_console
+                   backend_mock sink_jsonlog)
+endif()
