@@ -353,6 +353,7 @@ static rd_status ib_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error 
     if (!b) return RD_E_INTERNAL;
     b->h = h;
     b->ctx = ctx;
+    b->listen_fd = -1;
     pthread_mutex_init(&b->mu, NULL);
     pthread_mutex_init(&b->smu, NULL);
     pthread_cond_init(&b->cv, NULL);

@@ -80,6 +80,7 @@ typedef struct ib {
     int shared_store; /* postgresql: other replicas change tasks too */
 
     struct MHD_Daemon *mhd;
+    int listen_fd;      /* handed back by quiesce, -1 = none */
     pthread_mutex_t mu; /* task changes, rate buckets, gen */
     pthread_cond_t cv;  /* gen moved or stopping */
     uint64_t gen;
@@ -143,6 +144,8 @@ typedef struct ib_answer {
     /* A stream to open instead of body: */
     int stream, v10;
     char *task_id, *rpc_id; /* rpc_id: the request id as JSON text */
+    char *first;            /* the first event: the Task as the call saw it */
+    ib_state first_state;
 } ib_answer;
 /* Handles one authenticated JSON-RPC request body from caller. */
 void ib_rpc(ib *b, ib_caller *caller, const char *body, size_t len, ib_answer *a);
