@@ -294,10 +294,11 @@ typedef void (*fill_fn)(ib_task *t, void *arg);
 
 static int move(ib *b, const char *id, unsigned mask, ib_state to, fill_fn fill, void *arg,
                 ib_task *out) {
-    ib_task t;
+    ib_task t = {0};
     pthread_mutex_lock(&b->mu);
     if (ib_task_load(b, id, &t)) {
         pthread_mutex_unlock(&b->mu);
+        if (out) memset(out, 0, sizeof *out);
         return -1;
     }
     int rc = -1;

@@ -354,6 +354,31 @@ static void test_old_host(void **state) {
     rdpt_reset();
 }
 
+/* The built inbound_a2a.so loads by path, as plugin authors' tests do. */
+static void test_load_by_path(void **state) {
+    (void)state;
+    char err[512];
+    rdpt_reset();
+    assert_int_equal(
+        rdpt_load(ROUTERD_PLUGIN_DIR "/inbound_a2a.so", RD_KIND_INBOUND, err, sizeof err), 0);
+    assert_int_equal(rdpt_plugin()->kind, RD_KIND_INBOUND);
+    assert_int_equal(
+        rdpt_load(ROUTERD_PLUGIN_DIR "/inbound_a2a.so", RD_KIND_BACKEND, err, sizeof err), -1);
+    char listen[40];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", rt_free_port());
+    rdpt_set("listen", listen);
+    rdpt_set("humans", "alice=main:12345");
+    rdpt_set("callers", "planner=" TOK_P);
+    rdpt_set("allow", "planner:*");
+    rd_status st;
+    void *self = rdpt_start(&st, NULL);
+    assert_non_null(self);
+    assert_int_equal(rdpt_intercept(self, &(rdpt_request){.chat_id = 1, .text = "x"}), 0);
+    rdpt_shutdown(self);
+    assert_int_equal(rdpt_teardown_ok(err, sizeof err), 0);
+    rdpt_reset();
+}
+
 /* Finished tasks are forgotten after task_retention: task, dedupe key. */
 static void test_retention(void **state) {
     (void)state;
@@ -392,6 +417,7 @@ int main(void) {
         cmocka_unit_test(test_token_masked),
         cmocka_unit_test(test_config_refused),
         cmocka_unit_test(test_old_host),
+        cmocka_unit_test(test_load_by_path),
         cmocka_unit_test(test_retention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
