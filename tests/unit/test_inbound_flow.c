@@ -244,7 +244,7 @@ static void test_restart(void **state) {
     ib_up(NULL);
     cJSON *a = ib_send(TOK_P, 0, "p1", "alice", "before?", "", 1);
     int64_t sa = sent_id_of(0);
-    rdpt_deliver_result(RD_E_UNAVAILABLE, 0, 0);
+    rdpt_deliver_result(RD_E_UNAVAILABLE, 2001, 0);
     cJSON *b = ib_send(TOK_P, 0, "p2", "alice", "unsent?", "", 0);
     rdpt_shutdown(ib_self);
     rdpt_new_run(); /* a new process: the store stays; deliveries succeed again */
