@@ -381,6 +381,7 @@ static rd_status ib_start(void *self, rd_error *err) {
     if (ib_http_start(b, err)) return RD_E_CONFIG;
     if (ib_threads_start(b, err)) return RD_E_INTERNAL;
     ib_count_pending(b);
+    b->h->ready(b->ctx, 1, NULL);
     b->h->log(b->ctx, RD_LOG_INFO, "A2A server on %s (card %s/.well-known/agent-card.json)",
               b->cf.listen, b->public_url);
     return RD_OK;
