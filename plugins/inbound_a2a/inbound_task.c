@@ -426,9 +426,14 @@ static void set_sent(ib_task *t, void *arg) {
 static int delivered(ib *b, const ib_task *t, rd_status st, int64_t sent, const rd_error *err) {
     const rd_host *h = b->h;
     if (st == RD_E_UNAVAILABLE || st == RD_E_RETRY || st == RD_E_FULL) {
-        h->log(b->ctx, RD_LOG_WARN,
-               "task %s from %s: delivery to %s not possible now (%s), retried", t->id, t->caller,
-               t->skill, err->msg);
+        int64_t now = h->now_ms(); /* once a minute: a transport may be away for long */
+        if (!b->warned_ms || now - b->warned_ms >= 60000) {
+            b->warned_ms = now;
+            h->log(b->ctx, RD_LOG_WARN,
+                   "task %s from %s: delivery to %s not possible now (%s), retried every "
+                   "retry_delay",
+                   t->id, t->caller, t->skill, err->msg);
+        }
         return 1;
     }
     if (st != RD_OK && st != RD_E_TIMEOUT) {
