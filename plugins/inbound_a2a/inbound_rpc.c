@@ -466,9 +466,9 @@ static int task_id_given(call *k, const cJSON *msg) {
         return -1;
     }
     if (!tid) return 0;
-    ib_task old;
+    ib_task old = {0};
     int mine = !ib_task_load(k->b, tid, &old) && !strcmp(old.caller, k->c->name);
-    if (mine) ib_task_free(&old);
+    ib_task_free(&old);
     if (!mine)
         fail(k, E_NOT_FOUND, "task not found", OC_NOT_FOUND);
     else
