@@ -67,6 +67,23 @@ static void test_two_pending(void **state) {
     ib_down();
 }
 
+/* A blocking send returns at send_wait when the delivery takes longer:
+ * the task as it is; it moves on once delivered. */
+static void test_slow_delivery(void **state) {
+    (void)state;
+    ib_up((const char *const[]){"send_wait", "300ms", NULL});
+    rdpt_deliver_result(RD_OK, 3001, 1200);
+    long long t0 = rt_now_ms();
+    cJSON *t = ib_send(TOK_P, 1, "slow", "alice", "x", "", 1);
+    assert_true(rt_now_ms() - t0 < 1100);
+    assert_string_equal(jstr(t, "status.state"), "TASK_STATE_SUBMITTED");
+    assert_int_equal(rdpt_wait_delivered(1, 5000), 1);
+    rt_sleep_ms(100);
+    expect_state(jstr(t, "id"), "input-required");
+    cJSON_Delete(t);
+    ib_down();
+}
+
 /* A request of a routerd before 1.3 has no reply_to: only the
  * one-pending rule can match it. */
 static void test_short_request(void **state) {
@@ -470,6 +487,7 @@ int main(void) {
         cmocka_unit_test(test_concurrent_dedupe),
         cmocka_unit_test(test_stream_limit_history),
         cmocka_unit_test(test_short_request),
+        cmocka_unit_test(test_slow_delivery),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
