@@ -527,7 +527,7 @@ typedef struct rd_host {
      * unknown or the router drains, RD_E_TIMEOUT when the wait ran out
      * (the send may still happen), else send()'s status with err filled.
      * Any thread, but not from a handle()/send()/intercept() of that
-     * chat: it would wait for itself. */
+     * chat: it would wait for itself, so it is refused (RD_E_INTERNAL). */
     rd_status (*deliver)(rd_ctx *ctx, const char *transport, const rd_outbound *out,
                          int64_t timeout_ms, int64_t *sent_id, rd_error *err);
 } rd_host;
