@@ -318,8 +318,11 @@ int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out) {
  * an easy handle, not a thread. Other threads hand it exchanges and timers
  * through a locked list and an eventfd. */
 
+#define LOOP_SHARDS 8
+
 struct a2a_lop {
     struct a2a_lop *next, *prev; /* incoming list, then the active list */
+    struct shard *sh;
     xfer x;
     CURL *c;
     a2a_loop_fn fn; /* exchange done, or timer due */
@@ -331,7 +334,6 @@ struct a2a_lop {
 struct a2a_loop {
     a2a_http *h;
     easy_pool pool; /* handles used with the multi handle only */
-    CURLM *m;
     int ep, evfd;
     pthread_t th;
     int started;
@@ -339,7 +341,17 @@ struct a2a_loop {
     a2a_lop *in; /* handed over, not yet taken by the loop (under mu) */
     int stop;    /* under mu */
     int64_t (*now)(void);
-    int64_t curl_due; /* -1: no curl timeout pending */
+    /* Several multi handles on the one thread: curl 7.88 walks every
+     * connection of a multi handle's cache each time a transfer is removed,
+     * so thousands of connections in flight cost that many steps per
+     * answer; shards divide the walk. Each has its own connection cache. */
+    struct shard {
+        a2a_loop *l;
+        CURLM *m;
+        int64_t due; /* curl's timeout, -1: none */
+        int idx;
+    } sh[LOOP_SHARDS];
+    unsigned next_sh;
     a2a_lop *active;  /* exchanges in the multi handle (loop thread only) */
     a2a_lop **timers; /* min-heap by due_ms (loop thread only) */
     size_t ntimers, tcap;
@@ -348,12 +360,13 @@ struct a2a_loop {
 
 static int on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sockp) {
     (void)e, (void)sockp;
-    a2a_loop *l = arg;
+    struct shard *sh = arg;
+    a2a_loop *l = sh->l;
     if (what == CURL_POLL_REMOVE) {
         epoll_ctl(l->ep, EPOLL_CTL_DEL, s, NULL);
         return 0;
     }
-    struct epoll_event ev = {.data.fd = s};
+    struct epoll_event ev = {.data.u64 = ((uint64_t)(unsigned)sh->idx << 32) | (uint32_t)s};
     if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
     if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
     if (epoll_ctl(l->ep, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
@@ -363,8 +376,8 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sockp)
 
 static int on_timer(CURLM *m, long ms, void *arg) {
     (void)m;
-    a2a_loop *l = arg;
-    l->curl_due = ms < 0 ? -1 : l->now() + ms;
+    struct shard *sh = arg;
+    sh->due = ms < 0 ? -1 : sh->l->now() + ms;
     return 0;
 }
 
@@ -373,25 +386,38 @@ a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, int64_t (*now)(void)) {
     if (!l) return NULL;
     l->h = h;
     l->now = now;
-    l->curl_due = -1;
     l->ep = epoll_create1(EPOLL_CLOEXEC);
     l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    l->m = curl_multi_init();
     pthread_mutex_init(&l->mu, NULL);
     easy_pool_init(&l->pool, 256);
-    if (l->ep < 0 || l->evfd < 0 || !l->m) {
+    int ok = l->ep >= 0 && l->evfd >= 0;
+    for (int i = 0; i < LOOP_SHARDS; i++) {
+        struct shard *sh = &l->sh[i];
+        sh->l = l;
+        sh->idx = i;
+        sh->due = -1;
+        sh->m = curl_multi_init();
+        if (!sh->m) {
+            ok = 0;
+            continue;
+        }
+        curl_multi_setopt(sh->m, CURLMOPT_SOCKETFUNCTION, on_socket);
+        curl_multi_setopt(sh->m, CURLMOPT_SOCKETDATA, sh);
+        curl_multi_setopt(sh->m, CURLMOPT_TIMERFUNCTION, on_timer);
+        curl_multi_setopt(sh->m, CURLMOPT_TIMERDATA, sh);
+        /* HTTP/2 streams share a connection when the agent speaks it. */
+        curl_multi_setopt(sh->m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+        /* the bound is the instance's: split among the shards */
+        if (max_host_conns > 0)
+            curl_multi_setopt(sh->m, CURLMOPT_MAX_HOST_CONNECTIONS,
+                              (max_host_conns + LOOP_SHARDS - 1) / LOOP_SHARDS);
+    }
+    if (!ok) {
         a2a_loop_free(l);
         return NULL;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.fd = l->evfd};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
     epoll_ctl(l->ep, EPOLL_CTL_ADD, l->evfd, &ev);
-    curl_multi_setopt(l->m, CURLMOPT_SOCKETFUNCTION, on_socket);
-    curl_multi_setopt(l->m, CURLMOPT_SOCKETDATA, l);
-    curl_multi_setopt(l->m, CURLMOPT_TIMERFUNCTION, on_timer);
-    curl_multi_setopt(l->m, CURLMOPT_TIMERDATA, l);
-    /* HTTP/2 streams share a connection when the agent speaks it. */
-    curl_multi_setopt(l->m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
-    if (max_host_conns > 0) curl_multi_setopt(l->m, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_conns);
     /* Idle keep-alive connections kept for reuse: up to one per exchange
      * in flight (curl's default is four times the handles added). */
     return l;
@@ -448,7 +474,7 @@ static void active_unlink(a2a_loop *l, a2a_lop *o) {
 /* Ends an exchange: its answer is filled, the handle goes back to the
  * pool and the owner is told, on the loop thread. */
 static void op_end(a2a_loop *l, a2a_lop *o, CURLcode cc) {
-    curl_multi_remove_handle(l->m, o->c);
+    curl_multi_remove_handle(o->sh->m, o->c);
     active_unlink(l, o);
     atomic_fetch_sub(&l->nactive, 1);
     int rc = finish(o->c, &o->x, cc);
@@ -491,17 +517,19 @@ static void take_incoming(a2a_loop *l) {
         o->next = l->active;
         if (l->active) l->active->prev = o;
         l->active = o;
-        if (curl_multi_add_handle(l->m, o->c) != CURLM_OK) {
+        o->sh = &l->sh[l->next_sh++ % LOOP_SHARDS];
+        if (curl_multi_add_handle(o->sh->m, o->c) != CURLM_OK) {
             snprintf(o->x.out->errbuf, sizeof o->x.out->errbuf, "cannot start the exchange");
             op_end(l, o, CURLE_FAILED_INIT);
         }
     }
 }
 
-static void reap(a2a_loop *l) {
+static void reap(struct shard *sh) {
+    a2a_loop *l = sh->l;
     CURLMsg *msg;
     int left;
-    while ((msg = curl_multi_info_read(l->m, &left))) {
+    while ((msg = curl_multi_info_read(sh->m, &left))) {
         if (msg->msg != CURLMSG_DONE) continue;
         char *p = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
@@ -563,25 +591,30 @@ static void *loop_main(void *arg) {
         if (stop) break;
         int64_t now = l->now();
         int64_t wait = next_scan - now;
-        if (l->curl_due >= 0 && l->curl_due - now < wait) wait = l->curl_due - now;
+        for (int i = 0; i < LOOP_SHARDS; i++)
+            if (l->sh[i].due >= 0 && l->sh[i].due - now < wait) wait = l->sh[i].due - now;
         if (l->ntimers && l->timers[0]->due_ms - now < wait) wait = l->timers[0]->due_ms - now;
         if (wait < 0) wait = 0;
         int n = epoll_wait(l->ep, evs, 256, (int)wait);
         int running;
         for (int i = 0; i < n; i++) {
-            if (evs[i].data.fd == l->evfd) continue; /* taken at the top */
+            if (evs[i].data.u64 == UINT64_MAX) continue; /* the eventfd: taken at the top */
             int f = 0;
             if (evs[i].events & EPOLLIN) f |= CURL_CSELECT_IN;
             if (evs[i].events & EPOLLOUT) f |= CURL_CSELECT_OUT;
             if (evs[i].events & (EPOLLERR | EPOLLHUP)) f |= CURL_CSELECT_ERR;
-            curl_multi_socket_action(l->m, evs[i].data.fd, f, &running);
+            struct shard *sh = &l->sh[(evs[i].data.u64 >> 32) % LOOP_SHARDS];
+            curl_multi_socket_action(sh->m, (curl_socket_t)(uint32_t)evs[i].data.u64, f, &running);
         }
         now = l->now();
-        if (l->curl_due >= 0 && now >= l->curl_due) {
-            l->curl_due = -1;
-            curl_multi_socket_action(l->m, CURL_SOCKET_TIMEOUT, 0, &running);
+        for (int i = 0; i < LOOP_SHARDS; i++) {
+            struct shard *sh = &l->sh[i];
+            if (sh->due >= 0 && now >= sh->due) {
+                sh->due = -1;
+                curl_multi_socket_action(sh->m, CURL_SOCKET_TIMEOUT, 0, &running);
+            }
+            reap(sh);
         }
-        reap(l);
         if (now >= next_scan) {
             scan_aborts(l, 0);
             next_scan = now + LOOP_TICK_MS;
@@ -638,9 +671,10 @@ int a2a_loop_submit(a2a_loop *l, const a2a_http_req *rq, a2a_http_resp *out, a2a
     o->x.out = out;
     setup(l->h, c, &o->x);
     curl_easy_setopt(c, CURLOPT_PRIVATE, o);
-    /* Answers are small JSON: a smaller receive buffer per exchange keeps
-     * thousands in flight cheap (curl's default is 16 KiB). */
-    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 4096L);
+    /* Answers are small JSON: curl's smallest receive buffer per exchange
+     * keeps thousands in flight cheap (its default is 16 KiB); a large
+     * answer takes more reads. */
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 1024L);
     atomic_fetch_add(&l->nactive, 1);
     if (hand_over(l, o) == 0) return 0;
     atomic_fetch_sub(&l->nactive, 1);
@@ -686,7 +720,8 @@ void a2a_loop_stop(a2a_loop *l) {
 void a2a_loop_free(a2a_loop *l) {
     if (!l) return;
     a2a_loop_stop(l);
-    if (l->m) curl_multi_cleanup(l->m);
+    for (int i = 0; i < LOOP_SHARDS; i++)
+        if (l->sh[i].m) curl_multi_cleanup(l->sh[i].m);
     easy_pool_destroy(&l->pool);
     if (l->ep >= 0) close(l->ep);
     if (l->evfd >= 0) close(l->evfd);
