@@ -2575,7 +2575,7 @@ typedef struct {
     agent_view v;
     a2a_track t;
     outcome o;
-    int use_stream;
+    int use_stream, attempt; /* retries the loop made already */
 } resume_at;
 
 static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files, size_t nfiles,
@@ -2598,6 +2598,7 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
     /* An earlier send of this message (before a restart, or a retry of an
      * unknown outcome) may have reached the agent: its record stays. */
     int maybe_sent = !res && c->rec != REC_NONE;
+    if (res) attempt = res->attempt;
     a2a_dialect trial = A2A_D_UNKNOWN;
     outcome o;
     for (;;) {
@@ -2885,7 +2886,7 @@ static rd_status redelivered(call *c, rd_error *err) {
  * push notifications, cancelling a task at its deadline, waiting for
  * authorization) goes on with the blocking code on a thread of its own. */
 
-enum { AC_START, AC_SENT, AC_POLL_DUE, AC_POLLED };
+enum { AC_START, AC_SENT, AC_POLL_DUE, AC_POLLED, AC_RESEND_DUE };
 enum { ACT_NONE, ACT_SUBMIT, ACT_TIMER, ACT_DONE, ACT_THREAD, ACT_AGAIN };
 enum { FB_RESUME = 1, FB_FINISH };
 
@@ -2907,7 +2908,7 @@ typedef struct acall {
     size_t nfiles;
     char *note;
     int64_t pause, delay;
-    int fails;
+    int fails, attempt;
 } acall;
 
 static void fin_push(a2a *a, acall *ac) {
@@ -2925,7 +2926,7 @@ static void fin_push(a2a *a, acall *ac) {
 /* Loop thread: an exchange ended or a pause is over. */
 static void on_loop(void *arg, int rc) {
     acall *ac = arg;
-    if (ac->stage != AC_POLL_DUE) ac->x.hr = rc;
+    if (ac->stage != AC_POLL_DUE && ac->stage != AC_RESEND_DUE) ac->x.hr = rc;
     fin_push(ac->c.a, ac);
 }
 
@@ -2984,6 +2985,8 @@ static void ac_settle(acall *ac) {
         ac_done(ac, settle(&ac->c, &ac->t, &ac->err));
 }
 
+static int ac_retry(acall *ac);
+
 /* What the send's answer leads to; as exchange_loop() decides. */
 static void ac_sent(acall *ac) {
     a2a *a = ac->c.a;
@@ -3013,7 +3016,7 @@ static void ac_sent(acall *ac) {
         ac_settle(ac);
         return;
     }
-    ac_thread(ac, FB_RESUME);
+    if (!ac_retry(ac)) ac_thread(ac, FB_RESUME);
 }
 
 /* A pause is over: the head of follow_loop(), then tasks/get. */
@@ -3077,6 +3080,97 @@ static void ac_polled(acall *ac) {
     ac_poll_wait(ac);
 }
 
+/* Builds the send on ac->v (as exchange_loop() does): stage AC_START to
+ * record and send it, or AC_SENT when it could not be made (o says why). */
+static void ac_build(acall *ac) {
+    a2a *a = ac->c.a;
+    call *c = &ac->c;
+    ac->use_stream = a->stream && ac->v.streaming;
+    a2a_track_free(&ac->t);
+    memset(&ac->t, 0, sizeof ac->t);
+    ac->t.max_text = a->max_reply;
+    char id[32];
+    next_rpc_id(c, id, sizeof id);
+    c->continuing = c->task_id != NULL;
+    a2a_send s = {.text = ac->note ? ac->note : c->rq->text,
+                  .files = ac->files,
+                  .nfiles = ac->nfiles,
+                  .message_id = c->msg_id,
+                  .context_id = c->ctx_id,
+                  .task_id = c->task_id,
+                  .tenant = ac->v.tenant,
+                  .return_immediately = !a->cf.blocking && !c->continuing,
+                  .accepted_output_modes = a->modes};
+    free(ac->body);
+    ac->body = a2a_build_send(ac->v.d, ac->use_stream, id, &s);
+    if (rpc_begin(c, &ac->v, ac->use_stream ? A2A_OP_STREAM : A2A_OP_SEND, ac->body, id, &ac->t,
+                  &ac->o, &ac->x) == 0) {
+        ac->begun = 1;
+        ac->stage = AC_START;
+    } else {
+        ac->stage = AC_SENT; /* o says why nothing left */
+    }
+}
+
+/* A send the agent did not take (408, 429, 503) or that never left is
+ * sent again after a back-off, a timer of the loop, as exchange_loop()
+ * would; what needs a rediscovery or another form of the request goes to
+ * the blocking code. 1 when the retry is scheduled. */
+static int ac_retry(acall *ac) {
+    a2a *a = ac->c.a;
+    call *c = &ac->c;
+    const outcome *o = &ac->o;
+    if (o->has_rpc || o->abandoned || o->cls != A2A_C_TRANSIENT || ac->t.task_id ||
+        (!o->asked_retry && !o->not_sent) || (o->conn_fail && o->not_sent && !a->no_card) ||
+        o->http == 404 || ac->attempt >= a->retries)
+        return 0;
+    int64_t d = backoff(c, ac->attempt, o->retry_after_s);
+    if (now_ms(a) + d >= c->deadline) return 0;
+    note_context(c, &ac->t);
+    ac->attempt++;
+    count(a, a->retries_s);
+    a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: retry %d in %" PRId64 " ms: %s",
+              c->rq->correlation_id ? c->rq->correlation_id : "-", ac->attempt, d, o->msg);
+    rec_write(c, REC_NONE, NULL, NULL, RD_OK, NULL);
+    ac->delay = d;
+    ac->stage = AC_RESEND_DUE;
+    ac->act = ACT_TIMER;
+    return 1;
+}
+
+/* The back-off is over: the send again, on a fresh view of the agent. */
+static void ac_resend(acall *ac) {
+    a2a *a = ac->c.a;
+    call *c = &ac->c;
+    if (a->h->cancelled(c->rp)) { /* as after nap() in exchange_loop() */
+        ac_done(ac, fail(c, &ac->o, &ac->err));
+        return;
+    }
+    if (ac->have_v) view_free(&ac->v);
+    ac->have_v = 0;
+    c->view = NULL;
+    if (view_get(a, &ac->v, 0)) {
+        memset(&ac->o, 0, sizeof ac->o);
+        pthread_mutex_lock(&a->mu);
+        ac->o.cls = a->disc_class ? a->disc_class : A2A_C_TRANSIENT;
+        snprintf(ac->o.msg, sizeof ac->o.msg, "agent not discovered: %.270s",
+                 a->disc_err[0] ? a->disc_err : "no card yet");
+        pthread_mutex_unlock(&a->mu);
+        ac_done(ac, fail(c, &ac->o, &ac->err));
+        return;
+    }
+    ac->have_v = 1;
+    c->view = &ac->v;
+    ac_build(ac);
+    if (ac->stage == AC_START) {
+        rec_write(c, REC_SENT, NULL, &ac->v, RD_OK, NULL);
+        ac->stage = AC_SENT;
+        ac->act = ACT_SUBMIT;
+    } else {
+        ac->act = ACT_AGAIN;
+    }
+}
+
 /* One step of a call on a finisher thread; store writes go to c->batch. */
 static void ac_step(acall *ac) {
     call *c = &ac->c;
@@ -3111,6 +3205,9 @@ static void ac_step(acall *ac) {
     case AC_POLL_DUE:
         ac_poll(ac);
         return;
+    case AC_RESEND_DUE:
+        ac_resend(ac);
+        return;
     }
 }
 
@@ -3121,7 +3218,11 @@ static void *fallback_main(void *arg) {
     if (ac->fb == FB_FINISH) {
         ac->st = finish_task(c, &ac->v, &ac->t, ac->use_stream, 0, &ac->err);
     } else {
-        resume_at r = {.v = ac->v, .t = ac->t, .o = ac->o, .use_stream = ac->use_stream};
+        resume_at r = {.v = ac->v,
+                       .t = ac->t,
+                       .o = ac->o,
+                       .use_stream = ac->use_stream,
+                       .attempt = ac->attempt};
         ac->have_v = 0; /* exchange_loop() owns and frees them */
         memset(&ac->t, 0, sizeof ac->t);
         ac->st = exchange_loop(c, &ac->err, ac->files, ac->nfiles, ac->note, &r);
@@ -3242,29 +3343,8 @@ static int ac_start(a2a *a, call *c) {
     c->rq = &ac->rq;
     c->view = &ac->v;
     ac->abort_req = (a2a_http_req){.abort_fn = call_aborted, .abort_arg = c};
-    ac->use_stream = a->stream && ac->v.streaming;
     ac->files = out_files(c, &ac->nfiles, &ac->note);
-    ac->t.max_text = a->max_reply;
-    char id[32];
-    next_rpc_id(c, id, sizeof id);
-    c->continuing = c->task_id != NULL;
-    a2a_send s = {.text = ac->note ? ac->note : c->rq->text,
-                  .files = ac->files,
-                  .nfiles = ac->nfiles,
-                  .message_id = c->msg_id,
-                  .context_id = c->ctx_id,
-                  .task_id = c->task_id,
-                  .tenant = ac->v.tenant,
-                  .return_immediately = !a->cf.blocking && !c->continuing,
-                  .accepted_output_modes = a->modes};
-    ac->body = a2a_build_send(ac->v.d, ac->use_stream, id, &s);
-    if (rpc_begin(c, &ac->v, ac->use_stream ? A2A_OP_STREAM : A2A_OP_SEND, ac->body, id, &ac->t,
-                  &ac->o, &ac->x) == 0) {
-        ac->begun = 1;
-        ac->stage = AC_START;
-    } else {
-        ac->stage = AC_SENT; /* o says why nothing left */
-    }
+    ac_build(ac);
     fin_push(a, ac);
     return 0;
 }

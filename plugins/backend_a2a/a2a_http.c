@@ -350,8 +350,8 @@ struct a2a_loop {
         CURLM *m;
         int64_t due; /* curl's timeout, -1: none */
         int idx;
+        size_t n; /* exchanges in it */
     } sh[LOOP_SHARDS];
-    unsigned next_sh;
     a2a_lop *active;  /* exchanges in the multi handle (loop thread only) */
     a2a_lop **timers; /* min-heap by due_ms (loop thread only) */
     size_t ntimers, tcap;
@@ -475,6 +475,7 @@ static void active_unlink(a2a_loop *l, a2a_lop *o) {
  * pool and the owner is told, on the loop thread. */
 static void op_end(a2a_loop *l, a2a_lop *o, CURLcode cc) {
     curl_multi_remove_handle(o->sh->m, o->c);
+    o->sh->n--;
     active_unlink(l, o);
     atomic_fetch_sub(&l->nactive, 1);
     int rc = finish(o->c, &o->x, cc);
@@ -517,7 +518,12 @@ static void take_incoming(a2a_loop *l) {
         o->next = l->active;
         if (l->active) l->active->prev = o;
         l->active = o;
-        o->sh = &l->sh[l->next_sh++ % LOOP_SHARDS];
+        /* the least busy shard, the first of equals: at a low rate every
+         * exchange goes to the first and reuses its warm connections */
+        o->sh = &l->sh[0];
+        for (int i = 1; i < LOOP_SHARDS; i++)
+            if (l->sh[i].n < o->sh->n) o->sh = &l->sh[i];
+        o->sh->n++;
         if (curl_multi_add_handle(o->sh->m, o->c) != CURLM_OK) {
             snprintf(o->x.out->errbuf, sizeof o->x.out->errbuf, "cannot start the exchange");
             op_end(l, o, CURLE_FAILED_INIT);
