@@ -3,7 +3,10 @@
  * and persona in the state store, follows tasks by polling or streaming,
  * and classifies every failure (transient, fatal, timeout, protocol).
  *
- * Threads: handle() runs on host workers, concurrently for different chats.
+ * Threads: handle() runs on host workers, concurrently for different chats,
+ * and hands the common path of a call to an event loop (curl multi) and
+ * two finisher threads, returning RD_PENDING (see "calls on the event
+ * loop"); rarer paths run the blocking code on a thread of their own.
  * Per-instance state after start() is the discovered agent (behind a mutex,
  * copied out per call), two atomics learned from the agent, and the curl
  * handle pool. A background thread discovers the agent card until it
@@ -2881,8 +2884,9 @@ static rd_status redelivered(call *c, rd_error *err) {
  * the other calls it has at hand), the event loop makes the request, and
  * a finisher classifies the answer, saves the conversation and the record
  * (batched again) and calls complete(). A working task is polled the same
- * way, its pauses timers of the loop. What is rarer (retries, recovery of
- * an unknown outcome, dialect and stream fallbacks, re-attaching a stream,
+ * way, its pauses timers of the loop, and so is a send the agent did not
+ * take, after its back-off. What is rarer (a rediscovery, recovery of an
+ * unknown outcome, dialect and stream fallbacks, re-attaching a stream,
  * push notifications, cancelling a task at its deadline, waiting for
  * authorization) goes on with the blocking code on a thread of its own. */
 
