@@ -1,7 +1,8 @@
 /* See a2a_http.h. Handles go back to the pool (curl_pool.h) after each
  * call, so the most recently used one (with a warm connection) is picked
  * first and a burst of hundreds of calls costs one handle each, created
- * once. */
+ * once. The event loop keeps a pool of its own: its handles
+ * find their connections in the multi handles' caches instead. */
 #include "a2a_http.h"
 #include "curl_pool.h"
 

@@ -1,6 +1,7 @@
 /* HTTP for the a2a backend: a pool of reusable curl easy handles (each
  * keeps its connections alive between calls) sharing DNS and TLS sessions,
- * one exchange per call, with an optional SSE sink for streams. */
+ * one exchange per call, with an optional SSE sink for streams; and an
+ * event loop making the same exchanges without a thread each. */
 #ifndef A2A_HTTP_H
 #define A2A_HTTP_H
 
