@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "a2a_http.h"
@@ -237,8 +238,8 @@ static const rd_option opts[] = {
     {"empty_reply", RD_OPT_STRING, 0, "The agent finished without a text answer.",
      "shown when the agent answered with no text", 0, 0, NULL, RD_BIND(a2a_conf, empty_reply)},
     {"max_calls", RD_OPT_INT, 0, "16384",
-     "most messages waiting on the agent at once through the event loop (one socket each); a "
-     "router worker with one more waits for a slot",
+     "most messages waiting on the agent at once through the event loop (one socket each; at "
+     "most half the open-file limit); a router worker with one more waits for a slot",
      1, 1000000, NULL, RD_BIND(a2a_conf, max_calls)},
     {"max_host_connections", RD_OPT_INT, 0, "0",
      "most connections open to one agent host at once (0 = no limit); requests beyond it wait "
@@ -3724,6 +3725,18 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
 
     a->http = a2a_http_new(512);
     a->max_calls = (size_t)cf->max_calls;
+    /* Each call holds a socket: stay within half the open-file limit, so
+     * a burst waits for slots instead of failing to connect. */
+    struct rlimit nf;
+    if (getrlimit(RLIMIT_NOFILE, &nf) == 0 && nf.rlim_cur != RLIM_INFINITY) {
+        size_t cap = nf.rlim_cur / 2 > 64 ? (size_t)(nf.rlim_cur / 2) : 64;
+        if (a->max_calls > cap) {
+            h->log(ctx, RD_LOG_INFO,
+                   "max_calls %zu lowered to %zu: half the open-file limit (ulimit -n %llu)",
+                   a->max_calls, cap, (unsigned long long)nf.rlim_cur);
+            a->max_calls = cap;
+        }
+    }
     a->loop = a->http ? a2a_loop_new(a->http, (long)cf->max_host_connections, h->now_ms) : NULL;
     if (!a->http) {
         h->error(err, RD_E_INTERNAL, "fatal", "cannot set up HTTP");
