@@ -35,6 +35,8 @@
 #define WARM_CHAT 1
 /* routerd's defaults of workers and queue_depth, for both clients. */
 #define DEF_WORKERS 256
+/* slow: routerd's workers (BENCH_SLOW_WORKERS changes it) */
+#define SLOW_WORKERS 12
 #define DEF_QUEUE 256
 
 static char *dir;
@@ -217,6 +219,11 @@ typedef struct client {
     int admin_port;
     struct rusage ru0; /* children's rusage before it exited */
 } client;
+
+static int envint(const char *name, int def) {
+    const char *v = getenv(name);
+    return v && atoi(v) > 0 ? atoi(v) : def;
+}
 
 static const char *envor(const char *name, const char *def) {
     const char *v = getenv(name);
@@ -519,7 +526,10 @@ static int run_slow(int minimal, const params *pa, metrics *m) {
     bench_agent *ag = bench_agent_start(pa->delay_ms);
     client c;
     int rc = 1;
-    int workers = chats + 16;
+    /* The minimal client needs a thread per call in flight; routerd's a2a
+     * backend waits on the agent without a worker (RD_PENDING), so its
+     * workers only carry the work before and after the call. */
+    int workers = minimal ? chats + 16 : envint("BENCH_SLOW_WORKERS", SLOW_WORKERS);
     if (client_start(&c, minimal, tg, ag, workers, chats + 256) || warm_up(&c, tg)) goto out;
     long rss0 = status_kb(c.pid, "VmRSS");
     phase ph;

@@ -758,8 +758,58 @@ void router_reply_progress(rd_reply *r, const char *text, size_t len) {
     free(copy);
 }
 
+/* ---- completions ----------------------------------------------------------
+ * A backend that returned RD_PENDING completes from its own thread (an
+ * event loop): the rest of the message (transport send, acknowledgement)
+ * is queued for a worker, so one loop thread does not carry thousands of
+ * sends one after the other. Completions go before new messages. */
+typedef struct done_item {
+    qnode q;
+    job *j;
+    rd_status st;
+    rd_error err;
+    bool has_err;
+} done_item;
+
+static fifo doneq; /* under R.mu */
+
+static void done_run(done_item *d) {
+    carrying = d->j;
+    after_backend(d->j, d->st, d->has_err ? &d->err : NULL);
+    carrying = NULL;
+    free(d);
+}
+
 void router_complete(rd_reply *r, rd_status st, const rd_error *err) {
-    if (r && r->job) after_backend(r->job, st, err);
+    if (!r || !r->job) return;
+    done_item *d = malloc(sizeof *d);
+    if (!d) {
+        after_backend(r->job, st, err);
+        return;
+    }
+    *d = (done_item){.j = r->job, .st = st, .has_err = err != NULL};
+    if (err) d->err = *err;
+    pthread_mutex_lock(&R.mu);
+    /* Once stopping, a worker still counted takes it before it exits. */
+    bool queue = R.nthreads > 0 || !R.shutdown;
+    if (queue && !R.shutdown && R.idle_threads == 0 && R.nthreads < R.max_workers) {
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&a, 512 * 1024);
+        pthread_t th;
+        if (pthread_create(&th, &a, worker_main, NULL) == 0) {
+            R.nthreads++;
+            series_set(R.m_workers, R.nthreads);
+        }
+        pthread_attr_destroy(&a);
+        queue = R.nthreads > 0;
+    }
+    bool wake = queue && R.idle_threads > 0;
+    if (queue) fifo_push(&doneq, &d->q);
+    pthread_mutex_unlock(&R.mu);
+    if (wake) pthread_cond_signal(&R.work_cv);
+    if (!queue) done_run(d); /* no worker to be had: here */
 }
 
 static void job_finish(job *j) {
@@ -799,8 +849,8 @@ static void *worker_main(void *arg) {
     (void)arg;
     pthread_mutex_lock(&R.mu);
     for (;;) {
-        qnode *n = NULL;
-        while (!R.shutdown && !(n = fifo_pop(&R.runq))) {
+        qnode *n = NULL, *dn = NULL;
+        while (!(dn = fifo_pop(&doneq)) && !R.shutdown && !(n = fifo_pop(&R.runq))) {
             R.idle_threads++;
             struct timespec dl;
             clock_gettime(CLOCK_REALTIME, &dl);
@@ -808,7 +858,13 @@ static void *worker_main(void *arg) {
             int rc = pthread_cond_timedwait(&R.work_cv, &R.mu, &dl);
             R.idle_threads--;
             /* Idle for 30 s: give the memory back, keep two warm. */
-            if (rc != 0 && R.nthreads > 2 && !R.runq.len) goto out;
+            if (rc != 0 && R.nthreads > 2 && !R.runq.len && !doneq.len) goto out;
+        }
+        if (dn) {
+            pthread_mutex_unlock(&R.mu);
+            done_run((done_item *)dn);
+            pthread_mutex_lock(&R.mu);
+            continue;
         }
         if (!n) break;
         chat *c = (chat *)((char *)n - offsetof(chat, runq));

@@ -3,7 +3,10 @@
  * and persona in the state store, follows tasks by polling or streaming,
  * and classifies every failure (transient, fatal, timeout, protocol).
  *
- * Threads: handle() runs on host workers, concurrently for different chats.
+ * Threads: handle() runs on host workers, concurrently for different chats,
+ * and hands the common path of a call to an event loop (curl multi) and
+ * two finisher threads, returning RD_PENDING (see "calls on the event
+ * loop"); rarer paths run the blocking code on a thread of their own.
  * Per-instance state after start() is the discovered agent (behind a mutex,
  * copied out per call), two atomics learned from the agent, and the curl
  * handle pool. A background thread discovers the agent card until it
@@ -22,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "a2a_http.h"
@@ -64,6 +68,7 @@ typedef struct {
     const char *new_command, *new_reply, *failure_notice, *timeout_notice, *task_failed_notice;
     int64_t auth_required_wait_s;
     const char *input_required_notice, *auth_required_notice, *empty_reply;
+    int64_t max_calls, max_host_connections;
 } a2a_conf;
 
 static const rd_option opts[] = {
@@ -232,6 +237,14 @@ static const rd_option opts[] = {
      RD_BIND(a2a_conf, auth_required_notice)},
     {"empty_reply", RD_OPT_STRING, 0, "The agent finished without a text answer.",
      "shown when the agent answered with no text", 0, 0, NULL, RD_BIND(a2a_conf, empty_reply)},
+    {"max_calls", RD_OPT_INT, 0, "16384",
+     "most messages waiting on the agent at once through the event loop (one socket each; at "
+     "most half the open-file limit); a router worker with one more waits for a slot",
+     1, 1000000, NULL, RD_BIND(a2a_conf, max_calls)},
+    {"max_host_connections", RD_OPT_INT, 0, "0",
+     "most connections open to one agent host at once (0 = no limit); requests beyond it wait "
+     "for a free connection (or share one over HTTP/2)",
+     0, 1000000, NULL, RD_BIND(a2a_conf, max_host_connections)},
     {0},
 };
 
@@ -323,6 +336,18 @@ typedef struct a2a {
 
     rd_series *fail[5]; /* by a2a_class */
     rd_series *retries_s, *fallback_s, *outcome_s[OUT_N];
+
+    /* The event-loop path (see "calls on the event loop"): the loop, the
+     * finisher threads and their queue, calls in flight (bounded by
+     * max_calls) and calls gone on to a thread of their own. */
+    a2a_loop *loop;
+    pthread_mutex_t fmu;
+    pthread_cond_t fcv, slot_cv;
+    struct acall *fq_head, *fq_tail;
+    int fstop;
+    pthread_t fin[2];
+    int nfin;
+    size_t ncalls, max_calls, nthreads_out;
 } a2a;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1167,6 +1192,7 @@ typedef struct {
     char *out;     /* the reply as appended, for the record */
     size_t outlen, outcap;
     const agent_view *view; /* the endpoint of the exchange in progress */
+    struct kv_batch *batch; /* set: store writes are collected, not made */
 } call;
 
 typedef struct {
@@ -1281,17 +1307,88 @@ static void record_sent(void *arg) {
     if (c->rec != REC_SENT) rec_write(c, REC_SENT, NULL, c->view, RD_OK, NULL);
 }
 
-/* One JSON-RPC exchange; results are folded into t. */
-static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const char *rpc_id,
-                a2a_track *t, outcome *o) {
+/* One exchange in two halves around the HTTP request: rpc_begin() builds
+ * it, rpc_end() classifies the answer into the outcome and frees it. The
+ * blocking rpc() runs both around a2a_http_do(); the event loop runs the
+ * request in between without a thread. */
+typedef struct {
+    a2a_op op;
+    char rpc_id[32];
+    a2a_track *t;
+    outcome *o;
+    sse_ctx sc;
+    char *rest_url, *rest_body;
+    const char *body, *url;
+    struct curl_slist *hd;
+    char *used; /* the Authorization header sent */
+    int oauth, renewed;
+    size_t before;
+    a2a_http_req hrq;
+    a2a_http_resp rs;
+    int hr;
+} rpc_x;
+
+static void rpc_x_free(rpc_x *x) {
+    curl_slist_free_all(x->hd);
+    x->hd = NULL;
+    free(x->used);
+    x->used = NULL;
+    free(x->rest_url);
+    x->rest_url = NULL;
+    free(x->rest_body);
+    x->rest_body = NULL;
+}
+
+/* The request's headers (a fresh OAuth token when stale is the one a 401
+ * refused); -1 with o filled when no token could be had. */
+static int rpc_headers(call *c, const agent_view *v, rpc_x *x) {
+    a2a *a = c->a;
+    int stream = x->op == A2A_OP_STREAM || x->op == A2A_OP_SUBSCRIBE;
+    curl_slist_free_all(x->hd);
+    struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10, v->url);
+    if (x->body) hd = curl_slist_append(hd, "Content-Type: application/json");
+    hd = curl_slist_append(hd, stream ? "Accept: text/event-stream" : "Accept: application/json");
+    if (c->rq->traceparent && *c->rq->traceparent) {
+        char tp[128];
+        snprintf(tp, sizeof tp, "traceparent: %s", c->rq->traceparent);
+        hd = curl_slist_append(hd, tp);
+    }
+    x->hd = hd;
+    if (x->oauth) {
+        char why[300];
+        int fatal;
+        char *ah = oauth_header(a, c->deadline, x->used, &fatal, why, sizeof why);
+        free(x->used);
+        x->used = ah;
+        if (!ah) {
+            /* nothing reached the agent */
+            x->o->cls = fatal ? A2A_C_FATAL : A2A_C_TRANSIENT;
+            x->o->not_sent = 1;
+            snprintf(x->o->msg, sizeof x->o->msg, "OAuth: %.280s", why);
+            return -1;
+        }
+        x->hd = curl_slist_append(x->hd, ah);
+    }
+    x->hrq.headers = x->hd;
+    return 0;
+}
+
+/* -1 with o filled (and nothing to free) when the request cannot be made. */
+static int rpc_begin(call *c, const agent_view *v, a2a_op op, const char *body, const char *rpc_id,
+                     a2a_track *t, outcome *o, rpc_x *x) {
     a2a *a = c->a;
     memset(o, 0, sizeof *o);
+    memset(x, 0, sizeof *x);
+    x->op = op;
+    x->t = t;
+    x->o = o;
+    snprintf(x->rpc_id, sizeof x->rpc_id, "%s", rpc_id ? rpc_id : "");
     int64_t left = c->deadline - now_ms(a);
     if (op == A2A_OP_CANCEL) left = a->cancel_ms;
     if (left <= 0) {
         o->cls = A2A_C_TIMEOUT;
         snprintf(o->msg, sizeof o->msg, "deadline passed before %s", a2a_method(v->d, op));
-        return;
+        return -1;
     }
     int stream = op == A2A_OP_STREAM || op == A2A_OP_SUBSCRIBE;
     int64_t limit = left;
@@ -1300,94 +1397,101 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
      * a non-blocking send only when done). */
     if (!stream && op != A2A_OP_SEND && a->http_ms < limit) limit = a->http_ms;
 
-    int oauth = a->oauth_id && creds_allowed(a, v->url);
-    a2a_http_resp rs;
-    size_t before = t->updates;
-    sse_ctx sc = {.c = c,
-                  .t = t,
-                  .rpc_id = rpc_id,
-                  .o = o,
-                  .rest = v->rest,
-                  .rest03 = v->rest && v->d == A2A_D_V03};
+    x->oauth = a->oauth_id && creds_allowed(a, v->url);
+    x->before = t->updates;
+    x->sc = (sse_ctx){.c = c,
+                      .t = t,
+                      .rpc_id = rpc_id ? x->rpc_id : NULL,
+                      .o = o,
+                      .rest = v->rest,
+                      .rest03 = v->rest && v->d == A2A_D_V03};
     /* HTTP+JSON: the same call as a REST route under the interface URL */
-    char *rest_url = NULL, *rest_body = NULL;
     if (v->rest) {
         char *path;
         if ((v->d == A2A_D_V03 ? a2a_rest03_request : a2a_rest_request)(op, body, &path,
-                                                                        &rest_body)) {
+                                                                        &x->rest_body)) {
             o->cls = A2A_C_PROTOCOL;
             o->not_sent = 1;
             snprintf(o->msg, sizeof o->msg, "%s: no REST form of this request",
                      a2a_method(v->d, op));
-            return;
+            return -1;
         }
-        rest_url = route_url(v->url, path);
+        x->rest_url = route_url(v->url, path);
         free(path);
-        body = rest_body;
-        if (!rest_url) {
+        body = x->rest_body;
+        if (!x->rest_url) {
             o->cls = A2A_C_TRANSIENT;
             o->not_sent = 1;
             snprintf(o->msg, sizeof o->msg, "%s: out of memory", a2a_method(v->d, op));
-            free(rest_body);
-            return;
+            rpc_x_free(x);
+            return -1;
         }
     }
-    const char *url = rest_url ? rest_url : v->url;
-    int hr;
-    char *used = NULL; /* the Authorization header sent */
-    for (int renew = 0;; renew++) {
-        struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10, v->url);
-        if (body) hd = curl_slist_append(hd, "Content-Type: application/json");
-        hd = curl_slist_append(hd,
-                               stream ? "Accept: text/event-stream" : "Accept: application/json");
-        if (c->rq->traceparent && *c->rq->traceparent) {
-            char tp[128];
-            snprintf(tp, sizeof tp, "traceparent: %s", c->rq->traceparent);
-            hd = curl_slist_append(hd, tp);
-        }
-        if (oauth) {
-            char why[300];
-            int fatal;
-            char *ah = oauth_header(a, c->deadline, used, &fatal, why, sizeof why);
-            free(used);
-            used = ah;
-            if (!ah) {
-                curl_slist_free_all(hd);
-                /* nothing reached the agent */
-                o->cls = fatal ? A2A_C_FATAL : A2A_C_TRANSIENT;
-                o->not_sent = 1;
-                snprintf(o->msg, sizeof o->msg, "OAuth: %.280s", why);
-                free(rest_url);
-                free(rest_body);
-                return;
-            }
-            hd = curl_slist_append(hd, ah);
-        }
-        a2a_http_req rq = {.url = url,
-                           .body = body,
-                           .headers = hd,
-                           .connect_timeout_ms = (long)a->connect_ms,
-                           .timeout_ms = (long)limit,
-                           .max_bytes = a->max_bytes,
-                           .sse_fn = stream ? on_event : NULL,
-                           .sse_arg = &sc,
-                           .abort_fn = call_aborted,
-                           .abort_arg = c,
-                           .before_send_fn =
-                               op == A2A_OP_SEND || op == A2A_OP_STREAM ? record_sent : NULL,
-                           .before_send_arg = c,
-                           .no_repeat = op == A2A_OP_SEND || op == A2A_OP_STREAM};
-        hr = a2a_http_do(a->http, &rq, &rs);
-        curl_slist_free_all(hd);
-        /* A 401 refused the request: renew the token once and repeat. */
-        if (oauth && renew == 0 && hr == 0 && rs.status == 401 && !sc.error_seen) {
-            a->h->log(a->ctx, RD_LOG_INFO, "the agent answered 401; renewing the OAuth token");
-            a2a_http_resp_free(&rs);
-            continue;
-        }
-        break;
+    x->body = body;
+    x->url = x->rest_url ? x->rest_url : v->url;
+    x->hrq = (a2a_http_req){.url = x->url,
+                            .body = body,
+                            .connect_timeout_ms = (long)a->connect_ms,
+                            .timeout_ms = (long)limit,
+                            .max_bytes = a->max_bytes,
+                            .sse_fn = stream ? on_event : NULL,
+                            .sse_arg = &x->sc,
+                            .abort_fn = call_aborted,
+                            .abort_arg = c,
+                            .before_send_fn =
+                                op == A2A_OP_SEND || op == A2A_OP_STREAM ? record_sent : NULL,
+                            .before_send_arg = c,
+                            .no_repeat = op == A2A_OP_SEND || op == A2A_OP_STREAM};
+    if (rpc_headers(c, v, x)) {
+        rpc_x_free(x);
+        return -1;
     }
-    free(used);
+    return 0;
+}
+
+/* A 401 refused the request: true when the token is renewed (once) and the
+ * request is to be repeated. */
+static int rpc_renew(call *c, const agent_view *v, rpc_x *x) {
+    if (!x->oauth || x->renewed || x->hr != 0 || x->rs.status != 401 || x->sc.error_seen) return 0;
+    x->renewed = 1;
+    c->a->h->log(c->a->ctx, RD_LOG_INFO, "the agent answered 401; renewing the OAuth token");
+    a2a_http_resp_free(&x->rs);
+    if (rpc_headers(c, v, x)) {
+        /* o says why: the exchange ends as not sent */
+        x->hr = -2;
+        return 0;
+    }
+    return 1;
+}
+
+static void rpc_end(call *c, const agent_view *v, rpc_x *x);
+
+/* One JSON-RPC exchange; results are folded into t. */
+static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const char *rpc_id,
+                a2a_track *t, outcome *o) {
+    rpc_x x;
+    if (rpc_begin(c, v, op, body, rpc_id, t, o, &x)) return;
+    do
+        x.hr = a2a_http_do(c->a->http, &x.hrq, &x.rs);
+    while (rpc_renew(c, v, &x));
+    rpc_end(c, v, &x);
+}
+
+static void rpc_end(call *c, const agent_view *v, rpc_x *x) {
+    a2a *a = c->a;
+    if (x->hr == -2) { /* the token renewal failed: o says why */
+        a2a_http_resp_free(&x->rs);
+        rpc_x_free(x);
+        return;
+    }
+    a2a_op op = x->op;
+    const char *rpc_id = x->rpc_id[0] ? x->rpc_id : NULL;
+    a2a_track *t = x->t;
+    outcome *o = x->o;
+    sse_ctx sc = x->sc;
+    size_t before = x->before;
+    int hr = x->hr;
+    a2a_http_resp rs = x->rs;
     const char *m = a2a_method(v->d, op);
 
     if (sc.error_seen) {
@@ -1494,8 +1598,66 @@ static void rpc(call *c, const agent_view *v, a2a_op op, const char *body, const
         }
     }
     a2a_http_resp_free(&rs);
-    free(rest_url);
-    free(rest_body);
+    memset(&x->rs, 0, sizeof x->rs);
+    rpc_x_free(x);
+}
+
+/* ---- store writes -------------------------------------------------------
+ * A call on the event-loop path collects its writes in a batch that its
+ * finisher thread commits in one transaction with the writes of the other
+ * calls it finished at the same time; a blocking call writes at once. */
+
+typedef struct kv_batch {
+    rd_kv_op *ops;
+    size_t n, cap;
+} kv_batch;
+
+static rd_status kv_write(call *c, const char *key, const char *val, int del) {
+    a2a *a = c->a;
+    kv_batch *b = c->batch;
+    if (!b) return del ? a->h->kv_del(a->ctx, key) : a->h->kv_put(a->ctx, key, val, strlen(val));
+    if (b->n == b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 64;
+        rd_kv_op *o = realloc(b->ops, nc * sizeof *o);
+        if (!o) return RD_E_INTERNAL;
+        b->ops = o;
+        b->cap = nc;
+    }
+    char *k = strdup(key), *v = del ? NULL : strdup(val);
+    if (!k || (!del && !v)) {
+        free(k);
+        free(v);
+        return RD_E_INTERNAL;
+    }
+    b->ops[b->n++] = (rd_kv_op){
+        .op = del ? RD_KV_DEL : RD_KV_PUT, .key = k, .val = v, .val_len = v ? strlen(v) : 0};
+    return RD_OK;
+}
+
+/* Commits what b holds; the warning names how many writes were lost. */
+static void kv_flush(a2a *a, kv_batch *b) {
+    if (!b->n) return;
+    rd_status st = RD_OK;
+    if (a->h->kv_txn) {
+        st = a->h->kv_txn(a->ctx, b->ops, b->n);
+    } else {
+        for (size_t i = 0; i < b->n; i++) {
+            const rd_kv_op *o = &b->ops[i];
+            rd_status w = o->op == RD_KV_DEL ? a->h->kv_del(a->ctx, o->key)
+                                             : a->h->kv_put(a->ctx, o->key, o->val, o->val_len);
+            if (w != RD_OK && w != RD_E_FATAL) st = w;
+        }
+    }
+    if (st != RD_OK)
+        a->h->log(a->ctx, RD_LOG_WARN,
+                  "cannot save %zu conversation or message record(s); a re-delivery may run "
+                  "their messages again",
+                  b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        free((char *)b->ops[i].key);
+        free((void *)b->ops[i].val);
+    }
+    b->n = 0;
 }
 
 /* ---- conversation state ------------------------------------------------- */
@@ -1527,14 +1689,14 @@ static void conv_save(call *c) {
     if (same(c->ctx_id, c->saved_ctx) && same(c->task_id, c->saved_task)) return;
     rd_status st;
     if (empty(c->ctx_id) && empty(c->task_id)) {
-        st = a->h->kv_del(a->ctx, c->key);
+        st = kv_write(c, c->key, NULL, 1);
     } else {
         cJSON *j = cJSON_CreateObject();
         if (!empty(c->ctx_id)) cJSON_AddStringToObject(j, "context", c->ctx_id);
         if (!empty(c->task_id)) cJSON_AddStringToObject(j, "task", c->task_id);
         char *s = cJSON_PrintUnformatted(j);
         cJSON_Delete(j);
-        st = s ? a->h->kv_put(a->ctx, c->key, s, strlen(s)) : RD_E_INTERNAL;
+        st = s ? kv_write(c, c->key, s, 0) : RD_E_INTERNAL;
         free(s);
     }
     if (st != RD_OK && st != RD_E_FATAL)
@@ -1605,7 +1767,7 @@ static void rec_write(call *c, int state, const char *task, const agent_view *v,
     if (!c->stable) return;
     rd_status ws;
     if (state == REC_NONE) {
-        ws = c->rec == REC_NONE ? RD_OK : a->h->kv_del(a->ctx, c->rkey);
+        ws = c->rec == REC_NONE ? RD_OK : kv_write(c, c->rkey, NULL, 1);
     } else {
         if (!c->rec_t) c->rec_t = wall_s(a);
         cJSON *j = cJSON_CreateObject();
@@ -1621,7 +1783,7 @@ static void rec_write(call *c, int state, const char *task, const agent_view *v,
         }
         char *txt = cJSON_PrintUnformatted(j);
         cJSON_Delete(j);
-        ws = txt ? a->h->kv_put(a->ctx, c->rkey, txt, strlen(txt)) : RD_E_INTERNAL;
+        ws = txt ? kv_write(c, c->rkey, txt, 0) : RD_E_INTERNAL;
         free(txt);
     }
     if (ws != RD_OK && ws != RD_E_FATAL)
@@ -2411,30 +2573,51 @@ static a2a_out_file *out_files(call *c, size_t *n, char **note) {
     return v;
 }
 
+/* The first send's result, when the event loop made it: the exchange goes
+ * on from there (retries, recovery, fallbacks) on a thread. */
+typedef struct {
+    agent_view v;
+    a2a_track t;
+    outcome o;
+    int use_stream, attempt; /* retries the loop made already */
+} resume_at;
+
 static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files, size_t nfiles,
-                               const char *note);
+                               const char *note, resume_at *res);
 
 static rd_status exchange(call *c, rd_error *err) {
     size_t nfiles = 0;
     char *note = NULL;
     a2a_out_file *files = out_files(c, &nfiles, &note);
-    rd_status st = exchange_loop(c, err, files, nfiles, note);
+    rd_status st = exchange_loop(c, err, files, nfiles, note, NULL);
     free(files);
     free(note);
     return st;
 }
 
 static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files, size_t nfiles,
-                               const char *note) {
+                               const char *note, resume_at *res) {
     a2a *a = c->a;
     int switched = 0, dropped_task = 0, rediscovered = 0, attempt = 0, no_stream = 0, healed = 0;
     /* An earlier send of this message (before a restart, or a retry of an
      * unknown outcome) may have reached the agent: its record stays. */
-    int maybe_sent = c->rec != REC_NONE;
+    int maybe_sent = !res && c->rec != REC_NONE;
+    if (res) attempt = res->attempt;
     a2a_dialect trial = A2A_D_UNKNOWN;
     outcome o;
     for (;;) {
         agent_view v;
+        a2a_track t = {.max_text = a->max_reply};
+        int use_stream;
+        if (res) {
+            v = res->v;
+            t = res->t;
+            o = res->o;
+            use_stream = res->use_stream;
+            c->view = &v;
+            res = NULL;
+            goto sent;
+        }
         if (view_get(a, &v, trial)) {
             memset(&o, 0, sizeof o);
             pthread_mutex_lock(&a->mu);
@@ -2444,7 +2627,7 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
             pthread_mutex_unlock(&a->mu);
             return fail(c, &o, err);
         }
-        int use_stream = a->stream && v.streaming && !no_stream;
+        use_stream = a->stream && v.streaming && !no_stream;
         char id[32];
         next_rpc_id(c, id, sizeof id);
         /* A continuation is sent blocking: its task id is known already,
@@ -2460,7 +2643,6 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
                       .return_immediately = !a->cf.blocking && !c->continuing,
                       .accepted_output_modes = a->modes};
         char *body = a2a_build_send(v.d, use_stream, id, &s);
-        a2a_track t = {.max_text = a->max_reply};
         c->view = &v;
         if (a->h->cancelled(c->rp)) {
             /* A hard stop: nothing leaves, the update comes back after the
@@ -2478,6 +2660,7 @@ static rd_status exchange_loop(call *c, rd_error *err, const a2a_out_file *files
         rpc(c, &v, use_stream ? A2A_OP_STREAM : A2A_OP_SEND, body, id, &t, &o);
         free(body);
         note_task(c, &t);
+    sent:
         if (o.abandoned && !t.task_id) {
             /* Cut by a hard stop before the agent named a task. A request
              * that provably never left is not "sent": the re-delivered
@@ -2695,6 +2878,507 @@ static rd_status redelivered(call *c, rd_error *err) {
     return st;
 }
 
+/* ---- calls on the event loop ---------------------------------------------
+ * The common path of a message runs without a thread of its own: handle()
+ * builds the send on the router's worker and returns RD_PENDING; a
+ * finisher thread records the send (one transaction with the records of
+ * the other calls it has at hand), the event loop makes the request, and
+ * a finisher classifies the answer, saves the conversation and the record
+ * (batched again) and calls complete(). A working task is polled the same
+ * way, its pauses timers of the loop, and so is a send the agent did not
+ * take, after its back-off. What is rarer (a rediscovery, recovery of an
+ * unknown outcome, dialect and stream fallbacks, re-attaching a stream,
+ * push notifications, cancelling a task at its deadline, waiting for
+ * authorization) goes on with the blocking code on a thread of its own. */
+
+enum { AC_START, AC_SENT, AC_POLL_DUE, AC_POLLED, AC_RESEND_DUE };
+enum { ACT_NONE, ACT_SUBMIT, ACT_TIMER, ACT_DONE, ACT_THREAD, ACT_AGAIN };
+enum { FB_RESUME = 1, FB_FINISH };
+
+typedef struct acall {
+    struct acall *next;
+    call c;
+    rd_request rq; /* what it points to lives in the router's job until complete() */
+    rd_error err;
+    rd_status st;
+    agent_view v;
+    int have_v;
+    a2a_track t;
+    outcome o;
+    rpc_x x;
+    a2a_http_req abort_req; /* lets a hard stop cut the poll pauses */
+    int stage, act, fb, use_stream, begun;
+    char *body;
+    a2a_out_file *files;
+    size_t nfiles;
+    char *note;
+    int64_t pause, delay;
+    int fails, attempt;
+} acall;
+
+static void fin_push(a2a *a, acall *ac) {
+    ac->next = NULL;
+    pthread_mutex_lock(&a->fmu);
+    if (a->fq_tail)
+        a->fq_tail->next = ac;
+    else
+        a->fq_head = ac;
+    a->fq_tail = ac;
+    pthread_cond_signal(&a->fcv);
+    pthread_mutex_unlock(&a->fmu);
+}
+
+/* Loop thread: an exchange ended or a pause is over. */
+static void on_loop(void *arg, int rc) {
+    acall *ac = arg;
+    if (ac->stage != AC_POLL_DUE && ac->stage != AC_RESEND_DUE) ac->x.hr = rc;
+    fin_push(ac->c.a, ac);
+}
+
+static void acall_free(acall *ac) {
+    a2a *a = ac->c.a;
+    call *c = &ac->c;
+    if (ac->begun) {
+        a2a_http_resp_free(&ac->x.rs);
+        rpc_x_free(&ac->x);
+    }
+    free(c->ctx_id);
+    free(c->task_id);
+    free(c->saved_ctx);
+    free(c->saved_task);
+    free(c->rec_task);
+    free(c->rec_url);
+    free(c->out);
+    free(ac->body);
+    free(ac->files);
+    free(ac->note);
+    if (ac->have_v) view_free(&ac->v);
+    a2a_track_free(&ac->t);
+    free(ac);
+    pthread_mutex_lock(&a->fmu);
+    a->ncalls--;
+    pthread_cond_broadcast(&a->slot_cv);
+    pthread_mutex_unlock(&a->fmu);
+}
+
+static void ac_done(acall *ac, rd_status st) {
+    ac->st = st;
+    ac->act = ACT_DONE;
+}
+
+static void ac_thread(acall *ac, int fb) {
+    ac->fb = fb;
+    ac->act = ACT_THREAD;
+}
+
+/* The next poll after the pause (growing as follow_loop's does). */
+static void ac_poll_wait(acall *ac) {
+    a2a *a = ac->c.a;
+    int64_t left = ac->c.deadline - now_ms(a);
+    ac->delay = ac->pause < left ? ac->pause : left > 0 ? left : 0;
+    ac->pause = ac->pause * 3 / 2 > a->poll_max_ms ? a->poll_max_ms : ac->pause * 3 / 2;
+    ac->stage = AC_POLL_DUE;
+    ac->act = ACT_TIMER;
+}
+
+/* A settled task: its answer, unless it waits for an authorization that
+ * is worth waiting for (await_auth, on a thread). */
+static void ac_settle(acall *ac) {
+    if (ac->t.state == A2A_TS_AUTH_REQUIRED && !ac->t.got_message && ac->c.a->auth_wait_ms > 0)
+        ac_thread(ac, FB_FINISH);
+    else
+        ac_done(ac, settle(&ac->c, &ac->t, &ac->err));
+}
+
+static int ac_retry(acall *ac);
+
+/* What the send's answer leads to; as exchange_loop() decides. */
+static void ac_sent(acall *ac) {
+    a2a *a = ac->c.a;
+    call *c = &ac->c;
+    outcome *o = &ac->o;
+    a2a_track *t = &ac->t;
+    if (o->abandoned && !t->task_id) {
+        if (o->not_sent) rec_write(c, REC_NONE, NULL, NULL, RD_OK, NULL);
+        ac_done(ac, fail(c, o, &ac->err));
+        return;
+    }
+    if (t->task_id && !t->got_message && (o->cls == A2A_C_OK || o->dropped)) {
+        if (o->abandoned) {
+            ac_done(ac, fail(c, o, &ac->err));
+        } else if (a2a_track_done(t)) {
+            ac_settle(ac);
+        } else if (ac->use_stream || a->push_url || o->cls != A2A_C_OK) {
+            ac_thread(ac, FB_FINISH); /* re-attach, or wait for pushes */
+        } else {
+            ac->pause = a->poll_ms;
+            ac->fails = 0;
+            ac_poll_wait(ac);
+        }
+        return;
+    }
+    if (o->cls == A2A_C_OK && (t->got_message || a2a_track_done(t))) {
+        ac_settle(ac);
+        return;
+    }
+    if (!ac_retry(ac)) ac_thread(ac, FB_RESUME);
+}
+
+/* A pause is over: the head of follow_loop(), then tasks/get. */
+static void ac_poll(acall *ac) {
+    a2a *a = ac->c.a;
+    call *c = &ac->c;
+    note_context(c, &ac->t);
+    if (a->h->cancelled(c->rp)) {
+        memset(&ac->o, 0, sizeof ac->o);
+        ac->o.cls = A2A_C_TRANSIENT;
+        ac->o.abandoned = 1;
+        snprintf(ac->o.msg, sizeof ac->o.msg, "abandoned (router stopping); task %s left running",
+                 ac->t.task_id);
+        ac_done(ac, fail(c, &ac->o, &ac->err));
+        return;
+    }
+    if (now_ms(a) >= c->deadline) {
+        ac_thread(ac, FB_FINISH); /* follow_loop() cancels the task */
+        return;
+    }
+    char id[32];
+    next_rpc_id(c, id, sizeof id);
+    free(ac->body);
+    ac->body = a2a_build_task_op(ac->v.d, A2A_OP_GET, id, ac->t.task_id, ac->v.tenant);
+    ac->stage = AC_POLLED;
+    if (rpc_begin(c, &ac->v, A2A_OP_GET, ac->body, id, &ac->t, &ac->o, &ac->x) == 0) {
+        ac->begun = 1;
+        ac->act = ACT_SUBMIT;
+        return;
+    }
+    ac->act = ACT_AGAIN; /* o says why; handled as a failed poll */
+}
+
+/* A poll's answer; as follow_loop() and finish_task() decide. */
+static void ac_polled(acall *ac) {
+    a2a *a = ac->c.a;
+    call *c = &ac->c;
+    outcome *o = &ac->o;
+    if (o->cls == A2A_C_OK && !o->abandoned) {
+        ac->fails = 0;
+        progress(c, &ac->t, 0);
+        if (a2a_track_done(&ac->t))
+            ac_settle(ac);
+        else
+            ac_poll_wait(ac);
+        return;
+    }
+    if (o->cls == A2A_C_TIMEOUT && !o->abandoned) {
+        ac_thread(ac, FB_FINISH);
+        return;
+    }
+    if (o->abandoned || o->cls != A2A_C_TRANSIENT) {
+        note_context(c, &ac->t);
+        ac_done(ac, fail(c, o, &ac->err));
+        return;
+    }
+    ac->fails++;
+    count(a, a->retries_s);
+    a->h->log(a->ctx, RD_LOG_DEBUG, "correlation %s: polling failed (%d): %s",
+              c->rq->correlation_id ? c->rq->correlation_id : "-", ac->fails, o->msg);
+    ac_poll_wait(ac);
+}
+
+/* Builds the send on ac->v (as exchange_loop() does): stage AC_START to
+ * record and send it, or AC_SENT when it could not be made (o says why). */
+static void ac_build(acall *ac) {
+    a2a *a = ac->c.a;
+    call *c = &ac->c;
+    ac->use_stream = a->stream && ac->v.streaming;
+    a2a_track_free(&ac->t);
+    memset(&ac->t, 0, sizeof ac->t);
+    ac->t.max_text = a->max_reply;
+    char id[32];
+    next_rpc_id(c, id, sizeof id);
+    c->continuing = c->task_id != NULL;
+    a2a_send s = {.text = ac->note ? ac->note : c->rq->text,
+                  .files = ac->files,
+                  .nfiles = ac->nfiles,
+                  .message_id = c->msg_id,
+                  .context_id = c->ctx_id,
+                  .task_id = c->task_id,
+                  .tenant = ac->v.tenant,
+                  .return_immediately = !a->cf.blocking && !c->continuing,
+                  .accepted_output_modes = a->modes};
+    free(ac->body);
+    ac->body = a2a_build_send(ac->v.d, ac->use_stream, id, &s);
+    if (rpc_begin(c, &ac->v, ac->use_stream ? A2A_OP_STREAM : A2A_OP_SEND, ac->body, id, &ac->t,
+                  &ac->o, &ac->x) == 0) {
+        ac->begun = 1;
+        ac->stage = AC_START;
+    } else {
+        ac->stage = AC_SENT; /* o says why nothing left */
+    }
+}
+
+/* A send the agent did not take (408, 429, 503) or that never left is
+ * sent again after a back-off, a timer of the loop, as exchange_loop()
+ * would; what needs a rediscovery or another form of the request goes to
+ * the blocking code. 1 when the retry is scheduled. */
+static int ac_retry(acall *ac) {
+    a2a *a = ac->c.a;
+    call *c = &ac->c;
+    const outcome *o = &ac->o;
+    if (o->has_rpc || o->abandoned || o->cls != A2A_C_TRANSIENT || ac->t.task_id ||
+        (!o->asked_retry && !o->not_sent) || (o->conn_fail && o->not_sent && !a->no_card) ||
+        o->http == 404 || ac->attempt >= a->retries)
+        return 0;
+    int64_t d = backoff(c, ac->attempt, o->retry_after_s);
+    if (now_ms(a) + d >= c->deadline) return 0;
+    note_context(c, &ac->t);
+    ac->attempt++;
+    count(a, a->retries_s);
+    a->h->log(a->ctx, RD_LOG_INFO, "correlation %s: retry %d in %" PRId64 " ms: %s",
+              c->rq->correlation_id ? c->rq->correlation_id : "-", ac->attempt, d, o->msg);
+    rec_write(c, REC_NONE, NULL, NULL, RD_OK, NULL);
+    ac->delay = d;
+    ac->stage = AC_RESEND_DUE;
+    ac->act = ACT_TIMER;
+    return 1;
+}
+
+/* The back-off is over: the send again, on a fresh view of the agent. */
+static void ac_resend(acall *ac) {
+    a2a *a = ac->c.a;
+    call *c = &ac->c;
+    if (a->h->cancelled(c->rp)) { /* as after nap() in exchange_loop() */
+        ac_done(ac, fail(c, &ac->o, &ac->err));
+        return;
+    }
+    if (ac->have_v) view_free(&ac->v);
+    ac->have_v = 0;
+    c->view = NULL;
+    if (view_get(a, &ac->v, 0)) {
+        memset(&ac->o, 0, sizeof ac->o);
+        pthread_mutex_lock(&a->mu);
+        ac->o.cls = a->disc_class ? a->disc_class : A2A_C_TRANSIENT;
+        snprintf(ac->o.msg, sizeof ac->o.msg, "agent not discovered: %.270s",
+                 a->disc_err[0] ? a->disc_err : "no card yet");
+        pthread_mutex_unlock(&a->mu);
+        ac_done(ac, fail(c, &ac->o, &ac->err));
+        return;
+    }
+    ac->have_v = 1;
+    c->view = &ac->v;
+    ac_build(ac);
+    if (ac->stage == AC_START) {
+        rec_write(c, REC_SENT, NULL, &ac->v, RD_OK, NULL);
+        ac->stage = AC_SENT;
+        ac->act = ACT_SUBMIT;
+    } else {
+        ac->act = ACT_AGAIN;
+    }
+}
+
+/* One step of a call on a finisher thread; store writes go to c->batch. */
+static void ac_step(acall *ac) {
+    call *c = &ac->c;
+    ac->act = ACT_NONE;
+    switch (ac->stage) {
+    case AC_START:
+        /* Recorded before the request is handed to the loop (so before it
+         * leaves); the loop's PREREQ callback finds it written. */
+        rec_write(c, REC_SENT, NULL, &ac->v, RD_OK, NULL);
+        ac->stage = AC_SENT;
+        ac->act = ACT_SUBMIT;
+        return;
+    case AC_SENT:
+    case AC_POLLED:
+        if (ac->begun && rpc_renew(c, &ac->v, &ac->x)) {
+            ac->act = ACT_SUBMIT;
+            return;
+        }
+        if (ac->begun) {
+            ac->begun = 0;
+            rpc_end(c, &ac->v, &ac->x);
+        }
+        free(ac->body);
+        ac->body = NULL;
+        if (ac->stage == AC_SENT) {
+            note_task(c, &ac->t);
+            ac_sent(ac);
+        } else {
+            ac_polled(ac);
+        }
+        return;
+    case AC_POLL_DUE:
+        ac_poll(ac);
+        return;
+    case AC_RESEND_DUE:
+        ac_resend(ac);
+        return;
+    }
+}
+
+static void *fallback_main(void *arg) {
+    acall *ac = arg;
+    a2a *a = ac->c.a;
+    call *c = &ac->c;
+    if (ac->fb == FB_FINISH) {
+        ac->st = finish_task(c, &ac->v, &ac->t, ac->use_stream, 0, &ac->err);
+    } else {
+        resume_at r = {.v = ac->v,
+                       .t = ac->t,
+                       .o = ac->o,
+                       .use_stream = ac->use_stream,
+                       .attempt = ac->attempt};
+        ac->have_v = 0; /* exchange_loop() owns and frees them */
+        memset(&ac->t, 0, sizeof ac->t);
+        ac->st = exchange_loop(c, &ac->err, ac->files, ac->nfiles, ac->note, &r);
+    }
+    c->view = NULL;
+    a->h->complete(c->rp, ac->st, &ac->err);
+    pthread_mutex_lock(&a->fmu);
+    a->nthreads_out--;
+    pthread_mutex_unlock(&a->fmu);
+    acall_free(ac);
+    return NULL;
+}
+
+/* After the batch of writes is committed: what each step asked for. */
+static void ac_post(acall *ac) {
+    a2a *a = ac->c.a;
+    switch (ac->act) {
+    case ACT_SUBMIT:
+        if (a2a_loop_submit(a->loop, &ac->x.hrq, &ac->x.rs, on_loop, ac)) {
+            /* the loop is stopping: the request never left */
+            ac->x.hr = -1;
+            ac->x.rs.aborted = 1;
+            fin_push(a, ac);
+        }
+        break;
+    case ACT_TIMER:
+        if (a2a_loop_after(a->loop, ac->delay, &ac->abort_req, on_loop, ac)) fin_push(a, ac);
+        break;
+    case ACT_DONE:
+        ac->c.view = NULL;
+        a->h->complete(ac->c.rp, ac->st, &ac->err);
+        acall_free(ac);
+        break;
+    case ACT_THREAD: {
+        pthread_mutex_lock(&a->fmu);
+        a->nthreads_out++;
+        pthread_mutex_unlock(&a->fmu);
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&at, 512 * 1024);
+        pthread_t th;
+        int bad = pthread_create(&th, &at, fallback_main, ac);
+        pthread_attr_destroy(&at);
+        if (bad) fallback_main(ac); /* no thread to be had: here, blocking */
+        break;
+    }
+    case ACT_AGAIN:
+        fin_push(a, ac);
+        break;
+    default:
+        break;
+    }
+}
+
+#define FIN_BATCH 256
+
+static void *finisher_main(void *arg) {
+    a2a *a = arg;
+    kv_batch b = {0};
+    acall *v[FIN_BATCH];
+    pthread_mutex_lock(&a->fmu);
+    for (;;) {
+        while (!a->fq_head && !a->fstop)
+            pthread_cond_wait(&a->fcv, &a->fmu);
+        if (!a->fq_head) break;
+        size_t n = 0;
+        while (a->fq_head && n < FIN_BATCH) {
+            v[n++] = a->fq_head;
+            a->fq_head = a->fq_head->next;
+        }
+        if (!a->fq_head) a->fq_tail = NULL;
+        pthread_mutex_unlock(&a->fmu);
+        for (size_t i = 0; i < n; i++) {
+            v[i]->c.batch = &b;
+            ac_step(v[i]);
+            v[i]->c.batch = NULL;
+        }
+        kv_flush(a, &b);
+        for (size_t i = 0; i < n; i++)
+            ac_post(v[i]);
+        pthread_mutex_lock(&a->fmu);
+    }
+    pthread_mutex_unlock(&a->fmu);
+    free(b.ops);
+    return NULL;
+}
+
+/* Hands a call on to the event-loop path; -1 leaves it to the blocking
+ * path (no slot while stopping, no agent card, no memory). On 0, the call's
+ * allocations belong to the loop path. */
+static int ac_start(a2a *a, call *c) {
+    pthread_mutex_lock(&a->fmu);
+    while (a->ncalls >= a->max_calls && !a->fstop && !a->h->cancelled(c->rp)) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += 100000000L;
+        if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&a->slot_cv, &a->fmu, &dl);
+    }
+    int ok = !a->fstop && a->ncalls < a->max_calls;
+    if (ok) a->ncalls++;
+    pthread_mutex_unlock(&a->fmu);
+    if (!ok) return -1;
+    acall *ac = calloc(1, sizeof *ac);
+    if (!ac || view_get(a, &ac->v, 0)) {
+        free(ac);
+        pthread_mutex_lock(&a->fmu);
+        a->ncalls--;
+        pthread_cond_broadcast(&a->slot_cv);
+        pthread_mutex_unlock(&a->fmu);
+        return -1;
+    }
+    ac->have_v = 1;
+    ac->rq = *c->rq;
+    ac->c = *c;
+    c = &ac->c;
+    c->rq = &ac->rq;
+    c->view = &ac->v;
+    ac->abort_req = (a2a_http_req){.abort_fn = call_aborted, .abort_arg = c};
+    ac->files = out_files(c, &ac->nfiles, &ac->note);
+    ac_build(ac);
+    fin_push(a, ac);
+    return 0;
+}
+
+/* Starts the loop and the finishers; 0 when they run. */
+static int loop_start(a2a *a) {
+    if (!a->loop || a2a_loop_start(a->loop)) return -1;
+    for (int i = 0; i < 2; i++)
+        if (pthread_create(&a->fin[a->nfin], NULL, finisher_main, a) == 0) a->nfin++;
+    return a->nfin ? 0 : -1;
+}
+
+/* Ends every exchange in flight (a hard stop passed, or nothing is left),
+ * lets the finishers complete the calls and joins every thread. */
+static void loop_stop(a2a *a) {
+    if (!a->loop) return;
+    a2a_loop_stop(a->loop);
+    pthread_mutex_lock(&a->fmu);
+    while (a->ncalls > 0 && a->nfin > 0)
+        pthread_cond_wait(&a->slot_cv, &a->fmu);
+    a->fstop = 1;
+    pthread_cond_broadcast(&a->fcv);
+    pthread_cond_broadcast(&a->slot_cv);
+    pthread_mutex_unlock(&a->fmu);
+    for (int i = 0; i < a->nfin; i++)
+        pthread_join(a->fin[i], NULL);
+    a->nfin = 0;
+}
+
 /* ---- the backend API ---------------------------------------------------- */
 
 static int is_command(const char *text, const char *cmd) {
@@ -2804,6 +3488,7 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
             int64_t dl = now + a->http_ms;
             discover(a, dl < c.deadline ? dl : c.deadline, 0, 1);
         }
+        if (c.rec == REC_NONE && a->nfin && ac_start(a, &c) == 0) return RD_PENDING;
         st = c.rec != REC_NONE ? redelivered(&c, err) : exchange(&c, err);
     }
     free(c.ctx_id);
@@ -2819,8 +3504,12 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
 static void a_destroy(void *self) {
     a2a *a = self;
     if (!a) return;
+    a2a_loop_free(a->loop);
     a2a_http_free(a->http);
     a2a_card_free(&a->card);
+    pthread_mutex_destroy(&a->fmu);
+    pthread_cond_destroy(&a->fcv);
+    pthread_cond_destroy(&a->slot_cv);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->omu);
@@ -2902,6 +3591,9 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     pthread_mutex_init(&a->omu, NULL);
     pthread_cond_init(&a->ocv, NULL);
     pthread_mutex_init(&a->pmu, NULL);
+    pthread_mutex_init(&a->fmu, NULL);
+    pthread_cond_init(&a->fcv, NULL);
+    pthread_cond_init(&a->slot_cv, NULL);
     *self = a;
     const char *inst = h->info(ctx, "instance");
     a->inst = inst ? inst : "a2a";
@@ -3032,6 +3724,20 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     }
 
     a->http = a2a_http_new(512);
+    a->max_calls = (size_t)cf->max_calls;
+    /* Each call holds a socket: stay within half the open-file limit, so
+     * a burst waits for slots instead of failing to connect. */
+    struct rlimit nf;
+    if (getrlimit(RLIMIT_NOFILE, &nf) == 0 && nf.rlim_cur != RLIM_INFINITY) {
+        size_t cap = nf.rlim_cur / 2 > 64 ? (size_t)(nf.rlim_cur / 2) : 64;
+        if (a->max_calls > cap) {
+            h->log(ctx, RD_LOG_INFO,
+                   "max_calls %zu lowered to %zu: half the open-file limit (ulimit -n %llu)",
+                   a->max_calls, cap, (unsigned long long)nf.rlim_cur);
+            a->max_calls = cap;
+        }
+    }
+    a->loop = a->http ? a2a_loop_new(a->http, (long)cf->max_host_connections, h->now_ms) : NULL;
     if (!a->http) {
         h->error(err, RD_E_INTERNAL, "fatal", "cannot set up HTTP");
         goto bad;
@@ -3082,6 +3788,9 @@ bad:
 
 static rd_status a_start(void *self, rd_error *err) {
     a2a *a = self;
+    if (loop_start(a))
+        a->h->log(a->ctx, RD_LOG_WARN,
+                  "cannot start the event loop: every call parks a worker thread instead");
     if (a->no_card) {
         pthread_mutex_lock(&a->mu);
         a->card.url_v10 = strdup(a->rpc_url ? a->rpc_url : a->base);
@@ -3106,6 +3815,7 @@ static rd_status a_start(void *self, rd_error *err) {
 
 static void a_stop(void *self) {
     a2a *a = self;
+    loop_stop(a);
     atomic_store(&a->stop_flag, 1);
     pthread_mutex_lock(&a->mu);
     a->stopping = 1;

@@ -1,12 +1,19 @@
 /* See a2a_http.h. Handles go back to the pool (curl_pool.h) after each
  * call, so the most recently used one (with a warm connection) is picked
  * first and a burst of hundreds of calls costs one handle each, created
- * once. */
+ * once. The event loop keeps a pool of its own: its handles
+ * find their connections in the multi handles' caches instead. */
 #include "a2a_http.h"
 #include "curl_pool.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -224,16 +231,10 @@ static int on_prereq(void *arg, char *ip, char *lip, int port, int lport) {
     return CURL_PREREQFUNC_OK;
 }
 
-int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out) {
-    memset(out, 0, sizeof *out);
-    out->max_age = -1;
-    CURL *c = acquire(h);
-    if (!c) {
-        out->cc = CURLE_OUT_OF_MEMORY;
-        snprintf(out->errbuf, sizeof out->errbuf, "cannot create a curl handle");
-        return -1;
-    }
-    xfer x = {.rq = rq, .out = out};
+/* Sets c up for one exchange described by x. */
+static void setup(a2a_http *h, CURL *c, xfer *x) {
+    const a2a_http_req *rq = x->rq;
+    a2a_http_resp *out = x->out;
     curl_easy_setopt(c, CURLOPT_URL, rq->url);
     curl_easy_setopt(c, CURLOPT_SHARE, h->share);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -241,14 +242,14 @@ int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out) {
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, rq->headers);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, out->errbuf);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &x);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
     curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, on_prereq);
-    curl_easy_setopt(c, CURLOPT_PREREQDATA, &x);
+    curl_easy_setopt(c, CURLOPT_PREREQDATA, x);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, rq->connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, rq->timeout_ms > 0 ? rq->timeout_ms : 0L);
     /* Streams can be silent for minutes (no heartbeats): no low-speed
@@ -267,24 +268,473 @@ int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out) {
     } else {
         curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     }
-    out->cc = curl_easy_perform(c);
+}
+
+/* Fills the answer of a finished exchange from its result cc. */
+static int finish(CURL *c, xfer *x, CURLcode cc) {
+    a2a_http_resp *out = x->out;
+    out->cc = cc;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
     long reqsz = 0;
     curl_easy_getinfo(c, CURLINFO_REQUEST_SIZE, &reqsz);
     out->req_sent = reqsz > 0 || out->status > 0 || out->repeat_refused;
     if (out->cc == CURLE_FILESIZE_EXCEEDED) out->too_big = 1;
-    if (x.sse_init) {
+    if (x->sse_init) {
         if (out->cc == CURLE_OK) {
-            if (a2a_sse_finish(&x.sse) < 0) out->too_big = 1;
+            if (a2a_sse_finish(&x->sse) < 0) out->too_big = 1;
         }
-        a2a_sse_free(&x.sse);
+        a2a_sse_free(&x->sse);
+        x->sse_init = 0;
     }
     int ok = out->cc == CURLE_OK || (out->cc == CURLE_WRITE_ERROR && out->sse_stopped);
     if (ok && out->sse_stopped) out->cc = CURLE_OK;
     if (!out->body && !out->is_sse) out->body = calloc(1, 1);
+    return ok && !out->too_big ? 0 : -1;
+}
+
+static void resp_init(a2a_http_resp *out) {
+    memset(out, 0, sizeof *out);
+    out->max_age = -1;
+}
+
+int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out) {
+    resp_init(out);
+    CURL *c = acquire(h);
+    if (!c) {
+        out->cc = CURLE_OUT_OF_MEMORY;
+        snprintf(out->errbuf, sizeof out->errbuf, "cannot create a curl handle");
+        return -1;
+    }
+    xfer x = {.rq = rq, .out = out};
+    setup(h, c, &x);
+    int rc = finish(c, &x, curl_easy_perform(c));
     /* curl closes a connection whose transfer was cut; the handle stays good. */
     release(h, c, 1);
-    return ok && !out->too_big ? 0 : -1;
+    return rc;
+}
+
+/* ---- the event loop ------------------------------------------------------
+ * One thread owns a curl multi handle driven by epoll
+ * (curl_multi_socket_action), so an exchange in flight costs a socket and
+ * an easy handle, not a thread. Other threads hand it exchanges and timers
+ * through a locked list and an eventfd. */
+
+#define LOOP_SHARDS 8
+
+struct a2a_lop {
+    struct a2a_lop *next, *prev; /* incoming list, then the active list */
+    struct shard *sh;
+    xfer x;
+    CURL *c;
+    a2a_loop_fn fn; /* exchange done, or timer due */
+    void *arg;
+    int64_t due_ms; /* timers */
+    int timer;
+};
+
+struct a2a_loop {
+    a2a_http *h;
+    easy_pool pool; /* handles used with the multi handle only */
+    int ep, evfd;
+    pthread_t th;
+    int started;
+    pthread_mutex_t mu;
+    a2a_lop *in; /* handed over, not yet taken by the loop (under mu) */
+    int stop;    /* under mu */
+    int64_t (*now)(void);
+    /* Several multi handles on the one thread: curl 7.88 walks every
+     * connection of a multi handle's cache each time a transfer is removed,
+     * so thousands of connections in flight cost that many steps per
+     * answer; shards divide the walk. Each has its own connection cache. */
+    struct shard {
+        a2a_loop *l;
+        CURLM *m;
+        int64_t due; /* curl's timeout, -1: none */
+        int idx;
+        size_t n; /* exchanges in it */
+    } sh[LOOP_SHARDS];
+    a2a_lop *active;  /* exchanges in the multi handle (loop thread only) */
+    a2a_lop **timers; /* min-heap by due_ms (loop thread only) */
+    size_t ntimers, tcap;
+    atomic_size_t nactive;
+};
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sockp) {
+    (void)e, (void)sockp;
+    struct shard *sh = arg;
+    a2a_loop *l = sh->l;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(l->ep, EPOLL_CTL_DEL, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {.data.u64 = ((uint64_t)(unsigned)sh->idx << 32) | (uint32_t)s};
+    if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
+    if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
+    if (epoll_ctl(l->ep, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
+        epoll_ctl(l->ep, EPOLL_CTL_ADD, s, &ev);
+    return 0;
+}
+
+static int on_timer(CURLM *m, long ms, void *arg) {
+    (void)m;
+    struct shard *sh = arg;
+    sh->due = ms < 0 ? -1 : sh->l->now() + ms;
+    return 0;
+}
+
+a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, int64_t (*now)(void)) {
+    a2a_loop *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->h = h;
+    l->now = now;
+    l->ep = epoll_create1(EPOLL_CLOEXEC);
+    l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    pthread_mutex_init(&l->mu, NULL);
+    easy_pool_init(&l->pool, 256);
+    int ok = l->ep >= 0 && l->evfd >= 0;
+    for (int i = 0; i < LOOP_SHARDS; i++) {
+        struct shard *sh = &l->sh[i];
+        sh->l = l;
+        sh->idx = i;
+        sh->due = -1;
+        sh->m = curl_multi_init();
+        if (!sh->m) {
+            ok = 0;
+            continue;
+        }
+        curl_multi_setopt(sh->m, CURLMOPT_SOCKETFUNCTION, on_socket);
+        curl_multi_setopt(sh->m, CURLMOPT_SOCKETDATA, sh);
+        curl_multi_setopt(sh->m, CURLMOPT_TIMERFUNCTION, on_timer);
+        curl_multi_setopt(sh->m, CURLMOPT_TIMERDATA, sh);
+        /* HTTP/2 streams share a connection when the agent speaks it. */
+        curl_multi_setopt(sh->m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+        /* the bound is the instance's: split among the shards */
+        if (max_host_conns > 0)
+            curl_multi_setopt(sh->m, CURLMOPT_MAX_HOST_CONNECTIONS,
+                              (max_host_conns + LOOP_SHARDS - 1) / LOOP_SHARDS);
+    }
+    if (!ok) {
+        a2a_loop_free(l);
+        return NULL;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
+    epoll_ctl(l->ep, EPOLL_CTL_ADD, l->evfd, &ev);
+    /* Idle keep-alive connections kept for reuse: up to one per exchange
+     * in flight (curl's default is four times the handles added). */
+    return l;
+}
+
+static void heap_swap(a2a_lop **a, size_t i, size_t j) {
+    a2a_lop *t = a[i];
+    a[i] = a[j];
+    a[j] = t;
+}
+
+static int heap_push(a2a_loop *l, a2a_lop *o) {
+    if (l->ntimers == l->tcap) {
+        size_t nc = l->tcap ? l->tcap * 2 : 64;
+        a2a_lop **t = realloc(l->timers, nc * sizeof *t);
+        if (!t) return -1;
+        l->timers = t;
+        l->tcap = nc;
+    }
+    size_t i = l->ntimers++;
+    l->timers[i] = o;
+    while (i && l->timers[(i - 1) / 2]->due_ms > l->timers[i]->due_ms) {
+        heap_swap(l->timers, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    return 0;
+}
+
+static a2a_lop *heap_pop(a2a_loop *l) {
+    if (!l->ntimers) return NULL;
+    a2a_lop *top = l->timers[0];
+    l->timers[0] = l->timers[--l->ntimers];
+    size_t i = 0;
+    for (;;) {
+        size_t a = 2 * i + 1, b = a + 1, m = i;
+        if (a < l->ntimers && l->timers[a]->due_ms < l->timers[m]->due_ms) m = a;
+        if (b < l->ntimers && l->timers[b]->due_ms < l->timers[m]->due_ms) m = b;
+        if (m == i) break;
+        heap_swap(l->timers, i, m);
+        i = m;
+    }
+    return top;
+}
+
+static void active_unlink(a2a_loop *l, a2a_lop *o) {
+    if (o->prev)
+        o->prev->next = o->next;
+    else
+        l->active = o->next;
+    if (o->next) o->next->prev = o->prev;
+    o->next = o->prev = NULL;
+}
+
+/* Ends an exchange: its answer is filled, the handle goes back to the
+ * pool and the owner is told, on the loop thread. */
+static void op_end(a2a_loop *l, a2a_lop *o, CURLcode cc) {
+    curl_multi_remove_handle(o->sh->m, o->c);
+    o->sh->n--;
+    active_unlink(l, o);
+    atomic_fetch_sub(&l->nactive, 1);
+    int rc = finish(o->c, &o->x, cc);
+    easy_pool_put(&l->pool, o->c);
+    a2a_loop_fn fn = o->fn;
+    void *arg = o->arg;
+    free(o);
+    fn(arg, rc);
+}
+
+static void take_incoming(a2a_loop *l) {
+    uint64_t v;
+    while (read(l->evfd, &v, sizeof v) > 0) {
+    }
+    pthread_mutex_lock(&l->mu);
+    a2a_lop *in = l->in;
+    l->in = NULL;
+    pthread_mutex_unlock(&l->mu);
+    /* the list is newest first: keep the order they were handed over */
+    a2a_lop *rev = NULL;
+    while (in) {
+        a2a_lop *n = in->next;
+        in->next = rev;
+        rev = in;
+        in = n;
+    }
+    while (rev) {
+        a2a_lop *o = rev;
+        rev = rev->next;
+        o->next = o->prev = NULL;
+        if (o->timer) {
+            if (heap_push(l, o) != 0) {
+                a2a_loop_fn fn = o->fn;
+                void *arg = o->arg;
+                free(o);
+                fn(arg, 0); /* no memory for the heap: run it now */
+            }
+            continue;
+        }
+        o->next = l->active;
+        if (l->active) l->active->prev = o;
+        l->active = o;
+        /* the least busy shard, the first of equals: at a low rate every
+         * exchange goes to the first and reuses its warm connections */
+        o->sh = &l->sh[0];
+        for (int i = 1; i < LOOP_SHARDS; i++)
+            if (l->sh[i].n < o->sh->n) o->sh = &l->sh[i];
+        o->sh->n++;
+        if (curl_multi_add_handle(o->sh->m, o->c) != CURLM_OK) {
+            snprintf(o->x.out->errbuf, sizeof o->x.out->errbuf, "cannot start the exchange");
+            op_end(l, o, CURLE_FAILED_INIT);
+        }
+    }
+}
+
+static void reap(struct shard *sh) {
+    a2a_loop *l = sh->l;
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(sh->m, &left))) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        char *p = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &p);
+        CURLcode cc = msg->data.result;
+        if (p) op_end(l, (a2a_lop *)p, cc);
+    }
+}
+
+/* A hard stop is seen by polling each exchange's abort_fn (an idle
+ * exchange gets no progress callback from the multi interface). */
+static void scan_aborts(a2a_loop *l, int all) {
+    a2a_lop *o = l->active;
+    while (o) {
+        a2a_lop *n = o->next;
+        const a2a_http_req *rq = o->x.rq;
+        if (all || (rq->abort_fn && rq->abort_fn(rq->abort_arg))) {
+            o->x.out->aborted = 1;
+            op_end(l, o, CURLE_ABORTED_BY_CALLBACK);
+        }
+        o = n;
+    }
+    /* timers of stopped calls run now: their owner sees the stop */
+    size_t k = 0;
+    for (size_t i = 0; i < l->ntimers; i++) {
+        a2a_lop *t = l->timers[i];
+        if (all || (t->x.rq && t->x.rq->abort_fn && t->x.rq->abort_fn(t->x.rq->abort_arg)))
+            t->due_ms = 0, k++;
+    }
+    if (k) { /* re-heapify: due times only went down to 0 */
+        a2a_lop **v = l->timers;
+        size_t n = l->ntimers;
+        l->ntimers = 0;
+        for (size_t i = 0; i < n; i++)
+            heap_push(l, v[i]);
+    }
+}
+
+static void run_timers(a2a_loop *l, int64_t now) {
+    while (l->ntimers && l->timers[0]->due_ms <= now) {
+        a2a_lop *t = heap_pop(l);
+        a2a_loop_fn fn = t->fn;
+        void *arg = t->arg;
+        free(t);
+        fn(arg, 0);
+    }
+}
+
+#define LOOP_TICK_MS 100
+
+static void *loop_main(void *arg) {
+    a2a_loop *l = arg;
+    struct epoll_event evs[256];
+    int64_t next_scan = l->now() + LOOP_TICK_MS;
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        int stop = l->stop;
+        pthread_mutex_unlock(&l->mu);
+        take_incoming(l);
+        if (stop) break;
+        int64_t now = l->now();
+        int64_t wait = next_scan - now;
+        for (int i = 0; i < LOOP_SHARDS; i++)
+            if (l->sh[i].due >= 0 && l->sh[i].due - now < wait) wait = l->sh[i].due - now;
+        if (l->ntimers && l->timers[0]->due_ms - now < wait) wait = l->timers[0]->due_ms - now;
+        if (wait < 0) wait = 0;
+        int n = epoll_wait(l->ep, evs, 256, (int)wait);
+        int running;
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.u64 == UINT64_MAX) continue; /* the eventfd: taken at the top */
+            int f = 0;
+            if (evs[i].events & EPOLLIN) f |= CURL_CSELECT_IN;
+            if (evs[i].events & EPOLLOUT) f |= CURL_CSELECT_OUT;
+            if (evs[i].events & (EPOLLERR | EPOLLHUP)) f |= CURL_CSELECT_ERR;
+            struct shard *sh = &l->sh[(evs[i].data.u64 >> 32) % LOOP_SHARDS];
+            curl_multi_socket_action(sh->m, (curl_socket_t)(uint32_t)evs[i].data.u64, f, &running);
+        }
+        now = l->now();
+        for (int i = 0; i < LOOP_SHARDS; i++) {
+            struct shard *sh = &l->sh[i];
+            if (sh->due >= 0 && now >= sh->due) {
+                sh->due = -1;
+                curl_multi_socket_action(sh->m, CURL_SOCKET_TIMEOUT, 0, &running);
+            }
+            reap(sh);
+        }
+        if (now >= next_scan) {
+            scan_aborts(l, 0);
+            next_scan = now + LOOP_TICK_MS;
+        }
+        run_timers(l, l->now());
+    }
+    /* Stopping: every exchange and timer still held ends as aborted. */
+    scan_aborts(l, 1);
+    run_timers(l, INT64_MAX);
+    return NULL;
+}
+
+int a2a_loop_start(a2a_loop *l) {
+    pthread_mutex_lock(&l->mu);
+    l->started = 1;
+    pthread_mutex_unlock(&l->mu);
+    if (pthread_create(&l->th, NULL, loop_main, l) == 0) return 0;
+    pthread_mutex_lock(&l->mu);
+    l->started = 0;
+    pthread_mutex_unlock(&l->mu);
+    return -1;
+}
+
+/* -1 once the loop stopped: nothing would run it. */
+static int hand_over(a2a_loop *l, a2a_lop *o) {
+    pthread_mutex_lock(&l->mu);
+    if (l->stop || !l->started) {
+        pthread_mutex_unlock(&l->mu);
+        return -1;
+    }
+    o->next = l->in;
+    l->in = o;
+    pthread_mutex_unlock(&l->mu);
+    uint64_t one = 1;
+    ssize_t w = write(l->evfd, &one, sizeof one);
+    (void)w; /* a full counter already wakes the loop */
+    return 0;
+}
+
+int a2a_loop_submit(a2a_loop *l, const a2a_http_req *rq, a2a_http_resp *out, a2a_loop_fn fn,
+                    void *arg) {
+    resp_init(out);
+    a2a_lop *o = calloc(1, sizeof *o);
+    CURL *c = o ? easy_pool_get(&l->pool) : NULL;
+    if (!c) {
+        free(o);
+        return -1;
+    }
+    curl_easy_reset(c);
+    o->c = c;
+    o->fn = fn;
+    o->arg = arg;
+    o->x.rq = rq;
+    o->x.out = out;
+    setup(l->h, c, &o->x);
+    curl_easy_setopt(c, CURLOPT_PRIVATE, o);
+    /* Answers are small JSON: curl's smallest receive buffer per exchange
+     * keeps thousands in flight cheap (its default is 16 KiB); a large
+     * answer takes more reads. */
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 1024L);
+    atomic_fetch_add(&l->nactive, 1);
+    if (hand_over(l, o) == 0) return 0;
+    atomic_fetch_sub(&l->nactive, 1);
+    easy_pool_put(&l->pool, c);
+    free(o);
+    return -1;
+}
+
+int a2a_loop_after(a2a_loop *l, int64_t ms, const a2a_http_req *abort_of, a2a_loop_fn fn,
+                   void *arg) {
+    a2a_lop *o = calloc(1, sizeof *o);
+    if (!o) return -1;
+    o->timer = 1;
+    o->fn = fn;
+    o->arg = arg;
+    o->x.rq = abort_of;
+    o->due_ms = l->now() + (ms > 0 ? ms : 0);
+    if (hand_over(l, o) == 0) return 0;
+    free(o);
+    return -1;
+}
+
+size_t a2a_loop_active(a2a_loop *l) {
+    return atomic_load(&l->nactive);
+}
+
+void a2a_loop_stop(a2a_loop *l) {
+    if (!l) return;
+    pthread_mutex_lock(&l->mu);
+    int started = l->started;
+    l->stop = 1;
+    pthread_mutex_unlock(&l->mu);
+    if (!started) return;
+    uint64_t one = 1;
+    ssize_t w = write(l->evfd, &one, sizeof one);
+    (void)w;
+    pthread_join(l->th, NULL);
+    pthread_mutex_lock(&l->mu);
+    l->started = 0;
+    pthread_mutex_unlock(&l->mu);
+}
+
+void a2a_loop_free(a2a_loop *l) {
+    if (!l) return;
+    a2a_loop_stop(l);
+    for (int i = 0; i < LOOP_SHARDS; i++)
+        if (l->sh[i].m) curl_multi_cleanup(l->sh[i].m);
+    easy_pool_destroy(&l->pool);
+    if (l->ep >= 0) close(l->ep);
+    if (l->evfd >= 0) close(l->evfd);
+    free(l->timers);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
 }
 
 void a2a_http_resp_free(a2a_http_resp *r) {

@@ -1,6 +1,7 @@
 /* HTTP for the a2a backend: a pool of reusable curl easy handles (each
  * keeps its connections alive between calls) sharing DNS and TLS sessions,
- * one exchange per call, with an optional SSE sink for streams. */
+ * one exchange per call, with an optional SSE sink for streams; and an
+ * event loop making the same exchanges without a thread each. */
 #ifndef A2A_HTTP_H
 #define A2A_HTTP_H
 
@@ -64,5 +65,35 @@ typedef struct a2a_http_resp {
  * (any status), -1 otherwise (see cc, too_big, aborted). */
 int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out);
 void a2a_http_resp_free(a2a_http_resp *r);
+
+/* An event loop: one thread owning a curl multi handle, for exchanges that
+ * must not park a thread each. Exchanges share its connection cache
+ * (keep-alive, HTTP/2 multiplexing). Callbacks (fn, and the request's
+ * sse_fn, before_send_fn, abort_fn) run on the loop thread and must not
+ * block. */
+typedef struct a2a_loop a2a_loop;
+typedef struct a2a_lop a2a_lop;
+/* rc: as a2a_http_do() for an exchange; 0 for a timer. */
+typedef void (*a2a_loop_fn)(void *arg, int rc);
+
+/* max_host_conns: CURLMOPT_MAX_HOST_CONNECTIONS (0 = no limit); now():
+ * a monotonic clock in ms. */
+a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, int64_t (*now)(void));
+int a2a_loop_start(a2a_loop *l);
+/* Starts one exchange; rq (and what it points to) and out must stay valid
+ * until fn(arg, rc) runs on the loop thread, once. abort_fn is polled
+ * every 100 ms; a stopped loop ends every exchange as aborted. -1 when the
+ * exchange could not be started (fn is not called). */
+int a2a_loop_submit(a2a_loop *l, const a2a_http_req *rq, a2a_http_resp *out, a2a_loop_fn fn,
+                    void *arg);
+/* Runs fn(arg, 0) on the loop thread after ms, or earlier once
+ * abort_of->abort_fn (when abort_of is given) says stop or the loop stops. */
+int a2a_loop_after(a2a_loop *l, int64_t ms, const a2a_http_req *abort_of, a2a_loop_fn fn,
+                   void *arg);
+/* Exchanges in flight. */
+size_t a2a_loop_active(a2a_loop *l);
+/* Ends every exchange and timer (as aborted) and joins the thread. */
+void a2a_loop_stop(a2a_loop *l);
+void a2a_loop_free(a2a_loop *l);
 
 #endif

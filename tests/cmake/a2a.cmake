@@ -12,7 +12,7 @@ routerd_unit_test(test_a2a_plugin
                   LIBS backend_a2a_obj routerd_fake_host TIMEOUT 120)
 
 # The real binary (console transport) against the fake agent.
-foreach(t e2e)
+foreach(t e2e loop)
   if(EXISTS ${A2A_TDIR}/integration/test_a2a_${t}.c)
     routerd_integration_test(test_a2a_${t} SOURCES ${A2A_TDIR}/integration/test_a2a_${t}.c
                              TIMEOUT 120)

@@ -337,6 +337,44 @@ static void test_async_many_in_flight(void **state) {
     free(m);
 }
 
+/* Completions from the backend's thread are handed to the workers: each
+ * chat's replies still come in the order of its messages, whatever order
+ * the backend completes them in across chats (random latencies). */
+static void test_async_completion_order(void **state) {
+    (void)state;
+    char *m =
+        manifest("async-order", 0, "rate_limit_per_minute = 0\nworkers = 3\nqueue_depth = 2000\n",
+                 "[backend.mock]\nplugin = mock\nprefix = \"\"\nasync = true\n"
+                 "latency_ms = 1\nlatency_max_ms = 40\n[persona.p]\nbackend = mock\n"
+                 "chats = *\n");
+    rt_proc *p = rt_start(m, NULL, NULL);
+    char line[64];
+    enum { CHATS = 8, PER = 25 };
+    for (int k = 0; k < PER; k++)
+        for (int c = 0; c < CHATS; c++) {
+            snprintf(line, sizeof line, "@%d c%d-m%d\n", 500 + c, c, k);
+            rt_write(p, line);
+        }
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 30000), 0);
+    const char *out = rt_stdout(p);
+    assert_int_equal(count(out, "\n"), CHATS * PER);
+    int next[CHATS] = {0};
+    for (const char *l = out; *l;) {
+        int c, k;
+        assert_int_equal(sscanf(l, "@%*d c%d-m%d", &c, &k), 2);
+        assert_true(c >= 0 && c < CHATS);
+        assert_int_equal(k, next[c]); /* in order, none twice */
+        next[c]++;
+        const char *nl = strchr(l, '\n');
+        l = nl ? nl + 1 : l + strlen(l);
+    }
+    for (int c = 0; c < CHATS; c++)
+        assert_int_equal(next[c], PER);
+    rt_free(p);
+    free(m);
+}
+
 static void test_persona_switch_persists(void **state) {
     (void)state;
     const char *rest = "[backend.a]\nplugin = mock\nprefix = \"A:\"\n"
@@ -421,6 +459,7 @@ int main(void) {
         RT_FIX_TEST(test_failure_notice, &fix),
         RT_FIX_TEST(test_mock_seed_deterministic, &fix),
         RT_FIX_TEST(test_async_many_in_flight, &fix),
+        RT_FIX_TEST(test_async_completion_order, &fix),
         RT_FIX_TEST(test_persona_switch_persists, &fix),
         RT_FIX_TEST(test_console_input_rules, &fix),
     };

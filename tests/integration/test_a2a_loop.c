@@ -1,0 +1,176 @@
+/*
+ * The a2a backend's event loop with the real routerd (console transport)
+ * against the fake agent on 127.0.0.1: hundreds of slow calls in flight
+ * at once on a handful of threads, deadlines that pass while calls wait
+ * on the loop (a slow answer, a task polled), and a hard stop that cuts
+ * the calls in flight instead of waiting for them.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "fake_a2a.h"
+#include "harness.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROUTER_NOTICE "Sorry, I could not get an answer right now. Please try again in a moment."
+
+static rt_fix *fx;
+static rt_fix_spec fix = {.fx = &fx};
+
+static char *manifest(const char *name, const char *router, const char *url, const char *extra) {
+    return rt_manifest(fx->dir, name, 0,
+                       "rate_limit_per_minute = 0\nqueue_depth = 2000\n%s\n"
+                       "[transport.console]\nplugin = console\n"
+                       "[backend.agent]\nplugin = a2a\nurl = %s\n"
+                       "connect_timeout_s = 2\npoll_interval_ms = 50\nretry_base_ms = 20\n%s\n"
+                       "[persona.p]\nbackend = agent\nchats = *\n",
+                       router, url, extra ? extra : "");
+}
+
+/* Threads of a process, from /proc/<pid>/task. */
+static int threads_of(int pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static int lines_with(const char *text, const char *needle) {
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* 200 chats each wait 1.5 s on the agent, with 4 workers: all are in
+ * flight at once (parking a worker each they would take 75 s) and
+ * routerd never runs more than a few threads. */
+static void test_many_slow_calls_few_threads(void **state) {
+    (void)state;
+    enum { CHATS = 200 };
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V10});
+    char *m = manifest("many", "workers = 4", fa2a_url(f), NULL);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_non_null(p);
+    assert_int_equal(rt_write(p, "@1 warm\n"), 0);
+    assert_int_equal(rt_wait_stdout_lines(p, 1, 15000), 1);
+    long long t0 = rt_now_ms();
+    char line[64];
+    for (int i = 0; i < CHATS; i++) {
+        snprintf(line, sizeof line, "@%d slow 1500\n", 100 + i);
+        assert_int_equal(rt_write(p, line), 0);
+    }
+    int peak = 0;
+    while (rt_wait_stdout_lines(p, CHATS + 1, 20) < CHATS + 1 && rt_now_ms() - t0 < 30000) {
+        int n = threads_of(rt_pid(p));
+        if (n > peak) peak = n;
+    }
+    long long took = rt_now_ms() - t0;
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    const char *out = rt_stdout(p);
+    if (lines_with(out, "slow done\n") != CHATS) fprintf(stderr, "%s\n", rt_stderr(p));
+    assert_int_equal(lines_with(out, "slow done\n"), CHATS);
+    fprintf(stderr, "%d slow calls answered in %lld ms, at most %d threads\n", CHATS, took, peak);
+    assert_true(took < 15000);
+    assert_true(peak > 0 && peak <= 24);
+    assert_int_equal(fa2a_executed_messages(f), CHATS + 1);
+    assert_int_equal(fa2a_executions(f, NULL), 1); /* each ran once */
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
+/* Deadlines that pass on the loop: a send the agent holds longer than
+ * timeout_s, and a task still working when it is polled at the deadline
+ * (canceled at the agent). Each user gets the timeout notice in time. */
+static void test_deadlines_on_the_loop(void **state) {
+    (void)state;
+    enum { CHATS = 20 };
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V10});
+    char *m = manifest("deadline", "workers = 2", fa2a_url(f),
+                       "timeout_s = 1\ntimeout_notice = too slow\n");
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_non_null(p);
+    long long t0 = rt_now_ms();
+    char line[64];
+    for (int i = 0; i < CHATS; i++) {
+        snprintf(line, sizeof line, "@%d %s\n", 100 + i, i % 2 ? "slow 4000" : "hang");
+        assert_int_equal(rt_write(p, line), 0);
+    }
+    int got = rt_wait_stdout_lines(p, CHATS, 15000);
+    long long took = rt_now_ms() - t0;
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    if (got != CHATS) fprintf(stderr, "%s\n%s\n", rt_stdout(p), rt_stderr(p));
+    assert_int_equal(got, CHATS);
+    assert_int_equal(lines_with(rt_stdout(p), "too slow\n"), CHATS);
+    /* the deadline is 1 s; the hung tasks are canceled within cancel_timeout_ms */
+    assert_true(took < 8000);
+    assert_int_equal(fa2a_count(f, "CancelTask"), CHATS / 2);
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
+/* A hard stop (the drain timed out) cuts the calls waiting on the loop:
+ * routerd exits within the drain time plus drain_cancel_ms, not when the
+ * agent would answer, and no answer nor notice goes out for them. */
+static void test_hard_stop_cuts_calls_in_flight(void **state) {
+    (void)state;
+    enum { CHATS = 50 };
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V10});
+    char *m = manifest("stop", "workers = 2\ndrain_timeout_s = 1\ndrain_cancel_ms = 1000",
+                       fa2a_url(f), NULL);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_non_null(p);
+    assert_int_equal(rt_write(p, "@1 warm\n"), 0);
+    assert_int_equal(rt_wait_stdout_lines(p, 1, 15000), 1);
+    char line[64];
+    for (int i = 0; i < CHATS; i++) {
+        snprintf(line, sizeof line, "@%d slow 20000\n", 100 + i);
+        assert_int_equal(rt_write(p, line), 0);
+    }
+    long long end = rt_now_ms() + 10000;
+    while (fa2a_executed_messages(f) < CHATS + 1 && rt_now_ms() < end)
+        rt_sleep_ms(20);
+    assert_int_equal(fa2a_executed_messages(f), CHATS + 1); /* all at the agent */
+    long long t0 = rt_now_ms();
+    rt_signal(p, SIGTERM);
+    int rc = rt_wait(p, 15000);
+    long long took = rt_now_ms() - t0;
+    if (rc < 0 || took > 6000) fprintf(stderr, "%s\n", rt_stderr(p));
+    assert_true(rc >= 0);
+    assert_true(took < 6000);
+    assert_non_null(strstr(rt_stderr(p), "drain timeout"));
+    /* only the warm-up was answered: the cut calls stay for a re-delivery */
+    assert_int_equal(lines_with(rt_stdout(p), "\n"), 1);
+    assert_null(strstr(rt_stdout(p), ROUTER_NOTICE));
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        RT_FIX_TEST(test_many_slow_calls_few_threads, &fix),
+        RT_FIX_TEST(test_deadlines_on_the_loop, &fix),
+        RT_FIX_TEST(test_hard_stop_cuts_calls_in_flight, &fix),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
