@@ -180,14 +180,6 @@ static int validate_locked(void) {
     char err[512] = "";
     manifest *m = manifest_parse_string("manifest", text, err, sizeof err);
     free(text);
-    if (!m && plugin->kind == RD_KIND_INBOUND && strstr(err, "unknown section kind")) {
-        /* A manifest parser before ABI 1.3 has no [inbound.*] sections:
-         * the keys are checked the same way under a plugin section. */
-        kind = "backend";
-        text = section_text_locked(kind);
-        m = manifest_parse_string("manifest", text, err, sizeof err);
-        free(text);
-    }
     int rc = -1;
     if (m) {
         char sec[64];
@@ -1897,30 +1889,9 @@ static rd_status h_cfg_bind(rd_ctx *ctx, void *conf, size_t conf_size, rd_error 
 /* ------------------------------------------------------------------------ */
 /* Plugin choice and lifecycle                                               */
 
-static rd_status no_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
-    (void)self, (void)rq, (void)rp, (void)err;
-    return RD_E_INTERNAL;
-}
-
-/* The loader's checks. An inbound plugin (ABI 1.3) that the loader does not
- * know yet is checked as a backend with intercept in the place of handle. */
-static const char *check_desc(const rd_plugin *d, char *tmp, size_t tmpsz) {
-    if (!d) return "no descriptor";
-    const char *p = plugin_check_desc(d, 0, tmp, tmpsz);
-    if (!p || d->kind != RD_KIND_INBOUND || !d->ops) return p;
-    if (d->ops->size < offsetof(rd_ops, intercept) + sizeof(void *) || !d->ops->intercept)
-        return "inbound without ops.intercept";
-    rd_ops o = *d->ops;
-    o.handle = no_handle;
-    rd_plugin c = *d;
-    c.kind = RD_KIND_BACKEND;
-    c.ops = &o;
-    return plugin_check_desc(&c, 0, tmp, tmpsz);
-}
-
 int rdpt_use(const rd_plugin *desc, char *err, size_t errsz) {
     char tmp[256];
-    const char *p = check_desc(desc, tmp, sizeof tmp);
+    const char *p = desc ? plugin_check_desc(desc, 0, tmp, sizeof tmp) : "no descriptor";
     if (p) {
         if (err && errsz)
             snprintf(err, errsz, "plugin '%s' refused: %s", desc && desc->name ? desc->name : "?",
@@ -1934,24 +1905,6 @@ int rdpt_use(const rd_plugin *desc, char *err, size_t errsz) {
     return 0;
 }
 
-/* An inbound plugin the loader does not know yet, checked as rdpt_use()
- * does. */
-static const rd_plugin *inbound_dlopen(const char *path, const char *real, rd_kind want, void **dl,
-                                       char *err, size_t errsz) {
-    *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
-    const rd_plugin *d = *dl ? dlsym(*dl, RD_PLUGIN_SYMBOL) : NULL;
-    char tmp[256];
-    const char *p = !d                                ? "cannot load plugin"
-                    : d->kind != RD_KIND_INBOUND      ? "unknown plugin kind"
-                    : want && want != RD_KIND_INBOUND ? "is an inbound plugin"
-                                                      : check_desc(d, tmp, sizeof tmp);
-    if (!p) return d;
-    snprintf(err, errsz, "%s: plugin refused: %s", path, p);
-    if (*dl) dlclose(*dl);
-    *dl = NULL;
-    return NULL;
-}
-
 int rdpt_load(const char *path, rd_kind want, char *err, size_t errsz) {
     char real[4096];
     if (!realpath(path, real)) {
@@ -1960,8 +1913,6 @@ int rdpt_load(const char *path, rd_kind want, char *err, size_t errsz) {
     }
     void *dl;
     const rd_plugin *d = plugin_dlopen(path, real, want, &dl, err, errsz);
-    if (!d && strstr(err, "unknown plugin kind"))
-        d = inbound_dlopen(path, real, want, &dl, err, errsz);
     if (!d) return -1;
     pthread_mutex_lock(&mu);
     void *old = plugin_dl;
