@@ -77,6 +77,11 @@ static const rd_option opts[] = {
      "finished tasks (and their messageIds) are kept this long for GetTask and retries, then "
      "forgotten",
      60, 31536000, NULL, RD_BIND(ib_conf, task_retention)},
+    {"rescan_interval", RD_OPT_DURATION, 0, "30s",
+     "with the postgresql store: how often the store is read for tasks other replicas left "
+     "(questions past their deadline fail, stored questions are delivered by one replica); "
+     "unused with sqlite",
+     0.1, 3600, NULL, RD_BIND(ib_conf, rescan_interval)},
     {"min_token_bytes", RD_OPT_INT, 0, "16", "shortest caller token accepted at start", 1, 4096,
      NULL, RD_BIND(ib_conf, min_token_bytes)},
     {0},

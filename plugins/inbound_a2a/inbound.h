@@ -32,7 +32,8 @@ typedef struct ib_conf {
     const char *const *humans, *const *callers, *const *allow;
     int64_t rate_limit_per_minute, answer_timeout, max_pending, max_pending_per_chat,
         max_text_bytes, max_answer_bytes, max_body_bytes, max_streams, max_connections,
-        http_timeout, send_wait, deliver_timeout, retry_delay, min_token_bytes, task_retention;
+        http_timeout, send_wait, deliver_timeout, retry_delay, min_token_bytes, task_retention,
+        rescan_interval;
 } ib_conf;
 
 typedef struct ib_human {

@@ -462,7 +462,15 @@ static int deliver_one(ib *b, const ib_task *t) {
     if (b->shared_store && RD_HAS(h, claim) && h->claim) {
         char ck[16 + IB_ID_MAX];
         snprintf(ck, sizeof ck, "d/%s", t->id);
-        if (h->claim(b->ctx, ck, 0) <= 0) return 0; /* another replica sends it */
+        int64_t tok = h->claim(b->ctx, ck, 0);
+        if (tok < 0) return 1;  /* the store cannot say: later */
+        if (tok == 0) return 0; /* another replica sends it */
+        /* A replica whose claim ran out may have sent it meanwhile. */
+        ib_task now;
+        if (ib_task_load(b, t->id, &now)) return 0;
+        int still = now.state == TS_SUBMITTED;
+        ib_task_free(&now);
+        if (!still) return 0;
     }
     rd_outbound out = {.size = sizeof out,
                        .chat_id = t->chat,
@@ -632,11 +640,14 @@ static void prune(ib *b) {
 
 #define PRUNE_EVERY_MS 600000
 
+/* With a shared store other replicas add tasks this one never saw: every
+ * rescan_interval the timer reads p/ again (deadlines) and wakes the
+ * sender to read s/ (a dead replica's undelivered questions). */
 static void *timer_main(void *arg) {
     ib *b = arg;
     int64_t next = expire_pass(b, ib_wall_ms(b));
     prune(b);
-    int64_t pruned = b->h->now_ms();
+    int64_t pruned = b->h->now_ms(), rescanned = pruned;
     pthread_mutex_lock(&b->mu);
     b->earliest_ms = next;
     while (!b->stopping) {
@@ -647,8 +658,14 @@ static void *timer_main(void *arg) {
             pthread_mutex_lock(&b->mu);
             pruned = b->h->now_ms();
         }
+        int rescan = b->shared_store && b->h->now_ms() - rescanned >= b->cf.rescan_interval;
+        if (rescan) {
+            rescanned = b->h->now_ms();
+            b->kick = 1;
+            pthread_cond_broadcast(&b->cv);
+        }
         int64_t now = ib_wall_ms(b);
-        if (!b->earliest_ms || now < b->earliest_ms) continue;
+        if (!rescan && (!b->earliest_ms || now < b->earliest_ms)) continue;
         b->earliest_ms = 0;
         pthread_mutex_unlock(&b->mu);
         next = expire_pass(b, now);

@@ -1356,7 +1356,8 @@ static kv_row *kv, *snap;
 static size_t nkv, capkv, nsnap;
 static int kv_failing;
 static int64_t lead_term = 1;
-static pairs claims; /* key -> token */
+static pairs claims;     /* key -> token */
+static pairs held_other; /* claims another replica holds: key -> "" */
 static int64_t next_claim = 1;
 
 static size_t kv_find(const char *key, int *found) {
@@ -1510,7 +1511,9 @@ static int64_t h_claim(rd_ctx *ctx, const char *key, int64_t release) {
     pthread_mutex_lock(&mu);
     pair *p = pairs_find(&claims, key);
     int64_t r = 0;
-    if (release) {
+    if (pairs_find(&held_other, key)) {
+        r = 0;
+    } else if (release) {
         if (p && strtoll(p->val, NULL, 10) == release) pairs_set(&claims, key, NULL);
     } else if (p) {
         r = strtoll(p->val, NULL, 10);
@@ -1521,6 +1524,13 @@ static int64_t h_claim(rd_ctx *ctx, const char *key, int64_t release) {
     }
     pthread_mutex_unlock(&mu);
     return r;
+}
+
+void rdpt_claim_other(const char *key, int held) {
+    pthread_mutex_lock(&mu);
+    pairs_set(&held_other, key, held ? "" : NULL);
+    if (held) pairs_set(&claims, key, NULL);
+    pthread_mutex_unlock(&mu);
 }
 
 size_t rdpt_kv_count(const char *prefix) {
@@ -1971,6 +1981,7 @@ void rdpt_reset(void) {
     kv_failing = 0;
     lead_term = 1;
     pairs_clear(&claims);
+    pairs_clear(&held_other);
     pairs_clear(&cfg_text);
     parse_err[0] = 0;
     pairs_clear(&info);
