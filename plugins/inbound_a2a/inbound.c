@@ -50,6 +50,16 @@ static const rd_option opts[] = {
     {"max_answer_bytes", RD_OPT_INT, 0, "16384",
      "longest answer kept; a longer reply is cut (on a UTF-8 boundary)", 1, 1048576, NULL,
      RD_BIND(ib_conf, max_answer_bytes)},
+    {"max_id_bytes", RD_OPT_INT, 0, "128",
+     "longest messageId, contextId, taskId and JSON-RPC id a caller may send; longer ones are "
+     "refused (-32602; an id is answered as null)",
+     1, 4096, NULL, RD_BIND(ib_conf, max_id_bytes)},
+    {"max_parts", RD_OPT_INT, 0, "64", "most parts in one message; more are refused (-32602)", 1,
+     10000, NULL, RD_BIND(ib_conf, max_parts)},
+    {"max_header_bytes", RD_OPT_INT, 0, "32768",
+     "room for one request's line and headers (the connection's buffer); a larger request is "
+     "refused by the HTTP server (431)",
+     4096, 1048576, NULL, RD_BIND(ib_conf, max_header_bytes)},
     {"max_body_bytes", RD_OPT_INT, 0, "65536", "largest JSON-RPC request body; larger get HTTP 413",
      1024, 16777216, NULL, RD_BIND(ib_conf, max_body_bytes)},
     {"max_streams", RD_OPT_INT, 0, "64",

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define IB_ID_MAX 128  /* messageId, contextId, task id from a caller */
+#define IB_ID_MAX 128  /* a task id looked up (ours are 36 bytes) */
 #define IB_NAME_MAX 64 /* human, caller and transport names */
 #define IB_CHOICES_MAX 10
 #define IB_CHOICE_MAX 64
@@ -33,7 +33,7 @@ typedef struct ib_conf {
     int64_t rate_limit_per_minute, answer_timeout, max_pending, max_pending_per_chat,
         max_text_bytes, max_answer_bytes, max_body_bytes, max_streams, max_connections,
         http_timeout, send_wait, deliver_timeout, retry_delay, min_token_bytes, task_retention,
-        rescan_interval;
+        rescan_interval, max_id_bytes, max_parts, max_header_bytes;
 } ib_conf;
 
 typedef struct ib_human {
