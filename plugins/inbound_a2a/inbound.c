@@ -51,8 +51,9 @@ static const rd_option opts[] = {
      "longest answer kept; a longer reply is cut (on a UTF-8 boundary)", 1, 1048576, NULL,
      RD_BIND(ib_conf, max_answer_bytes)},
     {"max_id_bytes", RD_OPT_INT, 0, "128",
-     "longest messageId, contextId, taskId and JSON-RPC id a caller may send; longer ones are "
-     "refused (-32602; an id is answered as null)",
+     "longest messageId, contextId, taskId and JSON-RPC id a caller may send; a longer "
+     "messageId or contextId is refused (-32602), a taskId is no task (-32001), a JSON-RPC id "
+     "is answered as null",
      1, 4096, NULL, RD_BIND(ib_conf, max_id_bytes)},
     {"max_parts", RD_OPT_INT, 0, "64", "most parts in one message; more are refused (-32602)", 1,
      10000, NULL, RD_BIND(ib_conf, max_parts)},
