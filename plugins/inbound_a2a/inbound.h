@@ -120,7 +120,8 @@ int ib_task_load(ib *b, const char *id, ib_task *t);
  * RD_OK created (*t filled), RD_E_DUPLICATE the caller sent this messageId
  * before (*t is that task), else a store failure. */
 rd_status ib_task_create(ib *b, ib_task *t);
-/* Cancels a caller's task: 0 done, -1 unknown, -2 already terminal. */
+/* Cancels a caller's task: 0 done, -1 unknown, -2 already terminal, -3 the
+ * store refused (or another replica held the task). */
 int ib_task_cancel(ib *b, const char *id, const char *caller, ib_task *out);
 /* Waits until gen moves past *seen or ms pass (or stop): the new gen. */
 uint64_t ib_wait(ib *b, uint64_t seen, int64_t ms);

@@ -557,6 +557,8 @@ static void do_task(call *k) {
             answer_task(k, &t, (int)history_length(k->params), 0);
         else if (rc == -2)
             fail(k, E_NOT_CANCELABLE, "task not cancelable: it is already finished", OC_INVALID);
+        else if (rc == -3)
+            fail(k, E_INTERNAL, "the task could not be changed now: retry", OC_ERROR);
         else
             fail(k, E_NOT_FOUND, "task not found", OC_NOT_FOUND);
         ib_task_free(&t);

@@ -2,7 +2,8 @@
  * store is filled as a replica that died would leave it, and this one,
  * already running, takes over at its next rescan: an overdue question
  * fails, a stored question is delivered once its claim is free, and only
- * then. With sqlite (one process) nothing is rescanned. */
+ * then; a task another replica is changing is left alone. With sqlite (one
+ * process) nothing is rescanned. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -133,6 +134,38 @@ static void test_own_tasks_once(void **state) {
     ib_down();
 }
 
+/* A task another replica is changing (its claim x/<task> held) is left
+ * alone: an answer is not taken (it routes on), a cancel asks to retry;
+ * once the claim is free both work as usual. */
+static void test_task_held_elsewhere(void **state) {
+    (void)state;
+    up_shared("postgresql", "30s");
+    cJSON *t = ib_send(TOK_P, 0, "held", "alice", "held?", "", 1);
+    char *id = strdup(jstr(t, "id"));
+    cJSON_Delete(t);
+    assert_true(wait_state(id, "input-required", 2000));
+    rdpt_delivery *d;
+    size_t n = rdpt_deliveries(&d);
+    assert_int_equal(n, 1);
+    int64_t sent = d[0].sent_id;
+    rdpt_deliveries_free(d, n);
+    char key[64];
+    snprintf(key, sizeof key, "x/%s", id);
+    rdpt_claim_other(key, 1);
+    rdpt_request rq = {.chat_id = 12345, .transport = "main", .text = "yes", .reply_to = sent};
+    assert_int_equal(rdpt_intercept(ib_self, &rq), 0);
+    assert_true(rdpt_logged("another replica held the task"));
+    assert_true(wait_state(id, "input-required", 0));
+    cJSON *c = ib_call(TOK_P, "tasks/cancel", "{\"id\":\"%s\"}", id);
+    assert_int_equal((int)jpath(c, "error.code")->valuedouble, -32603);
+    cJSON_Delete(c);
+    rdpt_claim_other(key, 0);
+    assert_int_equal(rdpt_intercept(ib_self, &rq), 1);
+    assert_true(wait_state(id, "completed", 0));
+    free(id);
+    ib_down();
+}
+
 /* sqlite: one process owns the store; nothing is read again until start. */
 static void test_no_rescan_with_sqlite(void **state) {
     (void)state;
@@ -151,6 +184,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rescan_takes_over),
         cmocka_unit_test(test_own_tasks_once),
+        cmocka_unit_test(test_task_held_elsewhere),
         cmocka_unit_test(test_no_rescan_with_sqlite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
