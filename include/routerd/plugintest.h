@@ -292,6 +292,10 @@ rd_http_fn rdpt_route(const char *path, void **arg);
 char *rdpt_kv_get(const char *key); /* malloc()ed copy or NULL */
 void rdpt_kv_set(const char *key, const char *value);
 size_t rdpt_kv_count(const char *prefix);
+/* Replicas sharing the store: while held, another replica holds claim key
+ * (host->claim() answers 0 for it); held 0 lets it go, as when that
+ * replica's lease ran out. rdpt_reset() forgets them. */
+void rdpt_claim_other(const char *key, int held);
 /* Writes fail with RD_E_INTERNAL while on. */
 void rdpt_kv_fail(int on);
 /* Saves / restores the whole store (a crash keeps it as it was). */

@@ -50,6 +50,17 @@ static const rd_option opts[] = {
     {"max_answer_bytes", RD_OPT_INT, 0, "16384",
      "longest answer kept; a longer reply is cut (on a UTF-8 boundary)", 1, 1048576, NULL,
      RD_BIND(ib_conf, max_answer_bytes)},
+    {"max_id_bytes", RD_OPT_INT, 0, "128",
+     "longest messageId, contextId, taskId and JSON-RPC id a caller may send; a longer "
+     "messageId or contextId is refused (-32602), a taskId is no task (-32001), a JSON-RPC id "
+     "is answered as null",
+     1, 4096, NULL, RD_BIND(ib_conf, max_id_bytes)},
+    {"max_parts", RD_OPT_INT, 0, "64", "most parts in one message; more are refused (-32602)", 1,
+     10000, NULL, RD_BIND(ib_conf, max_parts)},
+    {"max_header_bytes", RD_OPT_INT, 0, "32768",
+     "room for one request's line and headers (the connection's buffer); a larger request is "
+     "refused by the HTTP server (431)",
+     4096, 1048576, NULL, RD_BIND(ib_conf, max_header_bytes)},
     {"max_body_bytes", RD_OPT_INT, 0, "65536", "largest JSON-RPC request body; larger get HTTP 413",
      1024, 16777216, NULL, RD_BIND(ib_conf, max_body_bytes)},
     {"max_streams", RD_OPT_INT, 0, "64",
@@ -77,6 +88,11 @@ static const rd_option opts[] = {
      "finished tasks (and their messageIds) are kept this long for GetTask and retries, then "
      "forgotten",
      60, 31536000, NULL, RD_BIND(ib_conf, task_retention)},
+    {"rescan_interval", RD_OPT_DURATION, 0, "30s",
+     "with the postgresql store: how often the store is read for tasks other replicas left "
+     "(questions past their deadline fail, stored questions are delivered by one replica); "
+     "unused with sqlite",
+     0.1, 3600, NULL, RD_BIND(ib_conf, rescan_interval)},
     {"min_token_bytes", RD_OPT_INT, 0, "16", "shortest caller token accepted at start", 1, 4096,
      NULL, RD_BIND(ib_conf, min_token_bytes)},
     {0},

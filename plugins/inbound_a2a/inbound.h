@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define IB_ID_MAX 128  /* messageId, contextId, task id from a caller */
+#define IB_ID_MAX 128  /* a task id looked up (ours are 36 bytes) */
 #define IB_NAME_MAX 64 /* human, caller and transport names */
 #define IB_CHOICES_MAX 10
 #define IB_CHOICE_MAX 64
@@ -32,7 +32,8 @@ typedef struct ib_conf {
     const char *const *humans, *const *callers, *const *allow;
     int64_t rate_limit_per_minute, answer_timeout, max_pending, max_pending_per_chat,
         max_text_bytes, max_answer_bytes, max_body_bytes, max_streams, max_connections,
-        http_timeout, send_wait, deliver_timeout, retry_delay, min_token_bytes, task_retention;
+        http_timeout, send_wait, deliver_timeout, retry_delay, min_token_bytes, task_retention,
+        rescan_interval, max_id_bytes, max_parts, max_header_bytes;
 } ib_conf;
 
 typedef struct ib_human {
@@ -119,7 +120,8 @@ int ib_task_load(ib *b, const char *id, ib_task *t);
  * RD_OK created (*t filled), RD_E_DUPLICATE the caller sent this messageId
  * before (*t is that task), else a store failure. */
 rd_status ib_task_create(ib *b, ib_task *t);
-/* Cancels a caller's task: 0 done, -1 unknown, -2 already terminal. */
+/* Cancels a caller's task: 0 done, -1 unknown, -2 already terminal, -3 the
+ * store refused (or another replica held the task). */
 int ib_task_cancel(ib *b, const char *id, const char *caller, ib_task *out);
 /* Waits until gen moves past *seen or ms pass (or stop): the new gen. */
 uint64_t ib_wait(ib *b, uint64_t seen, int64_t ms);

@@ -377,11 +377,11 @@ int ib_http_start(ib *b, rd_error *err) {
                      MHD_USE_POLL;
     if (b->addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     int64_t to = b->cf.http_timeout / 1000;
-    b->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, b, MHD_OPTION_SOCK_ADDR,
-                              (struct sockaddr *)&b->addr, MHD_OPTION_NOTIFY_COMPLETED, on_done, b,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(to < 1 ? 1 : to),
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)b->cf.max_connections,
-                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_END);
+    b->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, b, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&b->addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_done, b, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(to < 1 ? 1 : to), MHD_OPTION_CONNECTION_LIMIT, (unsigned)b->cf.max_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)b->cf.max_header_bytes, MHD_OPTION_END);
     if (!b->mhd) {
         b->h->error(err, RD_E_CONFIG, "fatal", "listen %s: cannot listen (address in use?)",
                     b->cf.listen);

@@ -268,7 +268,8 @@ static int utf8_ok(const char *s, size_t n) {
 /* The message's text parts joined by a line break; NULL with *why set. */
 static char *join_text(call *k, const cJSON *parts, const char **why) {
     int n = cJSON_IsArray(parts) ? cJSON_GetArraySize(parts) : 0;
-    if (n < 1 || n > 64) return *why = "message.parts must hold 1 to 64 parts", NULL;
+    if (n < 1 || n > k->b->cf.max_parts)
+        return *why = "message.parts must hold 1 to max_parts parts", NULL;
     sbuf b = {0};
     const cJSON *p;
     cJSON_ArrayForEach(p, parts) {
@@ -424,8 +425,8 @@ static int read_message(call *k, const cJSON *msg, ib_task *t, const char **skil
     const cJSON *md = member(msg, "metadata");
     if (!cJSON_IsObject(msg))
         why = "params.message must be an object";
-    else if (str_member(msg, "messageId", IB_ID_MAX, &mid) != 1)
-        why = "message.messageId must be a string of 1 to 128 bytes";
+    else if (str_member(msg, "messageId", (size_t)k->b->cf.max_id_bytes, &mid) != 1)
+        why = "message.messageId must be a string of 1 to max_id_bytes bytes";
     else if (md && !cJSON_IsObject(md))
         why = "message.metadata must be an object";
     else if (str_member(md, "skill", IB_NAME_MAX, skill) < 0)
@@ -441,8 +442,13 @@ static int read_message(call *k, const cJSON *msg, ib_task *t, const char **skil
         return -1;
     }
     t->notify = cJSON_IsFalse(member(md, "expect_answer"));
-    const char *cid = NULL;
-    if (str_member(msg, "contextId", IB_ID_MAX, &cid) >= 0 && cid) t->ctx_id = strdup(cid);
+    /* Another type or "" is ignored (a new context); too long is refused. */
+    const cJSON *cv = member(msg, "contextId");
+    if (cJSON_IsString(cv) && strlen(cv->valuestring) > (size_t)k->b->cf.max_id_bytes) {
+        fail(k, E_PARAMS, "message.contextId is longer than max_id_bytes", OC_INVALID);
+        return -1;
+    }
+    if (cJSON_IsString(cv) && cv->valuestring[0]) t->ctx_id = strdup(cv->valuestring);
     return 0;
 }
 
@@ -461,7 +467,7 @@ static int dedupe(call *k, const ib_task *t, ib_task *old) {
 
 static int task_id_given(call *k, const cJSON *msg) {
     const char *tid = NULL;
-    if (str_member(msg, "taskId", IB_ID_MAX, &tid) < 0) {
+    if (str_member(msg, "taskId", (size_t)k->b->cf.max_id_bytes, &tid) < 0) {
         fail(k, E_NOT_FOUND, "task not found", OC_NOT_FOUND);
         return -1;
     }
@@ -551,6 +557,8 @@ static void do_task(call *k) {
             answer_task(k, &t, (int)history_length(k->params), 0);
         else if (rc == -2)
             fail(k, E_NOT_CANCELABLE, "task not cancelable: it is already finished", OC_INVALID);
+        else if (rc == -3)
+            fail(k, E_INTERNAL, "the task could not be changed now: retry", OC_ERROR);
         else
             fail(k, E_NOT_FOUND, "task not found", OC_NOT_FOUND);
         ib_task_free(&t);
@@ -577,7 +585,7 @@ void ib_rpc(ib *b, ib_caller *caller, const char *body, size_t len, ib_answer *a
     cJSON *req = cJSON_ParseWithLength(body, len);
     if (!req) return fail(&k, E_PARSE, "parse error: the body is not JSON", OC_INVALID);
     const cJSON *id = member(req, "id"), *m = member(req, "method");
-    if (id && (cJSON_IsString(id) ? strlen(id->valuestring) > IB_ID_MAX
+    if (id && (cJSON_IsString(id) ? strlen(id->valuestring) > (size_t)b->cf.max_id_bytes
                                   : !cJSON_IsNumber(id) && !cJSON_IsNull(id)))
         id = NULL;
     k.id = id;

@@ -286,20 +286,48 @@ static int save_locked(ib *b, ib_task *t, ib_state from) {
     return 0;
 }
 
+/* mu held. With a shared store another replica may change the same task
+ * (its answer, our expiry): claim x/<task> around the read and the write.
+ * The claim's token, 0 when no claim is needed, -1 when none was had
+ * within about 2 s. */
+static int64_t lock_task(ib *b, const char *id) {
+    const rd_host *h = b->h;
+    if (!b->shared_store || !RD_HAS(h, claim) || !h->claim) return 0;
+    char ck[16 + IB_ID_MAX];
+    snprintf(ck, sizeof ck, "x/%s", id);
+    for (int i = 0; i < 40; i++) {
+        int64_t tok = h->claim(b->ctx, ck, 0);
+        if (tok) return tok > 0 ? tok : -1;
+        struct timespec ts = {0, 50000000L};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+static void unlock_task(ib *b, const char *id, int64_t tok) {
+    if (tok <= 0) return;
+    char ck[16 + IB_ID_MAX];
+    snprintf(ck, sizeof ck, "x/%s", id);
+    b->h->claim(b->ctx, ck, tok);
+}
+
 /* Moves task id to state `to` when it is in one of the states of mask
  * (bit per ib_state); fill() sets what goes with it. 0 moved, -1 unknown
- * or not in such a state, -2 the store refused. *out (may be NULL) gets the
- * task as it is afterwards (or as it was, when it did not move). */
+ * or not in such a state, -2 the store refused (or another replica held
+ * the task). *out (may be NULL) gets the task as it is afterwards (or as
+ * it was, when it did not move). */
 typedef void (*fill_fn)(ib_task *t, void *arg);
 
 static int move(ib *b, const char *id, unsigned mask, ib_state to, fill_fn fill, void *arg,
                 ib_task *out) {
     ib_task t = {0};
     pthread_mutex_lock(&b->mu);
-    if (ib_task_load(b, id, &t)) {
+    int64_t tok = lock_task(b, id);
+    if (tok < 0 || ib_task_load(b, id, &t)) {
+        unlock_task(b, id, tok);
         pthread_mutex_unlock(&b->mu);
         if (out) memset(out, 0, sizeof *out);
-        return -1;
+        return tok < 0 ? -2 : -1;
     }
     int rc = -1;
     if (mask & (1u << t.state)) {
@@ -309,6 +337,7 @@ static int move(ib *b, const char *id, unsigned mask, ib_state to, fill_fn fill,
         if (fill) fill(&t, arg);
         rc = save_locked(b, &t, from) ? -2 : 0;
     }
+    unlock_task(b, id, tok);
     pthread_mutex_unlock(&b->mu);
     if (out)
         *out = t;
@@ -408,7 +437,7 @@ int ib_task_cancel(ib *b, const char *id, const char *caller, ib_task *out) {
         b->h->log(b->ctx, RD_LOG_INFO, "task %s from %s: canceled", id, caller);
         ib_count_pending(b);
     }
-    return rc == 0 ? 0 : rc == -2 ? -2 : -1;
+    return rc == 0 ? 0 : rc == -2 ? -3 : -1;
 }
 
 /* ---- the sender ---------------------------------------------------------------- */
@@ -462,7 +491,15 @@ static int deliver_one(ib *b, const ib_task *t) {
     if (b->shared_store && RD_HAS(h, claim) && h->claim) {
         char ck[16 + IB_ID_MAX];
         snprintf(ck, sizeof ck, "d/%s", t->id);
-        if (h->claim(b->ctx, ck, 0) <= 0) return 0; /* another replica sends it */
+        int64_t tok = h->claim(b->ctx, ck, 0);
+        if (tok < 0) return 1;  /* the store cannot say: later */
+        if (tok == 0) return 0; /* another replica sends it */
+        /* A replica whose claim ran out may have sent it meanwhile. */
+        ib_task now;
+        if (ib_task_load(b, t->id, &now)) return 0;
+        int still = now.state == TS_SUBMITTED;
+        ib_task_free(&now);
+        if (!still) return 0;
     }
     rd_outbound out = {.size = sizeof out,
                        .chat_id = t->chat,
@@ -632,11 +669,14 @@ static void prune(ib *b) {
 
 #define PRUNE_EVERY_MS 600000
 
+/* With a shared store other replicas add tasks this one never saw: every
+ * rescan_interval the timer reads p/ again (deadlines) and wakes the
+ * sender to read s/ (a dead replica's undelivered questions). */
 static void *timer_main(void *arg) {
     ib *b = arg;
     int64_t next = expire_pass(b, ib_wall_ms(b));
     prune(b);
-    int64_t pruned = b->h->now_ms();
+    int64_t pruned = b->h->now_ms(), rescanned = pruned;
     pthread_mutex_lock(&b->mu);
     b->earliest_ms = next;
     while (!b->stopping) {
@@ -647,8 +687,14 @@ static void *timer_main(void *arg) {
             pthread_mutex_lock(&b->mu);
             pruned = b->h->now_ms();
         }
+        int rescan = b->shared_store && b->h->now_ms() - rescanned >= b->cf.rescan_interval;
+        if (rescan) {
+            rescanned = b->h->now_ms();
+            b->kick = 1;
+            pthread_cond_broadcast(&b->cv);
+        }
         int64_t now = ib_wall_ms(b);
-        if (!b->earliest_ms || now < b->earliest_ms) continue;
+        if (!rescan && (!b->earliest_ms || now < b->earliest_ms)) continue;
         b->earliest_ms = 0;
         pthread_mutex_unlock(&b->mu);
         next = expire_pass(b, now);
@@ -757,7 +803,10 @@ static int take_answer(ib *b, const rd_request *rq, const char *id, int64_t deli
                   t.caller, t.skill, secs);
         ib_count_pending(b);
     } else if (rc == -2) {
-        b->h->log(b->ctx, RD_LOG_ERROR, "task %s: the answer could not be stored; not taken", id);
+        b->h->log(b->ctx, RD_LOG_ERROR,
+                  "task %s: the answer could not be stored (the store refused, or another "
+                  "replica held the task); not taken",
+                  id);
     }
     ib_task_free(&t);
     return rc == 0;

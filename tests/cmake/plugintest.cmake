@@ -1,5 +1,6 @@
 # The plugin test kit on plugins loaded by path: a probe backend built here,
-# the mock backend and the broken plugins of the loader tests.
+# the mock backend, the inbound A2A server and the broken plugins of the
+# loader tests.
 add_library(kit_backend_probe MODULE ${CMAKE_CURRENT_SOURCE_DIR}/unit/kit/backend_probe.c)
 target_include_directories(kit_backend_probe PRIVATE ${CMAKE_SOURCE_DIR}/include)
 target_link_libraries(kit_backend_probe PRIVATE Threads::Threads)
@@ -11,8 +12,10 @@ routerd_unit_test(test_plugintest SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_
 target_compile_definitions(test_plugintest PRIVATE
   PROBE_SO="${CMAKE_BINARY_DIR}/kit_plugins/backend_probe.so"
   MOCK_SO="${ROUTERD_PLUGIN_OUTPUT_DIR}/backend_mock.so"
+  INBOUND_SO="${ROUTERD_PLUGIN_OUTPUT_DIR}/inbound_a2a.so"
   BAD_DIR="${CMAKE_BINARY_DIR}/bad_plugins")
-add_dependencies(test_plugintest kit_backend_probe backend_mock bad_no_handle bad_wrong_major)
+add_dependencies(test_plugintest kit_backend_probe backend_mock inbound_a2a bad_no_handle bad_wrong_major
+                 bad_inbound_no_intercept bad_inbound_old_ops)
 
 # plugin_dir as a list of folders: a plugin loaded by name from the second.
 add_test(NAME test_core_plugin_dirs

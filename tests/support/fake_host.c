@@ -180,14 +180,6 @@ static int validate_locked(void) {
     char err[512] = "";
     manifest *m = manifest_parse_string("manifest", text, err, sizeof err);
     free(text);
-    if (!m && plugin->kind == RD_KIND_INBOUND && strstr(err, "unknown section kind")) {
-        /* A manifest parser before ABI 1.3 has no [inbound.*] sections:
-         * the keys are checked the same way under a plugin section. */
-        kind = "backend";
-        text = section_text_locked(kind);
-        m = manifest_parse_string("manifest", text, err, sizeof err);
-        free(text);
-    }
     int rc = -1;
     if (m) {
         char sec[64];
@@ -1364,7 +1356,8 @@ static kv_row *kv, *snap;
 static size_t nkv, capkv, nsnap;
 static int kv_failing;
 static int64_t lead_term = 1;
-static pairs claims; /* key -> token */
+static pairs claims;     /* key -> token */
+static pairs held_other; /* claims another replica holds: key -> "" */
 static int64_t next_claim = 1;
 
 static size_t kv_find(const char *key, int *found) {
@@ -1518,7 +1511,9 @@ static int64_t h_claim(rd_ctx *ctx, const char *key, int64_t release) {
     pthread_mutex_lock(&mu);
     pair *p = pairs_find(&claims, key);
     int64_t r = 0;
-    if (release) {
+    if (pairs_find(&held_other, key)) {
+        r = 0;
+    } else if (release) {
         if (p && strtoll(p->val, NULL, 10) == release) pairs_set(&claims, key, NULL);
     } else if (p) {
         r = strtoll(p->val, NULL, 10);
@@ -1529,6 +1524,13 @@ static int64_t h_claim(rd_ctx *ctx, const char *key, int64_t release) {
     }
     pthread_mutex_unlock(&mu);
     return r;
+}
+
+void rdpt_claim_other(const char *key, int held) {
+    pthread_mutex_lock(&mu);
+    pairs_set(&held_other, key, held ? "" : NULL);
+    if (held) pairs_set(&claims, key, NULL);
+    pthread_mutex_unlock(&mu);
 }
 
 size_t rdpt_kv_count(const char *prefix) {
@@ -1897,30 +1899,9 @@ static rd_status h_cfg_bind(rd_ctx *ctx, void *conf, size_t conf_size, rd_error 
 /* ------------------------------------------------------------------------ */
 /* Plugin choice and lifecycle                                               */
 
-static rd_status no_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
-    (void)self, (void)rq, (void)rp, (void)err;
-    return RD_E_INTERNAL;
-}
-
-/* The loader's checks. An inbound plugin (ABI 1.3) that the loader does not
- * know yet is checked as a backend with intercept in the place of handle. */
-static const char *check_desc(const rd_plugin *d, char *tmp, size_t tmpsz) {
-    if (!d) return "no descriptor";
-    const char *p = plugin_check_desc(d, 0, tmp, tmpsz);
-    if (!p || d->kind != RD_KIND_INBOUND || !d->ops) return p;
-    if (d->ops->size < offsetof(rd_ops, intercept) + sizeof(void *) || !d->ops->intercept)
-        return "inbound without ops.intercept";
-    rd_ops o = *d->ops;
-    o.handle = no_handle;
-    rd_plugin c = *d;
-    c.kind = RD_KIND_BACKEND;
-    c.ops = &o;
-    return plugin_check_desc(&c, 0, tmp, tmpsz);
-}
-
 int rdpt_use(const rd_plugin *desc, char *err, size_t errsz) {
     char tmp[256];
-    const char *p = check_desc(desc, tmp, sizeof tmp);
+    const char *p = desc ? plugin_check_desc(desc, 0, tmp, sizeof tmp) : "no descriptor";
     if (p) {
         if (err && errsz)
             snprintf(err, errsz, "plugin '%s' refused: %s", desc && desc->name ? desc->name : "?",
@@ -1934,24 +1915,6 @@ int rdpt_use(const rd_plugin *desc, char *err, size_t errsz) {
     return 0;
 }
 
-/* An inbound plugin the loader does not know yet, checked as rdpt_use()
- * does. */
-static const rd_plugin *inbound_dlopen(const char *path, const char *real, rd_kind want, void **dl,
-                                       char *err, size_t errsz) {
-    *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
-    const rd_plugin *d = *dl ? dlsym(*dl, RD_PLUGIN_SYMBOL) : NULL;
-    char tmp[256];
-    const char *p = !d                                ? "cannot load plugin"
-                    : d->kind != RD_KIND_INBOUND      ? "unknown plugin kind"
-                    : want && want != RD_KIND_INBOUND ? "is an inbound plugin"
-                                                      : check_desc(d, tmp, sizeof tmp);
-    if (!p) return d;
-    snprintf(err, errsz, "%s: plugin refused: %s", path, p);
-    if (*dl) dlclose(*dl);
-    *dl = NULL;
-    return NULL;
-}
-
 int rdpt_load(const char *path, rd_kind want, char *err, size_t errsz) {
     char real[4096];
     if (!realpath(path, real)) {
@@ -1960,8 +1923,6 @@ int rdpt_load(const char *path, rd_kind want, char *err, size_t errsz) {
     }
     void *dl;
     const rd_plugin *d = plugin_dlopen(path, real, want, &dl, err, errsz);
-    if (!d && strstr(err, "unknown plugin kind"))
-        d = inbound_dlopen(path, real, want, &dl, err, errsz);
     if (!d) return -1;
     pthread_mutex_lock(&mu);
     void *old = plugin_dl;
@@ -2020,6 +1981,7 @@ void rdpt_reset(void) {
     kv_failing = 0;
     lead_term = 1;
     pairs_clear(&claims);
+    pairs_clear(&held_other);
     pairs_clear(&cfg_text);
     parse_err[0] = 0;
     pairs_clear(&info);

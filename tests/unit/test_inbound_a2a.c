@@ -143,7 +143,8 @@ static void test_forbidden_skill(void **state) {
 /* Bad params: each refused with -32602 before anything is stored. */
 static void test_bad_params(void **state) {
     (void)state;
-    ib_up((const char *const[]){"max_text_bytes", "10", NULL});
+    ib_up(
+        (const char *const[]){"max_text_bytes", "10", "max_id_bytes", "8", "max_parts", "3", NULL});
     const char *bodies[] = {
         "{\"message\":{\"messageId\":\"a\",\"parts\":[{\"kind\":\"text\",\"text\":\"0123456789X\"}]"
         ","
@@ -164,9 +165,9 @@ static void test_bad_params(void **state) {
         "\"metadata\":{\"skill\":\"alice\",\"choices\":[\"0123456789012345678901234567890123456789"
         "01234567890123456789012345\"]}}}",
         "{\"message\":\"x\"}",
-        "{\"message\":{\"messageId\":"
-        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"parts\":[{\"text\":"
+        "{\"message\":{\"messageId\":\"123456789\",\"parts\":[{\"text\":" /* max_id_bytes + 1 */
+        "\"x\"}],\"metadata\":{\"skill\":\"alice\"}}}",
+        "{\"message\":{\"messageId\":\"a\",\"contextId\":\"123456789\",\"parts\":[{\"text\":"
         "\"x\"}],\"metadata\":{\"skill\":\"alice\"}}}",
         "{\"message\":{\"messageId\":\"a\",\"parts\":[{\"text\":\"\xff\xfe\"}],"
         "\"metadata\":{\"skill\":\"alice\"}}}",
@@ -176,19 +177,24 @@ static void test_bad_params(void **state) {
         "{\"message\":{\"messageId\":7,\"parts\":[{\"text\":\"x\"}],"
         "\"metadata\":{\"skill\":\"alice\"}}}",
     };
+    cJSON *j;
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
-        cJSON *j = ib_call(TOK_P, "SendMessage", "%s", bodies[i]);
+        j = ib_call(TOK_P, "SendMessage", "%s", bodies[i]);
         expect_error(j, -32602, NULL);
         cJSON_Delete(j);
     }
-    /* 65 parts */
-    char many[2048] = "{\"message\":{\"messageId\":\"a\",\"metadata\":{\"skill\":\"alice\"},"
-                      "\"parts\":[";
-    for (int i = 0; i < 65; i++)
-        strcat(many, i ? ",{\"text\":\"x\"}" : "{\"text\":\"x\"}");
-    strcat(many, "]}}");
-    cJSON *j = ib_call(TOK_P, "SendMessage", "%s", many);
-    expect_error(j, -32602, NULL);
+    /* a taskId past max_id_bytes is no task of the caller's */
+    j = ib_call(TOK_P, "SendMessage",
+                "{\"message\":{\"messageId\":\"a\",\"taskId\":\"123456789\",\"parts\":[{"
+                "\"text\":\"x\"}],\"metadata\":{\"skill\":\"alice\"}}}");
+    expect_error(j, -32001, NULL);
+    cJSON_Delete(j);
+    /* max_parts + 1 parts */
+    j = ib_call(TOK_P, "SendMessage",
+                "{\"message\":{\"messageId\":\"a\",\"metadata\":{\"skill\":\"alice\"},"
+                "\"parts\":[{\"text\":\"a\"},{\"text\":\"b\"},{\"text\":\"c\"},"
+                "{\"text\":\"d\"}]}}");
+    expect_error(j, -32602, "message.parts must hold 1 to max_parts parts");
     cJSON_Delete(j);
     j = ib_call(TOK_P, "message/frobnicate", "{}");
     expect_error(j, -32601, NULL);
@@ -200,6 +206,43 @@ static void test_bad_params(void **state) {
     ib_http_free(&r);
     assert_int_equal(rdpt_kv_count("t/"), 0);
     assert_int_equal(rdpt_delivered(), 0);
+    /* At the limits: taken. A JSON-RPC id past max_id_bytes is answered as null. */
+    j = ib_call(TOK_P, "SendMessage",
+                "{\"message\":{\"messageId\":\"12345678\",\"contextId\":\"abcdefgh\","
+                "\"metadata\":{\"skill\":\"alice\"},\"parts\":[{\"text\":\"a\"},"
+                "{\"text\":\"b\"},{\"text\":\"c\"}]}}");
+    assert_string_equal(jstr(j, "result.task.contextId"), "abcdefgh");
+    assert_string_equal(jstr(j, "result.task.history.0.parts.0.text"), "a\nb\nc");
+    cJSON_Delete(j);
+    r = ib_post(TOK_P,
+                "{\"jsonrpc\":\"2.0\",\"id\":\"123456789\",\"method\":\"GetTask\","
+                "\"params\":{\"id\":\"x\"}}",
+                NULL);
+    j = cJSON_Parse(r.body);
+    assert_true(cJSON_IsNull(jpath(j, "id")));
+    expect_error(j, -32001, NULL);
+    cJSON_Delete(j);
+    ib_http_free(&r);
+    ib_down();
+}
+
+/* max_header_bytes: a request whose headers do not fit is refused by the
+ * HTTP server; one that fits is served. */
+static void test_header_limit(void **state) {
+    (void)state;
+    ib_up((const char *const[]){"max_header_bytes", "8192", NULL});
+    char *big = malloc(12000);
+    strcpy(big, "X-Padding: ");
+    memset(big + 11, 'p', 10000);
+    big[10011] = 0;
+    ib_http r = ib_get("/.well-known/agent-card.json", (const char *const[]){big, NULL});
+    assert_int_equal(r.status, 431);
+    ib_http_free(&r);
+    big[11 + 2000] = 0;
+    r = ib_get("/.well-known/agent-card.json", (const char *const[]){big, NULL});
+    assert_int_equal(r.status, 200);
+    ib_http_free(&r);
+    free(big);
     ib_down();
 }
 
@@ -431,6 +474,7 @@ int main(void) {
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_forbidden_skill),
         cmocka_unit_test(test_bad_params),
+        cmocka_unit_test(test_header_limit),
         cmocka_unit_test(test_dedupe),
         cmocka_unit_test(test_lifecycle_v03),
         cmocka_unit_test(test_lifecycle_v10),

@@ -1,6 +1,6 @@
 /* The plugin test kit (routerd/plugintest.h) on built plugins loaded by
  * path: the mock backend, a probe backend using every observable host
- * call, and the loader's refusals. */
+ * call, the inbound A2A server, and the loader's refusals. */
 #include <routerd/plugintest.h>
 
 #include <setjmp.h>
@@ -210,12 +210,46 @@ static void test_mock_backend(void **state) {
     shutdown_clean(self);
 }
 
+/* An inbound plugin goes through the loader and the [inbound.NAME] schema
+ * like the other kinds. */
+static void test_inbound_kind(void **state) {
+    (void)state;
+    rdpt_reset();
+    assert_int_equal(rdpt_load(INBOUND_SO, RD_KIND_BACKEND, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is an inbound plugin, not a backend"));
+    assert_int_equal(rdpt_load(BAD_DIR "/inbound_no_intercept.so", 0, err, sizeof err), -1);
+    assert_non_null(strstr(err, "inbound without ops.intercept"));
+    assert_int_equal(rdpt_load(BAD_DIR "/inbound_old_ops.so", RD_KIND_INBOUND, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "inbound without ops.intercept"));
+    if (rdpt_load(INBOUND_SO, RD_KIND_INBOUND, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(rdpt_plugin()->kind, RD_KIND_INBOUND);
+    assert_string_equal(rdpt_host()->info(rdpt_ctx(), "kind"), "inbound");
+    /* the daemon's messages, in the daemon's section kind */
+    assert_int_equal(rdpt_section("listen = 127.0.0.1:1\nhumans = a=main:1\ncallers = "
+                                  "c=0123456789abcdef\nanswer_timout = 1h\n",
+                                  err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "[inbound.test] unknown key 'answer_timout'"));
+    assert_non_null(strstr(err, "did you mean 'answer_timeout'"));
+    assert_int_equal(rdpt_section("plugin = a2a\nhumans = a=main:1\n", err, sizeof err), -1);
+    assert_non_null(strstr(err, "listen"));
+    assert_int_equal(rdpt_section("plugin = a2a\nsha256 = " /* the host's keys */
+                                  "0000000000000000000000000000000000000000000000000000000000000000"
+                                  "\nlisten = 127.0.0.1:1\nhumans = a=main:1\n"
+                                  "callers = c=0123456789abcdef\n",
+                                  err, sizeof err),
+                     0);
+    rdpt_reset();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schema_like_routerd),
         cmocka_unit_test(test_attachments_choices_pending),
         cmocka_unit_test(test_plugin_bugs),
         cmocka_unit_test(test_mock_backend),
+        cmocka_unit_test(test_inbound_kind),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
