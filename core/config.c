@@ -484,6 +484,7 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
         rd_kind kind = !strcmp(s->kind, "transport") ? RD_KIND_TRANSPORT
                        : !strcmp(s->kind, "backend") ? RD_KIND_BACKEND
                        : !strcmp(s->kind, "sink")    ? RD_KIND_SINK
+                       : !strcmp(s->kind, "inbound") ? RD_KIND_INBOUND
                                                      : 0;
         if (!kind) continue;
         mf_kv *pk = section_get(s, "plugin");
@@ -518,6 +519,10 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
             R.tr = xrealloc(R.tr, (R.ntr + 1) * sizeof *R.tr);
             R.tr[R.ntr++] = c;
             if (parse_allowlist(m, s, c, err, errsz)) return -1;
+        }
+        if (kind == RD_KIND_INBOUND) { /* offered messages in manifest order */
+            R.inb = xrealloc(R.inb, (R.ninb + 1) * sizeof *R.inb);
+            R.inb[R.ninb++] = c;
         }
     }
     if (!R.ntr)
@@ -599,6 +604,7 @@ void config_free(void) {
         ctx_free(R.ctx[i]);
     free(R.ctx);
     free(R.tr);
+    free(R.inb);
     for (size_t i = 0; i < R.npersonas; i++) {
         persona *p = &R.personas[i];
         free(p->tag);

@@ -53,6 +53,7 @@ static int check_required(manifest *m, const char *plugin_dir, FILE *out) {
         } else if (strcmp(s->kind, "router")) {
             rd_kind kind = !strcmp(s->kind, "transport") ? RD_KIND_TRANSPORT
                            : !strcmp(s->kind, "backend") ? RD_KIND_BACKEND
+                           : !strcmp(s->kind, "inbound") ? RD_KIND_INBOUND
                                                          : RD_KIND_SINK;
             mf_kv *pk = section_get(s, "plugin");
             if (!pk || !*pk->val) {

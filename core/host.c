@@ -188,6 +188,11 @@ static int h_stopping(rd_ctx *ctx) {
     return atomic_load(&R.draining);
 }
 
+static rd_status h_deliver(rd_ctx *ctx, const char *transport, const rd_outbound *out,
+                           int64_t timeout_ms, int64_t *sent_id, rd_error *err) {
+    return router_deliver(ctx, transport, out, timeout_ms, sent_id, err);
+}
+
 static int h_cancelled(rd_reply *r) {
     (void)r;
     return atomic_load(&R.hard_stop);
@@ -293,4 +298,5 @@ const rd_host host_api = {
     .cfg_bind = h_cfg_bind,
     .reply_attach = router_reply_attach,
     .reply_choices = router_reply_choices,
+    .deliver = h_deliver,
 };

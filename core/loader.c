@@ -52,7 +52,8 @@ static const char *check_desc(const rd_plugin *d, rd_kind want, char *tmp, size_
         return tmp;
     }
     if (want && d->kind != want) {
-        snprintf(tmp, tmpsz, "is a %s plugin, not a %s", kind_name(d->kind), kind_name(want));
+        snprintf(tmp, tmpsz, "is a%s %s plugin, not a%s %s", d->kind == RD_KIND_INBOUND ? "n" : "",
+                 kind_name(d->kind), want == RD_KIND_INBOUND ? "n" : "", kind_name(want));
         return tmp;
     }
     const rd_ops *o = d->ops;
@@ -60,7 +61,11 @@ static const char *check_desc(const rd_plugin *d, rd_kind want, char *tmp, size_
     if (d->kind == RD_KIND_BACKEND && !o->handle) return "backend without ops.handle";
     if (d->kind == RD_KIND_TRANSPORT && !o->send) return "transport without ops.send";
     if (d->kind == RD_KIND_SINK && !o->event) return "sink without ops.event";
-    if (d->kind < RD_KIND_TRANSPORT || d->kind > RD_KIND_SINK) return "unknown plugin kind";
+    /* intercept exists only when the plugin's ops table is a 1.3 one. */
+    if (d->kind == RD_KIND_INBOUND &&
+        (o->size < offsetof(rd_ops, intercept) + sizeof o->intercept || !o->intercept))
+        return "inbound without ops.intercept";
+    if (d->kind < RD_KIND_TRANSPORT || d->kind > RD_KIND_INBOUND) return "unknown plugin kind";
     /* options may be NULL: a plugin without keys. */
     for (size_t i = 0; d->options && opt_at(d, i)->key; i++) {
         const rd_option *opt = opt_at(d, i);

@@ -154,8 +154,10 @@ static void register_core_metrics(void) {
                                              "Seconds since routerd started.", NULL, NULL, 0),
                                core_round_trip_labels);
     R.m_ready = metric_series(
-        metric_family(RD_METRIC_GAUGE, "routerd_ready",
-                      "1 when every transport and backend finished its handshake.", NULL, NULL, 0),
+        metric_family(
+            RD_METRIC_GAUGE, "routerd_ready",
+            "1 when every transport, backend and inbound instance finished its handshake.", NULL,
+            NULL, 0),
         core_round_trip_labels);
     const char *bi[] = {ROUTERD_VERSION, ROUTERD_BUILD_SHA, R.mf->sha256, sig_state};
     series_set(
@@ -405,8 +407,10 @@ static void drain(sigset_t *set, int rc, int64_t wd_ms, int64_t *wd_last) {
     atomic_store(&R.draining, true);
     sd_notify_send("STOPPING=1\nSTATUS=draining");
     series_set(R.m_ready, 0);
+    router_open_inbound(); /* a failed start drains what waits for the inbound instances */
     for (size_t i = R.nctx; i-- > 0;)
-        if (R.ctx[i]->kind == RD_KIND_TRANSPORT && R.ctx[i]->started && R.ctx[i]->ops->quiesce)
+        if ((R.ctx[i]->kind == RD_KIND_TRANSPORT || R.ctx[i]->kind == RD_KIND_INBOUND) &&
+            R.ctx[i]->started && R.ctx[i]->ops->quiesce)
             R.ctx[i]->ops->quiesce(R.ctx[i]->self);
     int64_t deadline = mono_ms() + (int64_t)R.drain_timeout_s * 1000;
     bool idle = false;
@@ -441,6 +445,9 @@ static void drain(sigset_t *set, int rc, int64_t wd_ms, int64_t *wd_last) {
         fflush(NULL);
         _exit(rc ? rc : EX_DRAIN_TIMEOUT_);
     }
+    /* Queued deliveries went out with the drain; inbound instances stop
+     * before the transports they deliver through. */
+    stop_kind(RD_KIND_INBOUND);
     stop_kind(RD_KIND_TRANSPORT);
     lease_release_all(); /* handover: the watermark is stored, a standby takes over now */
     router_stop_workers(mono_ms() + 5000);
@@ -503,8 +510,11 @@ static int run(void) {
                 log_set_text(false);
     }
     atomic_store(&R.phase, PHASE_STARTING);
+    /* Inbound instances deliver through the transports: they start last,
+     * and messages wait for them before routing (router_open_inbound). */
     if (code != RD_OK || start_kind(RD_KIND_BACKEND, err, sizeof err, &code) ||
-        start_kind(RD_KIND_TRANSPORT, err, sizeof err, &code)) {
+        start_kind(RD_KIND_TRANSPORT, err, sizeof err, &code) ||
+        start_kind(RD_KIND_INBOUND, err, sizeof err, &code)) {
         router_log_event("core", RD_LOG_ERROR, err); /* to the sinks; stderr gets one line */
         print_error(err);
         rc = code == RD_E_CONFIG ? EX_CONFIG_ : 1;
@@ -516,6 +526,7 @@ static int run(void) {
          ROUTERD_VERSION, ROUTERD_BUILD_SHA, R.env, R.nctx, R.admin_listen, R.mf->sha256,
          sig_state);
 
+    router_open_inbound();
     atomic_store(&R.heartbeat_ms, mono_ms());
     atomic_store(&R.phase, PHASE_RUNNING);
     int sig = main_loop(&set, wd_ms, &wd_last);

@@ -59,12 +59,13 @@ static void new_section(parse_state *ps, const char *name) {
     const char *dot = strchr(name, '.');
     char *kind = dot ? xstrndup(name, (size_t)(dot - name)) : xstrdup(name);
     const char *inst = dot ? dot + 1 : "";
-    static const char *const kinds[] = {"router", "transport", "backend", "sink", "persona"};
+    static const char *const kinds[] = {"router", "transport", "backend",
+                                        "sink",   "persona",   "inbound"};
     bool known = false;
-    for (size_t i = 0; i < 5; i++)
+    for (size_t i = 0; i < sizeof kinds / sizeof *kinds; i++)
         known |= !strcmp(kind, kinds[i]);
     if (!known) {
-        const char *s = suggest(kind, kinds, 5);
+        const char *s = suggest(kind, kinds, sizeof kinds / sizeof *kinds);
         fail(ps, "[%s] unknown section kind '%s'%s%s%s", name, kind, s ? " (did you mean '" : "",
              s ? s : "", s ? "'?)" : "");
         free(kind);

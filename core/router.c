@@ -15,6 +15,7 @@
 #include "router.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,8 +174,11 @@ bool router_live(int64_t *age_ms, const char **phase) {
     return age < LIVE_STALE_MS;
 }
 
+static void gate_reset(void);
+
 int router_init(char *err, size_t errsz) {
     (void)err, (void)errsz;
+    gate_reset();
     pthread_mutex_init(&R.mu, NULL);
     pthread_cond_init(&R.work_cv, NULL);
     pthread_cond_init(&R.idle_cv, NULL);
@@ -283,6 +287,11 @@ int64_t router_watermark(rd_ctx *tr) {
     return w;
 }
 
+/* The correlation id events and send() carry: a delivery's own, if given. */
+static const char *job_corr(const job *j) {
+    return j->ext_corr ? j->ext_corr : j->corr;
+}
+
 static void fill_event(rd_event *ev, const job *j, rd_event_type type, rd_log_level lvl) {
     memset(ev, 0, sizeof *ev);
     ev->size = sizeof *ev;
@@ -290,11 +299,13 @@ static void fill_event(rd_event *ev, const job *j, rd_event_type type, rd_log_le
     ev->level = lvl;
     ev->ts_ns = wall_ns();
     ev->source = "core";
-    ev->correlation_id = j->corr;
+    ev->correlation_id = job_corr(j);
     ev->chat_id_hash = j->hash;
     ev->persona = j->p ? j->p->tag : NULL;
     ev->transport = j->tr->inst;
-    ev->backend = j->p && j->p->backend ? j->p->backend->inst : NULL;
+    /* A delivery or an intercepted answer names its inbound instance. */
+    const rd_ctx *by = j->origin ? j->origin : j->taken_by;
+    ev->backend = by ? by->name : j->p && j->p->backend ? j->p->backend->inst : NULL;
     ev->status = j->status;
     ev->failure_class = j->klass[0] ? j->klass : NULL;
     ev->update_id = j->update_id;
@@ -344,6 +355,7 @@ static job *job_new(rd_ctx *tr, const rd_inbound *in) {
     j->message_id = in->message_id;
     j->thread_id = in->thread_id;
     j->flags = in->flags;
+    j->reply_to = RD_HAS(in, reply_to) ? in->reply_to : 0;
     j->text = (char *)(j + 1);
     utf8_clean(in->text ? in->text : "", in->text ? in->text_len : 0, j->text);
     j->text_len = tl;
@@ -362,7 +374,15 @@ static job *job_new(rd_ctx *tr, const rd_inbound *in) {
     return j;
 }
 
+static void delivery_done(delivery *d, rd_status st, const rd_error *err, int64_t sent_id);
+
 static void job_free(job *j) {
+    if (j->dl) { /* never sent (shutdown): the caller is told */
+        rd_error e = {.code = RD_E_UNAVAILABLE, .klass = "transient"};
+        snprintf(e.msg, sizeof e.msg, "not sent: routerd is stopping");
+        delivery_done(j->dl, RD_E_UNAVAILABLE, &e, 0);
+    }
+    free(j->ext_corr);
     att_free(&j->att);
     att_free(&j->reply.att);
     choices_free(j->reply.choices);
@@ -536,11 +556,13 @@ static void send_text(job *j, const char *text, uint32_t flags) {
                        .text = text,
                        .text_len = strlen(text),
                        .flags = flags,
-                       .correlation_id = j->corr,
+                       .correlation_id = job_corr(j),
                        .edit_of = j->reply.progress_id,
-                       .update_id = j->update_id};
+                       .update_id = j->update_id,
+                       .sent_id = j->dl ? &j->sent_id : NULL};
     if (out.edit_of) out.flags |= RD_OUT_FINAL_EDIT;
-    if (!(flags & RD_OUT_NOTICE)) { /* what the backend added goes with its answer */
+    /* what the backend (or deliver()) added goes with its answer */
+    if (!(flags & RD_OUT_NOTICE) || j->dl) {
         out.attachments = (const rd_attachment *const *)j->reply.att.v;
         out.nattachments = j->reply.att.n;
         out.choices = (const char *const *)j->reply.choices;
@@ -555,9 +577,14 @@ static void send_text(job *j, const char *text, uint32_t flags) {
     rd_status st = j->tr->ops->send(j->tr->self, &out, &err);
     ctx_serial_leave(j->tr);
     j->t_send_ns = wall_ns();
+    if (st != RD_OK && !err.msg[0]) snprintf(err.msg, sizeof err.msg, "send failed");
+    if (j->dl) { /* the deliver() caller may go on now */
+        delivery_done(j->dl, st, &err, st == RD_OK ? j->sent_id : 0);
+        j->dl = NULL;
+    }
     if (st != RD_OK) {
         log_msg(j->tr->name, RD_LOG_ERROR, "correlation %s: reply to chat %s not delivered: %s",
-                j->corr, j->hash, err.msg[0] ? err.msg : "send failed");
+                job_corr(j), j->hash, err.msg);
         rd_event ev;
         fill_event(&ev, j, RD_EV_SEND_FAILED, RD_LOG_ERROR);
         ev.status = "send_failed";
@@ -610,7 +637,15 @@ static void after_backend(job *j, rd_status st, const rd_error *err) {
     job_finish(j);
 }
 
+static void wait_inbound_gate(void);
+
 static void process(job *j) {
+    if (j->kind == JOB_DELIVER) {
+        j->status = "delivered";
+        send_text(j, j->text, j->out_flags);
+        job_finish(j);
+        return;
+    }
     if (j->kind == JOB_NOTICE) {
         send_text(j, R.rate_limit_notice, RD_OUT_NOTICE);
         job_finish(j);
@@ -649,7 +684,19 @@ static void process(job *j) {
                      .update_id = j->update_id,
                      .transport = j->tr->inst,
                      .attachments = (const rd_attachment *const *)j->att.v,
-                     .nattachments = j->att.n};
+                     .nattachments = j->att.n,
+                     .reply_to = j->reply_to};
+    /* An answer an inbound instance waits for goes to it, not the backend. */
+    wait_inbound_gate();
+    for (size_t i = 0; i < R.ninb; i++) {
+        rd_ctx *ib = R.inb[i];
+        if (ib->started && ib->ops->intercept(ib->self, &rq) == 1) {
+            j->taken_by = ib;
+            j->status = "answered";
+            job_finish(j);
+            return;
+        }
+    }
     if (j->tr->ops->activity) {
         rd_outbound w = {.size = sizeof w,
                          .chat_id = j->chat_id,
@@ -710,16 +757,20 @@ static void job_finish(job *j) {
     chat *c = j->c;
     double rt = (double)(wall_ns() - j->t_recv_ns) / 1e9;
     if (!j->t_send_ns) j->t_send_ns = wall_ns();
+    bool fine = j->status && (!strcmp(j->status, "ok") || !strcmp(j->status, "delivered") ||
+                              !strcmp(j->status, "answered"));
     rd_event ev;
-    fill_event(&ev, j, RD_EV_REPLIED,
-               j->status && !strcmp(j->status, "ok") ? RD_LOG_INFO : RD_LOG_WARN);
+    fill_event(&ev, j, RD_EV_REPLIED, fine ? RD_LOG_INFO : RD_LOG_WARN);
     if (!ev.status) ev.status = "ok";
     emit_event(&ev);
-    series_observe(R.m_round_trip, rt);
-    series_add(j->p->m_replied[j->tr_index], 1);
+    /* Deliveries and intercepted answers are no round trip nor reply. */
+    if (j->kind != JOB_DELIVER && !j->taken_by) {
+        series_observe(R.m_round_trip, rt);
+        series_add(j->p->m_replied[j->tr_index], 1);
+    }
 
     pthread_mutex_lock(&R.mu);
-    finish_locked_ack(tr, j->update_id);
+    if (j->kind != JOB_DELIVER) finish_locked_ack(tr, j->update_id); /* no update behind it */
     c->busy = false;
     c->last_ms = mono_ms();
     R.inflight--;
@@ -840,4 +891,220 @@ void router_sweep(void) {
     series_set(R.m_chat_slots, (double)tab_size);
     pthread_mutex_unlock(&R.mu);
     admission_sweep(now);
+}
+
+/* ---- inbound instances (1.3) ----------------------------------------------
+ * deliver(): a job of its own kind in the chat's FIFO, behind the messages
+ * already routed there; not refused by the queue limits (the caller already
+ * holds the work) but counted in them. The caller waits on a delivery that
+ * it shares with the job: whoever lets go last frees it. */
+struct delivery {
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* CLOCK_MONOTONIC */
+    int refs;
+    bool done;
+    rd_status st;
+    rd_error err;
+    int64_t sent_id;
+};
+
+static delivery *delivery_new(void) {
+    delivery *d = xcalloc(1, sizeof *d);
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&d->cv, &a);
+    pthread_condattr_destroy(&a);
+    d->refs = 2; /* the caller and the job */
+    return d;
+}
+
+/* Drops one reference; the first call (the job's) also records the outcome. */
+static void delivery_unref(delivery *d, bool record, rd_status st, const rd_error *err,
+                           int64_t sent_id) {
+    pthread_mutex_lock(&d->mu);
+    if (record && !d->done) {
+        d->done = true;
+        d->st = st;
+        if (err) d->err = *err;
+        d->err.code = st;
+        d->sent_id = sent_id;
+        pthread_cond_broadcast(&d->cv);
+    }
+    bool last = --d->refs == 0;
+    pthread_mutex_unlock(&d->mu);
+    if (!last) return;
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+    free(d);
+}
+
+static void delivery_done(delivery *d, rd_status st, const rd_error *err, int64_t sent_id) {
+    delivery_unref(d, true, st, err, sent_id);
+}
+
+static rd_status deliver_fail(rd_error *err, rd_status st, const char *klass, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static rd_status deliver_fail(rd_error *err, rd_status st, const char *klass, const char *fmt,
+                              ...) {
+    if (err) {
+        memset(err, 0, sizeof *err);
+        err->code = st;
+        snprintf(err->klass, sizeof err->klass, "%s", klass);
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+/* Copies what deliver() sends into a job (text cleaned like replies). */
+static job *deliver_job(rd_ctx *from, rd_ctx *tr, const rd_outbound *out, rd_error *err,
+                        rd_status *st) {
+    size_t tl = out->text ? utf8_clean(out->text, out->text_len, NULL) : 0;
+    job *j = xcalloc(1, sizeof *j + tl + 1);
+    j->kind = JOB_DELIVER;
+    j->tr = tr;
+    j->tr_index = tr_index(tr);
+    j->origin = from;
+    j->update_id = -1;
+    j->chat_id = out->chat_id;
+    j->thread_id = out->thread_id;
+    j->message_id = out->reply_to;
+    j->out_flags = out->flags & (RD_OUT_NOTICE | RD_OUT_QUESTION);
+    j->text = (char *)(j + 1);
+    utf8_clean(out->text ? out->text : "", out->text ? out->text_len : 0, j->text);
+    j->text_len = tl;
+    if (out->correlation_id && *out->correlation_id) {
+        size_t n = strnlen(out->correlation_id, 128); /* a task id; longer is cut */
+        j->ext_corr = utf8_clean_dup(out->correlation_id, n, &n);
+    }
+    j->reply.job = j;
+    pthread_mutex_init(&j->reply.mu, NULL);
+    char why[160];
+    size_t na = RD_HAS(out, nattachments) && out->attachments ? out->nattachments : 0;
+    for (size_t i = 0; i < na; i++) {
+        rd_status s = out->attachments[i]
+                          ? att_add(&j->reply.att, out->attachments[i], why, sizeof why)
+                          : RD_E_FATAL;
+        if (s != RD_OK) {
+            *st = deliver_fail(err, s, "fatal", "attachment %zu refused: %s", i + 1,
+                               out->attachments[i] ? why : "NULL");
+            job_free(j);
+            return NULL;
+        }
+    }
+    if (RD_HAS(out, choices) && out->choices)
+        j->reply.choices = choices_copy(out->choices, from ? from->name : "core");
+    if (!tl && !j->reply.att.n) {
+        *st = deliver_fail(err, RD_E_FATAL, "fatal", "nothing to send (no text, no file)");
+        job_free(j);
+        return NULL;
+    }
+    j->t_recv_ns = wall_ns();
+    j->t_recv_ms = mono_ms();
+    ids_hex(j->corr, 2);
+    ids_hex(j->span, 1);
+    ids_hex(j->bspan, 1);
+    return j;
+}
+
+rd_status router_deliver(rd_ctx *from, const char *transport, const rd_outbound *out,
+                         int64_t timeout_ms, int64_t *sent_id, rd_error *err) {
+    if (sent_id) *sent_id = 0;
+    if (!out || !transport || out->size < offsetof(rd_outbound, edit_of))
+        return deliver_fail(err, RD_E_INTERNAL, "fatal", "deliver: no message");
+    rd_ctx *tr = NULL;
+    for (size_t i = 0; i < R.ntr && !tr; i++)
+        if (!strcmp(R.tr[i]->inst, transport)) tr = R.tr[i];
+    if (!tr)
+        return deliver_fail(err, RD_E_UNAVAILABLE, "fatal", "no transport instance '%s'",
+                            transport);
+    /* From a call carrying this chat it would wait for itself. */
+    if (carrying && carrying->tr == tr && carrying->chat_id == out->chat_id)
+        return deliver_fail(err, RD_E_INTERNAL, "fatal",
+                            "deliver() from a call of the same chat would wait for itself");
+    rd_status st = RD_OK;
+    job *j = deliver_job(from, tr, out, err, &st);
+    if (!j) return st;
+    delivery *d = delivery_new();
+    j->dl = d;
+    bool wake = false;
+    pthread_mutex_lock(&R.mu);
+    /* Checked under the lock the drain waits with: queued here means the
+     * drain sees it and sends it before stopping. */
+    if (atomic_load(&R.draining) || atomic_load(&tr->closed)) {
+        pthread_mutex_unlock(&R.mu);
+        j->dl = NULL;
+        job_free(j);
+        delivery_unref(d, false, RD_OK, NULL, 0);
+        delivery_unref(d, false, RD_OK, NULL, 0);
+        return deliver_fail(err, RD_E_UNAVAILABLE, "transient", "routerd is draining");
+    }
+    chat *c = chat_get(j->tr_index, j->chat_id);
+    if (!c->hash[0]) chat_hash(j->chat_id, c->hash);
+    memcpy(j->hash, c->hash, sizeof j->hash);
+    j->c = c;
+    j->t_route_ns = wall_ns();
+    c->last_ms = mono_ms();
+    fifo_push(&c->q, &j->q);
+    idle_unlink(c);
+    R.waiting++;
+    if (!c->busy && !c->in_runq) wake = runq_push_locked(c);
+    series_set(R.m_queue_depth, (double)R.waiting);
+    pthread_mutex_unlock(&R.mu);
+    if (wake) pthread_cond_signal(&R.work_cv);
+
+    /* j may be gone from here on: only d is shared. */
+    int64_t wait_ms = timeout_ms > 0 ? timeout_ms : (int64_t)R.request_timeout_s * 1000;
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += wait_ms / 1000;
+    dl.tv_nsec += (wait_ms % 1000) * 1000000L;
+    dl.tv_sec += dl.tv_nsec / 1000000000L;
+    dl.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&d->mu);
+    while (!d->done)
+        if (wait_ms > 0 ? pthread_cond_timedwait(&d->cv, &d->mu, &dl) != 0
+                        : pthread_cond_wait(&d->cv, &d->mu) != 0)
+            break;
+    bool done = d->done;
+    if (done) {
+        st = d->st;
+        if (err) *err = d->err;
+        if (sent_id) *sent_id = d->sent_id;
+    }
+    pthread_mutex_unlock(&d->mu);
+    delivery_unref(d, false, RD_OK, NULL, 0);
+    if (!done)
+        return deliver_fail(err, RD_E_TIMEOUT, "timeout",
+                            "not sent within %" PRId64 " ms (it may still be sent)", wait_ms);
+    if (st == RD_OK && err) memset(err, 0, sizeof *err);
+    return st;
+}
+
+/* Messages wait here (once) until the inbound instances started. */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static atomic_bool gate_open;
+
+static void gate_reset(void) {
+    atomic_store(&gate_open, false);
+}
+
+void router_open_inbound(void) {
+    pthread_mutex_lock(&gate_mu);
+    atomic_store(&gate_open, true);
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+static void wait_inbound_gate(void) {
+    if (!R.ninb || atomic_load(&gate_open)) return;
+    pthread_mutex_lock(&gate_mu);
+    while (!atomic_load(&gate_open))
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
 }

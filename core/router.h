@@ -59,7 +59,14 @@ typedef struct att_list {
 #define RD_CHOICES_MAX 10      /* reply_choices(): choices kept */
 #define RD_CHOICE_MAX_BYTES 64 /* reply_choices(): longest choice */
 
-typedef enum { JOB_MSG = 0, JOB_NOTICE } job_kind;
+/* JOB_DELIVER: host->deliver() (1.3), a message from an inbound instance
+ * sent in the chat's order; no update behind it, so no acknowledgement. */
+typedef enum { JOB_MSG = 0, JOB_NOTICE, JOB_DELIVER } job_kind;
+
+/* What a deliver() caller waits on (router.c). The caller and the worker
+ * each hold a reference; the last to let go frees it, so a caller that gave
+ * up waiting is never written to. */
+typedef struct delivery delivery;
 
 struct rd_reply {
     struct job *job;
@@ -84,7 +91,17 @@ typedef struct job {
     char *text;
     size_t text_len;
     char *meta;
-    att_list att; /* copied at submit() */
+    att_list att;     /* copied at submit() */
+    int64_t reply_to; /* rd_inbound.reply_to (1.3) */
+    /* JOB_DELIVER: the waiter, the inbound instance that asked, the caller's
+     * correlation id (any length; NULL = corr), what send() reported. */
+    delivery *dl;
+    rd_ctx *origin;
+    char *ext_corr;
+    int64_t sent_id;
+    uint32_t out_flags;
+    /* The inbound instance whose intercept() took the message, or NULL. */
+    rd_ctx *taken_by;
     char corr[33], span[17], bspan[17], traceparent[56], hash[17];
     int64_t t_recv_ns, t_route_ns, t_bstart_ns, t_bend_ns, t_sstart_ns, t_send_ns;
     int64_t t_recv_ms;
@@ -121,6 +138,8 @@ typedef struct router {
     size_t nctx;
     rd_ctx **tr;
     size_t ntr;
+    rd_ctx **inb; /* inbound instances (1.3), in manifest order */
+    size_t ninb;
     persona *personas;
     size_t npersonas;
     persona *default_persona;
@@ -169,6 +188,13 @@ void router_stop_workers(int64_t deadline_ms);
 void router_sweep(void);
 /* After a drain timeout: no more send/ack calls reach the transports. */
 void router_close_transports(void);
+/* host->deliver() (1.3). */
+rd_status router_deliver(rd_ctx *from, const char *transport, const rd_outbound *out,
+                         int64_t timeout_ms, int64_t *sent_id, rd_error *err);
+/* Messages wait for this before routing while inbound instances exist, so
+ * none reaches a backend before every intercept() could see it: called
+ * once the inbound instances started (or the start failed). */
+void router_open_inbound(void);
 void chat_hash(int64_t chat_id, char out[17]);
 /* Liveness for /livez: the process is not wedged (the global lock is
  * taken and released, the main loop turns once it runs). Fills the age of

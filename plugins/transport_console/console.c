@@ -338,6 +338,8 @@ static rd_status c_send(void *self, const rd_outbound *out, rd_error *err) {
     }
     fflush(stdout);
     pthread_mutex_unlock(&c->out_mu);
+    /* Standard output has no message ids: answers cannot quote one. */
+    if (RD_HAS(out, sent_id) && out->sent_id) *out->sent_id = 0;
     return RD_OK;
 }
 

@@ -165,6 +165,7 @@ typedef struct tg_reply {
     size_t skip;         /* parts of the rendered text already delivered */
     const char *markup;  /* reply_markup JSON for the last part (buttons), or NULL */
     const char *btn_ref; /* the buttons' record, told the id of the message showing them */
+    int64_t *last_id;    /* when not NULL: gets the id of the last message sent or edited */
 } tg_reply;
 
 typedef struct tg_btn tg_btn;

@@ -480,7 +480,8 @@ rd_status tg_buttons_press(tg *t, tg_item *it, int64_t chat) {
                      .text = choice,
                      .text_len = strlen(choice),
                      .flags = RD_MSG_CHOICE | (u->chat_type != TG_CHAT_PRIVATE ? RD_MSG_GROUP : 0),
-                     .meta = meta};
+                     .meta = meta,
+                     .reply_to = u->reply_to_id};
     rd_status st = t->h->submit(t->ctx, &in);
     free(meta);
     free(choice);

@@ -412,6 +412,7 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
             /* The progress message already shows exactly this. */
             if (t->c.parse_mode == TG_PM_NONE && !ents && !markup && shown &&
                 shown == text_hash(p, l)) {
+                if (r->last_id) *r->last_id = m;
                 sent = 1;
                 *done = i + 1;
                 free(ents);
@@ -421,6 +422,7 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
             if (edit_one(t, chat, m, p, l, r->literal, ents, markup, EDIT_FINAL, r->deadline,
                          r->cid, &e2) == RD_OK) {
                 if (markup) tg_buttons_shown(t, r->btn_ref, m);
+                if (r->last_id) *r->last_id = m;
                 sent = 1;
                 *done = i + 1;
                 free(ents);
@@ -442,6 +444,7 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
         free(ents);
         if (st == RD_OK && markup) tg_buttons_shown(t, r->btn_ref, id);
         if (st == RD_OK) {
+            if (r->last_id) *r->last_id = id;
             sent = 1;
             *done = i + 1;
         }

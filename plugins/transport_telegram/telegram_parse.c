@@ -161,11 +161,13 @@ static void parse_message(const cJSON *m, tg_update *out) {
     if (json_true(m, "is_topic_message")) tg_json_i64(m, "message_thread_id", &out->thread_id);
     const cJSON *rt = cJSON_GetObjectItemCaseSensitive(m, "reply_to_message");
     tg_json_i64(cJSON_GetObjectItemCaseSensitive(rt, "from"), "id", &out->reply_to_user_id);
+    tg_json_i64(rt, "message_id", &out->reply_to_id);
     /* Out of range reads as none. */
     if (!tg_valid_chat_id(out->user_id)) out->user_id = 0;
     if (!tg_valid_pos_id(out->message_id)) out->message_id = 0;
     if (!tg_valid_pos_id(out->thread_id)) out->thread_id = 0;
     if (!tg_valid_chat_id(out->reply_to_user_id)) out->reply_to_user_id = 0;
+    if (!tg_valid_pos_id(out->reply_to_id)) out->reply_to_id = 0;
     /* Group -> supergroup service messages: both ids are groups (< 0) and
      * differ. */
     int64_t mig = 0;
@@ -208,6 +210,7 @@ static void parse_callback(const cJSON *cq, tg_update *out) {
     out->is_caption = 0;
     out->migrate_to = out->migrate_from = 0;
     out->reply_to_user_id = 0;
+    out->reply_to_id = out->message_id; /* the press answers the message with the button */
     const cJSON *from = cJSON_GetObjectItemCaseSensitive(cq, "from");
     int64_t uid = 0;
     out->user_id = tg_json_i64(from, "id", &uid) && tg_valid_chat_id(uid) ? uid : 0;

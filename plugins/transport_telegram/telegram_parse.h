@@ -116,9 +116,12 @@ typedef struct tg_update {
     int64_t message_id;
     int64_t thread_id;        /* only for topic messages (is_topic_message) */
     int64_t reply_to_user_id; /* from.id of the message replied to; 0 = none */
-    int64_t migrate_to;       /* service message: this group became that supergroup */
-    int64_t migrate_from;     /* service message: this supergroup was that group */
-    char *text;               /* malloc()ed text or caption; NULL = none */
+    /* The message this one answers: reply_to_message.message_id, or for a
+     * button press the message carrying the button; 0 = none. */
+    int64_t reply_to_id;
+    int64_t migrate_to;   /* service message: this group became that supergroup */
+    int64_t migrate_from; /* service message: this supergroup was that group */
+    char *text;           /* malloc()ed text or caption; NULL = none */
     size_t text_len;
     int is_caption;
     char username[40];   /* from.username (may be empty) */

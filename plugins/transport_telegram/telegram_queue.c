@@ -149,7 +149,8 @@ rd_status tg_submit_item(tg *t, tg_item *it) {
                      .text = r.text,
                      .text_len = r.len,
                      .flags = r.flags,
-                     .meta = meta};
+                     .meta = meta,
+                     .reply_to = it->u.reply_to_id};
     if (it->u.media && !tg_media_ready(t, it)) {
         free(meta);
         free(r.text);

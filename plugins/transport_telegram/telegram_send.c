@@ -19,9 +19,19 @@ typedef struct typing_ent {
     int refs;
 } typing_ent;
 
+/* A question without buttons asks the client to open a reply to it;
+ * selective: only the person it quotes (in groups). */
+static char *question_markup(const rd_outbound *out) {
+    return strdup(out->reply_to ? "{\"force_reply\":true,\"selective\":true}"
+                                : "{\"force_reply\":true}");
+}
+
 rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
     tg *t = self;
     int text_rest = 0;
+    /* 0 unless the whole text went out now (files, the outbox: unknown). */
+    int64_t *sent_id = RD_HAS(out, sent_id) ? out->sent_id : NULL;
+    if (sent_id) *sent_id = 0;
     if (RD_HAS(out, nattachments) && out->nattachments) {
         rd_status mst = tg_media_send(t, out, &text_rest, err);
         if (!text_rest) return mst;
@@ -50,14 +60,19 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
     char *markup = RD_HAS(out, choices) && out->choices
                        ? tg_buttons_markup(t, tg_mig_forward(t, out->chat_id), out->choices, ref)
                        : NULL;
-    r.markup = markup;
     r.btn_ref = markup ? ref : NULL;
+    if (!markup && (out->flags & RD_OUT_QUESTION)) markup = question_markup(out);
+    r.markup = markup;
+    int64_t last = 0;
+    int deferred = 0;
+    r.last_id = &last;
     rd_status st;
     size_t done = 0;
     /* Earlier replies to this chat wait in the outbox: this one queues
      * behind them, so the chat keeps its order. */
     if (tg_outbox_has(t, out->chat_id)) {
         st = tg_outbox_put(t, &r, 0, err);
+        deferred = 1;
     } else {
         st = tg_deliver(t, &r, &done, err);
         /* Telegram refused for longer than the budget (a long 429, an
@@ -69,6 +84,7 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
             rd_error e2 = {0};
             if (tg_outbox_put(t, &rest, 1, &e2) == RD_OK) {
                 st = RD_OK;
+                deferred = 1;
                 memset(err, 0, sizeof *err);
             }
         }
@@ -77,6 +93,7 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
      * send it again. (The watermark covers it too, but only once everything
      * before it is done.) */
     if (st == RD_OK || st == RD_E_FATAL) tg_replied_mark(t, out->chat_id, out->reply_to);
+    if (sent_id && st == RD_OK && !deferred) *sent_id = last;
     free(markup);
     free(text);
     return st;

@@ -1,6 +1,7 @@
 # Broken plugins the loader must refuse, each with its own message.
 set(ROUTERD_BAD_PLUGIN_DIR ${CMAKE_BINARY_DIR}/bad_plugins)
-foreach(bad wrong_major no_symbol no_handle newer_minor reserved_set bind_len bind_outside option_size)
+foreach(bad wrong_major no_symbol no_handle newer_minor reserved_set bind_len bind_outside option_size
+            inbound_no_intercept inbound_old_ops)
   add_library(bad_${bad} MODULE ${CMAKE_CURRENT_SOURCE_DIR}/integration/bad_plugins/${bad}.c)
   target_include_directories(bad_${bad} PRIVATE ${CMAKE_SOURCE_DIR}/include)
   set_target_properties(bad_${bad} PROPERTIES PREFIX "" OUTPUT_NAME ${bad}

@@ -116,7 +116,27 @@ static const bad_case cases[] = {
     {"newer_minor",
      "[backend.bad]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/newer_minor.so\n"
      "[persona.p]\nbackend = bad\nchats = *\n",
-     {"needs plugin ABI 1.3, this routerd speaks 1.2", "upgrade routerd"},
+     {"needs plugin ABI 1.4, this routerd speaks 1.3", "upgrade routerd"},
+     NULL},
+    {"inbound_no_intercept",
+     "[backend.mock]\nplugin = mock\n[persona.p]\nbackend = mock\nchats = *\n"
+     "[inbound.people]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/inbound_no_intercept.so\n",
+     {":13: ", "[inbound.people] plugin", "inbound without ops.intercept"},
+     NULL},
+    {"inbound_old_ops",
+     "[backend.mock]\nplugin = mock\n[persona.p]\nbackend = mock\nchats = *\n"
+     "[inbound.people]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/inbound_old_ops.so\n",
+     {"[inbound.people] plugin", "inbound without ops.intercept"},
+     NULL},
+    {"inbound_wrong_kind",
+     "[backend.mock]\nplugin = mock\n[persona.p]\nbackend = mock\nchats = *\n"
+     "[inbound.people]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/no_handle.so\n",
+     {"[inbound.people] plugin", "is a backend plugin, not an inbound"},
+     NULL},
+    {"inbound_unknown_plugin",
+     "[backend.mock]\nplugin = mock\n[persona.p]\nbackend = mock\nchats = *\n"
+     "[inbound.people]\nplugin = console\n",
+     {"[inbound.people] plugin", "no inbound plugin 'console'", "inbound_console.so"},
      NULL},
     {"bind_len",
      "[backend.bad]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/bind_len.so\n"
