@@ -89,3 +89,13 @@ routerd_abi_plugin(abi_probe_tr_serial transport_probe_serial probe_transport.c
 routerd_integration_test(test_core_abi SOURCES integration/test_core_abi.c TIMEOUT 180)
 target_compile_definitions(test_core_abi PRIVATE ROUTERD_ABI_PLUGIN_DIR="${ROUTERD_ABI_PLUGIN_DIR}")
 add_dependencies(test_core_abi ${ROUTERD_ABI_PLUGINS} transport_console backend_mock)
+
+# ABI 1.3: an inbound instance delivering into chats and taking answers,
+# through the real binary against the fake Bot API and the console.
+routerd_abi_plugin(abi_inbound_probe inbound_probe inbound_probe.c)
+if(TARGET transport_telegram AND TARGET sink_jsonlog)
+  routerd_integration_test(test_core_deliver SOURCES integration/test_core_deliver.c TIMEOUT 180)
+  target_compile_definitions(test_core_deliver PRIVATE ROUTERD_ABI_PLUGIN_DIR="${ROUTERD_ABI_PLUGIN_DIR}")
+  add_dependencies(test_core_deliver abi_inbound_probe transport_telegram transport_console
+                   backend_mock sink_jsonlog)
+endif()
