@@ -56,7 +56,7 @@ rd_ctx *rdpt_ctx(void);
 
 /* Switches off (on = 0) or back on an optional host call added after ABI
  * 1.0 ("http_route_auth", "lead", "claim", "kv_add", "cfg_bind",
- * "reply_attach", "reply_choices"), to test a plugin's fallback on an
+ * "reply_attach", "reply_choices", "deliver"), to test a plugin's fallback on an
  * older host. Before rdpt_start(); rdpt_reset() turns all on again. 0, or
  * -1 for a name not in that list. */
 int rdpt_offer(const char *call, int on);
@@ -143,6 +143,7 @@ typedef struct rdpt_request {
     int64_t deadline_ms;        /* relative to the call; 0 = none */
     const rd_attachment *const *attachments;
     size_t nattachments;
+    int64_t reply_to; /* (1.3) the message this one answers; 0 = none */
 } rdpt_request;
 
 typedef struct rdpt_file {
@@ -214,6 +215,41 @@ rd_status rdpt_send(void *self, const rd_outbound *out, rd_error *err);
  * too). */
 void rdpt_echo_start(void *self, const char *prefix);
 void rdpt_echo_stop(void);
+
+/* ------------------------------------------------------------------------ */
+/* Inbound plugins (ABI 1.3)                                                 */
+
+/* One host->deliver() call, as the plugin made it. */
+typedef struct rdpt_delivery {
+    char *transport;
+    int64_t chat_id, thread_id, reply_to;
+    char *text;
+    uint32_t flags; /* RD_OUT_* */
+    char *correlation_id;
+    char **choices; /* NULL-terminated; NULL when none */
+    rdpt_file *files;
+    size_t nfiles;
+    int64_t timeout_ms;
+    rd_status st;    /* what deliver() returned */
+    int64_t sent_id; /* what it stored in *sent_id */
+} rdpt_delivery;
+
+/* What the next deliver() calls answer: st (err filled when not RD_OK);
+ * with RD_OK the first call gets sent_id first_sent_id and each later one
+ * the next number (first_sent_id 0: always 0, the transport does not tell).
+ * Each call first waits delay_ms. Default: RD_OK, 1001, no delay. */
+void rdpt_deliver_result(rd_status st, int64_t first_sent_id, int delay_ms);
+/* Copies of the deliver() calls so far, in order; free with
+ * rdpt_deliveries_free(). */
+size_t rdpt_deliveries(rdpt_delivery **out);
+void rdpt_deliveries_free(rdpt_delivery *d, size_t n);
+size_t rdpt_delivered(void);
+/* Waits until at least n deliver() calls returned; returns how many did. */
+size_t rdpt_wait_delivered(size_t n, int timeout_ms);
+/* Offers rq to the instance's intercept() as a worker does with an
+ * admitted message (defaults as rdpt_call: transport NULL = "console").
+ * 1 taken, 0 routed on, -1 when no inbound plugin is loaded. */
+int rdpt_intercept(void *self, const rdpt_request *rq);
 
 /* ------------------------------------------------------------------------ */
 /* Observations                                                              */

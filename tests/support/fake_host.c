@@ -1291,7 +1291,8 @@ int rdpt_call(void *self, const rdpt_request *in, rdpt_reply *out) {
                      .update_id = in->update_id,
                      .transport = in->transport ? in->transport : "console",
                      .attachments = in->attachments,
-                     .nattachments = in->nattachments};
+                     .nattachments = in->nattachments,
+                     .reply_to = in->reply_to};
     struct rd_reply *r = xcalloc(1, sizeof *r);
     r->req_text = text; /* the request stays valid until complete() */
     rd_status st = plugin->ops->handle(self, &rq, r, &out->err);
@@ -1589,6 +1590,182 @@ void rdpt_kv_restore(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Deliveries (inbound plugins)                                              */
+
+static rdpt_delivery *dels;
+static size_t ndels;
+static rd_status del_st = RD_OK;
+static int64_t del_next = 1001;
+static int del_delay_ms;
+
+void rdpt_deliver_result(rd_status st, int64_t first_sent_id, int delay_ms) {
+    pthread_mutex_lock(&mu);
+    del_st = st;
+    del_next = first_sent_id;
+    del_delay_ms = delay_ms;
+    pthread_mutex_unlock(&mu);
+}
+
+static char **choices_dup(const char *const *c) {
+    size_t n = 0;
+    while (c && c[n])
+        n++;
+    if (!n) return NULL;
+    char **v = xcalloc(n + 1, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = xstrdup(c[i]);
+    return v;
+}
+
+static void delivery_copy(rdpt_delivery *d, const char *transport, const rd_outbound *out) {
+    memset(d, 0, sizeof *d);
+    d->transport = xstrdup(transport ? transport : "");
+    d->chat_id = out->chat_id;
+    d->thread_id = out->thread_id;
+    d->reply_to = out->reply_to;
+    d->text = xstrdup(out->text ? out->text : "");
+    d->flags = out->flags;
+    d->correlation_id = xstrdup(out->correlation_id ? out->correlation_id : "");
+    if (RD_HAS(out, choices)) d->choices = choices_dup(out->choices);
+    if (RD_HAS(out, nattachments) && out->attachments && out->nattachments) {
+        d->files = xcalloc(out->nattachments, sizeof *d->files);
+        for (size_t i = 0; i < out->nattachments; i++)
+            file_copy(&d->files[i], out->attachments[i]);
+        d->nfiles = out->nattachments;
+    }
+}
+
+/* Recorded and answered as the test chose (rdpt_deliver_result). */
+static rd_status h_deliver(rd_ctx *ctx, const char *transport, const rd_outbound *out,
+                           int64_t timeout_ms, int64_t *sent_id, rd_error *err) {
+    (void)ctx;
+    host_call("deliver");
+    if (sent_id) *sent_id = 0;
+    if (!out || !transport || !plugin || plugin->kind != RD_KIND_INBOUND) {
+        misuse("plugin bug: deliver() from a %s or without a message",
+               plugin ? kind_name(plugin->kind) : "plugin");
+        return RD_E_INTERNAL;
+    }
+    pthread_mutex_lock(&mu);
+    int delay = del_delay_ms;
+    pthread_mutex_unlock(&mu);
+    if (delay > 0) rdpt_sleep_ms(delay);
+    pthread_mutex_lock(&mu);
+    rd_status st = del_st;
+    int64_t id = st == RD_OK ? del_next : 0;
+    if (st == RD_OK && del_next) del_next++;
+    dels = xrealloc(dels, (ndels + 1) * sizeof *dels);
+    delivery_copy(&dels[ndels], transport, out);
+    dels[ndels].timeout_ms = timeout_ms;
+    dels[ndels].st = st;
+    dels[ndels].sent_id = id;
+    ndels++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    if (sent_id) *sent_id = id;
+    if (st != RD_OK) h_error(err, st, "fatal", "delivery refused by the test");
+    return st;
+}
+
+static void delivery_free(rdpt_delivery *d) {
+    free(d->transport);
+    free(d->text);
+    free(d->correlation_id);
+    free_list(d->choices);
+    files_free(d->files, d->nfiles);
+}
+
+size_t rdpt_deliveries(rdpt_delivery **out) {
+    pthread_mutex_lock(&mu);
+    rdpt_delivery *v = xcalloc(ndels + 1, sizeof *v);
+    for (size_t i = 0; i < ndels; i++) {
+        v[i] = dels[i];
+        v[i].transport = xstrdup(dels[i].transport);
+        v[i].text = xstrdup(dels[i].text);
+        v[i].correlation_id = xstrdup(dels[i].correlation_id);
+        v[i].choices = choices_dup((const char *const *)dels[i].choices);
+        v[i].files = files_dup(dels[i].files, dels[i].nfiles);
+    }
+    size_t n = ndels;
+    pthread_mutex_unlock(&mu);
+    *out = v;
+    return n;
+}
+
+void rdpt_deliveries_free(rdpt_delivery *d, size_t n) {
+    for (size_t i = 0; d && i < n; i++)
+        delivery_free(&d[i]);
+    free(d);
+}
+
+size_t rdpt_delivered(void) {
+    pthread_mutex_lock(&mu);
+    size_t n = ndels;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+size_t rdpt_wait_delivered(size_t n, int timeout_ms) {
+    long long end = rdpt_now_ms() + timeout_ms;
+    size_t have;
+    while ((have = rdpt_delivered()) < n && rdpt_now_ms() < end)
+        rdpt_sleep_ms(5);
+    return have;
+}
+
+static void deliveries_clear_locked(void) {
+    for (size_t i = 0; i < ndels; i++)
+        delivery_free(&dels[i]);
+    free(dels);
+    dels = NULL;
+    ndels = 0;
+    del_st = RD_OK;
+    del_next = 1001;
+    del_delay_ms = 0;
+}
+
+/* The request a worker builds for an admitted message. */
+static char *request_of(const rdpt_request *in, rd_request *rq, char corr[40]) {
+    static unsigned long seq;
+    pthread_mutex_lock(&mu);
+    unsigned long n = ++seq;
+    pthread_mutex_unlock(&mu);
+    snprintf(corr, 40, "%032lx", 0xc0ffee0000UL + n);
+    size_t tlen;
+    char *text = utf8_clean_dup(in->text ? in->text : "", in->text ? strlen(in->text) : 0, &tlen);
+    *rq = (rd_request){.size = sizeof *rq,
+                       .chat_id = in->chat_id,
+                       .user_id = in->user_id,
+                       .message_id = in->message_id,
+                       .text = text,
+                       .text_len = tlen,
+                       .persona = in->persona ? in->persona : "default",
+                       .correlation_id = in->correlation_id ? in->correlation_id : corr,
+                       .traceparent = in->traceparent,
+                       .deadline_ms = in->deadline_ms ? h_now_ms() + in->deadline_ms : 0,
+                       .meta = in->meta,
+                       .flags = in->flags,
+                       .update_id = in->update_id,
+                       .transport = in->transport ? in->transport : "console",
+                       .attachments = in->attachments,
+                       .nattachments = in->nattachments,
+                       .reply_to = in->reply_to};
+    return text;
+}
+
+int rdpt_intercept(void *self, const rdpt_request *in) {
+    if (!plugin || plugin->kind != RD_KIND_INBOUND || !in) return -1;
+    const rd_ops *o = plugin->ops;
+    if (o->size < offsetof(rd_ops, intercept) + sizeof o->intercept || !o->intercept) return -1;
+    rd_request rq;
+    char corr[40];
+    char *text = request_of(in, &rq, corr);
+    int r = o->intercept(self, &rq) ? 1 : 0;
+    free(text);
+    return r;
+}
+
+/* ------------------------------------------------------------------------ */
 /* The table                                                                 */
 
 static const rd_host host_full = {
@@ -1636,6 +1813,7 @@ static const rd_host host_full = {
     .cfg_bind = h_cfg_bind,
     .reply_attach = h_reply_attach,
     .reply_choices = h_reply_choices,
+    .deliver = h_deliver,
 };
 
 /* What plugins get: host_full less the calls a test switched off. */
@@ -1654,6 +1832,7 @@ int rdpt_set_host_minor(uint32_t minor) {
     host.abi_minor = minor;
     host.size = minor < 1   ? (uint32_t)offsetof(rd_host, http_route_auth)
                 : minor < 2 ? (uint32_t)offsetof(rd_host, cfg_bind)
+                : minor < 3 ? (uint32_t)offsetof(rd_host, deliver)
                             : (uint32_t)sizeof host;
     return 0;
 }
@@ -1674,6 +1853,7 @@ int rdpt_offer(const char *call, int on) {
     OPTIONAL(cfg_bind)
     OPTIONAL(reply_attach)
     OPTIONAL(reply_choices)
+    OPTIONAL(deliver)
 #undef OPTIONAL
     return -1;
 }
@@ -1704,9 +1884,30 @@ static rd_status h_cfg_bind(rd_ctx *ctx, void *conf, size_t conf_size, rd_error 
 /* ------------------------------------------------------------------------ */
 /* Plugin choice and lifecycle                                               */
 
+static rd_status no_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
+    (void)self, (void)rq, (void)rp, (void)err;
+    return RD_E_INTERNAL;
+}
+
+/* The loader's checks. An inbound plugin (ABI 1.3) that the loader does not
+ * know yet is checked as a backend with intercept in the place of handle. */
+static const char *check_desc(const rd_plugin *d, char *tmp, size_t tmpsz) {
+    if (!d) return "no descriptor";
+    const char *p = plugin_check_desc(d, 0, tmp, tmpsz);
+    if (!p || d->kind != RD_KIND_INBOUND || !d->ops) return p;
+    if (d->ops->size < offsetof(rd_ops, intercept) + sizeof(void *) || !d->ops->intercept)
+        return "inbound without ops.intercept";
+    rd_ops o = *d->ops;
+    o.handle = no_handle;
+    rd_plugin c = *d;
+    c.kind = RD_KIND_BACKEND;
+    c.ops = &o;
+    return plugin_check_desc(&c, 0, tmp, tmpsz);
+}
+
 int rdpt_use(const rd_plugin *desc, char *err, size_t errsz) {
     char tmp[256];
-    const char *p = desc ? plugin_check_desc(desc, 0, tmp, sizeof tmp) : "no descriptor";
+    const char *p = check_desc(desc, tmp, sizeof tmp);
     if (p) {
         if (err && errsz)
             snprintf(err, errsz, "plugin '%s' refused: %s", desc && desc->name ? desc->name : "?",
@@ -1766,6 +1967,7 @@ void rdpt_new_run(void) {
     late_calls = 0;
     late_first[0] = 0;
     routes_clear_locked();
+    deliveries_clear_locked();
     pthread_mutex_unlock(&mu);
 }
 
