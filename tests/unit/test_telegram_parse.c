@@ -227,6 +227,59 @@ static const char *route(tg_chat_type ct, const char *text, const tg_route_cfg *
 }
 
 /* Integers from the network: refused or read as none out of range. */
+/* ABI 1.3: the message an update answers: the one it quotes, or for a
+ * button press the message carrying the button. */
+static void test_reply_to(void **state) {
+    (void)state;
+    tg_update u;
+    assert_int_equal(
+        parse_update("{\"update_id\":1,\"message\":{\"message_id\":60,\"chat\":{\"id\":"
+                     "15,\"type\":\"private\"},\"from\":{\"id\":15},\"text\":\"yes\","
+                     "\"reply_to_message\":{\"message_id\":41,\"from\":{\"id\":99,"
+                     "\"is_bot\":true},\"text\":\"Question?\"}}}",
+                     &u),
+        0);
+    assert_int_equal(u.reply_to_id, 41);
+    assert_int_equal(u.reply_to_user_id, 99);
+    tg_update_free(&u);
+    /* No quote, or an id out of range: none. */
+    assert_int_equal(
+        parse_update("{\"update_id\":2,\"message\":{\"message_id\":61,\"chat\":{\"id\":"
+                     "15},\"text\":\"hi\"}}",
+                     &u),
+        0);
+    assert_int_equal(u.reply_to_id, 0);
+    tg_update_free(&u);
+    assert_int_equal(
+        parse_update("{\"update_id\":3,\"message\":{\"message_id\":62,\"chat\":{\"id\":"
+                     "15},\"text\":\"hi\",\"reply_to_message\":{\"message_id\":-4}}}",
+                     &u),
+        0);
+    assert_int_equal(u.reply_to_id, 0);
+    tg_update_free(&u);
+    assert_int_equal(
+        parse_update("{\"update_id\":4,\"message\":{\"message_id\":63,\"chat\":{\"id\":"
+                     "15},\"text\":\"hi\",\"reply_to_message\":{\"message_id\":"
+                     "\"99999999999999999999\"}}}",
+                     &u),
+        0);
+    assert_int_equal(u.reply_to_id, 0);
+    tg_update_free(&u);
+    /* A press answers the message with the button, not what that message
+     * itself quotes. */
+    assert_int_equal(
+        parse_update("{\"update_id\":5,\"callback_query\":{\"id\":\"c1\",\"from\":{\"id\":15},"
+                     "\"message\":{\"message_id\":70,\"from\":{\"id\":99},\"chat\":{\"id\":15,"
+                     "\"type\":\"private\"},\"text\":\"Approve?\",\"reply_to_message\":{"
+                     "\"message_id\":69}},\"data\":\"b1.x\"}}",
+                     &u),
+        0);
+    assert_int_equal(u.kind, TG_UPD_CALLBACK_QUERY);
+    assert_int_equal(u.message_id, 70);
+    assert_int_equal(u.reply_to_id, 70);
+    tg_update_free(&u);
+}
+
 static void test_integer_bounds(void **state) {
     (void)state;
     tg_update u;
@@ -480,7 +533,7 @@ int main(void) {
         cmocka_unit_test(test_update_shapes),  cmocka_unit_test(test_addressing),
         cmocka_unit_test(test_route_kinds),    cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_secret_compare), cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_integer_bounds),
+        cmocka_unit_test(test_integer_bounds), cmocka_unit_test(test_reply_to),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

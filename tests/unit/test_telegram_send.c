@@ -254,6 +254,88 @@ static void test_markup(void **state) {
     ftg_recs_free(r, n);
 }
 
+/* ABI 1.3: send() tells the id of the last message it sent (the one with
+ * the markup), 0 when the reply waits in the outbox; a question without
+ * choices asks for a reply (force_reply, selective when it quotes). */
+static rd_status send_out(int64_t chat, int64_t reply_to, const char *text, uint32_t flags,
+                          const char *const *choices, int64_t *sent_id, uint32_t size) {
+    rd_outbound out = {.size = size ? size : sizeof out,
+                       .chat_id = chat,
+                       .reply_to = reply_to,
+                       .text = text,
+                       .text_len = strlen(text),
+                       .flags = flags,
+                       .correlation_id = "task-1",
+                       .update_id = -1,
+                       .choices = choices,
+                       .sent_id = sent_id};
+    rd_error e = {0};
+    return th_ops()->send(S, &out, &e);
+}
+
+static void test_sent_id_and_question(void **state) {
+    (void)state;
+    th_cfg("send_retry_budget_s", "1");
+    launch();
+    int64_t id = -1;
+    assert_int_equal(send_out(42, 0, "Ready to deploy?", RD_OUT_QUESTION, NULL, &id, 0), RD_OK);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, 1);
+    assert_true(id > 0);
+    assert_int_equal(id, r[0].message_id);
+    assert_non_null(r[0].reply_markup);
+    assert_non_null(strstr(r[0].reply_markup, "\"force_reply\":true"));
+    assert_null(strstr(r[0].reply_markup, "selective"));
+    ftg_recs_free(r, n);
+
+    /* Quoting someone: only that person is asked (groups). */
+    assert_int_equal(send_out(-100, 7, "Which one?", RD_OUT_QUESTION, NULL, &id, 0), RD_OK);
+    /* Choices: the keyboard, not force_reply. */
+    static const char *const yes_no[] = {"yes", "no", NULL};
+    int64_t id2 = -1;
+    assert_int_equal(send_out(42, 0, "Approve?", RD_OUT_QUESTION, yes_no, &id2, 0), RD_OK);
+    /* Not a question: no markup; no sent_id asked: fine. */
+    assert_int_equal(send_out(42, 0, "FYI", 0, NULL, NULL, 0), RD_OK);
+    /* A 1.2 caller's struct ends before sent_id: nothing is written. */
+    int64_t untouched = 99;
+    assert_int_equal(send_out(42, 0, "old caller", 0, NULL, &untouched,
+                              (uint32_t)offsetof(rd_outbound, sent_id)),
+                     RD_OK);
+    assert_int_equal(untouched, 99);
+    n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, 5);
+    assert_int_equal(id, r[1].message_id);
+    assert_int_equal(r[1].reply_to, 7);
+    assert_non_null(strstr(r[1].reply_markup, "\"force_reply\":true,\"selective\":true"));
+    assert_int_equal(id2, r[2].message_id);
+    assert_non_null(strstr(r[2].reply_markup, "inline_keyboard"));
+    assert_null(strstr(r[2].reply_markup, "force_reply"));
+    assert_null(r[3].reply_markup);
+    ftg_recs_free(r, n);
+
+    /* Split in parts: the id of the last one, which carries the markup. */
+    size_t chars;
+    char *text = long_text(&chars);
+    assert_int_equal(send_out(42, 0, text, RD_OUT_QUESTION, NULL, &id, 0), RD_OK);
+    free(text);
+    n = ftg_records(F, "sendMessage", 1, &r);
+    assert_true(n > 6);
+    assert_int_equal(id, r[n - 1].message_id);
+    assert_non_null(strstr(r[n - 1].reply_markup, "force_reply"));
+    assert_null(r[n - 2].reply_markup);
+    ftg_recs_free(r, n);
+
+    /* Telegram refuses for longer than the budget: the outbox keeps it and
+     * the id is not known (0). */
+    size_t before = ftg_count(F, "sendMessage", 1);
+    ftg_flood(F, 42, 2500);
+    id = -1;
+    assert_int_equal(send_out(42, 0, "Later?", RD_OUT_QUESTION, NULL, &id, 0), RD_OK);
+    assert_int_equal(id, 0);
+    assert_int_equal(ftg_wait_count(F, "sendMessage", before + 1, 20000), before + 1);
+}
+
 static rd_status progress(int64_t chat, const char *text, int64_t edit_of, int64_t *id) {
     rd_outbound out = {.size = sizeof out,
                        .chat_id = chat,
@@ -418,6 +500,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_typing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pacing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sent_id_and_question, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
