@@ -1,6 +1,7 @@
 # Unit tests and fuzz targets of the core itself (manifest, env, schema,
 # rate limit, queues, watermark, redaction, metrics, store, config, sink events).
-foreach(t manifest env schema ratelimit queue watermark redact metrics store config host utf8 events)
+foreach(t manifest env schema ratelimit queue watermark redact metrics store config host utf8 events
+        router)
   routerd_unit_test(test_core_${t} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/unit/test_core_${t}.c
                     LIBS routerd_core)
 endforeach()

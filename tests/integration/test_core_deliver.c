@@ -72,6 +72,11 @@ static void test_deliver_intercept_order(void **state) {
     rt_proc *p = rt_fix_start(fx, env, 15000);
     assert_non_null(p);
     assert_true(rt_wait_stdout(p, "inbound started", 5000));
+    /* Readiness counts the inbound instance. */
+    char *health = NULL;
+    assert_int_equal(rt_http("GET", rt_fix_url(fx, "/healthz"), NULL, NULL, &health), 200);
+    assert_non_null(strstr(health, "inbound.probe"));
+    free(health);
 
     /* A delivery queues behind the message the backend is answering. */
     ftg_add_text(F, 15, "first");

@@ -216,6 +216,16 @@ static void header_values(void **state) {
     assert_string_equal(red("authorization: Bearer x"), "authorization: Bearer x");
 }
 
+/* An [inbound.NAME] callers list: NAME=TOKEN items, blanks after commas;
+ * each token is masked alone (a log line never shows the whole list). */
+static void caller_tokens(void **state) {
+    (void)state;
+    secret_add("planner=pl4nner-T0ken-1, auditor = aud1tor-T0ken-2");
+    assert_string_equal(red("Bearer pl4nner-T0ken-1 refused"), "Bearer *** refused");
+    assert_string_equal(red("X-API-Key: aud1tor-T0ken-2"), "X-API-Key: ***");
+    assert_string_equal(red("caller planner asked"), "caller planner asked");
+}
+
 /* A secret written percent-encoded (OTLP headers are decoded before they
  * are sent) is masked decoded as well. */
 static void encoded_in_manifest(void **state) {
@@ -317,6 +327,7 @@ int main(void) {
         cmocka_unit_test(basic_auth_base64),
         cmocka_unit_test(header_values),
         cmocka_unit_test(encoded_in_manifest),
+        cmocka_unit_test(caller_tokens),
         cmocka_unit_test(ambiguous_spellings),
         cmocka_unit_test(log_truncation_keeps_secret),
         cmocka_unit_test(error_truncation_keeps_secret),

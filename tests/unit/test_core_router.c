@@ -1,0 +1,330 @@
+/* ABI 1.3 on the real router code with in-process fake plugins: deliver()
+ * waits in the chat's order behind routed messages, returns send()'s
+ * message id, is never acknowledged, cleans its text, refuses an unknown
+ * transport or a draining router, and leaves a caller that gave up alone;
+ * intercept() sees reply_to (absent for a 1.2 transport) and takes the
+ * message before the backend, which the watermark then covers; the layout
+ * of the 1.3 members. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "router.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_[4096]; /* "send:<chat>:<text>|" and "handle:<text>|" in order */
+static int64_t next_msg_id = 500, last_ack = -1, last_reply_to = -2, last_update = -2;
+static uint32_t last_flags;
+static char last_corr[64];
+static int backend_ms, send_fails;
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&mu);
+    size_t n = strlen(log_);
+    vsnprintf(log_ + n, sizeof log_ - n, fmt, ap);
+    pthread_mutex_unlock(&mu);
+    va_end(ap);
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static rd_status t_send(void *self, const rd_outbound *out, rd_error *err) {
+    (void)self;
+    if (send_fails) {
+        snprintf(err->msg, sizeof err->msg, "chat not found");
+        return RD_E_FATAL;
+    }
+    note("send:%lld:%s|", (long long)out->chat_id, out->text);
+    pthread_mutex_lock(&mu);
+    last_flags = out->flags;
+    last_update = out->update_id;
+    snprintf(last_corr, sizeof last_corr, "%s", out->correlation_id ? out->correlation_id : "");
+    int64_t id = ++next_msg_id;
+    pthread_mutex_unlock(&mu);
+    if (RD_HAS(out, sent_id) && out->sent_id) *out->sent_id = id;
+    return RD_OK;
+}
+
+static void t_ack(void *self, int64_t wm) {
+    (void)self;
+    last_ack = wm; /* under R.mu */
+}
+
+static rd_status b_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
+    (void)self, (void)err;
+    note("handle:%s|", rq->text);
+    sleep_ms(backend_ms);
+    router_reply_append(rp, "echo: ", 6);
+    router_reply_append(rp, rq->text, rq->text_len);
+    return RD_OK;
+}
+
+static int i_intercept(void *self, const rd_request *rq) {
+    (void)self;
+    pthread_mutex_lock(&mu);
+    last_reply_to = rq->reply_to;
+    pthread_mutex_unlock(&mu);
+    return rq->reply_to == 77;
+}
+
+static rd_status x_create(const rd_host *h, rd_ctx *c, void **self, rd_error *e) {
+    (void)h, (void)c, (void)self, (void)e;
+    return RD_OK;
+}
+
+static const rd_ops tr_ops = {.size = sizeof tr_ops, .send = t_send, .ack = t_ack};
+static const rd_ops be_ops = {.size = sizeof be_ops, .handle = b_handle};
+static const rd_ops in_ops = {.size = sizeof in_ops, .intercept = i_intercept};
+
+static rd_ctx *tr, *be, *ib;
+static persona P;
+static rd_series *no_series[1];
+
+static int setup(void **state) {
+    (void)state;
+    memset(&R, 0, sizeof R);
+    R.max_workers = 4;
+    R.queue_depth = 64;
+    R.request_timeout_s = 5;
+    R.chat_idle_s = 60;
+    R.max_overrides = 10;
+    R.failure_notice = "failed";
+    R.rate_limit_notice = "slow down";
+    snprintf(R.hash_key, sizeof R.hash_key, "key");
+    tr = ctx_new(RD_KIND_TRANSPORT, "transport.t", "t");
+    tr->ops = &tr_ops;
+    be = ctx_new(RD_KIND_BACKEND, "backend.b", "b");
+    be->ops = &be_ops;
+    ib = ctx_new(RD_KIND_INBOUND, "inbound.people", "people");
+    ib->ops = &in_ops;
+    ib->started = true;
+    R.tr = &tr;
+    R.ntr = 1;
+    R.inb = &ib;
+    R.ninb = 1;
+    P = (persona){.tag = "p", .backend = be, .is_default = true};
+    P.m_received = P.m_replied = no_series;
+    R.personas = &P;
+    R.npersonas = 1;
+    R.default_persona = &P;
+    char err[64];
+    router_init(err, sizeof err);
+    router_open_inbound();
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    router_stop_workers(mono_ms() + 5000);
+    router_fini();
+    ctx_free(tr);
+    ctx_free(be);
+    ctx_free(ib);
+    memset(&R, 0, sizeof R);
+    return 0;
+}
+
+static void reset_log(void) {
+    pthread_mutex_lock(&mu);
+    log_[0] = 0;
+    pthread_mutex_unlock(&mu);
+}
+
+static void submit(int64_t update, int64_t chat, const char *text, int64_t reply_to,
+                   uint32_t size) {
+    rd_inbound in = {.size = size ? size : sizeof in,
+                     .update_id = update,
+                     .chat_id = chat,
+                     .user_id = chat,
+                     .message_id = update * 10,
+                     .text = text,
+                     .text_len = strlen(text),
+                     .reply_to = reply_to};
+    assert_int_equal(router_submit(tr, &in), RD_OK);
+}
+
+static rd_status deliver(const char *transport, int64_t chat, const char *text, size_t len,
+                         int64_t timeout_ms, int64_t *sent_id, rd_error *err) {
+    rd_outbound out = {.size = sizeof out,
+                       .chat_id = chat,
+                       .text = text,
+                       .text_len = len,
+                       .flags = RD_OUT_QUESTION,
+                       .correlation_id = "task-0123456789-abcdef-0123456789-abcdef"};
+    return router_deliver(ib, transport, &out, timeout_ms, sent_id, err);
+}
+
+static void wait_idle(void) {
+    int64_t end = mono_ms() + 5000;
+    while (!router_wait_idle(end) && mono_ms() < end)
+        ;
+    assert_true(router_wait_idle(end));
+}
+
+/* Behind the message being answered, sent by a worker, its id returned,
+ * no acknowledgement of its own. */
+static void deliver_in_chat_order(void **state) {
+    (void)state;
+    reset_log();
+    backend_ms = 200;
+    submit(1, 15, "first", 0, 0);
+    sleep_ms(50); /* the backend has it */
+    int64_t sent = -1;
+    rd_error err = {0};
+    assert_int_equal(deliver("t", 15, "Question?", 9, 0, &sent, &err), RD_OK);
+    assert_string_equal(log_, "handle:first|send:15:echo: first|send:15:Question?|");
+    pthread_mutex_lock(&mu);
+    assert_int_equal(sent, next_msg_id);
+    assert_true(last_flags & RD_OUT_QUESTION);
+    assert_int_equal(last_update, -1);
+    assert_string_equal(last_corr, "task-0123456789-abcdef-0123456789-abcdef");
+    pthread_mutex_unlock(&mu);
+    wait_idle();
+    pthread_mutex_lock(&R.mu);
+    assert_int_equal(last_ack, 1);
+    assert_int_equal(R.waiting, 0);
+    pthread_mutex_unlock(&R.mu);
+
+    /* Text is cleaned like replies; nothing at all is refused. */
+    reset_log();
+    assert_int_equal(deliver("t", 16,
+                             "a\xff"
+                             "b",
+                             3, 0, NULL, &err),
+                     RD_OK);
+    assert_string_equal(log_, "send:16:a\xef\xbf\xbd"
+                              "b|");
+    assert_int_equal(deliver("t", 16, "", 0, 0, &sent, &err), RD_E_FATAL);
+    assert_non_null(strstr(err.msg, "nothing to send"));
+    /* send()'s failure comes back with its message. */
+    send_fails = 1;
+    assert_int_equal(deliver("t", 16, "x", 1, 0, &sent, &err), RD_E_FATAL);
+    assert_string_equal(err.msg, "chat not found");
+    assert_int_equal(sent, 0);
+    send_fails = 0;
+}
+
+static void deliver_refused(void **state) {
+    (void)state;
+    int64_t sent = -1;
+    rd_error err = {0};
+    assert_int_equal(deliver("nope", 15, "x", 1, 0, &sent, &err), RD_E_UNAVAILABLE);
+    assert_non_null(strstr(err.msg, "'nope'"));
+    assert_int_equal(sent, 0);
+    atomic_store(&R.draining, true);
+    assert_int_equal(deliver("t", 15, "x", 1, 0, &sent, &err), RD_E_UNAVAILABLE);
+    atomic_store(&R.draining, false);
+    pthread_mutex_lock(&R.mu);
+    assert_int_equal(R.waiting, 0);
+    pthread_mutex_unlock(&R.mu);
+}
+
+/* The caller gives up; the send still happens later, and the caller's
+ * variables are not written then (ASan would also see a freed waiter). */
+static void deliver_waiter_gone(void **state) {
+    (void)state;
+    reset_log();
+    backend_ms = 300;
+    submit(2, 17, "slow", 0, 0);
+    sleep_ms(50);
+    int64_t sent = -1;
+    rd_error err = {0};
+    assert_int_equal(deliver("t", 17, "late", 4, 30, &sent, &err), RD_E_TIMEOUT);
+    assert_int_equal(sent, 0);
+    assert_int_equal(err.code, RD_E_TIMEOUT);
+    sent = 12345;
+    wait_idle();
+    assert_string_equal(log_, "handle:slow|send:17:echo: slow|send:17:late|");
+    assert_int_equal(sent, 12345);
+    backend_ms = 0;
+}
+
+/* reply_to reaches intercept(); a taken message skips the backend and is
+ * acknowledged; a 1.2 transport's struct has no reply_to. */
+static void intercept_takes(void **state) {
+    (void)state;
+    reset_log();
+    backend_ms = 0;
+    submit(3, 18, "the answer", 77, 0);
+    wait_idle();
+    assert_string_equal(log_, "");
+    pthread_mutex_lock(&R.mu);
+    assert_int_equal(last_ack, 3);
+    pthread_mutex_unlock(&R.mu);
+    assert_int_equal(last_reply_to, 77);
+    submit(4, 18, "old transport", 77, (uint32_t)offsetof(rd_inbound, reply_to));
+    wait_idle();
+    assert_string_equal(log_, "handle:old transport|send:18:echo: old transport|");
+    assert_int_equal(last_reply_to, 0);
+}
+
+static void abi_13_layout(void **state) {
+    (void)state;
+    assert_int_equal(RD_ABI_MINOR, 3);
+    assert_int_equal(host_api.abi_minor, RD_ABI_MINOR);
+    assert_true(RD_HAS(&host_api, deliver));
+    assert_non_null(host_api.deliver);
+    /* Appended after the last 1.2 member of each struct. */
+    assert_true(offsetof(rd_inbound, reply_to) >= offsetof(rd_inbound, nattachments) + 8);
+    assert_true(offsetof(rd_request, reply_to) >= offsetof(rd_request, nattachments) + 8);
+    assert_true(offsetof(rd_outbound, sent_id) >= offsetof(rd_outbound, choices) + 8);
+    assert_true(offsetof(rd_host, deliver) >= offsetof(rd_host, reply_choices) + 8);
+    assert_true(offsetof(rd_ops, intercept) >= offsetof(rd_ops, flush) + 8);
+    assert_int_equal(sizeof(rd_inbound), offsetof(rd_inbound, reply_to) + 8);
+    assert_int_equal(sizeof(rd_request), offsetof(rd_request, reply_to) + 8);
+    assert_int_equal(sizeof(rd_outbound), offsetof(rd_outbound, sent_id) + 8);
+    assert_int_equal(sizeof(rd_ops), offsetof(rd_ops, intercept) + 8);
+    assert_int_equal(sizeof(rd_host), offsetof(rd_host, deliver) + 8);
+    assert_int_equal(RD_KIND_INBOUND, 4);
+    assert_string_equal(kind_name(RD_KIND_INBOUND), "inbound");
+    /* The loader's view of inbound descriptors. */
+    char tmp[256];
+    rd_plugin d = {.abi_major = RD_ABI_MAJOR,
+                   .abi_minor = RD_ABI_MINOR,
+                   .size = sizeof d,
+                   .option_size = sizeof(rd_option),
+                   .kind = RD_KIND_INBOUND,
+                   .name = "x",
+                   .ops = &in_ops};
+    assert_string_equal(plugin_check_desc(&d, RD_KIND_INBOUND, tmp, sizeof tmp),
+                        "ops.create is missing");
+    rd_ops ok = in_ops;
+    ok.create = x_create;
+    d.ops = &ok;
+    assert_null(plugin_check_desc(&d, RD_KIND_INBOUND, tmp, sizeof tmp));
+    assert_non_null(strstr(plugin_check_desc(&d, RD_KIND_TRANSPORT, tmp, sizeof tmp),
+                           "is an inbound plugin, not a transport"));
+    ok.size = (uint32_t)offsetof(rd_ops, intercept); /* a 1.2 table: intercept unseen */
+    assert_string_equal(plugin_check_desc(&d, RD_KIND_INBOUND, tmp, sizeof tmp),
+                        "inbound without ops.intercept");
+    ok.size = sizeof ok;
+    ok.intercept = NULL;
+    assert_string_equal(plugin_check_desc(&d, RD_KIND_INBOUND, tmp, sizeof tmp),
+                        "inbound without ops.intercept");
+    d.kind = (rd_kind)5;
+    assert_string_equal(plugin_check_desc(&d, 0, tmp, sizeof tmp), "unknown plugin kind");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(deliver_in_chat_order), cmocka_unit_test(deliver_refused),
+        cmocka_unit_test(deliver_waiter_gone),   cmocka_unit_test(intercept_takes),
+        cmocka_unit_test(abi_13_layout),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
