@@ -155,8 +155,7 @@ static void retire_cfg_locked(void) {
 /* The section's keys with a placeholder each: values are put in after
  * parsing, as ${VAR} expansion would (so a value may hold anything, a line
  * break included). */
-static char *section_text_locked(void) {
-    const char *kind = plugin ? kind_name(plugin->kind) : "backend";
+static char *section_text_locked(const char *kind) {
     size_t cap = 64, len = 0;
     char *s = xmalloc(cap);
     len = (size_t)snprintf(s, cap, "[%s.test]\n", kind);
@@ -176,14 +175,23 @@ static int validate_locked(void) {
         return -1;
     }
     retire_cfg_locked();
-    char *text = section_text_locked();
+    const char *kind = kind_name(plugin->kind);
+    char *text = section_text_locked(kind);
     char err[512] = "";
     manifest *m = manifest_parse_string("manifest", text, err, sizeof err);
     free(text);
+    if (!m && plugin->kind == RD_KIND_INBOUND && strstr(err, "unknown section kind")) {
+        /* A manifest parser before ABI 1.3 has no [inbound.*] sections:
+         * the keys are checked the same way under a plugin section. */
+        kind = "backend";
+        text = section_text_locked(kind);
+        m = manifest_parse_string("manifest", text, err, sizeof err);
+        free(text);
+    }
     int rc = -1;
     if (m) {
         char sec[64];
-        snprintf(sec, sizeof sec, "%s.test", kind_name(plugin->kind));
+        snprintf(sec, sizeof sec, "%s.test", kind);
         mf_section *ms = manifest_section(m, sec);
         for (size_t i = 0; ms && i < ms->nkv; i++) {
             pair *p = pairs_find(&cfg_text, ms->kv[i].key);
