@@ -77,16 +77,19 @@ static void manifest(const char *inbound_extra) {
         ftg_base(F), inport, ALICE, BOB, ONCALL, inbound_extra ? inbound_extra : ""));
 }
 
-/* Starts (or restarts) routerd and waits for the card. */
+/* Starts (or restarts) routerd and waits for the card (readiness has a
+ * case of its own, test_ready). */
 static rt_proc *start(void) {
-    rt_proc *p = rt_fix_start(fx, env, 15000);
+    rt_proc *p = rt_fix_start(fx, env, 0);
     assert_non_null(p);
     char url[128];
     snprintf(url, sizeof url, "%s/.well-known/agent-card.json", base);
-    if (!rt_wait_http(url, 200, 10000)) {
+    if (!rt_wait_http(url, 200, 15000)) {
         fprintf(stderr, "no card at %s\nstderr:\n%s\n", url, rt_stderr(p));
         fail_msg("the inbound listener did not come up");
     }
+    /* The transport polls: the bot's commands are registered at start. */
+    assert_true(ftg_wait_count(F, "setMyCommands", 1, 10000) >= 1);
     return p;
 }
 
@@ -371,6 +374,21 @@ static void one_answer(const char *dialect, const char *mode, int quote) {
     assert_int_equal(sent_count(ALICE, echo), 0);
     assert_int_equal(sent_count(ALICE, qtext("planner", text)), 1);
     cJSON_Delete(l);
+}
+
+/* /healthz turns 200 once every instance is ready, the inbound one too
+ * (it counts for readiness like a backend: docs/plugin-guide.md). */
+static void test_ready(void **state) {
+    (void)state;
+    manifest(NULL);
+    start();
+    if (!rt_wait_http(rt_fix_url(fx, "/healthz"), 200, 10000)) {
+        char *body = NULL;
+        rt_http("GET", rt_fix_url(fx, "/healthz"), NULL, NULL, &body);
+        fprintf(stderr, "/healthz: %s\n", body ? body : "-");
+        free(body);
+        fail_msg("routerd with an [inbound] section never got ready");
+    }
 }
 
 static void test_answer_poll_and_stream(void **state) {
@@ -843,6 +861,7 @@ int main(void) {
     int rc = setup_node();
     if (rc) return rc;
     const struct CMUnitTest tests[] = {
+        RT_FIX_TEST(test_ready, &fix),
         RT_FIX_TEST(test_answer_poll_and_stream, &fix),
         RT_FIX_TEST(test_buttons, &fix),
         RT_FIX_TEST(test_notification, &fix),
