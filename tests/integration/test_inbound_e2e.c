@@ -696,6 +696,61 @@ static void test_refused(void **state) {
     rt_free(pc);
 }
 
+/* Limits answer with HTTP statuses a client can act on. */
+static void test_limits(void **state) {
+    (void)state;
+    manifest("rate_limit_per_minute = 3\nmax_pending_per_chat = 1\nmax_body_bytes = 1024\n");
+    start();
+    cJSON *l = cli(PLANNER,
+                   (const char *const[]){"ask", "--no-poll", "--skill", "alice", "--text",
+                                         "One at a time?", NULL},
+                   0);
+    assert_string_equal(evs(l, "final", -1, "task.state"), "input-required");
+    cJSON_Delete(l);
+    /* alice's chat is full: 503 + Retry-After, nothing sent. */
+    l = cli(PLANNER,
+            (const char *const[]){"ask", "--dialect", "0.3", "--skill", "alice", "--text",
+                                  "And another?", NULL},
+            2);
+    const cJSON *e = ev(l, "error", 0);
+    assert_int_equal((int)jnum(e, "http"), 503);
+    assert_true(atoi(jstr(e, "retryAfter")) > 0);
+    cJSON_Delete(l);
+    assert_int_equal(sent_count(ALICE, qtext("planner", "And another?")), 0);
+    /* The third new task this minute is the last one planner may send. */
+    l = cli(PLANNER,
+            (const char *const[]){"ask", "--no-poll", "--skill", "bob", "--text", "Bob, ok?", NULL},
+            0);
+    cJSON_Delete(l);
+    l = cli(PLANNER,
+            (const char *const[]){"ask", "--notify", "--skill", "bob", "--text", "Too many", NULL},
+            2);
+    e = ev(l, "error", 0);
+    assert_int_equal((int)jnum(e, "http"), 429);
+    assert_true(atoi(jstr(e, "retryAfter")) > 0);
+    cJSON_Delete(l);
+    assert_int_equal(sent_prefix(BOB, "Message from planner"), 0);
+    /* Another caller has its own budget; a body over max_body_bytes is 413. */
+    char big[1400];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    l = cli(AUDITOR, (const char *const[]){"ask", "--skill", "oncall", "--text", big, NULL}, 2);
+    assert_int_equal((int)jnum(ev(l, "error", 0), "http"), 413);
+    cJSON_Delete(l);
+    /* Not JSON: -32005 for another media type, -32700 for a broken body. */
+    char url[96], *body = NULL;
+    snprintf(url, sizeof url, "%s/", base);
+    const char *const h1[] = {"Authorization: Bearer " AUDITOR, "Content-Type: text/plain", NULL};
+    assert_int_equal(rt_http("POST", url, "{}", h1, &body), 200);
+    assert_non_null(strstr(body, "-32005"));
+    free(body);
+    const char *const h2[] = {"X-API-Key: " AUDITOR, "Content-Type: application/json", NULL};
+    assert_int_equal(rt_http("POST", url, "{\"jsonrpc\":", h2, &body), 200);
+    assert_non_null(strstr(body, "-32700"));
+    free(body);
+    assert_int_equal(sent_prefix(ONCALL, ""), 0);
+}
+
 static void test_dedupe(void **state) {
     (void)state;
     manifest(NULL);
@@ -868,6 +923,7 @@ int main(void) {
         RT_FIX_TEST(test_expired_question, &fix),
         RT_FIX_TEST(test_two_questions_out_of_order, &fix),
         RT_FIX_TEST(test_refused, &fix),
+        RT_FIX_TEST(test_limits, &fix),
         RT_FIX_TEST(test_dedupe, &fix),
         RT_FIX_TEST(test_kill9_restart, &fix),
     };
