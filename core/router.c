@@ -29,6 +29,7 @@ struct chat {
     int64_t id;
     fifo q;
     bool busy, in_runq, in_idle;
+    int parked; /* its messages held until the inbound instances started */
     bucket rl;
     int rl_limit;    /* per-minute limit the bucket was last used with */
     int64_t last_ms; /* last message or rejection */
@@ -84,7 +85,7 @@ static void idle_unlink(chat *c) {
 /* (Re)queues c at the idle tail when nothing of it is queued or running. */
 static void idle_touch(chat *c) {
     idle_unlink(c);
-    if (c->busy || c->in_runq || c->q.len) return;
+    if (c->busy || c->in_runq || c->q.len || c->parked) return;
     c->iprev = idle_tail;
     if (idle_tail)
         idle_tail->inext = c;
@@ -174,11 +175,16 @@ bool router_live(int64_t *age_ms, const char **phase) {
     return age < LIVE_STALE_MS;
 }
 
-static void gate_reset(void);
+/* While inbound instances exist and have not all started, admitted
+ * messages wait here instead of in their chats (under R.mu), so none is
+ * routed before every intercept() can see it; deliveries meanwhile go
+ * straight to their chats and are not held up behind them. */
+static fifo parked;
+static bool parking;
 
 int router_init(char *err, size_t errsz) {
     (void)err, (void)errsz;
-    gate_reset();
+    parking = R.ninb > 0;
     pthread_mutex_init(&R.mu, NULL);
     pthread_cond_init(&R.work_cv, NULL);
     pthread_cond_init(&R.idle_cv, NULL);
@@ -201,6 +207,8 @@ void router_fini(void) {
         pthread_join(wd_thread, NULL);
         wd_on = false;
     }
+    for (qnode *q; (q = fifo_pop(&parked));)
+        job_free((job *)q);
     for (size_t i = 0; i < tab_size; i++) {
         chat *c = tab[i];
         while (c) {
@@ -495,10 +503,15 @@ rd_status router_submit(rd_ctx *tr, const rd_inbound *in) {
             j->c = c;
             j->t_route_ns = wall_ns();
             c->last_ms = now;
-            fifo_push(&c->q, &j->q);
             idle_unlink(c);
             R.waiting++;
-            if (!c->busy && !c->in_runq) wake = runq_push_locked(c);
+            if (parking) {
+                fifo_push(&parked, &j->q);
+                c->parked++;
+            } else {
+                fifo_push(&c->q, &j->q);
+                if (!c->busy && !c->in_runq) wake = runq_push_locked(c);
+            }
             series_set(R.m_queue_depth, (double)R.waiting);
         } else {
             reject = "rate_limited";
@@ -637,8 +650,6 @@ static void after_backend(job *j, rd_status st, const rd_error *err) {
     job_finish(j);
 }
 
-static void wait_inbound_gate(void);
-
 static void process(job *j) {
     if (j->kind == JOB_DELIVER) {
         j->status = "delivered";
@@ -687,7 +698,6 @@ static void process(job *j) {
                      .nattachments = j->att.n,
                      .reply_to = j->reply_to};
     /* An answer an inbound instance waits for goes to it, not the backend. */
-    wait_inbound_gate();
     for (size_t i = 0; i < R.ninb; i++) {
         rd_ctx *ib = R.inb[i];
         if (ib->started && ib->ops->intercept(ib->self, &rq) == 1) {
@@ -1085,26 +1095,18 @@ rd_status router_deliver(rd_ctx *from, const char *transport, const rd_outbound 
     return st;
 }
 
-/* Messages wait here (once) until the inbound instances started. */
-static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
-static atomic_bool gate_open;
-
-static void gate_reset(void) {
-    atomic_store(&gate_open, false);
-}
-
 void router_open_inbound(void) {
-    pthread_mutex_lock(&gate_mu);
-    atomic_store(&gate_open, true);
-    pthread_cond_broadcast(&gate_cv);
-    pthread_mutex_unlock(&gate_mu);
-}
-
-static void wait_inbound_gate(void) {
-    if (!R.ninb || atomic_load(&gate_open)) return;
-    pthread_mutex_lock(&gate_mu);
-    while (!atomic_load(&gate_open))
-        pthread_cond_wait(&gate_cv, &gate_mu);
-    pthread_mutex_unlock(&gate_mu);
+    bool wake = false;
+    pthread_mutex_lock(&R.mu);
+    parking = false;
+    qnode *n;
+    while ((n = fifo_pop(&parked))) { /* in arrival order, behind what was delivered */
+        job *j = (job *)n;
+        chat *c = j->c;
+        c->parked--;
+        fifo_push(&c->q, &j->q);
+        if (!c->busy && !c->in_runq) wake |= runq_push_locked(c);
+    }
+    pthread_mutex_unlock(&R.mu);
+    if (wake) pthread_cond_broadcast(&R.work_cv);
 }

@@ -191,9 +191,10 @@ void router_close_transports(void);
 /* host->deliver() (1.3). */
 rd_status router_deliver(rd_ctx *from, const char *transport, const rd_outbound *out,
                          int64_t timeout_ms, int64_t *sent_id, rd_error *err);
-/* Messages wait for this before routing while inbound instances exist, so
- * none reaches a backend before every intercept() could see it: called
- * once the inbound instances started (or the start failed). */
+/* While inbound instances exist, admitted messages are held (outside
+ * their chats, so deliveries are not stuck behind them) until this is
+ * called: once the inbound instances started, or the start failed. None
+ * reaches a backend before every intercept() could see it. */
 void router_open_inbound(void);
 void chat_hash(int64_t chat_id, char out[17]);
 /* Liveness for /livez: the process is not wedged (the global lock is

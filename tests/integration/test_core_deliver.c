@@ -30,7 +30,7 @@ static const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
 static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 static rt_fix_spec plain = {.fx = &fx};
 
-static void manifest(int latency_ms) {
+static void manifest_with(int latency_ms, const char *probe_keys) {
     rt_fix_manifest(fx,
                     "rate_limit_per_minute = 0\ndrain_timeout_s = 15\n"
                     "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
@@ -38,8 +38,12 @@ static void manifest(int latency_ms) {
                     "[backend.echo]\nplugin = mock\nprefix = \"echo: \"\nlatency_ms = %d\n"
                     "[persona.p]\nbackend = echo\nchats = *\n"
                     "[sink.log]\nplugin = jsonlog\nlevel = debug\n"
-                    "[inbound.probe]\nplugin = " PROBE "\n",
-                    ftg_base(F), latency_ms);
+                    "[inbound.probe]\nplugin = " PROBE "\n%s",
+                    ftg_base(F), latency_ms, probe_keys);
+}
+
+static void manifest(int latency_ms) {
+    manifest_with(latency_ms, "");
 }
 
 /* Posts a command to the probe (see inbound_probe.c). */
@@ -150,6 +154,40 @@ static void test_deliver_intercept_order(void **state) {
     assert_int_equal(rt_fix_stop(fx, 20000), 0);
 }
 
+/* An answer given while routerd was down waits for the inbound instance's
+ * start (slow here), which delivers into that same chat meanwhile: the
+ * answer is taken, not routed, and nothing waits for the other. */
+static void test_answer_while_down(void **state) {
+    (void)state;
+    manifest(0);
+    rt_proc *p = rt_fix_start(fx, env, 15000);
+    assert_non_null(p);
+    command("q1 tg 30 0 1 Deploy now?");
+    assert_true(rt_wait_stdout(p, "deliver q1 ", 10000));
+    long long sent = field(p, "deliver q1 ", "sent_id=");
+    assert_true(sent > 0);
+    assert_int_equal(rt_fix_stop(fx, 20000), 0);
+
+    char raw[512];
+    snprintf(raw, sizeof raw,
+             "\"message\":{\"message_id\":901,\"date\":1,\"chat\":{\"id\":30,\"type\":\"private\"},"
+             "\"from\":{\"id\":30,\"is_bot\":false},\"text\":\"go ahead\",\"reply_to_message\":{"
+             "\"message_id\":%lld,\"chat\":{\"id\":30},\"from\":{\"id\":727272,\"is_bot\":true}}}",
+             sent);
+    ftg_add_raw(F, raw);
+    manifest_with(0, "start_delay_ms = 1500\nstart_command = s1 tg 30 10000 0 Back online.\n");
+    p = rt_fix_start(fx, env, 20000);
+    assert_non_null(p);
+    assert_int_equal(field(p, "deliver s1 ", "status="), 0);
+    char taken[128];
+    snprintf(taken, sizeof taken, "taken chat=30 reply_to=%lld choice=0 text=go ahead", sent);
+    assert_true(rt_wait_stdout(p, taken, 10000));
+    expect_sent(30, 0, "Deploy now?", NULL);
+    expect_sent(30, 1, "Back online.", NULL);
+    assert_null(ftg_wait_sent(F, 30, 2, 500));
+    assert_int_equal(rt_fix_stop(fx, 20000), 0);
+}
+
 static void test_drain(void **state) {
     (void)state;
     manifest(1500);
@@ -192,6 +230,7 @@ static void test_console_sent_id(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         RT_FIX_TEST(test_deliver_intercept_order, &fix),
+        RT_FIX_TEST(test_answer_while_down, &fix),
         RT_FIX_TEST(test_drain, &fix),
         RT_FIX_TEST(test_console_sent_id, &plain),
     };

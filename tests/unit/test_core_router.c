@@ -273,6 +273,31 @@ static void intercept_takes(void **state) {
     assert_int_equal(last_reply_to, 0);
 }
 
+/* Until the inbound instances started, admitted messages are held;
+ * deliveries (from an inbound start()) go out meanwhile. */
+static void held_until_inbound_started(void **state) {
+    (void)state;
+    router_stop_workers(mono_ms() + 5000);
+    router_fini();
+    R.shutdown = false;
+    char e[64];
+    router_init(e, sizeof e);
+    reset_log();
+    submit(5, 19, "early", 0, 0);
+    sleep_ms(100);
+    assert_string_equal(log_, "");
+    int64_t sent = -1;
+    rd_error err = {0};
+    assert_int_equal(deliver("t", 19, "Question again?", 15, 0, &sent, &err), RD_OK);
+    assert_true(sent > 0);
+    assert_string_equal(log_, "send:19:Question again?|");
+    assert_false(router_wait_idle(mono_ms() + 50)); /* "early" still waits */
+    router_open_inbound();
+    wait_idle();
+    assert_string_equal(log_, "send:19:Question again?|handle:early|send:19:echo: early|");
+    assert_int_equal(last_reply_to, 0);
+}
+
 static void abi_13_layout(void **state) {
     (void)state;
     assert_int_equal(RD_ABI_MINOR, 3);
@@ -322,9 +347,9 @@ static void abi_13_layout(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(deliver_in_chat_order), cmocka_unit_test(deliver_refused),
-        cmocka_unit_test(deliver_waiter_gone),   cmocka_unit_test(intercept_takes),
-        cmocka_unit_test(abi_13_layout),
+        cmocka_unit_test(deliver_in_chat_order),      cmocka_unit_test(deliver_refused),
+        cmocka_unit_test(deliver_waiter_gone),        cmocka_unit_test(intercept_takes),
+        cmocka_unit_test(held_until_inbound_started), cmocka_unit_test(abi_13_layout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -4,7 +4,9 @@
  * thread through host->deliver(), which prints
  * "deliver TAG status=N sent_id=N" on standard output. intercept() prints
  * "offered ..." for every message it is offered and takes ("taken ...")
- * those quoting a question it delivered. quiesce() prints "quiesced". */
+ * those quoting a question it delivered (kept in the store, so a restart
+ * still knows them). quiesce() prints "quiesced". start() may run one
+ * command itself and then take start_delay_ms. */
 #include <routerd/plugin.h>
 
 #include <inttypes.h>
@@ -13,9 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
-    const char *route;
+    const char *route, *start_command;
+    int64_t start_delay_ms;
 } conf;
 
 static const rd_option opts[] = {{.key = "route",
@@ -23,6 +27,15 @@ static const rd_option opts[] = {{.key = "route",
                                   .def = "/inbound_probe",
                                   .help = "admin route taking commands",
                                   RD_BIND(conf, route)},
+                                 {.key = "start_command",
+                                  .type = RD_OPT_STRING,
+                                  .help = "a command run inside start()",
+                                  RD_BIND(conf, start_command)},
+                                 {.key = "start_delay_ms",
+                                  .type = RD_OPT_INT,
+                                  .def = "0",
+                                  .help = "how long start() takes",
+                                  RD_BIND(conf, start_delay_ms)},
                                  {0}};
 
 typedef struct cmd {
@@ -78,6 +91,9 @@ static void run(probe *p, char *line) {
     rd_error err = {0};
     rd_status st = p->h->deliver(p->ctx, transport, &out, timeout, &sent, &err);
     if (st == RD_OK && question) {
+        char key[40];
+        snprintf(key, sizeof key, "q/%" PRId64, sent);
+        p->h->kv_put(p->ctx, key, "1", 1);
         pthread_mutex_lock(&p->mu);
         if (p->nq < MAXQ) p->questions[p->nq++] = sent;
         pthread_mutex_unlock(&p->mu);
@@ -139,9 +155,25 @@ static rd_status create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *e)
     return h->http_route(ctx, "POST", p->cf.route, on_cmd, p);
 }
 
+static int load_question(void *arg, const char *key, const void *val, size_t len) {
+    probe *p = arg;
+    (void)val, (void)len;
+    if (p->nq < MAXQ) p->questions[p->nq++] = atoll(key + 2);
+    return 0;
+}
+
 static rd_status start(void *self, rd_error *e) {
     probe *p = self;
     (void)e;
+    p->h->kv_scan(p->ctx, "q/", load_question, p);
+    if (p->cf.start_command) {
+        char *c = strdup(p->cf.start_command);
+        run(p, c);
+        free(c);
+    }
+    struct timespec ts = {p->cf.start_delay_ms / 1000,
+                          (long)(p->cf.start_delay_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
     p->started = pthread_create(&p->th, NULL, runner, p) == 0;
     p->h->ready(p->ctx, 1, NULL);
     say("inbound started\n");
@@ -190,6 +222,11 @@ static int intercept(void *self, const rd_request *rq) {
             break;
         }
     pthread_mutex_unlock(&p->mu);
+    if (taken) {
+        char key[40];
+        snprintf(key, sizeof key, "q/%" PRId64, reply_to);
+        p->h->kv_del(p->ctx, key);
+    }
     if (taken)
         say("taken chat=%" PRId64 " reply_to=%" PRId64 " choice=%d text=%s\n", rq->chat_id,
             reply_to, (rq->flags & RD_MSG_CHOICE) != 0, rq->text);
