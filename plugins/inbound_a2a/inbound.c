@@ -73,6 +73,10 @@ static const rd_option opts[] = {
      "pause before a delivery the transport could not take (unknown, draining, busy) is tried "
      "again",
      0.1, 3600, NULL, RD_BIND(ib_conf, retry_delay)},
+    {"task_retention", RD_OPT_DURATION, 0, "7d",
+     "finished tasks (and their messageIds) are kept this long for GetTask and retries, then "
+     "forgotten",
+     60, 31536000, NULL, RD_BIND(ib_conf, task_retention)},
     {"min_token_bytes", RD_OPT_INT, 0, "16", "shortest caller token accepted at start", 1, 4096,
      NULL, RD_BIND(ib_conf, min_token_bytes)},
     {0},
@@ -353,6 +357,7 @@ static rd_status ib_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error 
     if (!b) return RD_E_INTERNAL;
     b->h = h;
     b->ctx = ctx;
+    b->listen_fd = -1;
     pthread_mutex_init(&b->mu, NULL);
     pthread_mutex_init(&b->smu, NULL);
     pthread_cond_init(&b->cv, NULL);

@@ -32,7 +32,7 @@ typedef struct ib_conf {
     const char *const *humans, *const *callers, *const *allow;
     int64_t rate_limit_per_minute, answer_timeout, max_pending, max_pending_per_chat,
         max_text_bytes, max_answer_bytes, max_body_bytes, max_streams, max_connections,
-        http_timeout, send_wait, deliver_timeout, retry_delay, min_token_bytes;
+        http_timeout, send_wait, deliver_timeout, retry_delay, min_token_bytes, task_retention;
 } ib_conf;
 
 typedef struct ib_human {
@@ -80,6 +80,7 @@ typedef struct ib {
     int shared_store; /* postgresql: other replicas change tasks too */
 
     struct MHD_Daemon *mhd;
+    int listen_fd;      /* handed back by quiesce, -1 = none */
     pthread_mutex_t mu; /* task changes, rate buckets, gen */
     pthread_cond_t cv;  /* gen moved or stopping */
     uint64_t gen;
@@ -143,6 +144,8 @@ typedef struct ib_answer {
     /* A stream to open instead of body: */
     int stream, v10;
     char *task_id, *rpc_id; /* rpc_id: the request id as JSON text */
+    char *first;            /* the first event: the Task as the call saw it */
+    ib_state first_state;
 } ib_answer;
 /* Handles one authenticated JSON-RPC request body from caller. */
 void ib_rpc(ib *b, ib_caller *caller, const char *body, size_t len, ib_answer *a);

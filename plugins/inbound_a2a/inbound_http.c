@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "sbuf.h"
 
@@ -190,6 +191,13 @@ static enum MHD_Result open_stream(ib *b, struct MHD_Connection *c, ib_answer *a
     s->task_id = a->task_id, a->task_id = NULL;
     s->rpc_id = a->rpc_id, a->rpc_id = NULL;
     s->last_ms = b->h->now_ms();
+    if (a->first) { /* a new task starts as it was stored: `submitted` */
+        emit(s, a->first);
+        a->first = NULL;
+        s->sent_task = 1;
+        s->state = a->first_state;
+        s->done = ib_terminal(s->state);
+    }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     enum MHD_Result ret = MHD_queue_response(c, 200, r);
@@ -293,6 +301,7 @@ static enum MHD_Result finish(ib *b, struct MHD_Connection *c, conn *cs) {
     free(a.body);
     free(a.task_id);
     free(a.rpc_id);
+    free(a.first);
     return r;
 }
 
@@ -348,11 +357,14 @@ int ib_http_start(ib *b, rd_error *err) {
     return 0;
 }
 
+/* The listening socket comes back to us: closed once the daemon stopped. */
 void ib_http_quiesce(ib *b) {
-    if (b->mhd) MHD_quiesce_daemon(b->mhd);
+    if (b->mhd && b->listen_fd < 0) b->listen_fd = MHD_quiesce_daemon(b->mhd);
 }
 
 void ib_http_stop(ib *b) {
     if (b->mhd) MHD_stop_daemon(b->mhd);
     b->mhd = NULL;
+    if (b->listen_fd >= 0) close(b->listen_fd);
+    b->listen_fd = -1;
 }

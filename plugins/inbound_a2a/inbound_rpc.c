@@ -386,6 +386,8 @@ static void answer_task(call *k, const ib_task *t, int hist, int wrapped) {
         k->a->v10 = k->v10;
         k->a->task_id = strdup(t->id);
         k->a->rpc_id = k->id ? cJSON_PrintUnformatted(k->id) : NULL;
+        k->a->first = ib_event_task(t, k->v10, k->a->rpc_id);
+        k->a->first_state = t->state;
         k->a->outcome = OC_OK;
         return;
     }

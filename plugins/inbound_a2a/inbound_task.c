@@ -294,10 +294,11 @@ typedef void (*fill_fn)(ib_task *t, void *arg);
 
 static int move(ib *b, const char *id, unsigned mask, ib_state to, fill_fn fill, void *arg,
                 ib_task *out) {
-    ib_task t;
+    ib_task t = {0};
     pthread_mutex_lock(&b->mu);
     if (ib_task_load(b, id, &t)) {
         pthread_mutex_unlock(&b->mu);
+        if (out) memset(out, 0, sizeof *out);
         return -1;
     }
     int rc = -1;
@@ -576,13 +577,66 @@ static int64_t expire_pass(ib *b, int64_t now) {
     return next;
 }
 
+/* Finished tasks older than task_retention: their task, dedupe key and
+ * sent-message key go (a retried messageId after that is a new task). */
+typedef struct prune_acc {
+    ib *b;
+    int64_t before;
+    size_t n;
+} prune_acc;
+
+static void forget(ib *b, const ib_task *t) {
+    char tk[16 + IB_ID_MAX], mk[IB_NAME_MAX + 80], ak[256];
+    snprintf(tk, sizeof tk, "t/%s", t->id);
+    rd_kv_op ops[3] = {{.op = RD_KV_DEL, .key = tk}};
+    size_t n = 1;
+    if (t->msg_id) {
+        ib_mkey(t->caller, t->msg_id, mk, sizeof mk);
+        ops[n++] = (rd_kv_op){.op = RD_KV_DEL, .key = mk};
+    }
+    if (t->sent_id) {
+        akey(t->transport, t->chat, t->sent_id, ak, sizeof ak);
+        ops[n++] = (rd_kv_op){.op = RD_KV_DEL, .key = ak};
+    }
+    b->h->kv_txn(b->ctx, ops, n);
+}
+
+static int prune_visit(void *arg, const char *key, const void *val, size_t len) {
+    (void)key, (void)len;
+    prune_acc *p = arg;
+    ib_task t;
+    if (task_parse(val, &t)) return 0;
+    if (ib_terminal(t.state) && t.updated_ms < p->before) {
+        forget(p->b, &t);
+        p->n++;
+    }
+    ib_task_free(&t);
+    return 0;
+}
+
+static void prune(ib *b) {
+    prune_acc p = {b, ib_wall_ms(b) - b->cf.task_retention, 0};
+    b->h->kv_scan(b->ctx, "t/", prune_visit, &p);
+    if (p.n) b->h->log(b->ctx, RD_LOG_INFO, "%zu finished tasks forgotten", p.n);
+}
+
+#define PRUNE_EVERY_MS 600000
+
 static void *timer_main(void *arg) {
     ib *b = arg;
     int64_t next = expire_pass(b, ib_wall_ms(b));
+    prune(b);
+    int64_t pruned = b->h->now_ms();
     pthread_mutex_lock(&b->mu);
     b->earliest_ms = next;
     while (!b->stopping) {
         wait_locked(b, 250);
+        if (b->h->now_ms() - pruned >= PRUNE_EVERY_MS) {
+            pthread_mutex_unlock(&b->mu);
+            prune(b);
+            pthread_mutex_lock(&b->mu);
+            pruned = b->h->now_ms();
+        }
         int64_t now = ib_wall_ms(b);
         if (!b->earliest_ms || now < b->earliest_ms) continue;
         b->earliest_ms = 0;

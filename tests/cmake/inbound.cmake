@@ -6,5 +6,6 @@ foreach(t a2a flow)
     routerd_unit_test(test_inbound_${t}
                       SOURCES ${INBOUND_TDIR}/test_inbound_${t}.c ${INBOUND_TDIR}/inbound_fixture.c
                       LIBS inbound_a2a_obj routerd_fake_host TIMEOUT 120)
+    add_dependencies(test_inbound_${t} inbound_a2a)
   endif()
 endforeach()

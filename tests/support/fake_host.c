@@ -1929,6 +1929,24 @@ int rdpt_use(const rd_plugin *desc, char *err, size_t errsz) {
     return 0;
 }
 
+/* An inbound plugin the loader does not know yet, checked as rdpt_use()
+ * does. */
+static const rd_plugin *inbound_dlopen(const char *path, const char *real, rd_kind want, void **dl,
+                                       char *err, size_t errsz) {
+    *dl = dlopen(real, RTLD_NOW | RTLD_LOCAL);
+    const rd_plugin *d = *dl ? dlsym(*dl, RD_PLUGIN_SYMBOL) : NULL;
+    char tmp[256];
+    const char *p = !d                                ? "cannot load plugin"
+                    : d->kind != RD_KIND_INBOUND      ? "unknown plugin kind"
+                    : want && want != RD_KIND_INBOUND ? "is an inbound plugin"
+                                                      : check_desc(d, tmp, sizeof tmp);
+    if (!p) return d;
+    snprintf(err, errsz, "%s: plugin refused: %s", path, p);
+    if (*dl) dlclose(*dl);
+    *dl = NULL;
+    return NULL;
+}
+
 int rdpt_load(const char *path, rd_kind want, char *err, size_t errsz) {
     char real[4096];
     if (!realpath(path, real)) {
@@ -1937,6 +1955,8 @@ int rdpt_load(const char *path, rd_kind want, char *err, size_t errsz) {
     }
     void *dl;
     const rd_plugin *d = plugin_dlopen(path, real, want, &dl, err, errsz);
+    if (!d && strstr(err, "unknown plugin kind"))
+        d = inbound_dlopen(path, real, want, &dl, err, errsz);
     if (!d) return -1;
     pthread_mutex_lock(&mu);
     void *old = plugin_dl;

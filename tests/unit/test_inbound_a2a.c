@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "fake_host.h"
+#include "harness.h"
 #include "inbound_fixture.h"
 
 /* The card: both dialects' fields, one skill per human, no chat ids. */
@@ -296,6 +297,114 @@ static void test_token_masked(void **state) {
     ib_down();
 }
 
+/* Configuration refused at start, with the key and item that is wrong
+ * (never the token). */
+static void test_config_refused(void **state) {
+    (void)state;
+    ib_up(NULL);
+    ib_down();
+    const char *bad[][2] = {
+        {"humans", "alice=main"},
+        {"humans", "alice=main:12x"},
+        {"humans", "alice=main:1, alice=main:2"},
+        {"humans", "al ice=main:1"},
+        {"callers", "planner=short"},
+        {"callers", "planner=" TOK_P ", auditor=" TOK_P},
+        {"callers", "planner=" TOK_P ", planner=" TOK_A},
+        {"allow", "planner:carol"},
+        {"allow", "nobody:alice"},
+        {"listen", "127.0.0.1"},
+        {"listen", "example.org:80"},
+        {"public_url", "ftp://x/"},
+    };
+    char listen[40];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", rt_free_port());
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rdpt_reset();
+        rdpt_set("listen", listen);
+        rdpt_set("humans", "alice=main:12345");
+        rdpt_set("callers", "planner=" TOK_P ", auditor=" TOK_A);
+        rdpt_set(bad[i][0], bad[i][1]);
+        rd_status st;
+        rd_error e = {0};
+        void *self = rdpt_start(&st, &e);
+        if (self) fail_msg("%s = %s was accepted", bad[i][0], bad[i][1]);
+        assert_int_equal(st, RD_E_CONFIG);
+        if (!strstr(e.msg, bad[i][0])) fail_msg("%s: '%s' does not name the key", bad[i][0], e.msg);
+        assert_null(strstr(e.msg, TOK_P));
+    }
+}
+
+/* A host before ABI 1.3 (no deliver()) is refused with the reason. */
+static void test_old_host(void **state) {
+    (void)state;
+    char err[256];
+    extern const rd_plugin routerd_plugin_v1;
+    assert_int_equal(rdpt_use(&routerd_plugin_v1, err, sizeof err), 0);
+    rdpt_reset();
+    rdpt_set("listen", "127.0.0.1:1");
+    rdpt_set("humans", "alice=main:12345");
+    rdpt_set("callers", "planner=" TOK_P);
+    rdpt_set_host_minor(2);
+    rd_status st;
+    rd_error e = {0};
+    assert_null(rdpt_start(&st, &e));
+    assert_int_equal(st, RD_E_CONFIG);
+    assert_non_null(strstr(e.msg, "ABI 1.3"));
+    rdpt_reset();
+}
+
+/* The built inbound_a2a.so loads by path, as plugin authors' tests do. */
+static void test_load_by_path(void **state) {
+    (void)state;
+    char err[512];
+    rdpt_reset();
+    assert_int_equal(
+        rdpt_load(ROUTERD_PLUGIN_DIR "/inbound_a2a.so", RD_KIND_INBOUND, err, sizeof err), 0);
+    assert_int_equal(rdpt_plugin()->kind, RD_KIND_INBOUND);
+    assert_int_equal(
+        rdpt_load(ROUTERD_PLUGIN_DIR "/inbound_a2a.so", RD_KIND_BACKEND, err, sizeof err), -1);
+    char listen[40];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", rt_free_port());
+    rdpt_set("listen", listen);
+    rdpt_set("humans", "alice=main:12345");
+    rdpt_set("callers", "planner=" TOK_P);
+    rdpt_set("allow", "planner:*");
+    rd_status st;
+    void *self = rdpt_start(&st, NULL);
+    assert_non_null(self);
+    assert_int_equal(rdpt_intercept(self, &(rdpt_request){.chat_id = 1, .text = "x"}), 0);
+    rdpt_shutdown(self);
+    assert_int_equal(rdpt_teardown_ok(err, sizeof err), 0);
+    rdpt_reset();
+}
+
+/* Finished tasks are forgotten after task_retention: task, dedupe key. */
+static void test_retention(void **state) {
+    (void)state;
+    ib_up((const char *const[]){"task_retention", "60s", NULL});
+    cJSON *t = ib_send(TOK_P, 0, "old", "alice", "x", "\"expect_answer\":false", 1);
+    assert_string_equal(jstr(t, "status.state"), "completed");
+    cJSON *o = ib_send(TOK_P, 0, "open", "alice", "still open?", "", 1);
+    assert_int_equal(rdpt_kv_count("t/"), 2);
+    assert_int_equal(rdpt_kv_count("m/"), 2);
+    rdpt_shutdown(ib_self);
+    rdpt_wall_advance_ms(120000);
+    rdpt_new_run();
+    ib_restart();
+    long long end = rdpt_now_ms() + 3000;
+    while (rdpt_kv_count("t/") != 1 && rdpt_now_ms() < end)
+        rdpt_sleep_ms(20);
+    assert_int_equal(rdpt_kv_count("t/"), 1); /* the open one stays */
+    assert_int_equal(rdpt_kv_count("m/"), 1);
+    cJSON *g = ib_call(TOK_P, "tasks/get", "{\"id\":\"%s\"}", jstr(t, "id"));
+    expect_error(g, -32001, NULL);
+    cJSON_Delete(g);
+    cJSON_Delete(t);
+    cJSON_Delete(o);
+    ib_down();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_card),
@@ -306,6 +415,10 @@ int main(void) {
         cmocka_unit_test(test_lifecycle_v03),
         cmocka_unit_test(test_lifecycle_v10),
         cmocka_unit_test(test_token_masked),
+        cmocka_unit_test(test_config_refused),
+        cmocka_unit_test(test_old_host),
+        cmocka_unit_test(test_load_by_path),
+        cmocka_unit_test(test_retention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
