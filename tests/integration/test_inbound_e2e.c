@@ -40,7 +40,7 @@
 /* Private chats of the people; never in the card, logs or answers. */
 #define ALICE 7700501
 #define BOB 7700502
-#define ONCALL 7700503
+#define ONCALL (-1007700503LL) /* a supergroup */
 
 static rt_fix *fx;
 static ftg *F;
@@ -71,10 +71,10 @@ static void manifest(const char *inbound_extra) {
         "[sink.metrics]\nplugin = prometheus\n"
         "[inbound.people]\nplugin = a2a\nlisten = 127.0.0.1:%d\nname = routerd\n"
         "description = People reachable through routerd\n"
-        "humans = alice=main:%d, bob=main:%d, oncall=main:%d\n"
+        "humans = alice=main:%d, bob=main:%d, oncall=main:%lld\n"
         "callers = planner=${PLANNER_TOKEN}, auditor=${AUDITOR_TOKEN}\n"
         "allow = planner:alice+bob, auditor:oncall\n%s",
-        ftg_base(F), inport, ALICE, BOB, ONCALL, inbound_extra ? inbound_extra : ""));
+        ftg_base(F), inport, ALICE, BOB, (long long)ONCALL, inbound_extra ? inbound_extra : ""));
 }
 
 /* Starts (or restarts) routerd and waits for the card (readiness has a
@@ -767,6 +767,16 @@ static void test_dedupe(void **state) {
         "m-42", "--text",    "Is the on-call set?", NULL};
     cJSON *c = cli(PLANNER, args03, 0);
     assert_string_equal(evs(a, "final", -1, "task.id"), evs(c, "final", -1, "task.id"));
+    /* Two retries at once: still the one task. */
+    const char *const again[] = {"ask",    "--no-poll",           "--skill",
+                                 "bob",    "--message-id",        "m-42",
+                                 "--text", "Is the on-call set?", NULL};
+    rt_proc *r1 = cli_start(PLANNER, again), *r2 = cli_start(PLANNER, again);
+    cJSON *x1 = cli_done(r1, 0), *x2 = cli_done(r2, 0);
+    assert_string_equal(evs(x1, "final", -1, "task.id"), evs(a, "final", -1, "task.id"));
+    assert_string_equal(evs(x2, "final", -1, "task.id"), evs(a, "final", -1, "task.id"));
+    cJSON_Delete(x1);
+    cJSON_Delete(x2);
     /* Another caller's messageId space is its own. */
     cJSON *d = cli(AUDITOR,
                    (const char *const[]){"ask", "--no-poll", "--skill", "oncall", "--message-id",
@@ -787,12 +797,59 @@ static void test_dedupe(void **state) {
     cJSON *l = cli(PLANNER, (const char *const[]){"wait", "--task", id, NULL}, 0);
     assert_string_equal(evs(l, "final", -1, "task.answer"), "yes, Carol");
     cJSON_Delete(l);
+    /* A new messageId sent twice at the same moment: one task, one question. */
+    const char *const race[] = {"ask",    "--no-poll", "--skill", "alice", "--message-id",
+                                "race-7", "--text",    "Race?",   NULL};
+    rt_proc *q1p = cli_start(PLANNER, race), *q2p = cli_start(PLANNER, race);
+    cJSON *y1 = cli_done(q1p, 0), *y2 = cli_done(q2p, 0);
+    assert_string_equal(evs(y1, "final", -1, "task.id"), evs(y2, "final", -1, "task.id"));
+    cJSON_Delete(y1);
+    cJSON_Delete(y2);
+    question(ALICE, qtext("planner", "Race?"), 5000, NULL);
+    rt_sleep_ms(300);
+    assert_int_equal(sent_count(ALICE, qtext("planner", "Race?")), 1);
     /* A retry after the answer: the answered task, still no second question. */
     l = cli(PLANNER, args, 0);
     assert_string_equal(evs(l, "final", -1, "task.id"), id);
     assert_string_equal(evs(l, "final", -1, "task.state"), "completed");
     cJSON_Delete(l);
     assert_int_equal(sent_count(BOB, qtext("planner", "Is the on-call set?")), 1);
+}
+
+/* A group chat: only messages addressed to the bot reach routerd, so the
+ * person answers by replying to the question or with its buttons. */
+static void test_group_chat(void **state) {
+    (void)state;
+    manifest(NULL);
+    start();
+    rt_proc *c = cli_start(AUDITOR, (const char *const[]){"ask", "--skill", "oncall", "--text",
+                                                          "Who takes the 2am page?", NULL});
+    char *mk = NULL;
+    int64_t q = question(ONCALL, qtext("auditor", "Who takes the 2am page?"), 15000, &mk);
+    assert_non_null(mk);
+    assert_non_null(strstr(mk, "force_reply"));
+    free(mk);
+    assert_true(rt_wait_stdout(c, "\"input-required\"", 10000));
+    /* Chatter in the group, not addressed to the bot: not an answer. */
+    ftg_msg chatter = {.chat_id = ONCALL, .user_id = 4242, .text = "brb"};
+    ftg_add_message(F, &chatter);
+    ftg_msg reply = {
+        .chat_id = ONCALL, .user_id = 4243, .text = "I will", .reply_to_message_id = q};
+    ftg_add_message(F, &reply);
+    cJSON *l = cli_done(c, 0);
+    assert_string_equal(evs(l, "final", -1, "task.answer"), "I will");
+    cJSON_Delete(l);
+    /* Buttons in the group, pressed by a member. */
+    c = cli_start(AUDITOR, (const char *const[]){"stream", "--skill", "oncall", "--text",
+                                                 "Escalate to the vendor?", "--choices",
+                                                 "[\"Escalate\",\"Wait\"]", NULL});
+    q = question(ONCALL, qtext("auditor", "Escalate to the vendor?"), 15000, NULL);
+    assert_true(rt_wait_stdout(c, "\"input-required\"", 10000));
+    assert_true(ftg_press_button(F, ONCALL, 4242, q, "Wait") > 0);
+    l = cli_done(c, 0);
+    assert_string_equal(evs(l, "final", -1, "task.answer"), "Wait");
+    cJSON_Delete(l);
+    assert_int_equal(sent_prefix(ONCALL, "echo: "), 0);
 }
 
 static void test_kill9_restart(void **state) {
@@ -835,32 +892,35 @@ static void test_kill9_restart(void **state) {
 
     rt_signal(p, SIGKILL);
     assert_int_equal(rt_wait(p, 10000), 128 + SIGKILL);
+    /* Alice answers while routerd is down: Telegram keeps the update. */
+    ftg_add_reply(F, ALICE, qa_id, "approved");
     start();
 
-    /* Nothing lost: the answer, and the two questions still open. */
+    /* Nothing lost: the answer given before the crash, the one given while
+     * down, and the question still open. */
     l = cli(PLANNER, (const char *const[]){"get", "--task", idc, NULL}, 0);
     assert_string_equal(evs(l, "final", -1, "task.state"), "completed");
     assert_string_equal(evs(l, "final", -1, "task.answer"), "freeze is over");
     cJSON_Delete(l);
-    l = cli(PLANNER, (const char *const[]){"get", "--dialect", "0.3", "--task", ida, NULL}, 0);
-    assert_string_equal(evs(l, "final", -1, "task.state"), "input-required");
+    l = cli(PLANNER, (const char *const[]){"wait", "--dialect", "0.3", "--task", ida, NULL}, 0);
+    assert_string_equal(evs(l, "final", -1, "task.state"), "completed");
+    assert_string_equal(evs(l, "final", -1, "task.answer"), "approved");
     cJSON_Delete(l);
     /* The agent retries its first message: the same task, no new question. */
     l = cli(PLANNER, qa, 0);
     assert_string_equal(evs(l, "final", -1, "task.id"), ida);
+    assert_string_equal(evs(l, "final", -1, "task.state"), "completed");
+    cJSON_Delete(l);
+    l = cli(PLANNER, (const char *const[]){"get", "--task", idb, NULL}, 0);
+    assert_string_equal(evs(l, "final", -1, "task.state"), "input-required");
     cJSON_Delete(l);
 
-    /* Answers after the restart complete them. */
-    rt_proc *wa = cli_start(PLANNER, (const char *const[]){"wait", "--task", ida, NULL});
+    /* An answer after the restart completes the last one; the agent
+     * re-attached to its stream (0.3 tasks/resubscribe). */
     rt_proc *wb = cli_start(
         PLANNER, (const char *const[]){"subscribe", "--dialect", "0.3", "--task", idb, NULL});
-    assert_true(rt_wait_stdout(wa, "\"input-required\"", 10000));
     assert_true(rt_wait_stdout(wb, "\"input-required\"", 10000));
-    ftg_add_reply(F, ALICE, qa_id, "approved");
     ftg_add_text(F, BOB, "yes, I have it");
-    cJSON *la = cli_done(wa, 0);
-    assert_string_equal(evs(la, "final", -1, "task.answer"), "approved");
-    cJSON_Delete(la);
     l = cli_done(wb, 0);
     assert_string_equal(evs(l, "final", -1, "task.state"), "completed");
     assert_string_equal(evs(l, "final", -1, "task.answer"), "yes, I have it");
@@ -925,6 +985,7 @@ int main(void) {
         RT_FIX_TEST(test_refused, &fix),
         RT_FIX_TEST(test_limits, &fix),
         RT_FIX_TEST(test_dedupe, &fix),
+        RT_FIX_TEST(test_group_chat, &fix),
         RT_FIX_TEST(test_kill9_restart, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
