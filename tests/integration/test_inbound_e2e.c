@@ -61,20 +61,22 @@ static char base[64]; /* http://127.0.0.1:<inport> */
 static void manifest(const char *inbound_extra) {
     inport = rt_free_port();
     snprintf(base, sizeof base, "http://127.0.0.1:%d", inport);
-    assert_non_null(rt_fix_manifest(
-        fx,
-        "rate_limit_per_minute = 0\ndrain_timeout_s = 5\n"
-        "[transport.main]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-        "throttle = off\ntyping = false\ntimeout = 1\n"
-        "[backend.echo]\nplugin = mock\nprefix = \"echo: \"\n"
-        "[persona.p]\nbackend = echo\nchats = *\n"
-        "[sink.metrics]\nplugin = prometheus\n"
-        "[inbound.people]\nplugin = a2a\nlisten = 127.0.0.1:%d\nname = routerd\n"
-        "description = People reachable through routerd\n"
-        "humans = alice=main:%d, bob=main:%d, oncall=main:%lld\n"
-        "callers = planner=${PLANNER_TOKEN}, auditor=${AUDITOR_TOKEN}\n"
-        "allow = planner:alice+bob, auditor:oncall\n%s",
-        ftg_base(F), inport, ALICE, BOB, (long long)ONCALL, inbound_extra ? inbound_extra : ""));
+    assert_non_null(
+        rt_fix_manifest(fx,
+                        "rate_limit_per_minute = 0\ndrain_timeout_s = 5\n"
+                        "[transport.main]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
+                        "throttle = off\ntyping = false\ntimeout = 1\n"
+                        "[backend.echo]\nplugin = mock\nprefix = \"echo: \"\n"
+                        "[persona.p]\nbackend = echo\nchats = *\n"
+                        "[sink.metrics]\nplugin = prometheus\n"
+                        "[sink.log]\nplugin = jsonlog\npath = %s/events.jsonl\n"
+                        "[inbound.people]\nplugin = a2a\nlisten = 127.0.0.1:%d\nname = routerd\n"
+                        "description = People reachable through routerd\n"
+                        "humans = alice=main:%d, bob=main:%d, oncall=main:%lld\n"
+                        "callers = planner=${PLANNER_TOKEN}, auditor=${AUDITOR_TOKEN}\n"
+                        "allow = planner:alice+bob, auditor:oncall\n%s",
+                        ftg_base(F), fx->dir, inport, ALICE, BOB, (long long)ONCALL,
+                        inbound_extra ? inbound_extra : ""));
 }
 
 /* Starts (or restarts) routerd and waits for the card (readiness has a
@@ -299,7 +301,7 @@ static char *qtext(const char *caller, const char *text) {
  * streaming (stream), in one dialect. quote: the person quotes the
  * question; otherwise it is the only one pending and the next message
  * answers it. */
-static void one_answer(const char *dialect, const char *mode, int quote) {
+static void one_answer(const char *dialect, const char *mode, int quote, char *id, size_t idn) {
     char text[128], answer[128];
     snprintf(text, sizeof text, "Ship release %s via %s?", dialect, mode);
     snprintf(answer, sizeof answer, "Yes, ship it (%s %s)", dialect, mode);
@@ -321,6 +323,7 @@ static void one_answer(const char *dialect, const char *mode, int quote) {
     assert_string_equal(evs(l, "final", -1, "task.state"), "completed");
     assert_string_equal(evs(l, "final", -1, "task.answer"), answer);
     assert_true(cJSON_IsString(jget(ev(l, "final", -1), "task.answeredAt")));
+    snprintf(id, idn, "%s", evs(l, "final", -1, "task.id"));
     int v10 = !strcmp(dialect, "1.0");
     if (!strcmp(mode, "ask")) {
         /* Blocking send: back once delivered, the question as status. */
@@ -395,10 +398,11 @@ static void test_answer_poll_and_stream(void **state) {
     (void)state;
     manifest(NULL);
     start();
-    one_answer("1.0", "ask", 1);
-    one_answer("0.3", "ask", 0);
-    one_answer("1.0", "stream", 0);
-    one_answer("0.3", "stream", 1);
+    char ids[4][96];
+    one_answer("1.0", "ask", 1, ids[0], sizeof ids[0]);
+    one_answer("0.3", "ask", 0, ids[1], sizeof ids[1]);
+    one_answer("1.0", "stream", 0, ids[2], sizeof ids[2]);
+    one_answer("0.3", "stream", 1, ids[3], sizeof ids[3]);
     /* Nothing pending now: the person's next message is the persona's. */
     expect_echo(ALICE, 0, "thanks");
     assert_int_equal(sent_prefix(ALICE, "echo: "), 1);
@@ -408,6 +412,31 @@ static void test_answer_poll_and_stream(void **state) {
     assert_null(strstr(err, PLANNER));
     assert_null(strstr(err, "AAinboundBotSecret"));
     assert_null(strstr(err, "7700501"));
+    /* The events: each question delivered under its task id, each answer
+     * taken by the inbound instance; log lines name caller and task. */
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/events.jsonl", fx->dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int delivered = 0, answered = 0, named = 0;
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        assert_null(strstr(line, PLANNER));
+        assert_null(strstr(line, "7700501"));
+        int inb = strstr(line, "\"backend\":\"inbound.people\"") != NULL;
+        answered += inb && strstr(line, "\"status\":\"answered\"") != NULL;
+        for (int i = 0; i < 4; i++) {
+            char want[512];
+            snprintf(want, sizeof want, "\"correlation_id\":\"%s\"", ids[i]);
+            delivered += inb && strstr(line, want) && strstr(line, "\"status\":\"delivered\"");
+            snprintf(want, sizeof want, "task %s from planner", ids[i]);
+            named += strstr(line, want) != NULL;
+        }
+    }
+    fclose(f);
+    assert_int_equal(delivered, 4);
+    assert_int_equal(answered, 4);
+    assert_true(named >= 8); /* stored, delivered, answered */
 }
 
 static void test_buttons(void **state) {
