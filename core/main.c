@@ -407,7 +407,7 @@ static void drain(sigset_t *set, int rc, int64_t wd_ms, int64_t *wd_last) {
     atomic_store(&R.draining, true);
     sd_notify_send("STOPPING=1\nSTATUS=draining");
     series_set(R.m_ready, 0);
-    router_open_inbound(); /* a failed start drains what waits for the inbound instances */
+    router_drop_parked(); /* a failed start: routed by no one, acknowledged to no one */
     for (size_t i = R.nctx; i-- > 0;)
         if ((R.ctx[i]->kind == RD_KIND_TRANSPORT || R.ctx[i]->kind == RD_KIND_INBOUND) &&
             R.ctx[i]->started && R.ctx[i]->ops->quiesce)

@@ -1110,3 +1110,24 @@ void router_open_inbound(void) {
     pthread_mutex_unlock(&R.mu);
     if (wake) pthread_cond_broadcast(&R.work_cv);
 }
+
+void router_drop_parked(void) {
+    size_t n = 0;
+    pthread_mutex_lock(&R.mu);
+    for (qnode *q; (q = fifo_pop(&parked));) {
+        job *j = (job *)q;
+        j->c->parked--;
+        idle_touch(j->c);
+        R.waiting--;
+        n++;
+        job_free(j); /* never acknowledged: the transport offers it again */
+    }
+    series_set(R.m_queue_depth, (double)R.waiting);
+    if (R.waiting == 0 && R.inflight == 0) pthread_cond_broadcast(&R.idle_cv);
+    pthread_mutex_unlock(&R.mu);
+    if (n)
+        log_msg("core", RD_LOG_WARN,
+                "%zu message(s) held for the inbound instances left unanswered: the transports "
+                "offer them again at the next start",
+                n);
+}

@@ -196,6 +196,8 @@ rd_status router_deliver(rd_ctx *from, const char *transport, const rd_outbound 
  * called: once the inbound instances started, or the start failed. None
  * reaches a backend before every intercept() could see it. */
 void router_open_inbound(void);
+/* After a failed start: the held messages are freed unacknowledged. */
+void router_drop_parked(void);
 void chat_hash(int64_t chat_id, char out[17]);
 /* Liveness for /livez: the process is not wedged (the global lock is
  * taken and released, the main loop turns once it runs). Fills the age of

@@ -1,8 +1,9 @@
 /* ABI 1.3 through the real binary: an inbound instance (abi_plugins/
  * inbound_probe.c) delivers into a Telegram chat (fake Bot API) in order
  * with the replies routed there, gets the message id back, asks with
- * force_reply, takes the answer quoting it before the backend (and the
- * update is acknowledged: a restart does not offer it again), lets other
+ * force_reply, takes the answer quoting it (or pressing its button)
+ * before the backend (and the update is acknowledged: a restart does not
+ * offer it again), also when given while routerd was down, lets other
  * messages route; a delivery to an unknown transport or during the drain
  * is refused, one queued before the drain goes out, and a waiter that gave
  * up is never touched (run under ASan). The console transport tells 0. */
@@ -11,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
 #include <cmocka.h>
 
 #include "fake_telegram.h"
@@ -119,6 +121,26 @@ static void test_deliver_intercept_order(void **state) {
     ftg_add_text(F, 15, "what's up");
     expect_sent(15, 2, "echo: what's up", NULL);
 
+    /* A question with buttons: its id is the keyboard's message, and a
+     * press answers it. */
+    command("q4 tg 15 0 2 Ship it?");
+    assert_true(rt_wait_stdout(p, "deliver q4 ", 10000));
+    long long kb = field(p, "deliver q4 ", "sent_id=");
+    ftg_rec *k;
+    expect_sent(15, 3, "Ship it?", &k);
+    assert_int_equal(kb, k->message_id);
+    assert_null(strstr(k->reply_markup, "force_reply"));
+    cJSON *mk = cJSON_Parse(k->reply_markup);
+    cJSON *no = cJSON_GetArrayItem(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(mk, "inline_keyboard"), 1), 0);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(no, "text")->valuestring, "No");
+    ftg_add_callback(F, 15, 15, kb,
+                     cJSON_GetObjectItemCaseSensitive(no, "callback_data")->valuestring);
+    cJSON_Delete(mk);
+    ftg_recs_free(k, 1);
+    snprintf(taken, sizeof taken, "taken chat=15 reply_to=%lld choice=1 text=No", kb);
+    assert_true(rt_wait_stdout(p, taken, 10000));
+
     /* Unknown transport: refused at once. */
     command("q2 nope 15 0 0 hello");
     assert_true(rt_wait_stdout(p, "deliver q2 ", 10000));
@@ -128,12 +150,12 @@ static void test_deliver_intercept_order(void **state) {
      * order, and nothing writes to the caller afterwards. */
     ftg_add_text(F, 15, "slow one");
     assert_true(rt_wait_stdout(p, "text=slow one", 10000));
-    command("q3 tg 15 100 0 late note");
+    command("q3 tg 15 1 0 late note");
     assert_true(rt_wait_stdout(p, "deliver q3 ", 10000));
     assert_int_equal(field(p, "deliver q3 ", "status="), -3);
-    expect_sent(15, 3, "echo: slow one", NULL);
-    expect_sent(15, 4, "late note", NULL);
-    assert_null(ftg_wait_sent(F, 15, 5, 300));
+    expect_sent(15, 4, "echo: slow one", NULL);
+    expect_sent(15, 5, "late note", NULL);
+    assert_null(ftg_wait_sent(F, 15, 6, 300));
 
     /* Events: the delivery under its own correlation id, the answer. */
     assert_true(rt_wait_stderr(p, "\"correlation_id\":\"q1\"", 5000));
@@ -149,7 +171,7 @@ static void test_deliver_intercept_order(void **state) {
     p = rt_fix_start(fx, env, 15000);
     assert_non_null(p);
     ftg_add_text(F, 15, "again");
-    expect_sent(15, 5, "echo: again", NULL);
+    expect_sent(15, 6, "echo: again", NULL);
     assert_null(strstr(rt_stdout(p), "yes please"));
     assert_int_equal(rt_fix_stop(fx, 20000), 0);
 }
@@ -197,7 +219,7 @@ static void test_drain(void **state) {
     ftg_add_text(F, 20, "busy");
     assert_true(rt_wait_stdout(p, "text=busy", 10000));
     command("d1 tg 20 0 0 queued note");
-    assert_true(rt_wait_stdout(p, "command d1", 5000));
+    assert_true(rt_wait_stdout(p, "calling d1", 5000));
     rt_sleep_ms(200); /* queued behind "busy" by now */
     rt_signal(p, SIGTERM);
     assert_true(rt_wait_stdout(p, "quiesced", 5000));

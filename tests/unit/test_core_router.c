@@ -60,6 +60,13 @@ static rd_status t_send(void *self, const rd_outbound *out, rd_error *err) {
     return RD_OK;
 }
 
+static atomic_int activity_calls;
+
+static void t_activity(void *self, const rd_outbound *where, int active) {
+    (void)self, (void)where, (void)active;
+    atomic_fetch_add(&activity_calls, 1);
+}
+
 static void t_ack(void *self, int64_t wm) {
     (void)self;
     last_ack = wm; /* under R.mu */
@@ -87,7 +94,8 @@ static rd_status x_create(const rd_host *h, rd_ctx *c, void **self, rd_error *e)
     return RD_OK;
 }
 
-static const rd_ops tr_ops = {.size = sizeof tr_ops, .send = t_send, .ack = t_ack};
+static const rd_ops tr_ops = {
+    .size = sizeof tr_ops, .send = t_send, .activity = t_activity, .ack = t_ack};
 static const rd_ops be_ops = {.size = sizeof be_ops, .handle = b_handle};
 static const rd_ops in_ops = {.size = sizeof in_ops, .intercept = i_intercept};
 
@@ -260,9 +268,11 @@ static void intercept_takes(void **state) {
     (void)state;
     reset_log();
     backend_ms = 0;
+    int typing = atomic_load(&activity_calls);
     submit(3, 18, "the answer", 77, 0);
     wait_idle();
     assert_string_equal(log_, "");
+    assert_int_equal(atomic_load(&activity_calls), typing); /* no typing shown */
     pthread_mutex_lock(&R.mu);
     assert_int_equal(last_ack, 3);
     pthread_mutex_unlock(&R.mu);
@@ -271,6 +281,7 @@ static void intercept_takes(void **state) {
     wait_idle();
     assert_string_equal(log_, "handle:old transport|send:18:echo: old transport|");
     assert_int_equal(last_reply_to, 0);
+    assert_int_equal(atomic_load(&activity_calls), typing + 2);
 }
 
 /* Until the inbound instances started, admitted messages are held;
@@ -296,6 +307,26 @@ static void held_until_inbound_started(void **state) {
     wait_idle();
     assert_string_equal(log_, "send:19:Question again?|handle:early|send:19:echo: early|");
     assert_int_equal(last_reply_to, 0);
+}
+
+/* A start that failed before the inbound instances ran: the held messages
+ * are neither routed nor acknowledged (the transport offers them again). */
+static void held_dropped_after_failed_start(void **state) {
+    (void)state;
+    router_stop_workers(mono_ms() + 5000);
+    router_fini();
+    R.shutdown = false;
+    char e[64];
+    router_init(e, sizeof e);
+    reset_log();
+    int64_t acked = last_ack;
+    submit(6, 19, "never", 0, 0);
+    router_drop_parked();
+    assert_true(router_wait_idle(mono_ms() + 1000));
+    sleep_ms(50);
+    assert_string_equal(log_, "");
+    assert_int_equal(last_ack, acked);
+    router_open_inbound();
 }
 
 static void abi_13_layout(void **state) {
@@ -347,9 +378,13 @@ static void abi_13_layout(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(deliver_in_chat_order),      cmocka_unit_test(deliver_refused),
-        cmocka_unit_test(deliver_waiter_gone),        cmocka_unit_test(intercept_takes),
-        cmocka_unit_test(held_until_inbound_started), cmocka_unit_test(abi_13_layout),
+        cmocka_unit_test(deliver_in_chat_order),
+        cmocka_unit_test(deliver_refused),
+        cmocka_unit_test(deliver_waiter_gone),
+        cmocka_unit_test(intercept_takes),
+        cmocka_unit_test(held_until_inbound_started),
+        cmocka_unit_test(held_dropped_after_failed_start),
+        cmocka_unit_test(abi_13_layout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

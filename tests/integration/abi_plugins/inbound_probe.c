@@ -1,6 +1,7 @@
 /* An inbound instance (ABI 1.3) for the integration tests. A command
  * posted to its admin route (POST <route>, one per request:
- * "TAG TRANSPORT CHAT TIMEOUT_MS QUESTION TEXT...") is run by its own
+ * "TAG TRANSPORT CHAT TIMEOUT_MS QUESTION TEXT...", QUESTION 0: a notice,
+ * 1: a question, 2: a question with the choices Yes and No) is run by its own
  * thread through host->deliver(), which prints
  * "deliver TAG status=N sent_id=N" on standard output. intercept() prints
  * "offered ..." for every message it is offered and takes ("taken ...")
@@ -81,14 +82,17 @@ static void run(probe *p, char *line) {
         return;
     }
     const char *text = line + off;
+    static const char *const yes_no[] = {"Yes", "No", NULL};
     rd_outbound out = {.size = sizeof out,
                        .chat_id = chat,
                        .text = text,
                        .text_len = strlen(text),
                        .flags = question ? RD_OUT_QUESTION : 0,
-                       .correlation_id = tag};
+                       .correlation_id = tag,
+                       .choices = question == 2 ? yes_no : NULL};
     int64_t sent = -1;
     rd_error err = {0};
+    say("calling %s\n", tag);
     rd_status st = p->h->deliver(p->ctx, transport, &out, timeout, &sent, &err);
     if (st == RD_OK && question) {
         char key[40];
