@@ -237,7 +237,8 @@ typedef struct rdpt_delivery {
 /* What the next deliver() calls answer: st (err filled when not RD_OK);
  * with RD_OK the first call gets sent_id first_sent_id and each later one
  * the next number (first_sent_id 0: always 0, the transport does not tell).
- * Each call first waits delay_ms. Default: RD_OK, 1001, no delay. */
+ * Each call first waits delay_ms. Default: RD_OK, 1001, no delay;
+ * rdpt_new_run() restores RD_OK and no delay but keeps counting ids. */
 void rdpt_deliver_result(rd_status st, int64_t first_sent_id, int delay_ms);
 /* Copies of the deliver() calls so far, in order; free with
  * rdpt_deliveries_free(). */

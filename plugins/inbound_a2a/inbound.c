@@ -204,10 +204,17 @@ static int parse_lists(ib *b, rd_error *err) {
     b->humans = calloc(nh, sizeof *b->humans);
     b->callers = calloc(nc, sizeof *b->callers);
     if (!b->humans || !b->callers) return cfg_err(b, err, "out of memory%s", "");
-    for (size_t i = 0; i < nh; i++, b->nhumans++)
-        if (parse_human(b, b->cf.humans[i], &b->humans[i], err)) return -1;
-    for (size_t i = 0; i < nc; i++, b->ncallers++)
-        if (parse_caller(b, b->cf.callers[i], &b->callers[i], err)) return -1;
+    /* Counted before the check: destroy() frees a half-parsed item too. */
+    for (size_t i = 0; i < nh; i++) {
+        int rc = parse_human(b, b->cf.humans[i], &b->humans[i], err);
+        b->nhumans++;
+        if (rc) return -1;
+    }
+    for (size_t i = 0; i < nc; i++) {
+        int rc = parse_caller(b, b->cf.callers[i], &b->callers[i], err);
+        b->ncallers++;
+        if (rc) return -1;
+    }
     for (size_t i = 0; b->cf.allow && b->cf.allow[i]; i++)
         if (parse_allow(b, b->cf.allow[i], err)) return -1;
     return 0;
@@ -381,6 +388,7 @@ static rd_status ib_start(void *self, rd_error *err) {
     if (ib_http_start(b, err)) return RD_E_CONFIG;
     if (ib_threads_start(b, err)) return RD_E_INTERNAL;
     ib_count_pending(b);
+    b->h->ready(b->ctx, 1, NULL);
     b->h->log(b->ctx, RD_LOG_INFO, "A2A server on %s (card %s/.well-known/agent-card.json)",
               b->cf.listen, b->public_url);
     return RD_OK;

@@ -88,6 +88,7 @@ typedef struct ib {
     int64_t earliest_ms; /* the first open deadline known (wall ms); 0 = none */
     pthread_t sender, timer;
     int sender_on, timer_on;
+    int64_t warned_ms; /* sender thread: the last 'not possible now' warning */
     atomic_int streams;
 
     /* Metrics. */

@@ -420,11 +420,11 @@ static void sent_text(ib_task *t) {
 
 /* Checks the message into t; 0, or -1 after answering the error. */
 static int read_message(call *k, const cJSON *msg, ib_task *t, const char **skill) {
-    const char *why = NULL;
+    const char *why = NULL, *mid = NULL;
     const cJSON *md = member(msg, "metadata");
     if (!cJSON_IsObject(msg))
         why = "params.message must be an object";
-    else if (str_member(msg, "messageId", IB_ID_MAX, (const char **)&t->msg_id) != 1)
+    else if (str_member(msg, "messageId", IB_ID_MAX, &mid) != 1)
         why = "message.messageId must be a string of 1 to 128 bytes";
     else if (md && !cJSON_IsObject(md))
         why = "message.metadata must be an object";
@@ -435,7 +435,7 @@ static int read_message(call *k, const cJSON *msg, ib_task *t, const char **skil
     else if (read_choices(md, &t->choices) < 0)
         why = "metadata.choices must be 1 to 10 strings of 1 to 64 bytes";
     if (!why) t->text = join_text(k, member(msg, "parts"), &why);
-    t->msg_id = t->msg_id ? strdup(t->msg_id) : NULL;
+    t->msg_id = mid ? strdup(mid) : NULL;
     if (why) {
         fail(k, E_PARAMS, why, OC_INVALID);
         return -1;
@@ -466,9 +466,9 @@ static int task_id_given(call *k, const cJSON *msg) {
         return -1;
     }
     if (!tid) return 0;
-    ib_task old;
+    ib_task old = {0};
     int mine = !ib_task_load(k->b, tid, &old) && !strcmp(old.caller, k->c->name);
-    if (mine) ib_task_free(&old);
+    ib_task_free(&old);
     if (!mine)
         fail(k, E_NOT_FOUND, "task not found", OC_NOT_FOUND);
     else

@@ -422,6 +422,40 @@ static void set_sent(ib_task *t, void *arg) {
     t->delivered_ms = t->updated_ms;
 }
 
+/* What a delivery's status makes of the task; 1 when worth trying again. */
+static int delivered(ib *b, const ib_task *t, rd_status st, int64_t sent, const rd_error *err) {
+    const rd_host *h = b->h;
+    if (st == RD_E_UNAVAILABLE || st == RD_E_RETRY || st == RD_E_FULL) {
+        int64_t now = h->now_ms(); /* once a minute: a transport may be away for long */
+        if (!b->warned_ms || now - b->warned_ms >= 60000) {
+            b->warned_ms = now;
+            h->log(b->ctx, RD_LOG_WARN,
+                   "task %s from %s: delivery to %s not possible now (%s), retried every "
+                   "retry_delay",
+                   t->id, t->caller, t->skill, err->msg);
+        }
+        return 1;
+    }
+    if (st != RD_OK && st != RD_E_TIMEOUT) {
+        char why[300];
+        snprintf(why, sizeof why, "the message could not be delivered: %s", err->msg);
+        move(b, t->id, 1u << TS_SUBMITTED, TS_FAILED, set_reason, why, NULL);
+        h->log(b->ctx, RD_LOG_WARN, "task %s from %s: delivery to %s refused: %s", t->id, t->caller,
+               t->skill, err->msg);
+        ib_count_pending(b);
+        return 0;
+    }
+    /* A timeout may still deliver: the question counts as asked (quote
+     * replies cannot find it without its id; the one-pending rule can). */
+    delivered_arg da = {sent};
+    move(b, t->id, 1u << TS_SUBMITTED, t->notify ? TS_COMPLETED : TS_INPUT, set_sent, &da, NULL);
+    h->log(b->ctx, RD_LOG_INFO, "task %s from %s: %s delivered to %s%s", t->id, t->caller,
+           t->notify ? "notification" : "question", t->skill,
+           st == RD_E_TIMEOUT ? " (the wait ran out; its message id is unknown)" : "");
+    if (t->notify) ib_count_pending(b);
+    return 0;
+}
+
 /* host->deliver() for one stored task; 1 when worth trying again later. */
 static int deliver_one(ib *b, const ib_task *t) {
     const rd_host *h = b->h;
@@ -441,31 +475,7 @@ static int deliver_one(ib *b, const ib_task *t) {
     int64_t sent = 0;
     rd_error err = {0};
     rd_status st = h->deliver(b->ctx, t->transport, &out, b->cf.deliver_timeout, &sent, &err);
-    if (st == RD_E_UNAVAILABLE || st == RD_E_RETRY || st == RD_E_FULL) {
-        h->log(b->ctx, RD_LOG_WARN,
-               "task %s from %s: delivery to %s not possible now (%s), retried", t->id, t->caller,
-               t->skill, err.msg);
-        return 1;
-    }
-    if (st != RD_OK && st != RD_E_TIMEOUT) {
-        char why[300];
-        snprintf(why, sizeof why, "the message could not be delivered: %s", err.msg);
-        move(b, t->id, 1u << TS_SUBMITTED, TS_FAILED, set_reason, why, NULL);
-        h->log(b->ctx, RD_LOG_WARN, "task %s from %s: delivery to %s refused: %s", t->id, t->caller,
-               t->skill, err.msg);
-        ib_count_pending(b);
-        return 0;
-    }
-    /* A timeout may still deliver: the question counts as asked (quote
-     * replies cannot find it without its id; the one-pending rule can). */
-    delivered_arg da = {sent};
-    ib_state to = t->notify ? TS_COMPLETED : TS_INPUT;
-    move(b, t->id, 1u << TS_SUBMITTED, to, set_sent, &da, NULL);
-    h->log(b->ctx, RD_LOG_INFO, "task %s from %s: %s delivered to %s%s", t->id, t->caller,
-           t->notify ? "notification" : "question", t->skill,
-           st == RD_E_TIMEOUT ? " (the wait ran out; its message id is unknown)" : "");
-    if (t->notify) ib_count_pending(b);
-    return 0;
+    return delivered(b, t, st, sent, &err);
 }
 
 typedef struct id_list {

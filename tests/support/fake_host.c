@@ -1728,8 +1728,8 @@ static void deliveries_clear_locked(void) {
     dels = NULL;
     ndels = 0;
     del_st = RD_OK;
-    del_next = 1001;
     del_delay_ms = 0;
+    /* del_next stays: message ids keep growing across a restart. */
 }
 
 /* The request a worker builds for an admitted message. */
@@ -2056,6 +2056,7 @@ void rdpt_reset(void) {
     pinned_now = 0;
     max_files = 10;
     max_bytes = 20u << 20;
+    del_next = 1001;
     pthread_mutex_unlock(&mu);
     pthread_once(&host_once, host_init);
     host = host_full;

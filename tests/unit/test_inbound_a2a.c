@@ -164,13 +164,33 @@ static void test_bad_params(void **state) {
         "\"metadata\":{\"skill\":\"alice\",\"choices\":[\"0123456789012345678901234567890123456789"
         "01234567890123456789012345\"]}}}",
         "{\"message\":\"x\"}",
+        "{\"message\":{\"messageId\":"
+        "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"parts\":[{\"text\":"
+        "\"x\"}],\"metadata\":{\"skill\":\"alice\"}}}",
+        "{\"message\":{\"messageId\":\"a\",\"parts\":[{\"text\":\"\xff\xfe\"}],"
+        "\"metadata\":{\"skill\":\"alice\"}}}",
+        "{\"message\":{\"messageId\":\"a\",\"parts\":[],\"metadata\":{\"skill\":\"alice\"}}}",
+        "{\"message\":{\"messageId\":\"a\",\"parts\":[{\"text\":\"x\"}],"
+        "\"metadata\":{\"skill\":\"alice\",\"expect_answer\":\"no\"}}}",
+        "{\"message\":{\"messageId\":7,\"parts\":[{\"text\":\"x\"}],"
+        "\"metadata\":{\"skill\":\"alice\"}}}",
     };
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         cJSON *j = ib_call(TOK_P, "SendMessage", "%s", bodies[i]);
         expect_error(j, -32602, NULL);
         cJSON_Delete(j);
     }
-    cJSON *j = ib_call(TOK_P, "message/frobnicate", "{}");
+    /* 65 parts */
+    char many[2048] = "{\"message\":{\"messageId\":\"a\",\"metadata\":{\"skill\":\"alice\"},"
+                      "\"parts\":[";
+    for (int i = 0; i < 65; i++)
+        strcat(many, i ? ",{\"text\":\"x\"}" : "{\"text\":\"x\"}");
+    strcat(many, "]}}");
+    cJSON *j = ib_call(TOK_P, "SendMessage", "%s", many);
+    expect_error(j, -32602, NULL);
+    cJSON_Delete(j);
+    j = ib_call(TOK_P, "message/frobnicate", "{}");
     expect_error(j, -32601, NULL);
     cJSON_Delete(j);
     ib_http r = ib_post(TOK_P, "{not json", NULL);

@@ -244,7 +244,7 @@ static void test_restart(void **state) {
     ib_up(NULL);
     cJSON *a = ib_send(TOK_P, 0, "p1", "alice", "before?", "", 1);
     int64_t sa = sent_id_of(0);
-    rdpt_deliver_result(RD_E_UNAVAILABLE, 0, 0);
+    rdpt_deliver_result(RD_E_UNAVAILABLE, 2001, 0);
     cJSON *b = ib_send(TOK_P, 0, "p2", "alice", "unsent?", "", 0);
     rdpt_shutdown(ib_self);
     rdpt_new_run(); /* a new process: the store stays; deliveries succeed again */
@@ -372,6 +372,62 @@ static void test_stop_with_stream(void **state) {
     ib_sse_close(s);
 }
 
+/* The same messageId sent at once on four connections: one task, one
+ * question. */
+typedef struct racer {
+    pthread_t th;
+    char id[64];
+} racer;
+
+static void *race(void *arg) {
+    racer *r = arg;
+    cJSON *t = ib_send(TOK_P, 1, "race", "alice", "once?", "", 0);
+    snprintf(r->id, sizeof r->id, "%s", jstr(t, "id"));
+    cJSON_Delete(t);
+    return NULL;
+}
+
+static void test_concurrent_dedupe(void **state) {
+    (void)state;
+    ib_up(NULL);
+    racer r[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&r[i].th, NULL, race, &r[i]), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(r[i].th, NULL);
+    for (int i = 1; i < 4; i++)
+        assert_string_equal(r[i].id, r[0].id);
+    assert_int_equal(rdpt_kv_count("t/"), 1);
+    rt_sleep_ms(300);
+    assert_int_equal(rdpt_delivered(), 1);
+    ib_down();
+}
+
+/* Streams past max_streams: 503; historyLength 0: no history. */
+static void test_stream_limit_history(void **state) {
+    (void)state;
+    ib_up((const char *const[]){"max_streams", "0", NULL});
+    cJSON *t = ib_send(TOK_P, 1, "h", "alice", "x", "", 1);
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"SubscribeToTask\",\"params\":{\"id\":"
+             "\"%s\"}}",
+             jstr(t, "id"));
+    ib_http r = ib_post(TOK_P, body, NULL);
+    assert_int_equal(r.status, 503);
+    ib_http_free(&r);
+    cJSON *g = ib_call(TOK_P, "GetTask", "{\"id\":\"%s\",\"historyLength\":0}", jstr(t, "id"));
+    assert_null(jpath(g, "result.history"));
+    assert_string_equal(jstr(g, "result.status.state"), "TASK_STATE_INPUT_REQUIRED");
+    cJSON_Delete(g);
+    g = ib_call(TOK_P, "GetTask", "{\"id\":\"%s\",\"historyLength\":1}", jstr(t, "id"));
+    assert_int_equal(cJSON_GetArraySize(jpath(g, "result.history")), 1);
+    assert_string_equal(jstr(g, "result.history.0.role"), "ROLE_AGENT");
+    cJSON_Delete(g);
+    cJSON_Delete(t);
+    ib_down();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_pending),
@@ -385,6 +441,8 @@ int main(void) {
         cmocka_unit_test(test_stream_v03),
         cmocka_unit_test(test_stream_v10),
         cmocka_unit_test(test_stop_with_stream),
+        cmocka_unit_test(test_concurrent_dedupe),
+        cmocka_unit_test(test_stream_limit_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
