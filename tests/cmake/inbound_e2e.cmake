@@ -3,7 +3,8 @@
 # person answering there, and tests/interop/inbound_client.mjs on the
 # official @a2a-js/sdk client as the calling agent (npm ci into the build
 # tree once; without node, npm or the registry the test exits 77, skipped).
-set(INBOUND_E2E_SRC ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_inbound_e2e.c)
+set(INBOUND_E2E_SRC ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_inbound_e2e.c
+                    ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_inbound_util.c)
 if(TARGET inbound_a2a)
   routerd_integration_test(test_inbound_e2e SOURCES ${INBOUND_E2E_SRC} TIMEOUT 600)
   add_dependencies(test_inbound_e2e inbound_a2a transport_telegram backend_mock sink_prometheus)

@@ -25,6 +25,7 @@
 
 #include "fake_telegram.h"
 #include "harness.h"
+#include "test_inbound_util.h"
 
 #include <limits.h>
 #include <signal.h>
@@ -48,10 +49,7 @@ static rt_fix_spec fix = {.fx = &fx, .tg_token = TG_TOKEN, .tg = &F};
 static const char *const env[] = {"TG_TOKEN=" TG_TOKEN, "PLANNER_TOKEN=" PLANNER,
                                   "AUDITOR_TOKEN=" AUDITOR, NULL};
 
-static char node_bin[PATH_MAX];
-static char cli_path[PATH_MAX];
-static int inport;    /* the inbound listener */
-static char base[64]; /* http://127.0.0.1:<inport> */
+static int inport; /* the inbound listener */
 
 /* ------------------------------------------------------------------------ */
 /* routerd                                                                   */
@@ -60,7 +58,7 @@ static char base[64]; /* http://127.0.0.1:<inport> */
  * alice, bob (planner may reach them) and oncall (auditor only). */
 static void manifest(const char *inbound_extra) {
     inport = rt_free_port();
-    snprintf(base, sizeof base, "http://127.0.0.1:%d", inport);
+    snprintf(ie_base, sizeof ie_base, "http://127.0.0.1:%d", inport);
     assert_non_null(
         rt_fix_manifest(fx,
                         "rate_limit_per_minute = 0\ndrain_timeout_s = 5\n"
@@ -84,8 +82,10 @@ static void manifest(const char *inbound_extra) {
 static rt_proc *start(void) {
     rt_proc *p = rt_fix_start(fx, env, 0);
     assert_non_null(p);
+    ie_tg = F;
+    ie_routerd = p;
     char url[128];
-    snprintf(url, sizeof url, "%s/.well-known/agent-card.json", base);
+    snprintf(url, sizeof url, "%s/.well-known/agent-card.json", ie_base);
     if (!rt_wait_http(url, 200, 15000)) {
         fprintf(stderr, "no card at %s\nstderr:\n%s\n", url, rt_stderr(p));
         fail_msg("the inbound listener did not come up");
@@ -93,205 +93,6 @@ static rt_proc *start(void) {
     /* The transport polls: the bot's commands are registered at start. */
     assert_true(ftg_wait_count(F, "setMyCommands", 1, 10000) >= 1);
     return p;
-}
-
-/* ------------------------------------------------------------------------ */
-/* The calling agent (node inbound_client.mjs)                               */
-
-/* Starts the client: args[0] is the command, the rest its options;
- * token NULL = none sent. */
-static rt_proc *cli_start(const char *token, const char *const *args) {
-    const char *argv[48];
-    size_t n = 0;
-    argv[n++] = node_bin;
-    argv[n++] = cli_path;
-    argv[n++] = args[0];
-    argv[n++] = "--url";
-    argv[n++] = base;
-    for (size_t i = 1; args[i] && n < 44; i++)
-        argv[n++] = args[i];
-    if (!token) {
-        argv[n++] = "--auth";
-        argv[n++] = "none";
-    }
-    argv[n] = NULL;
-    char tok[256];
-    snprintf(tok, sizeof tok, "A2A_TOKEN=%s", token ? token : "");
-    const char *const e[] = {tok, NULL};
-    rt_proc *p = rt_spawn(argv, e);
-    assert_non_null(p);
-    return p;
-}
-
-/* The JSON lines the client printed so far, as an array. */
-static cJSON *cli_lines(rt_proc *p) {
-    cJSON *a = cJSON_CreateArray();
-    char *s = strdup(rt_stdout(p)), *save = NULL;
-    for (char *l = strtok_r(s, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-        cJSON *o = cJSON_Parse(l);
-        if (o) cJSON_AddItemToArray(a, o);
-    }
-    free(s);
-    return a;
-}
-
-/* Waits for the client to exit with want_rc; its lines. */
-static cJSON *cli_done(rt_proc *p, int want_rc) {
-    int rc = rt_wait(p, 40000);
-    if (rc != want_rc) {
-        fprintf(stderr, "client exit %d (want %d)\nstdout:\n%s\nstderr:\n%s\n", rc, want_rc,
-                rt_stdout(p), rt_stderr(p));
-        fprintf(stderr, "routerd stderr:\n%s\n", fx->p ? rt_stderr(fx->p) : "");
-    }
-    assert_int_equal(rc, want_rc);
-    cJSON *l = cli_lines(p);
-    rt_free(p);
-    return l;
-}
-
-static cJSON *cli(const char *token, const char *const *args, int want_rc) {
-    return cli_done(cli_start(token, args), want_rc);
-}
-
-/* The nth line (from 0; -1 = the last) whose "event" is ev, or NULL. */
-static const cJSON *ev(const cJSON *lines, const char *event, int nth) {
-    const cJSON *it, *found = NULL;
-    int k = 0;
-    cJSON_ArrayForEach(it, lines) {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(it, "event");
-        if (!cJSON_IsString(e) || strcmp(e->valuestring, event)) continue;
-        if (nth < 0 || k++ == nth) found = it;
-        if (nth >= 0 && found) break;
-    }
-    return found;
-}
-
-/* A member by dotted path ("task.state"). */
-static const cJSON *jget(const cJSON *o, const char *path) {
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s", path);
-    char *save = NULL;
-    for (char *k = strtok_r(buf, ".", &save); k && o; k = strtok_r(NULL, ".", &save))
-        o = cJSON_GetObjectItemCaseSensitive(o, k);
-    return o;
-}
-
-static const char *jstr(const cJSON *o, const char *path) {
-    const cJSON *v = jget(o, path);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static double jnum(const cJSON *o, const char *path) {
-    const cJSON *v = jget(o, path);
-    return cJSON_IsNumber(v) ? v->valuedouble : -999999;
-}
-
-/* The event's field, failing with the lines when the event is missing. */
-static const char *evs(const cJSON *lines, const char *event, int nth, const char *path) {
-    const cJSON *e = ev(lines, event, nth);
-    if (!e) {
-        char *s = cJSON_Print(lines);
-        fprintf(stderr, "no '%s' event in:\n%s\n", event, s);
-        free(s);
-        fail_msg("missing event %s", event);
-    }
-    return jstr(e, path);
-}
-
-/* The wire call of method (first one), or NULL. */
-static const cJSON *wire(const cJSON *lines, const char *method) {
-    const cJSON *c;
-    cJSON_ArrayForEach(c, jget(ev(lines, "wire", -1), "calls")) {
-        if (!strcmp(jstr(c, "method"), method)) return c;
-    }
-    return NULL;
-}
-
-/* Whether any wire call of method carried this state string. */
-static int wire_state(const cJSON *lines, const char *method, const char *state) {
-    const cJSON *c, *s;
-    cJSON_ArrayForEach(c, jget(ev(lines, "wire", -1), "calls")) {
-        if (strcmp(jstr(c, "method"), method)) continue;
-        cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(c, "states")) {
-            if (cJSON_IsString(s) && !strcmp(s->valuestring, state)) return 1;
-        }
-    }
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* The person (fake Bot API)                                                  */
-
-/* Waits until the bot sent exactly `text` to chat; its message id (the
- * latest such) and a copy of its reply_markup (malloc, or NULL). */
-static int64_t question(int64_t chat, const char *text, int timeout_ms, char **markup) {
-    long long end = rt_now_ms() + timeout_ms;
-    do {
-        ftg_rec *r;
-        size_t n = ftg_records(F, "sendMessage", 1, &r);
-        int64_t id = 0;
-        for (size_t i = 0; i < n; i++)
-            if (r[i].chat_id == chat && r[i].text && !strcmp(r[i].text, text)) {
-                id = r[i].message_id;
-                if (markup) {
-                    free(*markup);
-                    *markup = r[i].reply_markup ? strdup(r[i].reply_markup) : NULL;
-                }
-            }
-        ftg_recs_free(r, n);
-        if (id) return id;
-        rt_sleep_ms(20);
-    } while (rt_now_ms() < end);
-    ftg_rec *r;
-    size_t n = ftg_records(F, "sendMessage", 0, &r);
-    for (size_t i = 0; i < n; i++)
-        fprintf(stderr, "sent to %lld: %s\n", (long long)r[i].chat_id,
-                r[i].text ? r[i].text : "(none)");
-    ftg_recs_free(r, n);
-    fail_msg("no message '%s' in chat %lld", text, (long long)chat);
-    return 0;
-}
-
-/* How many times the bot sent exactly `text` to chat. */
-static int sent_count(int64_t chat, const char *text) {
-    ftg_rec *r;
-    size_t n = ftg_records(F, "sendMessage", 1, &r);
-    int k = 0;
-    for (size_t i = 0; i < n; i++)
-        k += r[i].chat_id == chat && r[i].text && !strcmp(r[i].text, text);
-    ftg_recs_free(r, n);
-    return k;
-}
-
-/* How many messages to chat start with prefix. */
-static int sent_prefix(int64_t chat, const char *prefix) {
-    ftg_rec *r;
-    size_t n = ftg_records(F, "sendMessage", 1, &r);
-    int k = 0;
-    for (size_t i = 0; i < n; i++)
-        k += r[i].chat_id == chat && r[i].text && !strncmp(r[i].text, prefix, strlen(prefix));
-    ftg_recs_free(r, n);
-    return k;
-}
-
-/* The person writes text (quoting the bot's message quoted, or not when
- * 0) and the persona answers it: the message was not taken as an answer. */
-static void expect_echo(int64_t chat, int64_t quoted, const char *text) {
-    char want[512];
-    snprintf(want, sizeof want, "echo: %s", text);
-    if (quoted)
-        ftg_add_reply(F, chat, quoted, text);
-    else
-        ftg_add_text(F, chat, text);
-    question(chat, want, 10000, NULL);
-}
-
-static char *qtext(const char *caller, const char *text) {
-    static char buf[4][512];
-    static int k;
-    char *b = buf[k++ % 4];
-    snprintf(b, sizeof buf[0], "Question from %s:\n\n%s", caller, text);
-    return b;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -768,7 +569,7 @@ static void test_limits(void **state) {
     cJSON_Delete(l);
     /* Not JSON: -32005 for another media type, -32700 for a broken body. */
     char url[96], *body = NULL;
-    snprintf(url, sizeof url, "%s/", base);
+    snprintf(url, sizeof url, "%s/", ie_base);
     const char *const h1[] = {"Authorization: Bearer " AUDITOR, "Content-Type: text/plain", NULL};
     assert_int_equal(rt_http("POST", url, "{}", h1, &body), 200);
     assert_non_null(strstr(body, "-32005"));
@@ -966,43 +767,8 @@ static void test_kill9_restart(void **state) {
 
 /* ------------------------------------------------------------------------ */
 
-/* node on PATH, then the client and its packages in the build tree: 0, or
- * 77 with the reason when something is missing. */
-static int setup_node(void) {
-    const char *path = getenv("PATH");
-    char *dirs = strdup(path ? path : "/usr/bin:/bin"), *save = NULL;
-    for (char *d = strtok_r(dirs, ":", &save); d && !node_bin[0]; d = strtok_r(NULL, ":", &save)) {
-        snprintf(node_bin, sizeof node_bin, "%s/node", d);
-        if (access(node_bin, X_OK)) node_bin[0] = 0;
-    }
-    free(dirs);
-    if (!node_bin[0]) {
-        fprintf(stderr, "SKIP: node not installed\n");
-        return 77;
-    }
-    const char *work = ROUTERD_BINARY_DIR "/a2a-inbound";
-    snprintf(cli_path, sizeof cli_path, "%s/inbound_client.mjs", work);
-    /* Like tests/interop/run.sh: npm ci once into the build tree, again
-     * only when the lock file changed. */
-    char cmd[2048];
-    snprintf(
-        cmd, sizeof cmd,
-        "command -v npm >/dev/null 2>&1 || { echo 'SKIP: npm not installed' >&2; exit 77; }; "
-        "mkdir -p '%s' && cd '%s' && "
-        "cp -p '%s/tests/interop/package.json' '%s/tests/interop/package-lock.json' "
-        "'%s/tests/interop/inbound_client.mjs' . || exit 1; "
-        "if [ ! -d node_modules/@a2a-js/sdk ] || [ package-lock.json -nt node_modules/.stamp ]; "
-        "then timeout 180 npm ci --no-audit --no-fund --loglevel=error >npm.log 2>&1 || "
-        "{ echo \"SKIP: npm ci failed (offline?): $(tail -n 3 npm.log)\" >&2; exit 77; }; "
-        "touch node_modules/.stamp; fi",
-        work, work, ROUTERD_SOURCE_DIR, ROUTERD_SOURCE_DIR, ROUTERD_SOURCE_DIR);
-    int rc = system(cmd);
-    if (rc == -1 || !WIFEXITED(rc)) return 1;
-    return WEXITSTATUS(rc);
-}
-
 int main(void) {
-    int rc = setup_node();
+    int rc = ie_setup_node();
     if (rc) return rc;
     const struct CMUnitTest tests[] = {
         RT_FIX_TEST(test_ready, &fix),
