@@ -7,13 +7,17 @@
  * answers through the fake Bot API: a message quoting the question, the
  * next message while one question is pending, or a button press.
  *
- * Cases: an answer reaches the agent by polling and by streaming (both
- * dialects); buttons; a notification; an expired question; two questions in
- * one chat answered out of order; a wrong token (401) and a forbidden chat
- * (-32602) refused; kill -9 with questions pending, then answers after the
- * restart, each question sent once; a retried messageId makes no second
- * question. Exits 77 (skipped) when node, npm or the npm packages are not
- * available.
+ * Cases: /healthz with an inbound instance; an answer reaches the agent by
+ * polling and by streaming (both dialects), with the events and log lines
+ * it leaves; buttons; a notification (bearer and API key); an expired
+ * question and its metrics; two questions in one chat answered out of
+ * order, with re-attached streams; a wrong or missing token (401), a
+ * forbidden or unknown skill (-32602), another caller's task (-32001),
+ * cancel; limits (503, 429, 413, media type, broken JSON); retried and
+ * raced messageIds making no second question; a group chat; kill -9 with
+ * questions pending, an answer while down and one after the restart, each
+ * question sent once. Exits 77 (skipped) when node, npm or the npm
+ * packages are not available.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -38,7 +42,7 @@
 #define TG_TOKEN "727272:AAinboundBotSecret-x_q"
 #define PLANNER "planner-T0ken-3f9a1c77"
 #define AUDITOR "auditor-T0ken-81bd20e4"
-/* Private chats of the people; never in the card, logs or answers. */
+/* The people's chats; never in the card, the logs or the answers. */
 #define ALICE 7700501
 #define BOB 7700502
 #define ONCALL (-1007700503LL) /* a supergroup */
