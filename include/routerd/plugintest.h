@@ -251,6 +251,9 @@ size_t rdpt_wait_delivered(size_t n, int timeout_ms);
  * admitted message (defaults as rdpt_call: transport NULL = "console").
  * 1 taken, 0 routed on, -1 when no inbound plugin is loaded. */
 int rdpt_intercept(void *self, const rdpt_request *rq);
+/* The same with a request the test built itself, passed as it is (a
+ * shorter rq->size plays an older routerd). */
+int rdpt_intercept_rq(void *self, const rd_request *rq);
 
 /* ------------------------------------------------------------------------ */
 /* Observations                                                              */

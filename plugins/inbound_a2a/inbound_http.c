@@ -59,6 +59,7 @@ static enum MHD_Result respond(struct MHD_Connection *c, int status, const char 
     }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_VARY, "A2A-Version"); /* the card's shape */
     if (status == 401) MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (retry_after > 0) {
         char ra[16];

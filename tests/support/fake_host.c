@@ -1761,14 +1761,19 @@ static char *request_of(const rdpt_request *in, rd_request *rq, char corr[40]) {
     return text;
 }
 
-int rdpt_intercept(void *self, const rdpt_request *in) {
-    if (!plugin || plugin->kind != RD_KIND_INBOUND || !in) return -1;
+int rdpt_intercept_rq(void *self, const rd_request *rq) {
+    if (!plugin || plugin->kind != RD_KIND_INBOUND || !rq) return -1;
     const rd_ops *o = plugin->ops;
     if (o->size < offsetof(rd_ops, intercept) + sizeof o->intercept || !o->intercept) return -1;
+    return o->intercept(self, rq) ? 1 : 0;
+}
+
+int rdpt_intercept(void *self, const rdpt_request *in) {
+    if (!in) return -1;
     rd_request rq;
     char corr[40];
     char *text = request_of(in, &rq, corr);
-    int r = o->intercept(self, &rq) ? 1 : 0;
+    int r = rdpt_intercept_rq(self, &rq);
     free(text);
     return r;
 }

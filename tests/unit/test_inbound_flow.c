@@ -67,6 +67,49 @@ static void test_two_pending(void **state) {
     ib_down();
 }
 
+/* A blocking send returns at send_wait when the delivery takes longer:
+ * the task as it is; it moves on once delivered. */
+static void test_slow_delivery(void **state) {
+    (void)state;
+    ib_up((const char *const[]){"send_wait", "300ms", NULL});
+    rdpt_deliver_result(RD_OK, 3001, 1200);
+    long long t0 = rt_now_ms();
+    cJSON *t = ib_send(TOK_P, 1, "slow", "alice", "x", "", 1);
+    assert_true(rt_now_ms() - t0 < 1100);
+    assert_string_equal(jstr(t, "status.state"), "TASK_STATE_SUBMITTED");
+    assert_int_equal(rdpt_wait_delivered(1, 5000), 1);
+    rt_sleep_ms(100);
+    expect_state(jstr(t, "id"), "input-required");
+    cJSON_Delete(t);
+    ib_down();
+}
+
+/* A request of a routerd before 1.3 has no reply_to: only the
+ * one-pending rule can match it. */
+static void test_short_request(void **state) {
+    (void)state;
+    ib_up(NULL);
+    cJSON *a = ib_send(TOK_P, 0, "a", "alice", "first?", "", 1);
+    cJSON *b = ib_send(TOK_P, 0, "b", "alice", "second?", "", 1);
+    rd_request rq = {.size = (uint32_t)offsetof(rd_request, reply_to),
+                     .chat_id = 12345,
+                     .text = "x",
+                     .text_len = 1,
+                     .correlation_id = "c",
+                     .transport = "main",
+                     .reply_to = sent_id_of(1)}; /* beyond size: not read */
+    assert_int_equal(rdpt_intercept_rq(ib_self, &rq), 0);
+    rd_request full = rq;
+    full.size = sizeof full;
+    assert_int_equal(rdpt_intercept_rq(ib_self, &full), 1);
+    expect_state(jstr(b, "id"), "completed");
+    assert_int_equal(rdpt_intercept_rq(ib_self, &rq), 1); /* one left */
+    expect_state(jstr(a, "id"), "completed");
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    ib_down();
+}
+
 /* A question unanswered at answer_timeout fails with the reason. */
 static void test_expiry(void **state) {
     (void)state;
@@ -443,6 +486,8 @@ int main(void) {
         cmocka_unit_test(test_stop_with_stream),
         cmocka_unit_test(test_concurrent_dedupe),
         cmocka_unit_test(test_stream_limit_history),
+        cmocka_unit_test(test_short_request),
+        cmocka_unit_test(test_slow_delivery),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
