@@ -501,16 +501,24 @@ static void test_refused(void **state) {
         (const char *const[]){"get", "--task", id, NULL},
         (const char *const[]){"cancel", "--task", id, NULL},
         (const char *const[]){"ask", "--task-id", id, "--skill", "oncall", "--text", "mine?", NULL},
+        (const char *const[]){"subscribe", "--task", id, NULL},
+        (const char *const[]){"subscribe", "--dialect", "0.3", "--task", id, NULL},
     };
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 5; i++) {
         l = cli(AUDITOR, other[i], 2);
         assert_int_equal((int)jnum(ev(l, "error", 0), "code"), -32001);
         cJSON_Delete(l);
     }
-    /* The creator cancels; a terminal task is not cancelable. */
+    /* The creator cancels; a stream held on the task ends canceled; a
+     * terminal task is not cancelable. */
+    rt_proc *sub = cli_start(PLANNER, (const char *const[]){"subscribe", "--task", id, NULL});
+    assert_true(rt_wait_stdout(sub, "\"input-required\"", 10000));
     l = cli(PLANNER, (const char *const[]){"cancel", "--dialect", "0.3", "--task", id, NULL}, 0);
     assert_string_equal(evs(l, "final", -1, "task.state"), "canceled");
     assert_true(wire_state(l, "tasks/cancel", "canceled"));
+    cJSON_Delete(l);
+    l = cli_done(sub, 0);
+    assert_string_equal(evs(l, "stream", -1, "state"), "canceled");
     cJSON_Delete(l);
     l = cli(PLANNER, (const char *const[]){"cancel", "--task", id, NULL}, 2);
     assert_int_equal((int)jnum(ev(l, "error", 0), "code"), -32002);
