@@ -271,36 +271,6 @@ static int parse_public(ib *b, rd_error *err) {
 
 /* ---- metrics --------------------------------------------------------------------- */
 
-static const char *const oc_names[OC_N] = {"ok",           "invalid", "not_found", "unauthorized",
-                                           "rate_limited", "full",    "too_large", "error"};
-
-typedef struct ib_series {
-    char key[IB_NAME_MAX + 64];
-    rd_series *s;
-} ib_series;
-
-void ib_count(ib *b, const char *caller, const char *method, ib_outcome oc) {
-    if (!b->m_req) return;
-    char key[IB_NAME_MAX + 64];
-    snprintf(key, sizeof key, "%s|%s|%d", caller, method, (int)oc);
-    pthread_mutex_lock(&b->smu);
-    rd_series *s = NULL;
-    for (size_t i = 0; i < b->nseries && !s; i++)
-        if (!strcmp(b->series[i].key, key)) s = b->series[i].s;
-    if (!s) {
-        const char *lv[] = {b->inst, caller, method, oc_names[oc]};
-        s = b->h->series(b->m_req, lv);
-        ib_series *n = realloc(b->series, (b->nseries + 1) * sizeof *n);
-        if (n) {
-            b->series = n;
-            snprintf(n[b->nseries].key, sizeof n[b->nseries].key, "%s", key);
-            n[b->nseries++].s = s;
-        }
-    }
-    pthread_mutex_unlock(&b->smu);
-    if (s) b->h->add(s, 1);
-}
-
 static void metrics(ib *b) {
     const rd_host *h = b->h;
     static const char *const rl[] = {"instance", "caller", "method", "outcome", NULL};

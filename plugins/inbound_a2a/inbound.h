@@ -162,10 +162,9 @@ char *ib_event_artifact(const ib_task *t, int v10, const char *rpc_id);
 int ib_http_start(ib *b, rd_error *err);
 void ib_http_quiesce(ib *b);
 void ib_http_stop(ib *b);
+/* routerd_inbound_requests_total{instance,caller,method,outcome} += 1 */
+void ib_count(ib *b, const char *caller, const char *method, ib_outcome oc);
 /* Constant time: the caller whose token this is, or NULL. */
 ib_caller *ib_auth(ib *b, const char *bearer, const char *api_key);
-
-/* ---- inbound.c ---- */
-void ib_count(ib *b, const char *caller, const char *method, ib_outcome oc);
 
 #endif
