@@ -102,6 +102,24 @@ static rt_proc *start(void) {
 /* ------------------------------------------------------------------------ */
 /* Cases                                                                     */
 
+/* The value of the first series of name whose labels contain every one of
+ * want (NULL-terminated), or -1. */
+static double metric(const char *text, const char *name, const char *const *want) {
+    size_t n = strlen(name);
+    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+        if (strncmp(l, name, n) || (l[n] != '{' && l[n] != ' ')) continue;
+        const char *eol = strchr(l, '\n');
+        size_t len = eol ? (size_t)(eol - l) : strlen(l);
+        char line[1024];
+        snprintf(line, sizeof line, "%.*s", (int)len, l);
+        int ok = 1;
+        for (size_t i = 0; want && want[i]; i++)
+            ok = ok && strstr(line, want[i]);
+        if (ok) return strtod(strrchr(line, ' ') + 1, NULL);
+    }
+    return -1;
+}
+
 /* One question, answered; what the agent sees, by polling (ask) or
  * streaming (stream), in one dialect. quote: the person quotes the
  * question; otherwise it is the only one pending and the next message
@@ -211,6 +229,18 @@ static void test_answer_poll_and_stream(void **state) {
     /* Nothing pending now: the person's next message is the persona's. */
     expect_echo(ALICE, 0, "thanks");
     assert_int_equal(sent_prefix(ALICE, "echo: "), 1);
+    /* Metrics: calls per caller, method and dialect; four answer times. */
+    char *body = NULL;
+    assert_int_equal(rt_http("GET", rt_fix_url(fx, "/metrics"), NULL, NULL, &body), 200);
+    const char *const ok10[] = {"caller=\"planner\"", "method=\"SendMessage\"", "outcome=\"ok\"",
+                                NULL};
+    const char *const ok03[] = {"caller=\"planner\"", "method=\"message/stream\"", "outcome=\"ok\"",
+                                NULL};
+    assert_true(metric(body, "routerd_inbound_requests_total", ok10) >= 1);
+    assert_true(metric(body, "routerd_inbound_requests_total", ok03) >= 1);
+    assert_true(metric(body, "routerd_inbound_answer_seconds_count", NULL) == 4);
+    assert_true(metric(body, "routerd_inbound_pending", NULL) == 0);
+    free(body);
     assert_int_equal(rt_fix_stop(fx, 20000), 0);
     /* No token and no chat id in the log. */
     const char *err = rt_stderr(fx->p);
@@ -326,24 +356,6 @@ static void test_notification(void **state) {
     question(BOB, "Message from planner:\n\nFYI: rollback done", 5000, NULL);
     /* Nothing pending: bob's message is the persona's. */
     expect_echo(BOB, 0, "ok noted");
-}
-
-/* The value of the first series of name whose labels contain every one of
- * want (NULL-terminated), or -1. */
-static double metric(const char *text, const char *name, const char *const *want) {
-    size_t n = strlen(name);
-    for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-        if (strncmp(l, name, n) || (l[n] != '{' && l[n] != ' ')) continue;
-        const char *eol = strchr(l, '\n');
-        size_t len = eol ? (size_t)(eol - l) : strlen(l);
-        char line[1024];
-        snprintf(line, sizeof line, "%.*s", (int)len, l);
-        int ok = 1;
-        for (size_t i = 0; want && want[i]; i++)
-            ok = ok && strstr(line, want[i]);
-        if (ok) return strtod(strrchr(line, ' ') + 1, NULL);
-    }
-    return -1;
 }
 
 static void test_expired_question(void **state) {
