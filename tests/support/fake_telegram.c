@@ -1157,7 +1157,25 @@ static char *build_locked(ftg *f, const ftg_msg *m, int64_t *id_out) {
         cJSON_AddRawToObject(msg, "message_thread_id", num);
         cJSON_AddBoolToObject(msg, "is_topic_message", 1);
     }
-    if (m->reply_to_user_id) {
+    if (m->reply_to_message_id) {
+        /* Quoting the bot's own message, as the client sends it. */
+        cJSON *rt = cJSON_AddObjectToObject(msg, "reply_to_message");
+        snprintf(num, sizeof num, "%lld", (long long)m->reply_to_message_id);
+        cJSON_AddRawToObject(rt, "message_id", num);
+        cJSON *rf = cJSON_AddObjectToObject(rt, "from");
+        snprintf(num, sizeof num, "%lld", (long long)f->bot_id);
+        cJSON_AddRawToObject(rf, "id", num);
+        cJSON_AddBoolToObject(rf, "is_bot", 1);
+        cJSON_AddStringToObject(rf, "first_name", "Test Bot");
+        cJSON_AddStringToObject(rf, "username", f->bot_username);
+        cJSON *rc = cJSON_AddObjectToObject(rt, "chat");
+        snprintf(num, sizeof num, "%lld", (long long)m->chat_id);
+        cJSON_AddRawToObject(rc, "id", num);
+        cJSON_AddStringToObject(rc, "type", ctype);
+        cJSON_AddNumberToObject(rt, "date", (double)time(NULL));
+        const stored_msg *q = find_msg(f, m->chat_id, m->reply_to_message_id);
+        cJSON_AddStringToObject(rt, "text", q ? q->text : "earlier");
+    } else if (m->reply_to_user_id) {
         cJSON *rt = cJSON_AddObjectToObject(msg, "reply_to_message");
         cJSON_AddNumberToObject(rt, "message_id", 1);
         cJSON *rf = cJSON_AddObjectToObject(rt, "from");
@@ -1277,6 +1295,44 @@ int64_t ftg_add_callback(ftg *f, int64_t chat_id, int64_t user_id, int64_t messa
     int64_t got = ftg_add_raw(f, payload);
     free(payload);
     return got;
+}
+
+int64_t ftg_add_reply(ftg *f, int64_t chat_id, int64_t quoted_id, const char *text) {
+    ftg_msg m = {.chat_id = chat_id, .text = text, .reply_to_message_id = quoted_id};
+    return ftg_add_message(f, &m);
+}
+
+/* callback_data of the button labelled `label` in a reply_markup (malloc),
+ * or NULL. */
+static char *button_of(const char *markup, const char *label) {
+    cJSON *mk = markup ? cJSON_Parse(markup) : NULL;
+    char *data = NULL;
+    const cJSON *row, *b;
+    cJSON_ArrayForEach(row, cJSON_GetObjectItemCaseSensitive(mk, "inline_keyboard")) {
+        cJSON_ArrayForEach(b, row) {
+            const char *t = get_str(b, "text"), *d = get_str(b, "callback_data");
+            if (!data && t && d && !strcmp(t, label)) data = strdup(d);
+        }
+    }
+    cJSON_Delete(mk);
+    return data;
+}
+
+int64_t ftg_press_button(ftg *f, int64_t chat_id, int64_t user_id, int64_t message_id,
+                         const char *label) {
+    char *data = NULL;
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < f->nrecs && !data; i++) {
+        const ftg_rec *r = &f->recs[i];
+        if (r->status == 200 && r->chat_id == chat_id && r->message_id == message_id &&
+            !strcmp(r->method, "sendMessage"))
+            data = button_of(r->reply_markup, label);
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (!data) return -1;
+    int64_t id = ftg_add_callback(f, chat_id, user_id, message_id, data);
+    free(data);
+    return id;
 }
 
 void ftg_add_with_id(ftg *f, const char *id_text, const char *payload) {

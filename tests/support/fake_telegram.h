@@ -82,6 +82,9 @@ typedef struct ftg_msg {
      * "\"voice\":{\"file_id\":\"v1\",\"mime_type\":\"audio/ogg\"}". */
     const char *media;
     const char *media_group_id;
+    /* A quote reply: reply_to_message is the bot's message with this id
+     * (its text as sent, when the fake knows it); 0 = none. */
+    int64_t reply_to_message_id;
 } ftg_msg;
 
 /* Queues an update; returns its update_id. */
@@ -99,6 +102,16 @@ int64_t ftg_add_raw(ftg *f, const char *payload);
  * recorded. */
 int64_t ftg_add_callback(ftg *f, int64_t chat_id, int64_t user_id, int64_t message_id,
                          const char *data);
+/* A person answering a question the bot asked: a message in chat_id
+ * quoting (reply_to_message) the bot's message quoted_id; returns its
+ * update_id. */
+int64_t ftg_add_reply(ftg *f, int64_t chat_id, int64_t quoted_id, const char *text);
+/* Presses the button labelled `label` on the bot's message message_id in
+ * chat_id (as sent by sendMessage, inline keyboard), from user_id: a
+ * callback_query with that button's callback_data. Returns its update_id,
+ * or -1 when the message or the button is unknown. */
+int64_t ftg_press_button(ftg *f, int64_t chat_id, int64_t user_id, int64_t message_id,
+                         const char *label);
 /* Queues {"update_id":<id_text>, <payload>} verbatim (any number, even out
  * of range), without touching the id counter. */
 void ftg_add_with_id(ftg *f, const char *id_text, const char *payload);
