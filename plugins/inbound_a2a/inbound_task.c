@@ -814,7 +814,9 @@ static int take_answer(ib *b, const rd_request *rq, const char *id, int64_t deli
 
 /* Rules, in order: the question the message replies to (a quote or a
  * button), a button of a question already closed (dropped), the only
- * question waiting in the chat; else the message is not an answer. */
+ * question waiting in the chat; else the message is not an answer. A
+ * button names its message: one of another message (a persona's reply)
+ * is never taken by the third rule. */
 int ib_intercept(void *self, const rd_request *rq) {
     ib *b = self;
     if (!rq || !rq->transport || strlen(rq->transport) > IB_NAME_MAX) return 0;
@@ -831,7 +833,7 @@ int ib_intercept(void *self, const rd_request *rq) {
         taken = take_answer(b, rq, p.match, p.match_ms);
     else if (late_press(b, rq, reply_to))
         taken = 1;
-    else if (p.waiting == 1)
+    else if (p.waiting == 1 && !((rq->flags & RD_MSG_CHOICE) && reply_to))
         taken = take_answer(b, rq, p.only, p.only_ms);
     free(p.match);
     free(p.only);

@@ -57,6 +57,13 @@ static void test_two_pending(void **state) {
     assert_int_equal(answer(12345, sb, "B"), 1);
     expect_state(jstr(a, "id"), "input-required");
     expect_state(jstr(b, "id"), "completed");
+    /* a button of another message (a persona's reply) is that message's */
+    assert_int_equal(rdpt_intercept(ib_self, &(rdpt_request){.chat_id = 12345,
+                                                             .transport = "main",
+                                                             .text = "Yes",
+                                                             .flags = RD_MSG_CHOICE,
+                                                             .reply_to = 778}),
+                     0);
     assert_int_equal(answer(12345, 0, "A"), 1); /* exactly one left */
     cJSON *ga = ib_get_task(TOK_P, 0, jstr(a, "id"));
     assert_string_equal(jstr(ga, "artifacts.0.parts.0.text"), "A");
