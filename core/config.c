@@ -529,6 +529,14 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
         return fail_at(err, errsz, m, 1,
                        "no [transport.NAME] section: nothing would receive "
                        "messages");
+    size_t tl = 1;
+    for (size_t i = 0; i < R.ntr; i++)
+        tl += strlen(R.tr[i]->inst) + 1;
+    R.tr_names = xcalloc(1, tl);
+    for (size_t i = 0; i < R.ntr; i++) {
+        if (i) strcat(R.tr_names, ",");
+        strcat(R.tr_names, R.tr[i]->inst);
+    }
     if (!nbackends)
         return fail_at(err, errsz, m, 1, "no [backend.NAME] section: nothing would answer");
 
@@ -604,6 +612,8 @@ void config_free(void) {
         ctx_free(R.ctx[i]);
     free(R.ctx);
     free(R.tr);
+    free(R.tr_names);
+    R.tr_names = NULL;
     free(R.inb);
     for (size_t i = 0; i < R.npersonas; i++) {
         persona *p = &R.personas[i];

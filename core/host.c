@@ -134,6 +134,7 @@ static const char *h_info(rd_ctx *ctx, const char *what) {
     if (!strcmp(what, "admin_listen")) return R.admin_listen;
     if (!strcmp(what, "lease_ms")) return lease_ms_info();
     if (!strcmp(what, "store")) return R.st ? store_kind(R.st) : NULL;
+    if (!strcmp(what, "transports")) return R.tr_names;
     return NULL;
 }
 

@@ -140,6 +140,7 @@ typedef struct router {
     size_t ntr;
     rd_ctx **inb; /* inbound instances (1.3), in manifest order */
     size_t ninb;
+    char *tr_names; /* "main,ops": host->info(ctx, "transports") */
     persona *personas;
     size_t npersonas;
     persona *default_persona;

@@ -392,7 +392,8 @@ typedef struct rd_host {
     /* Router facts: "env", "version", "build_sha", "instance", "kind",
      * "manifest_sha256", "state_dir", "admin_listen"; since ABI 1.1 also
      * "store" (sqlite or postgresql) and "lease_ms" ([router] lease_s in
-     * ms). NULL if unknown. */
+     * ms); since 1.3 "transports" (the transport instance names,
+     * comma-separated, from create() on). NULL if unknown. */
     const char *(*info)(rd_ctx *ctx, const char *what);
 
     /* Clock: monotonic milliseconds and wall-clock nanoseconds. */

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,6 +127,23 @@ static long human_index(ib *b, const char *name) {
     return -1;
 }
 
+/* Whether the router has a transport instance of that name; yes when the
+ * host does not say (older than 1.3). */
+static int transport_known(ib *b, const char *name, const char **all) {
+    const char *list = b->h->info(b->ctx, "transports");
+    *all = list;
+    if (!list) return 1;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == n && !memcmp(p, name, n)) return 1;
+        if (!end) break;
+        p = end + 1;
+    }
+    return 0;
+}
+
 /* NAME=TRANSPORT:CHAT_ID */
 static int parse_human(ib *b, const char *item, ib_human *hu, rd_error *err) {
     const char *eq = strchr(item, '='), *colon = eq ? strrchr(eq, ':') : NULL;
@@ -133,7 +151,9 @@ static int parse_human(ib *b, const char *item, ib_human *hu, rd_error *err) {
     hu->name = trimmed(item, (size_t)(eq - item));
     hu->transport = trimmed(eq + 1, (size_t)(colon - eq - 1));
     char *end = NULL;
+    errno = 0;
     long long chat = strtoll(colon + 1, &end, 10);
+    if (errno == ERANGE) end = (char *)colon + 1; /* out of range: refused below */
     while (end && isspace((unsigned char)*end))
         end++;
     if (!hu->name || !hu->transport || !valid_name(hu->name, strlen(hu->name)) ||
@@ -143,6 +163,13 @@ static int parse_human(ib *b, const char *item, ib_human *hu, rd_error *err) {
                        "'_', '.', '-')",
                        hu->name ? hu->name : "?");
     hu->chat = chat;
+    const char *all = NULL;
+    if (!transport_known(b, hu->transport, &all)) {
+        b->h->error(err, RD_E_CONFIG, "fatal",
+                    "humans: '%s' names transport '%s', but the transports are: %s", hu->name,
+                    hu->transport, all);
+        return -1;
+    }
     if (human_index(b, hu->name) >= 0)
         return cfg_err(b, err, "humans: '%s' is named twice", hu->name);
     return 0;

@@ -138,6 +138,12 @@ static const bad_case cases[] = {
      "[inbound.people]\nplugin = console\n",
      {"[inbound.people] plugin", "no inbound plugin 'console'", "inbound_console.so"},
      NULL},
+    {"inbound_transport_typo",
+     "[backend.mock]\nplugin = mock\n[persona.p]\nbackend = mock\nchats = *\n"
+     "[inbound.people]\nplugin = a2a\nlisten = 127.0.0.1:1\nhumans = alice=consle:42\n"
+     "callers = planner=0123456789abcdefXYZ\nallow = planner:*\n",
+     {"[inbound.people]", "humans: 'alice' names transport 'consle'", "transports are: console"},
+     NULL},
     {"bind_len",
      "[backend.bad]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/bind_len.so\n"
      "[persona.p]\nbackend = bad\nchats = *\n",

@@ -371,6 +371,8 @@ static void test_config_refused(void **state) {
         {"humans", "alice=main:12x"},
         {"humans", "alice=main:1, alice=main:2"},
         {"humans", "al ice=main:1"},
+        {"humans", "alice=main:99999999999999999999"},
+        {"humans", "alice=mian:12345"}, /* the router has "main" and "ops" */
         {"callers", "planner=short"},
         {"callers", "planner=" TOK_P ", auditor=" TOK_P},
         {"callers", "planner=" TOK_P ", planner=" TOK_A},
@@ -388,6 +390,7 @@ static void test_config_refused(void **state) {
         rdpt_set("humans", "alice=main:12345");
         rdpt_set("callers", "planner=" TOK_P ", auditor=" TOK_A);
         rdpt_set(bad[i][0], bad[i][1]);
+        rdpt_info("transports", "main,ops");
         rd_status st;
         rd_error e = {0};
         void *self = rdpt_start(&st, &e);
@@ -396,6 +399,17 @@ static void test_config_refused(void **state) {
         if (!strstr(e.msg, bad[i][0])) fail_msg("%s: '%s' does not name the key", bad[i][0], e.msg);
         assert_null(strstr(e.msg, TOK_P));
     }
+    /* The transport list in the error helps with a typo. */
+    rdpt_reset();
+    rdpt_set("listen", listen);
+    rdpt_set("humans", "alice=mian:12345");
+    rdpt_set("callers", "planner=" TOK_P);
+    rdpt_info("transports", "main,ops");
+    rd_status st;
+    rd_error e = {0};
+    assert_null(rdpt_start(&st, &e));
+    assert_non_null(strstr(e.msg, "'mian'"));
+    assert_non_null(strstr(e.msg, "main,ops"));
 }
 
 /* A host before ABI 1.3 (no deliver()) is refused with the reason. */
