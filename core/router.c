@@ -17,7 +17,9 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 router R;
@@ -135,7 +137,10 @@ void chat_hash(int64_t chat_id, char out[17]) {
  * served by a backend that completes later (RD_PENDING) does not start a
  * thread per chat just because none was idle in that instant. The
  * watchdog thread notices the stall; it waits that short only while the
- * stall is armed (work queued, nothing idle), else twice a second. */
+ * stall is armed (work queued, nothing idle), else twice a second. A
+ * worker the kernel shows runnable only waits for a CPU (a busy machine)
+ * or computes, and another thread would not help it: only the sleeping
+ * ones are replaced. */
 static pthread_t wd_thread;
 static bool wd_on, wd_stop;   /* under R.mu */
 static pthread_cond_t wd_cv;  /* waited with R.mu, on CLOCK_MONOTONIC */
@@ -145,6 +150,12 @@ static bool stall_armed;      /* the watchdog watches the queue */
 static uint64_t stall_mark;   /* taken when the queue last moved */
 static int64_t stall_mark_ms; /* and when */
 static fifo doneq;            /* completions for a worker, see router_complete() */
+
+typedef struct worker_rec {
+    struct worker_rec *prev, *next;
+    int tid;
+} worker_rec;
+static worker_rec *workers_head; /* under R.mu */
 
 static void *worker_main(void *arg);
 
@@ -185,11 +196,42 @@ static void workers_grow_locked(void) {
     }
 }
 
+/* True when the thread is running or waits for a CPU ('R' in its stat);
+ * false when it sleeps, or when procfs cannot tell (then it counts as
+ * blocked, so workers still grow). */
+static bool thread_runnable(int tid) {
+    char path[64], buf[160];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+    return p && p[1] == ' ' && p[2] == 'R';
+}
+
+/* Under R.mu, which it releases while it reads procfs: how many workers
+ * sleep (blocked in a call or a send), counted up to cap. */
+static size_t workers_asleep_locked(size_t cap) {
+    size_t n = 0, asleep = 0;
+    int *tids = xmalloc(((size_t)R.nthreads + 1) * sizeof *tids);
+    for (worker_rec *w = workers_head; w && n <= (size_t)R.nthreads; w = w->next)
+        tids[n++] = w->tid;
+    pthread_mutex_unlock(&R.mu);
+    for (size_t i = 0; i < n && asleep < cap; i++)
+        asleep += !thread_runnable(tids[i]);
+    pthread_mutex_lock(&R.mu);
+    free(tids);
+    return asleep;
+}
+
 /* Under R.mu: how long the watchdog may wait before looking again (-1:
- * disarmed). A stall starts as many workers as are queued, at most as many
- * as run already: a queue that stood still because the machine was busy,
- * not because the workers block, then costs a few threads, not `workers`,
- * and blocking backends still reach `workers` in a few rounds. */
+ * disarmed). A stall starts a worker for each one asleep, at most as many
+ * as are queued and as run already (doubling): a stall that procfs
+ * misjudges costs a few threads, not `workers`, and blocking backends
+ * still reach `workers` in a few rounds. */
 static int64_t stall_check_locked(int64_t now) {
     size_t queued = R.runq.len + doneq.len;
     if (!queued || R.idle_threads > 0 || R.nthreads >= R.max_workers || R.shutdown) {
@@ -203,7 +245,16 @@ static int64_t stall_check_locked(int64_t now) {
         size_t n = queued;
         if (n > (size_t)R.nthreads) n = (size_t)(R.nthreads > 0 ? R.nthreads : 1);
         if (n > (size_t)(R.max_workers - R.nthreads)) n = (size_t)(R.max_workers - R.nthreads);
-        workers_start_locked((int)n);
+        n = workers_asleep_locked(n);
+        /* The lock was let go: look again. */
+        queued = R.runq.len + doneq.len;
+        if (!queued || R.idle_threads > 0 || R.nthreads >= R.max_workers || R.shutdown) {
+            stall_armed = false;
+            return -1;
+        }
+        if (n > queued) n = queued;
+        if (n > (size_t)(R.max_workers - R.nthreads)) n = (size_t)(R.max_workers - R.nthreads);
+        if (taken == stall_mark && n > 0) workers_start_locked((int)n);
         stall_mark = taken;
         stall_mark_ms = mono_ms();
         return R.worker_spawn_ms;
@@ -914,7 +965,11 @@ static void job_finish(job *j) {
 
 static void *worker_main(void *arg) {
     (void)arg;
+    worker_rec self = {.tid = (int)syscall(SYS_gettid)};
     pthread_mutex_lock(&R.mu);
+    self.next = workers_head;
+    if (workers_head) workers_head->prev = &self;
+    workers_head = &self;
     for (;;) {
         qnode *n = NULL, *dn = NULL;
         while (!(dn = fifo_pop(&doneq)) && !R.shutdown && !(n = fifo_pop(&R.runq))) {
@@ -961,6 +1016,11 @@ static void *worker_main(void *arg) {
         pthread_mutex_lock(&R.mu);
     }
 out:
+    if (self.prev)
+        self.prev->next = self.next;
+    else
+        workers_head = self.next;
+    if (self.next) self.next->prev = self.prev;
     R.nthreads--;
     series_set(R.m_workers, R.nthreads);
     pthread_cond_broadcast(&R.idle_cv);
