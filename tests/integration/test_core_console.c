@@ -1,6 +1,7 @@
 /* The real binary through the console transport and the mock backend:
  * per-chat order, drain on SIGTERM, health endpoints, allowlist, rate
- * limits, personas and failure notices. */
+ * limits, personas and failure notices, and how many worker threads a
+ * burst starts. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
