@@ -35,8 +35,6 @@
 #define WARM_CHAT 1
 /* routerd's defaults of workers and queue_depth, for both clients. */
 #define DEF_WORKERS 256
-/* slow: routerd's workers (BENCH_SLOW_WORKERS changes it) */
-#define SLOW_WORKERS 12
 #define DEF_QUEUE 256
 
 static char *dir;
@@ -528,8 +526,9 @@ static int run_slow(int minimal, const params *pa, metrics *m) {
     int rc = 1;
     /* The minimal client needs a thread per call in flight; routerd's a2a
      * backend waits on the agent without a worker (RD_PENDING), so its
-     * workers only carry the work before and after the call. */
-    int workers = minimal ? chats + 16 : envint("BENCH_SLOW_WORKERS", SLOW_WORKERS);
+     * workers (the default bound; BENCH_SLOW_WORKERS changes it) only carry
+     * the work before and after the call. */
+    int workers = minimal ? chats + 16 : envint("BENCH_SLOW_WORKERS", DEF_WORKERS);
     if (client_start(&c, minimal, tg, ag, workers, chats + 256) || warm_up(&c, tg)) goto out;
     long rss0 = status_kb(c.pid, "VmRSS");
     phase ph;

@@ -64,8 +64,14 @@ const rd_option router_opts[] = {
     {"rate_limit_per_minute", RD_OPT_INT, 0, "20", "messages per chat per minute (0 = off)", 0,
      1000000, NULL, 0, 0},
     {"workers", RD_OPT_INT, 0, "256",
-     "most backend calls in flight at once (worker threads, started on demand)", 1, 65536, NULL, 0,
-     0},
+     "most worker threads, which carry messages to the backends and replies to the transports "
+     "(started on demand, retired after 30 s idle)",
+     1, 65536, NULL, 0, 0},
+    {"worker_spawn_ms", RD_OPT_INT, 0, "5",
+     "past twice the CPUs (at least 4), more workers start only when the run queue has not moved "
+     "for this long with every worker busy: one for each worker blocked, at most as many as are "
+     "queued, at most doubling each time (0 = start one whenever none is idle)",
+     0, 10000, NULL, 0, 0},
     {"chat_idle_s", RD_OPT_INT, 0, "60",
      "a chat with nothing queued is forgotten after this long idle (its rate-limit state with it)",
      1, 86400, NULL, 0, 0},
@@ -449,6 +455,7 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
     R.drain_timeout_s = RINT("drain_timeout_s");
     R.rate_limit = RINT("rate_limit_per_minute");
     R.max_workers = RINT("workers");
+    R.worker_spawn_ms = RINT("worker_spawn_ms");
     R.request_timeout_s = RINT("request_timeout_s");
     R.max_attachments = (size_t)cfg_find(&R.cfg, "max_attachments")->i;
     R.max_attachment_bytes = (size_t)cfg_find(&R.cfg, "max_attachment_bytes")->i;

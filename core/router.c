@@ -17,7 +17,10 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 router R;
 
@@ -127,32 +130,160 @@ void chat_hash(int64_t chat_id, char out[17]) {
     out[16] = 0;
 }
 
-/* ---- liveness ------------------------------------------------------------ */
+/* ---- liveness and worker growth -------------------------------------------
+ * Workers start at once while fewer than spawn_floor run; past it, only
+ * when the run queue has not moved for R.worker_spawn_ms with no worker
+ * idle: then the workers are held in backend calls or sends, and a burst
+ * served by a backend that completes later (RD_PENDING) does not start a
+ * thread per chat just because none was idle in that instant. The
+ * watchdog thread notices the stall; it waits that short only while the
+ * stall is armed (work queued, nothing idle), else twice a second. A
+ * worker the kernel shows runnable only waits for a CPU (a busy machine)
+ * or computes, and another thread would not help it: only the sleeping
+ * ones are replaced. */
 static pthread_t wd_thread;
-static bool wd_on, wd_stop;
-static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wd_cv = PTHREAD_COND_INITIALIZER;
+static bool wd_on, wd_stop;   /* under R.mu */
+static pthread_cond_t wd_cv;  /* waited with R.mu, on CLOCK_MONOTONIC */
+static int spawn_floor;       /* started without waiting for a stall */
+static uint64_t taken;        /* pops from the run and completion queues */
+static bool stall_armed;      /* the watchdog watches the queue */
+static uint64_t stall_mark;   /* taken when the queue last moved */
+static int64_t stall_mark_ms; /* and when */
+static fifo doneq;            /* completions for a worker, see router_complete() */
 
-/* Takes the global lock twice a second: a deadlock or a thread that keeps
- * the lock shows up as a stale stamp, while a slow peer inside a plugin
- * call (start() waiting for Telegram) does not. */
+typedef struct worker_rec {
+    struct worker_rec *prev, *next;
+    int tid;
+} worker_rec;
+static worker_rec *workers_head; /* under R.mu */
+
+static void *worker_main(void *arg);
+
+/* Starts up to n workers and counts them: under R.mu, which it releases
+ * around the thread creations when n > 1 (the count is taken first, so
+ * nobody else starts them twice). Returns how many started. */
+static int workers_start_locked(int n) {
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    /* Small stacks keep hundreds of blocked backend calls cheap. */
+    pthread_attr_setstacksize(&a, 512 * 1024);
+    R.nthreads += n;
+    if (n > 1) pthread_mutex_unlock(&R.mu);
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_t th;
+        if (pthread_create(&th, &a, worker_main, NULL) == 0) ok++;
+    }
+    if (n > 1) pthread_mutex_lock(&R.mu);
+    R.nthreads -= n - ok;
+    series_set(R.m_workers, R.nthreads);
+    pthread_attr_destroy(&a);
+    return ok;
+}
+
+/* Work was queued and no worker is idle: one more now below the floor,
+ * else the watchdog looks for a stall. */
+static void workers_grow_locked(void) {
+    if (R.nthreads >= R.max_workers || R.shutdown) return;
+    if (R.nthreads < spawn_floor || !wd_on) {
+        workers_start_locked(1);
+    } else if (!stall_armed) {
+        stall_armed = true;
+        stall_mark = taken;
+        stall_mark_ms = mono_ms();
+        pthread_cond_signal(&wd_cv);
+    }
+}
+
+/* True when the thread is running or waits for a CPU ('R' in its stat);
+ * false when it sleeps, or when procfs cannot tell (then it counts as
+ * blocked, so workers still grow). */
+static bool thread_runnable(int tid) {
+    char path[64], buf[160];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+    return p && p[1] == ' ' && p[2] == 'R';
+}
+
+/* Under R.mu, which it releases while it reads procfs: how many workers
+ * sleep (blocked in a call or a send), counted up to cap. */
+static size_t workers_asleep_locked(size_t cap) {
+    size_t n = 0, asleep = 0;
+    int *tids = xmalloc(((size_t)R.nthreads + 1) * sizeof *tids);
+    for (worker_rec *w = workers_head; w && n <= (size_t)R.nthreads; w = w->next)
+        tids[n++] = w->tid;
+    pthread_mutex_unlock(&R.mu);
+    for (size_t i = 0; i < n && asleep < cap; i++)
+        asleep += !thread_runnable(tids[i]);
+    pthread_mutex_lock(&R.mu);
+    free(tids);
+    return asleep;
+}
+
+/* Under R.mu: how long the watchdog may wait before looking again (-1:
+ * disarmed). A stall starts a worker for each one asleep, at most as many
+ * as are queued and as run already (doubling): a stall that procfs
+ * misjudges costs a few threads, not `workers`, and blocking backends
+ * still reach `workers` in a few rounds. */
+static int64_t stall_check_locked(int64_t now) {
+    size_t queued = R.runq.len + doneq.len;
+    if (!queued || R.idle_threads > 0 || R.nthreads >= R.max_workers || R.shutdown) {
+        stall_armed = false;
+        return -1;
+    }
+    if (taken != stall_mark) {
+        stall_mark = taken;
+        stall_mark_ms = now;
+    } else if (now - stall_mark_ms >= R.worker_spawn_ms) {
+        size_t n = queued;
+        if (n > (size_t)R.nthreads) n = (size_t)(R.nthreads > 0 ? R.nthreads : 1);
+        if (n > (size_t)(R.max_workers - R.nthreads)) n = (size_t)(R.max_workers - R.nthreads);
+        n = workers_asleep_locked(n);
+        /* The lock was let go: look again. */
+        queued = R.runq.len + doneq.len;
+        if (!queued || R.idle_threads > 0 || R.nthreads >= R.max_workers || R.shutdown) {
+            stall_armed = false;
+            return -1;
+        }
+        if (n > queued) n = queued;
+        if (n > (size_t)(R.max_workers - R.nthreads)) n = (size_t)(R.max_workers - R.nthreads);
+        if (taken == stall_mark && n > 0) workers_start_locked((int)n);
+        stall_mark = taken;
+        stall_mark_ms = mono_ms();
+        return R.worker_spawn_ms;
+    }
+    return stall_mark_ms + R.worker_spawn_ms - now;
+}
+
+/* Holds the global lock but while waiting: a deadlock or a thread that
+ * keeps the lock shows up as a stale stamp, while a slow peer inside a
+ * plugin call (start() waiting for Telegram) does not. */
 static void *watchdog_main(void *arg) {
     (void)arg;
-    pthread_mutex_lock(&wd_mu);
+    pthread_mutex_lock(&R.mu);
     while (!wd_stop) {
-        pthread_mutex_unlock(&wd_mu);
-        pthread_mutex_lock(&R.mu);
-        pthread_mutex_unlock(&R.mu);
-        atomic_store(&R.watchdog_ms, mono_ms());
-        pthread_mutex_lock(&wd_mu);
+        int64_t now = mono_ms();
+        atomic_store(&R.watchdog_ms, now);
+        int64_t wait = 500;
+        if (stall_armed) {
+            int64_t left = stall_check_locked(now);
+            if (left >= 0 && left < wait) wait = left > 0 ? left : 1;
+        }
         struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_nsec += 500 * 1000000L;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_nsec += wait * 1000000L;
         dl.tv_sec += dl.tv_nsec / 1000000000L;
         dl.tv_nsec %= 1000000000L;
-        if (!wd_stop) pthread_cond_timedwait(&wd_cv, &wd_mu, &dl);
+        if (!wd_stop) pthread_cond_timedwait(&wd_cv, &R.mu, &dl);
     }
-    pthread_mutex_unlock(&wd_mu);
+    pthread_mutex_unlock(&R.mu);
     return NULL;
 }
 
@@ -188,6 +319,17 @@ int router_init(char *err, size_t errsz) {
     pthread_mutex_init(&R.mu, NULL);
     pthread_cond_init(&R.work_cv, NULL);
     pthread_cond_init(&R.idle_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&wd_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    /* Enough to keep the CPUs busy with work that does not block. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    spawn_floor = cpus > 2 ? (int)(cpus < 32768 ? 2 * cpus : 65536) : 4;
+    if (R.worker_spawn_ms <= 0 || spawn_floor > R.max_workers) spawn_floor = R.max_workers;
+    taken = stall_mark = 0;
+    stall_armed = false;
     atomic_store(&R.watchdog_ms, mono_ms());
     wd_stop = false;
     wd_on = pthread_create(&wd_thread, NULL, watchdog_main, NULL) == 0;
@@ -200,13 +342,14 @@ static void job_free(job *j);
 
 void router_fini(void) {
     if (wd_on) {
-        pthread_mutex_lock(&wd_mu);
+        pthread_mutex_lock(&R.mu);
         wd_stop = true;
         pthread_cond_signal(&wd_cv);
-        pthread_mutex_unlock(&wd_mu);
+        pthread_mutex_unlock(&R.mu);
         pthread_join(wd_thread, NULL);
         wd_on = false;
     }
+    pthread_cond_destroy(&wd_cv);
     for (qnode *q; (q = fifo_pop(&parked));)
         job_free((job *)q);
     for (size_t i = 0; i < tab_size; i++) {
@@ -228,7 +371,6 @@ void router_fini(void) {
 }
 
 /* ---- workers ------------------------------------------------------------ */
-static void *worker_main(void *arg);
 
 /* The job a worker thread is processing: when that job finishes on its own
  * worker, the worker looks at the run queue again right after. */
@@ -240,21 +382,8 @@ static _Thread_local const struct job *carrying;
 static bool runq_push_locked(chat *c) {
     c->in_runq = true;
     fifo_push(&R.runq, &c->runq);
-    if (R.idle_threads > 0) {
-        return true;
-    } else if (R.nthreads < R.max_workers) {
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        /* Small stacks keep hundreds of blocked backend calls cheap. */
-        pthread_attr_setstacksize(&a, 512 * 1024);
-        pthread_t th;
-        if (pthread_create(&th, &a, worker_main, NULL) == 0) {
-            R.nthreads++;
-            series_set(R.m_workers, R.nthreads);
-        }
-        pthread_attr_destroy(&a);
-    }
+    if (R.idle_threads > 0) return true;
+    workers_grow_locked();
     return false;
 }
 
@@ -771,8 +900,6 @@ typedef struct done_item {
     bool has_err;
 } done_item;
 
-static fifo doneq; /* under R.mu */
-
 static void done_run(done_item *d) {
     carrying = d->j;
     after_backend(d->j, d->st, d->has_err ? &d->err : NULL);
@@ -792,17 +919,8 @@ void router_complete(rd_reply *r, rd_status st, const rd_error *err) {
     pthread_mutex_lock(&R.mu);
     /* Once stopping, a worker still counted takes it before it exits. */
     bool queue = R.nthreads > 0 || !R.shutdown;
-    if (queue && !R.shutdown && R.idle_threads == 0 && R.nthreads < R.max_workers) {
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&a, 512 * 1024);
-        pthread_t th;
-        if (pthread_create(&th, &a, worker_main, NULL) == 0) {
-            R.nthreads++;
-            series_set(R.m_workers, R.nthreads);
-        }
-        pthread_attr_destroy(&a);
+    if (queue && !R.shutdown && R.idle_threads == 0) {
+        workers_grow_locked();
         queue = R.nthreads > 0;
     }
     bool wake = queue && R.idle_threads > 0;
@@ -847,7 +965,11 @@ static void job_finish(job *j) {
 
 static void *worker_main(void *arg) {
     (void)arg;
+    worker_rec self = {.tid = (int)syscall(SYS_gettid)};
     pthread_mutex_lock(&R.mu);
+    self.next = workers_head;
+    if (workers_head) workers_head->prev = &self;
+    workers_head = &self;
     for (;;) {
         qnode *n = NULL, *dn = NULL;
         while (!(dn = fifo_pop(&doneq)) && !R.shutdown && !(n = fifo_pop(&R.runq))) {
@@ -859,6 +981,12 @@ static void *worker_main(void *arg) {
             R.idle_threads--;
             /* Idle for 30 s: give the memory back, keep two warm. */
             if (rc != 0 && R.nthreads > 2 && !R.runq.len && !doneq.len) goto out;
+        }
+        if (dn || n) {
+            taken++; /* the queue moved: no stall */
+            /* More is queued and nobody idle takes it (woken workers count
+             * as idle until they run, so the pushes may not have seen it). */
+            if (!stall_armed && !R.idle_threads && (R.runq.len || doneq.len)) workers_grow_locked();
         }
         if (dn) {
             pthread_mutex_unlock(&R.mu);
@@ -888,6 +1016,11 @@ static void *worker_main(void *arg) {
         pthread_mutex_lock(&R.mu);
     }
 out:
+    if (self.prev)
+        self.prev->next = self.next;
+    else
+        workers_head = self.next;
+    if (self.next) self.next->prev = self.prev;
     R.nthreads--;
     series_set(R.m_workers, R.nthreads);
     pthread_cond_broadcast(&R.idle_cv);

@@ -124,6 +124,8 @@ typedef struct router {
     const char *env, *admin_listen, *state_dir, *plugin_dir;
     int queue_depth, chat_queue_depth, drain_timeout_s, rate_limit, max_workers;
     int request_timeout_s;
+    int worker_spawn_ms; /* past the eager floor, a stall this long starts workers; 0 = never wait
+                          */
     size_t max_attachments, max_attachment_bytes; /* per message or reply */
     const char *failure_notice, *rate_limit_notice;
     http_limits http;

@@ -1,6 +1,7 @@
 /* The real binary through the console transport and the mock backend:
  * per-chat order, drain on SIGTERM, health endpoints, allowlist, rate
- * limits, personas and failure notices. */
+ * limits, personas and failure notices, and how many worker threads a
+ * burst starts. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,10 +10,12 @@
 
 #include "harness.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static rt_fix *fx;
 
@@ -375,6 +378,100 @@ static void test_async_completion_order(void **state) {
     free(m);
 }
 
+/* Threads of a process: the entries of /proc/PID/task. */
+static int threads_of(int pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+/* Workers started without waiting for a stall: twice the CPUs, at least 4
+ * (as core/router.c). */
+static int spawn_floor(void) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 2 ? (int)(2 * cpus) : 4;
+}
+
+/* Writes one message to each of n chats, then samples the thread count
+ * until n replies came out. The most threads seen; *ms: the time from the
+ * first write to the last reply. */
+static int burst_peak_threads(rt_proc *p, int n, int timeout_ms, long long *ms) {
+    char line[64];
+    long long t0 = rt_now_ms();
+    int peak = threads_of(rt_pid(p));
+    for (int i = 0; i < n; i++) {
+        snprintf(line, sizeof line, "@%d m%d\n", 7000 + i, i);
+        assert_int_equal(rt_write(p, line), 0);
+        if (i % 50 == 0) {
+            int t = threads_of(rt_pid(p));
+            if (t > peak) peak = t;
+        }
+    }
+    while (rt_wait_stdout_lines(p, n, 5) < n && rt_now_ms() - t0 < timeout_ms) {
+        int t = threads_of(rt_pid(p));
+        if (t > peak) peak = t;
+    }
+    *ms = rt_now_ms() - t0;
+    assert_int_equal(rt_wait_stdout_lines(p, n, 0), n);
+    return peak;
+}
+
+/* With the default workers (256), a backend that completes later
+ * (RD_PENDING) keeps the pool near its floor: 2,000 chats arriving at
+ * once no longer start a thread each while none happens to be idle. */
+static void test_async_burst_few_threads(void **state) {
+    (void)state;
+    char *m = manifest("async-few", 0, "rate_limit_per_minute = 0\nqueue_depth = 4000\n",
+                       "[backend.mock]\nplugin = mock\nprefix = \"\"\nasync = true\n"
+                       "latency_ms = 1000\n[persona.p]\nbackend = mock\nchats = *\n");
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_true(rt_wait_stderr(p, "started", 20000));
+    int base = threads_of(rt_pid(p)); /* no worker yet */
+    assert_true(base > 0);
+    long long ms;
+    int peak = burst_peak_threads(p, 2000, 30000, &ms);
+    print_message("async burst: %d threads before, %d at most (%d workers), %lld ms\n", base, peak,
+                  peak - base, ms);
+    /* One round started on a stall a busy machine made is tolerated;
+     * a thread per waiting chat was over a hundred. */
+    assert_true(peak - base <= 2 * spawn_floor());
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    rt_free(p);
+    free(m);
+}
+
+/* A backend that blocks its worker still reaches full concurrency: past
+ * the floor the stalled run queue starts more workers within a few
+ * worker_spawn_ms, so 100 calls of 500 ms finish in about 500 ms, not in
+ * 100 / floor rounds of 500 ms. */
+static void test_blocking_reaches_concurrency(void **state) {
+    (void)state;
+    char *m = manifest("block-all", 0, "rate_limit_per_minute = 0\n",
+                       "[backend.mock]\nplugin = mock\nprefix = \"\"\nlatency_ms = 500\n"
+                       "[persona.p]\nbackend = mock\nchats = *\n");
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_true(rt_wait_stderr(p, "started", 20000));
+    int base = threads_of(rt_pid(p));
+    long long ms;
+    int peak = burst_peak_threads(p, 100, 20000, &ms);
+    print_message("blocking: %d workers at most, 100 calls of 500 ms in %lld ms\n", peak - base,
+                  ms);
+    assert_true(ms >= 500);
+    assert_true(ms < 1500);
+    assert_true(peak - base >= 100 - spawn_floor()); /* about one per call */
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    rt_free(p);
+    free(m);
+}
+
 static void test_persona_switch_persists(void **state) {
     (void)state;
     const char *rest = "[backend.a]\nplugin = mock\nprefix = \"A:\"\n"
@@ -460,6 +557,8 @@ int main(void) {
         RT_FIX_TEST(test_mock_seed_deterministic, &fix),
         RT_FIX_TEST(test_async_many_in_flight, &fix),
         RT_FIX_TEST(test_async_completion_order, &fix),
+        RT_FIX_TEST(test_async_burst_few_threads, &fix),
+        RT_FIX_TEST(test_blocking_reaches_concurrency, &fix),
         RT_FIX_TEST(test_persona_switch_persists, &fix),
         RT_FIX_TEST(test_console_input_rules, &fix),
     };
