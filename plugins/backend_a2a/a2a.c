@@ -713,7 +713,7 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             hr = a2a_http_do(a->http, &rq, &rs);
             curl_slist_free_all(hd);
             long st = rs.status;
-            if (hr != 0 || !rs.location[0] ||
+            if (hr != 0 || !rs.location ||
                 !(st == 301 || st == 302 || st == 303 || st == 307 || st == 308))
                 break;
             char *next = a2a_url_resolve(final, rs.location);
@@ -776,8 +776,8 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             *cls = a2a_classify_http(rs.status);
             snprintf(err, errsz, "agent card %s: HTTP %ld%s%s", urls[i], rs.status,
                      rs.status == 401 || rs.status == 403 ? " (check token / api_key)" : "",
-                     rs.www_auth[0] ? ", WWW-Authenticate: " : "");
-            if (rs.www_auth[0]) strncat(err, rs.www_auth, errsz - strlen(err) - 1);
+                     rs.www_auth ? ", WWW-Authenticate: " : "");
+            if (rs.www_auth) strncat(err, rs.www_auth, errsz - strlen(err) - 1);
             a2a_http_resp_free(&rs);
             break;
         }
@@ -789,6 +789,8 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             a2a_http_resp_free(&rs);
             break;
         }
+        snprintf(cc->etag, sizeof cc->etag, "%s", rs.etag ? rs.etag : "");
+        cc->max_age = rs.max_age;
         a2a_http_resp_free(&rs);
         if (card->required_ext && !a->ext_warn) {
             *cls = A2A_C_FATAL;
@@ -799,8 +801,6 @@ static int fetch_card(a2a *a, int64_t deadline, a2a_card *card, a2a_class *cls, 
             a2a_card_free(card);
             break;
         }
-        snprintf(cc->etag, sizeof cc->etag, "%s", rs.etag);
-        cc->max_age = rs.max_age;
         rc = 0;
         snprintf(err, errsz, "%s", final); /* where it came from, for the log */
         break;
@@ -1558,7 +1558,7 @@ static void rpc_end(call *c, const agent_view *v, rpc_x *x) {
             o->cls = a2a_classify_http(rs.status);
             snprintf(o->msg, sizeof o->msg, "%s %.150s: HTTP %ld%s%s%.80s", m, v->url, rs.status,
                      rs.status == 401 || rs.status == 403 ? " (check token / api_key)" : "",
-                     rs.www_auth[0] ? ", WWW-Authenticate: " : "", rs.www_auth);
+                     rs.www_auth ? ", WWW-Authenticate: " : "", rs.www_auth ? rs.www_auth : "");
         }
     } else if (rs.is_sse) {
         /* A continued task's stream must show its new state, not only the

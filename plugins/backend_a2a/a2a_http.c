@@ -85,6 +85,19 @@ typedef struct {
     int prereqs; /* connections the request was about to be written on */
 } xfer;
 
+/* *dst becomes a copy of v[0..n), or NULL when n is 0 (or no memory: the
+ * header is then as good as absent). */
+static void keep_header(char **dst, const char *v, size_t n) {
+    free(*dst);
+    *dst = NULL;
+    if (!n) return;
+    char *p = malloc(n + 1);
+    if (!p) return;
+    memcpy(p, v, n);
+    p[n] = 0;
+    *dst = p;
+}
+
 static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
     xfer *x = arg;
     size_t len = sz * n;
@@ -93,9 +106,9 @@ static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
         /* a new status line (redirect, 100-continue): forget old headers */
         if (len > 5 && !strncmp(b, "HTTP/", 5)) {
             x->out->ctype[0] = 0;
-            x->out->www_auth[0] = 0;
-            x->out->location[0] = 0;
-            x->out->etag[0] = 0;
+            keep_header(&x->out->www_auth, NULL, 0);
+            keep_header(&x->out->location, NULL, 0);
+            keep_header(&x->out->etag, NULL, 0);
             x->out->max_age = -1;
             x->out->retry_after_s = 0;
         }
@@ -124,13 +137,10 @@ static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
         long long s = strtoll(num, &e, 10);
         x->out->retry_after_s = e == num || *e || s < 0 ? 0 : s > 86400 ? 86400 : (long)s;
     } else if (nlen == 4 && !strncasecmp(b, "ETag", 4)) {
-        int ok = vlen < sizeof x->out->etag;
+        int ok = vlen < 128;
         for (size_t k = 0; ok && k < vlen; k++)
             ok = (unsigned char)v[k] >= 0x20 && v[k] != 0x7f;
-        if (ok) {
-            memcpy(x->out->etag, v, vlen);
-            x->out->etag[vlen] = 0;
-        }
+        if (ok) keep_header(&x->out->etag, v, vlen);
     } else if (nlen == 13 && !strncasecmp(b, "Cache-Control", 13)) {
         char cc[256];
         size_t k = vlen < sizeof cc - 1 ? vlen : sizeof cc - 1;
@@ -149,14 +159,9 @@ static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
             if (d > m + 8) x->out->max_age = n > 31536000 ? 31536000 : (long)n;
         }
     } else if (nlen == 8 && !strncasecmp(b, "Location", 8)) {
-        if (vlen < sizeof x->out->location) {
-            memcpy(x->out->location, v, vlen);
-            x->out->location[vlen] = 0;
-        }
+        keep_header(&x->out->location, v, vlen < 512 ? vlen : 0);
     } else if (nlen == 16 && !strncasecmp(b, "WWW-Authenticate", 16)) {
-        size_t k = vlen < sizeof x->out->www_auth - 1 ? vlen : sizeof x->out->www_auth - 1;
-        memcpy(x->out->www_auth, v, k);
-        x->out->www_auth[k] = 0;
+        keep_header(&x->out->www_auth, v, vlen < 159 ? vlen : 159);
     }
     return len;
 }
@@ -741,4 +746,7 @@ void a2a_http_resp_free(a2a_http_resp *r) {
     free(r->body);
     r->body = NULL;
     r->len = 0;
+    keep_header(&r->www_auth, NULL, 0);
+    keep_header(&r->location, NULL, 0);
+    keep_header(&r->etag, NULL, 0);
 }
