@@ -80,9 +80,11 @@ typedef struct a2a_lop a2a_lop;
 /* rc: as a2a_http_do() for an exchange; 0 for a timer. */
 typedef void (*a2a_loop_fn)(void *arg, int rc);
 
-/* max_host_conns: CURLMOPT_MAX_HOST_CONNECTIONS (0 = no limit); now():
- * a monotonic clock in ms. */
-a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, int64_t (*now)(void));
+/* max_host_conns: CURLMOPT_MAX_HOST_CONNECTIONS (0 = no limit); max_idle:
+ * idle connections kept for reuse (CURLMOPT_MAXCONNECTS; 0 = curl's
+ * default); both split among the multi handles. now(): a monotonic clock
+ * in ms. */
+a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, long max_idle, int64_t (*now)(void));
 int a2a_loop_start(a2a_loop *l);
 /* Starts one exchange; rq (and what it points to) and out must stay valid
  * until fn(arg, rc) runs on the loop thread, once. abort_fn is polled
