@@ -8,6 +8,9 @@
 
 #include <ctype.h>
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -85,6 +88,19 @@ typedef struct {
     int prereqs; /* connections the request was about to be written on */
 } xfer;
 
+/* *dst becomes a copy of v[0..n), or NULL when n is 0 (or no memory: the
+ * header is then as good as absent). */
+static void keep_header(char **dst, const char *v, size_t n) {
+    free(*dst);
+    *dst = NULL;
+    if (!n) return;
+    char *p = malloc(n + 1);
+    if (!p) return;
+    memcpy(p, v, n);
+    p[n] = 0;
+    *dst = p;
+}
+
 static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
     xfer *x = arg;
     size_t len = sz * n;
@@ -93,9 +109,9 @@ static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
         /* a new status line (redirect, 100-continue): forget old headers */
         if (len > 5 && !strncmp(b, "HTTP/", 5)) {
             x->out->ctype[0] = 0;
-            x->out->www_auth[0] = 0;
-            x->out->location[0] = 0;
-            x->out->etag[0] = 0;
+            keep_header(&x->out->www_auth, NULL, 0);
+            keep_header(&x->out->location, NULL, 0);
+            keep_header(&x->out->etag, NULL, 0);
             x->out->max_age = -1;
             x->out->retry_after_s = 0;
         }
@@ -124,13 +140,10 @@ static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
         long long s = strtoll(num, &e, 10);
         x->out->retry_after_s = e == num || *e || s < 0 ? 0 : s > 86400 ? 86400 : (long)s;
     } else if (nlen == 4 && !strncasecmp(b, "ETag", 4)) {
-        int ok = vlen < sizeof x->out->etag;
+        int ok = vlen < 128;
         for (size_t k = 0; ok && k < vlen; k++)
             ok = (unsigned char)v[k] >= 0x20 && v[k] != 0x7f;
-        if (ok) {
-            memcpy(x->out->etag, v, vlen);
-            x->out->etag[vlen] = 0;
-        }
+        if (ok) keep_header(&x->out->etag, v, vlen);
     } else if (nlen == 13 && !strncasecmp(b, "Cache-Control", 13)) {
         char cc[256];
         size_t k = vlen < sizeof cc - 1 ? vlen : sizeof cc - 1;
@@ -149,14 +162,9 @@ static size_t on_header(char *b, size_t sz, size_t n, void *arg) {
             if (d > m + 8) x->out->max_age = n > 31536000 ? 31536000 : (long)n;
         }
     } else if (nlen == 8 && !strncasecmp(b, "Location", 8)) {
-        if (vlen < sizeof x->out->location) {
-            memcpy(x->out->location, v, vlen);
-            x->out->location[vlen] = 0;
-        }
+        keep_header(&x->out->location, v, vlen < 512 ? vlen : 0);
     } else if (nlen == 16 && !strncasecmp(b, "WWW-Authenticate", 16)) {
-        size_t k = vlen < sizeof x->out->www_auth - 1 ? vlen : sizeof x->out->www_auth - 1;
-        memcpy(x->out->www_auth, v, k);
-        x->out->www_auth[k] = 0;
+        keep_header(&x->out->www_auth, v, vlen < 159 ? vlen : 159);
     }
     return len;
 }
@@ -357,6 +365,8 @@ struct a2a_loop {
     a2a_lop **timers; /* min-heap by due_ms (loop thread only) */
     size_t ntimers, tcap;
     atomic_size_t nactive;
+    size_t busiest;     /* most exchanges at once since the last trim (loop thread) */
+    int64_t idle_since; /* no exchange in flight since then; 0 = busy (loop thread) */
 };
 
 static int on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sockp) {
@@ -382,7 +392,7 @@ static int on_timer(CURLM *m, long ms, void *arg) {
     return 0;
 }
 
-a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, int64_t (*now)(void)) {
+a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, long max_idle, int64_t (*now)(void)) {
     a2a_loop *l = calloc(1, sizeof *l);
     if (!l) return NULL;
     l->h = h;
@@ -412,6 +422,12 @@ a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, int64_t (*now)(void)) {
         if (max_host_conns > 0)
             curl_multi_setopt(sh->m, CURLMOPT_MAX_HOST_CONNECTIONS,
                               (max_host_conns + LOOP_SHARDS - 1) / LOOP_SHARDS);
+        /* curl's own bound is four times the transfers added: after a
+         * burst every connection would stay open, each with its socket
+         * and about 5 KiB. Connections in use are never closed for it. */
+        if (max_idle > 0)
+            curl_multi_setopt(sh->m, CURLMOPT_MAXCONNECTS,
+                              (max_idle + LOOP_SHARDS - 1) / LOOP_SHARDS);
     }
     if (!ok) {
         a2a_loop_free(l);
@@ -419,8 +435,6 @@ a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, int64_t (*now)(void)) {
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
     epoll_ctl(l->ep, EPOLL_CTL_ADD, l->evfd, &ev);
-    /* Idle keep-alive connections kept for reuse: up to one per exchange
-     * in flight (curl's default is four times the handles added). */
     return l;
 }
 
@@ -585,6 +599,26 @@ static void run_timers(a2a_loop *l, int64_t now) {
 }
 
 #define LOOP_TICK_MS 100
+/* A burst of this many exchanges at once, then a second without any, and
+ * the memory freed since goes back to the system (glibc otherwise keeps
+ * it in its arenas: 10,000 calls leave over 150 MiB behind). */
+#define LOOP_TRIM_BURST 1024
+#define LOOP_TRIM_IDLE_MS 1000
+
+static void trim_after_burst(a2a_loop *l, int64_t now) {
+    size_t n = atomic_load(&l->nactive);
+    if (n) {
+        if (n > l->busiest) l->busiest = n;
+        l->idle_since = 0;
+        return;
+    }
+    if (!l->idle_since) l->idle_since = now;
+    if (l->busiest < LOOP_TRIM_BURST || now - l->idle_since < LOOP_TRIM_IDLE_MS) return;
+    l->busiest = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
 
 static void *loop_main(void *arg) {
     a2a_loop *l = arg;
@@ -624,6 +658,7 @@ static void *loop_main(void *arg) {
         }
         if (now >= next_scan) {
             scan_aborts(l, 0);
+            trim_after_burst(l, now);
             next_scan = now + LOOP_TICK_MS;
         }
         run_timers(l, l->now());
@@ -741,4 +776,7 @@ void a2a_http_resp_free(a2a_http_resp *r) {
     free(r->body);
     r->body = NULL;
     r->len = 0;
+    keep_header(&r->www_auth, NULL, 0);
+    keep_header(&r->location, NULL, 0);
+    keep_header(&r->etag, NULL, 0);
 }

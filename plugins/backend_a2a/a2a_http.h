@@ -54,16 +54,20 @@ typedef struct a2a_http_resp {
     long retry_after_s; /* 0..86400; a date or junk reads as 0 */
     int req_sent;       /* request bytes left for the peer: it may have acted */
     int repeat_refused; /* no_repeat: the connection died after the request left */
-    char www_auth[160];
-    char location[512]; /* Location header (redirects), "" when none or too long */
-    char etag[128];     /* ETag, "" when none or unusable */
-    long max_age;       /* Cache-Control max-age (0 for no-cache/no-store), -1 when not said */
+    /* Headers few answers carry (a refusal, a redirect, the card's
+     * validator) are allocated when they come, so thousands of exchanges
+     * in flight do not each hold room for them; NULL when absent. */
+    char *www_auth; /* WWW-Authenticate, cut to 159 bytes */
+    char *location; /* Location (redirects); NULL also when over 511 bytes */
+    char *etag;     /* ETag; NULL also when over 127 bytes or unusable */
+    long max_age;   /* Cache-Control max-age (0 for no-cache/no-store), -1 when not said */
     char errbuf[CURL_ERROR_SIZE];
 } a2a_http_resp;
 
 /* Performs one exchange. Returns 0 when an HTTP answer arrived completely
  * (any status), -1 otherwise (see cc, too_big, aborted). */
 int a2a_http_do(a2a_http *h, const a2a_http_req *rq, a2a_http_resp *out);
+/* Frees the body and the headers kept; r can be filled again. */
 void a2a_http_resp_free(a2a_http_resp *r);
 
 /* An event loop: one thread owning a curl multi handle, for exchanges that
@@ -76,9 +80,11 @@ typedef struct a2a_lop a2a_lop;
 /* rc: as a2a_http_do() for an exchange; 0 for a timer. */
 typedef void (*a2a_loop_fn)(void *arg, int rc);
 
-/* max_host_conns: CURLMOPT_MAX_HOST_CONNECTIONS (0 = no limit); now():
- * a monotonic clock in ms. */
-a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, int64_t (*now)(void));
+/* max_host_conns: CURLMOPT_MAX_HOST_CONNECTIONS (0 = no limit); max_idle:
+ * idle connections kept for reuse (CURLMOPT_MAXCONNECTS; 0 = curl's
+ * default); both split among the multi handles. now(): a monotonic clock
+ * in ms. */
+a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, long max_idle, int64_t (*now)(void));
 int a2a_loop_start(a2a_loop *l);
 /* Starts one exchange; rq (and what it points to) and out must stay valid
  * until fn(arg, rc) runs on the loop thread, once. abort_fn is polled

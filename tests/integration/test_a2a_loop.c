@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ROUTER_NOTICE "Sorry, I could not get an answer right now. Please try again in a moment."
 
@@ -91,6 +92,68 @@ static void test_many_slow_calls_few_threads(void **state) {
     assert_true(peak > 0 && peak <= 24);
     assert_int_equal(fa2a_executed_messages(f), CHATS + 1);
     assert_int_equal(fa2a_executions(f, NULL), 1); /* each ran once */
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
+/* Sockets a process holds open, from /proc/<pid>/fd. */
+static int sockets_of(int pid) {
+    char path[64], link[128], target[128];
+    snprintf(path, sizeof path, "/proc/%d/fd", pid);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(link, sizeof link, "%s/%.20s", path, e->d_name);
+        ssize_t k = readlink(link, target, sizeof target - 1);
+        if (k > 0) {
+            target[k] = 0;
+            n += !strncmp(target, "socket:", 7);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* 120 slow calls in flight at once hold 120 connections; once they are
+ * answered the loop keeps at most max_idle_connections of them open. */
+static void test_idle_connections_bounded(void **state) {
+    (void)state;
+    enum { CHATS = 120, IDLE = 16 };
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V10});
+    char extra[64];
+    snprintf(extra, sizeof extra, "max_idle_connections = %d", IDLE);
+    char *m = manifest("idle", "workers = 4", fa2a_url(f), extra);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_non_null(p);
+    assert_int_equal(rt_write(p, "@1 warm\n"), 0);
+    assert_int_equal(rt_wait_stdout_lines(p, 1, 15000), 1);
+    int before = sockets_of(rt_pid(p));
+    char line[64];
+    for (int i = 0; i < CHATS; i++) {
+        snprintf(line, sizeof line, "@%d slow 800\n", 100 + i);
+        assert_int_equal(rt_write(p, line), 0);
+    }
+    int peak = 0;
+    long long t0 = rt_now_ms();
+    while (rt_wait_stdout_lines(p, CHATS + 1, 20) < CHATS + 1 && rt_now_ms() - t0 < 30000) {
+        int n = sockets_of(rt_pid(p));
+        if (n > peak) peak = n;
+    }
+    rt_sleep_ms(300);
+    int after = sockets_of(rt_pid(p));
+    fprintf(stderr,
+            "sockets: %d before, %d with the calls in flight, %d after (max_idle_connections %d)\n",
+            before, peak, after, IDLE);
+    assert_true(peak >= CHATS / 2); /* the calls were in flight together */
+    /* routerd's other sockets, and the idle connections kept */
+    assert_true(after >= 0 && after <= before + IDLE);
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    assert_int_equal(lines_with(rt_stdout(p), "slow done\n"), CHATS);
     rt_free(p);
     free(m);
     fa2a_stop(f);
@@ -169,6 +232,7 @@ static void test_hard_stop_cuts_calls_in_flight(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         RT_FIX_TEST(test_many_slow_calls_few_threads, &fix),
+        RT_FIX_TEST(test_idle_connections_bounded, &fix),
         RT_FIX_TEST(test_deadlines_on_the_loop, &fix),
         RT_FIX_TEST(test_hard_stop_cuts_calls_in_flight, &fix),
     };
