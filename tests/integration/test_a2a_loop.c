@@ -37,27 +37,6 @@ static char *manifest(const char *name, const char *router, const char *url, con
                        router, url, extra ? extra : "");
 }
 
-/* Threads of a process, from /proc/<pid>/task. */
-static int threads_of(int pid) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", pid);
-    DIR *d = opendir(path);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static int lines_with(const char *text, const char *needle) {
-    int n = 0;
-    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
 /* 200 chats each wait 1.5 s on the agent, with 4 workers: all are in
  * flight at once (parking a worker each they would take 75 s) and
  * routerd never runs more than a few threads. */
@@ -78,15 +57,15 @@ static void test_many_slow_calls_few_threads(void **state) {
     }
     int peak = 0;
     while (rt_wait_stdout_lines(p, CHATS + 1, 20) < CHATS + 1 && rt_now_ms() - t0 < 30000) {
-        int n = threads_of(rt_pid(p));
+        int n = rt_threads(rt_pid(p));
         if (n > peak) peak = n;
     }
     long long took = rt_now_ms() - t0;
     rt_close_stdin(p);
     assert_int_equal(rt_wait(p, 20000), 0);
     const char *out = rt_stdout(p);
-    if (lines_with(out, "slow done\n") != CHATS) fprintf(stderr, "%s\n", rt_stderr(p));
-    assert_int_equal(lines_with(out, "slow done\n"), CHATS);
+    if (rt_count(out, "slow done\n") != CHATS) fprintf(stderr, "%s\n", rt_stderr(p));
+    assert_int_equal(rt_count(out, "slow done\n"), CHATS);
     fprintf(stderr, "%d slow calls answered in %lld ms, at most %d threads\n", CHATS, took, peak);
     assert_true(took < 15000);
     assert_true(peak > 0 && peak <= 24);
@@ -153,7 +132,7 @@ static void test_idle_connections_bounded(void **state) {
     assert_true(after >= 0 && after <= before + IDLE);
     rt_close_stdin(p);
     assert_int_equal(rt_wait(p, 20000), 0);
-    assert_int_equal(lines_with(rt_stdout(p), "slow done\n"), CHATS);
+    assert_int_equal(rt_count(rt_stdout(p), "slow done\n"), CHATS);
     rt_free(p);
     free(m);
     fa2a_stop(f);
@@ -182,7 +161,7 @@ static void test_deadlines_on_the_loop(void **state) {
     assert_int_equal(rt_wait(p, 20000), 0);
     if (got != CHATS) fprintf(stderr, "%s\n%s\n", rt_stdout(p), rt_stderr(p));
     assert_int_equal(got, CHATS);
-    assert_int_equal(lines_with(rt_stdout(p), "too slow\n"), CHATS);
+    assert_int_equal(rt_count(rt_stdout(p), "too slow\n"), CHATS);
     /* the deadline is 1 s; the hung tasks are canceled within cancel_timeout_ms */
     assert_true(took < 8000);
     assert_int_equal(fa2a_count(f, "CancelTask"), CHATS / 2);
@@ -222,7 +201,7 @@ static void test_hard_stop_cuts_calls_in_flight(void **state) {
     assert_true(took < 6000);
     assert_non_null(strstr(rt_stderr(p), "drain timeout"));
     /* only the warm-up was answered: the cut calls stay for a re-delivery */
-    assert_int_equal(lines_with(rt_stdout(p), "\n"), 1);
+    assert_int_equal(rt_count(rt_stdout(p), "\n"), 1);
     assert_null(strstr(rt_stdout(p), ROUTER_NOTICE));
     rt_free(p);
     free(m);

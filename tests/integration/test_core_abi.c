@@ -37,13 +37,6 @@ static char *manifest(const char *name, const char *body) {
     return rt_manifest(fx->dir, name, 0, "rate_limit_per_minute = 0\n%s", body);
 }
 
-static int count(const char *hay, const char *needle) {
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
 /* The number after key= in the first line containing key. */
 static int value_of(const char *out, const char *key) {
     const char *p = strstr(out, key);
@@ -142,7 +135,7 @@ static void serial_never_overlaps(void **state) {
                                     "[persona.p]\nbackend = probe\nchats = *\n");
     assert_int_equal(value_of(out, "backend probe_serial max_handle_overlap="), 1);
     assert_true(value_of(out, "transport probe max_send_overlap=") > 1);
-    assert_int_equal(count(out, "send update="), 16);
+    assert_int_equal(rt_count(out, "send update="), 16);
     free(out);
     out = run_probe("serial_transport",
                     "[transport.probe]\nplugin = " PD "/transport_probe_serial.so\n"
@@ -150,7 +143,7 @@ static void serial_never_overlaps(void **state) {
                     "[persona.p]\nbackend = probe\nchats = *\n");
     assert_int_equal(value_of(out, "transport probe_serial max_send_overlap="), 1);
     assert_true(value_of(out, "backend probe max_handle_overlap=") > 1);
-    assert_int_equal(count(out, "send update="), 16);
+    assert_int_equal(rt_count(out, "send update="), 16);
     free(out);
 }
 
@@ -164,9 +157,9 @@ static void hostile_text_arrives_valid(void **state) {
                                      "[backend.probe]\nplugin = " PD "/backend_probe.so\n"
                                      "bad_reply = true\nhold_ms = 0\n"
                                      "[persona.p]\nbackend = probe\nchats = *\n");
-    assert_int_equal(count(out, "send update="), 6);
-    assert_int_equal(count(out, "valid=1 answers=1"), 6);
-    assert_int_equal(count(out, "rq transport=tg valid=1"), 6);
+    assert_int_equal(rt_count(out, "send update="), 6);
+    assert_int_equal(rt_count(out, "valid=1 answers=1"), 6);
+    assert_int_equal(rt_count(out, "rq transport=tg valid=1"), 6);
     assert_int_equal(value_of(out, " bad="), 0);
     /* One U+FFFD per ill-formed part, the NUL included. */
     assert_non_null(strstr(out, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz"));
@@ -189,11 +182,11 @@ static void attachment_limits(void **state) {
     /* The first message (two files and a broken one) is refused whole. */
     assert_non_null(strstr(out, "submit update=1 status=-5"));
     assert_non_null(strstr(last_err, "update 1 refused: an attachment has neither data nor url"));
-    assert_int_equal(count(out, "send update="), 2);
-    assert_int_equal(count(out, "natt=2 [a.txt text/plain 3] [a.txt text/plain 3]"), 2);
+    assert_int_equal(rt_count(out, "send update="), 2);
+    assert_int_equal(rt_count(out, "natt=2 [a.txt text/plain 3] [a.txt text/plain 3]"), 2);
     /* Three of the four reply files fit; the fourth is RD_E_FULL (-6). */
-    assert_int_equal(count(out, "attach=0,0,0,-6"), 2);
-    assert_int_equal(count(out, "natt=3 text=rq"), 2);
+    assert_int_equal(rt_count(out, "attach=0,0,0,-6"), 2);
+    assert_int_equal(rt_count(out, "natt=3 text=rq"), 2);
     free(out);
     /* Two files of 3 bytes against a limit of one file, then of 5 bytes. */
     static const char *const limits[][2] = {

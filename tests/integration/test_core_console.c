@@ -10,7 +10,6 @@
 
 #include "harness.h"
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,13 +24,6 @@ static rt_fix_spec fix = {.fx = &fx};
 static char *manifest(const char *name, int port, const char *router_extra, const char *rest) {
     return rt_manifest(fx->dir, name, port, "%s\n[transport.console]\nplugin = console\n%s",
                        router_extra ? router_extra : "", rest);
-}
-
-static int count(const char *hay, const char *needle) {
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
 }
 
 static void test_echo_one_line(void **state) {
@@ -118,7 +110,7 @@ static void test_sigterm_drain(void **state) {
     const char *out = rt_stdout(p);
     for (int i = 0; i < 20; i++) {
         snprintf(line, sizeof line, "ok m%d\n", i);
-        assert_int_equal(count(out, line), 1);
+        assert_int_equal(rt_count(out, line), 1);
     }
     rt_free(p);
     free(m);
@@ -264,7 +256,7 @@ static void test_rate_limit(void **state) {
     char rest[256];
     snprintf(rest, sizeof rest, "%.*s%s", (int)(b - out), out, b + 6);
     assert_string_equal(rest, "a1\na2\na3\nslow down please\n");
-    assert_int_equal(count(rt_stderr(p), "over its rate limit"), 3);
+    assert_int_equal(rt_count(rt_stderr(p), "over its rate limit"), 3);
     rt_free(p);
     free(m);
 }
@@ -302,8 +294,8 @@ static void test_mock_seed_deterministic(void **state) {
         rt_close_stdin(p);
         assert_int_equal(rt_wait(p, 30000), 0);
         outs[run] = strdup(rt_stdout(p));
-        fails[run] = count(outs[run], "FAIL\n");
-        assert_int_equal(fails[run], count(rt_stderr(p), "backend failed (transient)"));
+        fails[run] = rt_count(outs[run], "FAIL\n");
+        assert_int_equal(fails[run], rt_count(rt_stderr(p), "backend failed (transient)"));
         rt_free(p);
     }
     assert_int_equal(fails[0], fails[1]);
@@ -331,7 +323,7 @@ static void test_async_many_in_flight(void **state) {
     assert_int_equal(rt_wait(p, 30000), 0);
     /* Serially on 4 workers this would take over 6 minutes. */
     assert_true(rt_now_ms() - t0 < 10000);
-    assert_int_equal(count(rt_stdout(p), "\n"), 1000);
+    assert_int_equal(rt_count(rt_stdout(p), "\n"), 1000);
     for (int i = 0; i < 1000; i += 97) {
         snprintf(line, sizeof line, "@%d m%d\n", 1000 + i, i);
         assert_non_null(strstr(rt_stdout(p), line));
@@ -361,7 +353,7 @@ static void test_async_completion_order(void **state) {
     rt_close_stdin(p);
     assert_int_equal(rt_wait(p, 30000), 0);
     const char *out = rt_stdout(p);
-    assert_int_equal(count(out, "\n"), CHATS * PER);
+    assert_int_equal(rt_count(out, "\n"), CHATS * PER);
     int next[CHATS] = {0};
     for (const char *l = out; *l;) {
         int c, k;
@@ -378,19 +370,6 @@ static void test_async_completion_order(void **state) {
     free(m);
 }
 
-/* Threads of a process: the entries of /proc/PID/task. */
-static int threads_of(int pid) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", pid);
-    DIR *d = opendir(path);
-    if (!d) return -1;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        if (e->d_name[0] != '.') n++;
-    closedir(d);
-    return n;
-}
-
 /* Workers started without waiting for a stall: twice the CPUs, at least 4
  * (as core/router.c). */
 static int spawn_floor(void) {
@@ -404,17 +383,17 @@ static int spawn_floor(void) {
 static int burst_peak_threads(rt_proc *p, int n, int timeout_ms, long long *ms) {
     char line[64];
     long long t0 = rt_now_ms();
-    int peak = threads_of(rt_pid(p));
+    int peak = rt_threads(rt_pid(p));
     for (int i = 0; i < n; i++) {
         snprintf(line, sizeof line, "@%d m%d\n", 7000 + i, i);
         assert_int_equal(rt_write(p, line), 0);
         if (i % 50 == 0) {
-            int t = threads_of(rt_pid(p));
+            int t = rt_threads(rt_pid(p));
             if (t > peak) peak = t;
         }
     }
     while (rt_wait_stdout_lines(p, n, 5) < n && rt_now_ms() - t0 < timeout_ms) {
-        int t = threads_of(rt_pid(p));
+        int t = rt_threads(rt_pid(p));
         if (t > peak) peak = t;
     }
     *ms = rt_now_ms() - t0;
@@ -432,7 +411,7 @@ static void test_async_burst_few_threads(void **state) {
                        "latency_ms = 1000\n[persona.p]\nbackend = mock\nchats = *\n");
     rt_proc *p = rt_start(m, NULL, NULL);
     assert_true(rt_wait_stderr(p, "started", 20000));
-    int base = threads_of(rt_pid(p)); /* no worker yet */
+    int base = rt_threads(rt_pid(p)); /* no worker yet */
     assert_true(base > 0);
     long long ms;
     int peak = burst_peak_threads(p, 2000, 30000, &ms);
@@ -458,7 +437,7 @@ static void test_blocking_reaches_concurrency(void **state) {
                        "[persona.p]\nbackend = mock\nchats = *\n");
     rt_proc *p = rt_start(m, NULL, NULL);
     assert_true(rt_wait_stderr(p, "started", 20000));
-    int base = threads_of(rt_pid(p));
+    int base = rt_threads(rt_pid(p));
     long long ms;
     int peak = burst_peak_threads(p, 100, 20000, &ms);
     print_message("blocking: %d workers at most, 100 calls of 500 ms in %lld ms\n", peak - base,
@@ -535,7 +514,7 @@ static void test_console_input_rules(void **state) {
     if (n != 4) fail_msg("%d replies: %s", n, rt_stdout(p));
     for (int i = 0; i < 4; i++)
         assert_string_equal(lines[i], want[i]);
-    assert_int_equal(count(rt_stderr(p), "is not a chat id"), 2);
+    assert_int_equal(rt_count(rt_stderr(p), "is not a chat id"), 2);
     assert_non_null(strstr(rt_stderr(p), "'@99999999999999999999' is not a chat id"));
     free(out);
     rt_free(p);

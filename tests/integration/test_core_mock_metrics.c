@@ -18,13 +18,6 @@ static double metric(const char *body, const char *series) {
     return strtod(p + strlen(series), NULL);
 }
 
-static int count(const char *hay, const char *needle) {
-    int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
 static void test_injected_equals_counted(void **state) {
     (void)state;
     rt_fix *fx = rt_fix_new(NULL);
@@ -49,7 +42,7 @@ static void test_injected_equals_counted(void **state) {
     double injected = metric(
         body,
         "routerd_mock_injected_failures_total{backend=\"mock\",classification=\"transient\"} ");
-    int notices = count(rt_stdout(p), "FAIL\n");
+    int notices = rt_count(rt_stdout(p), "FAIL\n");
     if (counted != injected || counted != notices)
         fprintf(stderr, "counted %g injected %g notices %d\n%s\n", counted, injected, notices,
                 body);

@@ -64,13 +64,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static int count(const char *hay, const char *needle) {
-    int n = 0;
-    for (const char *p = hay; p && (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
 /* No secret and no raw chat id in text (where names the text). */
 static void assert_clean(const char *where, const char *text) {
     for (int i = 0; secrets[i]; i++)
@@ -123,7 +116,7 @@ static void test_logs_spans_metrics_clean(void **state) {
     while (rt_now_ms() < end) {
         free(log);
         log = sk_slurp(path);
-        got = count(log, "\"event\":\"replied\"") + count(log, "\"event\":\"rejected\"");
+        got = rt_count(log, "\"event\":\"replied\"") + rt_count(log, "\"event\":\"rejected\"");
         if (got >= finals) break;
         rt_sleep_ms(100);
     }
@@ -154,7 +147,7 @@ static void test_logs_spans_metrics_clean(void **state) {
         lines++;
     }
     free(copy);
-    assert_int_equal(count(log, "\n"), lines); /* no blank or partial lines */
+    assert_int_equal(rt_count(log, "\n"), lines); /* no blank or partial lines */
     for (int i = 0; i < 5; i++)
         if (!seen[i]) fail_msg("no '%s' event in the log", events[i]);
     assert_int_equal(seen[2] + seen[3], finals);
@@ -362,7 +355,7 @@ static void test_wire_spellings_clean(void **state) {
     while (rt_now_ms() < end) {
         free(log);
         log = sk_slurp(path);
-        got = count(log, "\"event\":\"replied\"");
+        got = rt_count(log, "\"event\":\"replied\"");
         if (got >= n) break;
         rt_sleep_ms(100);
     }
@@ -375,7 +368,7 @@ static void test_wire_spellings_clean(void **state) {
     free(log);
     log = sk_slurp(path);
     /* The error texts did reach the log, masked. */
-    assert_true(count(log, "\"level\":\"error\"") >= n);
+    assert_true(rt_count(log, "\"level\":\"error\"") >= n);
     assert_non_null(strstr(log, "/bot***/sendMessage"));
     assert_non_null(strstr(log, "Basic *** refused"));
     assert_no_spelling("the JSON log", log);
@@ -423,9 +416,9 @@ static void feed(rt_proc *p, int from, int n) {
 
 static bool wait_count(rt_proc *p, const char *needle, int n, int timeout_ms) {
     long long end = rt_now_ms() + timeout_ms;
-    while (count(rt_stderr(p), needle) < n && rt_now_ms() < end)
+    while (rt_count(rt_stderr(p), needle) < n && rt_now_ms() < end)
         rt_sleep_ms(50);
-    return count(rt_stderr(p), needle) >= n;
+    return rt_count(rt_stderr(p), needle) >= n;
 }
 
 /* The log sink writes to a pipe nobody reads, twice: its event queue
@@ -463,8 +456,8 @@ static void test_sink_overflow_episodes(void **state) {
     }
     rt_close_stdin(p);
     assert_int_equal(rt_wait(p, 60000), 0);
-    assert_int_equal(count(rt_stderr(p), "cannot keep up"), 2);
-    assert_int_equal(count(rt_stderr(p), "keeps up again"), 2);
+    assert_int_equal(rt_count(rt_stderr(p), "cannot keep up"), 2);
+    assert_int_equal(rt_count(rt_stderr(p), "keeps up again"), 2);
     assert_non_null(strstr(rt_stderr(p), "[sink.logs] cannot keep up: its event queue (8192)"));
     atomic_store(&fifo_quit, true);
     pthread_join(th, NULL);

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -303,6 +304,27 @@ static int wait_in(rt_proc *p, rt_stream *s, const char *needle, int timeout_ms)
 
 int rt_wait_stdout(rt_proc *p, const char *needle, int timeout_ms) {
     return wait_in(p, &p->out, needle, timeout_ms);
+}
+
+int rt_count(const char *hay, const char *needle) {
+    int n = 0;
+    size_t len = strlen(needle);
+    if (!hay || !len) return 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += len)
+        n++;
+    return n;
+}
+
+int rt_threads(int pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
 }
 
 int rt_wait_stderr(rt_proc *p, const char *needle, int timeout_ms) {

@@ -33,6 +33,10 @@ const char *rt_stderr(rt_proc *p);
 /* Waits until stdout (or stderr) contains needle; 1 found, 0 timeout. */
 int rt_wait_stdout(rt_proc *p, const char *needle, int timeout_ms);
 int rt_wait_stderr(rt_proc *p, const char *needle, int timeout_ms);
+/* Occurrences of needle in hay (not overlapping). */
+int rt_count(const char *hay, const char *needle);
+/* Threads of process pid (/proc/PID/task), -1 when it is gone. */
+int rt_threads(int pid);
 /* Waits until stdout has at least n lines; returns the count reached. */
 int rt_wait_stdout_lines(rt_proc *p, int n, int timeout_ms);
 /* Kills (SIGKILL) if still running, reaps and frees. */
