@@ -591,7 +591,8 @@ typedef struct rd_ops {
      * (allowlist, persona, rate limit passed) before its backend, on the
      * worker carrying that chat, so in chat order. Return 1 when the
      * message is this instance's (an answer it waits for): the host counts
-     * it handled and calls no backend, so store what it needs first.
+     * it handled and calls no backend, so store what it needs first; call
+     * host->answered() before to name the task in the host's event.
      * Return 0 to let it route on. Must not block for long. */
     int (*intercept)(void *self, const rd_request *rq);
 } rd_ops;
