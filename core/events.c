@@ -58,7 +58,7 @@ static rd_event *ev_copy(const rd_event *e) {
     size_t n = sizeof *e + slen(e->source) + slen(e->msg) + slen(e->correlation_id) +
                slen(e->chat_id_hash) + slen(e->persona) + slen(e->transport) + slen(e->backend) +
                slen(e->status) + slen(e->failure_class) + slen(e->trace_id) + slen(e->span_id) +
-               slen(e->backend_span_id);
+               slen(e->backend_span_id) + slen(e->caller);
     rd_event *c = xmalloc(n);
     *c = *e;
     c->size = sizeof *c;
@@ -75,6 +75,7 @@ static rd_event *ev_copy(const rd_event *e) {
     c->trace_id = put(&p, e->trace_id);
     c->span_id = put(&p, e->span_id);
     c->backend_span_id = put(&p, e->backend_span_id);
+    c->caller = put(&p, e->caller);
     return c;
 }
 

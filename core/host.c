@@ -194,6 +194,10 @@ static rd_status h_deliver(rd_ctx *ctx, const char *transport, const rd_outbound
     return router_deliver(ctx, transport, out, timeout_ms, sent_id, err);
 }
 
+static void h_answered(rd_ctx *ctx, const char *correlation_id, const char *caller) {
+    router_answered(ctx, correlation_id, caller);
+}
+
 static int h_cancelled(rd_reply *r) {
     (void)r;
     return atomic_load(&R.hard_stop);
@@ -300,4 +304,5 @@ const rd_host host_api = {
     .reply_attach = router_reply_attach,
     .reply_choices = router_reply_choices,
     .deliver = h_deliver,
+    .answered = h_answered,
 };

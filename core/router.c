@@ -375,6 +375,9 @@ void router_fini(void) {
 /* The job a worker thread is processing: when that job finishes on its own
  * worker, the worker looks at the run queue again right after. */
 static _Thread_local const struct job *carrying;
+/* The inbound instance whose intercept() runs on this worker, for
+ * answered(); NULL outside intercept(). */
+static _Thread_local rd_ctx *intercepting;
 
 /* Queues c to run. True when an idle worker should be woken: the caller
  * signals R.work_cv after releasing R.mu, so the worker does not wake only
@@ -429,6 +432,23 @@ static const char *job_corr(const job *j) {
     return j->ext_corr ? j->ext_corr : j->corr;
 }
 
+/* A plugin's id or name for events: cut, valid UTF-8; NULL for none. */
+static char *name_dup(const char *s) {
+    if (!s || !*s) return NULL;
+    size_t n = strnlen(s, 128);
+    return utf8_clean_dup(s, n, &n);
+}
+
+void router_answered(rd_ctx *from, const char *correlation_id, const char *caller) {
+    /* Only the instance whose intercept() runs here, on the message's worker. */
+    job *j = (job *)carrying;
+    if (!from || !j || from != intercepting || j->kind != JOB_MSG) return;
+    free(j->ext_corr);
+    free(j->caller);
+    j->ext_corr = name_dup(correlation_id);
+    j->caller = name_dup(caller);
+}
+
 static void fill_event(rd_event *ev, const job *j, rd_event_type type, rd_log_level lvl) {
     memset(ev, 0, sizeof *ev);
     ev->size = sizeof *ev;
@@ -455,6 +475,7 @@ static void fill_event(rd_event *ev, const job *j, rd_event_type type, rd_log_le
     ev->trace_id = j->corr;
     ev->span_id = j->span;
     ev->backend_span_id = j->t_bstart_ns ? j->bspan : NULL;
+    ev->caller = j->caller;
     if (j->t_send_ns) ev->latency_ms = (double)(j->t_send_ns - j->t_recv_ns) / 1e6;
 }
 
@@ -520,6 +541,7 @@ static void job_free(job *j) {
         delivery_done(j->dl, RD_E_UNAVAILABLE, &e, 0);
     }
     free(j->ext_corr);
+    free(j->caller);
     att_free(&j->att);
     att_free(&j->reply.att);
     choices_free(j->reply.choices);
@@ -829,12 +851,20 @@ static void process(job *j) {
     /* An answer an inbound instance waits for goes to it, not the backend. */
     for (size_t i = 0; i < R.ninb; i++) {
         rd_ctx *ib = R.inb[i];
-        if (ib->started && ib->ops->intercept(ib->self, &rq) == 1) {
+        if (!ib->started) continue;
+        intercepting = ib;
+        int took = ib->ops->intercept(ib->self, &rq);
+        intercepting = NULL;
+        if (took == 1) {
             j->taken_by = ib;
             j->status = "answered";
             job_finish(j);
             return;
         }
+        /* answered() without taking the message: forgotten. */
+        free(j->ext_corr);
+        free(j->caller);
+        j->ext_corr = j->caller = NULL;
     }
     if (j->tr->ops->activity) {
         rd_outbound w = {.size = sizeof w,
@@ -1176,10 +1206,8 @@ static job *deliver_job(rd_ctx *from, rd_ctx *tr, const rd_outbound *out, rd_err
     j->text = (char *)(j + 1);
     utf8_clean(out->text ? out->text : "", out->text ? out->text_len : 0, j->text);
     j->text_len = tl;
-    if (out->correlation_id && *out->correlation_id) {
-        size_t n = strnlen(out->correlation_id, 128); /* a task id; longer is cut */
-        j->ext_corr = utf8_clean_dup(out->correlation_id, n, &n);
-    }
+    j->ext_corr = name_dup(out->correlation_id); /* a task id; longer than 128 is cut */
+    j->caller = RD_HAS(out, caller) ? name_dup(out->caller) : NULL;
     j->reply.job = j;
     pthread_mutex_init(&j->reply.mu, NULL);
     char why[160];

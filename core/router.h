@@ -102,6 +102,9 @@ typedef struct job {
     uint32_t out_flags;
     /* The inbound instance whose intercept() took the message, or NULL. */
     rd_ctx *taken_by;
+    /* The calling agent a delivery is sent for or a taken answer is for
+     * (rd_event.caller); NULL = none. */
+    char *caller;
     char corr[33], span[17], bspan[17], traceparent[56], hash[17];
     int64_t t_recv_ns, t_route_ns, t_bstart_ns, t_bend_ns, t_sstart_ns, t_send_ns;
     int64_t t_recv_ms;
@@ -194,6 +197,8 @@ void router_close_transports(void);
 /* host->deliver() (1.3). */
 rd_status router_deliver(rd_ctx *from, const char *transport, const rd_outbound *out,
                          int64_t timeout_ms, int64_t *sent_id, rd_error *err);
+/* host->answered() (1.3): from inside intercept() only. */
+void router_answered(rd_ctx *from, const char *correlation_id, const char *caller);
 /* While inbound instances exist, admitted messages are held (outside
  * their chats, so deliveries are not stuck behind them) until this is
  * called: once the inbound instances started, or the start failed. None

@@ -250,8 +250,10 @@ typedef struct rd_outbound {
     size_t nattachments;
     const char *const *choices; /* NULL-terminated answers to offer (buttons); NULL = none */
     /* ---- Since 1.3 ---- */
-    int64_t *sent_id; /* when not NULL, send() stores the id of the last message it sent (the
-                         one carrying the choices), for answers that quote it; 0 = unknown */
+    int64_t *sent_id;   /* when not NULL, send() stores the id of the last message it sent (the
+                           one carrying the choices), for answers that quote it; 0 = unknown */
+    const char *caller; /* deliver(): the calling agent it is sent for; events name it,
+                           transports ignore it; NULL = none */
 } rd_outbound;
 
 /* ------------------------------------------------------------------------ */
@@ -289,6 +291,9 @@ typedef struct rd_event {
     const char *trace_id;        /* 32 hex, the trace of this message */
     const char *span_id;         /* 16 hex, the root span; the backend call propagates a child */
     const char *backend_span_id; /* 16 hex, the span id sent to the agent in traceparent */
+    /* ---- Since 1.3 ---- */
+    const char *caller; /* the calling agent an inbound message is from (a delivery) or for
+                           (a taken answer); NULL = none */
 } rd_event;
 
 /* ------------------------------------------------------------------------ */
@@ -531,6 +536,11 @@ typedef struct rd_host {
      * chat: it would wait for itself, so it is refused (RD_E_INTERNAL). */
     rd_status (*deliver)(rd_ctx *ctx, const char *transport, const rd_outbound *out,
                          int64_t timeout_ms, int64_t *sent_id, rd_error *err);
+    /* Names what intercept() is taking, for the host's event of that
+     * message: its correlation_id becomes correlation_id (the task id) and
+     * caller its caller (may be NULL). Call from inside intercept() before
+     * returning 1; ignored anywhere else. The strings are copied. */
+    void (*answered)(rd_ctx *ctx, const char *correlation_id, const char *caller);
 } rd_host;
 
 /* ------------------------------------------------------------------------ */
@@ -581,7 +591,8 @@ typedef struct rd_ops {
      * (allowlist, persona, rate limit passed) before its backend, on the
      * worker carrying that chat, so in chat order. Return 1 when the
      * message is this instance's (an answer it waits for): the host counts
-     * it handled and calls no backend, so store what it needs first.
+     * it handled and calls no backend, so store what it needs first; call
+     * host->answered() before to name the task in the host's event.
      * Return 0 to let it route on. Must not block for long. */
     int (*intercept)(void *self, const rd_request *rq);
 } rd_ops;

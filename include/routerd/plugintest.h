@@ -56,7 +56,7 @@ rd_ctx *rdpt_ctx(void);
 
 /* Switches off (on = 0) or back on an optional host call added after ABI
  * 1.0 ("http_route_auth", "lead", "claim", "kv_add", "cfg_bind",
- * "reply_attach", "reply_choices", "deliver"), to test a plugin's fallback on an
+ * "reply_attach", "reply_choices", "deliver", "answered"), to test a plugin's fallback on an
  * older host. Before rdpt_start(); rdpt_reset() turns all on again. 0, or
  * -1 for a name not in that list. */
 int rdpt_offer(const char *call, int on);
@@ -226,6 +226,7 @@ typedef struct rdpt_delivery {
     char *text;
     uint32_t flags; /* RD_OUT_* */
     char *correlation_id;
+    char *caller;   /* rd_outbound.caller; NULL when none */
     char **choices; /* NULL-terminated; NULL when none */
     rdpt_file *files;
     size_t nfiles;
@@ -247,6 +248,18 @@ void rdpt_deliveries_free(rdpt_delivery *d, size_t n);
 size_t rdpt_delivered(void);
 /* Waits until at least n deliver() calls returned; returns how many did. */
 size_t rdpt_wait_delivered(size_t n, int timeout_ms);
+/* One host->answered() call: the task id and caller it named (NULL when
+ * passed NULL); inside = made from within rdpt_intercept() on its thread,
+ * where the router heeds it (elsewhere it is ignored). */
+typedef struct rdpt_answered {
+    char *correlation_id;
+    char *caller;
+    int inside;
+} rdpt_answered;
+/* Copies of the answered() calls so far, in order; free with
+ * rdpt_answers_free(). rdpt_new_run() forgets them. */
+size_t rdpt_answers(rdpt_answered **out);
+void rdpt_answers_free(rdpt_answered *a, size_t n);
 /* Offers rq to the instance's intercept() as a worker does with an
  * admitted message (defaults as rdpt_call: transport NULL = "console").
  * 1 taken, 0 routed on, -1 when no inbound plugin is loaded. */

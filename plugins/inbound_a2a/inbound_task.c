@@ -508,7 +508,8 @@ static int deliver_one(ib *b, const ib_task *t) {
                        .flags = t->notify ? 0 : RD_OUT_QUESTION,
                        .correlation_id = t->id,
                        .update_id = -1,
-                       .choices = (const char *const *)t->choices};
+                       .choices = (const char *const *)t->choices,
+                       .caller = t->caller};
     int64_t sent = 0;
     rd_error err = {0};
     rd_status st = h->deliver(b->ctx, t->transport, &out, b->cf.deliver_timeout, &sent, &err);
@@ -768,6 +769,11 @@ static void pick_task(ib *b, const id_list *l, int64_t reply_to, pick *p) {
     }
 }
 
+/* Names the task and its caller in the host's event of the taken message. */
+static void answered(ib *b, const char *id, const char *caller) {
+    if (RD_HAS(b->h, answered) && b->h->answered) b->h->answered(b->ctx, id, caller);
+}
+
 /* A button of a question already answered, expired or canceled. */
 static int late_press(ib *b, const rd_request *rq, int64_t reply_to) {
     if (!(rq->flags & RD_MSG_CHOICE) || !reply_to) return 0;
@@ -778,6 +784,10 @@ static int late_press(ib *b, const rd_request *rq, int64_t reply_to) {
     if (b->h->kv_get(b->ctx, ak, &id, &n) != RD_OK || !id) return 0;
     b->h->log(b->ctx, RD_LOG_INFO, "task %s: a button pressed after the question closed, dropped",
               id);
+    ib_task t = {0};
+    int known = ib_task_load(b, id, &t) == 0; /* gone (purged): no caller to name */
+    answered(b, id, known ? t.caller : NULL);
+    if (known) ib_task_free(&t);
     free(id);
     return 1;
 }
@@ -801,6 +811,7 @@ static int take_answer(ib *b, const rd_request *rq, const char *id, int64_t deli
         if (b->answer_s) b->h->observe(b->answer_s, secs < 0 ? 0 : secs);
         b->h->log(b->ctx, RD_LOG_INFO, "task %s from %s: answered by %s after %.0f s", t.id,
                   t.caller, t.skill, secs);
+        answered(b, t.id, t.caller);
         ib_count_pending(b);
     } else if (rc == -2) {
         b->h->log(b->ctx, RD_LOG_ERROR,

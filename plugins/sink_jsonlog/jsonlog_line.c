@@ -106,6 +106,7 @@ void jl_format(sbuf *b, const rd_event *ev, const char *msg, const char *env,
     opt_field(b, "msg", msg);
     opt_field(b, "transport", ev->transport);
     opt_field(b, "backend", ev->backend);
+    if (RD_HAS(ev, caller)) opt_field(b, "caller", ev->caller); /* inbound messages (1.3) */
     opt_field(b, "failure_class", ev->failure_class);
     if (message_event) {
         key(b, "update_id");

@@ -66,6 +66,8 @@ otlp_trace *otlp_trace_new(const rd_event *ev, const char *error) {
     if (!otlp_valid_id(ev->trace_id, 32) || !otlp_valid_id(ev->span_id, 16)) return NULL;
     size_t n = sizeof(otlp_trace) + sl(ev->persona) + sl(ev->status) + sl(ev->failure_class) +
                sl(ev->transport) + sl(ev->backend) + sl(ev->chat_id_hash) + sl(error);
+    const char *caller = RD_HAS(ev, caller) ? ev->caller : NULL;
+    n += sl(caller);
     otlp_trace *t = calloc(1, n);
     if (!t) return NULL;
     char *p = (char *)(t + 1);
@@ -80,6 +82,7 @@ otlp_trace *otlp_trace_new(const rd_event *ev, const char *error) {
     t->transport = put(&p, ev->transport);
     t->backend = put(&p, ev->backend);
     t->chat_id_hash = put(&p, ev->chat_id_hash);
+    t->caller = put(&p, caller);
     t->error = put(&p, error);
     t->update_id = ev->update_id;
     t->latency_ms = ev->latency_ms;
@@ -320,6 +323,7 @@ void otlp_json_trace(sbuf *b, const otlp_trace *t, const char *env, bool *first)
     attr_str(b, &a, "routerd.transport", t->transport);
     attr_str(b, &a, "routerd.backend", t->backend);
     attr_str(b, &a, "routerd.chat_id_hash", t->chat_id_hash);
+    attr_str(b, &a, "routerd.caller", t->caller);
     if (t->type != RD_EV_RECEIVED) attr_double(b, &a, "routerd.latency_ms", t->latency_ms);
     span_close(b);
 

@@ -27,7 +27,8 @@ typedef struct otlp_trace {
     rd_event_type type;
     char trace_id[33], span_id[17], backend_span_id[17];
     const char *persona, *status, *failure_class, *transport, *backend, *chat_id_hash;
-    const char *error; /* send failure detail (redacted), or NULL */
+    const char *caller; /* the calling agent of an inbound message (1.3), or NULL */
+    const char *error;  /* send failure detail (redacted), or NULL */
     int64_t update_id;
     double latency_ms;
     int64_t ts, t_received, t_routed, t_backend_start, t_backend_end, t_send_start, t_send_end;

@@ -248,22 +248,27 @@ static void test_answer_poll_and_stream(void **state) {
     assert_null(strstr(err, "AAinboundBotSecret"));
     assert_null(strstr(err, "7700501"));
     /* The events: each question delivered under its task id, each answer
-     * taken by the inbound instance; log lines name caller and task. */
+     * taken by the inbound instance under that same id, both naming the
+     * caller; log lines name caller and task. */
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/events.jsonl", fx->dir);
     FILE *f = fopen(path, "r");
     assert_non_null(f);
-    int delivered = 0, answered = 0, named = 0;
+    int delivered = 0, answered = 0, answered_task = 0, named = 0;
     char line[8192];
     while (fgets(line, sizeof line, f)) {
         assert_null(strstr(line, PLANNER));
         assert_null(strstr(line, "7700501"));
         int inb = strstr(line, "\"backend\":\"inbound.people\"") != NULL;
-        answered += inb && strstr(line, "\"status\":\"answered\"") != NULL;
+        int caller = strstr(line, "\"caller\":\"planner\"") != NULL;
+        int is_answer = inb && strstr(line, "\"status\":\"answered\"") != NULL;
+        answered += is_answer;
         for (int i = 0; i < 4; i++) {
             char want[512];
             snprintf(want, sizeof want, "\"correlation_id\":\"%s\"", ids[i]);
-            delivered += inb && strstr(line, want) && strstr(line, "\"status\":\"delivered\"");
+            delivered +=
+                inb && caller && strstr(line, want) && strstr(line, "\"status\":\"delivered\"");
+            answered_task += is_answer && caller && strstr(line, want);
             snprintf(want, sizeof want, "task %s from planner", ids[i]);
             named += strstr(line, want) != NULL;
         }
@@ -271,6 +276,7 @@ static void test_answer_poll_and_stream(void **state) {
     fclose(f);
     assert_int_equal(delivered, 4);
     assert_int_equal(answered, 4);
+    assert_int_equal(answered_task, 4);
     assert_true(named >= 8); /* stored, delivered, answered */
 }
 

@@ -1636,6 +1636,7 @@ static void delivery_copy(rdpt_delivery *d, const char *transport, const rd_outb
     d->text = xstrdup(out->text ? out->text : "");
     d->flags = out->flags;
     d->correlation_id = xstrdup(out->correlation_id ? out->correlation_id : "");
+    d->caller = RD_HAS(out, caller) && out->caller ? xstrdup(out->caller) : NULL;
     if (RD_HAS(out, choices)) d->choices = choices_dup(out->choices);
     if (RD_HAS(out, nattachments) && out->attachments && out->nattachments) {
         d->files = xcalloc(out->nattachments, sizeof *d->files);
@@ -1681,6 +1682,7 @@ static void delivery_free(rdpt_delivery *d) {
     free(d->transport);
     free(d->text);
     free(d->correlation_id);
+    free(d->caller);
     free_list(d->choices);
     files_free(d->files, d->nfiles);
 }
@@ -1693,6 +1695,7 @@ size_t rdpt_deliveries(rdpt_delivery **out) {
         v[i].transport = xstrdup(dels[i].transport);
         v[i].text = xstrdup(dels[i].text);
         v[i].correlation_id = xstrdup(dels[i].correlation_id);
+        v[i].caller = dels[i].caller ? xstrdup(dels[i].caller) : NULL;
         v[i].choices = choices_dup((const char *const *)dels[i].choices);
         v[i].files = files_dup(dels[i].files, dels[i].nfiles);
     }
@@ -1723,6 +1726,47 @@ size_t rdpt_wait_delivered(size_t n, int timeout_ms) {
     return have;
 }
 
+/* host->answered() calls; `inside` when made in an rdpt_intercept() on
+ * the same thread (the router ignores the others). */
+static rdpt_answered *ans;
+static size_t nans;
+static _Thread_local int intercepting;
+
+static void h_answered(rd_ctx *ctx, const char *correlation_id, const char *caller) {
+    (void)ctx;
+    host_call("answered");
+    pthread_mutex_lock(&mu);
+    ans = xrealloc(ans, (nans + 1) * sizeof *ans);
+    ans[nans++] = (rdpt_answered){
+        .correlation_id = correlation_id ? xstrdup(correlation_id) : NULL,
+        .caller = caller ? xstrdup(caller) : NULL,
+        .inside = intercepting,
+    };
+    pthread_mutex_unlock(&mu);
+}
+
+size_t rdpt_answers(rdpt_answered **out) {
+    pthread_mutex_lock(&mu);
+    rdpt_answered *v = xcalloc(nans + 1, sizeof *v);
+    for (size_t i = 0; i < nans; i++) {
+        v[i] = ans[i];
+        v[i].correlation_id = ans[i].correlation_id ? xstrdup(ans[i].correlation_id) : NULL;
+        v[i].caller = ans[i].caller ? xstrdup(ans[i].caller) : NULL;
+    }
+    size_t n = nans;
+    pthread_mutex_unlock(&mu);
+    *out = v;
+    return n;
+}
+
+void rdpt_answers_free(rdpt_answered *a, size_t n) {
+    for (size_t i = 0; a && i < n; i++) {
+        free(a[i].correlation_id);
+        free(a[i].caller);
+    }
+    free(a);
+}
+
 static void deliveries_clear_locked(void) {
     for (size_t i = 0; i < ndels; i++)
         delivery_free(&dels[i]);
@@ -1732,6 +1776,13 @@ static void deliveries_clear_locked(void) {
     del_st = RD_OK;
     del_delay_ms = 0;
     /* del_next stays: message ids keep growing across a restart. */
+    for (size_t i = 0; i < nans; i++) {
+        free(ans[i].correlation_id);
+        free(ans[i].caller);
+    }
+    free(ans);
+    ans = NULL;
+    nans = 0;
 }
 
 /* The request a worker builds for an admitted message. */
@@ -1767,7 +1818,10 @@ int rdpt_intercept_rq(void *self, const rd_request *rq) {
     if (!plugin || plugin->kind != RD_KIND_INBOUND || !rq) return -1;
     const rd_ops *o = plugin->ops;
     if (o->size < offsetof(rd_ops, intercept) + sizeof o->intercept || !o->intercept) return -1;
-    return o->intercept(self, rq) ? 1 : 0;
+    intercepting = 1;
+    int r = o->intercept(self, rq) ? 1 : 0;
+    intercepting = 0;
+    return r;
 }
 
 int rdpt_intercept(void *self, const rdpt_request *in) {
@@ -1829,6 +1883,7 @@ static const rd_host host_full = {
     .reply_attach = h_reply_attach,
     .reply_choices = h_reply_choices,
     .deliver = h_deliver,
+    .answered = h_answered,
 };
 
 /* What plugins get: host_full less the calls a test switched off. */
@@ -1869,6 +1924,7 @@ int rdpt_offer(const char *call, int on) {
     OPTIONAL(reply_attach)
     OPTIONAL(reply_choices)
     OPTIONAL(deliver)
+    OPTIONAL(answered)
 #undef OPTIONAL
     return -1;
 }

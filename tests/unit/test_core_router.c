@@ -3,8 +3,9 @@
  * message id, is never acknowledged, cleans its text, refuses an unknown
  * transport or a draining router, and leaves a caller that gave up alone;
  * intercept() sees reply_to (absent for a 1.2 transport) and takes the
- * message before the backend, which the watermark then covers; the layout
- * of the 1.3 members. */
+ * message before the backend, which the watermark then covers; events of
+ * deliveries and taken answers name the caller and the task (answered()
+ * counts only inside intercept()); the layout of the 1.3 members. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +27,7 @@ static int64_t next_msg_id = 500, last_ack = -1, last_reply_to = -2, last_update
 static uint32_t last_flags;
 static char last_corr[64];
 static int backend_ms, send_fails;
+static rd_ctx *tr, *be, *ib, *sk;
 
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void note(const char *fmt, ...) {
@@ -72,9 +74,49 @@ static void t_ack(void *self, int64_t wm) {
     last_ack = wm; /* under R.mu */
 }
 
+/* What the sink saw of each message event. */
+typedef struct seen_ev {
+    rd_event_type type;
+    char status[32], corr[80], caller[32], backend[48];
+    bool has_caller;
+} seen_ev;
+static seen_ev evs[64];
+static size_t nevs;
+
+static void s_event(void *self, const rd_event *ev) {
+    (void)self;
+    if (ev->type == RD_EV_LOG) return;
+    pthread_mutex_lock(&mu);
+    if (nevs < sizeof evs / sizeof *evs) {
+        seen_ev *e = &evs[nevs++];
+        e->type = ev->type;
+        snprintf(e->status, sizeof e->status, "%s", ev->status ? ev->status : "");
+        snprintf(e->corr, sizeof e->corr, "%s", ev->correlation_id ? ev->correlation_id : "");
+        snprintf(e->backend, sizeof e->backend, "%s", ev->backend ? ev->backend : "");
+        e->has_caller = RD_HAS(ev, caller) && ev->caller;
+        snprintf(e->caller, sizeof e->caller, "%s", e->has_caller ? ev->caller : "");
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+/* The replied event with that status, after sinks saw what was queued. */
+static seen_ev replied_with(const char *status) {
+    sinks_flush(5000);
+    seen_ev r = {0};
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < nevs; i++)
+        if (evs[i].type == RD_EV_REPLIED && !strcmp(evs[i].status, status)) r = evs[i];
+    nevs = 0;
+    pthread_mutex_unlock(&mu);
+    assert_string_equal(r.status, status);
+    return r;
+}
+
 static rd_status b_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
     (void)self, (void)err;
     note("handle:%s|", rq->text);
+    /* Not inside intercept(): ignored, even on the message's worker. */
+    if (!strcmp(rq->text, "sneaky")) host_api.answered(ib, "task-sneaky", "mallory");
     sleep_ms(backend_ms);
     router_reply_append(rp, "echo: ", 6);
     router_reply_append(rp, rq->text, rq->text_len);
@@ -86,7 +128,11 @@ static int i_intercept(void *self, const rd_request *rq) {
     pthread_mutex_lock(&mu);
     last_reply_to = rq->reply_to;
     pthread_mutex_unlock(&mu);
-    return rq->reply_to == 77;
+    /* 77 and 79 are answers to a task of the planner's; 78 names one but
+     * does not take the message. */
+    if (rq->reply_to >= 77 && rq->reply_to <= 78) host_api.answered(ib, "task-77", "planner");
+    if (rq->reply_to == 79) host_api.answered(tr, "task-79", "planner"); /* not the inbound */
+    return rq->reply_to == 77 || rq->reply_to == 79;
 }
 
 static rd_status x_create(const rd_host *h, rd_ctx *c, void **self, rd_error *e) {
@@ -98,8 +144,9 @@ static const rd_ops tr_ops = {
     .size = sizeof tr_ops, .send = t_send, .activity = t_activity, .ack = t_ack};
 static const rd_ops be_ops = {.size = sizeof be_ops, .handle = b_handle};
 static const rd_ops in_ops = {.size = sizeof in_ops, .intercept = i_intercept};
+static const rd_ops sk_ops = {.size = sizeof sk_ops, .event = s_event};
+static const rd_plugin sk_desc = {.kind = RD_KIND_SINK, .name = "t"};
 
-static rd_ctx *tr, *be, *ib;
 static persona P;
 static rd_series *no_series[1];
 
@@ -121,6 +168,11 @@ static int setup(void **state) {
     ib = ctx_new(RD_KIND_INBOUND, "inbound.people", "people");
     ib->ops = &in_ops;
     ib->started = true;
+    sk = ctx_new(RD_KIND_SINK, "sink.t", "t");
+    sk->ops = &sk_ops;
+    sk->desc = &sk_desc;
+    R.ctx = &sk;
+    R.nctx = 1;
     R.tr = &tr;
     R.ntr = 1;
     R.inb = &ib;
@@ -133,6 +185,7 @@ static int setup(void **state) {
     char err[64];
     router_init(err, sizeof err);
     router_open_inbound();
+    sinks_start();
     return 0;
 }
 
@@ -140,9 +193,11 @@ static int teardown(void **state) {
     (void)state;
     router_stop_workers(mono_ms() + 5000);
     router_fini();
+    sinks_stop();
     ctx_free(tr);
     ctx_free(be);
     ctx_free(ib);
+    ctx_free(sk);
     memset(&R, 0, sizeof R);
     return 0;
 }
@@ -173,7 +228,8 @@ static rd_status deliver(const char *transport, int64_t chat, const char *text, 
                        .text = text,
                        .text_len = len,
                        .flags = RD_OUT_QUESTION,
-                       .correlation_id = "task-0123456789-abcdef-0123456789-abcdef"};
+                       .correlation_id = "task-0123456789-abcdef-0123456789-abcdef",
+                       .caller = "planner"};
     return router_deliver(ib, transport, &out, timeout_ms, sent_id, err);
 }
 
@@ -203,6 +259,11 @@ static void deliver_in_chat_order(void **state) {
     assert_string_equal(last_corr, "task-0123456789-abcdef-0123456789-abcdef");
     pthread_mutex_unlock(&mu);
     wait_idle();
+    /* The delivery's event names the task and the calling agent. */
+    seen_ev e = replied_with("delivered");
+    assert_string_equal(e.corr, "task-0123456789-abcdef-0123456789-abcdef");
+    assert_string_equal(e.caller, "planner");
+    assert_string_equal(e.backend, "inbound.people");
     pthread_mutex_lock(&R.mu);
     assert_int_equal(last_ack, 1);
     assert_int_equal(R.waiting, 0);
@@ -284,6 +345,46 @@ static void intercept_takes(void **state) {
     assert_int_equal(atomic_load(&activity_calls), typing + 2);
 }
 
+/* The event of a taken answer carries the task id and caller intercept()
+ * named with answered(); answered() anywhere else changes nothing. */
+static void answered_names_task_and_caller(void **state) {
+    (void)state;
+    reset_log();
+    backend_ms = 0;
+    sinks_flush(5000);
+    pthread_mutex_lock(&mu);
+    nevs = 0;
+    pthread_mutex_unlock(&mu);
+    submit(11, 20, "the answer", 77, 0);
+    wait_idle();
+    seen_ev e = replied_with("answered");
+    assert_string_equal(e.corr, "task-77");
+    assert_string_equal(e.caller, "planner");
+    assert_string_equal(e.backend, "inbound.people");
+    /* named but not taken: the message routes on as its own */
+    submit(12, 20, "not an answer", 78, 0);
+    wait_idle();
+    e = replied_with("ok");
+    assert_int_equal(strlen(e.corr), 32);
+    assert_false(e.has_caller);
+    assert_string_equal(e.backend, "b");
+    /* from a backend on the message's worker, or from the test thread */
+    host_api.answered(ib, "task-outside", "mallory");
+    submit(13, 20, "sneaky", 0, 0);
+    wait_idle();
+    assert_string_equal(log_, "handle:not an answer|send:20:echo: not an answer|"
+                              "handle:sneaky|send:20:echo: sneaky|");
+    e = replied_with("ok");
+    assert_int_equal(strlen(e.corr), 32);
+    assert_false(e.has_caller);
+    /* from another instance than the one intercepting */
+    submit(14, 20, "taken", 79, 0);
+    wait_idle();
+    e = replied_with("answered");
+    assert_int_equal(strlen(e.corr), 32);
+    assert_false(e.has_caller);
+}
+
 /* Until the inbound instances started, admitted messages are held;
  * deliveries (from an inbound start()) go out meanwhile. */
 static void held_until_inbound_started(void **state) {
@@ -340,12 +441,17 @@ static void abi_13_layout(void **state) {
     assert_true(offsetof(rd_request, reply_to) >= offsetof(rd_request, nattachments) + 8);
     assert_true(offsetof(rd_outbound, sent_id) >= offsetof(rd_outbound, choices) + 8);
     assert_true(offsetof(rd_host, deliver) >= offsetof(rd_host, reply_choices) + 8);
+    assert_true(offsetof(rd_host, answered) == offsetof(rd_host, deliver) + 8);
+    assert_true(offsetof(rd_outbound, caller) == offsetof(rd_outbound, sent_id) + 8);
+    assert_true(offsetof(rd_event, caller) >= offsetof(rd_event, backend_span_id) + 8);
+    assert_true(RD_HAS(&host_api, answered) && host_api.answered);
     assert_true(offsetof(rd_ops, intercept) >= offsetof(rd_ops, flush) + 8);
     assert_int_equal(sizeof(rd_inbound), offsetof(rd_inbound, reply_to) + 8);
     assert_int_equal(sizeof(rd_request), offsetof(rd_request, reply_to) + 8);
-    assert_int_equal(sizeof(rd_outbound), offsetof(rd_outbound, sent_id) + 8);
+    assert_int_equal(sizeof(rd_outbound), offsetof(rd_outbound, caller) + 8);
+    assert_int_equal(sizeof(rd_event), offsetof(rd_event, caller) + 8);
     assert_int_equal(sizeof(rd_ops), offsetof(rd_ops, intercept) + 8);
-    assert_int_equal(sizeof(rd_host), offsetof(rd_host, deliver) + 8);
+    assert_int_equal(sizeof(rd_host), offsetof(rd_host, answered) + 8);
     assert_int_equal(RD_KIND_INBOUND, 4);
     assert_string_equal(kind_name(RD_KIND_INBOUND), "inbound");
     /* The loader's view of inbound descriptors. */
@@ -384,6 +490,7 @@ int main(void) {
         cmocka_unit_test(intercept_takes),
         cmocka_unit_test(held_until_inbound_started),
         cmocka_unit_test(held_dropped_after_failed_start),
+        cmocka_unit_test(answered_names_task_and_caller), /* update ids above the others */
         cmocka_unit_test(abi_13_layout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

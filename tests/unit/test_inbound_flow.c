@@ -23,6 +23,18 @@ static int64_t sent_id_of(size_t i) {
     return id;
 }
 
+/* The i-th answered() call named task id for the planner, from inside
+ * intercept(); n calls in all. */
+static void expect_answered(size_t n, size_t i, const char *id) {
+    rdpt_answered *a;
+    size_t got = rdpt_answers(&a);
+    assert_int_equal(got, n);
+    assert_string_equal(a[i].correlation_id, id);
+    assert_string_equal(a[i].caller, "planner");
+    assert_true(a[i].inside);
+    rdpt_answers_free(a, got);
+}
+
 static int answer(int64_t chat, int64_t reply_to, const char *text) {
     return rdpt_intercept(
         ib_self,
@@ -52,9 +64,20 @@ static void test_two_pending(void **state) {
     cJSON *b = ib_send(TOK_P, 0, "b", "alice", "second?", "", 1);
     int64_t sa = sent_id_of(0), sb = sent_id_of(1);
     assert_true(sa > 0 && sb > 0 && sa != sb);
+    /* deliveries name the caller they are sent for (events show it) */
+    rdpt_delivery *d;
+    size_t nd = rdpt_deliveries(&d);
+    assert_int_equal(nd, 2);
+    assert_string_equal(d[0].caller, "planner");
+    assert_string_equal(d[1].correlation_id, jstr(b, "id"));
+    rdpt_deliveries_free(d, nd);
     assert_int_equal(answer(12345, 0, "which one?"), 0); /* two wait: routes on */
     assert_int_equal(answer(12345, 777, "quote of another message"), 0);
+    rdpt_answered *none;
+    assert_int_equal(rdpt_answers(&none), 0); /* not taken: nothing named */
+    rdpt_answers_free(none, 0);
     assert_int_equal(answer(12345, sb, "B"), 1);
+    expect_answered(1, 0, jstr(b, "id")); /* the host's event names task and caller */
     expect_state(jstr(a, "id"), "input-required");
     expect_state(jstr(b, "id"), "completed");
     /* a button of another message (a persona's reply) is that message's */
@@ -65,6 +88,7 @@ static void test_two_pending(void **state) {
                                                              .reply_to = 778}),
                      0);
     assert_int_equal(answer(12345, 0, "A"), 1); /* exactly one left */
+    expect_answered(2, 1, jstr(a, "id"));
     cJSON *ga = ib_get_task(TOK_P, 0, jstr(a, "id"));
     assert_string_equal(jstr(ga, "artifacts.0.parts.0.text"), "A");
     assert_int_equal(answer(12345, 0, "hello persona"), 0); /* none left */
@@ -167,6 +191,7 @@ static void test_cancel(void **state) {
                                                              .flags = RD_MSG_CHOICE,
                                                              .reply_to = sent}),
                      1);
+    expect_answered(1, 0, id); /* a dropped late press still names its task */
     expect_state(id, "canceled");
     /* a plain message is not taken */
     assert_int_equal(answer(12345, 0, "hi"), 0);

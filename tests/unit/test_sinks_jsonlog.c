@@ -152,6 +152,37 @@ static void test_replied_line(void **state) {
     jl_format(&b, &ev, NULL, "prod", "sha");
     o = parse_line(b.p, b.len);
     assert_true(is_null(o, "latency_ms"));
+    assert_null(cJSON_GetObjectItem(o, "caller")); /* not an inbound message */
+    cJSON_Delete(o);
+    sbuf_free(&b);
+}
+
+/* An inbound question's events name the calling agent; a 1.2-sized event
+ * has no caller member, whatever lies behind it. */
+static void test_caller(void **state) {
+    (void)state;
+    rd_event ev = {.size = sizeof ev,
+                   .type = RD_EV_REPLIED,
+                   .level = RD_LOG_INFO,
+                   .ts_ns = 1,
+                   .source = "core",
+                   .correlation_id = "task-1",
+                   .transport = "main",
+                   .backend = "inbound.people",
+                   .status = "answered",
+                   .caller = "planner"};
+    sbuf b = {0};
+    jl_format(&b, &ev, NULL, "prod", "sha");
+    cJSON *o = parse_line(b.p, b.len);
+    assert_string_equal(str(o, "caller"), "planner");
+    assert_string_equal(str(o, "correlation_id"), "task-1");
+    assert_non_null(strstr(b.p, "\"backend\":\"inbound.people\",\"caller\":\"planner\","));
+    cJSON_Delete(o);
+    ev.size = (uint32_t)offsetof(rd_event, caller);
+    sbuf_reset(&b);
+    jl_format(&b, &ev, NULL, "prod", "sha");
+    o = parse_line(b.p, b.len);
+    assert_null(cJSON_GetObjectItem(o, "caller"));
     cJSON_Delete(o);
     sbuf_free(&b);
 }
@@ -548,6 +579,7 @@ int main(void) {
         cmocka_unit_test(test_levels),
         cmocka_unit_test(test_log_line_nulls),
         cmocka_unit_test(test_replied_line),
+        cmocka_unit_test(test_caller),
         cmocka_unit_test(test_hostile_text),
         cmocka_unit_test_setup_teardown(test_plugin_file_filter_redact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_reopen, setup, teardown),

@@ -121,6 +121,7 @@ static void test_trace_ok(void **state) {
     assert_string_equal(sget(attr(root, "routerd.update_id"), "intValue"), "4242");
     assert_string_equal(sget(attr(root, "routerd.status"), "stringValue"), "ok");
     assert_null(attr(root, "routerd.failure_class"));
+    assert_null(attr(root, "routerd.caller")); /* not an inbound message */
     const char *names[] = {"receive", "route", "backend", "send"};
     const char *starts[] = {"1795000000000000000", "1795000000000001000", "1795000000000002000",
                             "1795000000000006500"};
@@ -199,6 +200,24 @@ static void test_trace_rejected_and_notice(void **state) {
     assert_int_equal(cJSON_GetArraySize(spans), 4);
     assert_null(span_named(spans, "backend"));
     assert_string_equal(sget(span_named(spans, "route"), "endTimeUnixNano"), "1795000000000006500");
+    cJSON_Delete(doc);
+}
+
+/* An inbound question's span names the calling agent; a 1.2-sized event
+ * has no caller member. */
+static void test_trace_caller(void **state) {
+    (void)state;
+    rd_event ev = replied("answered", NULL);
+    ev.backend = "inbound.people";
+    ev.caller = "planner";
+    cJSON *spans, *doc = build(&ev, NULL, &spans);
+    cJSON *root = span_named(spans, "message");
+    assert_string_equal(sget(attr(root, "routerd.caller"), "stringValue"), "planner");
+    assert_string_equal(sget(attr(root, "routerd.backend"), "stringValue"), "inbound.people");
+    cJSON_Delete(doc);
+    ev.size = (uint32_t)offsetof(rd_event, caller);
+    doc = build(&ev, NULL, &spans);
+    assert_null(attr(span_named(spans, "message"), "routerd.caller"));
     cJSON_Delete(doc);
 }
 
@@ -859,6 +878,7 @@ int main(void) {
         cmocka_unit_test(test_trace_ok),
         cmocka_unit_test(test_trace_failed),
         cmocka_unit_test(test_trace_rejected_and_notice),
+        cmocka_unit_test(test_trace_caller),
         cmocka_unit_test(test_trace_invalid_and_hostile),
         cmocka_unit_test(test_ids_and_sampler),
         cmocka_unit_test(test_kv_parse),
