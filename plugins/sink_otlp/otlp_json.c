@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 bool otlp_valid_id(const char *s, size_t n) {
     if (!s || strlen(s) != n) return false;
@@ -67,7 +68,11 @@ otlp_trace *otlp_trace_new(const rd_event *ev, const char *error) {
     size_t n = sizeof(otlp_trace) + sl(ev->persona) + sl(ev->status) + sl(ev->failure_class) +
                sl(ev->transport) + sl(ev->backend) + sl(ev->chat_id_hash) + sl(error);
     const char *caller = RD_HAS(ev, caller) ? ev->caller : NULL;
-    n += sl(caller);
+    /* A delivery or an answer is correlated by its inbound task id. */
+    const char *corr = ev->correlation_id && strcasecmp(ev->correlation_id, ev->trace_id)
+                           ? ev->correlation_id
+                           : NULL;
+    n += sl(caller) + sl(corr);
     otlp_trace *t = calloc(1, n);
     if (!t) return NULL;
     char *p = (char *)(t + 1);
@@ -83,6 +88,7 @@ otlp_trace *otlp_trace_new(const rd_event *ev, const char *error) {
     t->backend = put(&p, ev->backend);
     t->chat_id_hash = put(&p, ev->chat_id_hash);
     t->caller = put(&p, caller);
+    t->corr = put(&p, corr);
     t->error = put(&p, error);
     t->update_id = ev->update_id;
     t->latency_ms = ev->latency_ms;
@@ -324,6 +330,7 @@ void otlp_json_trace(sbuf *b, const otlp_trace *t, const char *env, bool *first)
     attr_str(b, &a, "routerd.backend", t->backend);
     attr_str(b, &a, "routerd.chat_id_hash", t->chat_id_hash);
     attr_str(b, &a, "routerd.caller", t->caller);
+    attr_str(b, &a, "routerd.correlation_id", t->corr);
     if (t->type != RD_EV_RECEIVED) attr_double(b, &a, "routerd.latency_ms", t->latency_ms);
     span_close(b);
 

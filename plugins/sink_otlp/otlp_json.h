@@ -28,6 +28,7 @@ typedef struct otlp_trace {
     char trace_id[33], span_id[17], backend_span_id[17];
     const char *persona, *status, *failure_class, *transport, *backend, *chat_id_hash;
     const char *caller; /* the calling agent of an inbound message (1.3), or NULL */
+    const char *corr;   /* the correlation id when it is not the trace id (an inbound task) */
     const char *error;  /* send failure detail (redacted), or NULL */
     int64_t update_id;
     double latency_ms;

@@ -121,7 +121,8 @@ static void test_trace_ok(void **state) {
     assert_string_equal(sget(attr(root, "routerd.update_id"), "intValue"), "4242");
     assert_string_equal(sget(attr(root, "routerd.status"), "stringValue"), "ok");
     assert_null(attr(root, "routerd.failure_class"));
-    assert_null(attr(root, "routerd.caller")); /* not an inbound message */
+    assert_null(attr(root, "routerd.caller"));         /* not an inbound message */
+    assert_null(attr(root, "routerd.correlation_id")); /* it is the trace id */
     const char *names[] = {"receive", "route", "backend", "send"};
     const char *starts[] = {"1795000000000000000", "1795000000000001000", "1795000000000002000",
                             "1795000000000006500"};
@@ -210,9 +211,12 @@ static void test_trace_caller(void **state) {
     rd_event ev = replied("answered", NULL);
     ev.backend = "inbound.people";
     ev.caller = "planner";
+    ev.correlation_id = "task-7f3a";
     cJSON *spans, *doc = build(&ev, NULL, &spans);
     cJSON *root = span_named(spans, "message");
     assert_string_equal(sget(attr(root, "routerd.caller"), "stringValue"), "planner");
+    /* found by its task id too */
+    assert_string_equal(sget(attr(root, "routerd.correlation_id"), "stringValue"), "task-7f3a");
     assert_string_equal(sget(attr(root, "routerd.backend"), "stringValue"), "inbound.people");
     cJSON_Delete(doc);
     ev.size = (uint32_t)offsetof(rd_event, caller);
