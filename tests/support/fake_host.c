@@ -1262,37 +1262,16 @@ static void reply_out(const struct rd_reply *r, rdpt_reply *out) {
     }
 }
 
+static char *request_of(const rdpt_request *in, rd_request *rq, char corr[40]);
+
 int rdpt_call(void *self, const rdpt_request *in, rdpt_reply *out) {
     memset(out, 0, sizeof *out);
     out->text = xstrdup("");
     if (!plugin || plugin->kind != RD_KIND_BACKEND || !in) return -1;
-    static unsigned long seq;
-    pthread_mutex_lock(&mu);
-    unsigned long n = ++seq;
-    pthread_mutex_unlock(&mu);
     char corr[40];
-    snprintf(corr, sizeof corr, "%032lx", 0xc0ffee0000UL + n);
-    /* The text a backend gets from routerd: valid UTF-8 without NUL. */
-    size_t tlen;
-    char *text = utf8_clean_dup(in->text ? in->text : "", in->text ? strlen(in->text) : 0, &tlen);
     long long t0 = rdpt_now_ms();
-    rd_request rq = {.size = sizeof rq,
-                     .chat_id = in->chat_id,
-                     .user_id = in->user_id,
-                     .message_id = in->message_id,
-                     .text = text,
-                     .text_len = tlen,
-                     .persona = in->persona ? in->persona : "default",
-                     .correlation_id = in->correlation_id ? in->correlation_id : corr,
-                     .traceparent = in->traceparent,
-                     .deadline_ms = in->deadline_ms ? h_now_ms() + in->deadline_ms : 0,
-                     .meta = in->meta,
-                     .flags = in->flags,
-                     .update_id = in->update_id,
-                     .transport = in->transport ? in->transport : "console",
-                     .attachments = in->attachments,
-                     .nattachments = in->nattachments,
-                     .reply_to = in->reply_to};
+    rd_request rq;
+    char *text = request_of(in, &rq, corr);
     struct rd_reply *r = xcalloc(1, sizeof *r);
     r->req_text = text; /* the request stays valid until complete() */
     rd_status st = plugin->ops->handle(self, &rq, r, &out->err);
