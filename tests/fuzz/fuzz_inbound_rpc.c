@@ -4,6 +4,8 @@
  * on the plugin test kit's in-memory store. Each input runs as a caller
  * allowed two humans, then as one allowed all (same store: retries and
  * other callers' tasks), then the store goes back to its seeded state.
+ * The first caller is always over its rate limit, the human "oncall" has
+ * no room left: a new task for them is refused with 429 or 503.
  *
  * Seeded tasks: "@T1@" in an input stands for a submitted task of the
  * first caller, "@T2@" a canceled one of it, "@T3@" one of the second
@@ -74,8 +76,8 @@ static void setup(void) {
     rdpt_set("callers", "planner=" TOK_P ", auditor=" TOK_A);
     rdpt_set("allow", "planner:alice+oncall, auditor:*");
     rdpt_set("send_wait", "0s"); /* no waiting for a delivery nobody makes */
-    rdpt_set("rate_limit_per_minute", "0");
-    rdpt_set("max_pending_per_chat", "100");
+    rdpt_set("rate_limit_per_minute", "60");
+    rdpt_set("max_pending_per_chat", "2"); /* the seeded two: oncall is full */
     rdpt_set_now_ms(1700000000000);
     void *self = NULL;
     rd_error e = {0};
@@ -123,6 +125,7 @@ static void check(ib_caller *c, const char *body, size_t len) {
     ib_rpc(b, c, body, len, &a);
     if (!a.method || a.outcome >= OC_N) die("no method label or outcome");
     if (a.http != 200 && a.http != 429 && a.http != 503) die("an HTTP status out of the set");
+    if ((a.http != 200) != (a.retry_after > 0)) die("Retry-After without a refusal or none");
     if (a.stream) {
         if (a.body || !a.task_id || !a.first || strncmp(a.first, "data: {", 7))
             die("a stream without its task or first event");
@@ -149,6 +152,11 @@ static void check(ib_caller *c, const char *body, size_t len) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!b) setup();
+    /* The clock stands still: the first caller is out of tokens (429),
+     * the second has a full bucket for every input. */
+    b->callers[0].bucket = 0.5;
+    b->callers[1].bucket = 60;
+    b->callers[0].bucket_ms = b->callers[1].bucket_ms = 1700000000000;
     size_t len;
     char *body = expand(data, size, &len); /* NUL bytes inside stay, as over HTTP */
     if (!body) return 0;
