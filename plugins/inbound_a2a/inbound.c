@@ -175,6 +175,13 @@ static int parse_human(ib *b, const char *item, ib_human *hu, rd_error *err) {
     return 0;
 }
 
+/* White space anywhere, tabs and the like too (the docs promise none). */
+static int has_space(const char *s) {
+    for (; *s; s++)
+        if (isspace((unsigned char)*s)) return 1;
+    return 0;
+}
+
 /* NAME=TOKEN; the token is never printed. */
 static int parse_caller(ib *b, const char *item, ib_caller *c, rd_error *err) {
     const char *eq = strchr(item, '=');
@@ -190,7 +197,7 @@ static int parse_caller(ib *b, const char *item, ib_caller *c, rd_error *err) {
            (c->token[c->token_len - 1] == ' ' || c->token[c->token_len - 1] == '\t'))
         c->token_len--;
     c->token = strndup(c->token, c->token_len);
-    if (!c->token || c->token_len < (size_t)b->cf.min_token_bytes || strpbrk(c->token, "\r\n "))
+    if (!c->token || c->token_len < (size_t)b->cf.min_token_bytes || has_space(c->token))
         return cfg_err(b, err,
                        "callers: the token of '%s' is shorter than min_token_bytes or holds "
                        "white space",
@@ -241,7 +248,7 @@ static size_t count_list(const char *const *l) {
     return n;
 }
 
-static int parse_lists(ib *b, rd_error *err) {
+int ib_parse_lists(ib *b, rd_error *err) {
     size_t nh = count_list(b->cf.humans), nc = count_list(b->cf.callers);
     if (!nh || !nc) return cfg_err(b, err, "humans and callers must each name one at least%s", "");
     b->humans = calloc(nh, sizeof *b->humans);
@@ -343,9 +350,7 @@ static void metrics(ib *b) {
 
 /* ---- lifecycle ------------------------------------------------------------------- */
 
-static void ib_destroy(void *self) {
-    ib *b = self;
-    if (!b) return;
+void ib_free_lists(ib *b) {
     for (size_t i = 0; i < b->nhumans; i++) {
         free(b->humans[i].name);
         free(b->humans[i].transport);
@@ -357,6 +362,14 @@ static void ib_destroy(void *self) {
     }
     free(b->humans);
     free(b->callers);
+    b->humans = NULL, b->callers = NULL;
+    b->nhumans = b->ncallers = 0;
+}
+
+static void ib_destroy(void *self) {
+    ib *b = self;
+    if (!b) return;
+    ib_free_lists(b);
     free(b->public_url);
     free(b->rpc_path);
     free(b->series);
@@ -385,7 +398,7 @@ static rd_status ib_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error 
     b->inst = inst ? inst : "a2a";
     b->shared_store = store && !strcmp(store, "postgresql");
     if (h->cfg_bind(ctx, &b->cf, sizeof b->cf, err) != RD_OK || parse_listen(b, err) ||
-        parse_public(b, err) || parse_lists(b, err)) {
+        parse_public(b, err) || ib_parse_lists(b, err)) {
         ib_destroy(b);
         return RD_E_CONFIG;
     }

@@ -110,6 +110,12 @@ typedef struct ib_task {
     ib_state state;
 } ib_task;
 
+/* ---- inbound.c ---- */
+/* humans, callers and allow from b->cf into b (b->h, b->cf set): 0, or -1
+ * with err set; what was parsed stays for ib_free_lists() either way. */
+int ib_parse_lists(ib *b, rd_error *err);
+void ib_free_lists(ib *b);
+
 /* ---- inbound_task.c ---- */
 const char *ib_state_name(ib_state s, int v10);
 int ib_terminal(ib_state s);
@@ -168,5 +174,8 @@ void ib_http_stop(ib *b);
 void ib_count(ib *b, const char *caller, const char *method, ib_outcome oc);
 /* Constant time: the caller whose token this is, or NULL. */
 ib_caller *ib_auth(ib *b, const char *bearer, const char *api_key);
+/* The same from the raw Authorization ("Bearer <token>") and X-API-Key
+ * header values (either may be NULL), as the listener reads them. */
+ib_caller *ib_auth_headers(ib *b, const char *authorization, const char *api_key);
 
 #endif

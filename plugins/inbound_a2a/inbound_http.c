@@ -77,6 +77,10 @@ static const char *bearer_of(const char *h) {
     return h;
 }
 
+ib_caller *ib_auth_headers(ib *b, const char *authorization, const char *api_key) {
+    return ib_auth(b, bearer_of(authorization), api_key);
+}
+
 /* ---- responses ------------------------------------------------------------------- */
 
 static enum MHD_Result respond(struct MHD_Connection *c, int status, const char *type, char *body,
@@ -283,7 +287,7 @@ static enum MHD_Result on_headers(ib *b, struct MHD_Connection *c, const char *u
         return respond(c, 405, "text/plain", strdup("method not allowed\n"), 0);
     const char *au = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key");
-    cs->caller = ib_auth(b, bearer_of(au), key);
+    cs->caller = ib_auth_headers(b, au, key);
     if (!cs->caller) {
         ib_count(b, "-", "other", OC_UNAUTHORIZED);
         return respond_error(c, 401, -32000, "unauthorized");

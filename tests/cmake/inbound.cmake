@@ -9,3 +9,9 @@ foreach(t a2a flow replicas)
     add_dependencies(test_inbound_${t} inbound_a2a)
   endif()
 endforeach()
+
+# Fuzz targets: the plugin's objects on the plugin test kit, no listener.
+foreach(f rpc auth options)
+  routerd_fuzz_target(fuzz_inbound_${f} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_inbound_${f}.c
+                      LIBS inbound_a2a_obj routerd_plugintest)
+endforeach()

@@ -374,6 +374,7 @@ static void test_config_refused(void **state) {
         {"humans", "alice=main:99999999999999999999"},
         {"humans", "alice=mian:12345"}, /* the router has "main" and "ops" */
         {"callers", "planner=short"},
+        {"callers", "planner=tok-with-a\ttab-inside-0123"}, /* white space inside */
         {"callers", "planner=" TOK_P ", auditor=" TOK_P},
         {"callers", "planner=" TOK_P ", planner=" TOK_A},
         {"allow", "planner:carol"},
