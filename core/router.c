@@ -109,6 +109,7 @@ static chat *chat_get(int tr, int64_t id) {
     c->hnext = tab[s];
     tab[s] = c;
     tab_count++;
+    series_set(R.m_chats, (double)tab_count); /* exact, not only at sweeps */
     return c;
 }
 
@@ -119,6 +120,7 @@ static void chat_remove(chat *c) {
         pp = &(*pp)->hnext;
     if (*pp) *pp = c->hnext;
     tab_count--;
+    series_set(R.m_chats, (double)tab_count);
     free(c);
 }
 
