@@ -392,6 +392,24 @@ static rd_status claim_message(ib *b, ib_task *t, const char *mk) {
     return dedupe_hit(b, mk, t) == 0 ? RD_E_DUPLICATE : RD_OK;
 }
 
+/* mu held. The task another request stored under t's id: t becomes it,
+ * and the index keys just written are taken back where its state no
+ * longer has them. */
+static void adopt_locked(ib *b, ib_task *t, const char *pk, const char *sk) {
+    ib_task old;
+    if (ib_task_load(b, t->id, &old)) return;
+    rd_kv_op ops[2];
+    size_t n = 0;
+    char opk[256];
+    pkey(&old, opk, sizeof opk); /* a retry may have named another person */
+    if (old.state != TS_SUBMITTED) ops[n++] = (rd_kv_op){.op = RD_KV_DEL, .key = sk};
+    if (ib_terminal(old.state) || strcmp(opk, pk))
+        ops[n++] = (rd_kv_op){.op = RD_KV_DEL, .key = pk};
+    if (n) b->h->kv_txn(b->ctx, ops, n);
+    ib_task_free(t);
+    *t = old;
+}
+
 rd_status ib_task_create(ib *b, ib_task *t) {
     char id[40], ctx[40], mk[IB_NAME_MAX + 80];
     if (new_id(id) || new_id(ctx)) return RD_E_INTERNAL;
@@ -409,11 +427,17 @@ rd_status ib_task_create(ib *b, ib_task *t) {
     pkey(t, pk, sizeof pk);
     char *json = task_dump(t);
     if (!json) return RD_E_INTERNAL;
-    rd_kv_op ops[3] = {{.op = RD_KV_PUT, .key = tk, .val = json, .val_len = strlen(json)},
-                       {.op = RD_KV_PUT, .key = pk, .val = "", .val_len = 0},
+    /* The indexes first (a crash then leaves keys without a task, which
+     * readers skip), then the task itself, inserted only if absent: a
+     * request that took over a dedupe key whose writer was merely slow
+     * adopts the task that writer stored instead of writing it again
+     * (which would deliver the question a second time). */
+    rd_kv_op ops[2] = {{.op = RD_KV_PUT, .key = pk, .val = "", .val_len = 0},
                        {.op = RD_KV_PUT, .key = sk, .val = "", .val_len = 0}};
     pthread_mutex_lock(&b->mu);
-    st = b->h->kv_txn(b->ctx, ops, 3);
+    st = b->h->kv_txn(b->ctx, ops, 2);
+    if (st == RD_OK) st = b->h->kv_add(b->ctx, tk, json, strlen(json));
+    if (st == RD_E_DUPLICATE) adopt_locked(b, t, pk, sk);
     if (st == RD_OK) {
         if (!b->earliest_ms || t->deadline_ms < b->earliest_ms) b->earliest_ms = t->deadline_ms;
         b->kick = 1;
