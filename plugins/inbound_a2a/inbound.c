@@ -208,6 +208,7 @@ static int parse_caller(ib *b, const char *item, ib_caller *c, rd_error *err) {
         if (!strcmp(b->callers[i].token, c->token))
             return cfg_err(b, err, "callers: '%s' has the token of another caller", c->name);
     }
+    ib_token_digest(c->token, c->token_sha);
     c->allow = calloc(b->nhumans + 1, 1);
     return c->allow ? 0 : cfg_err(b, err, "out of memory%s", "");
 }

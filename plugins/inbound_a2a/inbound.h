@@ -45,7 +45,8 @@ typedef struct ib_caller {
     char *name;
     const char *token; /* host-owned */
     size_t token_len;
-    unsigned char *allow; /* one flag per human */
+    unsigned char token_sha[32]; /* SHA-256 of token, made once: ib_auth() compares these */
+    unsigned char *allow;        /* one flag per human */
     size_t nallowed;
     double bucket; /* rate limit tokens, under ib.mu */
     int64_t bucket_ms;
@@ -172,6 +173,8 @@ void ib_http_quiesce(ib *b);
 void ib_http_stop(ib *b);
 /* routerd_inbound_requests_total{instance,caller,method,outcome} += 1 */
 void ib_count(ib *b, const char *caller, const char *method, ib_outcome oc);
+/* SHA-256 of a NUL-terminated token. */
+void ib_token_digest(const char *token, unsigned char out[32]);
 /* Constant time: the caller whose token this is, or NULL. */
 ib_caller *ib_auth(ib *b, const char *bearer, const char *api_key);
 /* The same from the raw Authorization ("Bearer <token>") and X-API-Key

@@ -49,7 +49,7 @@ void ib_count(ib *b, const char *caller, const char *method, ib_outcome oc) {
 
 /* ---- auth ---------------------------------------------------------------------- */
 
-static void digest(const char *s, unsigned char out[32]) {
+void ib_token_digest(const char *s, unsigned char out[32]) {
     unsigned int n = 0;
     EVP_Digest(s, strlen(s), out, &n, EVP_sha256(), NULL);
 }
@@ -58,12 +58,11 @@ static void digest(const char *s, unsigned char out[32]) {
 ib_caller *ib_auth(ib *b, const char *bearer, const char *api_key) {
     const char *given = bearer ? bearer : api_key;
     if (!given || !*given || strlen(given) > 4096) return NULL;
-    unsigned char g[32], w[32];
-    digest(given, g);
+    unsigned char g[32];
+    ib_token_digest(given, g);
     ib_caller *found = NULL;
     for (size_t i = 0; i < b->ncallers; i++) {
-        digest(b->callers[i].token, w);
-        if (CRYPTO_memcmp(g, w, 32) == 0) found = &b->callers[i];
+        if (CRYPTO_memcmp(g, b->callers[i].token_sha, 32) == 0) found = &b->callers[i];
     }
     return found;
 }
