@@ -28,6 +28,7 @@ struct bench_agent {
     int delay_ms;
     char url[64];
     atomic_long requests, inflight, max_inflight;
+    atomic_llong last_in; /* monotonic us of the latest request's arrival */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     conn *head, *tail; /* parked, by deadline */
@@ -150,6 +151,7 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
     }
     if (!cs->parked) {
         cs->t_in = now_us();
+        atomic_store(&a->last_in, cs->t_in);
         long now = atomic_fetch_add(&a->inflight, 1) + 1;
         long prev = atomic_load(&a->max_inflight);
         while (now > prev && !atomic_compare_exchange_weak(&a->max_inflight, &prev, now)) {
@@ -241,6 +243,10 @@ const char *bench_agent_url(bench_agent *a) {
 
 long bench_agent_requests(bench_agent *a) {
     return atomic_load(&a->requests);
+}
+
+long long bench_agent_last_arrival_us(bench_agent *a) {
+    return atomic_load(&a->last_in);
 }
 
 long bench_agent_max_inflight(bench_agent *a) {

@@ -14,6 +14,8 @@ void bench_agent_stop(bench_agent *a);
 const char *bench_agent_url(bench_agent *a);
 long bench_agent_requests(bench_agent *a);
 long bench_agent_max_inflight(bench_agent *a);
+/* CLOCK_MONOTONIC microseconds of the latest request's arrival (0: none). */
+long long bench_agent_last_arrival_us(bench_agent *a);
 /* Records texts "c<C>-m<K>" with C < chats, K < per_chat from now on. */
 void bench_agent_track(bench_agent *a, int chats, int per_chat);
 /* Microseconds the agent held text (C, K) (request received to answer

@@ -80,6 +80,7 @@ static rd_event *ev_copy(const rd_event *e) {
 }
 
 static void *dispatch(void *arg) {
+    pthread_setname_np(pthread_self(), "rd-events");
     sinkq *q = arg;
     in_dispatch = true;
     rd_event *batch[SINK_BATCH_MAX];

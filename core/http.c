@@ -189,6 +189,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 }
 
 static void *reaper_main(void *arg) {
+    pthread_setname_np(pthread_self(), "rd-http-reaper");
     (void)arg;
     pthread_mutex_lock(&conns_mu);
     while (!reaper_stop) {

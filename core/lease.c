@@ -170,6 +170,7 @@ int lease_role(void) {
 }
 
 static void *lease_loop(void *arg) {
+    pthread_setname_np(pthread_self(), "rd-lease");
     (void)arg;
     int64_t last_maint = 0;
     pthread_mutex_lock(&L.mu);

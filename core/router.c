@@ -268,6 +268,7 @@ static int64_t stall_check_locked(int64_t now) {
  * keeps the lock shows up as a stale stamp, while a slow peer inside a
  * plugin call (start() waiting for Telegram) does not. */
 static void *watchdog_main(void *arg) {
+    pthread_setname_np(pthread_self(), "rd-watchdog");
     (void)arg;
     pthread_mutex_lock(&R.mu);
     while (!wd_stop) {
@@ -996,6 +997,7 @@ static void job_finish(job *j) {
 }
 
 static void *worker_main(void *arg) {
+    pthread_setname_np(pthread_self(), "rd-worker");
     (void)arg;
     worker_rec self = {.tid = (int)syscall(SYS_gettid)};
     pthread_mutex_lock(&R.mu);

@@ -1000,6 +1000,7 @@ static int discover(a2a *a, int64_t deadline, int force, int throttle) {
 }
 
 static void *discovery_main(void *arg) {
+    pthread_setname_np(pthread_self(), "a2a-discovery");
     a2a *a = arg;
     int64_t pause = 500;
     for (;;) {
@@ -3222,6 +3223,7 @@ static void ac_step(acall *ac) {
 }
 
 static void *fallback_main(void *arg) {
+    pthread_setname_np(pthread_self(), "a2a-call");
     acall *ac = arg;
     a2a *a = ac->c.a;
     call *c = &ac->c;
@@ -3291,6 +3293,7 @@ static void ac_post(acall *ac) {
 #define FIN_BATCH 256
 
 static void *finisher_main(void *arg) {
+    pthread_setname_np(pthread_self(), "a2a-finish");
     a2a *a = arg;
     kv_batch b = {0};
     acall *v[FIN_BATCH];

@@ -621,6 +621,7 @@ static void trim_after_burst(a2a_loop *l, int64_t now) {
 }
 
 static void *loop_main(void *arg) {
+    pthread_setname_np(pthread_self(), "a2a-loop");
     a2a_loop *l = arg;
     struct epoll_event evs[256];
     int64_t next_scan = l->now() + LOOP_TICK_MS;

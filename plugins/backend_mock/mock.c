@@ -353,6 +353,7 @@ static delayed heap_pop(mock *m) {
 
 /* Completes held replies when they are due. */
 static void *timer_main(void *arg) {
+    pthread_setname_np(pthread_self(), "mock-timer");
     mock *m = arg;
     pthread_mutex_lock(&m->mu);
     while (!(m->stopping && !m->nheap)) {

@@ -590,6 +590,7 @@ static int send_pass(ib *b) {
 }
 
 static void *sender_main(void *arg) {
+    pthread_setname_np(pthread_self(), "inbound-sender");
     ib *b = arg;
     while (!ib_stopping(b)) {
         int again = send_pass(b);
@@ -698,6 +699,7 @@ static void prune(ib *b) {
  * rescan_interval the timer reads p/ again (deadlines) and wakes the
  * sender to read s/ (a dead replica's undelivered questions). */
 static void *timer_main(void *arg) {
+    pthread_setname_np(pthread_self(), "inbound-expiry");
     ib *b = arg;
     int64_t next = expire_pass(b, ib_wall_ms(b));
     prune(b);

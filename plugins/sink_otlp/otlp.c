@@ -315,6 +315,7 @@ static void log_notes(otlp *o, int notes, bool room_first, int64_t dropped, int6
 }
 
 static void *exporter(void *arg) {
+    pthread_setname_np(pthread_self(), "otlp-export");
     otlp *o = arg;
     pthread_mutex_lock(&o->mu);
     int64_t oldest_ms = 0; /* when the queue stopped being empty */

@@ -155,6 +155,7 @@ static void push(prom *p) {
 }
 
 static void *statsd_main(void *arg) {
+    pthread_setname_np(pthread_self(), "prom-statsd");
     prom *p = arg;
     pthread_mutex_lock(&p->mu);
     while (!p->th_stop) {

@@ -228,6 +228,7 @@ out:
 }
 
 static void *reader(void *arg) {
+    pthread_setname_np(pthread_self(), "console-read");
     console *c = arg;
     char *buf = NULL;
     size_t len = 0, cap = 0;
