@@ -160,7 +160,19 @@ typedef struct snap {
     long vol, invol;
     long long wbytes, syscr, syscw;
     double commits, writes; /* routerd's store counters from /metrics; -1 = none */
+    /* sums and counts of routerd's latency histograms, for where a message's
+     * time goes: queued, at the backend, sending the reply, end to end */
+    double st_sum[4], st_n[4];
 } snap;
+
+static const struct {
+    const char *name, *label, *out;
+} stages[4] = {
+    {"routerd_queue_wait_seconds", NULL, "queue_wait_ms_avg"},
+    {"routerd_backend_latency_seconds", NULL, "backend_ms_avg"},
+    {"routerd_telegram_api_request_seconds", "method=\"sendMessage\"", "send_ms_avg"},
+    {"routerd_round_trip_seconds", NULL, "round_trip_ms_avg"},
+};
 
 static long long now_us(void) {
     struct timespec ts;
@@ -373,6 +385,14 @@ static void text_of(char *buf, size_t n, int i, int chats) {
     snprintf(buf, n, "c%d-m%d", i % chats, i / chats);
 }
 
+/* Where a message's time went, averaged over the phase (routerd only). */
+static void stage_metrics(metrics *m, const snap *a, const snap *b) {
+    for (int i = 0; i < 4; i++)
+        if (a->st_n[i] >= 0 && b->st_n[i] > a->st_n[i])
+            put(m, stages[i].out,
+                (b->st_sum[i] - a->st_sum[i]) * 1000.0 / (b->st_n[i] - a->st_n[i]));
+}
+
 static void phase_metrics(metrics *m, const snap *a, const snap *b, int n) {
     double ms = (double)(b->t_us - a->t_us) / 1000.0;
     put(m, "elapsed_ms", ms);
@@ -386,6 +406,7 @@ static void phase_metrics(metrics *m, const snap *a, const snap *b, int n) {
         put(m, "store_commits_per_msg", (b->commits - a->commits) / n);
         put(m, "store_writes_per_msg", (b->writes - a->writes) / n);
     }
+    stage_metrics(m, a, b);
 }
 
 /* BENCH_VERBOSE=1: one body of each call, to compare the two clients. */
@@ -449,10 +470,31 @@ static double metric_value(const char *text, const char *name) {
     return -1;
 }
 
+/* Sums every series of a metric (name then '{' or ' '), or only those
+ * whose labels hold `label`. */
+static double metric_sum(const char *text, const char *name, const char *label) {
+    size_t n = strlen(name);
+    double v = 0;
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, name, n) || (p[n] != ' ' && p[n] != '{')) continue;
+        const char *eol = strchr(p, '\n');
+        const char *sp = p[n] == '{' ? strchr(p, '}') : p + n;
+        if (!sp || (eol && sp > eol)) continue;
+        if (label) {
+            const char *l = strstr(p, label);
+            if (!l || l > sp) continue;
+        }
+        v += atof(sp + 1);
+    }
+    return v;
+}
+
 /* The store counters, read after the main loop has copied them (every
  * 200 ms), outside the timed part of the phase. */
 static void store_counts(int port, snap *s) {
     s->commits = s->writes = -1;
+    for (int i = 0; i < 4; i++)
+        s->st_sum[i] = s->st_n[i] = -1;
     if (port <= 0) return;
     rt_sleep_ms(300);
     char url[64], *body = NULL;
@@ -460,6 +502,13 @@ static void store_counts(int port, snap *s) {
     if (rt_http("GET", url, NULL, NULL, &body) == 200 && body) {
         s->commits = metric_value(body, "routerd_store_commits_total");
         s->writes = metric_value(body, "routerd_store_writes_total");
+        char nm[96];
+        for (int i = 0; i < 4; i++) {
+            snprintf(nm, sizeof nm, "%s_sum", stages[i].name);
+            s->st_sum[i] = metric_sum(body, nm, stages[i].label);
+            snprintf(nm, sizeof nm, "%s_count", stages[i].name);
+            s->st_n[i] = metric_sum(body, nm, stages[i].label);
+        }
     }
     free(body);
 }
@@ -550,6 +599,7 @@ static int run_slow(int minimal, const params *pa, metrics *m) {
     /* How long the client took to get every call to the agent. */
     put(m, "last_call_after_last_ms", (double)(bench_agent_last_arrival_us(ag) - last) / 1000.0);
     put(m, "cpu_ms_per_msg", (ph.b.cpu - ph.a.cpu) / chats);
+    stage_metrics(m, &ph.a, &ph.b);
     put(m, "rss_start_kib", (double)rss0);
     put(m, "peak_rss_kib", (double)ph.sm.peak_rss);
     put(m, "threads_peak", (double)ph.sm.peak_threads);
