@@ -98,9 +98,10 @@ static char *dupstr(const char *s) {
     return d;
 }
 
-/* libpq's message without the trailing newline. */
+/* The first line of libpq's message. */
 static void errtext(PGconn *c, char *buf, size_t n) {
     snprintf(buf, n, "%s", c ? PQerrorMessage(c) : "out of memory");
+    buf[strcspn(buf, "\n")] = 0; /* libpq's hints follow on further lines */
     size_t l = strlen(buf);
     while (l && (buf[l - 1] == '\n' || buf[l - 1] == ' '))
         buf[--l] = 0;
@@ -733,7 +734,10 @@ static bool probe(store_impl *s, pgconn *k) {
     if (!conn_up(s, k)) return false;
     PGresult *r = PQexec(k->c, "SELECT 1");
     bool ok = ok_res(r);
-    if (!ok) after_error(s, k, r, "probe");
+    if (!ok) {
+        k->broken = true; /* nothing else fails a SELECT 1 */
+        after_error(s, k, r, "probe");
+    }
     PQclear(r);
     return ok;
 }
