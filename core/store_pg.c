@@ -6,8 +6,9 @@
  * write connection, as in the SQLite store: writers queue, the one at the
  * head sends one transaction for everyone queued (each caller's ops in its
  * own savepoint, so one that fails is undone alone) in libpq's pipeline
- * mode, so the whole group costs one round trip, and every caller returns
- * only once the COMMIT is acknowledged. Reads (get, scan) have a
+ * mode (libpq 14 or later), so the whole group costs one round trip, plus
+ * one for each caller whose write fails, and every caller returns only
+ * once the COMMIT is acknowledged. Reads (get, scan) have a
  * connection of their own and never wait behind a write. Leases, releases,
  * upkeep and migrations use the write connection.
  *
