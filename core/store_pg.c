@@ -2,15 +2,26 @@
  * shares one database. Loaded by the core only when [router] store =
  * postgresql, so the core binary itself does not depend on libpq.
  *
- * One connection per process, behind a mutex, as with SQLite. A lost
- * connection fails every call at once (RD_E_UNAVAILABLE) and is re-opened
- * with capped back-off by the next call or by maintain(). Leases are rows
- * with fencing tokens and expire on the database's clock, so the replicas'
- * clocks never matter. */
+ * Two connections per process. Writes go through a group commit on the
+ * write connection, as in the SQLite store: writers queue, the one at the
+ * head sends one transaction for everyone queued (each caller's ops in its
+ * own savepoint, so one that fails is undone alone) in libpq's pipeline
+ * mode (libpq 14 or later), so the whole group costs one round trip, plus
+ * one for each caller whose write fails, and every caller returns only
+ * once the COMMIT is acknowledged. Reads (get, scan) have a
+ * connection of their own and never wait behind a write. Leases, releases,
+ * upkeep and migrations use the write connection.
+ *
+ * A lost connection fails the calls that use it at once (RD_E_UNAVAILABLE)
+ * and is re-opened with capped back-off by the next call or by maintain();
+ * the store is healthy only while both connections are up. Leases are
+ * rows with fencing tokens and expire on the database's clock, so the
+ * replicas' clocks never matter. */
 #include "store.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,16 +42,44 @@ static const char *const migrations[] = {
 };
 #define NMIGRATIONS (sizeof migrations / sizeof *migrations)
 
-struct store_impl {
+/* One connection and its reconnect state, all under its mutex but `up`. */
+typedef struct pgconn {
+    const char *name; /* "writes" or "reads", for the log */
     PGconn *c;
-    char *conninfo;
     pthread_mutex_t mu;
+    bool down;           /* lost, not yet back */
+    bool broken;         /* up by libpq's account, but its protocol state is unknown */
+    int64_t retry_at_ms; /* next reconnect attempt */
+    int64_t backoff_ms;
+    atomic_bool up; /* readable without the lock */
+} pgconn;
+
+/* A write waiting for the group commit (on its caller's stack). */
+typedef struct gc_req {
+    const char *ns;
+    const rd_kv_op *ops;
+    size_t n;
+    const store_fence *f; /* may be NULL */
+    bool add;             /* ops[0] is inserted only if its key is absent */
+    bool added;           /* add: the insert wrote a row */
+    rd_status st;         /* RD_OK until something of its own failed */
+    int state;            /* GC_WAIT, then GC_HEAD or GC_DONE, set before wake is posted */
+    sem_t wake;           /* posted once; safe to destroy as soon as its wait returns */
+    struct gc_req *next;
+} gc_req;
+
+enum { GC_WAIT, GC_HEAD, GC_DONE };
+
+struct store_impl {
+    char *conninfo;
     store_opts o;
-    atomic_bool ok;
-    bool down;           /* under mu: connection lost, not yet back */
-    int64_t retry_at_ms; /* under mu: next reconnect attempt */
-    int64_t backoff_ms;  /* under mu */
-    int64_t last_deep;   /* wall s of the last retention pass */
+    pgconn w; /* group commits, leases, upkeep, migrations */
+    pgconn r; /* get and scan */
+    /* Group commit: writers queue here; the one at the head commits for
+     * everyone queued behind it. */
+    pthread_mutex_t gmu;
+    gc_req *ghead, *gtail;
+    int64_t last_deep; /* under w.mu: wall s of the last retention pass */
 };
 
 static int64_t wall_s(const store_impl *s) {
@@ -60,9 +99,10 @@ static char *dupstr(const char *s) {
     return d;
 }
 
-/* libpq's message without the trailing newline. */
+/* The first line of libpq's message. */
 static void errtext(PGconn *c, char *buf, size_t n) {
     snprintf(buf, n, "%s", c ? PQerrorMessage(c) : "out of memory");
+    buf[strcspn(buf, "\n")] = 0; /* libpq's hints follow on further lines */
     size_t l = strlen(buf);
     while (l && (buf[l - 1] == '\n' || buf[l - 1] == ' '))
         buf[--l] = 0;
@@ -131,12 +171,40 @@ fail:
     return -1;
 }
 
+static void conn_init(pgconn *k, const char *name) {
+    k->name = name;
+    pthread_mutex_init(&k->mu, NULL);
+    k->backoff_ms = 100;
+    atomic_init(&k->up, false);
+}
+
+static void conn_fini(pgconn *k) {
+    if (k->c) PQfinish(k->c);
+    pthread_mutex_destroy(&k->mu);
+}
+
 static void pg_close(store_impl *s) {
     if (!s) return;
-    if (s->c) PQfinish(s->c);
+    conn_fini(&s->w);
+    conn_fini(&s->r);
+    pthread_mutex_destroy(&s->gmu);
     free(s->conninfo);
-    pthread_mutex_destroy(&s->mu);
     free(s);
+}
+
+/* Opens k at start; false with err set when the server cannot be reached. */
+static bool conn_open(store_impl *s, pgconn *k, char *err, size_t errsz) {
+    k->c = s->conninfo ? connect_db(s) : NULL;
+    if (!k->c || PQstatus(k->c) != CONNECTION_OK) {
+        char e[256];
+        errtext(k->c, e, sizeof e);
+        /* libpq names host and port, never the password. */
+        snprintf(err, errsz, "store_url: cannot connect to PostgreSQL: %s", e);
+        if (s->o.unreachable) *s->o.unreachable = true;
+        return false;
+    }
+    atomic_store(&k->up, true);
+    return true;
 }
 
 static store_impl *pg_open(const char *where, const store_opts *o, char *err, size_t errsz) {
@@ -161,67 +229,64 @@ static store_impl *pg_open(const char *where, const store_opts *o, char *err, si
     if (!s) return NULL;
     s->o = *o;
     s->conninfo = dupstr(where);
-    pthread_mutex_init(&s->mu, NULL);
-    s->backoff_ms = 100;
-    s->c = s->conninfo ? connect_db(s) : NULL;
-    if (!s->c || PQstatus(s->c) != CONNECTION_OK) {
-        char e[256];
-        errtext(s->c, e, sizeof e);
-        /* libpq names host and port, never the password. */
-        snprintf(err, errsz, "store_url: cannot connect to PostgreSQL: %s", e);
-        if (o->unreachable) *o->unreachable = true;
+    conn_init(&s->w, "writes");
+    conn_init(&s->r, "reads");
+    pthread_mutex_init(&s->gmu, NULL);
+    if (!conn_open(s, &s->w, err, errsz) || migrate(s->w.c, err, errsz) ||
+        !conn_open(s, &s->r, err, errsz)) {
         pg_close(s);
         return NULL;
     }
-    if (migrate(s->c, err, errsz)) {
-        pg_close(s);
-        return NULL;
-    }
-    atomic_init(&s->ok, true);
     s->last_deep = wall_s(s);
     return s;
 }
 
-/* Makes sure the connection is up (mu held); false while it is not. */
-static bool conn_up(store_impl *s) {
-    if (!s->down && PQstatus(s->c) == CONNECTION_OK) return true;
-    if (!s->down) {
-        s->down = true;
-        atomic_store(&s->ok, false);
+/* Makes sure k is up (k->mu held); false while it is not. */
+static bool conn_up(store_impl *s, pgconn *k) {
+    if (!k->down && !k->broken && PQstatus(k->c) == CONNECTION_OK) return true;
+    if (!k->down) {
+        k->down = true;
+        atomic_store(&k->up, false);
         char e[256];
-        errtext(s->c, e, sizeof e);
+        errtext(k->c, e, sizeof e);
         s->o.log(RD_LOG_ERROR,
-                 "state store: lost the PostgreSQL connection (%s); not ready, retrying", e);
-        s->retry_at_ms = 0;
+                 "state store: lost the PostgreSQL connection (%s: %s); not ready, retrying",
+                 k->name, *e ? e : "protocol out of step");
+        k->retry_at_ms = 0;
     }
     int64_t now = mono_ms();
-    if (now < s->retry_at_ms) return false;
-    PQreset(s->c);
-    if (PQstatus(s->c) != CONNECTION_OK) {
-        s->retry_at_ms = now + s->backoff_ms;
-        s->backoff_ms = s->backoff_ms * 2 > 1000 ? 1000 : s->backoff_ms * 2;
+    if (now < k->retry_at_ms) return false;
+    /* A new connection rather than PQreset(): nothing of an interrupted
+     * pipeline can survive into it. */
+    PGconn *c = connect_db(s);
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        if (c) PQfinish(c);
+        k->retry_at_ms = now + k->backoff_ms;
+        k->backoff_ms = k->backoff_ms * 2 > 1000 ? 1000 : k->backoff_ms * 2;
         return false;
     }
-    s->down = false;
-    s->backoff_ms = 100;
-    atomic_store(&s->ok, true);
-    s->o.log(RD_LOG_INFO, "state store: PostgreSQL connection re-established");
+    PQfinish(k->c);
+    k->c = c;
+    k->down = k->broken = false;
+    k->backoff_ms = 100;
+    atomic_store(&k->up, true);
+    s->o.log(RD_LOG_INFO, "state store: PostgreSQL connection re-established (%s)", k->name);
     return true;
 }
 
-/* After a failed statement: a broken connection marks the store down. */
-static void after_error(store_impl *s, PGresult *r, const char *what) {
-    if (PQstatus(s->c) != CONNECTION_OK) {
-        conn_up(s); /* logs once and schedules the reconnect */
+/* After a failed statement: a broken connection marks k down. */
+static void after_error(store_impl *s, pgconn *k, PGresult *r, const char *what) {
+    if (k->broken || PQstatus(k->c) != CONNECTION_OK) {
+        conn_up(s, k); /* logs once and schedules the reconnect */
         return;
     }
-    const char *m = r ? PQresultErrorMessage(r) : PQerrorMessage(s->c);
+    const char *m = r ? PQresultErrorMessage(r) : PQerrorMessage(k->c);
     s->o.log(RD_LOG_ERROR, "state store: %s: %.200s", what, m && *m ? m : "failed");
 }
 
-static PGresult *run(store_impl *s, const char *sql, int n, const char *const *v, const int *len,
+static PGresult *run(PGconn *c, const char *sql, int n, const char *const *v, const int *len,
                      const int *fmt, int binary_result) {
-    return PQexecParams(s->c, sql, n, NULL, v, len, fmt, binary_result);
+    return PQexecParams(c, sql, n, NULL, v, len, fmt, binary_result);
 }
 
 static bool ok_res(PGresult *r) {
@@ -230,18 +295,20 @@ static bool ok_res(PGresult *r) {
 }
 
 static rd_status pg_get(store_impl *s, const char *ns, const char *key, char **val, size_t *len) {
-    pthread_mutex_lock(&s->mu);
-    if (!conn_up(s)) {
-        pthread_mutex_unlock(&s->mu);
+    pgconn *k = &s->r;
+    pthread_mutex_lock(&k->mu);
+    if (!conn_up(s, k)) {
+        pthread_mutex_unlock(&k->mu);
         return RD_E_UNAVAILABLE;
     }
     const char *p[] = {ns, key};
-    PGresult *r = run(s, "SELECT v, t FROM routerd_kv WHERE ns=$1 AND k=$2", 2, p, NULL, NULL, 1);
+    PGresult *r =
+        run(k->c, "SELECT v, t FROM routerd_kv WHERE ns=$1 AND k=$2", 2, p, NULL, NULL, 1);
     rd_status st = RD_E_FATAL;
     bool touch = false;
     int64_t now = wall_s(s);
     if (!ok_res(r)) {
-        after_error(s, r, "read");
+        after_error(s, k, r, "read");
         st = RD_E_UNAVAILABLE;
     } else if (PQntuples(r) == 1) {
         int n = PQgetlength(r, 0, 0);
@@ -264,46 +331,262 @@ static rd_status pg_get(store_impl *s, const char *ns, const char *key, char **v
     }
     PQclear(r);
     if (touch) {
+        /* At most hourly per conversation: it may stay on the read
+         * connection (autocommit, unfenced, as it always was). */
         char ts[24];
         snprintf(ts, sizeof ts, "%lld", (long long)now);
         const char *q[] = {ns, key, ts};
-        PQclear(run(s, "UPDATE routerd_kv SET t=$3 WHERE ns=$1 AND k=$2", 3, q, NULL, NULL, 0));
+        PQclear(run(k->c, "UPDATE routerd_kv SET t=$3 WHERE ns=$1 AND k=$2", 3, q, NULL, NULL, 0));
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&k->mu);
     return st;
 }
 
-static bool apply(store_impl *s, const char *ns, const rd_kv_op *op, const char *ts) {
-    PGresult *r = NULL;
+/* ---- group commit in one pipeline ------------------------------------- */
+
+/* What each command of a pipeline was, to attribute its result. */
+enum { CMD_FRAME, CMD_SP, CMD_FENCE, CMD_OP, CMD_RELEASE };
+
+typedef struct cmd_tag {
+    gc_req *r; /* NULL for the transaction's own commands */
+    int kind;
+} cmd_tag;
+
+/* Lease check of a fenced request. In a pipeline nothing can look at a
+ * result before the commands after it are sent, so a check that merely
+ * returned no row would not stop the ops queued behind it: this one fails
+ * (division by zero, SQLSTATE 22012) unless the lease is held, which
+ * aborts the request's savepoint and everything after it up to the sync.
+ * FOR SHARE keeps the lease row locked until the group's COMMIT, so a
+ * takeover's UPDATE of the lease waits for it and no write lands after
+ * another replica took over. statement_timestamp(): the lease must be
+ * live when it is checked, not merely when the group began. */
+static const char fence_sql[] =
+    "SELECT 1 / count(*) FROM (SELECT 1 FROM routerd_lease WHERE key=$1 AND holder=$2 AND "
+    "token=$3 AND expires_at > statement_timestamp() FOR SHARE) AS held";
+#define SQLSTATE_NOT_HELD "22012"
+
+static bool send_sql(PGconn *c, const char *sql, cmd_tag *tags, size_t *nt, gc_req *r, int kind) {
+    tags[*nt] = (cmd_tag){r, kind};
+    ++*nt;
+    return PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
+}
+
+static bool send_op(PGconn *c, const gc_req *r, const rd_kv_op *op, const char *ts) {
     switch (op->op) {
     case RD_KV_PUT: {
-        const char *p[] = {ns, op->key, op->val ? op->val : "", ts};
+        const char *p[] = {r->ns, op->key, op->val ? op->val : "", ts};
         int len[] = {0, 0, (int)op->val_len, 0};
         int fmt[] = {0, 0, 1, 0};
-        r = run(s,
-                "INSERT INTO routerd_kv(ns,k,v,t) VALUES($1,$2,$3,$4) ON CONFLICT (ns,k) DO "
-                "UPDATE SET v=excluded.v, t=excluded.t",
-                4, p, len, fmt, 0);
-        break;
+        return PQsendQueryParams(c,
+                                 r->add ? "INSERT INTO routerd_kv(ns,k,v,t) VALUES($1,$2,$3,$4) "
+                                          "ON CONFLICT (ns,k) DO NOTHING"
+                                        : "INSERT INTO routerd_kv(ns,k,v,t) VALUES($1,$2,$3,$4) "
+                                          "ON CONFLICT (ns,k) DO UPDATE SET v=excluded.v, "
+                                          "t=excluded.t",
+                                 4, NULL, p, len, fmt, 0);
     }
     case RD_KV_DEL: {
-        const char *p[] = {ns, op->key};
-        r = run(s, "DELETE FROM routerd_kv WHERE ns=$1 AND k=$2", 2, p, NULL, NULL, 0);
-        break;
+        const char *p[] = {r->ns, op->key};
+        return PQsendQueryParams(c, "DELETE FROM routerd_kv WHERE ns=$1 AND k=$2", 2, NULL, p, NULL,
+                                 NULL, 0);
     }
-    case RD_KV_DEL_RANGE: {
-        const char *p[] = {ns, op->key, op->key_end};
-        r = run(s, "DELETE FROM routerd_kv WHERE ns=$1 AND k>=$2 AND ($3::text IS NULL OR k<$3)", 3,
-                p, NULL, NULL, 0);
-        break;
+    default: { /* RD_KV_DEL_RANGE; others were refused before queueing */
+        const char *p[] = {r->ns, op->key, op->key_end};
+        return PQsendQueryParams(c,
+                                 "DELETE FROM routerd_kv WHERE ns=$1 AND k>=$2 AND ($3::text IS "
+                                 "NULL OR k<$3)",
+                                 3, NULL, p, NULL, NULL, 0);
     }
-    default:
-        return false;
     }
-    bool ok = ok_res(r);
-    if (!ok) after_error(s, r, "write");
-    PQclear(r);
-    return ok;
+}
+
+/* One request: its savepoint, fence check, ops, and the savepoint's
+ * release (which keeps its writes and its lease lock in the group). */
+static bool send_req(PGconn *c, gc_req *r, const char *ts, cmd_tag *tags, size_t *nt) {
+    if (!send_sql(c, "SAVEPOINT w", tags, nt, r, CMD_SP)) return false;
+    if (r->f) {
+        char tok[24];
+        snprintf(tok, sizeof tok, "%lld", (long long)r->f->token);
+        const char *p[] = {r->f->key, r->f->holder, tok};
+        tags[(*nt)++] = (cmd_tag){r, CMD_FENCE};
+        if (!PQsendQueryParams(c, fence_sql, 3, NULL, p, NULL, NULL, 0)) return false;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        tags[(*nt)++] = (cmd_tag){r, CMD_OP};
+        if (!send_op(c, r, &r->ops[i], ts)) return false;
+    }
+    return send_sql(c, "RELEASE SAVEPOINT w", tags, nt, r, CMD_RELEASE);
+}
+
+/* The next command's result and the NULL that ends it; NULL when the
+ * connection failed or answered out of step. Blocking is safe however
+ * long the pipeline: libpq reads the server's answers while it waits to
+ * send, so neither side can fill the other's buffers for good. */
+static PGresult *take(PGconn *c) {
+    PGresult *r = PQgetResult(c);
+    if (!r || PQstatus(c) != CONNECTION_OK) {
+        PQclear(r);
+        return NULL;
+    }
+    if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) return r;
+    /* FATAL/PANIC: the server is closing this session (shutdown, admin). */
+    const char *sev = PQresultErrorField(r, PG_DIAG_SEVERITY_NONLOCALIZED);
+    PGresult *end = sev && (!strcmp(sev, "FATAL") || !strcmp(sev, "PANIC")) ? r : PQgetResult(c);
+    if (end) {
+        if (end != r) PQclear(end);
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+enum { ROUND_COMMITTED, ROUND_RETRY, ROUND_FAILED };
+
+/* One pipeline: BEGIN (or, after a request failed, the rollback of its
+ * savepoint), the requests from `from` to `last` (from may be NULL: none
+ * left), COMMIT, sync. A request that fails aborts everything after it
+ * up to the sync; *failed is then that request, whose savepoint is still
+ * open, and the caller sends the rest again. w.mu held, connection up. */
+static int round_trip(store_impl *s, bool began, gc_req *from, gc_req *last, const char *ts,
+                      gc_req **failed) {
+    pgconn *k = &s->w;
+    PGconn *c = k->c;
+    size_t ncmd = 3;
+    for (gc_req *r = from; r; r = r == last ? NULL : r->next)
+        ncmd += 2 + (r->f ? 1 : 0) + r->n;
+    cmd_tag *tags = malloc(ncmd * sizeof *tags);
+    if (!tags) return ROUND_FAILED;
+    size_t nt = 0;
+    *failed = NULL;
+    bool sent = PQenterPipelineMode(c);
+    if (sent && !began)
+        sent = send_sql(c, "BEGIN", tags, &nt, NULL, CMD_FRAME);
+    else if (sent)
+        sent = send_sql(c, "ROLLBACK TO SAVEPOINT w", tags, &nt, NULL, CMD_FRAME) &&
+               send_sql(c, "RELEASE SAVEPOINT w", tags, &nt, NULL, CMD_FRAME);
+    for (gc_req *r = from; sent && r; r = r == last ? NULL : r->next)
+        sent = send_req(c, r, ts, tags, &nt);
+    sent = sent && send_sql(c, "COMMIT", tags, &nt, NULL, CMD_FRAME) && PQpipelineSync(c);
+    int out = ROUND_COMMITTED;
+    bool lost = !sent;
+    for (size_t i = 0; !lost && i < nt; i++) {
+        PGresult *res = take(c);
+        if (!res) {
+            lost = true;
+            break;
+        }
+        cmd_tag *t = &tags[i];
+        if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+            /* skipped after an earlier failure */
+        } else if (!ok_res(res) && t->kind == CMD_FENCE) {
+            const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            if (!code || strcmp(code, SQLSTATE_NOT_HELD)) after_error(s, k, res, "lease check");
+            t->r->st = RD_E_UNAVAILABLE;
+            *failed = t->r;
+            out = ROUND_RETRY;
+        } else if (!ok_res(res) && t->kind == CMD_OP) {
+            after_error(s, k, res, "write");
+            /* add always said unavailable when its insert failed */
+            t->r->st = t->r->add ? RD_E_UNAVAILABLE : RD_E_INTERNAL;
+            *failed = t->r;
+            out = ROUND_RETRY;
+        } else if (!ok_res(res)) { /* BEGIN, savepoints, COMMIT: the group fails */
+            after_error(s, k, res, i + 1 == nt ? "commit" : "transaction");
+            out = ROUND_FAILED;
+        } else if (t->kind == CMD_OP && t->r->add) {
+            t->r->added = atoi(PQcmdTuples(res)) > 0;
+        }
+        PQclear(res);
+    }
+    free(tags);
+    if (!lost) {
+        PGresult *sync = take(c);
+        lost = !sync || PQresultStatus(sync) != PGRES_PIPELINE_SYNC;
+        PQclear(sync);
+    }
+    if (!lost && !PQexitPipelineMode(c)) lost = true;
+    if (lost) {
+        if (PQstatus(c) == CONNECTION_OK) k->broken = true;
+        after_error(s, k, NULL, "transaction");
+        return ROUND_FAILED;
+    }
+    if (out == ROUND_FAILED && PQtransactionStatus(c) != PQTRANS_IDLE) exec_ok(c, "ROLLBACK");
+    return out;
+}
+
+/* One transaction for the requests from first to last (w.mu held): one
+ * round trip, plus one for each request that fails. */
+static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
+    for (gc_req *r = first;; r = r->next) {
+        r->st = RD_OK;
+        if (r == last) break;
+    }
+    int out = ROUND_FAILED;
+    if (conn_up(s, &s->w)) {
+        char ts[24];
+        snprintf(ts, sizeof ts, "%lld", (long long)wall_s(s));
+        gc_req *from = first, *failed = NULL;
+        bool began = false;
+        while ((out = round_trip(s, began, from, last, ts, &failed)) == ROUND_RETRY) {
+            began = true;
+            from = failed == last ? NULL : failed->next;
+        }
+    }
+    /* Not committed: whoever had not failed on its own cannot know. */
+    for (gc_req *r = first;; r = r->next) {
+        if (out != ROUND_COMMITTED && r->st == RD_OK) r->st = RD_E_UNAVAILABLE;
+        if (r->st == RD_OK && r->add && !r->added) r->st = RD_E_DUPLICATE;
+        if (r == last) break;
+    }
+}
+
+/* Queues the request; the one at the head commits for all queued behind
+ * it, each returning once its group's COMMIT is acknowledged. */
+static rd_status submit(store_impl *s, gc_req *me) {
+    sem_init(&me->wake, 0, 0);
+    pthread_mutex_lock(&s->gmu);
+    if (s->gtail)
+        s->gtail->next = me;
+    else
+        s->ghead = me;
+    s->gtail = me;
+    if (s->ghead != me) {
+        pthread_mutex_unlock(&s->gmu);
+        /* Woken once: the group it was in committed, or it heads the next. */
+        while (sem_wait(&me->wake) != 0)
+            ;
+        if (me->state == GC_DONE) {
+            sem_destroy(&me->wake);
+            return me->st;
+        }
+        pthread_mutex_lock(&s->gmu);
+    }
+    /* At the head: everything queued so far goes in one transaction;
+     * requests that arrive meanwhile wait for the next group. */
+    gc_req *last = s->gtail;
+    pthread_mutex_unlock(&s->gmu);
+    pthread_mutex_lock(&s->w.mu);
+    commit_group(s, me, last);
+    pthread_mutex_unlock(&s->w.mu);
+    pthread_mutex_lock(&s->gmu);
+    gc_req *after = last->next;
+    s->ghead = after;
+    if (!after) s->gtail = NULL;
+    pthread_mutex_unlock(&s->gmu);
+    /* The members' links no longer change: arrivals append after `after`
+     * or start a new queue. */
+    for (gc_req *r = me->next, *next; r != after; r = next) {
+        next = r->next; /* before the post: r may return at once */
+        r->state = GC_DONE;
+        sem_post(&r->wake);
+    }
+    if (after) {
+        after->state = GC_HEAD;
+        sem_post(&after->wake);
+    }
+    sem_destroy(&me->wake);
+    return me->st;
 }
 
 static rd_status pg_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size_t n,
@@ -315,79 +598,15 @@ static rd_status pg_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
             return RD_E_INTERNAL;
         }
     if (n == 0) return RD_OK;
-    pthread_mutex_lock(&s->mu);
-    if (!conn_up(s)) {
-        pthread_mutex_unlock(&s->mu);
-        return RD_E_UNAVAILABLE;
-    }
-    char ts[24];
-    snprintf(ts, sizeof ts, "%lld", (long long)wall_s(s));
-    bool block = n > 1 || f;
-    rd_status st = RD_OK;
-    if (block && !exec_ok(s->c, "BEGIN")) {
-        after_error(s, NULL, "begin");
-        st = RD_E_UNAVAILABLE;
-        goto out;
-    }
-    if (f) {
-        /* FOR SHARE: a takeover's UPDATE of the lease waits for this
-         * commit, so no write lands after another replica took over. */
-        char tok[24];
-        snprintf(tok, sizeof tok, "%lld", (long long)f->token);
-        const char *p[] = {f->key, f->holder, tok};
-        PGresult *r = run(s,
-                          "SELECT 1 FROM routerd_lease WHERE key=$1 AND holder=$2 AND token=$3 "
-                          "AND expires_at > now() FOR SHARE",
-                          3, p, NULL, NULL, 0);
-        bool held = ok_res(r) && PQntuples(r) == 1;
-        if (!ok_res(r)) after_error(s, r, "lease check");
-        PQclear(r);
-        if (!held) {
-            st = RD_E_UNAVAILABLE;
-            goto rollback;
-        }
-    }
-    for (size_t i = 0; i < n; i++)
-        if (!apply(s, ns, &ops[i], ts)) {
-            st = PQstatus(s->c) == CONNECTION_OK ? RD_E_INTERNAL : RD_E_UNAVAILABLE;
-            goto rollback;
-        }
-    if (block && !exec_ok(s->c, "COMMIT")) {
-        after_error(s, NULL, "commit");
-        st = RD_E_UNAVAILABLE;
-    }
-    goto out;
-rollback:
-    if (block && PQstatus(s->c) == CONNECTION_OK) exec_ok(s->c, "ROLLBACK");
-out:
-    pthread_mutex_unlock(&s->mu);
-    return st;
+    gc_req me = {.ns = ns, .ops = ops, .n = n, .f = f};
+    return submit(s, &me);
 }
 
 static rd_status pg_add(store_impl *s, const char *ns, const char *key, const void *val,
                         size_t len) {
-    pthread_mutex_lock(&s->mu);
-    if (!conn_up(s)) {
-        pthread_mutex_unlock(&s->mu);
-        return RD_E_UNAVAILABLE;
-    }
-    char ts[24];
-    snprintf(ts, sizeof ts, "%lld", (long long)wall_s(s));
-    const char *p[] = {ns, key, val ? val : "", ts};
-    int l[] = {0, 0, (int)len, 0};
-    int fmt[] = {0, 0, 1, 0};
-    PGresult *r = run(s,
-                      "INSERT INTO routerd_kv(ns,k,v,t) VALUES($1,$2,$3,$4) ON CONFLICT (ns,k) "
-                      "DO NOTHING",
-                      4, p, l, fmt, 0);
-    rd_status st = RD_E_UNAVAILABLE;
-    if (ok_res(r))
-        st = atoi(PQcmdTuples(r)) > 0 ? RD_OK : RD_E_DUPLICATE;
-    else
-        after_error(s, r, "write");
-    PQclear(r);
-    pthread_mutex_unlock(&s->mu);
-    return st;
+    rd_kv_op op = {.op = RD_KV_PUT, .key = key, .val = val, .val_len = len};
+    gc_req me = {.ns = ns, .ops = &op, .n = 1, .add = true};
+    return submit(s, &me);
 }
 
 typedef struct row {
@@ -405,14 +624,15 @@ static rd_status pg_scan(store_impl *s, const char *ns, const char *prefix, rd_k
         end[--plen] = 0;
     if (plen) end[plen - 1]++;
     plen = strlen(prefix);
-    pthread_mutex_lock(&s->mu);
-    if (!conn_up(s)) {
-        pthread_mutex_unlock(&s->mu);
+    pgconn *k = &s->r;
+    pthread_mutex_lock(&k->mu);
+    if (!conn_up(s, k)) {
+        pthread_mutex_unlock(&k->mu);
         free(end);
         return RD_E_UNAVAILABLE;
     }
     const char *p[] = {ns, prefix, *end ? end : NULL};
-    PGresult *r = run(s,
+    PGresult *r = run(k->c,
                       "SELECT k, v FROM routerd_kv WHERE ns=$1 AND k>=$2 AND ($3::text IS NULL "
                       "OR k<$3) ORDER BY k",
                       3, p, NULL, NULL, 1);
@@ -421,15 +641,15 @@ static rd_status pg_scan(store_impl *s, const char *ns, const char *prefix, rd_k
     size_t nrows = 0;
     rd_status st = RD_OK;
     if (!ok_res(r)) {
-        after_error(s, r, "scan");
+        after_error(s, k, r, "scan");
         st = RD_E_UNAVAILABLE;
     } else {
         int nt = PQntuples(r);
         rows = calloc(nt > 0 ? (size_t)nt : 1, sizeof *rows);
         for (int i = 0; rows && i < nt; i++) {
             int kl = PQgetlength(r, i, 0), vl = PQgetlength(r, i, 1);
-            const char *k = PQgetvalue(r, i, 0);
-            if ((size_t)kl < plen || memcmp(k, prefix, plen)) continue;
+            const char *key = PQgetvalue(r, i, 0);
+            if ((size_t)kl < plen || memcmp(key, prefix, plen)) continue;
             row *w = &rows[nrows];
             w->k = malloc((size_t)kl + 1);
             w->v = malloc((size_t)vl + 1);
@@ -438,7 +658,7 @@ static rd_status pg_scan(store_impl *s, const char *ns, const char *prefix, rd_k
                 free(w->v);
                 break;
             }
-            memcpy(w->k, k, (size_t)kl);
+            memcpy(w->k, key, (size_t)kl);
             w->k[kl] = 0;
             if (vl) memcpy(w->v, PQgetvalue(r, i, 1), (size_t)vl);
             w->v[vl] = 0;
@@ -447,7 +667,7 @@ static rd_status pg_scan(store_impl *s, const char *ns, const char *prefix, rd_k
         }
     }
     PQclear(r);
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&k->mu);
     int stop = 0;
     for (size_t i = 0; i < nrows; i++) {
         if (!stop) stop = fn(arg, rows[i].k, rows[i].v, rows[i].n);
@@ -460,9 +680,10 @@ static rd_status pg_scan(store_impl *s, const char *ns, const char *prefix, rd_k
 
 static int pg_lease(store_impl *s, const char *key, const char *holder, int64_t lease_ms,
                     int64_t *token) {
-    pthread_mutex_lock(&s->mu);
-    if (!conn_up(s)) {
-        pthread_mutex_unlock(&s->mu);
+    pgconn *k = &s->w;
+    pthread_mutex_lock(&k->mu);
+    if (!conn_up(s, k)) {
+        pthread_mutex_unlock(&k->mu);
         return -1;
     }
     char ms[24];
@@ -471,7 +692,7 @@ static int pg_lease(store_impl *s, const char *key, const char *holder, int64_t 
     /* Renewed by its holder (even after expiry: nobody else took it, so
      * its token still fences), taken over by anyone once expired; a new
      * holder gets the next token. */
-    PGresult *r = run(s,
+    PGresult *r = run(k->c,
                       "INSERT INTO routerd_lease AS l(key, holder, token, expires_at) "
                       "VALUES($1, $2, 1, now() + $3::bigint * interval '1 millisecond') "
                       "ON CONFLICT (key) DO UPDATE SET holder=excluded.holder, "
@@ -484,67 +705,81 @@ static int pg_lease(store_impl *s, const char *key, const char *holder, int64_t 
         rc = PQntuples(r) == 1;
         if (rc) *token = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     } else {
-        after_error(s, r, "lease");
+        after_error(s, k, r, "lease");
     }
     PQclear(r);
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&k->mu);
     return rc;
 }
 
 static void pg_release(store_impl *s, const char *key, const char *holder, int64_t token) {
-    pthread_mutex_lock(&s->mu);
-    if (conn_up(s)) {
+    pgconn *k = &s->w;
+    pthread_mutex_lock(&k->mu);
+    if (conn_up(s, k)) {
         char tok[24];
         snprintf(tok, sizeof tok, "%lld", (long long)token);
         const char *p[] = {key, holder, tok};
-        PGresult *r = run(s,
+        PGresult *r = run(k->c,
                           "UPDATE routerd_lease SET holder='', expires_at='-infinity' WHERE "
                           "key=$1 AND holder=$2 AND token=$3",
                           3, p, NULL, NULL, 0);
-        if (!ok_res(r)) after_error(s, r, "lease release");
+        if (!ok_res(r)) after_error(s, k, r, "lease release");
         PQclear(r);
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&k->mu);
+}
+
+/* Reconnects k or checks that it still answers: a connection that looks
+ * fine may be dead. k->mu held; false while k is down. */
+static bool probe(store_impl *s, pgconn *k) {
+    if (!conn_up(s, k)) return false;
+    PGresult *r = PQexec(k->c, "SELECT 1");
+    bool ok = ok_res(r);
+    if (!ok) {
+        k->broken = true; /* nothing else fails a SELECT 1 */
+        after_error(s, k, r, "probe");
+    }
+    PQclear(r);
+    return ok;
 }
 
 static void pg_maintain(store_impl *s, int64_t now) {
-    pthread_mutex_lock(&s->mu);
-    if (!conn_up(s)) {
-        pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->r.mu);
+    probe(s, &s->r);
+    pthread_mutex_unlock(&s->r.mu);
+    pgconn *k = &s->w;
+    pthread_mutex_lock(&k->mu);
+    if (!probe(s, k) || now - s->last_deep < 3600) {
+        pthread_mutex_unlock(&k->mu);
         return;
     }
-    /* A connection that looks fine may be dead: a cheap round trip. */
-    PGresult *r = PQexec(s->c, "SELECT 1");
-    if (!ok_res(r)) after_error(s, r, "probe");
+    s->last_deep = now;
+    /* Chat claims (webhook mode) leave a row per chat ever claimed;
+     * their tokens fence nothing, so rows released or dead for a
+     * while go. Leader leases keep theirs: the token must only grow. */
+    PGresult *r = PQexec(k->c, "DELETE FROM routerd_lease WHERE key LIKE 'claim:%' AND "
+                               "expires_at < now() - interval '10 minutes'");
+    if (!ok_res(r)) after_error(s, k, r, "claim cleanup");
     PQclear(r);
-    bool hourly = !s->down && now - s->last_deep >= 3600;
-    if (hourly) {
-        s->last_deep = now;
-        /* Chat claims (webhook mode) leave a row per chat ever claimed;
-         * their tokens fence nothing, so rows released or dead for a
-         * while go. Leader leases keep theirs: the token must only grow. */
-        r = PQexec(s->c, "DELETE FROM routerd_lease WHERE key LIKE 'claim:%' AND "
-                         "expires_at < now() - interval '10 minutes'");
-        if (!ok_res(r)) after_error(s, r, "claim cleanup");
-        PQclear(r);
-    }
-    if (hourly && s->o.retention_s > 0) {
+    if (s->o.retention_s > 0) {
         char cut[24];
         snprintf(cut, sizeof cut, "%lld", (long long)(now - s->o.retention_s));
         const char *p[] = {STORE_CONV_PREFIX, STORE_CONV_END, cut};
-        r = run(s, "DELETE FROM routerd_kv WHERE k>=$1 AND k<$2 AND t<$3", 3, p, NULL, NULL, 0);
+        r = run(k->c, "DELETE FROM routerd_kv WHERE k>=$1 AND k<$2 AND t<$3", 3, p, NULL, NULL, 0);
         if (ok_res(r) && atoi(PQcmdTuples(r)) > 0)
             s->o.log(RD_LOG_INFO, "state store: %s conversation(s) idle over %lld day(s) forgotten",
                      PQcmdTuples(r), (long long)(s->o.retention_s / 86400));
         else if (!ok_res(r))
-            after_error(s, r, "retention");
+            after_error(s, k, r, "retention");
         PQclear(r);
     }
-    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_unlock(&k->mu);
 }
 
+/* Ready only while both connections are: a replica that could write but
+ * not read (or the reverse) cannot do its work. */
 static bool pg_healthy(store_impl *s) {
-    return atomic_load(&s->ok);
+    return atomic_load(&s->w.up) && atomic_load(&s->r.up);
 }
 
 static const store_ops pg_ops = {

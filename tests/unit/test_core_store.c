@@ -3,7 +3,7 @@
  * reopen, leases and fencing, retention. SQLite by default; PostgreSQL when
  * run through tests/support/pg.sh (ROUTERD_TEST_PG_URL set). Plus what is
  * particular to each: file modes and a full disk (SQLite), concurrent
- * migrations and an outage (PostgreSQL). */
+ * migrations, an outage and the pipelined group commit (PostgreSQL). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -875,6 +875,325 @@ static void pg_outage_recovers(void **state) {
     expect(f->st, "ns", "after", "1");
 }
 
+/* ---- PostgreSQL: the pipelined group commit ---------------------------- */
+
+/* The first number psql prints for sql. */
+static long long pg_scalar(const char *sql) {
+    char *cmd = xasprintf("psql -q -X -t -A '%s' -c \"%s\" 2>/dev/null", pg_url(), sql);
+    FILE *p = popen(cmd, "r");
+    free(cmd);
+    long long v = -1;
+    if (p) {
+        if (fscanf(p, "%lld", &v) != 1) v = -1;
+        pclose(p);
+    }
+    return v;
+}
+
+static bool pg_wait_for(const char *sql) {
+    for (int i = 0; i < 200; i++) {
+        if (pg_scalar(sql) > 0) return true;
+        rt_sleep_ms(50);
+    }
+    return false;
+}
+
+/* Another session locks row g/locked for a while, so that a routerd write
+ * of it heads a group that cannot commit yet: writers arriving meanwhile
+ * queue and go together in the next group. */
+static void hold_row_lock(void) {
+    char *cmd = xasprintf("psql -q -X '%s' -c \"BEGIN; SELECT 1 FROM routerd_kv WHERE ns='g' AND "
+                          "k='locked' FOR UPDATE; SELECT pg_sleep(2.5); COMMIT\" >/dev/null 2>&1 &",
+                          pg_url());
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    assert_true(pg_wait_for("SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                            "'%pg_sleep(2.5)%' AND state = 'active' AND pid <> pg_backend_pid()"));
+}
+
+static void wait_routerd_blocked(void) {
+    assert_true(pg_wait_for("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                            "'routerd' AND wait_event_type = 'Lock'"));
+}
+
+typedef struct {
+    store *st;
+    const char *ns;
+    rd_kv_op ops[2];
+    size_t n;
+    const store_fence *f;
+    bool add;
+    rd_status got;
+} job;
+
+static void *run_job(void *arg) {
+    job *j = arg;
+    if (j->add)
+        j->got = store_add(j->st, j->ns, j->ops[0].key, j->ops[0].val, j->ops[0].val_len);
+    else
+        j->got = store_txn_fenced(j->st, j->ns, j->ops, j->n, j->f);
+    return NULL;
+}
+
+static job put_job(store *st, const char *key, const char *val) {
+    return (job){.st = st,
+                 .ns = "g",
+                 .ops = {{.op = RD_KV_PUT, .key = key, .val = val, .val_len = strlen(val)}},
+                 .n = 1};
+}
+
+/* Statements time out at half the lease: a longer one outlasts the lock. */
+static void reopen_long_lease(fx *f) {
+    store_close(f->st);
+    char err[512] = "";
+    store_opts o = {.lease_ms = 20000};
+    f->st = open_opts(f, &o, err, sizeof err);
+    if (!f->st) fail_msg("store open: %s", err);
+}
+
+/* Starts jobs[1..n-1] while jobs[0] (a write of g/locked) waits for the
+ * row lock, so they queue behind it and share the next group; waits for
+ * all of them. */
+static void run_grouped(job *jobs, int n) {
+    hold_row_lock();
+    pthread_t t[16];
+    pthread_create(&t[0], NULL, run_job, &jobs[0]);
+    wait_routerd_blocked();
+    for (int i = 1; i < n; i++)
+        pthread_create(&t[i], NULL, run_job, &jobs[i]);
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* In one group: a request whose op the database rejects (a key that is
+ * not valid UTF-8) and one whose fence is not held are each undone alone,
+ * with their own status; the others in the group commit. */
+static void pg_group_member_fails_alone(void **state) {
+    fx *f = *state;
+    if (!pg_url()) skip();
+    reopen_long_lease(f);
+    assert_int_equal(store_put(f->st, "g", "locked", "0", 1), RD_OK);
+    int64_t tok = 0;
+    assert_int_equal(store_lease(f->st, "bot:g", "A", 30000, &tok), 1);
+    store_fence held = {"bot:g", "A", tok}, stale = {"bot:g", "A", tok + 1};
+    job jobs[6] = {put_job(f->st, "locked", "1"), put_job(f->st, "b1", "b"),
+                   put_job(f->st, "c", "c"),      put_job(f->st, "d", "d"),
+                   put_job(f->st, "e", "e"),      put_job(f->st, "f", "f")};
+    jobs[1].ops[1] = (rd_kv_op){.op = RD_KV_PUT, .key = "bad\xff", .val = "x", .val_len = 1};
+    jobs[1].n = 2;
+    jobs[3].f = &stale;
+    jobs[4].f = &held;
+    jobs[5].add = true;
+    run_grouped(jobs, 6);
+    assert_int_equal(jobs[0].got, RD_OK);
+    assert_int_equal(jobs[1].got, RD_E_INTERNAL); /* its op failed: rolled back */
+    assert_int_equal(jobs[2].got, RD_OK);
+    assert_int_equal(jobs[3].got, RD_E_UNAVAILABLE); /* not its lease term */
+    assert_int_equal(jobs[4].got, RD_OK);
+    assert_int_equal(jobs[5].got, RD_OK);
+    expect(f->st, "g", "locked", "1");
+    expect(f->st, "g", "b1", NULL); /* the failed request's first op went with it */
+    expect(f->st, "g", "c", "c");
+    expect(f->st, "g", "d", NULL);
+    expect(f->st, "g", "e", "e");
+    expect(f->st, "g", "f", "f");
+    /* The fence held the lease row until the group committed: the lease
+     * is still A's, same term. */
+    int64_t again = 0;
+    assert_int_equal(store_lease(f->st, "bot:g", "A", 30000, &again), 1);
+    assert_int_equal(again, tok);
+    /* Every request of a group failing leaves a working store. */
+    job bad[3] = {put_job(f->st, "locked", "2"), put_job(f->st, "x\xff", "1"),
+                  put_job(f->st, "y\xfe", "1")};
+    bad[2].f = &stale;
+    run_grouped(bad, 3);
+    assert_int_equal(bad[0].got, RD_OK);
+    assert_int_equal(bad[1].got, RD_E_INTERNAL);
+    assert_int_equal(bad[2].got, RD_E_UNAVAILABLE);
+    assert_int_equal(store_put(f->st, "g", "after", "1", 1), RD_OK);
+    expect(f->st, "g", "after", "1");
+    assert_true(store_healthy(f->st));
+}
+
+/* Two callers adding the same key in one group: exactly one inserts, the
+ * other is told it is a duplicate, and the first value stays. */
+static void pg_add_duplicates_in_group(void **state) {
+    fx *f = *state;
+    if (!pg_url()) skip();
+    reopen_long_lease(f);
+    assert_int_equal(store_put(f->st, "g", "locked", "0", 1), RD_OK);
+    job jobs[4] = {put_job(f->st, "locked", "1"), put_job(f->st, "dup", "first"),
+                   put_job(f->st, "dup", "other"), put_job(f->st, "solo", "s")};
+    jobs[1].add = jobs[2].add = jobs[3].add = true;
+    run_grouped(jobs, 4);
+    assert_int_equal(jobs[0].got, RD_OK);
+    assert_int_equal(jobs[3].got, RD_OK);
+    assert_true((jobs[1].got == RD_OK && jobs[2].got == RD_E_DUPLICATE) ||
+                (jobs[1].got == RD_E_DUPLICATE && jobs[2].got == RD_OK));
+    expect(f->st, "g", "dup", jobs[1].got == RD_OK ? "first" : "other");
+    expect(f->st, "g", "solo", "s");
+}
+
+typedef struct {
+    store *st;
+    int id, added;
+} adder_arg;
+
+static void *adder(void *arg) {
+    adder_arg *a = arg;
+    char key[16], val[16];
+    snprintf(val, sizeof val, "%d", a->id);
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "a%03d", i);
+        rd_status rc = store_add(a->st, "adds", key, val, strlen(val));
+        if (rc == RD_OK)
+            a->added++;
+        else if (rc != RD_E_DUPLICATE)
+            return (void *)1;
+    }
+    return NULL;
+}
+
+/* Many threads: each txn is durable and readable as soon as it returns
+ * (reads go to the other connection), nothing is lost, and concurrent
+ * adds of the same keys insert each key exactly once. */
+static void *txn_writer(void *arg) {
+    worker_arg *w = arg;
+    char ns[16], key[16], val[16];
+    snprintf(ns, sizeof ns, "m%d", w->id);
+    for (int i = 0; i < 150; i++) {
+        snprintf(key, sizeof key, "k%04d", i);
+        snprintf(val, sizeof val, "%d", i * w->id);
+        rd_kv_op ops[] = {{.op = RD_KV_PUT, .key = key, .val = val, .val_len = strlen(val)},
+                          {.op = RD_KV_PUT, .key = "last", .val = val, .val_len = strlen(val)}};
+        if (store_txn(w->st, ns, ops, 2) != RD_OK) return (void *)1;
+        char *got = NULL;
+        size_t len = 0;
+        if (store_get(w->st, ns, key, &got, &len) != RD_OK || len != strlen(val) ||
+            memcmp(got, val, len)) {
+            free(got);
+            return (void *)2;
+        }
+        free(got);
+    }
+    return NULL;
+}
+
+static void pg_many_writers(void **state) {
+    fx *f = *state;
+    if (!pg_url()) skip();
+    enum { NW = 12, NA = 4 };
+    pthread_t t[NW + NA];
+    worker_arg wa[NW];
+    adder_arg aa[NA];
+    for (int i = 0; i < NW; i++) {
+        wa[i] = (worker_arg){f->st, i + 1};
+        pthread_create(&t[i], NULL, txn_writer, &wa[i]);
+    }
+    for (int i = 0; i < NA; i++) {
+        aa[i] = (adder_arg){f->st, i + 1, 0};
+        pthread_create(&t[NW + i], NULL, adder, &aa[i]);
+    }
+    for (int i = 0; i < NW + NA; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        assert_null(r);
+    }
+    for (int i = 1; i <= NW; i++) {
+        char ns[16], val[16];
+        snprintf(ns, sizeof ns, "m%d", i);
+        int rows = 0;
+        assert_int_equal(store_scan(f->st, ns, "k", count_rows, &rows), RD_OK);
+        assert_int_equal(rows, 150);
+        snprintf(val, sizeof val, "%d", 149 * i);
+        expect(f->st, ns, "last", val);
+    }
+    int added = 0, rows = 0;
+    for (int i = 0; i < NA; i++)
+        added += aa[i].added;
+    assert_int_equal(added, 100);
+    store_scan(f->st, "adds", "a", count_rows, &rows);
+    assert_int_equal(rows, 100);
+}
+
+typedef struct {
+    store *st;
+    int id;
+    atomic_bool *stop;
+    unsigned char ok[4096]; /* keys that returned RD_OK */
+    int n, unavailable, other;
+    long long slowest_ms;
+} burst_arg;
+
+static void *burster(void *arg) {
+    burst_arg *b = arg;
+    char ns[16], key[16];
+    snprintf(ns, sizeof ns, "b%d", b->id);
+    for (b->n = 0; b->n < 4096 && !atomic_load(b->stop); b->n++) {
+        snprintf(key, sizeof key, "k%04d", b->n);
+        long long t0 = rt_now_ms();
+        rd_status rc = store_put(b->st, ns, key, "v", 1);
+        long long took = rt_now_ms() - t0;
+        if (took > b->slowest_ms) b->slowest_ms = took;
+        if (rc == RD_OK)
+            b->ok[b->n] = 1;
+        else if (rc == RD_E_UNAVAILABLE)
+            b->unavailable++;
+        else
+            b->other++;
+        if (rc != RD_OK) rt_sleep_ms(5);
+    }
+    return NULL;
+}
+
+/* The server dies in the middle of a burst of group commits: callers are
+ * told RD_E_UNAVAILABLE at once (no hang), the store recovers when the
+ * server is back, and every write that returned RD_OK is there. */
+static void pg_killed_mid_burst(void **state) {
+    fx *f = *state;
+    if (!pg_url() || !getenv("ROUTERD_TEST_PG_SH")) skip();
+    enum { NB = 8 };
+    atomic_bool stop = false;
+    static burst_arg ba[NB];
+    pthread_t t[NB];
+    for (int i = 0; i < NB; i++) {
+        memset(&ba[i], 0, sizeof ba[i]);
+        ba[i].st = f->st;
+        ba[i].id = i;
+        ba[i].stop = &stop;
+        pthread_create(&t[i], NULL, burster, &ba[i]);
+    }
+    rt_sleep_ms(300);
+    pg_cmd("kill");
+    rt_sleep_ms(700);
+    assert_false(store_healthy(f->st));
+    atomic_store(&stop, true);
+    for (int i = 0; i < NB; i++)
+        pthread_join(t[i], NULL);
+    pg_cmd("start >/dev/null");
+    for (int i = 0; i < 100 && !store_healthy(f->st); i++) {
+        store_maintain(f->st, (int64_t)time(NULL));
+        rt_sleep_ms(100);
+    }
+    assert_true(store_healthy(f->st));
+    int unavailable = 0;
+    for (int i = 0; i < NB; i++) {
+        unavailable += ba[i].unavailable;
+        assert_int_equal(ba[i].other, 0);
+        assert_true(ba[i].slowest_ms < 5000);
+        char ns[16], key[16];
+        snprintf(ns, sizeof ns, "b%d", i);
+        for (int k = 0; k < ba[i].n; k++) {
+            if (!ba[i].ok[k]) continue;
+            snprintf(key, sizeof key, "k%04d", k);
+            expect(f->st, ns, key, "v");
+        }
+    }
+    assert_true(unavailable > 0);
+    assert_int_equal(store_put(f->st, "b0", "after", "1", 1), RD_OK);
+    expect(f->st, "b0", "after", "1");
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void) {
@@ -902,6 +1221,10 @@ int main(void) {
         T(sqlite_migrates_old_schema),
         T(pg_concurrent_migrations),
         T(pg_outage_recovers),
+        T(pg_group_member_fails_alone),
+        T(pg_add_duplicates_in_group),
+        T(pg_many_writers),
+        T(pg_killed_mid_burst),
         cmocka_unit_test(open_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
