@@ -215,9 +215,9 @@ void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
         rep_done_push(t, n->seq);
         /* An album's other parts were answered with it. */
         album_answered(t, n->seq);
-        /* The slots stay taken until the mark is stored. A reply sent
-         * without one (nothing registered yet when it started) counts
-         * from now on. */
+        /* The slots stay taken until the mark is stored; a reply that
+         * holds none (it took another update of the message) still
+         * counts once. */
         t->rep_held -= n->held;
         t->rep_unrec += n->held ? n->held : 1;
         show(t);
