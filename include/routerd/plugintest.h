@@ -311,6 +311,9 @@ size_t rdpt_kv_count(const char *prefix);
 void rdpt_claim_other(const char *key, int held);
 /* Writes fail with RD_E_INTERNAL while on. */
 void rdpt_kv_fail(int on);
+/* Each write commits ms later (a slow disk); 0 = at once. rdpt_reset()
+ * sets 0. */
+void rdpt_kv_delay(int ms);
 /* Saves / restores the whole store (a crash keeps it as it was). */
 void rdpt_kv_snapshot(void);
 void rdpt_kv_restore(void);

@@ -170,6 +170,10 @@ static const rd_option opts[] = {
     {"album_wait_ms", RD_OPT_INT, 0, "1000",
      "how long the first part of an album waits for the others before they go on as one message", 0,
      10000, NULL, RD_BIND(tg_keys, album_wait_ms)},
+    {"max_unrecorded_replies", RD_OPT_INT, 0, "256",
+     "most replies sent while the store has not yet recorded them as answered (what a kill -9 "
+     "sends again); a further reply waits for the next write",
+     1, 100000, NULL, RD_BIND(tg_keys, max_unrecorded_replies)},
     {0},
 };
 
@@ -270,6 +274,7 @@ static rd_status read_config(tg *t, rd_error *err) {
     c->buttons_max = k->buttons_max;
     c->button_label_max = k->button_label_max;
     c->buttons_expiry_s = k->buttons_expiry_s / 1000;
+    c->max_unrecorded = k->max_unrecorded_replies;
     c->parse_mode = k->parse_mode == 1 ? TG_PM_HTML : k->parse_mode == 2 ? TG_PM_MDV2 : TG_PM_NONE;
     c->escape_replies = k->escape_replies;
     c->format_markdown = k->format != 1; /* 1 = plain */
@@ -400,6 +405,14 @@ static void make_metrics(tg *t) {
         h->metric(t->ctx, RD_METRIC_HISTOGRAM, "routerd_telegram_api_request_seconds",
                   "Bot API request latency (long polls excluded)", l_method, api_b,
                   sizeof api_b / sizeof api_b[0]);
+    t->m_unrecorded =
+        h->metric(t->ctx, RD_METRIC_GAUGE, "routerd_telegram_unrecorded_replies",
+                  "Replies sent or being sent whose answered mark the store has not yet recorded "
+                  "(at most max_unrecorded_replies)",
+                  l_none, NULL, 0);
+    t->m_record_waits =
+        h->metric(t->ctx, RD_METRIC_COUNTER, "routerd_telegram_reply_record_waits_total",
+                  "Replies that waited for the store to record earlier ones", l_none, NULL, 0);
     tg_media_metrics(t);
 }
 
@@ -422,6 +435,7 @@ static rd_status tg_create(const rd_host *host, rd_ctx *ctx, void **self, rd_err
     pthread_cond_init(&t->typ_cv, &ca);
     pthread_cond_init(&t->in_cv, &ca);
     pthread_cond_init(&t->ob_cv, &ca);
+    pthread_cond_init(&t->rep_cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&t->mig_mu, NULL);
     pthread_mutex_init(&t->ob_mu, NULL);
@@ -621,6 +635,7 @@ static void tg_destroy(void *self) {
     pthread_cond_destroy(&t->wake_cv);
     pthread_cond_destroy(&t->typ_cv);
     pthread_cond_destroy(&t->in_cv);
+    pthread_cond_destroy(&t->rep_cv);
     free(t);
 }
 

@@ -52,6 +52,7 @@ typedef struct tg_keys {
     int64_t max_media_bytes;
     const char *unsupported_notice;
     int64_t album_wait_ms;
+    int64_t max_unrecorded_replies;
 } tg_keys;
 
 typedef struct tg_cfg {
@@ -83,6 +84,7 @@ typedef struct tg_cfg {
     int edits; /* TG_EDITS_* */
     char *edits_notice;
     int64_t buttons_max, button_label_max, buttons_expiry_s;
+    int64_t max_unrecorded; /* max_unrecorded_replies */
 } tg_cfg;
 
 enum { TG_EDITS_IGNORE = 0, TG_EDITS_ANSWER, TG_EDITS_NOTE };
@@ -253,6 +255,12 @@ typedef struct tg {
     size_t nrep_done, caprep_done;
     struct tg_rep_album *rep_albums; /* recent albums, a ring */
     size_t rep_album_pos;
+    /* Replies that a kill -9 would send again, at most max_unrecorded:
+     * held by sends in progress, marked but not taken, taken by the
+     * persist in progress. Senders over the bound wait on rep_cv. */
+    pthread_cond_t rep_cv;
+    size_t rep_held, rep_unrec, rep_taking, rep_waiters;
+    int persist_failed; /* intake: the last watermark write failed */
 
     /* Sending. */
     pthread_mutex_t out_mu; /* throttle, per-chat edit state, migrations, channels */
@@ -288,7 +296,7 @@ typedef struct tg {
     /* Metrics. */
     rd_metric *m_api_err, *m_updates, *m_ignored, *m_sent, *m_send_fail, *m_retries,
         *m_throttle_wait, *m_pending, *m_webhook, *m_resets, *m_api_seconds, *m_tracked, *m_outbox,
-        *m_outbox_expired, *m_claims;
+        *m_outbox_expired, *m_claims, *m_unrecorded, *m_record_waits;
     tg_series_cache *series;
     pthread_mutex_t series_mu;
 
@@ -369,17 +377,32 @@ char *tg_cmds_body(tg *t);
 #define TG_ALBUM_MAX 10 /* Telegram's album size */
 /* An update went to the core as seq; its reply quotes (chat, message). */
 void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq);
-/* The reply quoting (chat, message) went out (or failed for good). */
+/* The submit of seq failed: its registration goes. */
+void tg_replied_unregister(tg *t, int64_t chat, int64_t message, int64_t seq);
+/* Before a reply quoting (chat, message) goes out. When it answers a
+ * registered update, waits while max_unrecorded replies are unrecorded,
+ * then holds a slot: returns the update's seq (for tg_replied_release).
+ * -1: nothing to record, no slot; -2: stop ended the wait. */
+int64_t tg_replied_reserve(tg *t, int64_t chat, int64_t message);
+/* Gives back the slot reserve() held for seq, unless mark() took it over. */
+void tg_replied_release(tg *t, int64_t chat, int64_t message, int64_t seq);
+/* The reply quoting (chat, message) went out (or failed for good): its
+ * slots count as unrecorded until the persist carrying them commits. */
 void tg_replied_mark(tg *t, int64_t chat, int64_t message);
 /* The album parts submitted with head: answered when head is. */
 void tg_replied_album(tg *t, int64_t head, const int64_t *parts, size_t n);
 /* Answered seqs waiting to be stored. */
 size_t tg_replied_pending(tg *t);
+/* Senders wait for a write: the next one should not wait for its tick. */
+int tg_replied_urgent(tg *t);
 /* Takes the answered seqs to store (malloc, *n of them) and forgets
- * registrations at or below the watermark w now and then. */
+ * registrations at or below the watermark w now and then. One persist at
+ * a time: the taken ones stay unrecorded until committed or put back. */
 int64_t *tg_replied_take(tg *t, int64_t w, int64_t now, size_t *n);
 /* Seqs that could not be stored go back, for the next write. */
 void tg_replied_put_back(tg *t, const int64_t *seqs, size_t n);
+/* The taken seqs are durable: their senders' slots are free. */
+void tg_replied_committed(tg *t);
 void tg_replied_free(tg *t);
 
 /* telegram_buttons.c: inline keyboards for offered choices, button presses,

@@ -10,6 +10,13 @@
  * mapping ever picks the wrong update of a message (an edit and its
  * original share the message id), it takes the oldest one, so the worst case
  * is a reply sent twice, never one lost.
+ *
+ * The intake thread stores the marks every 20 ms at most, and only as fast
+ * as the store commits. So that what a kill -9 sends again is bounded by
+ * count, not by time, a reply to a registered update holds a slot from
+ * before it goes out until the write carrying its mark commits; with
+ * max_unrecorded_replies slots taken a sender waits, and wakes the intake
+ * to write at once. Stop ends the wait.
  */
 #include "telegram.h"
 
@@ -18,11 +25,55 @@
 
 typedef struct tg_rep_node {
     int64_t chat, message, seq;
+    size_t held; /* slots of the sends in progress answering it */
     struct tg_rep_node *next;
 } tg_rep_node;
 
 static int64_t rep_key(int64_t chat, int64_t message) {
     return (int64_t)((uint64_t)chat * 0x9E3779B97F4A7C15ULL ^ (uint64_t)message);
+}
+
+/* The node of (chat, message) for update seq, or the oldest when seq < 0;
+ * *prev gets the one before it. rep_mu held. */
+static tg_rep_node *rep_find(tg *t, int64_t chat, int64_t message, int64_t seq,
+                             tg_rep_node **prev) {
+    tg_rep_node *p = NULL, *n = tg_map_get(t->rep_keys, rep_key(chat, message));
+    while (n && !(n->chat == chat && n->message == message && (seq < 0 || n->seq == seq))) {
+        p = n;
+        n = n->next;
+    }
+    if (prev) *prev = p;
+    return n;
+}
+
+/* Unlinks n from its list (prev before it). rep_mu held. */
+static void rep_unlink(tg *t, tg_rep_node *n, tg_rep_node *prev) {
+    int64_t k = rep_key(n->chat, n->message);
+    if (prev)
+        prev->next = n->next;
+    else if (n->next)
+        tg_map_put(t->rep_keys, k, n->next);
+    else
+        tg_map_del(t->rep_keys, k);
+    t->nrep_nodes--;
+}
+
+/* rep_mu held. */
+static size_t unrecorded(const tg *t) {
+    return t->rep_held + t->rep_unrec + t->rep_taking;
+}
+
+/* Set under rep_mu, so the gauge never goes back to an older count. */
+static void show(tg *t) {
+    tg_gauge(t, t->m_unrecorded, (double)unrecorded(t));
+}
+
+/* Asks the intake thread to write now, as ack() does. */
+static void wake_intake(tg *t) {
+    pthread_mutex_lock(&t->wake_mu);
+    pthread_cond_broadcast(&t->wake_cv);
+    pthread_mutex_unlock(&t->wake_mu);
+    if (t->multi && !atomic_load(&t->quiescing)) curl_multi_wakeup(t->multi);
 }
 
 void tg_replied_register(tg *t, int64_t chat, int64_t message, int64_t seq) {
@@ -96,26 +147,81 @@ static void album_answered(tg *t, int64_t head) {
     }
 }
 
-void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
+void tg_replied_unregister(tg *t, int64_t chat, int64_t message, int64_t seq) {
     if (!message) return;
-    int64_t k = rep_key(chat, message);
     pthread_mutex_lock(&t->rep_mu);
-    tg_rep_node *head = tg_map_get(t->rep_keys, k), *prev = NULL, *n = head;
-    while (n && !(n->chat == chat && n->message == message)) {
-        prev = n;
-        n = n->next;
+    tg_rep_node *prev, *n = rep_find(t, chat, message, seq, &prev);
+    if (n) {
+        rep_unlink(t, n, prev);
+        if (n->held) {
+            t->rep_held -= n->held;
+            pthread_cond_broadcast(&t->rep_cv);
+            show(t);
+        }
+        free(n);
+    }
+    pthread_mutex_unlock(&t->rep_mu);
+}
+
+int64_t tg_replied_reserve(tg *t, int64_t chat, int64_t message) {
+    if (!message) return -1;
+    pthread_mutex_lock(&t->rep_mu);
+    tg_rep_node *n = rep_find(t, chat, message, -1, NULL);
+    int64_t seq = n ? n->seq : -1;
+    int waited = 0;
+    while (n && unrecorded(t) >= (size_t)t->c.max_unrecorded && !atomic_load(&t->closing)) {
+        if (!waited) tg_count(t, t->m_record_waits, NULL, NULL, 1);
+        waited = 1;
+        t->rep_waiters++;
+        wake_intake(t);
+        pthread_cond_wait(&t->rep_cv, &t->rep_mu);
+        t->rep_waiters--;
+        /* Another reply to it may have marked it meanwhile: this one then
+         * goes out as a further reply, with nothing left to record. */
+        n = rep_find(t, chat, message, seq, NULL);
+    }
+    if (n && unrecorded(t) >= (size_t)t->c.max_unrecorded) { /* stopped while waiting */
+        pthread_mutex_unlock(&t->rep_mu);
+        return -2;
     }
     if (n) {
-        if (prev)
-            prev->next = n->next;
-        else if (n->next)
-            tg_map_put(t->rep_keys, k, n->next);
-        else
-            tg_map_del(t->rep_keys, k);
-        t->nrep_nodes--;
+        n->held++;
+        t->rep_held++;
+        show(t);
+    }
+    pthread_mutex_unlock(&t->rep_mu);
+    return n ? seq : -1;
+}
+
+void tg_replied_release(tg *t, int64_t chat, int64_t message, int64_t seq) {
+    if (!message || seq < 0) return;
+    pthread_mutex_lock(&t->rep_mu);
+    tg_rep_node *n = rep_find(t, chat, message, seq, NULL);
+    if (n && n->held) {
+        n->held--;
+        t->rep_held--;
+        pthread_cond_broadcast(&t->rep_cv);
+        show(t);
+    }
+    pthread_mutex_unlock(&t->rep_mu);
+}
+
+void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
+    if (!message) return;
+    pthread_mutex_lock(&t->rep_mu);
+    tg_rep_node *prev, *n = rep_find(t, chat, message, -1, &prev);
+    if (n) {
+        rep_unlink(t, n, prev);
         rep_done_push(t, n->seq);
         /* An album's other parts were answered with it. */
         album_answered(t, n->seq);
+        /* The slots stay taken until the mark is stored; a reply that
+         * holds none (it took another update of the message) still
+         * counts once. */
+        t->rep_held -= n->held;
+        t->rep_unrec += n->held ? n->held : 1;
+        show(t);
+        if (t->rep_waiters) wake_intake(t);
         free(n);
     }
     pthread_mutex_unlock(&t->rep_mu);
@@ -125,7 +231,7 @@ void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
  * without a reply: rejections). rep_mu held. */
 typedef struct rep_sweep {
     int64_t w;
-    size_t freed;
+    size_t freed, held;
 } rep_sweep;
 
 static int rep_stale(void *arg, int64_t key, void *val) {
@@ -136,6 +242,7 @@ static int rep_stale(void *arg, int64_t key, void *val) {
         if (p->next->seq <= a->w) {
             tg_rep_node *d = p->next;
             p->next = d->next;
+            a->held += d->held;
             free(d);
             a->freed++;
         } else {
@@ -144,6 +251,7 @@ static int rep_stale(void *arg, int64_t key, void *val) {
     }
     if (head->seq > a->w) return 0;
     a->freed++;
+    a->held += head->held;
     if (!head->next) {
         free(head);
         return 1;
@@ -162,9 +270,16 @@ static void rep_free_all(void *val) {
     }
 }
 
+int tg_replied_urgent(tg *t) {
+    pthread_mutex_lock(&t->rep_mu);
+    int urgent = t->rep_waiters > 0;
+    pthread_mutex_unlock(&t->rep_mu);
+    return urgent;
+}
+
 size_t tg_replied_pending(tg *t) {
     pthread_mutex_lock(&t->rep_mu);
-    size_t n = t->nrep_done;
+    size_t n = t->nrep_done + t->rep_unrec; /* a mark's seq may have found no memory */
     pthread_mutex_unlock(&t->rep_mu);
     return n;
 }
@@ -175,11 +290,18 @@ int64_t *tg_replied_take(tg *t, int64_t w, int64_t now, size_t *n) {
     *n = t->nrep_done;
     t->rep_done = NULL;
     t->nrep_done = t->caprep_done = 0;
+    t->rep_taking += t->rep_unrec;
+    t->rep_unrec = 0;
     if (t->nrep_nodes > 256 && now - t->rep_swept_ms > 1000) {
-        rep_sweep a = {.w = w, .freed = 0};
+        rep_sweep a = {.w = w, .freed = 0, .held = 0};
         tg_map_sweep(t->rep_keys, rep_stale, &a);
         t->nrep_nodes -= a.freed;
         t->rep_swept_ms = now;
+        if (a.held) {
+            t->rep_held -= a.held;
+            pthread_cond_broadcast(&t->rep_cv);
+            show(t);
+        }
     }
     pthread_mutex_unlock(&t->rep_mu);
     return done;
@@ -189,6 +311,18 @@ void tg_replied_put_back(tg *t, const int64_t *seqs, size_t n) {
     pthread_mutex_lock(&t->rep_mu);
     for (size_t i = 0; i < n; i++)
         rep_done_push(t, seqs[i]);
+    t->rep_unrec += t->rep_taking;
+    t->rep_taking = 0;
+    pthread_mutex_unlock(&t->rep_mu);
+}
+
+void tg_replied_committed(tg *t) {
+    pthread_mutex_lock(&t->rep_mu);
+    if (t->rep_taking) {
+        t->rep_taking = 0;
+        pthread_cond_broadcast(&t->rep_cv);
+        show(t);
+    }
     pthread_mutex_unlock(&t->rep_mu);
 }
 

@@ -485,14 +485,16 @@ rd_status tg_buttons_press(tg *t, tg_item *it, int64_t chat) {
                      .flags = RD_MSG_CHOICE | (u->chat_type != TG_CHAT_PRIVATE ? RD_MSG_GROUP : 0),
                      .meta = meta,
                      .reply_to = u->reply_to_id};
+    /* Registered before the core has it: its reply may be quick. */
+    if (!t->shared) tg_replied_register(t, chat, u->message_id, it->seq);
     rd_status st = t->h->submit(t->ctx, &in);
     free(meta);
     free(choice);
+    if (st != RD_OK && !t->shared) tg_replied_unregister(t, chat, u->message_id, it->seq);
     if (st == RD_E_FULL) return st; /* taken again later: answered then */
     answer(t, u, NULL);
     if (st == RD_OK) {
         remove_keyboard(t, u);
-        if (!t->shared) tg_replied_register(t, chat, u->message_id, it->seq);
         return st;
     }
     if (st == RD_E_DUPLICATE) return st;

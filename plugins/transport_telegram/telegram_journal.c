@@ -59,10 +59,12 @@ void tg_persist_acks(tg *t, int force) {
     int64_t w = atomic_load(&t->acked);
     size_t pending = tg_replied_pending(t);
     if (w <= t->persisted && !pending) return;
-    /* Each write is a synced transaction: at most fifty a second, which
-     * bounds what a kill -9 re-sends to ~20 ms of replies. */
+    /* Each write is a synced transaction: at most fifty a second, unless
+     * senders wait for their marks to be stored (max_unrecorded_replies);
+     * after a failed write they wait for the tick too. */
     int64_t now = tg_now(t);
-    if (!force && now - t->persisted_ms < 20) return;
+    if (!force && now - t->persisted_ms < 20 && (t->persist_failed || !tg_replied_urgent(t)))
+        return;
     t->persisted_ms = now;
     int64_t prev = t->persisted;
     if (w > t->persisted) t->persisted = w;
@@ -98,9 +100,14 @@ void tg_persist_acks(tg *t, int force) {
             ops[n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "w/", .key_end = wend};
         }
     }
-    if (t->h->kv_txn(t->ctx, ops, n) == RD_OK) goto out;
+    if (t->h->kv_txn(t->ctx, ops, n) == RD_OK) {
+        t->persist_failed = 0;
+        tg_replied_committed(t);
+        goto out;
+    }
 fail:
     t->persisted = prev; /* try again on the next tick */
+    t->persist_failed = 1;
     tg_replied_put_back(t, done, nd);
     t->h->log(t->ctx, RD_LOG_WARN, "cannot record the handled watermark %lld in the store",
               (long long)w);

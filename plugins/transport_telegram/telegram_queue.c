@@ -156,11 +156,13 @@ rd_status tg_submit_item(tg *t, tg_item *it) {
         free(r.text);
         return RD_E_RETRY;
     }
+    /* Shared webhooks record handled updates per update, not by watermark.
+     * Registered before the core has it: its reply may be quick. */
+    if (!t->shared) tg_replied_register(t, chat, it->u.message_id, it->seq);
     rd_status st = it->u.media ? tg_media_submit(t, it, &in) : t->h->submit(t->ctx, &in);
     free(meta);
     free(r.text);
-    /* Shared webhooks record handled updates per update, not by watermark. */
-    if (st == RD_OK && !t->shared) tg_replied_register(t, chat, it->u.message_id, it->seq);
+    if (st != RD_OK && !t->shared) tg_replied_unregister(t, chat, it->u.message_id, it->seq);
     if (st == RD_OK || st == RD_E_DUPLICATE || st == RD_E_FULL) return st;
     /* Anything else is a refusal the core will not change its mind about:
      * mark it handled so the watermark moves on. */

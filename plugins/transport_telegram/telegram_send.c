@@ -26,8 +26,7 @@ static char *question_markup(const rd_outbound *out) {
                                 : "{\"force_reply\":true}");
 }
 
-rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
-    tg *t = self;
+static rd_status send_reply(tg *t, const rd_outbound *out, rd_error *err) {
     int text_rest = 0;
     /* 0 unless the whole text went out now (files, the outbox: unknown). */
     int64_t *sent_id = RD_HAS(out, sent_id) ? out->sent_id : NULL;
@@ -96,6 +95,23 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
     if (sent_id && st == RD_OK && !deferred) *sent_id = last;
     free(markup);
     free(text);
+    return st;
+}
+
+rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
+    tg *t = self;
+    /* A reply to a journaled update holds a slot until its mark is stored
+     * (telegram_answered.c): what a kill -9 sends again stays bounded. */
+    int64_t slot = tg_replied_reserve(t, out->chat_id, out->reply_to);
+    if (slot == -2) {
+        /* Not sent: the update is not acknowledged either, so it is
+         * answered after the restart. */
+        t->h->error(err, RD_E_RETRY, "transient",
+                    "telegram: stopped while the state store had not recorded earlier replies");
+        return RD_E_RETRY;
+    }
+    rd_status st = send_reply(t, out, err);
+    tg_replied_release(t, out->chat_id, out->reply_to, slot);
     return st;
 }
 

@@ -114,6 +114,9 @@ void tg_wake(tg *t) {
     pthread_mutex_lock(&t->ob_mu);
     pthread_cond_broadcast(&t->ob_cv);
     pthread_mutex_unlock(&t->ob_mu);
+    pthread_mutex_lock(&t->rep_mu);
+    pthread_cond_broadcast(&t->rep_cv);
+    pthread_mutex_unlock(&t->rep_mu);
     if (t->multi) curl_multi_wakeup(t->multi);
 }
 

@@ -14,7 +14,7 @@ routerd_unit_test(test_telegram_attach SOURCES ${TG_DIR}/unit/test_telegram_atta
                   LIBS transport_telegram_obj)
 
 # The plugin in-process against the fake Bot API server and a fake host.
-foreach(t intake send send_format webhook limits media buttons)
+foreach(t intake send send_format webhook limits media buttons record)
   if(EXISTS ${TG_DIR}/unit/test_telegram_${t}.c)
     routerd_unit_test(test_telegram_${t}
                       SOURCES ${TG_DIR}/unit/test_telegram_${t}.c

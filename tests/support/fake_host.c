@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1334,6 +1335,7 @@ typedef struct kv_row {
 static kv_row *kv, *snap;
 static size_t nkv, capkv, nsnap;
 static int kv_failing;
+static atomic_int kv_delay_ms;
 static int64_t lead_term = 1;
 static pairs claims;     /* key -> token */
 static pairs held_other; /* claims another replica holds: key -> "" */
@@ -1402,6 +1404,8 @@ static rd_status h_kv_get(rd_ctx *ctx, const char *key, char **val, size_t *len)
 static rd_status h_kv_txn(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
     (void)ctx;
     host_call("kv_txn");
+    int delay = atomic_load(&kv_delay_ms);
+    if (delay > 0) rdpt_sleep_ms(delay); /* a slow disk: other calls go on meanwhile */
     pthread_mutex_lock(&mu);
     if (kv_failing) {
         pthread_mutex_unlock(&mu);
@@ -1540,6 +1544,10 @@ void rdpt_kv_fail(int on) {
     pthread_mutex_lock(&mu);
     kv_failing = on;
     pthread_mutex_unlock(&mu);
+}
+
+void rdpt_kv_delay(int ms) {
+    atomic_store(&kv_delay_ms, ms > 0 ? ms : 0);
 }
 
 static void rows_free(kv_row *r, size_t n) {
@@ -2014,6 +2022,7 @@ void rdpt_reset(void) {
     snap = NULL;
     nsnap = 0;
     kv_failing = 0;
+    atomic_store(&kv_delay_ms, 0);
     lead_term = 1;
     pairs_clear(&claims);
     pairs_clear(&held_other);
