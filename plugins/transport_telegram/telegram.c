@@ -590,10 +590,9 @@ static void tg_ack(void *self, int64_t watermark) {
     long long cur = atomic_load(&t->acked);
     while (watermark > cur && !atomic_compare_exchange_weak(&t->acked, &cur, watermark)) {
     }
-    /* Wake the intake thread to store the watermark and to submit what
-     * waits on back-pressure. It ticks every 100 ms anyway, so a signal
-     * without the lock is enough; both calls return at once. */
-    pthread_cond_signal(&t->wake_cv);
+    /* A long poll in progress wakes to store the watermark (every 20 ms
+     * at most); a nap on back-pressure ends by itself within a few ms
+     * while the core takes work (tg_main_loop). */
     if (t->multi && !atomic_load(&t->quiescing)) curl_multi_wakeup(t->multi);
 }
 

@@ -205,6 +205,11 @@ typedef struct tg {
     int main_running, typing_running, fetch_running;
     pthread_mutex_t wake_mu;
     pthread_cond_t wake_cv;
+    /* tg_kick() counts up; a tg_nap() that began at an older count ends.
+     * napping: a nap may be waiting, so a kick must signal. */
+    atomic_uint_fast64_t wake_gen;
+    atomic_int napping;
+    int64_t nap_ms; /* intake thread: the current back-pressure nap */
 
     /* HTTP. */
     struct curl_slist *json_hdr;
@@ -260,6 +265,7 @@ typedef struct tg {
      * persist in progress. Senders over the bound wait on rep_cv. */
     pthread_cond_t rep_cv;
     size_t rep_held, rep_unrec, rep_taking, rep_waiters;
+    bool rep_kicked;    /* the intake was asked to write the marks early */
     int persist_failed; /* intake: the last watermark write failed */
 
     /* Sending. */
@@ -326,6 +332,12 @@ int64_t tg_now(tg *t);
 struct timespec tg_deadline(int64_t ms);
 /* Sleeps up to ms; returns early (nonzero) once the flag is set. */
 int tg_sleep(tg *t, int64_t ms, atomic_int *flag);
+/* The same, and ends early too at a tg_kick() made after wake_gen read
+ * `since` (so one made while the caller was busy is not lost). */
+int tg_nap(tg *t, int64_t ms, atomic_int *flag, uint64_t since);
+/* Ends the intake thread's nap: the core took work or acknowledged some,
+ * or marks wait to be written. */
+void tg_kick(tg *t);
 void tg_wake(tg *t);
 int64_t tg_backoff(tg *t, int attempt);
 void tg_metrics_free(tg *t);

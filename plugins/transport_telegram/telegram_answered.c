@@ -63,6 +63,11 @@ static size_t unrecorded(const tg *t) {
     return t->rep_held + t->rep_unrec + t->rep_taking;
 }
 
+/* rep_mu held. */
+static bool half_taken(const tg *t) {
+    return unrecorded(t) * 2 >= (size_t)t->c.max_unrecorded;
+}
+
 /* Set under rep_mu, so the gauge never goes back to an older count. */
 static void show(tg *t) {
     tg_gauge(t, t->m_unrecorded, (double)unrecorded(t));
@@ -70,9 +75,7 @@ static void show(tg *t) {
 
 /* Asks the intake thread to write now, as ack() does. */
 static void wake_intake(tg *t) {
-    pthread_mutex_lock(&t->wake_mu);
-    pthread_cond_broadcast(&t->wake_cv);
-    pthread_mutex_unlock(&t->wake_mu);
+    tg_kick(t);
     if (t->multi && !atomic_load(&t->quiescing)) curl_multi_wakeup(t->multi);
 }
 
@@ -221,7 +224,12 @@ void tg_replied_mark(tg *t, int64_t chat, int64_t message) {
         t->rep_held -= n->held;
         t->rep_unrec += n->held ? n->held : 1;
         show(t);
-        if (t->rep_waiters) wake_intake(t);
+        /* Half the slots taken: have the marks written now, before
+         * senders must wait for them. Once per write. */
+        if (t->rep_waiters || (!t->rep_kicked && half_taken(t))) {
+            t->rep_kicked = true;
+            wake_intake(t);
+        }
         free(n);
     }
     pthread_mutex_unlock(&t->rep_mu);
@@ -272,7 +280,7 @@ static void rep_free_all(void *val) {
 
 int tg_replied_urgent(tg *t) {
     pthread_mutex_lock(&t->rep_mu);
-    int urgent = t->rep_waiters > 0;
+    int urgent = t->rep_waiters > 0 || half_taken(t);
     pthread_mutex_unlock(&t->rep_mu);
     return urgent;
 }
@@ -292,6 +300,7 @@ int64_t *tg_replied_take(tg *t, int64_t w, int64_t now, size_t *n) {
     t->nrep_done = t->caprep_done = 0;
     t->rep_taking += t->rep_unrec;
     t->rep_unrec = 0;
+    t->rep_kicked = false;
     if (t->nrep_nodes > 256 && now - t->rep_swept_ms > 1000) {
         rep_sweep a = {.w = w, .freed = 0, .held = 0};
         tg_map_sweep(t->rep_keys, rep_stale, &a);

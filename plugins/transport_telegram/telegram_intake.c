@@ -106,8 +106,10 @@ void *tg_main_loop(void *arg) {
             tg_sleep(t, 100, &t->quiescing);
             continue;
         }
+        uint64_t since = atomic_load(&t->wake_gen); /* kicks from here on end the nap below */
         tg_persist_acks(t, 0);
         pthread_mutex_lock(&t->in_mu);
+        size_t before = t->npending;
         tg_drain_locked(t);
         /* Files being fetched or an album waiting for its parts must not
          * stop the polling; the core pushing back does, and so does a
@@ -117,9 +119,14 @@ void *tg_main_loop(void *arg) {
         pthread_mutex_unlock(&t->in_mu);
         tg_gauge(t, t->m_pending, (double)pending);
         /* Back-pressure: leave new updates with Telegram until the core
-         * takes the queued ones (ack() wakes us). */
+         * takes the queued ones. In a burst the core takes queue_depth
+         * messages in a few ms, so look again after 1 ms while it takes
+         * some, and back off to the 100 ms tick while it takes none (slow
+         * agents). Marks to write and stop end a nap at once (tg_kick). */
         if (t->c.mode == TG_MODE_WEBHOOK || blocked) {
-            tg_sleep(t, 100, &t->quiescing);
+            int64_t longer = t->nap_ms * 2;
+            t->nap_ms = pending < before || longer < 1 ? 1 : longer > 100 ? 100 : longer;
+            tg_nap(t, t->nap_ms, &t->quiescing, since);
             continue;
         }
         tg_poll_once(t, &attempt);

@@ -101,6 +101,33 @@ int tg_sleep(tg *t, int64_t ms, atomic_int *flag) {
     return flag && atomic_load(flag);
 }
 
+int tg_nap(tg *t, int64_t ms, atomic_int *flag, uint64_t since) {
+    if (flag && atomic_load(flag)) return 1;
+    if (ms <= 0) return 0;
+    struct timespec dl = tg_deadline(ms);
+    pthread_mutex_lock(&t->wake_mu);
+    atomic_store(&t->napping, 1);
+    while (!(flag && atomic_load(flag)) && atomic_load(&t->wake_gen) == since) {
+        if (pthread_cond_timedwait(&t->wake_cv, &t->wake_mu, &dl) == ETIMEDOUT) break;
+    }
+    atomic_store(&t->napping, 0);
+    pthread_mutex_unlock(&t->wake_mu);
+    return flag && atomic_load(flag);
+}
+
+/* The count goes up before napping is read, and a nap sets napping before
+ * it reads the count (both sequentially consistent): either the kick sees
+ * the nap and signals under the lock, or the nap sees the new count. Most
+ * kicks (one per acknowledged message) find no nap and cost no system
+ * call. */
+void tg_kick(tg *t) {
+    atomic_fetch_add(&t->wake_gen, 1);
+    if (!atomic_load(&t->napping)) return;
+    pthread_mutex_lock(&t->wake_mu);
+    pthread_cond_broadcast(&t->wake_cv);
+    pthread_mutex_unlock(&t->wake_mu);
+}
+
 void tg_wake(tg *t) {
     pthread_mutex_lock(&t->wake_mu);
     pthread_cond_broadcast(&t->wake_cv);
