@@ -12,6 +12,8 @@ routerd_unit_test(test_telegram_throttle SOURCES ${TG_DIR}/unit/test_telegram_th
                   LIBS transport_telegram_obj)
 routerd_unit_test(test_telegram_attach SOURCES ${TG_DIR}/unit/test_telegram_attach.c
                   LIBS transport_telegram_obj)
+routerd_unit_test(test_telegram_nap SOURCES ${TG_DIR}/unit/test_telegram_nap.c
+                  LIBS transport_telegram_obj)
 
 # The plugin in-process against the fake Bot API server and a fake host.
 foreach(t intake send send_format webhook limits media buttons record)
