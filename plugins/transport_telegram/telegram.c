@@ -170,7 +170,7 @@ static const rd_option opts[] = {
     {"album_wait_ms", RD_OPT_INT, 0, "1000",
      "how long the first part of an album waits for the others before they go on as one message", 0,
      10000, NULL, RD_BIND(tg_keys, album_wait_ms)},
-    {"max_unrecorded_replies", RD_OPT_INT, 0, "256",
+    {"max_unrecorded_replies", RD_OPT_INT, 0, "1024",
      "most replies sent while the store has not yet recorded them as answered (what a kill -9 "
      "sends again); a further reply waits for the next write",
      1, 100000, NULL, RD_BIND(tg_keys, max_unrecorded_replies)},

@@ -35,7 +35,7 @@ static void manifest(void) {
                     "queue_depth = 256\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
                     "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
                     "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
-                    "retry_max_ms = 500\n"
+                    "retry_max_ms = 500\nmax_unrecorded_replies = 256\n"
                     "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
                     "[persona.p]\nbackend = mock\nchats = *\n",
                     ftg_base(F));
@@ -123,7 +123,7 @@ static void test_burst_with_kill9(void **state) {
     count_replies(&t);
     fprintf(stderr, "kill -9: %d answered before, %d replayed twice\n", mid.answered, t.duplicates);
     /* Nothing lost. Duplicates are bounded by count, not by time: a reply
-     * holds one of max_unrecorded_replies slots (256 by default, replies in
+     * holds one of max_unrecorded_replies slots (256 here, replies in
      * flight at the kill included) until the store has recorded it as
      * answered, and further replies wait for that write. So at most 256 are
      * sent again however slow the disk; the assertion keeps a factor two of

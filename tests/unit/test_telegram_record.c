@@ -340,7 +340,7 @@ static void test_config(void **state) {
         void *self = th_launch_ok();
         th_shutdown(self);
     }
-    /* Unset: 256. */
+    /* Unset: 1024. */
     th_cfg("max_unrecorded_replies", NULL);
     void *self = th_launch_ok();
     const rd_plugin *pl = th_plugin();
@@ -348,7 +348,7 @@ static void test_config(void **state) {
     for (const rd_option *o = pl->options; o && o->key; o++)
         if (!strcmp(o->key, "max_unrecorded_replies")) def = o->def;
     assert_non_null(def);
-    assert_string_equal(def, "256");
+    assert_string_equal(def, "1024");
     th_shutdown(self);
 }
 
