@@ -599,6 +599,9 @@ static void run_timers(a2a_loop *l, int64_t now) {
 }
 
 #define LOOP_TICK_MS 100
+/* With no exchange in flight nothing needs the tick: new work wakes the
+ * loop through its eventfd. */
+#define LOOP_IDLE_TICK_MS 1000
 /* A burst of this many exchanges at once, then a second without any, and
  * the memory freed since goes back to the system (glibc otherwise keeps
  * it in its arenas: 10,000 calls leave over 150 MiB behind). */
@@ -632,6 +635,7 @@ static void *loop_main(void *arg) {
         take_incoming(l);
         if (stop) break;
         int64_t now = l->now();
+        if (l->active && next_scan > now + LOOP_TICK_MS) next_scan = now + LOOP_TICK_MS;
         int64_t wait = next_scan - now;
         for (int i = 0; i < LOOP_SHARDS; i++)
             if (l->sh[i].due >= 0 && l->sh[i].due - now < wait) wait = l->sh[i].due - now;
@@ -660,7 +664,9 @@ static void *loop_main(void *arg) {
         if (now >= next_scan) {
             scan_aborts(l, 0);
             trim_after_burst(l, now);
-            next_scan = now + LOOP_TICK_MS;
+            /* a trim may still be due after a large burst */
+            next_scan = now + (l->active || l->busiest >= LOOP_TRIM_BURST ? LOOP_TICK_MS
+                                                                          : LOOP_IDLE_TICK_MS);
         }
         run_timers(l, l->now());
     }

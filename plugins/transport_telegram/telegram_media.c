@@ -408,6 +408,7 @@ int tg_media_ready(tg *t, tg_item *it) {
         p[i].it->file.wanted = 1;
         ready &= p[i].it->file.state == TG_F_DONE;
     }
+    if (!ready) pthread_cond_broadcast(&t->in_cv); /* the fetch thread takes them */
     return ready;
 }
 

@@ -58,6 +58,7 @@ void tg_queue_push(tg *t, tg_item *it) {
         t->head = it;
     t->tail = it;
     t->npending++;
+    if (it->u.media) pthread_cond_broadcast(&t->in_cv); /* the fetch thread may want it */
 }
 
 /* NULL when out of memory or when no id is left for the core (tg_id is
@@ -337,14 +338,20 @@ void *tg_fetch_loop(void *arg) {
     pthread_mutex_lock(&t->in_mu);
     while (!atomic_load(&t->quiescing)) {
         int64_t now = tg_now(t);
+        /* Sleeps until an update with media is queued (tg_queue_push), an
+         * album wants its parts, a retry is due, or a stop; at most a
+         * second, not a poll every 50 ms. */
+        int64_t wake = now + (atomic_load(&t->have_me) ? 1000 : 200);
         tg_item *x = t->head;
-        while (x && !(x->state == TG_ITEM_READY && x->file.state == TG_F_NONE &&
-                      now >= x->file.retry_at && (x->file.wanted || wants_files(t, x))))
-            x = x->next;
+        for (; x; x = x->next) {
+            if (x->state != TG_ITEM_READY || x->file.state != TG_F_NONE) continue;
+            if (!x->file.wanted && !wants_files(t, x)) continue;
+            if (now >= x->file.retry_at) break;
+            if (x->file.retry_at < wake) wake = x->file.retry_at;
+        }
         if (!x || !atomic_load(&t->have_me)) {
-            pthread_mutex_unlock(&t->in_mu);
-            tg_sleep(t, 50, &t->quiescing);
-            pthread_mutex_lock(&t->in_mu);
+            struct timespec dl = tg_deadline(wake > now ? wake - now : 1);
+            pthread_cond_timedwait(&t->in_cv, &t->in_mu, &dl);
             continue;
         }
         x->file.state = TG_F_BUSY;
