@@ -8,6 +8,7 @@
  * demand, shared by every replica. */
 #include "core.h"
 #include "store.h"
+#include "group_commit.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -32,16 +33,16 @@ struct store {
 
 /* A transaction waiting for the group commit (on its caller's stack). */
 typedef struct gc_req {
+    gc_link l; /* first: a link is its request */
     const char *ns;
     const rd_kv_op *ops;
     size_t n;
     int rc;
-    int state;  /* GC_WAIT, then GC_HEAD or GC_DONE, set before wake is posted */
-    sem_t wake; /* posted once; safe to destroy as soon as its wait returns */
-    struct gc_req *next;
 } gc_req;
 
-enum { GC_WAIT, GC_HEAD, GC_DONE };
+static gc_req *gc_next(const gc_req *r) {
+    return (gc_req *)r->l.next;
+}
 
 struct store_impl {
     sqlite3 *db;
@@ -57,7 +58,7 @@ struct store_impl {
     /* Group commit: writers queue here; the one at the head commits for
      * everyone queued behind it, so concurrent writes share one fsync. */
     pthread_mutex_t gmu;
-    gc_req *ghead, *gtail;
+    gc_queue gq;
     /* Adaptive batching (o.commit_delay_us): the mean gap between writes,
      * and whether the head is waiting for a companion. */
     int64_t last_arrival_us, gap_us;
@@ -394,7 +395,7 @@ static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
     int rc = single ? SQLITE_OK : done_ok(step_reset(s->begin));
     char msg[256] = "";
     int en = 0;
-    for (gc_req *r = first;; r = r->next) {
+    for (gc_req *r = first;; r = gc_next(r)) {
         r->rc = rc;
         if (rc == SQLITE_OK && !single) r->rc = done_ok(step_reset(s->sp));
         for (size_t i = 0; r->rc == SQLITE_OK && i < r->n; i++)
@@ -417,7 +418,7 @@ static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
         if (rc != SQLITE_OK) {
             snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(s->db));
             en = sys_errno(s->db, errno);
-            for (gc_req *r = first;; r = r->next) {
+            for (gc_req *r = first;; r = gc_next(r)) {
                 r->rc = rc;
                 if (r == last) break;
             }
@@ -426,7 +427,7 @@ static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
     if (!single && !sqlite3_get_autocommit(s->db)) step_reset(s->rollback);
     atomic_fetch_add(&s->commits, 1);
     int worst = SQLITE_OK;
-    for (gc_req *r = first;; r = r->next) {
+    for (gc_req *r = first;; r = gc_next(r)) {
         if (r->rc != SQLITE_OK) worst = r->rc;
         if (r == last) break;
     }
@@ -443,28 +444,20 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
         }
     if (!n) return RD_OK;
     gc_req me = {.ns = ns, .ops = ops, .n = n};
-    sem_init(&me.wake, 0, 0);
+    sem_init(&me.l.wake, 0, 0);
     int64_t t = mono_us();
     pthread_mutex_lock(&s->gmu);
     int64_t gap = t - s->last_arrival_us;
     s->gap_us += ((gap < 1000000 ? gap : 1000000) - s->gap_us) / 8;
     s->last_arrival_us = t;
-    if (s->gtail)
-        s->gtail->next = &me;
-    else
-        s->ghead = &me;
-    s->gtail = &me;
-    if (s->ghead != &me) {
+    if (!gc_join(&s->gq, &me.l)) {
         if (s->gathering) { /* the head waits for a companion: here is one */
             s->gathering = false;
-            sem_post(&s->ghead->wake); /* under gmu: the head cannot be gone */
+            sem_post(&s->gq.head->wake); /* under gmu: the head cannot be gone */
         }
         pthread_mutex_unlock(&s->gmu);
-        /* Woken once: the group it was in committed, or it heads the next. */
-        while (sem_wait(&me.wake) != 0)
-            ;
-        if (me.state == GC_DONE) {
-            sem_destroy(&me.wake);
+        if (!gc_await(&me.l)) { /* committed by its group's head */
+            sem_destroy(&me.l.wake);
             return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
         }
         pthread_mutex_lock(&s->gmu);
@@ -473,7 +466,7 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
      * low rate, where groups would be of one): wait, bounded, for the next
      * writer to share this commit. */
     int64_t delay = s->o.commit_delay_us;
-    if (delay > 0 && s->gtail == &me && s->gap_us < delay) {
+    if (delay > 0 && s->gq.tail == &me.l && s->gap_us < delay) {
         struct timespec dl;
         clock_gettime(CLOCK_REALTIME, &dl);
         dl.tv_nsec += (long)delay * 1000L;
@@ -481,37 +474,20 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
         dl.tv_nsec %= 1000000000L;
         s->gathering = true;
         pthread_mutex_unlock(&s->gmu);
-        while (sem_timedwait(&me.wake, &dl) != 0 && errno == EINTR)
+        while (sem_timedwait(&me.l.wake, &dl) != 0 && errno == EINTR)
             ;
         pthread_mutex_lock(&s->gmu);
         s->gathering = false;
     }
     /* At the head: commit everything queued so far in one go. Requests that
      * arrive meanwhile wait for the next group. */
-    gc_req *last = s->gtail;
+    gc_req *last = (gc_req *)s->gq.tail;
     pthread_mutex_unlock(&s->gmu);
     pthread_mutex_lock(&s->mu);
     commit_group(s, &me, last);
     pthread_mutex_unlock(&s->mu);
-    pthread_mutex_lock(&s->gmu);
-    gc_req *after = last->next;
-    s->ghead = after;
-    if (!after) s->gtail = NULL;
-    pthread_mutex_unlock(&s->gmu);
-    /* One wake-up per member of the group and one for the next head, after
-     * gmu is free so they do not wake only to wait for it. The members'
-     * links no longer change: arrivals append after `after`, or start a
-     * new queue. */
-    for (gc_req *r = me.next, *next; r != after; r = next) {
-        next = r->next; /* before the post: r may return at once */
-        r->state = GC_DONE;
-        sem_post(&r->wake);
-    }
-    if (after) {
-        after->state = GC_HEAD;
-        sem_post(&after->wake);
-    }
-    sem_destroy(&me.wake);
+    gc_finish(&s->gmu, &s->gq, &me.l, &last->l);
+    sem_destroy(&me.l.wake);
     return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
 }
 

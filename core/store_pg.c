@@ -18,6 +18,7 @@
  * rows with fencing tokens and expire on the database's clock, so the
  * replicas' clocks never matter. */
 #include "store.h"
+#include "group_commit.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -56,6 +57,7 @@ typedef struct pgconn {
 
 /* A write waiting for the group commit (on its caller's stack). */
 typedef struct gc_req {
+    gc_link l; /* first: a link is its request */
     const char *ns;
     const rd_kv_op *ops;
     size_t n;
@@ -63,12 +65,11 @@ typedef struct gc_req {
     bool add;             /* ops[0] is inserted only if its key is absent */
     bool added;           /* add: the insert wrote a row */
     rd_status st;         /* RD_OK until something of its own failed */
-    int state;            /* GC_WAIT, then GC_HEAD or GC_DONE, set before wake is posted */
-    sem_t wake;           /* posted once; safe to destroy as soon as its wait returns */
-    struct gc_req *next;
 } gc_req;
 
-enum { GC_WAIT, GC_HEAD, GC_DONE };
+static gc_req *gc_next(const gc_req *r) {
+    return (gc_req *)r->l.next;
+}
 
 struct store_impl {
     char *conninfo;
@@ -78,7 +79,7 @@ struct store_impl {
     /* Group commit: writers queue here; the one at the head commits for
      * everyone queued behind it. */
     pthread_mutex_t gmu;
-    gc_req *ghead, *gtail;
+    gc_queue gq;
     int64_t last_deep; /* under w.mu: wall s of the last retention pass */
 };
 
@@ -453,7 +454,7 @@ static int round_trip(store_impl *s, bool began, gc_req *from, gc_req *last, con
     pgconn *k = &s->w;
     PGconn *c = k->c;
     size_t ncmd = 3;
-    for (gc_req *r = from; r; r = r == last ? NULL : r->next)
+    for (gc_req *r = from; r; r = r == last ? NULL : gc_next(r))
         ncmd += 2 + (r->f ? 1 : 0) + r->n;
     cmd_tag *tags = malloc(ncmd * sizeof *tags);
     if (!tags) return ROUND_FAILED;
@@ -465,7 +466,7 @@ static int round_trip(store_impl *s, bool began, gc_req *from, gc_req *last, con
     else if (sent)
         sent = send_sql(c, "ROLLBACK TO SAVEPOINT w", tags, &nt, NULL, CMD_FRAME) &&
                send_sql(c, "RELEASE SAVEPOINT w", tags, &nt, NULL, CMD_FRAME);
-    for (gc_req *r = from; sent && r; r = r == last ? NULL : r->next)
+    for (gc_req *r = from; sent && r; r = r == last ? NULL : gc_next(r))
         sent = send_req(c, r, ts, tags, &nt);
     sent = sent && send_sql(c, "COMMIT", tags, &nt, NULL, CMD_FRAME) && PQpipelineSync(c);
     int out = ROUND_COMMITTED;
@@ -518,7 +519,7 @@ static int round_trip(store_impl *s, bool began, gc_req *from, gc_req *last, con
 /* One transaction for the requests from first to last (w.mu held): one
  * round trip, plus one for each request that fails. */
 static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
-    for (gc_req *r = first;; r = r->next) {
+    for (gc_req *r = first;; r = gc_next(r)) {
         r->st = RD_OK;
         if (r == last) break;
     }
@@ -530,11 +531,11 @@ static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
         bool began = false;
         while ((out = round_trip(s, began, from, last, ts, &failed)) == ROUND_RETRY) {
             began = true;
-            from = failed == last ? NULL : failed->next;
+            from = failed == last ? NULL : gc_next(failed);
         }
     }
     /* Not committed: whoever had not failed on its own cannot know. */
-    for (gc_req *r = first;; r = r->next) {
+    for (gc_req *r = first;; r = gc_next(r)) {
         if (out != ROUND_COMMITTED && r->st == RD_OK) r->st = RD_E_UNAVAILABLE;
         if (r->st == RD_OK && r->add && !r->added) r->st = RD_E_DUPLICATE;
         if (r == last) break;
@@ -544,48 +545,25 @@ static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
 /* Queues the request; the one at the head commits for all queued behind
  * it, each returning once its group's COMMIT is acknowledged. */
 static rd_status submit(store_impl *s, gc_req *me) {
-    sem_init(&me->wake, 0, 0);
+    sem_init(&me->l.wake, 0, 0);
     pthread_mutex_lock(&s->gmu);
-    if (s->gtail)
-        s->gtail->next = me;
-    else
-        s->ghead = me;
-    s->gtail = me;
-    if (s->ghead != me) {
+    if (!gc_join(&s->gq, &me->l)) {
         pthread_mutex_unlock(&s->gmu);
-        /* Woken once: the group it was in committed, or it heads the next. */
-        while (sem_wait(&me->wake) != 0)
-            ;
-        if (me->state == GC_DONE) {
-            sem_destroy(&me->wake);
+        if (!gc_await(&me->l)) { /* committed by its group's head */
+            sem_destroy(&me->l.wake);
             return me->st;
         }
         pthread_mutex_lock(&s->gmu);
     }
     /* At the head: everything queued so far goes in one transaction;
      * requests that arrive meanwhile wait for the next group. */
-    gc_req *last = s->gtail;
+    gc_req *last = (gc_req *)s->gq.tail;
     pthread_mutex_unlock(&s->gmu);
     pthread_mutex_lock(&s->w.mu);
     commit_group(s, me, last);
     pthread_mutex_unlock(&s->w.mu);
-    pthread_mutex_lock(&s->gmu);
-    gc_req *after = last->next;
-    s->ghead = after;
-    if (!after) s->gtail = NULL;
-    pthread_mutex_unlock(&s->gmu);
-    /* The members' links no longer change: arrivals append after `after`
-     * or start a new queue. */
-    for (gc_req *r = me->next, *next; r != after; r = next) {
-        next = r->next; /* before the post: r may return at once */
-        r->state = GC_DONE;
-        sem_post(&r->wake);
-    }
-    if (after) {
-        after->state = GC_HEAD;
-        sem_post(&after->wake);
-    }
-    sem_destroy(&me->wake);
+    gc_finish(&s->gmu, &s->gq, &me->l, &last->l);
+    sem_destroy(&me->l.wake);
     return me->st;
 }
 
