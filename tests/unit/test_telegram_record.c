@@ -253,20 +253,28 @@ static void test_untracked_replies_never_wait(void **state) {
     th_shutdown(self);
 }
 
+/* N senders with max_unrecorded_replies = 2 while the store refuses
+ * writes: two replies go out, then quiesce; settle_ms later the other
+ * senders still wait. */
+static void *quiesced_with_waiters(sender *s, size_t n, th_msg **m, int settle_ms) {
+    void *self = launch_with_updates("2", n, m);
+    th_kv_fail(1);
+    start_senders(s, n, self, *m);
+    assert_true(wait_for(sent_now, 2, 5000));
+    th_ops()->quiesce(self);
+    th_sleep_ms(settle_ms);
+    assert_int_equal(senders_done(s, n), 2);
+    return self;
+}
+
 /* While draining (quiesce) the intake still writes: a sender waiting for
  * the store goes on as soon as it is back, without a stop. */
 static void test_quiesce_keeps_recording(void **state) {
     (void)state;
     enum { N = 6, MAX = 2 };
     th_msg *m;
-    void *self = launch_with_updates("2", N, &m);
-    th_kv_fail(1);
     sender s[N];
-    start_senders(s, N, self, m);
-    assert_true(wait_for(sent_now, MAX, 5000));
-    th_ops()->quiesce(self);
-    th_sleep_ms(300);
-    assert_int_equal(senders_done(s, N), MAX);
+    void *self = quiesced_with_waiters(s, N, &m, 300);
     th_kv_fail(0);
     long long end = th_now_ms() + 5000;
     while (senders_done(s, N) < N && th_now_ms() < end)
@@ -287,14 +295,8 @@ static void test_stop_ends_wait_store_down(void **state) {
     (void)state;
     enum { N = 6, MAX = 2 };
     th_msg *m;
-    void *self = launch_with_updates("2", N, &m);
-    th_kv_fail(1);
     sender s[N];
-    start_senders(s, N, self, m);
-    assert_true(wait_for(sent_now, MAX, 5000));
-    th_ops()->quiesce(self);
-    th_sleep_ms(200);
-    assert_int_equal(senders_done(s, N), MAX);
+    void *self = quiesced_with_waiters(s, N, &m, 200);
     long long t0 = th_now_ms();
     th_ops()->stop(self);
     join_senders(s, N);
