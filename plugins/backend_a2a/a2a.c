@@ -255,6 +255,10 @@ static const rd_option opts[] = {
 
 /* ---- instance ----------------------------------------------------------- */
 
+/* Buckets of the tasks waiting for a push (chains stay short up to the
+ * 16,384 calls max_calls allows). */
+#define PUSH_BUCKETS 4096
+
 enum {
     OUT_MESSAGE,
     OUT_COMPLETED,
@@ -336,8 +340,8 @@ typedef struct a2a {
     int64_t push_fallback_ms;
     atomic_int push_refused; /* the agent refused a registration: poll */
     pthread_mutex_t pmu;
-    struct push_wait *waits;
-    rd_series *push_s[3]; /* pushes: woke, refused, ignored */
+    struct push_wait *waits[PUSH_BUCKETS]; /* by task id */
+    rd_series *push_s[3];                  /* pushes: woke, refused, ignored */
 
     rd_series *fail[5]; /* by a2a_class */
     rd_series *retries_s, *fallback_s, *outcome_s[OUT_N];
@@ -2129,10 +2133,20 @@ static void cancel_task(call *c, const agent_view *v, const char *task_id) {
 typedef struct push_wait {
     char task[520];
     char token[33]; /* this task's X-A2A-Notification-Token, 32 hex */
-    int woken;
+    atomic_int woken;
+    struct acall *ac; /* a call on the event loop; NULL: a thread waits on cv */
     pthread_cond_t cv;
-    struct push_wait *next;
+    struct push_wait *next; /* in its bucket of a->waits */
 } push_wait;
+
+/* A push config registration: the request and its answer. */
+typedef struct push_x {
+    a2a_http_req rq;
+    a2a_http_resp rs;
+    struct curl_slist *hd;
+    char *body, *url, *ah;
+    int ran, hr;
+} push_x;
 
 /* nbytes (at most 32) random bytes as hex into out; -1 without entropy. */
 static int hex_random(char *out, size_t nbytes) {
@@ -2143,6 +2157,12 @@ static int hex_random(char *out, size_t nbytes) {
     OPENSSL_cleanse(b, sizeof b);
     return 0;
 }
+
+static size_t push_bucket(const char *task) {
+    return (size_t)(hash_fnv1a(HASH_FNV1A_SEED, task, strlen(task)) % PUSH_BUCKETS);
+}
+
+static void a2a_poke(a2a *a);
 
 /* The webhook: the route already checked the run's bearer secret. A push
  * only wakes the poller of the task it names (which then asks GetTask:
@@ -2158,20 +2178,24 @@ static void on_push(void *arg, const rd_http_req *req, rd_http_resp *resp) {
         return;
     }
     const char *tok = req->header ? req->header(req, "X-A2A-Notification-Token") : NULL;
-    int status = 200, outcome = 2;
+    int status = 200, outcome = 2, poke = 0;
     pthread_mutex_lock(&a->pmu);
-    for (push_wait *w = a->waits; w; w = w->next) {
+    for (push_wait *w = a->waits[push_bucket(task)]; w; w = w->next) {
         if (strcmp(w->task, task)) continue;
         if (tok && (strlen(tok) != 32 || CRYPTO_memcmp(tok, w->token, 32))) {
             status = 401;
             outcome = 1;
             break;
         }
-        w->woken = 1;
-        pthread_cond_signal(&w->cv);
+        atomic_store(&w->woken, 1);
+        if (w->ac)
+            poke = 1; /* its timer's abort_fn sees it */
+        else
+            pthread_cond_signal(&w->cv);
         outcome = 0;
     }
     pthread_mutex_unlock(&a->pmu);
+    if (poke) a2a_poke(a);
     if (status == 401)
         a->h->log(a->ctx, RD_LOG_WARN,
                   "push notification for task %.100s refused: wrong X-A2A-Notification-Token",
@@ -2183,100 +2207,132 @@ static void on_push(void *arg, const rd_http_req *req, rd_http_resp *resp) {
 
 static void push_end(a2a *a, push_wait *pw) {
     pthread_mutex_lock(&a->pmu);
-    for (push_wait **p = &a->waits; *p; p = &(*p)->next)
+    for (push_wait **p = &a->waits[push_bucket(pw->task)]; *p; p = &(*p)->next)
         if (*p == pw) {
             *p = pw->next;
             break;
         }
     pthread_mutex_unlock(&a->pmu);
-    pthread_cond_destroy(&pw->cv);
+    if (!pw->ac) pthread_cond_destroy(&pw->cv);
 }
 
-/* Registers a push config for t's task; 1 when the agent took it (pw is
- * then listed and must be ended with push_end). */
-static int push_start(call *c, const agent_view *v, const a2a_track *t, push_wait *pw) {
+/* Lists pw for t's task with a fresh token, when its pushes are to be
+ * asked for; 1 when listed (to be ended with push_end). Listed before the
+ * agent knows the webhook, so no push is missed. */
+static int push_list(call *c, const agent_view *v, const a2a_track *t, push_wait *pw,
+                     struct acall *ac) {
     a2a *a = c->a;
     if (!a->push_url || !v->push || !t->task_id || atomic_load(&a->push_refused)) return 0;
-    if (strlen(t->task_id) >= sizeof pw->task) return 0;
+    if (strlen(t->task_id) >= sizeof pw->task || c->deadline <= now_ms(a)) return 0;
     memset(pw, 0, sizeof *pw);
     snprintf(pw->task, sizeof pw->task, "%s", t->task_id);
     if (hex_random(pw->token, 16)) return 0;
-    pthread_cond_init(&pw->cv, NULL);
-    /* listed before the agent knows the webhook, so no push is missed */
+    pw->ac = ac;
+    if (!ac) pthread_cond_init(&pw->cv, NULL);
     pthread_mutex_lock(&a->pmu);
-    pw->next = a->waits;
-    a->waits = pw;
+    size_t b = push_bucket(pw->task);
+    pw->next = a->waits[b];
+    a->waits[b] = pw;
     pthread_mutex_unlock(&a->pmu);
+    return 1;
+}
+
+static void push_x_free(push_x *px) {
+    if (px->ran) a2a_http_resp_free(&px->rs);
+    curl_slist_free_all(px->hd);
+    free(px->ah);
+    free(px->body);
+    free(px->url);
+    memset(px, 0, sizeof *px);
+}
+
+/* Builds the registration of pw's webhook; 0 when px->rq can be sent. */
+static int push_build(call *c, const agent_view *v, const push_wait *pw, push_x *px) {
+    a2a *a = c->a;
+    memset(px, 0, sizeof *px);
     char id[32];
     next_rpc_id(c, id, sizeof id);
-    char *body =
-        a2a_build_push_set(v->d, id, t->task_id, v->tenant, a->push_url, pw->token, a->push_bearer);
-    char *url = NULL; /* REST: the config goes to the task's route */
-    if (v->rest) {
+    px->body =
+        a2a_build_push_set(v->d, id, pw->task, v->tenant, a->push_url, pw->token, a->push_bearer);
+    if (!px->body) return -1;
+    if (v->rest) { /* REST: the config goes to the task's route */
         char *path = NULL, *rb = NULL;
-        if (a2a_rest_push_request(v->d == A2A_D_V03, body, &path, &rb) == 0)
-            url = route_url(v->url, path);
+        if (a2a_rest_push_request(v->d == A2A_D_V03, px->body, &path, &rb) == 0)
+            px->url = route_url(v->url, path);
         free(path);
-        free(body);
-        body = rb;
-        if (!url || !body) {
-            free(url);
-            free(body);
-            push_end(a, pw);
-            return 0;
+        free(px->body);
+        px->body = rb;
+        if (!px->url || !px->body) {
+            push_x_free(px);
+            return -1;
         }
     }
-    struct curl_slist *hd = common_headers(a, v->d == A2A_D_V10, v->url);
-    hd = curl_slist_append(hd, "Content-Type: application/json");
-    hd = curl_slist_append(hd, "Accept: application/json");
-    char *ah = NULL;
+    px->hd = common_headers(a, v->d == A2A_D_V10, v->url);
+    px->hd = curl_slist_append(px->hd, "Content-Type: application/json");
+    px->hd = curl_slist_append(px->hd, "Accept: application/json");
     if (a->oauth_id && creds_allowed(a, v->url)) {
         char why[300];
         int fatal;
-        ah = oauth_header(a, c->deadline, NULL, &fatal, why, sizeof why);
-        if (ah) hd = curl_slist_append(hd, ah);
+        px->ah = oauth_header(a, c->deadline, NULL, &fatal, why, sizeof why);
+        if (px->ah) px->hd = curl_slist_append(px->hd, px->ah);
     }
     int64_t left = c->deadline - now_ms(a);
-    a2a_http_req rq = {.url = url ? url : v->url,
-                       .body = body,
-                       .headers = hd,
-                       .connect_timeout_ms = (long)a->connect_ms,
-                       .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
-                       .max_bytes = 65536,
-                       .abort_fn = call_aborted,
-                       .abort_arg = c};
-    a2a_http_resp rs;
+    px->rq = (a2a_http_req){.url = px->url ? px->url : v->url,
+                            .body = px->body,
+                            .headers = px->hd,
+                            .connect_timeout_ms = (long)a->connect_ms,
+                            .timeout_ms = (long)(left < a->http_ms ? left : a->http_ms),
+                            .max_bytes = 65536,
+                            .abort_fn = call_aborted,
+                            .abort_arg = c};
+    if (px->rq.timeout_ms > 0) return 0;
+    push_x_free(px);
+    return -1;
+}
+
+/* The registration's answer: 1 when the agent took it. A refusal means
+ * this agent's tasks are polled from now on. */
+static int push_judge(call *c, const push_wait *pw, push_x *px) {
+    a2a *a = c->a;
     int ok = 0, refused = 0;
-    if (rq.timeout_ms > 0 && a2a_http_do(a->http, &rq, &rs) == 0) {
+    if (px->ran && px->hr == 0) {
+        const a2a_http_resp *rs = &px->rs;
         cJSON *j =
-            rs.status >= 200 && rs.status < 300 ? cJSON_ParseWithLength(rs.body, rs.len) : NULL;
+            rs->status >= 200 && rs->status < 300 ? cJSON_ParseWithLength(rs->body, rs->len) : NULL;
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
         /* JSON-RPC: a result; REST: the config itself */
-        ok = (url ? cJSON_IsObject(j)
-                  : cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "result"))) &&
+        ok = (px->url ? cJSON_IsObject(j)
+                      : cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(j, "result"))) &&
              !cJSON_IsObject(e);
-        refused = cJSON_IsObject(e) || (rs.status >= 400 && rs.status < 500);
+        refused = cJSON_IsObject(e) || (rs->status >= 400 && rs->status < 500);
         cJSON_Delete(j);
     }
-    if (rq.timeout_ms > 0) a2a_http_resp_free(&rs);
-    curl_slist_free_all(hd);
-    free(ah);
-    free(body);
-    free(url);
-    const char *corr = c->rq->correlation_id ? c->rq->correlation_id : "-";
     if (ok) {
         a->h->log(a->ctx, RD_LOG_DEBUG, "correlation %s: task %s: push notifications registered",
-                  corr, t->task_id);
+                  c->rq->correlation_id ? c->rq->correlation_id : "-", pw->task);
         return 1;
     }
-    if (refused) {
-        atomic_store(&a->push_refused, 1);
+    if (refused && !atomic_exchange(&a->push_refused, 1))
         a->h->log(a->ctx, RD_LOG_WARN,
                   "the agent refused a push notification config; its tasks are polled from now "
                   "on");
-    }
-    push_end(a, pw);
     return 0;
+}
+
+/* Registers a push config for t's task, blocking; 1 when the agent took
+ * it (pw is then listed and must be ended with push_end). */
+static int push_start(call *c, const agent_view *v, const a2a_track *t, push_wait *pw) {
+    if (!push_list(c, v, t, pw, NULL)) return 0;
+    push_x px;
+    int ok = 0;
+    if (push_build(c, v, pw, &px) == 0) {
+        px.ran = 1;
+        px.hr = a2a_http_do(c->a->http, &px.rq, &px.rs);
+        ok = push_judge(c, pw, &px);
+        push_x_free(&px);
+    }
+    if (!ok) push_end(c->a, pw);
+    return ok;
 }
 
 /* Waits up to ms for a push to the task (or a hard stop). */
@@ -2284,7 +2340,7 @@ static void push_nap(call *c, push_wait *pw, int64_t ms) {
     a2a *a = c->a;
     int64_t until = now_ms(a) + ms;
     pthread_mutex_lock(&a->pmu);
-    while (!pw->woken && !a->h->cancelled(c->rp)) {
+    while (!atomic_load(&pw->woken) && !a->h->cancelled(c->rp)) {
         int64_t left = until - now_ms(a);
         if (left <= 0) break;
         if (left > 100) left = 100; /* to see a hard stop */
@@ -2295,7 +2351,7 @@ static void push_nap(call *c, push_wait *pw, int64_t ms) {
         ts.tv_nsec %= 1000000000L;
         pthread_cond_timedwait(&pw->cv, &a->pmu, &ts);
     }
-    pw->woken = 0;
+    atomic_store(&pw->woken, 0);
     pthread_mutex_unlock(&a->pmu);
 }
 
@@ -2897,7 +2953,7 @@ static rd_status redelivered(call *c, rd_error *err) {
  * push notifications, cancelling a task at its deadline, waiting for
  * authorization) goes on with the blocking code on a thread of its own. */
 
-enum { AC_START, AC_SENT, AC_POLL_DUE, AC_POLLED, AC_RESEND_DUE };
+enum { AC_START, AC_SENT, AC_POLL_DUE, AC_POLLED, AC_RESEND_DUE, AC_PUSH_SET };
 enum { ACT_NONE, ACT_SUBMIT, ACT_TIMER, ACT_DONE, ACT_THREAD, ACT_AGAIN };
 enum { FB_RESUME = 1, FB_FINISH };
 
@@ -2913,6 +2969,10 @@ typedef struct acall {
     outcome o;
     rpc_x x;
     a2a_http_req abort_req; /* lets a hard stop cut the poll pauses */
+    a2a_http_req wake_req;  /* ... and a push, when registered */
+    push_wait pw;           /* listed while pushed */
+    push_x px;              /* the registration in flight */
+    int pushed;
     int stage, act, fb, use_stream, begun;
     char *body;
     a2a_out_file *files;
@@ -2937,13 +2997,35 @@ static void fin_push(a2a *a, acall *ac) {
 /* Loop thread: an exchange ended or a pause is over. */
 static void on_loop(void *arg, int rc) {
     acall *ac = arg;
-    if (ac->stage != AC_POLL_DUE && ac->stage != AC_RESEND_DUE) ac->x.hr = rc;
+    if (ac->stage == AC_PUSH_SET)
+        ac->px.hr = rc;
+    else if (ac->stage != AC_POLL_DUE && ac->stage != AC_RESEND_DUE)
+        ac->x.hr = rc;
     fin_push(ac->c.a, ac);
+}
+
+/* The call stops waiting for pushes (it settled, or goes on elsewhere). */
+static void ac_push_end(acall *ac) {
+    if (!ac->pushed) return;
+    ac->pushed = 0;
+    push_end(ac->c.a, &ac->pw);
+}
+
+/* A pushed call's pause ends early once a push woke it. */
+static int push_woke(void *arg) {
+    acall *ac = arg;
+    return atomic_load(&ac->pw.woken) || call_aborted(&ac->c);
+}
+
+static void a2a_poke(a2a *a) {
+    a2a_loop_poke(a->loop);
 }
 
 static void acall_free(acall *ac) {
     a2a *a = ac->c.a;
     call *c = &ac->c;
+    ac_push_end(ac);
+    push_x_free(&ac->px);
     if (ac->begun) {
         a2a_http_resp_free(&ac->x.rs);
         rpc_x_free(&ac->x);
@@ -2977,12 +3059,17 @@ static void ac_thread(acall *ac, int fb) {
     ac->act = ACT_THREAD;
 }
 
-/* The next poll after the pause (growing as follow_loop's does). */
+/* The next poll after the pause (growing as follow_loop's does; with
+ * pushes registered, push_fallback_s unless a push came meanwhile). */
 static void ac_poll_wait(acall *ac) {
     a2a *a = ac->c.a;
     int64_t left = ac->c.deadline - now_ms(a);
-    ac->delay = ac->pause < left ? ac->pause : left > 0 ? left : 0;
-    ac->pause = ac->pause * 3 / 2 > a->poll_max_ms ? a->poll_max_ms : ac->pause * 3 / 2;
+    int64_t p = ac->pushed && atomic_load(&ac->pw.woken) ? 0 : ac->pause;
+    ac->delay = p < left ? p : left > 0 ? left : 0;
+    if (ac->pushed)
+        ac->pause = a->push_fallback_ms;
+    else
+        ac->pause = ac->pause * 3 / 2 > a->poll_max_ms ? a->poll_max_ms : ac->pause * 3 / 2;
     ac->stage = AC_POLL_DUE;
     ac->act = ACT_TIMER;
 }
@@ -2997,6 +3084,38 @@ static void ac_settle(acall *ac) {
 }
 
 static int ac_retry(acall *ac);
+
+/* A working task of an agent that takes push notifications: its webhook
+ * is registered on the loop (stage AC_PUSH_SET). 0 when it is not to be
+ * (the task is then polled). */
+static int ac_push_begin(acall *ac) {
+    if (!push_list(&ac->c, &ac->v, &ac->t, &ac->pw, ac)) return 0;
+    if (push_build(&ac->c, &ac->v, &ac->pw, &ac->px)) {
+        push_end(ac->c.a, &ac->pw);
+        return 0;
+    }
+    ac->pushed = 1;
+    ac->px.ran = 1;
+    ac->fails = 0;
+    ac->stage = AC_PUSH_SET;
+    ac->act = ACT_SUBMIT;
+    return 1;
+}
+
+/* The registration's answer: one look at the task right away (it may have
+ * settled before the webhook existed), then pushes and fallback polls;
+ * without it, polling. */
+static void ac_push_set(acall *ac) {
+    a2a *a = ac->c.a;
+    if (!push_judge(&ac->c, &ac->pw, &ac->px)) {
+        ac_push_end(ac);
+        ac->pause = a->poll_ms;
+    } else {
+        ac->pause = 0;
+    }
+    push_x_free(&ac->px);
+    ac_poll_wait(ac);
+}
 
 /* What the send's answer leads to; as exchange_loop() decides. */
 static void ac_sent(acall *ac) {
@@ -3014,9 +3133,9 @@ static void ac_sent(acall *ac) {
             ac_done(ac, fail(c, o, &ac->err));
         } else if (a2a_track_done(t)) {
             ac_settle(ac);
-        } else if (ac->use_stream || a->push_url || o->cls != A2A_C_OK) {
-            ac_thread(ac, FB_FINISH); /* re-attach, or wait for pushes */
-        } else {
+        } else if (ac->use_stream || o->cls != A2A_C_OK) {
+            ac_thread(ac, FB_FINISH); /* re-attach to the stream */
+        } else if (!ac_push_begin(ac)) {
             ac->pause = a->poll_ms;
             ac->fails = 0;
             ac_poll_wait(ac);
@@ -3048,6 +3167,7 @@ static void ac_poll(acall *ac) {
         ac_thread(ac, FB_FINISH); /* follow_loop() cancels the task */
         return;
     }
+    if (ac->pushed) atomic_store(&ac->pw.woken, 0); /* this poll answers it */
     char id[32];
     next_rpc_id(c, id, sizeof id);
     free(ac->body);
@@ -3219,6 +3339,9 @@ static void ac_step(acall *ac) {
     case AC_RESEND_DUE:
         ac_resend(ac);
         return;
+    case AC_PUSH_SET:
+        ac_push_set(ac);
+        return;
     }
 }
 
@@ -3253,7 +3376,12 @@ static void ac_post(acall *ac) {
     a2a *a = ac->c.a;
     switch (ac->act) {
     case ACT_SUBMIT:
-        if (a2a_loop_submit(a->loop, &ac->x.hrq, &ac->x.rs, on_loop, ac)) {
+        if (ac->stage == AC_PUSH_SET) {
+            if (a2a_loop_submit(a->loop, &ac->px.rq, &ac->px.rs, on_loop, ac)) {
+                ac->px.ran = 0; /* never left: judged as not taken */
+                fin_push(a, ac);
+            }
+        } else if (a2a_loop_submit(a->loop, &ac->x.hrq, &ac->x.rs, on_loop, ac)) {
             /* the loop is stopping: the request never left */
             ac->x.hr = -1;
             ac->x.rs.aborted = 1;
@@ -3261,14 +3389,18 @@ static void ac_post(acall *ac) {
         }
         break;
     case ACT_TIMER:
-        if (a2a_loop_after(a->loop, ac->delay, &ac->abort_req, on_loop, ac)) fin_push(a, ac);
+        if (a2a_loop_after(a->loop, ac->delay, ac->pushed ? &ac->wake_req : &ac->abort_req, on_loop,
+                           ac))
+            fin_push(a, ac);
         break;
     case ACT_DONE:
+        ac_push_end(ac);
         ac->c.view = NULL;
         a->h->complete(ac->c.rp, ac->st, &ac->err);
         acall_free(ac);
         break;
     case ACT_THREAD: {
+        ac_push_end(ac); /* the thread registers its own */
         pthread_mutex_lock(&a->fmu);
         a->nthreads_out++;
         pthread_mutex_unlock(&a->fmu);
@@ -3356,6 +3488,7 @@ static int ac_start(a2a *a, call *c) {
     c->rq = &ac->rq;
     c->view = &ac->v;
     ac->abort_req = (a2a_http_req){.abort_fn = call_aborted, .abort_arg = c};
+    ac->wake_req = (a2a_http_req){.abort_fn = push_woke, .abort_arg = ac};
     ac->files = out_files(c, &ac->nfiles, &ac->note);
     ac_build(ac);
     fin_push(a, ac);

@@ -367,6 +367,8 @@ struct a2a_loop {
     atomic_size_t nactive;
     size_t busiest;     /* most exchanges at once since the last trim (loop thread) */
     int64_t idle_since; /* no exchange in flight since then; 0 = busy (loop thread) */
+    atomic_int poke;    /* a2a_loop_poke(): scan the abort_fns soon */
+    int64_t last_scan;  /* of the abort_fns (loop thread) */
 };
 
 static int on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sockp) {
@@ -599,6 +601,9 @@ static void run_timers(a2a_loop *l, int64_t now) {
 }
 
 #define LOOP_TICK_MS 100
+/* Pokes bring the scan forward, but a burst of them scans at most this
+ * often: each scan walks every exchange and timer. */
+#define LOOP_POKE_GAP_MS 5
 /* With no exchange in flight nothing needs the tick: new work wakes the
  * loop through its eventfd. */
 #define LOOP_IDLE_TICK_MS 1000
@@ -636,6 +641,11 @@ static void *loop_main(void *arg) {
         if (stop) break;
         int64_t now = l->now();
         if (l->active && next_scan > now + LOOP_TICK_MS) next_scan = now + LOOP_TICK_MS;
+        if (atomic_exchange(&l->poke, 0)) {
+            int64_t soon = l->last_scan + LOOP_POKE_GAP_MS;
+            if (soon < now) soon = now;
+            if (soon < next_scan) next_scan = soon;
+        }
         int64_t wait = next_scan - now;
         for (int i = 0; i < LOOP_SHARDS; i++)
             if (l->sh[i].due >= 0 && l->sh[i].due - now < wait) wait = l->sh[i].due - now;
@@ -662,6 +672,7 @@ static void *loop_main(void *arg) {
             reap(sh);
         }
         if (now >= next_scan) {
+            l->last_scan = now;
             scan_aborts(l, 0);
             trim_after_burst(l, now);
             /* a trim may still be due after a large burst */
@@ -744,6 +755,13 @@ int a2a_loop_after(a2a_loop *l, int64_t ms, const a2a_http_req *abort_of, a2a_lo
     if (hand_over(l, o) == 0) return 0;
     free(o);
     return -1;
+}
+
+void a2a_loop_poke(a2a_loop *l) {
+    if (!l || atomic_exchange(&l->poke, 1)) return; /* the loop has been told */
+    uint64_t one = 1;
+    ssize_t w = write(l->evfd, &one, sizeof one);
+    (void)w;
 }
 
 size_t a2a_loop_active(a2a_loop *l) {

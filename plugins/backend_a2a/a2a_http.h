@@ -96,6 +96,10 @@ int a2a_loop_submit(a2a_loop *l, const a2a_http_req *rq, a2a_http_resp *out, a2a
  * abort_of->abort_fn (when abort_of is given) says stop or the loop stops. */
 int a2a_loop_after(a2a_loop *l, int64_t ms, const a2a_http_req *abort_of, a2a_loop_fn fn,
                    void *arg);
+/* Asks the loop to poll every abort_fn within a few ms instead of at its
+ * next 100 ms tick (a timer whose abort_fn now says stop runs at once).
+ * Any thread; pokes made before the loop looks are one. */
+void a2a_loop_poke(a2a_loop *l);
 /* Exchanges in flight. */
 size_t a2a_loop_active(a2a_loop *l);
 /* Ends every exchange and timer (as aborted) and joins the thread. */

@@ -170,6 +170,62 @@ static void test_deadlines_on_the_loop(void **state) {
     fa2a_stop(f);
 }
 
+/* Tasks followed through push notifications wait on the loop too: 150
+ * chats each with a task the agent works on for 1.5 s, the webhook
+ * registered for each, answered after the pushes (the fallback poll is
+ * 120 s away) on a handful of threads, each task asked for twice at most
+ * (a look right after registering, one after its push). */
+static void test_pushed_tasks_few_threads(void **state) {
+    (void)state;
+    enum { CHATS = 150 };
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V03, .push = 1});
+    int port = rt_free_port();
+    char *m = rt_manifest(fx->dir, "pushed", port,
+                          "rate_limit_per_minute = 0\nqueue_depth = 2000\nworkers = 4\n"
+                          /* the fake pushes each task on a connection of its own */
+                          "admin_max_connections_per_ip = 512\n"
+                          "[transport.console]\nplugin = console\n"
+                          "[backend.agent]\nplugin = a2a\nurl = %s\n"
+                          "push_url = http://127.0.0.1:%d/\npush_fallback_s = 120\n"
+                          "[persona.p]\nbackend = agent\nchats = *\n",
+                          fa2a_url(f), port);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_non_null(p);
+    assert_int_equal(rt_write(p, "@1 warm\n"), 0);
+    assert_int_equal(rt_wait_stdout_lines(p, 1, 15000), 1);
+    long long t0 = rt_now_ms();
+    char line[64];
+    for (int i = 0; i < CHATS; i++) {
+        snprintf(line, sizeof line, "@%d task 1500\n", 100 + i);
+        assert_int_equal(rt_write(p, line), 0);
+    }
+    int peak = 0;
+    while (rt_wait_stdout_lines(p, CHATS + 1, 20) < CHATS + 1 && rt_now_ms() - t0 < 30000) {
+        int n = rt_threads(rt_pid(p));
+        if (n > peak) peak = n;
+    }
+    long long took = rt_now_ms() - t0;
+    rt_close_stdin(p);
+    int rc = rt_wait(p, 20000);
+    const char *out = rt_stdout(p);
+    if (rc || rt_count(out, "done: task 1500\n") != CHATS) fprintf(stderr, "%s\n", rt_stderr(p));
+    assert_int_equal(rc, 0);
+    assert_int_equal(rt_count(out, "done: task 1500\n"), CHATS);
+    fprintf(stderr, "%d pushed tasks answered in %lld ms, at most %d threads\n", CHATS, took, peak);
+    assert_true(took < 15000);
+    assert_true(peak > 0 && peak <= 24);
+    assert_int_equal(fa2a_count(f, "tasks/pushNotificationConfig/set"), CHATS);
+    int delivered = 0, status = 0;
+    assert_int_equal(fa2a_pushes(f, &delivered, &status), CHATS);
+    assert_int_equal(delivered, CHATS);
+    int gets = fa2a_count(f, "tasks/get");
+    assert_true(gets >= CHATS && gets <= 2 * CHATS);
+    assert_int_equal(fa2a_executions(f, NULL), 1);
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
 /* A hard stop (the drain timed out) cuts the calls waiting on the loop:
  * routerd exits within the drain time plus drain_cancel_ms, not when the
  * agent would answer, and no answer nor notice goes out for them. */
@@ -213,6 +269,7 @@ int main(void) {
         RT_FIX_TEST(test_many_slow_calls_few_threads, &fix),
         RT_FIX_TEST(test_idle_connections_bounded, &fix),
         RT_FIX_TEST(test_deadlines_on_the_loop, &fix),
+        RT_FIX_TEST(test_pushed_tasks_few_threads, &fix),
         RT_FIX_TEST(test_hard_stop_cuts_calls_in_flight, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
