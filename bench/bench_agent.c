@@ -151,6 +151,7 @@ static void job_free(push_job *j) {
 
 /* Queues the push of a completed task (a->mu held); the pusher sends it. */
 static void push_queue(bench_agent *a, const task *t) {
+    if (a->stopping) return; /* the pusher is gone */
     push_job *j = calloc(1, sizeof *j);
     cJSON *tj = task_json(t->n, t->text, 1);
     j->body = cJSON_PrintUnformatted(tj);
@@ -590,17 +591,19 @@ void bench_agent_stop(bench_agent *a) {
     if (a->tasks) {
         curl_multi_wakeup(a->multi);
         pthread_join(a->pusher, NULL);
-        curl_multi_cleanup(a->multi);
-        curl_global_cleanup();
         for (push_job *j = a->ph, *nx; j; j = nx) {
             nx = j->next;
             job_free(j);
         }
+    }
+    MHD_stop_daemon(a->d);
+    if (a->tasks) {
         for (long i = 0; i < a->ntab; i++)
             task_free(a->tab[i]);
         free(a->tab);
+        curl_multi_cleanup(a->multi);
+        curl_global_cleanup();
     }
-    MHD_stop_daemon(a->d);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     free(a->held);

@@ -11,6 +11,9 @@
  *     start                            exec to ready; idle private memory
  *     smoke                            every scenario at small N
  *
+ * BENCH_AGENT_MODE=task (slow, --client routerd): the agent answers with
+ * tasks that routerd polls, or with BENCH_PUSH=1 pushes to its webhook.
+ *
  * Every run checks that each message was answered exactly once and in
  * order per chat, and exits non-zero otherwise. Each run prints a
  * "RESULT key=value ..." line; with --repeat a "MEDIAN" line per client and
