@@ -73,6 +73,8 @@ struct bench_agent {
     CURLM *multi;
     pthread_t pusher;
     atomic_long polls, pushes, pushes_ok;
+    long long lag_sum, lag_max; /* completion to fetch, us (under mu) */
+    long lag_n;
 };
 
 static long long now_us(void) {
@@ -333,6 +335,10 @@ static char *task_get(bench_agent *a, const cJSON *req) {
     }
     cJSON *tj = task_json(t->n, t->text, t->done);
     if (t->done) {
+        long long lag = now_us() - t->due;
+        a->lag_sum += lag;
+        if (lag > a->lag_max) a->lag_max = lag;
+        a->lag_n++;
         a->tab[t->n] = NULL;
         task_free(t);
     }
@@ -663,4 +669,13 @@ long bench_agent_polls(bench_agent *a) {
 long bench_agent_pushes(bench_agent *a, long *ok) {
     if (ok) *ok = atomic_load(&a->pushes_ok);
     return atomic_load(&a->pushes);
+}
+
+long bench_agent_fetch_lag(bench_agent *a, double *avg_ms, double *max_ms) {
+    pthread_mutex_lock(&a->mu);
+    long n = a->lag_n;
+    *avg_ms = n ? (double)a->lag_sum / (double)n / 1000.0 : -1;
+    *max_ms = n ? (double)a->lag_max / 1000.0 : -1;
+    pthread_mutex_unlock(&a->mu);
+    return n;
 }

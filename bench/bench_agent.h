@@ -31,6 +31,9 @@ long bench_agent_max_inflight(bench_agent *a);
 long bench_agent_polls(bench_agent *a);
 /* Task mode: push notifications sent; *ok (may be NULL) those answered 2xx. */
 long bench_agent_pushes(bench_agent *a, long *ok);
+/* Task mode: how late completed tasks were fetched (tasks/get after the
+ * deadline), average and most in ms; returns how many were fetched. */
+long bench_agent_fetch_lag(bench_agent *a, double *avg_ms, double *max_ms);
 /* CLOCK_MONOTONIC microseconds of the latest message/send's arrival (0: none). */
 long long bench_agent_last_arrival_us(bench_agent *a);
 /* Records texts "c<C>-m<K>" with C < chats, K < per_chat from now on. */

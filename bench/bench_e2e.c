@@ -617,6 +617,10 @@ static int run_slow(int minimal, const params *pa, metrics *m) {
         put(m, "polls", (double)bench_agent_polls(ag));
         put(m, "pushes", (double)pushes);
         put(m, "pushes_ok", (double)ok);
+        double lag, lag_max; /* how late routerd saw a completed task */
+        bench_agent_fetch_lag(ag, &lag, &lag_max);
+        put(m, "fetch_lag_ms_avg", lag);
+        put(m, "fetch_lag_ms_max", lag_max);
     }
     int stop_rc = client_stop(&c, m);
     rc = check(tg, chats, chats, m) || stop_rc || got < (size_t)chats + 1;
