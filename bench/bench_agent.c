@@ -1,9 +1,12 @@
 /* See bench_agent.h. Delayed answers: the connection is suspended and a
  * timer thread resumes it when its delay has passed (all delays are equal,
- * so a FIFO is ordered by deadline). */
+ * so a FIFO is ordered by deadline). In task mode the same timer settles
+ * the tasks of non-blocking sends (a second FIFO), and one pusher thread
+ * posts their push notifications through a curl multi handle. */
 #include "bench_agent.h"
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -23,6 +26,30 @@ typedef struct conn {
     struct conn *next;
 } conn;
 
+/* A task of a non-blocking send (task mode); freed once it completed and
+ * a tasks/get returned it completed. */
+typedef struct task {
+    long n; /* id "bt-<n>", index in the table */
+    char *text;
+    long long t_in, due; /* monotonic us */
+    int done;
+    char *push_url, *token, *auth; /* auth: "<scheme> <credentials>" */
+    struct task *next;             /* pending, by deadline */
+} task;
+
+/* One push notification to send: the completed task, posted by the pusher. */
+typedef struct push_job {
+    char *body;
+    struct curl_slist *hd;
+    char *url;
+    struct push_job *next;
+} push_job;
+
+/* Pushes in flight at once, each on a reused easy handle; their
+ * connections stay open for the next pushes (routerd's admin server
+ * allows 32 per client address). */
+#define PUSH_CONNS 16
+
 struct bench_agent {
     struct MHD_Daemon *d;
     int delay_ms;
@@ -37,6 +64,17 @@ struct bench_agent {
     int chats, per_chat;
     long long *held; /* chats * per_chat, -1 = not seen */
     char *sample;
+    /* task mode */
+    int tasks;
+    task **tab; /* by n; NULL: unknown or freed */
+    long ntab, captab;
+    task *th, *tt;     /* pending tasks, by deadline */
+    push_job *ph, *pt; /* pushes waiting for a free handle */
+    CURLM *multi;
+    pthread_t pusher;
+    atomic_long polls, pushes, pushes_ok;
+    long long lag_sum, lag_max; /* completion to fetch, us (under mu) */
+    long lag_n;
 };
 
 static long long now_us(void) {
@@ -54,15 +92,113 @@ static enum MHD_Result reply(struct MHD_Connection *c, int status, char *body) {
     return ret;
 }
 
+/* Records how long text "c<C>-m<K>" was held (a->mu held). */
+static void track_held(bench_agent *a, const char *in, long long t_in) {
+    int c, k;
+    if (a->held && sscanf(in, "c%d-m%d", &c, &k) == 2 && c >= 0 && c < a->chats && k >= 0 &&
+        k < a->per_chat)
+        a->held[(size_t)c * (size_t)a->per_chat + (size_t)k] = now_us() - t_in;
+}
+
+/* The text of a message/send request's first part, or "?". */
+static const char *send_text(const cJSON *req) {
+    const cJSON *text = NULL;
+    cJSON *params = req ? cJSON_GetObjectItem(req, "params") : NULL;
+    cJSON *msg = params ? cJSON_GetObjectItem(params, "message") : NULL;
+    cJSON *parts = msg ? cJSON_GetObjectItem(msg, "parts") : NULL;
+    if (cJSON_IsArray(parts) && cJSON_GetArraySize(parts) > 0)
+        text = cJSON_GetObjectItem(cJSON_GetArrayItem(parts, 0), "text");
+    return cJSON_IsString(text) ? text->valuestring : "?";
+}
+
+/* A 0.3 Task: working, or completed with the answer as an artifact. */
+static cJSON *task_json(long n, const char *text, int done) {
+    char id[32];
+    snprintf(id, sizeof id, "bt-%ld", n);
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "kind", "task");
+    cJSON_AddStringToObject(t, "id", id);
+    cJSON_AddStringToObject(t, "contextId", "bench-context");
+    cJSON *st = cJSON_AddObjectToObject(t, "status");
+    cJSON_AddStringToObject(st, "state", done ? "completed" : "working");
+    if (done) {
+        char out_text[512];
+        snprintf(out_text, sizeof out_text, "echo: %s", text);
+        cJSON *art = cJSON_CreateObject();
+        cJSON_AddStringToObject(art, "artifactId", "a1");
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "kind", "text");
+        cJSON_AddStringToObject(p, "text", out_text);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(art, "parts"), p);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(t, "artifacts"), art);
+    }
+    return t;
+}
+
+static void task_free(task *t) {
+    if (!t) return;
+    free(t->text);
+    free(t->push_url);
+    free(t->token);
+    free(t->auth);
+    free(t);
+}
+
+static void job_free(push_job *j) {
+    free(j->body);
+    free(j->url);
+    curl_slist_free_all(j->hd);
+    free(j);
+}
+
+/* Queues the push of a completed task (a->mu held); the pusher sends it. */
+static void push_queue(bench_agent *a, const task *t) {
+    if (a->stopping) return; /* the pusher is gone */
+    push_job *j = calloc(1, sizeof *j);
+    cJSON *tj = task_json(t->n, t->text, 1);
+    j->body = cJSON_PrintUnformatted(tj);
+    cJSON_Delete(tj);
+    j->url = strdup(t->push_url);
+    j->hd = curl_slist_append(NULL, "Content-Type: application/json");
+    char h[1024];
+    if (t->auth) {
+        snprintf(h, sizeof h, "Authorization: %s", t->auth);
+        j->hd = curl_slist_append(j->hd, h);
+    }
+    if (t->token) {
+        snprintf(h, sizeof h, "X-A2A-Notification-Token: %s", t->token);
+        j->hd = curl_slist_append(j->hd, h);
+    }
+    if (a->pt)
+        a->pt->next = j;
+    else
+        a->ph = j;
+    a->pt = j;
+    curl_multi_wakeup(a->multi);
+}
+
+/* The earliest pending task reached its deadline (a->mu held). */
+static void task_complete(bench_agent *a) {
+    task *t = a->th;
+    a->th = t->next;
+    if (!a->th) a->tt = NULL;
+    t->next = NULL;
+    t->done = 1;
+    track_held(a, t->text, t->t_in);
+    atomic_fetch_sub(&a->inflight, 1);
+    if (t->push_url) push_queue(a, t);
+}
+
 static void *timer_loop(void *arg) {
     bench_agent *a = arg;
     pthread_mutex_lock(&a->mu);
     while (!a->stopping) {
-        if (!a->head) {
+        if (!a->head && !a->th) {
             pthread_cond_wait(&a->cv, &a->mu);
             continue;
         }
-        long long left = a->head->due - now_us();
+        int is_task = a->th && (!a->head || a->th->due < a->head->due);
+        long long left = (is_task ? a->th->due : a->head->due) - now_us();
         if (left > 0) {
             struct timespec dl;
             clock_gettime(CLOCK_MONOTONIC, &dl);
@@ -70,6 +206,10 @@ static void *timer_loop(void *arg) {
             dl.tv_nsec += (left % 1000000) * 1000;
             if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
             pthread_cond_timedwait(&a->cv, &a->mu, &dl);
+            continue;
+        }
+        if (is_task) {
+            task_complete(a);
             continue;
         }
         conn *cs = a->head;
@@ -85,13 +225,7 @@ static void *timer_loop(void *arg) {
 static char *answer(bench_agent *a, const conn *cs) {
     cJSON *req = cJSON_Parse(cs->body ? cs->body : "");
     cJSON *id = req ? cJSON_GetObjectItem(req, "id") : NULL;
-    const cJSON *text = NULL;
-    cJSON *params = req ? cJSON_GetObjectItem(req, "params") : NULL;
-    cJSON *msg = params ? cJSON_GetObjectItem(params, "message") : NULL;
-    cJSON *parts = msg ? cJSON_GetObjectItem(msg, "parts") : NULL;
-    if (cJSON_IsArray(parts) && cJSON_GetArraySize(parts) > 0)
-        text = cJSON_GetObjectItem(cJSON_GetArrayItem(parts, 0), "text");
-    const char *in = cJSON_IsString(text) ? text->valuestring : "?";
+    const char *in = send_text(req);
     char out_text[512];
     snprintf(out_text, sizeof out_text, "echo: %s", in);
     cJSON *res = cJSON_CreateObject();
@@ -109,14 +243,172 @@ static char *answer(bench_agent *a, const conn *cs) {
     cJSON_AddItemToArray(arr, p);
     char *out = cJSON_PrintUnformatted(res);
     cJSON_Delete(res);
-    int c, k;
     pthread_mutex_lock(&a->mu);
-    if (a->held && sscanf(in, "c%d-m%d", &c, &k) == 2 && c >= 0 && c < a->chats && k >= 0 &&
-        k < a->per_chat)
-        a->held[(size_t)c * (size_t)a->per_chat + (size_t)k] = now_us() - cs->t_in;
+    track_held(a, in, cs->t_in);
     pthread_mutex_unlock(&a->mu);
     cJSON_Delete(req);
     return out;
+}
+
+/* A call reached the agent: counted, in flight from now on. */
+static void arrive(bench_agent *a, conn *cs) {
+    cs->t_in = now_us();
+    atomic_store(&a->last_in, cs->t_in);
+    long now = atomic_fetch_add(&a->inflight, 1) + 1;
+    long prev = atomic_load(&a->max_inflight);
+    while (now > prev && !atomic_compare_exchange_weak(&a->max_inflight, &prev, now)) {
+    }
+    atomic_fetch_add(&a->requests, 1);
+    pthread_mutex_lock(&a->mu);
+    if (!a->sample && cs->body) a->sample = strdup(cs->body);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static char *rpc_result(const cJSON *id, cJSON *result) {
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "jsonrpc", "2.0");
+    cJSON_AddItemToObject(res, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(res, "result", result);
+    char *out = cJSON_PrintUnformatted(res);
+    cJSON_Delete(res);
+    return out;
+}
+
+static char *rpc_error(const cJSON *id, int code, const char *msg) {
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "jsonrpc", "2.0");
+    cJSON_AddItemToObject(res, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
+    cJSON *e = cJSON_AddObjectToObject(res, "error");
+    cJSON_AddNumberToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", msg);
+    char *out = cJSON_PrintUnformatted(res);
+    cJSON_Delete(res);
+    return out;
+}
+
+/* The task named by "bt-<n>" (a->mu held), or NULL. */
+static task *task_find(bench_agent *a, const cJSON *id) {
+    long n;
+    int used = 0;
+    if (!cJSON_IsString(id) || sscanf(id->valuestring, "bt-%ld%n", &n, &used) != 1 ||
+        id->valuestring[used] || n < 0 || n >= a->ntab)
+        return NULL;
+    return a->tab[n];
+}
+
+/* message/send with blocking:false: a working Task at once, settled by
+ * the timer at arrival + delay. */
+static char *task_send(bench_agent *a, conn *cs, const cJSON *req) {
+    arrive(a, cs);
+    task *t = calloc(1, sizeof *t);
+    t->text = strdup(send_text(req));
+    t->t_in = cs->t_in;
+    t->due = cs->t_in + (long long)a->delay_ms * 1000;
+    pthread_mutex_lock(&a->mu);
+    if (a->ntab == a->captab) {
+        a->captab = a->captab ? a->captab * 2 : 1024;
+        a->tab = realloc(a->tab, (size_t)a->captab * sizeof *a->tab);
+    }
+    t->n = a->ntab;
+    a->tab[a->ntab++] = t;
+    if (a->tt)
+        a->tt->next = t;
+    else
+        a->th = t;
+    a->tt = t;
+    pthread_cond_signal(&a->cv);
+    cJSON *tj = task_json(t->n, t->text, 0);
+    pthread_mutex_unlock(&a->mu);
+    return rpc_result(cJSON_GetObjectItem(req, "id"), tj);
+}
+
+/* tasks/get: working before the deadline, then completed; a completed
+ * task is forgotten once fetched. */
+static char *task_get(bench_agent *a, const cJSON *req) {
+    atomic_fetch_add(&a->polls, 1);
+    const cJSON *id = cJSON_GetObjectItem(req, "id");
+    pthread_mutex_lock(&a->mu);
+    task *t = task_find(a, cJSON_GetObjectItem(cJSON_GetObjectItem(req, "params"), "id"));
+    if (!t) {
+        pthread_mutex_unlock(&a->mu);
+        return rpc_error(id, -32001, "Task not found");
+    }
+    cJSON *tj = task_json(t->n, t->text, t->done);
+    if (t->done) {
+        long long lag = now_us() - t->due;
+        a->lag_sum += lag;
+        if (lag > a->lag_max) a->lag_max = lag;
+        a->lag_n++;
+        a->tab[t->n] = NULL;
+        task_free(t);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return rpc_result(id, tj);
+}
+
+static char *dup_str(const cJSON *o, const char *name) {
+    const cJSON *v = cJSON_GetObjectItem(o, name);
+    return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+}
+
+/* tasks/pushNotificationConfig/set: kept on the task; a task already
+ * completed is pushed at once. */
+static char *task_push_set(bench_agent *a, const cJSON *req) {
+    const cJSON *id = cJSON_GetObjectItem(req, "id");
+    const cJSON *params = cJSON_GetObjectItem(req, "params");
+    const cJSON *cfg = cJSON_GetObjectItem(params, "pushNotificationConfig");
+    const cJSON *tid = cJSON_GetObjectItem(params, "taskId");
+    const cJSON *url = cJSON_GetObjectItem(cfg, "url");
+    if (!cJSON_IsString(url)) return rpc_error(id, -32602, "Invalid params");
+    pthread_mutex_lock(&a->mu);
+    task *t = task_find(a, tid);
+    if (!t) {
+        pthread_mutex_unlock(&a->mu);
+        return rpc_error(id, -32001, "Task not found");
+    }
+    free(t->push_url);
+    free(t->token);
+    free(t->auth);
+    t->push_url = strdup(url->valuestring);
+    t->token = dup_str(cfg, "token");
+    t->auth = NULL;
+    const cJSON *au = cJSON_GetObjectItem(cfg, "authentication");
+    const cJSON *scheme = cJSON_GetArrayItem(cJSON_GetObjectItem(au, "schemes"), 0);
+    const cJSON *cred = cJSON_GetObjectItem(au, "credentials");
+    if (cJSON_IsString(scheme) && cJSON_IsString(cred) &&
+        asprintf(&t->auth, "%s %s", scheme->valuestring, cred->valuestring) < 0)
+        t->auth = NULL;
+    if (t->done) push_queue(a, t);
+    pthread_mutex_unlock(&a->mu);
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddItemToObject(res, "taskId", cJSON_Duplicate(tid, 1));
+    cJSON_AddItemToObject(res, "pushNotificationConfig", cJSON_Duplicate(cfg, 1));
+    return rpc_result(id, res);
+}
+
+/* A JSON-RPC call in task mode, answered at once; -1 for a blocking
+ * message/send, which takes the default path. */
+static int task_rpc(bench_agent *a, struct MHD_Connection *c, conn *cs) {
+    cJSON *req = cJSON_Parse(cs->body ? cs->body : "");
+    const cJSON *m = cJSON_GetObjectItem(req, "method");
+    const char *method = cJSON_IsString(m) ? m->valuestring : "";
+    char *out;
+    if (!strcmp(method, "message/send")) {
+        const cJSON *cfg = cJSON_GetObjectItem(cJSON_GetObjectItem(req, "params"), "configuration");
+        if (!cJSON_IsFalse(cJSON_GetObjectItem(cfg, "blocking"))) {
+            cJSON_Delete(req);
+            return -1;
+        }
+        out = task_send(a, cs, req);
+    } else if (!strcmp(method, "tasks/get")) {
+        out = task_get(a, req);
+    } else if (!strcmp(method, "tasks/pushNotificationConfig/set")) {
+        out = task_push_set(a, req);
+    } else {
+        out = rpc_error(cJSON_GetObjectItem(req, "id"), -32601, "Method not found");
+    }
+    cJSON_Delete(req);
+    return reply(c, 200, out);
 }
 
 static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *url,
@@ -142,24 +434,20 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
         if (asprintf(&card,
                      "{\"name\":\"bench\",\"description\":\"benchmark agent\",\"version\":\"1\","
                      "\"url\":\"%s/\",\"preferredTransport\":\"JSONRPC\","
-                     "\"protocolVersion\":\"0.3.0\",\"capabilities\":{\"streaming\":false},"
+                     "\"protocolVersion\":\"0.3.0\",\"capabilities\":{\"streaming\":false%s},"
                      "\"defaultInputModes\":[\"text/plain\"],\"defaultOutputModes\":"
                      "[\"text/plain\"],\"skills\":[]}",
-                     a->url) < 0)
+                     a->url, a->tasks ? ",\"pushNotifications\":true" : "") < 0)
             return MHD_NO;
         return reply(c, 200, card);
     }
+    if (!cs->parked && a->tasks) {
+        int r = task_rpc(a, c, cs);
+        if (r >= 0) return (enum MHD_Result)r;
+        /* a blocking send: a delayed Message, as in the default mode */
+    }
     if (!cs->parked) {
-        cs->t_in = now_us();
-        atomic_store(&a->last_in, cs->t_in);
-        long now = atomic_fetch_add(&a->inflight, 1) + 1;
-        long prev = atomic_load(&a->max_inflight);
-        while (now > prev && !atomic_compare_exchange_weak(&a->max_inflight, &prev, now)) {
-        }
-        atomic_fetch_add(&a->requests, 1);
-        pthread_mutex_lock(&a->mu);
-        if (!a->sample && cs->body) a->sample = strdup(cs->body);
-        pthread_mutex_unlock(&a->mu);
+        arrive(a, cs);
         if (a->delay_ms > 0) {
             cs->parked = 1;
             cs->c = c;
@@ -192,9 +480,80 @@ static void on_done(void *cls, struct MHD_Connection *c, void **ptr,
     *ptr = NULL;
 }
 
+/* Sends the queued pushes, PUSH_CONNS at a time, until the agent stops. */
+static void *push_loop(void *arg) {
+    bench_agent *a = arg;
+    CURL *all[PUSH_CONNS], *idle[PUSH_CONNS];
+    int nidle = PUSH_CONNS;
+    for (int i = 0; i < PUSH_CONNS; i++)
+        all[i] = idle[i] = curl_easy_init();
+    for (;;) {
+        push_job *start[PUSH_CONNS];
+        int nstart = 0;
+        pthread_mutex_lock(&a->mu);
+        int stop = a->stopping;
+        while (!stop && nstart < nidle && a->ph) {
+            start[nstart++] = a->ph;
+            a->ph = a->ph->next;
+            if (!a->ph) a->pt = NULL;
+        }
+        pthread_mutex_unlock(&a->mu);
+        if (stop) break;
+        for (int i = 0; i < nstart; i++) {
+            CURL *e = idle[--nidle];
+            push_job *j = start[i];
+            curl_easy_setopt(e, CURLOPT_URL, j->url);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->body);
+            curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->hd);
+            curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+            curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+            curl_easy_setopt(e, CURLOPT_PRIVATE, j);
+            curl_multi_add_handle(a->multi, e);
+            atomic_fetch_add(&a->pushes, 1);
+        }
+        int running;
+        curl_multi_perform(a->multi, &running);
+        CURLMsg *msg;
+        int q;
+        while ((msg = curl_multi_info_read(a->multi, &q))) {
+            if (msg->msg != CURLMSG_DONE) continue;
+            CURL *e = msg->easy_handle;
+            long code = 0;
+            if (msg->data.result == CURLE_OK) curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+            if (code >= 200 && code < 300) atomic_fetch_add(&a->pushes_ok, 1);
+            push_job *j = NULL;
+            curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&j);
+            curl_multi_remove_handle(a->multi, e);
+            curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+            job_free(j);
+            idle[nidle++] = e;
+        }
+        pthread_mutex_lock(&a->mu);
+        int more = nidle > 0 && a->ph;
+        pthread_mutex_unlock(&a->mu);
+        /* a new push wakes it (curl_multi_wakeup) */
+        if (!more) curl_multi_poll(a->multi, NULL, 0, 1000, NULL);
+    }
+    for (int i = 0; i < PUSH_CONNS; i++) {
+        push_job *j = NULL;
+        curl_easy_getinfo(all[i], CURLINFO_PRIVATE, (char **)&j);
+        if (j) {
+            curl_multi_remove_handle(a->multi, all[i]);
+            job_free(j);
+        }
+        curl_easy_cleanup(all[i]);
+    }
+    return NULL;
+}
+
 bench_agent *bench_agent_start(int delay_ms) {
+    return bench_agent_start_tasks(delay_ms, 0);
+}
+
+bench_agent *bench_agent_start_tasks(int delay_ms, int tasks) {
     bench_agent *a = calloc(1, sizeof *a);
     a->delay_ms = delay_ms;
+    a->tasks = tasks;
     pthread_mutex_init(&a->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -214,6 +573,12 @@ bench_agent *bench_agent_start(int delay_ms) {
     const union MHD_DaemonInfo *i = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_BIND_PORT);
     snprintf(a->url, sizeof a->url, "http://127.0.0.1:%u", i->port);
     pthread_create(&a->timer, NULL, timer_loop, a);
+    if (tasks) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        a->multi = curl_multi_init();
+        curl_multi_setopt(a->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)PUSH_CONNS);
+        pthread_create(&a->pusher, NULL, push_loop, a);
+    }
     return a;
 }
 
@@ -229,7 +594,22 @@ void bench_agent_stop(bench_agent *a) {
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
     pthread_join(a->timer, NULL);
+    if (a->tasks) {
+        curl_multi_wakeup(a->multi);
+        pthread_join(a->pusher, NULL);
+        for (push_job *j = a->ph, *nx; j; j = nx) {
+            nx = j->next;
+            job_free(j);
+        }
+    }
     MHD_stop_daemon(a->d);
+    if (a->tasks) {
+        for (long i = 0; i < a->ntab; i++)
+            task_free(a->tab[i]);
+        free(a->tab);
+        curl_multi_cleanup(a->multi);
+        curl_global_cleanup();
+    }
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     free(a->held);
@@ -280,4 +660,22 @@ char *bench_agent_sample(bench_agent *a) {
     char *s = a->sample ? strdup(a->sample) : NULL;
     pthread_mutex_unlock(&a->mu);
     return s;
+}
+
+long bench_agent_polls(bench_agent *a) {
+    return atomic_load(&a->polls);
+}
+
+long bench_agent_pushes(bench_agent *a, long *ok) {
+    if (ok) *ok = atomic_load(&a->pushes_ok);
+    return atomic_load(&a->pushes);
+}
+
+long bench_agent_fetch_lag(bench_agent *a, double *avg_ms, double *max_ms) {
+    pthread_mutex_lock(&a->mu);
+    long n = a->lag_n;
+    *avg_ms = n ? (double)a->lag_sum / (double)n / 1000.0 : -1;
+    *max_ms = n ? (double)a->lag_max / 1000.0 : -1;
+    pthread_mutex_unlock(&a->mu);
+    return n;
 }

@@ -11,6 +11,9 @@
  *     start                            exec to ready; idle private memory
  *     smoke                            every scenario at small N
  *
+ * BENCH_AGENT_MODE=task (slow, --client routerd): the agent answers with
+ * tasks that routerd polls, or with BENCH_PUSH=1 pushes to its webhook.
+ *
  * Every run checks that each message was answered exactly once and in
  * order per chat, and exits non-zero otherwise. Each run prints a
  * "RESULT key=value ..." line; with --repeat a "MEDIAN" line per client and
@@ -41,6 +44,10 @@ static char *dir;
 static int keep_state; /* the next routerd start reuses the state directory */
 static int repeat = 1;
 static const char *clients = "both";
+/* BENCH_AGENT_MODE=task: the slow scenario's agent answers non-blocking
+ * sends with a working Task (bench_agent.h); BENCH_PUSH=1 also gives
+ * routerd a push_url, so the agent pushes instead of routerd polling. */
+static int task_mode, push_mode;
 
 /* ------------------------------------------------------------------------ */
 /* Metrics of one run                                                        */
@@ -248,8 +255,10 @@ static char *manifest(ftg *tg, bench_agent *ag, int workers, int queue, int admi
     if (strstr(s, "metrics")) strcat(sinks, "[sink.metrics]\nplugin = prometheus\n");
     if (strstr(s, "log"))
         strcat(sinks, "[sink.logs]\nplugin = jsonlog\npath = /dev/null\nlevel = info\n");
-    char admin[64];
+    char admin[64], push[128] = "";
     snprintf(admin, sizeof admin, "127.0.0.1:%d", admin_port);
+    /* routerd serves the webhook on its admin server */
+    if (push_mode) snprintf(push, sizeof push, "push_url = http://127.0.0.1:%d/\n", admin_port);
     char *text;
     if (asprintf(&text,
                  "[router]\nenv = bench\nadmin_listen = %s\nstate_dir = %s/state\n"
@@ -257,13 +266,13 @@ static char *manifest(ftg *tg, bench_agent *ag, int workers, int queue, int admi
                  "state_sync = %s\n%s\n"
                  "[transport.main]\nplugin = telegram\ntoken = " TOKEN "\napi_base = %s\n"
                  "throttle = %s\ntyping = %s\ntimeout = %s\nlimit = %s\n%s\n"
-                 "[backend.agent]\nplugin = a2a\nurl = %s\n%s\n"
+                 "[backend.agent]\nplugin = a2a\nurl = %s\n%s%s\n"
                  "[persona.p]\nbackend = agent\nchats = *\n%s",
                  admin_port > 0 ? admin : "off", dir, queue, workers, envor("BENCH_SYNC", "full"),
                  envor("BENCH_ROUTER", ""), ftg_base(tg), envor("BENCH_THROTTLE", "off"),
                  envor("BENCH_TYPING", "on"), envor("BENCH_POLL_TIMEOUT", "1"),
                  envor("BENCH_LIMIT", "100"), envor("BENCH_TELEGRAM", ""), bench_agent_url(ag),
-                 envor("BENCH_A2A", ""), sinks) < 0)
+                 push, envor("BENCH_A2A", ""), sinks) < 0)
         return NULL;
     char *path = rt_write_file(dir, "bench.ini", text);
     free(text);
@@ -570,7 +579,7 @@ out:
 static int run_slow(int minimal, const params *pa, metrics *m) {
     int chats = pa->chats;
     ftg *tg = ftg_start(TOKEN);
-    bench_agent *ag = bench_agent_start(pa->delay_ms);
+    bench_agent *ag = bench_agent_start_tasks(pa->delay_ms, task_mode);
     client c;
     int rc = 1;
     /* The minimal client needs a thread per call in flight; routerd's a2a
@@ -603,6 +612,16 @@ static int run_slow(int minimal, const params *pa, metrics *m) {
     put(m, "rss_start_kib", (double)rss0);
     put(m, "peak_rss_kib", (double)ph.sm.peak_rss);
     put(m, "threads_peak", (double)ph.sm.peak_threads);
+    if (task_mode) { /* warm-up included */
+        long ok, pushes = bench_agent_pushes(ag, &ok);
+        put(m, "polls", (double)bench_agent_polls(ag));
+        put(m, "pushes", (double)pushes);
+        put(m, "pushes_ok", (double)ok);
+        double lag, lag_max; /* how late routerd saw a completed task */
+        bench_agent_fetch_lag(ag, &lag, &lag_max);
+        put(m, "fetch_lag_ms_avg", lag);
+        put(m, "fetch_lag_ms_max", lag_max);
+    }
     int stop_rc = client_stop(&c, m);
     rc = check(tg, chats, chats, m) || stop_rc || got < (size_t)chats + 1;
 out:
@@ -835,6 +854,17 @@ int main(int argc, char **argv) {
     }
     if (repeat < 1) repeat = 1;
     const char *what = i < argc ? argv[i++] : "burst";
+    task_mode = !strcmp(envor("BENCH_AGENT_MODE", "default"), "task");
+    push_mode = task_mode && !strcmp(envor("BENCH_PUSH", "0"), "1");
+    if (task_mode && (strcmp(what, "slow") || strcmp(clients, "routerd"))) {
+        /* bench_minimal does not follow tasks */
+        fprintf(stderr, "BENCH_AGENT_MODE=task runs only --client routerd slow\n");
+        return 64;
+    }
+    if (push_mode && !strcmp(envor("BENCH_ADMIN", "on"), "off")) {
+        fprintf(stderr, "BENCH_PUSH=1 needs routerd's admin server (not BENCH_ADMIN=off)\n");
+        return 64;
+    }
 #define ARG(j, def) (i + (j) < argc ? atoi(argv[i + (j)]) : (def))
     dir = rt_tmpdir();
     int fails;
