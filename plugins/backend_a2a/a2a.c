@@ -2178,7 +2178,7 @@ static void on_push(void *arg, const rd_http_req *req, rd_http_resp *resp) {
         return;
     }
     const char *tok = req->header ? req->header(req, "X-A2A-Notification-Token") : NULL;
-    int status = 200, outcome = 2, poke = 0;
+    int status = 200, outcome = 2;
     pthread_mutex_lock(&a->pmu);
     for (push_wait *w = a->waits[push_bucket(task)]; w; w = w->next) {
         if (strcmp(w->task, task)) continue;
@@ -2188,14 +2188,15 @@ static void on_push(void *arg, const rd_http_req *req, rd_http_resp *resp) {
             break;
         }
         atomic_store(&w->woken, 1);
+        /* a call on the loop: its timer's abort_fn sees the flag (poked
+         * under pmu, the call and so the loop cannot be gone) */
         if (w->ac)
-            poke = 1; /* its timer's abort_fn sees it */
+            a2a_poke(a);
         else
             pthread_cond_signal(&w->cv);
         outcome = 0;
     }
     pthread_mutex_unlock(&a->pmu);
-    if (poke) a2a_poke(a);
     if (status == 401)
         a->h->log(a->ctx, RD_LOG_WARN,
                   "push notification for task %.100s refused: wrong X-A2A-Notification-Token",
@@ -2954,6 +2955,13 @@ static rd_status redelivered(call *c, rd_error *err) {
  * authorization) goes on with the blocking code on a thread of its own. */
 
 enum { AC_START, AC_SENT, AC_POLL_DUE, AC_POLLED, AC_RESEND_DUE, AC_PUSH_SET };
+
+/* A call's push notifications: its waiter, the registration, the wake. */
+struct ac_push {
+    push_wait pw;
+    push_x px;
+    a2a_http_req wake_req; /* the pauses' abort_of: a push or a hard stop */
+};
 enum { ACT_NONE, ACT_SUBMIT, ACT_TIMER, ACT_DONE, ACT_THREAD, ACT_AGAIN };
 enum { FB_RESUME = 1, FB_FINISH };
 
@@ -2969,10 +2977,7 @@ typedef struct acall {
     outcome o;
     rpc_x x;
     a2a_http_req abort_req; /* lets a hard stop cut the poll pauses */
-    a2a_http_req wake_req;  /* ... and a push, when registered */
-    push_wait pw;           /* listed while pushed */
-    push_x px;              /* the registration in flight */
-    int pushed;
+    struct ac_push *push;   /* while the task's pushes are asked for */
     int stage, act, fb, use_stream, begun;
     char *body;
     a2a_out_file *files;
@@ -2998,7 +3003,7 @@ static void fin_push(a2a *a, acall *ac) {
 static void on_loop(void *arg, int rc) {
     acall *ac = arg;
     if (ac->stage == AC_PUSH_SET)
-        ac->px.hr = rc;
+        ac->push->px.hr = rc;
     else if (ac->stage != AC_POLL_DUE && ac->stage != AC_RESEND_DUE)
         ac->x.hr = rc;
     fin_push(ac->c.a, ac);
@@ -3006,15 +3011,17 @@ static void on_loop(void *arg, int rc) {
 
 /* The call stops waiting for pushes (it settled, or goes on elsewhere). */
 static void ac_push_end(acall *ac) {
-    if (!ac->pushed) return;
-    ac->pushed = 0;
-    push_end(ac->c.a, &ac->pw);
+    if (!ac->push) return;
+    push_end(ac->c.a, &ac->push->pw);
+    push_x_free(&ac->push->px);
+    free(ac->push);
+    ac->push = NULL;
 }
 
 /* A pushed call's pause ends early once a push woke it. */
 static int push_woke(void *arg) {
     acall *ac = arg;
-    return atomic_load(&ac->pw.woken) || call_aborted(&ac->c);
+    return atomic_load(&ac->push->pw.woken) || call_aborted(&ac->c);
 }
 
 static void a2a_poke(a2a *a) {
@@ -3025,7 +3032,6 @@ static void acall_free(acall *ac) {
     a2a *a = ac->c.a;
     call *c = &ac->c;
     ac_push_end(ac);
-    push_x_free(&ac->px);
     if (ac->begun) {
         a2a_http_resp_free(&ac->x.rs);
         rpc_x_free(&ac->x);
@@ -3064,9 +3070,9 @@ static void ac_thread(acall *ac, int fb) {
 static void ac_poll_wait(acall *ac) {
     a2a *a = ac->c.a;
     int64_t left = ac->c.deadline - now_ms(a);
-    int64_t p = ac->pushed && atomic_load(&ac->pw.woken) ? 0 : ac->pause;
+    int64_t p = ac->push && atomic_load(&ac->push->pw.woken) ? 0 : ac->pause;
     ac->delay = p < left ? p : left > 0 ? left : 0;
-    if (ac->pushed)
+    if (ac->push)
         ac->pause = a->push_fallback_ms;
     else
         ac->pause = ac->pause * 3 / 2 > a->poll_max_ms ? a->poll_max_ms : ac->pause * 3 / 2;
@@ -3089,13 +3095,20 @@ static int ac_retry(acall *ac);
  * is registered on the loop (stage AC_PUSH_SET). 0 when it is not to be
  * (the task is then polled). */
 static int ac_push_begin(acall *ac) {
-    if (!push_list(&ac->c, &ac->v, &ac->t, &ac->pw, ac)) return 0;
-    if (push_build(&ac->c, &ac->v, &ac->pw, &ac->px)) {
-        push_end(ac->c.a, &ac->pw);
+    struct ac_push *ps = calloc(1, sizeof *ps);
+    if (!ps) return 0;
+    if (!push_list(&ac->c, &ac->v, &ac->t, &ps->pw, ac)) {
+        free(ps);
         return 0;
     }
-    ac->pushed = 1;
-    ac->px.ran = 1;
+    if (push_build(&ac->c, &ac->v, &ps->pw, &ps->px)) {
+        push_end(ac->c.a, &ps->pw);
+        free(ps);
+        return 0;
+    }
+    ps->px.ran = 1;
+    ps->wake_req = (a2a_http_req){.abort_fn = push_woke, .abort_arg = ac};
+    ac->push = ps;
     ac->fails = 0;
     ac->stage = AC_PUSH_SET;
     ac->act = ACT_SUBMIT;
@@ -3107,13 +3120,13 @@ static int ac_push_begin(acall *ac) {
  * without it, polling. */
 static void ac_push_set(acall *ac) {
     a2a *a = ac->c.a;
-    if (!push_judge(&ac->c, &ac->pw, &ac->px)) {
+    if (!push_judge(&ac->c, &ac->push->pw, &ac->push->px)) {
         ac_push_end(ac);
         ac->pause = a->poll_ms;
     } else {
+        push_x_free(&ac->push->px);
         ac->pause = 0;
     }
-    push_x_free(&ac->px);
     ac_poll_wait(ac);
 }
 
@@ -3167,7 +3180,7 @@ static void ac_poll(acall *ac) {
         ac_thread(ac, FB_FINISH); /* follow_loop() cancels the task */
         return;
     }
-    if (ac->pushed) atomic_store(&ac->pw.woken, 0); /* this poll answers it */
+    if (ac->push) atomic_store(&ac->push->pw.woken, 0); /* this poll answers it */
     char id[32];
     next_rpc_id(c, id, sizeof id);
     free(ac->body);
@@ -3377,8 +3390,8 @@ static void ac_post(acall *ac) {
     switch (ac->act) {
     case ACT_SUBMIT:
         if (ac->stage == AC_PUSH_SET) {
-            if (a2a_loop_submit(a->loop, &ac->px.rq, &ac->px.rs, on_loop, ac)) {
-                ac->px.ran = 0; /* never left: judged as not taken */
+            if (a2a_loop_submit(a->loop, &ac->push->px.rq, &ac->push->px.rs, on_loop, ac)) {
+                ac->push->px.ran = 0; /* never left: judged as not taken */
                 fin_push(a, ac);
             }
         } else if (a2a_loop_submit(a->loop, &ac->x.hrq, &ac->x.rs, on_loop, ac)) {
@@ -3389,8 +3402,8 @@ static void ac_post(acall *ac) {
         }
         break;
     case ACT_TIMER:
-        if (a2a_loop_after(a->loop, ac->delay, ac->pushed ? &ac->wake_req : &ac->abort_req, on_loop,
-                           ac))
+        if (a2a_loop_after(a->loop, ac->delay, ac->push ? &ac->push->wake_req : &ac->abort_req,
+                           on_loop, ac))
             fin_push(a, ac);
         break;
     case ACT_DONE:
@@ -3488,7 +3501,6 @@ static int ac_start(a2a *a, call *c) {
     c->rq = &ac->rq;
     c->view = &ac->v;
     ac->abort_req = (a2a_http_req){.abort_fn = call_aborted, .abort_arg = c};
-    ac->wake_req = (a2a_http_req){.abort_fn = push_woke, .abort_arg = ac};
     ac->files = out_files(c, &ac->nfiles, &ac->note);
     ac_build(ac);
     fin_push(a, ac);
