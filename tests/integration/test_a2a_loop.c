@@ -226,6 +226,46 @@ static void test_pushed_tasks_few_threads(void **state) {
     fa2a_stop(f);
 }
 
+/* A hard stop cuts the waits for pushes too: tasks the agent works on for
+ * 20 s, their webhooks registered, routerd told to stop with a 1 s drain:
+ * it exits within the drain plus drain_cancel_ms, answering none. */
+static void test_hard_stop_cuts_push_waits(void **state) {
+    (void)state;
+    enum { CHATS = 30 };
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V10, .push = 1});
+    int port = rt_free_port();
+    char *m = rt_manifest(fx->dir, "pushstop", port,
+                          "rate_limit_per_minute = 0\nworkers = 2\ndrain_timeout_s = 1\n"
+                          "drain_cancel_ms = 1000\n"
+                          "[transport.console]\nplugin = console\n"
+                          "[backend.agent]\nplugin = a2a\nurl = %s\n"
+                          "push_url = http://127.0.0.1:%d/\npush_fallback_s = 120\n"
+                          "[persona.p]\nbackend = agent\nchats = *\n",
+                          fa2a_url(f), port);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_non_null(p);
+    char line[64];
+    for (int i = 0; i < CHATS; i++) {
+        snprintf(line, sizeof line, "@%d task 20000\n", 100 + i);
+        assert_int_equal(rt_write(p, line), 0);
+    }
+    long long end = rt_now_ms() + 10000;
+    while (fa2a_count(f, "CreateTaskPushNotificationConfig") < CHATS && rt_now_ms() < end)
+        rt_sleep_ms(20);
+    assert_int_equal(fa2a_count(f, "CreateTaskPushNotificationConfig"), CHATS);
+    long long t0 = rt_now_ms();
+    rt_signal(p, SIGTERM);
+    int rc = rt_wait(p, 15000);
+    long long took = rt_now_ms() - t0;
+    if (rc < 0 || took > 6000) fprintf(stderr, "%s\n", rt_stderr(p));
+    assert_true(rc >= 0);
+    assert_true(took < 6000);
+    assert_int_equal(rt_count(rt_stdout(p), "\n"), 0);
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
 /* A hard stop (the drain timed out) cuts the calls waiting on the loop:
  * routerd exits within the drain time plus drain_cancel_ms, not when the
  * agent would answer, and no answer nor notice goes out for them. */
@@ -270,6 +310,7 @@ int main(void) {
         RT_FIX_TEST(test_idle_connections_bounded, &fix),
         RT_FIX_TEST(test_deadlines_on_the_loop, &fix),
         RT_FIX_TEST(test_pushed_tasks_few_threads, &fix),
+        RT_FIX_TEST(test_hard_stop_cuts_push_waits, &fix),
         RT_FIX_TEST(test_hard_stop_cuts_calls_in_flight, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
