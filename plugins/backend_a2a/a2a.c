@@ -68,7 +68,7 @@ typedef struct {
     const char *new_command, *new_reply, *failure_notice, *timeout_notice, *task_failed_notice;
     int64_t auth_required_wait_s;
     const char *input_required_notice, *auth_required_notice, *empty_reply;
-    int64_t max_calls, max_host_connections, max_idle_connections;
+    int64_t max_calls, max_host_connections, max_idle_connections, max_connecting;
 } a2a_conf;
 
 static const rd_option opts[] = {
@@ -250,6 +250,11 @@ static const rd_option opts[] = {
      "handles); more are closed as their calls end, so a burst of thousands of calls does not "
      "leave thousands of sockets open; 0 = curl's own bound (four times the calls started)",
      0, 1000000, NULL, RD_BIND(a2a_conf, max_idle_connections)},
+    {"max_connecting", RD_OPT_INT, 0, "256",
+     "most requests of the event loop connecting at once; the others wait their turn in order "
+     "(their wait counts against their timeout), so a burst opens connections at the pace they "
+     "come up and reuses those freed meanwhile; 0 = no limit",
+     0, 1000000, NULL, RD_BIND(a2a_conf, max_connecting)},
     {0},
 };
 
@@ -3890,9 +3895,10 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
             a->max_calls = cap;
         }
     }
-    a->loop = a->http ? a2a_loop_new(a->http, (long)cf->max_host_connections,
-                                     (long)cf->max_idle_connections, h->now_ms)
-                      : NULL;
+    a->loop =
+        a->http ? a2a_loop_new(a->http, (long)cf->max_host_connections,
+                               (long)cf->max_idle_connections, (long)cf->max_connecting, h->now_ms)
+                : NULL;
     if (!a->http) {
         h->error(err, RD_E_INTERNAL, "fatal", "cannot set up HTTP");
         goto bad;

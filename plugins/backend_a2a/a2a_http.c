@@ -85,7 +85,8 @@ typedef struct {
     int decided; /* SSE or buffer, decided at the first body byte */
     a2a_sse sse;
     int sse_init;
-    int prereqs; /* connections the request was about to be written on */
+    int prereqs;     /* connections the request was about to be written on */
+    int *connecting; /* the loop's count while this one connects; NULL after */
 } xfer;
 
 /* *dst becomes a copy of v[0..n), or NULL when n is 0 (or no memory: the
@@ -227,6 +228,10 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
 static int on_prereq(void *arg, char *ip, char *lip, int port, int lport) {
     (void)ip, (void)lip, (void)port, (void)lport;
     xfer *x = arg;
+    if (x->connecting) { /* connected: the next queued exchange may start */
+        --*x->connecting;
+        x->connecting = NULL;
+    }
     if (x->rq->abort_fn && x->rq->abort_fn(x->rq->abort_arg)) {
         x->out->aborted = 1;
         return CURL_PREREQFUNC_ABORT;
@@ -336,7 +341,8 @@ struct a2a_lop {
     CURL *c;
     a2a_loop_fn fn; /* exchange done, or timer due */
     void *arg;
-    int64_t due_ms; /* timers */
+    int64_t due_ms;    /* timers */
+    int64_t queued_ms; /* exchanges: handed over at */
     int timer;
 };
 
@@ -369,6 +375,10 @@ struct a2a_loop {
     int64_t idle_since; /* no exchange in flight since then; 0 = busy (loop thread) */
     atomic_int poke;    /* a2a_loop_poke(): scan the abort_fns soon */
     int64_t last_scan;  /* of the abort_fns (loop thread) */
+    /* Exchanges still connecting, at most max_connecting; the others wait
+     * in order, without a curl handle (loop thread). */
+    int connecting, max_connecting;
+    a2a_lop *wait_head, *wait_tail;
 };
 
 static int on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sockp) {
@@ -394,11 +404,13 @@ static int on_timer(CURLM *m, long ms, void *arg) {
     return 0;
 }
 
-a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, long max_idle, int64_t (*now)(void)) {
+a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, long max_idle, long max_connecting,
+                       int64_t (*now)(void)) {
     a2a_loop *l = calloc(1, sizeof *l);
     if (!l) return NULL;
     l->h = h;
     l->now = now;
+    l->max_connecting = max_connecting > 0 && max_connecting < INT_MAX ? (int)max_connecting : 0;
     l->ep = epoll_create1(EPOLL_CLOEXEC);
     l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&l->mu, NULL);
@@ -491,6 +503,10 @@ static void active_unlink(a2a_loop *l, a2a_lop *o) {
 /* Ends an exchange: its answer is filled, the handle goes back to the
  * pool and the owner is told, on the loop thread. */
 static void op_end(a2a_loop *l, a2a_lop *o, CURLcode cc) {
+    if (o->x.connecting) {
+        l->connecting--;
+        o->x.connecting = NULL;
+    }
     curl_multi_remove_handle(o->sh->m, o->c);
     o->sh->n--;
     active_unlink(l, o);
@@ -501,6 +517,71 @@ static void op_end(a2a_loop *l, a2a_lop *o, CURLcode cc) {
     void *arg = o->arg;
     free(o);
     fn(arg, rc);
+}
+
+/* Ends an exchange that never got a curl handle (aborted while waiting,
+ * no handle to be had, or its time spent waiting). */
+static void wait_end(a2a_loop *l, a2a_lop *o, CURLcode cc, const char *why) {
+    a2a_http_resp *out = o->x.out;
+    out->cc = cc;
+    snprintf(out->errbuf, sizeof out->errbuf, "%s", why);
+    if (!out->body) out->body = calloc(1, 1);
+    atomic_fetch_sub(&l->nactive, 1);
+    a2a_loop_fn fn = o->fn;
+    void *arg = o->arg;
+    free(o);
+    fn(arg, -1);
+}
+
+/* Starts waiting exchanges while fewer than max_connecting connect: a
+ * burst of thousands opens connections at the pace they come up, and
+ * later exchanges find the connections earlier ones freed. */
+static void admit(a2a_loop *l) {
+    while (l->wait_head && (!l->max_connecting || l->connecting < l->max_connecting)) {
+        a2a_lop *o = l->wait_head;
+        l->wait_head = o->next;
+        if (!l->wait_head) l->wait_tail = NULL;
+        o->next = NULL;
+        const a2a_http_req *rq = o->x.rq;
+        /* the time spent waiting counts against the exchange's own */
+        long left = rq->timeout_ms;
+        if (left > 0) {
+            left -= (long)(l->now() - o->queued_ms);
+            if (left <= 0) {
+                wait_end(l, o, CURLE_OPERATION_TIMEDOUT, "timed out waiting to connect");
+                continue;
+            }
+        }
+        CURL *c = easy_pool_get(&l->pool);
+        if (!c) {
+            wait_end(l, o, CURLE_OUT_OF_MEMORY, "cannot create a curl handle");
+            continue;
+        }
+        curl_easy_reset(c);
+        o->c = c;
+        setup(l->h, c, &o->x);
+        if (left > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, left);
+        curl_easy_setopt(c, CURLOPT_PRIVATE, o);
+        /* Answers are small JSON: curl's smallest receive buffer per
+         * exchange keeps thousands in flight cheap (its default is 16
+         * KiB); a large answer takes more reads. */
+        curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 1024L);
+        l->connecting++;
+        o->x.connecting = &l->connecting;
+        o->next = l->active;
+        if (l->active) l->active->prev = o;
+        l->active = o;
+        /* the least busy shard, the first of equals: at a low rate every
+         * exchange goes to the first and reuses its warm connections */
+        o->sh = &l->sh[0];
+        for (int i = 1; i < LOOP_SHARDS; i++)
+            if (l->sh[i].n < o->sh->n) o->sh = &l->sh[i];
+        o->sh->n++;
+        if (curl_multi_add_handle(o->sh->m, o->c) != CURLM_OK) {
+            snprintf(o->x.out->errbuf, sizeof o->x.out->errbuf, "cannot start the exchange");
+            op_end(l, o, CURLE_FAILED_INIT);
+        }
+    }
 }
 
 static void take_incoming(a2a_loop *l) {
@@ -532,20 +613,13 @@ static void take_incoming(a2a_loop *l) {
             }
             continue;
         }
-        o->next = l->active;
-        if (l->active) l->active->prev = o;
-        l->active = o;
-        /* the least busy shard, the first of equals: at a low rate every
-         * exchange goes to the first and reuses its warm connections */
-        o->sh = &l->sh[0];
-        for (int i = 1; i < LOOP_SHARDS; i++)
-            if (l->sh[i].n < o->sh->n) o->sh = &l->sh[i];
-        o->sh->n++;
-        if (curl_multi_add_handle(o->sh->m, o->c) != CURLM_OK) {
-            snprintf(o->x.out->errbuf, sizeof o->x.out->errbuf, "cannot start the exchange");
-            op_end(l, o, CURLE_FAILED_INIT);
-        }
+        if (l->wait_tail)
+            l->wait_tail->next = o;
+        else
+            l->wait_head = o;
+        l->wait_tail = o;
     }
+    admit(l);
 }
 
 static void reap(struct shard *sh) {
@@ -564,6 +638,19 @@ static void reap(struct shard *sh) {
 /* A hard stop is seen by polling each exchange's abort_fn (an idle
  * exchange gets no progress callback from the multi interface). */
 static void scan_aborts(a2a_loop *l, int all) {
+    for (a2a_lop **w = &l->wait_head, *prev = NULL; *w;) {
+        a2a_lop *o = *w;
+        const a2a_http_req *rq = o->x.rq;
+        if (all || (rq->abort_fn && rq->abort_fn(rq->abort_arg))) {
+            *w = o->next;
+            if (l->wait_tail == o) l->wait_tail = prev;
+            o->x.out->aborted = 1;
+            wait_end(l, o, CURLE_ABORTED_BY_CALLBACK, "aborted before it started");
+            continue;
+        }
+        prev = o;
+        w = &o->next;
+    }
     a2a_lop *o = l->active;
     while (o) {
         a2a_lop *n = o->next;
@@ -718,27 +805,15 @@ int a2a_loop_submit(a2a_loop *l, const a2a_http_req *rq, a2a_http_resp *out, a2a
                     void *arg) {
     resp_init(out);
     a2a_lop *o = calloc(1, sizeof *o);
-    CURL *c = o ? easy_pool_get(&l->pool) : NULL;
-    if (!c) {
-        free(o);
-        return -1;
-    }
-    curl_easy_reset(c);
-    o->c = c;
+    if (!o) return -1;
     o->fn = fn;
     o->arg = arg;
     o->x.rq = rq;
     o->x.out = out;
-    setup(l->h, c, &o->x);
-    curl_easy_setopt(c, CURLOPT_PRIVATE, o);
-    /* Answers are small JSON: curl's smallest receive buffer per exchange
-     * keeps thousands in flight cheap (its default is 16 KiB); a large
-     * answer takes more reads. */
-    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 1024L);
+    o->queued_ms = l->now();
     atomic_fetch_add(&l->nactive, 1);
     if (hand_over(l, o) == 0) return 0;
     atomic_fetch_sub(&l->nactive, 1);
-    easy_pool_put(&l->pool, c);
     free(o);
     return -1;
 }

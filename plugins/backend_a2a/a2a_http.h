@@ -82,9 +82,12 @@ typedef void (*a2a_loop_fn)(void *arg, int rc);
 
 /* max_host_conns: CURLMOPT_MAX_HOST_CONNECTIONS (0 = no limit); max_idle:
  * idle connections kept for reuse (CURLMOPT_MAXCONNECTS; 0 = curl's
- * default); both split among the multi handles. now(): a monotonic clock
+ * default); both split among the multi handles. max_connecting: exchanges
+ * connecting at once (0 = no limit); the others wait their turn in order,
+ * their time waiting counted in their timeout_ms. now(): a monotonic clock
  * in ms. */
-a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, long max_idle, int64_t (*now)(void));
+a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, long max_idle, long max_connecting,
+                       int64_t (*now)(void));
 int a2a_loop_start(a2a_loop *l);
 /* Starts one exchange; rq (and what it points to) and out must stay valid
  * until fn(arg, rc) runs on the loop thread, once. abort_fn is polled

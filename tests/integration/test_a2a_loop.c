@@ -170,6 +170,44 @@ static void test_deadlines_on_the_loop(void **state) {
     fa2a_stop(f);
 }
 
+/* A burst of quick calls connects max_connecting at a time: later calls
+ * reuse the connections earlier ones freed instead of each opening its
+ * own (with no limit the same burst holds a socket per call). */
+static void test_burst_connects_bounded(void **state) {
+    (void)state;
+    enum { CHATS = 300 };
+    const int lim = 4;
+    fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V10});
+    char extra[64];
+    snprintf(extra, sizeof extra, "max_connecting = %d", lim);
+    char *m = manifest("connecting", "workers = 4", fa2a_url(f), extra);
+    rt_proc *p = rt_start(m, NULL, NULL);
+    assert_non_null(p);
+    assert_int_equal(rt_write(p, "@1 warm\n"), 0);
+    assert_int_equal(rt_wait_stdout_lines(p, 1, 15000), 1);
+    int before = sockets_of(rt_pid(p));
+    char buf[CHATS * 16];
+    size_t n = 0;
+    for (int i = 0; i < CHATS; i++)
+        n += (size_t)snprintf(buf + n, sizeof buf - n, "@%d hi%d\n", 100 + i, i);
+    assert_int_equal(rt_write(p, buf), 0);
+    int peak = 0;
+    long long t0 = rt_now_ms();
+    while (rt_wait_stdout_lines(p, CHATS + 1, 2) < CHATS + 1 && rt_now_ms() - t0 < 30000) {
+        int k = sockets_of(rt_pid(p));
+        if (k > peak) peak = k;
+    }
+    fprintf(stderr, "sockets: %d before, at most %d during a burst of %d (max_connecting %d)\n",
+            before, peak, CHATS, lim);
+    assert_true(peak - before < CHATS / 3); /* about 300 with no limit */
+    rt_close_stdin(p);
+    assert_int_equal(rt_wait(p, 20000), 0);
+    assert_int_equal(rt_count(rt_stdout(p), "echo: hi"), CHATS);
+    rt_free(p);
+    free(m);
+    fa2a_stop(f);
+}
+
 /* Tasks followed through push notifications wait on the loop too: 150
  * chats each with a task the agent works on for 1.5 s, the webhook
  * registered for each, answered after the pushes (the fallback poll is
@@ -309,6 +347,7 @@ int main(void) {
         RT_FIX_TEST(test_many_slow_calls_few_threads, &fix),
         RT_FIX_TEST(test_idle_connections_bounded, &fix),
         RT_FIX_TEST(test_deadlines_on_the_loop, &fix),
+        RT_FIX_TEST(test_burst_connects_bounded, &fix),
         RT_FIX_TEST(test_pushed_tasks_few_threads, &fix),
         RT_FIX_TEST(test_hard_stop_cuts_push_waits, &fix),
         RT_FIX_TEST(test_hard_stop_cuts_calls_in_flight, &fix),
