@@ -181,6 +181,7 @@ static const rd_option opts[] = {
     {"max_calls", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"max_host_connections", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"max_idle_connections", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
+    {"max_connecting", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"async", RD_OPT_BOOL, 0, "false",
      "wait out the latency on one timer thread instead of a worker (RD_PENDING), so thousands "
      "of slow replies can be in flight",
