@@ -156,10 +156,12 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     int why = -1;
     pthread_mutex_lock(&conns_mu);
     a->prev = ctail;
-    if (ctail)
+    if (ctail) {
         ctail->next = a;
-    else
+    } else {
         chead = a;
+        pthread_cond_signal(&reaper_cv); /* it sleeps while there is none */
+    }
     ctail = a;
     nlive++;
     size_t same = 0;
@@ -193,6 +195,10 @@ static void *reaper_main(void *arg) {
     (void)arg;
     pthread_mutex_lock(&conns_mu);
     while (!reaper_stop) {
+        if (!chead) { /* nothing to time out: an idle router does not tick */
+            pthread_cond_wait(&reaper_cv, &conns_mu);
+            continue;
+        }
         struct timespec dl;
         clock_gettime(CLOCK_REALTIME, &dl);
         dl.tv_nsec += 200 * 1000000L;

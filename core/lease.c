@@ -169,6 +169,24 @@ int lease_role(void) {
     return role;
 }
 
+/* How long the lease thread may sleep (L.mu held): every 100 ms while a
+ * standby watches for a lease to take or the store is unreachable; when
+ * every lease is held, until the next renewal, the end of a term (its
+ * gauge) or the store's maintenance. */
+static int64_t next_turn(int64_t last_maint) {
+    if (!store_healthy(R.st)) return 100;
+    int64_t now = mono_ms(), next = last_maint + 2000;
+    for (size_t i = 0; i < L.n; i++) {
+        lease *l = L.v[i];
+        if (l->released) continue;
+        if (!l->held) return 100;
+        int64_t renew = l->renewed_at + L.lease_ms / 3;
+        if (renew < next) next = renew;
+        if (l->valid_until > now && l->valid_until < next) next = l->valid_until;
+    }
+    return next - now < 10 ? 10 : next - now > 2000 ? 2000 : next - now;
+}
+
 static void *lease_loop(void *arg) {
     pthread_setname_np(pthread_self(), "rd-lease");
     (void)arg;
@@ -196,9 +214,11 @@ static void *lease_loop(void *arg) {
             store_maintain(R.st, (int64_t)time(NULL));
             pthread_mutex_lock(&L.mu);
         }
+        int64_t wait = next_turn(last_maint);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
+        ts.tv_sec += wait / 1000;
+        ts.tv_nsec += (wait % 1000) * 1000000L;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&L.cv, &L.mu, &ts);
     }
