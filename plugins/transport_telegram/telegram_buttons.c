@@ -188,8 +188,14 @@ static void *side_loop(void *arg) {
         }
         pthread_mutex_lock(&b->mu);
         if (!b->head && !atomic_load(&t->closing)) {
-            struct timespec dl = tg_deadline(200);
-            pthread_cond_timedwait(&b->cv, &b->mu, &dl);
+            /* until getMe, a look every 200 ms for the commands to set;
+             * then only work or the stop wakes it */
+            if (commands_set) {
+                pthread_cond_wait(&b->cv, &b->mu);
+            } else {
+                struct timespec dl = tg_deadline(200);
+                pthread_cond_timedwait(&b->cv, &b->mu, &dl);
+            }
         }
         side_call *c = b->head;
         if (c) {
