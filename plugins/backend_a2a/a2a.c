@@ -2953,11 +2953,12 @@ static rd_status redelivered(call *c, rd_error *err) {
  * the other calls it has at hand), the event loop makes the request, and
  * a finisher classifies the answer, saves the conversation and the record
  * (batched again) and calls complete(). A working task is polled the same
- * way, its pauses timers of the loop, and so is a send the agent did not
- * take, after its back-off. What is rarer (a rediscovery, recovery of an
- * unknown outcome, dialect and stream fallbacks, re-attaching a stream,
- * push notifications, cancelling a task at its deadline, waiting for
- * authorization) goes on with the blocking code on a thread of its own. */
+ * way, its pauses timers of the loop (brought forward by a push when its
+ * webhook is registered), and so is a send the agent did not take, after
+ * its back-off. What is rarer (a rediscovery, recovery of an unknown
+ * outcome, dialect and stream fallbacks, re-attaching a stream, cancelling
+ * a task at its deadline, waiting for authorization) goes on with the
+ * blocking code on a thread of its own. */
 
 enum { AC_START, AC_SENT, AC_POLL_DUE, AC_POLLED, AC_RESEND_DUE, AC_PUSH_SET };
 
