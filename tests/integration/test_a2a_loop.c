@@ -37,6 +37,25 @@ static char *manifest(const char *name, const char *router, const char *url, con
                        router, url, extra ? extra : "");
 }
 
+/* Writes "@<100 + i> text" for chats i < n. */
+static void to_chats(rt_proc *p, int n, const char *text) {
+    char line[96];
+    for (int i = 0; i < n; i++) {
+        snprintf(line, sizeof line, "@%d %s\n", 100 + i, text);
+        assert_int_equal(rt_write(p, line), 0);
+    }
+}
+
+/* The most threads routerd ran until it printed lines (30 s at most). */
+static int peak_threads(rt_proc *p, int lines, long long t0) {
+    int peak = 0;
+    while (rt_wait_stdout_lines(p, lines, 20) < lines && rt_now_ms() - t0 < 30000) {
+        int n = rt_threads(rt_pid(p));
+        if (n > peak) peak = n;
+    }
+    return peak;
+}
+
 /* 200 chats each wait 1.5 s on the agent, with 4 workers: all are in
  * flight at once (parking a worker each they would take 75 s) and
  * routerd never runs more than a few threads. */
@@ -50,16 +69,8 @@ static void test_many_slow_calls_few_threads(void **state) {
     assert_int_equal(rt_write(p, "@1 warm\n"), 0);
     assert_int_equal(rt_wait_stdout_lines(p, 1, 15000), 1);
     long long t0 = rt_now_ms();
-    char line[64];
-    for (int i = 0; i < CHATS; i++) {
-        snprintf(line, sizeof line, "@%d slow 1500\n", 100 + i);
-        assert_int_equal(rt_write(p, line), 0);
-    }
-    int peak = 0;
-    while (rt_wait_stdout_lines(p, CHATS + 1, 20) < CHATS + 1 && rt_now_ms() - t0 < 30000) {
-        int n = rt_threads(rt_pid(p));
-        if (n > peak) peak = n;
-    }
+    to_chats(p, CHATS, "slow 1500");
+    int peak = peak_threads(p, CHATS + 1, t0);
     long long took = rt_now_ms() - t0;
     rt_close_stdin(p);
     assert_int_equal(rt_wait(p, 20000), 0);
@@ -111,11 +122,7 @@ static void test_idle_connections_bounded(void **state) {
     assert_int_equal(rt_write(p, "@1 warm\n"), 0);
     assert_int_equal(rt_wait_stdout_lines(p, 1, 15000), 1);
     int before = sockets_of(rt_pid(p));
-    char line[64];
-    for (int i = 0; i < CHATS; i++) {
-        snprintf(line, sizeof line, "@%d slow 800\n", 100 + i);
-        assert_int_equal(rt_write(p, line), 0);
-    }
+    to_chats(p, CHATS, "slow 800");
     int peak = 0;
     long long t0 = rt_now_ms();
     while (rt_wait_stdout_lines(p, CHATS + 1, 20) < CHATS + 1 && rt_now_ms() - t0 < 30000) {
@@ -170,6 +177,31 @@ static void test_deadlines_on_the_loop(void **state) {
     fa2a_stop(f);
 }
 
+/* SIGTERM with drain_timeout_s = 1 and drain_cancel_ms = 1000: routerd
+ * exits within that, not when the agent would answer. */
+static void stop_within_drain(rt_proc *p) {
+    long long t0 = rt_now_ms();
+    rt_signal(p, SIGTERM);
+    int rc = rt_wait(p, 15000);
+    long long took = rt_now_ms() - t0;
+    if (rc < 0 || took > 6000) fprintf(stderr, "%s\n", rt_stderr(p));
+    assert_true(rc >= 0);
+    assert_true(took < 6000);
+}
+
+/* A manifest whose agent's tasks register a webhook on the admin server
+ * (the fallback poll 120 s away, so only pushes answer in time). */
+static char *push_manifest(const char *name, const char *url, const char *router) {
+    int port = rt_free_port();
+    return rt_manifest(fx->dir, name, port,
+                       "rate_limit_per_minute = 0\n%s\n"
+                       "[transport.console]\nplugin = console\n"
+                       "[backend.agent]\nplugin = a2a\nurl = %s\n"
+                       "push_url = http://127.0.0.1:%d/\npush_fallback_s = 120\n"
+                       "[persona.p]\nbackend = agent\nchats = *\n",
+                       router, url, port);
+}
+
 /* A burst of quick calls connects max_connecting at a time: later calls
  * reuse the connections earlier ones freed instead of each opening its
  * own (with no limit the same burst holds a socket per call). */
@@ -217,31 +249,16 @@ static void test_pushed_tasks_few_threads(void **state) {
     (void)state;
     enum { CHATS = 150 };
     fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V03, .push = 1});
-    int port = rt_free_port();
-    char *m = rt_manifest(fx->dir, "pushed", port,
-                          "rate_limit_per_minute = 0\nqueue_depth = 2000\nworkers = 4\n"
-                          /* the fake pushes each task on a connection of its own */
-                          "admin_max_connections_per_ip = 512\n"
-                          "[transport.console]\nplugin = console\n"
-                          "[backend.agent]\nplugin = a2a\nurl = %s\n"
-                          "push_url = http://127.0.0.1:%d/\npush_fallback_s = 120\n"
-                          "[persona.p]\nbackend = agent\nchats = *\n",
-                          fa2a_url(f), port);
+    /* the fake pushes each task on a connection of its own */
+    char *m = push_manifest("pushed", fa2a_url(f),
+                            "queue_depth = 2000\nworkers = 4\nadmin_max_connections_per_ip = 512");
     rt_proc *p = rt_start(m, NULL, NULL);
     assert_non_null(p);
     assert_int_equal(rt_write(p, "@1 warm\n"), 0);
     assert_int_equal(rt_wait_stdout_lines(p, 1, 15000), 1);
     long long t0 = rt_now_ms();
-    char line[64];
-    for (int i = 0; i < CHATS; i++) {
-        snprintf(line, sizeof line, "@%d task 1500\n", 100 + i);
-        assert_int_equal(rt_write(p, line), 0);
-    }
-    int peak = 0;
-    while (rt_wait_stdout_lines(p, CHATS + 1, 20) < CHATS + 1 && rt_now_ms() - t0 < 30000) {
-        int n = rt_threads(rt_pid(p));
-        if (n > peak) peak = n;
-    }
+    to_chats(p, CHATS, "task 1500");
+    int peak = peak_threads(p, CHATS + 1, t0);
     long long took = rt_now_ms() - t0;
     rt_close_stdin(p);
     int rc = rt_wait(p, 20000);
@@ -271,33 +288,16 @@ static void test_hard_stop_cuts_push_waits(void **state) {
     (void)state;
     enum { CHATS = 30 };
     fa2a *f = fa2a_start(&(fa2a_opts){.speaks = FA_V10, .push = 1});
-    int port = rt_free_port();
-    char *m = rt_manifest(fx->dir, "pushstop", port,
-                          "rate_limit_per_minute = 0\nworkers = 2\ndrain_timeout_s = 1\n"
-                          "drain_cancel_ms = 1000\n"
-                          "[transport.console]\nplugin = console\n"
-                          "[backend.agent]\nplugin = a2a\nurl = %s\n"
-                          "push_url = http://127.0.0.1:%d/\npush_fallback_s = 120\n"
-                          "[persona.p]\nbackend = agent\nchats = *\n",
-                          fa2a_url(f), port);
+    char *m = push_manifest("pushstop", fa2a_url(f),
+                            "workers = 2\ndrain_timeout_s = 1\ndrain_cancel_ms = 1000");
     rt_proc *p = rt_start(m, NULL, NULL);
     assert_non_null(p);
-    char line[64];
-    for (int i = 0; i < CHATS; i++) {
-        snprintf(line, sizeof line, "@%d task 20000\n", 100 + i);
-        assert_int_equal(rt_write(p, line), 0);
-    }
+    to_chats(p, CHATS, "task 20000");
     long long end = rt_now_ms() + 10000;
     while (fa2a_count(f, "CreateTaskPushNotificationConfig") < CHATS && rt_now_ms() < end)
         rt_sleep_ms(20);
     assert_int_equal(fa2a_count(f, "CreateTaskPushNotificationConfig"), CHATS);
-    long long t0 = rt_now_ms();
-    rt_signal(p, SIGTERM);
-    int rc = rt_wait(p, 15000);
-    long long took = rt_now_ms() - t0;
-    if (rc < 0 || took > 6000) fprintf(stderr, "%s\n", rt_stderr(p));
-    assert_true(rc >= 0);
-    assert_true(took < 6000);
+    stop_within_drain(p);
     assert_int_equal(rt_count(rt_stdout(p), "\n"), 0);
     rt_free(p);
     free(m);
@@ -317,22 +317,12 @@ static void test_hard_stop_cuts_calls_in_flight(void **state) {
     assert_non_null(p);
     assert_int_equal(rt_write(p, "@1 warm\n"), 0);
     assert_int_equal(rt_wait_stdout_lines(p, 1, 15000), 1);
-    char line[64];
-    for (int i = 0; i < CHATS; i++) {
-        snprintf(line, sizeof line, "@%d slow 20000\n", 100 + i);
-        assert_int_equal(rt_write(p, line), 0);
-    }
+    to_chats(p, CHATS, "slow 20000");
     long long end = rt_now_ms() + 10000;
     while (fa2a_executed_messages(f) < CHATS + 1 && rt_now_ms() < end)
         rt_sleep_ms(20);
     assert_int_equal(fa2a_executed_messages(f), CHATS + 1); /* all at the agent */
-    long long t0 = rt_now_ms();
-    rt_signal(p, SIGTERM);
-    int rc = rt_wait(p, 15000);
-    long long took = rt_now_ms() - t0;
-    if (rc < 0 || took > 6000) fprintf(stderr, "%s\n", rt_stderr(p));
-    assert_true(rc >= 0);
-    assert_true(took < 6000);
+    stop_within_drain(p);
     assert_non_null(strstr(rt_stderr(p), "drain timeout"));
     /* only the warm-up was answered: the cut calls stay for a re-delivery */
     assert_int_equal(rt_count(rt_stdout(p), "\n"), 1);
