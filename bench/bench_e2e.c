@@ -23,6 +23,7 @@
 #include "harness.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -544,9 +545,18 @@ typedef struct params {
     int n, chats, delay_ms, within_s, rate, seconds;
 } params;
 
+/* The fake Bot API; BENCH_TG_SEND_MS holds every sendMessage that long
+ * (a Bot API some distance away) for both clients. */
+static ftg *tg_start(void) {
+    ftg *tg = ftg_start(TOKEN);
+    int ms = envint("BENCH_TG_SEND_MS", 0);
+    if (tg && ms) ftg_fail(tg, "sendMessage", FTG_FAULT_SLOW, ms, INT_MAX);
+    return tg;
+}
+
 static int run_burst(int minimal, const params *pa, metrics *m) {
     int n = pa->n, chats = pa->chats;
-    ftg *tg = ftg_start(TOKEN);
+    ftg *tg = tg_start();
     bench_agent *ag = bench_agent_start(0);
     client c;
     int rc = 1;
@@ -578,7 +588,7 @@ out:
 
 static int run_slow(int minimal, const params *pa, metrics *m) {
     int chats = pa->chats;
-    ftg *tg = ftg_start(TOKEN);
+    ftg *tg = tg_start();
     bench_agent *ag = bench_agent_start_tasks(pa->delay_ms, task_mode);
     client c;
     int rc = 1;
@@ -639,7 +649,7 @@ static int cmp_ll(const void *x, const void *y) {
 static int run_steady(int minimal, const params *pa, metrics *m) {
     int n = pa->rate * pa->seconds, chats = pa->chats;
     int per_chat = (n + chats - 1) / chats;
-    ftg *tg = ftg_start(TOKEN);
+    ftg *tg = tg_start();
     bench_agent *ag = bench_agent_start(pa->delay_ms);
     bench_agent_track(ag, chats, per_chat);
     long long *inj = calloc((size_t)n, sizeof *inj);
@@ -704,7 +714,7 @@ out:
 
 static int run_start(int minimal, const params *pa, metrics *m) {
     (void)pa;
-    ftg *tg = ftg_start(TOKEN);
+    ftg *tg = tg_start();
     bench_agent *ag = bench_agent_start(0);
     client c;
     int rc = 1;
