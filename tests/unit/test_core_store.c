@@ -80,6 +80,17 @@ static int teardown(void **state) {
     return 0;
 }
 
+/* True when ns/key reads back as val; for writer threads, which must not
+ * assert. */
+static bool holds(store *st, const char *ns, const char *key, const char *val) {
+    char *got = NULL;
+    size_t len = 0;
+    bool same =
+        store_get(st, ns, key, &got, &len) == RD_OK && len == strlen(val) && !memcmp(got, val, len);
+    free(got);
+    return same;
+}
+
 static void expect(store *st, const char *ns, const char *key, const char *want) {
     char *v = NULL;
     size_t n = 12345;
@@ -403,14 +414,7 @@ static void *write_then_read(void *arg) {
         snprintf(key, sizeof key, "k%04d", i);
         snprintf(val, sizeof val, "%d", i * w->id);
         if (store_put(w->st, ns, key, val, strlen(val)) != RD_OK) return (void *)1;
-        char *got = NULL;
-        size_t len = 0;
-        if (store_get(w->st, ns, key, &got, &len) != RD_OK || len != strlen(val) ||
-            memcmp(got, val, len)) {
-            free(got);
-            return (void *)2;
-        }
-        free(got);
+        if (!holds(w->st, ns, key, val)) return (void *)2;
     }
     return NULL;
 }
@@ -1067,14 +1071,7 @@ static void *txn_writer(void *arg) {
         rd_kv_op ops[] = {{.op = RD_KV_PUT, .key = key, .val = val, .val_len = strlen(val)},
                           {.op = RD_KV_PUT, .key = "last", .val = val, .val_len = strlen(val)}};
         if (store_txn(w->st, ns, ops, 2) != RD_OK) return (void *)1;
-        char *got = NULL;
-        size_t len = 0;
-        if (store_get(w->st, ns, key, &got, &len) != RD_OK || len != strlen(val) ||
-            memcmp(got, val, len)) {
-            free(got);
-            return (void *)2;
-        }
-        free(got);
+        if (!holds(w->st, ns, key, val)) return (void *)2;
     }
     return NULL;
 }
