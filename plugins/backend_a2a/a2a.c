@@ -2167,8 +2167,6 @@ static size_t push_bucket(const char *task) {
     return (size_t)(hash_fnv1a(HASH_FNV1A_SEED, task, strlen(task)) % PUSH_BUCKETS);
 }
 
-static void a2a_poke(a2a *a);
-
 /* The webhook: the route already checked the run's bearer secret. A push
  * only wakes the poller of the task it names (which then asks GetTask:
  * the pushed body is never the answer); a token, when sent, must be that
@@ -2196,7 +2194,7 @@ static void on_push(void *arg, const rd_http_req *req, rd_http_resp *resp) {
         /* a call on the loop: its timer's abort_fn sees the flag (poked
          * under pmu, the call and so the loop cannot be gone) */
         if (w->ac)
-            a2a_poke(a);
+            a2a_loop_poke(a->loop);
         else
             pthread_cond_signal(&w->cv);
         outcome = 0;
@@ -3028,10 +3026,6 @@ static void ac_push_end(acall *ac) {
 static int push_woke(void *arg) {
     acall *ac = arg;
     return atomic_load(&ac->push->pw.woken) || call_aborted(&ac->c);
-}
-
-static void a2a_poke(a2a *a) {
-    a2a_loop_poke(a->loop);
 }
 
 static void acall_free(acall *ac) {
