@@ -2294,6 +2294,17 @@ static int push_build(call *c, const agent_view *v, const push_wait *pw, push_x 
     return -1;
 }
 
+/* Lists pw and builds its registration in px; 1 when both are done (pw
+ * then to be ended with push_end, px freed), 0 when the task's pushes
+ * are not to be asked for. */
+static int push_prepare(call *c, const agent_view *v, const a2a_track *t, push_wait *pw,
+                        struct acall *ac, push_x *px) {
+    if (!push_list(c, v, t, pw, ac)) return 0;
+    if (push_build(c, v, pw, px) == 0) return 1;
+    push_end(c->a, pw);
+    return 0;
+}
+
 /* The registration's answer: 1 when the agent took it. A refusal means
  * this agent's tasks are polled from now on. */
 static int push_judge(call *c, const push_wait *pw, push_x *px) {
@@ -2326,15 +2337,12 @@ static int push_judge(call *c, const push_wait *pw, push_x *px) {
 /* Registers a push config for t's task, blocking; 1 when the agent took
  * it (pw is then listed and must be ended with push_end). */
 static int push_start(call *c, const agent_view *v, const a2a_track *t, push_wait *pw) {
-    if (!push_list(c, v, t, pw, NULL)) return 0;
     push_x px;
-    int ok = 0;
-    if (push_build(c, v, pw, &px) == 0) {
-        px.ran = 1;
-        px.hr = a2a_http_do(c->a->http, &px.rq, &px.rs);
-        ok = push_judge(c, pw, &px);
-        push_x_free(&px);
-    }
+    if (!push_prepare(c, v, t, pw, NULL, &px)) return 0;
+    px.ran = 1;
+    px.hr = a2a_http_do(c->a->http, &px.rq, &px.rs);
+    int ok = push_judge(c, pw, &px);
+    push_x_free(&px);
     if (!ok) push_end(c->a, pw);
     return ok;
 }
@@ -3097,12 +3105,7 @@ static int ac_retry(acall *ac);
 static int ac_push_begin(acall *ac) {
     struct ac_push *ps = calloc(1, sizeof *ps);
     if (!ps) return 0;
-    if (!push_list(&ac->c, &ac->v, &ac->t, &ps->pw, ac)) {
-        free(ps);
-        return 0;
-    }
-    if (push_build(&ac->c, &ac->v, &ps->pw, &ps->px)) {
-        push_end(ac->c.a, &ps->pw);
+    if (!push_prepare(&ac->c, &ac->v, &ac->t, &ps->pw, ac, &ps->px)) {
         free(ps);
         return 0;
     }
