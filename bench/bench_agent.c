@@ -222,16 +222,35 @@ static void *timer_loop(void *arg) {
     return NULL;
 }
 
+/* The JSON-RPC answer to id carrying item (taken) under key. */
+static char *rpc_answer(const cJSON *id, const char *key, cJSON *item) {
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "jsonrpc", "2.0");
+    cJSON_AddItemToObject(res, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
+    cJSON_AddItemToObject(res, key, item);
+    char *out = cJSON_PrintUnformatted(res);
+    cJSON_Delete(res);
+    return out;
+}
+
+static char *rpc_result(const cJSON *id, cJSON *result) {
+    return rpc_answer(id, "result", result);
+}
+
+static char *rpc_error(const cJSON *id, int code, const char *msg) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", msg);
+    return rpc_answer(id, "error", e);
+}
+
 static char *answer(bench_agent *a, const conn *cs) {
     cJSON *req = cJSON_Parse(cs->body ? cs->body : "");
     cJSON *id = req ? cJSON_GetObjectItem(req, "id") : NULL;
     const char *in = send_text(req);
     char out_text[512];
     snprintf(out_text, sizeof out_text, "echo: %s", in);
-    cJSON *res = cJSON_CreateObject();
-    cJSON_AddStringToObject(res, "jsonrpc", "2.0");
-    cJSON_AddItemToObject(res, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
-    cJSON *m = cJSON_AddObjectToObject(res, "result");
+    cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "kind", "message");
     cJSON_AddStringToObject(m, "messageId", "bench-reply");
     cJSON_AddStringToObject(m, "role", "agent");
@@ -241,8 +260,7 @@ static char *answer(bench_agent *a, const conn *cs) {
     cJSON_AddStringToObject(p, "text", out_text);
     cJSON *arr = cJSON_AddArrayToObject(m, "parts");
     cJSON_AddItemToArray(arr, p);
-    char *out = cJSON_PrintUnformatted(res);
-    cJSON_Delete(res);
+    char *out = rpc_result(id, m);
     pthread_mutex_lock(&a->mu);
     track_held(a, in, cs->t_in);
     pthread_mutex_unlock(&a->mu);
@@ -262,28 +280,6 @@ static void arrive(bench_agent *a, conn *cs) {
     pthread_mutex_lock(&a->mu);
     if (!a->sample && cs->body) a->sample = strdup(cs->body);
     pthread_mutex_unlock(&a->mu);
-}
-
-static char *rpc_result(const cJSON *id, cJSON *result) {
-    cJSON *res = cJSON_CreateObject();
-    cJSON_AddStringToObject(res, "jsonrpc", "2.0");
-    cJSON_AddItemToObject(res, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
-    cJSON_AddItemToObject(res, "result", result);
-    char *out = cJSON_PrintUnformatted(res);
-    cJSON_Delete(res);
-    return out;
-}
-
-static char *rpc_error(const cJSON *id, int code, const char *msg) {
-    cJSON *res = cJSON_CreateObject();
-    cJSON_AddStringToObject(res, "jsonrpc", "2.0");
-    cJSON_AddItemToObject(res, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
-    cJSON *e = cJSON_AddObjectToObject(res, "error");
-    cJSON_AddNumberToObject(e, "code", code);
-    cJSON_AddStringToObject(e, "message", msg);
-    char *out = cJSON_PrintUnformatted(res);
-    cJSON_Delete(res);
-    return out;
 }
 
 /* The task named by "bt-<n>" (a->mu held), or NULL. */
