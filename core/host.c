@@ -305,4 +305,5 @@ const rd_host host_api = {
     .reply_choices = router_reply_choices,
     .deliver = h_deliver,
     .answered = h_answered,
+    .send_done = router_send_done,
 };

@@ -715,7 +715,30 @@ static void ctx_serial_leave(rd_ctx *c) {
 
 static void job_finish(job *j);
 
-static void send_text(job *j, const char *text, uint32_t flags) {
+/* What follows a send, now or from router_send_done(): the deliver()
+ * caller is told, a failure logged and counted. */
+static void send_after(job *j, rd_status st, rd_error *err) {
+    j->t_send_ns = wall_ns();
+    if (st != RD_OK && !err->msg[0]) snprintf(err->msg, sizeof err->msg, "send failed");
+    if (j->dl) { /* the deliver() caller may go on now */
+        delivery_done(j->dl, st, err, st == RD_OK ? j->sent_id : 0);
+        j->dl = NULL;
+    }
+    if (st != RD_OK) {
+        log_msg(j->tr->name, RD_LOG_ERROR, "correlation %s: reply to chat %s not delivered: %s",
+                job_corr(j), j->hash, err->msg);
+        rd_event ev;
+        fill_event(&ev, j, RD_EV_SEND_FAILED, RD_LOG_ERROR);
+        ev.status = "send_failed";
+        ev.msg = err->msg;
+        emit_event(&ev);
+        j->status = "send_failed";
+    }
+}
+
+/* Sends text for j. True when the transport finishes later (RD_PENDING):
+ * router_send_done() then ends the job, not the caller. */
+static bool send_text(job *j, const char *text, uint32_t flags) {
     rd_outbound out = {.size = sizeof out,
                        .chat_id = j->chat_id,
                        .thread_id = j->thread_id,
@@ -726,7 +749,8 @@ static void send_text(job *j, const char *text, uint32_t flags) {
                        .correlation_id = job_corr(j),
                        .edit_of = j->reply.progress_id,
                        .update_id = j->update_id,
-                       .sent_id = j->dl ? &j->sent_id : NULL};
+                       .sent_id = j->dl ? &j->sent_id : NULL,
+                       .done = (rd_send *)j};
     if (out.edit_of) out.flags |= RD_OUT_FINAL_EDIT;
     /* what the backend (or deliver()) added goes with its answer */
     if (!(flags & RD_OUT_NOTICE) || j->dl) {
@@ -738,27 +762,33 @@ static void send_text(job *j, const char *text, uint32_t flags) {
     j->t_sstart_ns = wall_ns();
     if (transport_closed(j->tr)) { /* too late: the update stays unacknowledged */
         j->status = "abandoned";
-        return;
+        return false;
     }
-    ctx_serial_enter(j->tr);
-    rd_status st = j->tr->ops->send(j->tr->self, &out, &err);
-    ctx_serial_leave(j->tr);
-    j->t_send_ns = wall_ns();
-    if (st != RD_OK && !err.msg[0]) snprintf(err.msg, sizeof err.msg, "send failed");
-    if (j->dl) { /* the deliver() caller may go on now */
-        delivery_done(j->dl, st, &err, st == RD_OK ? j->sent_id : 0);
-        j->dl = NULL;
+    /* A pending send may end (and free j) before send() returns. */
+    rd_ctx *tr = j->tr;
+    ctx_serial_enter(tr);
+    rd_status st = tr->ops->send(tr->self, &out, &err);
+    ctx_serial_leave(tr);
+    if (st == RD_PENDING) return true;
+    send_after(j, st, &err);
+    return false;
+}
+
+/* host->send_done(): the end of a send that returned RD_PENDING, on the
+ * transport's thread. What is left is short (events, the acknowledgement,
+ * the chat's next message queued for a worker), so it runs here. */
+void router_send_done(rd_send *s, rd_status st, int64_t sent_id, const rd_error *err) {
+    job *j = (job *)s;
+    if (!j) return;
+    rd_error e = {0};
+    if (err && st != RD_OK) e = *err;
+    if (st == RD_PENDING) { /* not an end: a transport bug, counted as a failure */
+        st = RD_E_INTERNAL;
+        snprintf(e.msg, sizeof e.msg, "send_done() called with RD_PENDING");
     }
-    if (st != RD_OK) {
-        log_msg(j->tr->name, RD_LOG_ERROR, "correlation %s: reply to chat %s not delivered: %s",
-                job_corr(j), j->hash, err.msg);
-        rd_event ev;
-        fill_event(&ev, j, RD_EV_SEND_FAILED, RD_LOG_ERROR);
-        ev.status = "send_failed";
-        ev.msg = err.msg;
-        emit_event(&ev);
-        j->status = "send_failed";
-    }
+    j->sent_id = st == RD_OK ? sent_id : 0;
+    send_after(j, st, &e);
+    job_finish(j);
 }
 
 /* After the backend answered (directly or via complete()). */
@@ -784,9 +814,10 @@ static void after_backend(job *j, rd_status st, const rd_error *err) {
         snprintf(j->klass, sizeof j->klass, "empty");
         log_msg(be->name, RD_LOG_WARN, "correlation %s: backend returned an empty reply", j->corr);
     }
+    bool later;
     if (st == RD_OK) {
         j->status = "ok";
-        send_text(j, j->reply.buf ? j->reply.buf : "", 0);
+        later = send_text(j, j->reply.buf ? j->reply.buf : "", 0);
     } else {
         if (err && err->klass[0]) snprintf(j->klass, sizeof j->klass, "%s", err->klass);
         if (!j->klass[0])
@@ -799,29 +830,27 @@ static void after_backend(job *j, rd_status st, const rd_error *err) {
         log_msg(be->name, RD_LOG_WARN, "correlation %s: backend failed (%s): %s", j->corr, j->klass,
                 err && err->msg[0] ? err->msg : "no detail");
         j->status = "failed";
-        send_text(j, j->reply.len ? j->reply.buf : R.failure_notice, RD_OUT_NOTICE);
+        later = send_text(j, j->reply.len ? j->reply.buf : R.failure_notice, RD_OUT_NOTICE);
     }
-    job_finish(j);
+    if (!later) job_finish(j);
 }
 
 static void process(job *j) {
     if (j->kind == JOB_DELIVER) {
         j->status = "delivered";
-        send_text(j, j->text, j->out_flags);
-        job_finish(j);
+        if (!send_text(j, j->text, j->out_flags)) job_finish(j);
         return;
     }
     if (j->kind == JOB_NOTICE) {
-        send_text(j, R.rate_limit_notice, RD_OUT_NOTICE);
-        job_finish(j);
+        if (!send_text(j, R.rate_limit_notice, RD_OUT_NOTICE)) job_finish(j);
         return;
     }
     if (admission_is_persona_cmd(j)) {
         char *reply = admission_persona_command(j);
         j->status = "ok";
-        send_text(j, reply, 0);
+        bool later = send_text(j, reply, 0);
         free(reply);
-        job_finish(j);
+        if (!later) job_finish(j);
         return;
     }
     if (R.persona_cmd) {

@@ -186,6 +186,7 @@ int64_t router_watermark(rd_ctx *tr);
 void router_reply_append(rd_reply *r, const char *text, size_t len);
 void router_reply_progress(rd_reply *r, const char *text, size_t len);
 void router_complete(rd_reply *r, rd_status st, const rd_error *err);
+void router_send_done(rd_send *s, rd_status st, int64_t sent_id, const rd_error *err);
 rd_status router_reply_attach(rd_reply *r, const rd_attachment *a); /* attach.c */
 void router_reply_choices(rd_reply *r, const char *const *choices);
 /* Waits until nothing is queued or in flight, or the deadline; true if idle. */

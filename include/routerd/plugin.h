@@ -66,7 +66,7 @@ extern "C" {
 /* Major: bumped when a plugin must be rebuilt; the symbol name carries it. */
 #define RD_ABI_MAJOR 1
 /* Minor: bumped when members are appended to a struct. */
-#define RD_ABI_MINOR 3
+#define RD_ABI_MINOR 4
 
 #define RD_PLUGIN_SYMBOL "routerd_plugin_v1"
 
@@ -77,6 +77,7 @@ typedef struct rd_ctx rd_ctx;       /* opaque, one per plugin instance */
 typedef struct rd_reply rd_reply;   /* opaque, host-owned reply being built */
 typedef struct rd_metric rd_metric; /* opaque metric family */
 typedef struct rd_series rd_series; /* opaque series: a family + label values */
+typedef struct rd_send rd_send;     /* opaque, since 1.4: a send() finishing later */
 
 typedef enum {
     RD_KIND_TRANSPORT = 1,
@@ -87,7 +88,8 @@ typedef enum {
 
 typedef enum {
     RD_OK = 0,
-    RD_PENDING = 1,        /* handle(): reply completes later via host->complete() */
+    RD_PENDING = 1,        /* handle(): reply completes later via host->complete();
+                              send() (1.4): finishes later via host->send_done() */
     RD_E_CONFIG = -1,      /* bad configuration: fatal at start */
     RD_E_RETRY = -2,       /* transient: worth retrying later */
     RD_E_TIMEOUT = -3,     /* deadline passed */
@@ -254,6 +256,13 @@ typedef struct rd_outbound {
                            one carrying the choices), for answers that quote it; 0 = unknown */
     const char *caller; /* deliver(): the calling agent it is sent for; events name it,
                            transports ignore it; NULL = none */
+    /* ---- Since 1.4 ---- */
+    /* When not NULL, send() may return RD_PENDING and finish later with
+     * host->send_done(done, ...), so no host thread waits on the network.
+     * out and everything it points to are valid only during send(): copy
+     * what the rest of the send needs. sent_id is then not written; the id
+     * goes to send_done(). NULL: send() must finish before it returns. */
+    rd_send *done;
 } rd_outbound;
 
 /* ------------------------------------------------------------------------ */
@@ -541,6 +550,17 @@ typedef struct rd_host {
      * caller its caller (may be NULL). Call from inside intercept() before
      * returning 1; ignored anywhere else. The strings are copied. */
     void (*answered)(rd_ctx *ctx, const char *correlation_id, const char *caller);
+
+    /* ---- Added in ABI 1.4: check RD_HAS(host, member) before use. ---- */
+
+    /* Finishes a send() that returned RD_PENDING (out->done): st and err as
+     * send() would have returned them (err may be NULL for RD_OK), sent_id
+     * as out->sent_id would have got (0 = unknown). Exactly once per
+     * pending send, from any thread but not from inside that send(), and
+     * before the transport's stop() returns (a stop gives up the sends
+     * still running with RD_E_RETRY). The chat's next message waits for
+     * it: per-chat order holds. */
+    void (*send_done)(rd_send *s, rd_status st, int64_t sent_id, const rd_error *err);
 } rd_host;
 
 /* ------------------------------------------------------------------------ */
@@ -568,7 +588,8 @@ typedef struct rd_ops {
     rd_status (*handle)(void *self, const rd_request *rq, rd_reply *rp, rd_error *err);
 
     /* Transport (send required). send() delivers a reply, splitting long
-     * text as the medium requires; may block (rate limits, retries).
+     * text as the medium requires; may block (rate limits, retries), or,
+     * when out->done is set (1.4), return RD_PENDING and finish later.
      * progress() shows partial text: returns a message id to edit next time
      * in *msg_id (0 keeps sending new). activity(active) brackets backend
      * work (typing indicators). ack() tells the transport that every update

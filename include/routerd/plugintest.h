@@ -208,8 +208,13 @@ size_t rdpt_violations(void);
 /* Marks updates with id <= upto handled (all of them for INT64_MAX) and
  * calls ack() with the new watermark. */
 void rdpt_ack_upto(void *self, int64_t upto);
-/* Calls send() like the router: out is completed with size and defaults. */
+/* Calls send() like the router: out is completed with size and defaults;
+ * with a host of ABI 1.4 it offers out->done and, when send() returns
+ * RD_PENDING, waits for host->send_done() and returns its status (and
+ * RD_E_INTERNAL when send_done() came more than once). */
 rd_status rdpt_send(void *self, const rd_outbound *out, rd_error *err);
+/* rdpt_send() calls now waiting for their send_done(). */
+size_t rdpt_pending_sends(void);
 /* A worker answering every submitted update with prefix + text through
  * send(), then marking it handled and acking (skips move the watermark
  * too). */

@@ -174,6 +174,14 @@ static const rd_option opts[] = {
      "most replies sent while the store has not yet recorded them as answered (what a kill -9 "
      "sends again); a further reply waits for the next write",
      1, 100000, NULL, RD_BIND(tg_keys, max_unrecorded_replies)},
+    {"send_async", RD_OPT_BOOL, 0, "true",
+     "a reply that is one plain message goes out from the transport's event loop, so no router "
+     "worker waits for the Bot API (needs a routerd of plugin ABI 1.4)",
+     0, 0, NULL, RD_BIND(tg_keys, send_async)},
+    {"send_concurrency", RD_OPT_INT, 0, "256",
+     "most sendMessage requests of the event loop in flight at once; further replies wait in "
+     "its queue",
+     1, 65536, NULL, RD_BIND(tg_keys, send_concurrency)},
     {0},
 };
 
@@ -275,6 +283,8 @@ static rd_status read_config(tg *t, rd_error *err) {
     c->button_label_max = k->button_label_max;
     c->buttons_expiry_s = k->buttons_expiry_s / 1000;
     c->max_unrecorded = k->max_unrecorded_replies;
+    c->send_async = k->send_async;
+    c->send_concurrency = k->send_concurrency;
     c->parse_mode = k->parse_mode == 1 ? TG_PM_HTML : k->parse_mode == 2 ? TG_PM_MDV2 : TG_PM_NONE;
     c->escape_replies = k->escape_replies;
     c->format_markdown = k->format != 1; /* 1 = plain */
@@ -553,6 +563,7 @@ static rd_status tg_start(void *self, rd_error *err) {
         pthread_setname_np(t->ob_th, "tg-outbox");
     }
     tg_buttons_start(t);
+    if (tg_async_start(t, err) != RD_OK) return RD_E_INTERNAL;
     if (t->c.mode == TG_MODE_WEBHOOK)
         t->h->log(t->ctx, RD_LOG_INFO, "webhook mode: POST %s on the admin server, api_base %s",
                   t->c.webhook_path, t->c.api_base);
@@ -575,6 +586,7 @@ static void tg_stop(void *self) {
     tg_wake(t);
     while (atomic_load(&t->hooks_active) > 0)
         tg_sleep(t, 1, NULL);
+    tg_async_stop(t); /* the replies in flight end before stop() returns */
     if (t->main_running) pthread_join(t->main_th, NULL);
     if (t->typing_running) pthread_join(t->typing_th, NULL);
     if (t->ob_running) pthread_join(t->ob_th, NULL);
@@ -603,6 +615,7 @@ static void tg_destroy(void *self) {
     tg_send_free(t);
     tg_media_free(t);
     tg_buttons_free(t);
+    tg_async_free(t);
     tg_cmds_free(t);
     tg_mig_free(t);
     tg_outbox_free(t);

@@ -53,6 +53,8 @@ typedef struct tg_keys {
     const char *unsupported_notice;
     int64_t album_wait_ms;
     int64_t max_unrecorded_replies;
+    int send_async;
+    int64_t send_concurrency;
 } tg_keys;
 
 typedef struct tg_cfg {
@@ -85,6 +87,8 @@ typedef struct tg_cfg {
     char *edits_notice;
     int64_t buttons_max, button_label_max, buttons_expiry_s;
     int64_t max_unrecorded; /* max_unrecorded_replies */
+    int send_async;
+    int64_t send_concurrency;
 } tg_cfg;
 
 enum { TG_EDITS_IGNORE = 0, TG_EDITS_ANSWER, TG_EDITS_NOTE };
@@ -310,8 +314,9 @@ typedef struct tg {
     struct tg_media_state *media;
     int album_hold; /* intake: an update waits for its files or the rest of its album */
     rd_metric *m_media_refused, *m_media_in;
-    tg_btn *btn;   /* buttons and side calls (telegram_buttons.c) */
-    tg_cmds *cmds; /* bot commands (telegram_commands.c) */
+    tg_btn *btn;         /* buttons and side calls (telegram_buttons.c) */
+    struct tg_async *as; /* replies on an event loop (telegram_async.c), or NULL */
+    tg_cmds *cmds;       /* bot commands (telegram_commands.c) */
 } tg;
 
 /*
@@ -443,6 +448,16 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err);
 rd_status tg_deliver_progress(tg *t, const rd_outbound *out, int64_t *msg_id, rd_error *err);
 /* Waits for the chat's and the global sending slot; nonzero when stopping. */
 int tg_pace(tg *t, int64_t chat);
+/* sendMessage's JSON body; ents: the text's entities (JSON array) or NULL. */
+char *tg_message_body(tg *t, int64_t chat, int64_t edit_id, int64_t thread, int64_t reply_to,
+                      const char *text, int pm, const char *ents, const char *markup);
+/* The text as sent (escaped for parse_mode when literal); *pm: the mode. */
+char *tg_format_text(tg *t, const char *s, size_t n, int literal, int *pm);
+/* A send that failed for good or ran out of retries: counted, logged, err
+ * filled; RD_E_FATAL (permanent) or RD_E_RETRY. */
+rd_status tg_send_fail(tg *t, rd_error *err, const char *method, tg_call *call, const char *cid);
+/* A reply to chat (as sent to) is through: its progress message is done. */
+void tg_deliver_end(tg *t, int64_t chat);
 void tg_note_chat(tg *t, int64_t chat_id, tg_chat_type type);
 /* Whether chat is known to be a channel (no chat actions there). */
 int tg_chat_is_channel(tg *t, int64_t chat);
@@ -456,6 +471,16 @@ int tg_outbox_has(tg *t, int64_t chat);
  * entries. RD_OK, or an error (outbox full or off, store failing). */
 rd_status tg_outbox_put(tg *t, const tg_reply *r, int after_refusal, rd_error *err);
 void *tg_outbox_loop(void *arg);
+
+/* telegram_async.c: replies on an event loop (ABI 1.4, send_async) */
+rd_status tg_async_start(tg *t, rd_error *err);
+/* Ends the sends in flight (RD_E_RETRY once closing is set) and joins. */
+void tg_async_stop(tg *t);
+void tg_async_free(tg *t);
+/* Takes out (a reply send() may finish later: out->done) when it is one
+ * plain sendMessage; seq is tg_replied_reserve()'s slot, then released
+ * when the send ends. 1 taken (send() returns RD_PENDING), 0 not. */
+int tg_async_take(tg *t, const rd_outbound *out, int64_t seq);
 
 /* telegram_media_out.c: files out */
 /* Sends out's files (and its text, unless *text_rest comes back set: then

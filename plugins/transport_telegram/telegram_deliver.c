@@ -135,8 +135,8 @@ static const char *pm_name(int pm) {
 }
 
 /* ents: the text's entities as a JSON array (telegram_format.c), or NULL. */
-static char *message_body(tg *t, int64_t chat, int64_t edit_id, int64_t thread, int64_t reply_to,
-                          const char *text, int pm, const char *ents, const char *markup) {
+char *tg_message_body(tg *t, int64_t chat, int64_t edit_id, int64_t thread, int64_t reply_to,
+                      const char *text, int pm, const char *ents, const char *markup) {
     cJSON *o = cJSON_CreateObject();
     add_i64(o, "chat_id", chat);
     if (edit_id) add_i64(o, "message_id", edit_id);
@@ -159,7 +159,7 @@ static char *message_body(tg *t, int64_t chat, int64_t edit_id, int64_t thread, 
 }
 
 /* The text as sent: escaped for parse_mode when it must show literally. */
-static char *format_text(tg *t, const char *s, size_t n, int literal, int *pm) {
+char *tg_format_text(tg *t, const char *s, size_t n, int literal, int *pm) {
     *pm = t->c.parse_mode;
     if (*pm == TG_PM_NONE || !literal) {
         char *c = malloc(n + 1);
@@ -172,7 +172,7 @@ static char *format_text(tg *t, const char *s, size_t n, int literal, int *pm) {
     return *pm == TG_PM_HTML ? tg_escape_html(s, n, NULL) : tg_escape_markdown_v2(s, n, NULL);
 }
 
-static rd_status fail(tg *t, rd_error *err, const char *method, tg_call *call, const char *cid) {
+rd_status tg_send_fail(tg *t, rd_error *err, const char *method, tg_call *call, const char *cid) {
     rd_status st;
     const char *reason;
     if (call->cls == TG_C_PERMANENT) {
@@ -209,10 +209,10 @@ typedef struct send_args {
 /* sendMessage with the fallbacks Telegram's 400s call for. */
 static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
     int pm;
-    char *text = format_text(t, a->text, a->len, a->literal, &pm);
+    char *text = tg_format_text(t, a->text, a->len, a->literal, &pm);
     if (a->plain && pm != TG_PM_NONE) {
         free(text);
-        text = format_text(t, a->text, a->len, 0, &pm);
+        text = tg_format_text(t, a->text, a->len, 0, &pm);
         pm = TG_PM_NONE;
     }
     int64_t chat = a->chat, thread = a->thread, reply_to = a->reply_to;
@@ -221,12 +221,12 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
     int migrated = 0;
     rd_status st = RD_E_INTERNAL;
     for (int round = 0; round < 5 && text; round++) {
-        char *body = message_body(t, chat, 0, thread, reply_to, text, pm, ents, markup);
+        char *body = tg_message_body(t, chat, 0, thread, reply_to, text, pm, ents, markup);
         if (!body || pace(t, chat, 0)) {
             free(body);
             tg_call c = {.cls = TG_C_ABORTED};
             snprintf(c.detail, sizeof c.detail, "aborted at shutdown");
-            st = fail(t, err, "sendMessage", &c, a->cid);
+            st = tg_send_fail(t, err, "sendMessage", &c, a->cid);
             break;
         }
         tg_call call;
@@ -260,7 +260,7 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
                 t->h->log(t->ctx, RD_LOG_WARN,
                           "sendMessage: %s; sending this part as plain text instead", call.detail);
                 free(text);
-                text = format_text(t, a->text, a->len, 0, &pm);
+                text = tg_format_text(t, a->text, a->len, 0, &pm);
                 pm = TG_PM_NONE;
                 tg_call_free(&call);
                 continue;
@@ -291,7 +291,7 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
                 continue;
             }
         }
-        st = fail(t, err, "sendMessage", &call, a->cid);
+        st = tg_send_fail(t, err, "sendMessage", &call, a->cid);
         tg_call_free(&call);
         break;
     }
@@ -307,10 +307,10 @@ static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_
                           const char *ents, const char *markup, int how, int64_t deadline,
                           const char *cid, rd_error *err) {
     int pm;
-    char *text = format_text(t, s, n, literal, &pm);
+    char *text = tg_format_text(t, s, n, literal, &pm);
     if (how == EDIT_PROGRESS && pm != TG_PM_NONE) {
         free(text);
-        text = format_text(t, s, n, 0, &pm);
+        text = tg_format_text(t, s, n, 0, &pm);
         pm = TG_PM_NONE;
     }
     if (!text) {
@@ -323,7 +323,7 @@ static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_
             free(text);
             return how == EDIT_PROGRESS ? RD_OK : RD_E_RETRY;
         }
-        char *body = message_body(t, chat, msg, 0, 0, text, pm, ents, markup);
+        char *body = tg_message_body(t, chat, msg, 0, 0, text, pm, ents, markup);
         tg_call call;
         if (how == EDIT_PROGRESS) {
             CURL *c = tg_easy_get(t);
@@ -356,7 +356,7 @@ static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_
         if (call.cls == TG_C_PERMANENT && pm != TG_PM_NONE &&
             tg_desc_has(&call, "can't parse entities")) {
             free(text);
-            text = format_text(t, s, n, 0, &pm);
+            text = tg_format_text(t, s, n, 0, &pm);
             pm = TG_PM_NONE;
             tg_call_free(&call);
             if (!text) return RD_E_INTERNAL;
@@ -449,12 +449,16 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
             *done = i + 1;
         }
     }
+    tg_deliver_end(t, chat);
+    tg_parts_free(ch, n);
+    return st;
+}
+
+void tg_deliver_end(tg *t, int64_t chat) {
     pthread_mutex_lock(&t->out_mu);
     chat_state *s = state_of(t, chat, 0);
     if (s) s->edit_msg = 0;
     pthread_mutex_unlock(&t->out_mu);
-    tg_parts_free(ch, n);
-    return st;
 }
 
 rd_status tg_deliver_progress(tg *t, const rd_outbound *out, int64_t *msg_id, rd_error *err) {

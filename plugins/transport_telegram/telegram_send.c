@@ -110,6 +110,8 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
                     "telegram: stopped while the state store had not recorded earlier replies");
         return RD_E_RETRY;
     }
+    /* One plain message: the send loop takes it from here. */
+    if (tg_async_take(t, out, slot)) return RD_PENDING;
     rd_status st = send_reply(t, out, err);
     tg_replied_release(t, out->chat_id, out->reply_to, slot);
     return st;

@@ -1028,6 +1028,33 @@ void rdpt_ack_upto(void *self, int64_t upto) {
     if (w >= 0 && plugin && plugin->ops->ack) plugin->ops->ack(self, w);
 }
 
+/* One send() in rdpt_send(): a pending one ends in h_send_done(). */
+struct rd_send {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, calls;
+    rd_status st;
+    int64_t sent_id;
+    rd_error err;
+};
+
+static atomic_int pending_sends;
+
+static void h_send_done(rd_send *s, rd_status st, int64_t sent_id, const rd_error *err) {
+    pthread_mutex_lock(&s->mu);
+    s->calls++;
+    s->st = st;
+    s->sent_id = sent_id;
+    if (err) s->err = *err;
+    s->done = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+size_t rdpt_pending_sends(void) {
+    return (size_t)atomic_load(&pending_sends);
+}
+
 rd_status rdpt_send(void *self, const rd_outbound *out, rd_error *err) {
     if (!plugin || !plugin->ops->send) return RD_E_INTERNAL;
     rd_outbound o = *out;
@@ -1035,7 +1062,42 @@ rd_status rdpt_send(void *self, const rd_outbound *out, rd_error *err) {
     if (!o.text) o.text = "";
     if (!o.text_len) o.text_len = strlen(o.text);
     rd_error e = {0};
-    return plugin->ops->send(self, &o, err ? err : &e);
+    if (!err) err = &e;
+    /* Like the router: a host of ABI 1.4 lets send() finish later. */
+    rd_send *s = NULL;
+    if (RD_HAS(rdpt_host(), send_done)) {
+        s = calloc(1, sizeof *s);
+        if (!s) return RD_E_INTERNAL;
+        pthread_mutex_init(&s->mu, NULL);
+        pthread_cond_init(&s->cv, NULL);
+        o.done = s;
+    }
+    rd_status st = plugin->ops->send(self, &o, err);
+    if (st == RD_PENDING && s) {
+        atomic_fetch_add(&pending_sends, 1);
+        pthread_mutex_lock(&s->mu);
+        while (!s->done)
+            pthread_cond_wait(&s->cv, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+        atomic_fetch_sub(&pending_sends, 1);
+        st = s->st;
+        if (st != RD_OK) *err = s->err;
+        if (out->sent_id) *out->sent_id = st == RD_OK ? s->sent_id : 0;
+        /* a second send_done() would be a plugin bug: make it visible */
+        rdpt_sleep_ms(1);
+        pthread_mutex_lock(&s->mu);
+        int calls = s->calls;
+        pthread_mutex_unlock(&s->mu);
+        if (calls != 1) st = RD_E_INTERNAL;
+    } else if (st == RD_PENDING) {
+        st = RD_E_INTERNAL; /* pending without a way to finish */
+    }
+    if (s) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        free(s);
+    }
+    return st;
 }
 
 /* ---- echo worker ---- */
@@ -1871,6 +1933,7 @@ static const rd_host host_full = {
     .reply_choices = h_reply_choices,
     .deliver = h_deliver,
     .answered = h_answered,
+    .send_done = h_send_done,
 };
 
 /* What plugins get: host_full less the calls a test switched off. */
@@ -1890,6 +1953,7 @@ int rdpt_set_host_minor(uint32_t minor) {
     host.size = minor < 1   ? (uint32_t)offsetof(rd_host, http_route_auth)
                 : minor < 2 ? (uint32_t)offsetof(rd_host, cfg_bind)
                 : minor < 3 ? (uint32_t)offsetof(rd_host, deliver)
+                : minor < 4 ? (uint32_t)offsetof(rd_host, send_done)
                             : (uint32_t)sizeof host;
     return 0;
 }

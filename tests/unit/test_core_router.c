@@ -5,7 +5,8 @@
  * intercept() sees reply_to (absent for a 1.2 transport) and takes the
  * message before the backend, which the watermark then covers; events of
  * deliveries and taken answers name the caller and the task (answered()
- * counts only inside intercept()); the layout of the 1.3 members. */
+ * counts only inside intercept()); ABI 1.4 sends that finish later keep
+ * the chat's order; the layout of the 1.3 and 1.4 members. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,8 +46,68 @@ static void sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
+/* ABI 1.4: with pend_mode, send() returns RD_PENDING and the test (or,
+ * with pend_auto, a thread 20 ms later) finishes it with send_done(). */
+static int pend_mode, pend_auto;
+static rd_send *pend[16];
+static int64_t pend_chat[16];
+static size_t npend;
+
+static void *auto_done(void *arg) {
+    sleep_ms(20);
+    host_api.send_done(arg, RD_OK, 777, NULL);
+    return NULL;
+}
+
+static size_t pending_now(void) {
+    pthread_mutex_lock(&mu);
+    size_t n = npend;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+static void wait_pending(size_t n) {
+    int64_t end = mono_ms() + 5000;
+    while (pending_now() < n && mono_ms() < end)
+        sleep_ms(5);
+    assert_int_equal(pending_now(), n);
+}
+
+/* Finishes the pending send of chat (the oldest one). */
+static void finish_pending(int64_t chat, rd_status st, int64_t id, const char *why) {
+    rd_send *s = NULL;
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < npend && !s; i++)
+        if (pend_chat[i] == chat) {
+            s = pend[i];
+            memmove(pend + i, pend + i + 1, (npend - i - 1) * sizeof *pend);
+            memmove(pend_chat + i, pend_chat + i + 1, (npend - i - 1) * sizeof *pend_chat);
+            npend--;
+        }
+    pthread_mutex_unlock(&mu);
+    assert_non_null(s);
+    rd_error e = {.code = st};
+    snprintf(e.msg, sizeof e.msg, "%s", why ? why : "");
+    host_api.send_done(s, st, id, why ? &e : NULL);
+}
+
 static rd_status t_send(void *self, const rd_outbound *out, rd_error *err) {
     (void)self;
+    if (pend_mode && out->done) {
+        note("send:%lld:%s|", (long long)out->chat_id, out->text);
+        if (out->sent_id) *out->sent_id = 999; /* must not count: the id comes with send_done */
+        if (pend_auto) {
+            pthread_t th;
+            if (pthread_create(&th, NULL, auto_done, out->done) != 0) return RD_E_INTERNAL;
+            pthread_detach(th);
+            return RD_PENDING;
+        }
+        pthread_mutex_lock(&mu);
+        pend[npend] = out->done;
+        pend_chat[npend++] = out->chat_id;
+        pthread_mutex_unlock(&mu);
+        return RD_PENDING;
+    }
     if (send_fails) {
         snprintf(err->msg, sizeof err->msg, "chat not found");
         return RD_E_FATAL;
@@ -325,6 +386,72 @@ static void deliver_waiter_gone(void **state) {
 
 /* reply_to reaches intercept(); a taken message skips the backend and is
  * acknowledged; a 1.2 transport's struct has no reply_to. */
+static size_t replied_count(void) {
+    sinks_flush(5000);
+    size_t n = 0;
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < nevs; i++)
+        n += evs[i].type == RD_EV_REPLIED;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
+/* ABI 1.4: a send that finishes later holds its chat (the next message
+ * waits for send_done()) but not a worker; its reply is counted only at the
+ * end; a failure comes back through send_done(); deliver() gets the
+ * id send_done() names. */
+static void pending_send_holds_chat(void **state) {
+    (void)state;
+    reset_log();
+    backend_ms = 0;
+    pend_mode = 1;
+    replied_count();
+    pthread_mutex_lock(&mu);
+    nevs = 0;
+    pthread_mutex_unlock(&mu);
+    submit(40, 60, "one", 0, 0);
+    submit(41, 60, "two", 0, 0);
+    for (int i = 0; i < 6; i++) { /* more chats than the 4 workers: none is held */
+        char t[8];
+        snprintf(t, sizeof t, "c%d", i);
+        submit(42 + i, 61 + i, t, 0, 0);
+    }
+    wait_pending(7);
+    sleep_ms(100);
+    assert_int_equal(pending_now(), 7);
+    assert_null(strstr(log_, "handle:two|"));
+    pthread_mutex_lock(&R.mu);
+    size_t inflight = R.inflight, waiting = R.waiting;
+    pthread_mutex_unlock(&R.mu);
+    assert_int_equal(inflight, 7);
+    assert_int_equal(waiting, 1);
+    assert_int_equal(replied_count(), 0); /* nothing ended yet */
+    finish_pending(60, RD_OK, 901, NULL);
+    wait_pending(7); /* "two" is sent now */
+    const char *one = strstr(log_, "send:60:echo: one|"), *two = strstr(log_, "send:60:echo: two|");
+    assert_non_null(one);
+    assert_non_null(two);
+    assert_true(one < strstr(log_, "handle:two|") && strstr(log_, "handle:two|") < two);
+    assert_int_equal(replied_count(), 1);
+    /* a failure through send_done() is a failed send */
+    finish_pending(61, RD_E_FATAL, 0, "bot was blocked by the user");
+    for (int i = 1; i < 6; i++)
+        finish_pending(61 + i, RD_OK, 0, NULL);
+    finish_pending(60, RD_OK, 902, NULL);
+    wait_idle();
+    assert_int_equal(replied_count(), 8);
+    seen_ev e = replied_with("send_failed");
+    assert_string_equal(e.status, "send_failed");
+    /* deliver(): the id from send_done(), not what send() wrote */
+    pend_auto = 1;
+    int64_t sent = -1;
+    rd_error err = {0};
+    assert_int_equal(deliver("t", 70, "Question?", 9, 0, &sent, &err), RD_OK);
+    assert_int_equal(sent, 777);
+    wait_idle();
+    pend_auto = pend_mode = 0;
+}
+
 static void intercept_takes(void **state) {
     (void)state;
     reset_log();
@@ -430,9 +557,9 @@ static void held_dropped_after_failed_start(void **state) {
     router_open_inbound();
 }
 
-static void abi_13_layout(void **state) {
+static void abi_layout(void **state) {
     (void)state;
-    assert_int_equal(RD_ABI_MINOR, 3);
+    assert_int_equal(RD_ABI_MINOR, 4);
     assert_int_equal(host_api.abi_minor, RD_ABI_MINOR);
     assert_true(RD_HAS(&host_api, deliver));
     assert_non_null(host_api.deliver);
@@ -448,10 +575,14 @@ static void abi_13_layout(void **state) {
     assert_true(offsetof(rd_ops, intercept) >= offsetof(rd_ops, flush) + 8);
     assert_int_equal(sizeof(rd_inbound), offsetof(rd_inbound, reply_to) + 8);
     assert_int_equal(sizeof(rd_request), offsetof(rd_request, reply_to) + 8);
-    assert_int_equal(sizeof(rd_outbound), offsetof(rd_outbound, caller) + 8);
+    /* 1.4: a send that finishes later */
+    assert_true(offsetof(rd_outbound, done) == offsetof(rd_outbound, caller) + 8);
+    assert_true(offsetof(rd_host, send_done) == offsetof(rd_host, answered) + 8);
+    assert_true(RD_HAS(&host_api, send_done) && host_api.send_done);
+    assert_int_equal(sizeof(rd_outbound), offsetof(rd_outbound, done) + 8);
     assert_int_equal(sizeof(rd_event), offsetof(rd_event, caller) + 8);
     assert_int_equal(sizeof(rd_ops), offsetof(rd_ops, intercept) + 8);
-    assert_int_equal(sizeof(rd_host), offsetof(rd_host, answered) + 8);
+    assert_int_equal(sizeof(rd_host), offsetof(rd_host, send_done) + 8);
     assert_int_equal(RD_KIND_INBOUND, 4);
     assert_string_equal(kind_name(RD_KIND_INBOUND), "inbound");
     /* The loader's view of inbound descriptors. */
@@ -491,7 +622,8 @@ int main(void) {
         cmocka_unit_test(held_until_inbound_started),
         cmocka_unit_test(held_dropped_after_failed_start),
         cmocka_unit_test(answered_names_task_and_caller), /* update ids above the others */
-        cmocka_unit_test(abi_13_layout),
+        cmocka_unit_test(pending_send_holds_chat),
+        cmocka_unit_test(abi_layout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,508 @@
+/*
+ * Replies on an event loop (ABI 1.4, send_async): send() hands a reply
+ * that is one plain sendMessage to the tg-send thread and returns
+ * RD_PENDING, so no router worker waits for the Bot API. The loop paces
+ * it (the chat's and the global slot), runs the request on curl's multi
+ * interface, retries 429s and transient failures on timers within the
+ * send budget, and ends it with host->send_done(). What needs more than
+ * that (Telegram refusing the formatting, a migrated group, a missing
+ * thread or quoted message; the outbox once the budget is spent) goes to
+ * tg-send-slow, which sends it the blocking way (telegram_deliver.c).
+ */
+#include "telegram.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "telegram_format.h"
+
+#define POOL_IDLE 64       /* easy handles kept for reuse */
+#define LOOP_MAX_WAIT 1000 /* ms: the loop looks at its timers at least this often */
+
+enum { AS_PACE_GLOBAL, AS_READY };
+enum { SLOW_DELIVER, SLOW_OUTBOX };
+
+typedef struct tg_aop {
+    struct tg_aop *next;
+    rd_send *done;
+    int64_t chat, reply_to; /* as the core names them (answered marks, outbox) */
+    int64_t to, thread;     /* as sent to: migrated, the topic */
+    int64_t seq;            /* tg_replied_reserve()'s slot */
+    char *text;             /* sanitized, for the slow path */
+    size_t len;
+    int literal, pm, has_ents;
+    char *cid;
+    char *body; /* sendMessage JSON */
+    int64_t deadline, due, queued_ms;
+    int stage, attempt, slow, paced;
+    CURL *c;
+    tg_buf buf;
+    tg_call call;
+    int64_t t0;
+} tg_aop;
+
+struct tg_async {
+    pthread_t th, slow_th;
+    int running, slow_running;
+    int usable; /* both threads started: set once at start */
+    CURLM *m;
+    easy_pool pool;
+    pthread_mutex_t mu;
+    pthread_cond_t slow_cv;
+    int stop;                   /* under mu */
+    tg_aop *in, *in_tail;       /* handed over by send(), under mu */
+    tg_aop *slow, *slow_tail;   /* for tg-send-slow, under mu */
+    tg_aop *wait;               /* loop thread: waiting for a time (due) */
+    tg_aop *ready, *ready_tail; /* loop thread: over send_concurrency */
+    size_t active;              /* loop thread: requests in curl */
+};
+
+static void aop_free(tg_aop *o) {
+    if (!o) return;
+    free(o->text);
+    free(o->cid);
+    free(o->body);
+    free(o->buf.p);
+    free(o);
+}
+
+/* The end of a send: marks and slot as tg_send() does, then the core. */
+static void finish(tg *t, tg_aop *o, rd_status st, int64_t sent_id, const rd_error *err) {
+    if (st == RD_OK || st == RD_E_FATAL) tg_replied_mark(t, o->chat, o->reply_to);
+    tg_replied_release(t, o->chat, o->reply_to, o->seq);
+    tg_deliver_end(t, o->to);
+    rd_send *d = o->done;
+    aop_free(o);
+    t->h->send_done(d, st, st == RD_OK ? sent_id : 0, err);
+}
+
+static void to_slow(tg *t, tg_aop *o, int how) {
+    struct tg_async *a = t->as;
+    o->slow = how;
+    o->next = NULL;
+    pthread_mutex_lock(&a->mu);
+    if (a->slow_tail)
+        a->slow_tail->next = o;
+    else
+        a->slow = o;
+    a->slow_tail = o;
+    pthread_cond_signal(&a->slow_cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* The slow path: the blocking delivery with all of Telegram's fallbacks,
+ * or straight to the outbox when the budget is spent. */
+static void slow_run(tg *t, tg_aop *o) {
+    int64_t last = 0;
+    tg_reply r = {.chat = o->chat,
+                  .thread = o->thread,
+                  .reply_to = o->reply_to,
+                  .text = o->text,
+                  .len = o->len,
+                  .literal = o->literal,
+                  .cid = o->cid,
+                  .deadline = o->deadline,
+                  .last_id = &last};
+    rd_error err = {0};
+    rd_status st = RD_E_RETRY;
+    size_t done = 0;
+    if (o->slow == SLOW_DELIVER) st = tg_deliver(t, &r, &done, &err);
+    int deferred = 0;
+    if (st == RD_E_RETRY) {
+        tg_reply rest = r;
+        rest.skip = done;
+        if (done) rest.reply_to = rest.edit_of = 0;
+        rd_error e2 = {0};
+        if (tg_outbox_put(t, &rest, 1, &e2) == RD_OK) {
+            st = RD_OK;
+            deferred = 1;
+        } else if (!err.msg[0]) {
+            err = e2;
+        }
+    }
+    finish(t, o, st, deferred ? 0 : last, st == RD_OK ? NULL : &err);
+}
+
+static void *slow_main(void *arg) {
+    tg *t = arg;
+    struct tg_async *a = t->as;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        tg_aop *o = a->slow;
+        if (!o) {
+            if (a->stop && !a->running) break;
+            pthread_cond_wait(&a->slow_cv, &a->mu);
+            continue;
+        }
+        a->slow = o->next;
+        if (!a->slow) a->slow_tail = NULL;
+        pthread_mutex_unlock(&a->mu);
+        slow_run(t, o);
+        pthread_mutex_lock(&a->mu);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+static void wait_until(struct tg_async *a, tg_aop *o, int64_t due, int stage) {
+    o->due = due;
+    o->stage = stage;
+    o->next = a->wait;
+    a->wait = o;
+}
+
+static void start(tg *t, tg_aop *o) {
+    struct tg_async *a = t->as;
+    if (t->c.throttle && !o->paced)
+        tg_observe(t, t->m_throttle_wait, NULL, (double)(tg_now(t) - o->queued_ms) / 1000.0);
+    o->paced = 1;
+    if (a->active >= (size_t)t->c.send_concurrency) {
+        o->next = NULL;
+        if (a->ready_tail)
+            a->ready_tail->next = o;
+        else
+            a->ready = o;
+        a->ready_tail = o;
+        return;
+    }
+    CURL *c = easy_pool_get(&a->pool);
+    if (!c) {
+        to_slow(t, o, SLOW_DELIVER);
+        return;
+    }
+    int64_t left = o->deadline - tg_now(t);
+    int64_t timeout = t->c.request_timeout_ms < left ? t->c.request_timeout_ms : left;
+    if (timeout < 1000) timeout = 1000;
+    free(o->buf.p);
+    o->buf = (tg_buf){0};
+    memset(&o->call, 0, sizeof o->call);
+    tg_easy_setup(t, c, "sendMessage", o->body, timeout, &o->buf, &o->call);
+    curl_easy_setopt(c, CURLOPT_PRIVATE, o);
+    o->c = c;
+    o->t0 = tg_now(t);
+    if (curl_multi_add_handle(a->m, c) != CURLM_OK) {
+        o->c = NULL;
+        easy_pool_put(&a->pool, c);
+        to_slow(t, o, SLOW_DELIVER);
+        return;
+    }
+    a->active++;
+}
+
+/* Takes the global slot (the chat's was taken in send()), then starts. */
+static void advance(tg *t, tg_aop *o) {
+    if (o->stage == AS_PACE_GLOBAL) {
+        int64_t now = tg_now(t);
+        pthread_mutex_lock(&t->out_mu);
+        int64_t at = tg_throttle_global(t->thr, now);
+        pthread_mutex_unlock(&t->out_mu);
+        if (at > now) {
+            wait_until(t->as, o, at, AS_READY);
+            return;
+        }
+    }
+    start(t, o);
+}
+
+/* A 400 that the blocking path knows how to get around (send_one()). */
+static int fixable(const tg_aop *o, const tg_call *call) {
+    if (call->cls != TG_C_PERMANENT || !call->parsed) return 0;
+    return call->resp.migrate_to || (o->pm != TG_PM_NONE && tg_desc_has(call, "can't parse")) ||
+           (o->has_ents && (tg_desc_has(call, "entit") || tg_desc_has(call, "url"))) ||
+           (o->thread && tg_desc_has(call, "thread not found")) ||
+           (o->reply_to && tg_desc_has(call, "replied not found"));
+}
+
+static void on_done(tg *t, tg_aop *o, CURLcode cc) {
+    struct tg_async *a = t->as;
+    tg_call *call = &o->call;
+    call->cc = cc;
+    curl_easy_getinfo(o->c, CURLINFO_RESPONSE_CODE, &call->http);
+    curl_multi_remove_handle(a->m, o->c);
+    easy_pool_put(&a->pool, o->c);
+    o->c = NULL;
+    a->active--;
+    tg_observe(t, t->m_api_seconds, "sendMessage", (double)(tg_now(t) - o->t0) / 1000.0);
+    tg_classify(t, "sendMessage", &o->buf, call);
+    free(o->buf.p);
+    o->buf = (tg_buf){0};
+    if (call->cls == TG_C_OK || call->cls == TG_C_UNPARSED) {
+        /* HTTP 200 with an unreadable body: Telegram took it. */
+        if (call->cls == TG_C_UNPARSED)
+            t->h->log(t->ctx, RD_LOG_WARN, "sendMessage: %s; counted as delivered", call->detail);
+        int64_t id = 0;
+        if (call->parsed &&
+            !(tg_json_i64(call->resp.result, "message_id", &id) && tg_valid_pos_id(id)))
+            id = 0;
+        tg_count(t, t->m_sent, "sendMessage", NULL, 1);
+        tg_call_free(call);
+        finish(t, o, RD_OK, id, NULL);
+        return;
+    }
+    if (call->cls == TG_C_RETRY_AFTER || call->cls == TG_C_TRANSIENT) {
+        int64_t wait = call->cls == TG_C_RETRY_AFTER ? call->wait_ms : tg_backoff(t, o->attempt);
+        int64_t now = tg_now(t);
+        if (call->cls == TG_C_RETRY_AFTER) {
+            pthread_mutex_lock(&t->out_mu);
+            tg_throttle_hold(t->thr, o->to, now + wait);
+            pthread_mutex_unlock(&t->out_mu);
+        }
+        if (now + wait <= o->deadline && !atomic_load(&t->closing)) {
+            t->h->log(t->ctx, call->cls == TG_C_RETRY_AFTER ? RD_LOG_INFO : RD_LOG_WARN,
+                      "sendMessage: %s; retrying in %.1f s", call->detail, (double)wait / 1000.0);
+            tg_count(t, t->m_retries,
+                     call->cls == TG_C_RETRY_AFTER ? "429"
+                     : call->cc != CURLE_OK        ? "network"
+                                                   : "5xx",
+                     NULL, 1);
+            tg_call_free(call);
+            o->attempt++;
+            wait_until(a, o, now + wait, AS_PACE_GLOBAL);
+            return;
+        }
+    }
+    if (fixable(o, call)) {
+        tg_call_free(call);
+        to_slow(t, o, SLOW_DELIVER);
+        return;
+    }
+    rd_error err = {0};
+    rd_status st = tg_send_fail(t, &err, "sendMessage", call, o->cid);
+    tg_call_free(call);
+    /* Refused past the budget, or cut by a stop: the outbox keeps it, as
+     * the blocking path does. */
+    if (st == RD_E_RETRY) {
+        to_slow(t, o, SLOW_OUTBOX);
+        return;
+    }
+    finish(t, o, st, 0, &err);
+}
+
+/* What waits for a time when the transport closes goes to the outbox. */
+static void abort_waiting(tg *t) {
+    struct tg_async *a = t->as;
+    tg_aop *lists[2] = {a->wait, a->ready};
+    a->wait = a->ready = a->ready_tail = NULL;
+    for (int i = 0; i < 2; i++)
+        for (tg_aop *o = lists[i], *n; o; o = n) {
+            n = o->next;
+            tg_call c = {.cls = TG_C_ABORTED};
+            snprintf(c.detail, sizeof c.detail, "aborted at shutdown");
+            rd_error err = {0};
+            tg_send_fail(t, &err, "sendMessage", &c, o->cid);
+            to_slow(t, o, SLOW_OUTBOX);
+        }
+}
+
+static void *loop_main(void *arg) {
+    tg *t = arg;
+    struct tg_async *a = t->as;
+    for (;;) {
+        pthread_mutex_lock(&a->mu);
+        tg_aop *in = a->in;
+        a->in = a->in_tail = NULL;
+        int stop = a->stop;
+        pthread_mutex_unlock(&a->mu);
+        for (tg_aop *o = in, *n; o; o = n) {
+            n = o->next;
+            wait_until(a, o, o->due, AS_PACE_GLOBAL);
+        }
+        int closing = atomic_load(&t->closing);
+        if (closing) abort_waiting(t);
+        /* timers due now, in the order they were set */
+        int64_t now = tg_now(t), next = now + LOOP_MAX_WAIT;
+        tg_aop *due = NULL, **pp = &a->wait;
+        while (*pp) {
+            tg_aop *o = *pp;
+            if (o->due <= now) {
+                *pp = o->next;
+                o->next = due;
+                due = o;
+            } else {
+                if (o->due < next) next = o->due;
+                pp = &o->next;
+            }
+        }
+        tg_aop *rev = NULL;
+        while (due) {
+            tg_aop *n = due->next;
+            due->next = rev;
+            rev = due;
+            due = n;
+        }
+        for (tg_aop *o = rev, *n; o; o = n) {
+            n = o->next;
+            advance(t, o);
+        }
+        while (a->ready && a->active < (size_t)t->c.send_concurrency) {
+            tg_aop *o = a->ready;
+            a->ready = o->next;
+            if (!a->ready) a->ready_tail = NULL;
+            start(t, o);
+        }
+        int running = 0;
+        curl_multi_perform(a->m, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(a->m, &left)))
+            if (msg->msg == CURLMSG_DONE) {
+                tg_aop *o = NULL;
+                curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&o);
+                if (o) on_done(t, o, msg->data.result);
+            }
+        if (stop && !a->active && !a->wait && !a->ready) {
+            pthread_mutex_lock(&a->mu);
+            int empty = !a->in;
+            pthread_mutex_unlock(&a->mu);
+            if (empty) break;
+            continue;
+        }
+        now = tg_now(t);
+        int64_t ms = a->wait ? next - now : LOOP_MAX_WAIT;
+        if (ms < 0) ms = 0;
+        /* a done transfer or a timer may have made room for ready ones */
+        if (a->ready && a->active < (size_t)t->c.send_concurrency) ms = 0;
+        curl_multi_poll(a->m, NULL, 0, (int)ms, NULL);
+    }
+    return NULL;
+}
+
+rd_status tg_async_start(tg *t, rd_error *err) {
+    (void)err;
+    if (!t->c.send_async || !RD_HAS(t->h, send_done)) return RD_OK;
+    struct tg_async *a = calloc(1, sizeof *a);
+    if (!a) return RD_OK;
+    a->m = curl_multi_init();
+    if (!a->m) {
+        free(a);
+        return RD_OK;
+    }
+    easy_pool_init(&a->pool, POOL_IDLE);
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->slow_cv, NULL);
+    t->as = a;
+    if (pthread_create(&a->slow_th, NULL, slow_main, t) == 0) {
+        a->slow_running = 1;
+        pthread_setname_np(a->slow_th, "tg-send-slow");
+        if (pthread_create(&a->th, NULL, loop_main, t) == 0) {
+            a->running = a->usable = 1;
+            pthread_setname_np(a->th, "tg-send");
+        }
+    }
+    if (!a->usable)
+        t->h->log(t->ctx, RD_LOG_WARN,
+                  "cannot start the send loop; replies go out from the router's workers");
+    return RD_OK;
+}
+
+void tg_async_stop(tg *t) {
+    struct tg_async *a = t->as;
+    if (!a) return;
+    pthread_mutex_lock(&a->mu);
+    a->stop = 1;
+    pthread_mutex_unlock(&a->mu);
+    if (a->running) {
+        curl_multi_wakeup(a->m);
+        pthread_join(a->th, NULL);
+    }
+    pthread_mutex_lock(&a->mu);
+    a->running = 0;
+    pthread_cond_signal(&a->slow_cv);
+    pthread_mutex_unlock(&a->mu);
+    if (a->slow_running) pthread_join(a->slow_th, NULL);
+    a->slow_running = 0;
+}
+
+void tg_async_free(tg *t) {
+    struct tg_async *a = t->as;
+    if (!a) return;
+    easy_pool_destroy(&a->pool);
+    curl_multi_cleanup(a->m);
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->slow_cv);
+    free(a);
+    t->as = NULL;
+}
+
+int tg_async_take(tg *t, const rd_outbound *out, int64_t seq) {
+    struct tg_async *a = t->as;
+    if (!a || !a->usable || atomic_load(&t->closing) || !RD_HAS(out, done) || !out->done) return 0;
+    /* files, buttons, questions and final edits take the blocking way */
+    if ((out->nattachments && out->attachments) || out->choices || out->edit_of ||
+        (out->flags & (RD_OUT_QUESTION | RD_OUT_FINAL_EDIT)))
+        return 0;
+    /* earlier replies of the chat wait in the outbox: it goes behind them */
+    if (tg_outbox_has(t, out->chat_id)) return 0;
+    size_t len = 0;
+    char *text = tg_utf8_sanitize(out->text ? out->text : "", out->text ? out->text_len : 0, &len);
+    if (!text || tg_is_blank(text, len)) {
+        free(text);
+        return 0;
+    }
+    tg_part *ch = NULL;
+    size_t n = tg_format(text, len, t->c.format_markdown && t->c.parse_mode == TG_PM_NONE,
+                         (size_t)t->c.max_units, &ch);
+    if (n != 1 || tg_is_blank(ch[0].text, ch[0].len)) {
+        tg_parts_free(ch, n);
+        free(text);
+        return 0;
+    }
+    tg_aop *o = calloc(1, sizeof *o);
+    char *ents = tg_entities_json(&ch[0]);
+    int literal = (out->flags & RD_OUT_NOTICE) || t->c.escape_replies, pm = 0;
+    char *shown = o ? tg_format_text(t, ch[0].text, ch[0].len, literal, &pm) : NULL;
+    int64_t to = tg_mig_forward(t, out->chat_id);
+    char *body =
+        shown ? tg_message_body(t, to, 0, out->thread_id, t->c.reply_to_message ? out->reply_to : 0,
+                                shown, pm, ents, NULL)
+              : NULL;
+    char *cid = out->correlation_id ? strdup(out->correlation_id) : NULL;
+    int has_ents = ents != NULL;
+    free(shown);
+    free(ents);
+    tg_parts_free(ch, n);
+    if (!o || !body || (out->correlation_id && !cid)) {
+        free(o);
+        free(body);
+        free(cid);
+        free(text);
+        return 0;
+    }
+    *o = (tg_aop){.done = out->done,
+                  .chat = out->chat_id,
+                  .reply_to = out->reply_to,
+                  .to = to,
+                  .thread = out->thread_id,
+                  .seq = seq,
+                  .text = text,
+                  .len = len,
+                  .literal = literal,
+                  .pm = pm,
+                  .has_ents = has_ents,
+                  .cid = cid,
+                  .body = body,
+                  .deadline = tg_now(t) + t->c.send_budget_ms};
+    /* the chat's slot now, as pace() takes it; the global one in the loop */
+    int64_t now = tg_now(t);
+    pthread_mutex_lock(&t->out_mu);
+    o->due = tg_throttle_chat(t->thr, to, now);
+    pthread_mutex_unlock(&t->out_mu);
+    o->queued_ms = now;
+    pthread_mutex_lock(&a->mu);
+    int open = !a->stop;
+    if (open) {
+        if (a->in_tail)
+            a->in_tail->next = o;
+        else
+            a->in = o;
+        a->in_tail = o;
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (!open) { /* stopping: the caller's blocking path */
+        aop_free(o);
+        return 0;
+    }
+    curl_multi_wakeup(a->m);
+    return 1;
+}
