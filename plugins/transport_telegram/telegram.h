@@ -401,6 +401,9 @@ void tg_replied_unregister(tg *t, int64_t chat, int64_t message, int64_t seq);
  * then holds a slot: returns the update's seq (for tg_replied_release).
  * -1: nothing to record, no slot; -2: stop ended the wait. */
 int64_t tg_replied_reserve(tg *t, int64_t chat, int64_t message);
+/* The same without waiting: -3 when a slot must be waited for (the intake
+ * is asked to write the marks); try again later. */
+int64_t tg_replied_try_reserve(tg *t, int64_t chat, int64_t message);
 /* Gives back the slot reserve() held for seq, unless mark() took it over. */
 void tg_replied_release(tg *t, int64_t chat, int64_t message, int64_t seq);
 /* The reply quoting (chat, message) went out (or failed for good): its
@@ -478,9 +481,9 @@ rd_status tg_async_start(tg *t, rd_error *err);
 void tg_async_stop(tg *t);
 void tg_async_free(tg *t);
 /* Takes out (a reply send() may finish later: out->done) when it is one
- * plain sendMessage; seq is tg_replied_reserve()'s slot, then released
- * when the send ends. 1 taken (send() returns RD_PENDING), 0 not. */
-int tg_async_take(tg *t, const rd_outbound *out, int64_t seq);
+ * plain sendMessage, with its answered-mark slot (tg_replied_reserve(),
+ * waited for on the loop). 1 taken (send() returns RD_PENDING), 0 not. */
+int tg_async_take(tg *t, const rd_outbound *out);
 
 /* telegram_media_out.c: files out */
 /* Sends out's files (and its text, unless *text_rest comes back set: then

@@ -196,6 +196,24 @@ int64_t tg_replied_reserve(tg *t, int64_t chat, int64_t message) {
     return n ? seq : -1;
 }
 
+int64_t tg_replied_try_reserve(tg *t, int64_t chat, int64_t message) {
+    if (!message) return -1;
+    pthread_mutex_lock(&t->rep_mu);
+    tg_rep_node *n = rep_find(t, chat, message, -1, NULL);
+    if (n && unrecorded(t) >= (size_t)t->c.max_unrecorded) {
+        wake_intake(t);
+        pthread_mutex_unlock(&t->rep_mu);
+        return -3;
+    }
+    if (n) {
+        n->held++;
+        t->rep_held++;
+        show(t);
+    }
+    pthread_mutex_unlock(&t->rep_mu);
+    return n ? n->seq : -1;
+}
+
 void tg_replied_release(tg *t, int64_t chat, int64_t message, int64_t seq) {
     if (!message || seq < 0) return;
     pthread_mutex_lock(&t->rep_mu);

@@ -20,7 +20,9 @@
 #define POOL_IDLE 64       /* easy handles kept for reuse */
 #define LOOP_MAX_WAIT 1000 /* ms: the loop looks at its timers at least this often */
 
-enum { AS_PACE_GLOBAL, AS_READY };
+#define SLOT_RETRY_MS 5 /* a reply waiting for an answered-mark slot looks again */
+
+enum { AS_SLOT, AS_PACE_CHAT, AS_PACE_GLOBAL, AS_READY };
 enum { SLOW_DELIVER, SLOW_OUTBOX };
 
 typedef struct tg_aop {
@@ -28,10 +30,12 @@ typedef struct tg_aop {
     rd_send *done;
     int64_t chat, reply_to; /* as the core names them (answered marks, outbox) */
     int64_t to, thread;     /* as sent to: migrated, the topic */
+    int64_t quote;          /* the message the reply quotes (0 = none) */
     int64_t seq;            /* tg_replied_reserve()'s slot */
     char *text;             /* sanitized, for the slow path */
     size_t len;
     int literal, pm, has_ents;
+    int plain, no_ents, migrated, rounds; /* the fallbacks send_one() takes */
     char *cid;
     char *body; /* sendMessage JSON */
     int64_t deadline, due, queued_ms;
@@ -39,6 +43,7 @@ typedef struct tg_aop {
     CURL *c;
     tg_buf buf;
     tg_call call;
+    rd_error err; /* why it goes to the outbox */
     int64_t t0;
 } tg_aop;
 
@@ -54,6 +59,7 @@ struct tg_async {
     tg_aop *in, *in_tail;       /* handed over by send(), under mu */
     tg_aop *slow, *slow_tail;   /* for tg-send-slow, under mu */
     tg_aop *wait;               /* loop thread: waiting for a time (due) */
+    tg_aop *slot, *slot_tail;   /* loop thread: waiting for a mark slot, in order */
     tg_aop *ready, *ready_tail; /* loop thread: over send_concurrency */
     size_t active;              /* loop thread: requests in curl */
 };
@@ -65,6 +71,33 @@ static void aop_free(tg_aop *o) {
     free(o->body);
     free(o->buf.p);
     free(o);
+}
+
+/* The sendMessage body for o as it stands (fallbacks taken so far); 0, or
+ * -1 when the text is not one message or is blank once rendered. */
+static int build(tg *t, tg_aop *o) {
+    tg_part *ch = NULL;
+    size_t n = tg_format(o->text, o->len, t->c.format_markdown && t->c.parse_mode == TG_PM_NONE,
+                         (size_t)t->c.max_units, &ch);
+    if (n != 1 || tg_is_blank(ch[0].text, ch[0].len)) {
+        tg_parts_free(ch, n);
+        return -1;
+    }
+    char *ents = o->no_ents ? NULL : tg_entities_json(&ch[0]);
+    int pm;
+    char *shown = tg_format_text(t, ch[0].text, ch[0].len, o->plain ? 0 : o->literal, &pm);
+    if (o->plain) pm = TG_PM_NONE;
+    char *body =
+        shown ? tg_message_body(t, o->to, 0, o->thread, o->quote, shown, pm, ents, NULL) : NULL;
+    o->pm = pm;
+    o->has_ents = ents != NULL;
+    free(shown);
+    free(ents);
+    tg_parts_free(ch, n);
+    if (!body) return -1;
+    free(o->body);
+    o->body = body;
+    return 0;
 }
 
 /* The end of a send: marks and slot as tg_send() does, then the core. */
@@ -104,7 +137,7 @@ static void slow_run(tg *t, tg_aop *o) {
                   .cid = o->cid,
                   .deadline = o->deadline,
                   .last_id = &last};
-    rd_error err = {0};
+    rd_error err = o->err;
     rd_status st = RD_E_RETRY;
     size_t done = 0;
     if (o->slow == SLOW_DELIVER) st = tg_deliver(t, &r, &done, &err);
@@ -190,8 +223,20 @@ static void start(tg *t, tg_aop *o) {
     a->active++;
 }
 
-/* Takes the global slot (the chat's was taken in send()), then starts. */
+/* Takes the chat's sending slot, then the global one, as pace() does;
+ * then starts. */
 static void advance(tg *t, tg_aop *o) {
+    if (o->stage == AS_PACE_CHAT) {
+        int64_t now = tg_now(t);
+        pthread_mutex_lock(&t->out_mu);
+        int64_t at = tg_throttle_chat(t->thr, o->to, now);
+        pthread_mutex_unlock(&t->out_mu);
+        o->stage = AS_PACE_GLOBAL;
+        if (at > now) {
+            wait_until(t->as, o, at, AS_PACE_GLOBAL);
+            return;
+        }
+    }
     if (o->stage == AS_PACE_GLOBAL) {
         int64_t now = tg_now(t);
         pthread_mutex_lock(&t->out_mu);
@@ -205,13 +250,30 @@ static void advance(tg *t, tg_aop *o) {
     start(t, o);
 }
 
-/* A 400 that the blocking path knows how to get around (send_one()). */
-static int fixable(const tg_aop *o, const tg_call *call) {
-    if (call->cls != TG_C_PERMANENT || !call->parsed) return 0;
-    return call->resp.migrate_to || (o->pm != TG_PM_NONE && tg_desc_has(call, "can't parse")) ||
-           (o->has_ents && (tg_desc_has(call, "entit") || tg_desc_has(call, "url"))) ||
-           (o->thread && tg_desc_has(call, "thread not found")) ||
-           (o->reply_to && tg_desc_has(call, "replied not found"));
+/* A 400 that send_one() gets around: the same change here, each at most
+ * once; 1 when o is to be sent again. */
+static int fix_up(tg *t, tg_aop *o, const tg_call *call) {
+    if (call->cls != TG_C_PERMANENT || !call->parsed || ++o->rounds >= 5) return 0;
+    if (call->resp.migrate_to && !o->migrated) {
+        tg_mig_record(t, o->to, call->resp.migrate_to, "sendMessage answered");
+        o->to = call->resp.migrate_to;
+        o->migrated = 1;
+    } else if (o->pm != TG_PM_NONE && !o->plain && tg_desc_has(call, "can't parse entities")) {
+        t->h->log(t->ctx, RD_LOG_WARN, "sendMessage: %s; sending this part as plain text instead",
+                  call->detail);
+        o->plain = 1;
+    } else if (o->has_ents && (tg_desc_has(call, "entit") || tg_desc_has(call, "url"))) {
+        t->h->log(t->ctx, RD_LOG_WARN, "sendMessage: %s; sending this part without formatting",
+                  call->detail);
+        o->no_ents = 1;
+    } else if (o->thread && tg_desc_has(call, "thread not found")) {
+        o->thread = 0;
+    } else if (o->quote && tg_desc_has(call, "replied not found")) {
+        o->quote = 0;
+    } else {
+        return 0;
+    }
+    return build(t, o) == 0;
 }
 
 static void on_done(tg *t, tg_aop *o, CURLcode cc) {
@@ -261,10 +323,15 @@ static void on_done(tg *t, tg_aop *o, CURLcode cc) {
             wait_until(a, o, now + wait, AS_PACE_GLOBAL);
             return;
         }
+        size_t dl = strlen(call->detail);
+        if (dl + 48 < sizeof call->detail)
+            snprintf(call->detail + dl, sizeof call->detail - dl,
+                     " (retry budget spent after %d attempt%s)", o->attempt + 1,
+                     o->attempt ? "s" : "");
     }
-    if (fixable(o, call)) {
+    if (fix_up(t, o, call)) {
         tg_call_free(call);
-        to_slow(t, o, SLOW_DELIVER);
+        wait_until(a, o, 0, AS_PACE_CHAT);
         return;
     }
     rd_error err = {0};
@@ -273,6 +340,7 @@ static void on_done(tg *t, tg_aop *o, CURLcode cc) {
     /* Refused past the budget, or cut by a stop: the outbox keeps it, as
      * the blocking path does. */
     if (st == RD_E_RETRY) {
+        o->err = err;
         to_slow(t, o, SLOW_OUTBOX);
         return;
     }
@@ -282,6 +350,15 @@ static void on_done(tg *t, tg_aop *o, CURLcode cc) {
 /* What waits for a time when the transport closes goes to the outbox. */
 static void abort_waiting(tg *t) {
     struct tg_async *a = t->as;
+    /* Not sent and not acknowledged: answered after the restart. */
+    for (tg_aop *o = a->slot, *n; o; o = n) {
+        n = o->next;
+        rd_error err = {0};
+        t->h->error(&err, RD_E_RETRY, "transient",
+                    "telegram: stopped while the state store had not recorded earlier replies");
+        finish(t, o, RD_E_RETRY, 0, &err);
+    }
+    a->slot = a->slot_tail = NULL;
     tg_aop *lists[2] = {a->wait, a->ready};
     a->wait = a->ready = a->ready_tail = NULL;
     for (int i = 0; i < 2; i++)
@@ -289,8 +366,7 @@ static void abort_waiting(tg *t) {
             n = o->next;
             tg_call c = {.cls = TG_C_ABORTED};
             snprintf(c.detail, sizeof c.detail, "aborted at shutdown");
-            rd_error err = {0};
-            tg_send_fail(t, &err, "sendMessage", &c, o->cid);
+            tg_send_fail(t, &o->err, "sendMessage", &c, o->cid);
             to_slow(t, o, SLOW_OUTBOX);
         }
 }
@@ -306,12 +382,31 @@ static void *loop_main(void *arg) {
         pthread_mutex_unlock(&a->mu);
         for (tg_aop *o = in, *n; o; o = n) {
             n = o->next;
-            wait_until(a, o, o->due, AS_PACE_GLOBAL);
+            o->next = NULL;
+            if (o->stage == AS_SLOT) {
+                if (a->slot_tail)
+                    a->slot_tail->next = o;
+                else
+                    a->slot = o;
+                a->slot_tail = o;
+            } else {
+                wait_until(a, o, 0, AS_PACE_CHAT);
+            }
         }
         int closing = atomic_load(&t->closing);
         if (closing) abort_waiting(t);
+        /* replies waiting for a mark slot, first come first served */
+        while (a->slot) {
+            tg_aop *o = a->slot;
+            int64_t seq = tg_replied_try_reserve(t, o->chat, o->reply_to);
+            if (seq == -3) break;
+            o->seq = seq;
+            a->slot = o->next;
+            if (!a->slot) a->slot_tail = NULL;
+            wait_until(a, o, 0, AS_PACE_CHAT);
+        }
         /* timers due now, in the order they were set */
-        int64_t now = tg_now(t), next = now + LOOP_MAX_WAIT;
+        int64_t now = tg_now(t);
         tg_aop *due = NULL, **pp = &a->wait;
         while (*pp) {
             tg_aop *o = *pp;
@@ -320,7 +415,6 @@ static void *loop_main(void *arg) {
                 o->next = due;
                 due = o;
             } else {
-                if (o->due < next) next = o->due;
                 pp = &o->next;
             }
         }
@@ -351,15 +445,20 @@ static void *loop_main(void *arg) {
                 curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&o);
                 if (o) on_done(t, o, msg->data.result);
             }
-        if (stop && !a->active && !a->wait && !a->ready) {
+        if (stop && !a->active && !a->wait && !a->ready && !a->slot) {
             pthread_mutex_lock(&a->mu);
             int empty = !a->in;
             pthread_mutex_unlock(&a->mu);
             if (empty) break;
             continue;
         }
+        /* the next timer, including those set in this round */
         now = tg_now(t);
-        int64_t ms = a->wait ? next - now : LOOP_MAX_WAIT;
+        int64_t next = now + LOOP_MAX_WAIT;
+        for (tg_aop *o = a->wait; o; o = o->next)
+            if (o->due < next) next = o->due;
+        int64_t ms = next - now;
+        if (a->slot && ms > SLOT_RETRY_MS) ms = SLOT_RETRY_MS;
         if (ms < 0) ms = 0;
         /* a done transfer or a timer may have made room for ready ones */
         if (a->ready && a->active < (size_t)t->c.send_concurrency) ms = 0;
@@ -425,7 +524,7 @@ void tg_async_free(tg *t) {
     t->as = NULL;
 }
 
-int tg_async_take(tg *t, const rd_outbound *out, int64_t seq) {
+int tg_async_take(tg *t, const rd_outbound *out) {
     struct tg_async *a = t->as;
     if (!a || !a->usable || atomic_load(&t->closing) || !RD_HAS(out, done) || !out->done) return 0;
     /* files, buttons, questions and final edits take the blocking way */
@@ -440,31 +539,10 @@ int tg_async_take(tg *t, const rd_outbound *out, int64_t seq) {
         free(text);
         return 0;
     }
-    tg_part *ch = NULL;
-    size_t n = tg_format(text, len, t->c.format_markdown && t->c.parse_mode == TG_PM_NONE,
-                         (size_t)t->c.max_units, &ch);
-    if (n != 1 || tg_is_blank(ch[0].text, ch[0].len)) {
-        tg_parts_free(ch, n);
-        free(text);
-        return 0;
-    }
     tg_aop *o = calloc(1, sizeof *o);
-    char *ents = tg_entities_json(&ch[0]);
-    int literal = (out->flags & RD_OUT_NOTICE) || t->c.escape_replies, pm = 0;
-    char *shown = o ? tg_format_text(t, ch[0].text, ch[0].len, literal, &pm) : NULL;
-    int64_t to = tg_mig_forward(t, out->chat_id);
-    char *body =
-        shown ? tg_message_body(t, to, 0, out->thread_id, t->c.reply_to_message ? out->reply_to : 0,
-                                shown, pm, ents, NULL)
-              : NULL;
     char *cid = out->correlation_id ? strdup(out->correlation_id) : NULL;
-    int has_ents = ents != NULL;
-    free(shown);
-    free(ents);
-    tg_parts_free(ch, n);
-    if (!o || !body || (out->correlation_id && !cid)) {
+    if (!o || (out->correlation_id && !cid)) {
         free(o);
-        free(body);
         free(cid);
         free(text);
         return 0;
@@ -472,23 +550,30 @@ int tg_async_take(tg *t, const rd_outbound *out, int64_t seq) {
     *o = (tg_aop){.done = out->done,
                   .chat = out->chat_id,
                   .reply_to = out->reply_to,
-                  .to = to,
+                  .to = tg_mig_forward(t, out->chat_id),
                   .thread = out->thread_id,
-                  .seq = seq,
+                  .quote = t->c.reply_to_message ? out->reply_to : 0,
+                  .seq = -1,
                   .text = text,
                   .len = len,
-                  .literal = literal,
-                  .pm = pm,
-                  .has_ents = has_ents,
+                  .literal = (out->flags & RD_OUT_NOTICE) || t->c.escape_replies,
                   .cid = cid,
-                  .body = body,
                   .deadline = tg_now(t) + t->c.send_budget_ms};
-    /* the chat's slot now, as pace() takes it; the global one in the loop */
-    int64_t now = tg_now(t);
-    pthread_mutex_lock(&t->out_mu);
-    o->due = tg_throttle_chat(t->thr, to, now);
-    pthread_mutex_unlock(&t->out_mu);
-    o->queued_ms = now;
+    if (build(t, o) != 0) { /* more than one message, or blank once rendered */
+        aop_free(o);
+        return 0;
+    }
+    /* A reply to a journaled update holds a slot until its mark is stored
+     * (telegram_answered.c); when none is free it waits on the loop, not
+     * on the caller's thread. */
+    o->seq = tg_replied_try_reserve(t, out->chat_id, out->reply_to);
+    o->stage = AS_PACE_CHAT;
+    if (o->seq == -3) {
+        o->seq = -1;
+        o->stage = AS_SLOT;
+        tg_count(t, t->m_record_waits, NULL, NULL, 1);
+    }
+    o->queued_ms = tg_now(t);
     pthread_mutex_lock(&a->mu);
     int open = !a->stop;
     if (open) {
@@ -500,6 +585,7 @@ int tg_async_take(tg *t, const rd_outbound *out, int64_t seq) {
     }
     pthread_mutex_unlock(&a->mu);
     if (!open) { /* stopping: the caller's blocking path */
+        tg_replied_release(t, o->chat, o->reply_to, o->seq);
         aop_free(o);
         return 0;
     }

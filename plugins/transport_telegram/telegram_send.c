@@ -100,6 +100,8 @@ static rd_status send_reply(tg *t, const rd_outbound *out, rd_error *err) {
 
 rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
     tg *t = self;
+    /* One plain message: the send loop takes it from here. */
+    if (tg_async_take(t, out)) return RD_PENDING;
     /* A reply to a journaled update holds a slot until its mark is stored
      * (telegram_answered.c): what a kill -9 sends again stays bounded. */
     int64_t slot = tg_replied_reserve(t, out->chat_id, out->reply_to);
@@ -110,8 +112,6 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
                     "telegram: stopped while the state store had not recorded earlier replies");
         return RD_E_RETRY;
     }
-    /* One plain message: the send loop takes it from here. */
-    if (tg_async_take(t, out, slot)) return RD_PENDING;
     rd_status st = send_reply(t, out, err);
     tg_replied_release(t, out->chat_id, out->reply_to, slot);
     return st;

@@ -25,7 +25,7 @@ foreach(t intake send send_format webhook limits media buttons record)
 endforeach()
 
 # The real binary with the telegram plugin against the fake Bot API server.
-foreach(t burst faults format webhook media buttons)
+foreach(t burst faults format webhook media buttons async)
   if(EXISTS ${TG_DIR}/integration/test_telegram_${t}.c)
     routerd_integration_test(test_telegram_e2e_${t}
                              SOURCES ${TG_DIR}/integration/test_telegram_${t}.c TIMEOUT 180)
