@@ -484,6 +484,9 @@ void tg_async_free(tg *t);
  * plain sendMessage, with its answered-mark slot (tg_replied_reserve(),
  * waited for on the loop). 1 taken (send() returns RD_PENDING), 0 not. */
 int tg_async_take(tg *t, const rd_outbound *out);
+/* Runs a chat action (the sendChatAction JSON body) on the loop: one
+ * attempt, nothing waits for it. 1 queued, 0 not (send it yourself). */
+int tg_async_action(tg *t, const char *body);
 
 /* telegram_media_out.c: files out */
 /* Sends out's files (and its text, unless *text_rest comes back set: then

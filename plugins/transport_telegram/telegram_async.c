@@ -20,14 +20,15 @@
 #define POOL_IDLE 64       /* easy handles kept for reuse */
 #define LOOP_MAX_WAIT 1000 /* ms: the loop looks at its timers at least this often */
 
-#define SLOT_RETRY_MS 5 /* a reply waiting for an answered-mark slot looks again */
+#define ACTION_TIMEOUT_MS 5000 /* a chat action's one attempt */
+#define SLOT_RETRY_MS 5        /* a reply waiting for an answered-mark slot looks again */
 
 enum { AS_SLOT, AS_PACE_CHAT, AS_PACE_GLOBAL, AS_READY };
 enum { SLOW_DELIVER, SLOW_OUTBOX };
 
 typedef struct tg_aop {
     struct tg_aop *next;
-    rd_send *done;
+    rd_send *done;          /* NULL: a chat action (typing), no reply behind it */
     int64_t chat, reply_to; /* as the core names them (answered marks, outbox) */
     int64_t to, thread;     /* as sent to: migrated, the topic */
     int64_t quote;          /* the message the reply quotes (0 = none) */
@@ -210,7 +211,8 @@ static void start(tg *t, tg_aop *o) {
     free(o->buf.p);
     o->buf = (tg_buf){0};
     memset(&o->call, 0, sizeof o->call);
-    tg_easy_setup(t, c, "sendMessage", o->body, timeout, &o->buf, &o->call);
+    tg_easy_setup(t, c, o->done ? "sendMessage" : "sendChatAction", o->body, timeout, &o->buf,
+                  &o->call);
     curl_easy_setopt(c, CURLOPT_PRIVATE, o);
     o->c = c;
     o->t0 = tg_now(t);
@@ -226,6 +228,7 @@ static void start(tg *t, tg_aop *o) {
 /* Takes the chat's sending slot, then the global one, as pace() does;
  * then starts. */
 static void advance(tg *t, tg_aop *o) {
+    if (!o->done) o->stage = AS_READY; /* chat actions are not paced */
     if (o->stage == AS_PACE_CHAT) {
         int64_t now = tg_now(t);
         pthread_mutex_lock(&t->out_mu);
@@ -285,10 +288,16 @@ static void on_done(tg *t, tg_aop *o, CURLcode cc) {
     easy_pool_put(&a->pool, o->c);
     o->c = NULL;
     a->active--;
-    tg_observe(t, t->m_api_seconds, "sendMessage", (double)(tg_now(t) - o->t0) / 1000.0);
-    tg_classify(t, "sendMessage", &o->buf, call);
+    const char *method = o->done ? "sendMessage" : "sendChatAction";
+    tg_observe(t, t->m_api_seconds, method, (double)(tg_now(t) - o->t0) / 1000.0);
+    tg_classify(t, method, &o->buf, call);
     free(o->buf.p);
     o->buf = (tg_buf){0};
+    if (!o->done) { /* a chat action: best effort, one attempt */
+        tg_call_free(call);
+        aop_free(o);
+        return;
+    }
     if (call->cls == TG_C_OK || call->cls == TG_C_UNPARSED) {
         /* HTTP 200 with an unreadable body: Telegram took it. */
         if (call->cls == TG_C_UNPARSED)
@@ -364,6 +373,10 @@ static void abort_waiting(tg *t) {
     for (int i = 0; i < 2; i++)
         for (tg_aop *o = lists[i], *n; o; o = n) {
             n = o->next;
+            if (!o->done) { /* a chat action: dropped */
+                aop_free(o);
+                continue;
+            }
             tg_call c = {.cls = TG_C_ABORTED};
             snprintf(c.detail, sizeof c.detail, "aborted at shutdown");
             tg_send_fail(t, &o->err, "sendMessage", &c, o->cid);
@@ -524,6 +537,41 @@ void tg_async_free(tg *t) {
     t->as = NULL;
 }
 
+/* Hands the loop a request to run for the side (no reply waits for it). */
+static int enqueue(tg *t, tg_aop *o) {
+    struct tg_async *a = t->as;
+    pthread_mutex_lock(&a->mu);
+    int open = !a->stop;
+    if (open) {
+        if (a->in_tail)
+            a->in_tail->next = o;
+        else
+            a->in = o;
+        a->in_tail = o;
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (open) curl_multi_wakeup(a->m);
+    return open;
+}
+
+int tg_async_action(tg *t, const char *body) {
+    struct tg_async *a = t->as;
+    if (!a || !a->usable || atomic_load(&t->closing)) return 0;
+    tg_aop *o = calloc(1, sizeof *o);
+    if (!o || !(o->body = strdup(body))) {
+        free(o);
+        return 0;
+    }
+    o->seq = -1;
+    o->stage = AS_READY;
+    o->queued_ms = tg_now(t);
+    o->deadline = o->queued_ms + ACTION_TIMEOUT_MS;
+    o->paced = 1;
+    if (enqueue(t, o)) return 1;
+    aop_free(o);
+    return 0;
+}
+
 int tg_async_take(tg *t, const rd_outbound *out) {
     struct tg_async *a = t->as;
     if (!a || !a->usable || atomic_load(&t->closing) || !RD_HAS(out, done) || !out->done) return 0;
@@ -574,21 +622,10 @@ int tg_async_take(tg *t, const rd_outbound *out) {
         tg_count(t, t->m_record_waits, NULL, NULL, 1);
     }
     o->queued_ms = tg_now(t);
-    pthread_mutex_lock(&a->mu);
-    int open = !a->stop;
-    if (open) {
-        if (a->in_tail)
-            a->in_tail->next = o;
-        else
-            a->in = o;
-        a->in_tail = o;
-    }
-    pthread_mutex_unlock(&a->mu);
-    if (!open) { /* stopping: the caller's blocking path */
+    if (!enqueue(t, o)) { /* stopping: the caller's blocking path */
         tg_replied_release(t, o->chat, o->reply_to, o->seq);
         aop_free(o);
         return 0;
     }
-    curl_multi_wakeup(a->m);
     return 1;
 }

@@ -4,7 +4,8 @@
  * mock backend: with every sendMessage held 300 ms, 200 chats are
  * answered on a few threads where blocking sends park a worker each; with
  * max_unrecorded_replies = 2 the replies wait for their mark slots on the
- * loop, not on workers; a SIGTERM while sends are held waits for them.
+ * loop, not on workers; a SIGTERM while sends are held waits for them;
+ * typing indicators go out at once however slow sendChatAction is.
  * Every message is answered once, in per-chat order.
  */
 #include <setjmp.h>
@@ -32,16 +33,20 @@ static ftg *F;
 static rt_fix_spec fix = {.fx = &fx, .tg_token = TOKEN, .tg = &F};
 static const char *const env[] = {"TG_TOKEN=" TOKEN, NULL};
 
-static void manifest(const char *transport_extra) {
+static void manifest_with(const char *typing, const char *transport_extra, const char *mock_extra) {
     rt_fix_manifest(fx,
                     "queue_depth = 512\nrate_limit_per_minute = 0\ndrain_timeout_s = 20\n"
                     "workers = 256\n"
                     "[transport.tg]\nplugin = telegram\ntoken = ${TG_TOKEN}\napi_base = %s\n"
-                    "throttle = off\ntimeout = 5\ntyping = false\nretry_base_ms = 50\n"
+                    "throttle = off\ntimeout = 5\ntyping = %s\nretry_base_ms = 50\n"
                     "retry_max_ms = 500\n%s"
-                    "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n"
+                    "[backend.mock]\nplugin = mock\nprefix = \"echo: \"\n%s"
                     "[persona.p]\nbackend = mock\nchats = *\n",
-                    ftg_base(F), transport_extra);
+                    ftg_base(F), typing, transport_extra, mock_extra);
+}
+
+static void manifest(const char *transport_extra) {
+    manifest_with("false", transport_extra, "");
 }
 
 static void inject(int chats, int per_chat) {
@@ -119,14 +124,13 @@ static void test_drain_waits_for_sends(void **state) {
     rt_proc *p = rt_fix_start(fx, env, 10000);
     assert_non_null(p);
     inject(20, 1);
-    long long t0 = rt_now_ms();
-    while (ftg_count(F, "getUpdates", 0) < 3 && rt_now_ms() - t0 < 5000)
-        rt_sleep_ms(10);
-    rt_sleep_ms(500); /* answered by the mock, held in sendMessage */
+    rt_sleep_ms(400); /* fetched, answered by the mock, held in sendMessage */
+    assert_int_equal(ftg_count(F, "sendMessage", 0), 0);
     long long t1 = rt_now_ms();
     assert_int_equal(rt_fix_stop(fx, 30000), 0);
-    /* the sends were still held: the stop waited for them, cut none */
-    assert_true(rt_now_ms() - t1 >= 600);
+    /* the stop waited for the held sends and cut none */
+    fprintf(stderr, "stopped in %lld ms\n", rt_now_ms() - t1);
+    assert_true(rt_now_ms() - t1 >= 700);
     assert_null(strstr(rt_stderr(p), "aborted"));
     ftg_tally t;
     ftg_tally_echoes(F, 1000, 20, 1, &t);
@@ -135,12 +139,41 @@ static void test_drain_waits_for_sends(void **state) {
     assert_int_equal(ftg_unconfirmed(F), 0);
 }
 
+/* 30 chats wait 2 s on the agent while every sendChatAction takes 1 s:
+ * each chat's typing indicator still goes out at once (one thread sending
+ * them one after the other would reach two chats), before its reply. */
+static void test_typing_not_held_by_slow_api(void **state) {
+    (void)state;
+    enum { N = 30 };
+    manifest_with("true", "", "latency_ms = 2000\n");
+    inject(N, 1);
+    ftg_fail(F, "sendChatAction", FTG_FAULT_SLOW, 1000, 100000);
+    run_all(N, 1);
+    ftg_rec *acts, *replies;
+    size_t na = ftg_records(F, "sendChatAction", 0, &acts);
+    size_t nr = ftg_records(F, "sendMessage", 1, &replies);
+    assert_int_equal(nr, N);
+    int shown = 0;
+    for (size_t i = 0; i < nr; i++) {
+        long long first = -1;
+        for (size_t k = 0; k < na; k++)
+            if (acts[k].chat_id == replies[i].chat_id && (first < 0 || acts[k].t_ms < first))
+                first = acts[k].t_ms;
+        shown += first >= 0 && first < replies[i].t_ms;
+    }
+    ftg_recs_free(acts, na);
+    ftg_recs_free(replies, nr);
+    fprintf(stderr, "typing shown before the reply in %d of %d chats\n", shown, N);
+    assert_int_equal(shown, N);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         RT_FIX_TEST(test_slow_api_few_threads, &fix),
         RT_FIX_TEST(test_blocking_sends_park_workers, &fix),
         RT_FIX_TEST(test_mark_slots_wait_on_loop, &fix),
         RT_FIX_TEST(test_drain_waits_for_sends, &fix),
+        RT_FIX_TEST(test_typing_not_held_by_slow_api, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
