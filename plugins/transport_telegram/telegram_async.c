@@ -18,7 +18,8 @@
 #include "telegram_format.h"
 
 #define POOL_IDLE 64       /* easy handles kept for reuse */
-#define LOOP_MAX_WAIT 1000 /* ms: the loop looks at its timers at least this often */
+#define LOOP_MAX_WAIT 1000 /* ms: with requests in flight (a stop aborts them) */
+#define LOOP_IDLE_WAIT 3600000
 
 #define ACTION_TIMEOUT_MS 5000 /* a chat action's one attempt */
 #define SLOT_RETRY_MS 5        /* a reply waiting for an answered-mark slot looks again */
@@ -471,6 +472,9 @@ static void *loop_main(void *arg) {
         for (tg_aop *o = a->wait; o; o = o->next)
             if (o->due < next) next = o->due;
         int64_t ms = next - now;
+        /* nothing in flight: sleep until send() or stop() wakes the loop
+         * (curl's own timers still end the wait when they are due) */
+        if (!a->active && !a->wait && !a->ready && !a->slot) ms = LOOP_IDLE_WAIT;
         if (a->slot && ms > SLOT_RETRY_MS) ms = SLOT_RETRY_MS;
         if (ms < 0) ms = 0;
         /* a done transfer or a timer may have made room for ready ones */
