@@ -485,8 +485,9 @@ void tg_async_free(tg *t);
  * waited for on the loop). 1 taken (send() returns RD_PENDING), 0 not. */
 int tg_async_take(tg *t, const rd_outbound *out);
 /* Runs a chat action (the sendChatAction JSON body) on the loop: one
- * attempt, nothing waits for it. 1 queued, 0 not (send it yourself). */
-int tg_async_action(tg *t, const char *body);
+ * attempt, nothing waits for it, dropped when chat no longer shows typing
+ * by the time it would start. 1 queued, 0 not (send it yourself). */
+int tg_async_action(tg *t, int64_t chat, const char *body);
 
 /* telegram_media_out.c: files out */
 /* Sends out's files (and its text, unless *text_rest comes back set: then

@@ -192,6 +192,17 @@ static void start(tg *t, tg_aop *o) {
     if (t->c.throttle && !o->paced)
         tg_observe(t, t->m_throttle_wait, NULL, (double)(tg_now(t) - o->queued_ms) / 1000.0);
     o->paced = 1;
+    if (!o->done) {
+        /* An indicator after the reply would show "typing" under it for
+         * 5 s: drop it once the chat's answer is on its way. */
+        pthread_mutex_lock(&t->typ_mu);
+        int still = tg_map_get(t->typing, o->to) != NULL;
+        pthread_mutex_unlock(&t->typ_mu);
+        if (!still) {
+            aop_free(o);
+            return;
+        }
+    }
     if (a->active >= (size_t)t->c.send_concurrency) {
         o->next = NULL;
         if (a->ready_tail)
@@ -558,7 +569,7 @@ static int enqueue(tg *t, tg_aop *o) {
     return open;
 }
 
-int tg_async_action(tg *t, const char *body) {
+int tg_async_action(tg *t, int64_t chat, const char *body) {
     struct tg_async *a = t->as;
     if (!a || !a->usable || atomic_load(&t->closing)) return 0;
     tg_aop *o = calloc(1, sizeof *o);
@@ -566,6 +577,7 @@ int tg_async_action(tg *t, const char *body) {
         free(o);
         return 0;
     }
+    o->to = chat;
     o->seq = -1;
     o->stage = AS_READY;
     o->queued_ms = tg_now(t);

@@ -209,7 +209,7 @@ void *tg_typing_loop(void *arg) {
                          (long long)a->batch[i].chat);
             /* On the send loop, so a slow Bot API does not hold the
              * indicators of all other chats behind this one. */
-            if (tg_async_action(t, body)) continue;
+            if (tg_async_action(t, a->batch[i].chat, body)) continue;
             CURL *c = tg_easy_get(t);
             if (!c) continue;
             tg_call call;
