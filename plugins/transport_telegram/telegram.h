@@ -473,6 +473,10 @@ int tg_outbox_has(tg *t, int64_t chat);
  * chat's hold says when to try again); else it only queues behind earlier
  * entries. RD_OK, or an error (outbox full or off, store failing). */
 rd_status tg_outbox_put(tg *t, const tg_reply *r, int after_refusal, rd_error *err);
+/* After Telegram refused r past its budget (or a stop cut it): stores the
+ * parts from `done` on. RD_OK with err cleared, or the put's status (err
+ * keeps the refusal, or gets why the put failed when it was empty). */
+rd_status tg_outbox_rest(tg *t, const tg_reply *r, size_t done, rd_error *err);
 void *tg_outbox_loop(void *arg);
 
 /* telegram_async.c: replies on an event loop (ABI 1.4, send_async) */

@@ -144,17 +144,9 @@ static void slow_run(tg *t, tg_aop *o) {
     size_t done = 0;
     if (o->slow == SLOW_DELIVER) st = tg_deliver(t, &r, &done, &err);
     int deferred = 0;
-    if (st == RD_E_RETRY) {
-        tg_reply rest = r;
-        rest.skip = done;
-        if (done) rest.reply_to = rest.edit_of = 0;
-        rd_error e2 = {0};
-        if (tg_outbox_put(t, &rest, 1, &e2) == RD_OK) {
-            st = RD_OK;
-            deferred = 1;
-        } else if (!err.msg[0]) {
-            err = e2;
-        }
+    if (st == RD_E_RETRY && tg_outbox_rest(t, &r, done, &err) == RD_OK) {
+        st = RD_OK;
+        deferred = 1;
     }
     finish(t, o, st, deferred ? 0 : last, st == RD_OK ? NULL : &err);
 }

@@ -379,3 +379,16 @@ void *tg_outbox_loop(void *arg) {
     }
     return NULL;
 }
+
+rd_status tg_outbox_rest(tg *t, const tg_reply *r, size_t done, rd_error *err) {
+    tg_reply rest = *r;
+    rest.skip = done;
+    if (done) rest.reply_to = rest.edit_of = 0; /* the first part went out, quoting */
+    rd_error e2 = {0};
+    rd_status st = tg_outbox_put(t, &rest, 1, &e2);
+    if (st == RD_OK)
+        memset(err, 0, sizeof *err);
+    else if (!err->msg[0])
+        *err = e2;
+    return st;
+}

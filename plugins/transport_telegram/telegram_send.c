@@ -76,16 +76,9 @@ static rd_status send_reply(tg *t, const rd_outbound *out, rd_error *err) {
         st = tg_deliver(t, &r, &done, err);
         /* Telegram refused for longer than the budget (a long 429, an
          * outage) or we are stopping: the rest waits in the store. */
-        if (st == RD_E_RETRY) {
-            tg_reply rest = r;
-            rest.skip = done;
-            if (done) rest.reply_to = rest.edit_of = 0;
-            rd_error e2 = {0};
-            if (tg_outbox_put(t, &rest, 1, &e2) == RD_OK) {
-                st = RD_OK;
-                deferred = 1;
-                memset(err, 0, sizeof *err);
-            }
+        if (st == RD_E_RETRY && tg_outbox_rest(t, &r, done, err) == RD_OK) {
+            st = RD_OK;
+            deferred = 1;
         }
     }
     /* Delivered, queued durably, or never deliverable: a crash now must not
