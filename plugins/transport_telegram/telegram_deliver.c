@@ -302,10 +302,13 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
 enum { EDIT_FINAL = 0, EDIT_PROGRESS = 1 };
 
 /* editMessageText. FINAL waits for pacing and retries; PROGRESS is best
- * effort and may skip. "message is not modified" counts as success. */
+ * effort and may skip (RD_OK then too: *applied, when given, says whether
+ * the message now shows the text). "message is not modified" counts as
+ * success. */
 static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_t n, int literal,
                           const char *ents, const char *markup, int how, int64_t deadline,
-                          const char *cid, rd_error *err) {
+                          const char *cid, int *applied, rd_error *err) {
+    if (applied) *applied = 0;
     int pm;
     char *text = tg_format_text(t, s, n, literal, &pm);
     if (how == EDIT_PROGRESS && pm != TG_PM_NONE) {
@@ -342,6 +345,7 @@ static rd_status edit_one(tg *t, int64_t chat, int64_t msg, const char *s, size_
         free(body);
         if (call.cls == TG_C_OK || call.cls == TG_C_UNPARSED ||
             tg_desc_has(&call, "message is not modified")) {
+            if (applied) *applied = 1;
             tg_count(t, t->m_sent, "editMessageText", NULL, 1);
             tg_call_free(&call);
             st = RD_OK;
@@ -420,7 +424,7 @@ rd_status tg_deliver(tg *t, const tg_reply *r, size_t *done, rd_error *err) {
             }
             rd_error e2 = {0};
             if (edit_one(t, chat, m, p, l, r->literal, ents, markup, EDIT_FINAL, r->deadline,
-                         r->cid, &e2) == RD_OK) {
+                         r->cid, NULL, &e2) == RD_OK) {
                 if (markup) tg_buttons_shown(t, r->btn_ref, m);
                 if (r->last_id) *r->last_id = m;
                 sent = 1;
@@ -511,13 +515,16 @@ rd_status tg_deliver_progress(tg *t, const rd_outbound *out, int64_t *msg_id, rd
                       (s->edit_hash == h || now - s->edit_ms < t->c.edit_interval_ms));
     pthread_mutex_unlock(&t->out_mu);
     if (!skip) {
+        int applied = 0;
         edit_one(t, chat, out->edit_of, text, hl, 0, NULL, NULL, EDIT_PROGRESS, 0,
-                 out->correlation_id, err);
+                 out->correlation_id, &applied, err);
         pthread_mutex_lock(&t->out_mu);
         s = state_of(t, chat, 1);
         if (s) {
+            /* A skipped edit leaves the older text shown: the final reply
+             * must not take it for this one. */
+            if (applied || s->edit_msg != out->edit_of) s->edit_hash = applied ? h : 0;
             s->edit_msg = out->edit_of;
-            s->edit_hash = h;
             s->edit_ms = tg_now(t);
         }
         pthread_mutex_unlock(&t->out_mu);

@@ -390,6 +390,19 @@ static void test_progress_edits(void **state) {
     /* An edit of a message that is gone falls back to a new message. */
     assert_int_equal(send_text(44, 0, 0, "fresh", RD_OUT_FINAL_EDIT, 999999, NULL), RD_OK);
     assert_int_equal(ftg_count(F, "sendMessage", 1), 3);
+    /* A progress edit Telegram refused leaves the older text shown: a
+     * final reply equal to the refused text is still edited in. */
+    int64_t id4 = 0;
+    assert_int_equal(progress(45, "Step 1", 0, &id4), RD_OK);
+    th_sleep_ms(350);
+    ftg_fail(F, "editMessageText", FTG_FAULT_500, 0, 1);
+    assert_int_equal(progress(45, "Step 1, step 2", id4, &id2), RD_OK);
+    assert_int_equal(send_text(45, 0, 0, "Step 1, step 2", RD_OUT_FINAL_EDIT, id4, NULL), RD_OK);
+    n = ftg_records(F, "editMessageText", 1, &r);
+    assert_true(n >= 1);
+    assert_int_equal(r[n - 1].message_id, id4);
+    assert_string_equal(r[n - 1].text, "Step 1, step 2");
+    ftg_recs_free(r, n);
 }
 
 static void test_typing(void **state) {
