@@ -166,6 +166,16 @@ void tg_replied_unregister(tg *t, int64_t chat, int64_t message, int64_t seq) {
     pthread_mutex_unlock(&t->rep_mu);
 }
 
+/* A reply to n's update takes a slot (rep_mu held); its seq, or -1 with
+ * nothing to record. */
+static int64_t hold(tg *t, tg_rep_node *n) {
+    if (!n) return -1;
+    n->held++;
+    t->rep_held++;
+    show(t);
+    return n->seq;
+}
+
 int64_t tg_replied_reserve(tg *t, int64_t chat, int64_t message) {
     if (!message) return -1;
     pthread_mutex_lock(&t->rep_mu);
@@ -187,13 +197,9 @@ int64_t tg_replied_reserve(tg *t, int64_t chat, int64_t message) {
         pthread_mutex_unlock(&t->rep_mu);
         return -2;
     }
-    if (n) {
-        n->held++;
-        t->rep_held++;
-        show(t);
-    }
+    seq = hold(t, n);
     pthread_mutex_unlock(&t->rep_mu);
-    return n ? seq : -1;
+    return seq;
 }
 
 int64_t tg_replied_try_reserve(tg *t, int64_t chat, int64_t message) {
@@ -205,13 +211,9 @@ int64_t tg_replied_try_reserve(tg *t, int64_t chat, int64_t message) {
         pthread_mutex_unlock(&t->rep_mu);
         return -3;
     }
-    if (n) {
-        n->held++;
-        t->rep_held++;
-        show(t);
-    }
+    int64_t seq = hold(t, n);
     pthread_mutex_unlock(&t->rep_mu);
-    return n ? n->seq : -1;
+    return seq;
 }
 
 void tg_replied_release(tg *t, int64_t chat, int64_t message, int64_t seq) {
