@@ -563,7 +563,7 @@ static rd_status tg_start(void *self, rd_error *err) {
         pthread_setname_np(t->ob_th, "tg-outbox");
     }
     tg_buttons_start(t);
-    if (tg_async_start(t, err) != RD_OK) return RD_E_INTERNAL;
+    tg_async_start(t);
     if (t->c.mode == TG_MODE_WEBHOOK)
         t->h->log(t->ctx, RD_LOG_INFO, "webhook mode: POST %s on the admin server, api_base %s",
                   t->c.webhook_path, t->c.api_base);

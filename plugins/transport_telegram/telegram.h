@@ -480,7 +480,9 @@ rd_status tg_outbox_rest(tg *t, const tg_reply *r, size_t done, rd_error *err);
 void *tg_outbox_loop(void *arg);
 
 /* telegram_async.c: replies on an event loop (ABI 1.4, send_async) */
-rd_status tg_async_start(tg *t, rd_error *err);
+/* Starts the loop when send_async and the host allow it; without it (or
+ * when its threads cannot start, logged) replies go out the blocking way. */
+void tg_async_start(tg *t);
 /* Ends the sends in flight (RD_E_RETRY once closing is set) and joins. */
 void tg_async_stop(tg *t);
 void tg_async_free(tg *t);

@@ -1,13 +1,15 @@
 /*
  * Replies on an event loop (ABI 1.4, send_async): send() hands a reply
  * that is one plain sendMessage to the tg-send thread and returns
- * RD_PENDING, so no router worker waits for the Bot API. The loop paces
- * it (the chat's and the global slot), runs the request on curl's multi
+ * RD_PENDING, so no router worker waits for the Bot API. The loop takes
+ * the reply's answered-mark slot (waiting for one if need be), paces it
+ * (the chat's and the global slot), runs the request on curl's multi
  * interface, retries 429s and transient failures on timers within the
- * send budget, and ends it with host->send_done(). What needs more than
- * that (Telegram refusing the formatting, a migrated group, a missing
- * thread or quoted message; the outbox once the budget is spent) goes to
- * tg-send-slow, which sends it the blocking way (telegram_deliver.c).
+ * send budget, takes the fallbacks send_one() takes for Telegram's 400s,
+ * and ends it with host->send_done(). Only what writes to the store or
+ * must block (the outbox once the budget is spent or at a stop; the
+ * blocking delivery when no curl handle is to be had) goes to
+ * tg-send-slow. Typing indicators go out from the loop too.
  */
 #include "telegram.h"
 
@@ -49,6 +51,30 @@ typedef struct tg_aop {
     int64_t t0;
 } tg_aop;
 
+/* Requests in order: first in, first out. */
+typedef struct aop_fifo {
+    tg_aop *head, *tail;
+} aop_fifo;
+
+static void fifo_add(aop_fifo *f, tg_aop *o) {
+    o->next = NULL;
+    if (f->tail)
+        f->tail->next = o;
+    else
+        f->head = o;
+    f->tail = o;
+}
+
+static tg_aop *fifo_take(aop_fifo *f) {
+    tg_aop *o = f->head;
+    if (o) {
+        f->head = o->next;
+        if (!f->head) f->tail = NULL;
+        o->next = NULL;
+    }
+    return o;
+}
+
 struct tg_async {
     pthread_t th, slow_th;
     int running, slow_running;
@@ -57,13 +83,14 @@ struct tg_async {
     easy_pool pool;
     pthread_mutex_t mu;
     pthread_cond_t slow_cv;
-    int stop;                   /* under mu */
-    tg_aop *in, *in_tail;       /* handed over by send(), under mu */
-    tg_aop *slow, *slow_tail;   /* for tg-send-slow, under mu */
-    tg_aop *wait;               /* loop thread: waiting for a time (due) */
-    tg_aop *slot, *slot_tail;   /* loop thread: waiting for a mark slot, in order */
-    tg_aop *ready, *ready_tail; /* loop thread: over send_concurrency */
-    size_t active;              /* loop thread: requests in curl */
+    int stop;         /* under mu */
+    aop_fifo in;      /* handed over by send(), under mu */
+    aop_fifo slow;    /* for tg-send-slow, under mu */
+    tg_aop *wait;     /* loop thread: waiting for a time (due), in no order */
+    int64_t next_due; /* loop thread: no entry of wait is due before this */
+    aop_fifo slot;    /* loop thread: waiting for a mark slot */
+    aop_fifo ready;   /* loop thread: over send_concurrency */
+    size_t active;    /* loop thread: requests in curl */
 };
 
 static void aop_free(tg_aop *o) {
@@ -115,13 +142,8 @@ static void finish(tg *t, tg_aop *o, rd_status st, int64_t sent_id, const rd_err
 static void to_slow(tg *t, tg_aop *o, int how) {
     struct tg_async *a = t->as;
     o->slow = how;
-    o->next = NULL;
     pthread_mutex_lock(&a->mu);
-    if (a->slow_tail)
-        a->slow_tail->next = o;
-    else
-        a->slow = o;
-    a->slow_tail = o;
+    fifo_add(&a->slow, o);
     pthread_cond_signal(&a->slow_cv);
     pthread_mutex_unlock(&a->mu);
 }
@@ -156,14 +178,12 @@ static void *slow_main(void *arg) {
     struct tg_async *a = t->as;
     pthread_mutex_lock(&a->mu);
     for (;;) {
-        tg_aop *o = a->slow;
+        tg_aop *o = fifo_take(&a->slow);
         if (!o) {
             if (a->stop && !a->running) break;
             pthread_cond_wait(&a->slow_cv, &a->mu);
             continue;
         }
-        a->slow = o->next;
-        if (!a->slow) a->slow_tail = NULL;
         pthread_mutex_unlock(&a->mu);
         slow_run(t, o);
         pthread_mutex_lock(&a->mu);
@@ -177,6 +197,7 @@ static void wait_until(struct tg_async *a, tg_aop *o, int64_t due, int stage) {
     o->stage = stage;
     o->next = a->wait;
     a->wait = o;
+    if (due < a->next_due) a->next_due = due;
 }
 
 static void start(tg *t, tg_aop *o) {
@@ -196,12 +217,7 @@ static void start(tg *t, tg_aop *o) {
         }
     }
     if (a->active >= (size_t)t->c.send_concurrency) {
-        o->next = NULL;
-        if (a->ready_tail)
-            a->ready_tail->next = o;
-        else
-            a->ready = o;
-        a->ready_tail = o;
+        fifo_add(&a->ready, o);
         return;
     }
     CURL *c = easy_pool_get(&a->pool);
@@ -364,16 +380,15 @@ static void on_done(tg *t, tg_aop *o, CURLcode cc) {
 static void abort_waiting(tg *t) {
     struct tg_async *a = t->as;
     /* Not sent and not acknowledged: answered after the restart. */
-    for (tg_aop *o = a->slot, *n; o; o = n) {
-        n = o->next;
+    for (tg_aop *o; (o = fifo_take(&a->slot));) {
         rd_error err = {0};
         t->h->error(&err, RD_E_RETRY, "transient",
                     "telegram: stopped while the state store had not recorded earlier replies");
         finish(t, o, RD_E_RETRY, 0, &err);
     }
-    a->slot = a->slot_tail = NULL;
-    tg_aop *lists[2] = {a->wait, a->ready};
-    a->wait = a->ready = a->ready_tail = NULL;
+    tg_aop *lists[2] = {a->wait, a->ready.head};
+    a->wait = NULL;
+    a->ready = (aop_fifo){0};
     for (int i = 0; i < 2; i++)
         for (tg_aop *o = lists[i], *n; o; o = n) {
             n = o->next;
@@ -393,65 +408,45 @@ static void *loop_main(void *arg) {
     struct tg_async *a = t->as;
     for (;;) {
         pthread_mutex_lock(&a->mu);
-        tg_aop *in = a->in;
-        a->in = a->in_tail = NULL;
+        aop_fifo in = a->in;
+        a->in = (aop_fifo){0};
         int stop = a->stop;
         pthread_mutex_unlock(&a->mu);
-        for (tg_aop *o = in, *n; o; o = n) {
-            n = o->next;
-            o->next = NULL;
-            if (o->stage == AS_SLOT) {
-                if (a->slot_tail)
-                    a->slot_tail->next = o;
-                else
-                    a->slot = o;
-                a->slot_tail = o;
-            } else {
+        for (tg_aop *o; (o = fifo_take(&in));) {
+            if (o->stage == AS_SLOT)
+                fifo_add(&a->slot, o);
+            else
                 wait_until(a, o, 0, AS_PACE_CHAT);
-            }
         }
         int closing = atomic_load(&t->closing);
         if (closing) abort_waiting(t);
         /* replies waiting for a mark slot, first come first served */
-        while (a->slot) {
-            tg_aop *o = a->slot;
-            int64_t seq = tg_replied_try_reserve(t, o->chat, o->reply_to);
+        while (a->slot.head) {
+            int64_t seq = tg_replied_try_reserve(t, a->slot.head->chat, a->slot.head->reply_to);
             if (seq == -3) break;
+            tg_aop *o = fifo_take(&a->slot);
             o->seq = seq;
-            a->slot = o->next;
-            if (!a->slot) a->slot_tail = NULL;
             wait_until(a, o, 0, AS_PACE_CHAT);
         }
-        /* timers due now, in the order they were set */
+        /* timers due now; the earliest of the others (and of those set
+         * below) is the loop's next wake-up */
         int64_t now = tg_now(t);
-        tg_aop *due = NULL, **pp = &a->wait;
-        while (*pp) {
+        aop_fifo due = {0};
+        a->next_due = INT64_MAX;
+        for (tg_aop **pp = &a->wait; *pp;) {
             tg_aop *o = *pp;
             if (o->due <= now) {
                 *pp = o->next;
-                o->next = due;
-                due = o;
+                fifo_add(&due, o);
             } else {
+                if (o->due < a->next_due) a->next_due = o->due;
                 pp = &o->next;
             }
         }
-        tg_aop *rev = NULL;
-        while (due) {
-            tg_aop *n = due->next;
-            due->next = rev;
-            rev = due;
-            due = n;
-        }
-        for (tg_aop *o = rev, *n; o; o = n) {
-            n = o->next;
+        for (tg_aop *o; (o = fifo_take(&due));)
             advance(t, o);
-        }
-        while (a->ready && a->active < (size_t)t->c.send_concurrency) {
-            tg_aop *o = a->ready;
-            a->ready = o->next;
-            if (!a->ready) a->ready_tail = NULL;
-            start(t, o);
-        }
+        while (a->ready.head && a->active < (size_t)t->c.send_concurrency)
+            start(t, fifo_take(&a->ready));
         int running = 0;
         curl_multi_perform(a->m, &running);
         CURLMsg *msg;
@@ -462,40 +457,36 @@ static void *loop_main(void *arg) {
                 curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&o);
                 if (o) on_done(t, o, msg->data.result);
             }
-        if (stop && !a->active && !a->wait && !a->ready && !a->slot) {
+        int idle = !a->active && !a->wait && !a->ready.head && !a->slot.head;
+        if (stop && idle) {
             pthread_mutex_lock(&a->mu);
-            int empty = !a->in;
+            int empty = !a->in.head;
             pthread_mutex_unlock(&a->mu);
             if (empty) break;
             continue;
         }
-        /* the next timer, including those set in this round */
         now = tg_now(t);
-        int64_t next = now + LOOP_MAX_WAIT;
-        for (tg_aop *o = a->wait; o; o = o->next)
-            if (o->due < next) next = o->due;
-        int64_t ms = next - now;
+        int64_t ms = a->next_due - now < LOOP_MAX_WAIT ? a->next_due - now : LOOP_MAX_WAIT;
         /* nothing in flight: sleep until send() or stop() wakes the loop
          * (curl's own timers still end the wait when they are due) */
-        if (!a->active && !a->wait && !a->ready && !a->slot) ms = LOOP_IDLE_WAIT;
-        if (a->slot && ms > SLOT_RETRY_MS) ms = SLOT_RETRY_MS;
+        if (idle) ms = LOOP_IDLE_WAIT;
+        if (a->slot.head && ms > SLOT_RETRY_MS) ms = SLOT_RETRY_MS;
         if (ms < 0) ms = 0;
         /* a done transfer or a timer may have made room for ready ones */
-        if (a->ready && a->active < (size_t)t->c.send_concurrency) ms = 0;
+        if (a->ready.head && a->active < (size_t)t->c.send_concurrency) ms = 0;
         curl_multi_poll(a->m, NULL, 0, (int)ms, NULL);
     }
     return NULL;
 }
 
-rd_status tg_async_start(tg *t, rd_error *err) {
-    (void)err;
-    if (!t->c.send_async || !RD_HAS(t->h, send_done)) return RD_OK;
+void tg_async_start(tg *t) {
+    if (!t->c.send_async || !RD_HAS(t->h, send_done)) return;
     struct tg_async *a = calloc(1, sizeof *a);
-    if (!a) return RD_OK;
+    if (!a) return;
     a->m = curl_multi_init();
     if (!a->m) {
         free(a);
-        return RD_OK;
+        return;
     }
     easy_pool_init(&a->pool, POOL_IDLE);
     pthread_mutex_init(&a->mu, NULL);
@@ -512,7 +503,6 @@ rd_status tg_async_start(tg *t, rd_error *err) {
     if (!a->usable)
         t->h->log(t->ctx, RD_LOG_WARN,
                   "cannot start the send loop; replies go out from the router's workers");
-    return RD_OK;
 }
 
 void tg_async_stop(tg *t) {
@@ -549,13 +539,7 @@ static int enqueue(tg *t, tg_aop *o) {
     struct tg_async *a = t->as;
     pthread_mutex_lock(&a->mu);
     int open = !a->stop;
-    if (open) {
-        if (a->in_tail)
-            a->in_tail->next = o;
-        else
-            a->in = o;
-        a->in_tail = o;
-    }
+    if (open) fifo_add(&a->in, o);
     pthread_mutex_unlock(&a->mu);
     if (open) curl_multi_wakeup(a->m);
     return open;
