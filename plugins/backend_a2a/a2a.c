@@ -306,6 +306,9 @@ typedef struct a2a {
     int ofetching;
     uint64_t boot; /* random per process: ids that are not stable */
     atomic_llong last_prune_ms;
+    /* Records may still sit under the keys of earlier versions (msg:<id>):
+     * until a prune has seen none, a lookup that misses looks there too. */
+    atomic_int old_keys;
     const char *const *modes;
     char *auth_hdr, *key_hdr; /* "Authorization: Bearer ...", "X-API-Key: ..." */
     a2a_http *http;
@@ -1195,8 +1198,8 @@ typedef struct {
     int continuing; /* the message continues an interrupted task */
     int64_t last_progress_ms;
     size_t last_progress_len;
-    /* Exactly-once record of this message (key msg:<messageId>), kept when
-     * the messageId is stable across restarts. */
+    /* Exactly-once record of this message (key msg:<update>:<messageId>),
+     * kept when the messageId is stable across restarts. */
     int stable;
     char rkey[96];
     int rec;        /* REC_* as stored */
@@ -1755,7 +1758,18 @@ static void rec_load(call *c) {
     a2a *a = c->a;
     char *val = NULL;
     size_t len = 0;
-    if (!c->stable || a->h->kv_get(a->ctx, c->rkey, &val, &len) != RD_OK || !val) return;
+    if (!c->stable) return;
+    if (a->h->kv_get(a->ctx, c->rkey, &val, &len) != RD_OK || !val) {
+        free(val);
+        val = NULL;
+        char okey[96];
+        snprintf(okey, sizeof okey, "msg:%s", c->msg_id);
+        if (!atomic_load(&a->old_keys) || a->h->kv_get(a->ctx, okey, &val, &len) != RD_OK || !val) {
+            free(val);
+            return;
+        }
+        snprintf(c->rkey, sizeof c->rkey, "%s", okey); /* this record stays where it is */
+    }
     cJSON *j = cJSON_ParseWithLength(val, len);
     free(val);
     if (!j) return;
@@ -1824,7 +1838,14 @@ typedef struct {
     int64_t cutoff;
     char **keys;
     size_t n, cap;
+    size_t old_kept; /* records under an earlier version's key, kept */
+    int stopped;     /* the scan ended early: it proves nothing */
 } prune_acc;
+
+/* msg:<messageId>, as versions before msg:<update>:<messageId> wrote it. */
+static int old_key(const char *key) {
+    return strlen(key) == 40 && key[12] == '-';
+}
 
 static int prune_visit(void *arg, const char *key, const void *val, size_t len) {
     prune_acc *p = arg;
@@ -1832,16 +1853,19 @@ static int prune_visit(void *arg, const char *key, const void *val, size_t len) 
     const cJSON *t = j ? cJSON_GetObjectItemCaseSensitive(j, "t") : NULL;
     int old = !cJSON_IsNumber(t) || t->valuedouble < (double)p->cutoff;
     cJSON_Delete(j);
-    if (!old) return 0;
+    if (!old) {
+        p->old_kept += old_key(key);
+        return 0;
+    }
     if (p->n == p->cap) {
         size_t nc = p->cap ? p->cap * 2 : 64;
         char **k = realloc(p->keys, nc * sizeof *k);
-        if (!k) return 1;
+        if (!k) return p->stopped = 1;
         p->keys = k;
         p->cap = nc;
     }
     if ((p->keys[p->n] = strdup(key))) p->n++;
-    return p->n >= 100000; /* the rest next time */
+    return p->stopped = p->n >= 100000; /* the rest next time */
 }
 
 /* Forgets records older than answer_retention_s, at most once an hour. */
@@ -1851,7 +1875,8 @@ static void prune_records(a2a *a) {
     if ((last && now - last < 3600000) || !a->h->kv_scan || !a->h->kv_txn) return;
     if (!atomic_compare_exchange_strong(&a->last_prune_ms, &last, now ? now : 1)) return;
     prune_acc p = {.cutoff = wall_s(a) - a->cf.answer_retention_s};
-    a->h->kv_scan(a->ctx, "msg:", prune_visit, &p);
+    rd_status sst = a->h->kv_scan(a->ctx, "msg:", prune_visit, &p);
+    if (sst == RD_OK && !p.stopped && !p.old_kept) atomic_store(&a->old_keys, 0);
     for (size_t i = 0; i < p.n; i += 256) {
         rd_kv_op ops[256];
         size_t k = 0;
@@ -3614,7 +3639,11 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
     c.deadline = now + a->timeout_ms;
     if (rq->deadline_ms > 0 && rq->deadline_ms < c.deadline) c.deadline = rq->deadline_ms;
     message_id(a, &c);
-    snprintf(c.rkey, sizeof c.rkey, "msg:%s", c.msg_id);
+    /* Led by the update id, which grows: a message's records are written
+     * beside those of the messages before it, so a commit touches a page or
+     * two at the end of the table instead of one at random per record. */
+    snprintf(c.rkey, sizeof c.rkey, "msg:%016llx:%s",
+             (unsigned long long)(rq->update_id > 0 ? rq->update_id : 0), c.msg_id);
     c.rnd = hash_mix64((uint64_t)now ^ (uint64_t)rq->chat_id ^ ((uint64_t)rq->update_id << 20));
     snprintf(c.key, sizeof c.key, "conv:%" PRId64 ":%.80s", rq->chat_id,
              rq->persona ? rq->persona : "");
@@ -3742,6 +3771,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     if (!a) return RD_E_INTERNAL;
     a->h = h;
     a->ctx = ctx;
+    atomic_init(&a->old_keys, 1);
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->cv, NULL);
     pthread_mutex_init(&a->omu, NULL);

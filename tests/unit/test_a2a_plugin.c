@@ -763,6 +763,46 @@ static void test_redelivered_answer_repeated(void **state) {
     down();
 }
 
+/* Records are keyed by update, then messageId; a record an earlier
+ * version left under msg:<messageId> is still found after an upgrade. */
+static void test_record_keys(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    rdpt_kv_snapshot(); /* the store as an earlier version would leave it */
+    ah_result r = ah_call_update(be, 5, "task 100", 20000, NULL, 0x1234f);
+    assert_int_equal(r.st, RD_OK);
+    ah_result_free(&r);
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, "SendMessage", &q), 0);
+    char key[160], okey[128];
+    snprintf(key, sizeof key, "msg:000000000001234f:%s", q.message_id);
+    snprintf(okey, sizeof okey, "msg:%s", q.message_id);
+    char *rec = rdpt_kv_get(key);
+    assert_non_null(rec);
+    assert_non_null(strstr(rec, "\"s\":\"done\""));
+    assert_null(rdpt_kv_get(okey));
+    /* the next update's record sorts after it */
+    r = ah_call_update(be, 5, "task 100", 20000, NULL, 0x12350);
+    ah_result_free(&r);
+    assert_int_equal(rdpt_kv_count("msg:000000000001234f:"), 1);
+    assert_int_equal(rdpt_kv_count("msg:0000000000012350:"), 1);
+    ah_shutdown(be);
+    rdpt_kv_restore();
+    rdpt_kv_set(okey, rec);
+    free(rec);
+    rd_status st;
+    rd_error err;
+    be = ah_launch(&st, &err);
+    r = ah_call_update(be, 5, "task 100", 20000, NULL, 0x1234f);
+    assert_int_equal(r.st, RD_OK);
+    assert_string_equal(r.text, "done: task 100");
+    ah_result_free(&r);
+    assert_int_equal(fa2a_executions(agent, q.message_id), 1);
+    assert_true(ah_logged("was answered before"));
+    assert_int_equal(rdpt_kv_count("msg:000000000001234f:"), 0);
+    down();
+}
+
 static void *stop_later(void *arg) {
     rt_sleep_ms((int)(intptr_t)arg);
     ah_hard_stop(1);
@@ -1502,6 +1542,7 @@ int main(void) {
         cmocka_unit_test(test_send_outlives_http_timeout),
         cmocka_unit_test(test_unknown_outcome_not_resent),
         cmocka_unit_test(test_redelivered_answer_repeated),
+        cmocka_unit_test(test_record_keys),
         cmocka_unit_test(test_task_resumed_after_restart),
         cmocka_unit_test(test_hard_stop_before_send),
         cmocka_unit_test(test_dead_connection_not_repeated),
