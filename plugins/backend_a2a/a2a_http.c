@@ -379,6 +379,7 @@ struct a2a_loop {
      * in order, without a curl handle (loop thread). */
     int connecting, max_connecting;
     a2a_lop *wait_head, *wait_tail;
+    size_t idle_per_shard; /* CURLMOPT_MAXCONNECTS of each shard; 0 = curl's */
 };
 
 static int on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sockp) {
@@ -439,9 +440,10 @@ a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, long max_idle, long max
         /* curl's own bound is four times the transfers added: after a
          * burst every connection would stay open, each with its socket
          * and about 5 KiB. Connections in use are never closed for it. */
-        if (max_idle > 0)
-            curl_multi_setopt(sh->m, CURLMOPT_MAXCONNECTS,
-                              (max_idle + LOOP_SHARDS - 1) / LOOP_SHARDS);
+        if (max_idle > 0) {
+            l->idle_per_shard = (size_t)(max_idle + LOOP_SHARDS - 1) / LOOP_SHARDS;
+            curl_multi_setopt(sh->m, CURLMOPT_MAXCONNECTS, (long)l->idle_per_shard);
+        }
     }
     if (!ok) {
         a2a_loop_free(l);
@@ -576,6 +578,12 @@ static void admit(a2a_loop *l) {
         o->sh = &l->sh[0];
         for (int i = 1; i < LOOP_SHARDS; i++)
             if (l->sh[i].n < o->sh->n) o->sh = &l->sh[i];
+        /* With more in flight than the shard keeps idle, curl would close
+         * a connection as this one comes back, after walking its whole
+         * cache for the oldest idle one (every connection in use: O(n) per
+         * answer). This one closes instead, without the walk. */
+        if (l->idle_per_shard && o->sh->n >= l->idle_per_shard)
+            curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
         o->sh->n++;
         if (curl_multi_add_handle(o->sh->m, o->c) != CURLM_OK) {
             snprintf(o->x.out->errbuf, sizeof o->x.out->errbuf, "cannot start the exchange");
