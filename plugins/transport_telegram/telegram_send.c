@@ -156,8 +156,8 @@ void tg_activity(void *self, const rd_outbound *where, int active) {
 
 typedef struct due_acc {
     int64_t now, interval, next;
-    typing_ent batch[64];
-    size_t n;
+    typing_ent *batch; /* every chat due: one sweep of the map per wake-up */
+    size_t n, cap;
     bool any; /* a chat is waiting for its indicator */
 } due_acc;
 
@@ -166,11 +166,19 @@ static int collect_due(void *arg, int64_t key, void *val) {
     due_acc *a = arg;
     typing_ent *e = val;
     a->any = true;
-    if (e->next_ms <= a->now && a->n < sizeof a->batch / sizeof a->batch[0]) {
+    if (e->next_ms <= a->now && a->n == a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 64;
+        typing_ent *b = realloc(a->batch, nc * sizeof *b);
+        if (b) {
+            a->batch = b;
+            a->cap = nc;
+        }
+    }
+    if (e->next_ms <= a->now && a->n < a->cap) {
         a->batch[a->n++] = *e;
         e->next_ms = a->now + a->interval;
     }
-    if (e->next_ms < a->next) a->next = e->next_ms;
+    if (e->next_ms < a->next) a->next = e->next_ms; /* one left due: at once */
     return 0;
 }
 
@@ -212,8 +220,13 @@ void *tg_typing_loop(void *arg) {
         }
         bool idle = !a->any;
         int64_t wait = a->next - tg_now(t);
+        free(a->batch);
         free(a);
         if (wait <= 0 && !idle) continue;
+        /* An indicator may go out TYPING_SLACK_MS late: with thousands of
+         * chats due one after the other, a wake-up (and a sweep of them
+         * all) for each would cost more than the indicators. */
+        if (!idle && wait < TYPING_SLACK_MS) wait = TYPING_SLACK_MS;
         struct timespec dl = tg_deadline(wait > 0 ? wait : 1);
         pthread_mutex_lock(&t->typ_mu);
         if (!atomic_load(&t->closing) && gen == t->typ_gen) {
