@@ -344,6 +344,7 @@ struct a2a_lop {
     int64_t due_ms;    /* timers */
     int64_t queued_ms; /* exchanges: handed over at */
     int timer;
+    int forbid; /* its connection closes at the end */
 };
 
 struct a2a_loop {
@@ -366,6 +367,11 @@ struct a2a_loop {
         int64_t due; /* curl's timeout, -1: none */
         int idx;
         size_t n; /* exchanges in it */
+        /* At least as many as the idle connections in its cache: every
+         * exchange that ended and could keep its connection, less those
+         * that looked for one. 0 = none to find. */
+        size_t idle_max;
+        int mux; /* an exchange here ran over HTTP/2: connections are shared */
     } sh[LOOP_SHARDS];
     a2a_lop *active;  /* exchanges in the multi handle (loop thread only) */
     a2a_lop **timers; /* min-heap by due_ms (loop thread only) */
@@ -511,6 +517,13 @@ static void op_end(a2a_loop *l, a2a_lop *o, CURLcode cc) {
     }
     curl_multi_remove_handle(o->sh->m, o->c);
     o->sh->n--;
+    /* curl keeps at most idle_per_shard in the cache, in use or not */
+    if (!o->forbid && (!l->idle_per_shard || o->sh->idle_max < l->idle_per_shard))
+        o->sh->idle_max++;
+    long ver = 0;
+    if (!o->sh->mux && curl_easy_getinfo(o->c, CURLINFO_HTTP_VERSION, &ver) == CURLE_OK &&
+        ver >= CURL_HTTP_VERSION_2_0)
+        o->sh->mux = 1;
     active_unlink(l, o);
     atomic_fetch_sub(&l->nactive, 1);
     int rc = finish(o->c, &o->x, cc);
@@ -582,8 +595,18 @@ static void admit(a2a_loop *l) {
          * a connection as this one comes back, after walking its whole
          * cache for the oldest idle one (every connection in use: O(n) per
          * answer). This one closes instead, without the walk. */
-        if (l->idle_per_shard && o->sh->n >= l->idle_per_shard)
+        if (l->idle_per_shard && o->sh->n >= l->idle_per_shard) {
             curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+            o->forbid = 1;
+        }
+        /* Looking for an idle connection walks every connection of the
+         * shard (all in use during a burst): skipped when none can be
+         * idle. Never once HTTP/2 was seen, whose connections serve
+         * several exchanges at once. */
+        if (!o->sh->mux && !o->sh->idle_max)
+            curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+        else if (o->sh->idle_max)
+            o->sh->idle_max--;
         o->sh->n++;
         if (curl_multi_add_handle(o->sh->m, o->c) != CURLM_OK) {
             snprintf(o->x.out->errbuf, sizeof o->x.out->errbuf, "cannot start the exchange");

@@ -108,8 +108,19 @@ static int sockets_of(int pid) {
     return n;
 }
 
+/* One chat's messages, one after the other: n answers expected in all. */
+static void in_turn(rt_proc *p, int k, int total) {
+    for (int i = 0; i < k; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "@1 turn %d\n", i);
+        assert_int_equal(rt_write(p, line), 0);
+    }
+    assert_int_equal(rt_wait_stdout_lines(p, total, 15000), total);
+}
+
 /* 120 slow calls in flight at once hold 120 connections; once they are
- * answered the loop keeps at most max_idle_connections of them open. */
+ * answered the loop keeps at most max_idle_connections of them open.
+ * Calls one at a time reuse a kept connection, before and after. */
 static void test_idle_connections_bounded(void **state) {
     (void)state;
     enum { CHATS = 120, IDLE = 16 };
@@ -122,6 +133,9 @@ static void test_idle_connections_bounded(void **state) {
     assert_int_equal(rt_write(p, "@1 warm\n"), 0);
     assert_int_equal(rt_wait_stdout_lines(p, 1, 15000), 1);
     int before = sockets_of(rt_pid(p));
+    int c0 = fa2a_connections(f);
+    in_turn(p, 20, 21);
+    int c1 = fa2a_connections(f);
     to_chats(p, CHATS, "slow 800");
     int peak = 0;
     long long t0 = rt_now_ms();
@@ -131,12 +145,20 @@ static void test_idle_connections_bounded(void **state) {
     }
     rt_sleep_ms(300);
     int after = sockets_of(rt_pid(p));
+    int c2 = fa2a_connections(f);
+    in_turn(p, 20, CHATS + 41);
+    int c3 = fa2a_connections(f);
     fprintf(stderr,
-            "sockets: %d before, %d with the calls in flight, %d after (max_idle_connections %d)\n",
-            before, peak, after, IDLE);
+            "sockets: %d before, %d with the calls in flight, %d after (max_idle_connections %d); "
+            "agent connections: %d, %d after 20 calls in turn, %d after the burst, %d after 20 "
+            "more\n",
+            before, peak, after, IDLE, c0, c1, c2, c3);
     assert_true(peak >= CHATS / 2); /* the calls were in flight together */
     /* routerd's other sockets, and the idle connections kept */
     assert_true(after >= 0 && after <= before + IDLE);
+    assert_true(c1 - c0 <= 1);
+    assert_true(c2 - c1 >= CHATS / 2);
+    assert_true(c3 - c2 <= 1);
     rt_close_stdin(p);
     assert_int_equal(rt_wait(p, 20000), 0);
     assert_int_equal(rt_count(rt_stdout(p), "slow done\n"), CHATS);

@@ -1605,6 +1605,10 @@ int fa2a_last(fa2a *f, const char *method, fa_req *out) {
     return rc;
 }
 
+int fa2a_connections(fa2a *f) {
+    return hs_connections(f->srv);
+}
+
 int fa2a_card_fetches(fa2a *f) {
     pthread_mutex_lock(&f->mu);
     int n = f->card_fetches;

@@ -153,6 +153,8 @@ int fa2a_req(fa2a *f, int i, fa_req *out);
 /* The last request of method (NULL = any); 0 on success. */
 int fa2a_last(fa2a *f, const char *method, fa_req *out);
 int fa2a_card_fetches(fa2a *f);
+/* Connections the agent accepted so far. */
+int fa2a_connections(fa2a *f);
 /* Card requests answered 304 (If-None-Match matched the ETag). */
 int fa2a_card_not_modified(fa2a *f);
 /* Moves the JSON-RPC endpoint (default "/rpc"): the card names the new

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ struct hs {
     void *arg;
     int port;
     char base[64];
+    atomic_int conns; /* connections accepted */
 };
 
 /* One request's state: the raw body, or the parts of a multipart one. */
@@ -231,6 +233,17 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+static void on_conn(void *cls, struct MHD_Connection *c, void **socket_context,
+                    enum MHD_ConnectionNotificationCode code) {
+    (void)c, (void)socket_context;
+    hs *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) atomic_fetch_add(&s->conns, 1);
+}
+
+int hs_connections(const hs *s) {
+    return atomic_load(&((hs *)s)->conns);
+}
+
 hs *hs_start(hs_handler fn, void *arg, unsigned timeout_s) {
     return hs_start_port(fn, arg, timeout_s, 0);
 }
@@ -247,8 +260,8 @@ hs *hs_start_port(hs_handler fn, void *arg, unsigned timeout_s, int port) {
     s->d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL,
         NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a, MHD_OPTION_NOTIFY_COMPLETED,
-        completed, s, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)1000, MHD_OPTION_END);
+        completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_conn, s, MHD_OPTION_CONNECTION_TIMEOUT,
+        timeout_s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
     if (!s->d) {
         free(s);
         return NULL;

@@ -70,6 +70,8 @@ hs *hs_start_port(hs_handler fn, void *arg, unsigned timeout_s, int port);
 void hs_stop(hs *s);
 const char *hs_base(const hs *s); /* "http://127.0.0.1:PORT" */
 int hs_port(const hs *s);
+/* Connections accepted so far. */
+int hs_connections(const hs *s);
 
 /* A request header (case-insensitive name) or NULL. */
 const char *hs_header(const hs_req *rq, const char *name);
