@@ -40,6 +40,11 @@ const rd_option router_opts[] = {
      "admin server: open connections from one client address; past it that address's oldest one "
      "without a request is closed",
      2, 60000, NULL, 0, 0},
+    {"admin_connection_grace_ms", RD_OPT_INT, 0, "1000",
+     "admin server: a connection younger than this that has not sent its request yet is not "
+     "closed for admin_max_connections_per_ip (a burst from one proxy gets its requests in); "
+     "admin_max_connections still applies; 0 = no grace",
+     0, 60000, NULL, 0, 0},
     {"admin_max_body_bytes", RD_OPT_INT, 0, "1048576",
      "admin server: largest request body (larger is refused with 413 from the headers)", 1024,
      67108864, NULL, 0, 0},
@@ -463,6 +468,7 @@ int config_build(const char *path, const char *plugin_dir_override, char *err, s
     R.http.request_timeout_s = RINT("admin_request_timeout_s");
     R.http.max_conns = RINT("admin_max_connections");
     R.http.max_conns_per_ip = RINT("admin_max_connections_per_ip");
+    R.http.grace_ms = RINT("admin_connection_grace_ms");
     R.http.max_body = (size_t)cfg_find(&R.cfg, "admin_max_body_bytes")->i;
     R.chat_idle_s = RINT("chat_idle_s");
     R.max_overrides = RINT("persona_overrides_max");

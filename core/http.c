@@ -106,9 +106,11 @@ static void close_locked(aconn *a) {
     shutdown(a->fd, SHUT_RDWR);
 }
 
-static aconn *oldest_waiting_locked(const aconn *like) {
+/* The oldest connection without a request, waiting since before `by`. */
+static aconn *oldest_waiting_locked(const aconn *like, int64_t by) {
     for (aconn *a = chead; a; a = a->next)
-        if (!a->closing && !a->req_ms && (!like || same_ip(a, like))) return a;
+        if (!a->closing && !a->req_ms && (!like || same_ip(a, like)) && a->since_ms <= by)
+            return a;
     return NULL;
 }
 
@@ -168,12 +170,18 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     for (aconn *o = chead; o; o = o->next)
         if (!o->closing && same_ip(o, a)) same++;
     if (same > (size_t)lim.max_conns_per_ip) {
-        aconn *v = oldest_waiting_locked(a);
-        close_locked(v ? v : a);
-        why = RF_PER_IP;
+        /* Connections given less than the grace to send their request
+         * are spared: a proxy opening many at once (pushes from an agent)
+         * loses none, while a client that only holds connections open
+         * loses its oldest once they have had their chance. */
+        aconn *v = oldest_waiting_locked(a, a->since_ms - lim.grace_ms);
+        if (v || !lim.grace_ms) {
+            close_locked(v ? v : a);
+            why = RF_PER_IP;
+        }
     }
     if (nlive > (size_t)lim.max_conns) {
-        aconn *v = oldest_waiting_locked(NULL);
+        aconn *v = oldest_waiting_locked(NULL, INT64_MAX);
         close_locked(v ? v : a);
         why = RF_TOTAL;
     }

@@ -117,6 +117,7 @@ typedef struct job {
 typedef struct http_limits {
     int header_timeout_s, request_timeout_s;
     int max_conns, max_conns_per_ip;
+    int grace_ms; /* a connection this young is not closed for the per-address limit */
     size_t max_body;
 } http_limits;
 

@@ -451,6 +451,63 @@ static void test_idle_threads_sleep(void **state) {
     assert_int_equal(rt_wait(p, 30000), 0);
 }
 
+/* Opens n connections, then sends a request on each: how many got 200. */
+static int burst(int port, int n) {
+    int fds[64], ok = 0;
+    for (int i = 0; i < n; i++)
+        fds[i] = dial(port);
+    const char *rq = "GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0 && write(fds[i], rq, strlen(rq)) < 0) {
+        }
+    for (int i = 0; i < n; i++) {
+        if (fds[i] >= 0 && read_status(fds[i], 3000) == 200) ok++;
+        if (fds[i] >= 0) close(fds[i]);
+    }
+    return ok;
+}
+
+/* A proxy opens more connections at once than admin_max_connections_per_ip
+ * allows (pushes from an agent): each gets its request in. A client that
+ * holds connections without a request past the grace loses its oldest
+ * ones to newer ones; with no grace, a burst loses connections. */
+static void test_burst_from_one_address(void **state) {
+    (void)state;
+    int port = fx->port;
+    rt_proc *p = start_router("admin_max_connections_per_ip = 4\n", NULL, 10000);
+    assert_non_null(p);
+    rt_sleep_ms(300); /* the readiness probe's connection closes */
+    assert_int_equal(burst(port, 24), 24);
+    int held[4];
+    for (int i = 0; i < 4; i++)
+        held[i] = dial(port);
+    rt_sleep_ms(1300);
+    int fresh[4];
+    for (int i = 0; i < 4; i++)
+        fresh[i] = dial(port);
+    int cut = 0;
+    for (int i = 0; i < 4; i++) {
+        if (held[i] >= 0 && read_status(held[i], 2000) == 0) cut++; /* closed by routerd */
+        if (held[i] >= 0) close(held[i]);
+    }
+    print_message("held past the grace: %d of 4 closed for newer ones\n", cut);
+    assert_true(cut >= 3);
+    for (int i = 0; i < 4; i++)
+        if (fresh[i] >= 0) close(fresh[i]);
+    rt_signal(p, SIGTERM);
+    assert_int_equal(rt_wait(p, 20000), 0);
+
+    p = start_router("admin_max_connections_per_ip = 4\nadmin_connection_grace_ms = 0\n", NULL,
+                     10000);
+    assert_non_null(p);
+    rt_sleep_ms(300);
+    int ok = burst(port, 24);
+    print_message("with no grace: %d of 24 answered\n", ok);
+    assert_true(ok < 24);
+    rt_signal(p, SIGTERM);
+    assert_int_equal(rt_wait(p, 20000), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         RT_FIX_TEST(test_slow_clients, &fix),
@@ -459,6 +516,7 @@ int main(void) {
         RT_FIX_TEST(test_livez_during_slow_start, &fix),
         RT_FIX_TEST(test_log_sequence_consistent, &fix),
         RT_FIX_TEST(test_idle_threads_sleep, &fix),
+        RT_FIX_TEST(test_burst_from_one_address, &fix),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
