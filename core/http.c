@@ -109,8 +109,7 @@ static void close_locked(aconn *a) {
 /* The oldest connection without a request, waiting since before `by`. */
 static aconn *oldest_waiting_locked(const aconn *like, int64_t by) {
     for (aconn *a = chead; a; a = a->next)
-        if (!a->closing && !a->req_ms && (!like || same_ip(a, like)) && a->since_ms <= by)
-            return a;
+        if (!a->closing && !a->req_ms && (!like || same_ip(a, like)) && a->since_ms <= by) return a;
     return NULL;
 }
 
