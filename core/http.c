@@ -172,10 +172,11 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         /* Connections given less than the grace to send their request
          * are spared: a proxy opening many at once (pushes from an agent)
          * loses none, while a client that only holds connections open
-         * loses its oldest once they have had their chance. */
+         * loses its oldest once they have had their chance. With no grace
+         * the new one itself qualifies. */
         aconn *v = oldest_waiting_locked(a, a->since_ms - lim.grace_ms);
-        if (v || !lim.grace_ms) {
-            close_locked(v ? v : a);
+        if (v) {
+            close_locked(v);
             why = RF_PER_IP;
         }
     }

@@ -166,17 +166,19 @@ static int collect_due(void *arg, int64_t key, void *val) {
     due_acc *a = arg;
     typing_ent *e = val;
     a->any = true;
-    if (e->next_ms <= a->now && a->n == a->cap) {
-        size_t nc = a->cap ? a->cap * 2 : 64;
-        typing_ent *b = realloc(a->batch, nc * sizeof *b);
-        if (b) {
-            a->batch = b;
-            a->cap = nc;
+    if (e->next_ms <= a->now) {
+        if (a->n == a->cap) {
+            size_t nc = a->cap ? a->cap * 2 : 64;
+            typing_ent *b = realloc(a->batch, nc * sizeof *b);
+            if (b) {
+                a->batch = b;
+                a->cap = nc;
+            }
         }
-    }
-    if (e->next_ms <= a->now && a->n < a->cap) {
-        a->batch[a->n++] = *e;
-        e->next_ms = a->now + a->interval;
+        if (a->n < a->cap) {
+            a->batch[a->n++] = *e;
+            e->next_ms = a->now + a->interval;
+        }
     }
     if (e->next_ms < a->next) a->next = e->next_ms; /* one left due: at once */
     return 0;
