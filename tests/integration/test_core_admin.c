@@ -454,6 +454,7 @@ static void test_idle_threads_sleep(void **state) {
 /* Opens n connections, then sends a request on each: how many got 200. */
 static int burst(int port, int n) {
     int fds[64], ok = 0;
+    assert_true(n <= 64);
     for (int i = 0; i < n; i++)
         fds[i] = dial(port);
     const char *rq = "GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";

@@ -726,6 +726,17 @@ static void test_unknown_outcome_not_resent(void **state) {
 
 /* The messageId of a re-delivered update is the same; its answer is
  * repeated from the record without running the agent again. */
+/* The update again, after a restart: answered from its record, the agent
+ * not asked again. */
+static void assert_answered_from_record(int64_t update, const char *mid) {
+    ah_result r = ah_call_update(be, 5, "task 100", 20000, NULL, update);
+    assert_int_equal(r.st, RD_OK);
+    assert_string_equal(r.text, "done: task 100");
+    ah_result_free(&r);
+    assert_int_equal(fa2a_executions(agent, mid), 1);
+    assert_true(ah_logged("was answered before"));
+}
+
 static void test_redelivered_answer_repeated(void **state) {
     (void)state;
     up((fa2a_opts){.speaks = FA_V10}, NULL);
@@ -743,13 +754,8 @@ static void test_redelivered_answer_repeated(void **state) {
     rd_status st;
     rd_error err;
     be = ah_launch(&st, &err);
-    r = ah_call_update(be, 5, "task 100", 20000, NULL, 777001);
-    assert_int_equal(r.st, RD_OK);
-    assert_string_equal(r.text, "done: task 100");
-    ah_result_free(&r);
+    assert_answered_from_record(777001, mid);
     assert_int_equal(fa2a_count(agent, "SendMessage"), 1);
-    assert_int_equal(fa2a_executions(agent, mid), 1);
-    assert_true(ah_logged("was answered before"));
     /* another update: another id */
     r = ah_call_update(be, 5, "task 100", 20000, NULL, 777002);
     ah_result_free(&r);
@@ -793,12 +799,7 @@ static void test_record_keys(void **state) {
     rd_status st;
     rd_error err;
     be = ah_launch(&st, &err);
-    r = ah_call_update(be, 5, "task 100", 20000, NULL, 0x1234f);
-    assert_int_equal(r.st, RD_OK);
-    assert_string_equal(r.text, "done: task 100");
-    ah_result_free(&r);
-    assert_int_equal(fa2a_executions(agent, q.message_id), 1);
-    assert_true(ah_logged("was answered before"));
+    assert_answered_from_record(0x1234f, q.message_id);
     assert_int_equal(rdpt_kv_count("msg:000000000001234f:"), 0);
     down();
 }
