@@ -453,7 +453,9 @@ typedef struct rd_host {
     int (*stopping)(rd_ctx *ctx);
 
     /* Backend replies. reply_append() adds text to the reply; reply_progress()
-     * offers partial text for progressive display (the host may drop it);
+     * offers partial text for progressive display (the host may drop it; it
+     * runs the transport's progress() on the calling thread, which may wait
+     * for the chat's API: not from a thread other calls wait on);
      * complete() finishes a handle() that returned RD_PENDING (any thread). */
     void (*reply_append)(rd_reply *r, const char *text, size_t len);
     void (*reply_progress)(rd_reply *r, const char *text, size_t len);

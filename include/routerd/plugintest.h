@@ -176,6 +176,10 @@ void rdpt_reply_free(rdpt_reply *r);
 /* Limits reply_attach() enforces (RD_E_FULL past them); defaults 10 files
  * and 20 MiB like [router] max_attachments and max_attachment_bytes. */
 void rdpt_set_attach_limits(size_t max_files, size_t max_bytes);
+/* reply_progress() takes ms before it returns, as a transport's progress()
+ * that waits for its API would (0, the default: at once). A backend should
+ * not let other calls wait behind it. */
+void rdpt_set_progress_delay_ms(int ms);
 
 /* ------------------------------------------------------------------------ */
 /* Transports                                                                */

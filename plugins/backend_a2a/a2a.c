@@ -361,9 +361,12 @@ typedef struct a2a {
     pthread_mutex_t fmu;
     pthread_cond_t fcv, slot_cv;
     struct acall *fq_head, *fq_tail;
-    int fstop;
-    pthread_t fin[2];
-    int nfin;
+    struct acall *sq_head, *sq_tail; /* streams' task records (side_offer) */
+    struct acall *pq_head, *pq_tail; /* streams' partial answers, for a2a-progress */
+    pthread_cond_t pcv;
+    int fstop, pstop;
+    pthread_t fin[2], prog;
+    int nfin, prog_on;
     size_t ncalls, max_calls, nthreads_out;
 } a2a;
 
@@ -1213,9 +1216,12 @@ typedef struct {
     struct kv_batch *batch; /* set: store writes are collected, not made */
 } call;
 
+struct acall;
+
 typedef struct {
     call *c;
     a2a_track *t;
+    struct acall *ac; /* set: the loop's thread reads the stream */
     const char *rpc_id;
     outcome *o;
     int error_seen;
@@ -1226,6 +1232,7 @@ typedef struct {
 
 static void progress(call *c, const a2a_track *t, int force);
 static void note_task(call *c, const a2a_track *t);
+static void side_offer(struct acall *ac);
 
 /* A REST route under an interface URL (its trailing slashes dropped);
  * malloc()ed, NULL when path is NULL or out of memory. */
@@ -1298,8 +1305,12 @@ static int on_event(void *arg, const char *event, const char *data, size_t len) 
     a2a_kind kind = r.res.kind;
     a2a_track_apply(s->t, &r.res);
     a2a_rpc_free(&r);
-    note_task(s->c, s->t);
-    progress(s->c, s->t, 0);
+    if (s->ac) {
+        side_offer(s->ac); /* the store and the transport may be slow: not here */
+    } else {
+        note_task(s->c, s->t);
+        progress(s->c, s->t, 0);
+    }
     /* Stop reading once the stream said all: a message, the 0.3 final
      * flag, or a status update to a settled state. A Task snapshot does not
      * end it: on a continued task it still shows the old input-required. */
@@ -1826,12 +1837,16 @@ static void rec_write(call *c, int state, const char *task, const agent_view *v,
     }
 }
 
+static void note_task_id(call *c, const char *task) {
+    if (c->rec == REC_TASK && c->rec_task && !strcmp(c->rec_task, task)) return;
+    if (c->rec == REC_DONE) return;
+    rec_write(c, REC_TASK, task, c->view, RD_OK, NULL);
+}
+
 /* Stores the task id the moment the agent names it. */
 static void note_task(call *c, const a2a_track *t) {
     if (!c->stable || !t->task_id || t->got_message || strlen(t->task_id) > 512) return;
-    if (c->rec == REC_TASK && c->rec_task && !strcmp(c->rec_task, t->task_id)) return;
-    if (c->rec == REC_DONE) return;
-    rec_write(c, REC_TASK, t->task_id, c->view, RD_OK, NULL);
+    note_task_id(c, t->task_id);
 }
 
 typedef struct {
@@ -3022,17 +3037,107 @@ typedef struct acall {
     char *note;
     int64_t pause, delay;
     int fails, attempt;
+    /* A stream's side work (side_offer): under fmu but side_noted. */
+    struct acall *side_next, *prog_next;
+    char *side_task, *side_text; /* to record, to show */
+    char *side_noted;            /* loop thread: the last task id offered */
+    int side_queued, side_running, prog_queued, prog_running;
+    int side_held; /* its exchange ended: back to the finishers when idle */
 } acall;
 
-static void fin_push(a2a *a, acall *ac) {
+/* Under fmu: a call for the finishers, and a stream's side work. */
+static void fq_add(a2a *a, acall *ac) {
     ac->next = NULL;
-    pthread_mutex_lock(&a->fmu);
     if (a->fq_tail)
         a->fq_tail->next = ac;
     else
         a->fq_head = ac;
     a->fq_tail = ac;
+}
+
+static void sq_add(a2a *a, acall *ac) {
+    ac->side_queued = 1;
+    ac->side_next = NULL;
+    if (a->sq_tail)
+        a->sq_tail->side_next = ac;
+    else
+        a->sq_head = ac;
+    a->sq_tail = ac;
+}
+
+static void pq_add(a2a *a, acall *ac) {
+    ac->prog_queued = 1;
+    ac->prog_next = NULL;
+    if (a->pq_tail)
+        a->pq_tail->prog_next = ac;
+    else
+        a->pq_head = ac;
+    a->pq_tail = ac;
+    pthread_cond_signal(&a->pcv);
+}
+
+static int side_busy(const acall *ac) {
+    return ac->side_queued || ac->side_running || ac->prog_queued || ac->prog_running;
+}
+
+/* Under fmu: a call held for its side work goes on once that is done. */
+static void side_release(a2a *a, acall *ac) {
+    if (!ac->side_held || side_busy(ac)) return;
+    ac->side_held = 0;
+    fq_add(a, ac);
     pthread_cond_signal(&a->fcv);
+}
+
+static void fin_push(a2a *a, acall *ac) {
+    pthread_mutex_lock(&a->fmu);
+    fq_add(a, ac);
+    pthread_cond_signal(&a->fcv);
+    pthread_mutex_unlock(&a->fmu);
+}
+
+/* Loop thread, a stream event: the task record (it waits for a commit)
+ * goes to the finishers, a partial answer (it waits for the transport) to
+ * the a2a-progress thread, so no exchange on the loop and no other call's
+ * commit waits behind them. The exchange goes on; if it ends first, its
+ * call is held until that work is done (side_release). */
+static void side_offer(acall *ac) {
+    call *c = &ac->c;
+    a2a *a = c->a;
+    const a2a_track *t = &ac->t;
+    char *task = NULL, *text = NULL;
+    if (c->stable && t->task_id && !t->got_message && strlen(t->task_id) <= 512 &&
+        (!ac->side_noted || strcmp(ac->side_noted, t->task_id))) {
+        free(ac->side_noted);
+        ac->side_noted = xstrdup0(t->task_id);
+        task = xstrdup0(t->task_id);
+    }
+    if (a->prog_on && t->narts) {
+        int64_t now = now_ms(a);
+        char *txt = now - c->last_progress_ms >= a->progress_ms ? a2a_track_artifact_text(t) : NULL;
+        size_t len = txt ? strlen(txt) : 0;
+        if (len > c->last_progress_len) {
+            c->last_progress_len = len;
+            c->last_progress_ms = now;
+            text = txt;
+        } else {
+            free(txt);
+        }
+    }
+    if (!task && !text) return;
+    pthread_mutex_lock(&a->fmu);
+    if (task) {
+        free(ac->side_task);
+        ac->side_task = task;
+    }
+    if (task && !ac->side_queued && !ac->side_running) {
+        sq_add(a, ac);
+        pthread_cond_signal(&a->fcv);
+    }
+    if (text) { /* the newest supersedes one not shown yet */
+        free(ac->side_text);
+        ac->side_text = text;
+        if (!ac->prog_queued && !ac->prog_running) pq_add(a, ac);
+    }
     pthread_mutex_unlock(&a->fmu);
 }
 
@@ -3079,6 +3184,9 @@ static void acall_free(acall *ac) {
     free(ac->body);
     free(ac->files);
     free(ac->note);
+    free(ac->side_task);
+    free(ac->side_text);
+    free(ac->side_noted);
     if (ac->have_v) view_free(&ac->v);
     a2a_track_free(&ac->t);
     free(ac);
@@ -3277,6 +3385,7 @@ static void ac_build(acall *ac) {
     ac->body = a2a_build_send(ac->v.d, ac->use_stream, id, &s);
     if (rpc_begin(c, &ac->v, ac->use_stream ? A2A_OP_STREAM : A2A_OP_SEND, ac->body, id, &ac->t,
                   &ac->o, &ac->x) == 0) {
+        ac->x.sc.ac = ac;
         ac->begun = 1;
         ac->stage = AC_START;
     } else {
@@ -3469,19 +3578,41 @@ static void *finisher_main(void *arg) {
     pthread_setname_np(pthread_self(), "a2a-finish");
     a2a *a = arg;
     kv_batch b = {0};
-    acall *v[FIN_BATCH];
+    acall *v[FIN_BATCH], *sv[FIN_BATCH];
+    char *stask[FIN_BATCH];
     pthread_mutex_lock(&a->fmu);
     for (;;) {
-        while (!a->fq_head && !a->fstop)
+        while (!a->fq_head && !a->sq_head && !a->fstop)
             pthread_cond_wait(&a->fcv, &a->fmu);
-        if (!a->fq_head) break;
-        size_t n = 0;
+        if (!a->fq_head && !a->sq_head) break;
+        size_t n = 0, ns = 0;
+        while (a->sq_head && ns < FIN_BATCH) {
+            acall *ac = a->sq_head;
+            a->sq_head = ac->side_next;
+            ac->side_queued = 0;
+            ac->side_running = 1;
+            stask[ns] = ac->side_task;
+            ac->side_task = NULL;
+            sv[ns++] = ac;
+        }
+        if (!a->sq_head) a->sq_tail = NULL;
         while (a->fq_head && n < FIN_BATCH) {
-            v[n++] = a->fq_head;
-            a->fq_head = a->fq_head->next;
+            acall *ac = a->fq_head;
+            a->fq_head = ac->next;
+            /* its stream's side work first: it comes back after that */
+            if (side_busy(ac))
+                ac->side_held = 1;
+            else
+                v[n++] = ac;
         }
         if (!a->fq_head) a->fq_tail = NULL;
         pthread_mutex_unlock(&a->fmu);
+        for (size_t i = 0; i < ns; i++) {
+            sv[i]->c.batch = &b;
+            note_task_id(&sv[i]->c, stask[i]);
+            sv[i]->c.batch = NULL;
+            free(stask[i]);
+        }
         for (size_t i = 0; i < n; i++) {
             v[i]->c.batch = &b;
             ac_step(v[i]);
@@ -3491,9 +3622,49 @@ static void *finisher_main(void *arg) {
         for (size_t i = 0; i < n; i++)
             ac_post(v[i]);
         pthread_mutex_lock(&a->fmu);
+        for (size_t i = 0; i < ns; i++) {
+            sv[i]->side_running = 0;
+            if (sv[i]->side_task)
+                sq_add(a, sv[i]);
+            else
+                side_release(a, sv[i]);
+        }
     }
     pthread_mutex_unlock(&a->fmu);
     free(b.ops);
+    return NULL;
+}
+
+/* A stream's partial answers, shown one after the other: a transport's
+ * progress() may wait for its API. One not shown yet when its exchange
+ * ended is dropped (the answer follows). */
+static void *progress_main(void *arg) {
+    pthread_setname_np(pthread_self(), "a2a-progress");
+    a2a *a = arg;
+    pthread_mutex_lock(&a->fmu);
+    for (;;) {
+        while (!a->pq_head && !a->pstop)
+            pthread_cond_wait(&a->pcv, &a->fmu);
+        acall *ac = a->pq_head;
+        if (!ac) break;
+        a->pq_head = ac->prog_next;
+        if (!a->pq_head) a->pq_tail = NULL;
+        ac->prog_queued = 0;
+        char *text = ac->side_text;
+        ac->side_text = NULL;
+        int show = !ac->side_held;
+        ac->prog_running = 1; /* holds the call until the lock is back */
+        pthread_mutex_unlock(&a->fmu);
+        if (show) a->h->reply_progress(ac->c.rp, text, strlen(text));
+        free(text);
+        pthread_mutex_lock(&a->fmu);
+        ac->prog_running = 0;
+        if (ac->side_text && !ac->side_held)
+            pq_add(a, ac);
+        else
+            side_release(a, ac);
+    }
+    pthread_mutex_unlock(&a->fmu);
     return NULL;
 }
 
@@ -3540,6 +3711,9 @@ static int loop_start(a2a *a) {
     if (!a->loop || a2a_loop_start(a->loop)) return -1;
     for (int i = 0; i < 2; i++)
         if (pthread_create(&a->fin[a->nfin], NULL, finisher_main, a) == 0) a->nfin++;
+    /* without it a stream's partial answers are not shown */
+    if (a->nfin && a->stream && a->progress)
+        a->prog_on = pthread_create(&a->prog, NULL, progress_main, a) == 0;
     return a->nfin ? 0 : -1;
 }
 
@@ -3558,6 +3732,14 @@ static void loop_stop(a2a *a) {
     for (int i = 0; i < a->nfin; i++)
         pthread_join(a->fin[i], NULL);
     a->nfin = 0;
+    if (a->prog_on) {
+        pthread_mutex_lock(&a->fmu);
+        a->pstop = 1;
+        pthread_cond_signal(&a->pcv);
+        pthread_mutex_unlock(&a->fmu);
+        pthread_join(a->prog, NULL);
+        a->prog_on = 0;
+    }
 }
 
 /* ---- the backend API ---------------------------------------------------- */
@@ -3694,6 +3876,7 @@ static void a_destroy(void *self) {
     a2a_card_free(&a->card);
     pthread_mutex_destroy(&a->fmu);
     pthread_cond_destroy(&a->fcv);
+    pthread_cond_destroy(&a->pcv);
     pthread_cond_destroy(&a->slot_cv);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
@@ -3779,6 +3962,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     pthread_mutex_init(&a->pmu, NULL);
     pthread_mutex_init(&a->fmu, NULL);
     pthread_cond_init(&a->fcv, NULL);
+    pthread_cond_init(&a->pcv, NULL);
     pthread_cond_init(&a->slot_cv, NULL);
     *self = a;
     const char *inst = h->info(ctx, "instance");

@@ -1216,9 +1216,21 @@ static void h_reply_append(rd_reply *r, const char *text, size_t len) {
     pthread_mutex_unlock(&mu);
 }
 
+static atomic_int progress_delay_ms;
+
+void rdpt_set_progress_delay_ms(int ms) {
+    atomic_store(&progress_delay_ms, ms > 0 ? ms : 0);
+}
+
 static void h_reply_progress(rd_reply *r, const char *text, size_t len) {
     host_call("reply_progress");
     if (!r || !text) return;
+    int delay = atomic_load(&progress_delay_ms);
+    if (delay) { /* a transport whose progress() waits for its API */
+        struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) && errno == EINTR) {
+        }
+    }
     pthread_mutex_lock(&mu);
     r->progress++;
     free(r->last_progress);
@@ -2131,6 +2143,7 @@ void rdpt_reset(void) {
     pinned_now = 0;
     max_files = 10;
     max_bytes = 20u << 20;
+    atomic_store(&progress_delay_ms, 0);
     del_next = 1001;
     pthread_mutex_unlock(&mu);
     pthread_once(&host_once, host_init);

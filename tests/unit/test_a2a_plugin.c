@@ -416,6 +416,68 @@ static void test_streams(void **state) {
     }
 }
 
+typedef struct {
+    int64_t update;
+    ah_result r;
+} side_call;
+
+static void *flood_main(void *arg) {
+    side_call *sc = arg;
+    sc->r = ah_call_update(be, 1, "flood 40", 20000, NULL, sc->update);
+    return NULL;
+}
+
+/* A stream's partial answers wait for the transport (here 1.5 s each) and
+ * its task record for a commit; neither holds up the other chats' calls,
+ * and the answer comes after them. */
+static void test_stream_side_work(void **state) {
+    (void)state;
+    const char *cfg[] = {"stream", "true", "progress", "true", "progress_interval_ms", "100", NULL};
+    up((fa2a_opts){.speaks = FA_V10, .streaming = 1, .chunk_delay_ms = 5}, cfg);
+    rdpt_set_progress_delay_ms(1500);
+    side_call sc = {.update = 0x99};
+    pthread_t th;
+    pthread_create(&th, NULL, flood_main, &sc);
+    long long t0 = rt_now_ms();
+    while (fa2a_count(agent, "SendStreamingMessage") < 1 && rt_now_ms() - t0 < 5000)
+        rt_sleep_ms(5);
+    fa_req q;
+    assert_int_equal(fa2a_last(agent, "SendStreamingMessage", &q), 0);
+    char key[128];
+    snprintf(key, sizeof key, "msg:0000000000000099:%s", q.message_id);
+    /* the task is recorded while its stream goes on */
+    char *kv = NULL;
+    while (rt_now_ms() - t0 < 5000) {
+        kv = ah_kv(key);
+        if (kv && strstr(kv, "\"s\":\"task\"")) break;
+        free(kv);
+        kv = NULL;
+        rt_sleep_ms(5);
+    }
+    assert_non_null(kv);
+    free(kv);
+    rt_sleep_ms(200); /* a partial answer is being shown now */
+    long long t1 = rt_now_ms();
+    for (int i = 0; i < 2; i++)
+        expect_reply(2, "plain words", "echo: plain words");
+    long long took = rt_now_ms() - t1;
+    pthread_join(th, NULL);
+    fprintf(stderr,
+            "another chat answered twice in %lld ms; the stream: %d (%s), %d partial answers\n",
+            took, sc.r.st, sc.r.err.msg, sc.r.progress);
+    assert_true(took < 1000);
+    assert_int_equal(sc.r.st, RD_OK);
+    assert_int_equal(strlen(sc.r.text), 40 * 1024);
+    assert_true(sc.r.progress >= 1 && sc.r.progress <= 3); /* the newest of each wait */
+    assert_true(sc.r.reply.elapsed_ms >= 1450);            /* the answer after them */
+    ah_result_free(&sc.r);
+    kv = ah_kv(key);
+    assert_non_null(kv);
+    assert_non_null(strstr(kv, "\"s\":\"done\""));
+    free(kv);
+    down();
+}
+
 /* A card without streaming: stream = true still sends + polls. */
 static void test_stream_not_capable(void **state) {
     (void)state;
@@ -1578,6 +1640,7 @@ int main(void) {
         cmocka_unit_test(test_flaky_same_message_id),
         cmocka_unit_test(test_deadlines),
         cmocka_unit_test(test_streams),
+        cmocka_unit_test(test_stream_side_work),
         cmocka_unit_test(test_stream_not_capable),
         cmocka_unit_test(test_dialect_fallback),
         cmocka_unit_test(test_card_problems),
