@@ -263,6 +263,9 @@ static const rd_option opts[] = {
 /* Buckets of the tasks waiting for a push (chains stay short up to the
  * 16,384 calls max_calls allows). */
 #define PUSH_BUCKETS 4096
+/* Threads that show partial answers: a transport's progress() may wait
+ * for its API, so a few chats are shown at once. */
+#define PROG_THREADS 4
 
 enum {
     OUT_MESSAGE,
@@ -365,8 +368,8 @@ typedef struct a2a {
     struct acall *pq_head, *pq_tail; /* streams' partial answers, for a2a-progress */
     pthread_cond_t pcv;
     int fstop, pstop;
-    pthread_t fin[2], prog;
-    int nfin, prog_on;
+    pthread_t fin[2], prog[PROG_THREADS];
+    int nfin, prog_on; /* prog_on: progress threads running */
     size_t ncalls, max_calls, nthreads_out;
 } a2a;
 
@@ -1232,7 +1235,7 @@ typedef struct {
 
 static void progress(call *c, const a2a_track *t, int force);
 static void note_task(call *c, const a2a_track *t);
-static void side_offer(struct acall *ac);
+static void side_offer(struct acall *ac, int with_task);
 
 /* A REST route under an interface URL (its trailing slashes dropped);
  * malloc()ed, NULL when path is NULL or out of memory. */
@@ -1306,7 +1309,7 @@ static int on_event(void *arg, const char *event, const char *data, size_t len) 
     a2a_track_apply(s->t, &r.res);
     a2a_rpc_free(&r);
     if (s->ac) {
-        side_offer(s->ac); /* the store and the transport may be slow: not here */
+        side_offer(s->ac, 1); /* the store and the transport may be slow: not here */
     } else {
         note_task(s->c, s->t);
         progress(s->c, s->t, 0);
@@ -3042,7 +3045,8 @@ typedef struct acall {
     char *side_task, *side_text; /* to record, to show */
     char *side_noted;            /* loop thread: the last task id offered */
     int side_queued, side_running, prog_queued, prog_running;
-    int side_held; /* its exchange ended: back to the finishers when idle */
+    int side_held; /* back to the finishers once its task record is written */
+    int post_held; /* ends (ac_post) once its partial answer is shown */
 } acall;
 
 /* Under fmu: a call for the finishers, and a stream's side work. */
@@ -3076,16 +3080,34 @@ static void pq_add(a2a *a, acall *ac) {
     pthread_cond_signal(&a->pcv);
 }
 
-static int side_busy(const acall *ac) {
-    return ac->side_queued || ac->side_running || ac->prog_queued || ac->prog_running;
-}
-
-/* Under fmu: a call held for its side work goes on once that is done. */
+/* Under fmu: a call held for its task record goes on once it is written. */
 static void side_release(a2a *a, acall *ac) {
-    if (!ac->side_held || side_busy(ac)) return;
+    if (!ac->side_held || ac->side_queued || ac->side_running) return;
     ac->side_held = 0;
     fq_add(a, ac);
     pthread_cond_signal(&a->fcv);
+}
+
+/* A call about to end (its answer, or a thread of its own): a partial
+ * answer not shown yet is dropped; 1 when one is being shown, the end then
+ * comes after it (progress_main). */
+static int prog_settle(a2a *a, acall *ac) {
+    pthread_mutex_lock(&a->fmu);
+    if (ac->prog_queued) {
+        acall **p = &a->pq_head, *prev = NULL;
+        while (*p != ac) {
+            prev = *p;
+            p = &(*p)->prog_next;
+        }
+        *p = ac->prog_next;
+        if (a->pq_tail == ac) a->pq_tail = prev;
+        ac->prog_queued = 0;
+    }
+    free(ac->side_text);
+    ac->side_text = NULL;
+    int held = ac->post_held = ac->prog_running;
+    pthread_mutex_unlock(&a->fmu);
+    return held;
 }
 
 static void fin_push(a2a *a, acall *ac) {
@@ -3095,17 +3117,19 @@ static void fin_push(a2a *a, acall *ac) {
     pthread_mutex_unlock(&a->fmu);
 }
 
-/* Loop thread, a stream event: the task record (it waits for a commit)
- * goes to the finishers, a partial answer (it waits for the transport) to
- * the a2a-progress thread, so no exchange on the loop and no other call's
- * commit waits behind them. The exchange goes on; if it ends first, its
- * call is held until that work is done (side_release). */
-static void side_offer(acall *ac) {
+/* A stream event on the loop thread, or a poll's answer on the finisher
+ * that has the call: the task record (it waits for a commit) goes to the
+ * finishers, a partial answer (it waits for the transport) to the
+ * a2a-progress thread, so no exchange on the loop and no other call waits
+ * behind them. The call goes on; it comes back to the finishers only
+ * once its task record is written (side_release), and ends only once no
+ * partial answer of its is being shown (prog_settle). */
+static void side_offer(acall *ac, int with_task) {
     call *c = &ac->c;
     a2a *a = c->a;
     const a2a_track *t = &ac->t;
     char *task = NULL, *text = NULL;
-    if (c->stable && t->task_id && !t->got_message && strlen(t->task_id) <= 512 &&
+    if (with_task && c->stable && t->task_id && !t->got_message && strlen(t->task_id) <= 512 &&
         (!ac->side_noted || strcmp(ac->side_noted, t->task_id))) {
         free(ac->side_noted);
         ac->side_noted = xstrdup0(t->task_id);
@@ -3337,11 +3361,12 @@ static void ac_polled(acall *ac) {
     outcome *o = &ac->o;
     if (o->cls == A2A_C_OK && !o->abandoned) {
         ac->fails = 0;
-        progress(c, &ac->t, 0);
-        if (a2a_track_done(&ac->t))
+        if (a2a_track_done(&ac->t)) { /* the answer itself follows */
             ac_settle(ac);
-        else
+        } else {
+            side_offer(ac, 0);
             ac_poll_wait(ac);
+        }
         return;
     }
     if (o->cls == A2A_C_TIMEOUT && !o->abandoned) {
@@ -3524,6 +3549,7 @@ static void *fallback_main(void *arg) {
 /* After the batch of writes is committed: what each step asked for. */
 static void ac_post(acall *ac) {
     a2a *a = ac->c.a;
+    if ((ac->act == ACT_DONE || ac->act == ACT_THREAD) && a->prog_on && prog_settle(a, ac)) return;
     switch (ac->act) {
     case ACT_SUBMIT:
         if (ac->stage == AC_PUSH_SET) {
@@ -3599,8 +3625,8 @@ static void *finisher_main(void *arg) {
         while (a->fq_head && n < FIN_BATCH) {
             acall *ac = a->fq_head;
             a->fq_head = ac->next;
-            /* its stream's side work first: it comes back after that */
-            if (side_busy(ac))
+            /* its task record first: it comes back after that */
+            if (ac->side_queued || ac->side_running)
                 ac->side_held = 1;
             else
                 v[n++] = ac;
@@ -3635,9 +3661,9 @@ static void *finisher_main(void *arg) {
     return NULL;
 }
 
-/* A stream's partial answers, shown one after the other: a transport's
- * progress() may wait for its API. One not shown yet when its exchange
- * ended is dropped (the answer follows). */
+/* Partial answers, a call's one after the other (a transport's progress()
+ * may wait for its API); a newer one replaces one not shown yet, and one
+ * not shown when its call ends is dropped (prog_settle). */
 static void *progress_main(void *arg) {
     pthread_setname_np(pthread_self(), "a2a-progress");
     a2a *a = arg;
@@ -3652,17 +3678,20 @@ static void *progress_main(void *arg) {
         ac->prog_queued = 0;
         char *text = ac->side_text;
         ac->side_text = NULL;
-        int show = !ac->side_held;
-        ac->prog_running = 1; /* holds the call until the lock is back */
+        ac->prog_running = 1; /* the call does not end meanwhile */
         pthread_mutex_unlock(&a->fmu);
-        if (show) a->h->reply_progress(ac->c.rp, text, strlen(text));
+        a->h->reply_progress(ac->c.rp, text, strlen(text));
         free(text);
         pthread_mutex_lock(&a->fmu);
         ac->prog_running = 0;
-        if (ac->side_text && !ac->side_held)
+        if (ac->post_held) {
+            ac->post_held = 0;
+            pthread_mutex_unlock(&a->fmu);
+            ac_post(ac); /* it ended while this was shown */
+            pthread_mutex_lock(&a->fmu);
+        } else if (ac->side_text) {
             pq_add(a, ac);
-        else
-            side_release(a, ac);
+        }
     }
     pthread_mutex_unlock(&a->fmu);
     return NULL;
@@ -3711,9 +3740,9 @@ static int loop_start(a2a *a) {
     if (!a->loop || a2a_loop_start(a->loop)) return -1;
     for (int i = 0; i < 2; i++)
         if (pthread_create(&a->fin[a->nfin], NULL, finisher_main, a) == 0) a->nfin++;
-    /* without it a stream's partial answers are not shown */
-    if (a->nfin && a->stream && a->progress)
-        a->prog_on = pthread_create(&a->prog, NULL, progress_main, a) == 0;
+    /* without them partial answers are not shown */
+    for (int i = 0; a->nfin && a->progress && i < PROG_THREADS; i++)
+        if (pthread_create(&a->prog[a->prog_on], NULL, progress_main, a) == 0) a->prog_on++;
     return a->nfin ? 0 : -1;
 }
 
@@ -3735,9 +3764,10 @@ static void loop_stop(a2a *a) {
     if (a->prog_on) {
         pthread_mutex_lock(&a->fmu);
         a->pstop = 1;
-        pthread_cond_signal(&a->pcv);
+        pthread_cond_broadcast(&a->pcv);
         pthread_mutex_unlock(&a->fmu);
-        pthread_join(a->prog, NULL);
+        for (int i = 0; i < a->prog_on; i++)
+            pthread_join(a->prog[i], NULL);
         a->prog_on = 0;
     }
 }

@@ -28,6 +28,7 @@ typedef struct task {
     char msg_id[96], text[256]; /* the user message that created it */
     int flood;                  /* K_FLOOD: 1 KiB appends to stream */
     int files;                  /* "filetask": the answer carries media_parts() */
+    int partial;                /* "partialtask": "working on it" while working */
     int choose;                 /* "choose": the question offers choices (2: only them) */
     struct task *next;
 } task;
@@ -219,6 +220,9 @@ static cJSON *task_json(int v10, const task *t, long long now) {
         cJSON *a = artifact(v10, t->answer);
         if (t->files) media_parts(v10, cJSON_GetObjectItem(a, "parts"));
         cJSON_AddItemToArray(arts, a);
+    } else if (t->partial && s == S_WORKING) {
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(j, "artifacts"),
+                             artifact(v10, "working on it"));
     }
     return j;
 }
@@ -1113,7 +1117,7 @@ static int rpc(fa2a *f, conn *c, const char *body, size_t len) {
 
         char answer[300];
         snprintf(answer, sizeof answer, "done: %s", text);
-        int kind = -1, choose = 0, files = 0;
+        int kind = -1, choose = 0, files = 0, partial = 0;
         long long work = 300;
         if ((a = arg_after(text, "task"))) {
             kind = K_TASK;
@@ -1123,6 +1127,10 @@ static int rpc(fa2a *f, conn *c, const char *body, size_t len) {
         } else if (arg_after(text, "choose") || arg_after(text, "chooseonly")) {
             kind = K_ASK;
             choose = arg_after(text, "choose") ? 1 : 2;
+        } else if ((a = arg_after(text, "partialtask"))) {
+            kind = K_TASK;
+            partial = 1;
+            if (*a) work = atoll(a);
         } else if ((a = arg_after(text, "filetask"))) {
             kind = K_TASK;
             files = 1;
@@ -1162,6 +1170,7 @@ static int rpc(fa2a *f, conn *c, const char *body, size_t len) {
                 if (kind == K_FLOOD) t->flood = atoi(a);
                 t->choose = choose;
                 t->files = files;
+                t->partial = partial;
                 pthread_mutex_unlock(&f->mu);
                 executed(f, msg_id);
             } else {

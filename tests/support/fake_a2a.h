@@ -33,6 +33,8 @@
  *   flaky <n>        HTTP 503 for the first n attempts of one messageId,
  *                    then a Message "recovered after <n>"
  *   slow <ms>        waits ms, then answers a Message
+ *   partialtask [ms] the same as task [ms], its working snapshots carrying
+ *                    an artifact "working on it" (a partial answer)
  *   slowtask <ms>    a Task working for ms; even a non-blocking send is
  *                    answered only when it is done (agents that ignore
  *                    returnImmediately / blocking:false)

@@ -478,6 +478,54 @@ static void test_stream_side_work(void **state) {
     down();
 }
 
+typedef struct {
+    int64_t chat;
+    ah_result r;
+} poll_call;
+
+static void *partial_main(void *arg) {
+    poll_call *pc = arg;
+    pc->r = ah_call(be, pc->chat, "partialtask 1000", 20000, NULL);
+    return NULL;
+}
+
+/* A polled task's partial answers hold up no finisher either; four are
+ * shown at once, and the answer comes after them. */
+static void test_polled_progress(void **state) {
+    (void)state;
+    const char *cfg[] = {"progress", "true", "progress_interval_ms", "100", NULL};
+    up((fa2a_opts){.speaks = FA_V10}, cfg);
+    rdpt_set_progress_delay_ms(1500);
+    enum { N = 4 };
+    poll_call pc[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        pc[i] = (poll_call){.chat = 10 + i};
+        pthread_create(&th[i], NULL, partial_main, &pc[i]);
+    }
+    long long t0 = rt_now_ms();
+    while (fa2a_count(agent, "GetTask") < N && rt_now_ms() - t0 < 5000)
+        rt_sleep_ms(5);
+    rt_sleep_ms(100); /* partial answers are being shown now */
+    long long t1 = rt_now_ms();
+    for (int i = 0; i < 2; i++)
+        expect_reply(2, "plain words", "echo: plain words");
+    long long took = rt_now_ms() - t1;
+    fprintf(stderr, "another chat answered twice in %lld ms\n", took);
+    assert_true(took < 1000);
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(pc[i].r.st, RD_OK);
+        assert_string_equal(pc[i].r.text, "done: partialtask 1000");
+        assert_int_equal(pc[i].r.progress, 1);
+        assert_string_equal(pc[i].r.last_progress, "working on it");
+        /* done at 1 s, answered once its partial answer was shown */
+        assert_true(pc[i].r.reply.elapsed_ms >= 1450);
+        ah_result_free(&pc[i].r);
+    }
+    down();
+}
+
 /* A card without streaming: stream = true still sends + polls. */
 static void test_stream_not_capable(void **state) {
     (void)state;
@@ -1641,6 +1689,7 @@ int main(void) {
         cmocka_unit_test(test_deadlines),
         cmocka_unit_test(test_streams),
         cmocka_unit_test(test_stream_side_work),
+        cmocka_unit_test(test_polled_progress),
         cmocka_unit_test(test_stream_not_capable),
         cmocka_unit_test(test_dialect_fallback),
         cmocka_unit_test(test_card_problems),
