@@ -24,6 +24,13 @@ typedef struct conn {
     int parked, ready;
     struct MHD_Connection *c;
     struct conn *next;
+    /* stream mode: the events of a message/stream, written by sse_read() */
+    struct bench_agent *a;
+    cJSON *sse_id;
+    char *sse_text, *sse_buf;
+    size_t sse_len, sse_off;
+    long sse_n;
+    int sse_phase; /* 1: the task and a partial answer written, 2: all */
 } conn;
 
 /* A task of a non-blocking send (task mode); freed once it completed and
@@ -72,7 +79,7 @@ struct bench_agent {
     push_job *ph, *pt; /* pushes waiting for a free handle */
     CURLM *multi;
     pthread_t pusher;
-    atomic_long polls, pushes, pushes_ok;
+    atomic_long polls, pushes, pushes_ok, streams;
     long long lag_sum, lag_max; /* completion to fetch, us (under mu) */
     long lag_n;
 };
@@ -407,6 +414,123 @@ static int task_rpc(bench_agent *a, struct MHD_Connection *c, conn *cs) {
     return reply(c, 200, out);
 }
 
+/* Appends the SSE event "data: <JSON-RPC result>" to the stream's buffer. */
+static void sse_add(conn *cs, cJSON *result) {
+    char *ev = rpc_result(cs->sse_id, result);
+    size_t n = strlen(ev);
+    cs->sse_buf = realloc(cs->sse_buf, cs->sse_len + n + 9);
+    memcpy(cs->sse_buf + cs->sse_len, "data: ", 6);
+    memcpy(cs->sse_buf + cs->sse_len + 6, ev, n);
+    memcpy(cs->sse_buf + cs->sse_len + 6 + n, "\n\n", 3);
+    cs->sse_len += n + 8;
+    free(ev);
+}
+
+/* A 0.3 artifact-update of the task's one artifact, replacing its text. */
+static cJSON *artifact_update(const conn *cs, const char *text, int last) {
+    char id[32];
+    snprintf(id, sizeof id, "bs-%ld", cs->sse_n);
+    cJSON *u = cJSON_CreateObject();
+    cJSON_AddStringToObject(u, "kind", "artifact-update");
+    cJSON_AddStringToObject(u, "taskId", id);
+    cJSON_AddStringToObject(u, "contextId", "bench-context");
+    cJSON *art = cJSON_AddObjectToObject(u, "artifact");
+    cJSON_AddStringToObject(art, "artifactId", "answer");
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "kind", "text");
+    cJSON_AddStringToObject(p, "text", text);
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(art, "parts"), p);
+    cJSON_AddBoolToObject(u, "append", 0);
+    cJSON_AddBoolToObject(u, "lastChunk", last);
+    return u;
+}
+
+/* The stream's body: the task and a partial answer at once, then (the
+ * connection parked until the delay passed) the answer and the final
+ * status. */
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    conn *cs = cls;
+    bench_agent *a = cs->a;
+    (void)pos;
+    for (;;) {
+        if (cs->sse_off < cs->sse_len) {
+            size_t k = cs->sse_len - cs->sse_off < max ? cs->sse_len - cs->sse_off : max;
+            memcpy(buf, cs->sse_buf + cs->sse_off, k);
+            cs->sse_off += k;
+            return (ssize_t)k;
+        }
+        free(cs->sse_buf);
+        cs->sse_buf = NULL;
+        cs->sse_len = cs->sse_off = 0;
+        if (cs->sse_phase == 2) return MHD_CONTENT_READER_END_OF_STREAM;
+        pthread_mutex_lock(&a->mu);
+        if (!cs->ready && a->delay_ms > 0 && !a->stopping) {
+            if (!cs->parked) {
+                cs->parked = 1;
+                cs->due = cs->t_in + (long long)a->delay_ms * 1000;
+                MHD_suspend_connection(cs->c);
+                if (a->tail)
+                    a->tail->next = cs;
+                else
+                    a->head = cs;
+                a->tail = cs;
+                pthread_cond_signal(&a->cv);
+            }
+            pthread_mutex_unlock(&a->mu);
+            return 0; /* suspended: the timer resumes it */
+        }
+        track_held(a, cs->sse_text, cs->t_in);
+        pthread_mutex_unlock(&a->mu);
+        char out[512];
+        snprintf(out, sizeof out, "echo: %s", cs->sse_text);
+        sse_add(cs, artifact_update(cs, out, 1));
+        char id[32];
+        snprintf(id, sizeof id, "bs-%ld", cs->sse_n);
+        cJSON *st = cJSON_CreateObject();
+        cJSON_AddStringToObject(st, "kind", "status-update");
+        cJSON_AddStringToObject(st, "taskId", id);
+        cJSON_AddStringToObject(st, "contextId", "bench-context");
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(st, "status"), "state", "completed");
+        cJSON_AddBoolToObject(st, "final", 1);
+        sse_add(cs, st);
+        cs->sse_phase = 2;
+        atomic_fetch_sub(&a->inflight, 1);
+    }
+}
+
+/* message/stream in stream mode; -1 for anything else (the default path). */
+static int stream_rpc(bench_agent *a, struct MHD_Connection *c, conn *cs) {
+    cJSON *req = cJSON_Parse(cs->body ? cs->body : "");
+    const cJSON *m = cJSON_GetObjectItem(req, "method");
+    if (!cJSON_IsString(m) || strcmp(m->valuestring, "message/stream")) {
+        cJSON_Delete(req);
+        return -1;
+    }
+    arrive(a, cs);
+    cs->a = a;
+    cs->c = c;
+    cs->sse_id = cJSON_Duplicate(cJSON_GetObjectItem(req, "id"), 1);
+    cs->sse_text = strdup(send_text(req));
+    cs->sse_n = atomic_fetch_add(&a->streams, 1);
+    cJSON_Delete(req);
+    char id[32];
+    snprintf(id, sizeof id, "bs-%ld", cs->sse_n);
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "kind", "task");
+    cJSON_AddStringToObject(t, "id", id);
+    cJSON_AddStringToObject(t, "contextId", "bench-context");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(t, "status"), "state", "working");
+    sse_add(cs, t);
+    sse_add(cs, artifact_update(cs, "working on it", 0));
+    cs->sse_phase = 1;
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, cs, NULL);
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *url,
                               const char *method, const char *version, const char *up,
                               size_t *up_size, void **ptr) {
@@ -430,14 +554,19 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
         if (asprintf(&card,
                      "{\"name\":\"bench\",\"description\":\"benchmark agent\",\"version\":\"1\","
                      "\"url\":\"%s/\",\"preferredTransport\":\"JSONRPC\","
-                     "\"protocolVersion\":\"0.3.0\",\"capabilities\":{\"streaming\":false%s},"
+                     "\"protocolVersion\":\"0.3.0\",\"capabilities\":{\"streaming\":%s%s},"
                      "\"defaultInputModes\":[\"text/plain\"],\"defaultOutputModes\":"
                      "[\"text/plain\"],\"skills\":[]}",
-                     a->url, a->tasks ? ",\"pushNotifications\":true" : "") < 0)
+                     a->url, a->tasks == BENCH_AGENT_STREAM ? "true" : "false",
+                     a->tasks == BENCH_AGENT_TASKS ? ",\"pushNotifications\":true" : "") < 0)
             return MHD_NO;
         return reply(c, 200, card);
     }
-    if (!cs->parked && a->tasks) {
+    if (!cs->parked && a->tasks == BENCH_AGENT_STREAM) {
+        int r = stream_rpc(a, c, cs);
+        if (r >= 0) return (enum MHD_Result)r;
+    }
+    if (!cs->parked && a->tasks == BENCH_AGENT_TASKS) {
         int r = task_rpc(a, c, cs);
         if (r >= 0) return (enum MHD_Result)r;
         /* a blocking send: a delayed Message, as in the default mode */
@@ -471,7 +600,12 @@ static void on_done(void *cls, struct MHD_Connection *c, void **ptr,
                     enum MHD_RequestTerminationCode t) {
     (void)cls, (void)c, (void)t;
     conn *cs = *ptr;
-    if (cs) free(cs->body);
+    if (cs) {
+        free(cs->body);
+        free(cs->sse_text);
+        free(cs->sse_buf);
+        cJSON_Delete(cs->sse_id);
+    }
     free(cs);
     *ptr = NULL;
 }
@@ -569,7 +703,7 @@ bench_agent *bench_agent_start_tasks(int delay_ms, int tasks) {
     const union MHD_DaemonInfo *i = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_BIND_PORT);
     snprintf(a->url, sizeof a->url, "http://127.0.0.1:%u", i->port);
     pthread_create(&a->timer, NULL, timer_loop, a);
-    if (tasks) {
+    if (tasks == BENCH_AGENT_TASKS) {
         curl_global_init(CURL_GLOBAL_DEFAULT);
         a->multi = curl_multi_init();
         curl_multi_setopt(a->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)PUSH_CONNS);
@@ -590,7 +724,7 @@ void bench_agent_stop(bench_agent *a) {
     pthread_cond_signal(&a->cv);
     pthread_mutex_unlock(&a->mu);
     pthread_join(a->timer, NULL);
-    if (a->tasks) {
+    if (a->tasks == BENCH_AGENT_TASKS) {
         curl_multi_wakeup(a->multi);
         pthread_join(a->pusher, NULL);
         for (push_job *j = a->ph, *nx; j; j = nx) {
@@ -599,7 +733,7 @@ void bench_agent_stop(bench_agent *a) {
         }
     }
     MHD_stop_daemon(a->d);
-    if (a->tasks) {
+    if (a->tasks == BENCH_AGENT_TASKS) {
         for (long i = 0; i < a->ntab; i++)
             task_free(a->tab[i]);
         free(a->tab);

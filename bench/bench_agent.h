@@ -11,15 +11,21 @@
  * "echo: <text>" after the delay; tasks/get returns it (a completed task
  * is forgotten once fetched) and tasks/pushNotificationConfig/set makes
  * the agent POST the completed Task to the webhook. A blocking send is
- * answered as in the default mode. */
+ * answered as in the default mode.
+ *
+ * Stream mode: the card offers streaming; a message/stream is answered at
+ * once with the events of a Task "bs-<n>" in state working and a partial
+ * answer ("working on it"), and after the delay with the artifact "echo:
+ * <text>" and the final completed status. */
 #ifndef BENCH_AGENT_H
 #define BENCH_AGENT_H
 
 typedef struct bench_agent bench_agent;
 
 bench_agent *bench_agent_start(int delay_ms);
-/* tasks != 0: task mode (above); bench_agent_start(d) is (d, 0). */
-bench_agent *bench_agent_start_tasks(int delay_ms, int tasks);
+enum { BENCH_AGENT_DEFAULT, BENCH_AGENT_TASKS, BENCH_AGENT_STREAM };
+/* mode: BENCH_AGENT_* (above); bench_agent_start(d) is (d, BENCH_AGENT_DEFAULT). */
+bench_agent *bench_agent_start_tasks(int delay_ms, int mode);
 void bench_agent_stop(bench_agent *a);
 const char *bench_agent_url(bench_agent *a);
 /* message/send calls received. */

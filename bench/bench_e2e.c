@@ -12,7 +12,8 @@
  *     smoke                            every scenario at small N
  *
  * BENCH_AGENT_MODE=task (slow, --client routerd): the agent answers with
- * tasks that routerd polls, or with BENCH_PUSH=1 pushes to its webhook.
+ * tasks that routerd polls, or with BENCH_PUSH=1 pushes to its webhook;
+ * BENCH_AGENT_MODE=stream: with a stream (routerd's stream = true).
  *
  * Every run checks that each message was answered exactly once and in
  * order per chat, and exits non-zero otherwise. Each run prints a
@@ -47,8 +48,9 @@ static int repeat = 1;
 static const char *clients = "both";
 /* BENCH_AGENT_MODE=task: the slow scenario's agent answers non-blocking
  * sends with a working Task (bench_agent.h); BENCH_PUSH=1 also gives
- * routerd a push_url, so the agent pushes instead of routerd polling. */
-static int task_mode, push_mode;
+ * routerd a push_url, so the agent pushes instead of routerd polling.
+ * BENCH_AGENT_MODE=stream: it streams (routerd gets stream = true). */
+static int task_mode, push_mode, stream_mode;
 
 /* ------------------------------------------------------------------------ */
 /* Metrics of one run                                                        */
@@ -260,6 +262,7 @@ static char *manifest(ftg *tg, bench_agent *ag, int workers, int queue, int admi
     snprintf(admin, sizeof admin, "127.0.0.1:%d", admin_port);
     /* routerd serves the webhook on its admin server */
     if (push_mode) snprintf(push, sizeof push, "push_url = http://127.0.0.1:%d/\n", admin_port);
+    if (stream_mode) snprintf(push, sizeof push, "stream = true\n");
     char *text;
     if (asprintf(&text,
                  "[router]\nenv = bench\nadmin_listen = %s\nstate_dir = %s/state\n"
@@ -589,7 +592,9 @@ out:
 static int run_slow(int minimal, const params *pa, metrics *m) {
     int chats = pa->chats;
     ftg *tg = tg_start();
-    bench_agent *ag = bench_agent_start_tasks(pa->delay_ms, task_mode);
+    bench_agent *ag = bench_agent_start_tasks(pa->delay_ms, task_mode     ? BENCH_AGENT_TASKS
+                                                            : stream_mode ? BENCH_AGENT_STREAM
+                                                                          : 0);
     client c;
     int rc = 1;
     /* The minimal client needs a thread per call in flight; routerd's a2a
@@ -865,10 +870,12 @@ int main(int argc, char **argv) {
     if (repeat < 1) repeat = 1;
     const char *what = i < argc ? argv[i++] : "burst";
     task_mode = !strcmp(envor("BENCH_AGENT_MODE", "default"), "task");
+    stream_mode = !strcmp(envor("BENCH_AGENT_MODE", "default"), "stream");
     push_mode = task_mode && !strcmp(envor("BENCH_PUSH", "0"), "1");
-    if (task_mode && (strcmp(what, "slow") || strcmp(clients, "routerd"))) {
-        /* bench_minimal does not follow tasks */
-        fprintf(stderr, "BENCH_AGENT_MODE=task runs only --client routerd slow\n");
+    if ((task_mode || stream_mode) && (strcmp(what, "slow") || strcmp(clients, "routerd"))) {
+        /* bench_minimal follows neither tasks nor streams */
+        fprintf(stderr, "BENCH_AGENT_MODE=%s runs only --client routerd slow\n",
+                task_mode ? "task" : "stream");
         return 64;
     }
     if (push_mode && !strcmp(envor("BENCH_ADMIN", "on"), "off")) {
