@@ -414,6 +414,21 @@ static int task_rpc(bench_agent *a, struct MHD_Connection *c, conn *cs) {
     return reply(c, 200, out);
 }
 
+/* Suspends c until the delay passed since cs arrived; the timer resumes
+ * it (a->mu held). */
+static void park_locked(bench_agent *a, conn *cs, struct MHD_Connection *c) {
+    cs->parked = 1;
+    cs->c = c;
+    cs->due = cs->t_in + (long long)a->delay_ms * 1000;
+    MHD_suspend_connection(c);
+    if (a->tail)
+        a->tail->next = cs;
+    else
+        a->head = cs;
+    a->tail = cs;
+    pthread_cond_signal(&a->cv);
+}
+
 /* Appends the SSE event "data: <JSON-RPC result>" to the stream's buffer. */
 static void sse_add(conn *cs, cJSON *result) {
     char *ev = rpc_result(cs->sse_id, result);
@@ -465,17 +480,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
         if (cs->sse_phase == 2) return MHD_CONTENT_READER_END_OF_STREAM;
         pthread_mutex_lock(&a->mu);
         if (!cs->ready && a->delay_ms > 0 && !a->stopping) {
-            if (!cs->parked) {
-                cs->parked = 1;
-                cs->due = cs->t_in + (long long)a->delay_ms * 1000;
-                MHD_suspend_connection(cs->c);
-                if (a->tail)
-                    a->tail->next = cs;
-                else
-                    a->head = cs;
-                a->tail = cs;
-                pthread_cond_signal(&a->cv);
-            }
+            if (!cs->parked) park_locked(a, cs, cs->c);
             pthread_mutex_unlock(&a->mu);
             return 0; /* suspended: the timer resumes it */
         }
@@ -574,17 +579,8 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
     if (!cs->parked) {
         arrive(a, cs);
         if (a->delay_ms > 0) {
-            cs->parked = 1;
-            cs->c = c;
-            cs->due = cs->t_in + (long long)a->delay_ms * 1000;
-            MHD_suspend_connection(c);
             pthread_mutex_lock(&a->mu);
-            if (a->tail)
-                a->tail->next = cs;
-            else
-                a->head = cs;
-            a->tail = cs;
-            pthread_cond_signal(&a->cv);
+            park_locked(a, cs, c);
             pthread_mutex_unlock(&a->mu);
             return MHD_YES;
         }
