@@ -365,7 +365,7 @@ typedef struct a2a {
     pthread_cond_t fcv, slot_cv;
     struct acall *fq_head, *fq_tail;
     struct acall *sq_head, *sq_tail; /* streams' task records (side_offer) */
-    struct acall *pq_head, *pq_tail; /* streams' partial answers, for a2a-progress */
+    struct acall *pq_head, *pq_tail; /* partial answers, for a2a-progress */
     pthread_cond_t pcv;
     int fstop, pstop;
     pthread_t fin[2], prog[PROG_THREADS];
@@ -3040,7 +3040,7 @@ typedef struct acall {
     char *note;
     int64_t pause, delay;
     int fails, attempt;
-    /* A stream's side work (side_offer): under fmu but side_noted. */
+    /* Side work (side_offer): under fmu but side_noted. */
     struct acall *side_next, *prog_next;
     char *side_task, *side_text; /* to record, to show */
     char *side_noted;            /* loop thread: the last task id offered */
@@ -3120,7 +3120,7 @@ static void fin_push(a2a *a, acall *ac) {
 /* A stream event on the loop thread, or a poll's answer on the finisher
  * that has the call: the task record (it waits for a commit) goes to the
  * finishers, a partial answer (it waits for the transport) to the
- * a2a-progress thread, so no exchange on the loop and no other call waits
+ * a2a-progress threads, so no exchange on the loop and no other call waits
  * behind them. The call goes on; it comes back to the finishers only
  * once its task record is written (side_release), and ends only once no
  * partial answer of its is being shown (prog_settle). */
