@@ -102,7 +102,7 @@ int tg_chat_is_channel(tg *t, int64_t chat) {
 }
 
 /* Waits for this chat's slot and then the global one. With may_skip it
- * returns 1 instead of waiting when the chat is busy (progress edits: the
+ * returns 1 instead of waiting when the chat is busy (partial answers: the
  * next one carries newer text anyway). */
 static int pace(tg *t, int64_t chat, int may_skip) {
     int64_t now = tg_now(t), t0 = now;
@@ -204,6 +204,7 @@ typedef struct send_args {
     const char *markup; /* reply_markup JSON, or NULL */
     int64_t deadline;
     const char *cid;
+    int may_skip; /* a partial answer: not sent (RD_OK, no id) if the chat is busy */
 } send_args;
 
 /* sendMessage with the fallbacks Telegram's 400s call for. */
@@ -222,8 +223,13 @@ static rd_status send_one(tg *t, send_args *a, int64_t *msg_id, rd_error *err) {
     rd_status st = RD_E_INTERNAL;
     for (int round = 0; round < 5 && text; round++) {
         char *body = tg_message_body(t, chat, 0, thread, reply_to, text, pm, ents, markup);
-        if (!body || pace(t, chat, 0)) {
+        if (!body || pace(t, chat, a->may_skip)) {
+            int skipped = body && a->may_skip && !atomic_load(&t->closing);
             free(body);
+            if (skipped) { /* the next partial answer tries again */
+                st = RD_OK;
+                break;
+            }
             tg_call c = {.cls = TG_C_ABORTED};
             snprintf(c.detail, sizeof c.detail, "aborted at shutdown");
             st = tg_send_fail(t, err, "sendMessage", &c, a->cid);
@@ -491,7 +497,8 @@ rd_status tg_deliver_progress(tg *t, const rd_outbound *out, int64_t *msg_id, rd
                        .len = hl,
                        .plain = 1,
                        .deadline = tg_now(t) + t->c.send_budget_ms,
-                       .cid = out->correlation_id};
+                       .cid = out->correlation_id,
+                       .may_skip = 1};
         int64_t id = 0;
         st = send_one(t, &a, &id, err);
         if (st == RD_OK && id) {

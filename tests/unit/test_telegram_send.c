@@ -552,6 +552,31 @@ static void test_pacing(void **state) {
     assert_true(th_metric("routerd_telegram_throttle_wait_seconds", NULL, NULL) > 0);
 }
 
+/* A partial answer does not wait for the chat's slot (the backend's
+ * thread would): it is not sent, and the next one is once the slot is
+ * free. Replies still wait for theirs. */
+static void test_progress_waits_for_no_slot(void **state) {
+    (void)state;
+    th_cfg("throttle", "on");
+    th_cfg("throttle_chat_interval_ms", "1000");
+    launch();
+    assert_int_equal(send_text(42, 0, 0, "first", 0, 0, NULL), RD_OK);
+    long long t0 = th_now_ms();
+    int64_t id = -1;
+    assert_int_equal(progress(42, "Thinking", 0, &id), RD_OK);
+    assert_true(th_now_ms() - t0 < 500);
+    assert_int_equal(id, 0);
+    assert_int_equal(ftg_count(F, "sendMessage", 0), 1);
+    th_sleep_ms(1100);
+    assert_int_equal(progress(42, "Thinking more", 0, &id), RD_OK);
+    assert_true(id > 0);
+    assert_int_equal(ftg_count(F, "sendMessage", 0), 2);
+    /* a reply waits for the slot the partial answer took */
+    t0 = th_now_ms();
+    assert_int_equal(send_text(42, 0, 0, "The answer.", RD_OUT_FINAL_EDIT, id, NULL), RD_OK);
+    assert_true(th_now_ms() - t0 >= 900);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reply_fields, setup, teardown),
@@ -562,6 +587,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_markup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress_edits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_progress_waits_for_no_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_typing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_typing_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pacing, setup, teardown),
