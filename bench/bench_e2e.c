@@ -13,7 +13,8 @@
  *
  * BENCH_AGENT_MODE=task (slow, --client routerd): the agent answers with
  * tasks that routerd polls, or with BENCH_PUSH=1 pushes to its webhook;
- * BENCH_AGENT_MODE=stream: with a stream (routerd's stream = true).
+ * BENCH_AGENT_MODE=stream: with a stream (routerd's stream = true);
+ * BENCH_PROGRESS=1 also shows its partial answers (progress = true).
  *
  * Every run checks that each message was answered exactly once and in
  * order per chat, and exits non-zero otherwise. Each run prints a
@@ -49,8 +50,11 @@ static const char *clients = "both";
 /* BENCH_AGENT_MODE=task: the slow scenario's agent answers non-blocking
  * sends with a working Task (bench_agent.h); BENCH_PUSH=1 also gives
  * routerd a push_url, so the agent pushes instead of routerd polling.
- * BENCH_AGENT_MODE=stream: it streams (routerd gets stream = true). */
-static int task_mode, push_mode, stream_mode;
+ * BENCH_AGENT_MODE=stream: it streams (routerd gets stream = true), and
+ * with BENCH_PROGRESS=1 routerd shows the partial answer it streams first
+ * (progress = true): replies are then edits of that message. */
+static int task_mode, push_mode, stream_mode, progress_mode;
+#define PARTIAL "working on it" /* bench_agent.c's partial answer */
 
 /* ------------------------------------------------------------------------ */
 /* Metrics of one run                                                        */
@@ -262,7 +266,9 @@ static char *manifest(ftg *tg, bench_agent *ag, int workers, int queue, int admi
     snprintf(admin, sizeof admin, "127.0.0.1:%d", admin_port);
     /* routerd serves the webhook on its admin server */
     if (push_mode) snprintf(push, sizeof push, "push_url = http://127.0.0.1:%d/\n", admin_port);
-    if (stream_mode) snprintf(push, sizeof push, "stream = true\n");
+    if (stream_mode)
+        snprintf(push, sizeof push, "stream = true\n%s",
+                 progress_mode ? "progress = true\nprogress_interval_ms = 100\n" : "");
     char *text;
     if (asprintf(&text,
                  "[router]\nenv = bench\nadmin_listen = %s\nstate_dir = %s/state\n"
@@ -354,11 +360,19 @@ static int client_stop(client *c, metrics *m) {
 }
 
 /* Waits for the n-th sendMessage (including the warm-up). */
+/* Replies sent: sendMessage calls, or with progress_mode the calls that
+ * are not the partial answer (a reply edits it in, or is sent anew). */
+static size_t replies(ftg *tg) {
+    size_t n = ftg_count(tg, "sendMessage", 1);
+    if (!progress_mode) return n;
+    return n + ftg_count(tg, "editMessageText", 1) - ftg_count_text(tg, PARTIAL);
+}
+
 static size_t wait_sends(ftg *tg, size_t n, int timeout_ms) {
     long long end = rt_now_ms() + timeout_ms;
     size_t have;
-    int step = n > 30000 ? 10 : 2;
-    while ((have = ftg_count(tg, "sendMessage", 1)) < n && rt_now_ms() < end)
+    int step = progress_mode ? 20 : n > 30000 ? 10 : 2;
+    while ((have = replies(tg)) < n && rt_now_ms() < end)
         rt_sleep_ms(step);
     return have;
 }
@@ -380,7 +394,8 @@ static int warm_up(client *c, ftg *tg) {
 static int check(ftg *tg, int n, int chats, metrics *m) {
     int per_chat = (n + chats - 1) / chats;
     ftg_tally t;
-    ftg_tally_echoes(tg, BASE_CHAT, chats, per_chat, &t);
+    ftg_tally_answers(tg, BASE_CHAT, chats, per_chat, progress_mode ? PARTIAL : NULL, &t);
+    if (progress_mode) put(m, "partials_shown", t.partials);
     put(m, "answered", t.answered);
     put(m, "duplicates", t.duplicates);
     put(m, "order_ok", t.order_ok);
@@ -871,6 +886,7 @@ int main(int argc, char **argv) {
     const char *what = i < argc ? argv[i++] : "burst";
     task_mode = !strcmp(envor("BENCH_AGENT_MODE", "default"), "task");
     stream_mode = !strcmp(envor("BENCH_AGENT_MODE", "default"), "stream");
+    progress_mode = stream_mode && !strcmp(envor("BENCH_PROGRESS", "0"), "1");
     push_mode = task_mode && !strcmp(envor("BENCH_PUSH", "0"), "1");
     if ((task_mode || stream_mode) && (strcmp(what, "slow") || strcmp(clients, "routerd"))) {
         /* bench_minimal follows neither tasks nor streams */

@@ -1494,17 +1494,25 @@ size_t ftg_wait_count(ftg *f, const char *method, size_t n, int timeout_ms) {
     return have;
 }
 
-void ftg_tally_echoes(ftg *f, int64_t base, int chats, int per_chat, ftg_tally *t) {
+void ftg_tally_answers(ftg *f, int64_t base, int chats, int per_chat, const char *partial,
+                       ftg_tally *t) {
     memset(t, 0, sizeof *t);
     t->order_ok = 1;
     unsigned char *seen = calloc((size_t)chats * (size_t)per_chat, 1);
     int *next = calloc((size_t)chats, sizeof *next);
-    ftg_rec *r;
-    size_t n = ftg_records(f, "sendMessage", 1, &r);
-    for (size_t i = 0; i < n; i++) {
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < f->nrecs; i++) {
+        const ftg_rec *r = &f->recs[i];
+        if (r->status != 200 || (strcasecmp(r->method, "sendMessage") &&
+                                 (!partial || strcasecmp(r->method, "editMessageText"))))
+            continue;
         int c, k;
-        if (!r[i].text || sscanf(r[i].text, "echo: c%d-m%d", &c, &k) != 2 || c < 0 || c >= chats ||
-            k < 0 || k >= per_chat || r[i].chat_id != base + c) {
+        if (partial && r->text && !strcmp(r->text, partial)) {
+            t->partials++;
+            continue;
+        }
+        if (!r->text || sscanf(r->text, "echo: c%d-m%d", &c, &k) != 2 || c < 0 || c >= chats ||
+            k < 0 || k >= per_chat || r->chat_id != base + c) {
             t->foreign++;
             continue;
         }
@@ -1517,9 +1525,22 @@ void ftg_tally_echoes(ftg *f, int64_t base, int chats, int per_chat, ftg_tally *
         if (k != next[c]) t->order_ok = 0;
         next[c] = k + 1;
     }
-    ftg_recs_free(r, n);
+    pthread_mutex_unlock(&f->mu);
     free(next);
     free(seen);
+}
+
+size_t ftg_count_text(ftg *f, const char *text) {
+    pthread_mutex_lock(&f->mu);
+    size_t n = 0;
+    for (size_t i = 0; i < f->nrecs; i++)
+        n += f->recs[i].status == 200 && f->recs[i].text && !strcmp(f->recs[i].text, text);
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+void ftg_tally_echoes(ftg *f, int64_t base, int chats, int per_chat, ftg_tally *t) {
+    ftg_tally_answers(f, base, chats, per_chat, NULL, t);
 }
 
 int ftg_wait_echoes(ftg *f, int64_t base, int chats, int per_chat, int n, int timeout_ms) {

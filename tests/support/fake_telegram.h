@@ -184,6 +184,8 @@ void ftg_recs_free(ftg_rec *r, size_t n);
 ftg_rec *ftg_wait_sent(ftg *f, int64_t chat, size_t nth, int timeout_ms);
 /* Requests of method answered 200 (ok_only) or in total. */
 size_t ftg_count(ftg *f, const char *method, int ok_only);
+/* Requests of any method answered 200 that carried exactly this text. */
+size_t ftg_count_text(ftg *f, const char *text);
 /* Waits until ftg_count(method, 1) >= n; returns the count reached. */
 size_t ftg_wait_count(ftg *f, const char *method, size_t n, int timeout_ms);
 /* The bot's replies to a burst of "c<C>-m<K>" messages from chats base + C
@@ -192,8 +194,13 @@ size_t ftg_wait_count(ftg *f, const char *method, size_t n, int timeout_ms);
  * first replies came in K order. */
 typedef struct ftg_tally {
     int answered, duplicates, foreign, order_ok;
+    int partials; /* ftg_tally_answers: the partial answer's text seen */
 } ftg_tally;
 void ftg_tally_echoes(ftg *f, int64_t base, int chats, int per_chat, ftg_tally *t);
+/* The same with partial answers shown: texts equal to partial (sent or
+ * edited in) are counted apart, and a reply may be the edit of one. */
+void ftg_tally_answers(ftg *f, int64_t base, int chats, int per_chat, const char *partial,
+                       ftg_tally *t);
 /* Waits until n messages are answered; returns the count reached. */
 int ftg_wait_echoes(ftg *f, int64_t base, int chats, int per_chat, int n, int timeout_ms);
 /* The webhook URL / secret set by setWebhook ("" when none). */
