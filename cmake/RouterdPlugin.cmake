@@ -13,7 +13,7 @@ function(routerd_plugin target)
   set_target_properties(${target} PROPERTIES PREFIX "" OUTPUT_NAME ${target}
                         LIBRARY_OUTPUT_DIRECTORY ${ROUTERD_PLUGIN_OUTPUT_DIR}
                         C_VISIBILITY_PRESET hidden)
-  if(NOT ROUTERD_SANITIZE AND NOT ROUTERD_FUZZ)
+  if(NOT ROUTERD_INSTRUMENTED)
     target_link_options(${target} PRIVATE -Wl,--no-undefined)
   endif()
   add_dependencies(routerd ${target})

@@ -2,7 +2,9 @@
 # Builds routerd and runs every test: unit (cmocka), integration (real
 # binary against fake Telegram / A2A / OTLP servers on 127.0.0.1), fuzz
 # corpus replays and the packaging checks.
-# Usage: scripts/test.sh [--sanitize] [ctest args...]
+# Usage: scripts/test.sh [--sanitize | --tsan] [ctest args...]
+# --sanitize: AddressSanitizer + UBSan (build-asan); --tsan: ThreadSanitizer
+# with clang (build-tsan). Either fails a test on the first report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=build
@@ -12,6 +14,11 @@ if [[ "${1:-}" == "--sanitize" ]]; then
     dir=build-asan
     opts=(-DCMAKE_BUILD_TYPE=Debug -DROUTERD_SANITIZE=ON -DROUTERD_WERROR=ON)
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+elif [[ "${1:-}" == "--tsan" ]]; then
+    shift
+    dir=build-tsan
+    opts=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DROUTERD_TSAN=ON -DROUTERD_WERROR=ON)
+    export CC=clang TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 fi
 scripts/deps.sh --test
 cmake -S . -B "$dir" "${opts[@]}" >/dev/null

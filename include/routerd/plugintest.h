@@ -284,6 +284,9 @@ int rdpt_intercept_rq(void *self, const rd_request *rq);
  * needle. Lines are kept as the plugin wrote them, unredacted, so that a
  * test can look for a leaked secret. */
 int rdpt_logged(const char *needle);
+/* How often needle occurs in the log lines so far (safe while the plugin's
+ * threads log, unlike reading rdpt_logs()). */
+int rdpt_log_count(const char *needle);
 /* All log lines so far, each "<level digit> <text>\n"; owned by the kit,
  * valid until the next log line or reset. */
 const char *rdpt_logs(void);

@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@ typedef struct {
     rd_ctx *ctx;
     console_conf cf;
     int fd;
-    volatile int quit;
+    atomic_int quit; /* quiesce/stop tell the reader thread */
     pthread_t th;
     int started;
     pthread_mutex_t out_mu;

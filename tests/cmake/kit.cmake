@@ -18,7 +18,7 @@ set_tests_properties(test_kit_sdnotify PROPERTIES TIMEOUT 120 LABELS "unit;kit")
 add_test(NAME test_kit_systemd COMMAND ${KIT_DIR}/test_kit_systemd.sh ${KIT_ARGS})
 set_tests_properties(test_kit_systemd PROPERTIES LABELS "integration;kit" TIMEOUT 120
                      SKIP_RETURN_CODE 77)
-if(ROUTERD_SANITIZE)
+if(ROUTERD_SANITIZE OR ROUTERD_TSAN)
   set_tests_properties(test_kit_systemd PROPERTIES ENVIRONMENT ROUTERD_SANITIZED=1)
 endif()
 

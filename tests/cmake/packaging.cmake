@@ -7,7 +7,7 @@ set_tests_properties(kit_install PROPERTIES LABELS packaging TIMEOUT 300)
 
 # The package builds are Release builds of their own; the sanitizer and
 # fuzz builds skip them.
-if(NOT ROUTERD_SANITIZE AND NOT ROUTERD_FUZZ)
+if(NOT ROUTERD_INSTRUMENTED)
   set(KIT_WORK ${CMAKE_BINARY_DIR}/kit)
   add_test(NAME kit_package COMMAND ${KIT_TESTS}/package.sh ${CMAKE_SOURCE_DIR} ${KIT_WORK})
   set_tests_properties(kit_package PROPERTIES LABELS packaging TIMEOUT 1800 FIXTURES_SETUP kit_dist

@@ -5,7 +5,7 @@ routerd_unit_test(test_plugins_common
 
 # Shared code is linked in hidden: each plugin still exports one symbol.
 find_program(ROUTERD_NM NAMES nm)
-if(ROUTERD_NM AND NOT ROUTERD_SANITIZE AND NOT ROUTERD_FUZZ)
+if(ROUTERD_NM AND NOT ROUTERD_INSTRUMENTED)
   add_test(NAME test_plugins_exports
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/support/plugin_exports.sh ${ROUTERD_NM}
                    ${ROUTERD_PLUGIN_OUTPUT_DIR})

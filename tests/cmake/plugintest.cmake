@@ -26,7 +26,7 @@ set_tests_properties(test_core_plugin_dirs PROPERTIES LABELS integration TIMEOUT
 
 # docs/plugin-guide.md as written, against routerd installed in a temporary
 # prefix (find_package and pkg-config builds, the kit's test, a reply).
-if(NOT ROUTERD_SANITIZE AND NOT ROUTERD_FUZZ)
+if(NOT ROUTERD_INSTRUMENTED)
   add_test(NAME kit_plugin_guide
            COMMAND ${CMAKE_SOURCE_DIR}/tests/packaging/plugin_guide.sh ${CMAKE_BINARY_DIR}
                    ${CMAKE_SOURCE_DIR})

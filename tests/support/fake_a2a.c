@@ -521,19 +521,20 @@ static int send_stream(conn *c, stream *s) {
 static char *card_json(fa2a *f) {
     const fa2a_opts *o = &f->o;
     fa_dialect shape = o->card ? o->card : o->speaks;
-    char rpc[96];
+    char rpc[96], base[sizeof f->url];
     char path[32];
     pthread_mutex_lock(&f->mu);
     snprintf(path, sizeof path, "%s", f->rpc_path);
+    snprintf(base, sizeof base, "%s", f->url);
     pthread_mutex_unlock(&f->mu);
-    snprintf(rpc, sizeof rpc, "%s%s", f->url, path);
+    snprintf(rpc, sizeof rpc, "%s%s", base, path);
     cJSON *c = cJSON_CreateObject();
     cJSON_AddStringToObject(c, "name", "fake agent");
     cJSON_AddStringToObject(c, "description", "scripted A2A agent for routerd tests");
     cJSON_AddStringToObject(c, "version", "1.0.0");
     if (o->rest) {
         char u[128];
-        snprintf(u, sizeof u, "%s/rest", f->url);
+        snprintf(u, sizeof u, "%s/rest", base);
         cJSON *ifs = cJSON_AddArrayToObject(c, "supportedInterfaces");
         cJSON *i = cJSON_CreateObject();
         cJSON_AddStringToObject(i, "url", u);
@@ -582,7 +583,7 @@ static char *card_json(fa2a *f) {
     if (o->oauth_client_id) {
         int v10 = shape == FA_V10;
         char tu[96];
-        snprintf(tu, sizeof tu, "%s/oauth/token", f->url);
+        snprintf(tu, sizeof tu, "%s/oauth/token", base);
         cJSON *ss = cJSON_AddObjectToObject(c, "securitySchemes");
         cJSON *s = cJSON_AddObjectToObject(ss, "oauth");
         cJSON *flows = cJSON_AddObjectToObject(
@@ -1544,8 +1545,10 @@ fa2a *fa2a_start(const fa2a_opts *o) {
         free(f);
         return NULL;
     }
+    pthread_mutex_lock(&f->mu); /* the server's threads read them */
     f->port = hs_port(f->srv);
     snprintf(f->url, sizeof f->url, "%s", hs_base(f->srv));
+    pthread_mutex_unlock(&f->mu);
     return f;
 }
 

@@ -441,6 +441,16 @@ int rdpt_logged(const char *needle) {
     return r;
 }
 
+int rdpt_log_count(const char *needle) {
+    int n = 0;
+    size_t k = strlen(needle);
+    pthread_mutex_lock(&mu);
+    for (const char *q = logs; q && k && (q = strstr(q, needle)); q += k)
+        n++;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+
 const char *rdpt_logs(void) {
     return logs ? logs : "";
 }

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,7 +139,7 @@ void ib_http_free(ib_http *r) {
     r->body = NULL;
 }
 
-static int rpc_seq;
+static atomic_int rpc_seq; /* ids of calls made from several threads */
 
 cJSON *ib_call(const char *token, const char *method, const char *fmt, ...) {
     char params[8192], body[9000];
@@ -147,7 +148,7 @@ cJSON *ib_call(const char *token, const char *method, const char *fmt, ...) {
     vsnprintf(params, sizeof params, fmt, ap);
     va_end(ap);
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"%s\",\"params\":%s}",
-             ++rpc_seq, method, params);
+             atomic_fetch_add(&rpc_seq, 1) + 1, method, params);
     ib_http r = ib_post(token, body, NULL);
     cJSON *j = cJSON_Parse(r.body);
     if (!j) fail_msg("HTTP %ld, not JSON: %s", r.status, r.body);

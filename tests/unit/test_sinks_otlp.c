@@ -723,18 +723,11 @@ static void test_answer_retry_after(void **state) {
     assert_int_equal(otlp_retry_after_ms("5", 0), 0);
 }
 
-static int count_in(const char *hay, const char *needle) {
-    int n = 0;
-    for (const char *q = hay; (q = strstr(q, needle)); q += strlen(needle))
-        n++;
-    return n;
-}
-
 static bool wait_logs(const char *needle, int n, int timeout_ms) {
     long long end = rt_now_ms() + timeout_ms;
-    while (count_in(th_logs(), needle) < n && rt_now_ms() < end)
+    while (rdpt_log_count(needle) < n && rt_now_ms() < end)
         rt_sleep_ms(10);
-    return count_in(th_logs(), needle) >= n;
+    return rdpt_log_count(needle) >= n;
 }
 
 /* A dead collector fills the queue twice: each episode of drops is logged
@@ -772,10 +765,9 @@ static void test_plugin_queue_full_episodes(void **state) {
     /* A slow machine may let the exporter free a slot between two events
      * and so split an episode; each start still has its end, and there
      * are a few lines, not one per dropped span. */
-    const char *logs = th_logs();
-    int full = count_in(logs, "export queue full");
+    int full = rdpt_log_count("export queue full");
     assert_true(full >= 2 && full <= 10);
-    assert_int_equal(count_in(logs, "has room again"), full);
+    assert_int_equal(rdpt_log_count("has room again"), full);
     assert_true(rdpt_metric("routerd_otlp_spans_dropped_total",
                             (const char *const[]){"queue_full", NULL}) >= 2 * 40 * 5);
     p->ops->stop(self);
@@ -815,10 +807,9 @@ static void test_plugin_partial_success(void **state) {
     assert_true(rdpt_metric("routerd_otlp_spans_dropped_total",
                             (const char *const[]){"rejected", NULL}) == 4);
     assert_true(rdpt_metric("routerd_otlp_spans_exported_total", NULL) == 4 * 5 - 4);
-    const char *logs = th_logs();
-    assert_int_equal(count_in(logs, "the collector refused 2 of 5 span(s): x"), 1);
-    assert_int_equal(count_in(logs, "rejectedSpans is not a count"), 2);
-    assert_int_equal(count_in(logs, "accepts every span again"), 1);
+    assert_int_equal(rdpt_log_count("the collector refused 2 of 5 span(s): x"), 1);
+    assert_int_equal(rdpt_log_count("rejectedSpans is not a count"), 2);
+    assert_int_equal(rdpt_log_count("accepts every span again"), 1);
     p->ops->destroy(self);
 }
 
