@@ -555,14 +555,17 @@ static enum MHD_Result on_req(void *cls, struct MHD_Connection *c, const char *u
         return MHD_YES;
     }
     if (!strcmp(method, "GET") && strstr(url, "/.well-known/agent")) {
-        char *card;
+        char *card, base[sizeof a->url];
+        pthread_mutex_lock(&a->mu);
+        snprintf(base, sizeof base, "%s", a->url);
+        pthread_mutex_unlock(&a->mu);
         if (asprintf(&card,
                      "{\"name\":\"bench\",\"description\":\"benchmark agent\",\"version\":\"1\","
                      "\"url\":\"%s/\",\"preferredTransport\":\"JSONRPC\","
                      "\"protocolVersion\":\"0.3.0\",\"capabilities\":{\"streaming\":%s%s},"
                      "\"defaultInputModes\":[\"text/plain\"],\"defaultOutputModes\":"
                      "[\"text/plain\"],\"skills\":[]}",
-                     a->url, a->tasks == BENCH_AGENT_STREAM ? "true" : "false",
+                     base, a->tasks == BENCH_AGENT_STREAM ? "true" : "false",
                      a->tasks == BENCH_AGENT_TASKS ? ",\"pushNotifications\":true" : "") < 0)
             return MHD_NO;
         return reply(c, 200, card);
@@ -697,7 +700,9 @@ bench_agent *bench_agent_start_tasks(int delay_ms, int tasks) {
         return NULL;
     }
     const union MHD_DaemonInfo *i = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_BIND_PORT);
+    pthread_mutex_lock(&a->mu); /* the daemon's threads read it */
     snprintf(a->url, sizeof a->url, "http://127.0.0.1:%u", i->port);
+    pthread_mutex_unlock(&a->mu);
     pthread_create(&a->timer, NULL, timer_loop, a);
     if (tasks == BENCH_AGENT_TASKS) {
         curl_global_init(CURL_GLOBAL_DEFAULT);

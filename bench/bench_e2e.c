@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,7 +207,7 @@ static void take_snap(int pid, snap *s) {
 /* Peak RSS and thread count, sampled every 5 ms. */
 typedef struct sampler {
     int pid;
-    volatile int stop;
+    atomic_int stop;
     long peak_rss, peak_threads;
     pthread_t th;
 } sampler;

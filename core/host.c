@@ -159,7 +159,6 @@ static void h_metrics_visit(rd_ctx *ctx, rd_metric_visit_fn fn, void *arg) {
 
 static void h_ready(rd_ctx *ctx, int ok, const char *reason) {
     if (!ctx) return;
-    snprintf(ctx->ready_reason, sizeof ctx->ready_reason, "%s", reason ? reason : "");
     int was = atomic_exchange(&ctx->ready, ok ? 1 : 0);
     if (was != (ok ? 1 : 0))
         log_msg(ctx->name, ok ? RD_LOG_INFO : RD_LOG_WARN, "%s%s%s", ok ? "ready" : "not ready",

@@ -368,7 +368,7 @@ static void healthz(struct MHD_Connection *c) {
         if (x->kind == RD_KIND_SINK) continue;
         bool r = atomic_load(&x->ready);
         ok = ok && r;
-        size_t need = strlen(x->name) + strlen(x->ready_reason) * 2 + 64;
+        size_t need = strlen(x->name) + 64;
         if (off + need >= cap) b = xrealloc(b, cap = (off + need) * 2);
         off += (size_t)snprintf(b + off, cap - off, "%s\"%s\":\"%s\"", first ? "" : ",", x->name,
                                 r ? "ready" : "starting");

@@ -22,7 +22,6 @@ struct rd_ctx {
     /* RD_PF_SERIAL: held around handle() / send() / progress() */
     pthread_mutex_t serial_mu;
     atomic_int ready;
-    char ready_reason[160];
     /* transport */
     watermark wm;       /* under R.mu */
     atomic_bool closed; /* set under R.mu (stopped after a drain timeout); read without it */

@@ -27,10 +27,12 @@
 extern char **environ;
 
 typedef struct {
-    char *buf;
+    char *buf; /* grown by the reader thread, under mu */
     size_t len, cap;
     int fd;
     pthread_t th;
+    char **snaps; /* what rt_stdout()/rt_stderr() returned: valid until rt_free */
+    size_t nsnaps, snap_len;
 } rt_stream;
 
 struct rt_proc {
@@ -272,12 +274,29 @@ int rt_wait(rt_proc *p, int timeout_ms) {
     return p->status;
 }
 
+/* A copy of what the stream holds: its reader thread may grow (move) the
+ * buffer while the caller reads. A copy is made only when there is more. */
+static const char *snapshot(rt_proc *p, rt_stream *s) {
+    pthread_mutex_lock(&p->mu);
+    if (!s->nsnaps || s->snap_len != s->len) {
+        char *c = malloc(s->len + 1);
+        if (s->len) memcpy(c, s->buf, s->len);
+        c[s->len] = 0;
+        s->snaps = realloc(s->snaps, (s->nsnaps + 1) * sizeof *s->snaps);
+        s->snaps[s->nsnaps++] = c;
+        s->snap_len = s->len;
+    }
+    const char *r = s->snaps[s->nsnaps - 1];
+    pthread_mutex_unlock(&p->mu);
+    return r;
+}
+
 const char *rt_stdout(rt_proc *p) {
-    return p->out.buf ? p->out.buf : "";
+    return snapshot(p, &p->out);
 }
 
 const char *rt_stderr(rt_proc *p) {
-    return p->err.buf ? p->err.buf : "";
+    return snapshot(p, &p->err);
 }
 
 static int wait_in(rt_proc *p, rt_stream *s, const char *needle, int timeout_ms) {
@@ -364,6 +383,12 @@ void rt_free(rt_proc *p) {
     close(p->err.fd);
     free(p->out.buf);
     free(p->err.buf);
+    for (size_t i = 0; i < p->out.nsnaps; i++)
+        free(p->out.snaps[i]);
+    for (size_t i = 0; i < p->err.nsnaps; i++)
+        free(p->err.snaps[i]);
+    free(p->out.snaps);
+    free(p->err.snaps);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
     free(p);

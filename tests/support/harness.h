@@ -27,7 +27,8 @@ void rt_close_stdin(rt_proc *p);
 void rt_signal(rt_proc *p, int sig);
 /* Waits for exit: exit code, 128+signal when killed, -1 on timeout. */
 int rt_wait(rt_proc *p, int timeout_ms);
-/* Snapshots of everything read so far (NUL-terminated, owned by p). */
+/* Snapshots of everything read so far (NUL-terminated, owned by p, valid
+ * until rt_free even while the process writes more). */
 const char *rt_stdout(rt_proc *p);
 const char *rt_stderr(rt_proc *p);
 /* Waits until stdout (or stderr) contains needle; 1 found, 0 timeout. */
