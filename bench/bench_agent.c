@@ -460,6 +460,19 @@ static cJSON *artifact_update(const conn *cs, const char *text, int last) {
     return u;
 }
 
+/* The stream's task ("task", its id under "id") or a status update of it
+ * ("status-update", "taskId") in state. */
+static cJSON *task_state(const conn *cs, const char *kind, const char *id_key, const char *state) {
+    char id[32];
+    snprintf(id, sizeof id, "bs-%ld", cs->sse_n);
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddStringToObject(t, "kind", kind);
+    cJSON_AddStringToObject(t, id_key, id);
+    cJSON_AddStringToObject(t, "contextId", "bench-context");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(t, "status"), "state", state);
+    return t;
+}
+
 /* The stream's body: the task and a partial answer at once, then (the
  * connection parked until the delay passed) the answer and the final
  * status. */
@@ -489,13 +502,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
         char out[512];
         snprintf(out, sizeof out, "echo: %s", cs->sse_text);
         sse_add(cs, artifact_update(cs, out, 1));
-        char id[32];
-        snprintf(id, sizeof id, "bs-%ld", cs->sse_n);
-        cJSON *st = cJSON_CreateObject();
-        cJSON_AddStringToObject(st, "kind", "status-update");
-        cJSON_AddStringToObject(st, "taskId", id);
-        cJSON_AddStringToObject(st, "contextId", "bench-context");
-        cJSON_AddStringToObject(cJSON_AddObjectToObject(st, "status"), "state", "completed");
+        cJSON *st = task_state(cs, "status-update", "taskId", "completed");
         cJSON_AddBoolToObject(st, "final", 1);
         sse_add(cs, st);
         cs->sse_phase = 2;
@@ -518,14 +525,7 @@ static int stream_rpc(bench_agent *a, struct MHD_Connection *c, conn *cs) {
     cs->sse_text = strdup(send_text(req));
     cs->sse_n = atomic_fetch_add(&a->streams, 1);
     cJSON_Delete(req);
-    char id[32];
-    snprintf(id, sizeof id, "bs-%ld", cs->sse_n);
-    cJSON *t = cJSON_CreateObject();
-    cJSON_AddStringToObject(t, "kind", "task");
-    cJSON_AddStringToObject(t, "id", id);
-    cJSON_AddStringToObject(t, "contextId", "bench-context");
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(t, "status"), "state", "working");
-    sse_add(cs, t);
+    sse_add(cs, task_state(cs, "task", "id", "working"));
     sse_add(cs, artifact_update(cs, "working on it", 0));
     cs->sse_phase = 1;
     struct MHD_Response *r =
