@@ -499,6 +499,7 @@ static rd_status tg_start(void *self, rd_error *err) {
         t->h->error(err, RD_E_INTERNAL, "fatal", "cannot set up libcurl");
         return RD_E_INTERNAL;
     }
+    tg_buttons_load_key(t);
     /* Under a lease (replicas sharing a store) the state is loaded when
      * this replica becomes the leader, not before. */
     t->shared = tg_shared_enabled(t);

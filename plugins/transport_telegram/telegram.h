@@ -428,6 +428,9 @@ void tg_replied_free(tg *t);
 /* telegram_buttons.c: inline keyboards for offered choices, button presses,
  * and the calls made beside the intake (answerCallbackQuery, notices). */
 rd_status tg_buttons_create(tg *t, rd_error *err);
+/* The key that signs the buttons' callback data: before any update can be
+ * taken (the intake thread, the webhook). */
+void tg_buttons_load_key(tg *t);
 rd_status tg_buttons_start(tg *t);
 void tg_buttons_stop(tg *t);
 void tg_buttons_free(tg *t);

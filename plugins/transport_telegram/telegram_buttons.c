@@ -235,8 +235,11 @@ rd_status tg_buttons_create(tg *t, rd_error *err) {
     return RD_OK;
 }
 
-rd_status tg_buttons_start(tg *t) {
+void tg_buttons_load_key(tg *t) {
     load_key(t);
+}
+
+rd_status tg_buttons_start(tg *t) {
     if (pthread_create(&t->btn->th, NULL, side_loop, t) == 0) {
         t->btn->running = 1;
         pthread_setname_np(t->btn->th, "tg-buttons");
