@@ -1846,10 +1846,16 @@ static void note_task_id(call *c, const char *task) {
     rec_write(c, REC_TASK, task, c->view, RD_OK, NULL);
 }
 
+/* The task id a record keeps, or NULL (none, or the answer came). */
+static const char *task_to_note(const call *c, const a2a_track *t) {
+    if (!c->stable || !t->task_id || t->got_message || strlen(t->task_id) > 512) return NULL;
+    return t->task_id;
+}
+
 /* Stores the task id the moment the agent names it. */
 static void note_task(call *c, const a2a_track *t) {
-    if (!c->stable || !t->task_id || t->got_message || strlen(t->task_id) > 512) return;
-    note_task_id(c, t->task_id);
+    const char *task = task_to_note(c, t);
+    if (task) note_task_id(c, task);
 }
 
 typedef struct {
@@ -1912,18 +1918,28 @@ static void prune_records(a2a *a) {
 
 /* ---- replies and failures ----------------------------------------------- */
 
-static void progress(call *c, const a2a_track *t, int force) {
+/* The partial answer to show now (malloc()ed), counted as shown; NULL
+ * when it has not grown or progress_interval_ms has not passed (force:
+ * whatever the time). */
+static char *progress_due(call *c, const a2a_track *t, int force) {
     a2a *a = c->a;
-    if (!a->progress || t->narts == 0) return;
+    if (!a->progress || t->narts == 0) return NULL;
     int64_t now = now_ms(a);
-    if (!force && now - c->last_progress_ms < a->progress_ms) return;
+    if (!force && now - c->last_progress_ms < a->progress_ms) return NULL;
     char *txt = a2a_track_artifact_text(t);
     size_t len = txt ? strlen(txt) : 0;
-    if (len > c->last_progress_len) {
-        a->h->reply_progress(c->rp, txt, len);
-        c->last_progress_len = len;
-        c->last_progress_ms = now;
+    if (len <= c->last_progress_len) {
+        free(txt);
+        return NULL;
     }
+    c->last_progress_len = len;
+    c->last_progress_ms = now;
+    return txt;
+}
+
+static void progress(call *c, const a2a_track *t, int force) {
+    char *txt = progress_due(c, t, force);
+    if (txt) c->a->h->reply_progress(c->rp, txt, strlen(txt));
     free(txt);
 }
 
@@ -3128,24 +3144,12 @@ static void side_offer(acall *ac, int with_task) {
     call *c = &ac->c;
     a2a *a = c->a;
     const a2a_track *t = &ac->t;
-    char *task = NULL, *text = NULL;
-    if (with_task && c->stable && t->task_id && !t->got_message && strlen(t->task_id) <= 512 &&
-        (!ac->side_noted || strcmp(ac->side_noted, t->task_id))) {
+    const char *id = with_task ? task_to_note(c, t) : NULL;
+    char *task = NULL, *text = a->prog_on ? progress_due(c, t, 0) : NULL;
+    if (id && (!ac->side_noted || strcmp(ac->side_noted, id))) {
         free(ac->side_noted);
-        ac->side_noted = xstrdup0(t->task_id);
-        task = xstrdup0(t->task_id);
-    }
-    if (a->prog_on && t->narts) {
-        int64_t now = now_ms(a);
-        char *txt = now - c->last_progress_ms >= a->progress_ms ? a2a_track_artifact_text(t) : NULL;
-        size_t len = txt ? strlen(txt) : 0;
-        if (len > c->last_progress_len) {
-            c->last_progress_len = len;
-            c->last_progress_ms = now;
-            text = txt;
-        } else {
-            free(txt);
-        }
+        ac->side_noted = xstrdup0(id);
+        task = xstrdup0(id);
     }
     if (!task && !text) return;
     pthread_mutex_lock(&a->fmu);
