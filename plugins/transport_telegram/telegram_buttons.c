@@ -86,7 +86,7 @@ static int64_t wall_s(tg *t) {
 }
 
 /* Loads the signing key, or makes one that every replica then reads. */
-static void load_key(tg *t) {
+void tg_buttons_load_key(tg *t) {
     tg_btn *b = t->btn;
     char *v = NULL;
     size_t vl = 0;
@@ -233,10 +233,6 @@ rd_status tg_buttons_create(tg *t, rd_error *err) {
     pthread_condattr_destroy(&ca);
     t->btn = b;
     return RD_OK;
-}
-
-void tg_buttons_load_key(tg *t) {
-    load_key(t);
 }
 
 rd_status tg_buttons_start(tg *t) {
