@@ -40,7 +40,8 @@ long long rdpt_now_ms(void) {
 
 void rdpt_sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    while (nanosleep(&ts, &ts) && errno == EINTR) {
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1236,11 +1237,7 @@ static void h_reply_progress(rd_reply *r, const char *text, size_t len) {
     host_call("reply_progress");
     if (!r || !text) return;
     int delay = atomic_load(&progress_delay_ms);
-    if (delay) { /* a transport whose progress() waits for its API */
-        struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) && errno == EINTR) {
-        }
-    }
+    if (delay) rdpt_sleep_ms(delay); /* a transport whose progress() waits for its API */
     pthread_mutex_lock(&mu);
     r->progress++;
     free(r->last_progress);
