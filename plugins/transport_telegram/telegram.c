@@ -493,6 +493,8 @@ static rd_status tg_create(const rd_host *host, rd_ctx *ctx, void **self, rd_err
     return RD_OK;
 }
 
+static void tg_stop(void *self);
+
 static rd_status tg_start(void *self, rd_error *err) {
     tg *t = self;
     if (tg_api_init(t) != 0) {
@@ -548,9 +550,15 @@ static rd_status tg_start(void *self, rd_error *err) {
     }
     t->fetch_running = !t->shared;
     if (t->fetch_running) pthread_setname_np(t->fetch_th, "tg-fetch");
+    /* The send loop and the buttons thread exist before the intake thread
+     * hands the first update to the router, whose workers reply through
+     * them. */
+    tg_buttons_start(t);
+    tg_async_start(t);
     atomic_store(&t->started, 1);
     if (pthread_create(&t->main_th, NULL, tg_main_loop, t) != 0) {
         t->h->error(err, RD_E_INTERNAL, "fatal", "cannot start the intake thread");
+        tg_stop(t);
         return RD_E_INTERNAL;
     }
     t->main_running = 1;
@@ -563,8 +571,6 @@ static rd_status tg_start(void *self, rd_error *err) {
         t->ob_running = 1;
         pthread_setname_np(t->ob_th, "tg-outbox");
     }
-    tg_buttons_start(t);
-    tg_async_start(t);
     if (t->c.mode == TG_MODE_WEBHOOK)
         t->h->log(t->ctx, RD_LOG_INFO, "webhook mode: POST %s on the admin server, api_base %s",
                   t->c.webhook_path, t->c.api_base);

@@ -378,6 +378,10 @@ void rt_free(rt_proc *p) {
         pthread_join(p->out.th, NULL);
         pthread_join(p->err.th, NULL);
     }
+    /* A sanitizer report ends the child early; a test then fails somewhere
+     * later, so show the report itself. */
+    if (p->err.buf && (strstr(p->err.buf, "Sanitizer") || strstr(p->err.buf, "runtime error:")))
+        fprintf(stderr, "routerd (pid %d) reported:\n%s\n", (int)p->pid, p->err.buf);
     rt_close_stdin(p);
     close(p->out.fd);
     close(p->err.fd);
