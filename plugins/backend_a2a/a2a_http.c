@@ -823,12 +823,17 @@ static int hand_over(a2a_loop *l, a2a_lop *o) {
         pthread_mutex_unlock(&l->mu);
         return -1;
     }
+    /* The loop takes the whole list at once: only the first of a batch
+     * needs to wake it. */
+    int first = !l->in;
     o->next = l->in;
     l->in = o;
     pthread_mutex_unlock(&l->mu);
-    uint64_t one = 1;
-    ssize_t w = write(l->evfd, &one, sizeof one);
-    (void)w; /* a full counter already wakes the loop */
+    if (first) {
+        uint64_t one = 1;
+        ssize_t w = write(l->evfd, &one, sizeof one);
+        (void)w; /* a full counter already wakes the loop */
+    }
     return 0;
 }
 

@@ -539,9 +539,12 @@ static int enqueue(tg *t, tg_aop *o) {
     struct tg_async *a = t->as;
     pthread_mutex_lock(&a->mu);
     int open = !a->stop;
+    /* The loop takes the whole queue at once: only the first of a batch
+     * needs to wake it. */
+    int first = open && !a->in.head;
     if (open) fifo_add(&a->in, o);
     pthread_mutex_unlock(&a->mu);
-    if (open) curl_multi_wakeup(a->m);
+    if (first) curl_multi_wakeup(a->m);
     return open;
 }
 
