@@ -521,6 +521,11 @@ static rd_status tg_start(void *self, rd_error *err) {
         int64_t base = t->h->wall_ns() / 1000;
         if (base > t->ob_next) t->ob_next = base;
     }
+    /* The send loop and the buttons thread exist before the first update
+     * reaches the router (from the intake thread, or from a webhook once
+     * the route is up), whose workers reply through them. */
+    tg_buttons_start(t);
+    tg_async_start(t);
     if (t->c.mode == TG_MODE_WEBHOOK) {
         /* The host refuses a wrong secret from the headers, before the body. */
         st = RD_HAS(t->h, http_route_auth) && t->h->http_route_auth
@@ -531,35 +536,35 @@ static rd_status tg_start(void *self, rd_error *err) {
         if (st != RD_OK) {
             t->h->error(err, RD_E_CONFIG, "fatal", "webhook_path: cannot register POST %s",
                         t->c.webhook_path);
-            return RD_E_CONFIG;
+            st = RD_E_CONFIG;
+            goto fail;
         }
     }
     st = tg_get_me(t, t->c.start_timeout_ms, err);
-    if (st == RD_E_CONFIG) return st;
+    if (st == RD_E_CONFIG) goto fail;
     if (st != RD_OK)
         t->h->log(t->ctx, RD_LOG_WARN, "%s; continuing the handshake in the background", err->msg);
     /* A refused setWebhook (bad URL, ...) is a configuration error. */
     if (st == RD_OK && t->c.mode == TG_MODE_WEBHOOK && t->c.webhook_url &&
-        tg_start_webhook(t, err) == RD_E_CONFIG)
-        return RD_E_CONFIG;
+        tg_start_webhook(t, err) == RD_E_CONFIG) {
+        st = RD_E_CONFIG;
+        goto fail;
+    }
     memset(err, 0, sizeof *err);
     /* With a shared store files are fetched inline (telegram_media.c). */
     if (!t->shared && pthread_create(&t->fetch_th, NULL, tg_fetch_loop, t) != 0) {
         t->h->error(err, RD_E_INTERNAL, "fatal", "cannot start the file fetcher thread");
-        return RD_E_INTERNAL;
+        st = RD_E_INTERNAL;
+        goto fail;
     }
     t->fetch_running = !t->shared;
     if (t->fetch_running) pthread_setname_np(t->fetch_th, "tg-fetch");
-    /* The send loop and the buttons thread exist before the intake thread
-     * hands the first update to the router, whose workers reply through
-     * them. */
-    tg_buttons_start(t);
-    tg_async_start(t);
     atomic_store(&t->started, 1);
     if (pthread_create(&t->main_th, NULL, tg_main_loop, t) != 0) {
         t->h->error(err, RD_E_INTERNAL, "fatal", "cannot start the intake thread");
-        tg_stop(t);
-        return RD_E_INTERNAL;
+        atomic_store(&t->started, 0);
+        st = RD_E_INTERNAL;
+        goto fail;
     }
     t->main_running = 1;
     pthread_setname_np(t->main_th, "tg-intake");
@@ -578,6 +583,9 @@ static rd_status tg_start(void *self, rd_error *err) {
         t->h->log(t->ctx, RD_LOG_INFO, "long-poll mode (timeout %lld s), api_base %s",
                   (long long)t->c.poll_timeout_s, t->c.api_base);
     return RD_OK;
+fail: /* stop() is not called after a failed start() */
+    tg_stop(t);
+    return st;
 }
 
 static void tg_quiesce(void *self) {
