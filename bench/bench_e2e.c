@@ -636,7 +636,9 @@ static int run_slow(int minimal, const params *pa, metrics *m) {
     put(m, "answered_after_last_ms", after_ms);
     put(m, "within_target", after_ms <= pa->within_s * 1000.0);
     put(m, "agent_max_inflight", (double)bench_agent_max_inflight(ag));
-    /* How long the client took to get every call to the agent. */
+    /* How long the client took to take every update, and to get every call
+     * to the agent. */
+    put(m, "last_update_out_after_last_ms", (double)(ftg_last_handout_us(tg) - last) / 1000.0);
     put(m, "last_call_after_last_ms", (double)(bench_agent_last_arrival_us(ag) - last) / 1000.0);
     put(m, "cpu_ms_per_msg", (ph.b.cpu - ph.a.cpu) / chats);
     stage_metrics(m, &ph.a, &ph.b);

@@ -62,6 +62,7 @@ struct ftg {
     size_t nq, capq;
     int64_t next_id;
     int64_t confirmed; /* highest offset seen */
+    long long out_us;  /* when a getUpdates last handed out updates (monotonic) */
     int polls;         /* held right now */
     unsigned poll_gen;
     int held_fds[64]; /* sockets of the long polls held right now */
@@ -546,6 +547,11 @@ static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
     sprintf(out + o, "]}");
     r->status = 200;
     r->body = out;
+    if (n) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        f->out_us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1372,6 +1378,13 @@ size_t ftg_unconfirmed(ftg *f) {
     size_t n = f->nq;
     pthread_mutex_unlock(&f->mu);
     return n;
+}
+
+long long ftg_last_handout_us(ftg *f) {
+    pthread_mutex_lock(&f->mu);
+    long long v = f->out_us;
+    pthread_mutex_unlock(&f->mu);
+    return v;
 }
 
 int64_t ftg_confirmed_offset(ftg *f) {

@@ -121,6 +121,9 @@ char *ftg_build_update(ftg *f, const ftg_msg *m, int64_t *update_id);
 /* Ids of later updates start here (an id-space reset). */
 void ftg_set_next_update_id(ftg *f, int64_t id);
 size_t ftg_unconfirmed(ftg *f);
+/* When a getUpdates answer last carried updates (CLOCK_MONOTONIC, µs;
+ * 0 = never). */
+long long ftg_last_handout_us(ftg *f);
 /* The highest offset a getUpdates call carried (0 = none yet). */
 int64_t ftg_confirmed_offset(ftg *f);
 int ftg_polls_active(ftg *f);
