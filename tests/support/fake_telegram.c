@@ -102,10 +102,14 @@ struct ftg {
     size_t cur_nparts;
 };
 
-static long long mono_ms(void) {
+static long long mono_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static long long mono_ms(void) {
+    return mono_us() / 1000;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -268,9 +272,7 @@ static void record(ftg *f, const char *method, int status, const cJSON *p, const
     memset(r, 0, sizeof *r);
     snprintf(r->method, sizeof r->method, "%s", method);
     r->status = status;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    r->t_us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    r->t_us = mono_us();
     r->t_ms = r->t_us / 1000;
     r->message_id = message_id;
     r->body = strdup(body ? body : "");
@@ -547,11 +549,7 @@ static void do_get_updates(ftg *f, const cJSON *p, const char *body, reply *r) {
     sprintf(out + o, "]}");
     r->status = 200;
     r->body = out;
-    if (n) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        f->out_us = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    }
+    if (n) f->out_us = mono_us();
 }
 
 /* ------------------------------------------------------------------------ */
