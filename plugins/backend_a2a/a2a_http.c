@@ -817,6 +817,13 @@ int a2a_loop_start(a2a_loop *l) {
 }
 
 /* -1 once the loop stopped: nothing would run it. */
+/* Ends the loop's wait (epoll_wait on the eventfd). */
+static void wake_loop(a2a_loop *l) {
+    uint64_t one = 1;
+    ssize_t w = write(l->evfd, &one, sizeof one);
+    (void)w; /* a full counter already wakes the loop */
+}
+
 static int hand_over(a2a_loop *l, a2a_lop *o) {
     pthread_mutex_lock(&l->mu);
     if (l->stop || !l->started) {
@@ -829,11 +836,7 @@ static int hand_over(a2a_loop *l, a2a_lop *o) {
     o->next = l->in;
     l->in = o;
     pthread_mutex_unlock(&l->mu);
-    if (first) {
-        uint64_t one = 1;
-        ssize_t w = write(l->evfd, &one, sizeof one);
-        (void)w; /* a full counter already wakes the loop */
-    }
+    if (first) wake_loop(l);
     return 0;
 }
 
@@ -870,9 +873,7 @@ int a2a_loop_after(a2a_loop *l, int64_t ms, const a2a_http_req *abort_of, a2a_lo
 
 void a2a_loop_poke(a2a_loop *l) {
     if (!l || atomic_exchange(&l->poke, 1)) return; /* the loop has been told */
-    uint64_t one = 1;
-    ssize_t w = write(l->evfd, &one, sizeof one);
-    (void)w;
+    wake_loop(l);
 }
 
 size_t a2a_loop_active(a2a_loop *l) {
@@ -886,9 +887,7 @@ void a2a_loop_stop(a2a_loop *l) {
     l->stop = 1;
     pthread_mutex_unlock(&l->mu);
     if (!started) return;
-    uint64_t one = 1;
-    ssize_t w = write(l->evfd, &one, sizeof one);
-    (void)w;
+    wake_loop(l);
     pthread_join(l->th, NULL);
     pthread_mutex_lock(&l->mu);
     l->started = 0;
