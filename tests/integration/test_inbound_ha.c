@@ -37,6 +37,19 @@ static int inports[2];
 static char pg_env[1024];
 static const char *env[] = {"TG_TOKEN=" TG_TOKEN, "PLANNER_TOKEN=" PLANNER, pg_env, NULL};
 
+static rt_proc *stream_cli; /* a client still running, if any */
+static int leader(int i);
+
+static void dump_all(void) {
+    for (int i = 0; i < 2; i++)
+        if (reps[i] && reps[i]->p)
+            fprintf(stderr, "replica %d (leader: %d) stderr:\n%s\n", i, leader(i),
+                    rt_stderr(reps[i]->p));
+    if (stream_cli)
+        fprintf(stderr, "client stdout:\n%s\nclient stderr:\n%s\n", rt_stdout(stream_cli),
+                rt_stderr(stream_cli));
+}
+
 static int setup(void **state) {
     (void)state;
     if (rt_pg_reset(pg_env, sizeof pg_env)) return -1; /* an empty database */
@@ -45,6 +58,7 @@ static int setup(void **state) {
         inports[i] = rt_free_port();
     }
     F = ie_tg = reps[0]->tg;
+    ie_on_fail = dump_all;
     return 0;
 }
 
@@ -55,6 +69,8 @@ static int teardown(void **state) {
         reps[i] = NULL;
     }
     ie_routerd = NULL;
+    ie_on_fail = NULL;
+    stream_cli = NULL;
     return 0;
 }
 
@@ -119,11 +135,13 @@ static void test_failover(void **state) {
     /* Asked on the standby; its stream there sees the answer the leader
      * takes. */
     use(1);
-    rt_proc *s = cli_start(PLANNER, (const char *const[]){"stream", "--skill", "alice", "--text",
-                                                          "Across replicas?", NULL});
+    rt_proc *s = stream_cli =
+        cli_start(PLANNER, (const char *const[]){"stream", "--skill", "alice", "--text",
+                                                 "Across replicas?", NULL});
     int64_t q3 = question(ALICE, qtext("planner", "Across replicas?"), 15000, NULL);
     assert_true(rt_wait_stdout(s, "\"input-required\"", 10000));
     ftg_add_reply(F, ALICE, q3, "seen on both");
+    stream_cli = NULL;
     cJSON *l = cli_done(s, 0);
     assert_string_equal(evs(l, "final", -1, "task.state"), "completed");
     assert_string_equal(evs(l, "final", -1, "task.answer"), "seen on both");

@@ -20,6 +20,7 @@
 char ie_base[64];
 ftg *ie_tg;
 rt_proc *ie_routerd;
+void (*ie_on_fail)(void);
 
 static char node_bin[PATH_MAX];
 static char cli_path[PATH_MAX];
@@ -177,6 +178,10 @@ int64_t question(int64_t chat, const char *text, int timeout_ms, char **markup) 
         fprintf(stderr, "sent to %lld: %s\n", (long long)r[i].chat_id,
                 r[i].text ? r[i].text : "(none)");
     ftg_recs_free(r, n);
+    if (ie_on_fail)
+        ie_on_fail();
+    else if (ie_routerd)
+        fprintf(stderr, "routerd stderr:\n%s\n", rt_stderr(ie_routerd));
     fail_msg("no message '%s' in chat %lld", text, (long long)chat);
     return 0;
 }

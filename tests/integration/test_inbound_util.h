@@ -16,6 +16,9 @@
 extern char ie_base[64];    /* http://127.0.0.1:<port> of the listener the client calls */
 extern ftg *ie_tg;          /* the fake Bot API the person uses */
 extern rt_proc *ie_routerd; /* its stderr is printed when a client fails */
+/* Called before a wait for a message fails, to print what explains it
+ * (the logs of every replica, a client still running); NULL = ie_routerd's. */
+extern void (*ie_on_fail)(void);
 
 /* node on PATH, then the client and its npm packages in the build tree:
  * 0, or 77 (skip) with the reason on stderr. */
