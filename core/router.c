@@ -736,9 +736,14 @@ static void send_after(job *j, rd_status st, rd_error *err) {
     }
 }
 
-/* Sends text for j. True when the transport finishes later (RD_PENDING):
- * router_send_done() then ends the job, not the caller. */
-static bool send_text(job *j, const char *text, uint32_t flags) {
+/* What send_text() left to its caller. */
+enum { SEND_ENDED = 0, SEND_LATER, SEND_WOULDBLOCK };
+
+/* Sends text for j. SEND_LATER when the transport finishes later
+ * (RD_PENDING): router_send_done() then ends the job, not the caller.
+ * nowait (a transport with RD_PF_NOWAIT_SEND, on a backend's thread):
+ * SEND_WOULDBLOCK when the transport would have waited and sent nothing. */
+static int send_text(job *j, const char *text, uint32_t flags, bool nowait) {
     rd_outbound out = {.size = sizeof out,
                        .chat_id = j->chat_id,
                        .thread_id = j->thread_id,
@@ -752,6 +757,7 @@ static bool send_text(job *j, const char *text, uint32_t flags) {
                        .sent_id = j->dl ? &j->sent_id : NULL,
                        .done = (rd_send *)j};
     if (out.edit_of) out.flags |= RD_OUT_FINAL_EDIT;
+    if (nowait) out.flags |= RD_OUT_NOWAIT;
     /* what the backend (or deliver()) added goes with its answer */
     if (!(flags & RD_OUT_NOTICE) || j->dl) {
         out.attachments = (const rd_attachment *const *)j->reply.att.v;
@@ -762,16 +768,17 @@ static bool send_text(job *j, const char *text, uint32_t flags) {
     j->t_sstart_ns = wall_ns();
     if (transport_closed(j->tr)) { /* too late: the update stays unacknowledged */
         j->status = "abandoned";
-        return false;
+        return SEND_ENDED;
     }
     /* A pending send may end (and free j) before send() returns. */
     rd_ctx *tr = j->tr;
     ctx_serial_enter(tr);
     rd_status st = tr->ops->send(tr->self, &out, &err);
     ctx_serial_leave(tr);
-    if (st == RD_PENDING) return true;
+    if (st == RD_PENDING) return SEND_LATER;
+    if (st == RD_E_WOULDBLOCK && nowait) return SEND_WOULDBLOCK;
     send_after(j, st, &err);
-    return false;
+    return SEND_ENDED;
 }
 
 /* host->send_done(): the end of a send that returned RD_PENDING, on the
@@ -791,8 +798,9 @@ void router_send_done(rd_send *s, rd_status st, int64_t sent_id, const rd_error 
     job_finish(j);
 }
 
-/* After the backend answered (directly or via complete()). */
-static void after_backend(job *j, rd_status st, const rd_error *err) {
+/* What the backend's answer makes of j: its status, the backend's metrics
+ * and log lines, and the text to send with its flags. Once per message. */
+static const char *answer_of(job *j, rd_status st, const rd_error *err, uint32_t *flags) {
     rd_ctx *be = j->p->backend;
     j->t_bend_ns = wall_ns();
     if (j->tr->ops->activity) {
@@ -814,10 +822,10 @@ static void after_backend(job *j, rd_status st, const rd_error *err) {
         snprintf(j->klass, sizeof j->klass, "empty");
         log_msg(be->name, RD_LOG_WARN, "correlation %s: backend returned an empty reply", j->corr);
     }
-    bool later;
     if (st == RD_OK) {
         j->status = "ok";
-        later = send_text(j, j->reply.buf ? j->reply.buf : "", 0);
+        *flags = 0;
+        return j->reply.buf ? j->reply.buf : "";
     } else {
         if (err && err->klass[0]) snprintf(j->klass, sizeof j->klass, "%s", err->klass);
         if (!j->klass[0])
@@ -830,27 +838,34 @@ static void after_backend(job *j, rd_status st, const rd_error *err) {
         log_msg(be->name, RD_LOG_WARN, "correlation %s: backend failed (%s): %s", j->corr, j->klass,
                 err && err->msg[0] ? err->msg : "no detail");
         j->status = "failed";
-        later = send_text(j, j->reply.len ? j->reply.buf : R.failure_notice, RD_OUT_NOTICE);
+        *flags = RD_OUT_NOTICE;
+        return j->reply.len ? j->reply.buf : R.failure_notice;
     }
-    if (!later) job_finish(j);
+}
+
+/* After the backend answered (directly or via complete()). */
+static void after_backend(job *j, rd_status st, const rd_error *err) {
+    uint32_t flags;
+    const char *text = answer_of(j, st, err, &flags);
+    if (send_text(j, text, flags, false) == SEND_ENDED) job_finish(j);
 }
 
 static void process(job *j) {
     if (j->kind == JOB_DELIVER) {
         j->status = "delivered";
-        if (!send_text(j, j->text, j->out_flags)) job_finish(j);
+        if (send_text(j, j->text, j->out_flags, false) == SEND_ENDED) job_finish(j);
         return;
     }
     if (j->kind == JOB_NOTICE) {
-        if (!send_text(j, R.rate_limit_notice, RD_OUT_NOTICE)) job_finish(j);
+        if (send_text(j, R.rate_limit_notice, RD_OUT_NOTICE, false) == SEND_ENDED) job_finish(j);
         return;
     }
     if (admission_is_persona_cmd(j)) {
         char *reply = admission_persona_command(j);
         j->status = "ok";
-        bool later = send_text(j, reply, 0);
+        int sent = send_text(j, reply, 0, false);
         free(reply);
-        if (!later) job_finish(j);
+        if (sent == SEND_ENDED) job_finish(j);
         return;
     }
     if (R.persona_cmd) {
@@ -960,24 +975,55 @@ typedef struct done_item {
     rd_status st;
     rd_error err;
     bool has_err;
+    /* answer_of() ran (the transport would have waited): only the send
+     * of text with flags is left */
+    bool answered;
+    uint32_t flags;
+    const char *text;
 } done_item;
 
+static void done_body(done_item *d) {
+    if (d->answered) {
+        if (send_text(d->j, d->text, d->flags, false) == SEND_ENDED) job_finish(d->j);
+    } else {
+        after_backend(d->j, d->st, d->has_err ? &d->err : NULL);
+    }
+}
+
+/* On a worker, or where no worker is to be had. */
 static void done_run(done_item *d) {
     carrying = d->j;
-    after_backend(d->j, d->st, d->has_err ? &d->err : NULL);
+    done_body(d);
     carrying = NULL;
     free(d);
 }
 
+/* The transport takes a reply on any thread without waiting (1.5). */
+static bool sends_nowait(const rd_ctx *tr) {
+    return tr->desc && tr->desc->abi_minor >= 5 && (tr->desc->flags & RD_PF_NOWAIT_SEND) &&
+           !(tr->desc->flags & RD_PF_SERIAL);
+}
+
 void router_complete(rd_reply *r, rd_status st, const rd_error *err) {
     if (!r || !r->job) return;
+    job *j = r->job;
+    done_item dd = {.j = j, .st = st, .has_err = err != NULL};
+    if (err) dd.err = *err;
+    /* A transport that takes the reply without waiting gets it here, on
+     * the backend's thread: no hand-off to a worker. */
+    if (sends_nowait(j->tr) && !atomic_load(&R.draining)) {
+        dd.answered = true;
+        dd.text = answer_of(j, st, err, &dd.flags);
+        int sent = send_text(j, dd.text, dd.flags, true);
+        if (sent == SEND_ENDED) job_finish(j);
+        if (sent != SEND_WOULDBLOCK) return;
+    }
     done_item *d = malloc(sizeof *d);
     if (!d) {
-        after_backend(r->job, st, err);
+        done_body(&dd);
         return;
     }
-    *d = (done_item){.j = r->job, .st = st, .has_err = err != NULL};
-    if (err) d->err = *err;
+    *d = dd;
     pthread_mutex_lock(&R.mu);
     /* Once stopping, a worker still counted takes it before it exits. */
     bool queue = R.nthreads > 0 || !R.shutdown;

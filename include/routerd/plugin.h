@@ -66,7 +66,7 @@ extern "C" {
 /* Major: bumped when a plugin must be rebuilt; the symbol name carries it. */
 #define RD_ABI_MAJOR 1
 /* Minor: bumped when members are appended to a struct. */
-#define RD_ABI_MINOR 4
+#define RD_ABI_MINOR 5
 
 #define RD_PLUGIN_SYMBOL "routerd_plugin_v1"
 
@@ -98,6 +98,7 @@ typedef enum {
     RD_E_FULL = -6,        /* submit(): queue full, nothing taken; try again later */
     RD_E_DUPLICATE = -7,   /* submit(): this update id is already known */
     RD_E_INTERNAL = -8,    /* bug or resource exhaustion */
+    RD_E_WOULDBLOCK = -9,  /* send() with RD_OUT_NOWAIT (1.5): it would wait; nothing sent */
 } rd_status;
 
 /* Error detail returned beside a status. Messages must not contain secrets;
@@ -234,6 +235,13 @@ typedef struct rd_request {
 /* (1.3) A question waiting for the person's answer: the transport may ask
  * for a reply (Telegram: force_reply when there are no choices). */
 #define RD_OUT_QUESTION 0x4u
+/* (1.5) Set only for a transport with RD_PF_NOWAIT_SEND, with out->done:
+ * send() runs on a thread that must not wait (the backend's, as it
+ * completes a call). Return RD_PENDING when the reply can go on without
+ * this thread waiting; otherwise return RD_E_WOULDBLOCK having sent and
+ * kept nothing: the host calls send() again, without the flag, from a
+ * worker. */
+#define RD_OUT_NOWAIT 0x8u
 
 /* What the host hands to a transport's send()/progress()/activity(). */
 typedef struct rd_outbound {
@@ -625,6 +633,11 @@ typedef struct rd_ops {
  * instance concurrently, even for different chats. The completion of a
  * handle() that returned RD_PENDING may overlap the next handle(). */
 #define RD_PF_SERIAL 0x2u
+/* (1.5) Transport: send() honours RD_OUT_NOWAIT and activity() does not
+ * block. The host then sends an answer that completes later (RD_PENDING
+ * from handle()) from the thread that completes it, saving a hand-off to a
+ * worker per message. Ignored with RD_PF_SERIAL. */
+#define RD_PF_NOWAIT_SEND 0x4u
 
 typedef struct rd_plugin {
     uint32_t abi_major, abi_minor, size; /* filled by RD_PLUGIN_DEFINE */

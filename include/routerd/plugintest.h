@@ -215,10 +215,15 @@ void rdpt_ack_upto(void *self, int64_t upto);
 /* Calls send() like the router: out is completed with size and defaults;
  * with a host of ABI 1.4 it offers out->done and, when send() returns
  * RD_PENDING, waits for host->send_done() and returns its status (and
- * RD_E_INTERNAL when send_done() came more than once). */
+ * RD_E_INTERNAL when send_done() came more than once). With a host of 1.5
+ * and a transport with RD_PF_NOWAIT_SEND, the first call carries
+ * RD_OUT_NOWAIT and, when it answers RD_E_WOULDBLOCK, a second one
+ * without it follows, as the router's worker would make. */
 rd_status rdpt_send(void *self, const rd_outbound *out, rd_error *err);
 /* rdpt_send() calls now waiting for their send_done(). */
 size_t rdpt_pending_sends(void);
+/* rdpt_send() calls whose RD_OUT_NOWAIT try answered RD_E_WOULDBLOCK. */
+size_t rdpt_nowait_refused(void);
 /* A worker answering every submitted update with prefix + text through
  * send(), then marking it handled and acking (skips move the watermark
  * too). */

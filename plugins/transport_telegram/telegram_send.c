@@ -95,6 +95,8 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
     tg *t = self;
     /* One plain message: the send loop takes it from here. */
     if (tg_async_take(t, out)) return RD_PENDING;
+    /* The rest may wait (files, retries, the outbox): not on this thread. */
+    if (out->flags & RD_OUT_NOWAIT) return RD_E_WOULDBLOCK;
     /* A reply to a journaled update holds a slot until its mark is stored
      * (telegram_answered.c): what a kill -9 sends again stays bounded. */
     int64_t slot = tg_replied_reserve(t, out->chat_id, out->reply_to);

@@ -1049,7 +1049,7 @@ struct rd_send {
     rd_error err;
 };
 
-static atomic_int pending_sends;
+static atomic_int pending_sends, nowait_refused;
 
 static void h_send_done(rd_send *s, rd_status st, int64_t sent_id, const rd_error *err) {
     pthread_mutex_lock(&s->mu);
@@ -1064,6 +1064,10 @@ static void h_send_done(rd_send *s, rd_status st, int64_t sent_id, const rd_erro
 
 size_t rdpt_pending_sends(void) {
     return (size_t)atomic_load(&pending_sends);
+}
+
+size_t rdpt_nowait_refused(void) {
+    return (size_t)atomic_load(&nowait_refused);
 }
 
 rd_status rdpt_send(void *self, const rd_outbound *out, rd_error *err) {
@@ -1083,7 +1087,17 @@ rd_status rdpt_send(void *self, const rd_outbound *out, rd_error *err) {
         pthread_cond_init(&s->cv, NULL);
         o.done = s;
     }
-    rd_status st = plugin->ops->send(self, &o, err);
+    rd_status st = RD_E_WOULDBLOCK;
+    /* A host of 1.5 asks a transport that says it can (RD_PF_NOWAIT_SEND)
+     * not to wait first, and sends again without the flag when it would. */
+    if (s && rdpt_host()->abi_minor >= 5 && plugin->abi_minor >= 5 &&
+        (plugin->flags & RD_PF_NOWAIT_SEND) && !(plugin->flags & RD_PF_SERIAL)) {
+        rd_outbound nw = o;
+        nw.flags |= RD_OUT_NOWAIT;
+        st = plugin->ops->send(self, &nw, err);
+        if (st == RD_E_WOULDBLOCK) atomic_fetch_add(&nowait_refused, 1);
+    }
+    if (st == RD_E_WOULDBLOCK) st = plugin->ops->send(self, &o, err);
     if (st == RD_PENDING && s) {
         atomic_fetch_add(&pending_sends, 1);
         pthread_mutex_lock(&s->mu);

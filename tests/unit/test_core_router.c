@@ -6,7 +6,8 @@
  * message before the backend, which the watermark then covers; events of
  * deliveries and taken answers name the caller and the task (answered()
  * counts only inside intercept()); ABI 1.4 sends that finish later keep
- * the chat's order; the layout of the 1.3 and 1.4 members. */
+ * the chat's order; 1.5 sends from the backend's completing thread; the
+ * layout of the 1.3 and 1.4 members. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -91,8 +92,30 @@ static void finish_pending(int64_t chat, rd_status st, int64_t id, const char *w
     host_api.send_done(s, st, id, why ? &e : NULL);
 }
 
+/* ABI 1.5: with nowait_mode the transport takes RD_OUT_NOWAIT (its
+ * descriptor says so): a text with "[wait]" would wait, so it is refused
+ * then; the rest finish later (20 ms). Each send is logged with whether
+ * it was allowed to wait and its thread's name. */
+static int nowait_mode;
+
 static rd_status t_send(void *self, const rd_outbound *out, rd_error *err) {
     (void)self;
+    if (nowait_mode) {
+        char name[16] = "";
+        pthread_getname_np(pthread_self(), name, sizeof name);
+        bool nw = out->flags & RD_OUT_NOWAIT;
+        note("send:%lld:%s:%s:%s|", (long long)out->chat_id, out->text, nw ? "nowait" : "wait",
+             name);
+        if (nw && strstr(out->text, "[wait]")) return RD_E_WOULDBLOCK;
+        pthread_mutex_lock(&mu);
+        last_flags = out->flags;
+        pthread_mutex_unlock(&mu);
+        pthread_t th;
+        if (!out->done || pthread_create(&th, NULL, auto_done, out->done) != 0)
+            return RD_E_INTERNAL;
+        pthread_detach(th);
+        return RD_PENDING;
+    }
     if (pend_mode && out->done) {
         note("send:%lld:%s|", (long long)out->chat_id, out->text);
         if (out->sent_id) *out->sent_id = 999; /* must not count: the id comes with send_done */
@@ -173,9 +196,52 @@ static seen_ev replied_with(const char *status) {
     return r;
 }
 
+/* With be_pending, handle() returns RD_PENDING and a thread named
+ * "be-done" completes the call 10 ms later: "fail" with a timeout. */
+static int be_pending;
+static atomic_int be_threads; /* be-done threads not yet out of complete() */
+
+typedef struct be_call {
+    rd_reply *rp;
+    char text[64];
+} be_call;
+
+static void *be_done(void *arg) {
+    be_call *c = arg;
+    pthread_setname_np(pthread_self(), "be-done");
+    sleep_ms(10);
+    if (!strcmp(c->text, "fail")) {
+        rd_error e = {.code = RD_E_TIMEOUT};
+        snprintf(e.msg, sizeof e.msg, "agent too slow");
+        host_api.complete(c->rp, RD_E_TIMEOUT, &e);
+    } else {
+        router_reply_append(c->rp, "echo: ", 6);
+        router_reply_append(c->rp, c->text, strlen(c->text));
+        host_api.complete(c->rp, RD_OK, NULL);
+    }
+    free(c);
+    atomic_fetch_sub(&be_threads, 1);
+    return NULL;
+}
+
 static rd_status b_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
     (void)self, (void)err;
     note("handle:%s|", rq->text);
+    if (be_pending) {
+        be_call *c = calloc(1, sizeof *c);
+        pthread_t th;
+        if (!c) return RD_E_INTERNAL;
+        c->rp = rp;
+        snprintf(c->text, sizeof c->text, "%s", rq->text);
+        atomic_fetch_add(&be_threads, 1);
+        if (pthread_create(&th, NULL, be_done, c) != 0) {
+            atomic_fetch_sub(&be_threads, 1);
+            free(c);
+            return RD_E_INTERNAL;
+        }
+        pthread_detach(th);
+        return RD_PENDING;
+    }
     /* Not inside intercept(): ignored, even on the message's worker. */
     if (!strcmp(rq->text, "sneaky")) host_api.answered(ib, "task-sneaky", "mallory");
     sleep_ms(backend_ms);
@@ -452,6 +518,91 @@ static void pending_send_holds_chat(void **state) {
     pend_auto = pend_mode = 0;
 }
 
+/* The message may end (send_done) before its be-done thread is out of
+ * complete(): wait for that before changing what the thread reads. */
+static void be_threads_gone(void) {
+    int64_t end = mono_ms() + 5000;
+    while (atomic_load(&be_threads) > 0 && mono_ms() < end)
+        sleep_ms(1);
+    assert_int_equal(atomic_load(&be_threads), 0);
+}
+
+/* ABI 1.5: a transport with RD_PF_NOWAIT_SEND gets an answer that
+ * completes later on the thread that completes it, asked not to wait; what
+ * would wait is refused there and sent from a worker, once. Chat order,
+ * typing and events are those of a worker's send. A
+ * descriptor of 1.4, or a serial transport, is never asked. */
+static void nowait_sends(void **state) {
+    (void)state;
+    static const rd_plugin d_nowait = {.abi_major = RD_ABI_MAJOR,
+                                       .abi_minor = RD_ABI_MINOR,
+                                       .size = sizeof d_nowait,
+                                       .kind = RD_KIND_TRANSPORT,
+                                       .name = "t",
+                                       .flags = RD_PF_NOWAIT_SEND};
+    rd_plugin d_old = d_nowait, d_serial = d_nowait;
+    d_old.abi_minor = 4;
+    d_serial.flags |= RD_PF_SERIAL;
+    reset_log();
+    backend_ms = 0;
+    be_pending = nowait_mode = 1;
+    tr->desc = &d_nowait;
+    replied_count(); /* the events of earlier tests reached the sink */
+    pthread_mutex_lock(&mu);
+    nevs = 0;
+    pthread_mutex_unlock(&mu);
+    int typing = atomic_load(&activity_calls);
+    submit(90, 80, "plain", 0, 0);
+    submit(91, 80, "[wait] files", 0, 0);
+    submit(92, 80, "fail", 0, 0);
+    wait_idle();
+    be_threads_gone();
+    assert_string_equal(log_, "handle:plain|send:80:echo: plain:nowait:be-done|"
+                              "handle:[wait] files|send:80:echo: [wait] files:nowait:be-done|"
+                              "send:80:echo: [wait] files:wait:rd-worker|"
+                              "handle:fail|send:80:failed:nowait:be-done|");
+    pthread_mutex_lock(&mu);
+    assert_int_equal(last_flags, RD_OUT_NOTICE | RD_OUT_NOWAIT);
+    pthread_mutex_unlock(&mu);
+    assert_int_equal(atomic_load(&activity_calls) - typing, 6); /* shown and ended, each */
+    assert_int_equal(replied_count(), 3);
+    seen_ev e = replied_with("failed");
+    assert_string_equal(e.status, "failed");
+    pthread_mutex_lock(&R.mu);
+    size_t inflight = R.inflight, waiting = R.waiting;
+    pthread_mutex_unlock(&R.mu);
+    assert_int_equal(inflight, 0);
+    assert_int_equal(waiting, 0);
+
+    /* Not asked: a plugin built for 1.4, a serial transport, a stopping router. */
+    const rd_plugin *not_asked[] = {&d_old, &d_serial, &d_nowait};
+    for (int i = 0; i < 3; i++) {
+        reset_log();
+        tr->desc = not_asked[i];
+        if (i == 2) atomic_store(&R.draining, true);
+        rd_inbound in = {.size = sizeof in,
+                         .update_id = 93 + i,
+                         .chat_id = 81,
+                         .user_id = 81,
+                         .message_id = 930 + i,
+                         .text = "again",
+                         .text_len = 5};
+        if (i == 2) { /* a stopping router takes no new message: one already in */
+            atomic_store(&R.draining, false);
+            assert_int_equal(router_submit(tr, &in), RD_OK);
+            atomic_store(&R.draining, true);
+        } else {
+            assert_int_equal(router_submit(tr, &in), RD_OK);
+        }
+        wait_idle();
+        be_threads_gone();
+        assert_string_equal(log_, "handle:again|send:81:echo: again:wait:rd-worker|");
+    }
+    atomic_store(&R.draining, false);
+    tr->desc = NULL;
+    be_pending = nowait_mode = 0;
+}
+
 static void intercept_takes(void **state) {
     (void)state;
     reset_log();
@@ -559,8 +710,12 @@ static void held_dropped_after_failed_start(void **state) {
 
 static void abi_layout(void **state) {
     (void)state;
-    assert_int_equal(RD_ABI_MINOR, 4);
+    assert_int_equal(RD_ABI_MINOR, 5);
     assert_int_equal(host_api.abi_minor, RD_ABI_MINOR);
+    /* 1.5 appends no member: a flag of rd_outbound, rd_plugin and rd_status each */
+    assert_int_equal(RD_OUT_NOWAIT, 0x8);
+    assert_int_equal(RD_PF_NOWAIT_SEND, 0x4);
+    assert_int_equal(RD_E_WOULDBLOCK, -9);
     assert_true(RD_HAS(&host_api, deliver));
     assert_non_null(host_api.deliver);
     /* Appended after the last 1.2 member of each struct. */
@@ -623,6 +778,7 @@ int main(void) {
         cmocka_unit_test(held_dropped_after_failed_start),
         cmocka_unit_test(answered_names_task_and_caller), /* update ids above the others */
         cmocka_unit_test(pending_send_holds_chat),
+        cmocka_unit_test(nowait_sends),
         cmocka_unit_test(abi_layout),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

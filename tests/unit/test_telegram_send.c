@@ -577,6 +577,42 @@ static void test_progress_waits_for_no_slot(void **state) {
     assert_true(th_now_ms() - t0 >= 900);
 }
 
+/* ABI 1.5 (RD_PF_NOWAIT_SEND): asked not to wait, one plain message goes
+ * to the send loop; a reply in several parts, with choices or behind the
+ * outbox would wait, so it is refused with nothing sent, and the second
+ * try sends it once. */
+static void test_nowait(void **state) {
+    (void)state;
+    if (!async_mode) skip(); /* the flag comes with out->done only */
+    launch();
+    size_t refused = rdpt_nowait_refused();
+    assert_int_equal(send_text(42, 1, 0, "plain", 0, 0, NULL), RD_OK);
+    assert_int_equal(rdpt_nowait_refused(), refused);
+    size_t chars;
+    char *text = long_text(&chars);
+    assert_int_equal(send_text(42, 2, 0, text, 0, 0, NULL), RD_OK);
+    free(text);
+    assert_int_equal(rdpt_nowait_refused(), refused + 1);
+    static const char *const yes_no[] = {"yes", "no", NULL};
+    rd_outbound out = {.size = sizeof out,
+                       .chat_id = 43,
+                       .text = "Approve?",
+                       .flags = RD_OUT_QUESTION,
+                       .update_id = -1,
+                       .choices = yes_no};
+    rd_error e = {0};
+    assert_int_equal(rdpt_send(S, &out, &e), RD_OK);
+    assert_int_equal(rdpt_nowait_refused(), refused + 2);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, 1 + 3 + 1); /* plain, the long one's three parts, the question */
+    assert_string_equal(r[0].text, "plain");
+    assert_int_equal(r[1].reply_to, 2);
+    assert_string_equal(r[4].text, "Approve?");
+    assert_non_null(r[4].reply_markup);
+    ftg_recs_free(r, n);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reply_fields, setup, teardown),
@@ -593,6 +629,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_pacing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sent_id_and_question, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nowait, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("blocking send()", tests, NULL, NULL);
     async_mode = 1;
