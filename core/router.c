@@ -1008,7 +1008,6 @@ void router_complete(rd_reply *r, rd_status st, const rd_error *err) {
     if (!r || !r->job) return;
     job *j = r->job;
     done_item dd = {.j = j, .st = st, .has_err = err != NULL};
-    if (err) dd.err = *err;
     /* A transport that takes the reply without waiting gets it here, on
      * the backend's thread: no hand-off to a worker. */
     if (sends_nowait(j->tr) && !atomic_load(&R.draining)) {
@@ -1017,6 +1016,8 @@ void router_complete(rd_reply *r, rd_status st, const rd_error *err) {
         int sent = send_text(j, dd.text, dd.flags, true);
         if (sent == SEND_ENDED) job_finish(j);
         if (sent != SEND_WOULDBLOCK) return;
+    } else if (err) {
+        dd.err = *err; /* for after_backend() on the worker */
     }
     done_item *d = malloc(sizeof *d);
     if (!d) {

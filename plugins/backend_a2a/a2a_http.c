@@ -816,7 +816,6 @@ int a2a_loop_start(a2a_loop *l) {
     return -1;
 }
 
-/* -1 once the loop stopped: nothing would run it. */
 /* Ends the loop's wait (epoll_wait on the eventfd). */
 static void wake_loop(a2a_loop *l) {
     uint64_t one = 1;
@@ -824,6 +823,7 @@ static void wake_loop(a2a_loop *l) {
     (void)w; /* a full counter already wakes the loop */
 }
 
+/* -1 once the loop stopped: nothing would run it. */
 static int hand_over(a2a_loop *l, a2a_lop *o) {
     pthread_mutex_lock(&l->mu);
     if (l->stop || !l->started) {
