@@ -202,8 +202,13 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
         sl_close(s);
         return NULL;
     }
-    int rc = sqlite3_open_v2(
-        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    /* "unix-excl": one process-wide lock taken at the first access and the
+     * WAL index in this process's memory, so a transaction costs no lock
+     * syscalls; the two connections still share the index. Both must open
+     * read-write: a read-only one would go back to per-transaction locks. */
+    const char *vfs = sqlite3_vfs_find("unix-excl") ? "unix-excl" : NULL;
+    int rc = sqlite3_open_v2(path, &s->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
     if (rc != SQLITE_OK) {
         snprintf(err, errsz, "state store %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "open");
         free(path);
@@ -214,8 +219,8 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     sqlite3_extended_result_codes(s->db, 1);
     /* auto_vacuum first: a new database takes it only before WAL mode
      * writes its header; an existing one ignores it (see sl_migrate).
-     * Normal locking (not exclusive), so the read connection can read
-     * beside the writer; the flock above keeps other processes out. */
+     * locking_mode stays NORMAL: an EXCLUSIVE connection would shut the
+     * read connection out. The flock above keeps other routerds out. */
     char *sql = xasprintf("PRAGMA auto_vacuum=INCREMENTAL;"
                           " PRAGMA journal_mode=WAL;"
                           " PRAGMA synchronous=%s; PRAGMA journal_size_limit=%lld;"
@@ -234,7 +239,8 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     if (rc == SQLITE_OK && vacuum)
         rc = sqlite3_exec(s->db, "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", NULL, NULL, &msg);
     if (rc == SQLITE_OK) {
-        rc = sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+        rc = sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, vfs);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(s->rdb, "PRAGMA query_only=1", NULL, NULL, NULL);
         if (rc != SQLITE_OK) msg = sqlite3_mprintf("read connection: %s", sqlite3_errmsg(s->rdb));
     }
     if (rc == SQLITE_OK) {

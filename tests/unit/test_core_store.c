@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -635,10 +636,9 @@ static void sqlite_file_modes(void **state) {
     assert_int_equal(st.st_mode & 0777, 0600);
     assert_int_equal(stat(wal, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
-    /* The shared-memory index of the read connection as well. */
+    /* The WAL index is kept in memory: no shared-memory file to protect. */
     char *shm = xasprintf("%s-shm", db);
-    assert_int_equal(stat(shm, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(stat(shm, &st), -1);
     free(shm);
     umask(old);
     free(db);
@@ -659,6 +659,75 @@ static void sqlite_second_open_refused(void **state) {
     f->st = open_opts(f, &o, err, sizeof err);
     assert_non_null(f->st);
     expect(f->st, "ns", "k", "v");
+}
+
+/* SQLite in another process (the sqlite3 shell, a backup tool) gets
+ * "database is locked" while routerd holds the store: the WAL index lives
+ * in routerd's memory, where no other process could see it. */
+static void sqlite_other_process_locked_out(void **state) {
+    if (pg_url()) skip();
+    fx *f = *state;
+    assert_int_equal(store_put(f->st, "ns", "k", "v", 1), RD_OK);
+    char *db = xasprintf("%s/state/routerd.db", f->dir);
+    /* A new program, not a fork: SQLite's per-file state must not cross. */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_core_store", "--read", db, (char *)NULL);
+        _exit(127);
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws));
+    assert_int_equal(WEXITSTATUS(ws), SQLITE_BUSY);
+    /* Once routerd has closed it, the same read works. */
+    store_close(f->st);
+    f->st = NULL;
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "SELECT count(*) FROM kv", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    f->st = open_store(f, true);
+    expect(f->st, "ns", "k", "v");
+    free(db);
+}
+
+/* A process killed with the store open leaves its commits in the WAL and
+ * no index of them anywhere (it lived in the process's memory): the next
+ * open rebuilds the index from the WAL and finds every commit. */
+static void sqlite_killed_keeps_commits(void **state) {
+    if (pg_url()) skip();
+    fx *f = *state;
+    store_close(f->st);
+    f->st = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        store *st = open_store(f, true);
+        char key[32];
+        for (int i = 0; i < 200; i++) {
+            snprintf(key, sizeof key, "k%03d", i);
+            if (store_put(st, "ns", key, key, strlen(key)) != RD_OK) _exit(1);
+        }
+        kill(getpid(), SIGKILL);
+        _exit(2);
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFSIGNALED(ws));
+    char *wal = xasprintf("%s/state/routerd.db-wal", f->dir);
+    struct stat sb;
+    assert_int_equal(stat(wal, &sb), 0); /* the commits are still only in the WAL */
+    assert_true(sb.st_size > 0);
+    free(wal);
+    f->st = open_store(f, true);
+    char key[32];
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof key, "k%03d", i);
+        expect(f->st, "ns", key, key);
+    }
+    assert_int_equal(store_put(f->st, "ns", "after", "x", 1), RD_OK);
+    expect(f->st, "ns", "after", "x");
 }
 
 static int count_of(const char *hay, const char *needle) {
@@ -1193,7 +1262,18 @@ static void pg_killed_mid_burst(void **state) {
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
-int main(void) {
+/* test_core_store --read DB: another process reading the database; exits
+ * with SQLite's primary result code. */
+static int read_db(const char *db) {
+    sqlite3 *h = NULL;
+    int rc = sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(h, "SELECT count(*) FROM kv", NULL, NULL, NULL);
+    sqlite3_close(h);
+    return rc & 0xff;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--read")) return read_db(argv[2]);
     const struct CMUnitTest tests[] = {
         T(put_get_del),
         T(binary_and_empty_values),
@@ -1213,6 +1293,8 @@ int main(void) {
         T(retention_forgets_idle_conversations),
         T(sqlite_file_modes),
         T(sqlite_second_open_refused),
+        T(sqlite_other_process_locked_out),
+        T(sqlite_killed_keeps_commits),
         T(sqlite_disk_full_recovers),
         T(sqlite_vacuum_gives_space_back),
         T(sqlite_migrates_old_schema),
