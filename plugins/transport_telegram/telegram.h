@@ -239,10 +239,10 @@ typedef struct tg {
     tg_replay_key *replay; /* replayed while the offset was unknown */
     size_t nreplay;
     int webhook_set;
-    atomic_llong acked;       /* watermark from ack() */
-    atomic_llong refused_ids; /* update ids out of range seen */
-    int64_t persisted;        /* watermark written to the store */
-    int64_t persisted_ms;     /* when it was last written */
+    atomic_llong acked;        /* watermark from ack() */
+    atomic_llong refused_ids;  /* update ids out of range seen */
+    int64_t persisted;         /* watermark written to the store */
+    atomic_llong persisted_ms; /* when it was last written (ack() reads it) */
     char stored_api_base[512];
     int64_t stored_bot_id;
 
@@ -553,6 +553,9 @@ void tg_refuse_update_id(tg *t, const char *where, const cJSON *item);
 
 /* telegram_journal.c: intake state in the store */
 #define TG_META_KEY "meta"
+/* The watermark is written at most this often (each write is a synced
+ * transaction), unless senders wait for their marks. */
+#define TG_PERSIST_GAP_MS 20
 void tg_wkey(char *buf, size_t n, int64_t tg_id);
 /* The meta row (malloc). */
 char *tg_meta_json(tg *t);

@@ -63,9 +63,10 @@ void tg_persist_acks(tg *t, int force) {
      * senders wait for their marks to be stored (max_unrecorded_replies);
      * after a failed write they wait for the tick too. */
     int64_t now = tg_now(t);
-    if (!force && now - t->persisted_ms < 20 && (t->persist_failed || !tg_replied_urgent(t)))
+    if (!force && now - atomic_load(&t->persisted_ms) < TG_PERSIST_GAP_MS &&
+        (t->persist_failed || !tg_replied_urgent(t)))
         return;
-    t->persisted_ms = now;
+    atomic_store(&t->persisted_ms, now);
     int64_t prev = t->persisted;
     if (w > t->persisted) t->persisted = w;
     w = t->persisted;

@@ -534,6 +534,34 @@ static void test_refetch_after_base_change(void **state) {
     th_shutdown(self);
 }
 
+static int journal_holds_two(void) {
+    return th_kv_count("j/") == 2;
+}
+
+static int journal_holds_one(void) {
+    return th_kv_count("j/") == 1;
+}
+
+/* An ack that comes right after the watermark was written does not wake
+ * the long poll (the write waits TG_PERSIST_GAP_MS anyway): with no ack
+ * after it, the poll's tick stores it, long before the poll returns. */
+static void test_ack_soon_after_a_write_is_stored(void **state) {
+    (void)state;
+    void *self = launch();
+    int64_t first = ftg_add_text(F, 7, "a");
+    ftg_add_text(F, 7, "b");
+    ftg_add_text(F, 7, "c");
+    assert_int_equal(th_wait_submitted(3, 5000), 3);
+    assert_true(wait_until(no_unconfirmed, 5000));
+    assert_true(wait_until(one_poll_held, 5000)); /* held up to timeout = 5 s */
+    th_ack_upto(self, first);
+    assert_true(wait_until(journal_holds_two, 3000));
+    th_ack_upto(self, first + 1);
+    assert_true(wait_until(journal_holds_one, 1000));
+    assert_int_equal(ftg_polls_active(F), 1); /* a poll still held */
+    th_shutdown(self);
+}
+
 static void test_journal_failure(void **state) {
     (void)state;
     void *self = launch();
@@ -615,6 +643,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_bad_token_and_base, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_keys_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_cuts_long_poll, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ack_soon_after_a_write_is_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_replays_unhandled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_with_holes, setup, teardown),
