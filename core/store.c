@@ -49,12 +49,14 @@ struct store_impl {
     pthread_mutex_t mu; /* the writing connection; statements are reused */
     sqlite3_stmt *put, *add, *touch, *del, *delr, *begin, *commit, *rollback, *sp, *sp_release,
         *sp_undo;
-    /* Reads have a connection of their own: in WAL mode they see the last
-     * commit without waiting for a commit (and its fsync) in progress. */
+    /* Reads while the writing connection commits have a connection of
+     * their own: in WAL mode they see the last commit without waiting for
+     * the one (and its fsync) in progress. Scans always use it. */
     sqlite3 *rdb;
     pthread_mutex_t rmu;
     sqlite3_stmt *get, *scan;
-    int lockfd; /* flock()ed for the store's life: one routerd per state_dir */
+    sqlite3_stmt *wget; /* the same get on the writing connection */
+    int lockfd;         /* flock()ed for the store's life: one routerd per state_dir */
     /* Group commit: writers queue here; the one at the head commits for
      * everyone queued behind it, so concurrent writes share one fsync. */
     pthread_mutex_t gmu;
@@ -93,9 +95,9 @@ static int prep_read(store_impl *s, sqlite3_stmt **st, const char *sql) {
 
 static void sl_close(store_impl *s) {
     if (!s) return;
-    sqlite3_stmt *all[] = {s->get,  s->put,        s->add,    s->touch,  s->del,
-                           s->delr, s->scan,       s->begin,  s->commit, s->rollback,
-                           s->sp,   s->sp_release, s->sp_undo};
+    sqlite3_stmt *all[] = {s->get,      s->wget, s->put,        s->add,    s->touch,
+                           s->del,      s->delr, s->scan,       s->begin,  s->commit,
+                           s->rollback, s->sp,   s->sp_release, s->sp_undo};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(s->rdb);
@@ -250,7 +252,8 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
         if (rc != SQLITE_OK) msg = sqlite3_mprintf("%s", sqlite3_errmsg(s->rdb));
     }
     if (rc == SQLITE_OK)
-        rc = prep(s, &s->put, "INSERT OR REPLACE INTO kv(ns,k,v,t) VALUES(?1,?2,?3,?4)") ||
+        rc = prep(s, &s->wget, "SELECT v, t FROM kv WHERE ns=?1 AND k=?2") ||
+             prep(s, &s->put, "INSERT OR REPLACE INTO kv(ns,k,v,t) VALUES(?1,?2,?3,?4)") ||
              prep(s, &s->add, "INSERT OR IGNORE INTO kv(ns,k,v,t) VALUES(?1,?2,?3,?4)") ||
              prep(s, &s->touch, "UPDATE kv SET t=?3 WHERE ns=?1 AND k=?2") ||
              prep(s, &s->del, "DELETE FROM kv WHERE ns=?1 AND k=?2") ||
@@ -290,15 +293,21 @@ static bool is_conv(const char *key) {
 }
 
 static rd_status sl_get(store_impl *s, const char *ns, const char *key, char **val, size_t *len) {
-    pthread_mutex_lock(&s->rmu);
-    sqlite3_bind_text(s->get, 1, ns, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s->get, 2, key, -1, SQLITE_STATIC);
+    /* On the writing connection while it is free: its page cache holds what
+     * it wrote, where the read connection's is dropped at every commit
+     * (a few pread calls per get). The read connection takes over while a
+     * commit is in progress, so a get never waits for an fsync. */
+    bool writer = pthread_mutex_trylock(&s->mu) == 0;
+    if (!writer) pthread_mutex_lock(&s->rmu);
+    sqlite3_stmt *q = writer ? s->wget : s->get;
+    sqlite3_bind_text(q, 1, ns, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC);
     rd_status st = RD_E_FATAL;
     bool touch = false;
     int64_t now = wall_s(s);
-    if (sqlite3_step(s->get) == SQLITE_ROW) {
-        int n = sqlite3_column_bytes(s->get, 0);
-        const void *b = sqlite3_column_blob(s->get, 0);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        int n = sqlite3_column_bytes(q, 0);
+        const void *b = sqlite3_column_blob(q, 0);
         char *v = xmalloc((size_t)n + 1);
         if (n) memcpy(v, b, (size_t)n);
         v[n] = 0;
@@ -306,19 +315,19 @@ static rd_status sl_get(store_impl *s, const char *ns, const char *key, char **v
         if (len) *len = (size_t)n;
         st = RD_OK;
         /* A conversation in use is not idle, even when its ids stay. */
-        touch = is_conv(key) && sqlite3_column_int64(s->get, 1) < now - STORE_TOUCH_S;
+        touch = is_conv(key) && sqlite3_column_int64(q, 1) < now - STORE_TOUCH_S;
     }
-    sqlite3_reset(s->get);
-    sqlite3_clear_bindings(s->get);
-    pthread_mutex_unlock(&s->rmu);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    if (!writer) pthread_mutex_unlock(&s->rmu);
     if (touch) { /* at most once an hour per conversation */
-        pthread_mutex_lock(&s->mu);
+        if (!writer) pthread_mutex_lock(&s->mu);
         sqlite3_bind_text(s->touch, 1, ns, -1, SQLITE_STATIC);
         sqlite3_bind_text(s->touch, 2, key, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s->touch, 3, now);
         step_reset(s->touch);
-        pthread_mutex_unlock(&s->mu);
     }
+    if (writer || touch) pthread_mutex_unlock(&s->mu);
     return st;
 }
 
