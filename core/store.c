@@ -261,9 +261,11 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
              prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
              prep(s, &s->rollback, "ROLLBACK") || prep(s, &s->sp, "SAVEPOINT w") ||
              prep(s, &s->sp_release, "RELEASE w") || prep(s, &s->sp_undo, "ROLLBACK TO w");
-    if ((rc & 0xff) == SQLITE_BUSY) {
-        snprintf(err, errsz, "state store %s is locked: another routerd uses state_dir %s", path,
-                 dir);
+    if ((rc & 0xff) == SQLITE_BUSY) { /* not a routerd: the flock above would have said */
+        snprintf(err, errsz,
+                 "state store %s is locked by another program (the sqlite3 shell, a backup "
+                 "tool): close it, or copy the database while routerd is stopped",
+                 path);
         sqlite3_free(msg);
         free(path);
         sl_close(s);

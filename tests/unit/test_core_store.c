@@ -692,6 +692,39 @@ static void sqlite_other_process_locked_out(void **state) {
     free(db);
 }
 
+/* A program that holds the database open in a read (the sqlite3 shell
+ * mid-query) keeps routerd from opening it, and the error says so. */
+static void sqlite_other_program_holding_it(void **state) {
+    if (pg_url()) skip();
+    fx *f = *state;
+    assert_int_equal(store_put(f->st, "ns", "k", "v", 1), RD_OK);
+    store_close(f->st);
+    f->st = NULL;
+    char *db = xasprintf("%s/state/routerd.db", f->dir);
+    char *flag = xasprintf("%s/holding", f->dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_core_store", "--hold", db, flag, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && access(flag, F_OK) != 0; i++)
+        usleep(10000);
+    assert_int_equal(access(flag, F_OK), 0);
+    char err[512] = "";
+    store_opts o = {.sync_full = true, .lease_ms = 3000, .wal_limit_b = 1 << 20};
+    assert_null(open_opts(f, &o, err, sizeof err));
+    assert_non_null(strstr(err, "is locked by another program (the sqlite3 shell"));
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws));
+    assert_int_equal(WEXITSTATUS(ws), 0);
+    f->st = open_store(f, true);
+    expect(f->st, "ns", "k", "v");
+    free(flag);
+    free(db);
+}
+
 /* A process killed with the store open leaves its commits in the WAL and
  * no index of them anywhere (it lived in the process's memory): the next
  * open rebuilds the index from the WAL and finds every commit. */
@@ -1272,8 +1305,30 @@ static int read_db(const char *db) {
     return rc & 0xff;
 }
 
+/* test_core_store --hold DB FLAG: reads the database in a transaction
+ * held open for 3 s (longer than the store's 2 s busy timeout), creating
+ * FLAG once the read holds its lock. */
+static int hold_db(const char *db, const char *flag) {
+    sqlite3 *h = NULL;
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_exec(h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(h, "SELECT k FROM kv", -1, &q, NULL) != SQLITE_OK ||
+        sqlite3_step(q) != SQLITE_ROW)
+        return 1;
+    FILE *fp = fopen(flag, "w");
+    if (!fp) return 1;
+    fclose(fp);
+    sleep(3);
+    sqlite3_finalize(q);
+    sqlite3_exec(h, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(h);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--read")) return read_db(argv[2]);
+    if (argc == 4 && !strcmp(argv[1], "--hold")) return hold_db(argv[2], argv[3]);
     const struct CMUnitTest tests[] = {
         T(put_get_del),
         T(binary_and_empty_values),
@@ -1294,6 +1349,7 @@ int main(int argc, char **argv) {
         T(sqlite_file_modes),
         T(sqlite_second_open_refused),
         T(sqlite_other_process_locked_out),
+        T(sqlite_other_program_holding_it),
         T(sqlite_killed_keeps_commits),
         T(sqlite_disk_full_recovers),
         T(sqlite_vacuum_gives_space_back),
