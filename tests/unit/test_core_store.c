@@ -661,6 +661,25 @@ static void sqlite_second_open_refused(void **state) {
     expect(f->st, "ns", "k", "v");
 }
 
+/* This program run again as another process (see main): a new program,
+ * not a fork, so that SQLite's per-file state does not cross. */
+static pid_t spawn_self(const char *mode, const char *a, const char *b) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_core_store", mode, a, b, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int exit_code(pid_t pid) {
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_true(WIFEXITED(ws));
+    return WEXITSTATUS(ws);
+}
+
 /* SQLite in another process (the sqlite3 shell, a backup tool) gets
  * "database is locked" while routerd holds the store: the WAL index lives
  * in routerd's memory, where no other process could see it. */
@@ -669,17 +688,7 @@ static void sqlite_other_process_locked_out(void **state) {
     fx *f = *state;
     assert_int_equal(store_put(f->st, "ns", "k", "v", 1), RD_OK);
     char *db = xasprintf("%s/state/routerd.db", f->dir);
-    /* A new program, not a fork: SQLite's per-file state must not cross. */
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl("/proc/self/exe", "test_core_store", "--read", db, (char *)NULL);
-        _exit(127);
-    }
-    int ws = 0;
-    assert_int_equal(waitpid(pid, &ws, 0), pid);
-    assert_true(WIFEXITED(ws));
-    assert_int_equal(WEXITSTATUS(ws), SQLITE_BUSY);
+    assert_int_equal(exit_code(spawn_self("--read", db, NULL)), SQLITE_BUSY);
     /* Once routerd has closed it, the same read works. */
     store_close(f->st);
     f->st = NULL;
@@ -702,12 +711,7 @@ static void sqlite_other_program_holding_it(void **state) {
     f->st = NULL;
     char *db = xasprintf("%s/state/routerd.db", f->dir);
     char *flag = xasprintf("%s/holding", f->dir);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl("/proc/self/exe", "test_core_store", "--hold", db, flag, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = spawn_self("--hold", db, flag);
     for (int i = 0; i < 500 && access(flag, F_OK) != 0; i++)
         usleep(10000);
     assert_int_equal(access(flag, F_OK), 0);
@@ -715,10 +719,7 @@ static void sqlite_other_program_holding_it(void **state) {
     store_opts o = {.sync_full = true, .lease_ms = 3000, .wal_limit_b = 1 << 20};
     assert_null(open_opts(f, &o, err, sizeof err));
     assert_non_null(strstr(err, "is locked by another program (the sqlite3 shell"));
-    int ws = 0;
-    assert_int_equal(waitpid(pid, &ws, 0), pid);
-    assert_true(WIFEXITED(ws));
-    assert_int_equal(WEXITSTATUS(ws), 0);
+    assert_int_equal(exit_code(pid), 0);
     f->st = open_store(f, true);
     expect(f->st, "ns", "k", "v");
     free(flag);
