@@ -617,14 +617,9 @@ static void tg_ack(void *self, int64_t watermark) {
     long long cur = atomic_load(&t->acked);
     while (watermark > cur && !atomic_compare_exchange_weak(&t->acked, &cur, watermark)) {
     }
-    /* A long poll in progress wakes to store the watermark, at most every
-     * TG_PERSIST_GAP_MS: an ack sooner than that is stored with the next
-     * one or on the poll's 100 ms tick, and costs no wake-up. A nap on
-     * back-pressure ends by itself within a few ms while the core takes
-     * work (tg_main_loop). */
-    if (t->multi && !atomic_load(&t->quiescing) &&
-        tg_now(t) - atomic_load(&t->persisted_ms) >= TG_PERSIST_GAP_MS)
-        curl_multi_wakeup(t->multi);
+    /* No wake-up: the watermark rides on the next journal write, or the
+     * long poll's 100 ms tick (the back-pressure nap's, at most as long)
+     * stores it. Senders short of marks wake the intake themselves. */
 }
 
 static void tg_destroy(void *self) {

@@ -553,9 +553,11 @@ void tg_refuse_update_id(tg *t, const char *where, const cJSON *item);
 
 /* telegram_journal.c: intake state in the store */
 #define TG_META_KEY "meta"
-/* The watermark is written at most this often (each write is a synced
- * transaction), unless senders wait for their marks. */
-#define TG_PERSIST_GAP_MS 20
+/* The watermark is written on its own at most this often (each write is
+ * a synced transaction), unless senders wait for their marks; the
+ * journal's writes carry it in between. Under the long poll's 100 ms tick,
+ * so that a tick always finds it due. */
+#define TG_PERSIST_GAP_MS 90
 void tg_wkey(char *buf, size_t n, int64_t tg_id);
 /* The meta row (malloc). */
 char *tg_meta_json(tg *t);
@@ -565,6 +567,20 @@ int tg_term_current(tg *t);
 rd_status tg_journal_load(tg *t, rd_error *err);
 /* Stores the handled watermark and the answered marks; prunes the journal. */
 void tg_persist_acks(tg *t, int force);
+/* The writes that store the watermark and the answered marks, for a
+ * transaction of the caller's (the journal's, which puts the meta row that
+ * carries the watermark): tg_acks_take() returns 1 with ops to add, 0 when
+ * nothing is due, -1 out of memory; tg_acks_end() after the commit. */
+typedef struct tg_acks {
+    rd_kv_op *ops;
+    size_t n;
+    int64_t prev, *done;
+    size_t nd;
+    char (*rk)[40];
+    char end[40], rend[40], wend[40];
+} tg_acks;
+int tg_acks_take(tg *t, tg_acks *a);
+void tg_acks_end(tg *t, tg_acks *a, int committed);
 
 /* telegram_shared.c */
 int tg_shared_enabled(const tg *t);

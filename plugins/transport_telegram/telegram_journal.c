@@ -54,69 +54,89 @@ int tg_term_current(tg *t) {
     return !t->lead_key[0] || (term && t->h->lead(t->ctx, t->lead_key) == term);
 }
 
-void tg_persist_acks(tg *t, int force) {
-    if (t->lead_key[0] && !tg_term_current(t)) return; /* a standby owns no watermark */
-    int64_t w = atomic_load(&t->acked);
-    size_t pending = tg_replied_pending(t);
-    if (w <= t->persisted && !pending) return;
-    /* Each write is a synced transaction: at most fifty a second, unless
-     * senders wait for their marks to be stored (max_unrecorded_replies);
-     * after a failed write they wait for the tick too. */
+/* Whether a watermark or answered marks wait to be written. */
+static int acks_due(tg *t) {
+    if (t->lead_key[0] && !tg_term_current(t)) return 0; /* a standby owns no watermark */
+    return atomic_load(&t->acked) > t->persisted || tg_replied_pending(t);
+}
+
+int tg_acks_take(tg *t, tg_acks *a) {
+    memset(a, 0, sizeof *a);
+    if (!acks_due(t)) return 0;
     int64_t now = tg_now(t);
-    if (!force && now - atomic_load(&t->persisted_ms) < TG_PERSIST_GAP_MS &&
-        (t->persist_failed || !tg_replied_urgent(t)))
-        return;
     atomic_store(&t->persisted_ms, now);
-    int64_t prev = t->persisted;
+    a->prev = t->persisted;
+    int64_t w = atomic_load(&t->acked);
     if (w > t->persisted) t->persisted = w;
     w = t->persisted;
-
-    size_t nd = 0;
-    int64_t *done = tg_replied_take(t, w, now, &nd);
-
-    char end[40], wend[40], rend[40];
+    a->done = tg_replied_take(t, w, now, &a->nd);
     int64_t w1 = w < TG_SEQ_MAX ? w + 1 : TG_SEQ_MAX; /* acks are our own seqs */
-    tg_jkey(end, sizeof end, w1);
-    snprintf(rend, sizeof rend, "r/%019lld", (long long)(w1 < 0 ? 0 : w1));
-    char *meta = tg_meta_json(t);
-    rd_kv_op *ops = calloc(nd + 4, sizeof *ops);
-    char(*rk)[40] = calloc(nd + 1, sizeof *rk);
-    size_t n = 0;
-    if (!ops || !rk || !meta) goto fail;
-    ops[n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "j/", .key_end = end};
-    ops[n++] =
-        (rd_kv_op){.op = RD_KV_PUT, .key = TG_META_KEY, .val = meta, .val_len = strlen(meta)};
-    ops[n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "r/", .key_end = rend};
-    for (size_t i = 0; i < nd; i++) {
-        if (done[i] <= w) continue; /* the watermark covers it */
-        snprintf(rk[i], sizeof rk[i], "r/%019lld", (long long)done[i]);
-        ops[n++] = (rd_kv_op){.op = RD_KV_PUT, .key = rk[i], .val = "1", .val_len = 1};
+    tg_jkey(a->end, sizeof a->end, w1);
+    snprintf(a->rend, sizeof a->rend, "r/%019lld", (long long)(w1 < 0 ? 0 : w1));
+    a->ops = calloc(a->nd + 3, sizeof *a->ops);
+    a->rk = calloc(a->nd + 1, sizeof *a->rk);
+    if (!a->ops || !a->rk) {
+        tg_acks_end(t, a, 0);
+        return -1;
+    }
+    a->ops[a->n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "j/", .key_end = a->end};
+    a->ops[a->n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "r/", .key_end = a->rend};
+    for (size_t i = 0; i < a->nd; i++) {
+        if (a->done[i] <= w) continue; /* the watermark covers it */
+        snprintf(a->rk[i], sizeof a->rk[i], "r/%019lld", (long long)a->done[i]);
+        a->ops[a->n++] = (rd_kv_op){.op = RD_KV_PUT, .key = a->rk[i], .val = "1", .val_len = 1};
     }
     if (t->c.mode == TG_MODE_WEBHOOK) {
         pthread_mutex_lock(&t->in_mu);
         int64_t newest = tg_recent_newest(t);
         pthread_mutex_unlock(&t->in_mu);
         if (tg_valid_update_id(newest) && newest > DEDUPE_WINDOW) {
-            tg_wkey(wend, sizeof wend, newest - DEDUPE_WINDOW);
-            ops[n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "w/", .key_end = wend};
+            tg_wkey(a->wend, sizeof a->wend, newest - DEDUPE_WINDOW);
+            a->ops[a->n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "w/", .key_end = a->wend};
         }
     }
-    if (t->h->kv_txn(t->ctx, ops, n) == RD_OK) {
+    return 1;
+}
+
+void tg_acks_end(tg *t, tg_acks *a, int committed) {
+    if (committed) {
         t->persist_failed = 0;
         tg_replied_committed(t);
-        goto out;
+    } else {
+        t->persisted = a->prev; /* try again on the next tick */
+        t->persist_failed = 1;
+        tg_replied_put_back(t, a->done, a->nd);
+        t->h->log(t->ctx, RD_LOG_WARN, "cannot record the handled watermark %lld in the store",
+                  (long long)atomic_load(&t->acked));
     }
-fail:
-    t->persisted = prev; /* try again on the next tick */
-    t->persist_failed = 1;
-    tg_replied_put_back(t, done, nd);
-    t->h->log(t->ctx, RD_LOG_WARN, "cannot record the handled watermark %lld in the store",
-              (long long)w);
-out:
-    free(rk);
-    free(ops);
+    free(a->rk);
+    free(a->ops);
+    free(a->done);
+    memset(a, 0, sizeof *a);
+}
+
+void tg_persist_acks(tg *t, int force) {
+    if (!acks_due(t)) return;
+    /* Each write is a synced transaction: at most one per
+     * TG_PERSIST_GAP_MS, unless senders wait for their marks to be stored
+     * (max_unrecorded_replies); after a failed write they wait for the
+     * tick too. The journal's writes carry the watermark for free. */
+    if (!force && tg_now(t) - atomic_load(&t->persisted_ms) < TG_PERSIST_GAP_MS &&
+        (t->persist_failed || !tg_replied_urgent(t)))
+        return;
+    tg_acks a;
+    if (tg_acks_take(t, &a) <= 0) return;
+    char *meta = tg_meta_json(t);
+    rd_kv_op *ops = meta ? realloc(a.ops, (a.n + 1) * sizeof *ops) : NULL;
+    int ok = 0;
+    if (ops) {
+        a.ops = ops;
+        ops[a.n++] =
+            (rd_kv_op){.op = RD_KV_PUT, .key = TG_META_KEY, .val = meta, .val_len = strlen(meta)};
+        ok = t->h->kv_txn(t->ctx, ops, a.n) == RD_OK;
+    }
     free(meta);
-    free(done);
+    tg_acks_end(t, &a, ok);
 }
 
 /* ------------------------------------------------------------------------ */

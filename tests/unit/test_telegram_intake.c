@@ -542,9 +542,8 @@ static int journal_holds_one(void) {
     return th_kv_count("j/") == 1;
 }
 
-/* An ack that comes right after the watermark was written does not wake
- * the long poll (the write waits TG_PERSIST_GAP_MS anyway): with no ack
- * after it, the poll's tick stores it, long before the poll returns. */
+/* An ack does not wake the long poll: with no update after it, the
+ * poll's tick stores it, long before the poll returns. */
 static void test_ack_soon_after_a_write_is_stored(void **state) {
     (void)state;
     void *self = launch();
@@ -560,6 +559,38 @@ static void test_ack_soon_after_a_write_is_stored(void **state) {
     assert_true(wait_until(journal_holds_one, 1000));
     assert_int_equal(ftg_polls_active(F), 1); /* a poll still held */
     th_shutdown(self);
+}
+
+static int journal_holds_three(void) {
+    return th_kv_count("j/") == 3;
+}
+
+/* The journal's write of a new update also stores the watermark (and
+ * prunes what it covers) when the last write of the watermark was too
+ * recent for one of its own: no synced write of its own at a steady rate. */
+static void test_watermark_rides_on_the_journal(void **state) {
+    (void)state;
+    void *self = launch();
+    int64_t first = ftg_add_text(F, 8, "a");
+    ftg_add_text(F, 8, "b");
+    ftg_add_text(F, 8, "c");
+    assert_int_equal(th_wait_submitted(3, 5000), 3);
+    assert_true(wait_until(journal_holds_three, 3000));
+    assert_true(wait_until(one_poll_held, 5000));
+    th_ack_upto(self, first);
+    assert_true(wait_until(journal_holds_two, 3000)); /* written on the tick */
+    /* Within TG_PERSIST_GAP_MS of that write: */
+    th_ack_upto(self, first + 1);
+    ftg_add_text(F, 8, "d");
+    assert_int_equal(th_wait_submitted(4, 5000), 4);
+    assert_int_equal(th_kv_count("j/"), 2); /* "c" and "d": "b" went in d's commit */
+    char *meta = th_kv_get("meta");
+    assert_non_null(meta);
+    char want[64];
+    snprintf(want, sizeof want, "\"handled\":%lld", (long long)(first + 1));
+    th_shutdown(self);
+    assert_non_null(strstr(meta, want));
+    free(meta);
 }
 
 static void test_journal_failure(void **state) {
@@ -644,6 +675,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_config_keys_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_cuts_long_poll, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ack_soon_after_a_write_is_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_watermark_rides_on_the_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_replays_unhandled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_with_holes, setup, teardown),
