@@ -245,19 +245,21 @@ int ie_setup_node(void) {
     const char *work = ROUTERD_BINARY_DIR "/a2a-inbound";
     snprintf(cli_path, sizeof cli_path, "%s/inbound_client.mjs", work);
     /* Like tests/interop/run.sh: npm ci once into the build tree, again
-     * only when the lock file changed. */
+     * only when the lock file changed. The suites that use it run in
+     * parallel: one at a time here, or one would start the client while
+     * another's npm ci rewrites node_modules under it. The stamp, written
+     * last, says the packages are complete. */
     char cmd[2048];
-    snprintf(
-        cmd, sizeof cmd,
-        "command -v npm >/dev/null 2>&1 || { echo 'SKIP: npm not installed' >&2; exit 77; }; "
-        "mkdir -p '%s' && cd '%s' && "
-        "cp -p '%s/tests/interop/package.json' '%s/tests/interop/package-lock.json' "
-        "'%s/tests/interop/inbound_client.mjs' . || exit 1; "
-        "if [ ! -d node_modules/@a2a-js/sdk ] || [ package-lock.json -nt node_modules/.stamp ]; "
-        "then timeout 180 npm ci --no-audit --no-fund --loglevel=error >npm.log 2>&1 || "
-        "{ echo \"SKIP: npm ci failed (offline?): $(tail -n 3 npm.log)\" >&2; exit 77; }; "
-        "touch node_modules/.stamp; fi",
-        work, work, ROUTERD_SOURCE_DIR, ROUTERD_SOURCE_DIR, ROUTERD_SOURCE_DIR);
+    snprintf(cmd, sizeof cmd,
+             "command -v npm >/dev/null 2>&1 || { echo 'SKIP: npm not installed' >&2; exit 77; }; "
+             "mkdir -p '%s' && cd '%s' && exec 9>.setup.lock && flock 9 || exit 1; "
+             "cp -p '%s/tests/interop/package.json' '%s/tests/interop/package-lock.json' "
+             "'%s/tests/interop/inbound_client.mjs' . || exit 1; "
+             "if [ ! -f node_modules/.stamp ] || [ package-lock.json -nt node_modules/.stamp ]; "
+             "then timeout 180 npm ci --no-audit --no-fund --loglevel=error >npm.log 2>&1 || "
+             "{ echo \"SKIP: npm ci failed (offline?): $(tail -n 3 npm.log)\" >&2; exit 77; }; "
+             "touch node_modules/.stamp; fi",
+             work, work, ROUTERD_SOURCE_DIR, ROUTERD_SOURCE_DIR, ROUTERD_SOURCE_DIR);
     int rc = system(cmd);
     if (rc == -1 || !WIFEXITED(rc)) return 1;
     return WEXITSTATUS(rc);
