@@ -239,10 +239,10 @@ typedef struct tg {
     tg_replay_key *replay; /* replayed while the offset was unknown */
     size_t nreplay;
     int webhook_set;
-    atomic_llong acked;        /* watermark from ack() */
-    atomic_llong refused_ids;  /* update ids out of range seen */
-    int64_t persisted;         /* watermark written to the store */
-    atomic_llong persisted_ms; /* when it was last written (ack() reads it) */
+    atomic_llong acked;       /* watermark from ack() */
+    atomic_llong refused_ids; /* update ids out of range seen */
+    int64_t persisted;        /* watermark written to the store */
+    int64_t persisted_ms;     /* when it was last written */
     char stored_api_base[512];
     int64_t stored_bot_id;
 
@@ -569,8 +569,9 @@ rd_status tg_journal_load(tg *t, rd_error *err);
 void tg_persist_acks(tg *t, int force);
 /* The writes that store the watermark and the answered marks, for a
  * transaction of the caller's (the journal's, which puts the meta row that
- * carries the watermark): tg_acks_take() returns 1 with ops to add, 0 when
- * nothing is due, -1 out of memory; tg_acks_end() after the commit. */
+ * carries the watermark): tg_acks_take() returns 1 with ops to add (room is
+ * left after them for one of the caller's), 0 when nothing is due, -1 out
+ * of memory; tg_acks_end() after the commit. */
 typedef struct tg_acks {
     rd_kv_op *ops;
     size_t n;

@@ -64,7 +64,7 @@ int tg_acks_take(tg *t, tg_acks *a) {
     memset(a, 0, sizeof *a);
     if (!acks_due(t)) return 0;
     int64_t now = tg_now(t);
-    atomic_store(&t->persisted_ms, now);
+    t->persisted_ms = now;
     a->prev = t->persisted;
     int64_t w = atomic_load(&t->acked);
     if (w > t->persisted) t->persisted = w;
@@ -73,7 +73,7 @@ int tg_acks_take(tg *t, tg_acks *a) {
     int64_t w1 = w < TG_SEQ_MAX ? w + 1 : TG_SEQ_MAX; /* acks are our own seqs */
     tg_jkey(a->end, sizeof a->end, w1);
     snprintf(a->rend, sizeof a->rend, "r/%019lld", (long long)(w1 < 0 ? 0 : w1));
-    a->ops = calloc(a->nd + 3, sizeof *a->ops);
+    a->ops = calloc(a->nd + 4, sizeof *a->ops); /* 3 ranges, the marks, the caller's */
     a->rk = calloc(a->nd + 1, sizeof *a->rk);
     if (!a->ops || !a->rk) {
         tg_acks_end(t, a, 0);
@@ -116,24 +116,21 @@ void tg_acks_end(tg *t, tg_acks *a, int committed) {
 }
 
 void tg_persist_acks(tg *t, int force) {
-    if (!acks_due(t)) return;
     /* Each write is a synced transaction: at most one per
      * TG_PERSIST_GAP_MS, unless senders wait for their marks to be stored
      * (max_unrecorded_replies); after a failed write they wait for the
      * tick too. The journal's writes carry the watermark for free. */
-    if (!force && tg_now(t) - atomic_load(&t->persisted_ms) < TG_PERSIST_GAP_MS &&
+    if (!force && tg_now(t) - t->persisted_ms < TG_PERSIST_GAP_MS &&
         (t->persist_failed || !tg_replied_urgent(t)))
         return;
     tg_acks a;
     if (tg_acks_take(t, &a) <= 0) return;
     char *meta = tg_meta_json(t);
-    rd_kv_op *ops = meta ? realloc(a.ops, (a.n + 1) * sizeof *ops) : NULL;
     int ok = 0;
-    if (ops) {
-        a.ops = ops;
-        ops[a.n++] =
+    if (meta) {
+        a.ops[a.n++] =
             (rd_kv_op){.op = RD_KV_PUT, .key = TG_META_KEY, .val = meta, .val_len = strlen(meta)};
-        ok = t->h->kv_txn(t->ctx, ops, a.n) == RD_OK;
+        ok = t->h->kv_txn(t->ctx, a.ops, a.n) == RD_OK;
     }
     free(meta);
     tg_acks_end(t, &a, ok);

@@ -140,23 +140,21 @@ static int handle_batch(tg *t, const cJSON *result) {
     tg_acks acks;
     int with_acks = k == n ? tg_acks_take(t, &acks) : 0;
     char *meta = k == n ? tg_meta_json(t) : NULL;
-    rd_kv_op *all = ops;
-    size_t nall = n + 1;
-    if (with_acks > 0 && (all = realloc(ops, (n + 1 + acks.n) * sizeof *all)) != NULL) {
-        ops = all;
-        memcpy(all + n + 1, acks.ops, acks.n * sizeof *all);
-        nall += acks.n;
-    } else {
-        all = ops;
+    size_t nops = n + 1;
+    rd_kv_op *more = with_acks > 0 ? realloc(ops, (nops + acks.n) * sizeof *ops) : NULL;
+    if (more) {
+        ops = more;
+        memcpy(ops + nops, acks.ops, acks.n * sizeof *ops);
+        nops += acks.n;
     }
     rd_status st = RD_E_INTERNAL;
     if (meta) {
         ops[n] =
             (rd_kv_op){.op = RD_KV_PUT, .key = TG_META_KEY, .val = meta, .val_len = strlen(meta)};
-        st = t->h->kv_txn(t->ctx, all, nall);
+        st = t->h->kv_txn(t->ctx, ops, nops);
     }
     free(meta);
-    if (with_acks > 0) tg_acks_end(t, &acks, st == RD_OK && nall > n + 1);
+    if (with_acks > 0) tg_acks_end(t, &acks, st == RD_OK && more != NULL);
     pthread_mutex_lock(&t->in_mu);
     for (size_t i = 0; i < k; i++) {
         items[i]->state = st == RD_OK ? TG_ITEM_READY : TG_ITEM_DEAD;
