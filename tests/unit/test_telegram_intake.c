@@ -534,6 +534,10 @@ static void test_refetch_after_base_change(void **state) {
     th_shutdown(self);
 }
 
+static int journal_holds_three(void) {
+    return th_kv_count("j/") == 3;
+}
+
 static int journal_holds_two(void) {
     return th_kv_count("j/") == 2;
 }
@@ -542,27 +546,31 @@ static int journal_holds_one(void) {
     return th_kv_count("j/") == 1;
 }
 
-/* An ack does not wake the long poll: with no update after it, the
- * poll's tick stores it, long before the poll returns. */
-static void test_ack_soon_after_a_write_is_stored(void **state) {
-    (void)state;
-    void *self = launch();
+/* Three updates journaled, a long poll held (up to timeout = 5 s), the
+ * first one acked and its watermark written (on the poll's tick). */
+static int64_t three_journaled_first_acked(void *self) {
     int64_t first = ftg_add_text(F, 7, "a");
     ftg_add_text(F, 7, "b");
     ftg_add_text(F, 7, "c");
     assert_int_equal(th_wait_submitted(3, 5000), 3);
     assert_true(wait_until(no_unconfirmed, 5000));
-    assert_true(wait_until(one_poll_held, 5000)); /* held up to timeout = 5 s */
+    assert_true(wait_until(journal_holds_three, 3000));
+    assert_true(wait_until(one_poll_held, 5000));
     th_ack_upto(self, first);
     assert_true(wait_until(journal_holds_two, 3000));
+    return first;
+}
+
+/* An ack does not wake the long poll: with no update after it, the
+ * poll's tick stores it, long before the poll returns. */
+static void test_ack_soon_after_a_write_is_stored(void **state) {
+    (void)state;
+    void *self = launch();
+    int64_t first = three_journaled_first_acked(self);
     th_ack_upto(self, first + 1);
     assert_true(wait_until(journal_holds_one, 1000));
     assert_int_equal(ftg_polls_active(F), 1); /* a poll still held */
     th_shutdown(self);
-}
-
-static int journal_holds_three(void) {
-    return th_kv_count("j/") == 3;
 }
 
 /* The journal's write of a new update also stores the watermark (and
@@ -571,17 +579,10 @@ static int journal_holds_three(void) {
 static void test_watermark_rides_on_the_journal(void **state) {
     (void)state;
     void *self = launch();
-    int64_t first = ftg_add_text(F, 8, "a");
-    ftg_add_text(F, 8, "b");
-    ftg_add_text(F, 8, "c");
-    assert_int_equal(th_wait_submitted(3, 5000), 3);
-    assert_true(wait_until(journal_holds_three, 3000));
-    assert_true(wait_until(one_poll_held, 5000));
-    th_ack_upto(self, first);
-    assert_true(wait_until(journal_holds_two, 3000)); /* written on the tick */
+    int64_t first = three_journaled_first_acked(self);
     /* Within TG_PERSIST_GAP_MS of that write: */
     th_ack_upto(self, first + 1);
-    ftg_add_text(F, 8, "d");
+    ftg_add_text(F, 7, "d");
     assert_int_equal(th_wait_submitted(4, 5000), 4);
     assert_int_equal(th_kv_count("j/"), 2); /* "c" and "d": "b" went in d's commit */
     char *meta = th_kv_get("meta");
