@@ -249,6 +249,11 @@ rd_status store_del(store *s, const char *ns, const char *key);
 rd_status store_txn(store *s, const char *ns, const rd_kv_op *ops, size_t n);
 rd_status store_txn_fenced(store *s, const char *ns, const rd_kv_op *ops, size_t n,
                            const struct store_fence *f);
+/* A commit without a sync of its own (state_sync = full); store_sync()
+ * returns once commits up to seq are durable. See rd_host.kv_txn_lazy. */
+rd_status store_txn_lazy(store *s, const char *ns, const rd_kv_op *ops, size_t n,
+                         const struct store_fence *f, uint64_t *seq);
+rd_status store_sync(store *s, uint64_t seq, int64_t wait_ms);
 /* Inserts unless present: RD_OK inserted, RD_E_DUPLICATE already there. */
 rd_status store_add(store *s, const char *ns, const char *key, const void *val, size_t len);
 rd_status store_scan(store *s, const char *ns, const char *prefix, rd_kv_visit_fn fn, void *arg);

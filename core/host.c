@@ -230,6 +230,19 @@ static rd_status h_kv_txn(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
     return kv_write(ctx, ops, n);
 }
 
+static rd_status h_kv_txn_lazy(rd_ctx *ctx, const rd_kv_op *ops, size_t n, uint64_t *seq) {
+    store_fence f;
+    char key[128];
+    bool fenced = false;
+    if (!lease_fence(ctx, &f, key, sizeof key, &fenced)) return RD_E_UNAVAILABLE;
+    return store_txn_lazy(R.st, ctx->name, ops, n, fenced ? &f : NULL, seq);
+}
+
+static rd_status h_kv_sync(rd_ctx *ctx, uint64_t seq, int64_t wait_ms) {
+    (void)ctx;
+    return store_sync(R.st, seq, wait_ms < 0 ? 0 : wait_ms);
+}
+
 static rd_status h_kv_add(rd_ctx *ctx, const char *key, const void *v, size_t len) {
     return store_add(R.st, ctx->name, key, v, len);
 }
@@ -305,4 +318,6 @@ const rd_host host_api = {
     .deliver = h_deliver,
     .answered = h_answered,
     .send_done = router_send_done,
+    .kv_txn_lazy = h_kv_txn_lazy,
+    .kv_sync = h_kv_sync,
 };

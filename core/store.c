@@ -38,6 +38,8 @@ typedef struct gc_req {
     const rd_kv_op *ops;
     size_t n;
     int rc;
+    bool lazy;    /* may commit without a sync of its own */
+    uint64_t seq; /* out: the commit's place */
 } gc_req;
 
 static gc_req *gc_next(const gc_req *r) {
@@ -48,7 +50,16 @@ struct store_impl {
     sqlite3 *db;
     pthread_mutex_t mu; /* the writing connection; statements are reused */
     sqlite3_stmt *put, *add, *touch, *del, *delr, *begin, *commit, *rollback, *sp, *sp_release,
-        *sp_undo;
+        *sp_undo, *sync_off, *sync_on;
+    /* Commits are numbered (seq, under mu); `durable` is the last one a
+     * sync covered. A lazy commit (synchronous=NORMAL for it alone) is
+     * durable once a later synced commit or an fsync of the WAL is: the
+     * WAL is appended in order, so a sync covers every frame before it. */
+    uint64_t seq;
+    atomic_uint_fast64_t durable;
+    pthread_mutex_t dmu; /* with dcv: kv_sync() waiting for a durable commit */
+    pthread_cond_t dcv;
+    atomic_int dwaiters;
     /* Reads while the writing connection commits have a connection of
      * their own: in WAL mode they see the last commit without waiting for
      * the one (and its fsync) in progress. Scans always use it. */
@@ -95,9 +106,9 @@ static int prep_read(store_impl *s, sqlite3_stmt **st, const char *sql) {
 
 static void sl_close(store_impl *s) {
     if (!s) return;
-    sqlite3_stmt *all[] = {s->get,      s->wget, s->put,        s->add,    s->touch,
-                           s->del,      s->delr, s->scan,       s->begin,  s->commit,
-                           s->rollback, s->sp,   s->sp_release, s->sp_undo};
+    sqlite3_stmt *all[] = {s->get,        s->wget,    s->put,      s->add,    s->touch,    s->del,
+                           s->delr,       s->scan,    s->begin,    s->commit, s->rollback, s->sp,
+                           s->sp_release, s->sp_undo, s->sync_off, s->sync_on};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(s->rdb);
@@ -106,6 +117,8 @@ static void sl_close(store_impl *s) {
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->rmu);
     pthread_mutex_destroy(&s->gmu);
+    pthread_mutex_destroy(&s->dmu);
+    pthread_cond_destroy(&s->dcv);
     free(s);
 }
 
@@ -190,6 +203,12 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_mutex_init(&s->gmu, NULL);
+    pthread_mutex_init(&s->dmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->dcv, &ca);
+    pthread_condattr_destroy(&ca);
     s->gap_us = 1000000; /* no waiting until writes are seen to come close together */
     /* routerd is the database's only user: a second routerd on the same
      * state_dir fails at start instead of sharing the journal. */
@@ -260,7 +279,9 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
              prep(s, &s->delr, "DELETE FROM kv WHERE ns=?1 AND k>=?2 AND (?3 IS NULL OR k<?3)") ||
              prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
              prep(s, &s->rollback, "ROLLBACK") || prep(s, &s->sp, "SAVEPOINT w") ||
-             prep(s, &s->sp_release, "RELEASE w") || prep(s, &s->sp_undo, "ROLLBACK TO w");
+             prep(s, &s->sp_release, "RELEASE w") || prep(s, &s->sp_undo, "ROLLBACK TO w") ||
+             prep(s, &s->sync_off, "PRAGMA synchronous=NORMAL") ||
+             prep(s, &s->sync_on, "PRAGMA synchronous=FULL");
     if ((rc & 0xff) == SQLITE_BUSY) { /* not a routerd: the flock above would have said */
         snprintf(err, errsz,
                  "state store %s is locked by another program (the sqlite3 shell, a backup "
@@ -399,6 +420,17 @@ static void note_commit(store_impl *s, int rc, const char *msg, int en) {
         sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 }
 
+/* Commits up to seq are durable (mu held): wakes kv_sync() waiters. */
+static void durable_at(store_impl *s, uint64_t seq) {
+    if (seq <= atomic_load(&s->durable)) return;
+    atomic_store(&s->durable, seq);
+    if (atomic_load(&s->dwaiters) > 0) {
+        pthread_mutex_lock(&s->dmu);
+        pthread_cond_broadcast(&s->dcv);
+        pthread_mutex_unlock(&s->dmu);
+    }
+}
+
 static int done_ok(int rc) {
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -409,6 +441,13 @@ static int done_ok(int rc) {
 static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
     int64_t now = wall_s(s);
     bool single = first == last && first->n == 1;
+    /* Without a sync only when every request of the group allows it. */
+    bool lazy = s->o.sync_full;
+    for (gc_req *r = first; lazy; r = gc_next(r)) {
+        lazy = r->lazy;
+        if (r == last) break;
+    }
+    if (lazy) step_reset(s->sync_off);
     int rc = single ? SQLITE_OK : done_ok(step_reset(s->begin));
     char msg[256] = "";
     int en = 0;
@@ -442,25 +481,33 @@ static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
         }
     }
     if (!single && !sqlite3_get_autocommit(s->db)) step_reset(s->rollback);
+    if (lazy) step_reset(s->sync_on);
     atomic_fetch_add(&s->commits, 1);
+    uint64_t seq = ++s->seq;
     int worst = SQLITE_OK;
     for (gc_req *r = first;; r = gc_next(r)) {
         if (r->rc != SQLITE_OK) worst = r->rc;
+        r->seq = seq;
         if (r == last) break;
     }
+    /* A synced commit (or, with state_sync = normal, any) covers all before
+     * it; one that failed may have written frames it did not sync. */
+    if (!lazy && rc == SQLITE_OK) durable_at(s, seq);
     note_commit(s, worst, msg, en);
 }
 
-static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size_t n,
-                        const store_fence *f) {
-    (void)f; /* one process: it always holds every lease */
+static rd_status txn(store_impl *s, const char *ns, const rd_kv_op *ops, size_t n, bool lazy,
+                     uint64_t *seq) {
     for (size_t i = 0; i < n; i++)
         if (ops[i].op < RD_KV_PUT || ops[i].op > RD_KV_DEL_RANGE) {
             LOGE("state store: invalid operation in a transaction; nothing applied");
             return RD_E_INTERNAL;
         }
-    if (!n) return RD_OK;
-    gc_req me = {.ns = ns, .ops = ops, .n = n};
+    if (!n) {
+        if (seq) *seq = 0;
+        return RD_OK;
+    }
+    gc_req me = {.ns = ns, .ops = ops, .n = n, .lazy = lazy};
     sem_init(&me.l.wake, 0, 0);
     int64_t t = mono_us();
     pthread_mutex_lock(&s->gmu);
@@ -475,6 +522,7 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
         pthread_mutex_unlock(&s->gmu);
         if (!gc_await(&me.l)) { /* committed by its group's head */
             sem_destroy(&me.l.wake);
+            if (seq) *seq = me.seq;
             return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
         }
         pthread_mutex_lock(&s->gmu);
@@ -505,7 +553,57 @@ static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size
     pthread_mutex_unlock(&s->mu);
     gc_finish(&s->gmu, &s->gq, &me.l, &last->l);
     sem_destroy(&me.l.wake);
+    if (seq) *seq = me.seq;
     return me.rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
+}
+
+static rd_status sl_txn(store_impl *s, const char *ns, const rd_kv_op *ops, size_t n,
+                        const store_fence *f) {
+    (void)f; /* one process: it always holds every lease */
+    return txn(s, ns, ops, n, false, NULL);
+}
+
+static rd_status sl_txn_lazy(store_impl *s, const char *ns, const rd_kv_op *ops, size_t n,
+                             const store_fence *f, uint64_t *seq) {
+    (void)f;
+    return txn(s, ns, ops, n, true, seq);
+}
+
+static rd_status sl_sync(store_impl *s, uint64_t seq, int64_t wait_ms) {
+    if (atomic_load(&s->durable) >= seq) return RD_OK;
+    if (wait_ms > 0) {
+        struct timespec dl;
+        clock_gettime(CLOCK_MONOTONIC, &dl);
+        dl.tv_sec += wait_ms / 1000;
+        dl.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&s->dmu);
+        atomic_fetch_add(&s->dwaiters, 1);
+        while (atomic_load(&s->durable) < seq &&
+               pthread_cond_timedwait(&s->dcv, &s->dmu, &dl) != ETIMEDOUT)
+            ;
+        atomic_fetch_sub(&s->dwaiters, 1);
+        pthread_mutex_unlock(&s->dmu);
+        if (atomic_load(&s->durable) >= seq) return RD_OK;
+    }
+    /* Nobody synced it meanwhile: an fsync of the WAL does. */
+    pthread_mutex_lock(&s->mu);
+    int rc = SQLITE_OK;
+    if (atomic_load(&s->durable) < seq) {
+        sqlite3_file *wal = NULL;
+        if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK &&
+            wal && wal->pMethods)
+            rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+        if (rc == SQLITE_OK)
+            durable_at(s, s->seq);
+        else
+            note_commit(s, rc, "cannot sync the write-ahead log", sys_errno(s->db, errno));
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
 }
 
 static rd_status sl_add(store_impl *s, const char *ns, const char *key, const void *val,
@@ -519,6 +617,8 @@ static rd_status sl_add(store_impl *s, const char *ns, const char *key, const vo
     atomic_fetch_add(&s->commits, 1); /* a transaction of its own */
     atomic_fetch_add(&s->writes, 1);
     bool added = rc == SQLITE_DONE && sqlite3_changes(s->db) > 0;
+    ++s->seq;
+    if (added) durable_at(s, s->seq);
     char msg[256];
     snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(s->db));
     note_commit(s, rc == SQLITE_DONE ? SQLITE_OK : rc, msg, sys_errno(s->db, errno));
@@ -630,6 +730,8 @@ static const store_ops sqlite_ops = {
     .get = sl_get,
     .txn = sl_txn,
     .add = sl_add,
+    .txn_lazy = sl_txn_lazy,
+    .sync = sl_sync,
     .scan = sl_scan,
     .lease = sl_lease,
     .release = sl_release,
@@ -720,6 +822,19 @@ rd_status store_txn_fenced(store *s, const char *ns, const rd_kv_op *ops, size_t
                            const store_fence *f) {
     if (!s) return RD_E_UNAVAILABLE;
     return s->ops->txn(s->impl, ns, ops, n, f);
+}
+
+rd_status store_txn_lazy(store *s, const char *ns, const rd_kv_op *ops, size_t n,
+                         const store_fence *f, uint64_t *seq) {
+    if (!s) return RD_E_UNAVAILABLE;
+    if (s->ops->txn_lazy) return s->ops->txn_lazy(s->impl, ns, ops, n, f, seq);
+    if (seq) *seq = 0;
+    return s->ops->txn(s->impl, ns, ops, n, f);
+}
+
+rd_status store_sync(store *s, uint64_t seq, int64_t wait_ms) {
+    if (!s) return RD_E_UNAVAILABLE;
+    return s->ops->sync ? s->ops->sync(s->impl, seq, wait_ms) : RD_OK;
 }
 
 rd_status store_txn(store *s, const char *ns, const rd_kv_op *ops, size_t n) {

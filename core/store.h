@@ -61,6 +61,13 @@ typedef struct store_ops {
     void (*maintain)(store_impl *s, int64_t now_s);
     /* False while the store cannot commit (unreachable, disk full). */
     bool (*healthy)(store_impl *s);
+    /* Optional (NULL: txn, and every commit is durable). A commit without
+     * a sync of its own; *seq gets its place. */
+    rd_status (*txn_lazy)(store_impl *s, const char *ns, const rd_kv_op *ops, size_t n,
+                          const store_fence *f, uint64_t *seq);
+    /* Optional: RD_OK once commits up to seq are durable (waits up to
+     * wait_ms for another commit to cover them, then syncs). */
+    rd_status (*sync)(store_impl *s, uint64_t seq, int64_t wait_ms);
 } store_ops;
 
 typedef const store_ops *(*store_entry_fn)(void);

@@ -66,7 +66,7 @@ extern "C" {
 /* Major: bumped when a plugin must be rebuilt; the symbol name carries it. */
 #define RD_ABI_MAJOR 1
 /* Minor: bumped when members are appended to a struct. */
-#define RD_ABI_MINOR 5
+#define RD_ABI_MINOR 6
 
 #define RD_PLUGIN_SYMBOL "routerd_plugin_v1"
 
@@ -571,6 +571,22 @@ typedef struct rd_host {
      * still running with RD_E_RETRY). The chat's next message waits for
      * it: per-chat order holds. */
     void (*send_done)(rd_send *s, rd_status st, int64_t sent_id, const rd_error *err);
+
+    /* ---- Added in ABI 1.6: check RD_HAS(host, member) before use. ---- */
+
+    /* Like kv_txn, but the commit need not be durable when it returns: it
+     * survives routerd being killed at once, and a crash of the machine
+     * once the store's next durable commit (any instance's) or a
+     * kv_sync() covers it. For writes whose loss the caller can undo
+     * until then (a journal of updates not yet confirmed upstream).
+     * *seq (may be NULL) gets the commit's place for kv_sync(). Fenced
+     * like kv_txn. Stores that cannot defer a sync commit durably. */
+    rd_status (*kv_txn_lazy)(rd_ctx *ctx, const rd_kv_op *ops, size_t n, uint64_t *seq);
+    /* Returns RD_OK once every commit up to seq is durable: waits up to
+     * wait_ms for another durable commit to cover it, then syncs itself
+     * (may block for the disk). An error status when the sync failed:
+     * nothing after the last durable commit is known to be kept. */
+    rd_status (*kv_sync)(rd_ctx *ctx, uint64_t seq, int64_t wait_ms);
 } rd_host;
 
 /* ------------------------------------------------------------------------ */

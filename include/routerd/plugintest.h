@@ -56,9 +56,9 @@ rd_ctx *rdpt_ctx(void);
 
 /* Switches off (on = 0) or back on an optional host call added after ABI
  * 1.0 ("http_route_auth", "lead", "claim", "kv_add", "cfg_bind",
- * "reply_attach", "reply_choices", "deliver", "answered"), to test a plugin's fallback on an
- * older host. Before rdpt_start(); rdpt_reset() turns all on again. 0, or
- * -1 for a name not in that list. */
+ * "reply_attach", "reply_choices", "deliver", "answered", "kv_txn_lazy",
+ * "kv_sync"), to test a plugin's fallback on an older host. Before rdpt_start(); rdpt_reset() turns
+ * all on again. 0, or -1 for a name not in that list. */
 int rdpt_offer(const char *call, int on);
 
 /* Presents the host table of ABI 1.minor (shorter: RD_HAS() finds the
@@ -328,6 +328,9 @@ size_t rdpt_kv_count(const char *prefix);
 void rdpt_claim_other(const char *key, int held);
 /* Writes fail with RD_E_INTERNAL while on. */
 void rdpt_kv_fail(int on);
+/* kv_sync() fails with RD_E_INTERNAL while on (a disk that cannot sync);
+ * rdpt_reset() turns it off. */
+void rdpt_kv_sync_fail(int on);
 /* Each write commits ms later (a slow disk); 0 = at once. rdpt_reset()
  * sets 0. */
 void rdpt_kv_delay(int ms);

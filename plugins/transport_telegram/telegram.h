@@ -229,11 +229,14 @@ typedef struct tg {
     int64_t last_seq;
     int64_t tg_offset;   /* next getUpdates offset; 0 = unknown */
     int64_t offset_sent; /* offset of the last poll that surely reached the server */
-    char lead_key[48];   /* replicas: the lease this instance works under ("" = none) */
-    atomic_llong term;   /* the lease term the state was loaded in (0 = none yet) */
-    int lead_paused;     /* intake thread: the lead is not current, logged */
-    int full;            /* the core said RD_E_FULL */
-    tg_map *recent;      /* webhook dedupe: tg update_id -> state */
+    /* The last journal commit made without a sync (kv_txn_lazy), until a
+     * sync covers it: no offset confirms its updates before. 0 = none. */
+    uint64_t jseq;
+    char lead_key[48]; /* replicas: the lease this instance works under ("" = none) */
+    atomic_llong term; /* the lease term the state was loaded in (0 = none yet) */
+    int lead_paused;   /* intake thread: the lead is not current, logged */
+    int full;          /* the core said RD_E_FULL */
+    tg_map *recent;    /* webhook dedupe: tg update_id -> state */
     int64_t *recent_ring;
     size_t recent_pos;
     tg_replay_key *replay; /* replayed while the offset was unknown */
@@ -558,6 +561,9 @@ void tg_refuse_update_id(tg *t, const char *where, const cJSON *item);
  * journal's writes carry it in between. Under the long poll's 100 ms tick,
  * so that a tick always finds it due. */
 #define TG_PERSIST_GAP_MS 90
+/* How long a poll waits for the backends' synced commits to cover the
+ * journal before it syncs the journal itself. */
+#define TG_SYNC_WAIT_MS 5
 void tg_wkey(char *buf, size_t n, int64_t tg_id);
 /* The meta row (malloc). */
 char *tg_meta_json(tg *t);
@@ -603,6 +609,9 @@ void tg_delete_webhook(tg *t, int64_t budget_ms);
 /* telegram_poll.c */
 /* One getUpdates exchange; *attempt counts failures for the back-off. */
 void tg_poll_once(tg *t, int *attempt);
+/* Makes the journal durable before an offset confirms it: waits up to
+ * wait_ms for another durable commit, then syncs. 0, or -1 (logged). */
+int tg_journal_sync(tg *t, int64_t wait_ms);
 
 /* telegram_webhook.c */
 void tg_webhook(void *arg, const rd_http_req *req, rd_http_resp *resp);

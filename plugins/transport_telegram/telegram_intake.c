@@ -150,7 +150,7 @@ void tg_intake_stop(tg *t) {
     }
     tg_persist_acks(t, 1);
     if (t->c.mode == TG_MODE_LONGPOLL && t->c.confirm_on_stop && atomic_load(&t->have_me) &&
-        tg_term_current(t)) {
+        tg_term_current(t) && tg_journal_sync(t, 0) == 0) {
         pthread_mutex_lock(&t->in_mu);
         int64_t offset = t->tg_offset;
         pthread_mutex_unlock(&t->in_mu);

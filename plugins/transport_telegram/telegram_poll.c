@@ -38,6 +38,11 @@ static int by_id(const void *a, const void *b) {
  * only refused updates (poll again after a pause), or -1 when the journal
  * write failed (the offset then stays, so Telegram sends the batch
  * again). */
+/* The host can commit the journal without a sync of its own (ABI 1.6). */
+static int lazy_journal(const tg *t) {
+    return RD_HAS(t->h, kv_sync) && t->h->kv_txn_lazy && t->h->kv_sync;
+}
+
 static int handle_batch(tg *t, const cJSON *result) {
     if (!cJSON_IsArray(result)) {
         t->h->log(t->ctx, RD_LOG_ERROR, "getUpdates: result is not an array; polling again");
@@ -151,7 +156,17 @@ static int handle_batch(tg *t, const cJSON *result) {
     if (meta) {
         ops[n] =
             (rd_kv_op){.op = RD_KV_PUT, .key = TG_META_KEY, .val = meta, .val_len = strlen(meta)};
-        st = t->h->kv_txn(t->ctx, ops, nops);
+        /* Without a sync of its own: the next poll's offset confirms these
+         * updates only once a sync covers the commit (tg_journal_sync), and
+         * the backends' synced writes usually do that first. Until then a
+         * crash of the machine loses nothing Telegram does not still keep. */
+        uint64_t seq = 0;
+        if (lazy_journal(t)) {
+            st = t->h->kv_txn_lazy(t->ctx, ops, nops, &seq);
+            if (st == RD_OK && seq > t->jseq) t->jseq = seq;
+        } else {
+            st = t->h->kv_txn(t->ctx, ops, nops);
+        }
     }
     free(meta);
     if (with_acks > 0) tg_acks_end(t, &acks, st == RD_OK && more != NULL);
@@ -181,9 +196,28 @@ out:
     return rc;
 }
 
+int tg_journal_sync(tg *t, int64_t wait_ms) {
+    if (!t->jseq) return 0;
+    rd_status st = t->h->kv_sync(t->ctx, t->jseq, wait_ms);
+    if (st == RD_OK) {
+        t->jseq = 0;
+        return 0;
+    }
+    t->h->log(t->ctx, RD_LOG_ERROR,
+              "cannot sync the journal to disk; its updates stay unconfirmed until it can");
+    return -1;
+}
+
 /* One getUpdates exchange on the multi handle, so quiesce() can cut a
  * hanging long poll at once (curl_multi_wakeup). */
 void tg_poll_once(tg *t, int *attempt) {
+    /* The offset below confirms the updates journaled last: they must be
+     * on disk first. Backends' synced commits cover them within about a
+     * millisecond while messages flow; after TG_SYNC_WAIT_MS this syncs. */
+    if (tg_journal_sync(t, TG_SYNC_WAIT_MS) != 0) {
+        tg_sleep(t, tg_backoff(t, (*attempt)++), &t->quiescing);
+        return;
+    }
     pthread_mutex_lock(&t->in_mu);
     int64_t offset = t->tg_offset;
     pthread_mutex_unlock(&t->in_mu);

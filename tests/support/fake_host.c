@@ -1431,6 +1431,8 @@ static kv_row *kv, *snap;
 static size_t nkv, capkv, nsnap;
 static int kv_failing;
 static atomic_int kv_delay_ms;
+static atomic_int kv_sync_failing;
+static atomic_uint_fast64_t kv_seq;
 static int64_t lead_term = 1;
 static pairs claims;     /* key -> token */
 static pairs held_other; /* claims another replica holds: key -> "" */
@@ -1522,6 +1524,22 @@ static rd_status h_kv_txn(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
     }
     pthread_mutex_unlock(&mu);
     return RD_OK;
+}
+
+/* The store keeps everything at once: a lazy commit is a commit. */
+static rd_status h_kv_txn_lazy(rd_ctx *ctx, const rd_kv_op *ops, size_t n, uint64_t *seq) {
+    host_call("kv_txn_lazy");
+    rd_status st = h_kv_txn(ctx, ops, n);
+    if (seq) *seq = atomic_fetch_add(&kv_seq, 1) + 1;
+    return st;
+}
+
+static rd_status h_kv_sync(rd_ctx *ctx, uint64_t seq, int64_t wait_ms) {
+    (void)ctx;
+    (void)seq;
+    (void)wait_ms;
+    host_call("kv_sync");
+    return atomic_load(&kv_sync_failing) ? RD_E_INTERNAL : RD_OK;
 }
 
 static rd_status h_kv_put(rd_ctx *ctx, const char *key, const void *val, size_t len) {
@@ -1639,6 +1657,10 @@ void rdpt_kv_fail(int on) {
     pthread_mutex_lock(&mu);
     kv_failing = on;
     pthread_mutex_unlock(&mu);
+}
+
+void rdpt_kv_sync_fail(int on) {
+    atomic_store(&kv_sync_failing, on);
 }
 
 void rdpt_kv_delay(int ms) {
@@ -1967,6 +1989,8 @@ static const rd_host host_full = {
     .deliver = h_deliver,
     .answered = h_answered,
     .send_done = h_send_done,
+    .kv_txn_lazy = h_kv_txn_lazy,
+    .kv_sync = h_kv_sync,
 };
 
 /* What plugins get: host_full less the calls a test switched off. */
@@ -1987,6 +2011,7 @@ int rdpt_set_host_minor(uint32_t minor) {
                 : minor < 2 ? (uint32_t)offsetof(rd_host, cfg_bind)
                 : minor < 3 ? (uint32_t)offsetof(rd_host, deliver)
                 : minor < 4 ? (uint32_t)offsetof(rd_host, send_done)
+                : minor < 6 ? (uint32_t)offsetof(rd_host, kv_txn_lazy)
                             : (uint32_t)sizeof host;
     return 0;
 }
@@ -2009,6 +2034,8 @@ int rdpt_offer(const char *call, int on) {
     OPTIONAL(reply_choices)
     OPTIONAL(deliver)
     OPTIONAL(answered)
+    OPTIONAL(kv_txn_lazy)
+    OPTIONAL(kv_sync)
 #undef OPTIONAL
     return -1;
 }
@@ -2120,6 +2147,7 @@ void rdpt_reset(void) {
     nsnap = 0;
     kv_failing = 0;
     atomic_store(&kv_delay_ms, 0);
+    atomic_store(&kv_sync_failing, 0);
     lead_term = 1;
     pairs_clear(&claims);
     pairs_clear(&held_other);

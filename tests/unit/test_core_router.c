@@ -698,8 +698,13 @@ static void held_dropped_after_failed_start(void **state) {
 
 static void abi_layout(void **state) {
     (void)state;
-    assert_int_equal(RD_ABI_MINOR, 5);
+    assert_int_equal(RD_ABI_MINOR, 6);
     assert_int_equal(host_api.abi_minor, RD_ABI_MINOR);
+    /* 1.6 appends two host calls after the last 1.4 one */
+    assert_true(offsetof(rd_host, kv_txn_lazy) == offsetof(rd_host, send_done) + 8);
+    assert_true(offsetof(rd_host, kv_sync) == offsetof(rd_host, kv_txn_lazy) + 8);
+    assert_int_equal(sizeof(rd_host), offsetof(rd_host, kv_sync) + 8);
+    assert_true(RD_HAS(&host_api, kv_sync) && host_api.kv_txn_lazy && host_api.kv_sync);
     /* 1.5 appends no member: a flag of rd_outbound, rd_plugin and rd_status each */
     assert_int_equal(RD_OUT_NOWAIT, 0x8);
     assert_int_equal(RD_PF_NOWAIT_SEND, 0x4);
@@ -725,7 +730,6 @@ static void abi_layout(void **state) {
     assert_int_equal(sizeof(rd_outbound), offsetof(rd_outbound, done) + 8);
     assert_int_equal(sizeof(rd_event), offsetof(rd_event, caller) + 8);
     assert_int_equal(sizeof(rd_ops), offsetof(rd_ops, intercept) + 8);
-    assert_int_equal(sizeof(rd_host), offsetof(rd_host, send_done) + 8);
     assert_int_equal(RD_KIND_INBOUND, 4);
     assert_string_equal(kind_name(RD_KIND_INBOUND), "inbound");
     /* The loader's view of inbound descriptors. */

@@ -509,6 +509,75 @@ static void commit_delay_waits_for_a_companion(void **state) {
     expect(f->st, "ns", "c", "3");
 }
 
+typedef struct sync_wait {
+    store *st;
+    uint64_t seq;
+    int64_t took_ms;
+    rd_status st_rc;
+} sync_wait;
+
+static void *wait_sync(void *arg) {
+    sync_wait *w = arg;
+    int64_t t0 = mono_ms();
+    w->st_rc = store_sync(w->st, w->seq, 5000);
+    w->took_ms = mono_ms() - t0;
+    return NULL;
+}
+
+/* A lazy commit is kept and read back at once; with state_sync = full it
+ * is durable only once a synced commit covers it, or store_sync() syncs
+ * after waiting for one. */
+static void lazy_commits_wait_for_a_sync(void **state) {
+    fx *f = *state;
+    rd_kv_op op = {.op = RD_KV_PUT, .key = "j1", .val = "a", .val_len = 1};
+    uint64_t s1 = 99;
+    assert_int_equal(store_txn_lazy(f->st, "ns", &op, 1, NULL, &s1), RD_OK);
+    expect(f->st, "ns", "j1", "a");
+    if (strcmp(store_kind(f->st), "sqlite")) { /* every commit is synced */
+        assert_int_equal(s1, 0);
+        int64_t t0 = mono_ms();
+        assert_int_equal(store_sync(f->st, s1, 5000), RD_OK);
+        assert_true(mono_ms() - t0 < 1000);
+        return;
+    }
+    assert_true(s1 > 0);
+    /* Nobody covers it: the wait runs out, then it syncs. */
+    int64_t t0 = mono_ms();
+    assert_int_equal(store_sync(f->st, s1, 300), RD_OK);
+    assert_true(mono_ms() - t0 >= 250);
+    /* Covered already by a synced commit after it: no wait. */
+    uint64_t s2 = 0;
+    op.key = "j2";
+    assert_int_equal(store_txn_lazy(f->st, "ns", &op, 1, NULL, &s2), RD_OK);
+    assert_true(s2 > s1);
+    assert_int_equal(store_put(f->st, "ns", "rec", "sent", 4), RD_OK);
+    t0 = mono_ms();
+    assert_int_equal(store_sync(f->st, s2, 5000), RD_OK);
+    assert_true(mono_ms() - t0 < 250);
+    /* A waiter returns as soon as another writer's synced commit lands. */
+    sync_wait w = {.st = f->st};
+    op.key = "j3";
+    assert_int_equal(store_txn_lazy(f->st, "ns", &op, 1, NULL, &w.seq), RD_OK);
+    pthread_t t;
+    pthread_create(&t, NULL, wait_sync, &w);
+    usleep(100000);
+    assert_int_equal(store_put(f->st, "ns", "rec", "done", 4), RD_OK);
+    pthread_join(t, NULL);
+    assert_int_equal(w.st_rc, RD_OK);
+    assert_true(w.took_ms >= 80 && w.took_ms < 2500);
+    expect(f->st, "ns", "j3", "a");
+
+    /* With state_sync = normal every commit counts as durable. */
+    store_close(f->st);
+    f->st = open_store(f, false);
+    op.key = "j4";
+    assert_int_equal(store_txn_lazy(f->st, "ns", &op, 1, NULL, &s1), RD_OK);
+    t0 = mono_ms();
+    assert_int_equal(store_sync(f->st, s1, 5000), RD_OK);
+    assert_true(mono_ms() - t0 < 250);
+    expect(f->st, "ns", "j2", "a");
+}
+
 static void add_if_absent(void **state) {
     fx *f = *state;
     assert_int_equal(store_add(f->st, "core", "chat_hash_key", "first", 5), RD_OK);
@@ -741,7 +810,11 @@ static void sqlite_killed_keeps_commits(void **state) {
         char key[32];
         for (int i = 0; i < 200; i++) {
             snprintf(key, sizeof key, "k%03d", i);
-            if (store_put(st, "ns", key, key, strlen(key)) != RD_OK) _exit(1);
+            /* every other one without a sync: kept all the same */
+            rd_kv_op op = {.op = RD_KV_PUT, .key = key, .val = key, .val_len = strlen(key)};
+            if ((i % 2 ? store_txn_lazy(st, "ns", &op, 1, NULL, NULL)
+                       : store_put(st, "ns", key, key, strlen(key))) != RD_OK)
+                _exit(1);
         }
         kill(getpid(), SIGKILL);
         _exit(2);
@@ -1343,6 +1416,7 @@ int main(int argc, char **argv) {
         T(group_commit_shares_fsyncs),
         T(reads_beside_writes),
         T(commit_delay_waits_for_a_companion),
+        T(lazy_commits_wait_for_a_sync),
         T(add_if_absent),
         T(lease_and_fencing),
         T(released_claims_cleaned),

@@ -611,6 +611,40 @@ static void test_journal_failure(void **state) {
     th_shutdown(self);
 }
 
+/* The journal is committed without a sync of its own: no offset may
+ * confirm its updates to Telegram before a sync covers it. */
+static void test_journal_synced_before_confirming(void **state) {
+    (void)state;
+    void *self = launch();
+    rdpt_kv_sync_fail(1);
+    ftg_add_text(F, 9, "disk cannot sync");
+    /* Routed at once, before it is on disk... */
+    assert_int_equal(th_wait_submitted(1, 5000), 1);
+    th_sleep_ms(400);
+    /* ...but not confirmed while the sync fails. */
+    assert_int_equal(ftg_unconfirmed(F), 1);
+    assert_true(th_log_has("cannot sync the journal"));
+    rdpt_kv_sync_fail(0);
+    assert_true(wait_until(no_unconfirmed, 5000));
+    assert_int_equal(th_submitted(), 1);
+    th_shutdown(self);
+}
+
+/* A host older than ABI 1.6 has no lazy commit: each journal commit is
+ * synced, and nothing waits for kv_sync(). */
+static void test_journal_on_an_older_host(void **state) {
+    (void)state;
+    rdpt_set_host_minor(5);
+    void *self = launch();
+    rdpt_kv_sync_fail(1);
+    ftg_add_text(F, 9, "synced as it is written");
+    assert_int_equal(th_wait_submitted(1, 5000), 1);
+    assert_true(wait_until(no_unconfirmed, 5000));
+    assert_false(th_log_has("cannot sync the journal"));
+    th_shutdown(self);
+    rdpt_set_host_minor(RD_ABI_MINOR);
+}
+
 static void test_confirm_on_stop(void **state) {
     (void)state;
     void *self = launch();
@@ -686,6 +720,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_api_base_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refetch_after_base_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_journal_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_synced_before_confirming, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journal_on_an_older_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_confirm_on_stop, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
