@@ -30,6 +30,7 @@
 
 #include "a2a_http.h"
 #include "a2a_parse.h"
+#include "sbuf.h"
 #include "backoff.h"
 #include "hash_mix.h"
 #include "url_check.h"
@@ -1813,19 +1814,34 @@ static void rec_write(call *c, int state, const char *task, const agent_view *v,
         ws = c->rec == REC_NONE ? RD_OK : kv_write(c, c->rkey, NULL, 1);
     } else {
         if (!c->rec_t) c->rec_t = wall_s(a);
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "s", rec_names[state]);
-        if (task) cJSON_AddStringToObject(j, "task", task);
-        if (v) cJSON_AddStringToObject(j, "d", a2a_dialect_name(v->d));
-        if (v && v->url) cJSON_AddStringToObject(j, "url", v->url);
-        cJSON_AddNumberToObject(j, "t", (double)c->rec_t);
-        if (state == REC_DONE) {
-            cJSON_AddNumberToObject(j, "st", st);
-            if (klass) cJSON_AddStringToObject(j, "k", klass);
-            cJSON_AddStringToObject(j, "reply", c->out ? c->out : "");
+        /* Two of these per message: written as text, no JSON tree. */
+        sbuf b = {0};
+        sbuf_puts(&b, "{\"s\":");
+        sbuf_json_str(&b, rec_names[state]);
+        if (task) {
+            sbuf_puts(&b, ",\"task\":");
+            sbuf_json_str(&b, task);
         }
-        char *txt = cJSON_PrintUnformatted(j);
-        cJSON_Delete(j);
+        if (v) {
+            sbuf_puts(&b, ",\"d\":");
+            sbuf_json_str(&b, a2a_dialect_name(v->d));
+        }
+        if (v && v->url) {
+            sbuf_puts(&b, ",\"url\":");
+            sbuf_json_str(&b, v->url);
+        }
+        sbuf_printf(&b, ",\"t\":%lld", (long long)c->rec_t);
+        if (state == REC_DONE) {
+            sbuf_printf(&b, ",\"st\":%d", (int)st);
+            if (klass) {
+                sbuf_puts(&b, ",\"k\":");
+                sbuf_json_str(&b, klass);
+            }
+            sbuf_puts(&b, ",\"reply\":");
+            sbuf_json_str(&b, c->out ? c->out : "");
+        }
+        sbuf_putc(&b, '}');
+        char *txt = sbuf_take(&b, NULL);
         ws = txt ? kv_write(c, c->rkey, txt, 0) : RD_E_INTERNAL;
         free(txt);
     }

@@ -1,6 +1,7 @@
 /* See a2a_parse.h. Parsing is lenient on purpose: agents in the wild mix
  * 0.3 and 1.0 shapes, leak internal oneof wrappers and omit defaults. */
 #include "a2a_parse.h"
+#include "sbuf.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -14,12 +15,13 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
+/* A text buffer that takes NULL for nothing (sbuf.h's is for JSON). */
 typedef struct {
     char *p;
     size_t len, cap;
-} sbuf;
+} tbuf;
 
-static void sb_add(sbuf *b, const char *s, size_t n) {
+static void sb_add(tbuf *b, const char *s, size_t n) {
     if (!s || !n || n > SIZE_MAX / 2 - b->len) return; /* no size_t wrap below */
     if (b->len + n + 1 > b->cap) {
         size_t c = b->cap ? b->cap : 64;
@@ -35,7 +37,7 @@ static void sb_add(sbuf *b, const char *s, size_t n) {
     b->p[b->len] = 0;
 }
 
-static void sb_str(sbuf *b, const char *s) {
+static void sb_str(tbuf *b, const char *s) {
     if (s) sb_add(b, s, strlen(s));
 }
 
@@ -203,7 +205,7 @@ char *a2a_url_resolve(const char *base, const char *ref) {
     if (!ref || !*ref) return xstrdup(base);
     if (!base || strstr(ref, "://")) return xstrdup(ref);
     const char *sep = strstr(base, "://");
-    sbuf b = {0};
+    tbuf b = {0};
     if (ref[0] == '/' && ref[1] == '/') {
         /* scheme-relative */
         if (sep) sb_add(&b, base, (size_t)(sep - base) + 1);
@@ -480,49 +482,80 @@ static cJSON *file_part(int v03, const a2a_out_file *f) {
     return p;
 }
 
+/* ",\"key\":\"value\"" */
+static void put_member(sbuf *b, const char *key, const char *val) {
+    sbuf_puts(b, key);
+    sbuf_json_str(b, val);
+}
+
+static void put_modes(sbuf *b, const char *const *modes, size_t n) {
+    sbuf_puts(b, "\"acceptedOutputModes\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i) sbuf_putc(b, ',');
+        sbuf_json_str(b, modes[i]);
+    }
+    sbuf_putc(b, ']');
+}
+
+/* Written as text: the one request of every message, built without a
+ * JSON tree (the text is valid UTF-8, as the host hands it over). */
 char *a2a_build_send(a2a_dialect d, int stream, const char *rpc_id, const a2a_send *s) {
-    cJSON *params;
-    cJSON *r = envelope(d, stream ? A2A_OP_STREAM : A2A_OP_SEND, rpc_id, &params);
     int v03 = d == A2A_D_V03;
-    if (!v03 && s->tenant && *s->tenant) cJSON_AddStringToObject(params, "tenant", s->tenant);
-    cJSON *m = cJSON_AddObjectToObject(params, "message");
-    if (v03) cJSON_AddStringToObject(m, "kind", "message");
-    cJSON_AddStringToObject(m, "role", v03 ? "user" : "ROLE_USER");
-    cJSON_AddStringToObject(m, "messageId", s->message_id ? s->message_id : "");
-    if (s->context_id && *s->context_id) cJSON_AddStringToObject(m, "contextId", s->context_id);
-    if (s->task_id && *s->task_id) cJSON_AddStringToObject(m, "taskId", s->task_id);
-    cJSON *parts = cJSON_AddArrayToObject(m, "parts");
+    sbuf b = {0};
+    put_member(&b, "{\"jsonrpc\":\"2.0\",\"id\":", rpc_id ? rpc_id : "1");
+    put_member(&b, ",\"method\":", a2a_method(d, stream ? A2A_OP_STREAM : A2A_OP_SEND));
+    sbuf_puts(&b, ",\"params\":{");
+    if (!v03 && s->tenant && *s->tenant) {
+        put_member(&b, "\"tenant\":", s->tenant);
+        sbuf_putc(&b, ',');
+    }
+    sbuf_puts(&b, v03 ? "\"message\":{\"kind\":\"message\",\"role\":\"user\""
+                      : "\"message\":{\"role\":\"ROLE_USER\"");
+    put_member(&b, ",\"messageId\":", s->message_id ? s->message_id : "");
+    if (s->context_id && *s->context_id) put_member(&b, ",\"contextId\":", s->context_id);
+    if (s->task_id && *s->task_id) put_member(&b, ",\"taskId\":", s->task_id);
+    sbuf_puts(&b, ",\"parts\":[");
     /* A file without caption goes without a text part (parts must not be
      * empty, so a lone empty text stays). */
+    int parts = 0;
     if ((s->text && *s->text) || !s->nfiles) {
-        cJSON *p = cJSON_CreateObject();
-        if (v03) cJSON_AddStringToObject(p, "kind", "text");
-        cJSON_AddStringToObject(p, "text", s->text ? s->text : "");
-        cJSON_AddItemToArray(parts, p);
+        put_member(&b, v03 ? "{\"kind\":\"text\",\"text\":" : "{\"text\":", s->text ? s->text : "");
+        sbuf_putc(&b, '}');
+        parts++;
     }
-    for (size_t i = 0; i < s->nfiles; i++)
-        cJSON_AddItemToArray(parts, file_part(v03, &s->files[i]));
+    for (size_t i = 0; i < s->nfiles; i++) {
+        cJSON *p = file_part(v03, &s->files[i]);
+        char *txt = p ? cJSON_PrintUnformatted(p) : NULL;
+        cJSON_Delete(p);
+        if (!txt) {
+            sbuf_free(&b);
+            return NULL;
+        }
+        if (parts++) sbuf_putc(&b, ',');
+        sbuf_puts(&b, txt);
+        free(txt);
+    }
+    sbuf_puts(&b, "]}");
 
     size_t nmodes = 0;
     while (s->accepted_output_modes && s->accepted_output_modes[nmodes])
         nmodes++;
     if (v03) {
         /* 0.2 requires acceptedOutputModes; empty means "anything". */
-        cJSON *cfg = cJSON_AddObjectToObject(params, "configuration");
-        cJSON *modes = cJSON_AddArrayToObject(cfg, "acceptedOutputModes");
-        for (size_t i = 0; i < nmodes; i++)
-            cJSON_AddItemToArray(modes, cJSON_CreateString(s->accepted_output_modes[i]));
-        if (!stream) cJSON_AddBoolToObject(cfg, "blocking", !s->return_immediately);
+        sbuf_puts(&b, ",\"configuration\":{");
+        put_modes(&b, s->accepted_output_modes, nmodes);
+        if (!stream)
+            sbuf_puts(&b, s->return_immediately ? ",\"blocking\":false" : ",\"blocking\":true");
+        sbuf_putc(&b, '}');
     } else if (nmodes || (s->return_immediately && !stream)) {
-        cJSON *cfg = cJSON_AddObjectToObject(params, "configuration");
-        if (nmodes) {
-            cJSON *modes = cJSON_AddArrayToObject(cfg, "acceptedOutputModes");
-            for (size_t i = 0; i < nmodes; i++)
-                cJSON_AddItemToArray(modes, cJSON_CreateString(s->accepted_output_modes[i]));
-        }
-        if (s->return_immediately && !stream) cJSON_AddBoolToObject(cfg, "returnImmediately", 1);
+        sbuf_puts(&b, ",\"configuration\":{");
+        if (nmodes) put_modes(&b, s->accepted_output_modes, nmodes);
+        if (s->return_immediately && !stream)
+            sbuf_puts(&b, nmodes ? ",\"returnImmediately\":true" : "\"returnImmediately\":true");
+        sbuf_putc(&b, '}');
     }
-    return finish(r);
+    sbuf_puts(&b, "}}");
+    return sbuf_take(&b, NULL);
 }
 
 char *a2a_build_task_op(a2a_dialect d, a2a_op op, const char *rpc_id, const char *task_id,
@@ -636,7 +669,7 @@ out:
 
 /* ---- responses ---------------------------------------------------------- */
 
-static void sb_line(sbuf *b) {
+static void sb_line(tbuf *b) {
     if (b->len && b->p[b->len - 1] != '\n') sb_add(b, "\n", 1);
 }
 
@@ -713,10 +746,10 @@ static char **choices_of(const cJSON *data) {
 
 /* A data part as a fenced JSON block: indented by two spaces, cut at a
  * line end before A2A_DATA_SHOWN bytes. */
-static void data_block(sbuf *b, const cJSON *data) {
+static void data_block(tbuf *b, const cJSON *data) {
     char *j = cJSON_Print(data);
     if (!j) return;
-    sbuf o = {0};
+    tbuf o = {0};
     /* cJSON indents with tabs and puts one after ':'; strings never hold
      * a raw tab (it is escaped). */
     for (const char *q = j; *q; q++) {
@@ -772,7 +805,7 @@ static void add_file(a2a_media *m, const cJSON *p, const cJSON *file, const char
  * fenced JSON blocks (see data_block). File parts (1.0 raw / url, 0.3
  * file.bytes / file.uri) and a data part holding choices go to m. */
 static char *parts_text(const cJSON *parts, a2a_media *m) {
-    sbuf b = {0};
+    tbuf b = {0};
     const cJSON *p;
     int block = 0; /* the last part was a line of its own */
     cJSON_ArrayForEach(p, parts) {
@@ -1234,7 +1267,7 @@ void a2a_track_free(a2a_track *t) {
 }
 
 char *a2a_track_artifact_text(const a2a_track *t) {
-    sbuf b = {0};
+    tbuf b = {0};
     for (size_t i = 0; i < t->narts; i++) {
         const char *s = t->arts[i].text;
         if (!s || !*s) continue;

@@ -8,6 +8,7 @@
 #include "telegram.h"
 #include "telegram_format.h"
 #include "hash_mix.h"
+#include "sbuf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,38 +125,41 @@ static int pace(tg *t, int64_t chat, int may_skip) {
     return 0;
 }
 
-static void add_i64(cJSON *o, const char *key, int64_t v) {
-    char num[32];
-    snprintf(num, sizeof num, "%lld", (long long)v);
-    cJSON_AddRawToObject(o, key, num);
-}
-
 static const char *pm_name(int pm) {
     return pm == TG_PM_HTML ? "HTML" : pm == TG_PM_MDV2 ? "MarkdownV2" : NULL;
 }
 
-/* ents: the text's entities as a JSON array (telegram_format.c), or NULL. */
+/* ents: the text's entities as a JSON array (telegram_format.c), or NULL.
+ * One per message sent: written as text, without a JSON tree. */
 char *tg_message_body(tg *t, int64_t chat, int64_t edit_id, int64_t thread, int64_t reply_to,
                       const char *text, int pm, const char *ents, const char *markup) {
-    cJSON *o = cJSON_CreateObject();
-    add_i64(o, "chat_id", chat);
-    if (edit_id) add_i64(o, "message_id", edit_id);
-    cJSON_AddStringToObject(o, "text", text);
-    if (pm_name(pm)) cJSON_AddStringToObject(o, "parse_mode", pm_name(pm));
-    if (ents && pm == TG_PM_NONE) cJSON_AddRawToObject(o, "entities", ents);
-    if (!t->c.link_preview)
-        cJSON_AddBoolToObject(cJSON_AddObjectToObject(o, "link_preview_options"), "is_disabled", 1);
-    if (!edit_id && thread) add_i64(o, "message_thread_id", thread);
-    if (!edit_id && reply_to) {
-        cJSON *rp = cJSON_AddObjectToObject(o, "reply_parameters");
-        add_i64(rp, "message_id", reply_to);
-        /* The user may have deleted the message meanwhile. */
-        cJSON_AddBoolToObject(rp, "allow_sending_without_reply", 1);
+    sbuf b = {0};
+    sbuf_printf(&b, "{\"chat_id\":%lld", (long long)chat);
+    if (edit_id) sbuf_printf(&b, ",\"message_id\":%lld", (long long)edit_id);
+    sbuf_puts(&b, ",\"text\":");
+    sbuf_json_str(&b, text);
+    if (pm_name(pm)) {
+        sbuf_puts(&b, ",\"parse_mode\":");
+        sbuf_json_str(&b, pm_name(pm));
     }
-    if (markup) cJSON_AddRawToObject(o, "reply_markup", markup);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
+    if (ents && pm == TG_PM_NONE) {
+        sbuf_puts(&b, ",\"entities\":");
+        sbuf_puts(&b, ents);
+    }
+    if (!t->c.link_preview) sbuf_puts(&b, ",\"link_preview_options\":{\"is_disabled\":true}");
+    if (!edit_id && thread) sbuf_printf(&b, ",\"message_thread_id\":%lld", (long long)thread);
+    /* The user may have deleted the message replied to meanwhile. */
+    if (!edit_id && reply_to)
+        sbuf_printf(&b,
+                    ",\"reply_parameters\":{\"message_id\":%lld,"
+                    "\"allow_sending_without_reply\":true}",
+                    (long long)reply_to);
+    if (markup) {
+        sbuf_puts(&b, ",\"reply_markup\":");
+        sbuf_puts(&b, markup);
+    }
+    sbuf_putc(&b, '}');
+    return sbuf_take(&b, NULL);
 }
 
 /* The text as sent: escaped for parse_mode when it must show literally. */

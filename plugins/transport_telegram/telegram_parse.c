@@ -1,6 +1,7 @@
 /* Pure helpers of the telegram transport; see telegram_parse.h. */
 #include "telegram_parse.h"
 #include "telegram_attach.h"
+#include "sbuf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -430,20 +431,27 @@ const char *tg_route(const tg_update *u, const tg_route_cfg *c, tg_routed *out) 
 
 /* The meta names the Telegram update the core's id stands for. */
 char *tg_inbound_meta(const tg_update *u, int64_t update_id) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON *tgo = cJSON_AddObjectToObject(o, "telegram");
-    char num[32];
-    snprintf(num, sizeof num, "%lld", (long long)update_id);
-    cJSON_AddRawToObject(tgo, "update_id", num);
-    cJSON_AddStringToObject(tgo, "kind", tg_kind_name(u->kind));
-    cJSON_AddStringToObject(tgo, "chat_type", tg_chat_type_name(u->chat_type));
-    if (u->username[0]) cJSON_AddStringToObject(tgo, "username", u->username);
-    if (u->first_name[0]) cJSON_AddStringToObject(tgo, "first_name", u->first_name);
-    if (u->language[0]) cJSON_AddStringToObject(tgo, "language_code", u->language);
-    if (u->is_caption) cJSON_AddBoolToObject(tgo, "caption", 1);
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
+    /* One per message: written as text, without a JSON tree. */
+    sbuf b = {0};
+    sbuf_printf(&b, "{\"telegram\":{\"update_id\":%lld,\"kind\":", (long long)update_id);
+    sbuf_json_str(&b, tg_kind_name(u->kind));
+    sbuf_puts(&b, ",\"chat_type\":");
+    sbuf_json_str(&b, tg_chat_type_name(u->chat_type));
+    if (u->username[0]) {
+        sbuf_puts(&b, ",\"username\":");
+        sbuf_json_str(&b, u->username);
+    }
+    if (u->first_name[0]) {
+        sbuf_puts(&b, ",\"first_name\":");
+        sbuf_json_str(&b, u->first_name);
+    }
+    if (u->language[0]) {
+        sbuf_puts(&b, ",\"language_code\":");
+        sbuf_json_str(&b, u->language);
+    }
+    if (u->is_caption) sbuf_puts(&b, ",\"caption\":true");
+    sbuf_puts(&b, "}}");
+    return sbuf_take(&b, NULL);
 }
 
 /* ------------------------------------------------------------------------ */

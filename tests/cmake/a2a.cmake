@@ -55,10 +55,12 @@ set_tests_properties(test_a2a_interop_others PROPERTIES LABELS interop SKIP_RETU
 foreach(f sse response)
   routerd_fuzz_target(fuzz_a2a_${f}
                       SOURCES ${A2A_TDIR}/fuzz/fuzz_a2a_${f}.c ${A2A_PLUGIN_DIR}/a2a_parse.c
-                              ${A2A_PLUGIN_DIR}/a2a_sse.c
+                              ${A2A_PLUGIN_DIR}/a2a_sse.c ${CMAKE_SOURCE_DIR}/plugins/common/sbuf.c
                       LIBS PkgConfig::CJSON PkgConfig::CRYPTO)
-  target_include_directories(fuzz_a2a_${f} PRIVATE ${A2A_PLUGIN_DIR})
+  target_include_directories(fuzz_a2a_${f} PRIVATE ${A2A_PLUGIN_DIR}
+                                                   ${CMAKE_SOURCE_DIR}/plugins/common)
   if(TARGET fuzz_a2a_${f}_fuzzer)
-    target_include_directories(fuzz_a2a_${f}_fuzzer PRIVATE ${A2A_PLUGIN_DIR})
+    target_include_directories(fuzz_a2a_${f}_fuzzer PRIVATE ${A2A_PLUGIN_DIR}
+                                                            ${CMAKE_SOURCE_DIR}/plugins/common)
   endif()
 endforeach()

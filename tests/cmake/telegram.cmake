@@ -40,10 +40,13 @@ foreach(f update text)
   routerd_fuzz_target(fuzz_telegram_${f}
                       SOURCES ${TG_DIR}/fuzz/fuzz_telegram_${f}.c ${TG_PLUGIN_DIR}/telegram_parse.c
                               ${TG_PLUGIN_DIR}/telegram_attach.c ${TG_PLUGIN_DIR}/telegram_json.c
+                              ${CMAKE_SOURCE_DIR}/plugins/common/sbuf.c
                       LIBS PkgConfig::CJSON PkgConfig::CRYPTO)
-  target_include_directories(fuzz_telegram_${f} PRIVATE ${TG_PLUGIN_DIR})
+  target_include_directories(fuzz_telegram_${f} PRIVATE ${TG_PLUGIN_DIR}
+                                                        ${CMAKE_SOURCE_DIR}/plugins/common)
   if(TARGET fuzz_telegram_${f}_fuzzer)
-    target_include_directories(fuzz_telegram_${f}_fuzzer PRIVATE ${TG_PLUGIN_DIR})
+    target_include_directories(fuzz_telegram_${f}_fuzzer PRIVATE ${TG_PLUGIN_DIR}
+                                                                 ${CMAKE_SOURCE_DIR}/plugins/common)
   endif()
 endforeach()
 
@@ -59,9 +62,11 @@ routerd_fuzz_target(fuzz_telegram_format
                             ${TG_PLUGIN_DIR}/telegram_parse.c ${TG_PLUGIN_DIR}/telegram_attach.c
                             ${TG_PLUGIN_DIR}/telegram_json.c
                             ${TG_DIR}/support/tg_entity_check.c
+                            ${CMAKE_SOURCE_DIR}/plugins/common/sbuf.c
                     LIBS PkgConfig::CJSON PkgConfig::CRYPTO PkgConfig::MD4C)
 foreach(t fuzz_telegram_format fuzz_telegram_format_fuzzer)
   if(TARGET ${t})
-    target_include_directories(${t} PRIVATE ${TG_PLUGIN_DIR} ${TG_DIR}/support)
+    target_include_directories(${t} PRIVATE ${TG_PLUGIN_DIR} ${TG_DIR}/support
+                                            ${CMAKE_SOURCE_DIR}/plugins/common)
   endif()
 endforeach()

@@ -61,6 +61,33 @@ static void test_build_send_v10(void **state) {
     cJSON_Delete(j);
     free(body);
 
+    /* Every text comes back as it went: quotes, escapes, control
+     * characters, multi-byte characters; modes and ids too. */
+    const char *odd = "q\"b\\s/\n\t\r\x01\x1f\x7f é 😀 </script>";
+    const char *odd_modes[] = {"text/plain", "application/\"x\"", NULL};
+    a2a_send s3 = {.text = odd,
+                   .message_id = "m\"3",
+                   .context_id = "c\\x",
+                   .accepted_output_modes = odd_modes};
+    for (int d = 0; d < 2; d++) {
+        body = a2a_build_send(d ? A2A_D_V03 : A2A_D_V10, d, "id\"\n", &s3);
+        j = cJSON_Parse(body);
+        assert_non_null(j);
+        assert_string_equal(gs(j, "id"), "id\"\n");
+        assert_string_equal(gs(j, "params.message.parts.0.text"), odd);
+        assert_string_equal(gs(j, "params.message.messageId"), "m\"3");
+        assert_string_equal(gs(j, "params.message.contextId"), "c\\x");
+        assert_string_equal(gs(j, "params.configuration.acceptedOutputModes.1"),
+                            "application/\"x\"");
+        /* the modes alone: no blocking while streaming (0.3), no
+         * returnImmediately unasked (1.0) */
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "params"),
+                                                                "configuration")),
+                         1);
+        cJSON_Delete(j);
+        free(body);
+    }
+
     /* streaming, no context: no ids, no returnImmediately */
     a2a_send s2 = {.text = "x", .message_id = "m-2", .return_immediately = 1};
     body = a2a_build_send(A2A_D_V10, 1, "rd-2", &s2);
