@@ -104,3 +104,95 @@ int tg_json_i64(const cJSON *obj, const char *key, int64_t *out) {
     return cJSON_IsObject(obj) &&
            tg_json_i64_value(cJSON_GetObjectItemCaseSensitive(obj, key), out);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Spans of the "result" array                                               */
+
+#define SPAN_BAD ((size_t)-1)
+
+static size_t skip_ws(const char *s, size_t n, size_t i) {
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* Past the string that starts at s[i] ('"'), or SPAN_BAD. */
+static size_t skip_str(const char *s, size_t n, size_t i) {
+    for (i++; i < n; i++) {
+        if (s[i] == '\\')
+            i++;
+        else if (s[i] == '"')
+            return i + 1;
+    }
+    return SPAN_BAD;
+}
+
+/* Past the value that starts at s[i], or SPAN_BAD. */
+static size_t skip_value(const char *s, size_t n, size_t i) {
+    if (i >= n) return SPAN_BAD;
+    if (s[i] == '"') return skip_str(s, n, i);
+    if (s[i] != '{' && s[i] != '[') {
+        size_t st = i;
+        while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\t' &&
+               s[i] != '\n' && s[i] != '\r')
+            i++;
+        return i > st ? i : SPAN_BAD;
+    }
+    size_t depth = 0;
+    while (i < n) {
+        char c = s[i];
+        if (c == '"') {
+            i = skip_str(s, n, i);
+            if (i == SPAN_BAD) return SPAN_BAD;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (--depth == 0) return i + 1;
+        }
+        i++;
+    }
+    return SPAN_BAD;
+}
+
+static int spans_of_array(const char *s, size_t n, size_t i, size_t *off, size_t *len, int max) {
+    if (i >= n || s[i] != '[') return -1;
+    i = skip_ws(s, n, i + 1);
+    if (i < n && s[i] == ']') return 0;
+    for (int cnt = 0;; cnt++) {
+        size_t e = skip_value(s, n, i);
+        if (e == SPAN_BAD || s[i] != '{' || cnt == max) return -1;
+        off[cnt] = i;
+        len[cnt] = e - i;
+        i = skip_ws(s, n, e);
+        if (i < n && s[i] == ']') return cnt + 1;
+        if (i >= n || s[i] != ',') return -1;
+        i = skip_ws(s, n, i + 1);
+    }
+}
+
+int tg_json_result_spans(const char *s, size_t n, size_t *off, size_t *len, int max) {
+    size_t i = skip_ws(s, n, 0);
+    if (i >= n || s[i] != '{') return -1;
+    i++;
+    for (;;) {
+        i = skip_ws(s, n, i);
+        if (i >= n || s[i] != '"') return -1;
+        size_t k = i + 1, ke = skip_str(s, n, i);
+        if (ke == SPAN_BAD) return -1;
+        /* The first "result" key, as cJSON finds it; a key with escapes
+         * could be "result" to cJSON and not here. */
+        if (memchr(s + k, '\\', ke - k - 1)) return -1;
+        int is_result = ke - k - 1 == 6 && !memcmp(s + k, "result", 6);
+        i = skip_ws(s, n, ke);
+        if (i >= n || s[i] != ':') return -1;
+        i = skip_ws(s, n, i + 1);
+        if (is_result) return spans_of_array(s, n, i, off, len, max);
+        i = skip_value(s, n, i);
+        if (i == SPAN_BAD) return -1;
+        i = skip_ws(s, n, i);
+        if (i >= n || s[i] != ',') return -1;
+        i++;
+    }
+}

@@ -62,6 +62,14 @@ cJSON *tg_json_parse(const char *text, size_t len);
 int tg_json_i64_value(const cJSON *item, int64_t *out);
 int tg_json_i64(const cJSON *obj, const char *key, int64_t *out);
 
+/* Where the objects of the top-level object's "result" array lie in text
+ * (valid JSON, as tg_json_parse() took it): element i is text[off[i]] to
+ * text[off[i] + len[i]]. Returns the count (at most max), or -1 when
+ * there are more, an element is not an object, or the text is not laid
+ * out so (no such array, broken text). Keeps each update of a batch as
+ * sent, without printing the parsed tree again. */
+int tg_json_result_spans(const char *text, size_t n, size_t *off, size_t *len, int max);
+
 /* ------------------------------------------------------------------------ */
 /* Bot API response envelope                                                 */
 

@@ -27,6 +27,8 @@ static int is_replayed(tg *t, const cJSON *raw) {
 typedef struct batch_ent {
     int64_t id;
     const cJSON *u;
+    const char *raw; /* the update's text in the reply, or NULL: print u */
+    size_t raw_len;
 } batch_ent;
 
 static int by_id(const void *a, const void *b) {
@@ -34,16 +36,16 @@ static int by_id(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* Journals one getUpdates result and queues it. Returns 0, 1 when it held
- * only refused updates (poll again after a pause), or -1 when the journal
- * write failed (the offset then stays, so Telegram sends the batch
- * again). */
 /* The host can commit the journal without a sync of its own (ABI 1.6). */
 static int lazy_journal(const tg *t) {
     return RD_HAS(t->h, kv_sync) && t->h->kv_txn_lazy && t->h->kv_sync;
 }
 
-static int handle_batch(tg *t, const cJSON *result) {
+/* Journals one getUpdates result (body: the reply's text) and queues it.
+ * Returns 0, 1 when it held only refused updates (poll again after a
+ * pause), or -1 when the journal write failed (the offset then stays, so
+ * Telegram sends the batch again). */
+static int handle_batch(tg *t, const cJSON *result, const char *body, size_t body_len) {
     if (!cJSON_IsArray(result)) {
         t->h->log(t->ctx, RD_LOG_ERROR, "getUpdates: result is not an array; polling again");
         tg_count(t, t->m_api_err, "getUpdates", "malformed", 1);
@@ -52,9 +54,18 @@ static int handle_batch(tg *t, const cJSON *result) {
     int total = cJSON_GetArraySize(result);
     if (total <= 0) return 0;
     batch_ent *v = calloc((size_t)total, sizeof *v);
-    if (!v) return -1;
-    size_t n = 0, refused = 0;
-    for (const cJSON *e = result->child; e && n < (size_t)total; e = e->next) {
+    size_t *off = calloc((size_t)total, sizeof *off), *len = calloc((size_t)total, sizeof *len);
+    if (!v || !off || !len) {
+        free(v);
+        free(off);
+        free(len);
+        return -1;
+    }
+    /* Each update is journaled as Telegram sent it when the reply's text
+     * lines up with the parsed array, else printed again. */
+    int spans = body ? tg_json_result_spans(body, body_len, off, len, total) : -1;
+    size_t n = 0, refused = 0, idx = 0;
+    for (const cJSON *e = result->child; e && n < (size_t)total; e = e->next, idx++) {
         const cJSON *uid = cJSON_GetObjectItemCaseSensitive(e, "update_id");
         if (!uid) {
             t->h->log(t->ctx, RD_LOG_WARN, "getUpdates: an element without update_id ignored");
@@ -68,8 +79,14 @@ static int handle_batch(tg *t, const cJSON *result) {
             refused++;
             continue;
         }
+        if (spans == total) {
+            v[n].raw = body + off[idx];
+            v[n].raw_len = len[idx];
+        }
         v[n++].u = e;
     }
+    free(off);
+    free(len);
     qsort(v, n, sizeof *v, by_id);
     int64_t max_id = n ? v[n - 1].id : 0;
     /* Duplicates inside one reply would be a server bug; keep one. Polling
@@ -124,7 +141,7 @@ static int handle_batch(tg *t, const cJSON *result) {
     int rc = -1;
     if (!items || !raw || !ops || !keys) goto out;
     for (size_t i = 0; i < n; i++) {
-        raw[i] = cJSON_PrintUnformatted(v[i].u);
+        raw[i] = v[i].raw ? strndup(v[i].raw, v[i].raw_len) : cJSON_PrintUnformatted(v[i].u);
         if (!raw[i]) goto out;
     }
     pthread_mutex_lock(&t->in_mu);
@@ -270,13 +287,12 @@ void tg_poll_once(tg *t, int *attempt) {
     }
     curl_easy_getinfo(t->poll_easy, CURLINFO_RESPONSE_CODE, &call.http);
     tg_classify(t, "getUpdates", &buf, &call);
-    free(buf.p);
     int64_t wait = 0;
     if (call.cls == TG_C_OK) t->offset_sent = offset;
     int batch = 0;
     switch (call.cls) {
     case TG_C_OK:
-        batch = handle_batch(t, call.resp.result);
+        batch = handle_batch(t, call.resp.result, buf.p, buf.len);
         if (batch == 0)
             *attempt = 0;
         else if (batch > 0)
@@ -331,5 +347,6 @@ void tg_poll_once(tg *t, int *attempt) {
         }
     }
     tg_call_free(&call);
+    free(buf.p);
     if (wait > 0) tg_sleep(t, wait, &t->quiescing);
 }

@@ -527,13 +527,47 @@ static void test_utf8(void **state) {
     assert_false(tg_mentions("Hi", 2, ""));
 }
 
+/* The journal keeps each update of a batch as Telegram sent it: the spans
+ * of the "result" array's objects, or -1 when the text does not line up. */
+static void test_result_spans(void **state) {
+    (void)state;
+    size_t off[8], len[8];
+    const char *body = " { \"ok\" : true, \"x\":{\"result\":[{\"no\":1}]},\"note\":\"]}[{\\\"\","
+                       " \"result\" : [ {\"update_id\":1,\"t\":\"a}]\\\"[{\"} ,\n"
+                       "{\"update_id\":2,\"m\":{\"e\":[1,{\"k\":[]}]}}\t] , \"result\":[{}]}";
+    int n = tg_json_result_spans(body, strlen(body), off, len, 8);
+    assert_int_equal(n, 2);
+    assert_memory_equal(body + off[0], "{\"update_id\":1,\"t\":\"a}]\\\"[{\"}", len[0]);
+    assert_int_equal(len[0], strlen("{\"update_id\":1,\"t\":\"a}]\\\"[{\"}"));
+    assert_memory_equal(body + off[1], "{\"update_id\":2,\"m\":{\"e\":[1,{\"k\":[]}]}}", len[1]);
+    /* as many as parsed, no more */
+    assert_int_equal(tg_json_result_spans(body, strlen(body), off, len, 1), -1);
+    const char *empty = "{\"ok\":true,\"result\":[ ]}";
+    assert_int_equal(tg_json_result_spans(empty, strlen(empty), off, len, 8), 0);
+    const char *bad[] = {
+        "",
+        "[]",
+        "{\"ok\":true}",
+        "{\"ok\":true,\"result\":true}",
+        "{\"result\":[1,{}]}",       /* not an object */
+        "{\"result\":[{},]}",        /* broken */
+        "{\"result\":[{\"a\":\"}]}", /* unterminated string */
+        "{\"result\":[{\"a\":1}",    /* cut */
+        /* a key with escapes may be "result" to a parser: not trusted */
+        "{\"res\\u0075lt\":[{\"a\":1}],\"result\":[{\"b\":2}]}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(tg_json_result_spans(bad[i], strlen(bad[i]), off, len, 8), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_big_ints_exact), cmocka_unit_test(test_resp_envelope),
-        cmocka_unit_test(test_update_shapes),  cmocka_unit_test(test_addressing),
-        cmocka_unit_test(test_route_kinds),    cmocka_unit_test(test_escaping),
-        cmocka_unit_test(test_secret_compare), cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_integer_bounds), cmocka_unit_test(test_reply_to),
+        cmocka_unit_test(test_result_spans),  cmocka_unit_test(test_big_ints_exact),
+        cmocka_unit_test(test_resp_envelope), cmocka_unit_test(test_update_shapes),
+        cmocka_unit_test(test_addressing),    cmocka_unit_test(test_route_kinds),
+        cmocka_unit_test(test_escaping),      cmocka_unit_test(test_secret_compare),
+        cmocka_unit_test(test_utf8),          cmocka_unit_test(test_integer_bounds),
+        cmocka_unit_test(test_reply_to),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
