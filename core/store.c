@@ -529,9 +529,9 @@ static rd_status txn(store_impl *s, const char *ns, const rd_kv_op *ops, size_t 
     }
     /* Alone at the head while writes come faster than the delay (a steady
      * low rate, where groups would be of one): wait, bounded, for the next
-     * writer to share this commit. */
+     * writer to share this commit. A lazy one has no fsync to share. */
     int64_t delay = s->o.commit_delay_us;
-    if (delay > 0 && s->gq.tail == &me.l && s->gap_us < delay) {
+    if (delay > 0 && !lazy && s->gq.tail == &me.l && s->gap_us < delay) {
         struct timespec dl;
         clock_gettime(CLOCK_REALTIME, &dl);
         dl.tv_nsec += (long)delay * 1000L;

@@ -507,6 +507,17 @@ static void commit_delay_waits_for_a_companion(void **state) {
     assert_int_equal(store_put(f->st, "ns", "c", "3", 1), RD_OK);
     assert_true(mono_ms() - t0 < 100 + 2000);
     expect(f->st, "ns", "c", "3");
+    /* A commit without a sync has none to share: it does not wait, while
+     * a synced one just after it still does. */
+    rd_kv_op op = {.op = RD_KV_PUT, .key = "d", .val = "4", .val_len = 1};
+    t0 = mono_ms();
+    assert_int_equal(store_txn_lazy(f->st, "ns", &op, 1, NULL, NULL), RD_OK);
+    int64_t lazy_ms = mono_ms() - t0;
+    t0 = mono_ms();
+    assert_int_equal(store_put(f->st, "ns", "e", "5", 1), RD_OK);
+    assert_true(mono_ms() - t0 >= 90);
+    assert_true(lazy_ms < 70);
+    expect(f->st, "ns", "d", "4");
 }
 
 typedef struct sync_wait {
