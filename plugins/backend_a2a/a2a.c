@@ -1816,29 +1816,15 @@ static void rec_write(call *c, int state, const char *task, const agent_view *v,
         if (!c->rec_t) c->rec_t = wall_s(a);
         /* Two of these per message: written as text, no JSON tree. */
         sbuf b = {0};
-        sbuf_puts(&b, "{\"s\":");
-        sbuf_json_str(&b, rec_names[state]);
-        if (task) {
-            sbuf_puts(&b, ",\"task\":");
-            sbuf_json_str(&b, task);
-        }
-        if (v) {
-            sbuf_puts(&b, ",\"d\":");
-            sbuf_json_str(&b, a2a_dialect_name(v->d));
-        }
-        if (v && v->url) {
-            sbuf_puts(&b, ",\"url\":");
-            sbuf_json_str(&b, v->url);
-        }
+        sbuf_json_field(&b, "{\"s\":", rec_names[state]);
+        if (task) sbuf_json_field(&b, ",\"task\":", task);
+        if (v) sbuf_json_field(&b, ",\"d\":", a2a_dialect_name(v->d));
+        if (v && v->url) sbuf_json_field(&b, ",\"url\":", v->url);
         sbuf_printf(&b, ",\"t\":%lld", (long long)c->rec_t);
         if (state == REC_DONE) {
             sbuf_printf(&b, ",\"st\":%d", (int)st);
-            if (klass) {
-                sbuf_puts(&b, ",\"k\":");
-                sbuf_json_str(&b, klass);
-            }
-            sbuf_puts(&b, ",\"reply\":");
-            sbuf_json_str(&b, c->out ? c->out : "");
+            if (klass) sbuf_json_field(&b, ",\"k\":", klass);
+            sbuf_json_field(&b, ",\"reply\":", c->out ? c->out : "");
         }
         sbuf_putc(&b, '}');
         char *txt = sbuf_take(&b, NULL);

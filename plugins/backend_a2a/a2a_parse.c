@@ -482,12 +482,6 @@ static cJSON *file_part(int v03, const a2a_out_file *f) {
     return p;
 }
 
-/* ",\"key\":\"value\"" */
-static void put_member(sbuf *b, const char *key, const char *val) {
-    sbuf_puts(b, key);
-    sbuf_json_str(b, val);
-}
-
 static void put_modes(sbuf *b, const char *const *modes, size_t n) {
     sbuf_puts(b, "\"acceptedOutputModes\":[");
     for (size_t i = 0; i < n; i++) {
@@ -502,24 +496,25 @@ static void put_modes(sbuf *b, const char *const *modes, size_t n) {
 char *a2a_build_send(a2a_dialect d, int stream, const char *rpc_id, const a2a_send *s) {
     int v03 = d == A2A_D_V03;
     sbuf b = {0};
-    put_member(&b, "{\"jsonrpc\":\"2.0\",\"id\":", rpc_id ? rpc_id : "1");
-    put_member(&b, ",\"method\":", a2a_method(d, stream ? A2A_OP_STREAM : A2A_OP_SEND));
+    sbuf_json_field(&b, "{\"jsonrpc\":\"2.0\",\"id\":", rpc_id ? rpc_id : "1");
+    sbuf_json_field(&b, ",\"method\":", a2a_method(d, stream ? A2A_OP_STREAM : A2A_OP_SEND));
     sbuf_puts(&b, ",\"params\":{");
     if (!v03 && s->tenant && *s->tenant) {
-        put_member(&b, "\"tenant\":", s->tenant);
+        sbuf_json_field(&b, "\"tenant\":", s->tenant);
         sbuf_putc(&b, ',');
     }
     sbuf_puts(&b, v03 ? "\"message\":{\"kind\":\"message\",\"role\":\"user\""
                       : "\"message\":{\"role\":\"ROLE_USER\"");
-    put_member(&b, ",\"messageId\":", s->message_id ? s->message_id : "");
-    if (s->context_id && *s->context_id) put_member(&b, ",\"contextId\":", s->context_id);
-    if (s->task_id && *s->task_id) put_member(&b, ",\"taskId\":", s->task_id);
+    sbuf_json_field(&b, ",\"messageId\":", s->message_id ? s->message_id : "");
+    if (s->context_id && *s->context_id) sbuf_json_field(&b, ",\"contextId\":", s->context_id);
+    if (s->task_id && *s->task_id) sbuf_json_field(&b, ",\"taskId\":", s->task_id);
     sbuf_puts(&b, ",\"parts\":[");
     /* A file without caption goes without a text part (parts must not be
      * empty, so a lone empty text stays). */
     int parts = 0;
     if ((s->text && *s->text) || !s->nfiles) {
-        put_member(&b, v03 ? "{\"kind\":\"text\",\"text\":" : "{\"text\":", s->text ? s->text : "");
+        sbuf_json_field(
+            &b, v03 ? "{\"kind\":\"text\",\"text\":" : "{\"text\":", s->text ? s->text : "");
         sbuf_putc(&b, '}');
         parts++;
     }

@@ -152,3 +152,8 @@ void sbuf_json_strn(sbuf *b, const char *s, size_t n) {
 void sbuf_json_str(sbuf *b, const char *s) {
     sbuf_json_strn(b, s, s ? strlen(s) : 0);
 }
+
+void sbuf_json_field(sbuf *b, const char *lead, const char *s) {
+    sbuf_puts(b, lead);
+    sbuf_json_str(b, s);
+}

@@ -30,5 +30,8 @@ size_t utf8_seq(const unsigned char *s, size_t n);
  * appends null. */
 void sbuf_json_str(sbuf *b, const char *s);
 void sbuf_json_strn(sbuf *b, const char *s, size_t n);
+/* Appends lead as it is (a key and its colon, such as ",\"task\":"),
+ * then s as sbuf_json_str() does: one member of an object written as text. */
+void sbuf_json_field(sbuf *b, const char *lead, const char *s);
 
 #endif

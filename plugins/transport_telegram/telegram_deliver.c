@@ -136,12 +136,8 @@ char *tg_message_body(tg *t, int64_t chat, int64_t edit_id, int64_t thread, int6
     sbuf b = {0};
     sbuf_printf(&b, "{\"chat_id\":%lld", (long long)chat);
     if (edit_id) sbuf_printf(&b, ",\"message_id\":%lld", (long long)edit_id);
-    sbuf_puts(&b, ",\"text\":");
-    sbuf_json_str(&b, text);
-    if (pm_name(pm)) {
-        sbuf_puts(&b, ",\"parse_mode\":");
-        sbuf_json_str(&b, pm_name(pm));
-    }
+    sbuf_json_field(&b, ",\"text\":", text);
+    if (pm_name(pm)) sbuf_json_field(&b, ",\"parse_mode\":", pm_name(pm));
     if (ents && pm == TG_PM_NONE) {
         sbuf_puts(&b, ",\"entities\":");
         sbuf_puts(&b, ents);

@@ -435,20 +435,10 @@ char *tg_inbound_meta(const tg_update *u, int64_t update_id) {
     sbuf b = {0};
     sbuf_printf(&b, "{\"telegram\":{\"update_id\":%lld,\"kind\":", (long long)update_id);
     sbuf_json_str(&b, tg_kind_name(u->kind));
-    sbuf_puts(&b, ",\"chat_type\":");
-    sbuf_json_str(&b, tg_chat_type_name(u->chat_type));
-    if (u->username[0]) {
-        sbuf_puts(&b, ",\"username\":");
-        sbuf_json_str(&b, u->username);
-    }
-    if (u->first_name[0]) {
-        sbuf_puts(&b, ",\"first_name\":");
-        sbuf_json_str(&b, u->first_name);
-    }
-    if (u->language[0]) {
-        sbuf_puts(&b, ",\"language_code\":");
-        sbuf_json_str(&b, u->language);
-    }
+    sbuf_json_field(&b, ",\"chat_type\":", tg_chat_type_name(u->chat_type));
+    if (u->username[0]) sbuf_json_field(&b, ",\"username\":", u->username);
+    if (u->first_name[0]) sbuf_json_field(&b, ",\"first_name\":", u->first_name);
+    if (u->language[0]) sbuf_json_field(&b, ",\"language_code\":", u->language);
     if (u->is_caption) sbuf_puts(&b, ",\"caption\":true");
     sbuf_puts(&b, "}}");
     return sbuf_take(&b, NULL);
