@@ -208,34 +208,31 @@ static rd_status h_kv_get(rd_ctx *ctx, const char *key, char **v, size_t *len) {
 
 /* Writes of an instance that asked for leadership commit only while it
  * leads (checked again inside the store's transaction). */
-static rd_status kv_write(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
+static rd_status kv_write(rd_ctx *ctx, const rd_kv_op *ops, size_t n, bool lazy, uint64_t *seq) {
     store_fence f;
     char key[128];
     bool fenced = false;
     if (!lease_fence(ctx, &f, key, sizeof key, &fenced)) return RD_E_UNAVAILABLE;
-    return store_txn_fenced(R.st, ctx->name, ops, n, fenced ? &f : NULL);
+    return lazy ? store_txn_lazy(R.st, ctx->name, ops, n, fenced ? &f : NULL, seq)
+                : store_txn_fenced(R.st, ctx->name, ops, n, fenced ? &f : NULL);
 }
 
 static rd_status h_kv_put(rd_ctx *ctx, const char *key, const void *v, size_t len) {
     rd_kv_op op = {.op = RD_KV_PUT, .key = key, .val = v, .val_len = len};
-    return kv_write(ctx, &op, 1);
+    return kv_write(ctx, &op, 1, false, NULL);
 }
 
 static rd_status h_kv_del(rd_ctx *ctx, const char *key) {
     rd_kv_op op = {.op = RD_KV_DEL, .key = key};
-    return kv_write(ctx, &op, 1);
+    return kv_write(ctx, &op, 1, false, NULL);
 }
 
 static rd_status h_kv_txn(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
-    return kv_write(ctx, ops, n);
+    return kv_write(ctx, ops, n, false, NULL);
 }
 
 static rd_status h_kv_txn_lazy(rd_ctx *ctx, const rd_kv_op *ops, size_t n, uint64_t *seq) {
-    store_fence f;
-    char key[128];
-    bool fenced = false;
-    if (!lease_fence(ctx, &f, key, sizeof key, &fenced)) return RD_E_UNAVAILABLE;
-    return store_txn_lazy(R.st, ctx->name, ops, n, fenced ? &f : NULL, seq);
+    return kv_write(ctx, ops, n, true, seq);
 }
 
 static rd_status h_kv_sync(rd_ctx *ctx, uint64_t seq, int64_t wait_ms) {

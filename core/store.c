@@ -92,6 +92,19 @@ static int64_t mono_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The time us from now on clock, for the timed waits. */
+static struct timespec deadline_in(clockid_t clock, int64_t us) {
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    ts.tv_sec += (time_t)(us / 1000000);
+    ts.tv_nsec += (long)(us % 1000000) * 1000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 static int64_t wall_s(const store_impl *s) {
     return s->o.now ? s->o.now() : (int64_t)time(NULL);
 }
@@ -532,11 +545,7 @@ static rd_status txn(store_impl *s, const char *ns, const rd_kv_op *ops, size_t 
      * writer to share this commit. A lazy one has no fsync to share. */
     int64_t delay = s->o.commit_delay_us;
     if (delay > 0 && !lazy && s->gq.tail == &me.l && s->gap_us < delay) {
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_nsec += (long)delay * 1000L;
-        dl.tv_sec += dl.tv_nsec / 1000000000L;
-        dl.tv_nsec %= 1000000000L;
+        struct timespec dl = deadline_in(CLOCK_REALTIME, delay); /* sem_timedwait's clock */
         s->gathering = true;
         pthread_mutex_unlock(&s->gmu);
         while (sem_timedwait(&me.l.wake, &dl) != 0 && errno == EINTR)
@@ -572,14 +581,7 @@ static rd_status sl_txn_lazy(store_impl *s, const char *ns, const rd_kv_op *ops,
 static rd_status sl_sync(store_impl *s, uint64_t seq, int64_t wait_ms) {
     if (atomic_load(&s->durable) >= seq) return RD_OK;
     if (wait_ms > 0) {
-        struct timespec dl;
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += wait_ms / 1000;
-        dl.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
+        struct timespec dl = deadline_in(CLOCK_MONOTONIC, wait_ms * 1000); /* dcv's clock */
         pthread_mutex_lock(&s->dmu);
         atomic_fetch_add(&s->dwaiters, 1);
         while (atomic_load(&s->durable) < seq &&

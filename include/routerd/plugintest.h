@@ -57,8 +57,9 @@ rd_ctx *rdpt_ctx(void);
 /* Switches off (on = 0) or back on an optional host call added after ABI
  * 1.0 ("http_route_auth", "lead", "claim", "kv_add", "cfg_bind",
  * "reply_attach", "reply_choices", "deliver", "answered", "kv_txn_lazy",
- * "kv_sync"), to test a plugin's fallback on an older host. Before rdpt_start(); rdpt_reset() turns
- * all on again. 0, or -1 for a name not in that list. */
+ * "kv_sync"), to test a plugin's fallback on an older host. Before
+ * rdpt_start(); rdpt_reset() turns all on again. 0, or -1 for a name not
+ * in that list. */
 int rdpt_offer(const char *call, int on);
 
 /* Presents the host table of ABI 1.minor (shorter: RD_HAS() finds the
