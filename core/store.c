@@ -49,8 +49,8 @@ static gc_req *gc_next(const gc_req *r) {
 struct store_impl {
     sqlite3 *db;
     pthread_mutex_t mu; /* the writing connection; statements are reused */
-    sqlite3_stmt *put, *add, *touch, *del, *delr, *begin, *commit, *rollback, *sp, *sp_release,
-        *sp_undo, *sync_off, *sync_on;
+    sqlite3_stmt *put, *add, *touch, *del, *delr, *delr_open, *begin, *commit, *rollback, *sp,
+        *sp_release, *sp_undo, *sync_off, *sync_on;
     /* Commits are numbered (seq, under mu); `durable` is the last one a
      * sync covered. A lazy commit (synchronous=NORMAL for it alone) is
      * durable once a later synced commit or an fsync of the WAL is: the
@@ -119,9 +119,9 @@ static int prep_read(store_impl *s, sqlite3_stmt **st, const char *sql) {
 
 static void sl_close(store_impl *s) {
     if (!s) return;
-    sqlite3_stmt *all[] = {s->get,        s->wget,    s->put,      s->add,    s->touch,    s->del,
-                           s->delr,       s->scan,    s->begin,    s->commit, s->rollback, s->sp,
-                           s->sp_release, s->sp_undo, s->sync_off, s->sync_on};
+    sqlite3_stmt *all[] = {s->get,  s->wget,       s->put,     s->add,      s->touch,  s->del,
+                           s->delr, s->delr_open,  s->scan,    s->begin,    s->commit, s->rollback,
+                           s->sp,   s->sp_release, s->sp_undo, s->sync_off, s->sync_on};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(s->rdb);
@@ -289,7 +289,10 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
              prep(s, &s->add, "INSERT OR IGNORE INTO kv(ns,k,v,t) VALUES(?1,?2,?3,?4)") ||
              prep(s, &s->touch, "UPDATE kv SET t=?3 WHERE ns=?1 AND k=?2") ||
              prep(s, &s->del, "DELETE FROM kv WHERE ns=?1 AND k=?2") ||
-             prep(s, &s->delr, "DELETE FROM kv WHERE ns=?1 AND k>=?2 AND (?3 IS NULL OR k<?3)") ||
+             /* Two statements: with "(?3 IS NULL OR k<?3)" the planner
+              * cannot bound the range and scans to the namespace's end. */
+             prep(s, &s->delr, "DELETE FROM kv WHERE ns=?1 AND k>=?2 AND k<?3") ||
+             prep(s, &s->delr_open, "DELETE FROM kv WHERE ns=?1 AND k>=?2") ||
              prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
              prep(s, &s->rollback, "ROLLBACK") || prep(s, &s->sp, "SAVEPOINT w") ||
              prep(s, &s->sp_release, "RELEASE w") || prep(s, &s->sp_undo, "ROLLBACK TO w") ||
@@ -383,7 +386,7 @@ static int apply(store_impl *s, const char *ns, const rd_kv_op *op, int64_t now)
         sqlite3_bind_text(st, 2, op->key, -1, SQLITE_STATIC);
         break;
     case RD_KV_DEL_RANGE:
-        st = s->delr;
+        st = op->key_end ? s->delr : s->delr_open;
         sqlite3_bind_text(st, 1, ns, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, op->key, -1, SQLITE_STATIC);
         if (op->key_end) sqlite3_bind_text(st, 3, op->key_end, -1, SQLITE_STATIC);

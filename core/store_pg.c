@@ -394,10 +394,11 @@ static bool send_op(PGconn *c, const gc_req *r, const rd_kv_op *op, const char *
     }
     default: { /* RD_KV_DEL_RANGE; others were refused before queueing */
         const char *p[] = {r->ns, op->key, op->key_end};
-        return PQsendQueryParams(c,
-                                 "DELETE FROM routerd_kv WHERE ns=$1 AND k>=$2 AND ($3::text IS "
-                                 "NULL OR k<$3)",
-                                 3, NULL, p, NULL, NULL, 0);
+        if (!op->key_end)
+            return PQsendQueryParams(c, "DELETE FROM routerd_kv WHERE ns=$1 AND k>=$2", 2, NULL, p,
+                                     NULL, NULL, 0);
+        return PQsendQueryParams(c, "DELETE FROM routerd_kv WHERE ns=$1 AND k>=$2 AND k<$3", 3,
+                                 NULL, p, NULL, NULL, 0);
     }
     }
 }
