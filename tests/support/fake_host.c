@@ -1498,9 +1498,8 @@ static rd_status h_kv_get(rd_ctx *ctx, const char *key, char **val, size_t *len)
     return found ? RD_OK : RD_E_FATAL;
 }
 
-static rd_status h_kv_txn(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
-    (void)ctx;
-    host_call("kv_txn");
+/* The writes of every kv call; the callers name themselves to host_call(). */
+static rd_status kv_apply(const rd_kv_op *ops, size_t n) {
     int delay = atomic_load(&kv_delay_ms);
     if (delay > 0) rdpt_sleep_ms(delay); /* a slow disk: other calls go on meanwhile */
     pthread_mutex_lock(&mu);
@@ -1526,10 +1525,17 @@ static rd_status h_kv_txn(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
     return RD_OK;
 }
 
+static rd_status h_kv_txn(rd_ctx *ctx, const rd_kv_op *ops, size_t n) {
+    (void)ctx;
+    host_call("kv_txn");
+    return kv_apply(ops, n);
+}
+
 /* The store keeps everything at once: a lazy commit is a commit. */
 static rd_status h_kv_txn_lazy(rd_ctx *ctx, const rd_kv_op *ops, size_t n, uint64_t *seq) {
+    (void)ctx;
     host_call("kv_txn_lazy");
-    rd_status st = h_kv_txn(ctx, ops, n);
+    rd_status st = kv_apply(ops, n);
     if (seq) *seq = atomic_fetch_add(&kv_seq, 1) + 1;
     return st;
 }
@@ -1543,13 +1549,17 @@ static rd_status h_kv_sync(rd_ctx *ctx, uint64_t seq, int64_t wait_ms) {
 }
 
 static rd_status h_kv_put(rd_ctx *ctx, const char *key, const void *val, size_t len) {
+    (void)ctx;
+    host_call("kv_put");
     rd_kv_op op = {.op = RD_KV_PUT, .key = key, .val = val, .val_len = len};
-    return h_kv_txn(ctx, &op, 1);
+    return kv_apply(&op, 1);
 }
 
 static rd_status h_kv_del(rd_ctx *ctx, const char *key) {
+    (void)ctx;
+    host_call("kv_del");
     rd_kv_op op = {.op = RD_KV_DEL, .key = key};
-    return h_kv_txn(ctx, &op, 1);
+    return kv_apply(&op, 1);
 }
 
 static rd_status h_kv_add(rd_ctx *ctx, const char *key, const void *val, size_t len) {

@@ -153,7 +153,9 @@ static void test_plugin_bugs(void **state) {
     assert_non_null(self);
     rdpt_shutdown(self);
     assert_int_equal(rdpt_teardown_ok(err, sizeof err), -1);
-    assert_non_null(strstr(err, "host->log after stop() returned"));
+    /* Each late call counted once, whichever host call it goes through. */
+    assert_non_null(
+        strstr(err, "2 host calls after stop(): first host->log after stop() returned"));
 
     /* An older host: its table ends before the newer calls. */
     assert_int_equal(rdpt_set_host_minor(1), 0);

@@ -40,7 +40,7 @@ static const rd_option opts[] = {
      .max = 60,
      RD_BIND(probe_conf, wait_ms)},
     {.key = "misread", .type = RD_OPT_BOOL, .def = "false", .help = "read an undeclared key"},
-    {.key = "late", .type = RD_OPT_BOOL, .def = "false", .help = "log from destroy()"},
+    {.key = "late", .type = RD_OPT_BOOL, .def = "false", .help = "log and write from destroy()"},
     {0}};
 
 static void sleep_ms(int ms) {
@@ -130,7 +130,12 @@ static rd_status handle(void *self, const rd_request *rq, rd_reply *rp, rd_error
 static void destroy(void *self) {
     probe *p = self;
     if (!p) return;
-    if (p->late) p->h->log(p->ctx, RD_LOG_INFO, "bye");
+    if (p->late) {
+        p->h->log(p->ctx, RD_LOG_INFO, "bye");
+        rd_kv_op op = {.op = RD_KV_PUT, .key = "bye", .val = "1", .val_len = 1};
+        uint64_t seq = 0;
+        if (RD_HAS(p->h, kv_txn_lazy) && p->h->kv_txn_lazy) p->h->kv_txn_lazy(p->ctx, &op, 1, &seq);
+    }
     free(p);
 }
 
