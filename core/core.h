@@ -22,6 +22,9 @@ char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *str_trim(char *s);
 int64_t mono_ms(void);
+/* The time us microseconds from now on clock (CLOCK_REALTIME for a default
+ * condition variable), for the timed waits. */
+struct timespec deadline_in(clockid_t clock, int64_t us);
 int64_t wall_ns(void);
 void sha256_hex(const void *data, size_t len, char out[65]);
 void hmac_sha256_hex(const void *key, size_t klen, const void *data, size_t len, char out[65]);

@@ -125,11 +125,7 @@ static void *dispatch(void *arg) {
         /* A short queue after a batch: let more gather before the next one.
          * A full batch, a flush, a stop or a filling queue go on at once. */
         if (n < SINK_BATCH_MAX && !mark && !q->stop && !q->marks && q->len < q->cap / 2) {
-            struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_nsec += SINK_BATCH_MS * 1000000L;
-            dl.tv_sec += dl.tv_nsec / 1000000000L;
-            dl.tv_nsec %= 1000000000L;
+            struct timespec dl = deadline_in(CLOCK_REALTIME, SINK_BATCH_MS * 1000);
             while (!q->stop && !q->marks && q->len < q->cap / 2)
                 if (pthread_cond_timedwait(&q->cv, &q->mu, &dl) != 0) break;
         }
@@ -256,11 +252,7 @@ void sinks_flush(int timeout_ms) {
         push(q, NULL);
         pthread_mutex_lock(&q->mu);
         while (q->flushed < q->queued && mono_ms() < end) {
-            struct timespec dl;
-            clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_nsec += 50 * 1000000L;
-            dl.tv_sec += dl.tv_nsec / 1000000000L;
-            dl.tv_nsec %= 1000000000L;
+            struct timespec dl = deadline_in(CLOCK_REALTIME, 50 * 1000);
             pthread_cond_timedwait(&q->drained, &q->mu, &dl);
         }
         pthread_mutex_unlock(&q->mu);

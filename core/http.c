@@ -207,11 +207,7 @@ static void *reaper_main(void *arg) {
             pthread_cond_wait(&reaper_cv, &conns_mu);
             continue;
         }
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_nsec += 200 * 1000000L;
-        dl.tv_sec += dl.tv_nsec / 1000000000L;
-        dl.tv_nsec %= 1000000000L;
+        struct timespec dl = deadline_in(CLOCK_REALTIME, 200 * 1000);
         pthread_cond_timedwait(&reaper_cv, &conns_mu, &dl);
         int64_t now = mono_ms();
         int nh = 0, nr = 0;

@@ -215,11 +215,7 @@ static void *lease_loop(void *arg) {
             pthread_mutex_lock(&L.mu);
         }
         int64_t wait = next_turn(last_maint);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        struct timespec ts = deadline_in(CLOCK_REALTIME, wait * 1000);
         pthread_cond_timedwait(&L.cv, &L.mu, &ts);
     }
     pthread_mutex_unlock(&L.mu);

@@ -279,11 +279,7 @@ static void *watchdog_main(void *arg) {
             int64_t left = stall_check_locked(now);
             if (left >= 0 && left < wait) wait = left > 0 ? left : 1;
         }
-        struct timespec dl;
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_nsec += wait * 1000000L;
-        dl.tv_sec += dl.tv_nsec / 1000000000L;
-        dl.tv_nsec %= 1000000000L;
+        struct timespec dl = deadline_in(CLOCK_MONOTONIC, wait * 1000);
         if (!wd_stop) pthread_cond_timedwait(&wd_cv, &R.mu, &dl);
     }
     pthread_mutex_unlock(&R.mu);
@@ -1144,11 +1140,7 @@ bool router_wait_idle(int64_t deadline_ms) {
     int64_t left = deadline_ms - mono_ms();
     if ((R.waiting || R.inflight) && left > 0) {
         if (left > 200) left = 200;
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_nsec += left * 1000000L;
-        dl.tv_sec += dl.tv_nsec / 1000000000L;
-        dl.tv_nsec %= 1000000000L;
+        struct timespec dl = deadline_in(CLOCK_REALTIME, left * 1000);
         pthread_cond_timedwait(&R.idle_cv, &R.mu, &dl);
     }
     bool idle = !R.waiting && !R.inflight;
@@ -1161,11 +1153,7 @@ void router_stop_workers(int64_t deadline_ms) {
     R.shutdown = true;
     pthread_cond_broadcast(&R.work_cv);
     while (R.nthreads > 0 && mono_ms() < deadline_ms) {
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_nsec += 50 * 1000000L;
-        dl.tv_sec += dl.tv_nsec / 1000000000L;
-        dl.tv_nsec %= 1000000000L;
+        struct timespec dl = deadline_in(CLOCK_REALTIME, 50 * 1000);
         pthread_cond_timedwait(&R.idle_cv, &R.mu, &dl);
     }
     pthread_mutex_unlock(&R.mu);
@@ -1366,12 +1354,8 @@ rd_status router_deliver(rd_ctx *from, const char *transport, const rd_outbound 
 
     /* j may be gone from here on: only d is shared. */
     int64_t wait_ms = timeout_ms > 0 ? timeout_ms : (int64_t)R.request_timeout_s * 1000;
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += wait_ms / 1000;
-    dl.tv_nsec += (wait_ms % 1000) * 1000000L;
-    dl.tv_sec += dl.tv_nsec / 1000000000L;
-    dl.tv_nsec %= 1000000000L;
+    if (wait_ms > INT64_MAX / 1000) wait_ms = INT64_MAX / 1000; /* a plugin's value */
+    struct timespec dl = deadline_in(CLOCK_MONOTONIC, wait_ms * 1000);
     pthread_mutex_lock(&d->mu);
     while (!d->done)
         if (wait_ms > 0 ? pthread_cond_timedwait(&d->cv, &d->mu, &dl) != 0

@@ -92,19 +92,6 @@ static int64_t mono_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* The time us from now on clock, for the timed waits. */
-static struct timespec deadline_in(clockid_t clock, int64_t us) {
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    ts.tv_sec += (time_t)(us / 1000000);
-    ts.tv_nsec += (long)(us % 1000000) * 1000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 static int64_t wall_s(const store_impl *s) {
     return s->o.now ? s->o.now() : (int64_t)time(NULL);
 }
