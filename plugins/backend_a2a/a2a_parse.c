@@ -15,32 +15,6 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-/* A text buffer that takes NULL for nothing (sbuf.h's is for JSON). */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} tbuf;
-
-static void sb_add(tbuf *b, const char *s, size_t n) {
-    if (!s || !n || n > SIZE_MAX / 2 - b->len) return; /* no size_t wrap below */
-    if (b->len + n + 1 > b->cap) {
-        size_t c = b->cap ? b->cap : 64;
-        while (c < b->len + n + 1)
-            c *= 2;
-        char *p = realloc(b->p, c);
-        if (!p) return;
-        b->p = p;
-        b->cap = c;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_str(tbuf *b, const char *s) {
-    if (s) sb_add(b, s, strlen(s));
-}
-
 static char *xstrdup(const char *s) {
     return s ? strdup(s) : NULL;
 }
@@ -205,19 +179,19 @@ char *a2a_url_resolve(const char *base, const char *ref) {
     if (!ref || !*ref) return xstrdup(base);
     if (!base || strstr(ref, "://")) return xstrdup(ref);
     const char *sep = strstr(base, "://");
-    tbuf b = {0};
+    sbuf b = {0};
     if (ref[0] == '/' && ref[1] == '/') {
         /* scheme-relative */
-        if (sep) sb_add(&b, base, (size_t)(sep - base) + 1);
-        sb_str(&b, ref);
-        return b.p;
+        if (sep) sbuf_putn(&b, base, (size_t)(sep - base) + 1);
+        sbuf_puts(&b, ref);
+        return sbuf_take(&b, NULL);
     }
     const char *auth = sep ? sep + 3 : base;
     const char *path = auth + strcspn(auth, "/?#");
     if (ref[0] == '/') {
-        sb_add(&b, base, (size_t)(path - base));
-        sb_str(&b, ref);
-        return b.p;
+        sbuf_putn(&b, base, (size_t)(path - base));
+        sbuf_puts(&b, ref);
+        return sbuf_take(&b, NULL);
     }
     /* relative path: replace the last segment of base's path */
     size_t plen = strcspn(path, "?#");
@@ -225,13 +199,13 @@ char *a2a_url_resolve(const char *base, const char *ref) {
     for (const char *p = path; p < path + plen; p++)
         if (*p == '/') last = p;
     if (last) {
-        sb_add(&b, base, (size_t)(last - base) + 1);
+        sbuf_putn(&b, base, (size_t)(last - base) + 1);
     } else {
-        sb_add(&b, base, (size_t)(path - base));
-        sb_add(&b, "/", 1);
+        sbuf_putn(&b, base, (size_t)(path - base));
+        sbuf_putc(&b, '/');
     }
-    sb_str(&b, ref);
-    return b.p;
+    sbuf_puts(&b, ref);
+    return sbuf_take(&b, NULL);
 }
 
 /* ---- agent card --------------------------------------------------------- */
@@ -664,8 +638,8 @@ out:
 
 /* ---- responses ---------------------------------------------------------- */
 
-static void sb_line(tbuf *b) {
-    if (b->len && b->p[b->len - 1] != '\n') sb_add(b, "\n", 1);
+static void sb_line(sbuf *b) {
+    if (b->len && b->p[b->len - 1] != '\n') sbuf_putc(b, '\n');
 }
 
 void a2a_media_free(a2a_media *m) {
@@ -741,23 +715,27 @@ static char **choices_of(const cJSON *data) {
 
 /* A data part as a fenced JSON block: indented by two spaces, cut at a
  * line end before A2A_DATA_SHOWN bytes. */
-static void data_block(tbuf *b, const cJSON *data) {
+static void data_block(sbuf *b, const cJSON *data) {
     char *j = cJSON_Print(data);
     if (!j) return;
-    tbuf o = {0};
+    sbuf o = {0};
     /* cJSON indents with tabs and puts one after ':'; strings never hold
      * a raw tab (it is escaped). */
     for (const char *q = j; *q; q++) {
         if (*q != '\t')
-            sb_add(&o, q, 1);
+            sbuf_putc(&o, *q);
         else if (q > j && q[-1] == ':')
-            sb_add(&o, " ", 1);
+            sbuf_putc(&o, ' ');
         else
-            sb_add(&o, "  ", 2);
+            sbuf_puts(&o, "  ");
     }
     free(j);
+    if (o.failed || !o.p) {
+        sbuf_free(&o);
+        return;
+    }
     sb_line(b);
-    sb_str(b, "```json\n");
+    sbuf_puts(b, "```json\n");
     if (o.len > A2A_DATA_SHOWN) {
         size_t k = A2A_DATA_SHOWN;
         while (k > A2A_DATA_SHOWN / 2 && o.p[k] != '\n')
@@ -765,13 +743,13 @@ static void data_block(tbuf *b, const cJSON *data) {
         if (o.p[k] != '\n') /* one long line: cut on a UTF-8 boundary */
             for (k = A2A_DATA_SHOWN; k > 0 && ((unsigned char)o.p[k] & 0xC0) == 0x80; k--)
                 ;
-        sb_add(b, o.p, k);
-        sb_str(b, "\n...");
+        sbuf_putn(b, o.p, k);
+        sbuf_puts(b, "\n...");
     } else {
-        sb_add(b, o.p, o.len);
+        sbuf_putn(b, o.p, o.len);
     }
-    sb_str(b, "\n```");
-    free(o.p);
+    sbuf_puts(b, "\n```");
+    sbuf_free(&o);
 }
 
 static void add_file(a2a_media *m, const cJSON *p, const cJSON *file, const char *b64,
@@ -800,7 +778,7 @@ static void add_file(a2a_media *m, const cJSON *p, const cJSON *file, const char
  * fenced JSON blocks (see data_block). File parts (1.0 raw / url, 0.3
  * file.bytes / file.uri) and a data part holding choices go to m. */
 static char *parts_text(const cJSON *parts, a2a_media *m) {
-    tbuf b = {0};
+    sbuf b = {0};
     const cJSON *p;
     int block = 0; /* the last part was a line of its own */
     cJSON_ArrayForEach(p, parts) {
@@ -810,7 +788,7 @@ static char *parts_text(const cJSON *parts, a2a_media *m) {
         if (text && (!kind || !strcmp(kind, "text"))) {
             if (block && *text) sb_line(&b);
             block = 0;
-            sb_str(&b, text);
+            sbuf_puts(&b, text);
             continue;
         }
         const cJSON *data = cJSON_GetObjectItemCaseSensitive(p, "data");
@@ -829,8 +807,7 @@ static char *parts_text(const cJSON *parts, a2a_media *m) {
         const char *url = file ? nstr(file, "uri") : nstr(p, "url");
         if (m && (inline_b64 || url)) add_file(m, p, file, inline_b64, url);
     }
-    if (!b.p) b.p = strdup("");
-    return b.p;
+    return sbuf_take(&b, NULL); /* "" for no text */
 }
 
 static int is_agent(const char *role) {
@@ -1262,14 +1239,18 @@ void a2a_track_free(a2a_track *t) {
 }
 
 char *a2a_track_artifact_text(const a2a_track *t) {
-    tbuf b = {0};
+    sbuf b = {0};
     for (size_t i = 0; i < t->narts; i++) {
         const char *s = t->arts[i].text;
         if (!s || !*s) continue;
-        if (b.len) sb_add(&b, "\n", 1);
-        sb_str(&b, s);
+        if (b.len) sbuf_putc(&b, '\n');
+        sbuf_puts(&b, s);
     }
-    return b.p;
+    if (!b.len) {
+        sbuf_free(&b);
+        return NULL;
+    }
+    return sbuf_take(&b, NULL);
 }
 
 int a2a_track_done(const a2a_track *t) {
