@@ -75,6 +75,18 @@ void sbuf_printf(sbuf *b, const char *fmt, ...) {
     b->len += (size_t)n;
 }
 
+void sbuf_i64(sbuf *b, long long v) {
+    char tmp[24];
+    char *end = tmp + sizeof tmp, *p = end;
+    /* In unsigned arithmetic: -LLONG_MIN does not fit a long long. */
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0) *--p = '-';
+    sbuf_putn(b, p, (size_t)(end - p));
+}
+
 size_t utf8_seq(const unsigned char *s, size_t n) {
     if (!n) return 0;
     unsigned c = s[0];

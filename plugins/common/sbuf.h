@@ -20,6 +20,9 @@ void sbuf_putc(sbuf *b, char c);
 void sbuf_putn(sbuf *b, const char *s, size_t n);
 void sbuf_puts(sbuf *b, const char *s);
 void sbuf_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends v in decimal: what "%lld" prints, without a vsnprintf() per
+ * number (the ids of every message). */
+void sbuf_i64(sbuf *b, long long v);
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid.
  * Overlong forms, surrogates and code points above U+10FFFF are invalid. */

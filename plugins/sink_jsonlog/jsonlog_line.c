@@ -1,7 +1,6 @@
 /* JSON log line builder. */
 #include "jsonlog_line.h"
 
-#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -110,7 +109,7 @@ void jl_format(sbuf *b, const rd_event *ev, const char *msg, const char *env,
     opt_field(b, "failure_class", ev->failure_class);
     if (message_event) {
         key(b, "update_id");
-        sbuf_printf(b, "%" PRId64, ev->update_id);
+        sbuf_i64(b, ev->update_id);
     }
     opt_field(b, "trace_id", ev->trace_id);
     opt_field(b, "span_id", ev->span_id);

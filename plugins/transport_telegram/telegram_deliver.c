@@ -134,8 +134,12 @@ static const char *pm_name(int pm) {
 char *tg_message_body(tg *t, int64_t chat, int64_t edit_id, int64_t thread, int64_t reply_to,
                       const char *text, int pm, const char *ents, const char *markup) {
     sbuf b = {0};
-    sbuf_printf(&b, "{\"chat_id\":%lld", (long long)chat);
-    if (edit_id) sbuf_printf(&b, ",\"message_id\":%lld", (long long)edit_id);
+    sbuf_puts(&b, "{\"chat_id\":");
+    sbuf_i64(&b, chat);
+    if (edit_id) {
+        sbuf_puts(&b, ",\"message_id\":");
+        sbuf_i64(&b, edit_id);
+    }
     sbuf_json_field(&b, ",\"text\":", text);
     if (pm_name(pm)) sbuf_json_field(&b, ",\"parse_mode\":", pm_name(pm));
     if (ents && pm == TG_PM_NONE) {
@@ -143,7 +147,10 @@ char *tg_message_body(tg *t, int64_t chat, int64_t edit_id, int64_t thread, int6
         sbuf_puts(&b, ents);
     }
     if (!t->c.link_preview) sbuf_puts(&b, ",\"link_preview_options\":{\"is_disabled\":true}");
-    if (!edit_id && thread) sbuf_printf(&b, ",\"message_thread_id\":%lld", (long long)thread);
+    if (!edit_id && thread) {
+        sbuf_puts(&b, ",\"message_thread_id\":");
+        sbuf_i64(&b, thread);
+    }
     /* The user may have deleted the message replied to meanwhile. */
     if (!edit_id && reply_to)
         sbuf_printf(&b,

@@ -433,7 +433,9 @@ const char *tg_route(const tg_update *u, const tg_route_cfg *c, tg_routed *out) 
 char *tg_inbound_meta(const tg_update *u, int64_t update_id) {
     /* One per message: written as text, without a JSON tree. */
     sbuf b = {0};
-    sbuf_printf(&b, "{\"telegram\":{\"update_id\":%lld,\"kind\":", (long long)update_id);
+    sbuf_puts(&b, "{\"telegram\":{\"update_id\":");
+    sbuf_i64(&b, update_id);
+    sbuf_puts(&b, ",\"kind\":");
     sbuf_json_str(&b, tg_kind_name(u->kind));
     sbuf_json_field(&b, ",\"chat_type\":", tg_chat_type_name(u->chat_type));
     if (u->username[0]) sbuf_json_field(&b, ",\"username\":", u->username);

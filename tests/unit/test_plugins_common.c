@@ -3,7 +3,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +33,26 @@ static void sbuf_grows_and_hands_over(void **state) {
     free(s);
     assert_null(b.p); /* taken: the buffer starts over */
     assert_int_equal(b.len, 0);
+    sbuf_free(&b);
+}
+
+static void sbuf_i64_prints_as_printf(void **state) {
+    (void)state;
+    const long long v[] = {0,         7,         -7,           10,
+                           -10,       999999999, 1000000000,   9007199254740993LL,
+                           LLONG_MAX, LLONG_MIN, LLONG_MIN + 1};
+    sbuf b = {0};
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "%lld", v[i]);
+        sbuf_reset(&b);
+        sbuf_putc(&b, '[');
+        sbuf_i64(&b, v[i]);
+        sbuf_putc(&b, ']');
+        char got[40];
+        snprintf(got, sizeof got, "[%s]", want);
+        assert_string_equal(b.p, got);
+    }
     sbuf_free(&b);
 }
 
@@ -140,6 +162,7 @@ static void pool_reuses_last_returned(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sbuf_grows_and_hands_over),
+        cmocka_unit_test(sbuf_i64_prints_as_printf),
         cmocka_unit_test(sbuf_json_escapes_and_repairs),
         cmocka_unit_test(backoff_doubles_caps_and_jitters),
         cmocka_unit_test(hash_known_values),
