@@ -1820,9 +1820,11 @@ static void rec_write(call *c, int state, const char *task, const agent_view *v,
         if (task) sbuf_json_field(&b, ",\"task\":", task);
         if (v) sbuf_json_field(&b, ",\"d\":", a2a_dialect_name(v->d));
         if (v && v->url) sbuf_json_field(&b, ",\"url\":", v->url);
-        sbuf_printf(&b, ",\"t\":%lld", (long long)c->rec_t);
+        sbuf_puts(&b, ",\"t\":");
+        sbuf_i64(&b, c->rec_t);
         if (state == REC_DONE) {
-            sbuf_printf(&b, ",\"st\":%d", (int)st);
+            sbuf_puts(&b, ",\"st\":");
+            sbuf_i64(&b, st);
             if (klass) sbuf_json_field(&b, ",\"k\":", klass);
             sbuf_json_field(&b, ",\"reply\":", c->out ? c->out : "");
         }
@@ -3798,9 +3800,17 @@ static int meta_update_id(const char *meta, char *out, size_t sz) {
     const cJSON *o;
     cJSON_ArrayForEach(o, j) {
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "update_id");
+        const char *name = o->string ? o->string : "";
+        double d = cJSON_IsNumber(u) ? u->valuedouble : 0;
+        if (cJSON_IsNumber(u) && d > -1e15 && d < 1e15 && d == (double)(long long)d) {
+            /* An integer below 10^15 is printed by cJSON as its digits: the
+             * same text, without a cJSON_Print() and its sscanf() check. */
+            snprintf(out, sz, "%s:%lld", name, (long long)d);
+            break;
+        }
         if (cJSON_IsNumber(u) || cJSON_IsString(u)) {
             char *txt = cJSON_IsString(u) ? strdup(u->valuestring) : cJSON_PrintUnformatted(u);
-            if (txt) snprintf(out, sz, "%s:%s", o->string ? o->string : "", txt);
+            if (txt) snprintf(out, sz, "%s:%s", name, txt);
             free(txt);
             break;
         }

@@ -879,6 +879,32 @@ static void test_redelivered_answer_repeated(void **state) {
     down();
 }
 
+/* A messageId outlives the process (records, agents that deduplicate):
+ * the same update must keep its id from one version to the next. These
+ * are the ids routerd has always given these updates. */
+static void test_message_ids_stable(void **state) {
+    (void)state;
+    up((fa2a_opts){.speaks = FA_V10}, NULL);
+    const struct {
+        int64_t update;
+        const char *mid;
+    } want[] = {
+        {777001, "fc4bcee8-0f10-8401-a71d-504d5250e6f3"},
+        {3000000001LL, "aa79801b-db3d-879f-b6ba-30eb7b36e136"},       /* above INT_MAX */
+        {999999999999999LL, "b1ea4832-8fab-842a-853b-6f7a529003c3"},  /* the largest below 10^15 */
+        {1000000000000001LL, "f0fef26b-209b-82b9-82c4-4a7038e3d427"}, /* printed by cJSON */
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        ah_result r = ah_call_update(be, 5, "hello", 20000, NULL, want[i].update);
+        assert_int_equal(r.st, RD_OK);
+        ah_result_free(&r);
+        fa_req q;
+        assert_int_equal(fa2a_last(agent, "SendMessage", &q), 0);
+        assert_string_equal(q.message_id, want[i].mid);
+    }
+    down();
+}
+
 /* Records are keyed by update, then messageId; a record an earlier
  * version left under msg:<messageId> is still found after an upgrade. */
 static void test_record_keys(void **state) {
@@ -1653,6 +1679,7 @@ int main(void) {
         cmocka_unit_test(test_send_outlives_http_timeout),
         cmocka_unit_test(test_unknown_outcome_not_resent),
         cmocka_unit_test(test_redelivered_answer_repeated),
+        cmocka_unit_test(test_message_ids_stable),
         cmocka_unit_test(test_record_keys),
         cmocka_unit_test(test_task_resumed_after_restart),
         cmocka_unit_test(test_hard_stop_before_send),
