@@ -3819,6 +3819,18 @@ static int meta_update_id(const char *meta, char *out, size_t sz) {
     return out[0] != 0;
 }
 
+_Static_assert(sizeof(((call *)0)->rkey) >= 21 + sizeof(((call *)0)->msg_id),
+               "a record key holds \"msg:\", 16 hex digits, ':' and the messageId");
+
+/* Writes v as n lowercase hex digits (zero-padded, as "%0*llx" would)
+ * and returns the end: the per-message keys, without a snprintf() each. */
+static char *put_hex(char *p, uint64_t v, int n) {
+    static const char digit[] = "0123456789abcdef";
+    for (int i = n - 1; i >= 0; i--, v >>= 4)
+        p[i] = digit[v & 0xf];
+    return p + n;
+}
+
 /* messageId: derived from the update when it is stable across restarts
  * (the same update gets the same id, so agents can deduplicate and the
  * record finds it), else from the correlation id. UUID-shaped. */
@@ -3847,11 +3859,19 @@ static void message_id(a2a *a, call *c) {
         hi = hash_mix64(a->boot ^ hash_fnv1a(HASH_FNV1A_SEED, corr, n) ^ (uint64_t)rq->update_id);
         lo = hash_mix64(hi ^ (uint64_t)rq->chat_id ^ a->boot);
     }
-    /* version 8 (custom), RFC 4122 variant */
-    snprintf(c->msg_id, sizeof c->msg_id, "%08llx-%04llx-8%03llx-%04llx-%012llx",
-             (unsigned long long)(hi >> 32), (unsigned long long)((hi >> 16) & 0xffff),
-             (unsigned long long)(hi & 0xfff), (unsigned long long)(0x8000 | ((lo >> 48) & 0x3fff)),
-             (unsigned long long)(lo & 0xffffffffffffULL));
+    /* version 8 (custom), RFC 4122 variant: 8-4-4-4-12 hex digits */
+    char *p = c->msg_id;
+    p = put_hex(p, hi >> 32, 8);
+    *p++ = '-';
+    p = put_hex(p, (hi >> 16) & 0xffff, 4);
+    *p++ = '-';
+    *p++ = '8';
+    p = put_hex(p, hi & 0xfff, 3);
+    *p++ = '-';
+    p = put_hex(p, 0x8000 | ((lo >> 48) & 0x3fff), 4);
+    *p++ = '-';
+    p = put_hex(p, lo & 0xffffffffffffULL, 12);
+    *p = 0;
 }
 
 static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_error *err) {
@@ -3870,8 +3890,11 @@ static rd_status a_handle(void *self, const rd_request *rq, rd_reply *rp, rd_err
     /* Led by the update id, which grows: a message's records are written
      * beside those of the messages before it, so a commit touches a page or
      * two at the end of the table instead of one at random per record. */
-    snprintf(c.rkey, sizeof c.rkey, "msg:%016llx:%s",
-             (unsigned long long)(rq->update_id > 0 ? rq->update_id : 0), c.msg_id);
+    char *k = c.rkey; /* "msg:%016llx:%s" */
+    memcpy(k, "msg:", 4);
+    k = put_hex(k + 4, (uint64_t)(rq->update_id > 0 ? rq->update_id : 0), 16);
+    *k++ = ':';
+    memcpy(k, c.msg_id, strlen(c.msg_id) + 1);
     c.rnd = hash_mix64((uint64_t)now ^ (uint64_t)rq->chat_id ^ ((uint64_t)rq->update_id << 20));
     snprintf(c.key, sizeof c.key, "conv:%" PRId64 ":%.80s", rq->chat_id,
              rq->persona ? rq->persona : "");
