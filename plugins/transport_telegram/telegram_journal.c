@@ -24,7 +24,7 @@
 /* Rows and the watermark                                                    */
 
 void tg_wkey(char *buf, size_t n, int64_t tg_id) {
-    snprintf(buf, n, "w/%019lld", (long long)(tg_id < 0 ? 0 : tg_id));
+    tg_key19(buf, n, 'w', tg_id);
 }
 
 char *tg_meta_json(tg *t) {
@@ -72,7 +72,7 @@ int tg_acks_take(tg *t, tg_acks *a) {
     a->done = tg_replied_take(t, w, now, &a->nd);
     int64_t w1 = w < TG_SEQ_MAX ? w + 1 : TG_SEQ_MAX; /* acks are our own seqs */
     tg_jkey(a->end, sizeof a->end, w1);
-    snprintf(a->rend, sizeof a->rend, "r/%019lld", (long long)(w1 < 0 ? 0 : w1));
+    tg_key19(a->rend, sizeof a->rend, 'r', w1);
     a->ops = calloc(a->nd + 4, sizeof *a->ops); /* 3 ranges, the marks, the caller's */
     a->rk = calloc(a->nd + 1, sizeof *a->rk);
     if (!a->ops || !a->rk) {
@@ -83,7 +83,7 @@ int tg_acks_take(tg *t, tg_acks *a) {
     a->ops[a->n++] = (rd_kv_op){.op = RD_KV_DEL_RANGE, .key = "r/", .key_end = a->rend};
     for (size_t i = 0; i < a->nd; i++) {
         if (a->done[i] <= w) continue; /* the watermark covers it */
-        snprintf(a->rk[i], sizeof a->rk[i], "r/%019lld", (long long)a->done[i]);
+        tg_key19(a->rk[i], sizeof a->rk[i], 'r', a->done[i]);
         a->ops[a->n++] = (rd_kv_op){.op = RD_KV_PUT, .key = a->rk[i], .val = "1", .val_len = 1};
     }
     if (t->c.mode == TG_MODE_WEBHOOK) {

@@ -28,6 +28,20 @@ int tg_valid_pos_id(int64_t v) {
     return v > 0 && v <= TG_ID_MAX;
 }
 
+void tg_key19(char *buf, size_t n, char tag, int64_t v) {
+    char k[22];
+    uint64_t u = v < 0 ? 0 : (uint64_t)v;
+    k[0] = tag;
+    k[1] = '/';
+    for (int i = 20; i >= 2; i--, u /= 10)
+        k[i] = (char)('0' + u % 10);
+    k[21] = 0;
+    if (!n) return;
+    size_t m = n - 1 < sizeof k - 1 ? n - 1 : sizeof k - 1;
+    memcpy(buf, k, m);
+    buf[m] = 0;
+}
+
 int64_t tg_secs_to_ms(int64_t s, int64_t max_s, int *clamped) {
     int64_t c = tg_clamp(s, 0, max_s > 0 ? max_s : 0), ms = 0;
     if (clamped) *clamped = c != s;

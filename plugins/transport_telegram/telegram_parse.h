@@ -45,6 +45,10 @@ int tg_valid_pos_id(int64_t v);
 /* Seconds to milliseconds, clamped to [0, max_s]; *clamped set when the
  * input was out of range. */
 int64_t tg_secs_to_ms(int64_t s, int64_t max_s, int *clamped);
+/* A store key "<tag>/" and v (below 0: 0) in 19 zero-padded digits, so the
+ * keys sort as the numbers do: what "%c/%019lld" prints, written by hand
+ * (a few per message). Cut to n-1 bytes like snprintf. */
+void tg_key19(char *buf, size_t n, char tag, int64_t v);
 /* Metric label for a Bot API error code or HTTP status: one of a fixed set
  * ("400", "429", "5xx"...), "other" for anything else. */
 const char *tg_code_label(int64_t code);

@@ -78,7 +78,7 @@ tg_item *tg_item_new(tg *t, int64_t tg_id) {
 }
 
 void tg_jkey(char *buf, size_t n, int64_t seq) {
-    snprintf(buf, n, "j/%019lld", (long long)(seq < 0 ? 0 : seq));
+    tg_key19(buf, n, 'j', seq);
 }
 
 static void item_free(tg_item *it) {

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -560,14 +561,33 @@ static void test_result_spans(void **state) {
         assert_int_equal(tg_json_result_spans(bad[i], strlen(bad[i]), off, len, 8), -1);
 }
 
+/* The store keys sort as their numbers: the same text as "%c/%019lld". */
+static void test_key19(void **state) {
+    (void)state;
+    const int64_t v[] = {0, 1, 9, 10, 1234567, 999999999999999999LL, INT64_MAX};
+    char got[40], want[40];
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+        tg_key19(got, sizeof got, 'j', v[i]);
+        snprintf(want, sizeof want, "j/%019lld", (long long)v[i]);
+        assert_string_equal(got, want);
+    }
+    tg_key19(got, sizeof got, 'r', -5); /* below 0: 0 */
+    assert_string_equal(got, "r/0000000000000000000");
+    tg_key19(got, 6, 'w', 42); /* cut like snprintf */
+    assert_string_equal(got, "w/000");
+    memset(got, 'x', sizeof got);
+    tg_key19(got, 0, 'w', 42); /* no room: nothing written */
+    assert_int_equal(got[0], 'x');
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_result_spans),  cmocka_unit_test(test_big_ints_exact),
-        cmocka_unit_test(test_resp_envelope), cmocka_unit_test(test_update_shapes),
-        cmocka_unit_test(test_addressing),    cmocka_unit_test(test_route_kinds),
-        cmocka_unit_test(test_escaping),      cmocka_unit_test(test_secret_compare),
-        cmocka_unit_test(test_utf8),          cmocka_unit_test(test_integer_bounds),
-        cmocka_unit_test(test_reply_to),
+        cmocka_unit_test(test_key19),          cmocka_unit_test(test_result_spans),
+        cmocka_unit_test(test_big_ints_exact), cmocka_unit_test(test_resp_envelope),
+        cmocka_unit_test(test_update_shapes),  cmocka_unit_test(test_addressing),
+        cmocka_unit_test(test_route_kinds),    cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_secret_compare), cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_integer_bounds), cmocka_unit_test(test_reply_to),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
