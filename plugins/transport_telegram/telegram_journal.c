@@ -352,7 +352,7 @@ rd_status tg_journal_load(tg *t, rd_error *err) {
     }
     if (ra.n) {
         char end[40];
-        snprintf(end, sizeof end, "r/%019lld", (long long)(INT64_MAX / 2));
+        tg_key19(end, sizeof end, 'r', INT64_MAX / 2);
         rd_kv_op op = {.op = RD_KV_DEL_RANGE, .key = "r/", .key_end = end};
         h->kv_txn(t->ctx, &op, 1);
         if (ra.v[ra.n - 1] > maxseq) maxseq = ra.v[ra.n - 1];

@@ -29,7 +29,7 @@ struct tg_ob {
 };
 
 static void okey(char *buf, size_t n, int64_t id) {
-    snprintf(buf, n, "o/%019lld", (long long)id);
+    tg_key19(buf, n, 'o', id); /* ids count up from 0; load_cb refuses others */
 }
 
 static int64_t wall_ms(tg *t) {

@@ -30,7 +30,7 @@ static void qkey(char *buf, size_t n, int64_t chat, int64_t id) {
 }
 
 static void dkey(char *buf, size_t n, int64_t id) {
-    snprintf(buf, n, "d/%019lld", (long long)(id < 0 ? 0 : id));
+    tg_key19(buf, n, 'd', id);
 }
 
 int tg_shared_enabled(const tg *t) {
