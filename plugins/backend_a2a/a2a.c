@@ -2233,12 +2233,22 @@ typedef struct push_x {
     int ran, hr;
 } push_x;
 
+/* Writes v as n lowercase hex digits (zero-padded, as "%0*llx" would)
+ * and returns the end: the per-message keys, without a snprintf() each. */
+static char *put_hex(char *p, uint64_t v, int n) {
+    static const char digit[] = "0123456789abcdef";
+    for (int i = n - 1; i >= 0; i--, v >>= 4)
+        p[i] = digit[v & 0xf];
+    return p + n;
+}
+
 /* nbytes (at most 32) random bytes as hex into out; -1 without entropy. */
 static int hex_random(char *out, size_t nbytes) {
     unsigned char b[32];
     if (nbytes > sizeof b || RAND_bytes(b, (int)nbytes) != 1) return -1;
     for (size_t i = 0; i < nbytes; i++)
-        snprintf(out + 2 * i, 3, "%02x", b[i]);
+        put_hex(out + 2 * i, b[i], 2);
+    out[2 * nbytes] = 0;
     OPENSSL_cleanse(b, sizeof b);
     return 0;
 }
@@ -3854,15 +3864,6 @@ static int meta_update_id(const char *meta, char *out, size_t sz) {
 
 _Static_assert(sizeof(((call *)0)->rkey) >= 21 + sizeof(((call *)0)->msg_id),
                "a record key holds \"msg:\", 16 hex digits, ':' and the messageId");
-
-/* Writes v as n lowercase hex digits (zero-padded, as "%0*llx" would)
- * and returns the end: the per-message keys, without a snprintf() each. */
-static char *put_hex(char *p, uint64_t v, int n) {
-    static const char digit[] = "0123456789abcdef";
-    for (int i = n - 1; i >= 0; i--, v >>= 4)
-        p[i] = digit[v & 0xf];
-    return p + n;
-}
 
 /* messageId: derived from the update when it is stable across restarts
  * (the same update gets the same id, so agents can deduplicate and the
