@@ -369,6 +369,11 @@ typedef struct a2a {
     struct acall *pq_head, *pq_tail; /* partial answers, for a2a-progress */
     pthread_cond_t pcv;
     int fstop, pstop;
+    /* Finishers at work, and since when the first of them (monotonic ms):
+     * one takes all that is queued, the other helps only once it is held
+     * up (FIN_HELP_MS), so batches stay large and wake-ups few. */
+    int fin_busy, fin_watch; /* fin_watch: finishers in a timed wait */
+    int64_t fin_since;
     pthread_t fin[2], prog[PROG_THREADS];
     int nfin, prog_on; /* prog_on: progress threads running */
     size_t ncalls, max_calls, nthreads_out;
@@ -3127,12 +3132,18 @@ static void pq_add(a2a *a, acall *ac) {
     pthread_cond_signal(&a->pcv);
 }
 
+/* Under fmu: work was queued. A finisher at work takes it when it comes
+ * back for more; the other is woken only to start watching it. */
+static void fin_wake(a2a *a) {
+    if (!a->fin_busy || !a->fin_watch) pthread_cond_signal(&a->fcv);
+}
+
 /* Under fmu: a call held for its task record goes on once it is written. */
 static void side_release(a2a *a, acall *ac) {
     if (!ac->side_held || ac->side_queued || ac->side_running) return;
     ac->side_held = 0;
     fq_add(a, ac);
-    pthread_cond_signal(&a->fcv);
+    fin_wake(a);
 }
 
 /* A call about to end (its answer, or a thread of its own): a partial
@@ -3160,7 +3171,7 @@ static int prog_settle(a2a *a, acall *ac) {
 static void fin_push(a2a *a, acall *ac) {
     pthread_mutex_lock(&a->fmu);
     fq_add(a, ac);
-    pthread_cond_signal(&a->fcv);
+    fin_wake(a);
     pthread_mutex_unlock(&a->fmu);
 }
 
@@ -3190,7 +3201,7 @@ static void side_offer(acall *ac, int with_task) {
     }
     if (task && !ac->side_queued && !ac->side_running) {
         sq_add(a, ac);
-        pthread_cond_signal(&a->fcv);
+        fin_wake(a);
     }
     if (text) { /* the newest supersedes one not shown yet */
         free(ac->side_text);
@@ -3640,6 +3651,36 @@ static void ac_post(acall *ac) {
 }
 
 #define FIN_BATCH 256
+/* How long a finisher may hold up what is queued (an OAuth token fetched
+ * for a resend, a commit behind a stalled disk) before the other helps. */
+#define FIN_HELP_MS 10
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Under fmu: waits until this finisher should take what is queued; 0 when
+ * it should end (stopping, nothing left). */
+static int fin_wait(a2a *a) {
+    for (;;) {
+        int work = a->fq_head || a->sq_head;
+        if (!work && a->fstop) return 0;
+        if (work && (!a->fin_busy || a->fstop)) return 1;
+        if (!work) {
+            pthread_cond_wait(&a->fcv, &a->fmu);
+            continue;
+        }
+        /* The other is at work: help once it has been for long. */
+        int64_t due = a->fin_since + FIN_HELP_MS;
+        if (mono_ms() >= due) return 1;
+        struct timespec ts = {(time_t)(due / 1000), (long)(due % 1000) * 1000000L};
+        a->fin_watch++;
+        pthread_cond_timedwait(&a->fcv, &a->fmu, &ts);
+        a->fin_watch--;
+    }
+}
 
 static void *finisher_main(void *arg) {
     pthread_setname_np(pthread_self(), "a2a-finish");
@@ -3648,10 +3689,8 @@ static void *finisher_main(void *arg) {
     acall *v[FIN_BATCH], *sv[FIN_BATCH];
     char *stask[FIN_BATCH];
     pthread_mutex_lock(&a->fmu);
-    for (;;) {
-        while (!a->fq_head && !a->sq_head && !a->fstop)
-            pthread_cond_wait(&a->fcv, &a->fmu);
-        if (!a->fq_head && !a->sq_head) break;
+    while (fin_wait(a)) {
+        if (a->fin_busy++ == 0) a->fin_since = mono_ms();
         size_t n = 0, ns = 0;
         while (a->sq_head && ns < FIN_BATCH) {
             acall *ac = a->sq_head;
@@ -3696,6 +3735,7 @@ static void *finisher_main(void *arg) {
             else
                 side_release(a, sv[i]);
         }
+        a->fin_busy--;
     }
     pthread_mutex_unlock(&a->fmu);
     free(b.ops);
@@ -4068,7 +4108,11 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     pthread_cond_init(&a->ocv, NULL);
     pthread_mutex_init(&a->pmu, NULL);
     pthread_mutex_init(&a->fmu, NULL);
-    pthread_cond_init(&a->fcv, NULL);
+    pthread_condattr_t ca; /* fin_wait() times its waits on this clock */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->fcv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_cond_init(&a->pcv, NULL);
     pthread_cond_init(&a->slot_cv, NULL);
     *self = a;
