@@ -746,15 +746,18 @@ static void test_needs_bind(void **state) {
 
 typedef struct {
     int chat;
+    int64_t update; /* != 0: a message for a plain answer, under this update */
     int ok;
 } par;
 
 static void *par_main(void *arg) {
     par *p = arg;
     char text[32], want[48];
-    snprintf(text, sizeof text, "%s %d", p->chat % 2 ? "task 100" : "m", p->chat);
-    snprintf(want, sizeof want, p->chat % 2 ? "done: %s" : "echo: %s", text);
-    ah_result r = ah_call(be, p->chat, text, 20000, NULL);
+    int task = p->chat % 2 && !p->update;
+    snprintf(text, sizeof text, "%s %d", task ? "task 100" : "m", p->chat);
+    snprintf(want, sizeof want, task ? "done: %s" : "echo: %s", text);
+    ah_result r = p->update ? ah_call_update(be, p->chat, text, 20000, NULL, p->update)
+                            : ah_call(be, p->chat, text, 20000, NULL);
     p->ok = r.st == RD_OK && !strcmp(r.text, want);
     ah_result_free(&r);
     return NULL;
@@ -782,29 +785,18 @@ static void test_concurrent_chats(void **state) {
  * not hold up the calls queued behind it: the other finisher takes them.
  * Chat 2 comes 0.2 s after chat 1, whose "sent" record is being committed:
  * with both finishers at work its own two records are written about 4 s
- * after it came; were it to wait for chat 1's commit, about 5.8 s. */
-static void *held_main(void *arg) {
-    par *p = arg;
-    char text[32], want[48];
-    snprintf(text, sizeof text, "m %d", p->chat);
-    snprintf(want, sizeof want, "echo: %s", text);
-    ah_result r = ah_call_update(be, p->chat, text, 20000, NULL, 880000 + p->chat);
-    p->ok = r.st == RD_OK && !strcmp(r.text, want);
-    ah_result_free(&r);
-    return NULL;
-}
-
+ * after it came; waiting behind chat 1's commits, nearly 8 s. */
 static void test_finisher_held_up(void **state) {
     (void)state;
     up((fa2a_opts){.speaks = FA_V10}, NULL);
     expect_reply(9, "warm", "echo: warm"); /* the card is read */
     rdpt_kv_delay(2000);
     pthread_t t1, t2;
-    par p1 = {.chat = 1}, p2 = {.chat = 2};
-    pthread_create(&t1, NULL, held_main, &p1);
+    par p1 = {.chat = 1, .update = 880001}, p2 = {.chat = 2, .update = 880002};
+    pthread_create(&t1, NULL, par_main, &p1);
     rdpt_sleep_ms(200);
     long long t0 = rdpt_now_ms();
-    pthread_create(&t2, NULL, held_main, &p2);
+    pthread_create(&t2, NULL, par_main, &p2);
     pthread_join(t2, NULL);
     long long took = rdpt_now_ms() - t0;
     pthread_join(t1, NULL);
