@@ -50,11 +50,13 @@ struct store_impl {
     sqlite3 *db;
     pthread_mutex_t mu; /* the writing connection; statements are reused */
     sqlite3_stmt *put, *add, *touch, *del, *delr, *delr_open, *begin, *commit, *rollback, *sp,
-        *sp_release, *sp_undo, *sync_off, *sync_on;
+        *sp_release, *sp_undo;
     /* Commits are numbered (seq, under mu); `durable` is the last one a
-     * sync covered. A lazy commit (synchronous=NORMAL for it alone) is
-     * durable once a later synced commit or an fsync of the WAL is: the
-     * WAL is appended in order, so a sync covers every frame before it. */
+     * sync covered. The connection runs with synchronous=NORMAL and a
+     * synced commit fsyncs the WAL itself (wal_sync), which is what FULL
+     * does; a lazy commit skips that and is durable once a later synced
+     * commit or an fsync of the WAL is: the WAL is appended in order, so a
+     * sync covers every frame before it. */
     uint64_t seq;
     atomic_uint_fast64_t durable;
     pthread_mutex_t dmu; /* with dcv: kv_sync() waiting for a durable commit */
@@ -104,11 +106,21 @@ static int prep_read(store_impl *s, sqlite3_stmt **st, const char *sql) {
     return sqlite3_prepare_v3(s->rdb, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
 }
 
+/* What synchronous=FULL does at a commit: an fsync of the WAL (mu held).
+ * No WAL open means nothing was written to one. */
+static int wal_sync(store_impl *s) {
+    sqlite3_file *wal = NULL;
+    if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) != SQLITE_OK ||
+        !wal || !wal->pMethods)
+        return SQLITE_OK;
+    return wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+}
+
 static void sl_close(store_impl *s) {
     if (!s) return;
-    sqlite3_stmt *all[] = {s->get,  s->wget,       s->put,     s->add,      s->touch,  s->del,
-                           s->delr, s->delr_open,  s->scan,    s->begin,    s->commit, s->rollback,
-                           s->sp,   s->sp_release, s->sp_undo, s->sync_off, s->sync_on};
+    sqlite3_stmt *all[] = {s->get,    s->wget,     s->put,       s->add,        s->touch,
+                           s->del,    s->delr,     s->delr_open, s->scan,       s->begin,
+                           s->commit, s->rollback, s->sp,        s->sp_release, s->sp_undo};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(s->rdb);
@@ -244,9 +256,9 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
      * read connection out. The flock above keeps other routerds out. */
     char *sql = xasprintf("PRAGMA auto_vacuum=INCREMENTAL;"
                           " PRAGMA journal_mode=WAL;"
-                          " PRAGMA synchronous=%s; PRAGMA journal_size_limit=%lld;"
+                          " PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=%lld;"
                           "BEGIN IMMEDIATE;", /* takes the lock now, not at the first write */
-                          o->sync_full ? "FULL" : "NORMAL", (long long)o->wal_limit_b);
+                          (long long)o->wal_limit_b);
     char *msg = NULL;
     bool vacuum = false;
     rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
@@ -259,6 +271,9 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     /* An existing database switches to incremental vacuum by one VACUUM. */
     if (rc == SQLITE_OK && vacuum)
         rc = sqlite3_exec(s->db, "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", NULL, NULL, &msg);
+    if (rc == SQLITE_OK && o->sync_full && wal_sync(s) != SQLITE_OK)
+        msg = sqlite3_mprintf("cannot sync the write-ahead log: %s", strerror(errno)),
+        rc = SQLITE_IOERR;
     if (rc == SQLITE_OK) {
         rc = sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, vfs);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->rdb, "PRAGMA query_only=1", NULL, NULL, NULL);
@@ -282,9 +297,7 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
              prep(s, &s->delr_open, "DELETE FROM kv WHERE ns=?1 AND k>=?2") ||
              prep(s, &s->begin, "BEGIN IMMEDIATE") || prep(s, &s->commit, "COMMIT") ||
              prep(s, &s->rollback, "ROLLBACK") || prep(s, &s->sp, "SAVEPOINT w") ||
-             prep(s, &s->sp_release, "RELEASE w") || prep(s, &s->sp_undo, "ROLLBACK TO w") ||
-             prep(s, &s->sync_off, "PRAGMA synchronous=NORMAL") ||
-             prep(s, &s->sync_on, "PRAGMA synchronous=FULL");
+             prep(s, &s->sp_release, "RELEASE w") || prep(s, &s->sp_undo, "ROLLBACK TO w");
     if ((rc & 0xff) == SQLITE_BUSY) { /* not a routerd: the flock above would have said */
         snprintf(err, errsz,
                  "state store %s is locked by another program (the sqlite3 shell, a backup "
@@ -450,7 +463,6 @@ static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
         lazy = r->lazy;
         if (r == last) break;
     }
-    if (lazy) step_reset(s->sync_off);
     int rc = single ? SQLITE_OK : done_ok(step_reset(s->begin));
     char msg[256] = "";
     int en = 0;
@@ -484,7 +496,14 @@ static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
         }
     }
     if (!single && !sqlite3_get_autocommit(s->db)) step_reset(s->rollback);
-    if (lazy) step_reset(s->sync_on);
+    if (rc == SQLITE_OK && s->o.sync_full && !lazy && (rc = wal_sync(s)) != SQLITE_OK) {
+        snprintf(msg, sizeof msg, "cannot sync the write-ahead log");
+        en = errno;
+        for (gc_req *r = first;; r = gc_next(r)) {
+            r->rc = rc;
+            if (r == last) break;
+        }
+    }
     atomic_fetch_add(&s->commits, 1);
     uint64_t seq = ++s->seq;
     int worst = SQLITE_OK;
@@ -585,10 +604,7 @@ static rd_status sl_sync(store_impl *s, uint64_t seq, int64_t wait_ms) {
     pthread_mutex_lock(&s->mu);
     int rc = SQLITE_OK;
     if (atomic_load(&s->durable) < seq) {
-        sqlite3_file *wal = NULL;
-        if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK &&
-            wal && wal->pMethods)
-            rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+        rc = wal_sync(s);
         if (rc == SQLITE_OK)
             durable_at(s, s->seq);
         else
@@ -609,11 +625,19 @@ static rd_status sl_add(store_impl *s, const char *ns, const char *key, const vo
     atomic_fetch_add(&s->commits, 1); /* a transaction of its own */
     atomic_fetch_add(&s->writes, 1);
     bool added = rc == SQLITE_DONE && sqlite3_changes(s->db) > 0;
-    ++s->seq;
-    if (added) durable_at(s, s->seq);
     char msg[256];
     snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(s->db));
-    note_commit(s, rc == SQLITE_DONE ? SQLITE_OK : rc, msg, sys_errno(s->db, errno));
+    int en = sys_errno(s->db, errno);
+    int sr = added && s->o.sync_full ? wal_sync(s) : SQLITE_OK;
+    if (sr != SQLITE_OK) {
+        snprintf(msg, sizeof msg, "cannot sync the write-ahead log");
+        en = errno;
+        added = false;
+        rc = sr;
+    }
+    ++s->seq;
+    if (added) durable_at(s, s->seq);
+    note_commit(s, rc == SQLITE_DONE ? SQLITE_OK : rc, msg, en);
     pthread_mutex_unlock(&s->mu);
     if (rc != SQLITE_DONE) return RD_E_INTERNAL;
     return added ? RD_OK : RD_E_DUPLICATE;
@@ -685,7 +709,13 @@ static void sl_maintain(store_impl *s, int64_t now) {
                               (long long)now, (long long)now);
         int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
         free(sql);
-        note_commit(s, rc, msg ? msg : sqlite3_errmsg(s->db), sys_errno(s->db, errno));
+        int en = sys_errno(s->db, errno);
+        const char *why = msg ? msg : sqlite3_errmsg(s->db);
+        if (rc == SQLITE_OK && s->o.sync_full && (rc = wal_sync(s)) != SQLITE_OK) {
+            en = errno;
+            why = "cannot sync the write-ahead log";
+        }
+        note_commit(s, rc, why, en);
         sqlite3_free(msg);
     }
     if (!s->failing && now - s->last_deep >= 3600) {

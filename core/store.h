@@ -24,7 +24,7 @@ typedef struct store_fence {
 } store_fence;
 
 typedef struct store_opts {
-    bool sync_full;      /* sqlite: synchronous=FULL */
+    bool sync_full;      /* sqlite: each commit fsyncs the WAL, as synchronous=FULL would */
     int64_t lease_ms;    /* lease length; bounds network timeouts */
     int64_t retention_s; /* conv: rows idle longer are deleted; 0 = keep */
     int64_t wal_limit_b; /* sqlite: journal_size_limit */

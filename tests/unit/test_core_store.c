@@ -17,6 +17,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -587,6 +588,95 @@ static void lazy_commits_wait_for_a_sync(void **state) {
     assert_int_equal(store_sync(f->st, s1, 5000), RD_OK);
     assert_true(mono_ms() - t0 < 250);
     expect(f->st, "ns", "j2", "a");
+}
+
+/* Syncs counted: "unix-excl" wrapped by a VFS of the same name, found
+ * first by sqlite3_vfs_find() (registered after it, not as the default).
+ * Files keep their own object; only their method table (one for the
+ * database, another for the WAL) is a copy whose xSync counts and goes on
+ * to the real one. */
+static sqlite3_vfs count_vfs, *real_vfs;
+static struct {
+    const sqlite3_io_methods *real;
+    sqlite3_io_methods copy;
+} count_io[4];
+static atomic_int syncs;
+
+static int count_sync(sqlite3_file *f, int flags) {
+    atomic_fetch_add(&syncs, 1);
+    for (size_t i = 0; i < 4; i++)
+        if (f->pMethods == &count_io[i].copy) return count_io[i].real->xSync(f, flags);
+    return SQLITE_IOERR_FSYNC;
+}
+
+static int count_open(sqlite3_vfs *v, sqlite3_filename name, sqlite3_file *f, int flags, int *out) {
+    (void)v;
+    int rc = real_vfs->xOpen(real_vfs, name, f, flags, out);
+    for (size_t i = 0; rc == SQLITE_OK && f->pMethods && i < 4; i++) {
+        if (!count_io[i].real) { /* the store opens its files one at a time */
+            count_io[i].real = f->pMethods;
+            count_io[i].copy = *f->pMethods;
+            count_io[i].copy.xSync = count_sync;
+        }
+        if (count_io[i].real == f->pMethods) {
+            f->pMethods = &count_io[i].copy;
+            break;
+        }
+    }
+    return rc;
+}
+
+static void count_syncs(void) {
+    if (real_vfs) return;
+    real_vfs = sqlite3_vfs_find("unix-excl");
+    assert_non_null(real_vfs);
+    count_vfs = *real_vfs;
+    count_vfs.pNext = NULL;
+    count_vfs.xOpen = count_open;
+    assert_int_equal(sqlite3_vfs_register(&count_vfs, 0), SQLITE_OK);
+}
+
+/* state_sync = full: a commit is on the disk when it returns (an fsync of
+ * the WAL each), a lazy one waits for a later sync; state_sync = normal
+ * never syncs a commit. */
+static void sqlite_syncs_as_configured(void **state) {
+    fx *f = *state;
+    if (strcmp(store_kind(f->st), "sqlite")) skip();
+    count_syncs();
+    store_close(f->st);
+    f->st = open_store(f, true);
+    rd_kv_op op = {.op = RD_KV_PUT, .key = "j", .val = "a", .val_len = 1};
+    uint64_t seq = 0;
+    for (int i = 0; i < 3; i++) {
+        int before = atomic_load(&syncs);
+        assert_int_equal(store_put(f->st, "ns", "k", "v", 1), RD_OK);
+        assert_int_equal(atomic_load(&syncs) - before, 1);
+        before = atomic_load(&syncs);
+        assert_int_equal(store_txn_lazy(f->st, "ns", &op, 1, NULL, &seq), RD_OK);
+        assert_int_equal(store_add(f->st, "ns", "k", "dup", 3), RD_E_DUPLICATE);
+        assert_int_equal(atomic_load(&syncs) - before, 0);
+        assert_int_equal(store_sync(f->st, seq, 0), RD_OK);
+        assert_int_equal(atomic_load(&syncs) - before, 1);
+        before = atomic_load(&syncs);
+        char key[16];
+        snprintf(key, sizeof key, "a%d", i);
+        assert_int_equal(store_add(f->st, "ns", key, "v", 1), RD_OK);
+        assert_int_equal(atomic_load(&syncs) - before, 1);
+    }
+    store_close(f->st);
+    f->st = open_store(f, false);
+    int before = atomic_load(&syncs);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(store_put(f->st, "ns", "k", "w", 1), RD_OK);
+        assert_int_equal(store_txn_lazy(f->st, "ns", &op, 1, NULL, &seq), RD_OK);
+        assert_int_equal(store_sync(f->st, seq, 0), RD_OK);
+        char key[16];
+        snprintf(key, sizeof key, "b%d", i);
+        assert_int_equal(store_add(f->st, "ns", key, "v", 1), RD_OK);
+    }
+    assert_int_equal(atomic_load(&syncs) - before, 0);
+    expect(f->st, "ns", "k", "w");
+    expect(f->st, "ns", "a2", "v");
 }
 
 static void add_if_absent(void **state) {
@@ -1436,6 +1526,7 @@ int main(int argc, char **argv) {
         T(sqlite_second_open_refused),
         T(sqlite_other_process_locked_out),
         T(sqlite_other_program_holding_it),
+        T(sqlite_syncs_as_configured),
         T(sqlite_killed_keeps_commits),
         T(sqlite_disk_full_recovers),
         T(sqlite_vacuum_gives_space_back),
