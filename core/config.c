@@ -116,6 +116,10 @@ const rd_option router_opts[] = {
      "conversations idle longer than this are forgotten (0 = keep forever)", 0, 36500, NULL, 0, 0},
     {"store_wal_limit_mb", RD_OPT_INT, 0, "64",
      "sqlite: the WAL is truncated to this size after checkpoints", 1, 65536, NULL, 0, 0},
+    {"store_cache_kib", RD_OPT_INT, 0, "256",
+     "sqlite: page cache of each of the store's two connections; more keeps more of a large "
+     "store in memory instead of the kernel's file cache",
+     16, 1048576, NULL, 0, 0},
     {"store_commit_delay_us", RD_OPT_INT, 0, "0",
      "sqlite: a write that would commit alone waits up to this long for another to share its "
      "fsync, only while writes come closer together than that (0 = never waits)",

@@ -332,6 +332,7 @@ static store *open_state_store(sigset_t *set, bool *stopped, char *err, size_t e
                      .lease_ms = cfg_find(&R.cfg, "lease_s")->i * 1000,
                      .retention_s = cfg_find(&R.cfg, "retention_days")->i * 86400,
                      .wal_limit_b = cfg_find(&R.cfg, "store_wal_limit_mb")->i << 20,
+                     .cache_kib = cfg_find(&R.cfg, "store_cache_kib")->i,
                      .commit_delay_us = cfg_find(&R.cfg, "store_commit_delay_us")->i};
     const char *kind = cfg_find(&R.cfg, "store")->str;
     bool shared = strcmp(kind, "sqlite") != 0, unreachable = false;

@@ -254,11 +254,14 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
      * writes its header; an existing one ignores it (see sl_migrate).
      * locking_mode stays NORMAL: an EXCLUSIVE connection would shut the
      * read connection out. The flock above keeps other routerds out. */
+    char cache[48] = ""; /* per connection; SQLite's default is 2,000 KiB */
+    if (o->cache_kib > 0)
+        snprintf(cache, sizeof cache, " PRAGMA cache_size=%lld;", -(long long)o->cache_kib);
     char *sql = xasprintf("PRAGMA auto_vacuum=INCREMENTAL;"
                           " PRAGMA journal_mode=WAL;"
-                          " PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=%lld;"
+                          " PRAGMA synchronous=NORMAL; PRAGMA journal_size_limit=%lld;%s"
                           "BEGIN IMMEDIATE;", /* takes the lock now, not at the first write */
-                          (long long)o->wal_limit_b);
+                          (long long)o->wal_limit_b, cache);
     char *msg = NULL;
     bool vacuum = false;
     rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
@@ -277,6 +280,7 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     if (rc == SQLITE_OK) {
         rc = sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, vfs);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->rdb, "PRAGMA query_only=1", NULL, NULL, NULL);
+        if (rc == SQLITE_OK && *cache) rc = sqlite3_exec(s->rdb, cache, NULL, NULL, NULL);
         if (rc != SQLITE_OK) msg = sqlite3_mprintf("read connection: %s", sqlite3_errmsg(s->rdb));
     }
     if (rc == SQLITE_OK) {

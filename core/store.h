@@ -28,6 +28,7 @@ typedef struct store_opts {
     int64_t lease_ms;    /* lease length; bounds network timeouts */
     int64_t retention_s; /* conv: rows idle longer are deleted; 0 = keep */
     int64_t wal_limit_b; /* sqlite: journal_size_limit */
+    int64_t cache_kib;   /* sqlite: page cache of each connection (0: SQLite's default) */
     /* sqlite: a writer that would commit alone waits up to this long for
      * another to share its fsync, only while writes arrive closer together
      * than that (0 = never waits) */

@@ -679,6 +679,41 @@ static void sqlite_syncs_as_configured(void **state) {
     expect(f->st, "ns", "a2", "v");
 }
 
+/* store_cache_kib bounds what SQLite keeps of a store larger than it
+ * (both connections), and transactions larger than the cache (spilled to
+ * the WAL before their commit) are all there, before and after a reopen. */
+static void sqlite_cache_bounded(void **state) {
+    fx *f = *state;
+    if (strcmp(store_kind(f->st), "sqlite")) skip();
+    store_close(f->st);
+    char err[512] = "";
+    store_opts o = {.sync_full = false, .lease_ms = 3000, .wal_limit_b = 1 << 20, .cache_kib = 64};
+    f->st = open_opts(f, &o, err, sizeof err);
+    assert_non_null(f->st);
+    char val[1024];
+    memset(val, 'x', sizeof val);
+    rd_kv_op ops[500];
+    char keys[500][16];
+    for (int t = 0; t < 8; t++) { /* 4 MB in transactions of 500 KB */
+        for (int i = 0; i < 500; i++) {
+            snprintf(keys[i], sizeof keys[i], "r%d-%03d", t, i);
+            ops[i] = (rd_kv_op){.op = RD_KV_PUT, .key = keys[i], .val = val, .val_len = sizeof val};
+        }
+        assert_int_equal(store_txn(f->st, "big", ops, 500), RD_OK);
+    }
+    int rows = 0;
+    store_scan(f->st, "big", "r", count_rows, &rows);
+    assert_int_equal(rows, 4000);
+    sqlite3_int64 used = 0, peak = 0;
+    sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &used, &peak, 0);
+    assert_true(used < 1536 * 1024);
+    store_close(f->st);
+    f->st = open_store(f, true);
+    rows = 0;
+    store_scan(f->st, "big", "r", count_rows, &rows);
+    assert_int_equal(rows, 4000);
+}
+
 static void add_if_absent(void **state) {
     fx *f = *state;
     assert_int_equal(store_add(f->st, "core", "chat_hash_key", "first", 5), RD_OK);
@@ -1527,6 +1562,7 @@ int main(int argc, char **argv) {
         T(sqlite_other_process_locked_out),
         T(sqlite_other_program_holding_it),
         T(sqlite_syncs_as_configured),
+        T(sqlite_cache_bounded),
         T(sqlite_killed_keeps_commits),
         T(sqlite_disk_full_recovers),
         T(sqlite_vacuum_gives_space_back),
