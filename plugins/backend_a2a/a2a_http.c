@@ -390,8 +390,10 @@ struct a2a_loop {
     size_t idle_per_shard; /* CURLMOPT_MAXCONNECTS of each shard; 0 = curl's */
 };
 
+/* A socket curl watches is marked (curl_multi_assign) once added to the
+ * epoll set, so a new one costs one epoll_ctl, not a failed MOD first. */
 static int on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sockp) {
-    (void)e, (void)sockp;
+    (void)e;
     struct shard *sh = arg;
     a2a_loop *l = sh->l;
     if (what == CURL_POLL_REMOVE) {
@@ -401,8 +403,14 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *sockp)
     struct epoll_event ev = {.data.u64 = ((uint64_t)(unsigned)sh->idx << 32) | (uint32_t)s};
     if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
     if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
-    if (epoll_ctl(l->ep, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
-        epoll_ctl(l->ep, EPOLL_CTL_ADD, s, &ev);
+    int op = sockp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(l->ep, op, s, &ev) != 0) {
+        if (errno == ENOENT)
+            epoll_ctl(l->ep, EPOLL_CTL_ADD, s, &ev);
+        else if (errno == EEXIST)
+            epoll_ctl(l->ep, EPOLL_CTL_MOD, s, &ev);
+    }
+    if (!sockp) curl_multi_assign(sh->m, s, sh);
     return 0;
 }
 
