@@ -239,6 +239,10 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
      * WAL index in this process's memory, so a transaction costs no lock
      * syscalls; the two connections still share the index. Both must open
      * read-write: a read-only one would go back to per-transaction locks. */
+    /* No global allocation statistics: they take one process-wide mutex
+     * around every allocation SQLite makes, on every thread. Only takes
+     * effect before SQLite initializes (the first store opened). */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     const char *vfs = sqlite3_vfs_find("unix-excl") ? "unix-excl" : NULL;
     int rc = sqlite3_open_v2(path, &s->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, vfs);
