@@ -32,7 +32,9 @@ struct chat {
     int64_t id;
     fifo q;
     bool busy, in_runq, in_idle;
-    int parked; /* its messages held until the inbound instances started */
+    uint64_t gen;       /* counts the jobs started: whose is `busy` */
+    atomic_int sending; /* send_text() calls past a released chat: not freed meanwhile */
+    int parked;         /* its messages held until the inbound instances started */
     bucket rl;
     int rl_limit;    /* per-minute limit the bucket was last used with */
     int64_t last_ms; /* last message or rejection */
@@ -88,7 +90,7 @@ static void idle_unlink(chat *c) {
 /* (Re)queues c at the idle tail when nothing of it is queued or running. */
 static void idle_touch(chat *c) {
     idle_unlink(c);
-    if (c->busy || c->in_runq || c->q.len || c->parked) return;
+    if (c->busy || c->in_runq || c->q.len || c->parked || atomic_load(&c->sending)) return;
     c->iprev = idle_tail;
     if (idle_tail)
         idle_tail->inext = c;
@@ -732,6 +734,35 @@ static void send_after(job *j, rd_status st, rd_error *err) {
     }
 }
 
+/* (1.7) The transport keeps a chat's sends in the order send() was
+ * called, those that finish later included: the chat's next message may
+ * start once its reply is handed over. */
+static bool sends_ordered(const rd_ctx *tr) {
+    return tr->desc && tr->desc->abi_minor >= 7 && (tr->desc->flags & RD_PF_ORDERED_SEND) &&
+           !(tr->desc->flags & RD_PF_SERIAL);
+}
+
+/* After an ordered transport's send() (c->sending held since before it):
+ * a reply it took (pending) frees the chat for its next message, unless
+ * send_done() got there first (the chat's job is no longer gen). */
+static void chat_release(chat *c, uint64_t gen, bool pending) {
+    if (!pending) { /* the caller ends the job itself */
+        atomic_fetch_sub(&c->sending, 1);
+        return;
+    }
+    pthread_mutex_lock(&R.mu);
+    bool wake = false;
+    if (c->busy && c->gen == gen) {
+        c->busy = false;
+        /* the worker that carries the job takes from the run queue next */
+        wake = c->q.len && !c->in_runq && runq_push_locked(c) && !carrying;
+    }
+    atomic_fetch_sub(&c->sending, 1);
+    idle_touch(c);
+    pthread_mutex_unlock(&R.mu);
+    if (wake) pthread_cond_signal(&R.work_cv);
+}
+
 /* What send_text() left to its caller. */
 enum { SEND_ENDED = 0, SEND_LATER, SEND_WOULDBLOCK };
 
@@ -768,9 +799,13 @@ static int send_text(job *j, const char *text, uint32_t flags, bool nowait) {
     }
     /* A pending send may end (and free j) before send() returns. */
     rd_ctx *tr = j->tr;
+    chat *c = sends_ordered(tr) ? j->c : NULL;
+    uint64_t gen = j->gen;
+    if (c) atomic_fetch_add(&c->sending, 1);
     ctx_serial_enter(tr);
     rd_status st = tr->ops->send(tr->self, &out, &err);
     ctx_serial_leave(tr);
+    if (c) chat_release(c, gen, st == RD_PENDING);
     if (st == RD_PENDING) return SEND_LATER;
     if (st == RD_E_WOULDBLOCK && nowait) return SEND_WOULDBLOCK;
     send_after(j, st, &err);
@@ -1054,12 +1089,16 @@ static void job_finish(job *j) {
 
     pthread_mutex_lock(&R.mu);
     if (j->kind != JOB_DELIVER) finish_locked_ack(tr, j->update_id); /* no update behind it */
-    c->busy = false;
     c->last_ms = mono_ms();
     R.inflight--;
     /* The chat's next message: the worker that carried j takes from the run
-     * queue next anyway; a completion elsewhere (RD_PENDING) wakes one. */
-    bool wake = c->q.len && !c->in_runq && runq_push_locked(c) && carrying != j;
+     * queue next anyway; a completion elsewhere (RD_PENDING) wakes one.
+     * An ordered transport's send may have freed the chat already. */
+    bool wake = false;
+    if (c->busy && c->gen == j->gen) {
+        c->busy = false;
+        wake = c->q.len && !c->in_runq && runq_push_locked(c) && carrying != j;
+    }
     idle_touch(c);
     series_set(R.m_inflight, (double)R.inflight);
     if (R.waiting == 0 && R.inflight == 0) pthread_cond_broadcast(&R.idle_cv);
@@ -1109,6 +1148,7 @@ static void *worker_main(void *arg) {
             continue;
         }
         c->busy = true;
+        j->gen = ++c->gen;
         R.waiting--;
         R.inflight++;
         if (R.m_queue_wait)

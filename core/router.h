@@ -82,6 +82,7 @@ typedef struct job {
     qnode q;
     job_kind kind;
     chat *c;
+    uint64_t gen; /* c->gen when the job started */
     rd_ctx *tr;
     persona *p;
     int tr_index;

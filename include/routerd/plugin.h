@@ -66,7 +66,7 @@ extern "C" {
 /* Major: bumped when a plugin must be rebuilt; the symbol name carries it. */
 #define RD_ABI_MAJOR 1
 /* Minor: bumped when members are appended to a struct. */
-#define RD_ABI_MINOR 6
+#define RD_ABI_MINOR 7
 
 #define RD_PLUGIN_SYMBOL "routerd_plugin_v1"
 
@@ -569,7 +569,8 @@ typedef struct rd_host {
      * pending send, from any thread but not from inside that send(), and
      * before the transport's stop() returns (a stop gives up the sends
      * still running with RD_E_RETRY). The chat's next message waits for
-     * it: per-chat order holds. */
+     * it (unless the transport sets RD_PF_ORDERED_SEND, 1.7): per-chat
+     * order holds. */
     void (*send_done)(rd_send *s, rd_status st, int64_t sent_id, const rd_error *err);
 
     /* ---- Added in ABI 1.6: check RD_HAS(host, member) before use. ---- */
@@ -654,6 +655,13 @@ typedef struct rd_ops {
  * from handle()) from the thread that completes it, saving a hand-off to a
  * worker per message. Ignored with RD_PF_SERIAL. */
 #define RD_PF_NOWAIT_SEND 0x4u
+/* (1.7) Transport: one chat's sends go out in the order send() was called,
+ * including those that finish later (RD_PENDING, send_done()), and its
+ * progress() shows nothing ahead of a reply still going out. The host then
+ * starts a chat's next message as soon as send() has taken the reply
+ * (returned RD_PENDING) instead of after send_done(); the update is still
+ * acknowledged only at send_done(). Ignored with RD_PF_SERIAL. */
+#define RD_PF_ORDERED_SEND 0x8u
 
 typedef struct rd_plugin {
     uint32_t abi_major, abi_minor, size; /* filled by RD_PLUGIN_DEFINE */

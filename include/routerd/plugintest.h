@@ -221,6 +221,14 @@ void rdpt_ack_upto(void *self, int64_t upto);
  * RD_OUT_NOWAIT and, when it answers RD_E_WOULDBLOCK, a second one
  * without it follows, as the router's worker would make. */
 rd_status rdpt_send(void *self, const rd_outbound *out, rd_error *err);
+/* Like rdpt_send() but without waiting, as a router does with a transport
+ * that keeps a chat's sends in order (RD_PF_ORDERED_SEND): *st is send()'s
+ * answer; when it is RD_PENDING the send is returned, to be ended with
+ * rdpt_send_wait() (which frees it), else NULL. */
+rd_send *rdpt_send_start(void *self, const rd_outbound *out, rd_status *st, rd_error *err);
+/* Waits for s's send_done(): its status (RD_E_INTERNAL when it came more
+ * than once), err and the message id it named. */
+rd_status rdpt_send_wait(rd_send *s, rd_error *err, int64_t *sent_id);
 /* rdpt_send() calls now waiting for their send_done(). */
 size_t rdpt_pending_sends(void);
 /* rdpt_send() calls whose RD_OUT_NOWAIT try answered RD_E_WOULDBLOCK. */

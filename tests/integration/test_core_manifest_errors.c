@@ -116,7 +116,7 @@ static const bad_case cases[] = {
     {"newer_minor",
      "[backend.bad]\nplugin = " ROUTERD_BAD_PLUGIN_DIR "/newer_minor.so\n"
      "[persona.p]\nbackend = bad\nchats = *\n",
-     {"needs plugin ABI 1.7, this routerd speaks 1.6", "upgrade routerd"},
+     {"needs plugin ABI 1.8, this routerd speaks 1.7", "upgrade routerd"},
      NULL},
     {"inbound_no_intercept",
      "[backend.mock]\nplugin = mock\n[persona.p]\nbackend = mock\nchats = *\n"

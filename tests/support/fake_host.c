@@ -1070,6 +1070,56 @@ size_t rdpt_nowait_refused(void) {
     return (size_t)atomic_load(&nowait_refused);
 }
 
+rd_send *rdpt_send_start(void *self, const rd_outbound *out, rd_status *st, rd_error *err) {
+    *st = RD_E_INTERNAL;
+    if (!plugin || !plugin->ops->send || !RD_HAS(rdpt_host(), send_done)) return NULL;
+    rd_send *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    rd_outbound o = *out;
+    o.size = sizeof o;
+    if (!o.text) o.text = "";
+    if (!o.text_len) o.text_len = strlen(o.text);
+    o.done = s;
+    *st = RD_E_WOULDBLOCK;
+    if (rdpt_host()->abi_minor >= 5 && plugin->abi_minor >= 5 &&
+        (plugin->flags & RD_PF_NOWAIT_SEND) && !(plugin->flags & RD_PF_SERIAL)) {
+        rd_outbound nw = o;
+        nw.flags |= RD_OUT_NOWAIT;
+        *st = plugin->ops->send(self, &nw, err);
+        if (*st == RD_E_WOULDBLOCK) atomic_fetch_add(&nowait_refused, 1);
+    }
+    if (*st == RD_E_WOULDBLOCK) *st = plugin->ops->send(self, &o, err);
+    if (*st == RD_PENDING) {
+        atomic_fetch_add(&pending_sends, 1);
+        return s;
+    }
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+    return NULL;
+}
+
+rd_status rdpt_send_wait(rd_send *s, rd_error *err, int64_t *sent_id) {
+    if (!s) return RD_E_INTERNAL;
+    pthread_mutex_lock(&s->mu);
+    while (!s->done)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    atomic_fetch_sub(&pending_sends, 1);
+    rdpt_sleep_ms(1); /* a second send_done() would be a plugin bug */
+    pthread_mutex_lock(&s->mu);
+    rd_status st = s->calls == 1 ? s->st : RD_E_INTERNAL;
+    if (st != RD_OK && err) *err = s->err;
+    if (sent_id) *sent_id = st == RD_OK ? s->sent_id : 0;
+    pthread_mutex_unlock(&s->mu);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+    return st;
+}
+
 rd_status rdpt_send(void *self, const rd_outbound *out, rd_error *err) {
     if (!plugin || !plugin->ops->send) return RD_E_INTERNAL;
     rd_outbound o = *out;

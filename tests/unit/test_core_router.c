@@ -6,8 +6,9 @@
  * message before the backend, which the watermark then covers; events of
  * deliveries and taken answers name the caller and the task (answered()
  * counts only inside intercept()); ABI 1.4 sends that finish later keep
- * the chat's order; 1.5 sends from the backend's completing thread; the
- * layout of the 1.3 and 1.4 members. */
+ * the chat's order; 1.5 sends from the backend's completing thread; 1.7
+ * frees the chat once an ordered transport took its reply; the layout of
+ * the 1.3 and 1.4 members. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,6 +58,13 @@ static size_t npend;
 static void *auto_done(void *arg) {
     sleep_ms(20);
     host_api.send_done(arg, RD_OK, 777, NULL);
+    return NULL;
+}
+
+static int pend_race;
+
+static void *now_done(void *arg) {
+    host_api.send_done(arg, RD_OK, 778, NULL);
     return NULL;
 }
 
@@ -114,6 +122,14 @@ static rd_status t_send(void *self, const rd_outbound *out, rd_error *err) {
         if (!out->done || pthread_create(&th, NULL, auto_done, out->done) != 0)
             return RD_E_INTERNAL;
         pthread_detach(th);
+        return RD_PENDING;
+    }
+    if (pend_mode && out->done && pend_race) {
+        /* send_done() on another thread before send() returns */
+        note("send:%lld:%s|", (long long)out->chat_id, out->text);
+        pthread_t th;
+        if (pthread_create(&th, NULL, now_done, out->done) != 0) return RD_E_INTERNAL;
+        pthread_join(th, NULL);
         return RD_PENDING;
     }
     if (pend_mode && out->done) {
@@ -518,6 +534,92 @@ static void pending_send_holds_chat(void **state) {
     pend_auto = pend_mode = 0;
 }
 
+/* ABI 1.7: a transport that keeps a chat's sends in order
+ * (RD_PF_ORDERED_SEND) frees the chat once send() took the reply: the next
+ * message is handled while the reply before it is still going out; each
+ * update is acknowledged only once its send is done. A send_done() that
+ * comes before send() returns frees nothing twice. Without the flag (or
+ * for a 1.6 plugin) the chat waits, as before. */
+static void ordered_send_frees_chat(void **state) {
+    (void)state;
+    static const rd_plugin d_ordered = {.abi_major = RD_ABI_MAJOR,
+                                        .abi_minor = RD_ABI_MINOR,
+                                        .size = sizeof d_ordered,
+                                        .kind = RD_KIND_TRANSPORT,
+                                        .name = "t",
+                                        .flags = RD_PF_ORDERED_SEND};
+    rd_plugin d_old = d_ordered;
+    d_old.abi_minor = 6;
+    reset_log();
+    backend_ms = 0;
+    pend_mode = 1;
+    tr->desc = &d_ordered;
+    replied_count();
+    pthread_mutex_lock(&mu);
+    nevs = 0;
+    pthread_mutex_unlock(&mu);
+    submit(200, 90, "one", 0, 0);
+    submit(201, 90, "two", 0, 0);
+    submit(202, 90, "three", 0, 0);
+    wait_pending(3);
+    assert_string_equal(log_, "handle:one|send:90:echo: one|handle:two|send:90:echo: two|"
+                              "handle:three|send:90:echo: three|");
+    /* all three still running: none ended (acknowledged, counted) yet */
+    pthread_mutex_lock(&R.mu);
+    size_t inflight = R.inflight;
+    pthread_mutex_unlock(&R.mu);
+    assert_int_equal(inflight, 3);
+    assert_int_equal(replied_count(), 0);
+    finish_pending(90, RD_OK, 1, NULL);
+    assert_int_equal(replied_count(), 1);
+    finish_pending(90, RD_OK, 2, NULL);
+    finish_pending(90, RD_OK, 3, NULL);
+    wait_idle();
+    assert_int_equal(replied_count(), 3);
+
+    /* send_done() before send() returns, many messages of two chats */
+    reset_log();
+    pthread_mutex_lock(&mu);
+    nevs = 0;
+    pthread_mutex_unlock(&mu);
+    pend_race = 1;
+    for (int i = 0; i < 12; i++)
+        submit(210 + i, 91 + i % 2, i % 2 ? "b" : "a", 0, 0);
+    wait_idle();
+    assert_int_equal(replied_count(), 12);
+    /* each chat's sends in order */
+    for (const char *p = log_, *prev[2] = {0}; (p = strstr(p, "send:")); p++) {
+        int k = p[5] == '9' && p[6] == '2';
+        assert_true(!prev[k] || prev[k] < p);
+        prev[k] = p;
+    }
+    pend_race = 0;
+
+    /* A 1.6 plugin with the same bit: the chat waits for send_done(). The
+     * workers are out of send() first (its send_done() came before it
+     * returned): they read tr->desc there. */
+    int64_t end = mono_ms() + 5000;
+    for (bool idle = false; !idle && mono_ms() < end; sleep_ms(idle ? 0 : 1)) {
+        pthread_mutex_lock(&R.mu);
+        idle = R.idle_threads == R.nthreads;
+        pthread_mutex_unlock(&R.mu);
+    }
+    reset_log();
+    tr->desc = &d_old;
+    submit(260, 93, "one", 0, 0);
+    submit(261, 93, "two", 0, 0);
+    wait_pending(1);
+    sleep_ms(100);
+    assert_int_equal(pending_now(), 1);
+    assert_null(strstr(log_, "handle:two|"));
+    finish_pending(93, RD_OK, 4, NULL);
+    wait_pending(1);
+    finish_pending(93, RD_OK, 5, NULL);
+    wait_idle();
+    tr->desc = NULL;
+    pend_mode = 0;
+}
+
 /* The message may end (send_done) before its be-done thread is out of
  * complete(): wait for that before changing what the thread reads. */
 static void be_threads_gone(void) {
@@ -698,8 +800,10 @@ static void held_dropped_after_failed_start(void **state) {
 
 static void abi_layout(void **state) {
     (void)state;
-    assert_int_equal(RD_ABI_MINOR, 6);
+    assert_int_equal(RD_ABI_MINOR, 7);
     assert_int_equal(host_api.abi_minor, RD_ABI_MINOR);
+    /* 1.7 appends no member: a flag of rd_plugin */
+    assert_int_equal(RD_PF_ORDERED_SEND, 0x8);
     /* 1.6 appends two host calls after the last 1.4 one */
     assert_true(offsetof(rd_host, kv_txn_lazy) == offsetof(rd_host, send_done) + 8);
     assert_true(offsetof(rd_host, kv_sync) == offsetof(rd_host, kv_txn_lazy) + 8);
@@ -770,6 +874,7 @@ int main(void) {
         cmocka_unit_test(held_dropped_after_failed_start),
         cmocka_unit_test(answered_names_task_and_caller), /* update ids above the others */
         cmocka_unit_test(pending_send_holds_chat),
+        cmocka_unit_test(ordered_send_frees_chat),
         cmocka_unit_test(nowait_sends),
         cmocka_unit_test(abi_layout),
     };
