@@ -681,4 +681,4 @@ static const rd_ops ops = {
 RD_PLUGIN_DEFINE(.kind = RD_KIND_TRANSPORT, .name = "telegram", .version = "1.0.0",
                  .summary = "Telegram Bot API: long polling or webhook, journaled intake, paced "
                             "replies",
-                 .options = opts, .ops = &ops, .flags = RD_PF_NOWAIT_SEND);
+                 .options = opts, .ops = &ops, .flags = RD_PF_NOWAIT_SEND | RD_PF_ORDERED_SEND);

@@ -500,6 +500,11 @@ int tg_async_take(tg *t, const rd_outbound *out);
  * attempt, nothing waits for it, dropped when chat no longer shows typing
  * by the time it would start. 1 queued, 0 not (send it yourself). */
 int tg_async_action(tg *t, int64_t chat, const char *body);
+/* 1 while replies of chat taken by tg_async_take() are still going out. */
+int tg_async_busy(tg *t, int64_t chat);
+/* Returns once no reply of chat taken by tg_async_take() is going out: a
+ * send the blocking way goes behind them. */
+void tg_async_wait_chat(tg *t, int64_t chat);
 
 /* telegram_media_out.c: files out */
 /* Sends out's files (and its text, unless *text_rest comes back set: then

@@ -9,7 +9,10 @@
  * and ends it with host->send_done(). Only what writes to the store or
  * must block (the outbox once the budget is spent or at a stop; the
  * blocking delivery when no curl handle is to be had) goes to
- * tg-send-slow. Typing indicators go out from the loop too.
+ * tg-send-slow. Typing indicators go out from the loop too. A chat's
+ * replies go out one after the other, in the order send() took them
+ * (RD_PF_ORDERED_SEND: the core starts the chat's next message as soon as
+ * send() took a reply); what takes the blocking way waits for those.
  */
 #include "telegram.h"
 
@@ -44,6 +47,7 @@ typedef struct tg_aop {
     char *body; /* sendMessage JSON */
     int64_t deadline, due, queued_ms;
     int stage, attempt, slow, paced;
+    int behind; /* waited behind an earlier reply of its chat */
     CURL *c;
     tg_buf buf;
     tg_call call;
@@ -75,6 +79,13 @@ static tg_aop *fifo_take(aop_fifo *f) {
     return o;
 }
 
+/* A chat's replies handed to the loop and not yet done: the first goes
+ * on, the others wait behind it in order (RD_PF_ORDERED_SEND). */
+typedef struct aop_chat {
+    int n;         /* handed over and not finished, the one going on included */
+    aop_fifo held; /* the others */
+} aop_chat;
+
 struct tg_async {
     pthread_t th, slow_th;
     int running, slow_running;
@@ -83,14 +94,17 @@ struct tg_async {
     easy_pool pool;
     pthread_mutex_t mu;
     pthread_cond_t slow_cv;
-    int stop;         /* under mu */
-    aop_fifo in;      /* handed over by send(), under mu */
-    aop_fifo slow;    /* for tg-send-slow, under mu */
-    tg_aop *wait;     /* loop thread: waiting for a time (due), in no order */
-    int64_t next_due; /* loop thread: no entry of wait is due before this */
-    aop_fifo slot;    /* loop thread: waiting for a mark slot */
-    aop_fifo ready;   /* loop thread: over send_concurrency */
-    size_t active;    /* loop thread: requests in curl */
+    int stop;               /* under mu */
+    aop_fifo in;            /* handed over by send(), under mu */
+    aop_fifo slow;          /* for tg-send-slow, under mu */
+    tg_aop *wait;           /* loop thread: waiting for a time (due), in no order */
+    int64_t next_due;       /* loop thread: no entry of wait is due before this */
+    aop_fifo slot;          /* loop thread: waiting for a mark slot */
+    aop_fifo ready;         /* loop thread: over send_concurrency */
+    size_t active;          /* loop thread: requests in curl */
+    tg_map *chats;          /* under mu: chat -> aop_chat */
+    int loop_done;          /* under mu: the loop thread returned */
+    pthread_cond_t chat_cv; /* with mu: a chat's replies are all done */
 };
 
 static void aop_free(tg_aop *o) {
@@ -129,13 +143,42 @@ static int build(tg *t, tg_aop *o) {
     return 0;
 }
 
-/* The end of a send: marks and slot as tg_send() does, then the core. */
+/* A reply of chat is done: the next one behind it goes on, on the loop
+ * (or, once the loop has returned at a stop, on tg-send-slow). */
+static void chat_next(tg *t, int64_t chat) {
+    struct tg_async *a = t->as;
+    int wake = 0, outbox = tg_outbox_has(t, chat);
+    pthread_mutex_lock(&a->mu);
+    aop_chat *ch = tg_map_get(a->chats, chat);
+    if (ch) {
+        tg_aop *next = fifo_take(&ch->held);
+        if (next && !a->loop_done) {
+            wake = !a->in.head;
+            fifo_add(&a->in, next);
+        } else if (next) { /* behind the outbox, as the loop would put it */
+            next->slow = outbox ? SLOW_OUTBOX : SLOW_DELIVER;
+            fifo_add(&a->slow, next);
+            pthread_cond_signal(&a->slow_cv);
+        }
+        if (--ch->n == 0) {
+            free(tg_map_del(a->chats, chat));
+            pthread_cond_broadcast(&a->chat_cv);
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (wake) curl_multi_wakeup(a->m);
+}
+
+/* The end of a send: marks and slot as tg_send() does, the chat's next
+ * reply, then the core. */
 static void finish(tg *t, tg_aop *o, rd_status st, int64_t sent_id, const rd_error *err) {
     if (st == RD_OK || st == RD_E_FATAL) tg_replied_mark(t, o->chat, o->reply_to);
     tg_replied_release(t, o->chat, o->reply_to, o->seq);
     tg_deliver_end(t, o->to);
     rd_send *d = o->done;
+    int64_t chat = o->chat;
     aop_free(o);
+    chat_next(t, chat);
     t->h->send_done(d, st, st == RD_OK ? sent_id : 0, err);
 }
 
@@ -413,7 +456,11 @@ static void *loop_main(void *arg) {
         int stop = a->stop;
         pthread_mutex_unlock(&a->mu);
         for (tg_aop *o; (o = fifo_take(&in));) {
-            if (o->stage == AS_SLOT)
+            /* one that waited may find its chat's earlier replies in the
+             * outbox now: it goes behind them */
+            if (o->behind && tg_outbox_has(t, o->chat))
+                to_slow(t, o, SLOW_OUTBOX);
+            else if (o->stage == AS_SLOT)
                 fifo_add(&a->slot, o);
             else
                 wait_until(a, o, 0, AS_PACE_CHAT);
@@ -461,6 +508,7 @@ static void *loop_main(void *arg) {
         if (stop && idle) {
             pthread_mutex_lock(&a->mu);
             int empty = !a->in.head;
+            if (empty) a->loop_done = 1;
             pthread_mutex_unlock(&a->mu);
             if (empty) break;
             continue;
@@ -488,9 +536,16 @@ void tg_async_start(tg *t) {
         free(a);
         return;
     }
+    a->chats = tg_map_new();
+    if (!a->chats) {
+        curl_multi_cleanup(a->m);
+        free(a);
+        return;
+    }
     easy_pool_init(&a->pool, POOL_IDLE);
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->slow_cv, NULL);
+    pthread_cond_init(&a->chat_cv, NULL);
     t->as = a;
     if (pthread_create(&a->slow_th, NULL, slow_main, t) == 0) {
         a->slow_running = 1;
@@ -528,8 +583,10 @@ void tg_async_free(tg *t) {
     if (!a) return;
     easy_pool_destroy(&a->pool);
     curl_multi_cleanup(a->m);
+    tg_map_free(a->chats, free);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->slow_cv);
+    pthread_cond_destroy(&a->chat_cv);
     free(a);
     t->as = NULL;
 }
@@ -546,6 +603,47 @@ static int enqueue(tg *t, tg_aop *o) {
     pthread_mutex_unlock(&a->mu);
     if (first) curl_multi_wakeup(a->m);
     return open;
+}
+
+/* Hands the loop a reply: behind the chat's earlier ones still going out,
+ * if any. 0 when stopping (the caller's blocking way waits for those). */
+static int enqueue_reply(tg *t, tg_aop *o) {
+    struct tg_async *a = t->as;
+    pthread_mutex_lock(&a->mu);
+    aop_chat *ch = a->stop ? NULL : tg_map_get(a->chats, o->chat);
+    if (!a->stop && !ch && (ch = calloc(1, sizeof *ch)) && tg_map_put(a->chats, o->chat, ch)) {
+        free(ch);
+        ch = NULL;
+    }
+    int first = 0;
+    if (ch && ch->n++ > 0) {
+        o->behind = 1;
+        fifo_add(&ch->held, o);
+    } else if (ch) {
+        first = !a->in.head;
+        fifo_add(&a->in, o);
+    }
+    pthread_mutex_unlock(&a->mu);
+    if (first) curl_multi_wakeup(a->m);
+    return ch != NULL;
+}
+
+int tg_async_busy(tg *t, int64_t chat) {
+    struct tg_async *a = t->as;
+    if (!a || !a->usable) return 0;
+    pthread_mutex_lock(&a->mu);
+    int busy = tg_map_get(a->chats, chat) != NULL;
+    pthread_mutex_unlock(&a->mu);
+    return busy;
+}
+
+void tg_async_wait_chat(tg *t, int64_t chat) {
+    struct tg_async *a = t->as;
+    if (!a || !a->usable) return;
+    pthread_mutex_lock(&a->mu);
+    while (tg_map_get(a->chats, chat))
+        pthread_cond_wait(&a->chat_cv, &a->mu);
+    pthread_mutex_unlock(&a->mu);
 }
 
 int tg_async_action(tg *t, int64_t chat, const char *body) {
@@ -617,7 +715,7 @@ int tg_async_take(tg *t, const rd_outbound *out) {
         tg_count(t, t->m_record_waits, NULL, NULL, 1);
     }
     o->queued_ms = tg_now(t);
-    if (!enqueue(t, o)) { /* stopping: the caller's blocking path */
+    if (!enqueue_reply(t, o)) { /* stopping: the caller's blocking path */
         tg_replied_release(t, o->chat, o->reply_to, o->seq);
         aop_free(o);
         return 0;

@@ -97,6 +97,8 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
     if (tg_async_take(t, out)) return RD_PENDING;
     /* The rest may wait (files, retries, the outbox): not on this thread. */
     if (out->flags & RD_OUT_NOWAIT) return RD_E_WOULDBLOCK;
+    /* Behind the chat's replies still going out on the send loop. */
+    tg_async_wait_chat(t, out->chat_id);
     /* A reply to a journaled update holds a slot until its mark is stored
      * (telegram_answered.c): what a kill -9 sends again stays bounded. */
     int64_t slot = tg_replied_reserve(t, out->chat_id, out->reply_to);
@@ -115,8 +117,10 @@ rd_status tg_send(void *self, const rd_outbound *out, rd_error *err) {
 rd_status tg_progress(void *self, const rd_outbound *out, int64_t *msg_id, rd_error *err) {
     tg *t = self;
     *msg_id = out->edit_of;
-    /* Partial text would overtake the replies waiting in the outbox. */
-    if (!out->text || tg_outbox_has(t, out->chat_id)) return RD_OK;
+    /* Partial text would overtake the replies waiting in the outbox or
+     * still going out on the send loop. */
+    if (!out->text || tg_outbox_has(t, out->chat_id) || tg_async_busy(t, out->chat_id))
+        return RD_OK;
     return tg_deliver_progress(t, out, msg_id, err);
 }
 

@@ -2,7 +2,8 @@
  * In-process tests of the telegram transport's replies against the fake
  * Bot API server: reply fields, splitting, retries (429, 5xx, dropped
  * connections), permanent errors, migration, markup, progress edits,
- * typing indicators, pacing.
+ * typing indicators, pacing, and a chat's replies kept in order while
+ * the router does not wait for each (ABI 1.7).
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -613,6 +614,133 @@ static void test_nowait(void **state) {
     ftg_recs_free(r, n);
 }
 
+typedef struct long_send {
+    char *text;
+    rd_status st;
+} long_send;
+
+static void *send_long(void *arg) {
+    long_send *l = arg;
+    rd_outbound out = {.size = sizeof out, .chat_id = 42, .reply_to = 3, .text = l->text};
+    rd_error e = {0};
+    l->st = rdpt_send(S, &out, &e);
+    return NULL;
+}
+
+/* RD_PF_ORDERED_SEND: replies handed over without waiting for the one
+ * before go out in the order send() took them, even while the first waits
+ * out a 429; another chat's reply is not held up behind them; a reply
+ * that takes the blocking way (three parts) goes after them, and no
+ * partial answer shows ahead of them. */
+static void test_ordered_replies(void **state) {
+    (void)state;
+    if (!async_mode) skip(); /* a blocking send() is in order by itself */
+    assert_true(th_plugin()->flags & RD_PF_ORDERED_SEND);
+    launch();
+    ftg_fail(F, "sendMessage", FTG_FAULT_429, 1, 1);
+    long long t0 = th_now_ms();
+    rd_status st;
+    rd_error e = {0};
+    rd_outbound o1 = {.size = sizeof o1, .chat_id = 42, .reply_to = 1, .text = "first"};
+    rd_send *s1 = rdpt_send_start(S, &o1, &st, &e);
+    assert_int_equal(st, RD_PENDING);
+    /* the first was refused (429, retry after 1 s) before the next comes */
+    long long until = th_now_ms() + 5000;
+    while (ftg_count(F, "sendMessage", 0) < 1 && th_now_ms() < until)
+        rdpt_sleep_ms(5);
+    rd_outbound o2 = {.size = sizeof o2, .chat_id = 42, .reply_to = 2, .text = "second"};
+    rd_send *s2 = rdpt_send_start(S, &o2, &st, &e);
+    assert_int_equal(st, RD_PENDING);
+    long_send l = {.text = long_text(&(size_t){0})};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, send_long, &l), 0);
+    rd_outbound o3 = {.size = sizeof o3, .chat_id = 43, .reply_to = 9, .text = "elsewhere"};
+    rd_send *s3 = rdpt_send_start(S, &o3, &st, &e);
+    assert_int_equal(st, RD_PENDING);
+    assert_int_equal(rdpt_send_wait(s3, &e, NULL), RD_OK);
+    assert_true(th_now_ms() - t0 < 900); /* not behind chat 42's wait */
+    rd_outbound pg = {.size = sizeof pg, .chat_id = 42, .text = "partial", .text_len = 7};
+    int64_t shown = -1;
+    assert_int_equal(th_ops()->progress(S, &pg, &shown, &e), RD_OK);
+    assert_int_equal(shown, 0); /* nothing shown ahead of the replies going out */
+    int64_t id1 = 0, id2 = 0;
+    assert_int_equal(rdpt_send_wait(s1, &e, &id1), RD_OK);
+    assert_int_equal(rdpt_send_wait(s2, &e, &id2), RD_OK);
+    pthread_join(th, NULL);
+    free(l.text);
+    assert_int_equal(l.st, RD_OK);
+    assert_true(id1 > 0 && id2 > id1);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r), k = 0;
+    assert_int_equal(n, 1 + 1 + 1 + 3);
+    for (size_t i = 0; i < n; i++) {
+        if (r[i].chat_id != 42) continue;
+        if (k == 0) assert_string_equal(r[i].text, "first");
+        if (k == 0) assert_true(r[i].t_ms - t0 >= 1000);
+        if (k == 1) assert_string_equal(r[i].text, "second");
+        if (k >= 2) assert_int_equal(r[i].reply_to, k == 2 ? 3 : 0);
+        k++;
+    }
+    assert_int_equal(k, 5);
+    assert_int_equal(ftg_count_text(F, "partial"), 0);
+    ftg_recs_free(r, n);
+}
+
+typedef struct stopper {
+    void *s;
+} stopper;
+
+static void *stop_it(void *arg) {
+    th_shutdown(((stopper *)arg)->s);
+    return NULL;
+}
+
+/* A stop while a chat's first reply waits out a long 429 and its second
+ * waits behind it: each ends exactly once, both kept for after the restart
+ * in their order (the outbox), none sent out of turn. */
+static void test_ordered_replies_at_stop(void **state) {
+    (void)state;
+    if (!async_mode) skip();
+    launch();
+    ftg_fail(F, "sendMessage", FTG_FAULT_429, 3, 1);
+    rd_status st;
+    rd_error e = {0};
+    rd_outbound o1 = {.size = sizeof o1, .chat_id = 42, .reply_to = 1, .text = "first"};
+    rd_send *s1 = rdpt_send_start(S, &o1, &st, &e);
+    assert_int_equal(st, RD_PENDING);
+    long long until = th_now_ms() + 5000;
+    while (ftg_count(F, "sendMessage", 0) < 1 && th_now_ms() < until)
+        rdpt_sleep_ms(5);
+    rd_outbound o2 = {.size = sizeof o2, .chat_id = 42, .reply_to = 2, .text = "second"};
+    rd_send *s2 = rdpt_send_start(S, &o2, &st, &e);
+    assert_int_equal(st, RD_PENDING);
+    stopper sp = {S};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stop_it, &sp), 0);
+    rd_status st1 = rdpt_send_wait(s1, &e, NULL), st2 = rdpt_send_wait(s2, &e, NULL);
+    pthread_join(th, NULL);
+    S = NULL;
+    assert_true(st1 == RD_OK || st1 == RD_E_RETRY);
+    assert_true(st2 == RD_OK || st2 == RD_E_RETRY);
+    assert_int_equal(ftg_count(F, "sendMessage", 1), 0);
+    assert_int_equal(rdpt_pending_sends(), 0);
+    /* kept: after the restart they go out, in their order */
+    assert_int_equal(th_kv_count("o/"), (size_t)(st1 == RD_OK) + (st2 == RD_OK));
+    ftg_clear_faults(F);
+    th_new_run();
+    launch();
+    size_t want = (size_t)(st1 == RD_OK) + (st2 == RD_OK);
+    assert_int_equal(ftg_wait_count(F, "sendMessage", want, 10000), want);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, want);
+    if (n == 2) {
+        assert_string_equal(r[0].text, "first");
+        assert_string_equal(r[1].text, "second");
+    }
+    ftg_recs_free(r, n);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reply_fields, setup, teardown),
@@ -630,6 +758,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_slow_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sent_id_and_question, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nowait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ordered_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ordered_replies_at_stop, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("blocking send()", tests, NULL, NULL);
     async_mode = 1;
