@@ -48,6 +48,7 @@ typedef struct tg_aop {
     int64_t deadline, due, queued_ms;
     int stage, attempt, slow, paced;
     int behind; /* waited behind an earlier reply of its chat */
+    int waited; /* counted as waiting for a mark slot */
     CURL *c;
     tg_buf buf;
     tg_call call;
@@ -143,6 +144,21 @@ static int build(tg *t, tg_aop *o) {
     return 0;
 }
 
+/* Under mu: o goes on, on the loop, or once the loop has returned at a
+ * stop on tg-send-slow (behind the outbox when the chat has replies
+ * there). 1 when the loop needs waking. */
+static int go_on_locked(struct tg_async *a, tg_aop *o, int outbox) {
+    if (a->loop_done) {
+        o->slow = outbox ? SLOW_OUTBOX : SLOW_DELIVER;
+        fifo_add(&a->slow, o);
+        pthread_cond_signal(&a->slow_cv);
+        return 0;
+    }
+    int first = !a->in.head;
+    fifo_add(&a->in, o);
+    return first;
+}
+
 /* A reply of chat is done: the next one behind it goes on, on the loop
  * (or, once the loop has returned at a stop, on tg-send-slow). */
 static void chat_next(tg *t, int64_t chat) {
@@ -152,14 +168,7 @@ static void chat_next(tg *t, int64_t chat) {
     aop_chat *ch = tg_map_get(a->chats, chat);
     if (ch) {
         tg_aop *next = fifo_take(&ch->held);
-        if (next && !a->loop_done) {
-            wake = !a->in.head;
-            fifo_add(&a->in, next);
-        } else if (next) { /* behind the outbox, as the loop would put it */
-            next->slow = outbox ? SLOW_OUTBOX : SLOW_DELIVER;
-            fifo_add(&a->slow, next);
-            pthread_cond_signal(&a->slow_cv);
-        }
+        if (next) wake = go_on_locked(a, next, outbox);
         if (--ch->n == 0) {
             free(tg_map_del(a->chats, chat));
             pthread_cond_broadcast(&a->chat_cv);
@@ -469,7 +478,12 @@ static void *loop_main(void *arg) {
         if (closing) abort_waiting(t);
         /* replies waiting for a mark slot, first come first served */
         while (a->slot.head) {
-            int64_t seq = tg_replied_try_reserve(t, a->slot.head->chat, a->slot.head->reply_to);
+            tg_aop *h = a->slot.head;
+            int64_t seq = tg_replied_try_reserve(t, h->chat, h->reply_to);
+            if (seq == -3 && !h->waited) {
+                h->waited = 1;
+                tg_count(t, t->m_record_waits, NULL, NULL, 1);
+            }
             if (seq == -3) break;
             tg_aop *o = fifo_take(&a->slot);
             o->seq = seq;
@@ -605,8 +619,12 @@ static int enqueue(tg *t, tg_aop *o) {
     return open;
 }
 
-/* Hands the loop a reply: behind the chat's earlier ones still going out,
- * if any. 0 when stopping (the caller's blocking way waits for those). */
+/* Hands the loop a reply. Behind the chat's earlier ones still going out
+ * it waits without a mark slot, and takes one when its turn comes: replies
+ * waiting behind others never hold the slots their chats' first replies
+ * need. Otherwise it takes its slot now, or waits for one on the loop. 0
+ * when stopping (the caller's blocking way waits for the chat's replies).
+ * (The slot and outbox locks are taken inside mu, never the other way.) */
 static int enqueue_reply(tg *t, tg_aop *o) {
     struct tg_async *a = t->as;
     pthread_mutex_lock(&a->mu);
@@ -615,16 +633,25 @@ static int enqueue_reply(tg *t, tg_aop *o) {
         free(ch);
         ch = NULL;
     }
-    int first = 0;
+    int wake = 0;
+    o->seq = -1;
+    o->stage = AS_SLOT;
     if (ch && ch->n++ > 0) {
         o->behind = 1;
         fifo_add(&ch->held, o);
     } else if (ch) {
-        first = !a->in.head;
-        fifo_add(&a->in, o);
+        o->seq = tg_replied_try_reserve(t, o->chat, o->reply_to);
+        o->stage = AS_PACE_CHAT;
+        if (o->seq == -3) {
+            o->seq = -1;
+            o->stage = AS_SLOT;
+            o->waited = 1;
+            tg_count(t, t->m_record_waits, NULL, NULL, 1);
+        }
+        wake = go_on_locked(a, o, 0);
     }
     pthread_mutex_unlock(&a->mu);
-    if (first) curl_multi_wakeup(a->m);
+    if (wake) curl_multi_wakeup(a->m);
     return ch != NULL;
 }
 
@@ -706,17 +733,9 @@ int tg_async_take(tg *t, const rd_outbound *out) {
     }
     /* A reply to a journaled update holds a slot until its mark is stored
      * (telegram_answered.c); when none is free it waits on the loop, not
-     * on the caller's thread. */
-    o->seq = tg_replied_try_reserve(t, out->chat_id, out->reply_to);
-    o->stage = AS_PACE_CHAT;
-    if (o->seq == -3) {
-        o->seq = -1;
-        o->stage = AS_SLOT;
-        tg_count(t, t->m_record_waits, NULL, NULL, 1);
-    }
+     * on the caller's thread (enqueue_reply). */
     o->queued_ms = tg_now(t);
     if (!enqueue_reply(t, o)) { /* stopping: the caller's blocking path */
-        tg_replied_release(t, o->chat, o->reply_to, o->seq);
         aop_free(o);
         return 0;
     }

@@ -329,6 +329,57 @@ static void refused(const char *val, const char *want) {
     if (!strstr(msg, want)) fail_msg("check %s: '%s' lacks '%s'", val, msg, want);
 }
 
+/* A router that does not wait for each reply (ABI 1.7, the transport
+ * keeps each chat's order) hands over several replies per chat at once,
+ * with few slots: a reply waiting behind its chat's earlier one must not
+ * hold a slot that one needs, or both wait forever. Every reply ends, in
+ * each chat's order. */
+static void test_ordered_replies_share_slots(void **state) {
+    (void)state;
+    enum { CHATS = 8, PER = 6, N = CHATS * PER };
+    th_cfg("max_unrecorded_replies", "2");
+    void *self = th_launch_ok();
+    for (int k = 0; k < PER; k++)
+        for (int c = 0; c < CHATS; c++) {
+            char text[16];
+            snprintf(text, sizeof text, "q%d", k);
+            ftg_add_text(F, 600 + c, text);
+        }
+    assert_int_equal(th_wait_submitted(N, 5000), N);
+    th_msg *m;
+    assert_int_equal(th_msgs(&m, 0), N);
+    rd_send *sd[N];
+    for (size_t i = 0; i < N; i++) {
+        rd_outbound out = {.size = sizeof out,
+                           .chat_id = m[i].chat_id,
+                           .reply_to = m[i].message_id,
+                           .text = m[i].text};
+        rd_status st;
+        rd_error e = {0};
+        sd[i] = rdpt_send_start(self, &out, &st, &e);
+        assert_int_equal(st, RD_PENDING);
+        if (i % 7 == 0) th_sleep_ms(2); /* let marks be stored meanwhile */
+    }
+    /* all of them out (a wait for a slot that never frees would stop short) */
+    assert_int_equal(ftg_wait_count(F, "sendMessage", N, 20000), N);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(rdpt_send_wait(sd[i], NULL, NULL), RD_OK);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, N);
+    int next[CHATS] = {0};
+    for (size_t i = 0; i < n; i++) {
+        int c = (int)(r[i].chat_id - 600);
+        assert_true(c >= 0 && c < CHATS);
+        char want[16];
+        snprintf(want, sizeof want, "q%d", next[c]++);
+        assert_string_equal(r[i].text, want);
+    }
+    ftg_recs_free(r, n);
+    th_msgs_free(m, N);
+    th_shutdown(self);
+}
+
 static void test_config(void **state) {
     (void)state;
     refused("0", "max_unrecorded_replies: 0 is out of range [1, 100000]");
@@ -361,6 +412,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_untracked_replies_never_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiesce_keeps_recording, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_ends_wait_store_down, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ordered_replies_share_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
