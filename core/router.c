@@ -745,7 +745,7 @@ static bool sends_ordered(const rd_ctx *tr) {
 /* After an ordered transport's send() (c->sending held since before it):
  * a reply it took (pending) frees the chat for its next message, unless
  * send_done() got there first (the chat's job is no longer gen). */
-static void chat_release(chat *c, uint64_t gen, bool pending) {
+static void chat_release(chat *c, uint64_t gen, bool pending, bool carried) {
     if (!pending) { /* the caller ends the job itself */
         atomic_fetch_sub(&c->sending, 1);
         return;
@@ -755,7 +755,7 @@ static void chat_release(chat *c, uint64_t gen, bool pending) {
     if (c->busy && c->gen == gen) {
         c->busy = false;
         /* the worker that carries the job takes from the run queue next */
-        wake = c->q.len && !c->in_runq && runq_push_locked(c) && !carrying;
+        wake = c->q.len && !c->in_runq && runq_push_locked(c) && !carried;
     }
     atomic_fetch_sub(&c->sending, 1);
     idle_touch(c);
@@ -801,11 +801,12 @@ static int send_text(job *j, const char *text, uint32_t flags, bool nowait) {
     rd_ctx *tr = j->tr;
     chat *c = sends_ordered(tr) ? j->c : NULL;
     uint64_t gen = j->gen;
+    bool carried = carrying == j;
     if (c) atomic_fetch_add(&c->sending, 1);
     ctx_serial_enter(tr);
     rd_status st = tr->ops->send(tr->self, &out, &err);
     ctx_serial_leave(tr);
-    if (c) chat_release(c, gen, st == RD_PENDING);
+    if (c) chat_release(c, gen, st == RD_PENDING, carried);
     if (st == RD_PENDING) return SEND_LATER;
     if (st == RD_E_WOULDBLOCK && nowait) return SEND_WOULDBLOCK;
     send_after(j, st, &err);

@@ -627,6 +627,23 @@ static void *send_long(void *arg) {
     return NULL;
 }
 
+/* Chat 42's first reply refused with a 429 (retry after retry_s), and
+ * its second handed over while the first waits: both pending. */
+static void first_waits_second_behind(int retry_s, rd_send **s1, rd_send **s2) {
+    ftg_fail(F, "sendMessage", FTG_FAULT_429, retry_s, 1);
+    rd_status st;
+    rd_error e = {0};
+    rd_outbound o1 = {.size = sizeof o1, .chat_id = 42, .reply_to = 1, .text = "first"};
+    *s1 = rdpt_send_start(S, &o1, &st, &e);
+    assert_int_equal(st, RD_PENDING);
+    long long until = th_now_ms() + 5000;
+    while (ftg_count(F, "sendMessage", 0) < 1 && th_now_ms() < until)
+        rdpt_sleep_ms(5);
+    rd_outbound o2 = {.size = sizeof o2, .chat_id = 42, .reply_to = 2, .text = "second"};
+    *s2 = rdpt_send_start(S, &o2, &st, &e);
+    assert_int_equal(st, RD_PENDING);
+}
+
 /* RD_PF_ORDERED_SEND: replies handed over without waiting for the one
  * before go out in the order send() took them, even while the first waits
  * out a 429; another chat's reply is not held up behind them; a reply
@@ -637,20 +654,11 @@ static void test_ordered_replies(void **state) {
     if (!async_mode) skip(); /* a blocking send() is in order by itself */
     assert_true(th_plugin()->flags & RD_PF_ORDERED_SEND);
     launch();
-    ftg_fail(F, "sendMessage", FTG_FAULT_429, 1, 1);
     long long t0 = th_now_ms();
+    rd_send *s1, *s2;
+    first_waits_second_behind(1, &s1, &s2);
     rd_status st;
     rd_error e = {0};
-    rd_outbound o1 = {.size = sizeof o1, .chat_id = 42, .reply_to = 1, .text = "first"};
-    rd_send *s1 = rdpt_send_start(S, &o1, &st, &e);
-    assert_int_equal(st, RD_PENDING);
-    /* the first was refused (429, retry after 1 s) before the next comes */
-    long long until = th_now_ms() + 5000;
-    while (ftg_count(F, "sendMessage", 0) < 1 && th_now_ms() < until)
-        rdpt_sleep_ms(5);
-    rd_outbound o2 = {.size = sizeof o2, .chat_id = 42, .reply_to = 2, .text = "second"};
-    rd_send *s2 = rdpt_send_start(S, &o2, &st, &e);
-    assert_int_equal(st, RD_PENDING);
     long_send l = {.text = long_text(&(size_t){0})};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, send_long, &l), 0);
@@ -702,18 +710,9 @@ static void test_ordered_replies_at_stop(void **state) {
     (void)state;
     if (!async_mode) skip();
     launch();
-    ftg_fail(F, "sendMessage", FTG_FAULT_429, 3, 1);
-    rd_status st;
+    rd_send *s1, *s2;
+    first_waits_second_behind(3, &s1, &s2);
     rd_error e = {0};
-    rd_outbound o1 = {.size = sizeof o1, .chat_id = 42, .reply_to = 1, .text = "first"};
-    rd_send *s1 = rdpt_send_start(S, &o1, &st, &e);
-    assert_int_equal(st, RD_PENDING);
-    long long until = th_now_ms() + 5000;
-    while (ftg_count(F, "sendMessage", 0) < 1 && th_now_ms() < until)
-        rdpt_sleep_ms(5);
-    rd_outbound o2 = {.size = sizeof o2, .chat_id = 42, .reply_to = 2, .text = "second"};
-    rd_send *s2 = rdpt_send_start(S, &o2, &st, &e);
-    assert_int_equal(st, RD_PENDING);
     stopper sp = {S};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, stop_it, &sp), 0);
