@@ -734,29 +734,32 @@ static void send_after(job *j, rd_status st, rd_error *err) {
     }
 }
 
-/* (1.7) The transport keeps a chat's sends in the order send() was
- * called, those that finish later included: the chat's next message may
- * start once its reply is handed over. */
-static bool sends_ordered(const rd_ctx *tr) {
-    return tr->desc && tr->desc->abi_minor >= 7 && (tr->desc->flags & RD_PF_ORDERED_SEND) &&
+/* A send flag of a transport built for ABI minor `since` or later (a
+ * serial transport gets none of them). */
+static bool tr_sends(const rd_ctx *tr, uint32_t since, uint32_t flag) {
+    return tr->desc && tr->desc->abi_minor >= since && (tr->desc->flags & flag) &&
            !(tr->desc->flags & RD_PF_SERIAL);
 }
 
-/* After an ordered transport's send() (c->sending held since before it):
- * a reply it took (pending) frees the chat for its next message, unless
- * send_done() got there first (the chat's job is no longer gen). */
+/* Under R.mu: the job of generation gen no longer holds c, if it still
+ * did; 1 when a worker must be woken for c's next message (the worker
+ * carrying the job, `carried`, takes from the run queue next anyway). */
+static bool chat_free_locked(chat *c, uint64_t gen, bool carried) {
+    if (!c->busy || c->gen != gen) return false; /* freed already */
+    c->busy = false;
+    return c->q.len && !c->in_runq && runq_push_locked(c) && !carried;
+}
+
+/* After an ordered transport's send() (1.7, c->sending held since before
+ * it): a reply it took (pending) frees the chat for its next message,
+ * unless send_done() got there first. */
 static void chat_release(chat *c, uint64_t gen, bool pending, bool carried) {
     if (!pending) { /* the caller ends the job itself */
         atomic_fetch_sub(&c->sending, 1);
         return;
     }
     pthread_mutex_lock(&R.mu);
-    bool wake = false;
-    if (c->busy && c->gen == gen) {
-        c->busy = false;
-        /* the worker that carries the job takes from the run queue next */
-        wake = c->q.len && !c->in_runq && runq_push_locked(c) && !carried;
-    }
+    bool wake = chat_free_locked(c, gen, carried);
     atomic_fetch_sub(&c->sending, 1);
     idle_touch(c);
     pthread_mutex_unlock(&R.mu);
@@ -799,7 +802,7 @@ static int send_text(job *j, const char *text, uint32_t flags, bool nowait) {
     }
     /* A pending send may end (and free j) before send() returns. */
     rd_ctx *tr = j->tr;
-    chat *c = sends_ordered(tr) ? j->c : NULL;
+    chat *c = tr_sends(tr, 7, RD_PF_ORDERED_SEND) ? j->c : NULL;
     uint64_t gen = j->gen;
     bool carried = carrying == j;
     if (c) atomic_fetch_add(&c->sending, 1);
@@ -1030,19 +1033,13 @@ static void done_run(done_item *d) {
     free(d);
 }
 
-/* The transport takes a reply on any thread without waiting (1.5). */
-static bool sends_nowait(const rd_ctx *tr) {
-    return tr->desc && tr->desc->abi_minor >= 5 && (tr->desc->flags & RD_PF_NOWAIT_SEND) &&
-           !(tr->desc->flags & RD_PF_SERIAL);
-}
-
 void router_complete(rd_reply *r, rd_status st, const rd_error *err) {
     if (!r || !r->job) return;
     job *j = r->job;
     done_item dd = {.j = j, .st = st, .has_err = err != NULL};
     /* A transport that takes the reply without waiting gets it here, on
      * the backend's thread: no hand-off to a worker. */
-    if (sends_nowait(j->tr) && !atomic_load(&R.draining)) {
+    if (tr_sends(j->tr, 5, RD_PF_NOWAIT_SEND) && !atomic_load(&R.draining)) {
         dd.answered = true;
         dd.text = answer_of(j, st, err, &dd.flags);
         int sent = send_text(j, dd.text, dd.flags, true);
@@ -1095,11 +1092,7 @@ static void job_finish(job *j) {
     /* The chat's next message: the worker that carried j takes from the run
      * queue next anyway; a completion elsewhere (RD_PENDING) wakes one.
      * An ordered transport's send may have freed the chat already. */
-    bool wake = false;
-    if (c->busy && c->gen == j->gen) {
-        c->busy = false;
-        wake = c->q.len && !c->in_runq && runq_push_locked(c) && carrying != j;
-    }
+    bool wake = chat_free_locked(c, j->gen, carrying == j);
     idle_touch(c);
     series_set(R.m_inflight, (double)R.inflight);
     if (R.waiting == 0 && R.inflight == 0) pthread_cond_broadcast(&R.idle_cv);

@@ -116,6 +116,17 @@ static int wal_sync(store_impl *s) {
     return wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
 }
 
+#define WAL_SYNC_FAILED "cannot sync the write-ahead log"
+
+/* The end of a commit that must be durable: with state_sync = full, the
+ * WAL synced (mu held); *en gets the system's reason when it cannot be. */
+static int commit_sync(store_impl *s, int *en) {
+    if (!s->o.sync_full) return SQLITE_OK;
+    int rc = wal_sync(s);
+    if (rc != SQLITE_OK) *en = errno;
+    return rc;
+}
+
 static void sl_close(store_impl *s) {
     if (!s) return;
     sqlite3_stmt *all[] = {s->get,    s->wget,     s->put,       s->add,        s->touch,
@@ -278,9 +289,9 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     /* An existing database switches to incremental vacuum by one VACUUM. */
     if (rc == SQLITE_OK && vacuum)
         rc = sqlite3_exec(s->db, "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", NULL, NULL, &msg);
-    if (rc == SQLITE_OK && o->sync_full && wal_sync(s) != SQLITE_OK)
-        msg = sqlite3_mprintf("cannot sync the write-ahead log: %s", strerror(errno)),
-        rc = SQLITE_IOERR;
+    int en = 0;
+    if (rc == SQLITE_OK && commit_sync(s, &en) != SQLITE_OK)
+        msg = sqlite3_mprintf(WAL_SYNC_FAILED ": %s", strerror(en)), rc = SQLITE_IOERR;
     if (rc == SQLITE_OK) {
         rc = sqlite3_open_v2(path, &s->rdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, vfs);
         if (rc == SQLITE_OK) rc = sqlite3_exec(s->rdb, "PRAGMA query_only=1", NULL, NULL, NULL);
@@ -492,25 +503,22 @@ static void commit_group(store_impl *s, gc_req *first, gc_req *last) {
         atomic_fetch_add(&s->writes, 1);
         if (r == last) break;
     }
-    if (!single && rc == SQLITE_OK) {
-        rc = done_ok(step_reset(s->commit));
-        if (rc != SQLITE_OK) {
-            snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(s->db));
-            en = sys_errno(s->db, errno);
-            for (gc_req *r = first;; r = gc_next(r)) {
-                r->rc = rc;
-                if (r == last) break;
-            }
-        }
+    /* A failed COMMIT, or a failed sync of one that must be durable, fails
+     * every request of the group. */
+    bool group_failed = false;
+    if (!single && rc == SQLITE_OK && (rc = done_ok(step_reset(s->commit))) != SQLITE_OK) {
+        snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(s->db));
+        en = sys_errno(s->db, errno);
+        group_failed = true;
     }
     if (!single && !sqlite3_get_autocommit(s->db)) step_reset(s->rollback);
-    if (rc == SQLITE_OK && s->o.sync_full && !lazy && (rc = wal_sync(s)) != SQLITE_OK) {
-        snprintf(msg, sizeof msg, "cannot sync the write-ahead log");
-        en = errno;
-        for (gc_req *r = first;; r = gc_next(r)) {
-            r->rc = rc;
-            if (r == last) break;
-        }
+    if (rc == SQLITE_OK && !lazy && (rc = commit_sync(s, &en)) != SQLITE_OK) {
+        snprintf(msg, sizeof msg, WAL_SYNC_FAILED);
+        group_failed = true;
+    }
+    for (gc_req *r = first; group_failed; r = gc_next(r)) {
+        r->rc = rc;
+        if (r == last) break;
     }
     atomic_fetch_add(&s->commits, 1);
     uint64_t seq = ++s->seq;
@@ -616,7 +624,7 @@ static rd_status sl_sync(store_impl *s, uint64_t seq, int64_t wait_ms) {
         if (rc == SQLITE_OK)
             durable_at(s, s->seq);
         else
-            note_commit(s, rc, "cannot sync the write-ahead log", sys_errno(s->db, errno));
+            note_commit(s, rc, WAL_SYNC_FAILED, sys_errno(s->db, errno));
     }
     pthread_mutex_unlock(&s->mu);
     return rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
@@ -636,10 +644,9 @@ static rd_status sl_add(store_impl *s, const char *ns, const char *key, const vo
     char msg[256];
     snprintf(msg, sizeof msg, "%s", sqlite3_errmsg(s->db));
     int en = sys_errno(s->db, errno);
-    int sr = added && s->o.sync_full ? wal_sync(s) : SQLITE_OK;
+    int sr = added ? commit_sync(s, &en) : SQLITE_OK;
     if (sr != SQLITE_OK) {
-        snprintf(msg, sizeof msg, "cannot sync the write-ahead log");
-        en = errno;
+        snprintf(msg, sizeof msg, WAL_SYNC_FAILED);
         added = false;
         rc = sr;
     }
@@ -719,10 +726,7 @@ static void sl_maintain(store_impl *s, int64_t now) {
         free(sql);
         int en = sys_errno(s->db, errno);
         const char *why = msg ? msg : sqlite3_errmsg(s->db);
-        if (rc == SQLITE_OK && s->o.sync_full && (rc = wal_sync(s)) != SQLITE_OK) {
-            en = errno;
-            why = "cannot sync the write-ahead log";
-        }
+        if (rc == SQLITE_OK && (rc = commit_sync(s, &en)) != SQLITE_OK) why = WAL_SYNC_FAILED;
         note_commit(s, rc, why, en);
         sqlite3_free(msg);
     }
