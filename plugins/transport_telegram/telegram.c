@@ -179,8 +179,8 @@ static const rd_option opts[] = {
      "worker waits for the Bot API (needs a routerd of plugin ABI 1.4)",
      0, 0, NULL, RD_BIND(tg_keys, send_async)},
     {"send_concurrency", RD_OPT_INT, 0, "256",
-     "most sendMessage requests of the event loop in flight at once; further replies wait in "
-     "its queue",
+     "most sendMessage requests of the event loop in flight at once, and connections to the "
+     "Bot API it keeps open; further replies wait in its queue",
      1, 65536, NULL, RD_BIND(tg_keys, send_concurrency)},
     {0},
 };

@@ -550,6 +550,10 @@ void tg_async_start(tg *t) {
         free(a);
         return;
     }
+    /* curl's own bound on idle connections is four times the transfers
+     * in curl at that moment: when a burst thins out, connections are
+     * closed only to be opened again a moment later. */
+    curl_multi_setopt(a->m, CURLMOPT_MAXCONNECTS, (long)t->c.send_concurrency);
     a->chats = tg_map_new();
     if (!a->chats) {
         curl_multi_cleanup(a->m);

@@ -1067,6 +1067,10 @@ const char *ftg_base(ftg *f) {
     return hs_base(f->srv);
 }
 
+int ftg_connections(ftg *f) {
+    return hs_connections(f->srv);
+}
+
 void ftg_set_bot(ftg *f, int64_t id, const char *username) {
     pthread_mutex_lock(&f->mu);
     f->bot_id = id;

@@ -42,6 +42,8 @@ typedef enum {
 ftg *ftg_start(const char *token);
 void ftg_stop(ftg *f);
 const char *ftg_base(ftg *f); /* "http://127.0.0.1:PORT" */
+/* Connections accepted so far. */
+int ftg_connections(ftg *f);
 void ftg_set_bot(ftg *f, int64_t id, const char *username);
 /* Answers getUpdates with timeout > 0 by holding at most this long (ms;
  * default: the requested timeout). */

@@ -740,6 +740,35 @@ static void test_ordered_replies_at_stop(void **state) {
     ftg_recs_free(r, n);
 }
 
+/* A burst's connections stay open for the next one. curl's own bound on
+ * idle connections (four per transfer in curl at that moment) would close
+ * most of them as the burst thins out, and the next burst would open them
+ * again. */
+static void test_connections_kept(void **state) {
+    (void)state;
+    if (!async_mode) skip(); /* the loop's connections */
+    launch();
+    enum { N = 12 };
+    int first = 0;
+    for (int round = 0; round < 2; round++) {
+        ftg_fail(F, "sendMessage", FTG_FAULT_SLOW, 300, N); /* all N at once */
+        rd_send *s[N];
+        rd_status st;
+        rd_error e = {0};
+        for (int i = 0; i < N; i++) {
+            rd_outbound o = {.size = sizeof o, .chat_id = 100 + i, .reply_to = 1, .text = "hi"};
+            s[i] = rdpt_send_start(S, &o, &st, &e);
+            assert_int_equal(st, RD_PENDING);
+        }
+        for (int i = 0; i < N; i++)
+            assert_int_equal(rdpt_send_wait(s[i], &e, NULL), RD_OK);
+        if (round == 0) first = ftg_connections(F);
+    }
+    assert_true(first >= N);
+    assert_true(ftg_connections(F) - first <= 1);
+    assert_int_equal(ftg_count(F, "sendMessage", 1), 2 * N);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reply_fields, setup, teardown),
@@ -758,6 +787,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_sent_id_and_question, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nowait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ordered_replies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connections_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ordered_replies_at_stop, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("blocking send()", tests, NULL, NULL);
