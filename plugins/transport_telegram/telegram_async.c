@@ -285,6 +285,9 @@ static void start(tg *t, tg_aop *o) {
     memset(&o->call, 0, sizeof o->call);
     tg_easy_setup(t, c, o->done ? "sendMessage" : "sendChatAction", o->body, timeout, &o->buf,
                   &o->call);
+    /* The answers are one Message: a 4 KiB receive buffer instead of
+     * curl's 16 KiB for each of up to send_concurrency requests. */
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 4096L);
     curl_easy_setopt(c, CURLOPT_PRIVATE, o);
     o->c = c;
     o->t0 = tg_now(t);

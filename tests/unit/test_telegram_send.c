@@ -92,6 +92,24 @@ static void test_reply_fields(void **state) {
     assert_int_equal(n, 3);
     assert_string_equal(r[2].text, "bad \xEF\xBF\xBD( byte");
     ftg_recs_free(r, n);
+    if (!async_mode) return;
+    /* A whole message of 4,000 two-byte characters: the loop reads its
+     * 8 KB echo through a 4 KiB buffer, and takes the id from it. */
+    char big[8001];
+    for (int i = 0; i < 4000; i++)
+        memcpy(big + 2 * i, "\xD0\xAF", 2);
+    big[8000] = 0;
+    rd_outbound o = {.size = sizeof o, .chat_id = 42, .text = big, .text_len = 8000};
+    rd_status st;
+    rd_send *s = rdpt_send_start(S, &o, &st, &err);
+    assert_int_equal(st, RD_PENDING);
+    int64_t id = 0;
+    assert_int_equal(rdpt_send_wait(s, &err, &id), RD_OK);
+    assert_true(id > 0);
+    n = ftg_records(F, "sendMessage", 1, &r);
+    assert_int_equal(n, 4);
+    assert_string_equal(r[3].text, big);
+    ftg_recs_free(r, n);
 }
 
 static char *long_text(size_t *chars) {
