@@ -626,9 +626,6 @@ static void admit(a2a_loop *l) {
 }
 
 static void take_incoming(a2a_loop *l) {
-    uint64_t v;
-    while (read(l->evfd, &v, sizeof v) > 0) {
-    }
     pthread_mutex_lock(&l->mu);
     a2a_lop *in = l->in;
     l->in = NULL;
@@ -782,7 +779,12 @@ static void *loop_main(void *arg) {
         int n = epoll_wait(l->ep, evs, 256, (int)wait);
         int running;
         for (int i = 0; i < n; i++) {
-            if (evs[i].data.u64 == UINT64_MAX) continue; /* the eventfd: taken at the top */
+            if (evs[i].data.u64 == UINT64_MAX) { /* hand_over(): taken at the top */
+                uint64_t v;                      /* one read empties the counter */
+                ssize_t r = read(l->evfd, &v, sizeof v);
+                (void)r;
+                continue;
+            }
             int f = 0;
             if (evs[i].events & EPOLLIN) f |= CURL_CSELECT_IN;
             if (evs[i].events & EPOLLOUT) f |= CURL_CSELECT_OUT;
