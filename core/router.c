@@ -762,8 +762,9 @@ static void chat_release(chat *c, uint64_t gen, bool pending, bool carried) {
     bool wake = chat_free_locked(c, gen, carried);
     atomic_fetch_sub(&c->sending, 1);
     idle_touch(c);
-    pthread_mutex_unlock(&R.mu);
+    /* under the lock: see job_finish() */
     if (wake) pthread_cond_signal(&R.work_cv);
+    pthread_mutex_unlock(&R.mu);
 }
 
 /* What send_text() left to its caller. */
@@ -1096,8 +1097,11 @@ static void job_finish(job *j) {
     idle_touch(c);
     series_set(R.m_inflight, (double)R.inflight);
     if (R.waiting == 0 && R.inflight == 0) pthread_cond_broadcast(&R.idle_cv);
-    pthread_mutex_unlock(&R.mu);
+    /* Signalled under the lock: on a transport's or backend's thread, the
+     * unlock may let a stop see the last job end and tear the router
+     * down, so nothing of R is touched after it. */
     if (wake) pthread_cond_signal(&R.work_cv);
+    pthread_mutex_unlock(&R.mu);
     job_free(j);
 }
 
