@@ -2,8 +2,9 @@
  * In-process tests of the telegram transport's replies against the fake
  * Bot API server: reply fields, splitting, retries (429, 5xx, dropped
  * connections), permanent errors, migration, markup, progress edits,
- * typing indicators, pacing, and a chat's replies kept in order while
- * the router does not wait for each (ABI 1.7).
+ * typing indicators, pacing, a chat's replies kept in order while the
+ * router does not wait for each (ABI 1.7), and the send loop's
+ * connections kept between bursts.
  */
 #include <dirent.h>
 #include <pthread.h>
