@@ -1064,8 +1064,10 @@ void router_complete(rd_reply *r, rd_status st, const rd_error *err) {
     }
     bool wake = queue && R.idle_threads > 0;
     if (queue) fifo_push(&doneq, &d->q);
-    pthread_mutex_unlock(&R.mu);
+    /* under the lock: a worker may end the job as soon as it is released
+     * (see job_finish()) */
     if (wake) pthread_cond_signal(&R.work_cv);
+    pthread_mutex_unlock(&R.mu);
     if (!queue) done_run(d); /* no worker to be had: here */
 }
 
