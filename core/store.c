@@ -106,14 +106,18 @@ static int prep_read(store_impl *s, sqlite3_stmt **st, const char *sql) {
     return sqlite3_prepare_v3(s->rdb, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
 }
 
-/* What synchronous=FULL does at a commit: an fsync of the WAL (mu held).
- * No WAL open means nothing was written to one. */
-static int wal_sync(store_impl *s) {
+/* What synchronous=FULL does at a commit: an fsync of the WAL (mu held);
+ * *en gets the system's reason when it fails (the connection's own errno
+ * is not set by a sync made outside a statement). No WAL open means
+ * nothing was written to one. */
+static int wal_sync(store_impl *s, int *en) {
     sqlite3_file *wal = NULL;
     if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) != SQLITE_OK ||
         !wal || !wal->pMethods)
         return SQLITE_OK;
-    return wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+    int rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+    if (rc != SQLITE_OK) *en = errno;
+    return rc;
 }
 
 #define WAL_SYNC_FAILED "cannot sync the write-ahead log"
@@ -121,10 +125,7 @@ static int wal_sync(store_impl *s) {
 /* The end of a commit that must be durable: with state_sync = full, the
  * WAL synced (mu held); *en gets the system's reason when it cannot be. */
 static int commit_sync(store_impl *s, int *en) {
-    if (!s->o.sync_full) return SQLITE_OK;
-    int rc = wal_sync(s);
-    if (rc != SQLITE_OK) *en = errno;
-    return rc;
+    return s->o.sync_full ? wal_sync(s, en) : SQLITE_OK;
 }
 
 static void sl_close(store_impl *s) {
@@ -618,13 +619,13 @@ static rd_status sl_sync(store_impl *s, uint64_t seq, int64_t wait_ms) {
     }
     /* Nobody synced it meanwhile: an fsync of the WAL does. */
     pthread_mutex_lock(&s->mu);
-    int rc = SQLITE_OK;
+    int rc = SQLITE_OK, en = 0;
     if (atomic_load(&s->durable) < seq) {
-        rc = wal_sync(s);
+        rc = wal_sync(s, &en);
         if (rc == SQLITE_OK)
             durable_at(s, s->seq);
         else
-            note_commit(s, rc, WAL_SYNC_FAILED, sys_errno(s->db, errno));
+            note_commit(s, rc, WAL_SYNC_FAILED, en);
     }
     pthread_mutex_unlock(&s->mu);
     return rc == SQLITE_OK ? RD_OK : RD_E_INTERNAL;
