@@ -779,7 +779,7 @@ static void *loop_main(void *arg) {
         int n = epoll_wait(l->ep, evs, 256, (int)wait);
         int running;
         for (int i = 0; i < n; i++) {
-            if (evs[i].data.u64 == UINT64_MAX) { /* hand_over(): taken at the top */
+            if (evs[i].data.u64 == UINT64_MAX) { /* wake_loop(): seen to at the top */
                 uint64_t v;                      /* one read empties the counter */
                 ssize_t r = read(l->evfd, &v, sizeof v);
                 (void)r;
