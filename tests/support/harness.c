@@ -114,15 +114,38 @@ static int bind_ok(int port, int *got) {
     return ok;
 }
 
+/* A port drawn here is free when probed but bound later, by a daemon the
+ * test starts; two tests running at once could draw the same one in
+ * between. Each port drawn is reserved until this process exits: a
+ * one-byte lock at the port's offset in a file every test shares, and a
+ * bit for the ports this process has already handed out. */
+static int reserve(int port) {
+    static int fd = -2;
+    static unsigned char mine[65536 / 8];
+    if (mine[port / 8] & (1u << (port % 8))) return 0;
+    if (fd == -2) {
+        const char *dir = getenv("TMPDIR");
+        char path[512];
+        snprintf(path, sizeof path, "%s/routerd-test-ports.lock", dir && *dir ? dir : "/tmp");
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    }
+    if (fd >= 0) {
+        struct flock l = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = port, .l_len = 1};
+        if (fcntl(fd, F_SETLK, &l) != 0) return 0;
+    }
+    mine[port / 8] |= (unsigned char)(1u << (port % 8));
+    return 1;
+}
+
 int rt_free_port(void) {
     static unsigned seed;
     static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     int lo = ephemeral_low(), port = -1;
     pthread_mutex_lock(&mu);
     if (!seed) seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
-    for (int i = 0; lo > 12000 && i < 64; i++) {
+    for (int i = 0; lo > 12000 && i < 256; i++) {
         int p = 10000 + (int)(rand_r(&seed) % (unsigned)(lo - 10000));
-        if (bind_ok(p, &port)) break;
+        if (reserve(p) && bind_ok(p, &port)) break;
         port = -1;
     }
     pthread_mutex_unlock(&mu);
