@@ -188,6 +188,8 @@ typedef struct tg_sh_item {
     int64_t seq, chat, tg_id; /* seq -1: already handled */
 } tg_sh_item;
 
+typedef struct typing_ent typing_ent;
+
 typedef struct tg {
     const rd_host *h;
     rd_ctx *ctx;
@@ -302,7 +304,8 @@ typedef struct tg {
     pthread_mutex_t typ_mu;
     pthread_cond_t typ_cv;
     tg_map *typing;
-    unsigned typ_gen;    /* bumped when a chat starts typing */
+    typing_ent *typ_head[2], *typ_tail[2]; /* due queues, see telegram_send.c */
+    unsigned typ_gen;                      /* bumped when a chat starts typing */
     int64_t typ_wake_at; /* when the waiting typing loop wakes; 0 = it is not waiting,
                            INT64_MAX = idle until woken */
 

@@ -12,12 +12,45 @@
 
 #define TYPING_DELAY_MS 400
 #define TYPING_SLACK_MS 100
+#define TYPING_BATCH 256 /* indicators taken per hold of typ_mu */
 
-typedef struct typing_ent {
+/* A chat showing "typing", in the map and in one of two due queues: the
+ * first indicator comes TYPING_DELAY_MS after activity starts, the next
+ * ones every typing_interval_ms. Each queue is appended with now plus its
+ * own constant, so it stays in due order and the loop only looks at its
+ * heads: with thousands of chats waiting, a wake-up touches the chats
+ * due, and activity() never waits behind a sweep of them all. */
+struct typing_ent {
+    typing_ent *prev, *next;
     int64_t chat, thread;
     int64_t next_ms;
     int refs;
-} typing_ent;
+    int q;
+};
+
+static void q_unlink(tg *t, typing_ent *e) {
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        t->typ_head[e->q] = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        t->typ_tail[e->q] = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void q_append(tg *t, typing_ent *e, int q, int64_t next_ms) {
+    e->q = q;
+    e->next_ms = next_ms;
+    e->next = NULL;
+    e->prev = t->typ_tail[q];
+    if (e->prev)
+        e->prev->next = e;
+    else
+        t->typ_head[q] = e;
+    t->typ_tail[q] = e;
+}
 
 /* A question without buttons asks the client to open a reply to it;
  * selective: only the person it quotes (in groups). */
@@ -145,7 +178,7 @@ void tg_activity(void *self, const rd_outbound *where, int active) {
             /* Fast answers need no indicator, and one sent just after the
              * reply would show "typing" for 5 s after the answer. */
             if (e->refs++ == 0) {
-                e->next_ms = tg_now(t) + TYPING_DELAY_MS;
+                q_append(t, e, 0, tg_now(t) + TYPING_DELAY_MS);
                 /* A loop already due to wake before this one is due (up to
                  * TYPING_SLACK_MS late) will find it: no wake-up now. */
                 if (!t->typ_wake_at || e->next_ms + TYPING_SLACK_MS < t->typ_wake_at) {
@@ -155,70 +188,61 @@ void tg_activity(void *self, const rd_outbound *where, int active) {
             }
         }
     } else if (e && --e->refs <= 0) {
+        q_unlink(t, e);
         free(tg_map_del(t->typing, chat));
     }
     pthread_mutex_unlock(&t->typ_mu);
 }
 
-typedef struct due_acc {
-    int64_t now, interval, next;
-    typing_ent *batch; /* every chat due: one sweep of the map per wake-up */
-    size_t n, cap;
-    bool any; /* a chat is waiting for its indicator */
-} due_acc;
-
-static int collect_due(void *arg, int64_t key, void *val) {
-    (void)key;
-    due_acc *a = arg;
-    typing_ent *e = val;
-    a->any = true;
-    if (e->next_ms <= a->now) {
-        if (a->n == a->cap) {
-            size_t nc = a->cap ? a->cap * 2 : 64;
-            typing_ent *b = realloc(a->batch, nc * sizeof *b);
-            if (b) {
-                a->batch = b;
-                a->cap = nc;
-            }
+/* Under typ_mu: up to TYPING_BATCH chats due at now into batch, each
+ * moved to the back of the interval queue; *next is when the next one is
+ * due (now when more are due already). Returns how many. */
+static size_t take_due(tg *t, int64_t now, typing_ent *batch, int64_t *next) {
+    size_t n = 0;
+    for (;;) {
+        typing_ent *e = t->typ_head[0], *f = t->typ_head[1];
+        if (!e || (f && f->next_ms < e->next_ms)) e = f;
+        if (!e) {
+            *next = now + 1000;
+            return n;
         }
-        if (a->n < a->cap) {
-            a->batch[a->n++] = *e;
-            e->next_ms = a->now + a->interval;
+        if (e->next_ms > now || n == TYPING_BATCH) {
+            *next = e->next_ms;
+            return n;
         }
+        batch[n++] = *e;
+        q_unlink(t, e);
+        q_append(t, e, 1, now + t->c.typing_interval_ms);
     }
-    if (e->next_ms < a->next) a->next = e->next_ms; /* one left due: at once */
-    return 0;
 }
 
 void *tg_typing_loop(void *arg) {
     tg *t = arg;
-    while (!atomic_load(&t->closing)) {
-        due_acc *a = calloc(1, sizeof *a);
-        if (!a) break;
-        a->now = tg_now(t);
-        a->interval = t->c.typing_interval_ms;
-        a->next = a->now + 1000;
+    typing_ent *batch = malloc(TYPING_BATCH * sizeof *batch);
+    while (batch && !atomic_load(&t->closing)) {
+        int64_t now = tg_now(t), next;
         pthread_mutex_lock(&t->typ_mu);
-        tg_map_sweep(t->typing, collect_due, a);
+        size_t n = take_due(t, now, batch, &next);
+        bool idle = !t->typ_head[0] && !t->typ_head[1];
         unsigned gen = t->typ_gen;
         pthread_mutex_unlock(&t->typ_mu);
-        for (size_t i = 0; i < a->n && !atomic_load(&t->closing); i++) {
+        for (size_t i = 0; i < n && !atomic_load(&t->closing); i++) {
             pthread_mutex_lock(&t->typ_mu);
-            int still = tg_map_get(t->typing, a->batch[i].chat) != NULL;
+            int still = tg_map_get(t->typing, batch[i].chat) != NULL;
             pthread_mutex_unlock(&t->typ_mu);
             if (!still) continue;
             /* Best effort: one attempt, short timeout, never blocks a reply. */
             char body[160];
-            if (a->batch[i].thread)
+            if (batch[i].thread)
                 snprintf(body, sizeof body,
                          "{\"chat_id\":%lld,\"action\":\"typing\",\"message_thread_id\":%lld}",
-                         (long long)a->batch[i].chat, (long long)a->batch[i].thread);
+                         (long long)batch[i].chat, (long long)batch[i].thread);
             else
                 snprintf(body, sizeof body, "{\"chat_id\":%lld,\"action\":\"typing\"}",
-                         (long long)a->batch[i].chat);
+                         (long long)batch[i].chat);
             /* On the send loop, so a slow Bot API does not hold the
              * indicators of all other chats behind this one. */
-            if (tg_async_action(t, a->batch[i].chat, body)) continue;
+            if (tg_async_action(t, batch[i].chat, body)) continue;
             CURL *c = tg_easy_get(t);
             if (!c) continue;
             tg_call call;
@@ -226,10 +250,7 @@ void *tg_typing_loop(void *arg) {
             tg_call_free(&call);
             tg_easy_put(t, c);
         }
-        bool idle = !a->any;
-        int64_t wait = a->next - tg_now(t);
-        free(a->batch);
-        free(a);
+        int64_t wait = next - tg_now(t);
         if (wait <= 0 && !idle) continue;
         /* An indicator may go out TYPING_SLACK_MS late: with thousands of
          * chats due one after the other, a wake-up (and a sweep of them
@@ -248,6 +269,7 @@ void *tg_typing_loop(void *arg) {
         t->typ_wake_at = 0;
         pthread_mutex_unlock(&t->typ_mu);
     }
+    free(batch);
     return NULL;
 }
 

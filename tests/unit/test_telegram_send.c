@@ -459,6 +459,43 @@ static void test_typing(void **state) {
     th_ops()->activity(S, &w, 0);
 }
 
+/* Hundreds of chats typing at once, more than the loop takes per batch,
+ * and started at different times: each gets one indicator per interval,
+ * and a chat that stops gets no more. */
+static void test_typing_many(void **state) {
+    (void)state;
+    th_cfg("typing", "true");
+    th_cfg("typing_interval_ms", "1500");
+    launch();
+    enum { N = 600 };
+    static rd_outbound w[N];
+    for (int i = 0; i < N; i++) {
+        w[i] = (rd_outbound){.size = sizeof w[i], .chat_id = 1000 + i};
+        th_ops()->activity(S, &w[i], 1);
+        if (i == N / 2) th_sleep_ms(200); /* the second half comes due later */
+    }
+    assert_int_equal(ftg_wait_count(F, "sendChatAction", N, 3000), N);
+    for (int i = 0; i < N; i += 2)
+        th_ops()->activity(S, &w[i], 0);
+    assert_int_equal(ftg_wait_count(F, "sendChatAction", N + N / 2, 3000), N + N / 2);
+    th_sleep_ms(400);
+    ftg_rec *r;
+    size_t n = ftg_records(F, "sendChatAction", 0, &r);
+    assert_int_equal(n, N + N / 2);
+    int seen[N] = {0};
+    for (size_t k = 0; k < n; k++) {
+        int64_t c = r[k].chat_id - 1000;
+        assert_true(c >= 0 && c < N);
+        seen[c]++;
+        if (k >= N) assert_int_equal(c % 2, 1); /* the second round: only the chats typing */
+    }
+    ftg_recs_free(r, n);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(seen[i], i % 2 ? 2 : 1);
+    for (int i = 1; i < N; i += 2)
+        th_ops()->activity(S, &w[i], 0);
+}
+
 /* Voluntary context switches of this process's thread named `name`, -1
  * when there is none. */
 static long thread_wakeups(const char *name) {
@@ -800,6 +837,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_progress_edits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress_waits_for_no_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_typing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_typing_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_typing_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pacing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_answer, setup, teardown),
