@@ -22,6 +22,11 @@ char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *str_trim(char *s);
 int64_t mono_ms(void);
+/* What a thread of this process is doing, from procfs: running (or
+ * waiting for a CPU), waiting for a mutex, or asleep otherwise (a call, a
+ * condition, a timer; also when procfs cannot tell). */
+typedef enum { THREAD_RUNNING, THREAD_LOCK_WAIT, THREAD_ASLEEP } thread_state;
+thread_state thread_state_of(int tid);
 /* The time us microseconds from now on clock (CLOCK_REALTIME for a default
  * condition variable), for the timed waits. */
 struct timespec deadline_in(clockid_t clock, int64_t us);

@@ -200,24 +200,11 @@ static void workers_grow_locked(void) {
     }
 }
 
-/* True when the thread is running or waits for a CPU ('R' in its stat);
- * false when it sleeps, or when procfs cannot tell (then it counts as
- * blocked, so workers still grow). */
-static bool thread_runnable(int tid) {
-    char path[64], buf[160];
-    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return false;
-    buf[n] = 0;
-    const char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
-    return p && p[1] == ' ' && p[2] == 'R';
-}
-
 /* Under R.mu, which it releases while it reads procfs: how many workers
- * sleep (blocked in a call or a send), counted up to cap. */
+ * sleep (blocked in a call or a send), counted up to cap. One waiting
+ * for a mutex is not counted: the holder runs or waits for a CPU, and a
+ * new worker would queue behind the same lock (on a busy machine a
+ * preempted holder otherwise looks like a stall). */
 static size_t workers_asleep_locked(size_t cap) {
     size_t n = 0, asleep = 0;
     int *tids = xmalloc(((size_t)R.nthreads + 1) * sizeof *tids);
@@ -225,7 +212,7 @@ static size_t workers_asleep_locked(size_t cap) {
         tids[n++] = w->tid;
     pthread_mutex_unlock(&R.mu);
     for (size_t i = 0; i < n && asleep < cap; i++)
-        asleep += !thread_runnable(tids[i]);
+        asleep += thread_state_of(tids[i]) == THREAD_ASLEEP;
     pthread_mutex_lock(&R.mu);
     free(tids);
     return asleep;

@@ -9,7 +9,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <linux/futex.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 static void oom(void) {
@@ -62,6 +66,35 @@ char *str_trim(char *s) {
     while (n && isspace((unsigned char)s[n - 1]))
         s[--n] = 0;
     return s;
+}
+
+static ssize_t read_proc(const char *path, char *buf, size_t size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n >= 0) buf[n] = 0;
+    return n;
+}
+
+thread_state thread_state_of(int tid) {
+    char path[64], buf[192];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    if (read_proc(path, buf, sizeof buf) <= 0) return THREAD_ASLEEP;
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+    if (p && p[1] == ' ' && p[2] == 'R') return THREAD_RUNNING;
+    /* "nr arg1 arg2 arg3 ...": glibc's mutexes wait in futex(FUTEX_WAIT)
+     * for the value 2 (locked, with waiters); its condition variables,
+     * semaphores and timed waits use FUTEX_WAIT_BITSET. */
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+    if (read_proc(path, buf, sizeof buf) <= 0) return THREAD_ASLEEP;
+    long nr;
+    unsigned long addr, op, val;
+    if (sscanf(buf, "%ld %lx %lx %lx", &nr, &addr, &op, &val) == 4 && nr == SYS_futex &&
+        (op & ~(unsigned long)(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)) == FUTEX_WAIT &&
+        val == 2)
+        return THREAD_LOCK_WAIT;
+    return THREAD_ASLEEP;
 }
 
 int64_t mono_ms(void) {

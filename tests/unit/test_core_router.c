@@ -16,9 +16,13 @@
 
 #include <cmocka.h>
 
+#include "core.h"
 #include "router.h"
 
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -864,6 +868,74 @@ static void abi_layout(void **state) {
     assert_string_equal(plugin_check_desc(&d, 0, tmp, sizeof tmp), "unknown plugin kind");
 }
 
+/* The stall rule's view of a worker: one waiting for a mutex is told
+ * apart from one blocked in a call, a condition or a timer. */
+static pthread_mutex_t held = PTHREAD_MUTEX_INITIALIZER, cmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ccv = PTHREAD_COND_INITIALIZER;
+static bool go;
+static atomic_int tids[4];
+
+static void *in_lock(void *arg) {
+    (void)arg;
+    tids[0] = (int)gettid();
+    pthread_mutex_lock(&held);
+    pthread_mutex_unlock(&held);
+    return NULL;
+}
+
+static void *in_cond(void *arg) {
+    tids[(intptr_t)arg] = (int)gettid();
+    pthread_mutex_lock(&cmu);
+    while (!go) {
+        if ((intptr_t)arg == 1) {
+            pthread_cond_wait(&ccv, &cmu);
+        } else {
+            struct timespec dl = deadline_in(CLOCK_REALTIME, 10000000);
+            pthread_cond_timedwait(&ccv, &cmu, &dl);
+        }
+    }
+    pthread_mutex_unlock(&cmu);
+    return NULL;
+}
+
+static void *in_poll(void *arg) {
+    (void)arg;
+    tids[3] = (int)gettid();
+    poll(NULL, 0, 1000);
+    return NULL;
+}
+
+static thread_state settled(int i) {
+    thread_state st = THREAD_RUNNING;
+    for (int k = 0; k < 200 && (!tids[i] || (st = thread_state_of(tids[i])) == THREAD_RUNNING); k++)
+        usleep(5000);
+    return st;
+}
+
+static void thread_states(void **state) {
+    (void)state;
+    assert_int_equal(thread_state_of((int)gettid()), THREAD_RUNNING);
+    assert_int_equal(thread_state_of(0), THREAD_ASLEEP); /* procfs cannot tell */
+    pthread_mutex_lock(&held);
+    pthread_t th[4];
+    pthread_create(&th[0], NULL, in_lock, NULL);
+    pthread_create(&th[1], NULL, in_cond, (void *)(intptr_t)1);
+    pthread_create(&th[2], NULL, in_cond, (void *)(intptr_t)2);
+    pthread_create(&th[3], NULL, in_poll, NULL);
+    thread_state lock = settled(0), cond = settled(1), timed = settled(2), pl = settled(3);
+    pthread_mutex_unlock(&held);
+    pthread_mutex_lock(&cmu);
+    go = true;
+    pthread_cond_broadcast(&ccv);
+    pthread_mutex_unlock(&cmu);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(lock, THREAD_LOCK_WAIT);
+    assert_int_equal(cond, THREAD_ASLEEP);
+    assert_int_equal(timed, THREAD_ASLEEP);
+    assert_int_equal(pl, THREAD_ASLEEP);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(deliver_in_chat_order),
@@ -877,6 +949,7 @@ int main(void) {
         cmocka_unit_test(ordered_send_frees_chat),
         cmocka_unit_test(nowait_sends),
         cmocka_unit_test(abi_layout),
+        cmocka_unit_test(thread_states),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
