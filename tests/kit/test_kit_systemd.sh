@@ -61,7 +61,18 @@ else
     deny=""
     for g in $(sed -n 's/^SystemCallFilter=~//p' "$unit_src"); do deny+=$(expand "$g")$'\n'; done
     allowed=$(comm -23 <(echo "$allow") <(echo "$deny" | sort -u))
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(python3 -c 'import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(64):  # below the ephemeral range, which parallel tests connect from
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(10000, lo) if lo > 12000 else 0))
+        print(s.getsockname()[1])
+        break
+    except OSError:
+        pass
+    finally:
+        s.close()')
     cat >"$tmp/m.ini" <<INI
 [router]
 admin_listen = 127.0.0.1:$port

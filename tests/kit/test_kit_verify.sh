@@ -78,7 +78,18 @@ expect 78 "not a PEM public key" run --manifest-key "$m" --check-config
 expect 78 "No such file" run --manifest-key "$tmp/nope.pem" --check-config
 # Verified state in the start line and in routerd_build_info.
 if [[ -e "$plugins/sink_prometheus.so" ]]; then
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    port=$(python3 -c 'import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(64):  # below the ephemeral range, which parallel tests connect from
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(10000, lo) if lo > 12000 else 0))
+        print(s.getsockname()[1])
+        break
+    except OSError:
+        pass
+    finally:
+        s.close()')
     sed -e "s/^admin_listen = .*/admin_listen = 127.0.0.1:$port/" "$tmp/orig.ini" >"$m"
     printf '[sink.metrics]\nplugin = prometheus\n' >>"$m"
     sign "$m" "$tmp/key.pem" >"$m.sig"
