@@ -253,8 +253,8 @@ void *tg_typing_loop(void *arg) {
         int64_t wait = next - tg_now(t);
         if (wait <= 0 && !idle) continue;
         /* An indicator may go out TYPING_SLACK_MS late: with thousands of
-         * chats due one after the other, a wake-up (and a sweep of them
-         * all) for each would cost more than the indicators. */
+         * chats due one after the other, a wake-up for each would cost
+         * more than the indicators. */
         if (!idle && wait < TYPING_SLACK_MS) wait = TYPING_SLACK_MS;
         struct timespec dl = tg_deadline(wait > 0 ? wait : 1);
         pthread_mutex_lock(&t->typ_mu);
