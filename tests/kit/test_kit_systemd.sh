@@ -10,8 +10,7 @@ unit_src=$src/packaging/systemd/routerd.service
 command -v systemd-analyze >/dev/null || { echo "systemd-analyze missing"; exit 77; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$src/tests/kit/kit_lib.sh"
 
 # verify wants the executables to exist: point the unit at this build.
 sed "s|/usr/bin/routerd|$bin|g" "$unit_src" >"$tmp/routerd.service"
@@ -61,18 +60,7 @@ else
     deny=""
     for g in $(sed -n 's/^SystemCallFilter=~//p' "$unit_src"); do deny+=$(expand "$g")$'\n'; done
     allowed=$(comm -23 <(echo "$allow") <(echo "$deny" | sort -u))
-    port=$(python3 -c 'import random, socket
-lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-for _ in range(64):  # below the ephemeral range, which parallel tests connect from
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", random.randrange(10000, lo) if lo > 12000 else 0))
-        print(s.getsockname()[1])
-        break
-    except OSError:
-        pass
-    finally:
-        s.close()')
+    port=$(free_port)
     cat >"$tmp/m.ini" <<INI
 [router]
 admin_listen = 127.0.0.1:$port

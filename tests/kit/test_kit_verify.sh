@@ -8,8 +8,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export ROUTERD_STATE_DIR=$tmp/state
 unset ROUTERD_MANIFEST_KEY CONFIG_MANIFEST_SIGNATURE
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$src/tests/kit/kit_lib.sh"
 # expect RC PATTERN CMD...: exit code RC and PATTERN on stdout+stderr
 expect() {
     local want=$1 pat=$2; shift 2
@@ -78,18 +77,7 @@ expect 78 "not a PEM public key" run --manifest-key "$m" --check-config
 expect 78 "No such file" run --manifest-key "$tmp/nope.pem" --check-config
 # Verified state in the start line and in routerd_build_info.
 if [[ -e "$plugins/sink_prometheus.so" ]]; then
-    port=$(python3 -c 'import random, socket
-lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-for _ in range(64):  # below the ephemeral range, which parallel tests connect from
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", random.randrange(10000, lo) if lo > 12000 else 0))
-        print(s.getsockname()[1])
-        break
-    except OSError:
-        pass
-    finally:
-        s.close()')
+    port=$(free_port)
     sed -e "s/^admin_listen = .*/admin_listen = 127.0.0.1:$port/" "$tmp/orig.ini" >"$m"
     printf '[sink.metrics]\nplugin = prometheus\n' >>"$m"
     sign "$m" "$tmp/key.pem" >"$m.sig"
