@@ -587,6 +587,9 @@ static void admit(a2a_loop *l) {
         setup(l->h, c, &o->x);
         if (left > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, left);
         curl_easy_setopt(c, CURLOPT_PRIVATE, o);
+        /* No progress callback: the loop asks every exchange's abort_fn
+         * at each tick (scan_aborts), idle or not. */
+        curl_easy_setopt(c, CURLOPT_NOPROGRESS, 1L);
         /* Answers are small JSON: curl's smallest receive buffer per
          * exchange keeps thousands in flight cheap (its default is 16
          * KiB); a large answer takes more reads. */
