@@ -74,7 +74,8 @@ const rd_option router_opts[] = {
      1, 65536, NULL, 0, 0},
     {"worker_spawn_ms", RD_OPT_INT, 0, "5",
      "past twice the CPUs (at least 4), more workers start only when the run queue has not moved "
-     "for this long with every worker busy: one for each worker blocked, at most as many as are "
+     "for this long with every worker busy: one for each worker blocked (not one waiting for a "
+     "lock), at most as many as are "
      "queued, at most doubling each time (0 = start one whenever none is idle)",
      0, 10000, NULL, 0, 0},
     {"chat_idle_s", RD_OPT_INT, 0, "60",
