@@ -29,7 +29,7 @@ if [ ! -d node_modules/@a2a-js/sdk ] || [ package-lock.json -nt node_modules/.st
     touch node_modules/.stamp
 fi
 
-. "$src/free_port.sh"
+free_port() { python3 "$src/../support/free_port.py"; } # below the ephemeral range
 
 fail=0
 agent_pid=

@@ -29,25 +29,8 @@ fake_replies() {
 }
 stop_fakes() { [[ -n "${FAKES_PID:-}" ]] && { echo quit >&"${FAKES[1]}"; wait "$FAKES_PID" 2>/dev/null; } || true; }
 
-# A port below the ephemeral range, which outgoing connections of parallel
-# tests may take between this check and the daemon's bind.
-free_port() {
-    python3 - <<'PY'
-import random, socket
-lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-for _ in range(64):
-    p = random.randrange(10000, lo) if lo > 12000 else 0
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", p))
-        print(s.getsockname()[1])
-        break
-    except OSError:
-        pass
-    finally:
-        s.close()
-PY
-}
+# A port below the ephemeral range (tests/support/free_port.py).
+free_port() { python3 "$src/tests/support/free_port.py"; }
 # wait_http URL STATUS SECONDS
 wait_http() {
     local i

@@ -27,7 +27,7 @@ if [ ! -d node_modules/@voltagent/a2a-server ] || [ package-lock.json -nt node_m
     touch node_modules/.stamp
 fi
 
-. "$src/../free_port.sh"
+free_port() { python3 "$src/../../support/free_port.py"; } # below the ephemeral range
 
 fail=0
 agent_pid=
