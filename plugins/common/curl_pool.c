@@ -8,12 +8,19 @@ void easy_pool_init(easy_pool *p, size_t max_idle) {
     pthread_mutex_init(&p->mu, NULL);
 }
 
+void easy_pool_share(easy_pool *p, CURLSH *share) {
+    p->share = share;
+}
+
 CURL *easy_pool_get(easy_pool *p) {
     CURL *c = NULL;
     pthread_mutex_lock(&p->mu);
     if (p->n > 0) c = p->idle[--p->n];
     pthread_mutex_unlock(&p->mu);
-    return c ? c : curl_easy_init();
+    if (c) return c;
+    c = curl_easy_init();
+    if (c && p->share) curl_easy_setopt(c, CURLOPT_SHARE, p->share);
+    return c;
 }
 
 void easy_pool_put(easy_pool *p, CURL *c) {

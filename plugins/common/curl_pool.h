@@ -14,11 +14,15 @@ typedef struct easy_pool {
     pthread_mutex_t mu; /* held only to push and pop, never across I/O */
     CURL **idle;        /* LIFO of handles ready for reuse, made at the first put */
     size_t n, max;
+    CURLSH *share; /* given to each new handle: DNS cache, TLS sessions */
     bool ready;
 } easy_pool;
 
 /* Keeps at most max_idle idle handles. */
 void easy_pool_init(easy_pool *p, size_t max_idle);
+/* New handles join share (NULL: none). curl_easy_reset keeps it, so it
+ * is set once per handle. Call before the first get. */
+void easy_pool_share(easy_pool *p, CURLSH *share);
 /* An idle handle as its last user left it (options included: reset it
  * before use), or a new one; NULL when curl cannot make one. */
 CURL *easy_pool_get(easy_pool *p);

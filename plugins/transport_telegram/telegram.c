@@ -30,6 +30,10 @@ static const rd_option opts[] = {
     {"api_base", RD_OPT_URL, 0, "https://api.telegram.org",
      "Bot API base URL: the cloud API, a local Bot API server or a test fake", 0, 0, NULL,
      RD_BIND(tg_keys, api_base)},
+    {"ca_file", RD_OPT_STRING, 0, NULL,
+     "PEM file of the certificate authorities trusted for api_base instead of the system's "
+     "(a local Bot API server behind a private CA)",
+     0, 0, NULL, RD_BIND(tg_keys, ca_file)},
     {"mode", RD_OPT_ENUM, 0, "longpoll", "longpoll (getUpdates) or webhook", 0, 0, mode_choices,
      RD_BIND(tg_keys, mode)},
     {"timeout", RD_OPT_DURATION, 0, "30", "long-poll timeout, seconds (0 = short polls)", 0, 50,
@@ -263,6 +267,17 @@ static rd_status read_config(tg *t, rd_error *err) {
     size_t bl = strlen(c->api_base);
     while (bl > 8 && c->api_base[bl - 1] == '/')
         c->api_base[--bl] = 0;
+    c->ca_file = dup_or_null(k->ca_file);
+    if (c->ca_file) {
+        /* libcurl would only say so at the first request. */
+        FILE *f = fopen(c->ca_file, "r");
+        if (!f) {
+            h->error(err, RD_E_CONFIG, "fatal", "ca_file: cannot read %s: %s", c->ca_file,
+                     strerror(errno));
+            return RD_E_CONFIG;
+        }
+        fclose(f);
+    }
     /* Enums are indexes into the *_choices arrays above. */
     c->mode = k->mode == 1 ? TG_MODE_WEBHOOK : TG_MODE_LONGPOLL;
     c->poll_timeout_s = k->timeout / 1000; /* getUpdates takes whole seconds */
@@ -642,6 +657,7 @@ static void tg_destroy(void *self) {
     tg_metrics_free(t);
     free(t->c.token);
     free(t->c.api_base);
+    free(t->c.ca_file);
     free(t->c.allowed_updates_json);
     free(t->c.webhook_path);
     free(t->c.webhook_url);
@@ -650,6 +666,7 @@ static void tg_destroy(void *self) {
     free(t->url_prefix);
     pthread_mutex_destroy(&t->wake_mu);
     easy_pool_destroy(&t->pool);
+    tg_share_free(t); /* after every handle that joined it */
     pthread_mutex_destroy(&t->in_mu);
     pthread_mutex_destroy(&t->out_mu);
     pthread_mutex_destroy(&t->typ_mu);

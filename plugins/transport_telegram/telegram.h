@@ -28,7 +28,7 @@ typedef struct tg_media_cfg {
  * keys; strings and lists belong to the host). read_config() derives tg_cfg
  * from it. Durations are milliseconds, enums indexes into their choices. */
 typedef struct tg_keys {
-    const char *token, *api_base;
+    const char *token, *api_base, *ca_file;
     int mode;
     int64_t timeout, limit;
     const char *const *allowed_updates;
@@ -61,6 +61,7 @@ typedef struct tg_cfg {
     tg_keys k; /* as bound; the members below are what the code uses */
     char *token;
     char *api_base; /* without trailing '/' */
+    char *ca_file;  /* NULL: the system's certificate authorities */
     int mode;
     int64_t poll_timeout_s, limit;
     char *allowed_updates_json; /* JSON array text */
@@ -222,6 +223,11 @@ typedef struct tg {
     easy_pool pool;
     CURLM *multi;
     CURL *poll_easy;
+    /* DNS cache and TLS sessions shared by every handle: a connection
+     * opened by one handle resumes the session another one made. */
+    CURLSH *share;
+    pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+    int share_ready;
 
     /* Intake (poll thread and webhook handlers). */
     pthread_mutex_t in_mu;
@@ -356,6 +362,8 @@ void tg_metrics_free(tg *t);
 /* telegram_api.c */
 int tg_api_init(tg *t);
 void tg_api_cleanup(tg *t);
+/* Frees the share once no handle uses it (tg_destroy, last). */
+void tg_share_free(tg *t);
 /* One request (no retry). body is JSON. timeout_ms bounds the exchange. */
 void tg_api_once(tg *t, CURL *c, const char *method, const char *body, int64_t timeout_ms,
                  tg_call *out);

@@ -10,11 +10,36 @@
  * Bot API talking. */
 #define TG_MAX_BODY (64u << 20)
 
+static void share_lock(CURL *c, curl_lock_data d, curl_lock_access a, void *arg) {
+    (void)c, (void)a;
+    pthread_mutex_lock(&((tg *)arg)->share_mu[d]);
+}
+
+static void share_unlock(CURL *c, curl_lock_data d, void *arg) {
+    (void)c;
+    pthread_mutex_unlock(&((tg *)arg)->share_mu[d]);
+}
+
 int tg_api_init(tg *t) {
+    if (!t->share_ready) {
+        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+            pthread_mutex_init(&t->share_mu[i], NULL);
+        t->share_ready = 1;
+        t->share = curl_share_init();
+        if (t->share) {
+            curl_share_setopt(t->share, CURLSHOPT_LOCKFUNC, share_lock);
+            curl_share_setopt(t->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+            curl_share_setopt(t->share, CURLSHOPT_USERDATA, t);
+            curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+            curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        }
+        easy_pool_share(&t->pool, t->share);
+    }
     t->json_hdr = curl_slist_append(NULL, "Content-Type: application/json");
     if (t->json_hdr) t->json_hdr = curl_slist_append(t->json_hdr, "Expect:");
     t->multi = curl_multi_init();
     t->poll_easy = curl_easy_init();
+    if (t->poll_easy && t->share) curl_easy_setopt(t->poll_easy, CURLOPT_SHARE, t->share);
     return t->json_hdr && t->multi && t->poll_easy ? 0 : -1;
 }
 
@@ -25,6 +50,15 @@ void tg_api_cleanup(tg *t) {
     t->multi = NULL;
     curl_slist_free_all(t->json_hdr);
     t->json_hdr = NULL;
+}
+
+void tg_share_free(tg *t) {
+    if (!t->share_ready) return;
+    if (t->share) curl_share_cleanup(t->share);
+    t->share = NULL;
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&t->share_mu[i]);
+    t->share_ready = 0;
 }
 
 /* Handles are reused so connections stay alive between requests. */
@@ -97,6 +131,7 @@ void tg_easy_setup(tg *t, CURL *c, const char *method, const char *body, int64_t
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(timeout_ms > 0 ? timeout_ms : 1));
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_ms < 10000 ? timeout_ms : 10000));
     curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (t->c.ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, t->c.ca_file);
     /* No User-Agent or Accept-Encoding: the answers are small JSON, and
      * libcurl 7.88 formats such header lines a byte at a time, twice
      * (about 300 instructions per byte, every request). */

@@ -203,6 +203,7 @@ static dl_res fetch(tg *t, const char *file_id, dl_buf *out, const char **reason
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    if (t->c.ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, t->c.ca_file);
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
