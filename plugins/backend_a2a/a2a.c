@@ -44,7 +44,7 @@ static const char *const ext_policies[] = {"refuse", "warn", NULL};
 
 /* The keys, written by cfg_bind(); members are named after them. */
 typedef struct {
-    const char *url, *card_url, *rpc_url;
+    const char *url, *card_url, *rpc_url, *ca_file;
     int binding, dialect; /* enum indexes */
     const char *token, *oauth_client_id, *oauth_client_secret, *oauth_token_url;
     const char *const *oauth_scopes;
@@ -80,6 +80,10 @@ static const rd_option opts[] = {
      "full agent card URL instead of the well-known paths; 'none' skips discovery and posts "
      "JSON-RPC to url",
      0, 0, NULL, RD_BIND(a2a_conf, card_url)},
+    {"ca_file", RD_OPT_STRING, 0, NULL,
+     "PEM file of the certificate authorities trusted for the agent (and its token endpoint) "
+     "instead of the system's: an agent behind a private CA",
+     0, 0, NULL, RD_BIND(a2a_conf, ca_file)},
     {"rpc_url", RD_OPT_STRING, 0, NULL,
      "JSON-RPC endpoint to use instead of the one the card names (agents behind proxies)", 0, 0,
      NULL, RD_BIND(a2a_conf, rpc_url)},
@@ -4126,6 +4130,16 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         h->error(err, RD_E_CONFIG, "fatal", "url must be an http:// or https:// URL");
         goto bad;
     }
+    if (!empty(cf->ca_file)) {
+        /* libcurl would only say so at the first call. */
+        FILE *caf = fopen(cf->ca_file, "r");
+        if (!caf) {
+            h->error(err, RD_E_CONFIG, "fatal", "ca_file: cannot read %s: %s", cf->ca_file,
+                     strerror(errno));
+            goto bad;
+        }
+        fclose(caf);
+    }
     a->base = strdup(url);
     size_t n = strlen(a->base);
     while (n > 8 && a->base[n - 1] == '/')
@@ -4244,7 +4258,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         k++;
     }
 
-    a->http = a2a_http_new(512);
+    a->http = a2a_http_new(512, empty(cf->ca_file) ? NULL : cf->ca_file);
     a->max_calls = (size_t)cf->max_calls;
     /* Each call holds a socket: stay within half the open-file limit, so
      * a burst waits for slots instead of failing to connect. */

@@ -25,6 +25,7 @@ struct a2a_http {
     easy_pool pool;
     CURLSH *share;
     pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+    char *ca_file;
 };
 
 static void share_lock(CURL *c, curl_lock_data d, curl_lock_access a, void *arg) {
@@ -39,9 +40,13 @@ static void share_unlock(CURL *c, curl_lock_data d, void *arg) {
     pthread_mutex_unlock(&h->share_mu[d]);
 }
 
-a2a_http *a2a_http_new(size_t max_idle) {
+a2a_http *a2a_http_new(size_t max_idle, const char *ca_file) {
     a2a_http *h = calloc(1, sizeof *h);
     if (!h) return NULL;
+    if (ca_file && !(h->ca_file = strdup(ca_file))) {
+        free(h);
+        return NULL;
+    }
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&h->share_mu[i], NULL);
     easy_pool_init(&h->pool, max_idle ? max_idle : 64);
@@ -62,6 +67,7 @@ void a2a_http_free(a2a_http *h) {
     if (h->share) curl_share_cleanup(h->share);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_destroy(&h->share_mu[i]);
+    free(h->ca_file);
     free(h);
 }
 
@@ -252,6 +258,7 @@ static void setup(a2a_http *h, CURL *c, xfer *x) {
     curl_easy_setopt(c, CURLOPT_SHARE, h->share);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (h->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, rq->headers);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, out->errbuf);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);

@@ -13,7 +13,9 @@
 
 typedef struct a2a_http a2a_http;
 
-a2a_http *a2a_http_new(size_t max_idle);
+/* ca_file: PEM certificate authorities instead of the system's (NULL:
+ * the system's); copied. */
+a2a_http *a2a_http_new(size_t max_idle, const char *ca_file);
 void a2a_http_free(a2a_http *h);
 
 typedef struct a2a_http_req {

@@ -129,6 +129,7 @@ static const rd_option opts[] = {
     {"url", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"card_url", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"rpc_url", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
+    {"ca_file", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"binding", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"dialect", RD_OPT_STRING, 0, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},
     {"token", RD_OPT_STRING, RD_OPT_SECRET, NULL, A2A_KEY_HELP, 0, 0, NULL, 0, 0},

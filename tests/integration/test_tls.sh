@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# The telegram transport over TLS: the Bot API fake behind a TLS front
-# (tests/support/tls_proxy.py) whose certificate a private CA signed.
-# With ca_file the replies arrive, and handles that connect after the
-# first resume the TLS session it made (the handles share it); with
-# another CA nothing is sent; an unreadable ca_file fails at start.
-# Usage: test_telegram_tls.sh ROUTERD SRC PLUGIN_DIR FAKES
+# The telegram transport and the a2a backend over TLS: the fake Bot API
+# and the fake agent each behind a TLS front (tests/support/tls_proxy.py)
+# whose certificate a private CA signed. With ca_file the replies arrive,
+# and handles that connect after the first resume the TLS session it made
+# (each plugin's handles share one); with another CA nothing is sent; an
+# unreadable ca_file fails at start.
+# Usage: test_tls.sh ROUTERD SRC PLUGIN_DIR FAKES
 set -euo pipefail
 bin=$1 src=$2 plugins=$3 fakes=$4
 tmp=$(mktemp -d)
-rpid="" ppid_=""
+rpid="" pids=()
 cleanup() {
     [[ -n $rpid ]] && kill "$rpid" 2>/dev/null && wait "$rpid" 2>/dev/null || true
-    [[ -n $ppid_ ]] && kill "$ppid_" 2>/dev/null || true
+    [[ ${#pids[@]} -gt 0 ]] && kill "${pids[@]}" 2>/dev/null || true
     stop_fakes
     rm -rf "$tmp"
 }
@@ -34,13 +35,19 @@ openssl x509 -req -in "$tmp/srv.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" -CAc
     -days 2 -extfile "$tmp/ext" -out "$tmp/srv.pem" 2>/dev/null
 
 start_fakes "$fakes"
-up=${TELEGRAM_API_BASE#http://}
-up=${up%%/*}
-port=$(free_port)
-python3 "$src/tests/support/tls_proxy.py" --port "$port" --cert "$tmp/srv.pem" --key "$tmp/srv.key" \
-    --upstream "$up" --log "$tmp/conns.jsonl" >"$tmp/proxy.out" 2>&1 &
-ppid_=$!
-wait_for 20 grep -q '^READY$' "$tmp/proxy.out" || { echo "TLS front did not start: $(cat "$tmp/proxy.out")"; exit 1; }
+front() { # NAME UPSTREAM_URL: a TLS front on a free port, in $port
+    local up=${2#http://}
+    up=${up%%/*}
+    port=$(free_port)
+    python3 "$src/tests/support/tls_proxy.py" --port "$port" --cert "$tmp/srv.pem" \
+        --key "$tmp/srv.key" --upstream "$up" --log "$tmp/$1.jsonl" >"$tmp/$1.out" 2>&1 &
+    pids+=($!)
+    wait_for 20 grep -q '^READY$' "$tmp/$1.out" || { echo "TLS front did not start: $(cat "$tmp/$1.out")"; exit 1; }
+}
+front tg "$TELEGRAM_API_BASE"
+tg_port=$port
+front agent "$A2A_BASE_URL"
+agent_port=$port
 
 manifest() { # CA_FILE STATE_DIR
     cat <<EOF
@@ -52,15 +59,16 @@ rate_limit_per_minute = 0
 [transport.tg]
 plugin = telegram
 token = 123456:kit-token
-api_base = https://localhost:$port
+api_base = https://localhost:$tg_port
 ca_file = $1
 timeout = 1
 throttle = off
 
 [backend.echo]
-plugin = mock
-mode = echo
-prefix = "echo: "
+plugin = a2a
+url = https://localhost:$agent_port
+rpc_url = https://localhost:$agent_port/rpc
+ca_file = $1
 
 [persona.default]
 backend = echo
@@ -71,7 +79,13 @@ run() { # MANIFEST LOG
     "$bin" -c "$1" --plugin-dir "$plugins" >"$2" 2>&1 &
     rpid=$!
 }
-stop() { kill -TERM "$rpid" 2>/dev/null; wait "$rpid" 2>/dev/null || true; rpid=""; }
+stop() { # LOG: a clean drain exits 0 (and a sanitizer's report would not)
+    local rc=0
+    kill -TERM "$rpid" 2>/dev/null
+    wait "$rpid" 2>/dev/null || rc=$?
+    rpid=""
+    [[ $rc -eq 0 ]] || fail "routerd exited $rc: $(tail -5 "$1")"
+}
 
 # An unreadable ca_file is refused before anything starts.
 manifest "$tmp/missing.pem" "$tmp/s0" >"$tmp/m0.ini"
@@ -87,7 +101,7 @@ run "$tmp/m1.ini" "$tmp/r1.log"
 for i in $(seq 1 40); do fake send $((1000 + i % 20)) "hello $i"; done
 fake wait 40 30000
 [[ $REPLY == "count 40" ]] || fail "replies over TLS: $REPLY (log: $(tail -5 "$tmp/r1.log"))"
-stop
+stop "$tmp/r1.log"
 fake_replies
 grep -q "^1005 echo: hello 25$" <<<"$REPLIES" || fail "reply text: $(head -3 <<<"$REPLIES")"
 # Each connection here is a different handle's first (none closes), so
@@ -95,22 +109,27 @@ grep -q "^1005 echo: hello 25$" <<<"$REPLIES" || fail "reply text: $(head -3 <<<
 # ticket is used once (OpenSSL's client policy): connections opened
 # together before the last one's new ticket arrives make full handshakes,
 # so only the first is known to be full.
-conns=$(wc -l <"$tmp/conns.jsonl")
-full=$(grep -c '"resumed": false' "$tmp/conns.jsonl" || true)
-[[ $conns -ge 3 ]] || fail "only $conns TLS connections: the test needs several handles connecting"
-head -1 "$tmp/conns.jsonl" | grep -q '"resumed": false' || fail "the first connection resumed a session"
-[[ $full -lt $conns ]] || fail "no TLS session resumed in $conns connections: the handles share none"
-grep -q '"version": "TLSv1.3"' "$tmp/conns.jsonl" || fail "not TLS 1.3: $(head -1 "$tmp/conns.jsonl")"
+resumed_some() { # NAME
+    local conns full
+    conns=$(wc -l <"$tmp/$1.jsonl")
+    full=$(grep -c '"resumed": false' "$tmp/$1.jsonl" || true)
+    [[ $conns -ge 3 ]] || fail "$1: only $conns TLS connections; the test needs several handles connecting"
+    head -1 "$tmp/$1.jsonl" | grep -q '"resumed": false' || fail "$1: the first connection resumed a session"
+    [[ $full -lt $conns ]] || fail "$1: no TLS session resumed in $conns connections: the handles share none"
+    grep -q '"version": "TLSv1.3"' "$tmp/$1.jsonl" || fail "$1: not TLS 1.3: $(head -1 "$tmp/$1.jsonl")"
+}
+resumed_some tg
+resumed_some agent
 
 # Another CA: the certificate is refused and no reply goes out.
 mkdir -p "$tmp/s2"
 manifest "$tmp/other.pem" "$tmp/s2" >"$tmp/m2.ini"
-: >"$tmp/conns.jsonl"
+: >"$tmp/tg.jsonl"
 fake send 2001 "not over an untrusted connection"
 run "$tmp/m2.ini" "$tmp/r2.log"
 sleep 3
 fake wait 41 500
 [[ $REPLY == "count 40" ]] || fail "a reply went out over an untrusted certificate: $REPLY"
-stop
+stop "$tmp/r2.log"
 grep -qi "certificate" "$tmp/r2.log" || fail "the refused certificate is not logged: $(tail -5 "$tmp/r2.log")"
-finish_test "telegram over TLS"
+finish_test "telegram and a2a over TLS"
