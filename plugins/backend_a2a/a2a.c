@@ -31,6 +31,7 @@
 #include "a2a_http.h"
 #include "a2a_parse.h"
 #include "sbuf.h"
+#include "curl_pool.h"
 #include "backoff.h"
 #include "hash_mix.h"
 #include "url_check.h"
@@ -4130,15 +4131,11 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         h->error(err, RD_E_CONFIG, "fatal", "url must be an http:// or https:// URL");
         goto bad;
     }
-    if (!empty(cf->ca_file)) {
-        /* libcurl would only say so at the first call. */
-        FILE *caf = fopen(cf->ca_file, "r");
-        if (!caf) {
-            h->error(err, RD_E_CONFIG, "fatal", "ca_file: cannot read %s: %s", cf->ca_file,
-                     strerror(errno));
-            goto bad;
-        }
-        fclose(caf);
+    int cae = empty(cf->ca_file) ? 0 : ca_file_check(cf->ca_file);
+    if (cae) {
+        h->error(err, RD_E_CONFIG, "fatal", "ca_file: cannot read %s: %s", cf->ca_file,
+                 strerror(cae));
+        goto bad;
     }
     a->base = strdup(url);
     size_t n = strlen(a->base);

@@ -23,22 +23,9 @@
 
 struct a2a_http {
     easy_pool pool;
-    CURLSH *share;
-    pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+    curl_share_locked share;
     char *ca_file;
 };
-
-static void share_lock(CURL *c, curl_lock_data d, curl_lock_access a, void *arg) {
-    (void)c, (void)a;
-    a2a_http *h = arg;
-    pthread_mutex_lock(&h->share_mu[d]);
-}
-
-static void share_unlock(CURL *c, curl_lock_data d, void *arg) {
-    (void)c;
-    a2a_http *h = arg;
-    pthread_mutex_unlock(&h->share_mu[d]);
-}
 
 a2a_http *a2a_http_new(size_t max_idle, const char *ca_file) {
     a2a_http *h = calloc(1, sizeof *h);
@@ -47,26 +34,15 @@ a2a_http *a2a_http_new(size_t max_idle, const char *ca_file) {
         free(h);
         return NULL;
     }
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_init(&h->share_mu[i], NULL);
     easy_pool_init(&h->pool, max_idle ? max_idle : 64);
-    h->share = curl_share_init();
-    if (h->share) {
-        curl_share_setopt(h->share, CURLSHOPT_LOCKFUNC, share_lock);
-        curl_share_setopt(h->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-        curl_share_setopt(h->share, CURLSHOPT_USERDATA, h);
-        curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-        curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    }
+    curl_share_locked_init(&h->share);
     return h;
 }
 
 void a2a_http_free(a2a_http *h) {
     if (!h) return;
     easy_pool_destroy(&h->pool);
-    if (h->share) curl_share_cleanup(h->share);
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&h->share_mu[i]);
+    curl_share_locked_free(&h->share);
     free(h->ca_file);
     free(h);
 }
@@ -255,7 +231,7 @@ static void setup(a2a_http *h, CURL *c, xfer *x) {
     const a2a_http_req *rq = x->rq;
     a2a_http_resp *out = x->out;
     curl_easy_setopt(c, CURLOPT_URL, rq->url);
-    curl_easy_setopt(c, CURLOPT_SHARE, h->share);
+    curl_easy_setopt(c, CURLOPT_SHARE, h->share.sh);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     if (h->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);

@@ -33,4 +33,22 @@ void easy_pool_put(easy_pool *p, CURL *c);
  * never initialised is ignored. */
 void easy_pool_destroy(easy_pool *p);
 
+/* One DNS cache and one TLS session cache for a plugin's handles, with
+ * the locks curl asks for: a connection one handle opens resumes the
+ * session another made. sh is NULL when curl cannot make one (handles
+ * then go without). */
+typedef struct curl_share_locked {
+    CURLSH *sh;
+    pthread_mutex_t mu[CURL_LOCK_DATA_LAST];
+    bool ready;
+} curl_share_locked;
+void curl_share_locked_init(curl_share_locked *s);
+/* Call after every handle that joined it is cleaned up. A zeroed one
+ * that was never initialised is ignored. */
+void curl_share_locked_free(curl_share_locked *s);
+
+/* 0 when a ca_file key's path can be opened for reading, else the errno:
+ * checked at start, since libcurl would only say so at the first
+ * request. */
+int ca_file_check(const char *path);
 #endif

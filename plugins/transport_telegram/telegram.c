@@ -268,15 +268,11 @@ static rd_status read_config(tg *t, rd_error *err) {
     while (bl > 8 && c->api_base[bl - 1] == '/')
         c->api_base[--bl] = 0;
     c->ca_file = dup_or_null(k->ca_file);
-    if (c->ca_file) {
-        /* libcurl would only say so at the first request. */
-        FILE *f = fopen(c->ca_file, "r");
-        if (!f) {
-            h->error(err, RD_E_CONFIG, "fatal", "ca_file: cannot read %s: %s", c->ca_file,
-                     strerror(errno));
-            return RD_E_CONFIG;
-        }
-        fclose(f);
+    int cae = c->ca_file ? ca_file_check(c->ca_file) : 0;
+    if (cae) {
+        h->error(err, RD_E_CONFIG, "fatal", "ca_file: cannot read %s: %s", c->ca_file,
+                 strerror(cae));
+        return RD_E_CONFIG;
     }
     /* Enums are indexes into the *_choices arrays above. */
     c->mode = k->mode == 1 ? TG_MODE_WEBHOOK : TG_MODE_LONGPOLL;
@@ -666,7 +662,7 @@ static void tg_destroy(void *self) {
     free(t->url_prefix);
     pthread_mutex_destroy(&t->wake_mu);
     easy_pool_destroy(&t->pool);
-    tg_share_free(t); /* after every handle that joined it */
+    curl_share_locked_free(&t->share); /* after every handle that joined it */
     pthread_mutex_destroy(&t->in_mu);
     pthread_mutex_destroy(&t->out_mu);
     pthread_mutex_destroy(&t->typ_mu);

@@ -225,9 +225,7 @@ typedef struct tg {
     CURL *poll_easy;
     /* DNS cache and TLS sessions shared by every handle: a connection
      * opened by one handle resumes the session another one made. */
-    CURLSH *share;
-    pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
-    int share_ready;
+    curl_share_locked share;
 
     /* Intake (poll thread and webhook handlers). */
     pthread_mutex_t in_mu;
@@ -362,8 +360,6 @@ void tg_metrics_free(tg *t);
 /* telegram_api.c */
 int tg_api_init(tg *t);
 void tg_api_cleanup(tg *t);
-/* Frees the share once no handle uses it (tg_destroy, last). */
-void tg_share_free(tg *t);
 /* One request (no retry). body is JSON. timeout_ms bounds the exchange. */
 void tg_api_once(tg *t, CURL *c, const char *method, const char *body, int64_t timeout_ms,
                  tg_call *out);

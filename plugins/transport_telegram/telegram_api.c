@@ -10,36 +10,16 @@
  * Bot API talking. */
 #define TG_MAX_BODY (64u << 20)
 
-static void share_lock(CURL *c, curl_lock_data d, curl_lock_access a, void *arg) {
-    (void)c, (void)a;
-    pthread_mutex_lock(&((tg *)arg)->share_mu[d]);
-}
-
-static void share_unlock(CURL *c, curl_lock_data d, void *arg) {
-    (void)c;
-    pthread_mutex_unlock(&((tg *)arg)->share_mu[d]);
-}
-
 int tg_api_init(tg *t) {
-    if (!t->share_ready) {
-        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-            pthread_mutex_init(&t->share_mu[i], NULL);
-        t->share_ready = 1;
-        t->share = curl_share_init();
-        if (t->share) {
-            curl_share_setopt(t->share, CURLSHOPT_LOCKFUNC, share_lock);
-            curl_share_setopt(t->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-            curl_share_setopt(t->share, CURLSHOPT_USERDATA, t);
-            curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-            curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-        }
-        easy_pool_share(&t->pool, t->share);
+    if (!t->share.ready) {
+        curl_share_locked_init(&t->share);
+        easy_pool_share(&t->pool, t->share.sh);
     }
     t->json_hdr = curl_slist_append(NULL, "Content-Type: application/json");
     if (t->json_hdr) t->json_hdr = curl_slist_append(t->json_hdr, "Expect:");
     t->multi = curl_multi_init();
     t->poll_easy = curl_easy_init();
-    if (t->poll_easy && t->share) curl_easy_setopt(t->poll_easy, CURLOPT_SHARE, t->share);
+    if (t->poll_easy && t->share.sh) curl_easy_setopt(t->poll_easy, CURLOPT_SHARE, t->share.sh);
     return t->json_hdr && t->multi && t->poll_easy ? 0 : -1;
 }
 
@@ -50,15 +30,6 @@ void tg_api_cleanup(tg *t) {
     t->multi = NULL;
     curl_slist_free_all(t->json_hdr);
     t->json_hdr = NULL;
-}
-
-void tg_share_free(tg *t) {
-    if (!t->share_ready) return;
-    if (t->share) curl_share_cleanup(t->share);
-    t->share = NULL;
-    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-        pthread_mutex_destroy(&t->share_mu[i]);
-    t->share_ready = 0;
 }
 
 /* Handles are reused so connections stay alive between requests. */

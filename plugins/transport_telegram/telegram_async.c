@@ -564,7 +564,7 @@ void tg_async_start(tg *t) {
         return;
     }
     easy_pool_init(&a->pool, POOL_IDLE);
-    easy_pool_share(&a->pool, t->share);
+    easy_pool_share(&a->pool, t->share.sh);
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->slow_cv, NULL);
     pthread_cond_init(&a->chat_cv, NULL);
