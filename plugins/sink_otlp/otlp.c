@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "curl_pool.h"
 #include "otlp_answer.h"
 #include "otlp_conf.h"
 #include "otlp_json.h"
@@ -29,6 +30,7 @@ enum { NOTE_FULL = 1, NOTE_ROOM = 2 };
 /* The keys, written by cfg_bind(). */
 typedef struct {
     const char *endpoint, *traces_endpoint, *headers, *service_name, *resource_attributes;
+    const char *ca_file;
     double sample_ratio;
     int64_t timeout_ms, batch_size, queue_size, interval_ms, retry_after_max_ms, response_max_bytes,
         flush_timeout_ms;
@@ -86,6 +88,10 @@ static const rd_option opts[] = {
     {"traces_endpoint", RD_OPT_URL, 0, NULL,
      "full traces URL, taken as it is (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)", 0, 0, NULL,
      RD_BIND(otlp_keys, traces_endpoint)},
+    {"ca_file", RD_OPT_STRING, 0, NULL,
+     "PEM file of the certificate authorities trusted for the collector instead of the system's "
+     "(default: OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE, then OTEL_EXPORTER_OTLP_CERTIFICATE)",
+     0, 0, NULL, RD_BIND(otlp_keys, ca_file)},
     {"headers", RD_OPT_STRING, RD_OPT_SECRET, NULL,
      "extra HTTP headers 'name=value,name2=value2', added to OTEL_EXPORTER_OTLP_HEADERS", 0, 0,
      NULL, RD_BIND(otlp_keys, headers)},
@@ -174,6 +180,7 @@ static int post(otlp *o, const char *body, size_t len, char *why, size_t whysz) 
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)o->conf.timeout_ms);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)o->conf.timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (o->conf.ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, o->conf.ca_file);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep_answer);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, o);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, keep_header);
@@ -505,6 +512,7 @@ static rd_status o_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     otlp_manifest m = {.endpoint = o->k.endpoint,
                        .traces_endpoint = o->k.traces_endpoint,
                        .headers = o->k.headers,
+                       .ca_file = o->k.ca_file,
                        .service_name = o->k.service_name,
                        .resource_attributes = o->k.resource_attributes,
                        .ratio_set = h->cfg_isset(ctx, "sample_ratio"),
@@ -517,6 +525,12 @@ static rd_status o_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
     char msg[256];
     if (otlp_conf_resolve(&m, env_get, &o->conf, msg, sizeof msg)) {
         h->error(err, RD_E_CONFIG, "fatal", "%s", msg);
+        return RD_E_CONFIG;
+    }
+    int cae = o->conf.ca_file ? ca_file_check(o->conf.ca_file) : 0;
+    if (cae) {
+        h->error(err, RD_E_CONFIG, "fatal", "ca_file: cannot read %s: %s", o->conf.ca_file,
+                 strerror(cae));
         return RD_E_CONFIG;
     }
     o->batch_spans = o->k.batch_size;

@@ -65,6 +65,12 @@ int otlp_conf_resolve(const otlp_manifest *m, otlp_getenv_fn get, otlp_conf *out
         return -1;
     }
 
+    /* Trust: the manifest, then the OTel certificate variables. */
+    const char *ca = nz(m->ca_file);
+    if (!ca) ca = nz(get("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE"));
+    if (!ca) ca = nz(get("OTEL_EXPORTER_OTLP_CERTIFICATE"));
+    if (ca && !(out->ca_file = strdup(ca))) goto oom;
+
     /* Protocol: only http/json is spoken. */
     const char *proto = nz(get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"));
     if (!proto) proto = nz(get("OTEL_EXPORTER_OTLP_PROTOCOL"));
@@ -148,6 +154,8 @@ oom:
 void otlp_conf_free(otlp_conf *c) {
     free(c->url);
     c->url = NULL;
+    free(c->ca_file);
+    c->ca_file = NULL;
     otlp_kv_free(&c->headers);
     otlp_kv_free(&c->resource);
 }

@@ -10,6 +10,7 @@
 typedef struct otlp_manifest {
     /* Manifest values; NULL (or *_set false) when not written. */
     const char *endpoint, *traces_endpoint, *headers, *service_name, *resource_attributes;
+    const char *ca_file;
     bool ratio_set, timeout_set;
     double ratio;
     int64_t timeout_ms;
@@ -19,6 +20,7 @@ typedef struct otlp_manifest {
 
 typedef struct otlp_conf {
     char *url;        /* full traces URL */
+    char *ca_file;    /* PEM certificate authorities; NULL: the system's */
     otlp_kv headers;  /* extra HTTP headers */
     otlp_kv resource; /* resource attributes, service.name first */
     double ratio;

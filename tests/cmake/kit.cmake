@@ -51,8 +51,8 @@ set_tests_properties(test_kit_smoke PROPERTIES LABELS "integration;kit" TIMEOUT 
 add_test(NAME test_kit_ops COMMAND ${KIT_DIR}/test_kit_ops.sh ${KIT_ARGS} ${KIT_FAKES})
 set_tests_properties(test_kit_ops PROPERTIES LABELS "integration;kit" TIMEOUT 240)
 
-# The telegram transport and the a2a backend over TLS: ca_file, and TLS
-# sessions shared by their handles (TLS fronts in Python before the fakes).
+# The telegram transport, the a2a backend and the OTLP sink over TLS: ca_file,
+# and TLS sessions shared by handles (TLS fronts in Python before the fakes).
 add_test(NAME test_tls
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_tls.sh ${KIT_ARGS} ${KIT_FAKES})
 set_tests_properties(test_tls PROPERTIES LABELS "integration;telegram;a2a" TIMEOUT 120

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The telegram transport and the a2a backend over TLS: the fake Bot API
-# and the fake agent each behind a TLS front (tests/support/tls_proxy.py)
-# whose certificate a private CA signed. With ca_file the replies arrive,
-# and handles that connect after the first resume the TLS session it made
+# The telegram transport, the a2a backend and the OTLP sink over TLS: the
+# fake Bot API, the fake agent and a collector (tests/support/collector.py)
+# each behind a TLS front (tests/support/tls_proxy.py) whose certificate a
+# private CA signed. With ca_file the replies and the traces arrive, and
+# handles that connect after the first resume the TLS session it made
 # (each plugin's handles share one); with another CA nothing is sent; an
 # unreadable ca_file fails at start.
 # Usage: test_tls.sh ROUTERD SRC PLUGIN_DIR FAKES
@@ -48,6 +49,12 @@ front tg "$TELEGRAM_API_BASE"
 tg_port=$port
 front agent "$A2A_BASE_URL"
 agent_port=$port
+col_port=$(free_port)
+python3 "$src/tests/support/collector.py" --port "$col_port" --log "$tmp/traces.log" >"$tmp/col.out" 2>&1 &
+pids+=($!)
+wait_for 20 grep -q '^READY$' "$tmp/col.out" || { echo "collector did not start: $(cat "$tmp/col.out")"; exit 1; }
+front otlp "http://127.0.0.1:$col_port"
+otlp_port=$port
 
 manifest() { # CA_FILE STATE_DIR
     cat <<EOF
@@ -69,6 +76,13 @@ plugin = a2a
 url = https://localhost:$agent_port
 rpc_url = https://localhost:$agent_port/rpc
 ca_file = $1
+
+[sink.traces]
+plugin = otlp
+endpoint = https://localhost:$otlp_port
+ca_file = $1
+sample_ratio = 1
+interval_ms = 100
 
 [persona.default]
 backend = echo
@@ -120,6 +134,8 @@ resumed_some() { # NAME
 }
 resumed_some tg
 resumed_some agent
+grep -q '^/v1/traces [1-9]' "$tmp/traces.log" 2>/dev/null || fail "no trace reached the collector over TLS"
+[[ $(wc -l <"$tmp/otlp.jsonl") -ge 1 ]] || fail "the traces did not come through the TLS front"
 
 # Another CA: the certificate is refused and no reply goes out.
 mkdir -p "$tmp/s2"
@@ -132,4 +148,4 @@ fake wait 41 500
 [[ $REPLY == "count 40" ]] || fail "a reply went out over an untrusted certificate: $REPLY"
 stop "$tmp/r2.log"
 grep -qi "certificate" "$tmp/r2.log" || fail "the refused certificate is not logged: $(tail -5 "$tmp/r2.log")"
-finish_test "telegram and a2a over TLS"
+finish_test "telegram, a2a and otlp over TLS"

@@ -321,6 +321,27 @@ static void test_conf(void **state) {
     assert_string_equal(otlp_kv_get(&c.resource, "service.name"), "routerd");
     assert_string_equal(otlp_kv_get(&c.resource, "deployment.environment.name"), "staging");
     assert_string_equal(c.note, "");
+    assert_null(c.ca_file);
+    otlp_conf_free(&c);
+
+    /* Trust: the traces variable over the generic one, the manifest over both. */
+    const char *const envc[][2] = {{"OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca-all.pem"},
+                                   {NULL, NULL}};
+    set_env(envc);
+    assert_int_equal(otlp_conf_resolve(&m, get, &c, err, sizeof err), 0);
+    assert_string_equal(c.ca_file, "/etc/ca-all.pem");
+    otlp_conf_free(&c);
+    const char *const envt[][2] = {{"OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca-all.pem"},
+                                   {"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/etc/ca-tr.pem"},
+                                   {NULL, NULL}};
+    set_env(envt);
+    assert_int_equal(otlp_conf_resolve(&m, get, &c, err, sizeof err), 0);
+    assert_string_equal(c.ca_file, "/etc/ca-tr.pem");
+    otlp_conf_free(&c);
+    otlp_manifest mc = m;
+    mc.ca_file = "/etc/ca-manifest.pem";
+    assert_int_equal(otlp_conf_resolve(&mc, get, &c, err, sizeof err), 0);
+    assert_string_equal(c.ca_file, "/etc/ca-manifest.pem");
     otlp_conf_free(&c);
 
     /* The environment. */
@@ -657,6 +678,17 @@ static void test_plugin_bad_endpoint(void **state) {
     p->ops->destroy(self);
 }
 
+static void test_plugin_bad_ca_file(void **state) {
+    (void)state;
+    th_cfg("ca_file", "/nonexistent/ca.pem");
+    const rd_plugin *p = th_plugin();
+    void *self = NULL;
+    rd_error err = {0};
+    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_E_CONFIG);
+    assert_non_null(strstr(err.msg, "ca_file: cannot read /nonexistent/ca.pem"));
+    p->ops->destroy(self);
+}
+
 /* ---- the collector's answer, read as hostile input ------------------------- */
 
 static void test_answer_partial_success(void **state) {
@@ -889,6 +921,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_plugin_dead_collector, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_url_userinfo_hidden, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_bad_ca_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_bad_endpoint, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
