@@ -55,5 +55,5 @@ set_tests_properties(test_kit_ops PROPERTIES LABELS "integration;kit" TIMEOUT 24
 # and TLS sessions shared by handles (TLS fronts in Python before the fakes).
 add_test(NAME test_tls
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/test_tls.sh ${KIT_ARGS} ${KIT_FAKES})
-set_tests_properties(test_tls PROPERTIES LABELS "integration;telegram;a2a" TIMEOUT 120
+set_tests_properties(test_tls PROPERTIES LABELS "integration;telegram;a2a;sinks" TIMEOUT 120
                      SKIP_RETURN_CODE 77)
