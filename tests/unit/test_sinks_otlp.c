@@ -327,22 +327,24 @@ static void test_conf(void **state) {
     /* Trust: the traces variable over the generic one, the manifest over both. */
     const char *const envc[][2] = {{"OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca-all.pem"},
                                    {NULL, NULL}};
-    set_env(envc);
-    assert_int_equal(otlp_conf_resolve(&m, get, &c, err, sizeof err), 0);
-    assert_string_equal(c.ca_file, "/etc/ca-all.pem");
-    otlp_conf_free(&c);
     const char *const envt[][2] = {{"OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca-all.pem"},
                                    {"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/etc/ca-tr.pem"},
                                    {NULL, NULL}};
-    set_env(envt);
-    assert_int_equal(otlp_conf_resolve(&m, get, &c, err, sizeof err), 0);
-    assert_string_equal(c.ca_file, "/etc/ca-tr.pem");
-    otlp_conf_free(&c);
     otlp_manifest mc = m;
     mc.ca_file = "/etc/ca-manifest.pem";
-    assert_int_equal(otlp_conf_resolve(&mc, get, &c, err, sizeof err), 0);
-    assert_string_equal(c.ca_file, "/etc/ca-manifest.pem");
-    otlp_conf_free(&c);
+    const struct {
+        const otlp_manifest *m;
+        const char *const (*env)[2];
+        const char *want;
+    } trust[] = {{&m, envc, "/etc/ca-all.pem"},
+                 {&m, envt, "/etc/ca-tr.pem"},
+                 {&mc, envt, "/etc/ca-manifest.pem"}};
+    for (size_t i = 0; i < sizeof trust / sizeof trust[0]; i++) {
+        set_env(trust[i].env);
+        assert_int_equal(otlp_conf_resolve(trust[i].m, get, &c, err, sizeof err), 0);
+        assert_string_equal(c.ca_file, trust[i].want);
+        otlp_conf_free(&c);
+    }
 
     /* The environment. */
     const char *const env1[][2] = {
@@ -667,26 +669,25 @@ static void test_plugin_url_userinfo_hidden(void **state) {
     assert_null(strstr(th_logs(), "pa55word"));
 }
 
-static void test_plugin_bad_endpoint(void **state) {
-    (void)state;
-    th_cfg("endpoint", "ftp://nope");
+/* create() refuses key = value, with needle in its message. */
+static void refused(const char *key, const char *value, const char *needle) {
+    th_cfg(key, value);
     const rd_plugin *p = th_plugin();
     void *self = NULL;
     rd_error err = {0};
     assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_E_CONFIG);
-    assert_non_null(strstr(err.msg, "endpoint"));
+    assert_non_null(strstr(err.msg, needle));
     p->ops->destroy(self);
+}
+
+static void test_plugin_bad_endpoint(void **state) {
+    (void)state;
+    refused("endpoint", "ftp://nope", "endpoint");
 }
 
 static void test_plugin_bad_ca_file(void **state) {
     (void)state;
-    th_cfg("ca_file", "/nonexistent/ca.pem");
-    const rd_plugin *p = th_plugin();
-    void *self = NULL;
-    rd_error err = {0};
-    assert_int_equal(p->ops->create(&th_host, th_ctx, &self, &err), RD_E_CONFIG);
-    assert_non_null(strstr(err.msg, "ca_file: cannot read /nonexistent/ca.pem"));
-    p->ops->destroy(self);
+    refused("ca_file", "/nonexistent/ca.pem", "ca_file: cannot read /nonexistent/ca.pem");
 }
 
 /* ---- the collector's answer, read as hostile input ------------------------- */
