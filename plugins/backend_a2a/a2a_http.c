@@ -36,6 +36,7 @@ a2a_http *a2a_http_new(size_t max_idle, const char *ca_file) {
     }
     easy_pool_init(&h->pool, max_idle ? max_idle : 64);
     curl_share_locked_init(&h->share);
+    easy_pool_share(&h->pool, h->share.sh);
     return h;
 }
 
@@ -231,7 +232,6 @@ static void setup(a2a_http *h, CURL *c, xfer *x) {
     const a2a_http_req *rq = x->rq;
     a2a_http_resp *out = x->out;
     curl_easy_setopt(c, CURLOPT_URL, rq->url);
-    curl_easy_setopt(c, CURLOPT_SHARE, h->share.sh);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     if (h->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, h->ca_file);
@@ -415,6 +415,7 @@ a2a_loop *a2a_loop_new(a2a_http *h, long max_host_conns, long max_idle, long max
     l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&l->mu, NULL);
     easy_pool_init(&l->pool, 256);
+    easy_pool_share(&l->pool, h->share.sh);
     int ok = l->ep >= 0 && l->evfd >= 0;
     for (int i = 0; i < LOOP_SHARDS; i++) {
         struct shard *sh = &l->sh[i];
