@@ -81,13 +81,13 @@ static const rd_option opts[] = {
      "full agent card URL instead of the well-known paths; 'none' skips discovery and posts "
      "JSON-RPC to url",
      0, 0, NULL, RD_BIND(a2a_conf, card_url)},
+    {"rpc_url", RD_OPT_STRING, 0, NULL,
+     "JSON-RPC endpoint to use instead of the one the card names (agents behind proxies)", 0, 0,
+     NULL, RD_BIND(a2a_conf, rpc_url)},
     {"ca_file", RD_OPT_STRING, 0, NULL,
      "PEM file of the certificate authorities trusted for the agent (and its token endpoint) "
      "instead of the system's: an agent behind a private CA",
      0, 0, NULL, RD_BIND(a2a_conf, ca_file)},
-    {"rpc_url", RD_OPT_STRING, 0, NULL,
-     "JSON-RPC endpoint to use instead of the one the card names (agents behind proxies)", 0, 0,
-     NULL, RD_BIND(a2a_conf, rpc_url)},
     {"binding", RD_OPT_ENUM, 0, "auto",
      "protocol binding: auto (JSON-RPC when the card offers it, else HTTP+JSON: 1.0 when offered, "
      "else 0.3), jsonrpc or rest (HTTP+JSON; dialect = 0.3 picks the 0.3 binding)",
@@ -4131,10 +4131,10 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         h->error(err, RD_E_CONFIG, "fatal", "url must be an http:// or https:// URL");
         goto bad;
     }
-    int cae = empty(cf->ca_file) ? 0 : ca_file_check(cf->ca_file);
+    const char *ca_file = empty(cf->ca_file) ? NULL : cf->ca_file;
+    int cae = ca_file ? ca_file_check(ca_file) : 0;
     if (cae) {
-        h->error(err, RD_E_CONFIG, "fatal", "ca_file: cannot read %s: %s", cf->ca_file,
-                 strerror(cae));
+        h->error(err, RD_E_CONFIG, "fatal", "ca_file: cannot read %s: %s", ca_file, strerror(cae));
         goto bad;
     }
     a->base = strdup(url);
@@ -4255,7 +4255,7 @@ static rd_status a_create(const rd_host *h, rd_ctx *ctx, void **self, rd_error *
         k++;
     }
 
-    a->http = a2a_http_new(512, empty(cf->ca_file) ? NULL : cf->ca_file);
+    a->http = a2a_http_new(512, ca_file);
     a->max_calls = (size_t)cf->max_calls;
     /* Each call holds a socket: stay within half the open-file limit, so
      * a burst waits for slots instead of failing to connect. */
