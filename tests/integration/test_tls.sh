@@ -36,6 +36,9 @@ openssl x509 -req -in "$tmp/srv.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" -CAc
     -days 2 -extfile "$tmp/ext" -out "$tmp/srv.pem" 2>/dev/null
 
 start_fakes "$fakes"
+ready() { # NAME: its program printed READY in $tmp/NAME.out
+    wait_for 20 grep -q '^READY$' "$tmp/$1.out" || { echo "$1 did not start: $(cat "$tmp/$1.out")"; exit 1; }
+}
 front() { # NAME UPSTREAM_URL: a TLS front on a free port, in $port
     local up=${2#http://}
     up=${up%%/*}
@@ -43,16 +46,16 @@ front() { # NAME UPSTREAM_URL: a TLS front on a free port, in $port
     python3 "$src/tests/support/tls_proxy.py" --port "$port" --cert "$tmp/srv.pem" \
         --key "$tmp/srv.key" --upstream "$up" --log "$tmp/$1.jsonl" >"$tmp/$1.out" 2>&1 &
     pids+=($!)
-    wait_for 20 grep -q '^READY$' "$tmp/$1.out" || { echo "TLS front did not start: $(cat "$tmp/$1.out")"; exit 1; }
+    ready "$1"
 }
 front tg "$TELEGRAM_API_BASE"
 tg_port=$port
 front agent "$A2A_BASE_URL"
 agent_port=$port
 col_port=$(free_port)
-python3 "$src/tests/support/collector.py" --port "$col_port" --log "$tmp/traces.log" >"$tmp/col.out" 2>&1 &
+python3 "$src/tests/support/collector.py" --port "$col_port" --log "$tmp/traces.log" >"$tmp/collector.out" 2>&1 &
 pids+=($!)
-wait_for 20 grep -q '^READY$' "$tmp/col.out" || { echo "collector did not start: $(cat "$tmp/col.out")"; exit 1; }
+ready collector
 front otlp "http://127.0.0.1:$col_port"
 otlp_port=$port
 
@@ -140,7 +143,6 @@ grep -q '^/v1/traces [1-9]' "$tmp/traces.log" 2>/dev/null || fail "no trace reac
 # Another CA: the certificate is refused and no reply goes out.
 mkdir -p "$tmp/s2"
 manifest "$tmp/other.pem" "$tmp/s2" >"$tmp/m2.ini"
-: >"$tmp/tg.jsonl"
 fake send 2001 "not over an untrusted connection"
 run "$tmp/m2.ini" "$tmp/r2.log"
 sleep 3
