@@ -15,6 +15,8 @@
  * tasks that routerd polls, or with BENCH_PUSH=1 pushes to its webhook;
  * BENCH_AGENT_MODE=stream: with a stream (routerd's stream = true);
  * BENCH_PROGRESS=1 also shows its partial answers (progress = true).
+ * BENCH_LATENCIES=FILE (steady): each message's injection time and added
+ * latency, one line each.
  *
  * Every run checks that each message was answered exactly once and in
  * order per chat, and exits non-zero otherwise. Each run prints a
@@ -702,14 +704,22 @@ static int run_steady(int minimal, const params *pa, metrics *m) {
     size_t nr = ftg_records(tg, "sendMessage", 1, &r);
     long long *lat = calloc(nr ? nr : 1, sizeof *lat);
     size_t nl = 0;
+    /* BENCH_LATENCIES=FILE: one line per message, to see when the slow
+     * ones happened (stalls come in clusters). */
+    const char *lpath = getenv("BENCH_LATENCIES");
+    FILE *lf = lpath && *lpath ? fopen(lpath, "w") : NULL;
+    if (lf) fprintf(lf, "# injected_us added_us chat message\n");
     for (size_t i = 0; i < nr; i++) {
         int cc, k;
         if (!r[i].text || sscanf(r[i].text, "echo: c%d-m%d", &cc, &k) != 2 || cc < 0 ||
             cc >= chats || k < 0 || k >= per_chat || k * chats + cc >= n)
             continue;
         long long held = bench_agent_held_us(ag, cc, k);
-        if (held >= 0) lat[nl++] = r[i].t_us - inj[k * chats + cc] - held;
+        if (held < 0) continue;
+        lat[nl++] = r[i].t_us - inj[k * chats + cc] - held;
+        if (lf) fprintf(lf, "%lld %lld %d %d\n", inj[k * chats + cc] - t0, lat[nl - 1], cc, k);
     }
+    if (lf) fclose(lf);
     ftg_recs_free(r, nr);
     qsort(lat, nl, sizeof *lat, cmp_ll);
     put(m, "rate", pa->rate);
