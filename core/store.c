@@ -86,6 +86,19 @@ struct store_impl {
     int64_t last_deep;     /* wall s of the last retention/vacuum/checkpoint */
     int64_t last_fail_log; /* mono ms */
     bool logged_fail;      /* this episode's failure was logged */
+    /* Checkpoints on a thread and a connection of their own (ck_main),
+     * woken by the WAL's length (on_wal). */
+    sqlite3 *cdb;
+    pthread_t ckth;
+    bool ck_running;
+    pthread_mutex_t cmu; /* with ccv: ck_stop, and the wait for ck_due */
+    pthread_cond_t ccv;
+    /* One checkpoint at a time: the thread's and the truncating ones the
+     * writer runs (mu before it), which would otherwise find it busy. */
+    pthread_mutex_t ckmu;
+    atomic_bool ck_due;
+    bool ck_stop;
+    int64_t ck_fail_log; /* mono ms; checkpoint thread only */
 };
 
 static int64_t mono_us(void) {
@@ -128,8 +141,20 @@ static int commit_sync(store_impl *s, int *en) {
     return s->o.sync_full ? wal_sync(s, en) : SQLITE_OK;
 }
 
+static void ck_stop(store_impl *s) {
+    if (!s->ck_running) return;
+    pthread_mutex_lock(&s->cmu);
+    s->ck_stop = true;
+    pthread_cond_signal(&s->ccv);
+    pthread_mutex_unlock(&s->cmu);
+    pthread_join(s->ckth, NULL);
+    s->ck_running = false;
+}
+
 static void sl_close(store_impl *s) {
     if (!s) return;
+    ck_stop(s);
+    sqlite3_close(s->cdb); /* before the writer's: the last close checkpoints */
     sqlite3_stmt *all[] = {s->get,    s->wget,     s->put,       s->add,        s->touch,
                            s->del,    s->delr,     s->delr_open, s->scan,       s->begin,
                            s->commit, s->rollback, s->sp,        s->sp_release, s->sp_undo};
@@ -143,7 +168,90 @@ static void sl_close(store_impl *s) {
     pthread_mutex_destroy(&s->gmu);
     pthread_mutex_destroy(&s->dmu);
     pthread_cond_destroy(&s->dcv);
+    pthread_mutex_destroy(&s->cmu);
+    pthread_cond_destroy(&s->ccv);
+    pthread_mutex_destroy(&s->ckmu);
     free(s);
+}
+
+/* The WAL's length (pages) at which a checkpoint copies it into the
+ * database, SQLite's own default; past CK_INLINE_PAGES (the checkpoint
+ * thread cannot keep up, or fails) the committing writer runs one itself. */
+#define CK_PAGES 1000
+#define CK_INLINE_PAGES (8 * CK_PAGES)
+
+/* After each commit of the writing connection (mu held). Replaces SQLite's
+ * automatic checkpoint, which runs inside the commit that crosses the
+ * length, holding the write lock through the copy and the database's
+ * fsync: every commit behind it waited. */
+static int on_wal(void *arg, sqlite3 *db, const char *name, int pages) {
+    store_impl *s = arg;
+    if (pages >= CK_INLINE_PAGES) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    } else if (pages >= CK_PAGES && !atomic_exchange(&s->ck_due, true)) {
+        pthread_mutex_lock(&s->cmu);
+        pthread_cond_signal(&s->ccv);
+        pthread_mutex_unlock(&s->cmu);
+    }
+    return SQLITE_OK;
+}
+
+/* A PASSIVE checkpoint never blocks the writer: commits append to the WAL
+ * while it copies, and the writer starts the WAL over once a checkpoint
+ * has copied all of it. */
+static void *ck_main(void *arg) {
+    store_impl *s = arg;
+    pthread_mutex_lock(&s->cmu);
+    for (;;) {
+        while (!atomic_load(&s->ck_due) && !s->ck_stop)
+            pthread_cond_wait(&s->ccv, &s->cmu);
+        if (s->ck_stop) break;
+        pthread_mutex_unlock(&s->cmu);
+        atomic_store(&s->ck_due, false);
+        pthread_mutex_lock(&s->ckmu);
+        int rc = sqlite3_wal_checkpoint_v2(s->cdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_unlock(&s->ckmu);
+        int64_t now = mono_ms();
+        if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY &&
+            (!s->ck_fail_log || now - s->ck_fail_log >= 60000)) {
+            LOGW("state store: checkpoint failed: %s (%s); the WAL grows until one succeeds",
+                 sqlite3_errmsg(s->cdb), sqlite3_errstr(rc));
+            s->ck_fail_log = now;
+        }
+        pthread_mutex_lock(&s->cmu);
+    }
+    pthread_mutex_unlock(&s->cmu);
+    return NULL;
+}
+
+/* The whole WAL into the database, and the WAL cut to nothing (mu held). */
+static void ck_truncate(store_impl *s) {
+    pthread_mutex_lock(&s->ckmu);
+    sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    pthread_mutex_unlock(&s->ckmu);
+}
+
+/* Without the thread, SQLite's automatic checkpoint stays. */
+static void ck_start(store_impl *s, const char *path, const char *vfs) {
+    if (sqlite3_open_v2(path, &s->cdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, vfs) !=
+        SQLITE_OK) {
+        sqlite3_close(s->cdb);
+        s->cdb = NULL;
+        return;
+    }
+    sqlite3_busy_timeout(s->cdb, 2000);
+    /* A connection finds the WAL at its first read; until then a
+     * checkpoint on it does nothing. */
+    if (sqlite3_exec(s->cdb, "SELECT 1 FROM sqlite_master LIMIT 1", NULL, NULL, NULL) !=
+            SQLITE_OK ||
+        pthread_create(&s->ckth, NULL, ck_main, s) != 0) {
+        sqlite3_close(s->cdb);
+        s->cdb = NULL;
+        return;
+    }
+    pthread_setname_np(s->ckth, "rd-checkpoint"); /* named before open returns */
+    s->ck_running = true;
+    sqlite3_wal_hook(s->db, on_wal, s);
 }
 
 /* The database and its WAL hold the chat hash key, message texts and
@@ -224,6 +332,7 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     store_impl *s = xcalloc(1, sizeof *s);
     s->o = *o;
     atomic_init(&s->ok, true);
+    atomic_init(&s->ck_due, false);
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->rmu, NULL);
     pthread_mutex_init(&s->gmu, NULL);
@@ -233,6 +342,9 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->dcv, &ca);
     pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&s->cmu, NULL);
+    pthread_cond_init(&s->ccv, NULL);
+    pthread_mutex_init(&s->ckmu, NULL);
     s->gap_us = 1000000; /* no waiting until writes are seen to come close together */
     /* routerd is the database's only user: a second routerd on the same
      * state_dir fails at start instead of sharing the journal. */
@@ -335,6 +447,7 @@ static store_impl *sl_open(const char *dir, const store_opts *o, char *err, size
         sl_close(s);
         return NULL;
     }
+    ck_start(s, path, vfs);
     free(path);
     s->last_deep = wall_s(s);
     return s;
@@ -452,8 +565,7 @@ static void note_commit(store_impl *s, int rc, const char *msg, int en) {
     atomic_store(&s->ok, false);
     /* Disk full: a checkpoint moves the WAL into the database file and
      * truncates it, which is often what frees the space. */
-    if ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR)
-        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    if ((rc & 0xff) == SQLITE_FULL || (rc & 0xff) == SQLITE_IOERR) ck_truncate(s);
 }
 
 /* Commits up to seq are durable (mu held): wakes kv_sync() waiters. */
@@ -718,7 +830,7 @@ static void sl_maintain(store_impl *s, int64_t now) {
     if (s->failing) {
         /* Nothing else may write while the disk is full: probe, so
          * readiness comes back by itself once there is space. */
-        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        ck_truncate(s);
         char *msg = NULL;
         char *sql = xasprintf("INSERT OR REPLACE INTO kv(ns,k,v,t) VALUES('core','store_probe',"
                               "'%lld',%lld)",
@@ -748,7 +860,7 @@ static void sl_maintain(store_impl *s, int64_t now) {
         }
         /* Give free pages back to the file system, and keep the WAL short. */
         sqlite3_exec(s->db, "PRAGMA incremental_vacuum", NULL, NULL, NULL);
-        sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        ck_truncate(s);
     }
     pthread_mutex_unlock(&s->mu);
 }
