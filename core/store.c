@@ -87,10 +87,9 @@ struct store_impl {
     int64_t last_fail_log; /* mono ms */
     bool logged_fail;      /* this episode's failure was logged */
     /* Checkpoints on a thread and a connection of their own (ck_main),
-     * woken by the WAL's length (on_wal). */
+     * woken by the WAL's length (on_wal); cdb is set while it runs. */
     sqlite3 *cdb;
     pthread_t ckth;
-    bool ck_running;
     pthread_mutex_t cmu; /* with ccv: ck_stop, and the wait for ck_due */
     pthread_cond_t ccv;
     /* One checkpoint at a time: the thread's and the truncating ones the
@@ -141,20 +140,16 @@ static int commit_sync(store_impl *s, int *en) {
     return s->o.sync_full ? wal_sync(s, en) : SQLITE_OK;
 }
 
-static void ck_stop(store_impl *s) {
-    if (!s->ck_running) return;
-    pthread_mutex_lock(&s->cmu);
-    s->ck_stop = true;
-    pthread_cond_signal(&s->ccv);
-    pthread_mutex_unlock(&s->cmu);
-    pthread_join(s->ckth, NULL);
-    s->ck_running = false;
-}
-
 static void sl_close(store_impl *s) {
     if (!s) return;
-    ck_stop(s);
-    sqlite3_close(s->cdb); /* before the writer's: the last close checkpoints */
+    if (s->cdb) { /* the checkpoint thread first; the writer's close checkpoints last */
+        pthread_mutex_lock(&s->cmu);
+        s->ck_stop = true;
+        pthread_cond_signal(&s->ccv);
+        pthread_mutex_unlock(&s->cmu);
+        pthread_join(s->ckth, NULL);
+        sqlite3_close(s->cdb);
+    }
     sqlite3_stmt *all[] = {s->get,    s->wget,     s->put,       s->add,        s->touch,
                            s->del,    s->delr,     s->delr_open, s->scan,       s->begin,
                            s->commit, s->rollback, s->sp,        s->sp_release, s->sp_undo};
@@ -250,7 +245,6 @@ static void ck_start(store_impl *s, const char *path, const char *vfs) {
         return;
     }
     pthread_setname_np(s->ckth, "rd-checkpoint"); /* named before open returns */
-    s->ck_running = true;
     sqlite3_wal_hook(s->db, on_wal, s);
 }
 

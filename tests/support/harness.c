@@ -358,13 +358,29 @@ int rt_count(const char *hay, const char *needle) {
 }
 
 int rt_threads(int pid) {
+    return rt_threads_named(pid, NULL);
+}
+
+int rt_threads_named(int pid, const char *name) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", pid);
     DIR *d = opendir(path);
     if (!d) return -1;
     int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        if (!name) {
+            n++;
+            continue;
+        }
+        char cpath[300], comm[32] = "";
+        snprintf(cpath, sizeof cpath, "%s/%.200s/comm", path, e->d_name);
+        FILE *f = fopen(cpath, "r");
+        if (!f) continue; /* the thread ended meanwhile */
+        if (fgets(comm, sizeof comm, f)) comm[strcspn(comm, "\n")] = 0;
+        fclose(f);
+        n += !strcmp(comm, name);
+    }
     closedir(d);
     return n;
 }

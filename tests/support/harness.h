@@ -38,6 +38,8 @@ int rt_wait_stderr(rt_proc *p, const char *needle, int timeout_ms);
 int rt_count(const char *hay, const char *needle);
 /* Threads of process pid (/proc/PID/task), -1 when it is gone. */
 int rt_threads(int pid);
+/* Those of them named name (their comm). */
+int rt_threads_named(int pid, const char *name);
 /* Waits until stdout has at least n lines; returns the count reached. */
 int rt_wait_stdout_lines(rt_proc *p, int n, int timeout_ms);
 /* Kills (SIGKILL) if still running, reaps and frees. */

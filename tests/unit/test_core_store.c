@@ -21,7 +21,6 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/resource.h>
@@ -1052,35 +1051,16 @@ static long long file_size(const char *path) {
     return stat(path, &st) == 0 ? (long long)st.st_size : -1;
 }
 
-/* Threads of this process named name. */
-static int threads_named(const char *name) {
-    DIR *d = opendir("/proc/self/task");
-    if (!d) fail_msg("cannot list /proc/self/task");
-    struct dirent *e;
-    int n = 0;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[300], comm[32];
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *fp = fopen(path, "r");
-        if (!fp) continue;
-        if (fgets(comm, sizeof comm, fp) && !strncmp(comm, name, strlen(name))) n++;
-        fclose(fp);
-    }
-    closedir(d);
-    return n;
-}
-
 /* Checkpoints run on a thread of their own, which closing the store ends;
  * they keep the WAL short under a stream of commits and lose nothing. */
 static void sqlite_checkpoints_off_the_commits(void **state) {
     if (pg_url()) skip();
     fx *f = *state;
-    assert_int_equal(threads_named("rd-checkpoint"), 1);
+    assert_int_equal(rt_threads_named(getpid(), "rd-checkpoint"), 1);
     store_close(f->st);
-    assert_int_equal(threads_named("rd-checkpoint"), 0);
+    assert_int_equal(rt_threads_named(getpid(), "rd-checkpoint"), 0);
     f->st = open_store(f, false); /* no fsync per commit: a quick stream */
-    assert_int_equal(threads_named("rd-checkpoint"), 1);
+    assert_int_equal(rt_threads_named(getpid(), "rd-checkpoint"), 1);
     char *wal = xasprintf("%s/state/routerd.db-wal", f->dir);
     char val[1024];
     memset(val, 'v', sizeof val - 1);
@@ -1107,7 +1087,7 @@ static void sqlite_checkpoints_off_the_commits(void **state) {
     free(wal);
     if (!cut) fail_msg("the WAL was never started over: %lld bytes", most);
     store_close(f->st);
-    assert_int_equal(threads_named("rd-checkpoint"), 0);
+    assert_int_equal(rt_threads_named(getpid(), "rd-checkpoint"), 0);
     f->st = open_store(f, true);
     char *got = NULL;
     size_t len = 0;
