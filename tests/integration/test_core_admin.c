@@ -18,7 +18,6 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -400,37 +399,6 @@ static void test_log_sequence_consistent(void **state) {
     ftg_clear_faults(F);
 }
 
-/* Voluntary context switches (wake-ups) of pid's threads named comm. */
-static long wakeups(int pid, const char *comm) {
-    char path[96], buf[4096];
-    snprintf(path, sizeof path, "/proc/%d/task", pid);
-    DIR *d = opendir(path);
-    if (!d) return -1;
-    long n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "/proc/%d/task/%.20s/comm", pid, e->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        char name[32] = "";
-        if (!fgets(name, sizeof name, f)) name[0] = 0;
-        fclose(f);
-        name[strcspn(name, "\n")] = 0;
-        if (strcmp(name, comm)) continue;
-        snprintf(path, sizeof path, "/proc/%d/task/%.20s/status", pid, e->d_name);
-        f = fopen(path, "r");
-        if (!f) continue;
-        while (fgets(buf, sizeof buf, f)) {
-            long v;
-            if (sscanf(buf, "voluntary_ctxt_switches: %ld", &v) == 1) n += v;
-        }
-        fclose(f);
-    }
-    closedir(d);
-    return n;
-}
-
 /* An idle router does not tick where nothing can be due: the admin
  * server's reaper sleeps while no connection is open, and the lease
  * thread until its next renewal or maintenance (both woke 5-10 times a
@@ -440,9 +408,11 @@ static void test_idle_threads_sleep(void **state) {
     rt_proc *p = start_router(NULL, NULL, 10000);
     assert_non_null(p);
     rt_sleep_ms(500); /* the readiness probe's connection closes */
-    long r0 = wakeups(rt_pid(p), "rd-http-reaper"), l0 = wakeups(rt_pid(p), "rd-lease");
+    long r0 = rt_thread_wakeups(rt_pid(p), "rd-http-reaper"),
+         l0 = rt_thread_wakeups(rt_pid(p), "rd-lease");
     rt_sleep_ms(2000);
-    long r1 = wakeups(rt_pid(p), "rd-http-reaper"), l1 = wakeups(rt_pid(p), "rd-lease");
+    long r1 = rt_thread_wakeups(rt_pid(p), "rd-http-reaper"),
+         l1 = rt_thread_wakeups(rt_pid(p), "rd-lease");
     print_message("in 2 s idle: reaper %ld, lease %ld wake-ups\n", r1 - r0, l1 - l0);
     assert_true(r0 >= 0 && l0 >= 0);
     assert_true(r1 - r0 <= 3);

@@ -361,28 +361,59 @@ int rt_threads(int pid) {
     return rt_threads_named(pid, NULL);
 }
 
-int rt_threads_named(int pid, const char *name) {
+/* Calls fn on each of pid's threads named name (all with NULL; pid 0:
+ * this process) with its /proc directory; -1 when pid is gone, else how
+ * many it called fn on. */
+static int each_thread(int pid, const char *name, void (*fn)(const char *dir, void *arg),
+                       void *arg) {
     char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", pid);
+    if (pid)
+        snprintf(path, sizeof path, "/proc/%d/task", pid);
+    else
+        snprintf(path, sizeof path, "/proc/self/task");
     DIR *d = opendir(path);
     if (!d) return -1;
     int n = 0;
     for (struct dirent *e; (e = readdir(d));) {
         if (e->d_name[0] == '.') continue;
-        if (!name) {
-            n++;
-            continue;
+        char dir[300], cpath[320], comm[32] = "";
+        snprintf(dir, sizeof dir, "%s/%.200s", path, e->d_name);
+        if (name) {
+            snprintf(cpath, sizeof cpath, "%s/comm", dir);
+            FILE *f = fopen(cpath, "r");
+            if (!f) continue; /* the thread ended meanwhile */
+            if (fgets(comm, sizeof comm, f)) comm[strcspn(comm, "\n")] = 0;
+            fclose(f);
+            if (strcmp(comm, name)) continue;
         }
-        char cpath[300], comm[32] = "";
-        snprintf(cpath, sizeof cpath, "%s/%.200s/comm", path, e->d_name);
-        FILE *f = fopen(cpath, "r");
-        if (!f) continue; /* the thread ended meanwhile */
-        if (fgets(comm, sizeof comm, f)) comm[strcspn(comm, "\n")] = 0;
-        fclose(f);
-        n += !strcmp(comm, name);
+        if (fn) fn(dir, arg);
+        n++;
     }
     closedir(d);
     return n;
+}
+
+int rt_threads_named(int pid, const char *name) {
+    return each_thread(pid, name, NULL, NULL);
+}
+
+static void add_switches(const char *dir, void *arg) {
+    char path[320], line[256];
+    snprintf(path, sizeof path, "%s/status", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    long v;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1) {
+            *(long *)arg += v;
+            break;
+        }
+    fclose(f);
+}
+
+long rt_thread_wakeups(int pid, const char *name) {
+    long sum = 0;
+    return each_thread(pid, name, add_switches, &sum) > 0 ? sum : -1;
 }
 
 int rt_wait_stderr(rt_proc *p, const char *needle, int timeout_ms) {

@@ -40,6 +40,9 @@ int rt_count(const char *hay, const char *needle);
 int rt_threads(int pid);
 /* Those of them named name (their comm). */
 int rt_threads_named(int pid, const char *name);
+/* Voluntary context switches (wake-ups) of pid's threads named name,
+ * summed (pid 0: this process); -1 when there is no such thread. */
+long rt_thread_wakeups(int pid, const char *name);
 /* Waits until stdout has at least n lines; returns the count reached. */
 int rt_wait_stdout_lines(rt_proc *p, int n, int timeout_ms);
 /* Kills (SIGKILL) if still running, reaps and frees. */

@@ -6,7 +6,6 @@
  * router does not wait for each (ABI 1.7), and the send loop's
  * connections kept between bursts.
  */
-#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +20,7 @@
 #include "fake_telegram.h"
 #include "telegram_parse.h"
 #include "fake_host.h"
+#include "harness.h"
 
 #define TOKEN "123456:AAtestSecretPart-xyz"
 #define SECRET "AAtestSecretPart-xyz"
@@ -496,32 +496,6 @@ static void test_typing_many(void **state) {
         th_ops()->activity(S, &w[i], 0);
 }
 
-/* Voluntary context switches of this process's thread named `name`, -1
- * when there is none. */
-static long thread_wakeups(const char *name) {
-    char path[300], buf[256];
-    long out = -1;
-    DIR *d = opendir("/proc/self/task");
-    if (!d) return -1;
-    for (struct dirent *de; out < 0 && (de = readdir(d));) {
-        if (de->d_name[0] == '.') continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        int match = fgets(buf, sizeof buf, f) && !strncmp(buf, name, strlen(name)) &&
-                    buf[strlen(name)] == '\n';
-        fclose(f);
-        if (!match) continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s/status", de->d_name);
-        if (!(f = fopen(path, "r"))) continue;
-        while (fgets(buf, sizeof buf, f))
-            if (sscanf(buf, "voluntary_ctxt_switches: %ld", &out) == 1) break;
-        fclose(f);
-    }
-    closedir(d);
-    return out;
-}
-
 /* With no chat waiting for its indicator the typing thread sleeps until
  * activity() wakes it: no periodic wake-ups on an idle router. */
 static void test_typing_idle(void **state) {
@@ -534,13 +508,14 @@ static void test_typing_idle(void **state) {
     assert_int_equal(ftg_wait_count(F, "sendChatAction", 1, 1500), 1);
     th_ops()->activity(S, &w, 0);
     th_sleep_ms(1200); /* the wait computed while the chat was active ends */
-    long before = thread_wakeups("tg-typing");
+    long before = rt_thread_wakeups(0, "tg-typing");
     assert_true(before >= 0);
     th_sleep_ms(2500);
-    assert_int_equal(thread_wakeups("tg-typing"), before);
+    assert_int_equal(rt_thread_wakeups(0, "tg-typing"), before);
     /* And it still wakes for the next chat. */
     th_ops()->activity(S, &w, 1);
     assert_int_equal(ftg_wait_count(F, "sendChatAction", 2, 1500), 2);
+    assert_true(rt_thread_wakeups(0, "tg-typing") > before); /* the count sees wake-ups */
     th_ops()->activity(S, &w, 0);
 }
 
